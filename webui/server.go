@@ -1,0 +1,154 @@
+package webui
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Backend is what the HTTP layer needs from a node. node.Node implements it;
+// tests use a fake.
+type Backend interface {
+	// Status returns the cluster as this node's replica sees it.
+	Status() Status
+	// Token returns the cluster's API token, or "" before the node has
+	// joined a cluster (then every write is refused).
+	Token() string
+	// Healthy reports whether the node is running and part of a cluster
+	// with a known leader; the error says what is missing.
+	Healthy() error
+	// Leave removes this node from the cluster for good and stops it.
+	Leave(ctx context.Context) error
+}
+
+// Config holds what New needs besides the backend.
+type Config struct {
+	Backend  Backend
+	Gatherer prometheus.Gatherer // served at /metrics; nil serves an empty set
+	Logger   *slog.Logger
+}
+
+// maxBody bounds every request body this API reads; larger bodies get 413.
+const maxBody = 1 << 20
+
+// New returns the HTTP handler of a node: the API under /api/v1/, /healthz
+// and /metrics.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /api/v1/status", s.status)
+	mux.Handle("POST /api/v1/leave", s.auth(http.HandlerFunc(s.leave)))
+	g := cfg.Gatherer
+	if g == nil {
+		g = prometheus.NewRegistry()
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slogPrinter{cfg.Logger}}))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return limitBody(mux)
+}
+
+type server struct{ cfg Config }
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Backend.Healthy(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Backend.Status())
+}
+
+func (s *server) leave(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.cfg.Backend.Leave(ctx); err != nil {
+		writeError(w, http.StatusInternalServerError, "leave: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "left"})
+}
+
+// auth refuses a request without the cluster's bearer token with 401.
+func (s *server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := s.cfg.Backend.Token()
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if want == "" {
+			writeError(w, http.StatusServiceUnavailable, "this node has not joined a cluster yet, so it has no API token; retry shortly")
+			return
+		}
+		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hydra"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong API token: send 'Authorization: Bearer <token>' (the token is in DATA/api-token on any node)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitBody caps every request body at maxBody bytes.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// apiError is the body of every error answer: {"error": "..."}.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decodeJSON reads a bounded JSON body into v, rejecting unknown fields and
+// trailing data, with an error message fit for a 400 answer.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errors.New("request body too large")
+		}
+		return errors.New("invalid JSON body: " + err.Error())
+	}
+	if dec.More() {
+		return errors.New("invalid JSON body: trailing data after the object")
+	}
+	return nil
+}
+
+type slogPrinter struct{ l *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.l.Error("metrics", "err", v) }

@@ -1,0 +1,54 @@
+package webui
+
+import "time"
+
+// Status is the body of GET /api/v1/status: the cluster as this node's
+// replica sees it. Field names are part of the public API (docs/api.md).
+type Status struct {
+	Self      NodeRef      `json:"self"`
+	Cluster   string       `json:"cluster"`
+	ClusterID string       `json:"cluster_id"`
+	Leader    string       `json:"leader"`
+	Term      uint64       `json:"term"`
+	Version   string       `json:"version"`
+	Nodes     []NodeStatus `json:"nodes"`
+}
+
+// NodeRef names a node: its peer ID and human name.
+type NodeRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// NodeStatus is one node of the cluster as seen from here. Role comes from
+// the raft configuration; Online and the live fields from the node's
+// announcements on the gossip topic (or from the node itself for "self").
+type NodeStatus struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	Role     string    `json:"role"` // leader | voter | nonvoter | none (known but not a raft member)
+	Online   bool      `json:"online"`
+	State    string    `json:"state"` // working | idle | throttled | paused | offline
+	Addrs    []string  `json:"addrs"`
+	OS       string    `json:"os"`
+	Arch     string    `json:"arch"`
+	Cores    int       `json:"cores"`
+	Version  string    `json:"version"`
+	Load     float64   `json:"load"`
+	Uptime   float64   `json:"uptime_seconds"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// Roles and states, one spelling everywhere (DESIGN.md §5).
+const (
+	RoleLeader   = "leader"
+	RoleVoter    = "voter"
+	RoleNonvoter = "nonvoter"
+	RoleNone     = "none"
+
+	StateWorking   = "working"
+	StateIdle      = "idle"
+	StateThrottled = "throttled"
+	StatePaused    = "paused"
+	StateOffline   = "offline"
+)
