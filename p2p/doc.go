@@ -1,0 +1,29 @@
+// Package p2p is Hydra's networking layer, and only that: a libp2p host
+// built from a persisted identity (identity.go, host.go, limits.go), peer
+// discovery by mDNS on the LAN, by redialled --join peers and by a DHT
+// rendezvous beyond it (discovery.go, mdns.go, rendezvous.go), gossipsub
+// topics for small lossy announcements (gossip.go), and framed
+// request/response over streams (rpc.go).
+//
+// It knows nothing of raft, jobs or chunks, and imports nothing of Hydra's:
+// consensus, node and compute build on it, never the other way round
+// (DESIGN.md §1). Protocol IDs appear here only to give them
+// resource-manager budgets.
+//
+// Choices worth knowing:
+//
+//   - A Host listens on every address it is given (by default the IPv4 and
+//     IPv6 wildcards, TCP and QUIC) and fails if any one cannot be used;
+//     a port that is taken wraps ErrAddrInUse. Reuseport is off so that
+//     "taken" is detected even against another libp2p process.
+//   - Every Hydra protocol lives under /hydra/ and has explicit limits.
+//     The DHT uses the /hydra prefix, so Hydra nodes never join the public
+//     IPFS DHT.
+//   - A Host registers /hydra/member/<hash of cluster>/1.0.0, never used
+//     for data: identify advertises it, so a node learns that a peer that
+//     dialled it belongs to its cluster with no extra round trip.
+//   - Discovery reports peers through one callback, DiscoveryConfig.OnPeer,
+//     whatever found them; consensus decides what a peer is worth.
+//
+// Everything a Host starts stops when it is closed, and Close waits for it.
+package p2p

@@ -1,0 +1,141 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// MaxGossipMessage is the largest message a Hydra topic carries. Gossip is
+// for small, lossy things (node stats, progress ticks: DESIGN.md §6); a
+// bigger payload belongs on a stream. Every node's topic validator rejects
+// larger messages, so one misbehaving node cannot flood the mesh with them.
+const MaxGossipMessage = 64 << 10
+
+// ErrGossipTooLarge is returned by Publish for data over MaxGossipMessage.
+var ErrGossipTooLarge = errors.New("gossip message too large")
+
+// Topic is a gossipsub topic of the node's cluster. Gossip is lossy:
+// messages published before the mesh forms (the first second or so after
+// peers connect) are dropped, and nothing is retransmitted.
+type Topic struct {
+	h    *Host
+	name string // full name, hydra/<cluster>/<name>
+	t    *pubsub.Topic
+}
+
+// pubsubLocked returns the host's gossipsub router, creating it on first
+// use: a node that never gossips never runs one. h.mu must be held.
+func (h *Host) pubsubLocked() (*pubsub.PubSub, error) {
+	if h.ps != nil {
+		return h.ps, nil
+	}
+	// h.ctx ends the router's goroutines when the Host closes.
+	ps, err := pubsub.NewGossipSub(h.ctx, h.h)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
+	}
+	h.ps = ps
+	return ps, nil
+}
+
+// Topic returns the topic name of this node's cluster, joining it on first
+// use; the wire name is "hydra/<cluster>/<name>" (the announcement topic of
+// docs/internals.md is Topic("announce/1")), so clusters sharing peers never
+// mix their messages. A validator that rejects messages over
+// MaxGossipMessage is installed with it. Asking twice for one name returns
+// the same Topic.
+func (h *Host) Topic(name string) (*Topic, error) {
+	if name == "" || strings.HasPrefix(name, "/") {
+		return nil, fmt.Errorf("p2p: bad topic name %q", name)
+	}
+	full := "hydra/" + h.cluster + "/" + name
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, errors.New("p2p: host closed")
+	}
+	if t := h.topics[full]; t != nil {
+		return t, nil
+	}
+	ps, err := h.pubsubLocked()
+	if err != nil {
+		return nil, err
+	}
+	if err := ps.RegisterTopicValidator(full, validateGossip); err != nil {
+		return nil, fmt.Errorf("p2p: topic %s: validator: %w", full, err)
+	}
+	pt, err := ps.Join(full)
+	if err != nil {
+		_ = ps.UnregisterTopicValidator(full)
+		return nil, fmt.Errorf("p2p: join topic %s: %w", full, err)
+	}
+	t := &Topic{h: h, name: full, t: pt}
+	h.topics[full] = t
+	return t, nil
+}
+
+// validateGossip is every Hydra topic's validator.
+func validateGossip(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if len(msg.Data) > MaxGossipMessage {
+		return pubsub.ValidationReject
+	}
+	return pubsub.ValidationAccept
+}
+
+// Name returns the topic's full wire name, hydra/<cluster>/<name>.
+func (t *Topic) Name() string { return t.name }
+
+// Publish sends data to the topic's subscribers (this node's own
+// subscribers do not see it: see Subscribe). A nil error means the message
+// left this node, not that anyone received it.
+func (t *Topic) Publish(ctx context.Context, data []byte) error {
+	if len(data) > MaxGossipMessage {
+		return fmt.Errorf("p2p: publish to %s: %w: %d bytes, limit %d", t.name, ErrGossipTooLarge, len(data), MaxGossipMessage)
+	}
+	if err := t.t.Publish(ctx, data); err != nil {
+		return fmt.Errorf("p2p: publish to %s: %w", t.name, err)
+	}
+	return nil
+}
+
+// Subscribe calls fn for every message other nodes publish on the topic
+// until ctx is cancelled or the Host closes. Messages this node published
+// itself are skipped, since a node already knows what it said. fn is called
+// from one goroutine, one message at a time, so a slow fn delays this
+// subscription's later messages (and gossipsub drops messages for a
+// subscriber that falls far behind): keep it quick. data must not be
+// modified.
+func (t *Topic) Subscribe(ctx context.Context, fn func(from peer.ID, data []byte)) error {
+	sub, err := t.t.Subscribe()
+	if err != nil {
+		return fmt.Errorf("p2p: subscribe to %s: %w", t.name, err)
+	}
+	self := t.h.ID()
+	started := t.h.goTracked(func() {
+		defer sub.Cancel()
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(t.h.ctx, cancel)
+		defer stop()
+		for {
+			msg, err := sub.Next(sctx)
+			if err != nil {
+				return
+			}
+			if msg.ReceivedFrom == self || msg.GetFrom() == self {
+				continue
+			}
+			fn(msg.GetFrom(), msg.Data)
+		}
+	})
+	if !started {
+		sub.Cancel()
+		return errors.New("p2p: host closed")
+	}
+	return nil
+}

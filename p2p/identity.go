@@ -1,0 +1,121 @@
+package p2p
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+)
+
+// ErrCorruptIdentity is wrapped by LoadOrCreateIdentity when the key file
+// exists but does not hold a usable key. The file is left as it is: a new key
+// would give the node a new peer ID, and raft would then see a stranger where
+// a member used to be, so a human must decide (restore a backup, or delete
+// the file to start this node afresh).
+var ErrCorruptIdentity = errors.New("corrupt identity key file")
+
+// identityFileMode and identityDirMode are the permissions of the key file
+// and of the directory created for it: the key is the node's identity in
+// the cluster, so nobody but the owner may read it.
+const (
+	identityFileMode fs.FileMode = 0o600
+	identityDirMode  fs.FileMode = 0o700
+)
+
+// LoadOrCreateIdentity returns the node's private key stored at path,
+// creating a new Ed25519 key there (file 0600, missing directories 0700) if
+// the file does not exist. A restarted node must keep its peer ID, because
+// the peer ID is its raft server ID (DESIGN.md §5): this is why a key file
+// that exists but cannot be read or decoded is an error (wrapping
+// ErrCorruptIdentity when it is undecodable) and is never overwritten.
+//
+// A new key is written to a temporary file in the same directory and linked
+// into place, so a crash never leaves a half-written key behind, and two
+// processes racing to create it end up with one key (the loser of the race
+// reads and returns the winner's).
+func LoadOrCreateIdentity(path string) (crypto.PrivKey, error) {
+	if path == "" {
+		return nil, errors.New("identity: empty key path")
+	}
+	key, err := readIdentity(path)
+	if err == nil {
+		return key, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return createIdentity(path)
+}
+
+// readIdentity loads and decodes the key at path.
+func readIdentity(path string) (crypto.PrivKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("identity: read %s: %w", path, err)
+	}
+	key, err := crypto.UnmarshalPrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %s: %w: %v (move it away to create a new identity, which gives this node a new peer ID)", path, ErrCorruptIdentity, err)
+	}
+	return key, nil
+}
+
+// createIdentity generates an Ed25519 key and stores it atomically at path.
+func createIdentity(path string) (crypto.PrivKey, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, identityDirMode); err != nil {
+		return nil, fmt.Errorf("identity: create directory %s: %w", dir, err)
+	}
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("identity: generate key: %w", err)
+	}
+	data, err := crypto.MarshalPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("identity: encode key: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".identity-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("identity: create temporary key file in %s: %w", dir, err)
+	}
+	tmpName := tmp.Name()
+	defer os.Remove(tmpName) // no-op once renamed
+	if err := tmp.Chmod(identityFileMode); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("identity: chmod %s: %w", tmpName, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("identity: write %s: %w", tmpName, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("identity: sync %s: %w", tmpName, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("identity: close %s: %w", tmpName, err)
+	}
+	// Link, unlike rename, fails if path appeared meanwhile: a concurrent
+	// creator's key then wins and is the one returned.
+	if err := os.Link(tmpName, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return readIdentity(path)
+		}
+		// Some filesystems have no hard links: rename instead.
+		if err := os.Rename(tmpName, path); err != nil {
+			return nil, fmt.Errorf("identity: install %s: %w", path, err)
+		}
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // make the new directory entry durable
+		d.Close()
+	}
+	return key, nil
+}

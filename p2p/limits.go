@@ -1,0 +1,85 @@
+package p2p
+
+import (
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+)
+
+// ProtocolPrefix starts every Hydra protocol ID and the DHT's protocols.
+const ProtocolPrefix = "/hydra"
+
+// protoLimit is the resource-manager budget of one Hydra protocol: for the
+// protocol as a whole (scaled with the machine's memory) and per peer.
+type protoLimit struct {
+	id       protocol.ID
+	total    rcmgr.BaseLimit
+	increase rcmgr.BaseLimitIncrease
+	perPeer  rcmgr.BaseLimit
+}
+
+// hydraProtocolLimits lists the protocols of docs/internals.md with
+// explicit budgets (DESIGN.md §6). The numbers follow what each protocol
+// does, not a benchmark:
+//
+//   - raft keeps a small pool of long-lived streams per server and opens
+//     more when it pipelines or snapshots, so it gets the most streams;
+//   - the cluster/* protocols are one request, one response, rare;
+//   - work carries chunks and results, one or two in flight per worker;
+//   - kad is the DHT, bursty during lookups.
+//
+// A protocol or a version missing here falls back to the defaults of
+// rcmgr.DefaultLimits, which are sane but not tuned.
+var hydraProtocolLimits = []protoLimit{
+	{
+		id:       "/hydra/raft/1.0.0",
+		total:    rcmgr.BaseLimit{Streams: 1024, StreamsInbound: 512, StreamsOutbound: 512, Memory: 128 << 20},
+		increase: rcmgr.BaseLimitIncrease{Streams: 512, StreamsInbound: 256, StreamsOutbound: 256, Memory: 64 << 20},
+		perPeer:  rcmgr.BaseLimit{Streams: 64, StreamsInbound: 32, StreamsOutbound: 32, Memory: 32 << 20},
+	},
+	clusterRPCLimit("/hydra/cluster/info/1.0.0"),
+	clusterRPCLimit("/hydra/cluster/join/1.0.0"),
+	clusterRPCLimit("/hydra/cluster/apply/1.0.0"),
+	clusterRPCLimit("/hydra/cluster/stats/1.0.0"),
+	{
+		id:       "/hydra/work/1.0.0",
+		total:    rcmgr.BaseLimit{Streams: 1024, StreamsInbound: 512, StreamsOutbound: 512, Memory: 128 << 20},
+		increase: rcmgr.BaseLimitIncrease{Streams: 512, StreamsInbound: 256, StreamsOutbound: 256, Memory: 64 << 20},
+		perPeer:  rcmgr.BaseLimit{Streams: 16, StreamsInbound: 8, StreamsOutbound: 8, Memory: 32 << 20},
+	},
+	{
+		id:       ProtocolPrefix + "/kad/1.0.0",
+		total:    rcmgr.BaseLimit{Streams: 512, StreamsInbound: 256, StreamsOutbound: 256, Memory: 32 << 20},
+		increase: rcmgr.BaseLimitIncrease{Streams: 256, StreamsInbound: 128, StreamsOutbound: 128, Memory: 16 << 20},
+		perPeer:  rcmgr.BaseLimit{Streams: 32, StreamsInbound: 16, StreamsOutbound: 16, Memory: 4 << 20},
+	},
+}
+
+// clusterRPCLimit is the budget of a small request/response protocol.
+func clusterRPCLimit(id protocol.ID) protoLimit {
+	return protoLimit{
+		id:       id,
+		total:    rcmgr.BaseLimit{Streams: 256, StreamsInbound: 128, StreamsOutbound: 128, Memory: 32 << 20},
+		increase: rcmgr.BaseLimitIncrease{Streams: 128, StreamsInbound: 64, StreamsOutbound: 64, Memory: 16 << 20},
+		perPeer:  rcmgr.BaseLimit{Streams: 16, StreamsInbound: 8, StreamsOutbound: 8, Memory: 8 << 20},
+	}
+}
+
+// newResourceManager builds libp2p's resource manager from its default
+// scaling limits, libp2p's own service limits (identify, ping, ...) and
+// Hydra's protocol limits, scaled to this machine's memory and file
+// descriptors. The cluster's member protocol is never used for data, so it
+// gets a token budget.
+func newResourceManager(cluster string) (network.ResourceManager, error) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	for _, l := range hydraProtocolLimits {
+		limits.AddProtocolLimit(l.id, l.total, l.increase)
+		limits.AddProtocolPeerLimit(l.id, l.perPeer, rcmgr.BaseLimitIncrease{})
+	}
+	tiny := rcmgr.BaseLimit{Streams: 16, StreamsInbound: 8, StreamsOutbound: 8, Memory: 1 << 20}
+	limits.AddProtocolLimit(memberProtocol(cluster), tiny, rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(memberProtocol(cluster), rcmgr.BaseLimit{Streams: 2, StreamsInbound: 1, StreamsOutbound: 1, Memory: 1 << 16}, rcmgr.BaseLimitIncrease{})
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+}
