@@ -1,0 +1,233 @@
+package consensus
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
+	"github.com/hydra-compute/hydra/p2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// metaVoter is the autopilot Server.Meta key carrying a node's VoterPref.
+const metaVoter = "voter"
+
+// maxTrailingLogs is how far behind the leader a server may be and still
+// count as healthy (promotable).
+const maxTrailingLogs = 500
+
+// statsResponse answers /hydra/cluster/stats/1.0.0: what autopilot needs to
+// judge a server's health.
+type statsResponse struct {
+	LastContact time.Duration `json:"last_contact"` // since the leader was heard; -1: never; 0 on the leader
+	LastTerm    uint64        `json:"last_term"`
+	LastIndex   uint64        `json:"last_index"`
+}
+
+func (r *Raft) localStats() statsResponse {
+	s := statsResponse{LastTerm: r.lastLogTerm(), LastIndex: r.raft.LastIndex()}
+	switch lc := r.raft.LastContact(); {
+	case r.raft.State() == raft.Leader:
+		s.LastContact = 0
+	case lc.IsZero():
+		s.LastContact = -1
+	default:
+		s.LastContact = time.Since(lc)
+	}
+	return s
+}
+
+func (r *Raft) handleStats(context.Context, peer.ID, json.RawMessage) (any, error) {
+	return r.localStats(), nil
+}
+
+// desiredVoters is the voter count the promoter aims at for a configuration
+// of n servers: the replicated setting, else 3, and 5 from 7 servers on.
+// Servers that died stay in the configuration for DeadNonvoterGrace, so a
+// brief absence does not flip the count.
+func (r *Raft) desiredVoters(n int) int {
+	v := r.fsm.State().Voters
+	if v == 0 && !r.fsm.State().Initialized() {
+		v = r.cfg.Voters
+	}
+	if v > 0 {
+		return v
+	}
+	if n >= 7 {
+		return 5
+	}
+	return 3
+}
+
+// delegate is autopilot's ApplicationIntegration: known servers come from
+// the raft configuration and the cluster state, liveness from libp2p
+// connectedness and recent successful stats calls.
+type delegate struct {
+	r        *Raft
+	mu       sync.Mutex
+	lastSeen map[raft.ServerID]time.Time
+	removing map[raft.ServerID]bool
+	state    *autopilot.State
+}
+
+var _ autopilot.ApplicationIntegration = (*delegate)(nil)
+
+func newDelegate(r *Raft) *delegate {
+	return &delegate{r: r, lastSeen: map[raft.ServerID]time.Time{}, removing: map[raft.ServerID]bool{}}
+}
+
+// AutopilotConfig returns the health thresholds, scaled by the multiplier.
+func (d *delegate) AutopilotConfig() *autopilot.Config {
+	return &autopilot.Config{
+		CleanupDeadServers:      true,
+		LastContactThreshold:    d.r.t.LastContactMax,
+		MaxTrailingLogs:         maxTrailingLogs,
+		ServerStabilizationTime: d.r.t.Stabilization,
+	}
+}
+
+// NotifyState keeps the latest autopilot state for introspection.
+func (d *delegate) NotifyState(s *autopilot.State) {
+	d.mu.Lock()
+	d.state = s
+	d.mu.Unlock()
+}
+
+// FetchServerStats asks every server for its stats, concurrently. A server
+// that does not answer gets LastContact -1, which autopilot reads as
+// unhealthy (instead of keeping its previous, stale stats).
+func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
+	out := map[raft.ServerID]*autopilot.ServerStats{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for id := range servers {
+		if string(id) == d.r.id.String() {
+			s := d.r.localStats()
+			mu.Lock()
+			out[id] = &autopilot.ServerStats{LastContact: s.LastContact, LastTerm: s.LastTerm, LastIndex: s.LastIndex}
+			mu.Unlock()
+			continue
+		}
+		p, err := peer.Decode(string(id))
+		if err != nil {
+			mu.Lock()
+			out[id] = &autopilot.ServerStats{LastContact: -1}
+			mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var s statsResponse
+			err := p2p.Call(ctx, d.r.host, p, ProtocolStats, struct{}{}, &s)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				out[id] = &autopilot.ServerStats{LastContact: -1}
+				return
+			}
+			out[id] = &autopilot.ServerStats{LastContact: s.LastContact, LastTerm: s.LastTerm, LastIndex: s.LastIndex}
+			d.mu.Lock()
+			d.lastSeen[id] = time.Now()
+			d.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// KnownServers returns every server of the raft configuration (so none is
+// ever "stale" and removed at once), with its name and voter preference
+// from the cluster state and a status: failed once it has been unreachable
+// (no libp2p connection, no stats answer) for longer than its grace — short
+// for voters (their vote is needed), long for non-voters.
+func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
+	cfg, err := d.r.configuration()
+	if err != nil {
+		return nil
+	}
+	st := d.r.fsm.State()
+	_, leader := d.r.raft.LeaderWithID()
+	now := time.Now()
+	out := make(map[raft.ServerID]*autopilot.Server, len(cfg.Servers))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range cfg.Servers {
+		meta := st.Nodes[string(s.ID)]
+		srv := &autopilot.Server{
+			ID: s.ID, Address: s.Address, Name: meta.Name, Version: meta.Version,
+			Meta:        map[string]string{metaVoter: meta.Voter.String()},
+			RaftVersion: raft.ProtocolVersionMax,
+			IsLeader:    s.ID == leader,
+			NodeStatus:  autopilot.NodeAlive,
+			NodeType:    nodeType(meta.Voter),
+		}
+		if string(s.ID) != d.r.id.String() {
+			p, err := peer.Decode(string(s.ID))
+			if err == nil && d.r.host.Network().Connectedness(p) == network.Connected {
+				d.lastSeen[s.ID] = now
+			}
+			seen, ok := d.lastSeen[s.ID]
+			if !ok { // first sight in this leadership: grant a full grace
+				d.lastSeen[s.ID], seen = now, now
+			}
+			grace := d.r.cfg.DeadNonvoterGrace
+			if s.Suffrage == raft.Voter {
+				grace = d.r.cfg.DeadVoterGrace
+			}
+			if now.Sub(seen) > grace {
+				srv.NodeStatus = autopilot.NodeFailed
+			}
+		}
+		out[s.ID] = srv
+	}
+	for id := range d.lastSeen {
+		if _, ok := out[id]; !ok {
+			delete(d.lastSeen, id)
+		}
+	}
+	return out
+}
+
+// RemoveFailedServer removes a failed server in the background (autopilot
+// requires it to return at once): raft configuration first, then its
+// NodeMeta.
+func (d *delegate) RemoveFailedServer(s *autopilot.Server) {
+	d.mu.Lock()
+	if d.removing[s.ID] {
+		d.mu.Unlock()
+		return
+	}
+	d.removing[s.ID] = true
+	d.mu.Unlock()
+	d.r.wg.Add(1)
+	go func() {
+		defer d.r.wg.Done()
+		defer func() {
+			d.mu.Lock()
+			delete(d.removing, s.ID)
+			d.mu.Unlock()
+		}()
+		p, err := peer.Decode(string(s.ID))
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*d.r.t.Apply)
+		defer cancel()
+		go func() { // the node shutting down ends the removal too
+			select {
+			case <-d.r.closed:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		d.r.log.Info("removing failed server", "peer", p)
+		if _, err := d.r.removeServer(ctx, p); err != nil {
+			d.r.log.Warn("removing failed server", "peer", p, "err", err)
+		}
+	}()
+}

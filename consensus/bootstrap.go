@@ -1,0 +1,398 @@
+package consensus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/hydra-compute/hydra/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// infoResponse answers /hydra/cluster/info/1.0.0: what a fresh node needs
+// to decide between joining, waiting and bootstrapping.
+type infoResponse struct {
+	Cluster   string    `json:"cluster"`
+	InCluster bool      `json:"in_cluster"`
+	ClusterID string    `json:"cluster_id,omitempty"`
+	Leader    string    `json:"leader,omitempty"`
+	Voter     VoterPref `json:"voter"`
+}
+
+// membershipRequest is the /hydra/cluster/join/1.0.0 request: add ID as a
+// non-voter (or, with Leave, remove it). A member that is not the leader
+// forwards it once to its leader, adding the joiner's addresses it knows so
+// the leader can dial it.
+type membershipRequest struct {
+	Cluster   string   `json:"cluster"`
+	ID        string   `json:"id"`
+	Addrs     []string `json:"addrs,omitempty"`
+	Leave     bool     `json:"leave,omitempty"`
+	Forwarded bool     `json:"forwarded,omitempty"`
+}
+
+type membershipResponse struct {
+	Changed bool `json:"changed"`
+}
+
+// bootPeer is what the bootstrap loop knows about one discovered peer.
+type bootPeer struct {
+	firstSeen time.Time
+	lastOK    time.Time // last successful info answer
+	info      infoResponse
+	answered  bool
+}
+
+// bootState is the set of discovered peers, fed by PeerFound.
+type bootState struct {
+	mu    sync.Mutex
+	peers map[peer.ID]*bootPeer
+}
+
+func (b *bootState) init() { b.peers = map[peer.ID]*bootPeer{} }
+
+// PeerFound tells consensus about a peer that discovery found (and
+// connected). It is cheap and idempotent: discovery calls it often and
+// concurrently. The peer becomes a bootstrap/join candidate; if it is a raft
+// member its connection is protected.
+func (r *Raft) PeerFound(p peer.ID) {
+	if p == r.id || p == "" {
+		return
+	}
+	r.boot.mu.Lock()
+	if _, ok := r.boot.peers[p]; !ok {
+		r.boot.peers[p] = &bootPeer{firstSeen: time.Now()}
+	}
+	r.boot.mu.Unlock()
+}
+
+// serve registers the cluster protocols. Requests are small, except apply.
+func (r *Raft) serve() {
+	const small = 64 << 10
+	p2p.Serve(r.host, ProtocolInfo, small, r.t.RPC, r.log, r.handleInfo)
+	p2p.Serve(r.host, ProtocolJoin, small, r.t.Apply+2*r.t.RPC, r.log, r.handleMembership)
+	p2p.Serve(r.host, ProtocolApply, p2p.MaxFrame, r.t.Apply+r.t.RPC, r.log, r.handleApply)
+	p2p.Serve(r.host, ProtocolStats, small, r.t.RPC, r.log, r.handleStats)
+}
+
+func (r *Raft) info() infoResponse {
+	in := infoResponse{Cluster: r.cfg.Cluster, InCluster: r.inCluster(), Voter: r.cfg.VoterPref}
+	in.ClusterID = r.fsm.State().ClusterID
+	if l, ok := r.Leader(); ok {
+		in.Leader = l.String()
+	}
+	return in
+}
+
+func (r *Raft) handleInfo(context.Context, peer.ID, json.RawMessage) (any, error) {
+	return r.info(), nil
+}
+
+// Run drives membership until ctx ends or the node shuts down: a fresh node
+// joins a cluster found among its peers or bootstraps one (see package doc);
+// a member keeps its raft peers protected, registers its NodeMeta when it
+// differs from the replicated one, and asks to be re-added if it was removed
+// while it was away. Autopilot and leader work run from the leadership
+// monitor, not from here. Run returns when ctx is done.
+func (r *Raft) Run(ctx context.Context) {
+	start := time.Now()
+	if r.hadState {
+		r.log.Info("raft state found: rejoining as an existing member")
+	}
+	var noLeaderSince time.Time
+	var nextRegister time.Time
+	for {
+		if !r.inCluster() {
+			r.bootstrapStep(ctx, start)
+		} else {
+			r.protectServers()
+			if _, ok := r.Leader(); ok {
+				noLeaderSince = time.Time{}
+				if time.Now().After(nextRegister) {
+					if err := r.register(ctx); err != nil {
+						r.log.Debug("registering node metadata failed", "err", err)
+						nextRegister = time.Now().Add(10 * r.t.Poll)
+					}
+				}
+			} else if noLeaderSince.IsZero() {
+				noLeaderSince = time.Now()
+			} else if time.Since(noLeaderSince) > r.t.PeerDrop {
+				r.rejoin(ctx)
+				noLeaderSince = time.Now()
+			}
+		}
+		if !r.sleep(ctx, r.t.Poll) {
+			return
+		}
+	}
+}
+
+// queryPeers asks every discovered peer for its info, concurrently, and
+// returns the peers of our cluster name that answered recently or never
+// failed for long (a silent peer drops out after PeerDrop).
+func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
+	r.boot.mu.Lock()
+	ids := make([]peer.ID, 0, len(r.boot.peers))
+	for p := range r.boot.peers {
+		ids = append(ids, p)
+	}
+	r.boot.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, p := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, r.t.RPC)
+			defer cancel()
+			var in infoResponse
+			if err := p2p.Call(cctx, r.host, p, ProtocolInfo, struct{}{}, &in); err != nil {
+				return
+			}
+			r.boot.mu.Lock()
+			bp := r.boot.peers[p]
+			bp.info, bp.answered, bp.lastOK = in, true, time.Now()
+			r.boot.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+
+	now := time.Now()
+	out := map[peer.ID]bootPeer{}
+	r.boot.mu.Lock()
+	defer r.boot.mu.Unlock()
+	for p, bp := range r.boot.peers {
+		alive := (bp.answered && now.Sub(bp.lastOK) < r.t.PeerDrop) ||
+			(!bp.answered && now.Sub(bp.firstSeen) < r.t.PeerDrop)
+		if !alive || (bp.answered && bp.info.Cluster != r.cfg.Cluster) {
+			continue
+		}
+		out[p] = *bp
+	}
+	return out
+}
+
+// bootstrapStep is one round of the fresh node's decision.
+func (r *Raft) bootstrapStep(ctx context.Context, start time.Time) {
+	peers := r.queryPeers(ctx)
+	// 1. Join any cluster a peer is in (ours by name). A peer that reports a
+	// leader is asked first; it forwards to the leader anyway.
+	var members []peer.ID
+	for p, bp := range peers {
+		if bp.answered && bp.info.InCluster {
+			if bp.info.Leader != "" {
+				members = append([]peer.ID{p}, members...)
+			} else {
+				members = append(members, p)
+			}
+		}
+	}
+	for _, m := range members {
+		if err := r.requestMembership(ctx, m, false); err != nil {
+			r.log.Debug("join request failed", "via", m, "err", err)
+			continue
+		}
+		r.log.Info("asked to join the cluster", "via", m)
+		return
+	}
+	if len(members) > 0 || time.Since(start) < r.t.Discovery {
+		return
+	}
+	// 2. Nobody is in a cluster: the lowest eligible candidate bootstraps.
+	if !r.shouldBootstrap(peers) {
+		return
+	}
+	r.log.Info("bootstrapping a new cluster", "candidates", len(peers)+1)
+	conf := raft.Configuration{Servers: []raft.Server{{
+		Suffrage: raft.Voter, ID: raft.ServerID(r.id.String()), Address: raft.ServerAddress(r.id.String()),
+	}}}
+	if err := r.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		r.log.Warn("bootstrap failed", "err", err)
+	}
+}
+
+// shouldBootstrap applies the deterministic rule: among this node and the
+// live, unclustered peers of our cluster name, only voter-eligible ones
+// count (VoterNever nodes only when nobody is eligible), and the lowest peer
+// ID wins. A peer that never answered still counts until it drops out, so a
+// slow peer is waited for rather than raced.
+func shouldBootstrap(self peer.ID, selfPref VoterPref, peers map[peer.ID]bootPeer) bool {
+	eligible := func(pref VoterPref) bool { return pref != VoterNever }
+	anyEligible := eligible(selfPref)
+	for _, bp := range peers {
+		if !bp.answered || eligible(bp.info.Voter) {
+			anyEligible = true
+		}
+	}
+	if anyEligible && !eligible(selfPref) {
+		return false
+	}
+	for p, bp := range peers {
+		if bp.answered && bp.info.InCluster {
+			return false
+		}
+		counts := !bp.answered || eligible(bp.info.Voter) || !anyEligible
+		if counts && p < self {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Raft) shouldBootstrap(peers map[peer.ID]bootPeer) bool {
+	return shouldBootstrap(r.id, r.cfg.VoterPref, peers)
+}
+
+// requestMembership asks via to add (or with leave, remove) this node.
+func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) error {
+	req := membershipRequest{Cluster: r.cfg.Cluster, ID: r.id.String(), Leave: leave}
+	for _, a := range r.host.Addrs() {
+		req.Addrs = append(req.Addrs, a.String())
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+2*r.t.RPC)
+	defer cancel()
+	return p2p.Call(cctx, r.host, via, ProtocolJoin, req, nil)
+}
+
+// handleMembership serves /hydra/cluster/join/1.0.0: the leader adds the
+// node as a non-voter (idempotent: a member is left as it is; autopilot
+// promotes) or removes it; a follower forwards once to its leader.
+func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
+	var req membershipRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, fmt.Errorf("decode membership request: %w", err)
+	}
+	if req.Cluster != r.cfg.Cluster {
+		return nil, fmt.Errorf("cluster name %q does not match", req.Cluster)
+	}
+	id, err := peer.Decode(req.ID)
+	if err != nil {
+		return nil, fmt.Errorf("bad peer ID: %w", err)
+	}
+	if id != from && !r.hasServer(from) {
+		return nil, fmt.Errorf("%s may not ask on behalf of %s", from, id)
+	}
+	if len(req.Addrs) == 0 && id != from {
+		for _, a := range r.host.Peerstore().Addrs(id) {
+			req.Addrs = append(req.Addrs, a.String())
+		}
+	}
+	if r.raft.State() != raft.Leader {
+		leader, ok := r.Leader()
+		if !ok || leader == r.id {
+			return nil, errors.New("no leader known yet")
+		}
+		if req.Forwarded {
+			return nil, fmt.Errorf("not the leader (leader is %s)", leader)
+		}
+		if id == from {
+			for _, a := range r.host.Peerstore().Addrs(id) {
+				req.Addrs = append(req.Addrs, a.String())
+			}
+		}
+		req.Forwarded = true
+		var resp membershipResponse
+		if err := p2p.Call(ctx, r.host, leader, ProtocolJoin, req, &resp); err != nil {
+			return nil, fmt.Errorf("forward to leader %s: %w", leader, err)
+		}
+		return resp, nil
+	}
+	if req.Leave {
+		return r.removeServer(ctx, id)
+	}
+	for _, s := range req.Addrs {
+		if a, err := multiaddr.NewMultiaddr(s); err == nil {
+			r.host.Peerstore().AddAddr(id, a, peerstore.AddressTTL)
+		}
+	}
+	if r.hasServer(id) {
+		return membershipResponse{}, nil
+	}
+	if r.cfg.Protect != nil {
+		r.cfg.Protect(id)
+	}
+	addr := raft.ServerAddress(id.String())
+	if err := r.raft.AddNonvoter(raft.ServerID(id.String()), addr, 0, r.t.Apply).Error(); err != nil {
+		return nil, fmt.Errorf("add %s: %w", id, err)
+	}
+	r.log.Info("added non-voter", "peer", id)
+	return membershipResponse{Changed: true}, nil
+}
+
+// removeServer removes id from the configuration and its NodeMeta from the
+// state (leader only). Removing a server that is not there is a no-op.
+func (r *Raft) removeServer(ctx context.Context, id peer.ID) (membershipResponse, error) {
+	changed := false
+	if r.hasServer(id) {
+		if err := r.raft.RemoveServer(raft.ServerID(id.String()), 0, r.t.Apply).Error(); err != nil {
+			return membershipResponse{}, fmt.Errorf("remove %s: %w", id, err)
+		}
+		changed = true
+		r.log.Info("removed server", "peer", id)
+	}
+	if _, ok := r.fsm.State().Nodes[id.String()]; ok {
+		cmd, err := NewCommand(OpNodeRemove, NodeRemove{ID: id.String()})
+		if err == nil {
+			_, err = r.applyLocal(ctx, mustEncode(cmd))
+		}
+		if err != nil {
+			return membershipResponse{}, fmt.Errorf("forget node %s: %w", id, err)
+		}
+	}
+	return membershipResponse{Changed: changed}, nil
+}
+
+// rejoin runs on a member that has seen no leader for a while: if a peer of
+// the same cluster ID knows a leader, ask to be added again (we may have
+// been removed while away; for a member the request is a no-op).
+func (r *Raft) rejoin(ctx context.Context) {
+	mine := r.fsm.State().ClusterID
+	if mine == "" {
+		return
+	}
+	for p, bp := range r.queryPeers(ctx) {
+		if bp.answered && bp.info.ClusterID == mine && bp.info.Leader != "" && bp.info.Leader != r.id.String() {
+			if err := r.requestMembership(ctx, p, false); err == nil {
+				r.log.Info("asked to be re-added to the cluster", "via", p)
+				return
+			}
+		}
+	}
+}
+
+// register makes sure the replicated NodeMeta of this node is cfg.Self.
+func (r *Raft) register(ctx context.Context) error {
+	st := r.fsm.State()
+	if !st.Initialized() {
+		return nil
+	}
+	if cur, ok := st.Nodes[r.id.String()]; ok && cur == r.cfg.Self {
+		return nil
+	}
+	cmd, err := NewCommand(OpNodeRegister, r.cfg.Self)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*r.t.Apply)
+	defer cancel()
+	_, err = r.Apply(cctx, cmd)
+	return err
+}
+
+// protectServers asks the connection manager to keep our raft peers.
+func (r *Raft) protectServers() {
+	if r.cfg.Protect == nil {
+		return
+	}
+	for _, s := range r.Servers() {
+		if s.ID != r.id {
+			r.cfg.Protect(s.ID)
+		}
+	}
+}

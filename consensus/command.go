@@ -1,0 +1,147 @@
+package consensus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CommandVersion is the command-format version written in byte 0 of every
+// raft log entry this package proposes. A node refuses (as an error result,
+// never a panic) entries of a version it does not know, so a format change
+// must bump it and keep decoding the old one.
+const CommandVersion = 1
+
+// MaxCommandSize bounds an encoded command: log entries stay well under the
+// p2p frame limit even after base64 in a forwarded Apply (DESIGN.md §2).
+const MaxCommandSize = 4 << 20
+
+// Op says what a command does. Ops below OpAppFirst belong to this package;
+// OpAppFirst and above are handed to Config.App.
+type Op byte
+
+const (
+	// OpInit creates the cluster state (ClusterInit); applied once, by the
+	// bootstrapping leader. A second init is refused.
+	OpInit Op = 0x01
+	// OpNodeRegister inserts or replaces a node's NodeMeta.
+	OpNodeRegister Op = 0x02
+	// OpNodeRemove deletes a node's NodeMeta (NodeRemove); idempotent.
+	OpNodeRemove Op = 0x03
+	// OpAppFirst is the first op routed to the App (the job state).
+	OpAppFirst Op = 0x40
+)
+
+func (o Op) known() bool {
+	return o == OpInit || o == OpNodeRegister || o == OpNodeRemove || o >= OpAppFirst
+}
+
+// String names the op for logs.
+func (o Op) String() string {
+	switch o {
+	case OpInit:
+		return "init"
+	case OpNodeRegister:
+		return "node-register"
+	case OpNodeRemove:
+		return "node-remove"
+	}
+	if o >= OpAppFirst {
+		return fmt.Sprintf("app-0x%02x", byte(o))
+	}
+	return fmt.Sprintf("unknown-0x%02x", byte(o))
+}
+
+// Command is one decoded raft log entry: an op and its JSON payload.
+type Command struct {
+	Op      Op
+	Payload json.RawMessage
+}
+
+// Errors of DecodeCommand; the FSM returns them (wrapped) as the result of a
+// log entry it cannot apply.
+var (
+	ErrCommandVersion   = errors.New("unknown command version")
+	ErrCommandOp        = errors.New("unknown command op")
+	ErrCommandMalformed = errors.New("malformed command")
+	ErrCommandTooLarge  = errors.New("command too large")
+)
+
+// NewCommand builds a command whose payload is v encoded as JSON.
+func NewCommand(op Op, v any) (Command, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Command{}, fmt.Errorf("encode %s payload: %w", op, err)
+	}
+	return Command{Op: op, Payload: b}, nil
+}
+
+// EncodeCommand returns the log entry for c: version, op, JSON payload. An
+// empty payload is written as JSON null so every entry decodes the same way.
+func EncodeCommand(c Command) ([]byte, error) {
+	if !c.Op.known() {
+		return nil, fmt.Errorf("%w: %s", ErrCommandOp, c.Op)
+	}
+	p := c.Payload
+	if len(p) == 0 {
+		p = json.RawMessage("null")
+	}
+	if 2+len(p) > MaxCommandSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrCommandTooLarge, 2+len(p), MaxCommandSize)
+	}
+	if !json.Valid(p) {
+		return nil, fmt.Errorf("%w: payload is not JSON", ErrCommandMalformed)
+	}
+	b := make([]byte, 0, 2+len(p))
+	b = append(b, CommandVersion, byte(c.Op))
+	return append(b, p...), nil
+}
+
+// DecodeCommand parses a log entry written by EncodeCommand. It is the one
+// entry point of the FSM's decoding, for live applies and replay alike, and
+// it never panics on arbitrary input (fuzzed). The payload aliases b.
+func DecodeCommand(b []byte) (Command, error) {
+	if len(b) > MaxCommandSize {
+		return Command{}, fmt.Errorf("%w: %d bytes, limit %d", ErrCommandTooLarge, len(b), MaxCommandSize)
+	}
+	if len(b) < 2 {
+		return Command{}, fmt.Errorf("%w: %d bytes", ErrCommandMalformed, len(b))
+	}
+	if b[0] != CommandVersion {
+		return Command{}, fmt.Errorf("%w: %d", ErrCommandVersion, b[0])
+	}
+	op := Op(b[1])
+	if !op.known() {
+		return Command{}, fmt.Errorf("%w: %s", ErrCommandOp, op)
+	}
+	if !json.Valid(b[2:]) {
+		return Command{}, fmt.Errorf("%w: %s payload is not JSON", ErrCommandMalformed, op)
+	}
+	return Command{Op: op, Payload: json.RawMessage(b[2:])}, nil
+}
+
+// ClusterInit is the OpInit payload. Every field is set by the proposer
+// (the bootstrapping leader), including Created: Apply never reads a clock.
+type ClusterInit struct {
+	ClusterID   string        `json:"cluster_id"`
+	Token       string        `json:"token"`
+	Voters      int           `json:"voters"`
+	ChunkTarget time.Duration `json:"chunk_target"`
+	Created     time.Time     `json:"created"`
+}
+
+// NodeRemove is the OpNodeRemove payload.
+type NodeRemove struct {
+	ID string `json:"id"`
+}
+
+// Limits on replicated strings: a hostile or broken proposer cannot bloat
+// the state through the node registry.
+const (
+	maxIDLen    = 128
+	maxNameLen  = 256
+	maxVoters   = 9
+	maxNodes    = 10000
+	maxCoresVal = 1 << 16
+)

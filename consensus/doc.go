@@ -1,0 +1,42 @@
+// Package consensus owns Hydra's replicated state machine: a hashicorp/raft
+// node whose transport runs over libp2p streams, its log, stable and snapshot
+// stores, the FSM and its versioned commands, the zero-configuration
+// bootstrap/join protocol, membership (voters and non-voters, managed by
+// raft-autopilot with Hydra's own Promoter) and the forwarding of writes to the
+// leader.
+//
+// What it knows: raft, libp2p hosts and streams (through p2p.Call/p2p.Serve
+// framing only), the cluster state (cluster ID, API token, cluster settings,
+// node metadata). What it must never import or know: discovery (it is told
+// about peers through PeerFound), HTTP, the web UI, and jobs: ops 0x40 and
+// above are handed untouched to an optional App (the job state of the compute
+// package), so the FSM snapshot carries the App's state beside the cluster's.
+//
+// # Identity and addressing
+//
+// A raft ServerID and ServerAddress are both the libp2p peer ID string. The
+// transport dials by peer ID; the addresses come from the host's peerstore,
+// which discovery fills. A restarted node keeps its key, hence its ID, and
+// rejoins as the member it was.
+//
+// # Bootstrap without configuration (see bootstrap.go)
+//
+// A node with raft state just runs. A fresh node asks every discovered peer
+// whether it is in a cluster (/hydra/cluster/info/1.0.0); if one is, it asks
+// it to be added (/hydra/cluster/join/1.0.0), otherwise, once a discovery
+// window has passed, the node with the lowest peer ID among itself and the
+// answering, unclustered, voter-eligible peers bootstraps a cluster of itself
+// alone; all others join it. Because every node applies the same total order
+// to the same candidate set, nodes started together end in one cluster.
+//
+// # Leadership
+//
+// Leader-only work starts after Barrier succeeded on gaining leadership and
+// stops when it is lost (Nomad's establishLeadership/revokeLeadership): see
+// OnLeader and LeaderCh. Autopilot runs on the leader only.
+//
+// # Timing
+//
+// Every raft timeout is a LAN default scaled by Config.Multiplier (see
+// DefaultTimings): slow boards and emulated nodes raise it.
+package consensus

@@ -1,0 +1,193 @@
+package consensus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/hydra-compute/hydra/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// ErrNotLeader means the command could not be proposed because this node (or
+// the node it was forwarded to) is not the leader, or lost leadership while
+// committing. raft.ErrNotLeader and raft.ErrLeadershipLost both map to it.
+// Apply retries it (bounded) before giving up with it.
+var ErrNotLeader = errors.New("not the leader")
+
+// applyAttempts bounds Apply's retries across leader changes: with the
+// backoff below it covers several election timeouts.
+const applyAttempts = 10
+
+// applyRequest is the /hydra/cluster/apply/1.0.0 request: an encoded command.
+type applyRequest struct {
+	Command []byte `json:"command"`
+}
+
+// applyResponse is its answer: the result (JSON), or a rejection, or a
+// not-leader hint.
+type applyResponse struct {
+	Index     uint64          `json:"index,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Rejected  string          `json:"rejected,omitempty"`
+	NotLeader bool            `json:"not_leader,omitempty"`
+	Leader    string          `json:"leader,omitempty"`
+}
+
+// rejection is a rejection received from the leader; errors.Is(err,
+// ErrRejected) holds for it.
+type rejection string
+
+func (e rejection) Error() string        { return string(e) }
+func (e rejection) Is(target error) bool { return target == ErrRejected }
+
+// Apply proposes cmd to the cluster and returns once it is committed and
+// applied on the leader (and, best effort, on this node too, so a caller
+// reading State afterwards sees its write). On a follower the command is
+// forwarded to the leader over /hydra/cluster/apply/1.0.0; on the leader it
+// goes straight to raft.
+//
+// The result is the FSM's return value encoded as JSON: "null" for the
+// cluster ops, the App's value for ops ≥ OpAppFirst. A command the FSM
+// refused returns an error that matches ErrRejected (retrying is pointless).
+// ErrNotLeader and transport failures are retried with backoff, a bounded
+// number of times, across leader changes; a retry after an ambiguous failure
+// (leadership lost while committing, a stream reset) may apply a command
+// twice, so commands must be idempotent (every op of this package is, and the
+// job ops deduplicate by range).
+func (r *Raft) Apply(ctx context.Context, cmd Command) (json.RawMessage, error) {
+	data, err := EncodeCommand(cmd)
+	if err != nil {
+		return nil, err
+	}
+	backoff := time.Duration(float64(20*time.Millisecond) * r.cfg.Multiplier)
+	var last error
+	for attempt := 0; attempt < applyAttempts; attempt++ {
+		if r.isClosed() {
+			return nil, ErrShutdown
+		}
+		res, err := r.applyOnce(ctx, data)
+		if err == nil {
+			if res.Index > 0 && r.raft.State() != raft.Leader {
+				wctx, cancel := context.WithTimeout(ctx, r.t.Apply)
+				_ = r.WaitForIndex(wctx, res.Index) // best effort read-your-writes
+				cancel()
+			}
+			return res.Result, nil
+		}
+		if errors.Is(err, ErrRejected) || errors.Is(err, ErrShutdown) || ctx.Err() != nil {
+			return nil, err
+		}
+		last = err
+		r.log.Debug("apply failed, retrying", "op", cmd.Op, "attempt", attempt+1, "err", err)
+		if !r.sleep(ctx, backoff) {
+			break
+		}
+		backoff = min(2*backoff, time.Duration(float64(500*time.Millisecond)*r.cfg.Multiplier))
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("apply %s: %w (last error: %v)", cmd.Op, ctx.Err(), last)
+	}
+	return nil, fmt.Errorf("apply %s: %w", cmd.Op, last)
+}
+
+// applyOnce proposes data once: locally if leader, else on the leader.
+func (r *Raft) applyOnce(ctx context.Context, data []byte) (applyResponse, error) {
+	if r.raft.State() == raft.Leader {
+		return r.applyLocal(ctx, data)
+	}
+	leader, ok := r.Leader()
+	if !ok {
+		return applyResponse{}, fmt.Errorf("%w: no known leader", ErrNotLeader)
+	}
+	if leader == r.id { // stale view: raft still names us after losing it
+		return applyResponse{}, ErrNotLeader
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+r.t.RPC)
+	defer cancel()
+	var resp applyResponse
+	if err := p2p.Call(cctx, r.host, leader, ProtocolApply, applyRequest{Command: data}, &resp); err != nil {
+		return applyResponse{}, fmt.Errorf("forward to leader %s: %w", leader, err)
+	}
+	switch {
+	case resp.NotLeader:
+		return applyResponse{}, fmt.Errorf("%w: %s is no longer leader", ErrNotLeader, leader)
+	case resp.Rejected != "":
+		return applyResponse{}, rejection(resp.Rejected)
+	}
+	return resp, nil
+}
+
+// applyLocal proposes data on this node, which must be the leader. It waits
+// until the entry is committed and applied here, or ctx ends.
+func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, error) {
+	f := r.raft.Apply(data, r.t.Apply)
+	done := make(chan struct{})
+	go func() {
+		_ = f.Error()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return applyResponse{}, ctx.Err()
+	}
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+			errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return applyResponse{}, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return applyResponse{}, ErrShutdown
+		}
+		return applyResponse{}, err
+	}
+	out := applyResponse{Index: f.Index()}
+	switch v := f.Response().(type) {
+	case error:
+		if errors.Is(v, ErrRejected) {
+			return applyResponse{}, v
+		}
+		return applyResponse{}, fmt.Errorf("%w: %v", ErrRejected, v)
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return applyResponse{}, fmt.Errorf("%w: encode result: %v", ErrRejected, err)
+		}
+		out.Result = b
+	}
+	return out, nil
+}
+
+// handleApply serves /hydra/cluster/apply/1.0.0 on every node: the leader
+// applies, a follower answers NotLeader with its view of the leader. Only
+// members of the configuration may propose.
+func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
+	var req applyRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, fmt.Errorf("decode apply request: %w", err)
+	}
+	if !r.hasServer(from) {
+		return nil, fmt.Errorf("%s is not a member of this cluster", from)
+	}
+	if _, err := DecodeCommand(req.Command); err != nil {
+		return applyResponse{Rejected: fmt.Sprintf("%v: %v", ErrRejected, err)}, nil
+	}
+	if r.raft.State() != raft.Leader {
+		l, _ := r.Leader()
+		return applyResponse{NotLeader: true, Leader: l.String()}, nil
+	}
+	res, err := r.applyLocal(ctx, req.Command)
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, ErrRejected):
+		return applyResponse{Rejected: err.Error()}, nil
+	case errors.Is(err, ErrNotLeader):
+		return applyResponse{NotLeader: true}, nil
+	}
+	return nil, err
+}

@@ -1,0 +1,119 @@
+package consensus
+
+import (
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// hcLogger adapts a *slog.Logger to the hclog.Logger that hashicorp/raft
+// and raft-autopilot require, so their logs land in the node's structured
+// log (never the global logger, never stderr directly).
+type hcLogger struct {
+	l       *slog.Logger
+	name    string
+	implied []any
+}
+
+var _ hclog.Logger = (*hcLogger)(nil)
+
+func newHCLogger(l *slog.Logger, name string) *hcLogger {
+	return &hcLogger{l: l, name: name}
+}
+
+func slogLevel(level hclog.Level) slog.Level {
+	switch level {
+	case hclog.Trace, hclog.Debug:
+		return slog.LevelDebug
+	case hclog.Warn:
+		return slog.LevelWarn
+	case hclog.Error:
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
+	lv := slogLevel(level)
+	if !h.l.Enabled(context.Background(), lv) {
+		return
+	}
+	// hclog allows an odd trailing value; slog reports it as !BADKEY, fine.
+	all := append(append([]any{}, h.implied...), args...)
+	h.l.Log(context.Background(), lv, msg, all...)
+}
+
+func (h *hcLogger) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }
+func (h *hcLogger) Debug(msg string, args ...any) { h.Log(hclog.Debug, msg, args...) }
+func (h *hcLogger) Info(msg string, args ...any)  { h.Log(hclog.Info, msg, args...) }
+func (h *hcLogger) Warn(msg string, args ...any)  { h.Log(hclog.Warn, msg, args...) }
+func (h *hcLogger) Error(msg string, args ...any) { h.Log(hclog.Error, msg, args...) }
+
+func (h *hcLogger) enabled(lv slog.Level) bool { return h.l.Enabled(context.Background(), lv) }
+func (h *hcLogger) IsTrace() bool              { return h.enabled(slog.LevelDebug) }
+func (h *hcLogger) IsDebug() bool              { return h.enabled(slog.LevelDebug) }
+func (h *hcLogger) IsInfo() bool               { return h.enabled(slog.LevelInfo) }
+func (h *hcLogger) IsWarn() bool               { return h.enabled(slog.LevelWarn) }
+func (h *hcLogger) IsError() bool              { return h.enabled(slog.LevelError) }
+func (h *hcLogger) ImpliedArgs() []any         { return h.implied }
+func (h *hcLogger) Name() string               { return h.name }
+func (h *hcLogger) SetLevel(hclog.Level)       {} // the slog handler owns the level
+func (h *hcLogger) GetLevel() hclog.Level {
+	switch {
+	case h.enabled(slog.LevelDebug):
+		return hclog.Debug
+	case h.enabled(slog.LevelInfo):
+		return hclog.Info
+	case h.enabled(slog.LevelWarn):
+		return hclog.Warn
+	default:
+		return hclog.Error
+	}
+}
+
+func (h *hcLogger) With(args ...any) hclog.Logger {
+	return &hcLogger{l: h.l, name: h.name, implied: append(append([]any{}, h.implied...), args...)}
+}
+
+func (h *hcLogger) Named(name string) hclog.Logger {
+	n := name
+	if h.name != "" {
+		n = h.name + "." + name
+	}
+	return &hcLogger{l: h.l.With("logger", n), name: n, implied: h.implied}
+}
+
+func (h *hcLogger) ResetNamed(name string) hclog.Logger {
+	return &hcLogger{l: h.l.With("logger", name), name: name, implied: h.implied}
+}
+
+func (h *hcLogger) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logger {
+	return log.New(h.StandardWriter(opts), "", 0)
+}
+
+func (h *hcLogger) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		msg := strings.TrimSpace(string(p))
+		lv := hclog.Info
+		for prefix, l := range map[string]hclog.Level{"[ERR": hclog.Error, "[WARN": hclog.Warn, "[DEBUG": hclog.Debug, "[TRACE": hclog.Trace} {
+			if strings.HasPrefix(msg, prefix) {
+				lv = l
+				if i := strings.Index(msg, "]"); i >= 0 {
+					msg = strings.TrimSpace(msg[i+1:])
+				}
+				break
+			}
+		}
+		h.Log(lv, msg)
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,0 +1,190 @@
+package consensus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// OnLeader registers fn to run, in its own goroutine, each time this node
+// establishes leadership: after raft made it leader AND a Barrier succeeded
+// (every committed entry is applied, so the FSM is current), after the
+// cluster state was initialized and autopilot started. ctx is cancelled when
+// leadership is lost or on shutdown; the next establishment waits until fn
+// returned. This is Nomad's establishLeadership/revokeLeadership: the one
+// place leader-only work (the coordinator) is switched on and off. Register
+// hooks before Run; a hook added while leading starts at the next term.
+func (r *Raft) OnLeader(fn func(ctx context.Context)) {
+	r.lmu.Lock()
+	defer r.lmu.Unlock()
+	r.hooks = append(r.hooks, fn)
+}
+
+// leaderChBuffer bounds the queued leadership changes of LeaderCh.
+const leaderChBuffer = 32
+
+// LeaderCh returns the channel of leadership changes (the same channel on
+// every call, like raft.LeaderCh): true once leadership is established
+// (after Barrier, init and autopilot start), false when it is lost. Changes
+// arrive in order; a reader that falls more than 32 changes behind loses the
+// oldest ones, never the latest. One reader only: code that needs a context
+// per leadership term can use OnLeader instead.
+func (r *Raft) LeaderCh() <-chan bool { return r.leaderCh }
+
+// Leading reports whether leadership is established (see OnLeader).
+func (r *Raft) Leading() bool {
+	r.lmu.Lock()
+	defer r.lmu.Unlock()
+	return r.leading
+}
+
+func (r *Raft) setLeading(v bool) {
+	r.lmu.Lock()
+	defer r.lmu.Unlock()
+	r.leading = v
+	for {
+		select {
+		case r.leaderCh <- v:
+			return
+		default:
+		}
+		select { // full: drop the oldest change, keep the latest
+		case <-r.leaderCh:
+		default:
+		}
+	}
+}
+
+// monitorLeadership consumes raft's leadership notifications: it starts
+// leaderLoop on gaining leadership and cancels it (and waits for it) on
+// losing it or on shutdown.
+func (r *Raft) monitorLeadership() {
+	defer r.wg.Done()
+	type term struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var cur *term
+	revoke := func() {
+		if cur != nil {
+			cur.cancel()
+			<-cur.done
+			cur = nil
+		}
+	}
+	defer revoke()
+	for {
+		select {
+		case <-r.closed:
+			return
+		case isLeader := <-r.notifyCh:
+			if !isLeader {
+				revoke()
+				continue
+			}
+			if cur != nil {
+				select {
+				case <-cur.done: // the previous loop gave up (barrier failed): restart
+					revoke()
+				default:
+					continue
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cur = &term{cancel: cancel, done: make(chan struct{})}
+			go r.leaderLoop(ctx, cur.done)
+		}
+	}
+}
+
+// leaderLoop establishes leadership (Barrier, init, autopilot, hooks) and
+// holds it until ctx is cancelled.
+func (r *Raft) leaderLoop(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	for {
+		err := r.raft.Barrier(r.t.Apply).Error()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || r.raft.State() != raft.Leader || errors.Is(err, raft.ErrRaftShutdown) {
+			return
+		}
+		r.log.Warn("barrier after gaining leadership failed, retrying", "err", err)
+		if !r.sleep(ctx, r.t.Poll) {
+			return
+		}
+	}
+	r.ensureInit(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	r.log.Info("leadership established", "term", r.raft.CurrentTerm())
+	r.ap.Start(ctx)
+	defer func() { <-r.ap.Stop() }()
+	r.setLeading(true)
+	defer r.setLeading(false)
+
+	r.lmu.Lock()
+	hooks := append([]func(context.Context){}, r.hooks...)
+	r.lmu.Unlock()
+	var wg sync.WaitGroup
+	for _, h := range hooks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h(ctx)
+		}()
+	}
+	<-ctx.Done()
+	wg.Wait()
+	r.log.Info("leadership revoked")
+}
+
+// ensureInit applies OpInit if the cluster state is not initialized yet: the
+// bootstrapping node does it as its first act as leader. Should it die
+// before, the next leader does it with its own settings. The token and
+// cluster ID are random, generated here (never in Apply) and replicated.
+func (r *Raft) ensureInit(ctx context.Context) {
+	for !r.fsm.State().Initialized() {
+		in := ClusterInit{
+			ClusterID:   randomHex(16),
+			Token:       randomHex(32),
+			Voters:      r.cfg.Voters,
+			ChunkTarget: r.cfg.ChunkTarget,
+			Created:     time.Now().UTC(),
+		}
+		cmd, err := NewCommand(OpInit, in)
+		if err == nil {
+			_, err = r.applyLocal(ctx, mustEncode(cmd))
+		}
+		if err == nil || errors.Is(err, ErrRejected) {
+			if err == nil {
+				r.log.Info("cluster initialized", "cluster_id", in.ClusterID)
+			}
+			return
+		}
+		r.log.Warn("initializing the cluster state failed, retrying", "err", err)
+		if !r.sleep(ctx, r.t.Poll) {
+			return
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return hex.EncodeToString(b)
+}
+
+func mustEncode(c Command) []byte {
+	b, err := EncodeCommand(c)
+	if err != nil {
+		panic("consensus: encoding an internal command: " + err.Error())
+	}
+	return b
+}

@@ -1,0 +1,335 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// Raft is one node's consensus: the hashicorp/raft instance, its stores and
+// transport, the FSM, the bootstrap/join loop, forwarding and, on the
+// leader, autopilot. All methods are safe for concurrent use.
+type Raft struct {
+	cfg  Config
+	t    Timings
+	log  *slog.Logger
+	host host.Host
+	id   peer.ID
+
+	fsm      *FSM
+	st       *stores
+	trans    *raft.NetworkTransport
+	raft     *raft.Raft
+	notifyCh chan bool
+	hadState bool
+
+	boot bootState
+	del  *delegate
+	ap   *autopilot.Autopilot
+
+	lmu      sync.Mutex
+	leading  bool
+	leaderCh chan bool
+	hooks    []func(context.Context)
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	wg        sync.WaitGroup
+	closeErr  error
+}
+
+// ErrShutdown is returned by calls on a Raft that was shut down.
+var ErrShutdown = errors.New("consensus is shut down")
+
+// New opens the stores in cfg.Dir, starts raft on the host (serving the raft
+// protocol and the cluster protocols at once, so peers can ask about us even
+// before Run) and returns. It does not bootstrap: Run decides that.
+func New(cfg Config) (*Raft, error) {
+	if cfg.Host == nil || cfg.Dir == "" || cfg.Cluster == "" {
+		return nil, errors.New("consensus: Host, Dir and Cluster are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Multiplier <= 0 {
+		cfg.Multiplier = 1
+	}
+	t := DefaultTimings(cfg.Multiplier)
+	if cfg.DiscoveryWindow > 0 {
+		t.Discovery = cfg.DiscoveryWindow
+	}
+	if cfg.DeadVoterGrace <= 0 {
+		cfg.DeadVoterGrace = time.Duration(float64(10*time.Second) * cfg.Multiplier)
+	}
+	if cfg.DeadNonvoterGrace <= 0 {
+		cfg.DeadNonvoterGrace = 10 * time.Minute
+	}
+	if cfg.ChunkTarget <= 0 {
+		cfg.ChunkTarget = 2 * time.Second
+	}
+	if cfg.Voters < 0 || cfg.Voters > maxVoters {
+		return nil, fmt.Errorf("consensus: voters %d out of range 0..%d", cfg.Voters, maxVoters)
+	}
+	id := cfg.Host.ID()
+	cfg.Self.ID = id.String()
+	cfg.Self.Voter = cfg.VoterPref
+	log := cfg.Logger.With("component", "consensus")
+
+	r := &Raft{
+		cfg: cfg, t: t, log: log, host: cfg.Host, id: id,
+		fsm:      NewFSM(cfg.App),
+		notifyCh: make(chan bool, 16),
+		leaderCh: make(chan bool, leaderChBuffer),
+		closed:   make(chan struct{}),
+	}
+	r.boot.init()
+	st, err := openStores(cfg.Dir, log)
+	if err != nil {
+		return nil, err
+	}
+	r.st = st
+	if r.hadState, err = st.hasState(); err != nil {
+		_ = st.close()
+		return nil, fmt.Errorf("inspect raft state: %w", err)
+	}
+	trans, err := newTransport(cfg.Host, 5*t.RPC, log)
+	if err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	r.trans = trans
+	rc := raftConfig(id, t, r.notifyCh, cfg.Logger)
+	if r.raft, err = raft.NewRaft(rc, r.fsm, st.logs, st.bolt, st.snaps, trans); err != nil {
+		_ = trans.Close()
+		_ = st.close()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	r.del = newDelegate(r)
+	r.ap = autopilot.New(r.raft, r.del,
+		autopilot.WithLogger(newHCLogger(log, "autopilot")),
+		autopilot.WithPromoter(&Promoter{desired: r.desiredVoters}),
+		autopilot.WithUpdateInterval(t.AutopilotTick),
+		autopilot.WithReconcileInterval(t.AutopilotTick),
+	)
+	r.serve()
+	r.wg.Add(1)
+	go r.monitorLeadership()
+	return r, nil
+}
+
+// ID returns this node's peer ID (its raft server ID and address).
+func (r *Raft) ID() peer.ID { return r.id }
+
+// State returns a copy of the replicated cluster state as applied locally.
+// On a follower it may lag the leader by a heartbeat.
+func (r *Raft) State() ClusterState { return r.fsm.State() }
+
+// Leader returns the current leader as this node knows it.
+func (r *Raft) Leader() (peer.ID, bool) {
+	_, id := r.raft.LeaderWithID()
+	if id == "" {
+		return "", false
+	}
+	p, err := peer.Decode(string(id))
+	return p, err == nil
+}
+
+// IsLeader reports whether raft considers this node the leader right now
+// (leader-only work should rather follow OnLeader, which waits for Barrier).
+func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
+
+// Term returns the current raft term.
+func (r *Raft) Term() uint64 { return r.raft.CurrentTerm() }
+
+// AppliedIndex returns the index of the last log entry applied to the FSM.
+func (r *Raft) AppliedIndex() uint64 { return r.raft.AppliedIndex() }
+
+// Stats returns raft's own statistics (state, term, indexes, last contact).
+func (r *Raft) Stats() map[string]string { return r.raft.Stats() }
+
+// Server is one member of the raft configuration.
+type Server struct {
+	ID     peer.ID `json:"id"`
+	Voter  bool    `json:"voter"`  // holds a vote (voters and the leader)
+	Leader bool    `json:"leader"` // the leader as this node knows it
+}
+
+// Servers returns the latest raft configuration known locally (it may
+// include a change not yet committed), sorted by ID.
+func (r *Raft) Servers() []Server {
+	cfg, err := r.configuration()
+	if err != nil {
+		return nil
+	}
+	_, leader := r.raft.LeaderWithID()
+	out := make([]Server, 0, len(cfg.Servers))
+	for _, s := range cfg.Servers {
+		p, err := peer.Decode(string(s.ID))
+		if err != nil {
+			continue
+		}
+		out = append(out, Server{ID: p, Voter: s.Suffrage == raft.Voter, Leader: s.ID == leader})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (r *Raft) configuration() (raft.Configuration, error) {
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Configuration{}, err
+	}
+	return f.Configuration(), nil
+}
+
+// inCluster reports whether this node is part of a configuration (it
+// bootstrapped, joined, or restarted with state).
+func (r *Raft) inCluster() bool {
+	cfg, err := r.configuration()
+	return err == nil && len(cfg.Servers) > 0
+}
+
+// hasServer reports whether id is in the latest configuration.
+func (r *Raft) hasServer(id peer.ID) bool {
+	cfg, err := r.configuration()
+	if err != nil {
+		return false
+	}
+	for _, s := range cfg.Servers {
+		if string(s.ID) == id.String() {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Raft) lastLogTerm() uint64 {
+	t, _ := strconv.ParseUint(r.raft.Stats()["last_log_term"], 10, 64)
+	return t
+}
+
+// WaitForLeader waits until this node knows a leader and returns it. It is
+// a test and startup helper: it polls every 20ms until ctx is done.
+func (r *Raft) WaitForLeader(ctx context.Context) (peer.ID, error) {
+	var id peer.ID
+	err := r.waitFor(ctx, func() bool {
+		var ok bool
+		id, ok = r.Leader()
+		return ok
+	})
+	return id, err
+}
+
+// WaitForApplied waits until everything in the local log has been applied
+// to the FSM (ipfs-cluster's WaitForUpdates): after it, State reflects every
+// entry this node had received when it was called.
+func (r *Raft) WaitForApplied(ctx context.Context) error {
+	return r.WaitForIndex(ctx, r.raft.LastIndex())
+}
+
+// WaitForIndex waits until the entry at index has been applied by the local
+// FSM. raft's AppliedIndex moves when an entry is handed to the FSM
+// goroutine, a little before the FSM has applied it, hence the extra check.
+func (r *Raft) WaitForIndex(ctx context.Context, index uint64) error {
+	return r.waitFor(ctx, func() bool { return r.appliedThrough(index) })
+}
+
+// appliedThrough reports whether the FSM has applied every entry up to idx:
+// raft has dispatched them, and no command or configuration entry lies
+// between the FSM's last one and idx (noops and barriers never reach it).
+func (r *Raft) appliedThrough(idx uint64) bool {
+	if r.raft.AppliedIndex() < idx {
+		return false
+	}
+	for i := r.fsm.index.Load() + 1; i <= idx; i++ {
+		var l raft.Log
+		if err := r.st.logs.GetLog(i, &l); err != nil {
+			continue // compacted into a snapshot: applied
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Raft) waitFor(ctx context.Context, cond func() bool) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.closed:
+			return ErrShutdown
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// sleep waits d, returning false if ctx ended or the node shut down first.
+func (r *Raft) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-r.closed:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (r *Raft) isClosed() bool {
+	select {
+	case <-r.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Shutdown stops this node: on SIGTERM, with transfer, a leader first hands
+// leadership to another voter (so the cluster does not wait for an election
+// timeout), then raft, the transport and the stores are closed. The node
+// stays a member: a restart with the same data directory rejoins.
+func (r *Raft) Shutdown(transfer bool) error {
+	r.closeOnce.Do(func() {
+		if transfer && r.raft.State() == raft.Leader {
+			if err := r.raft.LeadershipTransfer().Error(); err != nil {
+				r.log.Warn("leadership transfer before shutdown failed", "err", err)
+			}
+		}
+		close(r.closed)
+		<-r.ap.Stop()
+		var errs []error
+		if err := r.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+		for _, p := range []protocol.ID{ProtocolInfo, ProtocolJoin, ProtocolApply, ProtocolStats} {
+			r.host.RemoveStreamHandler(p)
+		}
+		if err := r.trans.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("raft transport: %w", err))
+		}
+		r.wg.Wait()
+		if err := r.st.close(); err != nil {
+			errs = append(errs, fmt.Errorf("raft stores: %w", err))
+		}
+		r.closeErr = errors.Join(errs...)
+	})
+	return r.closeErr
+}

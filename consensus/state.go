@@ -1,0 +1,152 @@
+package consensus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+	"unicode/utf8"
+)
+
+// NodeMeta is what the cluster knows durably about a node: enough for the
+// UI (name, OS, arch, cores, version) and for the leader's promoter (the
+// voter preference), replicated so that any node can show it.
+type NodeMeta struct {
+	ID      string    `json:"id"` // peer ID string
+	Name    string    `json:"name"`
+	OS      string    `json:"os"`
+	Arch    string    `json:"arch"`
+	Version string    `json:"version"`
+	Cores   int       `json:"cores"`
+	Voter   VoterPref `json:"voter"`
+}
+
+// ClusterState is the replicated cluster-level state. Token is the API
+// token of the cluster: it is a secret, so callers that expose the state
+// (HTTP, gossip) must drop it.
+type ClusterState struct {
+	ClusterID   string              `json:"cluster_id"`
+	Token       string              `json:"token"`
+	Voters      int                 `json:"voters"` // 0: 3, and 5 at ≥ 7 servers
+	ChunkTarget time.Duration       `json:"chunk_target"`
+	Created     time.Time           `json:"created"`
+	Nodes       map[string]NodeMeta `json:"nodes"`
+}
+
+// Initialized reports whether OpInit has been applied.
+func (s ClusterState) Initialized() bool { return s.ClusterID != "" }
+
+// clone returns a deep copy (the Nodes map is not shared).
+func (s ClusterState) clone() ClusterState {
+	c := s
+	c.Nodes = maps.Clone(s.Nodes)
+	if c.Nodes == nil {
+		c.Nodes = map[string]NodeMeta{}
+	}
+	return c
+}
+
+// ErrRejected marks a command that was committed but that the state machine
+// refused (a second init, an invalid payload, an unknown op...). Retrying it
+// is pointless.
+var ErrRejected = errors.New("command rejected")
+
+// rejectf builds the error value a command returns as its result.
+func rejectf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrRejected, fmt.Sprintf(format, args...))
+}
+
+// applyCommand is the stateless command processor: it decodes one log entry
+// and applies it to st (and app for ops ≥ OpAppFirst). Live applies and replay
+// after a restart both come through here, so they cannot diverge. It returns
+// the command's result: nil, an error value (rejected), or the App's value.
+// It never panics on arbitrary data and never reads a clock.
+func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	if cmd.Op >= OpAppFirst {
+		if app == nil {
+			return rejectf("op %s: no application state on this node", cmd.Op)
+		}
+		return app.Apply(byte(cmd.Op), cmd.Payload, index)
+	}
+	switch cmd.Op {
+	case OpInit:
+		var in ClusterInit
+		if err := strictUnmarshal(cmd.Payload, &in); err != nil {
+			return rejectf("init: %v", err)
+		}
+		if st.Initialized() {
+			return rejectf("init: cluster %s is already initialized", st.ClusterID)
+		}
+		if in.ClusterID == "" || len(in.ClusterID) > maxIDLen || in.Token == "" || len(in.Token) > maxIDLen {
+			return rejectf("init: cluster ID and token must be 1..%d bytes", maxIDLen)
+		}
+		if in.Voters < 0 || in.Voters > maxVoters || in.ChunkTarget < 0 {
+			return rejectf("init: voters must be 0..%d and chunk target ≥ 0", maxVoters)
+		}
+		st.ClusterID, st.Token, st.Voters = in.ClusterID, in.Token, in.Voters
+		st.ChunkTarget, st.Created = in.ChunkTarget, in.Created
+		if st.Nodes == nil {
+			st.Nodes = map[string]NodeMeta{}
+		}
+		return nil
+	case OpNodeRegister:
+		var m NodeMeta
+		if err := strictUnmarshal(cmd.Payload, &m); err != nil {
+			return rejectf("register: %v", err)
+		}
+		if err := m.validate(); err != nil {
+			return rejectf("register: %v", err)
+		}
+		if st.Nodes == nil {
+			st.Nodes = map[string]NodeMeta{}
+		}
+		if _, ok := st.Nodes[m.ID]; !ok && len(st.Nodes) >= maxNodes {
+			return rejectf("register: node registry full (%d)", maxNodes)
+		}
+		st.Nodes[m.ID] = m
+		return nil
+	case OpNodeRemove:
+		var rm NodeRemove
+		if err := strictUnmarshal(cmd.Payload, &rm); err != nil {
+			return rejectf("remove: %v", err)
+		}
+		delete(st.Nodes, rm.ID)
+		return nil
+	}
+	return rejectf("op %s has no handler", cmd.Op)
+}
+
+func (m NodeMeta) validate() error {
+	if m.ID == "" || len(m.ID) > maxIDLen {
+		return fmt.Errorf("node ID must be 1..%d bytes", maxIDLen)
+	}
+	for _, s := range []string{m.Name, m.OS, m.Arch, m.Version} {
+		if len(s) > maxNameLen || !utf8.ValidString(s) {
+			return fmt.Errorf("node strings must be valid UTF-8 of at most %d bytes", maxNameLen)
+		}
+	}
+	if m.Cores < 0 || m.Cores > maxCoresVal {
+		return fmt.Errorf("cores %d out of range", m.Cores)
+	}
+	if m.Voter < VoterAuto || m.Voter > VoterNever {
+		return fmt.Errorf("voter preference %d out of range", m.Voter)
+	}
+	return nil
+}
+
+// strictUnmarshal decodes a JSON object into v and refuses null (a missing
+// payload) so that an empty command never silently applies zero values.
+func strictUnmarshal(b []byte, v any) error {
+	if string(b) == "null" {
+		return errors.New("missing payload")
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode payload: %w", err)
+	}
+	return nil
+}
