@@ -24,7 +24,6 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -118,9 +117,12 @@ type Host struct {
 // it. It also installs a connection manager and a resource manager with
 // explicit limits for Hydra's protocols (see limits.go).
 //
-// Reuseport is disabled on both transports so that a second process on the
-// same port fails with an error wrapping ErrAddrInUse instead of silently
-// sharing the port with the first.
+// Reuseport is disabled on TCP so that a second process on the same port
+// fails with an error wrapping ErrAddrInUse instead of silently sharing the
+// port with the first (QUIC's listener refuses a taken port by itself).
+// QUIC keeps go-libp2p's default connection manager: a custom one
+// (libp2p.QUICReuse) loses the resource-manager accounting of inbound QUIC
+// connections and is never closed, leaking its UDP sockets past Close.
 //
 // ctx bounds only the construction; the host lives until Close.
 func New(ctx context.Context, cfg Config) (*Host, error) {
@@ -164,7 +166,6 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.DisableRelay(),
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.QUICReuse(quicreuse.NewConnManager, quicreuse.DisableReuseport()),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
