@@ -1,0 +1,82 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// failoverRounds is how many leader kills BenchmarkFailover measures.
+const failoverRounds = 10
+
+// measureFailover builds a 5-node cluster with the LAN default multiplier,
+// then kills the leader (host closed, raft stopped: no transfer) rounds
+// times, measuring how long until every survivor names the same new leader
+// (polled every 20ms). The killed node is restarted before the next round.
+func measureFailover(tb testing.TB, rounds int) []time.Duration {
+	nodes := startCluster(tb, 5, "failover", func(_ int, c *Config) { c.Multiplier = 1 })
+	settle := func() *testNode {
+		var leader *testNode
+		waitUntil(tb, testDeadline, "5 nodes, 3 voters, all registered", func() error {
+			var err error
+			if leader, err = agreed(nodes); err != nil {
+				return err
+			}
+			if v := voters(leader.r.Servers()); v != 3 {
+				return fmt.Errorf("%d voters", v)
+			}
+			if len(leader.r.State().Nodes) != 5 {
+				return errors.New("registration pending")
+			}
+			return nil
+		})
+		return leader
+	}
+	var out []time.Duration
+	for range rounds {
+		leader := settle()
+		start := time.Now()
+		leader.kill()
+		waitUntil(tb, testDeadline, "survivors agree on a new leader", func() error {
+			var first string
+			for _, n := range alive(nodes) {
+				l, ok := n.r.Leader()
+				if !ok || l == leader.h.ID() {
+					return fmt.Errorf("%s has no new leader", n.name)
+				}
+				if first == "" {
+					first = l.String()
+				} else if l.String() != first {
+					return errors.New("survivors disagree")
+				}
+			}
+			return nil
+		})
+		out = append(out, time.Since(start))
+		leader.restart(alive(nodes))
+	}
+	return out
+}
+
+func summarize(ds []time.Duration) (median, worst time.Duration) {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2], s[len(s)-1]
+}
+
+// BenchmarkFailover reports the median and worst time from a leader's kill
+// to the survivors agreeing on a new leader, over 10 kills of a 5-node
+// cluster at multiplier 1 (run without -race for meaningful figures):
+//
+//	go test -run XXX -bench Failover -benchtime 1x ./consensus/
+func BenchmarkFailover(b *testing.B) {
+	for b.Loop() {
+		ds := measureFailover(b, failoverRounds)
+		median, worst := summarize(ds)
+		b.ReportMetric(float64(median.Milliseconds()), "median-ms")
+		b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
+		b.Logf("failover over %d kills: median %s, worst %s, all %v", len(ds), median, worst, ds)
+	}
+}

@@ -1,0 +1,146 @@
+package consensus
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// srv builds one server of a synthetic autopilot state. kind: "L" leader,
+// "V" voter, "N" non-voter; status failed marks an unreachable node.
+func srv(id, kind string, pref VoterPref, healthy, failed bool, stableFor time.Duration, now time.Time) *autopilot.ServerState {
+	st := map[string]autopilot.RaftState{"L": autopilot.RaftLeader, "V": autopilot.RaftVoter, "N": autopilot.RaftNonVoter}[kind]
+	status := autopilot.NodeAlive
+	if failed {
+		status = autopilot.NodeFailed
+	}
+	return &autopilot.ServerState{
+		Server: autopilot.Server{ID: raft.ServerID(id), NodeStatus: status, Meta: map[string]string{metaVoter: pref.String()}},
+		State:  st,
+		Health: autopilot.ServerHealth{Healthy: healthy, StableSince: now.Add(-stableFor)},
+	}
+}
+
+func ids(xs []raft.ServerID) string { s := fmt.Sprint(xs); return s }
+
+func Test_Promoter(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	conf := &autopilot.Config{ServerStabilizationTime: 10 * time.Second}
+	long, short := time.Hour, time.Second
+	cases := []struct {
+		name            string
+		servers         []*autopilot.ServerState
+		want            int
+		promote, demote string
+		leader          raft.ServerID
+	}{
+		{"stable voters stay, no churn", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, true, false, short, now), srv("d", "N", VoterAuto, true, false, long, now),
+		}, 3, "[]", "[]", ""},
+		{"failed voter replaced by a stable non-voter", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, false, true, long, now), srv("d", "N", VoterAuto, true, false, long, now),
+		}, 3, "[d]", "[c]", ""},
+		{"unhealthy voter within grace keeps its vote", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, false, false, short, now), srv("d", "N", VoterAuto, true, false, long, now),
+		}, 3, "[]", "[]", ""},
+		{"failed voter kept without a replacement", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, false, true, long, now), srv("d", "N", VoterAuto, true, false, short, now),
+		}, 3, "[]", "[]", ""},
+		{"never is not promoted", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "N", VoterNever, true, false, long, now),
+			srv("c", "N", VoterAuto, true, false, long, now),
+		}, 3, "[c]", "[]", ""},
+		{"prefer takes a vote from an auto voter", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, true, false, 2*long, now), srv("p", "N", VoterPrefer, true, false, long, now),
+		}, 3, "[p]", "[b]", ""},
+		{"excess voters demoted, leader kept", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, short, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "V", VoterAuto, true, false, short, now),
+		}, 3, "[]", "[d]", ""},
+		{"never leader hands over once voters exist", []*autopilot.ServerState{
+			srv("n", "L", VoterNever, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "V", VoterAuto, true, false, long, now),
+		}, 3, "[]", "[]", "b"},
+		{"five voters wanted", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "N", VoterAuto, true, false, long, now),
+			srv("e", "N", VoterAuto, true, false, long, now), srv("f", "N", VoterAuto, true, false, long, now),
+			srv("g", "N", VoterAuto, true, false, 2*long, now),
+		}, 5, "[d g]", "[]", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &autopilot.State{Servers: map[raft.ServerID]*autopilot.ServerState{}}
+			for _, x := range tc.servers {
+				s.Servers[x.Server.ID] = x
+				if x.State == autopilot.RaftLeader {
+					s.Leader = x.Server.ID
+				}
+			}
+			p := &Promoter{desired: func(int) int { return tc.want }, now: func() time.Time { return now }}
+			// ServerStabilizationTime only applies once autopilot has run
+			// that long; the zero firstStateTime is long ago.
+			ch := p.CalculatePromotionsAndDemotions(conf, s)
+			slices.Sort(ch.Promotions)
+			if ids(ch.Promotions) != tc.promote || ids(ch.Demotions) != tc.demote || ch.Leader != tc.leader {
+				t.Fatalf("got promote %v demote %v leader %q; want %s %s %q",
+					ch.Promotions, ch.Demotions, ch.Leader, tc.promote, tc.demote, tc.leader)
+			}
+		})
+	}
+}
+
+func Test_VoterPref(t *testing.T) {
+	for _, s := range []string{"auto", "prefer", "never"} {
+		p, err := ParseVoterPref(s)
+		if err != nil || p.String() != s {
+			t.Fatalf("%s: %v %v", s, p, err)
+		}
+	}
+	if _, err := ParseVoterPref("always"); err == nil {
+		t.Fatal("accepted a bad preference")
+	}
+}
+
+func Test_ShouldBootstrap(t *testing.T) {
+	a, b, c := "12D3KooA", "12D3KooB", "12D3KooC"
+	ans := func(pref VoterPref, in bool) bootPeer {
+		return bootPeer{answered: true, info: infoResponse{Voter: pref, InCluster: in}}
+	}
+	type peers = map[string]bootPeer
+	cases := []struct {
+		name string
+		self string
+		pref VoterPref
+		ps   peers
+		want bool
+	}{
+		{"alone", a, VoterAuto, peers{}, true},
+		{"lowest", a, VoterAuto, peers{b: ans(VoterAuto, false), c: ans(VoterAuto, false)}, true},
+		{"not lowest", b, VoterAuto, peers{a: ans(VoterAuto, false)}, false},
+		{"lower peer never", b, VoterAuto, peers{a: ans(VoterNever, false)}, true},
+		{"self never, eligible peer", a, VoterNever, peers{b: ans(VoterAuto, false)}, false},
+		{"all never: lowest", a, VoterNever, peers{b: ans(VoterNever, false)}, true},
+		{"silent lower peer waited for", b, VoterAuto, peers{a: {}}, false},
+		{"a peer is in a cluster", a, VoterAuto, peers{b: ans(VoterAuto, true)}, false},
+	}
+	for _, tc := range cases {
+		m := map[peer.ID]bootPeer{}
+		for k, v := range tc.ps {
+			m[peer.ID(k)] = v
+		}
+		if got := shouldBootstrap(peer.ID(tc.self), tc.pref, m); got != tc.want {
+			t.Errorf("%s: got %v", tc.name, got)
+		}
+	}
+}
