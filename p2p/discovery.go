@@ -221,10 +221,13 @@ func (d *discovery) start() (cleanups []func(), err error) {
 		m := &mdnsRunner{d: d}
 		d.track(m.run)
 	}
-	// Peers that connected and identified before discovery started.
-	for _, p := range d.h.h.Network().Peers() {
-		d.checkMember(p)
-	}
+	// Peers that connected and identified before discovery started; in a
+	// goroutine, so that OnPeer never runs inside StartDiscovery.
+	d.track(func() {
+		for _, p := range d.h.h.Network().Peers() {
+			d.checkMember(p)
+		}
+	})
 	return cleanups, nil
 }
 

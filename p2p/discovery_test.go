@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
@@ -163,4 +164,54 @@ func TestDiscovery_DHTRendezvous(t *testing.T) {
 		return recB.has("peer found", "peer="+c.ID().String(), "source=dht") ||
 			recC.has("peer found", "peer="+b.ID().String(), "source=dht")
 	})
+}
+
+// TestDiscovery_StopsWithContext: cancelling StartDiscovery's context ends
+// every discovery goroutine while the Host stays open, and OnPeer is not
+// called afterwards.
+func TestDiscovery_StopsWithContext(t *testing.T) {
+	a, _ := newTestHost(t, "c", nil)
+	b, _ := newTestHost(t, "c", nil)
+	seen := newPeerSet()
+	ctx, cancel := context.WithCancel(context.Background())
+	err := b.StartDiscovery(ctx, fastDiscovery(DiscoveryConfig{
+		MDNS: true, DHT: true, Join: []peer.AddrInfo{addrInfo(t, a)}, OnPeer: seen.OnPeer,
+	}))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "B to join A", func() bool { return seen.n(a.ID()) > 0 })
+	cancel()
+	waitFor(t, 10*time.Second, "discovery goroutines to end", func() bool { return ourGoroutines() == "" })
+	n := seen.n(a.ID())
+	if err := b.Host().Network().ClosePeer(a.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "A and B to see the disconnection", func() bool {
+		return !connected(a, b) && !connected(b, a)
+	})
+	sub, err := b.Host().EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := a.Host().Connect(context.Background(), addrInfo(t, b)); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(10 * time.Second)
+	for identified := false; !identified; {
+		select {
+		case e := <-sub.Out():
+			identified = e.(event.EvtPeerIdentificationCompleted).Peer == a.ID()
+		case <-timeout:
+			t.Fatal("B never identified A again")
+		}
+	}
+	if seen.n(a.ID()) != n {
+		t.Fatal("OnPeer called after discovery stopped")
+	}
+	if err := b.StartDiscovery(context.Background(), DiscoveryConfig{}); err != ErrDiscoveryStarted {
+		t.Fatalf("restart after stop: %v, want ErrDiscoveryStarted", err)
+	}
 }
