@@ -141,20 +141,10 @@ func (h *Host) StartDiscovery(ctx context.Context, cfg DiscoveryConfig) error {
 		inflight: make(map[peer.ID]bool),
 		joinWake: make(map[peer.ID]chan struct{}),
 	}
-	cleanups, err := d.start()
-	if err == nil && !h.goTracked(func() {
-		<-dctx.Done()
-		d.mu.Lock()
-		d.stopped = true
-		d.mu.Unlock()
-		d.wg.Wait()
-		for _, f := range slices.Backward(cleanups) {
-			f()
-		}
-	}) {
-		err = errors.New("p2p: host closed")
-	}
-	if err != nil {
+	var cleanups []func()
+	// shutdown runs once discovery must stop: no new goroutines, wait for
+	// the running ones, then release what start acquired.
+	shutdown := func() {
 		cancel()
 		d.mu.Lock()
 		d.stopped = true
@@ -164,9 +154,15 @@ func (h *Host) StartDiscovery(ctx context.Context, cfg DiscoveryConfig) error {
 			f()
 		}
 		stopAfter()
+	}
+	cleanups, err := d.start()
+	if err == nil && !h.goTracked(func() { <-dctx.Done(); shutdown() }) {
+		err = errors.New("p2p: host closed")
+	}
+	if err != nil {
+		shutdown()
 		return err
 	}
-	context.AfterFunc(dctx, func() { stopAfter(); cancel() })
 	return nil
 }
 

@@ -13,9 +13,10 @@
 // Choices worth knowing:
 //
 //   - A Host listens on every address it is given (by default the IPv4 and
-//     IPv6 wildcards, TCP and QUIC) and fails if any one cannot be used;
-//     a port that is taken wraps ErrAddrInUse. TCP reuseport is off so
-//     that "taken" is detected even against another libp2p process.
+//     IPv6 wildcards, TCP and QUIC) and fails if any one but the IPv6
+//     wildcard cannot be used; a port that is taken wraps ErrAddrInUse.
+//     TCP reuseport is off so that "taken" is detected even against
+//     another libp2p process.
 //   - Every Hydra protocol lives under /hydra/ and has explicit limits.
 //     The DHT uses the /hydra prefix, so Hydra nodes never join the public
 //     IPFS DHT.

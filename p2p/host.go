@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -57,8 +58,9 @@ type Config struct {
 	// key per run would make the node a stranger to its own cluster.
 	Key crypto.PrivKey
 	// Listen lists the addresses to listen on, TCP and QUIC, port 0 allowed.
-	// Each one must succeed: a half-listening node is harder to debug than
-	// one that refuses to start. Empty means DefaultListenAddrs(0).
+	// Each one must succeed (a half-listening node is harder to debug than
+	// one that refuses to start), except the IPv6 wildcard, skipped with a
+	// warning where IPv6 is unavailable. Empty means DefaultListenAddrs(0).
 	Listen []multiaddr.Multiaddr
 	// Cluster is the cluster name. The mDNS service name, the gossip topic
 	// prefix and the DHT rendezvous derive from it, so clusters sharing a
@@ -139,9 +141,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	listen, explicit := cfg.Listen, true
+	listen := cfg.Listen
 	if len(listen) == 0 {
-		listen, explicit = DefaultListenAddrs(0), false
+		listen = DefaultListenAddrs(0)
 	}
 	rcm, err := newResourceManager(cfg.Cluster)
 	if err != nil {
@@ -178,7 +180,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// libp2p closes the managers it was given when construction fails.
 		return nil, fmt.Errorf("p2p: new host: %w", err)
 	}
-	if err := listenAll(h, listen, explicit, log); err != nil {
+	// Identify tells every peer that this node belongs to cfg.Cluster (see
+	// memberProtocol); nothing is ever sent on it.
+	h.SetStreamHandler(memberProtocol(cfg.Cluster), func(s network.Stream) { _ = s.Reset() })
+	if err := listenAll(h, listen, log); err != nil {
 		_ = h.Close()
 		return nil, err
 	}
@@ -192,17 +197,14 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		cancel:  cancel,
 		topics:  make(map[string]*Topic),
 	}
-	// Identify tells every peer that this node belongs to cfg.Cluster (see
-	// memberProtocol); nothing is ever sent on it.
-	h.SetStreamHandler(memberProtocol(cfg.Cluster), func(s network.Stream) { _ = s.Reset() })
 	log.Info("p2p host started", "peer", h.ID(), "addrs", hh.Addrs(), "agent", cfg.AgentVersion)
 	return hh, nil
 }
 
-// listenAll listens on every address, failing on the first error, except
-// that with the default addresses an IPv6 address may fail (a machine with
-// IPv6 disabled still runs Hydra over IPv4).
-func listenAll(h host.Host, addrs []multiaddr.Multiaddr, explicit bool, log *slog.Logger) error {
+// listenAll listens on every address and fails on the first error, except
+// that the IPv6 wildcard (::) may fail for any reason but a taken port: a
+// machine with IPv6 disabled still runs Hydra over IPv4.
+func listenAll(h host.Host, addrs []multiaddr.Multiaddr, log *slog.Logger) error {
 	sw, ok := h.Network().(*swarm.Swarm)
 	if !ok {
 		return fmt.Errorf("p2p: unexpected network type %T", h.Network())
@@ -217,7 +219,7 @@ func listenAll(h host.Host, addrs []multiaddr.Multiaddr, explicit bool, log *slo
 		if isAddrInUse(err) {
 			return fmt.Errorf("p2p: listen on %s: %w (%v)", a, ErrAddrInUse, err)
 		}
-		if !explicit && isIP6(a) {
+		if isIP6Wildcard(a) {
 			log.Warn("not listening on IPv6", "addr", a, "err", err)
 			continue
 		}
@@ -235,9 +237,9 @@ func isAddrInUse(err error) bool {
 	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 
-func isIP6(a multiaddr.Multiaddr) bool {
-	_, err := a.ValueForProtocol(multiaddr.P_IP6)
-	return err == nil
+func isIP6Wildcard(a multiaddr.Multiaddr) bool {
+	ip, err := a.ValueForProtocol(multiaddr.P_IP6)
+	return err == nil && net.ParseIP(ip).IsUnspecified()
 }
 
 // Host returns the underlying libp2p host, for what p2p does not wrap:

@@ -206,3 +206,33 @@ func TestHost_CloseIsIdempotentAndStopsEverything(t *testing.T) {
 		t.Fatal("Topic after Close succeeded")
 	}
 }
+
+func TestNew_DefaultListenAddrs(t *testing.T) {
+	h, err := New(context.Background(), Config{Key: testKey(t), Cluster: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var tcp, quic bool
+	for _, a := range h.Host().Network().ListenAddresses() {
+		_, errT := a.ValueForProtocol(multiaddr.P_TCP)
+		_, errQ := a.ValueForProtocol(multiaddr.P_QUIC_V1)
+		tcp, quic = tcp || errT == nil, quic || errQ == nil
+	}
+	if !tcp || !quic {
+		t.Fatalf("listening on %v: want TCP and QUIC", h.Host().Network().ListenAddresses())
+	}
+	// The same fixed port on both families and both transports.
+	port := freePorts(t)[0]
+	p, _ := port.ValueForProtocol(multiaddr.P_TCP)
+	var n int
+	fmt.Sscan(p, &n)
+	h2, err := New(context.Background(), Config{Key: testKey(t), Cluster: "c", Listen: DefaultListenAddrs(n)})
+	if err != nil {
+		t.Fatalf("DefaultListenAddrs(%d): %v", n, err)
+	}
+	defer h2.Close()
+	if got := len(h2.Host().Network().ListenAddresses()); got < 2 {
+		t.Fatalf("listening on %d addresses", got)
+	}
+}
