@@ -350,7 +350,7 @@ func TestMandelStopBoundsWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	maxPixels := (mandelPollIters/p.MaxIter + 1 + mandelGroup) * 1
+	maxPixels := mandelPollIters/p.MaxIter + 1 + mandelGroupSize(p.MaxIter)
 	if done == 0 || done > maxPixels+mandelGroup {
 		t.Errorf("done %d pixels, want 1..%d", done, maxPixels+mandelGroup)
 	}

@@ -169,9 +169,18 @@ func mandelFrom(zr, zi, cr, ci float64, n, maxIter uint32) uint32 {
 // (a few milliseconds at most, whatever max_iter is).
 const mandelPollIters = 1 << 20
 
-// mandelGroup is how many pixels a worker hands the kernel at once: a multiple of every vector
-// path's width, small enough that one group at max_iter 1e6 stays near the poll interval.
-const mandelGroup = 8
+// mandelGroup is the fewest pixels a worker hands the kernel at once (a multiple of every vector
+// path's width). Groups grow to up to mandelMaxGroup pixels when max_iter is small, so vector
+// kernels can stream pixels through their lanes, and stay small when a pixel may take long, so
+// the poll interval holds.
+const (
+	mandelGroup    = 8
+	mandelMaxGroup = 512
+)
+
+func mandelGroupSize(maxIter int) int {
+	return max(mandelGroup, min(mandelMaxGroup, mandelPollIters/max(maxIter, 1)/mandelGroup*mandelGroup))
+}
 
 // MandelRows writes the iteration counts of rows [rowStart, rowEnd) into out (row-major, top
 // row first, len(out) ≥ (rowEnd−rowStart)·Width) on the calling goroutine. Chunked and whole
@@ -212,7 +221,8 @@ func MandelPixels(p MandelParams, first, end int, out []uint32, workers int, sto
 	}
 	g := newMandelGeom(p)
 	k := kernel()
-	bs := max(min(n/(workers*8), 4096), mandelGroup)
+	group := mandelGroupSize(p.MaxIter)
+	bs := max(min(n/(workers*8), 4096), group)
 	nblocks := (n + bs - 1) / bs
 	workers = min(workers, nblocks)
 
@@ -232,7 +242,7 @@ func MandelPixels(p MandelParams, first, end int, out []uint32, workers int, sto
 			s := b * bs
 			e := min(s+bs, n)
 			for gs := s; gs < e; {
-				ge := min(gs+mandelGroup, e)
+				ge := min(gs+group, e)
 				since += mandelSpan(k, &g, first+gs, first+ge, out[gs:ge])
 				gs = ge
 				if since >= mandelPollIters && gs < e {

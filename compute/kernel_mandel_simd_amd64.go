@@ -1,0 +1,307 @@
+//go:build goexperiment.simd && amd64
+
+package compute
+
+import (
+	"math"
+	"simd/archsimd"
+)
+
+// The vector Mandelbrot kernels keep every lane busy: the pixels of a row segment stream through
+// the lanes, and a lane whose pixel escapes (or reaches max_iter) is refilled with the next pixel
+// at once, so one slow pixel never leaves its neighbours' lanes idle. Several vectors are
+// interleaved to hide the latency of the z² dependency chain. A lane's iteration count is not
+// kept in a vector: it is the global step minus the step at which its pixel entered, and the
+// earliest max_iter deadline costs one scalar compare per step.
+//
+// The refill path touches lane state only as integers (float64 bits): Go compiles scalar
+// float64 code to legacy SSE instructions, and an SSE instruction while the upper halves of the
+// YMM registers are dirty costs hundreds of cycles on some CPUs (this one included). The real
+// parts of the segment's pixels are computed up front with vector arithmetic, each operation
+// rounded on its own exactly as [mandelGeom.cr] does.
+
+// laneSeg is how many pixels one pass of the lane loop takes (its cr values are precomputed).
+const laneSeg = 512
+
+// laneState is the scalar side of the lanes: their spilled registers (as float64 bits), which
+// pixel each lane holds and since when.
+type laneState struct {
+	zr, zi, cr, ci [16]uint64
+	pix            [16]int   // offset into out, or −1 for an idle lane
+	t0             [16]int64 // global step at which the lane's pixel entered
+	crs            [laneSeg]uint64
+	rowCi          uint64 // bits of the row's ci
+	next, n        int    // next pixel offset to hand out; pixels in the segment
+	active         int    // lanes holding a pixel
+	iters          uint64 // sum of finished counts (+1 per pixel)
+}
+
+const idleT0 = -1 << 62
+
+// fill puts the next pixel, or nothing, into lane l at step t. An idle lane gets c = 0, which
+// never escapes, and a t0 so far back that it never reaches max_iter.
+func (s *laneState) fill(l int, t int64) {
+	s.zr[l], s.zi[l] = 0, 0
+	if s.next < s.n {
+		s.pix[l], s.cr[l], s.ci[l], s.t0[l] = s.next, s.crs[s.next], s.rowCi, t
+		s.next++
+		s.active++
+		return
+	}
+	s.pix[l], s.cr[l], s.ci[l], s.t0[l] = -1, 0, 0, idleT0
+}
+
+// settle writes out the lanes [lo, lo+width) whose pixel is finished at step t — escaped (bit i
+// of esc) or at max_iter — and refills them.
+func (s *laneState) settle(lo, width int, esc uint8, t, maxIter int64, out []uint32) {
+	for i := range width {
+		l := lo + i
+		if s.pix[l] < 0 {
+			continue
+		}
+		n := t - s.t0[l]
+		if n == maxIter || esc&(1<<i) != 0 {
+			out[s.pix[l]] = uint32(n)
+			s.iters += uint64(n) + 1
+			s.active--
+			s.fill(l, t)
+		}
+	}
+}
+
+// deadline is the smallest step at which an active lane reaches max_iter.
+func (s *laneState) deadline(maxIter int64, lanes int) int64 {
+	d := int64(math.MaxInt64)
+	for l := range lanes {
+		if s.pix[l] >= 0 {
+			d = min(d, s.t0[l]+maxIter)
+		}
+	}
+	return d
+}
+
+// mandelLanes runs the lane loop over a row segment in passes of laneSeg pixels.
+func mandelLanes(g *mandelGeom, py, pxStart, pxEnd int, out []uint32,
+	pass func(g *mandelGeom, s *laneState, out []uint32)) uint64 {
+	var s laneState
+	s.rowCi = math.Float64bits(g.ci(py))
+	var iters uint64
+	for a := pxStart; a < pxEnd; a += laneSeg {
+		b := min(a+laneSeg, pxEnd)
+		s.next, s.n, s.active, s.iters = 0, b-a, 0, 0
+		crRow(g, a, s.crs[:b-a])
+		pass(g, &s, out[a-pxStart:b-pxStart])
+		iters += s.iters
+	}
+	return iters
+}
+
+// crRow computes cr for columns px0… into dst with four-lane vector arithmetic:
+// cx + ((px − W/2) + 0.5)·s, each operation rounded on its own like mandelGeom.cr.
+func crRow(g *mandelGeom, px0 int, dst []uint64) {
+	f := float64(px0) // exact: columns are far below 2⁵³
+	pxv := archsimd.LoadFloat64x4(&[4]float64{f, f + 1, f + 2, f + 3})
+	four := archsimd.BroadcastFloat64x4(4)
+	half := archsimd.BroadcastFloat64x4(0.5)
+	hw := archsimd.BroadcastFloat64x4(g.halfW)
+	sv := archsimd.BroadcastFloat64x4(g.s)
+	cx := archsimd.BroadcastFloat64x4(g.cx)
+	i := 0
+	for ; i+4 <= len(dst); i += 4 {
+		cx.Add(pxv.Sub(hw).Add(half).Mul(sv)).AsUint64x4().Store((*[4]uint64)(dst[i : i+4]))
+		pxv = pxv.Add(four)
+	}
+	if i < len(dst) {
+		var tail [4]uint64
+		cx.Add(pxv.Sub(hw).Add(half).Mul(sv)).AsUint64x4().Store(&tail)
+		copy(dst[i:], tail[:])
+	}
+	archsimd.ClearAVXUpperBits()
+}
+
+// mandelAVX2 interleaves two vectors of four lanes.
+func mandelAVX2(g *mandelGeom, py, pxStart, pxEnd int, out []uint32) uint64 {
+	return mandelLanes(g, py, pxStart, pxEnd, out, mandelAVX2Pass)
+}
+
+func mandelAVX2Pass(g *mandelGeom, s *laneState, out []uint32) {
+	m := int64(g.maxIter)
+	for l := range 8 {
+		s.fill(l, 0)
+	}
+	deadline := s.deadline(m, 8)
+	four := archsimd.BroadcastFloat64x4(4)
+	ar := archsimd.LoadUint64x4((*[4]uint64)(s.zr[0:4])).AsFloat64x4()
+	ai := archsimd.LoadUint64x4((*[4]uint64)(s.zi[0:4])).AsFloat64x4()
+	acr := archsimd.LoadUint64x4((*[4]uint64)(s.cr[0:4])).AsFloat64x4()
+	aci := archsimd.LoadUint64x4((*[4]uint64)(s.ci[0:4])).AsFloat64x4()
+	br := archsimd.LoadUint64x4((*[4]uint64)(s.zr[4:8])).AsFloat64x4()
+	bi := archsimd.LoadUint64x4((*[4]uint64)(s.zi[4:8])).AsFloat64x4()
+	bcr := archsimd.LoadUint64x4((*[4]uint64)(s.cr[4:8])).AsFloat64x4()
+	bci := archsimd.LoadUint64x4((*[4]uint64)(s.ci[4:8])).AsFloat64x4()
+	for t := int64(0); ; {
+		ar2, ai2 := ar.Mul(ar), ai.Mul(ai)
+		br2, bi2 := br.Mul(br), bi.Mul(bi)
+		ae := ar2.Add(ai2).Greater(four)
+		be := br2.Add(bi2).Greater(four)
+		if ae.Or(be).ToBits() != 0 || t == deadline {
+			ar.AsUint64x4().Store((*[4]uint64)(s.zr[0:4]))
+			ai.AsUint64x4().Store((*[4]uint64)(s.zi[0:4]))
+			br.AsUint64x4().Store((*[4]uint64)(s.zr[4:8]))
+			bi.AsUint64x4().Store((*[4]uint64)(s.zi[4:8]))
+			s.settle(0, 4, ae.ToBits(), t, m, out)
+			s.settle(4, 4, be.ToBits(), t, m, out)
+			if s.active == 0 {
+				archsimd.ClearAVXUpperBits()
+				return
+			}
+			deadline = s.deadline(m, 8)
+			ar = archsimd.LoadUint64x4((*[4]uint64)(s.zr[0:4])).AsFloat64x4()
+			ai = archsimd.LoadUint64x4((*[4]uint64)(s.zi[0:4])).AsFloat64x4()
+			acr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[0:4])).AsFloat64x4()
+			aci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[0:4])).AsFloat64x4()
+			br = archsimd.LoadUint64x4((*[4]uint64)(s.zr[4:8])).AsFloat64x4()
+			bi = archsimd.LoadUint64x4((*[4]uint64)(s.zi[4:8])).AsFloat64x4()
+			bcr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[4:8])).AsFloat64x4()
+			bci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[4:8])).AsFloat64x4()
+			continue // refilled lanes must compute their own squares first
+		}
+		at := ar.Mul(ai)
+		ai = at.Add(at).Add(aci)
+		ar = ar2.Sub(ai2).Add(acr)
+		bt := br.Mul(bi)
+		bi = bt.Add(bt).Add(bci)
+		br = br2.Sub(bi2).Add(bcr)
+		t++
+	}
+}
+
+// mandelAVX2x3 interleaves three vectors of four lanes: more independent chains in flight.
+func mandelAVX2x3(g *mandelGeom, py, pxStart, pxEnd int, out []uint32) uint64 {
+	return mandelLanes(g, py, pxStart, pxEnd, out, mandelAVX2x3Pass)
+}
+
+func mandelAVX2x3Pass(g *mandelGeom, s *laneState, out []uint32) {
+	m := int64(g.maxIter)
+	for l := range 12 {
+		s.fill(l, 0)
+	}
+	deadline := s.deadline(m, 12)
+	four := archsimd.BroadcastFloat64x4(4)
+	ar := archsimd.LoadUint64x4((*[4]uint64)(s.zr[0:4])).AsFloat64x4()
+	ai := archsimd.LoadUint64x4((*[4]uint64)(s.zi[0:4])).AsFloat64x4()
+	acr := archsimd.LoadUint64x4((*[4]uint64)(s.cr[0:4])).AsFloat64x4()
+	aci := archsimd.LoadUint64x4((*[4]uint64)(s.ci[0:4])).AsFloat64x4()
+	br := archsimd.LoadUint64x4((*[4]uint64)(s.zr[4:8])).AsFloat64x4()
+	bi := archsimd.LoadUint64x4((*[4]uint64)(s.zi[4:8])).AsFloat64x4()
+	bcr := archsimd.LoadUint64x4((*[4]uint64)(s.cr[4:8])).AsFloat64x4()
+	bci := archsimd.LoadUint64x4((*[4]uint64)(s.ci[4:8])).AsFloat64x4()
+	cr := archsimd.LoadUint64x4((*[4]uint64)(s.zr[8:12])).AsFloat64x4()
+	ci := archsimd.LoadUint64x4((*[4]uint64)(s.zi[8:12])).AsFloat64x4()
+	ccr := archsimd.LoadUint64x4((*[4]uint64)(s.cr[8:12])).AsFloat64x4()
+	cci := archsimd.LoadUint64x4((*[4]uint64)(s.ci[8:12])).AsFloat64x4()
+	for t := int64(0); ; {
+		ar2, ai2 := ar.Mul(ar), ai.Mul(ai)
+		br2, bi2 := br.Mul(br), bi.Mul(bi)
+		cr2, ci2 := cr.Mul(cr), ci.Mul(ci)
+		ae := ar2.Add(ai2).Greater(four)
+		be := br2.Add(bi2).Greater(four)
+		ce := cr2.Add(ci2).Greater(four)
+		if ae.Or(be.Or(ce)).ToBits() != 0 || t == deadline {
+			ar.AsUint64x4().Store((*[4]uint64)(s.zr[0:4]))
+			ai.AsUint64x4().Store((*[4]uint64)(s.zi[0:4]))
+			br.AsUint64x4().Store((*[4]uint64)(s.zr[4:8]))
+			bi.AsUint64x4().Store((*[4]uint64)(s.zi[4:8]))
+			cr.AsUint64x4().Store((*[4]uint64)(s.zr[8:12]))
+			ci.AsUint64x4().Store((*[4]uint64)(s.zi[8:12]))
+			s.settle(0, 4, ae.ToBits(), t, m, out)
+			s.settle(4, 4, be.ToBits(), t, m, out)
+			s.settle(8, 4, ce.ToBits(), t, m, out)
+			if s.active == 0 {
+				archsimd.ClearAVXUpperBits()
+				return
+			}
+			deadline = s.deadline(m, 12)
+			ar = archsimd.LoadUint64x4((*[4]uint64)(s.zr[0:4])).AsFloat64x4()
+			ai = archsimd.LoadUint64x4((*[4]uint64)(s.zi[0:4])).AsFloat64x4()
+			acr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[0:4])).AsFloat64x4()
+			aci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[0:4])).AsFloat64x4()
+			br = archsimd.LoadUint64x4((*[4]uint64)(s.zr[4:8])).AsFloat64x4()
+			bi = archsimd.LoadUint64x4((*[4]uint64)(s.zi[4:8])).AsFloat64x4()
+			bcr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[4:8])).AsFloat64x4()
+			bci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[4:8])).AsFloat64x4()
+			cr = archsimd.LoadUint64x4((*[4]uint64)(s.zr[8:12])).AsFloat64x4()
+			ci = archsimd.LoadUint64x4((*[4]uint64)(s.zi[8:12])).AsFloat64x4()
+			ccr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[8:12])).AsFloat64x4()
+			cci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[8:12])).AsFloat64x4()
+			continue // refilled lanes must compute their own squares first
+		}
+		at := ar.Mul(ai)
+		ai = at.Add(at).Add(aci)
+		ar = ar2.Sub(ai2).Add(acr)
+		bt := br.Mul(bi)
+		bi = bt.Add(bt).Add(bci)
+		br = br2.Sub(bi2).Add(bcr)
+		ct := cr.Mul(ci)
+		ci = ct.Add(ct).Add(cci)
+		cr = cr2.Sub(ci2).Add(ccr)
+		t++
+	}
+}
+
+// mandelAVX512 interleaves two vectors of eight lanes.
+func mandelAVX512(g *mandelGeom, py, pxStart, pxEnd int, out []uint32) uint64 {
+	return mandelLanes(g, py, pxStart, pxEnd, out, mandelAVX512Pass)
+}
+
+func mandelAVX512Pass(g *mandelGeom, s *laneState, out []uint32) {
+	m := int64(g.maxIter)
+	for l := range 16 {
+		s.fill(l, 0)
+	}
+	deadline := s.deadline(m, 16)
+	four := archsimd.BroadcastFloat64x8(4)
+	ar := archsimd.LoadUint64x8((*[8]uint64)(s.zr[0:8])).AsFloat64x8()
+	ai := archsimd.LoadUint64x8((*[8]uint64)(s.zi[0:8])).AsFloat64x8()
+	acr := archsimd.LoadUint64x8((*[8]uint64)(s.cr[0:8])).AsFloat64x8()
+	aci := archsimd.LoadUint64x8((*[8]uint64)(s.ci[0:8])).AsFloat64x8()
+	br := archsimd.LoadUint64x8((*[8]uint64)(s.zr[8:16])).AsFloat64x8()
+	bi := archsimd.LoadUint64x8((*[8]uint64)(s.zi[8:16])).AsFloat64x8()
+	bcr := archsimd.LoadUint64x8((*[8]uint64)(s.cr[8:16])).AsFloat64x8()
+	bci := archsimd.LoadUint64x8((*[8]uint64)(s.ci[8:16])).AsFloat64x8()
+	for t := int64(0); ; {
+		ar2, ai2 := ar.Mul(ar), ai.Mul(ai)
+		br2, bi2 := br.Mul(br), bi.Mul(bi)
+		ae := ar2.Add(ai2).Greater(four)
+		be := br2.Add(bi2).Greater(four)
+		if ae.Or(be).ToBits() != 0 || t == deadline {
+			ar.AsUint64x8().Store((*[8]uint64)(s.zr[0:8]))
+			ai.AsUint64x8().Store((*[8]uint64)(s.zi[0:8]))
+			br.AsUint64x8().Store((*[8]uint64)(s.zr[8:16]))
+			bi.AsUint64x8().Store((*[8]uint64)(s.zi[8:16]))
+			s.settle(0, 8, ae.ToBits(), t, m, out)
+			s.settle(8, 8, be.ToBits(), t, m, out)
+			if s.active == 0 {
+				archsimd.ClearAVXUpperBits()
+				return
+			}
+			deadline = s.deadline(m, 16)
+			ar = archsimd.LoadUint64x8((*[8]uint64)(s.zr[0:8])).AsFloat64x8()
+			ai = archsimd.LoadUint64x8((*[8]uint64)(s.zi[0:8])).AsFloat64x8()
+			acr = archsimd.LoadUint64x8((*[8]uint64)(s.cr[0:8])).AsFloat64x8()
+			aci = archsimd.LoadUint64x8((*[8]uint64)(s.ci[0:8])).AsFloat64x8()
+			br = archsimd.LoadUint64x8((*[8]uint64)(s.zr[8:16])).AsFloat64x8()
+			bi = archsimd.LoadUint64x8((*[8]uint64)(s.zi[8:16])).AsFloat64x8()
+			bcr = archsimd.LoadUint64x8((*[8]uint64)(s.cr[8:16])).AsFloat64x8()
+			bci = archsimd.LoadUint64x8((*[8]uint64)(s.ci[8:16])).AsFloat64x8()
+			continue // refilled lanes must compute their own squares first
+		}
+		at := ar.Mul(ai)
+		ai = at.Add(at).Add(aci)
+		ar = ar2.Sub(ai2).Add(acr)
+		bt := br.Mul(bi)
+		bi = bt.Add(bt).Add(bci)
+		br = br2.Sub(bi2).Add(bcr)
+		t++
+	}
+}
