@@ -3,6 +3,9 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -78,5 +81,51 @@ func BenchmarkFailover(b *testing.B) {
 		b.ReportMetric(float64(median.Milliseconds()), "median-ms")
 		b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
 		b.Logf("failover over %d kills: median %s, worst %s, all %v", len(ds), median, worst, ds)
+	}
+}
+
+// Test_NoFlapUnderLoad checks the LAN defaults against spurious elections:
+// a 3-node cluster at multiplier 1 keeps its leader and term while every
+// core is saturated by busy-looping processes of normal priority. It burns
+// the machine's CPU for 20s, so it only runs when HYDRA_NOFLAP=1.
+func Test_NoFlapUnderLoad(t *testing.T) {
+	if os.Getenv("HYDRA_NOFLAP") != "1" {
+		t.Skip("set HYDRA_NOFLAP=1 to saturate every core for 20s")
+	}
+	nodes := startCluster(t, 3, "noflap", func(_ int, c *Config) { c.Multiplier = 1 })
+	var leader *testNode
+	waitUntil(t, testDeadline, "3 voters", func() error {
+		var err error
+		if leader, err = agreed(nodes); err != nil {
+			return err
+		}
+		if v := voters(leader.r.Servers()); v != 3 {
+			return fmt.Errorf("%d voters", v)
+		}
+		return nil
+	})
+	term := leader.r.Term()
+	for range runtime.NumCPU() {
+		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}
+	end := time.After(20 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-end:
+			t.Logf("leader %s kept term %d for 20s under load", leader.name, term)
+			return
+		case <-tick.C:
+			for _, n := range nodes {
+				if got := n.r.Term(); got != term {
+					t.Fatalf("%s moved to term %d (was %d): spurious election under load", n.name, got, term)
+				}
+			}
+		}
 	}
 }

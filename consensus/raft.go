@@ -8,11 +8,13 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
@@ -42,6 +44,9 @@ type Raft struct {
 	leading  bool
 	leaderCh chan bool
 	hooks    []func(context.Context)
+
+	fastFailover atomic.Bool // timeouts shortened after the leader's connection closed
+	watch        network.Notifiee
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -123,6 +128,8 @@ func New(cfg Config) (*Raft, error) {
 		autopilot.WithReconcileInterval(t.AutopilotTick),
 	)
 	r.serve()
+	r.watch = leaderConnWatch{r}
+	cfg.Host.Network().Notify(r.watch)
 	r.wg.Add(1)
 	go r.monitorLeadership()
 	return r, nil
@@ -314,6 +321,7 @@ func (r *Raft) Shutdown(transfer bool) error {
 			}
 		}
 		close(r.closed)
+		r.host.Network().StopNotify(r.watch)
 		<-r.ap.Stop()
 		var errs []error
 		if err := r.raft.Shutdown().Error(); err != nil {
