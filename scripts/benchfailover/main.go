@@ -1,0 +1,939 @@
+// Command benchfailover measures a Hydra cluster of real `hydra node`
+// processes on loopback (no mDNS: --mdns=false, every node is given every
+// other one with --join). scripts/bench-failover and scripts/bench-noflap
+// build it and run it; see them for the usual invocations.
+//
+// -mode failover (default) prints:
+//
+//   - failover: a -nodes cluster (default 5) is started once; each of -runs
+//     runs (default 10) waits for a stable leader (all nodes agree on leader,
+//     term and cluster_id, the leader lists every node as a member with
+//     exactly -voters voters, all online, unchanged for 2 s), SIGKILLs the
+//     leader (and anything it spawned), then polls the survivors'
+//     GET /api/v1/status every 20 ms until all of them name the same new
+//     leader, which is one of them. The time is from just before the kill to
+//     the end of the first poll round that agrees. The killed node is then
+//     restarted with the same data directory (same peer ID) and the next run
+//     waits until the cluster is stable again with it.
+//   - bootstrap: -join-runs times (default 5), -join-nodes fresh nodes
+//     (default 7, new identities and data) are started at the same instant;
+//     the time until all of them name the same leader and cluster_id and the
+//     leader lists all of them as members. Every cluster_id seen is counted:
+//     more than one means a split brain, even a transient one.
+//   - idle: on the failover cluster after the last run, -idle (default 60 s)
+//     with no API polling: CPU% of one core (utime+stime from /proc/PID/stat,
+//     of the node and every process under it, plus cutime/cstime of reaped
+//     children) and resident memory (VmRSS from /proc/PID/status summed over
+//     the same processes; last and max of 1 s samples) of the leader, of a
+//     voting follower and of a non-voter.
+//   - the binary's size.
+//
+// -mode noflap runs a -nodes cluster for -duration while -hogs busy loops
+// (default 2 per core, normal priority) saturate every core, polls every
+// node's status every 250 ms, and reports leader changes, term increases,
+// polls where a node had no leader and the slowest status answer (goal: no
+// leader change and no term increase).
+//
+// Processes: every node runs with Pdeathsig=SIGKILL and is killed on exit,
+// on SIGINT and on SIGTERM; the wrappers also run this program in a session
+// of its own and kill that whole process group when they exit.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// status is the part of GET /api/v1/status this program reads.
+type status struct {
+	Self struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"self"`
+	ClusterID string `json:"cluster_id"`
+	Leader    string `json:"leader"`
+	Term      uint64 `json:"term"`
+	Nodes     []struct {
+		ID     string `json:"id"`
+		Name   string `json:"name"`
+		Role   string `json:"role"`
+		Online bool   `json:"online"`
+	} `json:"nodes"`
+}
+
+func (s *status) members() int {
+	n := 0
+	for _, x := range s.Nodes {
+		if x.Role == "leader" || x.Role == "voter" || x.Role == "nonvoter" {
+			n++
+		}
+	}
+	return n
+}
+
+// voters returns the number of voters (leader included) and how many of them
+// are online.
+func (s *status) voters() (all, online int) {
+	for _, x := range s.Nodes {
+		if x.Role == "leader" || x.Role == "voter" {
+			all++
+			if x.Online {
+				online++
+			}
+		}
+	}
+	return
+}
+
+func (s *status) roleOf(id string) string {
+	for _, x := range s.Nodes {
+		if x.ID == id {
+			return x.Role
+		}
+	}
+	return ""
+}
+
+var (
+	flagHydra     = flag.String("hydra", "", "path to the hydra binary (required)")
+	flagMode      = flag.String("mode", "failover", "failover or noflap")
+	flagWork      = flag.String("work", "", "work directory (default: a new temporary one, removed at the end)")
+	flagNodes     = flag.Int("nodes", 5, "cluster size for failover, idle and noflap")
+	flagVoters    = flag.Int("voters", 3, "voters the cluster is expected to keep")
+	flagRuns      = flag.Int("runs", 10, "failover runs")
+	flagJoinNodes = flag.Int("join-nodes", 7, "nodes started at once for the bootstrap measurement")
+	flagJoinRuns  = flag.Int("join-runs", 5, "bootstrap runs (0 to skip)")
+	flagIdle      = flag.Duration("idle", 60*time.Second, "idle CPU/memory window (0 to skip)")
+	flagDuration  = flag.Duration("duration", 10*time.Minute, "noflap: how long to watch")
+	flagHogs      = flag.Int("hogs", 2*runtime.NumCPU(), "noflap: busy processes saturating the cores")
+	flagNodeArgs  = flag.String("node-args", "", "extra flags for every hydra node (space-separated)")
+	flagKeep      = flag.Bool("keep", false, "keep the work directory")
+	flagStripped  = flag.String("stripped", "", "a build of the same binary with -ldflags='-s -w', for its size")
+)
+
+// ---- processes
+
+type proc struct {
+	name    string
+	dataDir string
+	args    []string
+	logPath string
+	httpURL string
+	id      string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+var (
+	procsMu sync.Mutex
+	procs   = map[*exec.Cmd]bool{}
+)
+
+func track(c *exec.Cmd, on bool) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	if on {
+		procs[c] = true
+	} else {
+		delete(procs, c)
+	}
+}
+
+// killAll SIGKILLs every process this program started and what they spawned.
+func killAll() {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	for c := range procs {
+		if c.Process != nil {
+			for _, d := range descendants(c.Process.Pid) {
+				syscall.Kill(d, syscall.SIGKILL)
+			}
+			c.Process.Kill()
+		}
+	}
+}
+
+func startCmd(c *exec.Cmd) error {
+	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.Start(); err != nil {
+		return err
+	}
+	track(c, true)
+	return nil
+}
+
+func (p *proc) start() error {
+	lf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(lf, "==== %s start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(p.args, " "))
+	p.cmd = exec.Command(*flagHydra, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = lf, lf
+	if err := startCmd(p.cmd); err != nil {
+		lf.Close()
+		return err
+	}
+	p.done = make(chan struct{})
+	c, done := p.cmd, p.done
+	go func() {
+		c.Wait()
+		lf.Close()
+		track(c, false)
+		close(done)
+	}()
+	return nil
+}
+
+func (p *proc) alive() bool {
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill SIGKILLs the node and everything under it, and waits for it.
+func (p *proc) kill() {
+	if !p.alive() {
+		return
+	}
+	kids := descendants(p.cmd.Process.Pid)
+	p.cmd.Process.Kill()
+	for _, d := range kids {
+		syscall.Kill(d, syscall.SIGKILL)
+	}
+	<-p.done
+}
+
+// descendants lists the PIDs under pid (children, grandchildren, …).
+func descendants(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	parent := map[int][]int{}
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f, err := readStat(c)
+		if err != nil {
+			continue
+		}
+		parent[f.ppid] = append(parent[f.ppid], c)
+	}
+	var out []int
+	q := []int{pid}
+	for len(q) > 0 {
+		x := q[0]
+		q = q[1:]
+		for _, c := range parent[x] {
+			out = append(out, c)
+			q = append(q, c)
+		}
+	}
+	return out
+}
+
+type procStat struct {
+	ppid                         int
+	utime, stime, cutime, cstime int64
+}
+
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procStat{}, errors.New("bad stat")
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 15 {
+		return procStat{}, errors.New("short stat")
+	}
+	num := func(k int) int64 { v, _ := strconv.ParseInt(f[k-3], 10, 64); return v }
+	return procStat{ppid: int(num(4)), utime: num(14), stime: num(15), cutime: num(16), cstime: num(17)}, nil
+}
+
+// cpuTicks is the CPU time of pid and its descendants (and of the children
+// they reaped), in clock ticks.
+func cpuTicks(pid int) int64 {
+	var t int64
+	for _, p := range append([]int{pid}, descendants(pid)...) {
+		if s, err := readStat(p); err == nil {
+			t += s.utime + s.stime + s.cutime + s.cstime
+		}
+	}
+	return t
+}
+
+// rssKB is VmRSS of pid and its descendants.
+func rssKB(pid int) (int64, int) {
+	var t int64
+	ps := append([]int{pid}, descendants(pid)...)
+	for _, p := range ps {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				f := strings.Fields(l)
+				if len(f) >= 2 {
+					v, _ := strconv.ParseInt(f[1], 10, 64)
+					t += v
+				}
+			}
+		}
+	}
+	return t, len(ps)
+}
+
+const clkTck = 100 // USER_HZ on Linux (x86, arm)
+
+// ---- clusters
+
+var usedPorts = map[int]bool{}
+
+func freePort() int {
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fatalf("free port: %v", err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !usedPorts[p] {
+			usedPorts[p] = true
+			return p
+		}
+	}
+}
+
+type cluster struct {
+	dir   string
+	nodes []*proc
+}
+
+// newCluster prepares n nodes under dir: identities written into their data
+// directories (so every node can be given every other's /p2p/ address),
+// distinct TCP and HTTP ports on 127.0.0.1.
+func newCluster(dir, prefix string, n int) *cluster {
+	c := &cluster{dir: dir}
+	var addrs []string
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("%s%d", prefix, i+1)
+		data := filepath.Join(dir, name)
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			fatalf("%v", err)
+		}
+		key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			fatalf("key: %v", err)
+		}
+		raw, _ := crypto.MarshalPrivateKey(key)
+		if err := os.WriteFile(filepath.Join(data, "identity.key"), raw, 0o600); err != nil {
+			fatalf("%v", err)
+		}
+		id, _ := peer.IDFromPrivateKey(key)
+		tcp, httpPort := freePort(), freePort()
+		p := &proc{
+			name:    name,
+			dataDir: data,
+			logPath: filepath.Join(dir, name+".log"),
+			httpURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+			id:      id.String(),
+		}
+		p.args = []string{"node", "--data", data, "--name", name,
+			"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", tcp),
+			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--mdns=false"}
+		if *flagNodeArgs != "" {
+			p.args = append(p.args, strings.Fields(*flagNodeArgs)...)
+		}
+		addrs = append(addrs, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", tcp, id))
+		c.nodes = append(c.nodes, p)
+	}
+	for i, p := range c.nodes {
+		for j, a := range addrs {
+			if i != j {
+				p.args = append(p.args, "--join", a)
+			}
+		}
+	}
+	return c
+}
+
+func (c *cluster) startAll() {
+	for _, p := range c.nodes {
+		if err := p.start(); err != nil {
+			fatalf("start %s: %v", p.name, err)
+		}
+	}
+}
+
+func (c *cluster) stop() {
+	for _, p := range c.nodes {
+		p.kill()
+	}
+}
+
+func (c *cluster) byID(id string) *proc {
+	for _, p := range c.nodes {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
+func (c *cluster) name(id string) string {
+	if id == "" {
+		return "-"
+	}
+	if p := c.byID(id); p != nil {
+		return p.name
+	}
+	return id
+}
+
+func (c *cluster) tails(lines int) {
+	for _, p := range c.nodes {
+		b, _ := os.ReadFile(p.logPath)
+		ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(ls) > lines {
+			ls = ls[len(ls)-lines:]
+		}
+		fmt.Fprintf(os.Stderr, "---- %s (%s) %s\n%s\n", p.name, p.id, p.logPath, strings.Join(ls, "\n"))
+	}
+}
+
+var httpc = &http.Client{Timeout: time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+
+func getStatus(ctx context.Context, url string) (*status, time.Duration, error) {
+	t := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/api/v1/status", nil)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return nil, time.Since(t), err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, time.Since(t), err
+	}
+	if resp.StatusCode != 200 {
+		return nil, time.Since(t), fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	var s status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, time.Since(t), err
+	}
+	return &s, time.Since(t), nil
+}
+
+type answer struct {
+	st  *status
+	lat time.Duration
+	err error
+}
+
+// poll asks every node in ps at once.
+func poll(ps []*proc) []answer {
+	out := make([]answer, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, lat, err := getStatus(context.Background(), p.httpURL)
+			out[i] = answer{st, lat, err}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// agreement: all answered, same non-empty leader (one of ps) and cluster_id.
+func agreement(ps []*proc, as []answer) (leader, cid string, term uint64, ok bool) {
+	for i, a := range as {
+		if a.err != nil || a.st.Leader == "" || a.st.ClusterID == "" {
+			return "", "", 0, false
+		}
+		if i == 0 {
+			leader, cid = a.st.Leader, a.st.ClusterID
+		}
+		if a.st.Leader != leader || a.st.ClusterID != cid {
+			return "", "", 0, false
+		}
+		if a.st.Term > term {
+			term = a.st.Term
+		}
+	}
+	for _, p := range ps {
+		if p.id == leader {
+			return leader, cid, term, true
+		}
+	}
+	return "", "", 0, false
+}
+
+func describe(c *cluster, ps []*proc, as []answer) string {
+	var b strings.Builder
+	for i, a := range as {
+		if a.err != nil {
+			fmt.Fprintf(&b, "  %s: %v\n", ps[i].name, a.err)
+			continue
+		}
+		v, on := a.st.voters()
+		fmt.Fprintf(&b, "  %s: leader=%s term=%d cluster=%.12s members=%d voters=%d (online %d)\n",
+			ps[i].name, c.name(a.st.Leader), a.st.Term, a.st.ClusterID, a.st.members(), v, on)
+	}
+	return b.String()
+}
+
+// waitStable waits until every node agrees on leader, term and cluster_id,
+// the leader lists all of them as members with exactly want voters, all
+// online (and every node online), and that holds for hold.
+func waitStable(c *cluster, want int, hold, deadline time.Duration) (leader string, term uint64, err error) {
+	end := time.Now().Add(deadline)
+	var since time.Time
+	var last []answer
+	var prevL string
+	var prevT uint64
+	for time.Now().Before(end) {
+		as := poll(c.nodes)
+		last = as
+		l, _, t, ok := agreement(c.nodes, as)
+		if ok {
+			var ls *status
+			for i, p := range c.nodes {
+				if p.id == l {
+					ls = as[i].st
+				}
+			}
+			v, on := ls.voters()
+			online := 0
+			for _, x := range ls.Nodes {
+				if x.Online && x.Role != "none" {
+					online++
+				}
+			}
+			sameTerm := true
+			for _, a := range as {
+				if a.st.Term != t {
+					sameTerm = false
+				}
+			}
+			ok = sameTerm && ls.members() == len(c.nodes) && v == want && on == want && online == len(c.nodes)
+		}
+		if ok && l == prevL && t == prevT && !since.IsZero() {
+			if time.Since(since) >= hold {
+				return l, t, nil
+			}
+		} else if ok {
+			since, prevL, prevT = time.Now(), l, t
+		} else {
+			since, prevL, prevT = time.Time{}, "", 0
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "", 0, fmt.Errorf("no stable cluster (all agree, %d members, %d voters online) within %v; last views:\n%s", len(c.nodes), want, deadline, describe(c, c.nodes, last))
+}
+
+// ---- measurements
+
+func stats(ds []time.Duration) (median, worst time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s)%2 == 1 {
+		median = s[len(s)/2]
+	} else {
+		median = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return median, s[len(s)-1]
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
+func failover(work string, report *[]string) *cluster {
+	c := newCluster(filepath.Join(work, "failover"), "f", *flagNodes)
+	t0 := time.Now()
+	c.startAll()
+	if _, _, err := waitStable(c, *flagVoters, 2*time.Second, 90*time.Second); err != nil {
+		c.tails(30)
+		fatalf("failover cluster: %v", err)
+	}
+	fmt.Printf("failover: %d-node cluster stable after %s\n", *flagNodes, secs(time.Since(t0)))
+	var times []time.Duration
+	failures := 0
+	for run := 1; run <= *flagRuns; run++ {
+		leader, term, err := waitStable(c, *flagVoters, 2*time.Second, 90*time.Second)
+		if err != nil {
+			c.tails(30)
+			fatalf("run %d: %v", run, err)
+		}
+		victim := c.byID(leader)
+		var surv []*proc
+		for _, p := range c.nodes {
+			if p != victim {
+				surv = append(surv, p)
+			}
+		}
+		start := time.Now()
+		victim.kill()
+		var got time.Duration
+		var nl string
+		var nt uint64
+		var last []answer
+		tick := time.NewTicker(20 * time.Millisecond)
+		for {
+			as := poll(surv)
+			last = as
+			if l, _, t, ok := agreement(surv, as); ok && l != leader {
+				got, nl, nt = time.Since(start), l, t
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				break
+			}
+			<-tick.C
+		}
+		tick.Stop()
+		if nl == "" {
+			failures++
+			fmt.Printf("  run %2d: killed %s (term %d): NO new leader within 30s\n%s", run, victim.name, term, describe(c, surv, last))
+			times = append(times, 30*time.Second)
+		} else {
+			fmt.Printf("  run %2d: killed %s (term %d) -> %s (term %d) in %s\n", run, victim.name, term, c.name(nl), nt, secs(got))
+			times = append(times, got)
+		}
+		if err := victim.start(); err != nil {
+			fatalf("restart %s: %v", victim.name, err)
+		}
+	}
+	med, worst := stats(times)
+	line := fmt.Sprintf("failover (SIGKILL leader -> %d survivors agree, %d nodes, 20 ms polls, %d runs): median %s, worst %s", *flagNodes-1, *flagNodes, len(times), secs(med), secs(worst))
+	if failures > 0 {
+		line += fmt.Sprintf(", %d runs without a new leader in 30 s", failures)
+	}
+	*report = append(*report, line)
+	return c
+}
+
+func bootstrap(work string, report *[]string) {
+	var times []time.Duration
+	failures, splits := 0, 0
+	for run := 1; run <= *flagJoinRuns; run++ {
+		c := newCluster(filepath.Join(work, fmt.Sprintf("boot%d", run)), fmt.Sprintf("b%d-", run), *flagJoinNodes)
+		cids := map[string]bool{}
+		start := time.Now()
+		c.startAll()
+		var got time.Duration
+		var last []answer
+		for time.Since(start) < 60*time.Second {
+			as := poll(c.nodes)
+			last = as
+			for _, a := range as {
+				if a.err == nil && a.st.ClusterID != "" {
+					cids[a.st.ClusterID] = true
+				}
+			}
+			if l, _, _, ok := agreement(c.nodes, as); ok {
+				for i, p := range c.nodes {
+					if p.id == l && as[i].st.members() == len(c.nodes) {
+						got = time.Since(start)
+					}
+				}
+				if got > 0 {
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(cids) > 1 {
+			splits++
+		}
+		if got == 0 {
+			failures++
+			fmt.Printf("  run %d: %d nodes NOT in one cluster after 60s (%d cluster ids seen)\n%s", run, *flagJoinNodes, len(cids), describe(c, c.nodes, last))
+			c.tails(15)
+		} else {
+			fmt.Printf("  run %d: %d nodes in one cluster after %s (%d cluster id seen)\n", run, *flagJoinNodes, secs(got), len(cids))
+			times = append(times, got)
+		}
+		c.stop()
+		if !*flagKeep {
+			os.RemoveAll(c.dir)
+		}
+	}
+	med, worst := stats(times)
+	line := fmt.Sprintf("bootstrap (%d nodes started at once -> one cluster, one leader, all members, %d runs): median %s, worst %s", *flagJoinNodes, *flagJoinRuns, secs(med), secs(worst))
+	if failures > 0 || splits > 0 {
+		line += fmt.Sprintf("; %d runs failed, %d saw more than one cluster_id", failures, splits)
+	}
+	*report = append(*report, line)
+}
+
+func idle(c *cluster, report *[]string) {
+	leader, _, err := waitStable(c, *flagVoters, 2*time.Second, 90*time.Second)
+	if err != nil {
+		c.tails(30)
+		fatalf("idle: %v", err)
+	}
+	as := poll(c.nodes)
+	var ls *status
+	for i, p := range c.nodes {
+		if p.id == leader {
+			ls = as[i].st
+		}
+	}
+	picks := []struct {
+		label string
+		p     *proc
+	}{{"leader", c.byID(leader)}}
+	var voter, nonvoter *proc
+	for _, p := range c.nodes {
+		switch ls.roleOf(p.id) {
+		case "voter":
+			if voter == nil {
+				voter = p
+			}
+		case "nonvoter":
+			if nonvoter == nil {
+				nonvoter = p
+			}
+		}
+	}
+	if voter != nil {
+		picks = append(picks, struct {
+			label string
+			p     *proc
+		}{"voting follower", voter})
+	}
+	if nonvoter != nil {
+		picks = append(picks, struct {
+			label string
+			p     *proc
+		}{"non-voter", nonvoter})
+	}
+	type acc struct {
+		t0, t1    int64
+		last, max int64
+		nproc     int
+	}
+	accs := make([]acc, len(picks))
+	for i, pk := range picks {
+		accs[i].t0 = cpuTicks(pk.p.cmd.Process.Pid)
+	}
+	fmt.Printf("idle: measuring %v with no API traffic...\n", *flagIdle)
+	start := time.Now()
+	for time.Since(start) < *flagIdle {
+		time.Sleep(time.Second)
+		for i, pk := range picks {
+			r, n := rssKB(pk.p.cmd.Process.Pid)
+			accs[i].last, accs[i].nproc = r, n
+			if r > accs[i].max {
+				accs[i].max = r
+			}
+		}
+	}
+	el := time.Since(start).Seconds()
+	for i, pk := range picks {
+		accs[i].t1 = cpuTicks(pk.p.cmd.Process.Pid)
+		a := accs[i]
+		cpu := float64(a.t1-a.t0) / clkTck / el * 100
+		*report = append(*report, fmt.Sprintf("idle %-15s (%s, %d process(es)): CPU %.2f%% of a core over %.0fs, RSS %.1f MB (max %.1f MB)",
+			pk.label, pk.p.name, a.nproc, cpu, el, float64(a.last)/1024, float64(a.max)/1024))
+	}
+	l2, _, err := waitStable(c, *flagVoters, 0, 10*time.Second)
+	if err != nil || l2 != leader {
+		*report = append(*report, fmt.Sprintf("  (leadership changed during the idle window: %s -> %s)", c.name(leader), c.name(l2)))
+	}
+}
+
+func noflap(work string) {
+	c := newCluster(filepath.Join(work, "noflap"), "q", *flagNodes)
+	c.startAll()
+	leader, term, err := waitStable(c, *flagVoters, 2*time.Second, 90*time.Second)
+	if err != nil {
+		c.tails(30)
+		fatalf("noflap: %v", err)
+	}
+	fmt.Printf("noflap: %d nodes stable, leader %s, term %d; starting %d busy loops on %d cores for %v\n",
+		*flagNodes, c.name(leader), term, *flagHogs, runtime.NumCPU(), *flagDuration)
+	for i := 0; i < *flagHogs; i++ {
+		h := exec.Command("sh", "-c", "while :; do :; done")
+		if err := startCmd(h); err != nil {
+			fatalf("hog: %v", err)
+		}
+		go func() { h.Wait(); track(h, false) }()
+	}
+	var (
+		changes, leaderless, errs, polls int
+		maxLat                           time.Duration
+		maxTerm                          = term
+		cur                              = leader
+	)
+	start := time.Now()
+	for time.Since(start) < *flagDuration {
+		as := poll(c.nodes)
+		polls++
+		for i, a := range as {
+			if a.lat > maxLat {
+				maxLat = a.lat
+			}
+			if a.err != nil {
+				errs++
+				continue
+			}
+			if a.st.Term > maxTerm {
+				fmt.Printf("  %6.1fs: %s reports term %d (leader %s)\n", time.Since(start).Seconds(), c.nodes[i].name, a.st.Term, c.name(a.st.Leader))
+				maxTerm = a.st.Term
+			}
+			if a.st.Leader == "" {
+				leaderless++
+			} else if a.st.Leader != cur {
+				fmt.Printf("  %6.1fs: %s sees leader %s (was %s)\n", time.Since(start).Seconds(), c.nodes[i].name, c.name(a.st.Leader), c.name(cur))
+				changes++
+				cur = a.st.Leader
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	killAllHogs()
+	fmt.Printf("noflap: %v, %d nodes, %d busy loops on %d cores: %d leader changes, %d term increases (term %d -> %d), %d node-polls without a leader, %d failed polls of %d, slowest status answer %s\n",
+		time.Since(start).Round(time.Second), *flagNodes, *flagHogs, runtime.NumCPU(), changes, maxTerm-term, term, maxTerm, leaderless, errs, polls*len(c.nodes), secs(maxLat))
+	c.stop()
+	if changes > 0 || maxTerm != term {
+		exitCode = 1
+	}
+}
+
+func killAllHogs() {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	for c := range procs {
+		if len(c.Args) > 0 && c.Args[0] == "sh" {
+			c.Process.Kill()
+		}
+	}
+}
+
+var (
+	exitCode = 0
+	workDir  string
+	ownWork  bool
+)
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "benchfailover: "+format+"\n", args...)
+	cleanup()
+	os.Exit(1)
+}
+
+func cleanup() {
+	killAll()
+	time.Sleep(100 * time.Millisecond)
+	switch {
+	case workDir == "":
+	case *flagKeep:
+		fmt.Fprintf(os.Stderr, "work directory kept: %s\n", workDir)
+	case ownWork:
+		os.RemoveAll(workDir)
+	}
+}
+
+func main() {
+	flag.Parse()
+	if *flagHydra == "" {
+		fmt.Fprintln(os.Stderr, "benchfailover: -hydra is required")
+		os.Exit(2)
+	}
+	if abs, err := filepath.Abs(*flagHydra); err == nil {
+		*flagHydra = abs
+	}
+	fi, err := os.Stat(*flagHydra)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchfailover: %v\n", err)
+		os.Exit(2)
+	}
+	workDir = *flagWork
+	if workDir == "" {
+		workDir, err = os.MkdirTemp("", "hydra-bench-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		ownWork = true
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "benchfailover: %v, stopping\n", s)
+		cleanup()
+		os.Exit(130)
+	}()
+
+	switch *flagMode {
+	case "failover":
+		var report []string
+		c := failover(workDir, &report)
+		if *flagIdle > 0 {
+			idle(c, &report)
+		}
+		c.stop()
+		if *flagJoinRuns > 0 {
+			fmt.Printf("bootstrap: %d x %d nodes started at once\n", *flagJoinRuns, *flagJoinNodes)
+			bootstrap(workDir, &report)
+		}
+		line := fmt.Sprintf("binary: %.1f MB (%d bytes, %s/%s)", float64(fi.Size())/(1<<20), fi.Size(), runtime.GOOS, runtime.GOARCH)
+		if *flagStripped != "" {
+			if si, err := os.Stat(*flagStripped); err == nil {
+				line += fmt.Sprintf("; built with -ldflags='-s -w': %.1f MB", float64(si.Size())/(1<<20))
+			}
+		}
+		report = append(report, line)
+		fmt.Println("\n==== report")
+		for _, l := range report {
+			fmt.Println(l)
+		}
+	case "noflap":
+		noflap(workDir)
+	default:
+		fmt.Fprintf(os.Stderr, "benchfailover: -mode %q: want failover or noflap\n", *flagMode)
+		os.Exit(2)
+	}
+	cleanup()
+	os.Exit(exitCode)
+}
