@@ -1,0 +1,137 @@
+package compute
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// The binary writer and reader behind every command and payload encoding: uvarints, varints,
+// fixed 64-bit words and length-prefixed byte strings. The reader never panics: it records the
+// first error (truncation, an oversized length) and returns zero values after it, so decoders
+// check one error at the end.
+
+type encoder struct{ b []byte }
+
+func (e *encoder) byte1(v byte)        { e.b = append(e.b, v) }
+func (e *encoder) uvarint(v uint64)    { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) varint(v int64)      { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) u64(v uint64)        { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
+func (e *encoder) f64(v float64)       { e.u64(math.Float64bits(v)) }
+func (e *encoder) bytes(v []byte)      { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) str(v string)        { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) time(t time.Time)    { e.varint(timeNanos(t)) }
+func (e *encoder) dur(d time.Duration) { e.varint(int64(d)) }
+
+// timeNanos encodes the zero time as 0, so "not set" survives a round trip.
+func timeNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func nanosTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// errTruncated is the reader's error for input that ends early.
+var errTruncated = errors.New("truncated")
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+func (d *decoder) byte1() byte {
+	if d.err != nil || len(d.b) < 1 {
+		d.fail(errTruncated)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(errTruncated)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail(errTruncated)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u64() uint64 {
+	if d.err != nil || len(d.b) < 8 {
+		d.fail(errTruncated)
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) f64() float64 { return math.Float64frombits(d.u64()) }
+
+// bytes reads a length-prefixed byte string of at most limit bytes. The result aliases the input.
+func (d *decoder) bytes(limit int, what string) []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(limit) {
+		d.fail(fmt.Errorf("%s: %d bytes exceeds the limit of %d", what, n, limit))
+		return nil
+	}
+	if uint64(len(d.b)) < n {
+		d.fail(errTruncated)
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str(limit int, what string) string { return string(d.bytes(limit, what)) }
+func (d *decoder) time() time.Time                   { return nanosTime(d.varint()) }
+func (d *decoder) dur() time.Duration                { return time.Duration(d.varint()) }
+
+// done returns the first error, or an error if bytes are left over (a sign of a format mismatch).
+func (d *decoder) done(what string) error {
+	if d.err != nil {
+		return fmt.Errorf("decode %s: %w", what, d.err)
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("decode %s: %d trailing bytes", what, len(d.b))
+	}
+	return nil
+}

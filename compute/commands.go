@@ -1,0 +1,272 @@
+package compute
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Ops of the job-state commands in the raft log (the range 0x40+ is reserved for compute by
+// docs/internals.md). consensus frames them (format version, op) and hands op and payload to
+// [JobState.Apply]. Every payload starts with its own format byte, so a command can grow fields.
+const (
+	OpSubmit  byte = 0x40 // Submit: a new job
+	OpResults byte = 0x41 // Results: a batch of chunk results
+	OpStarted byte = 0x42 // Started: the coordinator leased the job's first chunk
+	OpCancel  byte = 0x43 // Cancel: stop a job; accepted results are kept
+	OpDelete  byte = 0x44 // Delete: forget a job and its results (hydra rm)
+	OpEvict   byte = 0x45 // Evict: drop finished jobs past retention or over the disk cap
+)
+
+// commandFormat is the format byte that starts every command payload.
+const commandFormat = 1
+
+// Bounds enforced by the decoders: a hostile or corrupt log entry is rejected, never allocated.
+const (
+	MaxIDLen          = 128     // job IDs, node IDs, submitter names
+	MaxBatchChunks    = 100_000 // chunk results in one Results command
+	MaxResultPayload  = 8 << 20 // one chunk result's payload, compressed
+	MaxCommandPayload = 16 << 20
+)
+
+// ErrUnknownOp is returned by DecodeCommand and Apply for an op this version does not know.
+var ErrUnknownOp = errors.New("unknown job-state op")
+
+// Submit creates a job. ID is chosen by the leader (unique); Time is the leader's clock when it
+// proposed the command, never the applying node's.
+type Submit struct {
+	ID        string
+	Spec      JobSpec
+	Submitter string
+	Time      time.Time
+}
+
+// ChunkResult is one finished chunk: the job, its range, the encoded result (see
+// EncodePiPayload, EncodeMandelPayload), which node computed it and for how long.
+type ChunkResult struct {
+	Job            string
+	Range          Range
+	Node           string
+	ComputeSeconds float64
+	Payload        []byte
+}
+
+// Results is a batch of chunk results, batched by the coordinator into one log entry.
+type Results struct {
+	Time  time.Time
+	Items []ChunkResult
+}
+
+// Started marks a job running: the coordinator leased its first chunk at Time.
+type Started struct {
+	Job  string
+	Time time.Time
+}
+
+// Cancel stops a job at Time; results accepted before stay readable.
+type Cancel struct {
+	Job  string
+	Time time.Time
+}
+
+// Delete removes a job and its stored results.
+type Delete struct {
+	Job string
+}
+
+// Evict drops finished (done or cancelled) jobs that finished before Now−Retention, then the
+// oldest finished ones while stored payloads exceed DiskCap bytes (0: no cap). Queued and running
+// jobs are never evicted.
+type Evict struct {
+	Now       time.Time
+	Retention time.Duration
+	DiskCap   int64
+}
+
+// EncodeCommand returns the op and payload for a command value (Submit, Results, Started,
+// Cancel, Delete, Evict, or pointers to them).
+func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
+	e := &encoder{}
+	e.byte1(commandFormat)
+	switch c := deref(cmd).(type) {
+	case Submit:
+		op = OpSubmit
+		e.str(c.ID)
+		e.str(c.Submitter)
+		e.time(c.Time)
+		encodeSpec(e, c.Spec)
+	case Results:
+		op = OpResults
+		e.time(c.Time)
+		e.uvarint(uint64(len(c.Items)))
+		for _, it := range c.Items {
+			e.str(it.Job)
+			e.uvarint(it.Range.Start)
+			e.uvarint(it.Range.End)
+			e.str(it.Node)
+			e.f64(it.ComputeSeconds)
+			e.bytes(it.Payload)
+		}
+	case Started:
+		op = OpStarted
+		e.str(c.Job)
+		e.time(c.Time)
+	case Cancel:
+		op = OpCancel
+		e.str(c.Job)
+		e.time(c.Time)
+	case Delete:
+		op = OpDelete
+		e.str(c.Job)
+	case Evict:
+		op = OpEvict
+		e.time(c.Now)
+		e.dur(c.Retention)
+		e.varint(c.DiskCap)
+	default:
+		return 0, nil, fmt.Errorf("encode command: unsupported type %T", cmd)
+	}
+	if len(e.b) > MaxCommandPayload {
+		return 0, nil, fmt.Errorf("encode command %#x: %d bytes exceeds %d; split the batch", op, len(e.b), MaxCommandPayload)
+	}
+	return op, e.b, nil
+}
+
+func deref(v any) any {
+	switch c := v.(type) {
+	case *Submit:
+		return *c
+	case *Results:
+		return *c
+	case *Started:
+		return *c
+	case *Cancel:
+		return *c
+	case *Delete:
+		return *c
+	case *Evict:
+		return *c
+	}
+	return v
+}
+
+// DecodeCommand parses a payload into the command value of its op (Submit, Results, …, by
+// value). It is bounded and total: any input gives a value or an error, never a panic. It does
+// not validate semantics (a spec's ranges, a result's payload); Apply does.
+func DecodeCommand(op byte, payload []byte) (any, error) {
+	if len(payload) > MaxCommandPayload {
+		return nil, fmt.Errorf("decode op %#x: %d bytes exceeds %d", op, len(payload), MaxCommandPayload)
+	}
+	d := &decoder{b: payload}
+	if f := d.byte1(); d.err == nil && f != commandFormat {
+		return nil, fmt.Errorf("decode op %#x: unknown format %d", op, f)
+	}
+	var v any
+	switch op {
+	case OpSubmit:
+		var c Submit
+		c.ID = d.str(MaxIDLen, "job id")
+		c.Submitter = d.str(MaxIDLen, "submitter")
+		c.Time = d.time()
+		c.Spec = decodeSpec(d)
+		v = c
+	case OpResults:
+		var c Results
+		c.Time = d.time()
+		n := d.uvarint()
+		if n > MaxBatchChunks {
+			return nil, fmt.Errorf("decode results: %d chunks exceeds %d", n, MaxBatchChunks)
+		}
+		// Each item takes at least 13 bytes: a hostile count cannot force a large allocation.
+		if d.err == nil && n > uint64(len(d.b)/13+1) {
+			return nil, fmt.Errorf("decode results: %d chunks in %d bytes", n, len(d.b))
+		}
+		c.Items = make([]ChunkResult, 0, n)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			var it ChunkResult
+			it.Job = d.str(MaxIDLen, "job id")
+			it.Range.Start = d.uvarint()
+			it.Range.End = d.uvarint()
+			it.Node = d.str(MaxIDLen, "node id")
+			it.ComputeSeconds = d.f64()
+			it.Payload = d.bytes(MaxResultPayload, "result payload")
+			c.Items = append(c.Items, it)
+		}
+		v = c
+	case OpStarted:
+		var c Started
+		c.Job = d.str(MaxIDLen, "job id")
+		c.Time = d.time()
+		v = c
+	case OpCancel:
+		var c Cancel
+		c.Job = d.str(MaxIDLen, "job id")
+		c.Time = d.time()
+		v = c
+	case OpDelete:
+		v = Delete{Job: d.str(MaxIDLen, "job id")}
+	case OpEvict:
+		var c Evict
+		c.Now = d.time()
+		c.Retention = d.dur()
+		c.DiskCap = d.varint()
+		v = c
+	default:
+		return nil, fmt.Errorf("decode op %#x: %w", op, ErrUnknownOp)
+	}
+	if err := d.done(fmt.Sprintf("op %#x", op)); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func encodeSpec(e *encoder, s JobSpec) {
+	e.str(string(s.Kind))
+	e.str(s.Name)
+	e.varint(int64(s.Priority))
+	switch {
+	case s.Pi != nil:
+		e.byte1(1)
+		e.uvarint(s.Pi.Samples)
+		e.u64(s.Pi.Seed)
+	case s.Mandel != nil:
+		e.byte1(2)
+		m := s.Mandel
+		e.varint(int64(m.Width))
+		e.varint(int64(m.Height))
+		e.varint(int64(m.MaxIter))
+		e.f64(m.CenterX)
+		e.f64(m.CenterY)
+		e.f64(m.Span)
+	default:
+		e.byte1(0)
+	}
+}
+
+func decodeSpec(d *decoder) JobSpec {
+	var s JobSpec
+	s.Kind = Kind(d.str(32, "kind"))
+	s.Name = d.str(MaxJobName, "name")
+	s.Priority = clampInt(d.varint())
+	switch d.byte1() {
+	case 0:
+	case 1:
+		s.Pi = &PiParams{Samples: d.uvarint(), Seed: d.u64()}
+	case 2:
+		m := &MandelParams{}
+		m.Width = clampInt(d.varint())
+		m.Height = clampInt(d.varint())
+		m.MaxIter = clampInt(d.varint())
+		m.CenterX, m.CenterY, m.Span = d.f64(), d.f64(), d.f64()
+		s.Mandel = m
+	default:
+		d.fail(errors.New("spec: unknown parameter tag"))
+	}
+	return s
+}
+
+// clampInt keeps decoded ints within ±2³¹ so that 32-bit platforms decode the same values;
+// validation rejects anything that large anyway.
+func clampInt(v int64) int {
+	return int(max(min(v, 1<<31-1), -(1 << 31)))
+}

@@ -1,0 +1,175 @@
+package compute
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func sampleCommands() []any {
+	return []any{
+		Submit{ID: "j1", Submitter: "alice", Time: t0, Spec: JobSpec{Kind: KindPi, Name: "π", Priority: 3, Pi: &PiParams{Samples: 1e9, Seed: ^uint64(0)}}},
+		Submit{ID: "j2", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 64, Height: 48, CenterX: -0.5, Span: 3, MaxIter: 100}}},
+		Results{Time: t0, Items: []ChunkResult{
+			{Job: "j1", Range: Range{0, 100}, Node: "n1", ComputeSeconds: 1.5, Payload: EncodePiPayload(80)},
+			{Job: "j2", Range: Range{0, 2}, Node: "n2", Payload: EncodeMandelPayload(make([]uint32, 128))},
+		}},
+		Started{Job: "j1", Time: t0},
+		Cancel{Job: "j1", Time: t0.Add(time.Second)},
+		Delete{Job: "j1"},
+		Evict{Now: t0, Retention: 7 * 24 * time.Hour, DiskCap: 1 << 30},
+	}
+}
+
+func TestCommandsRoundTrip(t *testing.T) {
+	for _, c := range sampleCommands() {
+		op, p, err := EncodeCommand(c)
+		if err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+		got, err := DecodeCommand(op, p)
+		if err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+		if !reflect.DeepEqual(normalize(got), normalize(c)) {
+			t.Errorf("%T: round trip\n got %#v\nwant %#v", c, got, c)
+		}
+	}
+}
+
+// normalize makes empty and nil payload slices compare equal.
+func normalize(v any) any {
+	if r, ok := v.(Results); ok {
+		for i := range r.Items {
+			if len(r.Items[i].Payload) == 0 {
+				r.Items[i].Payload = nil
+			}
+		}
+		return r
+	}
+	return v
+}
+
+func TestDecodeRejectsTruncatedAndTrailing(t *testing.T) {
+	for _, c := range sampleCommands() {
+		op, p, _ := EncodeCommand(c)
+		for n := 0; n < len(p); n++ {
+			if _, err := DecodeCommand(op, p[:n]); err == nil {
+				t.Errorf("%T truncated to %d bytes: no error", c, n)
+			}
+		}
+		if _, err := DecodeCommand(op, append(bytes.Clone(p), 0)); err == nil {
+			t.Errorf("%T with a trailing byte: no error", c)
+		}
+	}
+	if _, err := DecodeCommand(0x7f, []byte{1}); err == nil {
+		t.Error("unknown op accepted")
+	}
+}
+
+func TestMandelPayloadRoundTripAndBounds(t *testing.T) {
+	p := testViews[1]
+	img := make([]uint32, p.Width*p.Height)
+	if err := MandelRows(p, 0, p.Height, img); err != nil {
+		t.Fatal(err)
+	}
+	enc := EncodeMandelPayload(img)
+	t.Logf("%d counts: %d bytes raw, %d encoded", len(img), 4*len(img), len(enc))
+	got, err := DecodeMandelPayload(enc, len(img), uint32(p.MaxIter))
+	if err != nil || !reflect.DeepEqual(got, img) {
+		t.Fatalf("round trip: %v", err)
+	}
+	if _, err := DecodeMandelPayload(enc, len(img)-1, uint32(p.MaxIter)); err == nil {
+		t.Error("wrong count accepted")
+	}
+	if _, err := DecodeMandelPayload(enc, len(img), 10); err == nil {
+		t.Error("count above max_iter accepted")
+	}
+	if _, err := DecodePiPayload(EncodePiPayload(11), 10); err == nil {
+		t.Error("more hits than samples accepted")
+	}
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	for _, c := range sampleCommands() {
+		op, p, _ := EncodeCommand(c)
+		f.Add(op, p)
+	}
+	f.Fuzz(func(t *testing.T, op byte, p []byte) {
+		v, err := DecodeCommand(op, p)
+		if err != nil {
+			return
+		}
+		op2, p2, err := EncodeCommand(v)
+		if err != nil {
+			t.Fatalf("re-encode %T: %v", v, err)
+		}
+		v2, err := DecodeCommand(op2, p2)
+		if err != nil || op2 != op {
+			t.Fatalf("decode of re-encoded %T: %v", v, err)
+		}
+		if !reflect.DeepEqual(normalize(v), normalize(v2)) && !hasNaN(v) {
+			t.Fatalf("not stable:\n%#v\n%#v", v, v2)
+		}
+	})
+}
+
+func hasNaN(v any) bool {
+	switch c := v.(type) {
+	case Results:
+		for _, it := range c.Items {
+			if it.ComputeSeconds != it.ComputeSeconds {
+				return true
+			}
+		}
+	case Submit:
+		if m := c.Spec.Mandel; m != nil {
+			return m.CenterX != m.CenterX || m.CenterY != m.CenterY || m.Span != m.Span
+		}
+	}
+	return false
+}
+
+func FuzzDecodeMandelPayload(f *testing.F) {
+	f.Add(EncodeMandelPayload([]uint32{0, 1, 2, 100, 3}), 5, uint32(100))
+	f.Add(EncodeMandelPayload(nil), 0, uint32(1))
+	f.Fuzz(func(t *testing.T, p []byte, want int, maxIter uint32) {
+		if want < 0 || want > 1<<16 {
+			return
+		}
+		got, err := DecodeMandelPayload(p, want, maxIter)
+		if err != nil {
+			return
+		}
+		if len(got) != want {
+			t.Fatalf("len %d, want %d", len(got), want)
+		}
+		for _, v := range got {
+			if v > maxIter {
+				t.Fatalf("count %d > %d", v, maxIter)
+			}
+		}
+	})
+}
+
+// FuzzApply feeds arbitrary commands to a job state that holds a job: nothing may panic, and a
+// rejected command must leave the state unchanged.
+func FuzzApply(f *testing.F) {
+	for _, c := range sampleCommands() {
+		op, p, _ := EncodeCommand(c)
+		f.Add(op, p)
+	}
+	st := newTestState(f)
+	st.mustApply(f, Submit{ID: "j1", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1000, Seed: 1}}})
+	f.Fuzz(func(t *testing.T, op byte, p []byte) {
+		st.Apply(op, p, 0)
+		for _, j := range st.Jobs() {
+			if j.DoneUnits > j.TotalUnits {
+				t.Fatalf("job %s: done %d > total %d", j.ID, j.DoneUnits, j.TotalUnits)
+			}
+		}
+	})
+}

@@ -1,0 +1,372 @@
+package compute
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// JobStatus is a job's state as the API shows it.
+type JobStatus string
+
+// A job is queued until the coordinator leases its first chunk, running after, done when its
+// ranges are all accepted, cancelled when a user cancelled it first.
+const (
+	StatusQueued    JobStatus = "queued"
+	StatusRunning   JobStatus = "running"
+	StatusDone      JobStatus = "done"
+	StatusCancelled JobStatus = "cancelled"
+)
+
+// Finished reports whether the status is final.
+func (s JobStatus) Finished() bool { return s == StatusDone || s == StatusCancelled }
+
+// NodeContribution is what one node did for a job, from its accepted chunks only.
+type NodeContribution struct {
+	Node           string  `json:"node"`
+	Units          uint64  `json:"units"`
+	Chunks         uint64  `json:"chunks"`
+	ComputeSeconds float64 `json:"compute_seconds"`
+}
+
+// Errors of Apply that callers may want to tell apart.
+var (
+	ErrJobExists   = errors.New("job already exists")
+	ErrNoSuchJob   = errors.New("no such job")
+	ErrJobFinished = errors.New("job already finished")
+	ErrStaleIndex  = errors.New("log index already applied")
+)
+
+// job is the replicated state of one job. Result payloads are not here: they are in bbolt.
+type job struct {
+	id           string
+	seq          uint64 // submission order, for stable listings and eviction order
+	spec         JobSpec
+	submitter    string
+	status       JobStatus
+	submitted    time.Time
+	started      time.Time
+	finished     time.Time
+	accepted     RangeSet
+	hits         uint64 // π reducer: the sum of accepted chunks' hits
+	nodes        map[string]*NodeContribution
+	payloadBytes int64
+}
+
+func (j *job) total() Range { return Range{0, j.spec.TotalUnits()} }
+
+// JobState is the replicated job state behind the raft FSM (DESIGN.md §2): jobs, accepted
+// ranges, per-node contributions, and — on disk, in bbolt, compressed — the result payloads.
+// Apply, Snapshot and Restore are what consensus calls; the read methods serve the API from
+// this replica. Safe for concurrent use: Apply and Restore serialise, reads and Snapshot share.
+//
+// Apply is deterministic: it reads no clock (times come inside the commands) and its outcome
+// depends only on the state and the command, so every replica computes the same state.
+type JobState struct {
+	mu           sync.RWMutex
+	db           *bolt.DB
+	jobs         map[string]*job
+	seq          uint64
+	lastIndex    uint64
+	totalPayload int64
+}
+
+// OpenJobState creates the job state with its payload store at path. Any file already there is
+// removed first: after a restart raft rebuilds the state by Restore from its latest snapshot and
+// replay of the log after it, so an old store would only double what replay writes. The store is
+// not fsynced for the same reason (the raft log is the durable copy).
+func OpenJobState(path string) (*JobState, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("job state: remove old store %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("job state: open store %s: %w", path, err)
+	}
+	return &JobState{db: db, jobs: map[string]*job{}}, nil
+}
+
+// Close closes the payload store.
+func (s *JobState) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Close()
+}
+
+// ResultsOutcome is what Apply returns for OpResults: how many chunk results were accepted,
+// which were rejected and why (a duplicate or overlapping range, a cancelled job…), and which
+// jobs this batch finished. Rejections are normal after a leader change: a worker resubmits what
+// the new leader may already have.
+type ResultsOutcome struct {
+	Accepted int
+	Rejected []Rejection
+	Finished []string
+}
+
+// Rejection is one chunk result that was not counted.
+type Rejection struct {
+	Index  int // position in the batch
+	Job    string
+	Range  Range
+	Reason string
+}
+
+// Apply applies one committed command: op and payload as consensus received them, index the raft
+// log index (0 in tests that have none). It returns an error value for a command that changes
+// nothing (malformed, unknown job, validation), a *ResultsOutcome for OpResults, or nil. It never
+// panics on bad input.
+func (s *JobState) Apply(op byte, payload []byte, index uint64) any {
+	cmd, err := DecodeCommand(op, payload)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index != 0 {
+		if index <= s.lastIndex {
+			return fmt.Errorf("apply index %d (last %d): %w", index, s.lastIndex, ErrStaleIndex)
+		}
+		s.lastIndex = index
+	}
+	switch c := cmd.(type) {
+	case Submit:
+		return s.submit(c)
+	case Results:
+		out, err := s.results(c)
+		if err != nil {
+			return err
+		}
+		return out
+	case Started:
+		return s.started(c)
+	case Cancel:
+		return s.cancel(c)
+	case Delete:
+		return s.delete(c.Job)
+	case Evict:
+		return s.evict(c)
+	}
+	return fmt.Errorf("apply op %#x: %w", op, ErrUnknownOp)
+}
+
+// ApplyCommand encodes cmd and applies it: a convenience for tests and single-node tools.
+func (s *JobState) ApplyCommand(cmd any, index uint64) any {
+	op, payload, err := EncodeCommand(cmd)
+	if err != nil {
+		return err
+	}
+	return s.Apply(op, payload, index)
+}
+
+func (s *JobState) submit(c Submit) error {
+	if c.ID == "" {
+		return errors.New("submit: empty job id")
+	}
+	if _, ok := s.jobs[c.ID]; ok {
+		return fmt.Errorf("submit %s: %w", c.ID, ErrJobExists)
+	}
+	if err := c.Spec.Validate(); err != nil {
+		return fmt.Errorf("submit %s: %w", c.ID, err)
+	}
+	s.seq++
+	s.jobs[c.ID] = &job{
+		id: c.ID, seq: s.seq, spec: c.Spec, submitter: c.Submitter, status: StatusQueued,
+		submitted: c.Time, nodes: map[string]*NodeContribution{},
+	}
+	return nil
+}
+
+func (s *JobState) started(c Started) error {
+	j, ok := s.jobs[c.Job]
+	if !ok {
+		return fmt.Errorf("started %s: %w", c.Job, ErrNoSuchJob)
+	}
+	if j.status == StatusQueued {
+		j.status, j.started = StatusRunning, c.Time
+	}
+	return nil
+}
+
+func (s *JobState) cancel(c Cancel) error {
+	j, ok := s.jobs[c.Job]
+	if !ok {
+		return fmt.Errorf("cancel %s: %w", c.Job, ErrNoSuchJob)
+	}
+	switch j.status {
+	case StatusCancelled:
+		return nil
+	case StatusDone:
+		return fmt.Errorf("cancel %s: %w", c.Job, ErrJobFinished)
+	}
+	j.status, j.finished = StatusCancelled, c.Time
+	return nil
+}
+
+func (s *JobState) delete(id string) error {
+	j, ok := s.jobs[id]
+	if !ok {
+		return fmt.Errorf("delete %s: %w", id, ErrNoSuchJob)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte(id)) == nil {
+			return nil
+		}
+		return tx.DeleteBucket([]byte(id))
+	}); err != nil {
+		return fmt.Errorf("delete %s: store: %w", id, err)
+	}
+	s.totalPayload -= j.payloadBytes
+	delete(s.jobs, id)
+	return nil
+}
+
+// acceptedChunk is a validated chunk result waiting to be stored and counted.
+type acceptedChunk struct {
+	item ChunkResult
+	j    *job
+	hits uint64
+}
+
+func (s *JobState) results(c Results) (*ResultsOutcome, error) {
+	out := &ResultsOutcome{}
+	var ok []acceptedChunk
+	batch := map[string]*RangeSet{} // ranges accepted earlier in this batch, per job
+	for i, it := range c.Items {
+		hits, reason := s.check(it, batch)
+		if reason != "" {
+			out.Rejected = append(out.Rejected, Rejection{Index: i, Job: it.Job, Range: it.Range, Reason: reason})
+			continue
+		}
+		rs := batch[it.Job]
+		if rs == nil {
+			rs = &RangeSet{}
+			batch[it.Job] = rs
+		}
+		rs.Add(it.Range)
+		ok = append(ok, acceptedChunk{item: it, j: s.jobs[it.Job], hits: hits})
+	}
+	if len(ok) == 0 {
+		return out, nil
+	}
+	// Store first, count after: if the store fails nothing is counted.
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, a := range ok {
+			b, err := tx.CreateBucketIfNotExists([]byte(a.item.Job))
+			if err != nil {
+				return err
+			}
+			if err := b.Put(payloadKey(a.item.Range), payloadValue(a.item.Range, a.item.Payload)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("results: store: %w", err)
+	}
+	for _, a := range ok {
+		j := a.j
+		j.accepted.Add(a.item.Range)
+		j.hits += a.hits
+		n := j.nodes[a.item.Node]
+		if n == nil {
+			n = &NodeContribution{Node: a.item.Node}
+			j.nodes[a.item.Node] = n
+		}
+		n.Units += a.item.Range.Len()
+		n.Chunks++
+		n.ComputeSeconds += a.item.ComputeSeconds
+		size := int64(len(a.item.Payload)) + 16
+		j.payloadBytes += size
+		s.totalPayload += size
+		if j.status == StatusQueued {
+			j.status, j.started = StatusRunning, c.Time
+		}
+		if j.accepted.Covers(j.total()) && j.status != StatusDone {
+			j.status, j.finished = StatusDone, c.Time
+			out.Finished = append(out.Finished, j.id)
+		}
+		out.Accepted++
+	}
+	return out, nil
+}
+
+// check validates one chunk result against the state and the batch so far. It returns the π
+// hits (0 for Mandelbrot) or the reason for rejecting it.
+func (s *JobState) check(it ChunkResult, batch map[string]*RangeSet) (uint64, string) {
+	j, ok := s.jobs[it.Job]
+	switch {
+	case !ok:
+		return 0, "unknown job"
+	case j.status == StatusCancelled:
+		return 0, "job cancelled"
+	case it.Range.Empty():
+		return 0, "empty range"
+	case !j.total().Contains(it.Range):
+		return 0, fmt.Sprintf("range %v outside the job's %v", it.Range, j.total())
+	case j.accepted.Overlaps(it.Range):
+		return 0, "overlaps an accepted range"
+	case batch[it.Job] != nil && batch[it.Job].Overlaps(it.Range):
+		return 0, "overlaps a range earlier in the batch"
+	case it.ComputeSeconds < 0 || !isFinite(it.ComputeSeconds):
+		return 0, "compute seconds not a finite non-negative number"
+	}
+	switch j.spec.Kind {
+	case KindPi:
+		hits, err := DecodePiPayload(it.Payload, it.Range.Len())
+		if err != nil {
+			return 0, err.Error()
+		}
+		return hits, ""
+	case KindMandelbrot:
+		m := j.spec.Mandel
+		if _, err := DecodeMandelPayload(it.Payload, int(it.Range.Len())*m.Width, uint32(m.MaxIter)); err != nil {
+			return 0, err.Error()
+		}
+		return 0, ""
+	}
+	return 0, "unknown kind"
+}
+
+// payloadKey orders a job's payloads by range start; the value carries the end and the payload.
+func payloadKey(r Range) []byte { return binary.BigEndian.AppendUint64(nil, r.Start) }
+
+func payloadValue(r Range, p []byte) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(p)), r.End)
+	return append(v, p...)
+}
+
+func (s *JobState) evict(c Evict) error {
+	var gone []*job
+	for _, j := range s.jobs {
+		if j.status.Finished() && !j.finished.IsZero() && c.Retention > 0 && j.finished.Before(c.Now.Add(-c.Retention)) {
+			gone = append(gone, j)
+		}
+	}
+	for _, j := range gone {
+		if err := s.delete(j.id); err != nil {
+			return fmt.Errorf("evict: %w", err)
+		}
+	}
+	for c.DiskCap > 0 && s.totalPayload > c.DiskCap {
+		var oldest *job
+		for _, j := range s.jobs {
+			if j.status.Finished() && (oldest == nil || j.finished.Before(oldest.finished) ||
+				(j.finished.Equal(oldest.finished) && j.seq < oldest.seq)) {
+				oldest = j
+			}
+		}
+		if oldest == nil {
+			break // only queued or running jobs hold the space: never evicted
+		}
+		if err := s.delete(oldest.id); err != nil {
+			return fmt.Errorf("evict: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+package compute
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Job is the API's view of a job: a copy, safe to keep and marshal.
+type Job struct {
+	ID           string             `json:"id"`
+	Name         string             `json:"name,omitempty"`
+	Kind         Kind               `json:"kind"`
+	Spec         JobSpec            `json:"spec"`
+	Priority     int                `json:"priority"`
+	State        JobStatus          `json:"state"`
+	Submitter    string             `json:"submitter,omitempty"`
+	SubmittedAt  time.Time          `json:"submitted_at"`
+	StartedAt    time.Time          `json:"started_at,omitzero"`
+	FinishedAt   time.Time          `json:"finished_at,omitzero"`
+	DoneUnits    uint64             `json:"done_units"`
+	TotalUnits   uint64             `json:"total_units"`
+	Nodes        []NodeContribution `json:"nodes"`
+	PayloadBytes int64              `json:"payload_bytes"`
+}
+
+func (j *job) view() Job {
+	v := Job{
+		ID: j.id, Name: j.spec.Name, Kind: j.spec.Kind, Spec: j.spec, Priority: j.spec.EffectivePriority(),
+		State: j.status, Submitter: j.submitter, SubmittedAt: j.submitted, StartedAt: j.started,
+		FinishedAt: j.finished, DoneUnits: j.accepted.Units(), TotalUnits: j.spec.TotalUnits(),
+		PayloadBytes: j.payloadBytes, Nodes: make([]NodeContribution, 0, len(j.nodes)),
+	}
+	for _, n := range j.nodes {
+		v.Nodes = append(v.Nodes, *n)
+	}
+	sort.Slice(v.Nodes, func(a, b int) bool {
+		if v.Nodes[a].Units != v.Nodes[b].Units {
+			return v.Nodes[a].Units > v.Nodes[b].Units
+		}
+		return v.Nodes[a].Node < v.Nodes[b].Node
+	})
+	return v
+}
+
+// Jobs lists every job in submission order.
+func (s *JobState) Jobs() []Job {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	js := make([]*job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		js = append(js, j)
+	}
+	sort.Slice(js, func(a, b int) bool { return js[a].seq < js[b].seq })
+	out := make([]Job, len(js))
+	for i, j := range js {
+		out[i] = j.view()
+	}
+	return out
+}
+
+// Job returns one job's view.
+func (s *JobState) Job(id string) (Job, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return Job{}, false
+	}
+	return j.view(), true
+}
+
+// Pending returns the job's work not yet accepted: all ranges minus accepted ranges. A new
+// leader rebuilds its scheduler from this (DESIGN.md §2); a finished job has none.
+func (s *JobState) Pending(id string) ([]Range, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("pending %s: %w", id, ErrNoSuchJob)
+	}
+	if j.status.Finished() {
+		return nil, nil
+	}
+	c := j.accepted.Complement(j.total())
+	return c.Ranges(), nil
+}
+
+// Accepted returns the job's accepted ranges (merged).
+func (s *JobState) Accepted(id string) ([]Range, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("accepted %s: %w", id, ErrNoSuchJob)
+	}
+	return j.accepted.Ranges(), nil
+}
+
+// LastIndex is the raft index of the last command applied (or restored).
+func (s *JobState) LastIndex() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lastIndex
+}
+
+// PiResult is a π job's result over its accepted samples: Estimate = 4·hits/samples and
+// StdError = 4·√(p(1−p)/samples) with p = hits/samples.
+type PiResult struct {
+	Hits     uint64  `json:"hits"`
+	Samples  uint64  `json:"samples"`
+	Estimate float64 `json:"estimate"`
+	StdError float64 `json:"std_error"`
+}
+
+// PiResult returns the π reducer's result so far (complete when the job is done).
+func (s *JobState) PiResult(id string) (PiResult, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return PiResult{}, fmt.Errorf("pi result %s: %w", id, ErrNoSuchJob)
+	}
+	if j.spec.Kind != KindPi {
+		return PiResult{}, fmt.Errorf("pi result %s: job is %s", id, j.spec.Kind)
+	}
+	return newPiResult(j.hits, j.accepted.Units()), nil
+}
+
+func newPiResult(hits, n uint64) PiResult {
+	r := PiResult{Hits: hits, Samples: n}
+	if n > 0 {
+		p := float64(hits) / float64(n)
+		r.Estimate = 4 * p
+		r.StdError = 4 * math.Sqrt(p*(1-p)/float64(n))
+	}
+	return r
+}
+
+// MandelImage returns a Mandelbrot job's counts, W×H row-major, top row first, read from the
+// store; rows not accepted yet are zero (see Accepted). It allocates the whole image.
+func (s *JobState) MandelImage(id string) ([]uint32, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("mandelbrot image %s: %w", id, ErrNoSuchJob)
+	}
+	if j.spec.Kind != KindMandelbrot {
+		return nil, fmt.Errorf("mandelbrot image %s: job is %s", id, j.spec.Kind)
+	}
+	m := j.spec.Mandel
+	img := make([]uint32, m.Width*m.Height)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(id))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(k) != 8 || len(v) < 8 {
+				return fmt.Errorf("corrupt record")
+			}
+			r := Range{binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(v)}
+			if !j.total().Contains(r) || r.Empty() {
+				return fmt.Errorf("corrupt range %v", r)
+			}
+			rows, err := DecodeMandelPayload(v[8:], int(r.Len())*m.Width, uint32(m.MaxIter))
+			if err != nil {
+				return fmt.Errorf("rows %v: %w", r, err)
+			}
+			copy(img[int(r.Start)*m.Width:], rows)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mandelbrot image %s: %w", id, err)
+	}
+	return img, nil
+}
+
+// UnfinishedJob is what the scheduler needs of a queued or running job.
+type UnfinishedJob struct {
+	ID      string
+	Spec    JobSpec
+	Status  JobStatus
+	Pending []Range
+}
+
+// Unfinished lists queued and running jobs with their pending ranges, in submission order: the
+// new leader's scheduler is built from it.
+func (s *JobState) Unfinished() []UnfinishedJob {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []UnfinishedJob
+	for _, j := range s.jobs {
+		if j.status.Finished() {
+			continue
+		}
+		c := j.accepted.Complement(j.total())
+		out = append(out, UnfinishedJob{ID: j.id, Spec: j.spec, Status: j.status, Pending: c.Ranges()})
+	}
+	sort.Slice(out, func(a, b int) bool { return s.jobs[out[a].ID].seq < s.jobs[out[b].ID].seq })
+	return out
+}

@@ -1,0 +1,287 @@
+package compute
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+)
+
+type testState struct{ *JobState }
+
+func newTestState(tb testing.TB) testState {
+	tb.Helper()
+	s, err := OpenJobState(filepath.Join(tb.TempDir(), "jobs.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return testState{s}
+}
+
+func (s testState) mustApply(tb testing.TB, cmd any) any {
+	tb.Helper()
+	r := s.ApplyCommand(cmd, 0)
+	if err, ok := r.(error); ok {
+		tb.Fatalf("apply %T: %v", cmd, err)
+	}
+	return r
+}
+
+func piChunk(job string, seed uint64, r Range, node string) ChunkResult {
+	return ChunkResult{Job: job, Range: r, Node: node, ComputeSeconds: 0.5, Payload: EncodePiPayload(PiHits(seed, r.Start, r.End))}
+}
+
+func TestResultsNeverCountedTwice(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, Submit{ID: "pi", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 10_000, Seed: 7}}})
+	out := st.mustApply(t, Results{Time: t0, Items: []ChunkResult{
+		piChunk("pi", 7, Range{0, 3000}, "a"),
+		piChunk("pi", 7, Range{0, 3000}, "b"),     // duplicate in the same batch
+		piChunk("pi", 7, Range{2000, 4000}, "b"),  // overlaps the first
+		piChunk("pi", 7, Range{3000, 5000}, "b"),  // adjacent: fine
+		piChunk("pi", 7, Range{9000, 10001}, "c"), // past the end
+		piChunk("nope", 7, Range{0, 1}, "c"),      // unknown job
+	}}).(*ResultsOutcome)
+	if out.Accepted != 2 || len(out.Rejected) != 4 {
+		t.Fatalf("accepted %d rejected %+v", out.Accepted, out.Rejected)
+	}
+	// A resubmission after a leader change: the same chunks again, and an overlapping one.
+	out = st.mustApply(t, Results{Time: t0, Items: []ChunkResult{
+		piChunk("pi", 7, Range{0, 3000}, "a"),
+		piChunk("pi", 7, Range{4999, 6000}, "a"),
+		piChunk("pi", 7, Range{5000, 10_000}, "c"),
+	}}).(*ResultsOutcome)
+	if out.Accepted != 1 || len(out.Finished) != 1 || out.Finished[0] != "pi" {
+		t.Fatalf("second batch: %+v", out)
+	}
+	res, err := st.PiResult("pi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := PiHits(7, 0, 10_000); res.Hits != want || res.Samples != 10_000 {
+		t.Fatalf("hits %d samples %d, want %d 10000", res.Hits, res.Samples, want)
+	}
+	j, _ := st.Job("pi")
+	if j.State != StatusDone || j.DoneUnits != 10_000 {
+		t.Fatalf("job %+v", j)
+	}
+	units := map[string]uint64{}
+	for _, n := range j.Nodes {
+		units[n.Node] = n.Units
+	}
+	if !reflect.DeepEqual(units, map[string]uint64{"a": 3000, "b": 2000, "c": 5000}) {
+		t.Fatalf("contributions %v", units)
+	}
+	// A done job accepts nothing more.
+	out = st.mustApply(t, Results{Time: t0, Items: []ChunkResult{piChunk("pi", 7, Range{0, 1}, "a")}}).(*ResultsOutcome)
+	if out.Accepted != 0 {
+		t.Fatal("result accepted for a finished job")
+	}
+}
+
+func TestBadPayloadRejected(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, Submit{ID: "m", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 8, Height: 4, Span: 3, MaxIter: 50}}})
+	out := st.mustApply(t, Results{Time: t0, Items: []ChunkResult{
+		{Job: "m", Range: Range{0, 1}, Node: "a", Payload: EncodeMandelPayload(make([]uint32, 7))},                 // short row
+		{Job: "m", Range: Range{0, 1}, Node: "a", Payload: EncodeMandelPayload([]uint32{51, 0, 0, 0, 0, 0, 0, 0})}, // > max_iter
+		{Job: "m", Range: Range{0, 1}, Node: "a", Payload: []byte{1, 2, 3}},
+		{Job: "m", Range: Range{0, 1}, Node: "a", ComputeSeconds: -1, Payload: EncodeMandelPayload(make([]uint32, 8))},
+	}}).(*ResultsOutcome)
+	if out.Accepted != 0 || len(out.Rejected) != 4 {
+		t.Fatalf("%+v", out)
+	}
+	if j, _ := st.Job("m"); j.DoneUnits != 0 || j.State != StatusQueued {
+		t.Fatalf("state changed: %+v", j)
+	}
+}
+
+func TestLifecycleAndErrors(t *testing.T) {
+	st := newTestState(t)
+	spec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 100, Seed: 1}}
+	st.mustApply(t, Submit{ID: "a", Time: t0, Spec: spec})
+	if err, _ := st.ApplyCommand(Submit{ID: "a", Time: t0, Spec: spec}, 0).(error); !errors.Is(err, ErrJobExists) {
+		t.Fatalf("duplicate submit: %v", err)
+	}
+	bad := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 0}}
+	if err, _ := st.ApplyCommand(Submit{ID: "b", Time: t0, Spec: bad}, 0).(error); err == nil {
+		t.Fatal("invalid spec accepted")
+	}
+	if j, _ := st.Job("a"); j.State != StatusQueued {
+		t.Fatalf("state %s", j.State)
+	}
+	st.mustApply(t, Started{Job: "a", Time: t0.Add(time.Second)})
+	if j, _ := st.Job("a"); j.State != StatusRunning || !j.StartedAt.Equal(t0.Add(time.Second)) {
+		t.Fatalf("after started: %+v", j)
+	}
+	st.mustApply(t, Cancel{Job: "a", Time: t0.Add(2 * time.Second)})
+	out := st.mustApply(t, Results{Time: t0, Items: []ChunkResult{piChunk("a", 1, Range{0, 100}, "n")}}).(*ResultsOutcome)
+	if out.Accepted != 0 {
+		t.Fatal("result accepted for a cancelled job")
+	}
+	if p, _ := st.Pending("a"); len(p) != 0 {
+		t.Fatalf("cancelled job has pending work %v", p)
+	}
+	st.mustApply(t, Delete{Job: "a"})
+	if _, ok := st.Job("a"); ok {
+		t.Fatal("deleted job still there")
+	}
+	// Replayed log index is refused.
+	st.ApplyCommand(Submit{ID: "c", Time: t0, Spec: spec}, 10)
+	if err, _ := st.ApplyCommand(Submit{ID: "d", Time: t0, Spec: spec}, 10).(error); !errors.Is(err, ErrStaleIndex) {
+		t.Fatalf("stale index: %v", err)
+	}
+}
+
+func TestEvictRetentionAndDiskCap(t *testing.T) {
+	st := newTestState(t)
+	for i, id := range []string{"old", "mid", "new", "live"} {
+		st.mustApply(t, Submit{ID: id, Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 10, Seed: 1}}})
+		if id != "live" {
+			st.mustApply(t, Results{Time: t0.Add(time.Duration(i) * time.Hour), Items: []ChunkResult{piChunk(id, 1, Range{0, 10}, "n")}})
+		}
+	}
+	st.mustApply(t, Evict{Now: t0.Add(24*time.Hour + 30*time.Minute), Retention: 24 * time.Hour})
+	if _, ok := st.Job("old"); ok {
+		t.Fatal("job past retention kept")
+	}
+	if _, ok := st.Job("mid"); !ok {
+		t.Fatal("job within retention evicted")
+	}
+	j, _ := st.Job("new")
+	st.mustApply(t, Evict{Now: t0, DiskCap: j.PayloadBytes})
+	if _, ok := st.Job("mid"); ok {
+		t.Fatal("oldest finished job kept over the cap")
+	}
+	if _, ok := st.Job("new"); !ok {
+		t.Fatal("evicted more than needed")
+	}
+	st.mustApply(t, Evict{Now: t0, DiskCap: 1})
+	if _, ok := st.Job("live"); !ok {
+		t.Fatal("unfinished job evicted")
+	}
+}
+
+// TestSnapshotRestoreReplay: a state built by a random sequence of commands, snapshotted midway,
+// restored elsewhere and fed the rest of the log, equals the original — views, pending ranges
+// and stored images alike. Replaying the whole log into a fresh state gives it too.
+func TestSnapshotRestoreReplay(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	mp := MandelParams{Width: 24, Height: 40, CenterX: -0.5, Span: 3, MaxIter: 200}
+	img := make([]uint32, mp.Width*mp.Height)
+	if err := MandelRows(mp, 0, mp.Height, img); err != nil {
+		t.Fatal(err)
+	}
+	var log []any
+	log = append(log,
+		Submit{ID: "pi", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 100_000, Seed: 3}}},
+		Submit{ID: "m", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &mp}},
+		Started{Job: "pi", Time: t0},
+	)
+	for i := range 60 {
+		var items []ChunkResult
+		for range 1 + rng.IntN(4) {
+			if rng.IntN(2) == 0 {
+				a := uint64(rng.IntN(100_000))
+				items = append(items, piChunk("pi", 3, Range{a, min(a+uint64(1+rng.IntN(9000)), 100_000)}, []string{"x", "y", "z"}[rng.IntN(3)]))
+			} else {
+				a := rng.IntN(mp.Height)
+				b := min(a+1+rng.IntN(6), mp.Height)
+				items = append(items, ChunkResult{Job: "m", Range: Range{uint64(a), uint64(b)}, Node: "x", ComputeSeconds: 0.1,
+					Payload: EncodeMandelPayload(img[a*mp.Width : b*mp.Width])})
+			}
+		}
+		log = append(log, Results{Time: t0.Add(time.Duration(i) * time.Second), Items: items})
+	}
+	apply := func(st testState, cmds []any, base int) {
+		for i, c := range cmds {
+			st.ApplyCommand(c, uint64(base+i+1))
+		}
+	}
+	orig := newTestState(t)
+	half := len(log) / 2
+	apply(orig, log[:half], 0)
+	var snap bytes.Buffer
+	if err := orig.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	apply(orig, log[half:], half)
+
+	restored := newTestState(t)
+	restored.mustApply(t, Submit{ID: "junk", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1}}}) // replaced by Restore
+	if err := restored.Restore(bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if restored.LastIndex() != uint64(half) {
+		t.Fatalf("restored last index %d, want %d", restored.LastIndex(), half)
+	}
+	apply(restored, log[half:], half)
+	replayed := newTestState(t)
+	apply(replayed, log, 0)
+
+	for name, other := range map[string]testState{"restored": restored, "replayed": replayed} {
+		assertSameState(t, name, orig, other)
+	}
+	// The accepted Mandelbrot rows are exactly the whole-image rows.
+	got, err := orig.MandelImage("m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, _ := orig.Accepted("m")
+	for _, r := range acc {
+		for i := int(r.Start) * mp.Width; i < int(r.End)*mp.Width; i++ {
+			if got[i] != img[i] {
+				t.Fatalf("pixel %d: %d, want %d", i, got[i], img[i])
+			}
+		}
+	}
+	pr, _ := orig.PiResult("pi")
+	var want uint64
+	acc, _ = orig.Accepted("pi")
+	for _, r := range acc {
+		want += PiHits(3, r.Start, r.End)
+	}
+	if pr.Hits != want {
+		t.Fatalf("pi hits %d, recomputed over accepted ranges %d", pr.Hits, want)
+	}
+}
+
+func assertSameState(t *testing.T, name string, a, b testState) {
+	t.Helper()
+	if !reflect.DeepEqual(a.Jobs(), b.Jobs()) {
+		t.Fatalf("%s: jobs differ\n%+v\n%+v", name, a.Jobs(), b.Jobs())
+	}
+	for _, j := range a.Jobs() {
+		pa, _ := a.Pending(j.ID)
+		pb, _ := b.Pending(j.ID)
+		if !reflect.DeepEqual(pa, pb) {
+			t.Fatalf("%s: pending of %s differs", name, j.ID)
+		}
+		if j.Kind == KindMandelbrot {
+			ia, _ := a.MandelImage(j.ID)
+			ib, _ := b.MandelImage(j.ID)
+			if !reflect.DeepEqual(ia, ib) {
+				t.Fatalf("%s: image of %s differs", name, j.ID)
+			}
+		}
+	}
+	var sa, sb bytes.Buffer
+	a.Snapshot(&sa)
+	b.Snapshot(&sb)
+	if sa.Len() != sb.Len() {
+		t.Fatalf("%s: snapshot sizes differ %d %d", name, sa.Len(), sb.Len())
+	}
+}
+
+func TestRestoreRejectsGarbage(t *testing.T) {
+	st := newTestState(t)
+	for _, b := range [][]byte{nil, []byte("HYDRAJS"), []byte("HYDRAJS\x02"), []byte("HYDRAJS\x01\xff\xff\xff\xff\x0f")} {
+		if err := st.Restore(bytes.NewReader(b)); err == nil {
+			t.Errorf("restore %q: no error", b)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package compute
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Result payloads: what a worker sends for a chunk and what the job state stores on disk.
+// π: the hit count (a few bytes). Mandelbrot: the rows' iteration counts, delta-coded between
+// neighbouring pixels (neighbours are usually close), as zigzag uvarints, deflated — typically
+// 5–20× smaller than raw counts, so a log entry of many rows stays small. Decoders are bounded
+// by the size the range implies and never panic.
+
+const payloadFormat = 1
+
+// EncodePiPayload encodes a π chunk result.
+func EncodePiPayload(hits uint64) []byte {
+	e := &encoder{}
+	e.byte1(payloadFormat)
+	e.uvarint(hits)
+	return e.b
+}
+
+// DecodePiPayload decodes a π chunk result for a chunk of units samples; hits above units are
+// impossible and rejected.
+func DecodePiPayload(b []byte, units uint64) (uint64, error) {
+	d := &decoder{b: b}
+	if f := d.byte1(); d.err == nil && f != payloadFormat {
+		return 0, fmt.Errorf("pi payload: unknown format %d", f)
+	}
+	hits := d.uvarint()
+	if err := d.done("pi payload"); err != nil {
+		return 0, err
+	}
+	if hits > units {
+		return 0, fmt.Errorf("pi payload: %d hits for %d samples", hits, units)
+	}
+	return hits, nil
+}
+
+var flateWriters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(io.Discard, flate.BestSpeed) // level is valid: never fails
+	return w
+}}
+
+// EncodeMandelPayload encodes the counts of whole rows (row-major, len = rows × width).
+func EncodeMandelPayload(counts []uint32) []byte {
+	raw := make([]byte, 0, len(counts)+16)
+	prev := int64(0)
+	for _, c := range counts {
+		d := int64(c) - prev
+		raw = binary.AppendUvarint(raw, uint64(d<<1)^uint64(d>>63))
+		prev = int64(c)
+	}
+	var out bytes.Buffer
+	out.WriteByte(payloadFormat)
+	var n [binary.MaxVarintLen64]byte
+	out.Write(n[:binary.PutUvarint(n[:], uint64(len(counts)))])
+	w := flateWriters.Get().(*flate.Writer)
+	w.Reset(&out)
+	w.Write(raw) // writes to a bytes.Buffer do not fail
+	w.Close()
+	flateWriters.Put(w)
+	return out.Bytes()
+}
+
+// DecodeMandelPayload decodes counts, checking there are exactly want of them and none above
+// maxIter. It inflates at most what want counts can take, so a hostile payload cannot expand.
+func DecodeMandelPayload(b []byte, want int, maxIter uint32) ([]uint32, error) {
+	d := &decoder{b: b}
+	if f := d.byte1(); d.err == nil && f != payloadFormat {
+		return nil, fmt.Errorf("mandelbrot payload: unknown format %d", f)
+	}
+	n := d.uvarint()
+	if d.err != nil {
+		return nil, fmt.Errorf("mandelbrot payload: %w", d.err)
+	}
+	if n != uint64(want) {
+		return nil, fmt.Errorf("mandelbrot payload: %d counts, want %d", n, want)
+	}
+	limit := int64(want)*binary.MaxVarintLen32 + 1
+	r := flate.NewReader(bytes.NewReader(d.b))
+	defer r.Close()
+	raw, err := io.ReadAll(io.LimitReader(r, limit))
+	if err != nil {
+		return nil, fmt.Errorf("mandelbrot payload: inflate: %w", err)
+	}
+	if int64(len(raw)) >= limit {
+		return nil, fmt.Errorf("mandelbrot payload: inflates past %d bytes", limit-1)
+	}
+	out := make([]uint32, want)
+	prev := int64(0)
+	for i := range out {
+		u, k := binary.Uvarint(raw)
+		if k <= 0 {
+			return nil, fmt.Errorf("mandelbrot payload: count %d truncated", i)
+		}
+		raw = raw[k:]
+		v := prev + (int64(u>>1) ^ -int64(u&1))
+		if v < 0 || v > int64(maxIter) {
+			return nil, fmt.Errorf("mandelbrot payload: count %d = %d outside 0–%d", i, v, maxIter)
+		}
+		out[i] = uint32(v)
+		prev = v
+	}
+	if len(raw) != 0 {
+		return nil, fmt.Errorf("mandelbrot payload: %d trailing bytes", len(raw))
+	}
+	return out, nil
+}

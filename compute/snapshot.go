@@ -1,0 +1,243 @@
+package compute
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Snapshot format (version 1):
+//
+//	"HYDRAJS" 0x01
+//	uvarint n, n bytes of JSON: snapHeader (jobs, accepted ranges, contributions, counters)
+//	records: 0x01, job id (uvarint length + bytes), range start (uvarint), value (uvarint
+//	         length + bytes: 8-byte big-endian range end, then the payload); then 0x00.
+//
+// The header is JSON because it is small and must stay readable by newer versions; payloads
+// are streamed in binary straight from the store.
+
+const (
+	snapMagic      = "HYDRAJS"
+	snapVersion    = 1
+	maxSnapHeader  = 512 << 20
+	snapRecordMore = 1
+	snapRecordEnd  = 0
+)
+
+type snapHeader struct {
+	LastIndex    uint64    `json:"last_index"`
+	Seq          uint64    `json:"seq"`
+	TotalPayload int64     `json:"total_payload"`
+	Jobs         []snapJob `json:"jobs"`
+}
+
+type snapJob struct {
+	ID           string             `json:"id"`
+	Seq          uint64             `json:"seq"`
+	Spec         JobSpec            `json:"spec"`
+	Submitter    string             `json:"submitter"`
+	Status       JobStatus          `json:"status"`
+	Submitted    int64              `json:"submitted"`
+	Started      int64              `json:"started"`
+	Finished     int64              `json:"finished"`
+	Accepted     []Range            `json:"accepted"`
+	Hits         uint64             `json:"hits"`
+	Nodes        []NodeContribution `json:"nodes"`
+	PayloadBytes int64              `json:"payload_bytes"`
+}
+
+// Snapshot writes the whole state, payloads included, to w. It holds the lock only while it
+// copies the in-memory state and opens a read transaction of the store, then streams the
+// payloads from that transaction, so it may run while Apply continues (as raft's
+// FSMSnapshot.Persist does) and still writes one consistent state.
+func (s *JobState) Snapshot(w io.Writer) error {
+	s.mu.RLock()
+	h := snapHeader{LastIndex: s.lastIndex, Seq: s.seq, TotalPayload: s.totalPayload}
+	for _, j := range s.jobs {
+		sj := snapJob{
+			ID: j.id, Seq: j.seq, Spec: j.spec, Submitter: j.submitter, Status: j.status,
+			Submitted: timeNanos(j.submitted), Started: timeNanos(j.started), Finished: timeNanos(j.finished),
+			Accepted: j.accepted.Ranges(), Hits: j.hits, PayloadBytes: j.payloadBytes,
+		}
+		for _, n := range j.nodes {
+			sj.Nodes = append(sj.Nodes, *n)
+		}
+		h.Jobs = append(h.Jobs, sj)
+	}
+	tx, err := s.db.Begin(false)
+	s.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("snapshot: store: %w", err)
+	}
+	defer tx.Rollback()
+
+	bw := bufio.NewWriterSize(w, 1<<16)
+	hdr, err := json.Marshal(h)
+	if err != nil {
+		return fmt.Errorf("snapshot: header: %w", err)
+	}
+	e := &encoder{b: []byte(snapMagic)}
+	e.byte1(snapVersion)
+	e.bytes(hdr)
+	if _, err := bw.Write(e.b); err != nil {
+		return fmt.Errorf("snapshot: write: %w", err)
+	}
+	for _, sj := range h.Jobs {
+		b := tx.Bucket([]byte(sj.ID))
+		if b == nil {
+			continue
+		}
+		err := b.ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return errors.New("corrupt key")
+			}
+			e := &encoder{}
+			e.byte1(snapRecordMore)
+			e.str(sj.ID)
+			e.uvarint(binary.BigEndian.Uint64(k))
+			e.bytes(v)
+			_, err := bw.Write(e.b)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("snapshot: job %s: %w", sj.ID, err)
+		}
+	}
+	if err := bw.WriteByte(snapRecordEnd); err != nil {
+		return fmt.Errorf("snapshot: write: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("snapshot: write: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces the whole state with a snapshot written by Snapshot. On error the previous
+// state is kept in memory, but the store may hold a part of the snapshot: raft treats a failed
+// restore as fatal, and so should its caller.
+func (s *JobState) Restore(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<16)
+	magic := make([]byte, len(snapMagic)+1)
+	if _, err := io.ReadFull(br, magic); err != nil {
+		return fmt.Errorf("restore: header: %w", err)
+	}
+	if string(magic[:len(snapMagic)]) != snapMagic {
+		return errors.New("restore: not a job-state snapshot")
+	}
+	if magic[len(snapMagic)] != snapVersion {
+		return fmt.Errorf("restore: snapshot version %d, this build reads %d", magic[len(snapMagic)], snapVersion)
+	}
+	hdrBytes, err := readBytes(br, maxSnapHeader)
+	if err != nil {
+		return fmt.Errorf("restore: header: %w", err)
+	}
+	var h snapHeader
+	if err := json.Unmarshal(hdrBytes, &h); err != nil {
+		return fmt.Errorf("restore: header: %w", err)
+	}
+	jobs := make(map[string]*job, len(h.Jobs))
+	for _, sj := range h.Jobs {
+		if err := sj.Spec.Validate(); err != nil {
+			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
+		}
+		j := &job{
+			id: sj.ID, seq: sj.Seq, spec: sj.Spec, submitter: sj.Submitter, status: sj.Status,
+			submitted: nanosTime(sj.Submitted), started: nanosTime(sj.Started), finished: nanosTime(sj.Finished),
+			accepted: NewRangeSet(sj.Accepted...), hits: sj.Hits, payloadBytes: sj.PayloadBytes,
+			nodes: map[string]*NodeContribution{},
+		}
+		for _, n := range sj.Nodes {
+			n := n
+			j.nodes[n.Node] = &n
+		}
+		jobs[sj.ID] = j
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Empty the store, then load the records in transactions of bounded size.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		var names [][]byte
+		if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			names = append(names, append([]byte(nil), name...))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, n := range names {
+			if err := tx.DeleteBucket(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("restore: clear store: %w", err)
+	}
+	for done := false; !done; {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			size := 0
+			for size < 32<<20 {
+				tag, err := br.ReadByte()
+				if err != nil {
+					return err
+				}
+				if tag == snapRecordEnd {
+					done = true
+					return nil
+				}
+				if tag != snapRecordMore {
+					return fmt.Errorf("bad record tag %d", tag)
+				}
+				id, err := readBytes(br, MaxIDLen)
+				if err != nil {
+					return err
+				}
+				start, err := binary.ReadUvarint(br)
+				if err != nil {
+					return err
+				}
+				v, err := readBytes(br, MaxResultPayload+8)
+				if err != nil {
+					return err
+				}
+				if _, ok := jobs[string(id)]; !ok || len(v) < 8 {
+					return fmt.Errorf("record for unknown job %q", id)
+				}
+				b, err := tx.CreateBucketIfNotExists(id)
+				if err != nil {
+					return err
+				}
+				if err := b.Put(binary.BigEndian.AppendUint64(nil, start), v); err != nil {
+					return err
+				}
+				size += len(v)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("restore: records: %w", err)
+		}
+	}
+	s.jobs, s.seq, s.lastIndex, s.totalPayload = jobs, h.Seq, h.LastIndex, h.TotalPayload
+	return nil
+}
+
+func readBytes(br *bufio.Reader, limit int) ([]byte, error) {
+	n, err := binary.ReadUvarint(br)
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, fmt.Errorf("%d bytes exceeds the limit of %d", n, limit)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(br, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
