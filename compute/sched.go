@@ -1,0 +1,497 @@
+package compute
+
+import (
+	"fmt"
+
+	"sort"
+	"time"
+)
+
+// Lease is a chunk handed to a node: compute Range of Job and report. The coordinator sends it
+// to the worker; the scheduler keeps it until Complete, Fail, expiry, the node's departure, or a
+// cancellation (its backup twin won, or the job was removed).
+type Lease struct {
+	ID       uint64
+	Job      string
+	Kind     Kind
+	Range    Range
+	Node     string
+	Issued   time.Time
+	Deadline time.Time
+	// Expected is how long the node should take at its measured rate (0 for a probe).
+	Expected time.Duration
+	Probe    bool // the node's first chunk of this kind: sized small, rate unknown
+	Backup   bool // a copy of another node's in-flight chunk: first result wins
+	// FirstOfJob is set on the first lease of a queued job: the coordinator applies OpStarted.
+	FirstOfJob bool
+}
+
+// EventKind says why a lease ended without a result.
+type EventKind int
+
+const (
+	// EventExpired: the deadline passed; the range is pending again.
+	EventExpired EventKind = iota + 1
+	// EventCancelled: the lease is no longer wanted (its twin finished first, or the job was
+	// removed): tell the worker to stop it.
+	EventCancelled
+	// EventRequeued: the node left; the range is pending again (or still covered by a twin).
+	EventRequeued
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventExpired:
+		return "expired"
+	case EventCancelled:
+		return "cancelled"
+	case EventRequeued:
+		return "requeued"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event reports a lease that ended without a result.
+type Event struct {
+	Kind  EventKind
+	Lease Lease
+}
+
+type lease struct {
+	Lease
+	done     uint64    // units reported done by progress
+	lastProg time.Time // time of the last progress report
+	twin     *lease    // the backup of this lease, or the lease this one backs up
+}
+
+// expectedFinish is when the lease should end, from its progress if any, else its rate.
+func (l *lease) expectedFinish(rate float64) time.Time {
+	if rate <= 0 {
+		return l.Deadline
+	}
+	left := float64(l.Range.Len() - min(l.done, l.Range.Len()))
+	from := l.Issued
+	if !l.lastProg.IsZero() {
+		from = l.lastProg
+	}
+	return from.Add(time.Duration(left / rate * float64(time.Second)))
+}
+
+type schedJob struct {
+	id       string
+	kind     Kind
+	priority float64
+	seq      uint64
+	pending  RangeSet
+	leases   map[uint64]*lease
+	served   float64 // node-seconds leased to this job (fair share accounting)
+	inflight uint64  // units of its leases that are not backups (each range counted once)
+	started  bool
+}
+
+type schedNode struct {
+	id     string
+	rates  map[Kind]*rateEst
+	leases map[uint64]*lease
+}
+
+// Scheduler is the coordinator's scheduling policy (DESIGN.md §3) as a state machine: every
+// method takes the time, nothing reads a clock or runs in the background, so it can be driven by
+// the real coordinator, by tests with a fake clock and by a simulator alike. It is leader-memory
+// soft state: a new leader builds a new one from the job state (AddJob with the pending ranges).
+// Not safe for concurrent use: the coordinator calls it from one goroutine or under a lock.
+type Scheduler struct {
+	cfg    SchedulerConfig
+	jobs   map[string]*schedJob
+	order  []*schedJob // by seq
+	nodes  map[string]*schedNode
+	leases map[uint64]*lease
+	nextID uint64
+	seq    uint64
+	busy   int // nodes holding at least one lease
+}
+
+// NewScheduler returns an empty scheduler.
+func NewScheduler(cfg SchedulerConfig) *Scheduler {
+	return &Scheduler{
+		cfg: cfg.withDefaults(), jobs: map[string]*schedJob{}, nodes: map[string]*schedNode{},
+		leases: map[uint64]*lease{},
+	}
+}
+
+// AddJob makes a job's pending ranges available for leasing. started says whether the job is
+// already running (so no lease carries FirstOfJob). Adding a job that exists is an error.
+func (s *Scheduler) AddJob(id string, spec JobSpec, pending []Range, started bool) error {
+	if _, ok := s.jobs[id]; ok {
+		return fmt.Errorf("scheduler: job %s already added", id)
+	}
+	if err := spec.Validate(); err != nil {
+		return fmt.Errorf("scheduler: job %s: %w", id, err)
+	}
+	s.seq++
+	j := &schedJob{id: id, kind: spec.Kind, priority: float64(spec.EffectivePriority()), seq: s.seq,
+		pending: NewRangeSet(pending...), leases: map[uint64]*lease{}, started: started}
+	// A newcomer starts level with the least-served running job, so it neither starves the
+	// others nor waits behind their history.
+	first := true
+	for _, o := range s.order {
+		if o.pending.Count() > 0 || len(o.leases) > 0 {
+			if first || o.served/o.priority < j.served/j.priority {
+				j.served = o.served / o.priority * j.priority
+				first = false
+			}
+		}
+	}
+	s.jobs[id] = j
+	s.order = append(s.order, j)
+	return nil
+}
+
+// RemoveJob forgets a job (finished, cancelled or deleted) and returns its outstanding leases as
+// EventCancelled: the workers should stop them.
+func (s *Scheduler) RemoveJob(id string) []Event {
+	j, ok := s.jobs[id]
+	if !ok {
+		return nil
+	}
+	var ev []Event
+	for _, l := range sortedLeases(j.leases) {
+		s.drop(l)
+		ev = append(ev, Event{EventCancelled, l.Lease})
+	}
+	delete(s.jobs, id)
+	for i, o := range s.order {
+		if o == j {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			break
+		}
+	}
+	return ev
+}
+
+func (s *Scheduler) node(id string) *schedNode {
+	n := s.nodes[id]
+	if n == nil {
+		n = &schedNode{id: id, rates: map[Kind]*rateEst{}, leases: map[uint64]*lease{}}
+		s.nodes[id] = n
+	}
+	return n
+}
+
+// Rate is the node's measured speed for a kind in units per second (0 when unknown): the
+// coordinator publishes it for the UI.
+func (s *Scheduler) Rate(node string, kind Kind) float64 {
+	if n := s.nodes[node]; n != nil {
+		return n.rates[kind].rate()
+	}
+	return 0
+}
+
+// Lease hands node its next chunk, if there is work: from the job furthest below its fair share
+// (node-seconds weighted by priority), sized to the node's rate × ChunkTarget, a probe if the
+// rate is unknown, capped near the end of the job; with no pending work left, an idle node may
+// get a backup copy of the in-flight chunk expected to finish last, if it would finish it sooner.
+func (s *Scheduler) Lease(node string, now time.Time) (Lease, bool) {
+	n := s.node(node)
+	if len(n.leases) >= s.cfg.MaxLeasesPerNode {
+		return Lease{}, false
+	}
+	if j := s.pickJob(n); j != nil {
+		return s.carve(j, n, now), true
+	}
+	if !s.cfg.NoBackups && len(n.leases) == 0 {
+		return s.backup(n, now)
+	}
+	return Lease{}, false
+}
+
+func (s *Scheduler) pickJob(n *schedNode) *schedJob {
+	var best *schedJob
+	for _, j := range s.order {
+		if j.pending.Count() == 0 {
+			continue
+		}
+		if best == nil || j.served/j.priority < best.served/best.priority {
+			best = j
+		}
+	}
+	return best
+}
+
+// activeNodes counts the nodes holding a lease (at least 1): the divisor of the tail cap.
+func (s *Scheduler) activeNodes() float64 { return float64(max(s.busy, 1)) }
+
+func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
+	rate := n.rates[j.kind].rate()
+	probe := rate <= 0
+	var size uint64
+	if probe {
+		size = s.cfg.ProbeUnits[j.kind]
+	} else {
+		size = uint64(rate * s.cfg.ChunkTarget.Seconds())
+		// Guided self-scheduling: near the end, no chunk larger than a share of what remains.
+		tail := uint64(float64(s.remaining(j)) / (s.activeNodes() * s.cfg.TailShare))
+		size = min(size, tail)
+	}
+	size = max(size, s.cfg.MinUnits[j.kind], 1)
+	first := j.pending.rs[0]
+	r := Range{first.Start, first.Start + min(size, first.Len())}
+	// Do not leave a sliver behind that costs more to schedule than to compute.
+	if rest := first.End - r.End; rest > 0 && rest < s.cfg.MinUnits[j.kind] {
+		r.End = first.End
+	}
+	j.pending.Remove(r)
+	l := &lease{Lease: Lease{ID: s.newID(), Job: j.id, Kind: j.kind, Range: r, Node: n.id, Issued: now, Probe: probe}}
+	if !j.started {
+		l.FirstOfJob, j.started = true, true
+	}
+	if probe {
+		l.Deadline = now.Add(s.cfg.ProbeTimeout)
+		j.served += s.cfg.ChunkTarget.Seconds() / 4
+	} else {
+		l.Expected = time.Duration(float64(r.Len()) / rate * float64(time.Second))
+		l.Deadline = s.deadline(now, l.Expected)
+		j.served += l.Expected.Seconds()
+	}
+	s.add(l)
+	return l.Lease
+}
+
+func (s *Scheduler) deadline(now time.Time, expected time.Duration) time.Time {
+	return now.Add(time.Duration(s.cfg.DeadlineFactor*float64(expected)) + s.cfg.DeadlineSlack)
+}
+
+// remaining is the job's units not yet done: pending plus in flight (each range once).
+func (s *Scheduler) remaining(j *schedJob) uint64 { return j.pending.Units() + j.inflight }
+
+func (s *Scheduler) newID() uint64 { s.nextID++; return s.nextID }
+
+func (s *Scheduler) add(l *lease) {
+	s.leases[l.ID] = l
+	j := s.jobs[l.Job]
+	j.leases[l.ID] = l
+	if !l.Backup {
+		j.inflight += l.Range.Len()
+	}
+	n := s.node(l.Node)
+	if len(n.leases) == 0 {
+		s.busy++
+	}
+	n.leases[l.ID] = l
+}
+
+// drop forgets a lease everywhere, without touching its range.
+func (s *Scheduler) drop(l *lease) {
+	delete(s.leases, l.ID)
+	if j := s.jobs[l.Job]; j != nil {
+		if _, ok := j.leases[l.ID]; ok && !l.Backup {
+			j.inflight -= l.Range.Len()
+		}
+		delete(j.leases, l.ID)
+	}
+	if n := s.nodes[l.Node]; n != nil {
+		if _, ok := n.leases[l.ID]; ok {
+			delete(n.leases, l.ID)
+			if len(n.leases) == 0 {
+				s.busy--
+			}
+		}
+	}
+	if l.twin != nil {
+		l.twin.twin = nil
+		l.twin = nil
+	}
+}
+
+// backup picks the in-flight chunk expected to finish last and copies it to n, if n (whose rate
+// is known) would finish it before its current holder.
+func (s *Scheduler) backup(n *schedNode, now time.Time) (Lease, bool) {
+	var worst *lease
+	var worstEnd time.Time
+	for _, l := range s.leases {
+		if l.Backup || l.twin != nil || l.Node == n.id {
+			continue
+		}
+		end := l.expectedFinish(s.nodes[l.Node].rates[l.Kind].rate())
+		if worst == nil || end.After(worstEnd) || (end.Equal(worstEnd) && l.ID < worst.ID) {
+			worst, worstEnd = l, end
+		}
+	}
+	if worst == nil {
+		return Lease{}, false
+	}
+	rate := n.rates[worst.Kind].rate()
+	if rate <= 0 {
+		return Lease{}, false
+	}
+	expected := time.Duration(float64(worst.Range.Len()) / rate * float64(time.Second))
+	if !now.Add(expected).Before(worstEnd) {
+		return Lease{}, false
+	}
+	b := &lease{Lease: Lease{ID: s.newID(), Job: worst.Job, Kind: worst.Kind, Range: worst.Range, Node: n.id,
+		Issued: now, Expected: expected, Deadline: s.deadline(now, expected), Backup: true}}
+	b.twin, worst.twin = worst, b
+	s.add(b)
+	return b.Lease, true
+}
+
+// Progress records that a lease's node has finished doneUnits of its range (a prefix), which
+// pushes its deadline forward: a slow but live node is not mistaken for a dead one. It reports
+// whether the lease is still current (false: it expired or was cancelled; the worker may stop).
+func (s *Scheduler) Progress(id uint64, doneUnits uint64, now time.Time) bool {
+	l, ok := s.leases[id]
+	if !ok {
+		return false
+	}
+	l.done = min(max(l.done, doneUnits), l.Range.Len())
+	l.lastProg = now
+	elapsed := now.Sub(l.Issued).Seconds()
+	if l.done > 0 && elapsed > 0 {
+		rate := float64(l.done) / elapsed
+		left := time.Duration(float64(l.Range.Len()-l.done) / rate * float64(time.Second))
+		if d := s.deadline(now, left); d.After(l.Deadline) {
+			l.Deadline = d
+		}
+	}
+	return true
+}
+
+// Complete records that a lease's result arrived (the coordinator then commits it). It updates
+// the node's rate and returns the lease, and the twin lease that lost, as EventCancelled. ok is
+// false for an unknown lease (expired, cancelled, or from another leader): the coordinator may
+// still commit such a result — the job state accepts it only if its range is not accepted yet —
+// and then call Accepted.
+func (s *Scheduler) Complete(id uint64, now time.Time) (done Lease, cancelled []Event, ok bool) {
+	l, ok := s.leases[id]
+	if !ok {
+		return Lease{}, nil, false
+	}
+	if secs := now.Sub(l.Issued).Seconds(); secs > 0 {
+		n := s.node(l.Node)
+		r := n.rates[l.Kind]
+		if r == nil {
+			r = &rateEst{}
+			n.rates[l.Kind] = r
+		}
+		r.add(float64(l.Range.Len()), secs, s.cfg.RateWindow)
+	}
+	twin := l.twin
+	s.drop(l)
+	if twin != nil {
+		s.drop(twin)
+		cancelled = append(cancelled, Event{EventCancelled, twin.Lease})
+	}
+	return l.Lease, cancelled, true
+}
+
+// Accepted tells the scheduler that a range of a job was committed by some other path (a late
+// result of an expired lease, a resubmission after a leader change): it leaves the pending set
+// and any lease inside it is cancelled.
+func (s *Scheduler) Accepted(job string, r Range) []Event {
+	j := s.jobs[job]
+	if j == nil {
+		return nil
+	}
+	j.pending.Remove(r)
+	var ev []Event
+	for _, l := range sortedLeases(j.leases) {
+		if r.Contains(l.Range) {
+			s.drop(l)
+			ev = append(ev, Event{EventCancelled, l.Lease})
+		} else if r.Overlaps(l.Range) {
+			// Partly done elsewhere: let the lease run; the job state will reject its result and
+			// the rest is requeued by the coordinator through Fail if needed.
+			continue
+		}
+	}
+	return ev
+}
+
+// Fail returns a lease's range to the pending work (the worker reported an error, or the
+// coordinator could not commit its result). A range still covered by a live twin is not requeued.
+func (s *Scheduler) Fail(id uint64) bool {
+	l, ok := s.leases[id]
+	if !ok {
+		return false
+	}
+	s.requeue(l)
+	return true
+}
+
+func (s *Scheduler) requeue(l *lease) {
+	twin := l.twin
+	s.drop(l)
+	if twin != nil {
+		// The twin keeps the range; it is no longer a backup of anything.
+		if twin.Backup {
+			twin.Backup = false
+			if j := s.jobs[twin.Job]; j != nil {
+				j.inflight += twin.Range.Len()
+			}
+		}
+		return
+	}
+	if j := s.jobs[l.Job]; j != nil {
+		j.pending.Add(l.Range)
+	}
+}
+
+// NodeGone requeues every lease of a node that disconnected or left, at once (not after a
+// deadline). The node's rate estimates are kept: it may come back.
+func (s *Scheduler) NodeGone(node string, now time.Time) []Event {
+	n := s.nodes[node]
+	if n == nil {
+		return nil
+	}
+	var ev []Event
+	for _, l := range sortedLeases(n.leases) {
+		s.requeue(l)
+		ev = append(ev, Event{EventRequeued, l.Lease})
+	}
+	return ev
+}
+
+// Tick expires leases whose deadline has passed, returning them as EventExpired; their ranges
+// are pending again. Call it about once a second.
+func (s *Scheduler) Tick(now time.Time) []Event {
+	var ev []Event
+	for _, l := range sortedLeases(s.leases) {
+		if now.After(l.Deadline) {
+			s.requeue(l)
+			ev = append(ev, Event{EventExpired, l.Lease})
+		}
+	}
+	return ev
+}
+
+// Leases returns the outstanding leases in ID order (for the coordinator's gossip of soft state).
+func (s *Scheduler) Leases() []Lease {
+	out := make([]Lease, 0, len(s.leases))
+	for _, l := range sortedLeases(s.leases) {
+		out = append(out, l.Lease)
+	}
+	return out
+}
+
+// PendingUnits is a job's units neither done nor leased.
+func (s *Scheduler) PendingUnits(job string) uint64 {
+	if j := s.jobs[job]; j != nil {
+		return j.pending.Units()
+	}
+	return 0
+}
+
+// Idle reports whether a job has nothing pending and nothing in flight: all its work came back.
+func (s *Scheduler) Idle(job string) bool {
+	j := s.jobs[job]
+	return j == nil || (j.pending.Count() == 0 && len(j.leases) == 0)
+}
+
+func sortedLeases(m map[uint64]*lease) []*lease {
+	out := make([]*lease, 0, len(m))
+	for _, l := range m {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out
+}

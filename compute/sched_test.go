@@ -1,0 +1,323 @@
+package compute
+
+import (
+	"testing"
+	"time"
+)
+
+// fakeClock is the tests' time source: it only moves when told.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time                    { return c.t }
+func (c *fakeClock) advance(d time.Duration) time.Time { c.t = c.t.Add(d); return c.t }
+
+func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func piJob(samples uint64) JobSpec {
+	return JobSpec{Kind: KindPi, Pi: &PiParams{Samples: samples, Seed: 1}}
+}
+
+func mustLease(t *testing.T, s *Scheduler, node string, now time.Time) Lease {
+	t.Helper()
+	l, ok := s.Lease(node, now)
+	if !ok {
+		t.Fatalf("%s: no lease", node)
+	}
+	return l
+}
+
+// run computes a lease at rate units/s: the clock moves to its end and it completes.
+func complete(t *testing.T, s *Scheduler, c *fakeClock, l Lease, rate float64) []Event {
+	t.Helper()
+	_, ev, ok := s.Complete(l.ID, l.Issued.Add(time.Duration(float64(l.Range.Len())/rate*float64(time.Second))))
+	if !ok {
+		t.Fatalf("complete %d: unknown lease", l.ID)
+	}
+	return ev
+}
+
+func TestProbeThenRateSizedChunks(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	if err := s.AddJob("j", piJob(1e12), []Range{{0, 1e12}}, false); err != nil {
+		t.Fatal(err)
+	}
+	speeds := map[string]float64{"fast": 40e6, "slow": 2e6}
+	for node, rate := range speeds {
+		p := mustLease(t, s, node, c.now())
+		if !p.Probe || p.Range.Len() != 1<<20 {
+			t.Fatalf("%s: first lease %+v is not a probe", node, p)
+		}
+		complete(t, s, c, p, rate)
+	}
+	for node, rate := range speeds {
+		l := mustLease(t, s, node, c.now())
+		if l.Probe {
+			t.Fatalf("%s: second lease is a probe", node)
+		}
+		got := float64(l.Range.Len()) / rate
+		if got < 1.9 || got > 2.1 {
+			t.Errorf("%s: chunk of %d units takes %.2f s at its rate, want ≈ 2 s", node, l.Range.Len(), got)
+		}
+		if l.Expected < 1900*time.Millisecond || !l.Deadline.After(c.now().Add(l.Expected)) {
+			t.Errorf("%s: expected %v deadline %v", node, l.Expected, l.Deadline.Sub(c.now()))
+		}
+	}
+}
+
+func TestFirstLeaseMarksJobStarted(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("j", piJob(1e9), []Range{{0, 1e9}}, false)
+	if l := mustLease(t, s, "a", c.now()); !l.FirstOfJob {
+		t.Error("first lease not marked")
+	}
+	if l := mustLease(t, s, "b", c.now()); l.FirstOfJob {
+		t.Error("second lease marked")
+	}
+}
+
+func TestNodeVanishingRequeuesAtOnce(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("j", piJob(1e8), []Range{{0, 1e8}}, true)
+	a1 := mustLease(t, s, "a", c.now())
+	a2 := mustLease(t, s, "a", c.now())
+	if _, ok := s.Lease("a", c.now()); ok {
+		t.Fatal("a third lease for one node (limit is one computing + one queued)")
+	}
+	before := s.PendingUnits("j")
+	ev := s.NodeGone("a", c.advance(time.Second))
+	if len(ev) != 2 || ev[0].Kind != EventRequeued || ev[0].Lease.ID != a1.ID || ev[1].Lease.ID != a2.ID {
+		t.Fatalf("events %+v", ev)
+	}
+	if got := s.PendingUnits("j"); got != before+a1.Range.Len()+a2.Range.Len() {
+		t.Fatalf("pending %d, want %d", got, before+a1.Range.Len()+a2.Range.Len())
+	}
+	if l := mustLease(t, s, "b", c.now()); l.Range.Start != 0 {
+		t.Fatalf("requeued range not handed out first: %v", l.Range)
+	}
+	if _, _, ok := s.Complete(a1.ID, c.now()); ok {
+		t.Fatal("a lease of a departed node completed")
+	}
+}
+
+func TestNodeThatNeverAnswersExpires(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{ProbeTimeout: 20 * time.Second})
+	s.AddJob("j", piJob(1e8), []Range{{0, 1e8}}, true)
+	mute := mustLease(t, s, "mute", c.now())
+	if ev := s.Tick(c.advance(19 * time.Second)); len(ev) != 0 {
+		t.Fatalf("expired before the probe timeout: %+v", ev)
+	}
+	ev := s.Tick(c.advance(2 * time.Second))
+	if len(ev) != 1 || ev[0].Kind != EventExpired || ev[0].Lease.ID != mute.ID {
+		t.Fatalf("events %+v", ev)
+	}
+	l := mustLease(t, s, "other", c.now())
+	if l.Range != mute.Range {
+		t.Fatalf("expired range %v not re-leased first (got %v)", mute.Range, l.Range)
+	}
+}
+
+func TestProgressExtendsDeadline(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("j", piJob(1e10), []Range{{0, 1e10}}, true)
+	complete(t, s, c, mustLease(t, s, "n", c.now()), 10e6) // learn 10 M/s
+	l := mustLease(t, s, "n", c.now())                     // ≈ 2 s chunk, deadline ≈ 8 s
+	// The node turns out 5× slower than measured but keeps reporting progress.
+	for i := 1; i <= 9; i++ {
+		now := c.advance(time.Second)
+		if !s.Progress(l.ID, uint64(float64(i)*2e6), now) {
+			t.Fatalf("lease lost at %d s despite progress", i)
+		}
+		if ev := s.Tick(now); len(ev) != 0 {
+			t.Fatalf("expired at %d s despite progress: %+v", i, ev)
+		}
+	}
+	// Silence: it expires.
+	if ev := s.Tick(c.advance(time.Minute)); len(ev) != 1 {
+		t.Fatalf("silent lease did not expire: %+v", ev)
+	}
+}
+
+func TestHeterogeneousNodesShareByRate(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	const total = 4e9
+	s.AddJob("j", piJob(total), []Range{{0, total}}, true)
+	rates := map[string]float64{"a": 100e6, "b": 50e6, "c": 10e6, "d": 5e6}
+	units := map[string]uint64{}
+	// Discrete-time loop: each node completes a lease when its time comes.
+	type slot struct {
+		l   Lease
+		end time.Time
+	}
+	busy := map[string]*slot{}
+	for s.PendingUnits("j") > 0 || len(busy) > 0 {
+		for node, rate := range rates {
+			if busy[node] == nil {
+				if l, ok := s.Lease(node, c.now()); ok {
+					busy[node] = &slot{l, c.now().Add(time.Duration(float64(l.Range.Len()) / rate * float64(time.Second)))}
+				}
+			}
+		}
+		var next string
+		for node, sl := range busy {
+			if next == "" || sl.end.Before(busy[next].end) {
+				next = node
+			}
+		}
+		if next == "" {
+			break
+		}
+		sl := busy[next]
+		c.t = sl.end
+		if _, ev, ok := s.Complete(sl.l.ID, c.now()); ok {
+			units[next] += sl.l.Range.Len()
+			for _, e := range ev {
+				delete(busy, e.Lease.Node)
+			}
+		}
+		delete(busy, next)
+	}
+	var sum float64
+	for _, r := range rates {
+		sum += r
+	}
+	ideal := total / sum
+	makespan := c.now().Sub(newClock().now()).Seconds()
+	t.Logf("makespan %.2f s, ideal %.2f s (efficiency %.3f), units %v", makespan, ideal, ideal/makespan, units)
+	if ideal/makespan < 0.95 {
+		t.Errorf("efficiency %.3f < 0.95", ideal/makespan)
+	}
+	for node, r := range rates {
+		share, want := float64(units[node])/total, r/sum
+		if share < want*0.8 || share > want*1.2 {
+			t.Errorf("%s did %.3f of the work, rate share %.3f", node, share, want)
+		}
+	}
+}
+
+func TestTailChunksShrink(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("j", piJob(1e10), []Range{{0, 1e10}}, true)
+	for _, n := range []string{"a", "b", "c", "d"} {
+		complete(t, s, c, mustLease(t, s, n, c.now()), 1e9)
+	}
+	// Plenty left: a rate-sized chunk (2 s at 1 G/s).
+	if l := mustLease(t, s, "a", c.now()); l.Range.Len() < 1.9e9 {
+		t.Fatalf("chunk %d, want ≈ 2e9", l.Range.Len())
+	}
+	// Near the end: no chunk above remaining ÷ (active nodes × 2).
+	for s.PendingUnits("j") > 0 {
+		rem, active := s.remaining(s.jobs["j"]), s.activeNodes()
+		l := mustLease(t, s, "b", c.now())
+		if lim := rem/uint64(active*2) + (1 << 16); l.Range.Len() > max(lim, 2<<16) {
+			t.Fatalf("tail chunk %d > %d (remaining %d)", l.Range.Len(), lim, rem)
+		}
+		s.Complete(l.ID, c.advance(time.Millisecond))
+	}
+}
+
+func TestBackupFirstResultWins(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{ChunkTarget: 10 * time.Second})
+	s.AddJob("j", piJob(30e6), []Range{{0, 30e6}}, true)
+	complete(t, s, c, mustLease(t, s, "slow", c.now()), 1e6)
+	complete(t, s, c, mustLease(t, s, "fast", c.now()), 100e6)
+	straggler := mustLease(t, s, "slow", c.now()) // ≈ 10 s of work at 1 M/s
+	for s.PendingUnits("j") > 0 {
+		l := mustLease(t, s, "fast", c.now())
+		s.Complete(l.ID, c.advance(10*time.Millisecond))
+	}
+	b, ok := s.Lease("fast", c.now())
+	if !ok || !b.Backup || b.Range != straggler.Range {
+		t.Fatalf("no backup of the straggler: %+v %v", b, ok)
+	}
+	if _, ok := s.Lease("fast2", c.now()); ok {
+		t.Fatal("a second backup of the same chunk, or one for a node of unknown rate")
+	}
+	_, ev, ok := s.Complete(b.ID, c.advance(200*time.Millisecond))
+	if !ok || len(ev) != 1 || ev[0].Kind != EventCancelled || ev[0].Lease.ID != straggler.ID {
+		t.Fatalf("backup won: events %+v", ev)
+	}
+	if _, _, ok := s.Complete(straggler.ID, c.advance(10*time.Second)); ok {
+		t.Fatal("the losing twin completed too")
+	}
+	if !s.Idle("j") {
+		t.Fatal("job not idle after the backup won")
+	}
+}
+
+func TestPrioritySharesNodes(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("lo", piJob(1e13), []Range{{0, 1e13}}, true)
+	s.AddJob("hi", JobSpec{Kind: KindPi, Priority: 3, Pi: &PiParams{Samples: 1e13}}, []Range{{0, 1e13}}, true)
+	units := map[string]float64{}
+	for range 400 {
+		l := mustLease(t, s, "n", c.now())
+		if !l.Probe {
+			units[l.Job] += l.Expected.Seconds()
+		}
+		s.Complete(l.ID, c.advance(time.Duration(float64(l.Range.Len())/1e8*float64(time.Second))))
+	}
+	ratio := units["hi"] / units["lo"]
+	t.Logf("node-seconds hi/lo = %.2f", ratio)
+	if ratio < 2.7 || ratio > 3.3 {
+		t.Errorf("priority 3 vs 1 got a %.2f share ratio, want ≈ 3", ratio)
+	}
+}
+
+// TestRebuildAfterLeaderChange: a new leader's scheduler built from the job state leases exactly
+// the ranges not accepted, so nothing accepted is redone.
+func TestRebuildAfterLeaderChange(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, Submit{ID: "j", Time: t0, Spec: piJob(1e7)})
+	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{piChunk("j", 1, Range{0, 3e6}, "a"), piChunk("j", 1, Range{5e6, 6e6}, "b")}})
+	s := NewScheduler(SchedulerConfig{MinUnits: map[Kind]uint64{KindPi: 1}})
+	for _, u := range st.Unfinished() {
+		if err := s.AddJob(u.ID, u.Spec, u.Pending, u.Status != StatusQueued); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.PendingUnits("j"); got != 1e7-4e6 {
+		t.Fatalf("pending %d", got)
+	}
+	c := newClock()
+	var leased RangeSet
+	for i := 0; s.PendingUnits("j") > 0; i++ {
+		l := mustLease(t, s, "n"+itoa(i), c.now())
+		if leased.Overlaps(l.Range) {
+			t.Fatalf("range %v leased twice", l.Range)
+		}
+		leased.Add(l.Range)
+		out := st.mustApply(t, Results{Time: t0, Items: []ChunkResult{piChunk("j", 1, l.Range, l.Node)}}).(*ResultsOutcome)
+		if out.Accepted != 1 {
+			t.Fatalf("lease %v rejected: %+v", l.Range, out.Rejected)
+		}
+	}
+	if j, _ := st.Job("j"); j.State != StatusDone {
+		t.Fatalf("state %s", j.State)
+	}
+}
+
+func TestRemoveJobCancelsLeases(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("j", piJob(1e9), []Range{{0, 1e9}}, true)
+	l := mustLease(t, s, "a", c.now())
+	ev := s.RemoveJob("j")
+	if len(ev) != 1 || ev[0].Kind != EventCancelled || ev[0].Lease.ID != l.ID {
+		t.Fatalf("%+v", ev)
+	}
+	if _, ok := s.Lease("a", c.now()); ok {
+		t.Fatal("lease from a removed job")
+	}
+	if s.AddJob("bad", JobSpec{Kind: "x"}, nil, false) == nil {
+		t.Fatal("invalid spec added")
+	}
+}
