@@ -36,13 +36,13 @@ type SimReport struct {
 	// EfficiencyAll counts every node's rate for the whole makespan, leavers included
 	// (Units ÷ (Σ rates × makespan)): it also charges the policy for capacity that left.
 	EfficiencyAll float64
-	Leases     int    // leases handed out (chunks, probes and backups)
-	Backups    int    // backup copies handed out
-	Expired    int    // leases expired by deadline
-	Requeued   int    // leases requeued because their node left
-	Cancelled  int    // leases cancelled (their twin won)
-	LostUnits  uint64 // units computed on leases whose result was thrown away
-	SchedCalls int    // Lease + Complete calls made
+	Leases        int    // leases handed out (chunks, probes and backups)
+	Backups       int    // backup copies handed out
+	Expired       int    // leases expired by deadline
+	Requeued      int    // leases requeued because their node left
+	Cancelled     int    // leases cancelled (their twin won)
+	LostUnits     uint64 // units computed on leases whose result was thrown away
+	SchedCalls    int    // Lease + Complete calls made
 }
 
 type simEvent struct {
