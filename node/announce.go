@@ -1,0 +1,173 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/shirou/gopsutil/v4/load"
+)
+
+// announceTopic is the gossipsub topic (under hydra/<cluster>/) on which
+// every node announces itself about once a second. The trailing number is
+// the message format's version.
+const announceTopic = "announce/1"
+
+// maxAnnouncement bounds one announcement; a bigger one is dropped.
+const maxAnnouncement = 16 << 10
+
+// Announcement is what a node says about itself on the gossip topic: small,
+// lossy, and enough for every node's status page and UI. Durable facts (the
+// node's name, arch, cores) are also registered through raft.
+type Announcement struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Version string   `json:"version"`
+	OS      string   `json:"os"`
+	Arch    string   `json:"arch"`
+	Cores   int      `json:"cores"`
+	Load    float64  `json:"load"`
+	Uptime  float64  `json:"uptime_seconds"`
+	State   string   `json:"state"`
+	Addrs   []string `json:"addrs"`
+	HTTP    string   `json:"http,omitempty"`
+}
+
+// decodeAnnouncement parses and checks an announcement received from peer
+// from: it must name its sender and stay within sane bounds.
+func decodeAnnouncement(from peer.ID, data []byte) (Announcement, error) {
+	var a Announcement
+	if len(data) > maxAnnouncement {
+		return a, fmt.Errorf("announcement of %d bytes exceeds %d", len(data), maxAnnouncement)
+	}
+	if err := json.Unmarshal(data, &a); err != nil {
+		return a, fmt.Errorf("decode announcement: %w", err)
+	}
+	if a.ID != from.String() {
+		return a, fmt.Errorf("announcement names %q but came from %s", a.ID, from)
+	}
+	if len(a.Name) > 64 || len(a.Version) > 64 || len(a.OS) > 32 || len(a.Arch) > 32 || len(a.State) > 128 || len(a.HTTP) > 256 {
+		return a, fmt.Errorf("announcement from %s: field too long", from)
+	}
+	if a.Cores < 0 || a.Cores > 1<<16 || len(a.Addrs) > 64 {
+		return a, fmt.Errorf("announcement from %s: out-of-range cores or addrs", from)
+	}
+	return a, nil
+}
+
+// peerTable keeps the latest announcement of every peer and when it came.
+type peerTable struct {
+	mu   sync.Mutex
+	seen map[string]seenPeer
+}
+
+type seenPeer struct {
+	ann  Announcement
+	when time.Time
+}
+
+func newPeerTable() *peerTable { return &peerTable{seen: map[string]seenPeer{}} }
+
+func (t *peerTable) put(a Announcement, now time.Time) {
+	t.mu.Lock()
+	t.seen[a.ID] = seenPeer{ann: a, when: now}
+	t.mu.Unlock()
+}
+
+func (t *peerTable) get(id string) (seenPeer, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.seen[id]
+	return s, ok
+}
+
+func (t *peerTable) ids() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.seen))
+	for id := range t.seen {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// self builds this node's own announcement.
+func (n *Node) self() Announcement {
+	var l float64
+	if avg, err := load.Avg(); err == nil {
+		l = avg.Load1
+	}
+	addrs := n.host.Addrs()
+	as := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		as = append(as, a.String())
+	}
+	return Announcement{
+		ID:      n.host.ID().String(),
+		Name:    n.cfg.Name,
+		Version: Version,
+		OS:      runtime.GOOS,
+		Arch:    runtime.GOARCH,
+		Cores:   runtime.NumCPU(),
+		Load:    l,
+		Uptime:  time.Since(n.started).Seconds(),
+		State:   "idle",
+		Addrs:   as,
+		HTTP:    n.httpURL,
+	}
+}
+
+// announce publishes this node's announcement every interval and records
+// announcements from others, until ctx ends.
+func (n *Node) announce(ctx context.Context) error {
+	topic, err := n.host.Topic(announceTopic)
+	if err != nil {
+		return fmt.Errorf("announce topic: %w", err)
+	}
+	err = topic.Subscribe(ctx, func(from peer.ID, data []byte) {
+		a, err := decodeAnnouncement(from, data)
+		if err != nil {
+			n.log.Debug("dropped announcement", "peer", from, "err", err)
+			return
+		}
+		n.peers.put(a, time.Now())
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe announcements: %w", err)
+	}
+	go func() {
+		t := time.NewTicker(n.cfg.AnnounceInterval)
+		defer t.Stop()
+		for {
+			me := n.self()
+			n.peers.put(me, time.Now())
+			if b, err := json.Marshal(me); err == nil {
+				if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
+					n.log.Debug("publish announcement", "err", err)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return nil
+}
+
+// hostname is os.Hostname without the error, for messages.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}

@@ -1,0 +1,134 @@
+// Package cli implements the hydra command line: subcommands, flags and exit
+// codes. main.go only calls Main.
+//
+// Exit codes scripts can trust: 0 success, 1 a runtime failure (node
+// unreachable, request refused), 2 a usage or configuration error (bad flag,
+// unusable data directory, port in use), always with a one-line message.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+)
+
+// usageError marks an error as the caller's mistake (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+type command struct {
+	name, summary string
+	run           func(args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"node", "run a node (joins or forms a cluster)", runNode},
+		{"status", "show the cluster as a node sees it", runStatus},
+		{"leave", "remove the local node from its cluster for good and stop it", runLeave},
+		{"recover", "bring back a cluster that lost a majority of its voters (node stopped)", runRecover},
+		{"version", "print version, commit and build date", runVersion},
+	}
+}
+
+// Main runs the hydra command line with args (without the program name) and
+// returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		printHelp(stdout)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(args[1:], stdout, stderr)
+		if err == nil || errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		fmt.Fprintf(stderr, "hydra %s: %s\n", c.name, oneLine(err.Error()))
+		var ue usageError
+		if errors.As(err, &ue) || isConfigError(err) {
+			return ExitUsage
+		}
+		return ExitFailure
+	}
+	fmt.Fprintf(stderr, "hydra: unknown command %q (see 'hydra help')\n", args[0])
+	return ExitUsage
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprintln(w, "hydra: idle machines cooperating on parallel work")
+	fmt.Fprintln(w, "\nUsage: hydra <command> [flags]   ('hydra <command> -h' for its flags)")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// newFlagSet makes a flag set that reports errors to us instead of printing
+// usage and exiting; -h prints the flags to stdout.
+func newFlagSet(name string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("hydra "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage: hydra %s [flags]\n", name)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parseFlags parses args and turns flag errors into usage errors; stray
+// positional arguments are refused.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// stringList is a repeatable string flag (--listen, --join).
+type stringList struct {
+	vals []string
+	set  bool
+}
+
+func (s *stringList) String() string { return strings.Join(s.vals, ",") }
+func (s *stringList) Set(v string) error {
+	if !s.set {
+		s.vals, s.set = nil, true
+	}
+	s.vals = append(s.vals, v)
+	return nil
+}

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hydra-compute/hydra/node"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// apiFlags are the flags every client command shares: where the node is and
+// the token for writes.
+type apiFlags struct {
+	api, data, token string
+}
+
+func (a *apiFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.api, "api", "", "API base URL of a node (default: the local node found through --data)")
+	fs.StringVar(&a.data, "data", node.DefaultDataDir(), "data directory of the local node")
+	fs.StringVar(&a.token, "token", "", "API token (default: $HYDRA_TOKEN, then the local node's data directory)")
+}
+
+// client resolves the API URL and token: --api/--token, $HYDRA_TOKEN, then
+// the files the local node wrote into its data directory.
+func (a *apiFlags) client() (*webui.Client, error) {
+	url, token := a.api, a.token
+	if token == "" {
+		token = os.Getenv("HYDRA_TOKEN")
+	}
+	if url == "" || token == "" {
+		lu, lt, err := node.ReadLocal(a.data)
+		if url == "" {
+			if err != nil {
+				return nil, usageError{err}
+			}
+			url = lu
+		}
+		if token == "" {
+			token = lt
+		}
+	}
+	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
+		url = "http://" + url
+	}
+	return webui.NewClient(url, token), nil
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", stdout)
+	var af apiFlags
+	af.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	leader := "(none)"
+	for _, n := range st.Nodes {
+		if n.ID == st.Leader {
+			leader = n.Name + " " + short(n.ID)
+		}
+	}
+	fmt.Fprintf(stdout, "cluster %s  term %d  leader %s  (seen from %s)\n\n", st.Cluster, st.Term, leader, st.Self.Name)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tROLE\tSTATE\tPLATFORM\tCORES\tLOAD\tLAST SEEN")
+	for _, n := range st.Nodes {
+		seen := "-"
+		if !n.LastSeen.IsZero() {
+			seen = time.Since(n.LastSeen).Round(time.Second).String() + " ago"
+		}
+		name := n.Name
+		if n.ID == st.Self.ID {
+			name += " *"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%d\t%.2f\t%s\n", name, short(n.ID), n.Role, n.State, n.OS, n.Arch, n.Cores, n.Load, seen)
+	}
+	return tw.Flush()
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return "…" + id[len(id)-8:]
+	}
+	return id
+}
+
+func runLeave(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("leave", stdout)
+	var af apiFlags
+	af.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	if err := c.Do(ctx, "POST", "/api/v1/leave", struct{}{}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "node removed from the cluster and stopped")
+	return nil
+}
+
+func runRecover(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("recover", stdout)
+	data := fs.String("data", node.DefaultDataDir(), "data directory of the stopped node")
+	voters := fs.String("voters", "", "comma-separated peer IDs of the surviving voters (default: this node alone)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var ids []string
+	for _, v := range strings.Split(*voters, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			ids = append(ids, v)
+		}
+	}
+	self, err := node.Recover(*data, ids)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "recovered %s: raft configuration rewritten (%s); start the node again\n", self, strings.Join(nonEmpty(ids, self), ", "))
+	return nil
+}
+
+func nonEmpty(ids []string, self string) []string {
+	if len(ids) == 0 {
+		return []string{self}
+	}
+	return ids
+}

@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hydra-compute/hydra/node"
+)
+
+func isConfigError(err error) bool {
+	var ce *node.ConfigError
+	return errors.As(err, &ce)
+}
+
+func runNode(args []string, stdout, stderr io.Writer) error {
+	cfg := node.DefaultConfig()
+	fs := newFlagSet("node", stdout)
+	listen := &stringList{vals: cfg.Listen}
+	join := &stringList{}
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (identity, raft state, API token)")
+	fs.Var(listen, "listen", "libp2p listen multiaddr (repeatable; port 0 picks a free port)")
+	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP API and web UI address HOST:PORT")
+	fs.Var(join, "join", "multiaddr of a peer to join, with /p2p/<id> (repeatable)")
+	fs.StringVar(&cfg.Cluster, "cluster", cfg.Cluster, "cluster name; clusters with other names on the LAN stay apart")
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "node name shown in status and UI")
+	fs.StringVar(&cfg.Voter, "voter", cfg.Voter, "raft voter preference: auto, prefer or never (a laptop says never)")
+	fs.IntVar(&cfg.Voters, "voters", 0, "voters the cluster keeps, taken at bootstrap (0: 3, and 5 from 7 nodes on)")
+	fs.Float64Var(&cfg.RaftMultiplier, "raft-multiplier", cfg.RaftMultiplier, "scale all raft timeouts (raise on slow boards)")
+	fs.DurationVar(&cfg.ChunkTarget, "chunk-target", cfg.ChunkTarget, "target duration of a chunk of work, taken at bootstrap")
+	fs.BoolVar(&cfg.MDNS, "mdns", cfg.MDNS, "discover peers on the LAN with mDNS")
+	fs.BoolVar(&cfg.DHT, "dht", cfg.DHT, "discover peers through a DHT rendezvous bootstrapped from --join peers")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg.Listen, cfg.Join = listen.vals, join.vals
+	logger, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	go func() {
+		// A second Ctrl-C means "now": skip the graceful hand-over.
+		<-ctx.Done()
+		stop()
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		<-ch
+		fmt.Fprintln(stderr, "hydra node: second signal, exiting at once")
+		os.Exit(ExitFailure)
+	}()
+	return n.Run(ctx)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", stdout)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "hydra %s (commit %s, built %s)\n", node.Version, node.Commit, node.BuildDate)
+	return nil
+}

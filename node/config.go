@@ -1,0 +1,193 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/hydra-compute/hydra/consensus"
+)
+
+// Config is everything `hydra node` can be told. Zero values are replaced
+// by the defaults of DefaultConfig where that makes sense; Validate says
+// what is wrong in one line naming the flag.
+type Config struct {
+	DataDir        string
+	Listen         []string // multiaddrs
+	HTTPAddr       string   // host:port
+	Join           []string // multiaddrs with /p2p/<id>
+	Cluster        string
+	Name           string
+	Voter          string // auto | prefer | never
+	Voters         int    // 0: 3, and 5 once there are 7 or more nodes
+	RaftMultiplier float64
+	ChunkTarget    time.Duration
+	MDNS           bool
+	DHT            bool
+	Logger         *slog.Logger
+
+	// Out receives the line with the web address and token that a person
+	// starting the node needs (default os.Stdout).
+	Out io.Writer
+
+	// AnnounceInterval is how often the node announces itself on gossip
+	// (default 1 s); tests shorten it.
+	AnnounceInterval time.Duration
+}
+
+// DefaultListen are the addresses a node listens on unless told otherwise:
+// TCP and QUIC on port 4100, every IPv4 interface.
+var DefaultListen = []string{"/ip4/0.0.0.0/tcp/4100", "/ip4/0.0.0.0/udp/4100/quic-v1"}
+
+// DefaultConfig returns the configuration `hydra node` runs with when given
+// no flags.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		DataDir:          DefaultDataDir(),
+		Listen:           append([]string(nil), DefaultListen...),
+		HTTPAddr:         "0.0.0.0:7070",
+		Cluster:          "hydra",
+		Name:             host,
+		Voter:            "auto",
+		RaftMultiplier:   1,
+		ChunkTarget:      2 * time.Second,
+		MDNS:             true,
+		DHT:              true,
+		AnnounceInterval: time.Second,
+	}
+}
+
+// DefaultDataDir is where a node keeps its identity and state when --data is
+// not given: $XDG_DATA_HOME/hydra (~/.local/share/hydra) on Unix,
+// ~/Library/Application Support/hydra on macOS, %LocalAppData%\hydra on
+// Windows.
+func DefaultDataDir() string {
+	switch runtime.GOOS {
+	case "windows":
+		if d := os.Getenv("LocalAppData"); d != "" {
+			return filepath.Join(d, "hydra")
+		}
+	case "darwin":
+		if h, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(h, "Library", "Application Support", "hydra")
+		}
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "hydra")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "hydra")
+	}
+	return "hydra-data"
+}
+
+var clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ConfigError is a problem with the node's configuration (a flag, the data
+// directory, a port in use): `hydra node` prints it on one line and exits 2.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configErr(format string, args ...any) error {
+	return &ConfigError{Err: fmt.Errorf(format, args...)}
+}
+
+// parsed is the validated form of Config.
+type parsed struct {
+	listen []multiaddr.Multiaddr
+	join   []peer.AddrInfo
+	voter  consensus.VoterPref
+}
+
+// Validate checks every field and returns a *ConfigError naming the flag.
+func (c *Config) Validate() error {
+	_, err := c.parse()
+	return err
+}
+
+func (c *Config) parse() (parsed, error) {
+	var p parsed
+	if c.DataDir == "" {
+		return p, configErr("--data: empty path")
+	}
+	if len(c.Listen) == 0 {
+		return p, configErr("--listen: at least one address is needed")
+	}
+	for _, s := range c.Listen {
+		a, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			return p, configErr("--listen %q: not a multiaddr: %v", s, err)
+		}
+		p.listen = append(p.listen, a)
+	}
+	for _, s := range c.Join {
+		a, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			return p, configErr("--join %q: not a multiaddr: %v", s, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			return p, configErr("--join %q: needs a /p2p/<peer id> part: %v", s, err)
+		}
+		p.join = append(p.join, *ai)
+	}
+	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil || port == "" {
+		return p, configErr("--http %q: want HOST:PORT", c.HTTPAddr)
+	}
+	if !clusterNameRE.MatchString(c.Cluster) {
+		return p, configErr("--cluster %q: use 1-63 letters, digits, '.', '_' or '-'", c.Cluster)
+	}
+	if c.Name == "" || len(c.Name) > 64 {
+		return p, configErr("--name %q: must be 1-64 characters", c.Name)
+	}
+	v, err := consensus.ParseVoterPref(c.Voter)
+	if err != nil {
+		return p, configErr("--voter %q: want auto, prefer or never", c.Voter)
+	}
+	p.voter = v
+	if c.Voters != 0 && (c.Voters < 1 || c.Voters > 9 || c.Voters%2 == 0) {
+		return p, configErr("--voters %d: want an odd number from 1 to 9 (0 = automatic)", c.Voters)
+	}
+	if c.RaftMultiplier < 0.1 || c.RaftMultiplier > 100 {
+		return p, configErr("--raft-multiplier %g: want 0.1 to 100", c.RaftMultiplier)
+	}
+	if c.ChunkTarget < 100*time.Millisecond || c.ChunkTarget > 10*time.Minute {
+		return p, configErr("--chunk-target %s: want 100ms to 10m", c.ChunkTarget)
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+	if c.AnnounceInterval <= 0 {
+		c.AnnounceInterval = time.Second
+	}
+	return p, nil
+}
+
+// prepareDataDir creates the data directory (0700) and checks that it is
+// writable, so an unusable --data fails at once with a clear error.
+func prepareDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return configErr("--data %s: %v", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return configErr("--data %s: not writable: %v", dir, errors.Unwrap(err))
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	return nil
+}

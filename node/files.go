@@ -1,0 +1,64 @@
+package node
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Files a node keeps in its data directory for the client commands on the
+// same machine (hydra status, submit, …): where its API is and the token
+// that authorises writes.
+const (
+	TokenFile  = "api-token"
+	APIURLFile = "api-url"
+)
+
+// writeFileAtomic replaces path with data (mode perm) so that a reader never
+// sees a half-written file.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeAPIURL(dir, url string) error {
+	return writeFileAtomic(filepath.Join(dir, APIURLFile), []byte(url+"\n"), 0o644)
+}
+
+func writeToken(dir, token string) error {
+	return writeFileAtomic(filepath.Join(dir, TokenFile), []byte(token+"\n"), 0o600)
+}
+
+// ReadLocal reads what a node wrote into dir for local clients: its API URL
+// and (if readable) the API token. A missing token is not an error: reads
+// need none.
+func ReadLocal(dir string) (apiURL, token string, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, APIURLFile))
+	if err != nil {
+		return "", "", fmt.Errorf("no running node found in %s (start one with 'hydra node', or pass --api): %w", dir, err)
+	}
+	apiURL = strings.TrimSpace(string(b))
+	if t, err := os.ReadFile(filepath.Join(dir, TokenFile)); err == nil {
+		token = strings.TrimSpace(string(t))
+	}
+	return apiURL, token, nil
+}

@@ -1,0 +1,84 @@
+package node
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collector exposes raft and cluster state at /metrics, read at scrape
+// time from the node (no background updates, nothing to go stale).
+type collector struct{ n *Node }
+
+var (
+	descRaftState = prometheus.NewDesc("hydra_raft_state",
+		"Raft state of this node: 1 for the current state label, 0 for the others.", []string{"state"}, nil)
+	descRaftTerm = prometheus.NewDesc("hydra_raft_term",
+		"Current raft term.", nil, nil)
+	descRaftCommit = prometheus.NewDesc("hydra_raft_commit_index",
+		"Index of the last committed raft log entry.", nil, nil)
+	descRaftApplied = prometheus.NewDesc("hydra_raft_applied_index",
+		"Index of the last raft log entry applied to this node's state.", nil, nil)
+	descRaftLastLog = prometheus.NewDesc("hydra_raft_last_log_index",
+		"Index of the last raft log entry stored on this node.", nil, nil)
+	descRaftPeers = prometheus.NewDesc("hydra_raft_peers",
+		"Members of the raft configuration by suffrage.", []string{"suffrage"}, nil)
+	descRaftLeader = prometheus.NewDesc("hydra_raft_has_leader",
+		"1 if this node knows a leader, else 0.", nil, nil)
+	descNodes = prometheus.NewDesc("hydra_cluster_nodes",
+		"Nodes known to this node's replica, by whether they are online.", []string{"online"}, nil)
+	descInfo = prometheus.NewDesc("hydra_build_info",
+		"Build of this node (always 1).", []string{"version", "commit"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descRaftCommit, descRaftApplied,
+		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descInfo} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	stats := c.n.raft.Stats()
+	num := func(k string) float64 {
+		v, _ := strconv.ParseFloat(stats[k], 64)
+		return v
+	}
+	for _, s := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
+		v := 0.0
+		if stats["state"] == s {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descRaftState, prometheus.GaugeValue, v, s)
+	}
+	ch <- prometheus.MustNewConstMetric(descRaftTerm, prometheus.GaugeValue, num("term"))
+	ch <- prometheus.MustNewConstMetric(descRaftCommit, prometheus.GaugeValue, num("commit_index"))
+	ch <- prometheus.MustNewConstMetric(descRaftApplied, prometheus.GaugeValue, num("applied_index"))
+	ch <- prometheus.MustNewConstMetric(descRaftLastLog, prometheus.GaugeValue, num("last_log_index"))
+	voters, nonvoters := 0.0, 0.0
+	for _, s := range c.n.raft.Servers() {
+		if s.Voter {
+			voters++
+		} else {
+			nonvoters++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descRaftPeers, prometheus.GaugeValue, voters, "voter")
+	ch <- prometheus.MustNewConstMetric(descRaftPeers, prometheus.GaugeValue, nonvoters, "nonvoter")
+	has := 0.0
+	if l, _ := c.n.raft.Leader(); l != "" {
+		has = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descRaftLeader, prometheus.GaugeValue, has)
+	on, off := 0.0, 0.0
+	for _, ns := range c.n.Status().Nodes {
+		if ns.Online {
+			on++
+		} else {
+			off++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, on, "true")
+	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, off, "false")
+	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, Version, Commit)
+}

@@ -1,0 +1,295 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/p2p"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// Node is one running Hydra node. New prepares it (and fails fast on a bad
+// configuration); Run runs it until its context ends or it leaves the
+// cluster.
+type Node struct {
+	cfg     Config
+	p       parsed
+	log     *slog.Logger
+	started time.Time
+
+	host    *p2p.Host
+	raft    *consensus.Raft
+	peers   *peerTable
+	httpLn  net.Listener
+	httpURL string
+	metrics *prometheus.Registry
+
+	mu          sync.Mutex
+	leaderHooks []func(context.Context)
+	tokenSeen   string
+
+	leaveOnce sync.Once
+	left      chan struct{} // closed when Leave has removed the node
+
+	// crash makes Run stop like a SIGKILL would: connections dropped first,
+	// no leadership hand-over. Tests use it to kill a node in-process.
+	crash atomic.Bool
+}
+
+// New validates cfg, prepares the data directory, binds the HTTP port and
+// the libp2p listeners, and opens the raft state. Configuration problems
+// (bad flags, unusable data directory, port in use) come back as
+// *ConfigError.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	p, err := cfg.parse()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{})}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, configErr("--http %s: port already in use", cfg.HTTPAddr)
+		}
+		return nil, configErr("--http %s: %v", cfg.HTTPAddr, err)
+	}
+	n.httpLn = ln
+	n.httpURL = localURL(ln.Addr())
+
+	key, err := p2p.LoadOrCreateIdentity(filepath.Join(cfg.DataDir, "identity.key"))
+	if err != nil {
+		ln.Close()
+		return nil, configErr("--data %s: identity: %v", cfg.DataDir, err)
+	}
+	h, err := p2p.New(ctx, p2p.Config{
+		Key:          key,
+		Listen:       p.listen,
+		Cluster:      cfg.Cluster,
+		AgentVersion: AgentVersion(),
+		Logger:       cfg.Logger.With("component", "p2p"),
+	})
+	if err != nil {
+		ln.Close()
+		if errors.Is(err, p2p.ErrAddrInUse) {
+			return nil, configErr("--listen: %v", err)
+		}
+		return nil, fmt.Errorf("start libp2p host: %w", err)
+	}
+	n.host = h
+
+	r, err := consensus.New(consensus.Config{
+		Host:        h.Host(),
+		Dir:         filepath.Join(cfg.DataDir, "raft"),
+		Cluster:     cfg.Cluster,
+		Multiplier:  cfg.RaftMultiplier,
+		VoterPref:   p.voter,
+		Voters:      cfg.Voters,
+		ChunkTarget: cfg.ChunkTarget,
+		Self: consensus.NodeMeta{
+			ID:      h.ID().String(),
+			Name:    cfg.Name,
+			OS:      runtime.GOOS,
+			Arch:    runtime.GOARCH,
+			Version: Version,
+			Cores:   runtime.NumCPU(),
+		},
+		Protect: h.Protect,
+		Logger:  cfg.Logger.With("component", "raft"),
+	})
+	if err != nil {
+		h.Close()
+		ln.Close()
+		return nil, fmt.Errorf("open raft state in %s: %w", cfg.DataDir, err)
+	}
+	n.raft = r
+
+	n.metrics = prometheus.NewRegistry()
+	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{n: n})
+	return n, nil
+}
+
+// localURL is the address a client on this machine uses to reach the API:
+// an unspecified bind address (0.0.0.0, ::) becomes loopback.
+func localURL(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return "http://" + a.String()
+	}
+	ip := ta.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return "http://" + net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
+}
+
+// OnLeader registers f to run whenever this node becomes the leader (the
+// coordinator), after raft's Barrier has applied every committed entry. f's
+// context is cancelled as soon as leadership is lost or the node stops.
+// Register hooks before Run.
+func (n *Node) OnLeader(f func(ctx context.Context)) {
+	n.mu.Lock()
+	n.leaderHooks = append(n.leaderHooks, f)
+	n.mu.Unlock()
+}
+
+// ID is the node's libp2p peer ID, which is also its raft server ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Addrs are the node's libp2p addresses with /p2p/<id>, fit for --join.
+func (n *Node) Addrs() []multiaddr.Multiaddr { return n.host.Addrs() }
+
+// HTTPURL is the base URL of this node's API as reachable from this machine.
+func (n *Node) HTTPURL() string { return n.httpURL }
+
+// Raft exposes the consensus layer to tests and to the coordinator.
+func (n *Node) Raft() *consensus.Raft { return n.raft }
+
+// Run starts discovery, consensus, announcements, the leader hook and the
+// HTTP server, and blocks until ctx is cancelled (a graceful stop: leadership
+// is handed over and the node stays a member) or the node has left the
+// cluster. It returns nil on a clean stop.
+func (n *Node) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	srv := &http.Server{
+		Handler:           webui.New(webui.Config{Backend: n, Gatherer: n.metrics, Logger: n.log.With("component", "http")}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(n.httpLn) }()
+	if err := writeAPIURL(n.cfg.DataDir, n.httpURL); err != nil {
+		n.log.Warn("cannot write api-url", "err", err)
+	}
+
+	if err := n.host.StartDiscovery(runCtx, p2p.DiscoveryConfig{
+		MDNS: n.cfg.MDNS,
+		Join: n.p.join,
+		DHT:  n.cfg.DHT,
+		OnPeer: func(ai peer.AddrInfo) {
+			n.raft.PeerFound(ai.ID)
+		},
+	}); err != nil {
+		return fmt.Errorf("start discovery: %w", err)
+	}
+	if err := n.announce(runCtx); err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); n.raft.Run(runCtx) }()
+	go func() { defer wg.Done(); n.monitorLeadership(runCtx) }()
+	go func() { defer wg.Done(); n.watchToken(runCtx) }()
+
+	n.log.Info("node started", "id", n.host.ID(), "name", n.cfg.Name, "cluster", n.cfg.Cluster, "version", Version, "api", n.httpURL)
+	for _, a := range n.host.Addrs() {
+		n.log.Info("listening", "addr", a)
+	}
+
+	leftCluster := false
+	select {
+	case <-ctx.Done():
+	case <-n.left:
+		leftCluster = true
+	case err := <-httpDone:
+		n.log.Error("http server stopped", "err", err)
+	}
+	cancel()
+
+	if n.crash.Load() {
+		_ = n.host.Close()
+	}
+	if !leftCluster {
+		if err := n.raft.Shutdown(!n.crash.Load()); err != nil {
+			n.log.Warn("raft shutdown", "err", err)
+		}
+	}
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_ = srv.Shutdown(shutCtx)
+	shutCancel()
+	wg.Wait()
+	if err := n.host.Close(); err != nil {
+		n.log.Debug("close host", "err", err)
+	}
+	n.log.Info("node stopped", "left_cluster", leftCluster)
+	return nil
+}
+
+// monitorLeadership starts the leader hooks when leadership is gained and
+// cancels them when it is lost (Nomad's establish/revokeLeadership).
+func (n *Node) monitorLeadership(ctx context.Context) {
+	var stop context.CancelFunc
+	var wg sync.WaitGroup
+	revoke := func() {
+		if stop != nil {
+			stop()
+			wg.Wait()
+			stop = nil
+			n.log.Info("leadership lost: coordinator stopped")
+		}
+	}
+	defer revoke()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case leader, ok := <-n.raft.LeaderCh():
+			if !ok {
+				return
+			}
+			if !leader {
+				revoke()
+				continue
+			}
+			if stop != nil {
+				continue
+			}
+			lctx, cancel := context.WithCancel(ctx)
+			stop = cancel
+			n.mu.Lock()
+			hooks := slices.Clone(n.leaderHooks)
+			n.mu.Unlock()
+			n.log.Info("leadership gained: coordinator started", "hooks", len(hooks))
+			for _, h := range hooks {
+				wg.Add(1)
+				go func() { defer wg.Done(); h(lctx) }()
+			}
+		}
+	}
+}
+
+// Connect dials a peer and hands it to consensus as if discovery had found
+// it. Embedding programs and tests use it to wire nodes without mDNS.
+func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	if err := n.host.Host().Connect(ctx, ai); err != nil {
+		return fmt.Errorf("connect %s: %w", ai.ID, err)
+	}
+	n.raft.PeerFound(ai.ID)
+	return nil
+}

@@ -1,0 +1,453 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// testNode is one in-process node of a test cluster.
+type testNode struct {
+	*Node
+	dir    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func testConfig(dir, name string) Config {
+	c := DefaultConfig()
+	c.DataDir = dir
+	c.Name = name
+	c.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	c.HTTPAddr = "127.0.0.1:0"
+	c.MDNS = false
+	c.DHT = false
+	c.AnnounceInterval = 200 * time.Millisecond
+	c.Out = io.Discard
+	if os.Getenv("HYDRA_TEST_LOG") == "" {
+		c.Logger = slog.New(slog.DiscardHandler)
+	} else {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+	}
+	return c
+}
+
+// newTestNode creates (but does not run) a node in dir.
+func newTestNode(t *testing.T, dir, name string, mut func(*Config)) *testNode {
+	t.Helper()
+	c := testConfig(dir, name)
+	if mut != nil {
+		mut(&c)
+	}
+	n, err := New(context.Background(), c)
+	if err != nil {
+		t.Fatalf("new node %s: %v", name, err)
+	}
+	return &testNode{Node: n, dir: dir, done: make(chan error, 1)}
+}
+
+func (tn *testNode) start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	tn.cancel = cancel
+	go func() { tn.done <- tn.Run(ctx) }()
+	t.Cleanup(func() { tn.stop(t) })
+}
+
+// stop stops the node gracefully (as SIGTERM does) and waits for Run.
+func (tn *testNode) stop(t *testing.T) {
+	if tn.cancel == nil {
+		return
+	}
+	tn.cancel()
+	tn.cancel = nil
+	select {
+	case <-tn.done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("node %s did not stop", tn.cfg.Name)
+	}
+}
+
+// kill stops the node as a SIGKILL would look to the others.
+func (tn *testNode) kill(t *testing.T) {
+	tn.crash.Store(true)
+	tn.stop(t)
+}
+
+func (tn *testNode) info() peer.AddrInfo {
+	return peer.AddrInfo{ID: tn.ID(), Addrs: tn.host.Host().Addrs()}
+}
+
+// connectAll wires every node to every other, as discovery would.
+func connectAll(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a != b {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := a.Connect(ctx, b.info())
+				cancel()
+				if err != nil {
+					t.Fatalf("connect %s → %s: %v", a.cfg.Name, b.cfg.Name, err)
+				}
+			}
+		}
+	}
+}
+
+func startCluster(t *testing.T, size int) []*testNode {
+	t.Helper()
+	var nodes []*testNode
+	for i := range size {
+		nodes = append(nodes, newTestNode(t, t.TempDir(), fmt.Sprintf("n%d", i), nil))
+	}
+	connectAll(t, nodes)
+	for _, n := range nodes {
+		n.start(t)
+	}
+	return nodes
+}
+
+func getStatus(n *testNode) (webui.Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return webui.NewClient(n.HTTPURL(), "").Status(ctx)
+}
+
+// waitFor polls cond until it returns nil or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s: %v", d, what, err)
+}
+
+// agreedLeader returns the leader every node's status names, or an error if
+// they disagree or none is known.
+func agreedLeader(nodes []*testNode) (string, error) {
+	leader := ""
+	for _, n := range nodes {
+		st, err := getStatus(n)
+		if err != nil {
+			return "", err
+		}
+		if st.Leader == "" {
+			return "", fmt.Errorf("%s knows no leader", n.cfg.Name)
+		}
+		if leader != "" && st.Leader != leader {
+			return "", fmt.Errorf("%s says leader %s, another says %s", n.cfg.Name, st.Leader, leader)
+		}
+		leader = st.Leader
+	}
+	return leader, nil
+}
+
+// wantVoters checks that n's raft configuration has exactly k voters.
+func wantVoters(n *testNode, k int) error {
+	v := 0
+	for _, s := range n.Raft().Servers() {
+		if s.Voter {
+			v++
+		}
+	}
+	if v != k {
+		return fmt.Errorf("%d voters, want %d", v, k)
+	}
+	return nil
+}
+
+func byID(nodes []*testNode, id string) *testNode {
+	for _, n := range nodes {
+		if n.ID().String() == id {
+			return n
+		}
+	}
+	return nil
+}
+
+func without(nodes []*testNode, x *testNode) []*testNode {
+	var out []*testNode
+	for _, n := range nodes {
+		if n != x {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func TestCluster_FormsServesStatusAndToken(t *testing.T) {
+	nodes := startCluster(t, 3)
+	waitFor(t, 20*time.Second, "one leader agreed by all", func() error { _, err := agreedLeader(nodes); return err })
+	waitFor(t, 20*time.Second, "every node lists 3 online members with roles", func() error {
+		for _, n := range nodes {
+			st, err := getStatus(n)
+			if err != nil {
+				return err
+			}
+			roles := map[string]int{}
+			for _, ns := range st.Nodes {
+				if ns.Online {
+					roles[ns.Role]++
+				}
+			}
+			if roles[webui.RoleLeader] != 1 || roles[webui.RoleLeader]+roles[webui.RoleVoter]+roles[webui.RoleNonvoter] != 3 {
+				return fmt.Errorf("%s sees roles %v", n.cfg.Name, roles)
+			}
+		}
+		return nil
+	})
+	// Every node writes the one replicated token, private to its owner.
+	var token string
+	waitFor(t, 10*time.Second, "api-token files", func() error {
+		for _, n := range nodes {
+			fi, err := os.Stat(filepath.Join(n.dir, TokenFile))
+			if err != nil {
+				return err
+			}
+			if fi.Mode().Perm() != 0o600 {
+				return fmt.Errorf("api-token mode %v", fi.Mode().Perm())
+			}
+			u, tok, err := ReadLocal(n.dir)
+			if err != nil {
+				return err
+			}
+			if u != n.HTTPURL() {
+				return fmt.Errorf("api-url %q, want %q", u, n.HTTPURL())
+			}
+			if token != "" && tok != token {
+				return errors.New("nodes disagree on the token")
+			}
+			token = tok
+		}
+		return nil
+	})
+	if len(token) < 32 {
+		t.Fatalf("token %q too short", token)
+	}
+	// Healthy everywhere; metrics parse.
+	for _, n := range nodes {
+		resp, err := http.Get(n.HTTPURL() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s /healthz: %d", n.cfg.Name, resp.StatusCode)
+		}
+	}
+	checkMetrics(t, nodes[0].HTTPURL()+"/metrics")
+}
+
+// checkMetrics fetches /metrics and, where promtool is installed, checks it.
+func checkMetrics(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"hydra_raft_term", "hydra_raft_commit_index", "hydra_raft_state{state=\"Leader\"}", "hydra_raft_peers{suffrage=\"voter\"}"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool not installed: metrics format not checked by it")
+		return
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestCluster_LeaderCrashFailover(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var gained atomic.Int32
+	for _, n := range nodes {
+		n.OnLeader(func(ctx context.Context) { gained.Add(1); <-ctx.Done() })
+	}
+	var leader string
+	waitFor(t, 20*time.Second, "leader", func() (err error) { leader, err = agreedLeader(nodes); return })
+	t0 := time.Now()
+	waitFor(t, 30*time.Second, "three voters", func() error { return wantVoters(nodes[0], 3) })
+	t.Logf("three voters %s after a leader was known", time.Since(t0).Round(time.Millisecond))
+	old := byID(nodes, leader)
+	old.kill(t)
+	rest := without(nodes, old)
+	var next string
+	start := time.Now()
+	waitFor(t, 15*time.Second, "new leader among survivors", func() (err error) {
+		next, err = agreedLeader(rest)
+		if err == nil && next == leader {
+			err = errors.New("survivors still name the dead leader")
+		}
+		return
+	})
+	t.Logf("new leader after %s", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 10*time.Second, "leader hook on the new leader", func() error {
+		if gained.Load() == 0 {
+			return errors.New("no leader hook ran")
+		}
+		return nil
+	})
+}
+
+func TestCluster_RestartKeepsIdentityAndRejoins(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var leader string
+	waitFor(t, 20*time.Second, "leader", func() (err error) { leader, err = agreedLeader(nodes); return })
+	var follower *testNode
+	for _, n := range nodes {
+		if n.ID().String() != leader {
+			follower = n
+		}
+	}
+	id := follower.ID()
+	follower.stop(t)
+	again := newTestNode(t, follower.dir, follower.cfg.Name, nil)
+	if again.ID() != id {
+		t.Fatalf("restart changed the peer ID: %s → %s", id, again.ID())
+	}
+	others := without(nodes, follower)
+	for _, o := range others {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := again.Connect(ctx, o.info()); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	again.start(t)
+	all := append(others, again)
+	waitFor(t, 20*time.Second, "restarted node back with the same leader", func() error {
+		l, err := agreedLeader(all)
+		if err != nil {
+			return err
+		}
+		st, err := getStatus(again)
+		if err != nil {
+			return err
+		}
+		if st.ClusterID == "" {
+			return errors.New("restarted node has no cluster state")
+		}
+		_ = l
+		return nil
+	})
+}
+
+func TestCluster_OtherClusterNeverJoins(t *testing.T) {
+	a := newTestNode(t, t.TempDir(), "a", nil)
+	b := newTestNode(t, t.TempDir(), "b", func(c *Config) { c.Cluster = "other" })
+	connectAll(t, []*testNode{a, b})
+	a.start(t)
+	b.start(t)
+	waitFor(t, 20*time.Second, "both clusters formed", func() error {
+		for _, n := range []*testNode{a, b} {
+			st, err := getStatus(n)
+			if err != nil {
+				return err
+			}
+			if st.Leader != n.ID().String() {
+				return fmt.Errorf("%s: leader %q, want itself", n.cfg.Name, st.Leader)
+			}
+		}
+		return nil
+	})
+	for _, n := range []*testNode{a, b} {
+		for _, s := range n.Raft().Servers() {
+			if s.ID != n.ID() {
+				t.Fatalf("%s's raft configuration holds a peer of another cluster: %s", n.cfg.Name, s.ID)
+			}
+		}
+	}
+}
+
+func TestNew_ConfigErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	cases := map[string]func(*Config){
+		"http port in use": func(c *Config) { c.HTTPAddr = busy.Addr().String() },
+		"bad listen":       func(c *Config) { c.Listen = []string{"/ip4/1.2.3"} },
+		"join without id":  func(c *Config) { c.Join = []string{"/ip4/127.0.0.1/tcp/1"} },
+		"data is a file":   func(c *Config) { c.DataDir = file },
+		"bad voter":        func(c *Config) { c.Voter = "sometimes" },
+		"even voters":      func(c *Config) { c.Voters = 4 },
+		"bad cluster":      func(c *Config) { c.Cluster = "a b" },
+		"bad multiplier":   func(c *Config) { c.RaftMultiplier = 0 },
+	}
+	for name, mut := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := testConfig(t.TempDir(), "x")
+			mut(&c)
+			n, err := New(context.Background(), c)
+			if err == nil {
+				n.host.Close()
+				t.Fatal("no error")
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a ConfigError", err)
+			}
+		})
+	}
+}
+
+func TestAnnouncementDecode(t *testing.T) {
+	id := peer.ID("x")
+	good, _ := json.Marshal(Announcement{ID: id.String(), Name: "n", Cores: 4})
+	if _, err := decodeAnnouncement(id, good); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeAnnouncement(peer.ID("y"), good); err == nil {
+		t.Fatal("accepted an announcement naming another peer")
+	}
+	for _, bad := range [][]byte{nil, []byte("{"), make([]byte, maxAnnouncement+1)} {
+		if _, err := decodeAnnouncement(id, bad); err == nil {
+			t.Fatalf("accepted %q", bad)
+		}
+	}
+}
+
+func FuzzDecodeAnnouncement(f *testing.F) {
+	good, _ := json.Marshal(Announcement{ID: "x", Name: "n", Cores: 4, Addrs: []string{"/ip4/1.2.3.4/tcp/1"}})
+	f.Add(good)
+	f.Add([]byte(`{"id":"x","cores":-1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := decodeAnnouncement(peer.ID("x"), data)
+		if err == nil && (a.ID != "x" || a.Cores < 0 || len(a.Addrs) > 64) {
+			t.Fatalf("accepted invalid announcement %+v", a)
+		}
+	})
+}

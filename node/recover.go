@@ -1,0 +1,44 @@
+package node
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/p2p"
+)
+
+// Recover rewrites the raft configuration of the stopped node in dataDir so
+// that a cluster which lost a majority of its voters for good can come back
+// (hydra recover). voters lists the surviving voters' peer IDs; empty means
+// this node alone. Run it with the same list on every survivor, then start
+// them. It returns this node's peer ID.
+func Recover(dataDir string, voters []string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, "raft")); err != nil {
+		return "", configErr("--data %s: no raft state to recover: %v", dataDir, err)
+	}
+	key, err := p2p.LoadOrCreateIdentity(filepath.Join(dataDir, "identity.key"))
+	if err != nil {
+		return "", configErr("--data %s: identity: %v", dataDir, err)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return "", fmt.Errorf("identity: %w", err)
+	}
+	ids := voters
+	if len(ids) == 0 {
+		ids = []string{id.String()}
+	}
+	for _, v := range ids {
+		if _, err := peer.Decode(v); err != nil {
+			return "", configErr("--voters: %q is not a peer ID: %v", v, err)
+		}
+	}
+	if err := consensus.Recover(filepath.Join(dataDir, "raft"), ids); err != nil {
+		return "", fmt.Errorf("recover %s: %w", dataDir, err)
+	}
+	return id.String(), nil
+}
