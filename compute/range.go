@@ -32,6 +32,7 @@ func (r Range) Overlaps(o Range) bool {
 // Contains reports whether o lies inside r.
 func (r Range) Contains(o Range) bool { return o.Start >= r.Start && o.End <= r.End }
 
+// String formats r as [start,end), as logs and errors show ranges.
 func (r Range) String() string { return fmt.Sprintf("[%d,%d)", r.Start, r.End) }
 
 // RangeSet is a set of units kept as sorted, disjoint, non-adjacent ranges, so that a job cut in

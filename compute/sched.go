@@ -39,6 +39,7 @@ const (
 	EventRequeued
 )
 
+// String names the kind for logs and the coordinator's gossip.
 func (k EventKind) String() string {
 	switch k {
 	case EventExpired:

@@ -60,6 +60,7 @@ const (
 	simTick
 )
 
+// simQueue is the simulator's event queue, a container/heap ordered by time then insertion.
 type simQueue []simEvent
 
 func (q simQueue) Len() int { return len(q) }
