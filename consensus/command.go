@@ -53,10 +53,13 @@ func (o Op) String() string {
 	return fmt.Sprintf("unknown-0x%02x", byte(o))
 }
 
-// Command is one decoded raft log entry: an op and its JSON payload.
+// Command is one decoded raft log entry: an op and its payload. The payload
+// of this package's ops is JSON; the payload of App ops (≥ OpAppFirst) is
+// opaque bytes that the App encodes, bounds and validates itself (the job
+// state's results are binary and compressed: DESIGN.md §2).
 type Command struct {
 	Op      Op
-	Payload json.RawMessage
+	Payload []byte
 }
 
 // Errors of DecodeCommand; the FSM returns them (wrapped) as the result of a
@@ -77,20 +80,21 @@ func NewCommand(op Op, v any) (Command, error) {
 	return Command{Op: op, Payload: b}, nil
 }
 
-// EncodeCommand returns the log entry for c: version, op, JSON payload. An
+// EncodeCommand returns the log entry for c: version, op, payload (JSON for
+// this package's ops, opaque for App ops). An
 // empty payload is written as JSON null so every entry decodes the same way.
 func EncodeCommand(c Command) ([]byte, error) {
 	if !c.Op.known() {
 		return nil, fmt.Errorf("%w: %s", ErrCommandOp, c.Op)
 	}
 	p := c.Payload
-	if len(p) == 0 {
-		p = json.RawMessage("null")
+	if len(p) == 0 && c.Op < OpAppFirst {
+		p = []byte("null")
 	}
 	if 2+len(p) > MaxCommandSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrCommandTooLarge, 2+len(p), MaxCommandSize)
 	}
-	if !json.Valid(p) {
+	if c.Op < OpAppFirst && !json.Valid(p) {
 		return nil, fmt.Errorf("%w: payload is not JSON", ErrCommandMalformed)
 	}
 	b := make([]byte, 0, 2+len(p))
@@ -115,10 +119,10 @@ func DecodeCommand(b []byte) (Command, error) {
 	if !op.known() {
 		return Command{}, fmt.Errorf("%w: %s", ErrCommandOp, op)
 	}
-	if !json.Valid(b[2:]) {
+	if op < OpAppFirst && !json.Valid(b[2:]) {
 		return Command{}, fmt.Errorf("%w: %s payload is not JSON", ErrCommandMalformed, op)
 	}
-	return Command{Op: op, Payload: json.RawMessage(b[2:])}, nil
+	return Command{Op: op, Payload: b[2:]}, nil
 }
 
 // ClusterInit is the OpInit payload. Every field is set by the proposer
