@@ -56,6 +56,7 @@ type job struct {
 	hits         uint64 // π reducer: the sum of accepted chunks' hits
 	nodes        map[string]*NodeContribution
 	payloadBytes int64
+	hist         chunkHistory // accepted chunks in commit order, bounded (history.go)
 }
 
 func (j *job) total() Range { return Range{0, j.spec.TotalUnits()} }
@@ -281,6 +282,7 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 		n.Units += a.item.Range.Len()
 		n.Chunks++
 		n.ComputeSeconds += a.item.ComputeSeconds
+		j.hist.add(a.item.Range, a.item.Node, a.item.ComputeSeconds, c.Time)
 		size := int64(len(a.item.Payload)) + 16
 		j.payloadBytes += size
 		s.totalPayload += size

@@ -206,3 +206,48 @@ func (s *JobState) Unfinished() []UnfinishedJob {
 	sort.Slice(out, func(a, b int) bool { return s.jobs[out[a].ID].seq < s.jobs[out[b].ID].seq })
 	return out
 }
+
+// ChunkRecord is one accepted chunk of a job: its range, the node that computed it, for how
+// long, and when it was committed (the leader's time in the Results command).
+type ChunkRecord struct {
+	Seq            uint64    `json:"seq"` // 0 for the job's first accepted chunk, then 1, 2, …
+	Range          Range     `json:"range"`
+	Node           string    `json:"node"`
+	ComputeSeconds float64   `json:"compute_seconds"`
+	Committed      time.Time `json:"committed"`
+}
+
+// ChunkPage is a part of a job's chunk history.
+type ChunkPage struct {
+	Records []ChunkRecord // in commit order
+	First   uint64        // the oldest sequence number still kept (older ones were dropped)
+	Next    uint64        // the sequence number the job's next accepted chunk will get
+}
+
+// Chunks returns up to maxN records of a job's chunk history, from sequence number from on
+// (records older than the history keeps are skipped: see First). Seq, Range and Node of every
+// replica's history agree, whatever snapshots and restarts happened in between.
+func (s *JobState) Chunks(id string, from uint64, maxN int) (ChunkPage, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return ChunkPage{}, fmt.Errorf("chunks %s: %w", id, ErrNoSuchJob)
+	}
+	h := &j.hist
+	p := ChunkPage{First: h.first, Next: h.next()}
+	from = min(max(from, h.first), p.Next)
+	n := min(uint64(max(maxN, 0)), p.Next-from)
+	if n == 0 {
+		return p, nil
+	}
+	p.Records = make([]ChunkRecord, 0, n)
+	for i := from - h.first; i < from-h.first+n; i++ {
+		r := h.recs[i]
+		p.Records = append(p.Records, ChunkRecord{
+			Seq: h.first + i, Range: Range{r.start, r.end}, Node: h.nodes[r.node],
+			ComputeSeconds: float64(r.secs), Committed: nanosTime(r.at),
+		})
+	}
+	return p, nil
+}

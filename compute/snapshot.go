@@ -11,7 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Snapshot format (version 1):
+// Snapshot format (version 2; version 1, without chunk histories, is still read):
 //
 //	"HYDRAJS" 0x01
 //	uvarint n, n bytes of JSON: snapHeader (jobs, accepted ranges, contributions, counters)
@@ -23,7 +23,7 @@ import (
 
 const (
 	snapMagic      = "HYDRAJS"
-	snapVersion    = 1
+	snapVersion    = 2
 	maxSnapHeader  = 512 << 20
 	snapRecordMore = 1
 	snapRecordEnd  = 0
@@ -49,6 +49,7 @@ type snapJob struct {
 	Hits         uint64             `json:"hits"`
 	Nodes        []NodeContribution `json:"nodes"`
 	PayloadBytes int64              `json:"payload_bytes"`
+	History      []byte             `json:"history,omitempty"` // chunk history (history.go), version 2
 }
 
 // Snapshot writes the whole state, payloads included, to w. It holds the lock only while it
@@ -63,6 +64,7 @@ func (s *JobState) Snapshot(w io.Writer) error {
 			ID: j.id, Seq: j.seq, Spec: j.spec, Submitter: j.submitter, Status: j.status,
 			Submitted: timeNanos(j.submitted), Started: timeNanos(j.started), Finished: timeNanos(j.finished),
 			Accepted: j.accepted.Ranges(), Hits: j.hits, PayloadBytes: j.payloadBytes,
+			History: j.hist.encode(),
 		}
 		for _, n := range j.nodes {
 			sj.Nodes = append(sj.Nodes, *n)
@@ -129,7 +131,7 @@ func (s *JobState) Restore(r io.Reader) error {
 	if string(magic[:len(snapMagic)]) != snapMagic {
 		return errors.New("restore: not a job-state snapshot")
 	}
-	if magic[len(snapMagic)] != snapVersion {
+	if v := magic[len(snapMagic)]; v != snapVersion && v != 1 {
 		return fmt.Errorf("restore: snapshot version %d, this build reads %d", magic[len(snapMagic)], snapVersion)
 	}
 	hdrBytes, err := readBytes(br, maxSnapHeader)
@@ -154,6 +156,9 @@ func (s *JobState) Restore(r io.Reader) error {
 		for _, n := range sj.Nodes {
 			n := n
 			j.nodes[n.Node] = &n
+		}
+		if j.hist, err = decodeHistory(sj.History, j.total()); err != nil {
+			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
 		}
 		jobs[sj.ID] = j
 	}
