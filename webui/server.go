@@ -32,15 +32,17 @@ type Backend interface {
 // Config holds what New needs besides the backend.
 type Config struct {
 	Backend  Backend
+	Jobs     JobBackend          // the job routes; nil answers them with 503
 	Gatherer prometheus.Gatherer // served at /metrics; nil serves an empty set
 	Logger   *slog.Logger
 }
 
-// maxBody bounds every request body this API reads; larger bodies get 413.
+// maxBody bounds every request body this API reads; a larger body is refused
+// with 400.
 const maxBody = 1 << 20
 
-// New returns the HTTP handler of a node: the API under /api/v1/, /healthz
-// and /metrics.
+// New returns the HTTP handler of a node: the API under /api/v1/ (the job
+// routes when cfg.Jobs is set), /healthz and /metrics.
 func New(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -50,6 +52,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/status", s.status)
 	mux.Handle("POST /api/v1/leave", s.auth(http.HandlerFunc(s.leave)))
+	s.registerJobs(mux)
 	g := cfg.Gatherer
 	if g == nil {
 		g = prometheus.NewRegistry()

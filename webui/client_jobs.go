@@ -1,0 +1,98 @@
+package webui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// SubmitJob submits a job (POST /api/v1/jobs) and returns its view.
+func (c *Client) SubmitJob(ctx context.Context, spec compute.JobSpec) (JobView, error) {
+	body, err := EncodeJobRequest(spec)
+	if err != nil {
+		return JobView{}, fmt.Errorf("encode job: %w", err)
+	}
+	var v JobView
+	err = c.Do(ctx, http.MethodPost, "/api/v1/jobs", json.RawMessage(body), &v)
+	return v, err
+}
+
+// Jobs lists the jobs, newest first (GET /api/v1/jobs).
+func (c *Client) Jobs(ctx context.Context) ([]JobView, error) {
+	var vs []JobView
+	err := c.Do(ctx, http.MethodGet, "/api/v1/jobs", nil, &vs)
+	return vs, err
+}
+
+// Job fetches one job (GET /api/v1/jobs/{id}).
+func (c *Client) Job(ctx context.Context, id string) (JobView, error) {
+	var v JobView
+	err := c.Do(ctx, http.MethodGet, jobPath(id), nil, &v)
+	return v, err
+}
+
+// CancelJob cancels a job and returns its view after the cancel.
+func (c *Client) CancelJob(ctx context.Context, id string) (JobView, error) {
+	var v JobView
+	err := c.Do(ctx, http.MethodPost, jobPath(id)+"/cancel", struct{}{}, &v)
+	return v, err
+}
+
+// DeleteJob deletes a job and its results (DELETE /api/v1/jobs/{id}).
+func (c *Client) DeleteJob(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, jobPath(id), nil, nil)
+}
+
+// Result fetches a job's result or image summary (GET …/result).
+func (c *Client) Result(ctx context.Context, id string) (ResultView, error) {
+	var v ResultView
+	err := c.Do(ctx, http.MethodGet, jobPath(id)+"/result", nil, &v)
+	return v, err
+}
+
+// ResultPNG streams a Mandelbrot job's PNG (raw false) or raw counts (raw
+// true) into w and returns the answer's headers (X-Hydra-Done-Rows …).
+// Unlike Do it reads no whole body into memory and has no overall timeout
+// (a 16384² image takes a while): ctx bounds it.
+func (c *Client) ResultPNG(ctx context.Context, id string, raw bool, w io.Writer) (http.Header, error) {
+	path := jobPath(id) + "/result.png"
+	if raw {
+		path = jobPath(id) + "/result.raw"
+	}
+	return c.Download(ctx, path, w)
+}
+
+// Download GETs path and copies a successful answer's body into w.
+func (c *Client) Download(ctx context.Context, path string, w io.Writer) (http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP
+	}
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", c.BaseURL+path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var ae apiError
+		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
+			return resp.Header, &APIError{Status: resp.StatusCode, Msg: ae.Error}
+		}
+		return resp.Header, &APIError{Status: resp.StatusCode, Msg: strings.TrimSpace(string(data))}
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return resp.Header, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return resp.Header, nil
+}

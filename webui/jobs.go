@@ -1,0 +1,360 @@
+package webui
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// JobBackend is what the job routes need from a node, besides Backend.
+// node.Node implements it; tests use a fake. Reads answer from the node's
+// own replica.
+type JobBackend interface {
+	// SubmitJob submits a spec that already passed Validate; the node assigns
+	// the ID and time and commits the job through raft.
+	SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job, error)
+	// Jobs lists every job this replica knows, in submission order.
+	Jobs() []compute.Job
+	// Job returns one job.
+	Job(id string) (compute.Job, bool)
+	// CancelJob stops a job; accepted results stay readable. Errors wrapping
+	// compute.ErrNoSuchJob answer 404, compute.ErrJobFinished 409.
+	CancelJob(ctx context.Context, id string) error
+	// DeleteJob forgets a job and its results (hydra rm); same errors.
+	DeleteJob(ctx context.Context, id string) error
+	// PiResult is a π job's result over its accepted samples.
+	PiResult(id string) (compute.PiResult, error)
+	// MandelImage is a Mandelbrot job's W×H counts, row-major, top row
+	// first; rows not accepted yet are 0.
+	MandelImage(id string) ([]uint32, error)
+	// AcceptedRanges are the job's accepted work units (rows for
+	// Mandelbrot), for partial results.
+	AcceptedRanges(id string) ([]compute.Range, error)
+}
+
+// ErrUnavailable is for backends: an error wrapping it (no leader known, the
+// node is shutting down) answers 503, so a client knows a retry may succeed.
+var ErrUnavailable = errors.New("temporarily unavailable")
+
+// writeTimeout bounds how long a write route waits for raft.
+const writeTimeout = 30 * time.Second
+
+func (s *server) registerJobs(mux *http.ServeMux) {
+	write := func(h http.HandlerFunc) http.Handler { return s.needJobs(s.auth(h)) }
+	read := func(h http.HandlerFunc) http.Handler { return s.needJobs(h) }
+	mux.Handle("POST /api/v1/jobs", write(s.submitJob))
+	mux.Handle("GET /api/v1/jobs", read(s.listJobs))
+	mux.Handle("GET /api/v1/jobs/{id}", read(s.getJob))
+	mux.Handle("POST /api/v1/jobs/{id}/cancel", write(s.cancelJob))
+	mux.Handle("DELETE /api/v1/jobs/{id}", write(s.deleteJob))
+	mux.Handle("GET /api/v1/jobs/{id}/result", read(s.jobResult))
+	mux.Handle("GET /api/v1/jobs/{id}/result.raw", read(s.jobRaw))
+	mux.Handle("GET /api/v1/jobs/{id}/result.png", read(s.jobPNG))
+}
+
+// needJobs answers 503 when the node serves no jobs (Config.Jobs is nil).
+func (s *server) needJobs(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Jobs == nil {
+			writeError(w, http.StatusServiceUnavailable, "this node does not serve jobs")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) submitJob(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("request body too large (at most %d bytes)", mbe.Limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	spec, err := DecodeJobRequest(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+	defer cancel()
+	j, err := s.cfg.Jobs.SubmitJob(ctx, spec)
+	if err != nil {
+		s.jobError(w, "", "submit", err)
+		return
+	}
+	w.Header().Set("Location", jobPath(j.ID))
+	writeJSON(w, http.StatusCreated, newJobView(j, s.nodeNames()))
+}
+
+func (s *server) listJobs(w http.ResponseWriter, r *http.Request) {
+	jobs := s.cfg.Jobs.Jobs()
+	names := s.nodeNames()
+	views := make([]JobView, 0, len(jobs))
+	for i := len(jobs) - 1; i >= 0; i-- { // submission order, reversed: newest first
+		views = append(views, newJobView(jobs[i], names))
+	}
+	slices.SortStableFunc(views, func(a, b JobView) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
+	writeJSON(w, http.StatusOK, views)
+}
+
+func (s *server) getJob(w http.ResponseWriter, r *http.Request) {
+	j, ok := s.job(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, newJobView(j, s.nodeNames()))
+}
+
+func (s *server) cancelJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+	defer cancel()
+	if err := s.cfg.Jobs.CancelJob(ctx, id); err != nil {
+		s.jobError(w, id, "cancel", err)
+		return
+	}
+	j, ok := s.cfg.Jobs.Job(id)
+	if !ok { // removed in between
+		writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": string(compute.StatusCancelled)})
+		return
+	}
+	writeJSON(w, http.StatusOK, newJobView(j, s.nodeNames()))
+}
+
+func (s *server) deleteJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+	defer cancel()
+	if err := s.cfg.Jobs.DeleteJob(ctx, id); err != nil {
+		s.jobError(w, id, "delete", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}
+
+func (s *server) jobResult(w http.ResponseWriter, r *http.Request) {
+	j, ok := s.job(w, r)
+	if !ok {
+		return
+	}
+	v := ResultView{ID: j.ID, Kind: j.Kind, State: j.State, Complete: j.State == compute.StatusDone}
+	switch j.Kind {
+	case compute.KindPi:
+		res, err := s.cfg.Jobs.PiResult(j.ID)
+		if err != nil {
+			s.jobError(w, j.ID, "result", err)
+			return
+		}
+		v.PiResult, v.TotalSamples = &res, j.TotalUnits
+	case compute.KindMandelbrot:
+		acc, err := s.cfg.Jobs.AcceptedRanges(j.ID)
+		if err != nil {
+			s.jobError(w, j.ID, "result", err)
+			return
+		}
+		m := j.Spec.Mandel
+		v.MandelSummary = &MandelSummary{
+			Width: m.Width, Height: m.Height, MaxIter: m.MaxIter,
+			DoneRows: unitsOf(acc), TotalRows: uint64(m.Height), Accepted: nonNil(acc),
+			Links: ResultLinks{Raw: jobPath(j.ID) + "/result.raw", PNG: jobPath(j.ID) + "/result.png"},
+		}
+	default:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("job %s has no result this node can show (kind %q)", j.ID, j.Kind))
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// mandelJob fetches a Mandelbrot job's image and accepted rows for the raw
+// and PNG routes, answering the error itself when it cannot.
+func (s *server) mandelJob(w http.ResponseWriter, r *http.Request) (compute.Job, []uint32, uint64, bool) {
+	j, ok := s.job(w, r)
+	if !ok {
+		return j, nil, 0, false
+	}
+	if j.Kind != compute.KindMandelbrot || j.Spec.Mandel == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("job %s is a %s job: it has no image (see %s/result)", j.ID, j.Kind, jobPath(j.ID)))
+		return j, nil, 0, false
+	}
+	acc, err := s.cfg.Jobs.AcceptedRanges(j.ID)
+	if err != nil {
+		s.jobError(w, j.ID, "result", err)
+		return j, nil, 0, false
+	}
+	img, err := s.cfg.Jobs.MandelImage(j.ID)
+	if err != nil {
+		s.jobError(w, j.ID, "image", err)
+		return j, nil, 0, false
+	}
+	if m := j.Spec.Mandel; len(img) != m.Width*m.Height {
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("job %s: image has %d counts, want %d×%d", j.ID, len(img), m.Width, m.Height))
+		return j, nil, 0, false
+	}
+	return j, img, unitsOf(acc), true
+}
+
+func (s *server) imageHeaders(w http.ResponseWriter, j compute.Job, doneRows uint64, contentType, ext string) {
+	m := j.Spec.Mandel
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", "hydra-"+safeFileName(j.ID)+ext))
+	h.Set("X-Hydra-Width", strconv.Itoa(m.Width))
+	h.Set("X-Hydra-Height", strconv.Itoa(m.Height))
+	h.Set("X-Hydra-Max-Iter", strconv.Itoa(m.MaxIter))
+	h.Set("X-Hydra-Done-Rows", strconv.FormatUint(doneRows, 10))
+	h.Set("X-Hydra-State", string(j.State))
+}
+
+// jobRaw serves the counts as W×H little-endian uint32, row-major, top row
+// first; ?rows=A-B serves rows [A, B) only. Rows not accepted yet are 0
+// (X-Hydra-Done-Rows says how many are).
+func (s *server) jobRaw(w http.ResponseWriter, r *http.Request) {
+	rows, err := parseRows(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	j, img, done, ok := s.mandelJob(w, r)
+	if !ok {
+		return
+	}
+	m := j.Spec.Mandel
+	if rows == (compute.Range{}) {
+		rows = compute.Range{Start: 0, End: uint64(m.Height)}
+	}
+	if rows.End > uint64(m.Height) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("rows: %d-%d goes past the image's %d rows", rows.Start, rows.End, m.Height))
+		return
+	}
+	s.imageHeaders(w, j, done, "application/octet-stream", ".raw")
+	w.Header().Set("X-Hydra-Rows", fmt.Sprintf("%d-%d", rows.Start, rows.End))
+	w.Header().Set("Content-Length", strconv.FormatUint(rows.Len()*uint64(m.Width)*4, 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	counts := img[rows.Start*uint64(m.Width) : rows.End*uint64(m.Width)]
+	buf := make([]byte, 0, 64<<10)
+	for len(counts) > 0 {
+		n := min(len(counts), cap(buf)/4)
+		buf = buf[:0]
+		for _, c := range counts[:n] {
+			buf = binary.LittleEndian.AppendUint32(buf, c)
+		}
+		if _, err := w.Write(buf); err != nil {
+			return // the client went away
+		}
+		counts = counts[n:]
+	}
+}
+
+// parseRows reads ?rows=A-B (rows [A, B), A < B); the zero Range when absent.
+func parseRows(q url.Values) (compute.Range, error) {
+	if !q.Has("rows") {
+		return compute.Range{}, nil
+	}
+	v := q.Get("rows")
+	a, b, ok := strings.Cut(v, "-")
+	start, err1 := strconv.ParseUint(a, 10, 32)
+	end, err2 := strconv.ParseUint(b, 10, 32)
+	if !ok || err1 != nil || err2 != nil || start >= end {
+		return compute.Range{}, fmt.Errorf("rows: %q is not a row range A-B with A < B (rows A to B−1, top row 0)", clip(v))
+	}
+	return compute.Range{Start: start, End: end}, nil
+}
+
+func (s *server) jobPNG(w http.ResponseWriter, r *http.Request) {
+	j, img, done, ok := s.mandelJob(w, r)
+	if !ok {
+		return
+	}
+	m := j.Spec.Mandel
+	s.imageHeaders(w, j, done, "image/png", ".png")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if err := encodeMandelPNG(w, img, m.Width, m.Height, m.MaxIter); err != nil {
+		s.cfg.Logger.Debug("png", "job", j.ID, "err", err) // usually the client went away
+	}
+}
+
+// job looks up the {id} of the request, answering 404 when it is unknown.
+func (s *server) job(w http.ResponseWriter, r *http.Request) (compute.Job, bool) {
+	id := r.PathValue("id")
+	j, ok := s.cfg.Jobs.Job(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
+	}
+	return j, ok
+}
+
+// jobError answers a backend error: unknown job 404, finished job 409,
+// unavailable 503, anything else 500.
+func (s *server) jobError(w http.ResponseWriter, id, what string, err error) {
+	switch {
+	case errors.Is(err, compute.ErrNoSuchJob):
+		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
+	case errors.Is(err, compute.ErrJobFinished):
+		writeError(w, http.StatusConflict, fmt.Sprintf("%s: job %s already finished", what, clip(id)))
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, what+": "+err.Error())
+	default:
+		s.cfg.Logger.Warn("job request failed", "op", what, "job", id, "err", err)
+		writeError(w, http.StatusInternalServerError, what+": "+err.Error())
+	}
+}
+
+// nodeNames maps node IDs to names from the cluster status.
+func (s *server) nodeNames() map[string]string {
+	names := map[string]string{}
+	if s.cfg.Backend == nil {
+		return names
+	}
+	for _, n := range s.cfg.Backend.Status().Nodes {
+		names[n.ID] = n.Name
+	}
+	return names
+}
+
+func jobPath(id string) string { return "/api/v1/jobs/" + url.PathEscape(id) }
+
+func unitsOf(rs []compute.Range) uint64 {
+	var n uint64
+	for _, r := range rs {
+		n += r.Len()
+	}
+	return n
+}
+
+func nonNil(rs []compute.Range) []compute.Range {
+	if rs == nil {
+		return []compute.Range{}
+	}
+	return rs
+}
+
+// safeFileName keeps the characters of an ID that are safe in a file name.
+func safeFileName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, clip(s))
+}

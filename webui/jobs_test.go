@@ -1,0 +1,678 @@
+package webui
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// fakeJobs is an in-memory JobBackend.
+type fakeJobs struct {
+	mu        sync.Mutex
+	jobs      []compute.Job
+	pi        map[string]compute.PiResult
+	img       map[string][]uint32
+	acc       map[string][]compute.Range
+	submitted []compute.JobSpec
+	calls     int // writes that reached the backend
+}
+
+var t0 = time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
+
+func newFakeJobs() *fakeJobs {
+	return &fakeJobs{pi: map[string]compute.PiResult{}, img: map[string][]uint32{}, acc: map[string][]compute.Range{}}
+}
+
+func (f *fakeJobs) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	f.submitted = append(f.submitted, spec)
+	j := compute.Job{
+		ID: fmt.Sprintf("j%d", len(f.jobs)+1), Name: spec.Name, Kind: spec.Kind, Spec: spec,
+		Priority: spec.EffectivePriority(), State: compute.StatusQueued,
+		SubmittedAt: t0.Add(time.Duration(len(f.jobs)) * time.Second), TotalUnits: spec.TotalUnits(),
+		Nodes: []compute.NodeContribution{},
+	}
+	f.jobs = append(f.jobs, j)
+	return j, nil
+}
+
+func (f *fakeJobs) add(j compute.Job) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobs = append(f.jobs, j)
+}
+
+func (f *fakeJobs) Jobs() []compute.Job {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]compute.Job(nil), f.jobs...)
+}
+
+func (f *fakeJobs) Job(id string) (compute.Job, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, j := range f.jobs {
+		if j.ID == id {
+			return j, true
+		}
+	}
+	return compute.Job{}, false
+}
+
+func (f *fakeJobs) CancelJob(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	for i, j := range f.jobs {
+		if j.ID == id {
+			if j.State.Finished() {
+				return fmt.Errorf("cancel %s: %w", id, compute.ErrJobFinished)
+			}
+			f.jobs[i].State = compute.StatusCancelled
+			return nil
+		}
+	}
+	return fmt.Errorf("cancel %s: %w", id, compute.ErrNoSuchJob)
+}
+
+func (f *fakeJobs) DeleteJob(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	for i, j := range f.jobs {
+		if j.ID == id {
+			f.jobs = append(f.jobs[:i], f.jobs[i+1:]...)
+			return nil
+		}
+	}
+	return fmt.Errorf("delete %s: %w", id, compute.ErrNoSuchJob)
+}
+
+func (f *fakeJobs) PiResult(id string) (compute.PiResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.pi[id]
+	if !ok {
+		return r, compute.ErrNoSuchJob
+	}
+	return r, nil
+}
+
+func (f *fakeJobs) MandelImage(id string) ([]uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	img, ok := f.img[id]
+	if !ok {
+		return nil, compute.ErrNoSuchJob
+	}
+	return img, nil
+}
+
+func (f *fakeJobs) AcceptedRanges(id string) ([]compute.Range, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.acc[id], nil
+}
+
+const testToken = "s3cret"
+
+func newJobServer(t *testing.T) (*httptest.Server, *fakeJobs) {
+	t.Helper()
+	fj := newFakeJobs()
+	b := &fakeBackend{token: testToken, status: Status{Nodes: []NodeStatus{{ID: "peerA", Name: "alpha"}, {ID: "peerB", Name: "beta"}}}}
+	srv := httptest.NewServer(New(Config{Backend: b, Jobs: fj}))
+	t.Cleanup(srv.Close)
+	return srv, fj
+}
+
+func do(t *testing.T, method, url, token, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, data
+}
+
+func errMsg(t *testing.T, data []byte) string {
+	t.Helper()
+	var e apiError
+	if err := json.Unmarshal(data, &e); err != nil || e.Error == "" {
+		t.Fatalf("not an error body: %q", data)
+	}
+	return e.Error
+}
+
+func TestSubmitValidationErrors(t *testing.T) {
+	srv, fj := newJobServer(t)
+	pi := func(extra string) string { return `{"kind":"pi",` + extra + `}` }
+	md := func(replace map[string]string) string {
+		f := map[string]string{"width": "64", "height": "48", "center_x": "-0.5", "center_y": "0", "span": "3", "max_iter": "100"}
+		for k, v := range replace {
+			f[k] = v
+		}
+		var parts []string
+		for _, k := range []string{"width", "height", "center_x", "center_y", "span", "max_iter"} {
+			if v, ok := f[k]; ok && v != "-" {
+				parts = append(parts, fmt.Sprintf("%q:%s", k, v))
+			}
+		}
+		return `{"kind":"mandelbrot",` + strings.Join(parts, ",") + `}`
+	}
+	cases := []struct{ body, field, why string }{
+		{pi(`"samples":0,"seed":1`), "samples", "outside"},
+		{pi(`"samples":-5,"seed":1`), "samples", "outside"},
+		{pi(`"samples":1000000000000001,"seed":1`), "samples", "outside"},
+		{pi(`"samples":1e16,"seed":1`), "samples", "outside"},
+		{pi(`"samples":1e400,"seed":1`), "samples", "outside"},
+		{pi(`"samples":99999999999999999999999,"seed":1`), "samples", "outside"},
+		{pi(`"samples":1.5,"seed":1`), "samples", "not an integer"},
+		{pi(`"samples":1e-3,"seed":1`), "samples", "not an integer"},
+		{pi(`"samples":"100","seed":1`), "samples", "not a string"},
+		{pi(`"samples":null,"seed":1`), "samples", "null"},
+		{pi(`"seed":1`), "samples", "missing"},
+		{pi(`"samples":100,"seed":-1`), "seed", "outside"},
+		{pi(`"samples":100,"seed":18446744073709551616`), "seed", "outside"},
+		{pi(`"samples":100,"seed":"18446744073709551616"`), "seed", "outside"},
+		{pi(`"samples":100,"seed":"0x10"`), "seed", "decimal"},
+		{pi(`"samples":100,"seed":""`), "seed", "decimal"},
+		{pi(`"samples":100,"seed":1.5`), "seed", "not an integer"},
+		{pi(`"samples":100,"seed":true`), "seed", "boolean"},
+		{pi(`"samples":100`), "seed", "missing"},
+		{pi(`"samples":100,"seed":1,"priority":0`), "priority", "outside"},
+		{pi(`"samples":100,"seed":1,"priority":101`), "priority", "outside"},
+		{pi(`"samples":100,"seed":1,"name":5`), "name", "string"},
+		{pi(`"samples":100,"seed":1,"name":"` + strings.Repeat("x", 201) + `"`), "name", "longer"},
+		{pi(`"samples":100,"seed":1,"name":"a\u0007b"`), "name", "printable"},
+		{pi(`"samples":100,"seed":1,"width":3`), "width", "unknown field"},
+		{pi(`"samples":100,"seed":1,"bogus":3`), "bogus", "unknown field"},
+		{pi(`"samples":100,"samples":100,"seed":1`), "samples", "more than once"},
+		{`{"samples":100,"seed":1}`, "kind", "missing"},
+		{`{"kind":"fft"}`, "kind", "not a job kind"},
+		{`{"kind":7}`, "kind", "string"},
+		{md(map[string]string{"width": "0"}), "width", "outside"},
+		{md(map[string]string{"width": "16385"}), "width", "outside"},
+		{md(map[string]string{"height": "0"}), "height", "outside"},
+		{md(map[string]string{"height": "20000"}), "height", "outside"},
+		{md(map[string]string{"height": "-"}), "height", "missing"},
+		{md(map[string]string{"max_iter": "0"}), "max_iter", "outside"},
+		{md(map[string]string{"max_iter": "1000001"}), "max_iter", "outside"},
+		{md(map[string]string{"max_iter": "10.5"}), "max_iter", "not an integer"},
+		{md(map[string]string{"span": "0"}), "span", "greater than 0"},
+		{md(map[string]string{"span": "-1"}), "span", "greater than 0"},
+		{md(map[string]string{"span": "1e999"}), "span", "not a finite number"},
+		{md(map[string]string{"center_x": "1e999"}), "center_x", "not a finite number"},
+		{md(map[string]string{"center_y": "-1e400"}), "center_y", "not a finite number"},
+		{md(map[string]string{"center_y": `"0"`}), "center_y", "not a string"},
+		{md(map[string]string{"span": "-"}), "span", "missing"},
+		{strings.Replace(md(nil), `"width"`, `"samples":5,"width"`, 1), "samples", "unknown field"},
+		{`{"kind":`, "invalid JSON", ""},
+		{`[1,2]`, "invalid JSON", "object"},
+		{``, "empty body", ""},
+		{pi(`"samples":100,"seed":1`) + `{}`, "invalid JSON", "trailing"},
+		{`{"kind":"pi","samples":100,"seed":1,"name":"` + strings.Repeat("x", 2<<20) + `"}`, "too large", ""},
+	}
+	for _, c := range cases {
+		resp, data := do(t, "POST", srv.URL+"/api/v1/jobs", testToken, c.body)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%.80s: got %d, want 400 (%s)", c.body, resp.StatusCode, data)
+			continue
+		}
+		msg := errMsg(t, data)
+		if !strings.Contains(msg, c.field) || !strings.Contains(msg, c.why) {
+			t.Errorf("%.80s: message %q should name %q and say %q", c.body, msg, c.field, c.why)
+		}
+	}
+	if fj.calls != 0 {
+		t.Fatalf("%d invalid submissions reached the backend", fj.calls)
+	}
+}
+
+func TestSubmitPiExactSeedAndSamples(t *testing.T) {
+	srv, fj := newJobServer(t)
+	for i, body := range []string{
+		`{"kind":"pi","samples":1e11,"seed":18446744073709551615,"name":"big","priority":5}`,
+		`{"kind":"pi","samples":100000000000,"seed":"18446744073709551615","name":"big","priority":5}`,
+	} {
+		resp, data := do(t, "POST", srv.URL+"/api/v1/jobs", testToken, body)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("got %d: %s", resp.StatusCode, data)
+		}
+		got := fj.submitted[i]
+		want := compute.JobSpec{Kind: compute.KindPi, Name: "big", Priority: 5, Pi: &compute.PiParams{Samples: 100_000_000_000, Seed: math.MaxUint64}}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("backend got %+v %+v, want %+v", got, got.Pi, want.Pi)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["seed"] != "18446744073709551615" || m["id"] == nil || m["state"] != "queued" || m["kind"] != "pi" {
+			t.Fatalf("answer: %s", data)
+		}
+		if loc := resp.Header.Get("Location"); loc != "/api/v1/jobs/"+m["id"].(string) {
+			t.Fatalf("Location %q", loc)
+		}
+		// Read back as a string and through the client: exact.
+		_, data = do(t, "GET", srv.URL+"/api/v1/jobs/"+m["id"].(string), "", "")
+		if !bytes.Contains(data, []byte(`"seed": "18446744073709551615"`)) || !bytes.Contains(data, []byte(`"samples": 100000000000`)) {
+			t.Fatalf("job view: %s", data)
+		}
+		v, err := NewClient(srv.URL, "").Job(context.Background(), m["id"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Spec.Pi == nil || v.Spec.Pi.Seed != math.MaxUint64 || v.Spec.Pi.Samples != 1e11 || v.Spec.Name != "big" || v.Spec.Priority != 5 {
+			t.Fatalf("client view %+v", v)
+		}
+	}
+}
+
+func TestSubmitMandelbrotThroughClient(t *testing.T) {
+	srv, fj := newJobServer(t)
+	spec := compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &compute.MandelParams{
+		Width: 3840, Height: 2160, CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.0002, MaxIter: 5000}}
+	v, err := NewClient(srv.URL, testToken).SubmitJob(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fj.submitted[0], spec) {
+		t.Fatalf("backend got %+v", fj.submitted[0].Mandel)
+	}
+	if !reflect.DeepEqual(v.Spec.Mandel, spec.Mandel) || v.TotalUnits != 2160 || v.Unit != "rows" {
+		t.Fatalf("view %+v %+v", v, v.Spec.Mandel)
+	}
+	// center 0 is sent and shown, not dropped as a zero value.
+	spec.Mandel.CenterY = 0
+	if _, err := NewClient(srv.URL, testToken).SubmitJob(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestJobWritesNeedToken(t *testing.T) {
+	srv, fj := newJobServer(t)
+	fj.add(compute.Job{ID: "j1", Kind: compute.KindPi, State: compute.StatusRunning})
+	for _, tok := range []string{"", "wrong"} {
+		for _, rq := range [][2]string{{"POST", "/api/v1/jobs"}, {"POST", "/api/v1/jobs/j1/cancel"}, {"DELETE", "/api/v1/jobs/j1"}} {
+			resp, data := do(t, rq[0], srv.URL+rq[1], tok, `{"kind":"pi","samples":10,"seed":1}`)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s %s token %q: %d %s", rq[0], rq[1], tok, resp.StatusCode, data)
+			}
+		}
+	}
+	if fj.calls != 0 {
+		t.Fatal("a write reached the backend without the token")
+	}
+	// Reads are open.
+	if resp, _ := do(t, "GET", srv.URL+"/api/v1/jobs/j1", "", ""); resp.StatusCode != 200 {
+		t.Fatalf("read: %d", resp.StatusCode)
+	}
+}
+
+func TestUnknownJob404(t *testing.T) {
+	srv, _ := newJobServer(t)
+	for _, rq := range [][2]string{
+		{"GET", "/api/v1/jobs/nope"}, {"GET", "/api/v1/jobs/nope/result"}, {"GET", "/api/v1/jobs/nope/result.raw"},
+		{"GET", "/api/v1/jobs/nope/result.png"}, {"POST", "/api/v1/jobs/nope/cancel"}, {"DELETE", "/api/v1/jobs/nope"},
+	} {
+		resp, data := do(t, rq[0], srv.URL+rq[1], testToken, "")
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(errMsg(t, data), "nope") {
+			t.Errorf("%s %s: %d %s", rq[0], rq[1], resp.StatusCode, data)
+		}
+	}
+}
+
+func TestCancelAndDelete(t *testing.T) {
+	srv, fj := newJobServer(t)
+	fj.add(compute.Job{ID: "run", Kind: compute.KindPi, State: compute.StatusRunning, Spec: piSpec(10, 1)})
+	fj.add(compute.Job{ID: "fin", Kind: compute.KindPi, State: compute.StatusDone, Spec: piSpec(10, 1)})
+	c := NewClient(srv.URL, testToken)
+	ctx := context.Background()
+	v, err := c.CancelJob(ctx, "run")
+	if err != nil || v.State != compute.StatusCancelled {
+		t.Fatalf("cancel: %v %+v", err, v)
+	}
+	_, err = c.CancelJob(ctx, "fin")
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusConflict {
+		t.Fatalf("cancel a finished job: %v, want 409", err)
+	}
+	if err := c.DeleteJob(ctx, "fin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Job(ctx, "fin"); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Fatalf("deleted job: %v", err)
+	}
+}
+
+func TestNoJobBackend503(t *testing.T) {
+	srv := httptest.NewServer(New(Config{Backend: &fakeBackend{token: testToken}}))
+	defer srv.Close()
+	for _, rq := range [][2]string{{"GET", "/api/v1/jobs"}, {"POST", "/api/v1/jobs"}, {"GET", "/api/v1/jobs/x/result.png"}} {
+		if resp, _ := do(t, rq[0], srv.URL+rq[1], testToken, "{}"); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("%v: %d", rq, resp.StatusCode)
+		}
+	}
+}
+
+func piSpec(n, seed uint64) compute.JobSpec {
+	return compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: n, Seed: seed}}
+}
+
+func TestListNewestFirstAndView(t *testing.T) {
+	srv, fj := newJobServer(t)
+	fj.add(compute.Job{ID: "old", Kind: compute.KindPi, Spec: piSpec(1000, 0), Priority: 1, State: compute.StatusDone,
+		SubmittedAt: t0, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(9 * time.Second), DoneUnits: 1000, TotalUnits: 1000,
+		Nodes: []compute.NodeContribution{{Node: "peerA", Units: 750, Chunks: 3, ComputeSeconds: 6}, {Node: "peerZ", Units: 250, Chunks: 1, ComputeSeconds: 2}}})
+	fj.add(compute.Job{ID: "new", Kind: compute.KindPi, Spec: piSpec(1000, 0), State: compute.StatusQueued, SubmittedAt: t0.Add(time.Minute), TotalUnits: 1000})
+	resp, data := do(t, "GET", srv.URL+"/api/v1/jobs", "", "")
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	var list []map[string]any
+	if err := json.Unmarshal(data, &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0]["id"] != "new" || list[1]["id"] != "old" {
+		t.Fatalf("order: %s", data)
+	}
+	old := list[1]
+	for k, want := range map[string]any{"state": "done", "done_units": 1000.0, "total_units": 1000.0, "progress": 1.0,
+		"seed": "0", "samples": 1000.0, "kind": "pi", "compute_seconds": 8.0, "started_at": "2026-11-28T14:00:01Z"} {
+		if old[k] != want {
+			t.Errorf("%s = %v, want %v", k, old[k], want)
+		}
+	}
+	nodes := old["nodes"].([]any)
+	a := nodes[0].(map[string]any)
+	if a["node"] != "peerA" || a["name"] != "alpha" || a["units"] != 750.0 || a["chunks"] != 3.0 || a["compute_seconds"] != 6.0 || a["share"] != 0.75 {
+		t.Errorf("contribution %v", a)
+	}
+	if _, ok := list[0]["started_at"]; ok {
+		t.Errorf("a queued job shows started_at: %v", list[0])
+	}
+}
+
+func TestPiResult(t *testing.T) {
+	srv, fj := newJobServer(t)
+	fj.add(compute.Job{ID: "p", Kind: compute.KindPi, Spec: piSpec(1000, 0), State: compute.StatusDone, DoneUnits: 1000, TotalUnits: 1000})
+	fj.pi["p"] = compute.PiResult{Hits: 785, Samples: 1000, Estimate: 3.14, StdError: 4 * math.Sqrt(0.785*0.215/1000)}
+	v, err := NewClient(srv.URL, "").Result(context.Background(), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.PiResult == nil || v.Hits != 785 || v.Samples != 1000 || v.Estimate != 3.14 || !v.Complete || v.MandelSummary != nil {
+		t.Fatalf("%+v", v)
+	}
+	_, data := do(t, "GET", srv.URL+"/api/v1/jobs/p/result", "", "")
+	for _, k := range []string{`"hits"`, `"samples"`, `"estimate"`, `"std_error"`} {
+		if !bytes.Contains(data, []byte(k)) {
+			t.Errorf("result lacks %s: %s", k, data)
+		}
+	}
+	if resp, data := do(t, "GET", srv.URL+"/api/v1/jobs/p/result.raw", "", ""); resp.StatusCode != 404 || !strings.Contains(errMsg(t, data), "pi job") {
+		t.Errorf("raw of a pi job: %d %s", resp.StatusCode, data)
+	}
+}
+
+// addMandel adds a w×h Mandelbrot job whose rows [0, doneRows) are computed
+// by the real kernel.
+func addMandel(t *testing.T, fj *fakeJobs, id string, w, h, doneRows int) []uint32 {
+	t.Helper()
+	p := compute.MandelParams{Width: w, Height: h, CenterX: -0.5, CenterY: 0, Span: 3, MaxIter: 200}
+	img := make([]uint32, w*h)
+	if err := compute.MandelRows(p, 0, doneRows, img); err != nil {
+		t.Fatal(err)
+	}
+	state := compute.StatusRunning
+	if doneRows == h {
+		state = compute.StatusDone
+	}
+	fj.add(compute.Job{ID: id, Kind: compute.KindMandelbrot, Spec: compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &p},
+		State: state, DoneUnits: uint64(doneRows), TotalUnits: uint64(h)})
+	fj.mu.Lock()
+	fj.img[id] = img
+	fj.acc[id] = []compute.Range{{Start: 0, End: uint64(doneRows)}}
+	fj.mu.Unlock()
+	return img
+}
+
+func TestMandelRawAndRows(t *testing.T) {
+	srv, fj := newJobServer(t)
+	img := addMandel(t, fj, "m", 7, 5, 3)
+	le := func(c []uint32) []byte {
+		var b []byte
+		for _, v := range c {
+			b = binary.LittleEndian.AppendUint32(b, v)
+		}
+		return b
+	}
+	resp, data := do(t, "GET", srv.URL+"/api/v1/jobs/m/result.raw", "", "")
+	if resp.StatusCode != 200 || !bytes.Equal(data, le(img)) {
+		t.Fatalf("raw: %d, %d bytes", resp.StatusCode, len(data))
+	}
+	if resp.Header.Get("X-Hydra-Done-Rows") != "3" || resp.Header.Get("X-Hydra-Width") != "7" || resp.Header.Get("Content-Length") != "140" {
+		t.Fatalf("headers %v", resp.Header)
+	}
+	resp, data = do(t, "GET", srv.URL+"/api/v1/jobs/m/result.raw?rows=1-3", "", "")
+	if resp.StatusCode != 200 || !bytes.Equal(data, le(img[7:21])) || resp.Header.Get("X-Hydra-Rows") != "1-3" {
+		t.Fatalf("rows 1-3: %d %d bytes", resp.StatusCode, len(data))
+	}
+	for _, q := range []string{"3-1", "2-2", "a-b", "5", "-3", "0-6", "1-99999999999"} {
+		resp, data := do(t, "GET", srv.URL+"/api/v1/jobs/m/result.raw?rows="+q, "", "")
+		if resp.StatusCode != 400 || !strings.Contains(errMsg(t, data), "rows") {
+			t.Errorf("rows=%s: %d %s", q, resp.StatusCode, data)
+		}
+	}
+	v, err := NewClient(srv.URL, "").Result(context.Background(), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.MandelSummary == nil || v.DoneRows != 3 || v.TotalRows != 5 || v.Width != 7 || v.Complete || v.Links.Raw != "/api/v1/jobs/m/result.raw" {
+		t.Fatalf("summary %+v %+v", v, v.MandelSummary)
+	}
+}
+
+func TestMandelPNG(t *testing.T) {
+	srv, fj := newJobServer(t)
+	img := addMandel(t, fj, "m", 160, 120, 120)
+	resp, data := do(t, "GET", srv.URL+"/api/v1/jobs/m/result.png", "", "")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" {
+		t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	pic, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := pic.Bounds(); b.Dx() != 160 || b.Dy() != 120 {
+		t.Fatalf("size %v", b)
+	}
+	colours := map[color.RGBA]int{}
+	for y := range 120 {
+		for x := range 160 {
+			r, g, b, a := pic.At(x, y).RGBA()
+			c := color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), uint8(a >> 8)}
+			colours[c]++
+			if a != 0xffff {
+				t.Fatalf("a finished image has a transparent pixel at %d,%d", x, y)
+			}
+			if img[y*160+x] == 200 && (r|g|b) != 0 {
+				t.Fatalf("a pixel inside the set is not black at %d,%d", x, y)
+			}
+		}
+	}
+	if len(colours) < 30 {
+		t.Fatalf("only %d colours", len(colours))
+	}
+
+	// A partial image: unfinished rows are transparent.
+	addMandel(t, fj, "half", 40, 30, 10)
+	_, data = do(t, "GET", srv.URL+"/api/v1/jobs/half/result.png", "", "")
+	pic, err = png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, a := pic.At(5, 20).RGBA(); a != 0 {
+		t.Fatal("an unfinished row is not transparent")
+	}
+	if _, _, _, a := pic.At(5, 5).RGBA(); a != 0xffff {
+		t.Fatal("a finished row is not opaque")
+	}
+}
+
+func TestGradientIsContinuous(t *testing.T) {
+	prev := gradient(0)
+	for i := 1; i <= 1000; i++ {
+		c := gradient(float64(i) / 1000)
+		d := max(absDiff(c.R, prev.R), absDiff(c.G, prev.G), absDiff(c.B, prev.B))
+		if d > 8 {
+			t.Fatalf("jump of %d at t=%.3f", d, float64(i)/1000)
+		}
+		prev = c
+	}
+}
+
+func absDiff(a, b uint8) int {
+	if a > b {
+		return int(a - b)
+	}
+	return int(b - a)
+}
+
+// TestPNGEncodeAllocatesNoImage checks that colouring does not copy the
+// image: encoding 1024² counts allocates far less than an RGBA copy (4 MiB).
+func TestPNGEncodeAllocatesNoImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	const side = 1024
+	counts := make([]uint32, side*side)
+	for i := range counts {
+		counts[i] = uint32(1 + i%97)
+	}
+	allocs := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if err := encodeMandelPNG(io.Discard, counts, side, side, 100); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if per := allocs.AllocedBytesPerOp(); per > 3<<20 {
+		t.Fatalf("encoding allocates %d bytes per image", per)
+	}
+}
+
+func TestParseUintExact(t *testing.T) {
+	ok := map[string]uint64{
+		"0": 0, "7": 7, "1e11": 1e11, "1E+11": 1e11, "2.5e3": 2500, "100000000000": 1e11, "-0": 0, "0e999999999999": 0,
+		"18446744073709551615": math.MaxUint64, "1.8446744073709551615e19": math.MaxUint64, "1000e-3": 1, "0.0001e4": 1,
+	}
+	for s, want := range ok {
+		if got, err := ParseUintExact(s); err != nil || got != want {
+			t.Errorf("%s: %d %v, want %d", s, got, err, want)
+		}
+	}
+	bad := map[string]error{
+		"1.5": errNotInteger, "1e-3": errNotInteger, "1e-9999999999": errNotInteger, "-1": errNegative,
+		"18446744073709551616": errTooLarge, "1e20": errTooLarge, "1e9999999999": errTooLarge,
+		"": errSyntax, "01": errSyntax, "1.": errSyntax, ".5": errSyntax, "1e": errSyntax, "0x10": errSyntax, "+1": errSyntax, "1 ": errSyntax,
+	}
+	for s, want := range bad {
+		if _, err := ParseUintExact(s); !errors.Is(err, want) {
+			t.Errorf("%q: %v, want %v", s, err, want)
+		}
+	}
+}
+
+func FuzzDecodeJobRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"kind":"pi","samples":1e11,"seed":7}`,
+		`{"kind":"pi","samples":100,"seed":"18446744073709551615","name":"x","priority":3}`,
+		`{"kind":"mandelbrot","width":64,"height":48,"center_x":-0.5,"center_y":0,"span":3,"max_iter":100}`,
+		`{"kind":"mandelbrot","width":1,"height":1,"center_x":1e300,"center_y":-1e-300,"span":5e-324,"max_iter":1000000}`,
+		`{"kind":"pi","samples":1.0e3,"seed":0,"seed":1}`, `[]`, `{"kind":"pi"}{}`, `{"kind":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		spec, err := DecodeJobRequest(body)
+		if err != nil {
+			if spec.Pi != nil || spec.Mandel != nil || spec.Kind != "" {
+				t.Fatalf("error %v with a non-zero spec", err)
+			}
+			return
+		}
+		if err := spec.Validate(); err != nil {
+			t.Fatalf("accepted an invalid spec: %v", err)
+		}
+		again, err := EncodeJobRequest(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec2, err := DecodeJobRequest(again)
+		if err != nil || !reflect.DeepEqual(spec, spec2) {
+			t.Fatalf("round trip: %s → %v %+v", again, err, spec2)
+		}
+		// The job view carries the same parameters.
+		vb, err := json.Marshal(JobView{Spec: spec, ID: "j"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v JobView
+		if err := json.Unmarshal(vb, &v); err != nil || !reflect.DeepEqual(v.Spec, spec) {
+			t.Fatalf("view round trip: %s → %v %+v", vb, err, v.Spec)
+		}
+	})
+}
+
+var _ image.Image = (*countImage)(nil)
+
+// BenchmarkMandelPNG encodes a 2048² image (4 Mpixels).
+func BenchmarkMandelPNG(b *testing.B) {
+	const side = 2048
+	p := compute.MandelParams{Width: side, Height: side, CenterX: -0.5, Span: 3, MaxIter: 500}
+	counts := make([]uint32, side*side)
+	if err := compute.MandelRows(p, 0, side, counts); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(side * side)
+	b.ResetTimer()
+	b.ReportAllocs()
+	for range b.N {
+		if err := encodeMandelPNG(io.Discard, counts, side, side, p.MaxIter); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package webui
+
+import (
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"math"
+)
+
+// Colouring is presentation (DESIGN.md §4: the raw counts are the result).
+// Only the integer escape count is stored, so the continuous ("smooth") look
+// comes from the mapping: each count is placed at the midpoint of its share of
+// the escaped pixels (histogram equalisation, so the palette spreads over the
+// counts the picture actually has, whatever max_iter is), blended with the
+// log-normalised count (so a count keeps its hue as max_iter grows), and
+// looked up in a continuous gradient. Pixels that never escaped are black;
+// rows not computed yet (count 0: no computed pixel escapes at n = 0) are
+// transparent.
+
+// gradientStops is a continuous palette (the familiar deep blue → white →
+// gold → near black), interpolated with a smooth step between stops.
+var gradientStops = []struct {
+	at      float64
+	r, g, b float64
+}{
+	{0.0, 0, 7, 100},
+	{0.16, 32, 107, 203},
+	{0.42, 237, 255, 255},
+	{0.6425, 255, 170, 0},
+	{0.8575, 0, 2, 0},
+	{1.0, 0, 7, 100},
+}
+
+func gradient(t float64) color.NRGBA {
+	t = math.Min(math.Max(t, 0), 1)
+	for i := 1; i < len(gradientStops); i++ {
+		a, b := gradientStops[i-1], gradientStops[i]
+		if t > b.at && i < len(gradientStops)-1 {
+			continue
+		}
+		u := (t - a.at) / (b.at - a.at)
+		u = u * u * (3 - 2*u)
+		mix := func(x, y float64) uint8 { return uint8(math.Round(x + (y-x)*u)) }
+		return color.NRGBA{mix(a.r, b.r), mix(a.g, b.g), mix(a.b, b.b), 0xff}
+	}
+	return color.NRGBA{A: 0xff}
+}
+
+// mandelPalette returns the colour of every count 0…maxIter for this image.
+func mandelPalette(counts []uint32, maxIter int) []color.NRGBA {
+	hist := make([]uint64, maxIter+1)
+	for _, c := range counts {
+		hist[min(c, uint32(maxIter))]++
+	}
+	var escaped uint64
+	for n := 1; n < maxIter; n++ {
+		escaped += hist[n]
+	}
+	lut := make([]color.NRGBA, maxIter+1) // lut[0] stays transparent: not computed
+	lut[maxIter] = color.NRGBA{A: 0xff}   // never escaped
+	logMax := math.Log(float64(max(maxIter, 2)))
+	var below uint64
+	for n := 1; n < maxIter; n++ {
+		eq := 0.0
+		if escaped > 0 {
+			eq = (float64(below) + float64(hist[n])/2) / float64(escaped)
+		}
+		below += hist[n]
+		lg := math.Log(float64(n)) / logMax
+		lut[n] = gradient(0.8*eq + 0.2*lg)
+	}
+	return lut
+}
+
+// countImage colours counts on the fly, so encoding costs the counts plus a
+// palette of max_iter+1 colours and the encoder's row buffers, whatever the
+// image size. At returns pointers into the palette: no allocation per pixel.
+type countImage struct {
+	counts []uint32
+	w, h   int
+	lut    []color.NRGBA
+	opaque bool
+}
+
+func (m *countImage) ColorModel() color.Model { return color.NRGBAModel }
+func (m *countImage) Bounds() image.Rectangle { return image.Rect(0, 0, m.w, m.h) }
+func (m *countImage) Opaque() bool            { return m.opaque }
+func (m *countImage) At(x, y int) color.Color {
+	c := m.counts[y*m.w+x]
+	return &m.lut[min(int(c), len(m.lut)-1)]
+}
+
+// encodeMandelPNG writes the counts (w×h, row-major, top row first) as a PNG.
+func encodeMandelPNG(out io.Writer, counts []uint32, w, h, maxIter int) error {
+	img := &countImage{counts: counts, w: w, h: h, lut: mandelPalette(counts, maxIter), opaque: true}
+	for _, c := range counts {
+		if c == 0 {
+			img.opaque = false
+			break
+		}
+	}
+	enc := png.Encoder{CompressionLevel: png.DefaultCompression}
+	if w*h > 4<<20 {
+		enc.CompressionLevel = png.BestSpeed // big images: seconds, not minutes
+	}
+	return enc.Encode(out, img)
+}
