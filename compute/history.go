@@ -12,10 +12,11 @@ import (
 // about 1 MiB; a Mandelbrot job has at most MaxMandelSide chunks, so only long π jobs drop any.
 const MaxChunkHistory = 32768
 
-// chunkRec is one accepted chunk in a job's history: 32 bytes, the node as an index into the
+// chunkRec is one accepted chunk in a job's history: 40 bytes, the node as an index into the
 // job's node table.
 type chunkRec struct {
 	start, end uint64
+	hits       uint64 // π: the chunk's hits (so a client can draw the estimate converging)
 	node       uint32
 	secs       float32
 	at         int64 // commit time (the Results command's time), Unix nanoseconds
@@ -30,7 +31,7 @@ type chunkHistory struct {
 	nodeIx map[string]uint32
 }
 
-func (h *chunkHistory) add(r Range, node string, secs float64, at time.Time) {
+func (h *chunkHistory) add(r Range, hits uint64, node string, secs float64, at time.Time) {
 	if h.nodeIx == nil {
 		h.nodeIx = map[string]uint32{}
 	}
@@ -46,7 +47,7 @@ func (h *chunkHistory) add(r Range, node string, secs float64, at time.Time) {
 		h.recs = h.recs[:n]
 		h.first += uint64(drop)
 	}
-	h.recs = append(h.recs, chunkRec{start: r.Start, end: r.End, node: ix, secs: float32(secs), at: timeNanos(at)})
+	h.recs = append(h.recs, chunkRec{start: r.Start, end: r.End, hits: hits, node: ix, secs: float32(secs), at: timeNanos(at)})
 }
 
 // next is the sequence number the next accepted chunk will get.
@@ -54,8 +55,9 @@ func (h *chunkHistory) next() uint64 { return h.first + uint64(len(h.recs)) }
 
 // Chunk history snapshot encoding (inside snapJob.History, snapshot version 2): format byte 1,
 // uvarint first, uvarint node count, the node IDs, uvarint record count, then per record uvarint
-// start, uvarint length, uvarint node index, 8-byte float64 seconds, varint commit nanoseconds.
-const historyFormat = 1
+// start, uvarint length, uvarint hits, uvarint node index, 8-byte float64 seconds, varint commit
+// nanoseconds.
+const historyFormat = 2
 
 func (h *chunkHistory) encode() []byte {
 	if h.next() == 0 {
@@ -72,6 +74,7 @@ func (h *chunkHistory) encode() []byte {
 	for _, r := range h.recs {
 		e.uvarint(r.start)
 		e.uvarint(r.end - r.start)
+		e.uvarint(r.hits)
 		e.uvarint(uint64(r.node))
 		e.f64(float64(r.secs))
 		e.varint(r.at)
@@ -105,20 +108,20 @@ func decodeHistory(b []byte, total Range) (chunkHistory, error) {
 		h.nodes = append(h.nodes, n)
 	}
 	nr := d.uvarint()
-	if d.err == nil && (nr > MaxChunkHistory || nr*12 > uint64(len(d.b))) {
+	if d.err == nil && (nr > MaxChunkHistory || nr*13 > uint64(len(d.b))) {
 		return h, fmt.Errorf("chunk history: %d records is over the limit or the input", nr)
 	}
 	h.recs = make([]chunkRec, 0, nr)
 	for i := uint64(0); i < nr && d.err == nil; i++ {
-		start, n, node, secs, at := d.uvarint(), d.uvarint(), d.uvarint(), d.f64(), d.varint()
+		start, n, hits, node, secs, at := d.uvarint(), d.uvarint(), d.uvarint(), d.uvarint(), d.f64(), d.varint()
 		if d.err != nil {
 			break
 		}
 		r := Range{start, start + n}
-		if n == 0 || r.End < start || !total.Contains(r) || node >= uint64(len(h.nodes)) || !isFinite(secs) || secs < 0 {
+		if n == 0 || r.End < start || !total.Contains(r) || hits > n || node >= uint64(len(h.nodes)) || !isFinite(secs) || secs < 0 {
 			return h, fmt.Errorf("chunk history: bad record %d", i)
 		}
-		h.recs = append(h.recs, chunkRec{start: r.Start, end: r.End, node: uint32(node), secs: float32(secs), at: at})
+		h.recs = append(h.recs, chunkRec{start: r.Start, end: r.End, hits: hits, node: uint32(node), secs: float32(secs), at: at})
 	}
 	if err := d.done("chunk history"); err != nil {
 		return h, err

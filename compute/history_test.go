@@ -19,9 +19,9 @@ func TestChunkHistoryRecordsAcceptedChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []ChunkRecord{
-		{Seq: 0, Range: Range{0, 100}, Node: "a", ComputeSeconds: 0.5, Committed: t1},
-		{Seq: 1, Range: Range{100, 300}, Node: "b", ComputeSeconds: 0.5, Committed: t1},
-		{Seq: 2, Range: Range{300, 400}, Node: "a", ComputeSeconds: 0.5, Committed: t2},
+		{Seq: 0, Range: Range{0, 100}, Hits: PiHits(1, 0, 100), Node: "a", ComputeSeconds: 0.5, Committed: t1},
+		{Seq: 1, Range: Range{100, 300}, Hits: PiHits(1, 100, 300), Node: "b", ComputeSeconds: 0.5, Committed: t1},
+		{Seq: 2, Range: Range{300, 400}, Hits: PiHits(1, 300, 400), Node: "a", ComputeSeconds: 0.5, Committed: t2},
 	}
 	if p.First != 0 || p.Next != 3 || !reflect.DeepEqual(p.Records, want) {
 		t.Fatalf("chunks: %+v", p)
@@ -51,7 +51,7 @@ func TestChunkHistoryIsBounded(t *testing.T) {
 	var h chunkHistory
 	n := MaxChunkHistory*2 + 5
 	for i := range n {
-		h.add(Range{uint64(i), uint64(i + 1)}, []string{"a", "b"}[i%2], 1, t0)
+		h.add(Range{uint64(i), uint64(i + 1)}, uint64(i%2), []string{"a", "b"}[i%2], 1, t0)
 	}
 	if len(h.recs) > MaxChunkHistory || h.next() != uint64(n) || h.recs[0].start != h.first {
 		t.Fatalf("len %d first %d next %d", len(h.recs), h.first, h.next())
@@ -106,8 +106,8 @@ func TestChunkHistorySurvivesSnapshotAndReadsVersion1(t *testing.T) {
 
 func FuzzDecodeHistory(f *testing.F) {
 	var h chunkHistory
-	h.add(Range{0, 5}, "a", 0.25, t0)
-	h.add(Range{5, 9}, "b", 1, t0)
+	h.add(Range{0, 5}, 3, "a", 0.25, t0)
+	h.add(Range{5, 9}, 0, "b", 1, t0)
 	f.Add(h.encode())
 	f.Add([]byte{1, 0, 1, 1, 'a', 1})
 	f.Fuzz(func(t *testing.T, b []byte) {

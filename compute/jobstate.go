@@ -282,7 +282,7 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 		n.Units += a.item.Range.Len()
 		n.Chunks++
 		n.ComputeSeconds += a.item.ComputeSeconds
-		j.hist.add(a.item.Range, a.item.Node, a.item.ComputeSeconds, c.Time)
+		j.hist.add(a.item.Range, a.hits, a.item.Node, a.item.ComputeSeconds, c.Time)
 		size := int64(len(a.item.Payload)) + 16
 		j.payloadBytes += size
 		s.totalPayload += size

@@ -212,6 +212,7 @@ func (s *JobState) Unfinished() []UnfinishedJob {
 type ChunkRecord struct {
 	Seq            uint64    `json:"seq"` // 0 for the job's first accepted chunk, then 1, 2, …
 	Range          Range     `json:"range"`
+	Hits           uint64    `json:"hits,omitempty"` // π: the chunk's hits
 	Node           string    `json:"node"`
 	ComputeSeconds float64   `json:"compute_seconds"`
 	Committed      time.Time `json:"committed"`
@@ -245,7 +246,7 @@ func (s *JobState) Chunks(id string, from uint64, maxN int) (ChunkPage, error) {
 	for i := from - h.first; i < from-h.first+n; i++ {
 		r := h.recs[i]
 		p.Records = append(p.Records, ChunkRecord{
-			Seq: h.first + i, Range: Range{r.start, r.end}, Node: h.nodes[r.node],
+			Seq: h.first + i, Range: Range{r.start, r.end}, Hits: r.hits, Node: h.nodes[r.node],
 			ComputeSeconds: float64(r.secs), Committed: nanosTime(r.at),
 		})
 	}
