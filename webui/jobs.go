@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -158,6 +159,9 @@ func (s *server) jobResult(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.jobError(w, j.ID, "result", err)
 			return
+		}
+		if !isFinite(res.Estimate) || !isFinite(res.StdError) { // no samples yet: JSON has no NaN
+			res.Estimate, res.StdError = 0, 0
 		}
 		v.PiResult, v.TotalSamples = &res, j.TotalUnits
 	case compute.KindMandelbrot:
@@ -333,6 +337,8 @@ func (s *server) nodeNames() map[string]string {
 }
 
 func jobPath(id string) string { return "/api/v1/jobs/" + url.PathEscape(id) }
+
+func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 func unitsOf(rs []compute.Range) uint64 {
 	var n uint64

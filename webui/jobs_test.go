@@ -441,6 +441,12 @@ func TestPiResult(t *testing.T) {
 			t.Errorf("result lacks %s: %s", k, data)
 		}
 	}
+	// No samples accepted yet: a backend's NaN must not break the JSON.
+	fj.add(compute.Job{ID: "q", Kind: compute.KindPi, Spec: piSpec(1000, 0), State: compute.StatusQueued, TotalUnits: 1000})
+	fj.pi["q"] = compute.PiResult{Estimate: math.NaN(), StdError: math.NaN()}
+	if v, err := NewClient(srv.URL, "").Result(context.Background(), "q"); err != nil || v.Estimate != 0 || v.Complete {
+		t.Fatalf("empty result: %v %+v", err, v)
+	}
 	if resp, data := do(t, "GET", srv.URL+"/api/v1/jobs/p/result.raw", "", ""); resp.StatusCode != 404 || !strings.Contains(errMsg(t, data), "pi job") {
 		t.Errorf("raw of a pi job: %d %s", resp.StatusCode, data)
 	}

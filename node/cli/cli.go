@@ -42,6 +42,12 @@ func commands() []command {
 		{"status", "show the cluster as a node sees it", runStatus},
 		{"leave", "remove the local node from its cluster for good and stop it", runLeave},
 		{"recover", "bring back a cluster that lost a majority of its voters (node stopped)", runRecover},
+		{"submit", "submit a job: hydra submit pi|mandelbrot [flags] [--wait]", runSubmit},
+		{"jobs", "list jobs, newest first", runJobs},
+		{"job", "show one job: state, progress, parameters, which nodes did how much", runJob},
+		{"result", "print a job's result, or write its image (-o FILE, --raw)", runResult},
+		{"cancel", "cancel a job (accepted results are kept)", runCancel},
+		{"rm", "delete a job and its results", runRm},
 		{"version", "print version, commit and build date", runVersion},
 	}
 }

@@ -1,0 +1,419 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// The job commands: hydra jobs, job, result, cancel, rm (submit is in
+// submit.go). They talk to a node's HTTP API through apiFlags, print tables
+// for people and --json for scripts.
+
+// requestTimeout bounds one API call of a client command.
+const requestTimeout = 30 * time.Second
+
+// parseFlagsArgs parses flags that may come before or after positional
+// arguments (hydra job ID --json) and returns the positional ones.
+func parseFlagsArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.Usage()
+				return nil, err
+			}
+			return nil, usageError{err}
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// jobIDArg parses flags and exactly one job ID.
+func jobIDArg(fs *flag.FlagSet, args []string) (string, error) {
+	pos, err := parseFlagsArgs(fs, args)
+	if err != nil {
+		return "", err
+	}
+	switch len(pos) {
+	case 0:
+		return "", usagef("give a job ID (see 'hydra jobs')")
+	case 1:
+		return pos[0], nil
+	}
+	return "", usagef("give one job ID, not %d", len(pos))
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func runJobs(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("jobs", stdout)
+	var af apiFlags
+	af.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	jobs, err := c.Jobs(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, jobs)
+	}
+	if len(jobs) == 0 {
+		fmt.Fprintln(stdout, "no jobs (submit one with 'hydra submit pi' or 'hydra submit mandelbrot')")
+		return nil
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tKIND\tSTATE\tPROGRESS\tAGE")
+	for _, j := range jobs {
+		name := j.Spec.Name
+		if name == "" {
+			name = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%5.1f%%\t%s\n", j.ID, name, j.Spec.Kind, j.State, 100*j.Progress, age(now, j.SubmittedAt))
+	}
+	return tw.Flush()
+}
+
+func runJob(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("job ID", stdout)
+	var af apiFlags
+	af.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	id, err := jobIDArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	v, err := c.Job(ctx, id)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, v)
+	}
+	printJob(stdout, v, time.Now())
+	fmt.Fprintln(stdout)
+	return printContributions(ctx, stdout, c, v)
+}
+
+// printJob describes a job for people.
+func printJob(w io.Writer, v webui.JobView, now time.Time) {
+	title := "job " + v.ID
+	if v.Spec.Name != "" {
+		title += " (" + v.Spec.Name + ")"
+	}
+	fmt.Fprintf(w, "%s  %s  %s  %.1f%%  (%s of %s %s)\n", title, v.Spec.Kind, v.State, 100*v.Progress,
+		group(v.DoneUnits), group(v.TotalUnits), v.Unit)
+	fmt.Fprintf(w, "  %s  priority %d\n", describeParams(v.Spec), v.Spec.Priority)
+	times := "  submitted " + v.SubmittedAt.Local().Format("2006-01-02 15:04:05") + " (" + age(now, v.SubmittedAt) + " ago)"
+	if !v.StartedAt.IsZero() {
+		times += ", started +" + roundDur(v.StartedAt.Sub(v.SubmittedAt))
+	}
+	if !v.FinishedAt.IsZero() {
+		times += ", finished +" + roundDur(v.FinishedAt.Sub(v.SubmittedAt))
+	}
+	fmt.Fprintln(w, times)
+	fmt.Fprintf(w, "  compute %.1f s on %d node(s)\n", v.ComputeSeconds, len(v.Nodes))
+}
+
+func describeParams(s compute.JobSpec) string {
+	switch {
+	case s.Pi != nil:
+		return fmt.Sprintf("samples %s  seed %d", group(s.Pi.Samples), s.Pi.Seed)
+	case s.Mandel != nil:
+		m := s.Mandel
+		return fmt.Sprintf("%d×%d  center %s,%s  span %s  max_iter %d", m.Width, m.Height,
+			fmtFloat(m.CenterX), fmtFloat(m.CenterY), fmtFloat(m.Span), m.MaxIter)
+	}
+	return "(unknown parameters)"
+}
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// printContributions prints which nodes did how much. Node names come with
+// the job view; if a node is missing there, GET /api/v1/status may know it.
+func printContributions(ctx context.Context, w io.Writer, c *webui.Client, v webui.JobView) error {
+	if len(v.Nodes) == 0 {
+		fmt.Fprintln(w, "no results accepted yet")
+		return nil
+	}
+	var names map[string]string
+	for _, n := range v.Nodes {
+		if n.Name == "" && names == nil {
+			names = map[string]string{}
+			if st, err := c.Status(ctx); err == nil {
+				for _, sn := range st.Nodes {
+					names[sn.ID] = sn.Name
+				}
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "NODE\t%s\tSHARE\tCHUNKS\tCOMPUTE\t\n", strings.ToUpper(v.Unit))
+	for _, n := range v.Nodes {
+		name := n.Name
+		if name == "" {
+			name = names[n.Node]
+		}
+		if name == "" {
+			name = short(n.Node)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%d\t%.1fs\t\n", name, group(n.Units), 100*n.Share, n.Chunks, n.ComputeSeconds)
+	}
+	return tw.Flush()
+}
+
+func runResult(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("result ID", stdout)
+	var af apiFlags
+	af.register(fs)
+	out := fs.String("o", "", "Mandelbrot: write the image to this file (PNG, or raw counts with --raw); - is stdout")
+	raw := fs.Bool("raw", false, "Mandelbrot: write W×H uint32 little-endian iteration counts instead of a PNG")
+	asJSON := fs.Bool("json", false, "print the result (π) or the image summary (Mandelbrot) as JSON")
+	id, err := jobIDArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	res, err := c.Result(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case res.PiResult != nil:
+		if *raw || *out != "" {
+			return usagef("-o and --raw are for Mandelbrot images; job %s is a π job", id)
+		}
+		if *asJSON {
+			return printJSON(stdout, res)
+		}
+		printPi(stdout, res)
+		return nil
+	case res.MandelSummary != nil:
+		toFile := *out != "" && *out != "-"
+		if *asJSON && !toFile {
+			return printJSON(stdout, res) // the summary; the image needs -o
+		}
+		if err := writeImage(c, id, *out, *raw, stdout); err != nil {
+			return err
+		}
+		if !res.Complete {
+			fmt.Fprintf(stderr, "note: job %s is %s: %d of %d rows are done; the others are blank\n", id, res.State, res.DoneRows, res.TotalRows)
+		}
+		if *asJSON {
+			return printJSON(stdout, res)
+		}
+		if toFile {
+			fmt.Fprintf(stdout, "wrote %s (%d×%d, %s)\n", *out, res.Width, res.Height, imageKind(*raw))
+		}
+		return nil
+	}
+	return fmt.Errorf("job %s: a %s result this hydra cannot show (try --json)", id, res.Kind)
+}
+
+func imageKind(raw bool) string {
+	if raw {
+		return "raw uint32 little-endian counts"
+	}
+	return "PNG"
+}
+
+// printPi prints π ± its standard error and how it was reached.
+func printPi(w io.Writer, r webui.ResultView) {
+	if r.Samples == 0 {
+		fmt.Fprintf(w, "no samples accepted yet (job %s is %s)\n", r.ID, r.State)
+		return
+	}
+	digits := 4
+	if r.StdError > 0 {
+		digits = max(4, int(math.Ceil(-math.Log10(r.StdError)))+2)
+	}
+	digits = min(digits, 15)
+	fmt.Fprintf(w, "π ≈ %.*f ± %.*f\n", digits, r.Estimate, digits, r.StdError)
+	line := fmt.Sprintf("  %s hits of %s samples", group(r.Hits), group(r.Samples))
+	if r.StdError > 0 {
+		line += fmt.Sprintf("; %.1fσ from π", math.Abs(r.Estimate-math.Pi)/r.StdError)
+	}
+	if !r.Complete {
+		line += fmt.Sprintf(" (partial: job is %s, %s of %s samples accepted)", r.State, group(r.Samples), group(r.TotalSamples))
+	}
+	fmt.Fprintln(w, line)
+}
+
+// writeImage downloads a Mandelbrot job's PNG (or raw counts) to path, or to
+// stdout when path is "" or "-" — never to a terminal.
+func writeImage(c *webui.Client, id, path string, raw bool, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if path == "" || path == "-" {
+		if isTerminal(stdout) {
+			return usagef("refusing to write a %s to a terminal: use -o FILE (or redirect stdout)", imageKind(raw))
+		}
+		_, err := c.ResultPNG(ctx, id, raw, stdout)
+		return err
+	}
+	return writeFileAtomic(path, func(w io.Writer) error {
+		_, err := c.ResultPNG(ctx, id, raw, w)
+		return err
+	})
+}
+
+// writeFileAtomic writes a file through a temporary file in the same
+// directory, so a failed download never leaves half an image behind.
+func writeFileAtomic(path string, fill func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".hydra-*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename this fails harmlessly
+	if err := fill(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func runCancel(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("cancel ID", stdout)
+	var af apiFlags
+	af.register(fs)
+	asJSON := fs.Bool("json", false, "print the job after the cancel as JSON")
+	id, err := jobIDArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	v, err := c.CancelJob(ctx, id)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, v)
+	}
+	fmt.Fprintf(stdout, "cancelled job %s at %.1f%% (%s of %s %s); accepted results are kept ('hydra rm %s' deletes them)\n",
+		id, 100*v.Progress, group(v.DoneUnits), group(v.TotalUnits), v.Unit, id)
+	return nil
+}
+
+func runRm(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("rm ID", stdout)
+	var af apiFlags
+	af.register(fs)
+	id, err := jobIDArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	if err := c.DeleteJob(ctx, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed job %s and its results\n", id)
+	return nil
+}
+
+// group writes n with thousands separators: 100,000,000,000.
+func group(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// age is how long ago t was, in one unit: 42s, 5m, 3h, 2d.
+func age(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(0, int(d/time.Second)))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
+
+func roundDur(d time.Duration) string {
+	if d < 10*time.Second {
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}

@@ -1,0 +1,325 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// Polling of --wait. Variables so that tests can run fast.
+var (
+	pollEvery     = time.Second // GET the job this often
+	pollEveryTTY  = 250 * time.Millisecond
+	plainEvery    = 5 * time.Second // without a terminal, one progress line this often
+	maxPollErrors = 10              // consecutive failed polls before giving up
+)
+
+func runSubmit(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprintln(stdout, "Usage: hydra submit pi|mandelbrot [flags]   ('hydra submit pi -h' for the flags)")
+			return flag.ErrHelp
+		}
+		return usagef("say what to run: 'hydra submit pi …' or 'hydra submit mandelbrot …'")
+	}
+	kind, args := args[0], args[1:]
+	var spec compute.JobSpec
+	fs := newFlagSet("submit "+kind, stdout)
+	var af apiFlags
+	af.register(fs)
+	name := fs.String("name", "", "job name shown in lists")
+	priority := fs.Int("priority", 0, "share of the nodes when jobs run at once, 1–100 (default 1)")
+	wait := fs.Bool("wait", false, "wait for the job: a progress bar, then the result")
+	asJSON := fs.Bool("json", false, "print JSON (the job; with --wait the job and its result)")
+	var samples, seed, center *string
+	var width, height, maxIter *int
+	var span *float64
+	var out *string
+	var raw *bool
+	switch kind {
+	case "pi":
+		samples = fs.String("samples", "", "number of samples: an integer, 1e11 style allowed (required)")
+		seed = fs.String("seed", "", "seed, 0–18446744073709551615 (default: random, shown in the job)")
+	case "mandelbrot":
+		width = fs.Int("width", 1920, "image width in pixels (1–16384)")
+		height = fs.Int("height", 1080, "image height in pixels, = rows of work (1–16384)")
+		center = fs.String("center", "-0.5,0", "centre of the view X,Y in the complex plane")
+		span = fs.Float64("span", 3.5, "width of the view in the complex plane")
+		maxIter = fs.Int("max-iter", 1000, "iterations before a point counts as inside (1–1000000)")
+		out = fs.String("o", "", "with --wait: write the image to this file")
+		raw = fs.Bool("raw", false, "with -o: write raw uint32 little-endian counts instead of a PNG")
+	default:
+		return usagef("unknown job kind %q: pi or mandelbrot", kind)
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	spec.Kind, spec.Name, spec.Priority = compute.Kind(kind), *name, *priority
+	switch kind {
+	case "pi":
+		if *samples == "" {
+			return usagef("--samples is required (e.g. --samples 1e9)")
+		}
+		n, err := webui.ParseUintExact(strings.ReplaceAll(*samples, "_", ""))
+		if err != nil {
+			return usagef("--samples %s: %v (an exact integer such as 1000000 or 1e6)", *samples, err)
+		}
+		s, err := parseSeed(*seed)
+		if err != nil {
+			return err
+		}
+		spec.Pi = &compute.PiParams{Samples: n, Seed: s}
+	case "mandelbrot":
+		cx, cy, err := parseCenter(*center)
+		if err != nil {
+			return err
+		}
+		spec.Mandel = &compute.MandelParams{Width: *width, Height: *height, CenterX: cx, CenterY: cy, Span: *span, MaxIter: *maxIter}
+		if *out != "" && !*wait {
+			return usagef("-o needs --wait (or fetch the image later with 'hydra result ID -o FILE')")
+		}
+		if *raw && *out == "" {
+			return usagef("--raw needs -o FILE")
+		}
+	}
+	if *priority < 0 || *priority > compute.MaxPriority {
+		return usagef("--priority %d is outside 1–%d", *priority, compute.MaxPriority)
+	}
+	// Check the spec exactly as the API will: the same decoder, the same messages.
+	err := spec.Validate()
+	if err == nil {
+		var body []byte
+		if body, err = webui.EncodeJobRequest(spec); err == nil {
+			_, err = webui.DecodeJobRequest(body)
+		}
+	}
+	if err != nil {
+		return usagef("%s", flagNames(err.Error()))
+	}
+
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	v, err := c.SubmitJob(ctx, spec)
+	if err != nil {
+		return err
+	}
+	if !*wait {
+		if *asJSON {
+			return printJSON(stdout, v)
+		}
+		fmt.Fprintf(stdout, "submitted job %s: %s %s\n", v.ID, kind, describeParams(v.Spec))
+		fmt.Fprintf(stdout, "follow it with 'hydra job %s', fetch the result with 'hydra result %s'\n", v.ID, v.ID)
+		return nil
+	}
+	if !*asJSON {
+		fmt.Fprintf(stderr, "job %s: %s %s\n", v.ID, kind, describeParams(v.Spec))
+	}
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	final, err := waitForJob(sigCtx, c, v.ID, stderr)
+	if err != nil {
+		return err
+	}
+	return finishWait(c, final, stdout, stderr, *asJSON, out, raw)
+}
+
+// finishWait prints the result of a job --wait saw finish.
+func finishWait(c *webui.Client, v webui.JobView, stdout, stderr io.Writer, asJSON bool, out *string, raw *bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	res, err := c.Result(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	if res.MandelSummary != nil && out != nil && *out != "" {
+		if err := writeImage(c, v.ID, *out, *raw, stdout); err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		if err := printJSON(stdout, struct {
+			Job    webui.JobView    `json:"job"`
+			Result webui.ResultView `json:"result"`
+		}{v, res}); err != nil {
+			return err
+		}
+	} else {
+		switch {
+		case res.PiResult != nil:
+			printPi(stdout, res)
+		case res.MandelSummary != nil && out != nil && *out != "" && *out != "-":
+			fmt.Fprintf(stdout, "wrote %s (%d×%d, %s)\n", *out, res.Width, res.Height, imageKind(*raw))
+		case res.MandelSummary != nil:
+			fmt.Fprintf(stdout, "image ready: 'hydra result %s -o FILE.png'\n", v.ID)
+		}
+		if v.StartedAt.IsZero() || v.FinishedAt.IsZero() {
+			fmt.Fprintln(stdout)
+		} else {
+			fmt.Fprintf(stdout, "\nran %s, %.1f s of compute on %d node(s)\n", roundDur(v.FinishedAt.Sub(v.StartedAt)), v.ComputeSeconds, len(v.Nodes))
+		}
+		if err := printContributions(ctx, stdout, c, v); err != nil {
+			return err
+		}
+	}
+	if v.State == compute.StatusCancelled {
+		return fmt.Errorf("job %s was cancelled at %.1f%% (the result above is partial)", v.ID, 100*v.Progress)
+	}
+	return nil
+}
+
+// waitForJob polls a job until it is finished, drawing progress on stderr: a bar
+// redrawn in place on a terminal, a line every plainEvery otherwise.
+func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Writer) (webui.JobView, error) {
+	tty := isTerminal(stderr)
+	every := pollEvery
+	if tty {
+		every = pollEveryTTY
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	p := progress{w: stderr, tty: tty, start: time.Now()}
+	fails := 0
+	for {
+		pctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		v, err := c.Job(pctx, id)
+		cancel()
+		var ae *webui.APIError
+		switch {
+		case ctx.Err() != nil:
+			p.end()
+			return v, fmt.Errorf("stopped waiting; job %s goes on ('hydra job %s', 'hydra cancel %s')", id, id, id)
+		case errors.As(err, &ae) && ae.Status == 404:
+			p.end()
+			return v, fmt.Errorf("job %s is gone (removed while waiting)", id)
+		case err != nil:
+			fails++
+			if fails >= maxPollErrors {
+				p.end()
+				return v, fmt.Errorf("gave up waiting for job %s: %w", id, err)
+			}
+		default:
+			fails = 0
+			p.show(v, time.Now())
+			if v.State.Finished() {
+				p.end()
+				return v, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+}
+
+// progress draws a job's progress.
+type progress struct {
+	w         io.Writer
+	tty       bool
+	start     time.Time
+	drawn     bool      // a bar is on the terminal line
+	lastLine  time.Time // last plain line
+	lastState compute.JobStatus
+	rateFrom  time.Time // first sight of progress, for the ETA
+	rateUnits uint64
+}
+
+func (p *progress) show(v webui.JobView, now time.Time) {
+	if p.rateFrom.IsZero() && v.State == compute.StatusRunning {
+		p.rateFrom, p.rateUnits = now, v.DoneUnits
+	}
+	status := fmt.Sprintf("%5.1f%%  %s/%s %s  %s  %s", 100*v.Progress, group(v.DoneUnits), group(v.TotalUnits), v.Unit,
+		v.State, roundDur(now.Sub(p.start)))
+	if eta, ok := p.eta(v, now); ok {
+		status += "  ETA " + eta
+	}
+	if p.tty {
+		const width = 30
+		fill := min(width, int(v.Progress*width))
+		fmt.Fprintf(p.w, "\r\033[K[%s%s] %s", strings.Repeat("█", fill), strings.Repeat("░", width-fill), status)
+		p.drawn = true
+		return
+	}
+	if p.lastLine.IsZero() || now.Sub(p.lastLine) >= plainEvery || v.State != p.lastState {
+		fmt.Fprintln(p.w, "progress "+status)
+		p.lastLine, p.lastState = now, v.State
+	}
+}
+
+func (p *progress) eta(v webui.JobView, now time.Time) (string, bool) {
+	if p.rateFrom.IsZero() || v.DoneUnits <= p.rateUnits || v.State.Finished() {
+		return "", false
+	}
+	el := now.Sub(p.rateFrom)
+	if el < time.Second {
+		return "", false
+	}
+	rate := float64(v.DoneUnits-p.rateUnits) / el.Seconds()
+	left := time.Duration(float64(v.TotalUnits-v.DoneUnits) / rate * float64(time.Second))
+	return left.Round(time.Second).String(), true
+}
+
+func (p *progress) end() {
+	if p.tty && p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}
+
+// parseSeed reads --seed; empty picks a random seed.
+func parseSeed(s string) (uint64, error) {
+	if s == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("random seed: %w", err)
+		}
+		return binary.LittleEndian.Uint64(b[:]), nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, usagef("--seed %s: not an integer 0–18446744073709551615", s)
+	}
+	return v, nil
+}
+
+// parseCenter reads --center X,Y.
+func parseCenter(s string) (float64, float64, error) {
+	xs, ys, ok := strings.Cut(s, ",")
+	x, err1 := strconv.ParseFloat(strings.TrimSpace(xs), 64)
+	y, err2 := strconv.ParseFloat(strings.TrimSpace(ys), 64)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, 0, usagef("--center %q: want X,Y (two numbers, e.g. -0.743643887,0.131825904)", s)
+	}
+	return x, y, nil
+}
+
+// flagNames rewrites the API's field names in a validation message into the
+// CLI's flag names ("max_iter: …" → "--max-iter: …").
+func flagNames(msg string) string {
+	field, rest, ok := strings.Cut(msg, ": ")
+	if !ok || strings.ContainsAny(field, " \"") {
+		return msg
+	}
+	switch field {
+	case "center_x", "center_y":
+		return "--center: " + strings.Replace(field, "center_", "", 1) + " " + rest
+	}
+	return "--" + strings.ReplaceAll(field, "_", "-") + ": " + rest
+}
