@@ -1,9 +1,12 @@
 // Package webui serves Hydra's HTTP API and (later) its embedded web UI on
 // every node.
 //
-// It knows nothing of raft or libp2p: it talks to the node through the small
-// Backend interface, which node.Node implements, so handlers are tested with a
-// fake backend and the same code runs against a real cluster. Every node
+// It knows nothing of raft or libp2p: it talks to the node through two small
+// interfaces, Backend (cluster status, token, health) and JobBackend (the job
+// routes), which node.Node implements, so handlers are tested with fakes and
+// the same code runs against a real cluster. Handlers stay thin: they parse
+// and validate (DecodeJobRequest), call the backend and shape JSON; colouring
+// Mandelbrot counts into a PNG (png.go) is the one piece of presentation here. Every node
 // answers reads from its own replica; writes need the cluster's API token
 // (Authorization: Bearer <token>).
 //
