@@ -11,10 +11,11 @@ import (
 // Colouring is presentation (DESIGN.md §4: the raw counts are the result).
 // Only the integer escape count is stored, so the continuous ("smooth") look
 // comes from the mapping: each count is placed at the midpoint of its share of
-// the escaped pixels (histogram equalisation, so the palette spreads over the
-// counts the picture actually has, whatever max_iter is), blended with the
-// log-normalised count (so a count keeps its hue as max_iter grows), and
-// looked up in a continuous gradient. Pixels that never escaped are black;
+// the escaped pixels (histogram equalisation with a clip limit, so the palette
+// spreads over the counts the picture actually has, whatever max_iter is,
+// while big flat bands step gently), blended with the log-normalised count
+// (so a count keeps its hue as max_iter grows), and looked up in a continuous
+// gradient. Pixels that never escaped are black;
 // rows not computed yet (count 0: no computed pixel escapes at n = 0) are
 // transparent.
 
@@ -53,22 +54,33 @@ func mandelPalette(counts []uint32, maxIter int) []color.NRGBA {
 	for _, c := range counts {
 		hist[min(c, uint32(maxIter))]++
 	}
+	// Each count's step along the palette is its share of the escaped pixels
+	// (histogram equalisation), clipped so that a count covering a large flat
+	// area (the first few counts of a wide view) moves the colour only a little:
+	// neighbouring bands stay close and read as a gradient.
+	const clip = 1.0 / 48
 	var escaped uint64
 	for n := 1; n < maxIter; n++ {
 		escaped += hist[n]
 	}
+	step := make([]float64, maxIter)
+	var total float64
+	for n := 1; n < maxIter && escaped > 0; n++ {
+		step[n] = min(float64(hist[n])/float64(escaped), clip)
+		total += step[n]
+	}
 	lut := make([]color.NRGBA, maxIter+1) // lut[0] stays transparent: not computed
 	lut[maxIter] = color.NRGBA{A: 0xff}   // never escaped
 	logMax := math.Log(float64(max(maxIter, 2)))
-	var below uint64
+	var below float64
 	for n := 1; n < maxIter; n++ {
 		eq := 0.0
-		if escaped > 0 {
-			eq = (float64(below) + float64(hist[n])/2) / float64(escaped)
+		if total > 0 {
+			eq = (below + step[n]/2) / total
 		}
-		below += hist[n]
+		below += step[n]
 		lg := math.Log(float64(n)) / logMax
-		lut[n] = gradient(0.8*eq + 0.2*lg)
+		lut[n] = gradient(0.85*eq + 0.15*lg)
 	}
 	return lut
 }

@@ -184,8 +184,8 @@ func printContributions(ctx context.Context, w io.Writer, c *webui.Client, v web
 			}
 		}
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "NODE\t%s\tSHARE\tCHUNKS\tCOMPUTE\t\n", strings.ToUpper(v.Unit))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "NODE\t%s\tSHARE\tCHUNKS\tCOMPUTE\n", strings.ToUpper(v.Unit))
 	for _, n := range v.Nodes {
 		name := n.Name
 		if name == "" {
@@ -194,7 +194,7 @@ func printContributions(ctx context.Context, w io.Writer, c *webui.Client, v web
 		if name == "" {
 			name = short(n.Node)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%d\t%.1fs\t\n", name, group(n.Units), 100*n.Share, n.Chunks, n.ComputeSeconds)
+		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%d\t%.1fs\n", name, group(n.Units), 100*n.Share, n.Chunks, n.ComputeSeconds)
 	}
 	return tw.Flush()
 }
