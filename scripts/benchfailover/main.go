@@ -294,9 +294,9 @@ func cpuTicks(pid int) int64 {
 	return t
 }
 
-// rssKB is VmRSS of pid and its descendants.
-func rssKB(pid int) (int64, int) {
-	var t int64
+// rssKB is VmRSS of pid and its descendants (total, and pid's own), and
+// how many processes that is.
+func rssKB(pid int) (total, own int64, n int) {
 	ps := append([]int{pid}, descendants(pid)...)
 	for _, p := range ps {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
@@ -308,12 +308,15 @@ func rssKB(pid int) (int64, int) {
 				f := strings.Fields(l)
 				if len(f) >= 2 {
 					v, _ := strconv.ParseInt(f[1], 10, 64)
-					t += v
+					total += v
+					if p == pid {
+						own = v
+					}
 				}
 			}
 		}
 	}
-	return t, len(ps)
+	return total, own, len(ps)
 }
 
 const clkTck = 100 // USER_HZ on Linux (x86, arm)
@@ -749,6 +752,7 @@ func idle(c *cluster, report *[]string) {
 	type acc struct {
 		t0, t1    int64
 		last, max int64
+		own       int64
 		nproc     int
 	}
 	accs := make([]acc, len(picks))
@@ -760,8 +764,8 @@ func idle(c *cluster, report *[]string) {
 	for time.Since(start) < *flagIdle {
 		time.Sleep(time.Second)
 		for i, pk := range picks {
-			r, n := rssKB(pk.p.cmd.Process.Pid)
-			accs[i].last, accs[i].nproc = r, n
+			r, own, n := rssKB(pk.p.cmd.Process.Pid)
+			accs[i].last, accs[i].own, accs[i].nproc = r, own, n
 			if r > accs[i].max {
 				accs[i].max = r
 			}
@@ -772,8 +776,8 @@ func idle(c *cluster, report *[]string) {
 		accs[i].t1 = cpuTicks(pk.p.cmd.Process.Pid)
 		a := accs[i]
 		cpu := float64(a.t1-a.t0) / clkTck / el * 100
-		*report = append(*report, fmt.Sprintf("idle %-15s (%s, %d process(es)): CPU %.2f%% of a core over %.0fs, RSS %.1f MB (max %.1f MB)",
-			pk.label, pk.p.name, a.nproc, cpu, el, float64(a.last)/1024, float64(a.max)/1024))
+		*report = append(*report, fmt.Sprintf("idle %-15s (%s, %d process(es)): CPU %.2f%% of a core over %.0fs, RSS %.1f MB (node %.1f MB + children %.1f MB; max %.1f MB)",
+			pk.label, pk.p.name, a.nproc, cpu, el, float64(a.last)/1024, float64(a.own)/1024, float64(a.last-a.own)/1024, float64(a.max)/1024))
 	}
 	l2, _, err := waitStable(c, *flagVoters, 0, 10*time.Second)
 	if err != nil || l2 != leader {
