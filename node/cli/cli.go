@@ -11,7 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+
+	"github.com/hydra-compute/hydra/node/child"
 )
 
 // Exit codes.
@@ -49,12 +52,17 @@ func commands() []command {
 		{"cancel", "cancel a job (accepted results are kept)", runCancel},
 		{"rm", "delete a job and its results", runRm},
 		{"version", "print version, commit and build date", runVersion},
+		{"demo", "start a local demo cluster, run a π and a Mandelbrot job, kill the coordinator midway", runDemo},
 	}
 }
 
 // Main runs the hydra command line with args (without the program name) and
 // returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == child.Subcommand {
+		// Hidden: the compute child process the node starts (DESIGN.md §7), not for users.
+		return child.Main(os.Stdin, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printHelp(stdout)
 		if len(args) == 0 {

@@ -1,0 +1,310 @@
+package child
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/p2p"
+)
+
+// progressEvery is how often the child reports a running task's finished prefix. The
+// coordinator extends a lease's deadline on progress, and the UI shows it.
+const progressEvery = 250 * time.Millisecond
+
+// Block sizes. π: 2²⁰ samples is about 1–3 ms on a current x86 core (more on a 32-bit ARM board,
+// hence the smaller block there); a π block is never cut, so a stop loses no sample. Mandelbrot:
+// 512–4096 pixels, cut inside when stop fires (compute polls every ~2²⁰ iterations), so a stop
+// loses at most the block each other worker was computing.
+const piBlock = 1 << (17 + 3*(strconv.IntSize/64)) // 2²⁰ on 64-bit, 2¹⁷ on 32-bit
+
+const (
+	mandelMinBlock = 512
+	mandelMaxBlock = 4096
+)
+
+// Main is the compute child process: `hydra __compute` runs it with the process's standard
+// streams. It lowers its own priority first (Linux SCHED_IDLE + nice 19 on every thread, Windows
+// idle priority class, macOS background), says hello, then serves the parent's messages until
+// `exit` or the end of stdin (the parent is gone: the child must not outlive it). It returns the
+// process exit code: 0 after a clean exit, 1 when the parent's stream broke.
+//
+// SIGINT is ignored: a Ctrl-C in a terminal reaches the whole process group, and the node, not
+// the child, decides what to do with the chunk in hand (stop it and keep its prefix).
+func Main(stdin io.Reader, stdout io.Writer, stderr io.Writer) int {
+	signal.Ignore(os.Interrupt)
+	prio := lowerPriority()
+	c := &child{out: bufio.NewWriterSize(stdout, 64<<10), stderr: stderr, gate: newGate(100)}
+	c.cpus.Store(int32(runtime.GOMAXPROCS(0)))
+	c.send(message{kind: kindHello, h: header{Hello: &Hello{
+		Protocol: protocolVersion, PID: os.Getpid(), Priority: prio, KernelPath: compute.KernelPath(),
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(),
+	}}})
+	in := bufio.NewReaderSize(stdin, 64<<10)
+	for {
+		b, err := p2p.ReadFrame(in, maxParentFrame)
+		if err != nil {
+			c.shutdown()
+			if errors.Is(err, io.EOF) {
+				return 0
+			}
+			fmt.Fprintf(stderr, "hydra compute child: %v\n", err)
+			return 1
+		}
+		m, err := decodeMessage(b)
+		if err != nil {
+			// The framing is intact, so the stream is still usable: report and go on.
+			c.send(message{kind: kindError, h: header{Err: err.Error()}})
+			continue
+		}
+		switch m.kind {
+		case kindRun:
+			c.configure(m.h.CPUs, m.h.CPULimit)
+			c.start(m.h.Task, *m.h.Spec, *m.h.Range)
+		case kindStop:
+			c.stop(m.h.Task)
+		case kindConfig:
+			c.configure(m.h.CPUs, m.h.CPULimit)
+		case kindExit:
+			c.shutdown()
+			return 0
+		default:
+			c.send(message{kind: kindError, h: header{Err: fmt.Sprintf("unexpected message kind %q from the parent", m.kind)}})
+		}
+	}
+}
+
+// child is the state of the compute child: at most one task runs at a time.
+type child struct {
+	wmu    sync.Mutex
+	out    *bufio.Writer
+	stderr io.Writer
+	gate   *gate
+	cpus   atomic.Int32
+
+	mu  sync.Mutex
+	cur *task
+	wg  sync.WaitGroup
+}
+
+// task is the running task of the child.
+type task struct {
+	id      uint64
+	spec    compute.JobSpec
+	rng     compute.Range
+	stopped atomic.Bool
+
+	mu       sync.Mutex
+	seg      *segment
+	base     uint64 // units finished by earlier segments
+	baseHits uint64
+}
+
+func (t *task) stop() {
+	t.stopped.Store(true)
+	t.cut()
+}
+
+// cut halts the running segment; unless the task is stopped, the rest runs as a new segment.
+func (t *task) cut() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seg != nil {
+		t.seg.stop()
+	}
+}
+
+func (t *task) setSeg(s *segment, base, hits uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.seg, t.base, t.baseHits = s, base, hits
+	if s != nil && t.stopped.Load() {
+		s.stop()
+	}
+}
+
+// prefix is the task's finished prefix in segment units (π samples, Mandelbrot pixels).
+func (t *task) prefix() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.base
+	if t.seg != nil {
+		sd, _ := t.seg.prefix()
+		d += sd
+	}
+	return d
+}
+
+// send writes one message; a write error means the parent is gone, which the read loop sees too.
+func (c *child) send(m message) {
+	b, err := encodeMessage(m)
+	if err != nil {
+		b, _ = encodeMessage(message{kind: kindError, h: header{Task: m.h.Task, Err: err.Error()}})
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if p2p.WriteFrame(c.out, b) == nil {
+		_ = c.out.Flush()
+	}
+}
+
+// configure applies --cpus (GOMAXPROCS and the worker count; a running task is cut and goes on
+// with the new count) and --cpu-limit (the duty cycle, applied at once). 0 keeps a setting.
+func (c *child) configure(cpus, limit int) {
+	if limit > 0 {
+		c.gate.set(limit)
+	}
+	if cpus > 0 && int32(cpus) != c.cpus.Load() {
+		c.cpus.Store(int32(cpus))
+		runtime.GOMAXPROCS(cpus)
+		sweepThreads() // GOMAXPROCS may have started threads; they inherit, but make sure
+		c.mu.Lock()
+		if c.cur != nil {
+			c.cur.cut()
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *child) start(id uint64, spec compute.JobSpec, r compute.Range) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil {
+		c.send(message{kind: kindError, h: header{Task: id, Err: fmt.Sprintf("busy with task %d", c.cur.id)}})
+		return
+	}
+	if spec.Kind == compute.KindMandelbrot {
+		r.End = min(r.End, r.Start+uint64(max(1, MaxTaskPixels/spec.Mandel.Width)))
+	}
+	c.cur = &task{id: id, spec: spec, rng: r}
+	c.wg.Add(1)
+	go c.run(c.cur)
+}
+
+// stop stops the running task if its id matches (0 matches any).
+func (c *child) stop(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil && (id == 0 || id == c.cur.id) {
+		c.cur.stop()
+	}
+}
+
+// shutdown stops the running task and waits until its result is sent.
+func (c *child) shutdown() {
+	c.stop(0)
+	c.wg.Wait()
+}
+
+func (c *child) run(t *task) {
+	defer c.wg.Done()
+	cpu0, cpuOK := processCPU()
+	wall0 := time.Now()
+	unitPixels := uint64(1)
+	if t.spec.Kind == compute.KindMandelbrot {
+		unitPixels = uint64(t.spec.Mandel.Width)
+	}
+	quit, ticked := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ticked)
+		tk := time.NewTicker(progressEvery)
+		defer tk.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tk.C:
+				c.send(message{kind: kindProgress, h: header{Task: t.id, Done: t.prefix() / unitPixels}})
+				sweepThreads()
+			}
+		}
+	}()
+	var (
+		done    uint64
+		payload []byte
+		err     error
+	)
+	switch t.spec.Kind {
+	case compute.KindPi:
+		var hits uint64
+		done, hits, err = c.runPi(t)
+		payload = compute.EncodePiPayload(hits)
+	case compute.KindMandelbrot:
+		done, payload, err = c.runMandel(t)
+	default:
+		err = fmt.Errorf("unknown kind %q", t.spec.Kind)
+	}
+	close(quit)
+	<-ticked
+	secs := time.Since(wall0).Seconds() * float64(c.cpus.Load())
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		secs = max(cpu1-cpu0, 0)
+	}
+	c.mu.Lock()
+	c.cur = nil // before the result: the parent may send the next run as soon as it has it
+	c.mu.Unlock()
+	if err != nil {
+		c.send(message{kind: kindError, h: header{Task: t.id, Err: err.Error()}})
+		return
+	}
+	c.send(message{kind: kindResult, payload: payload, h: header{
+		Task: t.id, Range: &compute.Range{Start: t.rng.Start, End: t.rng.Start + done}, ComputeSeconds: secs,
+	}})
+}
+
+// drive runs n units of t as segments until they are all done, the task is stopped, or a
+// kernel fails; fn(off) gives the block function of a segment starting at unit off.
+func (c *child) drive(t *task, n, bs uint64, fn func(off uint64) blockFn) (done, hits uint64, err error) {
+	for done < n && !t.stopped.Load() {
+		seg := newSegment(n-done, bs, c.gate)
+		t.setSeg(seg, done, hits)
+		err = seg.run(int(c.cpus.Load()), fn(done))
+		d, h := seg.prefix()
+		done, hits = done+d, hits+h
+		t.setSeg(nil, done, hits)
+		if err != nil {
+			break
+		}
+	}
+	return done, hits, err
+}
+
+func (c *child) runPi(t *task) (done, hits uint64, err error) {
+	seed, start := t.spec.Pi.Seed, t.rng.Start
+	return c.drive(t, t.rng.Len(), piBlock, func(off uint64) blockFn {
+		return func(s, e uint64, _ compute.Stop) (uint64, uint64, error) {
+			// Not cut inside: a block is a few ms, and finishing it keeps every sample computed.
+			return e - s, compute.PiHits(seed, start+off+s, start+off+e), nil
+		}
+	})
+}
+
+// runMandel computes whole rows; a stop keeps the finished pixels' whole rows.
+func (c *child) runMandel(t *task) (rows uint64, payload []byte, err error) {
+	p := *t.spec.Mandel
+	w := uint64(p.Width)
+	n := t.rng.Len() * w
+	first := t.rng.Start * w
+	out := make([]uint32, n)
+	bs := min(max(n/(uint64(c.cpus.Load())*8), mandelMinBlock), mandelMaxBlock)
+	done, _, err := c.drive(t, n, bs, func(off uint64) blockFn {
+		return func(s, e uint64, stop compute.Stop) (uint64, uint64, error) {
+			d, err := compute.MandelPixels(p, int(first+off+s), int(first+off+e), out[off+s:off+e], 1, stop)
+			return uint64(d), 0, err
+		}
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	rows = done / w
+	return rows, compute.EncodeMandelPayload(out[:rows*w]), nil
+}

@@ -1,0 +1,167 @@
+package child
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/hydra-compute/hydra/p2p"
+)
+
+// proc is one child process as the parent sees it: a writer to its stdin, a reader goroutine
+// that decodes its stdout into msgs, a goroutine that logs its stderr, and dead, closed when
+// the process has exited (exitErr says how).
+type proc struct {
+	cmd   *exec.Cmd
+	log   *slog.Logger
+	hello Hello
+
+	wmu   sync.Mutex
+	stdin io.WriteCloser
+
+	msgs      chan message
+	dead      chan struct{}
+	closing   chan struct{} // closed by kill and shutdown: the reader stops delivering
+	closeOnce sync.Once
+	exitErr   error
+	protoMu   sync.Mutex
+	protoErr  error // the child's stream broke (bad frame): why it was killed
+}
+
+// spawn starts the child and waits for its hello.
+func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
+	cmd := exec.Command(cfg.Exe, cfg.Args...)
+	cmd.Env = append(os.Environ(), cfg.Env...)
+	setSysProcAttr(cmd)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("compute child: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("compute child: %w", err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("compute child: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("compute child: start %s: %w", cfg.Exe, err)
+	}
+	p := &proc{cmd: cmd, log: log.With("child_pid", cmd.Process.Pid), stdin: stdin, msgs: make(chan message, 64), dead: make(chan struct{}), closing: make(chan struct{})}
+	var readers sync.WaitGroup
+	readers.Go(func() { p.readLoop(bufio.NewReaderSize(stdout, 64<<10)) })
+	readers.Go(func() { p.logStderr(stderr) })
+	go func() {
+		readers.Wait() // Wait closes the pipes: read them to the end first
+		err := cmd.Wait()
+		p.protoMu.Lock()
+		if p.protoErr != nil {
+			err = fmt.Errorf("%w (killed after: %v)", err, p.protoErr)
+		}
+		p.protoMu.Unlock()
+		p.exitErr = err
+		close(p.dead)
+	}()
+
+	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	defer cancel()
+	select {
+	case m := <-p.msgs:
+		if m.kind != kindHello {
+			p.kill()
+			return nil, fmt.Errorf("compute child: first message %q, want hello", m.kind)
+		}
+		p.hello = *m.h.Hello
+		return p, nil
+	case <-p.dead:
+		return nil, fmt.Errorf("compute child exited before its hello: %w", p.exitErr)
+	case <-hctx.Done():
+		p.kill()
+		<-p.dead
+		return nil, fmt.Errorf("compute child: no hello: %w", hctx.Err())
+	}
+}
+
+// readLoop decodes the child's frames. A frame that cannot be read or decoded means the
+// stream is broken or the child is not ours: it is killed (Run then reports the error).
+func (p *proc) readLoop(r *bufio.Reader) {
+	for {
+		b, err := p2p.ReadFrame(r, maxChildFrame)
+		if err == nil {
+			var m message
+			if m, err = decodeMessage(b); err == nil {
+				select {
+				case p.msgs <- m:
+				case <-p.closing:
+				}
+				continue
+			}
+		}
+		if !errors.Is(err, io.EOF) {
+			p.protoMu.Lock()
+			p.protoErr = err
+			p.protoMu.Unlock()
+			p.log.Error("compute child: broken stream", "err", err)
+			p.kill()
+		}
+		_, _ = io.Copy(io.Discard, r)
+		return
+	}
+}
+
+// logStderr passes the child's stderr to the node's log, a line at a time.
+func (p *proc) logStderr(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for sc.Scan() {
+		p.log.Warn("compute child stderr", "line", sc.Text())
+	}
+	_, _ = io.Copy(io.Discard, r) // an overlong line: keep draining so the child never blocks
+}
+
+func (p *proc) send(m message) error {
+	b, err := encodeMessage(m)
+	if err != nil {
+		return err
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return p2p.WriteFrame(p.stdin, b)
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) kill() {
+	p.closeOnce.Do(func() { close(p.closing) })
+	_ = p.cmd.Process.Kill()
+}
+
+// shutdown asks the child to exit, kills it if it lingers, and waits until it is gone.
+func (p *proc) shutdown() {
+	_ = p.send(message{kind: kindExit, h: header{}})
+	_ = p.stdin.Close()
+	p.closeOnce.Do(func() { close(p.closing) })
+	t := time.NewTimer(exitTimeout)
+	defer t.Stop()
+	select {
+	case <-p.dead:
+	case <-t.C:
+		p.kill()
+		<-p.dead
+	}
+}

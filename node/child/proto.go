@@ -1,0 +1,183 @@
+package child
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// Wire format. Every message is one frame (p2p.WriteFrame: uvarint length, then the bytes):
+//
+//	kind byte | uvarint n | n bytes of JSON header | raw payload (result only)
+//
+// The header is small JSON, easy to extend and to read in a debugger; the result payload (the
+// encoded counts of a Mandelbrot stripe, possibly megabytes) travels raw after it, never
+// base64-inflated.
+const (
+	kindHello    byte = 'h' // child → parent, first message: priority obtained, kernel path
+	kindRun      byte = 'r' // parent → child: compute a task
+	kindStop     byte = 's' // parent → child: stop the task, report its finished prefix
+	kindConfig   byte = 'c' // parent → child: new --cpus / --cpu-limit, applied at once
+	kindExit     byte = 'x' // parent → child: stop and exit
+	kindProgress byte = 'p' // child → parent: finished prefix of the running task
+	kindResult   byte = 'R' // child → parent: a task's finished prefix and its payload
+	kindError    byte = 'e' // child → parent: a task (or a message) failed
+)
+
+// protocolVersion is carried in the hello; a parent refuses a child of another version (they
+// are the same binary, so a mismatch means a botched upgrade in place).
+const protocolVersion = 1
+
+// Bounds. Parent → child messages are tiny; child → parent results carry at most
+// MaxTaskPixels counts, whose encoding is at most 3 bytes a count before deflate.
+const (
+	maxHeader      = 64 << 10
+	maxParentFrame = 1 << 20
+	maxChildFrame  = 3*MaxTaskPixels + maxHeader + 1024
+	maxCPUs        = 1024
+	maxErrText     = 4096
+)
+
+// MaxTaskPixels bounds the pixels of one Mandelbrot task (16 Mi counts, 64 MiB in the child):
+// the child computes at most the first max(1, MaxTaskPixels/width) rows of a longer range and
+// returns that prefix, so a Raspberry Pi never allocates a whole 16384² image for one chunk.
+const MaxTaskPixels = 1 << 24
+
+// header is the JSON part of every message; which fields are set depends on the kind.
+type header struct {
+	Task           uint64           `json:"task,omitempty"`
+	Spec           *compute.JobSpec `json:"spec,omitempty"`
+	Range          *compute.Range   `json:"range,omitempty"`
+	CPUs           int              `json:"cpus,omitempty"`
+	CPULimit       int              `json:"cpu_limit,omitempty"`
+	Done           uint64           `json:"done,omitempty"`
+	ComputeSeconds float64          `json:"compute_seconds,omitempty"`
+	Err            string           `json:"err,omitempty"`
+	Hello          *Hello           `json:"hello,omitempty"`
+}
+
+// message is one decoded frame.
+type message struct {
+	kind    byte
+	h       header
+	payload []byte // kindResult only
+}
+
+// Hello is what the child reports when it starts: which priority it obtained (so a node can
+// show that compute really runs at idle priority) and which kernel it runs (so a user can see
+// why one machine is faster than another).
+type Hello struct {
+	Protocol   int    `json:"protocol"`
+	PID        int    `json:"pid"`
+	Priority   string `json:"priority"`    // e.g. "SCHED_IDLE+nice19 on 9 threads"; what failed if anything
+	KernelPath string `json:"kernel_path"` // compute.KernelPath(): avx512, avx2 or portable
+	GOOS       string `json:"goos"`
+	GOARCH     string `json:"goarch"`
+	NumCPU     int    `json:"num_cpu"`
+}
+
+func encodeMessage(m message) ([]byte, error) {
+	h, err := json.Marshal(m.h)
+	if err != nil {
+		return nil, fmt.Errorf("encode %q header: %w", m.kind, err)
+	}
+	if len(h) > maxHeader {
+		return nil, fmt.Errorf("encode %q header: %d bytes, limit %d", m.kind, len(h), maxHeader)
+	}
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(h)+len(m.payload))
+	b = append(b, m.kind)
+	b = binary.AppendUvarint(b, uint64(len(h)))
+	b = append(b, h...)
+	return append(b, m.payload...), nil
+}
+
+var errMalformed = errors.New("malformed message")
+
+// decodeMessage parses and validates one frame. It is total: any input gives a message that
+// passed validation or an error, never a panic, and it allocates no more than the input's size.
+func decodeMessage(b []byte) (message, error) {
+	if len(b) < 2 {
+		return message{}, fmt.Errorf("%w: %d bytes", errMalformed, len(b))
+	}
+	m := message{kind: b[0]}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n > maxHeader || n > uint64(len(b)-1-k) {
+		return message{}, fmt.Errorf("%w: bad header length", errMalformed)
+	}
+	hb := b[1+k : 1+k+int(n)]
+	if err := json.Unmarshal(hb, &m.h); err != nil {
+		return message{}, fmt.Errorf("%w: kind %q: %v", errMalformed, m.kind, err)
+	}
+	if rest := b[1+k+int(n):]; len(rest) > 0 {
+		if m.kind != kindResult {
+			return message{}, fmt.Errorf("%w: kind %q carries %d payload bytes", errMalformed, m.kind, len(rest))
+		}
+		m.payload = rest
+	}
+	if err := m.validate(); err != nil {
+		return message{}, fmt.Errorf("%w: kind %q: %v", errMalformed, m.kind, err)
+	}
+	return m, nil
+}
+
+// validate checks what each kind needs, so the code after decoding can trust it.
+func (m *message) validate() error {
+	h := &m.h
+	if h.CPUs < 0 || h.CPUs > maxCPUs {
+		return fmt.Errorf("cpus %d outside 0–%d", h.CPUs, maxCPUs)
+	}
+	if h.CPULimit < 0 || h.CPULimit > 100 {
+		return fmt.Errorf("cpu_limit %d outside 0–100", h.CPULimit)
+	}
+	if len(h.Err) > maxErrText {
+		return fmt.Errorf("error text of %d bytes", len(h.Err))
+	}
+	switch m.kind {
+	case kindHello:
+		if h.Hello == nil {
+			return errors.New("no hello")
+		}
+		if h.Hello.Protocol != protocolVersion {
+			return fmt.Errorf("protocol %d, want %d", h.Hello.Protocol, protocolVersion)
+		}
+	case kindRun:
+		if h.Task == 0 || h.Spec == nil || h.Range == nil {
+			return errors.New("run needs task, spec and range")
+		}
+		return checkTask(*h.Spec, *h.Range)
+	case kindStop, kindConfig, kindExit:
+	case kindProgress:
+		if h.Task == 0 {
+			return errors.New("progress without task")
+		}
+	case kindResult:
+		if h.Task == 0 || h.Range == nil || h.Range.End < h.Range.Start {
+			return errors.New("result needs task and range")
+		}
+		if h.ComputeSeconds < 0 || h.ComputeSeconds > 1e9 || h.ComputeSeconds != h.ComputeSeconds {
+			return fmt.Errorf("compute seconds %g", h.ComputeSeconds)
+		}
+	case kindError:
+		if h.Err == "" {
+			return errors.New("error without text")
+		}
+	default:
+		return errors.New("unknown kind")
+	}
+	return nil
+}
+
+// checkTask reports whether a range of a job can be run: a valid spec and a non-empty range
+// inside the job.
+func checkTask(spec compute.JobSpec, r compute.Range) error {
+	if err := spec.Validate(); err != nil {
+		return fmt.Errorf("spec: %w", err)
+	}
+	if r.Empty() || r.End > spec.TotalUnits() {
+		return fmt.Errorf("range %s outside the job's [0,%d) or empty", r, spec.TotalUnits())
+	}
+	return nil
+}

@@ -1,0 +1,397 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// Timeouts of the parent side. A child at idle priority on a machine its owner keeps busy may
+// get no CPU for a while, so both are generous: killing a child that was only starved would
+// throw its finished prefix away.
+const (
+	helloTimeout = 30 * time.Second // from spawn to hello
+	stopTimeout  = 30 * time.Second // from stop to the prefix result
+	exitTimeout  = 2 * time.Second  // from exit to the process gone, then SIGKILL
+)
+
+// Errors of Runner. A crash of the child is not one of them: Run wraps it in a plain error
+// (the child is restarted on the next Run).
+var (
+	ErrBusy   = errors.New("compute child busy: Run calls must be sequential")
+	ErrClosed = errors.New("compute runner closed")
+)
+
+// Config configures a Runner.
+type Config struct {
+	// Exe is the program to run as the child (default os.Executable(): the node's own binary).
+	Exe string
+	// Args are its arguments (default {"__compute"}, the hidden subcommand that calls Main).
+	Args []string
+	// Env is added to the node's environment for the child (tests use it to make the test
+	// binary act as the child).
+	Env []string
+	// CPUs is the child's GOMAXPROCS and kernel worker count (--cpus; 0: all the machine's).
+	CPUs int
+	// CPULimit is the duty cycle in percent, 1–100 (--cpu-limit; 0: 100).
+	CPULimit int
+	// Logger receives the runner's events and the child's stderr (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Task is one chunk to compute: units Range of the job Spec. ID is the caller's (a lease ID);
+// the same ID may be run again for the rest of a range after a stop.
+type Task struct {
+	ID    uint64
+	Spec  compute.JobSpec
+	Range compute.Range
+}
+
+// Result is a task's finished prefix: Done = [Range.Start, Range.Start+done) and its encoded
+// result (compute.EncodePiPayload, or compute.EncodeMandelPayload of Done's whole rows).
+// ComputeSeconds is the CPU time (user + system, all threads) the child used while the task
+// ran — what the machine really gave, so a duty-cycled or starved node is not credited with
+// time it did not compute; where the OS cannot tell, it is wall time × workers.
+type Result struct {
+	ID             uint64
+	Done           compute.Range
+	Payload        []byte
+	ComputeSeconds float64
+}
+
+// Runner is the node's side of the compute child (DESIGN.md §7): it starts the child, hands
+// it one task at a time, relays progress, stops and pauses it, and restarts it after a crash.
+//
+// Concurrency: Run computes one task at a time (the worker keeps one chunk in hand and one
+// queued, so its Run calls are sequential; a Run while another runs returns ErrBusy at once).
+// StopTask, Pause, Resume, SetLimits, Hello and Close may be called from any goroutine, during
+// a Run.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+
+	runMu sync.Mutex // held by Run
+	seq   uint64     // wire task ids, under runMu: a stale message never matches a new task
+
+	mu       sync.Mutex
+	p        *proc
+	cpus     int
+	limit    int
+	paused   bool
+	resumed  chan struct{} // closed by Resume
+	stopTask chan struct{} // the running task's stop signal, closed by StopTask/Pause
+	closed   bool
+}
+
+// Start starts the compute child and waits for its hello; ctx bounds that start only (the
+// child lives until Close). The child is restarted by Run if it dies.
+func Start(ctx context.Context, cfg Config) (*Runner, error) {
+	if cfg.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("compute child: find own executable: %w", err)
+		}
+		cfg.Exe = exe
+	}
+	if cfg.Args == nil {
+		cfg.Args = []string{Subcommand}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := checkLimits(cfg.CPUs, cfg.CPULimit); err != nil {
+		return nil, err
+	}
+	r := &Runner{cfg: cfg, log: cfg.Logger, cpus: cfg.CPUs, limit: cfg.CPULimit}
+	if _, err := r.child(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func checkLimits(cpus, limit int) error {
+	if cpus < 0 || cpus > maxCPUs {
+		return fmt.Errorf("cpus %d outside 0–%d", cpus, maxCPUs)
+	}
+	if limit < 0 || limit > 100 {
+		return fmt.Errorf("cpu limit %d%% outside 1–100", limit)
+	}
+	return nil
+}
+
+// Hello returns what the running child reported at start (priority, kernel path, pid), and
+// false when no child runs (it died and has not been restarted yet).
+func (r *Runner) Hello() (Hello, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.p == nil || r.p.exited() {
+		return Hello{}, false
+	}
+	return r.p.hello, true
+}
+
+// SetLimits changes --cpus and --cpu-limit; the running task follows at once (the duty cycle
+// within one period; a new worker count after the workers finish their blocks). 0 means all
+// CPUs and no limit respectively.
+func (r *Runner) SetLimits(cpus, cpuLimit int) error {
+	if err := checkLimits(cpus, cpuLimit); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.cpus, r.limit = cpus, cpuLimit
+	p := r.p
+	r.mu.Unlock()
+	if p != nil {
+		c, l := effective(cpus, cpuLimit)
+		_ = p.send(message{kind: kindConfig, h: header{CPUs: c, CPULimit: l}})
+	}
+	return nil
+}
+
+// effective turns the "0 means default" settings into what the child runs: all CPUs, 100 %.
+func effective(cpus, limit int) (int, int) {
+	if cpus == 0 {
+		cpus = runtime.NumCPU()
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	return cpus, limit
+}
+
+// StopTask stops the running task, if any: its Run returns the finished prefix (nothing
+// computed is lost). It does not prevent the next Run; Pause does.
+func (r *Runner) StopTask() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopLocked()
+}
+
+func (r *Runner) stopLocked() {
+	if r.stopTask != nil {
+		close(r.stopTask)
+		r.stopTask = nil
+	}
+}
+
+// Pause stops the running task (its Run returns the finished prefix) and holds back new ones:
+// a Run while paused waits for Resume or for its ctx. This is what the owner policy calls.
+func (r *Runner) Pause() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.paused {
+		r.paused = true
+		r.resumed = make(chan struct{})
+	}
+	r.stopLocked()
+}
+
+// Resume lets tasks run again after Pause.
+func (r *Runner) Resume() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.paused {
+		r.paused = false
+		close(r.resumed)
+	}
+}
+
+// Paused reports whether the runner is paused.
+func (r *Runner) Paused() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.paused
+}
+
+// Close stops the child (exit, then SIGKILL if it lingers) and waits for it. Run returns
+// ErrClosed afterwards. Close is idempotent.
+func (r *Runner) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	p := r.p
+	r.p = nil
+	r.stopLocked()
+	if r.paused {
+		r.paused = false
+		close(r.resumed)
+	}
+	r.mu.Unlock()
+	if p != nil {
+		p.shutdown()
+	}
+	return nil
+}
+
+// child returns the running child, starting one if there is none (first call, or after a crash).
+func (r *Runner) child(ctx context.Context) (*proc, error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if p := r.p; p != nil && !p.exited() {
+		r.mu.Unlock()
+		return p, nil
+	}
+	r.p = nil
+	r.mu.Unlock()
+	p, err := spawn(ctx, r.cfg, r.log)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		go p.shutdown()
+		return nil, ErrClosed
+	}
+	r.p = p
+	r.log.Info("compute child started", "pid", p.hello.PID, "priority", p.hello.Priority, "kernel", p.hello.KernelPath)
+	return p, nil
+}
+
+// Run computes t in the child and returns its result. onProgress (may be nil) is called on
+// Run's goroutine with the finished prefix in units (π samples, Mandelbrot rows) about every
+// 250 ms.
+//
+// ctx cancellation, StopTask or Pause stop the task: Run then returns the finished prefix with
+// a nil error (a stop loses nothing; compare Result.Done with t.Range or check ctx.Err()).
+// Done may also be shorter than t.Range without a stop for a Mandelbrot range of more than
+// MaxTaskPixels pixels: run the rest as another task. While paused, Run waits for Resume or ctx.
+// If the child crashes or is killed, Run returns an error and the next Run starts a new child.
+func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) (Result, error) {
+	if !r.runMu.TryLock() {
+		return Result{}, ErrBusy
+	}
+	defer r.runMu.Unlock()
+	if err := checkTask(t.Spec, t.Range); err != nil {
+		return Result{}, fmt.Errorf("task %d: %w", t.ID, err)
+	}
+	if err := r.waitResumed(ctx); err != nil {
+		return Result{}, err
+	}
+	p, err := r.child(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	r.seq++
+	wire := r.seq
+	stopCh := make(chan struct{})
+	r.mu.Lock()
+	if r.paused { // paused between waitResumed and here: start nothing
+		r.mu.Unlock()
+		return Result{ID: t.ID, Done: compute.Range{Start: t.Range.Start, End: t.Range.Start}}, nil
+	}
+	r.stopTask = stopCh
+	cpus, limit := effective(r.cpus, r.limit)
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.stopTask == stopCh {
+			r.stopTask = nil
+		}
+		r.mu.Unlock()
+	}()
+	spec, rng := t.Spec, t.Range
+	if err := p.send(message{kind: kindRun, h: header{Task: wire, Spec: &spec, Range: &rng, CPUs: cpus, CPULimit: limit}}); err != nil {
+		p.kill()
+		return Result{}, fmt.Errorf("task %d: send to compute child: %w", t.ID, err)
+	}
+	done := ctx.Done()
+	var stopTimer *time.Timer
+	var stopDeadline <-chan time.Time
+	defer func() {
+		if stopTimer != nil {
+			stopTimer.Stop()
+		}
+	}()
+	sendStop := func() {
+		done, stopCh = nil, nil
+		if stopTimer == nil {
+			_ = p.send(message{kind: kindStop, h: header{Task: wire}})
+			stopTimer = time.NewTimer(stopTimeout)
+			stopDeadline = stopTimer.C
+		}
+	}
+	for {
+		select {
+		case m := <-p.msgs:
+			if m.h.Task != wire && m.h.Task != 0 {
+				continue // a straggler of an earlier task
+			}
+			switch m.kind {
+			case kindProgress:
+				if onProgress != nil {
+					onProgress(m.h.Done)
+				}
+			case kindResult:
+				return r.result(p, t, m)
+			case kindError:
+				if m.h.Task == 0 {
+					r.log.Warn("compute child reports an error", "err", m.h.Err)
+					continue
+				}
+				return Result{}, fmt.Errorf("task %d: compute child: %s", t.ID, m.h.Err)
+			}
+		case <-p.dead:
+			return Result{}, fmt.Errorf("task %d: compute child exited: %w", t.ID, p.exitErr)
+		case <-done:
+			sendStop()
+		case <-stopCh:
+			sendStop()
+		case <-stopDeadline:
+			p.kill()
+			return Result{}, fmt.Errorf("task %d: compute child did not stop within %v; killed", t.ID, stopTimeout)
+		}
+	}
+}
+
+// result checks a result against its task: a prefix of the range with a payload that fits.
+func (r *Runner) result(p *proc, t Task, m message) (Result, error) {
+	d := *m.h.Range
+	if d.Start != t.Range.Start || d.End > t.Range.End {
+		p.kill()
+		return Result{}, fmt.Errorf("task %d: compute child returned range %s for %s", t.ID, d, t.Range)
+	}
+	if t.Spec.Kind == compute.KindPi {
+		if _, err := compute.DecodePiPayload(m.payload, d.Len()); err != nil {
+			p.kill()
+			return Result{}, fmt.Errorf("task %d: compute child: %w", t.ID, err)
+		}
+	} else if len(m.payload) == 0 {
+		p.kill()
+		return Result{}, fmt.Errorf("task %d: compute child returned no payload", t.ID)
+	}
+	return Result{ID: t.ID, Done: d, Payload: m.payload, ComputeSeconds: m.h.ComputeSeconds}, nil
+}
+
+func (r *Runner) waitResumed(ctx context.Context) error {
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return ErrClosed
+		}
+		if !r.paused {
+			r.mu.Unlock()
+			return nil
+		}
+		ch := r.resumed
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Subcommand is the hidden hydra subcommand that runs Main: the default Config.Args.
+const Subcommand = "__compute"
