@@ -3,6 +3,7 @@ package child
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -31,6 +32,17 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	case "silent": // exits without a hello
 		os.Exit(3)
+	case "parent": // a node stand-in: starts a child on a long task, prints its pid, waits
+		r, err := Start(context.Background(), Config{Exe: os.Args[0], Env: []string{childEnv + "=child"}, CPUs: 1})
+		if err != nil {
+			os.Exit(4)
+		}
+		go func() {
+			_, _ = r.Run(context.Background(), Task{ID: 1, Spec: piSpec(1<<45, 1), Range: compute.Range{Start: 0, End: 1 << 40}}, nil)
+		}()
+		h, _ := r.Hello()
+		fmt.Println(h.PID)
+		select {}
 	}
 	os.Exit(m.Run())
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"time"
 
@@ -52,10 +53,25 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compute child: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	p := &proc{cmd: cmd, log: log, stdin: stdin, msgs: make(chan message, 64), dead: make(chan struct{}), closing: make(chan struct{})}
+	// Linux's Pdeathsig fires when the thread that started the child exits, not the process. Go
+	// ends a thread when a goroutine exits while locked to it (code elsewhere in the node may do
+	// that, e.g. for network namespaces), so the child is started from a goroutine that locks its
+	// thread and keeps it until the child is gone (golang/go#27505).
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-p.dead
+		}
+	}()
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("compute child: start %s: %w", cfg.Exe, err)
 	}
-	p := &proc{cmd: cmd, log: log.With("child_pid", cmd.Process.Pid), stdin: stdin, msgs: make(chan message, 64), dead: make(chan struct{}), closing: make(chan struct{})}
+	p.log = log.With("child_pid", cmd.Process.Pid)
 	var readers sync.WaitGroup
 	readers.Go(func() { p.readLoop(bufio.NewReaderSize(stdout, 64<<10)) })
 	readers.Go(func() { p.logStderr(stderr) })
@@ -64,7 +80,7 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
 		err := cmd.Wait()
 		p.protoMu.Lock()
 		if p.protoErr != nil {
-			err = fmt.Errorf("%w (killed after: %v)", err, p.protoErr)
+			err = fmt.Errorf("%v (killed after: %w)", err, p.protoErr)
 		}
 		p.protoMu.Unlock()
 		p.exitErr = err
@@ -82,7 +98,7 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
 		p.hello = *m.h.Hello
 		return p, nil
 	case <-p.dead:
-		return nil, fmt.Errorf("compute child exited before its hello: %w", p.exitErr)
+		return nil, fmt.Errorf("compute child: no hello: %w", p.exitError())
 	case <-hctx.Done():
 		p.kill()
 		<-p.dead
@@ -137,6 +153,14 @@ func (p *proc) send(m message) error {
 	return p2p.WriteFrame(p.stdin, b)
 }
 
+// exitError says how the child ended (after dead is closed).
+func (p *proc) exitError() error {
+	if p.exitErr == nil {
+		return errors.New("compute child exited")
+	}
+	return fmt.Errorf("compute child exited: %w", p.exitErr)
+}
+
 func (p *proc) exited() bool {
 	select {
 	case <-p.dead:
@@ -155,7 +179,6 @@ func (p *proc) kill() {
 func (p *proc) shutdown() {
 	_ = p.send(message{kind: kindExit, h: header{}})
 	_ = p.stdin.Close()
-	p.closeOnce.Do(func() { close(p.closing) })
 	t := time.NewTimer(exitTimeout)
 	defer t.Stop()
 	select {

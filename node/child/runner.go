@@ -274,24 +274,31 @@ func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) 
 	if err := checkTask(t.Spec, t.Range); err != nil {
 		return Result{}, fmt.Errorf("task %d: %w", t.ID, err)
 	}
-	if err := r.waitResumed(ctx); err != nil {
-		return Result{}, err
-	}
-	p, err := r.child(ctx)
-	if err != nil {
-		return Result{}, err
+	var (
+		p      *proc
+		stopCh = make(chan struct{})
+		cpus   int
+		limit  int
+	)
+	for {
+		if err := r.waitResumed(ctx); err != nil {
+			return Result{}, err
+		}
+		var err error
+		if p, err = r.child(ctx); err != nil {
+			return Result{}, err
+		}
+		r.mu.Lock()
+		if !r.paused { // else paused while the child started: wait again
+			r.stopTask = stopCh
+			cpus, limit = effective(r.cpus, r.limit)
+			r.mu.Unlock()
+			break
+		}
+		r.mu.Unlock()
 	}
 	r.seq++
 	wire := r.seq
-	stopCh := make(chan struct{})
-	r.mu.Lock()
-	if r.paused { // paused between waitResumed and here: start nothing
-		r.mu.Unlock()
-		return Result{ID: t.ID, Done: compute.Range{Start: t.Range.Start, End: t.Range.Start}}, nil
-	}
-	r.stopTask = stopCh
-	cpus, limit := effective(r.cpus, r.limit)
-	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
 		if r.stopTask == stopCh {
@@ -320,28 +327,49 @@ func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) 
 			stopDeadline = stopTimer.C
 		}
 	}
+	// handle returns done=true with Run's outcome when m ends the task.
+	handle := func(m message) (res Result, err error, done bool) {
+		if m.h.Task != wire && m.h.Task != 0 {
+			return Result{}, nil, false // a straggler of an earlier task
+		}
+		switch m.kind {
+		case kindProgress:
+			if onProgress != nil {
+				onProgress(m.h.Done)
+			}
+		case kindResult:
+			res, err = r.result(p, t, m)
+			return res, err, true
+		case kindError:
+			if m.h.Task == 0 {
+				r.log.Warn("compute child reports an error", "err", m.h.Err)
+				return Result{}, nil, false
+			}
+			return Result{}, fmt.Errorf("task %d: compute child: %s", t.ID, m.h.Err), true
+		}
+		return Result{}, nil, false
+	}
 	for {
 		select {
 		case m := <-p.msgs:
-			if m.h.Task != wire && m.h.Task != 0 {
-				continue // a straggler of an earlier task
-			}
-			switch m.kind {
-			case kindProgress:
-				if onProgress != nil {
-					onProgress(m.h.Done)
-				}
-			case kindResult:
-				return r.result(p, t, m)
-			case kindError:
-				if m.h.Task == 0 {
-					r.log.Warn("compute child reports an error", "err", m.h.Err)
-					continue
-				}
-				return Result{}, fmt.Errorf("task %d: compute child: %s", t.ID, m.h.Err)
+			if res, err, ok := handle(m); ok {
+				return res, err
 			}
 		case <-p.dead:
-			return Result{}, fmt.Errorf("task %d: compute child exited: %w", t.ID, p.exitErr)
+			// Everything the child wrote is in msgs by now (dead closes after the reader ends):
+			// a child that sent its result and exited (Close) still delivers it.
+			for {
+				select {
+				case m := <-p.msgs:
+					if res, err, ok := handle(m); ok {
+						return res, err
+					}
+					continue
+				default:
+				}
+				break
+			}
+			return Result{}, fmt.Errorf("task %d: %w", t.ID, p.exitError())
 		case <-done:
 			sendStop()
 		case <-stopCh:
