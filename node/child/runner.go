@@ -328,9 +328,9 @@ func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) 
 		}
 	}
 	// handle returns done=true with Run's outcome when m ends the task.
-	handle := func(m message) (res Result, err error, done bool) {
+	handle := func(m message) (res Result, done bool, err error) {
 		if m.h.Task != wire && m.h.Task != 0 {
-			return Result{}, nil, false // a straggler of an earlier task
+			return Result{}, false, nil // a straggler of an earlier task
 		}
 		switch m.kind {
 		case kindProgress:
@@ -339,20 +339,20 @@ func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) 
 			}
 		case kindResult:
 			res, err = r.result(p, t, m)
-			return res, err, true
+			return res, true, err
 		case kindError:
 			if m.h.Task == 0 {
 				r.log.Warn("compute child reports an error", "err", m.h.Err)
-				return Result{}, nil, false
+				return Result{}, false, nil
 			}
-			return Result{}, fmt.Errorf("task %d: compute child: %s", t.ID, m.h.Err), true
+			return Result{}, true, fmt.Errorf("task %d: compute child: %s", t.ID, m.h.Err)
 		}
-		return Result{}, nil, false
+		return Result{}, false, nil
 	}
 	for {
 		select {
 		case m := <-p.msgs:
-			if res, err, ok := handle(m); ok {
+			if res, ok, err := handle(m); ok {
 				return res, err
 			}
 		case <-p.dead:
@@ -361,7 +361,7 @@ func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) 
 			for {
 				select {
 				case m := <-p.msgs:
-					if res, err, ok := handle(m); ok {
+					if res, ok, err := handle(m); ok {
 						return res, err
 					}
 					continue
