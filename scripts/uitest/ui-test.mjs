@@ -1,0 +1,227 @@
+// Browser test of the Hydra web UI, run by scripts/ui-test against a real 3-node cluster.
+// Environment: NODES (JSON [{http, pid, log}]), TOKEN, ARTIFACTS (dir), CHROMIUM, PROFILE.
+// Exits non-zero on the first failed check; prints figures and writes ARTIFACTS/figures.json.
+if (!Promise.withResolvers) { // playwright-core may expect Node 22
+  Promise.withResolvers = function () { let resolve, reject; const promise = new Promise((a, b) => { resolve = a; reject = b; }); return { promise, resolve, reject }; };
+}
+const { chromium } = await import('playwright-core');
+import { writeFileSync } from 'node:fs';
+
+const nodes = JSON.parse(process.env.NODES);
+const token = process.env.TOKEN;
+const art = process.env.ARTIFACTS;
+const figures = {};
+const failures = [];
+const log = (...a) => console.log('ui-test:', ...a);
+function check(ok, what) { if (!ok) { failures.push(what); throw new Error('check failed: ' + what); } log('ok -', what); }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function status(http) { const r = await fetch(http + '/api/v1/status'); return r.json(); }
+
+// Pick a follower to open, and know every node's peer ID.
+const ids = {};
+for (const n of nodes) { n.id = (await status(n.http)).self.id; ids[n.id] = n; }
+const st0 = await status(nodes[0].http);
+const leader0 = st0.leader;
+const follower = nodes.find((n) => n.id !== leader0);
+const origin = new URL(follower.http).origin;
+log('leader', leader0.slice(-8), '- opening follower', follower.id.slice(-8), follower.http);
+
+const context = await chromium.launchPersistentContext(process.env.PROFILE, {
+  executablePath: process.env.CHROMIUM, headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run',
+    '--disable-component-update', '--disable-sync'],
+  viewport: { width: 1280, height: 900 },
+});
+const consoleErrors = [], requests = [];
+function watch(page, label) {
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    // The test provokes a 400 (a bad field) and a 401 (no token) on purpose: Chromium logs those.
+    const loc = m.location() || {};
+    if (/status of 40[01]/.test(m.text()) && /\/api\/v1\/jobs$/.test(loc.url || '')) return;
+    consoleErrors.push(label + ': ' + m.text() + ' ' + (loc.url || ''));
+  });
+  page.on('pageerror', (e) => consoleErrors.push(label + ': ' + e.message));
+  page.on('request', (r) => requests.push(r.url()));
+}
+let exitCode = 0;
+try {
+  const page = context.pages()[0] || await context.newPage();
+  watch(page, 'main');
+  // Count every byte the page receives (documents, fetches and the event stream) through CDP.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  let received = 0;
+  cdp.on('Network.dataReceived', (e) => { received += e.encodedDataLength || e.dataLength || 0; });
+  cdp.on('Network.responseReceived', () => {});
+
+  // 1. Open the follower's UI with the token: it is kept for the session and stripped from the URL.
+  await page.goto(follower.http + '/?token=' + token, { waitUntil: 'load' });
+  await page.waitForFunction(() => !location.search.includes('token'));
+  check(await page.evaluate(() => sessionStorage.getItem('hydra-token')) === token, 'token stored in sessionStorage and stripped from the URL');
+  await page.evaluate(() => { window.__noReload = true; });
+  await page.waitForSelector('#nodes tbody tr[data-role=leader]');
+  await page.waitForFunction(() => document.querySelectorAll('#nodes tbody tr').length === 3);
+  const weight = await page.evaluate(() => {
+    const nav = performance.getEntriesByType('navigation')[0];
+    let b = nav ? nav.decodedBodySize : 0; const files = [[location.pathname, b]];
+    for (const e of performance.getEntriesByType('resource')) if (!e.name.includes('/api/')) { b += e.decodedBodySize; files.push([new URL(e.name).pathname, e.decodedBodySize]); }
+    return { bytes: b, files };
+  });
+  figures.page_weight_bytes = weight.bytes;
+  figures.page_files = weight.files;
+  log('page weight', weight.bytes, 'bytes uncompressed', JSON.stringify(weight.files));
+  check(weight.bytes <= 300 * 1024, 'page weight ≤ 300 KB');
+
+  // 2. The coordinator is marked.
+  const marked = await page.$eval('#nodes tbody tr[data-role=leader]', (tr) => [tr.dataset.nodeId, tr.cells[3].textContent]);
+  check(marked[0] === leader0 && marked[1] === 'leader (coordinator)', 'the coordinator is marked "leader (coordinator)"');
+  await page.screenshot({ path: art + '/1-cluster.png', fullPage: true });
+
+  // 3. A form error shows the API's 400 message next to the field.
+  await page.fill('#f-width', '0');
+  await page.click('#submit-btn');
+  await page.waitForFunction(() => document.getElementById('e-width').textContent.startsWith('width:'));
+  log('form error:', await page.textContent('#e-width'));
+  check(true, 'the API\'s 400 message is shown next to its field');
+
+  // 4. Submit a Mandelbrot job through the form and watch it paint.
+  const W = 1200, H = 900;
+  await page.fill('#f-name', 'ui-test');
+  await page.fill('#f-width', String(W));
+  await page.fill('#f-height', String(H));
+  await page.fill('#f-max_iter', '3000');
+  const r0 = received, t0 = Date.now();
+  await page.click('#submit-btn');
+  await page.waitForFunction(() => /Submitted job/.test(document.getElementById('submit-msg').textContent));
+  const jobId = (await page.textContent('#submit-msg')).match(/job (\S+)\./)[1];
+  log('submitted', jobId);
+  let midShot = false;
+  for (;;) {
+    const p = await page.$eval(`#jobs tr[data-job-id="${jobId}"] .pct`, (e) => e.textContent).catch(() => '');
+    if (!midShot && parseFloat(p) >= 30) { midShot = true; await page.screenshot({ path: art + '/2-painting.png', fullPage: true }); }
+    if (p === '100.0 %') break;
+    if (Date.now() - t0 > 120000) check(false, 'job reaches 100 % within 2 minutes');
+    await sleep(100);
+  }
+  const runMs = Date.now() - t0;
+  check(true, `progress reached 100 % (${(runMs / 1000).toFixed(1)} s)`);
+  // Wait until every row is painted, then compare pixels with the node's own result.png.
+  await page.waitForFunction(([W, H]) => {
+    const c = document.getElementById('mandel'); if (c.width !== W || c.height !== H) return false;
+    const d = c.getContext('2d').getImageData(0, 0, W, H).data;
+    for (let y = 0; y < H; y += 7) if (d[(y * W + (y % W)) * 4 + 3] === 0) return false;
+    return true;
+  }, [W, H], { timeout: 30000 });
+  const bytesDuring = received - r0;
+  figures.bytes_per_second_while_job_runs = Math.round(bytesDuring / (runMs / 1000));
+  figures.job_seconds = runMs / 1000;
+  await sleep(1500); // let the final palette settle (it is re-equalised once the job is complete)
+  const px = await page.evaluate(async ([W, H, id]) => {
+    const c = document.getElementById('mandel');
+    const a = c.getContext('2d').getImageData(0, 0, W, H).data;
+    let opaque = 0; const colours = new Set();
+    for (let i = 0; i < a.length; i += 4) { if (a[i + 3] === 255) opaque++; if (i % 397 === 0) colours.add((a[i] << 16) | (a[i + 1] << 8) | a[i + 2]); }
+    const img = new Image(); img.src = '/api/v1/jobs/' + id + '/result.png'; await img.decode();
+    const o = new OffscreenCanvas(W, H).getContext('2d'); o.drawImage(img, 0, 0);
+    const b = o.getImageData(0, 0, W, H).data;
+    let diff = 0; for (let i = 0; i < a.length; i++) if (Math.abs(a[i] - b[i]) > 2) { diff++; }
+    return { opaque, colours: colours.size, diff };
+  }, [W, H, jobId]);
+  log('canvas:', JSON.stringify(px));
+  check(px.opaque === W * H, `every pixel of the ${W}×${H} canvas is painted`);
+  check(px.colours > 20, 'the canvas shows a picture (many colours), not a flat fill');
+  check(px.diff < W * H * 4 * 0.001, 'the canvas matches result.png (same palette) to within 0.1 %');
+  await page.screenshot({ path: art + '/3-done.png', fullPage: true });
+  // Node colouring toggles.
+  await page.check('#by-node');
+  const byNode = await page.evaluate(([W, H]) => {
+    const a = document.getElementById('mandel').getContext('2d').getImageData(0, 0, W, H).data;
+    return [a[0], a[1], a[2]];
+  }, [W, H]);
+  log('node-coloured pixel', byNode);
+  await page.screenshot({ path: art + '/4-by-node.png', fullPage: true });
+  await page.uncheck('#by-node');
+  const paints = await page.evaluate(() => window.hydra.stats.paints);
+  const lat = paints.map((p) => p.commitToPaint).sort((a, b) => a - b);
+  const q = (f) => lat.length ? lat[Math.min(lat.length - 1, Math.floor(f * lat.length))] : NaN;
+  figures.commit_to_paint_ms = { n: lat.length, median: q(0.5), p95: q(0.95), max: lat[lat.length - 1] };
+  log('commit → stripe painted (ms):', JSON.stringify(figures.commit_to_paint_ms));
+  check(lat.length > 0, 'stripes were painted live as chunks were committed');
+
+  // 5. SIGKILL the coordinator: the new one is marked without a reload.
+  const leaderNode = ids[leader0];
+  const tk = Date.now();
+  process.kill(leaderNode.pid, 'SIGKILL');
+  log('killed the coordinator', leader0.slice(-8), 'pid', leaderNode.pid);
+  await page.waitForFunction((old) => { const tr = document.querySelector('#nodes tbody tr[data-role=leader]'); return tr && tr.dataset.nodeId !== old; }, leader0, { timeout: 30000 });
+  figures.new_leader_shown_after_ms = Date.now() - tk;
+  const newLeader = await page.$eval('#nodes tbody tr[data-role=leader]', (tr) => tr.dataset.nodeId);
+  const stNow = await status(follower.http);
+  check(newLeader === stNow.leader && newLeader !== leader0, `the new coordinator is marked (${figures.new_leader_shown_after_ms} ms after the kill)`);
+  check(await page.evaluate(() => window.__noReload === true), 'without a reload');
+  await page.waitForFunction((old) => { const tr = document.querySelector(`#nodes tbody tr[data-node-id="${old}"]`); return tr && /offline/.test(tr.cells[4].textContent); }, leader0, { timeout: 30000 }).catch(() => log('note: the killed node is not shown offline yet'));
+  await page.screenshot({ path: art + '/5-new-leader.png', fullPage: true });
+
+  // 6. Without the token an action is refused, and the page says so.
+  const anon = await context.newPage();
+  watch(anon, 'anon');
+  await anon.goto(follower.http + '/', { waitUntil: 'load' });
+  check(/Read-only/.test(await anon.textContent('#access')) && /DATA\/api-token/.test(await anon.textContent('#access')), 'without a token the page says it is read-only and how to get one');
+  const before = (await (await fetch(follower.http + '/api/v1/jobs')).json()).length;
+  await anon.click('#submit-btn');
+  await anon.waitForFunction(() => /Refused/.test(document.getElementById('submit-msg').textContent));
+  const said = await anon.textContent('#submit-msg');
+  const after = (await (await fetch(follower.http + '/api/v1/jobs')).json()).length;
+  check(after === before && /token/.test(said), 'an action without the token is refused and said so: ' + said.slice(0, 80));
+  await anon.screenshot({ path: art + '/6-read-only.png', fullPage: true });
+  // A phone-sized screen.
+  await anon.setViewportSize({ width: 390, height: 844 });
+  await anon.screenshot({ path: art + '/7-phone.png', fullPage: true });
+  const overflow = await anon.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, 'no horizontal page overflow on a 390 px wide screen (tables scroll inside their box)');
+
+  // 7. Optional figures on a big π job: bytes per second to the open page, chunks per second,
+  // main-thread long tasks, and the estimate drawn.
+  if (process.env.PI_SAMPLES) {
+    await page.evaluate(() => {
+      window.__long = []; new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__long.push(e.duration); }).observe({ type: 'longtask', buffered: false });
+    });
+    const r = await fetch(follower.http + '/api/v1/jobs', { method: 'POST', headers: { Authorization: 'Bearer ' + token }, body: JSON.stringify({ kind: 'pi', name: 'ui-figures', samples: Number(process.env.PI_SAMPLES), seed: '7' }) });
+    const pj = await r.json();
+    check(r.status === 201, 'π job submitted for figures: ' + pj.id);
+    await page.click(`#jobs tr[data-job-id="${pj.id}"] button.link`);
+    const watch = Number(process.env.PI_WATCH || 30) * 1000, t1 = Date.now(), b1 = received;
+    let v;
+    while (Date.now() - t1 < watch) {
+      await sleep(1000);
+      v = await (await fetch(follower.http + '/api/v1/jobs/' + pj.id)).json();
+      if (v.state === 'done') break;
+    }
+    const secs = (Date.now() - t1) / 1000, chunks = v.nodes.reduce((a, n) => a + n.chunks, 0);
+    const long = await page.evaluate(() => window.__long);
+    figures.pi_job = { samples: v.total_units, done_units: v.done_units, state: v.state, chunks, seconds: secs,
+      chunks_per_second: +(chunks / secs).toFixed(1), bytes_per_second: Math.round((received - b1) / secs),
+      long_tasks: long.length, longest_task_ms: Math.round(Math.max(0, ...long)),
+      timeline: await page.textContent('#timeline-text') };
+    log('π job figures:', JSON.stringify(figures.pi_job));
+    await page.screenshot({ path: art + '/8-pi.png', fullPage: true });
+    await page.evaluate((id) => fetch('/api/v1/jobs/' + id + '/cancel', { method: 'POST', headers: { Authorization: 'Bearer ' + sessionStorage.getItem('hydra-token') }, body: '{}' }), pj.id);
+  }
+
+  // 8. No console errors, and no request left the node.
+  const foreign = requests.filter((u) => !u.startsWith(origin + '/') && !u.startsWith('data:'));
+  check(foreign.length === 0, `all ${requests.length} requests went to the node (${origin})` + (foreign.length ? ': ' + foreign.slice(0, 5).join(' ') : ''));
+  check(consoleErrors.length === 0, 'no console errors' + (consoleErrors.length ? ': ' + consoleErrors.slice(0, 5).join(' | ') : ''));
+} catch (e) {
+  exitCode = 1;
+  console.error('ui-test: FAILED:', e.message);
+  for (const p of context.pages()) await p.screenshot({ path: art + '/failure-' + Math.random().toString(36).slice(2, 6) + '.png', fullPage: true }).catch(() => {});
+  if (consoleErrors.length) console.error('console errors:', consoleErrors);
+} finally {
+  await context.close().catch(() => {});
+}
+figures.failures = failures;
+writeFileSync(art + '/figures.json', JSON.stringify(figures, null, 2));
+log('figures:', JSON.stringify({ ...figures, page_files: undefined }));
+process.exit(exitCode);

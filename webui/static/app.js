@@ -1,0 +1,356 @@
+// Hydra web UI: cluster, jobs, live job views. Everything comes from the node that served
+// this page: GET /api/v1/events (server-sent events, at most ~10 frames a second) keeps the
+// state; job details and images are fetched from the same origin.
+import { JobView, nodeColour } from './job.js';
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; };
+const setText = (e, t) => { t = String(t); if (e.textContent !== t) e.textContent = t; };
+
+// Stats for tests and curious people: window.hydra.
+const stats = { events: 0, frames: 0, bytes: 0, connects: 0, paints: [], renderMs: [] };
+
+const S = {
+  status: null, activity: null,
+  jobs: new Map(),          // id → job view
+  order: [],                // ids, newest first
+  rates: new Map(),         // id → [{t, done}] recent progress samples
+  selected: null, view: null,
+  token: null,
+  showAll: false,
+};
+
+// ---- access token ----------------------------------------------------------------------
+function initToken() {
+  const u = new URL(location.href);
+  const t = u.searchParams.get('token');
+  if (t) {
+    sessionStorage.setItem('hydra-token', t.trim());
+    u.searchParams.delete('token');
+    history.replaceState(null, '', u.pathname + (u.search ? u.search : '') + u.hash);
+  }
+  S.token = sessionStorage.getItem('hydra-token') || null;
+  renderAccess();
+}
+
+function renderAccess(refused) {
+  const a = $('access');
+  a.replaceChildren();
+  if (S.token && !refused) {
+    a.className = 'access ok';
+    a.append('Actions enabled: this tab holds the cluster\'s API token. ');
+    const b = el('button', null, 'Forget token');
+    b.onclick = () => { sessionStorage.removeItem('hydra-token'); S.token = null; renderAccess(); };
+    a.append(b);
+    return;
+  }
+  a.className = 'access';
+  if (refused) a.append(el('strong', null, refused + ' '));
+  a.append('Read-only: submitting and cancelling jobs need the cluster\'s API token. Open the URL that ');
+  a.append(el('code', null, 'hydra node'));
+  a.append(' printed at start (it ends in ');
+  a.append(el('code', null, '/?token=…'));
+  a.append('), or read ');
+  a.append(el('code', null, 'DATA/api-token'));
+  a.append(' on any node and open ');
+  a.append(el('code', null, location.origin + '/?token=<token>'));
+  a.append('.');
+}
+
+// api calls the node's API; writes carry the token. It resolves to {ok, status, body}.
+async function api(method, path, body) {
+  const h = {};
+  if (body !== undefined) h['Content-Type'] = 'application/json';
+  if (method !== 'GET' && S.token) h['Authorization'] = 'Bearer ' + S.token;
+  let r;
+  try {
+    r = await fetch(path, { method, headers: h, body });
+  } catch (e) {
+    return { ok: false, status: 0, body: { error: 'cannot reach this node: ' + e.message } };
+  }
+  const text = await r.text();
+  stats.bytes += text.length;
+  let j = null;
+  try { j = text ? JSON.parse(text) : null; } catch { j = { error: text.slice(0, 300) }; }
+  if (r.status === 401) renderAccess('Refused: the node answered 401 (' + ((j && j.error) || 'missing or wrong API token') + ').');
+  return { ok: r.ok, status: r.status, body: j };
+}
+
+// ---- event stream ------------------------------------------------------------------------
+let es = null;
+function connect() {
+  es = new EventSource('/api/v1/events');
+  stats.connects++;
+  const on = (name, fn) => es.addEventListener(name, (ev) => {
+    stats.events++; stats.bytes += ev.data.length + name.length + 16;
+    let d; try { d = JSON.parse(ev.data); } catch { return; }
+    fn(d);
+    schedule();
+  });
+  es.onopen = () => { setConn(true); };
+  es.onerror = () => {
+    setConn(false);
+    if (es.readyState === EventSource.CLOSED) { // an HTTP error: EventSource gives up, we do not
+      setTimeout(() => { if (es.readyState === EventSource.CLOSED) connect(); }, 2000);
+    }
+  };
+  on('status', (d) => { S.status = d; });
+  on('activity', (d) => { S.activity = d; if (S.view) S.view.onActivity(d); });
+  on('jobs', (list) => {
+    const seen = new Set();
+    S.order = list.map((j) => { seen.add(j.id); S.jobs.set(j.id, j); sample(j); return j.id; });
+    for (const id of [...S.jobs.keys()]) if (!seen.has(id)) { S.jobs.delete(id); S.rates.delete(id); }
+    if (S.selected && !seen.has(S.selected)) select(null);
+    if (S.view) S.view.onJob(S.jobs.get(S.selected));
+  });
+  on('job', (j) => {
+    if (!S.jobs.has(j.id)) S.order.unshift(j.id);
+    S.jobs.set(j.id, j); sample(j);
+    if (S.view && S.selected === j.id) S.view.onJob(j);
+  });
+  on('progress', (p) => {
+    const j = S.jobs.get(p.id); if (!j) return;
+    Object.assign(j, p); sample(j);
+    if (S.view && S.selected === p.id) S.view.onJob(j);
+  });
+  on('chunks', (c) => { if (S.view && S.selected === c.job) S.view.onChunks(c); });
+}
+
+function setConn(ok) {
+  const c = $('conn');
+  c.className = 'conn ' + (ok ? 'ok' : 'bad');
+  setText(c, ok ? 'live' : 'reconnecting…');
+}
+
+// ---- rendering (batched into one animation frame) ------------------------------------------
+let pending = false;
+function schedule() {
+  if (pending) return;
+  pending = true;
+  requestAnimationFrame(() => {
+    pending = false; stats.frames++;
+    const t = performance.now();
+    renderCluster(); renderJobs(); if (S.view) S.view.render();
+    stats.renderMs.push(performance.now() - t); if (stats.renderMs.length > 1000) stats.renderMs.shift();
+  });
+}
+
+const fmt = {
+  si(v, unit) {
+    if (!isFinite(v)) return '—';
+    const a = Math.abs(v);
+    const [d, s] = a >= 1e12 ? [1e12, 'T'] : a >= 1e9 ? [1e9, 'G'] : a >= 1e6 ? [1e6, 'M'] : a >= 1e3 ? [1e3, 'k'] : [1, ''];
+    return (v / d).toFixed(v / d >= 100 || d === 1 ? 0 : 1) + ' ' + s + unit;
+  },
+  dur(s) {
+    if (!isFinite(s) || s < 0) return '—';
+    if (s < 60) return s.toFixed(s < 10 ? 1 : 0) + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' m ' + String(Math.floor(s % 60)).padStart(2, '0') + ' s';
+    return Math.floor(s / 3600) + ' h ' + String(Math.floor((s % 3600) / 60)).padStart(2, '0') + ' m';
+  },
+};
+const unitShort = { pi: 'samples', mandelbrot: 'rows' };
+const roleLabel = { leader: 'leader (coordinator)', voter: 'voter', nonvoter: 'non-voter', none: 'not a member' };
+
+const rowsByNode = new Map();
+function renderCluster() {
+  const st = S.status; if (!st) return;
+  setText($('cluster-name'), st.cluster ? '· ' + st.cluster : '');
+  const self = st.nodes.find((n) => n.id === st.self.id);
+  setText($('self'), 'this page is served by ' + (st.self.name || st.self.id.slice(-8)) + (self && self.role === 'leader' ? ' (the coordinator)' : ''));
+  setText($('cluster-count'), '· ' + st.nodes.filter((n) => n.online).length + ' of ' + st.nodes.length + ' online');
+  const act = S.activity || {};
+  const leases = new Map();
+  for (const l of act.leases || []) { if (!leases.has(l.node)) leases.set(l.node, []); leases.get(l.node).push(l); }
+  const contrib = new Map();
+  for (const j of S.jobs.values()) for (const c of j.nodes || []) {
+    const o = contrib.get(c.node) || { chunks: 0, secs: 0 }; o.chunks += c.chunks; o.secs += c.compute_seconds; contrib.set(c.node, o);
+  }
+  const nodes = [...st.nodes].sort((a, b) => (b.id === st.leader) - (a.id === st.leader) || (b.online - a.online) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+  const tb = $('nodes').tBodies[0];
+  const seen = new Set();
+  nodes.forEach((n, i) => {
+    seen.add(n.id);
+    let r = rowsByNode.get(n.id);
+    if (!r) {
+      const tr = el('tr'); tr.dataset.nodeId = n.id;
+      const cells = []; for (let k = 0; k < 8; k++) { const td = el('td'); if (k === 2 || k >= 6) td.className = 'r'; tr.append(td); cells.push(td); }
+      const name = el('span'), badge = el('span', 'self', 'this node'); cells[0].append(el('span', 'sw'), name, badge);
+      cells[0].firstChild.style.background = nodeColour(n.id);
+      r = { tr, cells, name, badge, st: el('span', 'st') }; cells[4].append(r.st);
+      rowsByNode.set(n.id, r);
+    }
+    const leader = n.id === st.leader;
+    const role = leader ? 'leader' : n.role;
+    r.tr.className = leader ? 'leader' : '';
+    r.tr.dataset.role = role;
+    setText(r.name, n.name || n.id.slice(-8)); r.name.title = n.id;
+    r.badge.hidden = n.id !== st.self.id;
+    setText(r.cells[1], (n.os || '?') + '/' + (n.arch || '?'));
+    setText(r.cells[2], n.cores || '—');
+    setText(r.cells[3], roleLabel[role] || role); r.cells[3].className = leader ? 'role-leader' : '';
+    const state = n.online ? (n.state || 'idle') : 'offline';
+    setText(r.st, state); r.st.className = 'st st-' + state;
+    const ls = leases.get(n.id) || [];
+    setText(r.cells[5], ls.length ? ls.map((l) => jobName(l.job) + ' [' + l.start + ', ' + l.end + ')' + (l.backup ? ' backup' : '')).join('; ') : '—');
+    const na = (act.nodes || {})[n.id];
+    const rates = na && na.rates ? Object.entries(na.rates).filter(([, v]) => v > 0).map(([k, v]) => fmt.si(v, (unitShort[k] || k) + '/s')) : [];
+    setText(r.cells[6], rates.join(' · ') || '—');
+    const c = contrib.get(n.id);
+    setText(r.cells[7], c ? c.chunks + ' chunks · ' + fmt.dur(c.secs) : '—');
+    if (tb.children[i] !== r.tr) tb.insertBefore(r.tr, tb.children[i] || null);
+  });
+  for (const [id, r] of rowsByNode) if (!seen.has(id)) { r.tr.remove(); rowsByNode.delete(id); }
+}
+
+function jobName(id) { const j = S.jobs.get(id); return j && j.name ? j.name : id.slice(0, 8); }
+
+// sample keeps recent (time, done) points of a job for its rate and ETA.
+function sample(j) {
+  const now = performance.now() / 1000;
+  let a = S.rates.get(j.id); if (!a) { a = []; S.rates.set(j.id, a); }
+  if (!a.length || a[a.length - 1].done !== j.done_units) a.push({ t: now, done: j.done_units });
+  while (a.length > 2 && now - a[0].t > 15) a.shift();
+}
+function rateOf(j) {
+  const a = S.rates.get(j.id) || [];
+  if (j.state !== 'running' || a.length < 2) return NaN;
+  const f = a[0], l = a[a.length - 1], now = performance.now() / 1000;
+  return (l.done - f.done) / Math.max(l.t - f.t, now - l.t > 5 ? now - f.t : 0.001); // a stall lowers it
+}
+
+const MAX_JOB_ROWS = 50;
+const rowsByJob = new Map();
+function renderJobs() {
+  const tb = $('jobs').tBodies[0];
+  const ids = S.showAll ? S.order : S.order.slice(0, MAX_JOB_ROWS);
+  const seen = new Set();
+  ids.forEach((id, i) => {
+    const j = S.jobs.get(id); if (!j) return;
+    seen.add(id);
+    let r = rowsByJob.get(id);
+    if (!r) r = makeJobRow(j);
+    const k = j.kind === 'pi' ? 'π' : 'Mandelbrot';
+    setText(r.name, (j.name || id) + ' ');
+    setText(r.sub, k + ' · ' + (j.kind === 'pi' ? fmt.si(j.total_units, 'samples') : j.width + '×' + j.height + ', ' + j.max_iter + ' it'));
+    r.tr.dataset.state = j.state;
+    setText(r.state, j.state);
+    r.fill.style.transform = 'scaleX(' + (j.progress || 0) + ')';
+    r.barWrap.setAttribute('aria-valuenow', Math.round((j.progress || 0) * 100));
+    setText(r.pct, (Math.floor((j.progress || 0) * 1000) / 10).toFixed(1) + ' %');
+    const rate = rateOf(j);
+    setText(r.rate, fmt.si(rate, unitShort[j.kind] + '/s'));
+    const left = j.total_units - j.done_units;
+    setText(r.eta, j.state === 'done' ? 'done' : rate > 0 ? fmt.dur(left / rate) : '—');
+    r.cancel.hidden = j.state === 'done' || j.state === 'cancelled';
+    r.png.hidden = r.raw.hidden = j.kind !== 'mandelbrot';
+    r.tr.classList.toggle('sel', S.selected === id);
+    if (tb.children[i] !== r.tr) tb.insertBefore(r.tr, tb.children[i] || null);
+  });
+  for (const [id, r] of rowsByJob) if (!seen.has(id)) { r.tr.remove(); rowsByJob.delete(id); }
+  const more = $('jobs-more');
+  more.replaceChildren();
+  if (!S.showAll && S.order.length > MAX_JOB_ROWS) {
+    const b = el('button', null, 'Show all ' + S.order.length + ' jobs'); b.onclick = () => { S.showAll = true; schedule(); }; more.append(b);
+  }
+}
+
+function makeJobRow(j) {
+  const id = j.id;
+  const tr = el('tr'); tr.dataset.jobId = id;
+  const c = []; for (let k = 0; k < 6; k++) { const td = el('td'); if (k === 3 || k === 4) td.className = 'r'; tr.append(td); c.push(td); }
+  const name = el('button', 'link'); name.title = 'Show job ' + id; name.onclick = () => select(id);
+  const sub = el('div', 'muted'); c[0].append(name, sub);
+  const state = el('span'); c[1].append(state);
+  const barWrap = el('span', 'bar'); barWrap.setAttribute('role', 'progressbar'); barWrap.setAttribute('aria-valuemin', '0'); barWrap.setAttribute('aria-valuemax', '100'); barWrap.setAttribute('aria-label', 'progress of ' + id);
+  const fill = el('i'); barWrap.append(fill);
+  const pct = el('span', 'pct'); c[2].append(barWrap, pct);
+  const rate = c[3], eta = c[4];
+  const cancel = el('button', null, 'Cancel'); cancel.onclick = () => cancelJob(id, cancel);
+  const base = '/api/v1/jobs/' + encodeURIComponent(id);
+  const png = el('a', 'btn', 'PNG'); png.href = base + '/result.png'; png.download = 'hydra-' + id + '.png';
+  const raw = el('a', 'btn', 'raw'); raw.href = base + '/result.raw'; raw.download = 'hydra-' + id + '.raw'; raw.title = 'W×H little-endian uint32 iteration counts';
+  const json = el('a', 'btn', 'JSON'); json.href = base + '/result'; json.download = 'hydra-' + id + '.json';
+  c[5].append(cancel, ' ', png, ' ', raw, ' ', json);
+  const r = { tr, name, sub, state, fill, barWrap, pct, rate, eta, cancel, png, raw };
+  rowsByJob.set(id, r);
+  return r;
+}
+
+async function cancelJob(id, btn) {
+  btn.disabled = true;
+  const r = await api('POST', '/api/v1/jobs/' + encodeURIComponent(id) + '/cancel', '{}');
+  btn.disabled = false;
+  const msg = $('submit-msg');
+  if (!r.ok) { msg.className = 'msg bad'; setText(msg, 'Cancel refused: ' + ((r.body && r.body.error) || r.status)); }
+  else { msg.className = 'msg ok'; setText(msg, 'Cancelled ' + id + '.'); S.jobs.set(id, r.body); schedule(); }
+}
+
+// ---- job details -------------------------------------------------------------------------
+function select(id) {
+  if (S.view) { S.view.destroy(); S.view = null; }
+  S.selected = id;
+  $('job-sec').hidden = !id;
+  if (id && S.jobs.get(id)) {
+    S.view = new JobView(S.jobs.get(id), { status: () => S.status, stats, activity: () => S.activity });
+    if (S.activity) S.view.onActivity(S.activity);
+    history.replaceState(null, '', '#job=' + encodeURIComponent(id));
+  } else if (!id) history.replaceState(null, '', location.pathname);
+  schedule();
+}
+
+// ---- submit form ---------------------------------------------------------------------------
+const FIELDS = { pi: ['samples', 'seed'], mandelbrot: ['width', 'height', 'center_x', 'center_y', 'span', 'max_iter'] };
+const NUMERIC = /^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+function initForm() {
+  const f = $('submit');
+  const kind = () => f.querySelector('input[name=kind]:checked').value;
+  const sync = () => { f.className = 'kind-' + kind(); };
+  f.addEventListener('change', sync); sync();
+  f.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const k = kind();
+    // The body is built by hand so numbers go to the API exactly as typed: the API validates.
+    const parts = ['"kind":' + JSON.stringify(k)];
+    for (const name of ['name', 'priority', ...FIELDS[k]]) {
+      const v = f.elements[name].value.trim();
+      if (v === '') continue;
+      if (name === 'name' || name === 'seed') parts.push(JSON.stringify(name) + ':' + JSON.stringify(v));
+      else parts.push(JSON.stringify(name) + ':' + (NUMERIC.test(v) ? v : JSON.stringify(v)));
+    }
+    for (const e of f.querySelectorAll('.err')) e.textContent = '';
+    for (const e of f.querySelectorAll('[aria-invalid]')) e.removeAttribute('aria-invalid');
+    const msg = $('submit-msg'); msg.className = 'msg'; setText(msg, 'Submitting…');
+    const btn = $('submit-btn'); btn.disabled = true;
+    const r = await api('POST', '/api/v1/jobs', '{' + parts.join(',') + '}');
+    btn.disabled = false;
+    if (r.ok) {
+      msg.className = 'msg ok'; setText(msg, 'Submitted job ' + r.body.id + '.');
+      if (!S.jobs.has(r.body.id)) { S.jobs.set(r.body.id, r.body); S.order.unshift(r.body.id); }
+      select(r.body.id);
+      return;
+    }
+    const err = (r.body && r.body.error) || ('HTTP ' + r.status);
+    msg.className = 'msg bad';
+    const field = r.status === 400 && /^([a-z_]+):/.exec(err);
+    const slot = field && $('e-' + field[1]);
+    if (slot) {
+      slot.textContent = err; f.elements[field[1]].setAttribute('aria-invalid', 'true');
+      f.elements[field[1]].setAttribute('aria-describedby', slot.id);
+      setText(msg, 'The node refused the job (see ' + field[1] + ').');
+    } else setText(msg, (r.status === 401 ? 'Refused: ' : 'Error: ') + err);
+  });
+}
+
+// ---- start -------------------------------------------------------------------------------
+window.hydra = { stats, state: S };
+initToken();
+initForm();
+connect();
+const m = /#job=([^&]+)/.exec(location.hash);
+if (m) {
+  const want = decodeURIComponent(m[1]);
+  const wait = setInterval(() => { if (S.jobs.has(want)) { clearInterval(wait); select(want); } }, 200);
+  setTimeout(() => clearInterval(wait), 10000);
+}
+setInterval(schedule, 1000); // ETAs and in-flight bars move with time
