@@ -496,3 +496,31 @@ func sortedLeases(m map[uint64]*lease) []*lease {
 	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
 	return out
 }
+
+// Adopt makes a chunk that node is already computing, under a lease of a
+// previous coordinator, a lease of this scheduler: a new leader learns of
+// the chunks in flight from its workers instead of handing their ranges out
+// a second time. It succeeds only if r is wholly pending in job (nobody
+// else holds or has finished any of it).
+func (s *Scheduler) Adopt(node, job string, r Range, now time.Time) (Lease, bool) {
+	j := s.jobs[job]
+	if j == nil || r.Empty() || !j.pending.Covers(r) {
+		return Lease{}, false
+	}
+	n := s.node(node)
+	if len(n.leases) >= s.cfg.MaxLeasesPerNode {
+		return Lease{}, false
+	}
+	j.pending.Remove(r)
+	l := &lease{Lease: Lease{ID: s.newID(), Job: job, Kind: j.kind, Range: r, Node: node, Issued: now}}
+	if rate := n.rates[j.kind].rate(); rate > 0 {
+		l.Expected = time.Duration(float64(r.Len()) / rate * float64(time.Second))
+		l.Deadline = s.deadline(now, l.Expected)
+	} else {
+		l.Probe = true // its rate is unknown here: deadline as for a probe
+		l.Deadline = now.Add(s.cfg.ProbeTimeout)
+	}
+	j.started = true
+	s.add(l)
+	return l.Lease, true
+}

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -319,5 +320,38 @@ func TestRemoveJobCancelsLeases(t *testing.T) {
 	}
 	if s.AddJob("bad", JobSpec{Kind: "x"}, nil, false) == nil {
 		t.Fatal("invalid spec added")
+	}
+}
+
+func TestAdoptChunkOfPreviousLeader(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := NewScheduler(SchedulerConfig{})
+	spec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1 << 30, Seed: 1}}
+	if err := s.AddJob("j", spec, []Range{{0, 1 << 30}}, true); err != nil {
+		t.Fatal(err)
+	}
+	l, ok := s.Adopt("a", "j", Range{1 << 20, 1 << 24}, now)
+	if !ok || l.Node != "a" || l.Range != (Range{1 << 20, 1 << 24}) {
+		t.Fatalf("adopt: %+v %v", l, ok)
+	}
+	if _, ok := s.Adopt("b", "j", Range{1 << 22, 1 << 25}, now); ok {
+		t.Fatal("adopted a range another node holds")
+	}
+	if _, ok := s.Adopt("b", "nope", Range{0, 1}, now); ok {
+		t.Fatal("adopted a chunk of an unknown job")
+	}
+	// Nothing leased afterwards overlaps the adopted chunk.
+	for i := 0; i < 200; i++ {
+		n := fmt.Sprintf("n%d", i)
+		nl, ok := s.Lease(n, now)
+		if !ok {
+			break
+		}
+		if nl.Range.Overlaps(l.Range) && !nl.Backup {
+			t.Fatalf("lease %v overlaps the adopted %v", nl.Range, l.Range)
+		}
+	}
+	if _, _, ok := s.Complete(l.ID, now.Add(time.Second)); !ok {
+		t.Fatal("the adopted lease cannot complete")
 	}
 }

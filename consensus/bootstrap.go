@@ -23,7 +23,16 @@ type infoResponse struct {
 	ClusterID string    `json:"cluster_id,omitempty"`
 	Leader    string    `json:"leader,omitempty"`
 	Voter     VoterPref `json:"voter"`
+	// Candidates are the voter-eligible, unclustered peers of our cluster
+	// name that this node found alive (itself excluded). A fresh node counts
+	// them too when it decides whether it is the lowest candidate: with
+	// --join in a star (B and C only know A), B and C do not see each other
+	// directly, and without this both would bootstrap a cluster.
+	Candidates []string `json:"candidates,omitempty"`
 }
+
+// maxCandidates bounds the candidates one info answer carries.
+const maxCandidates = 256
 
 // membershipRequest is the /hydra/cluster/join/1.0.0 request: add ID as a
 // non-voter (or, with Leave, remove it). A member that is not the leader
@@ -86,6 +95,20 @@ func (r *Raft) info() infoResponse {
 	in.ClusterID = r.fsm.State().ClusterID
 	if l, ok := r.Leader(); ok {
 		in.Leader = l.String()
+	}
+	if !in.InCluster {
+		now := time.Now()
+		r.boot.mu.Lock()
+		for p, bp := range r.boot.peers {
+			if len(in.Candidates) == maxCandidates {
+				break
+			}
+			if bp.answered && now.Sub(bp.lastOK) < r.t.PeerDrop && bp.info.Cluster == r.cfg.Cluster &&
+				!bp.info.InCluster && bp.info.Voter != VoterNever {
+				in.Candidates = append(in.Candidates, p.String())
+			}
+		}
+		r.boot.mu.Unlock()
 	}
 	return in
 }
@@ -154,6 +177,9 @@ func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
 			var in infoResponse
 			if err := p2p.Call(cctx, r.host, p, ProtocolInfo, struct{}{}, &in); err != nil {
 				return
+			}
+			if len(in.Candidates) > maxCandidates {
+				in.Candidates = in.Candidates[:maxCandidates]
 			}
 			r.boot.mu.Lock()
 			bp := r.boot.peers[p]
@@ -240,6 +266,12 @@ func shouldBootstrap(self peer.ID, selfPref VoterPref, peers map[peer.ID]bootPee
 		counts := !bp.answered || eligible(bp.info.Voter) || !anyEligible
 		if counts && p < self {
 			return false
+		}
+		// Candidates our peers see that we may not: a lower one wins.
+		for _, c := range bp.info.Candidates {
+			if id, err := peer.Decode(c); err == nil && id != self && id < self {
+				return false
+			}
 		}
 	}
 	return true

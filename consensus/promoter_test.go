@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -142,5 +143,37 @@ func Test_ShouldBootstrap(t *testing.T) {
 		if got := shouldBootstrap(peer.ID(tc.self), tc.pref, m); got != tc.want {
 			t.Errorf("%s: got %v", tc.name, got)
 		}
+	}
+}
+
+// With --join in a star, two leaves that only know the hub must not both
+// bootstrap: the hub's answer names the other leaf as a candidate.
+func Test_ShouldBootstrapSecondHandCandidate(t *testing.T) {
+	var ids []peer.ID
+	for range 3 {
+		_, pub, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := peer.IDFromPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	low, mid, hub := ids[0], ids[1], ids[2]
+	// mid knows only the hub, which reports low as a candidate.
+	hubSays := bootPeer{answered: true, info: infoResponse{Candidates: []string{low.String(), mid.String()}}}
+	if shouldBootstrap(mid, VoterAuto, map[peer.ID]bootPeer{hub: hubSays}) {
+		t.Fatal("mid bootstrapped although the hub knows a lower candidate")
+	}
+	hubSays.info.Candidates = []string{mid.String(), low.String()}
+	if !shouldBootstrap(low, VoterAuto, map[peer.ID]bootPeer{hub: hubSays}) {
+		t.Fatal("the lowest candidate did not bootstrap")
+	}
+	hubSays.info.Candidates = []string{"not-a-peer-id"}
+	if !shouldBootstrap(low, VoterAuto, map[peer.ID]bootPeer{hub: hubSays}) {
+		t.Fatal("a malformed candidate blocked bootstrap")
 	}
 }

@@ -10,7 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/multiformats/go-multiaddr"
 	"github.com/shirou/gopsutil/v4/load"
 )
 
@@ -63,8 +66,21 @@ func decodeAnnouncement(from peer.ID, data []byte) (Announcement, error) {
 
 // peerTable keeps the latest announcement of every peer and when it came.
 type peerTable struct {
-	mu   sync.Mutex
-	seen map[string]seenPeer
+	mu     sync.Mutex
+	seen   map[string]seenPeer
+	dialed map[string]time.Time // last dial attempt to an announced peer
+}
+
+// dialDue reports whether an announced, unconnected peer may be dialled
+// now (at most every 5 s), and records the attempt.
+func (t *peerTable) dialDue(id string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.dialed[id]) < 5*time.Second {
+		return false
+	}
+	t.dialed[id] = now
+	return true
 }
 
 type seenPeer struct {
@@ -72,7 +88,9 @@ type seenPeer struct {
 	when time.Time
 }
 
-func newPeerTable() *peerTable { return &peerTable{seen: map[string]seenPeer{}} }
+func newPeerTable() *peerTable {
+	return &peerTable{seen: map[string]seenPeer{}, dialed: map[string]time.Time{}}
+}
 
 func (t *peerTable) put(a Announcement, now time.Time) {
 	t.mu.Lock()
@@ -118,7 +136,7 @@ func (n *Node) self() Announcement {
 		Cores:   runtime.NumCPU(),
 		Load:    l,
 		Uptime:  time.Since(n.started).Seconds(),
-		State:   "idle",
+		State:   n.workState(),
 		Addrs:   as,
 		HTTP:    n.httpURL,
 	}
@@ -138,6 +156,7 @@ func (n *Node) announce(ctx context.Context) error {
 			return
 		}
 		n.peers.put(a, time.Now())
+		n.learnAddrs(ctx, from, a.Addrs)
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe announcements: %w", err)
@@ -170,4 +189,52 @@ func hostname() string {
 		return "localhost"
 	}
 	return h
+}
+
+// workState is what the node is doing, for announcements and status.
+func (n *Node) workState() string {
+	if n.worker == nil {
+		return "idle"
+	}
+	return n.worker.State()
+}
+
+// learnAddrs records the addresses a peer announced and connects to it if
+// not connected yet. Announcements travel through the gossip mesh, so nodes
+// that only --join'ed one hub learn of each other this way: after the hub
+// dies they can still reach each other (raft dials by peer ID, with the
+// addresses in the peerstore).
+func (n *Node) learnAddrs(ctx context.Context, from peer.ID, addrs []string) {
+	h := n.host.Host()
+	var mas []multiaddr.Multiaddr
+	for _, s := range addrs {
+		a, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			continue
+		}
+		if ai, err := peer.AddrInfoFromP2pAddr(a); err == nil {
+			if ai.ID != from {
+				continue
+			}
+			mas = append(mas, ai.Addrs...)
+		} else {
+			mas = append(mas, a)
+		}
+	}
+	if len(mas) == 0 {
+		return
+	}
+	h.Peerstore().AddAddrs(from, mas, peerstore.AddressTTL)
+	if h.Network().Connectedness(from) == network.Connected || !n.peers.dialDue(from.String(), time.Now()) {
+		return
+	}
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := h.Connect(cctx, peer.AddrInfo{ID: from}); err != nil {
+			n.log.Debug("connect to announced peer", "peer", from, "err", err)
+			return
+		}
+		n.raft.PeerFound(from)
+	}()
 }

@@ -36,6 +36,19 @@ type Config struct {
 	DHT            bool
 	Logger         *slog.Logger
 
+	// Compute makes the node a worker (default true; --compute=false keeps
+	// it a member that only stores state and serves the API).
+	Compute bool
+	// CPUs is how many cores the compute process uses (--cpus; default all).
+	CPUs int
+	// CPULimit is the share of those cores' time it may use, in percent
+	// (--cpu-limit, by duty cycle; default 100).
+	CPULimit int
+	// Retention is how long finished jobs are kept (--retention, 7 days);
+	// DiskCap bounds their stored results (--disk-cap bytes, 0 = no cap).
+	Retention time.Duration
+	DiskCap   int64
+
 	// Out receives the line with the web address and token that a person
 	// starting the node needs (default os.Stdout).
 	Out io.Writer
@@ -64,6 +77,11 @@ func DefaultConfig() Config {
 		ChunkTarget:      2 * time.Second,
 		MDNS:             true,
 		DHT:              true,
+		Compute:          true,
+		CPUs:             runtime.NumCPU(),
+		CPULimit:         100,
+		Retention:        7 * 24 * time.Hour,
+		DiskCap:          4 << 30,
 		AnnounceInterval: time.Second,
 	}
 }
@@ -166,6 +184,18 @@ func (c *Config) parse() (parsed, error) {
 	}
 	if c.ChunkTarget < 100*time.Millisecond || c.ChunkTarget > 10*time.Minute {
 		return p, configErr("--chunk-target %s: want 100ms to 10m", c.ChunkTarget)
+	}
+	if c.CPUs < 1 || c.CPUs > 4096 {
+		return p, configErr("--cpus %d: want 1 to the number of cores", c.CPUs)
+	}
+	if c.CPULimit < 1 || c.CPULimit > 100 {
+		return p, configErr("--cpu-limit %d: want a percentage from 1 to 100", c.CPULimit)
+	}
+	if c.Retention < time.Minute {
+		return p, configErr("--retention %s: want at least 1m", c.Retention)
+	}
+	if c.DiskCap < 0 {
+		return p, configErr("--disk-cap %d: must not be negative", c.DiskCap)
 	}
 	if c.Out == nil {
 		c.Out = os.Stdout

@@ -20,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -47,6 +49,13 @@ type Node struct {
 
 	leaveOnce sync.Once
 	left      chan struct{} // closed when Leave has removed the node
+
+	jobs          *compute.JobState
+	activity      activityBox
+	activityTopic *p2p.Topic
+	coord         atomic.Pointer[coordinator]
+	worker        *worker
+	runner        *child.Runner
 
 	// crash makes Run stop like a SIGKILL would: connections dropped first,
 	// no leadership hand-over. Tests use it to kill a node in-process.
@@ -101,6 +110,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.host = h
 
+	jobs, err := compute.OpenJobState(filepath.Join(cfg.DataDir, "jobs.db"))
+	if err != nil {
+		h.Close()
+		ln.Close()
+		return nil, configErr("--data %s: job state: %v", cfg.DataDir, err)
+	}
+	n.jobs = jobs
+
 	r, err := consensus.New(consensus.Config{
 		Host:        h.Host(),
 		Dir:         filepath.Join(cfg.DataDir, "raft"),
@@ -117,15 +134,19 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Version: Version,
 			Cores:   runtime.NumCPU(),
 		},
+		App:     jobs,
 		Protect: h.Protect,
 		Logger:  cfg.Logger.With("component", "raft"),
 	})
 	if err != nil {
+		jobs.Close()
 		h.Close()
 		ln.Close()
 		return nil, fmt.Errorf("open raft state in %s: %w", cfg.DataDir, err)
 	}
 	n.raft = r
+
+	n.OnLeader(n.runCoordinator)
 
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{n: n})
@@ -177,7 +198,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer cancel()
 
 	srv := &http.Server{
-		Handler:           webui.New(webui.Config{Backend: n, Gatherer: n.metrics, Logger: n.log.With("component", "http")}),
+		Handler:           webui.New(webui.Config{Backend: n, Jobs: n, Gatherer: n.metrics, Logger: n.log.With("component", "http")}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -200,7 +221,28 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.announce(runCtx); err != nil {
 		return err
 	}
+	if err := n.subscribeActivity(runCtx); err != nil {
+		return fmt.Errorf("activity topic: %w", err)
+	}
+	n.serveWork()
 
+	// The worker stops first, while raft and the coordinator still run, so
+	// it can hand in the finished prefix of its chunk (nothing computed is
+	// thrown away by a graceful stop).
+	workCtx, stopWork := context.WithCancel(runCtx)
+	defer stopWork()
+	workDone := make(chan struct{})
+	if n.cfg.Compute {
+		r, err := child.Start(runCtx, child.Config{CPUs: n.cfg.CPUs, CPULimit: n.cfg.CPULimit, Logger: n.log.With("component", "compute")})
+		if err != nil {
+			return fmt.Errorf("start compute process: %w", err)
+		}
+		n.runner = r
+		n.worker = newWorker(n, r)
+		go func() { defer close(workDone); n.worker.run(workCtx) }()
+	} else {
+		close(workDone)
+	}
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); n.raft.Run(runCtx) }()
@@ -220,11 +262,16 @@ func (n *Node) Run(ctx context.Context) error {
 	case err := <-httpDone:
 		n.log.Error("http server stopped", "err", err)
 	}
-	cancel()
-
 	if n.crash.Load() {
 		_ = n.host.Close()
 	}
+	stopWork()
+	<-workDone
+	if n.runner != nil {
+		_ = n.runner.Close()
+	}
+	cancel()
+	wg.Wait()
 	if !leftCluster {
 		if err := n.raft.Shutdown(!n.crash.Load()); err != nil {
 			n.log.Warn("raft shutdown", "err", err)
@@ -233,9 +280,11 @@ func (n *Node) Run(ctx context.Context) error {
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), 3*time.Second)
 	_ = srv.Shutdown(shutCtx)
 	shutCancel()
-	wg.Wait()
 	if err := n.host.Close(); err != nil {
 		n.log.Debug("close host", "err", err)
+	}
+	if err := n.jobs.Close(); err != nil {
+		n.log.Debug("close job state", "err", err)
 	}
 	n.log.Info("node stopped", "left_cluster", leftCluster)
 	return nil

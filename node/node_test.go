@@ -20,6 +20,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -450,4 +451,58 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 			t.Fatalf("accepted invalid announcement %+v", a)
 		}
 	})
+}
+
+func TestCluster_JobsExactInProcess(t *testing.T) {
+	nodes := startCluster(t, 3)
+	waitFor(t, 20*time.Second, "leader", func() error { _, err := agreedLeader(nodes); return err })
+	waitFor(t, 20*time.Second, "token", func() error {
+		if nodes[1].Token() == "" {
+			return errors.New("no token")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pi := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 50_000_000, Seed: 3}}
+	mb := compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &compute.MandelParams{Width: 200, Height: 120, CenterX: -0.5, CenterY: 0, Span: 3, MaxIter: 500}}
+	pj, err := nodes[1].SubmitJob(ctx, pi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mj, err := nodes[2].SubmitJob(ctx, mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{pj.ID, mj.ID} {
+		waitFor(t, 120*time.Second, "job "+id+" done everywhere", func() error {
+			for _, n := range nodes {
+				j, ok := n.Job(id)
+				if !ok || j.State != compute.StatusDone {
+					return fmt.Errorf("%s: %v %+v", n.cfg.Name, ok, j.State)
+				}
+			}
+			return nil
+		})
+	}
+	want := compute.PiHits(3, 0, 50_000_000)
+	wantImg := make([]uint32, 200*120)
+	if err := compute.MandelRows(*mb.Mandel, 0, 120, wantImg); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		r, err := n.PiResult(pj.ID)
+		if err != nil || r.Hits != want {
+			t.Fatalf("%s: π hits %d (%v), want %d", n.cfg.Name, r.Hits, err, want)
+		}
+		img, err := n.MandelImage(mj.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range wantImg {
+			if img[i] != wantImg[i] {
+				t.Fatalf("%s: pixel %d = %d, want %d", n.cfg.Name, i, img[i], wantImg[i])
+			}
+		}
+	}
 }

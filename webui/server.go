@@ -27,6 +27,9 @@ type Backend interface {
 	Healthy() error
 	// Leave removes this node from the cluster for good and stops it.
 	Leave(ctx context.Context) error
+	// Activity is the coordinator's soft state as this node last heard it:
+	// chunks in flight and measured speeds.
+	Activity() Activity
 }
 
 // Config holds what New needs besides the backend.

@@ -36,6 +36,11 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ChunkTarget, "chunk-target", cfg.ChunkTarget, "target duration of a chunk of work, taken at bootstrap")
 	fs.BoolVar(&cfg.MDNS, "mdns", cfg.MDNS, "discover peers on the LAN with mDNS")
 	fs.BoolVar(&cfg.DHT, "dht", cfg.DHT, "discover peers through a DHT rendezvous bootstrapped from --join peers")
+	fs.BoolVar(&cfg.Compute, "compute", cfg.Compute, "take chunks of work (false: store state and serve the API only)")
+	fs.IntVar(&cfg.CPUs, "cpus", cfg.CPUs, "cores the compute process uses")
+	fs.IntVar(&cfg.CPULimit, "cpu-limit", cfg.CPULimit, "percent of those cores' time compute may use (duty cycle)")
+	fs.DurationVar(&cfg.Retention, "retention", cfg.Retention, "how long finished jobs and their results are kept")
+	fs.Int64Var(&cfg.DiskCap, "disk-cap", cfg.DiskCap, "bytes of stored results kept before the oldest finished jobs are evicted (0: no cap)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	if err := parseFlags(fs, args); err != nil {

@@ -1,0 +1,69 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// SubmitJob commits a new job through raft (forwarded to the leader when
+// this node follows) and returns its view. The spec must be valid.
+func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job, error) {
+	if err := spec.Validate(); err != nil {
+		return compute.Job{}, err
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return compute.Job{}, fmt.Errorf("job id: %w", err)
+	}
+	id := hex.EncodeToString(b[:])
+	if _, err := n.applyJob(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC()}); err != nil {
+		return compute.Job{}, fmt.Errorf("submit job: %w", err)
+	}
+	j, ok := n.jobs.Job(id)
+	if !ok {
+		return compute.Job{}, fmt.Errorf("submit job %s: committed but not yet applied here", id)
+	}
+	return j, nil
+}
+
+// Jobs lists every job of this node's replica.
+func (n *Node) Jobs() []compute.Job { return n.jobs.Jobs() }
+
+// Job returns one job from this node's replica.
+func (n *Node) Job(id string) (compute.Job, bool) { return n.jobs.Job(id) }
+
+// CancelJob stops a job; accepted results stay readable.
+func (n *Node) CancelJob(ctx context.Context, id string) error {
+	j, ok := n.jobs.Job(id)
+	if !ok {
+		return fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
+	}
+	if j.State.Finished() {
+		return fmt.Errorf("job %s is %s: %w", id, j.State, compute.ErrJobFinished)
+	}
+	_, err := n.applyJob(ctx, compute.Cancel{Job: id, Time: time.Now().UTC()})
+	return err
+}
+
+// DeleteJob removes a job and its results (hydra rm).
+func (n *Node) DeleteJob(ctx context.Context, id string) error {
+	if _, ok := n.jobs.Job(id); !ok {
+		return fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
+	}
+	_, err := n.applyJob(ctx, compute.Delete{Job: id})
+	return err
+}
+
+// PiResult is a π job's result so far, from this node's replica.
+func (n *Node) PiResult(id string) (compute.PiResult, error) { return n.jobs.PiResult(id) }
+
+// MandelImage is a Mandelbrot job's counts so far (unfinished rows are 0).
+func (n *Node) MandelImage(id string) ([]uint32, error) { return n.jobs.MandelImage(id) }
+
+// AcceptedRanges are the work units of a job committed so far.
+func (n *Node) AcceptedRanges(id string) ([]compute.Range, error) { return n.jobs.Accepted(id) }

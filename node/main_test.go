@@ -1,0 +1,17 @@
+package node
+
+import (
+	"os"
+	"testing"
+
+	"github.com/hydra-compute/hydra/node/child"
+)
+
+// TestMain lets the test binary act as the compute child process: in-process
+// test nodes start it exactly as a real node starts its own binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == child.Subcommand {
+		os.Exit(child.Main(os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}

@@ -1,0 +1,112 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// ProtocolWork is the coordinator ⇄ worker protocol: a worker's sync
+// request carries its finished results, its progress and how many chunks it
+// can take; the answer carries new leases, which results are committed and
+// which leases to drop. One request/response pair per exchange (p2p.Call),
+// so a lost stream loses nothing: results stay with the worker until acked.
+const ProtocolWork = "/hydra/work/1.0.0"
+
+// maxWorkFrame bounds a work protocol frame (a batch of results).
+const maxWorkFrame = 16 << 20
+
+// syncRequest is what a worker sends its coordinator.
+type syncRequest struct {
+	Want     int             `json:"want"`     // chunks it can take now (0–2)
+	Progress []leaseProgress `json:"progress"` // units done of the chunks in hand
+	Results  []workResult    `json:"results"`  // finished chunks not yet acknowledged
+	Failed   []uint64        `json:"failed"`   // leases it could not run
+	State    string          `json:"state"`    // working | idle | paused…
+	Paused   bool            `json:"paused"`   // true: lease nothing
+	Term     uint64          `json:"term"`     // the coordinator term its leases came from
+	Kernel   string          `json:"kernel,omitempty"`
+	Leases   []uint64        `json:"leases"` // lease IDs it holds (running or queued)
+	Held     []heldLease     `json:"held"`   // the chunk in hand, whichever coordinator leased it
+}
+
+// heldLease describes the chunk a worker is computing, so that a new
+// coordinator can adopt it rather than hand its range out again.
+type heldLease struct {
+	ID    uint64 `json:"id"`
+	Term  uint64 `json:"term"`
+	Job   string `json:"job"`
+	Start uint64 `json:"start"`
+	End   uint64 `json:"end"`
+}
+
+// adoption renames a lease of a previous coordinator into one of this one.
+type adoption struct {
+	Old     uint64 `json:"old"`
+	OldTerm uint64 `json:"old_term"`
+	New     uint64 `json:"new"`
+}
+
+type leaseProgress struct {
+	Lease uint64 `json:"lease"`
+	Done  uint64 `json:"done"`
+}
+
+// workResult is one finished chunk (or the finished prefix of one).
+type workResult struct {
+	Lease   uint64  `json:"lease"`
+	Term    uint64  `json:"term"`
+	Job     string  `json:"job"`
+	Start   uint64  `json:"start"`
+	End     uint64  `json:"end"`
+	Seconds float64 `json:"seconds"`
+	Payload []byte  `json:"payload"`
+}
+
+func (r workResult) key() resultKey { return resultKey{r.Job, r.Start, r.End} }
+
+// resultKey names a result independently of leases (which a new leader
+// renumbers): the job and the range.
+type resultKey struct {
+	Job   string `json:"job"`
+	Start uint64 `json:"start"`
+	End   uint64 `json:"end"`
+}
+
+// workLease is a chunk handed to a worker.
+type workLease struct {
+	ID    uint64          `json:"id"`
+	Term  uint64          `json:"term"` // the coordinator term that leased it
+	Job   string          `json:"job"`
+	Spec  compute.JobSpec `json:"spec"`
+	Start uint64          `json:"start"`
+	End   uint64          `json:"end"`
+}
+
+// syncResponse is the coordinator's answer.
+type syncResponse struct {
+	Term    uint64      `json:"term"`
+	Leases  []workLease `json:"leases"`
+	Acked   []resultKey `json:"acked"`   // committed (or refused for good): forget them
+	Cancel  []uint64    `json:"cancel"`  // leases to drop (a backup won, job cancelled, expired)
+	Adopted []adoption  `json:"adopted"` // chunks in hand from a previous coordinator, now leased here
+}
+
+// validate bounds a sync request from the network.
+func (r *syncRequest) validate() error {
+	if r.Want < 0 || r.Want > 8 {
+		return fmt.Errorf("want %d out of range", r.Want)
+	}
+	if len(r.Progress) > 64 || len(r.Results) > 256 || len(r.Failed) > 64 || len(r.Leases) > 64 || len(r.Held) > 8 {
+		return fmt.Errorf("too many entries")
+	}
+	for _, res := range r.Results {
+		if res.End <= res.Start || len(res.Job) == 0 || len(res.Job) > 64 {
+			return fmt.Errorf("result %s [%d,%d): bad range or job", res.Job, res.Start, res.End)
+		}
+		if res.Seconds < 0 || res.Seconds > 1e7 {
+			return fmt.Errorf("result %s: compute seconds %g out of range", res.Job, res.Seconds)
+		}
+	}
+	return nil
+}

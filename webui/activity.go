@@ -1,0 +1,33 @@
+package webui
+
+import "time"
+
+// Activity is the coordinator's soft state (DESIGN.md §2): which node
+// computes which chunk right now and how fast each node is. It lives in the
+// leader's memory only; the leader publishes it on gossip about once a
+// second, so every node's API and UI can show it.
+type Activity struct {
+	Term   uint64                  `json:"term"`
+	Leader string                  `json:"leader"`
+	At     time.Time               `json:"at"`
+	Leases []LeaseInfo             `json:"leases"`
+	Nodes  map[string]NodeActivity `json:"nodes"` // by node ID
+}
+
+// LeaseInfo is one chunk in flight.
+type LeaseInfo struct {
+	ID     uint64    `json:"id"`
+	Job    string    `json:"job"`
+	Node   string    `json:"node"`
+	Start  uint64    `json:"start"`
+	End    uint64    `json:"end"`
+	Issued time.Time `json:"issued"`
+	Probe  bool      `json:"probe,omitempty"`
+	Backup bool      `json:"backup,omitempty"`
+}
+
+// NodeActivity is what the coordinator knows of one worker.
+type NodeActivity struct {
+	Rates  map[string]float64 `json:"rates"` // job kind → units per second, measured
+	Kernel string             `json:"kernel,omitempty"`
+}
