@@ -56,6 +56,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/v1/status", s.status)
 	mux.Handle("POST /api/v1/leave", s.auth(http.HandlerFunc(s.leave)))
 	s.registerJobs(mux)
+	s.registerUI(mux)
 	g := cfg.Gatherer
 	if g == nil {
 		g = prometheus.NewRegistry()

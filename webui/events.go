@@ -1,0 +1,263 @@
+package webui
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// GET /api/v1/events: server-sent events from this node's replica (docs/api.md, "Events").
+//
+// One hub per handler polls the backends (or wakes on Watcher), diffs what it sees against
+// what it last sent, and broadcasts one pre-encoded frame — several events in one write — at
+// most every minFrameGap, so a browser gets at most ~10 updates a second however busy the
+// cluster is. A new client first gets a snapshot (status, activity, jobs), then the frames.
+// The hub runs only while someone listens. Each client has a bounded queue; a client that
+// falls behind is disconnected (its EventSource reconnects and starts over from a snapshot)
+// rather than buffered without bound.
+
+// Watcher is optional for a Backend or JobBackend: the event stream then wakes as soon as the
+// replica changes instead of at its next poll.
+type Watcher interface {
+	// Changed returns a channel that is closed at the next change of the node's state (a
+	// command applied, the status or activity updated). Each call may return a new channel.
+	Changed() <-chan struct{}
+}
+
+// ChunkSource is optional for a JobBackend: with it the events carry each accepted chunk (its
+// node, compute seconds and commit time) and GET /api/v1/jobs/{id}/chunks serves a job's
+// history; without it they carry newly accepted ranges only, and that route an empty history.
+type ChunkSource interface {
+	// Chunks returns up to max records of a job's chunk history from sequence number from
+	// on; errors wrapping compute.ErrNoSuchJob answer 404.
+	Chunks(id string, from uint64, max int) (compute.ChunkPage, error)
+}
+
+// Limits of the event stream.
+const (
+	minFrameGap       = 100 * time.Millisecond // at most ~10 frames a second per client
+	pollGap           = 200 * time.Millisecond // without a Watcher
+	watchPollGap      = time.Second            // with one: a safety net (online flags age)
+	statusMinorGap    = 2 * time.Second        // a status change that is only load/uptime/last_seen
+	jobFullGap        = time.Second            // a running job's full view; progress in between
+	heartbeatGap      = 15 * time.Second
+	retryMillis       = 1000 // the EventSource's reconnect delay (the retry: field)
+	clientQueue       = 64   // frames a client may have waiting
+	maxEventClients   = 256
+	maxChunksPerFrame = 4096 // per job; the rest follows in the next frame
+	writeDeadline     = 10 * time.Second
+)
+
+// hub is the shared poller and broadcaster behind /api/v1/events.
+type hub struct {
+	be     Backend
+	jobs   JobBackend
+	chunks ChunkSource
+	watch  Watcher
+	now    func() time.Time
+
+	mu      sync.Mutex
+	clients map[*eventClient]struct{}
+	running bool
+	st      hubState
+}
+
+// eventClient is one open stream.
+type eventClient struct {
+	ch chan []byte // closed when the hub drops the client
+}
+
+// hubState is what the hub last sent.
+type hubState struct {
+	statusJSON   []byte
+	statusKey    string
+	statusSent   time.Time
+	activityJSON []byte
+	jobsJSON     []byte // the last full list, for new clients
+	jobIDs       string
+	jobs         map[string]*jobSent
+	lastFrame    time.Time
+}
+
+type jobSent struct {
+	full     []byte
+	fullSent time.Time
+	state    compute.JobStatus
+	done     uint64
+	cursor   uint64           // next chunk sequence number to send
+	acc      compute.RangeSet // without a ChunkSource: ranges already announced
+}
+
+func newHub(be Backend, jobs JobBackend) *hub {
+	h := &hub{be: be, jobs: jobs, now: time.Now, clients: map[*eventClient]struct{}{}}
+	if cs, ok := jobs.(ChunkSource); ok {
+		h.chunks = cs
+	}
+	if w, ok := be.(Watcher); ok {
+		h.watch = w
+	} else if w, ok := jobs.(Watcher); ok {
+		h.watch = w
+	}
+	return h
+}
+
+// ServeHTTP streams events until the client goes away or falls behind.
+func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	c, err := h.subscribe()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	defer h.unsubscribe(c)
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeDeadline)) // a stuck client cannot hold us
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !send([]byte("retry: " + strconv.Itoa(retryMillis) + "\n\n")) {
+		return
+	}
+	beat := time.NewTicker(heartbeatGap)
+	defer beat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case b, ok := <-c.ch:
+			if !ok || !send(b) {
+				return
+			}
+		case <-beat.C:
+			if !send([]byte(": ping\n\n")) {
+				return
+			}
+		}
+	}
+}
+
+// subscribe registers a client and queues the snapshot for it, starting the hub if needed.
+func (h *hub) subscribe() (*eventClient, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.clients) >= maxEventClients {
+		return nil, fmt.Errorf("too many event streams open on this node (%d); retry later", maxEventClients)
+	}
+	if !h.running {
+		h.st = hubState{jobs: map[string]*jobSent{}}
+		h.tick(h.now(), true) // nobody to send to yet: this only sets the state
+		h.running = true
+		go h.loop()
+	}
+	c := &eventClient{ch: make(chan []byte, clientQueue)}
+	c.ch <- h.snapshot()
+	h.clients[c] = struct{}{}
+	return c, nil
+}
+
+func (h *hub) unsubscribe(c *eventClient) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.clients[c]; ok {
+		delete(h.clients, c)
+		close(c.ch)
+	}
+}
+
+// snapshot is the first frame of a new client: the state as last sent.
+func (h *hub) snapshot() []byte {
+	var b bytes.Buffer
+	writeEvent(&b, "status", h.st.statusJSON)
+	writeEvent(&b, "activity", h.st.activityJSON)
+	writeEvent(&b, "jobs", h.st.jobsJSON)
+	return b.Bytes()
+}
+
+// loop wakes on changes or polls, and broadcasts a frame at most every minFrameGap. It stops
+// when the last client has gone.
+func (h *hub) loop() {
+	gap := pollGap
+	if h.watch != nil {
+		gap = watchPollGap
+	}
+	t := time.NewTimer(gap)
+	defer t.Stop()
+	for {
+		var changed <-chan struct{}
+		if h.watch != nil {
+			changed = h.watch.Changed()
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+		}
+		h.mu.Lock()
+		if len(h.clients) == 0 {
+			h.running = false
+			h.mu.Unlock()
+			return
+		}
+		wait := minFrameGap - h.now().Sub(h.st.lastFrame)
+		h.mu.Unlock()
+		if wait > 0 { // coalesce: changes during the gap go out together
+			t.Reset(wait)
+			<-t.C
+		}
+		h.mu.Lock()
+		if len(h.clients) == 0 {
+			h.running = false
+			h.mu.Unlock()
+			return
+		}
+		now := h.now()
+		if frame := h.tick(now, false); len(frame) > 0 {
+			h.st.lastFrame = now
+			h.broadcast(frame)
+		}
+		h.mu.Unlock()
+		t.Reset(gap)
+	}
+}
+
+// broadcast queues a frame for every client; h.mu must be held. A client whose queue is full
+// has fallen behind: it is dropped (its stream ends, and its EventSource reconnects).
+func (h *hub) broadcast(frame []byte) {
+	for c := range h.clients {
+		select {
+		case c.ch <- frame:
+		default:
+			delete(h.clients, c)
+			close(c.ch)
+		}
+	}
+}
+
+// writeEvent appends one SSE event; data is one line of JSON.
+func writeEvent(b *bytes.Buffer, name string, data []byte) {
+	b.WriteString("event: ")
+	b.WriteString(name)
+	b.WriteString("\ndata: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil { // only our own types go here; never expected
+		b, _ = json.Marshal(apiError{Error: "encode: " + err.Error()})
+	}
+	return b
+}

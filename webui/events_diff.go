@@ -1,0 +1,292 @@
+package webui
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// tick polls the backends and returns the frame of what changed since the last tick. With
+// init set it records the state only (the hub is starting: there is nobody to tell yet).
+func (h *hub) tick(now time.Time, init bool) []byte {
+	var b bytes.Buffer
+	st := h.be.Status()
+	sj := mustJSON(st)
+	key := statusKey(st)
+	if !bytes.Equal(sj, h.st.statusJSON) && (key != h.st.statusKey || now.Sub(h.st.statusSent) >= statusMinorGap) {
+		h.st.statusJSON, h.st.statusKey, h.st.statusSent = sj, key, now
+		writeEvent(&b, "status", sj)
+	}
+	if act := mustJSON(h.be.Activity()); !bytes.Equal(act, h.st.activityJSON) {
+		h.st.activityJSON = act
+		writeEvent(&b, "activity", act)
+	}
+	if h.jobs == nil {
+		h.st.jobsJSON = []byte("[]")
+	} else {
+		h.tickJobs(&b, now, init, st)
+	}
+	if init {
+		return nil
+	}
+	return b.Bytes()
+}
+
+// statusKey is what makes a status change worth sending at once: membership, roles, states,
+// the leader. Load, uptime and last_seen changes wait for statusMinorGap.
+func statusKey(st Status) string {
+	var k strings.Builder
+	k.WriteString(st.Leader)
+	k.WriteString("|" + strconv.FormatUint(st.Term, 10) + "|" + st.Self.ID)
+	for _, n := range st.Nodes {
+		k.WriteString("|" + n.ID + "," + n.Name + "," + n.Role + "," + strconv.FormatBool(n.Online) + "," + n.State + "," + n.OS + "," + n.Arch + "," + strconv.Itoa(n.Cores) + "," + n.Version)
+	}
+	return k.String()
+}
+
+// progressEvent is the small "progress" event of a running job, sent between its full views.
+type progressEvent struct {
+	ID             string            `json:"id"`
+	State          compute.JobStatus `json:"state"`
+	DoneUnits      uint64            `json:"done_units"`
+	TotalUnits     uint64            `json:"total_units"`
+	Progress       float64           `json:"progress"`
+	ComputeSeconds float64           `json:"compute_seconds"`
+	Pi             *compute.PiResult `json:"pi,omitempty"` // π: the result over the accepted samples
+}
+
+func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
+	names := make(map[string]string, len(st.Nodes))
+	for _, n := range st.Nodes {
+		names[n.ID] = n.Name
+	}
+	jobs := slices.Clone(h.jobs.Jobs()) // ours to reorder
+	slices.Reverse(jobs)                // newest first, as GET /api/v1/jobs
+	slices.SortStableFunc(jobs, func(a, b compute.Job) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
+	var ids strings.Builder
+	seen := make(map[string]bool, len(jobs))
+	var body bytes.Buffer // this tick's events of single jobs
+	for _, j := range jobs {
+		ids.WriteString(j.ID + "\x00")
+		seen[j.ID] = true
+		v := newJobView(j, names)
+		full := mustJSON(v)
+		js := h.st.jobs[j.ID]
+		isNew := js == nil
+		if isNew {
+			js = &jobSent{}
+			h.st.jobs[j.ID] = js
+		}
+		changed := !bytes.Equal(full, js.full)
+		switch {
+		case !changed:
+		case isNew || js.state != j.State || now.Sub(js.fullSent) >= jobFullGap:
+			js.full, js.fullSent, js.state, js.done = full, now, j.State, j.DoneUnits
+			if !isNew {
+				writeEvent(&body, "job", full)
+			}
+		case js.done != j.DoneUnits:
+			js.done = j.DoneUnits
+			pe := progressEvent{
+				ID: j.ID, State: j.State, DoneUnits: j.DoneUnits, TotalUnits: j.TotalUnits,
+				Progress: v.Progress, ComputeSeconds: v.ComputeSeconds,
+			}
+			if j.Kind == compute.KindPi {
+				if pr, err := h.jobs.PiResult(j.ID); err == nil {
+					pe.Pi = &pr
+				}
+			}
+			writeEvent(&body, "progress", mustJSON(pe))
+		}
+		if changed || !j.State.Finished() {
+			h.tickChunks(&body, now, init && isNew, j, js)
+		}
+	}
+	for id := range h.st.jobs {
+		if !seen[id] {
+			delete(h.st.jobs, id)
+		}
+	}
+	// The list for new clients is made of the views clients were last sent.
+	var list bytes.Buffer
+	list.WriteByte('[')
+	for i, j := range jobs {
+		if i > 0 {
+			list.WriteByte(',')
+		}
+		list.Write(h.st.jobs[j.ID].full)
+	}
+	list.WriteByte(']')
+	h.st.jobsJSON = list.Bytes()
+	if ids.String() != h.st.jobIDs { // added or removed: the whole list
+		h.st.jobIDs = ids.String()
+		writeEvent(b, "jobs", h.st.jobsJSON)
+	}
+	b.Write(body.Bytes())
+}
+
+// tickChunks sends a job's newly accepted chunks. When the hub starts (skip) it only moves the
+// job's cursor to the present: a client reads the past with GET …/chunks.
+func (h *hub) tickChunks(b *bytes.Buffer, now time.Time, skip bool, j compute.Job, js *jobSent) {
+	if h.chunks != nil {
+		n := maxChunksPerFrame
+		if skip {
+			n = 0
+		}
+		p, err := h.chunks.Chunks(j.ID, js.cursor, n)
+		switch {
+		case err != nil:
+			return
+		case skip:
+			js.cursor = p.Next
+			return
+		case len(p.Records) == 0:
+			return
+		}
+		js.cursor = p.Records[len(p.Records)-1].Seq + 1
+		writeEvent(b, "chunks", encodeChunks(j.ID, p, now))
+		return
+	}
+	if j.Kind != compute.KindMandelbrot {
+		return
+	}
+	acc, err := h.jobs.AcceptedRanges(j.ID)
+	if err != nil {
+		return
+	}
+	fresh := compute.NewRangeSet(acc...)
+	for _, r := range js.acc.Ranges() {
+		fresh.Remove(r)
+	}
+	js.acc = compute.NewRangeSet(acc...)
+	if skip || fresh.Count() == 0 {
+		return
+	}
+	p := compute.ChunkPage{}
+	for _, r := range fresh.Ranges() {
+		p.Records = append(p.Records, compute.ChunkRecord{Range: r, Committed: now})
+	}
+	writeEvent(b, "chunks", encodeChunks(j.ID, p, now))
+}
+
+// encodeChunks writes a chunks event (and the body of GET …/chunks):
+//
+//	{"job":"…","first":F,"next":N,"sent":ms,"nodes":["peer ID",…],
+//	 "chunks":[[seq,start,end,node,compute_seconds,committed_ms,hits],…]}
+//
+// node indexes "nodes" (−1 and seq −1 when the node gives no history), times are Unix ms.
+func encodeChunks(job string, p compute.ChunkPage, now time.Time) []byte {
+	b := make([]byte, 0, 64+len(p.Records)*40)
+	b = append(b, `{"job":`...)
+	b = strconv.AppendQuote(b, job)
+	b = append(b, `,"first":`...)
+	b = strconv.AppendUint(b, p.First, 10)
+	b = append(b, `,"next":`...)
+	b = strconv.AppendUint(b, p.Next, 10)
+	b = append(b, `,"sent":`...)
+	b = strconv.AppendInt(b, now.UnixMilli(), 10)
+	ix := map[string]int{}
+	var nodes []string
+	for _, r := range p.Records {
+		if _, ok := ix[r.Node]; !ok && r.Node != "" {
+			ix[r.Node] = len(nodes)
+			nodes = append(nodes, r.Node)
+		}
+	}
+	b = append(b, `,"nodes":`...)
+	b = append(b, mustJSON(nonNilStrings(nodes))...)
+	b = append(b, `,"chunks":[`...)
+	for i, r := range p.Records {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		seq, ni := int64(r.Seq), -1
+		if r.Node == "" {
+			seq = -1
+		} else {
+			ni = ix[r.Node]
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, seq, 10)
+		b = append(b, ',')
+		b = strconv.AppendUint(b, r.Range.Start, 10)
+		b = append(b, ',')
+		b = strconv.AppendUint(b, r.Range.End, 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(ni), 10)
+		b = append(b, ',')
+		b = strconv.AppendFloat(b, r.ComputeSeconds, 'g', 4, 64)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, r.Committed.UnixMilli(), 10)
+		b = append(b, ',')
+		b = strconv.AppendUint(b, r.Hits, 10)
+		b = append(b, ']')
+	}
+	return append(b, "]}"...)
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Bounds of GET /api/v1/jobs/{id}/chunks.
+const (
+	defaultChunkPage = 5000
+	maxChunkPage     = 20000
+)
+
+// jobChunks serves a job's chunk history: ?from=seq (default 0), ?limit=n (default 5000, at
+// most 20000). A client pages on with from = the answer's next while chunks come back. A node
+// without history (no ChunkSource) answers an empty page with X-Hydra-History: none.
+func (s *server) jobChunks(cs ChunkSource) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if cs == nil { // an empty history, said so in a header: the UI then draws what events bring
+			w.Header().Set("X-Hydra-History", "none")
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			_, _ = w.Write(encodeChunks(r.PathValue("id"), compute.ChunkPage{}, time.Now()))
+			return
+		}
+		q := r.URL.Query()
+		from, limit := uint64(0), defaultChunkPage
+		if v := q.Get("from"); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "from: "+strconv.Quote(clip(v))+" is not a chunk sequence number (0, 1, …)")
+				return
+			}
+			from = n
+		}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxChunkPage {
+				writeError(w, http.StatusBadRequest, "limit: "+strconv.Quote(clip(v))+" is not a number from 1 to "+strconv.Itoa(maxChunkPage))
+				return
+			}
+			limit = n
+		}
+		id := r.PathValue("id")
+		p, err := cs.Chunks(id, from, limit)
+		if err != nil {
+			if errors.Is(err, compute.ErrNoSuchJob) {
+				writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
+				return
+			}
+			s.jobError(w, id, "chunks", err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(encodeChunks(id, p, time.Now()))
+	}
+}

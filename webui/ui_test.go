@@ -1,0 +1,91 @@
+package webui
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestUIServedFromTheNodeOnly(t *testing.T) {
+	srv := newEvServer(t, newEvBackend(), nil)
+	get := func(path string, hdr ...string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, html := get("/?token=abc")
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "connect-src 'self'") {
+		t.Fatalf("CSP %q", csp)
+	}
+	// Every file the page and its modules refer to is served; none is elsewhere.
+	ref := regexp.MustCompile(`(?:src|href)="([^"#]+)"|from '(\./[^']+)'`)
+	external := regexp.MustCompile(`(?:src|href)="(?:https?:)?//|url\((?:https?:)?//|import\s*\(?\s*['"]https?:|fetch\(['"]https?:`)
+	seen := map[string]bool{}
+	var walk func(path, body string)
+	walk = func(path, body string) {
+		if external.MatchString(body) {
+			t.Errorf("%s refers to another origin: %s", path, external.FindString(body))
+		}
+		for _, m := range ref.FindAllStringSubmatch(body, -1) {
+			u := m[1]
+			if m[2] != "" {
+				u = "/assets/" + strings.TrimPrefix(m[2], "./")
+			}
+			if strings.HasPrefix(u, "data:") || strings.HasPrefix(u, "/api/") || u == "/metrics" || seen[u] {
+				continue
+			}
+			seen[u] = true
+			resp, body := get(u)
+			if resp.StatusCode != 200 {
+				t.Errorf("%s (from %s): %d", u, path, resp.StatusCode)
+				continue
+			}
+			if strings.HasSuffix(u, ".js") && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") {
+				t.Errorf("%s: content type %q", u, resp.Header.Get("Content-Type"))
+			}
+			walk(u, body)
+		}
+	}
+	walk("/", html)
+	for _, want := range []string{"/assets/app.js", "/assets/job.js", "/assets/timeline.js", "/assets/vendor/uPlot.iife.min.js"} {
+		if !seen[want] {
+			t.Errorf("%s is not reachable from the page", want)
+		}
+	}
+	// Validators: a second load costs a 304.
+	resp, _ = get("/assets/app.js")
+	if resp2, _ := get("/assets/app.js", "If-None-Match", resp.Header.Get("ETag")); resp2.StatusCode != http.StatusNotModified {
+		t.Errorf("revalidation: %d, want 304", resp2.StatusCode)
+	}
+	if resp, _ := get("/assets/nope.js"); resp.StatusCode != 404 {
+		t.Errorf("unknown asset: %d", resp.StatusCode)
+	}
+	if resp, _ := get("/assets/../server.go"); resp.StatusCode == 200 {
+		t.Errorf("path escape served")
+	}
+	// The page weight stays within its goal (300 KB uncompressed).
+	total := len(html)
+	for u := range seen {
+		_, b := get(u)
+		total += len(b)
+	}
+	if total > 300<<10 {
+		t.Errorf("page weight %d bytes, goal ≤ 300 KB", total)
+	}
+	t.Logf("page weight %d bytes in %d files", total, len(seen)+1)
+}
