@@ -95,6 +95,7 @@ export class JobView {
     for (let page = 0; page < 50 && !this.dead; page++) {
       const r = await fetch('/api/v1/jobs/' + encodeURIComponent(this.id) + '/chunks?from=' + from + '&limit=20000');
       if (!r.ok) break;
+      if (r.headers.get('X-Hydra-History') === 'none') { this.timeline.noHistory = true; this.timeline.dirty = true; break; }
       const text = await r.text(); this.ctx.stats.bytes += text.length;
       const c = JSON.parse(text);
       this.onChunks(c, true);
