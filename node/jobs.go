@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/webui"
 )
 
 // SubmitJob commits a new job through raft (forwarded to the leader when
@@ -22,7 +25,7 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 	}
 	id := hex.EncodeToString(b[:])
 	if _, err := n.applyJob(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC()}); err != nil {
-		return compute.Job{}, fmt.Errorf("submit job: %w", err)
+		return compute.Job{}, unavailable(fmt.Errorf("submit job: %w", err))
 	}
 	j, ok := n.jobs.Job(id)
 	if !ok {
@@ -47,7 +50,7 @@ func (n *Node) CancelJob(ctx context.Context, id string) error {
 		return fmt.Errorf("job %s is %s: %w", id, j.State, compute.ErrJobFinished)
 	}
 	_, err := n.applyJob(ctx, compute.Cancel{Job: id, Time: time.Now().UTC()})
-	return err
+	return unavailable(err)
 }
 
 // DeleteJob removes a job and its results (hydra rm).
@@ -56,7 +59,7 @@ func (n *Node) DeleteJob(ctx context.Context, id string) error {
 		return fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
 	}
 	_, err := n.applyJob(ctx, compute.Delete{Job: id})
-	return err
+	return unavailable(err)
 }
 
 // PiResult is a π job's result so far, from this node's replica.
@@ -67,3 +70,20 @@ func (n *Node) MandelImage(id string) ([]uint32, error) { return n.jobs.MandelIm
 
 // AcceptedRanges are the work units of a job committed so far.
 func (n *Node) AcceptedRanges(id string) ([]compute.Range, error) { return n.jobs.Accepted(id) }
+
+// Chunks serves a job's chunk history (for the UI's timeline and colours).
+func (n *Node) Chunks(id string, from uint64, max int) (compute.ChunkPage, error) {
+	return n.jobs.Chunks(id, from, max)
+}
+
+// unavailable marks errors that mean "no leader right now, retry": the API
+// answers them with 503 instead of 500.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrShutdown) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", webui.ErrUnavailable, err)
+	}
+	return err
+}

@@ -201,6 +201,8 @@ func (n *Node) Run(ctx context.Context) error {
 		Handler:           webui.New(webui.Config{Backend: n, Jobs: n, Gatherer: n.metrics, Logger: n.log.With("component", "http")}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		// Event streams end with the node, or Shutdown would wait on them.
+		BaseContext: func(net.Listener) context.Context { return runCtx },
 	}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(n.httpLn) }()
@@ -278,7 +280,9 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), 3*time.Second)
-	_ = srv.Shutdown(shutCtx)
+	if err := srv.Shutdown(shutCtx); err != nil {
+		_ = srv.Close()
+	}
 	shutCancel()
 	if err := n.host.Close(); err != nil {
 		n.log.Debug("close host", "err", err)

@@ -17,9 +17,9 @@ type fakeBackend struct {
 	left    bool
 }
 
-func (f *fakeBackend) Status() Status { return f.status }
-func (f *fakeBackend) Token() string  { return f.token }
-func (f *fakeBackend) Healthy() error { return f.healthy }
+func (f *fakeBackend) Status() Status     { return f.status }
+func (f *fakeBackend) Token() string      { return f.token }
+func (f *fakeBackend) Healthy() error     { return f.healthy }
 func (f *fakeBackend) Activity() Activity { return Activity{} }
 func (f *fakeBackend) Leave(ctx context.Context) error {
 	f.left = true

@@ -36,7 +36,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", stdout)
 	nodes := fs.Int("nodes", 4, "node processes to start")
 	keep := fs.Bool("keep", false, "leave the cluster running after the jobs (Ctrl-C stops it)")
-	samples := fs.Float64("samples", 4e9, "π samples")
+	samples := fs.Float64("samples", 2e10, "π samples")
 	width := fs.Int("width", 1600, "Mandelbrot width (height is 9/16 of it)")
 	out := fs.String("o", "hydra-demo.png", "where to write the Mandelbrot picture")
 	dir := fs.String("dir", "", "directory for the nodes' data (default: a new temporary one)")
@@ -94,6 +94,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	leader, err := waitCluster(ctx, c, *nodes, 60*time.Second)
 	if err != nil {
 		return err
+	}
+	if st, err := c.Status(ctx); err == nil {
+		for _, n := range st.Nodes {
+			for _, d := range cluster {
+				if d.name == n.Name {
+					d.id = n.ID
+				}
+			}
+		}
 	}
 	tok, err := os.ReadFile(filepath.Join(cluster[0].dir, node.TokenFile))
 	if err != nil {
@@ -326,14 +335,19 @@ func waitCluster(ctx context.Context, c *webui.Client, size int, limit time.Dura
 		if err != nil {
 			return err
 		}
-		online := 0
+		online, voters := 0, 0
 		for _, n := range st.Nodes {
 			if n.Online && n.Role != webui.RoleNone {
 				online++
 			}
+			if n.Online && (n.Role == webui.RoleLeader || n.Role == webui.RoleVoter) {
+				voters++
+			}
 		}
-		if st.Leader == "" || online < size {
-			return fmt.Errorf("%d of %d members online, leader %q", online, size, st.Leader)
+		// Three voters first: a cluster survives the loss of its leader
+		// only once its vote is shared.
+		if st.Leader == "" || online < size || voters < min(3, size) {
+			return fmt.Errorf("%d of %d members online, %d voters, leader %q", online, size, voters, st.Leader)
 		}
 		leader = st.Leader
 		return nil
