@@ -134,8 +134,8 @@ func TestGoldenValues(t *testing.T) {
 }
 
 const (
-	goldenPi7        = 785_144
-	goldenMandelDeep = 0xc18ebf03
+	goldenPi7        uint64 = 785_144
+	goldenMandelDeep uint32 = 0xc18ebf03
 )
 
 func fnv32(v []uint32) uint32 {
