@@ -1,7 +1,6 @@
 package owner
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -304,6 +303,3 @@ func Throttle(cfg Config, tempC float64) float64 {
 	cfg = cfg.withDefaults()
 	return cfg.throttleAt(tempC)
 }
-
-// errEmpty is returned for an empty schedule item.
-var errEmpty = errors.New("empty item")

@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,6 +22,9 @@ type window struct {
 	days       uint8
 	start, end int
 }
+
+// errEmpty is returned for an empty schedule item.
+var errEmpty = errors.New("empty item")
 
 var dayNames = []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
 
