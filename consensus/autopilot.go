@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
 	"github.com/hydra-compute/hydra/p2p"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -29,7 +28,13 @@ type statsResponse struct {
 }
 
 func (r *Raft) localStats() statsResponse {
-	s := statsResponse{LastTerm: r.lastLogTerm(), LastIndex: r.raft.LastIndex()}
+	s := statsResponse{LastIndex: r.raft.LastIndex()}
+	var l raft.Log
+	if err := r.st.logs.GetLog(s.LastIndex, &l); err == nil {
+		s.LastTerm = l.Term
+	} else {
+		s.LastTerm = r.lastLogTerm() // compacted: raft's Stats knows (costlier)
+	}
 	switch lc := r.raft.LastContact(); {
 	case r.raft.State() == raft.Leader:
 		s.LastContact = 0
@@ -64,8 +69,10 @@ func (r *Raft) desiredVoters(n int) int {
 }
 
 // delegate is autopilot's ApplicationIntegration: known servers come from
-// the raft configuration and the cluster state, liveness from libp2p
-// connectedness and recent successful stats calls.
+// the raft configuration and the cluster state, liveness from successful
+// stats calls only. An open libp2p connection is no evidence of life: QUIC
+// keeps a connection to a SIGKILLed peer "connected" until its idle timeout
+// (~30s), TCP one over a pulled cable until keepalives give up.
 type delegate struct {
 	r        *Raft
 	mu       sync.Mutex
@@ -97,14 +104,37 @@ func (d *delegate) NotifyState(s *autopilot.State) {
 	d.mu.Unlock()
 }
 
-// FetchServerStats asks every server for its stats, concurrently. A server
-// that does not answer gets LastContact -1, which autopilot reads as
-// unhealthy (instead of keeping its previous, stale stats).
+// reset forgets the liveness evidence of a previous leadership: every
+// server gets a full grace from the start of this one.
+func (d *delegate) reset() {
+	d.mu.Lock()
+	clear(d.lastSeen)
+	d.mu.Unlock()
+}
+
+// FetchServerStats asks every server for its stats, concurrently, within
+// ctx (autopilot gives it half a tick). A server that does not answer gets
+// LastContact -1, which autopilot reads as unhealthy (instead of keeping its
+// previous, stale stats). A successful answer is the evidence of life that
+// KnownServers judges by. Autopilot only asks about servers it does not
+// consider failed, so the failed ones of the configuration are probed too
+// (and left out of the answer): one that comes back is alive again.
 func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
 	out := map[raft.ServerID]*autopilot.ServerStats{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	probe := map[raft.ServerID]bool{}
 	for id := range servers {
+		probe[id] = true
+	}
+	if cfg, err := d.r.configuration(); err == nil {
+		for _, s := range cfg.Servers {
+			if _, ok := probe[s.ID]; !ok {
+				probe[s.ID] = false
+			}
+		}
+	}
+	for id, wanted := range probe {
 		if string(id) == d.r.id.String() {
 			s := d.r.localStats()
 			mu.Lock()
@@ -127,10 +157,14 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				out[id] = &autopilot.ServerStats{LastContact: -1}
+				if wanted {
+					out[id] = &autopilot.ServerStats{LastContact: -1}
+				}
 				return
 			}
-			out[id] = &autopilot.ServerStats{LastContact: s.LastContact, LastTerm: s.LastTerm, LastIndex: s.LastIndex}
+			if wanted {
+				out[id] = &autopilot.ServerStats{LastContact: s.LastContact, LastTerm: s.LastTerm, LastIndex: s.LastIndex}
+			}
 			d.mu.Lock()
 			d.lastSeen[id] = time.Now()
 			d.mu.Unlock()
@@ -142,9 +176,12 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 
 // KnownServers returns every server of the raft configuration (so none is
 // ever "stale" and removed at once), with its name and voter preference
-// from the cluster state and a status: failed once it has been unreachable
-// (no libp2p connection, no stats answer) for longer than its grace — short
-// for voters (their vote is needed), long for non-voters.
+// from the cluster state and a status: failed once its stats have not been
+// fetched successfully for longer than its grace (DeadVoterGrace for
+// voters, whose vote is needed; DeadNonvoterGrace for non-voters), alive
+// again as soon as they are. A dead voter is thus replaced about
+// DeadVoterGrace plus an autopilot tick after its last answer, whatever
+// its connection looks like.
 func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 	cfg, err := d.r.configuration()
 	if err != nil {
@@ -167,10 +204,6 @@ func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 			NodeType:    nodeType(meta.Voter),
 		}
 		if string(s.ID) != d.r.id.String() {
-			p, err := peer.Decode(string(s.ID))
-			if err == nil && d.r.host.Network().Connectedness(p) == network.Connected {
-				d.lastSeen[s.ID] = now
-			}
 			seen, ok := d.lastSeen[s.ID]
 			if !ok { // first sight in this leadership: grant a full grace
 				d.lastSeen[s.ID], seen = now, now

@@ -121,8 +121,11 @@ func (r *Raft) handleInfo(context.Context, peer.ID, json.RawMessage) (any, error
 // joins a cluster found among its peers or bootstraps one (see package doc);
 // a member keeps its raft peers protected, registers its NodeMeta when it
 // differs from the replicated one, and asks to be re-added if it was removed
-// while it was away. Autopilot and leader work run from the leadership
-// monitor, not from here. Run returns when ctx is done.
+// while it was away. It polls every Poll while it has no cluster or no
+// leader, every MemberPoll once settled, and asks peers about themselves
+// only while it has no cluster or has seen no leader for PeerDrop.
+// Autopilot and leader work run from the leadership monitor, not from
+// here. Run returns when ctx is done.
 func (r *Raft) Run(ctx context.Context) {
 	start := time.Now()
 	if r.hadState {
@@ -131,11 +134,13 @@ func (r *Raft) Run(ctx context.Context) {
 	var noLeaderSince time.Time
 	var nextRegister time.Time
 	for {
+		poll := r.t.Poll
 		if !r.inCluster() {
 			r.bootstrapStep(ctx, start)
 		} else {
 			r.protectServers()
 			if _, ok := r.Leader(); ok {
+				poll = r.t.MemberPoll // settled: no need to look often
 				noLeaderSince = time.Time{}
 				if time.Now().After(nextRegister) {
 					if err := r.register(ctx); err != nil {
@@ -150,7 +155,7 @@ func (r *Raft) Run(ctx context.Context) {
 				noLeaderSince = time.Now()
 			}
 		}
-		if !r.sleep(ctx, r.t.Poll) {
+		if !r.sleep(ctx, poll) {
 			return
 		}
 	}

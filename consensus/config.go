@@ -125,8 +125,12 @@ type Config struct {
 	// Protect, if set, is called with every raft peer's ID so the connection
 	// manager never trims those connections (node wires it to p2p's Protect).
 	Protect func(peer.ID)
-	// DeadVoterGrace is how long a voter may be unreachable before autopilot
-	// hands its vote to a healthy non-voter (default 10s × Multiplier).
+	// DeadVoterGrace is how long a voter may go without answering the
+	// leader's stats call (/hydra/cluster/stats/1.0.0, every autopilot tick)
+	// before autopilot removes it and hands its vote to a healthy non-voter
+	// (default 10s × Multiplier). Evidence of life counts, not an open
+	// connection: a QUIC connection to a killed peer, or a TCP one over a
+	// pulled cable, stays "connected" for ~30s.
 	DeadVoterGrace time.Duration
 	// DeadNonvoterGrace is how long an unreachable non-voter stays in the
 	// configuration before it is removed (default 10 min): a laptop that
@@ -141,58 +145,74 @@ type Config struct {
 
 // Timings are the raft and membership timeouts derived from a multiplier.
 type Timings struct {
-	Heartbeat      time.Duration // follower: time without leader contact before an election
-	Election       time.Duration // candidate: time without winning before a new election
-	LeaderLease    time.Duration // leader: time without quorum contact before stepping down
-	Commit         time.Duration // leader: idle time before an AppendEntries carries the commit index
-	Poll           time.Duration // bootstrap/join loop period
-	Discovery      time.Duration // discovery window before a fresh cluster is bootstrapped
-	PeerDrop       time.Duration // silent peers drop out of the bootstrap candidate set after this
-	RPC            time.Duration // timeout of one info/join/stats call
-	Apply          time.Duration // timeout of one raft.Apply on the leader
-	AutopilotTick  time.Duration // autopilot state update and reconcile interval
-	LastContactMax time.Duration // autopilot: a server older than this is unhealthy
-	Stabilization  time.Duration // autopilot: healthy this long before a promotion
+	Heartbeat       time.Duration // follower: time without leader contact before an election
+	Election        time.Duration // candidate: time without winning before a new election
+	LeaderLease     time.Duration // leader: time without quorum contact before stepping down
+	Commit          time.Duration // leader: idle time before an AppendEntries carries the commit index
+	FailoverStagger time.Duration // fast failover: delay between surviving voters' elections, by rank
+	Poll            time.Duration // bootstrap/join loop period (and while no leader is known)
+	MemberPoll      time.Duration // membership loop period of a member that knows a leader
+	Discovery       time.Duration // discovery window before a fresh cluster is bootstrapped
+	PeerDrop        time.Duration // silent peers drop out of the bootstrap candidate set after this
+	RPC             time.Duration // timeout of one info/join call
+	Apply           time.Duration // timeout of one raft.Apply on the leader
+	AutopilotTick   time.Duration // autopilot state update and reconcile interval (stats fetched each tick)
+	LastContactMax  time.Duration // autopilot: a server older than this is unhealthy
+	Stabilization   time.Duration // autopilot: healthy this long before a promotion
 }
 
 // DefaultTimings returns the timeouts for multiplier m (≤ 0 means 1).
 //
-// The LAN defaults trade failover speed against spurious elections.
-// hashicorp/raft fires the follower timer at a random point in [H, 2H) and
-// only then checks whether the leader was heard within H; a vote is refused
-// by any voter that still believes in a leader, so after a leader dies an
-// election completes once a majority of the surviving voters has timed out:
-// about 2H on average, 3H at worst (measured: median 0.46s, worst 0.59s
-// at H = 200ms). Any stall of a voter's process longer than about H (minus
-// the heartbeat interval H/10) starts an election, and a leader that cannot
-// reach a quorum for the lease L steps down, so both must stay well above
-// the scheduling gaps of a busy machine: a Go process at normal priority
-// whose cores are all busy with other programs sees gaps up to ~55ms
-// (DESIGN.md §7). Hence H = E = 300ms and L = 200ms (L ≤ H is required).
+// The LAN defaults trade failover speed against idle cost and spurious
+// elections, and leave failover speed to a separate path.
 //
-// A killed leader is replaced faster than 2H: its kernel closes its
-// connections, and followers that see their leader's connection close drop
-// their timeouts to L until a new leader is known (fastfail.go), so
-// failover after SIGKILL takes about L to 2L. A silent death (power cut)
-// takes the full 2H–3H.
+// Idle cost: the leader sends every follower a heartbeat every H/10 to H/5
+// and, while no writes flow, an AppendEntries every Commit to 2·Commit
+// (raft's replication loop wakes on CommitTimeout); each is a message over
+// an encrypted libp2p stream, so both set the idle CPU of every node. With
+// H = 1s and Commit = 50ms that is about 20 small messages a second per
+// follower (it was ~90 at H = 300ms, Commit = 10ms: 2–3% of a core on a
+// follower, 7–10% on the leader of 5 nodes). Commit also bounds how late a
+// follower learns that an entry is committed (read-your-writes after a
+// forwarded write waits for it).
+//
+// Spurious elections: hashicorp/raft fires the follower timer at a random
+// point in [H, 2H) and only then checks whether the leader was heard within
+// H; a leader that cannot reach a quorum for the lease L steps down. Under
+// CPU saturation a Go process at normal priority sees scheduling gaps of
+// 50ms and more (DESIGN.md §7), and a leader whose lease was 200ms was
+// measured to miss contact for 230–260ms and step down. Hence H = E = 1s and
+// L = 500ms (raft requires L ≤ H): a follower tolerates stalls of ~800ms,
+// the leader of ~300ms on top of the heartbeat interval.
+//
+// Failover speed does not come from these timeouts (a silent death, a power
+// cut or a cut link, takes about 2H, 3H at worst: ~2–3s), but from the
+// closed connection of a killed leader (fastfail.go): its kernel closes its
+// sockets, the survivors see it at once, confirm by a redial that it is
+// gone, and the first surviving voter in peer-ID order starts an election
+// immediately as in a leadership transfer (others follow at FailoverStagger
+// steps if no leader appears), so failover after SIGKILL takes milliseconds
+// on a LAN; the shortened timeouts (H = E = L) back that path up.
 func DefaultTimings(m float64) Timings {
 	if m <= 0 {
 		m = 1
 	}
 	d := func(base time.Duration) time.Duration { return time.Duration(float64(base) * m) }
 	return Timings{
-		Heartbeat:      d(300 * time.Millisecond),
-		Election:       d(300 * time.Millisecond),
-		LeaderLease:    d(200 * time.Millisecond),
-		Commit:         d(10 * time.Millisecond),
-		Poll:           d(150 * time.Millisecond),
-		Discovery:      d(1500 * time.Millisecond),
-		PeerDrop:       d(3 * time.Second),
-		RPC:            d(2 * time.Second),
-		Apply:          d(5 * time.Second),
-		AutopilotTick:  d(500 * time.Millisecond),
-		LastContactMax: d(1 * time.Second),
-		Stabilization:  d(2 * time.Second),
+		Heartbeat:       d(1 * time.Second),
+		Election:        d(1 * time.Second),
+		LeaderLease:     d(500 * time.Millisecond),
+		Commit:          d(50 * time.Millisecond),
+		FailoverStagger: d(250 * time.Millisecond),
+		Poll:            d(150 * time.Millisecond),
+		MemberPoll:      d(1 * time.Second),
+		Discovery:       d(1500 * time.Millisecond),
+		PeerDrop:        d(3 * time.Second),
+		RPC:             d(2 * time.Second),
+		Apply:           d(5 * time.Second),
+		AutopilotTick:   d(1 * time.Second),
+		LastContactMax:  d(2 * time.Second),
+		Stabilization:   d(2 * time.Second),
 	}
 }
 

@@ -38,5 +38,20 @@
 // # Timing
 //
 // Every raft timeout is a LAN default scaled by Config.Multiplier (see
-// DefaultTimings): slow boards and emulated nodes raise it.
+// DefaultTimings): slow boards and emulated nodes raise it. The base
+// timeouts are long (heartbeat and election 1s, leader lease 500ms, commit
+// 50ms): cheap when idle and no elections when the machine is busy. A
+// killed leader is still replaced in milliseconds: its closed connection
+// makes the survivors confirm it is gone and start an election at once
+// (fastfail.go). A silent leader (power cut, cut link) is replaced after
+// 2–3 heartbeat timeouts.
+//
+// # Liveness of members
+//
+// On the leader, autopilot asks every server for its stats each tick
+// (/hydra/cluster/stats/1.0.0). Only a successful answer counts as life: a
+// voter without one for DeadVoterGrace is failed and its vote goes to a
+// healthy non-voter; a non-voter without one for DeadNonvoterGrace is
+// removed. Connectedness is no evidence (a QUIC connection to a killed
+// peer stays up ~30s).
 package consensus

@@ -124,6 +124,7 @@ func (r *Raft) leaderLoop(ctx context.Context, done chan struct{}) {
 		return
 	}
 	r.log.Info("leadership established", "term", r.raft.CurrentTerm())
+	r.del.reset()
 	r.ap.Start(ctx)
 	defer func() { <-r.ap.Stop() }()
 	r.setLeading(true)

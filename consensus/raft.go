@@ -31,7 +31,7 @@ type Raft struct {
 
 	fsm      *FSM
 	st       *stores
-	trans    *raft.NetworkTransport
+	trans    *transport
 	raft     *raft.Raft
 	notifyCh chan bool
 	hadState bool
@@ -108,11 +108,7 @@ func New(cfg Config) (*Raft, error) {
 		_ = st.close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	trans, err := newTransport(cfg.Host, 5*t.RPC, log)
-	if err != nil {
-		_ = st.close()
-		return nil, err
-	}
+	trans := newTransport(cfg.Host, 2*t.RPC, t.RPC, log)
 	r.trans = trans
 	rc := raftConfig(id, t, r.notifyCh, cfg.Logger)
 	if r.raft, err = raft.NewRaft(rc, r.fsm, st.logs, st.bolt, st.snaps, trans); err != nil {

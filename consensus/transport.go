@@ -2,36 +2,80 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/net/gostream"
 )
 
-// streamLayer is raft's StreamLayer over libp2p streams of ProtocolRaft
-// (gostream gives net.Listener and net.Conn over streams). Addresses are peer
+// streamLayer is raft's StreamLayer over libp2p streams of ProtocolRaft: a
+// net.Listener of inbound streams and a Dial by peer ID. Addresses are peer
 // ID strings; the host dials them with the addresses in its peerstore, which
 // discovery fills, so raft never needs an IP address or a port.
+//
+// Every stream is reset, never half-closed, when raft closes its conn:
+// raft closes a conn after an error or when its pool is full, and a
+// half-closed stream to a dead peer whose connection still looks alive (a
+// QUIC connection to a killed process, a TCP one over a pulled cable) keeps
+// its resource-manager reservation until the remote acknowledges, which it
+// never does; vote requests and heartbeats to such a peer would then
+// exhaust the protocol's stream budget ("cannot reserve outbound stream")
+// and keep the survivors from electing a leader. A dial waits at most
+// dialTimeout (libp2p negotiates the protocol inside it).
 type streamLayer struct {
-	host host.Host
-	net.Listener
+	host        host.Host
+	dialTimeout time.Duration
+
+	ch        chan network.Stream
+	ctx       context.Context
+	cancel    context.CancelFunc
+	closeOnce sync.Once
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
 // newStreamLayer registers the raft protocol handler on h.
-func newStreamLayer(h host.Host) (*streamLayer, error) {
-	l, err := gostream.Listen(h, ProtocolRaft)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", ProtocolRaft, err)
-	}
-	return &streamLayer{host: h, Listener: l}, nil
+func newStreamLayer(h host.Host, dialTimeout time.Duration) *streamLayer {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &streamLayer{host: h, dialTimeout: dialTimeout, ch: make(chan network.Stream), ctx: ctx, cancel: cancel}
+	h.SetStreamHandler(ProtocolRaft, func(st network.Stream) {
+		select {
+		case s.ch <- st:
+		case <-ctx.Done():
+			_ = st.Reset()
+		}
+	})
+	return s
 }
+
+// Accept returns the next inbound raft stream as a net.Conn.
+func (s *streamLayer) Accept() (net.Conn, error) {
+	select {
+	case st := <-s.ch:
+		return &streamConn{Stream: st}, nil
+	case <-s.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting raft streams.
+func (s *streamLayer) Close() error {
+	s.closeOnce.Do(func() {
+		s.host.RemoveStreamHandler(ProtocolRaft)
+		s.cancel()
+	})
+	return nil
+}
+
+// Addr is this node's raft address: its peer ID.
+func (s *streamLayer) Addr() net.Addr { return peerAddr(s.host.ID()) }
 
 // Dial opens a raft stream to the peer whose ID is address.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -39,29 +83,107 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err != nil {
 		return nil, fmt.Errorf("raft address %q is not a peer ID: %w", address, err)
 	}
-	if timeout <= 0 {
-		timeout = 10 * time.Second
+	if timeout <= 0 || timeout > s.dialTimeout {
+		timeout = s.dialTimeout
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	c, err := gostream.Dial(ctx, s.host, pid, ProtocolRaft)
+	st, err := s.host.NewStream(ctx, pid, ProtocolRaft)
 	if err != nil {
 		return nil, fmt.Errorf("dial raft %s: %w", pid, err)
 	}
-	return c, nil
+	return &streamConn{Stream: st}, nil
+}
+
+// peerAddr is a peer ID as a net.Addr.
+type peerAddr peer.ID
+
+func (a peerAddr) Network() string { return "libp2p" }
+func (a peerAddr) String() string  { return peer.ID(a).String() }
+
+// streamConn is a libp2p stream as a net.Conn whose Close resets it (see
+// streamLayer): raft's RPCs are request/response, so by the time raft
+// closes a conn nothing is in flight that a reset could lose.
+type streamConn struct {
+	network.Stream
+}
+
+func (c *streamConn) Close() error         { return c.Stream.Reset() }
+func (c *streamConn) LocalAddr() net.Addr  { return peerAddr(c.Stream.Conn().LocalPeer()) }
+func (c *streamConn) RemoteAddr() net.Addr { return peerAddr(c.Stream.Conn().RemotePeer()) }
+
+// transport is raft's NetworkTransport over the stream layer, with one
+// addition: inject hands raft an RPC as if a peer had sent it (fast
+// failover's TimeoutNow, fastfail.go). Everything else is the embedded
+// NetworkTransport's.
+type transport struct {
+	*raft.NetworkTransport
+	rpcCh chan raft.RPC
+	done  chan struct{}
+	once  sync.Once
 }
 
 // newTransport builds raft's network transport on top of the stream layer.
-// Connections are pooled per peer; every RPC gets the given I/O timeout.
-func newTransport(h host.Host, timeout time.Duration, log *slog.Logger) (*raft.NetworkTransport, error) {
-	sl, err := newStreamLayer(h)
-	if err != nil {
-		return nil, err
-	}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  sl,
+// Connections are pooled per peer (3 per peer); every RPC gets the given I/O
+// deadline, and a dial at most rpc.
+func newTransport(h host.Host, timeout, dial time.Duration, log *slog.Logger) *transport {
+	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  newStreamLayer(h, dial),
 		MaxPool: 3,
 		Timeout: timeout,
 		Logger:  newHCLogger(log.With("component", "raft-transport"), "raft-net"),
-	}), nil
+	})
+	t := &transport{NetworkTransport: nt, rpcCh: make(chan raft.RPC), done: make(chan struct{})}
+	go t.pump()
+	return t
+}
+
+func (t *transport) pump() {
+	in := t.NetworkTransport.Consumer()
+	for {
+		select {
+		case rpc := <-in:
+			select {
+			case t.rpcCh <- rpc:
+			case <-t.done:
+				return
+			}
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// Consumer is the channel raft reads its inbound RPCs from: the network's
+// and the injected ones.
+func (t *transport) Consumer() <-chan raft.RPC { return t.rpcCh }
+
+// errTransportClosed is returned by inject after Close.
+var errTransportClosed = errors.New("raft transport closed")
+
+// inject delivers cmd to the local raft as an inbound RPC and waits for
+// its response (or ctx).
+func (t *transport) inject(ctx context.Context, cmd any) (any, error) {
+	resp := make(chan raft.RPCResponse, 1)
+	select {
+	case t.rpcCh <- raft.RPC{Command: cmd, RespChan: resp}:
+	case <-t.done:
+		return nil, errTransportClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-resp:
+		return r.Response, r.Error
+	case <-t.done:
+		return nil, errTransportClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops the pump and the network transport.
+func (t *transport) Close() error {
+	t.once.Do(func() { close(t.done) })
+	return t.NetworkTransport.Close()
 }
