@@ -9,12 +9,14 @@
 //     the same time (so each standalone rate is measured under the same
 //     oversubscription of this machine as the cluster run), each computing a
 //     big π job and then the Mandelbrot image for -standalone (12 s) before
-//     it is cancelled. A node's standalone rate is its steady state: the
+//     it is cancelled; this is done before and after the cluster jobs, and
+//     the mean is the baseline (the efficiency against each is printed too,
+//     for the noise). A node's standalone rate is its steady state: the
 //     units of its accepted chunks after the first (the probe) divided by the
 //     time between the first and last commits (GET …/chunks, committed_ms).
 //     For Mandelbrot the unit is an iteration (Σ of the result.raw counts of
 //     a chunk's rows), because rows differ in cost. Then the four nodes form
-//     one cluster and run one π and one Mandelbrot job (the same image) sized
+//     one cluster and run one π and one Mandelbrot job (the same view) sized
 //     for about -job-seconds: efficiency = (units ÷ Σ standalone rates) ÷
 //     (finished_at − submitted_at). The fixed-equal-chunk policy of the old
 //     prototype is not in the node, so it is simulated here (not run): the
@@ -39,7 +41,9 @@
 //     on the cluster) is run -kill-runs times without and with a SIGKILL of
 //     the leader once 40 % is done (alternating); the victim is restarted
 //     (same data dir) after the job. Extra = kill run − median of no-kill
-//     runs.
+//     runs, and kill run − the no-kill run just before it (paired, less
+//     sensitive to the load of a shared machine drifting); the chunk history
+//     around the kill is printed (commit gap, chunks after it).
 //   - dask: with -dask SCRIPT, /usr/bin/python3 SCRIPT -dask-tasks runs
 //     no-op tasks on a LocalCluster of 2 processes; tasks/s beside Hydra's
 //     chunks/s.
@@ -453,20 +457,16 @@ func parseInts(s string) []int {
 	return out
 }
 
-func hetero(work string) {
-	limits := parseInts(*flagLimits)
+// standalone measures each limit's standalone rates (π samples/s,
+// Mandelbrot iterations/s on img) on single-node clusters run at the same
+// time; tag names this measurement.
+func standalone(work, tag string, limits []int, img mandelImg) (piRate, mRate []float64, kern string) {
 	n := len(limits)
-	fmt.Printf("hetero: load average %s\n", loadavg())
-	// The image is sized from a guess of the rates (about 0.7 G iterations/s
-	// per core for the AVX2 kernel, scaled by the limits), then the cluster
-	// job is resized from the measured ones; standalone rates are measured
-	// on this image.
-	img := pickImage(1e10)
 	fmt.Printf("hetero: standalone rates of %d single-node clusters at --cpu-limit %v, measured at the same time for %v each (π, then Mandelbrot %dx%d max_iter %d)\n",
 		n, limits, *flagStandalone, img.Width, img.Height, img.MaxIter)
 	var solo []*cluster
 	for i, l := range limits {
-		c := newCluster(filepath.Join(work, fmt.Sprintf("solo%d", i+1)), fmt.Sprintf("s%d-", l), 1, func(int) []string {
+		c := newCluster(filepath.Join(work, fmt.Sprintf("solo-%s-%d", tag, i+1)), fmt.Sprintf("s%s%d-", tag, l), 1, func(int) []string {
 			return []string{"--cpus", "1", "--cpu-limit", strconv.Itoa(l)}
 		})
 		c.startAll()
@@ -478,8 +478,8 @@ func hetero(work string) {
 			fatalf("standalone: %v", err)
 		}
 	}
-	piRate := make([]float64, n)
-	mRate := make([]float64, n)
+	piRate = make([]float64, n)
+	mRate = make([]float64, n)
 	var wg sync.WaitGroup
 	for i, c := range solo {
 		wg.Add(1)
@@ -511,7 +511,7 @@ func hetero(work string) {
 		}()
 	}
 	wg.Wait()
-	kern := kernelOf(solo[0].nodes[0])
+	kern = kernelOf(solo[0].nodes[0])
 	for _, c := range solo {
 		c.stop()
 	}
@@ -525,6 +525,29 @@ func hetero(work string) {
 	}
 	fmt.Printf("hetero: Σ standalone π %.4g samples/s, Mandelbrot %.4g iterations/s; load average %s\n", sumPi, sumM, loadavg())
 
+	return piRate, mRate, kern
+}
+
+func sum(xs []float64) float64 {
+	var t float64
+	for _, x := range xs {
+		t += x
+	}
+	return t
+}
+
+func hetero(work string) {
+	limits := parseInts(*flagLimits)
+	n := len(limits)
+	fmt.Printf("hetero: load average %s\n", loadavg())
+	// The image is sized from a guess of the rates (about 0.7 G iterations/s
+	// per core for the AVX2 kernel, scaled by the limits), then the cluster
+	// job is resized from the measured ones; standalone rates are measured
+	// on this image, before and after the cluster jobs (the machine is
+	// shared: the load may change), and the efficiency is given against
+	// their mean, with the range against either.
+	img := pickImage(1e10)
+	piA, mA, kern := standalone(work, "a", limits, img)
 	c := newCluster(filepath.Join(work, "hetero"), "h", n, func(i int) []string {
 		return []string{"--cpus", "1", "--cpu-limit", strconv.Itoa(limits[i])}
 	})
@@ -533,17 +556,15 @@ func hetero(work string) {
 	tok := token(p)
 	fmt.Printf("hetero: %d-node cluster up (kernel %s); load average %s\n", n, kern, loadavg())
 
-	samples := int64(sumPi * *flagJobSecs)
+	samples := int64(sum(piA) * *flagJobSecs)
 	id := submit(p, tok, map[string]any{"kind": "pi", "samples": samples, "seed": 11})
 	v := waitJob(p, id, 10*time.Minute, nil)
-	ideal := float64(v.TotalUnits) / sumPi
-	effPi := ideal / v.wall()
-	fmt.Printf("  π %d samples: %.2f s (ideal %.2f s), %d chunks; load average %s\n", samples, v.wall(), ideal, v.chunks(), loadavg())
-	shares(c, v, limits, piRate, sumPi)
+	fmt.Printf("  π %d samples: %.2f s, %d chunks; load average %s\n", samples, v.wall(), v.chunks(), loadavg())
+	shares(c, v, limits, piA, sum(piA))
 	if cr, ks := coordinatorRates(p); cr != nil {
 		for i, q := range c.nodes {
-			fmt.Printf("    %s: coordinator's π rate estimate %.4g samples/s = %.2f x the standalone rate (kernel %s)\n",
-				q.name, cr[q.id]["pi"], cr[q.id]["pi"]/piRate[i], ks[q.id])
+			fmt.Printf("    %s: coordinator's π rate estimate %.4g samples/s = %.2f x the standalone rate before (kernel %s)\n",
+				q.name, cr[q.id]["pi"], cr[q.id]["pi"]/piA[i], ks[q.id])
 		}
 	}
 	piCost := make([]float64, 1024) // π units are uniform: 1024 equal slices
@@ -552,30 +573,36 @@ func hetero(work string) {
 	}
 
 	// the Mandelbrot job: same view, resized for about -job-seconds
-	big := pickImage(sumM * *flagJobSecs)
+	big := pickImage(sum(mA) * *flagJobSecs)
 	id = submit(p, tok, big.body())
 	mv := waitJob(p, id, 10*time.Minute, nil)
 	ri := rowIters(getRaw(p, id), big.Width)
-	var iters float64
-	for _, x := range ri {
-		iters += x
-	}
-	mideal := iters / sumM
-	effM := mideal / mv.wall()
-	fmt.Printf("  Mandelbrot %dx%d max_iter %d (%.4g iterations): %.2f s (ideal %.2f s), %d chunks; load average %s\n",
-		big.Width, big.Height, big.MaxIter, iters, mv.wall(), mideal, mv.chunks(), loadavg())
+	iters := sum(ri)
+	fmt.Printf("  Mandelbrot %dx%d max_iter %d (%.4g iterations): %.2f s, %d chunks; load average %s\n",
+		big.Width, big.Height, big.MaxIter, iters, mv.wall(), mv.chunks(), loadavg())
 	shares(c, mv, limits, nil, 0)
 	c.stop()
 
-	addReport("hetero efficiency (4 nodes --cpus 1 --cpu-limit %v, kernel %s): π %.3f (%.2f s vs ideal %.2f s, %d chunks); Mandelbrot %.3f (%.2f s vs ideal %.2f s, %d chunks, %dx%d max_iter %d)",
-		limits, kern, effPi, v.wall(), ideal, v.chunks(), effM, mv.wall(), mideal, mv.chunks(), big.Width, big.Height, big.MaxIter)
+	piB, mB, _ := standalone(work, "b", limits, img)
+	piRate, mRate := make([]float64, n), make([]float64, n)
+	for i := range limits {
+		piRate[i], mRate[i] = (piA[i]+piB[i])/2, (mA[i]+mB[i])/2
+	}
+	eff := func(units, rate, wall float64) float64 { return units / rate / wall }
+	effPi := eff(float64(v.TotalUnits), sum(piRate), v.wall())
+	effM := eff(iters, sum(mRate), mv.wall())
+	addReport("hetero efficiency (4 nodes --cpus 1 --cpu-limit %v, kernel %s), against the mean of the standalone rates measured before and after [against before only, after only]: π %.3f [%.3f, %.3f] (%.2f s vs ideal %.2f s, %d chunks); Mandelbrot %.3f [%.3f, %.3f] (%.2f s vs ideal %.2f s, %d chunks, %dx%d max_iter %d, units = iterations)",
+		limits, kern, effPi, eff(float64(v.TotalUnits), sum(piA), v.wall()), eff(float64(v.TotalUnits), sum(piB), v.wall()),
+		v.wall(), float64(v.TotalUnits)/sum(piRate), v.chunks(),
+		effM, eff(iters, sum(mA), mv.wall()), eff(iters, sum(mB), mv.wall()),
+		mv.wall(), iters/sum(mRate), mv.chunks(), big.Width, big.Height, big.MaxIter)
 	var fx []string
 	for _, k := range parseInts(*flagFixed) {
 		mp := simFixed(piCost, piRate, k)
 		mm := simFixed(ri, mRate, k)
-		fx = append(fx, fmt.Sprintf("%d chunks: π %.3f, Mandelbrot %.3f", k, ideal/mp, mideal/mm))
+		fx = append(fx, fmt.Sprintf("%d chunks: π %.3f, Mandelbrot %.3f", k, float64(v.TotalUnits)/sum(piRate)/mp, iters/sum(mRate)/mm))
 	}
-	addReport("hetero fixed equal chunks (SIMULATED with the measured standalone rates, zero coordination cost, greedy pull): %s", strings.Join(fx, "; "))
+	addReport("hetero fixed equal chunks (SIMULATED with the same mean standalone rates, zero coordination cost, greedy pull; Mandelbrot rows with their real iteration counts): %s", strings.Join(fx, "; "))
 }
 
 func shares(c *cluster, v *jobView, limits []int, rates []float64, sum float64) {
@@ -833,8 +860,12 @@ func failoverCost(work string) {
 	for _, k := range kill {
 		extra = append(extra, fmt.Sprintf("%+.2f", k-mb))
 	}
-	addReport("leader kill (π job of %d samples on 2 workers, leader = a --compute=false coordinator SIGKILLed at 40%%): no kill %s s (median %.2f); kill %s s; extra seconds vs the no-kill median: %s (median %+.2f)",
-		samples, fmtList(base), mb, fmtList(kill), strings.Join(extra, ", "), median(kill)-mb)
+	var paired []float64
+	for i := range kill {
+		paired = append(paired, kill[i]-base[i])
+	}
+	addReport("leader kill (π job of %d samples on 2 workers, leader = a --compute=false coordinator SIGKILLed at 40%%): no kill %s s (median %.2f); kill %s s; extra seconds vs the no-kill median: %s (median %+.2f); kill run minus the no-kill run just before it: %s (median %+.2f)",
+		samples, fmtList(base), mb, fmtList(kill), strings.Join(extra, ", "), median(kill)-mb, fmtList(paired), median(paired))
 }
 
 // timeline prints what the chunk history says about a kill: the commit gap

@@ -296,7 +296,7 @@ func newCluster(dir, prefix string, n int, extra func(i int) []string) *cluster 
 		}
 		p.args = []string{"node", "--data", data, "--name", name,
 			"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", tcp),
-			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--mdns=false"}
+			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--mdns=false", "--dedicated"}
 		p.args = append(p.args, "--dht=false")
 		if extra != nil {
 			p.args = append(p.args, extra(i)...)
