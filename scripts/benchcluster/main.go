@@ -320,7 +320,7 @@ func kernelOf(p *proc) string {
 	for sc.Scan() {
 		l := sc.Text()
 		if i := strings.Index(l, "kernel="); i >= 0 {
-			k = strings.Fields(l[i:])[0]
+			k = strings.TrimPrefix(strings.Fields(l[i:])[0], "kernel=")
 		}
 	}
 	return k
@@ -1018,7 +1018,8 @@ func main() {
 		cleanup()
 		os.Exit(130)
 	}()
-	fmt.Printf("benchcluster: %s, %d CPUs, load average %s\n", *flagHydra, runtime.NumCPU(), loadavg())
+	probeFlags()
+	fmt.Printf("benchcluster: %s, %d CPUs, load average %s (--dedicated: %v)\n", *flagHydra, runtime.NumCPU(), loadavg(), hasDedicated)
 	for _, ph := range strings.Split(*flagPhases, ",") {
 		switch strings.TrimSpace(ph) {
 		case "hetero":

@@ -245,6 +245,15 @@ const clkTck = 100 // USER_HZ on Linux (x86, arm)
 
 var usedPorts = map[int]bool{}
 
+// hasDedicated says whether the binary's `hydra node` takes --dedicated
+// (builds with owner-activity detection do; older ones refuse the flag).
+var hasDedicated bool
+
+func probeFlags() {
+	out, _ := exec.Command(*flagHydra, "node", "-h").CombinedOutput()
+	hasDedicated = strings.Contains(string(out), "-dedicated")
+}
+
 func freePort() int {
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -296,7 +305,11 @@ func newCluster(dir, prefix string, n int, extra func(i int) []string) *cluster 
 		}
 		p.args = []string{"node", "--data", data, "--name", name,
 			"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", tcp),
-			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--mdns=false", "--dedicated"}
+			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--mdns=false"}
+		if hasDedicated {
+			// a node with owner-activity detection: this machine is there to compute
+			p.args = append(p.args, "--dedicated")
+		}
 		p.args = append(p.args, "--dht=false")
 		if extra != nil {
 			p.args = append(p.args, extra(i)...)
