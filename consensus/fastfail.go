@@ -26,9 +26,12 @@ import (
 //     ReloadConfig; the lease is the lower bound raft accepts) until a new
 //     leader is known, then restores them. This alone would take L to 2L.
 //  2. It redials the leader (within half a lease). A live leader answers
-//     (a spurious disconnect costs nothing more); a dead one refuses at once
-//     (connection refused or reset). A dial that merely times out proves
-//     nothing (a cut link) and leaves step 1 alone in charge.
+//     (a spurious disconnect costs nothing more: normal timeouts again); a
+//     dead one refuses at once over TCP (connection refused or reset) and
+//     stays silent over QUIC, so a dial that fails either way counts as
+//     proof. (A connection that closes while the leader lives on and is
+//     unreachable from here, e.g. after a long partition, costs one
+//     needless election at worst.)
 //  3. Once the leader is confirmed dead, the surviving voters of the
 //     configuration, in peer-ID order, each wait rank × FailoverStagger and,
 //     if still no leader is known, start an election at once: a TimeoutNow
@@ -115,11 +118,10 @@ func (r *Raft) waitUntil(t time.Time, cond func() bool) {
 	}
 }
 
-// leaderGone redials p: gone is true if it is certainly gone (the dial
-// failed before its deadline: refused, reset), answered if it answered. A
-// dial that times out proves nothing (both false). The dial backoff a
-// failed dial leaves is cleared, so that a restarted leader is not kept
-// waiting.
+// leaderGone redials p: gone is true if the dial failed (refused, reset,
+// or no answer within half a lease: a killed process's QUIC address never
+// refuses), answered if it succeeded. The dial backoff a failed dial leaves
+// is cleared, so that a restarted leader is not kept waiting.
 func (r *Raft) leaderGone(p peer.ID) (gone, answered bool) {
 	sw, _ := r.host.Network().(*swarm.Swarm)
 	if sw != nil {
@@ -138,12 +140,9 @@ func (r *Raft) leaderGone(p peer.ID) (gone, answered bool) {
 	if sw != nil && err != nil {
 		sw.Backoff().Clear(p)
 	}
-	switch {
-	case err == nil:
+	if err == nil {
 		r.log.Info("fast failover: the leader answered a redial", "leader", p)
 		return false, true
-	case ctx.Err() != nil:
-		return false, false
 	}
 	r.log.Debug("fast failover: redialing the leader failed", "leader", p, "err", err)
 	return true, false
