@@ -38,6 +38,7 @@ type Announcement struct {
 	Load    float64  `json:"load"`
 	Uptime  float64  `json:"uptime_seconds"`
 	State   string   `json:"state"`
+	Reason  string   `json:"reason,omitempty"` // why throttled or paused: "on battery", "cpu 82 °C"…
 	Addrs   []string `json:"addrs"`
 	HTTP    string   `json:"http,omitempty"`
 }
@@ -55,7 +56,7 @@ func decodeAnnouncement(from peer.ID, data []byte) (Announcement, error) {
 	if a.ID != from.String() {
 		return a, fmt.Errorf("announcement names %q but came from %s", a.ID, from)
 	}
-	if len(a.Name) > 64 || len(a.Version) > 64 || len(a.OS) > 32 || len(a.Arch) > 32 || len(a.State) > 128 || len(a.HTTP) > 256 {
+	if len(a.Name) > 64 || len(a.Version) > 64 || len(a.OS) > 32 || len(a.Arch) > 32 || len(a.State) > 128 || len(a.Reason) > 128 || len(a.HTTP) > 256 {
 		return a, fmt.Errorf("announcement from %s: field too long", from)
 	}
 	if a.Cores < 0 || a.Cores > 1<<16 || len(a.Addrs) > 64 {
@@ -137,6 +138,7 @@ func (n *Node) self() Announcement {
 		Load:    l,
 		Uptime:  time.Since(n.started).Seconds(),
 		State:   n.workState(),
+		Reason:  n.owner.get().Reason,
 		Addrs:   as,
 		HTTP:    n.httpURL,
 	}

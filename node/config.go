@@ -16,6 +16,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/node/owner"
 )
 
 // Config is everything `hydra node` can be told. Zero values are replaced
@@ -49,6 +50,13 @@ type Config struct {
 	Retention time.Duration
 	DiskCap   int64
 
+	// Owner is the owner policy: when compute steps back for the machine's
+	// owner (DESIGN.md §7). SysRoot and ProcRoot let tests drive the
+	// sensors with a fake tree (default /sys and /proc).
+	Owner    owner.Config
+	SysRoot  string
+	ProcRoot string
+
 	// Out receives the line with the web address and token that a person
 	// starting the node needs (default os.Stdout).
 	Out io.Writer
@@ -81,6 +89,7 @@ func DefaultConfig() Config {
 		CPUs:             runtime.NumCPU(),
 		CPULimit:         100,
 		Retention:        7 * 24 * time.Hour,
+		Owner:            owner.DefaultConfig(),
 		DiskCap:          4 << 30,
 		AnnounceInterval: time.Second,
 	}
@@ -196,6 +205,9 @@ func (c *Config) parse() (parsed, error) {
 	}
 	if c.DiskCap < 0 {
 		return p, configErr("--disk-cap %d: must not be negative", c.DiskCap)
+	}
+	if err := c.Owner.Validate(); err != nil {
+		return p, configErr("owner policy: %v", err)
 	}
 	if c.Out == nil {
 		c.Out = os.Stdout

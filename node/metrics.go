@@ -27,13 +27,17 @@ var (
 		"1 if this node knows a leader, else 0.", nil, nil)
 	descNodes = prometheus.NewDesc("hydra_cluster_nodes",
 		"Nodes known to this node's replica, by whether they are online.", []string{"online"}, nil)
+	descNodeState = prometheus.NewDesc("hydra_node_state",
+		"What this node's compute is doing: 1 for the current state label (working, idle, throttled, paused), 0 for the others.", []string{"state"}, nil)
+	descThrottle = prometheus.NewDesc("hydra_node_compute_share",
+		"Share of its CPU allowance the owner policy lets compute use (1 full, 0 paused).", nil, nil)
 	descInfo = prometheus.NewDesc("hydra_build_info",
 		"Build of this node (always 1).", []string{"version", "commit"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descRaftCommit, descRaftApplied,
-		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descInfo} {
+		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descInfo} {
 		ch <- d
 	}
 }
@@ -80,5 +84,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, on, "true")
 	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, off, "false")
+	cur := c.n.workState()
+	for _, s := range []string{"working", "idle", "throttled", "paused"} {
+		v := 0.0
+		if s == cur {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descNodeState, prometheus.GaugeValue, v, s)
+	}
+	share := c.n.owner.get().Throttle
+	if c.n.paused() {
+		share = 0
+	}
+	ch <- prometheus.MustNewConstMetric(descThrottle, prometheus.GaugeValue, share)
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, Version, Commit)
 }

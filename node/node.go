@@ -23,6 +23,7 @@ import (
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/node/child"
+	"github.com/hydra-compute/hydra/node/owner"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -56,6 +57,8 @@ type Node struct {
 	coord         atomic.Pointer[coordinator]
 	worker        *worker
 	runner        *child.Runner
+	policy        *owner.Policy
+	owner         ownerStatus
 
 	// crash makes Run stop like a SIGKILL would: connections dropped first,
 	// no leadership hand-over. Tests use it to kill a node in-process.
@@ -147,6 +150,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.raft = r
 
 	n.OnLeader(n.runCoordinator)
+	if n.policy, err = owner.New(cfg.Owner); err != nil {
+		r.Shutdown(false)
+		jobs.Close()
+		h.Close()
+		ln.Close()
+		return nil, configErr("owner policy: %v", err)
+	}
+	n.owner.set(owner.Decision{State: owner.StateRun, Throttle: 1})
 
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{n: n})
@@ -210,6 +221,17 @@ func (n *Node) Run(ctx context.Context) error {
 		n.log.Warn("cannot write api-url", "err", err)
 	}
 
+	// The compute process and the worker exist before anything that reports
+	// the worker's state (announcements) starts.
+	if n.cfg.Compute {
+		r, err := child.Start(runCtx, child.Config{CPUs: n.cfg.CPUs, CPULimit: n.cfg.CPULimit, Logger: n.log.With("component", "compute")})
+		if err != nil {
+			return fmt.Errorf("start compute process: %w", err)
+		}
+		n.runner = r
+		n.worker = newWorker(n, r)
+	}
+
 	if err := n.host.StartDiscovery(runCtx, p2p.DiscoveryConfig{
 		MDNS: n.cfg.MDNS,
 		Join: n.p.join,
@@ -234,14 +256,9 @@ func (n *Node) Run(ctx context.Context) error {
 	workCtx, stopWork := context.WithCancel(runCtx)
 	defer stopWork()
 	workDone := make(chan struct{})
-	if n.cfg.Compute {
-		r, err := child.Start(runCtx, child.Config{CPUs: n.cfg.CPUs, CPULimit: n.cfg.CPULimit, Logger: n.log.With("component", "compute")})
-		if err != nil {
-			return fmt.Errorf("start compute process: %w", err)
-		}
-		n.runner = r
-		n.worker = newWorker(n, r)
+	if n.worker != nil {
 		go func() { defer close(workDone); n.worker.run(workCtx) }()
+		go n.runOwnerPolicy(workCtx)
 	} else {
 		close(workDone)
 	}

@@ -78,7 +78,7 @@ func startProc(t *testing.T, name, dir string, p2pPort, httpPort int, extra ...s
 	p.api = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	p.args = append([]string{"node", "--data", dir, "--name", name, "--mdns=false", "--dht=false",
 		"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
-		"--cpus", "1", "--log-level", "debug"}, extra...)
+		"--cpus", "1", "--log-level", "debug", "--dedicated"}, extra...)
 	p.start()
 	t.Cleanup(p.kill)
 	return p

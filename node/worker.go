@@ -14,6 +14,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/node/child"
+	"github.com/hydra-compute/hydra/node/owner"
 	"github.com/hydra-compute/hydra/p2p"
 )
 
@@ -39,7 +40,8 @@ type worker struct {
 	term     uint64
 	queue    []workLease // queue[0] runs when running != nil
 	running  *workLease
-	discard  bool // the running lease was cancelled: throw its result away
+	discard  bool               // the running lease was cancelled: throw its result away
+	stopRun  context.CancelFunc // stops the chunk in hand (keeping its prefix)
 	results  []workResult
 	failed   []uint64
 	progress atomic.Uint64
@@ -126,7 +128,21 @@ func (w *worker) sync(ctx context.Context) error {
 		inHand++
 	}
 	if w.ctxPaused() {
+		// Paused by the owner: queued chunks go back to the coordinator at
+		// once, so others take them; the one in hand stops and hands in
+		// its finished prefix.
 		req.Paused = true
+		if w.running != nil && w.stopRun != nil {
+			w.stopRun() // even a chunk that had not started when the pause came
+		}
+		for _, l := range w.queue {
+			if l.Term == w.term {
+				w.failed = append(w.failed, l.ID)
+			}
+		}
+		w.queue = nil
+		req.Failed = w.failed
+		w.failed = nil
 	} else if ctx.Err() == nil {
 		req.Want = max(0, prefetchDepth-inHand)
 	}
@@ -136,7 +152,7 @@ func (w *worker) sync(ctx context.Context) error {
 		}
 	}
 	if r := w.running; r != nil {
-		if r.Term == w.term {
+		if r.Term == w.term && !req.Paused {
 			req.Leases = append(req.Leases, r.ID)
 			req.Progress = []leaseProgress{{Lease: r.ID, Done: w.progress.Load()}}
 		}
@@ -234,9 +250,15 @@ func (w *worker) computeLoop(ctx context.Context) {
 			}
 		}
 		start := time.Now()
-		res, err := w.runner.Run(ctx, child.Task{ID: lease.ID, Spec: lease.Spec, Range: compute.Range{Start: lease.Start, End: lease.End}},
-			func(done uint64) { w.progress.Store(done) })
+		rctx, stop := context.WithCancel(ctx)
 		w.mu.Lock()
+		w.stopRun = stop
+		w.mu.Unlock()
+		res, err := w.runner.Run(rctx, child.Task{ID: lease.ID, Spec: lease.Spec, Range: compute.Range{Start: lease.Start, End: lease.End}},
+			func(done uint64) { w.progress.Store(done) })
+		stop()
+		w.mu.Lock()
+		w.stopRun = nil
 		cur := *w.running // its ID and term may have changed by adoption
 		w.running = nil
 		switch {
@@ -247,6 +269,8 @@ func (w *worker) computeLoop(ctx context.Context) {
 			}
 		case w.discard:
 			w.log.Debug("chunk cancelled", "job", cur.Job, "lease", cur.ID)
+		case res.Done.Len() == 0 && cur.Term == w.term:
+			w.failed = append(w.failed, cur.ID) // stopped before it began: give it back
 		case res.Done.Len() > 0:
 			w.results = append(w.results, workResult{
 				Lease: cur.ID, Term: cur.Term, Job: cur.Job, Start: res.Done.Start, End: res.Done.End,
@@ -263,11 +287,18 @@ func (w *worker) computeLoop(ctx context.Context) {
 	}
 }
 
-// ctxPaused reports whether the owner policy holds compute back (issue 5);
-// for now a node computes whenever it has work.
-func (w *worker) ctxPaused() bool { return false }
+// ctxPaused reports whether the owner policy holds compute back.
+func (w *worker) ctxPaused() bool { return w.n.paused() }
 
 func (w *worker) stateLocked() string {
+	switch d := w.n.owner.get(); d.State {
+	case owner.StatePaused:
+		return "paused"
+	case owner.StateThrottled:
+		if w.running != nil {
+			return "throttled"
+		}
+	}
 	if w.running != nil {
 		return "working"
 	}

@@ -28,7 +28,8 @@ type NodeStatus struct {
 	Name     string    `json:"name"`
 	Role     string    `json:"role"` // leader | voter | nonvoter | none (known but not a raft member)
 	Online   bool      `json:"online"`
-	State    string    `json:"state"` // working | idle | throttled | paused | offline
+	State    string    `json:"state"`            // working | idle | throttled | paused | offline
+	Reason   string    `json:"reason,omitempty"` // why throttled or paused ("on battery", "cpu 82 °C", "owner active", "schedule")
 	Addrs    []string  `json:"addrs"`
 	OS       string    `json:"os"`
 	Arch     string    `json:"arch"`

@@ -93,7 +93,11 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		if n.ID == st.Self.ID {
 			name += " *"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%d\t%.2f\t%s\n", name, short(n.ID), n.Role, n.State, n.OS, n.Arch, n.Cores, n.Load, seen)
+		state := n.State
+		if n.Reason != "" {
+			state += ": " + n.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%d\t%.2f\t%s\n", name, short(n.ID), n.Role, state, n.OS, n.Arch, n.Cores, n.Load, seen)
 	}
 	return tw.Flush()
 }

@@ -236,7 +236,8 @@ func startDemoNode(ctx context.Context, exe, base string, i, cpuLimit int, join 
 	d.api = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	args := []string{"node", "--data", d.dir, "--name", d.name, "--mdns=false", "--dht=false",
 		"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
-		"--cpus", "1", "--cpu-limit", fmt.Sprint(cpuLimit), "--log-format", "json"}
+		"--cpus", "1", "--cpu-limit", fmt.Sprint(cpuLimit), "--log-format", "json",
+		"--dedicated"} // the demo's nodes share one machine: they are each other's "owner load"
 	if join != "" {
 		args = append(args, "--join", join)
 	}

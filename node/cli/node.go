@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/hydra-compute/hydra/node"
+	"github.com/hydra-compute/hydra/node/owner"
 )
 
 func isConfigError(err error) bool {
@@ -41,12 +42,33 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.CPULimit, "cpu-limit", cfg.CPULimit, "percent of those cores' time compute may use (duty cycle)")
 	fs.DurationVar(&cfg.Retention, "retention", cfg.Retention, "how long finished jobs and their results are kept")
 	fs.Int64Var(&cfg.DiskCap, "disk-cap", cfg.DiskCap, "bytes of stored results kept before the oldest finished jobs are evicted (0: no cap)")
+	oc := &cfg.Owner
+	fs.BoolVar(&oc.Dedicated, "dedicated", oc.Dedicated, "a machine that is there to compute: ignore owner activity and battery (schedule and heat still apply)")
+	fs.DurationVar(&oc.PauseAfter, "pause-after", oc.PauseAfter, "an owner rule must hold this long before compute pauses")
+	fs.DurationVar(&oc.ResumeAfter, "resume-after", oc.ResumeAfter, "calm-down: every rule clear this long before compute resumes")
+	maxOwner := fs.Float64("max-owner-cpu", oc.MaxOwnerCPU*100, "pause when other processes use more than this percent of the machine")
+	fs.StringVar(&oc.OnBattery, "on-battery", oc.OnBattery, "on battery power: pause or run")
+	fs.Float64Var(&oc.MinBattery, "min-battery", oc.MinBattery, "pause below this battery percent (0: never)")
+	fs.Float64Var(&oc.TempSoft, "temp-soft", oc.TempSoft, "°C above which compute slows down linearly")
+	fs.Float64Var(&oc.TempHard, "temp-hard", oc.TempHard, "°C above which compute pauses")
+	fs.DurationVar(&oc.IdleAfter, "idle-after", oc.IdleAfter, "compute only after this long without user input, where the OS tells (0: ignore input)")
+	schedule := fs.String("schedule", "", `windows when compute may run, local time, e.g. "mon-fri 18:00-08:00,sat-sun" (empty: always)`)
+	fs.StringVar(&cfg.SysRoot, "sys-root", "", "sysfs root for the owner sensors (testing; default /sys)")
+	fs.StringVar(&cfg.ProcRoot, "proc-root", "", "procfs root for the owner sensors (testing; default /proc)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg.Listen, cfg.Join = listen.vals, join.vals
+	oc.MaxOwnerCPU = *maxOwner / 100
+	if *schedule != "" {
+		sch, err := owner.ParseSchedule(*schedule)
+		if err != nil {
+			return usagef("--schedule %q: %v", *schedule, err)
+		}
+		oc.Schedule = sch
+	}
 	logger, err := newLogger(stderr, *level, *format)
 	if err != nil {
 		return err

@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/node/owner"
+)
+
+// fakeMachine is a sysfs/procfs tree the owner sensors read: a laptop on
+// mains power with an idle CPU, whose battery state a test flips.
+type fakeMachine struct{ sys, proc string }
+
+func newFakeMachine(t *testing.T) fakeMachine {
+	t.Helper()
+	m := fakeMachine{sys: t.TempDir(), proc: t.TempDir()}
+	m.write(t, m.proc, "stat", "cpu  100 0 100 100000 0 0 0 0 0 0\n")
+	m.write(t, m.sys, "class/power_supply/AC/type", "Mains\n")
+	m.write(t, m.sys, "class/power_supply/BAT0/type", "Battery\n")
+	m.write(t, m.sys, "class/power_supply/BAT0/capacity", "80\n")
+	m.setBattery(t, false)
+	return m
+}
+
+func (m fakeMachine) write(t *testing.T, root, rel, content string) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (m fakeMachine) setBattery(t *testing.T, onBattery bool) {
+	status, online := "Charging\n", "1\n"
+	if onBattery {
+		status, online = "Discharging\n", "0\n"
+	}
+	m.write(t, m.sys, "class/power_supply/BAT0/status", status)
+	m.write(t, m.sys, "class/power_supply/AC/online", online)
+}
+
+func TestOwner_BatteryPausesNodeWorkFinishedExactly(t *testing.T) {
+	laptop := newFakeMachine(t)
+	var nodes []*testNode
+	for i := range 3 {
+		nodes = append(nodes, newTestNode(t, t.TempDir(), fmt.Sprintf("n%d", i), func(c *Config) {
+			if i == 2 {
+				c.Owner.Dedicated = false
+				c.Owner.IdleAfter = 0
+				c.Owner.ResumeAfter = time.Hour
+				c.SysRoot, c.ProcRoot = laptop.sys, laptop.proc
+			}
+		}))
+	}
+	connectAll(t, nodes)
+	for _, n := range nodes {
+		n.start(t)
+	}
+	waitFor(t, 20*time.Second, "leader", func() error { _, err := agreedLeader(nodes); return err })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const samples, seed = 300_000_000, 5
+	j, err := nodes[0].SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: samples, Seed: seed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	laptopID := nodes[2].ID().String()
+	waitFor(t, 60*time.Second, "the laptop computing", func() error {
+		if nodes[2].workState() != "working" {
+			return errors.New("not working yet")
+		}
+		return nil
+	})
+	laptop.setBattery(t, true)
+	unplugged := time.Now()
+	waitFor(t, 10*time.Second, "the laptop paused", func() error {
+		if d := nodes[2].owner.get(); d.State != owner.StatePaused || d.Reason != owner.ReasonOnBattery {
+			return fmt.Errorf("decision %v", d)
+		}
+		if nodes[2].runner.Paused() && nodes[2].workState() == "paused" {
+			return nil
+		}
+		return errors.New("compute not paused")
+	})
+	t.Logf("paused %s after the unplug (pause-after %s)", time.Since(unplugged).Round(time.Millisecond), nodes[2].cfg.Owner.PauseAfter)
+	waitFor(t, 120*time.Second, "job done", func() error {
+		v, _ := nodes[0].Job(j.ID)
+		if v.State != compute.StatusDone {
+			return fmt.Errorf("%s %d/%d", v.State, v.DoneUnits, v.TotalUnits)
+		}
+		return nil
+	})
+	r, err := nodes[1].PiResult(j.ID)
+	if err != nil || r.Hits != compute.PiHits(seed, 0, samples) {
+		t.Fatalf("hits %d (%v), want %d", r.Hits, err, compute.PiHits(seed, 0, samples))
+	}
+	// Everything the laptop computed before the pause was handed in and
+	// kept: its share is in the job, and after the pause it took no chunk.
+	v, _ := nodes[0].Job(j.ID)
+	var laptopUnits uint64
+	for _, c := range v.Nodes {
+		if c.Node == laptopID {
+			laptopUnits = c.Units
+		}
+	}
+	if laptopUnits == 0 {
+		t.Fatal("the laptop's work before the pause was lost")
+	}
+	page, err := nodes[0].Chunks(j.ID, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last time.Time
+	for _, c := range page.Records {
+		if c.Node == laptopID && c.Committed.After(last) {
+			last = c.Committed
+		}
+	}
+	if last.After(unplugged.Add(5 * time.Second)) {
+		t.Fatalf("the paused laptop still had chunks committed %s after the unplug", last.Sub(unplugged))
+	}
+}

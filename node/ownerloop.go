@@ -1,0 +1,94 @@
+package node
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hydra-compute/hydra/node/owner"
+)
+
+// ownerEvery is how often the owner policy reads its sensors. A rule must
+// hold for --pause-after before it pauses, so this only bounds the delay
+// after that (pause latency ≈ pause-after + ownerEvery).
+const ownerEvery = 200 * time.Millisecond
+
+// ownerStatus is what the owner policy decided last, for announcements,
+// status and metrics.
+type ownerStatus struct {
+	mu       sync.Mutex
+	decision owner.Decision
+}
+
+func (s *ownerStatus) get() owner.Decision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.decision
+}
+
+func (s *ownerStatus) set(d owner.Decision) (changed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed = d.State != s.decision.State || d.Reason != s.decision.Reason || d.Throttle != s.decision.Throttle
+	s.decision = d
+	return changed
+}
+
+// paused reports whether the owner policy holds compute back now.
+func (n *Node) paused() bool { return n.owner.get().State == owner.StatePaused }
+
+// runOwnerPolicy applies the owner policy to the compute process until ctx
+// ends: pause (the chunk in hand stops at once and its finished prefix is
+// handed in), throttle (the duty cycle is scaled down), resume.
+func (n *Node) runOwnerPolicy(ctx context.Context) {
+	sensors := owner.NewSensors(owner.SensorConfig{
+		SysRoot: n.cfg.SysRoot, ProcRoot: n.cfg.ProcRoot, Logger: n.log,
+		ExcludePIDs: func() []int {
+			if h, ok := n.runner.Hello(); ok {
+				return []int{h.PID}
+			}
+			return nil
+		},
+	})
+	n.log.Info("owner policy", "dedicated", n.cfg.Owner.Dedicated, "sensors", strings.Join(sensors.Available(), ","),
+		"pause_after", n.cfg.Owner.PauseAfter, "resume_after", n.cfg.Owner.ResumeAfter, "schedule", n.cfg.Owner.Schedule.String())
+	t := time.NewTicker(ownerEvery)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		d := n.policy.Decide(sensors.Read(now), now)
+		if n.owner.set(d) {
+			n.applyOwner(d)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// applyOwner makes the compute process follow a decision.
+func (n *Node) applyOwner(d owner.Decision) {
+	n.log.Info("owner policy decision", "state", d.State, "reason", d.Reason, "throttle", d.Throttle)
+	switch d.State {
+	case owner.StatePaused:
+		n.runner.Pause()
+	default:
+		limit := n.cfg.CPULimit
+		if d.State == owner.StateThrottled {
+			limit = max(1, int(float64(limit)*d.Throttle))
+		}
+		if err := n.runner.SetLimits(n.cfg.CPUs, limit); err != nil {
+			n.log.Warn("apply compute limits", "err", err)
+		}
+		if n.runner.Paused() {
+			n.runner.Resume()
+		}
+	}
+	if n.worker != nil {
+		poke(n.worker.wakeCompute)
+		poke(n.worker.wakeSync)
+	}
+}
