@@ -560,7 +560,7 @@ func hetero(work string) {
 	id := submit(p, tok, map[string]any{"kind": "pi", "samples": samples, "seed": 11})
 	v := waitJob(p, id, 10*time.Minute, nil)
 	fmt.Printf("  π %d samples: %.2f s, %d chunks; load average %s\n", samples, v.wall(), v.chunks(), loadavg())
-	shares(c, v, limits, piA, sum(piA))
+	tailPi := shares(c, v, limits, piA, sum(piA))
 	if cr, ks := coordinatorRates(p); cr != nil {
 		for i, q := range c.nodes {
 			fmt.Printf("    %s: coordinator's π rate estimate %.4g samples/s = %.2f x the standalone rate before (kernel %s)\n",
@@ -580,7 +580,7 @@ func hetero(work string) {
 	iters := sum(ri)
 	fmt.Printf("  Mandelbrot %dx%d max_iter %d (%.4g iterations): %.2f s, %d chunks; load average %s\n",
 		big.Width, big.Height, big.MaxIter, iters, mv.wall(), mv.chunks(), loadavg())
-	shares(c, mv, limits, nil, 0)
+	tailM := shares(c, mv, limits, nil, 0)
 	c.stop()
 
 	piB, mB, _ := standalone(work, "b", limits, img)
@@ -596,6 +596,7 @@ func hetero(work string) {
 		v.wall(), float64(v.TotalUnits)/sum(piRate), v.chunks(),
 		effM, eff(iters, sum(mA), mv.wall()), eff(iters, sum(mB), mv.wall()),
 		mv.wall(), iters/sum(mRate), mv.chunks(), big.Width, big.Height, big.MaxIter)
+	addReport("hetero tail efficiency (capacity idle after each node's last commit, weighted by its share; needs no baseline): π %.3f, Mandelbrot %.3f", tailPi, tailM)
 	var fx []string
 	for _, k := range parseInts(*flagFixed) {
 		mp := simFixed(piCost, piRate, k)
@@ -605,11 +606,25 @@ func hetero(work string) {
 	addReport("hetero fixed equal chunks (SIMULATED with the same mean standalone rates, zero coordination cost, greedy pull; Mandelbrot rows with their real iteration counts): %s", strings.Join(fx, "; "))
 }
 
-func shares(c *cluster, v *jobView, limits []int, rates []float64, sum float64) {
+// shares prints each node's part of the job and when its last chunk was
+// committed, and returns the tail efficiency: 1 − Σ (node's share of the
+// units × the fraction of the job's wall time after its last commit), i.e.
+// the capacity left idle at the end, weighted by what each node delivered;
+// it does not depend on a baseline measured at another time (the machine's
+// load moves the standalone rates by ±30 % between phases).
+func shares(c *cluster, v *jobView, limits []int, rates []float64, sum float64) float64 {
 	last := map[string]int64{}
 	for _, ch := range getChunks(c.nodes[0], v.ID) {
 		last[ch.nodeID] = max(last[ch.nodeID], ch.committedMS)
 	}
+	tail := 1.0
+	for _, x := range v.Nodes {
+		if t, ok := last[x.Node]; ok && v.TotalUnits > 0 {
+			idle := v.FinishedAt.Sub(time.UnixMilli(t)).Seconds() / v.wall()
+			tail -= float64(x.Units) / float64(v.TotalUnits) * max(idle, 0)
+		}
+	}
+	defer fmt.Printf("    tail efficiency %.3f\n", tail)
 	for i, p := range c.nodes {
 		if t, ok := last[p.id]; ok {
 			fmt.Printf("    %s: last chunk committed at %.2f s of %.2f s\n", p.name, time.UnixMilli(t).Sub(v.SubmittedAt).Seconds(), v.wall())
@@ -625,6 +640,7 @@ func shares(c *cluster, v *jobView, limits []int, rates []float64, sum float64) 
 			}
 		}
 	}
+	return tail
 }
 
 // ---- overhead
