@@ -94,6 +94,11 @@ type schedNode struct {
 	id     string
 	rates  map[Kind]*rateEst
 	leases map[uint64]*lease
+	// lastDone is when the node's previous chunk completed. A worker computes
+	// one chunk at a time and keeps the next one queued, so a queued chunk's
+	// computation starts at lastDone, not when it was issued: counting its
+	// wait would halve the rate estimate and the chunk sizes.
+	lastDone time.Time
 }
 
 // Scheduler is the coordinator's scheduling policy (DESIGN.md §3) as a state machine: every
@@ -367,8 +372,13 @@ func (s *Scheduler) Complete(id uint64, now time.Time) (done Lease, cancelled []
 	if !ok {
 		return Lease{}, nil, false
 	}
-	if secs := now.Sub(l.Issued).Seconds(); secs > 0 {
-		n := s.node(l.Node)
+	n := s.node(l.Node)
+	began := l.Issued
+	if n.lastDone.After(began) {
+		began = n.lastDone
+	}
+	n.lastDone = now
+	if secs := now.Sub(began).Seconds(); secs > 0 {
 		r := n.rates[l.Kind]
 		if r == nil {
 			r = &rateEst{}

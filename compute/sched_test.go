@@ -355,3 +355,24 @@ func TestAdoptChunkOfPreviousLeader(t *testing.T) {
 		t.Fatal("the adopted lease cannot complete")
 	}
 }
+
+// A queued (prefetched) chunk waits for the one before it; its rate sample
+// must count only its own computing time.
+func TestRateIgnoresQueueWait(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := NewScheduler(SchedulerConfig{})
+	spec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1 << 40, Seed: 1}}
+	if err := s.AddJob("j", spec, []Range{{0, 1 << 40}}, true); err != nil {
+		t.Fatal(err)
+	}
+	const rate = 1e8 // units per second
+	a, _ := s.Lease("n", now)
+	b, _ := s.Lease("n", now) // prefetched
+	t1 := now.Add(time.Duration(float64(a.Range.Len()) / rate * float64(time.Second)))
+	s.Complete(a.ID, t1)
+	t2 := t1.Add(time.Duration(float64(b.Range.Len()) / rate * float64(time.Second)))
+	s.Complete(b.ID, t2)
+	if got := s.Rate("n", KindPi); got < 0.9*rate || got > 1.1*rate {
+		t.Fatalf("rate %.3g, want about %.3g", got, rate)
+	}
+}
