@@ -52,6 +52,7 @@ func hydraBinary(t *testing.T) string {
 // proc is one node process of a system test.
 type proc struct {
 	t        *testing.T
+	bin      string // binary to run (default: the amd64 build of this tree)
 	name     string
 	dir      string
 	args     []string
@@ -90,7 +91,11 @@ func (p *proc) start() {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	p.cmd = exec.Command(hydraBinary(p.t), p.args...)
+	bin := p.bin
+	if bin == "" {
+		bin = hydraBinary(p.t)
+	}
+	p.cmd = exec.Command(bin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {

@@ -1,0 +1,118 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// arm64Binary cross-compiles the node for linux/arm64 and checks that this
+// machine can run it (qemu-user through binfmt_misc); it skips otherwise.
+func arm64Binary(t *testing.T) string {
+	t.Helper()
+	if runtime.GOARCH == "arm64" {
+		t.Skip("already on arm64")
+	}
+	bin := filepath.Join(t.TempDir(), "hydra-arm64")
+	cmd := exec.Command("go", "build", "-o", bin, "..")
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build arm64: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "version").CombinedOutput(); err != nil {
+		t.Skipf("cannot run an arm64 binary here (qemu-user-static with binfmt_misc needed; scripts/test registers it): %v %s", err, out)
+	}
+	return bin
+}
+
+// An arm64 node (under qemu-user) joins an amd64 cluster with --join, takes
+// chunks, and the Mandelbrot counts are the amd64 ones bit for bit: Go may
+// fuse a*b+c into an FMA on arm64, which the kernel forbids.
+func TestSystem_MixedArchitectureExact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test")
+	}
+	arm := arm64Binary(t)
+	// Slow amd64 nodes, so the emulated one gets its share of the rows.
+	ps, token := startProcCluster(t, 2, func(int) []string { return []string{"--cpu-limit", "10"} })
+	base := filepath.Dir(ps[0].dir)
+	emu := &proc{t: t, name: "arm64", dir: filepath.Join(base, "arm64"), p2pPort: freeTCPPort(t), httpPort: freeTCPPort(t), bin: arm}
+	emu.api = fmt.Sprintf("http://127.0.0.1:%d", emu.httpPort)
+	emu.args = []string{"node", "--data", emu.dir, "--name", "arm64", "--mdns=false", "--dht=false",
+		"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", emu.p2pPort), "--http", fmt.Sprintf("127.0.0.1:%d", emu.httpPort),
+		"--cpus", "1", "--dedicated", "--voter", "never", "--raft-multiplier", "2", "--join", ps[0].joinAddr()}
+	emu.start()
+	t.Cleanup(emu.kill)
+	waitFor(t, 90*time.Second, "the arm64 node in the cluster", func() error {
+		st, err := emu.status()
+		if err != nil {
+			return err
+		}
+		emu.id = st.Self.ID
+		for _, n := range st.Nodes {
+			// Online and idle: its compute process runs and it asks for work.
+			if n.ID == emu.id && n.Role == "nonvoter" && n.Arch == "arm64" && n.Online && n.State == "idle" {
+				return nil
+			}
+		}
+		return fmt.Errorf("arm64 node not a member yet (leader %q)", st.Leader)
+	})
+	params := compute.MandelParams{Width: 640, Height: 480, CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.00002, MaxIter: 20000}
+	want := make([]uint32, params.Width*params.Height)
+	if err := compute.MandelRows(params, 0, params.Height, want); err != nil {
+		t.Fatal(err)
+	}
+	// The fast nodes may finish a job before the emulated one's first chunk
+	// comes back; a few jobs make sure it takes part in one.
+	var armRows uint64
+	for attempt := 0; attempt < 3 && armRows == 0; attempt++ {
+		id := submitJob(t, ps[1], token, map[string]any{"kind": "mandelbrot", "width": params.Width, "height": params.Height,
+			"center_x": params.CenterX, "center_y": params.CenterY, "span": params.Span, "max_iter": params.MaxIter})
+		waitDone(t, append(ps, emu), id, 300*time.Second)
+		armRows = checkMandelJob(t, ps[0], emu, id, want, emu.id)
+	}
+	if armRows == 0 {
+		t.Fatalf("the arm64 node computed no rows in 3 jobs; its log:\n%s", emu.dumpLog())
+	}
+	t.Logf("the arm64 node computed %d of %d rows", armRows, params.Height)
+}
+
+// checkMandelJob checks the job's counts, as the emulated node serves them,
+// against want, and returns the rows node computed.
+func checkMandelJob(t *testing.T, p, emu *proc, id string, want []uint32, node string) uint64 {
+	t.Helper()
+	var view struct {
+		Nodes []compute.NodeContribution `json:"nodes"`
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.client("").Do(ctx, "GET", "/api/v1/jobs/"+id, nil, &view); err != nil {
+		t.Fatal(err)
+	}
+	var raw []byte
+	if err := emu.client("").Do(ctx, "GET", "/api/v1/jobs/"+id+"/result.raw", nil, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != 4*len(want) {
+		t.Fatalf("%d bytes, want %d", len(raw), 4*len(want))
+	}
+	for i, w := range want {
+		if got := binary.LittleEndian.Uint32(raw[4*i:]); got != w {
+			t.Fatalf("pixel %d = %d, want %d", i, got, w)
+		}
+	}
+	for _, n := range view.Nodes {
+		if n.Node == node {
+			return n.Units
+		}
+	}
+	return 0
+}
