@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,8 +13,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// metaVoter is the autopilot Server.Meta key carrying a node's VoterPref.
-const metaVoter = "voter"
+// Keys of autopilot Server.Meta: the node's VoterPref from the replicated
+// NodeMeta, and its Availability from its latest stats answer.
+const (
+	metaVoter   = "voter"
+	metaBattery = "battery" // "1" while on battery
+	metaPaused  = "paused"  // paused share, 0–1, as a decimal
+)
 
 // maxTrailingLogs is how far behind the leader a server may be and still
 // count as healthy (promotable).
@@ -25,10 +31,17 @@ type statsResponse struct {
 	LastContact time.Duration `json:"last_contact"` // since the leader was heard; -1: never; 0 on the leader
 	LastTerm    uint64        `json:"last_term"`
 	LastIndex   uint64        `json:"last_index"`
+	// Avail is the node's fitness to hold a vote (nil from a node whose
+	// Config.Availability is unset).
+	Avail *Availability `json:"avail,omitempty"`
 }
 
 func (r *Raft) localStats() statsResponse {
 	s := statsResponse{LastIndex: r.raft.LastIndex()}
+	if r.cfg.Availability != nil {
+		a := r.cfg.Availability()
+		s.Avail = &a
+	}
 	var l raft.Log
 	if err := r.st.logs.GetLog(s.LastIndex, &l); err == nil {
 		s.LastTerm = l.Term
@@ -78,13 +91,15 @@ type delegate struct {
 	mu       sync.Mutex
 	lastSeen map[raft.ServerID]time.Time
 	removing map[raft.ServerID]bool
+	avail    map[raft.ServerID]Availability // from the latest stats answers
 	state    *autopilot.State
 }
 
 var _ autopilot.ApplicationIntegration = (*delegate)(nil)
 
 func newDelegate(r *Raft) *delegate {
-	return &delegate{r: r, lastSeen: map[raft.ServerID]time.Time{}, removing: map[raft.ServerID]bool{}}
+	return &delegate{r: r, lastSeen: map[raft.ServerID]time.Time{}, removing: map[raft.ServerID]bool{},
+		avail: map[raft.ServerID]Availability{}}
 }
 
 // AutopilotConfig returns the health thresholds, scaled by the multiplier.
@@ -109,6 +124,7 @@ func (d *delegate) NotifyState(s *autopilot.State) {
 func (d *delegate) reset() {
 	d.mu.Lock()
 	clear(d.lastSeen)
+	clear(d.avail)
 	d.mu.Unlock()
 }
 
@@ -140,6 +156,7 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 			mu.Lock()
 			out[id] = &autopilot.ServerStats{LastContact: s.LastContact, LastTerm: s.LastTerm, LastIndex: s.LastIndex}
 			mu.Unlock()
+			d.noteAvail(id, s.Avail)
 			continue
 		}
 		p, err := peer.Decode(string(id))
@@ -168,10 +185,23 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 			d.mu.Lock()
 			d.lastSeen[id] = time.Now()
 			d.mu.Unlock()
+			d.noteAvail(id, s.Avail)
 		}()
 	}
 	wg.Wait()
 	return out
+}
+
+// noteAvail keeps a server's reported Availability; an answer without one,
+// or with values out of range, counts as a fit node.
+func (d *delegate) noteAvail(id raft.ServerID, a *Availability) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if a == nil || !a.valid() {
+		delete(d.avail, id)
+		return
+	}
+	d.avail[id] = *a
 }
 
 // KnownServers returns every server of the raft configuration (so none is
@@ -202,6 +232,12 @@ func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 			IsLeader:    s.ID == leader,
 			NodeStatus:  autopilot.NodeAlive,
 			NodeType:    nodeType(meta.Voter),
+		}
+		if a, ok := d.avail[s.ID]; ok {
+			if a.OnBattery {
+				srv.Meta[metaBattery] = "1"
+			}
+			srv.Meta[metaPaused] = strconv.FormatFloat(a.Paused, 'f', 3, 64)
 		}
 		if string(s.ID) != d.r.id.String() {
 			seen, ok := d.lastSeen[s.ID]

@@ -139,9 +139,32 @@ type Config struct {
 	// DiscoveryWindow is how long a fresh node collects peers before the
 	// lowest eligible one bootstraps (default 1.5s × Multiplier).
 	DiscoveryWindow time.Duration
+	// Availability, if set, reports this node's current fitness to hold a
+	// vote (on battery, how often paused). The leader asks every server for
+	// it with each autopilot stats call, so it is soft state: fresh every
+	// tick, never written to the raft log. Nil reports a fit node.
+	Availability func() Availability
 	// Logger receives the package's and raft's logs (slog; never the global).
 	Logger *slog.Logger
 }
+
+// Availability is what a node tells the leader about how well it can hold
+// a raft vote, beyond being alive. A laptop that runs from its battery may
+// sleep or die at any moment, and one whose owner keeps it busy is likely
+// to be closed or suspended: with --voter auto the promoter moves votes to
+// mains-powered, rarely-paused machines (see Promoter).
+type Availability struct {
+	// OnBattery is true while the machine runs from its battery (debounced
+	// by the node, so a loose plug does not move votes back and forth).
+	OnBattery bool `json:"on_battery,omitempty"`
+	// Paused is the share of recent time (about the last hour) that the
+	// owner policy held compute back, 0–1.
+	Paused float64 `json:"paused,omitempty"`
+}
+
+// valid reports whether a is within its documented ranges (it arrives from
+// the network).
+func (a Availability) valid() bool { return a.Paused >= 0 && a.Paused <= 1 }
 
 // Timings are the raft and membership timeouts derived from a multiplier.
 type Timings struct {

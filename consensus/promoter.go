@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -16,6 +17,19 @@ func nodeType(p VoterPref) autopilot.NodeType {
 		return nodeTypeNever
 	}
 	return autopilot.NodeVoter
+}
+
+// RarelyPaused is the paused share below which the promoter counts a node
+// as rarely paused (see Promoter).
+const RarelyPaused = 0.2
+
+// availOf reads the Availability the delegate put into s.Meta.
+func availOf(s *autopilot.Server) Availability {
+	a := Availability{OnBattery: s.Meta[metaBattery] == "1"}
+	if p, err := strconv.ParseFloat(s.Meta[metaPaused], 64); err == nil && p >= 0 && p <= 1 {
+		a.Paused = p
+	}
+	return a
 }
 
 func prefOf(s *autopilot.Server) VoterPref {
@@ -33,16 +47,22 @@ func prefOf(s *autopilot.Server) VoterPref {
 //     either voters not failed (unreachable beyond DeadVoterGrace — a blip
 //     does not cost a vote) or healthy non-voters stable for the autopilot
 //     stabilization time;
-//   - they are ranked: the leader, then VoterPrefer nodes, then current
-//     voters (no churn among equals), then the longest stable, then by ID;
-//   - the first desired(n) are wanted. If there are fewer candidates, failed
-//     voters and then VoterNever voters are kept rather than demoted: a vote
-//     is only moved to a healthy replacement.
+//   - a VoterAuto candidate that runs from its battery (Availability) is
+//     unfit: it may sleep or die at any moment, so it only fills the set
+//     when there are not enough fit candidates;
+//   - fit candidates are ranked: the leader, then VoterPrefer nodes, then
+//     current voters (no churn among equals), then rarely paused ones (the
+//     owner policy held compute back less than RarelyPaused of the recent
+//     time: their owners are less likely to close or suspend them), then
+//     the longest stable, then by ID;
+//   - the first desired(n) are wanted. If there are fewer, unfit ones, then
+//     failed voters, then VoterNever voters are kept rather than demoted: a
+//     vote is only moved to a healthy replacement.
 //
 // Voters not wanted are demoted (autopilot demotes a failed one first, then
 // promotes, so the count never dips by more than one). A leader that is not
-// wanted (a VoterNever node that bootstrapped) hands leadership to a wanted
-// voter first; the new leader then demotes it.
+// wanted (a VoterNever node that bootstrapped, or a laptop just unplugged)
+// hands leadership to a wanted voter first; the new leader then demotes it.
 type Promoter struct {
 	desired func(servers int) int
 	now     func() time.Time
@@ -97,12 +117,16 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 		pref   VoterPref
 		voter  bool
 		leader bool
+		rarely bool // rarely paused
 		since  time.Time
 	}
-	var cands, failedVoters, neverVoters []cand
+	var cands, unfit, failedVoters, neverVoters []cand
 	for id, srv := range s.Servers {
+		a := availOf(&srv.Server)
 		c := cand{id: id, pref: prefOf(&srv.Server), voter: srv.HasVotingRights(),
-			leader: srv.State == autopilot.RaftLeader || id == s.Leader, since: srv.Health.StableSince}
+			leader: srv.State == autopilot.RaftLeader || id == s.Leader, since: srv.Health.StableSince,
+			rarely: a.Paused < RarelyPaused}
+		eligible := c.voter || (srv.State == autopilot.RaftNonVoter && srv.Health.IsStable(now, stable))
 		switch {
 		case c.pref == VoterNever:
 			if c.voter {
@@ -110,9 +134,10 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 			}
 		case c.voter && srv.Server.NodeStatus == autopilot.NodeFailed:
 			failedVoters = append(failedVoters, c)
-		case c.voter:
-			cands = append(cands, c)
-		case srv.State == autopilot.RaftNonVoter && srv.Health.IsStable(now, stable):
+		case !eligible:
+		case a.OnBattery && c.pref == VoterAuto:
+			unfit = append(unfit, c)
+		default:
 			cands = append(cands, c)
 		}
 	}
@@ -126,6 +151,9 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 		if a.voter != b.voter {
 			return a.voter
 		}
+		if a.rarely != b.rarely {
+			return a.rarely
+		}
 		if !a.since.Equal(b.since) {
 			return a.since.Before(b.since)
 		}
@@ -133,13 +161,14 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 	}
 	sortCands := func(cs []cand) { sort.Slice(cs, func(i, j int) bool { return less(cs[i], cs[j]) }) }
 	sortCands(cands)
+	sortCands(unfit)
 	sortCands(failedVoters)
 	sortCands(neverVoters)
 	wanted := cands
 	if len(wanted) > want {
 		wanted = wanted[:want]
 	}
-	for _, fill := range [][]cand{failedVoters, neverVoters} {
+	for _, fill := range [][]cand{unfit, failedVoters, neverVoters} {
 		for _, c := range fill {
 			if len(wanted) >= want {
 				break

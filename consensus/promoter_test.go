@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -25,6 +26,19 @@ func srv(id, kind string, pref VoterPref, healthy, failed bool, stableFor time.D
 		State:  st,
 		Health: autopilot.ServerHealth{Healthy: healthy, StableSince: now.Add(-stableFor)},
 	}
+}
+
+// battery marks a server as running from its battery, as the delegate does
+// from its stats answer.
+func battery(s *autopilot.ServerState) *autopilot.ServerState {
+	s.Server.Meta[metaBattery] = "1"
+	return s
+}
+
+// pausedShare sets the paused share a server reported.
+func pausedShare(s *autopilot.ServerState, p string) *autopilot.ServerState {
+	s.Server.Meta[metaPaused] = p
+	return s
 }
 
 func ids(xs []raft.ServerID) string { s := fmt.Sprint(xs); return s }
@@ -78,6 +92,44 @@ func Test_Promoter(t *testing.T) {
 			srv("e", "N", VoterAuto, true, false, long, now), srv("f", "N", VoterAuto, true, false, long, now),
 			srv("g", "N", VoterAuto, true, false, 2*long, now),
 		}, 5, "[d g]", "[]", ""},
+		{"a voter on battery gives its vote to a mains node", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), battery(srv("b", "V", VoterAuto, true, false, long, now)),
+			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "N", VoterAuto, true, false, long, now),
+		}, 3, "[d]", "[b]", ""},
+		{"a leader on battery hands over leadership first", []*autopilot.ServerState{
+			battery(srv("a", "L", VoterAuto, true, false, long, now)), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "V", VoterAuto, true, false, short, now),
+		}, 3, "[]", "[]", "b"},
+		{"a voter on battery keeps its vote without a replacement", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), battery(srv("b", "V", VoterAuto, true, false, long, now)),
+			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "N", VoterAuto, true, false, short, now),
+		}, 3, "[]", "[]", ""},
+		{"a non-voter on battery is not promoted over a mains one", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), battery(srv("b", "N", VoterAuto, true, false, 2*long, now)),
+			srv("c", "N", VoterAuto, true, false, long, now), srv("d", "N", VoterAuto, true, false, long, now),
+		}, 3, "[c d]", "[]", ""},
+		{"on battery still fills an empty seat", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), battery(srv("b", "N", VoterAuto, true, false, long, now)),
+		}, 3, "[b]", "[]", ""},
+		{"prefer keeps its vote on battery", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), battery(srv("p", "V", VoterPrefer, true, false, long, now)),
+			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "N", VoterAuto, true, false, long, now),
+		}, 3, "[]", "[]", ""},
+		{"a rarely paused non-voter is promoted first", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			pausedShare(srv("c", "N", VoterAuto, true, false, 2*long, now), "0.600"),
+			pausedShare(srv("d", "N", VoterAuto, true, false, long, now), "0.050"),
+		}, 3, "[d]", "[]", ""},
+		{"a often paused voter keeps its vote (no churn)", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			pausedShare(srv("c", "V", VoterAuto, true, false, long, now), "0.900"),
+			pausedShare(srv("d", "N", VoterAuto, true, false, 2*long, now), "0.000"),
+		}, 3, "[]", "[]", ""},
+		{"a bad paused share reads as zero", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			pausedShare(srv("c", "N", VoterAuto, true, false, 2*long, now), "NaN"),
+			pausedShare(srv("d", "N", VoterAuto, true, false, long, now), "7"),
+		}, 3, "[c]", "[]", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,5 +227,25 @@ func Test_ShouldBootstrapSecondHandCandidate(t *testing.T) {
 	hubSays.info.Candidates = []string{"not-a-peer-id"}
 	if !shouldBootstrap(low, VoterAuto, map[peer.ID]bootPeer{hub: hubSays}) {
 		t.Fatal("a malformed candidate blocked bootstrap")
+	}
+}
+
+// An Availability from the network with values out of range is ignored
+// (the node counts as fit), and a valid one reaches the promoter's Meta.
+func Test_NoteAvailValidates(t *testing.T) {
+	d := &delegate{avail: map[raft.ServerID]Availability{}}
+	for _, bad := range []Availability{{Paused: -0.1}, {Paused: 1.5}, {OnBattery: true, Paused: math.NaN()}} {
+		d.noteAvail("x", &bad)
+		if _, ok := d.avail["x"]; ok {
+			t.Fatalf("kept %+v", bad)
+		}
+	}
+	d.noteAvail("x", &Availability{OnBattery: true, Paused: 0.5})
+	if a := d.avail["x"]; !a.OnBattery || a.Paused != 0.5 {
+		t.Fatalf("got %+v", a)
+	}
+	d.noteAvail("x", nil)
+	if _, ok := d.avail["x"]; ok {
+		t.Fatal("an answer without availability kept the old one")
 	}
 }

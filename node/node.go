@@ -137,9 +137,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Version: Version,
 			Cores:   runtime.NumCPU(),
 		},
-		App:     jobs,
-		Protect: h.Protect,
-		Logger:  cfg.Logger.With("component", "raft"),
+		App:          jobs,
+		Protect:      h.Protect,
+		Availability: n.owner.availability,
+		Logger:       cfg.Logger.With("component", "raft"),
 	})
 	if err != nil {
 		jobs.Close()
@@ -158,6 +159,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, configErr("owner policy: %v", err)
 	}
 	n.owner.set(owner.Decision{State: owner.StateRun, Throttle: 1})
+	pc := n.policy.Config()
+	n.owner.mu.Lock() // raft may already serve stats calls, which read it
+	n.owner.fitness = owner.Fitness{PauseAfter: pc.PauseAfter, ResumeAfter: pc.ResumeAfter}
+	n.owner.mu.Unlock()
 
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{n: n})

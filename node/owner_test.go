@@ -133,3 +133,55 @@ func TestOwner_BatteryPausesNodeWorkFinishedExactly(t *testing.T) {
 		t.Fatalf("the paused laptop still had chunks committed %s after the unplug", last.Sub(unplugged))
 	}
 }
+
+// With --voter auto, a voter that goes on battery gives its vote to a
+// mains-powered node, and a leader hands over leadership first; the
+// cluster keeps its three voters throughout.
+func TestOwner_BatteryMovesVoteAndLeadership(t *testing.T) {
+	machines := map[string]fakeMachine{}
+	var nodes []*testNode
+	for i := range 4 {
+		m := newFakeMachine(t)
+		n := newTestNode(t, t.TempDir(), fmt.Sprintf("n%d", i), func(c *Config) {
+			c.SysRoot, c.ProcRoot = m.sys, m.proc
+		})
+		machines[n.ID().String()] = m
+		nodes = append(nodes, n)
+	}
+	connectAll(t, nodes)
+	for _, n := range nodes {
+		n.start(t)
+	}
+	var leader string
+	waitFor(t, 30*time.Second, "a leader with 3 voters of 4 servers", func() error {
+		l, err := agreedLeader(nodes)
+		if err != nil {
+			return err
+		}
+		ln := byID(nodes, l)
+		if got := len(ln.Raft().Servers()); got != 4 {
+			return fmt.Errorf("%d servers", got)
+		}
+		leader = l
+		return wantVoters(ln, 3)
+	})
+	machines[leader].setBattery(t, true)
+	unplugged := time.Now()
+	waitFor(t, 30*time.Second, "leadership and the vote moved off the laptop", func() error {
+		l, err := agreedLeader(nodes)
+		if err != nil {
+			return err
+		}
+		if l == leader {
+			return errors.New("the laptop still leads")
+		}
+		ln := byID(nodes, l)
+		for _, s := range ln.Raft().Servers() {
+			if s.ID.String() == leader && s.Voter {
+				return errors.New("the laptop still votes")
+			}
+		}
+		return wantVoters(ln, 3)
+	})
+	t.Logf("vote and leadership moved %s after the unplug", time.Since(unplugged).Round(time.Millisecond))
+}

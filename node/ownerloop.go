@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/node/owner"
 )
 
@@ -15,10 +16,27 @@ import (
 const ownerEvery = 200 * time.Millisecond
 
 // ownerStatus is what the owner policy decided last, for announcements,
-// status and metrics.
+// status and metrics, and the machine's fitness to hold a vote, for the
+// leader's promoter (consensus.Availability).
 type ownerStatus struct {
 	mu       sync.Mutex
 	decision owner.Decision
+	fitness  owner.Fitness
+}
+
+// observe feeds one reading and the decision taken on it to the fitness.
+func (s *ownerStatus) observe(r owner.Readings, d owner.Decision, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fitness.Observe(r, d, now)
+}
+
+// availability is this node's consensus.Availability: the raft stats
+// handler calls it whenever the leader asks.
+func (s *ownerStatus) availability() consensus.Availability {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return consensus.Availability{OnBattery: s.fitness.OnBattery(), Paused: s.fitness.Paused()}
 }
 
 func (s *ownerStatus) get() owner.Decision {
@@ -57,7 +75,9 @@ func (n *Node) runOwnerPolicy(ctx context.Context) {
 	defer t.Stop()
 	for {
 		now := time.Now()
-		d := n.policy.Decide(sensors.Read(now), now)
+		r := sensors.Read(now)
+		d := n.policy.Decide(r, now)
+		n.owner.observe(r, d, now)
 		if n.owner.set(d) {
 			n.applyOwner(d)
 		}
