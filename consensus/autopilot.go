@@ -17,6 +17,7 @@ import (
 // NodeMeta, and its Availability from its latest stats answer.
 const (
 	metaVoter   = "voter"
+	metaAvail   = "avail"   // "1" once the server answered a stats call in this leadership
 	metaBattery = "battery" // "1" while on battery
 	metaPaused  = "paused"  // paused share, 0–1, as a decimal
 )
@@ -192,13 +193,13 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 	return out
 }
 
-// noteAvail keeps a server's reported Availability; an answer without one,
-// or with values out of range, counts as a fit node.
+// noteAvail keeps the Availability a server reported in a stats answer; an
+// answer without one, or with values out of range, counts as a fit node.
 func (d *delegate) noteAvail(id raft.ServerID, a *Availability) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if a == nil || !a.valid() {
-		delete(d.avail, id)
+		d.avail[id] = Availability{}
 		return
 	}
 	d.avail[id] = *a
@@ -234,6 +235,7 @@ func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 			NodeType:    nodeType(meta.Voter),
 		}
 		if a, ok := d.avail[s.ID]; ok {
+			srv.Meta[metaAvail] = "1"
 			if a.OnBattery {
 				srv.Meta[metaBattery] = "1"
 			}

@@ -23,13 +23,14 @@ func nodeType(p VoterPref) autopilot.NodeType {
 // as rarely paused (see Promoter).
 const RarelyPaused = 0.2
 
-// availOf reads the Availability the delegate put into s.Meta.
-func availOf(s *autopilot.Server) Availability {
-	a := Availability{OnBattery: s.Meta[metaBattery] == "1"}
+// availOf reads the Availability the delegate put into s.Meta; known is
+// false until the server has answered a stats call in this leadership.
+func availOf(s *autopilot.Server) (a Availability, known bool) {
+	a.OnBattery = s.Meta[metaBattery] == "1"
 	if p, err := strconv.ParseFloat(s.Meta[metaPaused], 64); err == nil && p >= 0 && p <= 1 {
 		a.Paused = p
 	}
-	return a
+	return a, s.Meta[metaAvail] == "1"
 }
 
 func prefOf(s *autopilot.Server) VoterPref {
@@ -58,6 +59,10 @@ func prefOf(s *autopilot.Server) VoterPref {
 //   - the first desired(n) are wanted. If there are fewer, unfit ones, then
 //     failed voters, then VoterNever voters are kept rather than demoted: a
 //     vote is only moved to a healthy replacement.
+//
+// Until every live voter has answered a stats call in this leadership (so
+// its Availability is known), the promoter changes nothing, and a
+// non-voter that has not answered is no candidate.
 //
 // Voters not wanted are demoted (autopilot demotes a failed one first, then
 // promotes, so the count never dips by more than one). A leader that is not
@@ -122,7 +127,16 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 	}
 	var cands, unfit, failedVoters, neverVoters []cand
 	for id, srv := range s.Servers {
-		a := availOf(&srv.Server)
+		a, known := availOf(&srv.Server)
+		if !known && srv.Server.NodeStatus != autopilot.NodeFailed {
+			if srv.HasVotingRights() {
+				// A new leader's first round, before this voter answered:
+				// it may be on battery, and ranking it fit now would
+				// demote another voter only to promote it back later.
+				return autopilot.RaftChanges{}
+			}
+			continue // not a candidate until it has answered
+		}
 		c := cand{id: id, pref: prefOf(&srv.Server), voter: srv.HasVotingRights(),
 			leader: srv.State == autopilot.RaftLeader || id == s.Leader, since: srv.Health.StableSince,
 			rarely: a.Paused < RarelyPaused}

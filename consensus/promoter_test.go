@@ -22,7 +22,7 @@ func srv(id, kind string, pref VoterPref, healthy, failed bool, stableFor time.D
 		status = autopilot.NodeFailed
 	}
 	return &autopilot.ServerState{
-		Server: autopilot.Server{ID: raft.ServerID(id), NodeStatus: status, Meta: map[string]string{metaVoter: pref.String()}},
+		Server: autopilot.Server{ID: raft.ServerID(id), NodeStatus: status, Meta: map[string]string{metaVoter: pref.String(), metaAvail: "1"}},
 		State:  st,
 		Health: autopilot.ServerHealth{Healthy: healthy, StableSince: now.Add(-stableFor)},
 	}
@@ -32,6 +32,12 @@ func srv(id, kind string, pref VoterPref, healthy, failed bool, stableFor time.D
 // from its stats answer.
 func battery(s *autopilot.ServerState) *autopilot.ServerState {
 	s.Server.Meta[metaBattery] = "1"
+	return s
+}
+
+// unanswered marks a server that has not answered a stats call yet.
+func unanswered(s *autopilot.ServerState) *autopilot.ServerState {
+	delete(s.Server.Meta, metaAvail)
 	return s
 }
 
@@ -125,6 +131,18 @@ func Test_Promoter(t *testing.T) {
 			pausedShare(srv("c", "V", VoterAuto, true, false, long, now), "0.900"),
 			pausedShare(srv("d", "N", VoterAuto, true, false, 2*long, now), "0.000"),
 		}, 3, "[]", "[]", ""},
+		{"nothing changes until every voter has answered", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			unanswered(srv("c", "V", VoterAuto, true, false, long, now)), srv("d", "V", VoterAuto, true, false, short, now),
+		}, 3, "[]", "[]", ""},
+		{"a failed voter that never answered is still replaced", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			unanswered(srv("c", "V", VoterAuto, false, true, long, now)), srv("d", "N", VoterAuto, true, false, long, now),
+		}, 3, "[d]", "[c]", ""},
+		{"a non-voter that has not answered is not promoted", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			unanswered(srv("c", "N", VoterAuto, true, false, 2*long, now)), srv("d", "N", VoterAuto, true, false, long, now),
+		}, 3, "[d]", "[]", ""},
 		{"a bad paused share reads as zero", []*autopilot.ServerState{
 			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
 			pausedShare(srv("c", "N", VoterAuto, true, false, 2*long, now), "NaN"),
@@ -231,13 +249,13 @@ func Test_ShouldBootstrapSecondHandCandidate(t *testing.T) {
 }
 
 // An Availability from the network with values out of range is ignored
-// (the node counts as fit), and a valid one reaches the promoter's Meta.
+// (the node counts as fit), and a valid one is kept.
 func Test_NoteAvailValidates(t *testing.T) {
 	d := &delegate{avail: map[raft.ServerID]Availability{}}
 	for _, bad := range []Availability{{Paused: -0.1}, {Paused: 1.5}, {OnBattery: true, Paused: math.NaN()}} {
 		d.noteAvail("x", &bad)
-		if _, ok := d.avail["x"]; ok {
-			t.Fatalf("kept %+v", bad)
+		if a := d.avail["x"]; a != (Availability{}) {
+			t.Fatalf("kept %+v as %+v", bad, a)
 		}
 	}
 	d.noteAvail("x", &Availability{OnBattery: true, Paused: 0.5})
@@ -245,7 +263,7 @@ func Test_NoteAvailValidates(t *testing.T) {
 		t.Fatalf("got %+v", a)
 	}
 	d.noteAvail("x", nil)
-	if _, ok := d.avail["x"]; ok {
-		t.Fatal("an answer without availability kept the old one")
+	if a, ok := d.avail["x"]; !ok || a != (Availability{}) {
+		t.Fatalf("an answer without availability: %+v %v, want a fit node", a, ok)
 	}
 }
