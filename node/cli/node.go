@@ -31,7 +31,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	fs.Var(join, "join", "multiaddr of a peer to join, with /p2p/<id> (repeatable)")
 	fs.StringVar(&cfg.Cluster, "cluster", cfg.Cluster, "cluster name; clusters with other names on the LAN stay apart")
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "node name shown in status and UI")
-	fs.StringVar(&cfg.Voter, "voter", cfg.Voter, "raft voter preference: auto, prefer or never (a laptop says never)")
+	fs.StringVar(&cfg.Voter, "voter", cfg.Voter, "raft voter preference: auto (votes go to mains-powered, rarely paused nodes), prefer or never")
 	fs.IntVar(&cfg.Voters, "voters", 0, "voters the cluster keeps, taken at bootstrap (0: 3, and 5 from 7 nodes on)")
 	fs.Float64Var(&cfg.RaftMultiplier, "raft-multiplier", cfg.RaftMultiplier, "scale all raft timeouts (raise on slow boards)")
 	fs.DurationVar(&cfg.ChunkTarget, "chunk-target", cfg.ChunkTarget, "target duration of a chunk of work, taken at bootstrap")
