@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hydra-compute/hydra/node/owner"
+
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -39,6 +41,7 @@ type Announcement struct {
 	Uptime  float64  `json:"uptime_seconds"`
 	State   string   `json:"state"`
 	Reason  string   `json:"reason,omitempty"` // why throttled or paused: "on battery", "cpu 82 °C"…
+	Power   string   `json:"power,omitempty"`  // "battery", "mains" or "" (unknown)
 	Addrs   []string `json:"addrs"`
 	HTTP    string   `json:"http,omitempty"`
 }
@@ -58,6 +61,9 @@ func decodeAnnouncement(from peer.ID, data []byte) (Announcement, error) {
 	}
 	if len(a.Name) > 64 || len(a.Version) > 64 || len(a.OS) > 32 || len(a.Arch) > 32 || len(a.State) > 128 || len(a.Reason) > 128 || len(a.HTTP) > 256 {
 		return a, fmt.Errorf("announcement from %s: field too long", from)
+	}
+	if a.Power != "" && a.Power != owner.PowerBattery && a.Power != owner.PowerMains {
+		return a, fmt.Errorf("announcement from %s: power %.16q: want battery, mains or nothing", from, a.Power)
 	}
 	if a.Cores < 0 || a.Cores > 1<<16 || len(a.Addrs) > 64 {
 		return a, fmt.Errorf("announcement from %s: out-of-range cores or addrs", from)
@@ -139,6 +145,7 @@ func (n *Node) self() Announcement {
 		Uptime:  time.Since(n.started).Seconds(),
 		State:   n.workState(),
 		Reason:  n.owner.get().Reason,
+		Power:   n.owner.power(),
 		Addrs:   as,
 		HTTP:    n.httpURL,
 	}

@@ -70,7 +70,7 @@ func (n *Node) Status() webui.Status {
 		ns.Addrs = append([]string{}, a.Addrs...)
 		ns.Online = id == self || now.Sub(sp.when) < n.offlineAfter()
 		if ns.Online {
-			ns.State, ns.Reason = a.State, a.Reason
+			ns.State, ns.Reason, ns.Power = a.State, a.Reason, a.Power
 			if ns.State == "" {
 				ns.State = webui.StateIdle
 			}

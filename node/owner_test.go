@@ -184,4 +184,18 @@ func TestOwner_BatteryMovesVoteAndLeadership(t *testing.T) {
 		return wantVoters(ln, 3)
 	})
 	t.Logf("vote and leadership moved %s after the unplug", time.Since(unplugged).Round(time.Millisecond))
+	waitFor(t, 10*time.Second, "the others' status says the laptop is on battery", func() error {
+		for _, n := range nodes {
+			st, err := getStatus(n)
+			if err != nil {
+				return err
+			}
+			for _, ns := range st.Nodes {
+				if want := map[bool]string{true: "battery", false: "mains"}[ns.ID == leader]; ns.Power != want {
+					return fmt.Errorf("%s says %s has power %q, want %q", n.cfg.Name, ns.Name, ns.Power, want)
+				}
+			}
+		}
+		return nil
+	})
 }

@@ -31,6 +31,14 @@ func (s *ownerStatus) observe(r owner.Readings, d owner.Decision, now time.Time)
 	s.fitness.Observe(r, d, now)
 }
 
+// power is the debounced power source for announcements: "battery",
+// "mains" or "" (unknown).
+func (s *ownerStatus) power() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fitness.Power()
+}
+
 // availability is this node's consensus.Availability: the raft stats
 // handler calls it whenever the leader asks.
 func (s *ownerStatus) availability() consensus.Availability {

@@ -30,6 +30,7 @@ type NodeStatus struct {
 	Online   bool      `json:"online"`
 	State    string    `json:"state"`            // working | idle | throttled | paused | offline
 	Reason   string    `json:"reason,omitempty"` // why throttled or paused ("on battery", "cpu 82 °C", "owner active", "schedule")
+	Power    string    `json:"power,omitempty"`  // battery | mains | "" (unknown); with --voter auto, nodes on battery give up their vote
 	Addrs    []string  `json:"addrs"`
 	OS       string    `json:"os"`
 	Arch     string    `json:"arch"`

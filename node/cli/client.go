@@ -97,6 +97,9 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		if n.Reason != "" {
 			state += ": " + n.Reason
 		}
+		if n.Power == "battery" && n.Reason != "on battery" {
+			state += " (on battery)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%d\t%.2f\t%s\n", name, short(n.ID), n.Role, state, n.OS, n.Arch, n.Cores, n.Load, seen)
 	}
 	return tw.Flush()

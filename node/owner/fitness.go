@@ -30,6 +30,7 @@ type Fitness struct {
 	Window time.Duration
 
 	onBattery bool      // debounced
+	powerSeen bool      // a reading ever said battery or mains
 	raw       bool      // the last reading (unknown counts as mains)
 	rawSince  time.Time // when raw last changed
 	paused    float64   // exponential average of "compute paused", 0–1
@@ -39,6 +40,7 @@ type Fitness struct {
 // Observe takes one sensor reading and the policy's decision at now.
 func (f *Fitness) Observe(r Readings, d Decision, now time.Time) {
 	raw := r.OnBattery != nil && *r.OnBattery
+	f.powerSeen = f.powerSeen || r.OnBattery != nil
 	if f.last.IsZero() {
 		f.raw, f.rawSince, f.last = raw, now, now
 	}
@@ -75,6 +77,24 @@ func (f *Fitness) Observe(r Readings, d Decision, now time.Time) {
 
 // OnBattery reports the debounced battery state.
 func (f *Fitness) OnBattery() bool { return f.onBattery }
+
+// Power values, as shown in status and announcements.
+const (
+	PowerBattery = "battery"
+	PowerMains   = "mains"
+)
+
+// Power returns PowerBattery or PowerMains (debounced like OnBattery), or ""
+// when no sensor ever told: a desktop without power-supply information.
+func (f *Fitness) Power() string {
+	switch {
+	case f.onBattery:
+		return PowerBattery
+	case f.powerSeen:
+		return PowerMains
+	}
+	return ""
+}
 
 // Paused returns the recent share of time compute was paused, 0–1.
 func (f *Fitness) Paused() float64 { return min(max(f.paused, 0), 1) }

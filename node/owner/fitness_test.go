@@ -16,7 +16,13 @@ func TestFitnessDebouncesBattery(t *testing.T) {
 		}
 		f.Observe(Readings{OnBattery: onBattery}, run, now)
 	}
+	if f.Power() != "" {
+		t.Fatalf("power %q before any reading", f.Power())
+	}
 	step(ptr(false), 10*time.Second)
+	if f.Power() != PowerMains {
+		t.Fatalf("power %q on mains", f.Power())
+	}
 	if f.OnBattery() {
 		t.Fatal("on battery while on mains")
 	}
@@ -29,7 +35,7 @@ func TestFitnessDebouncesBattery(t *testing.T) {
 		}
 	}
 	step(ptr(true), 1200*time.Millisecond)
-	if !f.OnBattery() {
+	if !f.OnBattery() || f.Power() != PowerBattery {
 		t.Fatal("not on battery after the reading held for PauseAfter")
 	}
 	step(ptr(false), 30*time.Second)

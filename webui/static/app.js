@@ -190,7 +190,10 @@ function renderCluster() {
     setText(r.cells[2], n.cores || '—');
     setText(r.cells[3], roleLabel[role] || role); r.cells[3].className = leader ? 'role-leader' : '';
     const state = n.online ? (n.state || 'idle') : 'offline';
-    setText(r.st, state); r.st.className = 'st st-' + state;
+    let label = state;
+    if (n.online && n.reason) label += ': ' + n.reason;
+    if (n.online && n.power === 'battery' && n.reason !== 'on battery') label += ' · on battery';
+    setText(r.st, label); r.st.className = 'st st-' + state;
     const ls = leases.get(n.id) || [];
     setText(r.cells[5], ls.length ? ls.map((l) => jobName(l.job) + ' [' + l.start + ', ' + l.end + ')' + (l.backup ? ' backup' : '')).join('; ') : '—');
     const na = (act.nodes || {})[n.id];
