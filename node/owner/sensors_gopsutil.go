@@ -1,0 +1,91 @@
+//go:build !linux
+
+package owner
+
+import (
+	"context"
+	"time"
+
+	"github.com/shirou/gopsutil/v4/cpu"
+	"github.com/shirou/gopsutil/v4/process"
+	"github.com/shirou/gopsutil/v4/sensors"
+)
+
+// gopsutilSensors reads CPU times and temperatures through gopsutil (pure
+// Go, no cgo) on every OS but Linux, and battery, AC and idle time through
+// the OS's powerIdleSensors (sensors_darwin.go, sensors_windows.go,
+// sensors_other.go).
+type gopsutilSensors struct {
+	cfg       SensorConfig
+	cpu       cpuMeter
+	osSensors powerIdleSensors
+}
+
+func newGopsutilSensors(cfg SensorConfig, osSensors powerIdleSensors) *gopsutilSensors {
+	return &gopsutilSensors{cfg: cfg, osSensors: osSensors}
+}
+
+// Read implements Sensors.
+func (s *gopsutilSensors) Read(now time.Time) Readings {
+	r := Unknown()
+	r.OwnerCPU = s.readCPU()
+	r.OnBattery, r.BatteryPct = s.osSensors.power(now)
+	r.TempC = readTemperatures()
+	r.IdleFor = s.osSensors.idle(now)
+	return r
+}
+
+// Available implements Sensors.
+func (s *gopsutilSensors) Available() []string {
+	found := map[string]bool{}
+	if _, err := cpu.Times(false); err == nil {
+		found["cpu"] = true
+	}
+	if readTemperatures() >= 0 {
+		found["temperature"] = true
+	}
+	for _, name := range s.osSensors.available(time.Now()) {
+		found[name] = true
+	}
+	var names []string
+	for _, name := range []string{"cpu", "battery", "ac", "temperature", "idle"} { // the Linux order
+		if found[name] {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func (s *gopsutilSensors) readCPU() float64 {
+	ts, err := cpu.Times(false)
+	if err != nil || len(ts) == 0 {
+		s.cfg.Logger.Debug("owner: cpu times", "err", err)
+		return -1
+	}
+	t := ts[0]
+	all := t.User + t.System + t.Idle + t.Nice + t.Iowait + t.Irq + t.Softirq + t.Steal
+	busy := all - t.Idle - t.Iowait
+	procs := map[int]float64{}
+	for _, pid := range s.cfg.excluded() {
+		p, err := process.NewProcess(int32(pid))
+		if err != nil {
+			continue
+		}
+		if pt, err := p.Times(); err == nil {
+			procs[pid] = pt.User + pt.System
+		}
+	}
+	return s.cpu.update(busy, all, procs)
+}
+
+// readTemperatures returns the hottest sensor in °C, or -1.
+func readTemperatures() float64 {
+	ts, _ := sensors.TemperaturesWithContext(context.Background()) // partial results come with an error
+	hottest := -1.0
+	for _, t := range ts {
+		if t.Temperature > 0 && t.Temperature < 150 && t.Temperature > hottest {
+			hottest = t.Temperature
+		}
+	}
+	return hottest
+}
