@@ -60,9 +60,15 @@
 //     interrupt with other devices, so they are not counted — and idle time
 //     is unknown when no such line exists or until the first input is seen.
 //
-// On macOS and Windows, gopsutil (pure Go, no cgo) gives CPU times and
-// temperatures; battery and idle are unknown except where a file for that
-// OS says otherwise.
+// On other systems gopsutil (pure Go, no cgo) gives CPU times and
+// temperatures (read every 2 s: on Windows it asks WMI), and each OS its
+// battery and idle time:
+//   - macOS: `pmset -g batt` (AC or battery, charge) at most every 5 s and
+//     `ioreg -c IOHIDSystem` (HIDIdleTime) at most every 2 s, run in the
+//     background so a reading never waits for a program to start.
+//   - Windows: GetSystemPowerStatus and GetLastInputInfo/GetTickCount. A
+//     service in session 0 sees no user input, so idle is unknown there.
+//   - Elsewhere battery and idle are unknown.
 //
 // This package imports no other Hydra package; the node wires it in.
 package owner

@@ -19,7 +19,15 @@ type gopsutilSensors struct {
 	cfg       SensorConfig
 	cpu       cpuMeter
 	osSensors powerIdleSensors
+
+	temp   float64   // the last temperature read
+	tempAt time.Time // when; zero before the first read
 }
+
+// tempEvery is how often the temperature is read: on Windows gopsutil asks
+// WMI, far too costly for every 200 ms reading, and the throttle curve
+// needs no more.
+const tempEvery = 2 * time.Second
 
 func newGopsutilSensors(cfg SensorConfig, osSensors powerIdleSensors) *gopsutilSensors {
 	return &gopsutilSensors{cfg: cfg, osSensors: osSensors}
@@ -30,7 +38,10 @@ func (s *gopsutilSensors) Read(now time.Time) Readings {
 	r := Unknown()
 	r.OwnerCPU = s.readCPU()
 	r.OnBattery, r.BatteryPct = s.osSensors.power(now)
-	r.TempC = readTemperatures()
+	if s.tempAt.IsZero() || now.Sub(s.tempAt) >= tempEvery || now.Before(s.tempAt) {
+		s.temp, s.tempAt = readTemperatures(), now
+	}
+	r.TempC = s.temp
 	r.IdleFor = s.osSensors.idle(now)
 	return r
 }
