@@ -372,32 +372,90 @@ func (s *Scheduler) Complete(id uint64, now time.Time) (done Lease, cancelled []
 	if !ok {
 		return Lease{}, nil, false
 	}
+	return s.CompletePrefix(id, l.Range, now)
+}
+
+// CompletePrefix records that a lease's result arrived for done, the finished prefix of its
+// range: a worker that paused or stopped hands in what it computed and nothing more. The node's
+// rate is credited with done only, and the rest of the range, [done.End, end), is pending again
+// at once; a twin (backup or backed-up) is cancelled, as its result for the whole range would
+// overlap the prefix. done equal to the lease's range is Complete. A done that is not a prefix of
+// the range (a confused or hostile worker) requeues the whole range: whatever of it gets
+// committed is removed again by Accepted. ok is false for an unknown lease, as for Complete.
+func (s *Scheduler) CompletePrefix(id uint64, done Range, now time.Time) (lease Lease, cancelled []Event, ok bool) {
+	l, ok := s.leases[id]
+	if !ok {
+		return Lease{}, nil, false
+	}
+	if done.Start != l.Range.Start || done.End > l.Range.End || done.End < done.Start {
+		s.requeue(l)
+		return l.Lease, nil, true
+	}
 	n := s.node(l.Node)
 	began := l.Issued
 	if n.lastDone.After(began) {
 		began = n.lastDone
 	}
 	n.lastDone = now
-	if secs := now.Sub(began).Seconds(); secs > 0 {
+	if secs := now.Sub(began).Seconds(); secs > 0 && done.Len() > 0 {
 		r := n.rates[l.Kind]
 		if r == nil {
 			r = &rateEst{}
 			n.rates[l.Kind] = r
 		}
-		r.add(float64(l.Range.Len()), secs, s.cfg.RateWindow)
+		r.add(float64(done.Len()), secs, s.cfg.RateWindow)
 	}
 	twin := l.twin
 	s.drop(l)
 	if twin != nil {
+		// With the prefix committed, the twin's result for the whole range would overlap it and
+		// be rejected: cancel the twin, and the rest goes back as for a lone lease.
 		s.drop(twin)
 		cancelled = append(cancelled, Event{EventCancelled, twin.Lease})
+	}
+	if rest := (Range{Start: done.End, End: l.Range.End}); !rest.Empty() {
+		if j := s.jobs[l.Job]; j != nil {
+			j.pending.Add(rest)
+		}
 	}
 	return l.Lease, cancelled, true
 }
 
-// Accepted tells the scheduler that a range of a job was committed by some other path (a late
-// result of an expired lease, a resubmission after a leader change): it leaves the pending set
-// and any lease inside it is cancelled.
+// Orphans returns the parts of unaccepted (a job's work not yet accepted in the replicated job
+// state) that are neither pending nor covered by a lease: work nobody would ever compute. Every
+// path that drops a lease puts its unfinished range back, so orphans should only be transient (a
+// result between Complete and Accepted while it commits); the coordinator requeues ranges that
+// stay orphaned, so that a bug in that bookkeeping costs a few seconds, never a stalled job.
+func (s *Scheduler) Orphans(job string, unaccepted []Range) []Range {
+	j := s.jobs[job]
+	if j == nil {
+		return nil
+	}
+	var o RangeSet
+	for _, r := range unaccepted {
+		o.Add(r)
+	}
+	for _, r := range j.pending.Ranges() {
+		o.Remove(r)
+	}
+	for _, l := range j.leases {
+		o.Remove(l.Range)
+	}
+	return o.Ranges()
+}
+
+// Requeue makes rs pending again (orphans, see Orphans); parts already pending or leased are
+// left alone.
+func (s *Scheduler) Requeue(job string, rs []Range) {
+	j := s.jobs[job]
+	if j == nil {
+		return
+	}
+	for _, r := range s.Orphans(job, rs) {
+		j.pending.Add(r)
+	}
+}
+
 func (s *Scheduler) Accepted(job string, r Range) []Event {
 	j := s.jobs[job]
 	if j == nil {

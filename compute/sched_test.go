@@ -376,3 +376,98 @@ func TestRateIgnoresQueueWait(t *testing.T) {
 		t.Fatalf("rate %.3g, want about %.3g", got, rate)
 	}
 }
+
+// A worker that pauses hands in the finished prefix of its chunk: the rest
+// is pending again at once (the job would stall otherwise), the node's rate
+// counts only the prefix, and a backup twin of the chunk is cancelled (its
+// whole-range result would overlap the committed prefix).
+func TestCompletePrefixRequeuesTheRest(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("j", piJob(1e8), []Range{{0, 1e8}}, true)
+	l := mustLease(t, s, "a", c.now())
+	before := s.PendingUnits("j")
+	prefix := Range{Start: l.Range.Start, End: l.Range.Start + l.Range.Len()/4}
+	if _, ev, ok := s.CompletePrefix(l.ID, prefix, c.advance(time.Second)); !ok || len(ev) != 0 {
+		t.Fatalf("complete prefix: ok %v events %+v", ok, ev)
+	}
+	if got, want := s.PendingUnits("j"), before+l.Range.Len()-prefix.Len(); got != want {
+		t.Fatalf("pending %d after the prefix, want %d", got, want)
+	}
+	if got, want := s.Rate("a", KindPi), float64(prefix.Len()); got < want*0.99 || got > want*1.01 {
+		t.Fatalf("rate %.0f/s credits more than the prefix (%d in 1 s)", got, prefix.Len())
+	}
+	if _, _, ok := s.CompletePrefix(l.ID, prefix, c.now()); ok {
+		t.Fatal("a completed lease completed again")
+	}
+	next := mustLease(t, s, "b", c.now())
+	if next.Range.Start != prefix.End {
+		t.Fatalf("the rest [%d, …) not handed out first: %v", prefix.End, next.Range)
+	}
+
+	// Not a prefix (starts elsewhere): the whole range goes back.
+	before = s.PendingUnits("j")
+	if _, _, ok := s.CompletePrefix(next.ID, Range{Start: next.Range.Start + 1, End: next.Range.End}, c.now()); !ok {
+		t.Fatal("unknown lease")
+	}
+	if got := s.PendingUnits("j"); got != before+next.Range.Len() {
+		t.Fatalf("pending %d after a bad prefix, want %d", got, before+next.Range.Len())
+	}
+}
+
+func TestCompletePrefixCancelsTheTwin(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{ChunkTarget: 10 * time.Second})
+	s.AddJob("j", piJob(30e6), []Range{{0, 30e6}}, true)
+	complete(t, s, c, mustLease(t, s, "slow", c.now()), 1e6)
+	complete(t, s, c, mustLease(t, s, "fast", c.now()), 100e6)
+	straggler := mustLease(t, s, "slow", c.now())
+	for s.PendingUnits("j") > 0 {
+		l := mustLease(t, s, "fast", c.now())
+		s.Complete(l.ID, c.advance(10*time.Millisecond))
+	}
+	b, ok := s.Lease("fast", c.now())
+	if !ok || !b.Backup || b.Range != straggler.Range {
+		t.Fatalf("no backup of the straggler: %+v %v", b, ok)
+	}
+	half := Range{Start: straggler.Range.Start, End: straggler.Range.Start + straggler.Range.Len()/2}
+	_, ev, ok := s.CompletePrefix(straggler.ID, half, c.advance(time.Second))
+	if !ok || len(ev) != 1 || ev[0].Kind != EventCancelled || ev[0].Lease.ID != b.ID {
+		t.Fatalf("the straggler's prefix: events %+v", ev)
+	}
+	if got, want := s.PendingUnits("j"), straggler.Range.Len()-half.Len(); got != want {
+		t.Fatalf("pending %d, want the rest %d", got, want)
+	}
+	if len(s.Leases()) != 0 {
+		t.Fatalf("leases left: %+v", s.Leases())
+	}
+}
+
+func TestOrphansAndRequeue(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("j", piJob(1000), []Range{{0, 1000}}, true)
+	l := mustLease(t, s, "a", c.now())
+	unaccepted := []Range{{0, 1000}}
+	if o := s.Orphans("j", unaccepted); len(o) != 0 {
+		t.Fatalf("orphans %v with everything pending or leased", o)
+	}
+	// Lose the lease without requeueing it (the bookkeeping slip the
+	// coordinator's repair guards against).
+	s.Complete(l.ID, c.now())
+	o := s.Orphans("j", unaccepted)
+	if len(o) != 1 || o[0] != l.Range {
+		t.Fatalf("orphans %v, want [%v]", o, l.Range)
+	}
+	before := s.PendingUnits("j")
+	s.Requeue("j", []Range{{0, 1000}}) // only the orphaned part is added
+	if got := s.PendingUnits("j"); got != before+l.Range.Len() {
+		t.Fatalf("pending %d, want %d", got, before+l.Range.Len())
+	}
+	if o := s.Orphans("j", unaccepted); len(o) != 0 {
+		t.Fatalf("orphans %v after requeue", o)
+	}
+	if s.Orphans("nope", unaccepted) != nil {
+		t.Fatal("orphans of an unknown job")
+	}
+}

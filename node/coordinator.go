@@ -24,6 +24,7 @@ var errNotCoordinator = errors.New("not the coordinator")
 const (
 	reconcileEvery = 150 * time.Millisecond // pick up new, cancelled, deleted jobs
 	tickEvery      = 500 * time.Millisecond // lease deadlines
+	repairEvery    = 3 * time.Second        // requeue work that stayed orphaned this long (see repairLocked)
 	workerSilence  = 3 * time.Second        // no sync for this long: the node is gone
 	adoptGrace     = time.Second            // a new coordinator hears every worker before leasing
 	evictEvery     = time.Minute
@@ -42,11 +43,13 @@ type coordinator struct {
 
 	mu       sync.Mutex
 	sched    *compute.Scheduler
-	jobs     map[string]bool      // jobs known to the scheduler
-	lastSeen map[string]time.Time // node → last sync
-	kernels  map[string]string    // node → kernel path it reported
-	adopted  map[heldLease]uint64 // chunks of earlier terms (ID, term zeroed) → lease here
-	leaseAt  time.Time            // no new leases before (adoptGrace after start)
+	jobs     map[string]bool            // jobs known to the scheduler
+	lastSeen map[string]time.Time       // node → last sync
+	kernels  map[string]string          // node → kernel path it reported
+	adopted  map[heldLease]uint64       // chunks of earlier terms (ID, term zeroed) → lease here
+	leaseAt  time.Time                  // no new leases before (adoptGrace after start)
+	orphans  map[string][]compute.Range // job → orphaned ranges at the last repair pass
+	repairAt time.Time                  // next repair pass
 
 	commits chan *commitReq
 }
@@ -146,6 +149,42 @@ func (c *coordinator) reconcile(now time.Time) {
 			delete(c.jobs, id)
 		}
 	}
+	if now.After(c.repairAt) {
+		c.repairAt = now.Add(repairEvery)
+		c.repairLocked(unfinished)
+	}
+}
+
+// repairLocked requeues work that nobody will compute: unaccepted ranges of
+// a job that are neither pending nor leased, in this pass and in the one
+// before (a result being committed is orphaned only briefly). Every path
+// that drops a lease should put its unfinished range back; this makes a
+// slip in that bookkeeping cost repairEvery, not a job that never ends.
+func (c *coordinator) repairLocked(unfinished []compute.UnfinishedJob) {
+	prev := c.orphans
+	c.orphans = map[string][]compute.Range{}
+	for _, u := range unfinished {
+		if !c.jobs[u.ID] {
+			continue
+		}
+		now := c.sched.Orphans(u.ID, u.Pending)
+		if len(now) == 0 {
+			continue
+		}
+		c.orphans[u.ID] = now
+		// Orphaned now and at the last pass: now ∩ prev.
+		before := compute.NewRangeSet(prev[u.ID]...)
+		both := compute.NewRangeSet(now...)
+		notBefore := before.Complement(compute.Range{Start: 0, End: ^uint64(0)})
+		for _, r := range notBefore.Ranges() {
+			both.Remove(r)
+		}
+		if both.Count() == 0 {
+			continue
+		}
+		c.log.Warn("requeued work that nobody held", "job", u.ID, "ranges", both.Ranges(), "units", both.Units())
+		c.sched.Requeue(u.ID, both.Ranges())
+	}
 }
 
 func (c *coordinator) tick(now time.Time) {
@@ -222,10 +261,8 @@ func (c *coordinator) sync(ctx context.Context, from peer.ID, req *syncRequest) 
 	for _, r := range req.Results {
 		rng := compute.Range{Start: r.Start, End: r.End}
 		if r.Term == c.term {
-			if l, _, ok := c.sched.Complete(r.Lease, now); ok && l.Range != rng {
-				// A prefix (the worker paused or stopped): the rest goes back.
-				c.sched.Fail(r.Lease)
-			}
+			// A prefix (the worker paused or stopped): the rest goes back.
+			c.sched.CompletePrefix(r.Lease, rng, now)
 		}
 		items = append(items, compute.ChunkResult{Job: r.Job, Range: rng, Node: node, ComputeSeconds: r.Seconds, Payload: r.Payload})
 	}

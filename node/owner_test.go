@@ -72,7 +72,7 @@ func TestOwner_BatteryPausesNodeWorkFinishedExactly(t *testing.T) {
 	waitFor(t, 20*time.Second, "leader", func() error { _, err := agreedLeader(nodes); return err })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	const samples, seed = 300_000_000, 5
+	const samples, seed = 1_500_000_000, 5
 	j, err := nodes[0].SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: samples, Seed: seed}})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestOwner_BatteryPausesNodeWorkFinishedExactly(t *testing.T) {
 	t.Logf("paused %s after the unplug (pause-after %s)", time.Since(unplugged).Round(time.Millisecond), nodes[2].cfg.Owner.PauseAfter)
 	// Every node, not just one: PiResult reads the local replica, which
 	// may apply the last commit a little after the others.
-	waitFor(t, 120*time.Second, "job done on every node", func() error {
+	waitFor(t, 300*time.Second, "job done on every node", func() error {
 		for _, n := range nodes {
 			v, _ := n.Job(j.ID)
 			if v.State != compute.StatusDone {
