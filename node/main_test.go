@@ -2,6 +2,7 @@ package node
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/hydra-compute/hydra/node/child"
@@ -13,5 +14,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == child.Subcommand {
 		os.Exit(child.Main(os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if binPath != "" { // built by hydraBinary for the system tests
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }
