@@ -34,7 +34,8 @@
 // their own locked thread, and the progress ticker sweeps again); Windows IDLE_PRIORITY_CLASS;
 // macOS PRIO_DARWIN_BG (background) + nice 19. No cgo. The hello says what was obtained.
 //
-// --cpus N is the child's GOMAXPROCS and its number of kernel workers; --cpu-limit P is a
+// --cpus N is the child's number of kernel workers (GOMAXPROCS is one more, so the goroutine
+// reading the node's messages never waits for a worker to be preempted); --cpu-limit P is a
 // duty cycle inside the child: in each 100 ms period, workers that poll their Stop during the
 // last (100 − P) % block until the next period, so each thread computes about P % of the time.
 // A worker notices the off phase at its next poll (a few ms), so the measured share is a little
