@@ -170,7 +170,7 @@ func (c *child) configure(cpus, limit int) {
 	if cpus > 0 && int32(cpus) != c.cpus.Load() {
 		c.cpus.Store(int32(cpus))
 		runtime.GOMAXPROCS(cpus + 1) // a spare P for the control goroutines (see Main)
-		sweepThreads() // GOMAXPROCS may have started threads; they inherit, but make sure
+		sweepThreads()               // GOMAXPROCS may have started threads; they inherit, but make sure
 		c.mu.Lock()
 		if c.cur != nil {
 			c.cur.cut()
