@@ -210,7 +210,10 @@ func (n *Node) Raft() *consensus.Raft { return n.raft }
 // is handed over and the node stays a member) or the node has left the
 // cluster. It returns nil on a clean stop.
 func (n *Node) Run(ctx context.Context) error {
-	runCtx, cancel := context.WithCancel(ctx)
+	// runCtx outlives ctx: when ctx ends (SIGTERM), the worker hands in its
+	// chunk first, while raft and the coordinator (which run on runCtx) still
+	// work; cancel() then stops them.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 
 	srv := &http.Server{

@@ -203,3 +203,44 @@ func TestOwner_BatteryMovesVoteAndLeadership(t *testing.T) {
 		return nil
 	})
 }
+
+// A graceful stop (SIGTERM) of a one-node cluster hands in the finished
+// prefix of the chunk in hand before the coordinator stops: the restarted
+// node has it accepted. (The coordinator used to stop with the signal, so
+// the final hand-in found no coordinator and the prefix was lost.)
+func TestStop_HandsInThePrefixOnTheLeader(t *testing.T) {
+	dir := t.TempDir()
+	n := newTestNode(t, dir, "solo", nil)
+	n.start(t)
+	waitFor(t, 20*time.Second, "leader", func() error { _, err := agreedLeader([]*testNode{n}); return err })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	j, err := n.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 40, Seed: 9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inHand compute.Range
+	waitFor(t, 60*time.Second, "a chunk in hand with progress", func() error {
+		w := n.worker
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.running == nil || w.progress.Load() == 0 {
+			return errors.New("not computing yet")
+		}
+		inHand = compute.Range{Start: w.running.Start, End: w.running.End}
+		return nil
+	})
+	n.stop(t)
+	again := newTestNode(t, dir, "solo", func(c *Config) { c.Compute = false })
+	again.start(t)
+	waitFor(t, 20*time.Second, "leader after the restart", func() error { _, err := agreedLeader([]*testNode{again}); return err })
+	acc, err := again.AcceptedRanges(j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := compute.NewRangeSet(acc...)
+	if !set.Covers(compute.Range{Start: inHand.Start, End: inHand.Start + 1}) {
+		t.Fatalf("the prefix of the chunk in hand %v was lost by a graceful stop; accepted %v", inHand, acc)
+	}
+	t.Logf("chunk in hand %v; accepted after the restart: %v", inHand, acc)
+}
