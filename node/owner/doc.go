@@ -45,9 +45,11 @@
 //
 // On Linux the sensors read procfs and sysfs directly, under roots that
 // tests replace with a fake tree (SensorConfig.ProcRoot, SysRoot):
-//   - OwnerCPU: busy fraction of the whole machine from /proc/stat deltas,
-//     minus the CPU of this process and of SensorConfig.ExcludePIDs (the
-//     compute child) from /proc/<pid>/stat utime+stime deltas.
+//   - OwnerCPU: user+system+irq+softirq fraction of the whole machine from
+//     /proc/stat deltas (the nice column and steal are left out: niced
+//     background work yields anyway), minus the CPU of this process and of
+//     un-niced SensorConfig.ExcludePIDs from /proc/<pid>/stat utime+stime
+//     deltas (the niced compute child is in the nice column already).
 //   - Battery and power: /sys/class/power_supply/*: type Battery (system
 //     scope; peripherals' batteries are skipped) status and capacity, type
 //     Mains/USB online.

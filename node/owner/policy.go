@@ -51,7 +51,10 @@ const ThrottleDeadBand = 0.05
 // never fires, so a sensor the OS lacks never blocks work.
 type Readings struct {
 	// OwnerCPU is the CPU used by everything except Hydra (the node and its
-	// compute process), as a fraction of the whole machine, 0–1; <0 unknown.
+	// compute process) at normal priority, as a fraction of the whole
+	// machine, 0–1; <0 unknown. Niced and idle-priority programs (BOINC,
+	// another Hydra, a `nice make`) and hypervisor steal do not count: they
+	// do not mean the owner is using the machine.
 	OwnerCPU float64
 	// OnBattery is true when the machine runs from its battery, false when
 	// it is on external power, nil when unknown (or there is no battery).

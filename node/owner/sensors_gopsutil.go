@@ -4,6 +4,7 @@ package owner
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"github.com/shirou/gopsutil/v4/cpu"
@@ -75,12 +76,20 @@ func (s *gopsutilSensors) readCPU() float64 {
 	}
 	t := ts[0]
 	all := t.User + t.System + t.Idle + t.Nice + t.Iowait + t.Irq + t.Softirq + t.Steal
-	busy := all - t.Idle - t.Iowait
+	busy := t.User + t.System + t.Irq + t.Softirq // as on Linux: niced work and steal are not the owner's
 	procs := map[int]float64{}
 	for _, pid := range s.cfg.excluded() {
 		p, err := process.NewProcess(int32(pid))
 		if err != nil {
 			continue
+		}
+		// A niced process (the compute child on macOS) is in the Nice
+		// column, which busy leaves out already. Windows has no such
+		// column (and gopsutil's Nice is the priority class there).
+		if runtime.GOOS != "windows" {
+			if n, err := p.Nice(); err == nil && n > 0 {
+				continue
+			}
 		}
 		if pt, err := p.Times(); err == nil {
 			procs[pid] = pt.User + pt.System

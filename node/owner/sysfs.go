@@ -73,15 +73,22 @@ func (s *sysfsSensors) readCPU() float64 {
 	}
 	procs := map[int]float64{}
 	for _, pid := range s.cfg.excluded() {
-		if t, ok := readProcTicks(s.proc(strconv.Itoa(pid), "stat")); ok {
+		// A niced process (the compute child) is in the nice column, which
+		// busy leaves out already.
+		if t, nice, ok := readProcTicks(s.proc(strconv.Itoa(pid), "stat")); ok && nice <= 0 {
 			procs[pid] = t
 		}
 	}
 	return s.cpu.update(busy, all, procs)
 }
 
-// readStat parses the aggregate "cpu" line of /proc/stat into busy and total
-// clock ticks. Guest time is already counted in user and nice.
+// readStat parses the aggregate "cpu" line of /proc/stat into the owner's
+// busy and total clock ticks. Busy is user + system + irq + softirq: niced
+// and idle-priority programs (the nice column: background work such as
+// BOINC, another Hydra's compute, a `nice make`) already yield to the owner
+// and to Hydra's idle-priority compute alike, and steal is the hypervisor's,
+// so neither says the owner is using the machine. Guest time is already
+// counted in user and nice.
 func readStat(path string) (busy, all float64, ok bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -103,32 +110,34 @@ func readStat(path string) (busy, all float64, ok bool) {
 	for _, x := range v {
 		all += x
 	}
-	idle := v[3] + v[4]
-	return all - idle, all, true
+	busy = v[0] + v[2] + v[5] + v[6]
+	return busy, all, true
 }
 
-// readProcTicks returns utime+stime (clock ticks) from /proc/<pid>/stat.
-func readProcTicks(path string) (float64, bool) {
+// readProcTicks returns utime+stime (clock ticks) and the nice value from
+// /proc/<pid>/stat.
+func readProcTicks(path string) (ticks float64, nice int, ok bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
 	// The command name (field 2) may contain spaces and parentheses; the
 	// fields after the last ')' start with field 3 (state).
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, false
+	if len(f) < 17 {
+		return 0, 0, false
 	}
 	utime, err1 := strconv.ParseFloat(f[11], 64) // field 14
 	stime, err2 := strconv.ParseFloat(f[12], 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0, false
+	n, err3 := strconv.Atoi(f[16])               // field 19
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, 0, false
 	}
-	return utime + stime, true
+	return utime + stime, n, true
 }
 
 // readPower reads /sys/class/power_supply. onBattery is true when a system

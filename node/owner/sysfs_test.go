@@ -37,17 +37,17 @@ func (f *fakeTree) supply(name string, files map[string]string) {
 	}
 }
 
-// stat writes /proc/stat with the given busy (user) and idle ticks.
-func (f *fakeTree) stat(user, system, idle, iowait int) {
+// stat writes /proc/stat with the given ticks (steal is a tenth of idle).
+func (f *fakeTree) stat(user, nice, system, idle, iowait int) {
 	f.write(filepath.Join(f.proc, "stat"), fmt.Sprintf(
-		"cpu  %d 0 %d %d %d 0 0 0 0 0\ncpu0 1 0 1 1 0 0 0 0 0 0\nintr 1 2 3\n", user, system, idle, iowait))
+		"cpu  %d %d %d %d %d 0 0 %d 0 0\ncpu0 1 0 1 1 0 0 0 0 0 0\nintr 1 2 3\n", user, nice, system, idle, iowait, idle/10))
 }
 
-// pidStat writes /proc/<pid>/stat with utime and stime.
-func (f *fakeTree) pidStat(pid, utime, stime int) {
+// pidStat writes /proc/<pid>/stat with utime, stime and nice.
+func (f *fakeTree) pidStat(pid, utime, stime, nice int) {
 	f.write(filepath.Join(f.proc, fmt.Sprint(pid), "stat"), fmt.Sprintf(
-		"%d (hydra (compute) x) S 1 %d %d 0 -1 4194560 100 0 0 0 %d %d 0 0 39 19 4 0 100 0 0\n",
-		pid, pid, pid, utime, stime))
+		"%d (hydra (compute) x) S 1 %d %d 0 -1 4194560 100 0 0 0 %d %d 0 0 39 %d 4 0 100 0 0\n",
+		pid, pid, pid, utime, stime, nice))
 }
 
 func (f *fakeTree) interrupts(i8042, other int) {
@@ -138,34 +138,44 @@ func TestSensorsThermal(t *testing.T) {
 
 func TestSensorsOwnerCPU(t *testing.T) {
 	f := newFakeTree(t)
-	const child = 4242
-	f.stat(1000, 500, 8000, 500) // busy 1500 of 10000
-	f.pidStat(child, 300, 100)
-	s := f.sensors(child)
+	const child, self = 4242, 77
+	// The compute child is niced (its time is in the nice column); the node
+	// itself is not (user column). Steal (idle/10) is the hypervisor's.
+	f.stat(1000, 0, 500, 8000, 500)
+	f.pidStat(child, 300, 100, 19)
+	f.pidStat(self, 10, 10, 0)
+	s := f.sensors(child, self)
 	if r := s.Read(t0); r.OwnerCPU != -1 {
 		t.Fatalf("first read: OwnerCPU %v, want unknown", r.OwnerCPU)
 	}
-	// Next 1000 ticks: 700 busy, of which the compute child used 500.
-	f.stat(1600, 600, 8200, 600)
-	f.pidStat(child, 700, 200)
-	if r := s.Read(t0.Add(time.Second)); math.Abs(r.OwnerCPU-0.2) > 1e-9 {
-		t.Fatalf("OwnerCPU = %v, want 0.2", r.OwnerCPU)
+	// Next 1000 ticks (+20 steal): user 200 (node 100 of it), system 100,
+	// nice 500 (the child), idle 200. Owner: 300 - 100 = 200 of 1020.
+	f.stat(1200, 500, 600, 8200, 500)
+	f.pidStat(child, 700, 100, 19)
+	f.pidStat(self, 60, 60, 0)
+	if r := s.Read(t0.Add(time.Second)); math.Abs(r.OwnerCPU-200.0/1020) > 1e-9 {
+		t.Fatalf("OwnerCPU = %v, want %v", r.OwnerCPU, 200.0/1020)
 	}
 	// Totals that did not move: unknown, not a division by zero.
 	if r := s.Read(t0.Add(2 * time.Second)); r.OwnerCPU != -1 {
 		t.Fatalf("no progress: OwnerCPU %v, want unknown", r.OwnerCPU)
 	}
-	// A new compute child: its earlier CPU is unknown, so is the owner's.
-	f.stat(2000, 700, 8600, 700)
-	f.pidStat(child+1, 50, 0)
+	// Another niced program (BOINC, another Hydra) busy: not the owner.
+	f.stat(1200, 1400, 600, 8300, 500)
+	if r := s.Read(t0.Add(3 * time.Second)); r.OwnerCPU != 0 {
+		t.Fatalf("niced work counted as the owner's: OwnerCPU %v", r.OwnerCPU)
+	}
+	// A new excluded process at nice 0: its earlier CPU is unknown, so is
+	// the owner's; then it is measured again.
+	f.pidStat(child+1, 50, 0, 0)
 	s.cfg.ExcludePIDs = func() []int { return []int{child + 1} }
-	if r := s.Read(t0.Add(3 * time.Second)); r.OwnerCPU != -1 {
+	f.stat(1300, 1400, 600, 8400, 500)
+	if r := s.Read(t0.Add(4 * time.Second)); r.OwnerCPU != -1 {
 		t.Fatalf("new child: OwnerCPU %v, want unknown", r.OwnerCPU)
 	}
-	// Then it is measured again: 1000 ticks, 900 busy, child 900 → owner 0.
-	f.stat(2800, 800, 8700, 700)
-	f.pidStat(child+1, 950, 0)
-	if r := s.Read(t0.Add(4 * time.Second)); r.OwnerCPU != 0 {
+	f.stat(2200, 1400, 600, 8500, 500) // 900 user, all the new process's
+	f.pidStat(child+1, 950, 0, 0)
+	if r := s.Read(t0.Add(5 * time.Second)); r.OwnerCPU != 0 {
 		t.Fatalf("OwnerCPU = %v, want 0", r.OwnerCPU)
 	}
 	if got := s.Available(); !slices.Equal(got, []string{"cpu"}) {
