@@ -23,14 +23,23 @@ const progressEvery = 250 * time.Millisecond
 
 // Block sizes. π: 2²⁰ samples is about 1–3 ms on a current x86 core (more on a 32-bit ARM board,
 // hence the smaller block there); a π block is never cut, so a stop loses no sample. Mandelbrot:
-// 512–4096 pixels, cut inside when stop fires (compute polls every ~2²⁰ iterations), so a stop
-// loses at most the block each other worker was computing.
+// 512–4096 pixels but never more than one row, cut inside when stop fires (compute polls every
+// ~2²⁰ iterations). A stop keeps the contiguous prefix of whole rows, so it loses the partial row
+// in progress and blocks finished beyond it by other workers: about a row per worker
+// (BenchmarkPauseLostWork).
 const piBlock = 1 << (17 + 3*(strconv.IntSize/64)) // 2²⁰ on 64-bit, 2¹⁷ on 32-bit
 
 const (
 	mandelMinBlock = 512
 	mandelMaxBlock = 4096
 )
+
+// mandelBlock is the block size, in pixels, for n pixels of rows w wide on cpus workers: about 8
+// blocks per worker, within [mandelMinBlock, mandelMaxBlock], and at most one row so that a stop
+// throws away little finished work.
+func mandelBlock(n, w, cpus uint64) uint64 {
+	return max(min(max(n/(max(cpus, 1)*8), mandelMinBlock), mandelMaxBlock, w), 1)
+}
 
 // Main is the compute child process: `hydra __compute` runs it with the process's standard
 // streams. It lowers its own priority first (Linux SCHED_IDLE + nice 19 on every thread, Windows
@@ -299,7 +308,7 @@ func (c *child) runMandel(t *task) (rows uint64, payload []byte, err error) {
 	n := t.rng.Len() * w
 	first := t.rng.Start * w
 	out := make([]uint32, n)
-	bs := min(max(n/(uint64(c.cpus.Load())*8), mandelMinBlock), mandelMaxBlock)
+	bs := mandelBlock(n, w, uint64(c.cpus.Load()))
 	done, _, err := c.drive(t, n, bs, func(off uint64) blockFn {
 		return func(s, e uint64, stop compute.Stop) (uint64, uint64, error) {
 			d, err := compute.MandelPixels(p, int(first+off+s), int(first+off+e), out[off+s:off+e], 1, stop)

@@ -473,7 +473,7 @@ func countMandel(c *child, t *task, computed *atomic.Uint64) (uint64, error) {
 	n := t.rng.Len() * w
 	first := t.rng.Start * w
 	out := make([]uint32, n)
-	bs := min(max(n/(uint64(c.cpus.Load())*8), mandelMinBlock), mandelMaxBlock)
+	bs := mandelBlock(n, w, uint64(c.cpus.Load()))
 	done, _, err := c.drive(t, n, bs, func(off uint64) blockFn {
 		return func(s, e uint64, stop compute.Stop) (uint64, uint64, error) {
 			d, err := compute.MandelPixels(p, int(first+off+s), int(first+off+e), out[off+s:off+e], 1, stop)
