@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // API helpers: jobs, chunk history, raw results, coordinator rates; Mandelbrot views and the fixed-chunk simulation.
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
 var apic = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
@@ -80,23 +83,23 @@ func (j *jobView) chunks() int {
 
 func (j *jobView) wall() float64 { return j.FinishedAt.Sub(j.SubmittedAt).Seconds() }
 
-func token(p *proc) string {
+func token(p *procluster.Proc) string {
 	end := time.Now().Add(60 * time.Second)
 	for time.Now().Before(end) {
-		if b, err := os.ReadFile(filepath.Join(p.dataDir, "api-token")); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		if b, err := os.ReadFile(filepath.Join(p.DataDir, "api-token")); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			return string(bytes.TrimSpace(b))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	fatalf("%s: no api-token after 60 s", p.name)
+	fatalf("%s: no api-token after 60 s", p.Name)
 	return ""
 }
 
-func submit(p *proc, tok string, body map[string]any) string {
+func submit(p *procluster.Proc, tok string, body map[string]any) string {
 	var err error
 	for try := 0; try < 20; try++ {
 		var b []byte
-		b, err = api("POST", p.httpURL+"/api/v1/jobs", tok, body)
+		b, err = api("POST", p.HTTPURL+"/api/v1/jobs", tok, body)
 		if err == nil {
 			var v jobView
 			if err = json.Unmarshal(b, &v); err == nil {
@@ -105,12 +108,12 @@ func submit(p *proc, tok string, body map[string]any) string {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	fatalf("submit to %s: %v", p.name, err)
+	fatalf("submit to %s: %v", p.Name, err)
 	return ""
 }
 
-func getJob(p *proc, id string) (*jobView, error) {
-	b, err := api("GET", p.httpURL+"/api/v1/jobs/"+id, "", nil)
+func getJob(p *procluster.Proc, id string) (*jobView, error) {
+	b, err := api("GET", p.HTTPURL+"/api/v1/jobs/"+id, "", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +122,7 @@ func getJob(p *proc, id string) (*jobView, error) {
 }
 
 // waitJob polls the job every 50 ms until done (each poll passed to f).
-func waitJob(p *proc, id string, timeout time.Duration, f func(*jobView)) *jobView {
+func waitJob(p *procluster.Proc, id string, timeout time.Duration, f func(*jobView)) *jobView {
 	end := time.Now().Add(timeout)
 	for time.Now().Before(end) {
 		v, err := getJob(p, id)
@@ -137,8 +140,8 @@ func waitJob(p *proc, id string, timeout time.Duration, f func(*jobView)) *jobVi
 	return nil
 }
 
-func cancel(p *proc, tok, id string) {
-	api("POST", p.httpURL+"/api/v1/jobs/"+id+"/cancel", tok, map[string]any{})
+func cancel(p *procluster.Proc, tok, id string) {
+	api("POST", p.HTTPURL+"/api/v1/jobs/"+id+"/cancel", tok, map[string]any{})
 }
 
 type chunk struct {
@@ -149,11 +152,11 @@ type chunk struct {
 	committedMS     int64
 }
 
-func getChunks(p *proc, id string) []chunk {
+func getChunks(p *procluster.Proc, id string) []chunk {
 	var out []chunk
 	from := 0
 	for {
-		b, err := api("GET", fmt.Sprintf("%s/api/v1/jobs/%s/chunks?from=%d&limit=20000", p.httpURL, id, from), "", nil)
+		b, err := api("GET", fmt.Sprintf("%s/api/v1/jobs/%s/chunks?from=%d&limit=20000", p.HTTPURL, id, from), "", nil)
 		if err != nil {
 			fatalf("chunks: %v", err)
 		}
@@ -182,8 +185,8 @@ func getChunks(p *proc, id string) []chunk {
 	return out
 }
 
-func getRaw(p *proc, id string) []uint32 {
-	b, err := api("GET", p.httpURL+"/api/v1/jobs/"+id+"/result.raw", "", nil)
+func getRaw(p *procluster.Proc, id string) []uint32 {
+	b, err := api("GET", p.HTTPURL+"/api/v1/jobs/"+id+"/result.raw", "", nil)
 	if err != nil {
 		fatalf("raw: %v", err)
 	}
@@ -211,8 +214,8 @@ func steadyRate(cs []chunk, cost func(chunk) float64) (float64, int) {
 	return u / dt, len(cs)
 }
 
-func kernelOf(p *proc) string {
-	f, err := os.Open(p.logPath)
+func kernelOf(p *procluster.Proc) string {
+	f, err := os.Open(p.LogPath)
 	if err != nil {
 		return "?"
 	}
@@ -229,11 +232,11 @@ func kernelOf(p *proc) string {
 	return k
 }
 
-func startStable(c *cluster, voters int) string {
-	c.startAll()
-	l, _, err := waitStable(c, voters, time.Second, 90*time.Second)
+func startStable(c *procluster.Cluster, voters int) string {
+	sess.Check(c.StartAll())
+	l, _, err := procluster.WaitStable(c, voters, time.Second, 90*time.Second)
 	if err != nil {
-		c.tails(20)
+		c.Tails(20)
 		fatalf("%v", err)
 	}
 	return l
@@ -241,8 +244,8 @@ func startStable(c *cluster, voters int) string {
 
 // coordinatorRates reads the first activity event of GET /api/v1/events:
 // the coordinator's rate estimates (node ID → kind → units/s) and kernels.
-func coordinatorRates(p *proc) (map[string]map[string]float64, map[string]string) {
-	req, _ := http.NewRequest("GET", p.httpURL+"/api/v1/events", nil)
+func coordinatorRates(p *procluster.Proc) (map[string]map[string]float64, map[string]string) {
+	req, _ := http.NewRequest("GET", p.HTTPURL+"/api/v1/events", nil)
 	cl := &http.Client{Timeout: 5 * time.Second}
 	resp, err := cl.Do(req)
 	if err != nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Phase 1: heterogeneous efficiency against standalone rates measured in the same run.
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
 // standalone measures each limit's standalone rates (π samples/s,
@@ -18,17 +22,17 @@ func standalone(work, tag string, limits []int, img mandelImg) (piRate, mRate []
 	n := len(limits)
 	fmt.Printf("hetero: standalone rates of %d single-node clusters at --cpu-limit %v, measured at the same time for %v each (π, then Mandelbrot %dx%d max_iter %d)\n",
 		n, limits, *flagStandalone, img.Width, img.Height, img.MaxIter)
-	var solo []*cluster
+	var solo []*procluster.Cluster
 	for i, l := range limits {
 		c := newCluster(filepath.Join(work, fmt.Sprintf("solo-%s-%d", tag, i+1)), fmt.Sprintf("s%s%d-", tag, l), 1, func(int) []string {
 			return []string{"--cpus", "1", "--cpu-limit", strconv.Itoa(l)}
 		})
-		c.startAll()
+		sess.Check(c.StartAll())
 		solo = append(solo, c)
 	}
 	for _, c := range solo {
-		if _, _, err := waitStable(c, 1, 500*time.Millisecond, 90*time.Second); err != nil {
-			c.tails(20)
+		if _, _, err := procluster.WaitStable(c, 1, 500*time.Millisecond, 90*time.Second); err != nil {
+			c.Tails(20)
 			fatalf("standalone: %v", err)
 		}
 	}
@@ -39,7 +43,7 @@ func standalone(work, tag string, limits []int, img mandelImg) (piRate, mRate []
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p := c.nodes[0]
+			p := c.Nodes[0]
 			tok := token(p)
 			id := submit(p, tok, map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 7})
 			time.Sleep(*flagStandalone)
@@ -47,7 +51,7 @@ func standalone(work, tag string, limits []int, img mandelImg) (piRate, mRate []
 			cs := getChunks(p, id)
 			var k int
 			piRate[i], k = steadyRate(cs, func(c chunk) float64 { return float64(c.end - c.start) })
-			fmt.Printf("  %s: π %.4g samples/s (%d chunks)\n", p.name, piRate[i], k)
+			fmt.Printf("  %s: π %.4g samples/s (%d chunks)\n", p.Name, piRate[i], k)
 			id = submit(p, tok, img.body())
 			time.Sleep(*flagStandalone)
 			cancel(p, tok, id)
@@ -61,13 +65,13 @@ func standalone(work, tag string, limits []int, img mandelImg) (piRate, mRate []
 				}
 				return s
 			})
-			fmt.Printf("  %s: Mandelbrot %.4g iterations/s (%d chunks)\n", p.name, mRate[i], k)
+			fmt.Printf("  %s: Mandelbrot %.4g iterations/s (%d chunks)\n", p.Name, mRate[i], k)
 		}()
 	}
 	wg.Wait()
-	kern = kernelOf(solo[0].nodes[0])
+	kern = kernelOf(solo[0].Nodes[0])
 	for _, c := range solo {
-		c.stop()
+		c.Stop()
 	}
 	var sumPi, sumM float64
 	for i := range limits {
@@ -77,7 +81,7 @@ func standalone(work, tag string, limits []int, img mandelImg) (piRate, mRate []
 			fatalf("standalone rate of node %d not measured (too few chunks)", i+1)
 		}
 	}
-	fmt.Printf("hetero: Σ standalone π %.4g samples/s, Mandelbrot %.4g iterations/s; load average %s\n", sumPi, sumM, loadavg())
+	fmt.Printf("hetero: Σ standalone π %.4g samples/s, Mandelbrot %.4g iterations/s; load average %s\n", sumPi, sumM, procluster.LoadAvg())
 
 	return piRate, mRate, kern
 }
@@ -93,7 +97,7 @@ func sum(xs []float64) float64 {
 func hetero(work string) {
 	limits := parseInts(*flagLimits)
 	n := len(limits)
-	fmt.Printf("hetero: load average %s\n", loadavg())
+	fmt.Printf("hetero: load average %s\n", procluster.LoadAvg())
 	// The image is sized from a guess of the rates (about 0.7 G iterations/s
 	// per core for the AVX2 kernel, scaled by the limits), then the cluster
 	// job is resized from the measured ones; standalone rates are measured
@@ -106,19 +110,19 @@ func hetero(work string) {
 		return []string{"--cpus", "1", "--cpu-limit", strconv.Itoa(limits[i])}
 	})
 	startStable(c, min(3, n))
-	p := c.nodes[0]
+	p := c.Nodes[0]
 	tok := token(p)
-	fmt.Printf("hetero: %d-node cluster up (kernel %s); load average %s\n", n, kern, loadavg())
+	fmt.Printf("hetero: %d-node cluster up (kernel %s); load average %s\n", n, kern, procluster.LoadAvg())
 
 	samples := int64(sum(piA) * *flagJobSecs)
 	id := submit(p, tok, map[string]any{"kind": "pi", "samples": samples, "seed": 11})
 	v := waitJob(p, id, 10*time.Minute, nil)
-	fmt.Printf("  π %d samples: %.2f s, %d chunks; load average %s\n", samples, v.wall(), v.chunks(), loadavg())
+	fmt.Printf("  π %d samples: %.2f s, %d chunks; load average %s\n", samples, v.wall(), v.chunks(), procluster.LoadAvg())
 	tailPi := shares(c, v, limits, piA, sum(piA))
 	if cr, ks := coordinatorRates(p); cr != nil {
-		for i, q := range c.nodes {
+		for i, q := range c.Nodes {
 			fmt.Printf("    %s: coordinator's π rate estimate %.4g samples/s = %.2f x the standalone rate before (kernel %s)\n",
-				q.name, cr[q.id]["pi"], cr[q.id]["pi"]/piA[i], ks[q.id])
+				q.Name, cr[q.ID]["pi"], cr[q.ID]["pi"]/piA[i], ks[q.ID])
 		}
 	}
 	piCost := make([]float64, 1024) // π units are uniform: 1024 equal slices
@@ -133,9 +137,9 @@ func hetero(work string) {
 	ri := rowIters(getRaw(p, id), big.Width)
 	iters := sum(ri)
 	fmt.Printf("  Mandelbrot %dx%d max_iter %d (%.4g iterations): %.2f s, %d chunks; load average %s\n",
-		big.Width, big.Height, big.MaxIter, iters, mv.wall(), mv.chunks(), loadavg())
+		big.Width, big.Height, big.MaxIter, iters, mv.wall(), mv.chunks(), procluster.LoadAvg())
 	tailM := shares(c, mv, limits, nil, 0)
-	c.stop()
+	c.Stop()
 
 	piB, mB, _ := standalone(work, "b", limits, img)
 	piRate, mRate := make([]float64, n), make([]float64, n)
@@ -166,9 +170,9 @@ func hetero(work string) {
 // the capacity left idle at the end, weighted by what each node delivered;
 // it does not depend on a baseline measured at another time (the machine's
 // load moves the standalone rates by ±30 % between phases).
-func shares(c *cluster, v *jobView, limits []int, rates []float64, sum float64) float64 {
+func shares(c *procluster.Cluster, v *jobView, limits []int, rates []float64, sum float64) float64 {
 	last := map[string]int64{}
-	for _, ch := range getChunks(c.nodes[0], v.ID) {
+	for _, ch := range getChunks(c.Nodes[0], v.ID) {
 		last[ch.nodeID] = max(last[ch.nodeID], ch.committedMS)
 	}
 	tail := 1.0
@@ -179,18 +183,18 @@ func shares(c *cluster, v *jobView, limits []int, rates []float64, sum float64) 
 		}
 	}
 	defer fmt.Printf("    tail efficiency %.3f\n", tail)
-	for i, p := range c.nodes {
-		if t, ok := last[p.id]; ok {
-			fmt.Printf("    %s: last chunk committed at %.2f s of %.2f s\n", p.name, time.UnixMilli(t).Sub(v.SubmittedAt).Seconds(), v.wall())
+	for i, p := range c.Nodes {
+		if t, ok := last[p.ID]; ok {
+			fmt.Printf("    %s: last chunk committed at %.2f s of %.2f s\n", p.Name, time.UnixMilli(t).Sub(v.SubmittedAt).Seconds(), v.wall())
 		}
 		for _, x := range v.Nodes {
-			if x.Node == p.id {
+			if x.Node == p.ID {
 				exp := ""
 				if rates != nil {
 					exp = fmt.Sprintf(" (rate share %.3f)", rates[i]/sum)
 				}
 				fmt.Printf("    %s (limit %d%%): %.3f of the units%s, %d chunks, %.1f compute s\n",
-					p.name, limits[i], float64(x.Units)/float64(v.TotalUnits), exp, x.Chunks, x.ComputeSeconds)
+					p.Name, limits[i], float64(x.Units)/float64(v.TotalUnits), exp, x.Chunks, x.ComputeSeconds)
 			}
 		}
 	}
@@ -200,10 +204,10 @@ func shares(c *cluster, v *jobView, limits []int, rates []float64, sum float64) 
 // ---- overhead
 
 // ownTicks is the CPU time of the node process alone (not its compute child).
-func ownTicks(p *proc) int64 {
-	st, err := readStat(p.cmd.Process.Pid)
+func ownTicks(p *procluster.Proc) int64 {
+	st, err := procluster.ReadStat(p.PID())
 	if err != nil {
 		return 0
 	}
-	return st.utime + st.stime
+	return st.UTime + st.STime
 }

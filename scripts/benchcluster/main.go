@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command benchcluster measures the job figures of issue 3 on a cluster of
 // real `hydra node` processes on loopback (--mdns=false --dht=false, every
 // node given every other one with --join, ports on 127.0.0.1).
@@ -60,14 +62,14 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
 var (
@@ -99,15 +101,6 @@ func addReport(format string, args ...any) {
 	fmt.Println("  => " + l)
 }
 
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // ---- API
 
 func failoverCost(work string) {
@@ -118,9 +111,9 @@ func failoverCost(work string) {
 		return []string{"--voter", "never", "--cpus", "1", "--voters", "3"}
 	})
 	startStable(c, 3)
-	w := c.nodes[3] // a worker: never the leader, never killed
+	w := c.Nodes[3] // a worker: never the leader, never killed
 	tok := token(w)
-	fmt.Printf("failover: 3 coordinators (--compute=false) + 2 workers (--cpus 1) up; load average %s\n", loadavg())
+	fmt.Printf("failover: 3 coordinators (--compute=false) + 2 workers (--cpus 1) up; load average %s\n", procluster.LoadAvg())
 	// calibrate
 	id := submit(w, tok, map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 3})
 	time.Sleep(4 * time.Second)
@@ -135,22 +128,22 @@ func failoverCost(work string) {
 	var base, kill []float64
 	for run := 1; run <= *flagKillRuns; run++ {
 		for _, doKill := range []bool{false, true} {
-			leader, _, err := waitStable(c, 3, time.Second, 90*time.Second)
+			leader, _, err := procluster.WaitStable(c, 3, time.Second, 90*time.Second)
 			if err != nil {
-				c.tails(20)
+				c.Tails(20)
 				fatalf("failover: %v", err)
 			}
 			id := submit(w, tok, map[string]any{"kind": "pi", "samples": samples, "seed": 20 + run})
-			var victim *proc
+			var victim *procluster.Proc
 			var killAt time.Time
 			v := waitJob(w, id, 10*time.Minute, func(v *jobView) {
 				if doKill && victim == nil && v.TotalUnits > 0 && float64(v.DoneUnits) >= 0.4*float64(v.TotalUnits) {
-					victim = c.byID(leader)
-					if st, _, err := getStatus(context.Background(), w.httpURL); err == nil && st.Leader != "" {
-						victim = c.byID(st.Leader)
+					victim = c.ByID(leader)
+					if st, _, err := procluster.GetStatus(context.Background(), w.HTTPURL); err == nil && st.Leader != "" {
+						victim = c.ByID(st.Leader)
 					}
 					killAt = time.Now()
-					victim.kill()
+					victim.Kill()
 				}
 			})
 			if v.State != "done" {
@@ -158,18 +151,18 @@ func failoverCost(work string) {
 			}
 			if doKill {
 				kill = append(kill, v.wall())
-				fmt.Printf("  run %d kill: %.2f s (killed leader %s at %.2f s), %d chunks; load average %s\n", run, v.wall(), victim.name, killAt.Sub(v.SubmittedAt).Seconds(), v.chunks(), loadavg())
+				fmt.Printf("  run %d kill: %.2f s (killed leader %s at %.2f s), %d chunks; load average %s\n", run, v.wall(), victim.Name, killAt.Sub(v.SubmittedAt).Seconds(), v.chunks(), procluster.LoadAvg())
 				timeline(w, v, killAt)
-				if err := victim.start(); err != nil {
+				if err := victim.Start(); err != nil {
 					fatalf("restart: %v", err)
 				}
 			} else {
 				base = append(base, v.wall())
-				fmt.Printf("  run %d no kill: %.2f s, %d chunks; load average %s\n", run, v.wall(), v.chunks(), loadavg())
+				fmt.Printf("  run %d no kill: %.2f s, %d chunks; load average %s\n", run, v.wall(), v.chunks(), procluster.LoadAvg())
 			}
 		}
 	}
-	c.stop()
+	c.Stop()
 	mb := median(base)
 	var extra []string
 	for _, k := range kill {
@@ -185,7 +178,7 @@ func failoverCost(work string) {
 
 // timeline prints what the chunk history says about a kill: the commit gap
 // around it and the chunks after it.
-func timeline(p *proc, v *jobView, killAt time.Time) {
+func timeline(p *procluster.Proc, v *jobView, killAt time.Time) {
 	cs := getChunks(p, v.ID)
 	k := killAt.UnixMilli()
 	var before, after int64 = 0, 0
@@ -239,11 +232,11 @@ func dask() {
 		fmt.Println("dask: no -dask script, skipped")
 		return
 	}
-	fmt.Printf("dask: %d no-op tasks on a LocalCluster of 2 processes; load average %s\n", *flagDaskTasks, loadavg())
+	fmt.Printf("dask: %d no-op tasks on a LocalCluster of 2 processes; load average %s\n", *flagDaskTasks, procluster.LoadAvg())
 	cmd := exec.Command("/usr/bin/python3", *flagDask, strconv.Itoa(*flagDaskTasks))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := startCmd(cmd); err != nil {
+	if err := procluster.StartTracked(cmd); err != nil {
 		addReport("dask: %v", err)
 		return
 	}
@@ -253,13 +246,10 @@ func dask() {
 	select {
 	case err = <-done:
 	case <-time.After(5 * time.Minute):
-		for _, d := range descendants(cmd.Process.Pid) {
-			syscall.Kill(d, syscall.SIGKILL)
-		}
-		cmd.Process.Kill()
+		procluster.KillTree(cmd)
 		err = <-done
 	}
-	track(cmd, false)
+	procluster.Untrack(cmd)
 	var res string
 	for _, l := range strings.Split(out.String(), "\n") {
 		if strings.HasPrefix(l, "RESULT ") {
@@ -284,29 +274,6 @@ func dask() {
 
 // ---- main
 
-var (
-	workDir string
-	ownWork bool
-)
-
-func fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "benchcluster: "+format+"\n", args...)
-	cleanup()
-	os.Exit(1)
-}
-
-func cleanup() {
-	killAll()
-	time.Sleep(100 * time.Millisecond)
-	switch {
-	case workDir == "":
-	case *flagKeep:
-		fmt.Fprintf(os.Stderr, "work directory kept: %s\n", workDir)
-	case ownWork:
-		os.RemoveAll(workDir)
-	}
-}
-
 func main() {
 	flag.Parse()
 	if *flagHydra == "" {
@@ -316,25 +283,15 @@ func main() {
 	if abs, err := filepath.Abs(*flagHydra); err == nil {
 		*flagHydra = abs
 	}
-	var err error
-	workDir = *flagWork
-	if workDir == "" {
-		if workDir, err = os.MkdirTemp("", "hydra-benchcluster-"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		ownWork = true
+	sess.Keep = *flagKeep
+	if err := sess.SetWorkDir(*flagWork, "hydra-benchcluster-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		s := <-sig
-		fmt.Fprintf(os.Stderr, "benchcluster: %v, stopping\n", s)
-		cleanup()
-		os.Exit(130)
-	}()
+	sess.ExitOnSignal()
+	workDir := sess.WorkDir()
 	probeFlags()
-	fmt.Printf("benchcluster: %s, %d CPUs, load average %s (--dedicated: %v)\n", *flagHydra, runtime.NumCPU(), loadavg(), hasDedicated)
+	fmt.Printf("benchcluster: %s, %d CPUs, load average %s (--dedicated: %v)\n", *flagHydra, runtime.NumCPU(), procluster.LoadAvg(), hasDedicated)
 	for _, ph := range strings.Split(*flagPhases, ",") {
 		switch strings.TrimSpace(ph) {
 		case "hetero":
@@ -349,9 +306,9 @@ func main() {
 			fatalf("unknown phase %q", ph)
 		}
 	}
-	fmt.Println("\n==== report (load average now " + loadavg() + ")")
+	fmt.Println("\n==== report (load average now " + procluster.LoadAvg() + ")")
 	for _, l := range report {
 		fmt.Println(l)
 	}
-	cleanup()
+	sess.Cleanup()
 }

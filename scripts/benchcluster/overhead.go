@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Phase 2: per-chunk overhead (chunks leased, computed, committed and acked per second).
@@ -14,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
 func overhead(work string) {
@@ -21,9 +25,9 @@ func overhead(work string) {
 		return []string{"--cpus", "1", "--chunk-target", "100ms"}
 	})
 	leader := startStable(c, 3)
-	lp := c.byID(leader)
+	lp := c.ByID(leader)
 	tok := token(lp)
-	fmt.Printf("overhead: 3 voters up, leader %s; %d one-chunk π jobs (65536 samples) by 16 clients; load average %s\n", lp.name, *flagTinyJobs, loadavg())
+	fmt.Printf("overhead: 3 voters up, leader %s; %d one-chunk π jobs (65536 samples) by 16 clients; load average %s\n", lp.Name, *flagTinyJobs, procluster.LoadAvg())
 	// warm up: every node's first chunk of a kind
 	warm := submit(lp, tok, map[string]any{"kind": "pi", "samples": 1 << 22, "seed": 1})
 	waitJob(lp, warm, time.Minute, nil)
@@ -31,9 +35,9 @@ func overhead(work string) {
 	var perfCmd *exec.Cmd
 	perfData := filepath.Join(work, "perf.data")
 	if *flagPerf {
-		perfCmd = exec.Command("perf", "record", "-F", "999", "-g", "-o", perfData, "-p", strconv.Itoa(lp.cmd.Process.Pid))
+		perfCmd = exec.Command("perf", "record", "-F", "999", "-g", "-o", perfData, "-p", strconv.Itoa(lp.PID()))
 		perfCmd.Stdout, perfCmd.Stderr = io.Discard, io.Discard
-		if err := startCmd(perfCmd); err != nil {
+		if err := procluster.StartTracked(perfCmd); err != nil {
 			fmt.Printf("  perf: %v\n", err)
 			perfCmd = nil
 		}
@@ -41,7 +45,7 @@ func overhead(work string) {
 	}
 	cpu0 := ownTicks(lp)
 	var cpuF0 []int64
-	for _, p := range c.nodes {
+	for _, p := range c.Nodes {
 		cpuF0 = append(cpuF0, ownTicks(p))
 	}
 	ids := make([]string, *flagTinyJobs)
@@ -66,8 +70,8 @@ func overhead(work string) {
 	// Wait for all of them, polling one job at a time in submit order on a
 	// follower (a big GET /api/v1/jobs list every 200 ms cost the leader a
 	// quarter of its CPU in a first version), then read the list once.
-	var follower *proc
-	for _, p := range c.nodes {
+	var follower *procluster.Proc
+	for _, p := range c.Nodes {
 		if p != lp {
 			follower = p
 			break
@@ -81,7 +85,7 @@ func overhead(work string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var views []jobView
-	if b, err := api("GET", follower.httpURL+"/api/v1/jobs", "", nil); err == nil {
+	if b, err := api("GET", follower.HTTPURL+"/api/v1/jobs", "", nil); err == nil {
 		json.Unmarshal(b, &views)
 	}
 	// the last finish, from the replica's own times
@@ -96,15 +100,15 @@ func overhead(work string) {
 	}
 	sort.Slice(fin, func(i, j int) bool { return fin[i].Before(fin[j]) })
 	wall := fin[len(fin)-1].Sub(start).Seconds()
-	cpu := float64(ownTicks(lp)-cpu0) / clkTck
+	cpu := float64(ownTicks(lp)-cpu0) / procluster.ClockTick
 	var cpuAll float64
-	for i, p := range c.nodes {
-		cpuAll += float64(ownTicks(p)-cpuF0[i]) / clkTck
+	for i, p := range c.Nodes {
+		cpuAll += float64(ownTicks(p)-cpuF0[i]) / procluster.ClockTick
 	}
 	lo, hi := fin[len(fin)/10], fin[len(fin)*9/10]
 	mid := float64(len(fin)*9/10-len(fin)/10) / hi.Sub(lo).Seconds()
 	hydraChunksPerS = float64(chunks) / wall
-	fmt.Printf("  %d jobs, %d chunks; submits took %.2f s; last done at %.2f s; load average %s\n", len(fin), chunks, submitted.Seconds(), wall, loadavg())
+	fmt.Printf("  %d jobs, %d chunks; submits took %.2f s; last done at %.2f s; load average %s\n", len(fin), chunks, submitted.Seconds(), wall, procluster.LoadAvg())
 	addReport("per-chunk overhead (3 voters, %d one-chunk π jobs of 65536 samples): %.0f chunks/s end to end (%d chunks in %.2f s; %.0f/s between the 10th and 90th percentile of finishes); leader node process CPU %.2f ms per chunk (%.2f s over the window; compute children excluded), all 3 node processes %.2f ms per chunk",
 		len(fin), float64(chunks)/wall, chunks, wall, mid, cpu*1000/float64(chunks), cpu, cpuAll*1000/float64(chunks))
 	if perfCmd != nil {
@@ -116,7 +120,7 @@ func overhead(work string) {
 		case <-time.After(20 * time.Second):
 			perfCmd.Process.Kill()
 		}
-		track(perfCmd, false)
+		procluster.Untrack(perfCmd)
 		for _, mode := range []string{"--no-children", "--children"} {
 			out, err := exec.Command("perf", "report", "-i", perfData, "--stdio", mode, "--sort", "symbol", "-g", "none", "--percent-limit", "1.5").Output()
 			if err != nil {
@@ -149,7 +153,7 @@ func overhead(work string) {
 		v0, _ := getJob(lp, id)
 		l0 := ownTicks(lp)
 		var a0 int64
-		for _, p := range c.nodes {
+		for _, p := range c.Nodes {
 			a0 += ownTicks(p)
 		}
 		t0 := time.Now()
@@ -158,17 +162,17 @@ func overhead(work string) {
 		dt := time.Since(t0).Seconds()
 		l1 := ownTicks(lp)
 		var a1 int64
-		for _, p := range c.nodes {
+		for _, p := range c.Nodes {
 			a1 += ownTicks(p)
 		}
 		cancel(lp, tok, id)
 		n := v1.chunks() - v0.chunks()
 		if n > 0 {
 			addReport("one π job at --chunk-target 100ms (3 nodes, 10 s): %.0f chunks/s (%d chunks; the policy sizes chunks to 100 ms of work, so about 3 nodes x 10/s at most), leader node process CPU %.2f ms per chunk, all 3 node processes %.2f ms per chunk",
-				float64(n)/dt, n, float64(l1-l0)*1000/clkTck/float64(n), float64(a1-a0)*1000/clkTck/float64(n))
+				float64(n)/dt, n, float64(l1-l0)*1000/procluster.ClockTick/float64(n), float64(a1-a0)*1000/procluster.ClockTick/float64(n))
 		}
 	}
-	c.stop()
+	c.Stop()
 }
 
 // ---- failover

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command benchfailover measures a Hydra cluster of real `hydra node`
 // processes on loopback (no mDNS: --mdns=false, every node is given every
 // other one with --join). scripts/bench-failover and scripts/bench-noflap
@@ -44,12 +46,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
-	"syscall"
 	"time"
+
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
 func stats(ds []time.Duration) (median, worst time.Duration) {
@@ -68,41 +70,41 @@ func stats(ds []time.Duration) (median, worst time.Duration) {
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
 
-func failover(work string, report *[]string) *cluster {
+func failover(work string, report *[]string) *procluster.Cluster {
 	c := newCluster(filepath.Join(work, "failover"), "f", *flagNodes)
 	t0 := time.Now()
-	c.startAll()
-	if _, _, err := waitStable(c, *flagVoters, 2*time.Second, 90*time.Second); err != nil {
-		c.tails(30)
+	sess.Check(c.StartAll())
+	if _, _, err := procluster.WaitStable(c, *flagVoters, 2*time.Second, 90*time.Second); err != nil {
+		c.Tails(30)
 		fatalf("failover cluster: %v", err)
 	}
 	fmt.Printf("failover: %d-node cluster stable after %s\n", *flagNodes, secs(time.Since(t0)))
 	var times []time.Duration
 	failures := 0
 	for run := 1; run <= *flagRuns; run++ {
-		leader, term, err := waitStable(c, *flagVoters, 2*time.Second, 90*time.Second)
+		leader, term, err := procluster.WaitStable(c, *flagVoters, 2*time.Second, 90*time.Second)
 		if err != nil {
-			c.tails(30)
+			c.Tails(30)
 			fatalf("run %d: %v", run, err)
 		}
-		victim := c.byID(leader)
-		var surv []*proc
-		for _, p := range c.nodes {
+		victim := c.ByID(leader)
+		var surv []*procluster.Proc
+		for _, p := range c.Nodes {
 			if p != victim {
 				surv = append(surv, p)
 			}
 		}
 		start := time.Now()
-		victim.kill()
+		victim.Kill()
 		var got time.Duration
 		var nl string
 		var nt uint64
-		var last []answer
+		var last []procluster.Answer
 		tick := time.NewTicker(20 * time.Millisecond)
 		for {
-			as := poll(surv)
+			as := procluster.Poll(surv)
 			last = as
-			if l, _, t, ok := agreement(surv, as); ok && l != leader {
+			if l, _, t, ok := procluster.Agreement(surv, as); ok && l != leader {
 				got, nl, nt = time.Since(start), l, t
 				break
 			}
@@ -114,14 +116,14 @@ func failover(work string, report *[]string) *cluster {
 		tick.Stop()
 		if nl == "" {
 			failures++
-			fmt.Printf("  run %2d: killed %s (term %d): NO new leader within 30s\n%s", run, victim.name, term, describe(c, surv, last))
+			fmt.Printf("  run %2d: killed %s (term %d): NO new leader within 30s\n%s", run, victim.Name, term, procluster.Describe(c, surv, last))
 			times = append(times, 30*time.Second)
 		} else {
-			fmt.Printf("  run %2d: killed %s (term %d) -> %s (term %d) in %s\n", run, victim.name, term, c.name(nl), nt, secs(got))
+			fmt.Printf("  run %2d: killed %s (term %d) -> %s (term %d) in %s\n", run, victim.Name, term, c.Name(nl), nt, secs(got))
 			times = append(times, got)
 		}
-		if err := victim.start(); err != nil {
-			fatalf("restart %s: %v", victim.name, err)
+		if err := victim.Start(); err != nil {
+			fatalf("restart %s: %v", victim.Name, err)
 		}
 	}
 	med, worst := stats(times)
@@ -140,20 +142,20 @@ func bootstrap(work string, report *[]string) {
 		c := newCluster(filepath.Join(work, fmt.Sprintf("boot%d", run)), fmt.Sprintf("b%d-", run), *flagJoinNodes)
 		cids := map[string]bool{}
 		start := time.Now()
-		c.startAll()
+		sess.Check(c.StartAll())
 		var got time.Duration
-		var last []answer
+		var last []procluster.Answer
 		for time.Since(start) < 60*time.Second {
-			as := poll(c.nodes)
+			as := procluster.Poll(c.Nodes)
 			last = as
 			for _, a := range as {
-				if a.err == nil && a.st.ClusterID != "" {
-					cids[a.st.ClusterID] = true
+				if a.Err == nil && a.St.ClusterID != "" {
+					cids[a.St.ClusterID] = true
 				}
 			}
-			if l, _, _, ok := agreement(c.nodes, as); ok {
-				for i, p := range c.nodes {
-					if p.id == l && as[i].st.members() == len(c.nodes) {
+			if l, _, _, ok := procluster.Agreement(c.Nodes, as); ok {
+				for i, p := range c.Nodes {
+					if p.ID == l && as[i].St.Members() == len(c.Nodes) {
 						got = time.Since(start)
 					}
 				}
@@ -168,15 +170,15 @@ func bootstrap(work string, report *[]string) {
 		}
 		if got == 0 {
 			failures++
-			fmt.Printf("  run %d: %d nodes NOT in one cluster after 60s (%d cluster ids seen)\n%s", run, *flagJoinNodes, len(cids), describe(c, c.nodes, last))
-			c.tails(15)
+			fmt.Printf("  run %d: %d nodes NOT in one cluster after 60s (%d cluster ids seen)\n%s", run, *flagJoinNodes, len(cids), procluster.Describe(c, c.Nodes, last))
+			c.Tails(15)
 		} else {
 			fmt.Printf("  run %d: %d nodes in one cluster after %s (%d cluster id seen)\n", run, *flagJoinNodes, secs(got), len(cids))
 			times = append(times, got)
 		}
-		c.stop()
+		c.Stop()
 		if !*flagKeep {
-			os.RemoveAll(c.dir)
+			os.RemoveAll(c.Dir)
 		}
 	}
 	med, worst := stats(times)
@@ -187,26 +189,26 @@ func bootstrap(work string, report *[]string) {
 	*report = append(*report, line)
 }
 
-func idle(c *cluster, report *[]string) {
-	leader, _, err := waitStable(c, *flagVoters, 2*time.Second, 90*time.Second)
+func idle(c *procluster.Cluster, report *[]string) {
+	leader, _, err := procluster.WaitStable(c, *flagVoters, 2*time.Second, 90*time.Second)
 	if err != nil {
-		c.tails(30)
+		c.Tails(30)
 		fatalf("idle: %v", err)
 	}
-	as := poll(c.nodes)
-	var ls *status
-	for i, p := range c.nodes {
-		if p.id == leader {
-			ls = as[i].st
+	as := procluster.Poll(c.Nodes)
+	var ls *procluster.Status
+	for i, p := range c.Nodes {
+		if p.ID == leader {
+			ls = as[i].St
 		}
 	}
 	picks := []struct {
 		label string
-		p     *proc
-	}{{"leader", c.byID(leader)}}
-	var voter, nonvoter *proc
-	for _, p := range c.nodes {
-		switch ls.roleOf(p.id) {
+		p     *procluster.Proc
+	}{{"leader", c.ByID(leader)}}
+	var voter, nonvoter *procluster.Proc
+	for _, p := range c.Nodes {
+		switch ls.RoleOf(p.ID) {
 		case "voter":
 			if voter == nil {
 				voter = p
@@ -220,13 +222,13 @@ func idle(c *cluster, report *[]string) {
 	if voter != nil {
 		picks = append(picks, struct {
 			label string
-			p     *proc
+			p     *procluster.Proc
 		}{"voting follower", voter})
 	}
 	if nonvoter != nil {
 		picks = append(picks, struct {
 			label string
-			p     *proc
+			p     *procluster.Proc
 		}{"non-voter", nonvoter})
 	}
 	type acc struct {
@@ -237,14 +239,14 @@ func idle(c *cluster, report *[]string) {
 	}
 	accs := make([]acc, len(picks))
 	for i, pk := range picks {
-		accs[i].t0 = cpuTicks(pk.p.cmd.Process.Pid)
+		accs[i].t0 = procluster.CPUTicks(pk.p.PID())
 	}
 	fmt.Printf("idle: measuring %v with no API traffic...\n", *flagIdle)
 	start := time.Now()
 	for time.Since(start) < *flagIdle {
 		time.Sleep(time.Second)
 		for i, pk := range picks {
-			r, own, n := rssKB(pk.p.cmd.Process.Pid)
+			r, own, n := procluster.RSSKB(pk.p.PID())
 			accs[i].last, accs[i].own, accs[i].nproc = r, own, n
 			if r > accs[i].max {
 				accs[i].max = r
@@ -253,34 +255,36 @@ func idle(c *cluster, report *[]string) {
 	}
 	el := time.Since(start).Seconds()
 	for i, pk := range picks {
-		accs[i].t1 = cpuTicks(pk.p.cmd.Process.Pid)
+		accs[i].t1 = procluster.CPUTicks(pk.p.PID())
 		a := accs[i]
-		cpu := float64(a.t1-a.t0) / clkTck / el * 100
+		cpu := float64(a.t1-a.t0) / procluster.ClockTick / el * 100
 		*report = append(*report, fmt.Sprintf("idle %-15s (%s, %d process(es)): CPU %.2f%% of a core over %.0fs, RSS %.1f MB (node %.1f MB + children %.1f MB; max %.1f MB)",
-			pk.label, pk.p.name, a.nproc, cpu, el, float64(a.last)/1024, float64(a.own)/1024, float64(a.last-a.own)/1024, float64(a.max)/1024))
+			pk.label, pk.p.Name, a.nproc, cpu, el, float64(a.last)/1024, float64(a.own)/1024, float64(a.last-a.own)/1024, float64(a.max)/1024))
 	}
-	l2, _, err := waitStable(c, *flagVoters, 0, 10*time.Second)
+	l2, _, err := procluster.WaitStable(c, *flagVoters, 0, 10*time.Second)
 	if err != nil || l2 != leader {
-		*report = append(*report, fmt.Sprintf("  (leadership changed during the idle window: %s -> %s)", c.name(leader), c.name(l2)))
+		*report = append(*report, fmt.Sprintf("  (leadership changed during the idle window: %s -> %s)", c.Name(leader), c.Name(l2)))
 	}
 }
 
 func noflap(work string) {
 	c := newCluster(filepath.Join(work, "noflap"), "q", *flagNodes)
-	c.startAll()
-	leader, term, err := waitStable(c, *flagVoters, 2*time.Second, 90*time.Second)
+	sess.Check(c.StartAll())
+	leader, term, err := procluster.WaitStable(c, *flagVoters, 2*time.Second, 90*time.Second)
 	if err != nil {
-		c.tails(30)
+		c.Tails(30)
 		fatalf("noflap: %v", err)
 	}
 	fmt.Printf("noflap: %d nodes stable, leader %s, term %d; starting %d busy loops on %d cores for %v\n",
-		*flagNodes, c.name(leader), term, *flagHogs, runtime.NumCPU(), *flagDuration)
+		*flagNodes, c.Name(leader), term, *flagHogs, runtime.NumCPU(), *flagDuration)
+	var hogs []*exec.Cmd
 	for i := 0; i < *flagHogs; i++ {
 		h := exec.Command("sh", "-c", "while :; do :; done")
-		if err := startCmd(h); err != nil {
+		if err := procluster.StartTracked(h); err != nil {
 			fatalf("hog: %v", err)
 		}
-		go func() { h.Wait(); track(h, false) }()
+		hogs = append(hogs, h)
+		go func() { h.Wait(); procluster.Untrack(h) }()
 	}
 	var (
 		changes, leaderless, errs, polls int
@@ -290,72 +294,42 @@ func noflap(work string) {
 	)
 	start := time.Now()
 	for time.Since(start) < *flagDuration {
-		as := poll(c.nodes)
+		as := procluster.Poll(c.Nodes)
 		polls++
 		for i, a := range as {
-			if a.lat > maxLat {
-				maxLat = a.lat
+			if a.Lat > maxLat {
+				maxLat = a.Lat
 			}
-			if a.err != nil {
+			if a.Err != nil {
 				errs++
 				continue
 			}
-			if a.st.Term > maxTerm {
-				fmt.Printf("  %6.1fs: %s reports term %d (leader %s)\n", time.Since(start).Seconds(), c.nodes[i].name, a.st.Term, c.name(a.st.Leader))
-				maxTerm = a.st.Term
+			if a.St.Term > maxTerm {
+				fmt.Printf("  %6.1fs: %s reports term %d (leader %s)\n", time.Since(start).Seconds(), c.Nodes[i].Name, a.St.Term, c.Name(a.St.Leader))
+				maxTerm = a.St.Term
 			}
-			if a.st.Leader == "" {
+			if a.St.Leader == "" {
 				leaderless++
-			} else if a.st.Leader != cur {
-				fmt.Printf("  %6.1fs: %s sees leader %s (was %s)\n", time.Since(start).Seconds(), c.nodes[i].name, c.name(a.st.Leader), c.name(cur))
+			} else if a.St.Leader != cur {
+				fmt.Printf("  %6.1fs: %s sees leader %s (was %s)\n", time.Since(start).Seconds(), c.Nodes[i].Name, c.Name(a.St.Leader), c.Name(cur))
 				changes++
-				cur = a.st.Leader
+				cur = a.St.Leader
 			}
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	killAllHogs()
+	for _, h := range hogs {
+		h.Process.Kill()
+	}
 	fmt.Printf("noflap: %v, %d nodes, %d busy loops on %d cores: %d leader changes, %d term increases (term %d -> %d), %d node-polls without a leader, %d failed polls of %d, slowest status answer %s\n",
-		time.Since(start).Round(time.Second), *flagNodes, *flagHogs, runtime.NumCPU(), changes, maxTerm-term, term, maxTerm, leaderless, errs, polls*len(c.nodes), secs(maxLat))
-	c.stop()
+		time.Since(start).Round(time.Second), *flagNodes, *flagHogs, runtime.NumCPU(), changes, maxTerm-term, term, maxTerm, leaderless, errs, polls*len(c.Nodes), secs(maxLat))
+	c.Stop()
 	if changes > 0 || maxTerm != term {
 		exitCode = 1
 	}
 }
 
-func killAllHogs() {
-	procsMu.Lock()
-	defer procsMu.Unlock()
-	for c := range procs {
-		if len(c.Args) > 0 && c.Args[0] == "sh" {
-			c.Process.Kill()
-		}
-	}
-}
-
-var (
-	exitCode = 0
-	workDir  string
-	ownWork  bool
-)
-
-func fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "benchfailover: "+format+"\n", args...)
-	cleanup()
-	os.Exit(1)
-}
-
-func cleanup() {
-	killAll()
-	time.Sleep(100 * time.Millisecond)
-	switch {
-	case workDir == "":
-	case *flagKeep:
-		fmt.Fprintf(os.Stderr, "work directory kept: %s\n", workDir)
-	case ownWork:
-		os.RemoveAll(workDir)
-	}
-}
+var exitCode = 0
 
 func main() {
 	flag.Parse()
@@ -371,23 +345,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchfailover: %v\n", err)
 		os.Exit(2)
 	}
-	workDir = *flagWork
-	if workDir == "" {
-		workDir, err = os.MkdirTemp("", "hydra-bench-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		ownWork = true
+	sess.Keep = *flagKeep
+	if err := sess.SetWorkDir(*flagWork, "hydra-bench-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		s := <-sig
-		fmt.Fprintf(os.Stderr, "benchfailover: %v, stopping\n", s)
-		cleanup()
-		os.Exit(130)
-	}()
+	sess.ExitOnSignal()
+	workDir := sess.WorkDir()
 
 	switch *flagMode {
 	case "failover":
@@ -396,7 +360,7 @@ func main() {
 		if *flagIdle > 0 {
 			idle(c, &report)
 		}
-		c.stop()
+		c.Stop()
 		if *flagJoinRuns > 0 {
 			fmt.Printf("bootstrap: %d x %d nodes started at once\n", *flagJoinRuns, *flagJoinNodes)
 			bootstrap(workDir, &report)
@@ -418,6 +382,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchfailover: -mode %q: want failover or noflap\n", *flagMode)
 		os.Exit(2)
 	}
-	cleanup()
+	sess.Cleanup()
 	os.Exit(exitCode)
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // -flaps: pause/resume transitions of a node whose owner's load oscillates around the owner
@@ -11,6 +13,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
 // transition is a change of the node's state between paused and not paused, as polled.
@@ -44,15 +48,15 @@ func benchFlaps(ctx context.Context, bin, work string) error {
 		return fmt.Errorf("%w (is the machine already busier than --max-owner-cpu?)", err)
 	}
 	fmt.Printf("node: %s\n", kernelOf(n))
-	logStart := logSize(n.logPath)
+	logStart := logSize(n.LogPath)
 
 	busy0, _, err := machineCPU()
 	if err != nil {
 		return err
 	}
-	node0, comp0 := treeCPU(n.pid())
-	self0, _ := readStat(os.Getpid())
-	loadavg0 := loadAvg()
+	node0, comp0 := treeCPU(n.PID())
+	self0, _ := procluster.ReadStat(os.Getpid())
+	loadavg0 := procluster.LoadAvg()
 	epoch := time.Now()
 	type loadDone struct {
 		res loadResult
@@ -105,9 +109,9 @@ watch:
 	}
 	secs := time.Since(epoch).Seconds()
 	busy1, _, _ := machineCPU()
-	node1, comp1 := treeCPU(n.pid())
-	self1, _ := readStat(os.Getpid())
-	foreign := max(busy1-busy0-ld.res.CPU-(node1-node0)-(comp1-comp0)-(self1.cpu-self0.cpu), 0)
+	node1, comp1 := treeCPU(n.PID())
+	self1, _ := procluster.ReadStat(os.Getpid())
+	foreign := max(busy1-busy0-ld.res.CPU-(node1-node0)-(comp1-comp0)-(self1.CPU()-self0.CPU()), 0)
 
 	fmt.Printf("\n%-10s %-9s %s\n", "at", "state", "reason")
 	var pauses, resumes int
@@ -129,7 +133,7 @@ watch:
 			}
 		}
 	}
-	logPauses, logResumes := countDecisions(n.logPath, logStart)
+	logPauses, logResumes := countDecisions(n.LogPath, logStart)
 	hours := secs / 3600
 	fmt.Printf("\nwatched %.0f s: %d pauses, %d resumes (node log: %d pause and %d resume decisions), paused %.0f %% of the time; %d polls, %d failed\n",
 		secs, pauses, resumes, logPauses, logResumes, 100*pausedFor.Seconds()/secs, polls, failed)
@@ -144,7 +148,7 @@ watch:
 		fmt.Printf("shortest run between a resume and the next pause %v (must be ≥ --pause-after %v)\n", minRunning.Round(100*time.Millisecond), *flagPause)
 	}
 	fmt.Printf("owner load applied %.1f %% of the machine on average; foreign load %.1f %% (counts as the owner's to the policy); compute child %.1f %%, node %.1f %%; load avg %s at start, %s at the end\n",
-		pct(ld.res.CPU, secs), pct(foreign, secs), pct(comp1-comp0, secs), pct(node1-node0, secs), loadavg0, loadAvg())
+		pct(ld.res.CPU, secs), pct(foreign, secs), pct(comp1-comp0, secs), pct(node1-node0, secs), loadavg0, procluster.LoadAvg())
 	if minPaused >= 0 && minPaused < *flagResume-300*time.Millisecond {
 		fmt.Println("WARNING: a pause shorter than the calm-down period")
 	}

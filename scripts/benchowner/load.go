@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The owner's load: worker processes (this program re-executed with -worker) that hash with
@@ -16,6 +18,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
 // Worker flags (set by the driver, not by a person).
@@ -124,7 +128,7 @@ func runLoad(ctx context.Context, n int, d time.Duration, args ...string) (loadR
 				_ = w.cmd.Process.Kill()
 				<-w.waited
 			}
-			untrack(w.cmd)
+			procluster.Untrack(w.cmd)
 			_ = w.stdin.Close()
 		}
 	}()
@@ -135,7 +139,7 @@ func runLoad(ctx context.Context, n int, d time.Duration, args ...string) (loadR
 		if w.stdin, err = w.cmd.StdinPipe(); err != nil {
 			return loadResult{}, fmt.Errorf("owner load: %w", err)
 		}
-		if err := startTracked(w.cmd); err != nil {
+		if err := procluster.StartTracked(w.cmd); err != nil {
 			return loadResult{}, fmt.Errorf("owner load: start worker: %w", err)
 		}
 		ws = append(ws, w)

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command benchowner measures what a Hydra node costs its owner (issue 5's owner figures), with
 // real `hydra node` processes on loopback (--mdns=false, --dht=false, 127.0.0.1 only).
 // scripts/bench-owner builds and runs it; see there for the usual invocations.
@@ -40,6 +42,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
 var (
@@ -83,7 +87,7 @@ func run() (code int) {
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 		<-ch
-		killAll()
+		procluster.KillAll()
 		os.Exit(130)
 	}()
 	work := *flagWork
@@ -99,7 +103,7 @@ func run() (code int) {
 		return 1
 	}
 	defer func() {
-		killAll()
+		procluster.KillAll()
 		if *flagKeep {
 			fmt.Println("work directory kept:", work)
 		} else {
@@ -128,7 +132,7 @@ func bench(ctx context.Context, work string) error {
 			return err
 		}
 	}
-	fmt.Printf("machine: %d CPUs, %s; load average at start %s\n", runtime.NumCPU(), cpuModel(), loadAvg())
+	fmt.Printf("machine: %d CPUs, %s; load average at start %s\n", runtime.NumCPU(), cpuModel(), procluster.LoadAvg())
 	if *flagFlaps {
 		return benchFlaps(ctx, bin, work)
 	}
@@ -195,7 +199,7 @@ func nodeArgs() []string { return strings.Fields(*flagNode) }
 
 // kernelOf returns what the node's compute child said it runs (from the node's log).
 func kernelOf(n *node) string {
-	b, _ := os.ReadFile(n.logPath)
+	b, _ := os.ReadFile(n.LogPath)
 	s := string(b)
 	i := strings.LastIndex(s, "compute child started")
 	if i < 0 {

@@ -1,125 +1,33 @@
+//go:build linux
+
 package main
 
-// Processes: the hydra node and the owner's load processes, tracked so that every one of them
-// is killed on exit; CPU accounting from /proc.
+// Processes: the hydra node and the owner's load processes, tracked (scripts/internal/procluster)
+// so that every one of them is killed on exit; CPU accounting from /proc.
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 	"github.com/hydra-compute/hydra/webui"
 )
 
-var (
-	procsMu sync.Mutex
-	procs   = map[*exec.Cmd]bool{}
-)
-
-// startTracked starts c, SIGKILLed by the kernel if this program dies, and remembers it for
-// killAll. It stays in this program's process group, which scripts/bench-owner kills whole.
-func startTracked(c *exec.Cmd) error {
-	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	procsMu.Lock()
-	defer procsMu.Unlock()
-	if err := c.Start(); err != nil {
-		return err
-	}
-	procs[c] = true
-	return nil
-}
-
-func untrack(c *exec.Cmd) {
-	procsMu.Lock()
-	defer procsMu.Unlock()
-	delete(procs, c)
-}
-
-// killAll SIGKILLs every process this program started and every descendant (the node's
-// compute child).
-func killAll() {
-	procsMu.Lock()
-	defer procsMu.Unlock()
-	for c := range procs {
-		if c.Process == nil {
-			continue
-		}
-		kids := descendants(c.Process.Pid)
-		_ = c.Process.Kill()
-		for _, d := range kids {
-			_ = syscall.Kill(d, syscall.SIGKILL)
-		}
-	}
-}
-
-// descendants lists the PIDs under pid (children, grandchildren, …).
-func descendants(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	parent := map[int][]int{}
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := readStat(c); err == nil {
-			parent[st.ppid] = append(parent[st.ppid], c)
-		}
-	}
-	var out []int
-	for q := []int{pid}; len(q) > 0; q = q[1:] {
-		for _, c := range parent[q[0]] {
-			out = append(out, c)
-			q = append(q, c)
-		}
-	}
-	return out
-}
-
-type procStat struct {
-	ppid   int
-	cpu    float64 // utime+stime, seconds
-	reaped float64 // cutime+cstime, seconds
-}
-
-// clockTick is USER_HZ, 100 on every Linux ABI Go supports.
-const clockTick = 100
-
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
-	if len(f) < 15 {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	num := func(k int) float64 { v, _ := strconv.ParseFloat(f[k-3], 64); return v }
-	return procStat{ppid: int(num(4)), cpu: (num(14) + num(15)) / clockTick, reaped: (num(16) + num(17)) / clockTick}, nil
-}
-
 // treeCPU returns the CPU seconds of pid alone and of its descendants (with what they reaped).
 func treeCPU(pid int) (own, kids float64) {
-	if st, err := readStat(pid); err == nil {
-		own = st.cpu
+	if st, err := procluster.ReadStat(pid); err == nil {
+		own = st.CPU()
 	}
-	for _, d := range descendants(pid) {
-		if st, err := readStat(d); err == nil {
-			kids += st.cpu + st.reaped
+	for _, d := range procluster.Descendants(pid) {
+		if st, err := procluster.ReadStat(d); err == nil {
+			kids += st.CPU() + st.Reaped()
 		}
 	}
 	return own, kids
@@ -150,7 +58,7 @@ func machineCPU() (busy, steal float64, err error) {
 			busy += v
 		}
 	}
-	return busy / clockTick, steal / clockTick, nil
+	return busy / procluster.ClockTick, steal / procluster.ClockTick, nil
 }
 
 func readFile(path string) string {
@@ -158,47 +66,23 @@ func readFile(path string) string {
 	return string(b)
 }
 
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // ---- the hydra node
 
 // node is one `hydra node` process on loopback, never on the real network (--mdns=false,
 // --dht=false, 127.0.0.1 only).
 type node struct {
-	bin, dir, logPath string
-	args              []string
-	api               *webui.Client
-	cmd               *exec.Cmd
-	done              chan struct{}
-	token             string
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	*procluster.Proc
+	api   *webui.Client
+	token string
 }
 
 // newNode prepares a node in dir with the owner flags extra.
 func newNode(bin, dir string, extra ...string) (*node, error) {
-	p2pPort, err := freePort()
+	p2pPort, err := procluster.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	httpPort, err := freePort()
+	httpPort, err := procluster.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -208,35 +92,20 @@ func newNode(bin, dir string, extra ...string) (*node, error) {
 	args := append([]string{"node", "--data", dir, "--name", "owner-bench", "--mdns=false", "--dht=false",
 		"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--log-level", "info"}, extra...)
-	return &node{bin: bin, dir: dir, logPath: dir + ".log", args: args,
-		api: webui.NewClient(fmt.Sprintf("http://127.0.0.1:%d", httpPort), "")}, nil
+	url := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	p := &procluster.Proc{Name: "owner-bench", Bin: bin, Args: args, DataDir: dir, LogPath: dir + ".log", HTTPURL: url}
+	return &node{Proc: p, api: webui.NewClient(url, "")}, nil
 }
 
 // start starts the node (again, with the same data) and waits until it leads its one-node
 // cluster and its API token is written.
 func (n *node) start(ctx context.Context) error {
-	lf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("node log: %w", err)
+	if err := n.Start(); err != nil {
+		return err
 	}
-	fmt.Fprintf(lf, "==== %s start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(n.args, " "))
-	n.cmd = exec.Command(n.bin, n.args...)
-	n.cmd.Stdout, n.cmd.Stderr = lf, lf
-	if err := startTracked(n.cmd); err != nil {
-		lf.Close()
-		return fmt.Errorf("start %s: %w", n.bin, err)
-	}
-	n.done = make(chan struct{})
-	c, done := n.cmd, n.done
-	go func() {
-		_ = c.Wait()
-		lf.Close()
-		untrack(c)
-		close(done)
-	}()
 	return poll(ctx, 60*time.Second, "the node leads its cluster and has an API token", func() error {
-		if !n.alive() {
-			return errStop{fmt.Errorf("node exited; see %s", n.logPath)}
+		if !n.Alive() {
+			return errStop{fmt.Errorf("node exited; see %s", n.LogPath)}
 		}
 		st, err := n.status(ctx)
 		if err != nil {
@@ -245,7 +114,7 @@ func (n *node) start(ctx context.Context) error {
 		if st.Leader == "" || st.Leader != st.Self.ID {
 			return fmt.Errorf("leader %q", st.Leader)
 		}
-		tok, err := os.ReadFile(filepath.Join(n.dir, "api-token"))
+		tok, err := os.ReadFile(filepath.Join(n.DataDir, "api-token"))
 		if err != nil || strings.TrimSpace(string(tok)) == "" {
 			return fmt.Errorf("no API token yet: %v", err)
 		}
@@ -255,38 +124,9 @@ func (n *node) start(ctx context.Context) error {
 	})
 }
 
-func (n *node) alive() bool {
-	if n.done == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (n *node) pid() int { return n.cmd.Process.Pid }
-
 // stop ends the node gracefully (SIGTERM: it hands in its chunk's finished prefix), then
 // SIGKILLs it and its descendants if it lingers.
-func (n *node) stop() {
-	if !n.alive() {
-		return
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(15 * time.Second):
-	}
-	kids := descendants(n.pid())
-	_ = n.cmd.Process.Kill()
-	for _, d := range kids {
-		_ = syscall.Kill(d, syscall.SIGKILL)
-	}
-	<-n.done
-}
+func (n *node) stop() { n.Stop(15 * time.Second) }
 
 func (n *node) status(ctx context.Context) (webui.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -336,7 +176,7 @@ func (n *node) units(ctx context.Context, id string) (uint64, error) {
 
 // computeCPU is the CPU seconds of the node's compute child (and anything else under the node).
 func (n *node) computeCPU() float64 {
-	_, kids := treeCPU(n.pid())
+	_, kids := treeCPU(n.PID())
 	return kids
 }
 
@@ -344,8 +184,8 @@ func (n *node) computeCPU() float64 {
 func (n *node) waitComputing(ctx context.Context, id string) error {
 	c0 := n.computeCPU()
 	return poll(ctx, 120*time.Second, "the node computes job "+id, func() error {
-		if !n.alive() {
-			return errStop{fmt.Errorf("node exited; see %s", n.logPath)}
+		if !n.Alive() {
+			return errStop{fmt.Errorf("node exited; see %s", n.LogPath)}
 		}
 		j, err := n.job(ctx, id)
 		if err != nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The owner's slowdown: the owner's throughput WITHOUT and WITH a node computing beside it.
@@ -11,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
 // phase is one measurement window.
@@ -32,16 +36,16 @@ type phase struct {
 // measure runs the owner load (procs workers; none: just waits) for d, with n (may be nil)
 // computing job id, and accounts for the machine's CPU.
 func measure(ctx context.Context, n *node, id string, procs int, d time.Duration) (phase, error) {
-	p := phase{with: n != nil, loadavg: loadAvg()}
+	p := phase{with: n != nil, loadavg: procluster.LoadAvg()}
 	busy0, steal0, err := machineCPU()
 	if err != nil {
 		return p, err
 	}
-	self0, _ := readStat(os.Getpid())
+	self0, _ := procluster.ReadStat(os.Getpid())
 	var node0, comp0 float64
 	var units0 uint64
 	if n != nil {
-		node0, comp0 = treeCPU(n.pid())
+		node0, comp0 = treeCPU(n.PID())
 		j, err := n.job(ctx, id)
 		if err != nil {
 			return p, fmt.Errorf("job before the window: %w", err)
@@ -65,10 +69,10 @@ func measure(ctx context.Context, n *node, id string, procs int, d time.Duration
 	if err != nil {
 		return p, err
 	}
-	self1, _ := readStat(os.Getpid())
-	p.machine, p.steal, p.self = busy1-busy0, steal1-steal0, self1.cpu-self0.cpu
+	self1, _ := procluster.ReadStat(os.Getpid())
+	p.machine, p.steal, p.self = busy1-busy0, steal1-steal0, self1.CPU()-self0.CPU()
 	if n != nil {
-		node1, comp1 := treeCPU(n.pid())
+		node1, comp1 := treeCPU(n.PID())
 		p.node, p.compute = node1-node0, comp1-comp0
 		j, err := n.job(ctx, id)
 		if err != nil {
@@ -110,7 +114,7 @@ func benchSlowdown(ctx context.Context, bin, work string) error {
 		return err
 	}
 	if alone.compute <= 0 || alone.units == 0 {
-		return fmt.Errorf("the node computed nothing alone (%.2f CPU-s, %d units); see %s", alone.compute, alone.units, n.logPath)
+		return fmt.Errorf("the node computed nothing alone (%.2f CPU-s, %d units); see %s", alone.compute, alone.units, n.LogPath)
 	}
 	perCPU := float64(alone.units) / alone.compute // samples per compute CPU-s
 	fmt.Printf("hydra alone: %.3g samples/s accepted, compute child %.0f %% of the machine (%.3g samples per CPU-s), node %.1f %%, foreign %.1f %%, load avg %s\n",
@@ -173,11 +177,11 @@ func benchSlowdown(ctx context.Context, bin, work string) error {
 	se := slices.Clone(effs)
 	slices.Sort(se)
 	fmt.Printf("owner ops per owner CPU-s WITH/WITHOUT: median %.4f, min %.4f, max %.4f: %s\n", median(se), se[0], se[len(se)-1], fmtRatios(effs))
-	fmt.Printf("load average at the end: %s\n", loadAvg())
-	lost := strings.Count(readFile(n.logPath), "results not handed in")
+	fmt.Printf("load average at the end: %s\n", procluster.LoadAvg())
+	lost := strings.Count(readFile(n.LogPath), "results not handed in")
 	fmt.Printf("job progress over the rounds: %d → %d samples accepted (+%.3g)\n", units0, units1, float64(units1-units0))
 	fmt.Printf("node stops (SIGTERM) that did not hand in the finished prefix of the chunk in hand: %d of %d (\"results not handed in\" in %s)\n",
-		lost, *flagRounds+2, filepath.Base(n.logPath))
+		lost, *flagRounds+2, filepath.Base(n.LogPath))
 	if len(computeLess) > 0 {
 		fmt.Printf("WARNING: in round(s) %v the compute child got no CPU and the job no units: Hydra did not compute there\n", computeLess)
 	}
