@@ -76,6 +76,11 @@ func (n *Node) Status() webui.Status {
 			}
 		}
 	}
+	// This node's own state is known now, not only as of its last
+	// announcement (up to AnnounceInterval old).
+	me := get(self)
+	me.Online = true
+	me.State, me.Reason, me.Power = n.workState(), n.owner.get().Reason, n.owner.power()
 	for _, ns := range byID {
 		out.Nodes = append(out.Nodes, *ns)
 	}

@@ -223,14 +223,8 @@ func (n *Node) Run(ctx context.Context) error {
 		// Event streams end with the node, or Shutdown would wait on them.
 		BaseContext: func(net.Listener) context.Context { return runCtx },
 	}
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Serve(n.httpLn) }()
-	if err := writeAPIURL(n.cfg.DataDir, n.httpURL); err != nil {
-		n.log.Warn("cannot write api-url", "err", err)
-	}
-
 	// The compute process and the worker exist before anything that reports
-	// the worker's state (announcements) starts.
+	// the worker's state (HTTP status, announcements) starts.
 	if n.cfg.Compute {
 		r, err := child.Start(runCtx, child.Config{CPUs: n.cfg.CPUs, CPULimit: n.cfg.CPULimit, Logger: n.log.With("component", "compute")})
 		if err != nil {
@@ -238,6 +232,12 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		n.runner = r
 		n.worker = newWorker(n, r)
+	}
+
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(n.httpLn) }()
+	if err := writeAPIURL(n.cfg.DataDir, n.httpURL); err != nil {
+		n.log.Warn("cannot write api-url", "err", err)
 	}
 
 	if err := n.host.StartDiscovery(runCtx, p2p.DiscoveryConfig{
