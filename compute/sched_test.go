@@ -223,21 +223,29 @@ func TestTailChunksShrink(t *testing.T) {
 	}
 }
 
-func TestBackupFirstResultWins(t *testing.T) {
-	c := newClock()
-	s := NewScheduler(SchedulerConfig{ChunkTarget: 10 * time.Second})
+// withBackup runs a job on a slow and a fast node until the fast one has
+// finished everything else and holds a backup copy of the slow one's chunk.
+func withBackup(t *testing.T) (s *Scheduler, c *fakeClock, straggler, backup Lease) {
+	t.Helper()
+	c = newClock()
+	s = NewScheduler(SchedulerConfig{ChunkTarget: 10 * time.Second})
 	s.AddJob("j", piJob(30e6), []Range{{0, 30e6}}, true)
 	complete(t, s, c, mustLease(t, s, "slow", c.now()), 1e6)
 	complete(t, s, c, mustLease(t, s, "fast", c.now()), 100e6)
-	straggler := mustLease(t, s, "slow", c.now()) // ≈ 10 s of work at 1 M/s
+	straggler = mustLease(t, s, "slow", c.now()) // ≈ 10 s of work at 1 M/s
 	for s.PendingUnits("j") > 0 {
 		l := mustLease(t, s, "fast", c.now())
 		s.Complete(l.ID, c.advance(10*time.Millisecond))
 	}
-	b, ok := s.Lease("fast", c.now())
-	if !ok || !b.Backup || b.Range != straggler.Range {
-		t.Fatalf("no backup of the straggler: %+v %v", b, ok)
+	backup, ok := s.Lease("fast", c.now())
+	if !ok || !backup.Backup || backup.Range != straggler.Range {
+		t.Fatalf("no backup of the straggler: %+v %v", backup, ok)
 	}
+	return s, c, straggler, backup
+}
+
+func TestBackupFirstResultWins(t *testing.T) {
+	s, c, straggler, b := withBackup(t)
 	if _, ok := s.Lease("fast2", c.now()); ok {
 		t.Fatal("a second backup of the same chunk, or one for a node of unknown rate")
 	}
@@ -416,20 +424,7 @@ func TestCompletePrefixRequeuesTheRest(t *testing.T) {
 }
 
 func TestCompletePrefixCancelsTheTwin(t *testing.T) {
-	c := newClock()
-	s := NewScheduler(SchedulerConfig{ChunkTarget: 10 * time.Second})
-	s.AddJob("j", piJob(30e6), []Range{{0, 30e6}}, true)
-	complete(t, s, c, mustLease(t, s, "slow", c.now()), 1e6)
-	complete(t, s, c, mustLease(t, s, "fast", c.now()), 100e6)
-	straggler := mustLease(t, s, "slow", c.now())
-	for s.PendingUnits("j") > 0 {
-		l := mustLease(t, s, "fast", c.now())
-		s.Complete(l.ID, c.advance(10*time.Millisecond))
-	}
-	b, ok := s.Lease("fast", c.now())
-	if !ok || !b.Backup || b.Range != straggler.Range {
-		t.Fatalf("no backup of the straggler: %+v %v", b, ok)
-	}
+	s, c, straggler, b := withBackup(t)
 	half := Range{Start: straggler.Range.Start, End: straggler.Range.Start + straggler.Range.Len()/2}
 	_, ev, ok := s.CompletePrefix(straggler.ID, half, c.advance(time.Second))
 	if !ok || len(ev) != 1 || ev[0].Kind != EventCancelled || ev[0].Lease.ID != b.ID {

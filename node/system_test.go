@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -347,19 +346,7 @@ func TestSystem_PiExactThroughLeaderAndWorkerKill(t *testing.T) {
 	worker.kill()
 	waitDone(t, alive(ps), id, 300*time.Second)
 
-	want := compute.PiHits(seed, 0, samples)
-	for _, p := range alive(ps) {
-		var r compute.PiResult
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := p.client("").Do(ctx, "GET", "/api/v1/jobs/"+id+"/result", nil, &r)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Hits != want || r.Samples != samples {
-			t.Fatalf("%s: hits %d of %d, want %d of %d", p.name, r.Hits, r.Samples, want, samples)
-		}
-	}
+	checkPiExact(t, ps, id, seed, samples)
 }
 
 func TestSystem_MandelbrotExactThroughLeaderKill(t *testing.T) {
@@ -411,39 +398,27 @@ func TestSystem_WholeClusterKilledResumesWithoutRedoing(t *testing.T) {
 			before = j.DoneUnits
 		}
 	}
-	offsets := map[*proc]int64{}
 	for _, p := range ps {
 		p.kill()
-		fi, err := os.Stat(p.logPath())
-		if err != nil {
-			t.Fatal(err)
-		}
-		offsets[p] = fi.Size()
 	}
+	restarted := time.Now()
 	for _, p := range ps {
 		p.start()
 	}
 	waitDone(t, ps, id, 300*time.Second)
-	var r compute.PiResult
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := ps[0].client("").Do(ctx, "GET", "/api/v1/jobs/"+id+"/result", nil, &r); err != nil {
-		t.Fatal(err)
-	}
-	if want := compute.PiHits(seed, 0, samples); r.Hits != want {
-		t.Fatalf("hits %d, want %d", r.Hits, want)
-	}
+	checkPiExact(t, ps, id, seed, samples)
 	// Work computed in the cluster's second life, counted once however many
 	// copies (backups of the last chunks) computed it: at most what was
 	// pending at the kill. Redoing accepted chunks would exceed it.
 	var all []compute.Range
 	var copies uint64
 	for _, p := range ps {
-		rs := rangesLoggedAfter(t, p, id, offsets[p])
-		for _, r := range rs {
-			copies += r.Len()
+		for _, c := range chunksLogged(t, p, id) {
+			if c.at.After(restarted) {
+				copies += c.r.Len()
+				all = append(all, c.r)
+			}
 		}
-		all = append(all, rs...)
 	}
 	union := compute.NewRangeSet(all...)
 	after := union.Units()
@@ -457,38 +432,6 @@ func TestSystem_WholeClusterKilledResumesWithoutRedoing(t *testing.T) {
 }
 
 func (p *proc) logPath() string { return filepath.Join(filepath.Dir(p.dir), p.name+".log") }
-
-// rangesLoggedAfter returns the ranges of the "chunk done" lines a node
-// logged for job after byte offset off of its log.
-func rangesLoggedAfter(t *testing.T, p *proc, job string, off int64) []compute.Range {
-	t.Helper()
-	f, err := os.Open(p.logPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(off, 0); err != nil {
-		t.Fatal(err)
-	}
-	var out []compute.Range
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(line, "chunk done") || !strings.Contains(line, job) {
-			continue
-		}
-		var a, b uint64
-		i := strings.Index(line, "range=[")
-		if i < 0 {
-			continue
-		}
-		if _, err := fmt.Sscanf(line[i:], "range=[%d,%d)", &a, &b); err == nil && b > a {
-			out = append(out, compute.Range{Start: a, End: b})
-		}
-	}
-	return out
-}
 
 func freePortForTest() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
