@@ -1,5 +1,5 @@
 // Package compute is Hydra's domain: the kernels (Monte-Carlo π and Mandelbrot, bit-exact to
-// DESIGN.md §4), the work-range model, reducers, the replicated job state applied by the raft FSM,
+// docs/design.md §4), the work-range model, reducers, the replicated job state applied by the raft FSM,
 // and the scheduling policy that carves chunks for nodes.
 //
 // It is pure and deterministic. It imports nothing of Hydra's (no libp2p, no raft, no node code),
@@ -20,7 +20,7 @@
 //
 // # Job state
 //
-// [JobState] holds the replicated facts (DESIGN.md §2): jobs, accepted ranges, per-node
+// [JobState] holds the replicated facts (docs/design.md §2): jobs, accepted ranges, per-node
 // contributions. Result payloads live on disk in bbolt, compressed. It is driven through
 // [JobState.Apply] with the ops [OpSubmit] … and their binary encoders, so live applies and
 // log replay run one code path. A range is counted at most once: a result whose range overlaps
@@ -28,7 +28,7 @@
 //
 // # Scheduling
 //
-// [Scheduler] is the coordinator's policy (DESIGN.md §3) as a state machine with time passed in:
+// [Scheduler] is the coordinator's policy (docs/design.md §3) as a state machine with time passed in:
 // rate-sized chunks, probe chunks, guided self-scheduling at the tail, backup copies, requeue on
 // node loss and deadlines, fair sharing between jobs by priority. It is leader-memory soft state;
 // after a leader change it is rebuilt from the job state (all ranges minus accepted ranges).

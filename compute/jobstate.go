@@ -61,7 +61,7 @@ type job struct {
 
 func (j *job) total() Range { return Range{0, j.spec.TotalUnits()} }
 
-// JobState is the replicated job state behind the raft FSM (DESIGN.md §2): jobs, accepted
+// JobState is the replicated job state behind the raft FSM (docs/design.md §2): jobs, accepted
 // ranges, per-node contributions, and — on disk, in bbolt, compressed — the result payloads.
 // Apply, Snapshot and Restore are what consensus calls; the read methods serve the API from
 // this replica. Safe for concurrent use: Apply and Restore serialise, reads and Snapshot share.

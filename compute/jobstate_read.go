@@ -75,7 +75,7 @@ func (s *JobState) Job(id string) (Job, bool) {
 }
 
 // Pending returns the job's work not yet accepted: all ranges minus accepted ranges. A new
-// leader rebuilds its scheduler from this (DESIGN.md §2); a finished job has none.
+// leader rebuilds its scheduler from this (docs/design.md §2); a finished job has none.
 func (s *JobState) Pending(id string) ([]Range, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -4,7 +4,7 @@ package compute
 
 import "simd/archsimd"
 
-// The vector kernels. Each computes exactly the reference of DESIGN.md §4: vector integer
+// The vector kernels. Each computes exactly the reference of docs/design.md §4: vector integer
 // arithmetic wraps like uint64, and vector float multiply and add round each lane on its own (no
 // fused multiply-add is ever requested), so every lane gives the scalar bits. A self-check
 // against the portable kernel runs before one is chosen (kernel.go).

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// --- independent references, written plainly from DESIGN.md §4 with math/big ---
+// --- independent references, written plainly from docs/design.md §4 with math/big ---
 
 var two64 = new(big.Int).Lsh(big.NewInt(1), 64)
 

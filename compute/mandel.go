@@ -8,14 +8,14 @@ import (
 	"sync/atomic"
 )
 
-// Limits of a Mandelbrot job (issue 3): they bound memory (16384² counts = 1 GiB) and the time a
+// Limits of a Mandelbrot job: they bound memory (16384² counts = 1 GiB) and the time a
 // single pixel may take.
 const (
 	MaxMandelSide = 16384
 	MaxMandelIter = 1_000_000
 )
 
-// MandelParams are the parameters of a Mandelbrot job (DESIGN.md §4): a Width×Height image of
+// MandelParams are the parameters of a Mandelbrot job (docs/design.md §4): a Width×Height image of
 // the view centred on (CenterX, CenterY) that is Span wide in the complex plane, iterated at most
 // MaxIter times per pixel. Rows are the work units; row 0 is the top.
 type MandelParams struct {
@@ -54,7 +54,7 @@ func (p MandelParams) Validate() error {
 func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 // mandelGeom is the per-job geometry every kernel shares: s = span / W and the half sizes,
-// computed once exactly as DESIGN.md §4 writes them.
+// computed once exactly as docs/design.md §4 writes them.
 type mandelGeom struct {
 	w, h         int
 	cx, cy, s    float64
@@ -83,7 +83,7 @@ func (g *mandelGeom) ci(py int) float64 {
 	return g.cy - float64((float64(py)-g.halfH+0.5)*g.s)
 }
 
-// mandelPoint iterates one point (the reference loop of DESIGN.md §4).
+// mandelPoint iterates one point (the reference loop of docs/design.md §4).
 func mandelPoint(cr, ci float64, maxIter uint32) uint32 {
 	var zr, zi float64
 	var n uint32

@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 )
 
-// SplitMix64 constants of DESIGN.md §4.
+// SplitMix64 constants of docs/design.md §4.
 const (
 	splitGamma = 0x9e3779b97f4a7c15
 	splitMul1  = 0xbf58476d1ce4e5b9
@@ -17,7 +17,7 @@ const (
 // for the portable kernel on a 2020s x86 core and 1 ms for the vector ones.
 const piMaxBlock = 1 << 21
 
-// splitMix is the SplitMix64 output function (mix) of DESIGN.md §4.
+// splitMix is the SplitMix64 output function (mix) of docs/design.md §4.
 func splitMix(z uint64) uint64 {
 	z = (z ^ (z >> 30)) * splitMul1
 	z = (z ^ (z >> 27)) * splitMul2
@@ -58,7 +58,7 @@ func piPortable(seed, start, end uint64) uint64 {
 }
 
 // PiHits returns the number of hits among samples [start, end) of the π job with this seed
-// (DESIGN.md §4), on the calling goroutine with the fastest kernel this CPU has. Hits of
+// (docs/design.md §4), on the calling goroutine with the fastest kernel this CPU has. Hits of
 // disjoint ranges add up to the hits of their union, whatever the chunking. An empty or
 // reversed range has no hits.
 func PiHits(seed, start, end uint64) uint64 {

@@ -101,7 +101,7 @@ type schedNode struct {
 	lastDone time.Time
 }
 
-// Scheduler is the coordinator's scheduling policy (DESIGN.md §3) as a state machine: every
+// Scheduler is the coordinator's scheduling policy (docs/design.md §3) as a state machine: every
 // method takes the time, nothing reads a clock or runs in the background, so it can be driven by
 // the real coordinator, by tests with a fake clock and by a simulator alike. It is leader-memory
 // soft state: a new leader builds a new one from the job state (AddJob with the pending ranges).

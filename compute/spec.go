@@ -15,7 +15,7 @@ const (
 	KindMandelbrot Kind = "mandelbrot"
 )
 
-// Limits on job specs (issue 3): they keep a job's state and result bounded.
+// Limits on job specs: they keep a job's state and result bounded.
 const (
 	MaxPiSamples    = 1_000_000_000_000_000 // 1e15
 	MaxPriority     = 100
@@ -23,7 +23,7 @@ const (
 	DefaultPriority = 1
 )
 
-// PiParams are the parameters of a Monte-Carlo π job (DESIGN.md §4).
+// PiParams are the parameters of a Monte-Carlo π job (docs/design.md §4).
 type PiParams struct {
 	Samples uint64 `json:"samples"`
 	Seed    uint64 `json:"seed"`

@@ -14,7 +14,7 @@ import (
 const CommandVersion = 1
 
 // MaxCommandSize bounds an encoded command: log entries stay well under the
-// p2p frame limit even after base64 in a forwarded Apply (DESIGN.md §2).
+// p2p frame limit even after base64 in a forwarded Apply (docs/design.md §2).
 const MaxCommandSize = 4 << 20
 
 // Op says what a command does. Ops below OpAppFirst belong to this package;
@@ -56,7 +56,7 @@ func (o Op) String() string {
 // Command is one decoded raft log entry: an op and its payload. The payload
 // of this package's ops is JSON; the payload of App ops (≥ OpAppFirst) is
 // opaque bytes that the App encodes, bounds and validates itself (the job
-// state's results are binary and compressed: DESIGN.md §2).
+// state's results are binary and compressed: docs/design.md §2).
 type Command struct {
 	Op      Op
 	Payload []byte

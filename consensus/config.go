@@ -14,7 +14,7 @@ import (
 )
 
 // Protocol IDs owned by this package. They carry a version so that a newer
-// node can keep talking to an older cluster (DESIGN.md §6).
+// node can keep talking to an older cluster (docs/design.md §6).
 const (
 	ProtocolRaft  protocol.ID = "/hydra/raft/1.0.0"
 	ProtocolInfo  protocol.ID = "/hydra/cluster/info/1.0.0"
@@ -24,7 +24,7 @@ const (
 )
 
 // VoterPref is a node's wish about holding a raft vote. Voters should be the
-// stable, mains-powered machines; a laptop says never (DESIGN.md §5, §7).
+// stable, mains-powered machines; a laptop says never (docs/design.md §5, §7).
 type VoterPref int
 
 const (
@@ -203,7 +203,7 @@ type Timings struct {
 // point in [H, 2H) and only then checks whether the leader was heard within
 // H; a leader that cannot reach a quorum for the lease L steps down. Under
 // CPU saturation a Go process at normal priority sees scheduling gaps of
-// 50ms and more (DESIGN.md §7), and a leader whose lease was 200ms was
+// 50ms and more (docs/design.md §7), and a leader whose lease was 200ms was
 // measured to miss contact for 230–260ms and step down. Hence H = E = 1s and
 // L = 500ms (raft requires L ≤ H): a follower tolerates stalls of ~800ms,
 // the leader of ~300ms on top of the heartbeat interval.

@@ -51,7 +51,7 @@ type Config struct {
 	DiskCap   int64
 
 	// Owner is the owner policy: when compute steps back for the machine's
-	// owner (DESIGN.md §7). SysRoot and ProcRoot let tests drive the
+	// owner (docs/design.md §7). SysRoot and ProcRoot let tests drive the
 	// sensors with a fake tree (default /sys and /proc).
 	Owner    owner.Config
 	SysRoot  string

@@ -20,7 +20,7 @@ import (
 	"github.com/hydra-compute/hydra/webui"
 )
 
-// Real-process tests of the owner policy (DESIGN.md §7): `hydra node`
+// Real-process tests of the owner policy (docs/design.md §7): `hydra node`
 // processes whose sensors read a fake sysfs tree (battery) or the real
 // /proc (a CPU hog started beside them). They check what the in-process
 // TestOwner_BatteryPausesNodeWorkFinishedExactly cannot: the flags, the

@@ -27,7 +27,7 @@ const (
 )
 
 // worker computes chunks for the coordinator in the compute child process
-// (DESIGN.md §7): it keeps one chunk in hand and one queued, reports
+// (docs/design.md §7): it keeps one chunk in hand and one queued, reports
 // progress, and keeps every result until the coordinator acknowledges it as
 // committed, resubmitting to a new leader after a change.
 type worker struct {

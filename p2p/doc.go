@@ -6,8 +6,8 @@
 // request/response over streams (rpc.go).
 //
 // It knows nothing of raft, jobs or chunks, and imports nothing of Hydra's:
-// consensus, node and compute build on it, never the other way round
-// (DESIGN.md §1). Protocol IDs appear here only to give them
+// consensus and node build on it, never the other way round; compute does not
+// know it exists (docs/design.md §1). Protocol IDs appear here only to give them
 // resource-manager budgets.
 //
 // Choices worth knowing:

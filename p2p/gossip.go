@@ -11,7 +11,7 @@ import (
 )
 
 // MaxGossipMessage is the largest message a Hydra topic carries. Gossip is
-// for small, lossy things (node stats, progress ticks: DESIGN.md §6); a
+// for small, lossy things (node stats, progress ticks: docs/design.md §6); a
 // bigger payload belongs on a stream. Every node's topic validator rejects
 // larger messages, so one misbehaving node cannot flood the mesh with them.
 const MaxGossipMessage = 64 << 10

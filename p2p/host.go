@@ -77,7 +77,7 @@ type Config struct {
 // and IPv6 interface (0.0.0.0 and ::) at port (0 for a random one).
 // Listening on the wildcard rather than on one chosen interface is
 // deliberate: picking "the" interface is how mesh tools end up on docker0
-// or a VPN link instead of the LAN (DESIGN.md §6).
+// or a VPN link instead of the LAN (docs/design.md §6).
 func DefaultListenAddrs(port int) []multiaddr.Multiaddr {
 	var out []multiaddr.Multiaddr
 	for _, s := range []string{

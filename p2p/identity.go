@@ -29,7 +29,7 @@ const (
 // LoadOrCreateIdentity returns the node's private key stored at path,
 // creating a new Ed25519 key there (file 0600, missing directories 0700) if
 // the file does not exist. A restarted node must keep its peer ID, because
-// the peer ID is its raft server ID (DESIGN.md §5): this is why a key file
+// the peer ID is its raft server ID (docs/design.md §5): this is why a key file
 // that exists but cannot be read or decoded is an error (wrapping
 // ErrCorruptIdentity when it is undecodable) and is never overwritten.
 //

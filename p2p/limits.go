@@ -20,7 +20,7 @@ type protoLimit struct {
 }
 
 // hydraProtocolLimits lists the protocols of docs/internals.md with
-// explicit budgets (DESIGN.md §6). The numbers follow what each protocol
+// explicit budgets (docs/design.md §6). The numbers follow what each protocol
 // does, not a benchmark:
 //
 //   - raft keeps a small pool of long-lived streams per server and opens

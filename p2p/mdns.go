@@ -30,7 +30,7 @@ func MDNSServiceName(cluster string) string {
 // restarts it when the host's interface addresses change: go-libp2p builds
 // its TXT records once, at Start, so addresses of an interface that comes
 // up later (Wi-Fi joining, a cable plugged in) would otherwise never be
-// announced (DESIGN.md §6). The trigger is the host's
+// announced (docs/design.md §6). The trigger is the host's
 // EvtLocalAddressesUpdated; libp2p caches interface addresses for a minute,
 // so a new interface is announced within about a minute. A failed start
 // (no multicast-capable interface yet) is logged and retried at the next

@@ -37,7 +37,7 @@ const mdnsChildEnv = "HYDRA_P2P_MDNS_CHILD"
 
 // TestMDNSInNamespace runs TestMDNSInNamespaceChild inside a fresh network
 // namespace whose only interface is a multicast-enabled loopback, so that
-// mDNS never reaches the machine's real network (DESIGN.md §6). It needs
+// mDNS never reaches the machine's real network (docs/design.md §6). It needs
 // root and iproute2.
 func TestMDNSInNamespace(t *testing.T) {
 	if os.Getenv(mdnsChildEnv) != "" {

@@ -18,7 +18,7 @@ import (
 )
 
 // MaxFrame is the largest frame any Hydra protocol accepts unless a handler
-// asks for less. Chunk results are split well below it (DESIGN.md §2), so a
+// asks for less. Chunk results are split well below it (docs/design.md §2), so a
 // peer that announces more is broken or hostile and is cut off.
 const MaxFrame = 8 << 20
 

@@ -2,7 +2,7 @@ package webui
 
 import "time"
 
-// Activity is the coordinator's soft state (DESIGN.md §2): which node
+// Activity is the coordinator's soft state (docs/design.md §2): which node
 // computes which chunk right now and how fast each node is. It lives in the
 // leader's memory only; the leader publishes it on gossip about once a
 // second, so every node's API and UI can show it.

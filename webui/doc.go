@@ -1,5 +1,7 @@
-// Package webui serves Hydra's HTTP API and (later) its embedded web UI on
-// every node.
+// Package webui serves Hydra's HTTP API (/api/v1/, JSON and server-sent
+// events) and its embedded web UI (static/: plain ES modules, with uPlot
+// vendored by scripts/build-ui; it loads nothing from the internet) on every
+// node.
 //
 // It knows nothing of raft or libp2p: it talks to the node through two small
 // interfaces, Backend (cluster status, token, health) and JobBackend (the job

@@ -8,7 +8,7 @@ import (
 	"math"
 )
 
-// Colouring is presentation (DESIGN.md §4: the raw counts are the result).
+// Colouring is presentation (docs/design.md §4: the raw counts are the result).
 // Only the integer escape count is stored, so the continuous ("smooth") look
 // comes from the mapping: each count is placed at the midpoint of its share of
 // the escaped pixels (histogram equalisation with a clip limit, so the palette

@@ -41,7 +41,7 @@ type NodeStatus struct {
 	LastSeen time.Time `json:"last_seen"`
 }
 
-// Roles and states, one spelling everywhere (DESIGN.md §5).
+// Roles and states, one spelling everywhere (docs/design.md §5).
 const (
 	RoleLeader   = "leader"
 	RoleVoter    = "voter"

@@ -1,4 +1,4 @@
-/* Straightforward C of the Hydra kernels (DESIGN.md §4), the yardstick for the Go kernels.
+/* Straightforward C of the Hydra kernels (docs/design.md §4), the yardstick for the Go kernels.
  * Build: gcc -O3 -march=native -ffp-contract=off kernels_ref.c -o kernels_ref
  * Prints rates on one core and a few results so the benchmark script can check agreement. */
 #include <stdint.h>

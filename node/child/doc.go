@@ -1,4 +1,4 @@
-// Package child is the compute child process and the node's side of it (DESIGN.md §7).
+// Package child is the compute child process and the node's side of it (docs/design.md §7).
 //
 // # Why a child process
 //

@@ -1,6 +1,6 @@
 package child
 
-// Issue 5's pause figures for the compute child: the latency from Runner.Pause (what the owner
+// Pause figures for the compute child (docs/design.md §7): the latency from Runner.Pause (what the owner
 // policy calls when a rule fires) to compute stopped with its finished prefix in hand, and the
 // work a pause throws away. Run them with
 //

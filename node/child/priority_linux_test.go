@@ -39,7 +39,7 @@ func threadSched(pid int) (map[int][2]int, error) {
 	return out, nil
 }
 
-// TestEveryThreadIdle checks DESIGN.md §7 on a running child: every thread, the kernel workers
+// TestEveryThreadIdle checks docs/design.md §7 on a running child: every thread, the kernel workers
 // and the runtime's own, at SCHED_IDLE (policy 5) with nice 19 — while the node (this test
 // process) keeps its normal priority.
 func TestEveryThreadIdle(t *testing.T) {

@@ -66,7 +66,7 @@ type Result struct {
 	ComputeSeconds float64
 }
 
-// Runner is the node's side of the compute child (DESIGN.md §7): it starts the child, hands
+// Runner is the node's side of the compute child (docs/design.md §7): it starts the child, hands
 // it one task at a time, relays progress, stops and pauses it, and restarts it after a crash.
 //
 // Concurrency: Run computes one task at a time (the worker keeps one chunk in hand and one

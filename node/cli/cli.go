@@ -60,7 +60,7 @@ func commands() []command {
 // returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == child.Subcommand {
-		// Hidden: the compute child process the node starts (DESIGN.md §7), not for users.
+		// Hidden: the compute child process the node starts (docs/design.md §7), not for users.
 		return child.Main(os.Stdin, stdout, stderr)
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {

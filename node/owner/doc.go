@@ -1,5 +1,5 @@
 // Package owner decides when a volunteer's machine may compute: the owner
-// policy (Policy) and the sensors it reads (Sensors). DESIGN.md §7: the
+// policy (Policy) and the sensors it reads (Sensors). docs/design.md §7: the
 // node's owner comes first.
 //
 // # Policy

@@ -1,6 +1,6 @@
 //go:build linux
 
-// Command benchcluster measures the job figures of issue 3 on a cluster of
+// Command benchcluster measures the job figures (docs/design.md §3) on a cluster of
 // real `hydra node` processes on loopback (--mdns=false --dht=false, every
 // node given every other one with --join, ports on 127.0.0.1).
 // scripts/bench-cluster builds it and runs it; see there for the invocation.

@@ -1,6 +1,6 @@
 //go:build linux
 
-// Command benchowner measures what a Hydra node costs its owner (issue 5's owner figures), with
+// Command benchowner measures what a Hydra node costs its owner (docs/design.md §7), with
 // real `hydra node` processes on loopback (--mdns=false, --dht=false, 127.0.0.1 only).
 // scripts/bench-owner builds and runs it; see there for the usual invocations.
 //
