@@ -44,6 +44,10 @@ type membershipRequest struct {
 	Addrs     []string `json:"addrs,omitempty"`
 	Leave     bool     `json:"leave,omitempty"`
 	Forwarded bool     `json:"forwarded,omitempty"`
+	// Voter is the joiner's voter preference, so the leader can give it a
+	// vote at once (growVoters) before its NodeMeta is replicated. Older
+	// nodes omit it: auto.
+	Voter VoterPref `json:"voter,omitempty"`
 }
 
 type membershipResponse struct {
@@ -288,7 +292,7 @@ func (r *Raft) shouldBootstrap(peers map[peer.ID]bootPeer) bool {
 
 // requestMembership asks via to add (or with leave, remove) this node.
 func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) error {
-	req := membershipRequest{Cluster: r.cfg.Cluster, ID: r.id.String(), Leave: leave}
+	req := membershipRequest{Cluster: r.cfg.Cluster, ID: r.id.String(), Leave: leave, Voter: r.cfg.VoterPref}
 	for _, a := range r.host.Addrs() {
 		req.Addrs = append(req.Addrs, a.String())
 	}
@@ -348,7 +352,9 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 			r.host.Peerstore().AddAddr(id, a, peerstore.AddressTTL)
 		}
 	}
+	r.grow.notePref(id, req.Voter)
 	if r.hasServer(id) {
+		r.growVoters(ctx)
 		return membershipResponse{}, nil
 	}
 	if r.cfg.Protect != nil {
@@ -359,6 +365,7 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		return nil, fmt.Errorf("add %s: %w", id, err)
 	}
 	r.log.Info("added non-voter", "peer", id)
+	r.growVoters(ctx)
 	return membershipResponse{Changed: true}, nil
 }
 

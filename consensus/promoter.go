@@ -58,7 +58,9 @@ func prefOf(s *autopilot.Server) VoterPref {
 //     the longest stable, then by ID;
 //   - the first desired(n) are wanted. If there are fewer, unfit ones, then
 //     failed voters, then VoterNever voters are kept rather than demoted: a
-//     vote is only moved to a healthy replacement.
+//     vote is only moved to a healthy replacement;
+//   - short of the target, the count never grows to an even number (one
+//     voter becomes three, never two: see voters.go).
 //
 // Until every live voter has answered a stats call in this leadership (so
 // its Availability is known), the promoter changes nothing, and a
@@ -188,6 +190,16 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 				break
 			}
 			wanted = append(wanted, c)
+		}
+	}
+	// Never grow to an even count short of the target: a second (or fourth)
+	// voter adds no fault tolerance and one more server that must be up.
+	if n := len(wanted); n < want && n%2 == 0 {
+		for i := n - 1; i >= 0; i-- {
+			if !wanted[i].voter {
+				wanted = append(wanted[:i:i], wanted[i+1:]...)
+				break
+			}
 		}
 	}
 	// The current leader with no vote to spare: keep it whatever, unless a

@@ -78,8 +78,8 @@ func Test_Promoter(t *testing.T) {
 		}, 3, "[]", "[]", ""},
 		{"never is not promoted", []*autopilot.ServerState{
 			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "N", VoterNever, true, false, long, now),
-			srv("c", "N", VoterAuto, true, false, long, now),
-		}, 3, "[c]", "[]", ""},
+			srv("c", "N", VoterAuto, true, false, long, now), srv("d", "N", VoterAuto, true, false, long, now),
+		}, 3, "[c d]", "[]", ""},
 		{"prefer takes a vote from an auto voter", []*autopilot.ServerState{
 			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
 			srv("c", "V", VoterAuto, true, false, 2*long, now), srv("p", "N", VoterPrefer, true, false, long, now),
@@ -116,7 +116,16 @@ func Test_Promoter(t *testing.T) {
 		}, 3, "[c d]", "[]", ""},
 		{"on battery still fills an empty seat", []*autopilot.ServerState{
 			srv("a", "L", VoterAuto, true, false, long, now), battery(srv("b", "N", VoterAuto, true, false, long, now)),
-		}, 3, "[b]", "[]", ""},
+			srv("c", "N", VoterAuto, true, false, long, now),
+		}, 3, "[b c]", "[]", ""},
+		{"one voter never becomes two", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "N", VoterAuto, true, false, long, now),
+		}, 3, "[]", "[]", ""},
+		{"three voters become five, not four", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "N", VoterAuto, true, false, long, now),
+			srv("e", "N", VoterAuto, true, false, short, now),
+		}, 5, "[]", "[]", ""},
 		{"prefer keeps its vote on battery", []*autopilot.ServerState{
 			srv("a", "L", VoterAuto, true, false, long, now), battery(srv("p", "V", VoterPrefer, true, false, long, now)),
 			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "N", VoterAuto, true, false, long, now),

@@ -37,6 +37,7 @@ type Raft struct {
 	hadState bool
 
 	boot bootState
+	grow growState
 	del  *delegate
 	ap   *autopilot.Autopilot
 

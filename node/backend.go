@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -46,6 +47,7 @@ func (n *Node) Status() webui.Status {
 		byID[id] = ns
 		return ns
 	}
+	why := n.raft.NonvoterReasons()
 	for _, s := range n.raft.Servers() {
 		ns := get(s.ID.String())
 		switch {
@@ -55,6 +57,7 @@ func (n *Node) Status() webui.Status {
 			ns.Role = webui.RoleVoter
 		default:
 			ns.Role = webui.RoleNonvoter
+			ns.NonvoterReason = why[s.ID]
 		}
 	}
 	for id, m := range st.Nodes {
@@ -81,6 +84,13 @@ func (n *Node) Status() webui.Status {
 	me := get(self)
 	me.Online = true
 	me.State, me.Reason, me.Power = n.workState(), n.owner.get().Reason, n.owner.power()
+	for _, ns := range byID {
+		// With --voter auto, a node on battery only fills a seat no mains
+		// node can take: that, not the generic reason, is why it has none.
+		if ns.Role == webui.RoleNonvoter && ns.Power == "battery" && st.Nodes[ns.ID].Voter == consensus.VoterAuto {
+			ns.NonvoterReason = "on battery"
+		}
+	}
 	for _, ns := range byID {
 		out.Nodes = append(out.Nodes, *ns)
 	}

@@ -24,21 +24,25 @@ type NodeRef struct {
 // the raft configuration; Online and the live fields from the node's
 // announcements on the gossip topic (or from the node itself for "self").
 type NodeStatus struct {
-	ID       string    `json:"id"`
-	Name     string    `json:"name"`
-	Role     string    `json:"role"` // leader | voter | nonvoter | none (known but not a raft member)
-	Online   bool      `json:"online"`
-	State    string    `json:"state"`            // working | idle | throttled | paused | offline
-	Reason   string    `json:"reason,omitempty"` // why throttled or paused ("on battery", "cpu 82 °C", "owner active", "schedule")
-	Power    string    `json:"power,omitempty"`  // battery | mains | "" (unknown); with --voter auto, nodes on battery give up their vote
-	Addrs    []string  `json:"addrs"`
-	OS       string    `json:"os"`
-	Arch     string    `json:"arch"`
-	Cores    int       `json:"cores"`
-	Version  string    `json:"version"`
-	Load     float64   `json:"load"`
-	Uptime   float64   `json:"uptime_seconds"`
-	LastSeen time.Time `json:"last_seen"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Role string `json:"role"` // leader | voter | nonvoter | none (known but not a raft member)
+	// NonvoterReason says why a nonvoter holds no vote ("its voter
+	// preference is never", "on battery", "the cluster has the 3 voters it
+	// keeps", "waiting for another eligible node: …"); empty otherwise.
+	NonvoterReason string    `json:"nonvoter_reason,omitempty"`
+	Online         bool      `json:"online"`
+	State          string    `json:"state"`            // working | idle | throttled | paused | offline
+	Reason         string    `json:"reason,omitempty"` // why throttled or paused ("on battery", "cpu 82 °C", "owner active", "schedule")
+	Power          string    `json:"power,omitempty"`  // battery | mains | "" (unknown); with --voter auto, nodes on battery give up their vote
+	Addrs          []string  `json:"addrs"`
+	OS             string    `json:"os"`
+	Arch           string    `json:"arch"`
+	Cores          int       `json:"cores"`
+	Version        string    `json:"version"`
+	Load           float64   `json:"load"`
+	Uptime         float64   `json:"uptime_seconds"`
+	LastSeen       time.Time `json:"last_seen"`
 }
 
 // Roles and states, one spelling everywhere (docs/design.md §5).

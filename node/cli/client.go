@@ -102,7 +102,22 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%d\t%.2f\t%s\n", name, short(n.ID), n.Role, state, n.OS, n.Arch, n.Cores, n.Load, seen)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Why a member holds no vote (voters are few on purpose: 3, or 5).
+	first := true
+	for _, n := range st.Nodes {
+		if n.Role != webui.RoleNonvoter || n.NonvoterReason == "" {
+			continue
+		}
+		if first {
+			fmt.Fprintln(stdout, "\nnon-voters:")
+			first = false
+		}
+		fmt.Fprintf(stdout, "  %s %s: %s\n", n.Name, short(n.ID), n.NonvoterReason)
+	}
+	return nil
 }
 
 func short(id string) string {

@@ -1,0 +1,202 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	"github.com/hydra-compute/hydra/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Voters from the start.
+//
+// A cluster must survive the loss of its leader from the moment it shows
+// three members. Autopilot promotes a non-voter only after it has been
+// healthy for the stabilization time, on a tick, which is right for later
+// promotions and replacements (a flapping node must not take a vote) but
+// leaves a young cluster with a single voter for seconds: nodes started
+// together, a job submitted at once and the founder killed, and nobody can
+// be elected. So, while the cluster has fewer voters than it wants, the
+// leader gives eligible members a vote as they join (growVoters), from the
+// join handler itself.
+//
+// Never to an even count: a second voter adds no fault tolerance (a
+// majority of two is two) and doubles what must be up, so the count goes
+// from one voter to three as soon as two eligible non-voters are there, and
+// from three to five likewise. The promoter keeps the same rule.
+
+// growState serialises growVoters (joins arrive concurrently) and keeps the
+// voter preferences joiners announced, until their NodeMeta is replicated.
+type growState struct {
+	run   sync.Mutex // one growVoters at a time
+	mu    sync.Mutex // guards prefs
+	prefs map[peer.ID]VoterPref
+}
+
+// notePref records the preference a joiner sent with its join request.
+func (g *growState) notePref(p peer.ID, v VoterPref) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.prefs == nil {
+		g.prefs = map[peer.ID]VoterPref{}
+	}
+	if len(g.prefs) >= maxNodes {
+		clear(g.prefs)
+	}
+	g.prefs[p] = v
+}
+
+// prefOf is p's voter preference: the replicated NodeMeta, else what it
+// said when it joined, else auto.
+func (r *Raft) prefOf(p peer.ID, st ClusterState) VoterPref {
+	if m, ok := st.Nodes[p.String()]; ok {
+		return m.Voter
+	}
+	r.grow.mu.Lock()
+	defer r.grow.mu.Unlock()
+	return r.grow.prefs[p]
+}
+
+// oddStep returns how many of n candidates to promote when the cluster has
+// voters voters and wants want: as many as fill the gap, but never ending
+// on an even count below want.
+func oddStep(voters, want, n int) int {
+	k := min(want-voters, n)
+	if k <= 0 {
+		return 0
+	}
+	if (voters+k)%2 == 0 && voters+k < want {
+		k--
+	}
+	return k
+}
+
+// growVoters runs on the leader after a join: while the configuration has
+// fewer voters than wanted, it promotes eligible non-voters that answer a
+// stats call now (most caught-up first, mains before battery), never to an
+// even count. It returns the number promoted.
+func (r *Raft) growVoters(ctx context.Context) int {
+	r.grow.run.Lock()
+	defer r.grow.run.Unlock()
+	if r.raft.State() != raft.Leader {
+		return 0
+	}
+	cfg, err := r.configuration()
+	if err != nil {
+		return 0
+	}
+	st := r.fsm.State()
+	voters := 0
+	var ids []peer.ID
+	for _, s := range cfg.Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+			continue
+		}
+		p, err := peer.Decode(string(s.ID))
+		if err != nil || r.prefOf(p, st) == VoterNever {
+			continue
+		}
+		ids = append(ids, p)
+	}
+	want := r.desiredVoters(len(cfg.Servers))
+	if oddStep(voters, want, len(ids)) == 0 {
+		return 0
+	}
+	type cand struct {
+		id      peer.ID
+		battery bool
+		index   uint64
+	}
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		cands []cand
+	)
+	cctx, cancel := context.WithTimeout(ctx, r.t.RPC)
+	defer cancel()
+	for _, p := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var s statsResponse
+			if err := p2p.Call(cctx, r.host, p, ProtocolStats, struct{}{}, &s); err != nil {
+				r.log.Debug("growing voters: no stats answer", "peer", p, "err", err)
+				return
+			}
+			mu.Lock()
+			cands = append(cands, cand{id: p, battery: s.Avail != nil && s.Avail.OnBattery, index: s.LastIndex})
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	k := oddStep(voters, want, len(cands))
+	if k == 0 {
+		return 0
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if a.battery != b.battery {
+			return !a.battery
+		}
+		if a.index != b.index {
+			return a.index > b.index
+		}
+		return a.id < b.id
+	})
+	done := 0
+	for _, c := range cands[:k] {
+		if err := r.raft.AddVoter(raft.ServerID(c.id.String()), raft.ServerAddress(c.id.String()), 0, r.t.Apply).Error(); err != nil {
+			r.log.Warn("growing voters: promotion failed", "peer", c.id, "err", err)
+			break
+		}
+		done++
+		r.log.Info("promoted a new member at once (voters from the start)", "peer", c.id, "voters", voters+done, "want", want)
+	}
+	return done
+}
+
+// NonvoterReasons says, for each non-voter of the configuration, why it
+// holds no vote, from the replicated state alone (any node can answer):
+// its preference, a full set of voters, the even step, or a promotion
+// still to come. The caller may know better (a node on battery).
+func (r *Raft) NonvoterReasons() map[peer.ID]string {
+	cfg, err := r.configuration()
+	if err != nil {
+		return nil
+	}
+	st := r.fsm.State()
+	voters, eligible := 0, 0
+	for _, s := range cfg.Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		} else if p, err := peer.Decode(string(s.ID)); err == nil && r.prefOf(p, st) != VoterNever {
+			eligible++
+		}
+	}
+	want := r.desiredVoters(len(cfg.Servers))
+	out := map[peer.ID]string{}
+	for _, s := range cfg.Servers {
+		if s.Suffrage == raft.Voter {
+			continue
+		}
+		p, err := peer.Decode(string(s.ID))
+		if err != nil {
+			continue
+		}
+		switch {
+		case r.prefOf(p, st) == VoterNever:
+			out[p] = "its voter preference is never"
+		case voters >= want:
+			out[p] = fmt.Sprintf("the cluster has the %d voters it keeps", want)
+		case oddStep(voters, want, eligible) == 0:
+			out[p] = fmt.Sprintf("waiting for another eligible node: %d voters become %d, never an even count", voters, voters+2)
+		default:
+			out[p] = "to be promoted once it answers the leader and has caught up"
+		}
+	}
+	return out
+}
