@@ -1,0 +1,216 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// BlockTarget is the time one hydra_map call aims at. Blocks are sized from the module's
+// measured speed: long enough that a call's fixed cost (well under a microsecond) vanishes, short
+// enough that a pause loses at most one block per worker and the tail of a chunk balances.
+const BlockTarget = 10 * time.Millisecond
+
+// maxBlock bounds the items of one call, whatever the measured speed.
+const maxBlock = 1 << 40
+
+// Run is one run of a module over items [Start, End) of a job.
+type Run struct {
+	Params     []byte
+	Reduce     compute.Reduce
+	Start, End uint64
+	// Workers is the number of instances calling hydra_map at once (at least 1).
+	Workers int
+	// Poll is checked before each call; true stops the run after the calls in flight (it may
+	// block, as the compute child's duty cycle does). Cancelling the context instead stops at
+	// once, dropping the calls in flight. Either way the finished prefix is kept.
+	Poll compute.Stop
+	// OnWorker, if set, runs first in each worker goroutine (the compute child locks the thread
+	// and lowers its priority there).
+	OnWorker func()
+	// OnProgress, if set, is called with the finished prefix's item count as it grows.
+	OnProgress func(done uint64)
+}
+
+// Result is the finished prefix of a run: items [Start, Start+Done), their reduced value and,
+// for concat, their output bytes in item order.
+type Result struct {
+	Done  uint64
+	Value uint64
+	Out   []byte
+}
+
+// block is a finished call.
+type block struct {
+	end uint64
+	val uint64
+	out []byte
+}
+
+// runState tracks the finished prefix: blocks below front are folded, blocks finished out of
+// order wait in ahead (at most one per worker).
+type runState struct {
+	r      Run
+	m      *Module
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	next    uint64 // first item not handed out
+	front   uint64 // items [Start, front) are folded
+	value   uint64
+	out     []byte
+	ahead   map[uint64]block
+	outSize int // bytes in out and ahead
+	err     error
+
+	nsPerItem atomic.Uint64 // measured cost, float bits ×1000 (0: unknown)
+}
+
+// Run computes r on up to r.Workers instances and returns the finished prefix. A failing call
+// (trap, timeout, exit) stops the run and is returned with the prefix finished before it.
+func (m *Module) Run(ctx context.Context, r Run) (Result, error) {
+	if err := r.Reduce.Validate(); err != nil {
+		return Result{}, err
+	}
+	if r.Reduce == compute.ReduceConcat && !m.emits {
+		return Result{}, errors.New("reduce concat needs a module that imports hydra.emit")
+	}
+	if r.End < r.Start {
+		return Result{}, fmt.Errorf("range [%d,%d) reversed", r.Start, r.End)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := &runState{r: r, m: m, cancel: cancel, next: r.Start, front: r.Start, value: r.Reduce.Identity(), ahead: map[uint64]block{}}
+	workers := max(r.Workers, 1)
+	if n := r.End - r.Start; n < uint64(workers) {
+		workers = int(max(n, 1))
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() { s.worker(ctx) })
+	}
+	wg.Wait()
+	res := Result{Done: s.front - r.Start, Value: s.value, Out: s.out}
+	return res, s.err
+}
+
+func (s *runState) worker(ctx context.Context) {
+	if s.r.OnWorker != nil {
+		s.r.OnWorker()
+	}
+	var in *instance
+	defer func() {
+		if in != nil {
+			s.m.put(in, s.r.Params, true)
+		}
+	}()
+	for {
+		if s.r.Poll != nil && s.r.Poll() {
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		lo, hi, maxOut, ok := s.claim()
+		if !ok {
+			return
+		}
+		if in == nil {
+			var err error
+			if in, err = s.m.get(ctx, s.r.Params); err != nil {
+				s.fail(lo, hi, ctx, err)
+				return
+			}
+		}
+		st := &callState{max: maxOut, limit: s.m.e.cfg.MaxOutput}
+		t0 := time.Now()
+		v, err := s.m.call(ctx, in, lo, hi, st)
+		if err != nil {
+			s.m.put(in, s.r.Params, false)
+			in = nil
+			s.fail(lo, hi, ctx, err)
+			return
+		}
+		s.measure(hi-lo, time.Since(t0))
+		s.finish(lo, block{end: hi, val: v, out: st.out})
+	}
+}
+
+// claim hands out the next block, sized to BlockTarget from the measured cost, at most an even
+// share of what is left, so workers finish together.
+func (s *runState) claim() (lo, hi uint64, maxOut int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next >= s.r.End || s.err != nil {
+		return 0, 0, 0, false
+	}
+	left := s.r.End - s.next
+	n := uint64(1) // a probe until a cost is known
+	if c := s.nsPerItem.Load(); c > 0 {
+		n = uint64(float64(BlockTarget.Nanoseconds()) * 1000 / float64(c))
+		share := (left + uint64(max(s.r.Workers, 1)) - 1) / uint64(max(s.r.Workers, 1))
+		n = max(min(n, share, maxBlock), 1)
+	}
+	n = min(n, left)
+	lo, hi = s.next, s.next+n
+	s.next = hi
+	return lo, hi, max(s.m.e.cfg.MaxOutput-s.outSize, 0), true
+}
+
+// measure folds a call's cost into the estimate (a moving average that follows the latest calls,
+// as a module's cost per item may grow along the range).
+func (s *runState) measure(items uint64, d time.Duration) {
+	c := uint64(max(float64(d.Nanoseconds())*1000/float64(items), 1))
+	for {
+		old := s.nsPerItem.Load()
+		nw := c
+		if old != 0 {
+			nw = (old + c) / 2
+		}
+		if s.nsPerItem.CompareAndSwap(old, nw) {
+			return
+		}
+	}
+}
+
+func (s *runState) finish(lo uint64, b block) {
+	s.mu.Lock()
+	s.ahead[lo] = b
+	s.outSize += len(b.out)
+	moved := false
+	for {
+		b, ok := s.ahead[s.front]
+		if !ok {
+			break
+		}
+		delete(s.ahead, s.front)
+		s.value = s.r.Reduce.Combine(s.value, b.val)
+		s.out = append(s.out, b.out...)
+		s.front = b.end
+		moved = true
+	}
+	front := s.front
+	s.mu.Unlock()
+	if moved && s.r.OnProgress != nil {
+		s.r.OnProgress(front - s.r.Start)
+	}
+}
+
+// fail records the first real failure and stops the other workers; a call cut by the caller's
+// cancellation is no failure (its block is simply not part of the prefix).
+func (s *runState) fail(lo, hi uint64, ctx context.Context, err error) {
+	if errors.Is(err, errCanceled) || ctx.Err() != nil && !errors.Is(err, ErrTimeout) {
+		return
+	}
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	s.cancel()
+}

@@ -1,0 +1,250 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+func load(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func engine(t testing.TB, cfg Config) *Engine {
+	t.Helper()
+	e, err := NewEngine(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+func compile(t testing.TB, e *Engine, name string) *Module {
+	t.Helper()
+	m, err := e.Compile(context.Background(), load(t, name))
+	if err != nil {
+		t.Fatalf("compile %s: %v", name, err)
+	}
+	return m
+}
+
+// TestSumAnySplit: the sum of item indices over a range is the same for any worker count, and
+// equals the closed form.
+func TestSumAnySplit(t *testing.T) {
+	m := compile(t, engine(t, Config{}), "sum.wasm")
+	const lo, hi = 17, 3_000_017
+	want := uint64(hi*(hi-1)/2 - lo*(lo-1)/2)
+	for _, w := range []int{1, 3, 8} {
+		var last atomic.Uint64
+		res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: lo, End: hi, Workers: w,
+			OnProgress: func(d uint64) { last.Store(d) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Done != hi-lo || res.Value != want || last.Load() != hi-lo {
+			t.Fatalf("workers %d: done %d value %d progress %d, want %d %d", w, res.Done, res.Value, last.Load(), hi-lo, want)
+		}
+	}
+}
+
+// TestRefused: modules that would reach outside the sandbox are refused before they run, with
+// the reason.
+func TestRefused(t *testing.T) {
+	e := engine(t, Config{})
+	for name, want := range map[string]string{
+		"readfile.wasm": "wasi_snapshot_preview1.path_open",
+		"socket.wasm":   "wasi_snapshot_preview1.sock_accept",
+		"env.wasm":      "env.abort",
+		"shared.wasm":   "shared",
+	} {
+		_, err := e.Compile(context.Background(), load(t, name))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming %q", name, err, want)
+		}
+	}
+	for _, bad := range [][]byte{nil, []byte("\x00asm"), []byte("not wasm at all"), append([]byte("\x00asm\x01\x00\x00\x00\x02"), 0xff)} {
+		if _, err := e.Compile(context.Background(), bad); err == nil {
+			t.Errorf("%q compiled", bad)
+		}
+	}
+}
+
+// TestHostileRuns: a module that loops forever, allocates past the cap or traps fails the run
+// with its reason, keeps the finished prefix, and leaves the engine working.
+func TestHostileRuns(t *testing.T) {
+	quick := engine(t, Config{CallTimeout: 300 * time.Millisecond, MemoryPages: 256})
+	e := engine(t, Config{MemoryPages: 256})
+	for _, c := range []struct {
+		name, want string
+		stuck      uint64
+	}{
+		{"loop.wasm", "no answer within the call deadline", 1000},
+		{"grow.wasm", "unreachable", 0},
+		{"trap.wasm", "unreachable", 5000},
+	} {
+		e := e
+		if c.name == "loop.wasm" {
+			e = quick
+		}
+		m := compile(t, e, c.name)
+		res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: 0, End: 100_000, Workers: 2})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+		if res.Done > c.stuck {
+			t.Errorf("%s: prefix of %d items passes the failing item %d", c.name, res.Done, c.stuck)
+		}
+		if res.Value != res.Done && c.name != "grow.wasm" {
+			t.Errorf("%s: prefix value %d for %d items", c.name, res.Value, res.Done)
+		}
+	}
+	// Unharmed: the same engine still runs a module.
+	m := compile(t, e, "sum.wasm")
+	if res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: 0, End: 1000, Workers: 2}); err != nil || res.Value != 999*1000/2 {
+		t.Fatalf("after hostile modules: %v %v", res, err)
+	}
+}
+
+// TestConcatOrder: emitted bytes come back in item order whatever the worker count, and params
+// reach hydra_init.
+func TestConcatOrder(t *testing.T) {
+	m := compile(t, engine(t, Config{}), "emit.wasm")
+	var want bytes.Buffer
+	const lo, hi = 3, 200_003
+	for i := uint64(lo); i < hi; i++ {
+		fmt.Fprintf(&want, "%d,", i*i)
+	}
+	for _, w := range []int{1, 4} {
+		res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Params: []byte(","), Start: lo, End: hi, Workers: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(res.Out, want.Bytes()) || res.Value != hi-lo {
+			t.Fatalf("workers %d: %d bytes (value %d), want %d", w, len(res.Out), res.Value, want.Len())
+		}
+	}
+	if _, err := compile(t, engine(t, Config{}), "sum.wasm").Run(context.Background(), Run{Reduce: compute.ReduceConcat, End: 10}); err == nil {
+		t.Fatal("concat accepted for a module without hydra.emit")
+	}
+	if _, err := compile(t, engine(t, Config{}), "sum.wasm").Run(context.Background(), Run{Reduce: compute.ReduceSum, End: 10, Params: []byte("x")}); err == nil {
+		t.Fatal("params accepted by a module without hydra_init")
+	}
+}
+
+// TestOutputCap: a run emitting past MaxOutput fails instead of eating the node's memory.
+func TestOutputCap(t *testing.T) {
+	m := compile(t, engine(t, Config{MaxOutput: 1000}), "emit.wasm")
+	_, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Start: 0, End: 100_000, Workers: 2})
+	if err == nil || !strings.Contains(err.Error(), "exceeds 1000 bytes") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// TestStopKeepsPrefix: cancelling a run mid-way returns an exact prefix without error, and the
+// rest of the range completes it to the full value.
+func TestStopKeepsPrefix(t *testing.T) {
+	m := compile(t, engine(t, Config{}), "sum.wasm")
+	const n = 2_000_000_000
+	ctx, cancel := context.WithCancel(context.Background())
+	var cut atomic.Bool
+	res, err := m.Run(ctx, Run{Reduce: compute.ReduceSum, Start: 0, End: n, Workers: 2, OnProgress: func(d uint64) {
+		if d > 1000 && !cut.Swap(true) {
+			cancel()
+		}
+	}})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Done == 0 || res.Done >= n || res.Value != res.Done*(res.Done-1)/2 {
+		t.Fatalf("prefix %d value %d", res.Done, res.Value)
+	}
+	var polled atomic.Int32
+	res2, err := m.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: 5, End: n, Workers: 2,
+		Poll: func() bool { return polled.Add(1) > 3 }})
+	if err != nil || res2.Done == 0 || res2.Done >= n-5 {
+		t.Fatalf("poll stop: %+v %v", res2, err)
+	}
+}
+
+// TestDiskCache: a second engine on the same cache directory compiles from the cache, faster.
+func TestDiskCache(t *testing.T) {
+	code, err := os.ReadFile("../../examples/primes/primes.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var took [2]time.Duration
+	for i := range took {
+		e := engine(t, Config{CacheDir: dir})
+		t0 := time.Now()
+		if _, err := e.Compile(context.Background(), code); err != nil {
+			t.Fatal(err)
+		}
+		took[i] = time.Since(t0)
+		e.Close(context.Background())
+	}
+	if took[1]*2 > took[0] {
+		t.Fatalf("cached compile %v, first %v: the cache did not help", took[1], took[0])
+	}
+	t.Logf("compile %v, from cache %v", took[0], took[1])
+}
+
+func TestErrorsWrap(t *testing.T) {
+	_, err := engine(t, Config{}).Compile(context.Background(), load(t, "socket.wasm"))
+	if !errors.Is(err, ErrForbiddenImport) {
+		t.Fatal(err)
+	}
+}
+
+// FuzzParseImports: the import lister never panics and never lists more imports than bytes.
+func FuzzParseImports(f *testing.F) {
+	for _, n := range []string{"readfile.wasm", "socket.wasm", "env.wasm", "emit.wasm", "sum.wasm", "shared.wasm"} {
+		f.Add(load(f, n))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		imps, err := parseImports(b)
+		if err == nil && len(imps) > len(b) {
+			t.Fatalf("%d imports from %d bytes", len(imps), len(b))
+		}
+		_ = checkImports(imps)
+	})
+}
+
+// BenchmarkInterruptible measures the cost of wazero's termination checks on a tight loop (the
+// C example): Config.Uninterruptible drops them.
+func BenchmarkInterruptible(b *testing.B) {
+	code, err := os.ReadFile("../../examples/collatz/collatz.wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, fast := range []bool{false, true} {
+		b.Run(fmt.Sprintf("uninterruptible=%v", fast), func(b *testing.B) {
+			e := engine(b, Config{Uninterruptible: fast})
+			m, err := e.Compile(context.Background(), code)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := m.Run(context.Background(), Run{Reduce: compute.ReduceMax, End: 100_000, Workers: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
