@@ -76,12 +76,36 @@ func refMandel(p MandelParams, px, py int) uint32 {
 	return uint32(p.MaxIter)
 }
 
-// testViews are Mandelbrot views with long, short and boundary orbits; the deep one is where an
-// FMA would change counts.
+// testViews are the Mandelbrot references: views with long, short and boundary orbits, each
+// checked pixel by pixel against the big-float definition and pinned by a checksum
+// (goldenMandel) that a build for another architecture must reproduce. Together they change if
+// any one multiply-add of the definition is fused (TestFusedVariantsCaught proves it for each):
+//   - the deep view (1) has chaotic orbits thousands of iterations long, where a different
+//     rounding in the zr or zi update changes a few counts;
+//   - a rounding changes a short orbit's count only when it decides whether |z|² > 4, which no
+//     view meets by chance. Views 3–8 are built for that (by a search over random c; any such c
+//     will do). In views 3 and 4 the pixel c = (−1.4832686604802068, 1.3416087659363491) has
+//     fl(cr²) + fl(ci²) = 4 + 2⁻⁵¹ exactly, a tie that rounds to 4 (no escape at n = 1, escape at
+//     n = 2), while either square left unrounded gives 4 + 2⁻⁵⁰ (escape at n = 1). In views 5
+//     and 6 the pixel c = (−1.6812975977320517, 0.8230126363371284) has |z₂|² within an ulp of 4,
+//     on the side that each fused zr or zi update crosses. In view 7 the pixel (6, 3) has
+//     cr = cx + fl(3·s) one ulp away from fma(3, s, cx), on the circle |c| = 2 so that the ulp
+//     decides the escape at n = 1; in view 8 the pixel (3, 0) likewise in ci.
+//   - The kernels have several copies of the loop (two interleaved pixels, the continuation of the
+//     one left when its partner escapes, the odd last pixel, the vector lanes), and a fusion in
+//     any one copy must show: views 3 and 5 have every pixel at c (a span far below an ulp of c),
+//     so c is computed as a pair and as the odd last pixel; views 4 and 6 put c in column 1 with
+//     column 0 at |c| > 2, which escapes at n = 1 and leaves c to the continuation.
 var testViews = []MandelParams{
 	{Width: 33, Height: 19, CenterX: -0.5, CenterY: 0, Span: 3, MaxIter: 200},
 	{Width: 40, Height: 23, CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.0002, MaxIter: 2000},
 	{Width: 17, Height: 11, CenterX: 0.2501, CenterY: 0.0, Span: 1e-3, MaxIter: 5000},
+	{Width: 3, Height: 1, CenterX: -1.4832686604802068, CenterY: 1.3416087659363491, Span: 3e-30, MaxIter: 100},
+	{Width: 2, Height: 1, CenterX: -1.4832686604802068 - 2, CenterY: 1.3416087659363491, Span: 8, MaxIter: 100},
+	{Width: 3, Height: 1, CenterX: -1.6812975977320517, CenterY: 0.8230126363371284, Span: 3e-30, MaxIter: 100},
+	{Width: 2, Height: 1, CenterX: -1.6812975977320517 - 2, CenterY: 0.8230126363371284, Span: 8, MaxIter: 100},
+	{Width: 7, Height: 7, CenterX: -1.1714213811328442, CenterY: 1.6246425884857156, Span: 0.011669045853335539, MaxIter: 100},
+	{Width: 7, Height: 7, CenterX: -1.4681444557486465, CenterY: 1.354098702978371, Span: 0.009436219393703465, MaxIter: 100},
 }
 
 // --- known answers ---
@@ -123,20 +147,21 @@ func TestGoldenValues(t *testing.T) {
 	if got := PiHits(7, 0, 1_000_000); got != goldenPi7 {
 		t.Errorf("PiHits(7, 0, 1e6) = %d, want %d", got, goldenPi7)
 	}
-	p := testViews[1]
-	out := make([]uint32, p.Width*p.Height)
-	if err := MandelRows(p, 0, p.Height, out); err != nil {
-		t.Fatal(err)
-	}
-	if got := fnv32(out); got != goldenMandelDeep {
-		t.Errorf("deep view checksum %#x, want %#x", got, goldenMandelDeep)
+	for vi, p := range testViews {
+		out := make([]uint32, p.Width*p.Height)
+		if err := MandelRows(p, 0, p.Height, out); err != nil {
+			t.Fatal(err)
+		}
+		if got := fnv32(out); got != goldenMandel[vi] {
+			t.Errorf("view %d checksum %#x, want %#x", vi, got, goldenMandel[vi])
+		}
 	}
 }
 
-const (
-	goldenPi7        uint64 = 785_144
-	goldenMandelDeep uint32 = 0xc18ebf03
-)
+const goldenPi7 uint64 = 785_144
+
+// goldenMandel holds the FNV-1a checksums of testViews' counts, computed on amd64.
+var goldenMandel = []uint32{0x653e92b7, 0xc18ebf03, 0xe0560d3c, 0x6eeb02f7, 0xded89066, 0xa893b2d6, 0x2f04cf77, 0x5d7073b7, 0x13f3f674}
 
 func fnv32(v []uint32) uint32 {
 	h := uint32(2166136261)
