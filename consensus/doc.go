@@ -33,7 +33,7 @@
 //
 // Leader-only work starts after Barrier succeeded on gaining leadership and
 // stops when it is lost (Nomad's establishLeadership/revokeLeadership): see
-// OnLeader and LeaderCh. Autopilot runs on the leader only.
+// OnLeader, the one leadership path. Autopilot runs on the leader only.
 //
 // # Timing
 //

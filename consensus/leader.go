@@ -18,23 +18,13 @@ import (
 // leadership is lost or on shutdown; the next establishment waits until fn
 // returned. This is Nomad's establishLeadership/revokeLeadership: the one
 // place leader-only work (the coordinator) is switched on and off. Register
-// hooks before Run; a hook added while leading starts at the next term.
+// hooks right after New: raft may elect a lone voter before Run, and a hook
+// added while leading starts only at the next term.
 func (r *Raft) OnLeader(fn func(ctx context.Context)) {
 	r.lmu.Lock()
 	defer r.lmu.Unlock()
 	r.hooks = append(r.hooks, fn)
 }
-
-// leaderChBuffer bounds the queued leadership changes of LeaderCh.
-const leaderChBuffer = 32
-
-// LeaderCh returns the channel of leadership changes (the same channel on
-// every call, like raft.LeaderCh): true once leadership is established
-// (after Barrier, init and autopilot start), false when it is lost. Changes
-// arrive in order; a reader that falls more than 32 changes behind loses the
-// oldest ones, never the latest. One reader only: code that needs a context
-// per leadership term can use OnLeader instead.
-func (r *Raft) LeaderCh() <-chan bool { return r.leaderCh }
 
 // Leading reports whether leadership is established (see OnLeader).
 func (r *Raft) Leading() bool {
@@ -47,17 +37,6 @@ func (r *Raft) setLeading(v bool) {
 	r.lmu.Lock()
 	defer r.lmu.Unlock()
 	r.leading = v
-	for {
-		select {
-		case r.leaderCh <- v:
-			return
-		default:
-		}
-		select { // full: drop the oldest change, keep the latest
-		case <-r.leaderCh:
-		default:
-		}
-	}
 }
 
 // monitorLeadership consumes raft's leadership notifications: it starts

@@ -41,10 +41,9 @@ type Raft struct {
 	del  *delegate
 	ap   *autopilot.Autopilot
 
-	lmu      sync.Mutex
-	leading  bool
-	leaderCh chan bool
-	hooks    []func(context.Context)
+	lmu     sync.Mutex
+	leading bool
+	hooks   []func(context.Context)
 
 	fastFailover atomic.Bool // timeouts shortened after the leader's connection closed
 	watch        network.Notifiee
@@ -96,7 +95,6 @@ func New(cfg Config) (*Raft, error) {
 		cfg: cfg, t: t, log: log, host: cfg.Host, id: id,
 		fsm:      NewFSM(cfg.App),
 		notifyCh: make(chan bool, 16),
-		leaderCh: make(chan bool, leaderChBuffer),
 		closed:   make(chan struct{}),
 	}
 	r.boot.init()

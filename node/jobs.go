@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -86,4 +87,14 @@ func unavailable(err error) error {
 		return fmt.Errorf("%w: %w", webui.ErrUnavailable, err)
 	}
 	return err
+}
+
+// applyJob proposes a job-state command through raft (forwarded to the
+// leader from a follower) and returns its JSON result.
+func (n *Node) applyJob(ctx context.Context, cmd any) (json.RawMessage, error) {
+	op, payload, err := compute.EncodeCommand(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return n.raft.Apply(ctx, consensus.Command{Op: consensus.Op(op), Payload: payload})
 }

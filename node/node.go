@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +24,7 @@ import (
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/node/owner"
+	"github.com/hydra-compute/hydra/node/work"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -44,18 +45,16 @@ type Node struct {
 	httpURL string
 	metrics *prometheus.Registry
 
-	mu          sync.Mutex
-	leaderHooks []func(context.Context)
-	tokenSeen   string
+	tokenSeen string
 
 	leaveOnce sync.Once
 	left      chan struct{} // closed when Leave has removed the node
 
 	jobs          *compute.JobState
 	activity      activityBox
-	activityTopic *p2p.Topic
-	coord         atomic.Pointer[coordinator]
-	worker        *worker
+	activityTopic atomic.Pointer[p2p.Topic]
+	coord         *work.Coordinator
+	worker        *work.Worker // nil with --compute=false
 	runner        *child.Runner
 	policy        *owner.Policy
 	owner         ownerStatus
@@ -150,7 +149,20 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.raft = r
 
-	n.OnLeader(n.runCoordinator)
+	n.coord = work.NewCoordinator(work.CoordinatorConfig{
+		Self:      h.ID(),
+		Jobs:      jobs,
+		Apply:     n.applyJob,
+		IsMember:  n.isMember,
+		Publish:   n.publishActivity,
+		Retention: cfg.Retention,
+		DiskCap:   cfg.DiskCap,
+		Logger:    cfg.Logger,
+	})
+	// The one leadership path: raft runs the coordinator after Barrier
+	// and cancels it when leadership is lost (registered before the node
+	// can lead, since raft may elect a lone voter before Run).
+	r.OnLeader(func(ctx context.Context) { n.coord.Lead(ctx, r.Term(), r.State().ChunkTarget) })
 	if n.policy, err = owner.New(cfg.Owner); err != nil {
 		r.Shutdown(false)
 		jobs.Close()
@@ -183,16 +195,6 @@ func localURL(a net.Addr) string {
 	return "http://" + net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
 }
 
-// OnLeader registers f to run whenever this node becomes the leader (the
-// coordinator), after raft's Barrier has applied every committed entry. f's
-// context is cancelled as soon as leadership is lost or the node stops.
-// Register hooks before Run.
-func (n *Node) OnLeader(f func(ctx context.Context)) {
-	n.mu.Lock()
-	n.leaderHooks = append(n.leaderHooks, f)
-	n.mu.Unlock()
-}
-
 // ID is the node's libp2p peer ID, which is also its raft server ID.
 func (n *Node) ID() peer.ID { return n.host.ID() }
 
@@ -202,7 +204,7 @@ func (n *Node) Addrs() []multiaddr.Multiaddr { return n.host.Addrs() }
 // HTTPURL is the base URL of this node's API as reachable from this machine.
 func (n *Node) HTTPURL() string { return n.httpURL }
 
-// Raft exposes the consensus layer to tests and to the coordinator.
+// Raft exposes the consensus layer to tests.
 func (n *Node) Raft() *consensus.Raft { return n.raft }
 
 // Run starts discovery, consensus, announcements, the leader hook and the
@@ -231,7 +233,16 @@ func (n *Node) Run(ctx context.Context) error {
 			return fmt.Errorf("start compute process: %w", err)
 		}
 		n.runner = r
-		n.worker = newWorker(n, r)
+		n.worker = work.NewWorker(work.WorkerConfig{
+			Self:    n.host.ID(),
+			Leader:  n.raft.Leader,
+			Local:   n.coord,
+			Call:    n.callWork,
+			Runner:  r,
+			Owner:   n.owner.get,
+			Crashed: n.crash.Load,
+			Logger:  n.log,
+		})
 	}
 
 	httpDone := make(chan error, 1)
@@ -256,7 +267,17 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.subscribeActivity(runCtx); err != nil {
 		return fmt.Errorf("activity topic: %w", err)
 	}
-	n.serveWork()
+	p2p.Serve(n.host.Host(), work.Protocol, work.MaxFrame, 30*time.Second, n.log, n.coord.Serve)
+	// A node whose connections all closed is gone: the coordinator
+	// requeues its chunks at once.
+	notifee := &network.NotifyBundle{DisconnectedF: func(_ network.Network, conn network.Conn) {
+		p := conn.RemotePeer()
+		if n.host.Host().Network().Connectedness(p) != network.Connected {
+			n.coord.NodeGone(p)
+		}
+	}}
+	n.host.Host().Network().Notify(notifee)
+	defer n.host.Host().Network().StopNotify(notifee)
 
 	// The worker stops first, while raft and the coordinator still run, so
 	// it can hand in the finished prefix of its chunk (nothing computed is
@@ -265,15 +286,14 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopWork()
 	workDone := make(chan struct{})
 	if n.worker != nil {
-		go func() { defer close(workDone); n.worker.run(workCtx) }()
+		go func() { defer close(workDone); n.worker.Run(workCtx) }()
 		go n.runOwnerPolicy(workCtx)
 	} else {
 		close(workDone)
 	}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(2)
 	go func() { defer wg.Done(); n.raft.Run(runCtx) }()
-	go func() { defer wg.Done(); n.monitorLeadership(runCtx) }()
 	go func() { defer wg.Done(); n.watchToken(runCtx) }()
 
 	n.log.Info("node started", "id", n.host.ID(), "name", n.cfg.Name, "cluster", n.cfg.Cluster, "version", Version, "api", n.httpURL)
@@ -319,49 +339,6 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
-// monitorLeadership starts the leader hooks when leadership is gained and
-// cancels them when it is lost (Nomad's establish/revokeLeadership).
-func (n *Node) monitorLeadership(ctx context.Context) {
-	var stop context.CancelFunc
-	var wg sync.WaitGroup
-	revoke := func() {
-		if stop != nil {
-			stop()
-			wg.Wait()
-			stop = nil
-			n.log.Info("leadership lost: coordinator stopped")
-		}
-	}
-	defer revoke()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case leader, ok := <-n.raft.LeaderCh():
-			if !ok {
-				return
-			}
-			if !leader {
-				revoke()
-				continue
-			}
-			if stop != nil {
-				continue
-			}
-			lctx, cancel := context.WithCancel(ctx)
-			stop = cancel
-			n.mu.Lock()
-			hooks := slices.Clone(n.leaderHooks)
-			n.mu.Unlock()
-			n.log.Info("leadership gained: coordinator started", "hooks", len(hooks))
-			for _, h := range hooks {
-				wg.Add(1)
-				go func() { defer wg.Done(); h(lctx) }()
-			}
-		}
-	}
-}
-
 // Connect dials a peer and hands it to consensus as if discovery had found
 // it. Embedding programs and tests use it to wire nodes without mDNS.
 func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
@@ -370,4 +347,20 @@ func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
 	}
 	n.raft.PeerFound(ai.ID)
 	return nil
+}
+
+// callWork carries a worker's sync request to a remote coordinator.
+func (n *Node) callWork(ctx context.Context, to peer.ID, req, resp any) error {
+	return p2p.Call(ctx, n.host.Host(), to, work.Protocol, req, resp)
+}
+
+// isMember reports whether p is in the raft configuration: only members
+// take work and hand in results.
+func (n *Node) isMember(p peer.ID) bool {
+	for _, s := range n.raft.Servers() {
+		if s.ID == p {
+			return true
+		}
+	}
+	return false
 }

@@ -293,7 +293,7 @@ func TestCluster_LeaderCrashFailover(t *testing.T) {
 	nodes := startCluster(t, 3)
 	var gained atomic.Int32
 	for _, n := range nodes {
-		n.OnLeader(func(ctx context.Context) { gained.Add(1); <-ctx.Done() })
+		n.Raft().OnLeader(func(ctx context.Context) { gained.Add(1); <-ctx.Done() })
 	}
 	var leader string
 	waitFor(t, 20*time.Second, "leader", func() (err error) { leader, err = agreedLeader(nodes); return })

@@ -221,13 +221,11 @@ func TestStop_HandsInThePrefixOnTheLeader(t *testing.T) {
 	}
 	var inHand compute.Range
 	waitFor(t, 60*time.Second, "a chunk in hand with progress", func() error {
-		w := n.worker
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if w.running == nil || w.progress.Load() == 0 {
+		r, done, ok := n.worker.InHand()
+		if !ok || done == 0 {
 			return errors.New("not computing yet")
 		}
-		inHand = compute.Range{Start: w.running.Start, End: w.running.End}
+		inHand = r
 		return nil
 	})
 	n.stop(t)

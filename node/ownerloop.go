@@ -116,7 +116,6 @@ func (n *Node) applyOwner(d owner.Decision) {
 		}
 	}
 	if n.worker != nil {
-		poke(n.worker.wakeCompute)
-		poke(n.worker.wakeSync)
+		n.worker.Wake()
 	}
 }

@@ -1,10 +1,8 @@
-package node
+package work
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -15,25 +13,53 @@ import (
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/node/owner"
-	"github.com/hydra-compute/hydra/p2p"
 )
 
 // Worker timings.
 const (
 	syncEvery     = 500 * time.Millisecond // progress reports and polling for work
-	syncRetry     = 250 * time.Millisecond // after a failed exchange
 	prefetchDepth = 2                      // one chunk in hand, one queued
 	finalFlush    = 3 * time.Second        // on shutdown: time to hand in the last results
+	callTimeout   = 30 * time.Second       // one exchange with a remote coordinator
 )
 
-// worker computes chunks for the coordinator in the compute child process
+// Runner computes one chunk at a time in the compute child process
+// (child.Runner).
+type Runner interface {
+	Run(ctx context.Context, t child.Task, progress func(done uint64)) (child.Result, error)
+	StopTask()
+}
+
+// Call sends req to the peer to over Protocol and decodes its answer into
+// resp (p2p.Call on the node's host).
+type Call func(ctx context.Context, to peer.ID, req, resp any) error
+
+// WorkerConfig is what the worker needs from its node.
+type WorkerConfig struct {
+	Self peer.ID
+	// Leader is the current raft leader, the coordinator to sync with.
+	Leader func() (peer.ID, bool)
+	// Local is this node's coordinator, called in-process when Self leads.
+	Local *Coordinator
+	// Call reaches a remote coordinator.
+	Call   Call
+	Runner Runner
+	// Owner is the owner policy's current decision (pause, throttle).
+	Owner func() owner.Decision
+	// Crashed reports a simulated SIGKILL (tests): nothing is handed in
+	// on the way out.
+	Crashed func() bool
+	Logger  *slog.Logger
+}
+
+// Worker computes chunks for the coordinator in the compute child process
 // (docs/design.md §7): it keeps one chunk in hand and one queued, reports
 // progress, and keeps every result until the coordinator acknowledges it as
 // committed, resubmitting to a new leader after a change.
-type worker struct {
-	n      *Node
+type Worker struct {
+	cfg    WorkerConfig
 	log    *slog.Logger
-	runner *child.Runner
+	runner Runner
 
 	mu       sync.Mutex
 	leader   peer.ID
@@ -50,11 +76,36 @@ type worker struct {
 	wakeCompute chan struct{}
 }
 
-func newWorker(n *Node, r *child.Runner) *worker {
-	return &worker{
-		n: n, log: n.log.With("component", "worker"), runner: r,
+// NewWorker prepares a worker; Run starts it.
+func NewWorker(cfg WorkerConfig) *Worker {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Crashed == nil {
+		cfg.Crashed = func() bool { return false }
+	}
+	return &Worker{
+		cfg: cfg, log: cfg.Logger.With("component", "worker"), runner: cfg.Runner,
 		wakeSync: make(chan struct{}, 1), wakeCompute: make(chan struct{}, 1),
 	}
+}
+
+// Wake makes the worker look at its state again now (the owner policy
+// decided something): sync with the coordinator and start or stop computing.
+func (w *Worker) Wake() {
+	poke(w.wakeCompute)
+	poke(w.wakeSync)
+}
+
+// InHand is the chunk being computed and the units of it done so far; ok is
+// false when the worker computes nothing.
+func (w *Worker) InHand() (r compute.Range, done uint64, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running == nil {
+		return compute.Range{}, 0, false
+	}
+	return compute.Range{Start: w.running.Start, End: w.running.End}, w.progress.Load(), true
 }
 
 func poke(ch chan struct{}) {
@@ -64,9 +115,9 @@ func poke(ch chan struct{}) {
 	}
 }
 
-// run works until ctx ends, then stops the chunk in hand, keeps its
+// Run works until ctx ends, then stops the chunk in hand, keeps its
 // finished prefix and hands in what it can before returning.
-func (w *worker) run(ctx context.Context) {
+func (w *Worker) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.computeLoop(ctx) }()
@@ -84,7 +135,7 @@ func (w *worker) run(ctx context.Context) {
 		}
 	}
 	wg.Wait()
-	if w.n.crash.Load() {
+	if w.cfg.Crashed() {
 		return
 	}
 	// Hand in what was finished, including the prefix of the stopped chunk.
@@ -105,8 +156,8 @@ func (w *worker) run(ctx context.Context) {
 }
 
 // sync does one exchange with the coordinator.
-func (w *worker) sync(ctx context.Context) error {
-	leader, ok := w.n.raft.Leader()
+func (w *Worker) sync(ctx context.Context) error {
+	leader, ok := w.cfg.Leader()
 	if !ok || leader == "" {
 		return errors.New("no leader")
 	}
@@ -211,25 +262,21 @@ func (w *worker) sync(ctx context.Context) error {
 }
 
 // call reaches the coordinator: in-process when this node leads.
-func (w *worker) call(ctx context.Context, leader peer.ID, req *syncRequest) (*syncResponse, error) {
-	if leader == w.n.host.ID() {
-		c := w.n.coord.Load()
-		if c == nil {
-			return nil, errNotCoordinator
-		}
-		return c.sync(ctx, leader, req)
+func (w *Worker) call(ctx context.Context, leader peer.ID, req *syncRequest) (*syncResponse, error) {
+	if leader == w.cfg.Self {
+		return w.cfg.Local.Sync(ctx, leader, req)
 	}
 	var resp syncResponse
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	if err := p2p.Call(cctx, w.n.host.Host(), leader, ProtocolWork, req, &resp); err != nil {
+	if err := w.cfg.Call(cctx, leader, req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
 }
 
 // computeLoop runs queued leases one after the other in the child.
-func (w *worker) computeLoop(ctx context.Context) {
+func (w *Worker) computeLoop(ctx context.Context) {
 	for {
 		w.mu.Lock()
 		var lease workLease
@@ -288,10 +335,10 @@ func (w *worker) computeLoop(ctx context.Context) {
 }
 
 // ctxPaused reports whether the owner policy holds compute back.
-func (w *worker) ctxPaused() bool { return w.n.paused() }
+func (w *Worker) ctxPaused() bool { return w.cfg.Owner().State == owner.StatePaused }
 
-func (w *worker) stateLocked() string {
-	switch d := w.n.owner.get(); d.State {
+func (w *Worker) stateLocked() string {
+	switch d := w.cfg.Owner(); d.State {
 	case owner.StatePaused:
 		return "paused"
 	case owner.StateThrottled:
@@ -306,41 +353,8 @@ func (w *worker) stateLocked() string {
 }
 
 // State is the worker's state for announcements.
-func (w *worker) State() string {
+func (w *Worker) State() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.stateLocked()
-}
-
-// serveWork registers the work protocol: every node answers, but only the
-// current coordinator serves; others say so and the worker retries.
-func (n *Node) serveWork() {
-	p2p.Serve(n.host.Host(), ProtocolWork, maxWorkFrame, 30*time.Second, n.log, func(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
-		var req syncRequest
-		if err := json.Unmarshal(raw, &req); err != nil {
-			return nil, err
-		}
-		if err := req.validate(); err != nil {
-			return nil, err
-		}
-		c := n.coord.Load()
-		if c == nil {
-			return nil, errNotCoordinator
-		}
-		if !n.isMember(from) {
-			return nil, fmt.Errorf("%s is not a member of this cluster", from)
-		}
-		return c.sync(ctx, from, &req)
-	})
-}
-
-// isMember reports whether p is in the raft configuration: only members
-// take work and hand in results.
-func (n *Node) isMember(p peer.ID) bool {
-	for _, s := range n.raft.Servers() {
-		if s.ID == p {
-			return true
-		}
-	}
-	return false
 }

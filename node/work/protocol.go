@@ -1,4 +1,4 @@
-package node
+package work
 
 import (
 	"fmt"
@@ -6,15 +6,16 @@ import (
 	"github.com/hydra-compute/hydra/compute"
 )
 
-// ProtocolWork is the coordinator ⇄ worker protocol: a worker's sync
+// Protocol is the coordinator ⇄ worker protocol: a worker's sync
 // request carries its finished results, its progress and how many chunks it
 // can take; the answer carries new leases, which results are committed and
 // which leases to drop. One request/response pair per exchange (p2p.Call),
 // so a lost stream loses nothing: results stay with the worker until acked.
-const ProtocolWork = "/hydra/work/1.0.0"
+const Protocol = "/hydra/work/1.0.0"
 
-// maxWorkFrame bounds a work protocol frame (a batch of results).
-const maxWorkFrame = 16 << 20
+// MaxFrame bounds a work protocol frame (a batch of results); the node
+// serves Protocol with it.
+const MaxFrame = 16 << 20
 
 // syncRequest is what a worker sends its coordinator.
 type syncRequest struct {

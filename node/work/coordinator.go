@@ -1,24 +1,20 @@
-package node
+package work
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/webui"
 )
-
-// errNotCoordinator answers a sync sent to a node that is not (or no
-// longer) the leader; the worker looks the leader up again.
-var errNotCoordinator = errors.New("not the coordinator")
 
 // Coordinator timings.
 const (
@@ -28,16 +24,60 @@ const (
 	workerSilence  = 3 * time.Second        // no sync for this long: the node is gone
 	adoptGrace     = time.Second            // a new coordinator hears every worker before leasing
 	evictEvery     = time.Minute
+	publishEvery   = time.Second
 	maxBatchItems  = 256
 	maxBatchBytes  = 2 << 20
 )
 
-// coordinator is the leader-only half of the work protocol: it owns the
-// scheduler (soft state, rebuilt on every leadership from the replicated
-// job state) and commits results through raft in batches. One exists per
-// leadership term; it dies with it.
-type coordinator struct {
-	n    *Node
+// Jobs is the replicated job state as the coordinator reads it (this
+// node's replica, current after raft's Barrier).
+type Jobs interface {
+	Unfinished() []compute.UnfinishedJob
+	Job(id string) (compute.Job, bool)
+}
+
+// Apply proposes a job-state command (a compute command such as
+// compute.Results) through raft and returns its JSON result.
+type Apply func(ctx context.Context, cmd any) (json.RawMessage, error)
+
+// CoordinatorConfig is what the coordinator needs from its node.
+type CoordinatorConfig struct {
+	Self  peer.ID // this node
+	Jobs  Jobs
+	Apply Apply
+	// IsMember reports whether a peer is in the raft configuration: only
+	// members take work and hand in results.
+	IsMember func(peer.ID) bool
+	// Publish spreads the coordinator's soft state (leases, rates) to
+	// every node about once a second.
+	Publish func(ctx context.Context, a webui.Activity)
+	// Retention and DiskCap bound finished jobs (compute.Evict).
+	Retention time.Duration
+	DiskCap   int64
+	Logger    *slog.Logger
+}
+
+// Coordinator is the leader-only half of the work protocol. It exists for
+// the node's life; Lead runs it for one leadership term, with a scheduler
+// (soft state, rebuilt on every leadership from the replicated job state)
+// that dies with the term. Results are committed through raft in batches.
+type Coordinator struct {
+	cfg CoordinatorConfig
+	log *slog.Logger
+	cur atomic.Pointer[leadership] // the term being led, nil when not leading
+}
+
+// NewCoordinator prepares the coordinator; it coordinates nothing until Lead.
+func NewCoordinator(cfg CoordinatorConfig) *Coordinator {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Coordinator{cfg: cfg, log: cfg.Logger.With("component", "coordinator")}
+}
+
+// leadership is the coordinator's state for one leadership term.
+type leadership struct {
+	cfg  *CoordinatorConfig
 	log  *slog.Logger
 	term uint64
 
@@ -64,14 +104,14 @@ type commitRes struct {
 	err     error
 }
 
-// runCoordinator is the leader hook: it runs until leadership is lost.
-func (n *Node) runCoordinator(ctx context.Context) {
-	st := n.raft.State()
-	c := &coordinator{
-		n:        n,
-		log:      n.log.With("component", "coordinator"),
-		term:     n.raft.Term(),
-		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: st.ChunkTarget}),
+// Lead coordinates the leadership term number termNo until ctx ends (the
+// leader hook: consensus.Raft.OnLeader cancels ctx when leadership is lost).
+func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time.Duration) {
+	c := &leadership{
+		cfg:      &co.cfg,
+		log:      co.log,
+		term:     termNo,
+		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: chunkTarget}),
 		jobs:     map[string]bool{},
 		lastSeen: map[string]time.Time{},
 		kernels:  map[string]string{},
@@ -80,18 +120,9 @@ func (n *Node) runCoordinator(ctx context.Context) {
 		commits:  make(chan *commitReq, 1024),
 	}
 	c.reconcile(time.Now())
-	n.coord.Store(c)
-	defer n.coord.CompareAndSwap(c, nil)
+	co.cur.Store(c)
+	defer co.cur.CompareAndSwap(c, nil)
 	c.log.Info("coordinator started", "term", c.term, "jobs", len(c.jobs))
-
-	notifee := &network.NotifyBundle{DisconnectedF: func(_ network.Network, conn network.Conn) {
-		p := conn.RemotePeer()
-		if n.host.Host().Network().Connectedness(p) != network.Connected {
-			c.nodeGone(p.String(), time.Now())
-		}
-	}}
-	n.host.Host().Network().Notify(notifee)
-	defer n.host.Host().Network().StopNotify(notifee)
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -101,7 +132,7 @@ func (n *Node) runCoordinator(ctx context.Context) {
 	rec := time.NewTicker(reconcileEvery)
 	tick := time.NewTicker(tickEvery)
 	evict := time.NewTicker(evictEvery)
-	publish := time.NewTicker(time.Second)
+	publish := time.NewTicker(publishEvery)
 	defer publish.Stop()
 	defer rec.Stop()
 	defer tick.Stop()
@@ -123,11 +154,50 @@ func (n *Node) runCoordinator(ctx context.Context) {
 	}
 }
 
+// NodeGone tells the coordinator a node's connections all closed: its
+// chunks are requeued at once rather than after workerSilence.
+func (co *Coordinator) NodeGone(node peer.ID) {
+	if c := co.cur.Load(); c != nil {
+		c.nodeGone(node.String(), time.Now())
+	}
+}
+
+// Sync serves one worker exchange in-process (the worker on the leader).
+// It fails with consensus.ErrNotLeader when this node does not coordinate.
+func (co *Coordinator) Sync(ctx context.Context, from peer.ID, req *syncRequest) (*syncResponse, error) {
+	c := co.cur.Load()
+	if c == nil {
+		return nil, consensus.ErrNotLeader
+	}
+	return c.sync(ctx, from, req)
+}
+
+// Serve answers a sync request from the network (the Protocol handler):
+// every node answers, but only the current coordinator serves; others say
+// so and the worker retries.
+func (co *Coordinator) Serve(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
+	var req syncRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, err
+	}
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	c := co.cur.Load()
+	if c == nil {
+		return nil, consensus.ErrNotLeader
+	}
+	if !co.cfg.IsMember(from) {
+		return nil, fmt.Errorf("%s is not a member of this cluster", from)
+	}
+	return c.sync(ctx, from, &req)
+}
+
 // reconcile aligns the scheduler with the replicated job state: new jobs
 // are added with their pending ranges (all minus accepted), finished,
 // cancelled and deleted ones removed.
-func (c *coordinator) reconcile(now time.Time) {
-	unfinished := c.n.jobs.Unfinished()
+func (c *leadership) reconcile(now time.Time) {
+	unfinished := c.cfg.Jobs.Unfinished()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	live := make(map[string]bool, len(unfinished))
@@ -160,7 +230,7 @@ func (c *coordinator) reconcile(now time.Time) {
 // before (a result being committed is orphaned only briefly). Every path
 // that drops a lease should put its unfinished range back; this makes a
 // slip in that bookkeeping cost repairEvery, not a job that never ends.
-func (c *coordinator) repairLocked(unfinished []compute.UnfinishedJob) {
+func (c *leadership) repairLocked(unfinished []compute.UnfinishedJob) {
 	prev := c.orphans
 	c.orphans = map[string][]compute.Range{}
 	for _, u := range unfinished {
@@ -187,7 +257,7 @@ func (c *coordinator) repairLocked(unfinished []compute.UnfinishedJob) {
 	}
 }
 
-func (c *coordinator) tick(now time.Time) {
+func (c *leadership) tick(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, ev := range c.sched.Tick(now) {
@@ -200,13 +270,13 @@ func (c *coordinator) tick(now time.Time) {
 	}
 }
 
-func (c *coordinator) nodeGone(node string, now time.Time) {
+func (c *leadership) nodeGone(node string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nodeGoneLocked(node, now)
 }
 
-func (c *coordinator) nodeGoneLocked(node string, now time.Time) {
+func (c *leadership) nodeGoneLocked(node string, now time.Time) {
 	if _, ok := c.lastSeen[node]; !ok {
 		return
 	}
@@ -216,15 +286,15 @@ func (c *coordinator) nodeGoneLocked(node string, now time.Time) {
 	}
 }
 
-func (c *coordinator) evict(ctx context.Context, now time.Time) {
-	cmd := compute.Evict{Now: now, Retention: c.n.cfg.Retention, DiskCap: c.n.cfg.DiskCap}
-	if _, err := c.n.applyJob(ctx, cmd); err != nil && ctx.Err() == nil {
+func (c *leadership) evict(ctx context.Context, now time.Time) {
+	cmd := compute.Evict{Now: now, Retention: c.cfg.Retention, DiskCap: c.cfg.DiskCap}
+	if _, err := c.cfg.Apply(ctx, cmd); err != nil && ctx.Err() == nil {
 		c.log.Warn("evict finished jobs", "err", err)
 	}
 }
 
 // sync serves one worker exchange.
-func (c *coordinator) sync(ctx context.Context, from peer.ID, req *syncRequest) (*syncResponse, error) {
+func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (*syncResponse, error) {
 	now := time.Now()
 	node := from.String()
 	resp := &syncResponse{Term: c.term}
@@ -315,7 +385,7 @@ func (c *coordinator) sync(ctx context.Context, from peer.ID, req *syncRequest) 
 		if !ok {
 			break
 		}
-		j, found := c.n.jobs.Job(l.Job)
+		j, found := c.cfg.Jobs.Job(l.Job)
 		if !found {
 			c.sched.Fail(l.ID)
 			break
@@ -328,16 +398,16 @@ func (c *coordinator) sync(ctx context.Context, from peer.ID, req *syncRequest) 
 	return resp, nil
 }
 
-func (c *coordinator) markStarted(job string, now time.Time) {
+func (c *leadership) markStarted(job string, now time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.n.applyJob(ctx, compute.Started{Job: job, Time: now}); err != nil {
+	if _, err := c.cfg.Apply(ctx, compute.Started{Job: job, Time: now}); err != nil {
 		c.log.Debug("mark job started", "job", job, "err", err)
 	}
 }
 
 // commit hands items to the committer and waits for their batch.
-func (c *coordinator) commit(ctx context.Context, items []compute.ChunkResult) (*compute.ResultsOutcome, error) {
+func (c *leadership) commit(ctx context.Context, items []compute.ChunkResult) (*compute.ResultsOutcome, error) {
 	req := &commitReq{items: items, done: make(chan commitRes, 1)}
 	select {
 	case c.commits <- req:
@@ -354,7 +424,7 @@ func (c *coordinator) commit(ctx context.Context, items []compute.ChunkResult) (
 
 // committer batches the results of concurrent syncs into one raft entry
 // (group commit): while one batch is being committed the next one fills.
-func (c *coordinator) committer(ctx context.Context) {
+func (c *leadership) committer(ctx context.Context) {
 	for {
 		var batch []*commitReq
 		select {
@@ -392,8 +462,8 @@ func (c *coordinator) committer(ctx context.Context) {
 	}
 }
 
-func (c *coordinator) applyResults(ctx context.Context, items []compute.ChunkResult) (*compute.ResultsOutcome, error) {
-	raw, err := c.n.applyJob(ctx, compute.Results{Time: time.Now(), Items: items})
+func (c *leadership) applyResults(ctx context.Context, items []compute.ChunkResult) (*compute.ResultsOutcome, error) {
+	raw, err := c.cfg.Apply(ctx, compute.Results{Time: time.Now(), Items: items})
 	if err != nil {
 		return nil, err
 	}
@@ -424,14 +494,4 @@ func payloadSize(items []compute.ChunkResult) int {
 		s += len(it.Payload) + 64
 	}
 	return s
-}
-
-// applyJob proposes a job-state command through raft (forwarded to the
-// leader from a follower) and returns its JSON result.
-func (n *Node) applyJob(ctx context.Context, cmd any) (json.RawMessage, error) {
-	op, payload, err := compute.EncodeCommand(cmd)
-	if err != nil {
-		return nil, err
-	}
-	return n.raft.Apply(ctx, consensus.Command{Op: consensus.Op(op), Payload: payload})
 }
