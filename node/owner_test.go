@@ -232,10 +232,12 @@ func TestStop_HandsInThePrefixOnTheLeader(t *testing.T) {
 	again := newTestNode(t, dir, "solo", func(c *Config) { c.Compute = false })
 	again.start(t)
 	waitFor(t, 20*time.Second, "leader after the restart", func() error { _, err := agreedLeader([]*testNode{again}); return err })
-	acc, err := again.AcceptedRanges(j.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Leadership comes before the log is applied: wait for the job to be back.
+	var acc []compute.Range
+	waitFor(t, 20*time.Second, "the job applied after the restart", func() (err error) {
+		acc, err = again.AcceptedRanges(j.ID)
+		return err
+	})
 	set := compute.NewRangeSet(acc...)
 	if !set.Covers(compute.Range{Start: inHand.Start, End: inHand.Start + 1}) {
 		t.Fatalf("the prefix of the chunk in hand %v was lost by a graceful stop; accepted %v", inHand, acc)
