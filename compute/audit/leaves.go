@@ -1,0 +1,89 @@
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+)
+
+// PiBlock is the size, in samples, of a π commitment block. Blocks are aligned to the job's
+// sample 0, so the blocks of a chunk do not depend on how the job was cut: block b is samples
+// [b·PiBlock, (b+1)·PiBlock), and a chunk's leaves are its intersections with the blocks. At
+// about 4 M samples a block takes 2–15 ms on one core, so an audit can recompute a small share
+// of a chunk, and a 2 s chunk has a few hundred leaves.
+const PiBlock = 1 << 22
+
+// Leaf kinds, hashed into every leaf so that a π leaf never equals a Mandelbrot one.
+const (
+	kindPi     = 'p'
+	kindMandel = 'm'
+)
+
+// PiLeaf is the leaf of π samples [start, end) with hits hits.
+func PiLeaf(start, end, hits uint64) Hash {
+	b := make([]byte, 0, 2+3*binary.MaxVarintLen64)
+	b = append(b, leafPrefix, kindPi)
+	b = binary.AppendUvarint(b, start)
+	b = binary.AppendUvarint(b, end)
+	b = binary.AppendUvarint(b, hits)
+	return sha256.Sum256(b)
+}
+
+// MandelLeaf is the leaf of Mandelbrot row row with these iteration counts.
+func MandelLeaf(row uint64, counts []uint32) Hash {
+	b := make([]byte, 0, 2+binary.MaxVarintLen64+4*len(counts))
+	b = append(b, leafPrefix, kindMandel)
+	b = binary.AppendUvarint(b, row)
+	for _, c := range counts {
+		b = binary.LittleEndian.AppendUint32(b, c)
+	}
+	return sha256.Sum256(b)
+}
+
+// Block is one leaf's part of a chunk: units [Start, End) of the job.
+type Block struct{ Start, End uint64 }
+
+// PiBlocks cuts π samples [start, end) at the PiBlock boundaries: the chunk's leaves in order.
+// It fails for an empty range or one of more than MaxLeaves blocks.
+func PiBlocks(start, end uint64) ([]Block, error) {
+	if end <= start {
+		return nil, fmt.Errorf("pi blocks [%d,%d): empty range", start, end)
+	}
+	n := PiLeafCount(start, end)
+	if n > MaxLeaves {
+		return nil, fmt.Errorf("pi blocks [%d,%d): %d blocks, at most %d", start, end, n, MaxLeaves)
+	}
+	out := make([]Block, 0, n)
+	for s := start; s < end; {
+		e := min((s/PiBlock+1)*PiBlock, end)
+		out = append(out, Block{s, e})
+		s = e
+	}
+	return out, nil
+}
+
+// PiLeafCount is how many leaves π samples [start, end) have (0 for an empty range).
+func PiLeafCount(start, end uint64) uint64 {
+	if end <= start {
+		return 0
+	}
+	return (end-1)/PiBlock - start/PiBlock + 1
+}
+
+// Spans merges the blocks at the given sorted leaf indexes into maximal contiguous ranges: what
+// an auditor computes, one run of the kernel each.
+func Spans(blocks []Block, idx []int) []Block {
+	var out []Block
+	for _, i := range idx {
+		if i < 0 || i >= len(blocks) {
+			continue
+		}
+		b := blocks[i]
+		if n := len(out); n > 0 && out[n-1].End == b.Start {
+			out[n-1].End = b.End
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
+}
