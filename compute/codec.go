@@ -135,3 +135,14 @@ func (d *decoder) done(what string) error {
 	}
 	return nil
 }
+
+// hash reads a 32-byte digest (a commitment, a leaf or a seed).
+func (d *decoder) hash() (h [32]byte) {
+	if d.err != nil || len(d.b) < 32 {
+		d.fail(errTruncated)
+		return h
+	}
+	copy(h[:], d.b)
+	d.b = d.b[32:]
+	return h
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
 // Ops of the job-state commands in the raft log (the range 0x40+ is reserved for compute by
@@ -16,10 +18,18 @@ const (
 	OpCancel  byte = 0x43 // Cancel: stop a job; accepted results are kept
 	OpDelete  byte = 0x44 // Delete: forget a job and its results (hydra rm)
 	OpEvict   byte = 0x45 // Evict: drop finished jobs past retention or over the disk cap
+
+	OpChallenge  byte = 0x50 // Challenge: the seed that picks which committed chunks are audited
+	OpAudit      byte = 0x51 // Audit: an auditor's recomputation of a chunk's chosen blocks
+	OpTrustReset byte = 0x52 // TrustReset: an admin clears a node's failed audits and quarantine
 )
 
-// commandFormat is the format byte that starts every command payload.
-const commandFormat = 1
+// commandFormat is the format byte that starts every command payload. Results with
+// commitments (Results.Audited) use resultsAuditedFormat.
+const (
+	commandFormat        = 1
+	resultsAuditedFormat = 2
+)
 
 // Bounds enforced by the decoders: a hostile or corrupt log entry is rejected, never allocated.
 const (
@@ -42,19 +52,59 @@ type Submit struct {
 }
 
 // ChunkResult is one finished chunk: the job, its range, the encoded result (see
-// EncodePiPayload, EncodeMandelPayload), which node computed it and for how long.
+// EncodePiBlocksPayload, EncodeMandelPayload), which node computed it and for how long, and the
+// worker's commitment to it (Commitment: the Merkle root of its blocks).
 type ChunkResult struct {
 	Job            string
 	Range          Range
 	Node           string
 	ComputeSeconds float64
 	Payload        []byte
+	Root           audit.Hash
 }
 
-// Results is a batch of chunk results, batched by the coordinator into one log entry.
+// Results is a batch of chunk results, batched by the coordinator into one log entry. With
+// Audited, every result must carry a commitment matching its payload and is counted in its job's
+// answer only once a Challenge sampled it out or its audit passed (docs/design.md §4); without
+// (logs written before audits, tools and tests), results count at once.
 type Results struct {
+	Time    time.Time
+	Items   []ChunkResult
+	Audited bool
+}
+
+// Challenge carries the randomness that decides which committed chunks are audited and which
+// of their blocks: the coordinator draws Seed after the chunks' Results entry committed, so a
+// worker cannot know in advance which part of its chunk will be checked.
+type Challenge struct {
 	Time  time.Time
-	Items []ChunkResult
+	Seed  audit.Seed
+	Items []ChunkRef
+}
+
+// ChunkRef names an accepted chunk by its job and the start of its range.
+type ChunkRef struct {
+	Job   string
+	Start uint64
+}
+
+// Audit is an auditor's answer to an AuditTask: for a block audit, its leaves of the chosen
+// blocks, in order; for a full audit (a dispute), the whole chunk's result and commitment.
+type Audit struct {
+	Time    time.Time
+	Job     string
+	ID      uint64
+	Auditor string
+	Leaves  []audit.Hash
+	Payload []byte
+	Root    audit.Hash
+	Seconds float64
+}
+
+// TrustReset clears a node's failed audits and its quarantine (hydra trust reset NODE): it is
+// new again, audited on every chunk.
+type TrustReset struct {
+	Node string
 }
 
 // Started marks a job running: the coordinator leased its first chunk at Time.
@@ -97,6 +147,9 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 		encodeSpec(e, c.Spec)
 	case Results:
 		op = OpResults
+		if c.Audited {
+			e.b[0] = resultsAuditedFormat
+		}
 		e.time(c.Time)
 		e.uvarint(uint64(len(c.Items)))
 		for _, it := range c.Items {
@@ -106,7 +159,35 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 			e.str(it.Node)
 			e.f64(it.ComputeSeconds)
 			e.bytes(it.Payload)
+			if c.Audited {
+				e.b = append(e.b, it.Root[:]...)
+			}
 		}
+	case Challenge:
+		op = OpChallenge
+		e.time(c.Time)
+		e.b = append(e.b, c.Seed[:]...)
+		e.uvarint(uint64(len(c.Items)))
+		for _, it := range c.Items {
+			e.str(it.Job)
+			e.uvarint(it.Start)
+		}
+	case Audit:
+		op = OpAudit
+		e.time(c.Time)
+		e.str(c.Job)
+		e.uvarint(c.ID)
+		e.str(c.Auditor)
+		e.f64(c.Seconds)
+		e.uvarint(uint64(len(c.Leaves)))
+		for _, h := range c.Leaves {
+			e.b = append(e.b, h[:]...)
+		}
+		e.bytes(c.Payload)
+		e.b = append(e.b, c.Root[:]...)
+	case TrustReset:
+		op = OpTrustReset
+		e.str(c.Node)
 	case Started:
 		op = OpStarted
 		e.str(c.Job)
@@ -146,6 +227,12 @@ func deref(v any) any {
 		return *c
 	case *Evict:
 		return *c
+	case *Challenge:
+		return *c
+	case *Audit:
+		return *c
+	case *TrustReset:
+		return *c
 	}
 	return v
 }
@@ -158,7 +245,8 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		return nil, fmt.Errorf("decode op %#x: %d bytes exceeds %d", op, len(payload), MaxCommandPayload)
 	}
 	d := &decoder{b: payload}
-	if f := d.byte1(); d.err == nil && f != commandFormat {
+	f := d.byte1()
+	if d.err == nil && f != commandFormat && (op != OpResults || f != resultsAuditedFormat) {
 		return nil, fmt.Errorf("decode op %#x: unknown format %d", op, f)
 	}
 	var v any
@@ -172,6 +260,7 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		v = c
 	case OpResults:
 		var c Results
+		c.Audited = f == resultsAuditedFormat
 		c.Time = d.time()
 		n := d.uvarint()
 		if n > MaxBatchChunks {
@@ -190,9 +279,47 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 			it.Node = d.str(MaxIDLen, "node id")
 			it.ComputeSeconds = d.f64()
 			it.Payload = d.bytes(MaxResultPayload, "result payload")
+			if c.Audited {
+				it.Root = d.hash()
+			}
 			c.Items = append(c.Items, it)
 		}
 		v = c
+	case OpChallenge:
+		var c Challenge
+		c.Time = d.time()
+		c.Seed = audit.Seed(d.hash())
+		n := d.uvarint()
+		if n > MaxBatchChunks {
+			return nil, fmt.Errorf("decode challenge: %d chunks exceeds %d", n, MaxBatchChunks)
+		}
+		if d.err == nil && n > uint64(len(d.b)/2+1) {
+			return nil, fmt.Errorf("decode challenge: %d chunks in %d bytes", n, len(d.b))
+		}
+		c.Items = make([]ChunkRef, 0, n)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			c.Items = append(c.Items, ChunkRef{Job: d.str(MaxIDLen, "job id"), Start: d.uvarint()})
+		}
+		v = c
+	case OpAudit:
+		var c Audit
+		c.Time = d.time()
+		c.Job = d.str(MaxIDLen, "job id")
+		c.ID = d.uvarint()
+		c.Auditor = d.str(MaxIDLen, "node id")
+		c.Seconds = d.f64()
+		n := d.uvarint()
+		if n > audit.MaxLeaves || (d.err == nil && n > uint64(len(d.b)/32)) {
+			return nil, fmt.Errorf("decode audit: %d leaves in %d bytes (at most %d)", n, len(d.b), audit.MaxLeaves)
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			c.Leaves = append(c.Leaves, d.hash())
+		}
+		c.Payload = d.bytes(MaxResultPayload, "audit payload")
+		c.Root = d.hash()
+		v = c
+	case OpTrustReset:
+		v = TrustReset{Node: d.str(MaxIDLen, "node id")}
 	case OpStarted:
 		var c Started
 		c.Job = d.str(MaxIDLen, "job id")

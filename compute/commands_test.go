@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -21,6 +23,13 @@ func sampleCommands() []any {
 		Cancel{Job: "j1", Time: t0.Add(time.Second)},
 		Delete{Job: "j1"},
 		Evict{Now: t0, Retention: 7 * 24 * time.Hour, DiskCap: 1 << 30},
+		Results{Time: t0, Audited: true, Items: []ChunkResult{
+			{Job: "j1", Range: Range{0, 100}, Node: "n1", ComputeSeconds: 1.5, Payload: EncodePiBlocksPayload([]uint64{80}), Root: audit.Hash{1, 2}},
+		}},
+		Challenge{Time: t0, Seed: audit.Seed{9}, Items: []ChunkRef{{Job: "j1", Start: 0}, {Job: "j2", Start: 5}}},
+		Audit{Time: t0, Job: "j1", ID: 3, Auditor: "n2", Leaves: []audit.Hash{{1}, {2}}, Seconds: 0.25},
+		Audit{Time: t0, Job: "j1", ID: 4, Auditor: "n3", Payload: EncodePiBlocksPayload([]uint64{80}), Root: audit.Hash{7}},
+		TrustReset{Node: "n1"},
 	}
 }
 
@@ -49,6 +58,10 @@ func normalize(v any) any {
 			}
 		}
 		return r
+	}
+	if a, ok := v.(Audit); ok && len(a.Payload) == 0 {
+		a.Payload = nil
+		return a
 	}
 	return v
 }
@@ -125,6 +138,8 @@ func hasNaN(v any) bool {
 				return true
 			}
 		}
+	case Audit:
+		return c.Seconds != c.Seconds
 	case Submit:
 		if m := c.Spec.Mandel; m != nil {
 			return m.CenterX != m.CenterX || m.CenterY != m.CenterY || m.Span != m.Span

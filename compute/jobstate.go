@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
 // JobStatus is a job's state as the API shows it.
@@ -52,8 +54,12 @@ type job struct {
 	submitted    time.Time
 	started      time.Time
 	finished     time.Time
-	accepted     RangeSet
-	hits         uint64 // π reducer: the sum of accepted chunks' hits
+	accepted     RangeSet             // ranges taken: computed and committed (counted or under audit)
+	cleared      RangeSet             // ranges counted in the answer: sampled out or audited (docs/design.md §4)
+	hits         uint64               // π reducer: the sum of cleared chunks' hits
+	recs         map[uint64]*auditRec // chunks of audited results by range start (audits.go)
+	auditedUnits uint64               // units recomputed by auditors
+	redoneUnits  uint64               // units computed again after a failed audit
 	nodes        map[string]*NodeContribution
 	payloadBytes int64
 	hist         chunkHistory // accepted chunks in commit order, bounded (history.go)
@@ -75,6 +81,12 @@ type JobState struct {
 	seq          uint64
 	lastIndex    uint64
 	totalPayload int64
+
+	policy   audit.Policy
+	creds    map[string]*nodeCred // node → credibility (audits.go)
+	auditIx  map[uint64]JobRange  // audit ID → the chunk under audit
+	auditSeq uint64               // the last audit ID given
+	now      time.Time            // the time of the command being applied
 }
 
 // OpenJobState creates the job state with its payload store at path. Any file already there is
@@ -89,7 +101,7 @@ func OpenJobState(path string) (*JobState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("job state: open store %s: %w", path, err)
 	}
-	return &JobState{db: db, jobs: map[string]*job{}}, nil
+	return &JobState{db: db, jobs: map[string]*job{}, creds: map[string]*nodeCred{}, auditIx: map[uint64]JobRange{}, policy: audit.DefaultPolicy}, nil
 }
 
 // Close closes the payload store.
@@ -151,6 +163,20 @@ func (s *JobState) Apply(op byte, payload []byte, index uint64) any {
 		return s.delete(c.Job)
 	case Evict:
 		return s.evict(c)
+	case Challenge:
+		return s.challenge(c)
+	case Audit:
+		out, err := s.auditResult(c)
+		if err != nil {
+			return err
+		}
+		return out
+	case TrustReset:
+		out, err := s.trustReset(c)
+		if err != nil {
+			return err
+		}
+		return out
 	}
 	return fmt.Errorf("apply op %#x: %w", op, ErrUnknownOp)
 }
@@ -177,7 +203,7 @@ func (s *JobState) submit(c Submit) error {
 	s.seq++
 	s.jobs[c.ID] = &job{
 		id: c.ID, seq: s.seq, spec: c.Spec, submitter: c.Submitter, status: StatusQueued,
-		submitted: c.Time, nodes: map[string]*NodeContribution{},
+		submitted: c.Time, nodes: map[string]*NodeContribution{}, recs: map[uint64]*auditRec{},
 	}
 	return nil
 }
@@ -222,15 +248,21 @@ func (s *JobState) delete(id string) error {
 		return fmt.Errorf("delete %s: store: %w", id, err)
 	}
 	s.totalPayload -= j.payloadBytes
+	for _, r := range j.recs {
+		if r.id != 0 {
+			delete(s.auditIx, r.id)
+		}
+	}
 	delete(s.jobs, id)
 	return nil
 }
 
 // acceptedChunk is a validated chunk result waiting to be stored and counted.
 type acceptedChunk struct {
-	item ChunkResult
-	j    *job
-	hits uint64
+	item   ChunkResult
+	j      *job
+	hits   uint64
+	leaves int
 }
 
 func (s *JobState) results(c Results) (*ResultsOutcome, error) {
@@ -239,6 +271,10 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 	batch := map[string]*RangeSet{} // ranges accepted earlier in this batch, per job
 	for i, it := range c.Items {
 		hits, reason := s.check(it, batch)
+		var leaves int
+		if reason == "" && c.Audited {
+			leaves, reason = s.checkCommitment(it)
+		}
 		if reason != "" {
 			out.Rejected = append(out.Rejected, Rejection{Index: i, Job: it.Job, Range: it.Range, Reason: reason})
 			continue
@@ -249,7 +285,7 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 			batch[it.Job] = rs
 		}
 		rs.Add(it.Range)
-		ok = append(ok, acceptedChunk{item: it, j: s.jobs[it.Job], hits: hits})
+		ok = append(ok, acceptedChunk{item: it, j: s.jobs[it.Job], hits: hits, leaves: leaves})
 	}
 	if len(ok) == 0 {
 		return out, nil
@@ -270,10 +306,21 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 	if err != nil {
 		return nil, fmt.Errorf("results: store: %w", err)
 	}
+	s.now = c.Time
 	for _, a := range ok {
 		j := a.j
 		j.accepted.Add(a.item.Range)
-		j.hits += a.hits
+		if c.Audited {
+			nc := s.cred(a.item.Node)
+			nc.seq++
+			j.recs[a.item.Range.Start] = &auditRec{
+				rng: a.item.Range, node: a.item.Node, kind: j.spec.Kind, seq: nc.seq, leaves: a.leaves,
+				root: a.item.Root, hits: a.hits, step: stepCommitted,
+			}
+		} else {
+			j.cleared.Add(a.item.Range)
+			j.hits += a.hits
+		}
 		n := j.nodes[a.item.Node]
 		if n == nil {
 			n = &NodeContribution{Node: a.item.Node}
@@ -289,7 +336,7 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 		if j.status == StatusQueued {
 			j.status, j.started = StatusRunning, c.Time
 		}
-		if j.accepted.Covers(j.total()) && j.status != StatusDone {
+		if j.cleared.Covers(j.total()) && j.status != StatusDone {
 			j.status, j.finished = StatusDone, c.Time
 			out.Finished = append(out.Finished, j.id)
 		}
@@ -320,7 +367,7 @@ func (s *JobState) check(it ChunkResult, batch map[string]*RangeSet) (uint64, st
 	}
 	switch j.spec.Kind {
 	case KindPi:
-		hits, err := DecodePiPayload(it.Payload, it.Range.Len())
+		hits, err := decodePiAny(it.Payload, it.Range)
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -333,6 +380,22 @@ func (s *JobState) check(it ChunkResult, batch map[string]*RangeSet) (uint64, st
 		return 0, ""
 	}
 	return 0, "unknown kind"
+}
+
+// checkCommitment checks an audited result's commitment against its payload and its node's
+// standing; it returns the chunk's leaf count or the reason for rejecting it.
+func (s *JobState) checkCommitment(it ChunkResult) (int, string) {
+	if c := s.creds[it.Node]; c != nil && c.quarantined {
+		return 0, "node quarantined"
+	}
+	leaves, _, err := ChunkLeaves(s.jobs[it.Job].spec, it.Range, it.Payload)
+	if err != nil {
+		return 0, "commitment: " + err.Error()
+	}
+	if audit.Root(leaves) != it.Root {
+		return 0, "commitment does not match the result"
+	}
+	return len(leaves), ""
 }
 
 // payloadKey orders a job's payloads by range start; the value carries the end and the payload.

@@ -26,6 +26,12 @@ type Job struct {
 	TotalUnits   uint64             `json:"total_units"`
 	Nodes        []NodeContribution `json:"nodes"`
 	PayloadBytes int64              `json:"payload_bytes"`
+	// AuditedUnits is how many units auditors recomputed (docs/design.md §4); RedoneUnits how
+	// many were computed again because an audit failed.
+	AuditedUnits uint64 `json:"audited_units"`
+	RedoneUnits  uint64 `json:"redone_units"`
+	// ClearedUnits is how many units count in the answer: sampled out or audited.
+	ClearedUnits uint64 `json:"cleared_units"`
 }
 
 func (j *job) view() Job {
@@ -34,6 +40,7 @@ func (j *job) view() Job {
 		State: j.status, Submitter: j.submitter, SubmittedAt: j.submitted, StartedAt: j.started,
 		FinishedAt: j.finished, DoneUnits: j.accepted.Units(), TotalUnits: j.spec.TotalUnits(),
 		PayloadBytes: j.payloadBytes, Nodes: make([]NodeContribution, 0, len(j.nodes)),
+		AuditedUnits: j.auditedUnits, RedoneUnits: j.redoneUnits, ClearedUnits: j.cleared.Units(),
 	}
 	for _, n := range j.nodes {
 		v.Nodes = append(v.Nodes, *n)
@@ -128,7 +135,7 @@ func (s *JobState) PiResult(id string) (PiResult, error) {
 	if j.spec.Kind != KindPi {
 		return PiResult{}, fmt.Errorf("pi result %s: job is %s", id, j.spec.Kind)
 	}
-	return newPiResult(j.hits, j.accepted.Units()), nil
+	return newPiResult(j.hits, j.cleared.Units()), nil
 }
 
 func newPiResult(hits, n uint64) PiResult {

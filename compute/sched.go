@@ -2,10 +2,14 @@ package compute
 
 import (
 	"fmt"
-
 	"sort"
 	"time"
+
+	"github.com/hydra-compute/hydra/compute/audit"
 )
+
+// maxPiChunk is the largest π chunk: half of what a commitment can hold.
+const maxPiChunk = audit.MaxLeaves / 2 * audit.PiBlock
 
 // Lease is a chunk handed to a node: compute Range of Job and report. The coordinator sends it
 // to the worker; the scheduler keeps it until Complete, Fail, expiry, the node's departure, or a
@@ -240,6 +244,11 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 		size = min(size, tail)
 	}
 	size = max(size, s.cfg.MinUnits[j.kind], 1)
+	if j.kind == KindPi {
+		// A chunk's commitment has at most audit.MaxLeaves blocks (a rate of 10¹¹ samples/s
+		// would be needed to reach half of it in a 2 s chunk).
+		size = min(size, maxPiChunk)
+	}
 	first := j.pending.rs[0]
 	r := Range{first.Start, first.Start + min(size, first.Len())}
 	// Do not leave a sliver behind that costs more to schedule than to compute.

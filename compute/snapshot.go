@@ -9,9 +9,12 @@ import (
 	"io"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
-// Snapshot format (version 2; version 1, without chunk histories, is still read):
+// Snapshot format (version 3; version 2, without audits, and version 1, without chunk
+// histories either, are still read):
 //
 //	"HYDRAJS" 0x01
 //	uvarint n, n bytes of JSON: snapHeader (jobs, accepted ranges, contributions, counters)
@@ -23,17 +26,46 @@ import (
 
 const (
 	snapMagic      = "HYDRAJS"
-	snapVersion    = 2
+	snapVersion    = 3
 	maxSnapHeader  = 512 << 20
 	snapRecordMore = 1
 	snapRecordEnd  = 0
 )
 
 type snapHeader struct {
-	LastIndex    uint64    `json:"last_index"`
-	Seq          uint64    `json:"seq"`
-	TotalPayload int64     `json:"total_payload"`
-	Jobs         []snapJob `json:"jobs"`
+	LastIndex    uint64     `json:"last_index"`
+	Seq          uint64     `json:"seq"`
+	TotalPayload int64      `json:"total_payload"`
+	Jobs         []snapJob  `json:"jobs"`
+	Creds        []snapCred `json:"creds,omitempty"` // version 3
+	AuditSeq     uint64     `json:"audit_seq,omitempty"`
+}
+
+// snapCred is a node's credibility (audits.go).
+type snapCred struct {
+	Node        string                  `json:"node"`
+	Kinds       map[Kind]audit.Standing `json:"kinds"`
+	Failed      uint64                  `json:"failed"`
+	Quarantined bool                    `json:"quarantined"`
+	Seq         uint64                  `json:"seq"`
+	LastPass    uint64                  `json:"last_pass"`
+}
+
+// snapAudit is an accepted chunk under audit (audits.go).
+type snapAudit struct {
+	Range   Range        `json:"range"`
+	Node    string       `json:"node"`
+	Seq     uint64       `json:"seq"`
+	Leaves  int          `json:"leaves"`
+	Root    audit.Hash   `json:"root"`
+	Hits    uint64       `json:"hits"`
+	Step    auditStep    `json:"step"`
+	Audited bool         `json:"audited"`
+	ID      uint64       `json:"id"`
+	Blocks  []int        `json:"blocks,omitempty"`
+	Claimed []audit.Hash `json:"claimed,omitempty"`
+	Auditor string       `json:"auditor,omitempty"`
+	Theirs  []audit.Hash `json:"theirs,omitempty"`
 }
 
 type snapJob struct {
@@ -50,6 +82,10 @@ type snapJob struct {
 	Nodes        []NodeContribution `json:"nodes"`
 	PayloadBytes int64              `json:"payload_bytes"`
 	History      []byte             `json:"history,omitempty"` // chunk history (history.go), version 2
+	Cleared      []Range            `json:"cleared"`           // version 3; before: all accepted
+	AuditedUnits uint64             `json:"audited_units,omitempty"`
+	RedoneUnits  uint64             `json:"redone_units,omitempty"`
+	Audits       []snapAudit        `json:"audits,omitempty"`
 }
 
 // Snapshot writes the whole state, payloads included, to w. It holds the lock only while it
@@ -58,13 +94,27 @@ type snapJob struct {
 // FSMSnapshot.Persist does) and still writes one consistent state.
 func (s *JobState) Snapshot(w io.Writer) error {
 	s.mu.RLock()
-	h := snapHeader{LastIndex: s.lastIndex, Seq: s.seq, TotalPayload: s.totalPayload}
+	h := snapHeader{LastIndex: s.lastIndex, Seq: s.seq, TotalPayload: s.totalPayload, AuditSeq: s.auditSeq}
+	for id, c := range s.creds {
+		sc := snapCred{Node: id, Kinds: map[Kind]audit.Standing{}, Failed: c.failed, Quarantined: c.quarantined, Seq: c.seq, LastPass: c.lastPass}
+		for k, st := range c.kinds {
+			sc.Kinds[k] = *st
+		}
+		h.Creds = append(h.Creds, sc)
+	}
 	for _, j := range s.jobs {
 		sj := snapJob{
 			ID: j.id, Seq: j.seq, Spec: j.spec, Submitter: j.submitter, Status: j.status,
 			Submitted: timeNanos(j.submitted), Started: timeNanos(j.started), Finished: timeNanos(j.finished),
 			Accepted: j.accepted.Ranges(), Hits: j.hits, PayloadBytes: j.payloadBytes,
-			History: j.hist.encode(),
+			History: j.hist.encode(), Cleared: j.cleared.Ranges(), AuditedUnits: j.auditedUnits, RedoneUnits: j.redoneUnits,
+		}
+		for _, start := range sortedStarts(j.recs) {
+			r := j.recs[start]
+			sj.Audits = append(sj.Audits, snapAudit{
+				Range: r.rng, Node: r.node, Seq: r.seq, Leaves: r.leaves, Root: r.root, Hits: r.hits, Step: r.step,
+				Audited: r.audited, ID: r.id, Blocks: r.blocks, Claimed: r.claimed, Auditor: r.auditor, Theirs: r.theirs,
+			})
 		}
 		for _, n := range j.nodes {
 			sj.Nodes = append(sj.Nodes, *n)
@@ -142,7 +192,9 @@ func (s *JobState) Restore(r io.Reader) error {
 	if err := json.Unmarshal(hdrBytes, &h); err != nil {
 		return fmt.Errorf("restore: header: %w", err)
 	}
+	version := magic[len(snapMagic)]
 	jobs := make(map[string]*job, len(h.Jobs))
+	auditIx := map[uint64]JobRange{}
 	for _, sj := range h.Jobs {
 		if err := sj.Spec.Validate(); err != nil {
 			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
@@ -151,7 +203,21 @@ func (s *JobState) Restore(r io.Reader) error {
 			id: sj.ID, seq: sj.Seq, spec: sj.Spec, submitter: sj.Submitter, status: sj.Status,
 			submitted: nanosTime(sj.Submitted), started: nanosTime(sj.Started), finished: nanosTime(sj.Finished),
 			accepted: NewRangeSet(sj.Accepted...), hits: sj.Hits, payloadBytes: sj.PayloadBytes,
-			nodes: map[string]*NodeContribution{},
+			nodes: map[string]*NodeContribution{}, recs: map[uint64]*auditRec{},
+			cleared: NewRangeSet(sj.Cleared...), auditedUnits: sj.AuditedUnits, redoneUnits: sj.RedoneUnits,
+		}
+		if version < 3 {
+			j.cleared = NewRangeSet(sj.Accepted...)
+		}
+		for _, a := range sj.Audits {
+			r, err := restoreAudit(a, j)
+			if err != nil {
+				return fmt.Errorf("restore: job %s: %w", sj.ID, err)
+			}
+			j.recs[r.rng.Start] = r
+			if r.id != 0 && (r.step == stepAuditing || r.step == stepDisputed) {
+				auditIx[r.id] = JobRange{Job: j.id, Range: r.rng}
+			}
 		}
 		for _, n := range sj.Nodes {
 			n := n
@@ -228,8 +294,40 @@ func (s *JobState) Restore(r io.Reader) error {
 			return fmt.Errorf("restore: records: %w", err)
 		}
 	}
+	creds := map[string]*nodeCred{}
+	for _, sc := range h.Creds {
+		c := &nodeCred{kinds: map[Kind]*audit.Standing{}, failed: sc.Failed, quarantined: sc.Quarantined, seq: sc.Seq, lastPass: sc.LastPass}
+		for k, st := range sc.Kinds {
+			c.kinds[k] = &st
+		}
+		creds[sc.Node] = c
+	}
 	s.jobs, s.seq, s.lastIndex, s.totalPayload = jobs, h.Seq, h.LastIndex, h.TotalPayload
+	s.creds, s.auditIx, s.auditSeq = creds, auditIx, h.AuditSeq
 	return nil
+}
+
+// restoreAudit validates one audited chunk of a snapshot: its range inside the job, a known step,
+// chosen blocks among its leaves.
+func restoreAudit(a snapAudit, j *job) (*auditRec, error) {
+	if a.Range.Empty() || !j.total().Contains(a.Range) || a.Step < stepCommitted || a.Step > stepCleared {
+		return nil, fmt.Errorf("audit record %v: bad range or step", a.Range)
+	}
+	if a.Leaves < 0 || a.Leaves > audit.MaxLeaves || len(a.Blocks) > a.Leaves || len(a.Claimed) != len(a.Blocks) {
+		return nil, fmt.Errorf("audit record %v: bad blocks", a.Range)
+	}
+	for _, b := range a.Blocks {
+		if b < 0 || b >= a.Leaves {
+			return nil, fmt.Errorf("audit record %v: block %d of %d", a.Range, b, a.Leaves)
+		}
+	}
+	if a.Step == stepDisputed && len(a.Theirs) != len(a.Blocks) {
+		return nil, fmt.Errorf("audit record %v: dispute without the auditor's leaves", a.Range)
+	}
+	return &auditRec{
+		rng: a.Range, node: a.Node, kind: j.spec.Kind, seq: a.Seq, leaves: a.Leaves, root: a.Root, hits: a.Hits,
+		step: a.Step, audited: a.Audited, id: a.ID, blocks: a.Blocks, claimed: a.Claimed, auditor: a.Auditor, theirs: a.Theirs,
+	}, nil
 }
 
 func readBytes(br *bufio.Reader, limit int) ([]byte, error) {

@@ -3,6 +3,7 @@ package audit
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -131,4 +132,16 @@ func DecodeProof(b []byte) ([]Hash, error) {
 		copy(out[i][:], b[32*i:])
 	}
 	return out, nil
+}
+
+// MarshalText writes the hash in hex, as JSON and snapshots show it.
+func (h Hash) MarshalText() ([]byte, error) { return fmt.Appendf(nil, "%x", h[:]), nil }
+
+// UnmarshalText reads MarshalText's hex.
+func (h *Hash) UnmarshalText(b []byte) error {
+	if len(b) != 64 {
+		return fmt.Errorf("hash: %d hex digits, want 64", len(b))
+	}
+	_, err := hex.Decode(h[:], b)
+	return err
 }

@@ -1,0 +1,516 @@
+package compute
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hydra-compute/hydra/compute/audit"
+)
+
+// Audits in the replicated job state (docs/design.md §4). A result of an audited Results command
+// is accepted (its range is taken, its payload stored) but counts in its job's answer only once
+// it is cleared: sampled out by a Challenge, or its audit passed. Every step is a raft command,
+// so a new leader finds the audits in flight in the state and leases them again.
+
+// auditStep is where an accepted chunk is in its audit.
+type auditStep uint8
+
+const (
+	stepCommitted auditStep = iota + 1 // accepted, waiting for its Challenge
+	stepAuditing                       // chosen: an auditor recomputes its blocks
+	stepDisputed                       // the auditor disagreed: a third node recomputes it all
+	stepCleared                        // sampled out or passed: counted
+)
+
+// auditRec is an accepted chunk under audit.
+type auditRec struct {
+	rng     Range
+	node    string
+	kind    Kind
+	seq     uint64 // the node's count of accepted chunks when this one was accepted
+	leaves  int
+	root    audit.Hash
+	hits    uint64
+	step    auditStep
+	audited bool // cleared by a passed audit (not sampled out)
+	id      uint64
+	blocks  []int
+	claimed []audit.Hash // the node's leaves at blocks
+	auditor string       // disputes: the auditor who disagreed
+	theirs  []audit.Hash // disputes: the auditor's leaves at blocks
+}
+
+// nodeCred is a node's credibility: a Standing per kernel, its failures and its quarantine.
+type nodeCred struct {
+	kinds       map[Kind]*audit.Standing
+	failed      uint64 // failed audits since the last trust reset
+	quarantined bool
+	seq         uint64 // accepted chunks so far
+	lastPass    uint64 // seq of the latest chunk whose audit passed
+}
+
+// AuditTask is an audit to lease: recompute Spans of Chunk of Job (a block audit), or the whole
+// chunk when Full (a dispute). Node computed the chunk and Auditor (disputes) disagreed with it:
+// neither may take the task.
+type AuditTask struct {
+	ID      uint64
+	Job     string
+	Spec    JobSpec
+	Chunk   Range
+	Node    string
+	Auditor string
+	Spans   []Range
+	Full    bool
+}
+
+// AuditOutcome is what Apply returns for OpChallenge, OpAudit and OpTrustReset: what changed,
+// for the coordinator's logs, metrics and scheduler.
+type AuditOutcome struct {
+	Audited     int        `json:"audited,omitempty"`     // chunks chosen for audit
+	SampledOut  int        `json:"sampled_out,omitempty"` // chunks cleared without audit
+	Passed      []string   `json:"passed,omitempty"`      // nodes whose audit passed
+	Failed      []string   `json:"failed,omitempty"`      // nodes whose audit failed
+	Quarantined []string   `json:"quarantined,omitempty"` // nodes quarantined by this command
+	Mismatch    bool       `json:"mismatch,omitempty"`    // an auditor disagreed: dispute opened
+	Determinism bool       `json:"determinism,omitempty"` // two trusted nodes disagreed
+	Requeued    []JobRange `json:"requeued,omitempty"`    // ranges to compute again
+	Finished    []string   `json:"finished,omitempty"`    // jobs this command finished
+	Reason      string     `json:"reason,omitempty"`      // why an audit changed nothing
+}
+
+// JobRange is a range of a job.
+type JobRange struct {
+	Job   string `json:"job"`
+	Range Range  `json:"range"`
+}
+
+// NodeAudit is a node's audit record as the API shows it.
+type NodeAudit struct {
+	Passed uint64      `json:"passed"`
+	Failed uint64      `json:"failed"`
+	State  audit.State `json:"state"`
+}
+
+func (s *JobState) cred(node string) *nodeCred {
+	c := s.creds[node]
+	if c == nil {
+		c = &nodeCred{kinds: map[Kind]*audit.Standing{}}
+		s.creds[node] = c
+	}
+	return c
+}
+
+func (c *nodeCred) standing(k Kind) *audit.Standing {
+	st := c.kinds[k]
+	if st == nil {
+		st = &audit.Standing{}
+		c.kinds[k] = st
+	}
+	return st
+}
+
+// Quarantined reports whether a node is quarantined: it gets no work and no vote.
+func (s *JobState) Quarantined(node string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.creds[node]
+	return c != nil && c.quarantined
+}
+
+// NodeAudits returns every node's audit record: passed and failed audits over all kernels and
+// its standing (trusted once trusted for every kernel it has been audited on).
+func (s *JobState) NodeAudits() map[string]NodeAudit {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]NodeAudit, len(s.creds))
+	for id, c := range s.creds {
+		out[id] = s.nodeAuditLocked(c)
+	}
+	return out
+}
+
+// NodeAudit returns one node's audit record (a node never audited is new).
+func (s *JobState) NodeAudit(node string) NodeAudit {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c := s.creds[node]; c != nil {
+		return s.nodeAuditLocked(c)
+	}
+	return NodeAudit{State: audit.StateNew}
+}
+
+func (s *JobState) nodeAuditLocked(c *nodeCred) NodeAudit {
+	v := NodeAudit{State: audit.StateNew}
+	trusted := len(c.kinds) > 0
+	for _, st := range c.kinds {
+		v.Passed += st.Passed
+		v.Failed += st.Failed
+		if !s.policy.Trusted(*st) {
+			trusted = false
+		}
+	}
+	switch {
+	case c.quarantined:
+		v.State = audit.StateQuarantined
+	case trusted:
+		v.State = audit.StateTrusted
+	}
+	return v
+}
+
+// Unchallenged lists accepted chunks waiting for their Challenge, at most max, in job order: a
+// coordinator proposes a Challenge for them (again after a leader change).
+func (s *JobState) Unchallenged(max int) []ChunkRef {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []ChunkRef
+	for _, j := range s.sortedJobsLocked() {
+		for _, start := range sortedStarts(j.recs) {
+			if len(out) >= max {
+				return out
+			}
+			if j.recs[start].step == stepCommitted {
+				out = append(out, ChunkRef{Job: j.id, Start: start})
+			}
+		}
+	}
+	return out
+}
+
+// AuditTasks lists the audits to run: chunks chosen for audit and disputes, in job order.
+func (s *JobState) AuditTasks() []AuditTask {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []AuditTask
+	for _, j := range s.sortedJobsLocked() {
+		for _, start := range sortedStarts(j.recs) {
+			r := j.recs[start]
+			if r.step != stepAuditing && r.step != stepDisputed {
+				continue
+			}
+			t := AuditTask{ID: r.id, Job: j.id, Spec: j.spec, Chunk: r.rng, Node: r.node, Auditor: r.auditor, Full: r.step == stepDisputed}
+			if t.Full {
+				t.Spans = []Range{r.rng}
+			} else {
+				t.Spans = auditSpans(r)
+			}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func auditSpans(r *auditRec) []Range {
+	blocks, err := ChunkBlocks(r.kind, r.rng)
+	if err != nil {
+		return nil
+	}
+	bs := make([]audit.Block, len(blocks))
+	for i, b := range blocks {
+		bs[i] = audit.Block{Start: b.Start, End: b.End}
+	}
+	var out []Range
+	for _, sp := range audit.Spans(bs, r.blocks) {
+		out = append(out, Range{sp.Start, sp.End})
+	}
+	return out
+}
+
+func (s *JobState) sortedJobsLocked() []*job {
+	js := make([]*job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		js = append(js, j)
+	}
+	sort.Slice(js, func(a, b int) bool { return js[a].seq < js[b].seq })
+	return js
+}
+
+func sortedStarts(m map[uint64]*auditRec) []uint64 {
+	out := make([]uint64, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
+	return out
+}
+
+// clear counts a chunk in its job's answer.
+func (s *JobState) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutcome) {
+	if r.step == stepCleared {
+		return
+	}
+	if r.id != 0 {
+		delete(s.auditIx, r.id)
+	}
+	r.step, r.audited = stepCleared, audited
+	r.blocks, r.claimed, r.theirs = nil, nil, nil
+	j.cleared.Add(r.rng)
+	j.hits += r.hits
+	s.maybeFinish(j, out)
+}
+
+// maybeFinish marks a running job done once every unit is cleared.
+func (s *JobState) maybeFinish(j *job, out *AuditOutcome) {
+	if j.status != StatusDone && j.status != StatusCancelled && j.cleared.Covers(j.total()) {
+		j.status, j.finished = StatusDone, s.now
+		if out != nil {
+			out.Finished = append(out.Finished, j.id)
+		}
+	}
+}
+
+func (s *JobState) challenge(c Challenge) *AuditOutcome {
+	s.now = c.Time
+	out := &AuditOutcome{}
+	for _, it := range c.Items {
+		j := s.jobs[it.Job]
+		if j == nil {
+			continue
+		}
+		r := j.recs[it.Start]
+		if r == nil || r.step != stepCommitted {
+			continue
+		}
+		st := s.cred(r.node).standing(r.kind)
+		chosen, blocks := s.policy.Choose(c.Seed, j.id, r.rng.Start, *st, r.leaves)
+		if !chosen {
+			out.SampledOut++
+			s.clearChunk(j, r, false, out)
+			continue
+		}
+		leaves, err := s.storedLeaves(j, r)
+		if err != nil || audit.Root(leaves) != r.root {
+			// The stored payload no longer matches the commitment: compute the chunk again.
+			s.requeue(j, r, out)
+			continue
+		}
+		r.blocks = blocks
+		r.claimed = make([]audit.Hash, len(blocks))
+		for i, b := range blocks {
+			r.claimed[i] = leaves[b]
+		}
+		s.auditSeq++
+		r.id, r.step = s.auditSeq, stepAuditing
+		s.auditIx[r.id] = JobRange{Job: j.id, Range: r.rng}
+		out.Audited++
+	}
+	return out
+}
+
+// storedLeaves recomputes a chunk's leaves from its stored payload.
+func (s *JobState) storedLeaves(j *job, r *auditRec) ([]audit.Hash, error) {
+	var payload []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(j.id))
+		if b == nil {
+			return fmt.Errorf("no payloads")
+		}
+		v := b.Get(payloadKey(r.rng))
+		if len(v) < 8 {
+			return fmt.Errorf("no payload for %v", r.rng)
+		}
+		payload = append([]byte(nil), v[8:]...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	leaves, _, err := ChunkLeaves(j.spec, r.rng, payload)
+	return leaves, err
+}
+
+func (s *JobState) auditResult(c Audit) (*AuditOutcome, error) {
+	s.now = c.Time
+	out := &AuditOutcome{}
+	ref, ok := s.auditIx[c.ID]
+	if !ok || ref.Job != c.Job {
+		out.Reason = "no such audit in progress"
+		return out, nil
+	}
+	j := s.jobs[ref.Job]
+	r := j.recs[ref.Range.Start]
+	if c.Auditor == "" || c.Auditor == r.node || (r.step == stepDisputed && c.Auditor == r.auditor) {
+		return nil, fmt.Errorf("audit %d: %q may not audit this chunk", c.ID, c.Auditor)
+	}
+	if c.Seconds < 0 || !isFinite(c.Seconds) {
+		return nil, fmt.Errorf("audit %d: compute seconds not a finite non-negative number", c.ID)
+	}
+	if q := s.creds[c.Auditor]; q != nil && q.quarantined {
+		out.Reason = "auditor quarantined"
+		return out, nil
+	}
+	switch r.step {
+	case stepAuditing:
+		if len(c.Leaves) != len(r.blocks) {
+			return nil, fmt.Errorf("audit %d: %d leaves for %d blocks", c.ID, len(c.Leaves), len(r.blocks))
+		}
+		for _, b := range auditSpans(r) {
+			j.auditedUnits += b.Len()
+		}
+		for i := range c.Leaves {
+			if c.Leaves[i] != r.claimed[i] {
+				// A mismatch: the whole chunk goes to a third node; the majority's bits stand.
+				auditorTrusted := s.policy.Trusted(*s.cred(c.Auditor).standing(r.kind))
+				out.Mismatch = true
+				out.Determinism = s.policy.Trusted(*s.cred(r.node).standing(r.kind)) && auditorTrusted
+				r.step, r.auditor, r.theirs = stepDisputed, c.Auditor, c.Leaves
+				return out, nil
+			}
+		}
+		s.pass(r, out)
+		s.clearChunk(j, r, true, out)
+	case stepDisputed:
+		leaves, hits, err := ChunkLeaves(j.spec, r.rng, c.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("audit %d: full result: %w", c.ID, err)
+		}
+		if audit.Root(leaves) != c.Root {
+			return nil, fmt.Errorf("audit %d: commitment does not match the result", c.ID)
+		}
+		j.auditedUnits += r.rng.Len()
+		agreeNode := audit.Root(leaves) == r.root
+		agreeAuditor := true
+		for i, b := range r.blocks {
+			if leaves[b] != r.theirs[i] {
+				agreeAuditor = false
+			}
+		}
+		switch {
+		case agreeNode:
+			// The chunk's node was right; its auditor's bits were wrong.
+			s.pass(r, out)
+			s.fail(r.auditor, r.kind, out)
+			s.clearChunk(j, r, true, out)
+		case agreeAuditor:
+			// The auditor was right: the third node's result replaces the chunk's.
+			bad := r.node
+			if err := s.replacePayload(j, r, c, hits, leaves); err != nil {
+				return nil, err
+			}
+			s.clearChunk(j, r, true, out)
+			s.fail(bad, r.kind, out)
+		default:
+			// Three different answers: no majority. Compute the chunk again from scratch.
+			out.Reason = "no majority"
+			s.requeue(j, r, out)
+		}
+	}
+	return out, nil
+}
+
+// replacePayload makes the third node's full result the chunk's: payload, hits, contribution.
+func (s *JobState) replacePayload(j *job, r *auditRec, c Audit, hits uint64, leaves []audit.Hash) error {
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(j.id))
+		if err != nil {
+			return err
+		}
+		return b.Put(payloadKey(r.rng), payloadValue(r.rng, c.Payload))
+	}); err != nil {
+		return fmt.Errorf("audit %d: store: %w", c.ID, err)
+	}
+	s.uncontribute(j, r.node, r.rng)
+	n := j.nodes[c.Auditor]
+	if n == nil {
+		n = &NodeContribution{Node: c.Auditor}
+		j.nodes[c.Auditor] = n
+	}
+	n.Units += r.rng.Len()
+	n.Chunks++
+	n.ComputeSeconds += c.Seconds
+	r.node, r.hits, r.root, r.leaves = c.Auditor, hits, audit.Root(leaves), len(leaves)
+	r.seq = s.cred(c.Auditor).seq
+	return nil
+}
+
+func (s *JobState) uncontribute(j *job, node string, rng Range) {
+	if n := j.nodes[node]; n != nil {
+		n.Units -= min(n.Units, rng.Len())
+		n.Chunks -= min(n.Chunks, 1)
+		if n.Units == 0 && n.Chunks == 0 {
+			delete(j.nodes, node)
+		}
+	}
+}
+
+func (s *JobState) pass(r *auditRec, out *AuditOutcome) {
+	c := s.cred(r.node)
+	st := c.standing(r.kind)
+	st.Passed++
+	st.Streak++
+	c.lastPass = max(c.lastPass, r.seq)
+	out.Passed = append(out.Passed, r.node)
+}
+
+// fail records a failed audit of node: its streak resets, every result of it accepted since its
+// last passed audit is computed again, and past Policy.QuarantineAfter failures it is
+// quarantined and every result of it not cleared by an audit is computed again.
+func (s *JobState) fail(node string, k Kind, out *AuditOutcome) {
+	c := s.cred(node)
+	st := c.standing(k)
+	st.Failed++
+	st.Streak = 0
+	c.failed++
+	out.Failed = append(out.Failed, node)
+	if !c.quarantined && c.failed >= s.policy.WithDefaults().QuarantineAfter {
+		c.quarantined = true
+		out.Quarantined = append(out.Quarantined, node)
+	}
+	for _, j := range s.sortedJobsLocked() {
+		for _, start := range sortedStarts(j.recs) {
+			r := j.recs[start]
+			if r.node != node || r.audited {
+				continue
+			}
+			if c.quarantined || r.seq > c.lastPass {
+				s.requeue(j, r, out)
+			}
+		}
+	}
+}
+
+// requeue forgets an accepted chunk: its range is pending again, its payload deleted, and if it
+// was counted, its job's answer loses it (a done job runs again).
+func (s *JobState) requeue(j *job, r *auditRec, out *AuditOutcome) {
+	delete(j.recs, r.rng.Start)
+	if r.id != 0 {
+		delete(s.auditIx, r.id)
+	}
+	j.accepted.Remove(r.rng)
+	if r.step == stepCleared {
+		j.cleared.Remove(r.rng)
+		j.hits -= min(j.hits, r.hits)
+	}
+	_ = s.db.Update(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte(j.id)); b != nil {
+			if v := b.Get(payloadKey(r.rng)); v != nil {
+				size := int64(len(v)-8) + 16
+				j.payloadBytes -= size
+				s.totalPayload -= size
+				return b.Delete(payloadKey(r.rng))
+			}
+		}
+		return nil
+	})
+	s.uncontribute(j, r.node, r.rng)
+	j.redoneUnits += r.rng.Len()
+	if j.status == StatusDone {
+		j.status, j.finished = StatusRunning, time.Time{}
+	}
+	out.Requeued = append(out.Requeued, JobRange{Job: j.id, Range: r.rng})
+}
+
+func (s *JobState) trustReset(c TrustReset) (*AuditOutcome, error) {
+	if c.Node == "" {
+		return nil, fmt.Errorf("trust reset: empty node id")
+	}
+	n := s.cred(c.Node)
+	n.quarantined, n.failed = false, 0
+	for _, st := range n.kinds {
+		st.Failed, st.Streak = 0, 0
+	}
+	return &AuditOutcome{}, nil
+}

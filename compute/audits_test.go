@@ -1,0 +1,339 @@
+package compute
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"github.com/hydra-compute/hydra/compute/audit"
+)
+
+// committedPi is a π chunk result with its commitment; cheat adds a hit to one block.
+func committedPi(t *testing.T, job string, seed uint64, r Range, node string, cheat bool) ChunkResult {
+	t.Helper()
+	bh, err := PiBlocksHits(seed, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cheat {
+		bh[len(bh)/2]++
+	}
+	p := EncodePiBlocksPayload(bh)
+	root, err := Commitment(JobSpec{Kind: KindPi, Pi: &PiParams{Samples: r.End, Seed: seed}}, r, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ChunkResult{Job: job, Range: r, Node: node, ComputeSeconds: 0.1, Payload: p, Root: root}
+}
+
+// answer computes an audit task honestly (or with one leaf wrong) as auditor.
+func answer(t *testing.T, task AuditTask, auditor string, cheat bool) Audit {
+	t.Helper()
+	a := Audit{Time: t0, Job: task.Job, ID: task.ID, Auditor: auditor}
+	if task.Full {
+		c := committedPi(t, task.Job, task.Spec.Pi.Seed, task.Chunk, auditor, cheat)
+		a.Payload, a.Root = c.Payload, c.Root
+		return a
+	}
+	var payloads [][]byte
+	for _, sp := range task.Spans {
+		bh, _ := PiBlocksHits(task.Spec.Pi.Seed, sp)
+		payloads = append(payloads, EncodePiBlocksPayload(bh))
+	}
+	leaves, err := SpanLeaves(task.Spec, task.Spans, payloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cheat {
+		leaves[0][0] ^= 1
+	}
+	a.Leaves = leaves
+	return a
+}
+
+func seedN(n byte) audit.Seed { var s audit.Seed; s[0] = n; return s }
+
+const auditSeed = 11
+
+func auditJob(t *testing.T, st testState, id string, blocks uint64) {
+	st.mustApply(t, Submit{ID: id, Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: blocks*audit.PiBlock + 7, Seed: auditSeed}}})
+}
+
+func tasksFor(st testState, node string) []AuditTask {
+	var out []AuditTask
+	for _, a := range st.AuditTasks() {
+		if a.Node == node {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func TestAuditHonestChunkCountsOnlyAfterItsAudit(t *testing.T) {
+	st := newTestState(t)
+	auditJob(t, st, "pi", 2)
+	total := uint64(2*audit.PiBlock + 7)
+	out := st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{
+		committedPi(t, "pi", auditSeed, Range{0, total}, "a", false),
+	}}).(*ResultsOutcome)
+	if out.Accepted != 1 || len(out.Finished) != 0 {
+		t.Fatalf("results: %+v", out)
+	}
+	if r, _ := st.PiResult("pi"); r.Samples != 0 {
+		t.Fatalf("an unaudited result counts: %+v", r)
+	}
+	if u := st.Unchallenged(10); len(u) != 1 || u[0] != (ChunkRef{"pi", 0}) {
+		t.Fatalf("unchallenged %v", u)
+	}
+	co := st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)}).(*AuditOutcome)
+	if co.Audited != 1 {
+		t.Fatalf("a new node's chunk was not audited: %+v", co)
+	}
+	tasks := st.AuditTasks()
+	if len(tasks) != 1 || tasks[0].Full || len(tasks[0].Spans) != 1 || tasks[0].Spans[0] != (Range{0, total}) {
+		t.Fatalf("a new node's audit is not every block: %+v", tasks)
+	}
+	// The node itself may not audit its chunk.
+	if r := st.ApplyCommand(answer(t, tasks[0], "a", false), 0); r == nil {
+		t.Fatal("a node audited its own chunk")
+	} else if _, isErr := r.(error); !isErr {
+		t.Fatalf("self-audit: %v", r)
+	}
+	ao := st.mustApply(t, answer(t, tasks[0], "b", false)).(*AuditOutcome)
+	if !reflect.DeepEqual(ao.Passed, []string{"a"}) || len(ao.Finished) != 1 {
+		t.Fatalf("audit outcome %+v", ao)
+	}
+	r, _ := st.PiResult("pi")
+	if r.Samples != total || r.Hits != PiHits(auditSeed, 0, total) {
+		t.Fatalf("result %+v", r)
+	}
+	j, _ := st.Job("pi")
+	if j.State != StatusDone || j.AuditedUnits != total || j.RedoneUnits != 0 {
+		t.Fatalf("job %+v", j)
+	}
+	if na := st.NodeAudit("a"); na.Passed != 1 || na.Failed != 0 || na.State != audit.StateNew {
+		t.Fatalf("node a %+v", na)
+	}
+	// A second answer for the same audit changes nothing.
+	if ao := st.mustApply(t, answer(t, tasks[0], "c", false)).(*AuditOutcome); ao.Reason == "" {
+		t.Fatalf("a stale audit was applied: %+v", ao)
+	}
+}
+
+func TestAuditCommitmentChecked(t *testing.T) {
+	st := newTestState(t)
+	auditJob(t, st, "pi", 2)
+	c := committedPi(t, "pi", auditSeed, Range{0, 100}, "a", false)
+	c.Root[0] ^= 1
+	noRoot := piChunk("pi", auditSeed, Range{100, 200}, "a") // format 1: no blocks
+	out := st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{c, noRoot}}).(*ResultsOutcome)
+	if out.Accepted != 0 || len(out.Rejected) != 2 {
+		t.Fatalf("results without a valid commitment accepted: %+v", out)
+	}
+}
+
+// TestAuditCheaterCaughtAndRedone: a cheating node's wrong block is found by the auditor, the
+// third node sides with the auditor, its result replaces the cheater's, every result of the
+// cheater since its last passed audit is requeued, and after three failures it is quarantined.
+func TestAuditCheaterCaughtAndRedone(t *testing.T) {
+	st := newTestState(t)
+	auditJob(t, st, "pi", 6)
+	B := uint64(audit.PiBlock)
+	// The cheater's first chunk is honest and passes; the next two are sampled out... as a new
+	// node it is audited on every chunk, so cheat on the second and leave the third waiting.
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{
+		committedPi(t, "pi", auditSeed, Range{0, B}, "evil", false),
+	}})
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)})
+	st.mustApply(t, answer(t, tasksFor(st, "evil")[0], "b", false))
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{
+		committedPi(t, "pi", auditSeed, Range{B, 2 * B}, "evil", true),
+		committedPi(t, "pi", auditSeed, Range{2 * B, 3 * B}, "evil", false),
+	}})
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(2), Items: st.Unchallenged(10)})
+	var cheat AuditTask
+	for _, tk := range tasksFor(st, "evil") {
+		if tk.Chunk.Start == B {
+			cheat = tk
+		}
+	}
+	ao := st.mustApply(t, answer(t, cheat, "b", false)).(*AuditOutcome)
+	if !ao.Mismatch || ao.Determinism {
+		t.Fatalf("mismatch not found: %+v", ao)
+	}
+	var dispute AuditTask
+	for _, tk := range st.AuditTasks() {
+		if tk.Full {
+			dispute = tk
+		}
+	}
+	if dispute.Chunk != (Range{B, 2 * B}) || dispute.Auditor != "b" || dispute.Node != "evil" {
+		t.Fatalf("dispute %+v", dispute)
+	}
+	if r := st.ApplyCommand(answer(t, dispute, "b", false), 0); r == nil {
+		t.Fatal("the first auditor settled its own dispute")
+	}
+	ao = st.mustApply(t, answer(t, dispute, "c", false)).(*AuditOutcome)
+	if !reflect.DeepEqual(ao.Failed, []string{"evil"}) || len(ao.Requeued) != 1 || ao.Requeued[0].Range != (Range{2 * B, 3 * B}) {
+		t.Fatalf("dispute outcome %+v", ao)
+	}
+	j, _ := st.Job("pi")
+	if j.RedoneUnits != B || j.AuditedUnits != 2*B+B {
+		t.Fatalf("job audited %d redone %d", j.AuditedUnits, j.RedoneUnits)
+	}
+	if p, _ := st.Pending("pi"); len(p) != 1 || p[0] != (Range{2 * B, 6*B + 7}) {
+		t.Fatalf("pending after requeue %v", p)
+	}
+	for _, n := range j.Nodes {
+		if n.Node == "evil" && n.Units != B {
+			t.Fatalf("the cheater keeps credit for %d units", n.Units)
+		}
+	}
+	// Two more failures quarantine it; its results are refused from then on.
+	for i, r := range []Range{{2 * B, 3 * B}, {3 * B, 4 * B}} {
+		st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{committedPi(t, "pi", auditSeed, r, "evil", true)}})
+		st.mustApply(t, Challenge{Time: t0, Seed: seedN(byte(3 + i)), Items: st.Unchallenged(10)})
+		st.mustApply(t, answer(t, tasksFor(st, "evil")[0], "b", false))
+		ao = st.mustApply(t, answer(t, tasksFor(st, "evil")[0], "c", false)).(*AuditOutcome)
+	}
+	if !reflect.DeepEqual(ao.Quarantined, []string{"evil"}) || !st.Quarantined("evil") {
+		t.Fatalf("not quarantined: %+v", ao)
+	}
+	if na := st.NodeAudit("evil"); na.State != audit.StateQuarantined || na.Failed != 3 || na.Passed != 1 {
+		t.Fatalf("node audit %+v", na)
+	}
+	out := st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{committedPi(t, "pi", auditSeed, Range{4 * B, 5 * B}, "evil", false)}}).(*ResultsOutcome)
+	if out.Accepted != 0 {
+		t.Fatal("a quarantined node's result accepted")
+	}
+	// Honest nodes finish the job; the answer is exact.
+	finish(t, st, "pi", []string{"a", "b"})
+	r, _ := st.PiResult("pi")
+	if r.Hits != PiHits(auditSeed, 0, 6*B+7) || r.Samples != 6*B+7 {
+		t.Fatalf("result %+v", r)
+	}
+	for _, n := range []string{"b", "c"} {
+		if st.NodeAudit(n).Failed != 0 {
+			t.Fatalf("honest node %s failed an audit", n)
+		}
+	}
+	// An admin clears the cheater: new again.
+	st.mustApply(t, TrustReset{Node: "evil"})
+	if na := st.NodeAudit("evil"); na.State != audit.StateNew || st.Quarantined("evil") || na.Failed != 0 {
+		t.Fatalf("after reset %+v", na)
+	}
+}
+
+// finish computes the pending ranges of job on the nodes, honestly, and audits them with the
+// other node until the job is done.
+func finish(t *testing.T, st testState, job string, nodes []string) {
+	t.Helper()
+	B := uint64(audit.PiBlock)
+	for round := 0; round < 50; round++ {
+		if j, _ := st.Job(job); j.State == StatusDone {
+			return
+		}
+		p, _ := st.Pending(job)
+		var items []ChunkResult
+		for i, r := range p {
+			for s := r.Start; s < r.End; s += B {
+				items = append(items, committedPi(t, job, auditSeed, Range{s, min(s+B, r.End)}, nodes[i%len(nodes)], false))
+			}
+		}
+		if len(items) > 0 {
+			st.mustApply(t, Results{Time: t0, Audited: true, Items: items})
+		}
+		st.mustApply(t, Challenge{Time: t0, Seed: seedN(byte(100 + round)), Items: st.Unchallenged(100)})
+		for _, tk := range st.AuditTasks() {
+			auditor := nodes[0]
+			if tk.Node == auditor {
+				auditor = nodes[1]
+			}
+			st.mustApply(t, answer(t, tk, auditor, false))
+		}
+	}
+	t.Fatal("job not done after 50 rounds")
+}
+
+// TestAuditWrongAuditorLoses: an auditor with wrong bits opens a dispute; the third node sides
+// with the chunk's node, so the auditor fails and the chunk counts.
+func TestAuditWrongAuditorLoses(t *testing.T) {
+	st := newTestState(t)
+	auditJob(t, st, "pi", 1)
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{committedPi(t, "pi", auditSeed, Range{0, audit.PiBlock + 7}, "a", false)}})
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)})
+	st.mustApply(t, answer(t, st.AuditTasks()[0], "liar", true))
+	ao := st.mustApply(t, answer(t, st.AuditTasks()[0], "c", false)).(*AuditOutcome)
+	if !reflect.DeepEqual(ao.Failed, []string{"liar"}) || !reflect.DeepEqual(ao.Passed, []string{"a"}) || len(ao.Finished) != 1 {
+		t.Fatalf("outcome %+v", ao)
+	}
+	// Three different answers: no majority, the chunk is computed again.
+	st2 := newTestState(t)
+	auditJob(t, st2, "pi", 1)
+	st2.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{committedPi(t, "pi", auditSeed, Range{0, audit.PiBlock + 7}, "a", true)}})
+	st2.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st2.Unchallenged(10)})
+	st2.mustApply(t, answer(t, st2.AuditTasks()[0], "liar", true))
+	ao = st2.mustApply(t, answer(t, st2.AuditTasks()[0], "c", false)).(*AuditOutcome)
+	if ao.Reason != "no majority" || len(ao.Requeued) != 1 {
+		t.Fatalf("three-way outcome %+v", ao)
+	}
+}
+
+// TestAuditStateSurvivesSnapshot: audits in flight, standings and quarantine are replicated
+// state: a restored replica lists the same audits and the same standings and finishes the job.
+func TestAuditStateSurvivesSnapshot(t *testing.T) {
+	st := newTestState(t)
+	auditJob(t, st, "pi", 3)
+	B := uint64(audit.PiBlock)
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{
+		committedPi(t, "pi", auditSeed, Range{0, B}, "a", false),
+		committedPi(t, "pi", auditSeed, Range{B, 2 * B}, "evil", true),
+		committedPi(t, "pi", auditSeed, Range{2 * B, 3 * B}, "a", false),
+	}})
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(2)}) // the third waits
+	st.mustApply(t, answer(t, tasksFor(st, "evil")[0], "b", false))                 // a dispute
+	var snap bytes.Buffer
+	if err := st.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestState(t)
+	if err := r.Restore(bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(r.AuditTasks(), st.AuditTasks()) || !reflect.DeepEqual(r.NodeAudits(), st.NodeAudits()) ||
+		!reflect.DeepEqual(r.Unchallenged(10), st.Unchallenged(10)) {
+		t.Fatalf("restored audits differ:\n%+v\n%+v", r.AuditTasks(), st.AuditTasks())
+	}
+	a, _ := st.Job("pi")
+	b, _ := r.Job("pi")
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("restored job differs:\n%+v\n%+v", a, b)
+	}
+	finish(t, r, "pi", []string{"a", "c"})
+	res, _ := r.PiResult("pi")
+	if res.Hits != PiHits(auditSeed, 0, 3*B+7) {
+		t.Fatalf("result %+v", res)
+	}
+	if r.NodeAudit("evil").Failed != 1 {
+		t.Fatalf("evil %+v", r.NodeAudit("evil"))
+	}
+}
+
+func FuzzDecodePiBlocks(f *testing.F) {
+	f.Add(EncodePiBlocksPayload([]uint64{3, 4}), uint64(audit.PiBlock-5), uint64(audit.PiBlock+5))
+	f.Add(EncodePiPayload(3), uint64(0), uint64(10))
+	f.Add([]byte{2, 0xff, 0xff, 0xff, 0xff, 0x0f}, uint64(0), uint64(1))
+	f.Fuzz(func(t *testing.T, b []byte, start, end uint64) {
+		bh, total, err := DecodePiBlocks(b, Range{start, end})
+		if err != nil {
+			return
+		}
+		var sum uint64
+		for _, h := range bh {
+			sum += h
+		}
+		if sum != total || total > end-start {
+			t.Fatalf("decoded %d blocks summing to %d, total %d, for %d samples", len(bh), sum, total, end-start)
+		}
+	})
+}
