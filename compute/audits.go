@@ -168,6 +168,9 @@ func (s *JobState) Unchallenged(max int) []ChunkRef {
 	defer s.mu.RUnlock()
 	var out []ChunkRef
 	for _, j := range s.sortedJobsLocked() {
+		if j.open == 0 {
+			continue
+		}
 		for _, start := range sortedStarts(j.recs) {
 			if len(out) >= max {
 				return out
@@ -186,6 +189,9 @@ func (s *JobState) AuditTasks() []AuditTask {
 	defer s.mu.RUnlock()
 	var out []AuditTask
 	for _, j := range s.sortedJobsLocked() {
+		if j.open == 0 {
+			continue
+		}
 		for _, start := range sortedStarts(j.recs) {
 			r := j.recs[start]
 			if r.step != stepAuditing && r.step != stepDisputed {
@@ -247,6 +253,7 @@ func (s *JobState) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutco
 	}
 	r.step, r.audited = stepCleared, audited
 	r.blocks, r.claimed, r.theirs = nil, nil, nil
+	j.open--
 	j.cleared.Add(r.rng)
 	j.hits += r.hits
 	s.maybeFinish(j, out)
@@ -483,6 +490,8 @@ func (s *JobState) requeue(j *job, r *auditRec, out *AuditOutcome) {
 	if r.step == stepCleared {
 		j.cleared.Remove(r.rng)
 		j.hits -= min(j.hits, r.hits)
+	} else {
+		j.open--
 	}
 	_ = s.db.Update(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte(j.id)); b != nil {

@@ -76,8 +76,9 @@ func DecodePiBlocks(b []byte, r Range) (blockHits []uint64, total uint64, err er
 	return blockHits, total, nil
 }
 
-// decodePiAny decodes a π payload of either format: the hits of units samples r.
-func decodePiAny(b []byte, r Range) (uint64, error) {
+// DecodePiResult decodes a π payload of either format (with per-block hits or without): the
+// hits of samples r.
+func DecodePiResult(b []byte, r Range) (uint64, error) {
 	if len(b) > 0 && b[0] == piPayloadBlocks {
 		_, total, err := DecodePiBlocks(b, r)
 		return total, err

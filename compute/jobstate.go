@@ -58,6 +58,7 @@ type job struct {
 	cleared      RangeSet             // ranges counted in the answer: sampled out or audited (docs/design.md §4)
 	hits         uint64               // π reducer: the sum of cleared chunks' hits
 	recs         map[uint64]*auditRec // chunks of audited results by range start (audits.go)
+	open         int                  // recs not cleared yet
 	auditedUnits uint64               // units recomputed by auditors
 	redoneUnits  uint64               // units computed again after a failed audit
 	nodes        map[string]*NodeContribution
@@ -317,6 +318,7 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 				rng: a.item.Range, node: a.item.Node, kind: j.spec.Kind, seq: nc.seq, leaves: a.leaves,
 				root: a.item.Root, hits: a.hits, step: stepCommitted,
 			}
+			j.open++
 		} else {
 			j.cleared.Add(a.item.Range)
 			j.hits += a.hits
@@ -367,7 +369,7 @@ func (s *JobState) check(it ChunkResult, batch map[string]*RangeSet) (uint64, st
 	}
 	switch j.spec.Kind {
 	case KindPi:
-		hits, err := decodePiAny(it.Payload, it.Range)
+		hits, err := DecodePiResult(it.Payload, it.Range)
 		if err != nil {
 			return 0, err.Error()
 		}

@@ -215,6 +215,9 @@ func (s *JobState) Restore(r io.Reader) error {
 				return fmt.Errorf("restore: job %s: %w", sj.ID, err)
 			}
 			j.recs[r.rng.Start] = r
+			if r.step != stepCleared {
+				j.open++
+			}
 			if r.id != 0 && (r.step == stepAuditing || r.step == stepDisputed) {
 				auditIx[r.id] = JobRange{Job: j.id, Range: r.rng}
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
 	"github.com/hydra-compute/hydra/p2p"
 )
 
@@ -248,9 +249,9 @@ func (c *child) run(t *task) {
 	)
 	switch t.spec.Kind {
 	case compute.KindPi:
-		var hits uint64
-		done, hits, err = c.runPi(t)
-		payload = compute.EncodePiPayload(hits)
+		var blocks []uint64
+		done, blocks, err = c.runPi(t)
+		payload = compute.EncodePiBlocksPayload(blocks)
 	case compute.KindMandelbrot:
 		done, payload, err = c.runMandel(t)
 	default:
@@ -291,14 +292,43 @@ func (c *child) drive(t *task, n, bs uint64, fn func(off uint64) blockFn) (done,
 	return done, hits, err
 }
 
-func (c *child) runPi(t *task) (done, hits uint64, err error) {
+// runPi computes π samples and returns the finished prefix with the hits of each of its
+// commitment blocks (audit.PiBlocks): kernel blocks are cut at the commitment blocks' boundaries
+// and their hits summed per commitment block, counting only the pieces inside the prefix.
+func (c *child) runPi(t *task) (done uint64, blockHits []uint64, err error) {
 	seed, start := t.spec.Pi.Seed, t.rng.Start
-	return c.drive(t, t.rng.Len(), piBlock, func(off uint64) blockFn {
+	type piece struct{ end, hits uint64 }
+	var (
+		mu     sync.Mutex
+		pieces = map[uint64]piece{} // absolute start → piece
+	)
+	done, _, err = c.drive(t, t.rng.Len(), piBlock, func(off uint64) blockFn {
 		return func(s, e uint64, _ compute.Stop) (uint64, uint64, error) {
 			// Not cut inside: a block is a few ms, and finishing it keeps every sample computed.
-			return e - s, compute.PiHits(seed, start+off+s, start+off+e), nil
+			var total uint64
+			for a, b := start+off+s, start+off+e; a < b; {
+				cut := min((a/audit.PiBlock+1)*audit.PiBlock, b)
+				h := compute.PiHits(seed, a, cut)
+				mu.Lock()
+				pieces[a] = piece{cut, h}
+				mu.Unlock()
+				total += h
+				a = cut
+			}
+			return e - s, total, nil
 		}
 	})
+	if err != nil || done == 0 {
+		return done, nil, err
+	}
+	end := start + done
+	blockHits = make([]uint64, audit.PiLeafCount(start, end))
+	for a, p := range pieces {
+		if p.end <= end {
+			blockHits[a/audit.PiBlock-start/audit.PiBlock] += p.hits
+		}
+	}
+	return done, blockHits, nil
 }
 
 // runMandel computes whole rows; a stop keeps the finished pixels' whole rows.

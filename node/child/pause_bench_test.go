@@ -199,7 +199,7 @@ func checkPrefix(c pauseCase, res Result) error {
 	}
 	switch c.spec.Kind {
 	case compute.KindPi:
-		hits, err := compute.DecodePiPayload(res.Payload, d.Len())
+		hits, err := compute.DecodePiResult(res.Payload, d)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}

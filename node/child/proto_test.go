@@ -126,7 +126,7 @@ func TestChildSurvivesBadInput(t *testing.T) {
 		if m.kind != kindResult || m.h.Task != 4 {
 			t.Fatalf("got %q %+v", m.kind, m.h)
 		}
-		if h, _ := compute.DecodePiPayload(m.payload, 1000); h != compute.PiHits(9, 0, 1000) {
+		if h, _ := compute.DecodePiResult(m.payload, compute.Range{Start: 0, End: 1000}); h != compute.PiHits(9, 0, 1000) {
 			t.Fatal("wrong hits")
 		}
 		break

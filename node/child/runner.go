@@ -55,7 +55,7 @@ type Task struct {
 }
 
 // Result is a task's finished prefix: Done = [Range.Start, Range.Start+done) and its encoded
-// result (compute.EncodePiPayload, or compute.EncodeMandelPayload of Done's whole rows).
+// result (compute.EncodePiBlocksPayload, or compute.EncodeMandelPayload of Done's whole rows).
 // ComputeSeconds is the CPU time (user + system, all threads) the child used while the task
 // ran — what the machine really gave, so a duty-cycled or starved node is not credited with
 // time it did not compute; where the OS cannot tell, it is wall time × workers.
@@ -389,7 +389,7 @@ func (r *Runner) result(p *proc, t Task, m message) (Result, error) {
 		return Result{}, fmt.Errorf("task %d: compute child returned range %s for %s", t.ID, d, t.Range)
 	}
 	if t.Spec.Kind == compute.KindPi {
-		if _, err := compute.DecodePiPayload(m.payload, d.Len()); err != nil {
+		if _, _, err := compute.DecodePiBlocks(m.payload, d); err != nil {
 			p.kill()
 			return Result{}, fmt.Errorf("task %d: compute child: %w", t.ID, err)
 		}

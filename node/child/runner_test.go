@@ -17,7 +17,7 @@ func TestPiExact(t *testing.T) {
 	for i, tc := range []struct {
 		seed       uint64
 		start, end uint64
-	}{{7, 0, 1}, {7, 0, 12_345_678}, {1, 5_000_000, 9_000_003}, {^uint64(0), 1 << 40, 1<<40 + 3_000_001}} {
+	}{{7, 0, 1}, {7, 0, 12_345_678}, {1, 5_000_000, 9_000_003}, {^uint64(0), 1 << 40, 1<<40 + 3_000_001}, {3, 1<<22 - 77, 3<<22 + 5}} {
 		spec := piSpec(1<<41, tc.seed)
 		res, err := r.Run(context.Background(), Task{ID: uint64(i + 1), Spec: spec, Range: compute.Range{Start: tc.start, End: tc.end}}, nil)
 		if err != nil {
@@ -26,12 +26,20 @@ func TestPiExact(t *testing.T) {
 		if res.ID != uint64(i+1) || res.Done != (compute.Range{Start: tc.start, End: tc.end}) {
 			t.Fatalf("result %d: %+v", i, res)
 		}
-		hits, err := compute.DecodePiPayload(res.Payload, res.Done.Len())
+		hits, err := compute.DecodePiResult(res.Payload, res.Done)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if want := compute.PiHits(tc.seed, tc.start, tc.end); hits != want {
 			t.Fatalf("seed %d [%d,%d): %d hits, want %d", tc.seed, tc.start, tc.end, hits, want)
+		}
+		// The commitment blocks: hits per block of the job's sample grid, as the reference.
+		blocks, _, err := compute.DecodePiBlocks(res.Payload, res.Done)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, _ := compute.PiBlocksHits(tc.seed, res.Done); !slices.Equal(blocks, want) {
+			t.Fatalf("seed %d [%d,%d): block hits %v, want %v", tc.seed, tc.start, tc.end, blocks, want)
 		}
 		if res.ComputeSeconds <= 0 {
 			t.Errorf("compute seconds %g", res.ComputeSeconds)
@@ -141,9 +149,14 @@ func TestPiStopPrefixResume(t *testing.T) {
 	if d.Start != full.Start || d.End <= d.Start || d.End >= full.End {
 		t.Fatalf("prefix %s of %s", d, full)
 	}
-	hits, _ := compute.DecodePiPayload(o.res.Payload, d.Len())
+	hits, _ := compute.DecodePiResult(o.res.Payload, d)
 	if want := compute.PiHits(seed, d.Start, d.End); hits != want {
 		t.Fatalf("prefix %s: %d hits, want %d", d, hits, want)
+	}
+	if blocks, _, err := compute.DecodePiBlocks(o.res.Payload, d); err != nil {
+		t.Fatal(err)
+	} else if want, _ := compute.PiBlocksHits(seed, d); !slices.Equal(blocks, want) {
+		t.Fatalf("prefix %s: block hits differ from the reference", d)
 	}
 	// The rest, shortened to something finite: prefix + rest = whole, nothing lost or repeated.
 	end := d.End + 7_777_777
@@ -151,7 +164,7 @@ func TestPiStopPrefixResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h2, _ := compute.DecodePiPayload(rest.Payload, rest.Done.Len())
+	h2, _ := compute.DecodePiResult(rest.Payload, rest.Done)
 	if got, want := hits+h2, compute.PiHits(seed, full.Start, end); got != want {
 		t.Fatalf("prefix + rest = %d hits, whole = %d", got, want)
 	}
@@ -216,7 +229,7 @@ func TestKillChildThenRecover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hits, _ := compute.DecodePiPayload(res.Payload, 1000)
+	hits, _ := compute.DecodePiResult(res.Payload, res.Done)
 	if hits != compute.PiHits(3, 0, 1000) {
 		t.Fatal("wrong hits after restart")
 	}
@@ -241,7 +254,7 @@ func TestPauseResumeAndLimits(t *testing.T) {
 		t.Fatal(o.err)
 	}
 	d := o.res.Done
-	hits, _ := compute.DecodePiPayload(o.res.Payload, d.Len())
+	hits, _ := compute.DecodePiResult(o.res.Payload, d)
 	if want := compute.PiHits(seed, 0, d.End); hits != want {
 		t.Fatalf("paused prefix %s: %d hits, want %d", d, hits, want)
 	}
@@ -262,7 +275,7 @@ func TestPauseResumeAndLimits(t *testing.T) {
 	if o2.err != nil {
 		t.Fatal(o2.err)
 	}
-	h2, _ := compute.DecodePiPayload(o2.res.Payload, o2.res.Done.Len())
+	h2, _ := compute.DecodePiResult(o2.res.Payload, o2.res.Done)
 	if got, want := hits+h2, compute.PiHits(seed, 0, next.Range.End); got != want || o2.res.Done != next.Range {
 		t.Fatalf("prefix + rest %d (done %s), want %d", got, o2.res.Done, want)
 	}
