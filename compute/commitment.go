@@ -126,6 +126,10 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 	return nil, 0, fmt.Errorf("kind %q has no commitment", spec.Kind)
 }
 
+// Auditable reports whether results of a kind carry commitments and are audited; results of
+// other kinds count at once.
+func Auditable(k Kind) bool { return k == KindPi || k == KindMandelbrot }
+
 // ChunkBlocks returns the ranges of a chunk's leaves: π blocks, Mandelbrot rows.
 func ChunkBlocks(kind Kind, r Range) ([]Range, error) {
 	switch kind {

@@ -311,7 +311,7 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 	for _, a := range ok {
 		j := a.j
 		j.accepted.Add(a.item.Range)
-		if c.Audited {
+		if c.Audited && a.leaves >= 0 {
 			nc := s.cred(a.item.Node)
 			nc.seq++
 			j.recs[a.item.Range.Start] = &auditRec{
@@ -385,12 +385,17 @@ func (s *JobState) check(it ChunkResult, batch map[string]*RangeSet) (uint64, st
 }
 
 // checkCommitment checks an audited result's commitment against its payload and its node's
-// standing; it returns the chunk's leaf count or the reason for rejecting it.
+// standing; it returns the chunk's leaf count (-1 for a kind without commitments) or the reason
+// for rejecting it.
 func (s *JobState) checkCommitment(it ChunkResult) (int, string) {
 	if c := s.creds[it.Node]; c != nil && c.quarantined {
 		return 0, "node quarantined"
 	}
-	leaves, _, err := ChunkLeaves(s.jobs[it.Job].spec, it.Range, it.Payload)
+	spec := s.jobs[it.Job].spec
+	if !Auditable(spec.Kind) {
+		return -1, "" // counted at once, as without audits
+	}
+	leaves, _, err := ChunkLeaves(spec, it.Range, it.Payload)
 	if err != nil {
 		return 0, "commitment: " + err.Error()
 	}
