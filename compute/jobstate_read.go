@@ -149,7 +149,8 @@ func newPiResult(hits, n uint64) PiResult {
 }
 
 // MandelImage returns a Mandelbrot job's counts, W×H row-major, top row first, read from the
-// store; rows not accepted yet are zero (see Accepted). It allocates the whole image.
+// store; rows not accepted yet are zero (see Accepted). It allocates the whole image: the API
+// reads rows with MandelChunk instead.
 func (s *JobState) MandelImage(id string) ([]uint32, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -168,16 +169,9 @@ func (s *JobState) MandelImage(id string) ([]uint32, error) {
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
-			if len(k) != 8 || len(v) < 8 {
-				return fmt.Errorf("corrupt record")
-			}
-			r := Range{binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(v)}
-			if !j.total().Contains(r) || r.Empty() {
-				return fmt.Errorf("corrupt range %v", r)
-			}
-			rows, err := DecodeMandelPayload(v[8:], int(r.Len())*m.Width, uint32(m.MaxIter))
+			r, rows, err := decodeMandelRecord(j, k, v)
 			if err != nil {
-				return fmt.Errorf("rows %v: %w", r, err)
+				return err
 			}
 			copy(img[int(r.Start)*m.Width:], rows)
 			return nil
@@ -187,6 +181,82 @@ func (s *JobState) MandelImage(id string) ([]uint32, error) {
 		return nil, fmt.Errorf("mandelbrot image %s: %w", id, err)
 	}
 	return img, nil
+}
+
+// MandelChunk reads the stored rows around row of a Mandelbrot job: the accepted chunk that
+// holds row, decoded (its range and its rows' counts, row-major), or, when row is not accepted
+// yet, the gap from row to the next accepted chunk (or the image's end) with nil counts. A
+// reader walks an image chunk by chunk this way, holding one chunk in memory and the state's
+// lock only while it reads that chunk from the store.
+func (s *JobState) MandelChunk(id string, row uint64) (Range, []uint32, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return Range{}, nil, fmt.Errorf("mandelbrot rows %s: %w", id, ErrNoSuchJob)
+	}
+	if j.spec.Kind != KindMandelbrot {
+		return Range{}, nil, fmt.Errorf("mandelbrot rows %s: job is %s", id, j.spec.Kind)
+	}
+	total := j.total()
+	if row >= total.End {
+		return Range{}, nil, fmt.Errorf("mandelbrot rows %s: row %d outside the image's %d rows", id, row, total.End)
+	}
+	gap := Range{row, total.End}
+	var (
+		got  Range
+		rows []uint32
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(id))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, v := c.Seek(payloadKey(Range{Start: row}))
+		if k != nil && len(k) == 8 && binary.BigEndian.Uint64(k) > row {
+			gap.End = binary.BigEndian.Uint64(k) // the next chunk starts there, unless one before holds row
+			k, v = c.Prev()
+		} else if k == nil {
+			k, v = c.Last()
+		}
+		if k == nil || len(k) != 8 || binary.BigEndian.Uint64(k) > row {
+			return nil
+		}
+		r, counts, err := decodeMandelRecord(j, k, v)
+		if err != nil {
+			return err
+		}
+		if r.End > row {
+			got, rows = r, counts
+		}
+		return nil
+	})
+	if err != nil {
+		return Range{}, nil, fmt.Errorf("mandelbrot rows %s: %w", id, err)
+	}
+	if rows != nil {
+		return got, rows, nil
+	}
+	return gap, nil, nil
+}
+
+// decodeMandelRecord checks and decodes one stored record (key: range start; value: range end
+// and payload) of Mandelbrot job j.
+func decodeMandelRecord(j *job, k, v []byte) (Range, []uint32, error) {
+	if len(k) != 8 || len(v) < 8 {
+		return Range{}, nil, fmt.Errorf("corrupt record")
+	}
+	r := Range{binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(v)}
+	if !j.total().Contains(r) || r.Empty() {
+		return Range{}, nil, fmt.Errorf("corrupt range %v", r)
+	}
+	m := j.spec.Mandel
+	rows, err := DecodeMandelPayload(v[8:], int(r.Len())*m.Width, uint32(m.MaxIter))
+	if err != nil {
+		return Range{}, nil, fmt.Errorf("rows %v: %w", r, err)
+	}
+	return r, rows, nil
 }
 
 // UnfinishedJob is what the scheduler needs of a queued or running job.

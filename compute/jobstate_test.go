@@ -285,3 +285,45 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 		}
 	}
 }
+
+// TestMandelChunk walks an image with gaps chunk by chunk: each answer is the stored chunk that
+// holds the row (decoded exactly) or the gap up to the next one, never more.
+func TestMandelChunk(t *testing.T) {
+	st := newTestState(t)
+	const w, h = 9, 20
+	p := MandelParams{Width: w, Height: h, CenterX: -0.5, Span: 3, MaxIter: 50}
+	st.mustApply(t, Submit{ID: "m", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &p}})
+	full := make([]uint32, w*h)
+	if err := MandelRows(p, 0, h, full); err != nil {
+		t.Fatal(err)
+	}
+	chunk := func(a, b uint64) ChunkResult {
+		return ChunkResult{Job: "m", Range: Range{a, b}, Node: "n", Payload: EncodeMandelPayload(full[a*w : b*w])}
+	}
+	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{chunk(2, 5), chunk(5, 6), chunk(10, 14), chunk(19, 20)}})
+	want := []Range{{0, 2}, {1, 2}, {2, 5}, {2, 5}, {2, 5}, {5, 6}, {6, 10}, {7, 10}, {8, 10}, {9, 10},
+		{10, 14}, {10, 14}, {10, 14}, {10, 14}, {14, 19}, {15, 19}, {16, 19}, {17, 19}, {18, 19}, {19, 20}}
+	for row := uint64(0); row < h; row++ {
+		r, counts, err := st.MandelChunk("m", row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gap := row < 2 || (row >= 6 && row < 10) || (row >= 14 && row < 19)
+		if r != want[row] || gap != (counts == nil) {
+			t.Fatalf("row %d: %v (counts %v), want %v (gap %v)", row, r, counts != nil, want[row], gap)
+		}
+		if counts != nil && !reflect.DeepEqual(counts, full[r.Start*w:r.End*w]) {
+			t.Fatalf("row %d: counts differ", row)
+		}
+	}
+	if _, _, err := st.MandelChunk("m", h); err == nil {
+		t.Fatal("a row past the image answered")
+	}
+	if _, _, err := st.MandelChunk("nope", 0); !errors.Is(err, ErrNoSuchJob) {
+		t.Fatalf("unknown job: %v", err)
+	}
+	st.mustApply(t, Submit{ID: "pi", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 10, Seed: 1}}})
+	if _, _, err := st.MandelChunk("pi", 0); err == nil {
+		t.Fatal("a π job has rows")
+	}
+}

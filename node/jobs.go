@@ -69,6 +69,12 @@ func (n *Node) PiResult(id string) (compute.PiResult, error) { return n.jobs.PiR
 // MandelImage is a Mandelbrot job's counts so far (unfinished rows are 0).
 func (n *Node) MandelImage(id string) ([]uint32, error) { return n.jobs.MandelImage(id) }
 
+// MandelChunk reads the stored chunk of a Mandelbrot job that holds row (or
+// the gap to the next one): the API renders images chunk by chunk with it.
+func (n *Node) MandelChunk(id string, row uint64) (compute.Range, []uint32, error) {
+	return n.jobs.MandelChunk(id, row)
+}
+
 // AcceptedRanges are the work units of a job committed so far.
 func (n *Node) AcceptedRanges(id string) ([]compute.Range, error) { return n.jobs.Accepted(id) }
 

@@ -51,6 +51,7 @@ type Node struct {
 	left      chan struct{} // closed when Leave has removed the node
 
 	jobs          *compute.JobState
+	pngCache      *webui.PNGCache // finished jobs' rendered PNGs (DATA/png-cache)
 	activity      activityBox
 	activityTopic atomic.Pointer[p2p.Topic]
 	coord         *work.Coordinator
@@ -119,6 +120,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, configErr("--data %s: job state: %v", cfg.DataDir, err)
 	}
 	n.jobs = jobs
+	if n.pngCache, err = webui.OpenPNGCache(filepath.Join(cfg.DataDir, "png-cache")); err != nil {
+		jobs.Close()
+		h.Close()
+		ln.Close()
+		return nil, configErr("--data %s: %v", cfg.DataDir, err)
+	}
 
 	r, err := consensus.New(consensus.Config{
 		Host:        h.Host(),
@@ -219,7 +226,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer cancel()
 
 	srv := &http.Server{
-		Handler:           webui.New(webui.Config{Backend: n, Jobs: n, Gatherer: n.metrics, Logger: n.log.With("component", "http")}),
+		Handler:           webui.New(webui.Config{Backend: n, Jobs: n, Gatherer: n.metrics, Logger: n.log.With("component", "http"), PNGCache: n.pngCache}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// Event streams end with the node, or Shutdown would wait on them.
@@ -292,9 +299,16 @@ func (n *Node) Run(ctx context.Context) error {
 		close(workDone)
 	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.raft.Run(runCtx) }()
 	go func() { defer wg.Done(); n.watchToken(runCtx) }()
+	go func() {
+		defer wg.Done()
+		// A cached PNG goes with its job (deleted or evicted), once the
+		// replica has been rebuilt after a restart.
+		webui.RunPNGCacheSweeper(runCtx, n.pngCache, n, func() bool { return n.jobs.LastIndex() > 0 },
+			func(err error) { n.log.Warn("png cache sweep", "err", err) })
+	}()
 
 	n.log.Info("node started", "id", n.host.ID(), "name", n.cfg.Name, "cluster", n.cfg.Cluster, "version", Version, "api", n.httpURL)
 	for _, a := range n.host.Addrs() {

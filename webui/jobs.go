@@ -35,9 +35,12 @@ type JobBackend interface {
 	DeleteJob(ctx context.Context, id string) error
 	// PiResult is a π job's result over its accepted samples.
 	PiResult(id string) (compute.PiResult, error)
-	// MandelImage is a Mandelbrot job's W×H counts, row-major, top row
-	// first; rows not accepted yet are 0.
-	MandelImage(id string) ([]uint32, error)
+	// MandelChunk reads a Mandelbrot job's stored rows around row: the
+	// accepted chunk holding it (its range and counts, row-major), or when
+	// row is not accepted yet the gap up to the next accepted chunk with nil
+	// counts. Rendering walks an image this way, one chunk in memory
+	// (compute.JobState.MandelChunk).
+	MandelChunk(id string, row uint64) (compute.Range, []uint32, error)
 	// AcceptedRanges are the job's accepted work units (rows for
 	// Mandelbrot), for partial results.
 	AcceptedRanges(id string) ([]compute.Range, error)
@@ -183,32 +186,23 @@ func (s *server) jobResult(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// mandelJob fetches a Mandelbrot job's image and accepted rows for the raw
-// and PNG routes, answering the error itself when it cannot.
-func (s *server) mandelJob(w http.ResponseWriter, r *http.Request) (compute.Job, []uint32, uint64, bool) {
+// mandelJob looks up a Mandelbrot job and its accepted rows for the raw and
+// PNG routes, answering the error itself when it cannot.
+func (s *server) mandelJob(w http.ResponseWriter, r *http.Request) (compute.Job, uint64, bool) {
 	j, ok := s.job(w, r)
 	if !ok {
-		return j, nil, 0, false
+		return j, 0, false
 	}
 	if j.Kind != compute.KindMandelbrot || j.Spec.Mandel == nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("job %s is a %s job: it has no image (see %s/result)", j.ID, j.Kind, jobPath(j.ID)))
-		return j, nil, 0, false
+		return j, 0, false
 	}
 	acc, err := s.cfg.Jobs.AcceptedRanges(j.ID)
 	if err != nil {
 		s.jobError(w, j.ID, "result", err)
-		return j, nil, 0, false
+		return j, 0, false
 	}
-	img, err := s.cfg.Jobs.MandelImage(j.ID)
-	if err != nil {
-		s.jobError(w, j.ID, "image", err)
-		return j, nil, 0, false
-	}
-	if m := j.Spec.Mandel; len(img) != m.Width*m.Height {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("job %s: image has %d counts, want %d×%d", j.ID, len(img), m.Width, m.Height))
-		return j, nil, 0, false
-	}
-	return j, img, unitsOf(acc), true
+	return j, unitsOf(acc), true
 }
 
 func (s *server) imageHeaders(w http.ResponseWriter, j compute.Job, doneRows uint64, contentType, ext string) {
@@ -233,7 +227,7 @@ func (s *server) jobRaw(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	j, img, done, ok := s.mandelJob(w, r)
+	j, done, ok := s.mandelJob(w, r)
 	if !ok {
 		return
 	}
@@ -245,26 +239,41 @@ func (s *server) jobRaw(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("rows: %d-%d goes past the image's %d rows", rows.Start, rows.End, m.Height))
 		return
 	}
+	size := rows.Len() * uint64(m.Width) * 4
+	if size > smallRawBytes && r.Method != http.MethodHead { // the UI's row fetches never wait
+		if !s.render.tryAcquire() {
+			busy(w, cap(s.render.slots))
+			return
+		}
+		defer s.render.release()
+	}
 	s.imageHeaders(w, j, done, "application/octet-stream", ".raw")
 	w.Header().Set("X-Hydra-Rows", fmt.Sprintf("%d-%d", rows.Start, rows.End))
-	w.Header().Set("Content-Length", strconv.FormatUint(rows.Len()*uint64(m.Width)*4, 10))
+	w.Header().Set("Content-Length", strconv.FormatUint(size, 10))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
 	}
-	counts := img[rows.Start*uint64(m.Width) : rows.End*uint64(m.Width)]
-	buf := make([]byte, 0, 64<<10)
-	for len(counts) > 0 {
-		n := min(len(counts), cap(buf)/4)
-		buf = buf[:0]
-		for _, c := range counts[:n] {
+	rr := newRowReader(s.cfg.Jobs, j.ID, m.Width)
+	buf := make([]byte, 0, max(64<<10, 4*m.Width))
+	for y := rows.Start; y < rows.End; y++ {
+		counts, err := rr.row(y)
+		if err != nil {
+			// The status is sent: a short body (Content-Length) tells the client.
+			s.cfg.Logger.Warn("raw rows", "job", j.ID, "row", y, "err", err)
+			return
+		}
+		if len(buf)+4*len(counts) > cap(buf) {
+			if _, err := w.Write(buf); err != nil {
+				return // the client went away
+			}
+			buf = buf[:0]
+		}
+		for _, c := range counts {
 			buf = binary.LittleEndian.AppendUint32(buf, c)
 		}
-		if _, err := w.Write(buf); err != nil {
-			return // the client went away
-		}
-		counts = counts[n:]
 	}
+	_, _ = w.Write(buf)
 }
 
 // parseRows reads ?rows=A-B (rows [A, B), A < B); the zero Range when absent.
@@ -283,19 +292,11 @@ func parseRows(q url.Values) (compute.Range, error) {
 }
 
 func (s *server) jobPNG(w http.ResponseWriter, r *http.Request) {
-	j, img, done, ok := s.mandelJob(w, r)
+	j, done, ok := s.mandelJob(w, r)
 	if !ok {
 		return
 	}
-	m := j.Spec.Mandel
-	s.imageHeaders(w, j, done, "image/png", ".png")
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
-	if err := encodeMandelPNG(w, img, m.Width, m.Height, m.MaxIter); err != nil {
-		s.cfg.Logger.Debug("png", "job", j.ID, "err", err) // usually the client went away
-	}
+	s.servePNG(w, r, j, done)
 }
 
 // job looks up the {id} of the request, answering 404 when it is unknown.

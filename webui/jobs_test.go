@@ -31,7 +31,8 @@ type fakeJobs struct {
 	img       map[string][]uint32
 	acc       map[string][]compute.Range
 	submitted []compute.JobSpec
-	calls     int // writes that reached the backend
+	calls     int    // writes that reached the backend
+	rowsRead  uint64 // rows MandelChunk handed out (accepted ones)
 }
 
 var t0 = time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
@@ -117,14 +118,31 @@ func (f *fakeJobs) PiResult(id string) (compute.PiResult, error) {
 	return r, nil
 }
 
-func (f *fakeJobs) MandelImage(id string) ([]uint32, error) {
+// MandelChunk serves each accepted range as one stored chunk.
+func (f *fakeJobs) MandelChunk(id string, row uint64) (compute.Range, []uint32, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	img, ok := f.img[id]
 	if !ok {
-		return nil, compute.ErrNoSuchJob
+		return compute.Range{}, nil, compute.ErrNoSuchJob
 	}
-	return img, nil
+	var m *compute.MandelParams
+	for _, j := range f.jobs {
+		if j.ID == id {
+			m = j.Spec.Mandel
+		}
+	}
+	gap := compute.Range{Start: row, End: uint64(m.Height)}
+	for _, r := range f.acc[id] {
+		if r.Start <= row && row < r.End {
+			f.rowsRead += r.Len()
+			return r, img[r.Start*uint64(m.Width) : r.End*uint64(m.Width)], nil
+		}
+		if r.Start > row {
+			gap.End = min(gap.End, r.Start)
+		}
+	}
+	return gap, nil, nil
 }
 
 func (f *fakeJobs) AcceptedRanges(id string) ([]compute.Range, error) {
@@ -590,7 +608,7 @@ func TestPNGEncodeAllocatesNoImage(t *testing.T) {
 	allocs := testing.Benchmark(func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			if err := encodeMandelPNG(io.Discard, counts, side, side, 100); err != nil {
+			if err := renderPNG(io.Discard, imgChunks{side, 64, counts}, "m", &compute.MandelParams{Width: side, Height: side, MaxIter: 100}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -663,7 +681,20 @@ func FuzzDecodeJobRequest(f *testing.F) {
 	})
 }
 
-var _ image.Image = (*countImage)(nil)
+var _ image.Image = (*lazyImage)(nil)
+
+// imgChunks serves an in-memory w-wide image as stored chunks of rows rows each.
+type imgChunks struct {
+	w, rows int
+	img     []uint32
+}
+
+func (c imgChunks) MandelChunk(id string, row uint64) (compute.Range, []uint32, error) {
+	h := uint64(len(c.img) / c.w)
+	start := row / uint64(c.rows) * uint64(c.rows)
+	r := compute.Range{Start: start, End: min(start+uint64(c.rows), h)}
+	return r, c.img[r.Start*uint64(c.w) : r.End*uint64(c.w)], nil
+}
 
 // BenchmarkMandelPNG encodes a 2048² image (4 Mpixels).
 func BenchmarkMandelPNG(b *testing.B) {
@@ -677,7 +708,7 @@ func BenchmarkMandelPNG(b *testing.B) {
 	b.ResetTimer()
 	b.ReportAllocs()
 	for range b.N {
-		if err := encodeMandelPNG(io.Discard, counts, side, side, p.MaxIter); err != nil {
+		if err := renderPNG(io.Discard, imgChunks{side, 64, counts}, "m", &p); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,10 +1,7 @@
 package webui
 
 import (
-	"image"
 	"image/color"
-	"image/png"
-	"io"
 	"math"
 )
 
@@ -48,12 +45,9 @@ func gradient(t float64) color.NRGBA {
 	return color.NRGBA{A: 0xff}
 }
 
-// mandelPalette returns the colour of every count 0…maxIter for this image.
-func mandelPalette(counts []uint32, maxIter int) []color.NRGBA {
-	hist := make([]uint64, maxIter+1)
-	for _, c := range counts {
-		hist[min(c, uint32(maxIter))]++
-	}
+// mandelPalette returns the colour of every count 0…maxIter for an image whose counts have
+// histogram hist (hist[n]: pixels of count n, counts above maxIter in hist[maxIter]).
+func mandelPalette(hist []uint64, maxIter int) []color.NRGBA {
 	// Each count's step along the palette is its share of the escaped pixels
 	// (histogram equalisation), clipped so that a count covering a large flat
 	// area (the first few counts of a wide view) moves the colour only a little:
@@ -83,38 +77,4 @@ func mandelPalette(counts []uint32, maxIter int) []color.NRGBA {
 		lut[n] = gradient(0.85*eq + 0.15*lg)
 	}
 	return lut
-}
-
-// countImage colours counts on the fly, so encoding costs the counts plus a
-// palette of max_iter+1 colours and the encoder's row buffers, whatever the
-// image size. At returns pointers into the palette: no allocation per pixel.
-type countImage struct {
-	counts []uint32
-	w, h   int
-	lut    []color.NRGBA
-	opaque bool
-}
-
-func (m *countImage) ColorModel() color.Model { return color.NRGBAModel }
-func (m *countImage) Bounds() image.Rectangle { return image.Rect(0, 0, m.w, m.h) }
-func (m *countImage) Opaque() bool            { return m.opaque }
-func (m *countImage) At(x, y int) color.Color {
-	c := m.counts[y*m.w+x]
-	return &m.lut[min(int(c), len(m.lut)-1)]
-}
-
-// encodeMandelPNG writes the counts (w×h, row-major, top row first) as a PNG.
-func encodeMandelPNG(out io.Writer, counts []uint32, w, h, maxIter int) error {
-	img := &countImage{counts: counts, w: w, h: h, lut: mandelPalette(counts, maxIter), opaque: true}
-	for _, c := range counts {
-		if c == 0 {
-			img.opaque = false
-			break
-		}
-	}
-	enc := png.Encoder{CompressionLevel: png.DefaultCompression}
-	if w*h > 4<<20 {
-		enc.CompressionLevel = png.BestSpeed // big images: seconds, not minutes
-	}
-	return enc.Encode(out, img)
 }

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -38,6 +39,13 @@ type Config struct {
 	Jobs     JobBackend          // the job routes; nil answers them with 503
 	Gatherer prometheus.Gatherer // served at /metrics; nil serves an empty set
 	Logger   *slog.Logger
+	// PNGCache keeps finished jobs' rendered PNGs (DATA/png-cache); nil
+	// renders every request.
+	PNGCache *PNGCache
+	// RenderSlots caps concurrent large renders (a PNG not cached, raw rows
+	// over 4 MiB); beyond it they are answered 429. 0: half the cores, at
+	// least 2.
+	RenderSlots int
 }
 
 // maxBody bounds every request body this API reads; a larger body is refused
@@ -50,7 +58,7 @@ func New(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{cfg: cfg}
+	s := &server{cfg: cfg, render: newRenderer(cmp.Or(cfg.RenderSlots, renderSlots()), cfg.PNGCache)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/status", s.status)
@@ -68,7 +76,10 @@ func New(cfg Config) http.Handler {
 	return limitBody(mux)
 }
 
-type server struct{ cfg Config }
+type server struct {
+	cfg    Config
+	render *renderer
+}
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	if err := s.cfg.Backend.Healthy(); err != nil {

@@ -143,14 +143,17 @@ func (f *fakeCluster) PiResult(id string) (compute.PiResult, error) {
 	return compute.PiResult{Hits: hits, Samples: n, Estimate: 4 * p, StdError: 4 * math.Sqrt(p*(1-p)/float64(n))}, nil
 }
 
-func (f *fakeCluster) MandelImage(id string) ([]uint32, error) {
+func (f *fakeCluster) MandelChunk(id string, row uint64) (compute.Range, []uint32, error) {
 	j, n, err := f.done(id)
 	if err != nil {
-		return nil, err
+		return compute.Range{}, nil, err
 	}
 	m := *j.Spec.Mandel
-	img := make([]uint32, m.Width*m.Height)
-	return img, compute.MandelRows(m, 0, int(n), img)
+	if row >= n {
+		return compute.Range{Start: row, End: uint64(m.Height)}, nil, nil
+	}
+	img := make([]uint32, m.Width*int(n))
+	return compute.Range{Start: 0, End: n}, img, compute.MandelRows(m, 0, int(n), img)
 }
 
 func (f *fakeCluster) AcceptedRanges(id string) ([]compute.Range, error) {
