@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hydra-compute/hydra/internal/boltfile"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/hydra-compute/hydra/compute/audit"
@@ -98,7 +99,8 @@ func OpenJobState(path string) (*JobState, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("job state: remove old store %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true})
+	remedy := fmt.Sprintf("remove %s (it is rebuilt from the raft log) and start the node again", path)
+	db, err := boltfile.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true}, remedy)
 	if err != nil {
 		return nil, fmt.Errorf("job state: open store %s: %w", path, err)
 	}

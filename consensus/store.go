@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/hydra-compute/hydra/internal/boltfile"
 	"go.etcd.io/bbolt"
 )
 
@@ -35,12 +36,19 @@ func openStores(dir string, log *slog.Logger) (*stores, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(dir, raftDBFile),
-		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	path := filepath.Join(dir, raftDBFile)
+	var bolt *raftboltdb.BoltStore
+	err := boltfile.Guard(path, damagedRaftRemedy(dir), func() error {
+		var err error
+		bolt, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: time.Second}})
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open raft log %s: %w", filepath.Join(dir, raftDBFile), err)
+		var de *boltfile.DamagedError
+		if errors.As(err, &de) {
+			return nil, err // it names the file and says what to do
+		}
+		return nil, fmt.Errorf("open raft log %s: %w", path, err)
 	}
 	cache, err := raft.NewLogCache(512, bolt)
 	if err != nil {
@@ -54,6 +62,13 @@ func openStores(dir string, log *slog.Logger) (*stores, error) {
 		return nil, fmt.Errorf("open raft snapshots: %w", err)
 	}
 	return &stores{bolt: bolt, logs: cache, snaps: snaps}, nil
+}
+
+// damagedRaftRemedy is what a user does about a damaged raft.db in dir.
+func damagedRaftRemedy(dir string) string {
+	return fmt.Sprintf("stop the node, move the raft state aside (mv %s %s.damaged) and start the node again: "+
+		"it then gets the cluster's state from the leader like a new member (its results and identity stay); "+
+		"a cluster of this node alone has no other copy, so restore %s from a backup instead", dir, dir, dir)
 }
 
 // hasState reports whether the stores hold any raft state (a term, a log

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/internal/boltfile"
 	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/node/owner"
 	"github.com/hydra-compute/hydra/node/work"
@@ -152,6 +153,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		jobs.Close()
 		h.Close()
 		ln.Close()
+		var damaged *boltfile.DamagedError
+		if errors.As(err, &damaged) { // an unusable data directory: restarting will not help
+			return nil, configErr("--data %s: %v", cfg.DataDir, err)
+		}
 		return nil, fmt.Errorf("open raft state in %s: %w", cfg.DataDir, err)
 	}
 	n.raft = r

@@ -1,9 +1,13 @@
 // Package cli implements the hydra command line: subcommands, flags and exit
 // codes. main.go only calls Main.
 //
-// Exit codes scripts can trust: 0 success, 1 a runtime failure (node
-// unreachable, request refused), 2 a usage or configuration error (bad flag,
-// unusable data directory, port in use), always with a one-line message.
+// Exit codes scripts and service managers can trust: 0 success, 1 a runtime
+// failure (node unreachable, request refused, a node that stopped on an
+// error), 78 a usage or configuration error (sysexits EX_CONFIG: bad flag,
+// unusable data directory, port in use, malformed multiaddr), always with a
+// one-line message. Go itself exits with 2 after a panic: no error of ours
+// uses 2, so a service manager can restart on a panic and not on a
+// configuration error (packaging/hydra.service: RestartPreventExitStatus=78).
 package cli
 
 import (
@@ -17,14 +21,14 @@ import (
 	"github.com/hydra-compute/hydra/node/child"
 )
 
-// Exit codes.
+// Exit codes (see the package comment).
 const (
 	ExitOK      = 0
 	ExitFailure = 1
-	ExitUsage   = 2
+	ExitConfig  = 78 // sysexits.h EX_CONFIG
 )
 
-// usageError marks an error as the caller's mistake (exit code 2).
+// usageError marks an error as the caller's mistake (exit code ExitConfig).
 type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
@@ -66,7 +70,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printHelp(stdout)
 		if len(args) == 0 {
-			return ExitUsage
+			return ExitConfig
 		}
 		return ExitOK
 	}
@@ -81,12 +85,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hydra %s: %s\n", c.name, oneLine(err.Error()))
 		var ue usageError
 		if errors.As(err, &ue) || isConfigError(err) {
-			return ExitUsage
+			return ExitConfig
 		}
 		return ExitFailure
 	}
 	fmt.Fprintf(stderr, "hydra: unknown command %q (see 'hydra help')\n", args[0])
-	return ExitUsage
+	return ExitConfig
 }
 
 func printHelp(w io.Writer) {

@@ -2,6 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -12,9 +15,21 @@ func run(args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-func TestUsageErrorsExit2WithOneLine(t *testing.T) {
+func TestUsageErrorsExit78WithOneLine(t *testing.T) {
 	dir := t.TempDir()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	quiet := []string{"--mdns=false", "--dht=false", "--compute=false", "--listen", "/ip4/127.0.0.1/tcp/0"}
 	cases := [][]string{
+		append([]string{"node", "--data", t.TempDir(), "--http", busy.Addr().String()}, quiet...),
+		append([]string{"node", "--data", file, "--http", "127.0.0.1:0"}, quiet...),
 		{"nosuch"},
 		{"node", "--bogus"},
 		{"node", "--data", dir, "--listen", "/ip4/1.2.3"},
@@ -30,8 +45,8 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 	}
 	for _, args := range cases {
 		code, _, stderr := run(args...)
-		if code != ExitUsage {
-			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, ExitUsage, stderr)
+		if code != ExitConfig {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, ExitConfig, stderr)
 		}
 		if n := strings.Count(strings.TrimRight(stderr, "\n"), "\n"); n != 0 || stderr == "" {
 			t.Errorf("%v: want one line on stderr, got %q", args, stderr)

@@ -369,8 +369,8 @@ func TestJobUsageErrorsExit2(t *testing.T) {
 	}
 	for _, args := range cases {
 		code, _, stderr := run(append(args, api...)...)
-		if code != ExitUsage {
-			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, ExitUsage, stderr)
+		if code != ExitConfig {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, ExitConfig, stderr)
 		}
 		if n := strings.Count(strings.TrimRight(stderr, "\n"), "\n"); n != 0 || stderr == "" {
 			t.Errorf("%v: want one line on stderr, got %q", args, stderr)
@@ -380,7 +380,7 @@ func TestJobUsageErrorsExit2(t *testing.T) {
 	if code, _, errs := run(append([]string{"submit", "pi", "--samples", "10", "--seed", "1"}, api...)...); code != ExitOK {
 		t.Fatal(errs)
 	}
-	if code, _, errs := run(append([]string{"result", "job1", "-o", "x.png"}, api...)...); code != ExitUsage {
+	if code, _, errs := run(append([]string{"result", "job1", "-o", "x.png"}, api...)...); code != ExitConfig {
 		t.Fatalf("π result -o: %d %q", code, errs)
 	}
 }
