@@ -2,7 +2,10 @@ package compute
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,18 +176,73 @@ func FuzzDecodeMandelPayload(f *testing.F) {
 // FuzzApply feeds arbitrary commands to a job state that holds a job: nothing may panic, and a
 // rejected command must leave the state unchanged.
 func FuzzApply(f *testing.F) {
-	for _, c := range sampleCommands() {
-		op, p, _ := EncodeCommand(c)
+	rejected := []any{ // seeds the state below rejects
+		Submit{ID: "j1", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 5, Seed: 2}}}, // duplicate ID
+		Started{Job: "nope", Time: t0},
+		Cancel{Job: "nope", Time: t0},
+		Delete{Job: "nope"},
+		Results{Time: t0, Items: []ChunkResult{{Job: "j1", Range: Range{900, 1001}, Node: "n1", Payload: EncodePiPayload(1)}}},
+	}
+	for _, c := range append(sampleCommands(), rejected...) {
+		op, p, err := EncodeCommand(c)
+		if err != nil {
+			f.Fatal(err)
+		}
 		f.Add(op, p)
+		f.Add(op, p[:len(p)/2])
 	}
 	st := newTestState(f)
 	st.mustApply(f, Submit{ID: "j1", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1000, Seed: 1}}})
+	st.mustApply(f, Results{Time: t0, Items: []ChunkResult{piChunk("j1", 1, Range{0, 100}, "n1")}})
+	st.mustApply(f, Submit{ID: "m", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 4, Height: 3, Span: 3, MaxIter: 10}}})
 	f.Fuzz(func(t *testing.T, op byte, p []byte) {
-		st.Apply(op, p, 0)
+		before := stateDigest(t, st.JobState)
+		r := st.Apply(op, p, 0)
+		if err, ok := r.(error); ok {
+			if after := stateDigest(t, st.JobState); after != before {
+				t.Fatalf("command %#x rejected (%v) but the state changed:\nbefore %s\nafter  %s", op, err, before, after)
+			}
+		}
 		for _, j := range st.Jobs() {
 			if j.DoneUnits > j.TotalUnits {
 				t.Fatalf("job %s: done %d > total %d", j.ID, j.DoneUnits, j.TotalUnits)
 			}
 		}
 	})
+}
+
+// stateDigest describes everything a reader can see of the state: every job's view, accepted and
+// pending ranges, chunk history and result, the counters, and the size of a snapshot (which
+// holds every stored payload; its bytes are not compared because jobs come in map order).
+func stateDigest(t *testing.T, s *JobState) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "last %d;", s.LastIndex())
+	s.mu.RLock()
+	fmt.Fprintf(&b, "seq %d, payload %d;", s.seq, s.totalPayload)
+	s.mu.RUnlock()
+	var snap bytes.Buffer
+	if err := s.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "snapshot %d bytes;", snap.Len())
+	for _, j := range s.Jobs() {
+		v, err := json.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc, accErr := s.Accepted(j.ID)
+		pend, pendErr := s.Pending(j.ID)
+		chunks, chErr := s.Chunks(j.ID, 0, 1<<20)
+		fmt.Fprintf(&b, "\n%s accepted %v %v pending %v %v chunks %+v %v", v, acc, accErr, pend, pendErr, chunks, chErr)
+		switch j.Kind {
+		case KindPi:
+			r, err := s.PiResult(j.ID)
+			fmt.Fprintf(&b, " pi %+v %v", r, err)
+		case KindMandelbrot:
+			img, err := s.MandelImage(j.ID)
+			fmt.Fprintf(&b, " image %v %v", img, err)
+		}
+	}
+	return b.String()
 }

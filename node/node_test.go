@@ -332,6 +332,16 @@ func TestCluster_RestartKeepsIdentityAndRejoins(t *testing.T) {
 		}
 	}
 	id := follower.ID()
+	before, err := getStatus(follower)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := ""
+	for _, n := range before.Nodes {
+		if n.ID == id.String() {
+			role = n.Role
+		}
+	}
 	follower.stop(t)
 	again := newTestNode(t, follower.dir, follower.cfg.Name, nil)
 	if again.ID() != id {
@@ -347,20 +357,31 @@ func TestCluster_RestartKeepsIdentityAndRejoins(t *testing.T) {
 	}
 	again.start(t)
 	all := append(others, again)
+	// A follower's restart is no reason for an election: the leader it left is the one it finds.
 	waitFor(t, 20*time.Second, "restarted node back with the same leader", func() error {
 		l, err := agreedLeader(all)
 		if err != nil {
 			return err
 		}
+		if l != leader {
+			return fmt.Errorf("leader %s, but %s led before the restart", l, leader)
+		}
 		st, err := getStatus(again)
 		if err != nil {
 			return err
 		}
-		if st.ClusterID == "" {
-			return errors.New("restarted node has no cluster state")
+		if st.ClusterID == "" || st.ClusterID != before.ClusterID {
+			return fmt.Errorf("restarted node's cluster %q, was %q", st.ClusterID, before.ClusterID)
 		}
-		_ = l
-		return nil
+		for _, n := range st.Nodes {
+			if n.ID == id.String() {
+				if n.Role != role || !n.Online {
+					return fmt.Errorf("restarted node is %s (online %v), was %s", n.Role, n.Online, role)
+				}
+				return nil
+			}
+		}
+		return errors.New("restarted node is not in its own member list")
 	})
 }
 
