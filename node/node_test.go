@@ -332,16 +332,20 @@ func TestCluster_RestartKeepsIdentityAndRejoins(t *testing.T) {
 		}
 	}
 	id := follower.ID()
-	before, err := getStatus(follower)
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := ""
-	for _, n := range before.Nodes {
-		if n.ID == id.String() {
-			role = n.Role
+	// Settled first: the follower knows its cluster and holds one of the three votes.
+	var before webui.Status
+	const role = webui.RoleVoter
+	waitFor(t, 20*time.Second, "the follower a voter that knows its cluster", func() (err error) {
+		if before, err = getStatus(follower); err != nil {
+			return err
 		}
-	}
+		for _, n := range before.Nodes {
+			if n.ID == id.String() && n.Role == role && before.ClusterID != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("cluster %q, nodes %+v", before.ClusterID, before.Nodes)
+	})
 	follower.stop(t)
 	again := newTestNode(t, follower.dir, follower.cfg.Name, nil)
 	if again.ID() != id {
