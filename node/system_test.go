@@ -74,7 +74,13 @@ func freeTCPPort(t *testing.T) int {
 
 func startProc(t *testing.T, name, dir string, p2pPort, httpPort int, extra ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, dir: dir, p2pPort: p2pPort, httpPort: httpPort}
+	return startProcBin(t, "", name, dir, p2pPort, httpPort, extra...)
+}
+
+// startProcBin is startProc with another binary than this tree's default build (bin "").
+func startProcBin(t *testing.T, bin, name, dir string, p2pPort, httpPort int, extra ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, bin: bin, name: name, dir: dir, p2pPort: p2pPort, httpPort: httpPort}
 	p.api = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	p.args = append([]string{"node", "--data", dir, "--name", name, "--mdns=false", "--dht=false",
 		"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
@@ -142,6 +148,12 @@ func (p *proc) dumpLog() string {
 // waits until they form one cluster with three voters.
 func startProcCluster(t *testing.T, size int, extra func(i int) []string) ([]*proc, string) {
 	t.Helper()
+	return startProcClusterBin(t, "", size, extra)
+}
+
+// startProcClusterBin is startProcCluster with every node running bin ("" for the default build).
+func startProcClusterBin(t *testing.T, bin string, size int, extra func(i int) []string) ([]*proc, string) {
+	t.Helper()
 	base := t.TempDir()
 	var ps []*proc
 	t.Cleanup(func() {
@@ -159,7 +171,7 @@ func startProcCluster(t *testing.T, size int, extra func(i int) []string) ([]*pr
 		if i > 0 {
 			args = append(args, "--join", ps[0].joinAddr())
 		}
-		p := startProc(t, fmt.Sprintf("n%d", i), filepath.Join(base, fmt.Sprintf("n%d", i)), freeTCPPort(t), freeTCPPort(t), args...)
+		p := startProcBin(t, bin, fmt.Sprintf("n%d", i), filepath.Join(base, fmt.Sprintf("n%d", i)), freeTCPPort(t), freeTCPPort(t), args...)
 		ps = append(ps, p)
 		if i == 0 {
 			waitFor(t, 30*time.Second, "first node up", func() error {
