@@ -18,6 +18,7 @@ const (
 	OpCancel  byte = 0x43 // Cancel: stop a job; accepted results are kept
 	OpDelete  byte = 0x44 // Delete: forget a job and its results (hydra rm)
 	OpEvict   byte = 0x45 // Evict: drop finished jobs past retention or over the disk cap
+	OpFail    byte = 0x46 // Fail: a job cannot finish (a chunk failed on too many nodes)
 
 	OpChallenge  byte = 0x50 // Challenge: the seed that picks which committed chunks are audited
 	OpAudit      byte = 0x51 // Audit: an auditor's recomputation of a chunk's chosen blocks
@@ -119,6 +120,17 @@ type Cancel struct {
 	Time time.Time
 }
 
+// Fail ends a job in state failed with Reason (a WebAssembly chunk that trapped or timed out on
+// several different nodes: the module, not the nodes, is at fault). Accepted results stay.
+type Fail struct {
+	Job    string
+	Reason string
+	Time   time.Time
+}
+
+// MaxFailReason bounds a failed job's reason.
+const MaxFailReason = 2048
+
 // Delete removes a job and its stored results.
 type Delete struct {
 	Job string
@@ -199,6 +211,11 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 	case Delete:
 		op = OpDelete
 		e.str(c.Job)
+	case Fail:
+		op = OpFail
+		e.str(c.Job)
+		e.str(c.Reason)
+		e.time(c.Time)
 	case Evict:
 		op = OpEvict
 		e.time(c.Now)
@@ -226,6 +243,8 @@ func deref(v any) any {
 	case *Delete:
 		return *c
 	case *Evict:
+		return *c
+	case *Fail:
 		return *c
 	case *Challenge:
 		return *c
@@ -332,6 +351,12 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		v = c
 	case OpDelete:
 		v = Delete{Job: d.str(MaxIDLen, "job id")}
+	case OpFail:
+		var c Fail
+		c.Job = d.str(MaxIDLen, "job id")
+		c.Reason = d.str(MaxFailReason, "reason")
+		c.Time = d.time()
+		v = c
 	case OpEvict:
 		var c Evict
 		c.Now = d.time()
@@ -356,6 +381,12 @@ func encodeSpec(e *encoder, s JobSpec) {
 		e.byte1(1)
 		e.uvarint(s.Pi.Samples)
 		e.u64(s.Pi.Seed)
+	case s.Wasm != nil:
+		e.byte1(3)
+		e.str(s.Wasm.Module)
+		e.uvarint(s.Wasm.Items)
+		e.str(string(s.Wasm.Reduce))
+		e.str(s.Wasm.Params)
 	case s.Mandel != nil:
 		e.byte1(2)
 		m := s.Mandel
@@ -386,6 +417,11 @@ func decodeSpec(d *decoder) JobSpec {
 		m.MaxIter = clampInt(d.varint())
 		m.CenterX, m.CenterY, m.Span = d.f64(), d.f64(), d.f64()
 		s.Mandel = m
+	case 3:
+		w := &WasmParams{Module: d.str(64, "module"), Items: d.uvarint()}
+		w.Reduce = Reduce(d.str(16, "reduce"))
+		w.Params = d.str(MaxWasmParams, "params")
+		s.Wasm = w
 	default:
 		d.fail(errors.New("spec: unknown parameter tag"))
 	}

@@ -24,10 +24,13 @@ const (
 	StatusRunning   JobStatus = "running"
 	StatusDone      JobStatus = "done"
 	StatusCancelled JobStatus = "cancelled"
+	StatusFailed    JobStatus = "failed" // cannot finish; the job's reason says why
 )
 
 // Finished reports whether the status is final.
-func (s JobStatus) Finished() bool { return s == StatusDone || s == StatusCancelled }
+func (s JobStatus) Finished() bool {
+	return s == StatusDone || s == StatusCancelled || s == StatusFailed
+}
 
 // NodeContribution is what one node did for a job, from its accepted chunks only.
 type NodeContribution struct {
@@ -57,7 +60,8 @@ type job struct {
 	finished     time.Time
 	accepted     RangeSet             // ranges taken: computed and committed (counted or under audit)
 	cleared      RangeSet             // ranges counted in the answer: sampled out or audited (docs/design.md §4)
-	hits         uint64               // π reducer: the sum of cleared chunks' hits
+	hits         uint64               // π: the sum of cleared chunks' hits; wasm: their reduced value
+	reason       string               // why a failed job failed
 	recs         map[uint64]*auditRec // chunks of audited results by range start (audits.go)
 	open         int                  // recs not cleared yet
 	auditedUnits uint64               // units recomputed by auditors
@@ -166,6 +170,8 @@ func (s *JobState) Apply(op byte, payload []byte, index uint64) any {
 		return s.delete(c.Job)
 	case Evict:
 		return s.evict(c)
+	case Fail:
+		return s.failJob(c)
 	case Challenge:
 		return s.challenge(c)
 	case Audit:
@@ -230,10 +236,22 @@ func (s *JobState) cancel(c Cancel) error {
 	switch j.status {
 	case StatusCancelled:
 		return nil
-	case StatusDone:
+	case StatusDone, StatusFailed:
 		return fmt.Errorf("cancel %s: %w", c.Job, ErrJobFinished)
 	}
 	j.status, j.finished = StatusCancelled, c.Time
+	return nil
+}
+
+func (s *JobState) failJob(c Fail) error {
+	j, ok := s.jobs[c.Job]
+	if !ok {
+		return fmt.Errorf("fail %s: %w", c.Job, ErrNoSuchJob)
+	}
+	if j.status.Finished() {
+		return fmt.Errorf("fail %s: %w", c.Job, ErrJobFinished)
+	}
+	j.status, j.finished, j.reason = StatusFailed, c.Time, c.Reason
 	return nil
 }
 
@@ -322,8 +340,19 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 			}
 			j.open++
 		} else {
+			switch {
+			case j.spec.Kind != KindWasm:
+				j.hits += a.hits
+			case j.cleared.Units() == 0:
+				j.hits = a.hits
+			default:
+				j.hits = j.spec.Wasm.Reduce.Combine(j.hits, a.hits)
+			}
 			j.cleared.Add(a.item.Range)
-			j.hits += a.hits
+		}
+		histHits := a.hits
+		if j.spec.Kind == KindWasm {
+			histHits = 0 // a wasm value is no count of the range's units
 		}
 		n := j.nodes[a.item.Node]
 		if n == nil {
@@ -333,7 +362,7 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 		n.Units += a.item.Range.Len()
 		n.Chunks++
 		n.ComputeSeconds += a.item.ComputeSeconds
-		j.hist.add(a.item.Range, a.hits, a.item.Node, a.item.ComputeSeconds, c.Time)
+		j.hist.add(a.item.Range, histHits, a.item.Node, a.item.ComputeSeconds, c.Time)
 		size := int64(len(a.item.Payload)) + 16
 		j.payloadBytes += size
 		s.totalPayload += size
@@ -358,6 +387,8 @@ func (s *JobState) check(it ChunkResult, batch map[string]*RangeSet) (uint64, st
 		return 0, "unknown job"
 	case j.status == StatusCancelled:
 		return 0, "job cancelled"
+	case j.status == StatusFailed:
+		return 0, "job failed"
 	case it.Range.Empty():
 		return 0, "empty range"
 	case !j.total().Contains(it.Range):
@@ -382,6 +413,12 @@ func (s *JobState) check(it ChunkResult, batch map[string]*RangeSet) (uint64, st
 			return 0, err.Error()
 		}
 		return 0, ""
+	case KindWasm:
+		v, _, err := DecodeWasmPayload(it.Payload, j.spec.Wasm.Reduce)
+		if err != nil {
+			return 0, err.Error()
+		}
+		return v, ""
 	}
 	return 0, "unknown kind"
 }

@@ -3,8 +3,10 @@ package compute
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 	"sort"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,6 +28,7 @@ type Job struct {
 	TotalUnits   uint64             `json:"total_units"`
 	Nodes        []NodeContribution `json:"nodes"`
 	PayloadBytes int64              `json:"payload_bytes"`
+	Reason       string             `json:"reason,omitempty"` // why a failed job failed
 	// AuditedUnits is how many units auditors recomputed (docs/design.md §4); RedoneUnits how
 	// many were computed again because an audit failed.
 	AuditedUnits uint64 `json:"audited_units"`
@@ -39,7 +42,7 @@ func (j *job) view() Job {
 		ID: j.id, Name: j.spec.Name, Kind: j.spec.Kind, Spec: j.spec, Priority: j.spec.EffectivePriority(),
 		State: j.status, Submitter: j.submitter, SubmittedAt: j.submitted, StartedAt: j.started,
 		FinishedAt: j.finished, DoneUnits: j.accepted.Units(), TotalUnits: j.spec.TotalUnits(),
-		PayloadBytes: j.payloadBytes, Nodes: make([]NodeContribution, 0, len(j.nodes)),
+		PayloadBytes: j.payloadBytes, Nodes: make([]NodeContribution, 0, len(j.nodes)), Reason: j.reason,
 		AuditedUnits: j.auditedUnits, RedoneUnits: j.redoneUnits, ClearedUnits: j.cleared.Units(),
 	}
 	for _, n := range j.nodes {
@@ -328,4 +331,66 @@ func (s *JobState) Chunks(id string, from uint64, maxN int) (ChunkPage, error) {
 		})
 	}
 	return p, nil
+}
+
+// WasmResult is a WebAssembly job's result so far: the reduced value of its accepted items as a
+// decimal string (a u64 does not survive JSON numbers in JavaScript), complete when DoneItems
+// equals Items. For concat, the output bytes are read with [JobState.WasmOutput].
+type WasmResult struct {
+	Reduce    Reduce `json:"reduce"`
+	Value     string `json:"value"`
+	Items     uint64 `json:"items"`
+	DoneItems uint64 `json:"done_items"`
+	Complete  bool   `json:"complete"`
+}
+
+// WasmResult returns a WebAssembly job's reduced value so far.
+func (s *JobState) WasmResult(id string) (WasmResult, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return WasmResult{}, fmt.Errorf("wasm result %s: %w", id, ErrNoSuchJob)
+	}
+	if j.spec.Kind != KindWasm {
+		return WasmResult{}, fmt.Errorf("wasm result %s: job is %s", id, j.spec.Kind)
+	}
+	w := j.spec.Wasm
+	v := j.hits
+	if j.cleared.Units() == 0 {
+		v = w.Reduce.Identity()
+	}
+	done := j.cleared.Units()
+	return WasmResult{Reduce: w.Reduce, Value: strconv.FormatUint(v, 10), Items: w.Items, DoneItems: done, Complete: done == w.Items}, nil
+}
+
+// WasmOutput writes a concat job's accepted output bytes to w in item order (the gaps of
+// ranges not accepted yet are skipped: compare DoneItems with Items), streaming from the store.
+func (s *JobState) WasmOutput(id string, w io.Writer) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return fmt.Errorf("wasm output %s: %w", id, ErrNoSuchJob)
+	}
+	if j.spec.Kind != KindWasm || j.spec.Wasm.Reduce != ReduceConcat {
+		return fmt.Errorf("wasm output %s: not a concat job", id)
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(id))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error { // keys are big-endian starts: item order
+			if len(k) != 8 || len(v) < 8 {
+				return fmt.Errorf("wasm output %s: corrupt record", id)
+			}
+			_, out, err := DecodeWasmPayload(v[8:], ReduceConcat)
+			if err != nil {
+				return fmt.Errorf("wasm output %s: %w", id, err)
+			}
+			_, err = w.Write(out)
+			return err
+		})
+	})
 }

@@ -112,3 +112,23 @@ func DecodeMandelPayload(b []byte, want int, maxIter uint32) ([]uint32, error) {
 	}
 	return out, nil
 }
+
+// EncodeWasmPayload encodes a WebAssembly chunk result: the reduced value of its items and, for
+// concat, their output bytes in item order (raw: module output is often already dense).
+func EncodeWasmPayload(value uint64, out []byte) []byte {
+	b := make([]byte, 0, 9+len(out))
+	b = append(b, payloadFormat)
+	b = binary.LittleEndian.AppendUint64(b, value)
+	return append(b, out...)
+}
+
+// DecodeWasmPayload decodes a WebAssembly chunk result; output bytes are only valid for concat.
+func DecodeWasmPayload(b []byte, r Reduce) (value uint64, out []byte, err error) {
+	if len(b) < 9 || b[0] != payloadFormat {
+		return 0, nil, fmt.Errorf("wasm payload: %d bytes, not a value", len(b))
+	}
+	if r != ReduceConcat && len(b) > 9 {
+		return 0, nil, fmt.Errorf("wasm payload: %d output bytes for reduce %s", len(b)-9, r)
+	}
+	return binary.LittleEndian.Uint64(b[1:9]), b[9:], nil
+}

@@ -139,7 +139,7 @@ func (s *Scheduler) AddJob(id string, spec JobSpec, pending []Range, started boo
 		return fmt.Errorf("scheduler: job %s: %w", id, err)
 	}
 	s.seq++
-	j := &schedJob{id: id, kind: spec.Kind, priority: float64(spec.EffectivePriority()), seq: s.seq,
+	j := &schedJob{id: id, kind: RateClass(spec), priority: float64(spec.EffectivePriority()), seq: s.seq,
 		pending: NewRangeSet(pending...), leases: map[uint64]*lease{}, started: started}
 	// A newcomer starts level with the least-served running job, so it neither starves the
 	// others nor waits behind their history.
@@ -236,14 +236,14 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 	probe := rate <= 0
 	var size uint64
 	if probe {
-		size = s.cfg.ProbeUnits[j.kind]
+		size = s.cfg.ProbeUnits[baseKind(j.kind)]
 	} else {
 		size = uint64(rate * s.cfg.ChunkTarget.Seconds())
 		// Guided self-scheduling: near the end, no chunk larger than a share of what remains.
 		tail := uint64(float64(s.remaining(j)) / (s.activeNodes() * s.cfg.TailShare))
 		size = min(size, tail)
 	}
-	size = max(size, s.cfg.MinUnits[j.kind], 1)
+	size = max(size, s.cfg.MinUnits[baseKind(j.kind)], 1)
 	if j.kind == KindPi {
 		// A chunk's commitment has at most audit.MaxLeaves blocks (a rate of 10¹¹ samples/s
 		// would be needed to reach half of it in a 2 s chunk).
@@ -252,7 +252,7 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 	first := j.pending.rs[0]
 	r := Range{first.Start, first.Start + min(size, first.Len())}
 	// Do not leave a sliver behind that costs more to schedule than to compute.
-	if rest := first.End - r.End; rest > 0 && rest < s.cfg.MinUnits[j.kind] {
+	if rest := first.End - r.End; rest > 0 && rest < s.cfg.MinUnits[baseKind(j.kind)] {
 		r.End = first.End
 	}
 	j.pending.Remove(r)

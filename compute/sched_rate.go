@@ -1,6 +1,9 @@
 package compute
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // SchedulerConfig tunes the scheduling policy. The zero value of a field means its default.
 type SchedulerConfig struct {
@@ -9,7 +12,7 @@ type SchedulerConfig struct {
 	// better and lose less when a node leaves.
 	ChunkTarget time.Duration
 	// ProbeUnits is the size of the first chunk of a kind for a node with no rate estimate yet
-	// (defaults: π 2²⁰ samples, Mandelbrot 1 row): small enough that the slowest board answers
+	// (defaults: π 2²⁰ samples, Mandelbrot 1 row, wasm 64 items): small enough that the slowest board answers
 	// within seconds, so its rate is known before it can hold up a job.
 	ProbeUnits map[Kind]uint64
 	// MinUnits is the smallest chunk of a kind, below which coordination costs more than the work
@@ -37,12 +40,12 @@ func (c SchedulerConfig) withDefaults() SchedulerConfig {
 	if c.ChunkTarget <= 0 {
 		c.ChunkTarget = 2 * time.Second
 	}
-	probe := map[Kind]uint64{KindPi: 1 << 20, KindMandelbrot: 1}
+	probe := map[Kind]uint64{KindPi: 1 << 20, KindMandelbrot: 1, KindWasm: 64}
 	for k, v := range c.ProbeUnits {
 		probe[k] = v
 	}
 	c.ProbeUnits = probe
-	minu := map[Kind]uint64{KindPi: 1 << 16, KindMandelbrot: 1}
+	minu := map[Kind]uint64{KindPi: 1 << 16, KindMandelbrot: 1, KindWasm: 1}
 	for k, v := range c.MinUnits {
 		minu[k] = v
 	}
@@ -103,4 +106,22 @@ func (r *rateEst) rate() float64 {
 		return 0
 	}
 	return r.sumU / r.sumS
+}
+
+// RateClass is what a node's speed is measured for: the job kind, and for WebAssembly jobs the
+// module too ("wasm:<sha256>"), since two modules' items have nothing in common. Leases carry it
+// as their Kind.
+func RateClass(spec JobSpec) Kind {
+	if spec.Kind == KindWasm && spec.Wasm != nil {
+		return Kind(string(KindWasm) + ":" + spec.Wasm.Module)
+	}
+	return spec.Kind
+}
+
+// baseKind is the job kind of a rate class.
+func baseKind(k Kind) Kind {
+	if b, _, ok := strings.Cut(string(k), ":"); ok {
+		return Kind(b)
+	}
+	return k
 }

@@ -79,6 +79,7 @@ type snapJob struct {
 	Finished     int64              `json:"finished"`
 	Accepted     []Range            `json:"accepted"`
 	Hits         uint64             `json:"hits"`
+	Reason       string             `json:"reason,omitempty"`
 	Nodes        []NodeContribution `json:"nodes"`
 	PayloadBytes int64              `json:"payload_bytes"`
 	History      []byte             `json:"history,omitempty"` // chunk history (history.go), version 2
@@ -106,7 +107,7 @@ func (s *JobState) Snapshot(w io.Writer) error {
 		sj := snapJob{
 			ID: j.id, Seq: j.seq, Spec: j.spec, Submitter: j.submitter, Status: j.status,
 			Submitted: timeNanos(j.submitted), Started: timeNanos(j.started), Finished: timeNanos(j.finished),
-			Accepted: j.accepted.Ranges(), Hits: j.hits, PayloadBytes: j.payloadBytes,
+			Accepted: j.accepted.Ranges(), Hits: j.hits, PayloadBytes: j.payloadBytes, Reason: j.reason,
 			History: j.hist.encode(), Cleared: j.cleared.Ranges(), AuditedUnits: j.auditedUnits, RedoneUnits: j.redoneUnits,
 		}
 		for _, start := range sortedStarts(j.recs) {
@@ -202,7 +203,7 @@ func (s *JobState) Restore(r io.Reader) error {
 		j := &job{
 			id: sj.ID, seq: sj.Seq, spec: sj.Spec, submitter: sj.Submitter, status: sj.Status,
 			submitted: nanosTime(sj.Submitted), started: nanosTime(sj.Started), finished: nanosTime(sj.Finished),
-			accepted: NewRangeSet(sj.Accepted...), hits: sj.Hits, payloadBytes: sj.PayloadBytes,
+			accepted: NewRangeSet(sj.Accepted...), hits: sj.Hits, payloadBytes: sj.PayloadBytes, reason: sj.Reason,
 			nodes: map[string]*NodeContribution{}, recs: map[uint64]*auditRec{},
 			cleared: NewRangeSet(sj.Cleared...), auditedUnits: sj.AuditedUnits, redoneUnits: sj.RedoneUnits,
 		}

@@ -13,6 +13,7 @@ type Kind string
 const (
 	KindPi         Kind = "pi"
 	KindMandelbrot Kind = "mandelbrot"
+	KindWasm       Kind = "wasm" // a WebAssembly module mapped over items (docs/wasm.md)
 )
 
 // Limits on job specs: they keep a job's state and result bounded.
@@ -21,7 +22,32 @@ const (
 	MaxPriority     = 100
 	MaxJobName      = 200
 	DefaultPriority = 1
+	MaxWasmItems    = 1 << 62  // hydra_map takes signed 64-bit bounds
+	MaxWasmParams   = 64 << 10 // bytes of a wasm job's params
 )
+
+// WasmParams are the parameters of a WebAssembly job (docs/wasm.md): the module's content
+// address, the item count, the reducer, and the bytes hydra_init receives.
+type WasmParams struct {
+	Module string `json:"module"`
+	Items  uint64 `json:"items"`
+	Reduce Reduce `json:"reduce"`
+	Params string `json:"params,omitempty"`
+}
+
+// Validate reports the first invalid field, named as the API names it.
+func (w WasmParams) Validate() error {
+	if len(w.Module) != 64 || strings.Trim(w.Module, "0123456789abcdef") != "" {
+		return fmt.Errorf("module: %q is not a module's SHA-256 (64 lowercase hex digits)", w.Module)
+	}
+	if w.Items < 1 || w.Items > MaxWasmItems {
+		return fmt.Errorf("items: %d is outside 1–%d", w.Items, uint64(MaxWasmItems))
+	}
+	if len(w.Params) > MaxWasmParams {
+		return fmt.Errorf("params: %d bytes, limit %d", len(w.Params), MaxWasmParams)
+	}
+	return w.Reduce.Validate()
+}
 
 // PiParams are the parameters of a Monte-Carlo π job (docs/design.md §4).
 type PiParams struct {
@@ -37,6 +63,7 @@ type JobSpec struct {
 	Priority int           `json:"priority,omitempty"`
 	Pi       *PiParams     `json:"pi,omitempty"`
 	Mandel   *MandelParams `json:"mandelbrot,omitempty"`
+	Wasm     *WasmParams   `json:"wasm,omitempty"`
 }
 
 // Validate reports the first invalid field, named as the API names it, and why. A spec that
@@ -53,19 +80,24 @@ func (s JobSpec) Validate() error {
 	}
 	switch s.Kind {
 	case KindPi:
-		if s.Pi == nil || s.Mandel != nil {
+		if s.Pi == nil || s.Mandel != nil || s.Wasm != nil {
 			return fmt.Errorf("kind: pi needs the pi parameters only")
 		}
 		if s.Pi.Samples < 1 || s.Pi.Samples > MaxPiSamples {
 			return fmt.Errorf("samples: %d is outside 1–%d", s.Pi.Samples, uint64(MaxPiSamples))
 		}
 	case KindMandelbrot:
-		if s.Mandel == nil || s.Pi != nil {
+		if s.Mandel == nil || s.Pi != nil || s.Wasm != nil {
 			return fmt.Errorf("kind: mandelbrot needs the mandelbrot parameters only")
 		}
 		return s.Mandel.Validate()
+	case KindWasm:
+		if s.Wasm == nil || s.Pi != nil || s.Mandel != nil {
+			return fmt.Errorf("kind: wasm needs the wasm parameters only")
+		}
+		return s.Wasm.Validate()
 	default:
-		return fmt.Errorf("kind: %q is not a job kind (pi, mandelbrot)", s.Kind)
+		return fmt.Errorf("kind: %q is not a job kind (pi, mandelbrot, wasm)", s.Kind)
 	}
 	return nil
 }
@@ -77,6 +109,8 @@ func (s JobSpec) TotalUnits() uint64 {
 		return s.Pi.Samples
 	case s.Kind == KindMandelbrot && s.Mandel != nil:
 		return uint64(s.Mandel.Height)
+	case s.Kind == KindWasm && s.Wasm != nil:
+		return s.Wasm.Items
 	}
 	return 0
 }

@@ -1,0 +1,134 @@
+package compute
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+const testModule = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func wasmSpec(items uint64, r Reduce) JobSpec {
+	return JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: testModule, Items: items, Reduce: r}}
+}
+
+func wasmChunk(job string, r Range, node string, v uint64, out string) ChunkResult {
+	return ChunkResult{Job: job, Range: r, Node: node, ComputeSeconds: 0.1, Payload: EncodeWasmPayload(v, []byte(out))}
+}
+
+func TestWasmSpecValidate(t *testing.T) {
+	if err := wasmSpec(10, ReduceSum).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		spec JobSpec
+		want string
+	}{
+		{JobSpec{Kind: KindWasm}, "wasm parameters"},
+		{JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: "abc", Items: 1, Reduce: ReduceSum}}, "module"},
+		{JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: strings.ToUpper(testModule), Items: 1, Reduce: ReduceSum}}, "module"},
+		{wasmSpec(0, ReduceSum), "items"},
+		{wasmSpec(MaxWasmItems+1, ReduceSum), "items"},
+		{wasmSpec(5, "avg"), "reduce"},
+		{JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: testModule, Items: 1, Reduce: ReduceSum, Params: strings.Repeat("x", MaxWasmParams+1)}}, "params"},
+		{JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: testModule, Items: 1, Reduce: ReduceSum}, Pi: &PiParams{Samples: 1}}, "wasm parameters"},
+	} {
+		if err := c.spec.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.spec.Wasm, err, c.want)
+		}
+	}
+}
+
+// TestWasmReduce: chunk values combine by the job's reducer in any order, an empty job has the
+// reducer's identity, and concat output reads back in item order.
+func TestWasmReduce(t *testing.T) {
+	st := newTestState(t)
+	for _, c := range []struct {
+		r          Reduce
+		want, zero uint64
+	}{{ReduceSum, 5 + 9 + 2, 0}, {ReduceMin, 2, ^uint64(0)}, {ReduceMax, 9, 0}, {ReduceXor, 5 ^ 9 ^ 2, 0}} {
+		id := string(c.r)
+		st.mustApply(t, Submit{ID: id, Time: t0, Spec: wasmSpec(30, c.r)})
+		if res, err := st.WasmResult(id); err != nil || res.Value != u64s(c.zero) || res.Complete {
+			t.Fatalf("%s empty: %+v %v", c.r, res, err)
+		}
+		st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk(id, Range{20, 30}, "b", 2, ""), wasmChunk(id, Range{0, 10}, "a", 5, "")}})
+		st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk(id, Range{10, 20}, "a", 9, "")}})
+		res, err := st.WasmResult(id)
+		if err != nil || res.Value != u64s(c.want) || !res.Complete || res.DoneItems != 30 || res.Reduce != c.r {
+			t.Fatalf("%s: %+v %v, want %d", c.r, res, err, c.want)
+		}
+	}
+	st.mustApply(t, Submit{ID: "cat", Time: t0, Spec: wasmSpec(6, ReduceConcat)})
+	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk("cat", Range{4, 6}, "b", 2, "ef"), wasmChunk("cat", Range{0, 2}, "a", 2, "ab")}})
+	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk("cat", Range{2, 4}, "c", 2, "cd")}})
+	var out bytes.Buffer
+	if err := st.WasmOutput("cat", &out); err != nil || out.String() != "abcdef" {
+		t.Fatalf("concat %q %v", out.String(), err)
+	}
+	if err := st.WasmOutput("sum", &out); err == nil {
+		t.Fatal("output of a sum job")
+	}
+	// Output bytes are refused for a reducer that has no output.
+	o := st.ApplyCommand(Results{Time: t0, Items: []ChunkResult{wasmChunk("sum", Range{0, 1}, "a", 1, "x")}}, 0).(*ResultsOutcome)
+	if len(o.Rejected) != 1 {
+		t.Fatalf("%+v", o)
+	}
+}
+
+func u64s(v uint64) string {
+	var b []byte
+	for {
+		b = append([]byte{byte('0' + v%10)}, b...)
+		if v /= 10; v == 0 {
+			return string(b)
+		}
+	}
+}
+
+// TestWasmFail: a failed job keeps its reason through a snapshot, refuses results and cancel,
+// and is finished (evictable).
+func TestWasmFail(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, Submit{ID: "w", Time: t0, Spec: wasmSpec(100, ReduceSum)})
+	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk("w", Range{0, 10}, "a", 1, "")}})
+	st.mustApply(t, Fail{Job: "w", Reason: "hydra_map(10, 20): unreachable", Time: t0})
+	j, _ := st.Job("w")
+	if j.State != StatusFailed || j.Reason != "hydra_map(10, 20): unreachable" || !j.State.Finished() {
+		t.Fatalf("%+v", j)
+	}
+	o := st.ApplyCommand(Results{Time: t0, Items: []ChunkResult{wasmChunk("w", Range{10, 20}, "a", 1, "")}}, 0).(*ResultsOutcome)
+	if len(o.Rejected) != 1 || o.Rejected[0].Reason != "job failed" {
+		t.Fatalf("%+v", o)
+	}
+	if err, _ := st.ApplyCommand(Cancel{Job: "w", Time: t0}, 0).(error); !errors.Is(err, ErrJobFinished) {
+		t.Fatalf("cancel a failed job: %v", err)
+	}
+	if err, _ := st.ApplyCommand(Fail{Job: "w", Time: t0}, 0).(error); !errors.Is(err, ErrJobFinished) {
+		t.Fatalf("fail twice: %v", err)
+	}
+	var snap bytes.Buffer
+	if err := st.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	st2 := newTestState(t)
+	if err := st2.Restore(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if j2, _ := st2.Job("w"); j2.State != StatusFailed || j2.Reason != j.Reason {
+		t.Fatalf("restored %+v", j2)
+	}
+}
+
+func TestRateClassPerModule(t *testing.T) {
+	a, b := wasmSpec(1, ReduceSum), wasmSpec(1, ReduceSum)
+	b.Wasm = &WasmParams{Module: strings.Repeat("f", 64), Items: 1, Reduce: ReduceSum}
+	if RateClass(a) == RateClass(b) || baseKind(RateClass(a)) != KindWasm || RateClass(JobSpec{Kind: KindPi}) != KindPi {
+		t.Fatal(RateClass(a), RateClass(b))
+	}
+	s := NewScheduler(SchedulerConfig{})
+	if err := s.AddJob("w", a, []Range{{0, 1000}}, true); err != nil {
+		t.Fatal(err)
+	}
+}
