@@ -15,6 +15,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/compute/wasm"
 	"github.com/hydra-compute/hydra/p2p"
 )
 
@@ -117,6 +118,10 @@ type task struct {
 	rng     compute.Range
 	stopped atomic.Bool
 
+	halt     chan struct{} // closed by stop (wasm tasks wait on it in the duty cycle)
+	haltOnce sync.Once
+	wasmDone atomic.Uint64 // wasm: finished prefix in items
+
 	mu       sync.Mutex
 	seg      *segment
 	base     uint64 // units finished by earlier segments
@@ -125,6 +130,11 @@ type task struct {
 
 func (t *task) stop() {
 	t.stopped.Store(true)
+	t.haltOnce.Do(func() {
+		if t.halt != nil {
+			close(t.halt)
+		}
+	})
 	t.cut()
 }
 
@@ -148,6 +158,9 @@ func (t *task) setSeg(s *segment, base, hits uint64) {
 
 // prefix is the task's finished prefix in segment units (π samples, Mandelbrot pixels).
 func (t *task) prefix() uint64 {
+	if t.spec.Kind == compute.KindWasm {
+		return t.wasmDone.Load()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	d := t.base
@@ -199,7 +212,7 @@ func (c *child) start(id uint64, spec compute.JobSpec, r compute.Range) {
 	if spec.Kind == compute.KindMandelbrot {
 		r.End = min(r.End, r.Start+uint64(max(1, MaxTaskPixels/spec.Mandel.Width)))
 	}
-	c.cur = &task{id: id, spec: spec, rng: r}
+	c.cur = &task{id: id, spec: spec, rng: r, halt: make(chan struct{})}
 	c.wg.Add(1)
 	go c.run(c.cur)
 }
@@ -228,6 +241,7 @@ func (c *child) run(t *task) {
 		unitPixels = uint64(t.spec.Mandel.Width)
 	}
 	quit, ticked := make(chan struct{}), make(chan struct{})
+	stuck := newStuckCheck(t.spec.Kind == compute.KindWasm, int(c.cpus.Load()))
 	go func() {
 		defer close(ticked)
 		tk := time.NewTicker(progressEvery)
@@ -237,7 +251,13 @@ func (c *child) run(t *task) {
 			case <-quit:
 				return
 			case <-tk.C:
-				c.send(message{kind: kindProgress, h: header{Task: t.id, Done: t.prefix() / unitPixels}})
+				done := t.prefix()
+				if stuck.check(done) {
+					c.send(message{kind: kindError, h: header{Task: t.id, Err: fmt.Sprintf(
+						"%v: no item finished in %v of CPU time (an endless loop?); compute child restarted", wasm.ErrTimeout, wasmCallTimeout())}})
+					os.Exit(3) // the call cannot be cut: the process goes, the node starts another
+				}
+				c.send(message{kind: kindProgress, h: header{Task: t.id, Done: done / unitPixels}})
 				sweepThreads()
 			}
 		}
@@ -254,6 +274,8 @@ func (c *child) run(t *task) {
 		payload = compute.EncodePiBlocksPayload(blocks)
 	case compute.KindMandelbrot:
 		done, payload, err = c.runMandel(t)
+	case compute.KindWasm:
+		done, payload, err = c.runWasm(t)
 	default:
 		err = fmt.Errorf("unknown kind %q", t.spec.Kind)
 	}
@@ -267,7 +289,11 @@ func (c *child) run(t *task) {
 	c.cur = nil // before the result: the parent may send the next run as soon as it has it
 	c.mu.Unlock()
 	if err != nil {
-		c.send(message{kind: kindError, h: header{Task: t.id, Err: err.Error()}})
+		msg := err.Error()
+		if len(msg) > maxErrText {
+			msg = msg[:maxErrText-3] + "..."
+		}
+		c.send(message{kind: kindError, h: header{Task: t.id, Err: msg}})
 		return
 	}
 	c.send(message{kind: kindResult, payload: payload, h: header{

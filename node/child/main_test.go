@@ -30,6 +30,11 @@ func TestMain(m *testing.M) {
 		_ = p2p.WriteFrame(os.Stdout, []byte("R\x05{nope"))
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
+	case "mute": // a valid hello, then silence however long a task runs (a frozen child)
+		b, _ := encodeMessage(message{kind: kindHello, h: header{Hello: &Hello{Protocol: protocolVersion, PID: os.Getpid()}}})
+		_ = p2p.WriteFrame(os.Stdout, b)
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
 	case "silent": // exits without a hello
 		os.Exit(3)
 	case "parent": // a node stand-in: starts a child on a long task, prints its pid, waits

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/wasm"
 )
 
 // Timeouts of the parent side. A child at idle priority on a machine its owner keeps busy may
@@ -312,6 +313,15 @@ func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) 
 		return Result{}, fmt.Errorf("task %d: send to compute child: %w", t.ID, err)
 	}
 	done := ctx.Done()
+	// A WebAssembly task's child must keep talking (progress every 250 ms): one that falls
+	// silent is stuck in a module call and is killed (see wasmSilence).
+	var silent <-chan time.Time
+	var silence *time.Timer
+	if t.Spec.Kind == compute.KindWasm {
+		silence = time.NewTimer(wasmSilence)
+		defer silence.Stop()
+		silent = silence.C
+	}
 	var stopTimer *time.Timer
 	var stopDeadline <-chan time.Time
 	defer func() {
@@ -355,6 +365,17 @@ func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) 
 			if res, ok, err := handle(m); ok {
 				return res, err
 			}
+			if silence != nil {
+				silence.Reset(wasmSilence)
+			}
+		case <-silent:
+			p.kill()
+			select { // gone before the next Run asks for a child
+			case <-p.dead:
+			case <-time.After(exitTimeout):
+			}
+			return Result{}, fmt.Errorf("task %d: compute child: %w: silent for %v (a module call that never returns); killed",
+				t.ID, wasm.ErrTimeout, wasmSilence)
 		case <-p.dead:
 			// Everything the child wrote is in msgs by now (dead closes after the reader ends):
 			// a child that sent its result and exited (Close) still delivers it.
@@ -390,6 +411,11 @@ func (r *Runner) result(p *proc, t Task, m message) (Result, error) {
 	}
 	if t.Spec.Kind == compute.KindPi {
 		if _, _, err := compute.DecodePiBlocks(m.payload, d); err != nil {
+			p.kill()
+			return Result{}, fmt.Errorf("task %d: compute child: %w", t.ID, err)
+		}
+	} else if t.Spec.Kind == compute.KindWasm {
+		if _, _, err := compute.DecodeWasmPayload(m.payload, t.Spec.Wasm.Reduce); err != nil {
 			p.kill()
 			return Result{}, fmt.Errorf("task %d: compute child: %w", t.ID, err)
 		}

@@ -1,0 +1,147 @@
+package child
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/wasm"
+)
+
+// Environment of the compute child for WebAssembly tasks, set by the node (Config.Env): where
+// modules are stored (named by their SHA-256) and where compiled machine code is cached.
+const (
+	EnvWasmModules = "HYDRA_WASM_MODULES"
+	EnvWasmCache   = "HYDRA_WASM_CACHE"
+)
+
+// WasmMaxOutput bounds the concat output of one task (the chunk result travels in the raft log:
+// compute.MaxResultPayload).
+const WasmMaxOutput = compute.MaxResultPayload - 64
+
+// wasmSilence is how long the parent waits for any message from a child running a WebAssembly
+// task before it kills it. The child runs modules without wazero's in-call termination checks
+// (5–20× faster): a module stuck in an endless loop cannot be cut inside the child and stalls
+// it at the next garbage collection, progress reports included. Killing the process is the
+// only sure stop; the task fails with this reason and the next task gets a new child.
+var wasmSilence = wasm.DefaultCallTimeout + 30*time.Second
+
+// wasmEngine is the child's runtime, started by the first WebAssembly task.
+var (
+	wasmOnce sync.Once
+	wasmEng  *wasm.Engine
+	wasmErr  error
+)
+
+func engine() (*wasm.Engine, error) {
+	wasmOnce.Do(func() {
+		wasmEng, wasmErr = wasm.NewEngine(context.Background(), wasm.Config{
+			CacheDir: os.Getenv(EnvWasmCache), Uninterruptible: true, MaxOutput: WasmMaxOutput,
+		})
+	})
+	return wasmEng, wasmErr
+}
+
+// loadModule compiles the module of a task from the node's module store (once per child: the
+// engine keeps compiled modules).
+func loadModule(sha string) (*wasm.Module, error) {
+	e, err := engine()
+	if err != nil {
+		return nil, err
+	}
+	dir := os.Getenv(EnvWasmModules)
+	if dir == "" {
+		return nil, fmt.Errorf("module %s: no module store (%s unset)", sha, EnvWasmModules)
+	}
+	code, err := os.ReadFile(filepath.Join(dir, sha))
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", sha, err)
+	}
+	if got := wasm.Hash(code); got != sha {
+		return nil, fmt.Errorf("module %s: stored bytes hash to %s", sha, got)
+	}
+	return e.Compile(context.Background(), code)
+}
+
+// runWasm maps the task's module over its items on the child's workers. A stop lets the calls in
+// flight finish (blocks are about 10 ms) and keeps the finished prefix.
+func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
+	w := t.spec.Wasm
+	m, err := loadModule(w.Module)
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := m.Run(context.Background(), wasm.Run{
+		Params: []byte(w.Params), Reduce: w.Reduce, Start: t.rng.Start, End: t.rng.End,
+		Workers: int(c.cpus.Load()),
+		Poll: func() bool {
+			if t.stopped.Load() {
+				return true
+			}
+			c.gate.wait(t.halt)
+			return t.stopped.Load()
+		},
+		OnWorker: func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			lowerThisThread()
+		},
+		OnProgress: func(d uint64) { t.wasmDone.Store(d) },
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return res.Done, compute.EncodeWasmPayload(res.Value, res.Out), nil
+}
+
+// EnvWasmCallTimeout overrides, in the child, the CPU time after which a WebAssembly task whose
+// finished prefix does not move is declared stuck (a Go duration; tests shorten it).
+const EnvWasmCallTimeout = "HYDRA_WASM_CALL_TIMEOUT"
+
+func wasmCallTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(EnvWasmCallTimeout)); err == nil && d > 0 && d <= time.Hour {
+		return d
+	}
+	return wasm.DefaultCallTimeout
+}
+
+// stuckCheck tells a module stuck in a call from a starved child: the finished prefix has not
+// moved while the process used a call deadline's worth of CPU time per worker (wall time where the OS does
+// not tell), so an owner keeping the machine busy never makes a slow module look stuck.
+type stuckCheck struct {
+	on      bool
+	limit   float64
+	last    uint64
+	since   float64
+	started bool
+}
+
+// newStuckCheck allows a call deadline of CPU time per worker: the prefix waits on its first
+// unfinished block while the other workers go on.
+func newStuckCheck(on bool, workers int) *stuckCheck {
+	return &stuckCheck{on: on, limit: wasmCallTimeout().Seconds() * float64(max(workers, 1))}
+}
+
+func cpuNow() float64 {
+	if s, ok := processCPU(); ok {
+		return s
+	}
+	return float64(time.Now().UnixNano()) / 1e9
+}
+
+// check is called on every progress tick with the finished prefix; true means stuck.
+func (s *stuckCheck) check(done uint64) bool {
+	if !s.on {
+		return false
+	}
+	now := cpuNow()
+	if !s.started || done != s.last {
+		s.started, s.last, s.since = true, done, now
+		return false
+	}
+	return now-s.since > s.limit
+}

@@ -1,0 +1,112 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/wasm"
+)
+
+// wasmStore copies test modules into a module store named by hash and returns their hashes.
+func wasmStore(t *testing.T, names ...string) (dir string, sha map[string]string) {
+	t.Helper()
+	dir, sha = t.TempDir(), map[string]string{}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join("../../compute/wasm/testdata", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sha[n] = wasm.Hash(b)
+		if err := os.WriteFile(filepath.Join(dir, sha[n]), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, sha
+}
+
+func startWasmRunner(t *testing.T, mode, store string, extra ...string) *Runner {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env := append([]string{childEnv + "=" + mode, EnvWasmModules + "=" + store, EnvWasmCache + "=" + t.TempDir()}, extra...)
+	r, err := Start(ctx, Config{Exe: os.Args[0], Env: env, CPUs: 2, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+func wasmTask(id uint64, sha string, items uint64, r compute.Reduce, params string, rg compute.Range) Task {
+	return Task{ID: id, Range: rg, Spec: compute.JobSpec{Kind: compute.KindWasm,
+		Wasm: &compute.WasmParams{Module: sha, Items: items, Reduce: r, Params: params}}}
+}
+
+// TestWasmTasks: the child maps modules exactly (sum, concat with params); a trapping module
+// fails its task with the trap; a module stuck in a loop fails its task (the child notices from
+// CPU time, or freezes at its next garbage collection and the parent notices the silence) and
+// its child is replaced; the next task runs on a healthy child.
+func TestWasmTasks(t *testing.T) {
+	old := wasmSilence
+	wasmSilence = 3 * time.Second // a stuck module call freezes the child at its next GC
+	t.Cleanup(func() { wasmSilence = old })
+	store, sha := wasmStore(t, "sum.wasm", "emit.wasm", "trap.wasm", "loop.wasm")
+	r := startWasmRunner(t, "child", store, EnvWasmCallTimeout+"=1s")
+	ctx := context.Background()
+	rg := compute.Range{Start: 10, End: 2_000_010}
+	res, err := r.Run(ctx, wasmTask(1, sha["sum.wasm"], 1e9, compute.ReduceSum, "", rg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _, err := compute.DecodeWasmPayload(res.Payload, compute.ReduceSum)
+	if want := uint64(rg.End*(rg.End-1)/2 - rg.Start*(rg.Start-1)/2); err != nil || res.Done != rg || v != want {
+		t.Fatalf("sum: %v %v %d, want %d", res.Done, err, v, want)
+	}
+	res, err = r.Run(ctx, wasmTask(2, sha["emit.wasm"], 100, compute.ReduceConcat, ";", compute.Range{Start: 2, End: 5}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, out, _ := compute.DecodeWasmPayload(res.Payload, compute.ReduceConcat); string(out) != "4;9;16;" {
+		t.Fatalf("concat %q", out)
+	}
+	_, err = r.Run(ctx, wasmTask(3, sha["trap.wasm"], 1e6, compute.ReduceSum, "", compute.Range{Start: 0, End: 1e6}), nil)
+	if err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("trap: %v", err)
+	}
+	h0, _ := r.Hello()
+	_, err = r.Run(ctx, wasmTask(4, sha["loop.wasm"], 1e6, compute.ReduceSum, "", compute.Range{Start: 0, End: 1e6}), nil)
+	if err == nil || !strings.Contains(err.Error(), wasm.ErrTimeout.Error()) {
+		t.Fatalf("loop: %v", err)
+	}
+	res, err = r.Run(ctx, wasmTask(5, sha["sum.wasm"], 1e9, compute.ReduceSum, "", compute.Range{Start: 0, End: 1000}), nil)
+	if err != nil || res.Done.Len() != 1000 {
+		t.Fatalf("after the loop: %v %v", res, err)
+	}
+	if h1, _ := r.Hello(); h1.PID == h0.PID {
+		t.Fatalf("the stuck child (pid %d) was not replaced", h0.PID)
+	}
+	_, err = r.Run(ctx, wasmTask(6, strings.Repeat("0", 64), 10, compute.ReduceSum, "", compute.Range{Start: 0, End: 10}), nil)
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("missing module: %v", err)
+	}
+}
+
+// TestWasmSilentChild: a child that stops talking during a wasm task (frozen in a module call)
+// is killed after wasmSilence and the task fails with the reason.
+func TestWasmSilentChild(t *testing.T) {
+	old := wasmSilence
+	wasmSilence = 500 * time.Millisecond
+	t.Cleanup(func() { wasmSilence = old })
+	r := startWasmRunner(t, "mute", t.TempDir())
+	t0 := time.Now()
+	_, err := r.Run(context.Background(), wasmTask(1, strings.Repeat("a", 64), 10, compute.ReduceSum, "", compute.Range{Start: 0, End: 10}), nil)
+	if !errors.Is(err, wasm.ErrTimeout) || time.Since(t0) > 20*time.Second {
+		t.Fatalf("%v after %v", err, time.Since(t0))
+	}
+}
