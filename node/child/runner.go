@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -354,6 +355,15 @@ func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) 
 			if m.h.Task == 0 {
 				r.log.Warn("compute child reports an error", "err", m.h.Err)
 				return Result{}, false, nil
+			}
+			if t.Spec.Kind == compute.KindWasm && strings.Contains(m.h.Err, wasm.ErrTimeout.Error()) {
+				// The child found a module stuck in a call and exits (it cannot cut the call):
+				// let it go before the next Run asks for a child.
+				select {
+				case <-p.dead:
+				case <-time.After(exitTimeout):
+					p.kill()
+				}
 			}
 			return Result{}, true, fmt.Errorf("task %d: compute child: %s", t.ID, m.h.Err)
 		}
