@@ -56,6 +56,7 @@ func Main(stdin io.Reader, stdout io.Writer, stderr io.Writer) int {
 	prio := lowerPriority()
 	c := &child{out: bufio.NewWriterSize(stdout, 64<<10), stderr: stderr, gate: newGate(100)}
 	c.cpus.Store(int32(runtime.GOMAXPROCS(0)))
+	c.gate.setCPUs(int(c.cpus.Load()))
 	// One P more than kernel workers: the goroutine that reads a stop from
 	// the node then runs at once instead of waiting up to 10 ms for Go to
 	// preempt a worker (pause p50 13 ms → about 1 ms, BenchmarkPause).
@@ -185,13 +186,14 @@ func (c *child) send(m message) {
 }
 
 // configure applies --cpus (GOMAXPROCS and the worker count; a running task is cut and goes on
-// with the new count) and --cpu-limit (the duty cycle, applied at once). 0 keeps a setting.
+// with the new count) and --cpu-limit (the CPU-time budget, applied at once). 0 keeps a setting.
 func (c *child) configure(cpus, limit int) {
 	if limit > 0 {
 		c.gate.set(limit)
 	}
 	if cpus > 0 && int32(cpus) != c.cpus.Load() {
 		c.cpus.Store(int32(cpus))
+		c.gate.setCPUs(cpus)
 		runtime.GOMAXPROCS(cpus + 1) // a spare P for the control goroutines (see Main)
 		sweepThreads()               // GOMAXPROCS may have started threads; they inherit, but make sure
 		c.mu.Lock()

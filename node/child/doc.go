@@ -36,10 +36,12 @@
 //
 // --cpus N is the child's number of kernel workers (GOMAXPROCS is one more, so the goroutine
 // reading the node's messages never waits for a worker to be preempted); --cpu-limit P is a
-// duty cycle inside the child: in each 100 ms period, workers that poll their Stop during the
-// last (100 − P) % block until the next period, so each thread computes about P % of the time.
-// A worker notices the off phase at its next poll (a few ms), so the measured share is a little
-// above P.
+// CPU-time budget inside the child, as cpulimit and BOINC have it: the child may use P % of the
+// CPU time of its --cpus cores, counted as the CPU time it really got, so time lost while it
+// was preempted is made up (within a second) instead of lost. Workers that poll their Stop
+// once the budget is spent rest until it has grown back: a steady child computes about P ms of
+// every 100 ms. A worker notices a spent budget at its next poll (a few ms), so the measured
+// share is a little above P.
 //
 // # Protocol
 //

@@ -6,27 +6,51 @@ import (
 	"time"
 )
 
-// dutyPeriod is the period of the --cpu-limit duty cycle. 100 ms is short enough that a limited
-// node looks steady to the owner and to the coordinator's rate estimate, and long enough that the
-// overshoot (a worker finishes the block in hand, a few ms, before it notices the off phase) is a
-// small share of it.
+// dutyPeriod is the period of the --cpu-limit budget: at P % the workers compute for about
+// P ms of every 100 ms. 100 ms is short enough that a limited node looks steady to the owner
+// and to the coordinator's rate estimate, and long enough that the overshoot (a worker finishes
+// the block in hand, a few ms, before it notices the budget is spent) is a small share of it.
 const dutyPeriod = 100 * time.Millisecond
 
-// gate implements --cpu-limit P as a duty cycle shared by all kernel workers: in every period
-// the first P % is "on", the rest "off". The kernels poll their Stop every few milliseconds;
-// the Stop the child hands them (segment.poll) asks the gate, which blocks the calling worker
-// (and so its OS thread goes idle) until the next "on" phase. Every worker thread thus uses at
-// most about P % of its time, which is what BOINC's "use at most P % of CPU time" means.
+// maxCredit bounds how much unused budget the child may carry, in wall time at the limit's
+// rate: CPU time lost while the idle-priority child was preempted (by the owner or by anything
+// else) is made up within about this window, not later. So a limited child that was starved
+// for a moment catches up, but one that sat preempted for minutes does not then run flat out
+// for minutes.
+const maxCredit = time.Second
+
+// gate implements --cpu-limit P as a CPU-time budget shared by all kernel workers, as cpulimit
+// and BOINC do: the child may use P % of the CPU time of its --cpus cores, measured as the CPU
+// time it actually got (processCPU), not as a wall-clock phase. Time a worker spends
+// preempted — the child runs at idle priority, so anything else on the machine comes first —
+// costs no budget and is made up later (within maxCredit), which a fixed "first P ms of
+// every 100 ms" phase never did: on a busy machine a limited node then got well under its
+// limit. The owner still comes first: the gate only ever holds workers back.
+//
+// The kernels poll their Stop every few milliseconds; the Stop the child hands them
+// (segment.poll) asks the gate, which blocks the calling worker (so its OS thread goes idle)
+// while the budget is spent. Credit accrues at P/100 × cpus CPU seconds per second; a worker
+// that finds it at or below zero sleeps until it has grown back to (1 − P/100) × dutyPeriod at
+// that rate, so a steady limited child computes about P ms, then rests about 100 − P ms.
+// Where the OS cannot tell the process's CPU time, the gate falls back to the wall-clock
+// phase.
 type gate struct {
 	epoch time.Time
-	limit atomic.Int32 // 1–100
+	limit atomic.Int32           // 1–100
+	cpus  atomic.Int32           // kernel workers the budget is for (≥ 1)
+	cpu   func() (float64, bool) // the process's CPU seconds (processCPU; tests fake it)
+	now   func() time.Time
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced when the limit changes: sleepers re-evaluate
+	last    time.Time     // when credit was last brought up to date (zero: start afresh)
+	lastCPU float64       // the process CPU time then
+	credit  float64       // CPU seconds the workers may still use
 }
 
 func newGate(limit int) *gate {
-	g := &gate{epoch: time.Now(), changed: make(chan struct{})}
+	g := &gate{epoch: time.Now(), changed: make(chan struct{}), cpu: processCPU, now: time.Now}
+	g.cpus.Store(1)
 	g.set(limit)
 	return g
 }
@@ -39,29 +63,34 @@ func (g *gate) set(limit int) {
 	if int(g.limit.Swap(int32(limit))) == limit {
 		return
 	}
+	g.reset()
+}
+
+// setCPUs tells the gate how many kernel workers the budget is for.
+func (g *gate) setCPUs(n int) {
+	if int(g.cpus.Swap(int32(max(n, 1)))) != max(n, 1) {
+		g.reset()
+	}
+}
+
+// reset starts the budget afresh and wakes sleeping workers to re-evaluate.
+func (g *gate) reset() {
 	g.mu.Lock()
 	close(g.changed)
 	g.changed = make(chan struct{})
+	g.last = time.Time{}
 	g.mu.Unlock()
 }
 
-// wait returns at once in the "on" phase; in the "off" phase it blocks until the next "on"
-// phase or until halt is closed (a stop must not wait for the duty cycle).
+// wait returns at once while the budget lasts; once it is spent it blocks until it has grown
+// back or until halt is closed (a stop must not wait for the budget).
 func (g *gate) wait(halt <-chan struct{}) {
 	for {
-		p := time.Duration(g.limit.Load())
-		if p >= 100 {
+		d, changed := g.delay()
+		if d <= 0 {
 			return
 		}
-		phase := time.Since(g.epoch) % dutyPeriod
-		on := dutyPeriod * p / 100
-		if phase < on {
-			return
-		}
-		g.mu.Lock()
-		changed := g.changed
-		g.mu.Unlock()
-		t := time.NewTimer(dutyPeriod - phase)
+		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-halt:
@@ -71,4 +100,38 @@ func (g *gate) wait(halt <-chan struct{}) {
 			t.Stop()
 		}
 	}
+}
+
+// delay brings the credit up to date and returns how long the calling worker must rest (≤ 0:
+// compute on) and the channel that announces a change of the limit.
+func (g *gate) delay() (time.Duration, <-chan struct{}) {
+	p := float64(g.limit.Load()) / 100
+	if p >= 1 {
+		return 0, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	cpu, ok := g.cpu()
+	if !ok { // wall-clock phase: the first P % of every period
+		phase := now.Sub(g.epoch) % dutyPeriod
+		if on := time.Duration(float64(dutyPeriod) * p); phase >= on {
+			return dutyPeriod - phase, g.changed
+		}
+		return 0, g.changed
+	}
+	rate := p * float64(g.cpus.Load()) // CPU seconds of budget per second
+	if g.last.IsZero() {
+		g.credit = rate * (1 - p) * dutyPeriod.Seconds() // a first "on" phase
+	} else {
+		g.credit += rate*now.Sub(g.last).Seconds() - (cpu - g.lastCPU)
+		g.credit = min(g.credit, rate*maxCredit.Seconds())
+	}
+	g.last, g.lastCPU = now, cpu
+	if g.credit > 0 {
+		return 0, g.changed
+	}
+	// Rest until the credit is worth (1 − p) of a period: then about p of a period's computing.
+	rest := (1-p)*dutyPeriod.Seconds() - g.credit/rate
+	return time.Duration(rest * float64(time.Second)), g.changed
 }

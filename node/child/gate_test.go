@@ -1,0 +1,140 @@
+package child
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+// fakeGate is a gate on a fake wall clock and a fake process CPU clock.
+type fakeGate struct {
+	*gate
+	wall  time.Time
+	cpu   float64
+	cpuOK bool
+}
+
+func newFakeGate(limit, cpus int) *fakeGate {
+	f := &fakeGate{wall: time.Unix(1000, 0), cpuOK: true}
+	f.gate = newGate(limit)
+	f.gate.setCPUs(cpus)
+	f.gate.now = func() time.Time { return f.wall }
+	f.gate.cpu = func() (float64, bool) { return f.cpu, f.cpuOK }
+	f.gate.epoch = f.wall
+	return f
+}
+
+// step advances the wall clock by wall and the process's CPU time by cpu, then asks the gate.
+func (f *fakeGate) step(wall, cpu time.Duration) time.Duration {
+	f.wall = f.wall.Add(wall)
+	f.cpu += cpu.Seconds()
+	d, _ := f.delay()
+	return d
+}
+
+// TestGateBudgetsCPUTime checks --cpu-limit as a CPU-time budget: a child that got less CPU
+// than its limit allowed (preempted) may make it up, within maxCredit; one that used its
+// budget rests for the time that earns back a period's share.
+func TestGateBudgetsCPUTime(t *testing.T) {
+	const ms = time.Millisecond
+	f := newFakeGate(25, 1)
+	if d := f.step(0, 0); d != 0 {
+		t.Fatalf("first poll: rest %v, want 0 (a first on phase)", d)
+	}
+	// Steady: 25 ms of CPU per 100 ms keeps the budget.
+	for i := range 10 {
+		if d := f.step(100*ms, 25*ms); d != 0 {
+			t.Fatalf("steady period %d: rest %v", i, d)
+		}
+	}
+	// Preempted: in 1 s the child got 100 ms of CPU instead of 250. It may now run flat out
+	// until that is made up: 150 ms of catching up plus what accrues meanwhile.
+	if d := f.step(time.Second, 100*ms); d != 0 {
+		t.Fatalf("after preemption: rest %v, want 0", d)
+	}
+	for i := range 2 {
+		if d := f.step(90*ms, 90*ms); d != 0 {
+			t.Fatalf("catching up, step %d: rest %v, want 0", i, d)
+		}
+	}
+	// Spent: now it must rest.
+	d := f.step(50*ms, 50*ms)
+	if d <= 0 || d > time.Second {
+		t.Fatalf("budget spent: rest %v, want (0, 1 s]", d)
+	}
+	// Resting the time asked for earns the share of a period back: (1 − 0.25) × 100 ms at 25 %
+	// is 75 ms of wall... and then about 25 ms of computing is allowed.
+	if d2 := f.step(d, 0); d2 != 0 {
+		t.Fatalf("after resting %v: rest again %v", d, d2)
+	}
+	if got := f.credit; math.Abs(got-0.75*0.1*0.25) > 1e-9 {
+		t.Fatalf("credit after a rest %.6f s, want %.6f s", got, 0.75*0.1*0.25)
+	}
+	// A long preemption is made up only within maxCredit.
+	f.step(time.Minute, 0)
+	if max := 0.25 * maxCredit.Seconds(); math.Abs(f.credit-max) > 1e-9 {
+		t.Fatalf("credit after a minute preempted %.3f s, want the cap %.3f s", f.credit, max)
+	}
+	// Two workers: twice the budget.
+	g := newFakeGate(50, 2)
+	g.step(0, 0)
+	for i := range 10 {
+		if d := g.step(100*ms, 100*ms); d != 0 {
+			t.Fatalf("2 workers at 50 %%, period %d: rest %v", i, d)
+		}
+	}
+	if d := g.step(100*ms, 200*ms); d <= 0 {
+		t.Fatal("2 workers at 50 % used both cores for 100 ms and may go on")
+	}
+	// No limit: never a rest, whatever was used.
+	u := newFakeGate(100, 1)
+	if d := u.step(time.Millisecond, time.Hour); d != 0 {
+		t.Fatalf("unlimited: rest %v", d)
+	}
+}
+
+// TestGateWallPhaseFallback checks the fallback where the process's CPU time is unknown: the
+// first P % of every period is on.
+func TestGateWallPhaseFallback(t *testing.T) {
+	f := newFakeGate(30, 1)
+	f.cpuOK = false
+	if d := f.step(10*time.Millisecond, 0); d != 0 {
+		t.Fatalf("at 10 ms of the period: rest %v, want 0", d)
+	}
+	if d := f.step(30*time.Millisecond, 0); d != 60*time.Millisecond {
+		t.Fatalf("at 40 ms of the period: rest %v, want 60 ms", d)
+	}
+}
+
+// TestGateLimitChangeWakes checks that a sleeping worker re-evaluates at once when the limit
+// is lifted, and that a halt ends a rest.
+func TestGateLimitChangeWakes(t *testing.T) {
+	f := newFakeGate(10, 1)
+	f.step(0, 0)
+	f.cpu += 10 // far over budget: a rest of many seconds
+	done := make(chan struct{})
+	go func() {
+		f.gate.wait(nil)
+		close(done)
+	}()
+	f.gate.set(100)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("lifting the limit did not wake the resting worker")
+	}
+	f.gate.set(10)
+	f.cpu += 10
+	halt := make(chan struct{})
+	done = make(chan struct{})
+	go func() {
+		f.gate.wait(halt)
+		close(done)
+	}()
+	close(halt)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a halt did not end the rest")
+	}
+}
