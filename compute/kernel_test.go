@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -473,4 +474,38 @@ func ExamplePiHits() {
 	hits := PiHits(7, 0, 1000)
 	fmt.Println(hits, float64(4*hits)/1000)
 	// Output: 810 3.24
+}
+
+// TestKernelChoice checks the choice of kernels: KernelsEnv's format round-trips through
+// KernelPath's, a value naming an unusable path is ignored, and the calibration picks usable
+// paths and reports every candidate.
+func TestKernelChoice(t *testing.T) {
+	ok := impls()
+	last := ok[len(ok)-1].name // portable
+	for _, v := range []string{last, pathName(ok[0].name, last), pathName(last, ok[0].name)} {
+		pi, m, found := fromEnv(ok, v)
+		if !found || pathName(pi.name, m.name) != v {
+			t.Errorf("%s=%q: found %v, pi %s, mandelbrot %s", KernelsEnv, v, found, pi.name, m.name)
+		}
+	}
+	for _, v := range []string{"", "avx1024", "pi=portable", "mandelbrot=portable", "pi=portable,mandelbrot=sse9", strings.Repeat("x", 100)} {
+		if _, _, found := fromEnv(ok, v); found {
+			t.Errorf("%s=%q accepted", KernelsEnv, v)
+		}
+	}
+	pi, m, rep := calibrate(ok)
+	t.Logf("calibration: pi %s, mandelbrot %s; %s", pi.name, m.name, rep)
+	if pi.pi == nil || m.mandel == nil {
+		t.Fatal("calibration chose no kernel")
+	}
+	if len(ok) > 1 {
+		for _, k := range ok {
+			if !strings.Contains(rep, k.name+" ") {
+				t.Errorf("report %q lacks %s", rep, k.name)
+			}
+		}
+	}
+	if KernelReport() == "" || KernelPath() == "" {
+		t.Error("no kernel path or report")
+	}
 }

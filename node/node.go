@@ -240,7 +240,10 @@ func (n *Node) Run(ctx context.Context) error {
 	// The compute process and the worker exist before anything that reports
 	// the worker's state (HTTP status, announcements) starts.
 	if n.cfg.Compute {
-		r, err := child.Start(runCtx, child.Config{CPUs: n.cfg.CPUs, CPULimit: n.cfg.CPULimit, Logger: n.log.With("component", "compute")})
+		// The kernels are chosen by measurement once, here, and handed to every child.
+		n.log.Info("compute kernels", "path", compute.KernelPath(), "chosen", compute.KernelReport())
+		r, err := child.Start(runCtx, child.Config{CPUs: n.cfg.CPUs, CPULimit: n.cfg.CPULimit, Logger: n.log.With("component", "compute"),
+			Env: []string{compute.KernelsEnv + "=" + compute.KernelPath()}})
 		if err != nil {
 			return fmt.Errorf("start compute process: %w", err)
 		}

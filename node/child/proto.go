@@ -73,7 +73,7 @@ type Hello struct {
 	Protocol   int    `json:"protocol"`
 	PID        int    `json:"pid"`
 	Priority   string `json:"priority"`    // e.g. "SCHED_IDLE+nice19 on 9 threads"; what failed if anything
-	KernelPath string `json:"kernel_path"` // compute.KernelPath(): avx512, avx2 or portable
+	KernelPath string `json:"kernel_path"` // compute.KernelPath(): avx512, avx2, portable, or pi=…,mandelbrot=…
 	GOOS       string `json:"goos"`
 	GOARCH     string `json:"goarch"`
 	NumCPU     int    `json:"num_cpu"`
