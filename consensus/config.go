@@ -192,12 +192,16 @@ type Timings struct {
 // Idle cost: the leader sends every follower a heartbeat every H/10 to H/5
 // and, while no writes flow, an AppendEntries every Commit to 2·Commit
 // (raft's replication loop wakes on CommitTimeout); each is a message over
-// an encrypted libp2p stream, so both set the idle CPU of every node. With
-// H = 1s and Commit = 50ms that is about 20 small messages a second per
-// follower (it was ~90 at H = 300ms, Commit = 10ms: 2–3% of a core on a
-// follower, 7–10% on the leader of 5 nodes). Commit also bounds how late a
-// follower learns that an entry is committed (read-your-writes after a
-// forwarded write waits for it).
+// an encrypted libp2p stream, and every message wakes both Go runtimes, so
+// both set the idle CPU of every node. With H = 1s and Commit = 250ms that
+// is about 8–14 small messages a second per follower (it was ~90 at
+// H = 300ms, Commit = 10ms: 2–3% of a core on a follower, 7–10% on the
+// leader of 5 nodes; at Commit = 50ms the leader of an idle 3-node cluster
+// used about 3%, at 250ms about 1.6%, measured with scripts/bench-idle).
+// Commit also bounds how late a follower learns that an entry is committed
+// when no other write follows it: a forwarded write, whose proposer waits
+// to apply it (read-your-writes), is followed by a barrier entry so that the
+// follower learns at once (handleApply).
 //
 // Spurious elections: hashicorp/raft fires the follower timer at a random
 // point in [H, 2H) and only then checks whether the leader was heard within
@@ -225,7 +229,7 @@ func DefaultTimings(m float64) Timings {
 		Heartbeat:       d(1 * time.Second),
 		Election:        d(1 * time.Second),
 		LeaderLease:     d(500 * time.Millisecond),
-		Commit:          d(50 * time.Millisecond),
+		Commit:          d(250 * time.Millisecond),
 		FailoverStagger: d(250 * time.Millisecond),
 		Poll:            d(150 * time.Millisecond),
 		MemberPoll:      d(1 * time.Second),

@@ -183,6 +183,11 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 	res, err := r.applyLocal(ctx, req.Command)
 	switch {
 	case err == nil:
+		// The follower waits until it has applied its write (read-your-writes), and learns
+		// that it is committed from the next AppendEntries, which while no other write flows
+		// comes only after the idle Commit timeout: a barrier entry sends one now. It is not
+		// waited for.
+		r.raft.Barrier(r.t.Apply)
 		return res, nil
 	case errors.Is(err, ErrRejected):
 		return applyResponse{Rejected: err.Error()}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -59,11 +60,28 @@ func (n *Node) subscribeActivity(ctx context.Context) error {
 }
 
 // publishActivity is the coordinator's Publish: it records the activity
-// here and sends it to every node.
+// here and sends it to every node — each time while chunks are leased,
+// else only when it changed or idlePublishEvery has passed (an idle
+// cluster need not gossip the same nothing every second).
 func (n *Node) publishActivity(ctx context.Context, a webui.Activity) {
 	n.activity.set(a)
 	topic := n.activityTopic.Load()
 	if topic == nil {
+		return
+	}
+	timeless := a
+	timeless.At = time.Time{}
+	same, err := json.Marshal(timeless)
+	if err != nil {
+		return
+	}
+	n.pubMu.Lock()
+	skip := len(a.Leases) == 0 && string(same) == string(n.lastPub) && time.Since(n.pubAt) < idlePublishEvery
+	if !skip {
+		n.lastPub, n.pubAt = same, time.Now()
+	}
+	n.pubMu.Unlock()
+	if skip {
 		return
 	}
 	b, err := json.Marshal(a)

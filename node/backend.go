@@ -131,7 +131,7 @@ func (n *Node) Leave(ctx context.Context) error {
 // prints the web address with it once the node knows it (after bootstrap or
 // join), and again if it ever changes.
 func (n *Node) watchToken(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTimer(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if tok := n.raft.State().Token; tok != "" && tok != n.tokenSeen {
@@ -141,6 +141,11 @@ func (n *Node) watchToken(ctx context.Context) {
 				n.tokenSeen = tok
 				fmt.Fprintf(n.cfg.Out, "Hydra web UI: %s/?token=%s\n", n.publicURL(), url.QueryEscape(tok))
 			}
+		}
+		if n.tokenSeen != "" {
+			t.Reset(tokenEvery) // known: it only changes if the cluster is re-created
+		} else {
+			t.Reset(200 * time.Millisecond)
 		}
 		select {
 		case <-ctx.Done():

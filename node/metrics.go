@@ -31,13 +31,19 @@ var (
 		"What this node's compute is doing: 1 for the current state label (working, idle, throttled, paused), 0 for the others.", []string{"state"}, nil)
 	descThrottle = prometheus.NewDesc("hydra_node_compute_share",
 		"Share of its CPU allowance the owner policy lets compute use (1 full, 0 paused).", nil, nil)
+	descBusy = prometheus.NewDesc("hydra_compute_busy_seconds_total",
+		"Wall time this node had a chunk in its compute child.", nil, nil)
+	descCPU = prometheus.NewDesc("hydra_compute_cpu_seconds_total",
+		"CPU time the compute child used for the chunks it ran.", nil, nil)
+	descChunks = prometheus.NewDesc("hydra_compute_chunks_total",
+		"Chunks (or parts of chunks, after a stop) this node's compute child ran.", nil, nil)
 	descInfo = prometheus.NewDesc("hydra_build_info",
 		"Build of this node (always 1).", []string{"version", "commit"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descRaftCommit, descRaftApplied,
-		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descInfo} {
+		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descBusy, descCPU, descChunks, descInfo} {
 		ch <- d
 	}
 }
@@ -97,5 +103,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		share = 0
 	}
 	ch <- prometheus.MustNewConstMetric(descThrottle, prometheus.GaugeValue, share)
+	if w := c.n.worker; w != nil {
+		k := w.Counters()
+		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, k.BusySeconds)
+		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, k.CPUSeconds)
+		ch <- prometheus.MustNewConstMetric(descChunks, prometheus.CounterValue, float64(k.Chunks))
+	}
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, Version, Commit)
 }

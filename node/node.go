@@ -56,10 +56,17 @@ type Node struct {
 	activity      activityBox
 	activityTopic atomic.Pointer[p2p.Topic]
 	coord         *work.Coordinator
-	worker        *work.Worker // nil with --compute=false
-	runner        *child.Runner
-	policy        *owner.Policy
-	owner         ownerStatus
+	worker        *work.Worker                     // nil with --compute=false
+	wakeCoord     atomic.Pointer[work.Coordinator] // n.coord once it exists, for jobsChanged
+	wakeWorker    atomic.Pointer[work.Worker]      // n.worker once it exists, for jobsChanged
+	ownerWake     chan struct{}                    // read the owner's sensors now (a chunk arrived)
+
+	pubMu   sync.Mutex // guards the last activity published (publishActivity)
+	lastPub []byte     // without its time
+	pubAt   time.Time
+	runner  *child.Runner
+	policy  *owner.Policy
+	owner   ownerStatus
 
 	// crash makes Run stop like a SIGKILL would: connections dropped first,
 	// no leadership hand-over. Tests use it to kill a node in-process.
@@ -81,7 +88,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{})}
+	n := &Node{cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{}),
+		ownerWake: make(chan struct{}, 1)}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -144,7 +152,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Version: Version,
 			Cores:   runtime.NumCPU(),
 		},
-		App:          jobs,
+		App:          jobsApp{JobState: jobs, changed: n.jobsChanged},
 		Protect:      h.Protect,
 		Availability: n.owner.availability,
 		Logger:       cfg.Logger.With("component", "raft"),
@@ -174,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	// The one leadership path: raft runs the coordinator after Barrier
 	// and cancels it when leadership is lost (registered before the node
 	// can lead, since raft may elect a lone voter before Run).
+	n.wakeCoord.Store(n.coord)
 	r.OnLeader(func(ctx context.Context) { n.coord.Lead(ctx, r.Term(), r.State().ChunkTarget) })
 	if n.policy, err = owner.New(cfg.Owner); err != nil {
 		r.Shutdown(false)
@@ -243,7 +252,7 @@ func (n *Node) Run(ctx context.Context) error {
 		// The kernels are chosen by measurement once, here, and handed to every child.
 		n.log.Info("compute kernels", "path", compute.KernelPath(), "chosen", compute.KernelReport())
 		r, err := child.Start(runCtx, child.Config{CPUs: n.cfg.CPUs, CPULimit: n.cfg.CPULimit, Logger: n.log.With("component", "compute"),
-			Env: []string{compute.KernelsEnv + "=" + compute.KernelPath()}})
+			IdleExit: childIdleExit, Env: []string{compute.KernelsEnv + "=" + compute.KernelPath()}})
 		if err != nil {
 			return fmt.Errorf("start compute process: %w", err)
 		}
@@ -256,8 +265,10 @@ func (n *Node) Run(ctx context.Context) error {
 			Runner:  r,
 			Owner:   n.owner.get,
 			Crashed: n.crash.Load,
+			Leased:  func() { poke(n.ownerWake) },
 			Logger:  n.log,
 		})
+		n.wakeWorker.Store(n.worker)
 	}
 
 	httpDone := make(chan error, 1)

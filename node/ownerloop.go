@@ -79,7 +79,7 @@ func (n *Node) runOwnerPolicy(ctx context.Context) {
 	})
 	n.log.Info("owner policy", "dedicated", n.cfg.Owner.Dedicated, "sensors", strings.Join(sensors.Available(), ","),
 		"pause_after", n.cfg.Owner.PauseAfter, "resume_after", n.cfg.Owner.ResumeAfter, "schedule", n.cfg.Owner.Schedule.String())
-	t := time.NewTicker(ownerEvery)
+	t := time.NewTimer(ownerEvery)
 	defer t.Stop()
 	for {
 		now := time.Now()
@@ -89,10 +89,18 @@ func (n *Node) runOwnerPolicy(ctx context.Context) {
 		if n.owner.set(d) {
 			n.applyOwner(d)
 		}
+		// Without a chunk in hand a decision only shows in status: read less often (the
+		// worker wakes this loop when a chunk arrives).
+		every := ownerEvery
+		if n.worker == nil || !n.worker.Busy() {
+			every = idleOwnerEvery
+		}
+		t.Reset(every)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-n.ownerWake:
 		}
 	}
 }

@@ -2,6 +2,7 @@ package child
 
 import (
 	"context"
+	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -319,4 +320,52 @@ func TestBadChildren(t *testing.T) {
 		t.Fatal("garbage from the child gave no error")
 	}
 	t.Logf("garbage from the child: %v", err)
+}
+
+// TestIdleExit checks Config.IdleExit: a child with no task exits after the idle time (the
+// process is gone, not only forgotten), the next Run starts a new one and computes exactly,
+// and a running task is never cut by the idle timer.
+func TestIdleExit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := Start(ctx, Config{Exe: os.Args[0], Env: []string{childEnv + "=child"}, CPUs: 1, Logger: testLogger(t), IdleExit: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	h, ok := r.Hello()
+	if !ok {
+		t.Fatal("no child right after Start")
+	}
+	waitGone := func(pid int) {
+		t.Helper()
+		for {
+			if _, ok := r.Hello(); !ok && syscallGone(pid) {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("idle child %d still running", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitGone(h.PID)
+	if r.Kernel() == "" {
+		t.Error("the kernel of the exited child is forgotten")
+	}
+	// A task longer than the idle time: not cut, and exact.
+	spec := piSpec(3<<22, 9)
+	res, err := r.Run(ctx, Task{ID: 1, Spec: spec, Range: compute.Range{Start: 0, End: 3 << 22}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits, err := compute.DecodePiResult(res.Payload, res.Done)
+	if err != nil || res.Done.Len() != 3<<22 || hits != compute.PiHits(9, 0, 3<<22) {
+		t.Fatalf("after an idle exit: done %s hits %d (%v), want all %d and %d", res.Done, hits, err, 3<<22, compute.PiHits(9, 0, 3<<22))
+	}
+	h2, ok := r.Hello()
+	if !ok || h2.PID == h.PID {
+		t.Fatalf("Run did not start a new child (hello %v %+v)", ok, h2)
+	}
+	waitGone(h2.PID)
 }

@@ -18,8 +18,9 @@ import (
 
 // Coordinator timings.
 const (
-	reconcileEvery = 150 * time.Millisecond // pick up new, cancelled, deleted jobs
-	tickEvery      = 500 * time.Millisecond // lease deadlines
+	reconcileEvery = time.Second            // safety pass: job changes wake the coordinator at once (JobsChanged)
+	tickEvery      = 500 * time.Millisecond // lease deadlines, while there is work
+	idleTickEvery  = 2 * time.Second        // the same with no job and no lease
 	repairEvery    = 3 * time.Second        // requeue work that stayed orphaned this long (see repairLocked)
 	workerSilence  = 3 * time.Second        // no sync for this long: the node is gone
 	adoptGrace     = time.Second            // a new coordinator hears every worker before leasing
@@ -62,9 +63,19 @@ type CoordinatorConfig struct {
 // (soft state, rebuilt on every leadership from the replicated job state)
 // that dies with the term. Results are committed through raft in batches.
 type Coordinator struct {
-	cfg CoordinatorConfig
-	log *slog.Logger
-	cur atomic.Pointer[leadership] // the term being led, nil when not leading
+	cfg  CoordinatorConfig
+	log  *slog.Logger
+	cur  atomic.Pointer[leadership] // the term being led, nil when not leading
+	gen  atomic.Uint64              // counts job changes (JobsChanged)
+	wake chan struct{}              // poked by JobsChanged
+}
+
+// JobsChanged tells the coordinator that a job was submitted, cancelled or deleted, or the
+// whole job state restored (the node calls it from its raft App). The coordinator reconciles
+// its scheduler on this instead of polling the job state: an idle cluster costs nothing.
+func (co *Coordinator) JobsChanged() {
+	co.gen.Add(1)
+	poke(co.wake)
 }
 
 // NewCoordinator prepares the coordinator; it coordinates nothing until Lead.
@@ -72,11 +83,12 @@ func NewCoordinator(cfg CoordinatorConfig) *Coordinator {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Coordinator{cfg: cfg, log: cfg.Logger.With("component", "coordinator")}
+	return &Coordinator{cfg: cfg, log: cfg.Logger.With("component", "coordinator"), wake: make(chan struct{}, 1)}
 }
 
 // leadership is the coordinator's state for one leadership term.
 type leadership struct {
+	co   *Coordinator
 	cfg  *CoordinatorConfig
 	log  *slog.Logger
 	term uint64
@@ -90,6 +102,7 @@ type leadership struct {
 	leaseAt  time.Time                  // no new leases before (adoptGrace after start)
 	orphans  map[string][]compute.Range // job → orphaned ranges at the last repair pass
 	repairAt time.Time                  // next repair pass
+	seenGen  uint64                     // co.gen at the last reconcile
 
 	commits chan *commitReq
 }
@@ -108,6 +121,7 @@ type commitRes struct {
 // leader hook: consensus.Raft.OnLeader cancels ctx when leadership is lost).
 func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time.Duration) {
 	c := &leadership{
+		co:       co,
 		cfg:      &co.cfg,
 		log:      co.log,
 		term:     termNo,
@@ -120,9 +134,9 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 		commits:  make(chan *commitReq, 1024),
 	}
 	c.reconcile(time.Now())
+	c.log.Info("coordinator started", "term", c.term, "jobs", len(c.jobs)) // before a sync can reconcile
 	co.cur.Store(c)
 	defer co.cur.CompareAndSwap(c, nil)
-	c.log.Info("coordinator started", "term", c.term, "jobs", len(c.jobs))
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -130,7 +144,7 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 	defer wg.Wait()
 
 	rec := time.NewTicker(reconcileEvery)
-	tick := time.NewTicker(tickEvery)
+	tick := time.NewTimer(tickEvery)
 	evict := time.NewTicker(evictEvery)
 	publish := time.NewTicker(publishEvery)
 	defer publish.Stop()
@@ -142,15 +156,39 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 		case <-ctx.Done():
 			c.log.Info("coordinator stopped", "term", c.term)
 			return
+		case <-co.wake:
+			c.reconcileIfChanged(time.Now())
 		case now := <-rec.C:
-			c.reconcile(now)
+			c.reconcileIfChanged(now)
 		case now := <-tick.C:
 			c.tick(now)
+			tick.Reset(c.tickInterval())
 		case now := <-evict.C:
 			c.evict(ctx, now)
 		case now := <-publish.C:
 			c.publishActivity(ctx, now)
 		}
+	}
+}
+
+// tickInterval is tickEvery while the scheduler has a job or a lease, else idleTickEvery.
+func (c *leadership) tickInterval() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.jobs) > 0 || len(c.sched.Leases()) > 0 {
+		return tickEvery
+	}
+	return idleTickEvery
+}
+
+// reconcileIfChanged reconciles when a job was submitted, cancelled or deleted since the last
+// time, or when a repair pass is due while jobs run: with no job and no change it does nothing.
+func (c *leadership) reconcileIfChanged(now time.Time) {
+	c.mu.Lock()
+	due := c.co.gen.Load() != c.seenGen || len(c.jobs) > 0 && now.After(c.repairAt)
+	c.mu.Unlock()
+	if due {
+		c.reconcile(now)
 	}
 }
 
@@ -197,9 +235,11 @@ func (co *Coordinator) Serve(ctx context.Context, from peer.ID, raw json.RawMess
 // are added with their pending ranges (all minus accepted), finished,
 // cancelled and deleted ones removed.
 func (c *leadership) reconcile(now time.Time) {
+	gen := c.co.gen.Load()
 	unfinished := c.cfg.Jobs.Unfinished()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.seenGen = gen
 	live := make(map[string]bool, len(unfinished))
 	for _, u := range unfinished {
 		live[u.ID] = true
@@ -298,6 +338,8 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	now := time.Now()
 	node := from.String()
 	resp := &syncResponse{Term: c.term}
+	// A worker woken by a submit on its replica may come before the wake-up reaches Lead.
+	c.reconcileIfChanged(now)
 
 	c.mu.Lock()
 	c.lastSeen[node] = now
@@ -377,6 +419,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			}
 		}
 	}
+	resp.Idle = len(c.jobs) == 0
 	if req.Paused || now.Before(c.leaseAt) {
 		return resp, nil
 	}

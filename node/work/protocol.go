@@ -91,6 +91,9 @@ type syncResponse struct {
 	Acked   []resultKey `json:"acked"`   // committed (or refused for good): forget them
 	Cancel  []uint64    `json:"cancel"`  // leases to drop (a backup won, job cancelled, expired)
 	Adopted []adoption  `json:"adopted"` // chunks in hand from a previous coordinator, now leased here
+	// Idle: the coordinator has no unfinished job. A worker with nothing in hand then syncs
+	// only every idleSyncEvery (and at once when its node sees a job submitted: Worker.Wake).
+	Idle bool `json:"idle,omitempty"`
 }
 
 // validate bounds a sync request from the network.

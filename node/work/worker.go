@@ -18,6 +18,7 @@ import (
 // Worker timings.
 const (
 	syncEvery     = 500 * time.Millisecond // progress reports and polling for work
+	idleSyncEvery = 2 * time.Second        // nothing in hand and no job: below workerSilence, so the worker stays known
 	prefetchDepth = 2                      // one chunk in hand, one queued
 	finalFlush    = 3 * time.Second        // on shutdown: time to hand in the last results
 	callTimeout   = 30 * time.Second       // one exchange with a remote coordinator
@@ -49,7 +50,10 @@ type WorkerConfig struct {
 	// Crashed reports a simulated SIGKILL (tests): nothing is handed in
 	// on the way out.
 	Crashed func() bool
-	Logger  *slog.Logger
+	// Leased, if set, is called when chunks arrive (the owner policy then reads its sensors
+	// often again).
+	Leased func()
+	Logger *slog.Logger
 }
 
 // Worker computes chunks for the coordinator in the compute child process
@@ -74,6 +78,41 @@ type Worker struct {
 
 	wakeSync    chan struct{}
 	wakeCompute chan struct{}
+	coordIdle   bool // the coordinator said it has no unfinished job (syncResponse.Idle)
+
+	// Totals since start (Counters).
+	busyNanos atomic.Int64
+	cpuMicros atomic.Int64
+	chunksRun atomic.Int64
+}
+
+// Counters are a worker's totals since start, for /metrics: the wall time a chunk was in the
+// compute child, the CPU time the child reported for them, and the chunks (or parts of chunks,
+// after a stop) run. With a job's makespan they split a node's time into computing, waiting for
+// a chunk and idle at the end (scripts/bench-cluster prints that breakdown).
+type Counters struct {
+	BusySeconds, CPUSeconds float64
+	Chunks                  int64
+}
+
+// Counters returns the worker's totals since start.
+func (w *Worker) Counters() Counters {
+	return Counters{BusySeconds: float64(w.busyNanos.Load()) / 1e9, CPUSeconds: float64(w.cpuMicros.Load()) / 1e6, Chunks: w.chunksRun.Load()}
+}
+
+// Busy reports whether the worker holds a chunk (running or queued).
+func (w *Worker) Busy() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.running != nil || len(w.queue) > 0
+}
+
+// idle reports whether the worker has nothing to do or report and the coordinator has no job:
+// then it syncs only every idleSyncEvery.
+func (w *Worker) idle() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.coordIdle && w.running == nil && len(w.queue) == 0 && len(w.results) == 0 && len(w.failed) == 0
 }
 
 // NewWorker prepares a worker; Run starts it.
@@ -121,13 +160,18 @@ func (w *Worker) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.computeLoop(ctx) }()
-	t := time.NewTicker(syncEvery)
+	t := time.NewTimer(syncEvery)
 	defer t.Stop()
 	for ctx.Err() == nil {
 		err := w.sync(ctx)
 		if err != nil && ctx.Err() == nil {
 			w.log.Debug("sync with coordinator", "err", err)
 		}
+		every := syncEvery
+		if err == nil && w.idle() {
+			every = idleSyncEvery
+		}
+		t.Reset(every)
 		select {
 		case <-ctx.Done():
 		case <-t.C:
@@ -234,6 +278,7 @@ func (w *Worker) sync(ctx context.Context) error {
 	}
 	w.results = kept
 	w.term = resp.Term
+	w.coordIdle = resp.Idle
 	for _, a := range resp.Adopted {
 		if r := w.running; r != nil && r.ID == a.Old && r.Term == a.OldTerm {
 			r.ID, r.Term = a.New, resp.Term
@@ -257,6 +302,9 @@ func (w *Worker) sync(ctx context.Context) error {
 	if len(resp.Leases) > 0 {
 		w.queue = append(w.queue, resp.Leases...)
 		poke(w.wakeCompute)
+		if w.cfg.Leased != nil {
+			w.cfg.Leased()
+		}
 	}
 	return nil
 }
@@ -304,6 +352,11 @@ func (w *Worker) computeLoop(ctx context.Context) {
 		res, err := w.runner.Run(rctx, child.Task{ID: lease.ID, Spec: lease.Spec, Range: compute.Range{Start: lease.Start, End: lease.End}},
 			func(done uint64) { w.progress.Store(done) })
 		stop()
+		w.busyNanos.Add(int64(time.Since(start)))
+		w.chunksRun.Add(1)
+		if err == nil {
+			w.cpuMicros.Add(int64(res.ComputeSeconds * 1e6))
+		}
 		w.mu.Lock()
 		w.stopRun = nil
 		cur := *w.running // its ID and term may have changed by adoption

@@ -115,10 +115,12 @@ func hetero(work string) {
 	fmt.Printf("hetero: %d-node cluster up (kernel %s); load average %s\n", n, kern, procluster.LoadAvg())
 
 	samples := int64(sum(piA) * *flagJobSecs)
+	m0 := scrapeAll(c)
 	id := submit(p, tok, map[string]any{"kind": "pi", "samples": samples, "seed": 11})
 	v := waitJob(p, id, 10*time.Minute, nil)
 	fmt.Printf("  π %d samples: %.2f s, %d chunks; load average %s\n", samples, v.wall(), v.chunks(), procluster.LoadAvg())
 	tailPi := shares(c, v, limits, piA, sum(piA))
+	bdPi := breakdown(c, v, limits, m0, scrapeAll(c))
 	if cr, ks := coordinatorRates(p); cr != nil {
 		for i, q := range c.Nodes {
 			fmt.Printf("    %s: coordinator's π rate estimate %.4g samples/s = %.2f x the standalone rate before (kernel %s)\n",
@@ -132,6 +134,7 @@ func hetero(work string) {
 
 	// the Mandelbrot job: same view, resized for about -job-seconds
 	big := pickImage(sum(mA) * *flagJobSecs)
+	m0 = scrapeAll(c)
 	id = submit(p, tok, big.body())
 	mv := waitJob(p, id, 10*time.Minute, nil)
 	ri := rowIters(getRaw(p, id), big.Width)
@@ -139,6 +142,7 @@ func hetero(work string) {
 	fmt.Printf("  Mandelbrot %dx%d max_iter %d (%.4g iterations): %.2f s, %d chunks; load average %s\n",
 		big.Width, big.Height, big.MaxIter, iters, mv.wall(), mv.chunks(), procluster.LoadAvg())
 	tailM := shares(c, mv, limits, nil, 0)
+	bdM := breakdown(c, mv, limits, m0, scrapeAll(c))
 	c.Stop()
 
 	piB, mB, _ := standalone(work, "b", limits, img)
@@ -154,6 +158,8 @@ func hetero(work string) {
 		v.wall(), float64(v.TotalUnits)/sum(piRate), v.chunks(),
 		effM, eff(iters, sum(mA), mv.wall()), eff(iters, sum(mB), mv.wall()),
 		mv.wall(), iters/sum(mRate), mv.chunks(), big.Width, big.Height, big.MaxIter)
+	addReport("hetero breakdown π (per node, share of the makespan: computing / waiting for a chunk / idle at the end; CPU used ÷ its limit while computing): %s", bdPi)
+	addReport("hetero breakdown Mandelbrot: %s", bdM)
 	addReport("hetero tail efficiency (capacity idle after each node's last commit, weighted by its share; needs no baseline): π %.3f, Mandelbrot %.3f", tailPi, tailM)
 	var fx []string
 	for _, k := range parseInts(*flagFixed) {
@@ -210,4 +216,62 @@ func ownTicks(p *procluster.Proc) int64 {
 		return 0
 	}
 	return st.UTime + st.STime
+}
+
+// scrapeAll reads each node's compute counters from /metrics (busy seconds, CPU seconds).
+func scrapeAll(c *procluster.Cluster) []workCounters {
+	out := make([]workCounters, len(c.Nodes))
+	for i, p := range c.Nodes {
+		b, err := api("GET", p.HTTPURL+"/metrics", "", nil)
+		if err != nil {
+			fatalf("metrics of %s: %v", p.Name, err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) != 2 {
+				continue
+			}
+			x, _ := strconv.ParseFloat(f[1], 64)
+			switch f[0] {
+			case "hydra_compute_busy_seconds_total":
+				out[i].busy = x
+			case "hydra_compute_cpu_seconds_total":
+				out[i].cpu = x
+			}
+		}
+	}
+	return out
+}
+
+type workCounters struct{ busy, cpu float64 }
+
+// breakdown prints, per node, how the job's makespan W was spent: computing (a chunk in the
+// compute child: the busy counter's growth), idle at the end (after its last commit), and
+// waiting for a chunk (the rest: handing in a result and getting the next, a probe's round
+// trip, or nothing leased); and the CPU it used while computing ÷ what its --cpu-limit allowed
+// (below 1: preempted, or the limit's gate held it back more than it should). The counters are
+// read before the submit and after the end, when every node is idle.
+func breakdown(c *procluster.Cluster, v *jobView, limits []int, a, b []workCounters) string {
+	last := map[string]int64{}
+	for _, ch := range getChunks(c.Nodes[0], v.ID) {
+		last[ch.nodeID] = max(last[ch.nodeID], ch.committedMS)
+	}
+	W := v.wall()
+	var parts []string
+	for i, p := range c.Nodes {
+		busy, cpu := b[i].busy-a[i].busy, b[i].cpu-a[i].cpu
+		end := 0.0
+		if t, ok := last[p.ID]; ok {
+			end = max(v.FinishedAt.Sub(time.UnixMilli(t)).Seconds(), 0)
+		}
+		wait := max(W-busy-end, 0)
+		use := 0.0
+		if busy > 0 {
+			use = cpu / (busy * float64(limits[i]) / 100)
+		}
+		l := fmt.Sprintf("%s %d%%: %.2f / %.2f / %.2f, CPU %.2f", p.Name, limits[i], busy/W, wait/W, end/W, use)
+		fmt.Printf("    breakdown %s (computing %.2f s, waiting %.2f s, idle at the end %.2f s of %.2f s; %.2f CPU s)\n", l, busy, wait, end, W, cpu)
+		parts = append(parts, l)
+	}
+	return strings.Join(parts, "; ")
 }

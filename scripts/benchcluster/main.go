@@ -46,6 +46,16 @@
 //     runs, and kill run − the no-kill run just before it (paired, less
 //     sensitive to the load of a shared machine drifting); the chunk history
 //     around the kill is printed (commit gap, chunks after it).
+//   - idle: a 3-node cluster (default flags) with no job: each node's CPU
+//     (node + compute child) and summed VmRSS over -idle-seconds, after
+//     -idle-settle (30 s) of settling (not in the default phases: run
+//     -phases idle).
+//   - dask-hetero: with -dask-hetero SCRIPT, the hetero phase's figure for
+//     Dask distributed: one worker process per -limits entry (1 thread)
+//     under `cpulimit -l L`, standalone rates measured at the same time
+//     before and after, one π and one Mandelbrot job (same view, numpy
+//     kernels) of about -job-seconds split into 4, 64 and 512 equal tasks;
+//     the best efficiency of each is reported beside Hydra's.
 //   - dask: with -dask SCRIPT, /usr/bin/python3 SCRIPT -dask-tasks runs
 //     no-op tasks on a LocalCluster of 2 processes; tasks/s beside Hydra's
 //     chunks/s.
@@ -69,6 +79,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
@@ -76,7 +87,7 @@ var (
 	flagHydra      = flag.String("hydra", "", "path to the hydra binary (required)")
 	flagWork       = flag.String("work", "", "work directory (default: a new temporary one, removed at the end)")
 	flagKeep       = flag.Bool("keep", false, "keep the work directory")
-	flagPhases     = flag.String("phases", "hetero,overhead,failover,dask", "phases to run")
+	flagPhases     = flag.String("phases", "hetero,dask-hetero,overhead,failover,dask", "phases to run")
 	flagLimits     = flag.String("limits", "75,40,20,15", "hetero: --cpu-limit of each node")
 	flagStandalone = flag.Duration("standalone", 12*time.Second, "hetero: how long each standalone rate is measured")
 	flagJobSecs    = flag.Float64("job-seconds", 20, "hetero: target duration of the cluster jobs")
@@ -88,6 +99,9 @@ var (
 	flagKillRuns   = flag.Int("kill-runs", 3, "failover: runs without and with a leader kill")
 	flagDask       = flag.String("dask", "", "dask: path of the no-op task script (skipped if empty)")
 	flagDaskTasks  = flag.Int("dask-tasks", 20000, "dask: no-op tasks")
+	flagIdleSettle = flag.Duration("idle-settle", 30*time.Second, "idle: how long the idle cluster settles before it is measured")
+	flagIdleSecs   = flag.Duration("idle-seconds", 60*time.Second, "idle: how long the idle cluster is measured")
+	flagDaskHet    = flag.String("dask-hetero", "", "dask-hetero: path of the heterogeneous-efficiency script (skipped if empty)")
 )
 
 var (
@@ -272,6 +286,52 @@ func dask() {
 	addReport("dask distributed no-op tasks: %s", res)
 }
 
+// daskHetero runs the Dask heterogeneous-efficiency script and reports its RESULT lines.
+func daskHetero() {
+	if *flagDaskHet == "" {
+		fmt.Println("dask-hetero: no -dask-hetero script (python3-distributed or cpulimit missing), skipped")
+		return
+	}
+	fmt.Printf("dask-hetero: workers under cpulimit %s; load average %s\n", *flagLimits, procluster.LoadAvg())
+	p := compute.MandelParams{CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.02, MaxIter: *flagMandelIter}
+	cmd := exec.Command("/usr/bin/python3", *flagDaskHet, *flagLimits, fmt.Sprint(*flagJobSecs), fmt.Sprint(flagStandalone.Seconds()),
+		fmt.Sprint(p.CenterX), fmt.Sprint(p.CenterY), fmt.Sprint(p.Span), fmt.Sprint(p.MaxIter))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := procluster.StartTracked(cmd); err != nil {
+		addReport("dask-hetero: %v", err)
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Minute):
+		procluster.KillTree(cmd)
+		err = <-done
+	}
+	procluster.Untrack(cmd)
+	n := 0
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(l, "dask: ") {
+			fmt.Println("  " + l)
+		}
+		if r, ok := strings.CutPrefix(l, "RESULT "); ok {
+			addReport("dask hetero efficiency (workers under cpulimit %s, same method): %s", *flagLimits, r)
+			n++
+		}
+	}
+	if n == 0 {
+		tail := out.String()
+		if len(tail) > 2000 {
+			tail = tail[len(tail)-2000:]
+		}
+		addReport("dask-hetero: no result (%v): %s", err, tail)
+	}
+	fmt.Printf("dask-hetero: load average %s\n", procluster.LoadAvg())
+}
+
 // ---- main
 
 func main() {
@@ -302,6 +362,10 @@ func main() {
 			failoverCost(workDir)
 		case "dask":
 			dask()
+		case "idle":
+			idle(workDir)
+		case "dask-hetero":
+			daskHetero()
 		default:
 			fatalf("unknown phase %q", ph)
 		}
