@@ -132,7 +132,8 @@ func fromEnv(ok []kernelImpl, v string) (pi, mandel kernelImpl, found bool) {
 // calibrate times each usable implementation on a fixed π block (2¹⁹ samples) and a fixed
 // Mandelbrot strip (about a million iterations, inside and outside the set), five rounds
 // interleaved, keeping each one's best time (the least disturbed by anything else running), and
-// returns the fastest for each kernel with a one-line report of the rates.
+// returns the fastest for each kernel (by a margin: see below) with a one-line report of the
+// rates.
 func calibrate(ok []kernelImpl) (pi, mandel kernelImpl, report string) {
 	pi, mandel = ok[0], ok[0]
 	if len(ok) == 1 {
@@ -165,11 +166,13 @@ func calibrate(ok []kernelImpl) (pi, mandel kernelImpl, report string) {
 	}
 	var pr, mr []string
 	bp, bm := 0, 0
+	// ok is ordered widest vectors first: a later path must be 5 % faster to be taken, so
+	// noise does not flip a tie (nor pick the portable kernel over a vector path it matches).
 	for i, k := range ok {
-		if bestPi[i] < bestPi[bp] {
+		if bestPi[i] < bestPi[bp]*95/100 {
 			bp, pi = i, k
 		}
-		if bestM[i] < bestM[bm] {
+		if bestM[i] < bestM[bm]*95/100 {
 			bm, mandel = i, k
 		}
 		pr = append(pr, fmt.Sprintf("%s %.2f", k.name, piN/bestPi[i].Seconds()/1e9))
