@@ -298,7 +298,17 @@ func TestCluster_LeaderCrashFailover(t *testing.T) {
 	var leader string
 	waitFor(t, 20*time.Second, "leader", func() (err error) { leader, err = agreedLeader(nodes); return })
 	t0 := time.Now()
-	waitFor(t, 30*time.Second, "three voters", func() error { return wantVoters(nodes[0], 3) })
+	// Every node's own configuration must name three voters: the leader's
+	// latest configuration may hold a promotion not yet replicated, and
+	// survivors that never received it cannot elect anyone.
+	waitFor(t, 30*time.Second, "three voters on every node", func() error {
+		for _, n := range nodes {
+			if err := wantVoters(n, 3); err != nil {
+				return fmt.Errorf("%s: %w", n.ID(), err)
+			}
+		}
+		return nil
+	})
 	t.Logf("three voters %s after a leader was known", time.Since(t0).Round(time.Millisecond))
 	old := byID(nodes, leader)
 	old.kill(t)
