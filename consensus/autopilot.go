@@ -226,6 +226,9 @@ func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 	defer d.mu.Unlock()
 	for _, s := range cfg.Servers {
 		meta := st.Nodes[string(s.ID)]
+		if st.Members[string(s.ID)].Role == RoleWorker {
+			meta.Voter = VoterNever // a worker never holds a vote
+		}
 		srv := &autopilot.Server{
 			ID: s.ID, Address: s.Address, Name: meta.Name, Version: meta.Version,
 			Meta:        map[string]string{metaVoter: meta.Voter.String()},

@@ -37,10 +37,12 @@ const maxCandidates = 256
 // membershipRequest is the /hydra/cluster/join/1.0.0 request: add ID as a
 // non-voter (or, with Leave, remove it). A member that is not the leader
 // forwards it once to its leader, adding the joiner's addresses it knows so
-// the leader can dial it.
+// the leader can dial it, whether the joiner asked from the LAN, and itself
+// as Via (the member a join token's proof names).
 type membershipRequest struct {
 	Cluster   string   `json:"cluster"`
 	ID        string   `json:"id"`
+	Name      string   `json:"name,omitempty"`
 	Addrs     []string `json:"addrs,omitempty"`
 	Leave     bool     `json:"leave,omitempty"`
 	Forwarded bool     `json:"forwarded,omitempty"`
@@ -48,10 +50,24 @@ type membershipRequest struct {
 	// vote at once (growVoters) before its NodeMeta is replicated. Older
 	// nodes omit it: auto.
 	Voter VoterPref `json:"voter,omitempty"`
+	// TokenID and Proof: a join token's ID and its proof over (cluster,
+	// joiner, Via) (ParsedJoinToken.Proof).
+	TokenID string `json:"token_id,omitempty"`
+	Proof   string `json:"proof,omitempty"`
+	// Via and LAN are set by the member that forwards a joiner's request.
+	Via string `json:"via,omitempty"`
+	LAN bool   `json:"lan,omitempty"`
 }
 
 type membershipResponse struct {
 	Changed bool `json:"changed"`
+	// Pending: the joiner waits for an admin's approval (Fingerprint is
+	// what the admin sees).
+	Pending     bool   `json:"pending,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Leader and Servers: who will replicate to the admitted joiner.
+	Leader  string   `json:"leader,omitempty"`
+	Servers []string `json:"servers,omitempty"`
 }
 
 // bootPeer is what the bootstrap loop knows about one discovered peer.
@@ -66,9 +82,10 @@ type bootPeer struct {
 type bootState struct {
 	mu    sync.Mutex
 	peers map[peer.ID]*bootPeer
+	cand  map[peer.ID]time.Time // when a peer was first seen as an unclustered candidate
 }
 
-func (b *bootState) init() { b.peers = map[peer.ID]*bootPeer{} }
+func (b *bootState) init() { b.peers, b.cand = map[peer.ID]*bootPeer{}, map[peer.ID]time.Time{} }
 
 // PeerFound tells consensus about a peer that discovery found (and
 // connected). It is cheap and idempotent: discovery calls it often and
@@ -88,10 +105,11 @@ func (r *Raft) PeerFound(p peer.ID) {
 // serve registers the cluster protocols. Requests are small, except apply.
 func (r *Raft) serve() {
 	const small = 64 << 10
-	p2p.Serve(r.host, ProtocolInfo, small, r.t.RPC, r.log, r.handleInfo)
-	p2p.Serve(r.host, ProtocolJoin, small, r.t.Apply+2*r.t.RPC, r.log, r.handleMembership)
-	p2p.Serve(r.host, ProtocolApply, p2p.MaxFrame, r.t.Apply+r.t.RPC, r.log, r.handleApply)
-	p2p.Serve(r.host, ProtocolStats, small, r.t.RPC, r.log, r.handleStats)
+	const tiny = 8 << 10
+	p2p.Serve(r.host, ProtocolInfo, tiny, r.t.RPC, r.log, r.handleInfo)
+	p2p.ServeAllowed(r.host, ProtocolJoin, tiny, r.t.Apply+2*r.t.RPC, r.log, r.joinAllowed, r.handleMembership)
+	p2p.ServeAllowed(r.host, ProtocolApply, p2p.MaxFrame, r.t.Apply+r.t.RPC, r.log, r.isMember, r.handleApply)
+	p2p.ServeAllowed(r.host, ProtocolStats, small, r.t.RPC, r.log, r.isMember, r.handleStats)
 }
 
 func (r *Raft) info() infoResponse {
@@ -146,6 +164,10 @@ func (r *Raft) Run(ctx context.Context) {
 			if _, ok := r.Leader(); ok {
 				poll = r.t.MemberPoll // settled: no need to look often
 				noLeaderSince = time.Time{}
+				if r.IsLeader() {
+					r.reconcileMembers(ctx)
+				}
+				r.ensureNodeCred(ctx)
 				if time.Now().After(nextRegister) {
 					if err := r.register(ctx); err != nil {
 						r.log.Debug("registering node metadata failed", "err", err)
@@ -228,13 +250,22 @@ func (r *Raft) bootstrapStep(ctx context.Context, start time.Time) {
 			}
 		}
 	}
+	pending := false
 	for _, m := range members {
-		if err := r.requestMembership(ctx, m, false); err != nil {
+		resp, err := r.requestMembership(ctx, m, false)
+		if err != nil {
 			r.log.Debug("join request failed", "via", m, "err", err)
+			continue
+		}
+		if resp.Pending { // ask every member, so every UI shows this node
+			pending = true
 			continue
 		}
 		r.log.Info("asked to join the cluster", "via", m)
 		return
+	}
+	if pending && !r.waiting.Swap(true) {
+		r.log.Warn("waiting for approval: approve this node in the web UI or with hydra approve", "fingerprint", Fingerprint(r.id))
 	}
 	if len(members) > 0 || time.Since(start) < r.t.Discovery {
 		return
@@ -287,23 +318,110 @@ func shouldBootstrap(self peer.ID, selfPref VoterPref, peers map[peer.ID]bootPee
 }
 
 func (r *Raft) shouldBootstrap(peers map[peer.ID]bootPeer) bool {
-	return shouldBootstrap(r.id, r.cfg.VoterPref, peers)
+	return shouldBootstrap(r.id, r.cfg.VoterPref, r.dropStuck(peers, time.Now()))
 }
 
-// requestMembership asks via to add (or with leave, remove) this node.
-func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) error {
-	req := membershipRequest{Cluster: r.cfg.Cluster, ID: r.id.String(), Leave: leave, Voter: r.cfg.VoterPref}
+// stuckAfter is how long a lower candidate may stay unclustered before it
+// stops counting: an honest lowest candidate founds the cluster one
+// discovery window after it starts, so one that never does (a stranger
+// announcing a fake low peer ID, or a low ID in a candidate list) must not
+// keep a fresh LAN from ever forming a cluster.
+func (r *Raft) stuckAfter() time.Duration { return 3*r.t.Discovery + r.t.PeerDrop }
+
+// dropStuck returns peers without the candidates, direct or reported, that
+// have been candidates for longer than stuckAfter.
+func (r *Raft) dropStuck(peers map[peer.ID]bootPeer, now time.Time) map[peer.ID]bootPeer {
+	r.boot.mu.Lock()
+	defer r.boot.mu.Unlock()
+	stuck := func(p peer.ID) bool {
+		first, ok := r.boot.cand[p]
+		if !ok {
+			if len(r.boot.cand) >= 4*maxCandidates {
+				return true // too many distinct candidates: only known ones count
+			}
+			r.boot.cand[p] = now
+			return false
+		}
+		return now.Sub(first) > r.stuckAfter()
+	}
+	out := make(map[peer.ID]bootPeer, len(peers))
+	for p, bp := range peers {
+		if bp.answered && !bp.info.InCluster && stuck(p) {
+			continue
+		}
+		var keep []string
+		for _, c := range bp.info.Candidates {
+			if id, err := peer.Decode(c); err == nil && !stuck(id) {
+				keep = append(keep, c)
+			}
+		}
+		bp.info.Candidates = keep
+		out[p] = bp
+	}
+	return out
+}
+
+// requestMembership asks via to add (or with leave, remove) this node. A
+// join token's proof is bound to via and to this node. The answer says
+// whether the node waits for approval; once admitted, the leader and
+// servers it names may replicate to this node.
+func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (membershipResponse, error) {
+	req := membershipRequest{Cluster: r.cfg.Cluster, ID: r.id.String(), Name: r.cfg.Self.Name, Leave: leave, Voter: r.cfg.VoterPref}
 	for _, a := range r.host.Addrs() {
-		req.Addrs = append(req.Addrs, a.String())
+		if len(req.Addrs) < maxJoinAddrs {
+			req.Addrs = append(req.Addrs, a.String())
+		}
+	}
+	if r.joinTok != nil && !leave {
+		r.boot.mu.Lock()
+		cid := ""
+		if bp := r.boot.peers[via]; bp != nil {
+			cid = bp.info.ClusterID
+		}
+		r.boot.mu.Unlock()
+		if ClusterFingerprint(cid) != r.joinTok.ClusterFP {
+			return membershipResponse{}, fmt.Errorf("%s is in cluster %s, not the one the join token is for (%s)", via, ClusterFingerprint(cid), r.joinTok.ClusterFP)
+		}
+		req.TokenID = r.joinTok.ID
+		req.Proof = r.joinTok.Proof(cid, r.id.String(), via.String())
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+2*r.t.RPC)
 	defer cancel()
-	return p2p.Call(cctx, r.host, via, ProtocolJoin, req, nil)
+	var resp membershipResponse
+	if err := p2p.Call(cctx, r.host, via, ProtocolJoin, req, &resp); err != nil {
+		return resp, err
+	}
+	if !resp.Pending && !leave {
+		r.expected.Store(via, struct{}{})
+		for _, s := range append(resp.Servers, resp.Leader) {
+			if p, err := peer.Decode(s); err == nil {
+				r.expected.Store(p, struct{}{})
+			}
+		}
+	}
+	return resp, nil
 }
 
-// handleMembership serves /hydra/cluster/join/1.0.0: the leader adds the
-// node as a non-voter (idempotent: a member is left as it is; autopilot
-// promotes) or removes it; a follower forwards once to its leader.
+// joinAllowed admits a join-protocol stream: any peer whose key is not
+// revoked, at most once per joinInterval (members forwarding for many
+// joiners are not limited).
+func (r *Raft) joinAllowed(p peer.ID) bool {
+	switch r.Access(p) {
+	case p2p.AccessRefused:
+		return false
+	case p2p.AccessMember:
+		return true
+	}
+	return r.pending.allow(p, time.Now())
+}
+
+// handleMembership serves /hydra/cluster/join/1.0.0. The leader admits a
+// node that is a member already, shows a valid join token, or (in --admit
+// lan mode) asks from the LAN, and then adds it as a non-voter (idempotent;
+// autopilot promotes members, never workers); any other joiner is put on
+// the pending list until an admin approves it. A follower forwards once
+// to its leader, and keeps the joiner on its own pending list too so that
+// every member's UI shows it. Leave removes the node.
 func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
 	var req membershipRequest
 	if err := json.Unmarshal(raw, &req); err != nil {
@@ -316,13 +434,34 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 	if err != nil {
 		return nil, fmt.Errorf("bad peer ID: %w", err)
 	}
-	if id != from && !r.hasServer(from) {
+	if len(req.Addrs) > maxJoinAddrs || len(req.Name) > maxNameLen || len(req.Proof) > 256 || len(req.TokenID) > maxIDLen {
+		return nil, errors.New("membership request too large")
+	}
+	if r.Access(id) == p2p.AccessRefused {
+		return nil, fmt.Errorf("%s is refused by this cluster", id)
+	}
+	if id != from && !r.isMember(from) {
 		return nil, fmt.Errorf("%s may not ask on behalf of %s", from, id)
+	}
+	if !r.fsm.State().Initialized() {
+		return nil, errors.New("this node is not in a cluster yet")
+	}
+	if id == from {
+		req.Via, req.LAN = r.id.String(), r.isLAN(from)
+		req.Addrs = req.Addrs[:0]
+		for _, a := range r.host.Peerstore().Addrs(id) {
+			if len(req.Addrs) < maxJoinAddrs {
+				req.Addrs = append(req.Addrs, a.String())
+			}
+		}
 	}
 	if len(req.Addrs) == 0 && id != from {
 		for _, a := range r.host.Peerstore().Addrs(id) {
 			req.Addrs = append(req.Addrs, a.String())
 		}
+	}
+	if !req.Leave && r.roleOf(id) == "" {
+		r.pending.add(PendingNode{ID: id.String(), Name: req.Name, Addrs: req.Addrs, Fingerprint: Fingerprint(id)}, time.Now())
 	}
 	if r.raft.State() != raft.Leader {
 		leader, ok := r.Leader()
@@ -332,11 +471,6 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		if req.Forwarded {
 			return nil, fmt.Errorf("not the leader (leader is %s)", leader)
 		}
-		if id == from {
-			for _, a := range r.host.Peerstore().Addrs(id) {
-				req.Addrs = append(req.Addrs, a.String())
-			}
-		}
 		req.Forwarded = true
 		var resp membershipResponse
 		if err := p2p.Call(ctx, r.host, leader, ProtocolJoin, req, &resp); err != nil {
@@ -345,17 +479,38 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		return resp, nil
 	}
 	if req.Leave {
-		return r.removeServer(ctx, id)
+		if id != from && !r.hasServer(from) {
+			return nil, fmt.Errorf("%s may not remove %s", from, id)
+		}
+		resp, err := r.removeServer(ctx, id)
+		if err == nil && r.roleOf(id) != "" {
+			cmd, cerr := NewCommand(OpMemberRemove, MemberRemove{ID: id.String()})
+			if cerr == nil {
+				_, err = r.applyLocal(ctx, mustEncode(cmd))
+			}
+		}
+		return resp, err
+	}
+	if resp, done, err := r.admit(ctx, id, req); done || err != nil {
+		return resp, err
 	}
 	for _, s := range req.Addrs {
 		if a, err := multiaddr.NewMultiaddr(s); err == nil {
 			r.host.Peerstore().AddAddr(id, a, peerstore.AddressTTL)
 		}
 	}
-	r.grow.notePref(id, req.Voter)
+	pref := req.Voter
+	if r.roleOf(id) == RoleWorker {
+		pref = VoterNever // a worker never holds a vote
+	}
+	r.grow.notePref(id, pref)
+	resp := membershipResponse{Leader: r.id.String()}
+	for _, s := range r.Servers() {
+		resp.Servers = append(resp.Servers, s.ID.String())
+	}
 	if r.hasServer(id) {
 		r.growVoters(ctx)
-		return membershipResponse{}, nil
+		return resp, nil
 	}
 	if r.cfg.Protect != nil {
 		r.cfg.Protect(id)
@@ -364,9 +519,44 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 	if err := r.raft.AddNonvoter(raft.ServerID(id.String()), addr, 0, r.t.Apply).Error(); err != nil {
 		return nil, fmt.Errorf("add %s: %w", id, err)
 	}
-	r.log.Info("added non-voter", "peer", id)
+	r.log.Info("added non-voter", "peer", id, "role", r.roleOf(id))
 	r.growVoters(ctx)
-	return membershipResponse{Changed: true}, nil
+	resp.Changed = true
+	return resp, nil
+}
+
+// admit decides, on the leader, whether id may join; done means the answer
+// is resp (pending approval).
+func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (membershipResponse, bool, error) {
+	st := r.fsm.State()
+	if st.memberRole(id.String(), r.hasServer(id)) != "" {
+		return membershipResponse{}, false, nil
+	}
+	add := MemberAdd{ID: id.String(), Role: RoleMember, Name: req.Name, At: time.Now().UTC()}
+	var why string
+	switch {
+	case req.TokenID != "":
+		t, err := st.verifyJoinProof(req.TokenID, req.Proof, id.String(), req.Via, add.At)
+		if err != nil {
+			r.log.Warn("join token refused", "peer", id, "err", err)
+			return membershipResponse{}, true, fmt.Errorf("join token refused: %w", err)
+		}
+		add.Role, add.TokenID, why = t.Role, req.TokenID, "join token "+req.TokenID
+	case st.AdmitMode() == AdmitLAN && req.LAN:
+		why = "--admit lan"
+	default:
+		return membershipResponse{Pending: true, Fingerprint: Fingerprint(id)}, true, nil
+	}
+	cmd, err := NewCommand(OpMemberAdd, add)
+	if err == nil {
+		_, err = r.applyLocal(ctx, mustEncode(cmd))
+	}
+	if err != nil {
+		return membershipResponse{}, true, fmt.Errorf("admit %s: %w", id, err)
+	}
+	r.pending.remove(id)
+	r.log.Info("node admitted", "peer", id, "role", add.Role, "by", why)
+	return membershipResponse{}, false, nil
 }
 
 // removeServer removes id from the configuration and its NodeMeta from the
@@ -402,7 +592,7 @@ func (r *Raft) rejoin(ctx context.Context) {
 	}
 	for p, bp := range r.queryPeers(ctx) {
 		if bp.answered && bp.info.ClusterID == mine && bp.info.Leader != "" && bp.info.Leader != r.id.String() {
-			if err := r.requestMembership(ctx, p, false); err == nil {
+			if _, err := r.requestMembership(ctx, p, false); err == nil {
 				r.log.Info("asked to be re-added to the cluster", "via", p)
 				return
 			}

@@ -29,12 +29,26 @@ const (
 	OpNodeRegister Op = 0x02
 	// OpNodeRemove deletes a node's NodeMeta (NodeRemove); idempotent.
 	OpNodeRemove Op = 0x03
+	// OpMemberAdd admits a node (MemberAdd).
+	OpMemberAdd Op = 0x04
+	// OpMemberRemove evicts (and with Revoke, refuses) a node (MemberRemove).
+	OpMemberRemove Op = 0x05
+	// OpCredAdd adds an API credential (CredAdd).
+	OpCredAdd Op = 0x06
+	// OpCredRemove revokes an API credential (SecretRemove).
+	OpCredRemove Op = 0x07
+	// OpTokenAdd adds a join token (TokenAdd).
+	OpTokenAdd Op = 0x08
+	// OpTokenRemove revokes a join token (SecretRemove).
+	OpTokenRemove Op = 0x09
+	// OpAdmit sets the admission mode (AdmitMode).
+	OpAdmit Op = 0x0a
 	// OpAppFirst is the first op routed to the App (the job state).
 	OpAppFirst Op = 0x40
 )
 
 func (o Op) known() bool {
-	return o == OpInit || o == OpNodeRegister || o == OpNodeRemove || o >= OpAppFirst
+	return (o >= OpInit && o <= OpAdmit) || o >= OpAppFirst
 }
 
 // String names the op for logs.
@@ -46,6 +60,20 @@ func (o Op) String() string {
 		return "node-register"
 	case OpNodeRemove:
 		return "node-remove"
+	case OpMemberAdd:
+		return "member-add"
+	case OpMemberRemove:
+		return "member-remove"
+	case OpCredAdd:
+		return "cred-add"
+	case OpCredRemove:
+		return "cred-remove"
+	case OpTokenAdd:
+		return "token-add"
+	case OpTokenRemove:
+		return "token-remove"
+	case OpAdmit:
+		return "admit"
 	}
 	if o >= OpAppFirst {
 		return fmt.Sprintf("app-0x%02x", byte(o))
@@ -128,8 +156,13 @@ func DecodeCommand(b []byte) (Command, error) {
 // ClusterInit is the OpInit payload. Every field is set by the proposer
 // (the bootstrapping leader), including Created: Apply never reads a clock.
 type ClusterInit struct {
-	ClusterID   string        `json:"cluster_id"`
-	Token       string        `json:"token"`
+	ClusterID string `json:"cluster_id"`
+	// Token is the clear API token of clusters founded before credentials
+	// were hashed (still read from their logs); new founders set TokenHash.
+	Token       string        `json:"token,omitempty"`
+	TokenHash   string        `json:"token_hash,omitempty"`
+	Founder     string        `json:"founder,omitempty"` // first member (peer ID)
+	Admit       string        `json:"admit,omitempty"`   // AdmitApproval or AdmitLAN
 	Voters      int           `json:"voters"`
 	ChunkTarget time.Duration `json:"chunk_target"`
 	Created     time.Time     `json:"created"`

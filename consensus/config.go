@@ -122,6 +122,21 @@ type Config struct {
 	Self NodeMeta
 	// App owns ops 0x40+ and their snapshot section; nil refuses those ops.
 	App App
+	// Admit is the admission mode this node writes when it founds the
+	// cluster: AdmitApproval ("") or AdmitLAN (hydra node --admit lan).
+	Admit string
+	// NodeToken is this node's own admin API credential: registered
+	// (hashed) once the node is an admitted member, never before, so the
+	// node may then write it to DATA/api-token. The founder's is the
+	// cluster's first credential.
+	NodeToken string
+	// JoinToken, if set, is a join token (hydra token create): the node
+	// joins with it, with no approval, and only a cluster whose
+	// fingerprint the token carries.
+	JoinToken string
+	// OnRefuse, if set, is called with every peer whose key gets revoked
+	// (the node closes its connections: p2p.Host.Refuse).
+	OnRefuse func(peer.ID)
 	// Protect, if set, is called with every raft peer's ID so the connection
 	// manager never trims those connections (node wires it to p2p's Protect).
 	Protect func(peer.ID)

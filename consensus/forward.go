@@ -25,6 +25,9 @@ const applyAttempts = 10
 // applyRequest is the /hydra/cluster/apply/1.0.0 request: an encoded command.
 type applyRequest struct {
 	Command []byte `json:"command"`
+	// Auth is the API credential of the person behind an admin command,
+	// checked by the leader and never written to the log.
+	Auth string `json:"auth,omitempty"`
 }
 
 // applyResponse is its answer: the result (JSON), or a rejection, or a
@@ -59,6 +62,10 @@ func (e rejection) Is(target error) bool { return target == ErrRejected }
 // twice, so commands must be idempotent (every op of this package is, and the
 // job ops deduplicate by range).
 func (r *Raft) Apply(ctx context.Context, cmd Command) (json.RawMessage, error) {
+	return r.apply(ctx, cmd, "")
+}
+
+func (r *Raft) apply(ctx context.Context, cmd Command, auth string) (json.RawMessage, error) {
 	data, err := EncodeCommand(cmd)
 	if err != nil {
 		return nil, err
@@ -69,7 +76,7 @@ func (r *Raft) Apply(ctx context.Context, cmd Command) (json.RawMessage, error) 
 		if r.isClosed() {
 			return nil, ErrShutdown
 		}
-		res, err := r.applyOnce(ctx, data)
+		res, err := r.applyOnce(ctx, data, auth)
 		if err == nil {
 			if res.Index > 0 && r.raft.State() != raft.Leader {
 				wctx, cancel := context.WithTimeout(ctx, r.t.Apply)
@@ -95,7 +102,7 @@ func (r *Raft) Apply(ctx context.Context, cmd Command) (json.RawMessage, error) 
 }
 
 // applyOnce proposes data once: locally if leader, else on the leader.
-func (r *Raft) applyOnce(ctx context.Context, data []byte) (applyResponse, error) {
+func (r *Raft) applyOnce(ctx context.Context, data []byte, auth string) (applyResponse, error) {
 	if r.raft.State() == raft.Leader {
 		return r.applyLocal(ctx, data)
 	}
@@ -109,7 +116,7 @@ func (r *Raft) applyOnce(ctx context.Context, data []byte) (applyResponse, error
 	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+r.t.RPC)
 	defer cancel()
 	var resp applyResponse
-	if err := p2p.Call(cctx, r.host, leader, ProtocolApply, applyRequest{Command: data}, &resp); err != nil {
+	if err := p2p.Call(cctx, r.host, leader, ProtocolApply, applyRequest{Command: data, Auth: auth}, &resp); err != nil {
 		return applyResponse{}, fmt.Errorf("forward to leader %s: %w", leader, err)
 	}
 	switch {
@@ -170,7 +177,7 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 	if err := json.Unmarshal(raw, &req); err != nil {
 		return nil, fmt.Errorf("decode apply request: %w", err)
 	}
-	if !r.hasServer(from) {
+	if !r.hasServer(from) && r.roleOf(from) == "" {
 		return nil, fmt.Errorf("%s is not a member of this cluster", from)
 	}
 	if _, err := DecodeCommand(req.Command); err != nil {
@@ -179,6 +186,10 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 	if r.raft.State() != raft.Leader {
 		l, _ := r.Leader()
 		return applyResponse{NotLeader: true, Leader: l.String()}, nil
+	}
+	if err := r.authorize(from, req.Command, req.Auth); err != nil {
+		r.log.Warn("refused a command", "from", from, "err", err)
+		return applyResponse{Rejected: fmt.Sprintf("%v: %v", ErrRejected, err)}, nil
 	}
 	res, err := r.applyLocal(ctx, req.Command)
 	switch {

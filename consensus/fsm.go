@@ -22,6 +22,9 @@ type FSM struct {
 	state ClusterState
 	app   App
 	index atomic.Uint64 // last command or configuration entry seen
+	// onRevoke, if set, is called (in its own goroutine) with the peer ID
+	// of every node whose key an applied entry revoked.
+	onRevoke func(id string)
 }
 
 var (
@@ -43,7 +46,25 @@ func (f *FSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.index.Store(l.Index)
-	return applyCommand(&f.state, f.app, l.Data, l.Index)
+	res := applyCommand(&f.state, f.app, l.Data, l.Index)
+	if f.onRevoke != nil && len(l.Data) > 2 && Op(l.Data[1]) == OpMemberRemove {
+		var m MemberRemove
+		if err := strictUnmarshal(l.Data[2:], &m); err == nil && f.state.Revoked[m.ID] {
+			go f.onRevoke(m.ID)
+		}
+	}
+	return res
+}
+
+// peerRole returns id's role in the allow-list and whether its key is
+// revoked, without copying the state (it runs on every inbound stream).
+func (f *FSM) peerRole(id string) (role string, revoked bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.state.Revoked[id] {
+		return "", true
+	}
+	return f.state.Members[id].Role, false
 }
 
 // StoreConfiguration only records the index: raft hands configuration
@@ -129,6 +150,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if st.Nodes == nil {
 		st.Nodes = map[string]NodeMeta{}
 	}
+	st.upgradeToken()
 	section, err := r.ReadByte()
 	if err != nil || section > 1 {
 		return fmt.Errorf("%w: section marker", ErrSnapshotFormat)

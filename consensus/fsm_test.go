@@ -96,7 +96,7 @@ func Test_FSM_ClusterOps(t *testing.T) {
 		t.Fatalf("register: %v", res)
 	}
 	st := f.State()
-	if st.ClusterID != "c1" || st.Token != "t1" || !st.Created.Equal(created) || st.Nodes["p1"] != m {
+	if st.ClusterID != "c1" || st.Token != "" || !st.IsAdmin("t1") || !st.Created.Equal(created) || st.Nodes["p1"] != m {
 		t.Fatalf("state %+v", st)
 	}
 	st.Nodes["p1"] = NodeMeta{} // a copy: must not touch the FSM

@@ -63,6 +63,8 @@ func newTestNode(t testing.TB, name, cluster string, mod func(*Config)) *testNod
 	n := &testNode{t: t, name: name, key: newKey(t), dir: filepath.Join(t.TempDir(), "raft")}
 	n.cfg = Config{
 		Cluster:     cluster,
+		Admit:       AdmitLAN, // test clusters admit loopback peers (docs/security.md)
+		NodeToken:   testAdminToken,
 		Multiplier:  testMultiplier,
 		ChunkTarget: 2 * time.Second,
 		Self:        NodeMeta{Name: name, OS: "linux", Arch: "amd64", Version: "test", Cores: 2},
@@ -291,10 +293,14 @@ func registerFake(t testing.TB, n *testNode, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.r.Apply(ctxT(t, testDeadline), cmd); err != nil {
+	if _, err := n.r.ApplyAs(ctxT(t, testDeadline), cmd, testAdminToken); err != nil {
 		t.Fatalf("apply on %s: %v", n.name, err)
 	}
 }
+
+// testAdminToken is every test node's NodeToken: the founder's is the
+// cluster's first admin credential, so tests may propose admin commands.
+const testAdminToken = "test-admin-token"
 
 func hasFake(n *testNode, name string) bool {
 	_, ok := n.r.State().Nodes["fake-"+name]

@@ -131,9 +131,15 @@ func (r *Raft) leaderLoop(ctx context.Context, done chan struct{}) {
 // cluster ID are random, generated here (never in Apply) and replicated.
 func (r *Raft) ensureInit(ctx context.Context) {
 	for !r.fsm.State().Initialized() {
+		tok := r.cfg.NodeToken
+		if tok == "" {
+			tok = randomHex(32) // nobody holds it: admins are made with hydra token
+		}
 		in := ClusterInit{
 			ClusterID:   randomHex(16),
-			Token:       randomHex(32),
+			TokenHash:   HashSecret(tok),
+			Founder:     r.id.String(),
+			Admit:       r.cfg.Admit,
 			Voters:      r.cfg.Voters,
 			ChunkTarget: r.cfg.ChunkTarget,
 			Created:     time.Now().UTC(),

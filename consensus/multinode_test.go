@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -191,6 +192,11 @@ func Test_MultiNode_Forwarding(t *testing.T) {
 		}
 		return nil
 	})
+	// A member registers only itself unless an admin asks.
+	fake, _ := NewCommand(OpNodeRegister, NodeMeta{ID: "fake-forged", Name: "forged"})
+	if _, err := f.r.Apply(ctxT(t, testDeadline), fake); !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "forbidden") {
+		t.Fatalf("a follower registering another node: %v, want forbidden", err)
+	}
 	cmd, _ := NewCommand(OpInit, ClusterInit{ClusterID: "x", Token: "y"})
 	if _, err := f.r.Apply(ctxT(t, testDeadline), cmd); !errors.Is(err, ErrRejected) {
 		t.Fatalf("second init through a follower: %v, want ErrRejected", err)

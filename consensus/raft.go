@@ -36,10 +36,14 @@ type Raft struct {
 	notifyCh chan bool
 	hadState bool
 
-	boot bootState
-	grow growState
-	del  *delegate
-	ap   *autopilot.Autopilot
+	boot     bootState
+	grow     growState
+	pending  pendingList
+	expected sync.Map // peer.ID → struct{}: leader and servers of our admission answer
+	joinTok  *ParsedJoinToken
+	waiting  atomic.Bool // a join request was answered "pending approval"
+	del      *delegate
+	ap       *autopilot.Autopilot
 
 	lmu     sync.Mutex
 	leading bool
@@ -86,6 +90,17 @@ func New(cfg Config) (*Raft, error) {
 	if cfg.Voters < 0 || cfg.Voters > maxVoters {
 		return nil, fmt.Errorf("consensus: voters %d out of range 0..%d", cfg.Voters, maxVoters)
 	}
+	var joinTok *ParsedJoinToken
+	if cfg.JoinToken != "" {
+		t, err := ParseJoinToken(cfg.JoinToken)
+		if err != nil {
+			return nil, fmt.Errorf("consensus: join token: %w", err)
+		}
+		joinTok = &t
+	}
+	if cfg.Admit != "" && cfg.Admit != AdmitApproval && cfg.Admit != AdmitLAN {
+		return nil, fmt.Errorf("consensus: admission mode %q: want approval or lan", cfg.Admit)
+	}
 	id := cfg.Host.ID()
 	cfg.Self.ID = id.String()
 	cfg.Self.Voter = cfg.VoterPref
@@ -96,8 +111,14 @@ func New(cfg Config) (*Raft, error) {
 		fsm:      NewFSM(cfg.App),
 		notifyCh: make(chan bool, 16),
 		closed:   make(chan struct{}),
+		joinTok:  joinTok,
 	}
 	r.boot.init()
+	r.fsm.onRevoke = func(s string) {
+		if p, err := peer.Decode(s); err == nil && cfg.OnRefuse != nil && p != id {
+			cfg.OnRefuse(p)
+		}
+	}
 	st, err := openStores(cfg.Dir, log)
 	if err != nil {
 		return nil, err
@@ -107,7 +128,7 @@ func New(cfg Config) (*Raft, error) {
 		_ = st.close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	trans := newTransport(cfg.Host, 2*t.RPC, t.RPC, log)
+	trans := newTransport(cfg.Host, 2*t.RPC, t.RPC, r.isMember, log)
 	r.trans = trans
 	rc := raftConfig(id, t, r.notifyCh, cfg.Logger)
 	if r.raft, err = raft.NewRaft(rc, r.fsm, st.logs, st.bolt, st.snaps, trans); err != nil {

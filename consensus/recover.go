@@ -60,7 +60,8 @@ func (r *Raft) askLeave(ctx context.Context) error {
 	if !ok || leader == r.id {
 		return ErrNotLeader
 	}
-	return r.requestMembership(ctx, leader, true)
+	_, err := r.requestMembership(ctx, leader, true)
+	return err
 }
 
 // Recover rewrites the raft configuration in dir (the node is stopped) so

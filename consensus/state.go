@@ -22,16 +22,27 @@ type NodeMeta struct {
 	Voter   VoterPref `json:"voter"`
 }
 
-// ClusterState is the replicated cluster-level state. Token is the API
-// token of the cluster: it is a secret, so callers that expose the state
-// (HTTP, gossip) must drop it.
+// ClusterState is the replicated cluster-level state. It holds no secret:
+// API credentials and join tokens are stored as hashes and public keys
+// (Token is only read from clusters created before that, and moved into
+// Creds on apply and restore).
 type ClusterState struct {
 	ClusterID   string              `json:"cluster_id"`
-	Token       string              `json:"token"`
+	Token       string              `json:"token,omitempty"`
 	Voters      int                 `json:"voters"` // 0: 3, and 5 at ≥ 7 servers
 	ChunkTarget time.Duration       `json:"chunk_target"`
 	Created     time.Time           `json:"created"`
 	Nodes       map[string]NodeMeta `json:"nodes"`
+	// Admit is the admission mode: AdmitApproval ("" too) or AdmitLAN.
+	Admit string `json:"admit,omitempty"`
+	// Members is the allow-list of admitted nodes by peer ID.
+	Members map[string]Member `json:"members,omitempty"`
+	// Revoked are evicted or denied peer IDs, refused on every transport.
+	Revoked map[string]bool `json:"revoked,omitempty"`
+	// Creds are the API credentials by ID (hashed).
+	Creds map[string]Cred `json:"creds,omitempty"`
+	// JoinTokens are the join tokens by ID (public keys).
+	JoinTokens map[string]JoinToken `json:"join_tokens,omitempty"`
 }
 
 // Initialized reports whether OpInit has been applied.
@@ -44,6 +55,7 @@ func (s ClusterState) clone() ClusterState {
 	if c.Nodes == nil {
 		c.Nodes = map[string]NodeMeta{}
 	}
+	c.cloneMembership()
 	return c
 }
 
@@ -67,6 +79,9 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
+	if cmd.Op >= OpMemberAdd && cmd.Op <= OpAdmit {
+		return applyMembership(st, cmd.Op, cmd.Payload)
+	}
 	if cmd.Op >= OpAppFirst {
 		if app == nil {
 			return rejectf("op %s: no application state on this node", cmd.Op)
@@ -82,8 +97,11 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 		if st.Initialized() {
 			return rejectf("init: cluster %s is already initialized", st.ClusterID)
 		}
-		if in.ClusterID == "" || len(in.ClusterID) > maxIDLen || in.Token == "" || len(in.Token) > maxIDLen {
+		if in.ClusterID == "" || len(in.ClusterID) > maxIDLen || (in.Token == "" && len(in.TokenHash) != 64) || len(in.Token) > maxIDLen {
 			return rejectf("init: cluster ID and token must be 1..%d bytes", maxIDLen)
+		}
+		if len(in.Founder) > maxIDLen || (in.Admit != "" && in.Admit != AdmitApproval && in.Admit != AdmitLAN) {
+			return rejectf("init: bad founder or admission mode")
 		}
 		if in.Voters < 0 || in.Voters > maxVoters || in.ChunkTarget < 0 {
 			return rejectf("init: voters must be 0..%d and chunk target ≥ 0", maxVoters)
@@ -92,6 +110,14 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 		st.ChunkTarget, st.Created = in.ChunkTarget, in.Created
 		if st.Nodes == nil {
 			st.Nodes = map[string]NodeMeta{}
+		}
+		st.upgradeToken() // a clear token (older founders) is stored hashed
+		if in.TokenHash != "" {
+			st.Creds = map[string]Cred{"init": {Role: RoleAdmin, Hash: in.TokenHash, Node: in.Founder, Created: in.Created}}
+		}
+		st.Admit = in.Admit
+		if in.Founder != "" {
+			st.Members = map[string]Member{in.Founder: {Role: RoleMember, Added: in.Created}}
 		}
 		return nil
 	case OpNodeRegister:

@@ -32,6 +32,7 @@ import (
 type streamLayer struct {
 	host        host.Host
 	dialTimeout time.Duration
+	allow       func(peer.ID) bool
 
 	ch        chan network.Stream
 	ctx       context.Context
@@ -41,11 +42,18 @@ type streamLayer struct {
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-// newStreamLayer registers the raft protocol handler on h.
-func newStreamLayer(h host.Host, dialTimeout time.Duration) *streamLayer {
+// newStreamLayer registers the raft protocol handler on h. Streams from
+// peers that allow refuses (not members: hashicorp/raft itself checks only
+// vote requests against the configuration) are reset before a byte of them
+// is read.
+func newStreamLayer(h host.Host, dialTimeout time.Duration, allow func(peer.ID) bool) *streamLayer {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &streamLayer{host: h, dialTimeout: dialTimeout, ch: make(chan network.Stream), ctx: ctx, cancel: cancel}
+	s := &streamLayer{host: h, dialTimeout: dialTimeout, allow: allow, ch: make(chan network.Stream), ctx: ctx, cancel: cancel}
 	h.SetStreamHandler(ProtocolRaft, func(st network.Stream) {
+		if allow != nil && !allow(st.Conn().RemotePeer()) {
+			_ = st.Reset()
+			return
+		}
 		select {
 		case s.ch <- st:
 		case <-ctx.Done():
@@ -59,7 +67,7 @@ func newStreamLayer(h host.Host, dialTimeout time.Duration) *streamLayer {
 func (s *streamLayer) Accept() (net.Conn, error) {
 	select {
 	case st := <-s.ch:
-		return &streamConn{Stream: st}, nil
+		return &streamConn{Stream: st, idle: inboundIdle}, nil
 	case <-s.ctx.Done():
 		return nil, net.ErrClosed
 	}
@@ -106,6 +114,21 @@ func (a peerAddr) String() string  { return peer.ID(a).String() }
 // closes a conn nothing is in flight that a reset could lose.
 type streamConn struct {
 	network.Stream
+	idle time.Duration // inbound: each Read must see a byte within idle
+}
+
+// inboundIdle bounds how long an inbound raft stream may stay silent (raft
+// itself sets no deadline on the streams it serves): a peer that opens a
+// stream, or sends half an RPC, and stops holds a goroutine at most this
+// long. Pooled streams between live members carry heartbeats far more often.
+const inboundIdle = 2 * time.Minute
+
+// Read reads with the idle deadline of inbound streams.
+func (c *streamConn) Read(b []byte) (int, error) {
+	if c.idle > 0 {
+		_ = c.Stream.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	return c.Stream.Read(b)
 }
 
 func (c *streamConn) Close() error         { return c.Stream.Reset() }
@@ -118,6 +141,8 @@ func (c *streamConn) RemoteAddr() net.Addr { return peerAddr(c.Stream.Conn().Rem
 // NetworkTransport's.
 type transport struct {
 	*raft.NetworkTransport
+	allow func(peer.ID) bool
+	log   *slog.Logger
 	rpcCh chan raft.RPC
 	done  chan struct{}
 	once  sync.Once
@@ -126,23 +151,32 @@ type transport struct {
 // newTransport builds raft's network transport on top of the stream layer.
 // Connections are pooled per peer (3 per peer); every RPC gets the given I/O
 // deadline, and a dial at most rpc.
-func newTransport(h host.Host, timeout, dial time.Duration, log *slog.Logger) *transport {
+func newTransport(h host.Host, timeout, dial time.Duration, allow func(peer.ID) bool, log *slog.Logger) *transport {
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  newStreamLayer(h, dial),
+		Stream:  newStreamLayer(h, dial, allow),
 		MaxPool: 3,
 		Timeout: timeout,
 		Logger:  newHCLogger(log.With("component", "raft-transport"), "raft-net"),
 	})
-	t := &transport{NetworkTransport: nt, rpcCh: make(chan raft.RPC), done: make(chan struct{})}
+	t := &transport{NetworkTransport: nt, rpcCh: make(chan raft.RPC), done: make(chan struct{}), allow: allow, log: log}
 	go t.pump()
 	return t
 }
 
+// pump hands raft the RPCs of the network, after checking what raft would
+// panic on or trust blindly: the sender's claimed ID must be a member, and
+// every configuration an RPC carries must decode (raft's
+// DecodeConfiguration panics on a malformed one and takes the node down).
 func (t *transport) pump() {
 	in := t.NetworkTransport.Consumer()
 	for {
 		select {
 		case rpc := <-in:
+			if err := t.check(rpc.Command); err != nil {
+				t.log.Warn("refused a raft RPC", "err", err)
+				rpc.Respond(nil, err)
+				continue
+			}
 			select {
 			case t.rpcCh <- rpc:
 			case <-t.done:
@@ -186,4 +220,70 @@ func (t *transport) inject(ctx context.Context, cmd any) (any, error) {
 func (t *transport) Close() error {
 	t.once.Do(func() { close(t.done) })
 	return t.NetworkTransport.Close()
+}
+
+// errBadRPC is the answer to a raft RPC the transport refused.
+var errBadRPC = errors.New("raft RPC refused")
+
+// check validates one inbound RPC (see pump).
+func (t *transport) check(cmd any) error {
+	var hdr raft.RPCHeader
+	switch c := cmd.(type) {
+	case *raft.AppendEntriesRequest:
+		hdr = c.RPCHeader
+		for _, e := range c.Entries {
+			if e.Type == raft.LogConfiguration {
+				if err := decodeConfigurationSafely(e.Data); err != nil {
+					return fmt.Errorf("%w: append entries: %v", errBadRPC, err)
+				}
+			}
+		}
+	case *raft.InstallSnapshotRequest:
+		hdr = c.RPCHeader
+		if c.SnapshotVersion > 0 || len(c.Configuration) > 0 {
+			if err := decodeConfigurationSafely(c.Configuration); err != nil {
+				return fmt.Errorf("%w: install snapshot: %v", errBadRPC, err)
+			}
+		}
+	case *raft.RequestVoteRequest:
+		hdr = c.RPCHeader
+	case *raft.RequestPreVoteRequest:
+		hdr = c.RPCHeader
+	case *raft.TimeoutNowRequest:
+		hdr = c.RPCHeader
+	default:
+		return nil
+	}
+	if t.allow == nil {
+		return nil
+	}
+	id := string(hdr.ID)
+	if id == "" {
+		id = string(hdr.Addr)
+	}
+	p, err := peer.Decode(id)
+	if err != nil || !t.allow(p) {
+		return fmt.Errorf("%w: sender %q is not a member", errBadRPC, id)
+	}
+	return nil
+}
+
+// decodeConfigurationSafely decodes an encoded raft configuration the way
+// raft will, turning its panic into an error, and checks the servers.
+func decodeConfigurationSafely(b []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed configuration: %v", r)
+		}
+	}()
+	c := raft.DecodeConfiguration(b)
+	if len(c.Servers) == 0 {
+		return errors.New("empty configuration")
+	}
+	for _, s := range c.Servers {
+		if _, err := peer.Decode(string(s.ID)); err != nil {
+			return fmt.Errorf("server %q is not a peer ID", s.ID)
+		}
+	}
+	return nil
 }

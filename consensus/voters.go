@@ -52,6 +52,9 @@ func (g *growState) notePref(p peer.ID, v VoterPref) {
 // prefOf is p's voter preference: the replicated NodeMeta, else what it
 // said when it joined, else auto.
 func (r *Raft) prefOf(p peer.ID, st ClusterState) VoterPref {
+	if st.Members[p.String()].Role == RoleWorker {
+		return VoterNever // a worker never holds a vote
+	}
 	if m, ok := st.Nodes[p.String()]; ok {
 		return m.Voter
 	}

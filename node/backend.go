@@ -38,6 +38,13 @@ func (n *Node) Status() webui.Status {
 	if leader == "" {
 		out.Leader = ""
 	}
+	out.Pending = n.pendingStatus()
+	out.Fingerprint = consensus.Fingerprint(n.host.ID())
+	out.Admit = st.AdmitMode()
+	switch out.Admission = n.raft.Role(); out.Admission {
+	case "":
+		out.Admission = "waiting"
+	}
 	byID := map[string]*webui.NodeStatus{}
 	get := func(id string) *webui.NodeStatus {
 		if ns, ok := byID[id]; ok {
@@ -103,8 +110,28 @@ func (n *Node) Status() webui.Status {
 	return out
 }
 
-// Token implements webui.Backend: the cluster's API token, "" until known.
-func (n *Node) Token() string { return n.raft.State().Token }
+// Token implements webui.Backend; a node checks credentials with Authorize
+// instead (several, hashed), so it has no single token to compare.
+func (n *Node) Token() string { return "" }
+
+// APIToken is this node's own admin credential once the cluster has
+// admitted the node and registered it (what DATA/api-token holds), else "".
+func (n *Node) APIToken() string {
+	if n.raft.NodeTokenActive() {
+		return n.nodeToken
+	}
+	return ""
+}
+
+// Authorize implements webui.Authorizer: the role of an API credential
+// (admin or viewer), or "" if it is none of this cluster's.
+func (n *Node) Authorize(tok string) string {
+	st := n.raft.State()
+	if _, c, ok := st.CredFor(tok); ok {
+		return c.Role
+	}
+	return ""
+}
 
 // Healthy implements webui.Backend.
 func (n *Node) Healthy() error {
@@ -127,18 +154,27 @@ func (n *Node) Leave(ctx context.Context) error {
 	return nil
 }
 
-// watchToken writes the cluster's API token into the data directory and
-// prints the web address with it once the node knows it (after bootstrap or
-// join), and again if it ever changes.
+// watchToken writes this node's admin credential into the data directory
+// and prints the web address with it once the cluster has admitted the
+// node and registered the credential (after bootstrap or approval).
 func (n *Node) watchToken(ctx context.Context) {
 	t := time.NewTimer(200 * time.Millisecond)
 	defer t.Stop()
+	fp := consensus.Fingerprint(n.host.ID())
+	fmt.Fprintf(n.cfg.Out, "Hydra node fingerprint: %s\n", fp)
+	toldWaiting := false
 	for {
-		if tok := n.raft.State().Token; tok != "" && tok != n.tokenSeen {
+		if !toldWaiting && n.raft.Waiting() {
+			toldWaiting = true
+			fmt.Fprintf(n.cfg.Out, "Waiting for approval: check the fingerprint %s, then approve it in a member's web UI or run 'hydra approve %s' on a member\n", fp, fp)
+		}
+		// Only an admitted member's own credential is written: a node that
+		// waits for approval, or a worker, has none.
+		if tok := n.nodeToken; !n.tokenSeen && n.raft.NodeTokenActive() {
 			if err := writeToken(n.cfg.DataDir, tok); err != nil {
 				n.log.Error("cannot write API token", "err", err)
 			} else {
-				n.tokenSeen = tok
+				n.tokenSeen = true
 				fmt.Fprintf(n.cfg.Out, "Hydra web UI: %s/?token=%s\n", n.publicURL(), url.QueryEscape(tok))
 			}
 		}

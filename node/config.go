@@ -37,6 +37,15 @@ type Config struct {
 	DHT            bool
 	Logger         *slog.Logger
 
+	// Admit is the admission mode written when this node founds the
+	// cluster: "approval" (default: every new node waits for an admin) or
+	// "lan" (--admit lan: nodes asking from the LAN are approved on their
+	// own). Test clusters use "lan" (docs/security.md).
+	Admit string
+	// JoinToken is a join token (--join-token, --join-token-file,
+	// $HYDRA_JOIN_TOKEN): the node joins with it, with no approval.
+	JoinToken string
+
 	// Compute makes the node a worker (default true; --compute=false keeps
 	// it a member that only stores state and serves the API).
 	Compute bool
@@ -159,6 +168,14 @@ func (c *Config) parse() (parsed, error) {
 			return p, configErr("--listen %q: not a multiaddr: %v", s, err)
 		}
 		p.listen = append(p.listen, a)
+	}
+	if c.Admit != "" && c.Admit != consensus.AdmitApproval && c.Admit != consensus.AdmitLAN {
+		return p, configErr("--admit %q: want approval or lan", c.Admit)
+	}
+	if c.JoinToken != "" {
+		if _, err := consensus.ParseJoinToken(c.JoinToken); err != nil {
+			return p, configErr("--join-token: %v", err)
+		}
 	}
 	for _, s := range c.Join {
 		a, err := multiaddr.NewMultiaddr(s)

@@ -1,6 +1,9 @@
 package node
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,4 +64,30 @@ func ReadLocal(dir string) (apiURL, token string, err error) {
 		token = strings.TrimSpace(string(t))
 	}
 	return apiURL, token, nil
+}
+
+// loadNodeToken returns the node's own admin credential: the one in
+// DATA/api-token from an earlier run (a cluster created before credentials
+// were per node keeps its token there), or a new random one that is kept
+// in memory and written only once the cluster has admitted the node.
+func loadNodeToken(dir string) (string, error) {
+	if dir == "" {
+		return randomSecret(), nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, TokenFile))
+	if err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", TokenFile, err)
+	}
+	return randomSecret(), nil
+}
+
+// randomSecret is 32 random bytes in hex: API credentials.
+func randomSecret() string {
+	var r [32]byte
+	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return hex.EncodeToString(r[:])
 }

@@ -46,7 +46,8 @@ type Node struct {
 	httpURL string
 	metrics *prometheus.Registry
 
-	tokenSeen string
+	tokenSeen bool   // nodeToken is written to DATA/api-token
+	nodeToken string // this node's admin credential (once admitted)
 
 	leaveOnce sync.Once
 	left      chan struct{} // closed when Leave has removed the node
@@ -136,7 +137,19 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
 
+	nodeToken, err := loadNodeToken(cfg.DataDir)
+	if err != nil {
+		jobs.Close()
+		h.Close()
+		ln.Close()
+		return nil, configErr("--data %s: %v", cfg.DataDir, err)
+	}
+	n.nodeToken = nodeToken
 	r, err := consensus.New(consensus.Config{
+		Admit:       cfg.Admit,
+		JoinToken:   cfg.JoinToken,
+		NodeToken:   nodeToken,
+		OnRefuse:    h.Refuse,
 		Host:        h.Host(),
 		Dir:         filepath.Join(cfg.DataDir, "raft"),
 		Cluster:     cfg.Cluster,
@@ -168,6 +181,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("open raft state in %s: %w", cfg.DataDir, err)
 	}
 	n.raft = r
+	h.SetAccess(r.Access)
 
 	n.coord = work.NewCoordinator(work.CoordinatorConfig{
 		Self:      h.ID(),
@@ -293,7 +307,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.subscribeActivity(runCtx); err != nil {
 		return fmt.Errorf("activity topic: %w", err)
 	}
-	p2p.Serve(n.host.Host(), work.Protocol, work.MaxFrame, 30*time.Second, n.log, n.coord.Serve)
+	p2p.ServeAllowed(n.host.Host(), work.Protocol, work.MaxFrame, 30*time.Second, n.log, n.host.IsMember, n.coord.Serve)
 	// A node whose connections all closed is gone: the coordinator
 	// requeues its chunks at once.
 	notifee := &network.NotifyBundle{DisconnectedF: func(_ network.Network, conn network.Conn) {

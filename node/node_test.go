@@ -40,6 +40,7 @@ func testConfig(dir, name string) Config {
 	c.HTTPAddr = "127.0.0.1:0"
 	c.MDNS = false
 	c.DHT = false
+	c.Admit = "lan" // loopback test nodes admit each other (docs/security.md)
 	c.AnnounceInterval = 200 * time.Millisecond
 	c.Out = io.Discard
 	c.Owner.Dedicated = true // the test machine is busy with other tests
@@ -221,8 +222,10 @@ func TestCluster_FormsServesStatusAndToken(t *testing.T) {
 		}
 		return nil
 	})
-	// Every node writes the one replicated token, private to its owner.
+	// Every member writes its own admin credential, private to its owner,
+	// and every node accepts every member's.
 	var token string
+	tokens := map[string]bool{}
 	waitFor(t, 10*time.Second, "api-token files", func() error {
 		for _, n := range nodes {
 			fi, err := os.Stat(filepath.Join(n.dir, TokenFile))
@@ -239,10 +242,16 @@ func TestCluster_FormsServesStatusAndToken(t *testing.T) {
 			if u != n.HTTPURL() {
 				return fmt.Errorf("api-url %q, want %q", u, n.HTTPURL())
 			}
-			if token != "" && tok != token {
-				return errors.New("nodes disagree on the token")
+			for _, m := range nodes {
+				if m.Authorize(tok) != webui.RoleAdmin {
+					return fmt.Errorf("%s does not accept %s's token yet", m.cfg.Name, n.cfg.Name)
+				}
 			}
+			tokens[tok] = true
 			token = tok
+		}
+		if len(tokens) != len(nodes) {
+			return fmt.Errorf("%d distinct tokens for %d nodes", len(tokens), len(nodes))
 		}
 		return nil
 	})
@@ -493,7 +502,7 @@ func TestCluster_JobsExactInProcess(t *testing.T) {
 	nodes := startCluster(t, 3)
 	waitFor(t, 20*time.Second, "leader", func() error { _, err := agreedLeader(nodes); return err })
 	waitFor(t, 20*time.Second, "token", func() error {
-		if nodes[1].Token() == "" {
+		if nodes[1].APIToken() == "" {
 			return errors.New("no token")
 		}
 		return nil

@@ -82,7 +82,9 @@ func startProcBin(t *testing.T, bin, name, dir string, p2pPort, httpPort int, ex
 	t.Helper()
 	p := &proc{t: t, bin: bin, name: name, dir: dir, p2pPort: p2pPort, httpPort: httpPort}
 	p.api = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	p.args = append([]string{"node", "--data", dir, "--name", name, "--mdns=false", "--dht=false",
+	// --admit lan: test clusters on loopback admit each other with no
+	// approval (docs/security.md); a test of approval passes its own flags.
+	p.args = append([]string{"node", "--data", dir, "--name", name, "--mdns=false", "--dht=false", "--admit", "lan",
 		"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--cpus", "1", "--log-level", "debug", "--dedicated"}, extra...)
 	p.start()

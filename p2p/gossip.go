@@ -66,7 +66,7 @@ func (h *Host) Topic(name string) (*Topic, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ps.RegisterTopicValidator(full, validateGossip); err != nil {
+	if err := ps.RegisterTopicValidator(full, h.validateGossip); err != nil {
 		return nil, fmt.Errorf("p2p: topic %s: validator: %w", full, err)
 	}
 	pt, err := ps.Join(full)
@@ -79,10 +79,20 @@ func (h *Host) Topic(name string) (*Topic, error) {
 	return t, nil
 }
 
-// validateGossip is every Hydra topic's validator.
-func validateGossip(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+// validateGossip is every Hydra topic's validator: messages over
+// MaxGossipMessage are rejected, and so are messages whose author or
+// forwarder is not a member once membership is known (SetAccess): a
+// stranger on the LAN cannot announce itself or fake another node's load.
+func (h *Host) validateGossip(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if len(msg.Data) > MaxGossipMessage {
 		return pubsub.ValidationReject
+	}
+	if h.gate.fn.Load() != nil {
+		self := h.h.ID()
+		author := msg.GetFrom()
+		if (from != self && !h.IsMember(from)) || (author != self && !h.IsMember(author)) {
+			return pubsub.ValidationIgnore
+		}
 	}
 	return pubsub.ValidationAccept
 }

@@ -104,6 +104,8 @@ type Host struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	gate *gate
+
 	mu         sync.Mutex
 	closed     bool
 	ps         *pubsub.PubSub
@@ -161,6 +163,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		rcm.Close()
 		return nil, fmt.Errorf("p2p: connection manager: %w", err)
 	}
+	g := &gate{}
 	h, err := libp2p.New(
 		libp2p.Identity(cfg.Key),
 		// Listen below, one address at a time, to report each failure.
@@ -175,6 +178,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.Ping(true),
 		libp2p.ConnectionManager(cmgr),
 		libp2p.ResourceManager(rcm),
+		libp2p.ConnectionGater(g),
 	)
 	if err != nil {
 		// libp2p closes the managers it was given when construction fails.
@@ -196,6 +200,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		ctx:     hctx,
 		cancel:  cancel,
 		topics:  make(map[string]*Topic),
+		gate:    g,
 	}
 	log.Info("p2p host started", "peer", h.ID(), "addrs", hh.Addrs(), "agent", cfg.AgentVersion)
 	return hh, nil

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -60,12 +61,30 @@ func ReadFrame(r FrameReader, max int) ([]byte, error) {
 	if n > uint64(max) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return nil, fmt.Errorf("read frame body (%d bytes): %w", n, err)
+	if n <= eagerFrame {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, fmt.Errorf("read frame body (%d bytes): %w", n, err)
+		}
+		return buf, nil
 	}
-	return buf, nil
+	// A large frame grows with the bytes that actually arrive: a peer that
+	// announces megabytes and sends nothing costs us nothing.
+	var buf bytes.Buffer
+	buf.Grow(eagerFrame)
+	got, err := io.Copy(&buf, io.LimitReader(r, int64(n)))
+	if err == nil && uint64(got) < n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read frame body (%d of %d bytes): %w", got, n, err)
+	}
+	return buf.Bytes(), nil
 }
+
+// eagerFrame is the largest frame ReadFrame allocates in full before its
+// body arrives; longer ones are read incrementally.
+const eagerFrame = 64 << 10
 
 // envelope is the response frame of Call/Serve: either Data or Error.
 type envelope struct {
@@ -147,7 +166,20 @@ type Handler func(ctx context.Context, from peer.ID, req json.RawMessage) (any, 
 // answered with an error or a reset, never a panic. The handler's context is
 // cancelled after timeout.
 func Serve(h host.Host, proto protocol.ID, max int, timeout time.Duration, log *slog.Logger, handler Handler) {
+	ServeAllowed(h, proto, max, timeout, log, nil, handler)
+}
+
+// ServeAllowed is Serve for a protocol that only some peers may use: a
+// stream from a peer for which allow returns false is reset before a byte
+// of it is read (membership checks: docs/security.md). A nil allow admits
+// everyone.
+func ServeAllowed(h host.Host, proto protocol.ID, max int, timeout time.Duration, log *slog.Logger, allow func(peer.ID) bool, handler Handler) {
 	h.SetStreamHandler(proto, func(s network.Stream) {
+		if allow != nil && !allow(s.Conn().RemotePeer()) {
+			log.Debug("refused stream from a non-member", "proto", proto, "peer", s.Conn().RemotePeer())
+			_ = s.Reset()
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		_ = s.SetDeadline(time.Now().Add(timeout))

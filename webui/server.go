@@ -3,12 +3,10 @@ package webui
 import (
 	"cmp"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +62,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/v1/status", s.status)
 	mux.Handle("POST /api/v1/leave", s.auth(http.HandlerFunc(s.leave)))
 	s.registerJobs(mux)
+	s.registerAdmission(mux)
 	s.registerUI(mux)
 	g := cfg.Gatherer
 	if g == nil {
@@ -103,21 +102,26 @@ func (s *server) leave(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "left"})
 }
 
-// auth refuses a request without the cluster's bearer token with 401.
+// auth refuses a request without an admin credential of the cluster:
+// 401 without a valid bearer token, 403 for a viewer credential, 503 on a
+// node that has not joined a cluster yet.
 func (s *server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		want := s.cfg.Backend.Token()
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if want == "" {
-			writeError(w, http.StatusServiceUnavailable, "this node has not joined a cluster yet, so it has no API token; retry shortly")
+		tok := bearer(r)
+		role := s.roleOf(tok)
+		if role == "" && s.cfg.Backend.Token() == "" && s.cfg.Backend.Status().ClusterID == "" {
+			writeError(w, http.StatusServiceUnavailable, "this node has not joined a cluster yet, so it accepts no API token; retry shortly")
 			return
 		}
-		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1 {
+		switch role {
+		case RoleAdmin:
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authKey, tok)))
+		case RoleViewerCred:
+			writeError(w, http.StatusForbidden, "a viewer credential cannot write: use an admin one")
+		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hydra"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong API token: send 'Authorization: Bearer <token>' (the token is in DATA/api-token on any node)")
-			return
+			writeError(w, http.StatusUnauthorized, "missing or wrong API token: send 'Authorization: Bearer <token>' (an admin's token is in DATA/api-token on any member)")
 		}
-		next.ServeHTTP(w, r)
 	})
 }
 

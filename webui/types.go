@@ -12,6 +12,15 @@ type Status struct {
 	Term      uint64       `json:"term"`
 	Version   string       `json:"version"`
 	Nodes     []NodeStatus `json:"nodes"`
+	// Pending are the nodes waiting for approval (not in Nodes).
+	Pending []PendingNode `json:"pending"`
+	// Fingerprint is this node's key fingerprint (what hydra approve takes).
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Admission is this node's own standing: member, worker, or waiting
+	// (for approval).
+	Admission string `json:"admission,omitempty"`
+	// Admit is the cluster's admission mode: approval or lan.
+	Admit string `json:"admit,omitempty"`
 }
 
 // NodeRef names a node: its peer ID and human name.

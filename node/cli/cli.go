@@ -55,6 +55,10 @@ func commands() []command {
 		{"result", "print a job's result, or write its image (-o FILE, --raw)", runResult},
 		{"cancel", "cancel a job (accepted results are kept)", runCancel},
 		{"rm", "delete a job and its results", runRm},
+		{"approve", "admit a node waiting for approval: hydra approve FINGERPRINT [--role worker]", runApprove},
+		{"deny", "refuse a node waiting for approval, for good: hydra deny FINGERPRINT", runDeny},
+		{"remove", "evict a node and refuse its key: hydra remove NODE (name, ID or fingerprint)", runRemove},
+		{"token", "join tokens and API credentials: hydra token create|list|revoke", runToken},
 		{"version", "print version, commit and build date", runVersion},
 		{"demo", "start a local demo cluster, run a π and a Mandelbrot job, kill the coordinator midway", runDemo},
 	}

@@ -117,6 +117,24 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  %s %s: %s\n", n.Name, short(n.ID), n.NonvoterReason)
 	}
+	if st.Admission == "waiting" {
+		fmt.Fprintf(stdout, "\nthis node waits for approval: fingerprint %s (on a member: hydra approve %s)\n", st.Fingerprint, st.Fingerprint)
+	}
+	if len(st.Pending) > 0 {
+		fmt.Fprintf(stdout, "\nwaiting for approval (hydra approve FINGERPRINT, hydra deny FINGERPRINT):\n")
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FINGERPRINT\tNAME\tID\tADDRESS")
+		for _, p := range st.Pending {
+			addr := ""
+			if len(p.Addrs) > 0 {
+				addr = p.Addrs[0]
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Fingerprint, p.Name, short(p.ID), addr)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -234,7 +234,8 @@ func startDemoNode(ctx context.Context, exe, base string, i, cpuLimit int, join 
 	}
 	d := &demoNode{name: fmt.Sprintf("demo-%d", i+1), dir: filepath.Join(base, fmt.Sprintf("node%d", i+1)), exited: make(chan struct{})}
 	d.api = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	args := []string{"node", "--data", d.dir, "--name", d.name, "--mdns=false", "--dht=false",
+	// --admit lan: the demo's nodes on loopback admit each other with no approval.
+	args := []string{"node", "--data", d.dir, "--name", d.name, "--mdns=false", "--dht=false", "--admit", "lan",
 		"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPort), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--cpus", "1", "--cpu-limit", fmt.Sprint(cpuLimit), "--log-format", "json",
 		"--dedicated"} // the demo's nodes share one machine: they are each other's "owner load"

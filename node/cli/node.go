@@ -55,12 +55,29 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	schedule := fs.String("schedule", "", `windows when compute may run, local time, e.g. "mon-fri 18:00-08:00,sat-sun" (empty: always)`)
 	fs.StringVar(&cfg.SysRoot, "sys-root", "", "sysfs root for the owner sensors (testing; default /sys)")
 	fs.StringVar(&cfg.ProcRoot, "proc-root", "", "procfs root for the owner sensors (testing; default /proc)")
+	fs.StringVar(&cfg.Admit, "admit", "", `admission of new nodes when this node founds the cluster: "approval" (default: an admin approves each) or "lan" (nodes on the LAN are approved on their own)`)
+	joinToken := fs.String("join-token", "", "join token (hydra token create): join with no approval (default: $HYDRA_JOIN_TOKEN)")
+	joinTokenFile := fs.String("join-token-file", "", "file holding a join token")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg.Listen, cfg.Join = listen.vals, join.vals
+	switch {
+	case *joinToken != "" && *joinTokenFile != "":
+		return usagef("--join-token and --join-token-file: give one")
+	case *joinToken != "":
+		cfg.JoinToken = *joinToken
+	case *joinTokenFile != "":
+		b, err := os.ReadFile(*joinTokenFile)
+		if err != nil {
+			return usagef("--join-token-file: %v", err)
+		}
+		cfg.JoinToken = strings.TrimSpace(string(b))
+	default:
+		cfg.JoinToken = strings.TrimSpace(os.Getenv("HYDRA_JOIN_TOKEN"))
+	}
 	oc.MaxOwnerCPU = *maxOwner / 100
 	if *schedule != "" {
 		sch, err := owner.ParseSchedule(*schedule)

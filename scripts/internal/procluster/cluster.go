@@ -25,7 +25,8 @@ type Cluster struct {
 // Each node's identity is generated here and written into its data directory, so that every
 // node can be given every other one's /p2p/ address with --join before any of them runs; each
 // gets distinct TCP and HTTP ports on 127.0.0.1 and --mdns=false. A node's arguments are, in
-// this order: node --data --name --listen --http --mdns=false, then extra(i) if extra is not
+// this order: node --data --name --listen --http --mdns=false --admit lan (loopback nodes admit
+// each other with no approval: docs/security.md), then extra(i) if extra is not
 // nil, then the --join flags.
 func NewCluster(bin, dir, prefix string, n int, extra func(i int) []string) (*Cluster, error) {
 	c := &Cluster{Dir: dir}
@@ -69,7 +70,7 @@ func NewCluster(bin, dir, prefix string, n int, extra func(i int) []string) (*Cl
 		}
 		p.Args = []string{"node", "--data", data, "--name", name,
 			"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", tcp),
-			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--mdns=false"}
+			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--mdns=false", "--admit", "lan"}
 		if extra != nil {
 			p.Args = append(p.Args, extra(i)...)
 		}

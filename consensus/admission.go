@@ -1,0 +1,421 @@
+package consensus
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hydra-compute/hydra/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// Fingerprint is the short code of a node's key that a person compares
+// between the joining machine's terminal and the approving member's UI
+// (hydra approve FINGERPRINT): 40 bits of SHA-256 of the peer ID, as two
+// groups of four base32 letters.
+func Fingerprint(p peer.ID) string {
+	h := sha256.Sum256([]byte("hydra-node\x00" + string(p)))
+	s := base32.StdEncoding.EncodeToString(h[:5])
+	return s[:4] + "-" + s[4:8]
+}
+
+// PendingNode is a node waiting for approval, as this node heard its join
+// requests (directly or forwarded). Field names are part of the API.
+type PendingNode struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Addrs       []string  `json:"addrs"`
+	Fingerprint string    `json:"fingerprint"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// Bounds of the join/approval protocol: a stranger can fill the pending
+// list only up to maxPending entries, each forgotten pendingTTL after its
+// last request, and may ask at most once per joinInterval.
+const (
+	maxPending   = 64
+	pendingTTL   = 60 * time.Second
+	joinInterval = 200 * time.Millisecond
+	maxJoinAddrs = 16
+)
+
+// pendingList is the bounded, in-memory list of nodes waiting for approval.
+type pendingList struct {
+	mu    sync.Mutex
+	nodes map[peer.ID]*PendingNode
+	last  map[peer.ID]time.Time // last request, for the rate limit
+}
+
+// allow reports whether p may send a join request now (rate limit).
+func (l *pendingList) allow(p peer.ID, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last = map[peer.ID]time.Time{}
+	}
+	if t, ok := l.last[p]; ok && now.Sub(t) < joinInterval {
+		return false
+	}
+	if len(l.last) >= 4*maxPending {
+		for q, t := range l.last {
+			if now.Sub(t) > joinInterval {
+				delete(l.last, q)
+			}
+		}
+		if len(l.last) >= 4*maxPending {
+			return false
+		}
+	}
+	l.last[p] = now
+	return true
+}
+
+func (l *pendingList) add(n PendingNode, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.nodes == nil {
+		l.nodes = map[peer.ID]*PendingNode{}
+	}
+	l.expireLocked(now)
+	id := peer.ID(n.ID)
+	if _, ok := l.nodes[id]; !ok && len(l.nodes) >= maxPending {
+		return false
+	}
+	n.LastSeen = now
+	l.nodes[id] = &n
+	return true
+}
+
+func (l *pendingList) remove(p peer.ID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.nodes, p)
+}
+
+func (l *pendingList) expireLocked(now time.Time) {
+	for p, n := range l.nodes {
+		if now.Sub(n.LastSeen) > pendingTTL {
+			delete(l.nodes, p)
+		}
+	}
+}
+
+func (l *pendingList) list(now time.Time) []PendingNode {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.expireLocked(now)
+	out := make([]PendingNode, 0, len(l.nodes))
+	for _, n := range l.nodes {
+		c := *n
+		c.Addrs = append([]string(nil), n.Addrs...)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Pending returns the nodes waiting for approval that this node knows of
+// (admitted and refused ones left out).
+func (r *Raft) Pending() []PendingNode {
+	var out []PendingNode
+	for _, n := range r.pending.list(time.Now()) {
+		id, err := peer.Decode(n.ID)
+		if err != nil {
+			continue
+		}
+		n.ID = id.String()
+		if r.Access(id) == p2p.AccessOutsider {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Access classifies p for the p2p layer: itself, members of the allow-list
+// and servers of the raft configuration are members (a cluster created
+// before the allow-list has only the latter), revoked keys are refused,
+// and while this node joins, the leader and servers named in its admission
+// answer count as members so that they may replicate to it.
+func (r *Raft) Access(p peer.ID) p2p.Access {
+	if p == r.id {
+		return p2p.AccessMember
+	}
+	role, revoked := r.fsm.peerRole(p.String())
+	switch {
+	case revoked:
+		return p2p.AccessRefused
+	case role != "":
+		return p2p.AccessMember
+	}
+	if r.hasServer(p) {
+		return p2p.AccessMember
+	}
+	if _, ok := r.expected.Load(p); ok {
+		return p2p.AccessMember
+	}
+	return p2p.AccessOutsider
+}
+
+// isMember is Access(p) == AccessMember, the check of every members-only
+// protocol handler.
+func (r *Raft) isMember(p peer.ID) bool { return r.Access(p) == p2p.AccessMember }
+
+// roleOf returns p's role ("" for an outsider or a refused key).
+func (r *Raft) roleOf(p peer.ID) string {
+	st := r.fsm.State()
+	return st.memberRole(p.String(), r.hasServer(p))
+}
+
+// Role returns this node's own role: member, worker, or "" while it waits
+// for approval.
+func (r *Raft) Role() string { return r.roleOf(r.id) }
+
+// isLAN reports whether p's connections come from a private or loopback
+// address (the --admit lan rule).
+func (r *Raft) isLAN(p peer.ID) bool {
+	conns := r.host.Network().ConnsToPeer(p)
+	if len(conns) == 0 {
+		return false
+	}
+	for _, c := range conns {
+		a := c.RemoteMultiaddr()
+		if !manet.IsPrivateAddr(a) && !manet.IsIPLoopback(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrForbidden marks a command the sender may not propose.
+var ErrForbidden = errors.New("forbidden")
+
+// authorize is the leader's check of a proposed command: who sent it (from,
+// authenticated by libp2p; this node for its own proposals) and the API
+// credential the request carried. A node only registers itself, a worker
+// proposes nothing but its own registration, and the admin ops (admit,
+// evict, credentials, join tokens, admission mode) need an admin
+// credential; this node's own proposals were checked by its HTTP layer.
+func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		return err
+	}
+	if from == r.id {
+		return nil
+	}
+	st := r.fsm.State()
+	role := st.memberRole(from.String(), r.hasServer(from))
+	if role == "" {
+		return fmt.Errorf("%w: %s is not a member of this cluster", ErrForbidden, from)
+	}
+	admin := st.IsAdmin(auth)
+	switch cmd.Op {
+	case OpInit:
+		return fmt.Errorf("%w: init is proposed by the founder only", ErrForbidden)
+	case OpNodeRegister, OpNodeRemove:
+		var m struct {
+			ID string `json:"id"`
+		}
+		if err := strictUnmarshal(cmd.Payload, &m); err != nil {
+			return err
+		}
+		if m.ID != from.String() && !admin {
+			return fmt.Errorf("%w: %s may only register or remove itself", ErrForbidden, from)
+		}
+		return nil
+	case OpMemberRemove:
+		var m MemberRemove
+		if err := strictUnmarshal(cmd.Payload, &m); err != nil {
+			return err
+		}
+		if (m.ID == from.String() && !m.Revoke) || admin {
+			return nil // leaving is always allowed
+		}
+	case OpCredAdd:
+		var c CredAdd
+		if err := strictUnmarshal(cmd.Payload, &c); err != nil {
+			return err
+		}
+		if admin || (role == RoleMember && c.Cred.Node == from.String() && c.Cred.Role == RoleAdmin && c.ID == nodeCredID(from)) {
+			return nil // a member's own node credential (DATA/api-token)
+		}
+	case OpMemberAdd, OpCredRemove, OpTokenAdd, OpTokenRemove, OpAdmit:
+		if admin {
+			return nil
+		}
+	default: // job ops
+		if role == RoleMember {
+			return nil
+		}
+		return fmt.Errorf("%w: a %s proposes no job commands", ErrForbidden, role)
+	}
+	return fmt.Errorf("%w: %s needs an admin credential", ErrForbidden, cmd.Op)
+}
+
+// nodeCredID is the ID of the admin credential node p writes to its
+// DATA/api-token.
+func nodeCredID(p peer.ID) string {
+	s := strings.ToLower(p.String())
+	if len(s) > 12 {
+		s = s[len(s)-12:]
+	}
+	return "node-" + s
+}
+
+// ApplyAs is Apply on behalf of a person with an admin credential: checked
+// here, and again by the leader when this node is not the leader.
+func (r *Raft) ApplyAs(ctx context.Context, cmd Command, auth string) ([]byte, error) {
+	if !r.fsm.State().IsAdmin(auth) {
+		return nil, fmt.Errorf("%w: %w: %s needs an admin credential", ErrRejected, ErrForbidden, cmd.Op)
+	}
+	return r.apply(ctx, cmd, auth)
+}
+
+// findPending resolves a fingerprint or peer ID among the pending nodes
+// (or, for a peer ID, anyone).
+func (r *Raft) findPending(key string) (peer.ID, string, error) {
+	key = strings.TrimSpace(key)
+	for _, n := range r.Pending() {
+		if strings.EqualFold(n.Fingerprint, key) || n.ID == key {
+			return peer.ID(mustDecode(n.ID)), n.Name, nil
+		}
+	}
+	if p, err := peer.Decode(key); err == nil {
+		return p, "", nil
+	}
+	return "", "", fmt.Errorf("no node waiting for approval has fingerprint %q", key)
+}
+
+func mustDecode(s string) peer.ID {
+	p, _ := peer.Decode(s)
+	return p
+}
+
+// Approve admits the pending node with this fingerprint (or peer ID) with
+// role member or worker; auth is the admin credential of the person asking.
+func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, error) {
+	if role == "" {
+		role = RoleMember
+	}
+	if role != RoleMember && role != RoleWorker {
+		return "", fmt.Errorf("role %q: want member or worker", role)
+	}
+	p, name, err := r.findPending(key)
+	if err != nil {
+		return "", err
+	}
+	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: role, Name: name, At: time.Now().UTC()})
+	if err != nil {
+		return "", err
+	}
+	if _, err := r.ApplyAs(ctx, cmd, auth); err != nil {
+		return "", fmt.Errorf("approve %s: %w", p, err)
+	}
+	r.pending.remove(p)
+	r.log.Info("node approved", "peer", p, "role", role)
+	return p, nil
+}
+
+// Deny refuses a pending node's key for good (until approved explicitly).
+func (r *Raft) Deny(ctx context.Context, key, auth string) (peer.ID, error) {
+	p, _, err := r.findPending(key)
+	if err != nil {
+		return "", err
+	}
+	return p, r.Evict(ctx, p, auth)
+}
+
+// Evict removes node p from the cluster and refuses its key from then on:
+// its membership and credential are dropped at once (every member's gater
+// refuses it as soon as the entry is applied), and the leader removes it
+// from the raft configuration.
+func (r *Raft) Evict(ctx context.Context, p peer.ID, auth string) error {
+	if p == r.id {
+		return errors.New("a node cannot evict itself: use hydra leave")
+	}
+	cmd, err := NewCommand(OpMemberRemove, MemberRemove{ID: p.String(), Revoke: true})
+	if err != nil {
+		return err
+	}
+	if _, err := r.ApplyAs(ctx, cmd, auth); err != nil {
+		return fmt.Errorf("evict %s: %w", p, err)
+	}
+	r.pending.remove(p)
+	r.log.Info("node evicted", "peer", p)
+	return nil
+}
+
+// reconcileMembers runs on the leader: servers whose key is revoked leave
+// the raft configuration, and servers of a cluster created before the
+// allow-list are written into it (an in-place upgrade).
+func (r *Raft) reconcileMembers(ctx context.Context) {
+	st := r.fsm.State()
+	if !st.Initialized() {
+		return
+	}
+	for _, s := range r.Servers() {
+		id := s.ID.String()
+		switch {
+		case st.Revoked[id] && s.ID != r.id:
+			if _, err := r.removeServer(ctx, s.ID); err != nil {
+				r.log.Warn("removing an evicted server failed", "peer", s.ID, "err", err)
+			}
+		case !st.Revoked[id]:
+			if _, ok := st.Members[id]; !ok {
+				cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: id, Role: RoleMember, Name: st.Nodes[id].Name, At: time.Now().UTC()})
+				if err == nil {
+					_, err = r.applyLocal(ctx, mustEncode(cmd))
+				}
+				if err != nil {
+					r.log.Debug("recording a server in the allow-list failed", "peer", s.ID, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// ensureNodeCred registers this member's own admin credential (the secret
+// is Config.NodeToken, written by the node to DATA/api-token once this
+// returns true). Workers and nodes waiting for approval have none.
+func (r *Raft) ensureNodeCred(ctx context.Context) bool {
+	tok := r.cfg.NodeToken
+	st := r.fsm.State()
+	if tok == "" || !st.Initialized() || st.memberRole(r.id.String(), r.hasServer(r.id)) != RoleMember {
+		return false
+	}
+	if _, _, ok := st.CredFor(tok); ok {
+		return true
+	}
+	cmd, err := NewCommand(OpCredAdd, CredAdd{ID: nodeCredID(r.id), Cred: Cred{Role: RoleAdmin, Hash: HashSecret(tok), Node: r.id.String(), Created: time.Now().UTC()}})
+	if err != nil {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*r.t.Apply)
+	defer cancel()
+	if _, err := r.Apply(cctx, cmd); err != nil {
+		r.log.Debug("registering this node's API credential failed", "err", err)
+		return false
+	}
+	return true
+}
+
+// NodeTokenActive reports whether Config.NodeToken is an admin credential
+// of the cluster (so the node may write it to DATA/api-token).
+func (r *Raft) NodeTokenActive() bool {
+	if r.cfg.NodeToken == "" {
+		return false
+	}
+	st := r.fsm.State()
+	_, c, ok := st.CredFor(r.cfg.NodeToken)
+	return ok && c.Role == RoleAdmin
+}
+
+// Waiting reports whether this node asked to join and waits for approval.
+func (r *Raft) Waiting() bool { return r.waiting.Load() && r.Role() == "" }

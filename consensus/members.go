@@ -1,0 +1,397 @@
+package consensus
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"maps"
+	"strings"
+	"time"
+)
+
+// Roles. Members and workers are nodes (peer IDs in ClusterState.Members);
+// admins and viewers are API credentials (ClusterState.Creds). A worker
+// computes but never holds a raft vote nor an admin credential.
+const (
+	RoleMember = "member"
+	RoleWorker = "worker"
+	RoleAdmin  = "admin"
+	RoleViewer = "viewer"
+)
+
+// Admission modes of a cluster (ClusterState.Admit).
+const (
+	// AdmitApproval (the default, also spelled "") makes every new node
+	// wait until an admin approves it or it shows a join token.
+	AdmitApproval = "approval"
+	// AdmitLAN approves nodes that ask from a private or loopback address
+	// on their own; every other check still holds.
+	AdmitLAN = "lan"
+)
+
+// Member is one admitted node.
+type Member struct {
+	Role  string    `json:"role"` // member | worker
+	Name  string    `json:"name,omitempty"`
+	Added time.Time `json:"added"`
+}
+
+// Cred is an API credential: only the SHA-256 of the secret is replicated.
+// Node is set for the credential a member writes to its DATA/api-token.
+type Cred struct {
+	Role    string    `json:"role"` // admin | viewer
+	Hash    string    `json:"hash"` // hex SHA-256 of the bearer token
+	Node    string    `json:"node,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// JoinToken is a join token as replicated: its public key only. The token
+// itself holds the matching Ed25519 seed; a joiner proves it by signing the
+// pair (joiner, member) of its authenticated connection (JoinProof).
+type JoinToken struct {
+	Role    string    `json:"role"` // member | worker
+	Key     string    `json:"key"`  // hex Ed25519 public key
+	Expires time.Time `json:"expires,omitzero"`
+	Uses    int       `json:"uses,omitempty"` // 0: unlimited
+	Used    int       `json:"used"`
+	Created time.Time `json:"created"`
+}
+
+// Payloads of the membership ops.
+type (
+	// MemberAdd admits a node (OpMemberAdd). With TokenID the admission
+	// spends one use of that join token (checked against At).
+	MemberAdd struct {
+		ID      string    `json:"id"`
+		Role    string    `json:"role"`
+		Name    string    `json:"name,omitempty"`
+		TokenID string    `json:"token_id,omitempty"`
+		At      time.Time `json:"at"`
+	}
+	// MemberRemove evicts a node (OpMemberRemove): its membership, node
+	// metadata and node credential go; with Revoke its key is refused for
+	// good (until an admin approves it again).
+	MemberRemove struct {
+		ID     string `json:"id"`
+		Revoke bool   `json:"revoke"`
+	}
+	// CredAdd adds an API credential (OpCredAdd).
+	CredAdd struct {
+		ID   string `json:"id"`
+		Cred Cred   `json:"cred"`
+	}
+	// TokenAdd adds a join token (OpTokenAdd).
+	TokenAdd struct {
+		ID    string    `json:"id"`
+		Token JoinToken `json:"token"`
+	}
+	// SecretRemove removes an API credential or a join token by ID
+	// (OpCredRemove, OpTokenRemove).
+	SecretRemove struct {
+		ID string `json:"id"`
+	}
+	// AdmitMode sets the admission mode (OpAdmit).
+	AdmitMode struct {
+		Mode string `json:"mode"`
+	}
+)
+
+// Bounds of the membership state.
+const (
+	maxMembers = maxNodes
+	maxRevoked = maxNodes
+	maxSecrets = 1000
+)
+
+// HashSecret is how API credentials are stored: hex SHA-256. The secrets
+// are 32 random bytes, so a plain hash is enough (no dictionary to try).
+func HashSecret(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// CredFor returns the ID and credential whose secret is tok.
+func (s ClusterState) CredFor(tok string) (string, Cred, bool) {
+	if tok == "" {
+		return "", Cred{}, false
+	}
+	h := HashSecret(tok)
+	for id, c := range s.Creds {
+		if subtle.ConstantTimeCompare([]byte(c.Hash), []byte(h)) == 1 {
+			return id, c, true
+		}
+	}
+	return "", Cred{}, false
+}
+
+// IsAdmin reports whether tok is an admin credential of the cluster.
+func (s ClusterState) IsAdmin(tok string) bool {
+	_, c, ok := s.CredFor(tok)
+	return ok && c.Role == RoleAdmin
+}
+
+// AdmitMode returns the cluster's admission mode, AdmitApproval by default.
+func (s ClusterState) AdmitMode() string {
+	if s.Admit == AdmitLAN {
+		return AdmitLAN
+	}
+	return AdmitApproval
+}
+
+// ClusterFingerprint is the short code of a cluster ID that join tokens
+// carry, so a joiner checks it joins the cluster it was given a token for.
+func ClusterFingerprint(clusterID string) string {
+	h := sha256.Sum256([]byte("hydra-cluster\x00" + clusterID))
+	return hex.EncodeToString(h[:6])
+}
+
+// joinTokenPrefix starts every join token: "hydra-join1.<cluster fp>.<id>.<seed>".
+const joinTokenPrefix = "hydra-join1"
+
+// NewJoinToken makes a join token for a cluster: the secret string for
+// the person and the public part to replicate.
+func NewJoinToken(clusterID string) (id, secret string, pub ed25519.PublicKey) {
+	id = randomHex(6)
+	seed := make([]byte, ed25519.SeedSize)
+	_, _ = rand.Read(seed) // crypto/rand.Read never fails (Go ≥ 1.24)
+	priv := ed25519.NewKeyFromSeed(seed)
+	secret = strings.Join([]string{joinTokenPrefix, ClusterFingerprint(clusterID), id, base64.RawURLEncoding.EncodeToString(seed)}, ".")
+	return id, secret, priv.Public().(ed25519.PublicKey)
+}
+
+// ParsedJoinToken is a join token split into its parts.
+type ParsedJoinToken struct {
+	ClusterFP string
+	ID        string
+	key       ed25519.PrivateKey
+}
+
+// ErrBadJoinToken is returned for a string that is not a join token.
+var ErrBadJoinToken = errors.New("not a hydra join token")
+
+// ParseJoinToken splits a join token; it checks the form only.
+func ParseJoinToken(s string) (ParsedJoinToken, error) {
+	parts := strings.Split(strings.TrimSpace(s), ".")
+	if len(parts) != 4 || parts[0] != joinTokenPrefix || len(parts[1]) != 12 || len(parts[2]) == 0 || len(parts[2]) > 32 {
+		return ParsedJoinToken{}, ErrBadJoinToken
+	}
+	seed, err := base64.RawURLEncoding.DecodeString(parts[3])
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return ParsedJoinToken{}, ErrBadJoinToken
+	}
+	return ParsedJoinToken{ClusterFP: parts[1], ID: parts[2], key: ed25519.NewKeyFromSeed(seed)}, nil
+}
+
+// joinProofMessage is what a join proof signs: the token, the cluster and
+// both ends of the authenticated connection, so a proof captured on one
+// connection is worth nothing on another.
+func joinProofMessage(tokenID, clusterID, joiner, member string) []byte {
+	return []byte("hydra-join-proof/1\x00" + tokenID + "\x00" + clusterID + "\x00" + joiner + "\x00" + member)
+}
+
+// Proof signs the join of joiner through member.
+func (t ParsedJoinToken) Proof(clusterID, joiner, member string) string {
+	return hex.EncodeToString(ed25519.Sign(t.key, joinProofMessage(t.ID, clusterID, joiner, member)))
+}
+
+// verifyJoinProof checks a join proof against the replicated token at now.
+func (s ClusterState) verifyJoinProof(tokenID, proof, joiner, member string, now time.Time) (JoinToken, error) {
+	t, ok := s.JoinTokens[tokenID]
+	if !ok {
+		return JoinToken{}, errors.New("unknown or revoked join token")
+	}
+	if !t.Expires.IsZero() && now.After(t.Expires) {
+		return JoinToken{}, errors.New("join token expired")
+	}
+	if t.Uses > 0 && t.Used >= t.Uses {
+		return JoinToken{}, errors.New("join token used up")
+	}
+	key, err := hex.DecodeString(t.Key)
+	sig, err2 := hex.DecodeString(proof)
+	if err != nil || err2 != nil || len(key) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
+		return JoinToken{}, errors.New("malformed join proof")
+	}
+	if !ed25519.Verify(ed25519.PublicKey(key), joinProofMessage(tokenID, s.ClusterID, joiner, member), sig) {
+		return JoinToken{}, errors.New("join proof does not verify")
+	}
+	return t, nil
+}
+
+// cloneMembership deep-copies the membership maps of c (see clone).
+func (c *ClusterState) cloneMembership() {
+	c.Members = maps.Clone(c.Members)
+	c.Revoked = maps.Clone(c.Revoked)
+	c.Creds = maps.Clone(c.Creds)
+	c.JoinTokens = maps.Clone(c.JoinTokens)
+}
+
+// upgradeToken moves a clear API token (a cluster created before
+// credentials were hashed) into Creds as the "init" admin credential: the
+// old DATA/api-token files keep working and the state holds no secret.
+func (s *ClusterState) upgradeToken() {
+	if s.Token == "" {
+		return
+	}
+	if s.Creds == nil {
+		s.Creds = map[string]Cred{}
+	}
+	if _, ok := s.Creds["init"]; !ok {
+		s.Creds["init"] = Cred{Role: RoleAdmin, Hash: HashSecret(s.Token), Created: s.Created}
+	}
+	s.Token = ""
+}
+
+func validRole(r string, roles ...string) bool {
+	for _, x := range roles {
+		if r == x {
+			return true
+		}
+	}
+	return false
+}
+
+func validSecretID(id string) bool {
+	if id == "" || len(id) > maxIDLen {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// applyMembership applies the membership ops (deterministic, no clock).
+func applyMembership(st *ClusterState, op Op, payload []byte) any {
+	switch op {
+	case OpMemberAdd:
+		var m MemberAdd
+		if err := strictUnmarshal(payload, &m); err != nil {
+			return rejectf("member add: %v", err)
+		}
+		if m.ID == "" || len(m.ID) > maxIDLen || len(m.Name) > maxNameLen || !validRole(m.Role, RoleMember, RoleWorker) {
+			return rejectf("member add: bad ID, name or role %q", m.Role)
+		}
+		if st.Members == nil {
+			st.Members = map[string]Member{}
+		}
+		if _, ok := st.Members[m.ID]; ok {
+			return nil // already admitted: no token use spent
+		}
+		if len(st.Members) >= maxMembers {
+			return rejectf("member add: member list full (%d)", maxMembers)
+		}
+		if m.TokenID != "" {
+			t, ok := st.JoinTokens[m.TokenID]
+			if !ok || (!t.Expires.IsZero() && m.At.After(t.Expires)) || (t.Uses > 0 && t.Used >= t.Uses) {
+				return rejectf("member add: join token %s is not valid", m.TokenID)
+			}
+			t.Used++
+			st.JoinTokens = maps.Clone(st.JoinTokens)
+			st.JoinTokens[m.TokenID] = t
+		}
+		delete(st.Revoked, m.ID)
+		st.Members[m.ID] = Member{Role: m.Role, Name: m.Name, Added: m.At}
+		return nil
+	case OpMemberRemove:
+		var m MemberRemove
+		if err := strictUnmarshal(payload, &m); err != nil {
+			return rejectf("member remove: %v", err)
+		}
+		if m.ID == "" || len(m.ID) > maxIDLen {
+			return rejectf("member remove: bad ID")
+		}
+		delete(st.Members, m.ID)
+		delete(st.Nodes, m.ID)
+		for id, c := range st.Creds {
+			if c.Node == m.ID {
+				delete(st.Creds, id)
+			}
+		}
+		if m.Revoke {
+			if st.Revoked == nil {
+				st.Revoked = map[string]bool{}
+			}
+			if len(st.Revoked) >= maxRevoked {
+				return rejectf("member remove: revocation list full (%d)", maxRevoked)
+			}
+			st.Revoked[m.ID] = true
+		}
+		return nil
+	case OpCredAdd:
+		var c CredAdd
+		if err := strictUnmarshal(payload, &c); err != nil {
+			return rejectf("credential add: %v", err)
+		}
+		if !validSecretID(c.ID) || !validRole(c.Cred.Role, RoleAdmin, RoleViewer) || len(c.Cred.Hash) != 64 || len(c.Cred.Node) > maxIDLen {
+			return rejectf("credential add: bad ID, role or hash")
+		}
+		if st.Creds == nil {
+			st.Creds = map[string]Cred{}
+		}
+		if _, ok := st.Creds[c.ID]; !ok && len(st.Creds) >= maxSecrets {
+			return rejectf("credential add: too many credentials (%d)", maxSecrets)
+		}
+		st.Creds[c.ID] = c.Cred
+		return nil
+	case OpTokenAdd:
+		var t TokenAdd
+		if err := strictUnmarshal(payload, &t); err != nil {
+			return rejectf("token add: %v", err)
+		}
+		if !validSecretID(t.ID) || !validRole(t.Token.Role, RoleMember, RoleWorker) || len(t.Token.Key) != 2*ed25519.PublicKeySize || t.Token.Uses < 0 {
+			return rejectf("token add: bad ID, role or key")
+		}
+		if st.JoinTokens == nil {
+			st.JoinTokens = map[string]JoinToken{}
+		}
+		if _, ok := st.JoinTokens[t.ID]; !ok && len(st.JoinTokens) >= maxSecrets {
+			return rejectf("token add: too many join tokens (%d)", maxSecrets)
+		}
+		t.Token.Used = 0
+		st.JoinTokens[t.ID] = t.Token
+		return nil
+	case OpCredRemove, OpTokenRemove:
+		var r SecretRemove
+		if err := strictUnmarshal(payload, &r); err != nil {
+			return rejectf("%s: %v", op, err)
+		}
+		if op == OpCredRemove {
+			delete(st.Creds, r.ID)
+		} else {
+			delete(st.JoinTokens, r.ID)
+		}
+		return nil
+	case OpAdmit:
+		var a AdmitMode
+		if err := strictUnmarshal(payload, &a); err != nil {
+			return rejectf("admit: %v", err)
+		}
+		if a.Mode != AdmitApproval && a.Mode != AdmitLAN {
+			return rejectf("admit: mode %q: want approval or lan", a.Mode)
+		}
+		st.Admit = a.Mode
+		return nil
+	}
+	return rejectf("op %s has no handler", op)
+}
+
+// memberRole returns the role of p: a Members entry, else "member" for a
+// server of a cluster created before the allow-list (inCfg), else "".
+func (s ClusterState) memberRole(id string, inCfg bool) string {
+	if s.Revoked[id] {
+		return ""
+	}
+	if m, ok := s.Members[id]; ok {
+		return m.Role
+	}
+	if inCfg {
+		return RoleMember
+	}
+	return ""
+}

@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// adminCall runs one admin request against the node's API.
+func adminCall(af *apiFlags, method, path string, body, out any) error {
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	return c.Do(ctx, method, path, body, out)
+}
+
+// oneArg parses flags and exactly one positional argument.
+func oneArg(name, what string, args []string, stdout io.Writer, reg func(fs *flag.FlagSet)) (string, *apiFlags, error) {
+	fs := newFlagSet(name, stdout)
+	af := &apiFlags{}
+	af.register(fs)
+	if reg != nil {
+		reg(fs)
+	}
+	// Allow the argument before or after the flags.
+	var pos string
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		pos, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return "", nil, err
+		}
+		return "", nil, usageError{err}
+	}
+	if pos == "" && fs.NArg() > 0 {
+		pos = fs.Arg(0)
+		if fs.NArg() > 1 {
+			return "", nil, usagef("unexpected argument %q", fs.Arg(1))
+		}
+	} else if fs.NArg() > 0 {
+		return "", nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if pos == "" {
+		return "", nil, usagef("which %s? (hydra %s %s)", what, name, "ARG")
+	}
+	return pos, af, nil
+}
+
+func runApprove(args []string, stdout, stderr io.Writer) error {
+	var role string
+	fp, af, err := oneArg("approve", "fingerprint", args, stdout, func(fs *flag.FlagSet) {
+		fs.StringVar(&role, "role", "member", "role of the node: member or worker (a worker never votes)")
+	})
+	if err != nil {
+		return err
+	}
+	var res webui.PendingResult
+	if err := adminCall(af, http.MethodPost, "/api/v1/approve", map[string]string{"fingerprint": fp, "role": role}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "approved %s (%s) as %s\n", res.Fingerprint, res.ID, res.Role)
+	return nil
+}
+
+func runDeny(args []string, stdout, stderr io.Writer) error {
+	fp, af, err := oneArg("deny", "fingerprint", args, stdout, nil)
+	if err != nil {
+		return err
+	}
+	var res webui.PendingResult
+	if err := adminCall(af, http.MethodPost, "/api/v1/deny", map[string]string{"fingerprint": fp}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "denied %s (%s): its key is refused from now on\n", res.Fingerprint, res.ID)
+	return nil
+}
+
+func runRemove(args []string, stdout, stderr io.Writer) error {
+	nd, af, err := oneArg("remove", "node", args, stdout, nil)
+	if err != nil {
+		return err
+	}
+	var res webui.PendingResult
+	if err := adminCall(af, http.MethodPost, "/api/v1/remove", map[string]string{"node": nd}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %s (%s): its key is refused from now on\n", res.Fingerprint, res.ID)
+	return nil
+}
+
+func runToken(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("hydra token create|list|revoke")
+	}
+	switch args[0] {
+	case "create":
+		return runTokenCreate(args[1:], stdout)
+	case "list":
+		return runTokenList(args[1:], stdout)
+	case "revoke":
+		id, af, err := oneArg("token revoke", "token ID", args[1:], stdout, nil)
+		if err != nil {
+			return err
+		}
+		if err := adminCall(af, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(id), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %s\n", id)
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, "Usage: hydra token create --role member|worker|admin|viewer [--ttl 24h] [--uses N] [--json]\n       hydra token list [--json]\n       hydra token revoke ID")
+		return nil
+	}
+	return usagef("hydra token %q: want create, list or revoke", args[0])
+}
+
+func runTokenCreate(args []string, stdout io.Writer) error {
+	fs := newFlagSet("token create", stdout)
+	var af apiFlags
+	af.register(fs)
+	role := fs.String("role", "member", "member or worker (join tokens), admin or viewer (API credentials)")
+	ttl := fs.Duration("ttl", 0, "how long a join token stays valid (default 24h)")
+	uses := fs.Int("uses", 0, "how many machines a join token admits (0: any number)")
+	asJSON := fs.Bool("json", false, `print {"token": …} as JSON`)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	req := webui.TokenRequest{Role: *role, Uses: *uses}
+	if *ttl != 0 {
+		req.TTL = ttl.String()
+	}
+	var res webui.TokenCreated
+	if err := adminCall(&af, http.MethodPost, "/api/v1/tokens", req, &res); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	fmt.Fprintln(stdout, res.Token)
+	return nil
+}
+
+func runTokenList(args []string, stdout io.Writer) error {
+	fs := newFlagSet("token list", stdout)
+	var af apiFlags
+	af.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var res struct {
+		Tokens []webui.TokenInfo `json:"tokens"`
+	}
+	if err := adminCall(&af, http.MethodGet, "/api/v1/tokens", nil, &res); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tROLE\tNODE\tCREATED\tEXPIRES\tUSED")
+	for _, t := range res.Tokens {
+		exp, used := "-", "-"
+		if !t.Expires.IsZero() {
+			exp = t.Expires.Local().Format(time.DateTime)
+		}
+		if t.Kind == "join" {
+			used = fmt.Sprint(t.Used)
+			if t.Uses > 0 {
+				used += fmt.Sprintf("/%d", t.Uses)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Role, short(t.Node), t.Created.Local().Format(time.DateTime), exp, used)
+	}
+	return tw.Flush()
+}

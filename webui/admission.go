@@ -1,0 +1,276 @@
+package webui
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Authorizer is implemented by backends that hold several API credentials
+// (hashed, with roles: docs/security.md). Authorize returns the role of tok,
+// RoleAdmin or RoleViewer, or "" if tok is no credential of the cluster.
+// Backends without it are checked against Backend.Token (admin).
+type Authorizer interface {
+	Authorize(tok string) string
+}
+
+// Credential roles.
+const (
+	RoleAdmin      = "admin"
+	RoleViewerCred = "viewer"
+)
+
+// Admission is implemented by backends that manage membership: approving
+// and refusing nodes, evicting them, join tokens, API credentials and the
+// admission mode. auth is the caller's credential, which the cluster's
+// leader checks again.
+type Admission interface {
+	Approve(ctx context.Context, key, role, auth string) (PendingResult, error)
+	Deny(ctx context.Context, key, auth string) (PendingResult, error)
+	Remove(ctx context.Context, node, auth string) (PendingResult, error)
+	CreateToken(ctx context.Context, req TokenRequest, auth string) (TokenCreated, error)
+	Tokens() []TokenInfo
+	RevokeToken(ctx context.Context, id, auth string) error
+	SetAdmit(ctx context.Context, mode, auth string) error
+}
+
+// PendingNode is a node waiting for approval (Status.Pending).
+type PendingNode struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Addrs       []string  `json:"addrs"`
+	Fingerprint string    `json:"fingerprint"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// PendingResult names the node an approve, deny or remove acted on.
+type PendingResult struct {
+	ID          string `json:"id"`
+	Fingerprint string `json:"fingerprint"`
+	Role        string `json:"role,omitempty"`
+}
+
+// TokenRequest is the body of POST /api/v1/tokens: a join token (role
+// member or worker) or an API credential (admin or viewer). TTL is a Go
+// duration ("24h"; join tokens default to 24h, credentials never expire);
+// Uses bounds a join token's admissions (0: any number).
+type TokenRequest struct {
+	Role string `json:"role"`
+	TTL  string `json:"ttl,omitempty"`
+	Uses int    `json:"uses,omitempty"`
+}
+
+// TokenCreated is the answer: the secret, shown once.
+type TokenCreated struct {
+	Token   string    `json:"token"`
+	ID      string    `json:"id"`
+	Role    string    `json:"role"`
+	Kind    string    `json:"kind"` // join | api
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// TokenInfo is one token or credential of GET /api/v1/tokens (no secret).
+type TokenInfo struct {
+	ID      string    `json:"id"`
+	Kind    string    `json:"kind"` // join | api
+	Role    string    `json:"role"`
+	Node    string    `json:"node,omitempty"` // a member's own credential
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires,omitzero"`
+	Uses    int       `json:"uses,omitempty"`
+	Used    int       `json:"used,omitempty"`
+}
+
+type ctxKey int
+
+const authKey ctxKey = 0
+
+// credential returns the bearer token auth accepted for this request.
+func credential(r *http.Request) string {
+	s, _ := r.Context().Value(authKey).(string)
+	return s
+}
+
+func bearer(r *http.Request) string {
+	got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return strings.TrimSpace(got)
+}
+
+// roleOf checks tok against the backend's credentials.
+func (s *server) roleOf(tok string) string {
+	if tok == "" {
+		return ""
+	}
+	if a, ok := s.cfg.Backend.(Authorizer); ok {
+		return a.Authorize(tok)
+	}
+	want := s.cfg.Backend.Token()
+	if want != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(want)) == 1 {
+		return RoleAdmin
+	}
+	return ""
+}
+
+func (s *server) admission(w http.ResponseWriter) (Admission, bool) {
+	a, ok := s.cfg.Backend.(Admission)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this node does not manage membership")
+	}
+	return a, ok
+}
+
+func (s *server) registerAdmission(mux *http.ServeMux) {
+	h := func(f http.HandlerFunc) http.Handler { return s.auth(f) }
+	mux.Handle("POST /api/v1/approve", h(s.approve))
+	mux.Handle("POST /api/v1/deny", h(s.deny))
+	mux.Handle("POST /api/v1/remove", h(s.remove))
+	mux.Handle("POST /api/v1/tokens", h(s.createToken))
+	mux.Handle("GET /api/v1/tokens", h(s.listTokens))
+	mux.Handle("DELETE /api/v1/tokens/{id}", h(s.revokeToken))
+	mux.Handle("POST /api/v1/admit", h(s.setAdmit))
+}
+
+func adminErr(w http.ResponseWriter, what string, err error) {
+	code := http.StatusBadRequest
+	if errors.Is(err, context.DeadlineExceeded) {
+		code = http.StatusGatewayTimeout
+	} else if strings.Contains(err.Error(), "forbidden") {
+		code = http.StatusForbidden
+	} else if strings.Contains(err.Error(), "no node") || strings.Contains(err.Error(), "no such") {
+		code = http.StatusNotFound
+	}
+	writeError(w, code, what+": "+err.Error())
+}
+
+func (s *server) approve(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Fingerprint string `json:"fingerprint"`
+		Role        string `json:"role,omitempty"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a, ok := s.admission(w)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	res, err := a.Approve(ctx, req.Fingerprint, req.Role, credential(r))
+	if err != nil {
+		adminErr(w, "approve", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *server) deny(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a, ok := s.admission(w)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	res, err := a.Deny(ctx, req.Fingerprint, credential(r))
+	if err != nil {
+		adminErr(w, "deny", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *server) remove(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Node string `json:"node"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a, ok := s.admission(w)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	res, err := a.Remove(ctx, req.Node, credential(r))
+	if err != nil {
+		adminErr(w, "remove", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req TokenRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a, ok := s.admission(w)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	res, err := a.CreateToken(ctx, req, credential(r))
+	if err != nil {
+		adminErr(w, "create token", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, res)
+}
+
+func (s *server) listTokens(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.admission(w)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]TokenInfo{"tokens": a.Tokens()})
+}
+
+func (s *server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.admission(w)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.RevokeToken(ctx, r.PathValue("id"), credential(r)); err != nil {
+		adminErr(w, "revoke token", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "revoked"})
+}
+
+func (s *server) setAdmit(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Mode string `json:"mode"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a, ok := s.admission(w)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.SetAdmit(ctx, req.Mode, credential(r)); err != nil {
+		adminErr(w, "admit", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"admit": req.Mode})
+}
