@@ -385,13 +385,18 @@ func (r *Raft) reconcileMembers(ctx context.Context) {
 // is Config.NodeToken, written by the node to DATA/api-token once this
 // returns true). Workers and nodes waiting for approval have none.
 func (r *Raft) ensureNodeCred(ctx context.Context) bool {
-	tok := r.cfg.NodeToken
+	tok := r.NodeToken()
 	st := r.fsm.State()
 	if tok == "" || !st.Initialized() || st.memberRole(r.id.String(), r.hasServer(r.id)) != RoleMember {
 		return false
 	}
 	if _, _, ok := st.CredFor(tok); ok {
 		return true
+	}
+	if st.Retired[HashSecret(tok)] { // revoked: make a new one (the node rewrites DATA/api-token)
+		tok = randomHex(32)
+		r.nodeTok.Store(&tok)
+		r.log.Warn("this node's API credential was revoked: registering a new one")
 	}
 	cmd, err := NewCommand(OpCredAdd, CredAdd{ID: nodeCredID(r.id), Cred: Cred{Role: RoleAdmin, Hash: HashSecret(tok), Node: r.id.String(), Created: time.Now().UTC()}})
 	if err != nil {
@@ -409,12 +414,22 @@ func (r *Raft) ensureNodeCred(ctx context.Context) bool {
 // NodeTokenActive reports whether Config.NodeToken is an admin credential
 // of the cluster (so the node may write it to DATA/api-token).
 func (r *Raft) NodeTokenActive() bool {
-	if r.cfg.NodeToken == "" {
+	tok := r.NodeToken()
+	if tok == "" {
 		return false
 	}
 	st := r.fsm.State()
-	_, c, ok := st.CredFor(r.cfg.NodeToken)
+	_, c, ok := st.CredFor(tok)
 	return ok && c.Role == RoleAdmin
+}
+
+// NodeToken is this node's admin credential: Config.NodeToken, or the new
+// one made after it was revoked.
+func (r *Raft) NodeToken() string {
+	if p := r.nodeTok.Load(); p != nil {
+		return *p
+	}
+	return r.cfg.NodeToken
 }
 
 // Waiting reports whether this node asked to join and waits for approval.

@@ -387,15 +387,37 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+2*r.t.RPC)
 	defer cancel()
+	// While the request is in flight, the member asked and the leader it
+	// names may replicate to us: the leader adds us before it answers.
+	var tentative []peer.ID
+	if !leave && !r.inCluster() {
+		tentative = append(tentative, via)
+		r.boot.mu.Lock()
+		if bp := r.boot.peers[via]; bp != nil {
+			if l, err := peer.Decode(bp.info.Leader); err == nil {
+				tentative = append(tentative, l)
+			}
+		}
+		r.boot.mu.Unlock()
+		for _, p := range tentative {
+			r.expected.LoadOrStore(p, false)
+		}
+	}
 	var resp membershipResponse
-	if err := p2p.Call(cctx, r.host, via, ProtocolJoin, req, &resp); err != nil {
+	err := p2p.Call(cctx, r.host, via, ProtocolJoin, req, &resp)
+	for _, p := range tentative {
+		if v, ok := r.expected.Load(p); ok && v == false && (err != nil || resp.Pending) {
+			r.expected.Delete(p)
+		}
+	}
+	if err != nil {
 		return resp, err
 	}
 	if !resp.Pending && !leave {
-		r.expected.Store(via, struct{}{})
+		r.expected.Store(via, true)
 		for _, s := range append(resp.Servers, resp.Leader) {
 			if p, err := peer.Decode(s); err == nil {
-				r.expected.Store(p, struct{}{})
+				r.expected.Store(p, true)
 			}
 		}
 	}

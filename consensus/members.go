@@ -227,6 +227,7 @@ func (c *ClusterState) cloneMembership() {
 	c.Revoked = maps.Clone(c.Revoked)
 	c.Creds = maps.Clone(c.Creds)
 	c.JoinTokens = maps.Clone(c.JoinTokens)
+	c.Retired = maps.Clone(c.Retired)
 }
 
 // upgradeToken moves a clear API token (a cluster created before
@@ -310,6 +311,14 @@ func applyMembership(st *ClusterState, op Op, payload []byte) any {
 		delete(st.Nodes, m.ID)
 		for id, c := range st.Creds {
 			if c.Node == m.ID {
+				if m.Revoke {
+					if st.Retired == nil {
+						st.Retired = map[string]bool{}
+					}
+					if len(st.Retired) < maxRevoked {
+						st.Retired[c.Hash] = true
+					}
+				}
 				delete(st.Creds, id)
 			}
 		}
@@ -333,6 +342,9 @@ func applyMembership(st *ClusterState, op Op, payload []byte) any {
 		}
 		if st.Creds == nil {
 			st.Creds = map[string]Cred{}
+		}
+		if st.Retired[c.Cred.Hash] {
+			return rejectf("credential add: that credential was revoked")
 		}
 		if _, ok := st.Creds[c.ID]; !ok && len(st.Creds) >= maxSecrets {
 			return rejectf("credential add: too many credentials (%d)", maxSecrets)
@@ -362,6 +374,14 @@ func applyMembership(st *ClusterState, op Op, payload []byte) any {
 			return rejectf("%s: %v", op, err)
 		}
 		if op == OpCredRemove {
+			if c, ok := st.Creds[r.ID]; ok {
+				if st.Retired == nil {
+					st.Retired = map[string]bool{}
+				}
+				if len(st.Retired) < maxRevoked {
+					st.Retired[c.Hash] = true
+				}
+			}
 			delete(st.Creds, r.ID)
 		} else {
 			delete(st.JoinTokens, r.ID)

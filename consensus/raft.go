@@ -39,9 +39,10 @@ type Raft struct {
 	boot     bootState
 	grow     growState
 	pending  pendingList
-	expected sync.Map // peer.ID → struct{}: leader and servers of our admission answer
+	expected sync.Map // peer.ID → bool: leader and servers of our admission answer (false: while asking)
 	joinTok  *ParsedJoinToken
 	waiting  atomic.Bool // a join request was answered "pending approval"
+	nodeTok  atomic.Pointer[string]
 	del      *delegate
 	ap       *autopilot.Autopilot
 

@@ -232,6 +232,11 @@ func Test_Security_JoinTokenAndApproval(t *testing.T) {
 	if w.r.NodeTokenActive() {
 		t.Fatal("a worker got an admin credential")
 	}
+	for _, s := range a.r.Servers() {
+		if s.ID == w.h.ID() && s.Voter {
+			t.Fatal("a worker holds a vote")
+		}
+	}
 
 	// Without a token: pending until approved.
 	p := newTestNode(t, "plain", "sec-join", func(c *Config) { c.Admit, c.NodeToken = "", "plain-token" })

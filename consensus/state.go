@@ -43,6 +43,9 @@ type ClusterState struct {
 	Creds map[string]Cred `json:"creds,omitempty"`
 	// JoinTokens are the join tokens by ID (public keys).
 	JoinTokens map[string]JoinToken `json:"join_tokens,omitempty"`
+	// Retired are the hashes of revoked API credentials: never accepted
+	// again (a member whose credential was revoked makes a new one).
+	Retired map[string]bool `json:"retired,omitempty"`
 }
 
 // Initialized reports whether OpInit has been applied.

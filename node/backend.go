@@ -118,7 +118,7 @@ func (n *Node) Token() string { return "" }
 // admitted the node and registered it (what DATA/api-token holds), else "".
 func (n *Node) APIToken() string {
 	if n.raft.NodeTokenActive() {
-		return n.nodeToken
+		return n.raft.NodeToken()
 	}
 	return ""
 }
@@ -170,11 +170,11 @@ func (n *Node) watchToken(ctx context.Context) {
 		}
 		// Only an admitted member's own credential is written: a node that
 		// waits for approval, or a worker, has none.
-		if tok := n.nodeToken; !n.tokenSeen && n.raft.NodeTokenActive() {
+		if tok := n.raft.NodeToken(); tok != n.tokenSeen && n.raft.NodeTokenActive() {
 			if err := writeToken(n.cfg.DataDir, tok); err != nil {
 				n.log.Error("cannot write API token", "err", err)
 			} else {
-				n.tokenSeen = true
+				n.tokenSeen = tok
 				fmt.Fprintf(n.cfg.Out, "Hydra web UI: %s/?token=%s\n", n.publicURL(), url.QueryEscape(tok))
 			}
 		}

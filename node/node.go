@@ -46,8 +46,7 @@ type Node struct {
 	httpURL string
 	metrics *prometheus.Registry
 
-	tokenSeen bool   // nodeToken is written to DATA/api-token
-	nodeToken string // this node's admin credential (once admitted)
+	tokenSeen string // the admin credential written to DATA/api-token
 
 	leaveOnce sync.Once
 	left      chan struct{} // closed when Leave has removed the node
@@ -144,7 +143,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ln.Close()
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
-	n.nodeToken = nodeToken
 	r, err := consensus.New(consensus.Config{
 		Admit:       cfg.Admit,
 		JoinToken:   cfg.JoinToken,

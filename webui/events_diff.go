@@ -47,6 +47,10 @@ func statusKey(st Status) string {
 	for _, n := range st.Nodes {
 		k.WriteString("|" + n.ID + "," + n.Name + "," + n.Role + "," + strconv.FormatBool(n.Online) + "," + n.State + "," + n.OS + "," + n.Arch + "," + strconv.Itoa(n.Cores) + "," + n.Version)
 	}
+	k.WriteString("|" + st.Admit + "|" + st.Admission)
+	for _, p := range st.Pending { // a node waiting for approval shows at once
+		k.WriteString("|p:" + p.ID + "," + p.Fingerprint)
+	}
 	return k.String()
 }
 

@@ -152,9 +152,43 @@ const fmt = {
 const unitShort = { pi: 'samples', mandelbrot: 'rows' };
 const roleLabel = { leader: 'leader (coordinator)', voter: 'voter', nonvoter: 'non-voter', none: 'not a member' };
 
+// renderPending lists the nodes waiting for approval, with approve and deny buttons (admins).
+let pendingKey = '';
+function renderPending(st) {
+  const list = st.pending || [];
+  const key = JSON.stringify(list.map((p) => [p.id, p.fingerprint, p.name])) + (S.token ? '1' : '0');
+  const am = $('admit-mode');
+  am.hidden = st.admit !== 'lan';
+  setText(am, 'Admission: nodes asking from the LAN are approved automatically (--admit lan).');
+  if (key === pendingKey) return;
+  pendingKey = key;
+  $('pending').hidden = list.length === 0;
+  const ul = $('pending-list');
+  ul.replaceChildren();
+  for (const p of list) {
+    const li = el('li');
+    li.append(el('code', 'fp', p.fingerprint), ' ', el('strong', null, p.name || '(no name)'), ' ', el('span', 'muted', (p.addrs || [])[0] || ''), ' ');
+    const ok = el('button', null, 'Approve');
+    ok.onclick = async () => {
+      const r = await api('POST', '/api/v1/approve', JSON.stringify({ fingerprint: p.fingerprint }));
+      if (!r.ok) alert('approve: ' + ((r.body && r.body.error) || r.status));
+    };
+    const no = el('button', null, 'Deny');
+    no.onclick = async () => {
+      if (!confirm('Refuse ' + p.fingerprint + ' for good?')) return;
+      const r = await api('POST', '/api/v1/deny', JSON.stringify({ fingerprint: p.fingerprint }));
+      if (!r.ok) alert('deny: ' + ((r.body && r.body.error) || r.status));
+    };
+    ok.disabled = no.disabled = !S.token;
+    li.append(ok, ' ', no);
+    ul.append(li);
+  }
+}
+
 const rowsByNode = new Map();
 function renderCluster() {
   const st = S.status; if (!st) return;
+  renderPending(st);
   setText($('cluster-name'), st.cluster ? '· ' + st.cluster : '');
   const self = st.nodes.find((n) => n.id === st.self.id);
   setText($('self'), 'this page is served by ' + (st.self.name || st.self.id.slice(-8)) + (self && self.role === 'leader' ? ' (the coordinator)' : ''));
