@@ -9,7 +9,10 @@ import (
 	"sort"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -72,6 +75,9 @@ func (n *Node) Status() webui.Status {
 		ns.Name, ns.OS, ns.Arch, ns.Cores, ns.Version = m.Name, m.OS, m.Arch, m.Cores, m.Version
 	}
 	for _, id := range n.peers.ids() {
+		if pid, err := peer.Decode(id); err != nil || n.host.Access(pid) != p2p.AccessMember {
+			continue // evicted, or heard before it was: not in the cluster
+		}
 		sp, _ := n.peers.get(id)
 		ns := get(id)
 		a := sp.ann

@@ -38,8 +38,8 @@ var hydraProtocolLimits = []protoLimit{
 		increase: rcmgr.BaseLimitIncrease{Streams: 512, StreamsInbound: 256, StreamsOutbound: 256, Memory: 64 << 20},
 		perPeer:  rcmgr.BaseLimit{Streams: 64, StreamsInbound: 32, StreamsOutbound: 32, Memory: 32 << 20},
 	},
-	clusterRPCLimit("/hydra/cluster/info/1.0.0"),
-	clusterRPCLimit("/hydra/cluster/join/1.0.0"),
+	outsiderRPCLimit("/hydra/cluster/info/1.0.0"),
+	outsiderRPCLimit("/hydra/cluster/join/1.0.0"),
 	clusterRPCLimit("/hydra/cluster/apply/1.0.0"),
 	clusterRPCLimit("/hydra/cluster/stats/1.0.0"),
 	{
@@ -54,6 +54,18 @@ var hydraProtocolLimits = []protoLimit{
 		increase: rcmgr.BaseLimitIncrease{Streams: 256, StreamsInbound: 128, StreamsOutbound: 128, Memory: 16 << 20},
 		perPeer:  rcmgr.BaseLimit{Streams: 32, StreamsInbound: 16, StreamsOutbound: 16, Memory: 4 << 20},
 	},
+}
+
+// outsiderRPCLimit is the budget of a protocol that strangers may use (the
+// bootstrap question and the join/approval protocol: docs/security.md):
+// small messages, a couple of streams per peer, little memory.
+func outsiderRPCLimit(id protocol.ID) protoLimit {
+	return protoLimit{
+		id:       id,
+		total:    rcmgr.BaseLimit{Streams: 256, StreamsInbound: 128, StreamsOutbound: 128, Memory: 8 << 20},
+		increase: rcmgr.BaseLimitIncrease{Streams: 64, StreamsInbound: 32, StreamsOutbound: 32, Memory: 4 << 20},
+		perPeer:  rcmgr.BaseLimit{Streams: 8, StreamsInbound: 4, StreamsOutbound: 4, Memory: 256 << 10},
+	}
 }
 
 // clusterRPCLimit is the budget of a small request/response protocol.

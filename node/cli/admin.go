@@ -192,3 +192,18 @@ func runTokenList(args []string, stdout io.Writer) error {
 	}
 	return tw.Flush()
 }
+
+func runAdmit(args []string, stdout, stderr io.Writer) error {
+	mode, af, err := oneArg("admit", "mode (approval or lan)", args, stdout, nil)
+	if err != nil {
+		return err
+	}
+	if mode != "approval" && mode != "lan" {
+		return usagef("mode %q: want approval or lan", mode)
+	}
+	if err := adminCall(af, http.MethodPost, "/api/v1/admit", map[string]string{"mode": mode}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "admission mode: %s\n", mode)
+	return nil
+}

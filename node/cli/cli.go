@@ -59,6 +59,7 @@ func commands() []command {
 		{"deny", "refuse a node waiting for approval, for good: hydra deny FINGERPRINT", runDeny},
 		{"remove", "evict a node and refuse its key: hydra remove NODE (name, ID or fingerprint)", runRemove},
 		{"token", "join tokens and API credentials: hydra token create|list|revoke", runToken},
+		{"admit", "set how new nodes are admitted: hydra admit approval|lan", runAdmit},
 		{"version", "print version, commit and build date", runVersion},
 		{"demo", "start a local demo cluster, run a π and a Mandelbrot job, kill the coordinator midway", runDemo},
 	}
