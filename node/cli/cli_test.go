@@ -41,6 +41,12 @@ func TestUsageErrorsExit78WithOneLine(t *testing.T) {
 		{"node", "--data", dir, "--raft-multiplier", "-1"},
 		{"node", "--data", dir, "--http", "nope"},
 		{"node", "--data", dir, "stray"},
+		{"node", "--data", dir, "--admit", "everyone"},
+		{"node", "--data", dir, "--join-token", "not-a-token"},
+		{"node", "--data", dir, "--join-token", "x", "--join-token-file", "y"},
+		{"token", "frobnicate"},
+		{"approve"},
+		{"admit", "sometimes"},
 		{"status", "--data", dir}, // no node ever ran there
 	}
 	for _, args := range cases {
