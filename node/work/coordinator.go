@@ -99,6 +99,7 @@ type leadership struct {
 	lastSeen map[string]time.Time       // node → last sync
 	kernels  map[string]string          // node → kernel path it reported
 	adopted  map[heldLease]uint64       // chunks of earlier terms (ID, term zeroed) → lease here
+	granted  map[string][]grant         // node → ranges leased or adopted to it in this term
 	leaseAt  time.Time                  // no new leases before (adoptGrace after start)
 	orphans  map[string][]compute.Range // job → orphaned ranges at the last repair pass
 	repairAt time.Time                  // next repair pass
@@ -130,6 +131,7 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 		lastSeen: map[string]time.Time{},
 		kernels:  map[string]string{},
 		adopted:  map[heldLease]uint64{},
+		granted:  map[string][]grant{},
 		leaseAt:  time.Now().Add(adoptGrace),
 		commits:  make(chan *commitReq, 1024),
 	}
@@ -359,6 +361,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			}
 			id = l.ID
 			c.adopted[key] = id
+			c.grantLocked(node, h.Job, l.Range)
 			c.log.Info("adopted a chunk leased by the previous coordinator", "node", node, "job", h.Job, "range", compute.Range{Start: h.Start, End: h.End})
 		}
 		resp.Adopted = append(resp.Adopted, adoption{Old: h.ID, OldTerm: h.Term, New: id})
@@ -370,8 +373,18 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		c.sched.Fail(id)
 	}
 	items := make([]compute.ChunkResult, 0, len(req.Results))
+	keys := make([]resultKey, 0, len(req.Results))
 	for _, r := range req.Results {
 		rng := compute.Range{Start: r.Start, End: r.End}
+		// Only results for ranges leased to the sender count: in this term,
+		// a range leased or adopted to it; from an earlier term (leases this
+		// coordinator never saw), a range nobody else holds now.
+		if !c.grantedLocked(node, r.Job, rng) && (r.Term == c.term || c.heldByOtherLocked(node, r.Job, rng)) {
+			c.log.Warn("result refused: the range was not leased to the sender", "node", node, "job", r.Job, "range", rng, "term", r.Term)
+			resp.Acked = append(resp.Acked, r.key()) // settled: never resent
+			continue
+		}
+		keys = append(keys, r.key())
 		if r.Term == c.term {
 			// A prefix (the worker paused or stopped): the rest goes back.
 			c.sched.CompletePrefix(r.Lease, rng, now)
@@ -394,11 +407,12 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			if !rejected[i] {
 				c.sched.Accepted(it.Job, it.Range)
 			}
-			resp.Acked = append(resp.Acked, req.Results[i].key())
+			resp.Acked = append(resp.Acked, keys[i])
 		}
 		for _, id := range out.Finished {
 			c.sched.RemoveJob(id)
 			delete(c.jobs, id)
+			c.forgetGrantsLocked(id)
 			c.log.Info("job done", "job", id)
 		}
 		c.mu.Unlock()
@@ -433,6 +447,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			c.sched.Fail(l.ID)
 			break
 		}
+		c.grantLocked(node, l.Job, l.Range)
 		if l.FirstOfJob {
 			go c.markStarted(l.Job, now)
 		}
@@ -537,4 +552,53 @@ func payloadSize(items []compute.ChunkResult) int {
 		s += len(it.Payload) + 64
 	}
 	return s
+}
+
+// grant is a range leased (or adopted) to a node in this term.
+type grant struct {
+	job string
+	r   compute.Range
+}
+
+func (c *leadership) grantLocked(node, job string, r compute.Range) {
+	c.granted[node] = append(c.granted[node], grant{job: job, r: r})
+}
+
+// grantedLocked reports whether r lies within a range leased or adopted to
+// node for job in this term.
+func (c *leadership) grantedLocked(node, job string, r compute.Range) bool {
+	for _, g := range c.granted[node] {
+		if g.job == job && r.Start >= g.r.Start && r.End <= g.r.End {
+			return true
+		}
+	}
+	return false
+}
+
+// heldByOtherLocked reports whether another node holds a lease of job that
+// overlaps r right now.
+func (c *leadership) heldByOtherLocked(node, job string, r compute.Range) bool {
+	for _, l := range c.sched.Leases() {
+		if l.Job == job && l.Node != node && l.Range.Start < r.End && r.Start < l.Range.End {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetGrantsLocked drops the grants of a finished job.
+func (c *leadership) forgetGrantsLocked(job string) {
+	for node, gs := range c.granted {
+		kept := gs[:0]
+		for _, g := range gs {
+			if g.job != job {
+				kept = append(kept, g)
+			}
+		}
+		if len(kept) == 0 {
+			delete(c.granted, node)
+		} else {
+			c.granted[node] = kept
+		}
+	}
 }

@@ -1,0 +1,73 @@
+package work
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+type fakeJobs map[string]compute.Job
+
+func (f fakeJobs) Unfinished() []compute.UnfinishedJob { return nil }
+func (f fakeJobs) Job(id string) (compute.Job, bool) {
+	j, ok := f[id]
+	return j, ok
+}
+
+// TestResultsOnlyForGrantedRanges: a member that hands in a result for a
+// range leased to another node (or never leased) has it refused (acked, so
+// it stops resending) and nothing is committed; the lease holder's result
+// goes to the commit.
+func TestResultsOnlyForGrantedRanges(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000, Seed: 1}}
+	c := &leadership{
+		cfg:      &CoordinatorConfig{Jobs: fakeJobs{"j1": {ID: "j1", Spec: spec}}},
+		log:      slog.New(slog.DiscardHandler),
+		term:     7,
+		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: time.Second}),
+		jobs:     map[string]bool{"j1": true},
+		lastSeen: map[string]time.Time{},
+		kernels:  map[string]string{},
+		adopted:  map[heldLease]uint64{},
+		granted:  map[string][]grant{},
+		commits:  make(chan *commitReq, 4),
+	}
+	if err := c.sched.AddJob("j1", spec, []compute.Range{{Start: 0, End: 1_000_000}}, true); err != nil {
+		t.Fatal(err)
+	}
+	a, b := peer.ID("node-a"), peer.ID("node-b")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.sync(ctx, a, &syncRequest{Want: 1, Term: 7})
+	if err != nil || len(resp.Leases) != 1 {
+		t.Fatalf("lease to a: %+v, %v", resp, err)
+	}
+	l := resp.Leases[0]
+	for _, forged := range []workResult{
+		{Lease: l.ID, Term: 7, Job: "j1", Start: l.Start, End: l.End, Payload: []byte{1}},     // a's lease, this term
+		{Lease: 99, Term: 6, Job: "j1", Start: l.Start, End: l.Start + 1, Payload: []byte{1}}, // a's range, "earlier term"
+		{Lease: 99, Term: 7, Job: "j1", Start: 999_000, End: 1_000_000, Payload: []byte{1}},   // never leased to b
+	} {
+		resp, err = c.sync(ctx, b, &syncRequest{Term: 7, Results: []workResult{forged}})
+		if err != nil {
+			t.Fatalf("forged %+v: %v", forged, err)
+		}
+		if len(resp.Acked) != 1 || len(c.commits) != 0 {
+			t.Fatalf("forged %+v: acked %v, %d commits queued; want refused", forged, resp.Acked, len(c.commits))
+		}
+	}
+	// The holder's own result goes to the commit (answered here by hand).
+	go func() {
+		req := <-c.commits
+		req.done <- commitRes{outcome: &compute.ResultsOutcome{}}
+	}()
+	resp, err = c.sync(ctx, a, &syncRequest{Term: 7, Leases: []uint64{l.ID}, Results: []workResult{{Lease: l.ID, Term: 7, Job: "j1", Start: l.Start, End: l.End, Payload: []byte{1}}}})
+	if err != nil || len(resp.Acked) != 1 {
+		t.Fatalf("holder's result: %+v, %v", resp, err)
+	}
+}
