@@ -26,6 +26,7 @@ func (f fakeJobs) Job(id string) (compute.Job, bool) {
 func TestResultsOnlyForGrantedRanges(t *testing.T) {
 	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000, Seed: 1}}
 	c := &leadership{
+		co:       &Coordinator{},
 		cfg:      &CoordinatorConfig{Jobs: fakeJobs{"j1": {ID: "j1", Spec: spec}}},
 		log:      slog.New(slog.DiscardHandler),
 		term:     7,
@@ -36,6 +37,7 @@ func TestResultsOnlyForGrantedRanges(t *testing.T) {
 		adopted:  map[heldLease]uint64{},
 		granted:  map[string][]grant{},
 		commits:  make(chan *commitReq, 4),
+		repairAt: time.Now().Add(time.Hour), // no reconcile: the job is added by hand
 	}
 	if err := c.sched.AddJob("j1", spec, []compute.Range{{Start: 0, End: 1_000_000}}, true); err != nil {
 		t.Fatal(err)
