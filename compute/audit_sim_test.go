@@ -110,8 +110,8 @@ func (s *auditSim) round(tb testing.TB) {
 		r := Range{p[0].Start, min(p[0].End, p[0].Start+simChunkRows)}
 		payload, root := s.result(tb, r, n, n == s.cheater && s.rng.Float64() < s.rate)
 		// Accept it now, so the next node's pending range moves on.
-		s.st.mustApply(tb, Results{Time: t0, Audited: true, Items: []ChunkResult{{Job: s.job, Range: r, Node: n, Payload: payload, Root: root}}})
-		items = append(items, ChunkResult{Job: s.job, Range: r, Node: n})
+		s.st.mustApply(tb, Results{Time: t0, Audited: true, Items: []ChunkResult{{Chunk: Chunk{Job: s.job, Range: r}, Node: n, Payload: payload, Root: root}}})
+		items = append(items, ChunkResult{Chunk: Chunk{Job: s.job, Range: r}, Node: n})
 		s.chunks[n]++
 		s.computed += r.Len()
 	}
@@ -138,7 +138,7 @@ func (s *auditSim) round(tb testing.TB) {
 			s.st.mustApply(tb, a)
 		}
 	}
-	if j, _ := s.st.Job(s.job); j.State == StatusDone {
+	if j, _ := s.st.Job(s.job); j.State == StateDone {
 		s.st.mustApply(tb, Delete{Job: s.job})
 		s.newJob(tb)
 	}

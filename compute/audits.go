@@ -69,22 +69,16 @@ type AuditTask struct {
 // AuditOutcome is what Apply returns for OpChallenge, OpAudit and OpTrustReset: what changed,
 // for the coordinator's logs, metrics and scheduler.
 type AuditOutcome struct {
-	Audited     int        `json:"audited,omitempty"`     // chunks chosen for audit
-	SampledOut  int        `json:"sampled_out,omitempty"` // chunks cleared without audit
-	Passed      []string   `json:"passed,omitempty"`      // nodes whose audit passed
-	Failed      []string   `json:"failed,omitempty"`      // nodes whose audit failed
-	Quarantined []string   `json:"quarantined,omitempty"` // nodes quarantined by this command
-	Mismatch    bool       `json:"mismatch,omitempty"`    // an auditor disagreed: dispute opened
-	Determinism bool       `json:"determinism,omitempty"` // two trusted nodes disagreed
-	Requeued    []JobRange `json:"requeued,omitempty"`    // ranges to compute again
-	Finished    []string   `json:"finished,omitempty"`    // jobs this command finished
-	Reason      string     `json:"reason,omitempty"`      // why an audit changed nothing
-}
-
-// JobRange is a range of a job.
-type JobRange struct {
-	Job   string `json:"job"`
-	Range Range  `json:"range"`
+	Audited     int      `json:"audited,omitempty"`     // chunks chosen for audit
+	SampledOut  int      `json:"sampled_out,omitempty"` // chunks cleared without audit
+	Passed      []string `json:"passed,omitempty"`      // nodes whose audit passed
+	Failed      []string `json:"failed,omitempty"`      // nodes whose audit failed
+	Quarantined []string `json:"quarantined,omitempty"` // nodes quarantined by this command
+	Mismatch    bool     `json:"mismatch,omitempty"`    // an auditor disagreed: dispute opened
+	Determinism bool     `json:"determinism,omitempty"` // two trusted nodes disagreed
+	Requeued    []Chunk  `json:"requeued,omitempty"`    // ranges to compute again
+	Finished    []string `json:"finished,omitempty"`    // jobs this command finished
+	Reason      string   `json:"reason,omitempty"`      // why an audit changed nothing
 }
 
 // NodeAudit is a node's audit record as the API shows it.
@@ -94,7 +88,7 @@ type NodeAudit struct {
 	State  audit.State `json:"state"`
 }
 
-func (s *JobState) cred(node string) *nodeCred {
+func (s *JobStore) cred(node string) *nodeCred {
 	c := s.creds[node]
 	if c == nil {
 		c = &nodeCred{kinds: map[Kind]*audit.Standing{}}
@@ -113,7 +107,7 @@ func (c *nodeCred) standing(k Kind) *audit.Standing {
 }
 
 // Quarantined reports whether a node is quarantined: it gets no work and no vote.
-func (s *JobState) Quarantined(node string) bool {
+func (s *JobStore) Quarantined(node string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	c := s.creds[node]
@@ -122,7 +116,7 @@ func (s *JobState) Quarantined(node string) bool {
 
 // NodeAudits returns every node's audit record: passed and failed audits over all kernels and
 // its standing (trusted once trusted for every kernel it has been audited on).
-func (s *JobState) NodeAudits() map[string]NodeAudit {
+func (s *JobStore) NodeAudits() map[string]NodeAudit {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make(map[string]NodeAudit, len(s.creds))
@@ -133,7 +127,7 @@ func (s *JobState) NodeAudits() map[string]NodeAudit {
 }
 
 // NodeAudit returns one node's audit record (a node never audited is new).
-func (s *JobState) NodeAudit(node string) NodeAudit {
+func (s *JobStore) NodeAudit(node string) NodeAudit {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if c := s.creds[node]; c != nil {
@@ -142,7 +136,7 @@ func (s *JobState) NodeAudit(node string) NodeAudit {
 	return NodeAudit{State: audit.StateNew}
 }
 
-func (s *JobState) nodeAuditLocked(c *nodeCred) NodeAudit {
+func (s *JobStore) nodeAuditLocked(c *nodeCred) NodeAudit {
 	v := NodeAudit{State: audit.StateNew}
 	trusted := len(c.kinds) > 0
 	for _, st := range c.kinds {
@@ -163,7 +157,7 @@ func (s *JobState) nodeAuditLocked(c *nodeCred) NodeAudit {
 
 // Unchallenged lists accepted chunks waiting for their Challenge, at most max, in job order: a
 // coordinator proposes a Challenge for them (again after a leader change).
-func (s *JobState) Unchallenged(max int) []ChunkRef {
+func (s *JobStore) Unchallenged(max int) []ChunkRef {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []ChunkRef
@@ -184,7 +178,7 @@ func (s *JobState) Unchallenged(max int) []ChunkRef {
 }
 
 // AuditTasks lists the audits to run: chunks chosen for audit and disputes, in job order.
-func (s *JobState) AuditTasks() []AuditTask {
+func (s *JobStore) AuditTasks() []AuditTask {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []AuditTask
@@ -225,7 +219,7 @@ func auditSpans(r *auditRec) []Range {
 	return out
 }
 
-func (s *JobState) sortedJobsLocked() []*job {
+func (s *JobStore) sortedJobsLocked() []*job {
 	js := make([]*job, 0, len(s.jobs))
 	for _, j := range s.jobs {
 		js = append(js, j)
@@ -244,7 +238,7 @@ func sortedStarts(m map[uint64]*auditRec) []uint64 {
 }
 
 // clear counts a chunk in its job's answer.
-func (s *JobState) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutcome) {
+func (s *JobStore) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutcome) {
 	if r.step == stepCleared {
 		return
 	}
@@ -260,16 +254,16 @@ func (s *JobState) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutco
 }
 
 // maybeFinish marks a running job done once every unit is cleared.
-func (s *JobState) maybeFinish(j *job, out *AuditOutcome) {
-	if j.status != StatusDone && j.status != StatusCancelled && j.cleared.Covers(j.total()) {
-		j.status, j.finished = StatusDone, s.now
+func (s *JobStore) maybeFinish(j *job, out *AuditOutcome) {
+	if j.state != StateDone && j.state != StateCancelled && j.cleared.Covers(j.total()) {
+		j.state, j.finished = StateDone, s.now
 		if out != nil {
 			out.Finished = append(out.Finished, j.id)
 		}
 	}
 }
 
-func (s *JobState) challenge(c Challenge) *AuditOutcome {
+func (s *JobStore) challenge(c Challenge) *AuditOutcome {
 	s.now = c.Time
 	out := &AuditOutcome{}
 	for _, it := range c.Items {
@@ -301,14 +295,14 @@ func (s *JobState) challenge(c Challenge) *AuditOutcome {
 		}
 		s.auditSeq++
 		r.id, r.step = s.auditSeq, stepAuditing
-		s.auditIx[r.id] = JobRange{Job: j.id, Range: r.rng}
+		s.auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
 		out.Audited++
 	}
 	return out
 }
 
 // storedLeaves recomputes a chunk's leaves from its stored payload.
-func (s *JobState) storedLeaves(j *job, r *auditRec) ([]audit.Hash, error) {
+func (s *JobStore) storedLeaves(j *job, r *auditRec) ([]audit.Hash, error) {
 	var payload []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(j.id))
@@ -329,7 +323,7 @@ func (s *JobState) storedLeaves(j *job, r *auditRec) ([]audit.Hash, error) {
 	return leaves, err
 }
 
-func (s *JobState) auditResult(c Audit) (*AuditOutcome, error) {
+func (s *JobStore) auditResult(c Audit) (*AuditOutcome, error) {
 	s.now = c.Time
 	out := &AuditOutcome{}
 	ref, ok := s.auditIx[c.ID]
@@ -409,7 +403,7 @@ func (s *JobState) auditResult(c Audit) (*AuditOutcome, error) {
 }
 
 // replacePayload makes the third node's full result the chunk's: payload, hits, contribution.
-func (s *JobState) replacePayload(j *job, r *auditRec, c Audit, hits uint64, leaves []audit.Hash) error {
+func (s *JobStore) replacePayload(j *job, r *auditRec, c Audit, hits uint64, leaves []audit.Hash) error {
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte(j.id))
 		if err != nil {
@@ -433,7 +427,7 @@ func (s *JobState) replacePayload(j *job, r *auditRec, c Audit, hits uint64, lea
 	return nil
 }
 
-func (s *JobState) uncontribute(j *job, node string, rng Range) {
+func (s *JobStore) uncontribute(j *job, node string, rng Range) {
 	if n := j.nodes[node]; n != nil {
 		n.Units -= min(n.Units, rng.Len())
 		n.Chunks -= min(n.Chunks, 1)
@@ -443,7 +437,7 @@ func (s *JobState) uncontribute(j *job, node string, rng Range) {
 	}
 }
 
-func (s *JobState) pass(r *auditRec, out *AuditOutcome) {
+func (s *JobStore) pass(r *auditRec, out *AuditOutcome) {
 	c := s.cred(r.node)
 	st := c.standing(r.kind)
 	st.Passed++
@@ -455,7 +449,7 @@ func (s *JobState) pass(r *auditRec, out *AuditOutcome) {
 // fail records a failed audit of node: its streak resets, every result of it accepted since its
 // last passed audit is computed again, and past Policy.QuarantineAfter failures it is
 // quarantined and every result of it not cleared by an audit is computed again.
-func (s *JobState) fail(node string, k Kind, out *AuditOutcome) {
+func (s *JobStore) fail(node string, k Kind, out *AuditOutcome) {
 	c := s.cred(node)
 	st := c.standing(k)
 	st.Failed++
@@ -481,7 +475,7 @@ func (s *JobState) fail(node string, k Kind, out *AuditOutcome) {
 
 // requeue forgets an accepted chunk: its range is pending again, its payload deleted, and if it
 // was counted, its job's answer loses it (a done job runs again).
-func (s *JobState) requeue(j *job, r *auditRec, out *AuditOutcome) {
+func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 	delete(j.recs, r.rng.Start)
 	if r.id != 0 {
 		delete(s.auditIx, r.id)
@@ -506,13 +500,13 @@ func (s *JobState) requeue(j *job, r *auditRec, out *AuditOutcome) {
 	})
 	s.uncontribute(j, r.node, r.rng)
 	j.redoneUnits += r.rng.Len()
-	if j.status == StatusDone {
-		j.status, j.finished = StatusRunning, time.Time{}
+	if j.state == StateDone {
+		j.state, j.finished = StateRunning, time.Time{}
 	}
-	out.Requeued = append(out.Requeued, JobRange{Job: j.id, Range: r.rng})
+	out.Requeued = append(out.Requeued, Chunk{Job: j.id, Range: r.rng})
 }
 
-func (s *JobState) trustReset(c TrustReset) (*AuditOutcome, error) {
+func (s *JobStore) trustReset(c TrustReset) (*AuditOutcome, error) {
 	if c.Node == "" {
 		return nil, fmt.Errorf("trust reset: empty node id")
 	}

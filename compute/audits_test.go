@@ -23,7 +23,7 @@ func committedPi(t *testing.T, job string, seed uint64, r Range, node string, ch
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ChunkResult{Job: job, Range: r, Node: node, ComputeSeconds: 0.1, Payload: p, Root: root}
+	return ChunkResult{Chunk: Chunk{Job: job, Range: r}, Node: node, ComputeSeconds: 0.1, Payload: p, Root: root}
 }
 
 // answer computes an audit task honestly (or with one leaf wrong) as auditor.
@@ -108,7 +108,7 @@ func TestAuditHonestChunkCountsOnlyAfterItsAudit(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 	j, _ := st.Job("pi")
-	if j.State != StatusDone || j.AuditedUnits != total || j.RedoneUnits != 0 {
+	if j.State != StateDone || j.AuditedUnits != total || j.RedoneUnits != 0 {
 		t.Fatalf("job %+v", j)
 	}
 	if na := st.NodeAudit("a"); na.Passed != 1 || na.Failed != 0 || na.State != audit.StateNew {
@@ -230,7 +230,7 @@ func finish(t *testing.T, st testState, job string, nodes []string) {
 	t.Helper()
 	B := uint64(audit.PiBlock)
 	for round := 0; round < 50; round++ {
-		if j, _ := st.Job(job); j.State == StatusDone {
+		if j, _ := st.Job(job); j.State == StateDone {
 			return
 		}
 		p, _ := st.Pending(job)

@@ -10,7 +10,7 @@ import (
 
 // Ops of the job-state commands in the raft log (the range 0x40+ is reserved for compute by
 // docs/internals.md). consensus frames them (format version, op) and hands op and payload to
-// [JobState.Apply]. Every payload starts with its own format byte, so a command can grow fields.
+// [JobStore.Apply]. Every payload starts with its own format byte, so a command can grow fields.
 const (
 	OpSubmit  byte = 0x40 // Submit: a new job
 	OpResults byte = 0x41 // Results: a batch of chunk results
@@ -56,8 +56,7 @@ type Submit struct {
 // EncodePiBlocksPayload, EncodeMandelPayload), which node computed it and for how long, and the
 // worker's commitment to it (Commitment: the Merkle root of its blocks).
 type ChunkResult struct {
-	Job            string
-	Range          Range
+	Chunk
 	Node           string
 	ComputeSeconds float64
 	Payload        []byte

@@ -19,15 +19,15 @@ func sampleCommands() []any {
 		Submit{ID: "j1", Submitter: "alice", Time: t0, Spec: JobSpec{Kind: KindPi, Name: "π", Priority: 3, Pi: &PiParams{Samples: 1e9, Seed: ^uint64(0)}}},
 		Submit{ID: "j2", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 64, Height: 48, CenterX: -0.5, Span: 3, MaxIter: 100}}},
 		Results{Time: t0, Items: []ChunkResult{
-			{Job: "j1", Range: Range{0, 100}, Node: "n1", ComputeSeconds: 1.5, Payload: EncodePiPayload(80)},
-			{Job: "j2", Range: Range{0, 2}, Node: "n2", Payload: EncodeMandelPayload(make([]uint32, 128))},
+			{Chunk: Chunk{Job: "j1", Range: Range{0, 100}}, Node: "n1", ComputeSeconds: 1.5, Payload: EncodePiPayload(80)},
+			{Chunk: Chunk{Job: "j2", Range: Range{0, 2}}, Node: "n2", Payload: EncodeMandelPayload(make([]uint32, 128))},
 		}},
 		Started{Job: "j1", Time: t0},
 		Cancel{Job: "j1", Time: t0.Add(time.Second)},
 		Delete{Job: "j1"},
 		Evict{Now: t0, Retention: 7 * 24 * time.Hour, DiskCap: 1 << 30},
 		Results{Time: t0, Audited: true, Items: []ChunkResult{
-			{Job: "j1", Range: Range{0, 100}, Node: "n1", ComputeSeconds: 1.5, Payload: EncodePiBlocksPayload([]uint64{80}), Root: audit.Hash{1, 2}},
+			{Chunk: Chunk{Job: "j1", Range: Range{0, 100}}, Node: "n1", ComputeSeconds: 1.5, Payload: EncodePiBlocksPayload([]uint64{80}), Root: audit.Hash{1, 2}},
 		}},
 		Challenge{Time: t0, Seed: audit.Seed{9}, Items: []ChunkRef{{Job: "j1", Start: 0}, {Job: "j2", Start: 5}}},
 		Audit{Time: t0, Job: "j1", ID: 3, Auditor: "n2", Leaves: []audit.Hash{{1}, {2}}, Seconds: 0.25},
@@ -183,7 +183,7 @@ func FuzzApply(f *testing.F) {
 		Started{Job: "nope", Time: t0},
 		Cancel{Job: "nope", Time: t0},
 		Delete{Job: "nope"},
-		Results{Time: t0, Items: []ChunkResult{{Job: "j1", Range: Range{900, 1001}, Node: "n1", Payload: EncodePiPayload(1)}}},
+		Results{Time: t0, Items: []ChunkResult{{Chunk: Chunk{Job: "j1", Range: Range{900, 1001}}, Node: "n1", Payload: EncodePiPayload(1)}}},
 	}
 	for _, c := range append(sampleCommands(), rejected...) {
 		op, p, err := EncodeCommand(c)
@@ -198,10 +198,10 @@ func FuzzApply(f *testing.F) {
 	st.mustApply(f, Results{Time: t0, Items: []ChunkResult{piChunk("j1", 1, Range{0, 100}, "n1")}})
 	st.mustApply(f, Submit{ID: "m", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 4, Height: 3, Span: 3, MaxIter: 10}}})
 	f.Fuzz(func(t *testing.T, op byte, p []byte) {
-		before := stateDigest(t, st.JobState)
+		before := stateDigest(t, st.JobStore)
 		r := st.Apply(op, p, 0)
 		if err, ok := r.(error); ok {
-			if after := stateDigest(t, st.JobState); after != before {
+			if after := stateDigest(t, st.JobStore); after != before {
 				t.Fatalf("command %#x rejected (%v) but the state changed:\nbefore %s\nafter  %s", op, err, before, after)
 			}
 		}
@@ -216,7 +216,7 @@ func FuzzApply(f *testing.F) {
 // stateDigest describes everything a reader can see of the state: every job's view, accepted and
 // pending ranges, chunk history and result, the counters, and the size of a snapshot (which
 // holds every stored payload; its bytes are not compared because jobs come in map order).
-func stateDigest(t *testing.T, s *JobState) string {
+func stateDigest(t *testing.T, s *JobStore) string {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "last %d;", s.LastIndex())

@@ -20,9 +20,9 @@
 //
 // # Job state
 //
-// [JobState] holds the replicated facts (docs/design.md §2): jobs, accepted ranges, per-node
+// [JobStore] holds the replicated facts (docs/design.md §2): jobs, accepted ranges, per-node
 // contributions. Result payloads live on disk in bbolt, compressed. It is driven through
-// [JobState.Apply] with the ops [OpSubmit] … and their binary encoders, so live applies and
+// [JobStore.Apply] with the ops [OpSubmit] … and their binary encoders, so live applies and
 // log replay run one code path. A range is counted at most once: a result whose range overlaps
 // an accepted range is rejected.
 //

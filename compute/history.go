@@ -12,9 +12,9 @@ import (
 // about 1 MiB; a Mandelbrot job has at most MaxMandelSide chunks, so only long π jobs drop any.
 const MaxChunkHistory = 32768
 
-// chunkRec is one accepted chunk in a job's history: 40 bytes, the node as an index into the
+// packedRecord is a ChunkRecord as a job's history keeps it: 40 bytes, the node as an index into the
 // job's node table.
-type chunkRec struct {
+type packedRecord struct {
 	start, end uint64
 	hits       uint64 // π: the chunk's hits (so a client can draw the estimate converging)
 	node       uint32
@@ -26,7 +26,7 @@ type chunkRec struct {
 // ones) has sequence number i; recs holds sequence numbers first … first+len(recs)−1.
 type chunkHistory struct {
 	first  uint64
-	recs   []chunkRec
+	recs   []packedRecord
 	nodes  []string
 	nodeIx map[string]uint32
 }
@@ -47,7 +47,7 @@ func (h *chunkHistory) add(r Range, hits uint64, node string, secs float64, at t
 		h.recs = h.recs[:n]
 		h.first += uint64(drop)
 	}
-	h.recs = append(h.recs, chunkRec{start: r.Start, end: r.End, hits: hits, node: ix, secs: float32(secs), at: timeNanos(at)})
+	h.recs = append(h.recs, packedRecord{start: r.Start, end: r.End, hits: hits, node: ix, secs: float32(secs), at: timeNanos(at)})
 }
 
 // next is the sequence number the next accepted chunk will get.
@@ -111,7 +111,7 @@ func decodeHistory(b []byte, total Range) (chunkHistory, error) {
 	if d.err == nil && (nr > MaxChunkHistory || nr*13 > uint64(len(d.b))) {
 		return h, fmt.Errorf("chunk history: %d records is over the limit or the input", nr)
 	}
-	h.recs = make([]chunkRec, 0, nr)
+	h.recs = make([]packedRecord, 0, nr)
 	for i := uint64(0); i < nr && d.err == nil; i++ {
 		start, n, hits, node, secs, at := d.uvarint(), d.uvarint(), d.uvarint(), d.uvarint(), d.f64(), d.varint()
 		if d.err != nil {
@@ -121,7 +121,7 @@ func decodeHistory(b []byte, total Range) (chunkHistory, error) {
 		if n == 0 || r.End < start || !total.Contains(r) || hits > n || node >= uint64(len(h.nodes)) || !isFinite(secs) || secs < 0 {
 			return h, fmt.Errorf("chunk history: bad record %d", i)
 		}
-		h.recs = append(h.recs, chunkRec{start: r.Start, end: r.End, hits: hits, node: uint32(node), secs: float32(secs), at: at})
+		h.recs = append(h.recs, packedRecord{start: r.Start, end: r.End, hits: hits, node: uint32(node), secs: float32(secs), at: at})
 	}
 	if err := d.done("chunk history"); err != nil {
 		return h, err

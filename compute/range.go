@@ -35,6 +35,14 @@ func (r Range) Contains(o Range) bool { return o.Start >= r.Start && o.End <= r.
 // String formats r as [start,end), as logs and errors show ranges.
 func (r Range) String() string { return fmt.Sprintf("[%d,%d)", r.Start, r.End) }
 
+// Chunk is a piece of work: the units Range of job Job. The scheduler carves jobs into chunks,
+// the coordinator leases them to workers, a worker computes them, and the job state accepts each
+// chunk's result once. In JSON it is flat: {"job", "start", "end"}.
+type Chunk struct {
+	Job string `json:"job"`
+	Range
+}
+
 // RangeSet is a set of units kept as sorted, disjoint, non-adjacent ranges, so that a job cut in
 // 20,000 chunks whose results arrive in any order stays a handful of ranges, and every operation
 // is a binary search plus at most one splice. The zero value is empty. Not safe for concurrent

@@ -15,10 +15,9 @@ const maxPiChunk = audit.MaxLeaves / 2 * audit.PiBlock
 // to the worker; the scheduler keeps it until Complete, Fail, expiry, the node's departure, or a
 // cancellation (its backup twin won, or the job was removed).
 type Lease struct {
-	ID       uint64
-	Job      string
+	ID uint64
+	Chunk
 	Kind     Kind
-	Range    Range
 	Node     string
 	Issued   time.Time
 	Deadline time.Time
@@ -256,7 +255,7 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 		r.End = first.End
 	}
 	j.pending.Remove(r)
-	l := &lease{Lease: Lease{ID: s.newID(), Job: j.id, Kind: j.kind, Range: r, Node: n.id, Issued: now, Probe: probe}}
+	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: j.id, Range: r}, Kind: j.kind, Node: n.id, Issued: now, Probe: probe}}
 	if !j.started {
 		l.FirstOfJob, j.started = true, true
 	}
@@ -343,7 +342,7 @@ func (s *Scheduler) backup(n *schedNode, now time.Time) (Lease, bool) {
 	if !now.Add(expected).Before(worstEnd) {
 		return Lease{}, false
 	}
-	b := &lease{Lease: Lease{ID: s.newID(), Job: worst.Job, Kind: worst.Kind, Range: worst.Range, Node: n.id,
+	b := &lease{Lease: Lease{ID: s.newID(), Chunk: worst.Chunk, Kind: worst.Kind, Node: n.id,
 		Issued: now, Expected: expected, Deadline: s.deadline(now, expected), Backup: true}}
 	b.twin, worst.twin = worst, b
 	s.add(b)
@@ -589,7 +588,7 @@ func (s *Scheduler) Adopt(node, job string, r Range, now time.Time) (Lease, bool
 		return Lease{}, false
 	}
 	j.pending.Remove(r)
-	l := &lease{Lease: Lease{ID: s.newID(), Job: job, Kind: j.kind, Range: r, Node: node, Issued: now}}
+	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: job, Range: r}, Kind: j.kind, Node: node, Issued: now}}
 	if rate := n.rates[j.kind].rate(); rate > 0 {
 		l.Expected = time.Duration(float64(r.Len()) / rate * float64(time.Second))
 		l.Deadline = s.deadline(now, l.Expected)

@@ -289,7 +289,7 @@ func TestRebuildAfterLeaderChange(t *testing.T) {
 	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{piChunk("j", 1, Range{0, 3e6}, "a"), piChunk("j", 1, Range{5e6, 6e6}, "b")}})
 	s := NewScheduler(SchedulerConfig{MinUnits: map[Kind]uint64{KindPi: 1}})
 	for _, u := range st.Unfinished() {
-		if err := s.AddJob(u.ID, u.Spec, u.Pending, u.Status != StatusQueued); err != nil {
+		if err := s.AddJob(u.ID, u.Spec, u.Pending, u.State != StateQueued); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -309,7 +309,7 @@ func TestRebuildAfterLeaderChange(t *testing.T) {
 			t.Fatalf("lease %v rejected: %+v", l.Range, out.Rejected)
 		}
 	}
-	if j, _ := st.Job("j"); j.State != StatusDone {
+	if j, _ := st.Job("j"); j.State != StateDone {
 		t.Fatalf("state %s", j.State)
 	}
 }

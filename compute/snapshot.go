@@ -73,7 +73,7 @@ type snapJob struct {
 	Seq          uint64             `json:"seq"`
 	Spec         JobSpec            `json:"spec"`
 	Submitter    string             `json:"submitter"`
-	Status       JobStatus          `json:"status"`
+	State        JobState           `json:"status"`
 	Submitted    int64              `json:"submitted"`
 	Started      int64              `json:"started"`
 	Finished     int64              `json:"finished"`
@@ -93,7 +93,7 @@ type snapJob struct {
 // copies the in-memory state and opens a read transaction of the store, then streams the
 // payloads from that transaction, so it may run while Apply continues (as raft's
 // FSMSnapshot.Persist does) and still writes one consistent state.
-func (s *JobState) Snapshot(w io.Writer) error {
+func (s *JobStore) Snapshot(w io.Writer) error {
 	s.mu.RLock()
 	h := snapHeader{LastIndex: s.lastIndex, Seq: s.seq, TotalPayload: s.totalPayload, AuditSeq: s.auditSeq}
 	for id, c := range s.creds {
@@ -105,7 +105,7 @@ func (s *JobState) Snapshot(w io.Writer) error {
 	}
 	for _, j := range s.jobs {
 		sj := snapJob{
-			ID: j.id, Seq: j.seq, Spec: j.spec, Submitter: j.submitter, Status: j.status,
+			ID: j.id, Seq: j.seq, Spec: j.spec, Submitter: j.submitter, State: j.state,
 			Submitted: timeNanos(j.submitted), Started: timeNanos(j.started), Finished: timeNanos(j.finished),
 			Accepted: j.accepted.Ranges(), Hits: j.hits, PayloadBytes: j.payloadBytes, Reason: j.reason,
 			History: j.hist.encode(), Cleared: j.cleared.Ranges(), AuditedUnits: j.auditedUnits, RedoneUnits: j.redoneUnits,
@@ -173,7 +173,7 @@ func (s *JobState) Snapshot(w io.Writer) error {
 // Restore replaces the whole state with a snapshot written by Snapshot. On error the previous
 // state is kept in memory, but the store may hold a part of the snapshot: raft treats a failed
 // restore as fatal, and so should its caller.
-func (s *JobState) Restore(r io.Reader) error {
+func (s *JobStore) Restore(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<16)
 	magic := make([]byte, len(snapMagic)+1)
 	if _, err := io.ReadFull(br, magic); err != nil {
@@ -195,13 +195,13 @@ func (s *JobState) Restore(r io.Reader) error {
 	}
 	version := magic[len(snapMagic)]
 	jobs := make(map[string]*job, len(h.Jobs))
-	auditIx := map[uint64]JobRange{}
+	auditIx := map[uint64]Chunk{}
 	for _, sj := range h.Jobs {
 		if err := sj.Spec.Validate(); err != nil {
 			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
 		}
 		j := &job{
-			id: sj.ID, seq: sj.Seq, spec: sj.Spec, submitter: sj.Submitter, status: sj.Status,
+			id: sj.ID, seq: sj.Seq, spec: sj.Spec, submitter: sj.Submitter, state: sj.State,
 			submitted: nanosTime(sj.Submitted), started: nanosTime(sj.Started), finished: nanosTime(sj.Finished),
 			accepted: NewRangeSet(sj.Accepted...), hits: sj.Hits, payloadBytes: sj.PayloadBytes, reason: sj.Reason,
 			nodes: map[string]*NodeContribution{}, recs: map[uint64]*auditRec{},
@@ -220,7 +220,7 @@ func (s *JobState) Restore(r io.Reader) error {
 				j.open++
 			}
 			if r.id != 0 && (r.step == stepAuditing || r.step == stepDisputed) {
-				auditIx[r.id] = JobRange{Job: j.id, Range: r.rng}
+				auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
 			}
 		}
 		for _, n := range sj.Nodes {

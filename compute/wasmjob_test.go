@@ -14,7 +14,7 @@ func wasmSpec(items uint64, r Reduce) JobSpec {
 }
 
 func wasmChunk(job string, r Range, node string, v uint64, out string) ChunkResult {
-	return ChunkResult{Job: job, Range: r, Node: node, ComputeSeconds: 0.1, Payload: EncodeWasmPayload(v, []byte(out))}
+	return ChunkResult{Chunk: Chunk{Job: job, Range: r}, Node: node, ComputeSeconds: 0.1, Payload: EncodeWasmPayload(v, []byte(out))}
 }
 
 func TestWasmSpecValidate(t *testing.T) {
@@ -95,7 +95,7 @@ func TestWasmFail(t *testing.T) {
 	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk("w", Range{0, 10}, "a", 1, "")}})
 	st.mustApply(t, Fail{Job: "w", Reason: "hydra_map(10, 20): unreachable", Time: t0})
 	j, _ := st.Job("w")
-	if j.State != StatusFailed || j.Reason != "hydra_map(10, 20): unreachable" || !j.State.Finished() {
+	if j.State != StateFailed || j.Reason != "hydra_map(10, 20): unreachable" || !j.State.Finished() {
 		t.Fatalf("%+v", j)
 	}
 	o := st.ApplyCommand(Results{Time: t0, Items: []ChunkResult{wasmChunk("w", Range{10, 20}, "a", 1, "")}}, 0).(*ResultsOutcome)
@@ -116,7 +116,7 @@ func TestWasmFail(t *testing.T) {
 	if err := st2.Restore(&snap); err != nil {
 		t.Fatal(err)
 	}
-	if j2, _ := st2.Job("w"); j2.State != StatusFailed || j2.Reason != j.Reason {
+	if j2, _ := st2.Job("w"); j2.State != StateFailed || j2.Reason != j.Reason {
 		t.Fatalf("restored %+v", j2)
 	}
 }

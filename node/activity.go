@@ -36,7 +36,7 @@ func (n *Node) Activity() webui.Activity {
 	n.activity.mu.Lock()
 	defer n.activity.mu.Unlock()
 	a := n.activity.cur
-	a.Leases = append([]webui.LeaseInfo(nil), a.Leases...)
+	a.Leases = append([]webui.LeaseView(nil), a.Leases...)
 	return a
 }
 

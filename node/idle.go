@@ -31,13 +31,13 @@ const (
 // the coordinator when a job appears, is cancelled or deleted, or the whole state is restored
 // (they sleep while there is nothing to do).
 type jobsApp struct {
-	*compute.JobState
+	*compute.JobStore
 	changed func()
 }
 
 // Apply implements consensus.App.
 func (a jobsApp) Apply(op byte, payload []byte, index uint64) any {
-	out := a.JobState.Apply(op, payload, index)
+	out := a.JobStore.Apply(op, payload, index)
 	switch op {
 	case compute.OpSubmit, compute.OpCancel, compute.OpDelete:
 		a.changed()
@@ -47,7 +47,7 @@ func (a jobsApp) Apply(op byte, payload []byte, index uint64) any {
 
 // Restore implements consensus.App.
 func (a jobsApp) Restore(r io.Reader) error {
-	err := a.JobState.Restore(r)
+	err := a.JobStore.Restore(r)
 	a.changed()
 	return err
 }

@@ -51,7 +51,7 @@ type Node struct {
 	leaveOnce sync.Once
 	left      chan struct{} // closed when Leave has removed the node
 
-	jobs          *compute.JobState
+	jobs          *compute.JobStore
 	pngCache      *webui.PNGCache // finished jobs' rendered PNGs (DATA/png-cache)
 	activity      activityBox
 	activityTopic atomic.Pointer[p2p.Topic]
@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.host = h
 
-	jobs, err := compute.OpenJobState(filepath.Join(cfg.DataDir, "jobs.db"))
+	jobs, err := compute.OpenJobStore(filepath.Join(cfg.DataDir, "jobs.db"))
 	if err != nil {
 		h.Close()
 		ln.Close()
@@ -163,7 +163,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Version: Version,
 			Cores:   runtime.NumCPU(),
 		},
-		App:          jobsApp{JobState: jobs, changed: n.jobsChanged},
+		App:          jobsApp{JobStore: jobs, changed: n.jobsChanged},
 		Protect:      h.Protect,
 		Availability: n.owner.availability,
 		Logger:       cfg.Logger.With("component", "raft"),

@@ -523,7 +523,7 @@ func TestCluster_JobsExactInProcess(t *testing.T) {
 		waitFor(t, 120*time.Second, "job "+id+" done everywhere", func() error {
 			for _, n := range nodes {
 				j, ok := n.Job(id)
-				if !ok || j.State != compute.StatusDone {
+				if !ok || j.State != compute.StateDone {
 					return fmt.Errorf("%s: %v %+v", n.cfg.Name, ok, j.State)
 				}
 			}

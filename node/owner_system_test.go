@@ -175,7 +175,7 @@ func waitDoneOrStalled(t *testing.T, ps []*proc, id string, samples uint64) {
 			if err != nil {
 				return err
 			}
-			if j.State != compute.StatusDone {
+			if j.State != compute.StateDone {
 				if j.DoneUnits != last {
 					last, lastMoved = j.DoneUnits, time.Now()
 				} else if time.Since(lastMoved) > stall {
@@ -243,7 +243,7 @@ func TestSystem_OwnerBatteryPause(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if j.State == compute.StatusDone {
+		if j.State == compute.StateDone {
 			t.Fatal("the job finished before the laptop could be unplugged: make it bigger")
 		}
 		if before = j.unitsOf(laptop.id); before == 0 {
@@ -417,7 +417,7 @@ func TestSystem_OwnerCPUHogPausesAndResumes(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if j.State == compute.StatusDone {
+		if j.State == compute.StateDone {
 			t.Fatal("the job finished while the node should be paused")
 		}
 		if j.DoneUnits != frozen || frozenSince.IsZero() {

@@ -101,7 +101,7 @@ func TestOwner_BatteryPausesNodeWorkFinishedExactly(t *testing.T) {
 	waitFor(t, 300*time.Second, "job done on every node", func() error {
 		for _, n := range nodes {
 			v, _ := n.Job(j.ID)
-			if v.State != compute.StatusDone {
+			if v.State != compute.StateDone {
 				return fmt.Errorf("%s sees %s %d/%d", n.cfg.Name, v.State, v.DoneUnits, v.TotalUnits)
 			}
 		}

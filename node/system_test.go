@@ -261,10 +261,10 @@ func alive(ps []*proc, except ...*proc) []*proc {
 }
 
 type jobInfo struct {
-	ID         string            `json:"id"`
-	State      compute.JobStatus `json:"state"`
-	DoneUnits  uint64            `json:"done_units"`
-	TotalUnits uint64            `json:"total_units"`
+	ID         string           `json:"id"`
+	State      compute.JobState `json:"state"`
+	DoneUnits  uint64           `json:"done_units"`
+	TotalUnits uint64           `json:"total_units"`
 }
 
 func submitJob(t *testing.T, p *proc, token string, body map[string]any) string {
@@ -312,7 +312,7 @@ func waitDone(t *testing.T, ps []*proc, id string, limit time.Duration) {
 			if err != nil {
 				return err
 			}
-			if j.State != compute.StatusDone {
+			if j.State != compute.StateDone {
 				return fmt.Errorf("%s sees %s %d/%d", p.name, j.State, j.DoneUnits, j.TotalUnits)
 			}
 		}

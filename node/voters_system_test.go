@@ -105,7 +105,7 @@ func TestSystem_LeaderKilledRightAfterThreeAgree(t *testing.T) {
 	var before uint64
 	for _, p := range alive(ps, leader) {
 		if j, err := jobOn(p, id); err == nil {
-			if j.State == compute.StatusDone {
+			if j.State == compute.StateDone {
 				t.Fatalf("job done before the kill: make it bigger")
 			}
 			before = max(before, j.DoneUnits)

@@ -1,6 +1,10 @@
 package webui
 
-import "time"
+import (
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
 
 // Activity is the coordinator's soft state (docs/design.md §2): which node
 // computes which chunk right now and how fast each node is. It lives in the
@@ -10,17 +14,15 @@ type Activity struct {
 	Term   uint64                  `json:"term"`
 	Leader string                  `json:"leader"`
 	At     time.Time               `json:"at"`
-	Leases []LeaseInfo             `json:"leases"`
+	Leases []LeaseView             `json:"leases"`
 	Nodes  map[string]NodeActivity `json:"nodes"` // by node ID
 }
 
-// LeaseInfo is one chunk in flight.
-type LeaseInfo struct {
-	ID     uint64    `json:"id"`
-	Job    string    `json:"job"`
+// LeaseView is one lease: a chunk in flight on a node.
+type LeaseView struct {
+	ID uint64 `json:"id"`
+	compute.Chunk
 	Node   string    `json:"node"`
-	Start  uint64    `json:"start"`
-	End    uint64    `json:"end"`
 	Issued time.Time `json:"issued"`
 	Probe  bool      `json:"probe,omitempty"`
 	Backup bool      `json:"backup,omitempty"`

@@ -88,7 +88,7 @@ type hubState struct {
 type jobSent struct {
 	full     []byte
 	fullSent time.Time
-	state    compute.JobStatus
+	state    compute.JobState
 	done     uint64
 	cursor   uint64           // next chunk sequence number to send
 	acc      compute.RangeSet // without a ChunkSource: ranges already announced

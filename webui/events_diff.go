@@ -57,7 +57,7 @@ func statusKey(st Status) string {
 // progressEvent is the small "progress" event of a running job, sent between its full views.
 type progressEvent struct {
 	ID             string            `json:"id"`
-	State          compute.JobStatus `json:"state"`
+	State          compute.JobState  `json:"state"`
 	DoneUnits      uint64            `json:"done_units"`
 	TotalUnits     uint64            `json:"total_units"`
 	Progress       float64           `json:"progress"`

@@ -166,7 +166,7 @@ func newEvServer(t *testing.T, b Backend, j JobBackend) *httptest.Server {
 
 func TestEventsSnapshotThenChanges(t *testing.T) {
 	b := newEvBackend()
-	b.add(compute.Job{ID: "old", Kind: compute.KindPi, State: compute.StatusDone, SubmittedAt: t0, TotalUnits: 10, DoneUnits: 10,
+	b.add(compute.Job{ID: "old", Kind: compute.KindPi, State: compute.StateDone, SubmittedAt: t0, TotalUnits: 10, DoneUnits: 10,
 		Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 10}}})
 	srv := newEvServer(t, b, b)
 	ch, resp := openEvents(t, srv.URL)
@@ -188,7 +188,7 @@ func TestEventsSnapshotThenChanges(t *testing.T) {
 	waitEvent(t, ch, "status", func(d string) bool { return strings.Contains(d, `"leader":"p2"`) })
 
 	// A new job: the list; then its chunks (from sequence 0, it is new) and progress.
-	mj := compute.Job{ID: "m1", Kind: compute.KindMandelbrot, State: compute.StatusRunning, SubmittedAt: t0.Add(time.Hour), TotalUnits: 100,
+	mj := compute.Job{ID: "m1", Kind: compute.KindMandelbrot, State: compute.StateRunning, SubmittedAt: t0.Add(time.Hour), TotalUnits: 100,
 		Spec: compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &compute.MandelParams{Width: 4, Height: 100, Span: 3, MaxIter: 10}}}
 	b.update(func(b *evBackend) { b.jobs = append(b.jobs, mj) })
 	waitEvent(t, ch, "jobs", func(d string) bool {
@@ -219,7 +219,7 @@ func TestEventsSnapshotThenChanges(t *testing.T) {
 	// The 300 ms WriteTimeout of the server has long passed: the stream still works.
 	<-time.After(400 * time.Millisecond)
 	b.update(func(b *evBackend) {
-		b.jobs[len(b.jobs)-1].DoneUnits, b.jobs[len(b.jobs)-1].State = 100, compute.StatusDone
+		b.jobs[len(b.jobs)-1].DoneUnits, b.jobs[len(b.jobs)-1].State = 100, compute.StateDone
 	})
 	waitEvent(t, ch, "job", func(d string) bool { return strings.Contains(d, `"state":"done"`) })
 }
@@ -261,7 +261,7 @@ func TestEventsPollWithoutWatcher(t *testing.T) {
 	b.mu.Unlock()
 	waitEvent(t, ch, "status", func(d string) bool { return strings.Contains(d, `"id":"p3"`) })
 	// Without a ChunkSource, newly accepted Mandelbrot rows still come as chunks events.
-	b.add(compute.Job{ID: "m", Kind: compute.KindMandelbrot, State: compute.StatusRunning, SubmittedAt: t0, TotalUnits: 8,
+	b.add(compute.Job{ID: "m", Kind: compute.KindMandelbrot, State: compute.StateRunning, SubmittedAt: t0, TotalUnits: 8,
 		Spec: compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &compute.MandelParams{Width: 2, Height: 8, Span: 3, MaxIter: 5}}})
 	waitEvent(t, ch, "jobs", func(d string) bool { return strings.Contains(d, `"id":"m"`) })
 	b.fakeJobs.mu.Lock()
@@ -311,7 +311,7 @@ func TestSlowEventClientIsDropped(t *testing.T) {
 
 func TestChunksRoute(t *testing.T) {
 	b := newEvBackend()
-	b.add(compute.Job{ID: "p", Kind: compute.KindPi, State: compute.StatusRunning, SubmittedAt: t0, TotalUnits: 100,
+	b.add(compute.Job{ID: "p", Kind: compute.KindPi, State: compute.StateRunning, SubmittedAt: t0, TotalUnits: 100,
 		Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 100}}})
 	for i := range 7 {
 		b.chunks["p"] = append(b.chunks["p"], compute.ChunkRecord{Seq: uint64(i), Range: compute.Range{Start: uint64(i * 10), End: uint64(i*10 + 10)}, Hits: 7, Node: "n", Committed: t0})
@@ -385,7 +385,7 @@ func TestHubTickThrottles(t *testing.T) {
 	}
 	// A running π job: the list, then progress (with the estimate) between full views.
 	b.update(func(b *evBackend) {
-		b.jobs = append(b.jobs, compute.Job{ID: "pi", Kind: compute.KindPi, State: compute.StatusRunning, SubmittedAt: t0, TotalUnits: 1000,
+		b.jobs = append(b.jobs, compute.Job{ID: "pi", Kind: compute.KindPi, State: compute.StateRunning, SubmittedAt: t0, TotalUnits: 1000,
 			Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1000}}})
 		b.pi["pi"] = compute.PiResult{Hits: 79, Samples: 100, Estimate: 3.16}
 	})
@@ -401,7 +401,7 @@ func TestHubTickThrottles(t *testing.T) {
 	if f := tick(jobFullGap); !strings.Contains(f, "event: job\n") {
 		t.Fatalf("full view after jobFullGap: %q", f)
 	}
-	b.update(func(b *evBackend) { b.jobs[0].DoneUnits, b.jobs[0].State = 1000, compute.StatusDone })
+	b.update(func(b *evBackend) { b.jobs[0].DoneUnits, b.jobs[0].State = 1000, compute.StateDone })
 	if f := tick(10 * time.Millisecond); !strings.Contains(f, "event: job\n") || !strings.Contains(f, `"state":"done"`) {
 		t.Fatalf("state change: %q", f)
 	}

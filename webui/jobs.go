@@ -133,7 +133,7 @@ func (s *server) cancelJob(w http.ResponseWriter, r *http.Request) {
 	}
 	j, ok := s.cfg.Jobs.Job(id)
 	if !ok { // removed in between
-		writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": string(compute.StatusCancelled)})
+		writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": string(compute.StateCancelled)})
 		return
 	}
 	writeJSON(w, http.StatusOK, newJobView(j, s.nodeNames()))
@@ -155,7 +155,7 @@ func (s *server) jobResult(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	v := ResultView{ID: j.ID, Kind: j.Kind, State: j.State, Complete: j.State == compute.StatusDone}
+	v := ResultView{ID: j.ID, Kind: j.Kind, State: j.State, Complete: j.State == compute.StateDone}
 	switch j.Kind {
 	case compute.KindPi:
 		res, err := s.cfg.Jobs.PiResult(j.ID)

@@ -48,7 +48,7 @@ func (f *fakeJobs) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute
 	f.submitted = append(f.submitted, spec)
 	j := compute.Job{
 		ID: fmt.Sprintf("j%d", len(f.jobs)+1), Name: spec.Name, Kind: spec.Kind, Spec: spec,
-		Priority: spec.EffectivePriority(), State: compute.StatusQueued,
+		Priority: spec.EffectivePriority(), State: compute.StateQueued,
 		SubmittedAt: t0.Add(time.Duration(len(f.jobs)) * time.Second), TotalUnits: spec.TotalUnits(),
 		Nodes: []compute.NodeContribution{},
 	}
@@ -88,7 +88,7 @@ func (f *fakeJobs) CancelJob(ctx context.Context, id string) error {
 			if j.State.Finished() {
 				return fmt.Errorf("cancel %s: %w", id, compute.ErrJobFinished)
 			}
-			f.jobs[i].State = compute.StatusCancelled
+			f.jobs[i].State = compute.StateCancelled
 			return nil
 		}
 	}
@@ -340,7 +340,7 @@ func TestSubmitMandelbrotThroughClient(t *testing.T) {
 
 func TestJobWritesNeedToken(t *testing.T) {
 	srv, fj := newJobServer(t)
-	fj.add(compute.Job{ID: "j1", Kind: compute.KindPi, State: compute.StatusRunning})
+	fj.add(compute.Job{ID: "j1", Kind: compute.KindPi, State: compute.StateRunning})
 	for _, tok := range []string{"", "wrong"} {
 		for _, rq := range [][2]string{{"POST", "/api/v1/jobs"}, {"POST", "/api/v1/jobs/j1/cancel"}, {"DELETE", "/api/v1/jobs/j1"}} {
 			resp, data := do(t, rq[0], srv.URL+rq[1], tok, `{"kind":"pi","samples":10,"seed":1}`)
@@ -373,12 +373,12 @@ func TestUnknownJob404(t *testing.T) {
 
 func TestCancelAndDelete(t *testing.T) {
 	srv, fj := newJobServer(t)
-	fj.add(compute.Job{ID: "run", Kind: compute.KindPi, State: compute.StatusRunning, Spec: piSpec(10, 1)})
-	fj.add(compute.Job{ID: "fin", Kind: compute.KindPi, State: compute.StatusDone, Spec: piSpec(10, 1)})
+	fj.add(compute.Job{ID: "run", Kind: compute.KindPi, State: compute.StateRunning, Spec: piSpec(10, 1)})
+	fj.add(compute.Job{ID: "fin", Kind: compute.KindPi, State: compute.StateDone, Spec: piSpec(10, 1)})
 	c := NewClient(srv.URL, testToken)
 	ctx := context.Background()
 	v, err := c.CancelJob(ctx, "run")
-	if err != nil || v.State != compute.StatusCancelled {
+	if err != nil || v.State != compute.StateCancelled {
 		t.Fatalf("cancel: %v %+v", err, v)
 	}
 	_, err = c.CancelJob(ctx, "fin")
@@ -410,10 +410,10 @@ func piSpec(n, seed uint64) compute.JobSpec {
 
 func TestListNewestFirstAndView(t *testing.T) {
 	srv, fj := newJobServer(t)
-	fj.add(compute.Job{ID: "old", Kind: compute.KindPi, Spec: piSpec(1000, 0), Priority: 1, State: compute.StatusDone,
+	fj.add(compute.Job{ID: "old", Kind: compute.KindPi, Spec: piSpec(1000, 0), Priority: 1, State: compute.StateDone,
 		SubmittedAt: t0, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(9 * time.Second), DoneUnits: 1000, TotalUnits: 1000,
 		Nodes: []compute.NodeContribution{{Node: "peerA", Units: 750, Chunks: 3, ComputeSeconds: 6}, {Node: "peerZ", Units: 250, Chunks: 1, ComputeSeconds: 2}}})
-	fj.add(compute.Job{ID: "new", Kind: compute.KindPi, Spec: piSpec(1000, 0), State: compute.StatusQueued, SubmittedAt: t0.Add(time.Minute), TotalUnits: 1000})
+	fj.add(compute.Job{ID: "new", Kind: compute.KindPi, Spec: piSpec(1000, 0), State: compute.StateQueued, SubmittedAt: t0.Add(time.Minute), TotalUnits: 1000})
 	resp, data := do(t, "GET", srv.URL+"/api/v1/jobs", "", "")
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.StatusCode)
@@ -444,7 +444,7 @@ func TestListNewestFirstAndView(t *testing.T) {
 
 func TestPiResult(t *testing.T) {
 	srv, fj := newJobServer(t)
-	fj.add(compute.Job{ID: "p", Kind: compute.KindPi, Spec: piSpec(1000, 0), State: compute.StatusDone, DoneUnits: 1000, TotalUnits: 1000})
+	fj.add(compute.Job{ID: "p", Kind: compute.KindPi, Spec: piSpec(1000, 0), State: compute.StateDone, DoneUnits: 1000, TotalUnits: 1000})
 	fj.pi["p"] = compute.PiResult{Hits: 785, Samples: 1000, Estimate: 3.14, StdError: 4 * math.Sqrt(0.785*0.215/1000)}
 	v, err := NewClient(srv.URL, "").Result(context.Background(), "p")
 	if err != nil {
@@ -460,7 +460,7 @@ func TestPiResult(t *testing.T) {
 		}
 	}
 	// No samples accepted yet: a backend's NaN must not break the JSON.
-	fj.add(compute.Job{ID: "q", Kind: compute.KindPi, Spec: piSpec(1000, 0), State: compute.StatusQueued, TotalUnits: 1000})
+	fj.add(compute.Job{ID: "q", Kind: compute.KindPi, Spec: piSpec(1000, 0), State: compute.StateQueued, TotalUnits: 1000})
 	fj.pi["q"] = compute.PiResult{Estimate: math.NaN(), StdError: math.NaN()}
 	if v, err := NewClient(srv.URL, "").Result(context.Background(), "q"); err != nil || v.Estimate != 0 || v.Complete {
 		t.Fatalf("empty result: %v %+v", err, v)
@@ -479,9 +479,9 @@ func addMandel(t *testing.T, fj *fakeJobs, id string, w, h, doneRows int) []uint
 	if err := compute.MandelRows(p, 0, doneRows, img); err != nil {
 		t.Fatal(err)
 	}
-	state := compute.StatusRunning
+	state := compute.StateRunning
 	if doneRows == h {
-		state = compute.StatusDone
+		state = compute.StateDone
 	}
 	fj.add(compute.Job{ID: id, Kind: compute.KindMandelbrot, Spec: compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &p},
 		State: state, DoneUnits: uint64(doneRows), TotalUnits: uint64(h)})

@@ -15,7 +15,7 @@ import (
 type JobView struct {
 	Spec           compute.JobSpec    `json:"-"` // flattened into the object, Priority the effective one
 	ID             string             `json:"id"`
-	State          compute.JobStatus  `json:"state"` // queued | running | done | cancelled
+	State          compute.JobState   `json:"state"` // queued | running | done | cancelled
 	Submitter      string             `json:"submitter,omitempty"`
 	SubmittedAt    time.Time          `json:"submitted_at"`
 	StartedAt      time.Time          `json:"started_at,omitzero"`
@@ -112,10 +112,10 @@ func unitName(k compute.Kind) string {
 // once the job is done; before that (or after a cancel) the result covers
 // what was accepted.
 type ResultView struct {
-	ID       string            `json:"id"`
-	Kind     compute.Kind      `json:"kind"`
-	State    compute.JobStatus `json:"state"`
-	Complete bool              `json:"complete"`
+	ID       string           `json:"id"`
+	Kind     compute.Kind     `json:"kind"`
+	State    compute.JobState `json:"state"`
+	Complete bool             `json:"complete"`
 	*compute.PiResult
 	TotalSamples uint64 `json:"total_samples,omitempty"` // π: the job's samples
 	*MandelSummary

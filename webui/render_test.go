@@ -20,10 +20,10 @@ import (
 	"github.com/hydra-compute/hydra/compute"
 )
 
-// stateJobs serves the job routes from a real compute.JobState, counting the rows that
+// stateJobs serves the job routes from a real compute.JobStore, counting the rows that
 // MandelChunk hands out; its first held calls wait until release is closed.
 type stateJobs struct {
-	*compute.JobState
+	*compute.JobStore
 	rowsRead atomic.Uint64
 	held     atomic.Int32 // MandelChunk calls still to hold
 	waiting  chan struct{}
@@ -46,7 +46,7 @@ func (s *stateJobs) MandelChunk(id string, row uint64) (compute.Range, []uint32,
 		s.waiting <- struct{}{}
 		<-s.release
 	}
-	r, counts, err := s.JobState.MandelChunk(id, row)
+	r, counts, err := s.JobStore.MandelChunk(id, row)
 	if counts != nil {
 		s.rowsRead.Add(r.Len())
 	}
@@ -58,12 +58,12 @@ func (s *stateJobs) MandelChunk(id string, row uint64) (compute.Range, []uint32,
 // and a PNG cache.
 func newRenderFixture(t *testing.T) (*httptest.Server, *stateJobs, *PNGCache, []uint32) {
 	t.Helper()
-	st, err := compute.OpenJobState(filepath.Join(t.TempDir(), "jobs.db"))
+	st, err := compute.OpenJobStore(filepath.Join(t.TempDir(), "jobs.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	sj := &stateJobs{JobState: st, waiting: make(chan struct{}, 8), release: make(chan struct{})}
+	sj := &stateJobs{JobStore: st, waiting: make(chan struct{}, 8), release: make(chan struct{})}
 	apply := func(cmd any) {
 		t.Helper()
 		if err, ok := st.ApplyCommand(cmd, 0).(error); ok {
@@ -80,7 +80,7 @@ func newRenderFixture(t *testing.T) (*httptest.Server, *stateJobs, *PNGCache, []
 		var items []compute.ChunkResult
 		for a := 0; a < done; a += step {
 			b := min(a+step, done)
-			items = append(items, compute.ChunkResult{Job: id, Range: compute.Range{Start: uint64(a), End: uint64(b)}, Node: "n",
+			items = append(items, compute.ChunkResult{Chunk: compute.Chunk{Job: id, Range: compute.Range{Start: uint64(a), End: uint64(b)}}, Node: "n",
 				Payload: compute.EncodeMandelPayload(img[a*w : b*w])})
 		}
 		apply(compute.Results{Time: t0, Items: items})

@@ -37,7 +37,7 @@ func TestUIFakeCluster(t *testing.T) {
 	}
 	st.Leader, st.Nodes[0].Role = ids[0], RoleLeader
 	start := time.Now()
-	job := compute.Job{ID: "big", Name: "20k chunks", Kind: compute.KindPi, State: compute.StatusRunning, SubmittedAt: start, StartedAt: start,
+	job := compute.Job{ID: "big", Name: "20k chunks", Kind: compute.KindPi, State: compute.StateRunning, SubmittedAt: start, StartedAt: start,
 		TotalUnits: chunks * unit, Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: chunks * unit}}}
 	b.update(func(b *evBackend) { b.status = st; b.jobs = append(b.jobs, job) })
 	seq := 0
@@ -57,8 +57,8 @@ func TestUIFakeCluster(t *testing.T) {
 			}
 			for i, id := range ids {
 				act.Nodes[id] = NodeActivity{Rates: map[string]float64{"pi": 2e7 + float64(i)*1e5}}
-				act.Leases = append(act.Leases, LeaseInfo{ID: uint64(seq*nodes + i), Job: "big", Node: id,
-					Start: uint64(seq+i) * unit, End: uint64(seq+i+1) * unit, Issued: now.Add(-time.Second), Backup: i%40 == 0})
+				act.Leases = append(act.Leases, LeaseView{ID: uint64(seq*nodes + i), Node: id,
+					Chunk: compute.Chunk{Job: "big", Range: compute.Range{Start: uint64(seq+i) * unit, End: uint64(seq+i+1) * unit}}, Issued: now.Add(-time.Second), Backup: i%40 == 0})
 			}
 			if now.Sub(b.act.At) >= time.Second { // the leader republishes about once a second
 				b.act = act
@@ -66,7 +66,7 @@ func TestUIFakeCluster(t *testing.T) {
 			b.jobs[0].DoneUnits = uint64(seq) * unit
 			b.pi["big"] = compute.PiResult{Hits: uint64(seq) * unit * 7854 / 10000, Samples: uint64(seq) * unit}
 			if seq >= chunks {
-				b.jobs[0].State = compute.StatusDone
+				b.jobs[0].State = compute.StateDone
 			}
 		})
 	}

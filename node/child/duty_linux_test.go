@@ -33,7 +33,7 @@ func dutyRatio(t testing.TB, limit int) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ticks := make(chan struct{}, 100)
-	ch := runUntilProgress(t.(*testing.T), r, ctx, Task{ID: 1, Spec: piSpec(1<<45, 1), Range: compute.Range{Start: 0, End: 1 << 40}},
+	ch := runUntilProgress(t.(*testing.T), r, ctx, Chunk{ID: 1, Spec: piSpec(1<<45, 1), Range: compute.Range{Start: 0, End: 1 << 40}},
 		func(uint64) { ticks <- struct{}{} })
 	c0, err := procCPU(h.PID)
 	if err != nil {

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 			os.Exit(4)
 		}
 		go func() {
-			_, _ = r.Run(context.Background(), Task{ID: 1, Spec: piSpec(1<<45, 1), Range: compute.Range{Start: 0, End: 1 << 40}}, nil)
+			_, _ = r.Run(context.Background(), Chunk{ID: 1, Spec: piSpec(1<<45, 1), Range: compute.Range{Start: 0, End: 1 << 40}}, nil)
 		}()
 		h, _ := r.Hello()
 		fmt.Println(h.PID)

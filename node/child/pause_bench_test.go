@@ -160,7 +160,7 @@ func pauseOnce(tb testing.TB, r *Runner, id uint64, c pauseCase) (time.Duration,
 	var once sync.Once
 	ch := make(chan outcome, 1)
 	go func() {
-		res, err := r.Run(context.Background(), Task{ID: id, Spec: c.spec, Range: c.rng}, func(uint64) {
+		res, err := r.Run(context.Background(), Chunk{ID: id, Spec: c.spec, Range: c.rng}, func(uint64) {
 			once.Do(func() { close(started) })
 		})
 		ch <- outcome{res, err, time.Now()}

@@ -51,7 +51,7 @@ func TestEveryThreadIdle(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ch := runUntilProgress(t, r, ctx, Task{ID: 1, Spec: piSpec(1<<45, 1), Range: compute.Range{Start: 0, End: 1 << 40}}, nil)
+	ch := runUntilProgress(t, r, ctx, Chunk{ID: 1, Spec: piSpec(1<<45, 1), Range: compute.Range{Start: 0, End: 1 << 40}}, nil)
 	threads, err := threadSched(h.PID)
 	if err != nil {
 		t.Fatal(err)

@@ -53,9 +53,9 @@ type Config struct {
 	IdleExit time.Duration
 }
 
-// Task is one chunk to compute: units Range of the job Spec. ID is the caller's (a lease ID);
+// Chunk is one chunk as the child computes it: units Range of the job Spec. ID is the caller's (a lease ID);
 // the same ID may be run again for the rest of a range after a stop.
-type Task struct {
+type Chunk struct {
 	ID    uint64
 	Spec  compute.JobSpec
 	Range compute.Range
@@ -338,7 +338,7 @@ func (r *Runner) child(ctx context.Context) (*proc, error) {
 // Done may also be shorter than t.Range without a stop for a Mandelbrot range of more than
 // MaxTaskPixels pixels: run the rest as another task. While paused, Run waits for Resume or ctx.
 // If the child crashes or is killed, Run returns an error and the next Run starts a new child.
-func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) (Result, error) {
+func (r *Runner) Run(ctx context.Context, t Chunk, onProgress func(done uint64)) (Result, error) {
 	if !r.runMu.TryLock() {
 		return Result{}, ErrBusy
 	}
@@ -485,7 +485,7 @@ func (r *Runner) Run(ctx context.Context, t Task, onProgress func(done uint64)) 
 }
 
 // result checks a result against its task: a prefix of the range with a payload that fits.
-func (r *Runner) result(p *proc, t Task, m message) (Result, error) {
+func (r *Runner) result(p *proc, t Chunk, m message) (Result, error) {
 	d := *m.h.Range
 	if d.Start != t.Range.Start || d.End > t.Range.End {
 		p.kill()

@@ -20,7 +20,7 @@ func TestPiExact(t *testing.T) {
 		start, end uint64
 	}{{7, 0, 1}, {7, 0, 12_345_678}, {1, 5_000_000, 9_000_003}, {^uint64(0), 1 << 40, 1<<40 + 3_000_001}, {3, 1<<22 - 77, 3<<22 + 5}} {
 		spec := piSpec(1<<41, tc.seed)
-		res, err := r.Run(context.Background(), Task{ID: uint64(i + 1), Spec: spec, Range: compute.Range{Start: tc.start, End: tc.end}}, nil)
+		res, err := r.Run(context.Background(), Chunk{ID: uint64(i + 1), Spec: spec, Range: compute.Range{Start: tc.start, End: tc.end}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func TestMandelExact(t *testing.T) {
 	r := startRunner(t, "child", 2, 0)
 	spec := mandelSpec(317, 203, 700, -0.743643887, 0.131825904, 0.01)
 	for _, rg := range []compute.Range{{Start: 0, End: 203}, {Start: 0, End: 1}, {Start: 57, End: 131}, {Start: 202, End: 203}} {
-		res, err := r.Run(context.Background(), Task{ID: 9, Spec: spec, Range: rg}, nil)
+		res, err := r.Run(context.Background(), Chunk{ID: 9, Spec: spec, Range: rg}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ type outcome struct {
 	at  time.Time
 }
 
-func runUntilProgress(t *testing.T, r *Runner, ctx context.Context, task Task, onProgress func(uint64)) <-chan outcome {
+func runUntilProgress(t *testing.T, r *Runner, ctx context.Context, task Chunk, onProgress func(uint64)) <-chan outcome {
 	t.Helper()
 	started := make(chan struct{})
 	var once atomic.Bool
@@ -134,7 +134,7 @@ func TestPiStopPrefixResume(t *testing.T) {
 	const seed = 42
 	spec := piSpec(1<<45, seed)
 	full := compute.Range{Start: 1000, End: 1000 + 1<<40} // far more than the test's lifetime
-	ch := runUntilProgress(t, r, context.Background(), Task{ID: 1, Spec: spec, Range: full}, nil)
+	ch := runUntilProgress(t, r, context.Background(), Chunk{ID: 1, Spec: spec, Range: full}, nil)
 	t0 := time.Now()
 	r.StopTask()
 	o := waitOutcome(t, ch)
@@ -161,7 +161,7 @@ func TestPiStopPrefixResume(t *testing.T) {
 	}
 	// The rest, shortened to something finite: prefix + rest = whole, nothing lost or repeated.
 	end := d.End + 7_777_777
-	rest, err := r.Run(context.Background(), Task{ID: 1, Spec: spec, Range: compute.Range{Start: d.End, End: end}}, nil)
+	rest, err := r.Run(context.Background(), Chunk{ID: 1, Spec: spec, Range: compute.Range{Start: d.End, End: end}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestMandelStopPrefixResume(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var last atomic.Uint64
-	ch := runUntilProgress(t, r, ctx, Task{ID: 5, Spec: spec, Range: full}, func(d uint64) { last.Store(d) })
+	ch := runUntilProgress(t, r, ctx, Chunk{ID: 5, Spec: spec, Range: full}, func(d uint64) { last.Store(d) })
 	t0 := time.Now()
 	cancel() // ctx cancellation stops like StopTask
 	o := waitOutcome(t, ch)
@@ -200,7 +200,7 @@ func TestMandelStopPrefixResume(t *testing.T) {
 	}
 	// Resume a few rows further (the whole rest would take long) and compare the union.
 	next := compute.Range{Start: d.End, End: d.End + 3}
-	res, err := r.Run(context.Background(), Task{ID: 5, Spec: spec, Range: next}, nil)
+	res, err := r.Run(context.Background(), Chunk{ID: 5, Spec: spec, Range: next}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestMandelStopPrefixResume(t *testing.T) {
 func TestKillChildThenRecover(t *testing.T) {
 	r := startRunner(t, "child", 1, 0)
 	h1, _ := r.Hello()
-	ch := runUntilProgress(t, r, context.Background(), Task{ID: 1, Spec: piSpec(1<<45, 3), Range: compute.Range{Start: 0, End: 1 << 40}}, nil)
+	ch := runUntilProgress(t, r, context.Background(), Chunk{ID: 1, Spec: piSpec(1<<45, 3), Range: compute.Range{Start: 0, End: 1 << 40}}, nil)
 	p, err := findProcess(h1.PID)
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +226,7 @@ func TestKillChildThenRecover(t *testing.T) {
 		t.Fatalf("Run after SIGKILL of the child: %+v, want an error", o.res)
 	}
 	t.Logf("Run after SIGKILL: %v", o.err)
-	res, err := r.Run(context.Background(), Task{ID: 2, Spec: piSpec(1000, 3), Range: compute.Range{Start: 0, End: 1000}}, nil)
+	res, err := r.Run(context.Background(), Chunk{ID: 2, Spec: piSpec(1000, 3), Range: compute.Range{Start: 0, End: 1000}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestPauseResumeAndLimits(t *testing.T) {
 	const seed = 11
 	spec := piSpec(1<<45, seed)
 	full := compute.Range{Start: 0, End: 1 << 40}
-	ch := runUntilProgress(t, r, context.Background(), Task{ID: 1, Spec: spec, Range: full}, nil)
+	ch := runUntilProgress(t, r, context.Background(), Chunk{ID: 1, Spec: spec, Range: full}, nil)
 	// A --cpus change mid-task cuts the workers and goes on with one: nothing lost.
 	if err := r.SetLimits(1, 60); err != nil {
 		t.Fatal(err)
@@ -260,7 +260,7 @@ func TestPauseResumeAndLimits(t *testing.T) {
 		t.Fatalf("paused prefix %s: %d hits, want %d", d, hits, want)
 	}
 	// While paused, Run waits.
-	next := Task{ID: 1, Spec: spec, Range: compute.Range{Start: d.End, End: d.End + 3_000_000}}
+	next := Chunk{ID: 1, Spec: spec, Range: compute.Range{Start: d.End, End: d.End + 3_000_000}}
 	ch2 := make(chan outcome, 1)
 	go func() {
 		res, err := r.Run(context.Background(), next, nil)
@@ -283,15 +283,15 @@ func TestPauseResumeAndLimits(t *testing.T) {
 	if err := r.SetLimits(-1, 0); err == nil {
 		t.Error("SetLimits(-1) accepted")
 	}
-	if _, err := r.Run(context.Background(), Task{ID: 1, Spec: spec, Range: compute.Range{Start: 5, End: 5}}, nil); err == nil {
+	if _, err := r.Run(context.Background(), Chunk{ID: 1, Spec: spec, Range: compute.Range{Start: 5, End: 5}}, nil); err == nil {
 		t.Error("empty range accepted")
 	}
 }
 
 func TestBusyAndClosed(t *testing.T) {
 	r := startRunner(t, "child", 1, 0)
-	ch := runUntilProgress(t, r, context.Background(), Task{ID: 1, Spec: piSpec(1<<45, 1), Range: compute.Range{Start: 0, End: 1 << 40}}, nil)
-	if _, err := r.Run(context.Background(), Task{ID: 2, Spec: piSpec(10, 1), Range: compute.Range{Start: 0, End: 10}}, nil); err != ErrBusy {
+	ch := runUntilProgress(t, r, context.Background(), Chunk{ID: 1, Spec: piSpec(1<<45, 1), Range: compute.Range{Start: 0, End: 1 << 40}}, nil)
+	if _, err := r.Run(context.Background(), Chunk{ID: 2, Spec: piSpec(10, 1), Range: compute.Range{Start: 0, End: 10}}, nil); err != ErrBusy {
 		t.Fatalf("concurrent Run: %v, want ErrBusy", err)
 	}
 	if err := r.Close(); err != nil {
@@ -300,7 +300,7 @@ func TestBusyAndClosed(t *testing.T) {
 	if o := waitOutcome(t, ch); o.err == nil {
 		t.Log("Run during Close returned its prefix:", o.res.Done)
 	}
-	if _, err := r.Run(context.Background(), Task{ID: 2, Spec: piSpec(10, 1), Range: compute.Range{Start: 0, End: 10}}, nil); err != ErrClosed {
+	if _, err := r.Run(context.Background(), Chunk{ID: 2, Spec: piSpec(10, 1), Range: compute.Range{Start: 0, End: 10}}, nil); err != ErrClosed {
 		t.Fatalf("Run after Close: %v", err)
 	}
 }
@@ -315,7 +315,7 @@ func TestBadChildren(t *testing.T) {
 		t.Error("a child without hello was accepted")
 	}
 	r := startRunner(t, "garbage", 1, 0)
-	_, err := r.Run(ctx, Task{ID: 1, Spec: piSpec(10, 1), Range: compute.Range{Start: 0, End: 10}}, nil)
+	_, err := r.Run(ctx, Chunk{ID: 1, Spec: piSpec(10, 1), Range: compute.Range{Start: 0, End: 10}}, nil)
 	if err == nil {
 		t.Fatal("garbage from the child gave no error")
 	}
@@ -355,7 +355,7 @@ func TestIdleExit(t *testing.T) {
 	}
 	// A task longer than the idle time: not cut, and exact.
 	spec := piSpec(3<<22, 9)
-	res, err := r.Run(ctx, Task{ID: 1, Spec: spec, Range: compute.Range{Start: 0, End: 3 << 22}}, nil)
+	res, err := r.Run(ctx, Chunk{ID: 1, Spec: spec, Range: compute.Range{Start: 0, End: 3 << 22}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,8 +43,8 @@ func startWasmRunner(t *testing.T, mode, store string, extra ...string) *Runner 
 	return r
 }
 
-func wasmTask(id uint64, sha string, items uint64, r compute.Reduce, params string, rg compute.Range) Task {
-	return Task{ID: id, Range: rg, Spec: compute.JobSpec{Kind: compute.KindWasm,
+func wasmTask(id uint64, sha string, items uint64, r compute.Reduce, params string, rg compute.Range) Chunk {
+	return Chunk{ID: id, Range: rg, Spec: compute.JobSpec{Kind: compute.KindWasm,
 		Wasm: &compute.WasmParams{Module: sha, Items: items, Reduce: r, Params: params}}}
 }
 

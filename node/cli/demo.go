@@ -168,7 +168,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintln(stdout)
-		switch j.Kind {
+		switch j.Spec.Kind {
 		case compute.KindPi:
 			var r compute.PiResult
 			if err := c.Do(ctx, "GET", "/api/v1/jobs/"+id+"/result", nil, &r); err != nil {
@@ -198,8 +198,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func printShares(w io.Writer, j jobView, names map[string]string) {
-	nodes := append([]compute.NodeContribution(nil), j.Nodes...)
+func printShares(w io.Writer, j webui.JobView, names map[string]string) {
+	nodes := append([]webui.ContributionView(nil), j.Nodes...)
 	sort.Slice(nodes, func(a, b int) bool { return nodes[a].Units > nodes[b].Units })
 	for _, n := range nodes {
 		name := names[n.Node]
@@ -410,30 +410,18 @@ func submit(ctx context.Context, c *webui.Client, body map[string]any) (string, 
 	return j.ID, nil
 }
 
-// jobView is the part of GET /api/v1/jobs/{id} the demo reads.
-type jobView struct {
-	ID          string                     `json:"id"`
-	Kind        compute.Kind               `json:"kind"`
-	State       compute.JobStatus          `json:"state"`
-	DoneUnits   uint64                     `json:"done_units"`
-	TotalUnits  uint64                     `json:"total_units"`
-	SubmittedAt time.Time                  `json:"submitted_at"`
-	FinishedAt  time.Time                  `json:"finished_at"`
-	Nodes       []compute.NodeContribution `json:"nodes"`
-}
-
-func getJob(ctx context.Context, c *webui.Client, id string) (jobView, error) {
-	var j jobView
+func getJob(ctx context.Context, c *webui.Client, id string) (webui.JobView, error) {
+	var j webui.JobView
 	err := c.Do(ctx, "GET", "/api/v1/jobs/"+id, nil, &j)
 	return j, err
 }
 
 // waitJob waits for a job to finish; cancelled is an error.
-func waitJob(ctx context.Context, c *webui.Client, id string) (jobView, error) {
+func waitJob(ctx context.Context, c *webui.Client, id string) (webui.JobView, error) {
 	for {
 		j, err := getJob(ctx, c, id)
 		if err == nil && j.State.Finished() {
-			if j.State != compute.StatusDone {
+			if j.State != compute.StateDone {
 				return j, fmt.Errorf("job %s ended %s", id, j.State)
 			}
 			return j, nil

@@ -45,7 +45,7 @@ func (f *fakeCluster) SubmitJob(ctx context.Context, spec compute.JobSpec) (comp
 	defer f.mu.Unlock()
 	f.submitted = append(f.submitted, spec)
 	j := &compute.Job{ID: fmt.Sprintf("job%d", len(f.jobs)+1), Name: spec.Name, Kind: spec.Kind, Spec: spec,
-		Priority: spec.EffectivePriority(), State: compute.StatusQueued, SubmittedAt: time.Now(),
+		Priority: spec.EffectivePriority(), State: compute.StateQueued, SubmittedAt: time.Now(),
 		TotalUnits: spec.TotalUnits(), Nodes: []compute.NodeContribution{}}
 	f.jobs = append(f.jobs, j)
 	return *j, nil
@@ -78,15 +78,15 @@ func (f *fakeCluster) Job(id string) (compute.Job, bool) {
 		return compute.Job{}, false
 	}
 	switch j.State {
-	case compute.StatusQueued:
-		j.State, j.StartedAt = compute.StatusRunning, j.SubmittedAt.Add(time.Second)
-	case compute.StatusRunning:
+	case compute.StateQueued:
+		j.State, j.StartedAt = compute.StateRunning, j.SubmittedAt.Add(time.Second)
+	case compute.StateRunning:
 		if f.cancelOnPoll {
-			j.State = compute.StatusCancelled
+			j.State = compute.StateCancelled
 		} else if j.DoneUnits == 0 {
 			j.DoneUnits = j.TotalUnits / 2
 		} else {
-			j.State, j.DoneUnits, j.FinishedAt = compute.StatusDone, j.TotalUnits, j.SubmittedAt.Add(5*time.Second)
+			j.State, j.DoneUnits, j.FinishedAt = compute.StateDone, j.TotalUnits, j.SubmittedAt.Add(5*time.Second)
 		}
 	}
 	if j.DoneUnits > 0 {
@@ -106,7 +106,7 @@ func (f *fakeCluster) CancelJob(ctx context.Context, id string) error {
 	case j.State.Finished():
 		return compute.ErrJobFinished
 	}
-	j.State = compute.StatusCancelled
+	j.State = compute.StateCancelled
 	return nil
 }
 
@@ -222,7 +222,7 @@ func TestSubmitPiWaitPrintsEstimateAndShares(t *testing.T) {
 		Job    webui.JobView
 		Result webui.ResultView
 	}
-	if code != ExitOK || json.Unmarshal([]byte(out), &both) != nil || both.Job.State != compute.StatusDone || both.Result.PiResult == nil || both.Result.Samples != 1000 {
+	if code != ExitOK || json.Unmarshal([]byte(out), &both) != nil || both.Job.State != compute.StateDone || both.Result.PiResult == nil || both.Result.Samples != 1000 {
 		t.Fatalf("json: %d %q", code, out)
 	}
 }

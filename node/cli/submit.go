@@ -178,7 +178,7 @@ func finishWait(c *webui.Client, v webui.JobView, stdout, stderr io.Writer, asJS
 			return err
 		}
 	}
-	if v.State == compute.StatusCancelled {
+	if v.State == compute.StateCancelled {
 		return fmt.Errorf("job %s was cancelled at %.1f%% (the result above is partial)", v.ID, 100*v.Progress)
 	}
 	return nil
@@ -236,13 +236,13 @@ type progress struct {
 	start     time.Time
 	drawn     bool      // a bar is on the terminal line
 	lastLine  time.Time // last plain line
-	lastState compute.JobStatus
+	lastState compute.JobState
 	rateFrom  time.Time // first sight of progress, for the ETA
 	rateUnits uint64
 }
 
 func (p *progress) show(v webui.JobView, now time.Time) {
-	if p.rateFrom.IsZero() && v.State == compute.StatusRunning {
+	if p.rateFrom.IsZero() && v.State == compute.StateRunning {
 		p.rateFrom, p.rateUnits = now, v.DoneUnits
 	}
 	status := fmt.Sprintf("%5.1f%%  %s/%s %s  %s  %s", 100*v.Progress, group(v.DoneUnits), group(v.TotalUnits), v.Unit,

@@ -22,7 +22,7 @@ func (c *leadership) snapshotActivity(now time.Time) webui.Activity {
 		if len(a.Leases) == MaxActivityLeases {
 			break
 		}
-		a.Leases = append(a.Leases, webui.LeaseInfo{ID: l.ID, Job: l.Job, Node: l.Node, Start: l.Range.Start, End: l.Range.End,
+		a.Leases = append(a.Leases, webui.LeaseView{ID: l.ID, Chunk: l.Chunk, Node: l.Node,
 			Issued: l.Issued.UTC(), Probe: l.Probe, Backup: l.Backup})
 	}
 	for node := range c.lastSeen {

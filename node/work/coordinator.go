@@ -98,7 +98,7 @@ type leadership struct {
 	jobs     map[string]bool            // jobs known to the scheduler
 	lastSeen map[string]time.Time       // node → last sync
 	kernels  map[string]string          // node → kernel path it reported
-	adopted  map[heldLease]uint64       // chunks of earlier terms (ID, term zeroed) → lease here
+	adopted  map[compute.Chunk]uint64   // chunks of earlier terms (ID, term zeroed) → lease here
 	granted  map[string][]grant         // node → ranges leased or adopted to it in this term
 	leaseAt  time.Time                  // no new leases before (adoptGrace after start)
 	orphans  map[string][]compute.Range // job → orphaned ranges at the last repair pass
@@ -130,7 +130,7 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 		jobs:     map[string]bool{},
 		lastSeen: map[string]time.Time{},
 		kernels:  map[string]string{},
-		adopted:  map[heldLease]uint64{},
+		adopted:  map[compute.Chunk]uint64{},
 		granted:  map[string][]grant{},
 		leaseAt:  time.Now().Add(adoptGrace),
 		commits:  make(chan *commitReq, 1024),
@@ -248,7 +248,7 @@ func (c *leadership) reconcile(now time.Time) {
 		if c.jobs[u.ID] {
 			continue
 		}
-		if err := c.sched.AddJob(u.ID, u.Spec, u.Pending, u.Status == compute.StatusRunning); err != nil {
+		if err := c.sched.AddJob(u.ID, u.Spec, u.Pending, u.State == compute.StateRunning); err != nil {
 			c.log.Error("add job to scheduler", "job", u.ID, "err", err)
 			continue
 		}
@@ -352,17 +352,17 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		if h.Term == c.term {
 			continue
 		}
-		key := heldLease{Job: h.Job, Start: h.Start, End: h.End}
+		key := h.Chunk
 		id, ok := c.adopted[key]
 		if !ok {
-			l, adopted := c.sched.Adopt(node, h.Job, compute.Range{Start: h.Start, End: h.End}, now)
+			l, adopted := c.sched.Adopt(node, h.Job, h.Range, now)
 			if !adopted {
 				continue
 			}
 			id = l.ID
 			c.adopted[key] = id
 			c.grantLocked(node, h.Job, l.Range)
-			c.log.Info("adopted a chunk leased by the previous coordinator", "node", node, "job", h.Job, "range", compute.Range{Start: h.Start, End: h.End})
+			c.log.Info("adopted a chunk leased by the previous coordinator", "node", node, "job", h.Job, "range", h.Range)
 		}
 		resp.Adopted = append(resp.Adopted, adoption{Old: h.ID, OldTerm: h.Term, New: id})
 	}
@@ -373,7 +373,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		c.sched.Fail(id)
 	}
 	items := make([]compute.ChunkResult, 0, len(req.Results))
-	keys := make([]resultKey, 0, len(req.Results))
+	keys := make([]compute.Chunk, 0, len(req.Results))
 	for _, r := range req.Results {
 		rng := compute.Range{Start: r.Start, End: r.End}
 		// Only results for ranges leased to the sender count: in this term,
@@ -381,15 +381,15 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		// coordinator never saw), a range nobody else holds now.
 		if !c.grantedLocked(node, r.Job, rng) && (r.Term == c.term || c.heldByOtherLocked(node, r.Job, rng)) {
 			c.log.Warn("result refused: the range was not leased to the sender", "node", node, "job", r.Job, "range", rng, "term", r.Term)
-			resp.Acked = append(resp.Acked, r.key()) // settled: never resent
+			resp.Acked = append(resp.Acked, r.Chunk) // settled: never resent
 			continue
 		}
-		keys = append(keys, r.key())
+		keys = append(keys, r.Chunk)
 		if r.Term == c.term {
 			// A prefix (the worker paused or stopped): the rest goes back.
-			c.sched.CompletePrefix(r.Lease, rng, now)
+			c.sched.CompletePrefix(r.Lease, r.Range, now)
 		}
-		items = append(items, compute.ChunkResult{Job: r.Job, Range: rng, Node: node, ComputeSeconds: r.Seconds, Payload: r.Payload})
+		items = append(items, compute.ChunkResult{Chunk: r.Chunk, Node: node, ComputeSeconds: r.Seconds, Payload: r.Payload})
 	}
 	c.mu.Unlock()
 
@@ -451,7 +451,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		if l.FirstOfJob {
 			go c.markStarted(l.Job, now)
 		}
-		resp.Leases = append(resp.Leases, workLease{ID: l.ID, Term: c.term, Job: l.Job, Spec: j.Spec, Start: l.Range.Start, End: l.Range.End})
+		resp.Leases = append(resp.Leases, lease{ID: l.ID, Term: c.term, Chunk: l.Chunk, Spec: j.Spec})
 	}
 	return resp, nil
 }

@@ -34,7 +34,7 @@ func TestResultsOnlyForGrantedRanges(t *testing.T) {
 		jobs:     map[string]bool{"j1": true},
 		lastSeen: map[string]time.Time{},
 		kernels:  map[string]string{},
-		adopted:  map[heldLease]uint64{},
+		adopted:  map[compute.Chunk]uint64{},
 		granted:  map[string][]grant{},
 		commits:  make(chan *commitReq, 4),
 		repairAt: time.Now().Add(time.Hour), // no reconcile: the job is added by hand
@@ -50,12 +50,12 @@ func TestResultsOnlyForGrantedRanges(t *testing.T) {
 		t.Fatalf("lease to a: %+v, %v", resp, err)
 	}
 	l := resp.Leases[0]
-	for _, forged := range []workResult{
-		{Lease: l.ID, Term: 7, Job: "j1", Start: l.Start, End: l.End, Payload: []byte{1}},     // a's lease, this term
-		{Lease: 99, Term: 6, Job: "j1", Start: l.Start, End: l.Start + 1, Payload: []byte{1}}, // a's range, "earlier term"
-		{Lease: 99, Term: 7, Job: "j1", Start: 999_000, End: 1_000_000, Payload: []byte{1}},   // never leased to b
+	for _, forged := range []result{
+		{Lease: l.ID, Term: 7, Chunk: compute.Chunk{Job: "j1", Range: compute.Range{Start: l.Start, End: l.End}}, Payload: []byte{1}},     // a's lease, this term
+		{Lease: 99, Term: 6, Chunk: compute.Chunk{Job: "j1", Range: compute.Range{Start: l.Start, End: l.Start + 1}}, Payload: []byte{1}}, // a's range, "earlier term"
+		{Lease: 99, Term: 7, Chunk: compute.Chunk{Job: "j1", Range: compute.Range{Start: 999_000, End: 1_000_000}}, Payload: []byte{1}},   // never leased to b
 	} {
-		resp, err = c.sync(ctx, b, &syncRequest{Term: 7, Results: []workResult{forged}})
+		resp, err = c.sync(ctx, b, &syncRequest{Term: 7, Results: []result{forged}})
 		if err != nil {
 			t.Fatalf("forged %+v: %v", forged, err)
 		}
@@ -68,7 +68,7 @@ func TestResultsOnlyForGrantedRanges(t *testing.T) {
 		req := <-c.commits
 		req.done <- commitRes{outcome: &compute.ResultsOutcome{}}
 	}()
-	resp, err = c.sync(ctx, a, &syncRequest{Term: 7, Leases: []uint64{l.ID}, Results: []workResult{{Lease: l.ID, Term: 7, Job: "j1", Start: l.Start, End: l.End, Payload: []byte{1}}}})
+	resp, err = c.sync(ctx, a, &syncRequest{Term: 7, Leases: []uint64{l.ID}, Results: []result{{Lease: l.ID, Term: 7, Chunk: compute.Chunk{Job: "j1", Range: compute.Range{Start: l.Start, End: l.End}}, Payload: []byte{1}}}})
 	if err != nil || len(resp.Acked) != 1 {
 		t.Fatalf("holder's result: %+v, %v", resp, err)
 	}

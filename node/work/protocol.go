@@ -21,24 +21,22 @@ const MaxFrame = 16 << 20
 type syncRequest struct {
 	Want     int             `json:"want"`     // chunks it can take now (0–2)
 	Progress []leaseProgress `json:"progress"` // units done of the chunks in hand
-	Results  []workResult    `json:"results"`  // finished chunks not yet acknowledged
+	Results  []result        `json:"results"`  // finished chunks not yet acknowledged
 	Failed   []uint64        `json:"failed"`   // leases it could not run
 	State    string          `json:"state"`    // working | idle | paused…
 	Paused   bool            `json:"paused"`   // true: lease nothing
 	Term     uint64          `json:"term"`     // the coordinator term its leases came from
 	Kernel   string          `json:"kernel,omitempty"`
 	Leases   []uint64        `json:"leases"` // lease IDs it holds (running or queued)
-	Held     []heldLease     `json:"held"`   // the chunk in hand, whichever coordinator leased it
+	Held     []held          `json:"held"`   // the chunk in hand, whichever coordinator leased it
 }
 
-// heldLease describes the chunk a worker is computing, so that a new
-// coordinator can adopt it rather than hand its range out again.
-type heldLease struct {
-	ID    uint64 `json:"id"`
-	Term  uint64 `json:"term"`
-	Job   string `json:"job"`
-	Start uint64 `json:"start"`
-	End   uint64 `json:"end"`
+// held is the chunk a worker is computing and the lease it came under, so
+// that a new coordinator can adopt it rather than hand its range out again.
+type held struct {
+	ID   uint64 `json:"id"`
+	Term uint64 `json:"term"`
+	compute.Chunk
 }
 
 // adoption renames a lease of a previous coordinator into one of this one.
@@ -53,44 +51,32 @@ type leaseProgress struct {
 	Done  uint64 `json:"done"`
 }
 
-// workResult is one finished chunk (or the finished prefix of one).
-type workResult struct {
-	Lease   uint64  `json:"lease"`
-	Term    uint64  `json:"term"`
-	Job     string  `json:"job"`
-	Start   uint64  `json:"start"`
-	End     uint64  `json:"end"`
+// result is one finished chunk (or the finished prefix of one), computed
+// under lease Lease of coordinator term Term. The coordinator acknowledges
+// it by its Chunk, which a new leader does not renumber.
+type result struct {
+	Lease uint64 `json:"lease"`
+	Term  uint64 `json:"term"`
+	compute.Chunk
 	Seconds float64 `json:"seconds"`
 	Payload []byte  `json:"payload"`
 }
 
-func (r workResult) key() resultKey { return resultKey{r.Job, r.Start, r.End} }
-
-// resultKey names a result independently of leases (which a new leader
-// renumbers): the job and the range.
-type resultKey struct {
-	Job   string `json:"job"`
-	Start uint64 `json:"start"`
-	End   uint64 `json:"end"`
-}
-
-// workLease is a chunk handed to a worker.
-type workLease struct {
-	ID    uint64          `json:"id"`
-	Term  uint64          `json:"term"` // the coordinator term that leased it
-	Job   string          `json:"job"`
-	Spec  compute.JobSpec `json:"spec"`
-	Start uint64          `json:"start"`
-	End   uint64          `json:"end"`
+// lease is a chunk granted to a worker by the coordinator of term Term.
+type lease struct {
+	ID   uint64 `json:"id"`
+	Term uint64 `json:"term"` // the coordinator term that leased it
+	compute.Chunk
+	Spec compute.JobSpec `json:"spec"`
 }
 
 // syncResponse is the coordinator's answer.
 type syncResponse struct {
-	Term    uint64      `json:"term"`
-	Leases  []workLease `json:"leases"`
-	Acked   []resultKey `json:"acked"`   // committed (or refused for good): forget them
-	Cancel  []uint64    `json:"cancel"`  // leases to drop (a backup won, job cancelled, expired)
-	Adopted []adoption  `json:"adopted"` // chunks in hand from a previous coordinator, now leased here
+	Term    uint64          `json:"term"`
+	Leases  []lease         `json:"leases"`
+	Acked   []compute.Chunk `json:"acked"`   // committed (or refused for good): forget them
+	Cancel  []uint64        `json:"cancel"`  // leases to drop (a backup won, job cancelled, expired)
+	Adopted []adoption      `json:"adopted"` // chunks in hand from a previous coordinator, now leased here
 	// Idle: the coordinator has no unfinished job. A worker with nothing in hand then syncs
 	// only every idleSyncEvery (and at once when its node sees a job submitted: Worker.Wake).
 	Idle bool `json:"idle,omitempty"`

@@ -27,7 +27,7 @@ const (
 // Runner computes one chunk at a time in the compute child process
 // (child.Runner).
 type Runner interface {
-	Run(ctx context.Context, t child.Task, progress func(done uint64)) (child.Result, error)
+	Run(ctx context.Context, c child.Chunk, progress func(done uint64)) (child.Result, error)
 	StopTask()
 }
 
@@ -68,11 +68,11 @@ type Worker struct {
 	mu       sync.Mutex
 	leader   peer.ID
 	term     uint64
-	queue    []workLease // queue[0] runs when running != nil
-	running  *workLease
+	queue    []lease // queue[0] runs when running != nil
+	running  *lease
 	discard  bool               // the running lease was cancelled: throw its result away
 	stopRun  context.CancelFunc // stops the chunk in hand (keeping its prefix)
-	results  []workResult
+	results  []result
 	failed   []uint64
 	progress atomic.Uint64
 
@@ -144,7 +144,7 @@ func (w *Worker) InHand() (r compute.Range, done uint64, ok bool) {
 	if w.running == nil {
 		return compute.Range{}, 0, false
 	}
-	return compute.Range{Start: w.running.Start, End: w.running.End}, w.progress.Load(), true
+	return w.running.Range, w.progress.Load(), true
 }
 
 func poke(ch chan struct{}) {
@@ -216,7 +216,7 @@ func (w *Worker) sync(ctx context.Context) error {
 		w.leader = leader
 		w.queue = nil
 	}
-	req := &syncRequest{Term: w.term, Results: append([]workResult(nil), w.results...), Failed: w.failed, Kernel: compute.KernelPath()}
+	req := &syncRequest{Term: w.term, Results: append([]result(nil), w.results...), Failed: w.failed, Kernel: compute.KernelPath()}
 	w.failed = nil
 	inHand := len(w.queue)
 	if w.running != nil {
@@ -251,7 +251,7 @@ func (w *Worker) sync(ctx context.Context) error {
 			req.Leases = append(req.Leases, r.ID)
 			req.Progress = []leaseProgress{{Lease: r.ID, Done: w.progress.Load()}}
 		}
-		req.Held = []heldLease{{ID: r.ID, Term: r.Term, Job: r.Job, Start: r.Start, End: r.End}}
+		req.Held = []held{{ID: r.ID, Term: r.Term, Chunk: r.Chunk}}
 	}
 	req.State = w.stateLocked()
 	w.mu.Unlock()
@@ -266,13 +266,13 @@ func (w *Worker) sync(ctx context.Context) error {
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	acked := map[resultKey]bool{}
+	acked := map[compute.Chunk]bool{}
 	for _, k := range resp.Acked {
 		acked[k] = true
 	}
 	kept := w.results[:0]
 	for _, r := range w.results {
-		if !acked[r.key()] {
+		if !acked[r.Chunk] {
 			kept = append(kept, r)
 		}
 	}
@@ -327,12 +327,12 @@ func (w *Worker) call(ctx context.Context, leader peer.ID, req *syncRequest) (*s
 func (w *Worker) computeLoop(ctx context.Context) {
 	for {
 		w.mu.Lock()
-		var lease workLease
+		var l lease
 		ready := len(w.queue) > 0 && !w.ctxPaused() && ctx.Err() == nil
 		if ready {
-			lease = w.queue[0]
+			l = w.queue[0]
 			w.queue = w.queue[1:]
-			w.running, w.discard = &lease, false
+			w.running, w.discard = &l, false
 			w.progress.Store(0)
 		}
 		w.mu.Unlock()
@@ -349,7 +349,7 @@ func (w *Worker) computeLoop(ctx context.Context) {
 		w.mu.Lock()
 		w.stopRun = stop
 		w.mu.Unlock()
-		res, err := w.runner.Run(rctx, child.Task{ID: lease.ID, Spec: lease.Spec, Range: compute.Range{Start: lease.Start, End: lease.End}},
+		res, err := w.runner.Run(rctx, child.Chunk{ID: l.ID, Spec: l.Spec, Range: l.Range},
 			func(done uint64) { w.progress.Store(done) })
 		stop()
 		w.busyNanos.Add(int64(time.Since(start)))
@@ -372,8 +372,8 @@ func (w *Worker) computeLoop(ctx context.Context) {
 		case res.Done.Len() == 0 && cur.Term == w.term:
 			w.failed = append(w.failed, cur.ID) // stopped before it began: give it back
 		case res.Done.Len() > 0:
-			w.results = append(w.results, workResult{
-				Lease: cur.ID, Term: cur.Term, Job: cur.Job, Start: res.Done.Start, End: res.Done.End,
+			w.results = append(w.results, result{
+				Lease: cur.ID, Term: cur.Term, Chunk: compute.Chunk{Job: cur.Job, Range: res.Done},
 				Seconds: res.ComputeSeconds, Payload: res.Payload,
 			})
 			w.log.Debug("chunk done", "job", cur.Job, "range", res.Done, "took", time.Since(start).Round(time.Millisecond))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/scripts/internal/procluster"
+	"github.com/hydra-compute/hydra/webui"
 )
 
 var apic = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
@@ -54,29 +55,13 @@ func api(method, url, token string, body any) ([]byte, error) {
 	return b, nil
 }
 
-type jobNode struct {
-	Node           string  `json:"node"`
-	Name           string  `json:"name"`
-	Units          uint64  `json:"units"`
-	Chunks         int     `json:"chunks"`
-	ComputeSeconds float64 `json:"compute_seconds"`
-}
-
-type jobView struct {
-	ID          string    `json:"id"`
-	State       string    `json:"state"`
-	SubmittedAt time.Time `json:"submitted_at"`
-	StartedAt   time.Time `json:"started_at"`
-	FinishedAt  time.Time `json:"finished_at"`
-	DoneUnits   uint64    `json:"done_units"`
-	TotalUnits  uint64    `json:"total_units"`
-	Nodes       []jobNode `json:"nodes"`
-}
+// jobView is the API's view of a job, with the figures the benchmarks read.
+type jobView struct{ webui.JobView }
 
 func (j *jobView) chunks() int {
 	n := 0
 	for _, x := range j.Nodes {
-		n += x.Chunks
+		n += int(x.Chunks)
 	}
 	return n
 }
@@ -130,7 +115,7 @@ func waitJob(p *procluster.Proc, id string, timeout time.Duration, f func(*jobVi
 			if f != nil {
 				f(v)
 			}
-			if v.State == "done" || v.State == "cancelled" {
+			if v.State.Finished() {
 				return v
 			}
 		}

@@ -160,7 +160,7 @@ func failoverCost(work string) {
 					victim.Kill()
 				}
 			})
-			if v.State != "done" {
+			if v.State != compute.StateDone {
 				fatalf("job %s: %s", id, v.State)
 			}
 			if doKill {

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
@@ -78,7 +79,7 @@ func overhead(work string) {
 		}
 	}
 	for i := 0; i < len(ids) && time.Since(start) < 10*time.Minute; {
-		if v, err := getJob(follower, ids[i]); err == nil && v.State == "done" {
+		if v, err := getJob(follower, ids[i]); err == nil && v.State == compute.StateDone {
 			i++
 			continue
 		}

@@ -12,14 +12,15 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Job is the API's view of a job: a copy, safe to keep and marshal.
+// Job is one job as this replica knows it: a copy, safe to keep. The API
+// shapes it as webui.JobView (its JSON is that type's).
 type Job struct {
 	ID           string             `json:"id"`
 	Name         string             `json:"name,omitempty"`
 	Kind         Kind               `json:"kind"`
 	Spec         JobSpec            `json:"spec"`
 	Priority     int                `json:"priority"`
-	State        JobStatus          `json:"state"`
+	State        JobState           `json:"state"`
 	Submitter    string             `json:"submitter,omitempty"`
 	SubmittedAt  time.Time          `json:"submitted_at"`
 	StartedAt    time.Time          `json:"started_at,omitzero"`
@@ -40,7 +41,7 @@ type Job struct {
 func (j *job) view() Job {
 	v := Job{
 		ID: j.id, Name: j.spec.Name, Kind: j.spec.Kind, Spec: j.spec, Priority: j.spec.EffectivePriority(),
-		State: j.status, Submitter: j.submitter, SubmittedAt: j.submitted, StartedAt: j.started,
+		State: j.state, Submitter: j.submitter, SubmittedAt: j.submitted, StartedAt: j.started,
 		FinishedAt: j.finished, DoneUnits: j.accepted.Units(), TotalUnits: j.spec.TotalUnits(),
 		PayloadBytes: j.payloadBytes, Nodes: make([]NodeContribution, 0, len(j.nodes)), Reason: j.reason,
 		AuditedUnits: j.auditedUnits, RedoneUnits: j.redoneUnits, ClearedUnits: j.cleared.Units(),
@@ -58,7 +59,7 @@ func (j *job) view() Job {
 }
 
 // Jobs lists every job in submission order.
-func (s *JobState) Jobs() []Job {
+func (s *JobStore) Jobs() []Job {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	js := make([]*job, 0, len(s.jobs))
@@ -74,7 +75,7 @@ func (s *JobState) Jobs() []Job {
 }
 
 // Job returns one job's view.
-func (s *JobState) Job(id string) (Job, bool) {
+func (s *JobStore) Job(id string) (Job, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j, ok := s.jobs[id]
@@ -86,14 +87,14 @@ func (s *JobState) Job(id string) (Job, bool) {
 
 // Pending returns the job's work not yet accepted: all ranges minus accepted ranges. A new
 // leader rebuilds its scheduler from this (docs/design.md §2); a finished job has none.
-func (s *JobState) Pending(id string) ([]Range, error) {
+func (s *JobStore) Pending(id string) ([]Range, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j, ok := s.jobs[id]
 	if !ok {
 		return nil, fmt.Errorf("pending %s: %w", id, ErrNoSuchJob)
 	}
-	if j.status.Finished() {
+	if j.state.Finished() {
 		return nil, nil
 	}
 	c := j.accepted.Complement(j.total())
@@ -101,7 +102,7 @@ func (s *JobState) Pending(id string) ([]Range, error) {
 }
 
 // Accepted returns the job's accepted ranges (merged).
-func (s *JobState) Accepted(id string) ([]Range, error) {
+func (s *JobStore) Accepted(id string) ([]Range, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j, ok := s.jobs[id]
@@ -112,7 +113,7 @@ func (s *JobState) Accepted(id string) ([]Range, error) {
 }
 
 // LastIndex is the raft index of the last command applied (or restored).
-func (s *JobState) LastIndex() uint64 {
+func (s *JobStore) LastIndex() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.lastIndex
@@ -128,7 +129,7 @@ type PiResult struct {
 }
 
 // PiResult returns the π reducer's result so far (complete when the job is done).
-func (s *JobState) PiResult(id string) (PiResult, error) {
+func (s *JobStore) PiResult(id string) (PiResult, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j, ok := s.jobs[id]
@@ -154,7 +155,7 @@ func newPiResult(hits, n uint64) PiResult {
 // MandelImage returns a Mandelbrot job's counts, W×H row-major, top row first, read from the
 // store; rows not accepted yet are zero (see Accepted). It allocates the whole image: the API
 // reads rows with MandelChunk instead.
-func (s *JobState) MandelImage(id string) ([]uint32, error) {
+func (s *JobStore) MandelImage(id string) ([]uint32, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j, ok := s.jobs[id]
@@ -191,7 +192,7 @@ func (s *JobState) MandelImage(id string) ([]uint32, error) {
 // yet, the gap from row to the next accepted chunk (or the image's end) with nil counts. A
 // reader walks an image chunk by chunk this way, holding one chunk in memory and the state's
 // lock only while it reads that chunk from the store.
-func (s *JobState) MandelChunk(id string, row uint64) (Range, []uint32, error) {
+func (s *JobStore) MandelChunk(id string, row uint64) (Range, []uint32, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j, ok := s.jobs[id]
@@ -266,22 +267,22 @@ func decodeMandelRecord(j *job, k, v []byte) (Range, []uint32, error) {
 type UnfinishedJob struct {
 	ID      string
 	Spec    JobSpec
-	Status  JobStatus
+	State   JobState
 	Pending []Range
 }
 
 // Unfinished lists queued and running jobs with their pending ranges, in submission order: the
 // new leader's scheduler is built from it.
-func (s *JobState) Unfinished() []UnfinishedJob {
+func (s *JobStore) Unfinished() []UnfinishedJob {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []UnfinishedJob
 	for _, j := range s.jobs {
-		if j.status.Finished() {
+		if j.state.Finished() {
 			continue
 		}
 		c := j.accepted.Complement(j.total())
-		out = append(out, UnfinishedJob{ID: j.id, Spec: j.spec, Status: j.status, Pending: c.Ranges()})
+		out = append(out, UnfinishedJob{ID: j.id, Spec: j.spec, State: j.state, Pending: c.Ranges()})
 	}
 	sort.Slice(out, func(a, b int) bool { return s.jobs[out[a].ID].seq < s.jobs[out[b].ID].seq })
 	return out
@@ -308,7 +309,7 @@ type ChunkPage struct {
 // Chunks returns up to maxN records of a job's chunk history, from sequence number from on
 // (records older than the history keeps are skipped: see First). Seq, Range and Node of every
 // replica's history agree, whatever snapshots and restarts happened in between.
-func (s *JobState) Chunks(id string, from uint64, maxN int) (ChunkPage, error) {
+func (s *JobStore) Chunks(id string, from uint64, maxN int) (ChunkPage, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j, ok := s.jobs[id]
@@ -345,7 +346,7 @@ type WasmResult struct {
 }
 
 // WasmResult returns a WebAssembly job's reduced value so far.
-func (s *JobState) WasmResult(id string) (WasmResult, error) {
+func (s *JobStore) WasmResult(id string) (WasmResult, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j, ok := s.jobs[id]
@@ -366,7 +367,7 @@ func (s *JobState) WasmResult(id string) (WasmResult, error) {
 
 // WasmOutput writes a concat job's accepted output bytes to w in item order (the gaps of
 // ranges not accepted yet are skipped: compare DoneItems with Items), streaming from the store.
-func (s *JobState) WasmOutput(id string, w io.Writer) error {
+func (s *JobStore) WasmOutput(id string, w io.Writer) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j, ok := s.jobs[id]

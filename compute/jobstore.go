@@ -14,22 +14,22 @@ import (
 	"github.com/hydra-compute/hydra/compute/audit"
 )
 
-// JobStatus is a job's state as the API shows it.
-type JobStatus string
+// JobState is a job's state as the API shows it.
+type JobState string
 
 // A job is queued until the coordinator leases its first chunk, running after, done when its
 // ranges are all accepted, cancelled when a user cancelled it first.
 const (
-	StatusQueued    JobStatus = "queued"
-	StatusRunning   JobStatus = "running"
-	StatusDone      JobStatus = "done"
-	StatusCancelled JobStatus = "cancelled"
-	StatusFailed    JobStatus = "failed" // cannot finish; the job's reason says why
+	StateQueued    JobState = "queued"
+	StateRunning   JobState = "running"
+	StateDone      JobState = "done"
+	StateCancelled JobState = "cancelled"
+	StateFailed    JobState = "failed" // cannot finish; the job's reason says why
 )
 
 // Finished reports whether the status is final.
-func (s JobStatus) Finished() bool {
-	return s == StatusDone || s == StatusCancelled || s == StatusFailed
+func (s JobState) Finished() bool {
+	return s == StateDone || s == StateCancelled || s == StateFailed
 }
 
 // NodeContribution is what one node did for a job, from its accepted chunks only.
@@ -54,7 +54,7 @@ type job struct {
 	seq          uint64 // submission order, for stable listings and eviction order
 	spec         JobSpec
 	submitter    string
-	status       JobStatus
+	state        JobState
 	submitted    time.Time
 	started      time.Time
 	finished     time.Time
@@ -73,14 +73,14 @@ type job struct {
 
 func (j *job) total() Range { return Range{0, j.spec.TotalUnits()} }
 
-// JobState is the replicated job state behind the raft FSM (docs/design.md §2): jobs, accepted
+// JobStore is the replicated job state behind the raft FSM (docs/design.md §2): jobs, accepted
 // ranges, per-node contributions, and — on disk, in bbolt, compressed — the result payloads.
 // Apply, Snapshot and Restore are what consensus calls; the read methods serve the API from
 // this replica. Safe for concurrent use: Apply and Restore serialise, reads and Snapshot share.
 //
 // Apply is deterministic: it reads no clock (times come inside the commands) and its outcome
 // depends only on the state and the command, so every replica computes the same state.
-type JobState struct {
+type JobStore struct {
 	mu           sync.RWMutex
 	db           *bolt.DB
 	jobs         map[string]*job
@@ -90,16 +90,16 @@ type JobState struct {
 
 	policy   audit.Policy
 	creds    map[string]*nodeCred // node → credibility (audits.go)
-	auditIx  map[uint64]JobRange  // audit ID → the chunk under audit
+	auditIx  map[uint64]Chunk     // audit ID → the chunk under audit
 	auditSeq uint64               // the last audit ID given
 	now      time.Time            // the time of the command being applied
 }
 
-// OpenJobState creates the job state with its payload store at path. Any file already there is
+// OpenJobStore creates the job state with its payload store at path. Any file already there is
 // removed first: after a restart raft rebuilds the state by Restore from its latest snapshot and
 // replay of the log after it, so an old store would only double what replay writes. The store is
 // not fsynced for the same reason (the raft log is the durable copy).
-func OpenJobState(path string) (*JobState, error) {
+func OpenJobStore(path string) (*JobStore, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("job state: remove old store %s: %w", path, err)
 	}
@@ -108,11 +108,11 @@ func OpenJobState(path string) (*JobState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("job state: open store %s: %w", path, err)
 	}
-	return &JobState{db: db, jobs: map[string]*job{}, creds: map[string]*nodeCred{}, auditIx: map[uint64]JobRange{}, policy: audit.DefaultPolicy}, nil
+	return &JobStore{db: db, jobs: map[string]*job{}, creds: map[string]*nodeCred{}, auditIx: map[uint64]Chunk{}, policy: audit.DefaultPolicy}, nil
 }
 
 // Close closes the payload store.
-func (s *JobState) Close() error {
+func (s *JobStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.db.Close()
@@ -140,7 +140,7 @@ type Rejection struct {
 // log index (0 in tests that have none). It returns an error value for a command that changes
 // nothing (malformed, unknown job, validation), a *ResultsOutcome for OpResults, or nil. It never
 // panics on bad input.
-func (s *JobState) Apply(op byte, payload []byte, index uint64) any {
+func (s *JobStore) Apply(op byte, payload []byte, index uint64) any {
 	cmd, err := DecodeCommand(op, payload)
 	if err != nil {
 		return err
@@ -191,7 +191,7 @@ func (s *JobState) Apply(op byte, payload []byte, index uint64) any {
 }
 
 // ApplyCommand encodes cmd and applies it: a convenience for tests and single-node tools.
-func (s *JobState) ApplyCommand(cmd any, index uint64) any {
+func (s *JobStore) ApplyCommand(cmd any, index uint64) any {
 	op, payload, err := EncodeCommand(cmd)
 	if err != nil {
 		return err
@@ -199,7 +199,7 @@ func (s *JobState) ApplyCommand(cmd any, index uint64) any {
 	return s.Apply(op, payload, index)
 }
 
-func (s *JobState) submit(c Submit) error {
+func (s *JobStore) submit(c Submit) error {
 	if c.ID == "" {
 		return errors.New("submit: empty job id")
 	}
@@ -211,51 +211,51 @@ func (s *JobState) submit(c Submit) error {
 	}
 	s.seq++
 	s.jobs[c.ID] = &job{
-		id: c.ID, seq: s.seq, spec: c.Spec, submitter: c.Submitter, status: StatusQueued,
+		id: c.ID, seq: s.seq, spec: c.Spec, submitter: c.Submitter, state: StateQueued,
 		submitted: c.Time, nodes: map[string]*NodeContribution{}, recs: map[uint64]*auditRec{},
 	}
 	return nil
 }
 
-func (s *JobState) started(c Started) error {
+func (s *JobStore) started(c Started) error {
 	j, ok := s.jobs[c.Job]
 	if !ok {
 		return fmt.Errorf("started %s: %w", c.Job, ErrNoSuchJob)
 	}
-	if j.status == StatusQueued {
-		j.status, j.started = StatusRunning, c.Time
+	if j.state == StateQueued {
+		j.state, j.started = StateRunning, c.Time
 	}
 	return nil
 }
 
-func (s *JobState) cancel(c Cancel) error {
+func (s *JobStore) cancel(c Cancel) error {
 	j, ok := s.jobs[c.Job]
 	if !ok {
 		return fmt.Errorf("cancel %s: %w", c.Job, ErrNoSuchJob)
 	}
-	switch j.status {
-	case StatusCancelled:
+	switch j.state {
+	case StateCancelled:
 		return nil
-	case StatusDone, StatusFailed:
+	case StateDone, StateFailed:
 		return fmt.Errorf("cancel %s: %w", c.Job, ErrJobFinished)
 	}
-	j.status, j.finished = StatusCancelled, c.Time
+	j.state, j.finished = StateCancelled, c.Time
 	return nil
 }
 
-func (s *JobState) failJob(c Fail) error {
+func (s *JobStore) failJob(c Fail) error {
 	j, ok := s.jobs[c.Job]
 	if !ok {
 		return fmt.Errorf("fail %s: %w", c.Job, ErrNoSuchJob)
 	}
-	if j.status.Finished() {
+	if j.state.Finished() {
 		return fmt.Errorf("fail %s: %w", c.Job, ErrJobFinished)
 	}
-	j.status, j.finished, j.reason = StatusFailed, c.Time, c.Reason
+	j.state, j.finished, j.reason = StateFailed, c.Time, c.Reason
 	return nil
 }
 
-func (s *JobState) delete(id string) error {
+func (s *JobStore) delete(id string) error {
 	j, ok := s.jobs[id]
 	if !ok {
 		return fmt.Errorf("delete %s: %w", id, ErrNoSuchJob)
@@ -278,17 +278,17 @@ func (s *JobState) delete(id string) error {
 	return nil
 }
 
-// acceptedChunk is a validated chunk result waiting to be stored and counted.
-type acceptedChunk struct {
+// acceptedResult is a validated chunk result waiting to be stored and counted.
+type acceptedResult struct {
 	item   ChunkResult
 	j      *job
 	hits   uint64
 	leaves int
 }
 
-func (s *JobState) results(c Results) (*ResultsOutcome, error) {
+func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 	out := &ResultsOutcome{}
-	var ok []acceptedChunk
+	var ok []acceptedResult
 	batch := map[string]*RangeSet{} // ranges accepted earlier in this batch, per job
 	for i, it := range c.Items {
 		hits, reason := s.check(it, batch)
@@ -306,7 +306,7 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 			batch[it.Job] = rs
 		}
 		rs.Add(it.Range)
-		ok = append(ok, acceptedChunk{item: it, j: s.jobs[it.Job], hits: hits, leaves: leaves})
+		ok = append(ok, acceptedResult{item: it, j: s.jobs[it.Job], hits: hits, leaves: leaves})
 	}
 	if len(ok) == 0 {
 		return out, nil
@@ -366,11 +366,11 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 		size := int64(len(a.item.Payload)) + 16
 		j.payloadBytes += size
 		s.totalPayload += size
-		if j.status == StatusQueued {
-			j.status, j.started = StatusRunning, c.Time
+		if j.state == StateQueued {
+			j.state, j.started = StateRunning, c.Time
 		}
-		if j.cleared.Covers(j.total()) && j.status != StatusDone {
-			j.status, j.finished = StatusDone, c.Time
+		if j.cleared.Covers(j.total()) && j.state != StateDone {
+			j.state, j.finished = StateDone, c.Time
 			out.Finished = append(out.Finished, j.id)
 		}
 		out.Accepted++
@@ -380,14 +380,14 @@ func (s *JobState) results(c Results) (*ResultsOutcome, error) {
 
 // check validates one chunk result against the state and the batch so far. It returns the π
 // hits (0 for Mandelbrot) or the reason for rejecting it.
-func (s *JobState) check(it ChunkResult, batch map[string]*RangeSet) (uint64, string) {
+func (s *JobStore) check(it ChunkResult, batch map[string]*RangeSet) (uint64, string) {
 	j, ok := s.jobs[it.Job]
 	switch {
 	case !ok:
 		return 0, "unknown job"
-	case j.status == StatusCancelled:
+	case j.state == StateCancelled:
 		return 0, "job cancelled"
-	case j.status == StatusFailed:
+	case j.state == StateFailed:
 		return 0, "job failed"
 	case it.Range.Empty():
 		return 0, "empty range"
@@ -426,7 +426,7 @@ func (s *JobState) check(it ChunkResult, batch map[string]*RangeSet) (uint64, st
 // checkCommitment checks an audited result's commitment against its payload and its node's
 // standing; it returns the chunk's leaf count (-1 for a kind without commitments) or the reason
 // for rejecting it.
-func (s *JobState) checkCommitment(it ChunkResult) (int, string) {
+func (s *JobStore) checkCommitment(it ChunkResult) (int, string) {
 	if c := s.creds[it.Node]; c != nil && c.quarantined {
 		return 0, "node quarantined"
 	}
@@ -452,10 +452,10 @@ func payloadValue(r Range, p []byte) []byte {
 	return append(v, p...)
 }
 
-func (s *JobState) evict(c Evict) error {
+func (s *JobStore) evict(c Evict) error {
 	var gone []*job
 	for _, j := range s.jobs {
-		if j.status.Finished() && !j.finished.IsZero() && c.Retention > 0 && j.finished.Before(c.Now.Add(-c.Retention)) {
+		if j.state.Finished() && !j.finished.IsZero() && c.Retention > 0 && j.finished.Before(c.Now.Add(-c.Retention)) {
 			gone = append(gone, j)
 		}
 	}
@@ -467,7 +467,7 @@ func (s *JobState) evict(c Evict) error {
 	for c.DiskCap > 0 && s.totalPayload > c.DiskCap {
 		var oldest *job
 		for _, j := range s.jobs {
-			if j.status.Finished() && (oldest == nil || j.finished.Before(oldest.finished) ||
+			if j.state.Finished() && (oldest == nil || j.finished.Before(oldest.finished) ||
 				(j.finished.Equal(oldest.finished) && j.seq < oldest.seq)) {
 				oldest = j
 			}

@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-type testState struct{ *JobState }
+type testState struct{ *JobStore }
 
 func newTestState(tb testing.TB) testState {
 	tb.Helper()
-	s, err := OpenJobState(filepath.Join(tb.TempDir(), "jobs.db"))
+	s, err := OpenJobStore(filepath.Join(tb.TempDir(), "jobs.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func (s testState) mustApply(tb testing.TB, cmd any) any {
 }
 
 func piChunk(job string, seed uint64, r Range, node string) ChunkResult {
-	return ChunkResult{Job: job, Range: r, Node: node, ComputeSeconds: 0.5, Payload: EncodePiPayload(PiHits(seed, r.Start, r.End))}
+	return ChunkResult{Chunk: Chunk{Job: job, Range: r}, Node: node, ComputeSeconds: 0.5, Payload: EncodePiPayload(PiHits(seed, r.Start, r.End))}
 }
 
 func TestResultsNeverCountedTwice(t *testing.T) {
@@ -66,7 +66,7 @@ func TestResultsNeverCountedTwice(t *testing.T) {
 		t.Fatalf("hits %d samples %d, want %d 10000", res.Hits, res.Samples, want)
 	}
 	j, _ := st.Job("pi")
-	if j.State != StatusDone || j.DoneUnits != 10_000 {
+	if j.State != StateDone || j.DoneUnits != 10_000 {
 		t.Fatalf("job %+v", j)
 	}
 	units := map[string]uint64{}
@@ -87,15 +87,15 @@ func TestBadPayloadRejected(t *testing.T) {
 	st := newTestState(t)
 	st.mustApply(t, Submit{ID: "m", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 8, Height: 4, Span: 3, MaxIter: 50}}})
 	out := st.mustApply(t, Results{Time: t0, Items: []ChunkResult{
-		{Job: "m", Range: Range{0, 1}, Node: "a", Payload: EncodeMandelPayload(make([]uint32, 7))},                 // short row
-		{Job: "m", Range: Range{0, 1}, Node: "a", Payload: EncodeMandelPayload([]uint32{51, 0, 0, 0, 0, 0, 0, 0})}, // > max_iter
-		{Job: "m", Range: Range{0, 1}, Node: "a", Payload: []byte{1, 2, 3}},
-		{Job: "m", Range: Range{0, 1}, Node: "a", ComputeSeconds: -1, Payload: EncodeMandelPayload(make([]uint32, 8))},
+		{Chunk: Chunk{Job: "m", Range: Range{0, 1}}, Node: "a", Payload: EncodeMandelPayload(make([]uint32, 7))},                 // short row
+		{Chunk: Chunk{Job: "m", Range: Range{0, 1}}, Node: "a", Payload: EncodeMandelPayload([]uint32{51, 0, 0, 0, 0, 0, 0, 0})}, // > max_iter
+		{Chunk: Chunk{Job: "m", Range: Range{0, 1}}, Node: "a", Payload: []byte{1, 2, 3}},
+		{Chunk: Chunk{Job: "m", Range: Range{0, 1}}, Node: "a", ComputeSeconds: -1, Payload: EncodeMandelPayload(make([]uint32, 8))},
 	}}).(*ResultsOutcome)
 	if out.Accepted != 0 || len(out.Rejected) != 4 {
 		t.Fatalf("%+v", out)
 	}
-	if j, _ := st.Job("m"); j.DoneUnits != 0 || j.State != StatusQueued {
+	if j, _ := st.Job("m"); j.DoneUnits != 0 || j.State != StateQueued {
 		t.Fatalf("state changed: %+v", j)
 	}
 }
@@ -111,11 +111,11 @@ func TestLifecycleAndErrors(t *testing.T) {
 	if err, _ := st.ApplyCommand(Submit{ID: "b", Time: t0, Spec: bad}, 0).(error); err == nil {
 		t.Fatal("invalid spec accepted")
 	}
-	if j, _ := st.Job("a"); j.State != StatusQueued {
+	if j, _ := st.Job("a"); j.State != StateQueued {
 		t.Fatalf("state %s", j.State)
 	}
 	st.mustApply(t, Started{Job: "a", Time: t0.Add(time.Second)})
-	if j, _ := st.Job("a"); j.State != StatusRunning || !j.StartedAt.Equal(t0.Add(time.Second)) {
+	if j, _ := st.Job("a"); j.State != StateRunning || !j.StartedAt.Equal(t0.Add(time.Second)) {
 		t.Fatalf("after started: %+v", j)
 	}
 	st.mustApply(t, Cancel{Job: "a", Time: t0.Add(2 * time.Second)})
@@ -191,7 +191,7 @@ func TestSnapshotRestoreReplay(t *testing.T) {
 			} else {
 				a := rng.IntN(mp.Height)
 				b := min(a+1+rng.IntN(6), mp.Height)
-				items = append(items, ChunkResult{Job: "m", Range: Range{uint64(a), uint64(b)}, Node: "x", ComputeSeconds: 0.1,
+				items = append(items, ChunkResult{Chunk: Chunk{Job: "m", Range: Range{uint64(a), uint64(b)}}, Node: "x", ComputeSeconds: 0.1,
 					Payload: EncodeMandelPayload(img[a*mp.Width : b*mp.Width])})
 			}
 		}
@@ -298,7 +298,7 @@ func TestMandelChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	chunk := func(a, b uint64) ChunkResult {
-		return ChunkResult{Job: "m", Range: Range{a, b}, Node: "n", Payload: EncodeMandelPayload(full[a*w : b*w])}
+		return ChunkResult{Chunk: Chunk{Job: "m", Range: Range{a, b}}, Node: "n", Payload: EncodeMandelPayload(full[a*w : b*w])}
 	}
 	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{chunk(2, 5), chunk(5, 6), chunk(10, 14), chunk(19, 20)}})
 	want := []Range{{0, 2}, {1, 2}, {2, 5}, {2, 5}, {2, 5}, {5, 6}, {6, 10}, {7, 10}, {8, 10}, {9, 10},
