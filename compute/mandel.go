@@ -83,23 +83,6 @@ func (g *mandelGeom) ci(py int) float64 {
 	return g.cy - float64((float64(py)-g.halfH+0.5)*g.s)
 }
 
-// mandelPoint iterates one point (the reference loop of docs/design.md §4).
-func mandelPoint(cr, ci float64, maxIter uint32) uint32 {
-	var zr, zi float64
-	var n uint32
-	for ; n < maxIter; n++ {
-		zr2 := float64(zr * zr)
-		zi2 := float64(zi * zi)
-		if zr2+zi2 > 4 {
-			break
-		}
-		t := float64(zr * zi)
-		zi = (t + t) + ci
-		zr = (zr2 - zi2) + cr
-	}
-	return n
-}
-
 // mandelPortable is the scalar kernel: two pixels iterate in one loop so that the latency of one
 // point's dependency chain hides the other's; when one escapes the other finishes alone.
 func mandelPortable(g *mandelGeom, py, pxStart, pxEnd int, out []uint32) uint64 {
@@ -143,14 +126,16 @@ func mandelPortable(g *mandelGeom, py, pxStart, pxEnd int, out []uint32) uint64 
 		iters += uint64(na) + uint64(nb) + 2
 	}
 	for ; px < pxEnd; px++ {
-		v := mandelPoint(g.cr(px), ci, m)
+		v := mandelFrom(0, 0, g.cr(px), ci, 0, m)
 		out[px-pxStart] = v
 		iters += uint64(v) + 1
 	}
 	return iters
 }
 
-// mandelFrom continues the reference loop from iteration n with state (zr, zi).
+// mandelFrom is the reference loop of docs/design.md §4, continued from iteration n with state
+// (zr, zi): mandelFrom(0, 0, cr, ci, 0, maxIter) iterates point (cr, ci) from the start. Every
+// kernel's result must equal its bits.
 func mandelFrom(zr, zi, cr, ci float64, n, maxIter uint32) uint32 {
 	for ; n < maxIter; n++ {
 		zr2 := float64(zr * zr)
