@@ -21,6 +21,26 @@ type apiFlags struct {
 	api, data, token string
 }
 
+// newClientFlags is the start of every client command: its flag set with
+// the API flags registered.
+func newClientFlags(name string, stdout io.Writer) (*flag.FlagSet, *apiFlags) {
+	fs := newFlagSet(name, stdout)
+	af := &apiFlags{}
+	af.register(fs)
+	return fs, af
+}
+
+// connect returns the client (see client) and a context for the command's
+// requests, ended by timeout; call cancel when done.
+func (a *apiFlags) connect(timeout time.Duration) (*webui.Client, context.Context, context.CancelFunc, error) {
+	c, err := a.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	return c, ctx, cancel, nil
+}
+
 func (a *apiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.api, "api", "", "API base URL of a node (default: the local node found through --data)")
 	fs.StringVar(&a.data, "data", node.DefaultDataDir(), "data directory of the local node")
@@ -53,18 +73,15 @@ func (a *apiFlags) client() (*webui.Client, error) {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("status", stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(15 * time.Second)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	st, err := c.Status(ctx)
 	if err != nil {
@@ -146,17 +163,14 @@ func short(id string) string {
 }
 
 func runLeave(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("leave", stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("leave", stdout)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(45 * time.Second)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	if err := c.Do(ctx, "POST", "/api/v1/leave", struct{}{}, nil); err != nil {
 		return err

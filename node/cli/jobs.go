@@ -68,18 +68,15 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func runJobs(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("jobs", stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("jobs", stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(requestTimeout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	jobs, err := c.Jobs(ctx)
 	if err != nil {
@@ -106,19 +103,16 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 }
 
 func runJob(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("job ID", stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("job ID", stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	id, err := jobIDArg(fs, args)
 	if err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(requestTimeout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	v, err := c.Job(ctx, id)
 	if err != nil {
@@ -200,9 +194,7 @@ func printContributions(ctx context.Context, w io.Writer, c *webui.Client, v web
 }
 
 func runResult(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("result ID", stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("result ID", stdout)
 	out := fs.String("o", "", "Mandelbrot: write the image to this file (PNG, or raw counts with --raw); - is stdout")
 	raw := fs.Bool("raw", false, "Mandelbrot: write W×H uint32 little-endian iteration counts instead of a PNG")
 	asJSON := fs.Bool("json", false, "print the result (π) or the image summary (Mandelbrot) as JSON")
@@ -210,11 +202,10 @@ func runResult(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(requestTimeout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	res, err := c.Result(ctx, id)
 	if err != nil {
@@ -337,19 +328,16 @@ func isTerminal(w io.Writer) bool {
 }
 
 func runCancel(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("cancel ID", stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("cancel ID", stdout)
 	asJSON := fs.Bool("json", false, "print the job after the cancel as JSON")
 	id, err := jobIDArg(fs, args)
 	if err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(requestTimeout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	v, err := c.CancelJob(ctx, id)
 	if err != nil {
@@ -364,18 +352,15 @@ func runCancel(args []string, stdout, stderr io.Writer) error {
 }
 
 func runRm(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rm ID", stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("rm ID", stdout)
 	id, err := jobIDArg(fs, args)
 	if err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(requestTimeout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	if err := c.DeleteJob(ctx, id); err != nil {
 		return err

@@ -37,9 +37,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	}
 	kind, args := args[0], args[1:]
 	var spec compute.JobSpec
-	fs := newFlagSet("submit "+kind, stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("submit "+kind, stdout)
 	name := fs.String("name", "", "job name shown in lists")
 	priority := fs.Int("priority", 0, "share of the nodes when jobs run at once, 1–100 (default 1)")
 	wait := fs.Bool("wait", false, "wait for the job: a progress bar, then the result")
@@ -110,11 +108,10 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 		return usagef("%s", flagNames(err.Error()))
 	}
 
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(requestTimeout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	v, err := c.SubmitJob(ctx, spec)
 	if err != nil {
