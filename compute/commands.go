@@ -30,6 +30,7 @@ const (
 const (
 	commandFormat        = 1
 	resultsAuditedFormat = 2
+	submitCappedFormat   = 2 // a Submit with MaxJobs
 )
 
 // Bounds enforced by the decoders: a hostile or corrupt log entry is rejected, never allocated.
@@ -45,11 +46,16 @@ var ErrUnknownOp = errors.New("unknown job-state op")
 
 // Submit creates a job. ID is chosen by the leader (unique); Time is the leader's clock when it
 // proposed the command, never the applying node's.
+//
+// MaxJobs is the cluster's job cap (the max-jobs setting) as the proposer read it from the
+// replicated settings: the submit is refused with ErrTooManyJobs when the state already holds
+// that many jobs. 0: no cap (commands written before the cap existed).
 type Submit struct {
 	ID        string
 	Spec      JobSpec
 	Submitter string
 	Time      time.Time
+	MaxJobs   int
 }
 
 // ChunkResult is one finished chunk: the job, its range, the encoded result (see
@@ -156,6 +162,10 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 		e.str(c.Submitter)
 		e.time(c.Time)
 		encodeSpec(e, c.Spec)
+		if c.MaxJobs > 0 {
+			e.b[0] = submitCappedFormat
+			e.uvarint(uint64(c.MaxJobs))
+		}
 	case Results:
 		op = OpResults
 		if c.Audited {
@@ -264,7 +274,7 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 	}
 	d := &decoder{b: payload}
 	f := d.byte1()
-	if d.err == nil && f != commandFormat && (op != OpResults || f != resultsAuditedFormat) {
+	if d.err == nil && f != commandFormat && (op != OpResults || f != resultsAuditedFormat) && (op != OpSubmit || f != submitCappedFormat) {
 		return nil, fmt.Errorf("decode op %#x: unknown format %d", op, f)
 	}
 	var v any
@@ -275,6 +285,12 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		c.Submitter = d.str(MaxIDLen, "submitter")
 		c.Time = d.time()
 		c.Spec = decodeSpec(d)
+		if f == submitCappedFormat {
+			c.MaxJobs = clampInt(int64(min(d.uvarint(), 1<<31-1)))
+			if d.err == nil && c.MaxJobs < 1 {
+				d.fail(errors.New("submit: max jobs 0 in a capped submit"))
+			}
+		}
 		v = c
 	case OpResults:
 		var c Results

@@ -46,6 +46,7 @@ var (
 	ErrNoSuchJob   = errors.New("no such job")
 	ErrJobFinished = errors.New("job already finished")
 	ErrStaleIndex  = errors.New("log index already applied")
+	ErrTooManyJobs = errors.New("too many jobs")
 )
 
 // job is the replicated state of one job. Result payloads are not here: they are in bbolt.
@@ -208,6 +209,10 @@ func (s *JobStore) submit(c Submit) error {
 	}
 	if err := c.Spec.Validate(); err != nil {
 		return fmt.Errorf("submit %s: %w", c.ID, err)
+	}
+	if c.MaxJobs > 0 && len(s.jobs) >= c.MaxJobs {
+		return fmt.Errorf("submit %s: the cluster holds %d jobs (max-jobs %d): delete finished ones (hydra rm) or raise the cap (hydra config set max-jobs=N): %w",
+			c.ID, len(s.jobs), c.MaxJobs, ErrTooManyJobs)
 	}
 	s.seq++
 	s.jobs[c.ID] = &job{

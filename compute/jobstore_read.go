@@ -74,6 +74,13 @@ func (s *JobStore) Jobs() []Job {
 	return out
 }
 
+// Count is the number of jobs the state holds (queued, running and finished).
+func (s *JobStore) Count() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.jobs)
+}
+
 // Job returns one job's view.
 func (s *JobStore) Job(id string) (Job, bool) {
 	s.mu.RLock()

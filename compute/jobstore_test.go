@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -326,4 +327,25 @@ func TestMandelChunk(t *testing.T) {
 	if _, _, err := st.MandelChunk("pi", 0); err == nil {
 		t.Fatal("a π job has rows")
 	}
+}
+
+// TestMaxJobs: a submit that carries the cluster's job cap is refused once the state holds that
+// many jobs, finished ones included, and accepted again after a delete.
+func TestMaxJobs(t *testing.T) {
+	st := newTestState(t)
+	spec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 10, Seed: 1}}
+	for _, id := range []string{"a", "b", "c"} {
+		st.mustApply(t, Submit{ID: id, Time: t0, Spec: spec, MaxJobs: 3})
+	}
+	err, _ := st.ApplyCommand(Submit{ID: "d", Time: t0, Spec: spec, MaxJobs: 3}, 0).(error)
+	if !errors.Is(err, ErrTooManyJobs) || !strings.Contains(err.Error(), "max-jobs 3") {
+		t.Fatalf("fourth job under max-jobs 3: %v", err)
+	}
+	if st.Count() != 3 {
+		t.Fatalf("%d jobs", st.Count())
+	}
+	st.mustApply(t, Submit{ID: "d", Time: t0, Spec: spec}) // no cap in the command: accepted
+	st.mustApply(t, Delete{Job: "a"})
+	st.mustApply(t, Delete{Job: "b"})
+	st.mustApply(t, Submit{ID: "e", Time: t0, Spec: spec, MaxJobs: 3})
 }

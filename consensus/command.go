@@ -43,12 +43,14 @@ const (
 	OpTokenRemove Op = 0x09
 	// OpAdmit sets the admission mode (AdmitMode).
 	OpAdmit Op = 0x0a
+	// OpSettings replaces the cluster's Settings (SettingsChange).
+	OpSettings Op = 0x0b
 	// OpAppFirst is the first op routed to the App (the job state).
 	OpAppFirst Op = 0x40
 )
 
 func (o Op) known() bool {
-	return (o >= OpInit && o <= OpAdmit) || o >= OpAppFirst
+	return (o >= OpInit && o <= OpSettings) || o >= OpAppFirst
 }
 
 // String names the op for logs.
@@ -74,6 +76,8 @@ func (o Op) String() string {
 		return "token-remove"
 	case OpAdmit:
 		return "admit"
+	case OpSettings:
+		return "settings"
 	}
 	if o >= OpAppFirst {
 		return fmt.Sprintf("app-0x%02x", byte(o))
@@ -166,6 +170,7 @@ type ClusterInit struct {
 	Voters      int           `json:"voters"`
 	ChunkTarget time.Duration `json:"chunk_target"`
 	Created     time.Time     `json:"created"`
+	Settings    *Settings     `json:"settings,omitempty"` // the founder's; nil: DefaultSettings
 }
 
 // NodeRemove is the OpNodeRemove payload.

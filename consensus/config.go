@@ -116,6 +116,11 @@ type Config struct {
 	// ChunkTarget is the cluster's target chunk duration, taken at bootstrap
 	// (default 2s) and kept in ClusterState.
 	ChunkTarget time.Duration
+	// Settings seed the cluster's replicated Settings when this node
+	// bootstraps it (--retention, --disk-cap, --max-jobs); zero: the
+	// defaults. Later nodes' values are ignored: `hydra config set` changes
+	// them.
+	Settings Settings
 	// Self describes this node; it is registered in the replicated state on
 	// start/join when it differs from what is there. ID and VoterPref are
 	// filled in by New.

@@ -143,6 +143,7 @@ func (r *Raft) ensureInit(ctx context.Context) {
 			Voters:      r.cfg.Voters,
 			ChunkTarget: r.cfg.ChunkTarget,
 			Created:     time.Now().UTC(),
+			Settings:    &r.cfg.Settings,
 		}
 		cmd, err := NewCommand(OpInit, in)
 		if err == nil {

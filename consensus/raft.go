@@ -102,6 +102,12 @@ func New(cfg Config) (*Raft, error) {
 	if cfg.Admit != "" && cfg.Admit != AdmitApproval && cfg.Admit != AdmitLAN {
 		return nil, fmt.Errorf("consensus: admission mode %q: want approval or lan", cfg.Admit)
 	}
+	if cfg.Settings == (Settings{}) {
+		cfg.Settings = DefaultSettings()
+	}
+	if err := cfg.Settings.Validate(); err != nil {
+		return nil, fmt.Errorf("consensus: cluster settings: %w", err)
+	}
 	id := cfg.Host.ID()
 	cfg.Self.ID = id.String()
 	cfg.Self.Voter = cfg.VoterPref

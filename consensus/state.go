@@ -46,6 +46,9 @@ type ClusterState struct {
 	// Retired are the hashes of revoked API credentials: never accepted
 	// again (a member whose credential was revoked makes a new one).
 	Retired map[string]bool `json:"retired,omitempty"`
+	// Settings are the limits on finished jobs; nil for a cluster created
+	// before they were replicated (EffectiveSettings: the defaults).
+	Settings *Settings `json:"settings,omitempty"`
 }
 
 // Initialized reports whether OpInit has been applied.
@@ -55,6 +58,10 @@ func (s ClusterState) Initialized() bool { return s.ClusterID != "" }
 func (s ClusterState) clone() ClusterState {
 	c := s
 	c.Nodes = maps.Clone(s.Nodes)
+	if s.Settings != nil {
+		st := *s.Settings
+		c.Settings = &st
+	}
 	if c.Nodes == nil {
 		c.Nodes = map[string]NodeMeta{}
 	}
@@ -110,6 +117,13 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 			return rejectf("init: voters must be 0..%d and chunk target ≥ 0", maxVoters)
 		}
 		st.ClusterID, st.Token, st.Voters = in.ClusterID, in.Token, in.Voters
+		if in.Settings != nil {
+			if err := in.Settings.Validate(); err != nil {
+				return rejectf("init: %v", err)
+			}
+			set := *in.Settings
+			st.Settings = &set
+		}
 		st.ChunkTarget, st.Created = in.ChunkTarget, in.Created
 		if st.Nodes == nil {
 			st.Nodes = map[string]NodeMeta{}
@@ -138,6 +152,20 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 			return rejectf("register: node registry full (%d)", maxNodes)
 		}
 		st.Nodes[m.ID] = m
+		return nil
+	case OpSettings:
+		var ch SettingsChange
+		if err := strictUnmarshal(cmd.Payload, &ch); err != nil {
+			return rejectf("settings: %v", err)
+		}
+		if !st.Initialized() {
+			return rejectf("settings: the cluster is not initialized")
+		}
+		if err := ch.Settings.Validate(); err != nil {
+			return rejectf("settings: %v", err)
+		}
+		set := ch.Settings
+		st.Settings = &set
 		return nil
 	case OpNodeRemove:
 		var rm NodeRemove

@@ -55,9 +55,13 @@ type Config struct {
 	// (--cpu-limit, by duty cycle; default 100).
 	CPULimit int
 	// Retention is how long finished jobs are kept (--retention, 7 days);
-	// DiskCap bounds their stored results (--disk-cap bytes, 0 = no cap).
+	// DiskCap bounds their stored results (--disk-cap bytes, 0 = no cap);
+	// MaxJobs bounds the jobs the cluster holds (--max-jobs, 20,000). They
+	// seed the cluster's replicated settings when this node founds the
+	// cluster; afterwards `hydra config set` changes them.
 	Retention time.Duration
 	DiskCap   int64
+	MaxJobs   int
 
 	// Owner is the owner policy: when compute steps back for the machine's
 	// owner (docs/design.md §7). SysRoot and ProcRoot let tests drive the
@@ -97,9 +101,10 @@ func DefaultConfig() Config {
 		Compute:          true,
 		CPUs:             runtime.NumCPU(),
 		CPULimit:         100,
-		Retention:        7 * 24 * time.Hour,
+		Retention:        consensus.DefaultSettings().Retention,
 		Owner:            owner.DefaultConfig(),
-		DiskCap:          4 << 30,
+		DiskCap:          consensus.DefaultSettings().DiskCap,
+		MaxJobs:          consensus.DefaultSettings().MaxJobs,
 		AnnounceInterval: time.Second,
 	}
 }
@@ -129,6 +134,11 @@ func DefaultDataDir() string {
 }
 
 var clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// settings are the cluster settings this node seeds when it founds a cluster.
+func (c Config) settings() consensus.Settings {
+	return consensus.Settings{Retention: c.Retention, DiskCap: c.DiskCap, MaxJobs: c.MaxJobs}
+}
 
 // ConfigError is a problem with the node's configuration (a flag, the data
 // directory, a port in use): `hydra node` prints it on one line and exits 2.
@@ -217,11 +227,8 @@ func (c *Config) parse() (parsed, error) {
 	if c.CPULimit < 1 || c.CPULimit > 100 {
 		return p, configErr("--cpu-limit %d: want a percentage from 1 to 100", c.CPULimit)
 	}
-	if c.Retention < time.Minute {
-		return p, configErr("--retention %s: want at least 1m", c.Retention)
-	}
-	if c.DiskCap < 0 {
-		return p, configErr("--disk-cap %d: must not be negative", c.DiskCap)
+	if err := c.settings().Validate(); err != nil {
+		return p, configErr("--retention, --disk-cap, --max-jobs: %v", err)
 	}
 	if err := c.Owner.Validate(); err != nil {
 		return p, configErr("owner policy: %v", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -25,7 +26,15 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 		return compute.Job{}, fmt.Errorf("job id: %w", err)
 	}
 	id := hex.EncodeToString(b[:])
-	if _, err := n.applyJob(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC()}); err != nil {
+	maxJobs := n.raft.State().EffectiveSettings().MaxJobs
+	if held := n.jobs.Count(); held >= maxJobs { // the replicas check again when they apply it
+		return compute.Job{}, fmt.Errorf("submit job: the cluster holds %d jobs (max-jobs %d): delete finished ones (hydra rm) or raise the cap (hydra config set max-jobs=N): %w",
+			held, maxJobs, compute.ErrTooManyJobs)
+	}
+	if _, err := n.applyJob(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC(), MaxJobs: maxJobs}); err != nil {
+		if strings.Contains(err.Error(), compute.ErrTooManyJobs.Error()) { // refused by the leader's apply
+			return compute.Job{}, fmt.Errorf("submit job: %v: %w", err, compute.ErrTooManyJobs)
+		}
 		return compute.Job{}, unavailable(fmt.Errorf("submit job: %w", err))
 	}
 	j, ok := n.jobs.Job(id)
@@ -33,6 +42,26 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 		return compute.Job{}, fmt.Errorf("submit job %s: committed but not yet applied here", id)
 	}
 	return j, nil
+}
+
+// ClusterConfig is the cluster's settings as this node's replica knows them.
+func (n *Node) ClusterConfig() webui.ClusterConfig {
+	s := n.raft.State().EffectiveSettings()
+	return webui.NewClusterConfig(s.Retention, s.DiskCap, s.MaxJobs)
+}
+
+// SetClusterConfig applies key=value assignments to the current settings and
+// commits them through raft (hydra config set).
+func (n *Node) SetClusterConfig(ctx context.Context, assignments []string) (webui.ClusterConfig, error) {
+	s, err := n.raft.State().EffectiveSettings().Set(assignments...)
+	if err != nil {
+		return webui.ClusterConfig{}, fmt.Errorf("%w: %v", webui.ErrInvalidConfig, err)
+	}
+	if err := n.raft.SetSettings(ctx, s); err != nil {
+		return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
+	}
+	n.log.Info("cluster settings changed", "retention", s.Retention, "disk_cap", s.DiskCap, "max_jobs", s.MaxJobs)
+	return webui.NewClusterConfig(s.Retention, s.DiskCap, s.MaxJobs), nil
 }
 
 // Jobs lists every job of this node's replica.

@@ -155,6 +155,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		VoterPref:   p.voter,
 		Voters:      cfg.Voters,
 		ChunkTarget: cfg.ChunkTarget,
+		Settings:    cfg.settings(),
 		Self: consensus.NodeMeta{
 			ID:      h.ID().String(),
 			Name:    cfg.Name,
@@ -182,14 +183,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	h.SetAccess(r.Access)
 
 	n.coord = work.NewCoordinator(work.CoordinatorConfig{
-		Self:      h.ID(),
-		Jobs:      jobs,
-		Apply:     n.applyJob,
-		IsMember:  n.isMember,
-		Publish:   n.publishActivity,
-		Retention: cfg.Retention,
-		DiskCap:   cfg.DiskCap,
-		Logger:    cfg.Logger,
+		Self:     h.ID(),
+		Jobs:     jobs,
+		Apply:    n.applyJob,
+		IsMember: n.isMember,
+		Publish:  n.publishActivity,
+		Settings: func() consensus.Settings { return r.State().EffectiveSettings() },
+		Logger:   cfg.Logger,
 	})
 	// The one leadership path: raft runs the coordinator after Barrier
 	// and cancels it when leadership is lost (registered before the node

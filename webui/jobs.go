@@ -310,7 +310,7 @@ func (s *server) job(w http.ResponseWriter, r *http.Request) (compute.Job, bool)
 }
 
 // jobError answers a backend error: unknown job 404, finished job 409,
-// unavailable 503, anything else 500.
+// unavailable 503, the cluster's job cap reached 429, anything else 500.
 func (s *server) jobError(w http.ResponseWriter, id, what string, err error) {
 	switch {
 	case errors.Is(err, compute.ErrNoSuchJob):
@@ -319,6 +319,8 @@ func (s *server) jobError(w http.ResponseWriter, id, what string, err error) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("%s: job %s already finished", what, clip(id)))
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, what+": "+err.Error())
+	case errors.Is(err, compute.ErrTooManyJobs):
+		writeError(w, http.StatusTooManyRequests, what+": "+err.Error())
 	default:
 		s.cfg.Logger.Warn("job request failed", "op", what, "job", id, "err", err)
 		writeError(w, http.StatusInternalServerError, what+": "+err.Error())

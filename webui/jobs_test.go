@@ -33,6 +33,7 @@ type fakeJobs struct {
 	submitted []compute.JobSpec
 	calls     int    // writes that reached the backend
 	rowsRead  uint64 // rows MandelChunk handed out (accepted ones)
+	submitErr error  // SubmitJob fails with it when set
 }
 
 var t0 = time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
@@ -44,6 +45,9 @@ func newFakeJobs() *fakeJobs {
 func (f *fakeJobs) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.submitErr != nil {
+		return compute.Job{}, f.submitErr
+	}
 	f.calls++
 	f.submitted = append(f.submitted, spec)
 	j := compute.Job{

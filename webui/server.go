@@ -63,6 +63,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("POST /api/v1/leave", s.auth(http.HandlerFunc(s.leave)))
 	s.registerJobs(mux)
 	s.registerAdmission(mux)
+	s.registerConfig(mux)
 	s.registerUI(mux)
 	g := cfg.Gatherer
 	if g == nil {

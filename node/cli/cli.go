@@ -60,6 +60,7 @@ func commands() []command {
 		{"remove", "evict a node and refuse its key: hydra remove NODE (name, ID or fingerprint)", runRemove},
 		{"token", "join tokens and API credentials: hydra token create|list|revoke", runToken},
 		{"admit", "set how new nodes are admitted: hydra admit approval|lan", runAdmit},
+		{"config", "show or change the cluster's settings: hydra config get | set retention=72h disk-cap=8GiB max-jobs=20000", runConfig},
 		{"version", "print version, commit and build date", runVersion},
 		{"demo", "start a local demo cluster, run a π and a Mandelbrot job, kill the coordinator midway", runDemo},
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/node"
 	"github.com/hydra-compute/hydra/node/owner"
 )
@@ -40,8 +41,13 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Compute, "compute", cfg.Compute, "take chunks of work (false: store state and serve the API only)")
 	fs.IntVar(&cfg.CPUs, "cpus", cfg.CPUs, "cores the compute process uses")
 	fs.IntVar(&cfg.CPULimit, "cpu-limit", cfg.CPULimit, "percent of those cores' time compute may use (duty cycle)")
-	fs.DurationVar(&cfg.Retention, "retention", cfg.Retention, "how long finished jobs and their results are kept")
-	fs.Int64Var(&cfg.DiskCap, "disk-cap", cfg.DiskCap, "bytes of stored results kept before the oldest finished jobs are evicted (0: no cap)")
+	fs.DurationVar(&cfg.Retention, "retention", cfg.Retention, "how long finished jobs and their results are kept (these three seed the cluster's settings when this node founds it; then: hydra config set)")
+	fs.Func("disk-cap", "bytes of stored results kept before the oldest finished jobs are evicted, e.g. 8GiB (0: no cap; default 4GiB)", func(v string) error {
+		n, err := consensus.ParseSize(v)
+		cfg.DiskCap = n
+		return err
+	})
+	fs.IntVar(&cfg.MaxJobs, "max-jobs", cfg.MaxJobs, "jobs the cluster holds at most (queued, running and finished); a submit beyond is refused")
 	oc := &cfg.Owner
 	fs.BoolVar(&oc.Dedicated, "dedicated", oc.Dedicated, "a machine that is there to compute: ignore owner activity and battery (schedule and heat still apply)")
 	fs.DurationVar(&oc.PauseAfter, "pause-after", oc.PauseAfter, "an owner rule must hold this long before compute pauses")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,10 +53,10 @@ type CoordinatorConfig struct {
 	// Publish spreads the coordinator's soft state (leases, rates) to
 	// every node about once a second.
 	Publish func(ctx context.Context, a webui.Activity)
-	// Retention and DiskCap bound finished jobs (compute.Evict).
-	Retention time.Duration
-	DiskCap   int64
-	Logger    *slog.Logger
+	// Settings returns the cluster's replicated settings: retention and
+	// disk cap bound finished jobs (compute.Evict).
+	Settings func() consensus.Settings
+	Logger   *slog.Logger
 }
 
 // Coordinator is the leader-only half of the work protocol. It exists for
@@ -97,6 +98,7 @@ type leadership struct {
 	sched    *compute.Scheduler
 	jobs     map[string]bool            // jobs known to the scheduler
 	lastSeen map[string]time.Time       // node → last sync
+	offsets  map[string]time.Duration   // node → its clock minus ours, from its last sync
 	kernels  map[string]string          // node → kernel path it reported
 	adopted  map[compute.Chunk]uint64   // chunks of earlier terms (ID, term zeroed) → lease here
 	granted  map[string][]grant         // node → ranges leased or adopted to it in this term
@@ -129,6 +131,7 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: chunkTarget}),
 		jobs:     map[string]bool{},
 		lastSeen: map[string]time.Time{},
+		offsets:  map[string]time.Duration{},
 		kernels:  map[string]string{},
 		adopted:  map[compute.Chunk]uint64{},
 		granted:  map[string][]grant{},
@@ -323,16 +326,41 @@ func (c *leadership) nodeGoneLocked(node string, now time.Time) {
 		return
 	}
 	delete(c.lastSeen, node)
+	delete(c.offsets, node)
 	if evs := c.sched.NodeGone(node, now); len(evs) > 0 {
 		c.log.Info("node gone: chunks requeued", "node", node, "chunks", len(evs))
 	}
 }
 
+// evict drops finished jobs past the cluster's retention or over its disk cap. The time it
+// commits (and every replica evicts by) is the cluster's clock, not this leader's alone: the
+// median of the clocks of the nodes that synced lately, this one included, so that one node
+// whose clock is off by a week cannot evict every result when it leads (docs/api.md, Cluster
+// settings).
 func (c *leadership) evict(ctx context.Context, now time.Time) {
-	cmd := compute.Evict{Now: now, Retention: c.cfg.Retention, DiskCap: c.cfg.DiskCap}
+	set := consensus.DefaultSettings()
+	if c.cfg.Settings != nil {
+		set = c.cfg.Settings()
+	}
+	cmd := compute.Evict{Now: c.clusterNow(now), Retention: set.Retention, DiskCap: set.DiskCap}
 	if _, err := c.cfg.Apply(ctx, cmd); err != nil && ctx.Err() == nil {
 		c.log.Warn("evict finished jobs", "err", err)
 	}
+}
+
+// clusterNow is now corrected by the lower median of the offsets of the nodes' clocks
+// (this node's is 0); with two clocks it is the earlier one, which evicts less.
+func (c *leadership) clusterNow(now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	offs := []time.Duration{0}
+	for node, off := range c.offsets {
+		if _, ok := c.lastSeen[node]; ok && node != c.cfg.Self.String() {
+			offs = append(offs, off)
+		}
+	}
+	slices.Sort(offs)
+	return now.Add(offs[(len(offs)-1)/2])
 }
 
 // sync serves one worker exchange.
@@ -345,6 +373,9 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 
 	c.mu.Lock()
 	c.lastSeen[node] = now
+	if !req.Now.IsZero() {
+		c.offsets[node] = req.Now.Sub(now) // the request's transit makes it a little late: harmless
+	}
 	if req.Kernel != "" && len(req.Kernel) < 32 {
 		c.kernels[node] = req.Kernel
 	}

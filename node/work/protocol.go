@@ -2,6 +2,7 @@ package work
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hydra-compute/hydra/compute"
 )
@@ -27,8 +28,9 @@ type syncRequest struct {
 	Paused   bool            `json:"paused"`   // true: lease nothing
 	Term     uint64          `json:"term"`     // the coordinator term its leases came from
 	Kernel   string          `json:"kernel,omitempty"`
-	Leases   []uint64        `json:"leases"` // lease IDs it holds (running or queued)
-	Held     []held          `json:"held"`   // the chunk in hand, whichever coordinator leased it
+	Leases   []uint64        `json:"leases"`       // lease IDs it holds (running or queued)
+	Held     []held          `json:"held"`         // the chunk in hand, whichever coordinator leased it
+	Now      time.Time       `json:"now,omitzero"` // the worker's clock: the cluster clock is their median
 }
 
 // held is the chunk a worker is computing and the lease it came under, so

@@ -216,7 +216,7 @@ func (w *Worker) sync(ctx context.Context) error {
 		w.leader = leader
 		w.queue = nil
 	}
-	req := &syncRequest{Term: w.term, Results: append([]result(nil), w.results...), Failed: w.failed, Kernel: compute.KernelPath()}
+	req := &syncRequest{Term: w.term, Results: append([]result(nil), w.results...), Failed: w.failed, Kernel: compute.KernelPath(), Now: time.Now().UTC()}
 	w.failed = nil
 	inHand := len(w.queue)
 	if w.running != nil {

@@ -1,0 +1,82 @@
+package consensus
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSettingsSetAndBounds(t *testing.T) {
+	s, err := DefaultSettings().Set("retention=72h", "disk-cap=8GiB", "max-jobs=20000")
+	if err != nil || s != (Settings{Retention: 72 * time.Hour, DiskCap: 8 << 30, MaxJobs: 20000}) {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if err := DefaultSettings().Validate(); err != nil || DefaultSettings().MaxJobs < 10_000 {
+		t.Fatalf("defaults %+v: %v", DefaultSettings(), err)
+	}
+	for _, bad := range []string{"retention=30s", "retention=1000000h", "retention=soon", "disk-cap=100", "disk-cap=-1",
+		"disk-cap=2PiB", "disk-cap=lots", "max-jobs=0", "max-jobs=2000000", "max-jobs=1e3", "colour=blue", "retention"} {
+		if _, err := DefaultSettings().Set(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	if s, err := DefaultSettings().Set("disk-cap=0"); err != nil || s.DiskCap != 0 {
+		t.Fatalf("disk-cap=0 (no cap): %+v %v", s, err)
+	}
+	for in, want := range map[string]int64{"8GiB": 8 << 30, "8G": 8 << 30, "500MB": 500e6, "1073741824": 1 << 30, "1.5GiB": 3 << 29, " 2 MiB ": 2 << 20} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d %v, want %d", in, got, err, want)
+		}
+	}
+	for _, n := range []int64{0, 1, 8 << 30, 1500000, 3 << 29} {
+		if got, err := ParseSize(FormatSize(n)); err != nil || got != n {
+			t.Errorf("FormatSize(%d) = %s reads back as %d %v", n, FormatSize(n), got, err)
+		}
+	}
+}
+
+// TestSettingsReplicated: the founder's settings come with init, OpSettings replaces them
+// (validated by every replica), and a snapshot carries them.
+func TestSettingsReplicated(t *testing.T) {
+	f := NewFSM(nil)
+	if res := apply(f, 1, mustCmd(t, OpSettings, SettingsChange{Settings: DefaultSettings()})); !isRejected(res) {
+		t.Fatalf("settings before init: %v", res)
+	}
+	if got := f.State().EffectiveSettings(); got != DefaultSettings() {
+		t.Fatalf("no settings yet: %+v", got)
+	}
+	founder := Settings{Retention: time.Hour, DiskCap: 0, MaxJobs: 100}
+	if res := apply(f, 2, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t", Settings: &founder})); res != nil {
+		t.Fatalf("init: %v", res)
+	}
+	if got := f.State().EffectiveSettings(); got != founder {
+		t.Fatalf("after init %+v, want the founder's %+v", got, founder)
+	}
+	if res := apply(f, 3, mustCmd(t, OpSettings, SettingsChange{Settings: Settings{Retention: time.Second, MaxJobs: 5}})); !isRejected(res) {
+		t.Fatalf("retention 1s: %v", res)
+	}
+	next := Settings{Retention: 72 * time.Hour, DiskCap: 8 << 30, MaxJobs: 20000}
+	if res := apply(f, 4, mustCmd(t, OpSettings, SettingsChange{Settings: next})); res != nil {
+		t.Fatalf("set: %v", res)
+	}
+	g := NewFSM(nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, f)))); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.State().EffectiveSettings(); got != next {
+		t.Fatalf("restored %+v, want %+v", got, next)
+	}
+	st := f.State()
+	st.Settings.MaxJobs = 1 // a copy: the FSM's state is not touched
+	if f.State().EffectiveSettings() != next {
+		t.Fatal("State shares the settings")
+	}
+}
+
+func isRejected(res any) bool {
+	err, ok := res.(error)
+	return ok && errors.Is(err, ErrRejected) && strings.Contains(err.Error(), "settings")
+}

@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// runConfig is `hydra config get` and `hydra config set key=value…`: the cluster's replicated
+// settings (retention, disk-cap, max-jobs). Setting them is an admin action (the API token).
+func runConfig(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "get" && args[0] != "set" && args[0] != "-h" && args[0] != "--help") {
+		return usagef("want 'hydra config get' or 'hydra config set retention=72h disk-cap=8GiB max-jobs=20000'")
+	}
+	verb := args[0]
+	fs := newFlagSet("config "+verb, stdout)
+	var af apiFlags
+	af.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if verb == "-h" || verb == "--help" {
+		fs.Usage()
+		return nil
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return err
+		}
+		return usageError{err}
+	}
+	sets := fs.Args()
+	switch {
+	case verb == "get" && len(sets) > 0:
+		return usagef("config get takes no arguments (got %q)", sets[0])
+	case verb == "set" && len(sets) == 0:
+		return usagef("config set wants key=value assignments: retention=72h disk-cap=8GiB max-jobs=20000")
+	}
+	for _, a := range sets {
+		if strings.HasPrefix(a, "-") {
+			return usagef("%q: flags go before the settings", a)
+		}
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	var cfg webui.ClusterConfig
+	if verb == "get" {
+		err = c.Do(ctx, "GET", "/api/v1/config", nil, &cfg)
+	} else {
+		err = c.Do(ctx, "PUT", "/api/v1/config", webui.ConfigChange{Set: sets}, &cfg)
+	}
+	var ae *webui.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		return usageError{err} // a bad key, value or bound: the caller's mistake
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(cfg)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "retention\t%s\n", cfg.Retention)
+	diskCap := "0 (no cap)"
+	if cfg.DiskCap != 0 {
+		diskCap = fmt.Sprintf("%s (%d bytes)", consensus.FormatSize(cfg.DiskCap), cfg.DiskCap)
+	}
+	fmt.Fprintf(tw, "disk-cap\t%s\n", diskCap)
+	fmt.Fprintf(tw, "max-jobs\t%d\n", cfg.MaxJobs)
+	return tw.Flush()
+}
