@@ -374,6 +374,9 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	c.mu.Lock()
 	c.lastSeen[node] = now
 	if !req.Now.IsZero() {
+		if c.offsets == nil {
+			c.offsets = map[string]time.Duration{}
+		}
 		c.offsets[node] = req.Now.Sub(now) // the request's transit makes it a little late: harmless
 	}
 	if req.Kernel != "" && len(req.Kernel) < 32 {
