@@ -178,12 +178,19 @@ func startProcClusterBin(t *testing.T, bin string, size int, extra func(i int) [
 		p := startProcBin(t, bin, fmt.Sprintf("n%d", i), filepath.Join(base, fmt.Sprintf("n%d", i)), freeTCPPort(t), freeTCPPort(t), args...)
 		ps = append(ps, p)
 		if i == 0 {
-			waitFor(t, 30*time.Second, "first node up", func() error {
+			// The first node founds the cluster before the others start:
+			// nodes that know only it (not each other) can otherwise each
+			// found a cluster of their own (a known bootstrap race since
+			// the gater keeps strangers apart).
+			waitFor(t, 30*time.Second, "first node up and leading", func() error {
 				st, err := p.status()
 				if err != nil {
 					return err
 				}
 				p.id = st.Self.ID
+				if st.Leader == "" {
+					return errors.New("no leader yet")
+				}
 				return nil
 			})
 		}
