@@ -51,7 +51,7 @@ func (w leaderConnWatch) ListenClose(network.Network, ma.Multiaddr) {}
 func (w leaderConnWatch) Connected(network.Network, network.Conn)   {}
 func (w leaderConnWatch) Disconnected(n network.Network, c network.Conn) {
 	p := c.RemotePeer()
-	go w.r.leaderConnClosed(p)
+	w.r.spawn(func() { w.r.leaderConnClosed(p) })
 }
 
 var _ network.Notifiee = leaderConnWatch{}
@@ -125,18 +125,30 @@ func (r *Raft) waitUntil(t time.Time, cond func() bool) {
 func (r *Raft) leaderGone(p peer.ID) (gone, answered bool) {
 	sw, _ := r.host.Network().(*swarm.Swarm)
 	if sw != nil {
-		// Our own host closing closes our connections too: never dial then
-		// (the swarm closes its context first; a dial racing its
-		// transports' removal crashes libp2p v0.51).
+		// Our own host closing closes our connections too: never dial then.
 		select {
 		case <-sw.Done():
 			return false, false
 		default:
 		}
+		// A plain dial, not a forced direct one (which also skips the
+		// backoff): a forced dial racing the swarm's close dereferences
+		// a removed transport and crashes libp2p v0.51. The leader has
+		// no connection left (leaderConnClosed checked), so this dials;
+		// clearing the backoff first keeps a recent failure from
+		// answering for it.
+		sw.Backoff().Clear(p)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.t.LeaderLease/2)
 	defer cancel()
-	err := r.host.Connect(network.WithForceDirectDial(ctx, "raft leader liveness"), peer.AddrInfo{ID: p})
+	go func() { // Shutdown cancels the dial rather than wait for it
+		select {
+		case <-r.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := r.host.Connect(ctx, peer.AddrInfo{ID: p})
 	if sw != nil && err != nil {
 		sw.Backoff().Clear(p)
 	}

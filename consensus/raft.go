@@ -56,7 +56,10 @@ type Raft struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
-	closeErr  error
+	// goMu orders spawn against Shutdown: no goroutine is added to wg
+	// once closed is closed, so wg.Wait sees every one.
+	goMu     sync.Mutex
+	closeErr error
 }
 
 // ErrShutdown is returned by calls on a Raft that was shut down.
@@ -323,6 +326,22 @@ func (r *Raft) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// spawn runs f on its own goroutine that Shutdown waits for, unless the
+// node is shutting down: then f does not run. Callbacks from libp2p (a
+// connection closing) use it, so that no dial of ours outlives the host.
+func (r *Raft) spawn(f func()) {
+	r.goMu.Lock()
+	defer r.goMu.Unlock()
+	if r.isClosed() {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		f()
+	}()
+}
+
 func (r *Raft) isClosed() bool {
 	select {
 	case <-r.closed:
@@ -343,7 +362,9 @@ func (r *Raft) Shutdown(transfer bool) error {
 				r.log.Warn("leadership transfer before shutdown failed", "err", err)
 			}
 		}
+		r.goMu.Lock()
 		close(r.closed)
+		r.goMu.Unlock()
 		r.host.Network().StopNotify(r.watch)
 		<-r.ap.Stop()
 		var errs []error
