@@ -62,6 +62,8 @@ type Config struct {
 	Retention time.Duration
 	DiskCap   int64
 	MaxJobs   int
+	// MaxModuleBytes caps an uploaded WebAssembly module (--max-module-bytes; 0: 16 MiB).
+	MaxModuleBytes int64
 
 	// Owner is the owner policy: when compute steps back for the machine's
 	// owner (docs/design.md §7). SysRoot and ProcRoot let tests drive the

@@ -21,6 +21,9 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 	if err := spec.Validate(); err != nil {
 		return compute.Job{}, err
 	}
+	if spec.Kind == compute.KindWasm && !n.hasModule(spec.Wasm.Module) {
+		return compute.Job{}, fmt.Errorf("module: %s: %w (upload it first: POST /api/v1/modules)", spec.Wasm.Module, webui.ErrNoSuchModule)
+	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return compute.Job{}, fmt.Errorf("job id: %w", err)

@@ -65,6 +65,7 @@ type Node struct {
 	lastPub []byte     // without its time
 	pubAt   time.Time
 	runner  *child.Runner
+	wasmVal validator // compiles uploaded modules (node/modules.go)
 	policy  *owner.Policy
 	owner   ownerStatus
 
@@ -252,7 +253,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer cancel()
 
 	srv := &http.Server{
-		Handler:           webui.New(webui.Config{Backend: n, Jobs: n, Gatherer: n.metrics, Logger: n.log.With("component", "http"), PNGCache: n.pngCache}),
+		Handler:           webui.New(webui.Config{Backend: n, Jobs: n, Modules: n, Gatherer: n.metrics, Logger: n.log.With("component", "http"), PNGCache: n.pngCache}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// Event streams end with the node, or Shutdown would wait on them.
@@ -264,7 +265,7 @@ func (n *Node) Run(ctx context.Context) error {
 		// The kernels are chosen by measurement once, here, and handed to every child.
 		n.log.Info("compute kernels", "path", compute.KernelPath(), "chosen", compute.KernelReport())
 		r, err := child.Start(runCtx, child.Config{CPUs: n.cfg.CPUs, CPULimit: n.cfg.CPULimit, Logger: n.log.With("component", "compute"),
-			IdleExit: childIdleExit, Env: []string{compute.KernelsEnv + "=" + compute.KernelPath()}})
+			IdleExit: childIdleExit, Env: append(n.wasmEnv(), compute.KernelsEnv+"="+compute.KernelPath())})
 		if err != nil {
 			return fmt.Errorf("start compute process: %w", err)
 		}

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,40 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 )
+
+// UploadModule stores a WebAssembly module (POST /api/v1/modules, the raw bytes as
+// application/wasm) and returns its content address.
+func (c *Client) UploadModule(ctx context.Context, code []byte) (ModuleInfo, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+"/api/v1/modules", bytes.NewReader(code))
+	if err != nil {
+		return ModuleInfo{}, fmt.Errorf("upload module: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/wasm")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return ModuleInfo{}, fmt.Errorf("upload module to %s: %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return ModuleInfo{}, fmt.Errorf("upload module: read answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var ae apiError
+		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
+			return ModuleInfo{}, &APIError{Status: resp.StatusCode, Msg: ae.Error}
+		}
+		return ModuleInfo{}, &APIError{Status: resp.StatusCode, Msg: strings.TrimSpace(string(data))}
+	}
+	var info ModuleInfo
+	if err := json.Unmarshal(data, &info); err != nil {
+		return ModuleInfo{}, fmt.Errorf("upload module: decode answer: %w", err)
+	}
+	return info, nil
+}
 
 // SubmitJob submits a job (POST /api/v1/jobs) and returns its view.
 func (c *Client) SubmitJob(ctx context.Context, spec compute.JobSpec) (JobView, error) {

@@ -31,6 +31,7 @@ var (
 	commonFields = []string{"kind", "name", "priority"}
 	piFields     = []string{"samples", "seed"}
 	mandelFields = []string{"width", "height", "center_x", "center_y", "span", "max_iter"}
+	wasmFields   = []string{"module", "items", "reduce", "params"}
 )
 
 // maxSeed is the largest seed, 2⁶⁴−1, as the API spells it.
@@ -72,6 +73,16 @@ type mandelBody struct {
 	MaxIter  int          `json:"max_iter"`
 }
 
+type wasmBody struct {
+	Kind     compute.Kind   `json:"kind"`
+	Name     string         `json:"name,omitempty"`
+	Priority int            `json:"priority,omitempty"`
+	Module   string         `json:"module"`
+	Items    uint64         `json:"items"`
+	Reduce   compute.Reduce `json:"reduce"`
+	Params   string         `json:"params,omitempty"`
+}
+
 type otherBody struct {
 	Kind     compute.Kind `json:"kind"`
 	Name     string       `json:"name,omitempty"`
@@ -85,6 +96,10 @@ func flatParams(s compute.JobSpec) any {
 	case s.Kind == compute.KindMandelbrot && s.Mandel != nil:
 		m := s.Mandel
 		return mandelBody{s.Kind, s.Name, s.Priority, m.Width, m.Height, m.CenterX, m.CenterY, m.Span, m.MaxIter}
+	}
+	if s.Kind == compute.KindWasm && s.Wasm != nil {
+		w := s.Wasm
+		return wasmBody{s.Kind, s.Name, s.Priority, w.Module, w.Items, w.Reduce, w.Params}
 	}
 	return otherBody{s.Kind, s.Name, s.Priority}
 }
@@ -153,11 +168,11 @@ func decodeFields(body []byte, strict bool) (compute.JobSpec, error) {
 	}
 	kindRaw, ok := fields["kind"]
 	if !ok {
-		return spec, errors.New(`kind: missing ("pi" or "mandelbrot")`)
+		return spec, errors.New(`kind: missing ("pi", "mandelbrot" or "wasm")`)
 	}
 	var kind string
 	if err := json.Unmarshal(kindRaw, &kind); err != nil || kindRaw[0] != '"' {
-		return spec, errors.New(`kind: must be a string ("pi" or "mandelbrot")`)
+		return spec, errors.New(`kind: must be a string ("pi", "mandelbrot" or "wasm")`)
 	}
 	spec.Kind = compute.Kind(kind)
 	var own []string
@@ -166,8 +181,10 @@ func decodeFields(body []byte, strict bool) (compute.JobSpec, error) {
 		own = piFields
 	case compute.KindMandelbrot:
 		own = mandelFields
+	case compute.KindWasm:
+		own = wasmFields
 	default:
-		return spec, fmt.Errorf("kind: %q is not a job kind (pi, mandelbrot)", clip(kind))
+		return spec, fmt.Errorf("kind: %q is not a job kind (pi, mandelbrot, wasm)", clip(kind))
 	}
 	if strict {
 		for _, k := range order {
@@ -199,6 +216,11 @@ func decodeFields(body []byte, strict bool) (compute.JobSpec, error) {
 			Span:    f.float("span"),
 			MaxIter: int(f.uint("max_iter", 1, compute.MaxMandelIter)),
 		}
+	case compute.KindWasm:
+		w := &compute.WasmParams{Module: f.str("module"), Items: f.uint("items", 1, compute.MaxWasmItems)}
+		w.Reduce = compute.Reduce(f.str("reduce"))
+		w.Params = f.params("params")
+		spec.Wasm = w
 	}
 	if f.err != nil {
 		return spec, f.err
@@ -275,6 +297,23 @@ func (f *fieldReader) str(name string) string {
 		f.fail("%s: must be a string, not %s", name, jsonType(raw))
 	}
 	return s
+}
+
+// params reads a wasm job's optional params: a string is taken as is, any other JSON value (an
+// object such as {"k":3}) as its JSON text.
+func (f *fieldReader) params(name string) string {
+	raw, ok := f.fields[name]
+	if !ok || string(raw) == "null" {
+		return ""
+	}
+	if jsonType(raw) == "a string" {
+		return f.str(name)
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		f.fail("%s: %v", name, err)
+	}
+	return b.String()
 }
 
 // seed reads a uint64 given as a JSON integer or as a decimal string.

@@ -179,6 +179,10 @@ func (s *server) jobResult(w http.ResponseWriter, r *http.Request) {
 			DoneRows: unitsOf(acc), TotalRows: uint64(m.Height), Accepted: nonNil(acc),
 			Links: ResultLinks{Raw: jobPath(j.ID) + "/result.raw", PNG: jobPath(j.ID) + "/result.png"},
 		}
+	case compute.KindWasm:
+		if !s.wasmResult(w, j, &v) {
+			return
+		}
 	default:
 		writeError(w, http.StatusNotFound, fmt.Sprintf("job %s has no result this node can show (kind %q)", j.ID, j.Kind))
 		return
@@ -317,6 +321,8 @@ func (s *server) jobError(w http.ResponseWriter, id, what string, err error) {
 		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
 	case errors.Is(err, compute.ErrJobFinished):
 		writeError(w, http.StatusConflict, fmt.Sprintf("%s: job %s already finished", what, clip(id)))
+	case errors.Is(err, ErrNoSuchModule):
+		writeError(w, http.StatusBadRequest, what+": "+err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, what+": "+err.Error())
 	case errors.Is(err, compute.ErrTooManyJobs):

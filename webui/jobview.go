@@ -15,7 +15,8 @@ import (
 type JobView struct {
 	Spec           compute.JobSpec    `json:"-"` // flattened into the object, Priority the effective one
 	ID             string             `json:"id"`
-	State          compute.JobState   `json:"state"` // queued | running | done | cancelled
+	State          compute.JobState   `json:"state"`            // queued | running | done | cancelled | failed
+	Reason         string             `json:"reason,omitempty"` // why a failed job failed
 	Submitter      string             `json:"submitter,omitempty"`
 	SubmittedAt    time.Time          `json:"submitted_at"`
 	StartedAt      time.Time          `json:"started_at,omitzero"`
@@ -78,7 +79,7 @@ func newJobView(j compute.Job, names map[string]string) JobView {
 	spec.Kind, spec.Name, spec.Priority = j.Kind, j.Name, j.Priority
 	v := JobView{
 		Spec: spec, ID: j.ID, State: j.State, Submitter: j.Submitter,
-		SubmittedAt: j.SubmittedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
+		SubmittedAt: j.SubmittedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Reason: j.Reason,
 		DoneUnits: j.DoneUnits, TotalUnits: j.TotalUnits, Unit: unitName(j.Kind),
 		Nodes: make([]ContributionView, 0, len(j.Nodes)), PayloadBytes: j.PayloadBytes,
 	}
@@ -102,6 +103,8 @@ func unitName(k compute.Kind) string {
 		return "samples"
 	case compute.KindMandelbrot:
 		return "rows"
+	case compute.KindWasm:
+		return "items"
 	}
 	return "units"
 }
@@ -119,6 +122,9 @@ type ResultView struct {
 	*compute.PiResult
 	TotalSamples uint64 `json:"total_samples,omitempty"` // π: the job's samples
 	*MandelSummary
+	// wasm: reduce, value (a decimal string), items, done_items; concat output at ResultBin.
+	*compute.WasmResult
+	ResultBin string `json:"result_bin,omitempty"`
 }
 
 // MandelSummary describes a Mandelbrot job's image and where to fetch it.

@@ -35,6 +35,7 @@ type Backend interface {
 type Config struct {
 	Backend  Backend
 	Jobs     JobBackend          // the job routes; nil answers them with 503
+	Modules  ModuleBackend       // the WebAssembly module routes; nil answers them with 503
 	Gatherer prometheus.Gatherer // served at /metrics; nil serves an empty set
 	Logger   *slog.Logger
 	// PNGCache keeps finished jobs' rendered PNGs (DATA/png-cache); nil
@@ -64,6 +65,7 @@ func New(cfg Config) http.Handler {
 	s.registerJobs(mux)
 	s.registerAdmission(mux)
 	s.registerConfig(mux)
+	s.registerModules(mux)
 	s.registerUI(mux)
 	g := cfg.Gatherer
 	if g == nil {
@@ -129,7 +131,7 @@ func (s *server) auth(next http.Handler) http.Handler {
 // limitBody caps every request body at maxBody bytes.
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil {
+		if r.Body != nil && !isModuleUpload(r) { // modules have their own cap
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		next.ServeHTTP(w, r)

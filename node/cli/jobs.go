@@ -154,6 +154,8 @@ func describeParams(s compute.JobSpec) string {
 		m := s.Mandel
 		return fmt.Sprintf("%d×%d  center %s,%s  span %s  max_iter %d", m.Width, m.Height,
 			fmtFloat(m.CenterX), fmtFloat(m.CenterY), fmtFloat(m.Span), m.MaxIter)
+	case s.Wasm != nil:
+		return fmt.Sprintf("module %s…  items %s  reduce %s", s.Wasm.Module[:min(12, len(s.Wasm.Module))], group(s.Wasm.Items), s.Wasm.Reduce)
 	}
 	return "(unknown parameters)"
 }

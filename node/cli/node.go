@@ -48,6 +48,11 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		return err
 	})
 	fs.IntVar(&cfg.MaxJobs, "max-jobs", cfg.MaxJobs, "jobs the cluster holds at most (queued, running and finished); a submit beyond is refused")
+	fs.Func("max-module-bytes", "largest WebAssembly module an upload may be, e.g. 32MiB (default 16MiB)", func(v string) error {
+		n, err := consensus.ParseSize(v)
+		cfg.MaxModuleBytes = n
+		return err
+	})
 	oc := &cfg.Owner
 	fs.BoolVar(&oc.Dedicated, "dedicated", oc.Dedicated, "a machine that is there to compute: ignore owner activity and battery (schedule and heat still apply)")
 	fs.DurationVar(&oc.PauseAfter, "pause-after", oc.PauseAfter, "an owner rule must hold this long before compute pauses")

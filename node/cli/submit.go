@@ -30,7 +30,7 @@ var (
 func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			fmt.Fprintln(stdout, "Usage: hydra submit pi|mandelbrot [flags]   ('hydra submit pi -h' for the flags)")
+			fmt.Fprintln(stdout, "Usage: hydra submit pi|mandelbrot|wasm [flags]   ('hydra submit pi -h' for the flags)")
 			return flag.ErrHelp
 		}
 		return usagef("say what to run: 'hydra submit pi …' or 'hydra submit mandelbrot …'")
@@ -47,7 +47,14 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	var span *float64
 	var out *string
 	var raw *bool
+	var module, items, reduce, params *string
 	switch kind {
+	case "wasm":
+		module = fs.String("module", "", "the WebAssembly module file (uploaded first) or the SHA-256 of a stored one (required)")
+		items = fs.String("items", "", "number of items: an integer, 1e9 style allowed (required)")
+		reduce = fs.String("reduce", "sum", "how partial values combine: sum, min, max, xor or concat")
+		params = fs.String("params", "", "bytes hydra_init receives, e.g. '{\"k\":3}'")
+		out = fs.String("o", "", "with --wait and --reduce concat: write the output bytes to this file")
 	case "pi":
 		samples = fs.String("samples", "", "number of samples: an integer, 1e11 style allowed (required)")
 		seed = fs.String("seed", "", "seed, 0–18446744073709551615 (default: random, shown in the job)")
@@ -60,7 +67,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 		out = fs.String("o", "", "with --wait: write the image to this file")
 		raw = fs.Bool("raw", false, "with -o: write raw uint32 little-endian counts instead of a PNG")
 	default:
-		return usagef("unknown job kind %q: pi or mandelbrot", kind)
+		return usagef("unknown job kind %q: pi, mandelbrot or wasm", kind)
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -80,6 +87,21 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		spec.Pi = &compute.PiParams{Samples: n, Seed: s}
+	case "wasm":
+		if *module == "" || *items == "" {
+			return usagef("--module and --items are required (e.g. --module primes.wasm --items 1e9)")
+		}
+		n, err := webui.ParseUintExact(strings.ReplaceAll(*items, "_", ""))
+		if err != nil {
+			return usagef("--items %s: %v (an exact integer such as 1000000 or 1e6)", *items, err)
+		}
+		spec.Wasm = &compute.WasmParams{Module: *module, Items: n, Reduce: compute.Reduce(*reduce), Params: *params}
+		if !isSHA256(*module) {
+			spec.Wasm.Module = strings.Repeat("0", 64) // checked below with the real hash after upload
+		}
+		if *out != "" && !*wait {
+			return usagef("-o needs --wait (or fetch the output later from /api/v1/jobs/ID/result.bin)")
+		}
 	case "mandelbrot":
 		cx, cy, err := parseCenter(*center)
 		if err != nil {
@@ -113,6 +135,17 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cancel()
+	if kind == "wasm" && !isSHA256(*module) {
+		code, err := os.ReadFile(*module)
+		if err != nil {
+			return usagef("--module: %v", err)
+		}
+		info, err := c.UploadModule(ctx, code)
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", *module, err)
+		}
+		spec.Wasm.Module = info.SHA256
+	}
 	v, err := c.SubmitJob(ctx, spec)
 	if err != nil {
 		return err
@@ -161,6 +194,10 @@ func finishWait(c *webui.Client, v webui.JobView, stdout, stderr io.Writer, asJS
 		switch {
 		case res.PiResult != nil:
 			printPi(stdout, res)
+		case res.WasmResult != nil:
+			if err := printWasm(c, v, res, stdout, out); err != nil {
+				return err
+			}
 		case res.MandelSummary != nil && out != nil && *out != "" && *out != "-":
 			fmt.Fprintf(stdout, "wrote %s (%d×%d, %s)\n", *out, res.Width, res.Height, imageKind(*raw))
 		case res.MandelSummary != nil:
@@ -174,6 +211,9 @@ func finishWait(c *webui.Client, v webui.JobView, stdout, stderr io.Writer, asJS
 		if err := printContributions(ctx, stdout, c, v); err != nil {
 			return err
 		}
+	}
+	if v.State == compute.StateFailed {
+		return fmt.Errorf("job %s failed: %s", v.ID, v.Reason)
 	}
 	if v.State == compute.StateCancelled {
 		return fmt.Errorf("job %s was cancelled at %.1f%% (the result above is partial)", v.ID, 100*v.Progress)
@@ -319,4 +359,38 @@ func flagNames(msg string) string {
 		return "--center: " + strings.Replace(field, "center_", "", 1) + " " + rest
 	}
 	return "--" + strings.ReplaceAll(field, "_", "-") + ": " + rest
+}
+
+func isSHA256(s string) bool {
+	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// printWasm prints a WebAssembly job's value, or for concat writes (or points to) its output.
+func printWasm(c *webui.Client, v webui.JobView, res webui.ResultView, stdout io.Writer, out *string) error {
+	if res.Reduce != compute.ReduceConcat {
+		fmt.Fprintf(stdout, "%s = %s over %s of %s items\n", res.Reduce, res.Value, group(res.DoneItems), group(res.Items))
+		return nil
+	}
+	if out == nil || *out == "" {
+		fmt.Fprintf(stdout, "output ready: %s\n", res.ResultBin)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*requestTimeout)
+	defer cancel()
+	w := io.Writer(stdout)
+	if *out != "-" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	if _, err := c.Download(ctx, res.ResultBin, w); err != nil {
+		return fmt.Errorf("job %s output: %w", v.ID, err)
+	}
+	if *out != "-" {
+		fmt.Fprintf(stdout, "wrote %s\n", *out)
+	}
+	return nil
 }

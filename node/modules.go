@@ -1,0 +1,169 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/node/child"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// The WebAssembly module store of a node (docs/wasm.md): DATA/modules/<sha256>, written once
+// (content-addressed) after the module passed validation; compiled machine code is cached in
+// DATA/wasm-cache/<Hydra version> by wazero, shared with the compute child.
+
+func (n *Node) modulesDir() string { return filepath.Join(n.cfg.DataDir, "modules") }
+
+func (n *Node) wasmCacheDir() string {
+	return filepath.Join(n.cfg.DataDir, "wasm-cache", strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == os.PathListSeparator {
+			return '_'
+		}
+		return r
+	}, Version))
+}
+
+// wasmEnv is the compute child's environment for WebAssembly tasks.
+func (n *Node) wasmEnv() []string {
+	return []string{child.EnvWasmModules + "=" + n.modulesDir(), child.EnvWasmCache + "=" + n.wasmCacheDir()}
+}
+
+// validator compiles uploads (validation plus a warm cache for the child); started on first use.
+type validator struct {
+	once sync.Once
+	eng  *wasm.Engine
+	err  error
+}
+
+// MaxModuleBytes is the largest module accepted (--max-module-bytes, default 16 MiB).
+func (n *Node) MaxModuleBytes() int64 {
+	if n.cfg.MaxModuleBytes > 0 {
+		return n.cfg.MaxModuleBytes
+	}
+	return wasm.DefaultMaxModuleBytes
+}
+
+// PutModule validates a module and stores it. Storing the same bytes again is a no-op.
+func (n *Node) PutModule(ctx context.Context, code []byte) (webui.ModuleInfo, error) {
+	if int64(len(code)) > n.MaxModuleBytes() {
+		return webui.ModuleInfo{}, fmt.Errorf("%w: %d bytes, cap %d", webui.ErrBadModule, len(code), n.MaxModuleBytes())
+	}
+	n.wasmVal.once.Do(func() {
+		n.wasmVal.eng, n.wasmVal.err = wasm.NewEngine(context.Background(), wasm.Config{CacheDir: n.wasmCacheDir()})
+	})
+	if n.wasmVal.err != nil {
+		return webui.ModuleInfo{}, fmt.Errorf("wasm engine: %w", n.wasmVal.err)
+	}
+	if _, err := n.wasmVal.eng.Compile(ctx, code); err != nil {
+		return webui.ModuleInfo{}, fmt.Errorf("%w: %v", webui.ErrBadModule, err)
+	}
+	sha := wasm.Hash(code)
+	if err := n.storeModule(sha, code); err != nil {
+		return webui.ModuleInfo{}, err
+	}
+	return webui.ModuleInfo{SHA256: sha, Size: int64(len(code))}, nil
+}
+
+// storeModule writes a module under its hash (temp file, fsync, rename: a crash leaves no torn
+// module under a valid name).
+func (n *Node) storeModule(sha string, code []byte) error {
+	dir := n.modulesDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("module store: %w", err)
+	}
+	final := filepath.Join(dir, sha)
+	if st, err := os.Stat(final); err == nil && st.Size() == int64(len(code)) {
+		return nil
+	}
+	f, err := os.CreateTemp(dir, ".upload-*")
+	if err != nil {
+		return fmt.Errorf("module store: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(code); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), final)
+	}
+	if err != nil {
+		return fmt.Errorf("module store: write %s: %w", sha, err)
+	}
+	return nil
+}
+
+func validSHA(s string) bool {
+	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// usersOf maps each module to the unfinished jobs that use it.
+func (n *Node) usersOf() map[string][]string {
+	users := map[string][]string{}
+	for _, j := range n.jobs.Jobs() {
+		if j.Kind == compute.KindWasm && j.Spec.Wasm != nil && !j.State.Finished() {
+			users[j.Spec.Wasm.Module] = append(users[j.Spec.Wasm.Module], j.ID)
+		}
+	}
+	return users
+}
+
+// Modules lists this node's stored modules.
+func (n *Node) Modules() []webui.ModuleInfo {
+	ents, err := os.ReadDir(n.modulesDir())
+	if err != nil {
+		return nil
+	}
+	users := n.usersOf()
+	var out []webui.ModuleInfo
+	for _, e := range ents {
+		if !validSHA(e.Name()) || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, webui.ModuleInfo{SHA256: e.Name(), Size: info.Size(), Jobs: users[e.Name()]})
+	}
+	return out
+}
+
+// DeleteModule removes a module no unfinished job uses.
+func (n *Node) DeleteModule(ctx context.Context, sha string) error {
+	if !validSHA(sha) {
+		return fmt.Errorf("%w: %q is not a SHA-256", webui.ErrNoSuchModule, sha)
+	}
+	if jobs := n.usersOf()[sha]; len(jobs) > 0 {
+		return fmt.Errorf("%w: jobs %s", webui.ErrModuleInUse, strings.Join(jobs, ", "))
+	}
+	if err := os.Remove(filepath.Join(n.modulesDir(), sha)); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s", webui.ErrNoSuchModule, sha)
+		}
+		return fmt.Errorf("delete module %s: %w", sha, err)
+	}
+	return nil
+}
+
+// hasModule reports whether this node stores a module.
+func (n *Node) hasModule(sha string) bool {
+	_, err := os.Stat(filepath.Join(n.modulesDir(), sha))
+	return validSHA(sha) && err == nil
+}
+
+// WasmResult is a WebAssembly job's reduced value so far.
+func (n *Node) WasmResult(id string) (compute.WasmResult, error) { return n.jobs.WasmResult(id) }
+
+// WasmOutput writes a concat job's output so far, in item order.
+func (n *Node) WasmOutput(id string, w io.Writer) error { return n.jobs.WasmOutput(id, w) }
