@@ -31,8 +31,8 @@ type Run struct {
 	// once, dropping the calls in flight. Either way the finished prefix is kept.
 	Poll compute.Stop
 	// OnWorker, if set, runs first in each worker goroutine (the compute child locks the thread
-	// and lowers its priority there).
-	OnWorker func()
+	// and lowers its priority there); the function it returns, if any, runs when the worker ends.
+	OnWorker func() (done func())
 	// OnProgress, if set, is called with the finished prefix's item count as it grows.
 	OnProgress func(done uint64)
 }
@@ -101,7 +101,9 @@ func (m *Module) Run(ctx context.Context, r Run) (Result, error) {
 
 func (s *runState) worker(ctx context.Context) {
 	if s.r.OnWorker != nil {
-		s.r.OnWorker()
+		if done := s.r.OnWorker(); done != nil {
+			defer done()
+		}
 	}
 	var in *instance
 	defer func() {

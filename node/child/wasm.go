@@ -86,9 +86,10 @@ func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
 			c.gate.wait(t.halt)
 			return t.stopped.Load()
 		},
-		OnWorker: func() {
-			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		OnWorker: func() func() {
+			runtime.LockOSThread()
 			lowerThisThread()
+			return runtime.UnlockOSThread
 		},
 		OnProgress: func(d uint64) { t.wasmDone.Store(d) },
 	})

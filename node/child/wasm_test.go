@@ -14,7 +14,7 @@ import (
 )
 
 // wasmStore copies test modules into a module store named by hash and returns their hashes.
-func wasmStore(t *testing.T, names ...string) (dir string, sha map[string]string) {
+func wasmStore(t testing.TB, names ...string) (dir string, sha map[string]string) {
 	t.Helper()
 	dir, sha = t.TempDir(), map[string]string{}
 	for _, n := range names {
@@ -111,5 +111,36 @@ func TestWasmSilentChild(t *testing.T) {
 	_, err := r.Run(context.Background(), wasmTask(1, strings.Repeat("a", 64), 10, compute.ReduceSum, "", compute.Range{Start: 0, End: 10}), nil)
 	if !errors.Is(err, wasm.ErrTimeout) || time.Since(t0) > 20*time.Second {
 		t.Fatalf("%v after %v", err, time.Since(t0))
+	}
+}
+
+// BenchmarkTaskOverhead is the fixed cost of one chunk through the compute child, π against
+// wasm (sum.wasm: one item), the module compiled and its instances pooled after the first.
+func BenchmarkTaskOverhead(b *testing.B) {
+	store, sha := wasmStore(b, "sum.wasm")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := Start(ctx, Config{Exe: os.Args[0], Env: []string{childEnv + "=child", EnvWasmModules + "=" + store, EnvWasmCache + "=" + b.TempDir()}, CPUs: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	for _, tc := range []struct {
+		name string
+		task Task
+	}{
+		{"pi", Task{Spec: piSpec(1<<40, 1), Range: compute.Range{Start: 0, End: 1}}},
+		{"wasm", wasmTask(0, sha["sum.wasm"], 1<<40, compute.ReduceSum, "", compute.Range{Start: 0, End: 1})},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			id := uint64(0)
+			for b.Loop() {
+				id++
+				tc.task.ID = id
+				if _, err := r.Run(context.Background(), tc.task, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
