@@ -25,7 +25,7 @@ func TestCluster_WasmJobInProcess(t *testing.T) {
 		if _, err := agreedLeader(nodes); err != nil {
 			return err
 		}
-		if nodes[0].Token() == "" {
+		if nodes[0].APIToken() == "" {
 			return errors.New("no token")
 		}
 		return nil
@@ -46,7 +46,7 @@ func TestCluster_WasmJobInProcess(t *testing.T) {
 	}
 	var shaSum, shaCollatz string
 	for _, n := range nodes { // no module transfer between nodes yet: each node gets the upload
-		c := webui.NewClient(n.HTTPURL(), n.Token())
+		c := webui.NewClient(n.HTTPURL(), n.APIToken())
 		info, err := c.UploadModule(ctx, sum)
 		if err != nil {
 			t.Fatal(err)
@@ -64,7 +64,7 @@ func TestCluster_WasmJobInProcess(t *testing.T) {
 			t.Fatalf("forbidden module: %v", err)
 		}
 	}
-	c := webui.NewClient(nodes[1].HTTPURL(), nodes[1].Token())
+	c := webui.NewClient(nodes[1].HTTPURL(), nodes[1].APIToken())
 	const items = 300_000_000
 	sj, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: shaSum, Items: items, Reduce: compute.ReduceSum}})
 	if err != nil {
