@@ -25,8 +25,10 @@ func TestCluster_WasmJobInProcess(t *testing.T) {
 		if _, err := agreedLeader(nodes); err != nil {
 			return err
 		}
-		if nodes[0].APIToken() == "" {
-			return errors.New("no token")
+		for _, n := range nodes { // each node checks uploads against its own replica's token
+			if n.APIToken() == "" {
+				return errors.New("no token on " + n.cfg.Name)
+			}
 		}
 		return nil
 	})
