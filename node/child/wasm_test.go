@@ -127,9 +127,9 @@ func BenchmarkTaskOverhead(b *testing.B) {
 	defer r.Close()
 	for _, tc := range []struct {
 		name string
-		task Task
+		task Chunk
 	}{
-		{"pi", Task{Spec: piSpec(1<<40, 1), Range: compute.Range{Start: 0, End: 1}}},
+		{"pi", Chunk{Spec: piSpec(1<<40, 1), Range: compute.Range{Start: 0, End: 1}}},
 		{"wasm", wasmTask(0, sha["sum.wasm"], 1<<40, compute.ReduceSum, "", compute.Range{Start: 0, End: 1})},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
