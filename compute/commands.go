@@ -1,11 +1,13 @@
 package compute
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // Ops of the job-state commands in the raft log (the range 0x40+ is reserved for compute by
@@ -35,10 +37,20 @@ const (
 
 // Bounds enforced by the decoders: a hostile or corrupt log entry is rejected, never allocated.
 const (
-	MaxIDLen          = 128     // job IDs, node IDs, submitter names
-	MaxBatchChunks    = 100_000 // chunk results in one Results command
-	MaxResultPayload  = 8 << 20 // one chunk result's payload, compressed
-	MaxCommandPayload = 16 << 20
+	MaxIDLen       = 128     // job IDs, node IDs, submitter names
+	MaxBatchChunks = 100_000 // chunk results in one Results command
+)
+
+// Sizes the limits in wire must hold, checked at compile time (a negative constant does not
+// convert to uint):
+const (
+	// An encoded chunk result takes its payload plus at most wire.ResultOverhead bytes (two IDs
+	// of at most MaxIDLen bytes with their lengths, the range's ends, the seconds, the payload's
+	// length, the commitment root): the coordinator sizes its batches by it, so that a batch
+	// encodes within wire.MaxCommand.
+	_ = uint(wire.ResultOverhead - (2*(MaxIDLen+binary.MaxVarintLen16) + 3*binary.MaxVarintLen64 + 8 + len(audit.Hash{})))
+	// An Audit command (its leaves, a result's payload, IDs, root) fits a command.
+	_ = uint(wire.MaxCommand - (audit.MaxLeaves*len(audit.Hash{}) + wire.MaxResult + wire.ResultOverhead + 64))
 )
 
 // ErrUnknownOp is returned by DecodeCommand and Apply for an op this version does not know.
@@ -233,8 +245,8 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 	default:
 		return 0, nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}
-	if len(e.b) > MaxCommandPayload {
-		return 0, nil, fmt.Errorf("encode command %#x: %d bytes exceeds %d; split the batch", op, len(e.b), MaxCommandPayload)
+	if len(e.b) > wire.MaxCommand {
+		return 0, nil, fmt.Errorf("encode command %#x: %d bytes exceeds %d; split the batch", op, len(e.b), wire.MaxCommand)
 	}
 	return op, e.b, nil
 }
@@ -269,8 +281,8 @@ func deref(v any) any {
 // value). It is bounded and total: any input gives a value or an error, never a panic. It does
 // not validate semantics (a spec's ranges, a result's payload); Apply does.
 func DecodeCommand(op byte, payload []byte) (any, error) {
-	if len(payload) > MaxCommandPayload {
-		return nil, fmt.Errorf("decode op %#x: %d bytes exceeds %d", op, len(payload), MaxCommandPayload)
+	if len(payload) > wire.MaxCommand {
+		return nil, fmt.Errorf("decode op %#x: %d bytes exceeds %d", op, len(payload), wire.MaxCommand)
 	}
 	d := &decoder{b: payload}
 	f := d.byte1()
@@ -312,7 +324,7 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 			it.Range.End = d.uvarint()
 			it.Node = d.str(MaxIDLen, "node id")
 			it.ComputeSeconds = d.f64()
-			it.Payload = d.bytes(MaxResultPayload, "result payload")
+			it.Payload = d.bytes(wire.MaxResult, "result payload")
 			if c.Audited {
 				it.Root = d.hash()
 			}
@@ -349,7 +361,7 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			c.Leaves = append(c.Leaves, d.hash())
 		}
-		c.Payload = d.bytes(MaxResultPayload, "audit payload")
+		c.Payload = d.bytes(wire.MaxResult, "audit payload")
 		c.Root = d.hash()
 		v = c
 	case OpTrustReset:

@@ -2,7 +2,8 @@
 // docs/design.md §4), the work-range model, reducers, the replicated job state applied by the raft FSM,
 // and the scheduling policy that carves chunks for nodes.
 //
-// It is pure and deterministic. It imports nothing of Hydra's (no libp2p, no raft, no node code),
+// It is pure and deterministic. It imports nothing of Hydra's but the leaf package wire (size
+// limits) — no libp2p, no raft, no node code —
 // never reads the clock (time is an argument: "now time.Time" or a timestamp inside a command) and
 // never touches the network. The same code therefore runs in the compute child process, in the
 // coordinator, in unit tests with a fake clock and in the scheduling simulator.

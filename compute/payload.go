@@ -47,6 +47,10 @@ var flateWriters = sync.Pool{New: func() any {
 	return w
 }}
 
+// A count's zig-zag delta takes at most 3 uvarint bytes (21 bits) before deflate, which
+// wire.MaxResult assumes of wire.MaxResultCounts counts.
+const _ = uint(1<<21 - 1 - 2*MaxMandelIter)
+
 // EncodeMandelPayload encodes the counts of whole rows (row-major, len = rows × width).
 func EncodeMandelPayload(counts []uint32) []byte {
 	raw := make([]byte, 0, len(counts)+16)

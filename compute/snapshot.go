@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // Snapshot format (version 3; version 2, without audits, and version 1, without chunk
@@ -276,7 +277,7 @@ func (s *JobStore) Restore(r io.Reader) error {
 				if err != nil {
 					return err
 				}
-				v, err := readBytes(br, MaxResultPayload+8)
+				v, err := readBytes(br, wire.MaxResult+8)
 				if err != nil {
 					return err
 				}

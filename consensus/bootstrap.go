@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/hydra-compute/hydra/p2p"
+	"github.com/hydra-compute/hydra/wire"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/multiformats/go-multiaddr"
@@ -108,7 +109,7 @@ func (r *Raft) serve() {
 	const tiny = 8 << 10
 	p2p.Serve(r.host, ProtocolInfo, tiny, r.t.RPC, r.log, r.handleInfo)
 	p2p.ServeAllowed(r.host, ProtocolJoin, tiny, r.t.Apply+2*r.t.RPC, r.log, r.joinAllowed, r.handleMembership)
-	p2p.ServeAllowed(r.host, ProtocolApply, p2p.MaxFrame, r.t.Apply+r.t.RPC, r.log, r.isMember, r.handleApply)
+	p2p.ServeAllowed(r.host, ProtocolApply, wire.MaxStreamFrame, r.t.Apply+r.t.RPC, r.log, r.isMember, r.handleApply)
 	p2p.ServeAllowed(r.host, ProtocolStats, small, r.t.RPC, r.log, r.isMember, r.handleStats)
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // CommandVersion is the command-format version written in byte 0 of every
@@ -12,10 +14,6 @@ import (
 // never a panic) entries of a version it does not know, so a format change
 // must bump it and keep decoding the old one.
 const CommandVersion = 1
-
-// MaxCommandSize bounds an encoded command: log entries stay well under the
-// p2p frame limit even after base64 in a forwarded Apply (docs/design.md §2).
-const MaxCommandSize = 4 << 20
 
 // Op says what a command does. Ops below OpAppFirst belong to this package;
 // OpAppFirst and above are handed to Config.App.
@@ -123,8 +121,8 @@ func EncodeCommand(c Command) ([]byte, error) {
 	if len(p) == 0 && c.Op < OpAppFirst {
 		p = []byte("null")
 	}
-	if 2+len(p) > MaxCommandSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrCommandTooLarge, 2+len(p), MaxCommandSize)
+	if 2+len(p) > wire.MaxLogEntry {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrCommandTooLarge, 2+len(p), wire.MaxLogEntry)
 	}
 	if c.Op < OpAppFirst && !json.Valid(p) {
 		return nil, fmt.Errorf("%w: payload is not JSON", ErrCommandMalformed)
@@ -138,8 +136,8 @@ func EncodeCommand(c Command) ([]byte, error) {
 // entry point of the FSM's decoding, for live applies and replay alike, and
 // it never panics on arbitrary input (fuzzed). The payload aliases b.
 func DecodeCommand(b []byte) (Command, error) {
-	if len(b) > MaxCommandSize {
-		return Command{}, fmt.Errorf("%w: %d bytes, limit %d", ErrCommandTooLarge, len(b), MaxCommandSize)
+	if len(b) > wire.MaxLogEntry {
+		return Command{}, fmt.Errorf("%w: %d bytes, limit %d", ErrCommandTooLarge, len(b), wire.MaxLogEntry)
 	}
 	if len(b) < 2 {
 		return Command{}, fmt.Errorf("%w: %d bytes", ErrCommandMalformed, len(b))

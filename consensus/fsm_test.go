@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // testApp is a minimal App: it appends payloads and snapshots them as JSON.
@@ -69,7 +71,7 @@ func Test_Command_RoundTrip(t *testing.T) {
 		"version":  {2, 1, '{', '}'},
 		"op":       {1, 0x20, '{', '}'},
 		"not json": {1, 1, '{'},
-		"too big":  append([]byte{1, 0x40}, bytes.Repeat([]byte(" "), MaxCommandSize)...),
+		"too big":  append([]byte{1, 0x40}, bytes.Repeat([]byte(" "), wire.MaxLogEntry)...),
 	} {
 		if _, err := DecodeCommand(in); err == nil {
 			t.Errorf("%s: decoded", name)

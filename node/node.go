@@ -28,6 +28,7 @@ import (
 	"github.com/hydra-compute/hydra/node/work"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // Node is one running Hydra node. New prepares it (and fails fast on a bad
@@ -306,7 +307,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.subscribeActivity(runCtx); err != nil {
 		return fmt.Errorf("activity topic: %w", err)
 	}
-	p2p.ServeAllowed(n.host.Host(), work.Protocol, work.MaxFrame, 30*time.Second, n.log, n.host.IsMember, n.coord.Serve)
+	p2p.ServeAllowed(n.host.Host(), work.Protocol, wire.MaxSyncFrame, 30*time.Second, n.log, n.host.IsMember, n.coord.Serve)
 	// A node whose connections all closed is gone: the coordinator
 	// requeues its chunks at once.
 	notifee := &network.NotifyBundle{DisconnectedF: func(_ network.Network, conn network.Conn) {

@@ -5,7 +5,8 @@
 // topics for small lossy announcements (gossip.go), and framed
 // request/response over streams (rpc.go).
 //
-// It knows nothing of raft, jobs or chunks, and imports nothing of Hydra's:
+// It knows nothing of raft, jobs or chunks, and imports nothing of Hydra's
+// but the leaf package wire (frames and size limits):
 // consensus and node build on it, never the other way round; compute does not
 // know it exists (docs/design.md §1). Protocol IDs appear here only to give them
 // resource-manager budgets.

@@ -2,13 +2,10 @@ package p2p
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -16,75 +13,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/hydra-compute/hydra/wire"
 )
-
-// MaxFrame is the largest frame any Hydra protocol accepts unless a handler
-// asks for less. Chunk results are split well below it (docs/design.md §2), so a
-// peer that announces more is broken or hostile and is cut off.
-const MaxFrame = 8 << 20
-
-// ErrFrameTooLarge is returned when a frame's announced length exceeds the
-// reader's limit; the stream must then be reset, as its framing is lost.
-var ErrFrameTooLarge = errors.New("frame too large")
-
-// WriteFrame writes payload as one frame: a uvarint length then the bytes.
-// One frame is one message; the framing is the same for every protocol so
-// that one fuzzed decoder guards them all.
-func WriteFrame(w io.Writer, payload []byte) error {
-	var hdr [binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(hdr[:], uint64(len(payload)))
-	if _, err := w.Write(hdr[:n]); err != nil {
-		return fmt.Errorf("write frame header: %w", err)
-	}
-	if _, err := w.Write(payload); err != nil {
-		return fmt.Errorf("write frame body: %w", err)
-	}
-	return nil
-}
-
-// FrameReader is what ReadFrame needs: a *bufio.Reader around a stream.
-type FrameReader interface {
-	io.Reader
-	io.ByteReader
-}
-
-// ReadFrame reads one frame written by WriteFrame, refusing frames longer
-// than max bytes before allocating anything for them.
-func ReadFrame(r FrameReader, max int) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.EOF
-		}
-		return nil, fmt.Errorf("read frame header: %w", err)
-	}
-	if n > uint64(max) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
-	}
-	if n <= eagerFrame {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, fmt.Errorf("read frame body (%d bytes): %w", n, err)
-		}
-		return buf, nil
-	}
-	// A large frame grows with the bytes that actually arrive: a peer that
-	// announces megabytes and sends nothing costs us nothing.
-	var buf bytes.Buffer
-	buf.Grow(eagerFrame)
-	got, err := io.Copy(&buf, io.LimitReader(r, int64(n)))
-	if err == nil && uint64(got) < n {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read frame body (%d of %d bytes): %w", got, n, err)
-	}
-	return buf.Bytes(), nil
-}
-
-// eagerFrame is the largest frame ReadFrame allocates in full before its
-// body arrives; longer ones are read incrementally.
-const eagerFrame = 64 << 10
 
 // envelope is the response frame of Call/Serve: either Data or Error.
 type envelope struct {
@@ -130,13 +61,13 @@ func Call(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req, r
 	if dl, has := ctx.Deadline(); has {
 		_ = s.SetDeadline(dl)
 	}
-	if err := WriteFrame(s, body); err != nil {
+	if err := wire.WriteFrame(s, body); err != nil {
 		return fmt.Errorf("%s to %s: %w", proto, p, err)
 	}
 	if err := s.CloseWrite(); err != nil {
 		return fmt.Errorf("%s to %s: close write: %w", proto, p, err)
 	}
-	raw, err := ReadFrame(bufio.NewReader(s), MaxFrame)
+	raw, err := wire.ReadFrame(bufio.NewReader(s), wire.MaxStreamFrame)
 	if err != nil {
 		return fmt.Errorf("%s from %s: %w", proto, p, err)
 	}
@@ -183,7 +114,7 @@ func ServeAllowed(h host.Host, proto protocol.ID, max int, timeout time.Duration
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		_ = s.SetDeadline(time.Now().Add(timeout))
-		raw, err := ReadFrame(bufio.NewReader(s), max)
+		raw, err := wire.ReadFrame(bufio.NewReader(s), max)
 		if err != nil {
 			log.Debug("bad request frame", "proto", proto, "peer", s.Conn().RemotePeer(), "err", err)
 			_ = s.Reset()
@@ -213,7 +144,7 @@ func ServeAllowed(h host.Host, proto protocol.ID, max int, timeout time.Duration
 			}
 		}
 		out, _ := json.Marshal(env)
-		if err := WriteFrame(s, out); err != nil {
+		if err := wire.WriteFrame(s, out); err != nil {
 			_ = s.Reset()
 			return
 		}

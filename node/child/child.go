@@ -16,7 +16,7 @@ import (
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/audit"
 	"github.com/hydra-compute/hydra/compute/wasm"
-	"github.com/hydra-compute/hydra/p2p"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // progressEvery is how often the child reports a running task's finished prefix. The
@@ -67,7 +67,7 @@ func Main(stdin io.Reader, stdout io.Writer, stderr io.Writer) int {
 	}}})
 	in := bufio.NewReaderSize(stdin, 64<<10)
 	for {
-		b, err := p2p.ReadFrame(in, maxParentFrame)
+		b, err := wire.ReadFrame(in, maxParentFrame)
 		if err != nil {
 			c.shutdown()
 			if errors.Is(err, io.EOF) {
@@ -180,7 +180,7 @@ func (c *child) send(m message) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if p2p.WriteFrame(c.out, b) == nil {
+	if wire.WriteFrame(c.out, b) == nil {
 		_ = c.out.Flush()
 	}
 }
@@ -212,7 +212,7 @@ func (c *child) start(id uint64, spec compute.JobSpec, r compute.Range) {
 		return
 	}
 	if spec.Kind == compute.KindMandelbrot {
-		r.End = min(r.End, r.Start+uint64(max(1, MaxTaskPixels/spec.Mandel.Width)))
+		r.End = min(r.End, r.Start+uint64(max(1, wire.MaxResultCounts/spec.Mandel.Width)))
 	}
 	c.cur = &task{id: id, spec: spec, rng: r, halt: make(chan struct{})}
 	c.wg.Add(1)

@@ -18,7 +18,7 @@
 // So the node (raft, libp2p, HTTP) keeps its normal priority and little CPU, and compute runs in
 // a child: the same binary re-executed as `hydra __compute` (Subcommand), talking over its
 // stdin and stdout. This is BOINC's split too: the client at normal priority, science
-// applications at idle priority. The child imports compute and p2p's framing only: it knows
+// applications at idle priority. The child imports compute and wire (frames) only: it knows
 // nothing of raft, libp2p hosts or jobs beyond one task at a time.
 //
 // # Split of responsibilities
@@ -45,7 +45,7 @@
 //
 // # Protocol
 //
-// Frames are p2p.WriteFrame's (uvarint length, bytes). A frame is a kind byte, a uvarint
+// Frames are wire.WriteFrame's (uvarint length, bytes). A frame is a kind byte, a uvarint
 // length, a JSON header, and for a result the raw payload (no base64). Parent → child: run
 // (task, spec, range, cpus, cpu limit), stop, config, exit. Child → parent: hello, progress
 // (about every 250 ms), result (the finished prefix [start, start+done) and its payload: π hits,

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
-	"github.com/hydra-compute/hydra/p2p"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // The test binary is its own compute child: with childEnv set, TestMain runs Main (or a
@@ -25,14 +25,14 @@ func TestMain(m *testing.M) {
 		os.Exit(Main(os.Stdin, os.Stdout, os.Stderr))
 	case "garbage": // a valid hello, then a frame that is not a message
 		b, _ := encodeMessage(message{kind: kindHello, h: header{Hello: &Hello{Protocol: protocolVersion, PID: os.Getpid()}}})
-		_ = p2p.WriteFrame(os.Stdout, b)
+		_ = wire.WriteFrame(os.Stdout, b)
 		_, _ = bufio.NewReader(os.Stdin).ReadByte() // the run message
-		_ = p2p.WriteFrame(os.Stdout, []byte("R\x05{nope"))
+		_ = wire.WriteFrame(os.Stdout, []byte("R\x05{nope"))
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
 	case "mute": // a valid hello, then silence however long a task runs (a frozen child)
 		b, _ := encodeMessage(message{kind: kindHello, h: header{Hello: &Hello{Protocol: protocolVersion, PID: os.Getpid()}}})
-		_ = p2p.WriteFrame(os.Stdout, b)
+		_ = wire.WriteFrame(os.Stdout, b)
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
 	case "silent": // exits without a hello
@@ -104,7 +104,7 @@ func rawChild(t *testing.T) (stdin io.WriteCloser, stdout *bufio.Reader, cmd *ex
 
 func readMsg(t *testing.T, r *bufio.Reader) message {
 	t.Helper()
-	b, err := p2p.ReadFrame(r, maxChildFrame)
+	b, err := wire.ReadFrame(r, maxChildFrame)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hydra-compute/hydra/p2p"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // proc is one child process as the parent sees it: a writer to its stdin, a reader goroutine
@@ -110,7 +110,7 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
 // stream is broken or the child is not ours: it is killed (Run then reports the error).
 func (p *proc) readLoop(r *bufio.Reader) {
 	for {
-		b, err := p2p.ReadFrame(r, maxChildFrame)
+		b, err := wire.ReadFrame(r, maxChildFrame)
 		if err == nil {
 			var m message
 			if m, err = decodeMessage(b); err == nil {
@@ -150,7 +150,7 @@ func (p *proc) send(m message) error {
 	}
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	return p2p.WriteFrame(p.stdin, b)
+	return wire.WriteFrame(p.stdin, b)
 }
 
 // exitError says how the child ended (after dead is closed).

@@ -7,9 +7,10 @@ import (
 	"fmt"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/wire"
 )
 
-// Wire format. Every message is one frame (p2p.WriteFrame: uvarint length, then the bytes):
+// Wire format. Every message is one frame (wire.WriteFrame: uvarint length, then the bytes):
 //
 //	kind byte | uvarint n | n bytes of JSON header | raw payload (result only)
 //
@@ -32,19 +33,14 @@ const (
 const protocolVersion = 1
 
 // Bounds. Parent → child messages are tiny; child → parent results carry at most
-// MaxTaskPixels counts, whose encoding is at most 3 bytes a count before deflate.
+// wire.MaxResultCounts counts, a payload of at most wire.MaxResult bytes.
 const (
 	maxHeader      = 64 << 10
 	maxParentFrame = 1 << 20
-	maxChildFrame  = 3*MaxTaskPixels + maxHeader + 1024
+	maxChildFrame  = wire.MaxResult + maxHeader + 1024
 	maxCPUs        = 1024
 	maxErrText     = 4096
 )
-
-// MaxTaskPixels bounds the pixels of one Mandelbrot task (16 Mi counts, 64 MiB in the child):
-// the child computes at most the first max(1, MaxTaskPixels/width) rows of a longer range and
-// returns that prefix, so a Raspberry Pi never allocates a whole 16384² image for one chunk.
-const MaxTaskPixels = 1 << 24
 
 // header is the JSON part of every message; which fields are set depends on the kind.
 type header struct {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/hydra-compute/hydra/compute"
-	"github.com/hydra-compute/hydra/p2p"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 func sampleMessages() []message {
@@ -106,7 +106,7 @@ func TestChildSurvivesBadInput(t *testing.T) {
 		t.Fatalf("first message %q", m.kind)
 	}
 	for _, junk := range [][]byte{[]byte("r\x03{}}"), {0xff}, []byte("q\x02{}")} {
-		if err := p2p.WriteFrame(in, junk); err != nil {
+		if err := wire.WriteFrame(in, junk); err != nil {
 			t.Fatal(err)
 		}
 		if m := readMsg(t, out); m.kind != kindError {
@@ -115,7 +115,7 @@ func TestChildSurvivesBadInput(t *testing.T) {
 	}
 	spec := piSpec(1000, 9)
 	b, _ := encodeMessage(message{kind: kindRun, h: header{Task: 4, Spec: &spec, Range: &compute.Range{Start: 0, End: 1000}, CPUs: 1}})
-	if err := p2p.WriteFrame(in, b); err != nil {
+	if err := wire.WriteFrame(in, b); err != nil {
 		t.Fatal(err)
 	}
 	for {

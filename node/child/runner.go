@@ -336,7 +336,7 @@ func (r *Runner) child(ctx context.Context) (*proc, error) {
 // ctx cancellation, StopTask or Pause stop the task: Run then returns the finished prefix with
 // a nil error (a stop loses nothing; compare Result.Done with t.Range or check ctx.Err()).
 // Done may also be shorter than t.Range without a stop for a Mandelbrot range of more than
-// MaxTaskPixels pixels: run the rest as another task. While paused, Run waits for Resume or ctx.
+// wire.MaxResultCounts pixels (so that its result fits a log entry): run the rest as another task. While paused, Run waits for Resume or ctx.
 // If the child crashes or is killed, Run returns an error and the next Run starts a new child.
 func (r *Runner) Run(ctx context.Context, t Chunk, onProgress func(done uint64)) (Result, error) {
 	if !r.runMu.TryLock() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // Environment of the compute child for WebAssembly tasks, set by the node (Config.Env): where
@@ -21,8 +22,8 @@ const (
 )
 
 // WasmMaxOutput bounds the concat output of one task (the chunk result travels in the raft log:
-// compute.MaxResultPayload).
-const WasmMaxOutput = compute.MaxResultPayload - 64
+// wire.MaxResult).
+const WasmMaxOutput = wire.MaxResult - 64
 
 // wasmSilence is how long the parent waits for any message from a child running a WebAssembly
 // task before it kills it. The child runs modules without wazero's in-call termination checks

@@ -27,8 +27,6 @@ const (
 	adoptGrace     = time.Second            // a new coordinator hears every worker before leasing
 	evictEvery     = time.Minute
 	publishEvery   = time.Second
-	maxBatchItems  = 256
-	maxBatchBytes  = 2 << 20
 )
 
 // Jobs is the replicated job state as the coordinator reads it (this
@@ -108,16 +106,6 @@ type leadership struct {
 	seenGen  uint64                     // co.gen at the last reconcile
 
 	commits chan *commitReq
-}
-
-type commitReq struct {
-	items []compute.ChunkResult
-	done  chan commitRes
-}
-
-type commitRes struct {
-	outcome *compute.ResultsOutcome
-	err     error
 }
 
 // Lead coordinates the leadership term number termNo until ctx ends (the
@@ -496,96 +484,6 @@ func (c *leadership) markStarted(job string, now time.Time) {
 	if _, err := c.cfg.Apply(ctx, compute.Started{Job: job, Time: now}); err != nil {
 		c.log.Debug("mark job started", "job", job, "err", err)
 	}
-}
-
-// commit hands items to the committer and waits for their batch.
-func (c *leadership) commit(ctx context.Context, items []compute.ChunkResult) (*compute.ResultsOutcome, error) {
-	req := &commitReq{items: items, done: make(chan commitRes, 1)}
-	select {
-	case c.commits <- req:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	select {
-	case r := <-req.done:
-		return r.outcome, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// committer batches the results of concurrent syncs into one raft entry
-// (group commit): while one batch is being committed the next one fills.
-func (c *leadership) committer(ctx context.Context) {
-	for {
-		var batch []*commitReq
-		select {
-		case <-ctx.Done():
-			return
-		case r := <-c.commits:
-			batch = append(batch, r)
-		}
-		n, size := len(batch[0].items), payloadSize(batch[0].items)
-	fill:
-		for n < maxBatchItems && size < maxBatchBytes {
-			select {
-			case r := <-c.commits:
-				batch = append(batch, r)
-				n += len(r.items)
-				size += payloadSize(r.items)
-			default:
-				break fill
-			}
-		}
-		var all []compute.ChunkResult
-		for _, r := range batch {
-			all = append(all, r.items...)
-		}
-		out, err := c.applyResults(ctx, all)
-		off := 0
-		for _, r := range batch {
-			res := commitRes{err: err}
-			if err == nil {
-				res.outcome = sliceOutcome(out, off, len(r.items))
-			}
-			off += len(r.items)
-			r.done <- res
-		}
-	}
-}
-
-func (c *leadership) applyResults(ctx context.Context, items []compute.ChunkResult) (*compute.ResultsOutcome, error) {
-	raw, err := c.cfg.Apply(ctx, compute.Results{Time: time.Now(), Items: items})
-	if err != nil {
-		return nil, err
-	}
-	var out compute.ResultsOutcome
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, fmt.Errorf("decode results outcome: %w", err)
-	}
-	return &out, nil
-}
-
-// sliceOutcome picks the part of a batch's outcome about items
-// [off, off+n), renumbered from 0.
-func sliceOutcome(out *compute.ResultsOutcome, off, n int) *compute.ResultsOutcome {
-	s := &compute.ResultsOutcome{Finished: out.Finished}
-	for _, rj := range out.Rejected {
-		if rj.Index >= off && rj.Index < off+n {
-			rj.Index -= off
-			s.Rejected = append(s.Rejected, rj)
-		}
-	}
-	s.Accepted = n - len(s.Rejected)
-	return s
-}
-
-func payloadSize(items []compute.ChunkResult) int {
-	s := 0
-	for _, it := range items {
-		s += len(it.Payload) + 64
-	}
-	return s
 }
 
 // grant is a range leased (or adopted) to a node in this term.

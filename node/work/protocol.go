@@ -14,10 +14,6 @@ import (
 // so a lost stream loses nothing: results stay with the worker until acked.
 const Protocol = "/hydra/work/1.0.0"
 
-// MaxFrame bounds a work protocol frame (a batch of results); the node
-// serves Protocol with it.
-const MaxFrame = 16 << 20
-
 // syncRequest is what a worker sends its coordinator.
 type syncRequest struct {
 	Want     int             `json:"want"`     // chunks it can take now (0–2)
@@ -84,12 +80,15 @@ type syncResponse struct {
 	Idle bool `json:"idle,omitempty"`
 }
 
+// maxSyncResults bounds the results of one sync request.
+const maxSyncResults = 256
+
 // validate bounds a sync request from the network.
 func (r *syncRequest) validate() error {
 	if r.Want < 0 || r.Want > 8 {
 		return fmt.Errorf("want %d out of range", r.Want)
 	}
-	if len(r.Progress) > 64 || len(r.Results) > 256 || len(r.Failed) > 64 || len(r.Leases) > 64 || len(r.Held) > 8 {
+	if len(r.Progress) > 64 || len(r.Results) > maxSyncResults || len(r.Failed) > 64 || len(r.Leases) > 64 || len(r.Held) > 8 {
 		return fmt.Errorf("too many entries")
 	}
 	for _, res := range r.Results {

@@ -13,6 +13,7 @@ import (
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/node/owner"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // Worker timings.
@@ -216,7 +217,7 @@ func (w *Worker) sync(ctx context.Context) error {
 		w.leader = leader
 		w.queue = nil
 	}
-	req := &syncRequest{Term: w.term, Results: append([]result(nil), w.results...), Failed: w.failed, Kernel: compute.KernelPath(), Now: time.Now().UTC()}
+	req := &syncRequest{Term: w.term, Results: w.handInLocked(), Failed: w.failed, Kernel: compute.KernelPath(), Now: time.Now().UTC()}
 	w.failed = nil
 	inHand := len(w.queue)
 	if w.running != nil {
@@ -307,6 +308,24 @@ func (w *Worker) sync(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// handInLocked picks the results for one sync request: the oldest, as many
+// as fit one batch (wire.MaxBatch, at least one), so that a request always
+// fits its frame (wire.MaxSyncFrame) and the coordinator's log entries;
+// the rest go in the next exchanges.
+func (w *Worker) handInLocked() []result {
+	var out []result
+	size := 0
+	for _, r := range w.results {
+		s := len(r.Payload) + wire.ResultOverhead
+		if len(out) > 0 && (size+s > wire.MaxBatch || len(out) == maxSyncResults) {
+			break
+		}
+		out = append(out, r)
+		size += s
+	}
+	return out
 }
 
 // call reaches the coordinator: in-process when this node leads.
