@@ -324,7 +324,7 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 			it.Range.End = d.uvarint()
 			it.Node = d.str(MaxIDLen, "node id")
 			it.ComputeSeconds = d.f64()
-			it.Payload = d.bytes(wire.MaxResult, "result payload")
+			it.Payload = d.bytes(wire.MaxCommand, "result payload")
 			if c.Audited {
 				it.Root = d.hash()
 			}
@@ -361,7 +361,7 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			c.Leaves = append(c.Leaves, d.hash())
 		}
-		c.Payload = d.bytes(wire.MaxResult, "audit payload")
+		c.Payload = d.bytes(wire.MaxCommand, "audit payload")
 		c.Root = d.hash()
 		v = c
 	case OpTrustReset:

@@ -277,7 +277,7 @@ func (s *JobStore) Restore(r io.Reader) error {
 				if err != nil {
 					return err
 				}
-				v, err := readBytes(br, wire.MaxResult+8)
+				v, err := readBytes(br, wire.MaxCommand+8)
 				if err != nil {
 					return err
 				}

@@ -12,7 +12,9 @@ const (
 	// MaxResult bounds one chunk result's payload (compute's encoded π hits
 	// or deflated Mandelbrot counts): a count encodes to at most 3 bytes
 	// before deflate (counts are at most compute.MaxMandelIter < 2^20), and
-	// deflate adds at most its stored-block framing.
+	// deflate adds at most its stored-block framing. It bounds what a worker
+	// produces; decoders of the raft log and snapshots accept any payload
+	// that fits a command, as earlier versions produced up to that.
 	MaxResult = 3*MaxResultCounts + deflateSlack
 	// ResultOverhead bounds what one chunk result adds to an encoded
 	// Results command besides its payload (job and node IDs, range, time).
