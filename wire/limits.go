@@ -26,7 +26,7 @@ const (
 	// MaxCommand bounds one job-state command's payload (compute's binary
 	// encoding): the log entry minus the version and op bytes.
 	MaxCommand = MaxLogEntry - 2
-	// MaxLogEntry bounds one raft log entry (consensus.MaxCommandSize).
+	// MaxLogEntry bounds one raft log entry: consensus refuses longer ones.
 	MaxLogEntry = 4 << 20
 	// MaxStreamFrame is the largest frame a stream protocol accepts unless
 	// it asks for another limit: it holds a log entry forwarded to the
