@@ -79,7 +79,7 @@ type Node struct {
 // the libp2p listeners, and opens the raft state. Configuration problems
 // (bad flags, unusable data directory, port in use) come back as
 // *ConfigError.
-func New(ctx context.Context, cfg Config) (*Node, error) {
+func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	p, err := cfg.parse()
 	if err != nil {
 		return nil, err
@@ -92,6 +92,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{}),
 		ownerWake: make(chan struct{}, 1)}
+	// What is opened is closed again, newest first, if a later step fails.
+	var undo cleanups
+	defer func() {
+		if err != nil {
+			undo.unwind()
+		}
+	}()
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -100,12 +107,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		return nil, configErr("--http %s: %v", cfg.HTTPAddr, err)
 	}
+	undo.push(func() { ln.Close() })
 	n.httpLn = ln
 	n.httpURL = localURL(ln.Addr())
 
 	key, err := p2p.LoadOrCreateIdentity(filepath.Join(cfg.DataDir, "identity.key"))
 	if err != nil {
-		ln.Close()
 		return nil, configErr("--data %s: identity: %v", cfg.DataDir, err)
 	}
 	h, err := p2p.New(ctx, p2p.Config{
@@ -116,33 +123,26 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		Logger:       cfg.Logger.With("component", "p2p"),
 	})
 	if err != nil {
-		ln.Close()
 		if errors.Is(err, p2p.ErrAddrInUse) {
 			return nil, configErr("--listen: %v", err)
 		}
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
+	undo.push(func() { h.Close() })
 	n.host = h
 
 	jobs, err := compute.OpenJobStore(filepath.Join(cfg.DataDir, "jobs.db"))
 	if err != nil {
-		h.Close()
-		ln.Close()
 		return nil, configErr("--data %s: job state: %v", cfg.DataDir, err)
 	}
+	undo.push(func() { jobs.Close() })
 	n.jobs = jobs
 	if n.pngCache, err = webui.OpenPNGCache(filepath.Join(cfg.DataDir, "png-cache")); err != nil {
-		jobs.Close()
-		h.Close()
-		ln.Close()
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
 
 	nodeToken, err := loadNodeToken(cfg.DataDir)
 	if err != nil {
-		jobs.Close()
-		h.Close()
-		ln.Close()
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
 	r, err := consensus.New(consensus.Config{
@@ -172,15 +172,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		Logger:       cfg.Logger.With("component", "raft"),
 	})
 	if err != nil {
-		jobs.Close()
-		h.Close()
-		ln.Close()
 		var damaged *boltfile.DamagedError
 		if errors.As(err, &damaged) { // an unusable data directory: restarting will not help
 			return nil, configErr("--data %s: %v", cfg.DataDir, err)
 		}
 		return nil, fmt.Errorf("open raft state in %s: %w", cfg.DataDir, err)
 	}
+	undo.push(func() { r.Shutdown(false) })
 	n.raft = r
 	h.SetAccess(r.Access)
 
@@ -199,10 +197,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.wakeCoord.Store(n.coord)
 	r.OnLeader(func(ctx context.Context) { n.coord.Lead(ctx, r.Term(), r.State().ChunkTarget) })
 	if n.policy, err = owner.New(cfg.Owner); err != nil {
-		r.Shutdown(false)
-		jobs.Close()
-		h.Close()
-		ln.Close()
 		return nil, configErr("owner policy: %v", err)
 	}
 	n.owner.set(owner.Decision{State: owner.StateRun, Throttle: 1})
@@ -214,6 +208,19 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{n: n})
 	return n, nil
+}
+
+// cleanups is a stack of undo steps: New pushes one for each resource it
+// opens and unwinds them, newest first, when a later step fails.
+type cleanups []func()
+
+func (c *cleanups) push(f func()) { *c = append(*c, f) }
+
+func (c *cleanups) unwind() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
 }
 
 // localURL is the address a client on this machine uses to reach the API:
