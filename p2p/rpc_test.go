@@ -33,7 +33,7 @@ const echoProto = protocol.ID("/hydra/test/echo/1.0.0")
 func serveEcho(t *testing.T, h *Host, max int) {
 	t.Helper()
 	// The server's deadline is not under test: it is generous so that building
-	// the over-MaxFrame response under -race on a loaded machine cannot reset
+	// the over-wire.MaxStreamFrame response under -race on a loaded machine cannot reset
 	// the stream before its header is written.
 	Serve(h.Host(), echoProto, max, 60*time.Second, slog.New(slog.DiscardHandler),
 		func(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
