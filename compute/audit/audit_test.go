@@ -140,6 +140,9 @@ func TestPolicyProbability(t *testing.T) {
 	if got := p.Probability(Standing{Streak: 1000}); got != p.Floor {
 		t.Fatalf("probability at 1000 passes %g, want the floor", got)
 	}
+	if p.Trusted(Standing{Streak: 15, Failed: 1}) || !p.Trusted(Standing{Streak: 20, Failed: 1}) || p.Probability(Standing{Streak: 30, Failed: 2}) != 1 {
+		t.Fatal("a failure does not raise the bar for trust")
+	}
 	if (Policy{}).WithDefaults() != DefaultPolicy {
 		t.Fatal("zero policy is not the default")
 	}

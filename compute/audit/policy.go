@@ -30,8 +30,9 @@ type Standing struct {
 // Policy is how often chunks are audited and how much of them: BOINC's adaptive replication
 // applied to blocks. The zero value means the defaults (DefaultPolicy).
 type Policy struct {
-	// TrustAfter is how many audits in a row a node must pass before it is trusted; until then
-	// every chunk of it is audited, every block of it (default 10).
+	// TrustAfter is how many audits in a row a node must pass before it is trusted (doubled for
+	// each of its failures); until then every chunk of it is audited, every block of it
+	// (default 10).
 	TrustAfter uint64
 	// Floor is the least probability that a trusted node's chunk is audited (default 0.05).
 	Floor float64
@@ -64,14 +65,21 @@ func (p Policy) WithDefaults() Policy {
 	return p
 }
 
+// need is how many audits in a row a standing must pass to be trusted: TrustAfter, doubled for
+// each failure since the last trust reset (up to 16×), so that a node caught once cannot hide
+// for long behind a short run of honest chunks.
+func (p Policy) need(s Standing) uint64 {
+	return p.TrustAfter << min(s.Failed, 4)
+}
+
 // Trusted reports whether a standing has earned trust.
-func (p Policy) Trusted(s Standing) bool { return s.Streak >= p.WithDefaults().TrustAfter }
+func (p Policy) Trusted(s Standing) bool { p = p.WithDefaults(); return s.Streak >= p.need(s) }
 
 // Probability is the chance that a chunk of a node with this standing is audited: 1 while it is
 // new, then about 1/(consecutive passes), never below the floor.
 func (p Policy) Probability(s Standing) float64 {
 	p = p.WithDefaults()
-	if s.Streak < p.TrustAfter {
+	if s.Streak < p.need(s) {
 		return 1
 	}
 	return max(1/float64(s.Streak), p.Floor)
@@ -81,7 +89,7 @@ func (p Policy) Probability(s Standing) float64 {
 // of them while it is new, TrustedShare once it is trusted.
 func (p Policy) Share(s Standing) float64 {
 	p = p.WithDefaults()
-	if s.Streak < p.TrustAfter {
+	if s.Streak < p.need(s) {
 		return 1
 	}
 	return p.TrustedShare
