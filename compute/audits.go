@@ -106,6 +106,13 @@ func (c *nodeCred) standing(k Kind) *audit.Standing {
 	return st
 }
 
+// AuditPolicy is the replicated audit policy.
+func (s *JobStore) AuditPolicy() audit.Policy {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.policy
+}
+
 // Quarantined reports whether a node is quarantined: it gets no work and no vote.
 func (s *JobStore) Quarantined(node string) bool {
 	s.mu.RLock()

@@ -22,9 +22,10 @@ const (
 	OpEvict   byte = 0x45 // Evict: drop finished jobs past retention or over the disk cap
 	OpFail    byte = 0x46 // Fail: a job cannot finish (a chunk failed on too many nodes)
 
-	OpChallenge  byte = 0x50 // Challenge: the seed that picks which committed chunks are audited
-	OpAudit      byte = 0x51 // Audit: an auditor's recomputation of a chunk's chosen blocks
-	OpTrustReset byte = 0x52 // TrustReset: an admin clears a node's failed audits and quarantine
+	OpChallenge   byte = 0x50 // Challenge: the seed that picks which committed chunks are audited
+	OpAudit       byte = 0x51 // Audit: an auditor's recomputation of a chunk's chosen blocks
+	OpTrustReset  byte = 0x52 // TrustReset: an admin clears a node's failed audits and quarantine
+	OpAuditPolicy byte = 0x53 // AuditPolicy: how often and how much the cluster audits
 )
 
 // commandFormat is the format byte that starts every command payload. Results with
@@ -117,6 +118,13 @@ type Audit struct {
 	Payload []byte
 	Root    audit.Hash
 	Seconds float64
+}
+
+// AuditPolicy sets the cluster's audit policy (zero fields: the defaults). The coordinator
+// proposes it when its configuration differs from the replicated one; every replica then audits
+// alike.
+type AuditPolicy struct {
+	Policy audit.Policy
 }
 
 // TrustReset clears a node's failed audits and its quarantine (hydra trust reset NODE): it is
@@ -221,6 +229,12 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 	case TrustReset:
 		op = OpTrustReset
 		e.str(c.Node)
+	case AuditPolicy:
+		op = OpAuditPolicy
+		e.uvarint(c.Policy.TrustAfter)
+		e.f64(c.Policy.Floor)
+		e.f64(c.Policy.TrustedShare)
+		e.uvarint(c.Policy.QuarantineAfter)
 	case Started:
 		op = OpStarted
 		e.str(c.Job)
@@ -272,6 +286,8 @@ func deref(v any) any {
 	case *Audit:
 		return *c
 	case *TrustReset:
+		return *c
+	case *AuditPolicy:
 		return *c
 	}
 	return v
@@ -366,6 +382,13 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		v = c
 	case OpTrustReset:
 		v = TrustReset{Node: d.str(MaxIDLen, "node id")}
+	case OpAuditPolicy:
+		var c AuditPolicy
+		c.Policy.TrustAfter = d.uvarint()
+		c.Policy.Floor = d.f64()
+		c.Policy.TrustedShare = d.f64()
+		c.Policy.QuarantineAfter = d.uvarint()
+		v = c
 	case OpStarted:
 		var c Started
 		c.Job = d.str(MaxIDLen, "job id")

@@ -36,6 +36,7 @@ func sampleCommands() []any {
 		TrustReset{Node: "n1"},
 		Submit{ID: "j3", Time: t0, Spec: JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: testModule, Items: 1e9, Reduce: ReduceConcat, Params: `{"k":3}`}}},
 		Fail{Job: "j3", Reason: "hydra_map(0, 64): wasm error: unreachable", Time: t0},
+		AuditPolicy{Policy: audit.Policy{TrustAfter: 1000, Floor: 0.1, TrustedShare: 1, QuarantineAfter: 2}},
 	}
 }
 
@@ -146,6 +147,8 @@ func hasNaN(v any) bool {
 		}
 	case Audit:
 		return c.Seconds != c.Seconds
+	case AuditPolicy:
+		return c.Policy.Floor != c.Policy.Floor || c.Policy.TrustedShare != c.Policy.TrustedShare
 	case Submit:
 		if m := c.Spec.Mandel; m != nil {
 			return m.CenterX != m.CenterX || m.CenterY != m.CenterY || m.Span != m.Span

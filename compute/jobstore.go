@@ -181,6 +181,9 @@ func (s *JobStore) Apply(op byte, payload []byte, index uint64) any {
 			return err
 		}
 		return out
+	case AuditPolicy:
+		s.policy = c.Policy.WithDefaults()
+		return nil
 	case TrustReset:
 		out, err := s.trustReset(c)
 		if err != nil {

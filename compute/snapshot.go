@@ -34,12 +34,13 @@ const (
 )
 
 type snapHeader struct {
-	LastIndex    uint64     `json:"last_index"`
-	Seq          uint64     `json:"seq"`
-	TotalPayload int64      `json:"total_payload"`
-	Jobs         []snapJob  `json:"jobs"`
-	Creds        []snapCred `json:"creds,omitempty"` // version 3
-	AuditSeq     uint64     `json:"audit_seq,omitempty"`
+	LastIndex    uint64        `json:"last_index"`
+	Seq          uint64        `json:"seq"`
+	TotalPayload int64         `json:"total_payload"`
+	Jobs         []snapJob     `json:"jobs"`
+	Creds        []snapCred    `json:"creds,omitempty"` // version 3
+	AuditSeq     uint64        `json:"audit_seq,omitempty"`
+	Policy       *audit.Policy `json:"audit_policy,omitempty"`
 }
 
 // snapCred is a node's credibility (audits.go).
@@ -96,7 +97,8 @@ type snapJob struct {
 // FSMSnapshot.Persist does) and still writes one consistent state.
 func (s *JobStore) Snapshot(w io.Writer) error {
 	s.mu.RLock()
-	h := snapHeader{LastIndex: s.lastIndex, Seq: s.seq, TotalPayload: s.totalPayload, AuditSeq: s.auditSeq}
+	pol := s.policy
+	h := snapHeader{LastIndex: s.lastIndex, Seq: s.seq, TotalPayload: s.totalPayload, AuditSeq: s.auditSeq, Policy: &pol}
 	for id, c := range s.creds {
 		sc := snapCred{Node: id, Kinds: map[Kind]audit.Standing{}, Failed: c.failed, Quarantined: c.quarantined, Seq: c.seq, LastPass: c.lastPass}
 		for k, st := range c.kinds {
@@ -309,6 +311,10 @@ func (s *JobStore) Restore(r io.Reader) error {
 	}
 	s.jobs, s.seq, s.lastIndex, s.totalPayload = jobs, h.Seq, h.LastIndex, h.TotalPayload
 	s.creds, s.auditIx, s.auditSeq = creds, auditIx, h.AuditSeq
+	s.policy = audit.DefaultPolicy
+	if h.Policy != nil {
+		s.policy = h.Policy.WithDefaults()
+	}
 	return nil
 }
 

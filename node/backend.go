@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
@@ -104,7 +105,13 @@ func (n *Node) Status() webui.Status {
 			ns.NonvoterReason = "on battery"
 		}
 	}
-	for _, ns := range byID {
+	audits := n.jobs.NodeAudits()
+	for id, ns := range byID {
+		a, ok := audits[id]
+		if !ok {
+			a = n.jobs.NodeAudit(id)
+		}
+		ns.Audit = webui.NodeAudit{Passed: a.Passed, Failed: a.Failed, State: string(a.State)}
 		out.Nodes = append(out.Nodes, *ns)
 	}
 	sort.Slice(out.Nodes, func(i, j int) bool {
@@ -137,6 +144,31 @@ func (n *Node) Authorize(tok string) string {
 		return c.Role
 	}
 	return ""
+}
+
+var _ webui.Truster = (*Node)(nil)
+
+// TrustReset implements webui.Truster: it clears a node's failed audits and
+// its quarantine through raft (hydra trust reset NODE). node is a peer ID or
+// the name of a node the cluster knows.
+func (n *Node) TrustReset(ctx context.Context, node string) (string, error) {
+	id := ""
+	for _, ns := range n.Status().Nodes {
+		if ns.ID == node || (ns.Name == node && ns.Name != "") {
+			if id != "" && id != ns.ID {
+				return "", fmt.Errorf("%q names more than one node: use its ID", node)
+			}
+			id = ns.ID
+		}
+	}
+	if id == "" {
+		return "", fmt.Errorf("no node %q in this cluster", node)
+	}
+	if _, err := n.applyJob(ctx, compute.TrustReset{Node: id}); err != nil {
+		return "", fmt.Errorf("trust reset %s: %w", id, err)
+	}
+	n.log.Warn("trust reset: the node is new again", "node", id)
+	return id, nil
 }
 
 // Healthy implements webui.Backend.

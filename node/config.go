@@ -33,9 +33,13 @@ type Config struct {
 	Voters         int    // 0: 3, and 5 once there are 7 or more nodes
 	RaftMultiplier float64
 	ChunkTarget    time.Duration
-	MDNS           bool
-	DHT            bool
-	Logger         *slog.Logger
+	// AuditTrustAfter is how many audits in a row a node must pass before
+	// it is trusted and audited only now and then (--audit-trust-after; 0:
+	// the default, 10). The coordinator makes the cluster run its value.
+	AuditTrustAfter uint64
+	MDNS            bool
+	DHT             bool
+	Logger          *slog.Logger
 
 	// Admit is the admission mode written when this node founds the
 	// cluster: "approval" (default: every new node waits for an admin) or
@@ -219,6 +223,9 @@ func (c *Config) parse() (parsed, error) {
 	}
 	if c.RaftMultiplier < 0.1 || c.RaftMultiplier > 100 {
 		return p, configErr("--raft-multiplier %g: want 0.1 to 100", c.RaftMultiplier)
+	}
+	if c.AuditTrustAfter > 1<<20 {
+		return p, configErr("--audit-trust-after %d: at most %d", c.AuditTrustAfter, 1<<20)
 	}
 	if c.ChunkTarget < 100*time.Millisecond || c.ChunkTarget > 10*time.Minute {
 		return p, configErr("--chunk-target %s: want 100ms to 10m", c.ChunkTarget)

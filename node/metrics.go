@@ -37,18 +37,37 @@ var (
 		"CPU time the compute child used for the chunks it ran.", nil, nil)
 	descChunks = prometheus.NewDesc("hydra_compute_chunks_total",
 		"Chunks (or parts of chunks, after a stop) this node's compute child ran.", nil, nil)
+	descAuditsPassed = prometheus.NewDesc("hydra_audits_passed_total",
+		"Audits passed by all nodes' results (replicated state).", nil, nil)
+	descAuditsFailed = prometheus.NewDesc("hydra_audits_failed",
+		"Audits failed by all nodes' results since their last trust reset (replicated state).", nil, nil)
+	descNodesByStanding = prometheus.NewDesc("hydra_audit_nodes",
+		"Nodes with an audit record by standing (new, trusted, quarantined).", []string{"state"}, nil)
 	descInfo = prometheus.NewDesc("hydra_build_info",
 		"Build of this node (always 1).", []string{"version", "commit"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descRaftCommit, descRaftApplied,
-		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descBusy, descCPU, descChunks, descInfo} {
+		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descBusy, descCPU, descChunks, descInfo,
+		descAuditsPassed, descAuditsFailed, descNodesByStanding} {
 		ch <- d
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	var passed, failed float64
+	standing := map[string]float64{"new": 0, "trusted": 0, "quarantined": 0}
+	for _, a := range c.n.jobs.NodeAudits() {
+		passed += float64(a.Passed)
+		failed += float64(a.Failed)
+		standing[string(a.State)]++
+	}
+	ch <- prometheus.MustNewConstMetric(descAuditsPassed, prometheus.CounterValue, passed)
+	ch <- prometheus.MustNewConstMetric(descAuditsFailed, prometheus.GaugeValue, failed)
+	for s, v := range standing {
+		ch <- prometheus.MustNewConstMetric(descNodesByStanding, prometheus.GaugeValue, v, s)
+	}
 	stats := c.n.raft.Stats()
 	num := func(k string) float64 {
 		v, _ := strconv.ParseFloat(stats[k], 64)

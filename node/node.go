@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/internal/boltfile"
 	"github.com/hydra-compute/hydra/node/child"
@@ -183,13 +184,15 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	h.SetAccess(r.Access)
 
 	n.coord = work.NewCoordinator(work.CoordinatorConfig{
-		Self:     h.ID(),
-		Jobs:     jobs,
-		Apply:    n.applyJob,
-		IsMember: n.isMember,
-		Publish:  n.publishActivity,
-		Settings: func() consensus.Settings { return r.State().EffectiveSettings() },
-		Logger:   cfg.Logger,
+		Self:        h.ID(),
+		Jobs:        jobs,
+		Audits:      jobs,
+		AuditPolicy: audit.Policy{TrustAfter: cfg.AuditTrustAfter},
+		Apply:       n.applyJob,
+		IsMember:    n.isMember,
+		Publish:     n.publishActivity,
+		Settings:    func() consensus.Settings { return r.State().EffectiveSettings() },
+		Logger:      cfg.Logger,
 	})
 	// The one leadership path: raft runs the coordinator after Barrier
 	// and cancels it when leadership is lost (registered before the node

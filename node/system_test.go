@@ -158,6 +158,12 @@ func startProcCluster(t *testing.T, size int, extra func(i int) []string) ([]*pr
 // startProcClusterBin is startProcCluster with every node running bin ("" for the default build).
 func startProcClusterBin(t *testing.T, bin string, size int, extra func(i int) []string) ([]*proc, string) {
 	t.Helper()
+	return startProcClusterBins(t, size, extra, func(int) string { return bin })
+}
+
+// startProcClusterBins is startProcCluster with node i running bin(i) ("" for the default build).
+func startProcClusterBins(t *testing.T, size int, extra func(i int) []string, bin func(i int) string) ([]*proc, string) {
+	t.Helper()
 	base := t.TempDir()
 	var ps []*proc
 	t.Cleanup(func() {
@@ -175,7 +181,7 @@ func startProcClusterBin(t *testing.T, bin string, size int, extra func(i int) [
 		if i > 0 {
 			args = append(args, "--join", ps[0].joinAddr())
 		}
-		p := startProcBin(t, bin, fmt.Sprintf("n%d", i), filepath.Join(base, fmt.Sprintf("n%d", i)), freeTCPPort(t), freeTCPPort(t), args...)
+		p := startProcBin(t, bin(i), fmt.Sprintf("n%d", i), filepath.Join(base, fmt.Sprintf("n%d", i)), freeTCPPort(t), freeTCPPort(t), args...)
 		ps = append(ps, p)
 		if i == 0 {
 			// The first node founds the cluster before the others start:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -76,6 +77,17 @@ func (c *Client) CancelJob(ctx context.Context, id string) (JobView, error) {
 	var v JobView
 	err := c.Do(ctx, http.MethodPost, jobPath(id)+"/cancel", struct{}{}, &v)
 	return v, err
+}
+
+// TrustReset clears a node's failed audits and quarantine (POST
+// /api/v1/nodes/{id}/trust/reset); node is a peer ID or a name. It returns
+// the node's peer ID.
+func (c *Client) TrustReset(ctx context.Context, node string) (string, error) {
+	var v struct {
+		Node string `json:"node"`
+	}
+	err := c.Do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(node)+"/trust/reset", struct{}{}, &v)
+	return v.Node, err
 }
 
 // DeleteJob deletes a job and its results (DELETE /api/v1/jobs/{id}).

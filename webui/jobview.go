@@ -28,6 +28,11 @@ type JobView struct {
 	ComputeSeconds float64            `json:"compute_seconds"`
 	Nodes          []ContributionView `json:"nodes"`
 	PayloadBytes   int64              `json:"payload_bytes"`
+	// AuditedUnits is how many units auditors recomputed to check the job's
+	// results; RedoneUnits how many were computed again after a failed
+	// audit (docs/audits.md).
+	AuditedUnits uint64 `json:"audited_units"`
+	RedoneUnits  uint64 `json:"redone_units"`
 }
 
 // ContributionView is what one node did for a job, from its accepted chunks.
@@ -82,6 +87,7 @@ func newJobView(j compute.Job, names map[string]string) JobView {
 		SubmittedAt: j.SubmittedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Reason: j.Reason,
 		DoneUnits: j.DoneUnits, TotalUnits: j.TotalUnits, Unit: unitName(j.Kind),
 		Nodes: make([]ContributionView, 0, len(j.Nodes)), PayloadBytes: j.PayloadBytes,
+		AuditedUnits: j.AuditedUnits, RedoneUnits: j.RedoneUnits,
 	}
 	if j.TotalUnits > 0 {
 		v.Progress = float64(j.DoneUnits) / float64(j.TotalUnits)

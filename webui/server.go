@@ -62,6 +62,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/status", s.status)
 	mux.Handle("POST /api/v1/leave", s.auth(http.HandlerFunc(s.leave)))
+	mux.Handle("POST /api/v1/nodes/{id}/trust/reset", s.auth(http.HandlerFunc(s.trustReset)))
 	s.registerJobs(mux)
 	s.registerAdmission(mux)
 	s.registerConfig(mux)
@@ -103,6 +104,27 @@ func (s *server) leave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "left"})
+}
+
+func (s *server) trustReset(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.cfg.Backend.(Truster)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this node cannot reset trust")
+		return
+	}
+	id := r.PathValue("id")
+	if id == "" || len(id) > 128 {
+		writeError(w, http.StatusBadRequest, "node: a peer ID or name of at most 128 bytes")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	peer, err := t.TrustReset(ctx, id)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "trust reset: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "reset", "node": peer})
 }
 
 // auth refuses a request without an admin credential of the cluster:

@@ -1,6 +1,9 @@
 package webui
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Status is the body of GET /api/v1/status: the cluster as this node's
 // replica sees it. Field names are part of the public API (docs/api.md).
@@ -52,6 +55,26 @@ type NodeStatus struct {
 	Load           float64   `json:"load"`
 	Uptime         float64   `json:"uptime_seconds"`
 	LastSeen       time.Time `json:"last_seen"`
+	// Audit is the node's audit record: audits passed and failed over all
+	// kernels and its standing (docs/audits.md).
+	Audit NodeAudit `json:"audit"`
+}
+
+// NodeAudit is a node's audit record. State is new (audited on every
+// chunk), trusted (audited now and then) or quarantined (no work, no vote,
+// until `hydra trust reset`).
+type NodeAudit struct {
+	Passed uint64 `json:"passed"`
+	Failed uint64 `json:"failed"`
+	State  string `json:"state"`
+}
+
+// Truster is the optional part of a Backend that clears a node's failed
+// audits and quarantine (POST /api/v1/nodes/{id}/trust/reset).
+type Truster interface {
+	// TrustReset clears node's audit failures and quarantine; node is a
+	// peer ID or a node name. It returns the peer ID.
+	TrustReset(ctx context.Context, node string) (string, error)
 }
 
 // Roles and states, one spelling everywhere (docs/design.md §5).

@@ -61,6 +61,7 @@ func commands() []command {
 		{"token", "join tokens and API credentials: hydra token create|list|revoke", runToken},
 		{"admit", "set how new nodes are admitted: hydra admit approval|lan", runAdmit},
 		{"config", "show or change the cluster's settings: hydra config get | set retention=72h disk-cap=8GiB max-jobs=20000", runConfig},
+		{"trust", "hydra trust reset NODE: clear a quarantined node's failed audits (admin)", runTrust},
 		{"version", "print version, commit and build date", runVersion},
 		{"demo", "start a local demo cluster, run a π and a Mandelbrot job, kill the coordinator midway", runDemo},
 	}

@@ -100,7 +100,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "cluster %s  term %d  leader %s  (seen from %s)\n\n", st.Cluster, st.Term, leader, st.Self.Name)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tID\tROLE\tSTATE\tPLATFORM\tCORES\tLOAD\tLAST SEEN")
+	fmt.Fprintln(tw, "NAME\tID\tROLE\tSTATE\tAUDITS\tPLATFORM\tCORES\tLOAD\tLAST SEEN")
 	for _, n := range st.Nodes {
 		seen := "-"
 		if !n.LastSeen.IsZero() {
@@ -117,7 +117,8 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		if n.Power == "battery" && n.Reason != "on battery" {
 			state += " (on battery)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%d\t%.2f\t%s\n", name, short(n.ID), n.Role, state, n.OS, n.Arch, n.Cores, n.Load, seen)
+		audits := fmt.Sprintf("%s %d✓ %d✗", n.Audit.State, n.Audit.Passed, n.Audit.Failed)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s/%s\t%d\t%.2f\t%s\n", name, short(n.ID), n.Role, state, audits, n.OS, n.Arch, n.Cores, n.Load, seen)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

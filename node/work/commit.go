@@ -91,7 +91,7 @@ func (c *leadership) applyResults(ctx context.Context, items []compute.ChunkResu
 	all := &compute.ResultsOutcome{}
 	off := 0
 	for _, part := range splitBatch(items, wire.MaxBatch) {
-		raw, err := c.cfg.Apply(ctx, compute.Results{Time: time.Now(), Items: part})
+		raw, err := c.cfg.Apply(ctx, compute.Results{Time: time.Now(), Items: part, Audited: c.cfg.Audits != nil})
 		if err != nil {
 			return nil, err
 		}

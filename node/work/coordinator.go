@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -45,6 +46,10 @@ type CoordinatorConfig struct {
 	Self  peer.ID // this node
 	Jobs  Jobs
 	Apply Apply
+	// Audits is the audit part of the replicated job state; AuditPolicy
+	// the policy this node wants the cluster to run (zero: the defaults).
+	Audits      AuditState
+	AuditPolicy audit.Policy
 	// IsMember reports whether a peer is in the raft configuration: only
 	// members take work and hand in results.
 	IsMember func(peer.ID) bool
@@ -105,6 +110,12 @@ type leadership struct {
 	repairAt time.Time                  // next repair pass
 	seenGen  uint64                     // co.gen at the last reconcile
 
+	ctx         context.Context        // the term's: ends with leadership
+	arch        map[string]string      // node → GOARCH it reported
+	auditTasks  []compute.AuditTask    // audits to run, as of the last reconcile
+	auditLeases map[uint64]*auditLease // audit ID → its lease
+	challenging atomic.Bool            // a Challenge is being committed
+
 	commits chan *commitReq
 }
 
@@ -125,9 +136,14 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 		granted:  map[string][]grant{},
 		leaseAt:  time.Now().Add(adoptGrace),
 		commits:  make(chan *commitReq, 1024),
+
+		ctx:         ctx,
+		arch:        map[string]string{},
+		auditLeases: map[uint64]*auditLease{},
 	}
 	c.reconcile(time.Now())
 	c.log.Info("coordinator started", "term", c.term, "jobs", len(c.jobs)) // before a sync can reconcile
+	go c.setPolicy(ctx)
 	co.cur.Store(c)
 	defer co.cur.CompareAndSwap(c, nil)
 
@@ -256,6 +272,10 @@ func (c *leadership) reconcile(now time.Time) {
 		c.repairAt = now.Add(repairEvery)
 		c.repairLocked(unfinished)
 	}
+	if c.cfg.Audits != nil {
+		c.refreshAuditsLocked(now)
+		c.challenge(c.ctx)
+	}
 }
 
 // repairLocked requeues work that nobody will compute: unaccepted ranges of
@@ -370,6 +390,9 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	if req.Kernel != "" && len(req.Kernel) < 32 {
 		c.kernels[node] = req.Kernel
 	}
+	if req.Arch != "" && len(req.Arch) < 32 {
+		c.arch[node] = req.Arch
+	}
 	for _, h := range req.Held {
 		if h.Term == c.term {
 			continue
@@ -392,17 +415,25 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		c.sched.Progress(p.Lease, p.Done, now)
 	}
 	for _, id := range req.Failed {
+		if id >= auditLeaseBase {
+			c.releaseAuditLocked(id, node)
+			continue
+		}
 		c.sched.Fail(id)
 	}
 	items := make([]compute.ChunkResult, 0, len(req.Results))
 	keys := make([]compute.Chunk, 0, len(req.Results))
+	var audits []result // audit answers, committed one by one
 	for _, r := range req.Results {
-		rng := compute.Range{Start: r.Start, End: r.End}
+		if r.Audit != nil {
+			audits = append(audits, r)
+			continue
+		}
 		// Only results for ranges leased to the sender count: in this term,
 		// a range leased or adopted to it; from an earlier term (leases this
 		// coordinator never saw), a range nobody else holds now.
-		if !c.grantedLocked(node, r.Job, rng) && (r.Term == c.term || c.heldByOtherLocked(node, r.Job, rng)) {
-			c.log.Warn("result refused: the range was not leased to the sender", "node", node, "job", r.Job, "range", rng, "term", r.Term)
+		if !c.grantedLocked(node, r.Job, r.Range) && (r.Term == c.term || c.heldByOtherLocked(node, r.Job, r.Range)) {
+			c.log.Warn("result refused: the range was not leased to the sender", "node", node, "job", r.Job, "range", r.Range, "term", r.Term)
 			resp.Acked = append(resp.Acked, r.Chunk) // settled: never resent
 			continue
 		}
@@ -411,9 +442,19 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			// A prefix (the worker paused or stopped): the rest goes back.
 			c.sched.CompletePrefix(r.Lease, r.Range, now)
 		}
-		items = append(items, compute.ChunkResult{Chunk: r.Chunk, Node: node, ComputeSeconds: r.Seconds, Payload: r.Payload})
+		items = append(items, compute.ChunkResult{Chunk: r.Chunk, Node: node, ComputeSeconds: r.Seconds, Payload: r.Payload, Root: r.Root})
 	}
 	c.mu.Unlock()
+
+	for _, r := range audits {
+		if err := c.commitAudit(ctx, node, r); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			c.log.Warn("audit answer refused", "node", node, "job", r.Job, "err", err)
+		}
+		resp.AckedAudits = append(resp.AckedAudits, r.Audit.ID)
+	}
 
 	if len(items) > 0 {
 		out, err := c.commit(ctx, items)
@@ -450,7 +491,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	}
 	if req.Term == c.term {
 		for _, id := range req.Leases {
-			if !live[id] {
+			if !live[id] && !(id >= auditLeaseBase && c.auditLiveLocked(id, node)) {
 				resp.Cancel = append(resp.Cancel, id)
 			}
 		}
@@ -459,7 +500,18 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	if req.Paused || now.Before(c.leaseAt) {
 		return resp, nil
 	}
-	for range req.Want {
+	if c.cfg.Audits != nil && c.cfg.Audits.Quarantined(node) {
+		return resp, nil // a quarantined node gets no work until an admin clears it
+	}
+	want := req.Want
+	if want > 0 && c.cfg.Audits != nil {
+		// Audits first: results count only once their audit passed.
+		if l, ok := c.leaseAuditLocked(node, now); ok {
+			resp.Leases = append(resp.Leases, l)
+			want--
+		}
+	}
+	for range want {
 		l, ok := c.sched.Lease(node, now)
 		if !ok {
 			break

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
 // Protocol is the coordinator ⇄ worker protocol: a worker's sync
@@ -24,9 +25,10 @@ type syncRequest struct {
 	Paused   bool            `json:"paused"`   // true: lease nothing
 	Term     uint64          `json:"term"`     // the coordinator term its leases came from
 	Kernel   string          `json:"kernel,omitempty"`
-	Leases   []uint64        `json:"leases"`       // lease IDs it holds (running or queued)
-	Held     []held          `json:"held"`         // the chunk in hand, whichever coordinator leased it
-	Now      time.Time       `json:"now,omitzero"` // the worker's clock: the cluster clock is their median
+	Arch     string          `json:"arch,omitempty"` // GOARCH: audits prefer another architecture
+	Leases   []uint64        `json:"leases"`         // lease IDs it holds (running or queued)
+	Held     []held          `json:"held"`           // the chunk in hand, whichever coordinator leased it
+	Now      time.Time       `json:"now,omitzero"`   // the worker's clock: the cluster clock is their median
 }
 
 // held is the chunk a worker is computing and the lease it came under, so
@@ -51,13 +53,28 @@ type leaseProgress struct {
 
 // result is one finished chunk (or the finished prefix of one), computed
 // under lease Lease of coordinator term Term. The coordinator acknowledges
-// it by its Chunk, which a new leader does not renumber.
+// it by its Chunk, which a new leader does not renumber (an audit's answer
+// by its audit ID).
 type result struct {
 	Lease uint64 `json:"lease"`
 	Term  uint64 `json:"term"`
 	compute.Chunk
 	Seconds float64 `json:"seconds"`
 	Payload []byte  `json:"payload"`
+	// Root is the worker's commitment to the result: the Merkle root of its
+	// blocks (compute.Commitment). A full audit's result carries one too.
+	Root audit.Hash `json:"root"`
+	// Audit is set on an audit's answer (Lease is then the audit lease).
+	Audit *auditAnswer `json:"audit,omitempty"`
+}
+
+// auditAnswer is an auditor's answer: for a block audit its leaves of the
+// chosen blocks, in order; for a full audit (Full) the whole chunk's result
+// is the result's Payload and Root.
+type auditAnswer struct {
+	ID     uint64       `json:"id"`
+	Full   bool         `json:"full,omitempty"`
+	Leaves []audit.Hash `json:"leaves,omitempty"`
 }
 
 // lease is a chunk granted to a worker by the coordinator of term Term.
@@ -66,15 +83,27 @@ type lease struct {
 	Term uint64 `json:"term"` // the coordinator term that leased it
 	compute.Chunk
 	Spec compute.JobSpec `json:"spec"`
+	// Audit makes the lease an audit of the chunk: recompute its Spans (a
+	// block audit) or all of it (Full), never part of a job's pending work.
+	Audit *auditWork `json:"audit,omitempty"`
+}
+
+// auditWork is what an auditor recomputes.
+type auditWork struct {
+	ID    uint64          `json:"id"`
+	Full  bool            `json:"full,omitempty"`
+	Spans []compute.Range `json:"spans"`
 }
 
 // syncResponse is the coordinator's answer.
 type syncResponse struct {
-	Term    uint64          `json:"term"`
-	Leases  []lease         `json:"leases"`
-	Acked   []compute.Chunk `json:"acked"`   // committed (or refused for good): forget them
-	Cancel  []uint64        `json:"cancel"`  // leases to drop (a backup won, job cancelled, expired)
-	Adopted []adoption      `json:"adopted"` // chunks in hand from a previous coordinator, now leased here
+	Term   uint64          `json:"term"`
+	Leases []lease         `json:"leases"`
+	Acked  []compute.Chunk `json:"acked"` // committed (or refused for good): forget them
+	// AckedAudits: audit answers (by audit ID) committed or refused for good.
+	AckedAudits []uint64   `json:"acked_audits,omitempty"`
+	Cancel      []uint64   `json:"cancel"`  // leases to drop (a backup won, job cancelled, expired)
+	Adopted     []adoption `json:"adopted"` // chunks in hand from a previous coordinator, now leased here
 	// Idle: the coordinator has no unfinished job. A worker with nothing in hand then syncs
 	// only every idleSyncEvery (and at once when its node sees a job submitted: Worker.Wake).
 	Idle bool `json:"idle,omitempty"`
@@ -97,6 +126,9 @@ func (r *syncRequest) validate() error {
 		}
 		if res.Seconds < 0 || res.Seconds > 1e7 {
 			return fmt.Errorf("result %s: compute seconds %g out of range", res.Job, res.Seconds)
+		}
+		if res.Audit != nil && len(res.Audit.Leaves) > audit.MaxLeaves {
+			return fmt.Errorf("result %s: %d audit leaves, at most %d", res.Job, len(res.Audit.Leaves), audit.MaxLeaves)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -247,13 +248,20 @@ func (w *Worker) sync(ctx context.Context) error {
 			req.Leases = append(req.Leases, l.ID)
 		}
 	}
-	if r := w.running; r != nil {
+	if r := w.running; r != nil && r.Audit != nil {
+		// An audit: no progress, no adoption (it lives in the replicated
+		// state; its answer is committed by whichever leader gets it).
+		if r.Term == w.term && !req.Paused {
+			req.Leases = append(req.Leases, r.ID)
+		}
+	} else if r != nil {
 		if r.Term == w.term && !req.Paused {
 			req.Leases = append(req.Leases, r.ID)
 			req.Progress = []leaseProgress{{Lease: r.ID, Done: w.progress.Load()}}
 		}
 		req.Held = []held{{ID: r.ID, Term: r.Term, Chunk: r.Chunk}}
 	}
+	req.Arch = runtime.GOARCH
 	req.State = w.stateLocked()
 	w.mu.Unlock()
 
@@ -271,9 +279,13 @@ func (w *Worker) sync(ctx context.Context) error {
 	for _, k := range resp.Acked {
 		acked[k] = true
 	}
+	ackedAudits := map[uint64]bool{}
+	for _, id := range resp.AckedAudits {
+		ackedAudits[id] = true
+	}
 	kept := w.results[:0]
 	for _, r := range w.results {
-		if !acked[r.Chunk] {
+		if r.Audit != nil && !ackedAudits[r.Audit.ID] || r.Audit == nil && !acked[r.Chunk] {
 			kept = append(kept, r)
 		}
 	}
@@ -368,6 +380,16 @@ func (w *Worker) computeLoop(ctx context.Context) {
 		w.mu.Lock()
 		w.stopRun = stop
 		w.mu.Unlock()
+		if l.Audit != nil {
+			ans, err := w.runAudit(rctx, l)
+			stop()
+			w.finishAudit(l, ans, err)
+			poke(w.wakeSync)
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
 		res, err := w.runner.Run(rctx, child.Chunk{ID: l.ID, Spec: l.Spec, Range: l.Range},
 			func(done uint64) { w.progress.Store(done) })
 		stop()
@@ -391,9 +413,21 @@ func (w *Worker) computeLoop(ctx context.Context) {
 		case res.Done.Len() == 0 && cur.Term == w.term:
 			w.failed = append(w.failed, cur.ID) // stopped before it began: give it back
 		case res.Done.Len() > 0:
+			payload := res.Payload
+			if corrupt != nil {
+				payload = corrupt(cur.Spec, res.Done, payload)
+			}
+			root, err := compute.Commitment(cur.Spec, res.Done, payload)
+			if err != nil && compute.Auditable(cur.Spec.Kind) {
+				w.log.Warn("chunk result cannot be committed to", "job", cur.Job, "range", res.Done, "err", err)
+				if cur.Term == w.term {
+					w.failed = append(w.failed, cur.ID)
+				}
+				break
+			}
 			w.results = append(w.results, result{
 				Lease: cur.ID, Term: cur.Term, Chunk: compute.Chunk{Job: cur.Job, Range: res.Done},
-				Seconds: res.ComputeSeconds, Payload: res.Payload,
+				Seconds: res.ComputeSeconds, Payload: payload, Root: root,
 			})
 			w.log.Debug("chunk done", "job", cur.Job, "range", res.Done, "took", time.Since(start).Round(time.Millisecond))
 		}

@@ -1,0 +1,273 @@
+package work
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/node/child"
+)
+
+// The coordinator's side of audits (docs/audits.md). The replicated job state
+// says which chunks wait for their challenge and which audits are to run;
+// the coordinator proposes the challenges (with randomness drawn after the
+// chunks' results committed) and leases the audits like chunks: to another
+// node than the chunk's (another architecture when one is there), with a
+// deadline, again after a leader change, since they live in the state.
+
+// Audit timings.
+const (
+	challengeBatch = 4096            // chunks per Challenge command
+	auditDeadline  = 2 * time.Minute // an audit lease not answered by then goes to another node
+)
+
+// auditLeaseBase marks lease IDs of audits: an audit with ID n is lease
+// auditLeaseBase+n, which the scheduler's chunk leases never reach.
+const auditLeaseBase = 1 << 62
+
+// AuditState is what the coordinator reads of audits in the replicated job
+// state (compute.JobState).
+type AuditState interface {
+	Unchallenged(max int) []compute.ChunkRef
+	AuditTasks() []compute.AuditTask
+	Quarantined(node string) bool
+	AuditPolicy() audit.Policy
+}
+
+// auditLease is an audit leased to a node.
+type auditLease struct {
+	node     string
+	deadline time.Time
+}
+
+// setPolicy makes the replicated audit policy the configured one, if they
+// differ (the leader's configuration wins).
+func (c *leadership) setPolicy(ctx context.Context) {
+	want := c.cfg.AuditPolicy.WithDefaults()
+	if c.cfg.Audits == nil || c.cfg.Audits.AuditPolicy() == want {
+		return
+	}
+	if _, err := c.cfg.Apply(ctx, compute.AuditPolicy{Policy: want}); err != nil && ctx.Err() == nil {
+		c.log.Warn("set the audit policy", "err", err)
+		return
+	}
+	c.log.Info("audit policy set", "trust_after", want.TrustAfter, "floor", want.Floor, "trusted_share", want.TrustedShare, "quarantine_after", want.QuarantineAfter)
+}
+
+// challenge proposes a Challenge for committed chunks that have none yet,
+// one at a time (the next reconcile proposes the rest).
+func (c *leadership) challenge(ctx context.Context) {
+	if !c.challenging.CompareAndSwap(false, true) {
+		return
+	}
+	refs := c.cfg.Audits.Unchallenged(challengeBatch)
+	if len(refs) == 0 {
+		c.challenging.Store(false)
+		return
+	}
+	go func() {
+		defer c.challenging.Store(false)
+		var seed audit.Seed
+		rand.Read(seed[:]) // never fails (crypto/rand)
+		raw, err := c.cfg.Apply(ctx, compute.Challenge{Time: time.Now(), Seed: seed, Items: refs})
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("challenge committed chunks", "chunks", len(refs), "err", err)
+			}
+			return
+		}
+		c.auditOutcome(raw, "")
+	}()
+}
+
+// auditOutcome logs what an audit command changed and requeues what it
+// took back.
+func (c *leadership) auditOutcome(raw json.RawMessage, auditor string) {
+	var out compute.AuditOutcome
+	if err := json.Unmarshal(raw, &out); err != nil {
+		c.log.Warn("decode audit outcome", "err", err)
+		return
+	}
+	if out.Determinism {
+		c.log.Error("DETERMINISM BUG: two trusted nodes computed different bits for the same blocks; a third node settles it",
+			"auditor", auditor)
+	} else if out.Mismatch {
+		c.log.Warn("audit mismatch: the whole chunk goes to a third node", "auditor", auditor)
+	}
+	for _, n := range out.Failed {
+		c.log.Warn("audit failed", "node", n)
+	}
+	for _, n := range out.Quarantined {
+		c.log.Warn("node quarantined: it gets no work and no vote until `hydra trust reset`", "node", n)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range out.Requeued {
+		if c.jobs[r.Job] {
+			c.sched.Requeue(r.Job, []compute.Range{r.Range})
+		}
+	}
+	if len(out.Requeued) > 0 {
+		c.log.Info("results of a failed node requeued", "chunks", len(out.Requeued))
+	}
+	for _, id := range out.Finished {
+		c.sched.RemoveJob(id)
+		delete(c.jobs, id)
+		c.forgetGrantsLocked(id)
+		c.log.Info("job done", "job", id)
+	}
+}
+
+// refreshAuditsLocked reloads the audits to run and drops leases of audits
+// that ended or expired.
+func (c *leadership) refreshAuditsLocked(now time.Time) {
+	c.auditTasks = c.cfg.Audits.AuditTasks()
+	open := make(map[uint64]bool, len(c.auditTasks))
+	for _, t := range c.auditTasks {
+		open[t.ID] = true
+	}
+	for id, l := range c.auditLeases {
+		if !open[id] || now.After(l.deadline) {
+			delete(c.auditLeases, id)
+		}
+	}
+}
+
+// leaseAuditLocked hands node an audit it may run, if one is waiting:
+// never its own chunk or a dispute it is party to, and a chunk of another
+// architecture's node first when one is live.
+func (c *leadership) leaseAuditLocked(node string, now time.Time) (lease, bool) {
+	for _, l := range c.auditLeases {
+		if l.node == node {
+			return lease{}, false // one audit at a time
+		}
+	}
+	for _, t := range c.auditTasks {
+		if _, taken := c.auditLeases[t.ID]; taken || t.Node == node || t.Auditor == node {
+			continue
+		}
+		if !c.archFitsLocked(node, t) {
+			continue
+		}
+		c.auditLeases[t.ID] = &auditLease{node: node, deadline: now.Add(auditDeadline)}
+		return lease{
+			ID: auditLeaseBase + t.ID, Term: c.term, Chunk: compute.Chunk{Job: t.Job, Range: t.Chunk}, Spec: t.Spec,
+			Audit: &auditWork{ID: t.ID, Full: t.Full, Spans: t.Spans},
+		}, true
+	}
+	return lease{}, false
+}
+
+// archFitsLocked reports whether node should audit t: yes if its
+// architecture differs from the chunk's node's, or if no live node that may
+// take t has another.
+func (c *leadership) archFitsLocked(node string, t compute.AuditTask) bool {
+	owner := c.arch[t.Node]
+	if owner == "" || c.arch[node] != owner {
+		return true
+	}
+	for n := range c.lastSeen {
+		if n != t.Node && n != t.Auditor && c.arch[n] != "" && c.arch[n] != owner && !c.cfg.Audits.Quarantined(n) {
+			return false // another architecture is there: leave it the audit
+		}
+	}
+	return true
+}
+
+// auditLiveLocked reports whether lease id is an audit still leased to node.
+func (c *leadership) auditLiveLocked(id uint64, node string) bool {
+	l, ok := c.auditLeases[id-auditLeaseBase]
+	return ok && l.node == node
+}
+
+// releaseAuditLocked gives an audit lease back (the worker could not run it).
+func (c *leadership) releaseAuditLocked(id uint64, node string) {
+	if c.auditLiveLocked(id, node) {
+		delete(c.auditLeases, id-auditLeaseBase)
+	}
+}
+
+// commitAudit applies an auditor's answer.
+func (c *leadership) commitAudit(ctx context.Context, node string, r result) error {
+	cmd := compute.Audit{Time: time.Now(), Job: r.Job, ID: r.Audit.ID, Auditor: node, Seconds: r.Seconds}
+	if r.Audit.Full {
+		cmd.Payload, cmd.Root = r.Payload, r.Root
+	} else {
+		cmd.Leaves = r.Audit.Leaves
+	}
+	raw, err := c.cfg.Apply(ctx, cmd)
+	if err != nil {
+		return fmt.Errorf("commit audit %d: %w", r.Audit.ID, err)
+	}
+	c.mu.Lock()
+	delete(c.auditLeases, r.Audit.ID)
+	c.mu.Unlock()
+	c.auditOutcome(raw, node)
+	return nil
+}
+
+// corrupt, when set (builds with the cheat tag only: cheat.go), rewrites a
+// chunk result before the worker commits to it: a deliberate cheater for
+// tests of the audits.
+var corrupt func(spec compute.JobSpec, done compute.Range, payload []byte) []byte
+
+// runAudit recomputes an audit's spans in the compute child and returns
+// the answer: the spans' leaves, or for a full audit the chunk's result.
+func (w *Worker) runAudit(ctx context.Context, l lease) (result, error) {
+	a := l.Audit
+	ans := result{Lease: l.ID, Term: l.Term, Chunk: l.Chunk, Audit: &auditAnswer{ID: a.ID, Full: a.Full}}
+	var payloads [][]byte
+	for _, sp := range a.Spans {
+		res, err := w.runner.Run(ctx, child.Chunk{ID: l.ID, Spec: l.Spec, Range: sp}, nil)
+		if err != nil {
+			return ans, err
+		}
+		if res.Done != sp {
+			return ans, fmt.Errorf("audit %d: stopped after %v of %v", a.ID, res.Done, sp)
+		}
+		ans.Seconds += res.ComputeSeconds
+		payloads = append(payloads, res.Payload)
+	}
+	if a.Full {
+		if len(payloads) != 1 {
+			return ans, fmt.Errorf("audit %d: a full audit has one span, not %d", a.ID, len(payloads))
+		}
+		root, err := compute.Commitment(l.Spec, a.Spans[0], payloads[0])
+		if err != nil {
+			return ans, fmt.Errorf("audit %d: %w", a.ID, err)
+		}
+		ans.Payload, ans.Root = payloads[0], root
+		return ans, nil
+	}
+	leaves, err := compute.SpanLeaves(l.Spec, a.Spans, payloads)
+	if err != nil {
+		return ans, fmt.Errorf("audit %d: %w", a.ID, err)
+	}
+	ans.Audit.Leaves = leaves
+	return ans, nil
+}
+
+// finishAudit files an audit's answer, or gives the audit back.
+func (w *Worker) finishAudit(l lease, ans result, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cur := *w.running
+	w.running, w.stopRun = nil, nil
+	switch {
+	case w.discard:
+		w.log.Debug("audit cancelled", "job", l.Job, "audit", l.Audit.ID)
+	case err != nil:
+		w.log.Info("audit not finished: given back", "job", l.Job, "audit", l.Audit.ID, "err", err)
+		if cur.Term == w.term {
+			w.failed = append(w.failed, cur.ID)
+		}
+	default:
+		w.results = append(w.results, ans)
+		w.log.Debug("audit done", "job", l.Job, "audit", l.Audit.ID, "spans", len(l.Audit.Spans))
+	}
+	w.discard = false
+}
