@@ -99,6 +99,11 @@ type App interface {
 type Config struct {
 	// Host is the libp2p host; its peer ID is the raft server ID.
 	Host host.Host
+	// NoVote, if set, names servers that must not hold a vote whatever
+	// their preference (a node quarantined by the audits): the promoter
+	// treats them as voter preference never. Called from autopilot's
+	// goroutine; it must be cheap and safe for concurrent use.
+	NoVote func(id string) bool
 	// Dir holds raft.db (log and stable store) and snapshots: DATA/raft.
 	Dir string
 	// Cluster is the cluster name. Peers answering with another name are

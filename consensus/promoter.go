@@ -73,6 +73,7 @@ func prefOf(s *autopilot.Server) VoterPref {
 type Promoter struct {
 	desired func(servers int) int
 	now     func() time.Time
+	noVote  func(id string) bool // servers that may not vote (Config.NoVote)
 }
 
 var _ autopilot.Promoter = (*Promoter)(nil)
@@ -144,7 +145,7 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 			rarely: a.Paused < RarelyPaused}
 		eligible := c.voter || (srv.State == autopilot.RaftNonVoter && srv.Health.IsStable(now, stable))
 		switch {
-		case c.pref == VoterNever:
+		case c.pref == VoterNever || (p.noVote != nil && p.noVote(string(id))):
 			if c.voter {
 				neverVoters = append(neverVoters, c)
 			}

@@ -276,3 +276,27 @@ func Test_NoteAvailValidates(t *testing.T) {
 		t.Fatalf("an answer without availability: %+v %v, want a fit node", a, ok)
 	}
 }
+
+// Test_PromoterNoVote: a server named by NoVote (quarantined by the audits)
+// loses its vote to a stable non-voter and is never promoted.
+func Test_PromoterNoVote(t *testing.T) {
+	now := time.Now()
+	long := 10 * time.Minute
+	s := &autopilot.State{Servers: map[raft.ServerID]*autopilot.ServerState{}}
+	for _, x := range []*autopilot.ServerState{
+		srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+		srv("q", "V", VoterAuto, true, false, long, now), srv("d", "N", VoterAuto, true, false, long, now),
+		srv("r", "N", VoterPrefer, true, false, long, now),
+	} {
+		s.Servers[x.Server.ID] = x
+		if x.State == autopilot.RaftLeader {
+			s.Leader = x.Server.ID
+		}
+	}
+	p := &Promoter{desired: func(int) int { return 3 }, now: func() time.Time { return now },
+		noVote: func(id string) bool { return id == "q" || id == "r" }}
+	ch := p.CalculatePromotionsAndDemotions(&autopilot.Config{}, s)
+	if ids(ch.Promotions) != "[d]" || ids(ch.Demotions) != "[q]" {
+		t.Fatalf("promote %v demote %v; want [d] [q]", ch.Promotions, ch.Demotions)
+	}
+}

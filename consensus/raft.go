@@ -149,7 +149,7 @@ func New(cfg Config) (*Raft, error) {
 	r.del = newDelegate(r)
 	r.ap = autopilot.New(r.raft, r.del,
 		autopilot.WithLogger(newHCLogger(log, "autopilot")),
-		autopilot.WithPromoter(&Promoter{desired: r.desiredVoters}),
+		autopilot.WithPromoter(&Promoter{desired: r.desiredVoters, noVote: cfg.NoVote}),
 		autopilot.WithUpdateInterval(t.AutopilotTick),
 		autopilot.WithReconcileInterval(t.AutopilotTick),
 	)

@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeToken:   nodeToken,
 		OnRefuse:    h.Refuse,
 		Host:        h.Host(),
+		NoVote:      jobs.Quarantined, // a node quarantined by the audits loses its vote
 		Dir:         filepath.Join(cfg.DataDir, "raft"),
 		Cluster:     cfg.Cluster,
 		Multiplier:  cfg.RaftMultiplier,
