@@ -208,7 +208,7 @@ function renderCluster() {
     let r = rowsByNode.get(n.id);
     if (!r) {
       const tr = el('tr'); tr.dataset.nodeId = n.id;
-      const cells = []; for (let k = 0; k < 8; k++) { const td = el('td'); if (k === 2 || k >= 6) td.className = 'r'; tr.append(td); cells.push(td); }
+      const cells = []; for (let k = 0; k < 9; k++) { const td = el('td'); if (k === 2 || k === 6 || k === 7) td.className = 'r'; tr.append(td); cells.push(td); }
       const name = el('span'), badge = el('span', 'self', 'this node'); cells[0].append(el('span', 'sw'), name, badge);
       cells[0].firstChild.style.background = nodeColour(n.id);
       r = { tr, cells, name, badge, st: el('span', 'st') }; cells[4].append(r.st);
@@ -235,6 +235,9 @@ function renderCluster() {
     setText(r.cells[6], rates.join(' · ') || '—');
     const c = contrib.get(n.id);
     setText(r.cells[7], c ? c.chunks + ' chunks · ' + fmt.dur(c.secs) : '—');
+    const au = n.audit || { state: 'new', passed: 0, failed: 0 };
+    setText(r.cells[8], au.state + ' · ' + au.passed + ' passed · ' + au.failed + ' failed');
+    r.cells[8].className = au.state === 'quarantined' ? 'st-paused' : '';
     if (tb.children[i] !== r.tr) tb.insertBefore(r.tr, tb.children[i] || null);
   });
   for (const [id, r] of rowsByNode) if (!seen.has(id)) { r.tr.remove(); rowsByNode.delete(id); }

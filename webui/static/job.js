@@ -128,7 +128,8 @@ export class JobView {
     if (this.dead) return;
     const j = this.job, u = j.kind === 'pi' ? 'samples' : 'rows';
     $('job-summary').textContent = `${j.state} · ${j.done_units.toLocaleString()} of ${j.total_units.toLocaleString()} ${u} · ` +
-      `${(j.compute_seconds || 0).toFixed(1)} s of compute on ${(j.nodes || []).length} node(s)`;
+      `${(j.compute_seconds || 0).toFixed(1)} s of compute on ${(j.nodes || []).length} node(s) · ` +
+      `${(j.audited_units || 0).toLocaleString()} ${u} audited` + (j.redone_units ? ` · ${j.redone_units.toLocaleString()} redone after failed audits` : '');
     if (this.piDirty && performance.now() - (this.piAt || 0) > 400) { this.piAt = performance.now(); this.renderPi(); }
     this.timeline.draw();
   }
