@@ -86,10 +86,10 @@ func TestSystem_AuditsCatchACheater(t *testing.T) {
 	}
 	var pis []piJob
 	var mandels []string
-	mp := compute.MandelParams{Width: 160, Height: 200, CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.01, MaxIter: 1500}
+	mp := compute.MandelParams{Width: 120, Height: 160, CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.01, MaxIter: 600}
 	submit := func(k int) {
 		if k%2 == 0 {
-			j := piJob{seed: uint64(k + 1), samples: 200_000_000}
+			j := piJob{seed: uint64(k + 1), samples: 60_000_000}
 			j.id = submitJob(t, ps[k%4], token, map[string]any{"kind": "pi", "samples": j.samples, "seed": j.seed})
 			pis = append(pis, j)
 			return
