@@ -535,6 +535,12 @@ func TestCluster_JobsExactInProcess(t *testing.T) {
 	if err := compute.MandelRows(*mb.Mandel, 0, 120, wantImg); err != nil {
 		t.Fatal(err)
 	}
+	for _, id := range []string{pj.ID, mj.ID} {
+		// Every node is new: each of its chunks was audited before it counted.
+		if j, _ := nodes[0].Job(id); j.AuditedUnits == 0 || j.RedoneUnits != 0 {
+			t.Fatalf("job %s: audited %d units, redone %d; want every chunk audited, none redone", id, j.AuditedUnits, j.RedoneUnits)
+		}
+	}
 	for _, n := range nodes {
 		r, err := n.PiResult(pj.ID)
 		if err != nil || r.Hits != want {
