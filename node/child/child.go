@@ -54,7 +54,7 @@ func mandelBlock(n, w, cpus uint64) uint64 {
 func Main(stdin io.Reader, stdout io.Writer, stderr io.Writer) int {
 	signal.Ignore(os.Interrupt)
 	prio := lowerPriority()
-	c := &child{out: bufio.NewWriterSize(stdout, 64<<10), stderr: stderr, gate: newGate(100)}
+	c := &child{out: bufio.NewWriterSize(stdout, 64<<10), stderr: stderr, gate: newGate(100), blocks: childShm()}
 	c.cpus.Store(int32(runtime.GOMAXPROCS(0)))
 	c.gate.setCPUs(int(c.cpus.Load()))
 	// One P more than kernel workers: the goroutine that reads a stop from
@@ -63,7 +63,7 @@ func Main(stdin io.Reader, stdout io.Writer, stderr io.Writer) int {
 	runtime.GOMAXPROCS(int(c.cpus.Load()) + 1)
 	c.send(message{kind: kindHello, h: header{Hello: &Hello{
 		Protocol: protocolVersion, PID: os.Getpid(), Priority: prio, KernelPath: compute.KernelPath(),
-		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(),
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(), BlockLog: c.blocks != nil,
 	}}})
 	in := bufio.NewReaderSize(stdin, 64<<10)
 	for {
@@ -106,6 +106,7 @@ type child struct {
 	stderr io.Writer
 	gate   *gate
 	cpus   atomic.Int32
+	blocks *shm // the finished-block log shared with the node, or nil
 
 	mu  sync.Mutex
 	cur *task
@@ -238,6 +239,7 @@ func (c *child) run(t *task) {
 	defer c.wg.Done()
 	cpu0, cpuOK := processCPU()
 	wall0 := time.Now()
+	c.blocks.begin(t.id, cpu0)
 	unitPixels := uint64(1)
 	if t.spec.Kind == compute.KindMandelbrot {
 		unitPixels = uint64(t.spec.Mandel.Width)
@@ -340,6 +342,7 @@ func (c *child) runPi(t *task) (done uint64, blockHits []uint64, err error) {
 				mu.Lock()
 				pieces[a] = piece{cut, h}
 				mu.Unlock()
+				c.blocks.record(t.id, a, cut, h)
 				total += h
 				a = cut
 			}
@@ -365,11 +368,22 @@ func (c *child) runMandel(t *task) (rows uint64, payload []byte, err error) {
 	w := uint64(p.Width)
 	n := t.rng.Len() * w
 	first := t.rng.Start * w
-	out := make([]uint32, n)
+	// The counts go straight into the log's buffer where there is one: a pause that freezes
+	// the child reads the finished rows there.
+	out := c.blocks.pixels(n)
+	if out == nil {
+		out = make([]uint32, n)
+	} else {
+		defer c.blocks.release(n)
+	}
 	bs := mandelBlock(n, w, uint64(c.cpus.Load()))
 	done, _, err := c.drive(t, n, bs, func(off uint64) blockFn {
 		return func(s, e uint64, stop compute.Stop) (uint64, uint64, error) {
-			d, err := compute.MandelPixels(p, int(first+off+s), int(first+off+e), out[off+s:off+e], 1, stop)
+			a := first + off + s
+			d, err := compute.MandelPixels(p, int(a), int(first+off+e), out[off+s:off+e], 1, stop)
+			if d > 0 {
+				c.blocks.record(t.id, a, a+uint64(d), 0)
+			}
 			return uint64(d), 0, err
 		}
 	})

@@ -59,4 +59,9 @@
 // blocks (2²⁰ samples, a few ms) are never cut, so no sample computed is lost; a Mandelbrot block
 // (≤ 4096 pixels) is cut at the pixel, and the result keeps the whole rows of the prefix. The
 // rest of the range can be run later as another task and the totals are exact.
+//
+// A pause (Pause) on Linux does not wait for the child to read a stop: it freezes the child with
+// SIGSTOP, reads the blocks it finished from the log they share (shm.go), hands in the prefix
+// and the ranges finished ahead of it (Result.Also), and kills the frozen child; the next Run
+// starts another (docs/design.md §7, "Pausing at once").
 package child

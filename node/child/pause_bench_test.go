@@ -7,7 +7,9 @@ package child
 //	GOEXPERIMENT=simd go test -run '^$' -bench 'Pause' -benchtime 30x ./node/child/
 //
 // BenchmarkPause drives the real child (this test binary re-executed, see TestMain) through a
-// Runner and verifies every prefix bit for bit. ms/op is the mean latency; p50-ms, p95-ms and
+// Runner and verifies every range a pause hands in bit for bit. Where the child can be frozen
+// (Linux) a pause freezes it and reads what it finished from the shared log; lost-units counts
+// finished units the log held that the pause did not hand in. ms/op is the mean latency; p50-ms, p95-ms and
 // max-ms its distribution. Sub-benchmark "idle" runs on whatever the machine has; "owner-busy"
 // adds one busy process per core at normal priority, the worst case of a busy owner: the child,
 // at SCHED_IDLE, is then starved and notices the stop late (meanwhile its kernels get only the
@@ -48,9 +50,8 @@ const lostWorkEnv = "HYDRA_LOST_WORK"
 
 // Generous bounds: the child runs at idle priority on a shared machine.
 const (
-	progressWait  = 60 * time.Second // from Run to the first progress report
-	pauseWait     = stopTimeout + 10*time.Second
-	testPauseSlow = 2 * time.Second // TestPauseLatencyAndPrefix's bound on one pause (goal: 100 ms)
+	progressWait = 60 * time.Second // from Run to the first progress report
+	pauseWait    = stopTimeout + 10*time.Second
 )
 
 // The test binary's extra roles, chosen before TestMain: a busy process standing in for the
@@ -197,6 +198,9 @@ func checkPrefix(c pauseCase, res Result) error {
 	if d.Start != c.rng.Start || d.End < d.Start || d.End >= c.rng.End {
 		return fmt.Errorf("%s: prefix %s of %s", c.name, d, c.rng)
 	}
+	if d.Len() == 0 {
+		return nil // a pause before the first block finished: nothing to check
+	}
 	switch c.spec.Kind {
 	case compute.KindPi:
 		hits, err := compute.DecodePiResult(res.Payload, d)
@@ -225,20 +229,23 @@ func checkPrefix(c pauseCase, res Result) error {
 	return nil
 }
 
-// TestPauseLatencyAndPrefix is the correctness guard of pausing: a paused task returns within
-// a generous bound (the 100 ms goal is BenchmarkPause's figure, not a pass mark on a shared
-// machine under -race) and its prefix is exact. It also checks that a stop loses no π sample.
+// TestPauseLatencyAndPrefix is the correctness guard of pausing: a paused task returns (within
+// pauseWait: the 100 ms goal is BenchmarkPause's figure, not a pass mark on a shared machine
+// under -race) with an exact prefix and exact ranges finished ahead of it. It also checks that
+// a stop by message loses no π sample.
 func TestPauseLatencyAndPrefix(t *testing.T) {
 	r := startPauseRunner(t)
 	for _, c := range []pauseCase{casePi, caseMandel} {
 		for i := range 2 {
 			lat, res := pauseOnce(t, r, uint64(i+1), c)
-			t.Logf("%s: pause returned in %v with prefix %s", c.name, lat, res.Done)
-			if lat > testPauseSlow {
-				t.Errorf("%s: pause took %v (bound %v)", c.name, lat, testPauseSlow)
-			}
+			t.Logf("%s: pause returned in %v with prefix %s and %d more ranges", c.name, lat, res.Done, len(res.Also))
 			if err := checkPrefix(c, res); err != nil {
 				t.Error(err)
+			}
+			for _, p := range res.Also {
+				if err := checkPart(c, p); err != nil {
+					t.Error(err)
+				}
 			}
 		}
 	}
@@ -257,19 +264,31 @@ func BenchmarkPause(b *testing.B) {
 	for _, load := range []string{"idle", "owner-busy"} {
 		for _, c := range []pauseCase{casePi, caseMandel, caseMandelMixed} {
 			b.Run(c.name+"/"+load, func(b *testing.B) {
+				var logged []shmRec
+				freezeLogged = func(_ Chunk, recs []shmRec) { logged = recs }
+				b.Cleanup(func() { freezeLogged = nil })
 				r := startPauseRunner(b)
 				if load == "owner-busy" {
 					startSpinners(b, runtime.NumCPU())
 				}
 				lats := make([]time.Duration, 0, b.N)
-				var units uint64
+				var units, lost uint64
 				for i := 0; i < b.N; i++ {
+					logged = nil
 					lat, res := pauseOnce(b, r, uint64(i+1), c)
 					if err := checkPrefix(c, res); err != nil {
 						b.Fatal(err)
 					}
+					kept := compute.NewRangeSet(res.Done)
+					for _, p := range res.Also {
+						if err := checkPart(c, p); err != nil {
+							b.Fatal(err)
+						}
+						kept.Add(p.Done)
+					}
 					lats = append(lats, lat)
-					units += res.Done.Len()
+					units += kept.Units()
+					lost += lostUnits(c, logged, kept)
 				}
 				slices.Sort(lats)
 				var sum time.Duration
@@ -282,7 +301,11 @@ func BenchmarkPause(b *testing.B) {
 				b.ReportMetric(ms(percentile(lats, 0.50)), "p50-ms")
 				b.ReportMetric(ms(percentile(lats, 0.95)), "p95-ms")
 				b.ReportMetric(ms(lats[len(lats)-1]), "max-ms")
-				b.ReportMetric(float64(units)/float64(b.N), "prefix-units/op")
+				b.ReportMetric(float64(units)/float64(b.N), "kept-units/op")
+				// Finished units (π samples, Mandelbrot whole rows) the frozen child had logged that
+				// the pause did not hand in: the goal is 0. (A pause by message: not counted here,
+				// see BenchmarkPauseLostWork.)
+				b.ReportMetric(float64(lost)/float64(b.N), "lost-units/op")
 			})
 		}
 	}

@@ -34,6 +34,17 @@ type proc struct {
 	exitErr   error
 	protoMu   sync.Mutex
 	protoErr  error // the child's stream broke (bad frame): why it was killed
+
+	blockMu sync.Mutex // held while blocks is read; unmapped under it once the child is gone
+	blocks  *shm       // the child's finished-block log (see shm.go), nil where there is none
+}
+
+// closeBlocks unmaps the finished-block log.
+func (p *proc) closeBlocks() {
+	p.blockMu.Lock()
+	defer p.blockMu.Unlock()
+	p.blocks.unmap()
+	p.blocks = nil
 }
 
 // spawn starts the child and waits for its hello.
@@ -54,6 +65,17 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
 		return nil, fmt.Errorf("compute child: %w", err)
 	}
 	p := &proc{cmd: cmd, log: log, stdin: stdin, msgs: make(chan message, 64), dead: make(chan struct{}), closing: make(chan struct{})}
+	// The finished-block log, so that a pause can freeze the child and still hand in all it
+	// finished (Runner.Pause). Without one a pause stops the child by message.
+	if f, err := newShmFile(); err == nil {
+		if p.blocks, err = mapShm(f, false); err == nil {
+			cmd.ExtraFiles = []*os.File{f}
+			cmd.Env = append(cmd.Env, shmEnv+"=3")
+		}
+		defer f.Close() // the child has its copy once started; the mapping keeps ours
+	} else {
+		log.Debug("compute child: no shared log", "err", err)
+	}
 	// Linux's Pdeathsig fires when the thread that started the child exits, not the process. Go
 	// ends a thread when a goroutine exits while locked to it (code elsewhere in the node may do
 	// that, e.g. for network namespaces), so the child is started from a goroutine that locks its
@@ -69,6 +91,7 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
 		}
 	}()
 	if err := <-started; err != nil {
+		p.closeBlocks()
 		return nil, fmt.Errorf("compute child: start %s: %w", cfg.Exe, err)
 	}
 	p.log = log.With("child_pid", cmd.Process.Pid)
@@ -85,6 +108,7 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
 		p.protoMu.Unlock()
 		p.exitErr = err
 		close(p.dead)
+		p.closeBlocks()
 	}()
 
 	hctx, cancel := context.WithTimeout(ctx, helloTimeout)

@@ -73,6 +73,9 @@ type Hello struct {
 	GOOS       string `json:"goos"`
 	GOARCH     string `json:"goarch"`
 	NumCPU     int    `json:"num_cpu"`
+	// BlockLog: the child logs finished blocks in the region the node shared with it, so a
+	// pause may freeze it (SIGSTOP) and read what it finished (see shm.go).
+	BlockLog bool `json:"block_log,omitempty"`
 }
 
 func encodeMessage(m message) ([]byte, error) {

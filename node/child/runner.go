@@ -13,6 +13,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // Timeouts of the parent side. A child at idle priority on a machine its owner keeps busy may
@@ -71,6 +72,10 @@ type Result struct {
 	Done           compute.Range
 	Payload        []byte
 	ComputeSeconds float64
+	// Also are finished ranges of the task beyond Done, each with its payload, in order. Only a
+	// pause that froze the child has them: blocks other kernel workers finished ahead of the
+	// first unfinished one. Hand them in with Done: nothing the child finished is lost.
+	Also []Part
 }
 
 // Runner is the node's side of the compute child (docs/design.md §7): it starts the child, hands
@@ -476,12 +481,69 @@ func (r *Runner) Run(ctx context.Context, t Chunk, onProgress func(done uint64))
 		case <-done:
 			sendStop()
 		case <-stopCh:
+			if r.Paused() {
+				if res, ok := r.freezeStop(p, t, wire); ok {
+					return res, nil
+				}
+			}
 			sendStop()
 		case <-stopDeadline:
 			p.kill()
 			return Result{}, fmt.Errorf("task %d: compute child did not stop within %v; killed", t.ID, stopTimeout)
 		}
 	}
+}
+
+// freezeLogged, when set (by tests and benchmarks), sees the blocks a freeze found logged:
+// what the child had finished, against which what the result keeps is counted.
+var freezeLogged func(t Chunk, recs []shmRec)
+
+// freezeStop stops a task at once for a pause (docs/design.md §7, "Pausing at once"): it
+// freezes the child with SIGSTOP, reads every block it finished from the shared log, and kills
+// it (the next Run starts another). At idle priority under an owner busy on every core the child
+// would otherwise take a second or more to read a stop message, computing meanwhile. ok is
+// false when the child cannot be frozen (no shared log, a WebAssembly task, not Linux): the
+// caller then stops it by message.
+func (r *Runner) freezeStop(p *proc, t Chunk, wireID uint64) (Result, bool) {
+	if !p.hello.BlockLog || (t.Spec.Kind != compute.KindPi && t.Spec.Kind != compute.KindMandelbrot) {
+		return Result{}, false
+	}
+	p.blockMu.Lock()
+	defer p.blockMu.Unlock()
+	if p.blocks == nil { // the child is gone
+		return Result{}, false
+	}
+	cpu, err := p.freeze()
+	if err != nil {
+		r.log.Warn("compute child: freeze for a pause failed; stopping it by message", "err", err)
+		p.thaw()
+		return Result{}, false
+	}
+	res := Result{ID: t.ID, Done: compute.Range{Start: t.Range.Start, End: t.Range.Start}}
+	if recs, cpu0, ok := p.blocks.collect(wireID); ok {
+		var pix []uint32
+		if t.Spec.Kind == compute.KindMandelbrot {
+			pix = p.blocks.pixels(wire.MaxResultCounts)
+		}
+		if freezeLogged != nil {
+			freezeLogged(t, recs)
+		}
+		parts := logParts(t, recs, pix)
+		if len(parts) > 0 && parts[0].Done.Start == t.Range.Start {
+			res.Done, res.Payload = parts[0].Done, parts[0].Payload
+			parts = parts[1:]
+		}
+		res.Also = parts
+		res.ComputeSeconds = max(cpu-cpu0, 0)
+	}
+	p.blocks.drop()
+	r.mu.Lock()
+	if r.p == p {
+		r.p = nil // the next Run starts a new child
+	}
+	r.mu.Unlock()
+	p.kill()
+	return res, true
 }
 
 // result checks a result against its task: a prefix of the range with a payload that fits.
