@@ -21,8 +21,10 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 	if err := spec.Validate(); err != nil {
 		return compute.Job{}, err
 	}
-	if spec.Kind == compute.KindWasm && !n.hasModule(spec.Wasm.Module) {
-		return compute.Job{}, fmt.Errorf("module: %s: %w (upload it first: POST /api/v1/modules)", spec.Wasm.Module, webui.ErrNoSuchModule)
+	if spec.Kind == compute.KindWasm {
+		if err := n.ensureModule(ctx, spec.Wasm.Module, ""); err != nil {
+			return compute.Job{}, fmt.Errorf("module %s: %w (upload it first: POST /api/v1/modules)", spec.Wasm.Module, err)
+		}
 	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {

@@ -51,25 +51,38 @@ func (n *Node) MaxModuleBytes() int64 {
 	return wasm.DefaultMaxModuleBytes
 }
 
-// PutModule validates a module and stores it. Storing the same bytes again is a no-op.
+// PutModule validates a module, stores it and returns once another member holds it too (or at
+// once in a one-member cluster). Storing the same bytes again is a no-op.
 func (n *Node) PutModule(ctx context.Context, code []byte) (webui.ModuleInfo, error) {
-	if int64(len(code)) > n.MaxModuleBytes() {
-		return webui.ModuleInfo{}, fmt.Errorf("%w: %d bytes, cap %d", webui.ErrBadModule, len(code), n.MaxModuleBytes())
-	}
-	n.wasmVal.once.Do(func() {
-		n.wasmVal.eng, n.wasmVal.err = wasm.NewEngine(context.Background(), wasm.Config{CacheDir: n.wasmCacheDir()})
-	})
-	if n.wasmVal.err != nil {
-		return webui.ModuleInfo{}, fmt.Errorf("wasm engine: %w", n.wasmVal.err)
-	}
-	if _, err := n.wasmVal.eng.Compile(ctx, code); err != nil {
-		return webui.ModuleInfo{}, fmt.Errorf("%w: %v", webui.ErrBadModule, err)
+	if err := n.checkModule(ctx, code); err != nil {
+		return webui.ModuleInfo{}, err
 	}
 	sha := wasm.Hash(code)
 	if err := n.storeModule(sha, code); err != nil {
 		return webui.ModuleInfo{}, err
 	}
+	if err := n.replicateModule(ctx, sha); err != nil {
+		return webui.ModuleInfo{}, err
+	}
 	return webui.ModuleInfo{SHA256: sha, Size: int64(len(code))}, nil
+}
+
+// checkModule applies the module cap and validates code (imports, exports, features), leaving
+// its machine code in the disk cache the compute child reads.
+func (n *Node) checkModule(ctx context.Context, code []byte) error {
+	if int64(len(code)) > n.MaxModuleBytes() {
+		return fmt.Errorf("%w: %d bytes, cap %d", webui.ErrBadModule, len(code), n.MaxModuleBytes())
+	}
+	n.wasmVal.once.Do(func() {
+		n.wasmVal.eng, n.wasmVal.err = wasm.NewEngine(context.Background(), wasm.Config{CacheDir: n.wasmCacheDir()})
+	})
+	if n.wasmVal.err != nil {
+		return fmt.Errorf("wasm engine: %w", n.wasmVal.err)
+	}
+	if err := n.wasmVal.eng.Validate(ctx, code); err != nil {
+		return fmt.Errorf("%w: %v", webui.ErrBadModule, err)
+	}
+	return nil
 }
 
 // storeModule writes a module under its hash (temp file, fsync, rename: a crash leaves no torn
@@ -139,8 +152,18 @@ func (n *Node) Modules() []webui.ModuleInfo {
 	return out
 }
 
-// DeleteModule removes a module no unfinished job uses.
+// DeleteModule removes a module no unfinished job uses, here and on every member reached.
 func (n *Node) DeleteModule(ctx context.Context, sha string) error {
+	err := n.deleteLocalModule(sha)
+	if err != nil && !(errors.Is(err, webui.ErrNoSuchModule) && validSHA(sha)) {
+		return err
+	}
+	n.dropModule(ctx, sha)
+	return err
+}
+
+// deleteLocalModule removes this node's copy of a module no unfinished job uses.
+func (n *Node) deleteLocalModule(sha string) error {
 	if !validSHA(sha) {
 		return fmt.Errorf("%w: %q is not a SHA-256", webui.ErrNoSuchModule, sha)
 	}

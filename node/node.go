@@ -63,13 +63,14 @@ type Node struct {
 	wakeWorker    atomic.Pointer[work.Worker]      // n.worker once it exists, for jobsChanged
 	ownerWake     chan struct{}                    // read the owner's sensors now (a chunk arrived)
 
-	pubMu   sync.Mutex // guards the last activity published (publishActivity)
-	lastPub []byte     // without its time
-	pubAt   time.Time
-	runner  *child.Runner
-	wasmVal validator // compiles uploaded modules (node/modules.go)
-	policy  *owner.Policy
-	owner   ownerStatus
+	pubMu    sync.Mutex // guards the last activity published (publishActivity)
+	lastPub  []byte     // without its time
+	pubAt    time.Time
+	runner   *child.Runner
+	wasmVal  validator     // compiles uploaded modules (node/modules.go)
+	modFetch moduleFetches // modules being fetched from other members (node/modfetch.go)
+	policy   *owner.Policy
+	owner    ownerStatus
 
 	// crash makes Run stop like a SIGKILL would: connections dropped first,
 	// no leadership hand-over. Tests use it to kill a node in-process.
@@ -291,6 +292,7 @@ func (n *Node) Run(ctx context.Context) error {
 			Owner:   n.owner.get,
 			Crashed: n.crash.Load,
 			Leased:  func() { poke(n.ownerWake) },
+			Prepare: n.prepareChunk,
 			Logger:  n.log,
 		})
 		n.wakeWorker.Store(n.worker)
@@ -319,6 +321,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("activity topic: %w", err)
 	}
 	p2p.ServeAllowed(n.host.Host(), work.Protocol, wire.MaxSyncFrame, 30*time.Second, n.log, n.host.IsMember, n.coord.Serve)
+	n.serveModules()
 	// A node whose connections all closed is gone: the coordinator
 	// requeues its chunks at once.
 	notifee := &network.NotifyBundle{DisconnectedF: func(_ network.Network, conn network.Conn) {

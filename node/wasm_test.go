@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +16,11 @@ import (
 )
 
 // TestCluster_WasmJobInProcess: a module uploaded through the API (raw bytes, application/wasm)
-// on every node runs as a wasm job on a 3-node cluster; every replica has the exact result
+// on one node is held by another member when the upload answers, and runs as a wasm job on a
+// 3-node cluster, a node whose copy was removed fetching it for its chunks; every replica has the exact result
 // (the sum of item indices has a closed form, the C example's maximum is known). A forbidden
 // module is refused at upload with its reason, an unknown module at submit, a module in use
-// cannot be deleted.
+// cannot be deleted, one no job uses is deleted on every member.
 func TestCluster_WasmJobInProcess(t *testing.T) {
 	nodes := startCluster(t, 3)
 	waitFor(t, 20*time.Second, "leader and token", func() error {
@@ -46,24 +48,49 @@ func TestCluster_WasmJobInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One upload on one node: it answers once another member holds the module; the members fetch
+	// it over the module protocol, not through the raft log.
+	up := webui.NewClient(nodes[0].HTTPURL(), nodes[0].APIToken())
 	var shaSum, shaCollatz string
-	for _, n := range nodes { // no module transfer between nodes yet: each node gets the upload
-		c := webui.NewClient(n.HTTPURL(), n.APIToken())
-		info, err := c.UploadModule(ctx, sum)
+	for _, code := range [][]byte{sum, collatz, sum} { // the same bytes twice is fine
+		info, err := up.UploadModule(ctx, code)
 		if err != nil {
 			t.Fatal(err)
 		}
-		shaSum = info.SHA256
-		if info.Size != int64(len(sum)) || len(info.SHA256) != 64 {
+		if info.Size != int64(len(code)) || len(info.SHA256) != 64 {
 			t.Fatalf("upload answer %+v", info)
 		}
-		if info, err = c.UploadModule(ctx, collatz); err != nil {
-			t.Fatal(err)
+		held := 0
+		for _, n := range nodes {
+			if n.hasModule(info.SHA256) {
+				held++
+			}
 		}
-		shaCollatz = info.SHA256
-		var ae *webui.APIError
-		if _, err := c.UploadModule(ctx, bad); !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Msg, "path_open") {
-			t.Fatalf("forbidden module: %v", err)
+		if held < 2 {
+			t.Fatalf("upload answered with the module on %d members, want at least 2", held)
+		}
+		if &code[0] == &sum[0] {
+			shaSum = info.SHA256
+		} else {
+			shaCollatz = info.SHA256
+		}
+	}
+	var ae *webui.APIError
+	if _, err := up.UploadModule(ctx, bad); !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Msg, "path_open") {
+		t.Fatalf("forbidden module: %v", err)
+	}
+	// A node that lacks a module (as one that joined later) fetches it for its chunks.
+	waitFor(t, 30*time.Second, "every member holds the modules", func() error {
+		for _, n := range nodes {
+			if !n.hasModule(shaSum) || !n.hasModule(shaCollatz) {
+				return errors.New(n.cfg.Name + " lacks one")
+			}
+		}
+		return nil
+	})
+	for _, sha := range []string{shaSum, shaCollatz} {
+		if err := os.Remove(filepath.Join(nodes[2].modulesDir(), sha)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	c := webui.NewClient(nodes[1].HTTPURL(), nodes[1].APIToken())
@@ -76,7 +103,6 @@ func TestCluster_WasmJobInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ae *webui.APIError
 	if err := c.Do(ctx, http.MethodDelete, "/api/v1/modules/"+shaSum, nil, nil); !errors.As(err, &ae) || ae.Status != http.StatusConflict {
 		t.Fatalf("delete a module in use: %v", err)
 	}
@@ -92,6 +118,16 @@ func TestCluster_WasmJobInProcess(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	j, _ := nodes[0].Job(sj.ID)
+	n2 := uint64(0)
+	for _, c := range j.Nodes {
+		if c.Node == nodes[2].ID().String() {
+			n2 = c.Units
+		}
+	}
+	if n2 == 0 || !nodes[2].hasModule(shaSum) {
+		t.Fatalf("n2 (module removed) computed %d items of the sum job, holds the module again: %v", n2, nodes[2].hasModule(shaSum))
 	}
 	wantSum := fmt.Sprint(uint64(items) * (items - 1) / 2)
 	wantMax := fmt.Sprint(uint64(524)<<40 | 837799)
@@ -110,6 +146,11 @@ func TestCluster_WasmJobInProcess(t *testing.T) {
 	}
 	if err := c.Do(ctx, http.MethodDelete, "/api/v1/modules/"+shaSum, nil, nil); err != nil {
 		t.Fatalf("delete a module no job uses: %v", err)
+	}
+	for _, n := range nodes {
+		if n.hasModule(shaSum) {
+			t.Fatalf("%s still holds the deleted module", n.cfg.Name)
+		}
 	}
 	var mods []webui.ModuleInfo
 	if err := c.Do(ctx, http.MethodGet, "/api/v1/modules", nil, &mods); err != nil || len(mods) != 1 || mods[0].SHA256 != shaCollatz {

@@ -27,6 +27,7 @@ type protoLimit struct {
 //     more when it pipelines or snapshots, so it gets the most streams;
 //   - the cluster/* protocols are one request, one response, rare;
 //   - work carries chunks and results, one or two in flight per worker;
+//   - module/get streams a WebAssembly module, rare and large;
 //   - kad is the DHT, bursty during lookups.
 //
 // A protocol or a version missing here falls back to the defaults of
@@ -47,6 +48,13 @@ var hydraProtocolLimits = []protoLimit{
 		total:    rcmgr.BaseLimit{Streams: 1024, StreamsInbound: 512, StreamsOutbound: 512, Memory: 128 << 20},
 		increase: rcmgr.BaseLimitIncrease{Streams: 512, StreamsInbound: 256, StreamsOutbound: 256, Memory: 64 << 20},
 		perPeer:  rcmgr.BaseLimit{Streams: 16, StreamsInbound: 8, StreamsOutbound: 8, Memory: 32 << 20},
+	},
+	clusterRPCLimit("/hydra/module/hold/1.0.0"),
+	{ // a module's bytes (16 MiB by default): few at a time
+		id:       "/hydra/module/get/1.0.0",
+		total:    rcmgr.BaseLimit{Streams: 64, StreamsInbound: 32, StreamsOutbound: 32, Memory: 64 << 20},
+		increase: rcmgr.BaseLimitIncrease{Streams: 32, StreamsInbound: 16, StreamsOutbound: 16, Memory: 32 << 20},
+		perPeer:  rcmgr.BaseLimit{Streams: 4, StreamsInbound: 2, StreamsOutbound: 2, Memory: 32 << 20},
 	},
 	{
 		id:       ProtocolPrefix + "/kad/1.0.0",

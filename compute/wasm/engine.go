@@ -154,6 +154,40 @@ func (e *Engine) Compile(ctx context.Context, code []byte) (*Module, error) {
 	if m != nil {
 		return m, nil
 	}
+	m, err := e.compile(ctx, code, sum)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if old := e.mods[sum]; old != nil { // compiled concurrently
+		_ = m.cm.Close(ctx)
+		return old, nil
+	}
+	e.mods[sum] = m
+	return m, nil
+}
+
+// Validate checks code as Compile does and compiles it into the disk cache (a compute child that
+// runs it later loads machine code instead of compiling), without keeping the module in memory:
+// a node validates every module it receives but runs only those its chunks need.
+func (e *Engine) Validate(ctx context.Context, code []byte) error {
+	sum := Hash(code)
+	e.mu.Lock()
+	m := e.mods[sum]
+	e.mu.Unlock()
+	if m != nil {
+		return nil
+	}
+	m, err := e.compile(ctx, code, sum)
+	if err != nil {
+		return err
+	}
+	return m.cm.Close(ctx)
+}
+
+// compile validates and compiles code into a module the engine does not yet keep.
+func (e *Engine) compile(ctx context.Context, code []byte, sum string) (*Module, error) {
 	if len(code) > DefaultMaxModuleBytes*16 {
 		return nil, fmt.Errorf("module of %d bytes: too large", len(code))
 	}
@@ -168,7 +202,7 @@ func (e *Engine) Compile(ctx context.Context, code []byte) (*Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	m = &Module{e: e, SHA256: sum, Size: len(code), cm: cm, idle: map[string][]*instance{}}
+	m := &Module{e: e, SHA256: sum, Size: len(code), cm: cm, idle: map[string][]*instance{}}
 	if err := m.checkExports(); err != nil {
 		_ = cm.Close(ctx)
 		return nil, err
@@ -176,13 +210,6 @@ func (e *Engine) Compile(ctx context.Context, code []byte) (*Module, error) {
 	for _, im := range imps {
 		m.emits = m.emits || im.Module == hydraModule
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if old := e.mods[sum]; old != nil { // compiled concurrently
-		_ = cm.Close(ctx)
-		return old, nil
-	}
-	e.mods[sum] = m
 	return m, nil
 }
 

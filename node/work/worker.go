@@ -55,7 +55,10 @@ type WorkerConfig struct {
 	// Leased, if set, is called when chunks arrive (the owner policy then reads its sensors
 	// often again).
 	Leased func()
-	Logger *slog.Logger
+	// Prepare, if set, readies what a chunk needs on this node before it runs (a WebAssembly
+	// job's module, fetched from a member that has it); an error gives the chunk back.
+	Prepare func(ctx context.Context, spec compute.JobSpec) error
+	Logger  *slog.Logger
 }
 
 // Worker computes chunks for the coordinator in the compute child process
@@ -380,8 +383,15 @@ func (w *Worker) computeLoop(ctx context.Context) {
 		w.mu.Lock()
 		w.stopRun = stop
 		w.mu.Unlock()
+		var err error
+		if w.cfg.Prepare != nil {
+			err = w.cfg.Prepare(rctx, l.Spec)
+		}
 		if l.Audit != nil {
-			ans, err := w.runAudit(rctx, l)
+			var ans result
+			if err == nil {
+				ans, err = w.runAudit(rctx, l)
+			}
 			stop()
 			w.finishAudit(l, ans, err)
 			poke(w.wakeSync)
@@ -390,8 +400,11 @@ func (w *Worker) computeLoop(ctx context.Context) {
 			}
 			continue
 		}
-		res, err := w.runner.Run(rctx, child.Chunk{ID: l.ID, Spec: l.Spec, Range: l.Range},
-			func(done uint64) { w.progress.Store(done) })
+		var res child.Result
+		if err == nil {
+			res, err = w.runner.Run(rctx, child.Chunk{ID: l.ID, Spec: l.Spec, Range: l.Range},
+				func(done uint64) { w.progress.Store(done) })
+		}
 		stop()
 		w.busyNanos.Add(int64(time.Since(start)))
 		w.chunksRun.Add(1)

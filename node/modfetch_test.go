@@ -1,0 +1,111 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+
+	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/webui"
+	"github.com/hydra-compute/hydra/wire"
+)
+
+// TestModuleTransfer: a two-member cluster's upload is held by both when it answers; a member
+// fetching from another checks the announced size against its own cap and the bytes against
+// the hash; a peer outside the cluster gets its stream reset without a byte of any module.
+func TestModuleTransfer(t *testing.T) {
+	nodes := startCluster(t, 2)
+	waitFor(t, 20*time.Second, "leader and token", func() error {
+		if _, err := agreedLeader(nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.APIToken() == "" || len(n.raft.Servers()) != 2 {
+				return os.ErrNotExist
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := webui.NewClient(nodes[0].HTTPURL(), nodes[0].APIToken()).UploadModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !nodes[0].hasModule(info.SHA256) || !nodes[1].hasModule(info.SHA256) {
+		t.Fatal("the upload answered before the second member held the module")
+	}
+
+	// A damaged copy on the serving member: the fetcher refuses the bytes.
+	fake := strings.Repeat("7", 64)
+	if err := os.WriteFile(filepath.Join(nodes[0].modulesDir(), fake), code, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[1].fetchModuleFrom(ctx, nodes[0].ID(), fake); err == nil || !strings.Contains(err.Error(), "hash to") {
+		t.Fatalf("damaged module fetched: %v", err)
+	}
+	if err := nodes[1].ensureModule(ctx, fake, ""); err == nil || nodes[1].hasModule(fake) {
+		t.Fatalf("damaged module stored: %v", err)
+	}
+	// A module larger than the fetcher's cap is refused from the header.
+	nodes[1].cfg.MaxModuleBytes = int64(len(code)) - 1
+	if _, err := nodes[1].fetchModuleFrom(ctx, nodes[0].ID(), info.SHA256); err == nil || !strings.Contains(err.Error(), "module cap") {
+		t.Fatalf("module over the cap fetched: %v", err)
+	}
+	nodes[1].cfg.MaxModuleBytes = 0
+	if _, err := nodes[1].fetchModuleFrom(ctx, nodes[0].ID(), strings.Repeat("ab", 32)); err == nil || !strings.Contains(err.Error(), "no such module") {
+		t.Fatalf("missing module: %v", err)
+	}
+
+	// An outsider: connected (the join protocols need that), but the module stream is reset.
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.Connect(ctx, nodes[0].info()); err != nil {
+		t.Logf("outsider refused at connection: %v", err)
+		return
+	}
+	s, err := h.NewStream(ctx, nodes[0].ID(), ModuleGetProtocol)
+	if err != nil {
+		return // refused at protocol negotiation
+	}
+	defer s.Reset()
+	req, _ := json.Marshal(moduleReq{SHA256: info.SHA256})
+	_ = wire.WriteFrame(s, req)
+	_ = s.CloseWrite()
+	_ = s.SetDeadline(time.Now().Add(20 * time.Second))
+	if raw, err := wire.ReadFrame(bufio.NewReader(s), moduleHdrMax); err == nil {
+		t.Fatalf("an outsider got an answer: %s", raw)
+	}
+}
+
+// FuzzModuleDecoders: the module protocols' decoders refuse bad input with an error, never a
+// panic, and accept only a valid hash or a size inside the cap.
+func FuzzModuleDecoders(f *testing.F) {
+	f.Add([]byte(`{"sha256":"` + strings.Repeat("ab", 32) + `"}`))
+	f.Add([]byte(`{"size":1024}`))
+	f.Add([]byte(`{"size":-1}`))
+	f.Add([]byte(`{"error":"not held here"}`))
+	f.Add([]byte(`{"sha256":"../../etc/passwd"}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if req, err := decodeModuleReq(raw); err == nil && !validSHA(req.SHA256) {
+			t.Fatalf("accepted %q", req.SHA256)
+		}
+		if n, err := decodeModuleHdr(raw, wasm.DefaultMaxModuleBytes); err == nil && (n <= 0 || n > wasm.DefaultMaxModuleBytes) {
+			t.Fatalf("accepted size %d", n)
+		}
+	})
+}
