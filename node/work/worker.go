@@ -423,26 +423,29 @@ func (w *Worker) computeLoop(ctx context.Context) {
 			}
 		case w.discard:
 			w.log.Debug("chunk cancelled", "job", cur.Job, "lease", cur.ID)
-		case res.Done.Len() == 0 && cur.Term == w.term:
-			w.failed = append(w.failed, cur.ID) // stopped before it began: give it back
-		case res.Done.Len() > 0:
-			payload := res.Payload
-			if corrupt != nil {
-				payload = corrupt(cur.Spec, res.Done, payload)
+		default:
+			// The finished prefix and, after a pause that froze the child, the ranges it had
+			// finished ahead of it: each is handed in as a result of the lease.
+			parts := res.Also
+			if res.Done.Len() > 0 {
+				parts = append([]child.Part{{Done: res.Done, Payload: res.Payload}}, parts...)
 			}
-			root, err := compute.Commitment(cur.Spec, res.Done, payload)
-			if err != nil && compute.Auditable(cur.Spec.Kind) {
-				w.log.Warn("chunk result cannot be committed to", "job", cur.Job, "range", res.Done, "err", err)
+			if len(parts) == 0 {
 				if cur.Term == w.term {
-					w.failed = append(w.failed, cur.ID)
+					w.failed = append(w.failed, cur.ID) // stopped before it began: give it back
 				}
 				break
 			}
-			w.results = append(w.results, result{
-				Lease: cur.ID, Term: cur.Term, Chunk: compute.Chunk{Job: cur.Job, Range: res.Done},
-				Seconds: res.ComputeSeconds, Payload: payload, Root: root,
-			})
-			w.log.Debug("chunk done", "job", cur.Job, "range", res.Done, "took", time.Since(start).Round(time.Millisecond))
+			var units uint64
+			for _, p := range parts {
+				units += p.Done.Len()
+			}
+			for _, p := range parts {
+				if !w.addResultLocked(cur, p, res.ComputeSeconds*float64(p.Done.Len())/float64(units)) {
+					break
+				}
+			}
+			w.log.Debug("chunk done", "job", cur.Job, "range", res.Done, "more", len(res.Also), "took", time.Since(start).Round(time.Millisecond))
 		}
 		w.discard = false
 		w.mu.Unlock()
@@ -451,6 +454,28 @@ func (w *Worker) computeLoop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// addResultLocked queues the result of part of lease cur for the coordinator; false when it
+// cannot be committed to (the lease is then given back).
+func (w *Worker) addResultLocked(cur lease, p child.Part, secs float64) bool {
+	payload := p.Payload
+	if corrupt != nil {
+		payload = corrupt(cur.Spec, p.Done, payload)
+	}
+	root, err := compute.Commitment(cur.Spec, p.Done, payload)
+	if err != nil && compute.Auditable(cur.Spec.Kind) {
+		w.log.Warn("chunk result cannot be committed to", "job", cur.Job, "range", p.Done, "err", err)
+		if cur.Term == w.term {
+			w.failed = append(w.failed, cur.ID)
+		}
+		return false
+	}
+	w.results = append(w.results, result{
+		Lease: cur.ID, Term: cur.Term, Chunk: compute.Chunk{Job: cur.Job, Range: p.Done},
+		Seconds: secs, Payload: payload, Root: root,
+	})
+	return true
 }
 
 // ctxPaused reports whether the owner policy holds compute back.

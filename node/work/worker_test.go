@@ -1,0 +1,144 @@
+package work
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/node/child"
+	"github.com/hydra-compute/hydra/node/owner"
+)
+
+// partsRunner stands in for the compute child after a pause that froze it: the prefix of the
+// chunk and one range finished ahead of it (child.Result.Also).
+type partsRunner struct{ seed uint64 }
+
+func (p partsRunner) Run(_ context.Context, c child.Chunk, _ func(uint64)) (child.Result, error) {
+	n := c.Range.Len() / 4
+	pi := func(r compute.Range) []byte {
+		hits, err := compute.PiBlocksHits(p.seed, r)
+		if err != nil {
+			panic(err)
+		}
+		return compute.EncodePiBlocksPayload(hits)
+	}
+	done := compute.Range{Start: c.Range.Start, End: c.Range.Start + n}
+	ahead := compute.Range{Start: c.Range.Start + 2*n, End: c.Range.Start + 3*n}
+	return child.Result{ID: c.ID, Done: done, Payload: pi(done), ComputeSeconds: 1,
+		Also: []child.Part{{Done: ahead, Payload: pi(ahead)}}}, nil
+}
+
+func (partsRunner) StopTask() {}
+
+// TestWorker_HandsInRangesFinishedAhead: a worker hands in the prefix of a frozen chunk and the
+// ranges finished ahead of it, each as a result of the lease; the coordinator commits both and
+// leases again only the rest (the hole between them and the tail).
+func TestWorker_HandsInRangesFinishedAhead(t *testing.T) {
+	const seed = 3
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 24, Seed: seed}}
+	c := &leadership{
+		co:       &Coordinator{},
+		cfg:      &CoordinatorConfig{Jobs: fakeJobs{"j1": {ID: "j1", Spec: spec}}},
+		log:      slog.New(slog.DiscardHandler),
+		term:     7,
+		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: time.Second}),
+		jobs:     map[string]bool{"j1": true},
+		lastSeen: map[string]time.Time{},
+		kernels:  map[string]string{},
+		adopted:  map[compute.Chunk]uint64{},
+		granted:  map[string][]grant{},
+		commits:  make(chan *commitReq, 4),
+		repairAt: time.Now().Add(time.Hour),
+		arch:     map[string]string{},
+		ctx:      context.Background(),
+	}
+	if err := c.sched.AddJob("j1", spec, []compute.Range{{Start: 0, End: 1 << 24}}, true); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var committed []compute.ChunkResult
+	two := make(chan struct{}) // closed once two results are committed
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case req := <-c.commits:
+				mu.Lock()
+				before := len(committed)
+				committed = append(committed, req.items...)
+				if before < 2 && len(committed) >= 2 {
+					close(two)
+				}
+				mu.Unlock()
+				req.done <- commitRes{outcome: &compute.ResultsOutcome{Accepted: len(req.items)}}
+			}
+		}
+	}()
+	self, leader := peer.ID("worker"), peer.ID("leader")
+	var leased compute.Range
+	var once sync.Once
+	w := NewWorker(WorkerConfig{
+		Self:   self,
+		Leader: func() (peer.ID, bool) { return leader, true },
+		Call: func(ctx context.Context, _ peer.ID, req, resp any) error {
+			r := *req.(*syncRequest)
+			r.Want = min(r.Want, 1)
+			out, err := c.sync(ctx, self, &r)
+			if err != nil {
+				return err
+			}
+			for _, l := range out.Leases {
+				once.Do(func() { leased = l.Range })
+			}
+			if len(out.Leases) > 0 && leased != out.Leases[0].Range {
+				out.Leases = nil // one chunk is enough
+			}
+			b, _ := json.Marshal(out)
+			return json.Unmarshal(b, resp)
+		},
+		Runner: partsRunner{seed},
+		Owner:  func() owner.Decision { return owner.Decision{State: owner.StateRun} },
+	})
+	c.leaseAt = time.Time{}
+	go w.Run(ctx)
+	select {
+	case <-two:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the prefix and the range ahead were not both committed")
+	}
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	q := leased.Len() / 4
+	want := []compute.Range{{Start: leased.Start, End: leased.Start + q}, {Start: leased.Start + 2*q, End: leased.Start + 3*q}}
+	for i, it := range committed[:2] {
+		if it.Range != want[i] || it.Job != "j1" {
+			t.Fatalf("result %d: %s %s, want %s", i, it.Job, it.Range, want[i])
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Pending: everything but the two committed ranges (the second chunk, if leased, is out).
+	if got, want := c.sched.PendingUnits("j1")+leasedUnits(c.sched, leased), uint64(1<<24)-2*q; got != want {
+		t.Fatalf("pending + other leases %d units, want %d", got, want)
+	}
+}
+
+func leasedUnits(s *compute.Scheduler, except compute.Range) uint64 {
+	var n uint64
+	for _, l := range s.Leases() {
+		if l.Range != except {
+			n += l.Range.Len()
+		}
+	}
+	return n
+}
