@@ -115,7 +115,6 @@ func TestWorker_HandsInRangesFinishedAhead(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the prefix and the range ahead were not both committed")
 	}
-	cancel()
 	mu.Lock()
 	defer mu.Unlock()
 	q := leased.Len() / 4
@@ -125,30 +124,21 @@ func TestWorker_HandsInRangesFinishedAhead(t *testing.T) {
 			t.Fatalf("result %d: %s %s, want %s", i, it.Job, it.Range, want[i])
 		}
 	}
-	// Pending: everything but the two committed ranges (other chunks leased meanwhile count as
-	// out). The coordinator drops them from the pending work once their commit returns.
-	wantUnits := uint64(1<<24) - 2*q
-	var got uint64
+	// The two committed ranges are neither pending nor leased any more; the hole between them
+	// and the tail of the chunk are (the coordinator drops committed ranges once their commit
+	// returns: wait for that).
+	rest := []compute.Range{{Start: want[0].End, End: want[1].Start}, {Start: want[1].End, End: leased.End}}
+	var gone, lost []compute.Range
 	for end := time.Now().Add(10 * time.Second); ; {
 		c.mu.Lock()
-		got = c.sched.PendingUnits("j1") + leasedUnits(c.sched, leased)
+		gone, lost = c.sched.Orphans("j1", want), c.sched.Orphans("j1", rest)
 		c.mu.Unlock()
-		if got == wantUnits || time.Now().After(end) {
+		if len(gone) == 2 && len(lost) == 0 || time.Now().After(end) {
 			break
 		}
 		<-time.After(5 * time.Millisecond) // polling a condition with a deadline
 	}
-	if got != wantUnits {
-		t.Fatalf("pending + other leases %d units, want %d", got, wantUnits)
+	if len(gone) != 2 || gone[0] != want[0] || gone[1] != want[1] || len(lost) != 0 {
+		t.Fatalf("committed ranges still scheduled: %v of %v; rest not scheduled: %v", gone, want, lost)
 	}
-}
-
-func leasedUnits(s *compute.Scheduler, except compute.Range) uint64 {
-	var n uint64
-	for _, l := range s.Leases() {
-		if l.Range != except {
-			n += l.Range.Len()
-		}
-	}
-	return n
 }
