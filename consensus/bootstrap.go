@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -30,46 +29,29 @@ type infoResponse struct {
 	// --join in a star (B and C only know A), B and C do not see each other
 	// directly, and without this both would bootstrap a cluster.
 	Candidates []string `json:"candidates,omitempty"`
+	// Starting: this node has not been looking for peers for a discovery
+	// window yet (its Run just began, or has not), so its Candidates and
+	// Peers may be incomplete: the asker waits for it (candidateView).
+	Starting bool `json:"starting,omitempty"`
+	// Peers are the live peers of our cluster name, clustered or not, that
+	// a node outside any cluster knows, with their addresses: the asker
+	// dials them and asks them itself (candidates.go). Members list none.
+	Peers []relayPeer `json:"peers,omitempty"`
 }
 
-// maxCandidates bounds the candidates one info answer carries.
-const maxCandidates = 256
-
-// membershipRequest is the /hydra/cluster/join/1.0.0 request: add ID as a
-// non-voter (or, with Leave, remove it). A member that is not the leader
-// forwards it once to its leader, adding the joiner's addresses it knows so
-// the leader can dial it, whether the joiner asked from the LAN, and itself
-// as Via (the member a join token's proof names).
-type membershipRequest struct {
-	Cluster   string   `json:"cluster"`
-	ID        string   `json:"id"`
-	Name      string   `json:"name,omitempty"`
-	Addrs     []string `json:"addrs,omitempty"`
-	Leave     bool     `json:"leave,omitempty"`
-	Forwarded bool     `json:"forwarded,omitempty"`
-	// Voter is the joiner's voter preference, so the leader can give it a
-	// vote at once (growVoters) before its NodeMeta is replicated. Older
-	// nodes omit it: auto.
-	Voter VoterPref `json:"voter,omitempty"`
-	// TokenID and Proof: a join token's ID and its proof over (cluster,
-	// joiner, Via) (ParsedJoinToken.Proof).
-	TokenID string `json:"token_id,omitempty"`
-	Proof   string `json:"proof,omitempty"`
-	// Via and LAN are set by the member that forwards a joiner's request.
-	Via string `json:"via,omitempty"`
-	LAN bool   `json:"lan,omitempty"`
+// relayPeer is one entry of infoResponse.Peers.
+type relayPeer struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
 }
 
-type membershipResponse struct {
-	Changed bool `json:"changed"`
-	// Pending: the joiner waits for an admin's approval (Fingerprint is
-	// what the admin sees).
-	Pending     bool   `json:"pending,omitempty"`
-	Fingerprint string `json:"fingerprint,omitempty"`
-	// Leader and Servers: who will replicate to the admitted joiner.
-	Leader  string   `json:"leader,omitempty"`
-	Servers []string `json:"servers,omitempty"`
-}
+// Bounds of an info answer: candidates and peers it carries, and the
+// addresses per peer.
+const (
+	maxCandidates = 256
+	maxRelayPeers = 32
+	maxRelayAddrs = 8
+)
 
 // bootPeer is what the bootstrap loop knows about one discovered peer.
 type bootPeer struct {
@@ -77,16 +59,22 @@ type bootPeer struct {
 	lastOK    time.Time // last successful info answer
 	info      infoResponse
 	answered  bool
+	relayed   bool // learnt from another peer's info answer, not from discovery
 }
 
-// bootState is the set of discovered peers, fed by PeerFound.
+// bootState is the set of discovered peers, fed by PeerFound and by the
+// Peers of info answers.
 type bootState struct {
-	mu    sync.Mutex
-	peers map[peer.ID]*bootPeer
-	cand  map[peer.ID]time.Time // when a peer was first seen as an unclustered candidate
+	mu      sync.Mutex
+	peers   map[peer.ID]*bootPeer
+	cand    map[peer.ID]time.Time // when a peer was first seen as an unclustered candidate
+	gone    map[peer.ID]time.Time // relayed peers that never answered: not relayed again before this
+	relayed int                   // entries of peers with relayed set
 }
 
-func (b *bootState) init() { b.peers, b.cand = map[peer.ID]*bootPeer{}, map[peer.ID]time.Time{} }
+func (b *bootState) init() {
+	b.peers, b.cand, b.gone = map[peer.ID]*bootPeer{}, map[peer.ID]time.Time{}, map[peer.ID]time.Time{}
+}
 
 // PeerFound tells consensus about a peer that discovery found (and
 // connected). It is cheap and idempotent: discovery calls it often and
@@ -97,8 +85,11 @@ func (r *Raft) PeerFound(p peer.ID) {
 		return
 	}
 	r.boot.mu.Lock()
-	if _, ok := r.boot.peers[p]; !ok {
+	if bp, ok := r.boot.peers[p]; !ok {
 		r.boot.peers[p] = &bootPeer{firstSeen: time.Now()}
+	} else if bp.relayed {
+		bp.relayed = false // discovery found it too: it stays
+		r.boot.relayed--
 	}
 	r.boot.mu.Unlock()
 }
@@ -119,19 +110,32 @@ func (r *Raft) info() infoResponse {
 	if l, ok := r.Leader(); ok {
 		in.Leader = l.String()
 	}
-	if !in.InCluster {
-		now := time.Now()
-		r.boot.mu.Lock()
-		for p, bp := range r.boot.peers {
-			if len(in.Candidates) == maxCandidates {
-				break
+	if in.InCluster {
+		return in
+	}
+	now := time.Now()
+	started := r.runStart.Load()
+	in.Starting = started == 0 || now.Sub(time.Unix(0, started)) < r.t.Discovery
+	r.boot.mu.Lock()
+	defer r.boot.mu.Unlock()
+	for p, bp := range r.boot.peers {
+		if !bp.answered || now.Sub(bp.lastOK) >= r.t.PeerDrop || bp.info.Cluster != r.cfg.Cluster {
+			continue
+		}
+		if len(in.Candidates) < maxCandidates && !bp.info.InCluster && bp.info.Voter != VoterNever {
+			in.Candidates = append(in.Candidates, p.String())
+		}
+		if len(in.Peers) < maxRelayPeers {
+			rp := relayPeer{ID: p.String()}
+			for _, a := range r.host.Peerstore().Addrs(p) {
+				if len(rp.Addrs) < maxRelayAddrs {
+					rp.Addrs = append(rp.Addrs, a.String())
+				}
 			}
-			if bp.answered && now.Sub(bp.lastOK) < r.t.PeerDrop && bp.info.Cluster == r.cfg.Cluster &&
-				!bp.info.InCluster && bp.info.Voter != VoterNever {
-				in.Candidates = append(in.Candidates, p.String())
+			if len(rp.Addrs) > 0 {
+				in.Peers = append(in.Peers, rp)
 			}
 		}
-		r.boot.mu.Unlock()
 	}
 	return in
 }
@@ -151,6 +155,7 @@ func (r *Raft) handleInfo(context.Context, peer.ID, json.RawMessage) (any, error
 // here. Run returns when ctx is done.
 func (r *Raft) Run(ctx context.Context) {
 	start := time.Now()
+	r.runStart.CompareAndSwap(0, start.UnixNano())
 	if r.hadState {
 		r.log.Info("raft state found: rejoining as an existing member")
 	}
@@ -190,11 +195,23 @@ func (r *Raft) Run(ctx context.Context) {
 
 // queryPeers asks every discovered peer for its info, concurrently, and
 // returns the peers of our cluster name that answered recently or never
-// failed for long (a silent peer drops out after PeerDrop).
+// failed for long (a silent peer drops out after PeerDrop). The peers an
+// answer lists are added (learnRelayed) and asked from the next round on.
 func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
+	now := time.Now()
 	r.boot.mu.Lock()
 	ids := make([]peer.ID, 0, len(r.boot.peers))
-	for p := range r.boot.peers {
+	for p, bp := range r.boot.peers {
+		if bp.relayed && !bp.answered && now.Sub(bp.firstSeen) > r.t.PeerDrop {
+			// A relayed peer we cannot reach: forget it, and do not take it
+			// from another answer again for a while.
+			delete(r.boot.peers, p)
+			r.boot.relayed--
+			if len(r.boot.gone) < maxCandidates {
+				r.boot.gone[p] = now.Add(10 * r.t.PeerDrop)
+			}
+			continue
+		}
 		ids = append(ids, p)
 	}
 	r.boot.mu.Unlock()
@@ -213,15 +230,22 @@ func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
 			if len(in.Candidates) > maxCandidates {
 				in.Candidates = in.Candidates[:maxCandidates]
 			}
+			if len(in.Peers) > maxRelayPeers {
+				in.Peers = in.Peers[:maxRelayPeers]
+			}
 			r.boot.mu.Lock()
-			bp := r.boot.peers[p]
-			bp.info, bp.answered, bp.lastOK = in, true, time.Now()
+			if bp := r.boot.peers[p]; bp != nil {
+				bp.info, bp.answered, bp.lastOK = in, true, time.Now()
+			}
 			r.boot.mu.Unlock()
+			if in.Cluster == r.cfg.Cluster && !r.inCluster() {
+				r.learnRelayed(in.Peers, time.Now())
+			}
 		}()
 	}
 	wg.Wait()
 
-	now := time.Now()
+	now = time.Now()
 	out := map[peer.ID]bootPeer{}
 	r.boot.mu.Lock()
 	defer r.boot.mu.Unlock()
@@ -234,6 +258,48 @@ func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
 		out[p] = *bp
 	}
 	return out
+}
+
+// learnRelayed adds the peers another fresh node listed (infoResponse.Peers)
+// to the ones this node asks: nodes that only know a common peer (--join to
+// one hub, a partial mDNS view) meet each other directly, as discovery
+// would have made them. Bounded: at most maxCandidates relayed peers at a
+// time, maxRelayAddrs addresses each, kept in the peerstore only briefly.
+func (r *Raft) learnRelayed(ps []relayPeer, now time.Time) {
+	for _, rp := range ps {
+		id, err := peer.Decode(rp.ID)
+		if err != nil || id == r.id {
+			continue
+		}
+		var addrs []multiaddr.Multiaddr
+		for _, s := range rp.Addrs {
+			if len(addrs) == maxRelayAddrs {
+				break
+			}
+			if a, err := multiaddr.NewMultiaddr(s); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		r.boot.mu.Lock()
+		_, known := r.boot.peers[id]
+		until, gone := r.boot.gone[id]
+		if gone && now.After(until) {
+			delete(r.boot.gone, id)
+			gone = false
+		}
+		add := !known && !gone && r.boot.relayed < maxCandidates
+		if add {
+			r.boot.peers[id] = &bootPeer{firstSeen: now, relayed: true}
+			r.boot.relayed++
+		}
+		r.boot.mu.Unlock()
+		if add {
+			r.host.Peerstore().AddAddrs(id, addrs, peerstore.TempAddrTTL)
+		}
+	}
 }
 
 // bootstrapStep is one round of the fresh node's decision.
@@ -268,358 +334,28 @@ func (r *Raft) bootstrapStep(ctx context.Context, start time.Time) {
 	if pending && !r.waiting.Swap(true) {
 		r.log.Warn("waiting for approval: approve this node in the web UI or with hydra approve", "fingerprint", Fingerprint(r.id))
 	}
-	if len(members) > 0 || time.Since(start) < r.t.Discovery {
+	if len(members) > 0 {
 		return
 	}
-	// 2. Nobody is in a cluster: the lowest eligible candidate bootstraps.
-	if !r.shouldBootstrap(peers) {
+	// 2. Nobody is in a cluster: the lowest eligible candidate bootstraps,
+	// once no new candidate has appeared for a discovery window.
+	now := time.Now()
+	if !r.mayFound(peers, now) {
 		return
 	}
-	r.log.Info("bootstrapping a new cluster", "candidates", len(peers)+1)
+	view, quiet := r.candidateView(peers, now)
+	if now.Sub(start) < r.t.Discovery || now.Sub(quiet) < r.t.Discovery {
+		return
+	}
+	if !shouldBootstrap(r.id, r.cfg.VoterPref, view) {
+		return
+	}
+	r.log.Info("bootstrapping a new cluster", "candidates", len(view)+1)
 	conf := raft.Configuration{Servers: []raft.Server{{
 		Suffrage: raft.Voter, ID: raft.ServerID(r.id.String()), Address: raft.ServerAddress(r.id.String()),
 	}}}
 	if err := r.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		r.log.Warn("bootstrap failed", "err", err)
-	}
-}
-
-// shouldBootstrap applies the deterministic rule: among this node and the
-// live, unclustered peers of our cluster name, only voter-eligible ones
-// count (VoterNever nodes only when nobody is eligible), and the lowest peer
-// ID wins. A peer that never answered still counts until it drops out, so a
-// slow peer is waited for rather than raced.
-func shouldBootstrap(self peer.ID, selfPref VoterPref, peers map[peer.ID]bootPeer) bool {
-	eligible := func(pref VoterPref) bool { return pref != VoterNever }
-	anyEligible := eligible(selfPref)
-	for _, bp := range peers {
-		if !bp.answered || eligible(bp.info.Voter) {
-			anyEligible = true
-		}
-	}
-	if anyEligible && !eligible(selfPref) {
-		return false
-	}
-	for p, bp := range peers {
-		if bp.answered && bp.info.InCluster {
-			return false
-		}
-		counts := !bp.answered || eligible(bp.info.Voter) || !anyEligible
-		if counts && p < self {
-			return false
-		}
-		// Candidates our peers see that we may not: a lower one wins.
-		for _, c := range bp.info.Candidates {
-			if id, err := peer.Decode(c); err == nil && id != self && id < self {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func (r *Raft) shouldBootstrap(peers map[peer.ID]bootPeer) bool {
-	return shouldBootstrap(r.id, r.cfg.VoterPref, r.dropStuck(peers, time.Now()))
-}
-
-// stuckAfter is how long a lower candidate may stay unclustered before it
-// stops counting: an honest lowest candidate founds the cluster one
-// discovery window after it starts, so one that never does (a stranger
-// announcing a fake low peer ID, or a low ID in a candidate list) must not
-// keep a fresh LAN from ever forming a cluster.
-func (r *Raft) stuckAfter() time.Duration { return 3*r.t.Discovery + r.t.PeerDrop }
-
-// dropStuck returns peers without the candidates, direct or reported, that
-// have been candidates for longer than stuckAfter.
-func (r *Raft) dropStuck(peers map[peer.ID]bootPeer, now time.Time) map[peer.ID]bootPeer {
-	r.boot.mu.Lock()
-	defer r.boot.mu.Unlock()
-	stuck := func(p peer.ID) bool {
-		first, ok := r.boot.cand[p]
-		if !ok {
-			if len(r.boot.cand) >= 4*maxCandidates {
-				return true // too many distinct candidates: only known ones count
-			}
-			r.boot.cand[p] = now
-			return false
-		}
-		return now.Sub(first) > r.stuckAfter()
-	}
-	out := make(map[peer.ID]bootPeer, len(peers))
-	for p, bp := range peers {
-		if bp.answered && !bp.info.InCluster && stuck(p) {
-			continue
-		}
-		var keep []string
-		for _, c := range bp.info.Candidates {
-			if id, err := peer.Decode(c); err == nil && !stuck(id) {
-				keep = append(keep, c)
-			}
-		}
-		bp.info.Candidates = keep
-		out[p] = bp
-	}
-	return out
-}
-
-// requestMembership asks via to add (or with leave, remove) this node. A
-// join token's proof is bound to via and to this node. The answer says
-// whether the node waits for approval; once admitted, the leader and
-// servers it names may replicate to this node.
-func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (membershipResponse, error) {
-	req := membershipRequest{Cluster: r.cfg.Cluster, ID: r.id.String(), Name: r.cfg.Self.Name, Leave: leave, Voter: r.cfg.VoterPref}
-	for _, a := range r.host.Addrs() {
-		if len(req.Addrs) < maxJoinAddrs {
-			req.Addrs = append(req.Addrs, a.String())
-		}
-	}
-	if r.joinTok != nil && !leave {
-		r.boot.mu.Lock()
-		cid := ""
-		if bp := r.boot.peers[via]; bp != nil {
-			cid = bp.info.ClusterID
-		}
-		r.boot.mu.Unlock()
-		if ClusterFingerprint(cid) != r.joinTok.ClusterFP {
-			return membershipResponse{}, fmt.Errorf("%s is in cluster %s, not the one the join token is for (%s)", via, ClusterFingerprint(cid), r.joinTok.ClusterFP)
-		}
-		req.TokenID = r.joinTok.ID
-		req.Proof = r.joinTok.Proof(cid, r.id.String(), via.String())
-	}
-	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+2*r.t.RPC)
-	defer cancel()
-	// While the request is in flight, the member asked and the leader it
-	// names may replicate to us: the leader adds us before it answers.
-	var tentative []peer.ID
-	if !leave && !r.inCluster() {
-		tentative = append(tentative, via)
-		r.boot.mu.Lock()
-		if bp := r.boot.peers[via]; bp != nil {
-			if l, err := peer.Decode(bp.info.Leader); err == nil {
-				tentative = append(tentative, l)
-			}
-		}
-		r.boot.mu.Unlock()
-		for _, p := range tentative {
-			r.expected.LoadOrStore(p, false)
-		}
-	}
-	var resp membershipResponse
-	err := p2p.Call(cctx, r.host, via, ProtocolJoin, req, &resp)
-	for _, p := range tentative {
-		if v, ok := r.expected.Load(p); ok && v == false && (err != nil || resp.Pending) {
-			r.expected.Delete(p)
-		}
-	}
-	if err != nil {
-		return resp, err
-	}
-	if !resp.Pending && !leave {
-		r.expected.Store(via, true)
-		for _, s := range append(resp.Servers, resp.Leader) {
-			if p, err := peer.Decode(s); err == nil {
-				r.expected.Store(p, true)
-			}
-		}
-	}
-	return resp, nil
-}
-
-// joinAllowed admits a join-protocol stream: any peer whose key is not
-// revoked, at most once per joinInterval (members forwarding for many
-// joiners are not limited).
-func (r *Raft) joinAllowed(p peer.ID) bool {
-	switch r.Access(p) {
-	case p2p.AccessRefused:
-		return false
-	case p2p.AccessMember:
-		return true
-	}
-	return r.pending.allow(p, time.Now())
-}
-
-// handleMembership serves /hydra/cluster/join/1.0.0. The leader admits a
-// node that is a member already, shows a valid join token, or (in --admit
-// lan mode) asks from the LAN, and then adds it as a non-voter (idempotent;
-// autopilot promotes members, never workers); any other joiner is put on
-// the pending list until an admin approves it. A follower forwards once
-// to its leader, and keeps the joiner on its own pending list too so that
-// every member's UI shows it. Leave removes the node.
-func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
-	var req membershipRequest
-	if err := json.Unmarshal(raw, &req); err != nil {
-		return nil, fmt.Errorf("decode membership request: %w", err)
-	}
-	if req.Cluster != r.cfg.Cluster {
-		return nil, fmt.Errorf("cluster name %q does not match", req.Cluster)
-	}
-	id, err := peer.Decode(req.ID)
-	if err != nil {
-		return nil, fmt.Errorf("bad peer ID: %w", err)
-	}
-	if len(req.Addrs) > maxJoinAddrs || len(req.Name) > maxNameLen || len(req.Proof) > 256 || len(req.TokenID) > maxIDLen {
-		return nil, errors.New("membership request too large")
-	}
-	if r.Access(id) == p2p.AccessRefused {
-		return nil, fmt.Errorf("%s is refused by this cluster", id)
-	}
-	if id != from && !r.isMember(from) {
-		return nil, fmt.Errorf("%s may not ask on behalf of %s", from, id)
-	}
-	if !r.fsm.State().Initialized() {
-		return nil, errors.New("this node is not in a cluster yet")
-	}
-	if id == from {
-		req.Via, req.LAN = r.id.String(), r.isLAN(from)
-		req.Addrs = req.Addrs[:0]
-		for _, a := range r.host.Peerstore().Addrs(id) {
-			if len(req.Addrs) < maxJoinAddrs {
-				req.Addrs = append(req.Addrs, a.String())
-			}
-		}
-	}
-	if len(req.Addrs) == 0 && id != from {
-		for _, a := range r.host.Peerstore().Addrs(id) {
-			req.Addrs = append(req.Addrs, a.String())
-		}
-	}
-	if !req.Leave && r.roleOf(id) == "" {
-		r.pending.add(PendingNode{ID: id.String(), Name: req.Name, Addrs: req.Addrs, Fingerprint: Fingerprint(id)}, time.Now())
-	}
-	if r.raft.State() != raft.Leader {
-		leader, ok := r.Leader()
-		if !ok || leader == r.id {
-			return nil, errors.New("no leader known yet")
-		}
-		if req.Forwarded {
-			return nil, fmt.Errorf("not the leader (leader is %s)", leader)
-		}
-		req.Forwarded = true
-		var resp membershipResponse
-		if err := p2p.Call(ctx, r.host, leader, ProtocolJoin, req, &resp); err != nil {
-			return nil, fmt.Errorf("forward to leader %s: %w", leader, err)
-		}
-		return resp, nil
-	}
-	if req.Leave {
-		if id != from && !r.hasServer(from) {
-			return nil, fmt.Errorf("%s may not remove %s", from, id)
-		}
-		resp, err := r.removeServer(ctx, id)
-		if err == nil && r.roleOf(id) != "" {
-			cmd, cerr := NewCommand(OpMemberRemove, MemberRemove{ID: id.String()})
-			if cerr == nil {
-				_, err = r.applyLocal(ctx, mustEncode(cmd))
-			}
-		}
-		return resp, err
-	}
-	if resp, done, err := r.admit(ctx, id, req); done || err != nil {
-		return resp, err
-	}
-	for _, s := range req.Addrs {
-		if a, err := multiaddr.NewMultiaddr(s); err == nil {
-			r.host.Peerstore().AddAddr(id, a, peerstore.AddressTTL)
-		}
-	}
-	pref := req.Voter
-	if r.roleOf(id) == RoleWorker {
-		pref = VoterNever // a worker never holds a vote
-	}
-	r.grow.notePref(id, pref)
-	resp := membershipResponse{Leader: r.id.String()}
-	for _, s := range r.Servers() {
-		resp.Servers = append(resp.Servers, s.ID.String())
-	}
-	if r.hasServer(id) {
-		r.growVoters(ctx)
-		return resp, nil
-	}
-	if r.cfg.Protect != nil {
-		r.cfg.Protect(id)
-	}
-	addr := raft.ServerAddress(id.String())
-	if err := r.raft.AddNonvoter(raft.ServerID(id.String()), addr, 0, r.t.Apply).Error(); err != nil {
-		return nil, fmt.Errorf("add %s: %w", id, err)
-	}
-	r.log.Info("added non-voter", "peer", id, "role", r.roleOf(id))
-	r.growVoters(ctx)
-	resp.Changed = true
-	return resp, nil
-}
-
-// admit decides, on the leader, whether id may join; done means the answer
-// is resp (pending approval).
-func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (membershipResponse, bool, error) {
-	st := r.fsm.State()
-	if st.memberRole(id.String(), r.hasServer(id)) != "" {
-		return membershipResponse{}, false, nil
-	}
-	add := MemberAdd{ID: id.String(), Role: RoleMember, Name: req.Name, At: time.Now().UTC()}
-	var why string
-	switch {
-	case req.TokenID != "":
-		t, err := st.verifyJoinProof(req.TokenID, req.Proof, id.String(), req.Via, add.At)
-		if err != nil {
-			r.log.Warn("join token refused", "peer", id, "err", err)
-			return membershipResponse{}, true, fmt.Errorf("join token refused: %w", err)
-		}
-		add.Role, add.TokenID, why = t.Role, req.TokenID, "join token "+req.TokenID
-	case st.AdmitMode() == AdmitLAN && req.LAN:
-		why = "--admit lan"
-	default:
-		return membershipResponse{Pending: true, Fingerprint: Fingerprint(id)}, true, nil
-	}
-	cmd, err := NewCommand(OpMemberAdd, add)
-	if err == nil {
-		_, err = r.applyLocal(ctx, mustEncode(cmd))
-	}
-	if err != nil {
-		return membershipResponse{}, true, fmt.Errorf("admit %s: %w", id, err)
-	}
-	r.pending.remove(id)
-	r.log.Info("node admitted", "peer", id, "role", add.Role, "by", why)
-	return membershipResponse{}, false, nil
-}
-
-// removeServer removes id from the configuration and its NodeMeta from the
-// state (leader only). Removing a server that is not there is a no-op.
-func (r *Raft) removeServer(ctx context.Context, id peer.ID) (membershipResponse, error) {
-	changed := false
-	if r.hasServer(id) {
-		if err := r.raft.RemoveServer(raft.ServerID(id.String()), 0, r.t.Apply).Error(); err != nil {
-			return membershipResponse{}, fmt.Errorf("remove %s: %w", id, err)
-		}
-		changed = true
-		r.log.Info("removed server", "peer", id)
-	}
-	if _, ok := r.fsm.State().Nodes[id.String()]; ok {
-		cmd, err := NewCommand(OpNodeRemove, NodeRemove{ID: id.String()})
-		if err == nil {
-			_, err = r.applyLocal(ctx, mustEncode(cmd))
-		}
-		if err != nil {
-			return membershipResponse{}, fmt.Errorf("forget node %s: %w", id, err)
-		}
-	}
-	return membershipResponse{Changed: changed}, nil
-}
-
-// rejoin runs on a member that has seen no leader for a while: if a peer of
-// the same cluster ID knows a leader, ask to be added again (we may have
-// been removed while away; for a member the request is a no-op).
-func (r *Raft) rejoin(ctx context.Context) {
-	mine := r.fsm.State().ClusterID
-	if mine == "" {
-		return
-	}
-	for p, bp := range r.queryPeers(ctx) {
-		if bp.answered && bp.info.ClusterID == mine && bp.info.Leader != "" && bp.info.Leader != r.id.String() {
-			if _, err := r.requestMembership(ctx, p, false); err == nil {
-				r.log.Info("asked to be re-added to the cluster", "via", p)
-				return
-			}
-		}
 	}
 }
 

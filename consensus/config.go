@@ -144,6 +144,11 @@ type Config struct {
 	// joins with it, with no approval, and only a cluster whose
 	// fingerprint the token carries.
 	JoinToken string
+	// JoinPeers are the peers this node was told to join (hydra node
+	// --join): such a node founds a cluster only once one of them has
+	// answered, never alone while they are unreachable. Discovery dials
+	// them; consensus only waits for them.
+	JoinPeers []peer.ID
 	// OnRefuse, if set, is called with every peer whose key gets revoked
 	// (the node closes its connections: p2p.Host.Refuse).
 	OnRefuse func(peer.ID)

@@ -23,11 +23,14 @@
 //
 // A node with raft state just runs. A fresh node asks every discovered peer
 // whether it is in a cluster (/hydra/cluster/info/1.0.0); if one is, it asks
-// it to be added (/hydra/cluster/join/1.0.0), otherwise, once a discovery
-// window has passed, the node with the lowest peer ID among itself and the
-// answering, unclustered, voter-eligible peers bootstraps a cluster of itself
-// alone; all others join it. Because every node applies the same total order
-// to the same candidate set, nodes started together end in one cluster.
+// it to be added (/hydra/cluster/join/1.0.0), otherwise, once no new
+// candidate has appeared for a discovery window, the node with the lowest
+// peer ID among itself and the answering, unclustered, voter-eligible peers
+// bootstraps a cluster of itself alone; all others join it. A fresh node's
+// answer lists the peers it knows, which the asker dials and asks too, so
+// nodes that only know a common peer see each other (candidates.go).
+// Because every node applies the same total order to the same candidate
+// set, nodes started together end in one cluster.
 //
 // # Leadership
 //

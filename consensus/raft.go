@@ -36,15 +36,17 @@ type Raft struct {
 	notifyCh chan bool
 	hadState bool
 
-	boot     bootState
-	grow     growState
-	pending  pendingList
-	expected sync.Map // peer.ID → bool: leader and servers of our admission answer (false: while asking)
-	joinTok  *ParsedJoinToken
-	waiting  atomic.Bool // a join request was answered "pending approval"
-	nodeTok  atomic.Pointer[string]
-	del      *delegate
-	ap       *autopilot.Autopilot
+	boot      bootState
+	grow      growState
+	pending   pendingList
+	expected  sync.Map // peer.ID → bool: leader and servers of our admission answer (false: while asking)
+	joinTok   *ParsedJoinToken
+	waiting   atomic.Bool  // a join request was answered "pending approval"
+	runStart  atomic.Int64 // when Run began (unix ns; 0: not yet)
+	tokenWait atomic.Bool  // logged that a node with a join token never founds a cluster
+	nodeTok   atomic.Pointer[string]
+	del       *delegate
+	ap        *autopilot.Autopilot
 
 	lmu     sync.Mutex
 	leading bool

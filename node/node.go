@@ -147,9 +147,16 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
+	var joinPeers []peer.ID
+	for _, ai := range n.p.join {
+		if ai.ID != h.ID() {
+			joinPeers = append(joinPeers, ai.ID)
+		}
+	}
 	r, err := consensus.New(consensus.Config{
 		Admit:       cfg.Admit,
 		JoinToken:   cfg.JoinToken,
+		JoinPeers:   joinPeers,
 		NodeToken:   nodeToken,
 		OnRefuse:    h.Refuse,
 		Host:        h.Host(),

@@ -1,0 +1,167 @@
+package consensus
+
+// The fresh node's decision to found a cluster (package doc, "Bootstrap
+// without configuration"): which peers count as candidates, how long to wait
+// for them, and which ones stop counting because they never found one.
+
+import (
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// mayFound reports whether this node may found a cluster at all: a node
+// with a join token never does (the token is for a cluster that exists:
+// it waits for one of its members), and a node given --join peers only once
+// one of them has answered (so that a node started before its hub waits
+// for it rather than founding a cluster alone).
+func (r *Raft) mayFound(peers map[peer.ID]bootPeer, now time.Time) bool {
+	if r.joinTok != nil {
+		if !r.tokenWait.Swap(true) {
+			r.log.Info("waiting for a member of the cluster this join token is for", "cluster", r.joinTok.ClusterFP)
+		}
+		return false
+	}
+	if len(r.cfg.JoinPeers) == 0 {
+		return true
+	}
+	for _, p := range r.cfg.JoinPeers {
+		if bp, ok := peers[p]; ok && bp.answered && now.Sub(bp.lastOK) < r.t.PeerDrop {
+			return true
+		}
+	}
+	return false
+}
+
+// shouldBootstrap applies the deterministic rule: among this node and the
+// live, unclustered peers of our cluster name, only voter-eligible ones
+// count (VoterNever nodes only when nobody is eligible), and the lowest peer
+// ID wins. A peer that never answered still counts until it drops out, so a
+// slow peer is waited for rather than raced.
+func shouldBootstrap(self peer.ID, selfPref VoterPref, peers map[peer.ID]bootPeer) bool {
+	eligible := func(pref VoterPref) bool { return pref != VoterNever }
+	anyEligible := eligible(selfPref)
+	for _, bp := range peers {
+		if !bp.answered || eligible(bp.info.Voter) {
+			anyEligible = true
+		}
+	}
+	if anyEligible && !eligible(selfPref) {
+		return false
+	}
+	for p, bp := range peers {
+		if bp.answered && bp.info.InCluster {
+			return false
+		}
+		counts := !bp.answered || eligible(bp.info.Voter) || !anyEligible
+		if counts && p < self {
+			return false
+		}
+		// Candidates our peers see that we may not: a lower one wins.
+		for _, c := range bp.info.Candidates {
+			if id, err := peer.Decode(c); err == nil && id != self && id < self {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// stuckAfter is how long the lowest candidate may stay unclustered, once no
+// new candidate has appeared, before it stops counting: an honest lowest
+// candidate founds the cluster one discovery window after the last
+// candidate appeared, so one that never does (a stranger announcing a fake
+// low peer ID, or a low ID in a candidate list) must not keep a fresh LAN
+// from ever forming a cluster. The next candidate up waits one more
+// stuckAfter (candidateView), so that they do not all give up at once.
+func (r *Raft) stuckAfter() time.Duration { return 3*r.t.Discovery + r.t.PeerDrop }
+
+// maxStuckRank bounds how many stuckAfter periods the highest candidates
+// wait: fake low candidates delay a fresh cluster by at most this many.
+const maxStuckRank = 8
+
+// candidateView returns peers without the candidates, direct or reported,
+// that are stuck, and quiet: when the newest candidate this node knows of
+// was first seen (the decision waits a discovery window after it). The
+// candidates are ranked by peer ID; the one of rank k is stuck once it has
+// stayed unclustered for (k+1)·stuckAfter since max(its first sighting,
+// quiet). A candidate still starting (infoResponse.Starting) keeps quiet
+// at now, for at most stuckAfter after it was first seen. Only the first
+// 4·maxCandidates distinct candidates are remembered; later ones never
+// count.
+func (r *Raft) candidateView(peers map[peer.ID]bootPeer, now time.Time) (map[peer.ID]bootPeer, time.Time) {
+	r.boot.mu.Lock()
+	defer r.boot.mu.Unlock()
+	var quiet time.Time
+	first := map[peer.ID]time.Time{}
+	note := func(p peer.ID, seen time.Time) {
+		if p == r.id {
+			return
+		}
+		t, ok := r.boot.cand[p]
+		if !ok {
+			if len(r.boot.cand) >= 4*maxCandidates {
+				return // too many distinct candidates: only known ones count
+			}
+			t = seen
+			r.boot.cand[p] = t
+		}
+		first[p] = t
+		if t.After(quiet) {
+			quiet = t
+		}
+	}
+	for p, bp := range peers {
+		switch {
+		case !bp.answered:
+			if bp.firstSeen.After(quiet) { // may be anything: wait for its answer
+				quiet = bp.firstSeen
+			}
+		case !bp.info.InCluster:
+			note(p, now)
+			if bp.info.Starting && now.Sub(bp.firstSeen) < r.stuckAfter() && now.After(quiet) {
+				quiet = now // its lists are not complete yet: wait for them
+			}
+		}
+		for _, c := range bp.info.Candidates {
+			if id, err := peer.Decode(c); err == nil {
+				note(id, now)
+			}
+		}
+	}
+	ranked := make([]peer.ID, 0, len(first))
+	for p := range first {
+		ranked = append(ranked, p)
+	}
+	slices.Sort(ranked)
+	stuck := map[peer.ID]bool{}
+	for k, p := range ranked {
+		since := first[p]
+		if quiet.After(since) {
+			since = quiet
+		}
+		if now.Sub(since) > time.Duration(min(k, maxStuckRank)+1)*r.stuckAfter() {
+			stuck[p] = true
+		}
+	}
+	counts := func(p peer.ID) bool {
+		_, known := first[p]
+		return known && !stuck[p]
+	}
+	out := make(map[peer.ID]bootPeer, len(peers))
+	for p, bp := range peers {
+		if bp.answered && !bp.info.InCluster && !counts(p) {
+			continue
+		}
+		var keep []string
+		for _, c := range bp.info.Candidates {
+			if id, err := peer.Decode(c); err == nil && counts(id) {
+				keep = append(keep, c)
+			}
+		}
+		bp.info.Candidates = keep
+		out[p] = bp
+	}
+	return out, quiet
+}

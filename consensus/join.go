@@ -1,0 +1,317 @@
+package consensus
+
+// The join/approval protocol (/hydra/cluster/join/1.0.0): a fresh node asks
+// a member to be added, the member forwards to its leader, and the leader
+// admits it (member already, join token, --admit lan) or lists it as
+// pending until an admin approves it (docs/security.md).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/hydra-compute/hydra/p2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// membershipRequest is the /hydra/cluster/join/1.0.0 request: add ID as a
+// non-voter (or, with Leave, remove it). A member that is not the leader
+// forwards it once to its leader, adding the joiner's addresses it knows so
+// the leader can dial it, whether the joiner asked from the LAN, and itself
+// as Via (the member a join token's proof names).
+type membershipRequest struct {
+	Cluster   string   `json:"cluster"`
+	ID        string   `json:"id"`
+	Name      string   `json:"name,omitempty"`
+	Addrs     []string `json:"addrs,omitempty"`
+	Leave     bool     `json:"leave,omitempty"`
+	Forwarded bool     `json:"forwarded,omitempty"`
+	// Voter is the joiner's voter preference, so the leader can give it a
+	// vote at once (growVoters) before its NodeMeta is replicated. Older
+	// nodes omit it: auto.
+	Voter VoterPref `json:"voter,omitempty"`
+	// TokenID and Proof: a join token's ID and its proof over (cluster,
+	// joiner, Via) (ParsedJoinToken.Proof).
+	TokenID string `json:"token_id,omitempty"`
+	Proof   string `json:"proof,omitempty"`
+	// Via and LAN are set by the member that forwards a joiner's request.
+	Via string `json:"via,omitempty"`
+	LAN bool   `json:"lan,omitempty"`
+}
+
+type membershipResponse struct {
+	Changed bool `json:"changed"`
+	// Pending: the joiner waits for an admin's approval (Fingerprint is
+	// what the admin sees).
+	Pending     bool   `json:"pending,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Leader and Servers: who will replicate to the admitted joiner.
+	Leader  string   `json:"leader,omitempty"`
+	Servers []string `json:"servers,omitempty"`
+}
+
+// requestMembership asks via to add (or with leave, remove) this node. A
+// join token's proof is bound to via and to this node. The answer says
+// whether the node waits for approval; once admitted, the leader and
+// servers it names may replicate to this node.
+func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (membershipResponse, error) {
+	req := membershipRequest{Cluster: r.cfg.Cluster, ID: r.id.String(), Name: r.cfg.Self.Name, Leave: leave, Voter: r.cfg.VoterPref}
+	for _, a := range r.host.Addrs() {
+		if len(req.Addrs) < maxJoinAddrs {
+			req.Addrs = append(req.Addrs, a.String())
+		}
+	}
+	if r.joinTok != nil && !leave {
+		r.boot.mu.Lock()
+		cid := ""
+		if bp := r.boot.peers[via]; bp != nil {
+			cid = bp.info.ClusterID
+		}
+		r.boot.mu.Unlock()
+		if ClusterFingerprint(cid) != r.joinTok.ClusterFP {
+			return membershipResponse{}, fmt.Errorf("%s is in cluster %s, not the one the join token is for (%s)", via, ClusterFingerprint(cid), r.joinTok.ClusterFP)
+		}
+		req.TokenID = r.joinTok.ID
+		req.Proof = r.joinTok.Proof(cid, r.id.String(), via.String())
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+2*r.t.RPC)
+	defer cancel()
+	// While the request is in flight, the member asked and the leader it
+	// names may replicate to us: the leader adds us before it answers.
+	var tentative []peer.ID
+	if !leave && !r.inCluster() {
+		tentative = append(tentative, via)
+		r.boot.mu.Lock()
+		if bp := r.boot.peers[via]; bp != nil {
+			if l, err := peer.Decode(bp.info.Leader); err == nil {
+				tentative = append(tentative, l)
+			}
+		}
+		r.boot.mu.Unlock()
+		for _, p := range tentative {
+			r.expected.LoadOrStore(p, false)
+		}
+	}
+	var resp membershipResponse
+	err := p2p.Call(cctx, r.host, via, ProtocolJoin, req, &resp)
+	for _, p := range tentative {
+		if v, ok := r.expected.Load(p); ok && v == false && (err != nil || resp.Pending) {
+			r.expected.Delete(p)
+		}
+	}
+	if err != nil {
+		return resp, err
+	}
+	if !resp.Pending && !leave {
+		r.expected.Store(via, true)
+		for _, s := range append(resp.Servers, resp.Leader) {
+			if p, err := peer.Decode(s); err == nil {
+				r.expected.Store(p, true)
+			}
+		}
+	}
+	return resp, nil
+}
+
+// joinAllowed admits a join-protocol stream: any peer whose key is not
+// revoked, at most once per joinInterval (members forwarding for many
+// joiners are not limited).
+func (r *Raft) joinAllowed(p peer.ID) bool {
+	switch r.Access(p) {
+	case p2p.AccessRefused:
+		return false
+	case p2p.AccessMember:
+		return true
+	}
+	return r.pending.allow(p, time.Now())
+}
+
+// handleMembership serves /hydra/cluster/join/1.0.0. The leader admits a
+// node that is a member already, shows a valid join token, or (in --admit
+// lan mode) asks from the LAN, and then adds it as a non-voter (idempotent;
+// autopilot promotes members, never workers); any other joiner is put on
+// the pending list until an admin approves it. A follower forwards once
+// to its leader, and keeps the joiner on its own pending list too so that
+// every member's UI shows it. Leave removes the node.
+func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
+	var req membershipRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, fmt.Errorf("decode membership request: %w", err)
+	}
+	if req.Cluster != r.cfg.Cluster {
+		return nil, fmt.Errorf("cluster name %q does not match", req.Cluster)
+	}
+	id, err := peer.Decode(req.ID)
+	if err != nil {
+		return nil, fmt.Errorf("bad peer ID: %w", err)
+	}
+	if len(req.Addrs) > maxJoinAddrs || len(req.Name) > maxNameLen || len(req.Proof) > 256 || len(req.TokenID) > maxIDLen {
+		return nil, errors.New("membership request too large")
+	}
+	if r.Access(id) == p2p.AccessRefused {
+		return nil, fmt.Errorf("%s is refused by this cluster", id)
+	}
+	if id != from && !r.isMember(from) {
+		return nil, fmt.Errorf("%s may not ask on behalf of %s", from, id)
+	}
+	if !r.fsm.State().Initialized() {
+		return nil, errors.New("this node is not in a cluster yet")
+	}
+	if id == from {
+		req.Via, req.LAN = r.id.String(), r.isLAN(from)
+		req.Addrs = req.Addrs[:0]
+		for _, a := range r.host.Peerstore().Addrs(id) {
+			if len(req.Addrs) < maxJoinAddrs {
+				req.Addrs = append(req.Addrs, a.String())
+			}
+		}
+	}
+	if len(req.Addrs) == 0 && id != from {
+		for _, a := range r.host.Peerstore().Addrs(id) {
+			req.Addrs = append(req.Addrs, a.String())
+		}
+	}
+	if !req.Leave && r.roleOf(id) == "" {
+		r.pending.add(PendingNode{ID: id.String(), Name: req.Name, Addrs: req.Addrs, Fingerprint: Fingerprint(id)}, time.Now())
+	}
+	if r.raft.State() != raft.Leader {
+		leader, ok := r.Leader()
+		if !ok || leader == r.id {
+			return nil, errors.New("no leader known yet")
+		}
+		if req.Forwarded {
+			return nil, fmt.Errorf("not the leader (leader is %s)", leader)
+		}
+		req.Forwarded = true
+		var resp membershipResponse
+		if err := p2p.Call(ctx, r.host, leader, ProtocolJoin, req, &resp); err != nil {
+			return nil, fmt.Errorf("forward to leader %s: %w", leader, err)
+		}
+		return resp, nil
+	}
+	if req.Leave {
+		if id != from && !r.hasServer(from) {
+			return nil, fmt.Errorf("%s may not remove %s", from, id)
+		}
+		resp, err := r.removeServer(ctx, id)
+		if err == nil && r.roleOf(id) != "" {
+			cmd, cerr := NewCommand(OpMemberRemove, MemberRemove{ID: id.String()})
+			if cerr == nil {
+				_, err = r.applyLocal(ctx, mustEncode(cmd))
+			}
+		}
+		return resp, err
+	}
+	if resp, done, err := r.admit(ctx, id, req); done || err != nil {
+		return resp, err
+	}
+	for _, s := range req.Addrs {
+		if a, err := multiaddr.NewMultiaddr(s); err == nil {
+			r.host.Peerstore().AddAddr(id, a, peerstore.AddressTTL)
+		}
+	}
+	pref := req.Voter
+	if r.roleOf(id) == RoleWorker {
+		pref = VoterNever // a worker never holds a vote
+	}
+	r.grow.notePref(id, pref)
+	resp := membershipResponse{Leader: r.id.String()}
+	for _, s := range r.Servers() {
+		resp.Servers = append(resp.Servers, s.ID.String())
+	}
+	if r.hasServer(id) {
+		r.growVoters(ctx)
+		return resp, nil
+	}
+	if r.cfg.Protect != nil {
+		r.cfg.Protect(id)
+	}
+	addr := raft.ServerAddress(id.String())
+	if err := r.raft.AddNonvoter(raft.ServerID(id.String()), addr, 0, r.t.Apply).Error(); err != nil {
+		return nil, fmt.Errorf("add %s: %w", id, err)
+	}
+	r.log.Info("added non-voter", "peer", id, "role", r.roleOf(id))
+	r.growVoters(ctx)
+	resp.Changed = true
+	return resp, nil
+}
+
+// admit decides, on the leader, whether id may join; done means the answer
+// is resp (pending approval).
+func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (membershipResponse, bool, error) {
+	st := r.fsm.State()
+	if st.memberRole(id.String(), r.hasServer(id)) != "" {
+		return membershipResponse{}, false, nil
+	}
+	add := MemberAdd{ID: id.String(), Role: RoleMember, Name: req.Name, At: time.Now().UTC()}
+	var why string
+	switch {
+	case req.TokenID != "":
+		t, err := st.verifyJoinProof(req.TokenID, req.Proof, id.String(), req.Via, add.At)
+		if err != nil {
+			r.log.Warn("join token refused", "peer", id, "err", err)
+			return membershipResponse{}, true, fmt.Errorf("join token refused: %w", err)
+		}
+		add.Role, add.TokenID, why = t.Role, req.TokenID, "join token "+req.TokenID
+	case st.AdmitMode() == AdmitLAN && req.LAN:
+		why = "--admit lan"
+	default:
+		return membershipResponse{Pending: true, Fingerprint: Fingerprint(id)}, true, nil
+	}
+	cmd, err := NewCommand(OpMemberAdd, add)
+	if err == nil {
+		_, err = r.applyLocal(ctx, mustEncode(cmd))
+	}
+	if err != nil {
+		return membershipResponse{}, true, fmt.Errorf("admit %s: %w", id, err)
+	}
+	r.pending.remove(id)
+	r.log.Info("node admitted", "peer", id, "role", add.Role, "by", why)
+	return membershipResponse{}, false, nil
+}
+
+// removeServer removes id from the configuration and its NodeMeta from the
+// state (leader only). Removing a server that is not there is a no-op.
+func (r *Raft) removeServer(ctx context.Context, id peer.ID) (membershipResponse, error) {
+	changed := false
+	if r.hasServer(id) {
+		if err := r.raft.RemoveServer(raft.ServerID(id.String()), 0, r.t.Apply).Error(); err != nil {
+			return membershipResponse{}, fmt.Errorf("remove %s: %w", id, err)
+		}
+		changed = true
+		r.log.Info("removed server", "peer", id)
+	}
+	if _, ok := r.fsm.State().Nodes[id.String()]; ok {
+		cmd, err := NewCommand(OpNodeRemove, NodeRemove{ID: id.String()})
+		if err == nil {
+			_, err = r.applyLocal(ctx, mustEncode(cmd))
+		}
+		if err != nil {
+			return membershipResponse{}, fmt.Errorf("forget node %s: %w", id, err)
+		}
+	}
+	return membershipResponse{Changed: changed}, nil
+}
+
+// rejoin runs on a member that has seen no leader for a while: if a peer of
+// the same cluster ID knows a leader, ask to be added again (we may have
+// been removed while away; for a member the request is a no-op).
+func (r *Raft) rejoin(ctx context.Context) {
+	mine := r.fsm.State().ClusterID
+	if mine == "" {
+		return
+	}
+	for p, bp := range r.queryPeers(ctx) {
+		if bp.answered && bp.info.ClusterID == mine && bp.info.Leader != "" && bp.info.Leader != r.id.String() {
+			if _, err := r.requestMembership(ctx, p, false); err == nil {
+				r.log.Info("asked to be re-added to the cluster", "via", p)
+				return
+			}
+		}
+	}
+}
