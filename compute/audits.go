@@ -168,10 +168,7 @@ func (s *JobStore) Unchallenged(max int) []ChunkRef {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []ChunkRef
-	for _, j := range s.sortedJobsLocked() {
-		if j.open == 0 {
-			continue
-		}
+	for _, j := range s.openJobsLocked() {
 		for _, start := range sortedStarts(j.recs) {
 			if len(out) >= max {
 				return out
@@ -189,10 +186,7 @@ func (s *JobStore) AuditTasks() []AuditTask {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []AuditTask
-	for _, j := range s.sortedJobsLocked() {
-		if j.open == 0 {
-			continue
-		}
+	for _, j := range s.openJobsLocked() {
 		for _, start := range sortedStarts(j.recs) {
 			r := j.recs[start]
 			if r.step != stepAuditing && r.step != stepDisputed {
@@ -224,6 +218,19 @@ func auditSpans(r *auditRec) []Range {
 		out = append(out, Range{sp.Start, sp.End})
 	}
 	return out
+}
+
+// openJobsLocked is the jobs with chunks not yet cleared, in submission order (the
+// coordinator reads them after every audit: finished jobs are most of the store).
+func (s *JobStore) openJobsLocked() []*job {
+	js := make([]*job, 0, 16)
+	for _, j := range s.jobs {
+		if j.open > 0 {
+			js = append(js, j)
+		}
+	}
+	sort.Slice(js, func(a, b int) bool { return js[a].seq < js[b].seq })
+	return js
 }
 
 func (s *JobStore) sortedJobsLocked() []*job {

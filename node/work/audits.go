@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -58,30 +59,39 @@ func (c *leadership) setPolicy(ctx context.Context) {
 	c.log.Info("audit policy set", "trust_after", want.TrustAfter, "floor", want.Floor, "trusted_share", want.TrustedShare, "quarantine_after", want.QuarantineAfter)
 }
 
-// challenge proposes a Challenge for committed chunks that have none yet,
-// one at a time (the next reconcile proposes the rest).
-func (c *leadership) challenge(ctx context.Context) {
-	if !c.challenging.CompareAndSwap(false, true) {
-		return
+// challenge asks the challenger to propose Challenges for the committed
+// chunks that have none yet.
+func (c *leadership) challenge() {
+	select {
+	case c.challenges <- struct{}{}:
+	default: // a kick is pending: it covers these chunks too
 	}
-	refs := c.cfg.Audits.Unchallenged(challengeBatch)
-	if len(refs) == 0 {
-		c.challenging.Store(false)
-		return
-	}
-	go func() {
-		defer c.challenging.Store(false)
-		var seed audit.Seed
-		rand.Read(seed[:]) // never fails (crypto/rand)
-		raw, err := c.cfg.Apply(ctx, compute.Challenge{Time: time.Now(), Seed: seed, Items: refs})
-		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn("challenge committed chunks", "chunks", len(refs), "err", err)
-			}
+}
+
+// challenger proposes a Challenge, with randomness drawn now, for the
+// committed chunks that have none yet, whenever challenge kicks it, until
+// none is left (one command per challengeBatch chunks).
+func (c *leadership) challenger(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
 			return
+		case <-c.challenges:
 		}
-		c.auditOutcome(raw, "")
-	}()
+		for refs := c.cfg.Audits.Unchallenged(challengeBatch); len(refs) > 0; refs = c.cfg.Audits.Unchallenged(challengeBatch) {
+			var seed audit.Seed
+			rand.Read(seed[:]) // never fails (crypto/rand)
+			raw, err := c.cfg.Apply(ctx, compute.Challenge{Time: time.Now(), Seed: seed, Items: refs})
+			if err != nil {
+				if ctx.Err() == nil {
+					c.log.Warn("challenge committed chunks", "chunks", len(refs), "err", err)
+				}
+				break // the next kick (a commit, or reconcile) tries again
+			}
+			c.auditsDirty.Store(true)
+			c.auditOutcome(raw, "")
+		}
+	}
 }
 
 // auditOutcome logs what an audit command changed and requeues what it
@@ -122,9 +132,23 @@ func (c *leadership) auditOutcome(raw json.RawMessage, auditor string) {
 	}
 }
 
+// auditRefreshEvery bounds how often a busy coordinator rereads the audits
+// to run from the job state (each Challenge and Audit changes them).
+const auditRefreshEvery = 50 * time.Millisecond
+
+// refreshAuditsIfDirtyLocked rereads the audits to run if the job state's
+// changed since the last read (at most every auditRefreshEvery).
+func (c *leadership) refreshAuditsIfDirtyLocked(now time.Time) {
+	if now.Sub(c.auditsAt) >= auditRefreshEvery && c.auditsDirty.Load() {
+		c.refreshAuditsLocked(now)
+	}
+}
+
 // refreshAuditsLocked reloads the audits to run and drops leases of audits
 // that ended or expired.
 func (c *leadership) refreshAuditsLocked(now time.Time) {
+	c.auditsDirty.Store(false)
+	c.auditsAt = now
 	c.auditTasks = c.cfg.Audits.AuditTasks()
 	open := make(map[uint64]bool, len(c.auditTasks))
 	for _, t := range c.auditTasks {
@@ -164,15 +188,21 @@ func (c *leadership) leaseAuditLocked(node string, now time.Time) (lease, bool) 
 
 // archFitsLocked reports whether node should audit t: yes if its
 // architecture differs from the chunk's node's, or if no live node that may
-// take t has another.
+// take t and has no audit in hand has another. (A busy node of the other
+// architecture does not hold the audit back: one slow board must not become
+// the bottleneck of every job.)
 func (c *leadership) archFitsLocked(node string, t compute.AuditTask) bool {
 	owner := c.arch[t.Node]
 	if owner == "" || c.arch[node] != owner {
 		return true
 	}
+	busy := make(map[string]bool, len(c.auditLeases))
+	for _, l := range c.auditLeases {
+		busy[l.node] = true
+	}
 	for n := range c.lastSeen {
-		if n != t.Node && n != t.Auditor && c.arch[n] != "" && c.arch[n] != owner && !c.cfg.Audits.Quarantined(n) {
-			return false // another architecture is there: leave it the audit
+		if n != t.Node && n != t.Auditor && !busy[n] && c.arch[n] != "" && c.arch[n] != owner && !c.cfg.Audits.Quarantined(n) {
+			return false // another architecture is free: leave it the audit
 		}
 	}
 	return true
@@ -200,12 +230,19 @@ func (c *leadership) commitAudit(ctx context.Context, node string, r result) err
 		cmd.Leaves = r.Audit.Leaves
 	}
 	raw, err := c.cfg.Apply(ctx, cmd)
+	// Answered, or refused (a lease from before a dispute, say): either way
+	// the audit is no longer node's, and the tasks are reread before it is
+	// leased again, so that no stale task goes out twice.
+	c.mu.Lock()
+	if l := c.auditLeases[r.Audit.ID]; l != nil && l.node == node {
+		delete(c.auditLeases, r.Audit.ID)
+	}
+	c.auditTasks = slices.DeleteFunc(c.auditTasks, func(t compute.AuditTask) bool { return t.ID == r.Audit.ID })
+	c.auditsDirty.Store(true)
+	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("commit audit %d: %w", r.Audit.ID, err)
 	}
-	c.mu.Lock()
-	delete(c.auditLeases, r.Audit.ID)
-	c.mu.Unlock()
 	c.auditOutcome(raw, node)
 	return nil
 }

@@ -14,21 +14,28 @@ import (
 // be seen to catch one. Release builds and CI's normal builds do not contain
 // it, nor the --cheat-rate flag that sets it.
 
-var cheatMu sync.Mutex
+var cheat struct {
+	sync.Mutex
+	due float64 // chunks owed a wrong answer; one is due when it reaches 1
+}
 
-// SetCheatRate makes this process's worker return wrong counts in one
-// random block of the given fraction of its chunks (0 turns it off).
+// SetCheatRate makes this process's worker return a wrong count in one
+// random block of the given fraction of its chunks (0 turns it off): evenly
+// spread from a random first one, so that a cheater at 0.1 cheats on
+// exactly one chunk in ten and a test of it needs no luck.
 func SetCheatRate(rate float64) {
 	if rate <= 0 {
 		corrupt = nil
 		return
 	}
+	cheat.due = rand.Float64()
 	corrupt = func(spec compute.JobSpec, done compute.Range, payload []byte) []byte {
-		cheatMu.Lock()
-		defer cheatMu.Unlock()
-		if rand.Float64() >= rate {
+		cheat.Lock()
+		defer cheat.Unlock()
+		if cheat.due += rate; cheat.due < 1 {
 			return payload
 		}
+		cheat.due--
 		switch spec.Kind {
 		case compute.KindPi:
 			bh, _, err := compute.DecodePiBlocks(payload, done)

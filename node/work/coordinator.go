@@ -112,9 +112,11 @@ type leadership struct {
 
 	ctx         context.Context        // the term's: ends with leadership
 	arch        map[string]string      // node → GOARCH it reported
-	auditTasks  []compute.AuditTask    // audits to run, as of the last reconcile
+	auditTasks  []compute.AuditTask    // audits to run, as of auditsAt
+	auditsAt    time.Time              // when auditTasks was read
+	auditsDirty atomic.Bool            // the audits in the job state changed since auditsAt
 	auditLeases map[uint64]*auditLease // audit ID → its lease
-	challenging atomic.Bool            // a Challenge is being committed
+	challenges  chan struct{}          // kicks the challenger: chunks wait for a Challenge
 
 	commits chan *commitReq
 }
@@ -140,6 +142,7 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 		ctx:         ctx,
 		arch:        map[string]string{},
 		auditLeases: map[uint64]*auditLease{},
+		challenges:  make(chan struct{}, 1),
 	}
 	c.reconcile(time.Now())
 	c.log.Info("coordinator started", "term", c.term, "jobs", len(c.jobs)) // before a sync can reconcile
@@ -150,6 +153,10 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); c.committer(ctx) }()
+	if c.cfg.Audits != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.challenger(ctx) }()
+	}
 	defer wg.Wait()
 
 	rec := time.NewTicker(reconcileEvery)
@@ -274,7 +281,7 @@ func (c *leadership) reconcile(now time.Time) {
 	}
 	if c.cfg.Audits != nil {
 		c.refreshAuditsLocked(now)
-		c.challenge(c.ctx)
+		c.challenge()
 	}
 }
 
@@ -479,6 +486,9 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			c.log.Info("job done", "job", id)
 		}
 		c.mu.Unlock()
+		if c.cfg.Audits != nil {
+			c.challenge() // the committed chunks count once challenged (and audited)
+		}
 	}
 
 	c.mu.Lock()
@@ -505,6 +515,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	}
 	want := req.Want
 	if want > 0 && c.cfg.Audits != nil {
+		c.refreshAuditsIfDirtyLocked(now)
 		// Audits first: results count only once their audit passed.
 		if l, ok := c.leaseAuditLocked(node, now); ok {
 			resp.Leases = append(resp.Leases, l)
