@@ -33,6 +33,10 @@ type JobView struct {
 	// audit (docs/audits.md).
 	AuditedUnits uint64 `json:"audited_units"`
 	RedoneUnits  uint64 `json:"redone_units"`
+	// ClearedUnits is how many of the done units count in the answer yet:
+	// their audit passed or they were sampled out (done_units minus the
+	// ones waiting for a challenge or an audit).
+	ClearedUnits uint64 `json:"cleared_units"`
 }
 
 // ContributionView is what one node did for a job, from its accepted chunks.
@@ -87,7 +91,7 @@ func newJobView(j compute.Job, names map[string]string) JobView {
 		SubmittedAt: j.SubmittedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Reason: j.Reason,
 		DoneUnits: j.DoneUnits, TotalUnits: j.TotalUnits, Unit: unitName(j.Kind),
 		Nodes: make([]ContributionView, 0, len(j.Nodes)), PayloadBytes: j.PayloadBytes,
-		AuditedUnits: j.AuditedUnits, RedoneUnits: j.RedoneUnits,
+		AuditedUnits: j.AuditedUnits, RedoneUnits: j.RedoneUnits, ClearedUnits: j.ClearedUnits,
 	}
 	if j.TotalUnits > 0 {
 		v.Progress = float64(j.DoneUnits) / float64(j.TotalUnits)
