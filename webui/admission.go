@@ -124,13 +124,70 @@ func (s *server) admission(w http.ResponseWriter) (Admission, bool) {
 
 func (s *server) registerAdmission(mux *http.ServeMux) {
 	h := func(f http.HandlerFunc) http.Handler { return s.auth(f) }
-	mux.Handle("POST /api/v1/approve", h(s.approve))
-	mux.Handle("POST /api/v1/deny", h(s.deny))
-	mux.Handle("POST /api/v1/remove", h(s.remove))
-	mux.Handle("POST /api/v1/tokens", h(s.createToken))
+	mux.Handle("POST /api/v1/approve", h(adminHandler(s, "approve", http.StatusOK,
+		func(ctx context.Context, a Admission, req approveRequest, auth string) (PendingResult, error) {
+			return a.Approve(ctx, req.Fingerprint, req.Role, auth)
+		})))
+	mux.Handle("POST /api/v1/deny", h(adminHandler(s, "deny", http.StatusOK,
+		func(ctx context.Context, a Admission, req denyRequest, auth string) (PendingResult, error) {
+			return a.Deny(ctx, req.Fingerprint, auth)
+		})))
+	mux.Handle("POST /api/v1/remove", h(adminHandler(s, "remove", http.StatusOK,
+		func(ctx context.Context, a Admission, req removeRequest, auth string) (PendingResult, error) {
+			return a.Remove(ctx, req.Node, auth)
+		})))
+	mux.Handle("POST /api/v1/tokens", h(adminHandler(s, "create token", http.StatusCreated,
+		func(ctx context.Context, a Admission, req TokenRequest, auth string) (TokenCreated, error) {
+			return a.CreateToken(ctx, req, auth)
+		})))
 	mux.Handle("GET /api/v1/tokens", h(s.listTokens))
 	mux.Handle("DELETE /api/v1/tokens/{id}", h(s.revokeToken))
-	mux.Handle("POST /api/v1/admit", h(s.setAdmit))
+	mux.Handle("POST /api/v1/admit", h(adminHandler(s, "admit", http.StatusOK,
+		func(ctx context.Context, a Admission, req admitRequest, auth string) (map[string]string, error) {
+			return map[string]string{"admit": req.Mode}, a.SetAdmit(ctx, req.Mode, auth)
+		})))
+}
+
+// The bodies of the membership requests.
+type (
+	approveRequest struct {
+		Fingerprint string `json:"fingerprint"`
+		Role        string `json:"role,omitempty"`
+	}
+	denyRequest struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	removeRequest struct {
+		Node string `json:"node"`
+	}
+	admitRequest struct {
+		Mode string `json:"mode"`
+	}
+)
+
+// adminHandler is every membership request with a JSON body: decode it, call the backend's
+// Admission with the caller's credential (which the leader checks again) under a bounded
+// context, and answer the result with code, or the error through adminErr.
+func adminHandler[Req, Res any](s *server, what string, code int, call func(ctx context.Context, a Admission, req Req, auth string) (Res, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if err := decodeJSON(r, &req); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		a, ok := s.admission(w)
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		res, err := call(ctx, a, req, credential(r))
+		if err != nil {
+			adminErr(w, what, err)
+			return
+		}
+		writeJSON(w, code, res)
+	}
 }
 
 func adminErr(w http.ResponseWriter, what string, err error) {
@@ -143,93 +200,6 @@ func adminErr(w http.ResponseWriter, what string, err error) {
 		code = http.StatusNotFound
 	}
 	writeError(w, code, what+": "+err.Error())
-}
-
-func (s *server) approve(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Fingerprint string `json:"fingerprint"`
-		Role        string `json:"role,omitempty"`
-	}
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	a, ok := s.admission(w)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	res, err := a.Approve(ctx, req.Fingerprint, req.Role, credential(r))
-	if err != nil {
-		adminErr(w, "approve", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
-func (s *server) deny(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Fingerprint string `json:"fingerprint"`
-	}
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	a, ok := s.admission(w)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	res, err := a.Deny(ctx, req.Fingerprint, credential(r))
-	if err != nil {
-		adminErr(w, "deny", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
-func (s *server) remove(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Node string `json:"node"`
-	}
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	a, ok := s.admission(w)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	res, err := a.Remove(ctx, req.Node, credential(r))
-	if err != nil {
-		adminErr(w, "remove", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
-func (s *server) createToken(w http.ResponseWriter, r *http.Request) {
-	var req TokenRequest
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	a, ok := s.admission(w)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	res, err := a.CreateToken(ctx, req, credential(r))
-	if err != nil {
-		adminErr(w, "create token", err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, res)
 }
 
 func (s *server) listTokens(w http.ResponseWriter, r *http.Request) {
@@ -252,25 +222,4 @@ func (s *server) revokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "revoked"})
-}
-
-func (s *server) setAdmit(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Mode string `json:"mode"`
-	}
-	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	a, ok := s.admission(w)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	if err := a.SetAdmit(ctx, req.Mode, credential(r)); err != nil {
-		adminErr(w, "admit", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"admit": req.Mode})
 }

@@ -1,0 +1,132 @@
+package webui
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// admissionFake records the membership calls it gets and answers them in miniature.
+type admissionFake struct {
+	*fakeBackend
+	mu    sync.Mutex
+	calls []string
+}
+
+func (f *admissionFake) record(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *admissionFake) Approve(_ context.Context, key, role, auth string) (PendingResult, error) {
+	f.record("approve %s %s %s", key, role, auth)
+	if key == "unknown" {
+		return PendingResult{}, errors.New("no such pending node")
+	}
+	return PendingResult{ID: "id-" + key, Fingerprint: key, Role: role}, nil
+}
+
+func (f *admissionFake) Deny(_ context.Context, key, auth string) (PendingResult, error) {
+	f.record("deny %s %s", key, auth)
+	return PendingResult{ID: "id-" + key, Fingerprint: key}, nil
+}
+
+func (f *admissionFake) Remove(_ context.Context, node, auth string) (PendingResult, error) {
+	f.record("remove %s %s", node, auth)
+	if node == "self" {
+		return PendingResult{}, errors.New("forbidden: a node cannot remove itself here")
+	}
+	return PendingResult{ID: node}, nil
+}
+
+func (f *admissionFake) CreateToken(_ context.Context, req TokenRequest, auth string) (TokenCreated, error) {
+	f.record("token %s %s %s", req.Role, req.TTL, auth)
+	return TokenCreated{Token: "secret", ID: "t1", Role: req.Role, Kind: "join"}, nil
+}
+
+func (f *admissionFake) Tokens() []TokenInfo {
+	return []TokenInfo{{ID: "t1", Kind: "join", Role: "member"}}
+}
+
+func (f *admissionFake) RevokeToken(_ context.Context, id, auth string) error {
+	f.record("revoke %s %s", id, auth)
+	return nil
+}
+
+func (f *admissionFake) SetAdmit(_ context.Context, mode, auth string) error {
+	f.record("admit %s %s", mode, auth)
+	if mode != "lan" && mode != "approve" {
+		return errors.New("admit mode must be lan or approve")
+	}
+	return nil
+}
+
+// Every membership endpoint decodes its own body, passes the caller's credential, answers the
+// backend's result with its status code, and maps errors (bad body 400, unknown 404, forbidden
+// 403); without the token nothing reaches the backend.
+func TestAdmissionAPI(t *testing.T) {
+	fb := &admissionFake{fakeBackend: &fakeBackend{token: testToken}}
+	srv := httptest.NewServer(New(Config{Backend: fb}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		call               string // what the backend saw, "" for nothing
+		answer             string // a field of the answer: key=value
+	}{
+		{"POST", "/api/v1/approve", `{"fingerprint":"fp1","role":"worker"}`, 200, "approve fp1 worker " + testToken, "role=worker"},
+		{"POST", "/api/v1/approve", `{"fingerprint":"unknown"}`, 404, "approve unknown  " + testToken, ""},
+		{"POST", "/api/v1/approve", `{"fingerprint":"fp1","colour":"red"}`, 400, "", ""},
+		{"POST", "/api/v1/deny", `{"fingerprint":"fp2"}`, 200, "deny fp2 " + testToken, "fingerprint=fp2"},
+		{"POST", "/api/v1/deny", `{"fingerprint":"fp2","role":"worker"}`, 400, "", ""},
+		{"POST", "/api/v1/remove", `{"node":"n3"}`, 200, "remove n3 " + testToken, "id=n3"},
+		{"POST", "/api/v1/remove", `{"node":"self"}`, 403, "remove self " + testToken, ""},
+		{"POST", "/api/v1/tokens", `{"role":"member","ttl":"1h"}`, 201, "token member 1h " + testToken, "token=secret"},
+		{"POST", "/api/v1/admit", `{"mode":"lan"}`, 200, "admit lan " + testToken, "admit=lan"},
+		{"POST", "/api/v1/admit", `{"mode":"open"}`, 400, "admit open " + testToken, ""},
+		{"POST", "/api/v1/admit", `{"mode":`, 400, "", ""},
+		{"DELETE", "/api/v1/tokens/t1", "", 200, "revoke t1 " + testToken, "status=revoked"},
+		{"GET", "/api/v1/tokens", "", 200, "", ""},
+	} {
+		fb.mu.Lock()
+		fb.calls = nil
+		fb.mu.Unlock()
+		if tc.method == "POST" {
+			if resp, _ := do(t, tc.method, srv.URL+tc.path, "", tc.body); resp.StatusCode != 401 {
+				t.Errorf("%s %s without the token: %d", tc.method, tc.path, resp.StatusCode)
+			}
+		}
+		resp, data := do(t, tc.method, srv.URL+tc.path, testToken, tc.body)
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, resp.StatusCode, data, tc.code)
+			continue
+		}
+		fb.mu.Lock()
+		calls := fb.calls
+		fb.mu.Unlock()
+		if want := []string{tc.call}; tc.call == "" && len(calls) != 0 || tc.call != "" && (len(calls) != 1 || calls[0] != want[0]) {
+			t.Errorf("%s %s %s: backend saw %q, want %q", tc.method, tc.path, tc.body, calls, tc.call)
+		}
+		if tc.code >= 400 && errMsg(t, data) == "" {
+			t.Errorf("%s %s %s: an error without a message: %s", tc.method, tc.path, tc.body, data)
+		}
+		if k, v, ok := strings.Cut(tc.answer, "="); ok {
+			var got map[string]any
+			if err := json.Unmarshal(data, &got); err != nil || fmt.Sprint(got[k]) != v {
+				t.Errorf("%s %s: answer %s, want %s=%s", tc.method, tc.path, data, k, v)
+			}
+		}
+	}
+	// A backend that does not manage membership says so.
+	plain := httptest.NewServer(New(Config{Backend: &fakeBackend{token: testToken}}))
+	defer plain.Close()
+	if resp, data := do(t, "POST", plain.URL+"/api/v1/approve", testToken, `{"fingerprint":"x"}`); resp.StatusCode != 501 {
+		t.Fatalf("approve on a backend without admission: %d %s", resp.StatusCode, data)
+	}
+}
