@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,20 +15,17 @@ import (
 
 // adminCall runs one admin request against the node's API.
 func adminCall(af *apiFlags, method, path string, body, out any) error {
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(40 * time.Second)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	return c.Do(ctx, method, path, body, out)
 }
 
 // oneArg parses flags and exactly one positional argument.
 func oneArg(name, what string, args []string, stdout io.Writer, reg func(fs *flag.FlagSet)) (string, *apiFlags, error) {
-	fs := newFlagSet(name, stdout)
-	af := &apiFlags{}
-	af.register(fs)
+	fs, af := newClientFlags(name, stdout)
 	if reg != nil {
 		reg(fs)
 	}
@@ -129,9 +124,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 }
 
 func runTokenCreate(args []string, stdout io.Writer) error {
-	fs := newFlagSet("token create", stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("token create", stdout)
 	role := fs.String("role", "member", "member or worker (join tokens), admin or viewer (API credentials)")
 	ttl := fs.Duration("ttl", 0, "how long a join token stays valid (default 24h)")
 	uses := fs.Int("uses", 0, "how many machines a join token admits (0: any number)")
@@ -144,22 +137,18 @@ func runTokenCreate(args []string, stdout io.Writer) error {
 		req.TTL = ttl.String()
 	}
 	var res webui.TokenCreated
-	if err := adminCall(&af, http.MethodPost, "/api/v1/tokens", req, &res); err != nil {
+	if err := adminCall(af, http.MethodPost, "/api/v1/tokens", req, &res); err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return printJSON(stdout, res)
 	}
 	fmt.Fprintln(stdout, res.Token)
 	return nil
 }
 
 func runTokenList(args []string, stdout io.Writer) error {
-	fs := newFlagSet("token list", stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("token list", stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -167,13 +156,11 @@ func runTokenList(args []string, stdout io.Writer) error {
 	var res struct {
 		Tokens []webui.TokenInfo `json:"tokens"`
 	}
-	if err := adminCall(&af, http.MethodGet, "/api/v1/tokens", nil, &res); err != nil {
+	if err := adminCall(af, http.MethodGet, "/api/v1/tokens", nil, &res); err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return printJSON(stdout, res)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tKIND\tROLE\tNODE\tCREATED\tEXPIRES\tUSED")

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,9 +21,7 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		return usagef("want 'hydra config get' or 'hydra config set retention=72h disk-cap=8GiB max-jobs=20000'")
 	}
 	verb := args[0]
-	fs := newFlagSet("config "+verb, stdout)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newClientFlags("config "+verb, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if verb == "-h" || verb == "--help" {
 		fs.Usage()
@@ -50,11 +46,10 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 			return usagef("%q: flags go before the settings", a)
 		}
 	}
-	c, err := af.client()
+	c, ctx, cancel, err := af.connect(45 * time.Second)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	var cfg webui.ClusterConfig
 	if verb == "get" {
@@ -70,9 +65,7 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(cfg)
+		return printJSON(stdout, cfg)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "retention\t%s\n", cfg.Retention)
