@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute/audit"
@@ -226,38 +227,12 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 		}
 		e.bytes(c.Payload)
 		e.b = append(e.b, c.Root[:]...)
-	case TrustReset:
-		op = OpTrustReset
-		e.str(c.Node)
-	case AuditPolicy:
-		op = OpAuditPolicy
-		e.uvarint(c.Policy.TrustAfter)
-		e.f64(c.Policy.Floor)
-		e.f64(c.Policy.TrustedShare)
-		e.uvarint(c.Policy.QuarantineAfter)
-	case Started:
-		op = OpStarted
-		e.str(c.Job)
-		e.time(c.Time)
-	case Cancel:
-		op = OpCancel
-		e.str(c.Job)
-		e.time(c.Time)
-	case Delete:
-		op = OpDelete
-		e.str(c.Job)
-	case Fail:
-		op = OpFail
-		e.str(c.Job)
-		e.str(c.Reason)
-		e.time(c.Time)
-	case Evict:
-		op = OpEvict
-		e.time(c.Now)
-		e.dur(c.Retention)
-		e.varint(c.DiskCap)
 	default:
-		return 0, nil, fmt.Errorf("encode command: unsupported type %T", cmd)
+		f, ok := fixedOf(cmd)
+		if !ok {
+			return 0, nil, fmt.Errorf("encode command: unsupported type %T", cmd)
+		}
+		op = f.code(fieldCoder{e: e})
 	}
 	if len(e.b) > wire.MaxCommand {
 		return 0, nil, fmt.Errorf("encode command %#x: %d bytes exceeds %d; split the batch", op, len(e.b), wire.MaxCommand)
@@ -380,41 +355,14 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		c.Payload = d.bytes(wire.MaxCommand, "audit payload")
 		c.Root = d.hash()
 		v = c
-	case OpTrustReset:
-		v = TrustReset{Node: d.str(MaxIDLen, "node id")}
-	case OpAuditPolicy:
-		var c AuditPolicy
-		c.Policy.TrustAfter = d.uvarint()
-		c.Policy.Floor = d.f64()
-		c.Policy.TrustedShare = d.f64()
-		c.Policy.QuarantineAfter = d.uvarint()
-		v = c
-	case OpStarted:
-		var c Started
-		c.Job = d.str(MaxIDLen, "job id")
-		c.Time = d.time()
-		v = c
-	case OpCancel:
-		var c Cancel
-		c.Job = d.str(MaxIDLen, "job id")
-		c.Time = d.time()
-		v = c
-	case OpDelete:
-		v = Delete{Job: d.str(MaxIDLen, "job id")}
-	case OpFail:
-		var c Fail
-		c.Job = d.str(MaxIDLen, "job id")
-		c.Reason = d.str(MaxFailReason, "reason")
-		c.Time = d.time()
-		v = c
-	case OpEvict:
-		var c Evict
-		c.Now = d.time()
-		c.Retention = d.dur()
-		c.DiskCap = d.varint()
-		v = c
 	default:
-		return nil, fmt.Errorf("decode op %#x: %w", op, ErrUnknownOp)
+		mk, ok := fixedCommands[op]
+		if !ok {
+			return nil, fmt.Errorf("decode op %#x: %w", op, ErrUnknownOp)
+		}
+		c := mk()
+		c.code(fieldCoder{d: d})
+		v = deref(c)
 	}
 	if err := d.done(fmt.Sprintf("op %#x", op)); err != nil {
 		return nil, err
@@ -482,4 +430,130 @@ func decodeSpec(d *decoder) JobSpec {
 // validation rejects anything that large anyway.
 func clampInt(v int64) int {
 	return int(max(min(v, 1<<31-1), -(1 << 31)))
+}
+
+// The commands of a fixed shape (no lists, no formats: started, cancel, delete, fail, evict,
+// trust reset, audit policy) list their fields once, in a code
+// method that both writes and reads them, so that their encoding and decoding cannot drift.
+
+// fixedCommand is a pointer to a fixed-shape command; code writes or reads its fields (see
+// fieldCoder) and returns its op.
+type fixedCommand interface {
+	code(f fieldCoder) byte
+}
+
+func (c *TrustReset) code(f fieldCoder) byte {
+	f.str(&c.Node, MaxIDLen, "node id")
+	return OpTrustReset
+}
+func (c *Started) code(f fieldCoder) byte {
+	f.str(&c.Job, MaxIDLen, "job id")
+	f.time(&c.Time)
+	return OpStarted
+}
+func (c *Cancel) code(f fieldCoder) byte {
+	f.str(&c.Job, MaxIDLen, "job id")
+	f.time(&c.Time)
+	return OpCancel
+}
+func (c *Delete) code(f fieldCoder) byte { f.str(&c.Job, MaxIDLen, "job id"); return OpDelete }
+func (c *AuditPolicy) code(f fieldCoder) byte {
+	f.uvarint(&c.Policy.TrustAfter)
+	f.f64(&c.Policy.Floor)
+	f.f64(&c.Policy.TrustedShare)
+	f.uvarint(&c.Policy.QuarantineAfter)
+	return OpAuditPolicy
+}
+func (c *Fail) code(f fieldCoder) byte {
+	f.str(&c.Job, MaxIDLen, "job id")
+	f.str(&c.Reason, MaxFailReason, "reason")
+	f.time(&c.Time)
+	return OpFail
+}
+func (c *Evict) code(f fieldCoder) byte {
+	f.time(&c.Now)
+	f.dur(&c.Retention)
+	f.varint(&c.DiskCap)
+	return OpEvict
+}
+
+// fixedCommands makes an empty fixed-shape command for its op, to decode into.
+var fixedCommands = map[byte]func() fixedCommand{
+	OpTrustReset:  func() fixedCommand { return new(TrustReset) },
+	OpAuditPolicy: func() fixedCommand { return new(AuditPolicy) },
+	OpStarted:     func() fixedCommand { return new(Started) },
+	OpCancel:      func() fixedCommand { return new(Cancel) },
+	OpDelete:      func() fixedCommand { return new(Delete) },
+	OpFail:        func() fixedCommand { return new(Fail) },
+	OpEvict:       func() fixedCommand { return new(Evict) },
+}
+
+// fixedOf returns cmd (a command or a pointer to one) as a fixedCommand: a pointer to a copy of
+// a value.
+func fixedOf(cmd any) (fixedCommand, bool) {
+	if f, ok := cmd.(fixedCommand); ok {
+		return f, true
+	}
+	if cmd == nil {
+		return nil, false
+	}
+	p := reflect.New(reflect.TypeOf(cmd))
+	p.Elem().Set(reflect.ValueOf(cmd))
+	f, ok := p.Interface().(fixedCommand)
+	return f, ok
+}
+
+// fieldCoder writes the fields it is given to e, or reads them from d into the pointers (one
+// of the two is set).
+type fieldCoder struct {
+	e *encoder
+	d *decoder
+}
+
+func (f fieldCoder) str(p *string, limit int, what string) {
+	if f.e != nil {
+		f.e.str(*p)
+	} else {
+		*p = f.d.str(limit, what)
+	}
+}
+
+func (f fieldCoder) time(p *time.Time) {
+	if f.e != nil {
+		f.e.time(*p)
+	} else {
+		*p = f.d.time()
+	}
+}
+
+func (f fieldCoder) dur(p *time.Duration) {
+	if f.e != nil {
+		f.e.dur(*p)
+	} else {
+		*p = f.d.dur()
+	}
+}
+
+func (f fieldCoder) uvarint(p *uint64) {
+	if f.e != nil {
+		f.e.uvarint(*p)
+	} else {
+		*p = f.d.uvarint()
+	}
+}
+
+func (f fieldCoder) f64(p *float64) {
+	if f.e != nil {
+		f.e.f64(*p)
+	} else {
+		*p = f.d.f64()
+	}
+}
+
+func (f fieldCoder) varint(p *int64) {
+	if f.e != nil {
+		f.e.varint(*p)
+	} else {
+		*p = f.d.varint()
+	}
 }
