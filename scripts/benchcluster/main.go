@@ -247,25 +247,9 @@ func dask() {
 		return
 	}
 	fmt.Printf("dask: %d no-op tasks on a LocalCluster of 2 processes; load average %s\n", *flagDaskTasks, procluster.LoadAvg())
-	cmd := exec.Command("/usr/bin/python3", *flagDask, strconv.Itoa(*flagDaskTasks))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := procluster.StartTracked(cmd); err != nil {
-		addReport("dask: %v", err)
-		return
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(5 * time.Minute):
-		procluster.KillTree(cmd)
-		err = <-done
-	}
-	procluster.Untrack(cmd)
+	out, err := runPython(5*time.Minute, *flagDask, strconv.Itoa(*flagDaskTasks))
 	var res string
-	for _, l := range strings.Split(out.String(), "\n") {
+	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "RESULT ") {
 			res = strings.TrimPrefix(l, "RESULT ")
 			if f := strings.Fields(res); len(f) > 0 && hydraChunksPerS > 0 {
@@ -276,11 +260,7 @@ func dask() {
 		}
 	}
 	if res == "" {
-		tail := out.String()
-		if len(tail) > 2000 {
-			tail = tail[len(tail)-2000:]
-		}
-		addReport("dask: no result (%v): %s", err, tail)
+		addReport("dask: no result (%v): %s", err, tail(out))
 		return
 	}
 	addReport("dask distributed no-op tasks: %s", res)
@@ -294,26 +274,10 @@ func daskHetero() {
 	}
 	fmt.Printf("dask-hetero: workers under cpulimit %s; load average %s\n", *flagLimits, procluster.LoadAvg())
 	p := compute.MandelParams{CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.02, MaxIter: *flagMandelIter}
-	cmd := exec.Command("/usr/bin/python3", *flagDaskHet, *flagLimits, fmt.Sprint(*flagJobSecs), fmt.Sprint(flagStandalone.Seconds()),
+	out, err := runPython(15*time.Minute, *flagDaskHet, *flagLimits, fmt.Sprint(*flagJobSecs), fmt.Sprint(flagStandalone.Seconds()),
 		fmt.Sprint(p.CenterX), fmt.Sprint(p.CenterY), fmt.Sprint(p.Span), fmt.Sprint(p.MaxIter))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := procluster.StartTracked(cmd); err != nil {
-		addReport("dask-hetero: %v", err)
-		return
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(15 * time.Minute):
-		procluster.KillTree(cmd)
-		err = <-done
-	}
-	procluster.Untrack(cmd)
 	n := 0
-	for _, l := range strings.Split(out.String(), "\n") {
+	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "dask: ") {
 			fmt.Println("  " + l)
 		}
@@ -323,13 +287,39 @@ func daskHetero() {
 		}
 	}
 	if n == 0 {
-		tail := out.String()
-		if len(tail) > 2000 {
-			tail = tail[len(tail)-2000:]
-		}
-		addReport("dask-hetero: no result (%v): %s", err, tail)
+		addReport("dask-hetero: no result (%v): %s", err, tail(out))
 	}
 	fmt.Printf("dask-hetero: load average %s\n", procluster.LoadAvg())
+}
+
+// runPython runs a Python script with its arguments, killed (with its children) after limit,
+// and returns its combined output and its exit error (or the error starting it).
+func runPython(limit time.Duration, script string, args ...string) (string, error) {
+	cmd := exec.Command("/usr/bin/python3", append([]string{script}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := procluster.StartTracked(cmd); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(limit):
+		procluster.KillTree(cmd)
+		err = <-done
+	}
+	procluster.Untrack(cmd)
+	return out.String(), err
+}
+
+// tail is the last 2000 bytes of a script's output, for a report.
+func tail(out string) string {
+	if len(out) > 2000 {
+		return out[len(out)-2000:]
+	}
+	return out
 }
 
 // ---- main
