@@ -176,7 +176,7 @@ func extract(rev, dir string) error {
 	return untar.Wait()
 }
 
-var examplesOrVendored = regexp.MustCompile(`(^|/)(node_modules|testdata|vendor)(/|$)`)
+var notOurs = regexp.MustCompile(`(^|/)(node_modules|testdata|vendor)(/|$)`)
 
 func measure(rev, dir string) (*tree, error) {
 	t := &tree{rev: rev, code: map[string]int{}, test: map[string]int{}}
@@ -187,7 +187,7 @@ func measure(rev, dir string) (*tree, error) {
 		}
 		rel, _ := filepath.Rel(dir, path)
 		if d.IsDir() {
-			if examplesOrVendored.MatchString(rel) {
+			if notOurs.MatchString(rel) {
 				return filepath.SkipDir
 			}
 			return nil
