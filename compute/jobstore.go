@@ -40,6 +40,23 @@ type NodeContribution struct {
 	ComputeSeconds float64 `json:"compute_seconds"`
 }
 
+// StorageError is an Apply error caused by this node's payload store (a full or failing disk),
+// not by the command: every other replica applies the command, so this one must not go on as
+// if it had been refused. Its LocalFailure method tells consensus to stop applying the log
+// (consensus.LocalFailure) rather than diverge.
+type StorageError struct {
+	Op  string // what failed: "results", "delete …"
+	Err error
+}
+
+func (e *StorageError) Error() string { return fmt.Sprintf("%s: job store: %v", e.Op, e.Err) }
+
+// Unwrap returns the store's error.
+func (e *StorageError) Unwrap() error { return e.Err }
+
+// LocalFailure marks the error as this node's fault (see StorageError).
+func (e *StorageError) LocalFailure() bool { return true }
+
 // Errors of Apply that callers may want to tell apart.
 var (
 	ErrJobExists   = errors.New("job already exists")
@@ -274,7 +291,7 @@ func (s *JobStore) delete(id string) error {
 		}
 		return tx.DeleteBucket([]byte(id))
 	}); err != nil {
-		return fmt.Errorf("delete %s: store: %w", id, err)
+		return &StorageError{Op: "delete " + id, Err: err}
 	}
 	s.totalPayload -= j.payloadBytes
 	for _, r := range j.recs {
@@ -333,7 +350,7 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("results: store: %w", err)
+		return nil, &StorageError{Op: "results", Err: err}
 	}
 	s.now = c.Time
 	for _, a := range ok {

@@ -349,3 +349,25 @@ func TestMaxJobs(t *testing.T) {
 	st.mustApply(t, Delete{Job: "b"})
 	st.mustApply(t, Submit{ID: "e", Time: t0, Spec: spec, MaxJobs: 3})
 }
+
+// An empty snapshot section is the empty state (consensus.App's contract:
+// a snapshot without an App section restores to nothing).
+func TestRestoreEmptyIsEmptyState(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, Submit{ID: "pi", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 10, Seed: 1}}})
+	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{piChunk("pi", 1, Range{0, 10}, "a")}})
+	if err := st.Restore(bytes.NewReader(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if js := st.Jobs(); len(js) != 0 {
+		t.Fatalf("%d jobs after restoring an empty section", len(js))
+	}
+	var snap bytes.Buffer
+	if err := st.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestState(t)
+	if err := r.Restore(bytes.NewReader(snap.Bytes())); err != nil || len(r.Jobs()) != 0 {
+		t.Fatalf("restore of the emptied state: %v, %d jobs", err, len(r.Jobs()))
+	}
+}

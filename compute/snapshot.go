@@ -91,12 +91,42 @@ type snapJob struct {
 	Audits       []snapAudit        `json:"audits,omitempty"`
 }
 
-// Snapshot writes the whole state, payloads included, to w. It holds the lock only while it
-// copies the in-memory state and opens a read transaction of the store, then streams the
-// payloads from that transaction, so it may run while Apply continues (as raft's
-// FSMSnapshot.Persist does) and still writes one consistent state.
+// Snapshot writes the whole state, payloads included, to w: CaptureSnapshot, then WriteTo.
 func (s *JobStore) Snapshot(w io.Writer) error {
+	snap, err := s.captureSnapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Release()
+	_, err = snap.WriteTo(w)
+	return err
+}
+
+// JobSnapshot is the job state as of one moment, to be written later: a copy of the jobs'
+// metadata and a read transaction of the payload store. Writing streams the payloads from that
+// transaction, so a snapshot of gigabytes of results never sits in memory, and Apply goes on
+// meanwhile. Release it when done (a read transaction keeps the store's old pages alive, and a
+// store that must grow to apply an entry waits for it).
+type JobSnapshot struct {
+	h  snapHeader
+	tx *bolt.Tx
+}
+
+// Snapshotter is a captured state to be written later: *JobSnapshot. It is an alias of an
+// unnamed interface type so that consensus can declare the same type (consensus.AppSnapshot)
+// without importing this package.
+type Snapshotter = interface {
+	io.WriterTo
+	Release()
+}
+
+// CaptureSnapshot takes a consistent view of the state, cheaply: raft calls it on the FSM
+// goroutine (no Apply runs meanwhile) and writes it out later (consensus.SnapshotCapturer).
+func (s *JobStore) CaptureSnapshot() (Snapshotter, error) { return s.captureSnapshot() }
+
+func (s *JobStore) captureSnapshot() (*JobSnapshot, error) {
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	pol := s.policy
 	h := snapHeader{LastIndex: s.lastIndex, Seq: s.seq, TotalPayload: s.totalPayload, AuditSeq: s.auditSeq, Policy: &pol}
 	for id, c := range s.creds {
@@ -126,31 +156,52 @@ func (s *JobStore) Snapshot(w io.Writer) error {
 		h.Jobs = append(h.Jobs, sj)
 	}
 	tx, err := s.db.Begin(false)
-	s.mu.RUnlock()
 	if err != nil {
-		return fmt.Errorf("snapshot: store: %w", err)
+		return nil, fmt.Errorf("snapshot: store: %w", err)
 	}
-	defer tx.Rollback()
+	return &JobSnapshot{h: h, tx: tx}, nil
+}
 
-	bw := bufio.NewWriterSize(w, 1<<16)
-	hdr, err := json.Marshal(h)
+// Release ends the snapshot's read transaction; it is idempotent.
+func (js *JobSnapshot) Release() {
+	if js.tx != nil {
+		_ = js.tx.Rollback()
+		js.tx = nil
+	}
+}
+
+// WriteTo writes the snapshot to w in the format Restore reads. It refuses a state Restore would
+// refuse (a header over the limit) rather than write a snapshot no node could load.
+func (js *JobSnapshot) WriteTo(w io.Writer) (int64, error) {
+	if js.tx == nil {
+		return 0, errors.New("snapshot: already released")
+	}
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 1<<16)
+	hdr, err := json.Marshal(js.h)
 	if err != nil {
-		return fmt.Errorf("snapshot: header: %w", err)
+		return 0, fmt.Errorf("snapshot: header: %w", err)
+	}
+	if len(hdr) > maxSnapHeader {
+		return 0, fmt.Errorf("snapshot: the jobs' header is %d bytes, over the limit of %d that restore accepts: delete jobs or lower max-jobs", len(hdr), maxSnapHeader)
 	}
 	e := &encoder{b: []byte(snapMagic)}
 	e.byte1(snapVersion)
 	e.bytes(hdr)
 	if _, err := bw.Write(e.b); err != nil {
-		return fmt.Errorf("snapshot: write: %w", err)
+		return cw.n, fmt.Errorf("snapshot: write: %w", err)
 	}
-	for _, sj := range h.Jobs {
-		b := tx.Bucket([]byte(sj.ID))
+	for _, sj := range js.h.Jobs {
+		b := js.tx.Bucket([]byte(sj.ID))
 		if b == nil {
 			continue
 		}
 		err := b.ForEach(func(k, v []byte) error {
 			if len(k) != 8 {
 				return errors.New("corrupt key")
+			}
+			if len(v) > MaxResultPayload+8 {
+				return fmt.Errorf("payload of %d bytes over the limit of %d that restore accepts", len(v), MaxResultPayload+8)
 			}
 			e := &encoder{}
 			e.byte1(snapRecordMore)
@@ -161,16 +212,27 @@ func (s *JobStore) Snapshot(w io.Writer) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("snapshot: job %s: %w", sj.ID, err)
+			return cw.n, fmt.Errorf("snapshot: job %s: %w", sj.ID, err)
 		}
 	}
 	if err := bw.WriteByte(snapRecordEnd); err != nil {
-		return fmt.Errorf("snapshot: write: %w", err)
+		return cw.n, fmt.Errorf("snapshot: write: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("snapshot: write: %w", err)
+		return cw.n, fmt.Errorf("snapshot: write: %w", err)
 	}
-	return nil
+	return cw.n, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Restore replaces the whole state with a snapshot written by Snapshot. On error the previous
@@ -178,6 +240,17 @@ func (s *JobStore) Snapshot(w io.Writer) error {
 // restore as fatal, and so should its caller.
 func (s *JobStore) Restore(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<16)
+	if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+		// No job section (consensus.App: an empty reader is the empty state).
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.clearStore(); err != nil {
+			return fmt.Errorf("restore: clear store: %w", err)
+		}
+		s.jobs, s.seq, s.lastIndex, s.totalPayload = map[string]*job{}, 0, 0, 0
+		s.creds, s.auditIx, s.auditSeq = map[string]*nodeCred{}, map[uint64]Chunk{}, 0
+		return nil
+	}
 	magic := make([]byte, len(snapMagic)+1)
 	if _, err := io.ReadFull(br, magic); err != nil {
 		return fmt.Errorf("restore: header: %w", err)
@@ -239,21 +312,7 @@ func (s *JobStore) Restore(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Empty the store, then load the records in transactions of bounded size.
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		var names [][]byte
-		if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			names = append(names, append([]byte(nil), name...))
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, n := range names {
-			if err := tx.DeleteBucket(n); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := s.clearStore(); err != nil {
 		return fmt.Errorf("restore: clear store: %w", err)
 	}
 	for done := false; !done; {
@@ -339,6 +398,25 @@ func restoreAudit(a snapAudit, j *job) (*auditRec, error) {
 		rng: a.Range, node: a.Node, kind: j.spec.Kind, seq: a.Seq, leaves: a.Leaves, root: a.Root, hits: a.Hits,
 		step: a.Step, audited: a.Audited, id: a.ID, blocks: a.Blocks, claimed: a.Claimed, auditor: a.Auditor, theirs: a.Theirs,
 	}, nil
+}
+
+// clearStore deletes every job's payloads (s.mu held).
+func (s *JobStore) clearStore() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var names [][]byte
+		if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			names = append(names, append([]byte(nil), name...))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, n := range names {
+			if err := tx.DeleteBucket(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func readBytes(br *bufio.Reader, limit int) ([]byte, error) {

@@ -25,7 +25,44 @@ type FSM struct {
 	// onRevoke, if set, is called (in its own goroutine) with the peer ID
 	// of every node whose key an applied entry revoked.
 	onRevoke func(id string)
+
+	// failed is set when a committed entry could not be applied for a
+	// local reason (see LocalFailure): from then on nothing is applied, so
+	// this replica never moves on from a state the others do not have.
+	failed  atomic.Pointer[ApplyFailure]
+	onFatal func(*ApplyFailure) // called once, in its own goroutine
 }
+
+// LocalFailure is implemented by errors an App's Apply returns when the
+// node, not the command, is at fault: its disk is full or failing, so a
+// committed entry that every other replica applies could not be applied
+// here (compute.StorageError). Going on would make this replica diverge
+// for good; the FSM stops applying instead and the node stops (see
+// Config.OnFatal). After a restart raft replays the log from the latest
+// snapshot, and the entry is applied again.
+type LocalFailure interface {
+	error
+	LocalFailure() bool
+}
+
+// ApplyFailure is what OnFatal receives: the entry that could not be
+// applied and why.
+type ApplyFailure struct {
+	Index uint64
+	Err   error
+}
+
+func (e *ApplyFailure) Error() string {
+	return fmt.Sprintf("applying committed raft entry %d failed on this node: %v", e.Index, e.Err)
+}
+
+func (e *ApplyFailure) Unwrap() error { return e.Err }
+
+// ErrApplyStopped is the result of every entry after an ApplyFailure.
+var ErrApplyStopped = errors.New("this node stopped applying the raft log after a local failure")
+
+// Failure returns the local failure that stopped the FSM, or nil.
+func (f *FSM) Failure() *ApplyFailure { return f.failed.Load() }
 
 var (
 	_ raft.FSM                = (*FSM)(nil)
@@ -43,10 +80,21 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	if f.failed.Load() != nil {
+		return ErrApplyStopped
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	defer f.index.Store(l.Index)
 	res := applyCommand(&f.state, f.app, l.Data, l.Index)
+	var lf LocalFailure
+	if err, ok := res.(error); ok && errors.As(err, &lf) && lf.LocalFailure() {
+		af := &ApplyFailure{Index: l.Index, Err: err}
+		if f.failed.CompareAndSwap(nil, af) && f.onFatal != nil {
+			go f.onFatal(af)
+		}
+		return af
+	}
+	f.index.Store(l.Index)
 	if f.onRevoke != nil && len(l.Data) > 2 && Op(l.Data[1]) == OpMemberRemove {
 		var m MemberRemove
 		if err := strictUnmarshal(l.Data[2:], &m); err == nil && f.state.Revoked[m.ID] {
@@ -96,8 +144,9 @@ const (
 var ErrSnapshotFormat = errors.New("bad snapshot")
 
 // Snapshot captures the state. It runs on raft's FSM goroutine, so no Apply
-// runs meanwhile; the App's section is buffered here for the same reason, and
-// written out later by Persist, concurrently with new applies.
+// runs meanwhile. The App's section is captured (SnapshotCapturer: a view
+// written out later by Persist, concurrently with new applies, streaming)
+// or, for an App without it, buffered here.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	st := f.state.clone()
@@ -106,10 +155,20 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot cluster state: %w", err)
 	}
+	if len(js) > maxStateJSON {
+		return nil, fmt.Errorf("snapshot cluster state: %d bytes, over the limit of %d that restore accepts", len(js), maxStateJSON)
+	}
 	s := &fsmSnapshot{state: js}
-	if f.app != nil {
+	switch app := f.app.(type) {
+	case nil:
+	case SnapshotCapturer:
+		if s.view, err = app.CaptureSnapshot(); err != nil {
+			return nil, fmt.Errorf("snapshot app state: %w", err)
+		}
+		s.hasApp = true
+	default:
 		var buf bytes.Buffer
-		if err := f.app.Snapshot(&buf); err != nil {
+		if err := app.Snapshot(&buf); err != nil {
 			return nil, fmt.Errorf("snapshot app state: %w", err)
 		}
 		s.app, s.hasApp = buf.Bytes(), true
@@ -172,7 +231,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 
 type fsmSnapshot struct {
 	state  []byte
-	app    []byte
+	app    []byte      // a buffered App section
+	view   AppSnapshot // or a captured one, streamed by Persist (its Release is idempotent)
 	hasApp bool
 }
 
@@ -185,13 +245,24 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		var n [binary.MaxVarintLen64]byte
 		w.Write(n[:binary.PutUvarint(n[:], uint64(len(s.state)))])
 		w.Write(s.state)
-		if s.hasApp {
-			w.WriteByte(1)
-			w.Write(s.app)
-		} else {
+		if !s.hasApp {
 			w.WriteByte(0)
+			return w.Flush() // bufio keeps the first error
 		}
-		return w.Flush() // bufio keeps the first error
+		w.WriteByte(1)
+		if s.view == nil {
+			w.Write(s.app)
+			return w.Flush()
+		}
+		// Released as soon as it is written, not only by Release: raft's
+		// RecoverCluster never calls Release, and an open read transaction
+		// of the App's store would block its Close.
+		defer s.view.Release()
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		_, err := s.view.WriteTo(sink)
+		return err
 	}()
 	if err != nil {
 		_ = sink.Cancel()
@@ -200,5 +271,9 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-// Release is a no-op: the snapshot holds only copies.
-func (s *fsmSnapshot) Release() {}
+// Release ends a captured App view (a buffered snapshot holds only copies).
+func (s *fsmSnapshot) Release() {
+	if s.view != nil {
+		s.view.Release()
+	}
+}

@@ -131,6 +131,13 @@ func New(cfg Config) (*Raft, error) {
 			cfg.OnRefuse(p)
 		}
 	}
+	r.fsm.onFatal = func(af *ApplyFailure) {
+		log.Error("stopping: a committed entry could not be applied here; fix the cause (disk space?) and restart: the node replays its log",
+			"index", af.Index, "err", af.Err)
+		if cfg.OnFatal != nil {
+			cfg.OnFatal(af)
+		}
+	}
 	st, err := openStores(cfg.Dir, log)
 	if err != nil {
 		return nil, err
@@ -158,8 +165,9 @@ func New(cfg Config) (*Raft, error) {
 	r.serve()
 	r.watch = leaderConnWatch{r}
 	cfg.Host.Network().Notify(r.watch)
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go r.monitorLeadership()
+	go r.watchSilence()
 	return r, nil
 }
 

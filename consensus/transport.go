@@ -140,13 +140,17 @@ func (c *streamConn) RemoteAddr() net.Addr { return peerAddr(c.Stream.Conn().Rem
 // failover's TimeoutNow, fastfail.go). Everything else is the embedded
 // NetworkTransport's.
 type transport struct {
-	*raft.NetworkTransport
-	allow func(peer.ID) bool
-	log   *slog.Logger
-	rpcCh chan raft.RPC
-	done  chan struct{}
-	once  sync.Once
+	*raft.NetworkTransport // implements raft.WithPreVote: pre-vote is on
+	allow                  func(peer.ID) bool
+	log                    *slog.Logger
+	rpcCh                  chan raft.RPC
+	done                   chan struct{}
+	once                   sync.Once
 }
+
+// raft enables pre-vote only for a transport that can carry it; the silence
+// watch relies on it (silence.go).
+var _ raft.WithPreVote = (*transport)(nil)
 
 // newTransport builds raft's network transport on top of the stream layer.
 // Connections are pooled per peer (3 per peer); every RPC gets the given I/O

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/consensus"
 )
 
 // Idle cost. A node with no job should cost next to nothing: a laptop runs it on battery. So
@@ -70,3 +71,6 @@ func poke(ch chan struct{}) {
 	default:
 	}
 }
+
+// The job state's snapshot is streamed from its store, never buffered whole.
+var _ consensus.SnapshotCapturer = jobsApp{}

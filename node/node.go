@@ -52,6 +52,7 @@ type Node struct {
 
 	leaveOnce sync.Once
 	left      chan struct{} // closed when Leave has removed the node
+	fatal     chan error    // a committed entry could not be applied here: Run stops with it
 
 	jobs          *compute.JobStore
 	pngCache      *webui.PNGCache // finished jobs' rendered PNGs (DATA/png-cache)
@@ -93,7 +94,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{}),
-		ownerWake: make(chan struct{}, 1)}
+		ownerWake: make(chan struct{}, 1), fatal: make(chan error, 1)}
 	// What is opened is closed again, newest first, if a later step fails.
 	var undo cleanups
 	defer func() {
@@ -176,7 +177,13 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Version: Version,
 			Cores:   runtime.NumCPU(),
 		},
-		App:          jobsApp{JobStore: jobs, changed: n.jobsChanged},
+		App: jobsApp{JobStore: jobs, changed: n.jobsChanged},
+		OnFatal: func(af *consensus.ApplyFailure) {
+			select {
+			case n.fatal <- af:
+			default:
+			}
+		},
 		Protect:      h.Protect,
 		Availability: n.owner.availability,
 		Logger:       cfg.Logger.With("component", "raft"),
@@ -370,12 +377,17 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	leftCluster := false
+	var runErr error
 	select {
 	case <-ctx.Done():
 	case <-n.left:
 		leftCluster = true
 	case err := <-httpDone:
 		n.log.Error("http server stopped", "err", err)
+	case err := <-n.fatal:
+		// A committed entry could not be applied here (disk full?): stop
+		// rather than serve a replica that differs from the others.
+		runErr = fmt.Errorf("%w; free the disk (or fix it) and start the node again: it replays its raft log", err)
 	}
 	if n.crash.Load() {
 		_ = n.host.Close()
@@ -404,7 +416,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.log.Debug("close job state", "err", err)
 	}
 	n.log.Info("node stopped", "left_cluster", leftCluster)
-	return nil
+	return runErr
 }
 
 // Connect dials a peer and hands it to consensus as if discovery had found

@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/p2p"
 )
@@ -37,7 +38,16 @@ func Recover(dataDir string, voters []string) (string, error) {
 			return "", configErr("--voters: %q is not a peer ID: %v", v, err)
 		}
 	}
-	if err := consensus.Recover(filepath.Join(dataDir, "raft"), ids); err != nil {
+	// raft replays the log into a fresh job state to write the recovered
+	// snapshot: without one, the snapshot would hold no jobs.
+	scratch := filepath.Join(dataDir, "jobs.recover.db")
+	jobs, err := compute.OpenJobStore(scratch)
+	if err != nil {
+		return "", fmt.Errorf("recover %s: %w", dataDir, err)
+	}
+	defer os.Remove(scratch)
+	defer jobs.Close()
+	if err := consensus.RecoverWithApp(filepath.Join(dataDir, "raft"), ids, jobs); err != nil {
 		return "", fmt.Errorf("recover %s: %w", dataDir, err)
 	}
 	return id.String(), nil

@@ -1,0 +1,228 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// The user-facing commands that stop, remove and recover nodes, run as a
+// user would: `hydra …` against real node processes.
+
+// hydraCLI runs the hydra binary with args and returns its combined output.
+func hydraCLI(t *testing.T, limit time.Duration, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, hydraBinary(t), args...).CombinedOutput()
+	return string(out), err
+}
+
+// logTime returns the time of the first line of p's log whose message is
+// msg (zero if none).
+func logTime(t *testing.T, p *proc, msg string) time.Time {
+	t.Helper()
+	for _, l := range readNodeLog(t, p) {
+		if l.msg == msg {
+			return l.at
+		}
+	}
+	return time.Time{}
+}
+
+// A leader stopped with SIGTERM hands leadership to another voter before it
+// exits: a survivor logs becoming leader before the old leader logs that it
+// stopped, and the process exits 0.
+func TestSystem_SIGTERMLeaderHandsOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test")
+	}
+	ps, _ := startProcCluster(t, 3, nil)
+	leader := leaderOf(t, ps)
+	sent := time.Now()
+	if err := leader.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-leader.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the leader did not exit within 60 s of SIGTERM")
+	}
+	if code := leader.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("leader exited with %d after SIGTERM, want 0", code)
+	}
+	stopped := logTime(t, leader, "node stopped")
+	if stopped.IsZero() {
+		t.Fatal(`the leader did not log "node stopped"`)
+	}
+	var first time.Time
+	var who string
+	for _, p := range alive(ps) {
+		for _, l := range readNodeLog(t, p) {
+			if l.msg == "entering leader state" && l.at.After(sent) && (first.IsZero() || l.at.Before(first)) {
+				first, who = l.at, p.name
+			}
+		}
+	}
+	if first.IsZero() || !first.Before(stopped) {
+		t.Fatalf("no survivor became leader before the old leader stopped (stopped %s, first new leader %s %s)",
+			stopped.Format(time.StampMilli), who, first.Format(time.StampMilli))
+	}
+	t.Logf("%s took over %v after SIGTERM, %v before the old leader stopped", who, first.Sub(sent).Round(time.Millisecond), stopped.Sub(first).Round(time.Millisecond))
+}
+
+// `hydra leave` removes a node from the cluster for good and stops it; its
+// raft state is gone and the others list it no more.
+func TestSystem_CLILeave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test")
+	}
+	ps, _ := startProcCluster(t, 4, nil)
+	leader := leaderOf(t, ps)
+	var leaver *proc
+	for _, p := range ps {
+		if p != leader {
+			leaver = p
+		}
+	}
+	out, err := hydraCLI(t, 60*time.Second, "leave", "--data", leaver.dir)
+	if err != nil {
+		t.Fatalf("hydra leave: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "removed from the cluster") {
+		t.Fatalf("hydra leave said %q", out)
+	}
+	select {
+	case <-leaver.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node did not stop after hydra leave")
+	}
+	if _, err := os.Stat(filepath.Join(leaver.dir, "raft", "raft.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("raft state still there after leave: %v", err)
+	}
+	waitFor(t, 30*time.Second, "the others no longer list the leaver as a member", func() error {
+		for _, p := range alive(ps) {
+			st, err := p.status()
+			if err != nil {
+				return err
+			}
+			members := 0
+			for _, n := range st.Nodes {
+				if n.ID == leaver.id && n.Role != webui.RoleNone {
+					return fmt.Errorf("%s still lists %s as %s", p.name, leaver.name, n.Role)
+				}
+				if n.Role != webui.RoleNone {
+					members++
+				}
+			}
+			if members != 3 {
+				return fmt.Errorf("%s lists %d members", p.name, members)
+			}
+		}
+		return nil
+	})
+}
+
+// `hydra recover`: two of three voters are lost for good; the survivor is
+// stopped, recovered as the only voter, started again, and leads with the
+// state it had (the job submitted before is still there).
+func TestSystem_CLIRecover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test")
+	}
+	ps, token := startProcCluster(t, 3, nil)
+	id := submitJob(t, ps[0], token, map[string]any{"kind": "pi", "samples": 1000, "seed": 1})
+	waitDone(t, ps, id, 60*time.Second)
+	st, err := ps[0].status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid := st.ClusterID
+	survivor := ps[0]
+	for _, p := range ps[1:] {
+		p.kill()
+	}
+	waitFor(t, 30*time.Second, "the survivor has no leader", func() error {
+		st, err := survivor.status()
+		if err != nil {
+			return err
+		}
+		if st.Leader != "" && st.Leader != survivor.id {
+			return fmt.Errorf("still follows %s", st.Leader)
+		}
+		if st.Leader == survivor.id {
+			return errors.New("still leads")
+		}
+		return nil
+	})
+	survivor.kill()
+	if out, err := hydraCLI(t, 30*time.Second, "recover", "--data", survivor.dir+"/nonexistent"); err == nil {
+		t.Fatalf("hydra recover on an empty data directory succeeded:\n%s", out)
+	}
+	out, err := hydraCLI(t, 60*time.Second, "recover", "--data", survivor.dir)
+	if err != nil {
+		t.Fatalf("hydra recover: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "recovered "+survivor.id) {
+		t.Fatalf("hydra recover said %q", out)
+	}
+	survivor.start()
+	waitFor(t, 60*time.Second, "the survivor leads its cluster alone, with its jobs", func() error {
+		st, err := survivor.status()
+		if err != nil {
+			return err
+		}
+		if st.Leader != survivor.id || st.ClusterID != cid {
+			return fmt.Errorf("leader %q cluster %q", st.Leader, st.ClusterID)
+		}
+		j, err := jobOn(survivor, id)
+		if err != nil {
+			return err
+		}
+		if j.State != "done" {
+			return fmt.Errorf("job %s", j.State)
+		}
+		return nil
+	})
+}
+
+// `hydra demo` with small jobs: a cluster of real processes, the
+// coordinator SIGKILLed midway, exact results and a picture.
+func TestSystem_Demo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test")
+	}
+	dir := t.TempDir()
+	pic := filepath.Join(dir, "demo.png")
+	out, err := hydraCLI(t, 5*time.Minute, "demo", "--nodes", "3", "--samples", "1e9", "--width", "160", "--dir", filepath.Join(dir, "nodes"), "-o", pic)
+	if err != nil {
+		t.Fatalf("hydra demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Cluster formed: 3 nodes", "SIGKILL the coordinator", "New coordinator", "π ≈ 3.14", "Mandelbrot written to"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("hydra demo output lacks %q:\n%s", want, out)
+		}
+	}
+	f, err := os.Open(pic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != 160 || b.Dy() != 90 {
+		t.Fatalf("picture is %v, want 160×90", b)
+	}
+}
