@@ -95,6 +95,13 @@ func TestSystem_CLILeave(t *testing.T) {
 			leaver = p
 		}
 	}
+	waitFor(t, 10*time.Second, "the leaver's API token", func() error {
+		_, tok, err := ReadLocal(leaver.dir)
+		if err == nil && tok == "" {
+			err = errors.New("no token yet")
+		}
+		return err
+	})
 	out, err := hydraCLI(t, 60*time.Second, "leave", "--data", leaver.dir)
 	if err != nil {
 		t.Fatalf("hydra leave: %v\n%s", err, out)

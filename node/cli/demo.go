@@ -104,8 +104,16 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	tok, err := os.ReadFile(filepath.Join(cluster[0].dir, node.TokenFile))
-	if err != nil {
+	// The node writes the token a moment after it learns it: the cluster
+	// may be formed before that.
+	var tok []byte
+	if err := poll(ctx, 20*time.Second, "the API token in "+cluster[0].dir, func() error {
+		var err error
+		if tok, err = os.ReadFile(filepath.Join(cluster[0].dir, node.TokenFile)); err == nil && len(strings.TrimSpace(string(tok))) == 0 {
+			err = errors.New("empty")
+		}
+		return err
+	}); err != nil {
 		return fmt.Errorf("read API token: %w", err)
 	}
 	c.Token = strings.TrimSpace(string(tok))
