@@ -41,8 +41,8 @@ func logTime(t *testing.T, p *proc, msg string) time.Time {
 }
 
 // A leader stopped with SIGTERM hands leadership to another voter before it
-// exits: a survivor logs becoming leader before the old leader logs that it
-// stopped, and the process exits 0.
+// exits: a survivor logs becoming leader no later than the old leader logs
+// that it stopped, and the process exits 0.
 func TestSystem_SIGTERMLeaderHandsOver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("system test")
@@ -74,7 +74,7 @@ func TestSystem_SIGTERMLeaderHandsOver(t *testing.T) {
 			}
 		}
 	}
-	if first.IsZero() || !first.Before(stopped) {
+	if first.IsZero() || first.After(stopped) { // log times are in ms: the same ms is in time
 		t.Fatalf("no survivor became leader before the old leader stopped (stopped %s, first new leader %s %s)",
 			stopped.Format(time.StampMilli), who, first.Format(time.StampMilli))
 	}
