@@ -135,9 +135,14 @@ func Test_MultiNode_BigSnapshot(t *testing.T) {
 
 	// A restarted member: its own snapshot file.
 	m := nodes[1]
-	if err := m.r.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
-		t.Fatal(err)
-	}
+	// Raft refuses a snapshot until the latest configuration entry is applied
+	// (the second joiner's may still be in flight): retry until it takes one.
+	waitUntil(t, testDeadline, "the member takes a snapshot", func() error {
+		if err := m.r.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			return err
+		}
+		return nil
+	})
 	m.kill()
 	again := openJobs(t, t.TempDir())
 	m.cfg.App = again
