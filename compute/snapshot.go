@@ -31,6 +31,9 @@ const (
 	maxSnapHeader  = 512 << 20
 	snapRecordMore = 1
 	snapRecordEnd  = 0
+	// maxSnapValue bounds one stored result (its 8-byte time and payload) in a
+	// snapshot, for writing and restoring alike: any payload a command can carry.
+	maxSnapValue = wire.MaxCommand + 8
 )
 
 type snapHeader struct {
@@ -200,8 +203,8 @@ func (js *JobSnapshot) WriteTo(w io.Writer) (int64, error) {
 			if len(k) != 8 {
 				return errors.New("corrupt key")
 			}
-			if len(v) > MaxResultPayload+8 {
-				return fmt.Errorf("payload of %d bytes over the limit of %d that restore accepts", len(v), MaxResultPayload+8)
+			if len(v) > maxSnapValue {
+				return fmt.Errorf("payload of %d bytes over the limit of %d that restore accepts", len(v), maxSnapValue)
 			}
 			e := &encoder{}
 			e.byte1(snapRecordMore)
@@ -338,7 +341,7 @@ func (s *JobStore) Restore(r io.Reader) error {
 				if err != nil {
 					return err
 				}
-				v, err := readBytes(br, wire.MaxCommand+8)
+				v, err := readBytes(br, maxSnapValue)
 				if err != nil {
 					return err
 				}
