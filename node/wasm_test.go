@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -156,4 +158,99 @@ func TestCluster_WasmJobInProcess(t *testing.T) {
 	if err := c.Do(ctx, http.MethodGet, "/api/v1/modules", nil, &mods); err != nil || len(mods) != 1 || mods[0].SHA256 != shaCollatz {
 		t.Fatalf("modules after delete: %+v %v", mods, err)
 	}
+}
+
+// TestCluster_WasmModuleFaults: modules that read a file or open a socket are refused at upload
+// with the import named; a module that traps and one that loops forever each fail their job (state failed, the reason names the fault and the
+// nodes it failed on) once their chunks failed on all three nodes; the nodes are unharmed: a
+// job after them is exact.
+func TestCluster_WasmModuleFaults(t *testing.T) {
+	t.Setenv(child.EnvWasmCallTimeout, "1s") // the compute children inherit it: a stuck call is found after 1 s of CPU
+	var nodes []*testNode
+	for i := range 3 {
+		nodes = append(nodes, newTestNode(t, t.TempDir(), fmt.Sprintf("n%d", i), func(c *Config) { c.CPUs = 1 }))
+	}
+	connectAll(t, nodes)
+	for _, n := range nodes {
+		n.start(t)
+	}
+	waitFor(t, 20*time.Second, "leader and token", func() error {
+		if _, err := agreedLeader(nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.APIToken() == "" {
+				return errors.New("no token on " + n.cfg.Name)
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := webui.NewClient(nodes[0].HTTPURL(), nodes[0].APIToken())
+	upload := func(name string) (webui.ModuleInfo, error) {
+		code, err := os.ReadFile("../compute/wasm/testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.UploadModule(ctx, code)
+	}
+	for name, want := range map[string]string{"readfile.wasm": "path_open", "socket.wasm": "sock_"} {
+		var ae *webui.APIError
+		if _, err := upload(name); !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Msg, want) {
+			t.Fatalf("%s: %v, want 400 naming %s", name, err, want)
+		}
+	}
+	jobs := map[string]string{} // job → what its reason must say
+	// (A module allocating past the memory cap is a fault like a trap: node/child TestWasmTasks.)
+	for name, want := range map[string]string{"trap.wasm": "unreachable", "loop.wasm": wasm.ErrTimeout.Error()} {
+		info, err := upload(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		j, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: info.SHA256, Items: 100_000, Reduce: compute.ReduceSum}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs[j.ID] = want
+	}
+	for id, want := range jobs {
+		waitFor(t, 150*time.Second, "job "+id+" failed everywhere", func() error {
+			for _, n := range nodes {
+				j, ok := n.Job(id)
+				if !ok || j.State != compute.StateFailed {
+					return fmt.Errorf("%s: %v %s", n.cfg.Name, ok, j.State)
+				}
+				if !strings.Contains(j.Reason, want) || !strings.Contains(j.Reason, "on 3 nodes") {
+					t.Fatalf("job %s: reason %q, want one naming %q on 3 nodes", id, j.Reason, want)
+				}
+			}
+			return nil
+		})
+	}
+	var v webui.JobView
+	for id := range jobs {
+		if err := c.Do(ctx, http.MethodGet, "/api/v1/jobs/"+id, nil, &v); err != nil || v.State != compute.StateFailed || v.Reason == "" {
+			t.Fatalf("API view of %s: %+v %v", id, v, err)
+		}
+	}
+	sum, err := upload("sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const items = 50_000_000
+	j, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: sum.SHA256, Items: items, Reduce: compute.ReduceSum}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the job after the faults done", func() error {
+		r, err := nodes[2].WasmResult(j.ID)
+		if err != nil || !r.Complete {
+			return fmt.Errorf("%+v %v", r, err)
+		}
+		if r.Value != fmt.Sprint(uint64(items)*(items-1)/2) {
+			t.Fatalf("sum after the faults: %s", r.Value)
+		}
+		return nil
+	})
 }

@@ -257,7 +257,7 @@ func (c *child) run(t *task) {
 			case <-tk.C:
 				done := t.prefix()
 				if stuck.check(done) {
-					c.send(message{kind: kindError, h: header{Task: t.id, Err: fmt.Sprintf(
+					c.send(message{kind: kindError, h: header{Task: t.id, Fault: true, Err: fmt.Sprintf(
 						"%v: no item finished in %v of CPU time (an endless loop?); compute child restarted", wasm.ErrTimeout, wasmCallTimeout())}})
 					os.Exit(3) // the call cannot be cut: the process goes, the node starts another
 				}
@@ -297,7 +297,8 @@ func (c *child) run(t *task) {
 		if len(msg) > maxErrText {
 			msg = msg[:maxErrText-3] + "..."
 		}
-		c.send(message{kind: kindError, h: header{Task: t.id, Err: msg}})
+		var mf *ModuleFault
+		c.send(message{kind: kindError, h: header{Task: t.id, Err: msg, Fault: errors.As(err, &mf)}})
 		return
 	}
 	c.send(message{kind: kindResult, payload: payload, h: header{

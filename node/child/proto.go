@@ -52,6 +52,7 @@ type header struct {
 	Done           uint64           `json:"done,omitempty"`
 	ComputeSeconds float64          `json:"compute_seconds,omitempty"`
 	Err            string           `json:"err,omitempty"`
+	Fault          bool             `json:"fault,omitempty"` // Err is the module's own failure (ModuleFault)
 	Hello          *Hello           `json:"hello,omitempty"`
 }
 

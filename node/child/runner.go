@@ -442,6 +442,9 @@ func (r *Runner) Run(ctx context.Context, t Chunk, onProgress func(done uint64))
 					p.kill()
 				}
 			}
+			if m.h.Fault && t.Spec.Kind == compute.KindWasm {
+				return Result{}, true, fmt.Errorf("task %d: %w", t.ID, moduleFault(m.h.Err))
+			}
 			return Result{}, true, fmt.Errorf("task %d: compute child: %s", t.ID, m.h.Err)
 		}
 		return Result{}, false, nil
@@ -461,8 +464,8 @@ func (r *Runner) Run(ctx context.Context, t Chunk, onProgress func(done uint64))
 			case <-p.dead:
 			case <-time.After(exitTimeout):
 			}
-			return Result{}, fmt.Errorf("task %d: compute child: %w: silent for %v (a module call that never returns); killed",
-				t.ID, wasm.ErrTimeout, wasmSilence)
+			return Result{}, fmt.Errorf("task %d: %w", t.ID, moduleFault(fmt.Sprintf(
+				"%v: compute child silent for %v (a module call that never returns); killed", wasm.ErrTimeout, wasmSilence)))
 		case <-p.dead:
 			// Everything the child wrote is in msgs by now (dead closes after the reader ends):
 			// a child that sent its result and exited (Close) still delivers it.
@@ -489,6 +492,10 @@ func (r *Runner) Run(ctx context.Context, t Chunk, onProgress func(done uint64))
 			sendStop()
 		case <-stopDeadline:
 			p.kill()
+			if t.Spec.Kind == compute.KindWasm { // it can only be stuck in a module call
+				return Result{}, fmt.Errorf("task %d: %w", t.ID, moduleFault(fmt.Sprintf(
+					"%v: compute child did not stop within %v (a module call that never returns); killed", wasm.ErrTimeout, stopTimeout)))
+			}
 			return Result{}, fmt.Errorf("task %d: compute child did not stop within %v; killed", t.ID, stopTimeout)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,9 +96,32 @@ func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
 		OnProgress: func(d uint64) { t.wasmDone.Store(d) },
 	})
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, &ModuleFault{Msg: err.Error()}
 	}
 	return res.Done, compute.EncodeWasmPayload(res.Value, res.Out), nil
+}
+
+// ModuleFault is a WebAssembly task's failure caused by its module (a trap, a call past its
+// deadline, an endless loop, memory past the cap, output past the limit), as opposed to the
+// node's (a missing module, a crashed child): the same module fails the same way on every
+// node, so the coordinator counts the nodes it failed on and fails the job after a few.
+type ModuleFault struct {
+	Msg   string
+	cause error // wasm.ErrTimeout for a module stuck in a call
+}
+
+func (f *ModuleFault) Error() string { return f.Msg }
+
+// Unwrap lets errors.Is find wasm.ErrTimeout in a stuck module's fault.
+func (f *ModuleFault) Unwrap() error { return f.cause }
+
+// moduleFault is the fault the child reported as msg.
+func moduleFault(msg string) *ModuleFault {
+	f := &ModuleFault{Msg: msg}
+	if strings.Contains(msg, wasm.ErrTimeout.Error()) {
+		f.cause = wasm.ErrTimeout
+	}
+	return f
 }
 
 // EnvWasmCallTimeout overrides, in the child, the CPU time after which a WebAssembly task whose

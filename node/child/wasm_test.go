@@ -49,11 +49,12 @@ func wasmTask(id uint64, sha string, items uint64, r compute.Reduce, params stri
 }
 
 // TestWasmTasks: the child maps modules exactly (sum, concat with params); a trapping module
-// fails its task with the trap; a module stuck in a loop fails its task (the child notices from
+// and one allocating past the memory cap fail their task as the module's fault (ModuleFault),
+// a missing module as the node's; a module stuck in a loop fails its task (the child notices from
 // CPU time, or freezes at its next garbage collection and the parent notices the silence) and
 // its child is replaced; the next task runs on a healthy child.
 func TestWasmTasks(t *testing.T) {
-	store, sha := wasmStore(t, "sum.wasm", "emit.wasm", "trap.wasm", "loop.wasm")
+	store, sha := wasmStore(t, "sum.wasm", "emit.wasm", "trap.wasm", "loop.wasm", "grow.wasm")
 	r := startWasmRunner(t, "child", store, EnvWasmCallTimeout+"=1s")
 	ctx := context.Background()
 	rg := compute.Range{Start: 10, End: 2_000_010}
@@ -73,8 +74,15 @@ func TestWasmTasks(t *testing.T) {
 		t.Fatalf("concat %q", out)
 	}
 	_, err = r.Run(ctx, wasmTask(3, sha["trap.wasm"], 1e6, compute.ReduceSum, "", compute.Range{Start: 0, End: 1e6}), nil)
-	if err == nil || !strings.Contains(err.Error(), "unreachable") {
-		t.Fatalf("trap: %v", err)
+	var mf *ModuleFault
+	if !errors.As(err, &mf) || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("trap: %v, want a module fault", err)
+	}
+	// Memory past the cap: memory.grow fails, the module traps (or, slowed by its copying on a
+	// loaded machine, is found stuck): the module's fault either way.
+	_, err = r.Run(ctx, wasmTask(7, sha["grow.wasm"], 1e6, compute.ReduceSum, "", compute.Range{Start: 0, End: 10}), nil)
+	if !errors.As(err, &mf) {
+		t.Fatalf("grow: %v, want a module fault", err)
 	}
 	h0, _ := r.Hello()
 	// A stuck module call freezes the child at its next GC: the parent's silence limit is
@@ -83,8 +91,8 @@ func TestWasmTasks(t *testing.T) {
 	old := wasmSilence
 	wasmSilence = 3 * time.Second
 	_, err = r.Run(ctx, wasmTask(4, sha["loop.wasm"], 1e6, compute.ReduceSum, "", compute.Range{Start: 0, End: 1e6}), nil)
-	if err == nil || !strings.Contains(err.Error(), wasm.ErrTimeout.Error()) {
-		t.Fatalf("loop: %v", err)
+	if !errors.As(err, &mf) || !errors.Is(err, wasm.ErrTimeout) {
+		t.Fatalf("loop: %v, want a module fault", err)
 	}
 	wasmSilence = old
 	res, err = r.Run(ctx, wasmTask(5, sha["sum.wasm"], 1e9, compute.ReduceSum, "", compute.Range{Start: 0, End: 1000}), nil)
@@ -95,8 +103,8 @@ func TestWasmTasks(t *testing.T) {
 		t.Fatalf("the stuck child (pid %d) was not replaced", h0.PID)
 	}
 	_, err = r.Run(ctx, wasmTask(6, strings.Repeat("0", 64), 10, compute.ReduceSum, "", compute.Range{Start: 0, End: 10}), nil)
-	if err == nil || !strings.Contains(err.Error(), "no such file") {
-		t.Fatalf("missing module: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "no such file") || errors.As(err, &mf) {
+		t.Fatalf("missing module: %v, want the node's failure, not the module's", err)
 	}
 }
 

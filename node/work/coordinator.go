@@ -109,6 +109,7 @@ type leadership struct {
 	orphans  map[string][]compute.Range // job → orphaned ranges at the last repair pass
 	repairAt time.Time                  // next repair pass
 	seenGen  uint64                     // co.gen at the last reconcile
+	faults   map[string]*jobFaults      // job → its module faults in this term (faults.go)
 
 	ctx         context.Context        // the term's: ends with leadership
 	arch        map[string]string      // node → GOARCH it reported
@@ -421,6 +422,9 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	for _, p := range req.Progress {
 		c.sched.Progress(p.Lease, p.Done, now)
 	}
+	for _, f := range req.Faults {
+		c.faultLocked(node, f)
+	}
 	for _, id := range req.Failed {
 		if id >= auditLeaseBase {
 			c.releaseAuditLocked(id, node)
@@ -525,6 +529,10 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	for range want {
 		l, ok := c.sched.Lease(node, now)
 		if !ok {
+			break
+		}
+		if c.faultedLocked(l.Job, node) {
+			c.sched.Fail(l.ID) // for a node that has not seen the job's module fail
 			break
 		}
 		j, found := c.cfg.Jobs.Job(l.Job)

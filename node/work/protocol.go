@@ -2,6 +2,7 @@ package work
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -17,18 +18,41 @@ const Protocol = "/hydra/work/1.0.0"
 
 // syncRequest is what a worker sends its coordinator.
 type syncRequest struct {
-	Want     int             `json:"want"`     // chunks it can take now (0–2)
-	Progress []leaseProgress `json:"progress"` // units done of the chunks in hand
-	Results  []result        `json:"results"`  // finished chunks not yet acknowledged
-	Failed   []uint64        `json:"failed"`   // leases it could not run
-	State    string          `json:"state"`    // working | idle | paused…
-	Paused   bool            `json:"paused"`   // true: lease nothing
-	Term     uint64          `json:"term"`     // the coordinator term its leases came from
+	Want     int             `json:"want"`             // chunks it can take now (0–2)
+	Progress []leaseProgress `json:"progress"`         // units done of the chunks in hand
+	Results  []result        `json:"results"`          // finished chunks not yet acknowledged
+	Failed   []uint64        `json:"failed"`           // leases it could not run
+	Faults   []fault         `json:"faults,omitempty"` // of those, the ones whose module failed, and how
+	State    string          `json:"state"`            // working | idle | paused…
+	Paused   bool            `json:"paused"`           // true: lease nothing
+	Term     uint64          `json:"term"`             // the coordinator term its leases came from
 	Kernel   string          `json:"kernel,omitempty"`
 	Arch     string          `json:"arch,omitempty"` // GOARCH: audits prefer another architecture
 	Leases   []uint64        `json:"leases"`         // lease IDs it holds (running or queued)
 	Held     []held          `json:"held"`           // the chunk in hand, whichever coordinator leased it
 	Now      time.Time       `json:"now,omitzero"`   // the worker's clock: the cluster clock is their median
+}
+
+// fault is a lease that failed because of its module (child.ModuleFault): a trap, an endless
+// loop, memory past the cap. The coordinator fails the job once its chunks failed so on enough
+// different nodes.
+type fault struct {
+	Lease uint64 `json:"lease"`
+	compute.Chunk
+	Msg string `json:"msg"`
+}
+
+// Bounds of a sync request's faults.
+const (
+	maxFaults   = 64
+	maxFaultMsg = 1024
+)
+
+func clipFault(msg string) string {
+	if len(msg) > maxFaultMsg {
+		return strings.ToValidUTF8(msg[:maxFaultMsg-3], "") + "..."
+	}
+	return msg
 }
 
 // held is the chunk a worker is computing and the lease it came under, so
@@ -119,6 +143,14 @@ func (r *syncRequest) validate() error {
 	}
 	if len(r.Progress) > 64 || len(r.Results) > maxSyncResults || len(r.Failed) > 64 || len(r.Leases) > 64 || len(r.Held) > 8 {
 		return fmt.Errorf("too many entries")
+	}
+	if len(r.Faults) > maxFaults {
+		return fmt.Errorf("%d faults, at most %d", len(r.Faults), maxFaults)
+	}
+	for _, f := range r.Faults {
+		if len(f.Msg) > maxFaultMsg {
+			return fmt.Errorf("fault of lease %d: message of %d bytes, at most %d", f.Lease, len(f.Msg), maxFaultMsg)
+		}
 	}
 	for _, res := range r.Results {
 		if res.End <= res.Start || len(res.Job) == 0 || len(res.Job) > 64 {

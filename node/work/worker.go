@@ -79,6 +79,7 @@ type Worker struct {
 	stopRun  context.CancelFunc // stops the chunk in hand (keeping its prefix)
 	results  []result
 	failed   []uint64
+	faults   []fault // failed leases whose module was at fault (a subset of failed)
 	progress atomic.Uint64
 
 	wakeSync    chan struct{}
@@ -221,8 +222,8 @@ func (w *Worker) sync(ctx context.Context) error {
 		w.leader = leader
 		w.queue = nil
 	}
-	req := &syncRequest{Term: w.term, Results: w.handInLocked(), Failed: w.failed, Kernel: compute.KernelPath(), Now: time.Now().UTC()}
-	w.failed = nil
+	req := &syncRequest{Term: w.term, Results: w.handInLocked(), Failed: w.failed, Faults: w.faults, Kernel: compute.KernelPath(), Now: time.Now().UTC()}
+	w.failed, w.faults = nil, nil
 	inHand := len(w.queue)
 	if w.running != nil {
 		inHand++
@@ -272,6 +273,7 @@ func (w *Worker) sync(ctx context.Context) error {
 	if err != nil {
 		w.mu.Lock()
 		w.failed = append(w.failed, req.Failed...)
+		w.faults = append(w.faults, req.Faults...)
 		w.mu.Unlock()
 		return err
 	}
@@ -366,7 +368,8 @@ func (w *Worker) computeLoop(ctx context.Context) {
 		if ready {
 			l = w.queue[0]
 			w.queue = w.queue[1:]
-			w.running, w.discard = &l, false
+			running := l // sync renames it on adoption, under w.mu; l stays this loop's
+			w.running, w.discard = &running, false
 			w.progress.Store(0)
 		}
 		w.mu.Unlock()
@@ -420,6 +423,10 @@ func (w *Worker) computeLoop(ctx context.Context) {
 			w.log.Warn("chunk failed", "job", cur.Job, "start", cur.Start, "end", cur.End, "err", err)
 			if cur.Term == w.term {
 				w.failed = append(w.failed, cur.ID)
+				var mf *child.ModuleFault
+				if errors.As(err, &mf) && len(w.faults) < maxFaults {
+					w.faults = append(w.faults, fault{Lease: cur.ID, Chunk: cur.Chunk, Msg: clipFault(mf.Msg)})
+				}
 			}
 		case w.discard:
 			w.log.Debug("chunk cancelled", "job", cur.Job, "lease", cur.ID)
