@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ type Announcement struct {
 	Power   string   `json:"power,omitempty"`  // "battery", "mains" or "" (unknown)
 	Addrs   []string `json:"addrs"`
 	HTTP    string   `json:"http,omitempty"`
+	// Every is how long until the sender's next announcement at the latest, in seconds (0: the
+	// receiver's own interval). An idle node announces only on a change or every
+	// idleAnnounceEvery, and says so, so that it does not look offline meanwhile.
+	Every float64 `json:"every_seconds,omitempty"`
 }
 
 // decodeAnnouncement parses and checks an announcement received from peer
@@ -64,6 +69,9 @@ func decodeAnnouncement(from peer.ID, data []byte) (Announcement, error) {
 	}
 	if a.Power != "" && a.Power != owner.PowerBattery && a.Power != owner.PowerMains {
 		return a, fmt.Errorf("announcement from %s: power %.16q: want battery, mains or nothing", from, a.Power)
+	}
+	if a.Every < 0 || a.Every > maxAnnounceEvery.Seconds() {
+		return a, fmt.Errorf("announcement from %s: every %g s out of range", from, a.Every)
 	}
 	if a.Cores < 0 || a.Cores > 1<<16 || len(a.Addrs) > 64 {
 		return a, fmt.Errorf("announcement from %s: out-of-range cores or addrs", from)
@@ -173,13 +181,25 @@ func (n *Node) announce(ctx context.Context) error {
 	go func() {
 		t := time.NewTicker(n.cfg.AnnounceInterval)
 		defer t.Stop()
+		var last Announcement
+		var lastAt time.Time
 		for {
 			me := n.self()
-			n.peers.put(me, time.Now())
-			if b, err := json.Marshal(me); err == nil {
-				if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
-					n.log.Debug("publish announcement", "err", err)
+			now := time.Now()
+			n.peers.put(me, now)
+			// An idle node publishes (a signed gossip message every peer verifies and
+			// forwards) only when something a peer shows changed, else every idleAnnounceEvery.
+			idle := n.worker != nil && n.worker.Idle()
+			if idle {
+				me.Every = idleAnnounceEvery.Seconds()
+			}
+			if !idle || !sameAnnouncement(me, last) || now.Sub(lastAt) >= idleAnnounceEvery-n.cfg.AnnounceInterval/2 {
+				if b, err := json.Marshal(me); err == nil {
+					if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
+						n.log.Debug("publish announcement", "err", err)
+					}
 				}
+				last, lastAt = me, now
 			}
 			select {
 			case <-ctx.Done():
@@ -189,6 +209,14 @@ func (n *Node) announce(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// sameAnnouncement reports whether a and b say the same but for the figures that always move
+// (load, uptime).
+func sameAnnouncement(a, b Announcement) bool {
+	a.Load, a.Uptime, b.Load, b.Uptime = 0, 0, 0, 0
+	return a.ID == b.ID && a.Name == b.Name && a.State == b.State && a.Reason == b.Reason && a.Power == b.Power &&
+		a.HTTP == b.HTTP && a.Every == b.Every && slices.Equal(a.Addrs, b.Addrs)
 }
 
 // hostname is os.Hostname without the error, for messages.

@@ -21,7 +21,11 @@ var _ webui.Backend = (*Node)(nil)
 
 // offlineAfter is how long a node may stay silent on the announcement topic
 // before it is shown offline.
-func (n *Node) offlineAfter() time.Duration { return 3*n.cfg.AnnounceInterval + time.Second }
+func (n *Node) offlineAfter() time.Duration { return offlineAfter(n.cfg.AnnounceInterval) }
+
+// offlineAfter is how long a node that announces every d may stay silent before it counts as
+// offline: three announcements missed, and a second.
+func offlineAfter(d time.Duration) time.Duration { return 3*d + time.Second }
 
 // Status implements webui.Backend: the cluster as this node's replica sees
 // it, merging the raft configuration (roles), the replicated node registry
@@ -85,7 +89,11 @@ func (n *Node) Status() webui.Status {
 		ns.Name, ns.OS, ns.Arch, ns.Cores, ns.Version = a.Name, a.OS, a.Arch, a.Cores, a.Version
 		ns.Load, ns.Uptime, ns.LastSeen = a.Load, a.Uptime, sp.when.UTC()
 		ns.Addrs = append([]string{}, a.Addrs...)
-		ns.Online = id == self || now.Sub(sp.when) < n.offlineAfter()
+		every := n.cfg.AnnounceInterval
+		if a.Every > 0 { // an idle peer announces less often (announce)
+			every = max(every, time.Duration(a.Every*float64(time.Second)))
+		}
+		ns.Online = id == self || now.Sub(sp.when) < offlineAfter(every)
 		if ns.Online {
 			ns.State, ns.Reason, ns.Power = a.State, a.Reason, a.Power
 			if ns.State == "" {

@@ -278,6 +278,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// work; cancel() then stops them.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	defer procs.forget(n)
 
 	srv := &http.Server{
 		Handler:           webui.New(webui.Config{Backend: n, Jobs: n, Modules: n, Gatherer: n.metrics, Logger: n.log.With("component", "http"), PNGCache: n.pngCache}),

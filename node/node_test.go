@@ -479,7 +479,8 @@ func TestAnnouncementDecode(t *testing.T) {
 	if _, err := decodeAnnouncement(peer.ID("y"), good); err == nil {
 		t.Fatal("accepted an announcement naming another peer")
 	}
-	for _, bad := range [][]byte{nil, []byte("{"), make([]byte, maxAnnouncement+1)} {
+	for _, bad := range [][]byte{nil, []byte("{"), make([]byte, maxAnnouncement+1),
+		[]byte(`{"id":"x","every_seconds":-1}`), []byte(`{"id":"x","every_seconds":61}`)} {
 		if _, err := decodeAnnouncement(id, bad); err == nil {
 			t.Fatalf("accepted %q", bad)
 		}
@@ -492,7 +493,7 @@ func FuzzDecodeAnnouncement(f *testing.F) {
 	f.Add([]byte(`{"id":"x","cores":-1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := decodeAnnouncement(peer.ID("x"), data)
-		if err == nil && (a.ID != "x" || a.Cores < 0 || len(a.Addrs) > 64) {
+		if err == nil && (a.ID != "x" || a.Cores < 0 || len(a.Addrs) > 64 || a.Every < 0 || a.Every > maxAnnounceEvery.Seconds()) {
 			t.Fatalf("accepted invalid announcement %+v", a)
 		}
 	})

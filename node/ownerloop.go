@@ -95,6 +95,7 @@ func (n *Node) runOwnerPolicy(ctx context.Context) {
 		if n.worker == nil || !n.worker.Busy() {
 			every = idleOwnerEvery
 		}
+		procs.set(n, n.worker != nil && n.worker.Idle())
 		t.Reset(every)
 		select {
 		case <-ctx.Done():

@@ -113,6 +113,10 @@ func (w *Worker) Busy() bool {
 	return w.running != nil || len(w.queue) > 0
 }
 
+// Idle reports whether the worker has nothing to do or report and the coordinator said it has
+// no job: the node then slows its loops down (docs/design.md §7, idle cost).
+func (w *Worker) Idle() bool { return w.idle() }
+
 // idle reports whether the worker has nothing to do or report and the coordinator has no job:
 // then it syncs only every idleSyncEvery.
 func (w *Worker) idle() bool {
