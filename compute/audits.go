@@ -5,8 +5,6 @@ import (
 	"sort"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/hydra-compute/hydra/compute/audit"
 )
 
@@ -317,23 +315,14 @@ func (s *JobStore) challenge(c Challenge) *AuditOutcome {
 
 // storedLeaves recomputes a chunk's leaves from its stored payload.
 func (s *JobStore) storedLeaves(j *job, r *auditRec) ([]audit.Hash, error) {
-	var payload []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(j.id))
-		if b == nil {
-			return fmt.Errorf("no payloads")
-		}
-		v := b.Get(payloadKey(r.rng))
-		if len(v) < 8 {
-			return fmt.Errorf("no payload for %v", r.rng)
-		}
-		payload = append([]byte(nil), v[8:]...)
-		return nil
-	})
+	rec, ok, err := s.payloads.Get(j.id, r.rng.Start)
 	if err != nil {
 		return nil, err
 	}
-	leaves, _, err := ChunkLeaves(j.spec, r.rng, payload)
+	if !ok || rec.Range != r.rng {
+		return nil, fmt.Errorf("no payload for %v", r.rng)
+	}
+	leaves, _, err := ChunkLeaves(j.spec, r.rng, rec.Payload)
 	return leaves, err
 }
 
@@ -418,13 +407,7 @@ func (s *JobStore) auditResult(c Audit) (*AuditOutcome, error) {
 
 // replacePayload makes the third node's full result the chunk's: payload, hits, contribution.
 func (s *JobStore) replacePayload(j *job, r *auditRec, c Audit, hits uint64, leaves []audit.Hash) error {
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists([]byte(j.id))
-		if err != nil {
-			return err
-		}
-		return b.Put(payloadKey(r.rng), payloadValue(r.rng, c.Payload))
-	}); err != nil {
+	if err := s.payloads.Put([]StoredResult{{Chunk: Chunk{Job: j.id, Range: r.rng}, Payload: c.Payload}}); err != nil {
 		return fmt.Errorf("audit %d: store: %w", c.ID, err)
 	}
 	s.uncontribute(j, r.node, r.rng)
@@ -501,17 +484,11 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 	} else {
 		j.open--
 	}
-	_ = s.db.Update(func(tx *bolt.Tx) error {
-		if b := tx.Bucket([]byte(j.id)); b != nil {
-			if v := b.Get(payloadKey(r.rng)); v != nil {
-				size := int64(len(v)-8) + 16
-				j.payloadBytes -= size
-				s.totalPayload -= size
-				return b.Delete(payloadKey(r.rng))
-			}
-		}
-		return nil
-	})
+	if rec, ok, err := s.payloads.Get(j.id, r.rng.Start); err == nil && ok && s.payloads.Delete(j.id, r.rng.Start) == nil {
+		size := int64(len(rec.Payload)) + 16
+		j.payloadBytes -= size
+		s.totalPayload -= size
+	}
 	s.uncontribute(j, r.node, r.rng)
 	j.redoneUnits += r.rng.Len()
 	if j.state == StateDone {

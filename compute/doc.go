@@ -22,7 +22,9 @@
 // # Job state
 //
 // [JobStore] holds the replicated facts (docs/design.md §2): jobs, accepted ranges, per-node
-// contributions. Result payloads live on disk in bbolt, compressed. It is driven through
+// contributions. Result payloads, compressed, go to a [ResultStore]
+// (the node's is on disk, internal/resultstore; [NewMemResults] keeps them in memory), so that
+// this package opens no files. It is driven through
 // [JobStore.Apply] with the ops [OpSubmit] … and their binary encoders, so live applies and
 // log replay run one code path. A range is counted at most once: a result whose range overlaps
 // an accepted range is rejected.

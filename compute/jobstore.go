@@ -1,15 +1,10 @@
 package compute
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
-
-	"github.com/hydra-compute/hydra/internal/boltfile"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/hydra-compute/hydra/compute/audit"
 )
@@ -66,7 +61,8 @@ var (
 	ErrTooManyJobs = errors.New("too many jobs")
 )
 
-// job is the replicated state of one job. Result payloads are not here: they are in bbolt.
+// job is the replicated state of one job. Result payloads are not here: they are in the
+// ResultStore.
 type job struct {
 	id           string
 	seq          uint64 // submission order, for stable listings and eviction order
@@ -92,7 +88,8 @@ type job struct {
 func (j *job) total() Range { return Range{0, j.spec.TotalUnits()} }
 
 // JobStore is the replicated job state behind the raft FSM (docs/design.md §2): jobs, accepted
-// ranges, per-node contributions, and — on disk, in bbolt, compressed — the result payloads.
+// ranges, per-node contributions, and — in a ResultStore (on disk on a node), compressed — the
+// result payloads.
 // Apply, Snapshot and Restore are what consensus calls; the read methods serve the API from
 // this replica. Safe for concurrent use: Apply and Restore serialise, reads and Snapshot share.
 //
@@ -100,7 +97,7 @@ func (j *job) total() Range { return Range{0, j.spec.TotalUnits()} }
 // depends only on the state and the command, so every replica computes the same state.
 type JobStore struct {
 	mu           sync.RWMutex
-	db           *bolt.DB
+	payloads     ResultStore
 	jobs         map[string]*job
 	seq          uint64
 	lastIndex    uint64
@@ -113,27 +110,18 @@ type JobStore struct {
 	now      time.Time            // the time of the command being applied
 }
 
-// OpenJobStore creates the job state with its payload store at path. Any file already there is
-// removed first: after a restart raft rebuilds the state by Restore from its latest snapshot and
-// replay of the log after it, so an old store would only double what replay writes. The store is
-// not fsynced for the same reason (the raft log is the durable copy).
-func OpenJobStore(path string) (*JobStore, error) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("job state: remove old store %s: %w", path, err)
-	}
-	remedy := fmt.Sprintf("remove %s (it is rebuilt from the raft log) and start the node again", path)
-	db, err := boltfile.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true}, remedy)
-	if err != nil {
-		return nil, fmt.Errorf("job state: open store %s: %w", path, err)
-	}
-	return &JobStore{db: db, jobs: map[string]*job{}, creds: map[string]*nodeCred{}, auditIx: map[uint64]Chunk{}, policy: audit.DefaultPolicy}, nil
+// NewJobStore returns an empty job state that keeps its result payloads in results and owns it
+// from now on (Close closes it). The store must start empty: after a restart raft rebuilds the
+// state by Restore from its latest snapshot and replay of the log after it.
+func NewJobStore(results ResultStore) *JobStore {
+	return &JobStore{payloads: results, jobs: map[string]*job{}, creds: map[string]*nodeCred{}, auditIx: map[uint64]Chunk{}, policy: audit.DefaultPolicy}
 }
 
-// Close closes the payload store.
+// Close closes the result store.
 func (s *JobStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.db.Close()
+	return s.payloads.Close()
 }
 
 // ResultsOutcome is what Apply returns for OpResults: how many chunk results were accepted,
@@ -285,12 +273,7 @@ func (s *JobStore) delete(id string) error {
 	if !ok {
 		return fmt.Errorf("delete %s: %w", id, ErrNoSuchJob)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket([]byte(id)) == nil {
-			return nil
-		}
-		return tx.DeleteBucket([]byte(id))
-	}); err != nil {
+	if err := s.payloads.DeleteJob(id); err != nil {
 		return &StorageError{Op: "delete " + id, Err: err}
 	}
 	s.totalPayload -= j.payloadBytes
@@ -337,19 +320,11 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 		return out, nil
 	}
 	// Store first, count after: if the store fails nothing is counted.
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, a := range ok {
-			b, err := tx.CreateBucketIfNotExists([]byte(a.item.Job))
-			if err != nil {
-				return err
-			}
-			if err := b.Put(payloadKey(a.item.Range), payloadValue(a.item.Range, a.item.Payload)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	recs := make([]StoredResult, len(ok))
+	for i, a := range ok {
+		recs[i] = StoredResult{Chunk: a.item.Chunk, Payload: a.item.Payload}
+	}
+	if err := s.payloads.Put(recs); err != nil {
 		return nil, &StorageError{Op: "results", Err: err}
 	}
 	s.now = c.Time
@@ -467,14 +442,6 @@ func (s *JobStore) checkCommitment(it ChunkResult) (int, string) {
 		return 0, "commitment does not match the result"
 	}
 	return len(leaves), ""
-}
-
-// payloadKey orders a job's payloads by range start; the value carries the end and the payload.
-func payloadKey(r Range) []byte { return binary.BigEndian.AppendUint64(nil, r.Start) }
-
-func payloadValue(r Range, p []byte) []byte {
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(p)), r.End)
-	return append(v, p...)
 }
 
 func (s *JobStore) evict(c Evict) error {

@@ -1,15 +1,12 @@
 package compute
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
 	"sort"
 	"strconv"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Job is one job as this replica knows it: a copy, safe to keep. The API
@@ -174,19 +171,13 @@ func (s *JobStore) MandelImage(id string) ([]uint32, error) {
 	}
 	m := j.spec.Mandel
 	img := make([]uint32, m.Width*m.Height)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(id))
-		if b == nil {
-			return nil
+	err := s.eachResult(id, func(rec StoredResult) error {
+		r, rows, err := decodeMandelRecord(j, rec)
+		if err != nil {
+			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
-			r, rows, err := decodeMandelRecord(j, k, v)
-			if err != nil {
-				return err
-			}
-			copy(img[int(r.Start)*m.Width:], rows)
-			return nil
-		})
+		copy(img[int(r.Start)*m.Width:], rows)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mandelbrot image %s: %w", id, err)
@@ -213,35 +204,22 @@ func (s *JobStore) MandelChunk(id string, row uint64) (Range, []uint32, error) {
 	if row >= total.End {
 		return Range{}, nil, fmt.Errorf("mandelbrot rows %s: row %d outside the image's %d rows", id, row, total.End)
 	}
-	gap := Range{row, total.End}
 	var (
 		got  Range
 		rows []uint32
+		next uint64
 	)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(id))
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		k, v := c.Seek(payloadKey(Range{Start: row}))
-		if k != nil && len(k) == 8 && binary.BigEndian.Uint64(k) > row {
-			gap.End = binary.BigEndian.Uint64(k) // the next chunk starts there, unless one before holds row
-			k, v = c.Prev()
-		} else if k == nil {
-			k, v = c.Last()
-		}
-		if k == nil || len(k) != 8 || binary.BigEndian.Uint64(k) > row {
-			return nil
-		}
-		r, counts, err := decodeMandelRecord(j, k, v)
-		if err != nil {
+	err := s.withResults(func(v ResultView) error {
+		rec, found, n, err := v.Around(id, row)
+		next = n
+		if err != nil || !found {
 			return err
 		}
-		if r.End > row {
+		r, counts, err := decodeMandelRecord(j, rec)
+		if err == nil && r.End > row {
 			got, rows = r, counts
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return Range{}, nil, fmt.Errorf("mandelbrot rows %s: %w", id, err)
@@ -249,25 +227,37 @@ func (s *JobStore) MandelChunk(id string, row uint64) (Range, []uint32, error) {
 	if rows != nil {
 		return got, rows, nil
 	}
-	return gap, nil, nil
+	return Range{row, min(next, total.End)}, nil, nil // up to the next chunk, or the image's end
 }
 
-// decodeMandelRecord checks and decodes one stored record (key: range start; value: range end
-// and payload) of Mandelbrot job j.
-func decodeMandelRecord(j *job, k, v []byte) (Range, []uint32, error) {
-	if len(k) != 8 || len(v) < 8 {
-		return Range{}, nil, fmt.Errorf("corrupt record")
-	}
-	r := Range{binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(v)}
+// decodeMandelRecord checks and decodes one stored record of Mandelbrot job j.
+func decodeMandelRecord(j *job, rec StoredResult) (Range, []uint32, error) {
+	r := rec.Range
 	if !j.total().Contains(r) || r.Empty() {
 		return Range{}, nil, fmt.Errorf("corrupt range %v", r)
 	}
 	m := j.spec.Mandel
-	rows, err := DecodeMandelPayload(v[8:], int(r.Len())*m.Width, uint32(m.MaxIter))
+	rows, err := DecodeMandelPayload(rec.Payload, int(r.Len())*m.Width, uint32(m.MaxIter))
 	if err != nil {
 		return Range{}, nil, fmt.Errorf("rows %v: %w", r, err)
 	}
 	return r, rows, nil
+}
+
+// withResults calls fn with a view of the result store, released after (s.mu held for reading).
+func (s *JobStore) withResults(fn func(ResultView) error) error {
+	v, err := s.payloads.View()
+	if err != nil {
+		return err
+	}
+	defer v.Release()
+	return fn(v)
+}
+
+// eachResult calls fn for each of job's stored results in order of range start (s.mu held for
+// reading).
+func (s *JobStore) eachResult(job string, fn func(StoredResult) error) error {
+	return s.withResults(func(v ResultView) error { return v.Each(job, fn) })
 }
 
 // UnfinishedJob is what the scheduler needs of a queued or running job.
@@ -384,21 +374,12 @@ func (s *JobStore) WasmOutput(id string, w io.Writer) error {
 	if j.spec.Kind != KindWasm || j.spec.Wasm.Reduce != ReduceConcat {
 		return fmt.Errorf("wasm output %s: not a concat job", id)
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(id))
-		if b == nil {
-			return nil
+	return s.eachResult(id, func(rec StoredResult) error { // in range order: item order
+		_, out, err := DecodeWasmPayload(rec.Payload, ReduceConcat)
+		if err != nil {
+			return fmt.Errorf("wasm output %s: %w", id, err)
 		}
-		return b.ForEach(func(k, v []byte) error { // keys are big-endian starts: item order
-			if len(k) != 8 || len(v) < 8 {
-				return fmt.Errorf("wasm output %s: corrupt record", id)
-			}
-			_, out, err := DecodeWasmPayload(v[8:], ReduceConcat)
-			if err != nil {
-				return fmt.Errorf("wasm output %s: %w", id, err)
-			}
-			_, err = w.Write(out)
-			return err
-		})
+		_, err = w.Write(out)
+		return err
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,10 +14,7 @@ type testState struct{ *JobStore }
 
 func newTestState(tb testing.TB) testState {
 	tb.Helper()
-	s, err := OpenJobStore(filepath.Join(tb.TempDir(), "jobs.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
+	s := NewJobStore(NewMemResults())
 	tb.Cleanup(func() { s.Close() })
 	return testState{s}
 }

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/hydra-compute/hydra/compute/audit"
 	"github.com/hydra-compute/hydra/wire"
 )
@@ -106,13 +104,13 @@ func (s *JobStore) Snapshot(w io.Writer) error {
 }
 
 // JobSnapshot is the job state as of one moment, to be written later: a copy of the jobs'
-// metadata and a read transaction of the payload store. Writing streams the payloads from that
-// transaction, so a snapshot of gigabytes of results never sits in memory, and Apply goes on
+// metadata and a view of the result store (a read transaction on a node). Writing streams the
+// payloads from that view, so a snapshot of gigabytes of results never sits in memory, and Apply goes on
 // meanwhile. Release it when done (a read transaction keeps the store's old pages alive, and a
 // store that must grow to apply an entry waits for it).
 type JobSnapshot struct {
-	h  snapHeader
-	tx *bolt.Tx
+	h    snapHeader
+	view ResultView
 }
 
 // Snapshotter is a captured state to be written later: *JobSnapshot. It is an alias of an
@@ -158,25 +156,25 @@ func (s *JobStore) captureSnapshot() (*JobSnapshot, error) {
 		}
 		h.Jobs = append(h.Jobs, sj)
 	}
-	tx, err := s.db.Begin(false)
+	view, err := s.payloads.View()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: store: %w", err)
 	}
-	return &JobSnapshot{h: h, tx: tx}, nil
+	return &JobSnapshot{h: h, view: view}, nil
 }
 
-// Release ends the snapshot's read transaction; it is idempotent.
+// Release ends the snapshot's view of the result store; it is idempotent.
 func (js *JobSnapshot) Release() {
-	if js.tx != nil {
-		_ = js.tx.Rollback()
-		js.tx = nil
+	if js.view != nil {
+		js.view.Release()
+		js.view = nil
 	}
 }
 
 // WriteTo writes the snapshot to w in the format Restore reads. It refuses a state Restore would
 // refuse (a header over the limit) rather than write a snapshot no node could load.
 func (js *JobSnapshot) WriteTo(w io.Writer) (int64, error) {
-	if js.tx == nil {
+	if js.view == nil {
 		return 0, errors.New("snapshot: already released")
 	}
 	cw := &countingWriter{w: w}
@@ -195,23 +193,20 @@ func (js *JobSnapshot) WriteTo(w io.Writer) (int64, error) {
 		return cw.n, fmt.Errorf("snapshot: write: %w", err)
 	}
 	for _, sj := range js.h.Jobs {
-		b := js.tx.Bucket([]byte(sj.ID))
-		if b == nil {
-			continue
-		}
-		err := b.ForEach(func(k, v []byte) error {
-			if len(k) != 8 {
-				return errors.New("corrupt key")
-			}
-			if len(v) > maxSnapValue {
-				return fmt.Errorf("payload of %d bytes over the limit of %d that restore accepts", len(v), maxSnapValue)
+		err := js.view.Each(sj.ID, func(rec StoredResult) error {
+			if 8+len(rec.Payload) > maxSnapValue {
+				return fmt.Errorf("payload of %d bytes over the limit of %d that restore accepts", 8+len(rec.Payload), maxSnapValue)
 			}
 			e := &encoder{}
 			e.byte1(snapRecordMore)
 			e.str(sj.ID)
-			e.uvarint(binary.BigEndian.Uint64(k))
-			e.bytes(v)
-			_, err := bw.Write(e.b)
+			e.uvarint(rec.Range.Start)
+			e.uvarint(uint64(8 + len(rec.Payload)))
+			e.b = binary.BigEndian.AppendUint64(e.b, rec.Range.End)
+			if _, err := bw.Write(e.b); err != nil {
+				return err
+			}
+			_, err := bw.Write(rec.Payload)
 			return err
 		})
 		if err != nil {
@@ -247,7 +242,7 @@ func (s *JobStore) Restore(r io.Reader) error {
 		// No job section (consensus.App: an empty reader is the empty state).
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if err := s.clearStore(); err != nil {
+		if err := s.payloads.Clear(); err != nil {
 			return fmt.Errorf("restore: clear store: %w", err)
 		}
 		s.jobs, s.seq, s.lastIndex, s.totalPayload = map[string]*job{}, 0, 0, 0
@@ -315,51 +310,29 @@ func (s *JobStore) Restore(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Empty the store, then load the records in transactions of bounded size.
-	if err := s.clearStore(); err != nil {
+	if err := s.payloads.Clear(); err != nil {
 		return fmt.Errorf("restore: clear store: %w", err)
 	}
 	for done := false; !done; {
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			size := 0
-			for size < 32<<20 {
-				tag, err := br.ReadByte()
-				if err != nil {
-					return err
-				}
-				if tag == snapRecordEnd {
-					done = true
-					return nil
-				}
-				if tag != snapRecordMore {
-					return fmt.Errorf("bad record tag %d", tag)
-				}
-				id, err := readBytes(br, MaxIDLen)
-				if err != nil {
-					return err
-				}
-				start, err := binary.ReadUvarint(br)
-				if err != nil {
-					return err
-				}
-				v, err := readBytes(br, maxSnapValue)
-				if err != nil {
-					return err
-				}
-				if _, ok := jobs[string(id)]; !ok || len(v) < 8 {
-					return fmt.Errorf("record for unknown job %q", id)
-				}
-				b, err := tx.CreateBucketIfNotExists(id)
-				if err != nil {
-					return err
-				}
-				if err := b.Put(binary.BigEndian.AppendUint64(nil, start), v); err != nil {
-					return err
-				}
-				size += len(v)
+		var recs []StoredResult
+		size := 0
+		for size < 32<<20 {
+			tag, err := br.ReadByte()
+			if err != nil {
+				return fmt.Errorf("restore: records: %w", err)
 			}
-			return nil
-		})
-		if err != nil {
+			if tag == snapRecordEnd {
+				done = true
+				break
+			}
+			rec, err := readRecord(br, tag, jobs)
+			if err != nil {
+				return fmt.Errorf("restore: records: %w", err)
+			}
+			recs = append(recs, rec)
+			size += len(rec.Payload)
+		}
+		if err := s.payloads.Put(recs); err != nil {
 			return fmt.Errorf("restore: records: %w", err)
 		}
 	}
@@ -403,23 +376,29 @@ func restoreAudit(a snapAudit, j *job) (*auditRec, error) {
 	}, nil
 }
 
-// clearStore deletes every job's payloads (s.mu held).
-func (s *JobStore) clearStore() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		var names [][]byte
-		if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			names = append(names, append([]byte(nil), name...))
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, n := range names {
-			if err := tx.DeleteBucket(n); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+// readRecord reads one payload record of a snapshot after its tag: the job's ID (a job of the
+// snapshot), the range start, then the range end and the payload.
+func readRecord(br *bufio.Reader, tag byte, jobs map[string]*job) (StoredResult, error) {
+	if tag != snapRecordMore {
+		return StoredResult{}, fmt.Errorf("bad record tag %d", tag)
+	}
+	id, err := readBytes(br, MaxIDLen)
+	if err != nil {
+		return StoredResult{}, err
+	}
+	start, err := binary.ReadUvarint(br)
+	if err != nil {
+		return StoredResult{}, err
+	}
+	v, err := readBytes(br, maxSnapValue)
+	if err != nil {
+		return StoredResult{}, err
+	}
+	if _, ok := jobs[string(id)]; !ok || len(v) < 8 {
+		return StoredResult{}, fmt.Errorf("record for unknown job %q", id)
+	}
+	r := Range{start, binary.BigEndian.Uint64(v)}
+	return StoredResult{Chunk: Chunk{Job: string(id), Range: r}, Payload: v[8:]}, nil
 }
 
 func readBytes(br *bufio.Reader, limit int) ([]byte, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/resultstore"
 )
 
 // tmpfs mounts a small tmpfs on a fresh directory (root only) and always
@@ -71,10 +72,11 @@ func appLog(t *testing.T, index uint64, cmd any) *raft.Log {
 // the log from there after a restart).
 func Test_ApplyStopsOnFullDisk(t *testing.T) {
 	dir := tmpfs(t, "2m")
-	js, err := compute.OpenJobStore(filepath.Join(dir, "jobs.db"))
+	results, err := resultstore.Open(filepath.Join(dir, "jobs.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	js := compute.NewJobStore(results)
 	defer js.Close()
 	fsm := NewFSM(js)
 	fatal := make(chan *ApplyFailure, 1)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/resultstore"
 )
 
 var _ SnapshotCapturer = (*compute.JobStore)(nil) // the job state is streamed, not buffered
@@ -18,10 +19,11 @@ const bigJobs = 10_000
 
 func openJobs(t *testing.T, dir string) *compute.JobStore {
 	t.Helper()
-	js, err := compute.OpenJobStore(filepath.Join(dir, "jobs.db"))
+	results, err := resultstore.Open(filepath.Join(dir, "jobs.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	js := compute.NewJobStore(results)
 	t.Cleanup(func() { js.Close() })
 	return js
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/hydra-compute/hydra/compute/audit"
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/internal/boltfile"
+	"github.com/hydra-compute/hydra/internal/resultstore"
 	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/node/owner"
 	"github.com/hydra-compute/hydra/node/work"
@@ -134,10 +135,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	undo.push(func() { h.Close() })
 	n.host = h
 
-	jobs, err := compute.OpenJobStore(filepath.Join(cfg.DataDir, "jobs.db"))
+	results, err := resultstore.Open(filepath.Join(cfg.DataDir, "jobs.db"))
 	if err != nil {
 		return nil, configErr("--data %s: job state: %v", cfg.DataDir, err)
 	}
+	jobs := compute.NewJobStore(results)
 	undo.push(func() { jobs.Close() })
 	n.jobs = jobs
 	if n.pngCache, err = webui.OpenPNGCache(filepath.Join(cfg.DataDir, "png-cache")); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/internal/resultstore"
 	"github.com/hydra-compute/hydra/p2p"
 )
 
@@ -41,10 +42,11 @@ func Recover(dataDir string, voters []string) (string, error) {
 	// raft replays the log into a fresh job state to write the recovered
 	// snapshot: without one, the snapshot would hold no jobs.
 	scratch := filepath.Join(dataDir, "jobs.recover.db")
-	jobs, err := compute.OpenJobStore(scratch)
+	results, err := resultstore.Open(scratch)
 	if err != nil {
 		return "", fmt.Errorf("recover %s: %w", dataDir, err)
 	}
+	jobs := compute.NewJobStore(results)
 	defer os.Remove(scratch)
 	defer jobs.Close()
 	if err := consensus.RecoverWithApp(filepath.Join(dataDir, "raft"), ids, jobs); err != nil {

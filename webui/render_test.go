@@ -58,10 +58,7 @@ func (s *stateJobs) MandelChunk(id string, row uint64) (compute.Range, []uint32,
 // and a PNG cache.
 func newRenderFixture(t *testing.T) (*httptest.Server, *stateJobs, *PNGCache, []uint32) {
 	t.Helper()
-	st, err := compute.OpenJobStore(filepath.Join(t.TempDir(), "jobs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := compute.NewJobStore(compute.NewMemResults())
 	t.Cleanup(func() { st.Close() })
 	sj := &stateJobs{JobStore: st, waiting: make(chan struct{}, 8), release: make(chan struct{})}
 	apply := func(cmd any) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -88,10 +87,7 @@ func TestSplitBatch_EveryPartFitsACommand(t *testing.T) {
 // batch could never commit (raft refuses the entry) and its workers resent it
 // forever.
 func TestApplyResults_SplitsBelowTheLogEntryCap(t *testing.T) {
-	store, err := compute.OpenJobStore(filepath.Join(t.TempDir(), "jobs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := compute.NewJobStore(compute.NewMemResults())
 	defer store.Close()
 	width := 16384
 	rows := wire.MaxResultCounts / width
