@@ -46,6 +46,20 @@ func parseFlagsArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// jobClient is the start of every command on one job (job, result, cancel, rm): it parses the
+// flags and the job ID and connects to the API (see apiFlags.connect).
+func jobClient(fs *flag.FlagSet, af *apiFlags, args []string) (string, *webui.Client, context.Context, context.CancelFunc, error) {
+	id, err := jobIDArg(fs, args)
+	if err != nil {
+		return "", nil, nil, nil, err
+	}
+	c, ctx, cancel, err := af.connect(requestTimeout)
+	if err != nil {
+		return "", nil, nil, nil, err
+	}
+	return id, c, ctx, cancel, nil
+}
+
 // jobIDArg parses flags and exactly one job ID.
 func jobIDArg(fs *flag.FlagSet, args []string) (string, error) {
 	pos, err := parseFlagsArgs(fs, args)
@@ -105,11 +119,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 func runJob(args []string, stdout, stderr io.Writer) error {
 	fs, af := newClientFlags("job ID", stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
-	id, err := jobIDArg(fs, args)
-	if err != nil {
-		return err
-	}
-	c, ctx, cancel, err := af.connect(requestTimeout)
+	id, c, ctx, cancel, err := jobClient(fs, af, args)
 	if err != nil {
 		return err
 	}
@@ -200,11 +210,7 @@ func runResult(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("o", "", "Mandelbrot: write the image to this file (PNG, or raw counts with --raw); - is stdout")
 	raw := fs.Bool("raw", false, "Mandelbrot: write W×H uint32 little-endian iteration counts instead of a PNG")
 	asJSON := fs.Bool("json", false, "print the result (π) or the image summary (Mandelbrot) as JSON")
-	id, err := jobIDArg(fs, args)
-	if err != nil {
-		return err
-	}
-	c, ctx, cancel, err := af.connect(requestTimeout)
+	id, c, ctx, cancel, err := jobClient(fs, af, args)
 	if err != nil {
 		return err
 	}
@@ -332,11 +338,7 @@ func isTerminal(w io.Writer) bool {
 func runCancel(args []string, stdout, stderr io.Writer) error {
 	fs, af := newClientFlags("cancel ID", stdout)
 	asJSON := fs.Bool("json", false, "print the job after the cancel as JSON")
-	id, err := jobIDArg(fs, args)
-	if err != nil {
-		return err
-	}
-	c, ctx, cancel, err := af.connect(requestTimeout)
+	id, c, ctx, cancel, err := jobClient(fs, af, args)
 	if err != nil {
 		return err
 	}
@@ -355,11 +357,7 @@ func runCancel(args []string, stdout, stderr io.Writer) error {
 
 func runRm(args []string, stdout, stderr io.Writer) error {
 	fs, af := newClientFlags("rm ID", stdout)
-	id, err := jobIDArg(fs, args)
-	if err != nil {
-		return err
-	}
-	c, ctx, cancel, err := af.connect(requestTimeout)
+	id, c, ctx, cancel, err := jobClient(fs, af, args)
 	if err != nil {
 		return err
 	}
