@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -200,8 +201,9 @@ var ErrForbidden = errors.New("forbidden")
 // authenticated by libp2p; this node for its own proposals) and the API
 // credential the request carried. A node only registers itself, a worker
 // proposes nothing but its own registration, and the admin ops (admit,
-// evict, credentials, join tokens, admission mode) need an admin
-// credential; this node's own proposals were checked by its HTTP layer.
+// evict, credentials, join tokens, admission mode, settings) need an admin
+// credential, as do the App's AdminOps (cancel, delete, trust reset);
+// this node's own proposals were checked by its HTTP layer.
 func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
 	cmd, err := DecodeCommand(data)
 	if err != nil {
@@ -246,15 +248,17 @@ func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
 		if admin || (role == RoleMember && c.Cred.Node == from.String() && c.Cred.Role == RoleAdmin && c.ID == nodeCredID(from)) {
 			return nil // a member's own node credential (DATA/api-token)
 		}
-	case OpMemberAdd, OpCredRemove, OpTokenAdd, OpTokenRemove, OpAdmit:
+	case OpMemberAdd, OpCredRemove, OpTokenAdd, OpTokenRemove, OpAdmit, OpSettings:
 		if admin {
 			return nil
 		}
 	default: // job ops
-		if role == RoleMember {
+		if role != RoleMember {
+			return fmt.Errorf("%w: a %s proposes no job commands", ErrForbidden, role)
+		}
+		if !slices.Contains(r.cfg.AdminOps, cmd.Op) || admin {
 			return nil
 		}
-		return fmt.Errorf("%w: a %s proposes no job commands", ErrForbidden, role)
 	}
 	return fmt.Errorf("%w: %s needs an admin credential", ErrForbidden, cmd.Op)
 }

@@ -150,6 +150,11 @@ type Config struct {
 	Self NodeMeta
 	// App owns ops 0x40+ and their snapshot section; nil refuses those ops.
 	App App
+	// AdminOps are the App ops only an admin may propose (cancel, delete,
+	// trust reset): the leader checks the admin credential forwarded with
+	// them (ApplyAs), whichever member proposes. Other App ops need a
+	// member (not a worker).
+	AdminOps []Op
 	// Admit is the admission mode this node writes when it founds the
 	// cluster: AdmitApproval ("") or AdmitLAN (hydra node --admit lan).
 	Admit string

@@ -167,7 +167,8 @@ func Test_MultiNode_OtherCluster(t *testing.T) {
 // Test_MultiNode_Forwarding: Apply on a follower is forwarded to the leader
 // and lands on all replicas; a rejected command reports ErrRejected.
 func Test_MultiNode_Forwarding(t *testing.T) {
-	nodes := startCluster(t, 3, "fwd", nil)
+	adminOp := OpAppFirst + 3
+	nodes := startCluster(t, 3, "fwd", func(_ int, c *Config) { c.AdminOps = []Op{adminOp} })
 	var leader *testNode
 	waitUntil(t, testDeadline, "cluster of 3", func() error {
 		var err error
@@ -204,6 +205,23 @@ func Test_MultiNode_Forwarding(t *testing.T) {
 	app, _ := NewCommand(OpAppFirst, map[string]int{"x": 1})
 	if _, err := f.r.Apply(ctxT(t, testDeadline), app); !errors.Is(err, ErrRejected) {
 		t.Fatalf("app op without App: %v, want ErrRejected", err)
+	}
+	// Admin-only ops (a job's cancel or delete, the settings) proposed by a
+	// member without an admin credential: the leader refuses them, whatever
+	// the member's HTTP layer did.
+	admin, _ := NewCommand(adminOp, map[string]int{"x": 1})
+	set, _ := NewCommand(OpSettings, SettingsChange{Settings: DefaultSettings()})
+	for _, c := range []Command{admin, set} {
+		if _, err := f.r.Apply(ctxT(t, testDeadline), c); !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "admin credential") {
+			t.Fatalf("%s from a member without a credential: %v, want forbidden", c.Op, err)
+		}
+		data, _ := EncodeCommand(c)
+		if err := leader.r.authorize(f.h.ID(), data, testAdminToken); err != nil {
+			t.Fatalf("%s with an admin credential: %v", c.Op, err)
+		}
+	}
+	if err := f.r.SetSettings(ctxT(t, testDeadline), DefaultSettings(), testAdminToken); err != nil {
+		t.Fatalf("settings by an admin through a follower: %v", err)
 	}
 }
 

@@ -139,8 +139,9 @@ func (s ClusterState) EffectiveSettings() Settings {
 	return *s.Settings
 }
 
-// SetSettings commits new cluster settings (validated here and again by every replica).
-func (r *Raft) SetSettings(ctx context.Context, s Settings) error {
+// SetSettings commits new cluster settings (validated here and again by every replica) on
+// behalf of the admin whose credential is auth (checked here and by the leader).
+func (r *Raft) SetSettings(ctx context.Context, s Settings, auth string) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
@@ -148,6 +149,6 @@ func (r *Raft) SetSettings(ctx context.Context, s Settings) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.Apply(ctx, cmd)
+	_, err = r.ApplyAs(ctx, cmd, auth)
 	return err
 }

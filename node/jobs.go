@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,7 +63,7 @@ func (n *Node) SetClusterConfig(ctx context.Context, assignments []string) (webu
 	if err != nil {
 		return webui.ClusterConfig{}, fmt.Errorf("%w: %v", webui.ErrInvalidConfig, err)
 	}
-	if err := n.raft.SetSettings(ctx, s); err != nil {
+	if err := n.raft.SetSettings(ctx, s, webui.Credential(ctx)); err != nil {
 		return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
 	}
 	n.log.Info("cluster settings changed", "retention", s.Retention, "disk_cap", s.DiskCap, "max_jobs", s.MaxJobs)
@@ -136,5 +137,14 @@ func (n *Node) applyJob(ctx context.Context, cmd any) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return n.raft.Apply(ctx, consensus.Command{Op: consensus.Op(op), Payload: payload})
+	c := consensus.Command{Op: consensus.Op(op), Payload: payload}
+	if slices.Contains(adminOps, c.Op) { // the leader checks the admin credential too
+		return n.raft.ApplyAs(ctx, c, webui.Credential(ctx))
+	}
+	return n.raft.Apply(ctx, c)
 }
+
+// adminOps are the job-state commands only an admin may propose
+// (consensus.Config.AdminOps): the credential of the HTTP request goes with
+// them to the leader.
+var adminOps = []consensus.Op{consensus.Op(compute.OpCancel), consensus.Op(compute.OpDelete), consensus.Op(compute.OpTrustReset)}

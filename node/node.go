@@ -179,7 +179,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Version: Version,
 			Cores:   runtime.NumCPU(),
 		},
-		App: jobsApp{JobStore: jobs, changed: n.jobsChanged},
+		App:      jobsApp{JobStore: jobs, changed: n.jobsChanged},
+		AdminOps: adminOps,
 		OnFatal: func(af *consensus.ApplyFailure) {
 			select {
 			case n.fatal <- af:

@@ -94,6 +94,15 @@ func credential(r *http.Request) string {
 	return s
 }
 
+// Credential returns the API credential the HTTP layer accepted for the
+// request whose context ctx derives from ("" for none): a node forwards it
+// with an admin command so that the leader checks it too
+// (docs/security.md).
+func Credential(ctx context.Context) string {
+	s, _ := ctx.Value(authKey).(string)
+	return s
+}
+
 func bearer(r *http.Request) string {
 	got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return strings.TrimSpace(got)

@@ -1,0 +1,68 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// Cancel and delete through a follower: with an admin credential the HTTP
+// request's credential goes with the command and the leader accepts it;
+// without one the command is refused (the leader refuses it too when a
+// member skips this check: Test_MultiNode_Forwarding).
+func TestCluster_AdminCommandsCheckedByTheLeader(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var leaderID string
+	waitFor(t, 30*time.Second, "leader", func() (err error) { leaderID, err = agreedLeader(nodes); return err })
+	var f *testNode
+	for _, n := range nodes {
+		if n.ID().String() != leaderID {
+			f = n
+		}
+	}
+	var tok string
+	waitFor(t, 30*time.Second, "the follower's admin credential", func() error {
+		if tok = f.APIToken(); tok == "" || !f.raft.NodeTokenActive() {
+			return errors.New("no active token yet")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	j, err := f.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without a credential (what a member that skips its HTTP layer sends).
+	if err := f.CancelJob(ctx, j.ID); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Fatalf("cancel without a credential: %v, want forbidden", err)
+	}
+	if err := f.DeleteJob(ctx, j.ID); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Fatalf("delete without a credential: %v, want forbidden", err)
+	}
+	if st, _ := f.Job(j.ID); st.State.Finished() {
+		t.Fatalf("the job is %s after refused commands", st.State)
+	}
+	// With one, through the follower's API.
+	c := webui.NewClient(f.HTTPURL(), tok)
+	if _, err := c.CancelJob(ctx, j.ID); err != nil {
+		t.Fatalf("cancel with an admin credential through a follower: %v", err)
+	}
+	if err := c.DeleteJob(ctx, j.ID); err != nil {
+		t.Fatalf("delete with an admin credential through a follower: %v", err)
+	}
+	waitFor(t, 30*time.Second, "job gone on every node", func() error {
+		for _, n := range nodes {
+			if _, ok := n.Job(j.ID); ok {
+				return fmt.Errorf("%s still has it", n.cfg.Name)
+			}
+		}
+		return nil
+	})
+}
