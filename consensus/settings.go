@@ -23,6 +23,9 @@ type Settings struct {
 	// MaxJobs bounds the jobs the cluster holds (queued, running and finished); a submit
 	// beyond it is refused.
 	MaxJobs int `json:"max_jobs"`
+	// ReadAuth: reads (status, jobs and results, metrics, the UI) need a viewer or admin
+	// credential too; false (the default) leaves them open (docs/security.md).
+	ReadAuth bool `json:"read_auth,omitempty"`
 }
 
 // Bounds of Settings (Validate), so that neither a typo nor a hostile admin can make every
@@ -57,13 +60,13 @@ func (s Settings) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Set applies key=value assignments (retention=72h, disk-cap=8GiB, max-jobs=20000) to s and
-// returns the result, validated.
+// Set applies key=value assignments (retention=72h, disk-cap=8GiB, max-jobs=20000,
+// read-auth=true) to s and returns the result, validated.
 func (s Settings) Set(assignments ...string) (Settings, error) {
 	for _, a := range assignments {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok {
-			return s, fmt.Errorf("%q: want key=value (retention=72h, disk-cap=8GiB, max-jobs=20000)", a)
+			return s, fmt.Errorf("%q: want key=value (retention=72h, disk-cap=8GiB, max-jobs=20000, read-auth=true)", a)
 		}
 		var err error
 		switch strings.ToLower(strings.TrimSpace(k)) {
@@ -78,8 +81,10 @@ func (s Settings) Set(assignments ...string) (Settings, error) {
 				err = errors.New("out of range")
 			}
 			s.MaxJobs = int(n)
+		case "read-auth", "read_auth":
+			s.ReadAuth, err = strconv.ParseBool(strings.TrimSpace(v))
 		default:
-			return s, fmt.Errorf("unknown setting %q: want retention, disk-cap or max-jobs", k)
+			return s, fmt.Errorf("unknown setting %q: want retention, disk-cap, max-jobs or read-auth", k)
 		}
 		if err != nil {
 			return s, fmt.Errorf("%s: %v", a, err)

@@ -23,6 +23,12 @@ func TestSettingsSetAndBounds(t *testing.T) {
 			t.Errorf("%s accepted", bad)
 		}
 	}
+	if s, err := DefaultSettings().Set("read-auth=true"); err != nil || !s.ReadAuth {
+		t.Fatalf("read-auth=true: %+v %v", s, err)
+	}
+	if _, err := DefaultSettings().Set("read-auth=maybe"); err == nil {
+		t.Error("read-auth=maybe accepted")
+	}
 	if s, err := DefaultSettings().Set("disk-cap=0"); err != nil || s.DiskCap != 0 {
 		t.Fatalf("disk-cap=0 (no cap): %+v %v", s, err)
 	}

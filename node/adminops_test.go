@@ -66,3 +66,33 @@ func TestCluster_AdminCommandsCheckedByTheLeader(t *testing.T) {
 		return nil
 	})
 }
+
+// A cluster founded with --read-auth answers reads only with a credential;
+// an admin turns it off with hydra config set read-auth=false.
+func TestCluster_ReadAuth(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.ReadAuth = true })
+	n.start(t)
+	var tok string
+	waitFor(t, 30*time.Second, "the node's admin credential", func() error {
+		if tok = n.APIToken(); tok == "" || !n.raft.NodeTokenActive() {
+			return errors.New("no active token yet")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := webui.NewClient(n.HTTPURL(), "").Status(ctx); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("status without a credential under read-auth: %v, want 401", err)
+	}
+	c := webui.NewClient(n.HTTPURL(), tok)
+	if _, err := c.Status(ctx); err != nil {
+		t.Fatalf("status with the admin credential: %v", err)
+	}
+	var cfg webui.ClusterConfig
+	if err := c.Do(ctx, "PUT", "/api/v1/config", webui.ConfigChange{Set: []string{"read-auth=false"}}, &cfg); err != nil || cfg.ReadAuth {
+		t.Fatalf("read-auth=false: %+v %v", cfg, err)
+	}
+	if _, err := webui.NewClient(n.HTTPURL(), "").Status(ctx); err != nil {
+		t.Fatalf("status without a credential after read-auth=false: %v", err)
+	}
+}

@@ -66,6 +66,10 @@ type Config struct {
 	Retention time.Duration
 	DiskCap   int64
 	MaxJobs   int
+	// ReadAuth makes reads need a viewer or admin credential (--read-auth);
+	// like the three above it seeds the cluster's settings when this node
+	// founds the cluster (then: hydra config set read-auth=true|false).
+	ReadAuth bool
 	// MaxModuleBytes caps an uploaded WebAssembly module (--max-module-bytes; 0: 16 MiB).
 	MaxModuleBytes int64
 
@@ -143,7 +147,7 @@ var clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // settings are the cluster settings this node seeds when it founds a cluster.
 func (c Config) settings() consensus.Settings {
-	return consensus.Settings{Retention: c.Retention, DiskCap: c.DiskCap, MaxJobs: c.MaxJobs}
+	return consensus.Settings{Retention: c.Retention, DiskCap: c.DiskCap, MaxJobs: c.MaxJobs, ReadAuth: c.ReadAuth}
 }
 
 // ConfigError is a problem with the node's configuration (a flag, the data

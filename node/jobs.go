@@ -52,8 +52,14 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 
 // ClusterConfig is the cluster's settings as this node's replica knows them.
 func (n *Node) ClusterConfig() webui.ClusterConfig {
-	s := n.raft.State().EffectiveSettings()
-	return webui.NewClusterConfig(s.Retention, s.DiskCap, s.MaxJobs)
+	return clusterConfig(n.raft.State().EffectiveSettings())
+}
+
+// clusterConfig is the API view of the cluster's settings.
+func clusterConfig(s consensus.Settings) webui.ClusterConfig {
+	c := webui.NewClusterConfig(s.Retention, s.DiskCap, s.MaxJobs)
+	c.ReadAuth = s.ReadAuth
+	return c
 }
 
 // SetClusterConfig applies key=value assignments to the current settings and
@@ -66,8 +72,8 @@ func (n *Node) SetClusterConfig(ctx context.Context, assignments []string) (webu
 	if err := n.raft.SetSettings(ctx, s, webui.Credential(ctx)); err != nil {
 		return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
 	}
-	n.log.Info("cluster settings changed", "retention", s.Retention, "disk_cap", s.DiskCap, "max_jobs", s.MaxJobs)
-	return webui.NewClusterConfig(s.Retention, s.DiskCap, s.MaxJobs), nil
+	n.log.Info("cluster settings changed", "retention", s.Retention, "disk_cap", s.DiskCap, "max_jobs", s.MaxJobs, "read_auth", s.ReadAuth)
+	return clusterConfig(s), nil
 }
 
 // Jobs lists every job of this node's replica.

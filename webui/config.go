@@ -19,6 +19,9 @@ type ClusterConfig struct {
 	DiskCap int64 `json:"disk_cap"`
 	// MaxJobs is the number of jobs the cluster holds at most; a submit beyond is refused.
 	MaxJobs int `json:"max_jobs"`
+	// ReadAuth: reads need a viewer or admin credential (read-auth=true); false: reads are
+	// open.
+	ReadAuth bool `json:"read_auth"`
 }
 
 // ConfigBackend is optional for a Backend: with it the node serves GET /api/v1/config and

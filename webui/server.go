@@ -76,7 +76,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return limitBody(mux)
+	return s.readGate(limitBody(mux))
 }
 
 type server struct {

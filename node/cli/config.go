@@ -15,10 +15,10 @@ import (
 )
 
 // runConfig is `hydra config get` and `hydra config set key=value…`: the cluster's replicated
-// settings (retention, disk-cap, max-jobs). Setting them is an admin action (the API token).
+// settings (retention, disk-cap, max-jobs, read-auth). Setting them is an admin action (the API token).
 func runConfig(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "get" && args[0] != "set" && args[0] != "-h" && args[0] != "--help") {
-		return usagef("want 'hydra config get' or 'hydra config set retention=72h disk-cap=8GiB max-jobs=20000'")
+		return usagef("want 'hydra config get' or 'hydra config set retention=72h disk-cap=8GiB max-jobs=20000 read-auth=false'")
 	}
 	verb := args[0]
 	fs, af := newClientFlags("config "+verb, stdout)
@@ -75,5 +75,6 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(tw, "disk-cap\t%s\n", diskCap)
 	fmt.Fprintf(tw, "max-jobs\t%d\n", cfg.MaxJobs)
+	fmt.Fprintf(tw, "read-auth\t%t\n", cfg.ReadAuth)
 	return tw.Flush()
 }

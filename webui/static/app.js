@@ -57,11 +57,12 @@ function renderAccess(refused) {
   a.append('.');
 }
 
-// api calls the node's API; writes carry the token. It resolves to {ok, status, body}.
+// api calls the node's API; every call carries the token (reads need it when the cluster's
+// read-auth setting is on). It resolves to {ok, status, body}.
 async function api(method, path, body) {
   const h = {};
   if (body !== undefined) h['Content-Type'] = 'application/json';
-  if (method !== 'GET' && S.token) h['Authorization'] = 'Bearer ' + S.token;
+  if (S.token) h['Authorization'] = 'Bearer ' + S.token;
   let r;
   try {
     r = await fetch(path, { method, headers: h, body });

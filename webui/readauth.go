@@ -1,0 +1,69 @@
+package webui
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Reads are open unless the cluster's read-auth setting is on (hydra node
+// --read-auth, hydra config set read-auth=true): then every read (status,
+// jobs and results, the event stream, /metrics, the UI's page and assets)
+// needs a viewer or admin credential, as a bearer token, as ?token= (the UI
+// link), or as the cookie a ?token= request sets so that the page's assets,
+// images and event stream carry it. The cookie is never accepted for a
+// write: writes need the bearer header (no cross-site request can send one).
+// /healthz stays open for health checks, without the reason when unhealthy.
+
+// readCookie is the cookie that carries a read credential for the UI.
+const readCookie = "hydra_read"
+
+// readAuthOn reports whether the cluster asks for a credential on reads.
+func (s *server) readAuthOn() bool {
+	cb, ok := s.cfg.Backend.(ConfigBackend)
+	return ok && cb.ClusterConfig().ReadAuth
+}
+
+// readGate enforces the read-auth setting in front of every route.
+func (s *server) readGate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || !s.readAuthOn() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		tok, fromQuery := bearer(r), false
+		if tok == "" {
+			if q := strings.TrimSpace(r.URL.Query().Get("token")); q != "" && len(q) <= 256 {
+				tok, fromQuery = q, true
+			}
+		}
+		if tok == "" {
+			if c, err := r.Cookie(readCookie); err == nil && len(c.Value) <= 256 {
+				tok = c.Value
+			}
+		}
+		role := s.roleOf(tok)
+		if role != RoleAdmin && role != RoleViewerCred {
+			if r.URL.Path == "/healthz" {
+				s.healthzBare(w)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hydra"`)
+			writeError(w, http.StatusUnauthorized, "this cluster requires a credential for reads (read-auth): open the link with ?token=, or send 'Authorization: Bearer <token>' (hydra token create --role viewer makes one)")
+			return
+		}
+		if fromQuery {
+			http.SetCookie(w, &http.Cookie{Name: readCookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// healthzBare answers /healthz without the reason (read-auth on, no
+// credential): the status code is what health checks look at.
+func (s *server) healthzBare(w http.ResponseWriter) {
+	if s.cfg.Backend.Healthy() != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

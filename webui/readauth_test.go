@@ -1,0 +1,105 @@
+package webui
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// readFake is a backend with admin and viewer credentials and the
+// read-auth setting.
+type readFake struct {
+	*configFake
+}
+
+func (f readFake) Authorize(tok string) string {
+	switch tok {
+	case "admin-tok":
+		return RoleAdmin
+	case "viewer-tok":
+		return RoleViewerCred
+	}
+	return ""
+}
+
+func TestReadAuth(t *testing.T) {
+	cfg := NewClusterConfig(time.Hour, 0, 10)
+	fb := readFake{&configFake{fakeBackend: &fakeBackend{token: "admin-tok", healthy: errors.New("no leader: secret detail")}, cfg: cfg}}
+	srv := httptest.NewServer(New(Config{Backend: fb}))
+	defer srv.Close()
+	get := func(path string, hdr ...string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	// Off (the default): reads are open.
+	if resp, _ := get("/api/v1/status"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("read-auth off: status %d", resp.StatusCode)
+	}
+	fb.mu.Lock()
+	fb.cfg.ReadAuth = true
+	fb.mu.Unlock()
+	for _, p := range []string{"/api/v1/status", "/api/v1/config", "/metrics", "/", "/assets/app.js", "/api/v1/events"} {
+		if resp, _ := get(p); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("read-auth on, no credential: GET %s answered %d", p, resp.StatusCode)
+		}
+		if resp, _ := get(p, "Authorization", "Bearer wrong"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("read-auth on, wrong credential: GET %s answered %d", p, resp.StatusCode)
+		}
+	}
+	if resp, _ := get("/api/v1/status", "Authorization", "Bearer viewer-tok"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("viewer credential: %d", resp.StatusCode)
+	}
+	if resp, _ := get("/api/v1/status", "Authorization", "Bearer admin-tok"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin credential: %d", resp.StatusCode)
+	}
+	// The UI link: ?token= sets a cookie that the page's assets then carry.
+	resp, _ := get("/?token=viewer-tok")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("UI link: %d", resp.StatusCode)
+	}
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == readCookie {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("UI link set no HttpOnly, SameSite=Strict cookie: %+v", resp.Cookies())
+	}
+	if resp, _ := get("/assets/app.js", "Cookie", readCookie+"="+cookie.Value); resp.StatusCode != http.StatusOK {
+		t.Fatalf("asset with the cookie: %d", resp.StatusCode)
+	}
+	// The cookie never authorizes a write.
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/api/v1/config", strings.NewReader(`{"set":["max-jobs=5"]}`))
+	req.Header.Set("Cookie", readCookie+"=admin-tok")
+	wresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wresp.Body.Close()
+	if wresp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a write with only the read cookie: %d", wresp.StatusCode)
+	}
+	// Health checks keep working, without the reason.
+	resp, body := get("/healthz")
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, "secret") {
+		t.Fatalf("healthz without a credential: %d %s", resp.StatusCode, body)
+	}
+	if _, body := get("/healthz", "Authorization", "Bearer viewer-tok"); !strings.Contains(body, "secret detail") {
+		t.Fatalf("healthz with a credential lacks the reason: %s", body)
+	}
+}
