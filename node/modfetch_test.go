@@ -46,6 +46,17 @@ func TestModuleTransfer(t *testing.T) {
 	if !nodes[0].hasModule(info.SHA256) || !nodes[1].hasModule(info.SHA256) {
 		t.Fatal("the upload answered before the second member held the module")
 	}
+	// Both validated it into the compile cache, which lives under Hydra's version (wazero keys
+	// its entries by the module's hash, its own version and the CPU).
+	for _, n := range nodes {
+		dir := n.wasmCacheDir()
+		if filepath.Base(dir) != Version {
+			t.Fatalf("cache dir %s is not under the version %s", dir, Version)
+		}
+		if files, _ := filepath.Glob(filepath.Join(dir, "*", "*")); len(files) == 0 {
+			t.Fatalf("%s: nothing compiled into %s", n.cfg.Name, dir)
+		}
+	}
 
 	// A damaged copy on the serving member: the fetcher refuses the bytes.
 	fake := strings.Repeat("7", 64)
