@@ -1,0 +1,238 @@
+package work
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// sync serves one worker exchange.
+func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (*syncResponse, error) {
+	now := time.Now()
+	node := from.String()
+	resp := &syncResponse{Term: c.term}
+	// A worker woken by a submit on its replica may come before the wake-up reaches Lead.
+	c.reconcileIfChanged(now)
+
+	c.mu.Lock()
+	c.lastSeen[node] = now
+	if !req.Now.IsZero() {
+		if c.offsets == nil {
+			c.offsets = map[string]time.Duration{}
+		}
+		c.offsets[node] = req.Now.Sub(now) // the request's transit makes it a little late: harmless
+	}
+	if req.Kernel != "" && len(req.Kernel) < 32 {
+		c.kernels[node] = req.Kernel
+	}
+	if req.Arch != "" && len(req.Arch) < 32 {
+		c.arch[node] = req.Arch
+	}
+	for _, h := range req.Held {
+		if h.Term == c.term {
+			continue
+		}
+		key := h.Chunk
+		id, ok := c.adopted[key]
+		if !ok {
+			l, adopted := c.sched.Adopt(node, h.Job, h.Range, now)
+			if !adopted {
+				continue
+			}
+			id = l.ID
+			c.adopted[key] = id
+			c.grantLocked(node, h.Job, l.Range)
+			c.log.Info("adopted a chunk leased by the previous coordinator", "node", node, "job", h.Job, "range", h.Range)
+		}
+		resp.Adopted = append(resp.Adopted, adoption{Old: h.ID, OldTerm: h.Term, New: id})
+	}
+	for _, p := range req.Progress {
+		c.sched.Progress(p.Lease, p.Done, now)
+	}
+	for _, f := range req.Faults {
+		c.faultLocked(node, f)
+	}
+	for _, id := range req.Failed {
+		if id >= auditLeaseBase {
+			c.releaseAuditLocked(id, node)
+			continue
+		}
+		c.sched.Fail(id)
+	}
+	items := make([]compute.ChunkResult, 0, len(req.Results))
+	keys := make([]compute.Chunk, 0, len(req.Results))
+	var audits []result // audit answers, committed one by one
+	for _, r := range req.Results {
+		if r.Audit != nil {
+			audits = append(audits, r)
+			continue
+		}
+		// Only results for ranges leased to the sender count: in this term,
+		// a range leased or adopted to it; from an earlier term (leases this
+		// coordinator never saw), a range nobody else holds now.
+		if !c.grantedLocked(node, r.Job, r.Range) && (r.Term == c.term || c.heldByOtherLocked(node, r.Job, r.Range)) {
+			c.log.Warn("result refused: the range was not leased to the sender", "node", node, "job", r.Job, "range", r.Range, "term", r.Term)
+			resp.Acked = append(resp.Acked, r.Chunk) // settled: never resent
+			continue
+		}
+		keys = append(keys, r.Chunk)
+		if r.Term == c.term {
+			// A prefix (the worker paused or stopped): the rest goes back.
+			c.sched.CompletePrefix(r.Lease, r.Range, now)
+		}
+		items = append(items, compute.ChunkResult{Chunk: r.Chunk, Node: node, ComputeSeconds: r.Seconds, Payload: r.Payload, Root: r.Root})
+	}
+	c.mu.Unlock()
+
+	for _, r := range audits {
+		if err := c.commitAudit(ctx, node, r); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			c.log.Warn("audit answer refused", "node", node, "job", r.Job, "err", err)
+		}
+		resp.AckedAudits = append(resp.AckedAudits, r.Audit.ID)
+	}
+
+	if len(items) > 0 {
+		out, err := c.commit(ctx, items)
+		if err != nil {
+			return nil, fmt.Errorf("commit results: %w", err)
+		}
+		rejected := map[int]bool{}
+		for _, rj := range out.Rejected {
+			rejected[rj.Index] = true
+		}
+		c.mu.Lock()
+		for i, it := range items {
+			if !rejected[i] {
+				c.sched.Accepted(it.Job, it.Range)
+			}
+			resp.Acked = append(resp.Acked, keys[i])
+		}
+		for _, id := range out.Finished {
+			c.sched.RemoveJob(id)
+			delete(c.jobs, id)
+			c.forgetGrantsLocked(id)
+			c.log.Info("job done", "job", id)
+		}
+		c.mu.Unlock()
+		if c.cfg.Audits != nil {
+			c.challenge() // the committed chunks count once challenged (and audited)
+		}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live := map[uint64]bool{}
+	for _, l := range c.sched.Leases() {
+		if l.Node == node {
+			live[l.ID] = true
+		}
+	}
+	if req.Term == c.term {
+		for _, id := range req.Leases {
+			if !live[id] && !(id >= auditLeaseBase && c.auditLiveLocked(id, node)) {
+				resp.Cancel = append(resp.Cancel, id)
+			}
+		}
+	}
+	resp.Idle = len(c.jobs) == 0
+	if req.Paused || now.Before(c.leaseAt) {
+		return resp, nil
+	}
+	if c.cfg.Audits != nil && c.cfg.Audits.Quarantined(node) {
+		return resp, nil // a quarantined node gets no work until an admin clears it
+	}
+	want := req.Want
+	if want > 0 && c.cfg.Audits != nil {
+		c.refreshAuditsIfDirtyLocked(now)
+		// Audits first: results count only once their audit passed.
+		if l, ok := c.leaseAuditLocked(node, now); ok {
+			resp.Leases = append(resp.Leases, l)
+			want--
+		}
+	}
+	for range want {
+		l, ok := c.sched.Lease(node, now)
+		if !ok {
+			break
+		}
+		if c.faultedLocked(l.Job, node) {
+			c.sched.Fail(l.ID) // for a node that has not seen the job's module fail
+			break
+		}
+		j, found := c.cfg.Jobs.Job(l.Job)
+		if !found {
+			c.sched.Fail(l.ID)
+			break
+		}
+		c.grantLocked(node, l.Job, l.Range)
+		if l.FirstOfJob {
+			go c.markStarted(l.Job, now)
+		}
+		resp.Leases = append(resp.Leases, lease{ID: l.ID, Term: c.term, Chunk: l.Chunk, Spec: j.Spec})
+	}
+	return resp, nil
+}
+
+func (c *leadership) markStarted(job string, now time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.cfg.Apply(ctx, compute.Started{Job: job, Time: now}); err != nil {
+		c.log.Debug("mark job started", "job", job, "err", err)
+	}
+}
+
+// grant is a range leased (or adopted) to a node in this term.
+type grant struct {
+	job string
+	r   compute.Range
+}
+
+func (c *leadership) grantLocked(node, job string, r compute.Range) {
+	c.granted[node] = append(c.granted[node], grant{job: job, r: r})
+}
+
+// grantedLocked reports whether r lies within a range leased or adopted to
+// node for job in this term.
+func (c *leadership) grantedLocked(node, job string, r compute.Range) bool {
+	for _, g := range c.granted[node] {
+		if g.job == job && r.Start >= g.r.Start && r.End <= g.r.End {
+			return true
+		}
+	}
+	return false
+}
+
+// heldByOtherLocked reports whether another node holds a lease of job that
+// overlaps r right now.
+func (c *leadership) heldByOtherLocked(node, job string, r compute.Range) bool {
+	for _, l := range c.sched.Leases() {
+		if l.Job == job && l.Node != node && l.Range.Start < r.End && r.Start < l.Range.End {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetGrantsLocked drops the grants of a finished job.
+func (c *leadership) forgetGrantsLocked(job string) {
+	for node, gs := range c.granted {
+		kept := gs[:0]
+		for _, g := range gs {
+			if g.job != job {
+				kept = append(kept, g)
+			}
+		}
+		if len(kept) == 0 {
+			delete(c.granted, node)
+		} else {
+			c.granted[node] = kept
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package work
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/consensus"
+)
+
+// reconcile aligns the scheduler with the replicated job state: new jobs
+// are added with their pending ranges (all minus accepted), finished,
+// cancelled and deleted ones removed.
+func (c *leadership) reconcile(now time.Time) {
+	gen := c.co.gen.Load()
+	unfinished := c.cfg.Jobs.Unfinished()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seenGen = gen
+	live := make(map[string]bool, len(unfinished))
+	for _, u := range unfinished {
+		live[u.ID] = true
+		if c.jobs[u.ID] {
+			continue
+		}
+		if err := c.sched.AddJob(u.ID, u.Spec, u.Pending, u.State == compute.StateRunning); err != nil {
+			c.log.Error("add job to scheduler", "job", u.ID, "err", err)
+			continue
+		}
+		c.jobs[u.ID] = true
+		c.log.Info("scheduling job", "job", u.ID, "kind", u.Spec.Kind, "pending_ranges", len(u.Pending))
+	}
+	for id := range c.jobs {
+		if !live[id] {
+			c.sched.RemoveJob(id)
+			delete(c.jobs, id)
+		}
+	}
+	if now.After(c.repairAt) {
+		c.repairAt = now.Add(repairEvery)
+		c.repairLocked(unfinished)
+	}
+	if c.cfg.Audits != nil {
+		c.refreshAuditsLocked(now)
+		c.challenge()
+	}
+}
+
+// repairLocked requeues work that nobody will compute: unaccepted ranges of
+// a job that are neither pending nor leased, in this pass and in the one
+// before (a result being committed is orphaned only briefly). Every path
+// that drops a lease should put its unfinished range back; this makes a
+// slip in that bookkeeping cost repairEvery, not a job that never ends.
+func (c *leadership) repairLocked(unfinished []compute.UnfinishedJob) {
+	prev := c.orphans
+	c.orphans = map[string][]compute.Range{}
+	for _, u := range unfinished {
+		if !c.jobs[u.ID] {
+			continue
+		}
+		now := c.sched.Orphans(u.ID, u.Pending)
+		if len(now) == 0 {
+			continue
+		}
+		c.orphans[u.ID] = now
+		// Orphaned now and at the last pass: now ∩ prev.
+		before := compute.NewRangeSet(prev[u.ID]...)
+		both := compute.NewRangeSet(now...)
+		notBefore := before.Complement(compute.Range{Start: 0, End: ^uint64(0)})
+		for _, r := range notBefore.Ranges() {
+			both.Remove(r)
+		}
+		if both.Count() == 0 {
+			continue
+		}
+		c.log.Warn("requeued work that nobody held", "job", u.ID, "ranges", both.Ranges(), "units", both.Units())
+		c.sched.Requeue(u.ID, both.Ranges())
+	}
+}
+
+func (c *leadership) tick(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range c.sched.Tick(now) {
+		c.log.Info("lease expired", "lease", ev.Lease.ID, "node", ev.Lease.Node, "job", ev.Lease.Job, "range", ev.Lease.Range)
+	}
+	for node, seen := range c.lastSeen {
+		if now.Sub(seen) > workerSilence {
+			c.nodeGoneLocked(node, now)
+		}
+	}
+}
+
+func (c *leadership) nodeGone(node string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodeGoneLocked(node, now)
+}
+
+func (c *leadership) nodeGoneLocked(node string, now time.Time) {
+	if _, ok := c.lastSeen[node]; !ok {
+		return
+	}
+	delete(c.lastSeen, node)
+	delete(c.offsets, node)
+	if evs := c.sched.NodeGone(node, now); len(evs) > 0 {
+		c.log.Info("node gone: chunks requeued", "node", node, "chunks", len(evs))
+	}
+}
+
+// evict drops finished jobs past the cluster's retention or over its disk cap. The time it
+// commits (and every replica evicts by) is the cluster's clock, not this leader's alone: the
+// median of the clocks of the nodes that synced lately, this one included, so that one node
+// whose clock is off by a week cannot evict every result when it leads (docs/api.md, Cluster
+// settings).
+func (c *leadership) evict(ctx context.Context, now time.Time) {
+	set := consensus.DefaultSettings()
+	if c.cfg.Settings != nil {
+		set = c.cfg.Settings()
+	}
+	cmd := compute.Evict{Now: c.clusterNow(now), Retention: set.Retention, DiskCap: set.DiskCap}
+	if _, err := c.cfg.Apply(ctx, cmd); err != nil && ctx.Err() == nil {
+		c.log.Warn("evict finished jobs", "err", err)
+	}
+}
+
+// clusterNow is now corrected by the lower median of the offsets of the nodes' clocks
+// (this node's is 0); with two clocks it is the earlier one, which evicts less.
+func (c *leadership) clusterNow(now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	offs := []time.Duration{0}
+	for node, off := range c.offsets {
+		if _, ok := c.lastSeen[node]; ok && node != c.cfg.Self.String() {
+			offs = append(offs, off)
+		}
+	}
+	slices.Sort(offs)
+	return now.Add(offs[(len(offs)-1)/2])
+}
