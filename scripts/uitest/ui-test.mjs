@@ -38,7 +38,7 @@ function watch(page, label) {
     if (m.type() !== 'error') return;
     // The test provokes a 400 (a bad field) and a 401 (no token) on purpose: Chromium logs those.
     const loc = m.location() || {};
-    if (/status of 40[01]/.test(m.text()) && /\/api\/v1\/jobs$/.test(loc.url || '')) return;
+    if (/status of 40[01]/.test(m.text()) && /\/api\/v1\/(jobs|modules)$/.test(loc.url || '')) return;
     consoleErrors.push(label + ': ' + m.text() + ' ' + (loc.url || ''));
   });
   page.on('pageerror', (e) => consoleErrors.push(label + ': ' + e.message));
@@ -107,7 +107,13 @@ try {
     await sleep(100);
   }
   const runMs = Date.now() - t0;
-  const stDone = await (await fetch(`${follower.http}/api/v1/jobs/${jobId}`)).json();
+  // All units in; the job is done once their audits cleared them (docs/audits.md): a moment later.
+  let stDone;
+  for (const tEnd = Date.now() + 60000; ;) {
+    stDone = await (await fetch(`${follower.http}/api/v1/jobs/${jobId}`)).json();
+    if (stDone.state === 'done' || Date.now() > tEnd) break;
+    await sleep(200);
+  }
   check(stDone.state === 'done' && stDone.done_units === stDone.total_units,
     `progress reached 100 % (${(runMs / 1000).toFixed(1)} s) and the API says the job is done (${stDone.state}, ${stDone.done_units}/${stDone.total_units})`);
   // Wait until every row is painted, then compare pixels with the node's own result.png.
@@ -152,6 +158,31 @@ try {
   figures.commit_to_paint_ms = { n: lat.length, median: q(0.5), p95: q(0.95), max: lat[lat.length - 1] };
   log('commit → stripe painted (ms):', JSON.stringify(figures.commit_to_paint_ms));
   check(lat.length > 0, 'stripes were painted live as chunks were committed');
+
+  // 4b. A WebAssembly job through the form: a forbidden module is refused next to the file
+  // picker; the C example (collatz.wasm, reduce max) uploads, runs, and its page shows the exact
+  // result and every node's share.
+  await page.check('input[name=kind][value=wasm]');
+  await page.setInputFiles('#f-module', new URL('../../compute/wasm/testdata/readfile.wasm', import.meta.url).pathname);
+  await page.click('#submit-btn');
+  await page.waitForFunction(() => /path_open/.test(document.getElementById('e-module').textContent));
+  check(true, 'a module that opens files is refused at upload, the reason next to the file picker: ' + (await page.textContent('#e-module')).slice(0, 90));
+  await page.setInputFiles('#f-module', new URL('../../examples/collatz/collatz.wasm', import.meta.url).pathname);
+  await page.fill('#f-name', 'ui-wasm');
+  await page.fill('#f-items', '3000000');
+  await page.selectOption('#f-reduce', 'max');
+  await page.click('#submit-btn');
+  await page.waitForFunction(() => /Submitted job/.test(document.getElementById('submit-msg').textContent), null, { timeout: 60000 });
+  const wasmId = (await page.textContent('#submit-msg')).match(/job (\S+)\./)[1];
+  await page.waitForFunction(() => /over 3,000,000 of 3,000,000 items$/.test(document.getElementById('wasm-result').textContent), null, { timeout: 120000 });
+  const wasmRes = await page.textContent('#wasm-result');
+  // The longest Collatz trajectory from 1..3,000,000 starts at 2,298,025 (559 steps): max = steps<<40 | n.
+  check(wasmRes.startsWith('max = ' + ((559n << 40n) | 2298025n) + ' '), 'the job page shows the exact WebAssembly result: ' + wasmRes);
+  const shares = await page.$$eval('#shares tbody tr', (trs) => trs.map((tr) => parseFloat(tr.cells[2].textContent)));
+  const total = shares.reduce((a, b) => a + b, 0);
+  check(shares.length >= 1 && Math.abs(total - 100) < 0.5, `the job page shows each node's share (${shares.map((s) => s.toFixed(1) + ' %').join(', ')})`);
+  await page.screenshot({ path: art + '/4b-wasm.png', fullPage: true });
+  await page.check('input[name=kind][value=mandelbrot]');
 
   // 5. SIGKILL the coordinator: the new one is marked without a reload.
   const leaderNode = ids[leader0];

@@ -150,7 +150,7 @@ const fmt = {
     return Math.floor(s / 3600) + ' h ' + String(Math.floor((s % 3600) / 60)).padStart(2, '0') + ' m';
   },
 };
-const unitShort = { pi: 'samples', mandelbrot: 'rows' };
+const unitShort = { pi: 'samples', mandelbrot: 'rows', wasm: 'items' };
 const roleLabel = { leader: 'leader (coordinator)', voter: 'voter', nonvoter: 'non-voter', none: 'not a member' };
 
 // renderPending lists the nodes waiting for approval, with approve and deny buttons (admins).
@@ -271,11 +271,13 @@ function renderJobs() {
     seen.add(id);
     let r = rowsByJob.get(id);
     if (!r) r = makeJobRow(j);
-    const k = j.kind === 'pi' ? 'π' : 'Mandelbrot';
+    const k = { pi: 'π', wasm: 'WebAssembly' }[j.kind] || 'Mandelbrot';
     setText(r.name, (j.name || id) + ' ');
-    setText(r.sub, k + ' · ' + (j.kind === 'pi' ? fmt.si(j.total_units, 'samples') : j.width + '×' + j.height + ', ' + j.max_iter + ' it'));
+    setText(r.sub, k + ' · ' + (j.kind === 'pi' ? fmt.si(j.total_units, 'samples')
+      : j.kind === 'wasm' ? fmt.si(j.total_units, 'items') + ', ' + j.reduce : j.width + '×' + j.height + ', ' + j.max_iter + ' it'));
     r.tr.dataset.state = j.state;
     setText(r.state, j.state);
+    r.state.title = j.reason || '';
     r.fill.style.transform = 'scaleX(' + (j.progress || 0) + ')';
     r.barWrap.setAttribute('aria-valuenow', Math.round((j.progress || 0) * 100));
     setText(r.pct, (Math.floor((j.progress || 0) * 1000) / 10).toFixed(1) + ' %');
@@ -283,7 +285,7 @@ function renderJobs() {
     setText(r.rate, fmt.si(rate, unitShort[j.kind] + '/s'));
     const left = j.total_units - j.done_units;
     setText(r.eta, j.state === 'done' ? 'done' : rate > 0 ? fmt.dur(left / rate) : '—');
-    r.cancel.hidden = j.state === 'done' || j.state === 'cancelled';
+    r.cancel.hidden = j.state === 'done' || j.state === 'cancelled' || j.state === 'failed';
     r.png.hidden = r.raw.hidden = j.kind !== 'mandelbrot';
     r.tr.classList.toggle('sel', S.selected === id);
     if (tb.children[i] !== r.tr) tb.insertBefore(r.tr, tb.children[i] || null);
@@ -333,7 +335,7 @@ function select(id) {
   S.selected = id;
   $('job-sec').hidden = !id;
   if (id && S.jobs.get(id)) {
-    S.view = new JobView(S.jobs.get(id), { status: () => S.status, stats, activity: () => S.activity });
+    S.view = new JobView(S.jobs.get(id), { status: () => S.status, stats, activity: () => S.activity, token: () => S.token });
     if (S.activity) S.view.onActivity(S.activity);
     history.replaceState(null, '', '#job=' + encodeURIComponent(id));
   } else if (!id) history.replaceState(null, '', location.pathname);
@@ -341,7 +343,22 @@ function select(id) {
 }
 
 // ---- submit form ---------------------------------------------------------------------------
-const FIELDS = { pi: ['samples', 'seed'], mandelbrot: ['width', 'height', 'center_x', 'center_y', 'span', 'max_iter'] };
+const FIELDS = { pi: ['samples', 'seed'], mandelbrot: ['width', 'height', 'center_x', 'center_y', 'span', 'max_iter'], wasm: ['items', 'reduce', 'params'] };
+const STRINGS = new Set(['name', 'seed', 'reduce', 'params']); // sent as JSON strings, whatever they look like
+
+// uploadModule sends the chosen .wasm file's raw bytes (POST /api/v1/modules) and resolves to
+// its SHA-256, or throws with the node's reason.
+async function uploadModule(file) {
+  const h = { 'Content-Type': 'application/wasm' };
+  if (S.token) h['Authorization'] = 'Bearer ' + S.token;
+  let r;
+  try { r = await fetch('/api/v1/modules', { method: 'POST', headers: h, body: file }); } catch (e) { throw new Error('cannot reach this node: ' + e.message); }
+  const text = await r.text();
+  let j = null; try { j = JSON.parse(text); } catch { j = { error: text.slice(0, 300) }; }
+  if (r.status === 401) renderAccess('Refused: the node answered 401 (' + ((j && j.error) || 'missing or wrong API token') + ').');
+  if (!r.ok) throw new Error((j && j.error) || ('HTTP ' + r.status));
+  return j.sha256;
+}
 const NUMERIC = /^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 function initForm() {
   const f = $('submit');
@@ -356,13 +373,24 @@ function initForm() {
     for (const name of ['name', 'priority', ...FIELDS[k]]) {
       const v = f.elements[name].value.trim();
       if (v === '') continue;
-      if (name === 'name' || name === 'seed') parts.push(JSON.stringify(name) + ':' + JSON.stringify(v));
+      if (STRINGS.has(name)) parts.push(JSON.stringify(name) + ':' + JSON.stringify(v));
       else parts.push(JSON.stringify(name) + ':' + (NUMERIC.test(v) ? v : JSON.stringify(v)));
     }
     for (const e of f.querySelectorAll('.err')) e.textContent = '';
     for (const e of f.querySelectorAll('[aria-invalid]')) e.removeAttribute('aria-invalid');
     const msg = $('submit-msg'); msg.className = 'msg'; setText(msg, 'Submitting…');
     const btn = $('submit-btn'); btn.disabled = true;
+    if (k === 'wasm') {
+      const file = f.elements.module.files[0];
+      const bad = (m) => {
+        btn.disabled = false; msg.className = 'msg bad'; setText(msg, 'No job submitted: the module was not accepted.');
+        $('e-module').textContent = m; f.elements.module.setAttribute('aria-invalid', 'true'); f.elements.module.setAttribute('aria-describedby', 'e-module');
+      };
+      if (!file) { bad('module: choose a .wasm file'); return; }
+      setText(msg, 'Uploading ' + file.name + ' (' + fmt.si(file.size, 'B') + ')…');
+      try { parts.push('"module":' + JSON.stringify(await uploadModule(file))); } catch (e) { bad('module: ' + e.message); return; }
+      setText(msg, 'Submitting…');
+    }
     const r = await api('POST', '/api/v1/jobs', '{' + parts.join(',') + '}');
     btn.disabled = false;
     if (r.ok) {

@@ -76,6 +76,9 @@ export class JobView {
     $('job-title').textContent = (job.name ? job.name + ' · ' : '') + job.id;
     $('mandel-box').hidden = job.kind !== 'mandelbrot';
     $('pi-box').hidden = job.kind !== 'pi';
+    $('wasm-box').hidden = job.kind !== 'wasm';
+    $('wasm-result').textContent = '';
+    this.sharesKey = '';
     if (job.kind === 'mandelbrot') this.initMandel(job);
     if (job.kind === 'pi') this.initPi();
     this.loadHistory();
@@ -126,11 +129,14 @@ export class JobView {
 
   render() {
     if (this.dead) return;
-    const j = this.job, u = j.kind === 'pi' ? 'samples' : 'rows';
+    const j = this.job, u = { pi: 'samples', wasm: 'items' }[j.kind] || 'rows';
     $('job-summary').textContent = `${j.state} · ${j.done_units.toLocaleString()} of ${j.total_units.toLocaleString()} ${u} · ` +
       `${(j.compute_seconds || 0).toFixed(1)} s of compute on ${(j.nodes || []).length} node(s) · ` +
       `${(j.audited_units || 0).toLocaleString()} ${u} audited` + (j.redone_units ? ` · ${j.redone_units.toLocaleString()} redone after failed audits` : '');
     if (this.piDirty && performance.now() - (this.piAt || 0) > 400) { this.piAt = performance.now(); this.renderPi(); }
+    const reason = $('job-reason'); reason.hidden = !j.reason; reason.textContent = j.reason ? 'Failed: ' + j.reason : '';
+    this.renderShares();
+    if (j.kind === 'wasm') this.renderWasm();
     this.timeline.draw();
   }
 
@@ -251,6 +257,43 @@ export class JobView {
       const s = document.createElement('span'); const sw = document.createElement('span'); sw.className = 'sw'; sw.style.background = nodeColour(id);
       s.append(sw, names.get(id) || id.slice(-8)); lg.append(s);
     }
+  }
+
+  // ---- per-node shares (every kind) ----
+  renderShares() {
+    const nodes = this.job.nodes || [];
+    const names = new Map(((this.ctx.status() || {}).nodes || []).map((n) => [n.id, n.name]));
+    const key = JSON.stringify(nodes) + names.size;
+    if (key === this.sharesKey) return;
+    this.sharesKey = key;
+    const rows = nodes.map((n) => {
+      const tr = document.createElement('tr'); tr.dataset.node = n.node;
+      const cells = [n.name || names.get(n.node) || n.node.slice(-8), n.units.toLocaleString(),
+        ((n.share || 0) * 100).toFixed(1) + ' %', (n.chunks || 0).toLocaleString(), (n.compute_seconds || 0).toFixed(1)];
+      cells.forEach((c, i) => { const td = document.createElement('td'); if (i) td.className = 'r'; td.textContent = c; tr.append(td); });
+      return tr;
+    });
+    $('shares').tBodies[0].replaceChildren(...rows);
+  }
+
+  // ---- WebAssembly: the reduced value, fetched while it changes ----
+  async renderWasm() {
+    const j = this.job, key = j.state + ':' + j.done_units;
+    if (key === this.wasmKey || this.wasmBusy) return;
+    this.wasmBusy = true;
+    try {
+      const h = this.ctx.token && this.ctx.token() ? { Authorization: 'Bearer ' + this.ctx.token() } : {};
+      const r = await fetch('/api/v1/jobs/' + encodeURIComponent(this.id) + '/result', { headers: h });
+      if (!r.ok || this.dead) return;
+      const v = await r.json();
+      this.wasmKey = key;
+      const out = $('wasm-result'); out.replaceChildren();
+      out.append(`${v.reduce} = ${v.value} over ${Number(v.done_items).toLocaleString()} of ${Number(v.items).toLocaleString()} items` + (v.complete ? '' : ' (so far)'));
+      if (v.result_bin) {
+        const a = document.createElement('a'); a.className = 'btn'; a.href = v.result_bin; a.download = 'hydra-' + this.id + '.bin'; a.textContent = 'result.bin';
+        out.append(' ', a);
+      }
+    } finally { this.wasmBusy = false; }
   }
 
   // ---- π ----
