@@ -64,17 +64,7 @@ func Test_DeadVoterReplaced(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			mod := func(c *Config) { c.DeadVoterGrace = grace }
 			nodes := startCluster(t, 3, "dead-"+mode, func(_ int, c *Config) { mod(c) })
-			var leader *testNode
-			waitUntil(t, testDeadline, "3 voters", func() error {
-				var err error
-				if leader, err = agreed(nodes); err != nil {
-					return err
-				}
-				if v := voters(leader.r.Servers()); v != 3 {
-					return fmt.Errorf("%d voters", v)
-				}
-				return nil
-			})
+			leader := settled(t, nodes, 3, false)
 			joiner := newTestNode(t, "joiner", "dead-"+mode, mod)
 			nodes = append(nodes, joiner)
 			connectAll(t, nodes)

@@ -20,23 +20,7 @@ const failoverRounds = 10
 // (polled every 20ms). The killed node is restarted before the next round.
 func measureFailover(tb testing.TB, rounds int) []time.Duration {
 	nodes := startCluster(tb, 5, "failover", func(_ int, c *Config) { c.Multiplier = 1 })
-	settle := func() *testNode {
-		var leader *testNode
-		waitUntil(tb, testDeadline, "5 nodes, 3 voters, all registered", func() error {
-			var err error
-			if leader, err = agreed(nodes); err != nil {
-				return err
-			}
-			if v := voters(leader.r.Servers()); v != 3 {
-				return fmt.Errorf("%d voters", v)
-			}
-			if len(leader.r.State().Nodes) != 5 {
-				return errors.New("registration pending")
-			}
-			return nil
-		})
-		return leader
-	}
+	settle := func() *testNode { return settled(tb, nodes, 3, true) }
 	var out []time.Duration
 	for range rounds {
 		leader := settle()
@@ -93,17 +77,7 @@ func Test_NoFlapUnderLoad(t *testing.T) {
 		t.Skip("set HYDRA_NOFLAP=1 to saturate every core for 20s")
 	}
 	nodes := startCluster(t, 3, "noflap", func(_ int, c *Config) { c.Multiplier = 1 })
-	var leader *testNode
-	waitUntil(t, testDeadline, "3 voters", func() error {
-		var err error
-		if leader, err = agreed(nodes); err != nil {
-			return err
-		}
-		if v := voters(leader.r.Servers()); v != 3 {
-			return fmt.Errorf("%d voters", v)
-		}
-		return nil
-	})
+	leader := settled(t, nodes, 3, false)
 	term := leader.r.Term()
 	for range runtime.NumCPU() {
 		cmd := exec.Command("sh", "-c", "while :; do :; done")

@@ -269,6 +269,31 @@ func agreed(nodes []*testNode) (*testNode, error) {
 	return leader, nil
 }
 
+// settled waits until the live nodes agree on their cluster (agreed) with want voters and, if
+// registered, every live node in the cluster state's registry; it returns the leader.
+func settled(tb testing.TB, nodes []*testNode, want int, registered bool) *testNode {
+	tb.Helper()
+	var leader *testNode
+	what := fmt.Sprintf("%d nodes agree, %d voters", len(alive(nodes)), want)
+	if registered {
+		what += ", all registered"
+	}
+	waitUntil(tb, testDeadline, what, func() error {
+		var err error
+		if leader, err = agreed(nodes); err != nil {
+			return err
+		}
+		if v := voters(leader.r.Servers()); v != want {
+			return fmt.Errorf("%d voters", v)
+		}
+		if n := len(leader.r.State().Nodes); registered && n != len(alive(nodes)) {
+			return fmt.Errorf("%d of %d nodes registered", n, len(alive(nodes)))
+		}
+		return nil
+	})
+	return leader
+}
+
 func voters(ss []Server) int {
 	v := 0
 	for _, s := range ss {

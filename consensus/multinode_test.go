@@ -48,17 +48,7 @@ func Test_MultiNode_SevenAtOnce(t *testing.T) {
 // survivors elect a new leader and keep the committed state.
 func Test_MultiNode_LeaderKill(t *testing.T) {
 	nodes := startCluster(t, 3, "kill", nil)
-	var leader *testNode
-	waitUntil(t, testDeadline, "cluster of 3 with 3 voters", func() error {
-		var err error
-		if leader, err = agreed(nodes); err != nil {
-			return err
-		}
-		if v := voters(leader.r.Servers()); v != 3 {
-			return fmt.Errorf("%d voters", v)
-		}
-		return nil
-	})
+	leader := settled(t, nodes, 3, false)
 	registerFake(t, leader, "before")
 	cid := leader.r.State().ClusterID
 	leader.kill()
@@ -230,17 +220,7 @@ func Test_MultiNode_Forwarding(t *testing.T) {
 func Test_MultiNode_Promotion(t *testing.T) {
 	mod := func(c *Config) { c.DeadVoterGrace = 3 * time.Second }
 	nodes := startCluster(t, 3, "promo", func(_ int, c *Config) { mod(c) })
-	var leader *testNode
-	waitUntil(t, testDeadline, "3 voters", func() error {
-		var err error
-		if leader, err = agreed(nodes); err != nil {
-			return err
-		}
-		if v := voters(leader.r.Servers()); v != 3 {
-			return fmt.Errorf("%d voters", v)
-		}
-		return nil
-	})
+	leader := settled(t, nodes, 3, false)
 	joiner := newTestNode(t, "joiner", "promo", mod)
 	nodes = append(nodes, joiner)
 	connectAll(t, nodes)
@@ -281,20 +261,7 @@ func Test_MultiNode_Promotion(t *testing.T) {
 // and the node registry, and its raft state is gone.
 func Test_MultiNode_Leave(t *testing.T) {
 	nodes := startCluster(t, 4, "leave", nil)
-	var leader *testNode
-	waitUntil(t, testDeadline, "cluster of 4, all registered, 3 voters", func() error {
-		var err error
-		if leader, err = agreed(nodes); err != nil {
-			return err
-		}
-		if len(leader.r.State().Nodes) != 4 {
-			return errors.New("not all registered")
-		}
-		if v := voters(leader.r.Servers()); v != 3 {
-			return fmt.Errorf("%d voters", v)
-		}
-		return nil
-	})
+	leader := settled(t, nodes, 3, true)
 	leaver := leader // the hardest case: the leader leaves
 	id := leaver.h.ID()
 	if err := leaver.r.Leave(ctxT(t, testDeadline)); err != nil {
@@ -321,17 +288,7 @@ func Test_MultiNode_Leave(t *testing.T) {
 // state.
 func Test_MultiNode_Recover(t *testing.T) {
 	nodes := startCluster(t, 3, "recover", nil)
-	var leader *testNode
-	waitUntil(t, testDeadline, "3 voters", func() error {
-		var err error
-		if leader, err = agreed(nodes); err != nil {
-			return err
-		}
-		if v := voters(leader.r.Servers()); v != 3 {
-			return fmt.Errorf("%d voters", v)
-		}
-		return nil
-	})
+	leader := settled(t, nodes, 3, false)
 	registerFake(t, leader, "precious")
 	waitUntil(t, testDeadline, "write everywhere", func() error {
 		for _, n := range nodes {
