@@ -36,7 +36,20 @@ type AccessFunc func(peer.ID) Access
 type gate struct {
 	fn      atomic.Pointer[AccessFunc]
 	refused atomic.Uint64 // connections refused, for tests and metrics
+	// peers lists the peers with an open connection (the swarm's), set
+	// once the host exists: the outsider cap counts them.
+	peers atomic.Pointer[func() []peer.ID]
+	// maxOutsiders caps the peers that are not members connected inbound
+	// at once (MaxOutsiderPeers unless a test sets it).
+	maxOutsiders int
 }
+
+// MaxOutsiderPeers bounds how many peers that are not members (strangers
+// asking to join, a fresh LAN's nodes before they form a cluster) may hold
+// inbound connections at once; a new one beyond it is refused after the
+// handshake until one leaves. Handshakes in progress are bounded by the
+// resource manager's transient scope (limits.go), members never count.
+const MaxOutsiderPeers = 128
 
 func (g *gate) access(p peer.ID) Access {
 	if f := g.fn.Load(); f != nil {
@@ -50,8 +63,37 @@ func (g *gate) InterceptAddrDial(peer.ID, multiaddr.Multiaddr) bool {
 	return true
 }
 func (g *gate) InterceptAccept(network.ConnMultiaddrs) bool { return true }
-func (g *gate) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
-	return g.allow(p)
+func (g *gate) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	if !g.allow(p) {
+		return false
+	}
+	if dir == network.DirInbound && g.access(p) == AccessOutsider && g.outsidersFull(p) {
+		g.refused.Add(1)
+		return false
+	}
+	return true
+}
+
+// outsidersFull reports whether the outsider peers connected now (p aside:
+// a second connection of a connected peer is no new peer) reach the cap.
+func (g *gate) outsidersFull(p peer.ID) bool {
+	f := g.peers.Load()
+	if f == nil {
+		return false
+	}
+	limit := g.maxOutsiders
+	if limit <= 0 {
+		limit = MaxOutsiderPeers
+	}
+	n := 0
+	for _, q := range (*f)() {
+		if q != p && g.access(q) == AccessOutsider {
+			if n++; n >= limit {
+				return true
+			}
+		}
+	}
+	return false
 }
 func (g *gate) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 

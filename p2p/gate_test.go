@@ -59,3 +59,59 @@ func TestGateRefusesRevokedKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestGateCapsOutsiders: beyond the cap, a new outsider's inbound
+// connection is refused (TCP and QUIC alike: the gater runs after either
+// handshake); a connected outsider keeps its place, members are never
+// counted nor refused, and a place frees when an outsider leaves.
+func TestGateCapsOutsiders(t *testing.T) {
+	for _, tr := range []string{"tcp", "quic"} {
+		t.Run(tr, func(t *testing.T) {
+			listen := multiaddr.StringCast("/ip4/127.0.0.1/tcp/0")
+			if tr == "quic" {
+				listen = multiaddr.StringCast("/ip4/127.0.0.1/udp/0/quic-v1")
+			}
+			a, _ := newTestHost(t, "gate", testKey(t), listen)
+			a.gate.maxOutsiders = 2
+			var hs []*Host
+			for range 4 {
+				h, _ := newTestHost(t, "gate", testKey(t), listen)
+				hs = append(hs, h)
+			}
+			member := hs[3].ID()
+			a.SetAccess(func(p peer.ID) Access {
+				if p == member {
+					return AccessMember
+				}
+				return AccessOutsider
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			connected := func(h *Host) bool { return len(a.Host().Network().ConnsToPeer(h.ID())) > 0 }
+			for _, h := range hs[:2] {
+				if err := h.Host().Connect(ctx, addrInfo(t, a)); err != nil {
+					t.Fatalf("outsider within the cap: %v", err)
+				}
+				waitFor(t, 5*time.Second, "outsider connected", func() bool { return connected(h) })
+			}
+			before := a.RefusedConns()
+			_ = hs[2].Host().Connect(ctx, addrInfo(t, a)) // the dialer may see the handshake succeed
+			waitFor(t, 5*time.Second, "the third outsider refused", func() bool {
+				return a.RefusedConns() > before && !connected(hs[2])
+			})
+			if err := hs[3].Host().Connect(ctx, addrInfo(t, a)); err != nil {
+				t.Fatalf("a member beyond the outsider cap: %v", err)
+			}
+			waitFor(t, 5*time.Second, "member connected", func() bool { return connected(hs[3]) })
+			// One outsider leaves: the third one gets in.
+			_ = hs[0].Host().Network().ClosePeer(a.ID())
+			waitFor(t, 5*time.Second, "outsider gone", func() bool { return !connected(hs[0]) })
+			hs[2].Host().Network().ClosePeer(a.ID())
+			hs[2].Host().Peerstore().RemovePeer(a.ID())
+			waitFor(t, 10*time.Second, "the third outsider admitted once a place is free", func() bool {
+				_ = hs[2].Host().Connect(ctx, addrInfo(t, a))
+				return connected(hs[2])
+			})
+		})
+	}
+}

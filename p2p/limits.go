@@ -86,6 +86,9 @@ func clusterRPCLimit(id protocol.ID) protoLimit {
 	}
 }
 
+// pendingInbound caps inbound connections still in their handshake.
+const pendingInbound = 64
+
 // newResourceManager builds libp2p's resource manager from its default
 // scaling limits, libp2p's own service limits (identify, ping, ...) and
 // Hydra's protocol limits, scaled to this machine's memory and file
@@ -98,6 +101,13 @@ func newResourceManager(cluster string) (network.ResourceManager, error) {
 		limits.AddProtocolLimit(l.id, l.total, l.increase)
 		limits.AddProtocolPeerLimit(l.id, l.perPeer, rcmgr.BaseLimitIncrease{})
 	}
+	// Connections in their handshake belong to no peer yet (the transient
+	// scope): a fixed cap, not scaled with memory, bounds what a flood of
+	// strangers' connection attempts costs (docs/security.md); established
+	// outsiders are capped by the gater (MaxOutsiderPeers).
+	limits.TransientBaseLimit.ConnsInbound = pendingInbound
+	limits.TransientBaseLimit.Conns = max(limits.TransientBaseLimit.Conns, 2*pendingInbound)
+	limits.TransientLimitIncrease.ConnsInbound = 0
 	tiny := rcmgr.BaseLimit{Streams: 16, StreamsInbound: 8, StreamsOutbound: 8, Memory: 1 << 20}
 	limits.AddProtocolLimit(memberProtocol(cluster), tiny, rcmgr.BaseLimitIncrease{})
 	limits.AddProtocolPeerLimit(memberProtocol(cluster), rcmgr.BaseLimit{Streams: 2, StreamsInbound: 1, StreamsOutbound: 1, Memory: 1 << 16}, rcmgr.BaseLimitIncrease{})
