@@ -36,6 +36,8 @@ type AccessFunc func(peer.ID) Access
 type gate struct {
 	fn      atomic.Pointer[AccessFunc]
 	refused atomic.Uint64 // connections refused, for tests and metrics
+	// gossipDropped counts gossip messages from non-members (validateGossip).
+	gossipDropped atomic.Uint64
 	// peers lists the peers with an open connection (the swarm's), set
 	// once the host exists: the outsider cap counts them.
 	peers atomic.Pointer[func() []peer.ID]

@@ -91,11 +91,16 @@ func (h *Host) validateGossip(_ context.Context, from peer.ID, msg *pubsub.Messa
 		self := h.h.ID()
 		author := msg.GetFrom()
 		if (from != self && !h.IsMember(from)) || (author != self && !h.IsMember(author)) {
+			h.gate.gossipDropped.Add(1)
 			return pubsub.ValidationIgnore
 		}
 	}
 	return pubsub.ValidationAccept
 }
+
+// GossipDropped counts gossip messages dropped since the host started
+// because their author or forwarder is not a member.
+func (h *Host) GossipDropped() uint64 { return h.gate.gossipDropped.Load() }
 
 // Name returns the topic's full wire name, hydra/<cluster>/<name>.
 func (t *Topic) Name() string { return t.name }
