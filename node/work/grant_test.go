@@ -25,23 +25,7 @@ func (f fakeJobs) Job(id string) (compute.Job, bool) {
 // goes to the commit.
 func TestResultsOnlyForGrantedRanges(t *testing.T) {
 	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000, Seed: 1}}
-	c := &leadership{
-		co:       &Coordinator{},
-		cfg:      &CoordinatorConfig{Jobs: fakeJobs{"j1": {ID: "j1", Spec: spec}}},
-		log:      slog.New(slog.DiscardHandler),
-		term:     7,
-		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: time.Second}),
-		jobs:     map[string]bool{"j1": true},
-		lastSeen: map[string]time.Time{},
-		kernels:  map[string]string{},
-		adopted:  map[compute.Chunk]uint64{},
-		granted:  map[string][]grant{},
-		commits:  make(chan *commitReq, 4),
-		repairAt: time.Now().Add(time.Hour), // no reconcile: the job is added by hand
-	}
-	if err := c.sched.AddJob("j1", spec, []compute.Range{{Start: 0, End: 1_000_000}}, true); err != nil {
-		t.Fatal(err)
-	}
+	c := newTestLeadership(t, spec)
 	a, b := peer.ID("node-a"), peer.ID("node-b")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -72,4 +56,31 @@ func TestResultsOnlyForGrantedRanges(t *testing.T) {
 	if err != nil || len(resp.Acked) != 1 {
 		t.Fatalf("holder's result: %+v, %v", resp, err)
 	}
+}
+
+// newTestLeadership is a coordinator's term 7 that schedules one job, j1 with spec, all of it
+// pending, and never reconciles (the job is added by hand); commits wait in its channel for the
+// test to answer them.
+func newTestLeadership(t *testing.T, spec compute.JobSpec) *leadership {
+	t.Helper()
+	c := &leadership{
+		co:       &Coordinator{},
+		cfg:      &CoordinatorConfig{Jobs: fakeJobs{"j1": {ID: "j1", Spec: spec}}},
+		log:      slog.New(slog.DiscardHandler),
+		term:     7,
+		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: time.Second}),
+		jobs:     map[string]bool{"j1": true},
+		lastSeen: map[string]time.Time{},
+		kernels:  map[string]string{},
+		adopted:  map[compute.Chunk]uint64{},
+		granted:  map[string][]grant{},
+		commits:  make(chan *commitReq, 4),
+		repairAt: time.Now().Add(time.Hour),
+		arch:     map[string]string{},
+		ctx:      context.Background(),
+	}
+	if err := c.sched.AddJob("j1", spec, []compute.Range{{Start: 0, End: spec.TotalUnits()}}, true); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

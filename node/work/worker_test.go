@@ -3,7 +3,6 @@ package work
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -42,25 +41,7 @@ func (partsRunner) StopTask() {}
 func TestWorker_HandsInRangesFinishedAhead(t *testing.T) {
 	const seed = 3
 	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 24, Seed: seed}}
-	c := &leadership{
-		co:       &Coordinator{},
-		cfg:      &CoordinatorConfig{Jobs: fakeJobs{"j1": {ID: "j1", Spec: spec}}},
-		log:      slog.New(slog.DiscardHandler),
-		term:     7,
-		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: time.Second}),
-		jobs:     map[string]bool{"j1": true},
-		lastSeen: map[string]time.Time{},
-		kernels:  map[string]string{},
-		adopted:  map[compute.Chunk]uint64{},
-		granted:  map[string][]grant{},
-		commits:  make(chan *commitReq, 4),
-		repairAt: time.Now().Add(time.Hour),
-		arch:     map[string]string{},
-		ctx:      context.Background(),
-	}
-	if err := c.sched.AddJob("j1", spec, []compute.Range{{Start: 0, End: 1 << 24}}, true); err != nil {
-		t.Fatal(err)
-	}
+	c := newTestLeadership(t, spec)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
