@@ -234,7 +234,7 @@ type Timings struct {
 	FailoverStagger time.Duration // fast failover: delay between surviving voters' elections, by rank
 	Silence         time.Duration // silence watch: leader unheard this long is probed (silence.go)
 	SilenceProbe    time.Duration // silence watch: deadline of the probe of a silent leader
-	SilencePoll     time.Duration // silence watch: how often a follower reads its last contact
+	SilencePoll     time.Duration // silence watch: the shortest wait between two reads of the last contact
 	Poll            time.Duration // bootstrap/join loop period (and while no leader is known)
 	MemberPoll      time.Duration // membership loop period of a member that knows a leader
 	Discovery       time.Duration // discovery window before a fresh cluster is bootstrapped

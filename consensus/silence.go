@@ -19,9 +19,9 @@ import (
 // fired yet (they still know a leader), and retries an election timeout
 // later. That took 2.2–2.3 s with H = 1 s in network namespaces.
 //
-// The silence watch is a cheap failure detector beside raft's timer. Every
-// SilencePoll (50 ms), a voting follower reads raft's last contact with its
-// leader (a memory read). The leader heartbeats every follower every H/10
+// The silence watch is a cheap failure detector beside raft's timer. A
+// voting follower reads raft's last contact with its leader (a memory read)
+// when Silence would have passed since then (at most every SilencePoll). The leader heartbeats every follower every H/10
 // to H/5 (100–200 ms), so once Silence (500 ms, = the leader lease) has
 // passed without contact, at least two heartbeats in a row were lost:
 //
@@ -49,23 +49,36 @@ import (
 // heard, and one small call when it is not.
 func (r *Raft) watchSilence() {
 	defer r.wg.Done()
-	tick := time.NewTicker(r.t.SilencePoll)
-	defer tick.Stop()
+	// Not a fixed poll: the watch sleeps until the moment the leader's silence would reach
+	// Silence (last contact + Silence), rechecks, and sleeps again if it was heard meanwhile.
+	// It notices a silence as early as a poll would, without waking every SilencePoll while the
+	// leader is heard (an idle node's cost: docs/design.md §7).
+	t := time.NewTimer(r.t.SilencePoll)
+	defer t.Stop()
 	for {
 		select {
 		case <-r.closed:
 			return
-		case <-tick.C:
+		case <-t.C:
 		}
-		if r.raft.State() != raft.Follower || r.fastFailover.Load() {
-			continue
-		}
-		leader, ok := r.Leader()
-		if !ok || leader == r.id || time.Since(r.raft.LastContact()) < r.t.Silence || !r.isVoter() {
-			continue
-		}
-		r.leaderSilent(leader)
+		t.Reset(max(r.silenceCheck(), r.t.SilencePoll))
 	}
+}
+
+// silenceCheck probes a silent leader (leaderSilent) and returns how long until the next check.
+func (r *Raft) silenceCheck() time.Duration {
+	if r.raft.State() != raft.Follower || r.fastFailover.Load() {
+		return r.t.Silence
+	}
+	if since := time.Since(r.raft.LastContact()); since < r.t.Silence {
+		return r.t.Silence - since
+	}
+	leader, ok := r.Leader()
+	if !ok || leader == r.id || !r.isVoter() {
+		return r.t.Silence
+	}
+	r.leaderSilent(leader)
+	return r.t.SilencePoll
 }
 
 // isVoter reports whether this node holds a vote in the latest
