@@ -31,6 +31,11 @@ type FSM struct {
 	// this replica never moves on from a state the others do not have.
 	failed  atomic.Pointer[ApplyFailure]
 	onFatal func(*ApplyFailure) // called once, in its own goroutine
+
+	// replayed is the last entry re-applied from the local log at start
+	// (replay.go), under mu: raft hands those entries over again once a
+	// leader is known, and they are skipped; 0 once raft has caught up.
+	replayed uint64
 }
 
 // LocalFailure is implemented by errors an App's Apply returns when the
@@ -85,6 +90,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.skipReplayed(l.Index) {
+		return nil
+	}
 	res := applyCommand(&f.state, f.app, l.Data, l.Index)
 	var lf LocalFailure
 	if err, ok := res.(error); ok && errors.As(err, &lf) && lf.LocalFailure() {
@@ -119,8 +127,39 @@ func (f *FSM) peerRole(id string) (role string, revoked bool) {
 // entries to the FSM goroutine too, and knowing it lets WaitForIndex tell
 // when the FSM (not just raft's bookkeeping) has got that far.
 func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
-	f.index.Store(index)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.skipReplayed(index) {
+		f.index.Store(index)
+	}
 }
+
+// skipReplayed reports whether the entry at index was already applied by
+// the replay at start (replay.go), and notes when raft has caught up with
+// it. Called with mu held.
+func (f *FSM) skipReplayed(index uint64) bool {
+	if f.replayed == 0 {
+		return false
+	}
+	if index < f.replayed {
+		return true
+	}
+	skip := index == f.replayed
+	f.replayed = 0
+	return skip
+}
+
+// setReplayed records the last entry the replay at start applied.
+func (f *FSM) setReplayed(index uint64) {
+	f.mu.Lock()
+	f.replayed = index
+	f.mu.Unlock()
+}
+
+// errCatchingUp refuses a snapshot while raft has not yet handed over the
+// entries the replay at start applied: raft would label it with an older
+// index than its content.
+var errCatchingUp = errors.New("snapshot: raft has not caught up with the log replayed at start yet")
 
 // State returns a deep copy of the cluster state.
 func (f *FSM) State() ClusterState {
@@ -150,7 +189,11 @@ var ErrSnapshotFormat = errors.New("bad snapshot")
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	st := f.state.clone()
+	catchingUp := f.replayed != 0
 	f.mu.RUnlock()
+	if catchingUp {
+		return nil, errCatchingUp
+	}
 	js, err := json.Marshal(st)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot cluster state: %w", err)
@@ -225,6 +268,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.state = st
+	f.replayed = 0 // a snapshot from the leader: raft applies what follows it
 	f.mu.Unlock()
 	return nil
 }

@@ -36,6 +36,9 @@ type Raft struct {
 	notifyCh chan bool
 	hadState bool
 
+	appliedMu    sync.Mutex // serialises saveApplied (replay.go)
+	appliedSaved uint64     // the applied index last written
+
 	boot      bootState
 	grow      growState
 	pending   pendingList
@@ -150,6 +153,15 @@ func New(cfg Config) (*Raft, error) {
 	trans := newTransport(cfg.Host, 2*t.RPC, t.RPC, r.isMember, log)
 	r.trans = trans
 	rc := raftConfig(id, t, r.notifyCh, cfg.Logger)
+	// What this node applied before it stopped is served at once, leader
+	// or not (replay.go).
+	restored, err := replayApplied(st, r.fsm, log)
+	if err != nil {
+		_ = trans.Close()
+		_ = st.close()
+		return nil, fmt.Errorf("replay the raft log: %w", err)
+	}
+	rc.NoSnapshotRestoreOnStart = restored
 	if r.raft, err = raft.NewRaft(rc, r.fsm, st.logs, st.bolt, st.snaps, trans); err != nil {
 		_ = trans.Close()
 		_ = st.close()
@@ -165,9 +177,10 @@ func New(cfg Config) (*Raft, error) {
 	r.serve()
 	r.watch = leaderConnWatch{r}
 	cfg.Host.Network().Notify(r.watch)
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go r.monitorLeadership()
 	go r.watchSilence()
+	go r.recordApplied()
 	return r, nil
 }
 
@@ -388,6 +401,7 @@ func (r *Raft) Shutdown(transfer bool) error {
 			errs = append(errs, fmt.Errorf("raft transport: %w", err))
 		}
 		r.wg.Wait()
+		r.saveApplied() // raft stopped: the FSM's last index is final
 		if err := r.st.close(); err != nil {
 			errs = append(errs, fmt.Errorf("raft stores: %w", err))
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -241,5 +242,55 @@ func TestSystem_Demo(t *testing.T) {
 	}
 	if b := img.Bounds(); b.Dx() != 160 || b.Dy() != 90 {
 		t.Fatalf("picture is %v, want 160×90", b)
+	}
+}
+
+// A node restarted alone (its peers down: no leader can be known) serves
+// the jobs and results it had before it stopped, from its own disk: the job
+// list, the job and its exact result.
+func TestSystem_RestartAloneServesResults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test")
+	}
+	ps, token := startProcCluster(t, 3, nil)
+	id := submitJob(t, ps[0], token, map[string]any{"kind": "pi", "samples": 20_000_000, "seed": 3})
+	waitDone(t, ps, id, 120*time.Second)
+	result := func(p *proc) (map[string]any, error) {
+		var r map[string]any
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := p.client("").Do(ctx, "GET", "/api/v1/jobs/"+id+"/result", nil, &r)
+		return r, err
+	}
+	want, err := result(ps[1])
+	if err != nil || want["complete"] != true {
+		t.Fatalf("result before the restart: %v %v", want, err)
+	}
+	for _, p := range ps {
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		<-p.exited
+	}
+
+	alone := ps[1]
+	alone.start()
+	waitFor(t, 60*time.Second, "the restarted node answers", func() error {
+		_, err := alone.status()
+		return err
+	})
+	var list []jobInfo
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err = alone.client("").Do(ctx, "GET", "/api/v1/jobs", nil, &list)
+	cancel()
+	if err != nil || len(list) != 1 || list[0].ID != id || list[0].State != compute.StateDone {
+		t.Fatalf("job list of the node restarted alone: %+v %v, want job %s done", list, err, id)
+	}
+	got, err := result(alone)
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("result on the node restarted alone: %v %v, want %v", got, err, want)
+	}
+	if st, err := alone.status(); err != nil || st.Leader != "" {
+		t.Fatalf("status of the node alone: leader %q (%v), want none known", st.Leader, err)
 	}
 }
