@@ -216,3 +216,17 @@ func KernelReport() string {
 	kernel()
 	return report
 }
+
+// runWorkers runs work on workers goroutines and waits for them all (on the caller's goroutine
+// when there is one worker).
+func runWorkers(workers int, work func()) {
+	if workers == 1 {
+		work()
+		return
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(work)
+	}
+	wg.Wait()
+}

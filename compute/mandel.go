@@ -242,15 +242,7 @@ func MandelPixels(p MandelParams, first, end int, out []uint32, workers int, sto
 			}
 		}
 	}
-	if workers == 1 {
-		work()
-	} else {
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(work)
-		}
-		wg.Wait()
-	}
+	runWorkers(workers, work)
 	taken := min(int(next.Load()), nblocks)
 	return min(partial, taken*bs, n), nil
 }

@@ -1,7 +1,6 @@
 package compute
 
 import (
-	"sync"
 	"sync/atomic"
 )
 
@@ -105,15 +104,7 @@ func PiHitsParallel(seed, start, end uint64, workers int, stop Stop) (hits, done
 		}
 		total.Add(h)
 	}
-	if workers == 1 {
-		work()
-	} else {
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(work)
-		}
-		wg.Wait()
-	}
+	runWorkers(workers, work)
 	taken := min(next.Load(), nblocks)
 	return total.Load(), min(taken*bs, n)
 }
