@@ -157,8 +157,9 @@ func newPiResult(hits, n uint64) PiResult {
 }
 
 // MandelImage returns a Mandelbrot job's counts, W×H row-major, top row first, read from the
-// store; rows not accepted yet are zero (see Accepted). It allocates the whole image: the API
-// reads rows with MandelChunk instead.
+// store; rows that do not count yet (not accepted, or accepted and waiting for their audit:
+// docs/audits.md) are zero. It allocates the whole image: the API reads rows with MandelChunk
+// instead.
 func (s *JobStore) MandelImage(id string) ([]uint32, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -176,7 +177,9 @@ func (s *JobStore) MandelImage(id string) ([]uint32, error) {
 		if err != nil {
 			return err
 		}
-		copy(img[int(r.Start)*m.Width:], rows)
+		if j.cleared.Covers(r) {
+			copy(img[int(r.Start)*m.Width:], rows)
+		}
 		return nil
 	})
 	if err != nil {
@@ -185,9 +188,10 @@ func (s *JobStore) MandelImage(id string) ([]uint32, error) {
 	return img, nil
 }
 
-// MandelChunk reads the stored rows around row of a Mandelbrot job: the accepted chunk that
-// holds row, decoded (its range and its rows' counts, row-major), or, when row is not accepted
-// yet, the gap from row to the next accepted chunk (or the image's end) with nil counts. A
+// MandelChunk reads the stored rows around row of a Mandelbrot job: the counted chunk that
+// holds row, decoded (its range and its rows' counts, row-major), or, when row does not count
+// yet, the gap from row to the next accepted chunk (or the image's end, or the end of the
+// accepted chunk holding row while it waits for its audit) with nil counts. A
 // reader walks an image chunk by chunk this way, holding one chunk in memory and the state's
 // lock only while it reads that chunk from the store.
 func (s *JobStore) MandelChunk(id string, row uint64) (Range, []uint32, error) {
@@ -216,8 +220,12 @@ func (s *JobStore) MandelChunk(id string, row uint64) (Range, []uint32, error) {
 			return err
 		}
 		r, counts, err := decodeMandelRecord(j, rec)
-		if err == nil && r.End > row {
+		switch {
+		case err != nil || r.End <= row:
+		case j.cleared.Covers(r):
 			got, rows = r, counts
+		default: // accepted, not counted yet: a gap to its end
+			next = r.End
 		}
 		return err
 	})

@@ -82,6 +82,18 @@ func TestSystem_MixedArchitectureExact(t *testing.T) {
 	if armRows == 0 {
 		t.Fatalf("the arm64 node computed no rows in 3 jobs; its log:\n%s", emu.dumpLog())
 	}
+	// Audits recomputed the nodes' chunks across the architectures: no
+	// honest node failed one, none is quarantined, and the emulated node's
+	// chunks were checked.
+	for _, p := range append(ps, emu) {
+		a, _, err := nodeAudit(ps[0], p.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Failed != 0 || a.State == "quarantined" || p == emu && a.Passed == 0 {
+			t.Errorf("honest node %s: audits %+v", p.name, a)
+		}
+	}
 	t.Logf("the arm64 node computed %d of %d rows", armRows, params.Height)
 }
 

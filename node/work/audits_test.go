@@ -1,0 +1,159 @@
+package work
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
+)
+
+// fakeAudits is the audit part of a job state: open audits, closed by an Audit command.
+type fakeAudits struct {
+	mu    sync.Mutex
+	tasks []compute.AuditTask
+}
+
+func (f *fakeAudits) Unchallenged(int) []compute.ChunkRef { return nil }
+func (f *fakeAudits) Quarantined(string) bool             { return false }
+func (f *fakeAudits) AuditPolicy() audit.Policy           { return audit.DefaultPolicy }
+func (f *fakeAudits) AuditTasks() []compute.AuditTask {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tasks)
+}
+
+// apply closes the audit an Audit command answers.
+func (f *fakeAudits) apply(_ context.Context, cmd any) (json.RawMessage, error) {
+	if a, ok := cmd.(compute.Audit); ok {
+		f.mu.Lock()
+		f.tasks = slices.DeleteFunc(f.tasks, func(t compute.AuditTask) bool { return t.ID == a.ID })
+		f.mu.Unlock()
+		return json.Marshal(compute.AuditOutcome{Passed: []string{"x"}})
+	}
+	return json.Marshal(compute.AuditOutcome{})
+}
+
+func auditLeadership(t *testing.T, audits *fakeAudits, log *slog.Logger) *leadership {
+	t.Helper()
+	return &leadership{
+		co:          &Coordinator{},
+		cfg:         &CoordinatorConfig{Jobs: fakeJobs{}, Audits: audits, Apply: audits.apply},
+		log:         log,
+		term:        3,
+		sched:       compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: time.Second}),
+		jobs:        map[string]bool{},
+		lastSeen:    map[string]time.Time{},
+		kernels:     map[string]string{},
+		adopted:     map[compute.Chunk]uint64{},
+		granted:     map[string][]grant{},
+		commits:     make(chan *commitReq, 4),
+		repairAt:    time.Now().Add(time.Hour),
+		arch:        map[string]string{},
+		auditLeases: map[uint64]*auditLease{},
+		challenges:  make(chan struct{}, 1),
+	}
+}
+
+// nodeID is the node string the coordinator knows a test peer by.
+func nodeID(name string) string { return peer.ID(name).String() }
+
+func piTask(id uint64, node string) compute.AuditTask {
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 1}}
+	r := compute.Range{Start: id << 22, End: (id + 1) << 22}
+	return compute.AuditTask{ID: id, Job: "j", Spec: spec, Chunk: r, Node: nodeID(node), Spans: []compute.Range{r}}
+}
+
+// syncAs makes node (of architecture arch) sync asking for one chunk; it returns the audit IDs
+// it was leased.
+func syncAs(t *testing.T, c *leadership, node, arch string, results ...result) []uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.sync(ctx, peer.ID(node), &syncRequest{Want: 1, Term: c.term, Arch: arch, Results: results})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	for _, l := range resp.Leases {
+		if l.Audit != nil {
+			ids = append(ids, l.Audit.ID)
+		}
+	}
+	return ids
+}
+
+// TestAuditLeasesGoToAnotherNodeAndArchitecture: an audit never goes to the chunk's own node;
+// a node of another architecture gets it first while it is free, and one of the same
+// architecture takes it when the other is busy with an audit (a slow board must not hold up
+// every audit).
+func TestAuditLeasesGoToAnotherNodeAndArchitecture(t *testing.T) {
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "amd-a"), piTask(2, "amd-a")}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	c.leaseAt = time.Now().Add(-time.Second)
+	c.refreshAuditsLocked(time.Now())
+	for node, arch := range map[string]string{"amd-a": "amd64", "amd-b": "amd64", "arm-c": "arm64"} {
+		c.lastSeen[nodeID(node)], c.arch[nodeID(node)] = time.Now(), arch
+	}
+	if got := syncAs(t, c, "amd-a", "amd64"); len(got) != 0 {
+		t.Fatalf("the chunk's own node was leased its audit %v", got)
+	}
+	if got := syncAs(t, c, "amd-b", "amd64"); len(got) != 0 {
+		t.Fatalf("a node of the same architecture took audit %v while arm64 was free", got)
+	}
+	if got := syncAs(t, c, "arm-c", "arm64"); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("the arm64 node was leased %v, want audit 1", got)
+	}
+	if got := syncAs(t, c, "amd-b", "amd64"); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("with arm64 busy, amd-b was leased %v, want audit 2", got)
+	}
+}
+
+// TestAnsweredAuditNotLeasedAgain: once an audit's answer is committed, it is not handed out
+// again from the coordinator's copy of the open audits (before the fix, an answered audit was
+// leased and answered in a loop until the next repair pass reread the state).
+func TestAnsweredAuditNotLeasedAgain(t *testing.T) {
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "a")}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	c.leaseAt = time.Now().Add(-time.Second)
+	c.refreshAuditsLocked(time.Now())
+	if got := syncAs(t, c, "b", "amd64"); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("leased %v, want audit 1", got)
+	}
+	tk := audits.tasks[0]
+	ans := result{Lease: auditLeaseBase + 1, Term: c.term, Chunk: compute.Chunk{Job: tk.Job, Range: tk.Chunk},
+		Audit: &auditAnswer{ID: 1, Leaves: []audit.Hash{{}}}}
+	if got := syncAs(t, c, "b", "amd64", ans); len(got) != 0 {
+		t.Fatalf("an answered audit was leased again: %v", got)
+	}
+	if got := syncAs(t, c, "c", "amd64"); len(got) != 0 {
+		t.Fatalf("an answered audit was leased to another node: %v", got)
+	}
+}
+
+// TestDeterminismBugLoggedLoudly: a mismatch between two trusted nodes is logged at error level
+// as a determinism bug, a plain mismatch as a warning.
+func TestDeterminismBugLoggedLoudly(t *testing.T) {
+	var buf bytes.Buffer
+	c := auditLeadership(t, &fakeAudits{}, slog.New(slog.NewTextHandler(&buf, nil)))
+	raw, _ := json.Marshal(compute.AuditOutcome{Mismatch: true, Determinism: true})
+	c.auditOutcome(raw, "node-b")
+	if out := buf.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "DETERMINISM BUG") || !strings.Contains(out, "node-b") {
+		t.Fatalf("log %q", out)
+	}
+	buf.Reset()
+	raw, _ = json.Marshal(compute.AuditOutcome{Mismatch: true})
+	c.auditOutcome(raw, "node-b")
+	if out := buf.String(); !strings.Contains(out, "level=WARN") || strings.Contains(out, "DETERMINISM") {
+		t.Fatalf("log %q", out)
+	}
+}
