@@ -43,6 +43,10 @@ var (
 		"Audits failed by all nodes' results since their last trust reset (replicated state).", nil, nil)
 	descNodesByStanding = prometheus.NewDesc("hydra_audit_nodes",
 		"Nodes with an audit record by standing (new, trusted, quarantined).", []string{"state"}, nil)
+	descRefused = prometheus.NewDesc("hydra_p2p_refused_connections_total",
+		"Connections the gater refused: evicted or denied keys, and outsiders beyond the cap (docs/security.md).", nil, nil)
+	descGossipDropped = prometheus.NewDesc("hydra_p2p_gossip_dropped_total",
+		"Gossip messages dropped because their author or forwarder is not a member.", nil, nil)
 	descInfo = prometheus.NewDesc("hydra_build_info",
 		"Build of this node (always 1).", []string{"version", "commit"}, nil)
 )
@@ -50,7 +54,7 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descRaftCommit, descRaftApplied,
 		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descBusy, descCPU, descChunks, descInfo,
-		descAuditsPassed, descAuditsFailed, descNodesByStanding} {
+		descAuditsPassed, descAuditsFailed, descNodesByStanding, descRefused, descGossipDropped} {
 		ch <- d
 	}
 }
@@ -63,6 +67,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		failed += float64(a.Failed)
 		standing[string(a.State)]++
 	}
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(c.n.host.RefusedConns()))
+	ch <- prometheus.MustNewConstMetric(descGossipDropped, prometheus.CounterValue, float64(c.n.host.GossipDropped()))
 	ch <- prometheus.MustNewConstMetric(descAuditsPassed, prometheus.CounterValue, passed)
 	ch <- prometheus.MustNewConstMetric(descAuditsFailed, prometheus.GaugeValue, failed)
 	for s, v := range standing {
