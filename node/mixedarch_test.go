@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -127,4 +128,29 @@ func checkMandelJob(t *testing.T, p, emu *proc, id string, want []uint32, node s
 		}
 	}
 	return 0
+}
+
+// TestSystem_WasmSameBitsOnArm64: the examples' modules give on arm64 (wazero's arm64 compiler,
+// under qemu-user) the values recorded on amd64, bit for bit: the examples' tests,
+// cross-compiled and run on the emulated CPU.
+func TestSystem_WasmSameBitsOnArm64(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test")
+	}
+	arm64Binary(t) // checks qemu-user runs arm64 binaries here
+	for _, ex := range []string{"collatz", "primes", "montecarlo"} {
+		exe := filepath.Join(t.TempDir(), ex+".test")
+		build := exec.Command("go", "test", "-c", "-o", exe, "../examples/"+ex)
+		build.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build %s tests for arm64: %v\n%s", ex, err, out)
+		}
+		run := exec.Command(exe, "-test.run", "SameBitsEverywhere", "-test.v")
+		run.Dir = filepath.Join("..", "examples", ex)
+		out, err := run.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestSameBitsEverywhere")) {
+			t.Fatalf("%s on arm64: %v\n%s", ex, err, out)
+		}
+		t.Logf("%s: same bits on arm64 (qemu)", ex)
+	}
 }

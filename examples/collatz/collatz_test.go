@@ -36,3 +36,12 @@ func BenchmarkCollatz(b *testing.B) {
 		}
 	})
 }
+
+// TestSameBitsEverywhere: the module's maximum over 300,000 starts is the recorded one on
+// whatever machine runs this test (node TestSystem_WasmSameBitsOnArm64: arm64 under qemu).
+func TestSameBitsEverywhere(t *testing.T) {
+	m := extest.Module(t, "collatz.wasm")
+	if got := extest.Run(t, m, compute.ReduceMax, "", 0, 300_000, 2); got != 485984139707623 {
+		t.Fatalf("module %d, recorded on amd64 485984139707623", got)
+	}
+}

@@ -64,3 +64,13 @@ func BenchmarkMonteCarlo(b *testing.B) {
 		}
 	})
 }
+
+// TestSameBitsEverywhere: the module's sum over 100,000 paths is the value recorded on
+// linux/amd64, on whatever machine runs this test (node TestSystem_WasmSameBitsOnArm64 runs it
+// on arm64 under qemu; the floating-point path is the one that could differ).
+func TestSameBitsEverywhere(t *testing.T) {
+	m := extest.Module(t, "montecarlo.wasm")
+	if got := extest.Run(t, m, compute.ReduceSum, params, 0, 100_000, 2); got != 1255915903117 {
+		t.Fatalf("module %d, recorded on amd64 1255915903117", got)
+	}
+}

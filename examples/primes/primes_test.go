@@ -43,3 +43,12 @@ func BenchmarkPrimes(b *testing.B) {
 		}
 	})
 }
+
+// TestSameBitsEverywhere: the module's count of twin primes below 10⁶ is the recorded one on
+// whatever machine runs this test (node TestSystem_WasmSameBitsOnArm64: arm64 under qemu).
+func TestSameBitsEverywhere(t *testing.T) {
+	m := extest.Module(t, "primes.wasm")
+	if got := extest.Run(t, m, compute.ReduceSum, `{"k":2}`, 0, 1_000_000, 2); got != 8169 {
+		t.Fatalf("module %d, recorded on amd64 8169", got)
+	}
+}
