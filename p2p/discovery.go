@@ -365,26 +365,18 @@ func (d *discovery) joinLoop(ai peer.AddrInfo, wake <-chan struct{}) {
 
 // watchConnectedness wakes the join loop of a join peer that disconnects.
 func (d *discovery) watchConnectedness(sub event.Subscription) {
-	for {
-		select {
-		case <-d.ctx.Done():
+	d.each(sub, func(e any) {
+		ev := e.(event.EvtPeerConnectednessChanged)
+		if ev.Connectedness == network.Connected {
 			return
-		case e, ok := <-sub.Out():
-			if !ok {
-				return
-			}
-			ev := e.(event.EvtPeerConnectednessChanged)
-			if ev.Connectedness == network.Connected {
-				continue
-			}
-			if wake := d.joinWake[ev.Peer]; wake != nil { // read-only after start
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
+		}
+		if wake := d.joinWake[ev.Peer]; wake != nil { // read-only after start
+			select {
+			case wake <- struct{}{}:
+			default:
 			}
 		}
-	}
+	})
 }
 
 // watchIdentify reports peers that identify as members of this cluster,
@@ -392,6 +384,17 @@ func (d *discovery) watchConnectedness(sub event.Subscription) {
 // them.
 func (d *discovery) watchIdentify(sub event.Subscription) {
 	member := memberProtocol(d.h.cluster)
+	d.each(sub, func(e any) {
+		ev := e.(event.EvtPeerIdentificationCompleted)
+		if slices.Contains(ev.Protocols, member) && d.connected(ev.Peer) {
+			d.report(ev.Peer, sourceIdentify)
+		}
+	})
+}
+
+// each calls fn with every event of sub, one at a time, until discovery
+// stops or sub is closed.
+func (d *discovery) each(sub event.Subscription, fn func(e any)) {
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -400,10 +403,7 @@ func (d *discovery) watchIdentify(sub event.Subscription) {
 			if !ok {
 				return
 			}
-			ev := e.(event.EvtPeerIdentificationCompleted)
-			if slices.Contains(ev.Protocols, member) && d.connected(ev.Peer) {
-				d.report(ev.Peer, sourceIdentify)
-			}
+			fn(e)
 		}
 	}
 }
