@@ -78,13 +78,7 @@ func Test_DeadVoterReplaced(t *testing.T) {
 				}
 				return nil
 			})
-			var victim *testNode
-			for _, n := range nodes[:3] {
-				if n != leader {
-					victim = n
-					break
-				}
-			}
+			victim := otherThan(nodes[:3], leader)
 			vid := victim.h.ID()
 			for _, s := range leader.r.Servers() {
 				if s.ID == vid && !s.Voter {

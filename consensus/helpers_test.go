@@ -269,6 +269,28 @@ func agreed(nodes []*testNode) (*testNode, error) {
 	return leader, nil
 }
 
+// waitAgreed waits until the live nodes agree on their cluster (agreed) and returns the leader.
+func waitAgreed(tb testing.TB, nodes []*testNode) *testNode {
+	tb.Helper()
+	var leader *testNode
+	waitUntil(tb, testDeadline, fmt.Sprintf("%d nodes agree", len(alive(nodes))), func() error {
+		var err error
+		leader, err = agreed(nodes)
+		return err
+	})
+	return leader
+}
+
+// otherThan returns the first of nodes that is not n.
+func otherThan(nodes []*testNode, n *testNode) *testNode {
+	for _, o := range nodes {
+		if o != n {
+			return o
+		}
+	}
+	return nil
+}
+
 // settled waits until the live nodes agree on their cluster (agreed) with want voters and, if
 // registered, every live node in the cluster state's registry; it returns the leader.
 func settled(tb testing.TB, nodes []*testNode, want int, registered bool) *testNode {

@@ -22,12 +22,7 @@ func Test_MultiNode_SevenAtOnce(t *testing.T) {
 		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
 			nodes := startCluster(t, 7, "seven", nil)
 			start := time.Now()
-			var leader *testNode
-			waitUntil(t, testDeadline, "one cluster of 7", func() error {
-				var err error
-				leader, err = agreed(nodes)
-				return err
-			})
+			leader := waitAgreed(t, nodes)
 			t.Logf("7 nodes agreed in %s (multiplier %d)", time.Since(start).Round(time.Millisecond), testMultiplier)
 			// Registration of every node's metadata, and 5 voters at ≥ 7 nodes.
 			waitUntil(t, testDeadline, "5 voters and 7 registered nodes", func() error {
@@ -93,19 +88,8 @@ func Test_MultiNode_LeaderKill(t *testing.T) {
 // catches up.
 func Test_MultiNode_Restart(t *testing.T) {
 	nodes := startCluster(t, 3, "restart", nil)
-	var leader *testNode
-	waitUntil(t, testDeadline, "cluster of 3", func() error {
-		var err error
-		leader, err = agreed(nodes)
-		return err
-	})
-	var f *testNode
-	for _, n := range nodes {
-		if n != leader {
-			f = n
-			break
-		}
-	}
+	leader := waitAgreed(t, nodes)
+	f := otherThan(nodes, leader)
 	id := f.h.ID()
 	f.kill()
 	registerFake(t, leader, "while-down")
@@ -129,12 +113,7 @@ func Test_MultiNode_OtherCluster(t *testing.T) {
 	other := newTestNode(t, "other", "beta", nil)
 	connectAll(t, append(append([]*testNode{}, nodes...), other))
 	other.run()
-	var leader *testNode
-	waitUntil(t, testDeadline, "alpha cluster of 2", func() error {
-		var err error
-		leader, err = agreed(nodes)
-		return err
-	})
+	leader := waitAgreed(t, nodes)
 	waitUntil(t, testDeadline, "beta bootstraps alone", func() error {
 		if !other.r.Leading() {
 			return errors.New("beta node not leading its own cluster")
@@ -159,12 +138,7 @@ func Test_MultiNode_OtherCluster(t *testing.T) {
 func Test_MultiNode_Forwarding(t *testing.T) {
 	adminOp := OpAppFirst + 3
 	nodes := startCluster(t, 3, "fwd", func(_ int, c *Config) { c.AdminOps = []Op{adminOp} })
-	var leader *testNode
-	waitUntil(t, testDeadline, "cluster of 3", func() error {
-		var err error
-		leader, err = agreed(nodes)
-		return err
-	})
+	leader := waitAgreed(t, nodes)
 	var f *testNode
 	for _, n := range nodes {
 		if n != leader {
@@ -236,13 +210,7 @@ func Test_MultiNode_Promotion(t *testing.T) {
 		}
 		return nil
 	})
-	var victim *testNode
-	for _, n := range nodes[:3] {
-		if n != leader {
-			victim = n
-			break
-		}
-	}
+	victim := otherThan(nodes[:3], leader)
 	victim.kill()
 	waitUntil(t, testDeadline, "joiner promoted to replace the dead voter", func() error {
 		for _, s := range leader.r.Servers() {
