@@ -45,23 +45,10 @@ func (f *fakeAudits) apply(_ context.Context, cmd any) (json.RawMessage, error) 
 
 func auditLeadership(t *testing.T, audits *fakeAudits, log *slog.Logger) *leadership {
 	t.Helper()
-	return &leadership{
-		co:          &Coordinator{},
-		cfg:         &CoordinatorConfig{Jobs: fakeJobs{}, Audits: audits, Apply: audits.apply},
-		log:         log,
-		term:        3,
-		sched:       compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: time.Second}),
-		jobs:        map[string]bool{},
-		lastSeen:    map[string]time.Time{},
-		kernels:     map[string]string{},
-		adopted:     map[compute.Chunk]uint64{},
-		granted:     map[string][]grant{},
-		commits:     make(chan *commitReq, 4),
-		repairAt:    time.Now().Add(time.Hour),
-		arch:        map[string]string{},
-		auditLeases: map[uint64]*auditLease{},
-		challenges:  make(chan struct{}, 1),
-	}
+	co := NewCoordinator(CoordinatorConfig{Jobs: fakeJobs{}, Audits: audits, Apply: audits.apply, Logger: log})
+	c := co.newLeadership(context.Background(), 3, time.Second)
+	c.leaseAt, c.repairAt = time.Time{}, time.Now().Add(time.Hour) // leases at once; no reconcile
+	return c
 }
 
 // nodeID is the node string the coordinator knows a test peer by.

@@ -121,10 +121,9 @@ type leadership struct {
 	commits chan *commitReq
 }
 
-// Lead coordinates the leadership term number termNo until ctx ends (the
-// leader hook: consensus.Raft.OnLeader cancels ctx when leadership is lost).
-func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time.Duration) {
-	c := &leadership{
+// newLeadership is the state of leadership term termNo before it runs; ctx is the term's.
+func (co *Coordinator) newLeadership(ctx context.Context, termNo uint64, chunkTarget time.Duration) *leadership {
+	return &leadership{
 		co:       co,
 		cfg:      &co.cfg,
 		log:      co.log,
@@ -144,6 +143,12 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 		auditLeases: map[uint64]*auditLease{},
 		challenges:  make(chan struct{}, 1),
 	}
+}
+
+// Lead coordinates the leadership term number termNo until ctx ends (the
+// leader hook: consensus.Raft.OnLeader cancels ctx when leadership is lost).
+func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time.Duration) {
+	c := co.newLeadership(ctx, termNo, chunkTarget)
 	c.reconcile(time.Now())
 	c.log.Info("coordinator started", "term", c.term, "jobs", len(c.jobs)) // before a sync can reconcile
 	go c.setPolicy(ctx)

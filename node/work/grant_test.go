@@ -2,7 +2,6 @@ package work
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -63,22 +62,9 @@ func TestResultsOnlyForGrantedRanges(t *testing.T) {
 // test to answer them.
 func newTestLeadership(t *testing.T, spec compute.JobSpec) *leadership {
 	t.Helper()
-	c := &leadership{
-		co:       &Coordinator{},
-		cfg:      &CoordinatorConfig{Jobs: fakeJobs{"j1": {ID: "j1", Spec: spec}}},
-		log:      slog.New(slog.DiscardHandler),
-		term:     7,
-		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: time.Second}),
-		jobs:     map[string]bool{"j1": true},
-		lastSeen: map[string]time.Time{},
-		kernels:  map[string]string{},
-		adopted:  map[compute.Chunk]uint64{},
-		granted:  map[string][]grant{},
-		commits:  make(chan *commitReq, 4),
-		repairAt: time.Now().Add(time.Hour),
-		arch:     map[string]string{},
-		ctx:      context.Background(),
-	}
+	c := NewCoordinator(CoordinatorConfig{Jobs: fakeJobs{"j1": {ID: "j1", Spec: spec}}}).newLeadership(context.Background(), 7, time.Second)
+	c.leaseAt, c.repairAt = time.Time{}, time.Now().Add(time.Hour) // leases at once; no reconcile: the job is added by hand
+	c.jobs["j1"] = true
 	if err := c.sched.AddJob("j1", spec, []compute.Range{{Start: 0, End: spec.TotalUnits()}}, true); err != nil {
 		t.Fatal(err)
 	}
