@@ -120,6 +120,9 @@ func New(cfg Config) (*Raft, error) {
 	cfg.Self.ID = id.String()
 	cfg.Self.Voter = cfg.VoterPref
 	log := cfg.Logger.With("component", "consensus")
+	if checksOff {
+		log.Warn("BENCHMARK BUILD (hydra_nochecks): membership and command checks are off; never run this anywhere but a benchmark")
+	}
 
 	r := &Raft{
 		cfg: cfg, t: t, log: log, host: cfg.Host, id: id,

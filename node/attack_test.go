@@ -73,7 +73,7 @@ func TestAttacker_WorkAndGossip(t *testing.T) {
 	// Garbage and gigabyte length prefixes on every Hydra protocol the
 	// node serves; the heap must not grow with what was announced.
 	protos := []protocol.ID{work.Protocol, "/hydra/cluster/info/1.0.0", "/hydra/cluster/join/1.0.0",
-		"/hydra/cluster/apply/1.0.0", "/hydra/cluster/stats/1.0.0", "/hydra/raft/1.0.0"}
+		"/hydra/cluster/apply/1.0.0", "/hydra/cluster/stats/1.0.0", "/hydra/raft/1.0.0", ModuleGetProtocol, ModuleHoldProtocol}
 	var ms0, ms1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
