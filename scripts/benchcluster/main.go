@@ -50,6 +50,10 @@
 //     (node + compute child) and summed VmRSS over -idle-seconds, after
 //     -idle-settle (30 s) of settling (not in the default phases: run
 //     -phases idle).
+//   - hetero-wasm: one cluster at -limits runs a π job and a WebAssembly job (the Monte-Carlo
+//     example), each sized for -job-seconds from a probe; each node's share of the units
+//     against its share of the limits, and the tail efficiency of both (not in the default
+//     phases: run -phases hetero-wasm).
 //   - dask-hetero: with -dask-hetero SCRIPT, the hetero phase's figure for
 //     Dask distributed: one worker process per -limits entry (1 thread)
 //     under `cpulimit -l L`, standalone rates measured at the same time
@@ -356,6 +360,8 @@ func main() {
 			idle(workDir)
 		case "dask-hetero":
 			daskHetero()
+		case "hetero-wasm":
+			heteroWasm(workDir)
 		default:
 			fatalf("unknown phase %q", ph)
 		}
