@@ -74,6 +74,7 @@ func heteroWasm(work string) {
 		}
 	}
 	piRate := probe(func(u int64) map[string]any { return map[string]any{"kind": "pi", "samples": u, "seed": 3} }, 2e8)
+	probe(wasmJob, 2e6) // warm-up: every node fetches and compiles the module for its first chunk
 	wRate := probe(wasmJob, 2e6)
 	fmt.Printf("hetero-wasm: %d nodes --cpus 1 --cpu-limit %v; probe rates π %.4g samples/s, montecarlo.wasm %.4g items/s; load average %s\n",
 		n, limits, piRate, wRate, procluster.LoadAvg())
