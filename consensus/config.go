@@ -270,16 +270,19 @@ type Timings struct {
 // H; a leader that cannot reach a quorum for the lease L steps down. Under
 // CPU saturation a Go process at normal priority sees scheduling gaps of
 // 50ms and more (docs/design.md §7), and a leader whose lease was 200ms was
-// measured to miss contact for 230–260ms and step down. Hence H = E = 1s and
-// L = 500ms (raft requires L ≤ H): a follower tolerates stalls of ~800ms,
-// the leader of ~300ms on top of the heartbeat interval.
+// measured to miss contact for 230–260ms and step down. Hence H = E = L = 1s
+// (raft requires L ≤ H): a follower tolerates stalls of ~800ms, the leader
+// as much on top of the heartbeat interval (a 500ms lease still let a
+// stalled leader step down: 15 elections in 5 minutes with 8 busy loops on
+// 2 cores and a 5-node cluster on them).
 //
 // Failover speed does not come from these timeouts (raft alone replaces a
 // silent leader after 2H to 3H with pre-vote: 2.2–2.3 s measured), but from
 // two detectors beside them. The silence watch (silence.go) probes a leader
 // unheard for Silence (500 ms: two or more lost heartbeats) on a stream of
-// its own within SilenceProbe (150 ms) and, without an answer, starts a
-// pre-vote election at once: a cut cable, a closed lid or a power cut is
+// its own within SilenceProbe (150 ms), asks the other voters meanwhile and,
+// without an answer from the leader and with a majority that does not hear
+// it either, starts an election at once: a cut cable, a closed lid or a power cut is
 // replaced in ~0.7 s (worst ~1 s). The closed connection of a killed leader
 // (fastfail.go) is faster still where it is seen: its kernel closes its
 // sockets, the survivors confirm by a redial that it is gone, and the first
@@ -294,7 +297,7 @@ func DefaultTimings(m float64) Timings {
 	return Timings{
 		Heartbeat:       d(1 * time.Second),
 		Election:        d(1 * time.Second),
-		LeaderLease:     d(500 * time.Millisecond),
+		LeaderLease:     d(1 * time.Second),
 		Commit:          d(250 * time.Millisecond),
 		FailoverStagger: d(250 * time.Millisecond),
 		Silence:         d(500 * time.Millisecond),

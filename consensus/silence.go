@@ -21,32 +21,38 @@ import (
 //
 // The silence watch is a cheap failure detector beside raft's timer. A
 // voting follower reads raft's last contact with its leader (a memory read)
-// when Silence would have passed since then (at most every SilencePoll). The leader heartbeats every follower every H/10
-// to H/5 (100–200 ms), so once Silence (500 ms, = the leader lease) has
-// passed without contact, at least two heartbeats in a row were lost:
+// when Silence would have passed since then (at most every SilencePoll).
+// The leader heartbeats every follower every H/10 to H/5 (100–200 ms), so
+// once Silence (500 ms) has passed without contact, at least two heartbeats
+// in a row were lost:
 //
-//  1. The follower probes the leader on a stream of its own: a stats call
-//     (/hydra/cluster/stats/1.0.0) with a SilenceProbe (150 ms) deadline.
-//     A leader that answers as leader is alive (this node was stalled, or
-//     only its raft stream is slow): nothing happens.
-//  2. Otherwise the follower shortens its heartbeat and election timeouts
-//     to the lease (raft's ReloadConfig, which re-arms the follower timer at
-//     once) and raft starts an ordinary election with pre-vote, then the
-//     timeouts are restored once a new leader is known. Pre-vote keeps a
-//     false alarm harmless: voters that still hear the leader refuse, the
-//     term does not move and the leader's next heartbeat turns the would-be
-//     candidate back into a follower.
+//  1. The follower asks, at once and on streams of their own, the leader
+//     and the other voters for their stats (/hydra/cluster/stats/1.0.0,
+//     SilenceProbe deadline, 150 ms). A leader that answers as leader is
+//     alive (this node was stalled, or only its raft stream is slow):
+//     nothing happens.
+//  2. Otherwise, if a majority of the voters (this node included, the
+//     leader not) has not heard the leader for at least Silence/2 either,
+//     the leader is gone for the cluster, not just for this node: the
+//     surviving voters, in peer-ID order, each wait rank × FailoverStagger
+//     and, if still no leader is known, start an election at once as the
+//     target of a leadership transfer does (TimeoutNow, fastfail.go), which
+//     the others grant although they still remember the old leader.
+//  3. Without such a majority nothing happens: the leader is heard by the
+//     others, and raft's own timer with pre-vote decides (a node cut off
+//     alone never moves the term).
 //
-// Every surviving voter detects the silence within a heartbeat interval of
-// the others, so the pre-vote of the last one to notice succeeds: failover
-// takes Silence + SilenceProbe + up to a heartbeat interval and an election
-// round trip, about 0.7–1 s on a LAN (docs/internals.md has the
-// measurements). A killed leader is faster still (fastfail.go).
+// Failover takes Silence + at most SilenceProbe + an election round trip,
+// about 0.7 s on a LAN (docs/internals.md has the measurements). A killed
+// leader is often faster still (fastfail.go).
 //
-// Why not simply a shorter H: raft's heartbeats every H/10 would cost more
-// when idle, and the random firing window [H, 2H) still stacks on top of
-// the pre-vote refusals. The watch adds no message while the leader is
-// heard, and one small call when it is not.
+// Why not a short leader lease and timeouts instead: a leader steps down
+// when it has not heard a quorum for its lease, and under CPU saturation a
+// stalled leader process did exactly that with a lease of 500 ms (15
+// elections in 5 minutes with 8 busy loops on 2 cores). The lease is H
+// (1 s) now, and speed comes from this watch, which asks the other voters
+// before it acts. It adds no message while the leader is heard, and a few
+// small calls when it is not.
 func (r *Raft) watchSilence() {
 	defer r.wg.Done()
 	// Not a fixed poll: the watch sleeps until the moment the leader's silence would reach
@@ -97,42 +103,90 @@ func (r *Raft) isVoter() bool {
 	return false
 }
 
-// leaderSilent probes the silent leader p and, if it does not answer as
-// leader, makes raft start a pre-vote election now (see watchSilence).
+// leaderSilent asks the silent leader p and the other voters for their
+// stats and, if p does not answer as leader and a majority of the voters
+// has not heard it either, starts an election (see watchSilence).
 func (r *Raft) leaderSilent(p peer.ID) {
 	if !r.fastFailover.CompareAndSwap(false, true) {
 		return
 	}
 	defer r.fastFailover.Store(false)
 	silent := time.Since(r.raft.LastContact())
+	voters := r.voterIDs()
 	ctx, cancel := context.WithTimeout(context.Background(), r.t.SilenceProbe)
-	var s statsResponse
-	err := p2p.Call(ctx, r.host, p, ProtocolStats, struct{}{}, &s)
+	type answer struct {
+		from peer.ID
+		s    statsResponse
+		err  error
+	}
+	answers := make(chan answer, len(voters))
+	asked := 0
+	for _, v := range voters {
+		if v == r.id {
+			continue
+		}
+		asked++
+		go func() {
+			var s statsResponse
+			err := p2p.Call(ctx, r.host, v, ProtocolStats, struct{}{}, &s)
+			answers <- answer{v, s, err}
+		}()
+	}
+	agree, leaderErr := 1, error(nil) // this node has not heard the leader
+	for range asked {
+		a := <-answers
+		switch {
+		case a.from == p:
+			if a.err == nil && a.s.LastContact == 0 {
+				cancel()
+				r.log.Debug("silent leader answered a probe", "leader", p, "silent", silent)
+				return
+			}
+			leaderErr = a.err
+		case a.err == nil && (a.s.LastContact < 0 || a.s.LastContact >= r.t.Silence/2):
+			agree++
+		}
+	}
 	cancel()
-	if err == nil && s.LastContact == 0 {
-		r.log.Debug("silent leader answered a probe", "leader", p, "silent", silent)
+	quorum := len(voters)/2 + 1
+	if agree < quorum {
+		r.log.Debug("silent leader: the other voters still hear it", "leader", p, "silent", silent, "agree", agree, "voters", len(voters))
 		return
 	}
+	newLeader := func() bool {
+		l, ok := r.Leader()
+		return ok && l != p
+	}
+	rank, ok := r.survivorRank(p)
+	if !ok {
+		return
+	}
+	r.waitUntil(time.Now().Add(time.Duration(rank)*r.t.FailoverStagger), newLeader)
 	if l, ok := r.Leader(); !ok || l != p || time.Since(r.raft.LastContact()) < r.t.Silence || r.raft.State() != raft.Follower {
 		return // heard from it meanwhile, or raft moved on by itself
 	}
-	normal := r.raft.ReloadableConfig()
-	fast := normal
-	fast.HeartbeatTimeout, fast.ElectionTimeout = r.t.LeaderLease, r.t.LeaderLease
-	r.log.Info("leader silent: starting a pre-vote election", "leader", p, "silent", time.Since(r.raft.LastContact()).Round(time.Millisecond), "probe", errString(err))
-	if err := r.raft.ReloadConfig(fast); err != nil {
-		r.log.Debug("silence watch: shortening timeouts failed", "err", err)
-		return
+	r.log.Info("leader silent: a majority of voters agrees, starting an election", "leader", p,
+		"silent", time.Since(r.raft.LastContact()).Round(time.Millisecond), "agree", agree, "voters", len(voters), "rank", rank, "probe", errString(leaderErr))
+	r.startElection()
+	r.waitUntil(time.Now().Add(10*r.t.Heartbeat), newLeader)
+}
+
+// voterIDs returns the voters of the latest configuration.
+func (r *Raft) voterIDs() []peer.ID {
+	cfg, err := r.configuration()
+	if err != nil {
+		return nil
 	}
-	defer func() {
-		if err := r.raft.ReloadConfig(normal); err != nil && !r.isClosed() {
-			r.log.Warn("silence watch: restoring timeouts failed", "err", err)
+	var out []peer.ID
+	for _, s := range cfg.Servers {
+		if s.Suffrage != raft.Voter {
+			continue
 		}
-	}()
-	r.waitUntil(time.Now().Add(10*r.t.Heartbeat), func() bool {
-		l, ok := r.Leader()
-		return ok && l != p
-	})
+		if id, err := peer.Decode(string(s.ID)); err == nil {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func errString(err error) string {
