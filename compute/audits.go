@@ -260,9 +260,45 @@ func (s *JobStore) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutco
 	r.step, r.audited = stepCleared, audited
 	r.blocks, r.claimed, r.theirs = nil, nil, nil
 	j.open--
+	first := j.cleared.Units() == 0
 	j.cleared.Add(r.rng)
-	j.hits += r.hits
+	j.hits = j.combine(j.hits, r.hits, first)
 	s.maybeFinish(j, out)
+}
+
+// combine adds a cleared chunk's hits (π) or reduced value (wasm) to the job's answer so far;
+// first: nothing was counted before.
+func (j *job) combine(sofar, v uint64, first bool) uint64 {
+	switch {
+	case j.spec.Kind != KindWasm:
+		return sofar + v
+	case first:
+		return v
+	}
+	return j.spec.Wasm.Reduce.Combine(sofar, v)
+}
+
+// recountWasm recomputes a WebAssembly job's reduced value from the stored results that count
+// (min and max cannot take a value back out): after a counted chunk was taken back.
+func (s *JobStore) recountWasm(j *job) {
+	j.hits = 0
+	first := true
+	err := s.eachResult(j.id, func(rec StoredResult) error {
+		if !j.cleared.Covers(rec.Range) {
+			return nil
+		}
+		v, _, err := DecodeWasmPayload(rec.Payload, j.spec.Wasm.Reduce)
+		if err != nil {
+			return err
+		}
+		j.hits, first = j.combine(j.hits, v, first), false
+		return nil
+	})
+	if err != nil {
+		// The job state validated every stored payload when it accepted it: only a broken
+		// store gets here, and the next read of the result reports it.
+		j.hits = 0
+	}
 }
 
 // maybeFinish marks a running job done once every unit is cleared.
@@ -478,7 +514,8 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 		delete(s.auditIx, r.id)
 	}
 	j.accepted.Remove(r.rng)
-	if r.step == stepCleared {
+	wasCleared := r.step == stepCleared
+	if wasCleared {
 		j.cleared.Remove(r.rng)
 		j.hits -= min(j.hits, r.hits)
 	} else {
@@ -488,6 +525,9 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 		size := int64(len(rec.Payload)) + 16
 		j.payloadBytes -= size
 		s.totalPayload -= size
+	}
+	if wasCleared && j.spec.Kind == KindWasm {
+		s.recountWasm(j)
 	}
 	s.uncontribute(j, r.node, r.rng)
 	j.redoneUnits += r.rng.Len()

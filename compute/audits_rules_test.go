@@ -185,3 +185,91 @@ func TestAuditMandelRowsCountOnlyOnceAudited(t *testing.T) {
 		t.Fatalf("row 2 after its audit: %v", got)
 	}
 }
+
+// TestAuditWasmChunks: a WebAssembly chunk is one leaf, recomputed whole by its auditor. Its
+// value counts only once audited or sampled out; a wrong value is caught, the third node's stands,
+// and a min job's value is recounted when a sampled-out wrong chunk is taken back (a minimum
+// cannot be subtracted).
+func TestAuditWasmChunks(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, AuditPolicy{Policy: audit.Policy{TrustAfter: 2, Floor: 0.01, TrustedShare: 1, QuarantineAfter: 3}})
+	spec := JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: testModule, Items: 500, Reduce: ReduceMin}}
+	st.mustApply(t, Submit{ID: "w", Time: t0, Spec: spec})
+	truth := map[uint64]uint64{0: 5, 100: 6, 200: 7, 300: 4, 400: 9}
+	chunk := func(start uint64, node string, v uint64) ChunkResult {
+		r := Range{start, start + 100}
+		p := EncodeWasmPayload(v, nil)
+		root, err := Commitment(spec, r, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ChunkResult{Chunk: Chunk{Job: "w", Range: r}, Node: node, Payload: p, Root: root}
+	}
+	wasmAnswer := func(tk AuditTask, auditor string) Audit {
+		a := Audit{Time: t0, Job: "w", ID: tk.ID, Auditor: auditor}
+		p := EncodeWasmPayload(truth[tk.Chunk.Start], nil)
+		if tk.Full {
+			a.Payload = p
+			a.Root, _ = Commitment(spec, tk.Chunk, p)
+			return a
+		}
+		leaves, err := SpanLeaves(spec, tk.Spans, [][]byte{p})
+		if err != nil || len(tk.Spans) != 1 || tk.Spans[0] != tk.Chunk {
+			t.Fatalf("a wasm audit is the whole chunk: %+v %v", tk, err)
+		}
+		a.Leaves = leaves
+		return a
+	}
+	value := func() WasmResult { t.Helper(); v, _ := st.WasmResult("w"); return v }
+	pol := audit.Policy{TrustAfter: 2, Floor: 0.01, TrustedShare: 1, QuarantineAfter: 3}
+	challenge := func(start uint64, audited bool) {
+		t.Helper()
+		streak := st.NodeAudit("evil").Passed
+		for n := range 256 {
+			if chosen, _ := pol.Choose(seedN(byte(n)), "w", start, audit.Standing{Passed: streak, Streak: streak}, 1); chosen == audited {
+				st.mustApply(t, Challenge{Time: t0, Seed: seedN(byte(n)), Items: st.Unchallenged(10)})
+				return
+			}
+		}
+		t.Fatal("no seed")
+	}
+	// Two honest chunks, audited while the node is new: trusted.
+	for _, start := range []uint64{0, 100} {
+		st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{chunk(start, "evil", truth[start])}})
+		if v := value(); v.DoneItems != start {
+			t.Fatalf("an unaudited wasm chunk counts: %+v", v)
+		}
+		challenge(start, true)
+		st.mustApply(t, wasmAnswer(tasksFor(st, "evil")[0], "b"))
+	}
+	if v := value(); v.Value != "5" || v.DoneItems != 200 {
+		t.Fatalf("after two audited chunks %+v", v)
+	}
+	// A wrong chunk sampled out counts, for now; the next wrong one is caught.
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{chunk(200, "evil", 0)}})
+	challenge(200, false)
+	if v := value(); v.Value != "0" {
+		t.Fatalf("the sampled-out chunk does not count: %+v", v)
+	}
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{chunk(300, "evil", 1)}})
+	challenge(300, true)
+	if ao := st.mustApply(t, wasmAnswer(tasksFor(st, "evil")[0], "b")).(*AuditOutcome); !ao.Mismatch {
+		t.Fatalf("a wrong wasm value passed its audit: %+v", ao)
+	}
+	ao := st.mustApply(t, wasmAnswer(st.AuditTasks()[0], "c")).(*AuditOutcome)
+	if !slices.Equal(ao.Failed, []string{"evil"}) || len(ao.Requeued) != 1 || ao.Requeued[0].Range != (Range{200, 300}) {
+		t.Fatalf("dispute %+v", ao)
+	}
+	if v := value(); v.Value != "4" || v.DoneItems != 300 {
+		t.Fatalf("after the failure %+v, want min(5, 6, 4) over 300 items", v)
+	}
+	// Honest nodes finish: the exact minimum.
+	for _, start := range []uint64{200, 400} {
+		st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{chunk(start, "b", truth[start])}})
+		st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)})
+		st.mustApply(t, wasmAnswer(tasksFor(st, "b")[0], "c"))
+	}
+	if v := value(); v.Value != "4" || !v.Complete {
+		t.Fatalf("final %+v", v)
+	}
+}

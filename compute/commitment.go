@@ -87,8 +87,8 @@ func DecodePiResult(b []byte, r Range) (uint64, error) {
 }
 
 // ChunkLeaves returns the commitment leaves of a chunk result of a job with spec: one per π
-// block, one per Mandelbrot row, and the π hits (0 for Mandelbrot). It validates the payload as
-// the job state does.
+// block, one per Mandelbrot row, one for a WebAssembly chunk; and the π hits or the wasm reduced
+// value (0 for Mandelbrot). It validates the payload as the job state does.
 func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hits uint64, err error) {
 	switch spec.Kind {
 	case KindPi:
@@ -122,15 +122,25 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 			leaves[i] = audit.MandelLeaf(r.Start+uint64(i), counts[i*w:(i+1)*w])
 		}
 		return leaves, 0, nil
+	case KindWasm:
+		if spec.Wasm == nil {
+			return nil, 0, errors.New("wasm job without parameters")
+		}
+		v, _, err := DecodeWasmPayload(payload, spec.Wasm.Reduce)
+		if err != nil {
+			return nil, 0, err
+		}
+		return []audit.Hash{audit.WasmLeaf(r.Start, r.End, payload)}, v, nil
 	}
 	return nil, 0, fmt.Errorf("kind %q has no commitment", spec.Kind)
 }
 
 // Auditable reports whether results of a kind carry commitments and are audited; results of
 // other kinds count at once.
-func Auditable(k Kind) bool { return k == KindPi || k == KindMandelbrot }
+func Auditable(k Kind) bool { return k == KindPi || k == KindMandelbrot || k == KindWasm }
 
-// ChunkBlocks returns the ranges of a chunk's leaves: π blocks, Mandelbrot rows.
+// ChunkBlocks returns the ranges of a chunk's leaves: π blocks, Mandelbrot rows, the whole of a
+// WebAssembly chunk.
 func ChunkBlocks(kind Kind, r Range) ([]Range, error) {
 	switch kind {
 	case KindPi:
@@ -152,6 +162,11 @@ func ChunkBlocks(kind Kind, r Range) ([]Range, error) {
 			out[i] = Range{r.Start + uint64(i), r.Start + uint64(i) + 1}
 		}
 		return out, nil
+	case KindWasm:
+		if r.Empty() {
+			return nil, fmt.Errorf("wasm chunk %v: empty", r)
+		}
+		return []Range{r}, nil
 	}
 	return nil, fmt.Errorf("kind %q has no blocks", kind)
 }

@@ -370,8 +370,9 @@ func (s *JobStore) WasmResult(id string) (WasmResult, error) {
 	return WasmResult{Reduce: w.Reduce, Value: strconv.FormatUint(v, 10), Items: w.Items, DoneItems: done, Complete: done == w.Items}, nil
 }
 
-// WasmOutput writes a concat job's accepted output bytes to w in item order (the gaps of
-// ranges not accepted yet are skipped: compare DoneItems with Items), streaming from the store.
+// WasmOutput writes a concat job's counted output bytes to w in item order (the gaps of
+// ranges not counted yet, unaccepted or waiting for their audit, are skipped: compare DoneItems
+// with Items), streaming from the store.
 func (s *JobStore) WasmOutput(id string, w io.Writer) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -383,6 +384,9 @@ func (s *JobStore) WasmOutput(id string, w io.Writer) error {
 		return fmt.Errorf("wasm output %s: not a concat job", id)
 	}
 	return s.eachResult(id, func(rec StoredResult) error { // in range order: item order
+		if !j.cleared.Covers(rec.Range) {
+			return nil // waiting for its audit: not counted yet
+		}
 		_, out, err := DecodeWasmPayload(rec.Payload, ReduceConcat)
 		if err != nil {
 			return fmt.Errorf("wasm output %s: %w", id, err)

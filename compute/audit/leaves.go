@@ -17,6 +17,7 @@ const PiBlock = 1 << 22
 const (
 	kindPi     = 'p'
 	kindMandel = 'm'
+	kindWasm   = 'w'
 )
 
 // PiLeaf is the leaf of π samples [start, end) with hits hits.
@@ -37,6 +38,18 @@ func MandelLeaf(row uint64, counts []uint32) Hash {
 	for _, c := range counts {
 		b = binary.LittleEndian.AppendUint32(b, c)
 	}
+	return sha256.Sum256(b)
+}
+
+// WasmLeaf is the leaf of a WebAssembly chunk, items [start, end), with this encoded result (its
+// reduced value and, for concat, its output bytes). A module's items have no fixed cost to cut
+// blocks by, so a WebAssembly chunk is one leaf: its audit recomputes all of it.
+func WasmLeaf(start, end uint64, payload []byte) Hash {
+	b := make([]byte, 0, 2+2*binary.MaxVarintLen64+len(payload))
+	b = append(b, leafPrefix, kindWasm)
+	b = binary.AppendUvarint(b, start)
+	b = binary.AppendUvarint(b, end)
+	b = append(b, payload...)
 	return sha256.Sum256(b)
 }
 

@@ -62,6 +62,12 @@ func SetCheatRate(rate float64) {
 				counts[i]++
 			}
 			return compute.EncodeMandelPayload(counts)
+		case compute.KindWasm:
+			v, out, err := compute.DecodeWasmPayload(payload, spec.Wasm.Reduce)
+			if err != nil {
+				return payload
+			}
+			return compute.EncodeWasmPayload(v^1, out) // the chunk is the block
 		}
 		return payload
 	}
