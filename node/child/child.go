@@ -371,9 +371,9 @@ func (c *child) runMandel(t *task) (rows uint64, payload []byte, err error) {
 	first := t.rng.Start * w
 	// The counts go straight into the log's buffer where there is one: a pause that freezes
 	// the child reads the finished rows there.
-	out := c.blocks.pixels(n)
+	out, lg := c.blocks.pixels(n), c.blocks
 	if out == nil {
-		out = make([]uint32, n)
+		out, lg = make([]uint32, n), nil // counts the node cannot read: log nothing
 	} else {
 		defer c.blocks.release(n)
 	}
@@ -383,7 +383,7 @@ func (c *child) runMandel(t *task) (rows uint64, payload []byte, err error) {
 			a := first + off + s
 			d, err := compute.MandelPixels(p, int(a), int(first+off+e), out[off+s:off+e], 1, stop)
 			if d > 0 {
-				c.blocks.record(t.id, a, a+uint64(d), 0)
+				lg.record(t.id, a, a+uint64(d), 0)
 			}
 			return uint64(d), 0, err
 		}

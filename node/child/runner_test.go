@@ -84,8 +84,8 @@ func TestMandelExact(t *testing.T) {
 	}
 }
 
-// runUntilProgress starts a task, waits for its first progress report (the kernels are
-// running), and returns a channel with Run's outcome.
+// runUntilProgress starts a task, waits for its first progress report with something done
+// (the kernels run and a stop has a prefix to keep), and returns a channel with Run's outcome.
 type outcome struct {
 	res Result
 	err error
@@ -102,7 +102,7 @@ func runUntilProgress(t *testing.T, r *Runner, ctx context.Context, task Chunk, 
 			if onProgress != nil {
 				onProgress(d)
 			}
-			if once.CompareAndSwap(false, true) {
+			if d > 0 && once.CompareAndSwap(false, true) {
 				close(started)
 			}
 		})

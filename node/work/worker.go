@@ -114,7 +114,7 @@ func (w *Worker) Busy() bool {
 }
 
 // Idle reports whether the worker has nothing to do or report and the coordinator said it has
-// no job: the node then slows its loops down (docs/design.md §7, idle cost).
+// no job: the node then slows its loops down (docs/design.md §7, "Idle cost").
 func (w *Worker) Idle() bool { return w.idle() }
 
 // idle reports whether the worker has nothing to do or report and the coordinator has no job:
