@@ -325,7 +325,7 @@ func (s *JobStore) challenge(c Challenge) *AuditOutcome {
 		}
 		st := s.cred(r.node).standing(r.kind)
 		chosen, blocks := s.policy.Choose(c.Seed, j.id, r.rng.Start, *st, r.leaves)
-		if !chosen {
+		if !chosen || c.Unaudited {
 			out.SampledOut++
 			s.clearChunk(j, r, false, out)
 			continue

@@ -337,3 +337,38 @@ func FuzzDecodePiBlocks(f *testing.F) {
 		}
 	})
 }
+
+// A cluster of one machine has no other node to audit its chunks: the
+// coordinator marks its Challenge unaudited, and the chunks then count as
+// sampled-out ones do, so the job finishes instead of waiting forever.
+func TestAuditUnauditedChallengeClearsWithoutAuditor(t *testing.T) {
+	st := newTestState(t)
+	auditJob(t, st, "pi", 2)
+	total := uint64(2*audit.PiBlock + 7)
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{
+		committedPi(t, "pi", auditSeed, Range{0, total}, "a", false),
+	}})
+	c := Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10), Unaudited: true}
+	op, p, err := EncodeCommand(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeCommand(op, p)
+	if err != nil || !reflect.DeepEqual(back, c) {
+		t.Fatalf("round trip: %+v, %v", back, err)
+	}
+	if _, err := DecodeCommand(op, append(bytes.Clone(p[:len(p)-1]), 2)); err == nil {
+		t.Fatal("a challenge flag other than 1 was accepted")
+	}
+	co := st.mustApply(t, back).(*AuditOutcome)
+	if co.Audited != 0 || co.SampledOut != 1 || len(co.Finished) != 1 {
+		t.Fatalf("outcome %+v", co)
+	}
+	if len(st.AuditTasks()) != 0 {
+		t.Fatalf("audit tasks left: %+v", st.AuditTasks())
+	}
+	j, _ := st.Job("pi")
+	if r, _ := st.PiResult("pi"); j.State != StateDone || r.Samples != total || j.AuditedUnits != 0 {
+		t.Fatalf("job %+v result %+v", j, r)
+	}
+}

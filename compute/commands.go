@@ -100,6 +100,12 @@ type Challenge struct {
 	Time  time.Time
 	Seed  audit.Seed
 	Items []ChunkRef
+	// Unaudited clears every item without an audit (as if sampled out): the
+	// coordinator sets it when no live node other than the chunks' own could
+	// audit them (a cluster of one machine), which would otherwise wait
+	// forever for an auditor. Encoded as one trailing byte only when set, so
+	// entries written before it decode unchanged.
+	Unaudited bool
 }
 
 // ChunkRef names an accepted chunk by its job and the start of its range.
@@ -213,6 +219,9 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 		for _, it := range c.Items {
 			e.str(it.Job)
 			e.uvarint(it.Start)
+		}
+		if c.Unaudited {
+			e.b = append(e.b, 1)
 		}
 	case Audit:
 		op = OpAudit
@@ -336,6 +345,12 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		c.Items = make([]ChunkRef, 0, n)
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			c.Items = append(c.Items, ChunkRef{Job: d.str(MaxIDLen, "job id"), Start: d.uvarint()})
+		}
+		if d.err == nil && len(d.b) > 0 {
+			if f := d.byte1(); f != 1 {
+				return nil, fmt.Errorf("decode challenge: unaudited flag %d", f)
+			}
+			c.Unaudited = true
 		}
 		v = c
 	case OpAudit:

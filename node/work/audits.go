@@ -81,7 +81,12 @@ func (c *leadership) challenger(ctx context.Context) {
 		for refs := c.cfg.Audits.Unchallenged(challengeBatch); len(refs) > 0; refs = c.cfg.Audits.Unchallenged(challengeBatch) {
 			var seed audit.Seed
 			rand.Read(seed[:]) // never fails (crypto/rand)
-			raw, err := c.cfg.Apply(ctx, compute.Challenge{Time: time.Now(), Seed: seed, Items: refs})
+			unaudited, wait := c.noAuditor(time.Now())
+			if wait > 0 {
+				time.AfterFunc(wait, c.challenge) // the term's nodes have not all synced yet
+				break
+			}
+			raw, err := c.cfg.Apply(ctx, compute.Challenge{Time: time.Now(), Seed: seed, Items: refs, Unaudited: unaudited})
 			if err != nil {
 				if ctx.Err() == nil {
 					c.log.Warn("challenge committed chunks", "chunks", len(refs), "err", err)
@@ -92,6 +97,30 @@ func (c *leadership) challenger(ctx context.Context) {
 			c.auditOutcome(raw, "")
 		}
 	}
+}
+
+// noAuditor reports whether fewer than two live nodes may audit: then no
+// chunk can be audited by another node, and waiting for one would hold every
+// job of a one-machine cluster forever. Its chunks count unaudited, as
+// sampled-out ones do; a second machine brings audits back. In a term's
+// first workerSilence the nodes that sync are not all known yet: wait says
+// how long to hold the challenge back rather than decide on too few.
+func (c *leadership) noAuditor(now time.Time) (unaudited bool, wait time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for node := range c.lastSeen {
+		if !c.cfg.Audits.Quarantined(node) {
+			n++
+		}
+	}
+	if n >= 2 {
+		return false, 0
+	}
+	if known := c.began.Add(workerSilence); now.Before(known) {
+		return false, known.Sub(now)
+	}
+	return true, 0
 }
 
 // auditOutcome logs what an audit command changed and requeues what it

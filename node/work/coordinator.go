@@ -100,6 +100,7 @@ type leadership struct {
 	sched    *compute.Scheduler
 	jobs     map[string]bool            // jobs known to the scheduler
 	lastSeen map[string]time.Time       // node → last sync
+	began    time.Time                  // the term's start
 	offsets  map[string]time.Duration   // node → its clock minus ours, from its last sync
 	kernels  map[string]string          // node → kernel path it reported
 	adopted  map[compute.Chunk]uint64   // chunks of earlier terms (ID, term zeroed) → lease here
@@ -135,6 +136,7 @@ func (co *Coordinator) newLeadership(ctx context.Context, termNo uint64, chunkTa
 		kernels:  map[string]string{},
 		adopted:  map[compute.Chunk]uint64{},
 		granted:  map[string][]grant{},
+		began:    time.Now(),
 		leaseAt:  time.Now().Add(adoptGrace),
 		commits:  make(chan *commitReq, 1024),
 
