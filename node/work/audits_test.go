@@ -144,3 +144,24 @@ func TestDeterminismBugLoggedLoudly(t *testing.T) {
 		t.Fatalf("log %q", out)
 	}
 }
+
+// A term holds its challenges back until its nodes have had workerSilence to
+// sync; then one live node alone clears its chunks unaudited, and a second
+// one brings audits back.
+func TestNoAuditor(t *testing.T) {
+	c := auditLeadership(t, &fakeAudits{}, slog.New(slog.DiscardHandler))
+	now := c.began
+	c.lastSeen[nodeID("a")] = now
+	if un, wait := c.noAuditor(now.Add(time.Second)); un || wait != workerSilence-time.Second {
+		t.Fatalf("early in the term: unaudited %v, wait %v; want a wait of %v", un, wait, workerSilence-time.Second)
+	}
+	if un, wait := c.noAuditor(now.Add(workerSilence)); !un || wait != 0 {
+		t.Fatalf("one node after the wait: unaudited %v, wait %v", un, wait)
+	}
+	c.lastSeen[nodeID("b")] = now
+	for _, at := range []time.Time{now, now.Add(workerSilence)} {
+		if un, wait := c.noAuditor(at); un || wait != 0 {
+			t.Fatalf("two nodes at %v: unaudited %v, wait %v", at.Sub(now), un, wait)
+		}
+	}
+}
