@@ -1,12 +1,9 @@
 package consensus
 
 import (
-	"bufio"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/hydra-compute/hydra/internal/streamflood"
 	"github.com/hydra-compute/hydra/p2p"
 )
 
@@ -161,28 +159,7 @@ func Test_Security_OutsiderProtocols(t *testing.T) {
 		t.Fatal("stats from a stranger answered")
 	}
 	// A gigabyte length prefix: refused before any allocation.
-	var ms0, ms1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms0)
-	for _, proto := range []protocol.ID{ProtocolInfo, ProtocolJoin, ProtocolApply, ProtocolRaft} {
-		for i := 0; i < 20; i++ {
-			s, err := evil.NewStream(ctx, n.h.ID(), proto)
-			if err != nil {
-				continue // refused at once: fine
-			}
-			var hdr [binary.MaxVarintLen64]byte
-			_, _ = s.Write(hdr[:binary.PutUvarint(hdr[:], 1<<30)])
-			_, _ = s.Write([]byte("{"))
-			_ = s.CloseWrite()
-			_, _ = bufio.NewReader(s).ReadByte()
-			_ = s.Reset()
-		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&ms1)
-	if grown := int64(ms1.HeapAlloc) - int64(ms0.HeapAlloc); grown > 64<<20 {
-		t.Fatalf("heap grew by %d MiB after gigabyte length prefixes", grown>>20)
-	}
+	streamflood.Flood(t, ctx, evil, n.h.ID(), []protocol.ID{ProtocolInfo, ProtocolJoin, ProtocolApply, ProtocolRaft}, 20, 0)
 	if !n.r.Leading() || n.r.Role() != RoleMember {
 		t.Fatal("the node is no longer a leading member")
 	}
