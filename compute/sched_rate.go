@@ -74,6 +74,7 @@ func (c SchedulerConfig) withDefaults() SchedulerConfig {
 // rateEst is a node's speed for one job kind: units per second over its last few chunks
 // (Σ units ÷ Σ seconds, so a long chunk weighs more than a short one).
 type rateEst struct {
+	used    time.Time // when a chunk last credited it: the least recently used is dropped first
 	units   []float64
 	secs    []float64
 	next    int
@@ -106,6 +107,32 @@ func (r *rateEst) rate() float64 {
 		return 0
 	}
 	return r.sumU / r.sumS
+}
+
+// maxRateClasses bounds the rate classes one node keeps: every WebAssembly module is a class of
+// its own, so a long term with many modules would otherwise grow the leader's memory without end.
+// The least recently credited class goes first; a node that meets its module again probes it.
+const maxRateClasses = 16
+
+// rate returns the node's estimate for a rate class, making it (and dropping the least recently
+// credited class past maxRateClasses) if it has none, and marks it used at now.
+func (n *schedNode) rate(k Kind, now time.Time) *rateEst {
+	r := n.rates[k]
+	if r == nil {
+		if len(n.rates) >= maxRateClasses {
+			var oldest Kind
+			for c, e := range n.rates {
+				if oldest == "" || e.used.Before(n.rates[oldest].used) || (e.used.Equal(n.rates[oldest].used) && c < oldest) {
+					oldest = c
+				}
+			}
+			delete(n.rates, oldest)
+		}
+		r = &rateEst{}
+		n.rates[k] = r
+	}
+	r.used = now
+	return r
 }
 
 // RateClass is what a node's speed is measured for: the job kind, and for WebAssembly jobs the

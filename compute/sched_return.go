@@ -63,12 +63,7 @@ func (s *Scheduler) CompletePrefix(id uint64, done Range, now time.Time) (lease 
 	}
 	n.lastDone = now
 	if secs := now.Sub(began).Seconds(); secs > 0 && done.Len() > 0 {
-		r := n.rates[l.Kind]
-		if r == nil {
-			r = &rateEst{}
-			n.rates[l.Kind] = r
-		}
-		r.add(float64(done.Len()), secs, s.cfg.RateWindow)
+		n.rate(l.Kind, now).add(float64(done.Len()), secs, s.cfg.RateWindow)
 	}
 	twin := l.twin
 	s.drop(l)

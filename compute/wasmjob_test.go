@@ -3,8 +3,10 @@ package compute
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testModule = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -122,13 +124,76 @@ func TestWasmFail(t *testing.T) {
 }
 
 func TestRateClassPerModule(t *testing.T) {
-	a, b := wasmSpec(1, ReduceSum), wasmSpec(1, ReduceSum)
-	b.Wasm = &WasmParams{Module: strings.Repeat("f", 64), Items: 1, Reduce: ReduceSum}
+	a, b := wasmSpec(1e9, ReduceSum), wasmSpec(1e9, ReduceSum)
+	b.Wasm = &WasmParams{Module: strings.Repeat("f", 64), Items: 1e9, Reduce: ReduceSum}
 	if RateClass(a) == RateClass(b) || baseKind(RateClass(a)) != KindWasm || RateClass(JobSpec{Kind: KindPi}) != KindPi {
 		t.Fatal(RateClass(a), RateClass(b))
 	}
+	c := newClock()
 	s := NewScheduler(SchedulerConfig{})
-	if err := s.AddJob("w", a, []Range{{0, 1000}}, true); err != nil {
+	// A first job of module a: a probe, then chunks sized from the node's rate for a.
+	if err := s.AddJob("a1", a, []Range{{0, 1e9}}, true); err != nil {
 		t.Fatal(err)
+	}
+	if p := mustLease(t, s, "n", c.now()); !p.Probe || p.Range.Len() != 64 || p.Kind != RateClass(a) {
+		t.Fatalf("first lease of module a %+v, want a 64-item probe", p)
+	} else {
+		complete(t, s, c, p, 1000)
+	}
+	c.advance(time.Second)
+	s.RemoveJob("a1")
+	// A second job of the same module on the same node starts from that rate: no probe, ≈ 2 s.
+	if err := s.AddJob("a2", a, []Range{{0, 1e9}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if l := mustLease(t, s, "n", c.now()); l.Probe || l.Range.Len() != 2000 {
+		t.Fatalf("second job of module a: lease %+v, want 2000 items at the rate learnt", l)
+	}
+	// Another node has not measured a: it probes.
+	if l := mustLease(t, s, "m", c.now()); !l.Probe {
+		t.Fatalf("module a on a new node: lease %+v, want a probe", l)
+	}
+	s.RemoveJob("a2")
+	// A different module on the same node starts from a probe again.
+	if err := s.AddJob("b1", b, []Range{{0, 1e9}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if l := mustLease(t, s, "n", c.now()); !l.Probe || l.Range.Len() != 64 {
+		t.Fatalf("module b: lease %+v, want a probe", l)
+	}
+	if s.Rate("n", RateClass(a)) != 1000 || s.Rate("n", RateClass(b)) != 0 || s.Rate("m", RateClass(a)) != 0 {
+		t.Fatal(s.Rate("n", RateClass(a)), s.Rate("n", RateClass(b)), s.Rate("m", RateClass(a)))
+	}
+}
+
+// TestRateClassesBounded: a node keeps at most maxRateClasses rates, dropping the least recently
+// credited module's; the kinds in use keep theirs.
+func TestRateClassesBounded(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	module := func(i int) JobSpec {
+		return JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: fmt.Sprintf("%064x", i), Items: 1e6, Reduce: ReduceSum}}
+	}
+	run := func(id string, spec JobSpec) {
+		t.Helper()
+		if err := s.AddJob(id, spec, []Range{{0, 1e6}}, true); err != nil {
+			t.Fatal(err)
+		}
+		complete(t, s, c, mustLease(t, s, "n", c.now()), 100)
+		c.advance(time.Second)
+		s.RemoveJob(id)
+	}
+	run("pi", JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1e9, Seed: 1}})
+	for i := range 3 * maxRateClasses {
+		run(fmt.Sprint(i), module(i))
+		if i%4 == 0 {
+			run(fmt.Sprint("pi", i), JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1e9, Seed: 1}})
+		}
+	}
+	if n := len(s.nodes["n"].rates); n != maxRateClasses {
+		t.Fatalf("%d rate classes kept, want %d", n, maxRateClasses)
+	}
+	if s.Rate("n", KindPi) == 0 || s.Rate("n", RateClass(module(3*maxRateClasses-1))) == 0 || s.Rate("n", RateClass(module(0))) != 0 {
+		t.Fatal("wrong classes kept")
 	}
 }
