@@ -150,16 +150,64 @@ func (r *Raft) growVoters(ctx context.Context) int {
 		}
 		return a.id < b.id
 	})
-	done := 0
+	ids = ids[:0]
 	for _, c := range cands[:k] {
-		if err := r.raft.AddVoter(raft.ServerID(c.id.String()), raft.ServerAddress(c.id.String()), 0, r.t.Apply).Error(); err != nil {
-			r.log.Warn("growing voters: promotion failed", "peer", c.id, "err", err)
-			break
-		}
-		done++
-		r.log.Info("promoted a new member at once (voters from the start)", "peer", c.id, "voters", voters+done, "want", want)
+		ids = append(ids, c.id)
 	}
-	return done
+	done := r.promoteTogether(ids, voters, want)
+	for _, p := range done {
+		r.log.Info("promoted a new member at once (voters from the start)", "peer", p, "voters", voters+len(done), "want", want)
+	}
+	return len(done)
+}
+
+// promoteTogether gives ids a vote as one step: raft changes one server
+// at a time, so going from one voter to three passes through two, and this
+// keeps that configuration as short-lived as raft allows. Every change is
+// queued before the previous one commits (raft takes the next one in the
+// leader loop's next turn after the commit, with no round of ours in
+// between), the most caught-up candidate first, since it must acknowledge
+// the first change. Should the count end even short of
+// want (a later change failed while this node still leads), the failed
+// promotions are retried at once, and if they fail again the last
+// promotion is undone (a demotion commits under the new, smaller
+// configuration: this leader alone for two voters to one). It returns the
+// peers that hold a vote through it.
+func (r *Raft) promoteTogether(ids []peer.ID, voters, want int) []peer.ID {
+	futs := make([]raft.IndexFuture, len(ids))
+	for i, p := range ids {
+		futs[i] = r.raft.AddVoter(raft.ServerID(p.String()), raft.ServerAddress(p.String()), 0, r.t.Apply)
+	}
+	var done, failed []peer.ID
+	for i, f := range futs {
+		if err := f.Error(); err != nil {
+			r.log.Warn("growing voters: promotion failed", "peer", ids[i], "err", err)
+			failed = append(failed, ids[i])
+			continue
+		}
+		done = append(done, ids[i])
+	}
+	n := voters + len(done)
+	if len(failed) == 0 || len(done) == 0 || n%2 == 1 || n >= want || r.raft.State() != raft.Leader {
+		return done
+	}
+	for _, p := range failed {
+		if err := r.raft.AddVoter(raft.ServerID(p.String()), raft.ServerAddress(p.String()), 0, r.t.Apply).Error(); err != nil {
+			r.log.Warn("growing voters: promotion failed again", "peer", p, "err", err)
+			continue
+		}
+		done = append(done, p)
+		if n++; n%2 == 1 {
+			return done
+		}
+	}
+	last := done[len(done)-1]
+	if err := r.raft.DemoteVoter(raft.ServerID(last.String()), 0, r.t.Apply).Error(); err != nil {
+		r.log.Error("growing voters: an even voter count is left", "voters", n, "peer", last, "err", err)
+		return done
+	}
+	r.log.Warn("growing voters: undid a promotion rather than keep an even voter count", "peer", last, "voters", n-1)
+	return done[:len(done)-1]
 }
 
 // NonvoterReasons says, for each non-voter of the configuration, why it

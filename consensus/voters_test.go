@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func Test_OddStep(t *testing.T) {
@@ -81,5 +84,146 @@ func Test_MultiNode_VotersFromStart(t *testing.T) {
 	})
 	if v := voters(leader.r.Servers()); v != 3 {
 		t.Fatalf("%d voters after a never node joined, want 3", v)
+	}
+}
+
+// configStep is one configuration entry of a raft log: where, how many
+// voters, and when the leader appended it.
+type configStep struct {
+	index  uint64
+	voters int
+	at     time.Time
+}
+
+// configSteps reads the configurations n's raft log holds, in log order.
+func configSteps(t *testing.T, n *testNode) []configStep {
+	t.Helper()
+	first, err := n.r.st.logs.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := n.r.st.logs.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []configStep
+	for i := first; i <= last && i > 0; i++ {
+		var l raft.Log
+		if err := n.r.st.logs.GetLog(i, &l); err != nil {
+			t.Fatalf("log %d: %v", i, err)
+		}
+		if l.Type != raft.LogConfiguration {
+			continue
+		}
+		c := raft.DecodeConfiguration(l.Data)
+		v := 0
+		for _, s := range c.Servers {
+			if s.Suffrage == raft.Voter {
+				v++
+			}
+		}
+		out = append(out, configStep{index: i, voters: v, at: l.AppendedAt})
+	}
+	return out
+}
+
+// Test_MultiNode_EvenVoterStepIsBrief watches the configurations a growing
+// cluster (asked for 5 voters) goes through: raft changes one voter at a
+// time, so 1 → 3 and 3 → 5 pass through an even count, but that
+// configuration must be followed at once by the next change (the very next
+// log entry: nothing else committed under it); a promotion that leaves an
+// even count is undone; and a 4th eligible node does not make 4 voters.
+func Test_MultiNode_EvenVoterStepIsBrief(t *testing.T) {
+	nodes := startCluster(t, 2, "even", func(_ int, c *Config) { c.Voters = 5 })
+	var leader *testNode
+	waitUntil(t, testDeadline, "two members", func() error {
+		var err error
+		if leader, err = agreed(nodes); err != nil {
+			return err
+		}
+		if n := len(leader.r.Servers()); n != 2 {
+			return fmt.Errorf("%d members", n)
+		}
+		return nil
+	})
+	var second *testNode
+	for _, n := range nodes {
+		if n != leader {
+			second = n
+		}
+	}
+	// A second promotion that fails (raft refuses an empty server ID) and
+	// fails again: the first one is undone, back to one voter.
+	if got := leader.r.promoteTogether([]peer.ID{second.h.ID(), ""}, 1, 5); len(got) != 0 {
+		t.Fatalf("promoteTogether kept %v, want the lone promotion undone", got)
+	}
+	if v := voters(leader.r.Servers()); v != 1 {
+		t.Fatalf("%d voters after a failed second promotion, want 1", v)
+	}
+
+	add := func(name string) *testNode {
+		n := newTestNode(t, name, "even", func(c *Config) { c.Voters = 5 })
+		nodes = append(nodes, n)
+		connectAll(t, nodes)
+		n.run()
+		waitUntil(t, testDeadline, name+" is a member", func() error {
+			if !leader.r.hasServer(n.h.ID()) {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		return n
+	}
+	waitVoters := func(want int) {
+		t.Helper()
+		waitUntil(t, testDeadline, fmt.Sprintf("%d voters", want), func() error {
+			if v := voters(leader.r.Servers()); v != want {
+				return fmt.Errorf("%d voters", v)
+			}
+			return nil
+		})
+	}
+	add("third")
+	waitVoters(3)
+	fourth := add("fourth")
+	// Nothing to wait for but the absence of a change: past autopilot's
+	// stabilization time and two ticks, the promoter must not make 4 either.
+	time.Sleep(leader.r.t.Stabilization + 2*leader.r.t.AutopilotTick)
+	if v := voters(leader.r.Servers()); v != 3 {
+		t.Fatalf("%d voters with 4 eligible members, want 3 (never an even count)", v)
+	}
+	if why := leader.r.NonvoterReasons()[fourth.h.ID()]; !strings.Contains(why, "another eligible node") {
+		t.Fatalf("4th node's reason %q, want it to wait for another eligible node", why)
+	}
+	add("fifth")
+	waitVoters(5)
+
+	steps := configSteps(t, leader)
+	var seq []int
+	for _, s := range steps {
+		seq = append(seq, s.voters)
+	}
+	t.Logf("voter counts of the configurations, in log order: %v", seq)
+	evens := 0
+	for i, s := range steps {
+		if s.voters%2 == 1 || s.voters == 0 {
+			continue
+		}
+		evens++
+		if i+1 == len(steps) {
+			t.Fatalf("the last configuration has %d voters: %v", s.voters, seq)
+		}
+		next := steps[i+1]
+		if next.index != s.index+1 {
+			t.Errorf("%d-voter configuration at %d was used for %d entries before the next change at %d",
+				s.voters, s.index, next.index-s.index-1, next.index)
+		}
+		if next.voters != s.voters+1 && next.voters != s.voters-1 {
+			t.Errorf("%d-voter configuration followed by one of %d voters", s.voters, next.voters)
+		}
+		t.Logf("%d voters for %v (log %d → %d)", s.voters, next.at.Sub(s.at), s.index, next.index)
+	}
+	if evens != 3 { // 2 (undone), 2 → 3, 4 → 5
+		t.Errorf("%d even configurations, want 3: %v", evens, seq)
 	}
 }
