@@ -35,6 +35,8 @@ var (
 		"Wall time this node had a chunk in its compute child.", nil, nil)
 	descCPU = prometheus.NewDesc("hydra_compute_cpu_seconds_total",
 		"CPU time the compute child used for the chunks it ran.", nil, nil)
+	descAuditBusy = prometheus.NewDesc("hydra_compute_audit_seconds_total",
+		"Wall time this node's compute child spent auditing other nodes' chunks (not in hydra_compute_busy_seconds_total).", nil, nil)
 	descChunks = prometheus.NewDesc("hydra_compute_chunks_total",
 		"Chunks (or parts of chunks, after a stop) this node's compute child ran.", nil, nil)
 	descAuditsPassed = prometheus.NewDesc("hydra_audits_passed_total",
@@ -53,7 +55,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descRaftCommit, descRaftApplied,
-		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descBusy, descCPU, descChunks, descInfo,
+		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descBusy, descCPU, descAuditBusy, descChunks, descInfo,
 		descAuditsPassed, descAuditsFailed, descNodesByStanding, descRefused, descGossipDropped} {
 		ch <- d
 	}
@@ -132,6 +134,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		k := w.Counters()
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, k.BusySeconds)
 		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, k.CPUSeconds)
+		ch <- prometheus.MustNewConstMetric(descAuditBusy, prometheus.CounterValue, k.AuditSeconds)
 		ch <- prometheus.MustNewConstMetric(descChunks, prometheus.CounterValue, float64(k.Chunks))
 	}
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, Version, Commit)

@@ -87,23 +87,27 @@ type Worker struct {
 	coordIdle   bool // the coordinator said it has no unfinished job (syncResponse.Idle)
 
 	// Totals since start (Counters).
-	busyNanos atomic.Int64
-	cpuMicros atomic.Int64
-	chunksRun atomic.Int64
+	busyNanos  atomic.Int64
+	cpuMicros  atomic.Int64
+	chunksRun  atomic.Int64
+	auditNanos atomic.Int64
 }
 
 // Counters are a worker's totals since start, for /metrics: the wall time a chunk was in the
-// compute child, the CPU time the child reported for them, and the chunks (or parts of chunks,
-// after a stop) run. With a job's makespan they split a node's time into computing, waiting for
-// a chunk and idle at the end (scripts/bench-cluster prints that breakdown).
+// compute child, the CPU time the child reported for them, the chunks (or parts of chunks,
+// after a stop) run, and the wall time spent auditing other nodes' chunks (docs/audits.md;
+// not in BusySeconds: an audit is work for the cluster, not units of a job). With a job's
+// makespan they split a node's time into computing, auditing, waiting for a chunk and idle at
+// the end (scripts/bench-cluster prints that breakdown).
 type Counters struct {
-	BusySeconds, CPUSeconds float64
-	Chunks                  int64
+	BusySeconds, CPUSeconds, AuditSeconds float64
+	Chunks                                int64
 }
 
 // Counters returns the worker's totals since start.
 func (w *Worker) Counters() Counters {
-	return Counters{BusySeconds: float64(w.busyNanos.Load()) / 1e9, CPUSeconds: float64(w.cpuMicros.Load()) / 1e6, Chunks: w.chunksRun.Load()}
+	return Counters{BusySeconds: float64(w.busyNanos.Load()) / 1e9, CPUSeconds: float64(w.cpuMicros.Load()) / 1e6,
+		AuditSeconds: float64(w.auditNanos.Load()) / 1e9, Chunks: w.chunksRun.Load()}
 }
 
 // Busy reports whether the worker holds a chunk (running or queued).
@@ -400,6 +404,7 @@ func (w *Worker) computeLoop(ctx context.Context) {
 				ans, err = w.runAudit(rctx, l)
 			}
 			stop()
+			w.auditNanos.Add(int64(time.Since(start)))
 			w.finishAudit(l, ans, err)
 			poke(w.wakeSync)
 			if ctx.Err() != nil {

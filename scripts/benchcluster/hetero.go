@@ -113,12 +113,17 @@ func hetero(work string) {
 	p := c.Nodes[0]
 	tok := token(p)
 	fmt.Printf("hetero: %d-node cluster up (kernel %s); load average %s\n", n, kern, procluster.LoadAvg())
+	if *flagWarm {
+		warmTrust(c, tok, "π", map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 5}, 10)
+		warmTrust(c, tok, "Mandelbrot", pickImage(sum(mA)*300).body(), 10)
+	}
 
 	samples := int64(sum(piA) * *flagJobSecs)
 	m0 := scrapeAll(c)
 	id := submit(p, tok, map[string]any{"kind": "pi", "samples": samples, "seed": 11})
 	v := waitJob(p, id, 10*time.Minute, nil)
-	fmt.Printf("  π %d samples: %.2f s, %d chunks; load average %s\n", samples, v.wall(), v.chunks(), procluster.LoadAvg())
+	fmt.Printf("  π %d samples: %.2f s, %d chunks, audited units %.3f of the job's; load average %s\n", samples, v.wall(), v.chunks(),
+		float64(v.AuditedUnits)/float64(v.TotalUnits), procluster.LoadAvg())
 	tailPi := shares(c, v, limits, piA, sum(piA))
 	bdPi := breakdown(c, v, limits, m0, scrapeAll(c))
 	if cr, ks := coordinatorRates(p); cr != nil {
@@ -139,8 +144,8 @@ func hetero(work string) {
 	mv := waitJob(p, id, 10*time.Minute, nil)
 	ri := rowIters(getRaw(p, id), big.Width)
 	iters := sum(ri)
-	fmt.Printf("  Mandelbrot %dx%d max_iter %d (%.4g iterations): %.2f s, %d chunks; load average %s\n",
-		big.Width, big.Height, big.MaxIter, iters, mv.wall(), mv.chunks(), procluster.LoadAvg())
+	fmt.Printf("  Mandelbrot %dx%d max_iter %d (%.4g iterations): %.2f s, %d chunks, audited rows %.3f of the job's; load average %s\n",
+		big.Width, big.Height, big.MaxIter, iters, mv.wall(), mv.chunks(), float64(mv.AuditedUnits)/float64(mv.TotalUnits), procluster.LoadAvg())
 	tailM := shares(c, mv, limits, nil, 0)
 	bdM := breakdown(c, mv, limits, m0, scrapeAll(c))
 	c.Stop()
@@ -158,7 +163,7 @@ func hetero(work string) {
 		v.wall(), float64(v.TotalUnits)/sum(piRate), v.chunks(),
 		effM, eff(iters, sum(mA), mv.wall()), eff(iters, sum(mB), mv.wall()),
 		mv.wall(), iters/sum(mRate), mv.chunks(), big.Width, big.Height, big.MaxIter)
-	addReport("hetero breakdown π (per node, share of the makespan: computing / waiting for a chunk / idle at the end; CPU used ÷ its limit while computing): %s", bdPi)
+	addReport("hetero breakdown π (per node, share of the makespan: computing / auditing / waiting for a chunk / idle at the end; CPU used ÷ its limit while computing): %s", bdPi)
 	addReport("hetero breakdown Mandelbrot: %s", bdM)
 	addReport("hetero tail efficiency (capacity idle after each node's last commit, weighted by its share; needs no baseline): π %.3f, Mandelbrot %.3f", tailPi, tailM)
 	var fx []string
@@ -237,20 +242,23 @@ func scrapeAll(c *procluster.Cluster) []workCounters {
 				out[i].busy = x
 			case "hydra_compute_cpu_seconds_total":
 				out[i].cpu = x
+			case "hydra_compute_audit_seconds_total":
+				out[i].audit = x
 			}
 		}
 	}
 	return out
 }
 
-type workCounters struct{ busy, cpu float64 }
+type workCounters struct{ busy, cpu, audit float64 }
 
-// breakdown prints, per node, how the job's makespan W was spent: computing (a chunk in the
-// compute child: the busy counter's growth), idle at the end (after its last commit), and
-// waiting for a chunk (the rest: handing in a result and getting the next, a probe's round
-// trip, or nothing leased); and the CPU it used while computing ÷ what its --cpu-limit allowed
-// (below 1: preempted, or the limit's gate held it back more than it should). The counters are
-// read before the submit and after the end, when every node is idle.
+// breakdown prints, per node, how the job's makespan W was spent: computing (a chunk of the
+// job in the compute child: the busy counter's growth), auditing (other nodes' chunks, the
+// audit counter's growth: work the job needs, but not units of it), idle at the end (after its
+// last commit), and waiting for a chunk (the rest: handing in a result and getting the next, a
+// probe's round trip, or nothing leased); and the CPU it used while computing ÷ what its
+// --cpu-limit allowed (below 1: preempted, or the limit's gate held it back more than it
+// should). The counters are read before the submit and after the end, when every node is idle.
 func breakdown(c *procluster.Cluster, v *jobView, limits []int, a, b []workCounters) string {
 	last := map[string]int64{}
 	for _, ch := range getChunks(c.Nodes[0], v.ID) {
@@ -259,18 +267,18 @@ func breakdown(c *procluster.Cluster, v *jobView, limits []int, a, b []workCount
 	W := v.wall()
 	var parts []string
 	for i, p := range c.Nodes {
-		busy, cpu := b[i].busy-a[i].busy, b[i].cpu-a[i].cpu
+		busy, cpu, aud := b[i].busy-a[i].busy, b[i].cpu-a[i].cpu, b[i].audit-a[i].audit
 		end := 0.0
 		if t, ok := last[p.ID]; ok {
 			end = max(v.FinishedAt.Sub(time.UnixMilli(t)).Seconds(), 0)
 		}
-		wait := max(W-busy-end, 0)
+		wait := max(W-busy-aud-end, 0)
 		use := 0.0
 		if busy > 0 {
 			use = cpu / (busy * float64(limits[i]) / 100)
 		}
-		l := fmt.Sprintf("%s %d%%: %.2f / %.2f / %.2f, CPU %.2f", p.Name, limits[i], busy/W, wait/W, end/W, use)
-		fmt.Printf("    breakdown %s (computing %.2f s, waiting %.2f s, idle at the end %.2f s of %.2f s; %.2f CPU s)\n", l, busy, wait, end, W, cpu)
+		l := fmt.Sprintf("%s %d%%: %.2f / %.2f / %.2f / %.2f, CPU %.2f", p.Name, limits[i], busy/W, aud/W, wait/W, end/W, use)
+		fmt.Printf("    breakdown %s (computing %.2f s, auditing %.2f s, waiting %.2f s, idle at the end %.2f s of %.2f s; %.2f CPU s)\n", l, busy, aud, wait, end, W, cpu)
 		parts = append(parts, l)
 	}
 	return strings.Join(parts, "; ")

@@ -20,7 +20,18 @@
 //     a chunk's rows), because rows differ in cost. Then the four nodes form
 //     one cluster and run one π and one Mandelbrot job (the same view) sized
 //     for about -job-seconds: efficiency = (units ÷ Σ standalone rates) ÷
-//     (finished_at − submitted_at). The fixed-equal-chunk policy of the old
+//     (finished_at − submitted_at). Units are the job's own: audits
+//     (docs/audits.md) are work the cluster does on top, so they lower the
+//     figure. A new node has every chunk audited in full, which doubles a
+//     fresh cluster's work; with -warm (default) warm-up jobs first make every
+//     node trusted for both kernels (cancelled once they are), so the
+//     measured jobs see the audit rate of a cluster that has run for a while;
+//     the share of units audited is printed. A makespan breakdown per node:
+//     computing (hydra_compute_busy_seconds_total), auditing
+//     (hydra_compute_audit_seconds_total), waiting for a chunk, idle after its
+//     last commit, and the CPU it got while computing ÷ its limit. The
+//     single-node standalone clusters audit nothing (one machine). The
+//     fixed-equal-chunk policy of the old
 //     prototype is not in the node, so it is simulated here (not run): the
 //     measured standalone rates, N equal chunks (by units: π samples,
 //     Mandelbrot rows with their real iteration counts from the cluster
@@ -94,6 +105,7 @@ var (
 	flagPhases     = flag.String("phases", "hetero,dask-hetero,overhead,failover,dask", "phases to run")
 	flagLimits     = flag.String("limits", "75,40,20,15", "hetero: --cpu-limit of each node")
 	flagStandalone = flag.Duration("standalone", 12*time.Second, "hetero: how long each standalone rate is measured")
+	flagWarm       = flag.Bool("warm", true, "hetero: make every node trusted for π and Mandelbrot (warm-up jobs) before the measured jobs")
 	flagJobSecs    = flag.Float64("job-seconds", 20, "hetero: target duration of the cluster jobs")
 	flagMandelIter = flag.Int("max-iter", 2000, "hetero: Mandelbrot max_iter")
 	flagFixed      = flag.String("fixed-chunks", "4,16,64", "hetero: chunk counts of the simulated fixed equal-chunk policy")
