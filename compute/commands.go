@@ -22,6 +22,7 @@ const (
 	OpDelete  byte = 0x44 // Delete: forget a job and its results (hydra rm)
 	OpEvict   byte = 0x45 // Evict: drop finished jobs past retention or over the disk cap
 	OpFail    byte = 0x46 // Fail: a job cannot finish (a chunk failed on too many nodes)
+	OpFault   byte = 0x47 // Fault: a job's module failed a chunk on a node (faults.go)
 
 	OpChallenge   byte = 0x50 // Challenge: the seed that picks which committed chunks are audited
 	OpAudit       byte = 0x51 // Audit: an auditor's recomputation of a chunk's chosen blocks
@@ -265,6 +266,8 @@ func deref(v any) any {
 		return *c
 	case *Fail:
 		return *c
+	case *Fault:
+		return *c
 	case *Challenge:
 		return *c
 	case *Audit:
@@ -500,6 +503,7 @@ var fixedCommands = map[byte]func() fixedCommand{
 	OpCancel:      func() fixedCommand { return new(Cancel) },
 	OpDelete:      func() fixedCommand { return new(Delete) },
 	OpFail:        func() fixedCommand { return new(Fail) },
+	OpFault:       func() fixedCommand { return new(Fault) },
 	OpEvict:       func() fixedCommand { return new(Evict) },
 }
 

@@ -76,6 +76,7 @@ type job struct {
 	cleared      RangeSet             // ranges counted in the answer: sampled out or audited (docs/design.md §4)
 	hits         uint64               // π: the sum of cleared chunks' hits; wasm: their reduced value
 	reason       string               // why a failed job failed
+	faults       []JobFault           // wasm: the distinct nodes its module failed on (faults.go)
 	recs         map[uint64]*auditRec // chunks of audited results by range start (audits.go)
 	open         int                  // recs not cleared yet
 	auditedUnits uint64               // units recomputed by auditors
@@ -178,6 +179,8 @@ func (s *JobStore) Apply(op byte, payload []byte, index uint64) any {
 		return s.evict(c)
 	case Fail:
 		return s.failJob(c)
+	case Fault:
+		return s.fault(c)
 	case Challenge:
 		return s.challenge(c)
 	case Audit:

@@ -27,6 +27,8 @@ type Job struct {
 	Nodes        []NodeContribution `json:"nodes"`
 	PayloadBytes int64              `json:"payload_bytes"`
 	Reason       string             `json:"reason,omitempty"` // why a failed job failed
+	// Faults are the distinct nodes on which a WebAssembly job's module failed a chunk.
+	Faults []JobFault `json:"faults,omitempty"`
 	// AuditedUnits is how many units auditors recomputed (docs/design.md §4); RedoneUnits how
 	// many were computed again because an audit failed.
 	AuditedUnits uint64 `json:"audited_units"`
@@ -42,6 +44,7 @@ func (j *job) view() Job {
 		FinishedAt: j.finished, DoneUnits: j.accepted.Units(), TotalUnits: j.spec.TotalUnits(),
 		PayloadBytes: j.payloadBytes, Nodes: make([]NodeContribution, 0, len(j.nodes)), Reason: j.reason,
 		AuditedUnits: j.auditedUnits, RedoneUnits: j.redoneUnits, ClearedUnits: j.cleared.Units(),
+		Faults: append([]JobFault(nil), j.faults...),
 	}
 	for _, n := range j.nodes {
 		v.Nodes = append(v.Nodes, *n)

@@ -90,6 +90,7 @@ type snapJob struct {
 	AuditedUnits uint64             `json:"audited_units,omitempty"`
 	RedoneUnits  uint64             `json:"redone_units,omitempty"`
 	Audits       []snapAudit        `json:"audits,omitempty"`
+	Faults       []JobFault         `json:"faults,omitempty"`
 }
 
 // Snapshot writes the whole state, payloads included, to w: CaptureSnapshot, then WriteTo.
@@ -143,6 +144,7 @@ func (s *JobStore) captureSnapshot() (*JobSnapshot, error) {
 			Submitted: timeNanos(j.submitted), Started: timeNanos(j.started), Finished: timeNanos(j.finished),
 			Accepted: j.accepted.Ranges(), Hits: j.hits, PayloadBytes: j.payloadBytes, Reason: j.reason,
 			History: j.hist.encode(), Cleared: j.cleared.Ranges(), AuditedUnits: j.auditedUnits, RedoneUnits: j.redoneUnits,
+			Faults: append([]JobFault(nil), j.faults...),
 		}
 		for _, start := range sortedStarts(j.recs) {
 			r := j.recs[start]
@@ -274,12 +276,16 @@ func (s *JobStore) Restore(r io.Reader) error {
 		if err := sj.Spec.Validate(); err != nil {
 			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
 		}
+		if err := validFaults(sj.Spec, sj.Faults); err != nil {
+			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
+		}
 		j := &job{
 			id: sj.ID, seq: sj.Seq, spec: sj.Spec, submitter: sj.Submitter, state: sj.State,
 			submitted: nanosTime(sj.Submitted), started: nanosTime(sj.Started), finished: nanosTime(sj.Finished),
 			accepted: NewRangeSet(sj.Accepted...), hits: sj.Hits, payloadBytes: sj.PayloadBytes, reason: sj.Reason,
 			nodes: map[string]*NodeContribution{}, recs: map[uint64]*auditRec{},
 			cleared: NewRangeSet(sj.Cleared...), auditedUnits: sj.AuditedUnits, redoneUnits: sj.RedoneUnits,
+			faults: sj.Faults,
 		}
 		if version < 3 {
 			j.cleared = NewRangeSet(sj.Accepted...)

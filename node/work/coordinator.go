@@ -109,7 +109,7 @@ type leadership struct {
 	orphans  map[string][]compute.Range // job → orphaned ranges at the last repair pass
 	repairAt time.Time                  // next repair pass
 	seenGen  uint64                     // co.gen at the last reconcile
-	faults   map[string]*jobFaults      // job → its module faults in this term (faults.go)
+	faults   map[string]*jobFaults      // job → what this term does about its module faults (faults.go)
 
 	ctx         context.Context        // the term's: ends with leadership
 	arch        map[string]string      // node → GOARCH it reported

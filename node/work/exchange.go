@@ -162,13 +162,9 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		if !ok {
 			break
 		}
-		if c.faultedLocked(l.Job, node) {
-			c.sched.Fail(l.ID) // for a node that has not seen the job's module fail
-			break
-		}
 		j, found := c.cfg.Jobs.Job(l.Job)
-		if !found {
-			c.sched.Fail(l.ID)
+		if !found || faultedOn(j, node, len(c.lastSeen)) {
+			c.sched.Fail(l.ID) // gone, or kept for a node that has not seen the job's module fail
 			break
 		}
 		c.grantLocked(node, l.Job, l.Range)

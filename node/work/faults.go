@@ -16,64 +16,96 @@ import (
 // fewer compute nodes fails the job once every one of them saw the fault.
 const FaultNodes = 3
 
-// jobFaults is what the coordinator knows of a job's module faults in this term.
+// jobFaults is what this coordinator is doing about a job's module faults. The faults
+// themselves live in the replicated job state (compute.Fault), so that a new leader continues
+// the count.
 type jobFaults struct {
-	nodes  map[string]string // node → its last fault message
-	first  string            // the first fault, with its range: the job's reason
-	failed bool              // the Fail command is proposed
+	proposing map[string]bool // nodes whose Fault command is in flight
+	failed    bool            // the Fail command is proposed
 }
 
-// faultLocked records a module fault reported by node for one of its leases, and fails the
-// job once faults came from FaultNodes different nodes (or every node working).
+// faultLocked records a module fault reported by node for one of its leases: the first fault
+// of a node is replicated (compute.Fault), and the job fails once the job state holds faults
+// from FaultNodes different nodes (or from every node working).
 func (c *leadership) faultLocked(node string, f fault) {
 	// The lease may have expired while the module was stuck: the range leased to the node in
 	// this term is what counts.
 	if !c.grantedLocked(node, f.Job, f.Range) {
 		return
 	}
-	if j, ok := c.cfg.Jobs.Job(f.Job); !ok || j.Kind != compute.KindWasm || j.State.Finished() {
+	j, ok := c.cfg.Jobs.Job(f.Job)
+	if !ok || j.Kind != compute.KindWasm || j.State.Finished() {
 		return
 	}
-	l := f.Chunk
 	if c.faults == nil {
 		c.faults = map[string]*jobFaults{}
 	}
-	jf := c.faults[l.Job]
+	jf := c.faults[f.Job]
 	if jf == nil {
-		jf = &jobFaults{nodes: map[string]string{}}
-		c.faults[l.Job] = jf
+		jf = &jobFaults{proposing: map[string]bool{}}
+		c.faults[f.Job] = jf
 	}
-	if jf.first == "" {
-		jf.first = fmt.Sprintf("items [%d, %d): %s", l.Start, l.End, f.Msg)
-	}
-	jf.nodes[node] = f.Msg
 	need := min(FaultNodes, max(1, len(c.lastSeen)))
-	c.log.Warn("chunk failed by its module", "job", l.Job, "node", node, "range", l.Range, "err", f.Msg, "nodes", len(jf.nodes), "need", need)
-	if len(jf.nodes) < need || jf.failed {
+	c.log.Warn("chunk failed by its module", "job", f.Job, "node", node, "range", f.Range, "err", f.Msg, "nodes", len(j.Faults), "need", need)
+	if slices.ContainsFunc(j.Faults, func(r compute.JobFault) bool { return r.Node == node }) || len(j.Faults) >= compute.MaxJobFaults {
+		// Counted already (perhaps by an earlier leader, which may have stopped before failing
+		// the job): decide on the replicated count.
+		c.maybeFailLocked(j, need)
+		return
+	}
+	if jf.proposing[node] {
+		return
+	}
+	jf.proposing[node] = true
+	msg := fmt.Sprintf("items [%d, %d): %s", f.Start, f.End, f.Msg)
+	if len(msg) > compute.MaxFaultMsg {
+		msg = strings.ToValidUTF8(msg[:compute.MaxFaultMsg-3], "") + "..."
+	}
+	go c.recordFault(compute.Fault{Job: f.Job, Node: node, Msg: msg, Time: time.Now().UTC()}, need)
+}
+
+// recordFault replicates a node's fault, then fails the job if enough nodes have faulted.
+func (c *leadership) recordFault(cmd compute.Fault, need int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.cfg.Apply(ctx, cmd)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if jf := c.faults[cmd.Job]; jf != nil {
+		delete(jf.proposing, cmd.Node)
+	}
+	if err != nil {
+		c.log.Warn("record module fault", "job", cmd.Job, "node", cmd.Node, "err", err)
+		return // the node's next fault tries again
+	}
+	if j, ok := c.cfg.Jobs.Job(cmd.Job); ok {
+		c.maybeFailLocked(j, need)
+	}
+}
+
+// maybeFailLocked proposes Fail for a job whose module failed on need different nodes.
+func (c *leadership) maybeFailLocked(j compute.Job, need int) {
+	jf := c.faults[j.ID]
+	if len(j.Faults) < need || j.State.Finished() || jf == nil || jf.failed {
 		return
 	}
 	jf.failed = true
-	nodes := make([]string, 0, len(jf.nodes))
-	for n := range jf.nodes {
-		nodes = append(nodes, shortNode(n))
+	nodes := make([]string, 0, len(j.Faults))
+	for _, f := range j.Faults {
+		nodes = append(nodes, shortNode(f.Node))
 	}
 	slices.Sort(nodes)
-	reason := fmt.Sprintf("the module failed on %d nodes (%s): %s", len(nodes), strings.Join(nodes, ", "), jf.first)
+	reason := fmt.Sprintf("the module failed on %d nodes (%s): %s", len(nodes), strings.Join(nodes, ", "), j.Faults[0].Msg)
 	if len(reason) > compute.MaxFailReason {
 		reason = strings.ToValidUTF8(reason[:compute.MaxFailReason-3], "") + "..."
 	}
-	go c.failJob(l.Job, reason)
+	go c.failJob(j.ID, reason)
 }
 
-// faultedLocked reports whether node saw job's module fail while other working nodes did not:
+// faultedOn reports whether node saw the job's module fail while other working nodes did not:
 // the job's chunks then go to those, so that a module that fails everywhere fails the job soon.
-func (c *leadership) faultedLocked(job, node string) bool {
-	jf := c.faults[job]
-	if jf == nil {
-		return false
-	}
-	_, seen := jf.nodes[node]
-	return seen && len(jf.nodes) < len(c.lastSeen)
+func faultedOn(j compute.Job, node string, working int) bool {
+	return len(j.Faults) < working && slices.ContainsFunc(j.Faults, func(r compute.JobFault) bool { return r.Node == node })
 }
 
 func (c *leadership) failJob(job, reason string) {
