@@ -200,9 +200,11 @@ func (s *Scheduler) Rate(node string, kind Kind) float64 {
 // (node-seconds weighted by priority), sized to the node's rate × ChunkTarget, a probe if the
 // rate is unknown, capped near the end of the job; with no pending work left, an idle node may
 // get a backup copy of the in-flight chunk expected to finish last, if it would finish it sooner.
+// A node holds at most MaxLeasesPerNode leases, or up to MaxShortLeases while all it holds is
+// short work (shortQueue).
 func (s *Scheduler) Lease(node string, now time.Time) (Lease, bool) {
 	n := s.node(node)
-	if len(n.leases) >= s.cfg.MaxLeasesPerNode {
+	if len(n.leases) >= s.cfg.MaxLeasesPerNode && !s.shortQueue(n) {
 		return Lease{}, false
 	}
 	if j := s.pickJob(n); j != nil {

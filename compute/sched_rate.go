@@ -34,6 +34,12 @@ type SchedulerConfig struct {
 	// MaxLeasesPerNode is how many leases a node may hold at once: one computing and one queued
 	// (prefetch) by default.
 	MaxLeasesPerNode int
+	// MaxShortLeases and ShortQueue let a node hold more leases when chunks are short (tiny jobs,
+	// a job's tail): up to MaxShortLeases (default 8) while the leases it holds are all of known
+	// duration and expected to take less than ShortQueue together (default 100 ms). A worker then
+	// has work for the time its results take to commit, instead of waiting for every exchange.
+	MaxShortLeases int
+	ShortQueue     time.Duration
 }
 
 func (c SchedulerConfig) withDefaults() SchedulerConfig {
@@ -67,6 +73,12 @@ func (c SchedulerConfig) withDefaults() SchedulerConfig {
 	}
 	if c.MaxLeasesPerNode <= 0 {
 		c.MaxLeasesPerNode = 2
+	}
+	if c.MaxShortLeases <= 0 {
+		c.MaxShortLeases = 8
+	}
+	if c.ShortQueue <= 0 {
+		c.ShortQueue = 100 * time.Millisecond
 	}
 	return c
 }
@@ -151,4 +163,21 @@ func baseKind(k Kind) Kind {
 		return Kind(b)
 	}
 	return k
+}
+
+// shortQueue reports whether node n may take a lease beyond MaxLeasesPerNode: it holds fewer than
+// MaxShortLeases, none a probe or a backup, and together they are expected to take less than
+// ShortQueue at its measured rates.
+func (s *Scheduler) shortQueue(n *schedNode) bool {
+	if len(n.leases) >= s.cfg.MaxShortLeases {
+		return false
+	}
+	var sum time.Duration
+	for _, l := range n.leases {
+		if l.Probe || l.Backup || l.Expected <= 0 {
+			return false
+		}
+		sum += l.Expected
+	}
+	return sum < s.cfg.ShortQueue
 }

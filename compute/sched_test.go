@@ -466,3 +466,43 @@ func TestOrphansAndRequeue(t *testing.T) {
 		t.Fatal("orphans of an unknown job")
 	}
 }
+
+// TestShortLeasesQueueDeeper: a node holds two leases of normal chunks, but up to MaxShortLeases
+// of one-chunk jobs whose expected time together stays under ShortQueue; a probe never counts
+// as short.
+func TestShortLeasesQueueDeeper(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	if err := s.AddJob("big", piJob(1e12), []Range{{0, 1e12}}, false); err != nil {
+		t.Fatal(err)
+	}
+	p := mustLease(t, s, "n", c.now())
+	mustLease(t, s, "n", c.now()) // a second probe-sized lease: the rate is still unknown
+	if _, ok := s.Lease("n", c.now()); ok {
+		t.Fatal("a third lease while holding probes")
+	}
+	complete(t, s, c, p, 1e9)
+	if _, ok := s.Lease("n", c.now()); !ok {
+		t.Fatal("no lease after the probe")
+	}
+	if _, ok := s.Lease("n", c.now()); ok {
+		t.Fatal("a third lease while holding a 2 s chunk")
+	}
+	s.RemoveJob("big")
+	for i := range 20 {
+		id := fmt.Sprintf("tiny%d", i)
+		if err := s.AddJob(id, piJob(1<<16), []Range{{0, 1 << 16}}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := 0
+	for {
+		if _, ok := s.Lease("n", c.now()); !ok {
+			break
+		}
+		held++
+	}
+	if held != 8 {
+		t.Fatalf("held %d one-chunk leases of 65 µs each, want MaxShortLeases (8)", held)
+	}
+}

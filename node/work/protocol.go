@@ -18,7 +18,7 @@ const Protocol = "/hydra/work/1.0.0"
 
 // syncRequest is what a worker sends its coordinator.
 type syncRequest struct {
-	Want     int             `json:"want"`             // chunks it can take now (0–2)
+	Want     int             `json:"want"`             // chunks it can take now (0–2; up to 8 while its chunks are short)
 	Progress []leaseProgress `json:"progress"`         // units done of the chunks in hand
 	Results  []result        `json:"results"`          // finished chunks not yet acknowledged
 	Failed   []uint64        `json:"failed"`           // leases it could not run

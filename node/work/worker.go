@@ -22,6 +22,8 @@ const (
 	syncEvery     = 500 * time.Millisecond // progress reports and polling for work
 	idleSyncEvery = 2 * time.Second        // nothing in hand and no job: below workerSilence, so the worker stays known
 	prefetchDepth = 2                      // one chunk in hand, one queued
+	shortDepth    = 8                      // in hand and queued while chunks are short (compute's MaxShortLeases)
+	shortChunk    = 20 * time.Millisecond  // a chunk this quick leaves the worker waiting on its exchanges
 	finalFlush    = 3 * time.Second        // on shutdown: time to hand in the last results
 	callTimeout   = 30 * time.Second       // one exchange with a remote coordinator
 )
@@ -81,6 +83,7 @@ type Worker struct {
 	failed   []uint64
 	faults   []fault // failed leases whose module was at fault (a subset of failed)
 	progress atomic.Uint64
+	lastTook time.Duration // the last chunk's time in the child: below shortChunk, ask for shortDepth
 
 	wakeSync    chan struct{}
 	wakeCompute chan struct{}
@@ -253,7 +256,13 @@ func (w *Worker) sync(ctx context.Context) error {
 		req.Failed = w.failed
 		w.failed = nil
 	} else if ctx.Err() == nil {
-		req.Want = max(0, prefetchDepth-inHand)
+		depth := prefetchDepth
+		if w.lastTook > 0 && w.lastTook < shortChunk {
+			// Short chunks: hold enough of them to compute while results are committed (the
+			// scheduler grants more than two only while what a node holds is short work).
+			depth = shortDepth
+		}
+		req.Want = max(0, depth-inHand)
 	}
 	for _, l := range w.queue {
 		if l.Term == w.term {
@@ -418,12 +427,14 @@ func (w *Worker) computeLoop(ctx context.Context) {
 				func(done uint64) { w.progress.Store(done) })
 		}
 		stop()
-		w.busyNanos.Add(int64(time.Since(start)))
+		took := time.Since(start)
+		w.busyNanos.Add(int64(took))
 		w.chunksRun.Add(1)
 		if err == nil {
 			w.cpuMicros.Add(int64(res.ComputeSeconds * 1e6))
 		}
 		w.mu.Lock()
+		w.lastTook = took
 		w.stopRun = nil
 		cur := *w.running // its ID and term may have changed by adoption
 		w.running = nil

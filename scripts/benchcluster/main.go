@@ -110,7 +110,7 @@ var (
 	flagMandelIter = flag.Int("max-iter", 2000, "hetero: Mandelbrot max_iter")
 	flagFixed      = flag.String("fixed-chunks", "4,16,64", "hetero: chunk counts of the simulated fixed equal-chunk policy")
 	flagTinyJobs   = flag.Int("tiny-jobs", 3000, "overhead: number of one-chunk π jobs")
-	flagPerf       = flag.Bool("perf", false, "overhead: perf record the leader during the tiny-job run")
+	flagPerf       = flag.Bool("perf", false, "overhead, idle: perf record the leader over the measured window")
 	flagKillSecs   = flag.Float64("kill-seconds", 25, "failover: target duration of the π job")
 	flagKillRuns   = flag.Int("kill-runs", 3, "failover: runs without and with a leader kill")
 	flagDask       = flag.String("dask", "", "dask: path of the no-op task script (skipped if empty)")

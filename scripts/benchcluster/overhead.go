@@ -7,14 +7,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -33,17 +28,7 @@ func overhead(work string) {
 	warm := submit(lp, tok, map[string]any{"kind": "pi", "samples": 1 << 22, "seed": 1})
 	waitJob(lp, warm, time.Minute, nil)
 
-	var perfCmd *exec.Cmd
-	perfData := filepath.Join(work, "perf.data")
-	if *flagPerf {
-		perfCmd = exec.Command("perf", "record", "-F", "999", "-g", "-o", perfData, "-p", strconv.Itoa(lp.PID()))
-		perfCmd.Stdout, perfCmd.Stderr = io.Discard, io.Discard
-		if err := procluster.StartTracked(perfCmd); err != nil {
-			fmt.Printf("  perf: %v\n", err)
-			perfCmd = nil
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	perf := startPerf(lp, filepath.Join(work, "perf.data"))
 	cpu0 := ownTicks(lp)
 	var cpuF0 []int64
 	for _, p := range c.Nodes {
@@ -112,39 +97,7 @@ func overhead(work string) {
 	fmt.Printf("  %d jobs, %d chunks; submits took %.2f s; last done at %.2f s; load average %s\n", len(fin), chunks, submitted.Seconds(), wall, procluster.LoadAvg())
 	addReport("per-chunk overhead (3 voters, %d one-chunk π jobs of 65536 samples): %.0f chunks/s end to end (%d chunks in %.2f s; %.0f/s between the 10th and 90th percentile of finishes); leader node process CPU %.2f ms per chunk (%.2f s over the window; compute children excluded), all 3 node processes %.2f ms per chunk",
 		len(fin), float64(chunks)/wall, chunks, wall, mid, cpu*1000/float64(chunks), cpu, cpuAll*1000/float64(chunks))
-	if perfCmd != nil {
-		perfCmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { perfCmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			perfCmd.Process.Kill()
-		}
-		procluster.Untrack(perfCmd)
-		for _, mode := range []string{"--no-children", "--children"} {
-			out, err := exec.Command("perf", "report", "-i", perfData, "--stdio", mode, "--sort", "symbol", "-g", "none", "--percent-limit", "1.5").Output()
-			if err != nil {
-				fmt.Printf("  perf report: %v\n", err)
-				break
-			}
-			fmt.Printf("  perf report %s (leader node process, top symbols):\n", mode)
-			k, h := 0, 0
-			for _, l := range strings.Split(string(out), "\n") {
-				if strings.HasPrefix(strings.TrimSpace(l), "#") || strings.TrimSpace(l) == "" {
-					continue
-				}
-				l = strings.TrimRight(strings.TrimRight(l, " -"), " ")
-				if k < 30 {
-					fmt.Println("    " + l)
-				} else if strings.Contains(l, "hydra-compute/hydra/") && h < 25 {
-					fmt.Println("    (hydra) " + l)
-					h++
-				}
-				k++
-			}
-		}
-	}
+	perf.report()
 	// One big job at --chunk-target 100ms: the chunk path alone (no per-job
 	// entries), at the rate the policy allows (about one chunk per node per
 	// 100 ms).
