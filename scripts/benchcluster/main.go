@@ -59,8 +59,10 @@
 //     around the kill is printed (commit gap, chunks after it).
 //   - idle: a 3-node cluster (default flags) with no job: each node's CPU
 //     (node + compute child) and summed VmRSS over -idle-seconds, after
-//     -idle-settle (30 s) of settling (not in the default phases: run
-//     -phases idle).
+//     -idle-settle (30 s) of settling, and its threads' context switches
+//     per second (how often it is woken; less blurred by a shared machine's
+//     load than its CPU time); with -perf a `perf record` of the leader
+//     (not in the default phases: run -phases idle).
 //   - hetero-wasm: one cluster at -limits runs a π job and a WebAssembly job (the Monte-Carlo
 //     example), each sized for -job-seconds from a probe; each node's share of the units
 //     against its share of the limits, and the tail efficiency of both (not in the default
