@@ -35,10 +35,12 @@ var (
 		"Wall time this node had a chunk in its compute child.", nil, nil)
 	descCPU = prometheus.NewDesc("hydra_compute_cpu_seconds_total",
 		"CPU time the compute child used for the chunks it ran.", nil, nil)
-	descAuditBusy = prometheus.NewDesc("hydra_compute_audit_seconds_total",
-		"Wall time this node's compute child spent auditing other nodes' chunks (not in hydra_compute_busy_seconds_total).", nil, nil)
 	descChunks = prometheus.NewDesc("hydra_compute_chunks_total",
 		"Chunks (or parts of chunks, after a stop) this node's compute child ran.", nil, nil)
+	descAuditBusy = prometheus.NewDesc("hydra_audit_busy_seconds_total",
+		"Wall time this node had an audit (of another node's chunk) in its compute child; not in hydra_compute_busy_seconds_total.", nil, nil)
+	descAuditCPU = prometheus.NewDesc("hydra_audit_cpu_seconds_total",
+		"CPU time the compute child used for the audits this node ran; not in hydra_compute_cpu_seconds_total.", nil, nil)
 	descAuditsPassed = prometheus.NewDesc("hydra_audits_passed_total",
 		"Audits passed by all nodes' results (replicated state).", nil, nil)
 	descAuditsFailed = prometheus.NewDesc("hydra_audits_failed",
@@ -55,7 +57,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descRaftCommit, descRaftApplied,
-		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descBusy, descCPU, descAuditBusy, descChunks, descInfo,
+		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descBusy, descCPU, descChunks, descAuditBusy, descAuditCPU, descInfo,
 		descAuditsPassed, descAuditsFailed, descNodesByStanding, descRefused, descGossipDropped} {
 		ch <- d
 	}
@@ -134,8 +136,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		k := w.Counters()
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, k.BusySeconds)
 		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, k.CPUSeconds)
-		ch <- prometheus.MustNewConstMetric(descAuditBusy, prometheus.CounterValue, k.AuditSeconds)
 		ch <- prometheus.MustNewConstMetric(descChunks, prometheus.CounterValue, float64(k.Chunks))
+		ch <- prometheus.MustNewConstMetric(descAuditBusy, prometheus.CounterValue, k.AuditBusySeconds)
+		ch <- prometheus.MustNewConstMetric(descAuditCPU, prometheus.CounterValue, k.AuditCPUSeconds)
 	}
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, Version, Commit)
 }

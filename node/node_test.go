@@ -281,7 +281,7 @@ func checkMetrics(t *testing.T, url string) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"hydra_raft_term", "hydra_raft_commit_index", "hydra_raft_state{state=\"Leader\"}", "hydra_raft_peers{suffrage=\"voter\"}", "hydra_compute_busy_seconds_total", "hydra_compute_audit_seconds_total"} {
+	for _, want := range []string{"hydra_raft_term", "hydra_raft_commit_index", "hydra_raft_state{state=\"Leader\"}", "hydra_raft_peers{suffrage=\"voter\"}", "hydra_compute_busy_seconds_total", "hydra_audit_busy_seconds_total"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

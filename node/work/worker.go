@@ -93,24 +93,26 @@ type Worker struct {
 	busyNanos  atomic.Int64
 	cpuMicros  atomic.Int64
 	chunksRun  atomic.Int64
-	auditNanos atomic.Int64
+	auditNanos atomic.Int64 // the same for audits (not in the three above)
+	auditCPU   atomic.Int64 // µs
 }
 
 // Counters are a worker's totals since start, for /metrics: the wall time a chunk was in the
-// compute child, the CPU time the child reported for them, the chunks (or parts of chunks,
-// after a stop) run, and the wall time spent auditing other nodes' chunks (docs/audits.md;
-// not in BusySeconds: an audit is work for the cluster, not units of a job). With a job's
-// makespan they split a node's time into computing, auditing, waiting for a chunk and idle at
-// the end (scripts/bench-cluster prints that breakdown).
+// compute child, the CPU time the child reported for them, and the chunks (or parts of chunks,
+// after a stop) run. With a job's makespan they split a node's time into computing, waiting for
+// a chunk and idle at the end (scripts/bench-cluster prints that breakdown). Audits this node
+// ran for others are counted apart (AuditBusySeconds, AuditCPUSeconds), so that the cost of
+// audits can be set against the work they check (docs/audits.md, Figures).
 type Counters struct {
-	BusySeconds, CPUSeconds, AuditSeconds float64
-	Chunks                                int64
+	BusySeconds, CPUSeconds           float64
+	Chunks                            int64
+	AuditBusySeconds, AuditCPUSeconds float64
 }
 
 // Counters returns the worker's totals since start.
 func (w *Worker) Counters() Counters {
-	return Counters{BusySeconds: float64(w.busyNanos.Load()) / 1e9, CPUSeconds: float64(w.cpuMicros.Load()) / 1e6,
-		AuditSeconds: float64(w.auditNanos.Load()) / 1e9, Chunks: w.chunksRun.Load()}
+	return Counters{BusySeconds: float64(w.busyNanos.Load()) / 1e9, CPUSeconds: float64(w.cpuMicros.Load()) / 1e6, Chunks: w.chunksRun.Load(),
+		AuditBusySeconds: float64(w.auditNanos.Load()) / 1e9, AuditCPUSeconds: float64(w.auditCPU.Load()) / 1e6}
 }
 
 // Busy reports whether the worker holds a chunk (running or queued).
@@ -414,6 +416,7 @@ func (w *Worker) computeLoop(ctx context.Context) {
 			}
 			stop()
 			w.auditNanos.Add(int64(time.Since(start)))
+			w.auditCPU.Add(int64(ans.Seconds * 1e6))
 			w.finishAudit(l, ans, err)
 			poke(w.wakeSync)
 			if ctx.Err() != nil {

@@ -109,10 +109,10 @@ func hetero(work string) {
 	c := newCluster(filepath.Join(work, "hetero"), "h", n, func(i int) []string {
 		return []string{"--cpus", "1", "--cpu-limit", strconv.Itoa(limits[i])}
 	})
-	startStable(c, min(3, n))
+	leader := startStable(c, min(3, n))
 	p := c.Nodes[0]
 	tok := token(p)
-	fmt.Printf("hetero: %d-node cluster up (kernel %s); load average %s\n", n, kern, procluster.LoadAvg())
+	fmt.Printf("hetero: %d-node cluster up (kernel %s, leader %s); load average %s\n", n, kern, c.ByID(leader).Name, procluster.LoadAvg())
 	if *flagWarm {
 		warmTrust(c, tok, "π", map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 5}, 10)
 		warmTrust(c, tok, "Mandelbrot", pickImage(sum(mA)*300).body(), 10)
@@ -227,6 +227,7 @@ func ownTicks(p *procluster.Proc) int64 {
 func scrapeAll(c *procluster.Cluster) []workCounters {
 	out := make([]workCounters, len(c.Nodes))
 	for i, p := range c.Nodes {
+		out[i].node = float64(ownTicks(p)) / procluster.ClockTick
 		b, err := api("GET", p.HTTPURL+"/metrics", "", nil)
 		if err != nil {
 			fatalf("metrics of %s: %v", p.Name, err)
@@ -242,7 +243,7 @@ func scrapeAll(c *procluster.Cluster) []workCounters {
 				out[i].busy = x
 			case "hydra_compute_cpu_seconds_total":
 				out[i].cpu = x
-			case "hydra_compute_audit_seconds_total":
+			case "hydra_audit_busy_seconds_total":
 				out[i].audit = x
 			}
 		}
@@ -250,7 +251,7 @@ func scrapeAll(c *procluster.Cluster) []workCounters {
 	return out
 }
 
-type workCounters struct{ busy, cpu, audit float64 }
+type workCounters struct{ busy, cpu, audit, node float64 } // node: the node process's own CPU seconds
 
 // breakdown prints, per node, how the job's makespan W was spent: computing (a chunk of the
 // job in the compute child: the busy counter's growth), auditing (other nodes' chunks, the
@@ -267,7 +268,7 @@ func breakdown(c *procluster.Cluster, v *jobView, limits []int, a, b []workCount
 	W := v.wall()
 	var parts []string
 	for i, p := range c.Nodes {
-		busy, cpu, aud := b[i].busy-a[i].busy, b[i].cpu-a[i].cpu, b[i].audit-a[i].audit
+		busy, cpu, aud, own := b[i].busy-a[i].busy, b[i].cpu-a[i].cpu, b[i].audit-a[i].audit, b[i].node-a[i].node
 		end := 0.0
 		if t, ok := last[p.ID]; ok {
 			end = max(v.FinishedAt.Sub(time.UnixMilli(t)).Seconds(), 0)
@@ -278,7 +279,7 @@ func breakdown(c *procluster.Cluster, v *jobView, limits []int, a, b []workCount
 			use = cpu / (busy * float64(limits[i]) / 100)
 		}
 		l := fmt.Sprintf("%s %d%%: %.2f / %.2f / %.2f / %.2f, CPU %.2f", p.Name, limits[i], busy/W, aud/W, wait/W, end/W, use)
-		fmt.Printf("    breakdown %s (computing %.2f s, auditing %.2f s, waiting %.2f s, idle at the end %.2f s of %.2f s; %.2f CPU s)\n", l, busy, aud, wait, end, W, cpu)
+		fmt.Printf("    breakdown %s (computing %.2f s, auditing %.2f s, waiting %.2f s, idle at the end %.2f s of %.2f s; %.2f CPU s; the node process itself %.2f CPU s)\n", l, busy, aud, wait, end, W, cpu, own)
 		parts = append(parts, l)
 	}
 	return strings.Join(parts, "; ")

@@ -28,7 +28,7 @@
 //     measured jobs see the audit rate of a cluster that has run for a while;
 //     the share of units audited is printed. A makespan breakdown per node:
 //     computing (hydra_compute_busy_seconds_total), auditing
-//     (hydra_compute_audit_seconds_total), waiting for a chunk, idle after its
+//     (hydra_audit_busy_seconds_total), waiting for a chunk, idle after its
 //     last commit, and the CPU it got while computing ÷ its limit. The
 //     single-node standalone clusters audit nothing (one machine). The
 //     fixed-equal-chunk policy of the old
