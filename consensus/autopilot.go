@@ -61,6 +61,7 @@ func (r *Raft) localStats() statsResponse {
 }
 
 func (r *Raft) handleStats(context.Context, peer.ID, json.RawMessage) (any, error) {
+	r.statCalls.Add(1)
 	return r.localStats(), nil
 }
 
@@ -94,13 +95,28 @@ type delegate struct {
 	removing map[raft.ServerID]bool
 	avail    map[raft.ServerID]Availability // from the latest stats answers
 	state    *autopilot.State
+	quiet    map[raft.ServerID]quietStats // answers that stand while the log does not move
+}
+
+// statsReuse is how long a server's stats answer stands in for a new call while the cluster is
+// quiet: the leader's log has not moved since the answer (no write, no configuration change).
+// An idle cluster then makes a third of the stats calls (each a new stream, woken on both
+// ends; docs/design.md §7 "Idle cost"), and the answers still refresh the evidence of life well
+// within DeadVoterGrace. A server that did not answer is asked on every round.
+const statsReuse = 3 * time.Second
+
+// quietStats is a server's last stats answer, when it came and the leader's last log index then.
+type quietStats struct {
+	stats autopilot.ServerStats
+	at    time.Time
+	index uint64
 }
 
 var _ autopilot.ApplicationIntegration = (*delegate)(nil)
 
 func newDelegate(r *Raft) *delegate {
 	return &delegate{r: r, lastSeen: map[raft.ServerID]time.Time{}, removing: map[raft.ServerID]bool{},
-		avail: map[raft.ServerID]Availability{}}
+		avail: map[raft.ServerID]Availability{}, quiet: map[raft.ServerID]quietStats{}}
 }
 
 // AutopilotConfig returns the health thresholds, scaled by the multiplier.
@@ -126,6 +142,7 @@ func (d *delegate) reset() {
 	d.mu.Lock()
 	clear(d.lastSeen)
 	clear(d.avail)
+	clear(d.quiet)
 	d.mu.Unlock()
 }
 
@@ -135,7 +152,8 @@ func (d *delegate) reset() {
 // previous, stale stats). A successful answer is the evidence of life that
 // KnownServers judges by. Autopilot only asks about servers it does not
 // consider failed, so the failed ones of the configuration are probed too
-// (and left out of the answer): one that comes back is alive again.
+// (and left out of the answer): one that comes back is alive again. While
+// the log does not move, an answer stands for statsReuse (quietStats).
 func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
 	out := map[raft.ServerID]*autopilot.ServerStats{}
 	var mu sync.Mutex
@@ -151,7 +169,18 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 			}
 		}
 	}
+	index, now := d.r.raft.LastIndex(), time.Now()
 	for id, wanted := range probe {
+		d.mu.Lock()
+		q, ok := d.quiet[id]
+		d.mu.Unlock()
+		if wanted && ok && q.index == index && now.Sub(q.at) < statsReuse {
+			s := q.stats
+			mu.Lock()
+			out[id] = &s
+			mu.Unlock()
+			continue
+		}
 		if string(id) == d.r.id.String() {
 			s := d.r.localStats()
 			mu.Lock()
@@ -178,13 +207,18 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 				if wanted {
 					out[id] = &autopilot.ServerStats{LastContact: -1}
 				}
+				d.mu.Lock()
+				delete(d.quiet, id)
+				d.mu.Unlock()
 				return
 			}
+			st := autopilot.ServerStats{LastContact: s.LastContact, LastTerm: s.LastTerm, LastIndex: s.LastIndex}
 			if wanted {
-				out[id] = &autopilot.ServerStats{LastContact: s.LastContact, LastTerm: s.LastTerm, LastIndex: s.LastIndex}
+				out[id] = &st
 			}
 			d.mu.Lock()
 			d.lastSeen[id] = time.Now()
+			d.quiet[id] = quietStats{stats: st, at: now, index: index}
 			d.mu.Unlock()
 			d.noteAvail(id, s.Avail)
 		}()

@@ -46,6 +46,7 @@ type Raft struct {
 	joinTok   *ParsedJoinToken
 	waiting   atomic.Bool  // a join request was answered "pending approval"
 	runStart  atomic.Int64 // when Run began (unix ns; 0: not yet)
+	statCalls atomic.Int64 // stats calls answered (autopilot's idle cost; tests)
 	tokenWait atomic.Bool  // logged that a node with a join token never founds a cluster
 	nodeTok   atomic.Pointer[string]
 	del       *delegate

@@ -101,7 +101,11 @@ func (s *server) submitJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", jobPath(j.ID))
-	writeJSON(w, http.StatusCreated, newJobView(j, s.nodeNames()))
+	var names map[string]string // a job just submitted has rarely run yet: no status to build
+	if len(j.Nodes) > 0 {
+		names = s.nodeNames()
+	}
+	writeJSON(w, http.StatusCreated, newJobView(j, names))
 }
 
 func (s *server) listJobs(w http.ResponseWriter, r *http.Request) {

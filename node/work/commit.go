@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -12,6 +13,11 @@ import (
 
 // maxBatchItems is where the committer stops adding requests to a batch.
 const maxBatchItems = 256
+
+// commitsInFlight is how many batches the committer has in raft at once: raft writes the next
+// one to the leader's disk while the previous one is replicated, and appends those waiting
+// together (one disk sync for all of them).
+const commitsInFlight = 4
 
 type commitReq struct {
 	items []compute.ChunkResult
@@ -40,13 +46,21 @@ func (c *leadership) commit(ctx context.Context, items []compute.ChunkResult) (*
 }
 
 // committer batches the results of concurrent syncs (group commit): while
-// one batch is being committed the next one fills. A batch takes whole
-// requests while it holds fewer than maxBatchItems results and
+// commitsInFlight batches are being committed the next one fills. A batch
+// takes whole requests while it holds fewer than maxBatchItems results and
 // wire.MaxBatch bytes; applyResults then cuts it into log entries of at
 // most wire.MaxBatch bytes each.
 func (c *leadership) committer(ctx context.Context) {
+	slots := make(chan struct{}, commitsInFlight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		var batch []*commitReq
+		select {
+		case <-ctx.Done():
+			return
+		case slots <- struct{}{}:
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -65,20 +79,30 @@ func (c *leadership) committer(ctx context.Context) {
 				break fill
 			}
 		}
-		var all []compute.ChunkResult
-		for _, r := range batch {
-			all = append(all, r.items...)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.commitBatch(ctx, batch)
+			<-slots
+		}()
+	}
+}
+
+// commitBatch commits the results of batch's requests together and answers each request.
+func (c *leadership) commitBatch(ctx context.Context, batch []*commitReq) {
+	var all []compute.ChunkResult
+	for _, r := range batch {
+		all = append(all, r.items...)
+	}
+	out, err := c.applyResults(ctx, all)
+	off := 0
+	for _, r := range batch {
+		res := commitRes{err: err}
+		if err == nil {
+			res.outcome = sliceOutcome(out, off, len(r.items))
 		}
-		out, err := c.applyResults(ctx, all)
-		off := 0
-		for _, r := range batch {
-			res := commitRes{err: err}
-			if err == nil {
-				res.outcome = sliceOutcome(out, off, len(r.items))
-			}
-			off += len(r.items)
-			r.done <- res
-		}
+		off += len(r.items)
+		r.done <- res
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 // Coordinator timings.
 const (
 	reconcileEvery = time.Second            // safety pass: job changes wake the coordinator at once (JobsChanged)
+	reconcileGap   = 20 * time.Millisecond  // a burst of job changes: at most one reconcile per gap (Lead)
 	tickEvery      = 500 * time.Millisecond // lease deadlines, while there is work
 	idleTickEvery  = 2 * time.Second        // the same with no job and no lease
 	repairEvery    = 3 * time.Second        // requeue work that stayed orphaned this long (see repairLocked)
@@ -109,6 +110,7 @@ type leadership struct {
 	orphans  map[string][]compute.Range // job → orphaned ranges at the last repair pass
 	repairAt time.Time                  // next repair pass
 	seenGen  uint64                     // co.gen at the last reconcile
+	recAt    time.Time                  // the last reconcile
 	faults   map[string]*jobFaults      // job → what this term does about its module faults (faults.go)
 
 	ctx         context.Context        // the term's: ends with leadership
@@ -167,6 +169,9 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 	defer wg.Wait()
 
 	rec := time.NewTicker(reconcileEvery)
+	soon := time.NewTimer(reconcileGap) // the reconcile a burst of job changes put off
+	soon.Stop()
+	defer soon.Stop()
 	tick := time.NewTimer(tickEvery)
 	evict := time.NewTicker(evictEvery)
 	publish := time.NewTicker(publishEvery)
@@ -180,7 +185,16 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 			c.log.Info("coordinator stopped", "term", c.term)
 			return
 		case <-co.wake:
-			c.reconcileIfChanged(time.Now())
+			// Every submit wakes the coordinator, and a reconcile reads every unfinished job: while
+			// jobs arrive faster than reconcileGap, one reconcile per gap takes them all in (a
+			// worker that finds nothing to do reconciles at once: sync).
+			if wait := c.reconcileWait(time.Now()); wait > 0 {
+				soon.Reset(wait)
+			} else {
+				c.reconcileIfChanged(time.Now())
+			}
+		case now := <-soon.C:
+			c.reconcileIfChanged(now)
 		case now := <-rec.C:
 			c.reconcileIfChanged(now)
 		case now := <-tick.C:
@@ -202,6 +216,13 @@ func (c *leadership) tickInterval() time.Duration {
 		return tickEvery
 	}
 	return idleTickEvery
+}
+
+// reconcileWait is how long until the next reconcile may run (reconcileGap after the last one).
+func (c *leadership) reconcileWait(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.recAt.Add(reconcileGap).Sub(now)
 }
 
 // reconcileIfChanged reconciles when a job was submitted, cancelled or deleted since the last

@@ -15,8 +15,6 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	now := time.Now()
 	node := from.String()
 	resp := &syncResponse{Term: c.term}
-	// A worker woken by a submit on its replica may come before the wake-up reaches Lead.
-	c.reconcileIfChanged(now)
 
 	c.mu.Lock()
 	c.lastSeen[node] = now
@@ -141,7 +139,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			}
 		}
 	}
-	resp.Idle = len(c.jobs) == 0
+	resp.Idle = len(c.jobs) == 0 && c.co.gen.Load() == c.seenGen
 	if req.Paused || now.Before(c.leaseAt) {
 		return resp, nil
 	}
@@ -157,8 +155,19 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			want--
 		}
 	}
+	reconciled := false
 	for range want {
 		l, ok := c.sched.Lease(node, now)
+		if !ok && !reconciled && c.co.gen.Load() != c.seenGen {
+			// A job changed since the last reconcile (a worker woken by a submit on its replica
+			// may come before Lead has taken the job in): take it in now, once.
+			reconciled = true
+			c.mu.Unlock()
+			c.reconcile(now)
+			c.mu.Lock()
+			resp.Idle = len(c.jobs) == 0
+			l, ok = c.sched.Lease(node, now)
+		}
 		if !ok {
 			break
 		}

@@ -17,7 +17,7 @@ func (c *leadership) reconcile(now time.Time) {
 	unfinished := c.cfg.Jobs.Unfinished()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.seenGen = gen
+	c.seenGen, c.recAt = gen, now
 	live := make(map[string]bool, len(unfinished))
 	for _, u := range unfinished {
 		live[u.ID] = true

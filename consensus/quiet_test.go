@@ -1,0 +1,40 @@
+package consensus
+
+import (
+	"testing"
+	"time"
+)
+
+// TestAutopilotStatsReusedWhileQuiet: while the log does not move, the leader's autopilot asks
+// each follower for its stats once per statsReuse instead of once per tick (AutopilotTick), and
+// still asks.
+func TestAutopilotStatsReusedWhileQuiet(t *testing.T) {
+	nodes := startCluster(t, 3, "quiet", nil)
+	leader := settled(t, nodes, 3, true)
+	const window = 6 * time.Second // 6 ticks; at most 3 calls at one per statsReuse
+	for attempt := 1; ; attempt++ {
+		idx := leader.r.raft.LastIndex()
+		before := make([]int64, len(nodes))
+		for i, n := range nodes {
+			before[i] = n.r.statCalls.Load()
+		}
+		<-time.After(window) // a measurement window, not a synchronisation
+		if leader.r.raft.LastIndex() != idx || !leader.r.IsLeader() {
+			if attempt == 3 {
+				t.Fatal("the log kept moving: no quiet window to measure")
+			}
+			continue
+		}
+		for i, n := range nodes {
+			if n == leader {
+				continue
+			}
+			got := n.r.statCalls.Load() - before[i]
+			if got < 1 || got > 3 {
+				t.Fatalf("%s answered %d stats calls in %v of a quiet cluster, want 1–3 (one per %v, not one per %v tick)",
+					n.name, got, window, statsReuse, leader.r.t.AutopilotTick)
+			}
+		}
+		return
+	}
+}
