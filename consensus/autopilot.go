@@ -101,8 +101,9 @@ type delegate struct {
 // statsReuse is how long a server's stats answer stands in for a new call while the cluster is
 // quiet: the leader's log has not moved since the answer (no write, no configuration change).
 // An idle cluster then makes a third of the stats calls (each a new stream, woken on both
-// ends; docs/design.md §7 "Idle cost"), and the answers still refresh the evidence of life well
-// within DeadVoterGrace. A server that did not answer is asked on every round.
+// ends; docs/design.md §7 "Idle cost"). The answers are the evidence of life KnownServers judges
+// by, so the reuse is at most a quarter of DeadVoterGrace (10 s by default). A server that did
+// not answer is asked on every round.
 const statsReuse = 3 * time.Second
 
 // quietStats is a server's last stats answer, when it came and the leader's last log index then.
@@ -170,11 +171,12 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 		}
 	}
 	index, now := d.r.raft.LastIndex(), time.Now()
+	reuse := min(statsReuse, d.r.cfg.DeadVoterGrace/4)
 	for id, wanted := range probe {
 		d.mu.Lock()
 		q, ok := d.quiet[id]
 		d.mu.Unlock()
-		if wanted && ok && q.index == index && now.Sub(q.at) < statsReuse {
+		if wanted && ok && q.index == index && now.Sub(q.at) < reuse {
 			s := q.stats
 			mu.Lock()
 			out[id] = &s
