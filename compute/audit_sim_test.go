@@ -138,6 +138,9 @@ func (s *auditSim) round(tb testing.TB) {
 			s.st.mustApply(tb, a)
 		}
 	}
+	if t, ok := tb.(*testing.T); ok {
+		checkAuditIndex(t, s.st.JobStore) // in tests only: it reads every chunk
+	}
 	if j, _ := s.st.Job(s.job); j.State == StateDone {
 		s.st.mustApply(tb, Delete{Job: s.job})
 		s.newJob(tb)

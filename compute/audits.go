@@ -1,7 +1,9 @@
 package compute
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -161,43 +163,68 @@ func (s *JobStore) nodeAuditLocked(c *nodeCred) NodeAudit {
 }
 
 // Unchallenged lists accepted chunks waiting for their Challenge, at most max, in job order: a
-// coordinator proposes a Challenge for them (again after a leader change).
+// coordinator proposes a Challenge for them (again after a leader change). It reads only the
+// jobs that have such chunks (the coordinator calls it after every commit).
 func (s *JobStore) Unchallenged(max int) []ChunkRef {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []ChunkRef
 	for _, j := range s.openJobsLocked() {
-		for _, start := range sortedStarts(j.recs) {
+		if j.committed == 0 {
+			continue
+		}
+		starts := make([]uint64, 0, j.committed)
+		for start, r := range j.recs {
+			if r.step == stepCommitted {
+				starts = append(starts, start)
+			}
+		}
+		slices.Sort(starts)
+		for _, start := range starts {
 			if len(out) >= max {
 				return out
 			}
-			if j.recs[start].step == stepCommitted {
-				out = append(out, ChunkRef{Job: j.id, Start: start})
-			}
+			out = append(out, ChunkRef{Job: j.id, Start: start})
 		}
 	}
 	return out
 }
 
-// AuditTasks lists the audits to run: chunks chosen for audit and disputes, in job order.
+// AuditTasks lists the audits to run: chunks chosen for audit and disputes, in job order. It
+// reads only the chunks under audit (the audit index), not every chunk of the open jobs.
 func (s *JobStore) AuditTasks() []AuditTask {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []AuditTask
-	for _, j := range s.openJobsLocked() {
-		for _, start := range sortedStarts(j.recs) {
-			r := j.recs[start]
-			if r.step != stepAuditing && r.step != stepDisputed {
-				continue
-			}
-			t := AuditTask{ID: r.id, Job: j.id, Spec: j.spec, Chunk: r.rng, Node: r.node, Auditor: r.auditor, Full: r.step == stepDisputed}
-			if t.Full {
-				t.Spans = []Range{r.rng}
-			} else {
-				t.Spans = auditSpans(r)
-			}
-			out = append(out, t)
+	type open struct {
+		j *job
+		r *auditRec
+	}
+	recs := make([]open, 0, len(s.auditIx))
+	for _, ref := range s.auditIx {
+		j := s.jobs[ref.Job]
+		if j == nil {
+			continue
 		}
+		if r := j.recs[ref.Range.Start]; r != nil && (r.step == stepAuditing || r.step == stepDisputed) {
+			recs = append(recs, open{j, r})
+		}
+	}
+	slices.SortFunc(recs, func(a, b open) int {
+		if a.j.seq != b.j.seq {
+			return cmp.Compare(a.j.seq, b.j.seq)
+		}
+		return cmp.Compare(a.r.rng.Start, b.r.rng.Start)
+	})
+	out := make([]AuditTask, 0, len(recs))
+	for _, o := range recs {
+		j, r := o.j, o.r
+		t := AuditTask{ID: r.id, Job: j.id, Spec: j.spec, Chunk: r.rng, Node: r.node, Auditor: r.auditor, Full: r.step == stepDisputed}
+		if t.Full {
+			t.Spans = []Range{r.rng}
+		} else {
+			t.Spans = auditSpans(r)
+		}
+		out = append(out, t)
 	}
 	return out
 }
@@ -256,6 +283,9 @@ func (s *JobStore) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutco
 	}
 	if r.id != 0 {
 		delete(s.auditIx, r.id)
+	}
+	if r.step == stepCommitted {
+		j.committed--
 	}
 	r.step, r.audited = stepCleared, audited
 	r.blocks, r.claimed, r.theirs = nil, nil, nil
@@ -342,6 +372,7 @@ func (s *JobStore) challenge(c Challenge) *AuditOutcome {
 			r.claimed[i] = leaves[b]
 		}
 		s.auditSeq++
+		j.committed--
 		r.id, r.step = s.auditSeq, stepAuditing
 		s.auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
 		out.Audited++
@@ -514,6 +545,9 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 		delete(s.auditIx, r.id)
 	}
 	j.accepted.Remove(r.rng)
+	if r.step == stepCommitted {
+		j.committed--
+	}
 	wasCleared := r.step == stepCleared
 	if wasCleared {
 		j.cleared.Remove(r.rng)

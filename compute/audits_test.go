@@ -300,6 +300,8 @@ func TestAuditStateSurvivesSnapshot(t *testing.T) {
 	if err := r.Restore(bytes.NewReader(snap.Bytes())); err != nil {
 		t.Fatal(err)
 	}
+	checkAuditIndex(t, st.JobStore)
+	checkAuditIndex(t, r.JobStore)
 	if !reflect.DeepEqual(r.AuditTasks(), st.AuditTasks()) || !reflect.DeepEqual(r.NodeAudits(), st.NodeAudits()) ||
 		!reflect.DeepEqual(r.Unchallenged(10), st.Unchallenged(10)) {
 		t.Fatalf("restored audits differ:\n%+v\n%+v", r.AuditTasks(), st.AuditTasks())
@@ -370,5 +372,35 @@ func TestAuditUnauditedChallengeClearsWithoutAuditor(t *testing.T) {
 	j, _ := st.Job("pi")
 	if r, _ := st.PiResult("pi"); j.State != StateDone || r.Samples != total || j.AuditedUnits != 0 {
 		t.Fatalf("job %+v result %+v", j, r)
+	}
+}
+
+// checkAuditIndex checks the indexes Unchallenged and AuditTasks read against every chunk: each
+// job's count of chunks waiting for a Challenge, and the audit index (exactly the chunks under
+// audit or in dispute).
+func checkAuditIndex(t *testing.T, s *JobStore) {
+	t.Helper()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	inAudit := 0
+	for _, j := range s.jobs {
+		committed := 0
+		for start, r := range j.recs {
+			switch r.step {
+			case stepCommitted:
+				committed++
+			case stepAuditing, stepDisputed:
+				inAudit++
+				if ref, ok := s.auditIx[r.id]; !ok || ref.Job != j.id || ref.Range.Start != start {
+					t.Fatalf("job %s chunk %d under audit %d: audit index has %+v, %v", j.id, start, r.id, ref, ok)
+				}
+			}
+		}
+		if committed != j.committed {
+			t.Fatalf("job %s: %d chunks wait for their challenge, the count says %d", j.id, committed, j.committed)
+		}
+	}
+	if inAudit != len(s.auditIx) {
+		t.Fatalf("%d chunks under audit, %d in the audit index", inAudit, len(s.auditIx))
 	}
 }

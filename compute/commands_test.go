@@ -210,6 +210,7 @@ func FuzzApply(f *testing.F) {
 				t.Fatalf("command %#x rejected (%v) but the state changed:\nbefore %s\nafter  %s", op, err, before, after)
 			}
 		}
+		checkAuditIndex(t, st.JobStore)
 		for _, j := range st.Jobs() {
 			if j.DoneUnits > j.TotalUnits {
 				t.Fatalf("job %s: done %d > total %d", j.ID, j.DoneUnits, j.TotalUnits)

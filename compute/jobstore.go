@@ -79,6 +79,7 @@ type job struct {
 	faults       []JobFault           // wasm: the distinct nodes its module failed on (faults.go)
 	recs         map[uint64]*auditRec // chunks of audited results by range start (audits.go)
 	open         int                  // recs not cleared yet
+	committed    int                  // recs waiting for their Challenge (stepCommitted)
 	auditedUnits uint64               // units recomputed by auditors
 	redoneUnits  uint64               // units computed again after a failed audit
 	nodes        map[string]*NodeContribution
@@ -342,6 +343,7 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 				root: a.item.Root, hits: a.hits, step: stepCommitted,
 			}
 			j.open++
+			j.committed++
 		} else {
 			switch {
 			case j.spec.Kind != KindWasm:

@@ -42,9 +42,12 @@ type SchedulerConfig struct {
 	ShortQueue     time.Duration
 }
 
+// DefaultChunkTarget is SchedulerConfig.ChunkTarget's default.
+const DefaultChunkTarget = 2 * time.Second
+
 func (c SchedulerConfig) withDefaults() SchedulerConfig {
 	if c.ChunkTarget <= 0 {
-		c.ChunkTarget = 2 * time.Second
+		c.ChunkTarget = DefaultChunkTarget
 	}
 	probe := map[Kind]uint64{KindPi: 1 << 20, KindMandelbrot: 1, KindWasm: 64}
 	for k, v := range c.ProbeUnits {

@@ -299,6 +299,9 @@ func (s *JobStore) Restore(r io.Reader) error {
 			if r.step != stepCleared {
 				j.open++
 			}
+			if r.step == stepCommitted {
+				j.committed++
+			}
 			if r.id != 0 && (r.step == stepAuditing || r.step == stepDisputed) {
 				auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
 			}

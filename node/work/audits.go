@@ -24,6 +24,15 @@ import (
 const (
 	challengeBatch = 4096            // chunks per Challenge command
 	auditDeadline  = 2 * time.Minute // an audit lease not answered by then goes to another node
+	// challengeEvery spaces Challenge entries: a commit right after one waits out the rest of
+	// this, and every chunk committed meanwhile shares its Challenge. A Challenge per commit cost
+	// a raft entry per chunk (the leader's CPU per chunk rose by half); a lone commit (a job's
+	// last chunk) is still challenged at once.
+	challengeEvery = 100 * time.Millisecond
+	// auditSlowdown: a node whose speed for a kind is below 1/auditSlowdown of the fastest live
+	// node that may take an audit does not take audits longer than a chunk target there (a
+	// board given a fast desktop's chunk to recompute would hold its job's end).
+	auditSlowdown = 2
 )
 
 // auditLeaseBase marks lease IDs of audits: an audit with ID n is lease
@@ -70,14 +79,30 @@ func (c *leadership) challenge() {
 
 // challenger proposes a Challenge, with randomness drawn now, for the
 // committed chunks that have none yet, whenever challenge kicks it, until
-// none is left (one command per challengeBatch chunks).
+// none is left (one command per challengeBatch chunks), at most one per
+// challengeEvery.
 func (c *leadership) challenger(ctx context.Context) {
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.challenges:
 		}
+		if wait := challengeEvery - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			select {
+			case <-c.challenges: // a commit meanwhile: read below
+			default:
+			}
+		}
+		last = time.Now()
 		for refs := c.cfg.Audits.Unchallenged(challengeBatch); len(refs) > 0; refs = c.cfg.Audits.Unchallenged(challengeBatch) {
 			var seed audit.Seed
 			rand.Read(seed[:]) // never fails (crypto/rand)
@@ -203,7 +228,7 @@ func (c *leadership) leaseAuditLocked(node string, now time.Time) (lease, bool) 
 		if _, taken := c.auditLeases[t.ID]; taken || t.Node == node || t.Auditor == node {
 			continue
 		}
-		if !c.archFitsLocked(node, t) {
+		if !c.archFitsLocked(node, t) || !c.speedFitsLocked(node, t) {
 			continue
 		}
 		c.auditLeases[t.ID] = &auditLease{node: node, deadline: now.Add(auditDeadline)}
@@ -232,6 +257,32 @@ func (c *leadership) archFitsLocked(node string, t compute.AuditTask) bool {
 	for n := range c.lastSeen {
 		if n != t.Node && n != t.Auditor && !busy[n] && c.arch[n] != "" && c.arch[n] != owner && !c.cfg.Audits.Quarantined(n) {
 			return false // another architecture is free: leave it the audit
+		}
+	}
+	return true
+}
+
+// speedFitsLocked reports whether node is fast enough to audit t: yes if
+// its speed for the kind is unknown, if the audit takes it at most a chunk
+// target, or if no live node that may take t is more than auditSlowdown
+// times faster. A chunk is sized for its own node; recomputing a fast
+// node's chunk on a board ten times slower would hold the job's end.
+func (c *leadership) speedFitsLocked(node string, t compute.AuditTask) bool {
+	kind := compute.RateClass(t.Spec)
+	rate := c.sched.Rate(node, kind)
+	if rate <= 0 {
+		return true
+	}
+	var units uint64
+	for _, sp := range t.Spans {
+		units += sp.Len()
+	}
+	if float64(units)/rate <= c.chunkTarget.Seconds() {
+		return true
+	}
+	for n := range c.lastSeen {
+		if n != node && n != t.Node && n != t.Auditor && c.sched.Rate(n, kind) > auditSlowdown*rate && !c.cfg.Audits.Quarantined(n) {
+			return false
 		}
 	}
 	return true

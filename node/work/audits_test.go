@@ -165,3 +165,48 @@ func TestNoAuditor(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowNodeLeavesBigAuditsToFastOnes: a node that would take longer than a chunk target to
+// recompute an audit, while a live node more than auditSlowdown times faster may take it, is
+// not leased it; the fast node is, and with no fast node left the slow one takes it.
+func TestSlowNodeLeavesBigAuditsToFastOnes(t *testing.T) {
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "owner"), piTask(2, "owner")}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	c.leaseAt = time.Now().Add(-time.Second)
+	now := time.Now()
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 1}}
+	if err := c.sched.AddJob("rates", spec, []compute.Range{{Start: 0, End: 1 << 30}}, true); err != nil {
+		t.Fatal(err)
+	}
+	// Probes measure the rates: 2²⁰ samples in 10 ms and in 1 s; an audit of 2²² samples
+	// takes the slow node 4 s, four chunk targets (1 s here).
+	for node, took := range map[string]time.Duration{"fast": 10 * time.Millisecond, "slow": time.Second} {
+		l, ok := c.sched.Lease(nodeID(node), now)
+		if !ok {
+			t.Fatal("no probe lease")
+		}
+		c.sched.Complete(l.ID, now.Add(took))
+		c.sched.Accepted("rates", l.Range)
+	}
+	c.sched.RemoveJob("rates")
+	if f, s := c.sched.Rate(nodeID("fast"), compute.KindPi), c.sched.Rate(nodeID("slow"), compute.KindPi); f < 50*s || s <= 0 {
+		t.Fatalf("rates fast %g, slow %g", f, s)
+	}
+	c.refreshAuditsLocked(now)
+	for _, n := range []string{"owner", "fast", "slow"} {
+		c.lastSeen[nodeID(n)], c.arch[nodeID(n)] = now, "amd64"
+	}
+	if got := syncAs(t, c, "slow", "amd64"); len(got) != 0 {
+		t.Fatalf("the slow node was leased audit %v while the fast one was live", got)
+	}
+	if got := syncAs(t, c, "fast", "amd64"); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("the fast node was leased %v, want audit 1", got)
+	}
+	if got := syncAs(t, c, "slow", "amd64"); len(got) != 0 {
+		t.Fatalf("the slow node was leased audit %v while the fast one was live (busy)", got)
+	}
+	c.nodeGone(nodeID("fast"), time.Now())
+	if got := syncAs(t, c, "slow", "amd64"); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("with the fast node gone, the slow one was leased %v, want audit 2", got)
+	}
+}

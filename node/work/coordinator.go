@@ -1,6 +1,7 @@
 package work
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -121,7 +122,8 @@ type leadership struct {
 	auditLeases map[uint64]*auditLease // audit ID → its lease
 	challenges  chan struct{}          // kicks the challenger: chunks wait for a Challenge
 
-	commits chan *commitReq
+	commits     chan *commitReq
+	chunkTarget time.Duration // how long a chunk should take on its node
 }
 
 // newLeadership is the state of leadership term termNo before it runs; ctx is the term's.
@@ -141,6 +143,8 @@ func (co *Coordinator) newLeadership(ctx context.Context, termNo uint64, chunkTa
 		began:    time.Now(),
 		leaseAt:  time.Now().Add(adoptGrace),
 		commits:  make(chan *commitReq, 1024),
+
+		chunkTarget: cmp.Or(chunkTarget, compute.DefaultChunkTarget),
 
 		ctx:         ctx,
 		arch:        map[string]string{},

@@ -245,13 +245,15 @@ func scrapeAll(c *procluster.Cluster) []workCounters {
 				out[i].cpu = x
 			case "hydra_audit_busy_seconds_total":
 				out[i].audit = x
+			case "hydra_audit_cpu_seconds_total":
+				out[i].auditCPU = x
 			}
 		}
 	}
 	return out
 }
 
-type workCounters struct{ busy, cpu, audit, node float64 } // node: the node process's own CPU seconds
+type workCounters struct{ busy, cpu, audit, auditCPU, node float64 } // node: the node process's own CPU seconds
 
 // breakdown prints, per node, how the job's makespan W was spent: computing (a chunk of the
 // job in the compute child: the busy counter's growth), auditing (other nodes' chunks, the

@@ -67,6 +67,15 @@
 //     example), each sized for -job-seconds from a probe; each node's share of the units
 //     against its share of the limits, and the tail efficiency of both (not in the default
 //     phases: run -phases hetero-wasm).
+//   - audits: what audits cost on a real cluster. -audit-nodes fresh nodes
+//     (--cpus 1; with -audit-limits, one per limit, under --cpu-limit) run a
+//     π job of about -audit-job-seconds while all are new (every chunk
+//     audited): the time from its last commit to done (the wait for its last
+//     audits) and its audited share; then π jobs until every node is trusted,
+//     and one of about -audit-steady-seconds: the share of its units auditors
+//     recomputed and the audits' CPU time against the chunks'
+//     (hydra_audit_cpu_seconds_total, hydra_compute_cpu_seconds_total).
+//     Not in the default phases: run -phases audits.
 //   - dask-hetero: with -dask-hetero SCRIPT, the hetero phase's figure for
 //     Dask distributed: one worker process per -limits entry (1 thread)
 //     under `cpulimit -l L`, standalone rates measured at the same time
@@ -376,6 +385,8 @@ func main() {
 			daskHetero()
 		case "hetero-wasm":
 			heteroWasm(workDir)
+		case "audits":
+			auditsPhase(workDir)
 		default:
 			fatalf("unknown phase %q", ph)
 		}
