@@ -11,7 +11,8 @@ import (
 func TestAutopilotStatsReusedWhileQuiet(t *testing.T) {
 	nodes := startCluster(t, 3, "quiet", nil)
 	leader := settled(t, nodes, 3, true)
-	const window = 6 * time.Second // 6 ticks; at most 3 calls at one per statsReuse
+	tick := leader.r.t.AutopilotTick
+	window := 6 * tick // 6 calls without reuse; 2–4 with it (statsReuse is more than one tick)
 	for attempt := 1; ; attempt++ {
 		idx := leader.r.raft.LastIndex()
 		before := make([]int64, len(nodes))
@@ -30,9 +31,9 @@ func TestAutopilotStatsReusedWhileQuiet(t *testing.T) {
 				continue
 			}
 			got := n.r.statCalls.Load() - before[i]
-			if got < 1 || got > 3 {
-				t.Fatalf("%s answered %d stats calls in %v of a quiet cluster, want 1–3 (one per %v at most, not one per %v tick)",
-					n.name, got, window, statsReuse, leader.r.t.AutopilotTick)
+			if got < 1 || got > 4 {
+				t.Fatalf("%s answered %d stats calls in %v of a quiet cluster, want 1–4 (an answer reused for up to %v, not a call every %v tick)",
+					n.name, got, window, statsReuse, tick)
 			}
 		}
 		return

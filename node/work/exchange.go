@@ -185,7 +185,22 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	return resp, nil
 }
 
+// startedAfter is how long after its first lease a job is marked started: one that is already
+// running by then (its first result was committed, which starts it too) needs no entry of its own,
+// which spares one raft entry per short job.
+const startedAfter = 250 * time.Millisecond
+
+// markStarted applies OpStarted for job (first leased at now) unless its first result was
+// committed within startedAfter.
 func (c *leadership) markStarted(job string, now time.Time) {
+	select {
+	case <-time.After(startedAfter):
+	case <-c.ctx.Done():
+		return
+	}
+	if j, ok := c.cfg.Jobs.Job(job); !ok || j.State != compute.StateQueued {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.cfg.Apply(ctx, compute.Started{Job: job, Time: now}); err != nil {
