@@ -222,15 +222,18 @@ func (s *JobStore) AuditTasks() []AuditTask {
 		if t.Full {
 			t.Spans = []Range{r.rng}
 		} else {
-			t.Spans = auditSpans(r)
+			t.Spans = auditSpans(j.spec, r)
 		}
 		out = append(out, t)
 	}
 	return out
 }
 
-func auditSpans(r *auditRec) []Range {
-	blocks, err := ChunkBlocks(r.kind, r.rng)
+func auditSpans(spec JobSpec, r *auditRec) []Range {
+	if r.leaves == 1 {
+		return []Range{r.rng} // one leaf: the whole chunk (also a WebAssembly result without blocks)
+	}
+	blocks, err := ChunkBlocks(spec, r.rng)
 	if err != nil {
 		return nil
 	}
@@ -418,7 +421,7 @@ func (s *JobStore) auditResult(c Audit) (*AuditOutcome, error) {
 		if len(c.Leaves) != len(r.blocks) {
 			return nil, fmt.Errorf("audit %d: %d leaves for %d blocks", c.ID, len(c.Leaves), len(r.blocks))
 		}
-		for _, b := range auditSpans(r) {
+		for _, b := range auditSpans(j.spec, r) {
 			j.auditedUnits += b.Len()
 		}
 		for i := range c.Leaves {

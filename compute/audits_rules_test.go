@@ -186,7 +186,9 @@ func TestAuditMandelRowsCountOnlyOnceAudited(t *testing.T) {
 	}
 }
 
-// TestAuditWasmChunks: a WebAssembly chunk is one leaf, recomputed whole by its auditor. Its
+// TestAuditWasmChunks: a WebAssembly chunk without blocks (payload format 1, as written before
+// block commitments) is one leaf, recomputed whole by its auditor (block audits:
+// TestAuditWasmBlocks). Its
 // value counts only once audited or sampled out; a wrong value is caught, the third node's stands,
 // and a min job's value is recounted when a sampled-out wrong chunk is taken back (a minimum
 // cannot be subtracted).

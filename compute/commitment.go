@@ -87,7 +87,7 @@ func DecodePiResult(b []byte, r Range) (uint64, error) {
 }
 
 // ChunkLeaves returns the commitment leaves of a chunk result of a job with spec: one per π
-// block, one per Mandelbrot row, one for a WebAssembly chunk; and the π hits or the wasm reduced
+// block, one per Mandelbrot row, one per WebAssembly block; and the π hits or the wasm reduced
 // value (0 for Mandelbrot). It validates the payload as the job state does.
 func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hits uint64, err error) {
 	switch spec.Kind {
@@ -126,11 +126,7 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 		if spec.Wasm == nil {
 			return nil, 0, errors.New("wasm job without parameters")
 		}
-		v, _, err := DecodeWasmPayload(payload, spec.Wasm.Reduce)
-		if err != nil {
-			return nil, 0, err
-		}
-		return []audit.Hash{audit.WasmLeaf(r.Start, r.End, payload)}, v, nil
+		return wasmLeaves(spec.Wasm, r, payload)
 	}
 	return nil, 0, fmt.Errorf("kind %q has no commitment", spec.Kind)
 }
@@ -139,10 +135,10 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 // other kinds count at once.
 func Auditable(k Kind) bool { return k == KindPi || k == KindMandelbrot || k == KindWasm }
 
-// ChunkBlocks returns the ranges of a chunk's leaves: π blocks, Mandelbrot rows, the whole of a
-// WebAssembly chunk.
-func ChunkBlocks(kind Kind, r Range) ([]Range, error) {
-	switch kind {
+// ChunkBlocks returns the ranges of a chunk's leaves: π blocks, Mandelbrot rows, WebAssembly
+// blocks (WasmBlocks).
+func ChunkBlocks(spec JobSpec, r Range) ([]Range, error) {
+	switch kind := spec.Kind; kind {
 	case KindPi:
 		bs, err := audit.PiBlocks(r.Start, r.End)
 		if err != nil {
@@ -163,12 +159,12 @@ func ChunkBlocks(kind Kind, r Range) ([]Range, error) {
 		}
 		return out, nil
 	case KindWasm:
-		if r.Empty() {
-			return nil, fmt.Errorf("wasm chunk %v: empty", r)
+		if spec.Wasm == nil {
+			return nil, errors.New("wasm job without parameters")
 		}
-		return []Range{r}, nil
+		return WasmBlocks(spec.Wasm.Items, r)
 	}
-	return nil, fmt.Errorf("kind %q has no blocks", kind)
+	return nil, fmt.Errorf("kind %q has no blocks", spec.Kind)
 }
 
 // Commitment returns the Merkle root of a chunk result: what a worker sends with it.

@@ -117,8 +117,10 @@ func DecodeMandelPayload(b []byte, want int, maxIter uint32) ([]uint32, error) {
 	return out, nil
 }
 
-// EncodeWasmPayload encodes a WebAssembly chunk result: the reduced value of its items and, for
-// concat, their output bytes in item order (raw: module output is often already dense).
+// EncodeWasmPayload encodes a WebAssembly result without blocks (format 1): the reduced value of
+// its items and, for concat, their output bytes in item order (raw: module output is often
+// already dense). It is what a block's leaf hashes; chunk results carry their blocks
+// (EncodeWasmBlocksPayload).
 func EncodeWasmPayload(value uint64, out []byte) []byte {
 	b := make([]byte, 0, 9+len(out))
 	b = append(b, payloadFormat)
@@ -126,8 +128,15 @@ func EncodeWasmPayload(value uint64, out []byte) []byte {
 	return append(b, out...)
 }
 
-// DecodeWasmPayload decodes a WebAssembly chunk result; output bytes are only valid for concat.
+// DecodeWasmPayload decodes a WebAssembly chunk result, with its blocks' values (format 2,
+// EncodeWasmBlocksPayload) or without (format 1): its reduced value and, for concat, its output
+// bytes. The blocks are checked against the value and the output, not against a range
+// (ChunkLeaves does).
 func DecodeWasmPayload(b []byte, r Reduce) (value uint64, out []byte, err error) {
+	if len(b) > 0 && b[0] == wasmPayloadBlocks {
+		_, value, out, err = decodeWasmBlocks(b, r)
+		return value, out, err
+	}
 	if len(b) < 9 || b[0] != payloadFormat {
 		return 0, nil, fmt.Errorf("wasm payload: %d bytes, not a value", len(b))
 	}

@@ -41,9 +41,9 @@ func MandelLeaf(row uint64, counts []uint32) Hash {
 	return sha256.Sum256(b)
 }
 
-// WasmLeaf is the leaf of a WebAssembly chunk, items [start, end), with this encoded result (its
-// reduced value and, for concat, its output bytes). A module's items have no fixed cost to cut
-// blocks by, so a WebAssembly chunk is one leaf: its audit recomputes all of it.
+// WasmLeaf is the leaf of a WebAssembly block, items [start, end), with this encoded result (its
+// reduced value and, for concat, its output bytes). A job's items are cut into a fixed number of
+// blocks (compute.WasmBlocks), each a leaf, so an audit recomputes only the blocks it chose.
 func WasmLeaf(start, end uint64, payload []byte) Hash {
 	b := make([]byte, 0, 2+2*binary.MaxVarintLen64+len(payload))
 	b = append(b, leafPrefix, kindWasm)

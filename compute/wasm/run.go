@@ -24,6 +24,9 @@ type Run struct {
 	Params     []byte
 	Reduce     compute.Reduce
 	Start, End uint64
+	// BlockItems, when set, is the job's commitment block size (compute.WasmBlockItems): no
+	// call crosses a multiple of it, and the result carries each block's value (Result.Blocks).
+	BlockItems uint64
 	// Workers is the number of instances calling hydra_map at once (at least 1).
 	Workers int
 	// Poll is checked before each call; true stops the run after the calls in flight (it may
@@ -43,6 +46,9 @@ type Result struct {
 	Done  uint64
 	Value uint64
 	Out   []byte
+	// Blocks are the results of the prefix's commitment blocks (its intersections with the
+	// multiples of Run.BlockItems, in order; outputs slice Out), when BlockItems is set.
+	Blocks []compute.WasmBlock
 }
 
 // block is a finished call.
@@ -59,14 +65,16 @@ type runState struct {
 	m      *Module
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	next    uint64 // first item not handed out
-	front   uint64 // items [Start, front) are folded
-	value   uint64
-	out     []byte
-	ahead   map[uint64]block
-	outSize int // bytes in out and ahead
-	err     error
+	mu       sync.Mutex
+	next     uint64 // first item not handed out
+	front    uint64 // items [Start, front) are folded
+	value    uint64
+	out      []byte
+	ahead    map[uint64]block
+	outSize  int                 // bytes in out and ahead
+	blocks   []compute.WasmBlock // of the folded prefix, by commitment block (outputs: lengths in blockOut)
+	blockOut []int
+	err      error
 
 	nsPerItem atomic.Uint64 // measured cost, float bits ×1000 (0: unknown)
 }
@@ -95,7 +103,11 @@ func (m *Module) Run(ctx context.Context, r Run) (Result, error) {
 		wg.Go(func() { s.worker(ctx) })
 	}
 	wg.Wait()
-	res := Result{Done: s.front - r.Start, Value: s.value, Out: s.out}
+	res := Result{Done: s.front - r.Start, Value: s.value, Out: s.out, Blocks: s.blocks}
+	for i, at := 0, 0; i < len(res.Blocks); i++ {
+		res.Blocks[i].Out = res.Out[at : at+s.blockOut[i] : at+s.blockOut[i]]
+		at += s.blockOut[i]
+	}
 	return res, s.err
 }
 
@@ -159,6 +171,9 @@ func (s *runState) claim() (lo, hi uint64, maxOut int, ok bool) {
 		n = max(min(n, share, maxBlock), 1)
 	}
 	n = min(n, left)
+	if b := s.r.BlockItems; b > 0 {
+		n = min(n, (s.next/b+1)*b-s.next) // within one commitment block
+	}
 	lo, hi = s.next, s.next+n
 	s.next = hi
 	return lo, hi, max(s.m.e.cfg.MaxOutput-s.outSize, 0), true
@@ -191,6 +206,15 @@ func (s *runState) finish(lo uint64, b block) {
 			break
 		}
 		delete(s.ahead, s.front)
+		if bi := s.r.BlockItems; bi > 0 {
+			if len(s.blocks) == 0 || s.front%bi == 0 {
+				s.blocks = append(s.blocks, compute.WasmBlock{Value: s.r.Reduce.Identity()})
+				s.blockOut = append(s.blockOut, 0)
+			}
+			last := len(s.blocks) - 1
+			s.blocks[last].Value = s.r.Reduce.Combine(s.blocks[last].Value, b.val)
+			s.blockOut[last] += len(b.out)
+		}
 		s.value = s.r.Reduce.Combine(s.value, b.val)
 		s.out = append(s.out, b.out...)
 		s.front = b.end

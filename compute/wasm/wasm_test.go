@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
 func load(t testing.TB, name string) []byte {
@@ -143,6 +145,51 @@ func TestConcatOrder(t *testing.T) {
 	}
 	if _, err := compile(t, engine(t, Config{}), "sum.wasm").Run(context.Background(), Run{Reduce: compute.ReduceSum, End: 10, Params: []byte("x")}); err == nil {
 		t.Fatal("params accepted by a module without hydra_init")
+	}
+}
+
+// TestRunBlocks: with BlockItems, a run's result carries each commitment block's value and
+// output, whatever the worker count, and a chunk's payload has the same leaves as two chunks
+// split at a block boundary.
+func TestRunBlocks(t *testing.T) {
+	m := compile(t, engine(t, Config{}), "emit.wasm")
+	const lo, hi, bi = 3, 50_003, 1000
+	spec := compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: m.SHA256, Items: bi * compute.WasmJobBlocks, Reduce: compute.ReduceConcat, Params: ","}}
+	run := func(start, end uint64, workers int) []byte {
+		t.Helper()
+		res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Params: []byte(","), Start: start, End: end, Workers: workers, BlockItems: bi})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, b := range res.Blocks {
+			bs := max(start, (start/bi+uint64(i))*bi)
+			be := min((bs/bi+1)*bi, end)
+			var want bytes.Buffer
+			for x := bs; x < be; x++ {
+				fmt.Fprintf(&want, "%d,", x*x)
+			}
+			if b.Value != be-bs || !bytes.Equal(b.Out, want.Bytes()) {
+				t.Fatalf("workers %d: block %d [%d,%d): value %d, %d bytes, want %d", workers, i, bs, be, b.Value, len(b.Out), want.Len())
+			}
+		}
+		return compute.EncodeWasmBlocksPayload(compute.ReduceConcat, res.Blocks)
+	}
+	whole, err := compute.ChunkBlocks(spec, compute.Range{Start: lo, End: hi})
+	if err != nil || len(whole) != 51 {
+		t.Fatal(len(whole), err)
+	}
+	var ref []audit.Hash
+	for _, w := range []int{1, 4} {
+		leaves, _, err := compute.ChunkLeaves(spec, compute.Range{Start: lo, End: hi}, run(lo, hi, w))
+		if err != nil || len(leaves) != len(whole) || ref != nil && !slices.Equal(leaves, ref) {
+			t.Fatalf("workers %d: %d leaves: %v", w, len(leaves), err)
+		}
+		ref = leaves
+	}
+	a, _, _ := compute.ChunkLeaves(spec, compute.Range{Start: lo, End: 20_000}, run(lo, 20_000, 3))
+	b, _, _ := compute.ChunkLeaves(spec, compute.Range{Start: 20_000, End: hi}, run(20_000, hi, 2))
+	if !slices.Equal(append(a, b...), ref) {
+		t.Fatal("two chunks' leaves differ from the whole chunk's")
 	}
 }
 

@@ -80,7 +80,7 @@ func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
 	}
 	res, err := m.Run(context.Background(), wasm.Run{
 		Params: []byte(w.Params), Reduce: w.Reduce, Start: t.rng.Start, End: t.rng.End,
-		Workers: int(c.cpus.Load()),
+		BlockItems: compute.WasmBlockItems(w.Items), Workers: int(c.cpus.Load()),
 		Poll: func() bool {
 			if t.stopped.Load() {
 				return true
@@ -98,7 +98,10 @@ func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
 	if err != nil {
 		return 0, nil, &ModuleFault{Msg: err.Error()}
 	}
-	return res.Done, compute.EncodeWasmPayload(res.Value, res.Out), nil
+	if res.Done == 0 {
+		return 0, compute.EncodeWasmPayload(res.Value, nil), nil // nothing finished: no block
+	}
+	return res.Done, compute.EncodeWasmBlocksPayload(w.Reduce, res.Blocks), nil
 }
 
 // ModuleFault is a WebAssembly task's failure caused by its module (a trap, a call past its

@@ -63,11 +63,12 @@ func SetCheatRate(rate float64) {
 			}
 			return compute.EncodeMandelPayload(counts)
 		case compute.KindWasm:
-			v, out, err := compute.DecodeWasmPayload(payload, spec.Wasm.Reduce)
-			if err != nil {
+			blocks, err := compute.DecodeWasmBlocks(payload, spec.Wasm.Reduce)
+			if err != nil || len(blocks) == 0 {
 				return payload
 			}
-			return compute.EncodeWasmPayload(v^1, out) // the chunk is the block
+			blocks[rand.IntN(len(blocks))].Value ^= 1
+			return compute.EncodeWasmBlocksPayload(spec.Wasm.Reduce, blocks)
 		}
 		return payload
 	}
