@@ -279,6 +279,33 @@ type UnfinishedJob struct {
 	Pending []Range
 }
 
+// UnfinishedSince is Unfinished restricted to the jobs submitted after the job numbered after
+// (jobs are numbered in submission order from 1; 0 gives every unfinished job), with the number
+// of the newest job: a coordinator that holds the older jobs takes in the new ones without
+// reading every unfinished job's pending ranges again.
+func (s *JobStore) UnfinishedSince(after uint64) ([]UnfinishedJob, uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	type numbered struct {
+		seq uint64
+		u   UnfinishedJob
+	}
+	var found []numbered
+	for _, j := range s.jobs {
+		if j.seq <= after || j.state.Finished() {
+			continue
+		}
+		c := j.accepted.Complement(j.total())
+		found = append(found, numbered{j.seq, UnfinishedJob{ID: j.id, Spec: j.spec, State: j.state, Pending: c.Ranges()}})
+	}
+	sort.Slice(found, func(a, b int) bool { return found[a].seq < found[b].seq })
+	out := make([]UnfinishedJob, len(found))
+	for i, f := range found {
+		out[i] = f.u
+	}
+	return out, s.seq
+}
+
 // Unfinished lists queued and running jobs with their pending ranges, in submission order: the
 // new leader's scheduler is built from it.
 func (s *JobStore) Unfinished() []UnfinishedJob {

@@ -368,3 +368,29 @@ func TestRestoreEmptyIsEmptyState(t *testing.T) {
 		t.Fatalf("restore of the emptied state: %v, %d jobs", err, len(r.Jobs()))
 	}
 }
+
+// TestUnfinishedSince: the unfinished jobs submitted after a job number, in submission order, and
+// the newest number; 0 gives what Unfinished gives.
+func TestUnfinishedSince(t *testing.T) {
+	s := NewJobStore(NewMemResults())
+	defer s.Close()
+	for _, id := range []string{"a", "b", "c"} {
+		if res := s.ApplyCommand(Submit{ID: id, Spec: piJob(1 << 20), Time: time.Now()}, 0); res != nil {
+			t.Fatal(res)
+		}
+	}
+	if res := s.ApplyCommand(Cancel{Job: "c", Time: time.Now()}, 0); res != nil {
+		t.Fatal(res)
+	}
+	all, newest := s.UnfinishedSince(0)
+	if newest != 3 || len(all) != 2 || all[0].ID != "a" || all[1].ID != "b" || len(all[0].Pending) != 1 {
+		t.Fatalf("UnfinishedSince(0) = %+v, %d; want a and b (all pending), 3", all, newest)
+	}
+	if u := s.Unfinished(); len(u) != 2 || u[0].ID != "a" || u[1].ID != "b" {
+		t.Fatalf("Unfinished = %+v, want a and b", u)
+	}
+	later, newest := s.UnfinishedSince(1)
+	if newest != 3 || len(later) != 1 || later[0].ID != "b" {
+		t.Fatalf("UnfinishedSince(1) = %+v, %d; want b, 3", later, newest)
+	}
+}

@@ -41,15 +41,17 @@ const (
 // (they sleep while there is nothing to do).
 type jobsApp struct {
 	*compute.JobStore
-	changed func()
+	changed func(onlyNew bool) // onlyNew: a job was submitted, nothing else changed
 }
 
 // Apply implements consensus.App.
 func (a jobsApp) Apply(op byte, payload []byte, index uint64) any {
 	out := a.JobStore.Apply(op, payload, index)
 	switch op {
-	case compute.OpSubmit, compute.OpCancel, compute.OpDelete:
-		a.changed()
+	case compute.OpSubmit:
+		a.changed(true)
+	case compute.OpCancel, compute.OpDelete:
+		a.changed(false)
 	}
 	return out
 }
@@ -57,7 +59,7 @@ func (a jobsApp) Apply(op byte, payload []byte, index uint64) any {
 // Restore implements consensus.App.
 func (a jobsApp) Restore(r io.Reader) error {
 	err := a.JobStore.Restore(r)
-	a.changed()
+	a.changed(false)
 	return err
 }
 
@@ -111,10 +113,16 @@ func (p *idleProcs) applyLocked() {
 
 // jobsChanged wakes whoever waits for a change of the jobs (see jobsApp). Raft may restore a
 // snapshot before the coordinator or the worker exist: they read the job state when they start.
-func (n *Node) jobsChanged() {
+// onlyNew says a job was submitted and nothing else changed (the coordinator then reads only the
+// new jobs).
+func (n *Node) jobsChanged(onlyNew bool) {
 	procs.set(n, false)
 	if c := n.wakeCoord.Load(); c != nil {
-		c.JobsChanged()
+		if onlyNew {
+			c.JobSubmitted()
+		} else {
+			c.JobsChanged()
+		}
 	}
 	if w := n.wakeWorker.Load(); w != nil {
 		w.Wake()

@@ -72,7 +72,14 @@ type Coordinator struct {
 	log  *slog.Logger
 	cur  atomic.Pointer[leadership] // the term being led, nil when not leading
 	gen  atomic.Uint64              // counts job changes (JobsChanged)
-	wake chan struct{}              // poked by JobsChanged
+	subs atomic.Uint64              // counts submits (JobSubmitted)
+	wake chan struct{}              // poked by JobsChanged and JobSubmitted
+}
+
+// NewJobs is what a reconcile after submits only reads when the job state offers it
+// (compute.JobStore does): the unfinished jobs submitted after a job number, and the newest one.
+type NewJobs interface {
+	UnfinishedSince(after uint64) ([]compute.UnfinishedJob, uint64)
 }
 
 // JobsChanged tells the coordinator that a job was submitted, cancelled or deleted, or the
@@ -80,6 +87,13 @@ type Coordinator struct {
 // its scheduler on this instead of polling the job state: an idle cluster costs nothing.
 func (co *Coordinator) JobsChanged() {
 	co.gen.Add(1)
+	poke(co.wake)
+}
+
+// JobSubmitted tells the coordinator that a job was submitted and nothing else changed: its
+// reconcile then reads only the new jobs (NewJobs), not every unfinished one.
+func (co *Coordinator) JobSubmitted() {
+	co.subs.Add(1)
 	poke(co.wake)
 }
 
@@ -111,6 +125,8 @@ type leadership struct {
 	orphans  map[string][]compute.Range // job → orphaned ranges at the last repair pass
 	repairAt time.Time                  // next repair pass
 	seenGen  uint64                     // co.gen at the last reconcile
+	seenSubs uint64                     // co.subs at the last reconcile
+	lastSeq  uint64                     // the newest job's number at the last reconcile (NewJobs)
 	recAt    time.Time                  // the last reconcile
 	faults   map[string]*jobFaults      // job → what this term does about its module faults (faults.go)
 
@@ -234,10 +250,19 @@ func (c *leadership) reconcileWait(now time.Time) time.Duration {
 func (c *leadership) reconcileIfChanged(now time.Time) {
 	c.mu.Lock()
 	due := c.co.gen.Load() != c.seenGen || len(c.jobs) > 0 && now.After(c.repairAt)
+	onlyNew := !due && c.co.subs.Load() != c.seenSubs
 	c.mu.Unlock()
-	if due {
+	switch {
+	case due:
 		c.reconcile(now)
+	case onlyNew:
+		c.reconcileNew(now)
 	}
+}
+
+// changedLocked reports whether jobs changed since the last reconcile.
+func (c *leadership) changedLocked() bool {
+	return c.co.gen.Load() != c.seenGen || c.co.subs.Load() != c.seenSubs
 }
 
 // NodeGone tells the coordinator a node's connections all closed: its

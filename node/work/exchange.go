@@ -139,7 +139,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			}
 		}
 	}
-	resp.Idle = len(c.jobs) == 0 && c.co.gen.Load() == c.seenGen
+	resp.Idle = len(c.jobs) == 0 && !c.changedLocked()
 	if req.Paused || now.Before(c.leaseAt) {
 		return resp, nil
 	}
@@ -158,12 +158,12 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	reconciled := false
 	for range want {
 		l, ok := c.sched.Lease(node, now)
-		if !ok && !reconciled && c.co.gen.Load() != c.seenGen {
+		if !ok && !reconciled && c.changedLocked() {
 			// A job changed since the last reconcile (a worker woken by a submit on its replica
 			// may come before Lead has taken the job in): take it in now, once.
 			reconciled = true
 			c.mu.Unlock()
-			c.reconcile(now)
+			c.reconcileIfChanged(now)
 			c.mu.Lock()
 			resp.Idle = len(c.jobs) == 0
 			l, ok = c.sched.Lease(node, now)

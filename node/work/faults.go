@@ -121,6 +121,7 @@ func (c *leadership) failJob(job, reason string) {
 		return
 	}
 	c.log.Warn("job failed", "job", job, "reason", reason)
+	c.co.JobsChanged() // out of the scheduler now, not at the next full reconcile
 }
 
 // shortNode is a peer ID's tail, as the UI shows nodes.

@@ -13,11 +13,17 @@ import (
 // are added with their pending ranges (all minus accepted), finished,
 // cancelled and deleted ones removed.
 func (c *leadership) reconcile(now time.Time) {
-	gen := c.co.gen.Load()
-	unfinished := c.cfg.Jobs.Unfinished()
+	gen, subs := c.co.gen.Load(), c.co.subs.Load()
+	var unfinished []compute.UnfinishedJob
+	var newest uint64
+	if nj, ok := c.cfg.Jobs.(NewJobs); ok {
+		unfinished, newest = nj.UnfinishedSince(0)
+	} else {
+		unfinished = c.cfg.Jobs.Unfinished()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.seenGen, c.recAt = gen, now
+	c.seenGen, c.seenSubs, c.lastSeq, c.recAt = gen, subs, newest, now
 	live := make(map[string]bool, len(unfinished))
 	for _, u := range unfinished {
 		live[u.ID] = true
@@ -40,6 +46,42 @@ func (c *leadership) reconcile(now time.Time) {
 	if now.After(c.repairAt) {
 		c.repairAt = now.Add(repairEvery)
 		c.repairLocked(unfinished)
+	}
+	if c.cfg.Audits != nil {
+		c.refreshAuditsLocked(now)
+		c.challenge()
+	}
+}
+
+// reconcileNew takes in the jobs submitted since the last reconcile, when nothing else changed
+// (JobSubmitted): a burst of one-chunk jobs would otherwise read every unfinished job's pending
+// ranges once per submit. Without NewJobs it is a full reconcile.
+func (c *leadership) reconcileNew(now time.Time) {
+	nj, ok := c.cfg.Jobs.(NewJobs)
+	if !ok {
+		c.reconcile(now)
+		return
+	}
+	c.mu.Lock()
+	subs, after := c.co.subs.Load(), c.lastSeq
+	c.mu.Unlock()
+	added, newest := nj.UnfinishedSince(after)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastSeq != after {
+		return // a full reconcile ran meanwhile
+	}
+	c.seenSubs, c.lastSeq, c.recAt = subs, newest, now
+	for _, u := range added {
+		if c.jobs[u.ID] {
+			continue
+		}
+		if err := c.sched.AddJob(u.ID, u.Spec, u.Pending, u.State == compute.StateRunning); err != nil {
+			c.log.Error("add job to scheduler", "job", u.ID, "err", err)
+			continue
+		}
+		c.jobs[u.ID] = true
+		c.log.Info("scheduling job", "job", u.ID, "kind", u.Spec.Kind, "pending_ranges", len(u.Pending))
 	}
 	if c.cfg.Audits != nil {
 		c.refreshAuditsLocked(now)
