@@ -113,8 +113,19 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 			return nil, 0, fmt.Errorf("mandelbrot chunk of %d rows: at most %d", r.Len(), audit.MaxLeaves)
 		}
 		w := spec.Mandel.Width
-		counts, err := DecodeMandelPayload(payload, int(r.Len())*w, uint32(spec.Mandel.MaxIter))
-		if err != nil {
+		bp := countBufs.Get().(*[]uint32)
+		defer func() {
+			if cap(*bp) <= 4<<20 { // do not keep a rare huge one
+				countBufs.Put(bp)
+			}
+		}()
+		if n := int(r.Len()) * w; cap(*bp) < n {
+			*bp = make([]uint32, n)
+		} else {
+			*bp = (*bp)[:n]
+		}
+		counts := *bp
+		if err := decodeMandelInto(counts, payload, uint32(spec.Mandel.MaxIter)); err != nil {
 			return nil, 0, err
 		}
 		leaves = make([]audit.Hash, r.Len())

@@ -303,7 +303,7 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 	var ok []acceptedResult
 	batch := map[string]*RangeSet{} // ranges accepted earlier in this batch, per job
 	for i, it := range c.Items {
-		hits, reason := s.check(it, batch)
+		hits, reason := s.check(it, batch, c.Audited)
 		var leaves int
 		if reason == "" && c.Audited {
 			leaves, reason = s.checkCommitment(it)
@@ -384,8 +384,11 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 }
 
 // check validates one chunk result against the state and the batch so far. It returns the π
-// hits (0 for Mandelbrot) or the reason for rejecting it.
-func (s *JobStore) check(it ChunkResult, batch map[string]*RangeSet) (uint64, string) {
+// hits (0 for Mandelbrot) or the reason for rejecting it. A Mandelbrot payload of an audited
+// result is decoded and validated once, by checkCommitment (ChunkLeaves), not here as well:
+// every replica decodes every result it applies, and that decoding is most of a node's own CPU
+// while a Mandelbrot job runs.
+func (s *JobStore) check(it ChunkResult, batch map[string]*RangeSet, audited bool) (uint64, string) {
 	j, ok := s.jobs[it.Job]
 	switch {
 	case !ok:
@@ -413,6 +416,9 @@ func (s *JobStore) check(it ChunkResult, batch map[string]*RangeSet) (uint64, st
 		}
 		return hits, ""
 	case KindMandelbrot:
+		if audited {
+			return 0, "" // checkCommitment decodes it
+		}
 		m := j.spec.Mandel
 		if _, err := DecodeMandelPayload(it.Payload, int(it.Range.Len())*m.Width, uint32(m.MaxIter)); err != nil {
 			return 0, err.Error()

@@ -72,49 +72,88 @@ func EncodeMandelPayload(counts []uint32) []byte {
 	return out.Bytes()
 }
 
+// flateReaders and inflateBufs keep DecodeMandelPayload's inflater (its tables are tens of
+// kilobytes) and its scratch buffer across calls: every replica decodes every Mandelbrot result
+// it applies, and allocating them each time cost as much as the decoding.
+var (
+	flateReaders = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
+	inflateBufs  = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
+
 // DecodeMandelPayload decodes counts, checking there are exactly want of them and none above
 // maxIter. It inflates at most what want counts can take, so a hostile payload cannot expand.
 func DecodeMandelPayload(b []byte, want int, maxIter uint32) ([]uint32, error) {
+	if want < 0 {
+		return nil, fmt.Errorf("mandelbrot payload: %d counts wanted", want)
+	}
+	out := make([]uint32, want)
+	if err := decodeMandelInto(out, b, maxIter); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// countBufs keep the counts ChunkLeaves decodes only to hash them (up to 4 Mi counts).
+var countBufs = sync.Pool{New: func() any { return new([]uint32) }}
+
+// decodeMandelInto decodes exactly len(out) counts into out (DecodeMandelPayload without the
+// allocation).
+func decodeMandelInto(out []uint32, b []byte, maxIter uint32) error {
+	want := len(out)
 	d := &decoder{b: b}
 	if f := d.byte1(); d.err == nil && f != payloadFormat {
-		return nil, fmt.Errorf("mandelbrot payload: unknown format %d", f)
+		return fmt.Errorf("mandelbrot payload: unknown format %d", f)
 	}
 	n := d.uvarint()
 	if d.err != nil {
-		return nil, fmt.Errorf("mandelbrot payload: %w", d.err)
+		return fmt.Errorf("mandelbrot payload: %w", d.err)
 	}
 	if n != uint64(want) {
-		return nil, fmt.Errorf("mandelbrot payload: %d counts, want %d", n, want)
+		return fmt.Errorf("mandelbrot payload: %d counts, want %d", n, want)
 	}
 	limit := int64(want)*binary.MaxVarintLen32 + 1
-	r := flate.NewReader(bytes.NewReader(d.b))
-	defer r.Close()
-	raw, err := io.ReadAll(io.LimitReader(r, limit))
-	if err != nil {
-		return nil, fmt.Errorf("mandelbrot payload: inflate: %w", err)
+	r := flateReaders.Get().(io.ReadCloser)
+	defer flateReaders.Put(r)
+	r.(flate.Resetter).Reset(bytes.NewReader(d.b), nil) // a bytes.Reader: never fails
+	buf := inflateBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 8<<20 { // do not keep a rare huge one
+			inflateBufs.Put(buf)
+		}
+	}()
+	buf.Reset()
+	buf.Grow(min(2*want+64, int(limit))) // most deltas take one or two bytes
+	if _, err := buf.ReadFrom(io.LimitReader(r, limit)); err != nil {
+		return fmt.Errorf("mandelbrot payload: inflate: %w", err)
 	}
+	raw := buf.Bytes()
 	if int64(len(raw)) >= limit {
-		return nil, fmt.Errorf("mandelbrot payload: inflates past %d bytes", limit-1)
+		return fmt.Errorf("mandelbrot payload: inflates past %d bytes", limit-1)
 	}
-	out := make([]uint32, want)
 	prev := int64(0)
 	for i := range out {
-		u, k := binary.Uvarint(raw)
-		if k <= 0 {
-			return nil, fmt.Errorf("mandelbrot payload: count %d truncated", i)
+		var u uint64
+		if len(raw) > 0 && raw[0] < 0x80 { // one byte: most deltas
+			u, raw = uint64(raw[0]), raw[1:]
+		} else {
+			var k int
+			u, k = binary.Uvarint(raw)
+			if k <= 0 {
+				return fmt.Errorf("mandelbrot payload: count %d truncated", i)
+			}
+			raw = raw[k:]
 		}
-		raw = raw[k:]
 		v := prev + (int64(u>>1) ^ -int64(u&1))
 		if v < 0 || v > int64(maxIter) {
-			return nil, fmt.Errorf("mandelbrot payload: count %d = %d outside 0–%d", i, v, maxIter)
+			return fmt.Errorf("mandelbrot payload: count %d = %d outside 0–%d", i, v, maxIter)
 		}
 		out[i] = uint32(v)
 		prev = v
 	}
 	if len(raw) != 0 {
-		return nil, fmt.Errorf("mandelbrot payload: %d trailing bytes", len(raw))
+		return fmt.Errorf("mandelbrot payload: %d trailing bytes", len(raw))
 	}
-	return out, nil
+	return nil
 }
 
 // EncodeWasmPayload encodes a WebAssembly result without blocks (format 1): the reduced value of

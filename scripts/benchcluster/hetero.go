@@ -6,12 +6,14 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
 
@@ -104,6 +106,13 @@ func hetero(work string) {
 	// on this image, before and after the cluster jobs (the machine is
 	// shared: the load may change), and the efficiency is given against
 	// their mean, with the range against either.
+	if os.Getenv(compute.KernelsEnv) == "" {
+		// One kernel choice for every node, standalone and in the cluster: each node would
+		// otherwise calibrate its own on a loaded machine, and two paths differ in speed by up
+		// to 30 %, which moves the baseline away from the cluster it is compared with.
+		os.Setenv(compute.KernelsEnv, compute.KernelPath())
+		fmt.Printf("hetero: every node uses kernel %s (%s=, the benchmark's own calibration)\n", compute.KernelPath(), compute.KernelsEnv)
+	}
 	img := pickImage(1e10)
 	piA, mA, kern := standalone(work, "a", limits, img)
 	c := newCluster(filepath.Join(work, "hetero"), "h", n, func(i int) []string {
