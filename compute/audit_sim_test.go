@@ -186,18 +186,24 @@ func medianWorst(v []int) (int, int) {
 }
 
 // BenchmarkAuditCatch measures chunks until a cheater on 1 % and 10 % of its chunks fails its
-// first audit and is quarantined: median and worst of AUDIT_RUNS runs (default 20).
+// first audit and is quarantined: median and worst of AUDIT_RUNS runs (default 20), seeds
+// 1000+AUDIT_FIRST … (default 0; a long measurement can be split into parts, each run's figures
+// are logged).
 func BenchmarkAuditCatch(b *testing.B) {
-	runs := 20
+	runs, first := 20, 0
 	if v := os.Getenv("AUDIT_RUNS"); v != "" {
 		fmt.Sscan(v, &runs)
+	}
+	if v := os.Getenv("AUDIT_FIRST"); v != "" {
+		fmt.Sscan(v, &first)
 	}
 	for _, rate := range []float64{0.10, 0.01} {
 		b.Run(fmt.Sprintf("rate=%g", rate), func(b *testing.B) {
 			for range b.N {
 				var firsts, quars []int
 				for i := range runs {
-					f, q := catch(b, uint64(1000+i), rate)
+					f, q := catch(b, uint64(1000+first+i), rate)
+					b.Logf("rate %g seed %d: first failed audit after %d chunks, quarantined after %d", rate, 1000+first+i, f, q)
 					firsts, quars = append(firsts, f), append(quars, q)
 				}
 				fm, fw := medianWorst(firsts)

@@ -163,21 +163,19 @@ func (s *JobStore) nodeAuditLocked(c *nodeCred) NodeAudit {
 }
 
 // Unchallenged lists accepted chunks waiting for their Challenge, at most max, in job order: a
-// coordinator proposes a Challenge for them (again after a leader change). It reads only the
-// jobs that have such chunks (the coordinator calls it after every commit).
+// coordinator proposes a Challenge for them (again after a leader change). It reads only those
+// chunks (the coordinator calls it with every commit).
 func (s *JobStore) Unchallenged(max int) []ChunkRef {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []ChunkRef
 	for _, j := range s.openJobsLocked() {
-		if j.committed == 0 {
+		if len(j.waiting) == 0 {
 			continue
 		}
-		starts := make([]uint64, 0, j.committed)
-		for start, r := range j.recs {
-			if r.step == stepCommitted {
-				starts = append(starts, start)
-			}
+		starts := make([]uint64, 0, len(j.waiting))
+		for start := range j.waiting {
+			starts = append(starts, start)
 		}
 		slices.Sort(starts)
 		for _, start := range starts {
@@ -279,6 +277,14 @@ func sortedStarts(m map[uint64]*auditRec) []uint64 {
 	return out
 }
 
+// wait records that the chunk at start waits for its Challenge.
+func (j *job) wait(start uint64) {
+	if j.waiting == nil {
+		j.waiting = map[uint64]struct{}{}
+	}
+	j.waiting[start] = struct{}{}
+}
+
 // clear counts a chunk in its job's answer.
 func (s *JobStore) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutcome) {
 	if r.step == stepCleared {
@@ -288,7 +294,7 @@ func (s *JobStore) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutco
 		delete(s.auditIx, r.id)
 	}
 	if r.step == stepCommitted {
-		j.committed--
+		delete(j.waiting, r.rng.Start)
 	}
 	r.step, r.audited = stepCleared, audited
 	r.blocks, r.claimed, r.theirs = nil, nil, nil
@@ -375,7 +381,7 @@ func (s *JobStore) challenge(c Challenge) *AuditOutcome {
 			r.claimed[i] = leaves[b]
 		}
 		s.auditSeq++
-		j.committed--
+		delete(j.waiting, r.rng.Start)
 		r.id, r.step = s.auditSeq, stepAuditing
 		s.auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
 		out.Audited++
@@ -549,7 +555,7 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 	}
 	j.accepted.Remove(r.rng)
 	if r.step == stepCommitted {
-		j.committed--
+		delete(j.waiting, r.rng.Start)
 	}
 	wasCleared := r.step == stepCleared
 	if wasCleared {

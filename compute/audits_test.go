@@ -376,7 +376,7 @@ func TestAuditUnauditedChallengeClearsWithoutAuditor(t *testing.T) {
 }
 
 // checkAuditIndex checks the indexes Unchallenged and AuditTasks read against every chunk: each
-// job's count of chunks waiting for a Challenge, and the audit index (exactly the chunks under
+// job's set of chunks waiting for a Challenge, and the audit index (exactly the chunks under
 // audit or in dispute).
 func checkAuditIndex(t *testing.T, s *JobStore) {
 	t.Helper()
@@ -389,6 +389,9 @@ func checkAuditIndex(t *testing.T, s *JobStore) {
 			switch r.step {
 			case stepCommitted:
 				committed++
+				if _, ok := j.waiting[start]; !ok {
+					t.Fatalf("job %s chunk %d waits for its challenge but is not in the waiting set", j.id, start)
+				}
 			case stepAuditing, stepDisputed:
 				inAudit++
 				if ref, ok := s.auditIx[r.id]; !ok || ref.Job != j.id || ref.Range.Start != start {
@@ -396,11 +399,38 @@ func checkAuditIndex(t *testing.T, s *JobStore) {
 				}
 			}
 		}
-		if committed != j.committed {
-			t.Fatalf("job %s: %d chunks wait for their challenge, the count says %d", j.id, committed, j.committed)
+		if committed != len(j.waiting) {
+			t.Fatalf("job %s: %d chunks wait for their challenge, the waiting set has %d", j.id, committed, len(j.waiting))
 		}
 	}
 	if inAudit != len(s.auditIx) {
 		t.Fatalf("%d chunks under audit, %d in the audit index", inAudit, len(s.auditIx))
+	}
+}
+
+// TestAuditChallengeRidesOnResults: a Challenge carried by a Results command challenges the
+// chunks of earlier entries (here: audited, as the node is new) once the command's own items
+// are stored, and leaves those items waiting for a challenge of their own.
+func TestAuditChallengeRidesOnResults(t *testing.T) {
+	st := newTestState(t)
+	auditJob(t, st, "pi", 2)
+	B := uint64(audit.PiBlock)
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{committedPi(t, "pi", auditSeed, Range{0, B}, "a", false)}})
+	out := st.mustApply(t, Results{Time: t0, Audited: true,
+		Items:     []ChunkResult{committedPi(t, "pi", auditSeed, Range{B, 2*B + 7}, "b", false)},
+		Challenge: &Challenge{Seed: seedN(1), Items: st.Unchallenged(10)},
+	}).(*ResultsOutcome)
+	if out.Accepted != 1 || out.Challenge == nil || out.Challenge.Audited != 1 {
+		t.Fatalf("outcome %+v, challenge %+v", out, out.Challenge)
+	}
+	if got := st.Unchallenged(10); len(got) != 1 || got[0].Start != B {
+		t.Fatalf("waiting for a challenge: %+v, want the second chunk only", got)
+	}
+	if tasks := tasksFor(st, "a"); len(tasks) != 1 || tasks[0].Chunk != (Range{0, B}) {
+		t.Fatalf("audits of a: %+v", tasks)
+	}
+	checkAuditIndex(t, st.JobStore)
+	if _, _, err := EncodeCommand(Results{Time: t0, Challenge: &Challenge{}}); err == nil {
+		t.Fatal("a challenge on unaudited results was encoded")
 	}
 }

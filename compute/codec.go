@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
 // The binary writer and reader behind every command and payload encoding: uvarints, varints,
@@ -145,4 +147,39 @@ func (d *decoder) hash() (h [32]byte) {
 	copy(h[:], d.b)
 	d.b = d.b[32:]
 	return h
+}
+
+// encodeChallenge writes a Challenge's seed and chunks (its time and unaudited flag are
+// written by the command that carries it).
+func encodeChallenge(e *encoder, c Challenge) {
+	e.b = append(e.b, c.Seed[:]...)
+	e.uvarint(uint64(len(c.Items)))
+	for _, it := range c.Items {
+		e.str(it.Job)
+		e.uvarint(it.Start)
+	}
+}
+
+// decodeChallenge reads what encodeChallenge wrote into c, bounded like every list.
+func decodeChallenge(d *decoder, c *Challenge) error {
+	c.Seed = audit.Seed(d.hash())
+	n := d.uvarint()
+	if n > MaxBatchChunks {
+		return fmt.Errorf("decode challenge: %d chunks exceeds %d", n, MaxBatchChunks)
+	}
+	if d.err == nil && n > uint64(len(d.b)/2+1) {
+		return fmt.Errorf("decode challenge: %d chunks in %d bytes", n, len(d.b))
+	}
+	c.Items = make([]ChunkRef, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		c.Items = append(c.Items, ChunkRef{Job: d.str(MaxIDLen, "job id"), Start: d.uvarint()})
+	}
+	return nil
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }

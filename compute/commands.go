@@ -35,7 +35,10 @@ const (
 const (
 	commandFormat        = 1
 	resultsAuditedFormat = 2
-	submitCappedFormat   = 2 // a Submit with MaxJobs
+	// resultsChallengeFormat is audited Results followed by a Challenge for chunks of earlier
+	// entries (Results.Challenge).
+	resultsChallengeFormat = 3
+	submitCappedFormat     = 2 // a Submit with MaxJobs
 )
 
 // Bounds enforced by the decoders: a hostile or corrupt log entry is rejected, never allocated.
@@ -92,6 +95,10 @@ type Results struct {
 	Time    time.Time
 	Items   []ChunkResult
 	Audited bool
+	// Challenge, when set (audited results only), is a Challenge for chunks accepted by earlier
+	// entries, carried along to save the log an entry per commit; its Time is the command's. It
+	// is applied once the items are stored, before they are counted.
+	Challenge *Challenge
 }
 
 // Challenge carries the randomness that decides which committed chunks are audited and which
@@ -196,8 +203,14 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 		}
 	case Results:
 		op = OpResults
+		if c.Challenge != nil && !c.Audited {
+			return 0, nil, errors.New("encode results: a challenge rides on audited results only")
+		}
 		if c.Audited {
 			e.b[0] = resultsAuditedFormat
+		}
+		if c.Challenge != nil {
+			e.b[0] = resultsChallengeFormat
 		}
 		e.time(c.Time)
 		e.uvarint(uint64(len(c.Items)))
@@ -212,15 +225,14 @@ func EncodeCommand(cmd any) (op byte, payload []byte, err error) {
 				e.b = append(e.b, it.Root[:]...)
 			}
 		}
+		if c.Challenge != nil {
+			encodeChallenge(e, *c.Challenge)
+			e.b = append(e.b, boolByte(c.Challenge.Unaudited))
+		}
 	case Challenge:
 		op = OpChallenge
 		e.time(c.Time)
-		e.b = append(e.b, c.Seed[:]...)
-		e.uvarint(uint64(len(c.Items)))
-		for _, it := range c.Items {
-			e.str(it.Job)
-			e.uvarint(it.Start)
-		}
+		encodeChallenge(e, c)
 		if c.Unaudited {
 			e.b = append(e.b, 1)
 		}
@@ -289,7 +301,7 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 	}
 	d := &decoder{b: payload}
 	f := d.byte1()
-	if d.err == nil && f != commandFormat && (op != OpResults || f != resultsAuditedFormat) && (op != OpSubmit || f != submitCappedFormat) {
+	if d.err == nil && f != commandFormat && (op != OpResults || f != resultsAuditedFormat && f != resultsChallengeFormat) && (op != OpSubmit || f != submitCappedFormat) {
 		return nil, fmt.Errorf("decode op %#x: unknown format %d", op, f)
 	}
 	var v any
@@ -309,7 +321,7 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		v = c
 	case OpResults:
 		var c Results
-		c.Audited = f == resultsAuditedFormat
+		c.Audited = f == resultsAuditedFormat || f == resultsChallengeFormat
 		c.Time = d.time()
 		n := d.uvarint()
 		if n > MaxBatchChunks {
@@ -333,21 +345,26 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 			}
 			c.Items = append(c.Items, it)
 		}
+		if f == resultsChallengeFormat {
+			ch := Challenge{Time: c.Time}
+			if err := decodeChallenge(d, &ch); err != nil {
+				return nil, fmt.Errorf("decode results: %w", err)
+			}
+			switch d.byte1() {
+			case 0:
+			case 1:
+				ch.Unaudited = true
+			default:
+				return nil, errors.New("decode results: challenge's unaudited flag not 0 or 1")
+			}
+			c.Challenge = &ch
+		}
 		v = c
 	case OpChallenge:
 		var c Challenge
 		c.Time = d.time()
-		c.Seed = audit.Seed(d.hash())
-		n := d.uvarint()
-		if n > MaxBatchChunks {
-			return nil, fmt.Errorf("decode challenge: %d chunks exceeds %d", n, MaxBatchChunks)
-		}
-		if d.err == nil && n > uint64(len(d.b)/2+1) {
-			return nil, fmt.Errorf("decode challenge: %d chunks in %d bytes", n, len(d.b))
-		}
-		c.Items = make([]ChunkRef, 0, n)
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			c.Items = append(c.Items, ChunkRef{Job: d.str(MaxIDLen, "job id"), Start: d.uvarint()})
+		if err := decodeChallenge(d, &c); err != nil {
+			return nil, err
 		}
 		if d.err == nil && len(d.b) > 0 {
 			if f := d.byte1(); f != 1 {

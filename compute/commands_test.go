@@ -31,6 +31,12 @@ func sampleCommands() []any {
 			{Chunk: Chunk{Job: "j1", Range: Range{0, 100}}, Node: "n1", ComputeSeconds: 1.5, Payload: EncodePiBlocksPayload([]uint64{80}), Root: audit.Hash{1, 2}},
 		}},
 		Challenge{Time: t0, Seed: audit.Seed{9}, Items: []ChunkRef{{Job: "j1", Start: 0}, {Job: "j2", Start: 5}}},
+		Results{Time: t0, Audited: true, Items: []ChunkResult{
+			{Chunk: Chunk{Job: "j1", Range: Range{100, 200}}, Node: "n2", ComputeSeconds: 1, Payload: EncodePiBlocksPayload([]uint64{79}), Root: audit.Hash{3}},
+		}, Challenge: &Challenge{Time: t0, Seed: audit.Seed{8}, Items: []ChunkRef{{Job: "j1", Start: 0}}}},
+		Results{Time: t0, Audited: true, Items: []ChunkResult{
+			{Chunk: Chunk{Job: "j1", Range: Range{200, 300}}, Node: "n2", Payload: EncodePiBlocksPayload([]uint64{81}), Root: audit.Hash{4}},
+		}, Challenge: &Challenge{Time: t0, Seed: audit.Seed{7}, Items: []ChunkRef{{Job: "j1", Start: 100}}, Unaudited: true}},
 		Audit{Time: t0, Job: "j1", ID: 3, Auditor: "n2", Leaves: []audit.Hash{{1}, {2}}, Seconds: 0.25},
 		Audit{Time: t0, Job: "j1", ID: 4, Auditor: "n3", Payload: EncodePiBlocksPayload([]uint64{80}), Root: audit.Hash{7}},
 		TrustReset{Node: "n1"},

@@ -79,7 +79,7 @@ type job struct {
 	faults       []JobFault           // wasm: the distinct nodes its module failed on (faults.go)
 	recs         map[uint64]*auditRec // chunks of audited results by range start (audits.go)
 	open         int                  // recs not cleared yet
-	committed    int                  // recs waiting for their Challenge (stepCommitted)
+	waiting      map[uint64]struct{}  // starts of recs waiting for their Challenge (stepCommitted)
 	auditedUnits uint64               // units recomputed by auditors
 	redoneUnits  uint64               // units computed again after a failed audit
 	nodes        map[string]*NodeContribution
@@ -134,6 +134,8 @@ type ResultsOutcome struct {
 	Accepted int
 	Rejected []Rejection
 	Finished []string
+	// Challenge is the outcome of the Challenge the command carried (Results.Challenge).
+	Challenge *AuditOutcome `json:",omitempty"`
 }
 
 // Rejection is one chunk result that was not counted.
@@ -320,16 +322,23 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 		rs.Add(it.Range)
 		ok = append(ok, acceptedResult{item: it, j: s.jobs[it.Job], hits: hits, leaves: leaves})
 	}
+	// Store first, count after: if the store fails nothing is counted.
+	if len(ok) > 0 {
+		recs := make([]StoredResult, len(ok))
+		for i, a := range ok {
+			recs[i] = StoredResult{Chunk: a.item.Chunk, Payload: a.item.Payload}
+		}
+		if err := s.payloads.Put(recs); err != nil {
+			return nil, &StorageError{Op: "results", Err: err}
+		}
+	}
+	if c.Challenge != nil {
+		ch := *c.Challenge
+		ch.Time = c.Time
+		out.Challenge = s.challenge(ch)
+	}
 	if len(ok) == 0 {
 		return out, nil
-	}
-	// Store first, count after: if the store fails nothing is counted.
-	recs := make([]StoredResult, len(ok))
-	for i, a := range ok {
-		recs[i] = StoredResult{Chunk: a.item.Chunk, Payload: a.item.Payload}
-	}
-	if err := s.payloads.Put(recs); err != nil {
-		return nil, &StorageError{Op: "results", Err: err}
 	}
 	s.now = c.Time
 	for _, a := range ok {
@@ -343,7 +352,7 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 				root: a.item.Root, hits: a.hits, step: stepCommitted,
 			}
 			j.open++
-			j.committed++
+			j.wait(a.item.Range.Start)
 		} else {
 			switch {
 			case j.spec.Kind != KindWasm:

@@ -300,7 +300,7 @@ func (s *JobStore) Restore(r io.Reader) error {
 				j.open++
 			}
 			if r.step == stepCommitted {
-				j.committed++
+				j.wait(r.rng.Start)
 			}
 			if r.id != 0 && (r.step == stepAuditing || r.step == stepDisputed) {
 				auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}

@@ -24,11 +24,12 @@ import (
 const (
 	challengeBatch = 4096            // chunks per Challenge command
 	auditDeadline  = 2 * time.Minute // an audit lease not answered by then goes to another node
-	// challengeEvery spaces Challenge entries: a commit right after one waits out the rest of
-	// this, and every chunk committed meanwhile shares its Challenge. A Challenge per commit cost
-	// a raft entry per chunk (the leader's CPU per chunk rose by half); a lone commit (a job's
-	// last chunk) is still challenged at once.
-	challengeEvery = 100 * time.Millisecond
+	// challengeWait is how long committed chunks wait for the next Results entry to carry
+	// their Challenge (Results.Challenge) before they get a Challenge entry of their own (a
+	// job's last chunks). A Challenge entry per commit cost the log an entry per chunk.
+	challengeWait = 100 * time.Millisecond
+	// carriedMax bounds the chunks a Results entry challenges (a few kB of references).
+	carriedMax = 1024
 	// auditSlowdown: a node whose speed for a kind is below 1/auditSlowdown of the fastest live
 	// node that may take an audit does not take audits longer than a chunk target there (a
 	// board given a fast desktop's chunk to recompute would hold its job's end).
@@ -78,31 +79,36 @@ func (c *leadership) challenge() {
 }
 
 // challenger proposes a Challenge, with randomness drawn now, for the
-// committed chunks that have none yet, whenever challenge kicks it, until
-// none is left (one command per challengeBatch chunks), at most one per
-// challengeEvery.
+// committed chunks that have none yet once challenge kicked it and no
+// Results entry was proposed for challengeWait (while they flow, each
+// carries the challenge of the chunks before it), until none is left (one
+// command per challengeBatch chunks).
 func (c *leadership) challenger(ctx context.Context) {
-	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.challenges:
 		}
-		if wait := challengeEvery - time.Since(last); wait > 0 {
-			t := time.NewTimer(wait)
+		// While Results entries flow, each carries the challenge of the chunks before it:
+		// wait for challengeWait without one.
+		for {
+			quiet := time.Since(time.Unix(0, c.resultsAt.Load()))
+			if quiet >= challengeWait {
+				break
+			}
+			t := time.NewTimer(challengeWait - quiet)
 			select {
 			case <-ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
 			}
-			select {
-			case <-c.challenges: // a commit meanwhile: read below
-			default:
-			}
 		}
-		last = time.Now()
+		select {
+		case <-c.challenges: // a commit meanwhile: read below
+		default:
+		}
 		for refs := c.cfg.Audits.Unchallenged(challengeBatch); len(refs) > 0; refs = c.cfg.Audits.Unchallenged(challengeBatch) {
 			var seed audit.Seed
 			rand.Read(seed[:]) // never fails (crypto/rand)
@@ -148,6 +154,23 @@ func (c *leadership) noAuditor(now time.Time) (unaudited bool, wait time.Duratio
 	return true, 0
 }
 
+// carriedChallenge is a Challenge for a Results entry to carry, with
+// randomness drawn now, for chunks committed by earlier entries (nil: none
+// waits, or the term's nodes have not all synced yet).
+func (c *leadership) carriedChallenge() *compute.Challenge {
+	refs := c.cfg.Audits.Unchallenged(carriedMax)
+	if len(refs) == 0 {
+		return nil
+	}
+	unaudited, wait := c.noAuditor(time.Now())
+	if wait > 0 {
+		return nil // the challenger tries again once the wait is over
+	}
+	ch := &compute.Challenge{Items: refs, Unaudited: unaudited}
+	rand.Read(ch.Seed[:]) // never fails (crypto/rand)
+	return ch
+}
+
 // auditOutcome logs what an audit command changed and requeues what it
 // took back.
 func (c *leadership) auditOutcome(raw json.RawMessage, auditor string) {
@@ -156,6 +179,12 @@ func (c *leadership) auditOutcome(raw json.RawMessage, auditor string) {
 		c.log.Warn("decode audit outcome", "err", err)
 		return
 	}
+	c.applyOutcome(out, auditor)
+}
+
+// applyOutcome logs what an audit command (or the Challenge a Results
+// entry carried) changed and requeues what it took back.
+func (c *leadership) applyOutcome(out compute.AuditOutcome, auditor string) {
 	if out.Determinism {
 		c.log.Error("DETERMINISM BUG: two trusted nodes computed different bits for the same blocks; a third node settles it",
 			"auditor", auditor)

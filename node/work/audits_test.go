@@ -19,13 +19,19 @@ import (
 
 // fakeAudits is the audit part of a job state: open audits, closed by an Audit command.
 type fakeAudits struct {
-	mu    sync.Mutex
-	tasks []compute.AuditTask
+	mu      sync.Mutex
+	tasks   []compute.AuditTask
+	waiting []compute.ChunkRef // chunks waiting for a challenge
+	applied []any              // every command applied
 }
 
-func (f *fakeAudits) Unchallenged(int) []compute.ChunkRef { return nil }
-func (f *fakeAudits) Quarantined(string) bool             { return false }
-func (f *fakeAudits) AuditPolicy() audit.Policy           { return audit.DefaultPolicy }
+func (f *fakeAudits) Unchallenged(int) []compute.ChunkRef {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.waiting)
+}
+func (f *fakeAudits) Quarantined(string) bool   { return false }
+func (f *fakeAudits) AuditPolicy() audit.Policy { return audit.DefaultPolicy }
 func (f *fakeAudits) AuditTasks() []compute.AuditTask {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -34,6 +40,9 @@ func (f *fakeAudits) AuditTasks() []compute.AuditTask {
 
 // apply closes the audit an Audit command answers.
 func (f *fakeAudits) apply(_ context.Context, cmd any) (json.RawMessage, error) {
+	f.mu.Lock()
+	f.applied = append(f.applied, cmd)
+	f.mu.Unlock()
 	if a, ok := cmd.(compute.Audit); ok {
 		f.mu.Lock()
 		f.tasks = slices.DeleteFunc(f.tasks, func(t compute.AuditTask) bool { return t.ID == a.ID })
@@ -208,5 +217,31 @@ func TestSlowNodeLeavesBigAuditsToFastOnes(t *testing.T) {
 	c.nodeGone(nodeID("fast"), time.Now())
 	if got := syncAs(t, c, "slow", "amd64"); !slices.Equal(got, []uint64{2}) {
 		t.Fatalf("with the fast node gone, the slow one was leased %v, want audit 2", got)
+	}
+}
+
+// TestResultsCarryTheChallenge: a Results entry carries the Challenge of the chunks earlier
+// entries committed (fresh randomness, no entry of its own), and none when nothing waits.
+func TestResultsCarryTheChallenge(t *testing.T) {
+	audits := &fakeAudits{waiting: []compute.ChunkRef{{Job: "j", Start: 0}, {Job: "j", Start: 100}}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	c.lastSeen[nodeID("a")], c.lastSeen[nodeID("b")] = time.Now(), time.Now()
+	item := compute.ChunkResult{Chunk: compute.Chunk{Job: "j", Range: compute.Range{Start: 200, End: 300}}, Node: nodeID("a")}
+	if _, err := c.applyResults(context.Background(), []compute.ChunkResult{item}); err != nil {
+		t.Fatal(err)
+	}
+	audits.waiting = nil
+	if _, err := c.applyResults(context.Background(), []compute.ChunkResult{item}); err != nil {
+		t.Fatal(err)
+	}
+	if len(audits.applied) != 2 {
+		t.Fatalf("applied %d commands, want 2 Results", len(audits.applied))
+	}
+	first, _ := audits.applied[0].(compute.Results)
+	if ch := first.Challenge; ch == nil || len(ch.Items) != 2 || ch.Seed == (audit.Seed{}) || ch.Unaudited {
+		t.Fatalf("first Results carries %+v, want a challenge of the 2 waiting chunks", first.Challenge)
+	}
+	if second, _ := audits.applied[1].(compute.Results); second.Challenge != nil {
+		t.Fatalf("with nothing waiting, the Results carries %+v", second.Challenge)
 	}
 }

@@ -115,13 +115,24 @@ func (c *leadership) applyResults(ctx context.Context, items []compute.ChunkResu
 	all := &compute.ResultsOutcome{}
 	off := 0
 	for _, part := range splitBatch(items, wire.MaxBatch) {
-		raw, err := c.cfg.Apply(ctx, compute.Results{Time: time.Now(), Items: part, Audited: c.cfg.Audits != nil})
+		cmd := compute.Results{Time: time.Now(), Items: part, Audited: c.cfg.Audits != nil}
+		if cmd.Audited {
+			c.resultsAt.Store(time.Now().UnixNano())
+			cmd.Challenge = c.carriedChallenge() // chunks of earlier entries: no entry of their own
+		}
+		raw, err := c.cfg.Apply(ctx, cmd)
 		if err != nil {
 			return nil, err
 		}
 		var out compute.ResultsOutcome
 		if err := json.Unmarshal(raw, &out); err != nil {
 			return nil, fmt.Errorf("decode results outcome: %w", err)
+		}
+		if out.Challenge != nil {
+			if out.Challenge.Audited > 0 {
+				c.auditsDirty.Store(true)
+			}
+			c.applyOutcome(*out.Challenge, "")
 		}
 		all.Accepted += out.Accepted
 		for _, rj := range out.Rejected {

@@ -137,6 +137,7 @@ type leadership struct {
 	auditsDirty atomic.Bool            // the audits in the job state changed since auditsAt
 	auditLeases map[uint64]*auditLease // audit ID → its lease
 	challenges  chan struct{}          // kicks the challenger: chunks wait for a Challenge
+	resultsAt   atomic.Int64           // when the last Results entry was proposed (Unix ns)
 
 	commits     chan *commitReq
 	chunkTarget time.Duration // how long a chunk should take on its node
