@@ -35,11 +35,18 @@ func (h *Host) pubsubLocked() (*pubsub.PubSub, error) {
 		return h.ps, nil
 	}
 	// h.ctx ends the router's goroutines when the Host closes.
-	ps, err := pubsub.NewGossipSub(h.ctx, h.h)
+	out := newOutboundTracer()
+	ps, err := pubsub.NewGossipSub(h.ctx, h.h, pubsub.WithRawTracer(out))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
 	}
 	h.ps = ps
+	// Not goTracked: h.mu is held here (and the host is not closed).
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.repairGossip(out)
+	}()
 	return ps, nil
 }
 

@@ -1,0 +1,213 @@
+package p2p
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// Gossip repair.
+//
+// gossipsub keeps one outbound stream per peer. When that stream dies while
+// the peer is still connected (a node restarted with the same identity
+// before the survivors noticed its old connection was dead: SIGKILL, a
+// crash, a QUIC connection that lingers), it opens a new one after a
+// backoff, and after four such respawns for one peer within ten minutes it
+// gives up: the peer stays connected but is sent nothing more, until every
+// connection to it closes. A node restarted a few times in a row (a laptop,
+// a crash loop, the failover benchmarks) then looks offline to the others
+// for good and hears none of their announcements, although raft works over
+// the same connection.
+//
+// The same restart also loses the peer's subscriptions: the survivor
+// forgets them when the old stream dies, respawns its writer, but the new
+// process sent its subscriptions once, on its own stream, before that: the
+// survivor never sends it a message of those topics again.
+//
+// So the host traces the router's outbound streams (outboundTracer) and
+// checks every gossipRepairEvery that each connected member that speaks
+// gossipsub has one and is subscribed to one of this node's topics (every
+// Hydra node subscribes to the announcements). One that is not, at two
+// checks in a row, is disconnected and redialled: the new connection makes
+// both routers open fresh streams and send their subscriptions again. A
+// peer is reconnected again only once it was well in between, or was
+// connected anew (restarted again), or after gossipRepairBackoff: a peer
+// that never subscribes costs a reconnection a minute, not a loop.
+const (
+	gossipRepairEvery   = 5 * time.Second
+	gossipRepairBackoff = time.Minute
+	gossipRedialTimeout = 10 * time.Second
+)
+
+// repairMark is a reconnection done: when, and the connections it made.
+type repairMark struct {
+	at    time.Time
+	conns []network.Conn
+}
+
+// repairGossip runs until the host closes (see Gossip repair).
+func (h *Host) repairGossip(out *outboundTracer) {
+	t := time.NewTicker(gossipRepairEvery)
+	defer t.Stop()
+	missing := map[peer.ID]int{}
+	repaired := map[peer.ID]repairMark{}
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, p := range h.deafMembers(out, missing, repaired) {
+			if _, ok := repaired[p]; ok {
+				continue
+			}
+			delete(missing, p)
+			h.log.Info("gossip: a connected member is not sent this node's topics; reconnecting it", "peer", p,
+				"stream", out.has(p))
+			_ = h.h.Network().ClosePeer(p)
+			ctx, cancel := context.WithTimeout(h.ctx, gossipRedialTimeout)
+			if err := h.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+				h.log.Debug("gossip: redial after repair", "peer", p, "err", err)
+			}
+			cancel()
+			repaired[p] = repairMark{at: time.Now(), conns: h.h.Network().ConnsToPeer(p)}
+		}
+	}
+}
+
+// deafMembers returns the connected members that speak gossipsub but, at
+// two checks in a row, had no outbound gossip stream or no subscription to
+// any of this node's topics; missing counts the checks per peer. A repair
+// mark is dropped once its peer is well, once none of the connections it
+// made is open, or after gossipRepairBackoff.
+func (h *Host) deafMembers(out *outboundTracer, missing map[peer.ID]int, repaired map[peer.ID]repairMark) []peer.ID {
+	for p, m := range repaired {
+		open := false
+		for _, c := range m.conns {
+			open = open || !c.IsClosed()
+		}
+		if !open || time.Since(m.at) >= gossipRepairBackoff {
+			delete(repaired, p)
+		}
+	}
+	if h.gate.fn.Load() == nil {
+		return nil // membership unknown: strangers and other clusters are connected too
+	}
+	h.mu.Lock()
+	topics := make([]*Topic, 0, len(h.topics))
+	for _, t := range h.topics {
+		topics = append(topics, t)
+	}
+	h.mu.Unlock()
+	if len(topics) == 0 {
+		return nil
+	}
+	listed := map[peer.ID]bool{}
+	for _, t := range topics {
+		for _, p := range t.t.ListPeers() {
+			listed[p] = true
+		}
+	}
+	var res []peer.ID
+	seen := map[peer.ID]bool{}
+	for _, p := range h.h.Network().Peers() {
+		if listed[p] && out.has(p) {
+			delete(repaired, p)
+			continue
+		}
+		if !h.IsMember(p) {
+			continue
+		}
+		if ps, err := h.h.Peerstore().SupportsProtocols(p, pubsub.GossipSubDefaultProtocols...); err != nil || len(ps) == 0 {
+			continue
+		}
+		seen[p] = true
+		if missing[p]++; missing[p] >= 2 {
+			res = append(res, p)
+		}
+	}
+	for p := range missing {
+		if !seen[p] {
+			delete(missing, p)
+		}
+	}
+	return res
+}
+
+// outboundTracer is a pubsub.RawTracer that keeps the set of peers the
+// router has an outbound stream to; every other event is ignored.
+type outboundTracer struct {
+	mu    sync.Mutex
+	peers map[peer.ID]bool
+}
+
+var _ pubsub.RawTracer = (*outboundTracer)(nil)
+
+func newOutboundTracer() *outboundTracer { return &outboundTracer{peers: map[peer.ID]bool{}} }
+
+func (o *outboundTracer) has(p peer.ID) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.peers[p]
+}
+
+// OnNewOutboundStream records that the router can send to p.
+func (o *outboundTracer) OnNewOutboundStream(p peer.ID, _ protocol.ID) {
+	o.mu.Lock()
+	o.peers[p] = true
+	o.mu.Unlock()
+}
+
+// OnClosedOutboundStream records that the router can no longer send to p.
+func (o *outboundTracer) OnClosedOutboundStream(p peer.ID) {
+	o.mu.Lock()
+	delete(o.peers, p)
+	o.mu.Unlock()
+}
+
+// Join is ignored.
+func (o *outboundTracer) Join(string) {}
+
+// Leave is ignored.
+func (o *outboundTracer) Leave(string) {}
+
+// Graft is ignored.
+func (o *outboundTracer) Graft(peer.ID, string) {}
+
+// Prune is ignored.
+func (o *outboundTracer) Prune(peer.ID, string) {}
+
+// ValidateMessage is ignored.
+func (o *outboundTracer) ValidateMessage(*pubsub.Message) {}
+
+// DeliverMessage is ignored.
+func (o *outboundTracer) DeliverMessage(*pubsub.Message) {}
+
+// RejectMessage is ignored.
+func (o *outboundTracer) RejectMessage(*pubsub.Message, string) {}
+
+// DuplicateMessage is ignored.
+func (o *outboundTracer) DuplicateMessage(*pubsub.Message) {}
+
+// ThrottlePeer is ignored.
+func (o *outboundTracer) ThrottlePeer(peer.ID) {}
+
+// RecvRPC is ignored.
+func (o *outboundTracer) RecvRPC(*pubsub.RPC) {}
+
+// SendRPC is ignored.
+func (o *outboundTracer) SendRPC(*pubsub.RPC, peer.ID) {}
+
+// SendRPCCompleted is ignored.
+func (o *outboundTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
+
+// DropRPC is ignored.
+func (o *outboundTracer) DropRPC(*pubsub.RPC, peer.ID) {}
+
+// UndeliverableMessage is ignored.
+func (o *outboundTracer) UndeliverableMessage(*pubsub.Message) {}
