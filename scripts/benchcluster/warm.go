@@ -82,6 +82,25 @@ func warmTrust(c *procluster.Cluster, tok, what string, body map[string]any, nee
 	}
 	cancel(p, tok, id)
 	waitJob(p, id, time.Minute, nil)
+	// The chunks it committed while its nodes were new are still being audited (a cancelled
+	// job's audits run, and they come before other work): wait until every one is cleared, or
+	// nothing has cleared for 10 s, so that they do not run inside the measured job.
+	last, moved := uint64(0), time.Now()
+	for end := time.Now().Add(3 * time.Minute); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		v, err := getJob(p, id)
+		if err != nil {
+			continue
+		}
+		if v.ClearedUnits >= v.DoneUnits {
+			break
+		}
+		if v.ClearedUnits != last {
+			last, moved = v.ClearedUnits, time.Now()
+		} else if time.Since(moved) > 10*time.Second {
+			fmt.Printf("  warm-up %s: %d of %d done units still not cleared after 10 s without progress\n", what, v.DoneUnits-v.ClearedUnits, v.DoneUnits)
+			break
+		}
+	}
 	// Audits of the cancelled job's last chunks may still be leased: let them finish, so the
 	// measured job starts on an idle cluster (no node's counters move for a second).
 	prev := scrapeAll(c)
