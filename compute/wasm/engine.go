@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 )
@@ -72,6 +73,7 @@ type Engine struct {
 	cfg   Config
 	rt    wazero.Runtime
 	cache wazero.CompilationCache
+	alloc experimental.MemoryAllocator // instances' linear memories (memory_mmap.go); nil: wazero's
 
 	mu   sync.Mutex
 	mods map[string]*Module
@@ -85,7 +87,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		WithCoreFeatures(api.CoreFeaturesV2).
 		WithMemoryLimitPages(cfg.MemoryPages).
 		WithCloseOnContextDone(!cfg.Uninterruptible)
-	e := &Engine{cfg: cfg, mods: map[string]*Module{}}
+	e := &Engine{cfg: cfg, mods: map[string]*Module{}, alloc: memoryAllocator()}
 	if cfg.CacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 		if err != nil {
@@ -354,7 +356,7 @@ func (m *Module) newInstance(ctx context.Context, params []byte) (*instance, err
 		WithStdout(t).WithStderr(t).WithRandSource(rand.NewChaCha8(seed))
 	ctx, cancel := context.WithTimeout(ctx, m.e.cfg.CallTimeout)
 	defer cancel()
-	mod, err := m.e.rt.InstantiateModule(ctx, m.cm, cfg)
+	mod, err := m.e.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, m.e.alloc), m.cm, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}

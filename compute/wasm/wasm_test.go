@@ -148,6 +148,34 @@ func TestConcatOrder(t *testing.T) {
 	}
 }
 
+// TestMemoryCap: a module growing its memory to the default cap (128 MiB) gets -1 from
+// memory.grow past it and traps with its own message, promptly: the memory is reserved once, not
+// copied on every growth (before, the copies took seconds of CPU and the compute child took the
+// module for an endless loop). Here the call deadline is 5 s, so a slow growth fails the test
+// with a timeout instead of the trap.
+func TestMemoryCap(t *testing.T) {
+	e := engine(t, Config{CallTimeout: 5 * time.Second})
+	m := compile(t, e, "grow.wasm")
+	for range 3 {
+		_, err := m.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: 0, End: 4, Workers: 2})
+		if err == nil || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("grow to the cap: %v, want the module's trap", err)
+		}
+	}
+	if alloc := memoryAllocator(); alloc != nil {
+		mem := alloc.Allocate(0, 4*wasmPage)
+		defer mem.Free()
+		b := mem.Reallocate(wasmPage)
+		b[wasmPage-1] = 7
+		if b = mem.Reallocate(4 * wasmPage); len(b) != 4*wasmPage || b[wasmPage-1] != 7 || b[4*wasmPage-1] != 0 {
+			t.Fatalf("grown memory: %d bytes, contents lost", len(b))
+		}
+		if mem.Reallocate(5*wasmPage) != nil {
+			t.Fatal("grown past its maximum")
+		}
+	}
+}
+
 // TestRunBlocks: with BlockItems, a run's result carries each commitment block's value and
 // output, whatever the worker count, and a chunk's payload has the same leaves as two chunks
 // split at a block boundary.
