@@ -164,13 +164,14 @@ func (s *JobStore) nodeAuditLocked(c *nodeCred) NodeAudit {
 
 // Unchallenged lists accepted chunks waiting for their Challenge, at most max, in job order: a
 // coordinator proposes a Challenge for them (again after a leader change). It reads only those
-// chunks (the coordinator calls it with every commit).
+// chunks (the coordinator calls it with every commit). A cancelled or failed job's chunks are
+// not listed: its owner stopped it, so no node computes anything more for it, audits included.
 func (s *JobStore) Unchallenged(max int) []ChunkRef {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []ChunkRef
 	for _, j := range s.openJobsLocked() {
-		if len(j.waiting) == 0 {
+		if len(j.waiting) == 0 || j.state.Finished() {
 			continue
 		}
 		starts := make([]uint64, 0, len(j.waiting))
@@ -189,7 +190,9 @@ func (s *JobStore) Unchallenged(max int) []ChunkRef {
 }
 
 // AuditTasks lists the audits to run: chunks chosen for audit and disputes, in job order. It
-// reads only the chunks under audit (the audit index), not every chunk of the open jobs.
+// reads only the chunks under audit (the audit index), not every chunk of the open jobs. A
+// cancelled or failed job's audits are not listed: workers lease audits ahead of new chunks,
+// so a stopped job's audits would otherwise take nodes from the jobs still running.
 func (s *JobStore) AuditTasks() []AuditTask {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -200,7 +203,7 @@ func (s *JobStore) AuditTasks() []AuditTask {
 	recs := make([]open, 0, len(s.auditIx))
 	for _, ref := range s.auditIx {
 		j := s.jobs[ref.Job]
-		if j == nil {
+		if j == nil || j.state.Finished() {
 			continue
 		}
 		if r := j.recs[ref.Range.Start]; r != nil && (r.step == stepAuditing || r.step == stepDisputed) {

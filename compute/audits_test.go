@@ -434,3 +434,40 @@ func TestAuditChallengeRidesOnResults(t *testing.T) {
 		t.Fatal("a challenge on unaudited results was encoded")
 	}
 }
+
+// TestAuditCancelledJobHasNoAudits: once a job is cancelled (or failed), its chunks chosen for
+// audit are no longer audit tasks and its chunks waiting for a challenge are not offered for one,
+// while another job's audit stays listed; workers lease audits ahead of new chunks, so a stopped
+// job's audits would take nodes from the jobs still running.
+func TestAuditCancelledJobHasNoAudits(t *testing.T) {
+	st := newTestState(t)
+	total := uint64(2*audit.PiBlock + 7)
+	for _, id := range []string{"stop", "fail", "keep"} {
+		auditJob(t, st, id, 2)
+		st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{
+			committedPi(t, id, auditSeed, Range{0, total}, "a", false),
+		}})
+	}
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)})
+	if n := len(st.AuditTasks()); n != 3 {
+		t.Fatalf("%d audit tasks, want 3", n)
+	}
+	// A second round of results, waiting for their challenge.
+	for _, id := range []string{"stop", "fail", "keep"} {
+		st.mustApply(t, Submit{ID: id + "2", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: total, Seed: auditSeed}}})
+		st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{
+			committedPi(t, id+"2", auditSeed, Range{0, total}, "a", false),
+		}})
+	}
+	st.mustApply(t, Cancel{Job: "stop", Time: t0})
+	st.mustApply(t, Cancel{Job: "stop2", Time: t0})
+	st.mustApply(t, Fail{Job: "fail", Time: t0, Reason: "test"})
+	st.mustApply(t, Fail{Job: "fail2", Time: t0, Reason: "test"})
+	if tasks := st.AuditTasks(); len(tasks) != 1 || tasks[0].Job != "keep" {
+		t.Fatalf("audit tasks after cancel and fail: %+v", tasks)
+	}
+	if u := st.Unchallenged(10); len(u) != 1 || u[0] != (ChunkRef{"keep2", 0}) {
+		t.Fatalf("unchallenged after cancel and fail: %v", u)
+	}
+	checkAuditIndex(t, st.JobStore)
+}
