@@ -293,8 +293,8 @@ func (c *leadership) archFitsLocked(node string, t compute.AuditTask) bool {
 
 // speedFitsLocked reports whether node is fast enough to audit t: yes if
 // its speed for the kind is unknown, if the audit takes it at most a chunk
-// target, or if no live node that may take t is more than auditSlowdown
-// times faster. A chunk is sized for its own node; recomputing a fast
+// target, or if no live node that may take t (not paused) is more than
+// auditSlowdown times faster. A chunk is sized for its own node; recomputing a fast
 // node's chunk on a board ten times slower would hold the job's end.
 func (c *leadership) speedFitsLocked(node string, t compute.AuditTask) bool {
 	kind := compute.RateClass(t.Spec)
@@ -310,7 +310,7 @@ func (c *leadership) speedFitsLocked(node string, t compute.AuditTask) bool {
 		return true
 	}
 	for n := range c.lastSeen {
-		if n != node && n != t.Node && n != t.Auditor && c.sched.Rate(n, kind) > auditSlowdown*rate && !c.cfg.Audits.Quarantined(n) {
+		if n != node && n != t.Node && n != t.Auditor && !c.paused[n] && c.sched.Rate(n, kind) > auditSlowdown*rate && !c.cfg.Audits.Quarantined(n) {
 			return false
 		}
 	}

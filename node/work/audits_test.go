@@ -177,7 +177,8 @@ func TestNoAuditor(t *testing.T) {
 
 // TestSlowNodeLeavesBigAuditsToFastOnes: a node that would take longer than a chunk target to
 // recompute an audit, while a live node more than auditSlowdown times faster may take it, is
-// not leased it; the fast node is, and with no fast node left the slow one takes it.
+// not leased it; the fast node is, and with the fast node paused or gone the slow one takes it.
+// A node gone gives its audit back at once.
 func TestSlowNodeLeavesBigAuditsToFastOnes(t *testing.T) {
 	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "owner"), piTask(2, "owner")}}
 	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
@@ -214,9 +215,18 @@ func TestSlowNodeLeavesBigAuditsToFastOnes(t *testing.T) {
 	if got := syncAs(t, c, "slow", "amd64"); len(got) != 0 {
 		t.Fatalf("the slow node was leased audit %v while the fast one was live (busy)", got)
 	}
-	c.nodeGone(nodeID("fast"), time.Now())
+	c.mu.Lock()
+	c.paused[nodeID("fast")] = true // its owner is busy: it takes no work
+	c.mu.Unlock()
 	if got := syncAs(t, c, "slow", "amd64"); !slices.Equal(got, []uint64{2}) {
-		t.Fatalf("with the fast node gone, the slow one was leased %v, want audit 2", got)
+		t.Fatalf("with the fast node paused, the slow one was leased %v, want audit 2", got)
+	}
+	audits.tasks = append(audits.tasks, piTask(3, "owner"))
+	c.refreshAuditsLocked(time.Now())
+	c.nodeGone(nodeID("fast"), time.Now())
+	c.nodeGone(nodeID("slow"), time.Now()) // its audit goes back
+	if got := syncAs(t, c, "slow", "amd64"); len(got) != 1 {
+		t.Fatalf("with the fast node gone, the slow one was leased %v, want an audit", got)
 	}
 }
 

@@ -116,6 +116,7 @@ type leadership struct {
 	sched    *compute.Scheduler
 	jobs     map[string]bool            // jobs known to the scheduler
 	lastSeen map[string]time.Time       // node → last sync
+	paused   map[string]bool            // nodes whose last sync said they are paused
 	began    time.Time                  // the term's start
 	offsets  map[string]time.Duration   // node → its clock minus ours, from its last sync
 	kernels  map[string]string          // node → kernel path it reported
@@ -153,6 +154,7 @@ func (co *Coordinator) newLeadership(ctx context.Context, termNo uint64, chunkTa
 		sched:    compute.NewScheduler(compute.SchedulerConfig{ChunkTarget: chunkTarget}),
 		jobs:     map[string]bool{},
 		lastSeen: map[string]time.Time{},
+		paused:   map[string]bool{},
 		offsets:  map[string]time.Duration{},
 		kernels:  map[string]string{},
 		adopted:  map[compute.Chunk]uint64{},

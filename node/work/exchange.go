@@ -18,6 +18,11 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 
 	c.mu.Lock()
 	c.lastSeen[node] = now
+	if req.Paused {
+		c.paused[node] = true
+	} else {
+		delete(c.paused, node)
+	}
 	if !req.Now.IsZero() {
 		if c.offsets == nil {
 			c.offsets = map[string]time.Duration{}

@@ -145,6 +145,12 @@ func (c *leadership) nodeGoneLocked(node string, now time.Time) {
 		return
 	}
 	delete(c.lastSeen, node)
+	delete(c.paused, node)
+	for id, l := range c.auditLeases {
+		if l.node == node {
+			delete(c.auditLeases, id) // another node takes it now, not after auditDeadline
+		}
+	}
 	delete(c.offsets, node)
 	if evs := c.sched.NodeGone(node, now); len(evs) > 0 {
 		c.log.Info("node gone: chunks requeued", "node", node, "chunks", len(evs))
