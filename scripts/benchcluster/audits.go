@@ -22,6 +22,8 @@ var (
 	flagAuditJobSecs    = flag.Float64("audit-job-seconds", 15, "audits: target duration of the π job run while every node is new")
 	flagAuditSteadySecs = flag.Float64("audit-steady-seconds", 30, "audits: target duration of the π job run once every node is trusted (0: that part is not run)")
 	flagAuditTrustWait  = flag.Duration("audit-trust-wait", 4*time.Minute, "audits: how long jobs may run until every node is trusted")
+	flagAuditPasses     = flag.Int("audit-passes", 0, "audits: before the steady-state job, run jobs until every node has passed this many audits (20: audited at the floor of 5 %)")
+	flagAuditTarget     = flag.Duration("audit-chunk-target", 0, "audits: the nodes' --chunk-target (0: the default)")
 )
 
 // auditsPhase runs -audit-nodes fresh nodes (--cpus 1). First one π job of
@@ -33,15 +35,22 @@ var (
 // nodes' /metrics counters).
 func auditsPhase(work string) {
 	n := *flagAuditNodes
-	limits := parseInts(*flagAuditLimits)
+	var limits []int
+	if *flagAuditLimits != "" {
+		limits = parseInts(*flagAuditLimits)
+	}
 	if len(limits) > 0 {
 		n = len(limits)
 	}
 	c := newCluster(filepath.Join(work, "audits"), "a", n, func(i int) []string {
+		args := []string{"--cpus", "1"}
 		if len(limits) > 0 {
-			return []string{"--cpus", "1", "--cpu-limit", strconv.Itoa(limits[i])}
+			args = append(args, "--cpu-limit", strconv.Itoa(limits[i]))
 		}
-		return []string{"--cpus", "1"}
+		if *flagAuditTarget > 0 {
+			args = append(args, "--chunk-target", flagAuditTarget.String())
+		}
+		return args
 	})
 	lp := c.ByID(startStable(c, min(3, n)))
 	tok := token(lp)
@@ -94,23 +103,24 @@ func auditsPhase(work string) {
 	}
 	end := time.Now().Add(*flagAuditTrustWait)
 	jobs := 0
-	for !allTrusted(lp, n) {
+	for !allTrusted(lp, n, *flagAuditPasses) {
 		if time.Now().After(end) {
 			fatalf("audits: not every node trusted after %v (%d jobs)", *flagAuditTrustWait, jobs)
 		}
 		run(5, 10+jobs)
 		jobs++
 	}
-	fmt.Printf("audits: every node trusted after %d more jobs of about 5 s\n", jobs)
+	fmt.Printf("audits: every node trusted (at least %d audits passed) after %d more jobs of about 5 s\n", *flagAuditPasses, jobs)
 	v, a, b = run(*flagAuditSteadySecs, 3)
 	cc, ac = cost(a, b)
-	addReport("audit overhead at steady state (%d trusted nodes --cpus 1, π job of %d samples, %.2f s, %d chunks): auditors recomputed %.2f %% of its units; audit CPU %.2f s = %.2f %% of the chunks' %.2f s; load average %s",
-		n, v.TotalUnits, v.wall(), v.chunks(), 100*float64(v.AuditedUnits)/float64(v.TotalUnits), ac, 100*ac/cc, cc, procluster.LoadAvg())
+	addReport("audit overhead at steady state (%d trusted nodes --cpus 1 --chunk-target %v, each %d+ audits passed, π job of %d samples, %.2f s, %d chunks): auditors recomputed %.2f %% of its units; audit CPU %.2f s = %.2f %% of the chunks' %.2f s; load average %s",
+		n, *flagAuditTarget, *flagAuditPasses, v.TotalUnits, v.wall(), v.chunks(), 100*float64(v.AuditedUnits)/float64(v.TotalUnits), ac, 100*ac/cc, cc, procluster.LoadAvg())
 	c.Stop()
 }
 
-// allTrusted reports whether n nodes have the standing trusted in p's status.
-func allTrusted(p *procluster.Proc, n int) bool {
+// allTrusted reports whether n nodes have the standing trusted in p's status, each with at
+// least passes audits passed.
+func allTrusted(p *procluster.Proc, n, passes int) bool {
 	b, err := api("GET", p.HTTPURL+"/api/v1/status", "", nil)
 	if err != nil {
 		return false
@@ -121,7 +131,7 @@ func allTrusted(p *procluster.Proc, n int) bool {
 	}
 	k := 0
 	for _, nd := range st.Nodes {
-		if nd.Audit.State == "trusted" {
+		if nd.Audit.State == "trusted" && nd.Audit.Passed >= uint64(passes) {
 			k++
 		}
 	}

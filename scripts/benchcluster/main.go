@@ -72,6 +72,8 @@
 //     π job of about -audit-job-seconds while all are new (every chunk
 //     audited): the time from its last commit to done (the wait for its last
 //     audits) and its audited share; then π jobs until every node is trusted,
+//     (with -audit-passes N, until each has passed N audits: 20 reaches the
+//     5 % floor; -audit-chunk-target shortens the chunks to get there sooner),
 //     and one of about -audit-steady-seconds: the share of its units auditors
 //     recomputed and the audits' CPU time against the chunks'
 //     (hydra_audit_cpu_seconds_total, hydra_compute_cpu_seconds_total).
