@@ -156,7 +156,7 @@ func TestAuditWasmBlocks(t *testing.T) {
 	if j.AuditedUnits != audited || j.ClearedUnits != 2000 {
 		t.Fatalf("audited %d (want %d), cleared %d", j.AuditedUnits, audited, j.ClearedUnits)
 	}
-	if v, _ := st.WasmResult("w"); v.Value != fmt.Sprint(1999*2000*3999/6) {
+	if v, _ := st.WasmResult("w"); v.Value != fmt.Sprint(uint64(1999*2000*3999/6)) {
 		t.Fatalf("value %+v", v)
 	}
 }

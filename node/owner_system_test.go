@@ -47,7 +47,7 @@ var spinSink uint64
 
 func spin() {
 	x := uint64(1)
-	for i := 0; ; i++ {
+	for i := int64(0); ; i++ {
 		x = x*6364136223846793005 + 1442695040888963407
 		if i == 1<<62 {
 			spinSink = x // never: keeps the loop's work from being optimised away
@@ -225,7 +225,7 @@ func TestSystem_OwnerBatteryPause(t *testing.T) {
 			"--pause-after", pauseAfter.String(), "--resume-after", "1h", "--sys-root", machine.sys}
 	})
 	laptop := ps[laptopIdx]
-	const samples, seed = 5_000_000_000, 13
+	const samples, seed uint64 = 5_000_000_000, 13
 	id := submitJob(t, ps[0], token, map[string]any{"kind": "pi", "samples": samples, "seed": seed})
 
 	// Unplug once the laptop computes and has handed in work, so that
@@ -373,7 +373,7 @@ func TestSystem_OwnerCPUHogPausesAndResumes(t *testing.T) {
 			"--sys-root", t.TempDir()}
 	})
 	n := ps[0]
-	const samples, seed = 4_000_000_000, 17
+	const samples, seed uint64 = 4_000_000_000, 17
 	id := submitJob(t, n, token, map[string]any{"kind": "pi", "samples": samples, "seed": seed})
 	waitFor(t, 60*time.Second, "the node working (baseline)", func() error {
 		ns, err := selfState(n)

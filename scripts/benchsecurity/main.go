@@ -89,7 +89,7 @@ func main() {
 	api := webui.NewClient(founder.HTTPURL, tok)
 	ctx := context.Background()
 	sess.Check(api.Do(ctx, "POST", "/api/v1/admit", map[string]string{"mode": "approval"}, nil))
-	sess.Check(api.Do(ctx, "POST", "/api/v1/jobs", map[string]any{"kind": "pi", "samples": 1_000_000_000_000_000, "seed": 1}, nil))
+	sess.Check(api.Do(ctx, "POST", "/api/v1/jobs", map[string]any{"kind": "pi", "samples": uint64(1_000_000_000_000_000), "seed": 1}, nil))
 
 	// 1. Approval → computing.
 	sess.Check(joiner.Start())
