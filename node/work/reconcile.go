@@ -27,15 +27,7 @@ func (c *leadership) reconcile(now time.Time) {
 	live := make(map[string]bool, len(unfinished))
 	for _, u := range unfinished {
 		live[u.ID] = true
-		if c.jobs[u.ID] {
-			continue
-		}
-		if err := c.sched.AddJob(u.ID, u.Spec, u.Pending, u.State == compute.StateRunning); err != nil {
-			c.log.Error("add job to scheduler", "job", u.ID, "err", err)
-			continue
-		}
-		c.jobs[u.ID] = true
-		c.log.Info("scheduling job", "job", u.ID, "kind", u.Spec.Kind, "pending_ranges", len(u.Pending))
+		c.schedule(u)
 	}
 	for id := range c.jobs {
 		if !live[id] {
@@ -73,15 +65,7 @@ func (c *leadership) reconcileNew(now time.Time) {
 	}
 	c.seenSubs, c.lastSeq, c.recAt = subs, newest, now
 	for _, u := range added {
-		if c.jobs[u.ID] {
-			continue
-		}
-		if err := c.sched.AddJob(u.ID, u.Spec, u.Pending, u.State == compute.StateRunning); err != nil {
-			c.log.Error("add job to scheduler", "job", u.ID, "err", err)
-			continue
-		}
-		c.jobs[u.ID] = true
-		c.log.Info("scheduling job", "job", u.ID, "kind", u.Spec.Kind, "pending_ranges", len(u.Pending))
+		c.schedule(u)
 	}
 	if c.cfg.Audits != nil {
 		c.refreshAuditsLocked(now)
@@ -186,4 +170,18 @@ func (c *leadership) clusterNow(now time.Time) time.Time {
 	}
 	slices.Sort(offs)
 	return now.Add(offs[(len(offs)-1)/2])
+}
+
+// schedule hands an unfinished job to the scheduler unless it already has it: the full
+// reconcile and the read of newly submitted jobs both add jobs this way.
+func (c *leadership) schedule(u compute.UnfinishedJob) {
+	if c.jobs[u.ID] {
+		return
+	}
+	if err := c.sched.AddJob(u.ID, u.Spec, u.Pending, u.State == compute.StateRunning); err != nil {
+		c.log.Error("add job to scheduler", "job", u.ID, "err", err)
+		return
+	}
+	c.jobs[u.ID] = true
+	c.log.Info("scheduling job", "job", u.ID, "kind", u.Spec.Kind, "pending_ranges", len(u.Pending))
 }
