@@ -28,17 +28,7 @@ func Test_OddStep(t *testing.T) {
 // autopilot stabilization), and a VoterNever node says it never votes.
 func Test_MultiNode_VotersFromStart(t *testing.T) {
 	nodes := startCluster(t, 2, "grow", nil)
-	var leader *testNode
-	waitUntil(t, testDeadline, "two members", func() error {
-		var err error
-		if leader, err = agreed(nodes); err != nil {
-			return err
-		}
-		if n := len(leader.r.Servers()); n != 2 {
-			return fmt.Errorf("%d members", n)
-		}
-		return nil
-	})
+	leader := waitTwoMembers(t, nodes)
 	if v := voters(leader.r.Servers()); v != 1 {
 		t.Fatalf("%d voters of 2 members, want 1 (never an even count)", v)
 	}
@@ -135,17 +125,7 @@ func configSteps(t *testing.T, n *testNode) []configStep {
 // even count is undone; and a 4th eligible node does not make 4 voters.
 func Test_MultiNode_EvenVoterStepIsBrief(t *testing.T) {
 	nodes := startCluster(t, 2, "even", func(_ int, c *Config) { c.Voters = 5 })
-	var leader *testNode
-	waitUntil(t, testDeadline, "two members", func() error {
-		var err error
-		if leader, err = agreed(nodes); err != nil {
-			return err
-		}
-		if n := len(leader.r.Servers()); n != 2 {
-			return fmt.Errorf("%d members", n)
-		}
-		return nil
-	})
+	leader := waitTwoMembers(t, nodes)
 	var second *testNode
 	for _, n := range nodes {
 		if n != leader {
@@ -226,4 +206,22 @@ func Test_MultiNode_EvenVoterStepIsBrief(t *testing.T) {
 	if evens != 3 { // 2 (undone), 2 → 3, 4 → 5
 		t.Errorf("%d even configurations, want 3: %v", evens, seq)
 	}
+}
+
+// waitTwoMembers waits until the nodes agree on a leader whose configuration has two members,
+// and returns that leader.
+func waitTwoMembers(t *testing.T, nodes []*testNode) *testNode {
+	t.Helper()
+	var leader *testNode
+	waitUntil(t, testDeadline, "two members", func() error {
+		var err error
+		if leader, err = agreed(nodes); err != nil {
+			return err
+		}
+		if n := len(leader.r.Servers()); n != 2 {
+			return fmt.Errorf("%d members", n)
+		}
+		return nil
+	})
+	return leader
 }
