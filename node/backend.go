@@ -19,6 +19,27 @@ import (
 
 var _ webui.Backend = (*Node)(nil)
 
+// NodeNames implements webui.NodeNamer: the names of the replicated node
+// registry, overridden by the latest announcements of members, as Status
+// names them, without the rest of Status.
+func (n *Node) NodeNames() map[string]string {
+	names := map[string]string{}
+	for id, m := range n.raft.State().Nodes {
+		names[id] = m.Name
+	}
+	for _, id := range n.peers.ids() {
+		if pid, err := peer.Decode(id); err != nil || n.host.Access(pid) != p2p.AccessMember {
+			continue
+		}
+		if sp, ok := n.peers.get(id); ok {
+			names[id] = sp.ann.Name
+		}
+	}
+	return names
+}
+
+var _ webui.NodeNamer = (*Node)(nil)
+
 // offlineAfter is how long a node may stay silent on the announcement topic
 // before it is shown offline.
 func (n *Node) offlineAfter() time.Duration { return offlineAfter(n.cfg.AnnounceInterval) }

@@ -258,6 +258,19 @@ func TestCluster_FormsServesStatusAndToken(t *testing.T) {
 	if len(token) < 32 {
 		t.Fatalf("token %q too short", token)
 	}
+	// Job views name nodes by NodeNames, which must agree with the status.
+	for _, n := range nodes {
+		names := n.NodeNames()
+		st := n.Status()
+		if len(names) != len(st.Nodes) {
+			t.Errorf("%s: NodeNames has %d nodes, the status %d", n.cfg.Name, len(names), len(st.Nodes))
+		}
+		for _, ns := range st.Nodes {
+			if names[ns.ID] != ns.Name || ns.Name == "" {
+				t.Errorf("%s: node %s named %q by NodeNames, %q by the status", n.cfg.Name, ns.ID, names[ns.ID], ns.Name)
+			}
+		}
+	}
 	// Healthy everywhere; metrics parse.
 	for _, n := range nodes {
 		resp, err := http.Get(n.HTTPURL() + "/healthz")

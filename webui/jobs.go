@@ -337,11 +337,23 @@ func (s *server) jobError(w http.ResponseWriter, id, what string, err error) {
 	}
 }
 
-// nodeNames maps node IDs to names from the cluster status.
+// NodeNamer is implemented by a Backend that can name the cluster's nodes
+// without building the whole Status (roles, audits, liveness): a job view
+// needs only the names, and it is read far more often than the status.
+type NodeNamer interface {
+	// NodeNames maps node IDs to the names the cluster knows them by.
+	NodeNames() map[string]string
+}
+
+// nodeNames maps node IDs to names, from NodeNames when the backend has it,
+// else from the cluster status.
 func (s *server) nodeNames() map[string]string {
 	names := map[string]string{}
 	if s.cfg.Backend == nil {
 		return names
+	}
+	if nn, ok := s.cfg.Backend.(NodeNamer); ok {
+		return nn.NodeNames()
 	}
 	for _, n := range s.cfg.Backend.Status().Nodes {
 		names[n.ID] = n.Name
