@@ -169,11 +169,15 @@ func (s *JobStore) nodeAuditLocked(c *nodeCred) NodeAudit {
 func (s *JobStore) Unchallenged(max int) []ChunkRef {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []ChunkRef
-	for _, j := range s.openJobsLocked() {
-		if len(j.waiting) == 0 || j.state.Finished() {
-			continue
+	js := make([]*job, 0, len(s.waitJobs))
+	for _, j := range s.waitJobs {
+		if !j.state.Finished() {
+			js = append(js, j)
 		}
+	}
+	slices.SortFunc(js, func(a, b *job) int { return cmp.Compare(a.seq, b.seq) })
+	var out []ChunkRef
+	for _, j := range js {
 		starts := make([]uint64, 0, len(j.waiting))
 		for start := range j.waiting {
 			starts = append(starts, start)
@@ -249,19 +253,6 @@ func auditSpans(spec JobSpec, r *auditRec) []Range {
 	return out
 }
 
-// openJobsLocked is the jobs with chunks not yet cleared, in submission order (the
-// coordinator reads them after every audit: finished jobs are most of the store).
-func (s *JobStore) openJobsLocked() []*job {
-	js := make([]*job, 0, 16)
-	for _, j := range s.jobs {
-		if j.open > 0 {
-			js = append(js, j)
-		}
-	}
-	sort.Slice(js, func(a, b int) bool { return js[a].seq < js[b].seq })
-	return js
-}
-
 func (s *JobStore) sortedJobsLocked() []*job {
 	js := make([]*job, 0, len(s.jobs))
 	for _, j := range s.jobs {
@@ -280,12 +271,24 @@ func sortedStarts(m map[uint64]*auditRec) []uint64 {
 	return out
 }
 
-// wait records that the chunk at start waits for its Challenge.
-func (j *job) wait(start uint64) {
+// wait records that the chunk at start of j waits for its Challenge. The store keeps the jobs
+// with waiting chunks apart (waitJobs): the coordinator asks for them with every commit, and
+// reading every job each time cost a busy leader more than the commit did once the store held
+// thousands of finished jobs.
+func (s *JobStore) wait(j *job, start uint64) {
 	if j.waiting == nil {
 		j.waiting = map[uint64]struct{}{}
 	}
 	j.waiting[start] = struct{}{}
+	s.waitJobs[j.id] = j
+}
+
+// unwait records that the chunk at start of j no longer waits for its Challenge.
+func (s *JobStore) unwait(j *job, start uint64) {
+	delete(j.waiting, start)
+	if len(j.waiting) == 0 {
+		delete(s.waitJobs, j.id)
+	}
 }
 
 // clear counts a chunk in its job's answer.
@@ -297,7 +300,7 @@ func (s *JobStore) clearChunk(j *job, r *auditRec, audited bool, out *AuditOutco
 		delete(s.auditIx, r.id)
 	}
 	if r.step == stepCommitted {
-		delete(j.waiting, r.rng.Start)
+		s.unwait(j, r.rng.Start)
 	}
 	r.step, r.audited = stepCleared, audited
 	r.blocks, r.claimed, r.theirs = nil, nil, nil
@@ -384,7 +387,7 @@ func (s *JobStore) challenge(c Challenge) *AuditOutcome {
 			r.claimed[i] = leaves[b]
 		}
 		s.auditSeq++
-		delete(j.waiting, r.rng.Start)
+		s.unwait(j, r.rng.Start)
 		r.id, r.step = s.auditSeq, stepAuditing
 		s.auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
 		out.Audited++
@@ -558,7 +561,7 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 	}
 	j.accepted.Remove(r.rng)
 	if r.step == stepCommitted {
-		delete(j.waiting, r.rng.Start)
+		s.unwait(j, r.rng.Start)
 	}
 	wasCleared := r.step == stepCleared
 	if wasCleared {

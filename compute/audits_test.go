@@ -402,6 +402,14 @@ func checkAuditIndex(t *testing.T, s *JobStore) {
 		if committed != len(j.waiting) {
 			t.Fatalf("job %s: %d chunks wait for their challenge, the waiting set has %d", j.id, committed, len(j.waiting))
 		}
+		if w, ok := s.waitJobs[j.id]; (committed > 0) != ok || ok && w != j {
+			t.Fatalf("job %s: %d chunks wait for their challenge, listed among the waiting jobs: %v", j.id, committed, ok)
+		}
+	}
+	for id := range s.waitJobs {
+		if s.jobs[id] == nil {
+			t.Fatalf("waiting jobs list %s, which is gone", id)
+		}
 	}
 	if inAudit != len(s.auditIx) {
 		t.Fatalf("%d chunks under audit, %d in the audit index", inAudit, len(s.auditIx))
@@ -470,4 +478,34 @@ func TestAuditCancelledJobHasNoAudits(t *testing.T) {
 		t.Fatalf("unchallenged after cancel and fail: %v", u)
 	}
 	checkAuditIndex(t, st.JobStore)
+}
+
+// The jobs with chunks waiting for their challenge are kept apart from the others (the
+// coordinator asks with every commit): listed in submission order, and forgotten with a deleted
+// job or once their chunks are challenged.
+func TestUnchallengedReadsOnlyWaitingJobs(t *testing.T) {
+	st := newTestState(t)
+	B := uint64(audit.PiBlock)
+	for _, id := range []string{"j2", "j1", "j3"} {
+		auditJob(t, st, id, 2)
+	}
+	for _, id := range []string{"j3", "j1", "j2"} {
+		st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{
+			committedPi(t, id, auditSeed, Range{B, 2 * B}, "a", false),
+			committedPi(t, id, auditSeed, Range{0, B}, "a", false),
+		}})
+	}
+	want := []ChunkRef{{"j2", 0}, {"j2", B}, {"j1", 0}, {"j1", B}, {"j3", 0}, {"j3", B}}
+	if u := st.Unchallenged(10); !reflect.DeepEqual(u, want) {
+		t.Fatalf("unchallenged %v, want %v", u, want)
+	}
+	if u := st.Unchallenged(3); !reflect.DeepEqual(u, want[:3]) {
+		t.Fatalf("unchallenged(3) %v", u)
+	}
+	st.mustApply(t, Delete{Job: "j2"})
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: []ChunkRef{{"j1", 0}, {"j1", B}}})
+	checkAuditIndex(t, st.JobStore)
+	if u := st.Unchallenged(10); !reflect.DeepEqual(u, want[4:]) {
+		t.Fatalf("after a delete and a challenge: unchallenged %v, want %v", u, want[4:])
+	}
 }

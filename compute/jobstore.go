@@ -108,6 +108,7 @@ type JobStore struct {
 	policy   audit.Policy
 	creds    map[string]*nodeCred // node → credibility (audits.go)
 	auditIx  map[uint64]Chunk     // audit ID → the chunk under audit
+	waitJobs map[string]*job      // jobs with chunks waiting for their Challenge (job.waiting not empty)
 	auditSeq uint64               // the last audit ID given
 	now      time.Time            // the time of the command being applied
 }
@@ -116,7 +117,7 @@ type JobStore struct {
 // from now on (Close closes it). The store must start empty: after a restart raft rebuilds the
 // state by Restore from its latest snapshot and replay of the log after it.
 func NewJobStore(results ResultStore) *JobStore {
-	return &JobStore{payloads: results, jobs: map[string]*job{}, creds: map[string]*nodeCred{}, auditIx: map[uint64]Chunk{}, policy: audit.DefaultPolicy}
+	return &JobStore{payloads: results, jobs: map[string]*job{}, creds: map[string]*nodeCred{}, auditIx: map[uint64]Chunk{}, waitJobs: map[string]*job{}, policy: audit.DefaultPolicy}
 }
 
 // Close closes the result store.
@@ -289,6 +290,7 @@ func (s *JobStore) delete(id string) error {
 		}
 	}
 	delete(s.jobs, id)
+	delete(s.waitJobs, id)
 	return nil
 }
 
@@ -308,7 +310,11 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 		hits, reason := s.check(it, batch, c.Audited)
 		var leaves int
 		if reason == "" && c.Audited {
-			leaves, reason = s.checkCommitment(it)
+			var h uint64
+			leaves, h, reason = s.checkCommitment(it)
+			if leaves >= 0 && s.jobs[it.Job].spec.Kind == KindPi {
+				hits = h // check left the decoding to ChunkLeaves
+			}
 		}
 		if reason != "" {
 			out.Rejected = append(out.Rejected, Rejection{Index: i, Job: it.Job, Range: it.Range, Reason: reason})
@@ -352,7 +358,7 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 				root: a.item.Root, hits: a.hits, step: stepCommitted,
 			}
 			j.open++
-			j.wait(a.item.Range.Start)
+			s.wait(j, a.item.Range.Start)
 		} else {
 			switch {
 			case j.spec.Kind != KindWasm:
@@ -393,10 +399,10 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 }
 
 // check validates one chunk result against the state and the batch so far. It returns the π
-// hits (0 for Mandelbrot) or the reason for rejecting it. A Mandelbrot payload of an audited
-// result is decoded and validated once, by checkCommitment (ChunkLeaves), not here as well:
-// every replica decodes every result it applies, and that decoding is most of a node's own CPU
-// while a Mandelbrot job runs.
+// hits (0 for Mandelbrot) or the reason for rejecting it. A π or Mandelbrot payload of an
+// audited result is decoded and validated once, by checkCommitment (ChunkLeaves), not here as
+// well: every replica decodes every result it applies, and that decoding is most of a node's
+// own CPU while a Mandelbrot job runs.
 func (s *JobStore) check(it ChunkResult, batch map[string]*RangeSet, audited bool) (uint64, string) {
 	j, ok := s.jobs[it.Job]
 	switch {
@@ -419,6 +425,9 @@ func (s *JobStore) check(it ChunkResult, batch map[string]*RangeSet, audited boo
 	}
 	switch j.spec.Kind {
 	case KindPi:
+		if audited {
+			return 0, "" // checkCommitment decodes it
+		}
 		hits, err := DecodePiResult(it.Payload, it.Range)
 		if err != nil {
 			return 0, err.Error()
@@ -444,24 +453,24 @@ func (s *JobStore) check(it ChunkResult, batch map[string]*RangeSet, audited boo
 }
 
 // checkCommitment checks an audited result's commitment against its payload and its node's
-// standing; it returns the chunk's leaf count (-1 for a kind without commitments) or the reason
-// for rejecting it.
-func (s *JobStore) checkCommitment(it ChunkResult) (int, string) {
+// standing; it returns the chunk's leaf count (-1 for a kind without commitments) and its π
+// hits, or the reason for rejecting it.
+func (s *JobStore) checkCommitment(it ChunkResult) (int, uint64, string) {
 	if c := s.creds[it.Node]; c != nil && c.quarantined {
-		return 0, "node quarantined"
+		return 0, 0, "node quarantined"
 	}
 	spec := s.jobs[it.Job].spec
 	if !Auditable(spec.Kind) {
-		return -1, "" // counted at once, as without audits
+		return -1, 0, "" // counted at once, as without audits
 	}
-	leaves, _, err := ChunkLeaves(spec, it.Range, it.Payload)
+	leaves, hits, err := ChunkLeaves(spec, it.Range, it.Payload)
 	if err != nil {
-		return 0, "commitment: " + err.Error()
+		return 0, 0, "commitment: " + err.Error()
 	}
 	if audit.Root(leaves) != it.Root {
-		return 0, "commitment does not match the result"
+		return 0, 0, "commitment does not match the result"
 	}
-	return len(leaves), ""
+	return len(leaves), hits, ""
 }
 
 func (s *JobStore) evict(c Evict) error {

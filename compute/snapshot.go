@@ -249,6 +249,7 @@ func (s *JobStore) Restore(r io.Reader) error {
 		}
 		s.jobs, s.seq, s.lastIndex, s.totalPayload = map[string]*job{}, 0, 0, 0
 		s.creds, s.auditIx, s.auditSeq = map[string]*nodeCred{}, map[uint64]Chunk{}, 0
+		s.waitJobs = map[string]*job{}
 		return nil
 	}
 	magic := make([]byte, len(snapMagic)+1)
@@ -300,7 +301,10 @@ func (s *JobStore) Restore(r io.Reader) error {
 				j.open++
 			}
 			if r.step == stepCommitted {
-				j.wait(r.rng.Start)
+				if j.waiting == nil {
+					j.waiting = map[uint64]struct{}{}
+				}
+				j.waiting[r.rng.Start] = struct{}{}
 			}
 			if r.id != 0 && (r.step == stepAuditing || r.step == stepDisputed) {
 				auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
@@ -355,6 +359,12 @@ func (s *JobStore) Restore(r io.Reader) error {
 	}
 	s.jobs, s.seq, s.lastIndex, s.totalPayload = jobs, h.Seq, h.LastIndex, h.TotalPayload
 	s.creds, s.auditIx, s.auditSeq = creds, auditIx, h.AuditSeq
+	s.waitJobs = map[string]*job{}
+	for _, j := range jobs {
+		if len(j.waiting) > 0 {
+			s.waitJobs[j.id] = j
+		}
+	}
 	s.policy = audit.DefaultPolicy
 	if h.Policy != nil {
 		s.policy = h.Policy.WithDefaults()
