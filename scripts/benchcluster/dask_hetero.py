@@ -1,21 +1,24 @@
 # Heterogeneous efficiency of Dask distributed, for scripts/bench-cluster (phase dask-hetero),
 # measured the way the hetero phase measures Hydra: one worker process per limit (1 thread,
 # no nanny) run under `cpulimit -l L`, standalone rates measured for all workers at the same
-# time (tasks pinned to each worker, one after the other), before and after the cluster jobs;
-# then one π job and one Mandelbrot job (the same view as Hydra's) sized for about
-# JOB_SECONDS on the sum of the rates, split into 4, 64 and 512 equal tasks. Efficiency =
-# units ÷ Σ mean standalone rate ÷ wall time. Units: π samples, Mandelbrot iterations.
+# time (tasks pinned to each worker) in three rounds: before, between and after the cluster
+# jobs; one π job and one Mandelbrot job (the same view as Hydra's) sized for about
+# JOB_SECONDS on the sum of the first round's rates, each split into COUNTS equal tasks
+# (default 64,512). Efficiency = units ÷ Σ each worker's median standalone rate ÷ wall time.
+# Units: π samples, Mandelbrot iterations. A worker's Mandelbrot rate is measured on the whole
+# view (sized for STANDALONE_SECONDS at its rate) in tasks of one 64th of the job's iterations,
+# so the rows sampled are the job's mix and each task costs what a job task costs (numpy's cost
+# per iteration depends on the rows and on the task size).
 #
 # Run with /usr/bin/python3 (Debian python3-distributed, python3-numpy) and cpulimit on PATH:
-#   dask_hetero.py LIMITS JOB_SECONDS STANDALONE_SECONDS CX CY SPAN MAX_ITER
-# e.g. dask_hetero.py 75,40,20,15 20 12 -0.743643887 0.131825904 0.02 2000
+#   dask_hetero.py LIMITS JOB_SECONDS STANDALONE_SECONDS CX CY SPAN MAX_ITER [COUNTS]
+# e.g. dask_hetero.py 75,40,20,15 20 8 -0.743643887 0.131825904 0.02 2000 64,512
 # Prints "RESULT pi|mandelbrot <best efficiency> ..." lines.
+import os
 import subprocess
 import sys
 import threading
 import time
-
-import os
 
 import numpy as np
 from distributed import Client, LocalCluster, as_completed
@@ -75,9 +78,43 @@ def start_workers(addr, limits):
     return procs
 
 
+def children(procs):
+    """The pid of the worker each cpulimit runs (its child), in the order of procs."""
+    out = {}
+    pids = {p.pid: i for i, p in enumerate(procs)}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        if ppid in pids:
+            out[pids[ppid]] = int(d)
+    return [out.get(i) for i in range(len(procs))]
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    """Each process's CPU seconds (user + system; 0 when gone)."""
+    out = []
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+            fs = st[st.rindex(")") + 2:].split()
+            out.append((int(fs[11]) + int(fs[12])) / TICK)
+        except (OSError, TypeError):
+            out.append(0.0)
+    return out
+
+
 def kill_all(procs):
     """SIGKILL each cpulimit and the worker it runs (its child), and reap them."""
-    import os
     import signal
     pids = {p.pid for p in procs}
     for d in os.listdir("/proc"):
@@ -98,52 +135,59 @@ def kill_all(procs):
         p.wait()
 
 
-def standalone(client, workers, secs, unit_task):
-    """Each worker's rate, all measured at the same time: tasks of about 1 s pinned to it."""
-    rates = [0.0] * len(workers)
+def keep_two(client, addr, secs, make):
+    """Run tasks make() (a function and its arguments; None: no more) pinned to worker addr, two
+    in flight (one computing, one queued, as a Hydra worker keeps one chunk in hand and one
+    queued), until make() has no more or secs have passed; return the units done ÷ the time."""
+    subs = []
 
-    def one(i, addr):
-        # calibrate the task size with a small task, then keep two tasks in flight for secs
-        # (one computing, one queued, as a Hydra worker keeps one chunk in hand and one queued)
-        f, args = unit_task(None)
-        t = time.perf_counter()
-        done = client.submit(f, *args, pure=False, workers=[addr], allow_other_workers=False).result()
-        r = done / (time.perf_counter() - t)
-        f, args = unit_task(r)  # a second, bigger one: the first pays for the start-up
-        t = time.perf_counter()
-        done = client.submit(f, *args, pure=False, workers=[addr], allow_other_workers=False).result()
-        r = done / (time.perf_counter() - t)
+    def sub():
+        t = make()
+        if t is None:
+            return None
+        f, args = t
+        fut = client.submit(f, *args, pure=False, workers=[addr], allow_other_workers=False)
+        subs.append(fut)
+        return fut
 
-        subs = []
+    t0 = time.perf_counter()
+    ac = as_completed([f for f in (sub(), sub()) if f is not None])
+    units, n = 0, 0
+    for fut in ac:
+        units += fut.result()
+        n += 1
+        if secs is None or time.perf_counter() - t0 < secs:
+            nxt = sub()
+            if nxt is not None:
+                ac.add(nxt)
+        else:
+            break
+    rate = units / (time.perf_counter() - t0)
+    for fut in subs:
+        if not fut.done():
+            fut.cancel()
+    return rate, n
 
-        def sub():
-            f, args = unit_task(r)
-            fut = client.submit(f, *args, pure=False, workers=[addr], allow_other_workers=False)
-            subs.append(fut)
-            return fut
 
-        ac = as_completed([sub(), sub()])
-        units, t0, n = 0, time.perf_counter(), 0
-        for fut in ac:
-            units += fut.result()
-            n += 1
-            if time.perf_counter() - t0 < secs:
-                ac.add(sub())
-            else:
-                break
-        rates[i] = units / (time.perf_counter() - t0)
-        if DEBUG:
-            print("  worker %d: calibration %.4g/s, %d tasks, %.4g units/s" % (i, r, n, rates[i]), flush=True)
-        for fut in subs:
-            if not fut.done():
-                fut.cancel()
+def in_parallel(workers, one):
+    """one(i, addr) for every worker at the same time; their results in worker order."""
+    out = [None] * len(workers)
 
-    ts = [threading.Thread(target=one, args=(i, a)) for i, a in enumerate(workers)]
+    def run(i, addr):
+        out[i] = one(i, addr)
+
+    ts = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(workers)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    return rates
+    return out
+
+
+def median(xs):
+    s = sorted(xs)
+    k = len(s)
+    return s[k // 2] if k % 2 else (s[k // 2 - 1] + s[k // 2]) / 2
 
 
 def main():
@@ -151,7 +195,15 @@ def main():
     job_secs = float(sys.argv[2])
     solo_secs = float(sys.argv[3])
     cx, cy, span, max_iter = float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
-    counts = [4, 64, 512]
+    counts = [int(x) for x in (sys.argv[8] if len(sys.argv) > 8 else "64,512").split(",")]
+    # iterations per pixel of the view, from a 320×180 estimate (as the hetero phase sizes
+    # Hydra's images): an image of I iterations has about I ÷ ipp pixels
+    ipp = mandel_rows(320, 180, cx, cy, span, max_iter, 0, 180) / (320 * 180)
+
+    def view(iters):
+        w = max(16, int((iters / ipp * 16 / 9) ** 0.5))
+        return w, max(9, w * 9 // 16)
+
     with LocalCluster(n_workers=0, processes=True, dashboard_address=None, host="127.0.0.1") as cluster, \
             Client(cluster) as client:
         procs = start_workers(cluster.scheduler_address, limits)
@@ -160,73 +212,108 @@ def main():
             info = client.scheduler_info()["workers"]
             workers = sorted(info, key=lambda a: info[a]["name"])
             print("dask: %d workers under cpulimit %s" % (len(workers), limits), flush=True)
+            wpids = children(procs)
 
-            # π
-            seed = [0]
+            def cpu_use(c0, t0):
+                """Each worker's CPU since c0 (at t0) ÷ what its limit allows, for the output."""
+                dt = time.perf_counter() - t0
+                return ", ".join("%.2f" % ((b - a) / dt / (lim / 100)) for a, b, lim in zip(c0, cpu_seconds(wpids), limits))
 
-            def pi_unit(rate):
-                seed[0] += 1
-                n = 1 << 20 if rate is None else max(1 << 20, int(rate))
-                return pi_samples, (n, seed[0])
+            # A first guess of each worker's rates (two short tasks each), to size the first round.
+            def calibrate(i, addr):
+                r = []
+                for f, args in ((pi_samples, (1 << 22, 1)), (mandel_rows, (320, 180, cx, cy, span, max_iter, 0, 180))):
+                    for _ in range(2):  # the first pays for the start-up
+                        t = time.perf_counter()
+                        u = client.submit(f, *args, pure=False, workers=[addr], allow_other_workers=False).result()
+                        rate = u / (time.perf_counter() - t)
+                    r.append(rate)
+                return r
+            cal = in_parallel(workers, calibrate)
+            pi_rounds, m_rounds = [], []
+            job = {}  # the jobs' sizes, fixed after the first round
 
-            def measure_pi():
-                return standalone(client, workers, solo_secs, pi_unit)
+            def one_round(label):
+                """Each worker's standalone rates, all at the same time: π in tasks of the
+                64-task job's size for solo_secs; Mandelbrot on the whole view at a resolution
+                sized for about solo_secs at the worker's rate, in tasks of the iterations of
+                one 64th of the cluster job (so each task costs what a job task costs)."""
+                gp = [median([r[i] for r in pi_rounds]) if pi_rounds else cal[i][0] for i in range(len(workers))]
+                gm = [median([r[i] for r in m_rounds]) if m_rounds else cal[i][1] for i in range(len(workers))]
+                pi_task_n = job.get("pi_task", int(sum(gp) * job_secs / 64))
+                m_task_iters = job.get("m_task", sum(gm) * job_secs / 64)
 
-            # Mandelbrot: the view sized for about job_secs on the measured rates
-            mrow = [0]
-            mh = [360]
-            mw = [640]
+                def one(i, addr):
+                    seed = [1000 * (i + 1) + 100 * len(pi_rounds)]
 
-            def mandel_unit(rate):
-                # rows of the standalone image, cycling; about rate × 1 s of iterations
-                w, h = mw[0], mh[0]
-                k = 1 if rate is None else max(1, int(rate / (w * max_iter * 0.3) + 0.5))
-                y0 = mrow[0] % h
-                y1 = min(h, y0 + k)
-                mrow[0] = y1 % h
-                return mandel_rows, (w, h, cx, cy, span, max_iter, y0, y1)
+                    def pi_next():
+                        seed[0] += 1
+                        return pi_samples, (pi_task_n, seed[0])
+                    rp, kp = keep_two(client, addr, solo_secs, pi_next)
+                    w, h = view(gm[i] * solo_secs)
+                    k = max(1, int(h * m_task_iters / (gm[i] * solo_secs) + 0.5))
+                    row = [0]
 
-            def measure_m():
-                return standalone(client, workers, solo_secs, mandel_unit)
+                    def m_next():
+                        y0 = row[0]
+                        if y0 >= h:
+                            return None
+                        row[0] = min(h, y0 + k)
+                        return mandel_rows, (w, h, cx, cy, span, max_iter, y0, row[0])
+                    t = time.perf_counter()
+                    rm, km = keep_two(client, addr, None, m_next)
+                    return rp, kp, rm, km, "%dx%d in %.1f s" % (w, h, time.perf_counter() - t)
+                c0, t0 = cpu_seconds(wpids), time.perf_counter()
+                res = in_parallel(workers, one)
+                use = cpu_use(c0, t0)
+                pi_rounds.append([r[0] for r in res])
+                m_rounds.append([r[2] for r in res])
+                print("dask: standalone round %d (%s): Σ π %.4g samples/s, Σ Mandelbrot %.4g iterations/s; CPU ÷ limit %s" %
+                      (len(pi_rounds), label, sum(pi_rounds[-1]), sum(m_rounds[-1]), use), flush=True)
+                for i, r in enumerate(res):
+                    print("dask:   worker %d (%d%%): π %.4g samples/s (%d tasks); Mandelbrot %.4g iterations/s (%d tasks, %s)" %
+                          (i + 1, limits[i], r[0], r[1], r[2], r[3], r[4]), flush=True)
 
-            pa = measure_pi()
-            ma = measure_m()
-            print("dask: standalone before: π %s samples/s, Mandelbrot %s iterations/s" %
-                  (["%.4g" % r for r in pa], ["%.4g" % r for r in ma]), flush=True)
+            one_round("before the π jobs")
+            p1 = pi_rounds[0]
+            m1 = m_rounds[0]
+            total = int(sum(p1) * job_secs)
+            job["pi_task"] = total // 64
+            mw, mh = view(sum(m1) * job_secs)
             runs = {"pi": [], "mandelbrot": []}
-            total = int(sum(pa) * job_secs)
             for k in counts:
                 n = total // k
-                t = time.perf_counter()
+                t, c0 = time.perf_counter(), cpu_seconds(wpids)
                 client.gather(client.map(pi_task, [n] * k, range(1000 + 100 * k, 1000 + 100 * k + k), pure=False))
                 runs["pi"].append((k, n * k, time.perf_counter() - t))
-            # the Mandelbrot view for the cluster job: scale a 160×90 estimate
-            est = mandel_rows(160, 90, cx, cy, span, max_iter, 0, 90)
-            scale = (sum(ma) * job_secs / est) ** 0.5
-            W, H = max(16, int(160 * scale)), max(9, int(90 * scale))
-            iters = None
+                print("dask: π %d tasks: %.2f s; CPU ÷ limit %s" % (k, runs["pi"][-1][2], cpu_use(c0, t)), flush=True)
+            one_round("between the π and Mandelbrot jobs")
             for k in counts:
-                k = min(k, H)
-                bounds = [H * i // k for i in range(k + 1)]
-                t = time.perf_counter()
-                res = client.gather(client.map(mandel_rows, [W] * k, [H] * k, [cx] * k, [cy] * k, [span] * k,
+                k = min(k, mh)
+                bounds = [mh * i // k for i in range(k + 1)]
+                t, c0 = time.perf_counter(), cpu_seconds(wpids)
+                res = client.gather(client.map(mandel_rows, [mw] * k, [mh] * k, [cx] * k, [cy] * k, [span] * k,
                                                [max_iter] * k, bounds[:-1], bounds[1:], pure=False))
                 runs["mandelbrot"].append((k, sum(res), time.perf_counter() - t))
-                iters = sum(res)
-            pb = measure_pi()
-            mb = measure_m()
-            print("dask: standalone after: π %s samples/s, Mandelbrot %s iterations/s" %
-                  (["%.4g" % r for r in pb], ["%.4g" % r for r in mb]), flush=True)
-            for kind, a, b in (("pi", pa, pb), ("mandelbrot", ma, mb)):
-                rate = sum((x + y) / 2 for x, y in zip(a, b))
+                print("dask: Mandelbrot %d tasks: %.2f s; CPU ÷ limit %s" % (k, runs["mandelbrot"][-1][2], cpu_use(c0, t)), flush=True)
+                job["m_task"] = sum(res) / 64
+            one_round("after the Mandelbrot jobs")
+            for kind, rounds in (("pi", pi_rounds), ("mandelbrot", m_rounds)):
+                med = [median([r[i] for r in rounds]) for i in range(len(workers))]
+                rate = sum(med)
+                sums = [sum(r) / rate for r in rounds]
                 effs = []
                 for k, units, wall in runs[kind]:
-                    effs.append((units / rate / wall, k, wall, units / rate))
+                    lo = min(units / sum(r) / wall for r in rounds)
+                    hi = max(units / sum(r) / wall for r in rounds)
+                    effs.append((units / rate / wall, k, wall, units / rate, lo, hi))
                 best = max(effs)
-                detail = ", ".join("%d tasks %.3f (%.2f s vs ideal %.2f s)" % (k, e, wall, ideal)
-                                   for e, k, wall, ideal in effs)
-                extra = " (%dx%d max_iter %d)" % (W, H, max_iter) if kind == "mandelbrot" else ""
-                print("RESULT %s %.3f best of: %s%s" % (kind, best[0], detail, extra), flush=True)
+                detail = ", ".join("%d tasks %.3f [%.3f–%.3f] (%.2f s vs ideal %.2f s)" % (k, e, lo, hi, wall, ideal)
+                                   for e, k, wall, ideal, lo, hi in effs)
+                extra = " (%dx%d max_iter %d)" % (mw, mh, max_iter) if kind == "mandelbrot" else ""
+                print("RESULT %s %.3f best of: %s%s; standalone spread (each round's Σ ÷ Σ of the medians) %s (±%.1f %%)" %
+                      (kind, best[0], detail, extra, ", ".join("%.3f" % x for x in sums),
+                       100 * max(abs(x - 1) for x in sums)), flush=True)
         finally:
             kill_all(procs)
 

@@ -6,87 +6,16 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 )
-
-// standalone measures each limit's standalone rates (π samples/s,
-// Mandelbrot iterations/s on img) on single-node clusters run at the same
-// time; tag names this measurement.
-func standalone(work, tag string, limits []int, img mandelImg) (piRate, mRate []float64, kern string) {
-	n := len(limits)
-	fmt.Printf("hetero: standalone rates of %d single-node clusters at --cpu-limit %v, measured at the same time for %v each (π, then Mandelbrot %dx%d max_iter %d)\n",
-		n, limits, *flagStandalone, img.Width, img.Height, img.MaxIter)
-	var solo []*procluster.Cluster
-	for i, l := range limits {
-		c := newCluster(filepath.Join(work, fmt.Sprintf("solo-%s-%d", tag, i+1)), fmt.Sprintf("s%s%d-", tag, l), 1, func(int) []string {
-			return []string{"--cpus", "1", "--cpu-limit", strconv.Itoa(l)}
-		})
-		sess.Check(c.StartAll())
-		solo = append(solo, c)
-	}
-	for _, c := range solo {
-		if _, _, err := procluster.WaitStable(c, 1, 500*time.Millisecond, 90*time.Second); err != nil {
-			c.Tails(20)
-			fatalf("standalone: %v", err)
-		}
-	}
-	piRate = make([]float64, n)
-	mRate = make([]float64, n)
-	var wg sync.WaitGroup
-	for i, c := range solo {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := c.Nodes[0]
-			tok := token(p)
-			id := submit(p, tok, map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 7})
-			time.Sleep(*flagStandalone)
-			cancel(p, tok, id)
-			cs := getChunks(p, id)
-			var k int
-			piRate[i], k = steadyRate(cs, func(c chunk) float64 { return float64(c.end - c.start) })
-			fmt.Printf("  %s: π %.4g samples/s (%d chunks)\n", p.Name, piRate[i], k)
-			id = submit(p, tok, img.body())
-			time.Sleep(*flagStandalone)
-			cancel(p, tok, id)
-			time.Sleep(300 * time.Millisecond)
-			cs = getChunks(p, id)
-			ri := rowIters(getRaw(p, id), img.Width)
-			mRate[i], k = steadyRate(cs, func(c chunk) float64 {
-				var s float64
-				for y := c.start; y < c.end; y++ {
-					s += ri[y]
-				}
-				return s
-			})
-			fmt.Printf("  %s: Mandelbrot %.4g iterations/s (%d chunks)\n", p.Name, mRate[i], k)
-		}()
-	}
-	wg.Wait()
-	kern = kernelOf(solo[0].Nodes[0])
-	for _, c := range solo {
-		c.Stop()
-	}
-	var sumPi, sumM float64
-	for i := range limits {
-		sumPi += piRate[i]
-		sumM += mRate[i]
-		if piRate[i] == 0 || mRate[i] == 0 {
-			fatalf("standalone rate of node %d not measured (too few chunks)", i+1)
-		}
-	}
-	fmt.Printf("hetero: Σ standalone π %.4g samples/s, Mandelbrot %.4g iterations/s; load average %s\n", sumPi, sumM, procluster.LoadAvg())
-
-	return piRate, mRate, kern
-}
 
 func sum(xs []float64) float64 {
 	var t float64
@@ -100,12 +29,6 @@ func hetero(work string) {
 	limits := parseInts(*flagLimits)
 	n := len(limits)
 	fmt.Printf("hetero: load average %s\n", procluster.LoadAvg())
-	// The image is sized from a guess of the rates (about 0.7 G iterations/s
-	// per core for the AVX2 kernel, scaled by the limits), then the cluster
-	// job is resized from the measured ones; standalone rates are measured
-	// on this image, before and after the cluster jobs (the machine is
-	// shared: the load may change), and the efficiency is given against
-	// their mean, with the range against either.
 	if os.Getenv(compute.KernelsEnv) == "" {
 		// One kernel choice for every node, standalone and in the cluster: each node would
 		// otherwise calibrate its own on a loaded machine, and two paths differ in speed by up
@@ -113,75 +36,103 @@ func hetero(work string) {
 		os.Setenv(compute.KernelsEnv, compute.KernelPath())
 		fmt.Printf("hetero: every node uses kernel %s (%s=, the benchmark's own calibration)\n", compute.KernelPath(), compute.KernelsEnv)
 	}
-	img := pickImage(1e10)
-	piA, mA, kern := standalone(work, "a", limits, img)
+	// The standalone nodes and the cluster are up together for the whole phase; the standalone
+	// rates are measured in three rounds, before, between and after the two cluster jobs (the
+	// machine is shared: its load moves), and the baseline is each node's median.
+	solo := startSolo(work, limits)
+	defer solo.stop()
 	c := newCluster(filepath.Join(work, "hetero"), "h", n, func(i int) []string {
 		return []string{"--cpus", "1", "--cpu-limit", strconv.Itoa(limits[i])}
 	})
 	leader := startStable(c, min(3, n))
+	defer c.Stop()
 	p := c.Nodes[0]
 	tok := token(p)
-	fmt.Printf("hetero: %d-node cluster up (kernel %s, leader %s); load average %s\n", n, kern, c.ByID(leader).Name, procluster.LoadAvg())
+	kern := kernelOf(p)
+	fmt.Printf("hetero: %d-node cluster up (kernel %s, leader %s) and %d standalone nodes; load average %s\n", n, kern, c.ByID(leader).Name, n, procluster.LoadAvg())
 	if *flagWarm {
+		guess := 1.4e9 * sum(intsToFloats(limits)) / 100
 		warmTrust(c, tok, "π", map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 5}, 10)
-		warmTrust(c, tok, "Mandelbrot", pickImage(sum(mA)*300).body(), 10)
+		warmTrust(c, tok, "Mandelbrot", pickImage(guess*300).body(), 10)
 	}
 
-	samples := int64(sum(piA) * *flagJobSecs)
+	solo.round("before the π job")
+	samples := int64(sum(solo.piMedian()) * *flagJobSecs)
 	m0 := scrapeAll(c)
 	id := submit(p, tok, map[string]any{"kind": "pi", "samples": samples, "seed": 11})
 	v := waitJob(p, id, 10*time.Minute, nil)
+	m1 := scrapeAll(c)
 	fmt.Printf("  π %d samples: %.2f s, %d chunks, audited units %.3f of the job's; load average %s\n", samples, v.wall(), v.chunks(),
 		float64(v.AuditedUnits)/float64(v.TotalUnits), procluster.LoadAvg())
-	tailPi := shares(c, v, limits, piA, sum(piA))
-	bdPi := breakdown(c, v, limits, m0, scrapeAll(c))
-	if cr, ks := coordinatorRates(p); cr != nil {
+	cr, ks := coordinatorRates(p)
+
+	solo.round("between the π and Mandelbrot jobs")
+	big := pickImage(sum(solo.mandelMedian()) * *flagJobSecs)
+	m2 := scrapeAll(c)
+	mid := submit(p, tok, big.body())
+	mv := waitJob(p, mid, 10*time.Minute, nil)
+	m3 := scrapeAll(c) // before the raw image is read: that costs the node process too
+	fmt.Printf("  Mandelbrot %dx%d max_iter %d: %.2f s, %d chunks, audited rows %.3f of the job's; load average %s\n",
+		big.Width, big.Height, big.MaxIter, mv.wall(), mv.chunks(), float64(mv.AuditedUnits)/float64(mv.TotalUnits), procluster.LoadAvg())
+	ri := rowIters(getRaw(p, mid), big.Width)
+	iters := sum(ri)
+
+	solo.round("after the Mandelbrot job")
+	piRate, mRate := solo.piMedian(), solo.mandelMedian()
+	fmt.Println("  π job:")
+	tailPi := shares(c, v, limits, piRate, sum(piRate))
+	bdPi := breakdown(c, v, limits, m0, m1)
+	if cr != nil {
 		for i, q := range c.Nodes {
-			fmt.Printf("    %s: coordinator's π rate estimate %.4g samples/s = %.2f x the standalone rate before (kernel %s)\n",
-				q.Name, cr[q.ID]["pi"], cr[q.ID]["pi"]/piA[i], ks[q.ID])
+			fmt.Printf("    %s: coordinator's π rate estimate %.4g samples/s = %.2f x its standalone median (kernel %s)\n",
+				q.Name, cr[q.ID]["pi"], cr[q.ID]["pi"]/piRate[i], ks[q.ID])
 		}
 	}
+	fmt.Printf("  Mandelbrot job (%.4g iterations):\n", iters)
+	tailM := shares(c, mv, limits, mRate, sum(mRate))
+	bdM := breakdown(c, mv, limits, m2, m3)
+
+	eff := func(units, rate, wall float64) float64 { return units / rate / wall }
+	// the range: against the rounds with the smallest and the largest Σ
+	rangeOf := func(units, wall float64, rounds [][]float64) (lo, hi float64) {
+		lo, hi = math.Inf(1), 0
+		for _, r := range rounds {
+			e := eff(units, sum(r), wall)
+			lo, hi = min(lo, e), max(hi, e)
+		}
+		return lo, hi
+	}
+	effPi, effM := eff(float64(v.TotalUnits), sum(piRate), v.wall()), eff(iters, sum(mRate), mv.wall())
+	piLo, piHi := rangeOf(float64(v.TotalUnits), v.wall(), solo.pi)
+	mLo, mHi := rangeOf(iters, mv.wall(), solo.m)
+	spPi, dPi := spread(solo.pi)
+	spM, dM := spread(solo.m)
+	addReport("hetero efficiency (4 nodes --cpus 1 --cpu-limit %v, kernel %s), against each node's median standalone rate over %d rounds [against the rounds of least and most Σ]: π %.3f [%.3f–%.3f] (%.2f s vs ideal %.2f s, %d chunks); Mandelbrot %.3f [%.3f–%.3f] (%.2f s vs ideal %.2f s, %d chunks, %dx%d max_iter %d, units = iterations)",
+		limits, kern, len(solo.pi), effPi, piLo, piHi, v.wall(), float64(v.TotalUnits)/sum(piRate), v.chunks(),
+		effM, mLo, mHi, mv.wall(), iters/sum(mRate), mv.chunks(), big.Width, big.Height, big.MaxIter)
+	addReport("hetero standalone spread (each round's Σ ÷ Σ of the medians): π %s (±%.1f %%); Mandelbrot %s (±%.1f %%)", spPi, 100*dPi, spM, 100*dM)
+	addReport("hetero breakdown π (per node, share of the makespan: computing / auditing / waiting for a chunk / idle at the end; CPU used ÷ its limit while computing): %s", bdPi)
+	addReport("hetero breakdown Mandelbrot: %s", bdM)
+	addReport("hetero tail efficiency (capacity idle after each node's last commit, weighted by its share; needs no baseline): π %.3f, Mandelbrot %.3f", tailPi, tailM)
 	piCost := make([]float64, 1024) // π units are uniform: 1024 equal slices
 	for i := range piCost {
 		piCost[i] = float64(v.TotalUnits) / 1024
 	}
-
-	// the Mandelbrot job: same view, resized for about -job-seconds
-	big := pickImage(sum(mA) * *flagJobSecs)
-	m0 = scrapeAll(c)
-	id = submit(p, tok, big.body())
-	mv := waitJob(p, id, 10*time.Minute, nil)
-	ri := rowIters(getRaw(p, id), big.Width)
-	iters := sum(ri)
-	fmt.Printf("  Mandelbrot %dx%d max_iter %d (%.4g iterations): %.2f s, %d chunks, audited rows %.3f of the job's; load average %s\n",
-		big.Width, big.Height, big.MaxIter, iters, mv.wall(), mv.chunks(), float64(mv.AuditedUnits)/float64(mv.TotalUnits), procluster.LoadAvg())
-	tailM := shares(c, mv, limits, nil, 0)
-	bdM := breakdown(c, mv, limits, m0, scrapeAll(c))
-	c.Stop()
-
-	piB, mB, _ := standalone(work, "b", limits, img)
-	piRate, mRate := make([]float64, n), make([]float64, n)
-	for i := range limits {
-		piRate[i], mRate[i] = (piA[i]+piB[i])/2, (mA[i]+mB[i])/2
-	}
-	eff := func(units, rate, wall float64) float64 { return units / rate / wall }
-	effPi := eff(float64(v.TotalUnits), sum(piRate), v.wall())
-	effM := eff(iters, sum(mRate), mv.wall())
-	addReport("hetero efficiency (4 nodes --cpus 1 --cpu-limit %v, kernel %s), against the mean of the standalone rates measured before and after [against before only, after only]: π %.3f [%.3f, %.3f] (%.2f s vs ideal %.2f s, %d chunks); Mandelbrot %.3f [%.3f, %.3f] (%.2f s vs ideal %.2f s, %d chunks, %dx%d max_iter %d, units = iterations)",
-		limits, kern, effPi, eff(float64(v.TotalUnits), sum(piA), v.wall()), eff(float64(v.TotalUnits), sum(piB), v.wall()),
-		v.wall(), float64(v.TotalUnits)/sum(piRate), v.chunks(),
-		effM, eff(iters, sum(mA), mv.wall()), eff(iters, sum(mB), mv.wall()),
-		mv.wall(), iters/sum(mRate), mv.chunks(), big.Width, big.Height, big.MaxIter)
-	addReport("hetero breakdown π (per node, share of the makespan: computing / auditing / waiting for a chunk / idle at the end; CPU used ÷ its limit while computing): %s", bdPi)
-	addReport("hetero breakdown Mandelbrot: %s", bdM)
-	addReport("hetero tail efficiency (capacity idle after each node's last commit, weighted by its share; needs no baseline): π %.3f, Mandelbrot %.3f", tailPi, tailM)
 	var fx []string
 	for _, k := range parseInts(*flagFixed) {
 		mp := simFixed(piCost, piRate, k)
 		mm := simFixed(ri, mRate, k)
 		fx = append(fx, fmt.Sprintf("%d chunks: π %.3f, Mandelbrot %.3f", k, float64(v.TotalUnits)/sum(piRate)/mp, iters/sum(mRate)/mm))
 	}
-	addReport("hetero fixed equal chunks (SIMULATED with the same mean standalone rates, zero coordination cost, greedy pull; Mandelbrot rows with their real iteration counts): %s", strings.Join(fx, "; "))
+	addReport("hetero fixed equal chunks (SIMULATED with the same standalone rates, zero coordination cost, greedy pull; Mandelbrot rows with their real iteration counts): %s", strings.Join(fx, "; "))
+}
+
+func intsToFloats(xs []int) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = float64(x)
+	}
+	return out
 }
 
 // shares prints each node's part of the job and when its last chunk was

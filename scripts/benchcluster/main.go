@@ -7,20 +7,24 @@
 // Phases (-phases, comma-separated, default all):
 //
 //   - hetero: heterogeneous efficiency. Baseline: -limits (default
-//     75,40,20,15) single-node clusters, --cpus 1 --cpu-limit L each, run at
-//     the same time (so each standalone rate is measured under the same
-//     oversubscription of this machine as the cluster run), each computing a
-//     big π job and then the Mandelbrot image for -standalone (12 s) before
-//     it is cancelled; this is done before and after the cluster jobs, and
-//     the mean is the baseline (the efficiency against each is printed too,
-//     for the noise). A node's standalone rate is its steady state: the
-//     units of its accepted chunks after the first (the probe) divided by the
+//     75,40,20,15) single-node clusters, --cpus 1 --cpu-limit L each (a node
+//     alone under its limit), up for the whole phase beside the cluster and
+//     measured all at the same time (as the nodes compute in the cluster) in
+//     three rounds: before the π job, between the jobs and after the
+//     Mandelbrot job. Each node's baseline is its median over the rounds;
+//     each round's Σ against the medians' is printed (the spread), and the
+//     efficiency against the rounds of least and most Σ (the machine is
+//     shared: its load moves). In a round a node computes a π job for
+//     -standalone (8 s) before it is cancelled, then the whole Mandelbrot
+//     view of the cluster job at a resolution sized for about -standalone at
+//     its rate (so the rows it computes are the job's mix). A rate is the
+//     steady state: the units of the chunks after the first (the probe) ÷ the
 //     time between the first and last commits (GET …/chunks, committed_ms).
 //     For Mandelbrot the unit is an iteration (Σ of the result.raw counts of
-//     a chunk's rows), because rows differ in cost. Then the four nodes form
-//     one cluster and run one π and one Mandelbrot job (the same view) sized
-//     for about -job-seconds: efficiency = (units ÷ Σ standalone rates) ÷
-//     (finished_at − submitted_at). Units are the job's own: audits
+//     a chunk's rows), because rows differ in cost. The four nodes form one
+//     cluster and run one π and one Mandelbrot job (the same view) sized for
+//     about -job-seconds on the first round's rates: efficiency = (units ÷ Σ
+//     standalone rates) ÷ (finished_at − submitted_at). Units are the job's own: audits
 //     (docs/audits.md) are work the cluster does on top, so they lower the
 //     figure. A new node has every chunk audited in full, which doubles a
 //     fresh cluster's work; with -warm (default) warm-up jobs first make every
@@ -80,10 +84,14 @@
 //     Not in the default phases: run -phases audits.
 //   - dask-hetero: with -dask-hetero SCRIPT, the hetero phase's figure for
 //     Dask distributed: one worker process per -limits entry (1 thread)
-//     under `cpulimit -l L`, standalone rates measured at the same time
-//     before and after, one π and one Mandelbrot job (same view, numpy
-//     kernels) of about -job-seconds split into 4, 64 and 512 equal tasks;
-//     the best efficiency of each is reported beside Hydra's.
+//     under `cpulimit -l L`, standalone rates measured the same way (all
+//     workers at the same time, three rounds: before, between and after the
+//     jobs; median per worker; Mandelbrot on the whole view sized for
+//     -standalone at the worker's rate, in tasks of a 64th of the job's
+//     iterations), one π and one Mandelbrot job (same view, numpy kernels) of
+//     about -job-seconds split into 64 and 512 equal tasks; the best
+//     efficiency of each is reported beside Hydra's, with each worker's CPU ÷
+//     its limit (cpulimit lets the small limits overshoot).
 //   - dask: with -dask SCRIPT, /usr/bin/python3 SCRIPT -dask-tasks runs
 //     no-op tasks on a LocalCluster of 2 processes; tasks/s beside Hydra's
 //     chunks/s.
@@ -117,7 +125,7 @@ var (
 	flagKeep       = flag.Bool("keep", false, "keep the work directory")
 	flagPhases     = flag.String("phases", "hetero,dask-hetero,overhead,failover,dask", "phases to run")
 	flagLimits     = flag.String("limits", "75,40,20,15", "hetero: --cpu-limit of each node")
-	flagStandalone = flag.Duration("standalone", 12*time.Second, "hetero: how long each standalone rate is measured")
+	flagStandalone = flag.Duration("standalone", 8*time.Second, "hetero, dask-hetero: how long each standalone rate is measured (per round; three rounds)")
 	flagWarm       = flag.Bool("warm", true, "hetero: make every node trusted for π and Mandelbrot (warm-up jobs) before the measured jobs")
 	flagJobSecs    = flag.Float64("job-seconds", 20, "hetero: target duration of the cluster jobs")
 	flagMandelIter = flag.Int("max-iter", 2000, "hetero: Mandelbrot max_iter")
