@@ -409,19 +409,25 @@ func encodeSpec(e *encoder, s JobSpec) {
 	e.str(string(s.Kind))
 	e.str(s.Name)
 	e.varint(int64(s.Priority))
+	// A job with chunk_units sets specChunked on the parameter tag and appends the units after
+	// the parameters, so that specs written before the field existed decode unchanged.
+	var chunked byte
+	if s.ChunkUnits > 0 {
+		chunked = specChunked
+	}
 	switch {
 	case s.Pi != nil:
-		e.byte1(1)
+		e.byte1(1 | chunked)
 		e.uvarint(s.Pi.Samples)
 		e.u64(s.Pi.Seed)
 	case s.Wasm != nil:
-		e.byte1(3)
+		e.byte1(3 | chunked)
 		e.str(s.Wasm.Module)
 		e.uvarint(s.Wasm.Items)
 		e.str(string(s.Wasm.Reduce))
 		e.str(s.Wasm.Params)
 	case s.Mandel != nil:
-		e.byte1(2)
+		e.byte1(2 | chunked)
 		m := s.Mandel
 		e.varint(int64(m.Width))
 		e.varint(int64(m.Height))
@@ -430,16 +436,23 @@ func encodeSpec(e *encoder, s JobSpec) {
 		e.f64(m.CenterY)
 		e.f64(m.Span)
 	default:
-		e.byte1(0)
+		e.byte1(0 | chunked)
+	}
+	if chunked != 0 {
+		e.uvarint(s.ChunkUnits)
 	}
 }
+
+// specChunked flags a spec's parameter tag: JobSpec.ChunkUnits follows the parameters.
+const specChunked = 0x80
 
 func decodeSpec(d *decoder) JobSpec {
 	var s JobSpec
 	s.Kind = Kind(d.str(32, "kind"))
 	s.Name = d.str(MaxJobName, "name")
 	s.Priority = clampInt(d.varint())
-	switch d.byte1() {
+	tag := d.byte1()
+	switch tag &^ specChunked {
 	case 0:
 	case 1:
 		s.Pi = &PiParams{Samples: d.uvarint(), Seed: d.u64()}
@@ -457,6 +470,9 @@ func decodeSpec(d *decoder) JobSpec {
 		s.Wasm = w
 	default:
 		d.fail(errors.New("spec: unknown parameter tag"))
+	}
+	if tag&specChunked != 0 {
+		s.ChunkUnits = d.uvarint()
 	}
 	return s
 }

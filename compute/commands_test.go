@@ -19,6 +19,8 @@ func sampleCommands() []any {
 		Submit{ID: "j1", Submitter: "alice", Time: t0, Spec: JobSpec{Kind: KindPi, Name: "π", Priority: 3, Pi: &PiParams{Samples: 1e9, Seed: ^uint64(0)}}},
 		Submit{ID: "j2", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 64, Height: 48, CenterX: -0.5, Span: 3, MaxIter: 100}}},
 		Submit{ID: "j3", Time: t0, MaxJobs: 20_000, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 10, Seed: 1}}},
+		Submit{ID: "j4", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1 << 30, Seed: 2}, ChunkUnits: 1 << 16}},
+		Submit{ID: "j5", Time: t0, Spec: JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 64, Height: 48, Span: 3, MaxIter: 100}, ChunkUnits: 5}},
 		Results{Time: t0, Items: []ChunkResult{
 			{Chunk: Chunk{Job: "j1", Range: Range{0, 100}}, Node: "n1", ComputeSeconds: 1.5, Payload: EncodePiPayload(80)},
 			{Chunk: Chunk{Job: "j2", Range: Range{0, 2}}, Node: "n2", Payload: EncodeMandelPayload(make([]uint32, 128))},

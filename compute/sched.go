@@ -91,6 +91,7 @@ type schedJob struct {
 	served   float64 // node-seconds leased to this job (fair share accounting)
 	inflight uint64  // units of its leases that are not backups (each range counted once)
 	started  bool
+	chunk    uint64 // JobSpec.ChunkUnits: leases are runs of whole chunks (0: sized freely)
 }
 
 type schedNode struct {
@@ -139,7 +140,7 @@ func (s *Scheduler) AddJob(id string, spec JobSpec, pending []Range, started boo
 	}
 	s.seq++
 	j := &schedJob{id: id, kind: RateClass(spec), priority: float64(spec.EffectivePriority()), seq: s.seq,
-		pending: NewRangeSet(pending...), leases: map[uint64]*lease{}, started: started}
+		pending: NewRangeSet(pending...), leases: map[uint64]*lease{}, started: started, chunk: spec.ChunkUnits}
 	// A newcomer starts level with the least-served running job, so it neither starves the
 	// others nor waits behind their history.
 	first := true
@@ -252,8 +253,10 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 	}
 	first := j.pending.rs[0]
 	r := Range{first.Start, first.Start + min(size, first.Len())}
-	// Do not leave a sliver behind that costs more to schedule than to compute.
-	if rest := first.End - r.End; rest > 0 && rest < s.cfg.MinUnits[baseKind(j.kind)] {
+	if j.chunk > 0 {
+		r.End = min(chunkRunEnd(first.Start, size, j.chunk), first.End)
+	} else if rest := first.End - r.End; rest > 0 && rest < s.cfg.MinUnits[baseKind(j.kind)] {
+		// Do not leave a sliver behind that costs more to schedule than to compute.
 		r.End = first.End
 	}
 	j.pending.Remove(r)
@@ -271,6 +274,14 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 	}
 	s.add(l)
 	return l.Lease
+}
+
+// chunkRunEnd is the end of a lease of a job with fixed chunks of cu units that starts at start
+// and should hold about size units: it ends on a chunk boundary, covers at least the rest of the
+// chunk start lies in, and at most MaxLeaseChunks chunk boundaries are crossed.
+func chunkRunEnd(start, size, cu uint64) uint64 {
+	n := min(max(size/cu, 1), MaxLeaseChunks)
+	return (start/cu + n) * cu
 }
 
 func (s *Scheduler) deadline(now time.Time, expected time.Duration) time.Time {

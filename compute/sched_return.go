@@ -122,16 +122,23 @@ func (s *Scheduler) Accepted(job string, r Range) []Event {
 		return nil
 	}
 	j.pending.Remove(r)
-	var ev []Event
-	for _, l := range sortedLeases(j.leases) {
+	// Usually no lease is inside r (its own lease ended with Complete): find the ones that are
+	// without sorting every lease of the job, once per accepted chunk.
+	var gone map[uint64]*lease
+	for id, l := range j.leases {
+		// A lease only partly inside r was partly done elsewhere: let it run; the job state will
+		// reject its result and the rest is requeued by the coordinator through Fail if needed.
 		if r.Contains(l.Range) {
-			s.drop(l)
-			ev = append(ev, Event{EventCancelled, l.Lease})
-		} else if r.Overlaps(l.Range) {
-			// Partly done elsewhere: let the lease run; the job state will reject its result and
-			// the rest is requeued by the coordinator through Fail if needed.
-			continue
+			if gone == nil {
+				gone = map[uint64]*lease{}
+			}
+			gone[id] = l
 		}
+	}
+	var ev []Event
+	for _, l := range sortedLeases(gone) {
+		s.drop(l)
+		ev = append(ev, Event{EventCancelled, l.Lease})
 	}
 	return ev
 }

@@ -64,7 +64,22 @@ type JobSpec struct {
 	Pi       *PiParams     `json:"pi,omitempty"`
 	Mandel   *MandelParams `json:"mandelbrot,omitempty"`
 	Wasm     *WasmParams   `json:"wasm,omitempty"`
+	// ChunkUnits, when set, fixes the job's chunks at this many units each (the last one may be
+	// shorter): a job of many tiny tasks, as a Dask partition size fixes them, each chunk with a
+	// result and commitment of its own. A lease then covers a run of whole chunks (as many as
+	// the node computes in about a chunk target, at most MaxLeaseChunks), and the compute child
+	// runs the run as one task, handing in each chunk's result apart, so tiny chunks do not cost
+	// an exchange each. 0 (the default): chunks are sized to the node's rate.
+	ChunkUnits uint64 `json:"chunk_units,omitempty"`
 }
+
+// MinPiChunkUnits is the smallest π chunk_units: below it (about 60 µs of work on a current
+// core) handing a chunk in costs more than computing it.
+const MinPiChunkUnits = 1 << 16
+
+// MaxLeaseChunks bounds the chunks of one lease of a job with ChunkUnits: their results are
+// handed in together, in one exchange (at most 256 results) and one log entry.
+const MaxLeaseChunks = 256
 
 // Validate reports the first invalid field, named as the API names it, and why. A spec that
 // passes can be run: its units, rows and payloads are within bounds.
@@ -90,14 +105,41 @@ func (s JobSpec) Validate() error {
 		if s.Mandel == nil || s.Pi != nil || s.Wasm != nil {
 			return fmt.Errorf("kind: mandelbrot needs the mandelbrot parameters only")
 		}
-		return s.Mandel.Validate()
+		if err := s.Mandel.Validate(); err != nil {
+			return err
+		}
 	case KindWasm:
 		if s.Wasm == nil || s.Pi != nil || s.Mandel != nil {
 			return fmt.Errorf("kind: wasm needs the wasm parameters only")
 		}
-		return s.Wasm.Validate()
+		if err := s.Wasm.Validate(); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("kind: %q is not a job kind (pi, mandelbrot, wasm)", s.Kind)
+	}
+	return s.validateChunkUnits()
+}
+
+// validateChunkUnits checks ChunkUnits against the kind: π at least MinPiChunkUnits and at most
+// a chunk's commitment (maxPiChunk), Mandelbrot at least a row; never more than the job. WebAssembly
+// jobs do not take it (their items run in the child one chunk per task).
+func (s JobSpec) validateChunkUnits() error {
+	u := s.ChunkUnits
+	if u == 0 {
+		return nil
+	}
+	switch s.Kind {
+	case KindPi:
+		if u < MinPiChunkUnits || u > maxPiChunk {
+			return fmt.Errorf("chunk_units: %d is outside %d–%d samples", u, MinPiChunkUnits, uint64(maxPiChunk))
+		}
+	case KindMandelbrot:
+	default:
+		return fmt.Errorf("chunk_units: not taken by %s jobs (pi and mandelbrot only)", s.Kind)
+	}
+	if u > s.TotalUnits() {
+		return fmt.Errorf("chunk_units: %d is more than the job's %d units", u, s.TotalUnits())
 	}
 	return nil
 }

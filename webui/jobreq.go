@@ -29,8 +29,8 @@ import (
 // Field sets of the submit body, in the order the API documents them.
 var (
 	commonFields = []string{"kind", "name", "priority"}
-	piFields     = []string{"samples", "seed"}
-	mandelFields = []string{"width", "height", "center_x", "center_y", "span", "max_iter"}
+	piFields     = []string{"samples", "seed", "chunk_units"}
+	mandelFields = []string{"width", "height", "center_x", "center_y", "span", "max_iter", "chunk_units"}
 	wasmFields   = []string{"module", "items", "reduce", "params"}
 )
 
@@ -59,6 +59,7 @@ type piBody struct {
 	Priority int          `json:"priority,omitempty"`
 	Samples  uint64       `json:"samples"`
 	Seed     string       `json:"seed"`
+	Chunk    uint64       `json:"chunk_units,omitempty"`
 }
 
 type mandelBody struct {
@@ -71,6 +72,7 @@ type mandelBody struct {
 	CenterY  float64      `json:"center_y"`
 	Span     float64      `json:"span"`
 	MaxIter  int          `json:"max_iter"`
+	Chunk    uint64       `json:"chunk_units,omitempty"`
 }
 
 type wasmBody struct {
@@ -92,10 +94,10 @@ type otherBody struct {
 func flatParams(s compute.JobSpec) any {
 	switch {
 	case s.Kind == compute.KindPi && s.Pi != nil:
-		return piBody{s.Kind, s.Name, s.Priority, s.Pi.Samples, strconv.FormatUint(s.Pi.Seed, 10)}
+		return piBody{s.Kind, s.Name, s.Priority, s.Pi.Samples, strconv.FormatUint(s.Pi.Seed, 10), s.ChunkUnits}
 	case s.Kind == compute.KindMandelbrot && s.Mandel != nil:
 		m := s.Mandel
-		return mandelBody{s.Kind, s.Name, s.Priority, m.Width, m.Height, m.CenterX, m.CenterY, m.Span, m.MaxIter}
+		return mandelBody{s.Kind, s.Name, s.Priority, m.Width, m.Height, m.CenterX, m.CenterY, m.Span, m.MaxIter, s.ChunkUnits}
 	}
 	if s.Kind == compute.KindWasm && s.Wasm != nil {
 		w := s.Wasm
@@ -221,6 +223,9 @@ func decodeFields(body []byte, strict bool) (compute.JobSpec, error) {
 		w.Reduce = compute.Reduce(f.str("reduce"))
 		w.Params = f.params("params")
 		spec.Wasm = w
+	}
+	if _, ok := fields["chunk_units"]; ok {
+		spec.ChunkUnits = f.uint("chunk_units", 1, compute.MaxPiSamples)
 	}
 	if f.err != nil {
 		return spec, f.err

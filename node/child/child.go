@@ -2,12 +2,14 @@ package child
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -215,6 +217,9 @@ func (c *child) start(id uint64, spec compute.JobSpec, r compute.Range) {
 	if spec.Kind == compute.KindMandelbrot {
 		r.End = min(r.End, r.Start+uint64(max(1, wire.MaxResultCounts/spec.Mandel.Width)))
 	}
+	if cu := spec.ChunkUnits; cu > 0 {
+		r.End = min(r.End, (r.Start/cu+compute.MaxLeaseChunks)*cu) // at most maxParts parts
+	}
 	c.cur = &task{id: id, spec: spec, rng: r, halt: make(chan struct{})}
 	c.wg.Add(1)
 	go c.run(c.cur)
@@ -269,15 +274,16 @@ func (c *child) run(t *task) {
 	var (
 		done    uint64
 		payload []byte
+		parts   []partHead
 		err     error
 	)
 	switch t.spec.Kind {
 	case compute.KindPi:
-		var blocks []uint64
-		done, blocks, err = c.runPi(t)
-		payload = compute.EncodePiBlocksPayload(blocks)
+		var pieces *piPieces
+		done, pieces, err = c.runPi(t)
+		payload, parts = pieces.payload(t.rng.Start, t.rng.Start+done, t.spec.ChunkUnits)
 	case compute.KindMandelbrot:
-		done, payload, err = c.runMandel(t)
+		done, payload, parts, err = c.runMandel(t)
 	case compute.KindWasm:
 		done, payload, err = c.runWasm(t)
 	default:
@@ -302,7 +308,7 @@ func (c *child) run(t *task) {
 		return
 	}
 	c.send(message{kind: kindResult, payload: payload, h: header{
-		Task: t.id, Range: &compute.Range{Start: t.rng.Start, End: t.rng.Start + done}, ComputeSeconds: secs,
+		Task: t.id, Range: &compute.Range{Start: t.rng.Start, End: t.rng.Start + done}, ComputeSeconds: secs, Parts: parts,
 	}})
 }
 
@@ -323,26 +329,25 @@ func (c *child) drive(t *task, n, bs uint64, fn func(off uint64) blockFn) (done,
 	return done, hits, err
 }
 
-// runPi computes π samples and returns the finished prefix with the hits of each of its
-// commitment blocks (audit.PiBlocks): kernel blocks are cut at the commitment blocks' boundaries
-// and their hits summed per commitment block, counting only the pieces inside the prefix.
-func (c *child) runPi(t *task) (done uint64, blockHits []uint64, err error) {
-	seed, start := t.spec.Pi.Seed, t.rng.Start
-	type piece struct{ end, hits uint64 }
-	var (
-		mu     sync.Mutex
-		pieces = map[uint64]piece{} // absolute start → piece
-	)
+// runPi computes π samples and returns the finished prefix with its pieces: kernel blocks cut
+// at the commitment blocks' boundaries (audit.PiBlocks) and, for a job with chunk_units, at its
+// chunks' boundaries, each with its hits.
+func (c *child) runPi(t *task) (done uint64, pieces *piPieces, err error) {
+	seed, start, cu := t.spec.Pi.Seed, t.rng.Start, t.spec.ChunkUnits
+	pieces = &piPieces{at: map[uint64]piPiece{}}
 	done, _, err = c.drive(t, t.rng.Len(), piBlock, func(off uint64) blockFn {
 		return func(s, e uint64, _ compute.Stop) (uint64, uint64, error) {
 			// Not cut inside: a block is a few ms, and finishing it keeps every sample computed.
 			var total uint64
 			for a, b := start+off+s, start+off+e; a < b; {
 				cut := min((a/audit.PiBlock+1)*audit.PiBlock, b)
+				if cu > 0 {
+					cut = min(cut, (a/cu+1)*cu)
+				}
 				h := compute.PiHits(seed, a, cut)
-				mu.Lock()
-				pieces[a] = piece{cut, h}
-				mu.Unlock()
+				pieces.mu.Lock()
+				pieces.at[a] = piPiece{cut, h}
+				pieces.mu.Unlock()
 				c.blocks.record(t.id, a, cut, h)
 				total += h
 				a = cut
@@ -353,18 +358,60 @@ func (c *child) runPi(t *task) (done uint64, blockHits []uint64, err error) {
 	if err != nil || done == 0 {
 		return done, nil, err
 	}
-	end := start + done
-	blockHits = make([]uint64, audit.PiLeafCount(start, end))
-	for a, p := range pieces {
-		if p.end <= end {
-			blockHits[a/audit.PiBlock-start/audit.PiBlock] += p.hits
+	return done, pieces, nil
+}
+
+// piPieces are the computed pieces of a π task, by absolute start.
+type piPieces struct {
+	mu sync.Mutex
+	at map[uint64]piPiece
+}
+
+type piPiece struct{ end, hits uint64 }
+
+// payload encodes the result of [start, end) (the finished prefix): the hits of each of its
+// commitment blocks, counting only the pieces inside it. With chunk units cu > 0 it is cut at
+// the chunks, a payload and a part each, the payloads one after the other.
+func (p *piPieces) payload(start, end, cu uint64) ([]byte, []partHead) {
+	if p == nil || end <= start {
+		return compute.EncodePiBlocksPayload(nil), nil
+	}
+	type run struct{ start, end, hits uint64 }
+	runs := make([]run, 0, len(p.at))
+	for s, pc := range p.at {
+		if s >= start && pc.end <= end {
+			runs = append(runs, run{s, pc.end, pc.hits})
 		}
 	}
-	return done, blockHits, nil
+	slices.SortFunc(runs, func(x, y run) int { return cmp.Compare(x.start, y.start) })
+	// one encodes [a, b) from the runs that start at or after runs[k], returning the next k.
+	one := func(a, b uint64, k int) ([]byte, int) {
+		hits := make([]uint64, audit.PiLeafCount(a, b))
+		for ; k < len(runs) && runs[k].end <= b; k++ {
+			hits[runs[k].start/audit.PiBlock-a/audit.PiBlock] += runs[k].hits
+		}
+		return compute.EncodePiBlocksPayload(hits), k
+	}
+	if cu == 0 {
+		pl, _ := one(start, end, 0)
+		return pl, nil
+	}
+	var out []byte
+	var parts []partHead
+	k := 0
+	for a := start; a < end; {
+		b := min((a/cu+1)*cu, end)
+		var pl []byte
+		pl, k = one(a, b, k)
+		out = append(out, pl...)
+		parts = append(parts, partHead{Range: compute.Range{Start: a, End: b}, Bytes: len(pl)})
+		a = b
+	}
+	return out, parts
 }
 
 // runMandel computes whole rows; a stop keeps the finished pixels' whole rows.
-func (c *child) runMandel(t *task) (rows uint64, payload []byte, err error) {
+func (c *child) runMandel(t *task) (rows uint64, payload []byte, parts []partHead, err error) {
 	p := *t.spec.Mandel
 	w := uint64(p.Width)
 	n := t.rng.Len() * w
@@ -389,8 +436,20 @@ func (c *child) runMandel(t *task) (rows uint64, payload []byte, err error) {
 		}
 	})
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	rows = done / w
-	return rows, compute.EncodeMandelPayload(out[:rows*w]), nil
+	cu := t.spec.ChunkUnits
+	if cu == 0 || rows == 0 {
+		return rows, compute.EncodeMandelPayload(out[:rows*w]), nil, nil
+	}
+	// Cut at the job's chunks: a payload and a part each, the payloads one after the other.
+	for a, end := t.rng.Start, t.rng.Start+rows; a < end; {
+		b := min((a/cu+1)*cu, end)
+		pl := compute.EncodeMandelPayload(out[(a-t.rng.Start)*w : (b-t.rng.Start)*w])
+		payload = append(payload, pl...)
+		parts = append(parts, partHead{Range: compute.Range{Start: a, End: b}, Bytes: len(pl)})
+		a = b
+	}
+	return rows, payload, parts, nil
 }

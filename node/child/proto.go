@@ -54,7 +54,21 @@ type header struct {
 	Err            string           `json:"err,omitempty"`
 	Fault          bool             `json:"fault,omitempty"` // Err is the module's own failure (ModuleFault)
 	Hello          *Hello           `json:"hello,omitempty"`
+	// Parts (result only) cut the result of a job with chunk_units at its chunks: consecutive
+	// ranges from Range.Start to Range.End, each with its payload's size; the payloads follow
+	// one after the other.
+	Parts []partHead `json:"parts,omitempty"`
 }
+
+// partHead is one chunk of a result cut at a job's chunks.
+type partHead struct {
+	Range compute.Range `json:"range"`
+	Bytes int           `json:"bytes"`
+}
+
+// maxParts bounds a result's parts: a task of a job with chunk_units covers at most
+// compute.MaxLeaseChunks whole chunks, plus the end of the one it starts in.
+const maxParts = compute.MaxLeaseChunks + 1
 
 // message is one decoded frame.
 type message struct {
@@ -160,6 +174,7 @@ func (m *message) validate() error {
 		if h.ComputeSeconds < 0 || h.ComputeSeconds > 1e9 || h.ComputeSeconds != h.ComputeSeconds {
 			return fmt.Errorf("compute seconds %g", h.ComputeSeconds)
 		}
+		return checkParts(h.Parts, *h.Range, len(m.payload))
 	case kindError:
 		if h.Err == "" {
 			return errors.New("error without text")
@@ -178,6 +193,31 @@ func checkTask(spec compute.JobSpec, r compute.Range) error {
 	}
 	if r.Empty() || r.End > spec.TotalUnits() {
 		return fmt.Errorf("range %s outside the job's [0,%d) or empty", r, spec.TotalUnits())
+	}
+	return nil
+}
+
+// checkParts reports whether a result's parts (if any) cut r into consecutive non-empty ranges
+// whose payloads add up to the n payload bytes.
+func checkParts(parts []partHead, r compute.Range, n int) error {
+	if len(parts) == 0 {
+		return nil
+	}
+	if len(parts) > maxParts {
+		return fmt.Errorf("%d parts, at most %d", len(parts), maxParts)
+	}
+	at, bytes := r.Start, 0
+	for _, p := range parts {
+		if p.Range.Start != at || p.Range.End <= p.Range.Start || p.Range.End > r.End {
+			return fmt.Errorf("part %s does not follow on at %d within %s", p.Range, at, r)
+		}
+		if p.Bytes < 0 || p.Bytes > n-bytes {
+			return fmt.Errorf("part %s: %d payload bytes, %d left", p.Range, p.Bytes, n-bytes)
+		}
+		at, bytes = p.Range.End, bytes+p.Bytes
+	}
+	if at != r.End || bytes != n {
+		return fmt.Errorf("parts end at %d with %d bytes, the result at %d with %d", at, bytes, r.End, n)
 	}
 	return nil
 }

@@ -22,6 +22,8 @@ func sampleMessages() []message {
 		{kind: kindProgress, h: header{Task: 1, Done: 77}},
 		{kind: kindResult, h: header{Task: 1, Range: &compute.Range{Start: 0, End: 10}, ComputeSeconds: 0.5}, payload: compute.EncodePiPayload(3)},
 		{kind: kindError, h: header{Task: 1, Err: "boom"}},
+		{kind: kindResult, h: header{Task: 2, Range: &compute.Range{Start: 5, End: 20}, Parts: []partHead{
+			{Range: compute.Range{Start: 5, End: 10}, Bytes: 2}, {Range: compute.Range{Start: 10, End: 20}, Bytes: 1}}}, payload: []byte("abc")},
 	}
 }
 
@@ -67,6 +69,11 @@ func TestDecodeRejects(t *testing.T) {
 		"neg seconds":    bad('R', `{"task":1,"range":{"start":0,"end":2},"compute_seconds":-1}`, "x"),
 		"hello wrong v":  bad('h', `{"hello":{"protocol":99}}`, ""),
 		"error no text":  bad('e', `{"task":1}`, ""),
+		"parts gap":      bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":2},"bytes":1},{"range":{"start":3,"end":4},"bytes":1}]}`, "xy"),
+		"parts short":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":2},"bytes":2}]}`, "xy"),
+		"parts bytes":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":4},"bytes":3}]}`, "xy"),
+		"parts empty":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":0},"bytes":0},{"range":{"start":0,"end":4},"bytes":2}]}`, "xy"),
+		"parts negative": bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":2},"bytes":-1},{"range":{"start":2,"end":4},"bytes":3}]}`, "xy"),
 	} {
 		if _, err := decodeMessage(b); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -237,21 +237,43 @@ func (r *Runner) result(p *proc, t Chunk, m message) (Result, error) {
 		p.kill()
 		return Result{}, fmt.Errorf("task %d: compute child returned range %s for %s", t.ID, d, t.Range)
 	}
-	if t.Spec.Kind == compute.KindPi {
-		if _, _, err := compute.DecodePiBlocks(m.payload, d); err != nil {
-			p.kill()
-			return Result{}, fmt.Errorf("task %d: compute child: %w", t.ID, err)
-		}
-	} else if t.Spec.Kind == compute.KindWasm {
-		if _, _, err := compute.DecodeWasmPayload(m.payload, t.Spec.Wasm.Reduce); err != nil {
-			p.kill()
-			return Result{}, fmt.Errorf("task %d: compute child: %w", t.ID, err)
-		}
-	} else if len(m.payload) == 0 {
+	if len(m.h.Parts) > 0 && t.Spec.ChunkUnits == 0 {
 		p.kill()
-		return Result{}, fmt.Errorf("task %d: compute child returned no payload", t.ID)
+		return Result{}, fmt.Errorf("task %d: compute child cut a result of a job without chunk_units", t.ID)
 	}
-	return Result{ID: t.ID, Done: d, Payload: m.payload, ComputeSeconds: m.h.ComputeSeconds}, nil
+	parts := []Part{{Done: d, Payload: m.payload}}
+	if len(m.h.Parts) > 0 { // decodeMessage checked that they cut d and its payload
+		parts = make([]Part, len(m.h.Parts))
+		off := 0
+		for i, ph := range m.h.Parts {
+			parts[i] = Part{Done: ph.Range, Payload: m.payload[off : off+ph.Bytes : off+ph.Bytes]}
+			off += ph.Bytes
+		}
+	}
+	for _, pt := range parts {
+		if err := checkPayload(t.Spec, pt); err != nil {
+			p.kill()
+			return Result{}, fmt.Errorf("task %d: compute child: %w", t.ID, err)
+		}
+	}
+	return Result{ID: t.ID, Done: parts[0].Done, Payload: parts[0].Payload, ComputeSeconds: m.h.ComputeSeconds, Also: parts[1:]}, nil
+}
+
+// checkPayload checks that a part's payload decodes as the result of its range.
+func checkPayload(spec compute.JobSpec, pt Part) error {
+	switch {
+	case spec.Kind == compute.KindPi:
+		if _, _, err := compute.DecodePiBlocks(pt.Payload, pt.Done); err != nil {
+			return err
+		}
+	case spec.Kind == compute.KindWasm:
+		if _, _, err := compute.DecodeWasmPayload(pt.Payload, spec.Wasm.Reduce); err != nil {
+			return err
+		}
+	case len(pt.Payload) == 0:
+		return fmt.Errorf("no payload for %s", pt.Done)
+	}
+	return nil
 }
 
 func (r *Runner) waitResumed(ctx context.Context) error {

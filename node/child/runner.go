@@ -69,8 +69,9 @@ type Result struct {
 	Done           compute.Range
 	Payload        []byte
 	ComputeSeconds float64
-	// Also are finished ranges of the task beyond Done, each with its payload, in order. Only a
-	// pause that froze the child has them: blocks other kernel workers finished ahead of the
+	// Also are finished ranges of the task beyond Done, each with its payload, in order: the
+	// other chunks of a job with chunk_units (the result is cut at its chunks, Done the first),
+	// or after a pause that froze the child, blocks other kernel workers finished ahead of the
 	// first unfinished one. Hand them in with Done: nothing the child finished is lost.
 	Also []Part
 }

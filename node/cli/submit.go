@@ -48,6 +48,10 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	var out *string
 	var raw *bool
 	var module, items, reduce, params *string
+	var chunkUnits *uint64
+	if kind == "pi" || kind == "mandelbrot" {
+		chunkUnits = fs.Uint64("chunk-units", 0, "fixed chunks of this many units (samples or rows), each with its own result: many tiny tasks in one job (default: sized to each node's speed)")
+	}
 	switch kind {
 	case "wasm":
 		module = fs.String("module", "", "the WebAssembly module file (uploaded first) or the SHA-256 of a stored one (required)")
@@ -114,6 +118,9 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 		if *raw && *out == "" {
 			return usagef("--raw needs -o FILE")
 		}
+	}
+	if chunkUnits != nil {
+		spec.ChunkUnits = *chunkUnits
 	}
 	if *priority < 0 || *priority > compute.MaxPriority {
 		return usagef("--priority %d is outside 1–%d", *priority, compute.MaxPriority)

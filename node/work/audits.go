@@ -367,8 +367,10 @@ func (w *Worker) runAudit(ctx context.Context, l lease) (result, error) {
 	a := l.Audit
 	ans := result{Lease: l.ID, Term: l.Term, Chunk: l.Chunk, Audit: &auditAnswer{ID: a.ID, Full: a.Full}}
 	var payloads [][]byte
+	spec := l.Spec
+	spec.ChunkUnits = 0 // a span's result in one piece, not cut at the job's chunks
 	for _, sp := range a.Spans {
-		res, err := w.runner.Run(ctx, child.Chunk{ID: l.ID, Spec: l.Spec, Range: sp}, nil)
+		res, err := w.runner.Run(ctx, child.Chunk{ID: l.ID, Spec: spec, Range: sp}, nil)
 		if err != nil {
 			return ans, err
 		}

@@ -1,8 +1,10 @@
 package work
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -69,6 +71,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	items := make([]compute.ChunkResult, 0, len(req.Results))
 	keys := make([]compute.Chunk, 0, len(req.Results))
 	var audits []result // audit answers, committed one by one
+	var done []leaseDone
 	for _, r := range req.Results {
 		if r.Audit != nil {
 			audits = append(audits, r)
@@ -84,10 +87,14 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		}
 		keys = append(keys, r.Chunk)
 		if r.Term == c.term {
-			// A prefix (the worker paused or stopped): the rest goes back.
-			c.sched.CompletePrefix(r.Lease, r.Range, now)
+			done = addDone(done, r.Lease, r.Range)
 		}
 		items = append(items, compute.ChunkResult{Chunk: r.Chunk, Node: node, ComputeSeconds: r.Seconds, Payload: r.Payload, Root: r.Root})
+	}
+	for _, d := range done {
+		// The lease's result, or its finished prefix (the worker paused or stopped): the rest goes
+		// back. A lease of a job with chunk_units comes back as one result per chunk, together.
+		c.sched.CompletePrefix(d.lease, d.prefix(), now)
 	}
 	c.mu.Unlock()
 
@@ -226,8 +233,9 @@ func (c *leadership) grantLocked(node, job string, r compute.Range) {
 // grantedLocked reports whether r lies within a range leased or adopted to
 // node for job in this term.
 func (c *leadership) grantedLocked(node, job string, r compute.Range) bool {
-	for _, g := range c.granted[node] {
-		if g.job == job && r.Start >= g.r.Start && r.End <= g.r.End {
+	gs := c.granted[node]
+	for i := len(gs) - 1; i >= 0; i-- { // the newest first: results come back in lease order
+		if g := gs[i]; g.job == job && r.Start >= g.r.Start && r.End <= g.r.End {
 			return true
 		}
 	}
@@ -260,4 +268,40 @@ func (c *leadership) forgetGrantsLocked(job string) {
 			c.granted[node] = kept
 		}
 	}
+}
+
+// leaseDone gathers the results of one lease in a sync request: a lease of a job with
+// chunk_units comes back as one result per chunk.
+type leaseDone struct {
+	lease  uint64
+	ranges []compute.Range
+}
+
+// addDone files r under its lease.
+func addDone(done []leaseDone, lease uint64, r compute.Range) []leaseDone {
+	for i := range done {
+		if done[i].lease == lease {
+			done[i].ranges = append(done[i].ranges, r)
+			return done
+		}
+	}
+	return append(done, leaseDone{lease: lease, ranges: []compute.Range{r}})
+}
+
+// prefix is the contiguous run of the lease's results from the lowest start: what the scheduler
+// completes (a part beyond a gap, handed in after a pause, is committed all the same).
+func (d leaseDone) prefix() compute.Range {
+	rs := d.ranges
+	if len(rs) > 1 {
+		rs = slices.Clone(rs)
+		slices.SortFunc(rs, func(a, b compute.Range) int { return cmp.Compare(a.Start, b.Start) })
+	}
+	p := rs[0]
+	for _, r := range rs[1:] {
+		if r.Start != p.End {
+			break
+		}
+		p.End = r.End
+	}
+	return p
 }

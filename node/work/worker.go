@@ -350,18 +350,32 @@ func (w *Worker) sync(ctx context.Context) error {
 // as fit one batch (wire.MaxBatch, at least one), so that a request always
 // fits its frame (wire.MaxSyncFrame) and the coordinator's log entries;
 // the rest go in the next exchanges.
+//
+// The results of one lease (the chunks of a job with chunk_units) go together when they fit, so
+// that the coordinator sees the lease done at once instead of a prefix whose rest it hands out
+// again.
 func (w *Worker) handInLocked() []result {
-	var out []result
 	size := 0
-	for _, r := range w.results {
+	for i, r := range w.results {
 		s := len(r.Payload) + wire.ResultOverhead
-		if len(out) > 0 && (size+s > wire.MaxBatch || len(out) == maxSyncResults) {
-			break
+		if i > 0 && (size+s > wire.MaxBatch || i == maxSyncResults) {
+			cut := i
+			for cut > 0 && sameLease(w.results[cut-1], r) {
+				cut--
+			}
+			if cut == 0 {
+				cut = i
+			}
+			return w.results[:cut:cut]
 		}
-		out = append(out, r)
 		size += s
 	}
-	return out
+	return w.results[:len(w.results):len(w.results)]
+}
+
+// sameLease reports whether two results came from the same lease.
+func sameLease(a, b result) bool {
+	return a.Audit == nil && b.Audit == nil && a.Lease == b.Lease && a.Term == b.Term
 }
 
 // call reaches the coordinator: in-process when this node leads.

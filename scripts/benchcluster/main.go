@@ -42,15 +42,23 @@
 //     run's result), each node taking the next chunk when it is free, no
 //     coordination cost at all (an upper bound for that policy).
 //   - overhead: per-chunk overhead. 3 nodes (3 voters, --cpus 1,
-//     --chunk-target 100ms). One job cannot have tiny chunks (chunks are
-//     rate × target, ≥ 100 ms of work), so -tiny-jobs (default 3000) π jobs
-//     of 65536 samples (= one chunk each, below the 2²⁰-sample probe) are
-//     submitted to the leader by 16 clients at once; figure = chunks
+//     --chunk-target 100ms), made trusted first with -warm (audited at the
+//     5 % floor, as a cluster that has run for a while; docs/audits.md).
+//     First the figure that matches Dask's client.map(noop, range(n)) (one
+//     submission of n tiny tasks): one π job of -chunk-job (default 30000)
+//     chunks of chunk_units 65536 samples (the smallest π chunk, ~60 µs of
+//     work); each chunk is leased (in runs of whole chunks), computed in the
+//     compute child, committed through raft with its own result and
+//     commitment, audited at the trusted rate, and acknowledged; figure =
+//     chunks accepted ÷ (finished_at − submitted_at), with the raft entries
+//     it took and the CPU per chunk of the leader's and all node processes.
+//     Then -tiny-jobs (default 3000) π jobs of 65536 samples (one chunk
+//     each) submitted to the leader by 16 clients at once; figure = chunks
 //     accepted ÷ wall time from the first submit to the last job done (each
-//     chunk is leased, computed, committed through raft, acked, and each job
-//     also costs a submit and a finish entry). The leader's CPU over that
-//     window is reported per chunk, and with -perf a `perf record` of the
-//     leader is summarised.
+//     job also costs a submit and a finish entry). The leader's CPU over
+//     each window is reported per chunk; with -perf a `perf record` of the
+//     leader (and with -perf-worker of a follower, over the chunked job) is
+//     summarised.
 //   - failover: cost of a leader kill. 3 coordinator nodes (--compute=false
 //     --voter prefer) and 2 workers (--voter never --cpus 1): killing the
 //     leader then removes no compute capacity, so the extra time is the
@@ -131,6 +139,8 @@ var (
 	flagMandelIter = flag.Int("max-iter", 2000, "hetero: Mandelbrot max_iter")
 	flagFixed      = flag.String("fixed-chunks", "4,16,64", "hetero: chunk counts of the simulated fixed equal-chunk policy")
 	flagTinyJobs   = flag.Int("tiny-jobs", 3000, "overhead: number of one-chunk π jobs")
+	flagChunkJob   = flag.Int("chunk-job", 30000, "overhead: chunks of the one π job with chunk_units 65536 (0: skip)")
+	flagPerfWorker = flag.Bool("perf-worker", false, "overhead: with -perf, also perf record a follower over the chunked job")
 	flagPerf       = flag.Bool("perf", false, "overhead, idle: perf record the leader over the measured window")
 	flagKillSecs   = flag.Float64("kill-seconds", 25, "failover: target duration of the π job")
 	flagKillRuns   = flag.Int("kill-runs", 3, "failover: runs without and with a leader kill")
@@ -142,8 +152,9 @@ var (
 )
 
 var (
-	report          []string
-	hydraChunksPerS float64 // from the overhead phase, for the Dask ratio
+	report           []string
+	hydraChunksPerS  float64 // from the overhead phase (one-chunk jobs), for the Dask ratio
+	hydraChunkedPerS float64 // the same for the one job of many minimum-size chunks
 )
 
 func addReport(format string, args ...any) {
@@ -291,7 +302,10 @@ func dask() {
 			res = strings.TrimPrefix(l, "RESULT ")
 			if f := strings.Fields(res); len(f) > 0 && hydraChunksPerS > 0 {
 				if r, err := strconv.ParseFloat(f[0], 64); err == nil && r > 0 {
-					res += fmt.Sprintf("; Hydra chunks/s ÷ Dask tasks/s = %.2f", hydraChunksPerS/r)
+					res += fmt.Sprintf("; Hydra ÷ Dask: one-chunk jobs %.2f", hydraChunksPerS/r)
+					if hydraChunkedPerS > 0 {
+						res += fmt.Sprintf(", one job of minimum-size chunks %.2f", hydraChunkedPerS/r)
+					}
 				}
 			}
 		}

@@ -7,8 +7,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +30,12 @@ func overhead(work string) {
 	// warm up: every node's first chunk of a kind
 	warm := submit(lp, tok, map[string]any{"kind": "pi", "samples": 1 << 22, "seed": 1})
 	waitJob(lp, warm, time.Minute, nil)
+	if *flagWarm {
+		// Trusted nodes, audited at the floor (docs/audits.md): a cluster that has run for a while.
+		warmTrust(c, tok, "π", map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 5}, 20)
+	}
 
+	overheadChunked(c, lp, tok, work)
 	perf := startPerf(lp, filepath.Join(work, "perf.data"))
 	cpu0 := ownTicks(lp)
 	var cpuF0 []int64
@@ -77,9 +85,13 @@ func overhead(work string) {
 	// the last finish, from the replica's own times
 	var fin []time.Time
 	chunks := 0
+	tiny := map[string]bool{}
+	for _, id := range ids {
+		tiny[id] = true
+	}
 	for _, v := range views {
-		if v.ID == warm {
-			continue
+		if !tiny[v.ID] {
+			continue // the warm-up jobs and the chunked job
 		}
 		fin = append(fin, v.FinishedAt)
 		chunks += v.chunks()
@@ -127,6 +139,79 @@ func overhead(work string) {
 		}
 	}
 	c.Stop()
+}
+
+// overheadChunked is the figure that matches Dask's client.map(noop, range(n)): one job of
+// -chunk-job π chunks of the minimum size (chunk_units 65536 samples, about 60 µs of work each),
+// each chunk leased (in runs of whole chunks), computed in the compute child, its own result
+// and commitment committed through raft and acknowledged. Figure = chunks accepted ÷ (finished_at
+// − submitted_at), with the leader's and all three node processes' CPU per chunk over that window.
+// A binary without chunk_units refuses the job: then the figure is skipped.
+func overheadChunked(c *procluster.Cluster, lp *procluster.Proc, tok, work string) {
+	if *flagChunkJob <= 0 {
+		return
+	}
+	const cu = compute.MinPiChunkUnits
+	body := map[string]any{"kind": "pi", "samples": int64(*flagChunkJob) * cu, "seed": 11, "chunk_units": cu}
+	perf := startPerf(lp, filepath.Join(work, "perf-chunked.data"))
+	var perfW *perfRun
+	if *flagPerfWorker {
+		for _, p := range c.Nodes {
+			if p != lp {
+				perfW = startPerf(p, filepath.Join(work, "perf-worker.data"))
+				break
+			}
+		}
+	}
+	i0 := metric(lp, "hydra_raft_applied_index")
+	l0 := ownTicks(lp)
+	var a0 int64
+	for _, p := range c.Nodes {
+		a0 += ownTicks(p)
+	}
+	b, err := api("POST", lp.HTTPURL+"/api/v1/jobs", tok, body)
+	var v0 jobView
+	if err == nil {
+		err = json.Unmarshal(b, &v0)
+	}
+	if err != nil {
+		fmt.Printf("  one job of %d chunks: not run (%v)\n", *flagChunkJob, err)
+		perf.report()
+		perfW.report()
+		return
+	}
+	v := waitJob(lp, v0.ID, 10*time.Minute, nil)
+	l1 := ownTicks(lp)
+	var a1 int64
+	for _, p := range c.Nodes {
+		a1 += ownTicks(p)
+	}
+	entries := metric(lp, "hydra_raft_applied_index") - i0
+	if v.State != compute.StateDone {
+		fatalf("chunked job %s: %s", v.ID, v.State)
+	}
+	n, wall := v.chunks(), v.wall()
+	hydraChunkedPerS = float64(n) / wall
+	addReport("one π job of %d chunks of %d samples (chunk_units; 3 voters): %.0f chunks/s (%d chunks accepted in %.2f s, submit to done; %.1f %% of the units audited; %.0f raft entries); leader node process CPU %.3f ms per chunk, all 3 node processes %.3f ms per chunk; load average %s",
+		*flagChunkJob, cu, hydraChunkedPerS, n, wall, 100*float64(v.AuditedUnits)/float64(v.TotalUnits), entries,
+		float64(l1-l0)*1000/procluster.ClockTick/float64(n), float64(a1-a0)*1000/procluster.ClockTick/float64(n), procluster.LoadAvg())
+	perf.report()
+	perfW.report()
+}
+
+// metric reads one value of p's /metrics (NaN when it has none).
+func metric(p *procluster.Proc, name string) float64 {
+	b, err := api("GET", p.HTTPURL+"/metrics", "", nil)
+	if err != nil {
+		return math.NaN()
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == name {
+			x, _ := strconv.ParseFloat(f[1], 64)
+			return x
+		}
+	}
+	return math.NaN()
 }
 
 // ---- failover
