@@ -6,9 +6,10 @@
 # JOB_SECONDS on the sum of the first round's rates, each split into COUNTS equal tasks
 # (default 64,512). Efficiency = units ÷ Σ each worker's median standalone rate ÷ wall time.
 # Units: π samples, Mandelbrot iterations. A worker's Mandelbrot rate is measured on the whole
-# view (sized for STANDALONE_SECONDS at its rate) in tasks of one 64th of the job's iterations,
-# so the rows sampled are the job's mix and each task costs what a job task costs (numpy's cost
-# per iteration depends on the rows and on the task size).
+# view (sized for STANDALONE_SECONDS at its rate) in tasks of the pixels of one 64th of the job,
+# so the rows sampled are the job's mix and each task costs what a job task costs (numpy's speed
+# per iteration depends on the pixels of a task: a whole 960x540 image in one task runs 0.7x
+# as fast as 77,000-pixel blocks, whose arrays fit the caches).
 #
 # Run with /usr/bin/python3 (Debian python3-distributed, python3-numpy) and cpulimit on PATH:
 #   dask_hetero.py LIMITS JOB_SECONDS STANDALONE_SECONDS CX CY SPAN MAX_ITER [COUNTS]
@@ -236,12 +237,14 @@ def main():
             def one_round(label):
                 """Each worker's standalone rates, all at the same time: π in tasks of the
                 64-task job's size for solo_secs; Mandelbrot on the whole view at a resolution
-                sized for about solo_secs at the worker's rate, in tasks of the iterations of
-                one 64th of the cluster job (so each task costs what a job task costs)."""
+                sized for about solo_secs at the worker's rate, in tasks of the pixels of one
+                64th of the cluster job (numpy's speed per iteration depends on the pixels of
+                a task: arrays that fit the caches are faster)."""
                 gp = [median([r[i] for r in pi_rounds]) if pi_rounds else cal[i][0] for i in range(len(workers))]
                 gm = [median([r[i] for r in m_rounds]) if m_rounds else cal[i][1] for i in range(len(workers))]
                 pi_task_n = job.get("pi_task", int(sum(gp) * job_secs / 64))
-                m_task_iters = job.get("m_task", sum(gm) * job_secs / 64)
+                jw, jh = job.get("view", view(sum(gm) * job_secs))
+                m_task_px = jw * jh / 64
 
                 def one(i, addr):
                     seed = [1000 * (i + 1) + 100 * len(pi_rounds)]
@@ -251,7 +254,7 @@ def main():
                         return pi_samples, (pi_task_n, seed[0])
                     rp, kp = keep_two(client, addr, solo_secs, pi_next)
                     w, h = view(gm[i] * solo_secs)
-                    k = max(1, int(h * m_task_iters / (gm[i] * solo_secs) + 0.5))
+                    k = max(1, int(m_task_px / w + 0.5))
                     row = [0]
 
                     def m_next():
@@ -280,6 +283,7 @@ def main():
             total = int(sum(p1) * job_secs)
             job["pi_task"] = total // 64
             mw, mh = view(sum(m1) * job_secs)
+            job["view"] = (mw, mh)
             runs = {"pi": [], "mandelbrot": []}
             for k in counts:
                 n = total // k
@@ -296,7 +300,6 @@ def main():
                                                [max_iter] * k, bounds[:-1], bounds[1:], pure=False))
                 runs["mandelbrot"].append((k, sum(res), time.perf_counter() - t))
                 print("dask: Mandelbrot %d tasks: %.2f s; CPU ÷ limit %s" % (k, runs["mandelbrot"][-1][2], cpu_use(c0, t)), flush=True)
-                job["m_task"] = sum(res) / 64
             one_round("after the Mandelbrot jobs")
             for kind, rounds in (("pi", pi_rounds), ("mandelbrot", m_rounds)):
                 med = [median([r[i] for r in rounds]) for i in range(len(workers))]

@@ -95,7 +95,7 @@
 //     under `cpulimit -l L`, standalone rates measured the same way (all
 //     workers at the same time, three rounds: before, between and after the
 //     jobs; median per worker; Mandelbrot on the whole view sized for
-//     -standalone at the worker's rate, in tasks of a 64th of the job's
+//     -standalone at the worker's rate, in tasks of the pixels of a 64th of the job's
 //     iterations), one π and one Mandelbrot job (same view, numpy kernels) of
 //     about -job-seconds split into 64 and 512 equal tasks; the best
 //     efficiency of each is reported beside Hydra's, with each worker's CPU ÷
