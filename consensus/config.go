@@ -230,10 +230,12 @@ type Timings struct {
 	Heartbeat       time.Duration // follower: time without leader contact before an election
 	Election        time.Duration // candidate: time without winning before a new election
 	LeaderLease     time.Duration // leader: time without quorum contact before stepping down
-	Commit          time.Duration // leader: idle time before an AppendEntries carries the commit index
+	Commit          time.Duration // leader: raft's CommitTimeout (an AppendEntries per follower every Commit–2·Commit)
+	Trail           time.Duration // leader: applied index still this long: a barrier tells followers the commit (trailer.go)
 	FailoverStagger time.Duration // fast failover: delay between surviving voters' elections, by rank
 	Silence         time.Duration // silence watch: leader unheard this long is probed (silence.go)
 	SilenceProbe    time.Duration // silence watch: deadline of the probe of a silent leader
+	SilenceAgree    time.Duration // silence watch: another voter agrees when unheard this long (> the heartbeat gap H/5)
 	SilencePoll     time.Duration // silence watch: the shortest wait between two reads of the last contact
 	Poll            time.Duration // bootstrap/join loop period (and while no leader is known)
 	MemberPoll      time.Duration // membership loop period of a member that knows a leader
@@ -252,37 +254,41 @@ type Timings struct {
 // elections, and leave failover speed to a separate path.
 //
 // Idle cost: the leader sends every follower a heartbeat every H/10 to H/5
-// and, while no writes flow, an AppendEntries every Commit to 2·Commit
+// and, with nothing to send, an AppendEntries every Commit to 2·Commit
 // (raft's replication loop wakes on CommitTimeout); each is a message over
 // an encrypted libp2p stream, and every message wakes both Go runtimes, so
-// both set the idle CPU of every node. With H = 1s and Commit = 250ms that
-// is about 8–14 small messages a second per follower (it was ~90 at
-// H = 300ms, Commit = 10ms: 2–3% of a core on a follower, 7–10% on the
-// leader of 5 nodes; at Commit = 50ms the leader of an idle 3-node cluster
-// used about 3%, at 250ms about 1.6%, measured with scripts/bench-idle).
-// Commit also bounds how late a follower learns that an entry is committed
-// when no other write follows it: a forwarded write, whose proposer waits
-// to apply it (read-your-writes), is followed by a barrier entry so that the
-// follower learns at once (handleApply).
+// both set the idle CPU of every node. With H = 2s and Commit = 2s that is
+// about 3.7 small messages a second per follower (it was ~90 at H = 300ms,
+// Commit = 10ms: 2–3% of a core on a follower, 7–10% on the leader of 5
+// nodes; ~9 at H = 1s, Commit = 250ms: 1.1% on the leader of 3, measured
+// with scripts/bench-idle; docs/internals.md has the figures). Commit no
+// longer bounds how late a follower learns that an entry is committed: the
+// leader trails each burst of writes with a barrier entry after Trail
+// (trailer.go), and a forwarded write, whose proposer waits to apply it
+// (read-your-writes), is followed by one at once (handleApply). Commit only
+// paces raft's retries to a follower whose AppendEntries failed.
 //
 // Spurious elections: hashicorp/raft fires the follower timer at a random
 // point in [H, 2H) and only then checks whether the leader was heard within
 // H; a leader that cannot reach a quorum for the lease L steps down. Under
 // CPU saturation a Go process at normal priority sees scheduling gaps of
 // 50ms and more (docs/design.md §7), and a leader whose lease was 200ms was
-// measured to miss contact for 230–260ms and step down. Hence H = E = L = 1s
-// (raft requires L ≤ H): a follower tolerates stalls of ~800ms, the leader
-// as much on top of the heartbeat interval (a 500ms lease still let a
-// stalled leader step down: 15 elections in 5 minutes with 8 busy loops on
-// 2 cores and a 5-node cluster on them).
+// measured to miss contact for 230–260ms and step down. Hence long timeouts:
+// H = E = 2s, L = 1s (raft requires L ≤ H ≤ E): a follower tolerates stalls
+// of well over a second, the leader ~600ms on top of the heartbeat interval
+// (a 500ms lease, with heartbeats every 100–200ms, still let a stalled
+// leader step down: 15 elections in 5 minutes with 8 busy loops on 2 cores
+// and a 5-node cluster on them). L stays 1s rather than H because the
+// closed-connection path uses it (fastfail.go: its redial waits L/2).
 //
 // Failover speed does not come from these timeouts (raft alone replaces a
-// silent leader after 2H to 3H with pre-vote: 2.2–2.3 s measured), but from
-// two detectors beside them. The silence watch (silence.go) probes a leader
-// unheard for Silence (500 ms: two or more lost heartbeats) on a stream of
-// its own within SilenceProbe (150 ms), asks the other voters meanwhile and,
-// without an answer from the leader and with a majority that does not hear
-// it either, starts an election at once: a cut cable, a closed lid or a power cut is
+// silent leader after 2H to 3H with pre-vote: 2.2–2.3 s measured at H = 1s),
+// but from two detectors beside them. The silence watch (silence.go) probes
+// a leader unheard for Silence (600 ms: more than the longest heartbeat gap,
+// H/5) on a stream of its own within SilenceProbe (150 ms), asks the other
+// voters meanwhile and, without an answer from the leader and with a
+// majority that has not heard it for SilenceAgree (450 ms) either, starts an
+// election at once: a cut cable, a closed lid or a power cut is
 // replaced in ~0.7 s (worst ~1 s). The closed connection of a killed leader
 // (fastfail.go) is faster still where it is seen: its kernel closes its
 // sockets, the survivors confirm by a redial that it is gone, and the first
@@ -295,13 +301,15 @@ func DefaultTimings(m float64) Timings {
 	}
 	d := func(base time.Duration) time.Duration { return time.Duration(float64(base) * m) }
 	return Timings{
-		Heartbeat:       d(1 * time.Second),
-		Election:        d(1 * time.Second),
+		Heartbeat:       d(2 * time.Second),
+		Election:        d(2 * time.Second),
 		LeaderLease:     d(1 * time.Second),
-		Commit:          d(250 * time.Millisecond),
+		Commit:          d(2 * time.Second),
+		Trail:           d(50 * time.Millisecond),
 		FailoverStagger: d(250 * time.Millisecond),
-		Silence:         d(500 * time.Millisecond),
+		Silence:         d(600 * time.Millisecond),
 		SilenceProbe:    d(150 * time.Millisecond),
+		SilenceAgree:    d(450 * time.Millisecond),
 		SilencePoll:     d(50 * time.Millisecond),
 		Poll:            d(150 * time.Millisecond),
 		MemberPoll:      d(1 * time.Second),

@@ -63,6 +63,7 @@ func (r *Raft) monitorLeadership() {
 			return
 		case isLeader := <-r.notifyCh:
 			if !isLeader {
+				r.silenceKick.kick() // watch the new leader from now on
 				revoke()
 				continue
 			}
@@ -113,6 +114,11 @@ func (r *Raft) leaderLoop(ctx context.Context, done chan struct{}) {
 	hooks := append([]func(context.Context){}, r.hooks...)
 	r.lmu.Unlock()
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.trailCommits(ctx)
+	}()
 	for _, h := range hooks {
 		wg.Add(1)
 		go func() {

@@ -56,6 +56,9 @@ type Raft struct {
 	leading bool
 	hooks   []func(context.Context)
 
+	trailKick    *kicker     // an entry was applied: the leader's trailer (trailer.go)
+	appliedKick  *kicker     // an entry was applied: recordApplied (replay.go)
+	silenceKick  *kicker     // leadership lost: the silence watch looks now (silence.go)
 	fastFailover atomic.Bool // timeouts shortened after the leader's connection closed
 	watch        network.Notifiee
 
@@ -127,10 +130,13 @@ func New(cfg Config) (*Raft, error) {
 
 	r := &Raft{
 		cfg: cfg, t: t, log: log, host: cfg.Host, id: id,
-		fsm:      NewFSM(cfg.App),
-		notifyCh: make(chan bool, 16),
-		closed:   make(chan struct{}),
-		joinTok:  joinTok,
+		fsm:         NewFSM(cfg.App),
+		trailKick:   newKicker(),
+		appliedKick: newKicker(),
+		silenceKick: newKicker(),
+		notifyCh:    make(chan bool, 16),
+		closed:      make(chan struct{}),
+		joinTok:     joinTok,
 	}
 	r.boot.init()
 	r.fsm.onRevoke = func(s string) {
@@ -166,7 +172,7 @@ func New(cfg Config) (*Raft, error) {
 		return nil, fmt.Errorf("replay the raft log: %w", err)
 	}
 	rc.NoSnapshotRestoreOnStart = restored
-	if r.raft, err = raft.NewRaft(rc, r.fsm, st.logs, st.bolt, st.snaps, trans); err != nil {
+	if r.raft, err = raft.NewRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick}}, st.logs, st.bolt, st.snaps, trans); err != nil {
 		_ = trans.Close()
 		_ = st.close()
 		return nil, fmt.Errorf("start raft: %w", err)

@@ -95,20 +95,28 @@ func replayApplied(st *stores, fsm *FSM, log *slog.Logger) (restored bool, err e
 	return true, nil
 }
 
-// recordApplied writes the FSM's applied index to the stable store every
-// appliedEvery while it changes, and once more when the node closes (after
-// raft stopped: Shutdown calls saveApplied).
+// recordApplied writes the FSM's applied index to the stable store at most
+// every appliedEvery while it changes (woken by the first entry applied after
+// a write: it sleeps while nothing is applied), and once more when the node
+// closes (after raft stopped: Shutdown calls saveApplied).
 func (r *Raft) recordApplied() {
 	defer r.wg.Done()
-	tick := time.NewTicker(appliedEvery)
-	defer tick.Stop()
+	t := time.NewTimer(appliedEvery)
+	defer t.Stop()
 	for {
 		select {
 		case <-r.closed:
 			return
-		case <-tick.C:
-			r.saveApplied()
+		case <-r.appliedKick.c:
 		}
+		t.Reset(appliedEvery)
+		select {
+		case <-r.closed:
+			return
+		case <-t.C:
+		}
+		r.appliedKick.rearm()
+		r.saveApplied()
 	}
 }
 

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -22,9 +23,9 @@ import (
 // The silence watch is a cheap failure detector beside raft's timer. A
 // voting follower reads raft's last contact with its leader (a memory read)
 // when Silence would have passed since then (at most every SilencePoll).
-// The leader heartbeats every follower every H/10 to H/5 (100–200 ms), so
-// once Silence (500 ms) has passed without contact, at least two heartbeats
-// in a row were lost:
+// The leader heartbeats every follower every H/10 to H/5 (200–400 ms), so
+// once Silence (600 ms) has passed without contact, a heartbeat is overdue
+// by at least 200 ms:
 //
 //  1. The follower asks, at once and on streams of their own, the leader
 //     and the other voters for their stats (/hydra/cluster/stats/1.0.0,
@@ -32,10 +33,12 @@ import (
 //     alive (this node was stalled, or only its raft stream is slow):
 //     nothing happens.
 //  2. Otherwise, if a majority of the voters (this node included, the
-//     leader not) has not heard the leader for at least Silence/2 either,
-//     the leader is gone for the cluster, not just for this node: the
-//     surviving voters, in peer-ID order, each wait rank × FailoverStagger
-//     and, if still no leader is known, start an election at once as the
+//     leader not) has not heard the leader for at least SilenceAgree
+//     (450 ms, more than a heartbeat gap) either, the leader is gone for the
+//     cluster, not just for this node: the surviving voters, newest log
+//     first and then in peer-ID order (freshRank: a voter that missed the
+//     last entries would be refused, and the next would wait a stagger),
+//     each wait rank × FailoverStagger and, if still no leader is known, start an election at once as the
 //     target of a leadership transfer does (TimeoutNow, fastfail.go), which
 //     the others grant although they still remember the old leader.
 //  3. Without such a majority nothing happens: the leader is heard by the
@@ -49,8 +52,8 @@ import (
 // Why not a short leader lease and timeouts instead: a leader steps down
 // when it has not heard a quorum for its lease, and under CPU saturation a
 // stalled leader process did exactly that with a lease of 500 ms (15
-// elections in 5 minutes with 8 busy loops on 2 cores). The lease is H
-// (1 s) now, and speed comes from this watch, which asks the other voters
+// elections in 5 minutes with 8 busy loops on 2 cores). The lease is 1 s
+// now, and speed comes from this watch, which asks the other voters
 // before it acts. It adds no message while the leader is heard, and a few
 // small calls when it is not.
 func (r *Raft) watchSilence() {
@@ -59,6 +62,8 @@ func (r *Raft) watchSilence() {
 	// Silence (last contact + Silence), rechecks, and sleeps again if it was heard meanwhile.
 	// It notices a silence as early as a poll would, without waking every SilencePoll while the
 	// leader is heard (an idle node's cost: docs/design.md §7).
+	// The leader has nobody to watch: it sleeps until it loses the leadership (monitorLeadership
+	// kicks it).
 	t := time.NewTimer(r.t.SilencePoll)
 	defer t.Stop()
 	for {
@@ -66,14 +71,23 @@ func (r *Raft) watchSilence() {
 		case <-r.closed:
 			return
 		case <-t.C:
+		case <-r.silenceKick.c:
+			r.silenceKick.rearm()
 		}
 		t.Reset(max(r.silenceCheck(), r.t.SilencePoll))
 	}
 }
 
+// leaderWatchEvery is how often the silence watch looks on the leader, where it has nothing to
+// do (it is woken when the leadership is lost).
+const leaderWatchEvery = 10 * time.Second
+
 // silenceCheck probes a silent leader (leaderSilent) and returns how long until the next check.
 func (r *Raft) silenceCheck() time.Duration {
-	if r.raft.State() != raft.Follower || r.fastFailover.Load() {
+	switch st := r.raft.State(); {
+	case st == raft.Leader:
+		return leaderWatchEvery
+	case st != raft.Follower || r.fastFailover.Load():
 		return r.t.Silence
 	}
 	if since := time.Since(r.raft.LastContact()); since < r.t.Silence {
@@ -133,6 +147,9 @@ func (r *Raft) leaderSilent(p peer.ID) {
 		}()
 	}
 	agree, leaderErr := 1, error(nil) // this node has not heard the leader
+	logs := map[peer.ID]logPos{}      // the log of every voter that answered, this node's too
+	me := r.localStats()
+	logs[r.id] = logPos{me.LastTerm, me.LastIndex}
 	for range asked {
 		a := <-answers
 		switch {
@@ -143,8 +160,11 @@ func (r *Raft) leaderSilent(p peer.ID) {
 				return
 			}
 			leaderErr = a.err
-		case a.err == nil && (a.s.LastContact < 0 || a.s.LastContact >= r.t.Silence/2):
-			agree++
+		case a.err == nil:
+			logs[a.from] = logPos{a.s.LastTerm, a.s.LastIndex}
+			if a.s.LastContact < 0 || a.s.LastContact >= r.t.SilenceAgree {
+				agree++
+			}
 		}
 	}
 	cancel()
@@ -157,7 +177,7 @@ func (r *Raft) leaderSilent(p peer.ID) {
 		l, ok := r.Leader()
 		return ok && l != p
 	}
-	rank, ok := r.survivorRank(p)
+	rank, ok := freshRank(r.id, p, voters, logs)
 	if !ok {
 		return
 	}
@@ -194,4 +214,46 @@ func errString(err error) string {
 		return "answered, not as leader"
 	}
 	return err.Error()
+}
+
+// logPos is the end of a replica's raft log: an election needs a candidate
+// whose log is at least as new as a majority's.
+type logPos struct{ term, index uint64 }
+
+// newer reports whether a ends after b (raft's up-to-date rule).
+func (a logPos) newer(b logPos) bool {
+	return a.term > b.term || a.term == b.term && a.index > b.index
+}
+
+// freshRank returns self's place among the voters other than the dead
+// leader: those whose log is newest first (a voter that has not seen the
+// last entries would be refused by those that have, and its failed election
+// would cost a FailoverStagger), then in peer-ID order; voters whose log is
+// not known (they did not answer) come last. ok is false if self is not a
+// surviving voter. Every survivor ranks from the same answers, so they
+// agree on the order while the leader is silent and no log moves.
+func freshRank(self, dead peer.ID, voters []peer.ID, logs map[peer.ID]logPos) (int, bool) {
+	var order []peer.ID
+	for _, v := range voters {
+		if v != dead {
+			order = append(order, v)
+		}
+	}
+	sort.Slice(order, func(i, j int) bool {
+		a, aok := logs[order[i]]
+		b, bok := logs[order[j]]
+		switch {
+		case aok != bok:
+			return aok
+		case aok && a != b:
+			return a.newer(b)
+		}
+		return order[i].String() < order[j].String()
+	})
+	for i, v := range order {
+		if v == self {
+			return i, true
+		}
+	}
+	return 0, false
 }

@@ -179,7 +179,9 @@ func (n *Node) announce(ctx context.Context) error {
 		return fmt.Errorf("subscribe announcements: %w", err)
 	}
 	go func() {
-		t := time.NewTicker(n.cfg.AnnounceInterval)
+		// Idle, the loop sleeps until the next announcement is due; a lease or an owner decision
+		// (announceWake) wakes it at once.
+		t := time.NewTimer(n.cfg.AnnounceInterval)
 		defer t.Stop()
 		var last Announcement
 		var lastAt time.Time
@@ -201,10 +203,16 @@ func (n *Node) announce(ctx context.Context) error {
 				}
 				last, lastAt = me, now
 			}
+			every := n.cfg.AnnounceInterval
+			if idle {
+				every = max(every, lastAt.Add(idleAnnounceEvery).Sub(time.Now()))
+			}
+			t.Reset(every)
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			case <-n.announceWake:
 			}
 		}
 	}()

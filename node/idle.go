@@ -19,17 +19,21 @@ import (
 //	coordinator reconcile     on a job change   on a job change (and a safety pass every second)
 //	coordinator lease tick    every 500 ms      every 2 s (node/work)
 //	activity gossip           every second      when it changed, at least every idlePublishEvery
-//	announcements             every second      when they changed, at least every idleAnnounceEvery
+//	announcements             every second      every idleAnnounceEvery, and at once on a lease or an owner decision
 //	owner sensors             every 200 ms      every idleOwnerEvery, and at once on a lease
+//	  with --dedicated        every dedicatedOwnerEvery (schedule and temperature only)
 //	Go scheduler              GOMAXPROCS        1 P (idleProcs): no second thread woken per event
 //	API token watch           every 200 ms until known, then every tokenEvery
 //	compute child             running           exits after childIdleExit (the next chunk starts it)
-//	raft (consensus)          heartbeats every 100–200 ms, AppendEntries every Commit (250 ms)
+//	raft (consensus)          heartbeats every 200–400 ms; an AppendEntries every Commit (2 s)
+//	                          or, after writes, a trailing barrier (consensus/trailer.go)
 const (
 	idlePublishEvery = 10 * time.Second
 	idleOwnerEvery   = 3 * time.Second
-	tokenEvery       = 5 * time.Second
-	childIdleExit    = 20 * time.Second
+	// dedicatedOwnerEvery: a --dedicated node's owner loop, busy or not (the owner rules are off).
+	dedicatedOwnerEvery = 5 * time.Second
+	tokenEvery          = 5 * time.Second
+	childIdleExit       = 20 * time.Second
 	// idleAnnounceEvery: an idle node's announcements, when nothing changed (announce).
 	idleAnnounceEvery = 5 * time.Second
 	// maxAnnounceEvery bounds the interval a peer may claim (decodeAnnouncement).

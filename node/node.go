@@ -64,6 +64,7 @@ type Node struct {
 	wakeCoord     atomic.Pointer[work.Coordinator] // n.coord once it exists, for jobsChanged
 	wakeWorker    atomic.Pointer[work.Worker]      // n.worker once it exists, for jobsChanged
 	ownerWake     chan struct{}                    // read the owner's sensors now (a chunk arrived)
+	announceWake  chan struct{}                    // announce now if it changed (a chunk arrived, an owner decision)
 
 	pubMu    sync.Mutex // guards the last activity published (publishActivity)
 	lastPub  []byte     // without its time
@@ -95,7 +96,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{}),
-		ownerWake: make(chan struct{}, 1), fatal: make(chan error, 1)}
+		ownerWake: make(chan struct{}, 1), announceWake: make(chan struct{}, 1), fatal: make(chan error, 1)}
 	// What is opened is closed again, newest first, if a later step fails.
 	var undo cleanups
 	defer func() {
@@ -309,7 +310,7 @@ func (n *Node) Run(ctx context.Context) error {
 			Runner:  r,
 			Owner:   n.owner.get,
 			Crashed: n.crash.Load,
-			Leased:  func() { poke(n.ownerWake) },
+			Leased:  func() { poke(n.ownerWake); poke(n.announceWake) },
 			Prepare: n.prepareChunk,
 			Logger:  n.log,
 		})

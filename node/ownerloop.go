@@ -90,9 +90,13 @@ func (n *Node) runOwnerPolicy(ctx context.Context) {
 			n.applyOwner(d)
 		}
 		// Without a chunk in hand a decision only shows in status: read less often (the
-		// worker wakes this loop when a chunk arrives).
+		// worker wakes this loop when a chunk arrives). A dedicated machine ignores its
+		// owner: only the schedule and the temperature limits decide, and both move slowly.
 		every := ownerEvery
-		if n.worker == nil || !n.worker.Busy() {
+		switch {
+		case n.cfg.Owner.Dedicated:
+			every = dedicatedOwnerEvery
+		case n.worker == nil || !n.worker.Busy():
 			every = idleOwnerEvery
 		}
 		procs.set(n, n.worker != nil && n.worker.Idle())
@@ -109,6 +113,7 @@ func (n *Node) runOwnerPolicy(ctx context.Context) {
 // applyOwner makes the compute process follow a decision.
 func (n *Node) applyOwner(d owner.Decision) {
 	n.log.Info("owner policy decision", "state", d.State, "reason", d.Reason, "throttle", d.Throttle)
+	poke(n.announceWake)
 	switch d.State {
 	case owner.StatePaused:
 		n.runner.Pause()
