@@ -233,6 +233,7 @@ type Timings struct {
 	Commit          time.Duration // leader: raft's CommitTimeout (an AppendEntries per follower every Commit–2·Commit)
 	Trail           time.Duration // leader: applied index still this long: a barrier tells followers the commit (trailer.go)
 	FailoverStagger time.Duration // fast failover: delay between surviving voters' elections, by rank
+	Redial          time.Duration // fast failover: deadline of the redial of a leader whose connection closed
 	Silence         time.Duration // silence watch: leader unheard this long is probed (silence.go)
 	SilenceProbe    time.Duration // silence watch: deadline of the probe of a silent leader
 	SilenceAgree    time.Duration // silence watch: another voter agrees when unheard this long (> the heartbeat gap H/5)
@@ -257,11 +258,11 @@ type Timings struct {
 // and, with nothing to send, an AppendEntries every Commit to 2·Commit
 // (raft's replication loop wakes on CommitTimeout); each is a message over
 // an encrypted libp2p stream, and every message wakes both Go runtimes, so
-// both set the idle CPU of every node. With H = 2s and Commit = 2s that is
-// about 3.7 small messages a second per follower (it was ~90 at H = 300ms,
+// both set the idle CPU of every node. With H = 3s and Commit = 5s that is
+// about 2.4 small messages a second per follower (it was ~90 at H = 300ms,
 // Commit = 10ms: 2–3% of a core on a follower, 7–10% on the leader of 5
-// nodes; ~9 at H = 1s, Commit = 250ms: 1.1% on the leader of 3, measured
-// with scripts/bench-idle; docs/internals.md has the figures). Commit no
+// nodes; ~9 at H = 1s, Commit = 250ms: 1.2% on the leader of 3, 0.5% now,
+// measured with scripts/bench-idle; docs/internals.md has the figures). Commit no
 // longer bounds how late a follower learns that an entry is committed: the
 // leader trails each burst of writes with a barrier entry after Trail
 // (trailer.go), and a forwarded write, whose proposer waits to apply it
@@ -274,24 +275,23 @@ type Timings struct {
 // CPU saturation a Go process at normal priority sees scheduling gaps of
 // 50ms and more (docs/design.md §7), and a leader whose lease was 200ms was
 // measured to miss contact for 230–260ms and step down. Hence long timeouts:
-// H = E = 2s, L = 1s (raft requires L ≤ H ≤ E): a follower tolerates stalls
-// of well over a second, the leader ~600ms on top of the heartbeat interval
-// (a 500ms lease, with heartbeats every 100–200ms, still let a stalled
-// leader step down: 15 elections in 5 minutes with 8 busy loops on 2 cores
-// and a 5-node cluster on them). L stays 1s rather than H because the
-// closed-connection path uses it (fastfail.go: its redial waits L/2).
+// H = E = 3s, L = 1.5s (raft requires L ≤ H ≤ E): a follower tolerates
+// stalls of seconds, the leader ~900ms on top of the heartbeat interval
+// (300–600ms; a 500ms lease, with heartbeats every 100–200ms, still let a
+// stalled leader step down: 15 elections in 5 minutes with 8 busy loops on 2
+// cores and a 5-node cluster on them).
 //
 // Failover speed does not come from these timeouts (raft alone replaces a
 // silent leader after 2H to 3H with pre-vote: 2.2–2.3 s measured at H = 1s),
 // but from two detectors beside them. The silence watch (silence.go) probes
-// a leader unheard for Silence (600 ms: more than the longest heartbeat gap,
+// a leader unheard for Silence (750 ms: more than the longest heartbeat gap,
 // H/5) on a stream of its own within SilenceProbe (150 ms), asks the other
 // voters meanwhile and, without an answer from the leader and with a
-// majority that has not heard it for SilenceAgree (450 ms) either, starts an
+// majority that has not heard it for SilenceAgree (650 ms) either, starts an
 // election at once: a cut cable, a closed lid or a power cut is
-// replaced in ~0.7 s (worst ~1 s). The closed connection of a killed leader
+// replaced in ~0.8 s (worst ~1 s). The closed connection of a killed leader
 // (fastfail.go) is faster still where it is seen: its kernel closes its
-// sockets, the survivors confirm by a redial that it is gone, and the first
+// sockets, the survivors confirm by a redial (Redial) that it is gone, and the first
 // surviving voter in peer-ID order starts an election immediately as in a
 // leadership transfer (others follow at FailoverStagger steps if no leader
 // appears). docs/internals.md has the measurements.
@@ -301,15 +301,16 @@ func DefaultTimings(m float64) Timings {
 	}
 	d := func(base time.Duration) time.Duration { return time.Duration(float64(base) * m) }
 	return Timings{
-		Heartbeat:       d(2 * time.Second),
-		Election:        d(2 * time.Second),
-		LeaderLease:     d(1 * time.Second),
-		Commit:          d(2 * time.Second),
+		Heartbeat:       d(3 * time.Second),
+		Election:        d(3 * time.Second),
+		LeaderLease:     d(1500 * time.Millisecond),
+		Commit:          d(5 * time.Second),
 		Trail:           d(50 * time.Millisecond),
 		FailoverStagger: d(250 * time.Millisecond),
-		Silence:         d(600 * time.Millisecond),
+		Redial:          d(500 * time.Millisecond),
+		Silence:         d(750 * time.Millisecond),
 		SilenceProbe:    d(150 * time.Millisecond),
-		SilenceAgree:    d(450 * time.Millisecond),
+		SilenceAgree:    d(650 * time.Millisecond),
 		SilencePoll:     d(50 * time.Millisecond),
 		Poll:            d(150 * time.Millisecond),
 		MemberPoll:      d(1 * time.Second),

@@ -25,7 +25,7 @@ import (
 //     heartbeat and election timeouts to the leader lease (raft's
 //     ReloadConfig; the lease is the lower bound raft accepts) until a new
 //     leader is known, then restores them. This alone would take L to 2L.
-//  2. It redials the leader (within half a lease). A live leader answers
+//  2. It redials the leader (within Redial, 500 ms). A live leader answers
 //     (a spurious disconnect costs nothing more: normal timeouts again); a
 //     dead one refuses at once over TCP (connection refused or reset) and
 //     stays silent over QUIC, so a dial that fails either way counts as
@@ -119,7 +119,7 @@ func (r *Raft) waitUntil(t time.Time, cond func() bool) {
 }
 
 // leaderGone redials p: gone is true if the dial failed (refused, reset,
-// or no answer within half a lease: a killed process's QUIC address never
+// or no answer within Redial: a killed process's QUIC address never
 // refuses), answered if it succeeded. The dial backoff a failed dial leaves
 // is cleared, so that a restarted leader is not kept waiting.
 func (r *Raft) leaderGone(p peer.ID) (gone, answered bool) {
@@ -139,7 +139,7 @@ func (r *Raft) leaderGone(p peer.ID) (gone, answered bool) {
 		// answering for it.
 		sw.Backoff().Clear(p)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.t.LeaderLease/2)
+	ctx, cancel := context.WithTimeout(context.Background(), r.t.Redial)
 	defer cancel()
 	go func() { // Shutdown cancels the dial rather than wait for it
 		select {

@@ -23,9 +23,9 @@ import (
 // The silence watch is a cheap failure detector beside raft's timer. A
 // voting follower reads raft's last contact with its leader (a memory read)
 // when Silence would have passed since then (at most every SilencePoll).
-// The leader heartbeats every follower every H/10 to H/5 (200–400 ms), so
-// once Silence (600 ms) has passed without contact, a heartbeat is overdue
-// by at least 200 ms:
+// The leader heartbeats every follower every H/10 to H/5 (300–600 ms), so
+// once Silence (750 ms) has passed without contact, a heartbeat is overdue
+// by at least 150 ms:
 //
 //  1. The follower asks, at once and on streams of their own, the leader
 //     and the other voters for their stats (/hydra/cluster/stats/1.0.0,
@@ -34,7 +34,7 @@ import (
 //     nothing happens.
 //  2. Otherwise, if a majority of the voters (this node included, the
 //     leader not) has not heard the leader for at least SilenceAgree
-//     (450 ms, more than a heartbeat gap) either, the leader is gone for the
+//     (650 ms, more than a heartbeat gap) either, the leader is gone for the
 //     cluster, not just for this node: the surviving voters, newest log
 //     first and then in peer-ID order (freshRank: a voter that missed the
 //     last entries would be refused, and the next would wait a stagger),
@@ -45,14 +45,14 @@ import (
 //     others, and raft's own timer with pre-vote decides (a node cut off
 //     alone never moves the term).
 //
-// Failover takes Silence + at most SilenceProbe + an election round trip,
-// about 0.7 s on a LAN (docs/internals.md has the measurements). A killed
+// Failover takes up to Silence + SilenceProbe + an election round trip,
+// about 0.8 s on a LAN (docs/internals.md has the measurements). A killed
 // leader is often faster still (fastfail.go).
 //
 // Why not a short leader lease and timeouts instead: a leader steps down
 // when it has not heard a quorum for its lease, and under CPU saturation a
 // stalled leader process did exactly that with a lease of 500 ms (15
-// elections in 5 minutes with 8 busy loops on 2 cores). The lease is 1 s
+// elections in 5 minutes with 8 busy loops on 2 cores). The lease is 1.5 s
 // now, and speed comes from this watch, which asks the other voters
 // before it acts. It adds no message while the leader is heard, and a few
 // small calls when it is not.

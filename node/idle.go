@@ -25,7 +25,7 @@ import (
 //	Go scheduler              GOMAXPROCS        1 P (idleProcs): no second thread woken per event
 //	API token watch           every 200 ms until known, then every tokenEvery
 //	compute child             running           exits after childIdleExit (the next chunk starts it)
-//	raft (consensus)          heartbeats every 200–400 ms; an AppendEntries every Commit (2 s)
+//	raft (consensus)          heartbeats every 300–600 ms; an AppendEntries every Commit (5 s)
 //	                          or, after writes, a trailing barrier (consensus/trailer.go)
 const (
 	idlePublishEvery = 10 * time.Second
