@@ -29,6 +29,12 @@ const (
 	adoptGrace     = time.Second            // a new coordinator hears every worker before leasing
 	evictEvery     = time.Minute
 	publishEvery   = time.Second
+	// idleEvery paces the reconcile safety pass and the activity publish while the leadership has
+	// no job and no lease: a job change wakes the coordinator at once (co.wake).
+	idleEvery = 10 * time.Second
+	// idleWorkerSilence: a worker told there is no job syncs only every idleSyncEvery, so with no
+	// job a node is gone after this long; once a job appears, workerSilence counts from then.
+	idleWorkerSilence = 3 * idleSyncEvery
 )
 
 // Jobs is the replicated job state as the coordinator reads it (this
@@ -116,6 +122,7 @@ type leadership struct {
 	sched    *compute.Scheduler
 	jobs     map[string]bool            // jobs known to the scheduler
 	lastSeen map[string]time.Time       // node → last sync
+	busyAt   time.Time                  // when the first job came after none (tick: idle workers' silence)
 	paused   map[string]bool            // nodes whose last sync said they are paused
 	began    time.Time                  // the term's start
 	offsets  map[string]time.Duration   // node → its clock minus ours, from its last sync
@@ -191,13 +198,22 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 	}
 	defer wg.Wait()
 
-	rec := time.NewTicker(reconcileEvery)
+	rec := time.NewTimer(reconcileEvery)
 	soon := time.NewTimer(reconcileGap) // the reconcile a burst of job changes put off
 	soon.Stop()
 	defer soon.Stop()
 	tick := time.NewTimer(tickEvery)
 	evict := time.NewTicker(evictEvery)
-	publish := time.NewTicker(publishEvery)
+	publish := time.NewTimer(publishEvery)
+	// With no job and no lease the reconcile and publish timers run at idleEvery; a job change puts
+	// them back at once.
+	idle := false
+	every := func(busy time.Duration) time.Duration {
+		if idle = c.tickInterval() == idleTickEvery; idle {
+			return idleEvery
+		}
+		return busy
+	}
 	defer publish.Stop()
 	defer rec.Stop()
 	defer tick.Stop()
@@ -208,6 +224,11 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 			c.log.Info("coordinator stopped", "term", c.term)
 			return
 		case <-co.wake:
+			if idle {
+				idle = false
+				rec.Reset(reconcileEvery)
+				publish.Reset(publishEvery)
+			}
 			// Every submit wakes the coordinator, and a reconcile reads every unfinished job: while
 			// jobs arrive faster than reconcileGap, one reconcile per gap takes them all in (a
 			// worker that finds nothing to do reconciles at once: sync).
@@ -220,6 +241,7 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 			c.reconcileIfChanged(now)
 		case now := <-rec.C:
 			c.reconcileIfChanged(now)
+			rec.Reset(every(reconcileEvery))
 		case now := <-tick.C:
 			c.tick(now)
 			tick.Reset(c.tickInterval())
@@ -227,6 +249,7 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 			c.evict(ctx, now)
 		case now := <-publish.C:
 			c.publishActivity(ctx, now)
+			publish.Reset(every(publishEvery))
 		}
 	}
 }

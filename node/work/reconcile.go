@@ -111,8 +111,15 @@ func (c *leadership) tick(now time.Time) {
 	for _, ev := range c.sched.Tick(now) {
 		c.log.Info("lease expired", "lease", ev.Lease.ID, "node", ev.Lease.Node, "job", ev.Lease.Job, "range", ev.Lease.Range)
 	}
+	limit := workerSilence
+	if len(c.jobs) == 0 {
+		limit = idleWorkerSilence // its workers sync only every idleSyncEvery
+	}
 	for node, seen := range c.lastSeen {
-		if now.Sub(seen) > workerSilence {
+		if c.busyAt.After(seen) {
+			seen = c.busyAt // idle until a job came: its workers, woken, sync now
+		}
+		if now.Sub(seen) > limit {
 			c.nodeGoneLocked(node, now)
 		}
 	}
@@ -181,6 +188,9 @@ func (c *leadership) schedule(u compute.UnfinishedJob) {
 	if err := c.sched.AddJob(u.ID, u.Spec, u.Pending, u.State == compute.StateRunning); err != nil {
 		c.log.Error("add job to scheduler", "job", u.ID, "err", err)
 		return
+	}
+	if len(c.jobs) == 0 {
+		c.busyAt = time.Now()
 	}
 	c.jobs[u.ID] = true
 	c.log.Info("scheduling job", "job", u.ID, "kind", u.Spec.Kind, "pending_ranges", len(u.Pending))

@@ -20,7 +20,7 @@ import (
 // Worker timings.
 const (
 	syncEvery     = 500 * time.Millisecond // progress reports and polling for work
-	idleSyncEvery = 2 * time.Second        // nothing in hand and no job: below workerSilence, so the worker stays known
+	idleSyncEvery = 10 * time.Second       // nothing in hand and no job: a safety net (Wake syncs at once); see idleWorkerSilence
 	prefetchDepth = 2                      // one chunk in hand, one queued
 	shortDepth    = 8                      // in hand and queued while chunks are short (compute's MaxShortLeases)
 	shortChunk    = 20 * time.Millisecond  // a chunk this quick leaves the worker waiting on its exchanges
