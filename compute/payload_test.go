@@ -1,0 +1,69 @@
+package compute
+
+import (
+	"bytes"
+	stdflate "compress/flate"
+	"encoding/binary"
+	"io"
+	"slices"
+	"testing"
+)
+
+// stdMandelPayload encodes counts as EncodeMandelPayload's format with the standard library's
+// deflate: what nodes built before the codec changed wrote into raft logs and job stores.
+func stdMandelPayload(t *testing.T, counts []uint32) []byte {
+	t.Helper()
+	var raw []byte
+	prev := int64(0)
+	for _, c := range counts {
+		d := int64(c) - prev
+		raw = binary.AppendUvarint(raw, uint64(d<<1)^uint64(d>>63))
+		prev = int64(c)
+	}
+	out := []byte{payloadFormat}
+	out = binary.AppendUvarint(out, uint64(len(counts)))
+	var b bytes.Buffer
+	w, err := stdflate.NewWriter(&b, stdflate.BestSpeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(raw)
+	w.Close()
+	return append(out, b.Bytes()...)
+}
+
+// The Mandelbrot payload is standard deflate both ways: results written by the standard
+// library's encoder (older nodes, stored entries) decode to the same counts, and a payload
+// written now inflates with the standard library to the same delta stream.
+func TestMandelPayloadStandardDeflate(t *testing.T) {
+	p := MandelParams{CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.02, Width: 512, Height: 288, MaxIter: 2000}
+	counts := make([]uint32, 16*p.Width)
+	if err := MandelRows(p, 130, 146, counts); err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeMandelPayload(stdMandelPayload(t, counts), len(counts), 2000)
+	if err != nil {
+		t.Fatalf("decode a standard-library payload: %v", err)
+	}
+	if !slices.Equal(got, counts) {
+		t.Fatal("a standard-library payload decodes to other counts")
+	}
+
+	ours := EncodeMandelPayload(counts)
+	std := stdMandelPayload(t, counts)
+	hdr := 1 + binary.PutUvarint(make([]byte, binary.MaxVarintLen64), uint64(len(counts)))
+	if !bytes.Equal(ours[:hdr], std[:hdr]) {
+		t.Fatalf("headers differ: %x vs %x", ours[:hdr], std[:hdr])
+	}
+	a, err := io.ReadAll(stdflate.NewReader(bytes.NewReader(ours[hdr:])))
+	if err != nil {
+		t.Fatalf("the standard library cannot inflate a payload: %v", err)
+	}
+	b, err := io.ReadAll(stdflate.NewReader(bytes.NewReader(std[hdr:])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatal("the two encoders deflate different delta streams")
+	}
+}
