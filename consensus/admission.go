@@ -209,6 +209,9 @@ func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
 	if err != nil {
 		return err
 	}
+	if cmd.Op == OpBatch {
+		return fmt.Errorf("%w: a batch entry is built by the leader's group commit only", ErrForbidden)
+	}
 	if from == r.id || checksOff {
 		return nil
 	}

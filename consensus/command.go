@@ -43,12 +43,16 @@ const (
 	OpAdmit Op = 0x0a
 	// OpSettings replaces the cluster's Settings (SettingsChange).
 	OpSettings Op = 0x0b
+	// OpBatch carries several App commands in one entry (group commit,
+	// batch.go); its payload is binary, not JSON. Only the leader's group
+	// commit builds it: a proposed OpBatch is refused.
+	OpBatch Op = 0x0c
 	// OpAppFirst is the first op routed to the App (the job state).
 	OpAppFirst Op = 0x40
 )
 
 func (o Op) known() bool {
-	return (o >= OpInit && o <= OpSettings) || o >= OpAppFirst
+	return (o >= OpInit && o <= OpBatch) || o >= OpAppFirst
 }
 
 // String names the op for logs.
@@ -76,6 +80,8 @@ func (o Op) String() string {
 		return "admit"
 	case OpSettings:
 		return "settings"
+	case OpBatch:
+		return "batch"
 	}
 	if o >= OpAppFirst {
 		return fmt.Sprintf("app-0x%02x", byte(o))
@@ -118,13 +124,13 @@ func EncodeCommand(c Command) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s", ErrCommandOp, c.Op)
 	}
 	p := c.Payload
-	if len(p) == 0 && c.Op < OpAppFirst {
+	if len(p) == 0 && c.Op < OpAppFirst && c.Op != OpBatch {
 		p = []byte("null")
 	}
 	if 2+len(p) > wire.MaxLogEntry {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrCommandTooLarge, 2+len(p), wire.MaxLogEntry)
 	}
-	if c.Op < OpAppFirst && !json.Valid(p) {
+	if c.Op < OpAppFirst && c.Op != OpBatch && !json.Valid(p) {
 		return nil, fmt.Errorf("%w: payload is not JSON", ErrCommandMalformed)
 	}
 	b := make([]byte, 0, 2+len(p))
@@ -149,7 +155,7 @@ func DecodeCommand(b []byte) (Command, error) {
 	if !op.known() {
 		return Command{}, fmt.Errorf("%w: %s", ErrCommandOp, op)
 	}
-	if op < OpAppFirst && !json.Valid(b[2:]) {
+	if op < OpAppFirst && op != OpBatch && !json.Valid(b[2:]) {
 		return Command{}, fmt.Errorf("%w: %s payload is not JSON", ErrCommandMalformed, op)
 	}
 	return Command{Op: op, Payload: b[2:]}, nil

@@ -66,6 +66,9 @@ func (r *Raft) Apply(ctx context.Context, cmd Command) (json.RawMessage, error) 
 }
 
 func (r *Raft) apply(ctx context.Context, cmd Command, auth string) (json.RawMessage, error) {
+	if cmd.Op == OpBatch {
+		return nil, fmt.Errorf("%w: %w: a batch entry is built by the group commit only", ErrRejected, ErrForbidden)
+	}
 	data, err := EncodeCommand(cmd)
 	if err != nil {
 		return nil, err
@@ -129,20 +132,40 @@ func (r *Raft) applyOnce(ctx context.Context, data []byte, auth string) (applyRe
 }
 
 // applyLocal proposes data on this node, which must be the leader. It waits
-// until the entry is committed and applied here, or ctx ends.
+// until the entry is committed and applied here, or ctx ends. App commands
+// go through the group commit (batch.go), with others proposed at about the
+// same time.
 func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, error) {
-	f := r.raft.Apply(data, r.t.Apply)
-	done := make(chan struct{})
-	go func() {
-		_ = f.Error()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return applyResponse{}, ctx.Err()
+	var (
+		index uint64
+		resp  any
+		err   error
+	)
+	if len(data) > 1 && Op(data[1]) >= OpAppFirst {
+		index, resp, err = r.propose(ctx, data)
+	} else {
+		f := r.raft.Apply(data, r.t.Apply)
+		done := make(chan struct{})
+		go func() {
+			_ = f.Error()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return applyResponse{}, ctx.Err()
+		}
+		if err = f.Error(); err == nil {
+			index, resp = f.Index(), f.Response()
+		}
 	}
-	if err := f.Error(); err != nil {
+	return response(index, resp, err)
+}
+
+// response makes the answer to a proposal of the entry at index: resp is the FSM's result for
+// it (an error value: refused), err why it was not committed.
+func response(index uint64, resp any, err error) (applyResponse, error) {
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 			errors.Is(err, raft.ErrLeadershipTransferInProgress):
@@ -152,8 +175,8 @@ func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, erro
 		}
 		return applyResponse{}, err
 	}
-	out := applyResponse{Index: f.Index()}
-	switch v := f.Response().(type) {
+	out := applyResponse{Index: index}
+	switch v := resp.(type) {
 	case error:
 		if errors.Is(v, ErrRejected) {
 			return applyResponse{}, v

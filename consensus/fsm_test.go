@@ -216,6 +216,7 @@ func FuzzFSMApply(f *testing.F) {
 	f.Add([]byte{1, byte(OpNodeRemove), '{', '}'})
 	f.Add([]byte{1, byte(OpInit), '{', '}'})
 	f.Add([]byte{1, 0x41, '1'})
+	f.Add(encodeBatch([][]byte{{1, 0x40, '"', 'a', '"'}, {1, 0x41, '1'}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fsm := NewFSM(&testApp{})
 		apply(fsm, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t"}))

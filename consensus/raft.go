@@ -56,9 +56,11 @@ type Raft struct {
 	leading bool
 	hooks   []func(context.Context)
 
-	trailKick    *kicker     // an entry was applied: the leader's trailer (trailer.go)
-	appliedKick  *kicker     // an entry was applied: recordApplied (replay.go)
-	silenceKick  *kicker     // leadership lost: the silence watch looks now (silence.go)
+	trailKick   *kicker // an entry was applied: the leader's trailer (trailer.go)
+	appliedKick *kicker // an entry was applied: recordApplied (replay.go)
+	silenceKick *kicker // leadership lost: the silence watch looks now (silence.go)
+	group       grouper // group commit of App commands (batch.go)
+
 	fastFailover atomic.Bool // timeouts shortened after the leader's connection closed
 	watch        network.Notifiee
 

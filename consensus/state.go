@@ -92,6 +92,9 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 	if cmd.Op >= OpMemberAdd && cmd.Op <= OpAdmit {
 		return applyMembership(st, cmd.Op, cmd.Payload)
 	}
+	if cmd.Op == OpBatch {
+		return applyBatch(app, cmd.Payload, index)
+	}
 	if cmd.Op >= OpAppFirst {
 		if app == nil {
 			return rejectf("op %s: no application state on this node", cmd.Op)
