@@ -150,6 +150,31 @@ func (n *Node) applyJob(ctx context.Context, cmd any) (json.RawMessage, error) {
 	return n.raft.Apply(ctx, c)
 }
 
+// applyJobs proposes job-state commands together (consensus.Raft.ApplyGroup:
+// they share raft entries on the leader) and returns each one's JSON result or
+// error. Admin commands are not grouped: they go through applyJob.
+func (n *Node) applyJobs(ctx context.Context, cmds []any) ([]json.RawMessage, []error) {
+	out, errs := make([]json.RawMessage, len(cmds)), make([]error, len(cmds))
+	var group []consensus.Command
+	var at []int
+	for i, cmd := range cmds {
+		op, payload, err := compute.EncodeCommand(cmd)
+		switch {
+		case err != nil:
+			errs[i] = err
+		case slices.Contains(adminOps, consensus.Op(op)):
+			out[i], errs[i] = n.applyJob(ctx, cmd)
+		default:
+			group, at = append(group, consensus.Command{Op: consensus.Op(op), Payload: payload}), append(at, i)
+		}
+	}
+	raws, gerrs := n.raft.ApplyGroup(ctx, group)
+	for k, i := range at {
+		out[i], errs[i] = raws[k], gerrs[k]
+	}
+	return out, errs
+}
+
 // adminOps are the job-state commands only an admin may propose
 // (consensus.Config.AdminOps): the credential of the HTTP request goes with
 // them to the leader.

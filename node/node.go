@@ -209,6 +209,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Audits:      jobs,
 		AuditPolicy: audit.Policy{TrustAfter: cfg.AuditTrustAfter},
 		Apply:       n.applyJob,
+		ApplyGroup:  n.applyJobs,
 		IsMember:    n.isMember,
 		Publish:     n.publishActivity,
 		Settings:    func() consensus.Settings { return r.State().EffectiveSettings() },

@@ -330,30 +330,35 @@ func (c *leadership) releaseAuditLocked(id uint64, node string) {
 	}
 }
 
-// commitAudit applies an auditor's answer.
-func (c *leadership) commitAudit(ctx context.Context, node string, r result) error {
-	cmd := compute.Audit{Time: time.Now(), Job: r.Job, ID: r.Audit.ID, Auditor: node, Seconds: r.Seconds}
-	if r.Audit.Full {
-		cmd.Payload, cmd.Root = r.Payload, r.Root
-	} else {
-		cmd.Leaves = r.Audit.Leaves
+// auditsAnswered settles audit answers after their commands were proposed
+// (raws and errs: their results): answered, or refused (a lease from before
+// a dispute, say), either way an audit is no longer its auditor's, and the
+// tasks are reread before it is leased again, so that no stale task goes out
+// twice. It returns an error per answer.
+func (c *leadership) auditsAnswered(audits []pendingAudit, raws []json.RawMessage, errs []error) []error {
+	if len(audits) == 0 {
+		return nil
 	}
-	raw, err := c.cfg.Apply(ctx, cmd)
-	// Answered, or refused (a lease from before a dispute, say): either way
-	// the audit is no longer node's, and the tasks are reread before it is
-	// leased again, so that no stale task goes out twice.
+	answered := make(map[uint64]bool, len(audits))
 	c.mu.Lock()
-	if l := c.auditLeases[r.Audit.ID]; l != nil && l.node == node {
-		delete(c.auditLeases, r.Audit.ID)
+	for _, a := range audits {
+		if l := c.auditLeases[a.r.Audit.ID]; l != nil && l.node == a.node {
+			delete(c.auditLeases, a.r.Audit.ID)
+		}
+		answered[a.r.Audit.ID] = true
 	}
-	c.auditTasks = slices.DeleteFunc(c.auditTasks, func(t compute.AuditTask) bool { return t.ID == r.Audit.ID })
+	c.auditTasks = slices.DeleteFunc(c.auditTasks, func(t compute.AuditTask) bool { return answered[t.ID] })
 	c.auditsDirty.Store(true)
 	c.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("commit audit %d: %w", r.Audit.ID, err)
+	out := make([]error, len(audits))
+	for i, a := range audits {
+		if errs[i] != nil {
+			out[i] = fmt.Errorf("commit audit %d: %w", a.r.Audit.ID, errs[i])
+			continue
+		}
+		c.auditOutcome(raws[i], a.node)
 	}
-	c.auditOutcome(raw, node)
-	return nil
+	return out
 }
 
 // corrupt, when set (builds with the cheat tag only: cheat.go), rewrites a

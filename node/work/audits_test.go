@@ -23,6 +23,7 @@ type fakeAudits struct {
 	tasks   []compute.AuditTask
 	waiting []compute.ChunkRef // chunks waiting for a challenge
 	applied []any              // every command applied
+	groups  [][]any            // the commands of every ApplyGroup call
 }
 
 func (f *fakeAudits) Unchallenged(int) []compute.ChunkRef {
@@ -54,10 +55,26 @@ func (f *fakeAudits) apply(_ context.Context, cmd any) (json.RawMessage, error) 
 
 func auditLeadership(t *testing.T, audits *fakeAudits, log *slog.Logger) *leadership {
 	t.Helper()
-	co := NewCoordinator(CoordinatorConfig{Jobs: fakeJobs{}, Audits: audits, Apply: audits.apply, Logger: log})
+	co := NewCoordinator(CoordinatorConfig{Jobs: fakeJobs{}, Audits: audits, Apply: audits.apply, ApplyGroup: audits.applyGroup, Logger: log})
 	c := co.newLeadership(context.Background(), 3, time.Second)
 	c.leaseAt, c.repairAt = time.Time{}, time.Now().Add(time.Hour) // leases at once; no reconcile
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.committer(ctx) }() // results and audit answers go through it
+	t.Cleanup(func() { cancel(); <-done })
 	return c
+}
+
+// applyGroup applies cmds one by one, recording them as one group.
+func (f *fakeAudits) applyGroup(ctx context.Context, cmds []any) ([]json.RawMessage, []error) {
+	f.mu.Lock()
+	f.groups = append(f.groups, slices.Clone(cmds))
+	f.mu.Unlock()
+	raws, errs := make([]json.RawMessage, len(cmds)), make([]error, len(cmds))
+	for i, cmd := range cmds {
+		raws[i], errs[i] = f.apply(ctx, cmd)
+	}
+	return raws, errs
 }
 
 // nodeID is the node string the coordinator knows a test peer by.
@@ -133,6 +150,43 @@ func TestAnsweredAuditNotLeasedAgain(t *testing.T) {
 	}
 	if got := syncAs(t, c, "c", "amd64"); len(got) != 0 {
 		t.Fatalf("an answered audit was leased to another node: %v", got)
+	}
+}
+
+// TestAuditAnswersCommittedWithResults: an exchange's audit answers go to the committer with its
+// results and are proposed together (one group: they share raft entries), each acknowledged.
+func TestAuditAnswersCommittedWithResults(t *testing.T) {
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "a"), piTask(2, "a")}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	c.leaseAt = time.Now().Add(-time.Second)
+	c.refreshAuditsLocked(time.Now())
+	var answers []result
+	for _, tk := range audits.tasks {
+		c.auditLeases[tk.ID] = &auditLease{node: nodeID("b"), deadline: time.Now().Add(time.Minute)}
+		answers = append(answers, result{Lease: auditLeaseBase + tk.ID, Term: c.term, Chunk: compute.Chunk{Job: tk.Job, Range: tk.Chunk},
+			Audit: &auditAnswer{ID: tk.ID, Leaves: []audit.Hash{{}}}})
+	}
+	// A result of a lease from an earlier term that nobody holds now: committed.
+	res := result{Lease: 7, Term: c.term - 1, Chunk: compute.Chunk{Job: "r", Range: compute.Range{Start: 0, End: 100}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.sync(ctx, peer.ID("b"), &syncRequest{Term: c.term, Results: append([]result{answers[0], res}, answers[1])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(resp.AckedAudits, []uint64{1, 2}) || len(resp.Acked) != 1 {
+		t.Fatalf("acked audits %v and results %v, want audits 1, 2 and the result", resp.AckedAudits, resp.Acked)
+	}
+	audits.mu.Lock()
+	defer audits.mu.Unlock()
+	if len(audits.groups) != 1 || len(audits.groups[0]) != 3 {
+		t.Fatalf("proposed %d groups (%v), want one of the results and both answers", len(audits.groups), audits.groups)
+	}
+	if _, ok := audits.groups[0][0].(compute.Results); !ok {
+		t.Fatalf("the group starts with %T, want the Results", audits.groups[0][0])
+	}
+	if len(c.auditLeases) != 0 || len(c.auditTasks) != 0 {
+		t.Fatalf("answered audits still leased %v or listed %v", c.auditLeases, c.auditTasks)
 	}
 }
 
@@ -237,11 +291,11 @@ func TestResultsCarryTheChallenge(t *testing.T) {
 	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
 	c.lastSeen[nodeID("a")], c.lastSeen[nodeID("b")] = time.Now(), time.Now()
 	item := compute.ChunkResult{Chunk: compute.Chunk{Job: "j", Range: compute.Range{Start: 200, End: 300}}, Node: nodeID("a")}
-	if _, err := c.applyResults(context.Background(), []compute.ChunkResult{item}); err != nil {
+	if _, _, err := c.applyResults(context.Background(), []compute.ChunkResult{item}, nil); err != nil {
 		t.Fatal(err)
 	}
 	audits.waiting = nil
-	if _, err := c.applyResults(context.Background(), []compute.ChunkResult{item}); err != nil {
+	if _, _, err := c.applyResults(context.Background(), []compute.ChunkResult{item}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(audits.applied) != 2 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
 	"github.com/hydra-compute/hydra/wire"
 )
 
@@ -19,37 +20,78 @@ const maxBatchItems = 256
 // together (one disk sync for all of them).
 const commitsInFlight = 4
 
+// ApplyGroup proposes several job-state commands together (they share raft entries on the
+// leader) and returns each one's JSON result or error, in order.
+type ApplyGroup func(ctx context.Context, cmds []any) ([]json.RawMessage, []error)
+
 type commitReq struct {
-	items []compute.ChunkResult
-	done  chan commitRes
+	items  []compute.ChunkResult
+	audits []pendingAudit
+	done   chan commitRes
+}
+
+// pendingAudit is an auditor's answer waiting for the committer.
+type pendingAudit struct {
+	node string
+	r    result
+}
+
+// command is the Audit command of the answer.
+func (a pendingAudit) command(now time.Time) compute.Audit {
+	cmd := compute.Audit{Time: now, Job: a.r.Job, ID: a.r.Audit.ID, Auditor: a.node, Seconds: a.r.Seconds}
+	if a.r.Audit.Full {
+		cmd.Payload, cmd.Root = a.r.Payload, a.r.Root
+	} else {
+		cmd.Leaves = a.r.Audit.Leaves
+	}
+	return cmd
+}
+
+// size bounds the bytes of the answer's command.
+func (a pendingAudit) size() int {
+	return len(a.r.Payload) + len(a.r.Audit.Leaves)*len(audit.Hash{}) + wire.ResultOverhead
 }
 
 type commitRes struct {
-	outcome *compute.ResultsOutcome
-	err     error
+	outcome   *compute.ResultsOutcome
+	auditErrs []error // per audit answer of the request: refused, or not committed
+	err       error
 }
 
 // commit hands items to the committer and waits for their batch.
 func (c *leadership) commit(ctx context.Context, items []compute.ChunkResult) (*compute.ResultsOutcome, error) {
+	out, _, err := c.commitWithAudits(ctx, "", items, nil)
+	return out, err
+}
+
+// commitWithAudits hands items and node's audit answers to the committer and waits for their
+// batch: the outcome of the results, and an error per audit answer (refused or not committed;
+// either way the audit is no longer node's). err is the results' error.
+func (c *leadership) commitWithAudits(ctx context.Context, node string, items []compute.ChunkResult, audits []result) (*compute.ResultsOutcome, []error, error) {
 	req := &commitReq{items: items, done: make(chan commitRes, 1)}
+	for _, r := range audits {
+		req.audits = append(req.audits, pendingAudit{node: node, r: r})
+	}
 	select {
 	case c.commits <- req:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	select {
 	case r := <-req.done:
-		return r.outcome, r.err
+		return r.outcome, r.auditErrs, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 }
 
-// committer batches the results of concurrent syncs (group commit): while
-// commitsInFlight batches are being committed the next one fills. A batch
-// takes whole requests while it holds fewer than maxBatchItems results and
-// wire.MaxBatch bytes; applyResults then cuts it into log entries of at
-// most wire.MaxBatch bytes each.
+// committer batches the results and audit answers of concurrent syncs
+// (group commit): while commitsInFlight batches are being committed the next
+// one fills. A batch takes whole requests while it holds fewer than
+// maxBatchItems results and answers and wire.MaxBatch bytes; applyResults
+// then cuts its results into commands of at most wire.MaxBatch bytes each,
+// proposed together with its audit answers (consensus's group commit puts
+// them in as few log entries as fit).
 func (c *leadership) committer(ctx context.Context) {
 	slots := make(chan struct{}, commitsInFlight)
 	var wg sync.WaitGroup
@@ -67,14 +109,14 @@ func (c *leadership) committer(ctx context.Context) {
 		case r := <-c.commits:
 			batch = append(batch, r)
 		}
-		n, size := len(batch[0].items), batchSize(batch[0].items)
+		n, size := batch[0].count()
 	fill:
 		for n < maxBatchItems && size < wire.MaxBatch {
 			select {
 			case r := <-c.commits:
 				batch = append(batch, r)
-				n += len(r.items)
-				size += batchSize(r.items)
+				rn, rs := r.count()
+				n, size = n+rn, size+rs
 			default:
 				break fill
 			}
@@ -88,45 +130,73 @@ func (c *leadership) committer(ctx context.Context) {
 	}
 }
 
-// commitBatch commits the results of batch's requests together and answers each request.
+// count is the request's results and audit answers, and a bound of their bytes.
+func (r *commitReq) count() (n, size int) {
+	size = batchSize(r.items)
+	for _, a := range r.audits {
+		size += a.size()
+	}
+	return len(r.items) + len(r.audits), size
+}
+
+// commitBatch commits the results and audit answers of batch's requests together and answers
+// each request.
 func (c *leadership) commitBatch(ctx context.Context, batch []*commitReq) {
 	var all []compute.ChunkResult
+	var audits []pendingAudit
 	for _, r := range batch {
 		all = append(all, r.items...)
+		audits = append(audits, r.audits...)
 	}
-	out, err := c.applyResults(ctx, all)
-	off := 0
+	out, auditErrs, err := c.applyResults(ctx, all, audits)
+	off, aoff := 0, 0
 	for _, r := range batch {
-		res := commitRes{err: err}
+		res := commitRes{err: err, auditErrs: auditErrs[aoff : aoff+len(r.audits)]}
 		if err == nil {
 			res.outcome = sliceOutcome(out, off, len(r.items))
 		}
 		off += len(r.items)
+		aoff += len(r.audits)
 		r.done <- res
 	}
 }
 
 // applyResults commits items as one Results command per part of
-// splitBatch, in order, and merges the outcomes (rejection indexes count
-// from the first item). On an error the parts before it stay committed: the
-// workers resubmit everything, and what was committed is refused as a
-// duplicate and acknowledged.
-func (c *leadership) applyResults(ctx context.Context, items []compute.ChunkResult) (*compute.ResultsOutcome, error) {
+// splitBatch, in order, together with the audit answers, and merges the
+// results' outcomes (rejection indexes count from the first item). On an
+// error the parts before it stay committed: the workers resubmit
+// everything, and what was committed is refused as a duplicate and
+// acknowledged. The audits' errors come one per answer.
+func (c *leadership) applyResults(ctx context.Context, items []compute.ChunkResult, audits []pendingAudit) (*compute.ResultsOutcome, []error, error) {
+	now := time.Now()
+	parts := splitBatch(items, wire.MaxBatch)
+	cmds := make([]any, 0, len(parts)+len(audits))
+	for i, part := range parts {
+		cmd := compute.Results{Time: now, Items: part, Audited: c.cfg.Audits != nil}
+		if cmd.Audited {
+			c.resultsAt.Store(now.UnixNano())
+			if i == 0 {
+				// Chunks of earlier entries: no entry of their own. The parts are proposed
+				// together, so one challenge for all (a later part's would name the same).
+				cmd.Challenge = c.carriedChallenge()
+			}
+		}
+		cmds = append(cmds, cmd)
+	}
+	for _, a := range audits {
+		cmds = append(cmds, a.command(now))
+	}
+	raws, errs := c.applyGroup(ctx, cmds)
+	auditErrs := c.auditsAnswered(audits, raws[len(parts):], errs[len(parts):])
 	all := &compute.ResultsOutcome{}
 	off := 0
-	for _, part := range splitBatch(items, wire.MaxBatch) {
-		cmd := compute.Results{Time: time.Now(), Items: part, Audited: c.cfg.Audits != nil}
-		if cmd.Audited {
-			c.resultsAt.Store(time.Now().UnixNano())
-			cmd.Challenge = c.carriedChallenge() // chunks of earlier entries: no entry of their own
-		}
-		raw, err := c.cfg.Apply(ctx, cmd)
-		if err != nil {
-			return nil, err
+	for i, part := range parts {
+		if errs[i] != nil {
+			return nil, auditErrs, errs[i]
 		}
 		var out compute.ResultsOutcome
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return nil, fmt.Errorf("decode results outcome: %w", err)
+		if err := json.Unmarshal(raws[i], &out); err != nil {
+			return nil, auditErrs, fmt.Errorf("decode results outcome: %w", err)
 		}
 		if out.Challenge != nil {
 			if out.Challenge.Audited > 0 {
@@ -142,7 +212,20 @@ func (c *leadership) applyResults(ctx context.Context, items []compute.ChunkResu
 		all.Finished = append(all.Finished, out.Finished...)
 		off += len(part)
 	}
-	return all, nil
+	return all, auditErrs, nil
+}
+
+// applyGroup proposes cmds together (ApplyGroup), or one by one where the coordinator has no
+// ApplyGroup (tests).
+func (c *leadership) applyGroup(ctx context.Context, cmds []any) ([]json.RawMessage, []error) {
+	if c.cfg.ApplyGroup != nil {
+		return c.cfg.ApplyGroup(ctx, cmds)
+	}
+	raws, errs := make([]json.RawMessage, len(cmds)), make([]error, len(cmds))
+	for i, cmd := range cmds {
+		raws[i], errs[i] = c.cfg.Apply(ctx, cmd)
+	}
+	return raws, errs
 }
 
 // splitBatch cuts items into consecutive parts of at most max bytes by

@@ -122,7 +122,7 @@ func TestApplyResults_SplitsBelowTheLogEntryCap(t *testing.T) {
 	if total <= wire.MaxLogEntry {
 		t.Fatalf("the batch (%d bytes) must exceed a log entry (%d) for this test", total, wire.MaxLogEntry)
 	}
-	out, err := c.applyResults(context.Background(), items)
+	out, _, err := c.applyResults(context.Background(), items, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

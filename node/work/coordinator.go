@@ -53,6 +53,8 @@ type CoordinatorConfig struct {
 	Self  peer.ID // this node
 	Jobs  Jobs
 	Apply Apply
+	// ApplyGroup, if set, proposes several commands at once (results with audit answers).
+	ApplyGroup ApplyGroup
 	// Audits is the audit part of the replicated job state; AuditPolicy
 	// the policy this node wants the cluster to run (zero: the defaults).
 	Audits      AuditState

@@ -70,7 +70,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	}
 	items := make([]compute.ChunkResult, 0, len(req.Results))
 	keys := make([]compute.Chunk, 0, len(req.Results))
-	var audits []result // audit answers, committed one by one
+	var audits []result // audit answers, committed with the results
 	var done []leaseDone
 	for _, r := range req.Results {
 		if r.Audit != nil {
@@ -98,18 +98,18 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	}
 	c.mu.Unlock()
 
-	for _, r := range audits {
-		if err := c.commitAudit(ctx, node, r); err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			c.log.Warn("audit answer refused", "node", node, "job", r.Job, "err", err)
+	if len(items) > 0 || len(audits) > 0 {
+		// Results and audit answers go to the committer together (shared raft entries).
+		out, auditErrs, err := c.commitWithAudits(ctx, node, items, audits)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
-		resp.AckedAudits = append(resp.AckedAudits, r.Audit.ID)
-	}
-
-	if len(items) > 0 {
-		out, err := c.commit(ctx, items)
+		for i, r := range audits {
+			if auditErrs[i] != nil {
+				c.log.Warn("audit answer refused", "node", node, "job", r.Job, "err", auditErrs[i])
+			}
+			resp.AckedAudits = append(resp.AckedAudits, r.Audit.ID)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("commit results: %w", err)
 		}
@@ -131,7 +131,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			c.log.Info("job done", "job", id)
 		}
 		c.mu.Unlock()
-		if c.cfg.Audits != nil {
+		if c.cfg.Audits != nil && len(items) > 0 {
 			c.challenge() // the committed chunks count once challenged (and audited)
 		}
 	}
