@@ -54,8 +54,8 @@ type WorkerConfig struct {
 	// Crashed reports a simulated SIGKILL (tests): nothing is handed in
 	// on the way out.
 	Crashed func() bool
-	// Leased, if set, is called when chunks arrive (the owner policy then reads its sensors
-	// often again).
+	// Leased, if set, is called when chunks arrive while the worker had none in hand (the owner
+	// policy then reads its sensors often again).
 	Leased func()
 	// Prepare, if set, readies what a chunk needs on this node before it runs (a WebAssembly
 	// job's module, fetched from a member that has it); an error gives the chunk back.
@@ -337,9 +337,12 @@ func (w *Worker) sync(ctx context.Context) error {
 		w.runner.StopTask()
 	}
 	if len(resp.Leases) > 0 {
+		// Only the first chunks after none in hand wake the owner policy: a worker of short
+		// chunks is leased many times a second, and each wake reads every sensor.
+		wasIdle := w.running == nil && len(w.queue) == 0
 		w.queue = append(w.queue, resp.Leases...)
 		poke(w.wakeCompute)
-		if w.cfg.Leased != nil {
+		if w.cfg.Leased != nil && wasIdle {
 			w.cfg.Leased()
 		}
 	}
