@@ -13,7 +13,7 @@ func TestChunkUnitsValidate(t *testing.T) {
 	mb := func(height int, cu uint64) JobSpec {
 		return JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 8, Height: height, Span: 3, MaxIter: 10}, ChunkUnits: cu}
 	}
-	for _, ok := range []JobSpec{pi(1e9, 0), pi(1e9, MinPiChunkUnits), pi(1e12, maxPiChunk), pi(MinPiChunkUnits, MinPiChunkUnits), mb(100, 1), mb(100, 100)} {
+	for _, ok := range []JobSpec{pi(1e9, 0), pi(1e9, MinPiChunkUnits), pi(1e12, maxPiChunk), pi(MinPiChunkUnits, MinPiChunkUnits), pi(MaxJobChunks*MinPiChunkUnits, MinPiChunkUnits), mb(100, 1), mb(100, 100)} {
 		if err := ok.Validate(); err != nil {
 			t.Errorf("chunk_units %d: %v", ok.ChunkUnits, err)
 		}
@@ -26,6 +26,8 @@ func TestChunkUnitsValidate(t *testing.T) {
 		{pi(1e15, maxPiChunk+1), "outside"},
 		{pi(MinPiChunkUnits, MinPiChunkUnits+1), "more than the job"},
 		{mb(100, 101), "more than the job"},
+		{pi(1e15, MinPiChunkUnits), "at most 100000"},
+		{pi(MaxJobChunks*MinPiChunkUnits+1, MinPiChunkUnits), "makes 100001 chunks"},
 		{JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: testModule, Items: 100, Reduce: ReduceSum}, ChunkUnits: 10}, "pi and mandelbrot only"},
 	} {
 		if err := c.spec.Validate(); err == nil || !strings.HasPrefix(err.Error(), "chunk_units: ") || !strings.Contains(err.Error(), c.want) {

@@ -77,6 +77,12 @@ type JobSpec struct {
 // core) handing a chunk in costs more than computing it.
 const MinPiChunkUnits = 1 << 16
 
+// MaxJobChunks bounds the chunks of a job with ChunkUnits: each is a result, a commitment and
+// a history record kept on every node and in every snapshot (about 100 bytes each: 10 MB for a
+// job at the cap). Without ChunkUnits a job's chunks are sized to the nodes' speed and number a
+// few thousand at most.
+const MaxJobChunks = 100_000
+
 // MaxLeaseChunks bounds the chunks of one lease of a job with ChunkUnits: their results are
 // handed in together, in one exchange (at most 256 results) and one log entry.
 const MaxLeaseChunks = 256
@@ -140,6 +146,9 @@ func (s JobSpec) validateChunkUnits() error {
 	}
 	if u > s.TotalUnits() {
 		return fmt.Errorf("chunk_units: %d is more than the job's %d units", u, s.TotalUnits())
+	}
+	if n := (s.TotalUnits()-1)/u + 1; n > MaxJobChunks {
+		return fmt.Errorf("chunk_units: %d makes %d chunks, at most %d (each is a result stored on every node): take larger chunks or split the job", u, n, MaxJobChunks)
 	}
 	return nil
 }

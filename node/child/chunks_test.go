@@ -20,7 +20,7 @@ func resultParts(res Result) []Part {
 func TestChunkUnitsCutResults(t *testing.T) {
 	r := startRunner(t, "child", 2, 0)
 	const cu = 1 << 16
-	pi := piSpec(1<<40, 9)
+	pi := piSpec(1000*cu, 9)
 	pi.ChunkUnits = cu
 	for i, rg := range []compute.Range{
 		{Start: 0, End: 5 * cu},                                  // whole chunks
