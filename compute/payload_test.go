@@ -10,7 +10,7 @@ import (
 )
 
 // stdMandelPayload encodes counts as EncodeMandelPayload's format with the standard library's
-// deflate: what nodes built before the codec changed wrote into raft logs and job stores.
+// deflate, step by step: a check that a payload is the documented format.
 func stdMandelPayload(t *testing.T, counts []uint32) []byte {
 	t.Helper()
 	var raw []byte
