@@ -79,10 +79,8 @@ def start_workers(addr, limits):
     return procs
 
 
-def children(procs):
-    """The pid of the worker each cpulimit runs (its child), in the order of procs."""
-    out = {}
-    pids = {p.pid: i for i, p in enumerate(procs)}
+def parents():
+    """(pid, parent pid) of every process in /proc."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -91,9 +89,16 @@ def children(procs):
                 st = f.read()
         except OSError:
             continue
-        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        yield int(d), int(st[st.rindex(")") + 2:].split()[1])
+
+
+def children(procs):
+    """The pid of the worker each cpulimit runs (its child), in the order of procs."""
+    out = {}
+    pids = {p.pid: i for i, p in enumerate(procs)}
+    for pid, ppid in parents():
         if ppid in pids:
-            out[pids[ppid]] = int(d)
+            out[pids[ppid]] = pid
     return [out.get(i) for i in range(len(procs))]
 
 
@@ -118,17 +123,10 @@ def kill_all(procs):
     """SIGKILL each cpulimit and the worker it runs (its child), and reap them."""
     import signal
     pids = {p.pid for p in procs}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        if int(st[st.rindex(")") + 2:].split()[1]) in pids:
+    for pid, ppid in parents():
+        if ppid in pids:
             try:
-                os.kill(int(d), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
     for p in procs:
