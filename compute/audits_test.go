@@ -126,9 +126,15 @@ func TestAuditCommitmentChecked(t *testing.T) {
 	c := committedPi(t, "pi", auditSeed, Range{0, 100}, "a", false)
 	c.Root[0] ^= 1
 	noRoot := piChunk("pi", auditSeed, Range{100, 200}, "a") // format 1: no blocks
-	out := st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{c, noRoot}}).(*ResultsOutcome)
-	if out.Accepted != 0 || len(out.Rejected) != 2 {
-		t.Fatalf("results without a valid commitment accepted: %+v", out)
+	// The coordinator refuses both before proposing them (CheckResults)...
+	spec := func(id string) (JobSpec, bool) { j, ok := st.Job(id); return j.Spec, ok }
+	if ok, _, refused := CheckResults([]ChunkResult{c, noRoot}, spec); len(ok) != 0 || len(refused) != 2 {
+		t.Fatalf("results without a valid commitment passed: %+v", refused)
+	}
+	// ...and the job state still refuses a payload it cannot count.
+	out := st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{noRoot}}).(*ResultsOutcome)
+	if out.Accepted != 0 || len(out.Rejected) != 1 {
+		t.Fatalf("a result without blocks accepted: %+v", out)
 	}
 }
 

@@ -1,8 +1,10 @@
 package compute
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hydra-compute/hydra/compute/audit"
 )
@@ -140,6 +142,141 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 		return wasmLeaves(spec.Wasm, r, payload)
 	}
 	return nil, 0, fmt.Errorf("kind %q has no commitment", spec.Kind)
+}
+
+// ResultLeaves returns what the job state keeps of an audited chunk result when it is applied:
+// its leaf count and its π hits or wasm value (0 for Mandelbrot). It validates what it decodes
+// but checks no commitment and hashes nothing: the coordinator checked the result against its
+// root once, before proposing it (CheckCommitment), so the replicas do not each decode and hash
+// every Mandelbrot row again. A Mandelbrot payload is not decoded at all; an audit recomputes
+// its leaves from the stored payload and holds them against the root (docs/audits.md).
+func ResultLeaves(spec JobSpec, r Range, payload []byte) (leaves int, hits uint64, err error) {
+	switch spec.Kind {
+	case KindPi:
+		bh, total, err := DecodePiBlocks(payload, r)
+		return len(bh), total, err
+	case KindMandelbrot:
+		if spec.Mandel == nil {
+			return 0, 0, errors.New("mandelbrot job without parameters")
+		}
+		if r.Empty() || r.Len() > audit.MaxLeaves {
+			return 0, 0, fmt.Errorf("mandelbrot chunk %v: empty or more than %d rows", r, audit.MaxLeaves)
+		}
+		// Its header only (format and count): inflating it is what the coordinator's check did.
+		d := &decoder{b: payload}
+		f, n := d.byte1(), d.uvarint()
+		switch {
+		case d.err != nil:
+			return 0, 0, fmt.Errorf("mandelbrot payload: %w", d.err)
+		case f != payloadFormat:
+			return 0, 0, fmt.Errorf("mandelbrot payload: unknown format %d", f)
+		case n != r.Len()*uint64(spec.Mandel.Width):
+			return 0, 0, fmt.Errorf("mandelbrot payload: %d counts, want %d", n, r.Len()*uint64(spec.Mandel.Width))
+		}
+		return int(r.Len()), 0, nil
+	}
+	l, v, err := ChunkLeaves(spec, r, payload)
+	return len(l), v, err
+}
+
+// CheckCommitment checks a chunk result against the commitment it came with: its payload
+// decodes as the result of r and its leaves hash to root. The coordinator runs it once per
+// result, before proposing it, so that no payload that differs from its commitment gets into the
+// log (ResultLeaves trusts the log).
+func CheckCommitment(spec JobSpec, r Range, payload []byte, root audit.Hash) error {
+	leaves, _, err := ChunkLeaves(spec, r, payload)
+	if err != nil {
+		return fmt.Errorf("commitment: %w", err)
+	}
+	if audit.Root(leaves) != root {
+		return ErrCommitmentMismatch
+	}
+	return nil
+}
+
+// CheckResults is the coordinator's check of results before it proposes them: each result of an
+// auditable kind against its commitment (CheckCommitment). spec gives a job's spec (false: an
+// unknown job, left to the job state to refuse). It returns the results that pass, the index in
+// items of each, and a Rejection (its Index in items) for each that does not; MergeRefused
+// turns the outcome of those that passed into the outcome of all of items.
+func CheckResults(items []ChunkResult, spec func(job string) (JobSpec, bool)) (ok []ChunkResult, idx []int, refused []Rejection) {
+	ok, idx = make([]ChunkResult, 0, len(items)), make([]int, 0, len(items))
+	type known struct {
+		spec  JobSpec
+		found bool
+	}
+	specs := map[string]known{} // a job's spec is read once per batch
+	for i, it := range items {
+		k, seen := specs[it.Job]
+		if !seen {
+			k.spec, k.found = spec(it.Job)
+			specs[it.Job] = k
+		}
+		if sp := k.spec; k.found && Auditable(sp.Kind) {
+			if err := CheckCommitment(sp, it.Range, it.Payload, it.Root); err != nil {
+				refused = append(refused, Rejection{Index: i, Job: it.Job, Range: it.Range, Reason: err.Error()})
+				continue
+			}
+		}
+		ok, idx = append(ok, it), append(idx, i)
+	}
+	return ok, idx, refused
+}
+
+// MergeRefused renumbers out, the outcome of the results CheckResults let through, as the
+// outcome of all of its items: rejections by their index in items, the refused ones among them.
+func MergeRefused(out *ResultsOutcome, idx []int, refused []Rejection) *ResultsOutcome {
+	if out == nil {
+		return nil
+	}
+	if len(refused) == 0 {
+		return out
+	}
+	m := *out
+	m.Rejected = slices.Clone(refused)
+	for _, rj := range out.Rejected {
+		if rj.Index >= 0 && rj.Index < len(idx) {
+			rj.Index = idx[rj.Index]
+			m.Rejected = append(m.Rejected, rj)
+		}
+	}
+	slices.SortFunc(m.Rejected, func(a, b Rejection) int { return cmp.Compare(a.Index, b.Index) })
+	return &m
+}
+
+// ErrCommitmentMismatch is CheckCommitment's answer for a payload whose leaves do not hash to
+// the root it came with.
+var ErrCommitmentMismatch = errors.New("commitment does not match the result")
+
+// MandelRoot is the commitment of Mandelbrot rows from first on, given their counts (width w
+// each): what Commitment returns for their payload, without encoding and decoding it. The
+// compute child, which has the counts in hand, hands it in with the result.
+func MandelRoot(first uint64, w int, counts []uint32) (audit.Hash, error) {
+	if w <= 0 || len(counts)%w != 0 || len(counts) == 0 || len(counts)/w > audit.MaxLeaves {
+		return audit.Hash{}, fmt.Errorf("mandelbrot root: %d counts in rows of %d", len(counts), w)
+	}
+	leaves := make([]audit.Hash, len(counts)/w)
+	for i := range leaves {
+		leaves[i] = audit.MandelLeaf(first+uint64(i), counts[i*w:(i+1)*w])
+	}
+	return audit.Root(leaves), nil
+}
+
+// PiRoot is the commitment of π samples r given the hits of each of its blocks (audit.PiBlocks
+// of r, in order): what Commitment returns for their payload.
+func PiRoot(r Range, blockHits []uint64) (audit.Hash, error) {
+	blocks, err := audit.PiBlocks(r.Start, r.End)
+	if err != nil {
+		return audit.Hash{}, err
+	}
+	if len(blocks) != len(blockHits) {
+		return audit.Hash{}, fmt.Errorf("pi root: %d hits for the %d blocks of %v", len(blockHits), len(blocks), r)
+	}
+	leaves := make([]audit.Hash, len(blocks))
+	for i, bl := range blocks {
+		leaves[i] = audit.PiLeaf(bl.Start, bl.End, blockHits[i])
+	}
+	return audit.Root(leaves), nil
 }
 
 // Auditable reports whether results of a kind carry commitments and are audited; results of

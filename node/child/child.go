@@ -275,15 +275,16 @@ func (c *child) run(t *task) {
 		done    uint64
 		payload []byte
 		parts   []partHead
+		roots   []audit.Hash
 		err     error
 	)
 	switch t.spec.Kind {
 	case compute.KindPi:
 		var pieces *piPieces
 		done, pieces, err = c.runPi(t)
-		payload, parts = pieces.payload(t.rng.Start, t.rng.Start+done, t.spec.ChunkUnits)
+		payload, parts, roots = pieces.payload(t.rng.Start, t.rng.Start+done, t.spec.ChunkUnits)
 	case compute.KindMandelbrot:
-		done, payload, parts, err = c.runMandel(t)
+		done, payload, parts, roots, err = c.runMandel(t)
 	case compute.KindWasm:
 		done, payload, err = c.runWasm(t)
 	default:
@@ -309,6 +310,7 @@ func (c *child) run(t *task) {
 	}
 	c.send(message{kind: kindResult, payload: payload, h: header{
 		Task: t.id, Range: &compute.Range{Start: t.rng.Start, End: t.rng.Start + done}, ComputeSeconds: secs, Parts: parts,
+		Roots: roots,
 	}})
 }
 
@@ -370,11 +372,12 @@ type piPieces struct {
 type piPiece struct{ end, hits uint64 }
 
 // payload encodes the result of [start, end) (the finished prefix): the hits of each of its
-// commitment blocks, counting only the pieces inside it. With chunk units cu > 0 it is cut at
-// the chunks, a payload and a part each, the payloads one after the other.
-func (p *piPieces) payload(start, end, cu uint64) ([]byte, []partHead) {
+// commitment blocks, counting only the pieces inside it, and its commitment (roots). With chunk
+// units cu > 0 it is cut at the chunks, a payload, a part and a root each, the payloads one
+// after the other.
+func (p *piPieces) payload(start, end, cu uint64) ([]byte, []partHead, []audit.Hash) {
 	if p == nil || end <= start {
-		return compute.EncodePiBlocksPayload(nil), nil
+		return compute.EncodePiBlocksPayload(nil), nil, nil
 	}
 	type run struct{ start, end, hits uint64 }
 	runs := make([]run, 0, len(p.at))
@@ -384,17 +387,25 @@ func (p *piPieces) payload(start, end, cu uint64) ([]byte, []partHead) {
 		}
 	}
 	slices.SortFunc(runs, func(x, y run) int { return cmp.Compare(x.start, y.start) })
-	// one encodes [a, b) from the runs that start at or after runs[k], returning the next k.
+	var roots []audit.Hash
+	rootsOK := true
+	// one encodes [a, b) from the runs that start at or after runs[k], returning the next k,
+	// and adds its root.
 	one := func(a, b uint64, k int) ([]byte, int) {
 		hits := make([]uint64, audit.PiLeafCount(a, b))
 		for ; k < len(runs) && runs[k].end <= b; k++ {
 			hits[runs[k].start/audit.PiBlock-a/audit.PiBlock] += runs[k].hits
 		}
+		if root, err := compute.PiRoot(compute.Range{Start: a, End: b}, hits); err != nil {
+			rootsOK = false // the node commits to the payloads itself (and reports the error)
+		} else if rootsOK {
+			roots = append(roots, root)
+		}
 		return compute.EncodePiBlocksPayload(hits), k
 	}
 	if cu == 0 {
 		pl, _ := one(start, end, 0)
-		return pl, nil
+		return pl, nil, rootsIf(rootsOK, roots)
 	}
 	var out []byte
 	var parts []partHead
@@ -407,11 +418,31 @@ func (p *piPieces) payload(start, end, cu uint64) ([]byte, []partHead) {
 		parts = append(parts, partHead{Range: compute.Range{Start: a, End: b}, Bytes: len(pl)})
 		a = b
 	}
-	return out, parts
+	return out, parts, rootsIf(rootsOK, roots)
+}
+
+// rootsIf is roots if every part got one, else none: the node then commits to the payloads
+// itself.
+func rootsIf(ok bool, roots []audit.Hash) []audit.Hash {
+	if !ok {
+		return nil
+	}
+	return roots
+}
+
+// mandelRoots appends the root of the Mandelbrot rows from first on (counts, w wide) to roots;
+// nil if it has none (compute.MandelRoot refuses the rows): the node then commits to the
+// payloads itself.
+func mandelRoots(first uint64, w int, counts []uint32, roots []audit.Hash) []audit.Hash {
+	root, err := compute.MandelRoot(first, w, counts)
+	if err != nil {
+		return nil
+	}
+	return append(roots, root)
 }
 
 // runMandel computes whole rows; a stop keeps the finished pixels' whole rows.
-func (c *child) runMandel(t *task) (rows uint64, payload []byte, parts []partHead, err error) {
+func (c *child) runMandel(t *task) (rows uint64, payload []byte, parts []partHead, roots []audit.Hash, err error) {
 	p := *t.spec.Mandel
 	w := uint64(p.Width)
 	n := t.rng.Len() * w
@@ -436,20 +467,28 @@ func (c *child) runMandel(t *task) (rows uint64, payload []byte, parts []partHea
 		}
 	})
 	if err != nil {
-		return 0, nil, nil, err
+		return 0, nil, nil, nil, err
 	}
 	rows = done / w
 	cu := t.spec.ChunkUnits
 	if cu == 0 || rows == 0 {
-		return rows, compute.EncodeMandelPayload(out[:rows*w]), nil, nil
+		counts := out[:rows*w]
+		return rows, compute.EncodeMandelPayload(counts), nil, mandelRoots(t.rng.Start, int(w), counts, nil), nil
 	}
-	// Cut at the job's chunks: a payload and a part each, the payloads one after the other.
+	// Cut at the job's chunks: a payload, a part and a root each, the payloads one after the
+	// other.
+	rootsOK := true
 	for a, end := t.rng.Start, t.rng.Start+rows; a < end; {
 		b := min((a/cu+1)*cu, end)
-		pl := compute.EncodeMandelPayload(out[(a-t.rng.Start)*w : (b-t.rng.Start)*w])
+		counts := out[(a-t.rng.Start)*w : (b-t.rng.Start)*w]
+		pl := compute.EncodeMandelPayload(counts)
 		payload = append(payload, pl...)
 		parts = append(parts, partHead{Range: compute.Range{Start: a, End: b}, Bytes: len(pl)})
+		if rootsOK {
+			roots = mandelRoots(a, int(w), counts, roots)
+			rootsOK = roots != nil
+		}
 		a = b
 	}
-	return rows, payload, parts, nil
+	return rows, payload, parts, roots, nil
 }

@@ -89,7 +89,8 @@ func partRanges(ps []Part) []compute.Range {
 }
 
 // FuzzLogParts: whatever a log holds (it is written by another process), logParts returns
-// ordered, disjoint ranges inside the task with payloads that decode, and never panics.
+// ordered, disjoint ranges inside the task with payloads that decode and their commitments, and
+// never panics.
 func FuzzLogParts(f *testing.F) {
 	f.Add(uint64(5), uint64(1<<22), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9}, true)
 	f.Add(uint64(0), uint64(40), []byte{0, 10, 10, 20, 25, 40}, false)
@@ -125,6 +126,9 @@ func FuzzLogParts(f *testing.F) {
 			}
 			if err != nil {
 				t.Fatalf("part %s: %v", p.Done, err)
+			}
+			if root, err := compute.Commitment(task.Spec, p.Done, p.Payload); err != nil || p.Root != root {
+				t.Fatalf("part %s: root %v, its payload's %v (%v)", p.Done, p.Root, root, err)
 			}
 		}
 	})
@@ -180,7 +184,7 @@ func TestPauseFreezeResume(t *testing.T) {
 			if res.Done != g {
 				t.Fatalf("%s: gap %s: done %s", c.name, g, res.Done)
 			}
-			if err := checkPart(c, Part{res.Done, res.Payload}); err != nil {
+			if err := checkPart(c, Part{res.Done, res.Payload, res.Root}); err != nil {
 				t.Fatal(err)
 			}
 			kept.Add(g)
@@ -195,7 +199,7 @@ func TestPauseFreezeResume(t *testing.T) {
 func checkPart(c pauseCase, p Part) error {
 	cc := c
 	cc.rng = compute.Range{Start: p.Done.Start, End: p.Done.End + 1} // checkPrefix wants a proper prefix
-	return checkPrefix(cc, Result{Done: p.Done, Payload: p.Payload})
+	return checkPrefix(cc, Result{Done: p.Done, Payload: p.Payload, Root: p.Root})
 }
 
 // lostUnits counts the units (π samples, Mandelbrot whole rows) the logged blocks finished that

@@ -226,6 +226,10 @@ func checkPrefix(c pauseCase, res Result) error {
 			return fmt.Errorf("%s: prefix rows %s differ from the reference", c.name, d)
 		}
 	}
+	// The commitment handed in with it is the payload's: the node does not decode it again.
+	if want, err := compute.Commitment(c.spec, d, res.Payload); err != nil || res.Root != want {
+		return fmt.Errorf("%s: prefix %s: root %v, the payload's %v (%v)", c.name, d, res.Root, want, err)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
 	"github.com/hydra-compute/hydra/wire"
 )
 
@@ -58,6 +59,10 @@ type header struct {
 	// ranges from Range.Start to Range.End, each with its payload's size; the payloads follow
 	// one after the other.
 	Parts []partHead `json:"parts,omitempty"`
+	// Roots (result only, optional) are the commitments of the result (compute.Commitment),
+	// one per part, or one without parts: the child has the counts in hand, so the node does
+	// not decode the payload again to commit to it.
+	Roots []audit.Hash `json:"roots,omitempty"`
 }
 
 // partHead is one chunk of a result cut at a job's chunks.
@@ -149,6 +154,9 @@ func (m *message) validate() error {
 	if len(h.Err) > maxErrText {
 		return fmt.Errorf("error text of %d bytes", len(h.Err))
 	}
+	if m.kind != kindResult && len(h.Roots) > 0 {
+		return errors.New("roots outside a result")
+	}
 	switch m.kind {
 	case kindHello:
 		if h.Hello == nil {
@@ -173,6 +181,9 @@ func (m *message) validate() error {
 		}
 		if h.ComputeSeconds < 0 || h.ComputeSeconds > 1e9 || h.ComputeSeconds != h.ComputeSeconds {
 			return fmt.Errorf("compute seconds %g", h.ComputeSeconds)
+		}
+		if n := max(1, len(h.Parts)); len(h.Roots) != 0 && len(h.Roots) != n {
+			return fmt.Errorf("%d roots for %d parts", len(h.Roots), n)
 		}
 		return checkParts(h.Parts, *h.Range, len(m.payload))
 	case kindError:

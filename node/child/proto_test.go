@@ -3,9 +3,11 @@ package child
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"testing"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
 	"github.com/hydra-compute/hydra/wire"
 )
 
@@ -23,7 +25,9 @@ func sampleMessages() []message {
 		{kind: kindResult, h: header{Task: 1, Range: &compute.Range{Start: 0, End: 10}, ComputeSeconds: 0.5}, payload: compute.EncodePiPayload(3)},
 		{kind: kindError, h: header{Task: 1, Err: "boom"}},
 		{kind: kindResult, h: header{Task: 2, Range: &compute.Range{Start: 5, End: 20}, Parts: []partHead{
-			{Range: compute.Range{Start: 5, End: 10}, Bytes: 2}, {Range: compute.Range{Start: 10, End: 20}, Bytes: 1}}}, payload: []byte("abc")},
+			{Range: compute.Range{Start: 5, End: 10}, Bytes: 2}, {Range: compute.Range{Start: 10, End: 20}, Bytes: 1}},
+			Roots: []audit.Hash{{1}, {2}}}, payload: []byte("abc")},
+		{kind: kindResult, h: header{Task: 3, Range: &compute.Range{Start: 0, End: 4}, Roots: []audit.Hash{{3}}}, payload: []byte("x")},
 	}
 }
 
@@ -37,7 +41,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", m.kind, err)
 		}
-		if got.kind != m.kind || got.h.Task != m.h.Task || !bytes.Equal(got.payload, m.payload) {
+		if got.kind != m.kind || got.h.Task != m.h.Task || !bytes.Equal(got.payload, m.payload) || !slices.Equal(got.h.Roots, m.h.Roots) {
 			t.Fatalf("%q: round trip gave %+v", m.kind, got)
 		}
 	}
@@ -73,6 +77,10 @@ func TestDecodeRejects(t *testing.T) {
 		"parts short":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":2},"bytes":2}]}`, "xy"),
 		"parts bytes":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":4},"bytes":3}]}`, "xy"),
 		"parts empty":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":0},"bytes":0},{"range":{"start":0,"end":4},"bytes":2}]}`, "xy"),
+		"roots no parts": bad('R', `{"task":1,"range":{"start":0,"end":4},"roots":["abababababababababababababababababababababababababababababababab","abababababababababababababababababababababababababababababababab"]}`, "xy"),
+		"roots parts":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":2},"bytes":1},{"range":{"start":2,"end":4},"bytes":1}],"roots":["abababababababababababababababababababababababababababababababab"]}`, "xy"),
+		"roots short":    bad('R', `{"task":1,"range":{"start":0,"end":4},"roots":["abab"]}`, "xy"),
+		"roots on stop":  bad('s', `{"roots":["abababababababababababababababababababababababababababababababab"]}`, ""),
 		"parts negative": bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":2},"bytes":-1},{"range":{"start":2,"end":4},"bytes":3}]}`, "xy"),
 	} {
 		if _, err := decodeMessage(b); err == nil {
@@ -99,7 +107,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("decoded message does not encode: %v", err)
 		}
 		m2, err := decodeMessage(b2)
-		if err != nil || m2.kind != m.kind || m2.h.Task != m.h.Task || !bytes.Equal(m2.payload, m.payload) {
+		if err != nil || m2.kind != m.kind || m2.h.Task != m.h.Task || !bytes.Equal(m2.payload, m.payload) || !slices.Equal(m2.h.Roots, m.h.Roots) {
 			t.Fatalf("re-encoded message differs: %v", err)
 		}
 	})

@@ -214,7 +214,7 @@ func (r *Runner) freezeStop(p *proc, t Chunk, wireID uint64) (Result, bool) {
 		}
 		parts := logParts(t, recs, pix)
 		if len(parts) > 0 && parts[0].Done.Start == t.Range.Start {
-			res.Done, res.Payload = parts[0].Done, parts[0].Payload
+			res.Done, res.Payload, res.Root = parts[0].Done, parts[0].Payload, parts[0].Root
 			parts = parts[1:]
 		}
 		res.Also = parts
@@ -250,13 +250,18 @@ func (r *Runner) result(p *proc, t Chunk, m message) (Result, error) {
 			off += ph.Bytes
 		}
 	}
+	if len(m.h.Roots) == len(parts) { // decodeMessage checked: none, or one per part
+		for i := range parts {
+			parts[i].Root = m.h.Roots[i]
+		}
+	}
 	for _, pt := range parts {
 		if err := checkPayload(t.Spec, pt); err != nil {
 			p.kill()
 			return Result{}, fmt.Errorf("task %d: compute child: %w", t.ID, err)
 		}
 	}
-	return Result{ID: t.ID, Done: parts[0].Done, Payload: parts[0].Payload, ComputeSeconds: m.h.ComputeSeconds, Also: parts[1:]}, nil
+	return Result{ID: t.ID, Done: parts[0].Done, Payload: parts[0].Payload, Root: parts[0].Root, ComputeSeconds: m.h.ComputeSeconds, Also: parts[1:]}, nil
 }
 
 // checkPayload checks that a part's payload decodes as the result of its range.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
 // Timeouts of the parent side. A child at idle priority on a machine its owner keeps busy may
@@ -65,9 +66,12 @@ type Chunk struct {
 // ran — what the machine really gave, so a duty-cycled or starved node is not credited with
 // time it did not compute; where the OS cannot tell, it is wall time × workers.
 type Result struct {
-	ID             uint64
-	Done           compute.Range
-	Payload        []byte
+	ID      uint64
+	Done    compute.Range
+	Payload []byte
+	// Root is Done's commitment (compute.Commitment of Payload) as the child computed it, or
+	// zero where it did not: the node then computes it from the payload.
+	Root           audit.Hash
 	ComputeSeconds float64
 	// Also are finished ranges of the task beyond Done, each with its payload, in order: the
 	// other chunks of a job with chunk_units (the result is cut at its chunks, Done the first),

@@ -115,10 +115,13 @@ func (s *shm) collect(task uint64) (recs []shmRec, cpu0 float64, ok bool) {
 	return recs, cpu0, true
 }
 
-// Part is a finished range of a task and its payload, encoded as for a whole result.
+// Part is a finished range of a task and its payload, encoded as for a whole result, with its
+// commitment (compute.Commitment) where the child or the log had the counts to compute it
+// (zero: not computed, the node computes it from the payload).
 type Part struct {
 	Done    compute.Range
 	Payload []byte
+	Root    audit.Hash
 }
 
 // logParts turns the logged blocks of task t into its finished ranges in task units (π
@@ -175,14 +178,17 @@ func logParts(t Chunk, recs []shmRec, pix []uint32) []Part {
 			for _, r := range rn.recs {
 				leaves[r.start/audit.PiBlock-base] += r.hits
 			}
-			parts = append(parts, Part{compute.Range{Start: rn.start, End: rn.end}, compute.EncodePiBlocksPayload(leaves)})
+			r := compute.Range{Start: rn.start, End: rn.end}
+			root, _ := compute.PiRoot(r, leaves) // zero on an error: the node commits itself
+			parts = append(parts, Part{r, compute.EncodePiBlocksPayload(leaves), root})
 		case compute.KindMandelbrot:
 			a, b := (rn.start+w-1)/w, rn.end/w // whole rows only
 			if a >= b {
 				continue
 			}
 			counts := pix[a*w-lo : b*w-lo]
-			parts = append(parts, Part{compute.Range{Start: a, End: b}, compute.EncodeMandelPayload(counts)})
+			root, _ := compute.MandelRoot(a, int(w), counts) // zero on an error: the node commits itself
+			parts = append(parts, Part{compute.Range{Start: a, End: b}, compute.EncodeMandelPayload(counts), root})
 		}
 	}
 	return parts

@@ -68,6 +68,13 @@ func (c *leadership) commit(ctx context.Context, items []compute.ChunkResult) (*
 // batch: the outcome of the results, and an error per audit answer (refused or not committed;
 // either way the audit is no longer node's). err is the results' error.
 func (c *leadership) commitWithAudits(ctx context.Context, node string, items []compute.ChunkResult, audits []result) (*compute.ResultsOutcome, []error, error) {
+	var idx []int
+	var refused []compute.Rejection
+	if c.cfg.Audits != nil {
+		// Each result is checked against its commitment once, here, before it is proposed:
+		// the replicas do not hash it again (compute.ResultLeaves).
+		items, idx, refused = compute.CheckResults(items, c.jobSpec)
+	}
 	req := &commitReq{items: items, done: make(chan commitRes, 1)}
 	for _, r := range audits {
 		req.audits = append(req.audits, pendingAudit{node: node, r: r})
@@ -79,10 +86,16 @@ func (c *leadership) commitWithAudits(ctx context.Context, node string, items []
 	}
 	select {
 	case r := <-req.done:
-		return r.outcome, r.auditErrs, r.err
+		return compute.MergeRefused(r.outcome, idx, refused), r.auditErrs, r.err
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
+}
+
+// jobSpec is a job's spec as this replica has it (compute.CheckResults).
+func (c *leadership) jobSpec(id string) (compute.JobSpec, bool) {
+	j, ok := c.cfg.Jobs.Job(id)
+	return j.Spec, ok
 }
 
 // committer batches the results and audit answers of concurrent syncs

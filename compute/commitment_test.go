@@ -1,0 +1,147 @@
+package compute
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hydra-compute/hydra/compute/audit"
+)
+
+// testMandel is a small Mandelbrot job and the counts of its rows r.
+func testMandel(t *testing.T, r Range) (JobSpec, []uint32) {
+	t.Helper()
+	p := &MandelParams{Width: 24, Height: 16, CenterX: -0.5, Span: 3, MaxIter: 200}
+	counts := make([]uint32, int(r.Len())*p.Width)
+	if _, err := MandelPixels(*p, int(r.Start)*p.Width, int(r.End)*p.Width, counts, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	return JobSpec{Kind: KindMandelbrot, Mandel: p}, counts
+}
+
+// TestRootsFromCountsMatchCommitment: the roots the compute child computes from the counts and
+// hits it has in hand are the payloads' commitments, which the coordinator checks.
+func TestRootsFromCountsMatchCommitment(t *testing.T) {
+	r := Range{3, 11}
+	spec, counts := testMandel(t, r)
+	payload := EncodeMandelPayload(counts)
+	got, err := MandelRoot(r.Start, spec.Mandel.Width, counts)
+	want, err2 := Commitment(spec, r, payload)
+	if err != nil || err2 != nil || got != want {
+		t.Fatalf("mandelbrot root %v, commitment %v (%v, %v)", got, want, err, err2)
+	}
+	if err := CheckCommitment(spec, r, payload, got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MandelRoot(r.Start, spec.Mandel.Width, counts[1:]); err == nil {
+		t.Error("rows cut short: no error")
+	}
+
+	pr := Range{audit.PiBlock - 5, 3*audit.PiBlock + 9}
+	pspec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 4 * audit.PiBlock, Seed: 7}}
+	bh, err := PiBlocksHits(7, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotPi, err := PiRoot(pr, bh)
+	wantPi, err2 := Commitment(pspec, pr, EncodePiBlocksPayload(bh))
+	if err != nil || err2 != nil || gotPi != wantPi {
+		t.Fatalf("pi root %v, commitment %v (%v, %v)", gotPi, wantPi, err, err2)
+	}
+	if _, err := PiRoot(pr, bh[1:]); err == nil {
+		t.Error("a block's hits missing: no error")
+	}
+}
+
+// TestCheckResultsRefusesWhatTheLogMustNotHold: the coordinator's check refuses a payload that
+// differs from its commitment (a row changed after committing) and one that does not decode;
+// MergeRefused gives the outcome by the index of every item.
+func TestCheckResultsRefusesWhatTheLogMustNotHold(t *testing.T) {
+	r := Range{0, 8}
+	spec, counts := testMandel(t, r)
+	root, err := MandelRoot(0, spec.Mandel.Width, counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := ChunkResult{Chunk: Chunk{Job: "m", Range: r}, Node: "a", Payload: EncodeMandelPayload(counts), Root: root}
+	cheat := good
+	changed := append([]uint32(nil), counts...)
+	changed[30]++ // a cheater committed to the right rows and sent others
+	cheat.Payload = EncodeMandelPayload(changed)
+	broken := good
+	broken.Payload = good.Payload[:len(good.Payload)-3]
+	other := good
+	other.Job = "unknown" // left to the job state
+	specs := func(job string) (JobSpec, bool) { return spec, job == "m" }
+	ok, idx, refused := CheckResults([]ChunkResult{cheat, good, broken, other}, specs)
+	if len(ok) != 2 || idx[0] != 1 || idx[1] != 3 || len(refused) != 2 || refused[0].Index != 0 || refused[1].Index != 2 {
+		t.Fatalf("passed %v, refused %+v", idx, refused)
+	}
+	if !strings.Contains(refused[0].Reason, "does not match") || !strings.Contains(refused[1].Reason, "commitment:") {
+		t.Fatalf("reasons %+v", refused)
+	}
+	out := MergeRefused(&ResultsOutcome{Accepted: 1, Rejected: []Rejection{{Index: 1, Job: "unknown", Reason: "unknown job"}}}, idx, refused)
+	if out.Accepted != 1 || len(out.Rejected) != 3 || out.Rejected[0].Index != 0 || out.Rejected[1].Index != 2 || out.Rejected[2].Index != 3 {
+		t.Fatalf("merged %+v", out)
+	}
+}
+
+// TestResultLeavesTrustsTheCheckedLog: applying an audited Mandelbrot result decodes only its
+// header (the coordinator inflated and hashed it); a payload of the wrong size is still refused,
+// and an audit recomputes the leaves from the stored payload.
+func TestResultLeavesTrustsTheCheckedLog(t *testing.T) {
+	r := Range{2, 6}
+	spec, counts := testMandel(t, r)
+	payload := EncodeMandelPayload(counts)
+	if n, hits, err := ResultLeaves(spec, r, payload); err != nil || n != 4 || hits != 0 {
+		t.Fatalf("%d leaves, %d hits: %v", n, hits, err)
+	}
+	for name, p := range map[string][]byte{
+		"empty":        nil,
+		"wrong count":  EncodeMandelPayload(counts[:len(counts)-spec.Mandel.Width]),
+		"wrong format": append([]byte{9}, payload[1:]...),
+	} {
+		if _, _, err := ResultLeaves(spec, r, p); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	pr := Range{0, 2*audit.PiBlock + 1}
+	pspec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 3 * audit.PiBlock, Seed: 5}}
+	bh, _ := PiBlocksHits(5, pr)
+	var total uint64
+	for _, h := range bh {
+		total += h
+	}
+	if n, hits, err := ResultLeaves(pspec, pr, EncodePiBlocksPayload(bh)); err != nil || n != 3 || hits != total {
+		t.Fatalf("pi: %d leaves, %d hits (want %d): %v", n, hits, total, err)
+	}
+	if _, _, err := ResultLeaves(pspec, pr, EncodePiPayload(total)); err == nil {
+		t.Error("pi payload without blocks accepted")
+	}
+}
+
+// FuzzResultLeaves: any payload gives an error or a leaf count, never a panic; a payload that
+// passes the coordinator's check gives what its leaves say.
+func FuzzResultLeaves(f *testing.F) {
+	f.Add(EncodeMandelPayload([]uint32{1, 2, 3, 4, 5, 6}), true, uint64(1), uint64(3))
+	f.Add(EncodePiBlocksPayload([]uint64{5, 7}), false, uint64(audit.PiBlock-3), uint64(audit.PiBlock+4))
+	f.Add([]byte{1, 0x80}, true, uint64(0), uint64(1))
+	mspec := JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 2, Height: 1 << 20, Span: 3, MaxIter: 50}}
+	pspec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1 << 40, Seed: 3}}
+	f.Fuzz(func(t *testing.T, payload []byte, mandel bool, start, end uint64) {
+		spec := pspec
+		if mandel {
+			spec = mspec
+			start, end = start%(1<<20), end%(1<<20)
+		} else {
+			start, end = start%(1<<40), end%(1<<40)
+		}
+		r := Range{start, end}
+		n, hits, err := ResultLeaves(spec, r, payload)
+		leaves, want, err2 := ChunkLeaves(spec, r, payload)
+		if err2 == nil && CheckCommitment(spec, r, payload, audit.Root(leaves)) == nil {
+			if err != nil || n != len(leaves) || hits != want {
+				t.Fatalf("checked payload: %d leaves, %d hits, %v; its leaves %d, %d", n, hits, err, len(leaves), want)
+			}
+		}
+	})
+}
