@@ -223,6 +223,31 @@ func CheckResults(items []ChunkResult, spec func(job string) (JobSpec, bool)) (o
 	return ok, idx, refused
 }
 
+// CheckProposed is the leader's check of a job-state command another node forwarded (op and
+// payload as EncodeCommand gives them) before it is proposed: every result of an audited Results
+// command must match its commitment (CheckResults), since the replicas trust the log for that
+// (ResultLeaves). The coordinator checks its own results the same way; an ex-coordinator
+// forwards its last batch after losing leadership, and a member could forward anything. Other
+// commands pass.
+func CheckProposed(op byte, payload []byte, spec func(job string) (JobSpec, bool)) error {
+	if op != OpResults {
+		return nil
+	}
+	cmd, err := DecodeCommand(op, payload)
+	if err != nil {
+		return err
+	}
+	res, ok := cmd.(Results)
+	if !ok || !res.Audited {
+		return nil // not audited: the job state decodes and validates every payload itself
+	}
+	if _, _, refused := CheckResults(res.Items, spec); len(refused) > 0 {
+		rj := refused[0]
+		return fmt.Errorf("%d of %d chunk results refused, the first %s %v: %s", len(refused), len(res.Items), rj.Job, rj.Range, rj.Reason)
+	}
+	return nil
+}
+
 // MergeRefused renumbers out, the outcome of the results CheckResults let through, as the
 // outcome of all of its items: rejections by their index in items, the refused ones among them.
 func MergeRefused(out *ResultsOutcome, idx []int, refused []Rejection) *ResultsOutcome {

@@ -259,6 +259,11 @@ func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
 		if role != RoleMember {
 			return fmt.Errorf("%w: a %s proposes no job commands", ErrForbidden, role)
 		}
+		if r.cfg.CheckForwarded != nil && cmd.Op >= OpAppFirst {
+			if err := r.cfg.CheckForwarded(cmd.Op, cmd.Payload); err != nil {
+				return fmt.Errorf("%w: %s from %s: %v", ErrForbidden, cmd.Op, from, err)
+			}
+		}
 		if !slices.Contains(r.cfg.AdminOps, cmd.Op) || admin {
 			return nil
 		}

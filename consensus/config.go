@@ -155,6 +155,11 @@ type Config struct {
 	// them (ApplyAs), whichever member proposes. Other App ops need a
 	// member (not a worker).
 	AdminOps []Op
+	// CheckForwarded, if set, is the leader's check of an App command another member forwarded,
+	// before it is proposed: what the App's replicas trust the log for without checking it
+	// themselves (the node checks chunk results against their commitments). An error refuses
+	// the command. This node's own proposals are not passed to it.
+	CheckForwarded func(op Op, payload []byte) error
 	// Admit is the admission mode this node writes when it founds the
 	// cluster: AdmitApproval ("") or AdmitLAN (hydra node --admit lan).
 	Admit string

@@ -182,6 +182,14 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		},
 		App:      jobsApp{JobStore: jobs, changed: n.jobsChanged},
 		AdminOps: adminOps,
+		// Forwarded chunk results are checked against their commitments before they are
+		// proposed, as the coordinator checks its own: the replicas trust the log's.
+		CheckForwarded: func(op consensus.Op, payload []byte) error {
+			return compute.CheckProposed(byte(op), payload, func(id string) (compute.JobSpec, bool) {
+				j, ok := jobs.Job(id)
+				return j.Spec, ok
+			})
+		},
 		OnFatal: func(af *consensus.ApplyFailure) {
 			select {
 			case n.fatal <- af:

@@ -117,9 +117,15 @@ func connectAll(t *testing.T, nodes []*testNode) {
 
 func startCluster(t *testing.T, size int) []*testNode {
 	t.Helper()
+	return startClusterWith(t, size, nil)
+}
+
+// startClusterWith is startCluster with every node's config changed by mut.
+func startClusterWith(t *testing.T, size int, mut func(*Config)) []*testNode {
+	t.Helper()
 	var nodes []*testNode
 	for i := range size {
-		nodes = append(nodes, newTestNode(t, t.TempDir(), fmt.Sprintf("n%d", i), nil))
+		nodes = append(nodes, newTestNode(t, t.TempDir(), fmt.Sprintf("n%d", i), mut))
 	}
 	connectAll(t, nodes)
 	for _, n := range nodes {
