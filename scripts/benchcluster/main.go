@@ -92,14 +92,18 @@
 //     Not in the default phases: run -phases audits.
 //   - dask-hetero: with -dask-hetero SCRIPT, the hetero phase's figure for
 //     Dask distributed: one worker process per -limits entry (1 thread)
-//     under `cpulimit -l L`, standalone rates measured the same way (all
+//     held to L % of a core by a cgroup CPU quota of its own (the kernel's
+//     CFS bandwidth control, exact over every 100 ms; cgroup v2 cpu.max or
+//     v1 cpu.cfs_quota_us, where /sys/fs/cgroup can be written, e.g. as
+//     root), else under `cpulimit -l L`, standalone rates measured the same way (all
 //     workers at the same time, three rounds: before, between and after the
 //     jobs; median per worker; Mandelbrot on the whole view sized for
-//     -standalone at the worker's rate, in tasks of the pixels of a 64th of the job's
-//     iterations), one π and one Mandelbrot job (same view, numpy kernels) of
+//     -standalone at the worker's rate, once per job task count c in tasks of
+//     the pixels of a c-th of the job, each job held against its own task
+//     size's rates), one π and one Mandelbrot job (same view, numpy kernels) of
 //     about -job-seconds split into 64 and 512 equal tasks; the best
 //     efficiency of each is reported beside Hydra's, with each worker's CPU ÷
-//     its limit (cpulimit lets the small limits overshoot).
+//     its limit (cpulimit lets the small limits overshoot; a quota does not).
 //   - dask: with -dask SCRIPT, /usr/bin/python3 SCRIPT -dask-tasks runs
 //     no-op tasks on a LocalCluster of 2 processes; tasks/s beside Hydra's
 //     chunks/s.
@@ -110,6 +114,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -323,17 +328,21 @@ func daskHetero() {
 		fmt.Println("dask-hetero: no -dask-hetero script (python3-distributed or cpulimit missing), skipped")
 		return
 	}
-	fmt.Printf("dask-hetero: workers under cpulimit %s; load average %s\n", *flagLimits, procluster.LoadAvg())
+	fmt.Printf("dask-hetero: workers limited to %s %% of a core; load average %s\n", *flagLimits, procluster.LoadAvg())
 	p := compute.MandelParams{CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.02, MaxIter: *flagMandelIter}
 	out, err := runPython(15*time.Minute, *flagDaskHet, *flagLimits, fmt.Sprint(*flagJobSecs), fmt.Sprint(flagStandalone.Seconds()),
 		fmt.Sprint(p.CenterX), fmt.Sprint(p.CenterY), fmt.Sprint(p.Span), fmt.Sprint(p.MaxIter))
-	n := 0
+	n, limiter := 0, "cpulimit"
 	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "dask: ") {
 			fmt.Println("  " + l)
 		}
+		if v, ok := strings.CutPrefix(l, "LIMITER "); ok {
+			limiter = map[string]string{"cgroup": "a cgroup CPU quota each"}[v]
+			limiter = cmp.Or(limiter, "cpulimit")
+		}
 		if r, ok := strings.CutPrefix(l, "RESULT "); ok {
-			addReport("dask hetero efficiency (workers under cpulimit %s, same method): %s", *flagLimits, r)
+			addReport("dask hetero efficiency (workers under %s at %s, same method): %s", limiter, *flagLimits, r)
 			n++
 		}
 	}
