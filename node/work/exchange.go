@@ -12,13 +12,43 @@ import (
 	"github.com/hydra-compute/hydra/compute"
 )
 
-// sync serves one worker exchange.
+// sync serves one worker exchange: it notes the worker, adopts the chunks it holds from an
+// earlier term, takes its reports, commits its results and audit answers, and leases it work.
 func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (*syncResponse, error) {
 	now := time.Now()
 	node := from.String()
 	resp := &syncResponse{Term: c.term}
 
 	c.mu.Lock()
+	c.noteWorkerLocked(node, req, now)
+	c.adoptLocked(node, req, now, resp)
+	c.reportsLocked(node, req, now)
+	items, keys, audits := c.sortResultsLocked(node, req, now, resp)
+	c.mu.Unlock()
+
+	if len(items) > 0 || len(audits) > 0 {
+		if err := c.commitResults(ctx, node, items, keys, audits, resp); err != nil {
+			return nil, err
+		}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancelsLocked(node, req, resp)
+	resp.Idle = len(c.jobs) == 0 && !c.changedLocked()
+	if req.Paused || now.Before(c.leaseAt) {
+		return resp, nil
+	}
+	if c.cfg.Audits != nil && c.cfg.Audits.Quarantined(node) {
+		return resp, nil // a quarantined node gets no work until an admin clears it
+	}
+	c.leaseLocked(node, req, now, resp)
+	return resp, nil
+}
+
+// noteWorkerLocked records what a sync request says of its node: when it was seen, whether it
+// is paused, its clock, kernel path and architecture.
+func (c *leadership) noteWorkerLocked(node string, req *syncRequest, now time.Time) {
 	c.lastSeen[node] = now
 	if req.Paused {
 		c.paused[node] = true
@@ -37,6 +67,11 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	if req.Arch != "" && len(req.Arch) < 32 {
 		c.arch[node] = req.Arch
 	}
+}
+
+// adoptLocked leases here the chunks in the worker's hand that an earlier term leased
+// (resp.Adopted renames them).
+func (c *leadership) adoptLocked(node string, req *syncRequest, now time.Time, resp *syncResponse) {
 	for _, h := range req.Held {
 		if h.Term == c.term {
 			continue
@@ -55,6 +90,10 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		}
 		resp.Adopted = append(resp.Adopted, adoption{Old: h.ID, OldTerm: h.Term, New: id})
 	}
+}
+
+// reportsLocked takes the worker's progress, module faults and failed leases.
+func (c *leadership) reportsLocked(node string, req *syncRequest, now time.Time) {
 	for _, p := range req.Progress {
 		c.sched.Progress(p.Lease, p.Done, now)
 	}
@@ -68,9 +107,14 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		}
 		c.sched.Fail(id)
 	}
-	items := make([]compute.ChunkResult, 0, len(req.Results))
-	keys := make([]compute.Chunk, 0, len(req.Results))
-	var audits []result // audit answers, committed with the results
+}
+
+// sortResultsLocked sorts the worker's results: the chunk results to commit (items, and the
+// keys they are acknowledged by), the audit answers, and the refused results (acknowledged in
+// resp at once). The leases whose results came back are completed in the scheduler.
+func (c *leadership) sortResultsLocked(node string, req *syncRequest, now time.Time, resp *syncResponse) (items []compute.ChunkResult, keys []compute.Chunk, audits []result) {
+	items = make([]compute.ChunkResult, 0, len(req.Results))
+	keys = make([]compute.Chunk, 0, len(req.Results))
 	var done []leaseDone
 	for _, r := range req.Results {
 		if r.Audit != nil {
@@ -96,48 +140,52 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		// back. A lease of a job with chunk_units comes back as one result per chunk, together.
 		c.sched.CompletePrefix(d.lease, d.prefix(), now)
 	}
-	c.mu.Unlock()
+	return items, keys, audits
+}
 
-	if len(items) > 0 || len(audits) > 0 {
-		// Results and audit answers go to the committer together (shared raft entries).
-		out, auditErrs, err := c.commitWithAudits(ctx, node, items, audits)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		for i, r := range audits {
-			if auditErrs[i] != nil {
-				c.log.Warn("audit answer refused", "node", node, "job", r.Job, "err", auditErrs[i])
-			}
-			resp.AckedAudits = append(resp.AckedAudits, r.Audit.ID)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("commit results: %w", err)
-		}
-		rejected := map[int]bool{}
-		for _, rj := range out.Rejected {
-			rejected[rj.Index] = true
-		}
-		c.mu.Lock()
-		for i, it := range items {
-			if !rejected[i] {
-				c.sched.Accepted(it.Job, it.Range)
-			}
-			resp.Acked = append(resp.Acked, keys[i])
-		}
-		for _, id := range out.Finished {
-			c.sched.RemoveJob(id)
-			delete(c.jobs, id)
-			c.forgetGrantsLocked(id)
-			c.log.Info("job done", "job", id)
-		}
-		c.mu.Unlock()
-		if c.cfg.Audits != nil && len(items) > 0 {
-			c.challenge() // the committed chunks count once challenged (and audited)
-		}
+// commitResults commits the results and audit answers of one exchange and acknowledges them in
+// resp.
+func (c *leadership) commitResults(ctx context.Context, node string, items []compute.ChunkResult, keys []compute.Chunk, audits []result, resp *syncResponse) error {
+	// Results and audit answers go to the committer together (shared raft entries).
+	out, auditErrs, err := c.commitWithAudits(ctx, node, items, audits)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-
+	for i, r := range audits {
+		if auditErrs[i] != nil {
+			c.log.Warn("audit answer refused", "node", node, "job", r.Job, "err", auditErrs[i])
+		}
+		resp.AckedAudits = append(resp.AckedAudits, r.Audit.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("commit results: %w", err)
+	}
+	rejected := map[int]bool{}
+	for _, rj := range out.Rejected {
+		rejected[rj.Index] = true
+	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	for i, it := range items {
+		if !rejected[i] {
+			c.sched.Accepted(it.Job, it.Range)
+		}
+		resp.Acked = append(resp.Acked, keys[i])
+	}
+	for _, id := range out.Finished {
+		c.sched.RemoveJob(id)
+		delete(c.jobs, id)
+		c.forgetGrantsLocked(id)
+		c.log.Info("job done", "job", id)
+	}
+	c.mu.Unlock()
+	if c.cfg.Audits != nil && len(items) > 0 {
+		c.challenge() // the committed chunks count once challenged (and audited)
+	}
+	return nil
+}
+
+// cancelsLocked tells the worker which of the leases it holds from this term are no longer its.
+func (c *leadership) cancelsLocked(node string, req *syncRequest, resp *syncResponse) {
 	live := map[uint64]bool{}
 	for _, l := range c.sched.Leases() {
 		if l.Node == node {
@@ -151,13 +199,10 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 			}
 		}
 	}
-	resp.Idle = len(c.jobs) == 0 && !c.changedLocked()
-	if req.Paused || now.Before(c.leaseAt) {
-		return resp, nil
-	}
-	if c.cfg.Audits != nil && c.cfg.Audits.Quarantined(node) {
-		return resp, nil // a quarantined node gets no work until an admin clears it
-	}
+}
+
+// leaseLocked leases the worker what it wants: audits first, then chunks.
+func (c *leadership) leaseLocked(node string, req *syncRequest, now time.Time, resp *syncResponse) {
 	want := req.Want
 	if want > 0 && c.cfg.Audits != nil {
 		c.refreshAuditsIfDirtyLocked(now)
@@ -194,7 +239,6 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 		}
 		resp.Leases = append(resp.Leases, lease{ID: l.ID, Term: c.term, Chunk: l.Chunk, Spec: j.Spec})
 	}
-	return resp, nil
 }
 
 // startedAfter is how long after its first lease a job is marked started: one that is already
