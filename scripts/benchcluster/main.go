@@ -143,7 +143,7 @@ var (
 	flagJobSecs    = flag.Float64("job-seconds", 20, "hetero: target duration of the cluster jobs")
 	flagMandelIter = flag.Int("max-iter", 2000, "hetero: Mandelbrot max_iter")
 	flagFixed      = flag.String("fixed-chunks", "4,16,64", "hetero: chunk counts of the simulated fixed equal-chunk policy")
-	flagTinyJobs   = flag.Int("tiny-jobs", 3000, "overhead: number of one-chunk π jobs")
+	flagTinyJobs   = flag.Int("tiny-jobs", 3000, "overhead: number of one-chunk π jobs (0: only the chunked job)")
 	flagChunkJob   = flag.Int("chunk-job", 30000, "overhead: chunks of the one π job with chunk_units 65536 (0: skip)")
 	flagPerfWorker = flag.Bool("perf-worker", false, "overhead: with -perf, also perf record a follower over the chunked job")
 	flagPerf       = flag.Bool("perf", false, "overhead, idle: perf record the leader over the measured window")

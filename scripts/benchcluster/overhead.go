@@ -36,6 +36,10 @@ func overhead(work string) {
 	}
 
 	overheadChunked(c, lp, tok, work)
+	if *flagTinyJobs <= 0 {
+		c.Stop()
+		return // the chunked job alone
+	}
 	perf := startPerf(lp, filepath.Join(work, "perf.data"))
 	cpu0 := ownTicks(lp)
 	var cpuF0 []int64
@@ -184,11 +188,20 @@ func overheadChunked(c *procluster.Cluster, lp *procluster.Proc, tok, work strin
 	}
 	// Polled on a follower every 100 ms (its finished_at is the replica's own: the poll only
 	// says when to look), so that the benchmark's reads cost the leader nothing.
+	// Every 0.5 s the chunks done and the ones not yet cleared (waiting for a challenge or an
+	// audit) are kept for the timeline printed at the end: where the job's time goes.
 	var v *jobView
-	for end := time.Now().Add(10 * time.Minute); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if x, err := getJob(fp, v0.ID); err == nil && x.State.Finished() {
+	var timeline []string
+	polled := time.Now()
+	for end := polled.Add(10 * time.Minute); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		x, err := getJob(fp, v0.ID)
+		if err == nil && x.State.Finished() {
 			v = x
 			break
+		}
+		if err == nil && time.Since(polled) >= 500*time.Millisecond {
+			polled = time.Now()
+			timeline = append(timeline, fmt.Sprintf("%.1f s %d/%d", time.Since(v0.SubmittedAt).Seconds(), x.DoneUnits/cu, (x.DoneUnits-x.ClearedUnits)/cu))
 		}
 	}
 	if v == nil {
@@ -213,6 +226,7 @@ func overheadChunked(c *procluster.Cluster, lp *procluster.Proc, tok, work strin
 	}
 	rel := func(ms int64) float64 { return time.UnixMilli(ms).Sub(v.SubmittedAt).Seconds() }
 	fmt.Printf("  chunked job: first chunk committed at %.2f s, last at %.2f s, done (every chunk cleared) at %.2f s\n", rel(first), rel(last), wall)
+	fmt.Printf("  chunked job, chunks done/not yet cleared: %s\n", strings.Join(timeline, ", "))
 	hydraChunkedPerS = float64(n) / wall
 	addReport("one π job of %d chunks of %d samples (chunk_units; 3 voters): %.0f chunks/s (%d chunks accepted in %.2f s, submit to done; %.1f %% of the units audited; %.0f raft entries); leader node process CPU %.3f ms per chunk, all 3 node processes %.3f ms per chunk; load average %s",
 		*flagChunkJob, cu, hydraChunkedPerS, n, wall, 100*float64(v.AuditedUnits)/float64(v.TotalUnits), entries,
