@@ -371,6 +371,15 @@ func (s *Scheduler) Leases() []Lease {
 	return out
 }
 
+// InFlight is how many leases are out: none, and no result is on its way.
+func (s *Scheduler) InFlight() int { return len(s.leases) }
+
+// Holds reports whether lease id is out to node (cheaper than a walk of Leases, which sorts).
+func (s *Scheduler) Holds(node string, id uint64) bool {
+	l := s.leases[id]
+	return l != nil && l.Node == node
+}
+
 // PendingUnits is a job's units neither done nor leased.
 func (s *Scheduler) PendingUnits(job string) uint64 {
 	if j := s.jobs[job]; j != nil {

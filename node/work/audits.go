@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -53,6 +55,7 @@ type AuditState interface {
 type auditLease struct {
 	node     string
 	deadline time.Time
+	expected time.Duration // at the node's measured rate (0: unknown)
 }
 
 // setPolicy makes the replicated audit policy the configured one, if they
@@ -94,8 +97,8 @@ func (c *leadership) challenger(ctx context.Context) {
 		// wait for challengeWait without one.
 		for {
 			quiet := time.Since(time.Unix(0, c.resultsAt.Load()))
-			if quiet >= challengeWait {
-				break
+			if quiet >= challengeWait || !c.leasesOut() {
+				break // quiet, or no lease out: no Results entry is on its way to carry it
 			}
 			t := time.NewTimer(challengeWait - quiet)
 			select {
@@ -128,6 +131,13 @@ func (c *leadership) challenger(ctx context.Context) {
 			c.auditOutcome(raw, "")
 		}
 	}
+}
+
+// leasesOut reports whether chunk leases are out (their results will come).
+func (c *leadership) leasesOut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sched.InFlight() > 0
 }
 
 // noAuditor reports whether fewer than two live nodes may audit: then no
@@ -244,44 +254,165 @@ func (c *leadership) refreshAuditsLocked(now time.Time) {
 	}
 }
 
-// leaseAuditLocked hands node an audit it may run, if one is waiting:
-// never its own chunk or a dispute it is party to, and a chunk of another
-// architecture's node first when one is live.
-func (c *leadership) leaseAuditLocked(node string, now time.Time) (lease, bool) {
-	for _, l := range c.auditLeases {
-		if l.node == node {
-			return lease{}, false // one audit at a time
+// Several audits in hand: a node may hold up to maxAuditsHeld audits at once while together they
+// are expected to take less than shortAudits at its measured rate (the audits of a job of tiny
+// chunks take microseconds each: one at a time, each cost an exchange and a raft commit, and a
+// job of 30,000 chunks waited seconds for its last audits). Otherwise one at a time, as a long
+// audit held in a queue would hold up its job.
+const (
+	maxAuditsHeld = 8                      // as compute's MaxShortLeases (the worker's shortDepth)
+	shortAudits   = 100 * time.Millisecond // as compute's ShortQueue
+)
+
+// auditWait bounds how long an exchange of a worker with nothing in hand waits for audits that
+// are on their way (chunks committed, their Challenge not yet): without it the worker would ask
+// again only after syncEvery, and a job's last audits would wait for that.
+const auditWait = 250 * time.Millisecond
+
+// emptyHanded reports whether a worker holds nothing and has nothing to hand in: then its
+// exchange may wait for audits (awaitAuditsLocked) without holding anything up.
+func emptyHanded(req *syncRequest) bool {
+	return len(req.Leases) == 0 && len(req.Held) == 0 && len(req.Results) == 0
+}
+
+// awaitAuditsLocked waits, at most auditWait, for audits node may run while chunks wait for
+// their Challenge, and leases them (at most max). c.mu is released while it waits.
+func (c *leadership) awaitAuditsLocked(ctx context.Context, node string, max int) []lease {
+	end := time.Now().Add(auditWait)
+	timer := time.NewTimer(auditWait)
+	defer timer.Stop()
+	for {
+		ready := c.auditsDirty.changed() // before the flag is read: a change after it closes ready
+		now := time.Now()
+		if c.auditsDirty.Load() {
+			c.refreshAuditsLocked(now)
+		}
+		if out := c.leaseAuditsLocked(node, now, max); len(out) > 0 {
+			return out
+		}
+		if now.After(end) || ctx.Err() != nil || c.ctx.Err() != nil {
+			return nil
+		}
+		c.mu.Unlock()
+		coming := len(c.cfg.Audits.Unchallenged(1)) > 0
+		if coming {
+			select {
+			case <-ready:
+			case <-timer.C:
+				end = time.Time{} // one more look, then give up
+			case <-ctx.Done():
+			case <-c.ctx.Done():
+			}
+		}
+		c.mu.Lock()
+		if !coming {
+			return nil
 		}
 	}
+}
+
+// auditSignal says that the audits to run changed in the job state since the coordinator last
+// read them (a flag), and wakes the exchanges waiting for audits (awaitAuditsLocked).
+type auditSignal struct {
+	atomic.Bool
+	mu   sync.Mutex
+	wake chan struct{} // closed by the next Store(true)
+}
+
+// Store sets the flag; true also wakes the waiters.
+func (s *auditSignal) Store(v bool) {
+	s.Bool.Store(v)
+	if !v {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wake != nil {
+		close(s.wake)
+		s.wake = nil
+	}
+}
+
+// changed returns a channel closed when the flag is next set.
+func (s *auditSignal) changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wake == nil {
+		s.wake = make(chan struct{})
+	}
+	return s.wake
+}
+
+// leaseAuditsLocked hands node up to max audits it may run, if some are waiting: never its own
+// chunk or a dispute it is party to, a chunk of another architecture's node first when one is
+// live, and more than one only while they are short (maxAuditsHeld, shortAudits).
+func (c *leadership) leaseAuditsLocked(node string, now time.Time, max int) []lease {
+	held, sum := 0, time.Duration(0)
+	short := true
+	busy := make(map[string]bool, len(c.auditLeases)) // nodes with an audit in hand
+	for _, l := range c.auditLeases {
+		busy[l.node] = true
+		if l.node == node {
+			held++
+			sum += l.expected
+			short = short && l.expected > 0
+		}
+	}
+	var out []lease
 	for _, t := range c.auditTasks {
+		if len(out) >= max || held > 0 && (!short || held >= maxAuditsHeld) {
+			break
+		}
 		if _, taken := c.auditLeases[t.ID]; taken || t.Node == node || t.Auditor == node {
 			continue
 		}
-		if !c.archFitsLocked(node, t) || !c.speedFitsLocked(node, t) {
+		if !c.archFitsLocked(node, t, busy) || !c.speedFitsLocked(node, t) {
 			continue
 		}
-		c.auditLeases[t.ID] = &auditLease{node: node, deadline: now.Add(auditDeadline)}
-		return lease{
+		expected := c.auditExpectedLocked(node, t)
+		if held > 0 && (expected <= 0 || sum+expected >= shortAudits) {
+			continue // not short enough to queue behind the audits in hand
+		}
+		c.auditLeases[t.ID] = &auditLease{node: node, deadline: now.Add(auditDeadline), expected: expected}
+		held++
+		sum += expected
+		short = short && expected > 0
+		out = append(out, lease{
 			ID: auditLeaseBase + t.ID, Term: c.term, Chunk: compute.Chunk{Job: t.Job, Range: t.Chunk}, Spec: t.Spec,
 			Audit: &auditWork{ID: t.ID, Full: t.Full, Spans: t.Spans},
-		}, true
+		})
 	}
-	return lease{}, false
+	return out
+}
+
+// auditExpectedLocked is how long node should take to recompute audit t at its measured rate
+// (0: its rate for the kind is unknown).
+func (c *leadership) auditExpectedLocked(node string, t compute.AuditTask) time.Duration {
+	rate := c.sched.Rate(node, compute.RateClass(t.Spec))
+	if rate <= 0 {
+		return 0
+	}
+	return time.Duration(float64(auditUnits(t)) / rate * float64(time.Second))
+}
+
+// auditUnits is the work of audit t: the units of its spans.
+func auditUnits(t compute.AuditTask) uint64 {
+	var units uint64
+	for _, sp := range t.Spans {
+		units += sp.Len()
+	}
+	return units
 }
 
 // archFitsLocked reports whether node should audit t: yes if its
 // architecture differs from the chunk's node's, or if no live node that may
-// take t and has no audit in hand has another. (A busy node of the other
+// take t and has no audit in hand (busy) has another. (A busy node of the other
 // architecture does not hold the audit back: one slow board must not become
 // the bottleneck of every job.)
-func (c *leadership) archFitsLocked(node string, t compute.AuditTask) bool {
+func (c *leadership) archFitsLocked(node string, t compute.AuditTask, busy map[string]bool) bool {
 	owner := c.arch[t.Node]
 	if owner == "" || c.arch[node] != owner {
 		return true
-	}
-	busy := make(map[string]bool, len(c.auditLeases))
-	for _, l := range c.auditLeases {
-		busy[l.node] = true
 	}
 	for n := range c.lastSeen {
 		if n != t.Node && n != t.Auditor && !busy[n] && c.arch[n] != "" && c.arch[n] != owner && !c.cfg.Audits.Quarantined(n) {
@@ -302,11 +433,7 @@ func (c *leadership) speedFitsLocked(node string, t compute.AuditTask) bool {
 	if rate <= 0 {
 		return true
 	}
-	var units uint64
-	for _, sp := range t.Spans {
-		units += sp.Len()
-	}
-	if float64(units)/rate <= c.chunkTarget.Seconds() {
+	if float64(auditUnits(t))/rate <= c.chunkTarget.Seconds() {
 		return true
 	}
 	for n := range c.lastSeen {
@@ -404,10 +531,13 @@ func (w *Worker) runAudit(ctx context.Context, l lease) (result, error) {
 	return ans, nil
 }
 
-// finishAudit files an audit's answer, or gives the audit back.
-func (w *Worker) finishAudit(l lease, ans result, err error) {
+// finishAudit files an audit's answer, or gives the audit back; took is its time in the child.
+func (w *Worker) finishAudit(l lease, ans result, err error, took time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err == nil {
+		w.lastAudit = took
+	}
 	cur := *w.running
 	w.running, w.stopRun = nil, nil
 	switch {

@@ -309,3 +309,106 @@ func TestResultsCarryTheChallenge(t *testing.T) {
 		t.Fatalf("with nothing waiting, the Results carries %+v", second.Challenge)
 	}
 }
+
+// TestShortAuditsLeasedSeveralAtOnce: a node whose audits are short at its measured rate holds
+// several at once (up to maxAuditsHeld, in one exchange), never its own chunk's; one that is not
+// short is leased alone, and nothing more while it is in hand.
+func TestShortAuditsLeasedSeveralAtOnce(t *testing.T) {
+	var tasks []compute.AuditTask
+	for id := uint64(1); id <= 12; id++ {
+		owner := "owner"
+		if id == 2 {
+			owner = "fast" // its own chunk: never its audit
+		}
+		tk := piTask(id, owner)
+		tk.Spans = []compute.Range{{Start: tk.Chunk.Start, End: tk.Chunk.Start + 1<<16}}
+		tasks = append(tasks, tk)
+	}
+	tasks = append(tasks, piTask(13, "owner")) // 2²² samples: 40 ms at the fast node's rate
+	audits := &fakeAudits{tasks: tasks}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 1}}
+	if err := c.sched.AddJob("rates", spec, []compute.Range{{Start: 0, End: 1 << 30}}, true); err != nil {
+		t.Fatal(err)
+	}
+	l, ok := c.sched.Lease(nodeID("fast"), now) // a probe of 2²⁰ samples in 10 ms
+	if !ok {
+		t.Fatal("no probe lease")
+	}
+	c.sched.Complete(l.ID, now.Add(10*time.Millisecond))
+	c.sched.Accepted("rates", l.Range)
+	c.sched.RemoveJob("rates")
+	c.refreshAuditsLocked(now)
+	for _, n := range []string{"owner", "fast", "new"} {
+		c.lastSeen[nodeID(n)], c.arch[nodeID(n)] = now, "amd64"
+	}
+	want := func(node string, n int) []uint64 {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := c.sync(ctx, peer.ID(node), &syncRequest{Want: n, Term: c.term, Arch: "amd64"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []uint64
+		for _, l := range resp.Leases {
+			if l.Audit == nil {
+				t.Fatalf("leased a chunk %v, want audits only", l.Chunk)
+			}
+			ids = append(ids, l.Audit.ID)
+		}
+		return ids
+	}
+	if got := want("fast", 8); !slices.Equal(got, []uint64{1, 3, 4, 5, 6, 7, 8, 9}) {
+		t.Fatalf("the fast node was leased %v, want 8 short audits, not its own chunk's (2)", got)
+	}
+	if got := want("fast", 8); len(got) != 0 {
+		t.Fatalf("with %d audits in hand the fast node was leased %v more", maxAuditsHeld, got)
+	}
+	if got := want("new", 8); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("a node of unknown rate was leased %v, want one audit (2)", got)
+	}
+	if got := want("new", 8); len(got) != 0 {
+		t.Fatalf("a node of unknown rate holding an audit was leased %v more", got)
+	}
+}
+
+// TestEmptyHandedWorkerWaitsForComingAudits: a worker that holds nothing, while chunks wait for
+// their Challenge, is answered when their audits appear, with them, not after its next exchange
+// (the end of a job waited for that).
+func TestEmptyHandedWorkerWaitsForComingAudits(t *testing.T) {
+	audits := &fakeAudits{waiting: []compute.ChunkRef{{Job: "j", Start: 1 << 22}}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	type answer struct {
+		resp *syncResponse
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := c.sync(context.Background(), peer.ID("b"), &syncRequest{Want: 8, Term: c.term, Arch: "amd64"})
+		got <- answer{resp, err}
+	}()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.auditsDirty.mu.Lock()
+		waiting := c.auditsDirty.wake != nil
+		c.auditsDirty.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the exchange did not wait for the coming audits")
+		}
+	}
+	audits.mu.Lock()
+	audits.tasks, audits.waiting = []compute.AuditTask{piTask(1, "a")}, nil
+	audits.mu.Unlock()
+	c.auditsDirty.Store(true) // the Challenge committed
+	a := <-got
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if len(a.resp.Leases) != 1 || a.resp.Leases[0].Audit == nil || a.resp.Leases[0].Audit.ID != 1 {
+		t.Fatalf("the waiting exchange was leased %+v, want audit 1", a.resp.Leases)
+	}
+}

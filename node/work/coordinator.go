@@ -144,7 +144,7 @@ type leadership struct {
 	arch        map[string]string      // node → GOARCH it reported
 	auditTasks  []compute.AuditTask    // audits to run, as of auditsAt
 	auditsAt    time.Time              // when auditTasks was read
-	auditsDirty atomic.Bool            // the audits in the job state changed since auditsAt
+	auditsDirty auditSignal            // the audits in the job state changed since auditsAt
 	auditLeases map[uint64]*auditLease // audit ID → its lease
 	challenges  chan struct{}          // kicks the challenger: chunks wait for a Challenge
 	resultsAt   atomic.Int64           // when the last Results entry was proposed (Unix ns)

@@ -42,7 +42,7 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 	if c.cfg.Audits != nil && c.cfg.Audits.Quarantined(node) {
 		return resp, nil // a quarantined node gets no work until an admin clears it
 	}
-	c.leaseLocked(node, req, now, resp)
+	c.leaseLocked(ctx, node, req, now, resp)
 	return resp, nil
 }
 
@@ -186,15 +186,9 @@ func (c *leadership) commitResults(ctx context.Context, node string, items []com
 
 // cancelsLocked tells the worker which of the leases it holds from this term are no longer its.
 func (c *leadership) cancelsLocked(node string, req *syncRequest, resp *syncResponse) {
-	live := map[uint64]bool{}
-	for _, l := range c.sched.Leases() {
-		if l.Node == node {
-			live[l.ID] = true
-		}
-	}
 	if req.Term == c.term {
 		for _, id := range req.Leases {
-			if !live[id] && !(id >= auditLeaseBase && c.auditLiveLocked(id, node)) {
+			if !c.sched.Holds(node, id) && !(id >= auditLeaseBase && c.auditLiveLocked(id, node)) {
 				resp.Cancel = append(resp.Cancel, id)
 			}
 		}
@@ -202,15 +196,17 @@ func (c *leadership) cancelsLocked(node string, req *syncRequest, resp *syncResp
 }
 
 // leaseLocked leases the worker what it wants: audits first, then chunks.
-func (c *leadership) leaseLocked(node string, req *syncRequest, now time.Time, resp *syncResponse) {
+func (c *leadership) leaseLocked(ctx context.Context, node string, req *syncRequest, now time.Time, resp *syncResponse) {
 	want := req.Want
 	if want > 0 && c.cfg.Audits != nil {
 		c.refreshAuditsIfDirtyLocked(now)
 		// Audits first: results count only once their audit passed.
-		if l, ok := c.leaseAuditLocked(node, now); ok {
-			resp.Leases = append(resp.Leases, l)
-			want--
+		audits := c.leaseAuditsLocked(node, now, want)
+		if len(audits) == 0 && emptyHanded(req) {
+			audits = c.awaitAuditsLocked(ctx, node, want)
 		}
+		resp.Leases = append(resp.Leases, audits...)
+		want -= len(audits)
 	}
 	reconciled := false
 	for range want {

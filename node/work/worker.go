@@ -85,6 +85,9 @@ type Worker struct {
 	faults   []fault // failed leases whose module was at fault (a subset of failed)
 	progress atomic.Uint64
 	lastTook time.Duration // the last chunk's time in the child: below shortChunk, ask for shortDepth
+	// lastAudit is the same for the last audit: short audits are leased several at a time too
+	// (leaseAuditsLocked).
+	lastAudit time.Duration
 
 	wakeSync    chan struct{}
 	wakeCompute chan struct{}
@@ -260,9 +263,9 @@ func (w *Worker) sync(ctx context.Context) error {
 		w.failed = nil
 	} else if ctx.Err() == nil {
 		depth := prefetchDepth
-		if w.lastTook > 0 && w.lastTook < shortChunk {
-			// Short chunks: hold enough of them to compute while results are committed (the
-			// scheduler grants more than two only while what a node holds is short work).
+		if w.lastTook > 0 && w.lastTook < shortChunk || w.lastAudit > 0 && w.lastAudit < shortChunk {
+			// Short chunks or audits: hold enough of them to compute while results are committed
+			// (the coordinator grants more than two only while what a node holds is short work).
 			depth = shortDepth
 		}
 		req.Want = max(0, depth-inHand)
@@ -433,9 +436,10 @@ func (w *Worker) computeLoop(ctx context.Context) {
 				ans, err = w.runAudit(rctx, l)
 			}
 			stop()
-			w.auditNanos.Add(int64(time.Since(start)))
+			took := time.Since(start)
+			w.auditNanos.Add(int64(took))
 			w.auditCPU.Add(int64(ans.Seconds * 1e6))
-			w.finishAudit(l, ans, err)
+			w.finishAudit(l, ans, err, took)
 			poke(w.wakeSync)
 			if ctx.Err() != nil {
 				return
