@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
@@ -366,18 +367,21 @@ func (r *Raft) Evict(ctx context.Context, p peer.ID, auth string) error {
 
 // reconcileMembers runs on the leader: servers whose key is revoked leave
 // the raft configuration, and servers of a cluster created before the
-// allow-list are written into it (an in-place upgrade).
-func (r *Raft) reconcileMembers(ctx context.Context) {
+// allow-list are written into it (an in-place upgrade). The error is the
+// first change that failed (the membership loop tries again soon).
+func (r *Raft) reconcileMembers(ctx context.Context) error {
 	st := r.fsm.State()
 	if !st.Initialized() {
-		return
+		return nil
 	}
+	var first error
 	for _, s := range r.Servers() {
 		id := s.ID.String()
 		switch {
 		case st.Revoked[id] && s.ID != r.id:
 			if _, err := r.removeServer(ctx, s.ID); err != nil {
 				r.log.Warn("removing an evicted server failed", "peer", s.ID, "err", err)
+				first = cmp.Or(first, err)
 			}
 		case !st.Revoked[id]:
 			if _, ok := st.Members[id]; !ok {
@@ -387,23 +391,26 @@ func (r *Raft) reconcileMembers(ctx context.Context) {
 				}
 				if err != nil {
 					r.log.Debug("recording a server in the allow-list failed", "peer", s.ID, "err", err)
+					first = cmp.Or(first, fmt.Errorf("record %s in the allow-list: %w", s.ID, err))
 				}
 			}
 		}
 	}
+	return first
 }
 
 // ensureNodeCred registers this member's own admin credential (the secret
-// is Config.NodeToken, written by the node to DATA/api-token once this
-// returns true). Workers and nodes waiting for approval have none.
-func (r *Raft) ensureNodeCred(ctx context.Context) bool {
+// is Config.NodeToken, written by the node to DATA/api-token once it is
+// registered: NodeTokenActive). Workers and nodes waiting for approval have
+// none: nil, nothing to do. The error is a registration that failed.
+func (r *Raft) ensureNodeCred(ctx context.Context) error {
 	tok := r.NodeToken()
 	st := r.fsm.State()
 	if tok == "" || !st.Initialized() || st.memberRole(r.id.String(), r.hasServer(r.id)) != RoleMember {
-		return false
+		return nil
 	}
 	if _, _, ok := st.CredFor(tok); ok {
-		return true
+		return nil
 	}
 	if st.Retired[HashSecret(tok)] { // revoked: make a new one (the node rewrites DATA/api-token)
 		tok = randomHex(32)
@@ -412,15 +419,14 @@ func (r *Raft) ensureNodeCred(ctx context.Context) bool {
 	}
 	cmd, err := NewCommand(OpCredAdd, CredAdd{ID: nodeCredID(r.id), Cred: Cred{Role: RoleAdmin, Hash: HashSecret(tok), Node: r.id.String(), Created: time.Now().UTC()}})
 	if err != nil {
-		return false
+		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*r.t.Apply)
 	defer cancel()
 	if _, err := r.Apply(cctx, cmd); err != nil {
-		r.log.Debug("registering this node's API credential failed", "err", err)
-		return false
+		return fmt.Errorf("register this node's API credential: %w", err)
 	}
-	return true
+	return nil
 }
 
 // NodeTokenActive reports whether Config.NodeToken is an admin credential

@@ -95,16 +95,23 @@ type delegate struct {
 	removing map[raft.ServerID]bool
 	avail    map[raft.ServerID]Availability // from the latest stats answers
 	state    *autopilot.State
+	seq      uint64                       // states notified so far
 	quiet    map[raft.ServerID]quietStats // answers that stand while the log does not move
 }
 
 // statsReuse is how long a server's stats answer stands in for a new call while the cluster is
 // quiet: the leader's log has not moved since the answer (no write, no configuration change).
-// An idle cluster then makes a third of the stats calls (each a new stream, woken on both
-// ends; docs/design.md §7 "Idle cost"). The answers are the evidence of life KnownServers judges
-// by, so the reuse is at most a quarter of DeadVoterGrace (10 s by default). A server that did
-// not answer is asked on every round.
+// The answers are the evidence of life KnownServers judges by, so the reuse is at most a quarter
+// of DeadVoterGrace (10 s by default). A server that did not answer is asked on every round.
 const statsReuse = 3 * time.Second
+
+// statsRefresh is how long an answer stands while the log does not move AND the server keeps
+// answering the leader's heartbeats (transport.lastAnswer): a heartbeat answered is evidence of
+// life as good as a stats call, and with the log still its index and term are those of the
+// answer, so an idle cluster asks each server once per statsRefresh, for its Availability (a
+// laptop on battery loses its vote that much later), instead of opening a stream to every server
+// every few seconds (docs/design.md §7 "Idle cost").
+const statsRefresh = 30 * time.Second
 
 // quietStats is a server's last stats answer, when it came and the leader's last log index then.
 type quietStats struct {
@@ -134,6 +141,7 @@ func (d *delegate) AutopilotConfig() *autopilot.Config {
 func (d *delegate) NotifyState(s *autopilot.State) {
 	d.mu.Lock()
 	d.state = s
+	d.seq++
 	d.mu.Unlock()
 }
 
@@ -154,7 +162,8 @@ func (d *delegate) reset() {
 // KnownServers judges by. Autopilot only asks about servers it does not
 // consider failed, so the failed ones of the configuration are probed too
 // (and left out of the answer): one that comes back is alive again. While
-// the log does not move, an answer stands for statsReuse (quietStats).
+// the log does not move, an answer stands for statsReuse (quietStats), and
+// for statsRefresh while the server also answers the leader's heartbeats.
 func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
 	out := map[raft.ServerID]*autopilot.ServerStats{}
 	var mu sync.Mutex
@@ -176,12 +185,22 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 		d.mu.Lock()
 		q, ok := d.quiet[id]
 		d.mu.Unlock()
-		if wanted && ok && q.index == index && now.Sub(q.at) < reuse {
-			s := q.stats
-			mu.Lock()
-			out[id] = &s
-			mu.Unlock()
-			continue
+		if wanted && ok && q.index == index {
+			if hb := d.r.trans.lastAnswer(id); now.Sub(q.at) < statsRefresh && hb.After(q.at) && now.Sub(hb) < d.r.t.LastContactMax {
+				s := q.stats
+				s.LastContact = max(now.Sub(hb), 0) // it heard the leader when it answered
+				mu.Lock()
+				out[id] = &s
+				mu.Unlock()
+				continue
+			}
+			if now.Sub(q.at) < reuse {
+				s := q.stats
+				mu.Lock()
+				out[id] = &s
+				mu.Unlock()
+				continue
+			}
 		}
 		if string(id) == d.r.id.String() {
 			s := d.r.localStats()
@@ -231,24 +250,29 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 
 // noteAvail keeps the Availability a server reported in a stats answer; an
 // answer without one, or with values out of range, counts as a fit node.
+// A change wakes the brisk autopilot (pace.go).
 func (d *delegate) noteAvail(id raft.ServerID, a *Availability) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if a == nil || !a.valid() {
-		d.avail[id] = Availability{}
-		return
+	v := Availability{}
+	if a != nil && a.valid() {
+		v = *a
 	}
-	d.avail[id] = *a
+	d.mu.Lock()
+	old, ok := d.avail[id]
+	d.avail[id] = v
+	d.mu.Unlock()
+	if !ok || old != v {
+		d.r.apKick.kick()
+	}
 }
 
 // KnownServers returns every server of the raft configuration (so none is
 // ever "stale" and removed at once), with its name and voter preference
-// from the cluster state and a status: failed once its stats have not been
-// fetched successfully for longer than its grace (DeadVoterGrace for
-// voters, whose vote is needed; DeadNonvoterGrace for non-voters), alive
-// again as soon as they are. A dead voter is thus replaced about
-// DeadVoterGrace plus an autopilot tick after its last answer, whatever
-// its connection looks like.
+// from the cluster state and a status: failed once it has answered neither
+// a stats call nor a heartbeat of this leader for longer than its grace
+// (DeadVoterGrace for voters, whose vote is needed; DeadNonvoterGrace for
+// non-voters), alive again as soon as it does. A dead voter is thus
+// replaced about DeadVoterGrace plus an autopilot tick after its last
+// answer, whatever its connection looks like.
 func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 	cfg, err := d.r.configuration()
 	if err != nil {
@@ -284,6 +308,9 @@ func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 			seen, ok := d.lastSeen[s.ID]
 			if !ok { // first sight in this leadership: grant a full grace
 				d.lastSeen[s.ID], seen = now, now
+			}
+			if hb := d.r.trans.lastAnswer(s.ID); hb.After(seen) { // a heartbeat answered is life too
+				d.lastSeen[s.ID], seen = hb, hb
 			}
 			grace := d.r.cfg.DeadNonvoterGrace
 			if s.Suffrage == raft.Voter {

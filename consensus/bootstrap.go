@@ -149,10 +149,13 @@ func (r *Raft) handleInfo(context.Context, peer.ID, json.RawMessage) (any, error
 // a member keeps its raft peers protected, registers its NodeMeta when it
 // differs from the replicated one, and asks to be re-added if it was removed
 // while it was away. It polls every Poll while it has no cluster or no
-// leader, every MemberPoll once settled, and asks peers about themselves
-// only while it has no cluster or has seen no leader for PeerDrop.
-// Autopilot and leader work run from the leadership monitor, not from
-// here. Run returns when ctx is done.
+// leader, and asks peers about themselves only while it has no cluster or
+// has seen no leader for PeerDrop. Once settled (a leader known, nothing
+// left to retry) it sleeps until something it acts on may have changed: an
+// applied entry, a change of leader, a server added or removed here
+// (memberKick), at most MemberIdle, and looks again at most every
+// MemberPoll (docs/design.md §7 "Idle cost"). Autopilot and leader work run
+// from the leadership monitor, not from here. Run returns when ctx is done.
 func (r *Raft) Run(ctx context.Context) {
 	start := time.Now()
 	r.runStart.CompareAndSwap(0, start.UnixNano())
@@ -162,23 +165,34 @@ func (r *Raft) Run(ctx context.Context) {
 	var noLeaderSince time.Time
 	var nextRegister time.Time
 	for {
-		poll := r.t.Poll
+		r.memberKick.rearm() // before looking: an event from now on wakes the wait below
+		r.memberRuns.Add(1)
+		poll, settled := r.t.Poll, false
 		if !r.inCluster() {
 			r.bootstrapStep(ctx, start)
 		} else {
 			r.protectServers()
 			if _, ok := r.Leader(); ok {
-				poll = r.t.MemberPoll // settled: no need to look often
+				poll, settled = r.t.MemberPoll, true
 				noLeaderSince = time.Time{}
 				if r.IsLeader() {
-					r.reconcileMembers(ctx)
+					if err := r.reconcileMembers(ctx); err != nil {
+						r.log.Debug("reconciling members failed", "err", err)
+						settled = false
+					}
 				}
-				r.ensureNodeCred(ctx)
+				if err := r.ensureNodeCred(ctx); err != nil {
+					r.log.Debug("registering this node's API credential failed", "err", err)
+					settled = false
+				}
 				if time.Now().After(nextRegister) {
 					if err := r.register(ctx); err != nil {
 						r.log.Debug("registering node metadata failed", "err", err)
 						nextRegister = time.Now().Add(10 * r.t.Poll)
 					}
+				}
+				if !nextRegister.IsZero() && time.Now().Before(nextRegister) {
+					settled = false // a retry is due
 				}
 			} else if noLeaderSince.IsZero() {
 				noLeaderSince = time.Now()
@@ -190,6 +204,29 @@ func (r *Raft) Run(ctx context.Context) {
 		if !r.sleep(ctx, poll) {
 			return
 		}
+		if settled && !r.sleepKicked(ctx, r.memberKick, r.t.MemberIdle-poll) {
+			return
+		}
+	}
+}
+
+// sleepKicked waits until k is kicked or d has passed; false when ctx is
+// done or the node shuts down.
+func (r *Raft) sleepKicked(ctx context.Context, k *kicker, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-r.closed:
+		return false
+	case <-k.c:
+		return true
+	case <-t.C:
+		return true
 	}
 }
 

@@ -232,26 +232,28 @@ func (a Availability) valid() bool { return a.Paused >= 0 && a.Paused <= 1 }
 
 // Timings are the raft and membership timeouts derived from a multiplier.
 type Timings struct {
-	Heartbeat       time.Duration // follower: time without leader contact before an election
-	Election        time.Duration // candidate: time without winning before a new election
-	LeaderLease     time.Duration // leader: time without quorum contact before stepping down
-	Commit          time.Duration // leader: raft's CommitTimeout (an AppendEntries per follower every Commit–2·Commit)
-	Trail           time.Duration // leader: applied index still this long: a barrier tells followers the commit (trailer.go)
-	FailoverStagger time.Duration // fast failover: delay between surviving voters' elections, by rank
-	Redial          time.Duration // fast failover: deadline of the redial of a leader whose connection closed
-	Silence         time.Duration // silence watch: leader unheard this long is probed (silence.go)
-	SilenceProbe    time.Duration // silence watch: deadline of the probe of a silent leader
-	SilenceAgree    time.Duration // silence watch: another voter agrees when unheard this long (> the heartbeat gap H/5)
-	SilencePoll     time.Duration // silence watch: the shortest wait between two reads of the last contact
-	Poll            time.Duration // bootstrap/join loop period (and while no leader is known)
-	MemberPoll      time.Duration // membership loop period of a member that knows a leader
-	Discovery       time.Duration // discovery window before a fresh cluster is bootstrapped
-	PeerDrop        time.Duration // silent peers drop out of the bootstrap candidate set after this
-	RPC             time.Duration // timeout of one info/join call
-	Apply           time.Duration // timeout of one raft.Apply on the leader
-	AutopilotTick   time.Duration // autopilot state update and reconcile interval (stats fetched each tick)
-	LastContactMax  time.Duration // autopilot: a server older than this is unhealthy
-	Stabilization   time.Duration // autopilot: healthy this long before a promotion
+	Heartbeat         time.Duration // follower: time without leader contact before an election
+	Election          time.Duration // candidate: time without winning before a new election
+	LeaderLease       time.Duration // leader: time without quorum contact before stepping down
+	Commit            time.Duration // leader: raft's CommitTimeout (an AppendEntries per follower every Commit–2·Commit)
+	Trail             time.Duration // leader: applied index still this long: a barrier tells followers the commit (trailer.go)
+	FailoverStagger   time.Duration // fast failover: delay between surviving voters' elections, by rank
+	Redial            time.Duration // fast failover: deadline of the redial of a leader whose connection closed
+	Silence           time.Duration // silence watch: leader unheard this long is probed (silence.go)
+	SilenceProbe      time.Duration // silence watch: deadline of the probe of a silent leader
+	SilenceAgree      time.Duration // silence watch: another voter agrees when unheard this long (> the heartbeat gap H/5)
+	SilencePoll       time.Duration // silence watch: the shortest wait between two reads of the last contact
+	Poll              time.Duration // bootstrap/join loop period (and while no leader is known)
+	MemberPoll        time.Duration // membership loop: shortest period of a member that knows a leader
+	MemberIdle        time.Duration // membership loop: longest sleep of a settled member without an event (bootstrap.go Run)
+	Discovery         time.Duration // discovery window before a fresh cluster is bootstrapped
+	PeerDrop          time.Duration // silent peers drop out of the bootstrap candidate set after this
+	RPC               time.Duration // timeout of one info/join call
+	Apply             time.Duration // timeout of one raft.Apply on the leader
+	AutopilotTick     time.Duration // autopilot state update and reconcile interval while the servers change (pace.go)
+	AutopilotIdleTick time.Duration // the same once they stood still
+	LastContactMax    time.Duration // autopilot: a server older than this is unhealthy
+	Stabilization     time.Duration // autopilot: healthy this long before a promotion
 }
 
 // DefaultTimings returns the timeouts for multiplier m (≤ 0 means 1).
@@ -306,26 +308,28 @@ func DefaultTimings(m float64) Timings {
 	}
 	d := func(base time.Duration) time.Duration { return time.Duration(float64(base) * m) }
 	return Timings{
-		Heartbeat:       d(3 * time.Second),
-		Election:        d(3 * time.Second),
-		LeaderLease:     d(1500 * time.Millisecond),
-		Commit:          d(5 * time.Second),
-		Trail:           d(50 * time.Millisecond),
-		FailoverStagger: d(250 * time.Millisecond),
-		Redial:          d(500 * time.Millisecond),
-		Silence:         d(750 * time.Millisecond),
-		SilenceProbe:    d(150 * time.Millisecond),
-		SilenceAgree:    d(650 * time.Millisecond),
-		SilencePoll:     d(50 * time.Millisecond),
-		Poll:            d(150 * time.Millisecond),
-		MemberPoll:      d(1 * time.Second),
-		Discovery:       d(1500 * time.Millisecond),
-		PeerDrop:        d(3 * time.Second),
-		RPC:             d(2 * time.Second),
-		Apply:           d(5 * time.Second),
-		AutopilotTick:   d(1 * time.Second),
-		LastContactMax:  d(2 * time.Second),
-		Stabilization:   d(2 * time.Second),
+		Heartbeat:         d(3 * time.Second),
+		Election:          d(3 * time.Second),
+		LeaderLease:       d(1500 * time.Millisecond),
+		Commit:            d(5 * time.Second),
+		Trail:             d(50 * time.Millisecond),
+		FailoverStagger:   d(250 * time.Millisecond),
+		Redial:            d(500 * time.Millisecond),
+		Silence:           d(750 * time.Millisecond),
+		SilenceProbe:      d(150 * time.Millisecond),
+		SilenceAgree:      d(650 * time.Millisecond),
+		SilencePoll:       d(50 * time.Millisecond),
+		Poll:              d(150 * time.Millisecond),
+		MemberPoll:        d(1 * time.Second),
+		MemberIdle:        d(15 * time.Second),
+		Discovery:         d(1500 * time.Millisecond),
+		PeerDrop:          d(3 * time.Second),
+		RPC:               d(2 * time.Second),
+		Apply:             d(5 * time.Second),
+		AutopilotTick:     d(1 * time.Second),
+		AutopilotIdleTick: d(10 * time.Second),
+		LastContactMax:    d(2 * time.Second),
+		Stabilization:     d(2 * time.Second),
 	}
 }
 

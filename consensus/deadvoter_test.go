@@ -78,6 +78,14 @@ func Test_DeadVoterReplaced(t *testing.T) {
 				}
 				return nil
 			})
+			// An idle cluster's leader runs autopilot at its calm pace (pace.go): the death
+			// must wake the brisk one, and the vote move as fast as ever.
+			waitUntil(t, testDeadline, "the leader's autopilot calm", func() error {
+				if !leader.r.AutopilotCalm() {
+					return errors.New("brisk")
+				}
+				return nil
+			})
 			victim := otherThan(nodes[:3], leader)
 			vid := victim.h.ID()
 			for _, s := range leader.r.Servers() {

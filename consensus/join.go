@@ -236,6 +236,7 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		return nil, fmt.Errorf("add %s: %w", id, err)
 	}
 	r.log.Info("added non-voter", "peer", id, "role", r.roleOf(id))
+	r.memberKick.kick() // protect it, reconcile the allow-list
 	r.growVoters(ctx)
 	resp.Changed = true
 	return resp, nil
@@ -285,6 +286,7 @@ func (r *Raft) removeServer(ctx context.Context, id peer.ID) (membershipResponse
 		}
 		changed = true
 		r.log.Info("removed server", "peer", id)
+		r.memberKick.kick()
 	}
 	if _, ok := r.fsm.State().Nodes[id.String()]; ok {
 		cmd, err := NewCommand(OpNodeRemove, NodeRemove{ID: id.String()})

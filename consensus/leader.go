@@ -105,10 +105,15 @@ func (r *Raft) leaderLoop(ctx context.Context, done chan struct{}) {
 	}
 	r.log.Info("leadership established", "term", r.raft.CurrentTerm())
 	r.del.reset()
-	r.ap.Start(ctx)
-	defer func() { <-r.ap.Stop() }()
+	apDone := make(chan struct{})
+	go func() {
+		defer close(apDone)
+		r.runAutopilot(ctx)
+	}()
+	defer func() { <-apDone }()
 	r.setLeading(true)
 	defer r.setLeading(false)
+	r.memberKick.kick() // the membership loop's leader work (reconcileMembers) starts now
 
 	r.lmu.Lock()
 	hooks := append([]func(context.Context){}, r.hooks...)

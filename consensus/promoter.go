@@ -118,7 +118,11 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 	if p.desired != nil {
 		want = p.desired(len(s.Servers))
 	}
-	stable := s.ServerStabilizationTime(c)
+	// The configured stabilization always, also in an instance's first
+	// rounds (autopilot waives it then): the leader switches between two
+	// instances (pace.go), and a server that joined a moment ago must not
+	// get a vote because the brisk one has just started.
+	stable := c.ServerStabilizationTime
 
 	type cand struct {
 		id     raft.ServerID

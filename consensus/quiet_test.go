@@ -4,16 +4,19 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
-// TestAutopilotStatsReusedWhileQuiet: while the log does not move, the leader's autopilot asks
-// each follower for its stats once per statsReuse instead of once per tick (AutopilotTick), and
-// still asks.
+// TestAutopilotStatsReusedWhileQuiet: while the log does not move and the followers answer the
+// leader's heartbeats, the leader's autopilot does not ask them for their stats (at most one
+// refresh per statsRefresh, instead of a call every statsReuse), yet keeps them healthy from the
+// heartbeats; once the log moves it asks them again.
 func TestAutopilotStatsReusedWhileQuiet(t *testing.T) {
 	nodes := startCluster(t, 3, "quiet", nil)
 	leader := settled(t, nodes, 3, true)
 	tick := leader.r.t.AutopilotTick
-	window := 6 * tick // 6 calls without reuse; 2–4 with it (statsReuse is more than one tick)
+	window := 6 * tick // 6 calls without reuse, 2–4 with statsReuse alone
 	for attempt := 1; ; attempt++ {
 		idx := leader.r.raft.LastIndex()
 		before := make([]int64, len(nodes))
@@ -27,17 +30,86 @@ func TestAutopilotStatsReusedWhileQuiet(t *testing.T) {
 			}
 			continue
 		}
+		leader.r.del.mu.Lock()
+		st := leader.r.del.state
+		leader.r.del.mu.Unlock()
 		for i, n := range nodes {
 			if n == leader {
 				continue
 			}
-			got := n.r.statCalls.Load() - before[i]
-			if got < 1 || got > 4 {
-				t.Fatalf("%s answered %d stats calls in %v of a quiet cluster, want 1–4 (an answer reused for up to %v, not a call every %v tick)",
-					n.name, got, window, statsReuse, tick)
+			if got := n.r.statCalls.Load() - before[i]; got > 1 {
+				t.Fatalf("%s answered %d stats calls in %v of a quiet cluster, want ≤ 1 (heartbeats answered stand in for them up to %v)",
+					n.name, got, window, statsRefresh)
+			}
+			srv := st.Servers[raft.ServerID(n.h.ID().String())]
+			if srv == nil || !srv.Health.Healthy || srv.Stats.LastContact < 0 || srv.Stats.LastContact > leader.r.t.LastContactMax {
+				t.Fatalf("autopilot's view of %s on a quiet cluster: %+v, want healthy, heard within %v", n.name, srv, leader.r.t.LastContactMax)
 			}
 		}
-		return
+		break
+	}
+	before := make([]int64, len(nodes))
+	for i, n := range nodes {
+		before[i] = n.r.statCalls.Load()
+	}
+	start := time.Now()
+	registerFake(t, leader, "moved")
+	waitUntil(t, testDeadline, "the followers asked for their stats once the log moved", func() error {
+		for i, n := range nodes {
+			if n != leader && n.r.statCalls.Load() == before[i] {
+				return fmt.Errorf("%s was not asked", n.name)
+			}
+		}
+		return nil
+	})
+	if took := time.Since(start); took > statsRefresh/2 {
+		t.Fatalf("the followers were asked %v after the log moved: the refresh (%v), not the move, did it", took, statsRefresh)
+	}
+}
+
+// TestMembershipLoopSleepsWhileSettled: a settled member's membership loop does not poll every
+// MemberPoll; it looks again when an entry is applied (here a node registering), within about
+// MemberPoll, on every node.
+func TestMembershipLoopSleepsWhileSettled(t *testing.T) {
+	nodes := startCluster(t, 3, "memloop", nil)
+	leader := settled(t, nodes, 3, true)
+	window := 4 * leader.r.t.MemberPoll // 4 rounds each if it polled
+	for attempt := 1; ; attempt++ {
+		idx := leader.r.raft.LastIndex()
+		before := make([]int64, len(nodes))
+		for i, n := range nodes {
+			before[i] = n.r.memberRuns.Load()
+		}
+		<-time.After(window) // a measurement window, not a synchronisation
+		if leader.r.raft.LastIndex() != idx || !leader.r.IsLeader() {
+			if attempt == 3 {
+				t.Fatal("the log kept moving: no quiet window to measure")
+			}
+			continue
+		}
+		for i, n := range nodes {
+			if got := n.r.memberRuns.Load() - before[i]; got > 1 {
+				t.Fatalf("%s's membership loop ran %d times in %v of a settled cluster, want ≤ 1", n.name, got, window)
+			}
+		}
+		break
+	}
+	before := make([]int64, len(nodes))
+	for i, n := range nodes {
+		before[i] = n.r.memberRuns.Load()
+	}
+	start := time.Now()
+	registerFake(t, leader, "wake")
+	waitUntil(t, testDeadline, "every membership loop looks after the entry is applied", func() error {
+		for i, n := range nodes {
+			if n.r.memberRuns.Load() == before[i] {
+				return fmt.Errorf("%s's loop still sleeps", n.name)
+			}
+		}
+		return nil
+	})
+	if took := time.Since(start); took > leader.r.t.MemberIdle/2 {
+		t.Fatalf("the membership loops looked %v after the entry: their idle timer (%v), not the entry, woke them", took, leader.r.t.MemberIdle)
 	}
 }
 

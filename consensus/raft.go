@@ -39,18 +39,23 @@ type Raft struct {
 	appliedMu    sync.Mutex // serialises saveApplied (replay.go)
 	appliedSaved uint64     // the applied index last written
 
-	boot      bootState
-	grow      growState
-	pending   pendingList
-	expected  sync.Map // peer.ID → bool: leader and servers of our admission answer (false: while asking)
-	joinTok   *ParsedJoinToken
-	waiting   atomic.Bool  // a join request was answered "pending approval"
-	runStart  atomic.Int64 // when Run began (unix ns; 0: not yet)
-	statCalls atomic.Int64 // stats calls answered (autopilot's idle cost; tests)
-	tokenWait atomic.Bool  // logged that a node with a join token never founds a cluster
-	nodeTok   atomic.Pointer[string]
-	del       *delegate
-	ap        *autopilot.Autopilot
+	boot       bootState
+	grow       growState
+	pending    pendingList
+	expected   sync.Map // peer.ID → bool: leader and servers of our admission answer (false: while asking)
+	joinTok    *ParsedJoinToken
+	waiting    atomic.Bool  // a join request was answered "pending approval"
+	runStart   atomic.Int64 // when Run began (unix ns; 0: not yet)
+	statCalls  atomic.Int64 // stats calls answered (autopilot's idle cost; tests)
+	memberRuns atomic.Int64 // rounds of the membership loop (its idle cost; tests)
+	tokenWait  atomic.Bool  // logged that a node with a join token never founds a cluster
+	nodeTok    atomic.Pointer[string]
+	del        *delegate
+	promoter   *Promoter
+	apBrisk    *autopilot.Autopilot // the leader's autopilot while the servers change (pace.go)
+	apCalm     *autopilot.Autopilot // the same once they stand still
+	apCalmNow  atomic.Bool
+	apKick     *kicker // something about the servers changed: brisk autopilot (pace.go)
 
 	lmu     sync.Mutex
 	leading bool
@@ -59,6 +64,7 @@ type Raft struct {
 	trailKick   *kicker // an entry was applied: the leader's trailer (trailer.go)
 	appliedKick *kicker // an entry was applied: recordApplied (replay.go)
 	silenceKick *kicker // leadership lost: the silence watch looks now (silence.go)
+	memberKick  *kicker // an entry applied, a leader change, a server added or removed: the membership loop looks (Run)
 	group       grouper // group commit of App commands (batch.go)
 
 	fastFailover atomic.Bool // timeouts shortened after the leader's connection closed
@@ -136,6 +142,8 @@ func New(cfg Config) (*Raft, error) {
 		trailKick:   newKicker(),
 		appliedKick: newKicker(),
 		silenceKick: newKicker(),
+		memberKick:  newKicker(),
+		apKick:      newKicker(),
 		notifyCh:    make(chan bool, 16),
 		closed:      make(chan struct{}),
 		joinTok:     joinTok,
@@ -174,18 +182,22 @@ func New(cfg Config) (*Raft, error) {
 		return nil, fmt.Errorf("replay the raft log: %w", err)
 	}
 	rc.NoSnapshotRestoreOnStart = restored
-	if r.raft, err = raft.NewRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick}}, st.logs, st.bolt, st.snaps, trans); err != nil {
+	if r.raft, err = raft.NewRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick, r.memberKick}}, st.logs, st.bolt, st.snaps, trans); err != nil {
 		_ = trans.Close()
 		_ = st.close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	// The membership loop looks again whenever the leader changes or is
+	// lost (the filter runs on raft's goroutine and only kicks).
+	r.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
+		if _, ok := o.Data.(raft.LeaderObservation); ok {
+			r.memberKick.kick()
+		}
+		return false
+	}))
 	r.del = newDelegate(r)
-	r.ap = autopilot.New(r.raft, r.del,
-		autopilot.WithLogger(newHCLogger(log, "autopilot")),
-		autopilot.WithPromoter(&Promoter{desired: r.desiredVoters, noVote: cfg.NoVote}),
-		autopilot.WithUpdateInterval(t.AutopilotTick),
-		autopilot.WithReconcileInterval(t.AutopilotTick),
-	)
+	r.promoter = &Promoter{desired: r.desiredVoters, noVote: cfg.NoVote}
+	r.apBrisk, r.apCalm = r.newAutopilot(t.AutopilotTick), r.newAutopilot(t.AutopilotIdleTick)
 	r.serve()
 	r.watch = leaderConnWatch{r}
 	cfg.Host.Network().Notify(r.watch)
@@ -401,7 +413,8 @@ func (r *Raft) Shutdown(transfer bool) error {
 		close(r.closed)
 		r.goMu.Unlock()
 		r.host.Network().StopNotify(r.watch)
-		<-r.ap.Stop()
+		<-r.apBrisk.Stop()
+		<-r.apCalm.Stop()
 		var errs []error
 		if err := r.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -146,6 +147,34 @@ type transport struct {
 	rpcCh                  chan raft.RPC
 	done                   chan struct{}
 	once                   sync.Once
+	answered               sync.Map // raft.ServerID → *atomic.Int64: last AppendEntries answer (unix ns)
+}
+
+// AppendEntries sends one AppendEntries (a heartbeat, or entries outside
+// the pipeline) and notes when the peer answered: on the leader, a
+// heartbeat answered is evidence that the peer's raft is alive and heard
+// the leader then, which autopilot uses instead of a stats call while the
+// cluster is quiet (autopilot.go).
+func (t *transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil {
+		v, ok := t.answered.Load(id)
+		if !ok {
+			v, _ = t.answered.LoadOrStore(id, new(atomic.Int64))
+		}
+		v.(*atomic.Int64).Store(time.Now().UnixNano())
+	}
+	return err
+}
+
+// lastAnswer is when id last answered an AppendEntries of this node (zero:
+// never).
+func (t *transport) lastAnswer(id raft.ServerID) time.Time {
+	v, ok := t.answered.Load(id)
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(0, v.(*atomic.Int64).Load())
 }
 
 // raft enables pre-vote only for a transport that can carry it; the silence

@@ -29,7 +29,7 @@ import (
 //	                          or, after writes, a trailing barrier (consensus/trailer.go)
 const (
 	idlePublishEvery = 10 * time.Second
-	idleOwnerEvery   = 3 * time.Second
+	idleOwnerEvery   = 10 * time.Second
 	// dedicatedOwnerEvery: a --dedicated node's owner loop, busy or not (the owner rules are off).
 	dedicatedOwnerEvery = 5 * time.Second
 	tokenEvery          = 5 * time.Second

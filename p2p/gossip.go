@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -18,6 +19,16 @@ const MaxGossipMessage = 64 << 10
 
 // ErrGossipTooLarge is returned by Publish for data over MaxGossipMessage.
 var ErrGossipTooLarge = errors.New("gossip message too large")
+
+// gossipHeartbeat is the gossipsub router's heartbeat (the library's default
+// is 1 s): mesh upkeep (grafting peers that subscribed since, pruning
+// the gone) and IHAVE gossip. A node publishes its own messages to every
+// peer of the topic it knows (flood publishing, the default), so only the
+// relaying of others' messages waits for the mesh; Hydra's topics carry a
+// few small messages every few seconds, and every heartbeat wakes every
+// node, busy or idle (docs/design.md §7 "Idle cost"). Lost subscriptions and
+// dead outbound streams are mended by the gossip repair, not by heartbeats.
+const gossipHeartbeat = 5 * time.Second
 
 // Topic is a gossipsub topic of the node's cluster. Gossip is lossy:
 // messages published before the mesh forms (the first second or so after
@@ -36,7 +47,9 @@ func (h *Host) pubsubLocked() (*pubsub.PubSub, error) {
 	}
 	// h.ctx ends the router's goroutines when the Host closes.
 	out := newOutboundTracer()
-	ps, err := pubsub.NewGossipSub(h.ctx, h.h, pubsub.WithRawTracer(out))
+	params := pubsub.DefaultGossipSubParams()
+	params.HeartbeatInterval = gossipHeartbeat
+	ps, err := pubsub.NewGossipSub(h.ctx, h.h, pubsub.WithRawTracer(out), pubsub.WithGossipSubParams(params))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
 	}
