@@ -260,7 +260,7 @@ func (d *delegate) noteAvail(id raft.ServerID, a *Availability) {
 	old, ok := d.avail[id]
 	d.avail[id] = v
 	d.mu.Unlock()
-	if !ok || old != v {
+	if (!ok || old != v) && d.r != nil {
 		d.r.apKick.kick()
 	}
 }
