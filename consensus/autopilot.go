@@ -60,9 +60,48 @@ func (r *Raft) localStats() statsResponse {
 	return s
 }
 
-func (r *Raft) handleStats(context.Context, peer.ID, json.RawMessage) (any, error) {
+// statsRequest is the body of a stats call: empty from the leader's
+// autopilot; Changed from a server telling the leader that its
+// Availability changed (AvailabilityChanged). A leader that does not know
+// the field answers it as a plain call.
+type statsRequest struct {
+	Changed bool `json:"changed,omitempty"`
+}
+
+func (r *Raft) handleStats(_ context.Context, from peer.ID, raw json.RawMessage) (any, error) {
 	r.statCalls.Add(1)
+	var req statsRequest
+	if len(raw) > 0 && json.Unmarshal(raw, &req) == nil && req.Changed && r.IsLeader() {
+		r.del.forget(raft.ServerID(from.String())) // ask it at the next update
+		r.apKick.kick()
+	}
 	return r.localStats(), nil
+}
+
+// AvailabilityChanged tells the leader at once that this node's
+// Availability changed in a way the promoter weighs (on battery or not,
+// rarely paused or not: the node compares), rather than at its next stats
+// call, which a quiet cluster makes only every statsRefresh: on the leader
+// it wakes the brisk autopilot, whose first update reads it (pace.go); a
+// follower sends the leader a stats call that says so. Best effort: the
+// next call would carry it anyway.
+func (r *Raft) AvailabilityChanged() {
+	if r.IsLeader() {
+		r.apKick.kick()
+		return
+	}
+	leader, ok := r.Leader()
+	if !ok {
+		return
+	}
+	r.spawn(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), r.t.RPC)
+		defer cancel()
+		var s statsResponse
+		if err := p2p.Call(ctx, r.host, leader, ProtocolStats, statsRequest{Changed: true}, &s); err != nil {
+			r.log.Debug("telling the leader of a changed availability failed", "err", err)
+		}
+	})
 }
 
 // desiredVoters is the voter count the promoter aims at for a configuration
@@ -246,6 +285,13 @@ func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.Server
 	}
 	wg.Wait()
 	return out
+}
+
+// forget drops id's stats answer, so that the next update asks it again.
+func (d *delegate) forget(id raft.ServerID) {
+	d.mu.Lock()
+	delete(d.quiet, id)
+	d.mu.Unlock()
 }
 
 // noteAvail keeps the Availability a server reported in a stats answer; an

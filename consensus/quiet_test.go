@@ -1,7 +1,9 @@
 package consensus
 
 import (
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +66,44 @@ func TestAutopilotStatsReusedWhileQuiet(t *testing.T) {
 	})
 	if took := time.Since(start); took > statsRefresh/2 {
 		t.Fatalf("the followers were asked %v after the log moved: the refresh (%v), not the move, did it", took, statsRefresh)
+	}
+}
+
+// TestAvailabilityChangeReachesACalmLeader: on a quiet cluster the leader asks a follower for
+// its stats only every statsRefresh, so a follower whose Availability changed says so
+// (AvailabilityChanged), and the leader, calm until then, knows within a few seconds.
+func TestAvailabilityChangeReachesACalmLeader(t *testing.T) {
+	var battery [3]atomic.Bool
+	nodes := startCluster(t, 3, "availnote", func(i int, c *Config) {
+		c.Availability = func() Availability { return Availability{OnBattery: battery[i].Load()} }
+	})
+	leader := settled(t, nodes, 3, true)
+	waitUntil(t, testDeadline, "the leader's autopilot calm", func() error {
+		if !leader.r.AutopilotCalm() {
+			return errors.New("brisk")
+		}
+		return nil
+	})
+	f := otherThan(nodes, leader)
+	for i, n := range nodes {
+		if n == f {
+			battery[i].Store(true)
+		}
+	}
+	start := time.Now()
+	f.r.AvailabilityChanged()
+	id := raft.ServerID(f.h.ID().String())
+	waitUntil(t, testDeadline, "the leader knows the follower is on battery", func() error {
+		leader.r.del.mu.Lock()
+		a := leader.r.del.avail[id]
+		leader.r.del.mu.Unlock()
+		if !a.OnBattery {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if took := time.Since(start); took > statsRefresh/2 {
+		t.Fatalf("the leader learned the change after %v: the refresh (%v), not the notice, told it", took, statsRefresh)
 	}
 }
 
