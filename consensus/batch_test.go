@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/hydra-compute/hydra/wire"
 )
 
@@ -238,6 +240,34 @@ func Test_MultiNode_GroupCommit(t *testing.T) {
 				t.Fatalf("ApplyGroup on the leader applied %v, want both commands in one entry", got)
 			}
 		}
+	}
+	// Commands forwarded at once share the barriers that tell the follower of their commit
+	// (nudgeFollowers): a burst of 100 adds one barrier, and one more behind it, not 100.
+	first, _ := leader.r.st.logs.LastIndex()
+	for range 100 {
+		leader.r.nudgeFollowers()
+	}
+	waitUntil(t, testDeadline, "the barriers committed", func() error {
+		leader.r.nudge.mu.Lock()
+		defer leader.r.nudge.mu.Unlock()
+		if leader.r.nudge.running {
+			return errors.New("a barrier is in raft")
+		}
+		return nil
+	})
+	last, _ := leader.r.st.logs.LastIndex()
+	barriers := 0
+	for i := first + 1; i <= last; i++ {
+		var l raft.Log
+		if err := leader.r.st.logs.GetLog(i, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Type == raft.LogBarrier {
+			barriers++
+		}
+	}
+	if barriers == 0 || barriers > 10 { // 2, and maybe a trailing one (trailer.go)
+		t.Fatalf("100 nudges appended %d barriers, want 2", barriers)
 	}
 	// Nobody proposes a batch entry of their own: the leader builds them.
 	entry := encodeBatch([][]byte{appCmd(t, OpAppFirst, "x"), appCmd(t, OpAppFirst, "y")})

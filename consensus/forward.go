@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -220,8 +221,8 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 		// The follower waits until it has applied its write (read-your-writes), and learns
 		// that it is committed from the next AppendEntries, which while no other write flows
 		// comes only after the idle Commit timeout: a barrier entry sends one now. It is not
-		// waited for.
-		r.raft.Barrier(r.t.Apply)
+		// waited for, and one serves every command forwarded meanwhile (nudgeFollowers).
+		r.nudgeFollowers()
 		return res, nil
 	case errors.Is(err, ErrRejected):
 		return applyResponse{Rejected: err.Error()}, nil
@@ -229,4 +230,41 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 		return applyResponse{NotLeader: true}, nil
 	}
 	return nil, err
+}
+
+// nudge paces the barriers that tell followers of a forwarded command's commit: one in raft at
+// a time, and at most one more queued behind it, however many commands are forwarded meanwhile.
+type nudge struct {
+	mu      sync.Mutex
+	running bool // a barrier is being committed
+	again   bool // a command committed since that barrier was appended: one more after it
+}
+
+// nudgeFollowers appends a barrier entry after a command this node committed for a follower, so
+// that an AppendEntries carrying the commit index goes out now. A barrier already in raft may
+// have been appended before that command committed, so another follows it; commands forwarded
+// while both wait share them (before, each forwarded command added an entry of its own).
+func (r *Raft) nudgeFollowers() {
+	n := &r.nudge
+	n.mu.Lock()
+	if n.running {
+		n.again = true
+		n.mu.Unlock()
+		return
+	}
+	n.running = true
+	n.mu.Unlock()
+	r.spawn(func() { // not run once shutting down: then nothing needs telling
+		for {
+			_ = r.raft.Barrier(r.t.Apply).Error() // raft shut down or leadership lost: nothing to tell
+			n.mu.Lock()
+			if !n.again {
+				n.running = false
+				n.mu.Unlock()
+				return
+			}
+			n.again = false
+			n.mu.Unlock()
+		}
+	})
 }

@@ -66,6 +66,7 @@ type Raft struct {
 	silenceKick *kicker // leadership lost: the silence watch looks now (silence.go)
 	memberKick  *kicker // an entry applied, a leader change, a server added or removed: the membership loop looks (Run)
 	group       grouper // group commit of App commands (batch.go)
+	nudge       nudge   // barriers after forwarded commands (forward.go)
 
 	fastFailover atomic.Bool // timeouts shortened after the leader's connection closed
 	watch        network.Notifiee
