@@ -99,7 +99,7 @@ func (j *job) total() Range { return Range{0, j.spec.TotalUnits()} }
 // depends only on the state and the command, so every replica computes the same state.
 type JobStore struct {
 	mu           sync.RWMutex
-	payloads     ResultStore
+	payloads     *putBuffer // the ResultStore, whose Puts wait while an entry is applied (ApplyBatch)
 	jobs         map[string]*job
 	seq          uint64
 	lastIndex    uint64
@@ -117,7 +117,7 @@ type JobStore struct {
 // from now on (Close closes it). The store must start empty: after a restart raft rebuilds the
 // state by Restore from its latest snapshot and replay of the log after it.
 func NewJobStore(results ResultStore) *JobStore {
-	return &JobStore{payloads: results, jobs: map[string]*job{}, creds: map[string]*nodeCred{}, auditIx: map[uint64]Chunk{}, waitJobs: map[string]*job{}, policy: audit.DefaultPolicy}
+	return &JobStore{payloads: &putBuffer{ResultStore: results}, jobs: map[string]*job{}, creds: map[string]*nodeCred{}, auditIx: map[uint64]Chunk{}, waitJobs: map[string]*job{}, policy: audit.DefaultPolicy}
 }
 
 // Close closes the result store.
@@ -158,6 +158,53 @@ func (s *JobStore) Apply(op byte, payload []byte, index uint64) any {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.applyLocked(op, cmd, index)
+}
+
+// ApplyBatch applies the commands of one raft entry (ops[i] and payloads[i] each, as Apply
+// would, the entry's index with the first and 0 with the others) and returns their results in
+// order. The chunk results they accept are stored in one transaction of the ResultStore at the
+// end instead of one per command, and readers see the state only after all of it is applied.
+// A store that fails fails the whole entry with a *StorageError (a LocalFailure: the node stops
+// applying the log, so what this replica counted but did not store is never served as applied;
+// after a restart the entry is applied again).
+func (s *JobStore) ApplyBatch(ops []byte, payloads [][]byte, index uint64) ([]any, error) {
+	if len(ops) != len(payloads) {
+		return nil, fmt.Errorf("apply batch: %d ops, %d payloads", len(ops), len(payloads))
+	}
+	cmds := make([]any, len(ops))
+	errs := make([]error, len(ops))
+	for i := range ops {
+		cmds[i], errs[i] = DecodeCommand(ops[i], payloads[i])
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.payloads.on = true
+	out := make([]any, len(ops))
+	for i := range ops {
+		ix := index
+		if i > 0 {
+			ix = 0
+		}
+		if errs[i] != nil {
+			out[i] = errs[i]
+			continue
+		}
+		out[i] = s.applyLocked(ops[i], cmds[i], ix)
+		var se *StorageError
+		if err, ok := out[i].(error); ok && errors.As(err, &se) {
+			s.payloads.discard()
+			return nil, err
+		}
+	}
+	if err := s.payloads.flush(); err != nil {
+		return nil, &StorageError{Op: "results", Err: err}
+	}
+	return out, nil
+}
+
+// applyLocked applies one decoded command; s.mu is held.
+func (s *JobStore) applyLocked(op byte, cmd any, index uint64) any {
 	if index != 0 {
 		if index <= s.lastIndex {
 			return fmt.Errorf("apply index %d (last %d): %w", index, s.lastIndex, ErrStaleIndex)
@@ -328,7 +375,8 @@ func (s *JobStore) results(c Results) (*ResultsOutcome, error) {
 		rs.Add(it.Range)
 		ok = append(ok, acceptedResult{item: it, j: s.jobs[it.Job], hits: hits, leaves: leaves})
 	}
-	// Store first, count after: if the store fails nothing is counted.
+	// Store first, count after: if the store fails nothing is counted. In an entry of several
+	// commands (ApplyBatch) the records wait for the entry's end, whose failure stops the node.
 	if len(ok) > 0 {
 		recs := make([]StoredResult, len(ok))
 		for i, a := range ok {

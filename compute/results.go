@@ -166,3 +166,89 @@ func (v *memView) Around(job string, at uint64) (StoredResult, bool, uint64, err
 }
 
 func (v *memView) Release() { v.jobs = nil }
+
+// putBuffer is the job state's ResultStore. While the commands of one raft entry are applied
+// together (JobStore.ApplyBatch) their Puts wait, and flush stores them all in one write
+// transaction of the store instead of one each; any other call stores them first, so that it
+// sees what the commands before it stored. Outside an entry it passes every call through. It is
+// used with the job state's lock held, as a ResultStore is: for writing, and for reading only
+// while nothing waits (reads never see waiting records).
+type putBuffer struct {
+	ResultStore
+	on   bool
+	recs []StoredResult
+	err  error // the first failed store, kept until flush reports it
+}
+
+// Put implements ResultStore.
+func (b *putBuffer) Put(recs []StoredResult) error {
+	if !b.on {
+		return b.ResultStore.Put(recs)
+	}
+	b.recs = append(b.recs, recs...)
+	return nil
+}
+
+// store writes the waiting records; an error stays for flush to report (the entry fails as a
+// whole, see JobStore.ApplyBatch).
+func (b *putBuffer) store() error {
+	if len(b.recs) > 0 && b.err == nil {
+		b.err = b.ResultStore.Put(b.recs)
+		clear(b.recs) // the payloads alias the raft entry
+		b.recs = b.recs[:0]
+	}
+	return b.err
+}
+
+// flush stores the waiting records and ends the entry, returning the first error since it began.
+func (b *putBuffer) flush() error {
+	err := b.store()
+	b.discard()
+	return err
+}
+
+// discard drops the waiting records and ends the entry (it failed).
+func (b *putBuffer) discard() {
+	clear(b.recs)
+	b.on, b.recs, b.err = false, b.recs[:0], nil
+}
+
+// Get implements ResultStore.
+func (b *putBuffer) Get(job string, start uint64) (StoredResult, bool, error) {
+	if err := b.store(); err != nil {
+		return StoredResult{}, false, err
+	}
+	return b.ResultStore.Get(job, start)
+}
+
+// Delete implements ResultStore.
+func (b *putBuffer) Delete(job string, start uint64) error {
+	if err := b.store(); err != nil {
+		return err
+	}
+	return b.ResultStore.Delete(job, start)
+}
+
+// DeleteJob implements ResultStore.
+func (b *putBuffer) DeleteJob(job string) error {
+	if err := b.store(); err != nil {
+		return err
+	}
+	return b.ResultStore.DeleteJob(job)
+}
+
+// Clear implements ResultStore.
+func (b *putBuffer) Clear() error {
+	if err := b.store(); err != nil {
+		return err
+	}
+	return b.ResultStore.Clear()
+}
+
+// View implements ResultStore.
+func (b *putBuffer) View() (ResultView, error) {
+	if err := b.store(); err != nil {
+		return nil, err
+	}
+	return b.ResultStore.View()
+}

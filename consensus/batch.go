@@ -280,6 +280,17 @@ func applyBatch(app App, payload []byte, index uint64) any {
 	if app == nil {
 		return rejectf("batch: no application state on this node")
 	}
+	if ba, ok := app.(BatchApp); ok {
+		ops, payloads := make([]byte, len(cmds)), make([][]byte, len(cmds))
+		for i, c := range cmds {
+			ops[i], payloads[i] = byte(c.Op), c.Payload
+		}
+		out, err := ba.ApplyBatch(ops, payloads, index)
+		if err != nil {
+			return err
+		}
+		return out
+	}
 	out := make([]any, len(cmds))
 	for i, c := range cmds {
 		ix := index
@@ -294,6 +305,16 @@ func applyBatch(app App, payload []byte, index uint64) any {
 		out[i] = res
 	}
 	return out
+}
+
+// BatchApp is implemented by an App that applies the commands of one OpBatch entry in one call,
+// so that they can share work: the job state stores all the chunk results of an entry in one
+// disk transaction instead of one per command. ApplyBatch must give what App.Apply would on each
+// command in order (the entry's index with the first, 0 with the others): one result per
+// command. Its error fails the whole entry and must be a LocalFailure (the FSM then stops, as
+// for any entry).
+type BatchApp interface {
+	ApplyBatch(ops []byte, payloads [][]byte, index uint64) ([]any, error)
 }
 
 // uvarint reads a uvarint in its shortest form (k ≤ 0 otherwise, or when p ends first), so

@@ -153,6 +153,53 @@ func Test_FSM_BatchStopsAtLocalFailure(t *testing.T) {
 	}
 }
 
+// batchEchoApp is an echoApp that takes a batch entry's commands in one call (BatchApp).
+type batchEchoApp struct {
+	echoApp
+	calls int
+}
+
+func (a *batchEchoApp) ApplyBatch(ops []byte, payloads [][]byte, index uint64) ([]any, error) {
+	a.calls++
+	out := make([]any, len(ops))
+	for i := range ops {
+		ix := index
+		if i > 0 {
+			ix = 0
+		}
+		out[i] = a.Apply(ops[i], payloads[i], ix)
+		if err, ok := out[i].(diskFull); ok {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// An App with ApplyBatch gets a batch entry in one call, and its error stops the FSM.
+func Test_FSM_BatchApp(t *testing.T) {
+	app := &batchEchoApp{}
+	fsm := NewFSM(app)
+	apply(fsm, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t"}))
+	res := apply(fsm, 2, encodeBatch([][]byte{appCmd(t, OpAppFirst, "a"), appCmd(t, OpAppFirst+1, "no"), appCmd(t, OpAppFirst, "b")}))
+	rs, ok := res.([]any)
+	if !ok || len(rs) != 3 || rs[0] != "a" || rs[2] != "b" || app.calls != 1 {
+		t.Fatalf("results %#v after %d calls", res, app.calls)
+	}
+	if err, _ := rs[1].(error); err == nil {
+		t.Fatalf("the refused command's result: %#v", rs[1])
+	}
+	if want := []echoed{{byte(OpAppFirst), "a", 2}, {byte(OpAppFirst), "b", 0}}; fmt.Sprint(app.list()) != fmt.Sprint(want) {
+		t.Fatalf("applied %v, want %v", app.list(), want)
+	}
+	var af *ApplyFailure
+	if err, _ := apply(fsm, 3, encodeBatch([][]byte{appCmd(t, OpAppFirst, "c"), appCmd(t, OpAppFirst, "disk")})).(error); !errors.As(err, &af) || af.Index != 3 {
+		t.Fatalf("a batch whose App failed locally: %v", err)
+	}
+	if res := apply(fsm, 4, appCmd(t, OpAppFirst, "d")); res != ErrApplyStopped {
+		t.Fatalf("after the failure: %v", res)
+	}
+}
+
 // Concurrent App commands, on the leader and forwarded from a follower, are committed in
 // shared entries (group commit): each proposer gets its own command's result, a refusal stays
 // its own, and every replica applies the same commands in the same order.

@@ -60,6 +60,26 @@ func (a jobsApp) Apply(op byte, payload []byte, index uint64) any {
 	return out
 }
 
+var _ consensus.BatchApp = jobsApp{}
+
+// ApplyBatch implements consensus.BatchApp: one raft entry's commands, woken about once.
+func (a jobsApp) ApplyBatch(ops []byte, payloads [][]byte, index uint64) ([]any, error) {
+	out, err := a.JobStore.ApplyBatch(ops, payloads, index)
+	submitted, changed := false, false
+	for _, op := range ops {
+		switch op {
+		case compute.OpSubmit:
+			submitted = true
+		case compute.OpCancel, compute.OpDelete:
+			changed = true
+		}
+	}
+	if changed || submitted {
+		a.changed(!changed)
+	}
+	return out, err
+}
+
 // Restore implements consensus.App.
 func (a jobsApp) Restore(r io.Reader) error {
 	err := a.JobStore.Restore(r)
