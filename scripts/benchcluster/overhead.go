@@ -170,6 +170,7 @@ func overheadChunked(c *procluster.Cluster, lp *procluster.Proc, tok, work strin
 		perfW = startPerf(fp, filepath.Join(work, "perf-worker.data"))
 	}
 	i0 := metric(lp, "hydra_raft_applied_index")
+	m0 := workerMetrics(c)
 	l0 := ownTicks(lp)
 	var a0 int64
 	for _, p := range c.Nodes {
@@ -227,6 +228,11 @@ func overheadChunked(c *procluster.Cluster, lp *procluster.Proc, tok, work strin
 	rel := func(ms int64) float64 { return time.UnixMilli(ms).Sub(v.SubmittedAt).Seconds() }
 	fmt.Printf("  chunked job: first chunk committed at %.2f s, last at %.2f s, done (every chunk cleared) at %.2f s\n", rel(first), rel(last), wall)
 	fmt.Printf("  chunked job, chunks done/not yet cleared: %s\n", strings.Join(timeline, ", "))
+	for i, m1 := range workerMetrics(c) {
+		m := m1.minus(m0[i])
+		fmt.Printf("  %s: %.2f s with chunks in its compute child (%.0f runs, %.2f s CPU), %.2f s with audits (%.2f s CPU)\n",
+			c.Nodes[i].Name, m.busy, m.runs, m.cpu, m.auditBusy, m.auditCPU)
+	}
 	hydraChunkedPerS = float64(n) / wall
 	addReport("one π job of %d chunks of %d samples (chunk_units; 3 voters): %.0f chunks/s (%d chunks accepted in %.2f s, submit to done; %.1f %% of the units audited; %.0f raft entries); leader node process CPU %.3f ms per chunk, all 3 node processes %.3f ms per chunk; load average %s",
 		*flagChunkJob, cu, hydraChunkedPerS, n, wall, 100*float64(v.AuditedUnits)/float64(v.TotalUnits), entries,
@@ -251,3 +257,23 @@ func metric(p *procluster.Proc, name string) float64 {
 }
 
 // ---- failover
+
+// workerCounts are a node's worker totals (/metrics): where its compute child's time went.
+type workerCounts struct{ busy, cpu, runs, auditBusy, auditCPU float64 }
+
+func (a workerCounts) minus(b workerCounts) workerCounts {
+	return workerCounts{a.busy - b.busy, a.cpu - b.cpu, a.runs - b.runs, a.auditBusy - b.auditBusy, a.auditCPU - b.auditCPU}
+}
+
+// workerMetrics reads every node's worker totals.
+func workerMetrics(c *procluster.Cluster) []workerCounts {
+	var out []workerCounts
+	for _, p := range c.Nodes {
+		out = append(out, workerCounts{
+			busy: metric(p, "hydra_compute_busy_seconds_total"), cpu: metric(p, "hydra_compute_cpu_seconds_total"),
+			runs: metric(p, "hydra_compute_chunks_total"), auditBusy: metric(p, "hydra_audit_busy_seconds_total"),
+			auditCPU: metric(p, "hydra_audit_cpu_seconds_total"),
+		})
+	}
+	return out
+}
