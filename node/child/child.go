@@ -87,7 +87,7 @@ func Main(stdin io.Reader, stdout io.Writer, stderr io.Writer) int {
 		switch m.kind {
 		case kindRun:
 			c.configure(m.h.CPUs, m.h.CPULimit)
-			c.start(m.h.Task, *m.h.Spec, *m.h.Range)
+			c.start(m.h.Task, *m.h.Spec, *m.h.Range, m.h.Spans)
 		case kindStop:
 			c.stop(m.h.Task)
 		case kindConfig:
@@ -120,6 +120,7 @@ type task struct {
 	id      uint64
 	spec    compute.JobSpec
 	rng     compute.Range
+	spans   []compute.Range // π only: the disjoint ranges to compute, which rng covers (header.Spans)
 	stopped atomic.Bool
 
 	halt     chan struct{} // closed by stop (wasm tasks wait on it in the duty cycle)
@@ -207,7 +208,7 @@ func (c *child) configure(cpus, limit int) {
 	}
 }
 
-func (c *child) start(id uint64, spec compute.JobSpec, r compute.Range) {
+func (c *child) start(id uint64, spec compute.JobSpec, r compute.Range, spans []compute.Range) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cur != nil {
@@ -220,7 +221,7 @@ func (c *child) start(id uint64, spec compute.JobSpec, r compute.Range) {
 	if cu := spec.ChunkUnits; cu > 0 {
 		r.End = min(r.End, (r.Start/cu+compute.MaxLeaseChunks)*cu) // at most maxParts parts
 	}
-	c.cur = &task{id: id, spec: spec, rng: r, halt: make(chan struct{})}
+	c.cur = &task{id: id, spec: spec, rng: r, spans: spans, halt: make(chan struct{})}
 	c.wg.Add(1)
 	go c.run(c.cur)
 }
@@ -280,8 +281,12 @@ func (c *child) run(t *task) {
 	)
 	switch t.spec.Kind {
 	case compute.KindPi:
+		if len(t.spans) > 0 {
+			done, payload, parts, roots, err = c.runPiSpans(t)
+			break
+		}
 		var pieces *piPieces
-		done, pieces, err = c.runPi(t)
+		done, pieces, err = c.runPi(t, t.rng)
 		payload, parts, roots = pieces.payload(t.rng.Start, t.rng.Start+done, t.spec.ChunkUnits)
 	case compute.KindMandelbrot:
 		done, payload, parts, roots, err = c.runMandel(t)
@@ -334,10 +339,40 @@ func (c *child) drive(t *task, n, bs uint64, fn func(off uint64) blockFn) (done,
 // runPi computes π samples and returns the finished prefix with its pieces: kernel blocks cut
 // at the commitment blocks' boundaries (audit.PiBlocks) and, for a job with chunk_units, at its
 // chunks' boundaries, each with its hits.
-func (c *child) runPi(t *task) (done uint64, pieces *piPieces, err error) {
-	seed, start, cu := t.spec.Pi.Seed, t.rng.Start, t.spec.ChunkUnits
+// runPiSpans computes a task's spans one after the other (header.Spans) until one is not
+// finished (a stop): done is the units from the task's start to the end of the last span
+// finished, the payload each finished span's result after the other, a part and a root each.
+func (c *child) runPiSpans(t *task) (done uint64, payload []byte, parts []partHead, roots []audit.Hash, err error) {
+	rootsOK := true
+	for _, sp := range t.spans {
+		d, pieces, err := c.runPi(t, sp)
+		if err != nil {
+			return 0, nil, nil, nil, err
+		}
+		if d < sp.Len() {
+			break // stopped: the spans before it are the result
+		}
+		pl, _, rs := pieces.payload(sp.Start, sp.End, 0)
+		payload = append(payload, pl...)
+		parts = append(parts, partHead{Range: sp, Bytes: len(pl)})
+		if len(rs) == 1 {
+			roots = append(roots, rs[0])
+		} else {
+			rootsOK = false
+		}
+		done = sp.End - t.rng.Start
+	}
+	if len(parts) == 0 {
+		return 0, compute.EncodePiBlocksPayload(nil), nil, nil, nil
+	}
+	return done, payload, parts, rootsIf(rootsOK, roots), nil
+}
+
+// runPi computes the range r of π task t (its whole range, or one of its spans).
+func (c *child) runPi(t *task, r compute.Range) (done uint64, pieces *piPieces, err error) {
+	seed, start, cu := t.spec.Pi.Seed, r.Start, t.spec.ChunkUnits
 	pieces = &piPieces{at: map[uint64]piPiece{}}
-	done, _, err = c.drive(t, t.rng.Len(), piBlock, func(off uint64) blockFn {
+	done, _, err = c.drive(t, r.Len(), piBlock, func(off uint64) blockFn {
 		return func(s, e uint64, _ compute.Stop) (uint64, uint64, error) {
 			// Not cut inside: a block is a few ms, and finishing it keeps every sample computed.
 			var total uint64

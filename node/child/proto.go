@@ -63,6 +63,11 @@ type header struct {
 	// one per part, or one without parts: the child has the counts in hand, so the node does
 	// not decode the payload again to commit to it.
 	Roots []audit.Hash `json:"roots,omitempty"`
+	// Spans (run only, π only) make the task several disjoint spans of one job, computed one
+	// after the other: Range is their cover, and the result has a part per span finished, in
+	// order (the audits a node holds of one job run as one task: each a span, none a round trip
+	// of its own to the child).
+	Spans []compute.Range `json:"spans,omitempty"`
 }
 
 // partHead is one chunk of a result cut at a job's chunks.
@@ -157,6 +162,9 @@ func (m *message) validate() error {
 	if m.kind != kindResult && len(h.Roots) > 0 {
 		return errors.New("roots outside a result")
 	}
+	if m.kind != kindRun && len(h.Spans) > 0 {
+		return errors.New("spans outside a run")
+	}
 	switch m.kind {
 	case kindHello:
 		if h.Hello == nil {
@@ -169,7 +177,10 @@ func (m *message) validate() error {
 		if h.Task == 0 || h.Spec == nil || h.Range == nil {
 			return errors.New("run needs task, spec and range")
 		}
-		return checkTask(*h.Spec, *h.Range)
+		if err := checkTask(*h.Spec, *h.Range); err != nil {
+			return err
+		}
+		return checkSpans(*h.Spec, *h.Range, h.Spans)
 	case kindStop, kindConfig, kindExit:
 	case kindProgress:
 		if h.Task == 0 {
@@ -208,8 +219,35 @@ func checkTask(spec compute.JobSpec, r compute.Range) error {
 	return nil
 }
 
-// checkParts reports whether a result's parts (if any) cut r into consecutive non-empty ranges
-// whose payloads add up to the n payload bytes.
+// checkSpans reports whether a run's spans (if any) are at most maxParts disjoint non-empty
+// ranges in order that r covers exactly, of a π job without chunk_units.
+func checkSpans(spec compute.JobSpec, r compute.Range, spans []compute.Range) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	if spec.Kind != compute.KindPi || spec.ChunkUnits != 0 {
+		return errors.New("spans of a task other than π without chunk_units")
+	}
+	if len(spans) > maxParts {
+		return fmt.Errorf("%d spans, at most %d", len(spans), maxParts)
+	}
+	at := r.Start
+	for i, sp := range spans {
+		if sp.Empty() || sp.Start < at || i == 0 && sp.Start != r.Start || sp.End > r.End {
+			return fmt.Errorf("span %s not in order within %s", sp, r)
+		}
+		at = sp.End
+	}
+	if at != r.End {
+		return fmt.Errorf("spans end at %d, the task at %d", at, r.End)
+	}
+	return nil
+}
+
+// checkParts reports whether a result's parts (if any) are non-empty ranges in order from the
+// start to the end of r (consecutive for a job with chunk_units, with gaps between the spans of
+// a task with spans: Runner.result checks them against the task) whose payloads add up to the n
+// payload bytes.
 func checkParts(parts []partHead, r compute.Range, n int) error {
 	if len(parts) == 0 {
 		return nil
@@ -218,8 +256,8 @@ func checkParts(parts []partHead, r compute.Range, n int) error {
 		return fmt.Errorf("%d parts, at most %d", len(parts), maxParts)
 	}
 	at, bytes := r.Start, 0
-	for _, p := range parts {
-		if p.Range.Start != at || p.Range.End <= p.Range.Start || p.Range.End > r.End {
+	for i, p := range parts {
+		if p.Range.Start < at || i == 0 && p.Range.Start != at || p.Range.End <= p.Range.Start || p.Range.End > r.End {
 			return fmt.Errorf("part %s does not follow on at %d within %s", p.Range, at, r)
 		}
 		if p.Bytes < 0 || p.Bytes > n-bytes {

@@ -28,6 +28,9 @@ func sampleMessages() []message {
 			{Range: compute.Range{Start: 5, End: 10}, Bytes: 2}, {Range: compute.Range{Start: 10, End: 20}, Bytes: 1}},
 			Roots: []audit.Hash{{1}, {2}}}, payload: []byte("abc")},
 		{kind: kindResult, h: header{Task: 3, Range: &compute.Range{Start: 0, End: 4}, Roots: []audit.Hash{{3}}}, payload: []byte("x")},
+		{kind: kindRun, h: header{Task: 4, Spec: &spec, Range: &compute.Range{Start: 10, End: 90}, Spans: []compute.Range{{Start: 10, End: 20}, {Start: 50, End: 90}}}},
+		{kind: kindResult, h: header{Task: 4, Range: &compute.Range{Start: 10, End: 90}, Parts: []partHead{
+			{Range: compute.Range{Start: 10, End: 20}, Bytes: 1}, {Range: compute.Range{Start: 50, End: 90}, Bytes: 2}}}, payload: []byte("abc")},
 	}
 }
 
@@ -73,7 +76,14 @@ func TestDecodeRejects(t *testing.T) {
 		"neg seconds":    bad('R', `{"task":1,"range":{"start":0,"end":2},"compute_seconds":-1}`, "x"),
 		"hello wrong v":  bad('h', `{"hello":{"protocol":99}}`, ""),
 		"error no text":  bad('e', `{"task":1}`, ""),
-		"parts gap":      bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":2},"bytes":1},{"range":{"start":3,"end":4},"bytes":1}]}`, "xy"),
+		"parts overlap":  bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":2},"bytes":1},{"range":{"start":1,"end":4},"bytes":1}]}`, "xy"),
+		"parts late":     bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":1,"end":4},"bytes":2}]}`, "xy"),
+		"spans overlap":  bad('r', `{"task":1,"spec":{"kind":"pi","pi":{"samples":10,"seed":1}},"range":{"start":0,"end":9},"spans":[{"start":0,"end":5},{"start":4,"end":9}]}`, ""),
+		"spans short":    bad('r', `{"task":1,"spec":{"kind":"pi","pi":{"samples":10,"seed":1}},"range":{"start":0,"end":9},"spans":[{"start":0,"end":5}]}`, ""),
+		"spans late":     bad('r', `{"task":1,"spec":{"kind":"pi","pi":{"samples":10,"seed":1}},"range":{"start":0,"end":9},"spans":[{"start":2,"end":9}]}`, ""),
+		"spans empty":    bad('r', `{"task":1,"spec":{"kind":"pi","pi":{"samples":10,"seed":1}},"range":{"start":0,"end":9},"spans":[{"start":0,"end":0},{"start":0,"end":9}]}`, ""),
+		"spans mandel":   bad('r', `{"task":1,"spec":{"kind":"mandelbrot","mandelbrot":{"width":4,"height":4,"max_iter":10,"span":1}},"range":{"start":0,"end":2},"spans":[{"start":0,"end":2}]}`, ""),
+		"spans on stop":  bad('s', `{"spans":[{"start":0,"end":2}]}`, ""),
 		"parts short":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":2},"bytes":2}]}`, "xy"),
 		"parts bytes":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":4},"bytes":3}]}`, "xy"),
 		"parts empty":    bad('R', `{"task":1,"range":{"start":0,"end":4},"parts":[{"range":{"start":0,"end":0},"bytes":0},{"range":{"start":0,"end":4},"bytes":2}]}`, "xy"),

@@ -30,6 +30,9 @@ func (r *Runner) Run(ctx context.Context, t Chunk, onProgress func(done uint64))
 	if err := checkTask(t.Spec, t.Range); err != nil {
 		return Result{}, fmt.Errorf("task %d: %w", t.ID, err)
 	}
+	if err := checkSpans(t.Spec, t.Range, t.Spans); err != nil {
+		return Result{}, fmt.Errorf("task %d: %w", t.ID, err)
+	}
 	var (
 		p      *proc
 		stopCh = make(chan struct{})
@@ -63,7 +66,7 @@ func (r *Runner) Run(ctx context.Context, t Chunk, onProgress func(done uint64))
 		r.mu.Unlock()
 	}()
 	spec, rng := t.Spec, t.Range
-	if err := p.send(message{kind: kindRun, h: header{Task: wire, Spec: &spec, Range: &rng, CPUs: cpus, CPULimit: limit}}); err != nil {
+	if err := p.send(message{kind: kindRun, h: header{Task: wire, Spec: &spec, Range: &rng, CPUs: cpus, CPULimit: limit, Spans: t.Spans}}); err != nil {
 		p.kill()
 		return Result{}, fmt.Errorf("task %d: send to compute child: %w", t.ID, err)
 	}
@@ -189,8 +192,8 @@ var freezeLogged func(t Chunk, recs []shmRec)
 // false when the child cannot be frozen (no shared log, a WebAssembly task, not Linux): the
 // caller then stops it by message.
 func (r *Runner) freezeStop(p *proc, t Chunk, wireID uint64) (Result, bool) {
-	if !p.hello.BlockLog || (t.Spec.Kind != compute.KindPi && t.Spec.Kind != compute.KindMandelbrot) {
-		return Result{}, false
+	if !p.hello.BlockLog || (t.Spec.Kind != compute.KindPi && t.Spec.Kind != compute.KindMandelbrot) || len(t.Spans) > 0 {
+		return Result{}, false // a task of spans (audits) stops by message: its finished spans
 	}
 	p.blockMu.Lock()
 	defer p.blockMu.Unlock()
@@ -231,15 +234,45 @@ func (r *Runner) freezeStop(p *proc, t Chunk, wireID uint64) (Result, bool) {
 }
 
 // result checks a result against its task: a prefix of the range with a payload that fits.
+// partsFit reports whether a result's parts are what task t may return (decodeMessage checked
+// that they lie in order within the result's range): a prefix of its spans, or, for a task
+// without spans, consecutive ranges.
+func partsFit(t Chunk, parts []partHead) error {
+	if len(t.Spans) > 0 {
+		if len(parts) == 0 && t.Spans[0].Len() > 0 {
+			return nil // stopped before its first span was finished: an empty prefix
+		}
+		if len(parts) > len(t.Spans) {
+			return fmt.Errorf("%d parts for %d spans", len(parts), len(t.Spans))
+		}
+		for i, ph := range parts {
+			if ph.Range != t.Spans[i] {
+				return fmt.Errorf("part %s for span %s", ph.Range, t.Spans[i])
+			}
+		}
+		return nil
+	}
+	for i := 1; i < len(parts); i++ {
+		if parts[i].Range.Start != parts[i-1].Range.End {
+			return fmt.Errorf("part %s does not follow on at %d", parts[i].Range, parts[i-1].Range.End)
+		}
+	}
+	return nil
+}
+
 func (r *Runner) result(p *proc, t Chunk, m message) (Result, error) {
 	d := *m.h.Range
 	if d.Start != t.Range.Start || d.End > t.Range.End {
 		p.kill()
 		return Result{}, fmt.Errorf("task %d: compute child returned range %s for %s", t.ID, d, t.Range)
 	}
-	if len(m.h.Parts) > 0 && t.Spec.ChunkUnits == 0 {
+	if len(m.h.Parts) > 0 && t.Spec.ChunkUnits == 0 && len(t.Spans) == 0 {
 		p.kill()
 		return Result{}, fmt.Errorf("task %d: compute child cut a result of a job without chunk_units", t.ID)
+	}
+	if err := partsFit(t, m.h.Parts); err != nil {
+		p.kill()
+		return Result{}, fmt.Errorf("task %d: compute child: %w", t.ID, err)
 	}
 	parts := []Part{{Done: d, Payload: m.payload}}
 	if len(m.h.Parts) > 0 { // decodeMessage checked that they cut d and its payload

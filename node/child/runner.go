@@ -58,6 +58,11 @@ type Chunk struct {
 	ID    uint64
 	Spec  compute.JobSpec
 	Range compute.Range
+	// Spans, if set (π without chunk_units only), are disjoint ranges in order that Range covers
+	// exactly: the task computes them alone, one after the other, and its result has a part per
+	// span finished (Done the first, Also the rest). A node's audits of one job run so, as one
+	// task.
+	Spans []compute.Range
 }
 
 // Result is a task's finished prefix: Done = [Range.Start, Range.Start+done) and its encoded

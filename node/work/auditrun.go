@@ -1,8 +1,10 @@
 package work
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -17,25 +19,136 @@ import (
 // tests of the audits.
 var corrupt func(spec compute.JobSpec, done compute.Range, payload []byte) []byte
 
+// Audits run together: the π audits a worker holds of one job run as one task of the compute
+// child (child.Chunk.Spans), each still answered on its own. An audit of a job of tiny chunks is
+// microseconds of work, and a round trip to the child each cost milliseconds.
+const (
+	maxAuditBundle = 64                     // audits in one task
+	maxBundleSpans = compute.MaxLeaseChunks // spans in one task (the child's bound on parts)
+)
+
+// takeAuditsLocked takes from the queue the audits to run with audit lease l as one task: π
+// audits of the same job whose spans overlap none of the others'. A worker holds several only
+// while they are short (the coordinator's leaseAuditsLocked), so the task is short too.
+func (w *Worker) takeAuditsLocked(l lease) []lease {
+	if l.Audit == nil || l.Spec.Kind != compute.KindPi {
+		return nil
+	}
+	spans := append([]compute.Range(nil), l.Audit.Spans...)
+	var more []lease
+	kept := w.queue[:0]
+	for _, q := range w.queue {
+		if q.Audit != nil && q.Job == l.Job && q.Spec.Kind == compute.KindPi && len(more)+1 < maxAuditBundle &&
+			len(spans)+len(q.Audit.Spans) <= maxBundleSpans && !overlapsAny(spans, q.Audit.Spans) {
+			more = append(more, q)
+			spans = append(spans, q.Audit.Spans...)
+			continue
+		}
+		kept = append(kept, q)
+	}
+	w.queue = kept
+	return more
+}
+
+// overlapsAny reports whether a range of b overlaps one of a.
+func overlapsAny(a, b []compute.Range) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x.Start < y.End && y.Start < x.End {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// runAudits recomputes a bundle of audits (takeAuditsLocked) and answers each: one audit alone
+// as runAudit does, several as one task of the child with a span each.
+func (w *Worker) runAudits(ctx context.Context, bundle []lease) ([]result, []error) {
+	answers, errs := make([]result, len(bundle)), make([]error, len(bundle))
+	if len(bundle) == 1 {
+		answers[0], errs[0] = w.runAudit(ctx, bundle[0])
+		return answers, errs
+	}
+	type owned struct {
+		r    compute.Range
+		i, j int // bundle[i].Audit.Spans[j]
+	}
+	var spans []owned
+	var units uint64
+	payloads := make([][][]byte, len(bundle))
+	for i, l := range bundle {
+		payloads[i] = make([][]byte, len(l.Audit.Spans))
+		for j, sp := range l.Audit.Spans {
+			spans = append(spans, owned{sp, i, j})
+			units += sp.Len()
+		}
+	}
+	slices.SortFunc(spans, func(a, b owned) int { return cmp.Compare(a.r.Start, b.r.Start) })
+	rs := make([]compute.Range, len(spans))
+	for k, o := range spans {
+		rs[k] = o.r
+	}
+	spec := bundle[0].Spec
+	spec.ChunkUnits = 0 // a span's result in one piece, not cut at the job's chunks
+	res, err := w.runner.Run(ctx, child.Chunk{ID: bundle[0].ID, Spec: spec, Range: compute.Range{Start: rs[0].Start, End: rs[len(rs)-1].End}, Spans: rs}, nil)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return answers, errs
+	}
+	parts := append([]child.Part{{Done: res.Done, Payload: res.Payload}}, res.Also...)
+	missing := make([]bool, len(bundle))
+	for k, o := range spans {
+		if k < len(parts) && parts[k].Done == o.r {
+			payloads[o.i][o.j] = parts[k].Payload
+		} else {
+			missing[o.i] = true // stopped before this span
+		}
+	}
+	for i, l := range bundle {
+		if missing[i] {
+			errs[i] = fmt.Errorf("audit %d: stopped before all of its spans", l.Audit.ID)
+			continue
+		}
+		var u uint64
+		for _, sp := range l.Audit.Spans {
+			u += sp.Len()
+		}
+		answers[i], errs[i] = auditAnswerOf(l, payloads[i], res.ComputeSeconds*float64(u)/float64(units))
+	}
+	return answers, errs
+}
+
 // runAudit recomputes an audit's spans in the compute child and returns
 // the answer: the spans' leaves, or for a full audit the chunk's result.
 func (w *Worker) runAudit(ctx context.Context, l lease) (result, error) {
 	a := l.Audit
-	ans := result{Lease: l.ID, Term: l.Term, Chunk: l.Chunk, Audit: &auditAnswer{ID: a.ID, Full: a.Full}}
 	var payloads [][]byte
+	var secs float64
 	spec := l.Spec
 	spec.ChunkUnits = 0 // a span's result in one piece, not cut at the job's chunks
 	for _, sp := range a.Spans {
 		res, err := w.runner.Run(ctx, child.Chunk{ID: l.ID, Spec: spec, Range: sp}, nil)
 		if err != nil {
-			return ans, err
+			return result{}, err
 		}
 		if res.Done != sp {
-			return ans, fmt.Errorf("audit %d: stopped after %v of %v", a.ID, res.Done, sp)
+			return result{}, fmt.Errorf("audit %d: stopped after %v of %v", a.ID, res.Done, sp)
 		}
-		ans.Seconds += res.ComputeSeconds
+		secs += res.ComputeSeconds
 		payloads = append(payloads, res.Payload)
 	}
+	return auditAnswerOf(l, payloads, secs)
+}
+
+// auditAnswerOf is the answer to audit lease l from its spans' results (payloads, in the order
+// of its spans) that took secs of compute: the spans' leaves, or for a full audit the chunk's
+// result.
+func auditAnswerOf(l lease, payloads [][]byte, secs float64) (result, error) {
+	a := l.Audit
+	ans := result{Lease: l.ID, Term: l.Term, Chunk: l.Chunk, Seconds: secs, Audit: &auditAnswer{ID: a.ID, Full: a.Full}}
 	if a.Full {
 		if len(payloads) != 1 {
 			return ans, fmt.Errorf("audit %d: a full audit has one span, not %d", a.ID, len(payloads))
@@ -55,26 +168,37 @@ func (w *Worker) runAudit(ctx context.Context, l lease) (result, error) {
 	return ans, nil
 }
 
-// finishAudit files an audit's answer, or gives the audit back; took is its time in the child.
-func (w *Worker) finishAudit(l lease, ans result, err error, took time.Duration) {
+// finishAudits files the answers of a bundle of audits (bundle[0] is the running lease), or
+// gives them back; took is their time in the child. Cancelling the running lease stops the
+// whole task: the others go back to the coordinator at once (not after their deadline).
+func (w *Worker) finishAudits(bundle []lease, answers []result, errs []error, took time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err == nil {
-		w.lastAudit = took
-	}
 	cur := *w.running
 	w.running, w.stopRun = nil, nil
-	switch {
-	case w.discard:
-		w.log.Debug("audit cancelled", "job", l.Job, "audit", l.Audit.ID)
-	case err != nil:
-		w.log.Info("audit not finished: given back", "job", l.Job, "audit", l.Audit.ID, "err", err)
-		if cur.Term == w.term {
-			w.failed = append(w.failed, cur.ID)
-		}
-	default:
-		w.results = append(w.results, ans)
-		w.log.Debug("audit done", "job", l.Job, "audit", l.Audit.ID, "spans", len(l.Audit.Spans))
-	}
+	discard := w.discard
 	w.discard = false
+	ok := 0
+	for i, l := range bundle {
+		id, term := l.ID, l.Term
+		if i == 0 {
+			id, term = cur.ID, cur.Term
+		}
+		switch {
+		case discard && i == 0:
+			w.log.Debug("audit cancelled", "job", l.Job, "audit", l.Audit.ID)
+		case discard || errs[i] != nil:
+			w.log.Info("audit not finished: given back", "job", l.Job, "audit", l.Audit.ID, "err", errs[i])
+			if term == w.term {
+				w.failed = append(w.failed, id)
+			}
+		default:
+			ok++
+			w.results = append(w.results, answers[i])
+			w.log.Debug("audit done", "job", l.Job, "audit", l.Audit.ID, "spans", len(l.Audit.Spans))
+		}
+	}
+	if ok == len(bundle) {
+		w.lastAudit = took / time.Duration(len(bundle))
+	}
 }

@@ -404,10 +404,12 @@ func (w *Worker) computeLoop(ctx context.Context) {
 	for {
 		w.mu.Lock()
 		var l lease
+		var more []lease // audits run with l as one task (takeAuditsLocked)
 		ready := len(w.queue) > 0 && !w.ctxPaused() && ctx.Err() == nil
 		if ready {
 			l = w.queue[0]
 			w.queue = w.queue[1:]
+			more = w.takeAuditsLocked(l)
 			running := l // sync renames it on adoption, under w.mu; l stays this loop's
 			w.running, w.discard = &running, false
 			w.progress.Store(0)
@@ -431,15 +433,22 @@ func (w *Worker) computeLoop(ctx context.Context) {
 			err = w.cfg.Prepare(rctx, l.Spec)
 		}
 		if l.Audit != nil {
-			var ans result
+			bundle := append([]lease{l}, more...)
+			answers, errs := make([]result, len(bundle)), make([]error, len(bundle))
 			if err == nil {
-				ans, err = w.runAudit(rctx, l)
+				answers, errs = w.runAudits(rctx, bundle)
+			} else {
+				for i := range errs {
+					errs[i] = err
+				}
 			}
 			stop()
 			took := time.Since(start)
 			w.auditNanos.Add(int64(took))
-			w.auditCPU.Add(int64(ans.Seconds * 1e6))
-			w.finishAudit(l, ans, err, took)
+			for _, a := range answers {
+				w.auditCPU.Add(int64(a.Seconds * 1e6))
+			}
+			w.finishAudits(bundle, answers, errs, took)
 			poke(w.wakeSync)
 			if ctx.Err() != nil {
 				return

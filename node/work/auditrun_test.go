@@ -1,0 +1,110 @@
+package work
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/node/child"
+	"github.com/hydra-compute/hydra/node/owner"
+)
+
+// spansRunner computes π exactly, as the compute child does, and records the tasks it ran.
+type spansRunner struct {
+	mu    sync.Mutex
+	tasks []child.Chunk
+}
+
+func (s *spansRunner) Run(_ context.Context, c child.Chunk, _ func(uint64)) (child.Result, error) {
+	s.mu.Lock()
+	s.tasks = append(s.tasks, c)
+	s.mu.Unlock()
+	spans := c.Spans
+	if len(spans) == 0 {
+		spans = []compute.Range{c.Range}
+	}
+	var parts []child.Part
+	for _, sp := range spans {
+		hits, err := compute.PiBlocksHits(c.Spec.Pi.Seed, sp)
+		if err != nil {
+			return child.Result{}, err
+		}
+		parts = append(parts, child.Part{Done: sp, Payload: compute.EncodePiBlocksPayload(hits)})
+	}
+	return child.Result{ID: c.ID, Done: parts[0].Done, Payload: parts[0].Payload, ComputeSeconds: 1, Also: parts[1:]}, nil
+}
+
+func (*spansRunner) StopTask() {}
+
+// TestWorker_RunsQueuedAuditsAsOneTask: the π audits a worker holds of one job run as one task
+// of the compute child (a span each, in order), and each is answered on its own with the
+// leaves of its own spans; an audit of another job runs apart.
+func TestWorker_RunsQueuedAuditsAsOneTask(t *testing.T) {
+	spec := func(seed uint64) compute.JobSpec {
+		return compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: seed}}
+	}
+	audit := func(id uint64, job string, seed uint64, spans ...compute.Range) lease {
+		chunk := compute.Range{Start: spans[0].Start, End: spans[len(spans)-1].End}
+		return lease{ID: auditLeaseBase + id, Term: 1, Chunk: compute.Chunk{Job: job, Range: chunk}, Spec: spec(seed),
+			Audit: &auditWork{ID: id, Spans: spans}}
+	}
+	const b = 1 << 22 // a π commitment block
+	queue := []lease{
+		audit(1, "j", 7, compute.Range{Start: 5 * b, End: 6 * b}),
+		audit(2, "k", 9, compute.Range{Start: 0, End: b}),
+		audit(3, "j", 7, compute.Range{Start: 0, End: b}, compute.Range{Start: 2 * b, End: 3 * b}),
+		audit(4, "j", 7, compute.Range{Start: 9 * b, End: 10 * b}),
+	}
+	run := &spansRunner{}
+	w := NewWorker(WorkerConfig{Runner: run, Owner: func() owner.Decision { return owner.Decision{State: owner.StateRun} }})
+	w.term, w.queue = 1, queue
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.computeLoop(ctx) }()
+	defer func() { cancel(); <-done }()
+	var answers []result
+	for end := time.Now().Add(10 * time.Second); ; <-time.After(time.Millisecond) {
+		w.mu.Lock()
+		answers = slices.Clone(w.results)
+		w.mu.Unlock()
+		if len(answers) == len(queue) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d answers, want %d", len(answers), len(queue))
+		}
+	}
+	run.mu.Lock()
+	tasks := slices.Clone(run.tasks)
+	run.mu.Unlock()
+	if len(tasks) != 2 {
+		t.Fatalf("%d tasks, want 2 (job j's audits together, k's apart)", len(tasks))
+	}
+	wantSpans := []compute.Range{{Start: 0, End: b}, {Start: 2 * b, End: 3 * b}, {Start: 5 * b, End: 6 * b}, {Start: 9 * b, End: 10 * b}}
+	if !slices.Equal(tasks[0].Spans, wantSpans) || tasks[0].Range != (compute.Range{Start: 0, End: 10 * b}) {
+		t.Fatalf("first task: %s spans %v, want [0,%d) spans %v", tasks[0].Range, tasks[0].Spans, 10*b, wantSpans)
+	}
+	for _, a := range answers {
+		var l lease
+		for _, q := range queue {
+			if q.Audit.ID == a.Audit.ID {
+				l = q
+			}
+		}
+		var payloads [][]byte
+		for _, sp := range l.Audit.Spans {
+			hits, _ := compute.PiBlocksHits(l.Spec.Pi.Seed, sp)
+			payloads = append(payloads, compute.EncodePiBlocksPayload(hits))
+		}
+		want, err := compute.SpanLeaves(l.Spec, l.Audit.Spans, payloads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Lease != l.ID || !slices.Equal(a.Audit.Leaves, want) {
+			t.Fatalf("audit %d: lease %d leaves %v, want lease %d leaves %v", a.Audit.ID, a.Lease, a.Audit.Leaves, l.ID, want)
+		}
+	}
+}
