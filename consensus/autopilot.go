@@ -296,7 +296,7 @@ func (d *delegate) forget(id raft.ServerID) {
 
 // noteAvail keeps the Availability a server reported in a stats answer; an
 // answer without one, or with values out of range, counts as a fit node.
-// A change wakes the brisk autopilot (pace.go).
+// A change of fitness wakes the brisk autopilot (pace.go).
 func (d *delegate) noteAvail(id raft.ServerID, a *Availability) {
 	v := Availability{}
 	if a != nil && a.valid() {
@@ -306,7 +306,7 @@ func (d *delegate) noteAvail(id raft.ServerID, a *Availability) {
 	old, ok := d.avail[id]
 	d.avail[id] = v
 	d.mu.Unlock()
-	if (!ok || old != v) && d.r != nil {
+	if (!ok || !old.SameFitness(v)) && d.r != nil {
 		d.r.apKick.kick()
 	}
 }

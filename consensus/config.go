@@ -230,6 +230,14 @@ type Availability struct {
 // the network).
 func (a Availability) valid() bool { return a.Paused >= 0 && a.Paused <= 1 }
 
+// SameFitness reports whether a and b weigh the same for the promoter: both
+// on battery or both not, both rarely paused (RarelyPaused) or both not. The
+// paused share moves a little all the time; only a change of fitness is news
+// for the leader (Raft.AvailabilityChanged).
+func (a Availability) SameFitness(b Availability) bool {
+	return a.OnBattery == b.OnBattery && (a.Paused < RarelyPaused) == (b.Paused < RarelyPaused)
+}
+
 // Timings are the raft and membership timeouts derived from a multiplier.
 type Timings struct {
 	Heartbeat         time.Duration // follower: time without leader contact before an election

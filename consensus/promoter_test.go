@@ -300,3 +300,22 @@ func Test_PromoterNoVote(t *testing.T) {
 		t.Fatalf("promote %v demote %v; want [d] [q]", ch.Promotions, ch.Demotions)
 	}
 }
+
+// Only a change of what the promoter weighs (battery, rarely paused) is news for the leader:
+// the paused share drifting below or above RarelyPaused is, drifting within a side is not.
+func Test_SameFitness(t *testing.T) {
+	base := Availability{Paused: 0.01}
+	for _, c := range []struct {
+		b    Availability
+		same bool
+	}{
+		{Availability{Paused: 0.05}, true},
+		{Availability{Paused: RarelyPaused + 0.01}, false},
+		{Availability{OnBattery: true, Paused: 0.01}, false},
+		{Availability{}, true},
+	} {
+		if got := base.SameFitness(c.b); got != c.same {
+			t.Errorf("%+v vs %+v: same %v, want %v", base, c.b, got, c.same)
+		}
+	}
+}

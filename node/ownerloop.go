@@ -85,9 +85,9 @@ func (n *Node) runOwnerPolicy(ctx context.Context) {
 		now := time.Now()
 		r := sensors.Read(now)
 		d := n.policy.Decide(r, now)
-		before := voteFitness(n.owner.availability())
+		before := n.owner.availability()
 		n.owner.observe(r, d, now)
-		if n.raft != nil && voteFitness(n.owner.availability()) != before {
+		if n.raft != nil && !n.owner.availability().SameFitness(before) {
 			n.raft.AvailabilityChanged() // the leader moves votes now, not at its next stats call
 		}
 		if n.owner.set(d) {
@@ -112,11 +112,6 @@ func (n *Node) runOwnerPolicy(ctx context.Context) {
 		case <-n.ownerWake:
 		}
 	}
-}
-
-// voteFitness is what of an Availability the leader's promoter weighs: on battery, rarely paused.
-func voteFitness(a consensus.Availability) [2]bool {
-	return [2]bool{a.OnBattery, a.Paused < consensus.RarelyPaused}
 }
 
 // applyOwner makes the compute process follow a decision.
