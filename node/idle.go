@@ -15,8 +15,8 @@ import (
 // events that matter instead (a job submitted, cancelled or deleted; a chunk leased):
 //
 //	loop                      busy              idle
-//	worker ↔ coordinator      every 500 ms      every 2 s, and at once on a job change (node/work)
-//	coordinator reconcile     on a job change   on a job change (and a safety pass every second)
+//	worker ↔ coordinator      every 500 ms      every 10 s, and at once on a job change (node/work)
+//	coordinator reconcile     on a job change   on a job change (and a safety pass every 10 s)
 //	coordinator lease tick    every 500 ms      every 2 s (node/work)
 //	activity gossip           every second      when it changed, at least every idlePublishEvery
 //	announcements             every second      every idleAnnounceEvery, and at once on a lease or an owner decision
@@ -27,6 +27,11 @@ import (
 //	compute child             running           exits after childIdleExit (the next chunk starts it)
 //	raft (consensus)          heartbeats every 300–600 ms; an AppendEntries every Commit (5 s)
 //	                          or, after writes, a trailing barrier (consensus/trailer.go)
+//	autopilot (leader)        every second      every 10 s once the servers stood still, every second
+//	                                            again on a change (consensus/pace.go); a stats call
+//	                                            per server every 30 s while heartbeats answer
+//	membership loop           every second      on an applied entry or a leader change, at least every 15 s
+//	gossipsub heartbeat       every 5 s (p2p/gossip.go)
 const (
 	idlePublishEvery = 10 * time.Second
 	idleOwnerEvery   = 10 * time.Second
