@@ -119,6 +119,7 @@ type Scheduler struct {
 	nextID uint64
 	seq    uint64
 	busy   int // nodes holding at least one lease
+	sums   rateSums
 }
 
 // NewScheduler returns an empty scheduler.
@@ -230,7 +231,7 @@ func (s *Scheduler) pickJob(n *schedNode) *schedJob {
 	return best
 }
 
-// activeNodes counts the nodes holding a lease (at least 1): the divisor of the tail cap.
+// activeNodes counts the nodes holding a lease (at least 1).
 func (s *Scheduler) activeNodes() float64 { return float64(max(s.busy, 1)) }
 
 func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
@@ -241,9 +242,9 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 		size = s.cfg.ProbeUnits[baseKind(j.kind)]
 	} else {
 		size = uint64(rate * s.cfg.ChunkTarget.Seconds())
-		// Guided self-scheduling: near the end, no chunk larger than a share of what remains.
-		tail := uint64(float64(s.remaining(j)) / (s.activeNodes() * s.cfg.TailShare))
-		size = min(size, tail)
+		// Guided self-scheduling: near the end, no chunk longer than a share of the time
+		// what remains takes the busy nodes (tailCap).
+		size = min(size, s.tailCap(j, n, rate, now))
 	}
 	size = max(size, s.cfg.MinUnits[baseKind(j.kind)], 1)
 	if j.kind == KindPi {

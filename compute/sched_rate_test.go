@@ -1,0 +1,39 @@
+package compute
+
+import (
+	"testing"
+	"time"
+)
+
+// TestTailCapByTime: near a job's end a slow node's chunk takes it no longer than a fast node's
+// (a TailShare-th of the time the busy nodes need for what remains), where a cap in units would
+// give the node at a tenth of the cluster's speed a chunk longer than the rest of the job.
+func TestTailCapByTime(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	const total = 100e9
+	s.AddJob("j", piJob(total), []Range{{0, total}}, true)
+	rates := map[string]float64{"fast": 9e9, "slow": 1e9}
+	for n, r := range rates {
+		complete(t, s, c, mustLease(t, s, n, c.now()), r) // the probes: rates known
+	}
+	// The fast node takes everything but 4 s of the cluster's work, its last chunk in hand.
+	for {
+		l := mustLease(t, s, "fast", c.now())
+		if s.PendingUnits("j") <= 40e9 {
+			break
+		}
+		complete(t, s, c, l, rates["fast"])
+		c.t = l.Issued.Add(l.Expected)
+	}
+	c.advance(rateSumEvery) // the busy nodes' Σ rate is up to rateSumEvery old
+	rem := s.remaining(s.jobs["j"])
+	l := mustLease(t, s, "slow", c.now())
+	left := time.Duration(float64(rem) / (rates["fast"] + rates["slow"]) * float64(time.Second)) // ≈ 4 s
+	if max := left / 4; l.Expected > max+10*time.Millisecond {
+		t.Fatalf("slow node's tail chunk: %v of work (%d units), want ≤ %v of the %v left", l.Expected, l.Range.Len(), max, left)
+	}
+	if unitsCap := rem / uint64(s.activeNodes()*4); l.Range.Len() >= unitsCap {
+		t.Fatalf("chunk %d units, not below the units cap %d", l.Range.Len(), unitsCap)
+	}
+}
