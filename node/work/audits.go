@@ -264,8 +264,8 @@ const (
 )
 
 // auditWait bounds how long an exchange of a worker with nothing in hand waits for audits that
-// are on their way (chunks committed, their Challenge not yet): without it the worker would ask
-// again only after syncEvery, and a job's last audits would wait for that.
+// are on their way (chunks leased or committed, their Challenge not yet): without it the worker
+// would ask again only after syncEvery, and a job's last audits would wait for that.
 const auditWait = 250 * time.Millisecond
 
 // emptyHanded reports whether a worker holds nothing and has nothing to hand in: then its
@@ -275,13 +275,16 @@ func emptyHanded(req *syncRequest) bool {
 }
 
 // awaitAuditsLocked waits, at most auditWait, for audits node may run while chunks wait for
-// their Challenge, and leases them (at most max). c.mu is released while it waits.
+// their Challenge or chunk leases are out (at a job's end: the last chunks of the others), and
+// leases them (at most max). A job change ends the wait (there may be chunks to lease). c.mu is
+// released while it waits.
 func (c *leadership) awaitAuditsLocked(ctx context.Context, node string, max int) []lease {
-	end := time.Now().Add(auditWait)
-	timer := time.NewTimer(auditWait)
+	end := time.Now().Add(c.auditWait)
+	timer := time.NewTimer(c.auditWait)
 	defer timer.Stop()
 	for {
 		ready := c.auditsDirty.changed() // before the flag is read: a change after it closes ready
+		jobs := c.jobsSignal.changed()   // the same for changedLocked
 		now := time.Now()
 		if c.auditsDirty.Load() {
 			c.refreshAuditsLocked(now)
@@ -289,14 +292,16 @@ func (c *leadership) awaitAuditsLocked(ctx context.Context, node string, max int
 		if out := c.leaseAuditsLocked(node, now, max); len(out) > 0 {
 			return out
 		}
-		if now.After(end) || ctx.Err() != nil || c.ctx.Err() != nil {
-			return nil
+		if now.After(end) || ctx.Err() != nil || c.ctx.Err() != nil || c.changedLocked() {
+			return nil // a job changed: the worker's next exchange may find chunks
 		}
+		inFlight := c.sched.InFlight() > 0 // their results will be challenged
 		c.mu.Unlock()
-		coming := len(c.cfg.Audits.Unchallenged(1)) > 0
+		coming := inFlight || len(c.cfg.Audits.Unchallenged(1)) > 0
 		if coming {
 			select {
 			case <-ready:
+			case <-jobs:
 			case <-timer.C:
 				end = time.Time{} // one more look, then give up
 			case <-ctx.Done():
@@ -310,8 +315,9 @@ func (c *leadership) awaitAuditsLocked(ctx context.Context, node string, max int
 	}
 }
 
-// auditSignal says that the audits to run changed in the job state since the coordinator last
-// read them (a flag), and wakes the exchanges waiting for audits (awaitAuditsLocked).
+// auditSignal says that something changed since the coordinator last looked (a flag: the audits
+// to run in the job state, or the jobs), and wakes the exchanges waiting for audits
+// (awaitAuditsLocked).
 type auditSignal struct {
 	atomic.Bool
 	mu   sync.Mutex

@@ -412,3 +412,65 @@ func TestEmptyHandedWorkerWaitsForComingAudits(t *testing.T) {
 		t.Fatalf("the waiting exchange was leased %+v, want audit 1", a.resp.Leases)
 	}
 }
+
+// TestWaitForAuditsNeverHoldsAChunk: an exchange of a worker with nothing in hand waits for
+// coming audits only while there is no chunk to lease it, and a submitted job ends the wait (the
+// worker's next exchange takes its chunk) instead of holding the job up for auditWait.
+func TestWaitForAuditsNeverHoldsAChunk(t *testing.T) {
+	store := compute.NewJobStore(compute.NewMemResults())
+	defer store.Close()
+	audits := &fakeAudits{waiting: []compute.ChunkRef{{Job: "old", Start: 1 << 22}}} // audits may come
+	co := NewCoordinator(CoordinatorConfig{Jobs: store, Audits: audits, Apply: audits.apply, Logger: discardLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := co.newLeadership(ctx, 3, time.Second)
+	c.leaseAt = time.Time{}
+	c.auditWait = time.Hour // a wait that should end early and does not hangs the test
+	co.cur.Store(c)
+	exchange := func() <-chan *syncResponse {
+		got := make(chan *syncResponse, 1)
+		go func() {
+			resp, err := c.sync(ctx, peer.ID("b"), &syncRequest{Want: 8, Term: c.term, Arch: "amd64"})
+			if err != nil {
+				t.Error(err)
+			}
+			got <- resp
+		}()
+		return got
+	}
+	answer := func(got <-chan *syncResponse, what string) *syncResponse {
+		t.Helper()
+		select {
+		case resp := <-got:
+			return resp
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the exchange still waits after 10 s", what)
+			return nil
+		}
+	}
+
+	got := exchange() // no job, no audit yet: it waits
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.jobsSignal.mu.Lock()
+		waiting := c.jobsSignal.wake != nil
+		c.jobsSignal.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the exchange did not wait for the coming audits")
+		}
+	}
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 16, Seed: 1}}
+	if res := store.ApplyCommand(compute.Submit{ID: "j", Spec: spec, Time: time.Now()}, 0); res != nil {
+		t.Fatal(res)
+	}
+	co.JobSubmitted()
+	if resp := answer(got, "after a submit"); len(resp.Leases) != 0 {
+		t.Fatalf("the waiting exchange was leased %+v, want nothing (its next exchange takes the chunk)", resp.Leases)
+	}
+	resp := answer(exchange(), "with a chunk to lease")
+	if len(resp.Leases) != 1 || resp.Leases[0].Audit != nil || resp.Leases[0].Job != "j" {
+		t.Fatalf("the next exchange was leased %+v, want the chunk of j", resp.Leases)
+	}
+}

@@ -96,6 +96,14 @@ type NewJobs interface {
 func (co *Coordinator) JobsChanged() {
 	co.gen.Add(1)
 	poke(co.wake)
+	co.jobsSignal()
+}
+
+// jobsSignal wakes the exchanges of the term being led that wait for audits: a job changed.
+func (co *Coordinator) jobsSignal() {
+	if c := co.cur.Load(); c != nil {
+		c.jobsSignal.Store(true)
+	}
 }
 
 // JobSubmitted tells the coordinator that a job was submitted and nothing else changed: its
@@ -103,6 +111,7 @@ func (co *Coordinator) JobsChanged() {
 func (co *Coordinator) JobSubmitted() {
 	co.subs.Add(1)
 	poke(co.wake)
+	co.jobsSignal()
 }
 
 // NewCoordinator prepares the coordinator; it coordinates nothing until Lead.
@@ -145,6 +154,8 @@ type leadership struct {
 	auditTasks  []compute.AuditTask    // audits to run, as of auditsAt
 	auditsAt    time.Time              // when auditTasks was read
 	auditsDirty auditSignal            // the audits in the job state changed since auditsAt
+	jobsSignal  auditSignal            // set by JobsChanged and JobSubmitted: wakes exchanges waiting for audits
+	auditWait   time.Duration          // auditWait (tests: longer, so that a wait that should not happen shows)
 	auditLeases map[uint64]*auditLease // audit ID → its lease
 	challenges  chan struct{}          // kicks the challenger: chunks wait for a Challenge
 	resultsAt   atomic.Int64           // when the last Results entry was proposed (Unix ns)
@@ -178,6 +189,7 @@ func (co *Coordinator) newLeadership(ctx context.Context, termNo uint64, chunkTa
 		arch:        map[string]string{},
 		auditLeases: map[uint64]*auditLease{},
 		challenges:  make(chan struct{}, 1),
+		auditWait:   auditWait,
 	}
 }
 

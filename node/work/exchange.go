@@ -195,16 +195,14 @@ func (c *leadership) cancelsLocked(node string, req *syncRequest, resp *syncResp
 	}
 }
 
-// leaseLocked leases the worker what it wants: audits first, then chunks.
+// leaseLocked leases the worker what it wants: audits first, then chunks, and if there is
+// neither, the audits that come within auditWait.
 func (c *leadership) leaseLocked(ctx context.Context, node string, req *syncRequest, now time.Time, resp *syncResponse) {
 	want := req.Want
 	if want > 0 && c.cfg.Audits != nil {
 		c.refreshAuditsIfDirtyLocked(now)
 		// Audits first: results count only once their audit passed.
 		audits := c.leaseAuditsLocked(node, now, want)
-		if len(audits) == 0 && emptyHanded(req) {
-			audits = c.awaitAuditsLocked(ctx, node, want)
-		}
 		resp.Leases = append(resp.Leases, audits...)
 		want -= len(audits)
 	}
@@ -234,6 +232,12 @@ func (c *leadership) leaseLocked(ctx context.Context, node string, req *syncRequ
 			go c.markStarted(l.Job, now)
 		}
 		resp.Leases = append(resp.Leases, lease{ID: l.ID, Term: c.term, Chunk: l.Chunk, Spec: j.Spec})
+	}
+	if len(resp.Leases) == 0 && req.Want > 0 && c.cfg.Audits != nil && emptyHanded(req) {
+		// Nothing to lease now: a worker with nothing in hand waits here for the audits on their
+		// way rather than for its next exchange (a job's last audits waited for that). Chunks
+		// first: an exchange never waits while there is a chunk it could take.
+		resp.Leases = c.awaitAuditsLocked(ctx, node, req.Want)
 	}
 }
 

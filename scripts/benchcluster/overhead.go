@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,7 @@ func overhead(work string) {
 		return // the chunked job alone
 	}
 	perf := startPerf(lp, filepath.Join(work, "perf.data"))
+	i0 := metric(lp, "hydra_raft_applied_index")
 	cpu0 := ownTicks(lp)
 	var cpuF0 []int64
 	for _, p := range c.Nodes {
@@ -87,18 +89,25 @@ func overhead(work string) {
 		json.Unmarshal(b, &views)
 	}
 	// the last finish, from the replica's own times
+	entries := metric(lp, "hydra_raft_applied_index") - i0
 	var fin []time.Time
 	chunks := 0
 	tiny := map[string]bool{}
 	for _, id := range ids {
 		tiny[id] = true
 	}
+	var toStart, toDone, whole []float64 // per job: submit → started (its result committed), → done
 	for _, v := range views {
 		if !tiny[v.ID] {
 			continue // the warm-up jobs and the chunked job
 		}
 		fin = append(fin, v.FinishedAt)
 		chunks += v.chunks()
+		if !v.StartedAt.IsZero() {
+			toStart = append(toStart, v.StartedAt.Sub(v.SubmittedAt).Seconds()*1000)
+			toDone = append(toDone, v.FinishedAt.Sub(v.StartedAt).Seconds()*1000)
+		}
+		whole = append(whole, v.wall()*1000)
 	}
 	sort.Slice(fin, func(i, j int) bool { return fin[i].Before(fin[j]) })
 	wall := fin[len(fin)-1].Sub(start).Seconds()
@@ -113,6 +122,8 @@ func overhead(work string) {
 	fmt.Printf("  %d jobs, %d chunks; submits took %.2f s; last done at %.2f s; load average %s\n", len(fin), chunks, submitted.Seconds(), wall, procluster.LoadAvg())
 	addReport("per-chunk overhead (3 voters, %d one-chunk π jobs of 65536 samples): %.0f chunks/s end to end (%d chunks in %.2f s; %.0f/s between the 10th and 90th percentile of finishes); leader node process CPU %.2f ms per chunk (%.2f s over the window; compute children excluded), all 3 node processes %.2f ms per chunk",
 		len(fin), float64(chunks)/wall, chunks, wall, mid, cpu*1000/float64(chunks), cpu, cpuAll*1000/float64(chunks))
+	fmt.Printf("  one-chunk jobs: %.1f raft entries per job; per job, ms p10/p50/p90/max: submit to started (its result committed, or its Started entry) %s, started to done (challenged and audited) %s, submit to done %s\n",
+		entries/float64(len(fin)), pcts(toStart), pcts(toDone), pcts(whole))
 	perf.report()
 	// One big job at --chunk-target 100ms: the chunk path alone (no per-job
 	// entries), at the rate the policy allows (about one chunk per node per
@@ -189,7 +200,7 @@ func overheadChunked(c *procluster.Cluster, lp *procluster.Proc, tok, work strin
 	}
 	// Polled on a follower every 100 ms (its finished_at is the replica's own: the poll only
 	// says when to look), so that the benchmark's reads cost the leader nothing.
-	// Every 0.5 s the chunks done and the ones not yet cleared (waiting for a challenge or an
+	// Every 0.2 s the chunks done and the ones not yet cleared (waiting for a challenge or an
 	// audit) are kept for the timeline printed at the end: where the job's time goes.
 	var v *jobView
 	var timeline []string
@@ -200,7 +211,7 @@ func overheadChunked(c *procluster.Cluster, lp *procluster.Proc, tok, work strin
 			v = x
 			break
 		}
-		if err == nil && time.Since(polled) >= 500*time.Millisecond {
+		if err == nil && time.Since(polled) >= 200*time.Millisecond {
 			polled = time.Now()
 			timeline = append(timeline, fmt.Sprintf("%.1f s %d/%d", time.Since(v0.SubmittedAt).Seconds(), x.DoneUnits/cu, (x.DoneUnits-x.ClearedUnits)/cu))
 		}
@@ -239,6 +250,17 @@ func overheadChunked(c *procluster.Cluster, lp *procluster.Proc, tok, work strin
 		float64(l1-l0)*1000/procluster.ClockTick/float64(n), float64(a1-a0)*1000/procluster.ClockTick/float64(n), procluster.LoadAvg())
 	perf.report()
 	perfW.report()
+}
+
+// pcts formats the 10th, 50th and 90th percentile and the maximum of xs.
+func pcts(xs []float64) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	at := func(q float64) float64 { return xs[min(len(xs)-1, int(q*float64(len(xs))))] }
+	return fmt.Sprintf("%.0f/%.0f/%.0f/%.0f", at(0.1), at(0.5), at(0.9), xs[len(xs)-1])
 }
 
 // metric reads one value of p's /metrics (NaN when it has none).
