@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // maxPiChunk is the largest π chunk: half of what a commitment can hold.
@@ -92,6 +93,7 @@ type schedJob struct {
 	inflight uint64  // units of its leases that are not backups (each range counted once)
 	started  bool
 	chunk    uint64 // JobSpec.ChunkUnits: leases are runs of whole chunks (0: sized freely)
+	maxUnits uint64 // the most one lease may hold (0: no bound): maxLeaseUnits
 }
 
 type schedNode struct {
@@ -141,7 +143,8 @@ func (s *Scheduler) AddJob(id string, spec JobSpec, pending []Range, started boo
 	}
 	s.seq++
 	j := &schedJob{id: id, kind: RateClass(spec), priority: float64(spec.EffectivePriority()), seq: s.seq,
-		pending: NewRangeSet(pending...), leases: map[uint64]*lease{}, started: started, chunk: spec.ChunkUnits}
+		pending: NewRangeSet(pending...), leases: map[uint64]*lease{}, started: started, chunk: spec.ChunkUnits,
+		maxUnits: maxLeaseUnits(spec)}
 	// A newcomer starts level with the least-served running job, so it neither starves the
 	// others nor waits behind their history.
 	first := true
@@ -247,6 +250,9 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 		size = min(size, s.tailCap(j, n, rate, now))
 	}
 	size = max(size, s.cfg.MinUnits[baseKind(j.kind)], 1)
+	if j.maxUnits > 0 {
+		size = min(size, j.maxUnits)
+	}
 	if j.kind == KindPi {
 		// A chunk's commitment has at most audit.MaxLeaves blocks (a rate of 10¹¹ samples/s
 		// would be needed to reach half of it in a 2 s chunk).
@@ -275,6 +281,19 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 	}
 	s.add(l)
 	return l.Lease
+}
+
+// maxLeaseUnits is the most a lease of spec may hold: for Mandelbrot the rows the compute child
+// computes in one task (wire.MaxResultCounts pixels, so that a result fits a log entry; at
+// least one row), since it hands in that prefix of a longer range and the rest is leased again.
+// A lease sized beyond it would be a promise the node does not keep: its expected duration,
+// deadline and the tail cap would count rows it never computes, and the rest of its range would
+// sit unleasable until the prefix came back. 0: no bound.
+func maxLeaseUnits(spec JobSpec) uint64 {
+	if spec.Kind == KindMandelbrot && spec.Mandel != nil && spec.Mandel.Width > 0 {
+		return uint64(max(1, wire.MaxResultCounts/spec.Mandel.Width))
+	}
+	return 0
 }
 
 // chunkRunEnd is the end of a lease of a job with fixed chunks of cu units that starts at start

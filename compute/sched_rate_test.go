@@ -3,6 +3,8 @@ package compute
 import (
 	"testing"
 	"time"
+
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // TestTailCapByTime: near a job's end a slow node's chunk takes it no longer than a fast node's
@@ -35,5 +37,34 @@ func TestTailCapByTime(t *testing.T) {
 	}
 	if unitsCap := rem / uint64(s.activeNodes()*4); l.Range.Len() >= unitsCap {
 		t.Fatalf("chunk %d units, not below the units cap %d", l.Range.Len(), unitsCap)
+	}
+}
+
+// TestMandelLeaseFitsOneChildTask: a Mandelbrot lease holds no more rows than the compute child
+// computes in one task (wire.MaxResultCounts pixels), however fast the node: a longer lease would
+// come back as a prefix, its expected duration and deadline counting rows never computed.
+func TestMandelLeaseFitsOneChildTask(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	const width, height = 10000, 8000
+	spec := JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: width, Height: height, Span: 1, MaxIter: 100}}
+	if err := s.AddJob("m", spec, []Range{{0, height}}, true); err != nil {
+		t.Fatal(err)
+	}
+	const rate = 1000 // rows/s: 2 s of it is 2,000 rows, far above one task's 52
+	complete(t, s, c, mustLease(t, s, "n", c.now()), rate)
+	perTask := uint64(wire.MaxResultCounts / width)
+	for range 3 {
+		l := mustLease(t, s, "n", c.now())
+		if l.Range.Len() != perTask {
+			t.Fatalf("lease of %d rows, want one child task's %d", l.Range.Len(), perTask)
+		}
+		if want := time.Duration(float64(perTask) / s.Rate("n", KindMandelbrot) * float64(time.Second)); l.Expected != want {
+			t.Fatalf("expected %v, want %v", l.Expected, want)
+		}
+		complete(t, s, c, l, rate)
+	}
+	if got := maxLeaseUnits(piJob(1e9)); got != 0 {
+		t.Fatalf("maxLeaseUnits of π: %d, want 0 (no bound)", got)
 	}
 }
