@@ -362,17 +362,11 @@ func (r *Raft) waitFor(ctx context.Context, cond func() bool) error {
 
 // sleep waits d, returning false if ctx ended or the node shut down first.
 func (r *Raft) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-r.closed:
-		return false
-	case <-t.C:
-		return true
-	}
+	return r.sleepKicked(ctx, neverKicked, d)
 }
+
+// neverKicked is a kicker no one kicks (its channel is nil): sleep is sleepKicked without one.
+var neverKicked = &kicker{}
 
 // spawn runs f on its own goroutine that Shutdown waits for, unless the
 // node is shutting down: then f does not run. Callbacks from libp2p (a

@@ -88,22 +88,7 @@ func Test_MultiNode_RestartAloneServesApplied(t *testing.T) {
 	}
 
 	// The others come back: raft re-sends what was replayed; nothing twice.
-	for i, n := range nodes {
-		if n != m {
-			apps[i] = openJobs(t, t.TempDir())
-			n.cfg.App = apps[i]
-			n.open()
-		}
-	}
-	connectAll(t, nodes)
-	for _, n := range nodes {
-		n.run()
-	}
-	waitUntil(t, testDeadline, "the cluster is back", func() error {
-		l, err := agreed(nodes)
-		leader = l
-		return err
-	})
+	leader = restartOthers(t, nodes, m, apps)
 	proposeJob(t, leader, "after-restart", 4)
 	waitUntil(t, testDeadline, "every replica has the four jobs", allHave(4))
 	for i, n := range nodes {
@@ -157,4 +142,28 @@ func TestFSMSkipsReplayed(t *testing.T) {
 		t.Fatalf("snapshot after catching up: %v", err)
 	}
 	snap.Release()
+}
+
+// restartOthers opens and runs again every node of nodes but m (already running), each with a
+// new job state in apps, and returns the leader they then agree on.
+func restartOthers(t *testing.T, nodes []*testNode, m *testNode, apps []*compute.JobStore) *testNode {
+	t.Helper()
+	for i, n := range nodes {
+		if n != m {
+			apps[i] = openJobs(t, t.TempDir())
+			n.cfg.App = apps[i]
+			n.open()
+		}
+	}
+	connectAll(t, nodes)
+	for _, n := range nodes {
+		n.run()
+	}
+	var leader *testNode
+	waitUntil(t, testDeadline, "the cluster is back", func() error {
+		l, err := agreed(nodes)
+		leader = l
+		return err
+	})
+	return leader
 }

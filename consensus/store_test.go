@@ -456,22 +456,7 @@ func Test_MultiNode_RestartMovesTheLog(t *testing.T) {
 		t.Fatalf("term and vote after the move: %q, before: %q", got, vote)
 	}
 
-	for i, n := range nodes {
-		if n != m {
-			apps[i] = openJobs(t, t.TempDir())
-			n.cfg.App = apps[i]
-			n.open()
-		}
-	}
-	connectAll(t, nodes)
-	for _, n := range nodes {
-		n.run()
-	}
-	waitUntil(t, testDeadline, "the cluster is back", func() error {
-		l, err := agreed(nodes)
-		leader = l
-		return err
-	})
+	leader = restartOthers(t, nodes, m, apps)
 	proposeJob(t, leader, "after-the-move", 9)
 	waitUntil(t, testDeadline, "every replica has the four jobs", allHave(4))
 }

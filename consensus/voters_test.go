@@ -166,14 +166,16 @@ func Test_MultiNode_EvenVoterStepIsBrief(t *testing.T) {
 	add("third")
 	waitVoters(3)
 	fourth := add("fourth")
-	// Nothing to wait for but the absence of a change: past autopilot's
-	// stabilization time and two ticks, the promoter must not make 4 either.
-	time.Sleep(leader.r.t.Stabilization + 2*leader.r.t.AutopilotTick)
+	// The promoter has looked at the 4th node once it gives its reason for
+	// leaving it a nonvoter; by then it must not have made 4 voters either.
+	waitUntil(t, testDeadline, "the 4th node's reason to wait", func() error {
+		if why := leader.r.NonvoterReasons()[fourth.h.ID()]; !strings.Contains(why, "another eligible node") {
+			return fmt.Errorf("4th node's reason %q, want it to wait for another eligible node", why)
+		}
+		return nil
+	})
 	if v := voters(leader.r.Servers()); v != 3 {
 		t.Fatalf("%d voters with 4 eligible members, want 3 (never an even count)", v)
-	}
-	if why := leader.r.NonvoterReasons()[fourth.h.ID()]; !strings.Contains(why, "another eligible node") {
-		t.Fatalf("4th node's reason %q, want it to wait for another eligible node", why)
 	}
 	add("fifth")
 	waitVoters(5)
