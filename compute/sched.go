@@ -66,6 +66,7 @@ type lease struct {
 	Lease
 	done     uint64    // units reported done by progress
 	lastProg time.Time // time of the last progress report
+	unitWork float64   // UnitWork of its job: rates count units × unitWork per second
 	twin     *lease    // the backup of this lease, or the lease this one backs up
 }
 
@@ -74,12 +75,16 @@ func (l *lease) expectedFinish(rate float64) time.Time {
 	if rate <= 0 {
 		return l.Deadline
 	}
-	left := float64(l.Range.Len() - min(l.done, l.Range.Len()))
 	from := l.Issued
 	if !l.lastProg.IsZero() {
 		from = l.lastProg
 	}
-	return from.Add(time.Duration(left / rate * float64(time.Second)))
+	return from.Add(l.takes(l.Range.Len()-min(l.done, l.Range.Len()), rate))
+}
+
+// takes is how long units of the lease's job take at rate (work per second, see UnitWork).
+func (l *lease) takes(units uint64, rate float64) time.Duration {
+	return time.Duration(float64(units) * l.unitWork / rate * float64(time.Second))
 }
 
 type schedJob struct {
@@ -92,8 +97,9 @@ type schedJob struct {
 	served   float64 // node-seconds leased to this job (fair share accounting)
 	inflight uint64  // units of its leases that are not backups (each range counted once)
 	started  bool
-	chunk    uint64 // JobSpec.ChunkUnits: leases are runs of whole chunks (0: sized freely)
-	maxUnits uint64 // the most one lease may hold (0: no bound): maxLeaseUnits
+	chunk    uint64  // JobSpec.ChunkUnits: leases are runs of whole chunks (0: sized freely)
+	maxUnits uint64  // the most one lease may hold (0: no bound): maxLeaseUnits
+	unitWork float64 // UnitWork(spec): the work of one unit, in the rate's terms
 }
 
 type schedNode struct {
@@ -144,7 +150,7 @@ func (s *Scheduler) AddJob(id string, spec JobSpec, pending []Range, started boo
 	s.seq++
 	j := &schedJob{id: id, kind: RateClass(spec), priority: float64(spec.EffectivePriority()), seq: s.seq,
 		pending: NewRangeSet(pending...), leases: map[uint64]*lease{}, started: started, chunk: spec.ChunkUnits,
-		maxUnits: maxLeaseUnits(spec)}
+		maxUnits: maxLeaseUnits(spec), unitWork: UnitWork(spec)}
 	// A newcomer starts level with the least-served running job, so it neither starves the
 	// others nor waits behind their history.
 	first := true
@@ -192,8 +198,9 @@ func (s *Scheduler) node(id string) *schedNode {
 	return n
 }
 
-// Rate is the node's measured speed for a kind in units per second (0 when unknown): the
-// coordinator publishes it for the UI.
+// Rate is the node's measured speed for a rate class in work per second (UnitWork: π samples,
+// Mandelbrot pixels, wasm items; 0 when unknown): the coordinator publishes it for the UI and
+// sizes audits by it.
 func (s *Scheduler) Rate(node string, kind Kind) float64 {
 	if n := s.nodes[node]; n != nil {
 		return n.rates[kind].rate()
@@ -244,7 +251,7 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 	if probe {
 		size = s.cfg.ProbeUnits[baseKind(j.kind)]
 	} else {
-		size = uint64(rate * s.cfg.ChunkTarget.Seconds())
+		size = uint64(rate * s.cfg.ChunkTarget.Seconds() / j.unitWork)
 		// Guided self-scheduling: near the end, no chunk longer than a share of the time
 		// what remains takes the busy nodes (tailCap).
 		size = min(size, s.tailCap(j, n, rate, now))
@@ -267,7 +274,8 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 		r.End = first.End
 	}
 	j.pending.Remove(r)
-	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: j.id, Range: r}, Kind: j.kind, Node: n.id, Issued: now, Probe: probe}}
+	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: j.id, Range: r}, Kind: j.kind, Node: n.id, Issued: now, Probe: probe},
+		unitWork: j.unitWork}
 	if !j.started {
 		l.FirstOfJob, j.started = true, true
 	}
@@ -275,7 +283,7 @@ func (s *Scheduler) carve(j *schedJob, n *schedNode, now time.Time) Lease {
 		l.Deadline = now.Add(s.cfg.ProbeTimeout)
 		j.served += s.cfg.ChunkTarget.Seconds() / 4
 	} else {
-		l.Expected = time.Duration(float64(r.Len()) / rate * float64(time.Second))
+		l.Expected = l.takes(r.Len(), rate)
 		l.Deadline = s.deadline(now, l.Expected)
 		j.served += l.Expected.Seconds()
 	}
@@ -371,12 +379,12 @@ func (s *Scheduler) backup(n *schedNode, now time.Time) (Lease, bool) {
 	if rate <= 0 {
 		return Lease{}, false
 	}
-	expected := time.Duration(float64(worst.Range.Len()) / rate * float64(time.Second))
+	expected := worst.takes(worst.Range.Len(), rate)
 	if !now.Add(expected).Before(worstEnd) {
 		return Lease{}, false
 	}
 	b := &lease{Lease: Lease{ID: s.newID(), Chunk: worst.Chunk, Kind: worst.Kind, Node: n.id,
-		Issued: now, Expected: expected, Deadline: s.deadline(now, expected), Backup: true}}
+		Issued: now, Expected: expected, Deadline: s.deadline(now, expected), Backup: true}, unitWork: worst.unitWork}
 	b.twin, worst.twin = worst, b
 	s.add(b)
 	return b.Lease, true

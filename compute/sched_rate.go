@@ -89,8 +89,8 @@ func (c SchedulerConfig) withDefaults() SchedulerConfig {
 	return c
 }
 
-// rateEst is a node's speed for one job kind: units per second over its last few chunks
-// (Σ units ÷ Σ seconds, so a long chunk weighs more than a short one).
+// rateEst is a node's speed for one rate class: work (UnitWork) per second over its last few
+// chunks (Σ work ÷ Σ seconds, so a long chunk weighs more than a short one).
 type rateEst struct {
 	used    time.Time // when a chunk last credited it: the least recently used is dropped first
 	units   []float64
@@ -119,7 +119,7 @@ func (r *rateEst) add(units float64, secs float64, window int) {
 	r.samples++
 }
 
-// rate returns units per second, or 0 when unknown.
+// rate returns work per second, or 0 when unknown.
 func (r *rateEst) rate() float64 {
 	if r == nil || r.sumS <= 0 {
 		return 0
@@ -161,6 +161,18 @@ func RateClass(spec JobSpec) Kind {
 		return Kind(string(KindWasm) + ":" + spec.Wasm.Module)
 	}
 	return spec.Kind
+}
+
+// UnitWork is the work of one of spec's units in the terms a rate is measured in: a Mandelbrot
+// row is Width pixels, anything else 1 (a π sample, a wasm item). A node's Mandelbrot speed is
+// kept in pixels per second, so that what it learnt on one job sizes the chunks of the next at
+// another width: in rows per second, a 4K render after a 640-pixel preview was leased chunks six
+// times too long. (A pixel's cost still depends on the view; the first chunks correct that.)
+func UnitWork(spec JobSpec) float64 {
+	if spec.Kind == KindMandelbrot && spec.Mandel != nil && spec.Mandel.Width > 0 {
+		return float64(spec.Mandel.Width)
+	}
+	return 1
 }
 
 // baseKind is the job kind of a rate class.
@@ -223,7 +235,7 @@ func (s *Scheduler) busyRate(k Kind, now time.Time, maxAge time.Duration) float6
 	return rs.sums[k]
 }
 
-// tailCap is the largest chunk node n (rate units/s) may get of job j near its end: one that
+// tailCap is the largest chunk (in units) node n (rate: work/s) may get of job j near its end: one that
 // takes n no longer than 1/TailShare of the time the busy nodes together need for what remains.
 // A cap in units (remaining ÷ (nodes × TailShare)) gives a node at a tenth of the cluster's
 // speed a last chunk longer than the whole rest of the job; by time, the slow node's last chunk
@@ -233,7 +245,7 @@ func (s *Scheduler) tailCap(j *schedJob, n *schedNode, rate float64, now time.Ti
 	// The cap binds once what remains takes the cluster less than TailShare chunk targets:
 	// far from that (twice, by a Σ up to rateSumFar old, n's own rate added) it is not worked out.
 	far := 2 * s.cfg.TailShare * s.cfg.ChunkTarget.Seconds()
-	if sum := s.busyRate(j.kind, now, rateSumFar); sum > 0 && rem > far*(sum+rate) {
+	if sum := s.busyRate(j.kind, now, rateSumFar); sum > 0 && rem*j.unitWork > far*(sum+rate) {
 		return math.MaxUint64
 	}
 	sum := s.busyRate(j.kind, now, rateSumEvery)

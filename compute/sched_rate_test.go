@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -59,12 +60,60 @@ func TestMandelLeaseFitsOneChildTask(t *testing.T) {
 		if l.Range.Len() != perTask {
 			t.Fatalf("lease of %d rows, want one child task's %d", l.Range.Len(), perTask)
 		}
-		if want := time.Duration(float64(perTask) / s.Rate("n", KindMandelbrot) * float64(time.Second)); l.Expected != want {
+		if want := time.Duration(float64(perTask*width) / s.Rate("n", KindMandelbrot) * float64(time.Second)); l.Expected != want {
 			t.Fatalf("expected %v, want %v", l.Expected, want)
 		}
 		complete(t, s, c, l, rate)
 	}
 	if got := maxLeaseUnits(piJob(1e9)); got != 0 {
 		t.Fatalf("maxLeaseUnits of π: %d, want 0 (no bound)", got)
+	}
+}
+
+// TestMandelRateCarriesAcrossWidths: a node's Mandelbrot speed is kept in pixels per second
+// (UnitWork), so what it learnt rendering a narrow image sizes its chunks of a wide one: in rows
+// per second, a 1,600-pixel render after a 160-pixel one was leased chunks ten times too long.
+func TestMandelRateCarriesAcrossWidths(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	const pxRate = 1e5 // pixels/s
+	mandel := func(width int) JobSpec {
+		return JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: width, Height: MaxMandelSide, Span: 1, MaxIter: 100}}
+	}
+	// done computes l at pxRate: the clock moves to its end and it completes.
+	done := func(l Lease, width int) {
+		t.Helper()
+		c.t = l.Issued.Add(time.Duration(float64(l.Range.Len()) * float64(width) / pxRate * float64(time.Second)))
+		if _, _, ok := s.Complete(l.ID, c.now()); !ok {
+			t.Fatalf("complete %d: unknown lease", l.ID)
+		}
+	}
+	for _, j := range []struct {
+		id    string
+		width int
+	}{{"narrow", 160}, {"wide", 1600}} {
+		if err := s.AddJob(j.id, mandel(j.width), []Range{{0, MaxMandelSide}}, true); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			l := mustLease(t, s, "n", c.now())
+			if l.Job != j.id {
+				t.Fatalf("lease of job %s, want %s", l.Job, j.id)
+			}
+			if !l.Probe {
+				// 2 s of work, whatever the width the rate was learnt at
+				if want := uint64(pxRate * DefaultChunkTarget.Seconds() / float64(j.width)); l.Range.Len() != want {
+					t.Fatalf("%s: lease of %d rows, want %d (2 s at %g pixels/s)", j.id, l.Range.Len(), want, pxRate)
+				}
+				if (l.Expected - DefaultChunkTarget).Abs() > time.Millisecond {
+					t.Fatalf("%s: expected %v, want %v", j.id, l.Expected, DefaultChunkTarget)
+				}
+			}
+			done(l, j.width)
+		}
+		if got := s.Rate("n", KindMandelbrot); math.Abs(got-pxRate) > 1 {
+			t.Fatalf("rate %g, want %g pixels/s", got, pxRate)
+		}
+		s.RemoveJob(j.id)
 	}
 }

@@ -63,7 +63,7 @@ func (s *Scheduler) CompletePrefix(id uint64, done Range, now time.Time) (lease 
 	}
 	n.lastDone = now
 	if secs := now.Sub(began).Seconds(); secs > 0 && done.Len() > 0 {
-		n.rate(l.Kind, now).add(float64(done.Len()), secs, s.cfg.RateWindow)
+		n.rate(l.Kind, now).add(float64(done.Len())*l.unitWork, secs, s.cfg.RateWindow)
 	}
 	twin := l.twin
 	s.drop(l)
@@ -215,9 +215,9 @@ func (s *Scheduler) Adopt(node, job string, r Range, now time.Time) (Lease, bool
 		return Lease{}, false
 	}
 	j.pending.Remove(r)
-	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: job, Range: r}, Kind: j.kind, Node: node, Issued: now}}
+	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: job, Range: r}, Kind: j.kind, Node: node, Issued: now}, unitWork: j.unitWork}
 	if rate := n.rates[j.kind].rate(); rate > 0 {
-		l.Expected = time.Duration(float64(r.Len()) / rate * float64(time.Second))
+		l.Expected = l.takes(r.Len(), rate)
 		l.Deadline = s.deadline(now, l.Expected)
 	} else {
 		l.Probe = true // its rate is unknown here: deadline as for a probe

@@ -30,6 +30,6 @@ type LeaseView struct {
 
 // NodeActivity is what the coordinator knows of one worker.
 type NodeActivity struct {
-	Rates  map[string]float64 `json:"rates"` // job kind → units per second, measured
+	Rates  map[string]float64 `json:"rates"` // job kind → work per second, measured (π samples, Mandelbrot pixels)
 	Kernel string             `json:"kernel,omitempty"`
 }

@@ -397,16 +397,17 @@ func (c *leadership) auditExpectedLocked(node string, t compute.AuditTask) time.
 	if rate <= 0 {
 		return 0
 	}
-	return time.Duration(float64(auditUnits(t)) / rate * float64(time.Second))
+	return time.Duration(auditCost(t) / rate * float64(time.Second))
 }
 
-// auditUnits is the work of audit t: the units of its spans.
-func auditUnits(t compute.AuditTask) uint64 {
+// auditCost is the work of audit t in the terms of a node's rate (compute.UnitWork): the units of
+// its spans.
+func auditCost(t compute.AuditTask) float64 {
 	var units uint64
 	for _, sp := range t.Spans {
 		units += sp.Len()
 	}
-	return units
+	return float64(units) * compute.UnitWork(t.Spec)
 }
 
 // archFitsLocked reports whether node should audit t: yes if its
@@ -438,7 +439,7 @@ func (c *leadership) speedFitsLocked(node string, t compute.AuditTask) bool {
 	if rate <= 0 {
 		return true
 	}
-	if float64(auditUnits(t))/rate <= c.chunkTarget.Seconds() {
+	if auditCost(t)/rate <= c.chunkTarget.Seconds() {
 		return true
 	}
 	for n := range c.lastSeen {

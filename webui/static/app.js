@@ -151,6 +151,7 @@ const fmt = {
   },
 };
 const unitShort = { pi: 'samples', mandelbrot: 'rows', wasm: 'items' };
+const rateUnit = { pi: 'samples', mandelbrot: 'px', wasm: 'items' }; // a node's speed: work per second (compute.UnitWork)
 const roleLabel = { leader: 'leader (coordinator)', voter: 'voter', nonvoter: 'non-voter', none: 'not a member' };
 
 // renderPending lists the nodes waiting for approval, with approve and deny buttons (admins).
@@ -232,7 +233,7 @@ function renderCluster() {
     const ls = leases.get(n.id) || [];
     setText(r.cells[5], ls.length ? ls.map((l) => jobName(l.job) + ' [' + l.start + ', ' + l.end + ')' + (l.backup ? ' backup' : '')).join('; ') : '—');
     const na = (act.nodes || {})[n.id];
-    const rates = na && na.rates ? Object.entries(na.rates).filter(([, v]) => v > 0).map(([k, v]) => fmt.si(v, (unitShort[k] || k) + '/s')) : [];
+    const rates = na && na.rates ? Object.entries(na.rates).filter(([, v]) => v > 0).map(([k, v]) => fmt.si(v, (rateUnit[k] || k) + '/s')) : [];
     setText(r.cells[6], rates.join(' · ') || '—');
     const c = contrib.get(n.id);
     setText(r.cells[7], c ? c.chunks + ' chunks · ' + fmt.dur(c.secs) : '—');
