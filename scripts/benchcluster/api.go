@@ -106,7 +106,7 @@ func getJob(p *procluster.Proc, id string) (*jobView, error) {
 	return &v, json.Unmarshal(b, &v)
 }
 
-// waitJob polls the job every 50 ms until done (each poll passed to f).
+// waitJob polls the job until done (each poll passed to f).
 func waitJob(p *procluster.Proc, id string, timeout time.Duration, f func(*jobView)) *jobView {
 	// Figures come from the job's own submitted_at and finished_at, not from when this poll sees
 	// it end, so without f a poll every 250 ms loses nothing; every 50 ms it cost the polled node
