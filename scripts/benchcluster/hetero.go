@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -52,12 +53,17 @@ func hetero(work string) {
 	kern := kernelOf(p)
 	fmt.Printf("hetero: %d-node cluster up (kernel %s, leader %s) and %d standalone nodes; load average %s\n", n, kern, c.ByID(leader).Name, n, procluster.LoadAvg())
 	if *flagWarm {
+		// Every node at the steady-state audit rate for both kernels: 20 audits passed in a
+		// row, audited with probability 5 % (the floor, docs/audits.md), as the overhead phase's
+		// "cluster that has run for a while". Just trusted (10 passes) a node is audited with
+		// probability 1/10, and the measured jobs saw 3–8 % of their units audited.
 		guess := 1.4e9 * sum(intsToFloats(limits)) / 100
-		// 10 passes: every node just trusted (audit probability 1/10, falling to its 5 %
-		// floor over the next passes, docs/audits.md); 20 would take minutes on the 15 %
-		// node, since a trusted node is audited ever more rarely.
-		warmTrust(c, tok, "π", map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 5}, 10)
-		warmTrust(c, tok, "Mandelbrot", pickImage(guess*300).body(), 10)
+		warmFloor(c, tok, "π", func(i int) map[string]any {
+			return map[string]any{"kind": "pi", "samples": 1 << 22, "seed": 1000 + i}
+		}, map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 5}, warmPasses)
+		tinyView := pickImage(0) // the measured jobs' region and max_iter, 64×36 pixels
+		tinyView.Width, tinyView.Height = 64, 36
+		warmFloor(c, tok, "Mandelbrot", func(int) map[string]any { return tinyView.body() }, pickImage(guess*300).body(), warmPasses)
 	}
 
 	solo.round("before the π job")
@@ -128,6 +134,15 @@ func hetero(work string) {
 	mLo, mHi := rangeOf(iters, mv.wall(), solo.m)
 	spPi, dPi := spread(solo.pi)
 	spM, dM := spread(solo.m)
+	// Audits are work on top of the job's units: the same figure counting the units auditors
+	// recomputed as done says how well the work was balanced, apart from what audits cost.
+	// Mandelbrot audits recompute rows: counted at the job's mean iterations per row.
+	audPi, audM := float64(v.AuditedUnits)/float64(v.TotalUnits), float64(mv.AuditedUnits)/float64(mv.TotalUnits)
+	balPi, balM := effPi*(1+audPi), effM*(1+audM)
+	fmt.Printf("  efficiency π %.3f (audited units %.3f of the job's; counting them as work done %.3f), Mandelbrot %.3f (audited rows %.3f; counting them %.3f)\n",
+		effPi, audPi, balPi, effM, audM, balM)
+	addReport("hetero audits: π %.1f %% of the units audited, efficiency counting audited units as work done %.3f (balance apart from audit cost; %.3f without); Mandelbrot %.1f %% of the rows, %.3f (%.3f without)",
+		100*audPi, balPi, effPi, 100*audM, balM, effM)
 	addReport("hetero efficiency (4 nodes --cpus 1 --cpu-limit %v, kernel %s), against each node's median standalone rate over %d rounds [against the rounds of least and most Σ]: π %.3f [%.3f–%.3f] (%.2f s vs ideal %.2f s, %d chunks); Mandelbrot %.3f [%.3f–%.3f] (%.2f s vs ideal %.2f s, %d chunks, %dx%d max_iter %d, units = iterations)",
 		limits, kern, len(solo.pi), effPi, piLo, piHi, v.wall(), float64(v.TotalUnits)/sum(piRate), v.chunks(),
 		effM, mLo, mHi, mv.wall(), iters/sum(mRate), mv.chunks(), big.Width, big.Height, big.MaxIter)
@@ -245,7 +260,8 @@ type workCounters struct{ busy, cpu, audit, auditCPU, node float64 } // node: th
 // should). The counters are read before the submit and after the end, when every node is idle.
 func breakdown(c *procluster.Cluster, v *jobView, limits []int, a, b []workCounters) string {
 	last := map[string]int64{}
-	for _, ch := range getChunks(c.Nodes[0], v.ID) {
+	chunks := getChunks(c.Nodes[0], v.ID)
+	for _, ch := range chunks {
 		last[ch.nodeID] = max(last[ch.nodeID], ch.committedMS)
 	}
 	W := v.wall()
@@ -262,8 +278,37 @@ func breakdown(c *procluster.Cluster, v *jobView, limits []int, a, b []workCount
 			use = cpu / (busy * float64(limits[i]) / 100)
 		}
 		l := fmt.Sprintf("%s %d%%: %.2f / %.2f / %.2f / %.2f, CPU %.2f", p.Name, limits[i], busy/W, aud/W, wait/W, end/W, use)
-		fmt.Printf("    breakdown %s (computing %.2f s, auditing %.2f s, waiting %.2f s, idle at the end %.2f s of %.2f s; %.2f CPU s; the node process itself %.2f CPU s)\n", l, busy, aud, wait, end, W, cpu, own)
+		fmt.Printf("    breakdown %s (computing %.2f s, auditing %.2f s, waiting %.2f s, idle at the end %.2f s of %.2f s; %.2f CPU s; the node process itself %.2f CPU s); no chunk of the job in hand: %s\n",
+			l, busy, aud, wait, end, W, cpu, own, gaps(chunks, p.ID, v))
 		parts = append(parts, l)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// gaps lists the spans of the job's makespan, from its submit to its end, when node computed no
+// chunk of it for more than 0.2 s (auditing, waiting for a chunk, or idle), in seconds from the
+// submit. A chunk computed from its commit less its compute seconds (the commit's own latency,
+// some milliseconds, is not counted).
+func gaps(chunks []chunk, node string, v *jobView) string {
+	type span struct{ a, b float64 }
+	var busy []span
+	for _, ch := range chunks {
+		if ch.nodeID == node {
+			b := time.UnixMilli(ch.committedMS).Sub(v.SubmittedAt).Seconds()
+			busy = append(busy, span{b - ch.secs, b})
+		}
+	}
+	sort.Slice(busy, func(i, j int) bool { return busy[i].a < busy[j].a })
+	var out []string
+	at := 0.0
+	for _, s := range append(busy, span{v.wall(), v.wall()}) {
+		if s.a-at > 0.2 {
+			out = append(out, fmt.Sprintf("%.1f–%.1f", at, s.a))
+		}
+		at = max(at, s.b)
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ", ")
 }

@@ -27,10 +27,16 @@
 //     standalone rates) ÷ (finished_at − submitted_at). Units are the job's own: audits
 //     (docs/audits.md) are work the cluster does on top, so they lower the
 //     figure. A new node has every chunk audited in full, which doubles a
-//     fresh cluster's work; with -warm (default) warm-up jobs first make every
-//     node trusted for both kernels (cancelled once they are), so the
-//     measured jobs see the audit rate of a cluster that has run for a while;
-//     the share of units audited is printed. A makespan breakdown per node:
+//     fresh cluster's work; with -warm (default) every node is first brought
+//     to the steady-state audit rate for both kernels, as a cluster that has
+//     run for a while: 20 audits passed in a row, audited with probability
+//     5 % (the floor), by rounds of one-chunk jobs (π 2^22 samples, a 64x36
+//     view) from 4 clients, then one job of the measured jobs' size until
+//     every node has handed in two chunks of it (so that the rate estimates
+//     come from real chunks), cancelled. The share of units audited is
+//     printed, and the efficiency counting the units auditors recomputed as
+//     work done (the balance, apart from what audits cost; Mandelbrot rows at
+//     the job's mean iterations per row). A makespan breakdown per node:
 //     computing (hydra_compute_busy_seconds_total), auditing
 //     (hydra_audit_busy_seconds_total), waiting for a chunk, idle after its
 //     last commit, and the CPU it got while computing ÷ its limit. The
@@ -139,7 +145,7 @@ var (
 	flagPhases     = flag.String("phases", "hetero,dask-hetero,overhead,failover,dask", "phases to run")
 	flagLimits     = flag.String("limits", "75,40,20,15", "hetero: --cpu-limit of each node")
 	flagStandalone = flag.Duration("standalone", 8*time.Second, "hetero, dask-hetero: how long each standalone rate is measured (per round; three rounds)")
-	flagWarm       = flag.Bool("warm", true, "hetero: make every node trusted for π and Mandelbrot (warm-up jobs) before the measured jobs")
+	flagWarm       = flag.Bool("warm", true, "hetero: bring every node to the steady-state audit rate (20 audits passed in a row, audited at the 5 % floor) for π and Mandelbrot (warm-up jobs) before the measured jobs")
 	flagJobSecs    = flag.Float64("job-seconds", 20, "hetero: target duration of the cluster jobs")
 	flagMandelIter = flag.Int("max-iter", 2000, "hetero: Mandelbrot max_iter")
 	flagFixed      = flag.String("fixed-chunks", "4,16,64", "hetero: chunk counts of the simulated fixed equal-chunk policy")

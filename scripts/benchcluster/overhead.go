@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -48,24 +47,10 @@ func overhead(work string) {
 	for _, p := range c.Nodes {
 		cpuF0 = append(cpuF0, ownTicks(p))
 	}
-	ids := make([]string, *flagTinyJobs)
-	next := make(chan int)
 	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				ids[i] = submit(lp, tok, map[string]any{"kind": "pi", "samples": 65536, "seed": i + 100})
-			}
-		}()
-	}
-	for i := range ids {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	ids := submitMany(lp, tok, *flagTinyJobs, 16, func(i int) map[string]any {
+		return map[string]any{"kind": "pi", "samples": 65536, "seed": i + 100}
+	})
 	submitted := time.Since(start)
 	// Wait for all of them, polling one job at a time in submit order on a
 	// follower (a big GET /api/v1/jobs list every 200 ms cost the leader a
