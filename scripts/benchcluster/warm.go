@@ -207,6 +207,9 @@ func warmFloor(c *procluster.Cluster, tok, what string, tiny func(i int) map[str
 	t1 := time.Now()
 	id := submit(p, tok, calib)
 	for deadline := t1.Add(time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if _, err := getJob(follower, id); err != nil {
+			continue // not applied on the follower yet: its chunks would be a 404
+		}
 		per := map[string]int{}
 		for _, ch := range getChunks(follower, id) {
 			per[ch.nodeID]++
