@@ -1,6 +1,7 @@
 package work
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -296,6 +297,7 @@ func (c *leadership) awaitAuditsLocked(ctx context.Context, node string, max int
 			return nil // a job changed: the worker's next exchange may find chunks
 		}
 		inFlight := c.sched.InFlight() > 0 // their results will be challenged
+		c.auditIdle[node]++                // free now: soonestLocked counts it so
 		c.mu.Unlock()
 		coming := inFlight || len(c.cfg.Audits.Unchallenged(1)) > 0
 		if coming {
@@ -309,6 +311,9 @@ func (c *leadership) awaitAuditsLocked(ctx context.Context, node string, max int
 			}
 		}
 		c.mu.Lock()
+		if c.auditIdle[node]--; c.auditIdle[node] <= 0 {
+			delete(c.auditIdle, node)
+		}
 		if !coming {
 			return nil
 		}
@@ -350,7 +355,8 @@ func (s *auditSignal) changed() <-chan struct{} {
 
 // leaseAuditsLocked hands node up to max audits it may run, if some are waiting: never its own
 // chunk or a dispute it is party to, a chunk of another architecture's node first when one is
-// live, and more than one only while they are short (maxAuditsHeld, shortAudits).
+// live, more than one only while they are short (maxAuditsHeld, shortAudits), and one that is
+// not short only if no other node would finish it sooner (soonestLocked).
 func (c *leadership) leaseAuditsLocked(node string, now time.Time, max int) []lease {
 	held, sum := 0, time.Duration(0)
 	short := true
@@ -364,6 +370,7 @@ func (c *leadership) leaseAuditsLocked(node string, now time.Time, max int) []le
 		}
 	}
 	var out []lease
+	var free map[string]time.Time // when each node is done with what it holds: read once, if needed
 	for _, t := range c.auditTasks {
 		if len(out) >= max || held > 0 && (!short || held >= maxAuditsHeld) {
 			break
@@ -378,6 +385,14 @@ func (c *leadership) leaseAuditsLocked(node string, now time.Time, max int) []le
 		if held > 0 && (expected <= 0 || sum+expected >= shortAudits) {
 			continue // not short enough to queue behind the audits in hand
 		}
+		if expected > shortAudits {
+			if free == nil {
+				free = c.freeAtLocked(now)
+			}
+			if !c.soonestLocked(node, t, expected, now, free) {
+				continue // another node will be free sooner: this one takes a chunk instead
+			}
+		}
 		c.auditLeases[t.ID] = &auditLease{node: node, deadline: now.Add(auditDeadline), expected: expected}
 		held++
 		sum += expected
@@ -388,6 +403,79 @@ func (c *leadership) leaseAuditsLocked(node string, now time.Time, max int) []le
 		})
 	}
 	return out
+}
+
+// freeAtLocked is when each node that holds leases should be done with them at its measured
+// rate: a worker runs what it holds in the order it was leased, so an audit leased to it now
+// starts after all of it. A lease of unknown duration (a probe) counts a chunk target; one
+// overdue counts as ending now.
+func (c *leadership) freeAtLocked(now time.Time) map[string]time.Time {
+	free := map[string]time.Time{}
+	for _, l := range c.sched.Leases() { // in ID order: the order each node was leased them
+		start := free[l.Node]
+		if l.Issued.After(start) {
+			start = l.Issued
+		}
+		free[l.Node] = start.Add(cmp.Or(l.Expected, c.chunkTarget))
+	}
+	for _, a := range c.auditLeases {
+		free[a.node] = later(free[a.node], now).Add(cmp.Or(a.expected, c.chunkTarget))
+	}
+	for n, t := range free {
+		free[n] = later(t, now)
+	}
+	return free
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// soonestLocked reports whether node, which would take expected to run audit t after what it
+// holds (free), should take it: whether no other node that may take t would finish it sooner by
+// more than a tenth of expected, at its own rate after what it holds. A node that holds nothing
+// is free now if its exchange waits for audits (auditIdle), else within syncEvery, when it asks
+// again. Mid-job it does not matter who recomputes an audit (the work is the same, and the
+// others take the job's chunks meanwhile); near the end it does: a slow node handed a fast
+// node's chunk (a chunk target of the fast node's work) holds the job's end for seconds after
+// everyone else is done, and the audits of the job's last chunks decide when it is done. A node
+// of another architecture than the chunk's node is not passed over for one of the same
+// architecture (docs/audits.md: another architecture first).
+func (c *leadership) soonestLocked(node string, t compute.AuditTask, expected time.Duration, now time.Time, free map[string]time.Time) bool {
+	at := func(n string) time.Time {
+		if f, ok := free[n]; ok {
+			return f
+		}
+		if c.auditIdle[n] > 0 {
+			return now
+		}
+		return now.Add(syncEvery)
+	}
+	mine := at(node).Add(expected - expected/10)
+	kind := compute.RateClass(t.Spec)
+	cost := auditCost(t)
+	owner := c.arch[t.Node]
+	otherArch := owner != "" && c.arch[node] != "" && c.arch[node] != owner
+	for n := range c.lastSeen {
+		if n == node || n == t.Node || n == t.Auditor || c.paused[n] || c.cfg.Audits.Quarantined(n) {
+			continue
+		}
+		if otherArch && c.arch[n] == owner {
+			continue
+		}
+		rate := c.sched.Rate(n, kind)
+		if rate <= 0 {
+			continue
+		}
+		if at(n).Add(time.Duration(cost / rate * float64(time.Second))).Before(mine) {
+			return false
+		}
+	}
+	return true
 }
 
 // auditExpectedLocked is how long node should take to recompute audit t at its measured rate

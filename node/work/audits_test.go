@@ -474,3 +474,50 @@ func TestWaitForAuditsNeverHoldsAChunk(t *testing.T) {
 		t.Fatalf("the next exchange was leased %+v, want the chunk of j", resp.Leases)
 	}
 }
+
+// TestAuditGoesToTheNodeFreeSoonest: an audit that is not short goes to the node that would finish
+// it first, counting what each node holds, not to the first that asks: a slow node is passed over
+// while a fast one waits for audits (free now), and takes it while the fast one has a chunk in
+// hand that ends later than the slow node would be done.
+func TestAuditGoesToTheNodeFreeSoonest(t *testing.T) {
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "owner")}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	c.leaseAt = time.Now().Add(-time.Second)
+	now := time.Now()
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 40, Seed: 1}}
+	if err := c.sched.AddJob("rates", spec, []compute.Range{{Start: 0, End: 1 << 40}}, true); err != nil {
+		t.Fatal(err)
+	}
+	// Probes of 2²⁰ samples: the audit (2²² samples) takes the fast node 40 ms, the slow one
+	// 0.5 s (under the chunk target, 1 s: auditSlowdown lets it take it).
+	for node, took := range map[string]time.Duration{"fast": 10 * time.Millisecond, "slow": 125 * time.Millisecond} {
+		l, ok := c.sched.Lease(nodeID(node), now)
+		if !ok {
+			t.Fatal("no probe lease")
+		}
+		c.sched.Complete(l.ID, now.Add(took))
+		c.sched.Accepted("rates", l.Range)
+	}
+	c.refreshAuditsLocked(now)
+	for _, n := range []string{"owner", "fast", "slow"} {
+		c.lastSeen[nodeID(n)], c.arch[nodeID(n)] = now, "amd64"
+	}
+	c.mu.Lock()
+	c.auditIdle[nodeID("fast")] = 1 // its exchange waits for audits: free now
+	c.mu.Unlock()
+	if got := syncAs(t, c, "slow", "amd64"); len(got) != 0 {
+		t.Fatalf("the slow node was leased audit %v while the fast one waited for audits", got)
+	}
+	// The fast node takes a chunk of 1 s (its rate × the chunk target): busy until after the
+	// slow node would be done.
+	c.mu.Lock()
+	delete(c.auditIdle, nodeID("fast"))
+	l, ok := c.sched.Lease(nodeID("fast"), time.Now())
+	c.mu.Unlock()
+	if !ok || l.Expected < 900*time.Millisecond {
+		t.Fatalf("the fast node's chunk: %+v, %v; want one of about 1 s", l, ok)
+	}
+	if got := syncAs(t, c, "slow", "amd64"); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("with the fast node busy for 1 s, the slow one was leased %v, want audit 1", got)
+	}
+}

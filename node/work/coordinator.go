@@ -157,6 +157,7 @@ type leadership struct {
 	jobsSignal  auditSignal            // set by JobsChanged and JobSubmitted: wakes exchanges waiting for audits
 	auditWait   time.Duration          // auditWait (tests: longer, so that a wait that should not happen shows)
 	auditLeases map[uint64]*auditLease // audit ID → its lease
+	auditIdle   map[string]int         // node → its exchanges waiting for audits (awaitAuditsLocked)
 	challenges  chan struct{}          // kicks the challenger: chunks wait for a Challenge
 	resultsAt   atomic.Int64           // when the last Results entry was proposed (Unix ns)
 
@@ -188,6 +189,7 @@ func (co *Coordinator) newLeadership(ctx context.Context, termNo uint64, chunkTa
 		ctx:         ctx,
 		arch:        map[string]string{},
 		auditLeases: map[uint64]*auditLease{},
+		auditIdle:   map[string]int{},
 		challenges:  make(chan struct{}, 1),
 		auditWait:   auditWait,
 	}

@@ -279,7 +279,7 @@ func breakdown(c *procluster.Cluster, v *jobView, limits []int, a, b []workCount
 		}
 		l := fmt.Sprintf("%s %d%%: %.2f / %.2f / %.2f / %.2f, CPU %.2f", p.Name, limits[i], busy/W, aud/W, wait/W, end/W, use)
 		fmt.Printf("    breakdown %s (computing %.2f s, auditing %.2f s, waiting %.2f s, idle at the end %.2f s of %.2f s; %.2f CPU s; the node process itself %.2f CPU s); no chunk of the job in hand: %s\n",
-			l, busy, aud, wait, end, W, cpu, own, gaps(chunks, p.ID, v))
+			l, busy, aud, wait, end, W, cpu, own, gaps(chunks, p.ID, v, float64(limits[i])/100))
 		parts = append(parts, l)
 	}
 	return strings.Join(parts, "; ")
@@ -287,15 +287,16 @@ func breakdown(c *procluster.Cluster, v *jobView, limits []int, a, b []workCount
 
 // gaps lists the spans of the job's makespan, from its submit to its end, when node computed no
 // chunk of it for more than 0.2 s (auditing, waiting for a chunk, or idle), in seconds from the
-// submit. A chunk computed from its commit less its compute seconds (the commit's own latency,
-// some milliseconds, is not counted).
-func gaps(chunks []chunk, node string, v *jobView) string {
+// submit. A chunk's compute_seconds are its child's CPU seconds: at the node's limit (a share of
+// a core) it ran for compute_seconds ÷ limit before its commit (the commit's own latency, some
+// milliseconds, is not counted).
+func gaps(chunks []chunk, node string, v *jobView, limit float64) string {
 	type span struct{ a, b float64 }
 	var busy []span
 	for _, ch := range chunks {
 		if ch.nodeID == node {
 			b := time.UnixMilli(ch.committedMS).Sub(v.SubmittedAt).Seconds()
-			busy = append(busy, span{b - ch.secs, b})
+			busy = append(busy, span{b - ch.secs/limit, b})
 		}
 	}
 	sort.Slice(busy, func(i, j int) bool { return busy[i].a < busy[j].a })
