@@ -55,7 +55,13 @@ func (f *fakeAudits) apply(_ context.Context, cmd any) (json.RawMessage, error) 
 
 func auditLeadership(t *testing.T, audits *fakeAudits, log *slog.Logger) *leadership {
 	t.Helper()
-	co := NewCoordinator(CoordinatorConfig{Jobs: fakeJobs{}, Audits: audits, Apply: audits.apply, ApplyGroup: audits.applyGroup, Logger: log})
+	return auditLeadershipJobs(t, audits, fakeJobs{}, log)
+}
+
+// auditLeadershipJobs is auditLeadership with jobs whose chunks may be leased.
+func auditLeadershipJobs(t *testing.T, audits *fakeAudits, jobs fakeJobs, log *slog.Logger) *leadership {
+	t.Helper()
+	co := NewCoordinator(CoordinatorConfig{Jobs: jobs, Audits: audits, Apply: audits.apply, ApplyGroup: audits.applyGroup, Logger: log})
 	c := co.newLeadership(context.Background(), 3, time.Second)
 	c.leaseAt, c.repairAt = time.Time{}, time.Now().Add(time.Hour) // leases at once; no reconcile
 	ctx, cancel := context.WithCancel(context.Background())
@@ -519,5 +525,74 @@ func TestAuditGoesToTheNodeFreeSoonest(t *testing.T) {
 	}
 	if got := syncAs(t, c, "slow", "amd64"); !slices.Equal(got, []uint64{1}) {
 		t.Fatalf("with the fast node busy for 1 s, the slow one was leased %v, want audit 1", got)
+	}
+}
+
+// TestNoChunkBehindALongAudit: a node that holds an audit that is not short is leased no chunk
+// until it has answered it (a chunk queued behind it would start seconds after it was sized
+// for, and end a job late); short audits do not hold chunks back, and once the answer is in,
+// the node is leased chunks in the same exchange.
+func TestNoChunkBehindALongAudit(t *testing.T) {
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "owner")}}
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 40, Seed: 1}}
+	c := auditLeadershipJobs(t, audits, fakeJobs{"j": {ID: "j", Spec: spec, State: compute.StateRunning}}, slog.New(slog.DiscardHandler))
+	c.leaseAt = time.Now().Add(-time.Second)
+	now := time.Now()
+	if err := c.sched.AddJob("j", spec, []compute.Range{{Start: 0, End: 1 << 40}}, true); err != nil {
+		t.Fatal(err)
+	}
+	// Probes of 2²⁰ samples: the audit (2²² samples) takes "slow" 0.5 s, "fast" 4 ms.
+	for node, took := range map[string]time.Duration{"slow": 125 * time.Millisecond, "fast": time.Millisecond} {
+		l, ok := c.sched.Lease(nodeID(node), now)
+		if !ok {
+			t.Fatal("no probe lease")
+		}
+		c.sched.Complete(l.ID, now.Add(took))
+		c.sched.Accepted("j", l.Range)
+	}
+	c.refreshAuditsLocked(now)
+	for _, n := range []string{"owner", "slow"} {
+		c.lastSeen[nodeID(n)], c.arch[nodeID(n)] = now, "amd64"
+	}
+	exchange := func(node string, req *syncRequest) (audits, chunks int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req.Term, req.Arch = c.term, "amd64"
+		resp, err := c.sync(ctx, peer.ID(node), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range resp.Leases {
+			if l.Audit != nil {
+				audits++
+			} else {
+				chunks++
+			}
+		}
+		return audits, chunks
+	}
+	if a, n := exchange("slow", &syncRequest{Want: 2}); a != 1 || n != 0 {
+		t.Fatalf("the slow node was leased %d audits and %d chunks, want the audit and no chunk behind it", a, n)
+	}
+	if a, n := exchange("slow", &syncRequest{Want: 1, Leases: []uint64{auditLeaseBase + 1}}); a != 0 || n != 0 {
+		t.Fatalf("holding its long audit, the slow node was leased %d audits and %d chunks, want none", a, n)
+	}
+	answer := result{Lease: auditLeaseBase + 1, Term: c.term, Chunk: compute.Chunk{Job: "j", Range: piTask(1, "owner").Chunk},
+		Audit: &auditAnswer{ID: 1, Leaves: []audit.Hash{{}}}}
+	if a, n := exchange("slow", &syncRequest{Want: 2, Results: []result{answer}}); a != 0 || n != 2 {
+		t.Fatalf("with its audit answered, the slow node was leased %d audits and %d chunks, want 2 chunks", a, n)
+	}
+	// A short audit (4 ms on the fast node) holds nothing back.
+	audits.mu.Lock()
+	audits.tasks = []compute.AuditTask{piTask(2, "owner")}
+	audits.mu.Unlock()
+	c.auditsDirty.Store(true)
+	c.mu.Lock()
+	c.refreshAuditsLocked(time.Now())
+	c.lastSeen[nodeID("fast")], c.arch[nodeID("fast")] = time.Now(), "amd64"
+	c.mu.Unlock()
+	if a, n := exchange("fast", &syncRequest{Want: 2}); a != 1 || n != 1 {
+		t.Fatalf("the fast node was leased %d audits and %d chunks, want the short audit and a chunk", a, n)
 	}
 }

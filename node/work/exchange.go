@@ -205,6 +205,9 @@ func (c *leadership) leaseLocked(ctx context.Context, node string, req *syncRequ
 		audits := c.leaseAuditsLocked(node, now, want)
 		resp.Leases = append(resp.Leases, audits...)
 		want -= len(audits)
+		if c.longAuditHeldLocked(node) {
+			want = 0 // its next chunk is sized when it starts (longAuditHeldLocked)
+		}
 	}
 	reconciled := false
 	for range want {
