@@ -114,27 +114,8 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 		if r.Len() > audit.MaxLeaves {
 			return nil, 0, fmt.Errorf("mandelbrot chunk of %d rows: at most %d", r.Len(), audit.MaxLeaves)
 		}
-		w := spec.Mandel.Width
-		bp := countBufs.Get().(*[]uint32)
-		defer func() {
-			if cap(*bp) <= 4<<20 { // do not keep a rare huge one
-				countBufs.Put(bp)
-			}
-		}()
-		if n := int(r.Len()) * w; cap(*bp) < n {
-			*bp = make([]uint32, n)
-		} else {
-			*bp = (*bp)[:n]
-		}
-		counts := *bp
-		if err := decodeMandelInto(counts, payload, uint32(spec.Mandel.MaxIter)); err != nil {
-			return nil, 0, err
-		}
-		leaves = make([]audit.Hash, r.Len())
-		for i := range leaves {
-			leaves[i] = audit.MandelLeaf(r.Start+uint64(i), counts[i*w:(i+1)*w])
-		}
-		return leaves, 0, nil
+		leaves, err := mandelLeaves(payload, r.Start, int(r.Len()), spec.Mandel.Width, uint32(spec.Mandel.MaxIter))
+		return leaves, 0, err
 	case KindWasm:
 		if spec.Wasm == nil {
 			return nil, 0, errors.New("wasm job without parameters")
@@ -281,8 +262,9 @@ func MandelRoot(first uint64, w int, counts []uint32) (audit.Hash, error) {
 		return audit.Hash{}, fmt.Errorf("mandelbrot root: %d counts in rows of %d", len(counts), w)
 	}
 	leaves := make([]audit.Hash, len(counts)/w)
+	var buf []byte
 	for i := range leaves {
-		leaves[i] = audit.MandelLeaf(first+uint64(i), counts[i*w:(i+1)*w])
+		leaves[i] = audit.MandelLeafBuf(&buf, first+uint64(i), counts[i*w:(i+1)*w])
 	}
 	return audit.Root(leaves), nil
 }

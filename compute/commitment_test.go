@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 
@@ -144,4 +145,49 @@ func FuzzResultLeaves(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestChunkLeavesMandelRows: the leaves of a Mandelbrot payload are the leaves of its decoded
+// rows (audit.MandelLeaf), whatever width the pooled scratch row last held; a count above
+// max_iter in the last row, a payload cut short and trailing bytes are refused.
+func TestChunkLeavesMandelRows(t *testing.T) {
+	narrow, nc := testMandel(t, Range{3, 11})
+	wideP := &MandelParams{Width: 700, Height: 9, CenterX: -0.7, Span: 3, MaxIter: 300}
+	wc := make([]uint32, 4*wideP.Width)
+	if _, err := MandelPixels(*wideP, 2*wideP.Width, 6*wideP.Width, wc, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	wide := JobSpec{Kind: KindMandelbrot, Mandel: wideP}
+	for round := range 2 {
+		for _, c := range []struct {
+			spec   JobSpec
+			r      Range
+			counts []uint32
+		}{{wide, Range{2, 6}, wc}, {narrow, Range{3, 11}, nc}} {
+			w := c.spec.Mandel.Width
+			leaves, _, err := ChunkLeaves(c.spec, c.r, EncodeMandelPayload(c.counts))
+			if err != nil || len(leaves) != int(c.r.Len()) {
+				t.Fatalf("round %d width %d: %d leaves: %v", round, w, len(leaves), err)
+			}
+			for i, l := range leaves {
+				if want := audit.MandelLeaf(c.r.Start+uint64(i), c.counts[i*w:(i+1)*w]); l != want {
+					t.Fatalf("round %d width %d: row %d leaf %v, want %v", round, w, i, l, want)
+				}
+			}
+		}
+	}
+	bad := append([]uint32(nil), wc...)
+	bad[len(bad)-1] = uint32(wideP.MaxIter) + 1
+	// one count more than its header says: the header's uvarint has the same length
+	long := EncodeMandelPayload(append(append([]uint32(nil), wc...), 5))
+	long = append(append([]byte{long[0]}, binary.AppendUvarint(nil, uint64(len(wc)))...), long[1+len(binary.AppendUvarint(nil, uint64(len(wc)+1))):]...)
+	for name, b := range map[string][]byte{
+		"count above max_iter": EncodeMandelPayload(bad),
+		"cut short":            EncodeMandelPayload(wc[:len(wc)-1]),
+		"trailing counts":      long,
+	} {
+		if _, _, err := ChunkLeaves(wide, Range{2, 6}, b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
 }

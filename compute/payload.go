@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
 // Result payloads: what a worker sends for a chunk and what the job state stores on disk.
@@ -93,44 +95,49 @@ func DecodeMandelPayload(b []byte, want int, maxIter uint32) ([]uint32, error) {
 	return out, nil
 }
 
-// countBufs keep the counts ChunkLeaves decodes only to hash them (up to 4 Mi counts).
-var countBufs = sync.Pool{New: func() any { return new([]uint32) }}
-
-// decodeMandelInto decodes exactly len(out) counts into out (DecodeMandelPayload without the
-// allocation).
-func decodeMandelInto(out []uint32, b []byte, maxIter uint32) error {
-	want := len(out)
+// inflateMandel checks a Mandelbrot payload's header for want counts and inflates its deltas
+// (at most what want counts can take, so a hostile payload cannot expand); release gives the
+// buffer behind raw back.
+func inflateMandel(b []byte, want int) (raw []byte, release func(), err error) {
 	d := &decoder{b: b}
 	if f := d.byte1(); d.err == nil && f != payloadFormat {
-		return fmt.Errorf("mandelbrot payload: unknown format %d", f)
+		return nil, nil, fmt.Errorf("mandelbrot payload: unknown format %d", f)
 	}
 	n := d.uvarint()
 	if d.err != nil {
-		return fmt.Errorf("mandelbrot payload: %w", d.err)
+		return nil, nil, fmt.Errorf("mandelbrot payload: %w", d.err)
 	}
 	if n != uint64(want) {
-		return fmt.Errorf("mandelbrot payload: %d counts, want %d", n, want)
+		return nil, nil, fmt.Errorf("mandelbrot payload: %d counts, want %d", n, want)
 	}
 	limit := int64(want)*binary.MaxVarintLen32 + 1
 	r := flateReaders.Get().(io.ReadCloser)
 	defer flateReaders.Put(r)
 	r.(flate.Resetter).Reset(bytes.NewReader(d.b), nil) // a bytes.Reader: never fails
 	buf := inflateBufs.Get().(*bytes.Buffer)
-	defer func() {
+	release = func() {
 		if buf.Cap() <= 8<<20 { // do not keep a rare huge one
 			inflateBufs.Put(buf)
 		}
-	}()
+	}
 	buf.Reset()
 	buf.Grow(min(2*want+64, int(limit))) // most deltas take one or two bytes
 	if _, err := buf.ReadFrom(io.LimitReader(r, limit)); err != nil {
-		return fmt.Errorf("mandelbrot payload: inflate: %w", err)
+		release()
+		return nil, nil, fmt.Errorf("mandelbrot payload: inflate: %w", err)
 	}
-	raw := buf.Bytes()
+	raw = buf.Bytes()
 	if int64(len(raw)) >= limit {
-		return fmt.Errorf("mandelbrot payload: inflates past %d bytes", limit-1)
+		release()
+		return nil, nil, fmt.Errorf("mandelbrot payload: inflates past %d bytes", limit-1)
 	}
-	prev := int64(0)
+	return raw, release, nil
+}
+
+// decodeCounts decodes len(out) counts into out from raw, each a zig-zag delta from the one
+// before (prev before the first) as a uvarint, checking each against maxIter; base is the index
+// of out[0] among the payload's counts, for errors. It returns the rest of raw and the last count.
+func decodeCounts(out []uint32, raw []byte, prev int64, maxIter uint32, base int) ([]byte, int64, error) {
 	for i := range out {
 		var u uint64
 		if len(raw) > 0 && raw[0] < 0x80 { // one byte: most deltas
@@ -139,21 +146,80 @@ func decodeMandelInto(out []uint32, b []byte, maxIter uint32) error {
 			var k int
 			u, k = binary.Uvarint(raw)
 			if k <= 0 {
-				return fmt.Errorf("mandelbrot payload: count %d truncated", i)
+				return nil, 0, fmt.Errorf("mandelbrot payload: count %d truncated", base+i)
 			}
 			raw = raw[k:]
 		}
 		v := prev + (int64(u>>1) ^ -int64(u&1))
 		if v < 0 || v > int64(maxIter) {
-			return fmt.Errorf("mandelbrot payload: count %d = %d outside 0–%d", i, v, maxIter)
+			return nil, 0, fmt.Errorf("mandelbrot payload: count %d = %d outside 0–%d", base+i, v, maxIter)
 		}
 		out[i] = uint32(v)
 		prev = v
+	}
+	return raw, prev, nil
+}
+
+// decodeMandelInto decodes exactly len(out) counts into out (DecodeMandelPayload without the
+// allocation).
+func decodeMandelInto(out []uint32, b []byte, maxIter uint32) error {
+	raw, release, err := inflateMandel(b, len(out))
+	if err != nil {
+		return err
+	}
+	defer release()
+	if raw, _, err = decodeCounts(out, raw, 0, maxIter, 0); err != nil {
+		return err
 	}
 	if len(raw) != 0 {
 		return fmt.Errorf("mandelbrot payload: %d trailing bytes", len(raw))
 	}
 	return nil
+}
+
+// leafBufs keep the scratch mandelLeaves decodes and hashes each row in.
+var leafBufs = sync.Pool{New: func() any { return new(leafBuf) }}
+
+type leafBuf struct {
+	counts []uint32
+	bytes  []byte
+}
+
+// mandelLeaves decodes the payload of rows first… (rows of width w each) and returns their
+// leaves (audit.MandelLeaf of each row's counts), a row at a time in one reused scratch row:
+// no counts array of the whole chunk and no allocation per row. It checks what
+// decodeMandelInto checks.
+func mandelLeaves(payload []byte, first uint64, rows, w int, maxIter uint32) ([]audit.Hash, error) {
+	if rows < 0 || w <= 0 {
+		return nil, fmt.Errorf("mandelbrot payload: %d rows of %d", rows, w)
+	}
+	raw, release, err := inflateMandel(payload, rows*w)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	lb := leafBufs.Get().(*leafBuf)
+	defer func() {
+		if cap(lb.counts) <= 1<<18 { // do not keep a rare huge one
+			leafBufs.Put(lb)
+		}
+	}()
+	if cap(lb.counts) < w {
+		lb.counts = make([]uint32, w)
+	}
+	row := lb.counts[:w]
+	leaves := make([]audit.Hash, rows)
+	prev := int64(0)
+	for y := range leaves {
+		if raw, prev, err = decodeCounts(row, raw, prev, maxIter, y*w); err != nil {
+			return nil, err
+		}
+		leaves[y] = audit.MandelLeafBuf(&lb.bytes, first+uint64(y), row)
+	}
+	if len(raw) != 0 {
+		return nil, fmt.Errorf("mandelbrot payload: %d trailing bytes", len(raw))
+	}
+	return leaves, nil
 }
 
 // EncodeWasmPayload encodes a WebAssembly result without blocks (format 1): the reduced value of

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	stdflate "compress/flate"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -65,5 +67,38 @@ func TestMandelPayloadStandardDeflate(t *testing.T) {
 	}
 	if !bytes.Equal(a, b) {
 		t.Fatal("the two encoders deflate different delta streams")
+	}
+}
+
+// TestDecodeCountsRuns: counts decode to themselves whether their deltas take one byte or more,
+// from every starting count, and a count out of range is refused with its own index.
+func TestDecodeCountsRuns(t *testing.T) {
+	var counts []uint32
+	c := int64(500)
+	for i := range 3000 {
+		switch {
+		case i%97 == 0:
+			c = int64(i*7) % 2001 // a long jump: a delta of two bytes or more
+		case i%5 == 0:
+			c += int64(i%3) - 1
+		default:
+			c += int64(i%61) - 30 // one byte: |delta| < 64
+		}
+		c = min(max(c, 0), 2000)
+		counts = append(counts, uint32(c))
+	}
+	for cut := range 9 {
+		want := counts[cut:]
+		got, err := DecodeMandelPayload(EncodeMandelPayload(want), len(want), 2000)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("from count %d: %v", cut, err)
+		}
+	}
+	run := []uint32{10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25}
+	for bad := 8; bad < 16; bad++ {
+		_, err := DecodeMandelPayload(EncodeMandelPayload(run), len(run), uint32(run[bad])-1)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("count %d =", bad)) {
+			t.Fatalf("max_iter below count %d: %v", bad, err)
+		}
 	}
 }

@@ -249,3 +249,22 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestMandelLeafBytes pins what a Mandelbrot leaf hashes (the leaf prefix, 'm', the row as a
+// uvarint, each count as a little-endian uint32): nodes of every version must agree on it. A
+// reused buffer (MandelLeafBuf) hashes the same bytes whatever row it held before.
+func TestMandelLeafBytes(t *testing.T) {
+	want := sha256.Sum256([]byte{0x00, 'm', 0x96, 0x01, 1, 0, 0, 0, 4, 3, 2, 1})
+	if got := MandelLeaf(150, []uint32{1, 0x01020304}); got != Hash(want) {
+		t.Fatalf("leaf %x, want %x", got, want)
+	}
+	var buf []byte
+	for _, c := range []struct {
+		row    uint64
+		counts []uint32
+	}{{1 << 40, []uint32{7, 8, 9, 10, 11}}, {150, []uint32{1, 0x01020304}}, {2, nil}, {150, []uint32{1, 0x01020304}}} {
+		if got, w := MandelLeafBuf(&buf, c.row, c.counts), MandelLeaf(c.row, c.counts); got != w {
+			t.Fatalf("row %d: reused buffer gives %x, a fresh one %x", c.row, got, w)
+		}
+	}
+}

@@ -30,15 +30,44 @@ func PiLeaf(start, end, hits uint64) Hash {
 	return sha256.Sum256(b)
 }
 
-// MandelLeaf is the leaf of Mandelbrot row row with these iteration counts.
+// MandelLeaf is the leaf of Mandelbrot row row with these iteration counts: the hash of
+// AppendMandelLeafHeader's bytes followed by each count as a little-endian uint32.
 func MandelLeaf(row uint64, counts []uint32) Hash {
-	b := make([]byte, 0, 2+binary.MaxVarintLen64+4*len(counts))
-	b = append(b, leafPrefix, kindMandel)
-	b = binary.AppendUvarint(b, row)
-	for _, c := range counts {
-		b = binary.LittleEndian.AppendUint32(b, c)
+	return MandelLeafBuf(nil, row, counts)
+}
+
+// MandelLeafBuf is MandelLeaf hashing through *buf, which it grows as needed and keeps for the
+// next row (nil: a new buffer each call): the rows of a chunk are hashed without allocating
+// each one's bytes.
+func MandelLeafBuf(buf *[]byte, row uint64, counts []uint32) Hash {
+	var b []byte
+	if buf != nil {
+		b = (*buf)[:0]
+	}
+	if need := MaxMandelLeafHeader + 4*len(counts); cap(b) < need {
+		b = make([]byte, 0, need)
+	}
+	b = AppendMandelLeafHeader(b, row)
+	h := len(b)
+	b = b[:h+4*len(counts)]
+	for i, c := range counts {
+		binary.LittleEndian.PutUint32(b[h+4*i:], c)
+	}
+	if buf != nil {
+		*buf = b
 	}
 	return sha256.Sum256(b)
+}
+
+// MaxMandelLeafHeader is the longest AppendMandelLeafHeader appends.
+const MaxMandelLeafHeader = 2 + binary.MaxVarintLen64
+
+// AppendMandelLeafHeader appends what a Mandelbrot row's leaf hashes before the row's counts
+// (the leaf prefix, the kind and the row number), so that a decoder can write a row's counts
+// as bytes right after it and hash them in place (compute.ChunkLeaves).
+func AppendMandelLeafHeader(b []byte, row uint64) []byte {
+	b = append(b, leafPrefix, kindMandel)
+	return binary.AppendUvarint(b, row)
 }
 
 // WasmLeaf is the leaf of a WebAssembly block, items [start, end), with this encoded result (its
