@@ -101,15 +101,18 @@
 //     held to L % of a core by a cgroup CPU quota of its own (the kernel's
 //     CFS bandwidth control, exact over every 100 ms; cgroup v2 cpu.max or
 //     v1 cpu.cfs_quota_us, where /sys/fs/cgroup can be written, e.g. as
-//     root), else under `cpulimit -l L`, standalone rates measured the same way (all
-//     workers at the same time, three rounds: before, between and after the
-//     jobs; median per worker; Mandelbrot on the whole view sized for
-//     -standalone at the worker's rate, once per job task count c in tasks of
-//     the pixels of a c-th of the job, each job held against its own task
-//     size's rates), one π and one Mandelbrot job (same view, numpy kernels) of
-//     about -job-seconds split into 64 and 512 equal tasks; the best
-//     efficiency of each is reported beside Hydra's, with each worker's CPU ÷
-//     its limit (cpulimit lets the small limits overshoot; a quota does not).
+//     root), else under `cpulimit -l L`; one π and one Mandelbrot job (same
+//     view, numpy kernels) sized for about -job-seconds on a calibration,
+//     each split into 64 and 512 equal tasks. Standalone rates are measured
+//     the same way as Hydra's (all workers at the same time, three rounds:
+//     before, between and after the jobs; median per worker), on the jobs'
+//     own tasks: for each task count, π tasks of that job's size and a random
+//     sample of that Mandelbrot job's strips (its width and strip height),
+//     two in flight for -standalone ÷ 2 each; each job is held against the
+//     rates of its own tasks and the better of each kind is reported beside
+//     Hydra's, with each worker's CPU ÷ its limit (in the rounds, and in the
+//     jobs over the job and while computing) and the CPU used beside the
+//     workers (the scheduler, the rest of the machine).
 //   - dask: with -dask SCRIPT, /usr/bin/python3 SCRIPT -dask-tasks runs
 //     no-op tasks on a LocalCluster of 2 processes; tasks/s beside Hydra's
 //     chunks/s.
