@@ -192,18 +192,27 @@ func getRaw(p *procluster.Proc, id string) []uint32 {
 // steadyRate is Σ cost of chunks[1:] ÷ (last commit − first commit): the
 // throughput after the probe chunk, per-chunk overhead included.
 func steadyRate(cs []chunk, cost func(chunk) float64) (float64, int) {
-	if len(cs) < 2 {
-		return 0, len(cs)
-	}
-	var u float64
-	for _, c := range cs[1:] {
-		u += cost(c)
-	}
-	dt := float64(cs[len(cs)-1].committedMS-cs[0].committedMS) / 1000
+	u, dt := steadyUnits(cs, cost)
 	if dt <= 0 {
 		return 0, len(cs)
 	}
 	return u / dt, len(cs)
+}
+
+// steadyUnits is steadyRate's two terms, Σ cost of chunks[1:] and the seconds from the first
+// commit to the last (0, 0 with fewer than two chunks), for a rate over several jobs.
+func steadyUnits(cs []chunk, cost func(chunk) float64) (units, secs float64) {
+	if len(cs) < 2 {
+		return 0, 0
+	}
+	dt := float64(cs[len(cs)-1].committedMS-cs[0].committedMS) / 1000
+	if dt <= 0 {
+		return 0, 0
+	}
+	for _, c := range cs[1:] {
+		units += cost(c)
+	}
+	return units, dt
 }
 
 func kernelOf(p *procluster.Proc) string {

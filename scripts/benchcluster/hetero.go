@@ -66,6 +66,9 @@ func hetero(work string) {
 		warmFloor(c, tok, "Mandelbrot", func(int) map[string]any { return tinyView.body() }, pickImage(guess*300).body(), warmPasses)
 	}
 
+	// The Mandelbrot job is fixed before the first round, so that every round measures the
+	// nodes on rows of it (standalone.go).
+	solo.calibrate(*flagJobSecs)
 	solo.round("before the π job")
 	samples := int64(sum(solo.piMedian()) * *flagJobSecs)
 	m0 := scrapeAll(c)
@@ -77,7 +80,7 @@ func hetero(work string) {
 	cr, ks := coordinatorRates(p)
 
 	solo.round("between the π and Mandelbrot jobs")
-	big := pickImage(sum(solo.mandelMedian()) * *flagJobSecs)
+	big := solo.img
 	// with -perf: the leader's node process and another's, over the Mandelbrot job
 	lp := c.ByID(leader)
 	if st, _, err := procluster.GetStatus(context.Background(), p.HTTPURL); err == nil && c.ByID(st.Leader) != nil {
@@ -146,6 +149,8 @@ func hetero(work string) {
 	addReport("hetero efficiency (4 nodes --cpus 1 --cpu-limit %v, kernel %s), against each node's median standalone rate over %d rounds [against the rounds of least and most Σ]: π %.3f [%.3f–%.3f] (%.2f s vs ideal %.2f s, %d chunks); Mandelbrot %.3f [%.3f–%.3f] (%.2f s vs ideal %.2f s, %d chunks, %dx%d max_iter %d, units = iterations)",
 		limits, kern, len(solo.pi), effPi, piLo, piHi, v.wall(), float64(v.TotalUnits)/sum(piRate), v.chunks(),
 		effM, mLo, mHi, mv.wall(), iters/sum(mRate), mv.chunks(), big.Width, big.Height, big.MaxIter)
+	addReport("hetero Mandelbrot standalone: %d strips of the job's own rows a node a round (its width and pixel, about -standalone %.0f s together, spread over the image), %d strip rows bit-exact against compute.MandelRows of the job's",
+		stripsPerRound, flagStandalone.Seconds(), solo.checked)
 	addReport("hetero standalone spread (each round's Σ ÷ Σ of the medians): π %s (±%.1f %%); Mandelbrot %s (±%.1f %%)", spPi, 100*dPi, spM, 100*dM)
 	addReport("hetero breakdown π (per node, share of the makespan: computing / auditing / waiting for a chunk / idle at the end; CPU used ÷ its limit while computing): %s", bdPi)
 	addReport("hetero breakdown Mandelbrot: %s", bdM)

@@ -15,15 +15,18 @@
 //     each round's Σ against the medians' is printed (the spread), and the
 //     efficiency against the rounds of least and most Σ (the machine is
 //     shared: its load moves). In a round a node computes a π job for
-//     -standalone (8 s) before it is cancelled, then the whole Mandelbrot
-//     view of the cluster job at a resolution sized for about -standalone at
-//     its rate (so the rows it computes are the job's mix). A rate is the
-//     steady state: the units of the chunks after the first (the probe) ÷ the
-//     time between the first and last commits (GET …/chunks, committed_ms).
-//     For Mandelbrot the unit is an iteration (Σ of the result.raw counts of
-//     a chunk's rows), because rows differ in cost. The four nodes form one
-//     cluster and run one π and one Mandelbrot job (the same view) sized for
-//     about -job-seconds on the first round's rates: efficiency = (units ÷ Σ
+//     -standalone (8 s) before it is cancelled, then 4 strips of the cluster's
+//     own Mandelbrot job (its width and pixel, rows spread over the image in
+//     van der Corput order from a random offset, each a job of its own, bit
+//     for bit the job's rows), about -standalone in all. A rate is the
+//     steady state: the units of the chunks after a job's first (the probe) ÷
+//     the time between its first and last commits (GET …/chunks,
+//     committed_ms), summed over a node's strips. For Mandelbrot the unit is
+//     an iteration (Σ of the result.raw counts of a chunk's rows), because
+//     rows differ in cost. The four nodes form one cluster and run one π job
+//     sized for about -job-seconds on the first round's rates and one
+//     Mandelbrot job sized on a calibration before the first round (each
+//     standalone node's rate on a whole low-resolution view): efficiency = (units ÷ Σ
 //     standalone rates) ÷ (finished_at − submitted_at). Units are the job's own: audits
 //     (docs/audits.md) are work the cluster does on top, so they lower the
 //     figure. A new node has every chunk audited in full, which doubles a
