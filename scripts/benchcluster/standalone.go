@@ -96,8 +96,12 @@ func (s *soloSet) calibrate(jobSecs float64) {
 	s.img = pickImage(sum(cal) * jobSecs).gridded()
 	s.rowCost = rowCosts(s.img, 640)
 	g := s.img.MandelParams
-	fmt.Printf("  standalone calibration (sizes the Mandelbrot job, fixed for every round): Σ Mandelbrot %.4g iterations/s on whole low-resolution views; the job %dx%d max_iter %d, centre (%.10g, %.10g), span %.10g (pixel %g: 8 significant bits, so a strip's rows are the job's bit for bit); load average %s\n",
-		sum(cal), g.Width, g.Height, g.MaxIter, g.CenterX, g.CenterY, g.Span, g.Span/float64(g.Width), procluster.LoadAvg())
+	var per []string
+	for i, c := range s.nodes {
+		per = append(per, fmt.Sprintf("%s %.4g", c.Nodes[0].Name, cal[i]))
+	}
+	fmt.Printf("  standalone calibration (sizes the Mandelbrot job, fixed for every round): Σ Mandelbrot %.4g iterations/s on whole low-resolution views (%s); the job %dx%d max_iter %d, centre (%.10g, %.10g), span %.10g (pixel %g: 8 significant bits, so a strip's rows are the job's bit for bit); load average %s\n",
+		sum(cal), strings.Join(per, ", "), g.Width, g.Height, g.MaxIter, g.CenterX, g.CenterY, g.Span, g.Span/float64(g.Width), procluster.LoadAvg())
 }
 
 // round measures every node's standalone rates once, all nodes at the same time: π over a
