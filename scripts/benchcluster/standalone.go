@@ -63,45 +63,52 @@ func (s *soloSet) stop() {
 	}
 }
 
-// calibrate fixes the Mandelbrot job before the first round: every node at the same time
-// computes the whole view at a resolution sized for about -standalone ÷ 2 at a guess of its rate
-// (1.4 G iterations/s per core for the vector kernels), and the job is sized for about jobSecs
-// at Σ of those rates. That rate is only a size: a narrow image keeps the kernels' lanes
-// waiting for the slowest pixel of each run more often than the job's rows do, so it is a few
-// per cent low, and the rounds measure the job's own rows. It also gives each node its first
-// Mandelbrot rate estimate, so no round's strip starts with a probe.
+// calibrateStrips is how many strips of the provisional job a node computes in the calibration.
+const calibrateStrips = 2
+
+// calibrate fixes the Mandelbrot job before the first round: it is sized for about jobSecs at
+// Σ of the nodes' rates measured here, all at the same time, the way the rounds measure them
+// (mandelStrips), on calibrateStrips strips of a provisional job of about the same size (sized
+// on a guess, 1.4 G iterations/s per core for the vector kernels), about -standalone ÷ 2 in all.
+// A whole low-resolution view, as the rounds measured before, would size it 20–30 % short: its
+// narrow rows keep the kernels' lanes waiting for the slowest pixel of each run more often than
+// the job's rows do. The calibration also gives each node its first Mandelbrot rate estimate,
+// so no round's strip starts with a probe.
 func (s *soloSet) calibrate(jobSecs float64) {
-	cal := make([]float64, len(s.limits))
+	n := len(s.limits)
+	guess := make([]float64, n)
+	for i, l := range s.limits {
+		guess[i] = 1.4e9 * float64(l) / 100
+	}
+	s.img = pickImage(sum(guess) * jobSecs).gridded()
+	s.rowCost = rowCosts(s.img, 640)
+	cal := make([]float64, n)
+	runs := make([]*stripRun, n)
 	var wg sync.WaitGroup
 	for i, c := range s.nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			p := c.Nodes[0]
-			tok := token(p)
-			img := pickImage(1.4e9 * float64(s.limits[i]) / 100 * flagStandalone.Seconds() / 2)
-			id := submit(p, tok, img.body())
-			waitJob(p, id, 4**flagStandalone+time.Minute, nil)
-			ri := rowIters(getRaw(p, id), img.Width)
-			cal[i], _ = steadyRate(getChunks(p, id), func(c chunk) float64 { return sum(ri[c.start:c.end]) })
+			runs[i] = s.mandelStrips(p, token(p), guess[i]*flagStandalone.Seconds()/2, calibrateStrips, float64(i)/float64(n))
 		}()
 	}
 	wg.Wait()
-	for i := range cal {
+	var per []string
+	for i, c := range s.nodes {
+		cal[i] = runs[i].measure(c.Nodes[0], s)
 		if cal[i] == 0 {
 			fatalf("standalone calibration of node %d: too few chunks", i+1)
 		}
+		per = append(per, fmt.Sprintf("%s %.4g", c.Nodes[0].Name, cal[i]))
 	}
+	w0, h0 := s.img.Width, s.img.Height
 	s.cal = cal
 	s.img = pickImage(sum(cal) * jobSecs).gridded()
 	s.rowCost = rowCosts(s.img, 640)
 	g := s.img.MandelParams
-	var per []string
-	for i, c := range s.nodes {
-		per = append(per, fmt.Sprintf("%s %.4g", c.Nodes[0].Name, cal[i]))
-	}
-	fmt.Printf("  standalone calibration (sizes the Mandelbrot job, fixed for every round): Σ Mandelbrot %.4g iterations/s on whole low-resolution views (%s); the job %dx%d max_iter %d, centre (%.10g, %.10g), span %.10g (pixel %g: 8 significant bits, so a strip's rows are the job's bit for bit); load average %s\n",
-		sum(cal), strings.Join(per, ", "), g.Width, g.Height, g.MaxIter, g.CenterX, g.CenterY, g.Span, g.Span/float64(g.Width), procluster.LoadAvg())
+	fmt.Printf("  standalone calibration (sizes the Mandelbrot job, fixed for every round): Σ Mandelbrot %.4g iterations/s on %d strips a node of a %dx%d job (%s); the job %dx%d max_iter %d, centre (%.10g, %.10g), span %.10g (pixel %g: 8 significant bits, so a strip's rows are the job's bit for bit); load average %s\n",
+		sum(cal), calibrateStrips, w0, h0, strings.Join(per, ", "), g.Width, g.Height, g.MaxIter, g.CenterX, g.CenterY, g.Span, g.Span/float64(g.Width), procluster.LoadAvg())
 }
 
 // round measures every node's standalone rates once, all nodes at the same time: π over a
@@ -132,7 +139,7 @@ func (s *soloSet) round(label string) {
 			waitJob(p, id, time.Minute, nil)
 			pi[i], kp[i] = steadyRate(getChunks(p, id), func(c chunk) float64 { return float64(c.end - c.start) })
 			u := rand.New(rand.NewPCG(uint64(rnd+1), uint64(i+1))).Float64() // a new offset each round
-			runs[i] = s.mandelStrips(p, tok, guess[i]*flagStandalone.Seconds(), u)
+			runs[i] = s.mandelStrips(p, tok, guess[i]*flagStandalone.Seconds(), stripsPerRound, u)
 		}()
 	}
 	wg.Wait()
@@ -172,22 +179,22 @@ func (r *stripRun) rows() string {
 	return strings.Join(parts, ", ")
 }
 
-// mandelStrips computes strips of the cluster's Mandelbrot job on single-node cluster p, about
+// mandelStrips computes k strips of the cluster's Mandelbrot job on single-node cluster p, about
 // iters iterations in all, and returns them for measure. The job's rows are cut into strips of
-// about iters ÷ stripsPerRound estimated iterations each; stripsPerRound of them are computed, in
+// about iters ÷ k estimated iterations each; k of them are computed, in
 // an order spread over the image (van der Corput) from offset u, each as a job of its own: the
 // job's width, pixel and centre_x, its rows' height and centre_y (stripView: the same pixels,
 // bit for bit). A Mandelbrot row's cost per iteration depends on the image's width (a vector
 // kernel computes a run of adjacent pixels in lanes until all of them have escaped, so a narrow
 // image wastes more lane-iterations) and on the in-set pixels it holds: only the job's own rows
 // have the job's mix.
-func (s *soloSet) mandelStrips(p *procluster.Proc, tok string, iters, u float64) *stripRun {
+func (s *soloSet) mandelStrips(p *procluster.Proc, tok string, iters float64, k int, u float64) *stripRun {
 	total := sum(s.rowCost)
-	nStrips := min(len(s.rowCost), max(stripsPerRound, int(math.Round(total/iters*stripsPerRound))))
+	nStrips := min(len(s.rowCost), max(k, int(math.Round(total/iters*float64(k)))))
 	bounds := splitByCost(s.rowCost, nStrips)
 	r := &stripRun{}
 	t0 := time.Now()
-	for _, j := range spreadOrder(nStrips, u)[:min(stripsPerRound, nStrips)] {
+	for _, j := range spreadOrder(nStrips, u)[:min(k, nStrips)] {
 		y0, y1 := bounds[j], bounds[j+1]
 		r.bounds = append(r.bounds, [2]int{y0, y1})
 		id := submit(p, tok, mandelImg{stripView(s.img.MandelParams, y0, y1)}.body())
@@ -204,9 +211,10 @@ func (s *soloSet) mandelStrips(p *procluster.Proc, tok string, iters, u float64)
 // with an exchange the cluster's job pays once (the submit, its raft entry, the first lease, the
 // child's first task); counting from each strip's first commit leaves that out, as the whole-view
 // method left out its one job's probe, and the rest is the node's steady state: chunks of the
-// job's size (a lease is at most 2¹⁹ pixels, 40 rows at this width, as in the cluster), the next
-// lease already in hand. (The node knows its Mandelbrot rate from the calibration, so no strip
-// starts with a probe.) It also compares each strip's first and last rows with
+// job's size (a lease is at most 2¹⁹ pixels, about 40 rows at this width, as in the cluster),
+// the next lease already in hand. (In the rounds the node knows its Mandelbrot rate from the
+// calibration, so no strip starts with a probe; the calibration's first strip does, and leaves
+// it out.) It also compares each strip's first and last rows with
 // compute.MandelRows of the same rows of the job (s.checked).
 func (r *stripRun) measure(p *procluster.Proc, s *soloSet) float64 {
 	var units, secs float64
