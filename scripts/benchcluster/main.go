@@ -26,7 +26,7 @@
 //     rows differ in cost. The four nodes form one cluster and run one π job
 //     sized for about -job-seconds on the first round's rates and one
 //     Mandelbrot job sized on a calibration before the first round (each
-//     standalone node's rate on a whole low-resolution view): efficiency = (units ÷ Σ
+//     standalone node's rate on 2 strips of a provisional job): efficiency = (units ÷ Σ
 //     standalone rates) ÷ (finished_at − submitted_at). Units are the job's own: audits
 //     (docs/audits.md) are work the cluster does on top, so they lower the
 //     figure. A new node has every chunk audited in full, which doubles a
