@@ -21,6 +21,7 @@
 # Prints "RESULT pi|mandelbrot <best efficiency> ..." lines.
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -360,9 +361,12 @@ def main():
         w = max(16, int((iters / ipp * 16 / 9) ** 0.5))
         return w, max(9, w * 9 // 16)
 
+    root = quota_root()
+    if root is None and shutil.which("cpulimit") is None:
+        sys.exit("dask-hetero: no way to limit the workers: no writable cgroup cpu controller "
+                 "and no cpulimit on PATH (apt-get install cpulimit)")
     with LocalCluster(n_workers=0, processes=True, dashboard_address=None, host="127.0.0.1") as cluster, \
             Client(cluster) as client:
-        root = quota_root()
         quotas = Quotas(root, limits) if root else None
         procs = []
         try:

@@ -337,7 +337,7 @@ func dask() {
 // daskHetero runs the Dask heterogeneous-efficiency script and reports its RESULT lines.
 func daskHetero() {
 	if *flagDaskHet == "" {
-		fmt.Println("dask-hetero: no -dask-hetero script (python3-distributed or cpulimit missing), skipped")
+		fmt.Println("dask-hetero: no -dask-hetero script (python3-distributed missing), skipped")
 		return
 	}
 	fmt.Printf("dask-hetero: workers limited to %s %% of a core; load average %s\n", *flagLimits, procluster.LoadAvg())

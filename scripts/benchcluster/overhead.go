@@ -32,7 +32,9 @@ func overhead(work string) {
 	waitJob(lp, warm, time.Minute, nil)
 	if *flagWarm {
 		// Trusted nodes, audited at the floor (docs/audits.md): a cluster that has run for a while.
-		warmTrust(c, tok, "π", map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 5}, 20)
+		warmFloor(c, tok, "π", func(i int) map[string]any {
+			return map[string]any{"kind": "pi", "samples": 1 << 22, "seed": 1000 + i}
+		}, map[string]any{"kind": "pi", "samples": int64(1e14), "seed": 5}, warmPasses)
 	}
 
 	overheadChunked(c, lp, tok, work)

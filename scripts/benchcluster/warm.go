@@ -51,40 +51,6 @@ func nodeAudits(p *procluster.Proc) (map[string]struct {
 	return out, nil
 }
 
-// warmTrust runs a job of body on c until every node has passed at least need more audits and
-// is trusted (for every kernel it has a record of), then cancels it and waits until no node's
-// counters move; it returns how long that took. A trusted node is audited ever more rarely
-// (1/its passes in a row), so need 20 takes minutes this way: warmFloor gets there in seconds.
-func warmTrust(c *procluster.Cluster, tok, what string, body map[string]any, need uint64) time.Duration {
-	p := c.Nodes[0]
-	before, err := nodeAudits(p)
-	if err != nil {
-		fatalf("warm-up: %v", err)
-	}
-	t0 := time.Now()
-	id := submit(p, tok, body)
-	end := t0.Add(5 * time.Minute)
-	for {
-		time.Sleep(500 * time.Millisecond)
-		now, err := nodeAudits(p)
-		if err != nil {
-			continue
-		}
-		if passedAll(c, before, now, need) {
-			break
-		}
-		if time.Now().After(end) {
-			fatalf("warm-up %s: nodes not all trusted after 5 minutes: %v", what, now)
-		}
-	}
-	cancel(p, tok, id)
-	waitJob(p, id, time.Minute, nil)
-	waitIdle(c)
-	d := time.Since(t0)
-	fmt.Printf("  warm-up %s: every node trusted after %.1f s; load average %s\n", what, d.Seconds(), procluster.LoadAvg())
-	return d
-}
-
 // passedAll reports whether every node of c is trusted in now and has passed at least need
 // audits since before.
 func passedAll(c *procluster.Cluster, before, now map[string]struct {
