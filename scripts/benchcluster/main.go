@@ -150,7 +150,7 @@ var (
 	flagKeep       = flag.Bool("keep", false, "keep the work directory")
 	flagPhases     = flag.String("phases", "hetero,dask-hetero,overhead,failover,dask", "phases to run")
 	flagLimits     = flag.String("limits", "75,40,20,15", "hetero: --cpu-limit of each node")
-	flagStandalone = flag.Duration("standalone", 8*time.Second, "hetero, dask-hetero: how long each standalone rate is measured (per round; three rounds)")
+	flagStandalone = flag.Duration("standalone", 8*time.Second, "hetero, dask-hetero: how long each standalone rate is measured (per round; three rounds; at least 8s)")
 	flagWarm       = flag.Bool("warm", true, "hetero: bring every node to the steady-state audit rate (20 audits passed in a row, audited at the 5 % floor) for π and Mandelbrot (warm-up jobs) before the measured jobs")
 	flagJobSecs    = flag.Float64("job-seconds", 20, "hetero: target duration of the cluster jobs")
 	flagMandelIter = flag.Int("max-iter", 2000, "hetero: Mandelbrot max_iter")
@@ -396,10 +396,19 @@ func tail(out string) string {
 
 // ---- main
 
+// minStandalone is the shortest -standalone window that measures every node in every round.
+const minStandalone = 8 * time.Second
+
 func main() {
 	flag.Parse()
 	if *flagHydra == "" {
 		fmt.Fprintln(os.Stderr, "benchcluster: -hydra is required")
+		os.Exit(2)
+	}
+	if *flagStandalone < minStandalone {
+		// A rate is the steady state after each job's first chunk, and chunks take about 2 s: a
+		// shorter window left a round with no π chunk after the first (a fatal 0 rate).
+		fmt.Fprintf(os.Stderr, "benchcluster: -standalone %v: at least %v (a standalone rate needs several 2 s chunks after each job's first)\n", *flagStandalone, minStandalone)
 		os.Exit(2)
 	}
 	if abs, err := filepath.Abs(*flagHydra); err == nil {
