@@ -222,6 +222,7 @@ func (c *child) start(id uint64, spec compute.JobSpec, r compute.Range, spans []
 		r.End = min(r.End, (r.Start/cu+compute.MaxLeaseChunks)*cu) // at most maxParts parts
 	}
 	c.cur = &task{id: id, spec: spec, rng: r, spans: spans, halt: make(chan struct{})}
+	c.gate.busy()
 	c.wg.Add(1)
 	go c.run(c.cur)
 }
@@ -295,6 +296,7 @@ func (c *child) run(t *task) {
 	default:
 		err = fmt.Errorf("unknown kind %q", t.spec.Kind)
 	}
+	c.gate.idle() // the kernels are done: the wait for the next task earns no budget
 	close(quit)
 	<-ticked
 	secs := time.Since(wall0).Seconds() * float64(c.cpus.Load())

@@ -38,7 +38,8 @@
 // reading the node's messages never waits for a worker to be preempted); --cpu-limit P is a
 // CPU-time budget inside the child, as cpulimit and BOINC have it: the child may use P % of the
 // CPU time of its --cpus cores, counted as the CPU time it really got, so time lost while it
-// was preempted is made up (within a second) instead of lost. Workers that poll their Stop
+// was preempted is made up (within a second) instead of lost; time with no task to compute is
+// not (beyond 100 ms between two tasks), so a job starts at the limit. Workers that poll their Stop
 // once the budget is spent rest until it has grown back: a steady child computes about P ms of
 // every 100 ms. A worker notices a spent budget at its next poll (a few ms), so the measured
 // share is a little above P.

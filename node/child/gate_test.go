@@ -138,3 +138,59 @@ func TestGateLimitChangeWakes(t *testing.T) {
 		t.Fatal("a halt did not end the rest")
 	}
 }
+
+// TestGateIdleEarnsNoBudget checks that time with no task earns at most idleCredit of budget: a
+// limited child that sat idle between jobs starts the next one at its limit, not flat out on a
+// second of credit, while a short gap between back-to-back tasks and credit earned by
+// preemption before it are kept.
+func TestGateIdleEarnsNoBudget(t *testing.T) {
+	const ms = time.Millisecond
+	const p = 0.15
+	f := newFakeGate(15, 1)
+	f.step(0, 0)
+	for range 10 { // steady at the limit: 15 ms of CPU per 100 ms
+		f.step(100*ms, 15*ms)
+	}
+	before := f.credit
+	// The task ends; a minute with nothing to compute; the next task starts.
+	f.gate.idle()
+	f.wall = f.wall.Add(time.Minute)
+	f.gate.busy()
+	f.step(0, 0)
+	if want := before + p*idleCredit.Seconds(); math.Abs(f.credit-want) > 1e-9 {
+		t.Fatalf("credit after a minute idle %.4f CPU s, want %.4f (idleCredit's worth), not the cap %.4f",
+			f.credit, want, p*maxCredit.Seconds())
+	}
+	// Without the idle mark the same minute is a preemption, made up within maxCredit.
+	g := newFakeGate(15, 1)
+	g.step(0, 0)
+	g.step(time.Minute, 0)
+	if want := p * maxCredit.Seconds(); math.Abs(g.credit-want) > 1e-9 {
+		t.Fatalf("credit after a minute preempted %.4f CPU s, want the cap %.4f", g.credit, want)
+	}
+	// Back to back: preempted for 400 ms in a task (60 ms of budget owed), then a 5 ms gap to
+	// the next task: both are made up.
+	h := newFakeGate(15, 1)
+	h.step(0, 0)
+	c0 := h.credit
+	h.step(400*ms, 0)
+	h.gate.idle()
+	h.wall = h.wall.Add(5 * ms)
+	h.gate.busy()
+	h.step(0, 0)
+	if want := c0 + p*0.405; math.Abs(h.credit-want) > 1e-9 {
+		t.Fatalf("credit across a 5 ms gap %.4f CPU s, want %.4f", h.credit, want)
+	}
+	// CPU the child used while idle (hashing and sending the result) still counts.
+	k := newFakeGate(15, 1)
+	k.step(0, 0)
+	c0 = k.credit
+	k.gate.idle()
+	k.wall = k.wall.Add(10 * time.Second)
+	k.cpu += 0.02
+	k.gate.busy()
+	k.step(0, 0)
+	if want := c0 + p*idleCredit.Seconds() - 0.02; math.Abs(k.credit-want) > 1e-9 {
+		t.Fatalf("credit after idle with 20 ms of CPU used %.4f CPU s, want %.4f", k.credit, want)
+	}
+}
