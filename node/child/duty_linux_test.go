@@ -69,3 +69,40 @@ func TestCPULimitDutyCycle(t *testing.T) {
 		t.Errorf("--cpu-limit 25 used only %.0f %% of a core while unlimited got %.0f %%", 100*quarter, 100*full)
 	}
 }
+
+// TestCPULimitNoBurstAfterIdle checks that a limited child that sat idle between tasks starts
+// the next one at its limit: the idle time earns no budget (gate.busy), so a short task after a
+// pause takes about its CPU time ÷ the limit, not its CPU time on a second's credit.
+func TestCPULimitNoBurstAfterIdle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures for seconds")
+	}
+	const limit = 10
+	r := startRunner(t, "child", 1, limit)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A first task brings the budget up to date and measures the kernel's speed.
+	const n1 = 1 << 24
+	first, err := r.Run(ctx, Chunk{ID: 1, Spec: piSpec(1<<40, 3), Range: compute.Range{Start: 0, End: n1}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second task: about 50 ms of CPU, half what a second's credit at 10 % covered.
+	n2 := uint64(max(float64(n1)*0.05/max(first.ComputeSeconds, 1e-3), 1<<20))
+	// The scenario, not a synchronisation: the child has nothing to compute for 1.5 s, which
+	// used to earn it a full second's budget (maxCredit at 10 %: 100 ms of CPU).
+	time.Sleep(1500 * time.Millisecond)
+	t0 := time.Now()
+	res, err := r.Run(ctx, Chunk{ID: 2, Spec: piSpec(1<<40, 3), Range: compute.Range{Start: n1, End: n1 + n2}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Since(t0).Seconds()
+	share := res.ComputeSeconds / wall
+	t.Logf("after 1.5 s idle: %.3f CPU s in %.3f s of wall time at --cpu-limit %d: %.0f %% of a core", res.ComputeSeconds, wall, limit, 100*share)
+	// At the limit the share is about 10 % (plus idleCredit's 10 ms and a poll's overshoot),
+	// whatever the task's size; on a second's credit a task of under 0.1 CPU s ran flat out.
+	if share > 0.35 {
+		t.Errorf("after an idle pause the child used %.0f %% of a core at --cpu-limit %d", 100*share, limit)
+	}
+}
