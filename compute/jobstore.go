@@ -520,10 +520,15 @@ func (s *JobStore) checkCommitment(it ChunkResult) (int, uint64, string) {
 	return leaves, hits, ""
 }
 
+// expired reports whether c evicts j for its age: finished before c.Now−c.Retention.
+func (j *job) expired(c Evict) bool {
+	return j.state.Finished() && !j.finished.IsZero() && c.Retention > 0 && j.finished.Before(c.Now.Add(-c.Retention))
+}
+
 func (s *JobStore) evict(c Evict) error {
 	var gone []*job
 	for _, j := range s.jobs {
-		if j.state.Finished() && !j.finished.IsZero() && c.Retention > 0 && j.finished.Before(c.Now.Add(-c.Retention)) {
+		if j.expired(c) {
 			gone = append(gone, j)
 		}
 	}

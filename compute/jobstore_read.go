@@ -306,6 +306,22 @@ func (s *JobStore) UnfinishedSince(after uint64) ([]UnfinishedJob, uint64) {
 	return out, s.seq
 }
 
+// Evictable reports whether applying c would drop a job: one finished past the retention, or a
+// finished one while the stored payloads exceed the disk cap. The leader proposes an Evict only
+// then, so an idle cluster does not append (and every replica fsync) an entry a minute that
+// changes nothing.
+func (s *JobStore) Evictable(c Evict) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	over := c.DiskCap > 0 && s.totalPayload > c.DiskCap
+	for _, j := range s.jobs {
+		if j.expired(c) || over && j.state.Finished() {
+			return true
+		}
+	}
+	return false
+}
+
 // Unfinished lists queued and running jobs with their pending ranges, in submission order: the
 // new leader's scheduler is built from it.
 func (s *JobStore) Unfinished() []UnfinishedJob {

@@ -134,30 +134,61 @@ func TestLifecycleAndErrors(t *testing.T) {
 	}
 }
 
+// TestEvictRetentionAndDiskCap: Evict drops the finished jobs past the retention, then the oldest
+// finished ones over the disk cap, never an unfinished one; Evictable says beforehand, every time,
+// whether it will drop anything (the leader proposes an Evict only then).
 func TestEvictRetentionAndDiskCap(t *testing.T) {
 	st := newTestState(t)
 	for i, id := range []string{"old", "mid", "new", "live"} {
 		st.mustApply(t, Submit{ID: id, Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 10, Seed: 1}}})
-		if id != "live" {
-			st.mustApply(t, Results{Time: t0.Add(time.Duration(i) * time.Hour), Items: []ChunkResult{piChunk(id, 1, Range{0, 10}, "n")}})
+		r := Range{0, 10}
+		if id == "live" {
+			r = Range{0, 5} // running, with a stored payload
+		}
+		st.mustApply(t, Results{Time: t0.Add(time.Duration(i) * time.Hour), Items: []ChunkResult{piChunk(id, 1, r, "n")}})
+	}
+	jobs := func() int {
+		n := 0
+		for _, id := range []string{"old", "mid", "new", "live"} {
+			if _, ok := st.Job(id); ok {
+				n++
+			}
+		}
+		return n
+	}
+	evict := func(c Evict, want bool) {
+		t.Helper()
+		if got := st.Evictable(c); got != want {
+			t.Fatalf("Evictable(%+v) = %v, want %v", c, got, want)
+		}
+		before := jobs()
+		st.mustApply(t, c)
+		if dropped := jobs() < before; dropped != want {
+			t.Fatalf("Evict(%+v) dropped a job: %v; Evictable said %v", c, dropped, want)
 		}
 	}
-	st.mustApply(t, Evict{Now: t0.Add(24*time.Hour + 30*time.Minute), Retention: 24 * time.Hour})
+	evict(Evict{Now: t0.Add(48 * time.Hour)}, false) // no retention, no cap: nothing
+	retain := Evict{Now: t0.Add(24*time.Hour + 30*time.Minute), Retention: 24 * time.Hour}
+	evict(retain, true)
 	if _, ok := st.Job("old"); ok {
 		t.Fatal("job past retention kept")
 	}
 	if _, ok := st.Job("mid"); !ok {
 		t.Fatal("job within retention evicted")
 	}
+	evict(retain, false) // the same clock again: nothing left to drop
 	j, _ := st.Job("new")
-	st.mustApply(t, Evict{Now: t0, DiskCap: j.PayloadBytes})
+	l, _ := st.Job("live")
+	evict(Evict{Now: t0, DiskCap: j.PayloadBytes + l.PayloadBytes}, true)
 	if _, ok := st.Job("mid"); ok {
 		t.Fatal("oldest finished job kept over the cap")
 	}
 	if _, ok := st.Job("new"); !ok {
 		t.Fatal("evicted more than needed")
 	}
-	st.mustApply(t, Evict{Now: t0, DiskCap: 1})
+	evict(Evict{Now: t0, DiskCap: j.PayloadBytes + l.PayloadBytes}, false) // within the cap now
+	evict(Evict{Now: t0, DiskCap: 1}, true)                                // drops "new"
+	evict(Evict{Now: t0, DiskCap: 1}, false)                               // over the cap with only a running job
 	if _, ok := st.Job("live"); !ok {
 		t.Fatal("unfinished job evicted")
 	}

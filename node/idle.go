@@ -17,7 +17,8 @@ import (
 //	loop                      busy              idle
 //	worker ↔ coordinator      every 500 ms      every 10 s, and at once on a job change (node/work)
 //	coordinator reconcile     on a job change   on a job change (and a safety pass every 10 s)
-//	coordinator lease tick    every 500 ms      every 2 s (node/work)
+//	coordinator lease tick    every 500 ms      every 10 s, every 500 ms again at once on a job change (node/work)
+//	eviction (leader)         every minute, a raft entry only when a finished job is due (JobStore.Evictable)
 //	activity gossip           every second      when it changed, at least every idlePublishEvery
 //	announcements             every second      every idleAnnounceEvery, and at once on a lease or an owner decision
 //	owner sensors             every 200 ms      every idleOwnerEvery, and at once on a lease

@@ -46,3 +46,42 @@ func TestEvictUsesTheClusterClock(t *testing.T) {
 		t.Fatalf("alone: %s", cn)
 	}
 }
+
+// TestEvictOnlyWhenAJobIsDue: the leader's minutely Evict is proposed only when it would drop a
+// finished job; with none due (an idle cluster) no entry is appended and no replica fsyncs.
+func TestEvictOnlyWhenAJobIsDue(t *testing.T) {
+	store := compute.NewJobStore(compute.NewMemResults())
+	t.Cleanup(func() { store.Close() })
+	var proposed int
+	cfg := &CoordinatorConfig{
+		Jobs:     store,
+		Settings: func() consensus.Settings { return consensus.Settings{Retention: time.Hour} },
+		Apply: func(_ context.Context, cmd any) (json.RawMessage, error) {
+			proposed++
+			return nil, nil
+		},
+	}
+	c := &leadership{cfg: cfg, lastSeen: map[string]time.Time{}, offsets: map[string]time.Duration{}}
+	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	c.evict(context.Background(), t0)
+	if proposed != 0 {
+		t.Fatalf("no job: %d Evict proposed", proposed)
+	}
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 10, Seed: 1}}
+	for i, cmd := range []any{
+		compute.Submit{ID: "j", Time: t0, Spec: spec},
+		compute.Cancel{Job: "j", Time: t0},
+	} {
+		if err, ok := store.ApplyCommand(cmd, uint64(i+1)).(error); ok {
+			t.Fatal(err)
+		}
+	}
+	c.evict(context.Background(), t0.Add(30*time.Minute))
+	if proposed != 0 {
+		t.Fatalf("a job within the retention: %d Evict proposed", proposed)
+	}
+	c.evict(context.Background(), t0.Add(2*time.Hour))
+	if proposed != 1 {
+		t.Fatalf("a job past the retention: %d Evict proposed, want 1", proposed)
+	}
+}

@@ -23,7 +23,7 @@ const (
 	reconcileEvery = time.Second            // safety pass: job changes wake the coordinator at once (JobsChanged)
 	reconcileGap   = 20 * time.Millisecond  // a burst of job changes: at most one reconcile per gap (Lead)
 	tickEvery      = 500 * time.Millisecond // lease deadlines, while there is work
-	idleTickEvery  = 2 * time.Second        // the same with no job and no lease
+	idleTickEvery  = 10 * time.Second       // the same with no job and no lease (a job change: tickEvery at once)
 	repairEvery    = 3 * time.Second        // requeue work that stayed orphaned this long (see repairLocked)
 	workerSilence  = 3 * time.Second        // no sync for this long: the node is gone
 	adoptGrace     = time.Second            // a new coordinator hears every worker before leasing
@@ -42,6 +42,8 @@ const (
 type Jobs interface {
 	Unfinished() []compute.UnfinishedJob
 	Job(id string) (compute.Job, bool)
+	// Evictable reports whether an Evict would drop a job: the leader proposes one only then.
+	Evictable(compute.Evict) bool
 }
 
 // Apply proposes a job-state command (a compute command such as
@@ -219,6 +221,7 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 	soon.Stop()
 	defer soon.Stop()
 	tick := time.NewTimer(tickEvery)
+	tickIdle := false // tick runs at idleTickEvery
 	evict := time.NewTicker(evictEvery)
 	publish := time.NewTimer(publishEvery)
 	// With no job and no lease the reconcile and publish timers run at idleEvery; a job change puts
@@ -245,6 +248,10 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 				rec.Reset(reconcileEvery)
 				publish.Reset(publishEvery)
 			}
+			if tickIdle { // a new job's leases expire on time
+				tickIdle = false
+				tick.Reset(tickEvery)
+			}
 			// Every submit wakes the coordinator, and a reconcile reads every unfinished job: while
 			// jobs arrive faster than reconcileGap, one reconcile per gap takes them all in (a
 			// worker that finds nothing to do reconciles at once: sync).
@@ -260,7 +267,9 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 			rec.Reset(every(reconcileEvery))
 		case now := <-tick.C:
 			c.tick(now)
-			tick.Reset(c.tickInterval())
+			d := c.tickInterval()
+			tickIdle = d == idleTickEvery
+			tick.Reset(d)
 		case now := <-evict.C:
 			c.evict(ctx, now)
 		case now := <-publish.C:

@@ -13,6 +13,7 @@ import (
 type fakeJobs map[string]compute.Job
 
 func (f fakeJobs) Unfinished() []compute.UnfinishedJob { return nil }
+func (f fakeJobs) Evictable(compute.Evict) bool        { return false }
 func (f fakeJobs) Job(id string) (compute.Job, bool) {
 	j, ok := f[id]
 	return j, ok

@@ -148,7 +148,7 @@ func (c *leadership) nodeGoneLocked(node string, now time.Time) {
 	}
 }
 
-// evict drops finished jobs past the cluster's retention or over its disk cap. The time it
+// evict drops finished jobs past the cluster's retention or over its disk cap, if any. The time it
 // commits (and every replica evicts by) is the cluster's clock, not this leader's alone: the
 // median of the clocks of the nodes that synced lately, this one included, so that one node
 // whose clock is off by a week cannot evict every result when it leads (docs/api.md, Cluster
@@ -159,6 +159,9 @@ func (c *leadership) evict(ctx context.Context, now time.Time) {
 		set = c.cfg.Settings()
 	}
 	cmd := compute.Evict{Now: c.clusterNow(now), Retention: set.Retention, DiskCap: set.DiskCap}
+	if c.cfg.Jobs != nil && !c.cfg.Jobs.Evictable(cmd) {
+		return // nothing to drop: no entry (an idle cluster would append and fsync one a minute)
+	}
 	if _, err := c.cfg.Apply(ctx, cmd); err != nil && ctx.Err() == nil {
 		c.log.Warn("evict finished jobs", "err", err)
 	}
