@@ -4,12 +4,19 @@ package compute
 
 import (
 	"math"
+	"math/bits"
 	"simd/archsimd"
 )
 
 // The vector Mandelbrot kernels keep every lane busy: the pixels of a row segment stream through
 // the lanes, and a lane whose pixel escapes (or reaches max_iter) is refilled with the next pixel
-// at once, so one slow pixel never leaves its neighbours' lanes idle. Several vectors are
+// at once, so one slow pixel never leaves its neighbours' lanes idle. In the common case (a pixel
+// or two escaped, none at max_iter, the segment has more) the refill stays in registers: the new
+// pixel's cr is blended into its lane and the lane's z and squares are zeroed, which is the first
+// step of a new pixel bit for bit; only at a max_iter deadline or the end of a segment do the
+// lanes go through memory (a deep view's pixel escapes every 10 steps of 8 lanes or so, and the
+// round trip through memory cost more than the steps: 1.30 → 1.90 G iterations/s with AVX-512,
+// 1.32 → 1.55 with AVX2, BenchmarkMandel on one core). Several vectors are
 // interleaved to hide the latency of the z² dependency chain. A lane's iteration count is not
 // kept in a vector: it is the global step minus the step at which its pixel entered, and the
 // earliest max_iter deadline costs one scalar compare per step.
@@ -67,6 +74,21 @@ func (s *laneState) settle(lo, width int, esc uint8, t, maxIter int64, out []uin
 			s.fill(l, t)
 		}
 	}
+}
+
+// swap writes out lane l's pixel, escaped at step t, and gives the lane the next pixel of the
+// segment (the caller checked there is one); it returns that pixel's cr bits, which the caller
+// blends into the lane's register. A vector pass calls it where a pixel or two escaped before any
+// lane's max_iter deadline: the common case, which then keeps every lane in registers.
+func (s *laneState) swap(l int, t int64, out []uint32) uint64 {
+	n := t - s.t0[l]
+	out[s.pix[l]] = uint32(n)
+	s.iters += uint64(n) + 1
+	p := s.next
+	s.next++
+	c := s.crs[p]
+	s.pix[l], s.t0[l], s.cr[l] = p, t, c
+	return c
 }
 
 // deadline is the smallest step at which an active lane reaches max_iter.
@@ -131,6 +153,8 @@ func mandelAVX2Pass(g *mandelGeom, s *laneState, out []uint32) {
 	}
 	deadline := s.deadline(m, 8)
 	four := archsimd.BroadcastFloat64x4(4)
+	var zero archsimd.Float64x4
+	lane := archsimd.LoadInt64x4(&[4]int64{0, 1, 2, 3})
 	ar := archsimd.LoadUint64x4((*[4]uint64)(s.zr[0:4])).AsFloat64x4()
 	ai := archsimd.LoadUint64x4((*[4]uint64)(s.zi[0:4])).AsFloat64x4()
 	acr := archsimd.LoadUint64x4((*[4]uint64)(s.cr[0:4])).AsFloat64x4()
@@ -145,26 +169,47 @@ func mandelAVX2Pass(g *mandelGeom, s *laneState, out []uint32) {
 		ae := ar2.Add(ai2).Greater(four)
 		be := br2.Add(bi2).Greater(four)
 		if ae.Or(be).ToBits() != 0 || t == deadline {
-			ar.AsUint64x4().Store((*[4]uint64)(s.zr[0:4]))
-			ai.AsUint64x4().Store((*[4]uint64)(s.zi[0:4]))
-			br.AsUint64x4().Store((*[4]uint64)(s.zr[4:8]))
-			bi.AsUint64x4().Store((*[4]uint64)(s.zi[4:8]))
-			s.settle(0, 4, ae.ToBits(), t, m, out)
-			s.settle(4, 4, be.ToBits(), t, m, out)
-			if s.active == 0 {
-				archsimd.ClearAVXUpperBits()
-				return
+			ab, bb := ae.ToBits(), be.ToBits()
+			if t != deadline && s.next+bits.OnesCount8(ab|bb<<4) <= s.n {
+				// The common case, a pixel or two escaped and the segment has more: each escaped
+				// lane gets the next pixel in registers (its cr blended in, z and this step's
+				// squares zeroed, which is what a new pixel's first step computes), without the
+				// round trip of every lane through memory below. No lane is at max_iter (t is
+				// before the deadline), and a lane's entry step and pixel stay in s for settle.
+				for e := ab; e != 0; e &= e - 1 {
+					i := bits.TrailingZeros8(e)
+					c := archsimd.BroadcastUint64x4(s.swap(i, t, out)).AsFloat64x4()
+					acr = c.Merge(acr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
+				}
+				for e := bb; e != 0; e &= e - 1 {
+					i := bits.TrailingZeros8(e)
+					c := archsimd.BroadcastUint64x4(s.swap(4+i, t, out)).AsFloat64x4()
+					bcr = c.Merge(bcr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
+				}
+				ar, ai, ar2, ai2 = zero.Merge(ar, ae), zero.Merge(ai, ae), zero.Merge(ar2, ae), zero.Merge(ai2, ae)
+				br, bi, br2, bi2 = zero.Merge(br, be), zero.Merge(bi, be), zero.Merge(br2, be), zero.Merge(bi2, be)
+			} else {
+				ar.AsUint64x4().Store((*[4]uint64)(s.zr[0:4]))
+				ai.AsUint64x4().Store((*[4]uint64)(s.zi[0:4]))
+				br.AsUint64x4().Store((*[4]uint64)(s.zr[4:8]))
+				bi.AsUint64x4().Store((*[4]uint64)(s.zi[4:8]))
+				s.settle(0, 4, ab, t, m, out)
+				s.settle(4, 4, bb, t, m, out)
+				if s.active == 0 {
+					archsimd.ClearAVXUpperBits()
+					return
+				}
+				deadline = s.deadline(m, 8)
+				ar = archsimd.LoadUint64x4((*[4]uint64)(s.zr[0:4])).AsFloat64x4()
+				ai = archsimd.LoadUint64x4((*[4]uint64)(s.zi[0:4])).AsFloat64x4()
+				acr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[0:4])).AsFloat64x4()
+				aci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[0:4])).AsFloat64x4()
+				br = archsimd.LoadUint64x4((*[4]uint64)(s.zr[4:8])).AsFloat64x4()
+				bi = archsimd.LoadUint64x4((*[4]uint64)(s.zi[4:8])).AsFloat64x4()
+				bcr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[4:8])).AsFloat64x4()
+				bci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[4:8])).AsFloat64x4()
+				continue // refilled lanes must compute their own squares first
 			}
-			deadline = s.deadline(m, 8)
-			ar = archsimd.LoadUint64x4((*[4]uint64)(s.zr[0:4])).AsFloat64x4()
-			ai = archsimd.LoadUint64x4((*[4]uint64)(s.zi[0:4])).AsFloat64x4()
-			acr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[0:4])).AsFloat64x4()
-			aci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[0:4])).AsFloat64x4()
-			br = archsimd.LoadUint64x4((*[4]uint64)(s.zr[4:8])).AsFloat64x4()
-			bi = archsimd.LoadUint64x4((*[4]uint64)(s.zi[4:8])).AsFloat64x4()
-			bcr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[4:8])).AsFloat64x4()
-			bci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[4:8])).AsFloat64x4()
-			continue // refilled lanes must compute their own squares first
 		}
 		at := ar.Mul(ai)
 		ai = at.Add(at).Add(aci)
@@ -261,6 +306,7 @@ func mandelAVX512Pass(g *mandelGeom, s *laneState, out []uint32) {
 	}
 	deadline := s.deadline(m, 16)
 	four := archsimd.BroadcastFloat64x8(4)
+	var zero archsimd.Float64x8
 	ar := archsimd.LoadUint64x8((*[8]uint64)(s.zr[0:8])).AsFloat64x8()
 	ai := archsimd.LoadUint64x8((*[8]uint64)(s.zi[0:8])).AsFloat64x8()
 	acr := archsimd.LoadUint64x8((*[8]uint64)(s.cr[0:8])).AsFloat64x8()
@@ -275,12 +321,36 @@ func mandelAVX512Pass(g *mandelGeom, s *laneState, out []uint32) {
 		ae := ar2.Add(ai2).Greater(four)
 		be := br2.Add(bi2).Greater(four)
 		if ae.Or(be).ToBits() != 0 || t == deadline {
+			ab, bb := ae.ToBits(), be.ToBits()
+			if t != deadline && s.next+bits.OnesCount8(ab)+bits.OnesCount8(bb) <= s.n {
+				// As in mandelAVX2Pass: each escaped lane gets the next pixel in registers.
+				for e := ab; e != 0; e &= e - 1 {
+					i := bits.TrailingZeros8(e)
+					c := archsimd.BroadcastUint64x8(s.swap(i, t, out)).AsFloat64x8()
+					acr = c.Merge(acr, archsimd.Mask64x8FromBits(1<<i))
+				}
+				for e := bb; e != 0; e &= e - 1 {
+					i := bits.TrailingZeros8(e)
+					c := archsimd.BroadcastUint64x8(s.swap(8+i, t, out)).AsFloat64x8()
+					bcr = c.Merge(bcr, archsimd.Mask64x8FromBits(1<<i))
+				}
+				ar, ai, ar2, ai2 = zero.Merge(ar, ae), zero.Merge(ai, ae), zero.Merge(ar2, ae), zero.Merge(ai2, ae)
+				br, bi, br2, bi2 = zero.Merge(br, be), zero.Merge(bi, be), zero.Merge(br2, be), zero.Merge(bi2, be)
+				at := ar.Mul(ai)
+				ai = at.Add(at).Add(aci)
+				ar = ar2.Sub(ai2).Add(acr)
+				bt := br.Mul(bi)
+				bi = bt.Add(bt).Add(bci)
+				br = br2.Sub(bi2).Add(bcr)
+				t++
+				continue
+			}
 			ar.AsUint64x8().Store((*[8]uint64)(s.zr[0:8]))
 			ai.AsUint64x8().Store((*[8]uint64)(s.zi[0:8]))
 			br.AsUint64x8().Store((*[8]uint64)(s.zr[8:16]))
 			bi.AsUint64x8().Store((*[8]uint64)(s.zi[8:16]))
-			s.settle(0, 8, ae.ToBits(), t, m, out)
-			s.settle(8, 8, be.ToBits(), t, m, out)
+			s.settle(0, 8, ab, t, m, out)
+			s.settle(8, 8, bb, t, m, out)
 			if s.active == 0 {
 				archsimd.ClearAVXUpperBits()
 				return

@@ -225,6 +225,42 @@ func TestAllPathsSameBits(t *testing.T) {
 	}
 }
 
+// TestAllPathsSameBitsWideRows: rows wider than a lane pass (laneSeg pixels), so that the vector
+// kernels refill lanes across pass boundaries, with pixels that escape at every count and pixels
+// that reach max_iter mixed in a row (both refill paths, in registers and through memory), give
+// the portable kernel's counts, on whole rows and on ranges that start and end anywhere.
+func TestAllPathsSameBitsWideRows(t *testing.T) {
+	paths := impls()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, p := range []MandelParams{
+		{Width: 1300, Height: 9, CenterX: -0.5, CenterY: 0.1, Span: 3, MaxIter: 300},
+		{Width: 1100, Height: 5, CenterX: -0.743643887, CenterY: 0.131825904, Span: 0.002, MaxIter: 2000},
+		{Width: 1029, Height: 3, CenterX: -1.25, CenterY: 0.02, Span: 0.3, MaxIter: 64},
+	} {
+		g := newMandelGeom(p)
+		for py := range p.Height {
+			ranges := [][2]int{{0, p.Width}}
+			for range 4 {
+				a := rng.IntN(p.Width)
+				ranges = append(ranges, [2]int{a, a + rng.IntN(p.Width-a+1)})
+			}
+			for _, r := range ranges {
+				want := make([]uint32, r[1]-r[0])
+				mandelPortable(&g, py, r[0], r[1], want)
+				for _, k := range paths {
+					got := make([]uint32, len(want))
+					k.mandel(&g, py, r[0], r[1], got)
+					for i := range want {
+						if got[i] != want[i] {
+							t.Fatalf("%s %dx%d row %d [%d,%d) px %d: %d, portable %d", k.name, p.Width, p.Height, py, r[0], r[1], r[0]+i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func names(ks []kernelImpl) []string {
 	var s []string
 	for _, k := range ks {
