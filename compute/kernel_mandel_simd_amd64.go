@@ -253,33 +253,58 @@ func mandelAVX2x3Pass(g *mandelGeom, s *laneState, out []uint32) {
 		be := br2.Add(bi2).Greater(four)
 		ce := cr2.Add(ci2).Greater(four)
 		if ae.Or(be.Or(ce)).ToBits() != 0 || t == deadline {
-			ar.AsUint64x4().Store((*[4]uint64)(s.zr[0:4]))
-			ai.AsUint64x4().Store((*[4]uint64)(s.zi[0:4]))
-			br.AsUint64x4().Store((*[4]uint64)(s.zr[4:8]))
-			bi.AsUint64x4().Store((*[4]uint64)(s.zi[4:8]))
-			cr.AsUint64x4().Store((*[4]uint64)(s.zr[8:12]))
-			ci.AsUint64x4().Store((*[4]uint64)(s.zi[8:12]))
-			s.settle(0, 4, ae.ToBits(), t, m, out)
-			s.settle(4, 4, be.ToBits(), t, m, out)
-			s.settle(8, 4, ce.ToBits(), t, m, out)
-			if s.active == 0 {
-				archsimd.ClearAVXUpperBits()
-				return
+			ab, bb, cb := ae.ToBits(), be.ToBits(), ce.ToBits()
+			if t != deadline && s.next+bits.OnesCount16(uint16(ab)|uint16(bb)<<4|uint16(cb)<<8) <= s.n {
+				// As in mandelAVX2Pass: each escaped lane gets the next pixel in registers.
+				lane := archsimd.LoadInt64x4(&[4]int64{0, 1, 2, 3})
+				for e := ab; e != 0; e &= e - 1 {
+					i := bits.TrailingZeros8(e)
+					c := archsimd.BroadcastUint64x4(s.swap(i, t, out)).AsFloat64x4()
+					acr = c.Merge(acr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
+				}
+				for e := bb; e != 0; e &= e - 1 {
+					i := bits.TrailingZeros8(e)
+					c := archsimd.BroadcastUint64x4(s.swap(4+i, t, out)).AsFloat64x4()
+					bcr = c.Merge(bcr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
+				}
+				for e := cb; e != 0; e &= e - 1 {
+					i := bits.TrailingZeros8(e)
+					c := archsimd.BroadcastUint64x4(s.swap(8+i, t, out)).AsFloat64x4()
+					ccr = c.Merge(ccr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
+				}
+				var zero archsimd.Float64x4
+				ar, ai, ar2, ai2 = zero.Merge(ar, ae), zero.Merge(ai, ae), zero.Merge(ar2, ae), zero.Merge(ai2, ae)
+				br, bi, br2, bi2 = zero.Merge(br, be), zero.Merge(bi, be), zero.Merge(br2, be), zero.Merge(bi2, be)
+				cr, ci, cr2, ci2 = zero.Merge(cr, ce), zero.Merge(ci, ce), zero.Merge(cr2, ce), zero.Merge(ci2, ce)
+			} else {
+				ar.AsUint64x4().Store((*[4]uint64)(s.zr[0:4]))
+				ai.AsUint64x4().Store((*[4]uint64)(s.zi[0:4]))
+				br.AsUint64x4().Store((*[4]uint64)(s.zr[4:8]))
+				bi.AsUint64x4().Store((*[4]uint64)(s.zi[4:8]))
+				cr.AsUint64x4().Store((*[4]uint64)(s.zr[8:12]))
+				ci.AsUint64x4().Store((*[4]uint64)(s.zi[8:12]))
+				s.settle(0, 4, ab, t, m, out)
+				s.settle(4, 4, bb, t, m, out)
+				s.settle(8, 4, cb, t, m, out)
+				if s.active == 0 {
+					archsimd.ClearAVXUpperBits()
+					return
+				}
+				deadline = s.deadline(m, 12)
+				ar = archsimd.LoadUint64x4((*[4]uint64)(s.zr[0:4])).AsFloat64x4()
+				ai = archsimd.LoadUint64x4((*[4]uint64)(s.zi[0:4])).AsFloat64x4()
+				acr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[0:4])).AsFloat64x4()
+				aci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[0:4])).AsFloat64x4()
+				br = archsimd.LoadUint64x4((*[4]uint64)(s.zr[4:8])).AsFloat64x4()
+				bi = archsimd.LoadUint64x4((*[4]uint64)(s.zi[4:8])).AsFloat64x4()
+				bcr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[4:8])).AsFloat64x4()
+				bci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[4:8])).AsFloat64x4()
+				cr = archsimd.LoadUint64x4((*[4]uint64)(s.zr[8:12])).AsFloat64x4()
+				ci = archsimd.LoadUint64x4((*[4]uint64)(s.zi[8:12])).AsFloat64x4()
+				ccr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[8:12])).AsFloat64x4()
+				cci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[8:12])).AsFloat64x4()
+				continue // refilled lanes must compute their own squares first
 			}
-			deadline = s.deadline(m, 12)
-			ar = archsimd.LoadUint64x4((*[4]uint64)(s.zr[0:4])).AsFloat64x4()
-			ai = archsimd.LoadUint64x4((*[4]uint64)(s.zi[0:4])).AsFloat64x4()
-			acr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[0:4])).AsFloat64x4()
-			aci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[0:4])).AsFloat64x4()
-			br = archsimd.LoadUint64x4((*[4]uint64)(s.zr[4:8])).AsFloat64x4()
-			bi = archsimd.LoadUint64x4((*[4]uint64)(s.zi[4:8])).AsFloat64x4()
-			bcr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[4:8])).AsFloat64x4()
-			bci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[4:8])).AsFloat64x4()
-			cr = archsimd.LoadUint64x4((*[4]uint64)(s.zr[8:12])).AsFloat64x4()
-			ci = archsimd.LoadUint64x4((*[4]uint64)(s.zi[8:12])).AsFloat64x4()
-			ccr = archsimd.LoadUint64x4((*[4]uint64)(s.cr[8:12])).AsFloat64x4()
-			cci = archsimd.LoadUint64x4((*[4]uint64)(s.ci[8:12])).AsFloat64x4()
-			continue // refilled lanes must compute their own squares first
 		}
 		at := ar.Mul(ai)
 		ai = at.Add(at).Add(aci)
