@@ -91,6 +91,27 @@ func (s *laneState) swap(l int, t int64, out []uint32) uint64 {
 	return c
 }
 
+// refill4 hands each lane lo+i of a four-lane vector whose bit i is set in esc (its pixel
+// escaped at step t) the next pixel (swap), and returns cr with those lanes' new cr blended in.
+func (s *laneState) refill4(cr archsimd.Float64x4, esc uint8, lo int, t int64, out []uint32, lane archsimd.Int64x4) archsimd.Float64x4 {
+	for ; esc != 0; esc &= esc - 1 {
+		i := bits.TrailingZeros8(esc)
+		c := archsimd.BroadcastUint64x4(s.swap(lo+i, t, out)).AsFloat64x4()
+		cr = c.Merge(cr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
+	}
+	return cr
+}
+
+// refill8 is refill4 for an eight-lane vector.
+func (s *laneState) refill8(cr archsimd.Float64x8, esc uint8, lo int, t int64, out []uint32) archsimd.Float64x8 {
+	for ; esc != 0; esc &= esc - 1 {
+		i := bits.TrailingZeros8(esc)
+		c := archsimd.BroadcastUint64x8(s.swap(lo+i, t, out)).AsFloat64x8()
+		cr = c.Merge(cr, archsimd.Mask64x8FromBits(1<<i))
+	}
+	return cr
+}
+
 // deadline is the smallest step at which an active lane reaches max_iter.
 func (s *laneState) deadline(maxIter int64, lanes int) int64 {
 	d := int64(math.MaxInt64)
@@ -176,16 +197,8 @@ func mandelAVX2Pass(g *mandelGeom, s *laneState, out []uint32) {
 				// squares zeroed, which is what a new pixel's first step computes), without the
 				// round trip of every lane through memory below. No lane is at max_iter (t is
 				// before the deadline), and a lane's entry step and pixel stay in s for settle.
-				for e := ab; e != 0; e &= e - 1 {
-					i := bits.TrailingZeros8(e)
-					c := archsimd.BroadcastUint64x4(s.swap(i, t, out)).AsFloat64x4()
-					acr = c.Merge(acr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
-				}
-				for e := bb; e != 0; e &= e - 1 {
-					i := bits.TrailingZeros8(e)
-					c := archsimd.BroadcastUint64x4(s.swap(4+i, t, out)).AsFloat64x4()
-					bcr = c.Merge(bcr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
-				}
+				acr = s.refill4(acr, ab, 0, t, out, lane)
+				bcr = s.refill4(bcr, bb, 4, t, out, lane)
 				ar, ai, ar2, ai2 = zero.Merge(ar, ae), zero.Merge(ai, ae), zero.Merge(ar2, ae), zero.Merge(ai2, ae)
 				br, bi, br2, bi2 = zero.Merge(br, be), zero.Merge(bi, be), zero.Merge(br2, be), zero.Merge(bi2, be)
 			} else {
@@ -257,21 +270,9 @@ func mandelAVX2x3Pass(g *mandelGeom, s *laneState, out []uint32) {
 			if t != deadline && s.next+bits.OnesCount16(uint16(ab)|uint16(bb)<<4|uint16(cb)<<8) <= s.n {
 				// As in mandelAVX2Pass: each escaped lane gets the next pixel in registers.
 				lane := archsimd.LoadInt64x4(&[4]int64{0, 1, 2, 3})
-				for e := ab; e != 0; e &= e - 1 {
-					i := bits.TrailingZeros8(e)
-					c := archsimd.BroadcastUint64x4(s.swap(i, t, out)).AsFloat64x4()
-					acr = c.Merge(acr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
-				}
-				for e := bb; e != 0; e &= e - 1 {
-					i := bits.TrailingZeros8(e)
-					c := archsimd.BroadcastUint64x4(s.swap(4+i, t, out)).AsFloat64x4()
-					bcr = c.Merge(bcr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
-				}
-				for e := cb; e != 0; e &= e - 1 {
-					i := bits.TrailingZeros8(e)
-					c := archsimd.BroadcastUint64x4(s.swap(8+i, t, out)).AsFloat64x4()
-					ccr = c.Merge(ccr, lane.Equal(archsimd.BroadcastInt64x4(int64(i))))
-				}
+				acr = s.refill4(acr, ab, 0, t, out, lane)
+				bcr = s.refill4(bcr, bb, 4, t, out, lane)
+				ccr = s.refill4(ccr, cb, 8, t, out, lane)
 				var zero archsimd.Float64x4
 				ar, ai, ar2, ai2 = zero.Merge(ar, ae), zero.Merge(ai, ae), zero.Merge(ar2, ae), zero.Merge(ai2, ae)
 				br, bi, br2, bi2 = zero.Merge(br, be), zero.Merge(bi, be), zero.Merge(br2, be), zero.Merge(bi2, be)
@@ -349,47 +350,32 @@ func mandelAVX512Pass(g *mandelGeom, s *laneState, out []uint32) {
 			ab, bb := ae.ToBits(), be.ToBits()
 			if t != deadline && s.next+bits.OnesCount8(ab)+bits.OnesCount8(bb) <= s.n {
 				// As in mandelAVX2Pass: each escaped lane gets the next pixel in registers.
-				for e := ab; e != 0; e &= e - 1 {
-					i := bits.TrailingZeros8(e)
-					c := archsimd.BroadcastUint64x8(s.swap(i, t, out)).AsFloat64x8()
-					acr = c.Merge(acr, archsimd.Mask64x8FromBits(1<<i))
-				}
-				for e := bb; e != 0; e &= e - 1 {
-					i := bits.TrailingZeros8(e)
-					c := archsimd.BroadcastUint64x8(s.swap(8+i, t, out)).AsFloat64x8()
-					bcr = c.Merge(bcr, archsimd.Mask64x8FromBits(1<<i))
-				}
+				acr = s.refill8(acr, ab, 0, t, out)
+				bcr = s.refill8(bcr, bb, 8, t, out)
 				ar, ai, ar2, ai2 = zero.Merge(ar, ae), zero.Merge(ai, ae), zero.Merge(ar2, ae), zero.Merge(ai2, ae)
 				br, bi, br2, bi2 = zero.Merge(br, be), zero.Merge(bi, be), zero.Merge(br2, be), zero.Merge(bi2, be)
-				at := ar.Mul(ai)
-				ai = at.Add(at).Add(aci)
-				ar = ar2.Sub(ai2).Add(acr)
-				bt := br.Mul(bi)
-				bi = bt.Add(bt).Add(bci)
-				br = br2.Sub(bi2).Add(bcr)
-				t++
-				continue
+			} else {
+				ar.AsUint64x8().Store((*[8]uint64)(s.zr[0:8]))
+				ai.AsUint64x8().Store((*[8]uint64)(s.zi[0:8]))
+				br.AsUint64x8().Store((*[8]uint64)(s.zr[8:16]))
+				bi.AsUint64x8().Store((*[8]uint64)(s.zi[8:16]))
+				s.settle(0, 8, ab, t, m, out)
+				s.settle(8, 8, bb, t, m, out)
+				if s.active == 0 {
+					archsimd.ClearAVXUpperBits()
+					return
+				}
+				deadline = s.deadline(m, 16)
+				ar = archsimd.LoadUint64x8((*[8]uint64)(s.zr[0:8])).AsFloat64x8()
+				ai = archsimd.LoadUint64x8((*[8]uint64)(s.zi[0:8])).AsFloat64x8()
+				acr = archsimd.LoadUint64x8((*[8]uint64)(s.cr[0:8])).AsFloat64x8()
+				aci = archsimd.LoadUint64x8((*[8]uint64)(s.ci[0:8])).AsFloat64x8()
+				br = archsimd.LoadUint64x8((*[8]uint64)(s.zr[8:16])).AsFloat64x8()
+				bi = archsimd.LoadUint64x8((*[8]uint64)(s.zi[8:16])).AsFloat64x8()
+				bcr = archsimd.LoadUint64x8((*[8]uint64)(s.cr[8:16])).AsFloat64x8()
+				bci = archsimd.LoadUint64x8((*[8]uint64)(s.ci[8:16])).AsFloat64x8()
+				continue // refilled lanes must compute their own squares first
 			}
-			ar.AsUint64x8().Store((*[8]uint64)(s.zr[0:8]))
-			ai.AsUint64x8().Store((*[8]uint64)(s.zi[0:8]))
-			br.AsUint64x8().Store((*[8]uint64)(s.zr[8:16]))
-			bi.AsUint64x8().Store((*[8]uint64)(s.zi[8:16]))
-			s.settle(0, 8, ab, t, m, out)
-			s.settle(8, 8, bb, t, m, out)
-			if s.active == 0 {
-				archsimd.ClearAVXUpperBits()
-				return
-			}
-			deadline = s.deadline(m, 16)
-			ar = archsimd.LoadUint64x8((*[8]uint64)(s.zr[0:8])).AsFloat64x8()
-			ai = archsimd.LoadUint64x8((*[8]uint64)(s.zi[0:8])).AsFloat64x8()
-			acr = archsimd.LoadUint64x8((*[8]uint64)(s.cr[0:8])).AsFloat64x8()
-			aci = archsimd.LoadUint64x8((*[8]uint64)(s.ci[0:8])).AsFloat64x8()
-			br = archsimd.LoadUint64x8((*[8]uint64)(s.zr[8:16])).AsFloat64x8()
-			bi = archsimd.LoadUint64x8((*[8]uint64)(s.zi[8:16])).AsFloat64x8()
-			bcr = archsimd.LoadUint64x8((*[8]uint64)(s.cr[8:16])).AsFloat64x8()
-			bci = archsimd.LoadUint64x8((*[8]uint64)(s.ci[8:16])).AsFloat64x8()
-			continue // refilled lanes must compute their own squares first
 		}
 		at := ar.Mul(ai)
 		ai = at.Add(at).Add(aci)
