@@ -69,9 +69,13 @@ func (h *Host) repairGossip(out *outboundTracer) {
 			delete(missing, p)
 			h.log.Info("gossip: a connected member is not sent this node's topics; reconnecting it", "peer", p,
 				"stream", out.has(p))
+			// Its addresses are taken before the close: on the last disconnect identify moves them
+			// to shorter TTLs asynchronously, and a redial that read the peerstore in that window
+			// found none ("no addresses"), leaving the peer deaf for gossipRepairBackoff.
+			addrs := h.h.Peerstore().Addrs(p)
 			_ = h.h.Network().ClosePeer(p)
 			ctx, cancel := context.WithTimeout(h.ctx, gossipRedialTimeout)
-			if err := h.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+			if err := h.h.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
 				h.log.Debug("gossip: redial after repair", "peer", p, "err", err)
 			}
 			cancel()
