@@ -2,10 +2,15 @@ package work
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/node/child"
@@ -105,6 +110,83 @@ func TestWorker_RunsQueuedAuditsAsOneTask(t *testing.T) {
 		}
 		if a.Lease != l.ID || !slices.Equal(a.Audit.Leaves, want) {
 			t.Fatalf("audit %d: lease %d leaves %v, want lease %d leaves %v", a.Audit.ID, a.Lease, a.Audit.Leaves, l.ID, want)
+		}
+	}
+}
+
+// stallRunner runs nothing: a task runs until its context ends (the pause stops it) and has
+// finished none of its range then. started is closed when the first task starts.
+type stallRunner struct {
+	once    sync.Once
+	started chan struct{}
+}
+
+func (s *stallRunner) Run(ctx context.Context, c child.Chunk, _ func(uint64)) (child.Result, error) {
+	s.once.Do(func() { close(s.started) })
+	<-ctx.Done()
+	return child.Result{ID: c.ID, Done: compute.Range{Start: c.Range.Start, End: c.Range.Start}}, nil
+}
+
+func (*stallRunner) StopTask() {}
+
+// TestPausedWorkerGivesItsStoppedAuditBack: an owner's pause that stops an audit in the child
+// gives the audit back to the coordinator, which leases it to another node at once. The
+// audit's give-back comes after the exchange that reported the pause, so the next, paused,
+// exchange must carry it; it used to be dropped there, and the audit stayed with the paused
+// node until its deadline (2 minutes: a job with all its units done waited that long for it).
+func TestPausedWorkerGivesItsStoppedAuditBack(t *testing.T) {
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(9, "owner")}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	c.leaseAt = time.Now().Add(-time.Second)
+	c.refreshAuditsLocked(time.Now())
+	for _, n := range []string{"owner", "laptop", "other"} {
+		c.lastSeen[nodeID(n)], c.arch[nodeID(n)] = time.Now(), "amd64"
+	}
+	var paused atomic.Bool
+	run := &stallRunner{started: make(chan struct{})}
+	laptop := peer.ID("laptop")
+	w := NewWorker(WorkerConfig{
+		Self:   laptop,
+		Leader: func() (peer.ID, bool) { return "leader", true },
+		Call: func(ctx context.Context, _ peer.ID, req, resp any) error {
+			r := *req.(*syncRequest)
+			r.Arch = "amd64"
+			out, err := c.sync(ctx, laptop, &r)
+			if err != nil {
+				return err
+			}
+			b, _ := json.Marshal(out)
+			return json.Unmarshal(b, resp)
+		},
+		Runner: run,
+		Owner: func() owner.Decision {
+			if paused.Load() {
+				return owner.Decision{State: owner.StatePaused, Reason: owner.ReasonOnBattery}
+			}
+			return owner.Decision{State: owner.StateRun}
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-run.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the laptop never started the audit")
+	}
+	if got := syncAs(t, c, "other", "amd64"); len(got) != 0 {
+		t.Fatalf("another node was leased %v while the laptop ran audit 9", got)
+	}
+	paused.Store(true)
+	w.Wake() // the owner loop wakes the worker on a decision
+	for end := time.Now().Add(10 * time.Second); ; <-time.After(5 * time.Millisecond) {
+		got := syncAs(t, c, "other", "amd64")
+		if slices.Equal(got, []uint64{9}) {
+			break
+		}
+		if len(got) != 0 || time.Now().After(end) {
+			t.Fatalf("10 s after the pause another node was leased %v, want audit 9 (given back by the paused laptop)", got)
 		}
 	}
 }

@@ -253,14 +253,14 @@ func (w *Worker) sync(ctx context.Context) error {
 		if w.running != nil && w.stopRun != nil {
 			w.stopRun() // even a chunk that had not started when the pause came
 		}
+		// Added to what the request gives back already: an audit the pause stopped was given
+		// back (finishAudits) after the previous exchange, and it is only in req.Failed now.
 		for _, l := range w.queue {
 			if l.Term == w.term {
-				w.failed = append(w.failed, l.ID)
+				req.Failed = append(req.Failed, l.ID)
 			}
 		}
 		w.queue = nil
-		req.Failed = w.failed
-		w.failed = nil
 	} else if ctx.Err() == nil {
 		depth := prefetchDepth
 		if w.lastTook > 0 && w.lastTook < shortChunk || w.lastAudit > 0 && w.lastAudit < shortChunk {
