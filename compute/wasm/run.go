@@ -36,7 +36,8 @@ type Run struct {
 	// OnWorker, if set, runs first in each worker goroutine (the compute child locks the thread
 	// and lowers its priority there); the function it returns, if any, runs when the worker ends.
 	OnWorker func() (done func())
-	// OnProgress, if set, is called with the finished prefix's item count as it grows.
+	// OnProgress, if set, is called with the finished prefix's item count as it grows: one call
+	// at a time, each with a larger count than the one before.
 	OnProgress func(done uint64)
 }
 
@@ -76,6 +77,11 @@ type runState struct {
 	blockOut []int
 	err      error
 
+	// progMu orders the OnProgress calls, made outside mu: two workers that each moved the
+	// front would otherwise report in either order, and a smaller count could come last.
+	progMu   sync.Mutex
+	reported uint64 // the front last reported
+
 	nsPerItem atomic.Uint64 // measured cost, float bits ×1000 (0: unknown)
 }
 
@@ -93,7 +99,7 @@ func (m *Module) Run(ctx context.Context, r Run) (Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s := &runState{r: r, m: m, cancel: cancel, next: r.Start, front: r.Start, value: r.Reduce.Identity(), ahead: map[uint64]block{}}
+	s := &runState{r: r, m: m, cancel: cancel, next: r.Start, front: r.Start, reported: r.Start, value: r.Reduce.Identity(), ahead: map[uint64]block{}}
 	workers := max(r.Workers, 1)
 	if n := r.End - r.Start; n < uint64(workers) {
 		workers = int(max(n, 1))
@@ -223,7 +229,12 @@ func (s *runState) finish(lo uint64, b block) {
 	front := s.front
 	s.mu.Unlock()
 	if moved && s.r.OnProgress != nil {
-		s.r.OnProgress(front - s.r.Start)
+		s.progMu.Lock()
+		if front > s.reported {
+			s.reported = front
+			s.r.OnProgress(front - s.r.Start)
+		}
+		s.progMu.Unlock()
 	}
 }
 

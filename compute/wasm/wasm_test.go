@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,6 +61,41 @@ func TestSumAnySplit(t *testing.T) {
 		}
 		if res.Done != hi-lo || res.Value != want || last.Load() != hi-lo {
 			t.Fatalf("workers %d: done %d value %d progress %d, want %d %d", w, res.Done, res.Value, last.Load(), hi-lo, want)
+		}
+	}
+}
+
+// TestProgressOnlyGrows: OnProgress is called one call at a time with a growing count, the
+// last one the whole run, whatever the workers (the callback here takes a while, so calls made
+// at once by two workers would interleave; they used to, and a smaller count could come last).
+func TestProgressOnlyGrows(t *testing.T) {
+	m := compile(t, engine(t, Config{}), "sum.wasm")
+	const lo, hi = 0, 2_000_000
+	var mu sync.Mutex
+	var seen []uint64
+	var inCall atomic.Int32
+	res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: lo, End: hi, Workers: 8,
+		OnProgress: func(d uint64) {
+			if inCall.Add(1) != 1 {
+				t.Error("OnProgress called while another call runs")
+			}
+			time.Sleep(50 * time.Microsecond) // widen the window between two workers' calls
+			mu.Lock()
+			seen = append(seen, d)
+			mu.Unlock()
+			inCall.Add(-1)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 || seen[len(seen)-1] != res.Done || res.Done != hi-lo {
+		t.Fatalf("done %d, %d progress calls, the last %v; want %d last", res.Done, len(seen), seen[max(0, len(seen)-1):], hi-lo)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] <= seen[i-1] {
+			t.Fatalf("progress call %d reported %d after %d", i, seen[i], seen[i-1])
 		}
 	}
 }
