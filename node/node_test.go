@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -84,7 +85,11 @@ func (tn *testNode) stop(t *testing.T) {
 	select {
 	case <-tn.done:
 	case <-time.After(30 * time.Second):
-		t.Errorf("node %s did not stop", tn.cfg.Name)
+		// What it waits for, to read from the log of a run that failed once (the goroutines of
+		// the whole test process, identical stacks counted once).
+		var b bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+		t.Errorf("node %s did not stop; goroutines:\n%s", tn.cfg.Name, b.String())
 	}
 }
 
