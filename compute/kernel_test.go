@@ -210,17 +210,7 @@ func TestAllPathsSameBits(t *testing.T) {
 			py := rng.IntN(p.Height)
 			a := rng.IntN(p.Width)
 			b := a + rng.IntN(p.Width-a+1)
-			want := make([]uint32, b-a)
-			mandelPortable(&g, py, a, b, want)
-			for _, k := range paths {
-				got := make([]uint32, b-a)
-				k.mandel(&g, py, a, b, got)
-				for i := range want {
-					if got[i] != want[i] {
-						t.Fatalf("%s mandel row %d px %d: %d, portable %d", k.name, py, a+i, got[i], want[i])
-					}
-				}
-			}
+			samePixels(t, paths, &g, p, py, a, b)
 		}
 	}
 }
@@ -245,17 +235,7 @@ func TestAllPathsSameBitsWideRows(t *testing.T) {
 				ranges = append(ranges, [2]int{a, a + rng.IntN(p.Width-a+1)})
 			}
 			for _, r := range ranges {
-				want := make([]uint32, r[1]-r[0])
-				mandelPortable(&g, py, r[0], r[1], want)
-				for _, k := range paths {
-					got := make([]uint32, len(want))
-					k.mandel(&g, py, r[0], r[1], got)
-					for i := range want {
-						if got[i] != want[i] {
-							t.Fatalf("%s %dx%d row %d [%d,%d) px %d: %d, portable %d", k.name, p.Width, p.Height, py, r[0], r[1], r[0]+i, got[i], want[i])
-						}
-					}
-				}
+				samePixels(t, paths, &g, p, py, r[0], r[1])
 			}
 		}
 	}
@@ -278,18 +258,25 @@ func FuzzAllPathsSameBits(f *testing.F) {
 		lo := int(a) % p.Width
 		hi := lo + int(b)%(p.Width-lo+1)
 		g := newMandelGeom(p)
-		want := make([]uint32, hi-lo)
-		mandelPortable(&g, row, lo, hi, want)
-		for _, k := range paths {
-			got := make([]uint32, hi-lo)
-			k.mandel(&g, row, lo, hi, got)
-			for i := range want {
-				if got[i] != want[i] {
-					t.Fatalf("%s %+v row %d [%d,%d) px %d: %d, portable %d", k.name, p, row, lo, hi, lo+i, got[i], want[i])
-				}
+		samePixels(t, paths, &g, p, row, lo, hi)
+	})
+}
+
+// samePixels fails t unless every path computes pixels [a, b) of row py of view p (geometry g)
+// as the portable kernel does.
+func samePixels(t *testing.T, paths []kernelImpl, g *mandelGeom, p MandelParams, py, a, b int) {
+	t.Helper()
+	want := make([]uint32, b-a)
+	mandelPortable(g, py, a, b, want)
+	for _, k := range paths {
+		got := make([]uint32, b-a)
+		k.mandel(g, py, a, b, got)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s %+v row %d [%d,%d) px %d: %d, portable %d", k.name, p, py, a, b, a+i, got[i], want[i])
 			}
 		}
-	})
+	}
 }
 
 func names(ks []kernelImpl) []string {
