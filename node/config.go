@@ -37,9 +37,13 @@ type Config struct {
 	// it is trusted and audited only now and then (--audit-trust-after; 0:
 	// the default, 10). The coordinator makes the cluster run its value.
 	AuditTrustAfter uint64
-	MDNS            bool
-	DHT             bool
-	Logger          *slog.Logger
+	// AuditQuarantineAfter is how many failed audits quarantine a node: it gets no work and
+	// loses its vote until an admin runs hydra trust reset (--audit-quarantine-after; 0: the
+	// default, 3). The coordinator makes the cluster run its value.
+	AuditQuarantineAfter uint64
+	MDNS                 bool
+	DHT                  bool
+	Logger               *slog.Logger
 
 	// Admit is the admission mode written when this node founds the
 	// cluster: "approval" (default: every new node waits for an admin) or
@@ -151,7 +155,8 @@ func (c Config) settings() consensus.Settings {
 }
 
 // ConfigError is a problem with the node's configuration (a flag, the data
-// directory, a port in use): `hydra node` prints it on one line and exits 2.
+// directory, a port in use): `hydra node` prints it on one line and exits 78 (EX_CONFIG), which
+// a service manager takes as "do not restart": restarting would not fix it.
 type ConfigError struct{ Err error }
 
 func (e *ConfigError) Error() string { return e.Err.Error() }
@@ -230,6 +235,9 @@ func (c *Config) parse() (parsed, error) {
 	}
 	if c.AuditTrustAfter > 1<<20 {
 		return p, configErr("--audit-trust-after %d: at most %d", c.AuditTrustAfter, 1<<20)
+	}
+	if c.AuditQuarantineAfter > 1000 {
+		return p, configErr("--audit-quarantine-after %d: at most 1000", c.AuditQuarantineAfter)
 	}
 	if c.ChunkTarget < 100*time.Millisecond || c.ChunkTarget > 10*time.Minute {
 		return p, configErr("--chunk-target %s: want 100ms to 10m", c.ChunkTarget)

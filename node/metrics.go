@@ -29,6 +29,8 @@ var (
 		"Nodes known to this node's replica, by whether they are online.", []string{"online"}, nil)
 	descNodeState = prometheus.NewDesc("hydra_node_state",
 		"What this node's compute is doing: 1 for the current state label (working, idle, throttled, paused), 0 for the others.", []string{"state"}, nil)
+	descNodeReason = prometheus.NewDesc("hydra_node_state_reason",
+		"Why this node's compute is throttled or paused: 1 for the owner rule that holds, as hydra status shows it (\"on battery\", \"owner active\", \"cpu 91 °C\"…); no series while it runs freely.", []string{"state", "reason"}, nil)
 	descThrottle = prometheus.NewDesc("hydra_node_compute_share",
 		"Share of its CPU allowance the owner policy lets compute use (1 full, 0 paused).", nil, nil)
 	descBusy = prometheus.NewDesc("hydra_compute_busy_seconds_total",
@@ -57,7 +59,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descRaftCommit, descRaftApplied,
-		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descThrottle, descBusy, descCPU, descChunks, descAuditBusy, descAuditCPU, descInfo,
+		descRaftLastLog, descRaftPeers, descRaftLeader, descNodes, descNodeState, descNodeReason, descThrottle, descBusy, descCPU, descChunks, descAuditBusy, descAuditCPU, descInfo,
 		descAuditsPassed, descAuditsFailed, descNodesByStanding, descRefused, descGossipDropped} {
 		ch <- d
 	}
@@ -126,6 +128,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descNodeState, prometheus.GaugeValue, v, s)
+	}
+	if why := c.n.owner.get().Reason; why != "" {
+		ch <- prometheus.MustNewConstMetric(descNodeReason, prometheus.GaugeValue, 1, cur, why)
 	}
 	share := c.n.owner.get().Throttle
 	if c.n.paused() {

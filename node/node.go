@@ -215,7 +215,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Self:        h.ID(),
 		Jobs:        jobs,
 		Audits:      jobs,
-		AuditPolicy: audit.Policy{TrustAfter: cfg.AuditTrustAfter},
+		AuditPolicy: audit.Policy{TrustAfter: cfg.AuditTrustAfter, QuarantineAfter: cfg.AuditQuarantineAfter},
 		Apply:       n.applyJob,
 		ApplyGroup:  n.applyJobs,
 		IsMember:    n.isMember,

@@ -296,8 +296,8 @@ func TestCluster_FormsServesStatusAndToken(t *testing.T) {
 	checkMetrics(t, nodes[0].HTTPURL()+"/metrics")
 }
 
-// checkMetrics fetches /metrics and, where promtool is installed, checks it.
-func checkMetrics(t *testing.T, url string) {
+// checkMetrics fetches /metrics and, where promtool is installed, checks it; it returns the body.
+func checkMetrics(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -313,13 +313,25 @@ func checkMetrics(t *testing.T, url string) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
 		t.Log("promtool not installed: metrics format not checked by it")
-		return
+		return string(body)
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(body)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
+	return string(body)
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for l := range strings.Lines(text) {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
 }
 
 func TestCluster_LeaderCrashFailover(t *testing.T) {
@@ -476,6 +488,7 @@ func TestNew_ConfigErrors(t *testing.T) {
 		"even voters":      func(c *Config) { c.Voters = 4 },
 		"bad cluster":      func(c *Config) { c.Cluster = "a b" },
 		"bad multiplier":   func(c *Config) { c.RaftMultiplier = 0 },
+		"quarantine after": func(c *Config) { c.AuditQuarantineAfter = 1001 },
 	}
 	for name, mut := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -492,6 +505,19 @@ func TestNew_ConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The leader makes the cluster run its --audit-trust-after and --audit-quarantine-after: the
+// replicated policy carries them.
+func TestAuditPolicyFromTheLeadersFlags(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "solo", func(c *Config) { c.AuditTrustAfter, c.AuditQuarantineAfter = 25, 7 })
+	n.start(t)
+	waitFor(t, 20*time.Second, "the leader's audit policy replicated", func() error {
+		if p := n.jobs.AuditPolicy(); p.TrustAfter != 25 || p.QuarantineAfter != 7 {
+			return fmt.Errorf("policy %+v", p)
+		}
+		return nil
+	})
 }
 
 func TestAnnouncementDecode(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,10 @@ func TestOwner_BatteryPausesNodeWorkFinishedExactly(t *testing.T) {
 		return errors.New("compute not paused")
 	})
 	t.Logf("paused %s after the unplug (pause-after %s)", time.Since(unplugged).Round(time.Millisecond), nodes[2].cfg.Owner.PauseAfter)
+	// The reason is in /metrics too (as in hydra status), and the format passes promtool.
+	if body := checkMetrics(t, nodes[2].HTTPURL()+"/metrics"); !strings.Contains(body, `hydra_node_state_reason{reason="on battery",state="paused"} 1`) {
+		t.Errorf("/metrics of the paused laptop has no reason:\n%s", grepLines(body, "hydra_node_state"))
+	}
 	// Every node, not just one: PiResult reads the local replica, which
 	// may apply the last commit a little after the others.
 	waitFor(t, 300*time.Second, "job done on every node", func() error {

@@ -153,6 +153,9 @@ func printJob(w io.Writer, v webui.JobView, now time.Time) {
 		times += ", finished +" + roundDur(v.FinishedAt.Sub(v.SubmittedAt))
 	}
 	fmt.Fprintln(w, times)
+	if v.Reason != "" {
+		fmt.Fprintf(w, "  failed: %s\n", oneLine(v.Reason))
+	}
 	fmt.Fprintf(w, "  compute %.1f s on %d node(s)\n", v.ComputeSeconds, len(v.Nodes))
 }
 

@@ -336,7 +336,7 @@ func TestJobsJobResultCancelRm(t *testing.T) {
 	}
 }
 
-func TestJobUsageErrorsExit2(t *testing.T) {
+func TestJobUsageErrorsExitConfig(t *testing.T) {
 	_, api := newAPI(t)
 	cases := [][]string{
 		{"submit"},
@@ -394,5 +394,19 @@ func TestFlagNames(t *testing.T) {
 		if got := flagNames(in); got != want {
 			t.Errorf("%q → %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestJobShowsWhyItFailed: hydra job ID prints a failed job's reason (a WebAssembly module that
+// trapped on enough nodes), on one line, as the web UI and --json show it.
+func TestJobShowsWhyItFailed(t *testing.T) {
+	now := time.Now()
+	v := webui.JobView{ID: "job7", State: compute.StateFailed, SubmittedAt: now.Add(-time.Minute),
+		Spec:   compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Items: 10, Reduce: compute.ReduceSum}},
+		Reason: "the module failed on 3 nodes (a, b, c): trap:\nunreachable"}
+	var b bytes.Buffer
+	printJob(&b, v, now)
+	if !strings.Contains(b.String(), "\n  failed: the module failed on 3 nodes (a, b, c): trap: unreachable\n") {
+		t.Fatalf("hydra job of a failed job:\n%s", b.String())
 	}
 }

@@ -37,6 +37,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.RaftMultiplier, "raft-multiplier", cfg.RaftMultiplier, "scale all raft timeouts (raise on slow boards)")
 	fs.DurationVar(&cfg.ChunkTarget, "chunk-target", cfg.ChunkTarget, "target duration of a chunk of work, taken at bootstrap")
 	fs.Uint64Var(&cfg.AuditTrustAfter, "audit-trust-after", 0, "audits in a row a node must pass before it is trusted; until then every chunk of it is audited (0: 10)")
+	fs.Uint64Var(&cfg.AuditQuarantineAfter, "audit-quarantine-after", 0, "failed audits that quarantine a node: no work and no vote until 'hydra trust reset' (0: 3)")
 	fs.BoolVar(&cfg.MDNS, "mdns", cfg.MDNS, "discover peers on the LAN with mDNS")
 	fs.BoolVar(&cfg.DHT, "dht", cfg.DHT, "discover peers through a DHT rendezvous bootstrapped from --join peers")
 	fs.BoolVar(&cfg.Compute, "compute", cfg.Compute, "take chunks of work (false: store state and serve the API only)")

@@ -165,8 +165,9 @@ try {
   await page.check('input[name=kind][value=wasm]');
   await page.setInputFiles('#f-module', new URL('../../compute/wasm/testdata/readfile.wasm', import.meta.url).pathname);
   await page.click('#submit-btn');
-  await page.waitForFunction(() => /path_open/.test(document.getElementById('e-module').textContent));
-  check(true, 'a module that opens files is refused at upload, the reason next to the file picker: ' + (await page.textContent('#e-module')).slice(0, 90));
+  await page.waitForFunction(() => document.getElementById('e-module').textContent !== '', null, { timeout: 20000 });
+  const refusal = await page.textContent('#e-module');
+  check(/path_open/.test(refusal), 'a module that opens files is refused at upload, the reason next to the file picker: ' + refusal.slice(0, 90));
   await page.setInputFiles('#f-module', new URL('../../examples/collatz/collatz.wasm', import.meta.url).pathname);
   await page.fill('#f-name', 'ui-wasm');
   await page.fill('#f-items', '3000000');
