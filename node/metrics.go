@@ -129,10 +129,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descNodeState, prometheus.GaugeValue, v, s)
 	}
-	if why := c.n.owner.get().Reason; why != "" {
-		ch <- prometheus.MustNewConstMetric(descNodeReason, prometheus.GaugeValue, 1, cur, why)
+	d := c.n.owner.get() // one decision for its reason and its share
+	if d.Reason != "" {
+		ch <- prometheus.MustNewConstMetric(descNodeReason, prometheus.GaugeValue, 1, cur, d.Reason)
 	}
-	share := c.n.owner.get().Throttle
+	share := d.Throttle
 	if c.n.paused() {
 		share = 0
 	}

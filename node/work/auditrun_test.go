@@ -33,11 +33,11 @@ func (s *spansRunner) Run(_ context.Context, c child.Chunk, _ func(uint64)) (chi
 	}
 	var parts []child.Part
 	for _, sp := range spans {
-		hits, err := compute.PiBlocksHits(c.Spec.Pi.Seed, sp)
+		pl, err := refPayload(c.Spec, sp)
 		if err != nil {
 			return child.Result{}, err
 		}
-		parts = append(parts, child.Part{Done: sp, Payload: compute.EncodePiBlocksPayload(hits)})
+		parts = append(parts, child.Part{Done: sp, Payload: pl})
 	}
 	return child.Result{ID: c.ID, Done: parts[0].Done, Payload: parts[0].Payload, ComputeSeconds: 1, Also: parts[1:]}, nil
 }

@@ -170,8 +170,9 @@ func (fc *fuzzCluster) newTerm(term uint64) {
 	fc.stop = func() { cancel(); <-done; fc.co.cur.CompareAndSwap(c, nil) }
 }
 
-// payload is the right result of r of job spec, as the compute child encodes it.
-func payload(spec compute.JobSpec, r compute.Range) ([]byte, error) {
+// refPayload is the right result of r of job spec, computed with the reference kernels and
+// encoded as the compute child encodes it (the test runners of this package use it too).
+func refPayload(spec compute.JobSpec, r compute.Range) ([]byte, error) {
 	switch spec.Kind {
 	case compute.KindPi:
 		hits, err := compute.PiBlocksHits(spec.Pi.Seed, r)
@@ -194,7 +195,7 @@ func results(l lease, r compute.Range) []result {
 	if l.Audit != nil {
 		var payloads [][]byte
 		for _, sp := range l.Audit.Spans {
-			p, err := payload(l.Spec, sp)
+			p, err := refPayload(l.Spec, sp)
 			if err != nil {
 				return nil
 			}
@@ -215,7 +216,7 @@ func results(l lease, r compute.Range) []result {
 	}
 	var out []result
 	for _, p := range parts {
-		pl, err := payload(l.Spec, p)
+		pl, err := refPayload(l.Spec, p)
 		if err != nil {
 			return out
 		}
@@ -254,31 +255,32 @@ func (fc *fuzzCluster) step(t *testing.T, in *fuzzInput) {
 	b := in.byte()
 	m := fc.members[int(b)%len(fc.members)]
 	req := fc.request(m)
-	switch int(b/3) % fuzzOps {
+	op := int(b/3) % fuzzOps
+	switch op {
 	case opSync:
 		req.Want = 1 + int(in.byte()%2)
 	case opHandIn, opPrefix, opCorrupt, opForge:
 		from := m
-		if int(b/3)%fuzzOps == opForge {
+		if op == opForge {
 			from = fc.members[(int(b)+1)%len(fc.members)]
 		}
 		l, ok := from.pick(in)
 		var cut, spoilAt fuzzInput
-		if int(b/3)%fuzzOps == opPrefix {
+		if op == opPrefix {
 			cut = fuzzInput{in.byte(), in.byte(), in.byte(), in.byte()}
 		}
-		if int(b/3)%fuzzOps == opCorrupt {
+		if op == opCorrupt {
 			spoilAt = fuzzInput{in.byte()}
 		}
 		if !ok {
 			return
 		}
 		r := l.Range
-		if int(b/3)%fuzzOps == opPrefix {
+		if op == opPrefix {
 			r.End = r.Start + uint64(cut.u32())%(r.Len()+2)
 		}
 		req.Results = results(l, r)
-		if int(b/3)%fuzzOps == opCorrupt && len(req.Results) > 0 {
+		if op == opCorrupt && len(req.Results) > 0 {
 			spoil(&req.Results[0], &spoilAt)
 		}
 	case opFail:
@@ -468,6 +470,24 @@ func (fc *fuzzCluster) check(t *testing.T) {
 				if !slices.Equal(got, want[row*m.Width:(row+1)*m.Width]) && slices.ContainsFunc(got, func(v uint32) bool { return v != 0 }) {
 					t.Fatalf("job %s: row %d counted as %v, the reference says %v", id, row, got, want[row*m.Width:(row+1)*m.Width])
 				}
+			}
+		}
+	}
+}
+
+// TestSyncSeedsFinishTheJobs: FuzzSync's first two seeds take every job to done (its fuzzing
+// starts from runs that reach audits, challenges and the end of jobs, not only from refusals).
+func TestSyncSeedsFinishTheJobs(t *testing.T) {
+	for i, seed := range fuzzSyncSeeds()[:2] {
+		fc := newFuzzCluster(t)
+		in := fuzzInput(seed)
+		for len(in) > 0 {
+			fc.step(t, &in)
+		}
+		fc.check(t)
+		for id := range fc.jobs {
+			if j, _ := fc.store.Job(id); j.State != compute.StateDone {
+				t.Errorf("seed %d: job %s %s, %d of %d units", i, id, j.State, j.DoneUnits, j.TotalUnits)
 			}
 		}
 	}

@@ -16,21 +16,21 @@ import (
 
 // partsRunner stands in for the compute child after a pause that froze it: the prefix of the
 // chunk and one range finished ahead of it (child.Result.Also).
-type partsRunner struct{ seed uint64 }
+type partsRunner struct{}
 
-func (p partsRunner) Run(_ context.Context, c child.Chunk, _ func(uint64)) (child.Result, error) {
+func (partsRunner) Run(_ context.Context, c child.Chunk, _ func(uint64)) (child.Result, error) {
 	n := c.Range.Len() / 4
-	pi := func(r compute.Range) []byte {
-		hits, err := compute.PiBlocksHits(p.seed, r)
-		if err != nil {
-			panic(err)
-		}
-		return compute.EncodePiBlocksPayload(hits)
-	}
 	done := compute.Range{Start: c.Range.Start, End: c.Range.Start + n}
 	ahead := compute.Range{Start: c.Range.Start + 2*n, End: c.Range.Start + 3*n}
-	return child.Result{ID: c.ID, Done: done, Payload: pi(done), ComputeSeconds: 1,
-		Also: []child.Part{{Done: ahead, Payload: pi(ahead)}}}, nil
+	pd, err := refPayload(c.Spec, done)
+	if err != nil {
+		return child.Result{}, err
+	}
+	pa, err := refPayload(c.Spec, ahead)
+	if err != nil {
+		return child.Result{}, err
+	}
+	return child.Result{ID: c.ID, Done: done, Payload: pd, ComputeSeconds: 1, Also: []child.Part{{Done: ahead, Payload: pa}}}, nil
 }
 
 func (partsRunner) StopTask() {}
@@ -86,7 +86,7 @@ func TestWorker_HandsInRangesFinishedAhead(t *testing.T) {
 			b, _ := json.Marshal(out)
 			return json.Unmarshal(b, resp)
 		},
-		Runner: partsRunner{seed},
+		Runner: partsRunner{},
 		Owner:  func() owner.Decision { return owner.Decision{State: owner.StateRun} },
 	})
 	c.leaseAt = time.Time{}
