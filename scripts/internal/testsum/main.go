@@ -7,17 +7,19 @@
 //
 // Usage:
 //
-//	go test -json ./... | testsum [-allow REGEXP]... [-min N] [-tally FILE] [-label NAME]
+//	go test -json ./... | testsum [-allow REGEXP]... [-min N] [-tally FILE] [-label NAME] [-slowest N]
 //
 // Each -allow is a regular expression matched against "PKG.TEST" (PKG relative to the module,
 // "." for its root; TEST with subtests as go test names them), e.g.
 // -allow '^p2p/interop\.TestJSLibp2pDialsPingsIdentifies$'. scripts/test passes the skips it
 // allows on the machine at hand, and none when HYDRA_REQUIRE_ALL=1 (CI). -tally appends
-// "PASSED FAILED SKIPPED" to FILE so scripts/test can total several runs.
+// "PASSED FAILED SKIPPED" to FILE so scripts/test can total several runs. -slowest N lists the
+// N top-level tests that took longest, so a CI run that grows slow says which tests it waited for.
 package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -60,10 +62,16 @@ func main() {
 	tally := flag.String("tally", "", "append \"passed failed skipped\" to this file")
 	label := flag.String("label", "go test", "name of this run in the summary line")
 	minPassed := flag.Int("min", 0, "fail unless at least this many tests passed (a -run pattern that matches nothing runs nothing)")
+	slowest := flag.Int("slowest", 0, "list this many of the slowest top-level tests before the summary line")
 	flag.Parse()
+	if *slowest < 0 || *minPassed < 0 {
+		fmt.Fprintln(os.Stderr, "testsum: -slowest and -min must be ≥ 0")
+		os.Exit(2)
+	}
 
 	s := newSummary(modulePath(), allow, os.Stdout)
 	s.min = *minPassed
+	s.slowest = *slowest
 	if err := s.read(os.Stdin); err != nil {
 		fmt.Fprintf(os.Stderr, "testsum: %v\n", err)
 		os.Exit(2)
@@ -121,9 +129,17 @@ type summary struct {
 	badSkip []string            // skips nobody allowed
 
 	min                     int // fewest tests that must pass
+	slowest                 int // how many of the slowest top-level tests finish lists
+	times                   []testTime
 	passed, failed, skipped int
 	pkgFailed               bool
 	sawPackage              bool
+}
+
+// testTime is how long a top-level test ran, for -slowest.
+type testTime struct {
+	name    string // PKG.TEST, PKG relative to the module
+	elapsed float64
 }
 
 func newSummary(module string, allow allowList, out io.Writer) *summary {
@@ -190,6 +206,9 @@ func (s *summary) handle(e event) {
 			return
 		}
 		delete(s.running, k)
+		if !strings.Contains(e.Test, "/") && e.Action != "skip" {
+			s.times = append(s.times, testTime{s.rel(e.Package) + "." + e.Test, e.Elapsed})
+		}
 		switch e.Action {
 		case "pass":
 			s.passed++
@@ -279,6 +298,15 @@ func (s *summary) printOutput(k string) {
 func (s *summary) finish(label string) bool {
 	for _, l := range s.skips {
 		fmt.Fprintln(s.out, l)
+	}
+	if s.slowest > 0 && len(s.times) > 0 {
+		slices.SortStableFunc(s.times, func(a, b testTime) int { return cmp.Compare(b.elapsed, a.elapsed) })
+		n := min(s.slowest, len(s.times))
+		fmt.Fprintf(s.out, "slowest %d of %d tests:", n, len(s.times))
+		for _, t := range s.times[:n] {
+			fmt.Fprintf(s.out, " %s %.1fs;", t.name, t.elapsed)
+		}
+		fmt.Fprintln(s.out)
 	}
 	ok := s.failed == 0 && !s.pkgFailed && len(s.badSkip) == 0 && s.sawPackage && s.passed >= s.min
 	verdict := "PASS"

@@ -140,3 +140,32 @@ func FuzzRead(f *testing.F) {
 		s.finish("f")
 	})
 }
+
+func TestSlowestListsTopLevelTestsLongestFirst(t *testing.T) {
+	const in = `{"Action":"start","Package":"example.com/m/a"}
+{"Action":"run","Package":"example.com/m/a","Test":"TestQuick"}
+{"Action":"pass","Package":"example.com/m/a","Test":"TestQuick","Elapsed":0.5}
+{"Action":"run","Package":"example.com/m/a","Test":"TestLong"}
+{"Action":"run","Package":"example.com/m/a","Test":"TestLong/sub"}
+{"Action":"pass","Package":"example.com/m/a","Test":"TestLong/sub","Elapsed":30}
+{"Action":"pass","Package":"example.com/m/a","Test":"TestLong","Elapsed":31.25}
+{"Action":"run","Package":"example.com/m/a","Test":"TestMid"}
+{"Action":"fail","Package":"example.com/m/a","Test":"TestMid","Elapsed":7}
+{"Action":"fail","Package":"example.com/m/a","Elapsed":40}
+`
+	var out strings.Builder
+	s := newSummary(mod, nil, &out)
+	s.slowest = 2
+	if err := s.read(strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	s.finish("t")
+	want := "slowest 2 of 3 tests: a.TestLong 31.2s; a.TestMid 7.0s;\n"
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("output lacks %q:\n%s", want, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "t: FAIL") {
+		t.Errorf("the summary line is not last: %q", last)
+	}
+}
