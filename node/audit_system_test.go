@@ -36,7 +36,7 @@ func cheatBinary(t *testing.T) string {
 		}
 		extraBuildDirs = append(extraBuildDirs, dir)
 		cheatPath = filepath.Join(dir, "hydra")
-		if out, err := exec.Command("go", "build", "-tags", "cheat", "-o", cheatPath, "..").CombinedOutput(); err != nil {
+		if out, err := goRelease("build", []string{"-tags", "cheat", "-o", cheatPath, ".."}).CombinedOutput(); err != nil {
 			cheatErr = fmt.Errorf("go build -tags cheat: %v\n%s", err, out)
 		}
 	})

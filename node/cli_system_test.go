@@ -25,7 +25,9 @@ func hydraCLI(t *testing.T, limit time.Duration, args ...string) (string, error)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, hydraBinary(t), args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, hydraBinary(t), args...)
+	cmd.Env = append(os.Environ(), compute.KernelsEnv+"=portable") // as startProc's nodes
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 

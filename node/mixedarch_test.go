@@ -15,17 +15,16 @@ import (
 	"github.com/hydra-compute/hydra/compute"
 )
 
-// arm64Binary cross-compiles the node for linux/arm64 and checks that this
-// machine can run it (qemu-user through binfmt_misc); it skips otherwise.
+// arm64Binary cross-compiles the node for linux/arm64 as the release does
+// and checks that this machine can run it (qemu-user through binfmt_misc);
+// it skips otherwise.
 func arm64Binary(t *testing.T) string {
 	t.Helper()
 	if runtime.GOARCH == "arm64" {
 		t.Skip("already on arm64")
 	}
 	bin := filepath.Join(t.TempDir(), "hydra-arm64")
-	cmd := exec.Command("go", "build", "-o", bin, "..")
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := goRelease("build", []string{"-o", bin, ".."}, "GOOS=linux", "GOARCH=arm64").CombinedOutput(); err != nil {
 		t.Fatalf("build arm64: %v\n%s", err, out)
 	}
 	if out, err := exec.Command(bin, "version").CombinedOutput(); err != nil {
@@ -95,6 +94,17 @@ func TestSystem_MixedArchitectureExact(t *testing.T) {
 			t.Errorf("honest node %s: audits %+v", p.name, a)
 		}
 	}
+	// The amd64 nodes ran the portable kernels they were told to run
+	// (proc.start), although they are the release's build with the vector ones.
+	for _, p := range ps {
+		log, err := os.ReadFile(filepath.Join(filepath.Dir(p.dir), p.name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(log, []byte("kernel=portable")) || bytes.Contains(log, []byte("kernel=avx")) {
+			t.Errorf("%s did not run the portable kernels; its log:\n%s", p.name, p.dumpLog())
+		}
+	}
 	t.Logf("the arm64 node computed %d of %d rows", armRows, params.Height)
 }
 
@@ -140,8 +150,7 @@ func TestSystem_WasmSameBitsOnArm64(t *testing.T) {
 	arm64Binary(t) // checks qemu-user runs arm64 binaries here
 	for _, ex := range []string{"collatz", "primes", "montecarlo"} {
 		exe := filepath.Join(t.TempDir(), ex+".test")
-		build := exec.Command("go", "test", "-c", "-o", exe, "../examples/"+ex)
-		build.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+		build := goRelease("test", []string{"-c", "-o", exe, "../examples/" + ex}, "GOOS=linux", "GOARCH=arm64")
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("build %s tests for arm64: %v\n%s", ex, err, out)
 		}

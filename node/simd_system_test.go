@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,7 +25,8 @@ var (
 	simdBuildErr  error
 )
 
-// simdBinary builds the node with GOEXPERIMENT=simd (the AVX2/AVX-512 kernels) once per run.
+// simdBinary builds the node as the release does, with GOEXPERIMENT=simd (the AVX2/AVX-512
+// kernels), once per run.
 func simdBinary(t *testing.T) string {
 	t.Helper()
 	simdBuildOnce.Do(func() {
@@ -37,11 +37,11 @@ func simdBinary(t *testing.T) string {
 		}
 		extraBuildDirs = append(extraBuildDirs, dir) // removed by TestMain
 		simdBinPath = filepath.Join(dir, "hydra")
-		cmd := exec.Command("go", "build", "-o", simdBinPath, "..")
-		cmd.Env = append(os.Environ(), "GOEXPERIMENT=simd")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		if out, err := goRelease("build", []string{"-o", simdBinPath, ".."}).CombinedOutput(); err != nil {
 			simdBuildErr = fmt.Errorf("GOEXPERIMENT=simd go build: %v\n%s", err, out)
+			return
 		}
+		nativeKernels.Store(simdBinPath, true)
 	})
 	if simdBuildErr != nil {
 		t.Fatal(simdBuildErr)

@@ -20,13 +20,31 @@ import (
 )
 
 // The system tests run real `hydra node` processes on loopback and kill
-// them with SIGKILL: the binary is built once per test run.
+// them with SIGKILL: the binary is built once per test run, as the release
+// builds it (goRelease), and its nodes run the portable kernels
+// (compute.KernelsEnv) unless a test asks for the vector ones
+// (nativeKernels): the sizes of the tests' jobs were chosen for them.
 
 var (
 	buildOnce sync.Once
 	binPath   string
 	buildErr  error
 )
+
+// goRelease returns a go command (build, or test -c) with the release's build settings
+// (scripts/release: CGO_ENABLED=0, GOEXPERIMENT=simd, -trimpath, -buildvcs=false) and the
+// GOOS/GOARCH of env. scripts/test builds every release target that way before the suite, so
+// these builds find every package compiled and only link; any other settings compile the whole
+// program once more (about 100 s a target here with a cold cache).
+func goRelease(verb string, args []string, env ...string) *exec.Cmd {
+	cmd := exec.Command("go", append([]string{verb, "-trimpath", "-buildvcs=false"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOEXPERIMENT=simd"), env...)
+	return cmd
+}
+
+// nativeKernels holds the binaries whose nodes run the kernels they
+// measure fastest (simdBinary's): the others are told to run the portable ones.
+var nativeKernels sync.Map
 
 func hydraBinary(t *testing.T) string {
 	t.Helper()
@@ -37,7 +55,7 @@ func hydraBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "hydra")
-		out, err := exec.Command("go", "build", "-o", binPath, "..").CombinedOutput()
+		out, err := goRelease("build", []string{"-o", binPath, ".."}).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -103,6 +121,9 @@ func (p *proc) start() {
 		bin = hydraBinary(p.t)
 	}
 	p.cmd = exec.Command(bin, p.args...)
+	if _, native := nativeKernels.Load(bin); !native {
+		p.cmd.Env = append(os.Environ(), compute.KernelsEnv+"=portable")
+	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {

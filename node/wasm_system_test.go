@@ -37,7 +37,7 @@ func TestSystem_WasmExamplesExactThroughLeaderKill(t *testing.T) {
 		bin := t.TempDir()
 		for i, ex := range examples {
 			exe := filepath.Join(bin, ex.dir)
-			if out, err := exec.Command("go", "build", "-o", exe, "../examples/"+ex.dir).CombinedOutput(); err != nil {
+			if out, err := goRelease("build", []string{"-o", exe, "../examples/" + ex.dir}).CombinedOutput(); err != nil {
 				done <- fmt.Errorf("go build %s: %w: %s", ex.dir, err, out)
 				return
 			}
