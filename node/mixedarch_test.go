@@ -97,7 +97,7 @@ func TestSystem_MixedArchitectureExact(t *testing.T) {
 	// The amd64 nodes ran the portable kernels they were told to run
 	// (proc.start), although they are the release's build with the vector ones.
 	for _, p := range ps {
-		log, err := os.ReadFile(filepath.Join(filepath.Dir(p.dir), p.name+".log"))
+		log, err := os.ReadFile(p.logPath())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,7 +32,7 @@ var (
 )
 
 // goRelease returns a go command (build, or test -c) with the release's build settings
-// (scripts/release: CGO_ENABLED=0, GOEXPERIMENT=simd, -trimpath, -buildvcs=false) and the
+// (scripts/internal/release-go.sh: CGO_ENABLED=0, GOEXPERIMENT=simd, -trimpath, -buildvcs=false) and the
 // GOOS/GOARCH of env. scripts/test builds every release target that way before the suite, so
 // these builds find every package compiled and only link; any other settings compile the whole
 // program once more (about 100 s a target here with a cold cache).
@@ -112,7 +112,7 @@ func startProcBin(t *testing.T, bin, name, dir string, p2pPort, httpPort int, ex
 
 func (p *proc) start() {
 	p.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(filepath.Dir(p.dir), p.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(p.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func (p *proc) joinAddr() string {
 }
 
 func (p *proc) dumpLog() string {
-	b, _ := os.ReadFile(filepath.Join(filepath.Dir(p.dir), p.name+".log"))
+	b, _ := os.ReadFile(p.logPath())
 	lines := strings.Split(string(b), "\n")
 	keep := 40
 	if v := os.Getenv("HYDRA_TEST_LOG_LINES"); v != "" {
