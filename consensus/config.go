@@ -277,7 +277,7 @@ type Timings struct {
 // about 2.4 small messages a second per follower (it was ~90 at H = 300ms,
 // Commit = 10ms: 2–3% of a core on a follower, 7–10% on the leader of 5
 // nodes; ~9 at H = 1s, Commit = 250ms: 1.2% on the leader of 3, 0.5% now,
-// measured with scripts/bench-idle; docs/internals.md has the figures). Commit no
+// measured with scripts/bench-idle; docs/performance.md, "Idle cost", has the figures). Commit no
 // longer bounds how late a follower learns that an entry is committed: the
 // leader trails each burst of writes with a barrier entry after Trail
 // (trailer.go), and a forwarded write, whose proposer waits to apply it
@@ -309,7 +309,7 @@ type Timings struct {
 // sockets, the survivors confirm by a redial (Redial) that it is gone, and the first
 // surviving voter in peer-ID order starts an election immediately as in a
 // leadership transfer (others follow at FailoverStagger steps if no leader
-// appears). docs/internals.md has the measurements.
+// appears). docs/performance.md, "Failover", has the measurements.
 func DefaultTimings(m float64) Timings {
 	if m <= 0 {
 		m = 1

@@ -46,7 +46,7 @@ import (
 //     alone never moves the term).
 //
 // Failover takes up to Silence + SilenceProbe + an election round trip,
-// about 0.8 s on a LAN (docs/internals.md has the measurements). A killed
+// about 0.8 s on a LAN (docs/performance.md, "Failover", has the measurements). A killed
 // leader is often faster still (fastfail.go).
 //
 // Why not a short leader lease and timeouts instead: a leader steps down
