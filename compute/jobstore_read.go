@@ -418,19 +418,17 @@ func (s *JobStore) WasmResult(id string) (WasmResult, error) {
 
 // WasmOutput writes a concat job's counted output bytes to w in item order (the gaps of
 // ranges not counted yet, unaccepted or waiting for their audit, are skipped: compare DoneItems
-// with Items), streaming from the store.
+// with Items), streaming from the store. w is usually a client's connection, which may be slow
+// or stop reading: the job state's lock is held only to take a copy of the counted ranges and a
+// view of the store, never while writing, so a stuck reader cannot hold up raft's applies.
 func (s *JobStore) WasmOutput(id string, w io.Writer) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	j, ok := s.jobs[id]
-	if !ok {
-		return fmt.Errorf("wasm output %s: %w", id, ErrNoSuchJob)
+	cleared, view, err := s.wasmOutputView(id)
+	if err != nil {
+		return err
 	}
-	if j.spec.Kind != KindWasm || j.spec.Wasm.Reduce != ReduceConcat {
-		return fmt.Errorf("wasm output %s: not a concat job", id)
-	}
-	return s.eachResult(id, func(rec StoredResult) error { // in range order: item order
-		if !j.cleared.Covers(rec.Range) {
+	defer view.Release()
+	return view.Each(id, func(rec StoredResult) error { // in range order: item order
+		if !cleared.Covers(rec.Range) {
 			return nil // waiting for its audit: not counted yet
 		}
 		_, out, err := DecodeWasmPayload(rec.Payload, ReduceConcat)
@@ -440,4 +438,23 @@ func (s *JobStore) WasmOutput(id string, w io.Writer) error {
 		_, err = w.Write(out)
 		return err
 	})
+}
+
+// wasmOutputView is what WasmOutput needs under the lock: a copy of the job's counted ranges and
+// a view of the store as of the same moment (release it).
+func (s *JobStore) wasmOutputView(id string) (RangeSet, ResultView, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return RangeSet{}, nil, fmt.Errorf("wasm output %s: %w", id, ErrNoSuchJob)
+	}
+	if j.spec.Kind != KindWasm || j.spec.Wasm.Reduce != ReduceConcat {
+		return RangeSet{}, nil, fmt.Errorf("wasm output %s: not a concat job", id)
+	}
+	v, err := s.payloads.View()
+	if err != nil {
+		return RangeSet{}, nil, fmt.Errorf("wasm output %s: %w", id, err)
+	}
+	return j.cleared.Clone(), v, nil
 }

@@ -197,3 +197,52 @@ func TestRateClassesBounded(t *testing.T) {
 		t.Fatal("wrong classes kept")
 	}
 }
+
+// blockingWriter blocks its first Write until release is closed, signalling entered first: a
+// client that stops reading.
+type blockingWriter struct {
+	entered, release chan struct{}
+	buf              bytes.Buffer
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	if w.entered != nil {
+		close(w.entered)
+		w.entered = nil
+		<-w.release
+	}
+	return w.buf.Write(p)
+}
+
+// TestWasmOutputDoesNotHoldTheLockWhileWriting: a concat job's output goes to a client's
+// connection, which may stop reading; raft's applies must go on meanwhile (with the job state's
+// lock held through the writes, a stuck reader of result.bin stalled every apply on its node).
+func TestWasmOutputDoesNotHoldTheLockWhileWriting(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, Submit{ID: "cat", Time: t0, Spec: wasmSpec(4, ReduceConcat)})
+	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk("cat", Range{0, 2}, "a", 2, "ab"), wasmChunk("cat", Range{2, 4}, "b", 2, "cd")}})
+	w := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	entered := w.entered
+	done := make(chan error, 1)
+	go func() { done <- st.WasmOutput("cat", w) }()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("WasmOutput never wrote")
+	}
+	applied := make(chan any, 1)
+	go func() { applied <- st.ApplyCommand(Submit{ID: "next", Time: t0, Spec: wasmSpec(4, ReduceSum)}, 0) }()
+	select {
+	case r := <-applied:
+		if err, ok := r.(error); ok {
+			t.Errorf("submit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		close(w.release)
+		t.Fatal("an apply waited for a stuck reader of a job's output")
+	}
+	close(w.release)
+	if err := <-done; err != nil || w.buf.String() != "abcd" {
+		t.Fatalf("output %q, %v", w.buf.String(), err)
+	}
+}
