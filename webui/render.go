@@ -39,8 +39,8 @@ const renderRetryAfter = 2
 const smallRawBytes = 4 << 20
 
 // pngCacheVersion names the cache's layout and palette: a change of either bumps it, and
-// files of other versions are removed.
-const pngCacheVersion = "v1"
+// files of other versions are removed. (v2: file names carry the job's finish, pngGeneration.)
+const pngCacheVersion = "v2"
 
 // renderSlots caps concurrent large renders: half the cores, at least two.
 func renderSlots() int { return max(2, runtime.NumCPU()/2) }
@@ -216,8 +216,11 @@ func renderPNG(out io.Writer, jobs chunkSource, id string, m *compute.MandelPara
 }
 
 // PNGCache keeps the rendered PNGs of finished Mandelbrot jobs in a directory (DATA/png-cache):
-// a finished job's image never changes, so it is rendered once. Files of jobs that are gone are
-// removed by Sweep.
+// a finished job's image does not change while it stays finished, so it is rendered once. A
+// finished job can run again, though (a node quarantined for failed audits has its rows that no
+// audit cleared computed again, docs/audits.md), so a file is named for the job and its finish
+// (pngGeneration): the image of a job finished again is rendered afresh, never the one with the
+// rows that were thrown out. Files of jobs that are gone or finished since are removed by Sweep.
 type PNGCache struct {
 	dir string
 }
@@ -234,42 +237,57 @@ func OpenPNGCache(dir string) (*PNGCache, error) {
 		return nil, fmt.Errorf("png cache %s: %w", dir, err)
 	}
 	for _, e := range ents {
-		if _, ok := c.jobOf(e.Name()); !ok {
+		if _, _, ok := c.jobOf(e.Name()); !ok {
 			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
 	return c, nil
 }
 
-// path is the cache file of a job; ok is false for an ID that is not a safe file name (such a
-// job is rendered every time).
-func (c *PNGCache) path(id string) (string, bool) {
-	if id == "" || safeFileName(id) != id {
-		return "", false
-	}
-	return filepath.Join(c.dir, pngCacheVersion+"-"+id+".png"), true
+// pngGeneration names one finish of a job: its time and how many units were computed again
+// because an audit failed (a job finished again has run again, so both move on).
+func pngGeneration(j compute.Job) string {
+	return strconv.FormatInt(j.FinishedAt.UnixNano(), 10) + "_" + strconv.FormatUint(j.RedoneUnits, 10)
 }
 
-// jobOf returns the job ID of a cache file name.
-func (c *PNGCache) jobOf(name string) (string, bool) {
+// path is the cache file of a finished job as it is now; ok is false for an ID that is not a
+// safe file name (such a job is rendered every time).
+func (c *PNGCache) path(j compute.Job) (string, bool) {
+	if j.ID == "" || safeFileName(j.ID) != j.ID {
+		return "", false
+	}
+	return filepath.Join(c.dir, pngCacheVersion+"-"+j.ID+"."+pngGeneration(j)+".png"), true
+}
+
+// jobOf returns the job ID and generation of a cache file name (safe IDs have no dot).
+func (c *PNGCache) jobOf(name string) (id, gen string, ok bool) {
 	rest, ok := strings.CutPrefix(name, pngCacheVersion+"-")
 	if !ok {
-		return "", false
+		return "", "", false
 	}
-	id, ok := strings.CutSuffix(rest, ".png")
-	return id, ok && id != "" && safeFileName(id) == id
+	rest, ok = strings.CutSuffix(rest, ".png")
+	if !ok {
+		return "", "", false
+	}
+	id, gen, ok = strings.Cut(rest, ".")
+	return id, gen, ok && id != "" && gen != "" && safeFileName(id) == id
 }
 
-// Sweep removes the cached PNGs of jobs for which keep is false (deleted or evicted jobs).
-func (c *PNGCache) Sweep(keep func(id string) bool) error {
+// Sweep removes the cached PNGs of jobs that are gone and of finishes that are past: current
+// gives a job's generation (pngGeneration) while it is finished, ok false if it is not (deleted,
+// evicted, or running again).
+func (c *PNGCache) Sweep(current func(id string) (gen string, ok bool)) error {
 	ents, err := os.ReadDir(c.dir)
 	if err != nil {
 		return fmt.Errorf("png cache %s: %w", c.dir, err)
 	}
 	var errs []error
 	for _, e := range ents {
-		id, ok := c.jobOf(e.Name())
-		if !ok || keep(id) {
+		id, gen, ok := c.jobOf(e.Name())
+		if !ok {
+			continue
+		}
+		if now, ok := current(id); ok && now == gen {
 			continue
 		}
 		if err := os.Remove(filepath.Join(c.dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -286,7 +304,7 @@ func (c *PNGCache) Dir() string { return c.dir }
 // It also streams the PNG to client if that is not nil, ignoring the client's write errors (the
 // render goes on for the cache and for other requests waiting on it).
 func (c *PNGCache) render(jobs chunkSource, j compute.Job, client io.Writer) (string, error) {
-	final, ok := c.path(j.ID)
+	final, ok := c.path(j)
 	if !ok {
 		return "", fmt.Errorf("job %q cannot be cached", j.ID)
 	}
@@ -338,7 +356,7 @@ func (t *teeWriter) Write(p []byte) (int, error) {
 func (s *server) servePNG(w http.ResponseWriter, r *http.Request, j compute.Job, done uint64) {
 	rd := s.render
 	if rd.cache != nil && j.State.Finished() {
-		if path, ok := rd.cache.path(j.ID); ok {
+		if path, ok := rd.cache.path(j); ok {
 			s.servePNGCached(w, r, j, done, path)
 			return
 		}
@@ -447,8 +465,19 @@ func RunPNGCacheSweeper(ctx context.Context, c *PNGCache, jobs JobBackend, ready
 		if !ready() {
 			continue
 		}
-		if err := c.Sweep(func(id string) bool { _, ok := jobs.Job(id); return ok }); err != nil && onErr != nil {
+		if err := c.Sweep(jobGeneration(jobs)); err != nil && onErr != nil {
 			onErr(err)
 		}
+	}
+}
+
+// jobGeneration is PNGCache.Sweep's view of jobs: a finished job's pngGeneration.
+func jobGeneration(jobs JobBackend) func(id string) (string, bool) {
+	return func(id string) (string, bool) {
+		j, ok := jobs.Job(id)
+		if !ok || !j.State.Finished() {
+			return "", false
+		}
+		return pngGeneration(j), true
 	}
 }

@@ -187,7 +187,8 @@ func TestPNGCache(t *testing.T) {
 	if read == 0 {
 		t.Fatal("the first render read no rows")
 	}
-	path, _ := cache.path("small")
+	small, _ := sj.Job("small")
+	path, _ := cache.path(small)
 	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, first) {
 		t.Fatalf("cache file: %v (%d bytes, served %d)", err, len(b), len(first))
 	}
@@ -211,17 +212,73 @@ func TestPNGCache(t *testing.T) {
 	if resp, _ := do(t, "GET", srv.URL+"/api/v1/jobs/part/result.png", "", ""); resp.StatusCode != 200 {
 		t.Fatalf("running job: %d", resp.StatusCode)
 	}
-	if p, _ := cache.path("part"); fileExists(p) {
-		t.Fatal("a running job's PNG was cached")
+	if ents, _ := os.ReadDir(cache.Dir()); len(ents) != 1 {
+		t.Fatalf("cache files %v, want only the finished job's (a running job's PNG is not cached)", ents)
 	}
 	if err := sj.DeleteJob(context.Background(), "small"); err != nil {
 		t.Fatal(err)
 	}
-	if err := cache.Sweep(func(id string) bool { _, ok := sj.Job(id); return ok }); err != nil {
+	if err := cache.Sweep(jobGeneration(sj)); err != nil {
 		t.Fatal(err)
 	}
 	if fileExists(path) {
 		t.Fatal("the sweep kept a deleted job's PNG")
+	}
+}
+
+// TestPNGCacheNewFinish: a job that finishes again (its rows computed again after a node was
+// quarantined, docs/audits.md) gets its new image, not the cached one of its earlier finish, and
+// the sweep removes the old file. Here the job "small" is deleted and finished again under the
+// same ID with other rows: what the cache sees of a job that ran again.
+func TestPNGCacheNewFinish(t *testing.T) {
+	srv, sj, cache, _ := newRenderFixture(t)
+	_, first := do(t, "GET", srv.URL+"/api/v1/jobs/small/result.png", "", "")
+	old, _ := sj.Job("small")
+	oldPath, _ := cache.path(old)
+	if !fileExists(oldPath) {
+		t.Fatal("the first render was not cached")
+	}
+	if err := sj.DeleteJob(context.Background(), "small"); err != nil {
+		t.Fatal(err)
+	}
+	p := compute.MandelParams{Width: 64, Height: 48, CenterX: -0.5, Span: 3, MaxIter: 20}
+	img := make([]uint32, 64*48)
+	if err := compute.MandelRows(p, 0, 48, img); err != nil {
+		t.Fatal(err)
+	}
+	later := t0.Add(time.Minute)
+	for _, cmd := range []any{
+		compute.Submit{ID: "small", Time: later, Spec: compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &p}},
+		compute.Results{Time: later, Items: []compute.ChunkResult{{Chunk: compute.Chunk{Job: "small", Range: compute.Range{Start: 0, End: 48}}, Node: "n",
+			Payload: compute.EncodeMandelPayload(img)}}},
+	} {
+		if err, ok := sj.ApplyCommand(cmd, 0).(error); ok {
+			t.Fatalf("apply %T: %v", cmd, err)
+		}
+	}
+	if j, _ := sj.Job("small"); !j.State.Finished() {
+		t.Fatalf("the job again: %s", j.State)
+	}
+	var want bytes.Buffer
+	if err := renderPNG(&want, sj, "small", &p); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(want.Bytes(), first) {
+		t.Fatal("the two finishes render the same image: the test shows nothing")
+	}
+	resp, again := do(t, "GET", srv.URL+"/api/v1/jobs/small/result.png", "", "")
+	if resp.StatusCode != 200 || !bytes.Equal(again, want.Bytes()) {
+		t.Fatalf("after the job finished again: %d, the new image %v, the old one %v", resp.StatusCode, bytes.Equal(again, want.Bytes()), bytes.Equal(again, first))
+	}
+	if err := cache.Sweep(jobGeneration(sj)); err != nil {
+		t.Fatal(err)
+	}
+	if fileExists(oldPath) {
+		t.Fatal("the sweep kept the PNG of a past finish")
+	}
+	now, _ := sj.Job("small")
+	if p, _ := cache.path(now); !fileExists(p) {
+		t.Fatal("the sweep removed the current PNG")
 	}
 }
 
