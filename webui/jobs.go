@@ -62,8 +62,8 @@ func (s *server) registerJobs(mux *http.ServeMux) {
 	mux.Handle("POST /api/v1/jobs/{id}/cancel", write(s.cancelJob))
 	mux.Handle("DELETE /api/v1/jobs/{id}", write(s.deleteJob))
 	mux.Handle("GET /api/v1/jobs/{id}/result", read(s.jobResult))
-	mux.Handle("GET /api/v1/jobs/{id}/result.raw", read(s.jobRaw))
-	mux.Handle("GET /api/v1/jobs/{id}/result.png", read(s.jobPNG))
+	mux.Handle("GET /api/v1/jobs/{id}/result.raw", read(stallLimited(s.jobRaw)))
+	mux.Handle("GET /api/v1/jobs/{id}/result.png", read(stallLimited(s.jobPNG)))
 }
 
 // needJobs answers 503 when the node serves no jobs (Config.Jobs is nil).

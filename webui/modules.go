@@ -60,7 +60,7 @@ func (s *server) registerModules(mux *http.ServeMux) {
 	mux.Handle("POST /api/v1/modules", s.auth(need(s.putModule)))
 	mux.Handle("GET /api/v1/modules", need(s.listModules))
 	mux.Handle("DELETE /api/v1/modules/{sha}", s.auth(need(s.deleteModule)))
-	mux.Handle("GET /api/v1/jobs/{id}/result.bin", s.needJobs(http.HandlerFunc(s.jobBin)))
+	mux.Handle("GET /api/v1/jobs/{id}/result.bin", s.needJobs(stallLimited(s.jobBin)))
 }
 
 // isModuleUpload tells limitBody which request carries a module: its body is bounded by the

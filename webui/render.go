@@ -42,6 +42,35 @@ const smallRawBytes = 4 << 20
 // files of other versions are removed. (v2: file names carry the job's finish, pngGeneration.)
 const pngCacheVersion = "v2"
 
+// stallTimeout is how long a result download (result.png, result.raw, result.bin) may go without
+// the client taking any of its bytes. A client that stops reading would otherwise keep its
+// handler, and what the handler holds (a render slot, a render other requests wait for, a view
+// of the result store), for as long as it keeps the connection open: the server has no write
+// timeout, since a big image to a slow client may take minutes in all.
+var stallTimeout = 30 * time.Second
+
+// stallLimited gives h a response writer that fails a write the client has not taken within
+// stallTimeout (each write renews the deadline, so a slow but moving download goes on).
+func stallLimited(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h(&stallWriter{ResponseWriter: w, rc: http.NewResponseController(w)}, r)
+	}
+}
+
+// stallWriter is stallLimited's response writer.
+type stallWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(stallTimeout)) // unsupported: nothing to bound
+	return s.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (s *stallWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 // renderSlots caps concurrent large renders: half the cores, at least two.
 func renderSlots() int { return max(2, runtime.NumCPU()/2) }
 
