@@ -23,7 +23,7 @@ var _ webui.Authorizer = (*Node)(nil)
 func (n *Node) Approve(ctx context.Context, key, role, auth string) (webui.PendingResult, error) {
 	p, err := n.raft.Approve(ctx, key, role, auth)
 	if err != nil {
-		return webui.PendingResult{}, err
+		return webui.PendingResult{}, unavailable(err)
 	}
 	if role == "" {
 		role = consensus.RoleMember
@@ -35,7 +35,7 @@ func (n *Node) Approve(ctx context.Context, key, role, auth string) (webui.Pendi
 func (n *Node) Deny(ctx context.Context, key, auth string) (webui.PendingResult, error) {
 	p, err := n.raft.Deny(ctx, key, auth)
 	if err != nil {
-		return webui.PendingResult{}, err
+		return webui.PendingResult{}, unavailable(err)
 	}
 	return webui.PendingResult{ID: p.String(), Fingerprint: consensus.Fingerprint(p)}, nil
 }
@@ -48,7 +48,7 @@ func (n *Node) Remove(ctx context.Context, node, auth string) (webui.PendingResu
 		return webui.PendingResult{}, err
 	}
 	if err := n.raft.Evict(ctx, p, auth); err != nil {
-		return webui.PendingResult{}, err
+		return webui.PendingResult{}, unavailable(err)
 	}
 	return webui.PendingResult{ID: p.String(), Fingerprint: consensus.Fingerprint(p)}, nil
 }
@@ -58,7 +58,7 @@ func (n *Node) Remove(ctx context.Context, node, auth string) (webui.PendingResu
 func (n *Node) resolveNode(key string) (peer.ID, error) {
 	key = strings.TrimSpace(key)
 	if key == "" {
-		return "", errors.New("no node given")
+		return "", errors.New("node missing: give its name, peer ID or fingerprint")
 	}
 	if p, err := peer.Decode(key); err == nil {
 		return p, nil
@@ -133,7 +133,7 @@ func (n *Node) CreateToken(ctx context.Context, req webui.TokenRequest, auth str
 			return webui.TokenCreated{}, err
 		}
 		if _, err := n.raft.ApplyAs(ctx, cmd, auth); err != nil {
-			return webui.TokenCreated{}, err
+			return webui.TokenCreated{}, unavailable(err)
 		}
 		return webui.TokenCreated{Token: secret, ID: id, Role: req.Role, Kind: "join", Expires: t.Expires}, nil
 	case consensus.RoleAdmin, consensus.RoleViewer:
@@ -147,7 +147,7 @@ func (n *Node) CreateToken(ctx context.Context, req webui.TokenRequest, auth str
 			return webui.TokenCreated{}, err
 		}
 		if _, err := n.raft.ApplyAs(ctx, cmd, auth); err != nil {
-			return webui.TokenCreated{}, err
+			return webui.TokenCreated{}, unavailable(err)
 		}
 		return webui.TokenCreated{Token: secret, ID: id, Role: req.Role, Kind: "api"}, nil
 	}
@@ -190,7 +190,7 @@ func (n *Node) RevokeToken(ctx context.Context, id, auth string) error {
 		return err
 	}
 	_, err = n.raft.ApplyAs(ctx, cmd, auth)
-	return err
+	return unavailable(err)
 }
 
 // SetAdmit implements webui.Admission: the admission mode.
@@ -203,7 +203,7 @@ func (n *Node) SetAdmit(ctx context.Context, mode, auth string) error {
 	if err == nil {
 		n.log.Warn("admission mode changed", "mode", mode)
 	}
-	return err
+	return unavailable(err)
 }
 
 // pendingStatus converts the pending list for the API.

@@ -203,6 +203,8 @@ func adminErr(w http.ResponseWriter, what string, err error) {
 	code := http.StatusBadRequest
 	if errors.Is(err, context.DeadlineExceeded) {
 		code = http.StatusGatewayTimeout
+	} else if errors.Is(err, ErrUnavailable) { // no leader (yet), or shutting down: a retry may succeed
+		code = http.StatusServiceUnavailable
 	} else if strings.Contains(err.Error(), "forbidden") {
 		code = http.StatusForbidden
 	} else if strings.Contains(err.Error(), "no node") || strings.Contains(err.Error(), "no such") {

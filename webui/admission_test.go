@@ -42,6 +42,9 @@ func (f *admissionFake) Remove(_ context.Context, node, auth string) (PendingRes
 	if node == "self" {
 		return PendingResult{}, errors.New("forbidden: a node cannot remove itself here")
 	}
+	if node == "noleader" { // what node.Remove returns while the cluster has no leader
+		return PendingResult{}, fmt.Errorf("%w: %w", ErrUnavailable, errors.New("not the leader"))
+	}
 	return PendingResult{ID: node}, nil
 }
 
@@ -87,6 +90,7 @@ func TestAdmissionAPI(t *testing.T) {
 		{"POST", "/api/v1/deny", `{"fingerprint":"fp2","role":"worker"}`, 400, "", ""},
 		{"POST", "/api/v1/remove", `{"node":"n3"}`, 200, "remove n3 " + testToken, "id=n3"},
 		{"POST", "/api/v1/remove", `{"node":"self"}`, 403, "remove self " + testToken, ""},
+		{"POST", "/api/v1/remove", `{"node":"noleader"}`, 503, "remove noleader " + testToken, ""},
 		{"POST", "/api/v1/tokens", `{"role":"member","ttl":"1h"}`, 201, "token member 1h " + testToken, "token=secret"},
 		{"POST", "/api/v1/admit", `{"mode":"lan"}`, 200, "admit lan " + testToken, "admit=lan"},
 		{"POST", "/api/v1/admit", `{"mode":"open"}`, 400, "admit open " + testToken, ""},
