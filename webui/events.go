@@ -91,6 +91,7 @@ type jobSent struct {
 	state    compute.JobState
 	done     uint64
 	cursor   uint64           // next chunk sequence number to send
+	next     uint64           // the job's next sequence number when chunks were last read: more are owed while cursor < next
 	acc      compute.RangeSet // without a ChunkSource: ranges already announced
 }
 

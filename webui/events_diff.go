@@ -108,7 +108,7 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 			}
 			writeEvent(&body, "progress", mustJSON(pe))
 		}
-		if changed || !j.State.Finished() {
+		if changed || !j.State.Finished() || js.cursor < js.next { // a finished job's chunks may still be owed
 			h.tickChunks(&body, now, init && isNew, j, js)
 		}
 	}
@@ -153,7 +153,7 @@ func (h *hub) tickChunks(b *bytes.Buffer, now time.Time, skip bool, j compute.Jo
 		case len(p.Records) == 0:
 			return
 		}
-		js.cursor = p.Records[len(p.Records)-1].Seq + 1
+		js.cursor, js.next = p.Records[len(p.Records)-1].Seq+1, p.Next
 		writeEvent(b, "chunks", encodeChunks(j.ID, p, now))
 		return
 	}

@@ -415,3 +415,42 @@ func TestHubTickThrottles(t *testing.T) {
 		t.Fatalf("removal: %q", f)
 	}
 }
+
+// TestHubSendsEveryChunkOfAFinishedJob: more chunks than a frame takes (maxChunksPerFrame) can be
+// accepted between two ticks, the job's last among them; the rest follows in the next frames
+// although the finished job's view no longer changes (they were dropped: the UI's picture kept
+// holes until a reload).
+func TestHubSendsEveryChunkOfAFinishedJob(t *testing.T) {
+	b := newEvBackend()
+	h := newHub(b, b)
+	h.st = hubState{jobs: map[string]*jobSent{}}
+	const n = maxChunksPerFrame + 904
+	b.add(compute.Job{ID: "p", Kind: compute.KindPi, State: compute.StateRunning, SubmittedAt: t0, TotalUnits: n,
+		Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: n}}})
+	now := t0
+	h.tick(now, true)
+	b.update(func(b *evBackend) {
+		for i := range n {
+			b.chunks["p"] = append(b.chunks["p"], compute.ChunkRecord{Seq: uint64(i), Range: compute.Range{Start: uint64(i), End: uint64(i + 1)}, Node: "n", Committed: t0})
+		}
+		b.jobs[0].DoneUnits, b.jobs[0].State = n, compute.StateDone
+	})
+	sent := 0
+	for range 4 {
+		now = now.Add(100 * time.Millisecond)
+		for _, ev := range strings.Split(string(h.tick(now, false)), "\n\n") {
+			data, ok := strings.CutPrefix(ev, "event: chunks\ndata: ")
+			if !ok {
+				continue
+			}
+			var c struct{ Chunks []json.RawMessage }
+			if err := json.Unmarshal([]byte(data), &c); err != nil {
+				t.Fatalf("chunks event %q: %v", data, err)
+			}
+			sent += len(c.Chunks)
+		}
+	}
+	if sent != n {
+		t.Fatalf("%d chunks sent of %d", sent, n)
+	}
+}
