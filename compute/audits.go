@@ -346,9 +346,11 @@ func (s *JobStore) recountWasm(j *job) {
 	}
 }
 
-// maybeFinish marks a running job done once every unit is cleared.
+// maybeFinish marks a running job done once every unit is cleared. A stopped job (cancelled or
+// failed) keeps its state: an audit leased before it stopped may still be answered and clear
+// its last units, but that does not undo why it stopped.
 func (s *JobStore) maybeFinish(j *job, out *AuditOutcome) {
-	if j.state != StateDone && j.state != StateCancelled && j.cleared.Covers(j.total()) {
+	if !j.state.Finished() && j.cleared.Covers(j.total()) {
 		j.state, j.finished = StateDone, s.now
 		if out != nil {
 			out.Finished = append(out.Finished, j.id)
@@ -376,8 +378,9 @@ func (s *JobStore) challenge(c Challenge) *AuditOutcome {
 			continue
 		}
 		leaves, err := s.storedLeaves(j, r)
-		if err != nil || audit.Root(leaves) != r.root {
-			// The stored payload no longer matches the commitment: compute the chunk again.
+		if err != nil || len(leaves) != r.leaves || audit.Root(leaves) != r.root {
+			// The stored payload no longer matches the commitment (blocks index r.leaves
+			// leaves): compute the chunk again.
 			s.requeue(j, r, out)
 			continue
 		}
@@ -409,6 +412,9 @@ func (s *JobStore) storedLeaves(j *job, r *auditRec) ([]audit.Hash, error) {
 }
 
 func (s *JobStore) auditResult(c Audit) (*AuditOutcome, error) {
+	if err := validText("auditor", c.Auditor); err != nil {
+		return nil, fmt.Errorf("audit %d: %w", c.ID, err)
+	}
 	s.now = c.Time
 	out := &AuditOutcome{}
 	ref, ok := s.auditIx[c.ID]
@@ -421,8 +427,8 @@ func (s *JobStore) auditResult(c Audit) (*AuditOutcome, error) {
 	if c.Auditor == "" || c.Auditor == r.node || (r.step == stepDisputed && c.Auditor == r.auditor) {
 		return nil, fmt.Errorf("audit %d: %q may not audit this chunk", c.ID, c.Auditor)
 	}
-	if c.Seconds < 0 || !isFinite(c.Seconds) {
-		return nil, fmt.Errorf("audit %d: compute seconds not a finite non-negative number", c.ID)
+	if !validSeconds(c.Seconds) {
+		return nil, fmt.Errorf("audit %d: compute seconds %g outside 0–%g", c.ID, c.Seconds, MaxComputeSeconds)
 	}
 	if q := s.creds[c.Auditor]; q != nil && q.quarantined {
 		out.Reason = "auditor quarantined"
@@ -456,7 +462,12 @@ func (s *JobStore) auditResult(c Audit) (*AuditOutcome, error) {
 		if audit.Root(leaves) != c.Root {
 			return nil, fmt.Errorf("audit %d: commitment does not match the result", c.ID)
 		}
-		j.auditedUnits += r.rng.Len()
+		if len(leaves) != r.leaves {
+			// r.blocks index the chunk's committed leaves; a result of another shape (a
+			// single-value wasm payload is one leaf whatever its range) cannot be held against
+			// them, and indexing it would panic Apply on every replica.
+			return nil, fmt.Errorf("audit %d: full result of %d leaves, the chunk committed to %d", c.ID, len(leaves), r.leaves)
+		}
 		agreeNode := audit.Root(leaves) == r.root
 		agreeAuditor := true
 		for i, b := range r.blocks {
@@ -483,15 +494,30 @@ func (s *JobStore) auditResult(c Audit) (*AuditOutcome, error) {
 			out.Reason = "no majority"
 			s.requeue(j, r, out)
 		}
+		j.auditedUnits += r.rng.Len() // after replacePayload, which may refuse the answer
 	}
 	return out, nil
 }
 
-// replacePayload makes the third node's full result the chunk's: payload, hits, contribution.
+// replacePayload makes the third node's full result the chunk's: payload, hits, contribution,
+// and the payload bytes the job and the store count (the disk cap evicts by them), which now
+// count the new payload instead of the old. A store that fails is this node's fault
+// (StorageError).
 func (s *JobStore) replacePayload(j *job, r *auditRec, c Audit, hits uint64, leaves []audit.Hash) error {
-	if err := s.payloads.Put([]StoredResult{{Chunk: Chunk{Job: j.id, Range: r.rng}, Payload: c.Payload}}); err != nil {
-		return fmt.Errorf("audit %d: store: %w", c.ID, err)
+	op := fmt.Sprintf("audit %d", c.ID)
+	old, had, err := s.payloads.Get(j.id, r.rng.Start)
+	if err != nil {
+		return &StorageError{Op: op, Err: err}
 	}
+	if err := s.payloads.Put([]StoredResult{{Chunk: Chunk{Job: j.id, Range: r.rng}, Payload: c.Payload}}); err != nil {
+		return &StorageError{Op: op, Err: err}
+	}
+	size := int64(len(c.Payload)) + 16
+	if had {
+		size -= int64(len(old.Payload)) + 16
+	}
+	j.payloadBytes += size
+	s.totalPayload += size
 	s.uncontribute(j, r.node, r.rng)
 	n := j.nodes[c.Auditor]
 	if n == nil {
@@ -589,6 +615,9 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 func (s *JobStore) trustReset(c TrustReset) (*AuditOutcome, error) {
 	if c.Node == "" {
 		return nil, fmt.Errorf("trust reset: empty node id")
+	}
+	if err := validText("node id", c.Node); err != nil {
+		return nil, fmt.Errorf("trust reset: %w", err)
 	}
 	n := s.cred(c.Node)
 	n.quarantined, n.failed = false, 0

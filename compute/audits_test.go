@@ -515,3 +515,31 @@ func TestUnchallengedReadsOnlyWaitingJobs(t *testing.T) {
 		t.Fatalf("after a delete and a challenge: unchallenged %v, want %v", u, want[4:])
 	}
 }
+
+// TestAuditAfterFailKeepsJobFailed: an audit leased before the job failed and answered after
+// it clears its chunk, but a failed job stays failed even once every unit is cleared.
+func TestAuditAfterFailKeepsJobFailed(t *testing.T) {
+	st := newTestState(t)
+	auditJob(t, st, "pi", 1)
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{committedPi(t, "pi", auditSeed, Range{0, audit.PiBlock + 7}, "a", false)}})
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)})
+	tk := st.AuditTasks()[0]
+	st.mustApply(t, Fail{Job: "pi", Reason: "failed elsewhere", Time: t0})
+	ao := st.mustApply(t, answer(t, tk, "b", false)).(*AuditOutcome)
+	if j, _ := st.Job("pi"); j.State != StateFailed || j.Reason != "failed elsewhere" || len(ao.Finished) != 0 {
+		t.Fatalf("after a late audit the failed job is %s (%+v)", j.State, ao)
+	}
+}
+
+// TestRestoreEmptyResetsAuditPolicy: restoring a snapshot without a job section is the empty
+// state, audit policy included, as on a node that never applied the policy.
+func TestRestoreEmptyResetsAuditPolicy(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, AuditPolicy{Policy: audit.Policy{TrustAfter: 2, Floor: 0.5, TrustedShare: 1, QuarantineAfter: 7}})
+	if err := st.Restore(bytes.NewReader(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if p := st.AuditPolicy(); p != audit.DefaultPolicy {
+		t.Fatalf("policy after restoring the empty state %+v, want %+v", p, audit.DefaultPolicy)
+	}
+}

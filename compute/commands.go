@@ -44,6 +44,12 @@ const (
 const (
 	MaxIDLen       = 128     // job IDs, node IDs, submitter names
 	MaxBatchChunks = 100_000 // chunk results in one Results command
+	// MaxComputeSeconds bounds a chunk result's or an audit's compute seconds, as the
+	// coordinator bounds what a worker reports (node/work): a value past float32's range
+	// would become +Inf in a job's history, and two near float64's would sum to +Inf in a
+	// node's contribution, which a snapshot's JSON cannot hold. Sums of bounded terms stay
+	// finite: reaching +Inf would take over 1e301 results.
+	MaxComputeSeconds = 1e7
 )
 
 // Sizes the limits in wire must hold, checked at compile time (a negative constant does not

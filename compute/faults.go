@@ -57,6 +57,9 @@ func (s *JobStore) fault(c Fault) error {
 	if c.Node == "" {
 		return errors.New("fault: empty node id")
 	}
+	if err := validText("node id", c.Node); err != nil {
+		return fmt.Errorf("fault %s: %w", c.Job, err)
+	}
 	for _, f := range j.faults {
 		if f.Node == c.Node {
 			return nil

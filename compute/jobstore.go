@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hydra-compute/hydra/compute/audit"
 )
@@ -269,6 +270,12 @@ func (s *JobStore) submit(c Submit) error {
 	if _, ok := s.jobs[c.ID]; ok {
 		return fmt.Errorf("submit %s: %w", c.ID, ErrJobExists)
 	}
+	if err := validText("job id", c.ID); err != nil {
+		return fmt.Errorf("submit: %w", err)
+	}
+	if err := validText("submitter", c.Submitter); err != nil {
+		return fmt.Errorf("submit %s: %w", c.ID, err)
+	}
 	if err := c.Spec.Validate(); err != nil {
 		return fmt.Errorf("submit %s: %w", c.ID, err)
 	}
@@ -318,6 +325,9 @@ func (s *JobStore) failJob(c Fail) error {
 	if j.state.Finished() {
 		return fmt.Errorf("fail %s: %w", c.Job, ErrJobFinished)
 	}
+	if err := validText("reason", c.Reason); err != nil {
+		return fmt.Errorf("fail %s: %w", c.Job, err)
+	}
 	j.state, j.finished, j.reason = StateFailed, c.Time, c.Reason
 	return nil
 }
@@ -340,6 +350,21 @@ func (s *JobStore) delete(id string) error {
 	delete(s.waitJobs, id)
 	return nil
 }
+
+// validText refuses a string that is not valid UTF-8 for a field the state keeps. A snapshot's
+// header is JSON, whose encoder turns every invalid byte into U+FFFD: kept as it came, the
+// string would differ between a node restored from a snapshot and one that replayed the log
+// (and a job ID would no longer name its stored results).
+func validText(what, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s: not valid UTF-8", what)
+	}
+	return nil
+}
+
+// validSeconds reports whether a chunk result's or an audit's compute seconds are a number in
+// 0–MaxComputeSeconds (NaN is not).
+func validSeconds(v float64) bool { return v >= 0 && v <= MaxComputeSeconds }
 
 // acceptedResult is a validated chunk result waiting to be stored and counted.
 type acceptedResult struct {
@@ -468,8 +493,10 @@ func (s *JobStore) check(it ChunkResult, batch map[string]*RangeSet, audited boo
 		return 0, "overlaps an accepted range"
 	case batch[it.Job] != nil && batch[it.Job].Overlaps(it.Range):
 		return 0, "overlaps a range earlier in the batch"
-	case it.ComputeSeconds < 0 || !isFinite(it.ComputeSeconds):
-		return 0, "compute seconds not a finite non-negative number"
+	case !validSeconds(it.ComputeSeconds):
+		return 0, fmt.Sprintf("compute seconds %g outside 0–%g", it.ComputeSeconds, MaxComputeSeconds)
+	case !utf8.ValidString(it.Node):
+		return 0, "node id not valid UTF-8" // see validText
 	}
 	switch j.spec.Kind {
 	case KindPi:

@@ -2,7 +2,10 @@ package compute
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -423,5 +426,128 @@ func TestUnfinishedSince(t *testing.T) {
 	later, newest := s.UnfinishedSince(1)
 	if newest != 3 || len(later) != 1 || later[0].ID != "b" {
 		t.Fatalf("UnfinishedSince(1) = %+v, %d; want b, 3", later, newest)
+	}
+}
+
+// snapHeaderV2 and snapJobV2 are the snapshot header as version 2 wrote it (git show
+// 811d952^:compute/snapshot.go): no audits, credibility, policy, cleared ranges, reasons or
+// faults.
+type snapHeaderV2 struct {
+	LastIndex    uint64      `json:"last_index"`
+	Seq          uint64      `json:"seq"`
+	TotalPayload int64       `json:"total_payload"`
+	Jobs         []snapJobV2 `json:"jobs"`
+}
+
+type snapJobV2 struct {
+	ID           string             `json:"id"`
+	Seq          uint64             `json:"seq"`
+	Spec         JobSpec            `json:"spec"`
+	Submitter    string             `json:"submitter"`
+	State        JobState           `json:"status"`
+	Submitted    int64              `json:"submitted"`
+	Started      int64              `json:"started"`
+	Finished     int64              `json:"finished"`
+	Accepted     []Range            `json:"accepted"`
+	Hits         uint64             `json:"hits"`
+	Nodes        []NodeContribution `json:"nodes"`
+	PayloadBytes int64              `json:"payload_bytes"`
+	History      []byte             `json:"history,omitempty"`
+}
+
+// TestRestoreVersion2Snapshot: a node upgraded from a build that wrote version-2 snapshots
+// restores them. The fixture is this build's snapshot of a state made without audits (as every
+// state then was) rewritten in the version-2 form: the header keeps only version 2's fields
+// (histories were already in format 2 when version 2 was last written), the records stay as
+// they are. Every accepted range counts, as it did then.
+func TestRestoreVersion2Snapshot(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, Submit{ID: "pi", Time: t0, Submitter: "u", Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 10_000, Seed: 7}}})
+	st.mustApply(t, Submit{ID: "done", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 100, Seed: 7}}})
+	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{piChunk("pi", 7, Range{0, 3000}, "a"), piChunk("pi", 7, Range{5000, 6000}, "b"), piChunk("done", 7, Range{0, 100}, "a")}})
+	var snap bytes.Buffer
+	if err := st.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	b := snap.Bytes()[len(snapMagic)+1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 {
+		t.Fatal("snapshot header length")
+	}
+	var h snapHeaderV2
+	if err := json.Unmarshal(b[k:k+int(n)], &h); err != nil {
+		t.Fatal(err)
+	}
+	hdr, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v3 := range []string{`"cleared"`, `"audit`, `"creds"`, `"reason"`, `"faults"`} {
+		if bytes.Contains(hdr, []byte(v3)) {
+			t.Fatalf("the version-2 header holds %s", v3)
+		}
+	}
+	v2 := append([]byte(snapMagic), 2)
+	v2 = binary.AppendUvarint(v2, uint64(len(hdr)))
+	v2 = append(append(v2, hdr...), b[k+int(n):]...)
+
+	r := newTestState(t)
+	if err := r.Restore(bytes.NewReader(v2)); err != nil {
+		t.Fatalf("restore a version-2 snapshot: %v", err)
+	}
+	if !reflect.DeepEqual(r.Jobs(), st.Jobs()) {
+		t.Fatalf("jobs restored from version 2 differ:\n%+v\n%+v", r.Jobs(), st.Jobs())
+	}
+	for _, id := range []string{"pi", "done"} {
+		a, _ := st.PiResult(id)
+		b, _ := r.PiResult(id)
+		ca, _ := st.Chunks(id, 0, 10)
+		cb, _ := r.Chunks(id, 0, 10)
+		if a != b || !reflect.DeepEqual(ca, cb) {
+			t.Fatalf("%s: result %+v, want %+v; history %+v, want %+v", id, b, a, cb, ca)
+		}
+	}
+}
+
+// TestComputeSecondsBounded: a result's or an audit's compute seconds above the coordinator's
+// cap (MaxComputeSeconds) are refused like negative or NaN ones. Accepted, 1e39 became +Inf in
+// the float32 history, which restore refuses, and two of 1e308 summed to +Inf in the node's
+// contribution, which a snapshot cannot encode: no snapshot could be written or restored again.
+func TestComputeSecondsBounded(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, Submit{ID: "pi", Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 10_000, Seed: 7}}})
+	chunk := func(r Range, secs float64) ChunkResult {
+		c := piChunk("pi", 7, r, "a")
+		c.ComputeSeconds = secs
+		return c
+	}
+	out := st.mustApply(t, Results{Time: t0, Items: []ChunkResult{
+		chunk(Range{0, 10}, 1e39), chunk(Range{10, 20}, 1e308), chunk(Range{20, 30}, 1e308),
+		chunk(Range{30, 40}, MaxComputeSeconds*1.5), chunk(Range{40, 50}, MaxComputeSeconds),
+	}}).(*ResultsOutcome)
+	if out.Accepted != 1 || len(out.Rejected) != 4 {
+		t.Fatalf("accepted %d, rejected %+v", out.Accepted, out.Rejected)
+	}
+	for _, rj := range out.Rejected {
+		if !strings.Contains(rj.Reason, "compute seconds") {
+			t.Fatalf("rejection %+v", rj)
+		}
+	}
+	var snap bytes.Buffer
+	if err := st.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := newTestState(t).Restore(bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	// An audit's seconds count to its auditor when its result replaces the chunk's: the same cap.
+	au := newTestState(t)
+	auditJob(t, au, "pi", 1)
+	au.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{committedPi(t, "pi", auditSeed, Range{0, 100}, "a", false)}})
+	au.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: au.Unchallenged(10)})
+	a := answer(t, au.AuditTasks()[0], "b", false)
+	a.Seconds = 1e39
+	if r := au.ApplyCommand(a, 0); r == nil || !strings.Contains(fmt.Sprint(r), "compute seconds") {
+		t.Fatalf("an audit of 1e39 s: %v", r)
 	}
 }

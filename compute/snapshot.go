@@ -250,6 +250,7 @@ func (s *JobStore) Restore(r io.Reader) error {
 		s.jobs, s.seq, s.lastIndex, s.totalPayload = map[string]*job{}, 0, 0, 0
 		s.creds, s.auditIx, s.auditSeq = map[string]*nodeCred{}, map[uint64]Chunk{}, 0
 		s.waitJobs = map[string]*job{}
+		s.policy = audit.DefaultPolicy // as a store that never applied an AuditPolicy
 		return nil
 	}
 	magic := make([]byte, len(snapMagic)+1)
@@ -259,8 +260,10 @@ func (s *JobStore) Restore(r io.Reader) error {
 	if string(magic[:len(snapMagic)]) != snapMagic {
 		return errors.New("restore: not a job-state snapshot")
 	}
-	if v := magic[len(snapMagic)]; v != snapVersion && v != 1 {
-		return fmt.Errorf("restore: snapshot version %d, this build reads %d", magic[len(snapMagic)], snapVersion)
+	// Every earlier version is read (the version < 3 branch below): a node upgraded from a
+	// build that wrote one must restore its own snapshot.
+	if v := magic[len(snapMagic)]; v < 1 || v > snapVersion {
+		return fmt.Errorf("restore: snapshot version %d, this build reads 1 to %d", v, snapVersion)
 	}
 	hdrBytes, err := readBytes(br, maxSnapHeader)
 	if err != nil {

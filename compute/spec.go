@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -45,6 +46,11 @@ func (w WasmParams) Validate() error {
 	}
 	if len(w.Params) > MaxWasmParams {
 		return fmt.Errorf("params: %d bytes, limit %d", len(w.Params), MaxWasmParams)
+	}
+	if !utf8.ValidString(w.Params) {
+		// A snapshot keeps the spec as JSON, which would turn the invalid bytes into U+FFFD:
+		// a restored node would hand the module other params than one that replayed the log.
+		return errors.New("params: not valid UTF-8")
 	}
 	return w.Reduce.Validate()
 }

@@ -185,3 +185,108 @@ func FuzzDecodeWasmPayload(f *testing.F) {
 		wasmLeaves(w, Range{5, 95}, p) // bounded and total
 	})
 }
+
+// applyNoPanic applies cmd and turns a panic inside Apply into a test failure, so that a test
+// of a hostile entry reports what it found instead of ending the test binary.
+func applyNoPanic(t *testing.T, st testState, cmd any) (r any) {
+	t.Helper()
+	defer func() {
+		if p := recover(); p != nil {
+			t.Fatalf("apply %T panicked: %v", cmd, p)
+		}
+	}()
+	return st.ApplyCommand(cmd, 0)
+}
+
+// wasmDispute submits a sum job of 40960 items (blocks of 10), has node "evil" commit items
+// [0, 100) (10 leaves) with block 3's value set to wrong, and auditor "b" answer it honestly:
+// the chunk is in dispute, its full recomputation the returned task.
+func wasmDispute(t *testing.T, st testState, wrong uint64) (JobSpec, AuditTask) {
+	t.Helper()
+	const items = 40960
+	spec := JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: testModule, Items: items, Reduce: ReduceSum}}
+	st.mustApply(t, Submit{ID: "w", Time: t0, Spec: spec})
+	r := Range{0, 100}
+	blocks, err := DecodeWasmBlocks(modulePayload(t, items, ReduceSum, r), ReduceSum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks[3].Value = wrong
+	p := EncodeWasmBlocksPayload(ReduceSum, blocks)
+	root, err := Commitment(spec, r, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{{Chunk: Chunk{Job: "w", Range: r}, Node: "evil", ComputeSeconds: 1, Payload: p, Root: root}}})
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)})
+	tk := tasksFor(st, "evil")[0]
+	var payloads [][]byte
+	for _, sp := range tk.Spans {
+		payloads = append(payloads, modulePayload(t, items, ReduceSum, sp))
+	}
+	leaves, err := SpanLeaves(spec, tk.Spans, payloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ao := st.mustApply(t, Audit{Time: t0, Job: "w", ID: tk.ID, Auditor: "b", Leaves: leaves}).(*AuditOutcome); !ao.Mismatch {
+		t.Fatalf("no dispute: %+v", ao)
+	}
+	tasks := st.AuditTasks()
+	if len(tasks) != 1 || !tasks[0].Full {
+		t.Fatalf("dispute tasks %+v", tasks)
+	}
+	return spec, tasks[0]
+}
+
+// TestAuditDisputeRefusesWrongLeafCount: a third node's full result in the single-value wasm
+// format is one leaf whatever the range, while the disputed chunk committed to 10; comparing
+// the auditor's blocks with it once indexed past its end and panicked Apply on every replica.
+// The answer is refused, changes nothing, and an honest answer still settles the dispute.
+func TestAuditDisputeRefusesWrongLeafCount(t *testing.T) {
+	st := newTestState(t)
+	spec, tk := wasmDispute(t, st, 1)
+	p := EncodeWasmPayload(1, nil) // format 1: one leaf
+	root, err := Commitment(spec, tk.Chunk, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := stateDigest(t, st.JobStore)
+	r := applyNoPanic(t, st, Audit{Time: t0, Job: "w", ID: tk.ID, Auditor: "c", Payload: p, Root: root})
+	if err, ok := r.(error); !ok || !strings.Contains(err.Error(), "leaves") {
+		t.Fatalf("a one-leaf answer to a 10-leaf chunk: %v", r)
+	}
+	if after := stateDigest(t, st.JobStore); after != before {
+		t.Fatalf("the refused answer changed the state:\n%s\n%s", before, after)
+	}
+	good := modulePayload(t, spec.Wasm.Items, ReduceSum, tk.Chunk)
+	root, _ = Commitment(spec, tk.Chunk, good)
+	ao := st.mustApply(t, Audit{Time: t0, Job: "w", ID: tk.ID, Auditor: "c", Payload: good, Root: root}).(*AuditOutcome)
+	if !slices.Equal(ao.Failed, []string{"evil"}) {
+		t.Fatalf("honest answer: %+v", ao)
+	}
+}
+
+// TestDisputeReplacementKeepsPayloadAccounting: when the third node's result replaces the
+// chunk's, the payload bytes the job and the store count (the disk cap's measure) follow the
+// stored payload: deleting the job brings the total back to 0.
+func TestDisputeReplacementKeepsPayloadAccounting(t *testing.T) {
+	st := newTestState(t)
+	spec, tk := wasmDispute(t, st, 1<<60) // a wrong value 8 bytes longer than the true one
+	good := modulePayload(t, spec.Wasm.Items, ReduceSum, tk.Chunk)
+	root, _ := Commitment(spec, tk.Chunk, good)
+	st.mustApply(t, Audit{Time: t0, Job: "w", ID: tk.ID, Auditor: "c", Payload: good, Root: root})
+	var stored int64
+	st.mu.RLock()
+	err := st.eachResult("w", func(rec StoredResult) error { stored += int64(len(rec.Payload)) + 16; return nil })
+	st.mu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := st.Job("w"); j.PayloadBytes != stored || stored != int64(len(good))+16 {
+		t.Fatalf("job counts %d payload bytes, the store holds %d (want %d)", j.PayloadBytes, stored, len(good)+16)
+	}
+	st.mustApply(t, Delete{Job: "w"})
+	if st.totalPayload != 0 {
+		t.Fatalf("no job left, %d payload bytes counted", st.totalPayload)
+	}
+}

@@ -246,3 +246,46 @@ func TestWasmOutputDoesNotHoldTheLockWhileWriting(t *testing.T) {
 		t.Fatalf("output %q, %v", w.buf.String(), err)
 	}
 }
+
+// TestInvalidUTF8Refused: a string a snapshot keeps in its JSON header (a wasm job's params, a
+// job's ID and submitter, a failed job's reason, node IDs) must be valid UTF-8, or a node
+// restored from a snapshot (JSON turns each bad byte into U+FFFD) would hold other bytes than
+// one that replayed the log. Such commands are refused and change nothing.
+func TestInvalidUTF8Refused(t *testing.T) {
+	const bad = "x\xffy"
+	st := newTestState(t)
+	auditJob(t, st, "pi", 1)
+	st.mustApply(t, Submit{ID: "w", Time: t0, Spec: wasmSpec(10, ReduceSum)})
+	st.mustApply(t, Submit{ID: "f", Time: t0, Spec: wasmSpec(10, ReduceSum)})
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{committedPi(t, "pi", auditSeed, Range{0, 100}, "a", false)}})
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)})
+	badParams := wasmSpec(10, ReduceSum)
+	badParams.Wasm.Params = bad
+	if err := badParams.Validate(); err == nil || !strings.Contains(err.Error(), "params") {
+		t.Errorf("params %q: %v", bad, err)
+	}
+	badAuditor := answer(t, st.AuditTasks()[0], bad, false)
+	for _, cmd := range []any{
+		Submit{ID: "w2", Time: t0, Spec: badParams},
+		Submit{ID: bad, Time: t0, Spec: wasmSpec(10, ReduceSum)},
+		Submit{ID: "w3", Submitter: bad, Time: t0, Spec: wasmSpec(10, ReduceSum)},
+		Fail{Job: "f", Reason: bad, Time: t0},
+		Fault{Job: "w", Node: bad, Msg: "trap", Time: t0},
+		TrustReset{Node: bad},
+		badAuditor,
+	} {
+		before := stateDigest(t, st.JobStore)
+		if r := st.ApplyCommand(cmd, 0); !isError(r) || !strings.Contains(fmt.Sprint(r), "UTF-8") {
+			t.Errorf("%T with %q: %v", cmd, bad, r)
+		}
+		if after := stateDigest(t, st.JobStore); after != before {
+			t.Errorf("refused %T changed the state", cmd)
+		}
+	}
+	out := st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk("w", Range{0, 10}, bad, 1, "")}}).(*ResultsOutcome)
+	if out.Accepted != 0 || len(out.Rejected) != 1 || !strings.Contains(out.Rejected[0].Reason, "UTF-8") {
+		t.Fatalf("a result of node %q: %+v", bad, out)
+	}
+}
+
+func isError(r any) bool { _, ok := r.(error); return ok }
