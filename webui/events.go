@@ -47,8 +47,9 @@ const (
 	statusMinorGap    = 2 * time.Second        // a status change that is only load/uptime/last_seen
 	jobFullGap        = time.Second            // a running job's full view; progress in between
 	heartbeatGap      = 15 * time.Second
-	retryMillis       = 1000 // the EventSource's reconnect delay (the retry: field)
-	clientQueue       = 64   // frames a client may have waiting
+	accessRecheck     = 2 * time.Second // how soon an open stream ends once its reads are no longer allowed
+	retryMillis       = 1000            // the EventSource's reconnect delay (the retry: field)
+	clientQueue       = 64              // frames a client may have waiting
 	maxEventClients   = 256
 	maxChunksPerFrame = 4096 // per job; the rest follows in the next frame
 	writeDeadline     = 10 * time.Second
@@ -61,6 +62,9 @@ type hub struct {
 	chunks ChunkSource
 	watch  Watcher
 	now    func() time.Time
+	// mayRead, if set, says whether a stream's request may still read (the read-auth setting
+	// and its credential as they are now): asked at least every accessRecheck while it is open.
+	mayRead func(*http.Request) bool
 
 	mu      sync.Mutex
 	clients map[*eventClient]struct{}
@@ -134,6 +138,8 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	beat := time.NewTicker(heartbeatGap)
 	defer beat.Stop()
+	recheck := time.NewTicker(accessRecheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
@@ -145,6 +151,10 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-beat.C:
 			if !send([]byte(": ping\n\n")) {
 				return
+			}
+		case <-recheck.C:
+			if h.mayRead != nil && !h.mayRead(r) {
+				return // read-auth turned on, or its credential revoked: the client reconnects and gets 401
 			}
 		}
 	}

@@ -26,23 +26,12 @@ func (s *server) readAuthOn() bool {
 // readGate enforces the read-auth setting in front of every route.
 func (s *server) readGate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || !s.readAuthOn() {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			next.ServeHTTP(w, r)
 			return
 		}
-		tok, fromQuery := bearer(r), false
-		if tok == "" {
-			if q := strings.TrimSpace(r.URL.Query().Get("token")); q != "" && len(q) <= 256 {
-				tok, fromQuery = q, true
-			}
-		}
-		if tok == "" {
-			if c, err := r.Cookie(readCookie); err == nil && len(c.Value) <= 256 {
-				tok = c.Value
-			}
-		}
-		role := s.roleOf(tok)
-		if role != RoleAdmin && role != RoleViewerCred {
+		ok, tok, fromQuery := s.mayRead(r)
+		if !ok {
 			if r.URL.Path == "/healthz" {
 				s.healthzBare(w)
 				return
@@ -56,6 +45,29 @@ func (s *server) readGate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// mayRead reports whether r may read now: read-auth is off, or r carries an admin or viewer
+// credential (a bearer token, ?token= — then fromQuery, and tok is it — or the read cookie).
+// It is asked again while an event stream is open (hub.ServeHTTP), so turning read-auth on or
+// revoking a credential also ends the streams it no longer allows.
+func (s *server) mayRead(r *http.Request) (ok bool, tok string, fromQuery bool) {
+	if !s.readAuthOn() {
+		return true, "", false
+	}
+	tok = bearer(r)
+	if tok == "" {
+		if q := strings.TrimSpace(r.URL.Query().Get("token")); q != "" && len(q) <= 256 {
+			tok, fromQuery = q, true
+		}
+	}
+	if tok == "" {
+		if c, err := r.Cookie(readCookie); err == nil && len(c.Value) <= 256 {
+			tok = c.Value
+		}
+	}
+	role := s.roleOf(tok)
+	return role == RoleAdmin || role == RoleViewerCred, tok, fromQuery
 }
 
 // healthzBare answers /healthz without the reason (read-auth on, no

@@ -103,3 +103,44 @@ func TestReadAuth(t *testing.T) {
 		t.Fatalf("healthz with a credential lacks the reason: %s", body)
 	}
 }
+
+// TestReadAuthEndsOpenStreams: an event stream opened while reads were open ends once read-auth
+// is turned on (it kept sending every status and job change to anyone, for as long as it stayed
+// open); one with a viewer credential goes on.
+func TestReadAuthEndsOpenStreams(t *testing.T) {
+	cfg := NewClusterConfig(time.Hour, 0, 10)
+	fb := readFake{&configFake{fakeBackend: &fakeBackend{token: "admin-tok"}, cfg: cfg}}
+	srv := httptest.NewServer(New(Config{Backend: fb}))
+	defer srv.Close()
+	open := func(tok string) (ended chan struct{}, stop func()) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/events", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("open stream: %v %v", resp, err)
+		}
+		ended = make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, resp.Body); close(ended) }()
+		return ended, func() { resp.Body.Close() }
+	}
+	anon, stopAnon := open("")
+	defer stopAnon()
+	viewer, stopViewer := open("viewer-tok")
+	defer stopViewer()
+	fb.mu.Lock()
+	fb.cfg.ReadAuth = true
+	fb.mu.Unlock()
+	select {
+	case <-anon:
+	case <-time.After(15 * time.Second):
+		t.Fatal("an anonymous stream still open 15 s after read-auth was turned on")
+	}
+	select {
+	case <-viewer:
+		t.Fatal("a viewer's stream ended")
+	default:
+	}
+}

@@ -28,6 +28,7 @@ const contentSecurityPolicy = "default-src 'self'; img-src 'self' data: blob:; s
 // registerUI adds the event stream, the chunk history route and the UI to mux.
 func (s *server) registerUI(mux *http.ServeMux) {
 	h := newHub(s.cfg.Backend, s.cfg.Jobs)
+	h.mayRead = func(r *http.Request) bool { ok, _, _ := s.mayRead(r); return ok }
 	mux.Handle("GET /api/v1/events", h)
 	mux.Handle("GET /api/v1/jobs/{id}/chunks", s.needJobs(s.jobChunks(h.chunks)))
 	assets := newAssets()
