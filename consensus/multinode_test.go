@@ -184,7 +184,7 @@ func Test_MultiNode_Forwarding(t *testing.T) {
 			t.Fatalf("%s with an admin credential: %v", c.Op, err)
 		}
 	}
-	if err := f.r.SetSettings(ctxT(t, testDeadline), DefaultSettings(), testAdminToken); err != nil {
+	if err := f.r.SetSettings(ctxT(t, testDeadline), DefaultSettings(), f.r.State().EffectiveSettings(), testAdminToken); err != nil {
 		t.Fatalf("settings by an admin through a follower: %v", err)
 	}
 }

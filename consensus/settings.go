@@ -130,10 +130,19 @@ func FormatSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// SettingsChange is the OpSettings payload: the whole new settings.
+// SettingsChange is the OpSettings payload: the whole new settings, and the settings they were
+// made from. A change is computed on the proposer's replica, which may lag or race another
+// change; with Base set, a replica refuses the change (ErrSettingsChanged) unless its settings
+// are still Base, so a change made from stale settings cannot silently undo another (say, turn
+// read-auth off again). Entries written before Base existed have none and replace the settings.
 type SettingsChange struct {
-	Settings Settings `json:"settings"`
+	Settings Settings  `json:"settings"`
+	Base     *Settings `json:"base,omitempty"`
 }
+
+// ErrSettingsChanged refuses a settings change whose Base is no longer the cluster's settings:
+// read them again and retry (SetSettings' callers do).
+var ErrSettingsChanged = errors.New("the cluster settings changed meanwhile")
 
 // EffectiveSettings returns the cluster's settings as this replica knows them (DefaultSettings for a
 // cluster created before settings were replicated).
@@ -145,12 +154,13 @@ func (s ClusterState) EffectiveSettings() Settings {
 }
 
 // SetSettings commits new cluster settings (validated here and again by every replica) on
-// behalf of the admin whose credential is auth (checked here and by the leader).
-func (r *Raft) SetSettings(ctx context.Context, s Settings, auth string) error {
+// behalf of the admin whose credential is auth (checked here and by the leader), if the
+// cluster's settings are still base, the ones s was made from (else ErrSettingsChanged).
+func (r *Raft) SetSettings(ctx context.Context, s, base Settings, auth string) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	cmd, err := NewCommand(OpSettings, SettingsChange{Settings: s})
+	cmd, err := NewCommand(OpSettings, SettingsChange{Settings: s, Base: &base})
 	if err != nil {
 		return err
 	}

@@ -86,3 +86,37 @@ func isRejected(res any) bool {
 	err, ok := res.(error)
 	return ok && errors.Is(err, ErrRejected) && strings.Contains(err.Error(), "settings")
 }
+
+// TestSettingsChangeFromStaleBaseRefused: a change made from settings that are no longer the
+// cluster's (a lagging replica, or two admins at once) is refused with ErrSettingsChanged and
+// changes nothing, so it cannot undo the other change (read-auth turned on, then off again by a
+// change of max-jobs made from the old settings); made from the current settings it applies.
+func TestSettingsChangeFromStaleBaseRefused(t *testing.T) {
+	f := NewFSM(nil)
+	old := Settings{Retention: time.Hour, MaxJobs: 100}
+	if res := apply(f, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t", Settings: &old})); res != nil {
+		t.Fatalf("init: %v", res)
+	}
+	locked := old
+	locked.ReadAuth = true
+	if res := apply(f, 2, mustCmd(t, OpSettings, SettingsChange{Settings: locked, Base: &old})); res != nil {
+		t.Fatalf("read-auth on: %v", res)
+	}
+	stale := old
+	stale.MaxJobs = 50000
+	res := apply(f, 3, mustCmd(t, OpSettings, SettingsChange{Settings: stale, Base: &old}))
+	if err, _ := res.(error); !errors.Is(err, ErrSettingsChanged) || !isRejected(res) {
+		t.Fatalf("a change from stale settings: %v, want ErrSettingsChanged", res)
+	}
+	if got := f.State().EffectiveSettings(); got != locked {
+		t.Fatalf("after the refused change %+v, want %+v", got, locked)
+	}
+	fresh := locked
+	fresh.MaxJobs = 50000
+	if res := apply(f, 4, mustCmd(t, OpSettings, SettingsChange{Settings: fresh, Base: &locked})); res != nil {
+		t.Fatalf("a change from the current settings: %v", res)
+	}
+	if got := f.State().EffectiveSettings(); got != fresh {
+		t.Fatalf("after the change %+v, want %+v", got, fresh)
+	}
+}

@@ -167,6 +167,9 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 		if err := ch.Settings.Validate(); err != nil {
 			return rejectf("settings: %v", err)
 		}
+		if ch.Base != nil && *ch.Base != st.EffectiveSettings() {
+			return fmt.Errorf("%w: settings: %w", ErrRejected, ErrSettingsChanged)
+		}
 		set := ch.Settings
 		st.Settings = &set
 		return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,5 +95,48 @@ func TestCluster_ReadAuth(t *testing.T) {
 	}
 	if _, err := webui.NewClient(n.HTTPURL(), "").Status(ctx); err != nil {
 		t.Fatalf("status without a credential after read-auth=false: %v", err)
+	}
+}
+
+// TestConfigSetConcurrentChangesBothStick: two admins change different settings at once (here
+// through one node; a lagging replica is the same case); each change is made from the settings
+// it read, and neither may undo the other: both values hold after every round (before, the
+// later commit wrote back the value the other had just changed).
+func TestConfigSetConcurrentChangesBothStick(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "n0", nil)
+	n.start(t)
+	var tok string
+	waitFor(t, 30*time.Second, "the node's admin credential", func() error {
+		if tok = n.APIToken(); tok == "" || !n.raft.NodeTokenActive() {
+			return errors.New("no active token yet")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := webui.NewClient(n.HTTPURL(), tok)
+	for round := range 6 {
+		jobs, days := 1000+round, fmt.Sprintf("%dh", 24*(round+2))
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for _, set := range []string{fmt.Sprintf("max-jobs=%d", jobs), "retention=" + days} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var cfg webui.ClusterConfig
+				errs <- c.Do(ctx, "PUT", "/api/v1/config", webui.ConfigChange{Set: []string{set}}, &cfg)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		s := n.raft.State().EffectiveSettings()
+		if s.MaxJobs != jobs || s.Retention.String() != (time.Duration(24*(round+2))*time.Hour).String() {
+			t.Fatalf("round %d: settings %+v, want max-jobs %d and retention %s: one change undid the other", round, s, jobs, days)
+		}
 	}
 }

@@ -62,15 +62,35 @@ func clusterConfig(s consensus.Settings) webui.ClusterConfig {
 	return c
 }
 
+// settingsAttempts bounds SetClusterConfig's retries when another change wins the race.
+const settingsAttempts = 5
+
 // SetClusterConfig applies key=value assignments to the current settings and
 // commits them through raft (hydra config set).
+//
+// The assignments are applied to this replica's settings and committed only if those are still
+// the cluster's (consensus.ErrSettingsChanged otherwise): a change that won a race, or one this
+// replica had not applied yet, is read and the assignments applied to it again, so that no
+// change silently undoes another.
 func (n *Node) SetClusterConfig(ctx context.Context, assignments []string) (webui.ClusterConfig, error) {
-	s, err := n.raft.State().EffectiveSettings().Set(assignments...)
-	if err != nil {
-		return webui.ClusterConfig{}, fmt.Errorf("%w: %v", webui.ErrInvalidConfig, err)
-	}
-	if err := n.raft.SetSettings(ctx, s, webui.Credential(ctx)); err != nil {
-		return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
+	var s consensus.Settings
+	for attempt := 1; ; attempt++ {
+		base := n.raft.State().EffectiveSettings()
+		var err error
+		if s, err = base.Set(assignments...); err != nil {
+			return webui.ClusterConfig{}, fmt.Errorf("%w: %v", webui.ErrInvalidConfig, err)
+		}
+		err = n.raft.SetSettings(ctx, s, base, webui.Credential(ctx))
+		if err == nil {
+			break
+		}
+		// A refusal forwarded from the leader comes back as text. The refused entry is applied
+		// here before SetSettings returns (a write waits for its apply), so the next read sees
+		// at least the change that won.
+		changed := errors.Is(err, consensus.ErrSettingsChanged) || strings.Contains(err.Error(), consensus.ErrSettingsChanged.Error())
+		if !changed || attempt == settingsAttempts {
+			return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
+		}
 	}
 	n.log.Info("cluster settings changed", "retention", s.Retention, "disk_cap", s.DiskCap, "max_jobs", s.MaxJobs, "read_auth", s.ReadAuth)
 	return clusterConfig(s), nil
