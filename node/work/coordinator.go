@@ -150,6 +150,7 @@ type leadership struct {
 	lastSeq  uint64                     // the newest job's number at the last reconcile (NewJobs)
 	recAt    time.Time                  // the last reconcile
 	faults   map[string]*jobFaults      // job → what this term does about its module faults (faults.go)
+	warned   map[warnKey]bool           // refusals logged as a warning in this term (warnOnceLocked)
 
 	ctx         context.Context        // the term's: ends with leadership
 	arch        map[string]string      // node → GOARCH it reported
@@ -182,6 +183,7 @@ func (co *Coordinator) newLeadership(ctx context.Context, termNo uint64, chunkTa
 		kernels:  map[string]string{},
 		adopted:  map[compute.Chunk]uint64{},
 		granted:  map[string][]grant{},
+		warned:   map[warnKey]bool{},
 		began:    time.Now(),
 		leaseAt:  time.Now().Add(adoptGrace),
 		commits:  make(chan *commitReq, 1024),

@@ -92,9 +92,16 @@ func (c *leadership) adoptLocked(node string, req *syncRequest, now time.Time, r
 	}
 }
 
-// reportsLocked takes the worker's progress, module faults and failed leases.
+// reportsLocked takes the worker's progress, module faults and failed leases. Only its own
+// leases count: lease IDs are sequential, and a worker that named any ID would requeue or
+// stretch every other node's leases.
 func (c *leadership) reportsLocked(node string, req *syncRequest, now time.Time) {
+	var others []uint64
 	for _, p := range req.Progress {
+		if !c.sched.Holds(node, p.Lease) {
+			others = append(others, p.Lease)
+			continue
+		}
 		c.sched.Progress(p.Lease, p.Done, now)
 	}
 	for _, f := range req.Faults {
@@ -102,11 +109,60 @@ func (c *leadership) reportsLocked(node string, req *syncRequest, now time.Time)
 	}
 	for _, id := range req.Failed {
 		if id >= auditLeaseBase {
-			c.releaseAuditLocked(id, node)
+			c.releaseAuditLocked(id, node) // only the auditor's own
+			continue
+		}
+		if !c.sched.Holds(node, id) {
+			others = append(others, id)
 			continue
 		}
 		c.sched.Fail(id)
 	}
+	c.notHeldLocked(node, others)
+}
+
+// notHeldLocked logs the lease IDs of node's exchange that are not leases it holds (ignored).
+// A lease that expired or was cancelled is a worker's everyday case: debug. One another node
+// holds is a confused or hostile worker's: a warning, once per node and term, so that a worker
+// that names them in every exchange does not flood the log.
+func (c *leadership) notHeldLocked(node string, ids []uint64) {
+	if len(ids) == 0 {
+		return
+	}
+	if !c.warned[warnKey{node, warnLeases}] {
+		for _, l := range c.sched.Leases() {
+			if l.Node != node && slices.Contains(ids, l.ID) {
+				c.warnOnceLocked(node, warnLeases, "a worker named another node's lease: ignored", "lease", l.ID, "holder", l.Node)
+				return
+			}
+		}
+	}
+	c.log.Debug("lease reports ignored: not the sender's leases", "node", node, "leases", ids)
+}
+
+// warnKind names a kind of refusal that is logged as a warning once per node and term.
+type warnKind int
+
+const (
+	warnLeases warnKind = iota // lease IDs of another node
+	warnResult                 // a result for a range not leased to the sender
+)
+
+type warnKey struct {
+	node string
+	kind warnKind
+}
+
+// warnOnceLocked logs msg as a warning the first time in this term that node is refused so,
+// then at debug level: a worker that repeats it in every exchange shows once.
+func (c *leadership) warnOnceLocked(node string, kind warnKind, msg string, args ...any) {
+	args = append([]any{"node", node}, args...)
+	if c.warned[warnKey{node, kind}] {
+		c.log.Debug(msg, args...)
+		return
+	}
+	c.warned[warnKey{node, kind}] = true
+	c.log.Warn(msg+" (logged once per node and term)", args...)
 }
 
 // sortResultsLocked sorts the worker's results: the chunk results to commit (items, and the
@@ -116,6 +172,7 @@ func (c *leadership) sortResultsLocked(node string, req *syncRequest, now time.T
 	items = make([]compute.ChunkResult, 0, len(req.Results))
 	keys = make([]compute.Chunk, 0, len(req.Results))
 	var done []leaseDone
+	var others []uint64
 	for _, r := range req.Results {
 		if r.Audit != nil {
 			audits = append(audits, r)
@@ -125,13 +182,17 @@ func (c *leadership) sortResultsLocked(node string, req *syncRequest, now time.T
 		// a range leased or adopted to it; from an earlier term (leases this
 		// coordinator never saw), a range nobody else holds now.
 		if !c.grantedLocked(node, r.Job, r.Range) && (r.Term == c.term || c.heldByOtherLocked(node, r.Job, r.Range)) {
-			c.log.Warn("result refused: the range was not leased to the sender", "node", node, "job", r.Job, "range", r.Range, "term", r.Term)
+			c.warnOnceLocked(node, warnResult, "result refused: the range was not leased to the sender", "job", r.Job, "range", r.Range, "term", r.Term)
 			resp.Acked = append(resp.Acked, r.Chunk) // settled: never resent
 			continue
 		}
 		keys = append(keys, r.Chunk)
 		if r.Term == c.term {
-			done = addDone(done, r.Lease, r.Range)
+			if c.sched.Holds(node, r.Lease) {
+				done = addDone(done, r.Lease, r.Range)
+			} else {
+				others = append(others, r.Lease) // its lease ended, or is not its own: commit only
+			}
 		}
 		items = append(items, compute.ChunkResult{Chunk: r.Chunk, Node: node, ComputeSeconds: r.Seconds, Payload: r.Payload, Root: r.Root})
 	}
@@ -140,6 +201,7 @@ func (c *leadership) sortResultsLocked(node string, req *syncRequest, now time.T
 		// back. A lease of a job with chunk_units comes back as one result per chunk, together.
 		c.sched.CompletePrefix(d.lease, d.prefix(), now)
 	}
+	c.notHeldLocked(node, others)
 	return items, keys, audits
 }
 
