@@ -62,9 +62,59 @@ func overlapsAny(a, b []compute.Range) bool {
 	return false
 }
 
-// runAudits recomputes a bundle of audits (takeAuditsLocked) and answers each: one audit alone
-// as runAudit does, several as one task of the child with a span each.
+// runAudits recomputes a bundle of audits (takeAuditsLocked) and answers each. An audit whose
+// task does not hold together (checkAudit) is refused with an error, and given back like an
+// audit that failed (finishAudits), before anything runs: the coordinator is another node,
+// and what it sends must not crash this one. The others run as runBundle runs them.
 func (w *Worker) runAudits(ctx context.Context, bundle []lease) ([]result, []error) {
+	answers, errs := make([]result, len(bundle)), make([]error, len(bundle))
+	var ok []lease
+	var at []int // ok[k] is bundle[at[k]]
+	for i, l := range bundle {
+		if errs[i] = checkAudit(l); errs[i] == nil {
+			ok, at = append(ok, l), append(at, i)
+		}
+	}
+	if len(ok) == 0 {
+		return answers, errs
+	}
+	as, es := w.runBundle(ctx, ok)
+	for k, i := range at {
+		answers[i], errs[i] = as[k], es[k]
+	}
+	return answers, errs
+}
+
+// checkAudit reports why audit lease l cannot be run as given, or nil: it must name at least
+// one span, each non-empty, in order, apart, and inside the chunk; a full audit exactly the
+// chunk. The coordinator builds its audits so (compute.AuditTask); runBundle and
+// auditAnswerOf rely on it. (A block audit of a large chunk may name more spans than a bundle
+// holds: it then runs alone, takeAuditsLocked.)
+func checkAudit(l lease) error {
+	a := l.Audit
+	if a == nil {
+		return fmt.Errorf("lease %d is not an audit", l.ID)
+	}
+	if len(a.Spans) == 0 {
+		return fmt.Errorf("audit %d of chunk %v: no spans", a.ID, l.Range)
+	}
+	if a.Full && (len(a.Spans) != 1 || a.Spans[0] != l.Range) {
+		return fmt.Errorf("audit %d: a full audit of chunk %v names spans %v", a.ID, l.Range, a.Spans)
+	}
+	for i, sp := range a.Spans {
+		if sp.Empty() || !l.Range.Contains(sp) {
+			return fmt.Errorf("audit %d: span %v is empty or outside chunk %v", a.ID, sp, l.Range)
+		}
+		if i > 0 && sp.Start < a.Spans[i-1].End {
+			return fmt.Errorf("audit %d: span %v overlaps or precedes span %v", a.ID, sp, a.Spans[i-1])
+		}
+	}
+	return nil
+}
+
+// runBundle recomputes a bundle of audits that checkAudit passed and answers each: one audit
+// alone as runAudit does, several as one task of the child with a span each.
+func (w *Worker) runBundle(ctx context.Context, bundle []lease) ([]result, []error) {
 	answers, errs := make([]result, len(bundle)), make([]error, len(bundle))
 	if len(bundle) == 1 {
 		answers[0], errs[0] = w.runAudit(ctx, bundle[0])

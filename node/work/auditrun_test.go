@@ -190,3 +190,61 @@ func TestPausedWorkerGivesItsStoppedAuditBack(t *testing.T) {
 		}
 	}
 }
+
+// TestWorker_RefusesMalformedAudits: audit leases the worker cannot run as given (no spans, an
+// empty span, a span outside the chunk, spans out of order, a full audit of part of the chunk)
+// are refused with an error and given back, never run, and never crash the node (a bundle of π
+// audits without spans indexed an empty slice); a good audit bundled with them is answered.
+func TestWorker_RefusesMalformedAudits(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 7}}
+	const b = 1 << 22 // a π commitment block
+	chunk := compute.Range{Start: 4 * b, End: 8 * b}
+	audit := func(id uint64, full bool, spans ...compute.Range) lease {
+		return lease{ID: auditLeaseBase + id, Term: 1, Chunk: compute.Chunk{Job: "j", Range: chunk}, Spec: spec,
+			Audit: &auditWork{ID: id, Full: full, Spans: spans}}
+	}
+	bad := map[string][]lease{
+		"no spans":                  {audit(1, false), audit(2, false)},
+		"empty span":                {audit(1, false, compute.Range{Start: 5 * b, End: 5 * b}), audit(2, false, compute.Range{Start: 6 * b, End: 6 * b})},
+		"outside the chunk":         {audit(1, false, compute.Range{Start: 8 * b, End: 9 * b})},
+		"out of order":              {audit(1, false, compute.Range{Start: 6 * b, End: 7 * b}, compute.Range{Start: 4 * b, End: 5 * b})},
+		"overlapping":               {audit(1, false, compute.Range{Start: 4 * b, End: 6 * b}, compute.Range{Start: 5 * b, End: 7 * b})},
+		"part of the chunk as full": {audit(1, true, compute.Range{Start: 4 * b, End: 5 * b})},
+	}
+	for name, bundle := range bad {
+		t.Run(name, func(t *testing.T) {
+			good := audit(9, false, compute.Range{Start: 7 * b, End: 8 * b})
+			for _, ls := range [][]lease{bundle, append(slices.Clone(bundle), good), bundle[:1]} {
+				run := &spansRunner{}
+				w := NewWorker(WorkerConfig{Runner: run, Owner: func() owner.Decision { return owner.Decision{State: owner.StateRun} }})
+				w.term = 1
+				answers, errs := w.runAudits(context.Background(), ls)
+				for i, l := range ls {
+					if l.Audit.ID == good.Audit.ID {
+						if errs[i] != nil || answers[i].Audit == nil || len(answers[i].Audit.Leaves) != 1 {
+							t.Fatalf("the good audit bundled with bad ones: %+v, %v", answers[i], errs[i])
+						}
+						continue
+					}
+					if errs[i] == nil {
+						t.Fatalf("audit %d %v (full %v) of chunk %v: answered, want refused", l.Audit.ID, l.Audit.Spans, l.Audit.Full, chunk)
+					}
+				}
+				for _, task := range run.tasks {
+					for _, sp := range task.Spans {
+						if !chunk.Contains(sp) || sp.Empty() {
+							t.Fatalf("ran span %v of a refused audit", sp)
+						}
+					}
+				}
+				// Refused audits go back to the coordinator.
+				w.running = &ls[0]
+				w.finishAudits(ls, answers, errs, time.Millisecond)
+				refused := slices.DeleteFunc(slices.Clone(ls), func(l lease) bool { return l.Audit.ID == good.Audit.ID })
+				if len(w.failed) != len(refused) {
+					t.Fatalf("given back %v, want the %d refused audits", w.failed, len(refused))
+				}
+			}
+		})
+	}
+}
