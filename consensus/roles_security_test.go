@@ -1,0 +1,128 @@
+package consensus
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// The roles' limits (docs/security.md, "Roles" and "What is checked
+// where"): a worker computes and replicates, never votes nor leads, and
+// proposes nothing but its own registration; a stranger that answers a
+// call is no member for that. These tests speak the protocols by hand from
+// hosts the cluster admitted (or never met), as a compromised node would.
+
+// admittedHost is a libp2p host, connected to n, whose key the cluster of
+// n (its leader) admitted with role; it runs no raft of its own.
+func admittedHost(t *testing.T, n *testNode, role string) host.Host {
+	t.Helper()
+	h := attacker(t, n)
+	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: h.ID().String(), Role: role, At: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.r.ApplyAs(ctxT(t, testDeadline), cmd, testAdminToken); err != nil {
+		t.Fatalf("admit a %s: %v", role, err)
+	}
+	if got := n.r.roleOf(h.ID()); got != role {
+		t.Fatalf("admitted host has role %q, want %q", got, role)
+	}
+	return h
+}
+
+// raftClient is a raft NetworkTransport that dials from h.
+func raftClient(t *testing.T, h host.Host) *raft.NetworkTransport {
+	t.Helper()
+	c := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: newStreamLayer(h, 5*time.Second), MaxPool: 1, Timeout: 5 * time.Second,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// rpcHeader claims to be sent by p.
+func rpcHeader(p peer.ID) raft.RPCHeader {
+	return raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(p.String()), Addr: []byte(p.String())}
+}
+
+// Test_Security_WorkerRaftRPCs: every raft RPC is one a leader or a
+// candidate sends, so a worker's are refused, and so is an RPC whose
+// claimed sender is not the peer that sent it, even from a member. Without
+// the checks a worker's AppendEntries with a higher term and an entry of
+// its own (here an admin credential) was appended, committed and applied
+// by the leader, which stepped down; its heartbeat (raft's fast path,
+// which bypassed the transport's checks) and TimeoutNow unseated the
+// leader too; and a member could send any of them in another member's
+// name. A member's RPC in its own name still reaches raft.
+func Test_Security_WorkerRaftRPCs(t *testing.T) {
+	n := oneNodeCluster(t, "sec-worker-raft")
+	w := admittedHost(t, n, RoleWorker)
+	m := admittedHost(t, n, RoleMember)
+	before := n.r.State()
+	term, last, lastTerm := n.r.Term(), n.r.raft.LastIndex(), n.r.lastLogTerm()
+	self := raft.ServerID(n.h.ID().String())
+	target := raft.ServerAddress(n.h.ID().String())
+	evil, err := NewCommand(OpCredAdd, CredAdd{ID: "evil", Cred: Cred{Role: RoleAdmin, Hash: HashSecret("evil-token"), Created: time.Now().UTC()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	takeover := func(claim peer.ID) *raft.AppendEntriesRequest {
+		return &raft.AppendEntriesRequest{
+			RPCHeader: rpcHeader(claim), Term: term + 1, PrevLogEntry: last, PrevLogTerm: lastTerm, LeaderCommitIndex: last + 1,
+			Entries: []*raft.Log{{Index: last + 1, Term: term + 1, Type: raft.LogCommand, Data: mustEncode(evil)}},
+		}
+	}
+	wc, mc := raftClient(t, w), raftClient(t, m)
+
+	// A member in its own name reaches raft (a stale term: answered, nothing changes).
+	var aer raft.AppendEntriesResponse
+	if err := mc.AppendEntries(self, target, &raft.AppendEntriesRequest{RPCHeader: rpcHeader(m.ID()), Term: 0}, &aer); err != nil {
+		t.Fatalf("a member's stale AppendEntries was not answered: %v", err)
+	}
+
+	aer = raft.AppendEntriesResponse{}
+	if err := wc.AppendEntries(self, target, takeover(w.ID()), &aer); err == nil {
+		t.Errorf("a worker's AppendEntries with a higher term was answered (success %v)", aer.Success)
+	}
+	if err := wc.AppendEntries(self, target, &raft.AppendEntriesRequest{RPCHeader: rpcHeader(w.ID()), Term: term + 1}, &aer); err == nil {
+		t.Error("a worker's heartbeat with a higher term was answered")
+	}
+	if err := wc.TimeoutNow(self, target, &raft.TimeoutNowRequest{RPCHeader: rpcHeader(w.ID())}, &raft.TimeoutNowResponse{}); err == nil {
+		t.Error("a worker's TimeoutNow was answered")
+	}
+	conf := raft.EncodeConfiguration(raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(w.ID().String()), Address: raft.ServerAddress(w.ID().String())}}})
+	snap := []byte("HYSN\x01\x02{}\x00")
+	var isr raft.InstallSnapshotResponse
+	if err := wc.InstallSnapshot(self, target, &raft.InstallSnapshotRequest{
+		RPCHeader: rpcHeader(w.ID()), SnapshotVersion: 1, Term: term + 1, LastLogIndex: last + 10, LastLogTerm: term + 1,
+		Configuration: conf, ConfigurationIndex: last + 10, Size: int64(len(snap)),
+	}, &isr, bytes.NewReader(snap)); err == nil {
+		t.Errorf("a worker's InstallSnapshot was answered (success %v)", isr.Success)
+	}
+	// In another's name: a worker claiming a member, a member claiming
+	// the leader itself.
+	if err := wc.AppendEntries(self, target, takeover(m.ID()), &aer); err == nil {
+		t.Error("a worker's AppendEntries in a member's name was answered")
+	}
+	err = mc.AppendEntries(self, target, takeover(n.h.ID()), &aer)
+	if err == nil || !strings.Contains(err.Error(), errBadRPC.Error()) {
+		t.Errorf("a member's AppendEntries in the leader's name: %v, want refused (%v)", err, errBadRPC)
+	}
+
+	if n.r.Term() != term || !n.r.Leading() {
+		t.Errorf("the leader was unseated: term %d → %d, leading %v", term, n.r.Term(), n.r.Leading())
+	}
+	if err := n.r.WaitForApplied(ctxT(t, testDeadline)); err != nil {
+		t.Fatal(err)
+	}
+	after := n.r.State()
+	if after.IsAdmin("evil-token") || len(after.Creds) != len(before.Creds) || after.ClusterID != before.ClusterID {
+		t.Errorf("the state changed: the worker's admin credential %v, credentials %d → %d, cluster %s → %s",
+			after.IsAdmin("evil-token"), len(before.Creds), len(after.Creds), before.ClusterID, after.ClusterID)
+	}
+}
