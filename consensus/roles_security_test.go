@@ -2,12 +2,16 @@ package consensus
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -124,5 +128,85 @@ func Test_Security_WorkerRaftRPCs(t *testing.T) {
 	if after.IsAdmin("evil-token") || len(after.Creds) != len(before.Creds) || after.ClusterID != before.ClusterID {
 		t.Errorf("the state changed: the worker's admin credential %v, credentials %d → %d, cluster %s → %s",
 			after.IsAdmin("evil-token"), len(before.Creds), len(after.Creds), before.ClusterID, after.ClusterID)
+	}
+}
+
+// captureConn is a net.Conn that keeps what is written to it and reads
+// nothing: what raft's NetworkTransport sends for one RPC.
+type captureConn struct {
+	bytes.Buffer
+	net.Conn // nil: only the methods below are called
+}
+
+func (c *captureConn) Write(b []byte) (int, error)      { return c.Buffer.Write(b) }
+func (c *captureConn) Read([]byte) (int, error)         { return 0, io.EOF }
+func (c *captureConn) Close() error                     { return nil }
+func (c *captureConn) SetDeadline(time.Time) error      { return nil }
+func (c *captureConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *captureConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *captureConn) LocalAddr() net.Addr              { return peerAddr("") }
+func (c *captureConn) RemoteAddr() net.Addr             { return peerAddr("") }
+
+// captureLayer dials its captureConn and accepts nothing.
+type captureLayer struct {
+	conn *captureConn
+	done chan struct{}
+}
+
+func (l *captureLayer) Accept() (net.Conn, error) { <-l.done; return nil, net.ErrClosed }
+func (l *captureLayer) Close() error              { close(l.done); return nil }
+func (l *captureLayer) Addr() net.Addr            { return peerAddr("") }
+func (l *captureLayer) Dial(raft.ServerAddress, time.Duration) (net.Conn, error) {
+	return l.conn, nil
+}
+
+// wireAppendEntries returns the bytes raft sends for req on a raft stream,
+// so that a test can write requests without reading the answers.
+func wireAppendEntries(t *testing.T, req *raft.AppendEntriesRequest) []byte {
+	t.Helper()
+	l := &captureLayer{conn: &captureConn{}, done: make(chan struct{})}
+	c := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: l, MaxPool: 1, Timeout: time.Second})
+	defer c.Close()
+	_ = c.AppendEntries("x", "x", req, &raft.AppendEntriesResponse{}) // fails reading the answer: EOF
+	if l.conn.Len() == 0 {
+		t.Fatal("raft wrote nothing")
+	}
+	return bytes.Clone(l.conn.Bytes())
+}
+
+// Test_Security_RaftUnreadAnswers: a member that pipelines raft requests
+// and never reads the answers holds the node's handler only until the
+// write deadline of inbound streams (shortened here): the node resets the
+// stream. Without it the handler blocked in Write for good once the
+// stream's window was full, where the read deadline never fires.
+func Test_Security_RaftUnreadAnswers(t *testing.T) {
+	n := oneNodeCluster(t, "sec-raft-unread")
+	n.r.trans.idle.Store(int64(time.Second))
+	m := admittedHost(t, n, RoleMember)
+	// A stale AppendEntries: raft answers it and changes nothing.
+	req := wireAppendEntries(t, &raft.AppendEntriesRequest{RPCHeader: rpcHeader(m.ID()), Term: 0})
+	batch := bytes.Repeat(req, 64)
+	ctx := ctxT(t, testDeadline)
+	st, err := m.NewStream(ctx, n.h.ID(), ProtocolRaft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Reset()
+	deadline := time.Now().Add(45 * time.Second)
+	for sent := 0; ; sent++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node still holds a stream whose answers were never read, after %d batches", sent)
+		}
+		_ = st.SetWriteDeadline(time.Now().Add(time.Second))
+		_, err := st.Write(batch)
+		var ne net.Error
+		switch {
+		case err == nil, errors.As(err, &ne) && ne.Timeout(): // the node stopped reading: wait for its deadline
+		case errors.Is(err, network.ErrReset):
+			t.Logf("the node reset the stream after %d batches of %d requests", sent, 64)
+			return
+		default:
+			t.Fatalf("write: %v", err)
+		}
 	}
 }

@@ -97,13 +97,15 @@ func (a peerAddr) String() string  { return peer.ID(a).String() }
 // closes a conn nothing is in flight that a reset could lose.
 type streamConn struct {
 	network.Stream
-	idle time.Duration // inbound: each Read must see a byte within idle
+	idle time.Duration // inbound: each Read must see a byte, each Write complete, within idle
 }
 
-// inboundIdle bounds how long an inbound raft stream may stay silent (raft
-// itself sets no deadline on the streams it serves): a peer that opens a
-// stream, or sends half an RPC, and stops holds a goroutine at most this
-// long. Pooled streams between live members carry heartbeats far more often.
+// inboundIdle bounds how long an inbound raft stream may stay silent, or
+// leave its answers unread (raft itself sets no deadline on the streams it
+// serves): a peer that opens a stream, or sends half an RPC, and stops, or
+// sends requests and never reads the answers, holds a goroutine at most
+// this long. Pooled streams between live members carry heartbeats far more
+// often.
 const inboundIdle = 2 * time.Minute
 
 // Read reads with the idle deadline of inbound streams.
@@ -112,6 +114,17 @@ func (c *streamConn) Read(b []byte) (int, error) {
 		_ = c.Stream.SetReadDeadline(time.Now().Add(c.idle))
 	}
 	return c.Stream.Read(b)
+}
+
+// Write writes with the idle deadline of inbound streams: without it, a
+// peer that pipelines requests and never reads the answers blocks raft's
+// handler in Write once the stream's window is full, where the read
+// deadline never fires.
+func (c *streamConn) Write(b []byte) (int, error) {
+	if c.idle > 0 {
+		_ = c.Stream.SetWriteDeadline(time.Now().Add(c.idle))
+	}
+	return c.Stream.Write(b)
 }
 
 func (c *streamConn) Close() error         { return c.Stream.Reset() }
