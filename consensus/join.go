@@ -162,7 +162,8 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 	if !r.fsm.State().Initialized() {
 		return nil, errors.New("this node is not in a cluster yet")
 	}
-	if id == from {
+	switch {
+	case id == from:
 		req.Via, req.LAN = r.id.String(), r.isLAN(from)
 		req.Addrs = req.Addrs[:0]
 		for _, a := range r.host.Peerstore().Addrs(id) {
@@ -170,6 +171,16 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 				req.Addrs = append(req.Addrs, a.String())
 			}
 		}
+	case r.roleOf(from) != RoleMember:
+		// Only a member's word is taken for a joiner it forwards (a member
+		// holds an admin credential anyway). From a worker, or a leader
+		// this node only expects, what decides the admission is what this
+		// node can tell itself: the joiner asked the forwarder (its token
+		// proof must name it), nobody vouches for its LAN address (a
+		// worker's lan: true would admit any key as a member, which then
+		// registers an admin credential), and its voter preference is the
+		// default until it registers its own.
+		req.Via, req.LAN, req.Voter = from.String(), false, VoterAuto
 	}
 	if len(req.Addrs) == 0 && id != from {
 		for _, a := range r.host.Peerstore().Addrs(id) {

@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/p2p"
 )
 
 // The roles' limits (docs/security.md, "Roles" and "What is checked
@@ -208,5 +210,42 @@ func Test_Security_RaftUnreadAnswers(t *testing.T) {
 		default:
 			t.Fatalf("write: %v", err)
 		}
+	}
+}
+
+// Test_Security_WorkerForwardedJoin: in --admit lan mode, a worker that
+// forwards a join "from the LAN" on behalf of a key of its own making gets
+// it a place on the pending list, not a membership (a member, and with it
+// an admin credential); only a member's word is taken for a joiner it
+// forwards.
+func Test_Security_WorkerForwardedJoin(t *testing.T) {
+	n := newTestNode(t, "founder", "sec-fwd-join", nil) // --admit lan
+	n.run()
+	waitUntil(t, testDeadline, "founder leads an initialized cluster", func() error {
+		if !n.r.Leading() || !n.r.State().Initialized() || n.r.State().AdmitMode() != AdmitLAN {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	w := admittedHost(t, n, RoleWorker)
+	m := admittedHost(t, n, RoleMember)
+	ctx := ctxT(t, 30*time.Second)
+	forged := func(id peer.ID, via host.Host) membershipRequest {
+		return membershipRequest{Cluster: "sec-fwd-join", ID: id.String(), Name: "forged", Forwarded: true, Via: via.ID().String(), LAN: true, Voter: VoterPrefer}
+	}
+
+	x := newPeerID(t)
+	var resp membershipResponse
+	err := p2p.Call(ctx, w, n.h.ID(), ProtocolJoin, forged(x, w), &resp)
+	if role := n.r.roleOf(x); role != "" {
+		t.Fatalf("a worker's forwarded LAN join admitted %s as %q (answer %+v, %v)", x, role, resp, err)
+	}
+	if err != nil || !resp.Pending {
+		t.Fatalf("a worker's forwarded join: %+v, %v; want pending", resp, err)
+	}
+	// A member's forward is trusted as before.
+	y := newPeerID(t)
+	if err := p2p.Call(ctx, m, n.h.ID(), ProtocolJoin, forged(y, m), &resp); err != nil || n.r.roleOf(y) != RoleMember {
+		t.Fatalf("a member's forwarded LAN join: %+v, %v, role %q; want admitted", resp, err, n.r.roleOf(y))
 	}
 }
