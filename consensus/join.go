@@ -42,6 +42,10 @@ type membershipRequest struct {
 	// Via and LAN are set by the member that forwards a joiner's request.
 	Via string `json:"via,omitempty"`
 	LAN bool   `json:"lan,omitempty"`
+	// Auth is the admin credential of the person behind a Leave for
+	// another node: a node may ask to remove only itself otherwise. The
+	// leader checks it; it is never written to the log.
+	Auth string `json:"auth,omitempty"`
 }
 
 type membershipResponse struct {
@@ -137,7 +141,8 @@ func (r *Raft) joinAllowed(p peer.ID) bool {
 // autopilot promotes members, never workers); any other joiner is put on
 // the pending list until an admin approves it. A follower forwards once
 // to its leader, and keeps the joiner on its own pending list too so that
-// every member's UI shows it. Leave removes the node.
+// every member's UI shows it. Leave removes the node: its own request,
+// which the leader serves itself, or one with an admin credential (Auth).
 func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
 	var req membershipRequest
 	if err := json.Unmarshal(raw, &req); err != nil {
@@ -150,7 +155,7 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 	if err != nil {
 		return nil, fmt.Errorf("bad peer ID: %w", err)
 	}
-	if len(req.Addrs) > maxJoinAddrs || len(req.Name) > maxNameLen || len(req.Proof) > 256 || len(req.TokenID) > maxIDLen {
+	if len(req.Addrs) > maxJoinAddrs || len(req.Name) > maxNameLen || len(req.Proof) > 256 || len(req.TokenID) > maxIDLen || len(req.Auth) > 256 {
 		return nil, errors.New("membership request too large")
 	}
 	if r.Access(id) == p2p.AccessRefused {
@@ -198,6 +203,12 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		if req.Forwarded {
 			return nil, fmt.Errorf("not the leader (leader is %s)", leader)
 		}
+		if req.Leave && id == from {
+			// Forwarded, it would reach the leader as a request of this
+			// node to remove another: the leaver asks the leader itself
+			// (Leave retries with its view of the leader).
+			return nil, fmt.Errorf("not the leader (leader is %s): ask it to leave", leader)
+		}
 		req.Forwarded = true
 		var resp membershipResponse
 		if err := p2p.Call(ctx, r.host, leader, ProtocolJoin, req, &resp); err != nil {
@@ -206,8 +217,11 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		return resp, nil
 	}
 	if req.Leave {
-		if id != from && !r.hasServer(from) {
-			return nil, fmt.Errorf("%s may not remove %s", from, id)
+		// A node may ask to remove itself; removing another needs an admin
+		// credential, as Evict does (docs/security.md).
+		if id != from && !r.fsm.State().IsAdmin(req.Auth) {
+			r.log.Warn("refused a request to remove another node", "from", from, "peer", id)
+			return nil, fmt.Errorf("%w: %s may not remove %s without an admin credential", ErrForbidden, from, id)
 		}
 		resp, err := r.removeServer(ctx, id)
 		if err == nil && r.roleOf(id) != "" {

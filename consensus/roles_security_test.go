@@ -41,6 +41,20 @@ func admittedHost(t *testing.T, n *testNode, role string) host.Host {
 	return h
 }
 
+// admitFake makes the cluster of n (its leader) admit a key nobody holds.
+func admitFake(t *testing.T, n *testNode, role string) peer.ID {
+	t.Helper()
+	p := newPeerID(t)
+	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: role, At: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.r.ApplyAs(ctxT(t, testDeadline), cmd, testAdminToken); err != nil {
+		t.Fatalf("admit a %s: %v", role, err)
+	}
+	return p
+}
+
 // raftClient is a raft NetworkTransport that dials from h.
 func raftClient(t *testing.T, h host.Host) *raft.NetworkTransport {
 	t.Helper()
@@ -247,5 +261,39 @@ func Test_Security_WorkerForwardedJoin(t *testing.T) {
 	y := newPeerID(t)
 	if err := p2p.Call(ctx, m, n.h.ID(), ProtocolJoin, forged(y, m), &resp); err != nil || n.r.roleOf(y) != RoleMember {
 		t.Fatalf("a member's forwarded LAN join: %+v, %v, role %q; want admitted", resp, err, n.r.roleOf(y))
+	}
+}
+
+// Test_Security_LeaveOthers: a leave request for another node, from a
+// worker through a follower that forwards it, is refused by the leader;
+// with an admin credential it removes the node. Without the check any
+// member, a worker too, removed anyone through a follower.
+func Test_Security_LeaveOthers(t *testing.T) {
+	nodes := startCluster(t, 2, "sec-leave", nil)
+	leader := waitAgreed(t, nodes)
+	follower := otherThan(nodes, leader)
+	w := attacker(t, follower)
+	admit, err := NewCommand(OpMemberAdd, MemberAdd{ID: w.ID().String(), Role: RoleWorker, At: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.r.ApplyAs(ctxT(t, testDeadline), admit, testAdminToken); err != nil {
+		t.Fatal(err)
+	}
+	victim := admitFake(t, leader, RoleMember)
+	waitUntil(t, testDeadline, "the follower knows the worker and the victim", func() error {
+		if follower.r.roleOf(w.ID()) != RoleWorker || follower.r.roleOf(victim) != RoleMember {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	ctx := ctxT(t, 30*time.Second)
+	req := membershipRequest{Cluster: "sec-leave", ID: victim.String(), Leave: true}
+	if err := p2p.Call(ctx, w, follower.h.ID(), ProtocolJoin, req, nil); err == nil || leader.r.roleOf(victim) != RoleMember {
+		t.Fatalf("a worker's leave for another node: %v, the victim's role now %q", err, leader.r.roleOf(victim))
+	}
+	req.Auth = testAdminToken
+	if err := p2p.Call(ctx, w, follower.h.ID(), ProtocolJoin, req, nil); err != nil || leader.r.roleOf(victim) != "" {
+		t.Fatalf("a leave for another node with an admin credential: %v, the victim's role now %q", err, leader.r.roleOf(victim))
 	}
 }
