@@ -85,10 +85,17 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+2*r.t.RPC)
 	defer cancel()
-	// While the request is in flight, the member asked and the leader it
-	// names may replicate to us: the leader adds us before it answers.
+	// A fresh node trusts the cluster it asks to join: while the request is
+	// in flight, the member asked and the leader it names may replicate to
+	// us (the leader adds us before it answers), and once admitted, so may
+	// the leader and servers the answer names. A node already in a cluster
+	// (rejoin) trusts an answer only from a peer it knows as a member:
+	// anyone can claim its cluster ID and answer a join call, and what the
+	// answer names would pass every membership check here (Access).
+	fresh := !r.inCluster()
+	trusted := fresh || r.roleOf(via) == RoleMember
 	var tentative []peer.ID
-	if !leave && !r.inCluster() {
+	if !leave && fresh {
 		tentative = append(tentative, via)
 		r.boot.mu.Lock()
 		if bp := r.boot.peers[via]; bp != nil {
@@ -110,6 +117,10 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	}
 	if err != nil {
 		return resp, err
+	}
+	if !resp.Pending && !leave && !trusted {
+		r.log.Warn("ignored a join answer from a peer that is not a member", "peer", via)
+		return resp, fmt.Errorf("%s answered, but it is not a member this node knows", via)
 	}
 	if !resp.Pending && !leave {
 		r.expected.Store(via, true)
@@ -325,15 +336,20 @@ func (r *Raft) removeServer(ctx context.Context, id peer.ID) (membershipResponse
 	return membershipResponse{Changed: changed}, nil
 }
 
-// rejoin runs on a member that has seen no leader for a while: if a peer of
-// the same cluster ID knows a leader, ask to be added again (we may have
-// been removed while away; for a member the request is a no-op).
+// rejoin runs on a member that has seen no leader for a while: if a member
+// of the same cluster ID knows a leader, ask to be added again (we may have
+// been removed while away; for a member the request is a no-op). Only
+// peers this node knows as members are asked: anyone can claim the cluster
+// ID, and only a member's answer is trusted (requestMembership).
 func (r *Raft) rejoin(ctx context.Context) {
 	mine := r.fsm.State().ClusterID
 	if mine == "" {
 		return
 	}
 	for p, bp := range r.queryPeers(ctx) {
+		if r.roleOf(p) != RoleMember {
+			continue
+		}
 		if bp.answered && bp.info.ClusterID == mine && bp.info.Leader != "" && bp.info.Leader != r.id.String() {
 			if _, err := r.requestMembership(ctx, p, false); err == nil {
 				r.log.Info("asked to be re-added to the cluster", "via", p)

@@ -2,10 +2,13 @@ package consensus
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -295,5 +298,39 @@ func Test_Security_LeaveOthers(t *testing.T) {
 	req.Auth = testAdminToken
 	if err := p2p.Call(ctx, w, follower.h.ID(), ProtocolJoin, req, nil); err != nil || leader.r.roleOf(victim) != "" {
 		t.Fatalf("a leave for another node with an admin credential: %v, the victim's role now %q", err, leader.r.roleOf(victim))
+	}
+}
+
+// Test_Security_RejoinStrangerAnswer: a member that asks to be re-added
+// (it saw no leader for a while; rejoin is called directly here) asks no
+// stranger that claims its cluster and a leader, and an answer to a join
+// call from a peer it does not know as a member makes neither that peer
+// nor those the answer names members. Before, the stranger's
+// {"data":{}} put it in the expected set for good, and it passed every
+// membership check (raft RPCs included).
+func Test_Security_RejoinStrangerAnswer(t *testing.T) {
+	n := oneNodeCluster(t, "sec-rejoin")
+	s := attacker(t, n)
+	named := newPeerID(t)
+	var joins atomic.Int64
+	info := infoResponse{Cluster: "sec-rejoin", InCluster: true, ClusterID: n.r.State().ClusterID, Leader: s.ID().String()}
+	p2p.Serve(s, ProtocolInfo, 8<<10, 5*time.Second, testLogger(), func(context.Context, peer.ID, json.RawMessage) (any, error) {
+		return info, nil
+	})
+	p2p.Serve(s, ProtocolJoin, 8<<10, 5*time.Second, testLogger(), func(context.Context, peer.ID, json.RawMessage) (any, error) {
+		joins.Add(1)
+		return membershipResponse{Leader: s.ID().String(), Servers: []string{s.ID().String(), named.String()}}, nil
+	})
+	n.r.PeerFound(s.ID())
+	ctx := ctxT(t, 30*time.Second)
+	n.r.rejoin(ctx)
+	if _, err := n.r.requestMembership(ctx, s.ID(), false); err == nil {
+		t.Error("a stranger's answer to a join call was taken")
+	}
+	if joins.Load() == 0 {
+		t.Fatal("the stranger was never asked")
+	}
+	if n.r.isMember(s.ID()) || n.r.isMember(named) || n.r.mayRaft(s.ID()) {
+		t.Fatal("a stranger's answer made members")
 	}
 }
