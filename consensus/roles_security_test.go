@@ -334,3 +334,42 @@ func Test_Security_RejoinStrangerAnswer(t *testing.T) {
 		t.Fatal("a stranger's answer made members")
 	}
 }
+
+// Test_Security_BootPeersBounded: every identified peer is reported to
+// consensus (PeerFound); a stranger rotating keys cannot grow the
+// discovered-peer map beyond its bound, a member is remembered even when it
+// is full, and once the strangers are gone for PeerDrop newcomers are
+// remembered again. Before, the map only grew.
+func Test_Security_BootPeersBounded(t *testing.T) {
+	n := oneNodeCluster(t, "sec-boot-peers")
+	size := func() int {
+		n.r.boot.mu.Lock()
+		defer n.r.boot.mu.Unlock()
+		return len(n.r.boot.peers)
+	}
+	for range 2 * maxBootPeers {
+		n.r.PeerFound(newPeerID(t)) // a key that connected, was identified and left
+	}
+	if got := size(); got > maxBootPeers {
+		t.Fatalf("%d discovered peers remembered, bound %d", got, maxBootPeers)
+	}
+	member := admitFake(t, n, RoleMember)
+	n.r.PeerFound(member)
+	n.r.boot.mu.Lock()
+	_, ok := n.r.boot.peers[member]
+	n.r.boot.mu.Unlock()
+	if !ok {
+		t.Fatal("a member was not remembered while the map was full")
+	}
+	waitUntil(t, testDeadline, "the strangers' entries are forgotten", func() error {
+		fresh := newPeerID(t)
+		n.r.PeerFound(fresh)
+		n.r.boot.mu.Lock()
+		_, ok := n.r.boot.peers[fresh]
+		n.r.boot.mu.Unlock()
+		if !ok || size() > maxBootPeers/2 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+}
