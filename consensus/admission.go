@@ -169,6 +169,33 @@ func (r *Raft) Access(p peer.ID) p2p.Access {
 // protocol handler.
 func (r *Raft) isMember(p peer.ID) bool { return r.Access(p) == p2p.AccessMember }
 
+// mayRaft reports whether p may send this node raft RPCs. Every raft RPC
+// is one a leader or a candidate sends, so only a peer with the member
+// role may: never a worker, which never holds a vote (an AppendEntries or
+// InstallSnapshot from it would take the cluster over), never an outsider.
+// Being a server of the local configuration is not required: a follower
+// that lags must accept a new leader it has not yet seen added. A server
+// with no allow-list entry is a member (a cluster created before the
+// allow-list: memberRole), and while this node joins and knows no roles
+// yet, so are the leader and servers its admission answer named
+// (expected).
+func (r *Raft) mayRaft(p peer.ID) bool {
+	if p == r.id || checksOff {
+		return true
+	}
+	role, revoked := r.fsm.peerRole(p.String())
+	switch {
+	case revoked:
+		return false
+	case role != "":
+		return role == RoleMember
+	case r.hasServer(p):
+		return true
+	}
+	_, ok := r.expected.Load(p)
+	return ok
+}
+
 // roleOf returns p's role ("" for an outsider or a refused key).
 func (r *Raft) roleOf(p peer.ID) string {
 	st := r.fsm.State()

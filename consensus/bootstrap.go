@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/wire"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/multiformats/go-multiaddr"
@@ -53,6 +55,12 @@ const (
 	maxRelayAddrs = 8
 )
 
+// maxBootPeers bounds the discovered peers the bootstrap loop remembers:
+// every identified peer is reported (PeerFound), so a stranger that
+// rotates keys would otherwise grow the map, and each round's info calls,
+// without end. Members and --join peers are remembered beyond it.
+const maxBootPeers = 512
+
 // bootPeer is what the bootstrap loop knows about one discovered peer.
 type bootPeer struct {
 	firstSeen time.Time
@@ -80,18 +88,61 @@ func (b *bootState) init() {
 // connected). It is cheap and idempotent: discovery calls it often and
 // concurrently. The peer becomes a bootstrap/join candidate; if it is a raft
 // member its connection is protected.
+//
+// The map is bounded (maxBootPeers): when it is full, peers that give
+// nothing are forgotten first (pruneBootLocked), and if it is still full a
+// new peer that is neither a member nor a --join peer is not remembered;
+// discovery reports it again later.
 func (r *Raft) PeerFound(p peer.ID) {
 	if p == r.id || p == "" {
 		return
 	}
 	r.boot.mu.Lock()
 	if bp, ok := r.boot.peers[p]; !ok {
-		r.boot.peers[p] = &bootPeer{firstSeen: time.Now()}
+		now := time.Now()
+		if len(r.boot.peers) >= maxBootPeers {
+			r.pruneBootLocked(now)
+		}
+		if len(r.boot.peers) >= maxBootPeers && !r.keepBootPeer(p) {
+			r.boot.mu.Unlock()
+			r.log.Debug("too many discovered peers: not remembering this one", "peer", p, "limit", maxBootPeers)
+			return
+		}
+		r.boot.peers[p] = &bootPeer{firstSeen: now}
 	} else if bp.relayed {
 		bp.relayed = false // discovery found it too: it stays
 		r.boot.relayed--
 	}
 	r.boot.mu.Unlock()
+}
+
+// bootAlive reports whether bp still counts for the bootstrap loop: it
+// answered within PeerDrop, or never failed for that long (queryPeers
+// leaves the others out of its answer).
+func (r *Raft) bootAlive(bp *bootPeer, now time.Time) bool {
+	if bp.answered {
+		return now.Sub(bp.lastOK) < r.t.PeerDrop
+	}
+	return now.Sub(bp.firstSeen) < r.t.PeerDrop
+}
+
+// keepBootPeer reports whether p is remembered whatever the bounds: a
+// member (rejoin asks them) or a --join peer (mayFound waits for them).
+func (r *Raft) keepBootPeer(p peer.ID) bool {
+	return r.isMember(p) || slices.Contains(r.cfg.JoinPeers, p)
+}
+
+// pruneBootLocked forgets the discovered peers that give nothing: silent
+// for PeerDrop (bootAlive), no longer connected (discovery reports a peer
+// again when it reconnects), and not kept (keepBootPeer). Relayed peers
+// expire on their own terms (queryPeers). Called with boot.mu held.
+func (r *Raft) pruneBootLocked(now time.Time) {
+	for p, bp := range r.boot.peers {
+		if bp.relayed || r.bootAlive(bp, now) || r.host.Network().Connectedness(p) == network.Connected || r.keepBootPeer(p) {
+			continue
+		}
+		delete(r.boot.peers, p)
+	}
 }
 
 // serve registers the cluster protocols. Requests are small, except apply.
@@ -233,10 +284,12 @@ func (r *Raft) sleepKicked(ctx context.Context, k *kicker, d time.Duration) bool
 // queryPeers asks every discovered peer for its info, concurrently, and
 // returns the peers of our cluster name that answered recently or never
 // failed for long (a silent peer drops out after PeerDrop). The peers an
-// answer lists are added (learnRelayed) and asked from the next round on.
+// answer lists are added (learnRelayed) and asked from the next round on;
+// silent peers that disconnected are forgotten (pruneBootLocked).
 func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
 	now := time.Now()
 	r.boot.mu.Lock()
+	r.pruneBootLocked(now)
 	ids := make([]peer.ID, 0, len(r.boot.peers))
 	for p, bp := range r.boot.peers {
 		if bp.relayed && !bp.answered && now.Sub(bp.firstSeen) > r.t.PeerDrop {
@@ -287,9 +340,7 @@ func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
 	r.boot.mu.Lock()
 	defer r.boot.mu.Unlock()
 	for p, bp := range r.boot.peers {
-		alive := (bp.answered && now.Sub(bp.lastOK) < r.t.PeerDrop) ||
-			(!bp.answered && now.Sub(bp.firstSeen) < r.t.PeerDrop)
-		if !alive || (bp.answered && bp.info.Cluster != r.cfg.Cluster) {
+		if !r.bootAlive(bp, now) || (bp.answered && bp.info.Cluster != r.cfg.Cluster) {
 			continue
 		}
 		out[p] = *bp

@@ -42,6 +42,10 @@ type membershipRequest struct {
 	// Via and LAN are set by the member that forwards a joiner's request.
 	Via string `json:"via,omitempty"`
 	LAN bool   `json:"lan,omitempty"`
+	// Auth is the admin credential of the person behind a Leave for
+	// another node: a node may ask to remove only itself otherwise. The
+	// leader checks it; it is never written to the log.
+	Auth string `json:"auth,omitempty"`
 }
 
 type membershipResponse struct {
@@ -81,10 +85,17 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+2*r.t.RPC)
 	defer cancel()
-	// While the request is in flight, the member asked and the leader it
-	// names may replicate to us: the leader adds us before it answers.
+	// A fresh node trusts the cluster it asks to join: while the request is
+	// in flight, the member asked and the leader it names may replicate to
+	// us (the leader adds us before it answers), and once admitted, so may
+	// the leader and servers the answer names. A node already in a cluster
+	// (rejoin) trusts an answer only from a peer it knows as a member:
+	// anyone can claim its cluster ID and answer a join call, and what the
+	// answer names would pass every membership check here (Access).
+	fresh := !r.inCluster()
+	trusted := fresh || r.roleOf(via) == RoleMember
 	var tentative []peer.ID
-	if !leave && !r.inCluster() {
+	if !leave && fresh {
 		tentative = append(tentative, via)
 		r.boot.mu.Lock()
 		if bp := r.boot.peers[via]; bp != nil {
@@ -106,6 +117,10 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	}
 	if err != nil {
 		return resp, err
+	}
+	if !resp.Pending && !leave && !trusted {
+		r.log.Warn("ignored a join answer from a peer that is not a member", "peer", via)
+		return resp, fmt.Errorf("%s answered, but it is not a member this node knows", via)
 	}
 	if !resp.Pending && !leave {
 		r.expected.Store(via, true)
@@ -137,7 +152,8 @@ func (r *Raft) joinAllowed(p peer.ID) bool {
 // autopilot promotes members, never workers); any other joiner is put on
 // the pending list until an admin approves it. A follower forwards once
 // to its leader, and keeps the joiner on its own pending list too so that
-// every member's UI shows it. Leave removes the node.
+// every member's UI shows it. Leave removes the node: its own request,
+// which the leader serves itself, or one with an admin credential (Auth).
 func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
 	var req membershipRequest
 	if err := json.Unmarshal(raw, &req); err != nil {
@@ -150,7 +166,7 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 	if err != nil {
 		return nil, fmt.Errorf("bad peer ID: %w", err)
 	}
-	if len(req.Addrs) > maxJoinAddrs || len(req.Name) > maxNameLen || len(req.Proof) > 256 || len(req.TokenID) > maxIDLen {
+	if len(req.Addrs) > maxJoinAddrs || len(req.Name) > maxNameLen || len(req.Proof) > 256 || len(req.TokenID) > maxIDLen || len(req.Auth) > 256 {
 		return nil, errors.New("membership request too large")
 	}
 	if r.Access(id) == p2p.AccessRefused {
@@ -162,7 +178,8 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 	if !r.fsm.State().Initialized() {
 		return nil, errors.New("this node is not in a cluster yet")
 	}
-	if id == from {
+	switch {
+	case id == from:
 		req.Via, req.LAN = r.id.String(), r.isLAN(from)
 		req.Addrs = req.Addrs[:0]
 		for _, a := range r.host.Peerstore().Addrs(id) {
@@ -170,6 +187,16 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 				req.Addrs = append(req.Addrs, a.String())
 			}
 		}
+	case r.roleOf(from) != RoleMember:
+		// Only a member's word is taken for a joiner it forwards (a member
+		// holds an admin credential anyway). From a worker, or a leader
+		// this node only expects, what decides the admission is what this
+		// node can tell itself: the joiner asked the forwarder (its token
+		// proof must name it), nobody vouches for its LAN address (a
+		// worker's lan: true would admit any key as a member, which then
+		// registers an admin credential), and its voter preference is the
+		// default until it registers its own.
+		req.Via, req.LAN, req.Voter = from.String(), false, VoterAuto
 	}
 	if len(req.Addrs) == 0 && id != from {
 		for _, a := range r.host.Peerstore().Addrs(id) {
@@ -187,6 +214,12 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		if req.Forwarded {
 			return nil, fmt.Errorf("not the leader (leader is %s)", leader)
 		}
+		if req.Leave && id == from {
+			// Forwarded, it would reach the leader as a request of this
+			// node to remove another: the leaver asks the leader itself
+			// (Leave retries with its view of the leader).
+			return nil, fmt.Errorf("not the leader (leader is %s): ask it to leave", leader)
+		}
 		req.Forwarded = true
 		var resp membershipResponse
 		if err := p2p.Call(ctx, r.host, leader, ProtocolJoin, req, &resp); err != nil {
@@ -195,8 +228,11 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		return resp, nil
 	}
 	if req.Leave {
-		if id != from && !r.hasServer(from) {
-			return nil, fmt.Errorf("%s may not remove %s", from, id)
+		// A node may ask to remove itself; removing another needs an admin
+		// credential, as Evict does (docs/security.md).
+		if id != from && !r.fsm.State().IsAdmin(req.Auth) {
+			r.log.Warn("refused a request to remove another node", "from", from, "peer", id)
+			return nil, fmt.Errorf("%w: %s may not remove %s without an admin credential", ErrForbidden, from, id)
 		}
 		resp, err := r.removeServer(ctx, id)
 		if err == nil && r.roleOf(id) != "" {
@@ -300,15 +336,20 @@ func (r *Raft) removeServer(ctx context.Context, id peer.ID) (membershipResponse
 	return membershipResponse{Changed: changed}, nil
 }
 
-// rejoin runs on a member that has seen no leader for a while: if a peer of
-// the same cluster ID knows a leader, ask to be added again (we may have
-// been removed while away; for a member the request is a no-op).
+// rejoin runs on a member that has seen no leader for a while: if a member
+// of the same cluster ID knows a leader, ask to be added again (we may have
+// been removed while away; for a member the request is a no-op). Only
+// peers this node knows as members are asked: anyone can claim the cluster
+// ID, and only a member's answer is trusted (requestMembership).
 func (r *Raft) rejoin(ctx context.Context) {
 	mine := r.fsm.State().ClusterID
 	if mine == "" {
 		return
 	}
 	for p, bp := range r.queryPeers(ctx) {
+		if r.roleOf(p) != RoleMember {
+			continue
+		}
 		if bp.answered && bp.info.ClusterID == mine && bp.info.Leader != "" && bp.info.Leader != r.id.String() {
 			if _, err := r.requestMembership(ctx, p, false); err == nil {
 				r.log.Info("asked to be re-added to the cluster", "via", p)

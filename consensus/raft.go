@@ -171,7 +171,7 @@ func New(cfg Config) (*Raft, error) {
 		_ = st.close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	trans := newTransport(cfg.Host, 2*t.RPC, t.RPC, r.isMember, log)
+	trans := newTransport(cfg.Host, 2*t.RPC, t.RPC, r.mayRaft, log)
 	r.trans = trans
 	rc := raftConfig(id, t, r.notifyCh, cfg.Logger)
 	// What this node applied before it stopped is served at once, leader

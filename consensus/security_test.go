@@ -59,7 +59,7 @@ func Test_Security_OutsiderRaftRPCs(t *testing.T) {
 	term := n.r.Term()
 	evil := attacker(t, n)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: newStreamLayer(evil, 5*time.Second, nil), MaxPool: 1, Timeout: 5 * time.Second,
+		Stream: newStreamLayer(evil, 5*time.Second), MaxPool: 1, Timeout: 5 * time.Second,
 	})
 	defer trans.Close()
 	target := raft.ServerAddress(n.h.ID().String())
@@ -96,22 +96,23 @@ func Test_Security_OutsiderRaftRPCs(t *testing.T) {
 // from a member.
 func Test_Security_MalformedConfiguration(t *testing.T) {
 	tr := &transport{allow: func(peer.ID) bool { return true }}
-	id := []byte(newPeerID(t).String())
+	from := newPeerID(t)
+	id := []byte(from.String())
 	hdr := raft.RPCHeader{ID: id, Addr: id}
 	for _, bad := range [][]byte{nil, {0x92, 0x01}, {0xff, 0xff}, []byte("garbage")} {
-		if err := tr.check(&raft.InstallSnapshotRequest{RPCHeader: hdr, SnapshotVersion: 1, Configuration: bad}); !errors.Is(err, errBadRPC) {
+		if err := tr.check(from, &raft.InstallSnapshotRequest{RPCHeader: hdr, SnapshotVersion: 1, Configuration: bad}); !errors.Is(err, errBadRPC) {
 			t.Fatalf("install snapshot with configuration %x: %v, want refused", bad, err)
 		}
-		if err := tr.check(&raft.AppendEntriesRequest{RPCHeader: hdr, Entries: []*raft.Log{{Type: raft.LogConfiguration, Data: bad}}}); !errors.Is(err, errBadRPC) {
+		if err := tr.check(from, &raft.AppendEntriesRequest{RPCHeader: hdr, Entries: []*raft.Log{{Type: raft.LogConfiguration, Data: bad}}}); !errors.Is(err, errBadRPC) {
 			t.Fatalf("append entries with configuration %x: %v, want refused", bad, err)
 		}
 	}
 	good := raft.EncodeConfiguration(raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(id), Address: raft.ServerAddress(id)}}})
-	if err := tr.check(&raft.InstallSnapshotRequest{RPCHeader: hdr, SnapshotVersion: 1, Configuration: good}); err != nil {
+	if err := tr.check(from, &raft.InstallSnapshotRequest{RPCHeader: hdr, SnapshotVersion: 1, Configuration: good}); err != nil {
 		t.Fatalf("a good configuration: %v", err)
 	}
 	tr.allow = func(peer.ID) bool { return false }
-	if err := tr.check(&raft.AppendEntriesRequest{RPCHeader: hdr}); !errors.Is(err, errBadRPC) {
+	if err := tr.check(from, &raft.AppendEntriesRequest{RPCHeader: hdr}); !errors.Is(err, errBadRPC) {
 		t.Fatalf("append entries from a non-member: %v, want refused", err)
 	}
 }

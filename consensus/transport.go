@@ -10,16 +10,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// streamLayer is raft's StreamLayer over libp2p streams of ProtocolRaft: a
-// net.Listener of inbound streams and a Dial by peer ID. Addresses are peer
-// ID strings; the host dials them with the addresses in its peerstore, which
-// discovery fills, so raft never needs an IP address or a port.
+// streamLayer is raft's StreamLayer over libp2p streams of ProtocolRaft as
+// the raft transport's client side sees it: a Dial by peer ID, and an
+// Accept that yields nothing (the transport serves every inbound stream
+// itself, serveStream, so that it knows which peer sent each RPC).
+// Addresses are peer ID strings; the host dials them with the addresses in
+// its peerstore, which discovery fills, so raft never needs an IP address
+// or a port.
 //
 // Every stream is reset, never half-closed, when raft closes its conn:
 // raft closes a conn after an error or when its pool is full, and a
@@ -33,9 +37,7 @@ import (
 type streamLayer struct {
 	host        host.Host
 	dialTimeout time.Duration
-	allow       func(peer.ID) bool
 
-	ch        chan network.Stream
 	ctx       context.Context
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -43,43 +45,23 @@ type streamLayer struct {
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-// newStreamLayer registers the raft protocol handler on h. Streams from
-// peers that allow refuses (not members: hashicorp/raft itself checks only
-// vote requests against the configuration) are reset before a byte of them
-// is read.
-func newStreamLayer(h host.Host, dialTimeout time.Duration, allow func(peer.ID) bool) *streamLayer {
+// newStreamLayer returns the dialing stream layer of h. It registers no
+// handler: newTransport does.
+func newStreamLayer(h host.Host, dialTimeout time.Duration) *streamLayer {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &streamLayer{host: h, dialTimeout: dialTimeout, allow: allow, ch: make(chan network.Stream), ctx: ctx, cancel: cancel}
-	h.SetStreamHandler(ProtocolRaft, func(st network.Stream) {
-		if allow != nil && !allow(st.Conn().RemotePeer()) {
-			_ = st.Reset()
-			return
-		}
-		select {
-		case s.ch <- st:
-		case <-ctx.Done():
-			_ = st.Reset()
-		}
-	})
-	return s
+	return &streamLayer{host: h, dialTimeout: dialTimeout, ctx: ctx, cancel: cancel}
 }
 
-// Accept returns the next inbound raft stream as a net.Conn.
+// Accept blocks until Close: inbound streams reach raft through
+// transport.serveStream, never through this listener.
 func (s *streamLayer) Accept() (net.Conn, error) {
-	select {
-	case st := <-s.ch:
-		return &streamConn{Stream: st, idle: inboundIdle}, nil
-	case <-s.ctx.Done():
-		return nil, net.ErrClosed
-	}
+	<-s.ctx.Done()
+	return nil, net.ErrClosed
 }
 
-// Close stops accepting raft streams.
+// Close ends Accept and every dial in progress.
 func (s *streamLayer) Close() error {
-	s.closeOnce.Do(func() {
-		s.host.RemoveStreamHandler(ProtocolRaft)
-		s.cancel()
-	})
+	s.closeOnce.Do(s.cancel)
 	return nil
 }
 
@@ -115,13 +97,15 @@ func (a peerAddr) String() string  { return peer.ID(a).String() }
 // closes a conn nothing is in flight that a reset could lose.
 type streamConn struct {
 	network.Stream
-	idle time.Duration // inbound: each Read must see a byte within idle
+	idle time.Duration // inbound: each Read must see a byte, each Write complete, within idle
 }
 
-// inboundIdle bounds how long an inbound raft stream may stay silent (raft
-// itself sets no deadline on the streams it serves): a peer that opens a
-// stream, or sends half an RPC, and stops holds a goroutine at most this
-// long. Pooled streams between live members carry heartbeats far more often.
+// inboundIdle bounds how long an inbound raft stream may stay silent, or
+// leave its answers unread (raft itself sets no deadline on the streams it
+// serves): a peer that opens a stream, or sends half an RPC, and stops, or
+// sends requests and never reads the answers, holds a goroutine at most
+// this long. Pooled streams between live members carry heartbeats far more
+// often.
 const inboundIdle = 2 * time.Minute
 
 // Read reads with the idle deadline of inbound streams.
@@ -132,22 +116,85 @@ func (c *streamConn) Read(b []byte) (int, error) {
 	return c.Stream.Read(b)
 }
 
+// Write writes with the idle deadline of inbound streams: without it, a
+// peer that pipelines requests and never reads the answers blocks raft's
+// handler in Write once the stream's window is full, where the read
+// deadline never fires.
+func (c *streamConn) Write(b []byte) (int, error) {
+	if c.idle > 0 {
+		_ = c.Stream.SetWriteDeadline(time.Now().Add(c.idle))
+	}
+	return c.Stream.Write(b)
+}
+
 func (c *streamConn) Close() error         { return c.Stream.Reset() }
 func (c *streamConn) LocalAddr() net.Addr  { return peerAddr(c.Stream.Conn().LocalPeer()) }
 func (c *streamConn) RemoteAddr() net.Addr { return peerAddr(c.Stream.Conn().RemotePeer()) }
 
-// transport is raft's NetworkTransport over the stream layer, with one
-// addition: inject hands raft an RPC as if a peer had sent it (fast
-// failover's TimeoutNow, fastfail.go). Everything else is the embedded
-// NetworkTransport's.
+// servedConn is an inbound stream handed to raft's server code; ended is
+// closed when raft closes it (its handler returned).
+type servedConn struct {
+	*streamConn
+	once  sync.Once
+	ended chan struct{}
+}
+
+func (c *servedConn) Close() error {
+	c.once.Do(func() { close(c.ended) })
+	return c.streamConn.Close()
+}
+
+// oneStream is the listener of the NetworkTransport that serves one inbound
+// stream (serveStream): Accept yields that stream once, then blocks until
+// Close. It dials nothing.
+type oneStream struct {
+	conn  chan net.Conn // holds the stream until Accept takes it
+	local net.Addr
+	done  chan struct{}
+	once  sync.Once
+}
+
+var _ raft.StreamLayer = (*oneStream)(nil)
+
+func (l *oneStream) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conn:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *oneStream) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *oneStream) Addr() net.Addr { return l.local }
+
+func (l *oneStream) Dial(raft.ServerAddress, time.Duration) (net.Conn, error) {
+	return nil, errors.New("the server of one inbound raft stream dials nothing")
+}
+
+// transport is raft's NetworkTransport over the stream layer, with two
+// additions: it serves each inbound stream itself, with raft's own server
+// code, so that every RPC is checked against the peer that libp2p
+// authenticated (serveStream, check); and inject hands raft an RPC
+// as if a peer had sent it (fast failover's TimeoutNow, fastfail.go).
+// Everything else is the embedded NetworkTransport's.
 type transport struct {
 	*raft.NetworkTransport // implements raft.WithPreVote: pre-vote is on
+	host                   host.Host
 	allow                  func(peer.ID) bool
 	log                    *slog.Logger
+	netLog                 hclog.Logger
+	idle                   atomic.Int64 // inbound streams' idle deadline (ns): inboundIdle; tests shorten it
 	rpcCh                  chan raft.RPC
 	done                   chan struct{}
 	once                   sync.Once
 	answered               sync.Map // raft.ServerID → *atomic.Int64: last AppendEntries answer (unix ns)
+	hbMu                   sync.Mutex
+	heartbeat              func(raft.RPC) // raft's fast path for heartbeats (SetHeartbeatHandler)
 }
 
 // AppendEntries sends one AppendEntries (a heartbeat, or entries outside
@@ -181,44 +228,101 @@ func (t *transport) lastAnswer(id raft.ServerID) time.Time {
 // watch relies on it (silence.go).
 var _ raft.WithPreVote = (*transport)(nil)
 
-// newTransport builds raft's network transport on top of the stream layer.
-// Connections are pooled per peer (3 per peer); every RPC gets the given I/O
-// deadline, and a dial at most rpc.
+// newTransport builds raft's network transport on top of the stream layer
+// and serves ProtocolRaft on h. Connections are pooled per peer (3 per
+// peer); every RPC gets the given I/O deadline, and a dial at most dial.
+// allow says which peers may send raft RPCs at all: streams of others are
+// reset before a byte of them is read, and every RPC is checked again
+// (check).
 func newTransport(h host.Host, timeout, dial time.Duration, allow func(peer.ID) bool, log *slog.Logger) *transport {
+	netLog := newHCLogger(log.With("component", "raft-transport"), "raft-net")
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  newStreamLayer(h, dial, allow),
+		Stream:  newStreamLayer(h, dial),
 		MaxPool: 3,
 		Timeout: timeout,
-		Logger:  newHCLogger(log.With("component", "raft-transport"), "raft-net"),
+		Logger:  netLog,
 	})
-	t := &transport{NetworkTransport: nt, rpcCh: make(chan raft.RPC), done: make(chan struct{}), allow: allow, log: log}
-	go t.pump()
+	t := &transport{NetworkTransport: nt, host: h, rpcCh: make(chan raft.RPC), done: make(chan struct{}), allow: allow, log: log, netLog: netLog}
+	t.idle.Store(int64(inboundIdle))
+	h.SetStreamHandler(ProtocolRaft, t.handleStream)
 	return t
 }
 
-// pump hands raft the RPCs of the network, after checking what raft would
-// panic on or trust blindly: the sender's claimed ID must be a member, and
-// every configuration an RPC carries must decode (raft's
-// DecodeConfiguration panics on a malformed one and takes the node down).
-func (t *transport) pump() {
-	in := t.NetworkTransport.Consumer()
+// handleStream serves one inbound raft stream: from a peer allow refuses
+// (not a member, or a worker, which never sends raft RPCs) it is reset
+// before a byte of it is read (hashicorp/raft itself checks only vote
+// requests against the configuration).
+func (t *transport) handleStream(st network.Stream) {
+	if t.allow != nil && !t.allow(st.Conn().RemotePeer()) {
+		_ = st.Reset()
+		return
+	}
+	select {
+	case <-t.done:
+		_ = st.Reset()
+		return
+	default:
+	}
+	t.serveStream(&streamConn{Stream: st, idle: time.Duration(t.idle.Load())})
+}
+
+// serveStream runs hashicorp/raft's server code on one inbound stream — a
+// NetworkTransport whose listener yields this stream only — and hands the
+// RPCs it decodes to raft after check: an RPC carries only the sender's
+// claim of who it is, and this is how each one is tied to the peer libp2p
+// authenticated. It returns when raft has closed the stream or the
+// transport closes.
+func (t *transport) serveStream(c *streamConn) {
+	from := c.Stream.Conn().RemotePeer()
+	sc := &servedConn{streamConn: c, ended: make(chan struct{})}
+	l := &oneStream{conn: make(chan net.Conn, 1), local: c.LocalAddr(), done: make(chan struct{})}
+	l.conn <- sc
+	in := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: l, Logger: t.netLog})
+	defer sc.Close() // also when raft never took it: the transport closed first
+	defer in.Close()
+	in.SetHeartbeatHandler(func(rpc raft.RPC) { t.deliver(from, rpc, true) })
 	for {
 		select {
-		case rpc := <-in:
-			if err := t.check(rpc.Command); err != nil {
-				t.log.Warn("refused a raft RPC", "err", err)
-				rpc.Respond(nil, err)
-				continue
-			}
-			select {
-			case t.rpcCh <- rpc:
-			case <-t.done:
-				return
-			}
+		case rpc := <-in.Consumer():
+			t.deliver(from, rpc, false)
+		case <-sc.ended:
+			return
 		case <-t.done:
 			return
 		}
 	}
+}
+
+// deliver hands raft one RPC that from sent, or refuses it (check).
+// Heartbeats take raft's fast path when raft set one.
+func (t *transport) deliver(from peer.ID, rpc raft.RPC, heartbeat bool) {
+	if err := t.check(from, rpc.Command); err != nil {
+		t.log.Warn("refused a raft RPC", "peer", from, "err", err)
+		rpc.Respond(nil, err)
+		return
+	}
+	if heartbeat {
+		t.hbMu.Lock()
+		fn := t.heartbeat
+		t.hbMu.Unlock()
+		if fn != nil {
+			fn(rpc)
+			return
+		}
+	}
+	select {
+	case t.rpcCh <- rpc:
+	case <-t.done:
+		rpc.Respond(nil, errTransportClosed)
+	}
+}
+
+// SetHeartbeatHandler keeps raft's fast path for heartbeats; deliver calls
+// it after check, as it does for every other RPC.
+func (t *transport) SetHeartbeatHandler(cb func(raft.RPC)) {
+	t.hbMu.Lock()
+	defer t.hbMu.Unlock()
+	t.heartbeat = cb
 }
 
 // Consumer is the channel raft reads its inbound RPCs from: the network's
@@ -249,21 +353,37 @@ func (t *transport) inject(ctx context.Context, cmd any) (any, error) {
 	}
 }
 
-// Close stops the pump and the network transport.
+// Close stops serving raft streams (those being served end) and closes the
+// network transport.
 func (t *transport) Close() error {
-	t.once.Do(func() { close(t.done) })
+	t.once.Do(func() {
+		t.host.RemoveStreamHandler(ProtocolRaft)
+		close(t.done)
+	})
 	return t.NetworkTransport.Close()
 }
 
 // errBadRPC is the answer to a raft RPC the transport refused.
 var errBadRPC = errors.New("raft RPC refused")
 
-// check validates one inbound RPC (see pump).
-func (t *transport) check(cmd any) error {
+// check validates one inbound RPC from the authenticated peer from, for
+// what raft would panic on or trust blindly. Every raft RPC is one that
+// only a leader or a candidate sends (raft's appendEntries and
+// installSnapshot do not check the sender against the configuration, and
+// timeoutNow checks nothing), so from must be a peer allow admits (a
+// member, never a worker; not necessarily a server of the local
+// configuration, which a lagging follower may not have caught up on), and
+// every sender identity the RPC claims (the header's ID and Addr, the
+// older Leader and Candidate fields), which raft takes for the leader's or
+// the candidate's, must be from itself. Every configuration an RPC carries
+// must decode (raft's DecodeConfiguration panics on a malformed one and
+// takes the node down).
+func (t *transport) check(from peer.ID, cmd any) error {
 	var hdr raft.RPCHeader
+	var claims [][]byte // the older fields raft reads when the header has no Addr
 	switch c := cmd.(type) {
 	case *raft.AppendEntriesRequest:
-		hdr = c.RPCHeader
+		hdr, claims = c.RPCHeader, [][]byte{c.Leader}
 		for _, e := range c.Entries {
 			if e.Type == raft.LogConfiguration {
 				if err := decodeConfigurationSafely(e.Data); err != nil {
@@ -272,31 +392,37 @@ func (t *transport) check(cmd any) error {
 			}
 		}
 	case *raft.InstallSnapshotRequest:
-		hdr = c.RPCHeader
+		hdr, claims = c.RPCHeader, [][]byte{c.Leader}
 		if c.SnapshotVersion > 0 || len(c.Configuration) > 0 {
 			if err := decodeConfigurationSafely(c.Configuration); err != nil {
 				return fmt.Errorf("%w: install snapshot: %v", errBadRPC, err)
 			}
 		}
 	case *raft.RequestVoteRequest:
-		hdr = c.RPCHeader
+		hdr, claims = c.RPCHeader, [][]byte{c.Candidate}
 	case *raft.RequestPreVoteRequest:
 		hdr = c.RPCHeader
 	case *raft.TimeoutNowRequest:
 		hdr = c.RPCHeader
 	default:
-		return nil
+		return fmt.Errorf("%w: unknown RPC %T", errBadRPC, cmd)
 	}
-	if t.allow == nil {
-		return nil
+	claims = append(claims, hdr.ID, hdr.Addr)
+	claimed := false
+	for _, c := range claims {
+		if len(c) == 0 {
+			continue
+		}
+		claimed = true
+		if string(c) != from.String() {
+			return fmt.Errorf("%w: the stream is from %s, the RPC claims to be from %q", errBadRPC, from, c)
+		}
 	}
-	id := string(hdr.ID)
-	if id == "" {
-		id = string(hdr.Addr)
+	if !claimed {
+		return fmt.Errorf("%w: the RPC from %s names no sender", errBadRPC, from)
 	}
-	p, err := peer.Decode(id)
-	if err != nil || !t.allow(p) {
-		return fmt.Errorf("%w: sender %q is not a member", errBadRPC, id)
+	if t.allow != nil && !t.allow(from) {
+		return fmt.Errorf("%w: %s is not a member that may lead or vote", errBadRPC, from)
 	}
 	return nil
 }
