@@ -2,6 +2,7 @@ package compute
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -341,8 +342,8 @@ func (s *JobStore) recountWasm(j *job) {
 	})
 	if err != nil {
 		// The job state validated every stored payload when it accepted it: only a broken
-		// store gets here, and the next read of the result reports it.
-		j.hits = 0
+		// store gets here. Counting what it gave would diverge from the other replicas.
+		s.storeFailed("recount "+j.id, err)
 	}
 }
 
@@ -378,6 +379,11 @@ func (s *JobStore) challenge(c Challenge) *AuditOutcome {
 			continue
 		}
 		leaves, err := s.storedLeaves(j, r)
+		var se *StorageError
+		if errors.As(err, &se) {
+			s.storeFailed("challenge "+j.id, se.Err) // not the payload's fault: this disk's
+			return out
+		}
 		if err != nil || len(leaves) != r.leaves || audit.Root(leaves) != r.root {
 			// The stored payload no longer matches the commitment (blocks index r.leaves
 			// leaves): compute the chunk again.
@@ -402,7 +408,7 @@ func (s *JobStore) challenge(c Challenge) *AuditOutcome {
 func (s *JobStore) storedLeaves(j *job, r *auditRec) ([]audit.Hash, error) {
 	rec, ok, err := s.payloads.Get(j.id, r.rng.Start)
 	if err != nil {
-		return nil, err
+		return nil, &StorageError{Op: "read " + j.id, Err: err}
 	}
 	if !ok || rec.Range != r.rng {
 		return nil, fmt.Errorf("no payload for %v", r.rng)
@@ -596,7 +602,14 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 	} else {
 		j.open--
 	}
-	if rec, ok, err := s.payloads.Get(j.id, r.rng.Start); err == nil && ok && s.payloads.Delete(j.id, r.rng.Start) == nil {
+	rec, ok, err := s.payloads.Get(j.id, r.rng.Start)
+	if err == nil && ok {
+		err = s.payloads.Delete(j.id, r.rng.Start)
+	}
+	switch {
+	case err != nil:
+		s.storeFailed("requeue "+j.id, err)
+	case ok:
 		size := int64(len(rec.Payload)) + 16
 		j.payloadBytes -= size
 		s.totalPayload -= size

@@ -105,6 +105,11 @@ type JobStore struct {
 	seq          uint64
 	lastIndex    uint64
 	totalPayload int64
+	// storeErr is a store failure met inside an apply by code that cannot return it (a
+	// requeue, a recount): applyLocked fails the command with it, a *StorageError, so this
+	// replica stops applying rather than carry on from what its disk did not give it
+	// (storeFailed).
+	storeErr error
 
 	policy   audit.Policy
 	creds    map[string]*nodeCred // node → credibility (audits.go)
@@ -204,8 +209,28 @@ func (s *JobStore) ApplyBatch(ops []byte, payloads [][]byte, index uint64) ([]an
 	return out, nil
 }
 
-// applyLocked applies one decoded command; s.mu is held.
+// applyLocked applies one decoded command; s.mu is held. A store failure met on the way fails it
+// with a *StorageError (see storeErr).
 func (s *JobStore) applyLocked(op byte, cmd any, index uint64) any {
+	s.storeErr = nil
+	out := s.applyCommandLocked(op, cmd, index)
+	if err := s.storeErr; err != nil {
+		s.storeErr = nil
+		return err
+	}
+	return out
+}
+
+// storeFailed notes a failure of this node's store met where it cannot be returned (applyLocked
+// fails the command with the first).
+func (s *JobStore) storeFailed(op string, err error) {
+	if s.storeErr == nil {
+		s.storeErr = &StorageError{Op: op, Err: err}
+	}
+}
+
+// applyCommandLocked is applyLocked without the store failure check.
+func (s *JobStore) applyCommandLocked(op byte, cmd any, index uint64) any {
 	if index != 0 {
 		if index <= s.lastIndex {
 			return fmt.Errorf("apply index %d (last %d): %w", index, s.lastIndex, ErrStaleIndex)

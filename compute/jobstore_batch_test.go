@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/hydra-compute/hydra/compute/audit"
 )
 
 // countingResults is a ResultStore that counts its write transactions (Put calls) and can be
@@ -183,4 +185,60 @@ func FuzzApplyBatch(f *testing.F) {
 			t.Fatalf("states differ:\none by one %s\nbatched    %s", a, b)
 		}
 	})
+}
+
+// readFailing is a result store whose reads fail while failGet is set (a failing disk).
+type readFailing struct {
+	*MemResults
+	failGet bool
+}
+
+func (r *readFailing) Get(job string, start uint64) (StoredResult, bool, error) {
+	if r.failGet {
+		return StoredResult{}, false, errors.New("input/output error")
+	}
+	return r.MemResults.Get(job, start)
+}
+
+// TestStoreReadFailureIsLocal: a read of this node's store that fails inside an apply fails the
+// command with a StorageError (the node stops applying, and applies it again after a restart),
+// never passes for what the payload holds: the challenge took a failed read for a payload that no
+// longer matched its commitment and requeued the chunk on this replica alone, and a requeue that
+// could not read the payload it drops left the disk-cap accounting wrong.
+func TestStoreReadFailureIsLocal(t *testing.T) {
+	store := &readFailing{MemResults: NewMemResults()}
+	st := testState{NewJobStore(store)}
+	t.Cleanup(func() { st.Close() })
+	auditJob(t, st, "pi", 2)
+	total := uint64(2*audit.PiBlock + 7)
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{committedPi(t, "pi", auditSeed, Range{0, total}, "a", false)}})
+	store.failGet = true
+	var se *StorageError
+	if r := st.ApplyCommand(Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)}, 0); !errors.As(asError(r), &se) {
+		t.Fatalf("challenge with a failing read: %v, want a StorageError", r)
+	}
+	store.failGet = false
+	if co := st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)}).(*AuditOutcome); co.Audited != 1 {
+		t.Fatalf("the challenge once the disk reads again: %+v", co)
+	}
+	// An auditor's wrong answer, then a third node's other wrong one: no majority, so the chunk is
+	// computed again (a requeue, which reads and drops its stored payload).
+	tasks := st.AuditTasks()
+	if len(tasks) != 1 {
+		t.Fatalf("tasks %+v", tasks)
+	}
+	st.mustApply(t, answer(t, tasks[0], "b", true))
+	third := st.AuditTasks()
+	if len(third) != 1 || !third[0].Full {
+		t.Fatalf("dispute tasks %+v", third)
+	}
+	store.failGet = true
+	if r := st.ApplyCommand(answer(t, third[0], "c", true), 0); !errors.As(asError(r), &se) {
+		t.Fatalf("a requeue with a failing read: %v, want a StorageError", r)
+	}
+}
+
+func asError(r any) error {
+	err, _ := r.(error)
+	return err
 }
