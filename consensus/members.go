@@ -307,6 +307,9 @@ func applyMembership(st *ClusterState, op Op, payload []byte) any {
 		if m.ID == "" || len(m.ID) > maxIDLen {
 			return rejectf("member remove: bad ID")
 		}
+		if m.Revoke && !st.Revoked[m.ID] && len(st.Revoked) >= maxRevoked { // before anything changes
+			return rejectf("member remove: revocation list full (%d)", maxRevoked)
+		}
 		delete(st.Members, m.ID)
 		delete(st.Nodes, m.ID)
 		for id, c := range st.Creds {
@@ -325,9 +328,6 @@ func applyMembership(st *ClusterState, op Op, payload []byte) any {
 		if m.Revoke {
 			if st.Revoked == nil {
 				st.Revoked = map[string]bool{}
-			}
-			if len(st.Revoked) >= maxRevoked {
-				return rejectf("member remove: revocation list full (%d)", maxRevoked)
 			}
 			st.Revoked[m.ID] = true
 		}

@@ -3,6 +3,7 @@ package consensus
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -118,5 +119,50 @@ func TestSettingsChangeFromStaleBaseRefused(t *testing.T) {
 	}
 	if got := f.State().EffectiveSettings(); got != fresh {
 		t.Fatalf("after the change %+v, want %+v", got, fresh)
+	}
+}
+
+// TestRefusedInitLeavesNoTrace: an init whose settings are out of bounds is refused before it
+// changes anything (it set the cluster ID, token and voters first, so the cluster counted as
+// initialized with no credential and no member, and every later init was refused).
+func TestRefusedInitLeavesNoTrace(t *testing.T) {
+	f := NewFSM(nil)
+	bad := Settings{Retention: time.Second, MaxJobs: 5}
+	if res, _ := apply(f, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t", Voters: 3, Settings: &bad})).(error); !errors.Is(res, ErrRejected) {
+		t.Fatalf("init with bad settings: %v", res)
+	}
+	if st := f.State(); st.Initialized() || st.ClusterID != "" || st.Voters != 0 {
+		t.Fatalf("a refused init changed the state: %+v", st)
+	}
+	good := DefaultSettings()
+	if res := apply(f, 2, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t", Settings: &good})); res != nil {
+		t.Fatalf("init after a refused one: %v", res)
+	}
+}
+
+// TestRefusedMemberRemoveLeavesTheMember: a removal with revocation that the full revocation
+// list refuses changes nothing (it removed the member, its node and credentials first, so the
+// node was gone but not revoked).
+func TestRefusedMemberRemoveLeavesTheMember(t *testing.T) {
+	f := NewFSM(nil)
+	good := DefaultSettings()
+	if res := apply(f, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t", Settings: &good})); res != nil {
+		t.Fatalf("init: %v", res)
+	}
+	ix := uint64(2)
+	for i := range maxRevoked {
+		if res := apply(f, ix, mustCmd(t, OpMemberRemove, MemberRemove{ID: fmt.Sprintf("gone-%d", i), Revoke: true})); res != nil {
+			t.Fatalf("revoke %d: %v", i, res)
+		}
+		ix++
+	}
+	if res := apply(f, ix, mustCmd(t, OpMemberAdd, MemberAdd{ID: "x", Role: RoleMember, At: time.Unix(1e9, 0).UTC()})); res != nil {
+		t.Fatalf("add: %v", res)
+	}
+	if res, _ := apply(f, ix+1, mustCmd(t, OpMemberRemove, MemberRemove{ID: "x", Revoke: true})).(error); !errors.Is(res, ErrRejected) {
+		t.Fatalf("a removal the full revocation list refuses: %v", res)
+	}
+	if _, ok := f.State().Members["x"]; !ok {
+		t.Fatal("the refused removal removed the member")
 	}
 }

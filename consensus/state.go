@@ -119,11 +119,13 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 		if in.Voters < 0 || in.Voters > maxVoters || in.ChunkTarget < 0 {
 			return rejectf("init: voters must be 0..%d and chunk target ≥ 0", maxVoters)
 		}
-		st.ClusterID, st.Token, st.Voters = in.ClusterID, in.Token, in.Voters
-		if in.Settings != nil {
+		if in.Settings != nil { // checked before anything changes: a refused init leaves no trace
 			if err := in.Settings.Validate(); err != nil {
 				return rejectf("init: %v", err)
 			}
+		}
+		st.ClusterID, st.Token, st.Voters = in.ClusterID, in.Token, in.Voters
+		if in.Settings != nil {
 			set := *in.Settings
 			st.Settings = &set
 		}
