@@ -73,13 +73,7 @@ func TestCluster_AdminCommandsCheckedByTheLeader(t *testing.T) {
 func TestCluster_ReadAuth(t *testing.T) {
 	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.ReadAuth = true })
 	n.start(t)
-	var tok string
-	waitFor(t, 30*time.Second, "the node's admin credential", func() error {
-		if tok = n.APIToken(); tok == "" || !n.raft.NodeTokenActive() {
-			return errors.New("no active token yet")
-		}
-		return nil
-	})
+	tok := activeAdminToken(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := webui.NewClient(n.HTTPURL(), "").Status(ctx); err == nil || !strings.Contains(err.Error(), "401") {
@@ -105,13 +99,7 @@ func TestCluster_ReadAuth(t *testing.T) {
 func TestConfigSetConcurrentChangesBothStick(t *testing.T) {
 	n := newTestNode(t, t.TempDir(), "n0", nil)
 	n.start(t)
-	var tok string
-	waitFor(t, 30*time.Second, "the node's admin credential", func() error {
-		if tok = n.APIToken(); tok == "" || !n.raft.NodeTokenActive() {
-			return errors.New("no active token yet")
-		}
-		return nil
-	})
+	tok := activeAdminToken(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := webui.NewClient(n.HTTPURL(), tok)
@@ -139,4 +127,18 @@ func TestConfigSetConcurrentChangesBothStick(t *testing.T) {
 			t.Fatalf("round %d: settings %+v, want max-jobs %d and retention %s: one change undid the other", round, s, jobs, days)
 		}
 	}
+}
+
+// activeAdminToken waits until n's own admin credential (DATA/api-token) is in the replicated
+// state, and returns it.
+func activeAdminToken(t *testing.T, n *testNode) string {
+	t.Helper()
+	var tok string
+	waitFor(t, 30*time.Second, "the node's admin credential", func() error {
+		if tok = n.APIToken(); tok == "" || !n.raft.NodeTokenActive() {
+			return errors.New("no active token yet")
+		}
+		return nil
+	})
+	return tok
 }
