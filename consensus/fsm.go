@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -36,6 +37,27 @@ type FSM struct {
 	// (replay.go), under mu: raft hands those entries over again once a
 	// leader is known, and they are skipped; 0 once raft has caught up.
 	replayed uint64
+
+	// roles is the allow-list as of the last applied entry, read without mu
+	// (peerRole): every inbound stream and every raft RPC, heartbeats
+	// included, is checked against it, and Apply holds mu through the job
+	// state's disk writes, which must not delay a heartbeat's answer.
+	roles atomic.Pointer[peerRoles]
+}
+
+// peerRoles is the FSM's members' roles and revoked keys (FSM.roles).
+type peerRoles struct {
+	role    map[string]string
+	revoked map[string]bool
+}
+
+// publishRolesLocked makes the allow-list of f.state the one peerRole reads (mu held).
+func (f *FSM) publishRolesLocked() {
+	pr := &peerRoles{role: make(map[string]string, len(f.state.Members)), revoked: maps.Clone(f.state.Revoked)}
+	for id, m := range f.state.Members {
+		pr.role[id] = m.Role
+	}
+	f.roles.Store(pr)
 }
 
 // LocalFailure is implemented by errors an App's Apply returns when the
@@ -94,6 +116,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return nil
 	}
 	res := applyCommand(&f.state, f.app, l.Data, l.Index)
+	if len(l.Data) > 1 && Op(l.Data[1]) < OpBatch { // a cluster op: it may change who is a member
+		f.publishRolesLocked()
+	}
 	var lf LocalFailure
 	if err, ok := res.(error); ok && errors.As(err, &lf) && lf.LocalFailure() {
 		af := &ApplyFailure{Index: l.Index, Err: err}
@@ -115,12 +140,14 @@ func (f *FSM) Apply(l *raft.Log) any {
 // peerRole returns id's role in the allow-list and whether its key is
 // revoked, without copying the state (it runs on every inbound stream).
 func (f *FSM) peerRole(id string) (role string, revoked bool) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.state.Revoked[id] {
+	pr := f.roles.Load()
+	if pr == nil {
+		return "", false
+	}
+	if pr.revoked[id] {
 		return "", true
 	}
-	return f.state.Members[id].Role, false
+	return pr.role[id], false
 }
 
 // StoreConfiguration only records the index: raft hands configuration
@@ -269,6 +296,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state = st
 	f.replayed = 0 // a snapshot from the leader: raft applies what follows it
+	f.publishRolesLocked()
 	f.mu.Unlock()
 	return nil
 }

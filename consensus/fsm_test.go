@@ -250,3 +250,39 @@ func FuzzFSMRestore(f *testing.F) {
 		}
 	})
 }
+
+// TestPeerRoleDoesNotWaitForApply: the allow-list check of inbound streams and raft RPCs,
+// heartbeats included, answers while an apply holds the FSM (the job state's disk writes can
+// take a while, and a heartbeat waiting for them makes the leader step down), and it sees what
+// the last entry changed.
+func TestPeerRoleDoesNotWaitForApply(t *testing.T) {
+	f := NewFSM(nil)
+	good := DefaultSettings()
+	if res := apply(f, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t", Founder: "a", Settings: &good})); res != nil {
+		t.Fatalf("init: %v", res)
+	}
+	if res := apply(f, 2, mustCmd(t, OpMemberAdd, MemberAdd{ID: "w", Role: RoleWorker, At: time.Unix(1e9, 0).UTC()})); res != nil {
+		t.Fatalf("add: %v", res)
+	}
+	if role, revoked := f.peerRole("w"); role != RoleWorker || revoked {
+		t.Fatalf("w: %q %v", role, revoked)
+	}
+	f.mu.Lock() // an apply in progress
+	done := make(chan string, 1)
+	go func() { role, _ := f.peerRole("a"); done <- role }()
+	select {
+	case role := <-done:
+		if role != RoleMember {
+			t.Errorf("a: %q", role)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("peerRole waited for the apply")
+	}
+	f.mu.Unlock()
+	if res := apply(f, 3, mustCmd(t, OpMemberRemove, MemberRemove{ID: "w", Revoke: true})); res != nil {
+		t.Fatalf("remove: %v", res)
+	}
+	if _, revoked := f.peerRole("w"); !revoked {
+		t.Fatal("a revoked key still passes")
+	}
+}
