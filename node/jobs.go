@@ -65,6 +65,29 @@ func clusterConfig(s consensus.Settings) webui.ClusterConfig {
 // settingsAttempts bounds SetClusterConfig's retries when another change wins the race.
 const settingsAttempts = 5
 
+// settingsMoveOn waits until this replica's settings are no longer base (it has applied the
+// change that won the race), at most settingsCatchUp: SetClusterConfig then tries again either way.
+func (n *Node) settingsMoveOn(ctx context.Context, base consensus.Settings) error {
+	ctx, cancel := context.WithTimeout(ctx, settingsCatchUp)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for n.raft.State().EffectiveSettings() == base {
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return ctx.Err()
+			}
+			return nil // not applied here yet: try again anyway
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// settingsCatchUp bounds settingsMoveOn's wait.
+const settingsCatchUp = 2 * time.Second
+
 // SetClusterConfig applies key=value assignments to the current settings and
 // commits them through raft (hydra config set).
 //
@@ -84,11 +107,13 @@ func (n *Node) SetClusterConfig(ctx context.Context, assignments []string) (webu
 		if err == nil {
 			break
 		}
-		// A refusal forwarded from the leader comes back as text. The refused entry is applied
-		// here before SetSettings returns (a write waits for its apply), so the next read sees
-		// at least the change that won.
+		// A refusal forwarded from the leader comes back as text, at once: this replica may not
+		// have applied the change that won yet, so wait (a little) until it has.
 		changed := errors.Is(err, consensus.ErrSettingsChanged) || strings.Contains(err.Error(), consensus.ErrSettingsChanged.Error())
 		if !changed || attempt == settingsAttempts {
+			return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
+		}
+		if err := n.settingsMoveOn(ctx, base); err != nil {
 			return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
 		}
 	}
