@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -419,25 +420,65 @@ func (s *JobStore) WasmResult(id string) (WasmResult, error) {
 // WasmOutput writes a concat job's counted output bytes to w in item order (the gaps of
 // ranges not counted yet, unaccepted or waiting for their audit, are skipped: compare DoneItems
 // with Items), streaming from the store. w is usually a client's connection, which may be slow
-// or stop reading: the job state's lock is held only to take a copy of the counted ranges and a
-// view of the store, never while writing, so a stuck reader cannot hold up raft's applies.
+// or stop reading, so nothing is held while writing: each batch of about wasmOutputBatch bytes
+// is read under the job state's lock and a view of the store, both released before the batch
+// is written (a view held through the writes would hold up the store's writers, and with them
+// raft's applies, as long as the client).
 func (s *JobStore) WasmOutput(id string, w io.Writer) error {
+	from := uint64(0)
+	for {
+		out, next, more, err := s.wasmOutputRead(id, from, wasmOutputBatch)
+		if err != nil {
+			return err
+		}
+		if len(out) > 0 {
+			if _, err := w.Write(out); err != nil {
+				return err
+			}
+		}
+		if !more {
+			return nil
+		}
+		from = next
+	}
+}
+
+// wasmOutputBatch is about how many bytes of a concat job's output WasmOutput reads at a time.
+const wasmOutputBatch = 1 << 20
+
+// errBatchFull stops wasmOutputRead's walk of the store.
+var errBatchFull = errors.New("batch full")
+
+// wasmOutputRead reads the counted output of the job's results from the one starting at from
+// on, until about limit bytes; more says whether results from next on are left.
+func (s *JobStore) wasmOutputRead(id string, from uint64, limit int) (out []byte, next uint64, more bool, err error) {
 	cleared, view, err := s.wasmOutputView(id)
 	if err != nil {
-		return err
+		return nil, 0, false, err
 	}
 	defer view.Release()
-	return view.Each(id, func(rec StoredResult) error { // in range order: item order
+	err = view.Each(id, func(rec StoredResult) error { // in range order: item order
+		if rec.Range.Start < from {
+			return nil
+		}
+		if len(out) >= limit {
+			next, more = rec.Range.Start, true
+			return errBatchFull
+		}
 		if !cleared.Covers(rec.Range) {
 			return nil // waiting for its audit: not counted yet
 		}
-		_, out, err := DecodeWasmPayload(rec.Payload, ReduceConcat)
+		_, o, err := DecodeWasmPayload(rec.Payload, ReduceConcat)
 		if err != nil {
 			return fmt.Errorf("wasm output %s: %w", id, err)
 		}
-		_, err = w.Write(out)
-		return err
+		out = append(out, o...)
+		return nil
 	})
+	if errors.Is(err, errBatchFull) {
+		err = nil
+	}
+	return out, next, more, err
 }
 
 // wasmOutputView is what WasmOutput needs under the lock: a copy of the job's counted ranges and

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -214,11 +216,38 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 	return w.buf.Write(p)
 }
 
+// viewCounting is a result store that counts its open views.
+type viewCounting struct {
+	*MemResults
+	open atomic.Int32
+}
+
+func (v *viewCounting) View() (ResultView, error) {
+	rv, err := v.MemResults.View()
+	if err != nil {
+		return nil, err
+	}
+	v.open.Add(1)
+	return &countedView{ResultView: rv, n: &v.open}, nil
+}
+
+type countedView struct {
+	ResultView
+	n    *atomic.Int32
+	once sync.Once
+}
+
+func (c *countedView) Release() { c.once.Do(func() { c.n.Add(-1) }); c.ResultView.Release() }
+
 // TestWasmOutputDoesNotHoldTheLockWhileWriting: a concat job's output goes to a client's
 // connection, which may stop reading; raft's applies must go on meanwhile (with the job state's
-// lock held through the writes, a stuck reader of result.bin stalled every apply on its node).
+// lock held through the writes, a stuck reader of result.bin stalled every apply on its node),
+// and no view of the store may stay open either (a bbolt view held through the writes holds up
+// the store's writers when the file grows).
 func TestWasmOutputDoesNotHoldTheLockWhileWriting(t *testing.T) {
-	st := newTestState(t)
+	store := &viewCounting{MemResults: NewMemResults()}
+	st := testState{NewJobStore(store)}
+	t.Cleanup(func() { st.Close() })
 	st.mustApply(t, Submit{ID: "cat", Time: t0, Spec: wasmSpec(4, ReduceConcat)})
 	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk("cat", Range{0, 2}, "a", 2, "ab"), wasmChunk("cat", Range{2, 4}, "b", 2, "cd")}})
 	w := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
@@ -240,6 +269,9 @@ func TestWasmOutputDoesNotHoldTheLockWhileWriting(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		close(w.release)
 		t.Fatal("an apply waited for a stuck reader of a job's output")
+	}
+	if n := store.open.Load(); n != 0 {
+		t.Errorf("%d views of the store open while the output waits for its reader", n)
 	}
 	close(w.release)
 	if err := <-done; err != nil || w.buf.String() != "abcd" {
@@ -289,3 +321,26 @@ func TestInvalidUTF8Refused(t *testing.T) {
 }
 
 func isError(r any) bool { _, ok := r.(error); return ok }
+
+// TestWasmOutputInBatches: an output longer than a batch (wasmOutputBatch) reads back whole and
+// in item order, the uncounted ranges left out.
+func TestWasmOutputInBatches(t *testing.T) {
+	st := newTestState(t)
+	const n = 40
+	st.mustApply(t, Submit{ID: "cat", Time: t0, Spec: wasmSpec(n+1, ReduceConcat)})
+	var want bytes.Buffer
+	var items []ChunkResult
+	for i := range uint64(n) {
+		out := strings.Repeat(string(rune('a'+i%26)), wasmOutputBatch/7)
+		items = append(items, wasmChunk("cat", Range{i, i + 1}, "a", 1, out))
+		want.WriteString(out)
+		if len(items) == 10 { // a command stays under its size limit
+			st.mustApply(t, Results{Time: t0, Items: items})
+			items = nil
+		}
+	}
+	var got bytes.Buffer
+	if err := st.WasmOutput("cat", &got); err != nil || !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("output of %d bytes (want %d): %v", got.Len(), want.Len(), err)
+	}
+}
