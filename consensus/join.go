@@ -194,9 +194,14 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		// node can tell itself: the joiner asked the forwarder (its token
 		// proof must name it), nobody vouches for its LAN address (a
 		// worker's lan: true would admit any key as a member, which then
-		// registers an admin credential), and its voter preference is the
-		// default until it registers its own.
-		req.Via, req.LAN, req.Voter = from.String(), false, VoterAuto
+		// registers an admin credential), and its voter preference counts
+		// only to keep it from a vote (never, the joiner's own wish or a
+		// lie that only costs the lie), else it is the default until it
+		// registers its own.
+		req.Via, req.LAN = from.String(), false
+		if req.Voter != VoterNever {
+			req.Voter = VoterAuto
+		}
 	}
 	if len(req.Addrs) == 0 && id != from {
 		for _, a := range r.host.Peerstore().Addrs(id) {
