@@ -408,6 +408,14 @@ func (s *Scheduler) Holds(node string, id uint64) bool {
 	return l != nil && l.Node == node
 }
 
+// Holder returns the node lease id is out to, if it is out.
+func (s *Scheduler) Holder(id uint64) (string, bool) {
+	if l := s.leases[id]; l != nil {
+		return l.Node, true
+	}
+	return "", false
+}
+
 // PendingUnits is a job's units neither done nor leased.
 func (s *Scheduler) PendingUnits(job string) uint64 {
 	if j := s.jobs[job]; j != nil {

@@ -130,9 +130,9 @@ func (c *leadership) notHeldLocked(node string, ids []uint64) {
 		return
 	}
 	if !c.warned[warnKey{node, warnLeases}] {
-		for _, l := range c.sched.Leases() {
-			if l.Node != node && slices.Contains(ids, l.ID) {
-				c.warnOnceLocked(node, warnLeases, "a worker named another node's lease: ignored", "lease", l.ID, "holder", l.Node)
+		for _, id := range ids {
+			if holder, ok := c.sched.Holder(id); ok && holder != node {
+				c.warnOnceLocked(node, warnLeases, "a worker named another node's lease: ignored", "lease", id, "holder", holder)
 				return
 			}
 		}
