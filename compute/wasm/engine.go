@@ -200,6 +200,9 @@ func (e *Engine) compile(ctx context.Context, code []byte, sum string) (*Module,
 	if err := checkImports(imps); err != nil {
 		return nil, err
 	}
+	if err := checkBounds(code); err != nil {
+		return nil, err
+	}
 	cm, err := e.rt.CompileModule(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
