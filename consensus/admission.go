@@ -206,6 +206,11 @@ func (r *Raft) roleOf(p peer.ID) string {
 // for approval.
 func (r *Raft) Role() string { return r.roleOf(r.id) }
 
+// PeerRole returns p's role (member or worker), or "" for a peer that is
+// not admitted: for protocols that, beyond membership, only a member may
+// use (a worker proposes nothing and holds no credential).
+func (r *Raft) PeerRole(p peer.ID) string { return r.roleOf(p) }
+
 // isLAN reports whether p's connections come from a private or loopback
 // address (the --admit lan rule).
 func (r *Raft) isLAN(p peer.ID) bool {

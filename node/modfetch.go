@@ -19,6 +19,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 	"github.com/hydra-compute/hydra/wire"
@@ -101,11 +102,16 @@ type moduleFetch struct {
 	err  error
 }
 
-// serveModules registers the module protocols; both refuse a non-member before reading a byte.
+// serveModules registers the module protocols; both refuse a non-member before reading a byte,
+// and hold (which stores or deletes a module here) takes requests from members only, not
+// workers: a worker fetches the modules its chunks need, and never uploads or deletes one (a
+// compromised worker could otherwise fill every node's disk with modules, or delete one a job
+// is about to use).
 func (n *Node) serveModules() {
 	h := n.host.Host()
 	h.SetStreamHandler(ModuleGetProtocol, n.serveModuleGet)
-	p2p.ServeAllowed(h, ModuleHoldProtocol, moduleReqMax, moduleTransfer+moduleHoldQuiet, n.log, n.host.IsMember,
+	mayHold := func(p peer.ID) bool { return n.raft.PeerRole(p) == consensus.RoleMember }
+	p2p.ServeAllowed(h, ModuleHoldProtocol, moduleReqMax, moduleTransfer+moduleHoldQuiet, n.log, mayHold,
 		func(ctx context.Context, from peer.ID, raw json.RawMessage) (any, error) {
 			req, err := decodeModuleReq(raw)
 			if err != nil {

@@ -11,8 +11,11 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
 
 	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 	"github.com/hydra-compute/hydra/wire"
 )
@@ -119,4 +122,58 @@ func FuzzModuleDecoders(f *testing.F) {
 			t.Fatalf("accepted size %d", n)
 		}
 	})
+}
+
+// TestWorkerCannotHoldOrDropModules: the module hold protocol (store a module fetched from the
+// caller, or delete one) takes requests from members only: an admitted worker's drop leaves the
+// module, and its hold stores nothing (a compromised worker could fill every node's disk with
+// modules, or delete one a job is about to use); a member's drop deletes it.
+func TestWorkerCannotHoldOrDropModules(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
+	n.start(t)
+	tok := activeAdminToken(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := webui.NewClient(n.HTTPURL(), tok).UploadModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admitted := func(role string) host.Host {
+		t.Helper()
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		cmd, err := consensus.NewCommand(consensus.OpMemberAdd, consensus.MemberAdd{ID: h.ID().String(), Role: role, At: time.Now().UTC()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.raft.ApplyAs(ctx, cmd, tok); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Connect(ctx, n.info()); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	w := admitted(consensus.RoleWorker)
+	if err := p2p.Call(ctx, w, n.ID(), ModuleHoldProtocol, moduleReq{SHA256: info.SHA256, Drop: true}, nil); err == nil {
+		t.Error("a worker's drop was answered")
+	}
+	if !n.hasModule(info.SHA256) {
+		t.Fatal("a worker's drop deleted the module")
+	}
+	other := strings.Repeat("ab", 32)
+	if err := p2p.Call(ctx, w, n.ID(), ModuleHoldProtocol, moduleReq{SHA256: other}, nil); err == nil {
+		t.Error("a worker's hold was answered")
+	}
+	m := admitted(consensus.RoleMember)
+	if err := p2p.Call(ctx, m, n.ID(), ModuleHoldProtocol, moduleReq{SHA256: info.SHA256, Drop: true}, nil); err != nil || n.hasModule(info.SHA256) {
+		t.Fatalf("a member's drop: %v, module still held %v", err, n.hasModule(info.SHA256))
+	}
 }
