@@ -15,7 +15,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/hydra-compute/hydra/compute/wasm"
 	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/node/owner"
 )
 
@@ -230,7 +232,7 @@ func (c *Config) parse() (parsed, error) {
 	if c.Voters != 0 && (c.Voters < 1 || c.Voters > 9 || c.Voters%2 == 0) {
 		return p, configErr("--voters %d: want an odd number from 1 to 9 (0 = automatic)", c.Voters)
 	}
-	if c.RaftMultiplier < 0.1 || c.RaftMultiplier > 100 {
+	if !(c.RaftMultiplier >= 0.1 && c.RaftMultiplier <= 100) { // NaN too
 		return p, configErr("--raft-multiplier %g: want 0.1 to 100", c.RaftMultiplier)
 	}
 	if c.AuditTrustAfter > 1<<20 {
@@ -242,8 +244,11 @@ func (c *Config) parse() (parsed, error) {
 	if c.ChunkTarget < 100*time.Millisecond || c.ChunkTarget > 10*time.Minute {
 		return p, configErr("--chunk-target %s: want 100ms to 10m", c.ChunkTarget)
 	}
-	if c.CPUs < 1 || c.CPUs > 4096 {
-		return p, configErr("--cpus %d: want 1 to the number of cores", c.CPUs)
+	if c.CPUs < 1 || c.CPUs > child.MaxCPUs {
+		return p, configErr("--cpus %d: want 1 to %d (default: the number of cores)", c.CPUs, child.MaxCPUs)
+	}
+	if c.MaxModuleBytes < 0 || c.MaxModuleBytes > wasm.MaxModuleBytes {
+		return p, configErr("--max-module-bytes %d: want at most %d (0: %d)", c.MaxModuleBytes, wasm.MaxModuleBytes, wasm.DefaultMaxModuleBytes)
 	}
 	if c.CPULimit < 1 || c.CPULimit > 100 {
 		return p, configErr("--cpu-limit %d: want a percentage from 1 to 100", c.CPULimit)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -489,6 +491,12 @@ func TestNew_ConfigErrors(t *testing.T) {
 		"bad cluster":      func(c *Config) { c.Cluster = "a b" },
 		"bad multiplier":   func(c *Config) { c.RaftMultiplier = 0 },
 		"quarantine after": func(c *Config) { c.AuditQuarantineAfter = 1001 },
+		// NaN passes every "outside the bounds" comparison; the bounds are written to catch it.
+		"NaN multiplier":        func(c *Config) { c.RaftMultiplier = math.NaN() },
+		"cpus over the child's": func(c *Config) { c.CPUs = child.MaxCPUs + 1 },
+		"huge module cap":       func(c *Config) { c.MaxModuleBytes = 1 << 40 },
+		"infinite hard temp":    func(c *Config) { c.Owner.TempHard = math.Inf(1) },
+		"NaN owner cpu":         func(c *Config) { c.Owner.MaxOwnerCPU = math.NaN() },
 	}
 	for name, mut := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -23,12 +23,15 @@ const ABIVersion = 1
 // Defaults of [Config].
 const (
 	DefaultMaxModuleBytes = 16 << 20 // largest module accepted
-	DefaultMemoryPages    = 2048     // 128 MiB of linear memory per instance
-	DefaultCallTimeout    = 60 * time.Second
-	DefaultMaxOutput      = 64 << 20 // bytes one run may emit (concat)
-	MaxParams             = 64 << 10 // bytes of a job's params
-	maxStderrTail         = 2048     // bytes of a module's stdout/stderr kept for error messages
-	wasmPage              = 64 << 10
+	// MaxModuleBytes is the most a node may be configured to accept (--max-module-bytes): the
+	// engine compiles nothing larger, and a module is held in memory whole while it travels.
+	MaxModuleBytes     = DefaultMaxModuleBytes * 16
+	DefaultMemoryPages = 2048 // 128 MiB of linear memory per instance
+	DefaultCallTimeout = 60 * time.Second
+	DefaultMaxOutput   = 64 << 20 // bytes one run may emit (concat)
+	MaxParams          = 64 << 10 // bytes of a job's params
+	maxStderrTail      = 2048     // bytes of a module's stdout/stderr kept for error messages
+	wasmPage           = 64 << 10
 )
 
 // Config bounds what a module may use. Zero fields take the defaults.
@@ -190,7 +193,7 @@ func (e *Engine) Validate(ctx context.Context, code []byte) error {
 
 // compile validates and compiles code into a module the engine does not yet keep.
 func (e *Engine) compile(ctx context.Context, code []byte, sum string) (*Module, error) {
-	if len(code) > DefaultMaxModuleBytes*16 {
+	if len(code) > MaxModuleBytes {
 		return nil, fmt.Errorf("module of %d bytes: too large", len(code))
 	}
 	imps, err := parseImports(code)

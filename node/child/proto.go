@@ -39,9 +39,12 @@ const (
 	maxHeader      = 64 << 10
 	maxParentFrame = 1 << 20
 	maxChildFrame  = wire.MaxResult + maxHeader + 1024
-	maxCPUs        = 1024
+	maxCPUs        = MaxCPUs
 	maxErrText     = 4096
 )
+
+// MaxCPUs is the most cores a compute child runs on (--cpus).
+const MaxCPUs = 1024
 
 // header is the JSON part of every message; which fields are set depends on the kind.
 type header struct {

@@ -142,6 +142,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// maxTemp bounds the temperatures of the heat rule: no CPU runs above it, so a higher (or
+// infinite) limit would only switch the rule off without saying so.
+const maxTemp = 150
+
 // Validate reports the first field of c (after defaults) that makes no sense.
 func (c Config) Validate() error {
 	c = c.withDefaults()
@@ -150,14 +154,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("owner: pause-after %v is negative", c.PauseAfter)
 	case c.ResumeAfter < 0:
 		return fmt.Errorf("owner: resume-after %v is negative", c.ResumeAfter)
-	case c.MaxOwnerCPU < 0 || c.MaxOwnerCPU > 1:
+	case !(c.MaxOwnerCPU >= 0 && c.MaxOwnerCPU <= 1): // NaN too: every comparison with it is false
 		return fmt.Errorf("owner: max-owner-cpu %v is outside 0–1", c.MaxOwnerCPU)
 	case c.OnBattery != OnBatteryPause && c.OnBattery != OnBatteryRun:
 		return fmt.Errorf("owner: on-battery %q: want %q or %q", c.OnBattery, OnBatteryPause, OnBatteryRun)
-	case c.MinBattery < 0 || c.MinBattery > 100:
+	case !(c.MinBattery >= 0 && c.MinBattery <= 100):
 		return fmt.Errorf("owner: min-battery %v is outside 0–100", c.MinBattery)
-	case c.TempSoft <= 0 || c.TempHard <= c.TempSoft:
-		return fmt.Errorf("owner: temperatures soft %v °C, hard %v °C: want 0 < soft < hard", c.TempSoft, c.TempHard)
+	case !(c.TempSoft > 0 && c.TempHard > c.TempSoft && c.TempHard <= maxTemp): // NaN and +Inf too
+		return fmt.Errorf("owner: temperatures soft %v °C, hard %v °C: want 0 < soft < hard ≤ %v", c.TempSoft, c.TempHard, maxTemp)
 	case c.IdleAfter < 0:
 		return fmt.Errorf("owner: idle-after %v is negative", c.IdleAfter)
 	}
