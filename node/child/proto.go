@@ -36,7 +36,7 @@ const protocolVersion = 1
 // Bounds. Parent → child messages are tiny; child → parent results carry at most
 // wire.MaxResultCounts counts, a payload of at most wire.MaxResult bytes.
 const (
-	maxHeader      = 64 << 10
+	maxHeader      = 7*compute.MaxWasmParams + 64<<10 // a run's spec holds a wasm job's params, each byte up to 6 in JSON (\u003c)
 	maxParentFrame = 1 << 20
 	maxChildFrame  = wire.MaxResult + maxHeader + 1024
 	maxCPUs        = MaxCPUs

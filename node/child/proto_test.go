@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -163,5 +164,28 @@ func TestChildSurvivesBadInput(t *testing.T) {
 	err := cmd.Wait()
 	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1 {
 		t.Fatalf("child after an oversized frame: %v", err)
+	}
+}
+
+// TestRunWithLargestParams: a run of a wasm job whose params are the largest allowed and
+// escape to six bytes each in JSON ('<' is \u003c) encodes and decodes: the header cap was 64
+// KiB, so such a job's runs failed to encode, not as a module fault, and every node retried its
+// chunks for ever.
+func TestRunWithLargestParams(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{
+		Module: strings.Repeat("ab", 32), Items: 10, Reduce: compute.ReduceSum, Params: strings.Repeat("<", compute.MaxWasmParams)}}
+	if err := spec.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := encodeMessage(message{kind: kindRun, h: header{Task: 1, Spec: &spec, Range: &compute.Range{Start: 0, End: 10}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > maxParentFrame {
+		t.Fatalf("a run of %d bytes, over the parent's frame cap %d", len(b), maxParentFrame)
+	}
+	m, err := decodeMessage(b)
+	if err != nil || m.h.Spec == nil || m.h.Spec.Wasm.Params != spec.Wasm.Params {
+		t.Fatalf("decode: %v", err)
 	}
 }
