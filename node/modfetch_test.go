@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -175,5 +176,32 @@ func TestWorkerCannotHoldOrDropModules(t *testing.T) {
 	m := admitted(consensus.RoleMember)
 	if err := p2p.Call(ctx, m, n.ID(), ModuleHoldProtocol, moduleReq{SHA256: info.SHA256, Drop: true}, nil); err != nil || n.hasModule(info.SHA256) {
 		t.Fatalf("a member's drop: %v, module still held %v", err, n.hasModule(info.SHA256))
+	}
+}
+
+// TestStoreModuleRepairsACorruptCopy: storing a module over a copy of the right size with other
+// bytes (a flipped bit on disk) replaces it; before, the size alone was compared, the corrupt copy
+// stayed, and every run of the module failed its hash check on this node.
+func TestStoreModuleRepairsACorruptCopy(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha := wasm.Hash(code)
+	if err := n.storeModule(sha, code); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(n.modulesDir(), sha)
+	bad := append([]byte(nil), code...)
+	bad[len(bad)/2] ^= 0x40
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.storeModule(sha, code); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, code) {
+		t.Fatalf("the corrupt copy stayed (%v)", err)
 	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -93,8 +94,8 @@ func (n *Node) storeModule(sha string, code []byte) error {
 		return fmt.Errorf("module store: %w", err)
 	}
 	final := filepath.Join(dir, sha)
-	if st, err := os.Stat(final); err == nil && st.Size() == int64(len(code)) {
-		return nil
+	if have, err := os.ReadFile(final); err == nil && bytes.Equal(have, code) {
+		return nil // already stored, intact (a copy of the right size with other bytes is replaced)
 	}
 	f, err := os.CreateTemp(dir, ".upload-*")
 	if err != nil {
