@@ -51,6 +51,11 @@ func TestSystem_MixedArchitectureExact(t *testing.T) {
 		"--cpus", "1", "--dedicated", "--voter", "never", "--raft-multiplier", "2", "--join", ps[0].joinAddr()}
 	emu.start()
 	t.Cleanup(emu.kill)
+	t.Cleanup(func() { // the amd64 nodes' logs are dumped by startProcCluster; the emulated node's too
+		if t.Failed() {
+			t.Logf("--- log of %s ---\n%s", emu.name, emu.dumpLog())
+		}
+	})
 	waitFor(t, 90*time.Second, "the arm64 node in the cluster", func() error {
 		st, err := emu.status()
 		if err != nil {
