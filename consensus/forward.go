@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,12 +42,16 @@ type applyResponse struct {
 	Leader    string          `json:"leader,omitempty"`
 }
 
-// rejection is a rejection received from the leader; errors.Is(err,
-// ErrRejected) holds for it.
+// rejection is a rejection received from the leader, as text; errors.Is(err,
+// ErrRejected) holds for it, and errors.Is(err, ErrSettingsChanged) when the
+// leader refused a settings change for that reason (a caller retries it).
 type rejection string
 
-func (e rejection) Error() string        { return string(e) }
-func (e rejection) Is(target error) bool { return target == ErrRejected }
+func (e rejection) Error() string { return string(e) }
+
+func (e rejection) Is(target error) bool {
+	return target == ErrRejected || target == ErrSettingsChanged && strings.Contains(string(e), ErrSettingsChanged.Error())
+}
 
 // Apply proposes cmd to the cluster and returns once it is committed and
 // applied on the leader (and, best effort, on this node too, so a caller

@@ -166,3 +166,18 @@ func TestRefusedMemberRemoveLeavesTheMember(t *testing.T) {
 		t.Fatal("the refused removal removed the member")
 	}
 }
+
+// TestForwardedSettingsRefusalIsRecognised: a settings change the leader refused because the
+// settings changed meanwhile comes back to a follower as text, and still matches
+// ErrSettingsChanged (its caller retries it) as well as ErrRejected; other refusals match only
+// ErrRejected.
+func TestForwardedSettingsRefusalIsRecognised(t *testing.T) {
+	changed := rejection(fmt.Errorf("%w: settings: %w", ErrRejected, ErrSettingsChanged).Error())
+	if !errors.Is(changed, ErrSettingsChanged) || !errors.Is(changed, ErrRejected) {
+		t.Fatalf("%v: not recognised", changed)
+	}
+	other := rejection(fmt.Errorf("%w: settings: retention 1s", ErrRejected).Error())
+	if errors.Is(other, ErrSettingsChanged) || !errors.Is(other, ErrRejected) {
+		t.Fatalf("%v: misread", other)
+	}
+}

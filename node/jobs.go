@@ -107,10 +107,9 @@ func (n *Node) SetClusterConfig(ctx context.Context, assignments []string) (webu
 		if err == nil {
 			break
 		}
-		// A refusal forwarded from the leader comes back as text, at once: this replica may not
-		// have applied the change that won yet, so wait (a little) until it has.
-		changed := errors.Is(err, consensus.ErrSettingsChanged) || strings.Contains(err.Error(), consensus.ErrSettingsChanged.Error())
-		if !changed || attempt == settingsAttempts {
+		// A refusal forwarded from the leader comes back at once: this replica may not have
+		// applied the change that won yet, so wait (a little) until it has.
+		if !errors.Is(err, consensus.ErrSettingsChanged) || attempt == settingsAttempts {
 			return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
 		}
 		if err := n.settingsMoveOn(ctx, base); err != nil {
