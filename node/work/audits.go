@@ -476,7 +476,7 @@ func (c *leadership) soonestLocked(node string, t compute.AuditTask, expected ti
 	owner := c.arch[t.Node]
 	otherArch := owner != "" && c.arch[node] != "" && c.arch[node] != owner
 	for n := range c.lastSeen {
-		if n == node || n == t.Node || n == t.Auditor || c.paused[n] || c.cfg.Audits.Quarantined(n) {
+		if n == node || !c.auditCandidateLocked(n, t) {
 			continue
 		}
 		if otherArch && c.arch[n] == owner {
@@ -514,21 +514,36 @@ func auditCost(t compute.AuditTask) float64 {
 }
 
 // archFitsLocked reports whether node should audit t: yes if its
-// architecture differs from the chunk's node's, or if no live node that may
-// take t and has no audit in hand (busy) has another. (A busy node of the other
-// architecture does not hold the audit back: one slow board must not become
-// the bottleneck of every job.)
+// architecture differs from the chunk's node's, or if no node of another
+// architecture that would take t (auditCandidateLocked) has no audit in hand
+// (busy). (A busy node of the other architecture does not hold the audit back:
+// one slow board must not become the bottleneck of every job; nor does one
+// that would refuse it, paused or too slow: no node would take it then.)
 func (c *leadership) archFitsLocked(node string, t compute.AuditTask, busy map[string]bool) bool {
 	owner := c.arch[t.Node]
 	if owner == "" || c.arch[node] != owner {
 		return true
 	}
 	for n := range c.lastSeen {
-		if n != t.Node && n != t.Auditor && !busy[n] && c.arch[n] != "" && c.arch[n] != owner && !c.cfg.Audits.Quarantined(n) {
-			return false // another architecture is free: leave it the audit
+		if !busy[n] && c.arch[n] != "" && c.arch[n] != owner && c.auditCandidateLocked(n, t) {
+			return false // another architecture is free and would take it: leave it the audit
 		}
 	}
 	return true
+}
+
+// mayAuditLocked reports whether live node n may be leased audit t at all: not the chunk's
+// node nor the auditor it disputes, not paused (its owner needs the machine) and not
+// quarantined.
+func (c *leadership) mayAuditLocked(n string, t compute.AuditTask) bool {
+	return n != t.Node && n != t.Auditor && !c.paused[n] && !c.cfg.Audits.Quarantined(n)
+}
+
+// auditCandidateLocked reports whether node n would be leased audit t if it asked: it may
+// audit it and is fast enough. A node passes an audit over only for a candidate (archFitsLocked,
+// soonestLocked): passed over for a node that refuses it, an audit waits for ever.
+func (c *leadership) auditCandidateLocked(n string, t compute.AuditTask) bool {
+	return c.mayAuditLocked(n, t) && c.speedFitsLocked(n, t)
 }
 
 // speedFitsLocked reports whether node is fast enough to audit t: yes if
@@ -546,7 +561,7 @@ func (c *leadership) speedFitsLocked(node string, t compute.AuditTask) bool {
 		return true
 	}
 	for n := range c.lastSeen {
-		if n != node && n != t.Node && n != t.Auditor && !c.paused[n] && c.sched.Rate(n, kind) > auditSlowdown*rate && !c.cfg.Audits.Quarantined(n) {
+		if n != node && c.mayAuditLocked(n, t) && c.sched.Rate(n, kind) > auditSlowdown*rate {
 			return false
 		}
 	}

@@ -596,3 +596,55 @@ func TestNoChunkBehindALongAudit(t *testing.T) {
 		t.Fatalf("the fast node was leased %d audits and %d chunks, want the short audit and a chunk", a, n)
 	}
 }
+
+// TestAuditNotLeftToANodeThatRefusesIt: nodes of the chunk's architecture leave its audit to a
+// free node of another architecture only if that node would take it. An emulated arm64 board
+// more than auditSlowdown times slower than an amd64 node refuses a long audit (speedFitsLocked);
+// before, the amd64 nodes still left it the audit because it was free (archFitsLocked), so no
+// node took it and the job never finished (TestSystem_MixedArchitectureExact hung at 318 of 480
+// rows cleared). The same for a paused node of another architecture: it takes no work.
+func TestAuditNotLeftToANodeThatRefusesIt(t *testing.T) {
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "amd-a"), piTask(2, "amd-a")}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	c.leaseAt = time.Now().Add(-time.Second)
+	now := time.Now()
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 1}}
+	if err := c.sched.AddJob("rates", spec, []compute.Range{{Start: 0, End: 1 << 30}}, true); err != nil {
+		t.Fatal(err)
+	}
+	// 2²⁰ samples in 10 ms on amd-b, in 1 s on the board: an audit of 2²² takes the board 4 s.
+	for node, took := range map[string]time.Duration{"amd-b": 10 * time.Millisecond, "arm-c": time.Second} {
+		l, ok := c.sched.Lease(nodeID(node), now)
+		if !ok {
+			t.Fatal("no probe lease")
+		}
+		c.sched.Complete(l.ID, now.Add(took))
+		c.sched.Accepted("rates", l.Range)
+	}
+	c.sched.RemoveJob("rates")
+	c.refreshAuditsLocked(now)
+	for node, arch := range map[string]string{"amd-a": "amd64", "amd-b": "amd64", "arm-c": "arm64"} {
+		c.lastSeen[nodeID(node)], c.arch[nodeID(node)] = now, arch
+	}
+	if got := syncAs(t, c, "arm-c", "arm64"); len(got) != 0 {
+		t.Fatalf("the slow board was leased audit %v while a node 100 times faster was live", got)
+	}
+	if got := syncAs(t, c, "amd-b", "amd64"); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("amd-b was leased %v, want audit 1: the free arm64 node would not take it", got)
+	}
+
+	// A paused node of another architecture holds no audit back either.
+	audits2 := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "amd-a")}}
+	c2 := auditLeadership(t, audits2, slog.New(slog.DiscardHandler))
+	c2.leaseAt = time.Now().Add(-time.Second)
+	c2.refreshAuditsLocked(time.Now())
+	for node, arch := range map[string]string{"amd-a": "amd64", "amd-b": "amd64", "arm-c": "arm64"} {
+		c2.lastSeen[nodeID(node)], c2.arch[nodeID(node)] = time.Now(), arch
+	}
+	c2.mu.Lock()
+	c2.paused[nodeID("arm-c")] = true // its owner is busy: it takes no work
+	c2.mu.Unlock()
+	if got := syncAs(t, c2, "amd-b", "amd64"); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("with the arm64 node paused, amd-b was leased %v, want audit 1", got)
+	}
+}
