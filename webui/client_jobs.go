@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -62,6 +63,36 @@ func (c *Client) SubmitJob(ctx context.Context, spec compute.JobSpec) (JobView, 
 func (c *Client) Jobs(ctx context.Context) ([]JobView, error) {
 	var vs []JobView
 	err := c.Do(ctx, http.MethodGet, "/api/v1/jobs", nil, &vs)
+	return vs, err
+}
+
+// JobsQuery selects jobs from GET /api/v1/jobs: at most Limit (0: all), of
+// States (none: any), after the job Before in the list's order (newest first).
+type JobsQuery struct {
+	Limit  int
+	States []compute.JobState
+	Before string
+}
+
+// JobsWhere lists the jobs q selects, newest first (GET /api/v1/jobs with
+// limit, state and before): a cluster may hold many thousands of jobs.
+func (c *Client) JobsWhere(ctx context.Context, q JobsQuery) ([]JobView, error) {
+	v := url.Values{}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	for _, st := range q.States {
+		v.Add("state", string(st))
+	}
+	if q.Before != "" {
+		v.Set("before", q.Before)
+	}
+	path := "/api/v1/jobs"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var vs []JobView
+	err := c.Do(ctx, http.MethodGet, path, nil, &vs)
 	return vs, err
 }
 

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -24,7 +25,8 @@ type JobBackend interface {
 	// SubmitJob submits a spec that already passed Validate; the node assigns
 	// the ID and time and commits the job through raft.
 	SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job, error)
-	// Jobs lists every job this replica knows, in submission order.
+	// Jobs lists every job this replica knows, in submission order, in a
+	// slice of its own (the caller may reorder it).
 	Jobs() []compute.Job
 	// Job returns one job.
 	Job(id string) (compute.Job, bool)
@@ -108,14 +110,96 @@ func (s *server) submitJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, newJobView(j, names))
 }
 
-func (s *server) listJobs(w http.ResponseWriter, r *http.Request) {
-	jobs := s.cfg.Jobs.Jobs()
-	names := s.nodeNames()
-	views := make([]JobView, 0, len(jobs))
-	for i := len(jobs) - 1; i >= 0; i-- { // submission order, reversed: newest first
-		views = append(views, newJobView(jobs[i], names))
+// MaxJobsPage bounds the jobs of one page of GET /api/v1/jobs?limit=N: a
+// cluster may hold up to a million jobs (max-jobs), too many for one answer a
+// client means to read.
+const MaxJobsPage = 10000
+
+// jobsQuery is a GET /api/v1/jobs query: at most limit jobs (0: all), of the
+// states listed (none: every state), starting after the job before names in
+// the list's order (newest first).
+type jobsQuery struct {
+	limit  int
+	states map[compute.JobState]bool
+	before string
+}
+
+// parseJobsQuery validates GET /api/v1/jobs's parameters.
+func parseJobsQuery(q url.Values) (jobsQuery, error) {
+	var jq jobsQuery
+	for name := range q {
+		if name != "limit" && name != "state" && name != "before" {
+			return jq, fmt.Errorf("unknown parameter %q (limit, state, before)", name)
+		}
 	}
-	slices.SortStableFunc(views, func(a, b JobView) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxJobsPage {
+			return jq, fmt.Errorf("limit %q: want a whole number from 1 to %d", v, MaxJobsPage)
+		}
+		jq.limit = n
+	}
+	for _, v := range q["state"] {
+		for st := range strings.SplitSeq(v, ",") {
+			switch js := compute.JobState(strings.TrimSpace(st)); js {
+			case compute.StateQueued, compute.StateRunning, compute.StateDone, compute.StateCancelled, compute.StateFailed:
+				if jq.states == nil {
+					jq.states = map[compute.JobState]bool{}
+				}
+				jq.states[js] = true
+			default:
+				return jq, fmt.Errorf("state %q: want queued, running, done, cancelled or failed", st)
+			}
+		}
+	}
+	jq.before = q.Get("before")
+	if len(jq.before) > maxJobIDLen {
+		return jq, fmt.Errorf("before: a job ID is at most %d bytes", maxJobIDLen)
+	}
+	return jq, nil
+}
+
+// maxJobIDLen bounds a job ID given as a cursor (IDs are 16 hex digits).
+const maxJobIDLen = 64
+
+// listJobs answers GET /api/v1/jobs: every job, newest first, or a page of
+// them (limit, state, before); a page that stops short of the end carries a
+// Link header (rel="next") to the next one.
+func (s *server) listJobs(w http.ResponseWriter, r *http.Request) {
+	jq, err := parseJobsQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	jobs := s.cfg.Jobs.Jobs()
+	slices.Reverse(jobs) // submission order, reversed: newest first
+	slices.SortStableFunc(jobs, func(a, b compute.Job) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
+	if jq.before != "" {
+		i := slices.IndexFunc(jobs, func(j compute.Job) bool { return j.ID == jq.before })
+		if i < 0 {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("before: no job %q (deleted since the last page?): list again from the start", jq.before))
+			return
+		}
+		jobs = jobs[i+1:]
+	}
+	names := s.nodeNames()
+	views := make([]JobView, 0, min(len(jobs), cmp.Or(jq.limit, len(jobs))))
+	for i, j := range jobs {
+		if jq.states != nil && !jq.states[j.State] {
+			continue
+		}
+		if jq.limit > 0 && len(views) == jq.limit {
+			if slices.ContainsFunc(jobs[i:], func(j compute.Job) bool { return jq.states == nil || jq.states[j.State] }) {
+				next := url.Values{"limit": {strconv.Itoa(jq.limit)}, "before": {views[len(views)-1].ID}}
+				if st := r.URL.Query()["state"]; len(st) > 0 {
+					next["state"] = st
+				}
+				w.Header().Set("Link", fmt.Sprintf("</api/v1/jobs?%s>; rel=\"next\"", next.Encode()))
+			}
+			break
+		}
+		views = append(views, newJobView(j, names))
+	}
 	writeJSON(w, http.StatusOK, views)
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -508,4 +509,73 @@ func FuzzDecodeJobRequest(f *testing.F) {
 			t.Fatalf("view round trip: %s → %v %+v", vb, err, v.Spec)
 		}
 	})
+}
+
+// TestListJobsPaged: GET /api/v1/jobs?limit=N pages through the jobs newest first, each page's
+// Link header naming the next, until a page without one; state filters (repeated or comma
+// separated) and bad parameters are answered as documented.
+func TestListJobsPaged(t *testing.T) {
+	srv, fj := newJobServer(t)
+	states := []compute.JobState{compute.StateDone, compute.StateRunning, compute.StateQueued, compute.StateFailed, compute.StateCancelled}
+	var want, wantRunning []string
+	for i := range 25 {
+		id := fmt.Sprintf("j%02d", i)
+		st := states[i%len(states)]
+		fj.add(compute.Job{ID: id, Kind: compute.KindPi, Spec: piSpec(1000, 0), State: st, SubmittedAt: t0.Add(time.Duration(i) * time.Second), TotalUnits: 1000})
+		want = append([]string{id}, want...)
+		if st == compute.StateRunning || st == compute.StateQueued {
+			wantRunning = append([]string{id}, wantRunning...)
+		}
+	}
+	walk := func(first string) (ids []string, pages int) {
+		t.Helper()
+		for path := first; path != ""; pages++ {
+			resp, data := do(t, "GET", srv.URL+path, "", "")
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s: %d %s", path, resp.StatusCode, data)
+			}
+			var page []JobView
+			if err := json.Unmarshal(data, &page); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range page {
+				ids = append(ids, v.ID)
+			}
+			path = ""
+			if link := resp.Header.Get("Link"); link != "" {
+				start, end := strings.Index(link, "<"), strings.Index(link, ">")
+				if start < 0 || end < start || !strings.HasSuffix(link, `; rel="next"`) {
+					t.Fatalf("Link %q", link)
+				}
+				path = link[start+1 : end]
+			}
+			if pages > 30 {
+				t.Fatal("pages never end")
+			}
+		}
+		return ids, pages
+	}
+	if ids, pages := walk("/api/v1/jobs?limit=10"); !slices.Equal(ids, want) || pages != 3 {
+		t.Fatalf("pages of 10: %d pages, %v; want 3, %v", pages, ids, want)
+	}
+	if ids, pages := walk("/api/v1/jobs?limit=5"); !slices.Equal(ids, want) || pages != 5 {
+		t.Fatalf("pages of 5 (the last one full): %d pages, %v", pages, ids)
+	}
+	if ids, pages := walk("/api/v1/jobs"); !slices.Equal(ids, want) || pages != 1 {
+		t.Fatalf("no limit: %d pages, %v", pages, ids)
+	}
+	for _, q := range []string{"state=running,queued&limit=3", "state=running&state=queued&limit=4"} {
+		if ids, _ := walk("/api/v1/jobs?" + q); !slices.Equal(ids, wantRunning) {
+			t.Fatalf("%s: %v, want %v", q, ids, wantRunning)
+		}
+	}
+	if ids, _ := walk("/api/v1/jobs?before=j10"); !slices.Equal(ids, want[15:]) {
+		t.Fatalf("before j10: %v", ids)
+	}
+	for q, code := range map[string]int{"limit=0": 400, "limit=10001": 400, "limit=x": 400, "state=busy": 400, "sort=id": 400,
+		"before=nope": 404, "before=" + strings.Repeat("a", 65): 400} {
+		if resp, data := do(t, "GET", srv.URL+"/api/v1/jobs?"+q, "", ""); resp.StatusCode != code || !strings.Contains(string(data), "error") {
+			t.Errorf("%s: %d %s, want %d", q, resp.StatusCode, data, code)
+		}
+	}
 }

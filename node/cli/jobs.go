@@ -84,15 +84,32 @@ func printJSON(w io.Writer, v any) error {
 func runJobs(args []string, stdout, stderr io.Writer) error {
 	fs, af := newClientFlags("jobs", stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
+	limit := fs.Int("limit", 0, "list at most this many jobs, the newest (0: all)")
+	state := fs.String("state", "", "list only jobs in these states, comma-separated: queued, running, done, cancelled, failed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	q := webui.JobsQuery{Limit: *limit}
+	if *limit < 0 || *limit > webui.MaxJobsPage {
+		return usagef("--limit %d: want 0 (all) to %d", *limit, webui.MaxJobsPage)
+	}
+	if *state != "" {
+		for st := range strings.SplitSeq(*state, ",") {
+			js := compute.JobState(strings.TrimSpace(st))
+			switch js {
+			case compute.StateQueued, compute.StateRunning, compute.StateDone, compute.StateCancelled, compute.StateFailed:
+				q.States = append(q.States, js)
+			default:
+				return usagef("--state %q: want queued, running, done, cancelled or failed", st)
+			}
+		}
 	}
 	c, ctx, cancel, err := af.connect(requestTimeout)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	jobs, err := c.Jobs(ctx)
+	jobs, err := c.JobsWhere(ctx, q)
 	if err != nil {
 		return err
 	}

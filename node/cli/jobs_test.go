@@ -307,6 +307,19 @@ func TestJobsJobResultCancelRm(t *testing.T) {
 	if code != ExitOK || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 {
 		t.Fatalf("jobs --json: %q", out)
 	}
+	// --limit keeps the newest; --state keeps the states named.
+	code, out, _ = run(append([]string{"jobs", "--limit", "1", "--json"}, api...)...)
+	if list = nil; code != ExitOK || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].ID != "job2" {
+		t.Fatalf("jobs --limit 1: %q", out)
+	}
+	code, out, _ = run(append([]string{"jobs", "--state", "done,failed", "--json"}, api...)...)
+	if list = nil; code != ExitOK || json.Unmarshal([]byte(out), &list) != nil || len(list) != 0 {
+		t.Fatalf("jobs --state done,failed (none yet): %q", out)
+	}
+	code, out, _ = run(append([]string{"jobs", "--state", "queued", "--json"}, api...)...)
+	if list = nil; code != ExitOK || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 {
+		t.Fatalf("jobs --state queued: %q", out)
+	}
 	// hydra job ID (flags after the ID too); every read advances the fake.
 	code, out, _ = run(append([]string{"job", "job1"}, api...)...)
 	if code != ExitOK || !strings.Contains(out, "job job1 (first)") || !strings.Contains(out, "seed 9") {
@@ -366,6 +379,9 @@ func TestJobUsageErrorsExitConfig(t *testing.T) {
 		{"cancel"},
 		{"rm"},
 		{"jobs", "extra"},
+		{"jobs", "--limit", "-1"},
+		{"jobs", "--limit", "10001"},
+		{"jobs", "--state", "busy"},
 	}
 	for _, args := range cases {
 		code, _, stderr := run(append(args, api...)...)
