@@ -83,9 +83,12 @@ type hubState struct {
 	statusKey    string
 	statusSent   time.Time
 	activityJSON []byte
-	jobsJSON     []byte // the last full list, for new clients
+	jobsJSON     []byte   // the list for new clients (listJSON; nil: to be made again)
+	order        []string // the jobs' IDs, newest first
 	jobIDs       string
 	jobs         map[string]*jobSent
+	namesKey     string // the nodes' IDs and names the views were made with
+	namesGen     uint64 // changes with namesKey
 	lastFrame    time.Time
 }
 
@@ -97,6 +100,8 @@ type jobSent struct {
 	cursor   uint64           // next chunk sequence number to send
 	next     uint64           // the job's next sequence number when chunks were last read: more are owed while cursor < next
 	acc      compute.RangeSet // without a ChunkSource: ranges already announced
+	finished time.Time        // the job's finish time when its view was last made
+	namesGen uint64           // the node names it was made with (hubState.namesGen)
 }
 
 func newHub(be Backend, jobs JobBackend) *hub {
@@ -193,7 +198,7 @@ func (h *hub) snapshot() []byte {
 	var b bytes.Buffer
 	writeEvent(&b, "status", h.st.statusJSON)
 	writeEvent(&b, "activity", h.st.activityJSON)
-	writeEvent(&b, "jobs", h.st.jobsJSON)
+	writeEvent(&b, "jobs", h.listJSON())
 	return b.Bytes()
 }
 

@@ -67,21 +67,32 @@ type progressEvent struct {
 
 func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 	names := make(map[string]string, len(st.Nodes))
+	var nk strings.Builder
 	for _, n := range st.Nodes {
 		names[n.ID] = n.Name
+		nk.WriteString(n.ID + "\x00" + n.Name + "\x00")
 	}
-	jobs := slices.Clone(h.jobs.Jobs()) // ours to reorder
+	if nk.String() != h.st.namesKey { // a job's view names its nodes: every view is made again
+		h.st.namesKey = nk.String()
+		h.st.namesGen++
+	}
+	jobs := h.jobs.Jobs() // ours to reorder (JobBackend.Jobs)
 	slices.Reverse(jobs)                // newest first, as GET /api/v1/jobs
 	slices.SortStableFunc(jobs, func(a, b compute.Job) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
 	var ids strings.Builder
+	order := make([]string, 0, len(jobs))
 	seen := make(map[string]bool, len(jobs))
 	var body bytes.Buffer // this tick's events of single jobs
 	for _, j := range jobs {
 		ids.WriteString(j.ID + "\x00")
+		order = append(order, j.ID)
 		seen[j.ID] = true
+		js := h.st.jobs[j.ID]
+		if js.settled(j, h.st.namesGen) {
+			continue // finished, sent as it is, nothing owed: no view to make (a cluster may hold 20,000 of them)
+		}
 		v := newJobView(j, names)
 		full := mustJSON(v)
-		js := h.st.jobs[j.ID]
 		isNew := js == nil
 		if isNew {
 			js = &jobSent{}
@@ -92,6 +103,7 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 		case !changed:
 		case isNew || js.state != j.State || now.Sub(js.fullSent) >= jobFullGap:
 			js.full, js.fullSent, js.state, js.done = full, now, j.State, j.DoneUnits
+			h.st.jobsJSON = nil // the list for new clients is made again
 			if !isNew {
 				writeEvent(&body, "job", full)
 			}
@@ -108,6 +120,9 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 			}
 			writeEvent(&body, "progress", mustJSON(pe))
 		}
+		if bytes.Equal(js.full, full) { // clients have this view: settled may skip it from now on
+			js.finished, js.namesGen = j.FinishedAt, h.st.namesGen
+		}
 		if changed || !j.State.Finished() || js.cursor < js.next { // a finished job's chunks may still be owed
 			h.tickChunks(&body, now, init && isNew, j, js)
 		}
@@ -117,22 +132,41 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 			delete(h.st.jobs, id)
 		}
 	}
-	// The list for new clients is made of the views clients were last sent.
+	h.st.order = order
+	if ids.String() != h.st.jobIDs { // added or removed: the whole list
+		h.st.jobIDs = ids.String()
+		h.st.jobsJSON = nil
+		writeEvent(b, "jobs", h.listJSON())
+	}
+	b.Write(body.Bytes())
+}
+
+// listJSON is the job list for new clients and for a "jobs" event: the views clients were last
+// sent, newest first. It is made again only when one of them or the list changed.
+func (h *hub) listJSON() []byte {
+	if h.st.jobsJSON != nil {
+		return h.st.jobsJSON
+	}
 	var list bytes.Buffer
 	list.WriteByte('[')
-	for i, j := range jobs {
+	for i, id := range h.st.order {
 		if i > 0 {
 			list.WriteByte(',')
 		}
-		list.Write(h.st.jobs[j.ID].full)
+		list.Write(h.st.jobs[id].full)
 	}
 	list.WriteByte(']')
 	h.st.jobsJSON = list.Bytes()
-	if ids.String() != h.st.jobIDs { // added or removed: the whole list
-		h.st.jobIDs = ids.String()
-		writeEvent(b, "jobs", h.st.jobsJSON)
-	}
-	b.Write(body.Bytes())
+	return h.st.jobsJSON
+}
+
+// settled reports whether job j is as it was last sent and will not change by itself: finished,
+// its state, units, finish time and node names the same, and no chunk of its history owed. Its
+// view is then not made again (a finished job changes only when it runs again, after an
+// audit took back a quarantined node's results, and then its state and finish time change).
+func (js *jobSent) settled(j compute.Job, namesGen uint64) bool {
+	return js != nil && js.full != nil && j.State.Finished() && js.state == j.State && js.done == j.DoneUnits &&
+		js.finished.Equal(j.FinishedAt) && js.namesGen == namesGen && js.cursor >= js.next
 }
 
 // tickChunks sends a job's newly accepted chunks. When the hub starts (skip) it only moves the

@@ -454,3 +454,47 @@ func TestHubSendsEveryChunkOfAFinishedJob(t *testing.T) {
 		t.Fatalf("%d chunks sent of %d", sent, n)
 	}
 }
+
+// TestHubSettledJobs: a finished job's view is made once, not at every tick (BenchmarkHubTick:
+// 20,000 of them made the poller take a quarter of a second per frame), yet what changes it is
+// still sent: a node's new name (after jobFullGap), the job running again after a quarantine, and
+// new clients get the views last sent.
+func TestHubSettledJobs(t *testing.T) {
+	b := newEvBackend()
+	h := newHub(b, b)
+	h.st = hubState{jobs: map[string]*jobSent{}}
+	b.add(compute.Job{ID: "d", Kind: compute.KindPi, State: compute.StateDone, SubmittedAt: t0, FinishedAt: t0.Add(time.Second),
+		DoneUnits: 1000, TotalUnits: 1000, Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1000}},
+		Nodes: []compute.NodeContribution{{Node: b.status.Nodes[0].ID, Units: 1000, Chunks: 1}}})
+	now := t0
+	tick := func(d time.Duration) string {
+		now = now.Add(d)
+		return string(h.tick(now, false))
+	}
+	h.tick(now, true)
+	if f := tick(100 * time.Millisecond); f != "" {
+		t.Fatalf("nothing changed, frame %q", f)
+	}
+	if !h.st.jobs["d"].settled(b.Jobs()[0], h.st.namesGen) {
+		t.Fatal("a finished job sent as it is is not settled: its view is made at every tick")
+	}
+	b.update(func(b *evBackend) { b.status.Nodes[0].Name = "renamed" })
+	tick(100 * time.Millisecond) // too soon after the last full view: not sent yet
+	if f := tick(jobFullGap); !strings.Contains(f, "event: job\n") || !strings.Contains(f, `"renamed"`) {
+		t.Fatalf("a node's new name in a finished job's view: %q", f)
+	}
+	if f := tick(100 * time.Millisecond); strings.Contains(f, "event: job\n") {
+		t.Fatalf("sent again: %q", f)
+	}
+	b.update(func(b *evBackend) { b.jobs[0].State, b.jobs[0].DoneUnits = compute.StateRunning, 900 })
+	if f := tick(100 * time.Millisecond); !strings.Contains(f, "event: job\n") || !strings.Contains(f, `"state":"running"`) {
+		t.Fatalf("a finished job that runs again: %q", f)
+	}
+	b.update(func(b *evBackend) { b.jobs[0].State, b.jobs[0].DoneUnits, b.jobs[0].FinishedAt = compute.StateDone, 1000, t0.Add(time.Hour) })
+	if f := tick(100 * time.Millisecond); !strings.Contains(f, "event: job\n") || !strings.Contains(f, `"state":"done"`) {
+		t.Fatalf("done again: %q", f)
+	}
+	if snap := string(h.snapshot()); !strings.Contains(snap, `"renamed"`) || !strings.Contains(snap, t0.Add(time.Hour).Format(time.RFC3339)) {
+		t.Fatalf("snapshot: %q", snap)
+	}
+}
