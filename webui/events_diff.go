@@ -77,7 +77,7 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 		h.st.namesGen++
 	}
 	jobs := h.jobs.Jobs() // ours to reorder (JobBackend.Jobs)
-	slices.Reverse(jobs)                // newest first, as GET /api/v1/jobs
+	slices.Reverse(jobs)  // newest first, as GET /api/v1/jobs
 	slices.SortStableFunc(jobs, func(a, b compute.Job) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
 	var ids strings.Builder
 	order := make([]string, 0, len(jobs))

@@ -490,7 +490,9 @@ func TestHubSettledJobs(t *testing.T) {
 	if f := tick(100 * time.Millisecond); !strings.Contains(f, "event: job\n") || !strings.Contains(f, `"state":"running"`) {
 		t.Fatalf("a finished job that runs again: %q", f)
 	}
-	b.update(func(b *evBackend) { b.jobs[0].State, b.jobs[0].DoneUnits, b.jobs[0].FinishedAt = compute.StateDone, 1000, t0.Add(time.Hour) })
+	b.update(func(b *evBackend) {
+		b.jobs[0].State, b.jobs[0].DoneUnits, b.jobs[0].FinishedAt = compute.StateDone, 1000, t0.Add(time.Hour)
+	})
 	if f := tick(100 * time.Millisecond); !strings.Contains(f, "event: job\n") || !strings.Contains(f, `"state":"done"`) {
 		t.Fatalf("done again: %q", f)
 	}
