@@ -209,19 +209,28 @@ func (c *leadership) applyOutcome(out compute.AuditOutcome, auditor string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, r := range out.Requeued {
-		if c.jobs[r.Job] {
-			c.sched.Requeue(r.Job, []compute.Range{r.Range})
-		}
-	}
-	if len(out.Requeued) > 0 {
-		c.log.Info("results of a failed node requeued", "chunks", len(out.Requeued))
-	}
 	for _, id := range out.Finished {
 		c.sched.RemoveJob(id)
 		delete(c.jobs, id)
 		c.forgetGrantsLocked(id)
 		c.log.Info("job done", "job", id)
+	}
+	// A failed node's results are requeued in done jobs too, which run again (the job this
+	// command finished among them): the scheduler no longer has them, and with no other job
+	// scheduled no reconcile would run to take them in again.
+	reopened := false
+	for _, r := range out.Requeued {
+		if c.jobs[r.Job] {
+			c.sched.Requeue(r.Job, []compute.Range{r.Range})
+		} else {
+			reopened = true
+		}
+	}
+	if len(out.Requeued) > 0 {
+		c.log.Info("results of a failed node requeued", "chunks", len(out.Requeued))
+	}
+	if reopened {
+		c.co.JobsChanged() // reconcile: the jobs that run again are scheduled
 	}
 }
 

@@ -1,0 +1,156 @@
+package work
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// storeCluster is a coordinator term over a real job state whose commands the test may also
+// apply by hand (to set up audits, disputes and faults without running the exchanges for them).
+type storeCluster struct {
+	store *compute.JobStore
+	c     *leadership
+	index uint64
+}
+
+func newStoreCluster(t *testing.T, audited bool) *storeCluster {
+	t.Helper()
+	sc := &storeCluster{store: compute.NewJobStore(compute.NewMemResults())}
+	t.Cleanup(func() { sc.store.Close() })
+	cfg := CoordinatorConfig{Jobs: sc.store, Apply: sc.apply, Logger: discardLogger()}
+	if audited {
+		cfg.Audits = sc.store
+	}
+	co := NewCoordinator(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := co.newLeadership(ctx, 4, time.Second)
+	c.leaseAt, c.repairAt = time.Time{}, time.Now().Add(time.Hour) // leases at once; the test reconciles
+	c.auditWait = time.Millisecond
+	done := make(chan struct{})
+	go func() { defer close(done); c.committer(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	co.cur.Store(c)
+	sc.c = c
+	return sc
+}
+
+// apply applies cmd to the job state as raft would; a refusal is an error.
+func (sc *storeCluster) apply(_ context.Context, cmd any) (json.RawMessage, error) {
+	sc.index++
+	res := sc.store.ApplyCommand(cmd, sc.index)
+	if err, ok := res.(error); ok {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
+// must applies cmd by hand and fails the test if the state refuses it.
+func (sc *storeCluster) must(t *testing.T, cmd any) json.RawMessage {
+	t.Helper()
+	raw, err := sc.apply(context.Background(), cmd)
+	if err != nil {
+		t.Fatalf("%T: %v", cmd, err)
+	}
+	return raw
+}
+
+// sync makes node exchange req with the coordinator.
+func (sc *storeCluster) sync(t *testing.T, node string, req *syncRequest) *syncResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req.Term = sc.c.term
+	resp, err := sc.c.sync(ctx, peer.ID(node), req)
+	if err != nil {
+		t.Fatalf("sync of %s: %v", node, err)
+	}
+	return resp
+}
+
+// piResult is node's result for r of a π job (with wrong hits when lie is set), committed to.
+func piResult(t *testing.T, job string, spec compute.JobSpec, r compute.Range, node string, lie bool) compute.ChunkResult {
+	t.Helper()
+	hits, err := compute.PiBlocksHits(spec.Pi.Seed, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lie {
+		hits[0]++
+	}
+	payload := compute.EncodePiBlocksPayload(hits)
+	root, err := compute.Commitment(spec, r, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return compute.ChunkResult{Chunk: compute.Chunk{Job: job, Range: r}, Node: nodeID(node), ComputeSeconds: 0.1, Payload: payload, Root: root}
+}
+
+// TestJobReopenedByAFailedAuditIsLeasedAgain: a failed audit requeues the failed node's results
+// that no audit cleared, in done jobs too, which run again. The dispute that cleared a job's
+// last chunk also failed that chunk's node and took back its other chunk, sampled out before:
+// the job was done and running again in one command. The coordinator requeued the chunk in its
+// scheduler, then removed the job as finished; with no other job scheduled no reconcile ran,
+// so the job stayed running with a chunk nobody was ever leased, every node idle.
+func TestJobReopenedByAFailedAuditIsLeasedAgain(t *testing.T) {
+	sc := newStoreCluster(t, true)
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 17, Seed: 5}}
+	first, last := compute.Range{Start: 0, End: 1 << 16}, compute.Range{Start: 1 << 16, End: 1 << 17}
+	now := time.Now()
+	sc.must(t, compute.Submit{ID: "j", Spec: spec, Submitter: "t", Time: now})
+	// b computes both chunks: the first is sampled out (counted unaudited), the second, wrong,
+	// is audited; a's audit disagrees, and the dispute waits for a third node.
+	sc.must(t, compute.Results{Time: now, Audited: true, Items: []compute.ChunkResult{piResult(t, "j", spec, first, "b", false)}})
+	sc.must(t, compute.Challenge{Time: now, Items: []compute.ChunkRef{{Job: "j", Start: first.Start}}, Unaudited: true})
+	sc.must(t, compute.Results{Time: now, Audited: true, Items: []compute.ChunkResult{piResult(t, "j", spec, last, "b", true)}})
+	sc.must(t, compute.Challenge{Time: now, Items: []compute.ChunkRef{{Job: "j", Start: last.Start}}})
+	tasks := sc.store.AuditTasks()
+	if len(tasks) != 1 || tasks[0].Chunk != last {
+		t.Fatalf("audit tasks %+v, want the last chunk's", tasks)
+	}
+	right := piResult(t, "j", spec, last, "a", false)
+	leaves, _, err := compute.ChunkLeaves(spec, last, right.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.must(t, compute.Audit{Time: now, Job: "j", ID: tasks[0].ID, Auditor: nodeID("a"), Leaves: leaves, Seconds: 0.1})
+	if tasks = sc.store.AuditTasks(); len(tasks) != 1 || !tasks[0].Full {
+		t.Fatalf("audit tasks %+v, want the dispute", tasks)
+	}
+
+	c := sc.c
+	c.reconcile(time.Now())
+	for _, n := range []string{"a", "b", "c"} {
+		sc.sync(t, n, &syncRequest{})
+	}
+	resp := sc.sync(t, "c", &syncRequest{Want: 1})
+	if len(resp.Leases) != 1 || resp.Leases[0].Audit == nil || !resp.Leases[0].Audit.Full {
+		t.Fatalf("c was leased %+v, want the dispute", resp.Leases)
+	}
+	// c settles it for a: the last chunk clears (the job is done), b fails, and b's first
+	// chunk, sampled out, is computed again (the job runs again).
+	l := resp.Leases[0]
+	sc.sync(t, "c", &syncRequest{Results: results(l, l.Range)})
+	j, _ := sc.store.Job("j")
+	if j.State != compute.StateRunning {
+		t.Fatalf("job %s after the dispute, want running again", j.State)
+	}
+	c.reconcileIfChanged(time.Now().Add(time.Minute)) // the coordinator's periodic pass
+
+	var got []string
+	for _, n := range []string{"a", "c"} {
+		for _, l := range sc.sync(t, n, &syncRequest{Want: 1}).Leases {
+			got = append(got, fmt.Sprintf("%s: %s %v", n, l.Job, l.Range))
+		}
+	}
+	if len(got) == 0 {
+		t.Fatalf("the job runs again for %v, but no node is leased it (scheduled jobs %v)", first, c.jobs)
+	}
+	t.Logf("leased: %v", got)
+}
