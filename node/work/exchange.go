@@ -288,7 +288,7 @@ func (c *leadership) leaseLocked(ctx context.Context, node string, req *syncRequ
 			break
 		}
 		j, found := c.cfg.Jobs.Job(l.Job)
-		if !found || faultedOn(j, node, len(c.lastSeen)) {
+		if !found || len(j.Faults) > 0 && faultedOn(j, node, c.workingLocked()) {
 			c.sched.Fail(l.ID) // gone, or kept for a node that has not seen the job's module fail
 			break
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,4 +154,91 @@ func TestJobReopenedByAFailedAuditIsLeasedAgain(t *testing.T) {
 		t.Fatalf("the job runs again for %v, but no node is leased it (scheduled jobs %v)", first, c.jobs)
 	}
 	t.Logf("leased: %v", got)
+}
+
+// quarantining is a job state in which some nodes are quarantined.
+type quarantining struct {
+	*compute.JobStore
+	out map[string]bool
+}
+
+func (q quarantining) Quarantined(node string) bool { return q.out[node] }
+
+// TestModuleFaultsNotWaitingForAQuarantinedNode: a job whose module failed on every node that
+// may take work fails. A node that saw the module fail is leased none of the job's chunks while
+// a working node has not tried it, and the job fails once FaultNodes nodes (or every working
+// node) saw it fail; a quarantined node, which is leased nothing, counted as one that had not
+// tried it: with a and b faulted and q quarantined, nobody was leased the job's chunks, no
+// fault came to fail it, and it stayed running for ever.
+func TestModuleFaultsNotWaitingForAQuarantinedNode(t *testing.T) {
+	store := compute.NewJobStore(compute.NewMemResults())
+	defer store.Close()
+	failed := make(chan compute.Fail, 1)
+	var index uint64
+	apply := func(_ context.Context, cmd any) (json.RawMessage, error) {
+		index++
+		res := store.ApplyCommand(cmd, index)
+		if err, ok := res.(error); ok {
+			return nil, err
+		}
+		if f, ok := cmd.(compute.Fail); ok {
+			failed <- f
+		}
+		return json.Marshal(res)
+	}
+	spec := compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: strings.Repeat("ab", 32), Items: 1 << 20, Reduce: compute.ReduceSum}}
+	now := time.Now()
+	for _, cmd := range []any{
+		compute.Submit{ID: "w", Spec: spec, Time: now},
+		compute.Fault{Job: "w", Node: nodeID("a"), Msg: "wasm error: unreachable", Time: now},
+		compute.Fault{Job: "w", Node: nodeID("b"), Msg: "wasm error: unreachable", Time: now},
+	} {
+		if _, err := apply(context.Background(), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audits := quarantining{JobStore: store, out: map[string]bool{nodeID("q"): true}}
+	co := NewCoordinator(CoordinatorConfig{Jobs: store, Audits: audits, Apply: apply, Logger: discardLogger()})
+	c := co.newLeadership(context.Background(), 4, time.Second)
+	c.leaseAt, c.repairAt = time.Time{}, time.Now().Add(time.Hour)
+	c.auditWait = time.Millisecond
+	c.reconcile(now)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	syncs := func(node string, req *syncRequest) *syncResponse {
+		t.Helper()
+		req.Term = c.term
+		resp, err := c.sync(ctx, peer.ID(node), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, n := range []string{"a", "b", "q"} {
+		syncs(n, &syncRequest{})
+	}
+	var got *lease
+	var by string
+	for _, n := range []string{"a", "b", "q"} {
+		if resp := syncs(n, &syncRequest{Want: 1}); len(resp.Leases) > 0 {
+			got, by = &resp.Leases[0], n
+			break
+		}
+	}
+	if got == nil {
+		t.Fatal("no node was leased the job: a and b saw its module fail, and q is quarantined")
+	}
+	if by == "q" {
+		t.Fatal("the quarantined node was leased a chunk")
+	}
+	// Its module fails there again: every node that may work saw it fail.
+	syncs(by, &syncRequest{Failed: []uint64{got.ID}, Faults: []fault{{Lease: got.ID, Chunk: got.Chunk, Msg: "wasm error: unreachable"}}})
+	select {
+	case f := <-failed:
+		if f.Job != "w" {
+			t.Fatalf("failed job %q", f.Job)
+		}
+	case <-ctx.Done():
+		t.Fatal("the job was not failed")
+	}
 }
