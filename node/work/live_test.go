@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +241,61 @@ func TestModuleFaultsNotWaitingForAQuarantinedNode(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the job was not failed")
+	}
+}
+
+// TestLongAuditNotCancelledOnTime: an audit lease's deadline allows for the audit's length. It
+// was auditDeadline (2 minutes) whatever the audit: at --chunk-target 10m a new node's chunk is
+// audited whole, ten minutes on a node as fast as its own, so every auditor's lease expired
+// before it could answer, was cancelled in its next exchange and leased again, from the
+// start, for ever (and the same with one slow board left to audit a fast node's chunk).
+func TestLongAuditNotCancelledOnTime(t *testing.T) {
+	const target = 10 * time.Minute
+	start := time.Now()
+	task := piTask(1, "a")
+	rate := 1 << 20 // samples a second, as both nodes measured
+	task.Chunk = compute.Range{Start: 0, End: uint64(rate) * uint64(target/time.Second)}
+	task.Spans = []compute.Range{task.Chunk}
+	audits := &fakeAudits{tasks: []compute.AuditTask{task}}
+	c := auditLeadership(t, audits, discardLogger())
+	c.chunkTarget = target
+	if err := c.sched.AddJob("rates", task.Spec, []compute.Range{{Start: 0, End: 1 << 40}}, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b"} {
+		id := nodeID(n)
+		c.lastSeen[id] = start
+		l, _ := c.sched.Lease(id, start)
+		c.sched.Complete(l.ID, start.Add(time.Duration(float64(l.Range.Len())/float64(rate)*float64(time.Second))))
+	}
+	c.sched.RemoveJob("rates")
+	c.mu.Lock()
+	c.refreshAuditsLocked(start)
+	out := c.leaseAuditsLocked(nodeID("b"), start, 1)
+	c.mu.Unlock()
+	if len(out) != 1 {
+		t.Fatalf("b was leased %v, want the audit", out)
+	}
+	id := out[0].ID
+	// b runs it for its ten minutes, and syncs meanwhile; the coordinator drops expired leases
+	// whenever it rereads the audits.
+	for _, after := range []time.Duration{3 * time.Minute, target + time.Minute} {
+		c.mu.Lock()
+		c.refreshAuditsLocked(start.Add(after))
+		c.mu.Unlock()
+		resp, err := c.sync(context.Background(), peer.ID("b"), &syncRequest{Term: c.term, Leases: []uint64{id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(resp.Cancel, id) {
+			t.Fatalf("%v into an audit of %v at b's rate, its lease was cancelled", after, target)
+		}
+	}
+	// A lease nobody answers still ends: another node gets the audit.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refreshAuditsLocked(start.Add(10 * target))
+	if l := c.auditLeases[task.ID]; l != nil {
+		t.Fatalf("the audit is still leased to %s long after its deadline", l.node)
 	}
 }

@@ -139,7 +139,7 @@ func (c *leadership) nodeGoneLocked(node string, now time.Time) {
 	delete(c.paused, node)
 	for id, l := range c.auditLeases {
 		if l.node == node {
-			delete(c.auditLeases, id) // another node takes it now, not after auditDeadline
+			delete(c.auditLeases, id) // another node takes it now, not after its deadline
 		}
 	}
 	delete(c.offsets, node)
