@@ -299,3 +299,58 @@ func TestLongAuditNotCancelledOnTime(t *testing.T) {
 		t.Fatalf("the audit is still leased to %s long after its deadline", l.node)
 	}
 }
+
+// TestExpiredLeaseOfALiveNodeRunsOn: a lease that expires while its node still runs it (and
+// says so in every exchange) goes back to the pending work, but the node is not told to drop
+// it. A WebAssembly job's probe (its node's first chunk of the module: 64 items, deadline 30 s)
+// whose first item takes longer than that, and a module call may take 60 s, made no progress
+// before its deadline; its node was told to drop it at its next exchange, nothing was learnt,
+// and the same probe was leased again, for ever: the job never finished.
+func TestExpiredLeaseOfALiveNodeRunsOn(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: strings.Repeat("ab", 32), Items: 1 << 10, Reduce: compute.ReduceSum}}
+	c := newTestLeadership(t, spec)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Want: 1, Term: c.term})
+	if err != nil || len(resp.Leases) != 1 {
+		t.Fatalf("lease to a: %+v, %v", resp, err)
+	}
+	l := resp.Leases[0]
+	// Its first item is still running when the probe's deadline passes (a syncs all along).
+	later := time.Now().Add(45 * time.Second)
+	c.mu.Lock()
+	c.lastSeen[peer.ID("node-a").String()] = later
+	c.mu.Unlock()
+	c.tick(later)
+	resp, err = c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Leases: []uint64{l.ID}, Progress: []leaseProgress{{Lease: l.ID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(resp.Cancel, l.ID) {
+		t.Fatalf("a was told to drop %v, which it is running, once its deadline passed", l.Range)
+	}
+	// Its result, when it comes, is committed.
+	go func() {
+		req := <-c.commits
+		req.done <- commitRes{outcome: &compute.ResultsOutcome{Accepted: len(req.items)}}
+	}()
+	resp, err = c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Results: []result{{Lease: l.ID, Term: l.Term, Chunk: l.Chunk, Payload: []byte{1}}}})
+	if err != nil || len(resp.Acked) != 1 {
+		t.Fatalf("the expired lease's result: %+v, %v", resp, err)
+	}
+	// A lease cancelled for another reason (its job removed) is still dropped.
+	resp, err = c.sync(ctx, peer.ID("node-b"), &syncRequest{Want: 1, Term: c.term})
+	if err != nil || len(resp.Leases) != 1 {
+		t.Fatalf("lease to b: %+v, %v", resp, err)
+	}
+	lb := resp.Leases[0]
+	c.tick(time.Now().Add(time.Hour))
+	c.mu.Lock()
+	c.sched.RemoveJob("j1")
+	delete(c.jobs, "j1")
+	c.mu.Unlock()
+	resp, err = c.sync(ctx, peer.ID("node-b"), &syncRequest{Term: c.term, Leases: []uint64{lb.ID}})
+	if err != nil || !slices.Contains(resp.Cancel, lb.ID) {
+		t.Fatalf("b's lease of a removed job: cancel %v, %v", resp.Cancel, err)
+	}
+}
