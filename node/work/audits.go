@@ -24,8 +24,12 @@ import (
 
 // Audit timings.
 const (
-	challengeBatch = 4096            // chunks per Challenge command
-	auditDeadline  = 2 * time.Minute // an audit lease not answered by then goes to another node
+	challengeBatch = 4096 // chunks per Challenge command
+	// auditDeadline is how long an audit lease may go unanswered beyond auditDeadlineFactor times
+	// its length (auditLeaseDeadline) before it goes to another node.
+	auditDeadline = 2 * time.Minute
+	// auditDeadlineFactor: as the scheduler's DeadlineFactor for chunk leases.
+	auditDeadlineFactor = 3
 	// challengeWait is how long committed chunks wait for the next Results entry to carry
 	// their Challenge (Results.Challenge) before they get a Challenge entry of their own (a
 	// job's last chunks). A Challenge entry per commit cost the log an entry per chunk.
@@ -209,19 +213,28 @@ func (c *leadership) applyOutcome(out compute.AuditOutcome, auditor string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, r := range out.Requeued {
-		if c.jobs[r.Job] {
-			c.sched.Requeue(r.Job, []compute.Range{r.Range})
-		}
-	}
-	if len(out.Requeued) > 0 {
-		c.log.Info("results of a failed node requeued", "chunks", len(out.Requeued))
-	}
 	for _, id := range out.Finished {
 		c.sched.RemoveJob(id)
 		delete(c.jobs, id)
 		c.forgetGrantsLocked(id)
 		c.log.Info("job done", "job", id)
+	}
+	// A failed node's results are requeued in done jobs too, which run again (the job this
+	// command finished among them): the scheduler no longer has them, and with no other job
+	// scheduled no reconcile would run to take them in again.
+	reopened := false
+	for _, r := range out.Requeued {
+		if c.jobs[r.Job] {
+			c.sched.Requeue(r.Job, []compute.Range{r.Range})
+		} else {
+			reopened = true
+		}
+	}
+	if len(out.Requeued) > 0 {
+		c.log.Info("results of a failed node requeued", "chunks", len(out.Requeued))
+	}
+	if reopened {
+		c.co.JobsChanged() // reconcile: the jobs that run again are scheduled
 	}
 }
 
@@ -393,7 +406,7 @@ func (c *leadership) leaseAuditsLocked(node string, now time.Time, max int) []le
 				continue // another node will be free sooner: this one takes a chunk instead
 			}
 		}
-		c.auditLeases[t.ID] = &auditLease{node: node, deadline: now.Add(auditDeadline), expected: expected}
+		c.auditLeases[t.ID] = &auditLease{node: node, deadline: c.auditLeaseDeadline(now, expected), expected: expected}
 		held++
 		sum += expected
 		short = short && expected > 0
@@ -403,6 +416,16 @@ func (c *leadership) leaseAuditsLocked(node string, now time.Time, max int) []le
 		})
 	}
 	return out
+}
+
+// auditLeaseDeadline is when an audit leased at now, expected to take its node expected (0:
+// unknown), goes to another node if unanswered: auditDeadline after auditDeadlineFactor times its
+// length, or a chunk target's where that is unknown or longer (an audit recomputes at most a
+// chunk, sized to take its own node a chunk target). Audits report no progress: a fixed deadline
+// cancelled every audit longer than it (at --chunk-target 10m, a new node's chunks, audited
+// whole) before it could be answered, and leased it again from the start, for ever.
+func (c *leadership) auditLeaseDeadline(now time.Time, expected time.Duration) time.Time {
+	return now.Add(auditDeadline + auditDeadlineFactor*max(expected, c.chunkTarget))
 }
 
 // longAuditHeldLocked reports whether node holds an audit that is not short (over shortAudits

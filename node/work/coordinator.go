@@ -142,6 +142,7 @@ type leadership struct {
 	kernels  map[string]string          // node → kernel path it reported
 	adopted  map[compute.Chunk]uint64   // chunks of earlier terms (ID, term zeroed) → lease here
 	granted  map[string][]grant         // node → ranges leased or adopted to it in this term
+	expired  map[uint64]expiredLease    // leases that expired, while their nodes still run them
 	leaseAt  time.Time                  // no new leases before (adoptGrace after start)
 	orphans  map[string][]compute.Range // job → orphaned ranges at the last repair pass
 	repairAt time.Time                  // next repair pass
@@ -183,6 +184,7 @@ func (co *Coordinator) newLeadership(ctx context.Context, termNo uint64, chunkTa
 		kernels:  map[string]string{},
 		adopted:  map[compute.Chunk]uint64{},
 		granted:  map[string][]grant{},
+		expired:  map[uint64]expiredLease{},
 		warned:   map[warnKey]bool{},
 		began:    time.Now(),
 		leaseAt:  time.Now().Add(adoptGrace),

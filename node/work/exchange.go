@@ -246,13 +246,31 @@ func (c *leadership) commitResults(ctx context.Context, node string, items []com
 	return nil
 }
 
+// expiredLease is a lease that expired (its range went back to the pending work) while its node
+// may still be running it.
+type expiredLease struct {
+	node, job string
+}
+
 // cancelsLocked tells the worker which of the leases it holds from this term are no longer its.
+// A lease that expired is not: its range is pending again, but the node runs on, and the first
+// result for it counts (a lease with no progress by its deadline, such as a WebAssembly probe
+// whose first item takes longer, was dropped and leased again as it was, and never finished).
 func (c *leadership) cancelsLocked(node string, req *syncRequest, resp *syncResponse) {
-	if req.Term == c.term {
-		for _, id := range req.Leases {
-			if !c.sched.Holds(node, id) && !(id >= auditLeaseBase && c.auditLiveLocked(id, node)) {
-				resp.Cancel = append(resp.Cancel, id)
-			}
+	if req.Term != c.term {
+		return
+	}
+	for _, id := range req.Leases {
+		if e, ok := c.expired[id]; ok && e.node == node && c.jobs[e.job] {
+			continue
+		}
+		if !c.sched.Holds(node, id) && !(id >= auditLeaseBase && c.auditLiveLocked(id, node)) {
+			resp.Cancel = append(resp.Cancel, id)
+		}
+	}
+	for id, e := range c.expired {
+		if e.node == node && !slices.Contains(req.Leases, id) {
+			delete(c.expired, id) // handed in, given back or dropped
 		}
 	}
 }
@@ -288,7 +306,7 @@ func (c *leadership) leaseLocked(ctx context.Context, node string, req *syncRequ
 			break
 		}
 		j, found := c.cfg.Jobs.Job(l.Job)
-		if !found || faultedOn(j, node, len(c.lastSeen)) {
+		if !found || len(j.Faults) > 0 && faultedOn(j, node, c.workingLocked()) {
 			c.sched.Fail(l.ID) // gone, or kept for a node that has not seen the job's module fail
 			break
 		}

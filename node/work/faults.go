@@ -45,7 +45,7 @@ func (c *leadership) faultLocked(node string, f fault) {
 		jf = &jobFaults{proposing: map[string]bool{}}
 		c.faults[f.Job] = jf
 	}
-	need := min(FaultNodes, max(1, len(c.lastSeen)))
+	need := min(FaultNodes, max(1, c.workingLocked()))
 	c.log.Warn("chunk failed by its module", "job", f.Job, "node", node, "range", f.Range, "err", f.Msg, "nodes", len(j.Faults), "need", need)
 	if slices.ContainsFunc(j.Faults, func(r compute.JobFault) bool { return r.Node == node }) || len(j.Faults) >= compute.MaxJobFaults {
 		// Counted already (perhaps by an earlier leader, which may have stopped before failing
@@ -100,6 +100,20 @@ func (c *leadership) maybeFailLocked(j compute.Job, need int) {
 		reason = strings.ToValidUTF8(reason[:compute.MaxFailReason-3], "") + "..."
 	}
 	go c.failJob(j.ID, reason)
+}
+
+// workingLocked counts the live nodes that may be leased work: not quarantined (a quarantined
+// node is leased nothing until an admin clears it, so a job's module never gets to fail there;
+// counted as working, it held the job's chunks back from the nodes that saw them fail, and the
+// job never failed). A paused node counts: it takes work again once its owner is done.
+func (c *leadership) workingLocked() int {
+	n := 0
+	for node := range c.lastSeen {
+		if c.cfg.Audits == nil || !c.cfg.Audits.Quarantined(node) {
+			n++
+		}
+	}
+	return n
 }
 
 // faultedOn reports whether node saw the job's module fail while other working nodes did not:

@@ -126,7 +126,7 @@ type syncResponse struct {
 	Acked  []compute.Chunk `json:"acked"` // committed (or refused for good): forget them
 	// AckedAudits: audit answers (by audit ID) committed or refused for good.
 	AckedAudits []uint64   `json:"acked_audits,omitempty"`
-	Cancel      []uint64   `json:"cancel"`  // leases to drop (a backup won, job cancelled, expired)
+	Cancel      []uint64   `json:"cancel"`  // leases to drop (a backup won, job cancelled or done); not an expired one it runs
 	Adopted     []adoption `json:"adopted"` // chunks in hand from a previous coordinator, now leased here
 	// Idle: the coordinator has no unfinished job. A worker with nothing in hand then syncs
 	// only every idleSyncEvery (and at once when its node sees a job submitted: Worker.Wake).

@@ -110,6 +110,7 @@ func (c *leadership) tick(now time.Time) {
 	defer c.mu.Unlock()
 	for _, ev := range c.sched.Tick(now) {
 		c.log.Info("lease expired", "lease", ev.Lease.ID, "node", ev.Lease.Node, "job", ev.Lease.Job, "range", ev.Lease.Range)
+		c.expired[ev.Lease.ID] = expiredLease{node: ev.Lease.Node, job: ev.Lease.Job}
 	}
 	limit := workerSilence
 	if len(c.jobs) == 0 {
@@ -139,10 +140,15 @@ func (c *leadership) nodeGoneLocked(node string, now time.Time) {
 	delete(c.paused, node)
 	for id, l := range c.auditLeases {
 		if l.node == node {
-			delete(c.auditLeases, id) // another node takes it now, not after auditDeadline
+			delete(c.auditLeases, id) // another node takes it now, not after its deadline
 		}
 	}
 	delete(c.offsets, node)
+	for id, e := range c.expired {
+		if e.node == node {
+			delete(c.expired, id)
+		}
+	}
 	if evs := c.sched.NodeGone(node, now); len(evs) > 0 {
 		c.log.Info("node gone: chunks requeued", "node", node, "chunks", len(evs))
 	}
