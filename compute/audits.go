@@ -3,6 +3,7 @@ package compute
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -65,11 +66,12 @@ type AuditTask struct {
 	Full    bool
 }
 
-// AuditOutcome is what Apply returns for OpChallenge, OpAudit and OpTrustReset: what changed,
+// AuditOutcome is what Apply returns for OpChallenge, OpAudit, OpAuditWaive and OpTrustReset: what changed,
 // for the coordinator's logs, metrics and scheduler.
 type AuditOutcome struct {
 	Audited     int      `json:"audited,omitempty"`     // chunks chosen for audit
 	SampledOut  int      `json:"sampled_out,omitempty"` // chunks cleared without audit
+	Waived      int      `json:"waived,omitempty"`      // audits cleared unrun (AuditWaive)
 	Passed      []string `json:"passed,omitempty"`      // nodes whose audit passed
 	Failed      []string `json:"failed,omitempty"`      // nodes whose audit failed
 	Quarantined []string `json:"quarantined,omitempty"` // nodes quarantined by this command
@@ -530,6 +532,36 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 		j.state, j.finished = StateRunning, time.Time{}
 	}
 	out.Requeued = append(out.Requeued, Chunk{Job: j.id, Range: r.rng})
+}
+
+// auditWaive clears, unaudited, the open block audits of c.Node's chunks in unfinished jobs
+// (AuditWaive), in job and chunk order.
+func (s *JobStore) auditWaive(c AuditWaive) (*AuditOutcome, error) {
+	if c.Node == "" {
+		return nil, fmt.Errorf("audit waive: empty node id")
+	}
+	if err := validText("node id", c.Node); err != nil {
+		return nil, fmt.Errorf("audit waive: %w", err)
+	}
+	s.now = c.Time
+	out := &AuditOutcome{}
+	ids := make([]uint64, 0, len(s.auditIx))
+	for id := range s.auditIx {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // audit IDs grow with each Challenge: the order they were chosen in
+	for _, id := range ids {
+		ref := s.auditIx[id]
+		j := s.jobs[ref.Job]
+		if j == nil || j.state.Finished() {
+			continue
+		}
+		if r := j.recs[ref.Range.Start]; r != nil && r.step == stepAuditing && r.node == c.Node {
+			s.clearChunk(j, r, false, out)
+			out.Waived++
+		}
+	}
+	return out, nil
 }
 
 func (s *JobStore) trustReset(c TrustReset) (*AuditOutcome, error) {

@@ -2,8 +2,10 @@ package compute
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/hydra-compute/hydra/compute/audit"
 )
@@ -541,5 +543,65 @@ func TestRestoreEmptyResetsAuditPolicy(t *testing.T) {
 	}
 	if p := st.AuditPolicy(); p != audit.DefaultPolicy {
 		t.Fatalf("policy after restoring the empty state %+v, want %+v", p, audit.DefaultPolicy)
+	}
+}
+
+// TestAuditWaiveClearsALoneNodesAudits: AuditWaive clears, unaudited, the open block audits of
+// the node it names (the only node left: nobody else may audit its chunks), so its job finishes
+// with the chunks counted; another node's audit and a dispute stay open, and a node's name is
+// validated. It decodes as it was encoded.
+func TestAuditWaiveClearsALoneNodesAudits(t *testing.T) {
+	st := newTestState(t)
+	auditJob(t, st, "pi", 4)
+	auditJob(t, st, "other", 4)
+	half := uint64(2 * audit.PiBlock)
+	total := uint64(4*audit.PiBlock + 7)
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{
+		committedPi(t, "pi", auditSeed, Range{0, half}, "a", false),
+		committedPi(t, "pi", auditSeed, Range{half, total}, "a", false),
+		committedPi(t, "other", auditSeed, Range{0, half}, "a", false),
+		committedPi(t, "other", auditSeed, Range{half, total}, "b", false),
+	}})
+	if co := st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)}).(*AuditOutcome); co.Audited != 4 {
+		t.Fatalf("new nodes' chunks not all audited: %+v", co)
+	}
+	// other's chunk of a goes to a dispute: b disagrees.
+	for _, task := range tasksFor(st, "a") {
+		if task.Job == "other" {
+			if ao := st.mustApply(t, answer(t, task, "b", true)).(*AuditOutcome); !ao.Mismatch {
+				t.Fatalf("no dispute: %+v", ao)
+			}
+		}
+	}
+	w := AuditWaive{Node: "a", Time: t0.Add(time.Minute)}
+	op, p, err := EncodeCommand(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := DecodeCommand(op, p); err != nil || !reflect.DeepEqual(back, w) {
+		t.Fatalf("round trip: %+v, %v", back, err)
+	}
+	out := st.mustApply(t, w).(*AuditOutcome)
+	if out.Waived != 2 || !reflect.DeepEqual(out.Finished, []string{"pi"}) {
+		t.Fatalf("waive: %+v, want a's 2 audits of pi waived and pi finished", out)
+	}
+	j, _ := st.Job("pi")
+	if r, _ := st.PiResult("pi"); j.State != StateDone || r.Samples != total || r.Hits != PiHits(auditSeed, 0, total) || j.AuditedUnits != 0 {
+		t.Fatalf("job %+v result %+v", j, r)
+	}
+	var left []string
+	for _, task := range st.AuditTasks() {
+		left = append(left, fmt.Sprintf("%s/%s/full=%v", task.Job, task.Node, task.Full))
+	}
+	if !reflect.DeepEqual(left, []string{"other/a/full=true", "other/b/full=false"}) {
+		t.Fatalf("audits left %v: want a's dispute and b's audit", left)
+	}
+	checkAuditIndex(t, st.JobStore)
+	for _, bad := range []AuditWaive{{}, {Node: "a\xff"}} {
+		if r := st.ApplyCommand(bad, 0); r == nil {
+			t.Errorf("%+v was applied", bad)
+		} else if _, isErr := r.(error); !isErr {
+			t.Errorf("%+v: %v", bad, r)
+		}
 	}
 }

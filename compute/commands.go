@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute/audit"
@@ -27,6 +28,7 @@ const (
 	OpAudit       byte = 0x51 // Audit: an auditor's recomputation of a chunk's chosen blocks
 	OpTrustReset  byte = 0x52 // TrustReset: an admin clears a node's failed audits and quarantine
 	OpAuditPolicy byte = 0x53 // AuditPolicy: how often and how much the cluster audits
+	OpAuditWaive  byte = 0x54 // AuditWaive: clear, unaudited, the audits no live node may run
 )
 
 // commandFormat is the format byte that starts every command payload. Results with
@@ -145,6 +147,17 @@ type Audit struct {
 // alike.
 type AuditPolicy struct {
 	Policy audit.Policy
+}
+
+// AuditWaive clears, without an audit, the block audits of Node's chunks in unfinished jobs:
+// the coordinator proposes it when Node has been the only live node for a while (the other
+// machine of a two-machine cluster left), since no other node may audit its chunks and its jobs
+// would otherwise wait for ever. It is the same trade as Challenge.Unaudited, which clears the
+// chunks committed while a node is alone, for the audits chosen before it was. Disputes are
+// not waived: two nodes disagreed, and only a third may settle which one is right.
+type AuditWaive struct {
+	Node string
+	Time time.Time
 }
 
 // TrustReset clears a node's failed audits and its quarantine (hydra trust reset NODE): it is
@@ -293,6 +306,8 @@ func deref(v any) any {
 		return *c
 	case *AuditPolicy:
 		return *c
+	case *AuditWaive:
+		return *c
 	}
 	return v
 }
@@ -402,7 +417,7 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		}
 		c := mk()
 		c.code(fieldCoder{d: d})
-		v = deref(c)
+		v = reflect.ValueOf(c).Elem().Interface() // by value, as the other commands
 	}
 	if err := d.done(fmt.Sprintf("op %#x", op)); err != nil {
 		return nil, err

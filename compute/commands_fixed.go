@@ -6,7 +6,7 @@ import (
 )
 
 // The commands of a fixed shape (no lists, no formats: started, cancel, delete, fail, evict,
-// trust reset, audit policy) list their fields once, in a code
+// trust reset, audit policy, audit waive) list their fields once, in a code
 // method that both writes and reads them, so that their encoding and decoding cannot drift.
 
 // fixedCommand is a pointer to a fixed-shape command; code writes or reads its fields (see
@@ -18,6 +18,11 @@ type fixedCommand interface {
 func (c *TrustReset) code(f fieldCoder) byte {
 	f.str(&c.Node, MaxIDLen, "node id")
 	return OpTrustReset
+}
+func (c *AuditWaive) code(f fieldCoder) byte {
+	f.str(&c.Node, MaxIDLen, "node id")
+	f.time(&c.Time)
+	return OpAuditWaive
 }
 func (c *Started) code(f fieldCoder) byte {
 	f.str(&c.Job, MaxIDLen, "job id")
@@ -54,6 +59,7 @@ func (c *Evict) code(f fieldCoder) byte {
 var fixedCommands = map[byte]func() fixedCommand{
 	OpTrustReset:  func() fixedCommand { return new(TrustReset) },
 	OpAuditPolicy: func() fixedCommand { return new(AuditPolicy) },
+	OpAuditWaive:  func() fixedCommand { return new(AuditWaive) },
 	OpStarted:     func() fixedCommand { return new(Started) },
 	OpCancel:      func() fixedCommand { return new(Cancel) },
 	OpDelete:      func() fixedCommand { return new(Delete) },

@@ -42,6 +42,7 @@ func sampleCommands() []any {
 		Audit{Time: t0, Job: "j1", ID: 3, Auditor: "n2", Leaves: []audit.Hash{{1}, {2}}, Seconds: 0.25},
 		Audit{Time: t0, Job: "j1", ID: 4, Auditor: "n3", Payload: EncodePiBlocksPayload([]uint64{80}), Root: audit.Hash{7}},
 		TrustReset{Node: "n1"},
+		AuditWaive{Node: "n1", Time: t0},
 		Submit{ID: "j3", Time: t0, Spec: JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: testModule, Items: 1e9, Reduce: ReduceConcat, Params: `{"k":3}`}}},
 		Fault{Job: "j3", Node: "n2", Msg: "items [0, 64): wasm error: unreachable", Time: t0},
 		Fail{Job: "j3", Reason: "hydra_map(0, 64): wasm error: unreachable", Time: t0},

@@ -244,6 +244,12 @@ func (s *JobStore) applyCommandLocked(op byte, cmd any, index uint64) any {
 	case AuditPolicy:
 		s.policy = c.Policy.WithDefaults()
 		return nil
+	case AuditWaive:
+		out, err := s.auditWaive(c)
+		if err != nil {
+			return err
+		}
+		return out
 	case TrustReset:
 		out, err := s.trustReset(c)
 		if err != nil {

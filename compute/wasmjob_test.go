@@ -304,6 +304,7 @@ func TestInvalidUTF8Refused(t *testing.T) {
 		Fail{Job: "f", Reason: bad, Time: t0},
 		Fault{Job: "w", Node: bad, Msg: "trap", Time: t0},
 		TrustReset{Node: bad},
+		AuditWaive{Node: bad, Time: t0},
 		badAuditor,
 	} {
 		before := stateDigest(t, st.JobStore)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -314,5 +315,55 @@ func TestSystem_AuditsSurviveALeaderChange(t *testing.T) {
 			t.Errorf("%s: %d of %d rows cleared, %d audited, %d redone; want all cleared and audited, none redone",
 				p.name, v.ClearedUnits, v.TotalUnits, v.AuditedUnits, v.RedoneUnits)
 		}
+	}
+}
+
+// TestSystem_AuditsWaivedWhenTheOnlyAuditorLeaves: a two-machine cluster, every chunk audited
+// by the other machine, and the second machine (a slow worker, so the audits of the first one's
+// chunks pile up) is killed for good mid-job. The first one finishes the rest alone; the audits
+// of its own chunks that the other was to run are waived once it has been alone for a while
+// (compute.AuditWaive), and the job ends exact. Before, they waited for ever for an auditor.
+func TestSystem_AuditsWaivedWhenTheOnlyAuditorLeaves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test")
+	}
+	ps, token := startProcCluster(t, 2, func(i int) []string {
+		args := []string{"--chunk-target", "100ms", "--audit-trust-after", "100000"}
+		if i == 1 {
+			args = append(args, "--voter", "never", "--cpu-limit", "20")
+		}
+		return args
+	})
+	j := &auditJob{mandel: &compute.MandelParams{Width: 96, Height: 240, CenterX: -0.743643887, CenterY: 0.131825904,
+		Span: 0.002, MaxIter: 3000}}
+	j.id = submitJob(t, ps[0], token, j.body())
+	waitFor(t, 120*time.Second, "results of both nodes waiting for their audits", func() error {
+		v := jobView(t, ps[0], j.id)
+		if v.State == compute.StateDone {
+			t.Fatalf("the job ended before the worker could be killed: make it longer")
+		}
+		var both int
+		for _, n := range v.Nodes {
+			if n.Units > 0 {
+				both++
+			}
+		}
+		if open := v.DoneUnits - v.ClearedUnits; v.DoneUnits < v.TotalUnits/4 || open < 10 || both < 2 {
+			return fmt.Errorf("%d of %d rows done, %d cleared, %d nodes computed", v.DoneUnits, v.TotalUnits, v.ClearedUnits, both)
+		}
+		return nil
+	})
+	ps[1].kill()
+	waitDone(t, ps[:1], j.id, 120*time.Second)
+	j.checkExact(t, ps[:1])
+	if v := jobView(t, ps[0], j.id); v.ClearedUnits != v.TotalUnits || v.RedoneUnits != 0 {
+		t.Errorf("%d of %d rows cleared, %d redone", v.ClearedUnits, v.TotalUnits, v.RedoneUnits)
+	}
+	log, err := os.ReadFile(ps[0].logPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(log, []byte("audits waived")) {
+		t.Errorf("the job ended without a waive: no audit of n0's chunks was open when n1 left (make the worker slower)")
 	}
 }

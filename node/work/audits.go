@@ -168,6 +168,69 @@ func (c *leadership) noAuditor(now time.Time) (unaudited bool, wait time.Duratio
 	return true, 0
 }
 
+// waiveAfter is how long a node must have been the only live node that may audit before the
+// audits of its chunks are waived (compute.AuditWaive). A machine that sleeps a while (a lid
+// closed) comes back and runs them; one that left for good must not hold every job that has an
+// audit of the other's chunks open for ever (nobody else may audit a node's own chunks).
+const waiveAfter = 30 * time.Second
+
+// loneWatch follows how long one node has been the only live one.
+type loneWatch struct {
+	node  string
+	since time.Time
+}
+
+// loneNodeLocked returns the only live node that is not quarantined, and whether it has been
+// alone for waiveAfter (counted from the term's first workerSilence, when its nodes are known).
+func (c *leadership) loneNodeLocked(now time.Time) (string, bool) {
+	lone, n := "", 0
+	for node := range c.lastSeen {
+		if !c.cfg.Audits.Quarantined(node) {
+			lone, n = node, n+1
+		}
+	}
+	if n != 1 || now.Before(c.began.Add(workerSilence)) {
+		c.alone = loneWatch{}
+		return "", false
+	}
+	if c.alone.node != lone {
+		c.alone = loneWatch{node: lone, since: now}
+	}
+	return lone, now.Sub(c.alone.since) >= waiveAfter
+}
+
+// waiveLoneAudits proposes an AuditWaive for the open block audits of the only live node's
+// chunks once it has been alone for waiveAfter: the other machine of a two-machine cluster left
+// while audits of this one's chunks were open, and no one else may run them. Chunks committed
+// while it is alone are already cleared unaudited (noAuditor); this clears the audits chosen
+// before. Disputes wait for a third node.
+func (c *leadership) waiveLoneAudits(ctx context.Context, now time.Time) {
+	if c.cfg.Audits == nil {
+		return
+	}
+	c.mu.Lock()
+	node, due := c.loneNodeLocked(now)
+	since := c.alone.since
+	c.mu.Unlock()
+	if !due || !slices.ContainsFunc(c.cfg.Audits.AuditTasks(), func(t compute.AuditTask) bool { return t.Node == node && !t.Full }) {
+		return
+	}
+	raw, err := c.cfg.Apply(ctx, compute.AuditWaive{Node: node, Time: now})
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("waive the audits of the only live node", "node", node, "err", err)
+		}
+		return
+	}
+	c.auditsDirty.Store(true)
+	var out compute.AuditOutcome
+	if err := json.Unmarshal(raw, &out); err == nil {
+		c.log.Warn("audits waived: no other node has been live to run them", "node", node, "audits", out.Waived,
+			"alone_for", now.Sub(since).Round(time.Second))
+	}
+	c.auditOutcome(raw, "")
+}
+
 // carriedChallenge is a Challenge for a Results entry to carry, with
 // randomness drawn now, for chunks committed by earlier entries (nil: none
 // waits, or the term's nodes have not all synced yet).

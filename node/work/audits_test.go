@@ -648,3 +648,55 @@ func TestAuditNotLeftToANodeThatRefusesIt(t *testing.T) {
 		t.Fatalf("with the arm64 node paused, amd-b was leased %v, want audit 1", got)
 	}
 }
+
+// TestLoneNodesAuditsWaived: once a node has been the only live one for waiveAfter, the
+// coordinator proposes an AuditWaive for the open block audits of its chunks (no other node may
+// run them: the other machine left); not before, not while a second node is live, not for a
+// node with only a dispute open, and the wait starts again when another node comes and goes.
+func TestLoneNodesAuditsWaived(t *testing.T) {
+	dispute := piTask(2, "a")
+	dispute.Full, dispute.Auditor = true, nodeID("b")
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "a"), dispute}}
+	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	start := c.began.Add(workerSilence)
+	c.lastSeen[nodeID("a")], c.lastSeen[nodeID("b")] = start, start
+	waives := func() (n int) {
+		audits.mu.Lock()
+		defer audits.mu.Unlock()
+		for _, cmd := range audits.applied {
+			if w, ok := cmd.(compute.AuditWaive); ok {
+				if w.Node != nodeID("a") {
+					t.Fatalf("waived %+v, want node a's", w)
+				}
+				n++
+			}
+		}
+		return n
+	}
+	ctx := context.Background()
+	c.waiveLoneAudits(ctx, start.Add(time.Hour)) // two live nodes
+	delete(c.lastSeen, nodeID("b"))              // b left
+	c.waiveLoneAudits(ctx, start)
+	c.waiveLoneAudits(ctx, start.Add(waiveAfter-time.Second))
+	if n := waives(); n != 0 {
+		t.Fatalf("%d waives before a was alone for %v", n, waiveAfter)
+	}
+	c.lastSeen[nodeID("b")] = start // b back, then gone again: the wait starts again
+	c.waiveLoneAudits(ctx, start.Add(waiveAfter-time.Second/2))
+	delete(c.lastSeen, nodeID("b"))
+	c.waiveLoneAudits(ctx, start.Add(waiveAfter))
+	if n := waives(); n != 0 {
+		t.Fatalf("%d waives right after b left again", n)
+	}
+	c.waiveLoneAudits(ctx, start.Add(2*waiveAfter))
+	if n := waives(); n != 1 {
+		t.Fatalf("%d waives after a was alone for %v, want 1", n, waiveAfter)
+	}
+	audits.mu.Lock()
+	audits.tasks = []compute.AuditTask{dispute} // the block audit was waived; the dispute waits
+	audits.mu.Unlock()
+	c.waiveLoneAudits(ctx, start.Add(3*waiveAfter))
+	if n := waives(); n != 1 {
+		t.Fatalf("%d waives with only a dispute open, want still 1", n)
+	}
+}

@@ -138,6 +138,7 @@ type leadership struct {
 	busyAt   time.Time                  // when the first job came after none (tick: idle workers' silence)
 	paused   map[string]bool            // nodes whose last sync said they are paused
 	began    time.Time                  // the term's start
+	alone    loneWatch                  // how long one node has been the only live one (waiveLoneAudits)
 	offsets  map[string]time.Duration   // node → its clock minus ours, from its last sync
 	kernels  map[string]string          // node → kernel path it reported
 	adopted  map[compute.Chunk]uint64   // chunks of earlier terms (ID, term zeroed) → lease here
@@ -271,6 +272,7 @@ func (co *Coordinator) Lead(ctx context.Context, termNo uint64, chunkTarget time
 			rec.Reset(every(reconcileEvery))
 		case now := <-tick.C:
 			c.tick(now)
+			c.waiveLoneAudits(ctx, now)
 			d := c.tickInterval()
 			tickIdle = d == idleTickEvery
 			tick.Reset(d)
