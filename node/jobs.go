@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -38,9 +37,6 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 			held, maxJobs, compute.ErrTooManyJobs)
 	}
 	if _, err := n.applyJob(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC(), MaxJobs: maxJobs}); err != nil {
-		if strings.Contains(err.Error(), compute.ErrTooManyJobs.Error()) { // refused by the leader's apply
-			return compute.Job{}, fmt.Errorf("submit job: %v: %w", err, compute.ErrTooManyJobs)
-		}
 		return compute.Job{}, unavailable(fmt.Errorf("submit job: %w", err))
 	}
 	j, ok := n.jobs.Job(id)

@@ -1,0 +1,67 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// TestCluster_RefusalsKeepTheirMeaning: a job command the leader's apply refuses is recognised
+// by its error (errors.Is), on the leader and through a follower whose refusal came back over
+// the network: what CancelJob and DeleteJob propose once their check on the node's replica
+// passed, when the job went or finished meanwhile (the API answered such a race 500 instead of
+// 404 or 409), and a submit over the cluster's job cap (429).
+func TestCluster_RefusalsKeepTheirMeaning(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var leaderID string
+	waitFor(t, 30*time.Second, "leader", func() (err error) { leaderID, err = agreedLeader(nodes); return err })
+	l := byID(nodes, leaderID)
+	f := without(nodes, l)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	j, err := f.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.applyJob(ctx, compute.Fail{Job: j.ID, Reason: "failed by the test", Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the job failed on every node", func() error {
+		for _, n := range nodes {
+			if got, _ := n.Job(j.ID); got.State != compute.StateFailed {
+				return fmt.Errorf("%s: %s", n.cfg.Name, got.State)
+			}
+		}
+		return nil
+	})
+	for _, via := range []*testNode{l, f} {
+		tok := activeAdminToken(t, via)
+		for _, tc := range []struct {
+			cmd  any
+			want error
+		}{
+			{compute.Cancel{Job: "gone", Time: time.Now().UTC()}, compute.ErrNoSuchJob},
+			{compute.Delete{Job: "gone"}, compute.ErrNoSuchJob},
+			{compute.Cancel{Job: j.ID, Time: time.Now().UTC()}, compute.ErrJobFinished},
+		} {
+			op, payload, err := compute.EncodeCommand(tc.cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = via.raft.ApplyAs(ctx, consensus.Command{Op: consensus.Op(op), Payload: payload}, tok)
+			if err = unavailable(err); !errors.Is(err, tc.want) || errors.Is(err, webui.ErrUnavailable) {
+				t.Errorf("%T through %s (leader %v): %v, want %v", tc.cmd, via.cfg.Name, via == l, err, tc.want)
+			}
+		}
+		_, err := via.applyJob(ctx, compute.Submit{ID: "over-" + via.cfg.Name, Spec: j.Spec, Submitter: "test", Time: time.Now().UTC(), MaxJobs: 1})
+		if !errors.Is(err, compute.ErrTooManyJobs) {
+			t.Errorf("a submit over the cap through %s (leader %v): %v, want %v", via.cfg.Name, via == l, err, compute.ErrTooManyJobs)
+		}
+	}
+}
