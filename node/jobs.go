@@ -132,7 +132,7 @@ func (n *Node) CancelJob(ctx context.Context, id string) error {
 		return fmt.Errorf("job %s is %s: %w", id, j.State, compute.ErrJobFinished)
 	}
 	_, err := n.applyJob(ctx, compute.Cancel{Job: id, Time: time.Now().UTC()})
-	return unavailable(err)
+	return apiErr(err) // the leader may refuse it (the job finished or went meanwhile)
 }
 
 // DeleteJob removes a job and its results (hydra rm).
@@ -141,7 +141,7 @@ func (n *Node) DeleteJob(ctx context.Context, id string) error {
 		return fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
 	}
 	_, err := n.applyJob(ctx, compute.Delete{Job: id})
-	return unavailable(err)
+	return apiErr(err)
 }
 
 // PiResult is a π job's result so far, from this node's replica.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -62,6 +63,30 @@ func TestCluster_RefusalsKeepTheirMeaning(t *testing.T) {
 		_, err := via.applyJob(ctx, compute.Submit{ID: "over-" + via.cfg.Name, Spec: j.Spec, Submitter: "test", Time: time.Now().UTC(), MaxJobs: 1})
 		if !errors.Is(err, compute.ErrTooManyJobs) {
 			t.Errorf("a submit over the cap through %s (leader %v): %v, want %v", via.cfg.Name, via == l, err, compute.ErrTooManyJobs)
+		}
+	}
+}
+
+// TestCluster_UnknownNodeOrTokenIs404: a membership request naming no node or token the cluster
+// knows answers 404 whatever the name says (one called "forbidden" answered 403: the codes were
+// chosen by the error's text).
+func TestCluster_UnknownNodeOrTokenIs404(t *testing.T) {
+	n := startCluster(t, 1)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := webui.NewClient(n.HTTPURL(), activeAdminToken(t, n))
+	for _, req := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/api/v1/remove", map[string]string{"node": "forbidden"}},
+		{"POST", "/api/v1/approve", map[string]string{"fingerprint": "forbidden"}},
+		{"POST", "/api/v1/deny", map[string]string{"fingerprint": "forbidden"}},
+		{"DELETE", "/api/v1/tokens/forbidden", nil},
+	} {
+		var ae *webui.APIError
+		if err := c.Do(ctx, req.method, req.path, req.body, nil); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+			t.Errorf("%s %s naming nothing known: %v, want HTTP 404", req.method, req.path, err)
 		}
 	}
 }
