@@ -39,11 +39,27 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 	if _, err := n.applyJob(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC(), MaxJobs: maxJobs}); err != nil {
 		return compute.Job{}, unavailable(fmt.Errorf("submit job: %w", err))
 	}
-	j, ok := n.jobs.Job(id)
-	if !ok {
-		return compute.Job{}, fmt.Errorf("submit job %s: committed but not yet applied here", id)
+	return appliedJob(ctx, id, n.jobs.Job)
+}
+
+// appliedJob waits until this node's replica holds job id, whose submit the cluster committed,
+// and returns its view. Apply waited a while for this replica already; one that lags more is
+// waited for until ctx ends (the request's deadline). Then the error names the committed job,
+// and wraps no deadline (the API answers it 500, not 503: a client that submitted the job again
+// would add a second one).
+func appliedJob(ctx context.Context, id string, lookup func(string) (compute.Job, bool)) (compute.Job, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if j, ok := lookup(id); ok {
+			return j, nil
+		}
+		select {
+		case <-ctx.Done():
+			return compute.Job{}, fmt.Errorf("submit job: job %s is committed, but this node has not applied it yet (%v): read it with GET /api/v1/jobs/%s, do not submit it again", id, ctx.Err(), id)
+		case <-tick.C:
+		}
 	}
-	return j, nil
 }
 
 // ClusterConfig is the cluster's settings as this node's replica knows them.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,32 @@ func TestCluster_RefusalsKeepTheirMeaning(t *testing.T) {
 		if !errors.Is(err, compute.ErrTooManyJobs) {
 			t.Errorf("a submit over the cap through %s (leader %v): %v, want %v", via.cfg.Name, via == l, err, compute.ErrTooManyJobs)
 		}
+	}
+}
+
+// TestSubmitWaitsForTheLocalApply: a submit the cluster committed is answered with the job's
+// view once this node's replica holds it, however long after the commit (before, a replica that
+// lagged beyond consensus's own wait answered 500 "committed but not yet applied here", and a
+// client that submitted again made a second job); when the request's deadline comes first, the
+// error names the job and does not read as "retry" (no deadline wrapped: 500, not 503).
+func TestSubmitWaitsForTheLocalApply(t *testing.T) {
+	misses := 3
+	lookup := func(id string) (compute.Job, bool) {
+		if misses > 0 {
+			misses--
+			return compute.Job{}, false
+		}
+		return compute.Job{ID: id}, true
+	}
+	j, err := appliedJob(context.Background(), "j1", lookup)
+	if err != nil || j.ID != "j1" || misses != 0 {
+		t.Fatalf("a replica that applies the job after 3 looks: %+v %v (%d looks left)", j, err, misses)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = appliedJob(ctx, "j2", func(string) (compute.Job, bool) { return compute.Job{}, false })
+	if err == nil || !strings.Contains(err.Error(), "j2") || errors.Is(err, context.Canceled) || errors.Is(err, webui.ErrUnavailable) {
+		t.Fatalf("a replica that never applies it: %v", err)
 	}
 }
 
