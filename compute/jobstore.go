@@ -45,6 +45,10 @@ var (
 	ErrTooManyJobs = errors.New("too many jobs")
 )
 
+// Refusals are the errors of Apply above, for consensus.Config.Refusals: a proposer recognises
+// them (errors.Is) in a refusal from the leader too.
+var Refusals = []error{ErrJobExists, ErrNoSuchJob, ErrJobFinished, ErrStaleIndex, ErrTooManyJobs}
+
 // job is the replicated state of one job. Result payloads are not here: they are in the
 // ResultStore.
 type job struct {

@@ -230,6 +230,9 @@ func (r *Raft) isLAN(p peer.ID) bool {
 // ErrForbidden marks a command the sender may not propose.
 var ErrForbidden = errors.New("forbidden")
 
+// ErrNoSuchNode: no node (pending for Approve and Deny) has the fingerprint or ID given.
+var ErrNoSuchNode = errors.New("no such node")
+
 // authorize is the leader's check of a proposed command: who sent it (from,
 // authenticated by libp2p; this node for its own proposals) and the API
 // credential the request carried. A node only registers itself, a worker
@@ -335,7 +338,7 @@ func (r *Raft) findPending(key string) (peer.ID, string, error) {
 	if p, err := peer.Decode(key); err == nil {
 		return p, "", nil
 	}
-	return "", "", fmt.Errorf("no node waiting for approval has fingerprint %q", key)
+	return "", "", fmt.Errorf("%w: none waiting for approval has fingerprint %q", ErrNoSuchNode, key)
 }
 
 func mustDecode(s string) peer.ID {

@@ -150,6 +150,12 @@ type Config struct {
 	Self NodeMeta
 	// App owns ops 0x40+ and their snapshot section; nil refuses those ops.
 	App App
+	// Refusals are the errors the App's refusals wrap that a proposer tells apart
+	// (compute.ErrNoSuchJob, ErrJobFinished...). errors.Is holds for them on the error Apply
+	// returns whether the App refused on this node or on the leader it forwarded to, whose
+	// refusal comes back as text and the list of these errors it wrapped, matched by their
+	// text (so each must have its own). ErrForbidden and ErrSettingsChanged are always known.
+	Refusals []error
 	// AdminOps are the App ops only an admin may propose (cancel, delete,
 	// trust reset): the leader checks the admin credential forwarded with
 	// them (ApplyAs), whichever member proposes. Other App ops need a

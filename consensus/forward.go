@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,22 +36,64 @@ type applyRequest struct {
 // applyResponse is its answer: the result (JSON), or a rejection, or a
 // not-leader hint.
 type applyResponse struct {
-	Index     uint64          `json:"index,omitempty"`
-	Result    json.RawMessage `json:"result,omitempty"`
-	Rejected  string          `json:"rejected,omitempty"`
-	NotLeader bool            `json:"not_leader,omitempty"`
-	Leader    string          `json:"leader,omitempty"`
+	Index    uint64          `json:"index,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Rejected string          `json:"rejected,omitempty"`
+	// Kinds are the texts of the errors a rejection wraps among the refusal errors both ends
+	// know (ErrRejected, ErrForbidden, the App's Config.Refusals): see newRejection.
+	Kinds     []string `json:"kinds,omitempty"`
+	NotLeader bool     `json:"not_leader,omitempty"`
+	Leader    string   `json:"leader,omitempty"`
 }
 
-// rejection is a rejection received from the leader, as text; errors.Is(err,
-// ErrRejected) holds for it, and errors.Is(err, ErrSettingsChanged) when the
-// leader refused a settings change for that reason (a caller retries it).
-type rejection string
+// rejection is a refusal received from the leader: its text, and the errors it is recognised
+// by. errors.Is(err, ErrRejected) holds for it, and errors.Is(err, e) for each error e of
+// refusalErrors that the leader's refusal wrapped (ErrForbidden, ErrSettingsChanged, the App's
+// Config.Refusals such as compute.ErrNoSuchJob): the caller tells such refusals apart as it
+// would on the leader.
+type rejection struct {
+	text string
+	is   []error
+}
 
-func (e rejection) Error() string { return string(e) }
+func (e *rejection) Error() string { return e.text }
 
-func (e rejection) Is(target error) bool {
-	return target == ErrRejected || target == ErrSettingsChanged && strings.Contains(string(e), ErrSettingsChanged.Error())
+func (e *rejection) Is(target error) bool {
+	return target == ErrRejected || slices.Contains(e.is, target)
+}
+
+// newRejection decodes a refusal from the leader: its text, and kinds, the texts of the
+// errors it wraps among known (refusalErrors). A leader of an older version sends no kinds:
+// then the errors of known whose text the refusal contains are taken.
+func newRejection(text string, kinds []string, known []error) *rejection {
+	e := &rejection{text: text}
+	for _, k := range known {
+		if kinds == nil && strings.Contains(text, k.Error()) || slices.Contains(kinds, k.Error()) {
+			e.is = append(e.is, k)
+		}
+	}
+	return e
+}
+
+// refusalErrors are the errors a refusal forwarded from the leader is recognised by (besides
+// ErrRejected): this package's, and the App's (Config.Refusals).
+func (r *Raft) refusalErrors() []error {
+	return append([]error{ErrForbidden, ErrSettingsChanged}, r.cfg.Refusals...)
+}
+
+// refused is the answer to a follower whose command was refused for err: its text, and the
+// errors of refusalErrors it wraps (ErrRejected's first, so that the list is never empty).
+func (r *Raft) refused(err error) applyResponse {
+	if !errors.Is(err, ErrRejected) {
+		err = fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	kinds := []string{ErrRejected.Error()}
+	for _, k := range r.refusalErrors() {
+		if errors.Is(err, k) {
+			kinds = append(kinds, k.Error())
+		}
+	}
+	return applyResponse{Rejected: err.Error(), Kinds: kinds}
 }
 
 // Apply proposes cmd to the cluster and returns once it is committed and
@@ -132,7 +175,7 @@ func (r *Raft) applyOnce(ctx context.Context, data []byte, auth string) (applyRe
 	case resp.NotLeader:
 		return applyResponse{}, fmt.Errorf("%w: %s is no longer leader", ErrNotLeader, leader)
 	case resp.Rejected != "":
-		return applyResponse{}, rejection(resp.Rejected)
+		return applyResponse{}, newRejection(resp.Rejected, resp.Kinds, r.refusalErrors())
 	}
 	return resp, nil
 }
@@ -187,7 +230,7 @@ func response(index uint64, resp any, err error) (applyResponse, error) {
 		if errors.Is(v, ErrRejected) {
 			return applyResponse{}, v
 		}
-		return applyResponse{}, fmt.Errorf("%w: %v", ErrRejected, v)
+		return applyResponse{}, fmt.Errorf("%w: %w", ErrRejected, v) // the App's errors stay recognisable
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -210,7 +253,7 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 		return nil, fmt.Errorf("%s is not a member of this cluster", from)
 	}
 	if _, err := DecodeCommand(req.Command); err != nil {
-		return applyResponse{Rejected: fmt.Sprintf("%v: %v", ErrRejected, err)}, nil
+		return r.refused(err), nil
 	}
 	if r.raft.State() != raft.Leader {
 		l, _ := r.Leader()
@@ -218,7 +261,7 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 	}
 	if err := r.authorize(from, req.Command, req.Auth); err != nil {
 		r.log.Warn("refused a command", "from", from, "err", err)
-		return applyResponse{Rejected: fmt.Sprintf("%v: %v", ErrRejected, err)}, nil
+		return r.refused(err), nil
 	}
 	res, err := r.applyLocal(ctx, req.Command)
 	switch {
@@ -230,7 +273,7 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 		r.nudgeFollowers()
 		return res, nil
 	case errors.Is(err, ErrRejected):
-		return applyResponse{Rejected: err.Error()}, nil
+		return r.refused(err), nil
 	case errors.Is(err, ErrNotLeader):
 		return applyResponse{NotLeader: true}, nil
 	}

@@ -170,14 +170,26 @@ func TestRefusedMemberRemoveLeavesTheMember(t *testing.T) {
 // TestForwardedSettingsRefusalIsRecognised: a settings change the leader refused because the
 // settings changed meanwhile comes back to a follower as text, and still matches
 // ErrSettingsChanged (its caller retries it) as well as ErrRejected; other refusals match only
-// ErrRejected.
+// ErrRejected. A current leader names the errors its refusal wrapped (kinds); one of an older
+// version sends the text alone, which is then matched.
 func TestForwardedSettingsRefusalIsRecognised(t *testing.T) {
-	changed := rejection(fmt.Errorf("%w: settings: %w", ErrRejected, ErrSettingsChanged).Error())
-	if !errors.Is(changed, ErrSettingsChanged) || !errors.Is(changed, ErrRejected) {
-		t.Fatalf("%v: not recognised", changed)
+	known := []error{ErrForbidden, ErrSettingsChanged}
+	text := fmt.Errorf("%w: settings: %w", ErrRejected, ErrSettingsChanged).Error()
+	for _, changed := range []*rejection{
+		newRejection(text, []string{ErrRejected.Error(), ErrSettingsChanged.Error()}, known),
+		newRejection(text, nil, known), // an older leader
+	} {
+		if !errors.Is(changed, ErrSettingsChanged) || !errors.Is(changed, ErrRejected) || errors.Is(changed, ErrForbidden) {
+			t.Fatalf("%v (%v): not recognised", changed, changed.is)
+		}
 	}
-	other := rejection(fmt.Errorf("%w: settings: retention 1s", ErrRejected).Error())
+	other := newRejection(fmt.Errorf("%w: settings: retention 1s", ErrRejected).Error(), nil, known)
 	if errors.Is(other, ErrSettingsChanged) || !errors.Is(other, ErrRejected) {
 		t.Fatalf("%v: misread", other)
+	}
+	// A refusal that did not wrap it, whatever its text says.
+	named := newRejection(fmt.Errorf("%w: member add: bad name %q", ErrRejected, ErrSettingsChanged.Error()).Error(), []string{ErrRejected.Error()}, known)
+	if errors.Is(named, ErrSettingsChanged) || !errors.Is(named, ErrRejected) {
+		t.Fatalf("%v: misread", named)
 	}
 }

@@ -23,7 +23,7 @@ var _ webui.Authorizer = (*Node)(nil)
 func (n *Node) Approve(ctx context.Context, key, role, auth string) (webui.PendingResult, error) {
 	p, err := n.raft.Approve(ctx, key, role, auth)
 	if err != nil {
-		return webui.PendingResult{}, unavailable(err)
+		return webui.PendingResult{}, apiErr(err)
 	}
 	if role == "" {
 		role = consensus.RoleMember
@@ -35,7 +35,7 @@ func (n *Node) Approve(ctx context.Context, key, role, auth string) (webui.Pendi
 func (n *Node) Deny(ctx context.Context, key, auth string) (webui.PendingResult, error) {
 	p, err := n.raft.Deny(ctx, key, auth)
 	if err != nil {
-		return webui.PendingResult{}, unavailable(err)
+		return webui.PendingResult{}, apiErr(err)
 	}
 	return webui.PendingResult{ID: p.String(), Fingerprint: consensus.Fingerprint(p)}, nil
 }
@@ -45,10 +45,10 @@ func (n *Node) Deny(ctx context.Context, key, auth string) (webui.PendingResult,
 func (n *Node) Remove(ctx context.Context, node, auth string) (webui.PendingResult, error) {
 	p, err := n.resolveNode(node)
 	if err != nil {
-		return webui.PendingResult{}, err
+		return webui.PendingResult{}, apiErr(err)
 	}
 	if err := n.raft.Evict(ctx, p, auth); err != nil {
-		return webui.PendingResult{}, unavailable(err)
+		return webui.PendingResult{}, apiErr(err)
 	}
 	return webui.PendingResult{ID: p.String(), Fingerprint: consensus.Fingerprint(p)}, nil
 }
@@ -91,7 +91,7 @@ func (n *Node) resolveNode(key string) (peer.ID, error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("no node named %q (give a name, peer ID or fingerprint)", key)
+		return "", fmt.Errorf("%w named %q (give a name, peer ID or fingerprint)", consensus.ErrNoSuchNode, key)
 	case 1:
 		return peer.Decode(found[0])
 	}
@@ -133,7 +133,7 @@ func (n *Node) CreateToken(ctx context.Context, req webui.TokenRequest, auth str
 			return webui.TokenCreated{}, err
 		}
 		if _, err := n.raft.ApplyAs(ctx, cmd, auth); err != nil {
-			return webui.TokenCreated{}, unavailable(err)
+			return webui.TokenCreated{}, apiErr(err)
 		}
 		return webui.TokenCreated{Token: secret, ID: id, Role: req.Role, Kind: "join", Expires: t.Expires}, nil
 	case consensus.RoleAdmin, consensus.RoleViewer:
@@ -147,7 +147,7 @@ func (n *Node) CreateToken(ctx context.Context, req webui.TokenRequest, auth str
 			return webui.TokenCreated{}, err
 		}
 		if _, err := n.raft.ApplyAs(ctx, cmd, auth); err != nil {
-			return webui.TokenCreated{}, unavailable(err)
+			return webui.TokenCreated{}, apiErr(err)
 		}
 		return webui.TokenCreated{Token: secret, ID: id, Role: req.Role, Kind: "api"}, nil
 	}
@@ -183,14 +183,14 @@ func (n *Node) RevokeToken(ctx context.Context, id, auth string) error {
 	if _, ok := st.Creds[id]; ok {
 		op = consensus.OpCredRemove
 	} else if _, ok := st.JoinTokens[id]; !ok {
-		return fmt.Errorf("no such token or credential %q", id)
+		return marked{fmt.Errorf("no such token or credential %q", id), webui.ErrNotFound}
 	}
 	cmd, err := consensus.NewCommand(op, consensus.SecretRemove{ID: id})
 	if err != nil {
 		return err
 	}
 	_, err = n.raft.ApplyAs(ctx, cmd, auth)
-	return unavailable(err)
+	return apiErr(err)
 }
 
 // SetAdmit implements webui.Admission: the admission mode.
@@ -203,7 +203,7 @@ func (n *Node) SetAdmit(ctx context.Context, mode, auth string) error {
 	if err == nil {
 		n.log.Warn("admission mode changed", "mode", mode)
 	}
-	return unavailable(err)
+	return apiErr(err)
 }
 
 // pendingStatus converts the pending list for the API.
@@ -214,3 +214,25 @@ func (n *Node) pendingStatus() []webui.PendingNode {
 	}
 	return out
 }
+
+// apiErr is err as the API's handlers tell it apart: marked with webui's error for what the
+// consensus error means (ErrForbidden: 403, ErrNoSuchNode: 404), and unavailable's (503).
+func apiErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, consensus.ErrForbidden):
+		err = marked{err, webui.ErrForbidden}
+	case errors.Is(err, consensus.ErrNoSuchNode):
+		err = marked{err, webui.ErrNotFound}
+	}
+	return unavailable(err)
+}
+
+// marked is an error that errors.Is also takes for mark, with the text of the error alone.
+type marked struct {
+	error
+	mark error
+}
+
+func (m marked) Unwrap() []error { return []error{m.error, m.mark} }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -38,16 +37,29 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 			held, maxJobs, compute.ErrTooManyJobs)
 	}
 	if _, err := n.applyJob(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC(), MaxJobs: maxJobs}); err != nil {
-		if strings.Contains(err.Error(), compute.ErrTooManyJobs.Error()) { // refused by the leader's apply
-			return compute.Job{}, fmt.Errorf("submit job: %v: %w", err, compute.ErrTooManyJobs)
-		}
 		return compute.Job{}, unavailable(fmt.Errorf("submit job: %w", err))
 	}
-	j, ok := n.jobs.Job(id)
-	if !ok {
-		return compute.Job{}, fmt.Errorf("submit job %s: committed but not yet applied here", id)
+	return appliedJob(ctx, id, n.jobs.Job)
+}
+
+// appliedJob waits until this node's replica holds job id, whose submit the cluster committed,
+// and returns its view. Apply waited a while for this replica already; one that lags more is
+// waited for until ctx ends (the request's deadline). Then the error names the committed job,
+// and wraps no deadline (the API answers it 500, not 503: a client that submitted the job again
+// would add a second one).
+func appliedJob(ctx context.Context, id string, lookup func(string) (compute.Job, bool)) (compute.Job, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if j, ok := lookup(id); ok {
+			return j, nil
+		}
+		select {
+		case <-ctx.Done():
+			return compute.Job{}, fmt.Errorf("submit job: job %s is committed, but this node has not applied it yet (%v): read it with GET /api/v1/jobs/%s, do not submit it again", id, ctx.Err(), id)
+		case <-tick.C:
+		}
 	}
-	return j, nil
 }
 
 // ClusterConfig is the cluster's settings as this node's replica knows them.
@@ -136,7 +148,7 @@ func (n *Node) CancelJob(ctx context.Context, id string) error {
 		return fmt.Errorf("job %s is %s: %w", id, j.State, compute.ErrJobFinished)
 	}
 	_, err := n.applyJob(ctx, compute.Cancel{Job: id, Time: time.Now().UTC()})
-	return unavailable(err)
+	return apiErr(err) // the leader may refuse it (the job finished or went meanwhile)
 }
 
 // DeleteJob removes a job and its results (hydra rm).
@@ -145,7 +157,7 @@ func (n *Node) DeleteJob(ctx context.Context, id string) error {
 		return fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
 	}
 	_, err := n.applyJob(ctx, compute.Delete{Job: id})
-	return unavailable(err)
+	return apiErr(err)
 }
 
 // PiResult is a π job's result so far, from this node's replica.

@@ -182,6 +182,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		},
 		App:      jobsApp{JobStore: jobs, changed: n.jobsChanged},
 		AdminOps: adminOps,
+		Refusals: compute.Refusals, // a cancel that lost a race answers 404 or 409, not 500
 		// Forwarded chunk results are checked against their commitments before they are
 		// proposed, as the coordinator checks its own: the replicas trust the log's.
 		CheckForwarded: func(op consensus.Op, payload []byte) error {

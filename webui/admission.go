@@ -17,6 +17,14 @@ type Authorizer interface {
 	Authorize(tok string) string
 }
 
+// Errors for backends, answered with their status code whatever their text says.
+var (
+	// ErrForbidden: the cluster refused the caller (the leader checks the credential again).
+	ErrForbidden = errors.New("forbidden")
+	// ErrNotFound: the node, token or credential named is unknown.
+	ErrNotFound = errors.New("not found")
+)
+
 // Credential roles.
 const (
 	RoleAdmin      = "admin"
@@ -26,7 +34,8 @@ const (
 // Admission is implemented by backends that manage membership: approving
 // and refusing nodes, evicting them, join tokens, API credentials and the
 // admission mode. auth is the caller's credential, which the cluster's
-// leader checks again.
+// leader checks again. Errors wrapping ErrForbidden answer 403, ErrNotFound
+// 404 (no such node or token), ErrUnavailable 503; others 400.
 type Admission interface {
 	Approve(ctx context.Context, key, role, auth string) (PendingResult, error)
 	Deny(ctx context.Context, key, auth string) (PendingResult, error)
@@ -205,9 +214,9 @@ func adminErr(w http.ResponseWriter, what string, err error) {
 		code = http.StatusGatewayTimeout
 	} else if errors.Is(err, ErrUnavailable) { // no leader (yet), or shutting down: a retry may succeed
 		code = http.StatusServiceUnavailable
-	} else if strings.Contains(err.Error(), "forbidden") {
+	} else if errors.Is(err, ErrForbidden) {
 		code = http.StatusForbidden
-	} else if strings.Contains(err.Error(), "no node") || strings.Contains(err.Error(), "no such") {
+	} else if errors.Is(err, ErrNotFound) {
 		code = http.StatusNotFound
 	}
 	writeError(w, code, what+": "+err.Error())

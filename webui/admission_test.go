@@ -26,8 +26,11 @@ func (f *admissionFake) record(format string, args ...any) {
 
 func (f *admissionFake) Approve(_ context.Context, key, role, auth string) (PendingResult, error) {
 	f.record("approve %s %s %s", key, role, auth)
-	if key == "unknown" {
-		return PendingResult{}, errors.New("no such pending node")
+	switch key {
+	case "unknown":
+		return PendingResult{}, fmt.Errorf("%w: no such pending node", ErrNotFound)
+	case "no-node-admin": // a refusal whose text says "no node": still 403
+		return PendingResult{}, fmt.Errorf("approve: %w: no node credential is an admin's", ErrForbidden)
 	}
 	return PendingResult{ID: "id-" + key, Fingerprint: key, Role: role}, nil
 }
@@ -39,8 +42,13 @@ func (f *admissionFake) Deny(_ context.Context, key, auth string) (PendingResult
 
 func (f *admissionFake) Remove(_ context.Context, node, auth string) (PendingResult, error) {
 	f.record("remove %s %s", node, auth)
-	if node == "self" {
-		return PendingResult{}, errors.New("forbidden: a node cannot remove itself here")
+	switch node {
+	case "self":
+		return PendingResult{}, fmt.Errorf("%w: a node cannot remove itself here", ErrForbidden)
+	case "forbidden-city": // an unknown node whose name says "forbidden": still 404
+		return PendingResult{}, fmt.Errorf("no node named %q: %w", node, ErrNotFound)
+	case "bad":
+		return PendingResult{}, errors.New("no such thing as a bad node: 400 (only sentinel errors choose 403 or 404)")
 	}
 	if node == "noleader" { // what node.Remove returns while the cluster has no leader
 		return PendingResult{}, fmt.Errorf("%w: %w", ErrUnavailable, errors.New("not the leader"))
@@ -59,6 +67,9 @@ func (f *admissionFake) Tokens() []TokenInfo {
 
 func (f *admissionFake) RevokeToken(_ context.Context, id, auth string) error {
 	f.record("revoke %s %s", id, auth)
+	if id == "forbidden" {
+		return fmt.Errorf("no such token or credential %q: %w", id, ErrNotFound)
+	}
 	return nil
 }
 
@@ -72,7 +83,9 @@ func (f *admissionFake) SetAdmit(_ context.Context, mode, auth string) error {
 
 // Every membership endpoint decodes its own body, passes the caller's credential, answers the
 // backend's result with its status code, and maps errors (bad body 400, unknown 404, forbidden
-// 403); without the token nothing reaches the backend.
+// 403: by the backend's sentinel errors, whatever their text says, so that a node named
+// "forbidden-city" is not found rather than forbidden); without the token nothing reaches the
+// backend.
 func TestAdmissionAPI(t *testing.T) {
 	fb := &admissionFake{fakeBackend: &fakeBackend{token: testToken}}
 	srv := httptest.NewServer(New(Config{Backend: fb}))
@@ -85,17 +98,21 @@ func TestAdmissionAPI(t *testing.T) {
 	}{
 		{"POST", "/api/v1/approve", `{"fingerprint":"fp1","role":"worker"}`, 200, "approve fp1 worker " + testToken, "role=worker"},
 		{"POST", "/api/v1/approve", `{"fingerprint":"unknown"}`, 404, "approve unknown  " + testToken, ""},
+		{"POST", "/api/v1/approve", `{"fingerprint":"no-node-admin"}`, 403, "approve no-node-admin  " + testToken, ""},
 		{"POST", "/api/v1/approve", `{"fingerprint":"fp1","colour":"red"}`, 400, "", ""},
 		{"POST", "/api/v1/deny", `{"fingerprint":"fp2"}`, 200, "deny fp2 " + testToken, "fingerprint=fp2"},
 		{"POST", "/api/v1/deny", `{"fingerprint":"fp2","role":"worker"}`, 400, "", ""},
 		{"POST", "/api/v1/remove", `{"node":"n3"}`, 200, "remove n3 " + testToken, "id=n3"},
 		{"POST", "/api/v1/remove", `{"node":"self"}`, 403, "remove self " + testToken, ""},
 		{"POST", "/api/v1/remove", `{"node":"noleader"}`, 503, "remove noleader " + testToken, ""},
+		{"POST", "/api/v1/remove", `{"node":"forbidden-city"}`, 404, "remove forbidden-city " + testToken, ""},
+		{"POST", "/api/v1/remove", `{"node":"bad"}`, 400, "remove bad " + testToken, ""},
 		{"POST", "/api/v1/tokens", `{"role":"member","ttl":"1h"}`, 201, "token member 1h " + testToken, "token=secret"},
 		{"POST", "/api/v1/admit", `{"mode":"lan"}`, 200, "admit lan " + testToken, "admit=lan"},
 		{"POST", "/api/v1/admit", `{"mode":"open"}`, 400, "admit open " + testToken, ""},
 		{"POST", "/api/v1/admit", `{"mode":`, 400, "", ""},
 		{"DELETE", "/api/v1/tokens/t1", "", 200, "revoke t1 " + testToken, "status=revoked"},
+		{"DELETE", "/api/v1/tokens/forbidden", "", 404, "revoke forbidden " + testToken, ""},
 		{"GET", "/api/v1/tokens", "", 200, "", ""},
 	} {
 		fb.mu.Lock()

@@ -31,7 +31,8 @@ type JobBackend interface {
 	// Job returns one job.
 	Job(id string) (compute.Job, bool)
 	// CancelJob stops a job; accepted results stay readable. Errors wrapping
-	// compute.ErrNoSuchJob answer 404, compute.ErrJobFinished 409.
+	// compute.ErrNoSuchJob answer 404, compute.ErrJobFinished 409,
+	// ErrForbidden 403, ErrUnavailable 503.
 	CancelJob(ctx context.Context, id string) error
 	// DeleteJob forgets a job and its results (hydra rm); same errors.
 	DeleteJob(ctx context.Context, id string) error
@@ -401,14 +402,17 @@ func (s *server) job(w http.ResponseWriter, r *http.Request) (compute.Job, bool)
 	return j, ok
 }
 
-// jobError answers a backend error: unknown job 404, finished job 409,
-// unavailable 503, the cluster's job cap reached 429, anything else 500.
+// jobError answers a backend error: unknown job 404, finished job 409, refused
+// by the cluster (ErrForbidden) 403, unavailable 503, the cluster's job cap
+// reached 429, anything else 500.
 func (s *server) jobError(w http.ResponseWriter, id, what string, err error) {
 	switch {
 	case errors.Is(err, compute.ErrNoSuchJob):
 		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
 	case errors.Is(err, compute.ErrJobFinished):
 		writeError(w, http.StatusConflict, fmt.Sprintf("%s: job %s already finished", what, clip(id)))
+	case errors.Is(err, ErrForbidden):
+		writeError(w, http.StatusForbidden, what+": "+err.Error())
 	case errors.Is(err, ErrNoSuchModule):
 		writeError(w, http.StatusBadRequest, what+": "+err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):

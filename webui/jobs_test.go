@@ -89,6 +89,9 @@ func (f *fakeJobs) CancelJob(ctx context.Context, id string) error {
 			if j.State.Finished() {
 				return fmt.Errorf("cancel %s: %w", id, compute.ErrJobFinished)
 			}
+			if id == "refused" { // the leader refused the caller's credential (revoked meanwhile)
+				return fmt.Errorf("cancel %s: %w: needs an admin credential", id, ErrForbidden)
+			}
 			f.jobs[i].State = compute.StateCancelled
 			return nil
 		}
@@ -391,6 +394,10 @@ func TestCancelAndDelete(t *testing.T) {
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusConflict {
 		t.Fatalf("cancel a finished job: %v, want 409", err)
+	}
+	fj.add(compute.Job{ID: "refused", Kind: compute.KindPi, State: compute.StateRunning, Spec: piSpec(10, 1)})
+	if _, err = c.CancelJob(ctx, "refused"); !errors.As(err, &ae) || ae.Status != http.StatusForbidden {
+		t.Fatalf("a cancel the cluster refused the caller: %v, want 403", err)
 	}
 	if err := c.DeleteJob(ctx, "fin"); err != nil {
 		t.Fatal(err)

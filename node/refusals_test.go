@@ -1,0 +1,119 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// TestCluster_RefusalsKeepTheirMeaning: a job command the leader's apply refuses is recognised
+// by its error (errors.Is), on the leader and through a follower whose refusal came back over
+// the network: what CancelJob and DeleteJob propose once their check on the node's replica
+// passed, when the job went or finished meanwhile (the API answered such a race 500 instead of
+// 404 or 409), and a submit over the cluster's job cap (429).
+func TestCluster_RefusalsKeepTheirMeaning(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var leaderID string
+	waitFor(t, 30*time.Second, "leader", func() (err error) { leaderID, err = agreedLeader(nodes); return err })
+	l := byID(nodes, leaderID)
+	f := without(nodes, l)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	j, err := f.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.applyJob(ctx, compute.Fail{Job: j.ID, Reason: "failed by the test", Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the job failed on every node", func() error {
+		for _, n := range nodes {
+			if got, _ := n.Job(j.ID); got.State != compute.StateFailed {
+				return fmt.Errorf("%s: %s", n.cfg.Name, got.State)
+			}
+		}
+		return nil
+	})
+	for _, via := range []*testNode{l, f} {
+		tok := activeAdminToken(t, via)
+		for _, tc := range []struct {
+			cmd  any
+			want error
+		}{
+			{compute.Cancel{Job: "gone", Time: time.Now().UTC()}, compute.ErrNoSuchJob},
+			{compute.Delete{Job: "gone"}, compute.ErrNoSuchJob},
+			{compute.Cancel{Job: j.ID, Time: time.Now().UTC()}, compute.ErrJobFinished},
+		} {
+			op, payload, err := compute.EncodeCommand(tc.cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = via.raft.ApplyAs(ctx, consensus.Command{Op: consensus.Op(op), Payload: payload}, tok)
+			if err = unavailable(err); !errors.Is(err, tc.want) || errors.Is(err, webui.ErrUnavailable) {
+				t.Errorf("%T through %s (leader %v): %v, want %v", tc.cmd, via.cfg.Name, via == l, err, tc.want)
+			}
+		}
+		_, err := via.applyJob(ctx, compute.Submit{ID: "over-" + via.cfg.Name, Spec: j.Spec, Submitter: "test", Time: time.Now().UTC(), MaxJobs: 1})
+		if !errors.Is(err, compute.ErrTooManyJobs) {
+			t.Errorf("a submit over the cap through %s (leader %v): %v, want %v", via.cfg.Name, via == l, err, compute.ErrTooManyJobs)
+		}
+	}
+}
+
+// TestSubmitWaitsForTheLocalApply: a submit the cluster committed is answered with the job's
+// view once this node's replica holds it, however long after the commit (before, a replica that
+// lagged beyond consensus's own wait answered 500 "committed but not yet applied here", and a
+// client that submitted again made a second job); when the request's deadline comes first, the
+// error names the job and does not read as "retry" (no deadline wrapped: 500, not 503).
+func TestSubmitWaitsForTheLocalApply(t *testing.T) {
+	misses := 3
+	lookup := func(id string) (compute.Job, bool) {
+		if misses > 0 {
+			misses--
+			return compute.Job{}, false
+		}
+		return compute.Job{ID: id}, true
+	}
+	j, err := appliedJob(context.Background(), "j1", lookup)
+	if err != nil || j.ID != "j1" || misses != 0 {
+		t.Fatalf("a replica that applies the job after 3 looks: %+v %v (%d looks left)", j, err, misses)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = appliedJob(ctx, "j2", func(string) (compute.Job, bool) { return compute.Job{}, false })
+	if err == nil || !strings.Contains(err.Error(), "j2") || errors.Is(err, context.Canceled) || errors.Is(err, webui.ErrUnavailable) {
+		t.Fatalf("a replica that never applies it: %v", err)
+	}
+}
+
+// TestCluster_UnknownNodeOrTokenIs404: a membership request naming no node or token the cluster
+// knows answers 404 whatever the name says (one called "forbidden" answered 403: the codes were
+// chosen by the error's text).
+func TestCluster_UnknownNodeOrTokenIs404(t *testing.T) {
+	n := startCluster(t, 1)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := webui.NewClient(n.HTTPURL(), activeAdminToken(t, n))
+	for _, req := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/api/v1/remove", map[string]string{"node": "forbidden"}},
+		{"POST", "/api/v1/approve", map[string]string{"fingerprint": "forbidden"}},
+		{"POST", "/api/v1/deny", map[string]string{"fingerprint": "forbidden"}},
+		{"DELETE", "/api/v1/tokens/forbidden", nil},
+	} {
+		var ae *webui.APIError
+		if err := c.Do(ctx, req.method, req.path, req.body, nil); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+			t.Errorf("%s %s naming nothing known: %v, want HTTP 404", req.method, req.path, err)
+		}
+	}
+}
