@@ -109,6 +109,7 @@ type Host struct {
 	mu         sync.Mutex
 	closed     bool
 	ps         *pubsub.PubSub
+	subFilter  *topicFilter // the router's subscription filter
 	topics     map[string]*Topic
 	discovery  bool // StartDiscovery was called
 	closeOnce  sync.Once
@@ -195,14 +196,15 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	hctx, cancel := context.WithCancel(context.Background())
 	hh := &Host{
-		h:       h,
-		cmgr:    cmgr,
-		cluster: cfg.Cluster,
-		log:     log,
-		ctx:     hctx,
-		cancel:  cancel,
-		topics:  make(map[string]*Topic),
-		gate:    g,
+		h:         h,
+		cmgr:      cmgr,
+		cluster:   cfg.Cluster,
+		log:       log,
+		ctx:       hctx,
+		cancel:    cancel,
+		topics:    make(map[string]*Topic),
+		subFilter: newTopicFilter(cfg.Cluster),
+		gate:      g,
 	}
 	log.Info("p2p host started", "peer", h.ID(), "addrs", hh.Addrs(), "agent", cfg.AgentVersion)
 	return hh, nil
