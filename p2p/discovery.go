@@ -64,6 +64,13 @@ const (
 	// dialTimeout bounds one connection attempt, so a black-holed address
 	// cannot stall a join loop.
 	dialTimeout = 15 * time.Second
+	// maxFoundDials bounds the peers found by mDNS or the DHT that are
+	// being dialled at once. An mDNS response is unauthenticated and may
+	// list any number of peer IDs, with addresses of the sender's choosing:
+	// one goroutine and one dial each, for up to dialTimeout, would let a
+	// stream of them pile up without bound. A peer dropped for this is found
+	// again by its next response or the next lookup.
+	maxFoundDials = 16
 )
 
 func (c *DiscoveryConfig) applyDefaults() {
@@ -254,7 +261,7 @@ func (d *discovery) report(p peer.ID, src source) {
 }
 
 // found handles a peer seen by mDNS or the DHT: connect (once at a time per
-// peer) and report. It returns at once; the work runs in a tracked
+// peer, at most maxFoundDials peers at a time) and report. It returns at once; the work runs in a tracked
 // goroutine.
 func (d *discovery) found(ai peer.AddrInfo, src source) {
 	if ai.ID == d.h.ID() || ai.ID == "" {
@@ -263,6 +270,11 @@ func (d *discovery) found(ai peer.AddrInfo, src source) {
 	d.mu.Lock()
 	if d.stopped || d.inflight[ai.ID] {
 		d.mu.Unlock()
+		return
+	}
+	if len(d.inflight) >= maxFoundDials {
+		d.mu.Unlock()
+		d.log.Debug("too many found peers being dialled; dropped", "peer", ai.ID, "source", src)
 		return
 	}
 	d.inflight[ai.ID] = true
