@@ -344,21 +344,37 @@ func (d *discovery) sleep(dur time.Duration) bool {
 // joinLoop keeps the node connected to one --join peer: dial while not
 // connected, with exponential backoff (jittered, capped), then wait for a
 // disconnect (or a periodic recheck, in case an event was missed) and start
-// over with the shortest delay.
+// over with the shortest delay. A connection that ends before it lasted
+// joinBackoffMax counts as a failed dial: a join peer that refuses this
+// node (an evicted key, the outsider places full) completes the handshake
+// and closes the connection right after, so the dial itself succeeds, and
+// redialling it at once would loop as fast as the handshakes go. The
+// delay starts afresh with a connection, unless the last one was dropped
+// that way.
 func (d *discovery) joinLoop(ai peer.AddrInfo, wake <-chan struct{}) {
 	delay := d.cfg.joinBackoffMin
+	dropped := false // the last connection ended before it lasted joinBackoffMax
+	// backoff waits the current delay, jittered so that nodes waiting on
+	// the same peer spread out, and doubles it; false once discovery stops.
+	backoff := func() bool {
+		if !d.sleep(delay/2 + rand.N(delay/2+1)) {
+			return false
+		}
+		delay = min(2*delay, d.cfg.joinBackoffMax)
+		return true
+	}
 	for d.ctx.Err() == nil {
 		if err := d.dial(ai); err != nil {
 			d.log.Debug("join peer unreachable", "peer", ai.ID, "retry_in", delay, "err", err)
-			// Jitter so that nodes waiting on the same peer spread out.
-			wait := delay/2 + rand.N(delay/2+1)
-			if !d.sleep(wait) {
+			if !backoff() {
 				return
 			}
-			delay = min(2*delay, d.cfg.joinBackoffMax)
 			continue
 		}
-		delay = d.cfg.joinBackoffMin
+		since := time.Now()
+		if !dropped {
+			delay = d.cfg.joinBackoffMin
+		}
 		d.report(ai.ID, sourceJoin)
 		for d.connected(ai.ID) {
 			t := time.NewTimer(d.cfg.watchdogRecheck)
@@ -371,6 +387,14 @@ func (d *discovery) joinLoop(ai peer.AddrInfo, wake <-chan struct{}) {
 			}
 			t.Stop()
 		}
+		if dropped = time.Since(since) < d.cfg.joinBackoffMax; dropped {
+			d.log.Info("join peer closed the connection soon after it opened (refused?); redialling after a backoff", "peer", ai.ID, "retry_in", delay)
+			if !backoff() {
+				return
+			}
+			continue
+		}
+		delay = d.cfg.joinBackoffMin
 		d.log.Info("join peer disconnected; redialling", "peer", ai.ID)
 	}
 }

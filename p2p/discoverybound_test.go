@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
@@ -55,4 +56,36 @@ func testPeerID(t testing.TB) peer.ID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestDiscovery_JoinBacksOffWhenDroppedAtOnce: a join peer that refuses
+// this node (its key evicted, or the outsider places full) lets the
+// handshake complete and closes the connection right after, so the dial
+// succeeds. The join loop took that for a working connection: it reset its
+// backoff and, on the disconnect, redialled at once, a handshake and an
+// Info line per loop, as fast as the two machines could go. A connection
+// dropped before it was stable backs off like a failed dial.
+func TestDiscovery_JoinBacksOffWhenDroppedAtOnce(t *testing.T) {
+	a, _ := newTestHost(t, "c", nil)
+	b, _ := newTestHost(t, "c", nil)
+	a.SetAccess(func(p peer.ID) Access {
+		if p == b.ID() {
+			return AccessRefused
+		}
+		return AccessMember
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := fastDiscovery(DiscoveryConfig{Join: []peer.AddrInfo{addrInfo(t, a)}})
+	start := time.Now()
+	if err := b.StartDiscovery(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Each attempt is refused once or twice (TCP and QUIC); with backoff
+	// (50 ms doubling to 400 ms, jittered down to half) 20 refusals take
+	// at least ten attempts, more than a second.
+	waitFor(t, 30*time.Second, "20 refused connections", func() bool { return a.RefusedConns() >= 20 })
+	if took := time.Since(start); took < time.Second {
+		t.Fatalf("20 refused connections in %v: the join loop redials without backing off", took)
+	}
 }
