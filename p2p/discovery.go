@@ -68,9 +68,12 @@ const (
 	// being dialled at once. An mDNS response is unauthenticated and may
 	// list any number of peer IDs, with addresses of the sender's choosing:
 	// one goroutine and one dial each, for up to dialTimeout, would let a
-	// stream of them pile up without bound. A peer dropped for this is found
-	// again by its next response or the next lookup.
-	maxFoundDials = 16
+	// stream of them pile up without bound. The bound is well above a LAN
+	// cluster's size, since a peer dropped for it is not reported by mDNS
+	// again until its record expires (zeroconf's TTL, about an hour); it
+	// still connects by dialling this node, or through the announcements
+	// of the peers it is connected to, and the DHT looks up again soon.
+	maxFoundDials = 64
 )
 
 func (c *DiscoveryConfig) applyDefaults() {
