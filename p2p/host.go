@@ -185,8 +185,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// libp2p closes the managers it was given when construction fails.
 		return nil, fmt.Errorf("p2p: new host: %w", err)
 	}
-	peers := h.Network().Peers
-	g.peers.Store(&peers)
+	inbound := func() []peer.ID { return inboundPeers(h.Network()) }
+	g.peers.Store(&inbound)
 	// Identify tells every peer that this node belongs to cfg.Cluster (see
 	// memberProtocol); nothing is ever sent on it.
 	h.SetStreamHandler(memberProtocol(cfg.Cluster), func(s network.Stream) { _ = s.Reset() })
