@@ -64,6 +64,16 @@ const (
 	// dialTimeout bounds one connection attempt, so a black-holed address
 	// cannot stall a join loop.
 	dialTimeout = 15 * time.Second
+	// maxFoundDials bounds the peers found by mDNS or the DHT that are
+	// being dialled at once. An mDNS response is unauthenticated and may
+	// list any number of peer IDs, with addresses of the sender's choosing:
+	// one goroutine and one dial each, for up to dialTimeout, would let a
+	// stream of them pile up without bound. The bound is well above a LAN
+	// cluster's size, since a peer dropped for it is not reported by mDNS
+	// again until its record expires (zeroconf's TTL, about an hour); it
+	// still connects by dialling this node, or through the announcements
+	// of the peers it is connected to, and the DHT looks up again soon.
+	maxFoundDials = 64
 )
 
 func (c *DiscoveryConfig) applyDefaults() {
@@ -254,7 +264,7 @@ func (d *discovery) report(p peer.ID, src source) {
 }
 
 // found handles a peer seen by mDNS or the DHT: connect (once at a time per
-// peer) and report. It returns at once; the work runs in a tracked
+// peer, at most maxFoundDials peers at a time) and report. It returns at once; the work runs in a tracked
 // goroutine.
 func (d *discovery) found(ai peer.AddrInfo, src source) {
 	if ai.ID == d.h.ID() || ai.ID == "" {
@@ -263,6 +273,11 @@ func (d *discovery) found(ai peer.AddrInfo, src source) {
 	d.mu.Lock()
 	if d.stopped || d.inflight[ai.ID] {
 		d.mu.Unlock()
+		return
+	}
+	if len(d.inflight) >= maxFoundDials {
+		d.mu.Unlock()
+		d.log.Debug("too many found peers being dialled; dropped", "peer", ai.ID, "source", src)
 		return
 	}
 	d.inflight[ai.ID] = true
@@ -332,21 +347,37 @@ func (d *discovery) sleep(dur time.Duration) bool {
 // joinLoop keeps the node connected to one --join peer: dial while not
 // connected, with exponential backoff (jittered, capped), then wait for a
 // disconnect (or a periodic recheck, in case an event was missed) and start
-// over with the shortest delay.
+// over with the shortest delay. A connection that ends before it lasted
+// joinBackoffMax counts as a failed dial: a join peer that refuses this
+// node (an evicted key, the outsider places full) completes the handshake
+// and closes the connection right after, so the dial itself succeeds, and
+// redialling it at once would loop as fast as the handshakes go. The
+// delay starts afresh with a connection, unless the last one was dropped
+// that way.
 func (d *discovery) joinLoop(ai peer.AddrInfo, wake <-chan struct{}) {
 	delay := d.cfg.joinBackoffMin
+	dropped := false // the last connection ended before it lasted joinBackoffMax
+	// backoff waits the current delay, jittered so that nodes waiting on
+	// the same peer spread out, and doubles it; false once discovery stops.
+	backoff := func() bool {
+		if !d.sleep(delay/2 + rand.N(delay/2+1)) {
+			return false
+		}
+		delay = min(2*delay, d.cfg.joinBackoffMax)
+		return true
+	}
 	for d.ctx.Err() == nil {
 		if err := d.dial(ai); err != nil {
 			d.log.Debug("join peer unreachable", "peer", ai.ID, "retry_in", delay, "err", err)
-			// Jitter so that nodes waiting on the same peer spread out.
-			wait := delay/2 + rand.N(delay/2+1)
-			if !d.sleep(wait) {
+			if !backoff() {
 				return
 			}
-			delay = min(2*delay, d.cfg.joinBackoffMax)
 			continue
 		}
-		delay = d.cfg.joinBackoffMin
+		since := time.Now()
+		if !dropped {
+			delay = d.cfg.joinBackoffMin
+		}
 		d.report(ai.ID, sourceJoin)
 		for d.connected(ai.ID) {
 			t := time.NewTimer(d.cfg.watchdogRecheck)
@@ -359,6 +390,14 @@ func (d *discovery) joinLoop(ai peer.AddrInfo, wake <-chan struct{}) {
 			}
 			t.Stop()
 		}
+		if dropped = time.Since(since) < d.cfg.joinBackoffMax; dropped {
+			d.log.Info("join peer closed the connection soon after it opened (refused?); redialling after a backoff", "peer", ai.ID, "retry_in", delay)
+			if !backoff() {
+				return
+			}
+			continue
+		}
+		delay = d.cfg.joinBackoffMin
 		d.log.Info("join peer disconnected; redialling", "peer", ai.ID)
 	}
 }

@@ -38,8 +38,9 @@ type gate struct {
 	refused atomic.Uint64 // connections refused, for tests and metrics
 	// gossipDropped counts gossip messages from non-members (validateGossip).
 	gossipDropped atomic.Uint64
-	// peers lists the peers with an open connection (the swarm's), set
-	// once the host exists: the outsider cap counts them.
+	// peers lists the peers with an open inbound connection (inboundPeers
+	// of the swarm), set once the host exists: the outsider cap counts
+	// them. Peers this node dialled do not count.
 	peers atomic.Pointer[func() []peer.ID]
 	// maxOutsiders caps the peers that are not members connected inbound
 	// at once (MaxOutsiderPeers unless a test sets it).
@@ -76,8 +77,9 @@ func (g *gate) InterceptSecured(dir network.Direction, p peer.ID, _ network.Conn
 	return true
 }
 
-// outsidersFull reports whether the outsider peers connected now (p aside:
-// a second connection of a connected peer is no new peer) reach the cap.
+// outsidersFull reports whether the outsider peers connected inbound now (p
+// aside: a second connection of a connected peer is no new peer) reach the
+// cap.
 func (g *gate) outsidersFull(p peer.ID) bool {
 	f := g.peers.Load()
 	if f == nil {
@@ -97,6 +99,21 @@ func (g *gate) outsidersFull(p peer.ID) bool {
 	}
 	return false
 }
+
+// inboundPeers lists the peers with at least one open inbound connection,
+// each once.
+func inboundPeers(n network.Network) []peer.ID {
+	var out []peer.ID
+	seen := map[peer.ID]bool{}
+	for _, c := range n.Conns() {
+		if p := c.RemotePeer(); c.Stat().Direction == network.DirInbound && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (g *gate) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 
 func (g *gate) allow(p peer.ID) bool {

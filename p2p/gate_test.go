@@ -115,3 +115,33 @@ func TestGateCapsOutsiders(t *testing.T) {
 		})
 	}
 }
+
+// TestGateOutsiderCapCountsInboundOnly: the cap is on outsiders holding
+// inbound connections (strangers asking to join). Peers this node dialled
+// itself (DHT peers of other clusters, a join peer not yet admitted) were
+// counted too, so a node with that many outbound connections to
+// non-members refused every stranger's connection.
+func TestGateOutsiderCapCountsInboundOnly(t *testing.T) {
+	a, _ := newTestHost(t, "gate", nil)
+	a.gate.maxOutsiders = 2
+	a.SetAccess(func(peer.ID) Access { return AccessOutsider })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for range 2 {
+		h, _ := newTestHost(t, "gate", nil)
+		if err := a.Host().Connect(ctx, addrInfo(t, h)); err != nil {
+			t.Fatalf("dial an outsider: %v", err)
+		}
+	}
+	stranger, _ := newTestHost(t, "gate", nil)
+	before := a.RefusedConns()
+	if err := stranger.Host().Connect(ctx, addrInfo(t, a)); err != nil {
+		t.Fatalf("a stranger's connection with no outsider connected inbound: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the stranger connected or refused", func() bool {
+		return a.RefusedConns() > before || len(a.Host().Network().ConnsToPeer(stranger.ID())) > 0
+	})
+	if a.RefusedConns() > before {
+		t.Fatal("a stranger was refused: outsiders this node dialled took the inbound places")
+	}
+}

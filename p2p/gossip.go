@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -30,6 +32,75 @@ var ErrGossipTooLarge = errors.New("gossip message too large")
 // dead outbound streams are mended by the gossip repair, not by heartbeats.
 const gossipHeartbeat = 5 * time.Second
 
+// Bounds of the topics a peer's subscriptions are kept for (topicFilter).
+const (
+	// maxTopicName is the longest topic name, hydra/<cluster>/ included,
+	// that a subscription may name.
+	maxTopicName = 256
+	// maxPendingTopics bounds the names of this cluster's topics that this
+	// node has not joined (or not yet) whose subscriptions are kept.
+	maxPendingTopics = 16
+)
+
+// topicFilter is the router's subscription filter. gossipsub keeps every
+// topic a connected peer says it subscribes to, as a key of its topic map,
+// until that peer leaves: without a filter any peer that speaks gossipsub,
+// a stranger too, could make this node keep as many names, as long, as it
+// cares to send. Only the cluster's topics (hydra/<cluster>/, at most
+// maxTopicName bytes) are kept: the ones this node joined, and at most
+// maxPendingTopics others, so that a peer's subscription to a topic this
+// node joins a moment later (it sends its subscriptions once) is not lost.
+type topicFilter struct {
+	prefix string
+
+	mu     sync.Mutex
+	joined map[string]bool // topics this node joined (Host.Topic)
+	others map[string]bool // the cluster's other topics peers subscribed to, at most maxPendingTopics
+}
+
+var _ pubsub.SubscriptionFilter = (*topicFilter)(nil)
+
+func newTopicFilter(cluster string) *topicFilter {
+	return &topicFilter{prefix: "hydra/" + cluster + "/", joined: map[string]bool{}, others: map[string]bool{}}
+}
+
+// CanSubscribe reports whether topic is a name of this cluster's topics.
+func (f *topicFilter) CanSubscribe(topic string) bool {
+	return strings.HasPrefix(topic, f.prefix) && len(topic) <= maxTopicName
+}
+
+// join records that this node joined topic: peers' subscriptions to it are
+// always kept.
+func (f *topicFilter) join(topic string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.joined[topic] = true
+	delete(f.others, topic)
+}
+
+// keep reports whether a subscription to topic is kept.
+func (f *topicFilter) keep(topic string) bool {
+	if !f.CanSubscribe(topic) {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.joined[topic] || f.others[topic] {
+		return true
+	}
+	if len(f.others) >= maxPendingTopics {
+		return false
+	}
+	f.others[topic] = true
+	return true
+}
+
+// FilterIncomingSubscriptions keeps the subscriptions of subs that keep
+// accepts.
+func (f *topicFilter) FilterIncomingSubscriptions(_ peer.ID, subs []*pb.RPC_SubOpts) ([]*pb.RPC_SubOpts, error) {
+	return pubsub.FilterSubscriptions(subs, f.keep), nil
+}
+
 // Topic is a gossipsub topic of the node's cluster. Gossip is lossy:
 // messages published before the mesh forms (the first second or so after
 // peers connect) are dropped, and nothing is retransmitted.
@@ -49,7 +120,8 @@ func (h *Host) pubsubLocked() (*pubsub.PubSub, error) {
 	out := newOutboundTracer()
 	params := pubsub.DefaultGossipSubParams()
 	params.HeartbeatInterval = gossipHeartbeat
-	ps, err := pubsub.NewGossipSub(h.ctx, h.h, pubsub.WithRawTracer(out), pubsub.WithGossipSubParams(params))
+	ps, err := pubsub.NewGossipSub(h.ctx, h.h, pubsub.WithRawTracer(out), pubsub.WithGossipSubParams(params),
+		pubsub.WithSubscriptionFilter(h.subFilter))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
 	}
@@ -74,6 +146,9 @@ func (h *Host) Topic(name string) (*Topic, error) {
 		return nil, fmt.Errorf("p2p: bad topic name %q", name)
 	}
 	full := "hydra/" + h.cluster + "/" + name
+	if !h.subFilter.CanSubscribe(full) {
+		return nil, fmt.Errorf("p2p: topic name %q: longer than %d bytes with its prefix", name, maxTopicName)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -86,6 +161,7 @@ func (h *Host) Topic(name string) (*Topic, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.subFilter.join(full)
 	if err := ps.RegisterTopicValidator(full, h.validateGossip); err != nil {
 		return nil, fmt.Errorf("p2p: topic %s: validator: %w", full, err)
 	}

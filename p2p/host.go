@@ -109,6 +109,7 @@ type Host struct {
 	mu         sync.Mutex
 	closed     bool
 	ps         *pubsub.PubSub
+	subFilter  *topicFilter // the router's subscription filter
 	topics     map[string]*Topic
 	discovery  bool // StartDiscovery was called
 	closeOnce  sync.Once
@@ -184,8 +185,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// libp2p closes the managers it was given when construction fails.
 		return nil, fmt.Errorf("p2p: new host: %w", err)
 	}
-	peers := h.Network().Peers
-	g.peers.Store(&peers)
+	inbound := func() []peer.ID { return inboundPeers(h.Network()) }
+	g.peers.Store(&inbound)
 	// Identify tells every peer that this node belongs to cfg.Cluster (see
 	// memberProtocol); nothing is ever sent on it.
 	h.SetStreamHandler(memberProtocol(cfg.Cluster), func(s network.Stream) { _ = s.Reset() })
@@ -195,14 +196,15 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	hctx, cancel := context.WithCancel(context.Background())
 	hh := &Host{
-		h:       h,
-		cmgr:    cmgr,
-		cluster: cfg.Cluster,
-		log:     log,
-		ctx:     hctx,
-		cancel:  cancel,
-		topics:  make(map[string]*Topic),
-		gate:    g,
+		h:         h,
+		cmgr:      cmgr,
+		cluster:   cfg.Cluster,
+		log:       log,
+		ctx:       hctx,
+		cancel:    cancel,
+		topics:    make(map[string]*Topic),
+		subFilter: newTopicFilter(cfg.Cluster),
+		gate:      g,
 	}
 	log.Info("p2p host started", "peer", h.ID(), "addrs", hh.Addrs(), "agent", cfg.AgentVersion)
 	return hh, nil

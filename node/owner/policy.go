@@ -43,7 +43,8 @@ const (
 // ThrottleDeadBand is the smallest change of Decision.Throttle that the
 // policy passes on: a temperature wobbling a fraction of a degree around a
 // point on the curve does not make the compute process change its duty cycle
-// on every reading.
+// on every reading. Within the band the whole Decision holds: a throttled
+// Decision's reason names the temperature at which its throttle was set.
 const ThrottleDeadBand = 0.05
 
 // Readings are one sample of the sensors. Every field has an "unknown"
@@ -204,6 +205,10 @@ type Policy struct {
 	firedSince time.Time // start of the current unbroken run of a firing rule; zero if none fires
 	clearSince time.Time // start of the current unbroken run with no rule firing; zero if one fires
 	throttle   float64   // last throttle passed on (dead band)
+	// throttleReason is the reason given with throttle: the temperature at
+	// which it was passed on, so that the Decision holds, reason and all,
+	// while the throttle does (the node re-applies any change of it).
+	throttleReason string
 }
 
 // New returns a Policy for cfg, with defaults for its zero fields (see
@@ -251,12 +256,12 @@ func (p *Policy) Decide(r Readings, now time.Time) Decision {
 
 	t := p.cfg.throttleAt(r.TempC)
 	if t == 1 || math.Abs(t-p.throttle) >= ThrottleDeadBand || p.throttle == 0 {
-		p.throttle = t
+		p.throttle, p.throttleReason = t, tempReason(r.TempC)
 	}
 	if p.throttle >= 1 {
 		return Decision{State: StateRun, Throttle: 1}
 	}
-	return Decision{State: StateThrottled, Reason: tempReason(r.TempC), Throttle: p.throttle}
+	return Decision{State: StateThrottled, Reason: p.throttleReason, Throttle: p.throttle}
 }
 
 // firing returns the reason of the most important rule that fires for r,

@@ -334,3 +334,31 @@ func TestDecisionString(t *testing.T) {
 		t.Fatal(s)
 	}
 }
+
+// TestThrottleDeadBandHoldsTheDecision: the node re-applies a Decision
+// (logs it, retunes the compute process, announces at once) whenever any
+// field of it changes, the reason too. Within the dead band the throttle
+// held, but the reason followed every reading ("cpu 84 °C", "cpu 85 °C"),
+// so a temperature wobbling ±0.2 °C around 84.5 °C changed the Decision on
+// every reading all the same. The whole Decision holds.
+func TestThrottleDeadBandHoldsTheDecision(t *testing.T) {
+	p := mustNew(t, DefaultConfig())
+	r := Unknown()
+	now := t0
+	var last Decision
+	changes := 0
+	for i := range 100 {
+		r.TempC = 84.5 + 0.2*float64(i%2*2-1)
+		if d := p.Decide(r, now); d != last {
+			changes++
+			last = d
+		}
+		now = now.Add(100 * time.Millisecond)
+	}
+	if changes != 1 {
+		t.Fatalf("decision changed %d times under a ±0.2 °C wobble, want 1 (last %+v)", changes, last)
+	}
+	if last.State != StateThrottled || !strings.HasPrefix(last.Reason, "cpu 8") {
+		t.Fatalf("decision %+v, want throttled by the temperature", last)
+	}
+}
