@@ -1,10 +1,12 @@
 package compute
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -50,27 +52,40 @@ func (j *job) view() Job {
 	for _, n := range j.nodes {
 		v.Nodes = append(v.Nodes, *n)
 	}
-	sort.Slice(v.Nodes, func(a, b int) bool {
-		if v.Nodes[a].Units != v.Nodes[b].Units {
-			return v.Nodes[a].Units > v.Nodes[b].Units
-		}
-		return v.Nodes[a].Node < v.Nodes[b].Node
+	slices.SortFunc(v.Nodes, func(a, b NodeContribution) int {
+		return cmp.Or(cmp.Compare(b.Units, a.Units), cmp.Compare(a.Node, b.Node))
 	})
 	return v
 }
 
-// Jobs lists every job in submission order.
+// jobsBatch bounds the jobs Jobs copies under one hold of the state's read lock: a store may
+// hold 20,000 jobs (the default max-jobs), and every apply waits for the lock, so one hold for
+// all of them stalled the node's applies for tens of milliseconds at each read of the list (the
+// event stream's poller reads it up to ten times a second).
+const jobsBatch = 256
+
+// Jobs lists every job in submission order. Each job's view is consistent; the list is read in
+// batches (jobsBatch), so a job deleted meanwhile is left out, and jobs may be at different
+// indexes of the log.
 func (s *JobStore) Jobs() []Job {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	js := make([]*job, 0, len(s.jobs))
 	for _, j := range s.jobs {
 		js = append(js, j)
 	}
-	sort.Slice(js, func(a, b int) bool { return js[a].seq < js[b].seq })
-	out := make([]Job, len(js))
-	for i, j := range js {
-		out[i] = j.view()
+	s.mu.RUnlock()
+	slices.SortFunc(js, func(a, b *job) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]Job, 0, len(js))
+	for len(js) > 0 {
+		batch := js[:min(jobsBatch, len(js))]
+		js = js[len(batch):]
+		s.mu.RLock()
+		for _, j := range batch {
+			if s.jobs[j.id] == j { // not deleted since
+				out = append(out, j.view())
+			}
+		}
+		s.mu.RUnlock()
 	}
 	return out
 }
