@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// BenchmarkJobs: the job list of a store holding 20,000 finished π jobs (the default max-jobs),
+// BenchmarkJobs: the job list (views, and heads: JobHeads) of a store holding 20,000 finished π jobs (the default max-jobs),
 // which GET /api/v1/jobs and the event stream's poller read; it holds the state's read lock,
 // which every apply waits for, while it copies.
 func BenchmarkJobs(b *testing.B) {
@@ -23,10 +23,18 @@ func BenchmarkJobs(b *testing.B) {
 	if j, _ := st.Job("j00000"); j.State != StateDone {
 		b.Fatalf("job %+v", j)
 	}
-	b.ResetTimer()
-	for range b.N {
-		if len(st.Jobs()) != n {
-			b.Fatal("jobs")
+	b.Run("views", func(b *testing.B) {
+		for range b.N {
+			if len(st.Jobs()) != n {
+				b.Fatal("jobs")
+			}
 		}
-	}
+	})
+	b.Run("heads", func(b *testing.B) {
+		for range b.N {
+			if len(st.JobHeads()) != n {
+				b.Fatal("heads")
+			}
+		}
+	})
 }

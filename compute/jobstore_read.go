@@ -65,9 +65,38 @@ func (j *job) view() Job {
 const jobsBatch = 256
 
 // Jobs lists every job in submission order. Each job's view is consistent; the list is read in
-// batches (jobsBatch), so a job deleted meanwhile is left out, and jobs may be at different
+// batches (inBatches), so a job deleted meanwhile is left out, and jobs may be at different
 // indexes of the log.
 func (s *JobStore) Jobs() []Job {
+	js := s.jobsInOrder()
+	out := make([]Job, 0, len(js))
+	s.inBatches(js, func(j *job) { out = append(out, j.view()) })
+	return out
+}
+
+// JobHead is what changes in a job as it runs and ends, without the rest of its view: enough
+// to tell whether a job a reader has seen has changed since (the event stream's poller reads the
+// heads of 20,000 jobs at each frame, and the views of the few that changed).
+type JobHead struct {
+	ID          string
+	SubmittedAt time.Time
+	State       JobState
+	DoneUnits   uint64
+	FinishedAt  time.Time
+}
+
+// JobHeads lists every job's head in submission order, read in batches as Jobs.
+func (s *JobStore) JobHeads() []JobHead {
+	js := s.jobsInOrder()
+	out := make([]JobHead, 0, len(js))
+	s.inBatches(js, func(j *job) {
+		out = append(out, JobHead{ID: j.id, SubmittedAt: j.submitted, State: j.state, DoneUnits: j.accepted.Units(), FinishedAt: j.finished})
+	})
+	return out
+}
+
+// jobsInOrder lists the jobs in submission order.
+func (s *JobStore) jobsInOrder() []*job {
 	s.mu.RLock()
 	js := make([]*job, 0, len(s.jobs))
 	for _, j := range s.jobs {
@@ -75,19 +104,23 @@ func (s *JobStore) Jobs() []Job {
 	}
 	s.mu.RUnlock()
 	slices.SortFunc(js, func(a, b *job) int { return cmp.Compare(a.seq, b.seq) })
-	out := make([]Job, 0, len(js))
+	return js
+}
+
+// inBatches calls fn for each job of js, in order, under the state's read lock taken for
+// jobsBatch jobs at a time; a job deleted meanwhile is skipped.
+func (s *JobStore) inBatches(js []*job, fn func(*job)) {
 	for len(js) > 0 {
 		batch := js[:min(jobsBatch, len(js))]
 		js = js[len(batch):]
 		s.mu.RLock()
 		for _, j := range batch {
 			if s.jobs[j.id] == j { // not deleted since
-				out = append(out, j.view())
+				fn(j)
 			}
 		}
 		s.mu.RUnlock()
 	}
-	return out
 }
 
 // Count is the number of jobs the state holds (queued, running and finished).

@@ -135,6 +135,9 @@ func (n *Node) SetClusterConfig(ctx context.Context, assignments []string) (webu
 // Jobs lists every job of this node's replica.
 func (n *Node) Jobs() []compute.Job { return n.jobs.Jobs() }
 
+// JobHeads lists every job's state and progress, without the rest of its view (webui.JobHeadSource).
+func (n *Node) JobHeads() []compute.JobHead { return n.jobs.JobHeads() }
+
 // Job returns one job from this node's replica.
 func (n *Node) Job(id string) (compute.Job, bool) { return n.jobs.Job(id) }
 

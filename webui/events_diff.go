@@ -76,19 +76,29 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 		h.st.namesKey = nk.String()
 		h.st.namesGen++
 	}
-	jobs := h.jobs.Jobs() // ours to reorder (JobBackend.Jobs)
-	slices.Reverse(jobs)  // newest first, as GET /api/v1/jobs
-	slices.SortStableFunc(jobs, func(a, b compute.Job) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
+	heads, full := h.jobHeads()
+	slices.Reverse(heads) // newest first, as GET /api/v1/jobs
+	slices.SortStableFunc(heads, func(a, b compute.JobHead) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
 	var ids strings.Builder
-	order := make([]string, 0, len(jobs))
-	seen := make(map[string]bool, len(jobs))
+	order := make([]string, 0, len(heads))
+	seen := make(map[string]bool, len(heads))
 	var body bytes.Buffer // this tick's events of single jobs
-	for _, j := range jobs {
-		ids.WriteString(j.ID + "\x00")
-		order = append(order, j.ID)
-		seen[j.ID] = true
-		js := h.st.jobs[j.ID]
-		if js.settled(j, h.st.namesGen) {
+	for _, hd := range heads {
+		js := h.st.jobs[hd.ID]
+		settled := js.settled(hd, h.st.namesGen)
+		var j compute.Job
+		if !settled {
+			var ok bool
+			if j, ok = full[hd.ID]; !ok {
+				if j, ok = h.jobs.Job(hd.ID); !ok {
+					continue // deleted since its head was read
+				}
+			}
+		}
+		ids.WriteString(hd.ID + "\x00")
+		order = append(order, hd.ID)
+		seen[hd.ID] = true
+		if settled {
 			continue // finished, sent as it is, nothing owed: no view to make (a cluster may hold 20,000 of them)
 		}
 		v := newJobView(j, names)
@@ -160,13 +170,43 @@ func (h *hub) listJSON() []byte {
 	return h.st.jobsJSON
 }
 
-// settled reports whether job j is as it was last sent and will not change by itself: finished,
-// its state, units, finish time and node names the same, and no chunk of its history owed. Its
-// view is then not made again (a finished job changes only when it runs again, after an
-// audit took back a quarantined node's results, and then its state and finish time change).
-func (js *jobSent) settled(j compute.Job, namesGen uint64) bool {
+// settled reports whether the job of head j is as it was last sent and will not change by
+// itself: finished, its state, units, finish time and node names the same, and no chunk of its
+// history owed. Its view is then not read or made again (a finished job changes only when it
+// runs again, after an audit took back a quarantined node's results, and then its state and
+// finish time change).
+func (js *jobSent) settled(j compute.JobHead, namesGen uint64) bool {
 	return js != nil && js.full != nil && j.State.Finished() && js.state == j.State && js.done == j.DoneUnits &&
 		js.finished.Equal(j.FinishedAt) && js.namesGen == namesGen && js.cursor >= js.next
+}
+
+// JobHeadSource is optional for a JobBackend: with it the event stream's poller reads every
+// job's head at each frame, and the whole view (Job) only of those that changed since it was
+// last sent; without it, every job's view (Jobs). node.Node implements it.
+type JobHeadSource interface {
+	// JobHeads lists every job's head in submission order, as Jobs lists the jobs.
+	JobHeads() []compute.JobHead
+}
+
+// jobHeads reads the jobs' heads, in submission order: from JobHeads if the backend has it;
+// else from Jobs, whose views it returns too (by ID), so that none is read twice.
+func (h *hub) jobHeads() ([]compute.JobHead, map[string]compute.Job) {
+	if hs, ok := h.jobs.(JobHeadSource); ok {
+		return hs.JobHeads(), nil
+	}
+	jobs := h.jobs.Jobs()
+	heads := make([]compute.JobHead, len(jobs))
+	full := make(map[string]compute.Job, len(jobs))
+	for i, j := range jobs {
+		heads[i] = headOf(j)
+		full[j.ID] = j
+	}
+	return heads, full
+}
+
+// headOf is a job's head.
+func headOf(j compute.Job) compute.JobHead {
+	return compute.JobHead{ID: j.ID, SubmittedAt: j.SubmittedAt, State: j.State, DoneUnits: j.DoneUnits, FinishedAt: j.FinishedAt}
 }
 
 // tickChunks sends a job's newly accepted chunks. When the hub starts (skip) it only moves the

@@ -475,7 +475,7 @@ func TestHubSettledJobs(t *testing.T) {
 	if f := tick(100 * time.Millisecond); f != "" {
 		t.Fatalf("nothing changed, frame %q", f)
 	}
-	if !h.st.jobs["d"].settled(b.Jobs()[0], h.st.namesGen) {
+	if !h.st.jobs["d"].settled(headOf(b.Jobs()[0]), h.st.namesGen) {
 		t.Fatal("a finished job sent as it is is not settled: its view is made at every tick")
 	}
 	b.update(func(b *evBackend) { b.status.Nodes[0].Name = "renamed" })
@@ -499,4 +499,14 @@ func TestHubSettledJobs(t *testing.T) {
 	if snap := string(h.snapshot()); !strings.Contains(snap, `"renamed"`) || !strings.Contains(snap, t0.Add(time.Hour).Format(time.RFC3339)) {
 		t.Fatalf("snapshot: %q", snap)
 	}
+}
+
+// JobHeads makes the fake a JobHeadSource, as node.Node is: the hub tests read heads, then the
+// views of the jobs that changed.
+func (b *evBackend) JobHeads() []compute.JobHead {
+	var out []compute.JobHead
+	for _, j := range b.Jobs() {
+		out = append(out, headOf(j))
+	}
+	return out
 }
