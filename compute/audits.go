@@ -535,7 +535,7 @@ func (s *JobStore) requeue(j *job, r *auditRec, out *AuditOutcome) {
 }
 
 // auditWaive clears, unaudited, the open block audits of c.Node's chunks in unfinished jobs
-// (AuditWaive), in job and chunk order.
+// (AuditWaive), in the order they were chosen (audit IDs).
 func (s *JobStore) auditWaive(c AuditWaive) (*AuditOutcome, error) {
 	if c.Node == "" {
 		return nil, fmt.Errorf("audit waive: empty node id")

@@ -207,7 +207,7 @@ func (r *readFailing) Get(job string, start uint64) (StoredResult, bool, error) 
 // could not read the payload it drops left the disk-cap accounting wrong.
 func TestStoreReadFailureIsLocal(t *testing.T) {
 	store := &readFailing{MemResults: NewMemResults()}
-	st := testState{NewJobStore(store)}
+	st := testState{JobStore: NewJobStore(store), revs: map[string]jobRev{}}
 	t.Cleanup(func() { st.Close() })
 	auditJob(t, st, "pi", 2)
 	total := uint64(2*audit.PiBlock + 7)

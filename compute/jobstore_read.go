@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math"
 	"slices"
@@ -74,15 +75,17 @@ func (s *JobStore) Jobs() []Job {
 	return out
 }
 
-// JobHead is what changes in a job as it runs and ends, without the rest of its view: enough
-// to tell whether a job a reader has seen has changed since (the event stream's poller reads the
+// JobHead is a job's identity, state and revision, without the rest of its view: enough to
+// tell whether a job a reader has seen has changed since (the event stream's poller reads the
 // heads of 20,000 jobs at each frame, and the views of the few that changed).
 type JobHead struct {
 	ID          string
 	SubmittedAt time.Time
 	State       JobState
-	DoneUnits   uint64
-	FinishedAt  time.Time
+	// Rev is a fingerprint of everything in the job's view that may change (its units, nodes,
+	// faults, times and reason): two views of a job with the same Rev are the same, but for a
+	// 64-bit hash collision. Within one process only.
+	Rev uint64
 }
 
 // JobHeads lists every job's head in submission order, read in batches as Jobs.
@@ -90,9 +93,40 @@ func (s *JobStore) JobHeads() []JobHead {
 	js := s.jobsInOrder()
 	out := make([]JobHead, 0, len(js))
 	s.inBatches(js, func(j *job) {
-		out = append(out, JobHead{ID: j.id, SubmittedAt: j.submitted, State: j.state, DoneUnits: j.accepted.Units(), FinishedAt: j.finished})
+		out = append(out, JobHead{ID: j.id, SubmittedAt: j.submitted, State: j.state, Rev: j.rev()})
 	})
 	return out
+}
+
+// revSeed seeds the fingerprints of JobHead.Rev.
+var revSeed = maphash.MakeSeed()
+
+// rev fingerprints what j's view holds that may change (JobHead.Rev), without allocating. The
+// nodes' contributions are summed, so the map's order does not matter.
+func (j *job) rev() uint64 {
+	h := mix(maphash.String(revSeed, string(j.state)))
+	for _, v := range []uint64{uint64(j.started.UnixNano()), uint64(j.finished.UnixNano()), j.accepted.Units(),
+		uint64(j.accepted.Count()), j.cleared.Units(), uint64(j.payloadBytes), j.auditedUnits, j.redoneUnits,
+		maphash.String(revSeed, j.reason), uint64(len(j.faults)), uint64(len(j.nodes))} {
+		h = mix(h ^ v)
+	}
+	for _, f := range j.faults {
+		h = mix(h ^ maphash.String(revSeed, f.Node) ^ mix(maphash.String(revSeed, f.Msg)^uint64(f.Time.UnixNano())))
+	}
+	var nodes uint64
+	for _, n := range j.nodes {
+		nodes += mix(mix(mix(maphash.String(revSeed, n.Node)^n.Units)^n.Chunks) ^ math.Float64bits(n.ComputeSeconds))
+	}
+	return mix(h ^ nodes)
+}
+
+// mix is splitmix64's finaliser: every bit of x moves about half of the result's.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // jobsInOrder lists the jobs in submission order.
@@ -108,15 +142,16 @@ func (s *JobStore) jobsInOrder() []*job {
 }
 
 // inBatches calls fn for each job of js, in order, under the state's read lock taken for
-// jobsBatch jobs at a time; a job deleted meanwhile is skipped.
+// jobsBatch jobs at a time; a job deleted meanwhile is skipped, and one replaced (a snapshot
+// restored) is read as it is now.
 func (s *JobStore) inBatches(js []*job, fn func(*job)) {
 	for len(js) > 0 {
 		batch := js[:min(jobsBatch, len(js))]
 		js = js[len(batch):]
 		s.mu.RLock()
 		for _, j := range batch {
-			if s.jobs[j.id] == j { // not deleted since
-				fn(j)
+			if cur := s.jobs[j.id]; cur != nil { // not deleted since (a restore replaces every job)
+				fn(cur)
 			}
 		}
 		s.mu.RUnlock()

@@ -13,22 +13,59 @@ import (
 	"time"
 )
 
-type testState struct{ *JobStore }
+type testState struct {
+	*JobStore
+	revs map[string]jobRev // what checkRevs saw last (nil: no check)
+}
+
+// jobRev is a job's view (as JSON) and its head's revision.
+type jobRev struct {
+	view string
+	rev  uint64
+}
 
 func newTestState(tb testing.TB) testState {
 	tb.Helper()
 	s := NewJobStore(NewMemResults())
 	tb.Cleanup(func() { s.Close() })
-	return testState{s}
+	return testState{JobStore: s, revs: map[string]jobRev{}}
 }
 
+// mustApply applies cmd, fails on an error, and checks the jobs' revisions (checkRevs): every
+// command of every test of the package so checks JobHead.Rev against the views.
 func (s testState) mustApply(tb testing.TB, cmd any) any {
 	tb.Helper()
 	r := s.ApplyCommand(cmd, 0)
 	if err, ok := r.(error); ok {
 		tb.Fatalf("apply %T: %v", cmd, err)
 	}
+	s.checkRevs(tb, cmd)
 	return r
+}
+
+// checkRevs checks that a job's head revision (JobHead.Rev) changed exactly when its view did
+// since the last check: the event stream reads a job's view only when its revision changed.
+func (s testState) checkRevs(tb testing.TB, cmd any) {
+	tb.Helper()
+	if s.revs == nil {
+		return
+	}
+	views := map[string]string{}
+	for _, j := range s.Jobs() {
+		b, err := json.Marshal(j)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		views[j.ID] = string(b)
+	}
+	for _, h := range s.JobHeads() {
+		now, was := jobRev{view: views[h.ID], rev: h.Rev}, s.revs[h.ID]
+		if was.view != "" && (now.view != was.view) != (now.rev != was.rev) {
+			tb.Fatalf("after %T, job %s: view changed %v, revision changed %v\nwas %s\nnow %s", cmd, h.ID,
+				now.view != was.view, now.rev != was.rev, was.view, now.view)
+		}
+		s.revs[h.ID] = now
+	}
 }
 
 func piChunk(job string, seed uint64, r Range, node string) ChunkResult {

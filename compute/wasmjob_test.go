@@ -246,7 +246,7 @@ func (c *countedView) Release() { c.once.Do(func() { c.n.Add(-1) }); c.ResultVie
 // the store's writers when the file grows).
 func TestWasmOutputDoesNotHoldTheLockWhileWriting(t *testing.T) {
 	store := &viewCounting{MemResults: NewMemResults()}
-	st := testState{NewJobStore(store)}
+	st := testState{JobStore: NewJobStore(store), revs: map[string]jobRev{}}
 	t.Cleanup(func() { st.Close() })
 	st.mustApply(t, Submit{ID: "cat", Time: t0, Spec: wasmSpec(4, ReduceConcat)})
 	st.mustApply(t, Results{Time: t0, Items: []ChunkResult{wasmChunk("cat", Range{0, 2}, "a", 2, "ab"), wasmChunk("cat", Range{2, 4}, "b", 2, "cd")}})

@@ -100,7 +100,7 @@ type jobSent struct {
 	cursor   uint64           // next chunk sequence number to send
 	next     uint64           // the job's next sequence number when chunks were last read: more are owed while cursor < next
 	acc      compute.RangeSet // without a ChunkSource: ranges already announced
-	finished time.Time        // the job's finish time when its view was last made
+	rev      uint64           // the job's revision (compute.JobHead.Rev) when clients got its view; 0: a view is owed
 	namesGen uint64           // the node names it was made with (hubState.namesGen)
 }
 

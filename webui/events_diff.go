@@ -3,6 +3,7 @@ package webui
 import (
 	"bytes"
 	"errors"
+	"hash/maphash"
 	"net/http"
 	"slices"
 	"strconv"
@@ -130,8 +131,10 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 			}
 			writeEvent(&body, "progress", mustJSON(pe))
 		}
-		if bytes.Equal(js.full, full) { // clients have this view: settled may skip it from now on
-			js.finished, js.namesGen = j.FinishedAt, h.st.namesGen
+		if bytes.Equal(js.full, full) { // clients have this view: settled may skip it while hd.Rev holds
+			js.rev, js.namesGen = hd.Rev, h.st.namesGen
+		} else {
+			js.rev = 0 // a view is owed (a progress event went out instead): not settled
 		}
 		if changed || !j.State.Finished() || js.cursor < js.next { // a finished job's chunks may still be owed
 			h.tickChunks(&body, now, init && isNew, j, js)
@@ -171,13 +174,13 @@ func (h *hub) listJSON() []byte {
 }
 
 // settled reports whether the job of head j is as it was last sent and will not change by
-// itself: finished, its state, units, finish time and node names the same, and no chunk of its
-// history owed. Its view is then not read or made again (a finished job changes only when it
-// runs again, after an audit took back a quarantined node's results, and then its state and
-// finish time change).
+// itself: finished, its view's revision (JobHead.Rev) and the node names the same as when
+// clients got that view, and no chunk of its history owed. Its view is then not read or made
+// again. (A finished job may still change: an audit leased before a cancel is answered after
+// it, a failed node's results are requeued in done jobs; its revision changes then.)
 func (js *jobSent) settled(j compute.JobHead, namesGen uint64) bool {
-	return js != nil && js.full != nil && j.State.Finished() && js.state == j.State && js.done == j.DoneUnits &&
-		js.finished.Equal(j.FinishedAt) && js.namesGen == namesGen && js.cursor >= js.next
+	return js != nil && js.full != nil && js.rev != 0 && j.State.Finished() && js.state == j.State &&
+		js.rev == j.Rev && js.namesGen == namesGen && js.cursor >= js.next
 }
 
 // JobHeadSource is optional for a JobBackend: with it the event stream's poller reads every
@@ -204,10 +207,14 @@ func (h *hub) jobHeads() ([]compute.JobHead, map[string]compute.Job) {
 	return heads, full
 }
 
-// headOf is a job's head.
+// headOf is a job's head, its revision a hash of the whole job (for a backend without JobHeads).
 func headOf(j compute.Job) compute.JobHead {
-	return compute.JobHead{ID: j.ID, SubmittedAt: j.SubmittedAt, State: j.State, DoneUnits: j.DoneUnits, FinishedAt: j.FinishedAt}
+	rev := maphash.Bytes(headSeed, mustJSON(j)) | 1 // never 0: jobSent.rev 0 means a view is owed
+	return compute.JobHead{ID: j.ID, SubmittedAt: j.SubmittedAt, State: j.State, Rev: rev}
 }
+
+// headSeed seeds headOf's hashes.
+var headSeed = maphash.MakeSeed()
 
 // tickChunks sends a job's newly accepted chunks. When the hub starts (skip) it only moves the
 // job's cursor to the present: a client reads the past with GET …/chunks.

@@ -510,3 +510,37 @@ func (b *evBackend) JobHeads() []compute.JobHead {
 	}
 	return out
 }
+
+// TestHubStoppedJobChangesAreSent: a cancelled job's view may still change (an audit leased
+// before the cancel is answered after it; a failed node's results are requeued in stopped jobs
+// too), and the change reaches clients and new clients' snapshot, also when it came within
+// jobFullGap of the last full view and went out as a progress event first.
+func TestHubStoppedJobChangesAreSent(t *testing.T) {
+	b := newEvBackend()
+	h := newHub(b, b)
+	h.st = hubState{jobs: map[string]*jobSent{}}
+	b.add(compute.Job{ID: "c", Kind: compute.KindPi, State: compute.StateCancelled, SubmittedAt: t0, FinishedAt: t0.Add(time.Second),
+		DoneUnits: 600, ClearedUnits: 500, AuditedUnits: 100, TotalUnits: 1000, Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1000}}})
+	now := t0
+	tick := func(d time.Duration) string {
+		now = now.Add(d)
+		return string(h.tick(now, false))
+	}
+	h.tick(now, true)
+	tick(100 * time.Millisecond)
+	b.update(func(b *evBackend) { b.jobs[0].DoneUnits = 400 }) // a failed node's results requeued
+	if f := tick(100 * time.Millisecond); !strings.Contains(f, "event: progress") {
+		t.Fatalf("requeue: %q", f)
+	}
+	tick(100 * time.Millisecond)
+	if f := tick(jobFullGap); !strings.Contains(f, "event: job\n") || !strings.Contains(f, `"done_units":400`) {
+		t.Fatalf("the full view after a progress event: %q", f)
+	}
+	b.update(func(b *evBackend) { b.jobs[0].AuditedUnits, b.jobs[0].ClearedUnits = 300, 400 }) // a late audit answer
+	if f := tick(jobFullGap); !strings.Contains(f, "event: job\n") || !strings.Contains(f, `"audited_units":300`) {
+		t.Fatalf("a late audit answer of a cancelled job: %q", f)
+	}
+	if snap := string(h.snapshot()); !strings.Contains(snap, `"audited_units":300`) || !strings.Contains(snap, `"done_units":400`) {
+		t.Fatalf("snapshot: %q", snap)
+	}
+}

@@ -185,18 +185,16 @@ func (s *server) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	names := s.nodeNames()
 	views := make([]JobView, 0, min(len(jobs), cmp.Or(jq.limit, len(jobs))))
-	for i, j := range jobs {
+	for _, j := range jobs {
 		if jq.states != nil && !jq.states[j.State] {
 			continue
 		}
-		if jq.limit > 0 && len(views) == jq.limit {
-			if slices.ContainsFunc(jobs[i:], func(j compute.Job) bool { return jq.states == nil || jq.states[j.State] }) {
-				next := url.Values{"limit": {strconv.Itoa(jq.limit)}, "before": {views[len(views)-1].ID}}
-				if st := r.URL.Query()["state"]; len(st) > 0 {
-					next["state"] = st
-				}
-				w.Header().Set("Link", fmt.Sprintf("</api/v1/jobs?%s>; rel=\"next\"", next.Encode()))
+		if jq.limit > 0 && len(views) == jq.limit { // j is selected too: there is a next page
+			next := url.Values{"limit": {strconv.Itoa(jq.limit)}, "before": {views[len(views)-1].ID}}
+			if st := r.URL.Query()["state"]; len(st) > 0 {
+				next["state"] = st
 			}
+			w.Header().Set("Link", fmt.Sprintf("</api/v1/jobs?%s>; rel=\"next\"", next.Encode()))
 			break
 		}
 		views = append(views, newJobView(j, names))
