@@ -72,8 +72,11 @@ type Node struct {
 	runner   *child.Runner
 	wasmVal  validator     // compiles uploaded modules (node/modules.go)
 	modFetch moduleFetches // modules being fetched from other members (node/modfetch.go)
-	policy   *owner.Policy
-	owner    ownerStatus
+	// modIntact holds the modules (SHA-256 → true) whose stored bytes this run wrote or hashed
+	// to their name (node/modules.go moduleIntact).
+	modIntact sync.Map
+	policy    *owner.Policy
+	owner     ownerStatus
 
 	// crash makes Run stop like a SIGKILL would: connections dropped first,
 	// no leadership hand-over. Tests use it to kill a node in-process.
@@ -146,6 +149,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.pngCache, err = webui.OpenPNGCache(filepath.Join(cfg.DataDir, "png-cache")); err != nil {
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
+	n.removeUploadTemps()
 
 	nodeToken, err := loadNodeToken(cfg.DataDir)
 	if err != nil {
