@@ -58,3 +58,18 @@ func TestCorruptModuleIsNotTakenAsHeld(t *testing.T) {
 		t.Fatalf("the repaired module: %v", err)
 	}
 }
+
+// TestRecoverScratchLeftByACrashIsRemoved: a hydra recover killed while it replayed the log left
+// its scratch result store DATA/jobs.recover.db (as big as the cluster's results); the next node
+// start removes it. Before, only another hydra recover did.
+func TestRecoverScratchLeftByACrashIsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	left := filepath.Join(dir, recoverScratch)
+	if err := os.WriteFile(left, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newTestNode(t, dir, "n0", func(c *Config) { c.Compute = false })
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there after the node started: %v", recoverScratch, err)
+	}
+}

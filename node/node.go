@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -214,6 +215,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	undo.push(func() { r.Shutdown(false) })
 	n.raft = r
+	// A hydra recover killed before it removed its scratch result store left it there; none runs
+	// now (the raft state is locked by this process).
+	if err := os.Remove(filepath.Join(cfg.DataDir, recoverScratch)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		n.log.Warn("remove what an interrupted hydra recover left", "file", filepath.Join(cfg.DataDir, recoverScratch), "err", err)
+	}
 	h.SetAccess(r.Access)
 
 	n.coord = work.NewCoordinator(work.CoordinatorConfig{
