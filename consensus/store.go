@@ -82,8 +82,7 @@ func openStores(dir string, log *slog.Logger) (*stores, error) {
 		_ = st.close()
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
-	st.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetained,
-		newHCLogger(log.With("component", "raft-snapshots"), "snapshots"))
+	st.snaps, err = openSnapshotStore(dir, log)
 	if err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("open raft snapshots: %w", err)

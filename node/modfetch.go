@@ -227,7 +227,7 @@ func (n *Node) ensureModule(ctx context.Context, sha string, prefer peer.ID) err
 	if !validSHA(sha) {
 		return fmt.Errorf("%w: %q is not a SHA-256", webui.ErrNoSuchModule, clipText(sha))
 	}
-	if n.hasModule(sha) {
+	if n.moduleIntact(sha) {
 		return nil
 	}
 	f := &n.modFetch

@@ -95,9 +95,10 @@ func (n *Node) storeModule(sha string, code []byte) error {
 	}
 	final := filepath.Join(dir, sha)
 	if have, err := os.ReadFile(final); err == nil && bytes.Equal(have, code) {
+		n.modIntact.Store(sha, true)
 		return nil // already stored, intact (a copy of the right size with other bytes is replaced)
 	}
-	f, err := os.CreateTemp(dir, ".upload-*")
+	f, err := os.CreateTemp(dir, uploadTempPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("module store: %w", err)
 	}
@@ -114,7 +115,54 @@ func (n *Node) storeModule(sha string, code []byte) error {
 	if err != nil {
 		return fmt.Errorf("module store: write %s: %w", sha, err)
 	}
+	n.modIntact.Store(sha, true)
 	return nil
+}
+
+// uploadTempPrefix starts the name of a module being written (storeModule).
+const uploadTempPrefix = ".upload-"
+
+// removeUploadTemps removes the modules a killed node was writing (storeModule's temporary
+// files, up to MaxModuleBytes each), which nothing else ever removes. It runs at start, before
+// anything can store a module.
+func (n *Node) removeUploadTemps() {
+	ents, err := os.ReadDir(n.modulesDir())
+	if err != nil {
+		return // none yet (or unreadable: storing a module will say so)
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), uploadTempPrefix) {
+			continue
+		}
+		path := filepath.Join(n.modulesDir(), e.Name())
+		if err := os.Remove(path); err != nil {
+			n.log.Warn("remove a half-written module", "file", path, "err", err)
+			continue
+		}
+		n.log.Info("removed a half-written module", "file", path)
+	}
+}
+
+// moduleIntact reports whether this node stores sha with bytes that hash to it. A stored copy is
+// hashed once a run (storeModule vouches for what it writes): a copy damaged on disk is then not
+// taken as held, and is fetched again, instead of failing every chunk of the module here.
+func (n *Node) moduleIntact(sha string) bool {
+	if !n.hasModule(sha) {
+		return false
+	}
+	if _, ok := n.modIntact.Load(sha); ok {
+		return true
+	}
+	code, err := os.ReadFile(filepath.Join(n.modulesDir(), sha))
+	if err != nil {
+		return false
+	}
+	if got := wasm.Hash(code); got != sha {
+		n.log.Warn("a stored module is damaged (its bytes hash to another value): fetching it again", "sha256", sha, "hash", got)
+		return false
+	}
+	n.modIntact.Store(sha, true)
+	return true
 }
 
 func validSHA(s string) bool {
@@ -171,6 +219,7 @@ func (n *Node) deleteLocalModule(sha string) error {
 	if jobs := n.usersOf()[sha]; len(jobs) > 0 {
 		return fmt.Errorf("%w: jobs %s", webui.ErrModuleInUse, strings.Join(jobs, ", "))
 	}
+	n.modIntact.Delete(sha)
 	if err := os.Remove(filepath.Join(n.modulesDir(), sha)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: %s", webui.ErrNoSuchModule, sha)

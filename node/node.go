@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -72,8 +73,11 @@ type Node struct {
 	runner   *child.Runner
 	wasmVal  validator     // compiles uploaded modules (node/modules.go)
 	modFetch moduleFetches // modules being fetched from other members (node/modfetch.go)
-	policy   *owner.Policy
-	owner    ownerStatus
+	// modIntact holds the modules (SHA-256 → true) whose stored bytes this run wrote or hashed
+	// to their name (node/modules.go moduleIntact).
+	modIntact sync.Map
+	policy    *owner.Policy
+	owner     ownerStatus
 
 	// crash makes Run stop like a SIGKILL would: connections dropped first,
 	// no leadership hand-over. Tests use it to kill a node in-process.
@@ -146,6 +150,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.pngCache, err = webui.OpenPNGCache(filepath.Join(cfg.DataDir, "png-cache")); err != nil {
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
+	n.removeUploadTemps()
 
 	nodeToken, err := loadNodeToken(cfg.DataDir)
 	if err != nil {
@@ -210,6 +215,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	undo.push(func() { r.Shutdown(false) })
 	n.raft = r
+	// A hydra recover killed before it removed its scratch result store left it there; none runs
+	// now (the raft state is locked by this process).
+	if err := os.Remove(filepath.Join(cfg.DataDir, recoverScratch)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		n.log.Warn("remove what an interrupted hydra recover left", "file", filepath.Join(cfg.DataDir, recoverScratch), "err", err)
+	}
 	h.SetAccess(r.Access)
 
 	n.coord = work.NewCoordinator(work.CoordinatorConfig{

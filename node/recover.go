@@ -13,6 +13,11 @@ import (
 	"github.com/hydra-compute/hydra/p2p"
 )
 
+// recoverScratch is the result store Recover replays the log into (DATA/jobs.recover.db): as
+// big as the cluster's results, and removed when Recover returns, or by the next node start if
+// Recover was killed.
+const recoverScratch = "jobs.recover.db"
+
 // Recover rewrites the raft configuration of the stopped node in dataDir so
 // that a cluster which lost a majority of its voters for good can come back
 // (hydra recover). voters lists the surviving voters' peer IDs; empty means
@@ -41,7 +46,7 @@ func Recover(dataDir string, voters []string) (string, error) {
 	}
 	// raft replays the log into a fresh job state to write the recovered
 	// snapshot: without one, the snapshot would hold no jobs.
-	scratch := filepath.Join(dataDir, "jobs.recover.db")
+	scratch := filepath.Join(dataDir, recoverScratch)
 	results, err := resultstore.Open(scratch)
 	if err != nil {
 		return "", fmt.Errorf("recover %s: %w", dataDir, err)

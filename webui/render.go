@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -254,8 +255,31 @@ type PNGCache struct {
 	dir string
 }
 
+// pngEnd is the last chunk of every PNG file (IEND: no data, then its CRC).
+var pngEnd = []byte{0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82}
+
+// wholePNG reports whether the file at path ends as a PNG file does: a cache file cut short by
+// a power cut (renamed into place before all its data reached the disk) does not.
+func wholePNG(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() < int64(len(pngEnd)) {
+		return false
+	}
+	tail := make([]byte, len(pngEnd))
+	if _, err := f.ReadAt(tail, st.Size()-int64(len(tail))); err != nil {
+		return false
+	}
+	return bytes.Equal(tail, pngEnd)
+}
+
 // OpenPNGCache creates (or reuses) the cache directory and removes what an earlier run left
-// half-written, and files of other cache versions.
+// half-written (temporary files, and cache files cut short by a power cut), and files of other
+// cache versions.
 func OpenPNGCache(dir string) (*PNGCache, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("png cache %s: %w", dir, err)
@@ -266,8 +290,9 @@ func OpenPNGCache(dir string) (*PNGCache, error) {
 		return nil, fmt.Errorf("png cache %s: %w", dir, err)
 	}
 	for _, e := range ents {
-		if _, _, ok := c.jobOf(e.Name()); !ok {
-			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+		path := filepath.Join(dir, e.Name())
+		if _, _, ok := c.jobOf(e.Name()); !ok || !e.Type().IsRegular() || !wholePNG(path) {
+			_ = os.RemoveAll(path)
 		}
 	}
 	return c, nil
@@ -349,6 +374,9 @@ func (c *PNGCache) render(jobs chunkSource, j compute.Job, client io.Writer) (st
 		out = &teeWriter{file: f, client: client}
 	}
 	err = renderPNG(out, jobs, j.ID, j.Spec.Mandel)
+	if err == nil {
+		err = f.Sync() // on disk before its name is: a power cut leaves no torn file under it
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -315,3 +315,27 @@ func TestRenderHoldsNoLock(t *testing.T) {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// TestPNGCacheDropsATornFile: a cached PNG cut short (what a power cut leaves of a file renamed
+// into place before its data reached the disk) is removed when the cache opens at the next
+// start, and rendered again; before, it was taken as whole and served, broken, for as long as
+// the job stayed finished.
+func TestPNGCacheDropsATornFile(t *testing.T) {
+	srv, sj, cache, _ := newRenderFixture(t)
+	_, first := do(t, "GET", srv.URL+"/api/v1/jobs/small/result.png", "", "")
+	small, _ := sj.Job("small")
+	path, _ := cache.path(small)
+	if err := os.Truncate(path, int64(len(first)/2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenPNGCache(cache.Dir()); err != nil { // the next start
+		t.Fatal(err)
+	}
+	if fileExists(path) {
+		t.Error("the torn PNG is still in the cache after a restart")
+	}
+	resp, again := do(t, "GET", srv.URL+"/api/v1/jobs/small/result.png", "", "")
+	if resp.StatusCode != 200 || !bytes.Equal(again, first) {
+		t.Fatalf("after the restart: %d, %d bytes served of %d", resp.StatusCode, len(again), len(first))
+	}
+}
