@@ -424,6 +424,24 @@ func (s *Scheduler) PendingUnits(job string) uint64 {
 	return 0
 }
 
+// Open reports whether any unit of r in job is still to be done: pending, or in a lease. A
+// range that is neither came back (a result for it was taken).
+func (s *Scheduler) Open(job string, r Range) bool {
+	j := s.jobs[job]
+	if j == nil {
+		return false
+	}
+	if j.pending.Overlaps(r) {
+		return true
+	}
+	for _, l := range j.leases {
+		if l.Range.Overlaps(r) {
+			return true
+		}
+	}
+	return false
+}
+
 // Idle reports whether a job has nothing pending and nothing in flight: all its work came back.
 func (s *Scheduler) Idle(job string) bool {
 	j := s.jobs[job]

@@ -250,19 +250,22 @@ func (c *leadership) commitResults(ctx context.Context, node string, items []com
 // may still be running it.
 type expiredLease struct {
 	node, job string
+	rng       compute.Range
 }
 
 // cancelsLocked tells the worker which of the leases it holds from this term are no longer its.
-// A lease that expired is not: its range is pending again, but the node runs on, and the first
-// result for it counts (a lease with no progress by its deadline, such as a WebAssembly probe
-// whose first item takes longer, was dropped and leased again as it was, and never finished).
+// A lease that expired is not, while its range is still to be done: its range is pending again,
+// but the node runs on, and the first result for it counts (a lease with no progress by its
+// deadline, such as a WebAssembly probe whose first item takes longer, was dropped and leased
+// again as it was, and never finished). Once another node's result for all of it came back, the
+// straggler is told to drop it.
 func (c *leadership) cancelsLocked(node string, req *syncRequest, resp *syncResponse) {
 	if req.Term != c.term {
 		return
 	}
 	for _, id := range req.Leases {
-		if e, ok := c.expired[id]; ok && e.node == node && c.jobs[e.job] {
-			continue
+		if e, ok := c.expired[id]; ok && e.node == node && c.jobs[e.job] && c.sched.Open(e.job, e.rng) {
+			continue // still to be done: whoever hands it in first
 		}
 		if !c.sched.Holds(node, id) && !(id >= auditLeaseBase && c.auditLiveLocked(id, node)) {
 			resp.Cancel = append(resp.Cancel, id)

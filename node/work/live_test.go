@@ -354,3 +354,47 @@ func TestExpiredLeaseOfALiveNodeRunsOn(t *testing.T) {
 		t.Fatalf("b's lease of a removed job: cancel %v, %v", resp.Cancel, err)
 	}
 }
+
+// TestExpiredLeaseDroppedOnceItsRangeCameBack: a straggler runs on with its expired lease only
+// while the range is still to be done; once another node's result for it came back, the
+// straggler is told to drop it (it kept recomputing it until the job ended: up to a chunk
+// target of wasted work).
+func TestExpiredLeaseDroppedOnceItsRangeCameBack(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: strings.Repeat("ab", 32), Items: 1 << 10, Reduce: compute.ReduceSum}}
+	c := newTestLeadership(t, spec)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Want: 1, Term: c.term})
+	if err != nil || len(resp.Leases) != 1 {
+		t.Fatalf("lease to a: %+v, %v", resp, err)
+	}
+	la := resp.Leases[0]
+	later := time.Now().Add(45 * time.Second)
+	c.mu.Lock()
+	c.lastSeen[peer.ID("node-a").String()] = later
+	c.mu.Unlock()
+	c.tick(later) // a's lease expires: its range is pending again
+	resp, err = c.sync(ctx, peer.ID("node-b"), &syncRequest{Want: 1, Term: c.term})
+	if err != nil || len(resp.Leases) != 1 || !resp.Leases[0].Range.Overlaps(la.Range) {
+		t.Fatalf("b is leased %+v, %v; want a's range again", resp.Leases, err)
+	}
+	lb := resp.Leases[0]
+	if resp, err = c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Leases: []uint64{la.ID}}); err != nil || slices.Contains(resp.Cancel, la.ID) {
+		t.Fatalf("a told to drop its expired lease while b runs the range too: %+v, %v", resp.Cancel, err)
+	}
+	go func() {
+		req := <-c.commits
+		req.done <- commitRes{outcome: &compute.ResultsOutcome{Accepted: len(req.items)}}
+	}()
+	resp, err = c.sync(ctx, peer.ID("node-b"), &syncRequest{Term: c.term, Results: []result{{Lease: lb.ID, Term: lb.Term, Chunk: lb.Chunk, Payload: []byte{1}}}})
+	if err != nil || len(resp.Acked) != 1 {
+		t.Fatalf("b's result: %+v, %v", resp, err)
+	}
+	if !lb.Range.Contains(la.Range) {
+		t.Fatalf("b's lease %v does not cover a's %v: the test needs it to", lb.Range, la.Range)
+	}
+	resp, err = c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Leases: []uint64{la.ID}})
+	if err != nil || !slices.Contains(resp.Cancel, la.ID) {
+		t.Fatalf("a was not told to drop its expired lease once b's result for its range came back: cancel %v, %v", resp.Cancel, err)
+	}
+}

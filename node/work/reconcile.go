@@ -110,7 +110,7 @@ func (c *leadership) tick(now time.Time) {
 	defer c.mu.Unlock()
 	for _, ev := range c.sched.Tick(now) {
 		c.log.Info("lease expired", "lease", ev.Lease.ID, "node", ev.Lease.Node, "job", ev.Lease.Job, "range", ev.Lease.Range)
-		c.expired[ev.Lease.ID] = expiredLease{node: ev.Lease.Node, job: ev.Lease.Job}
+		c.expired[ev.Lease.ID] = expiredLease{node: ev.Lease.Node, job: ev.Lease.Job, rng: ev.Lease.Range}
 	}
 	limit := workerSilence
 	if len(c.jobs) == 0 {
