@@ -129,6 +129,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Listen:       p.listen,
 		Cluster:      cfg.Cluster,
 		AgentVersion: AgentVersion(),
+		Topics:       []string{announceTopic, activityTopic},
 		Logger:       cfg.Logger.With("component", "p2p"),
 	})
 	if err != nil {

@@ -60,8 +60,14 @@ type topicFilter struct {
 
 var _ pubsub.SubscriptionFilter = (*topicFilter)(nil)
 
-func newTopicFilter(cluster string) *topicFilter {
-	return &topicFilter{prefix: "hydra/" + cluster + "/", joined: map[string]bool{}, others: map[string]bool{}}
+// newTopicFilter filters for cluster's topics; known (names as Host.Topic takes them) are kept
+// as if joined already (Config.Topics).
+func newTopicFilter(cluster string, known ...string) *topicFilter {
+	f := &topicFilter{prefix: "hydra/" + cluster + "/", joined: map[string]bool{}, others: map[string]bool{}}
+	for _, name := range known {
+		f.joined[f.prefix+name] = true
+	}
+	return f
 }
 
 // CanSubscribe reports whether topic is a name of this cluster's topics.

@@ -81,3 +81,26 @@ func TestGossip_StrangerSubscriptionsBounded(t *testing.T) {
 		t.Errorf("%d subscriptions to topics this node did not join kept, want at most %d", kept, maxPendingTopics)
 	}
 }
+
+// TestTopicFilterKeepsKnownTopics: the topics a node will join (Config.Topics) are kept before it
+// joins them, even once other names filled the filter's spare places for good (anyone who knows
+// the cluster's name can fill them); an unknown name is then refused.
+func TestTopicFilterKeepsKnownTopics(t *testing.T) {
+	f := newTopicFilter("g", "announce/1", "activity/1")
+	for i := range maxPendingTopics {
+		if !f.keep(fmt.Sprintf("hydra/g/junk/%d", i)) {
+			t.Fatalf("spare place %d refused", i)
+		}
+	}
+	if f.keep("hydra/g/other") {
+		t.Fatal("a name beyond the spare places was kept")
+	}
+	for _, name := range []string{"hydra/g/announce/1", "hydra/g/activity/1"} {
+		if !f.keep(name) {
+			t.Fatalf("%s, a topic the node will join, was refused with the spare places full", name)
+		}
+	}
+	if f.keep("hydra/h/announce/1") {
+		t.Fatal("another cluster's topic was kept")
+	}
+}

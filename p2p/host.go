@@ -69,6 +69,11 @@ type Config struct {
 	// AgentVersion is what identify reports, "hydra/<version>", so an
 	// operator (or a peer) can tell which build a node runs.
 	AgentVersion string
+	// Topics names the gossip topics the node will join (as Host.Topic takes
+	// them): peers' subscriptions to them are kept from the start, before the
+	// node joins them, whatever else peers subscribe to (topicFilter's spare
+	// places for other names are few and never freed).
+	Topics []string
 	// Logger receives the package's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -203,7 +208,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		ctx:       hctx,
 		cancel:    cancel,
 		topics:    make(map[string]*Topic),
-		subFilter: newTopicFilter(cfg.Cluster),
+		subFilter: newTopicFilter(cfg.Cluster, cfg.Topics...),
 		gate:      g,
 	}
 	log.Info("p2p host started", "peer", h.ID(), "addrs", hh.Addrs(), "agent", cfg.AgentVersion)
