@@ -5,7 +5,6 @@ import (
 	"errors"
 	"hash/maphash"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,8 +77,7 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 		h.st.namesGen++
 	}
 	heads, full := h.jobHeads()
-	slices.Reverse(heads) // newest first, as GET /api/v1/jobs
-	slices.SortStableFunc(heads, func(a, b compute.JobHead) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
+	newestFirst(heads, func(h compute.JobHead) time.Time { return h.SubmittedAt }) // as GET /api/v1/jobs
 	var ids strings.Builder
 	order := make([]string, 0, len(heads))
 	seen := make(map[string]bool, len(heads))

@@ -362,12 +362,7 @@ func TestHubTickThrottles(t *testing.T) {
 	b := newEvBackend()
 	h := newHub(b, b)
 	h.st = hubState{jobs: map[string]*jobSent{}}
-	now := t0
-	tick := func(d time.Duration) string {
-		now = now.Add(d)
-		return string(h.tick(now, false))
-	}
-	h.tick(now, true)
+	tick := startTicks(h)
 	if f := tick(100 * time.Millisecond); f != "" {
 		t.Fatalf("nothing changed, frame %q", f)
 	}
@@ -466,12 +461,7 @@ func TestHubSettledJobs(t *testing.T) {
 	b.add(compute.Job{ID: "d", Kind: compute.KindPi, State: compute.StateDone, SubmittedAt: t0, FinishedAt: t0.Add(time.Second),
 		DoneUnits: 1000, TotalUnits: 1000, Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1000}},
 		Nodes: []compute.NodeContribution{{Node: b.status.Nodes[0].ID, Units: 1000, Chunks: 1}}})
-	now := t0
-	tick := func(d time.Duration) string {
-		now = now.Add(d)
-		return string(h.tick(now, false))
-	}
-	h.tick(now, true)
+	tick := startTicks(h)
 	if f := tick(100 * time.Millisecond); f != "" {
 		t.Fatalf("nothing changed, frame %q", f)
 	}
@@ -521,12 +511,7 @@ func TestHubStoppedJobChangesAreSent(t *testing.T) {
 	h.st = hubState{jobs: map[string]*jobSent{}}
 	b.add(compute.Job{ID: "c", Kind: compute.KindPi, State: compute.StateCancelled, SubmittedAt: t0, FinishedAt: t0.Add(time.Second),
 		DoneUnits: 600, ClearedUnits: 500, AuditedUnits: 100, TotalUnits: 1000, Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1000}}})
-	now := t0
-	tick := func(d time.Duration) string {
-		now = now.Add(d)
-		return string(h.tick(now, false))
-	}
-	h.tick(now, true)
+	tick := startTicks(h)
 	tick(100 * time.Millisecond)
 	b.update(func(b *evBackend) { b.jobs[0].DoneUnits = 400 }) // a failed node's results requeued
 	if f := tick(100 * time.Millisecond); !strings.Contains(f, "event: progress") {
@@ -542,5 +527,16 @@ func TestHubStoppedJobChangesAreSent(t *testing.T) {
 	}
 	if snap := string(h.snapshot()); !strings.Contains(snap, `"audited_units":300`) || !strings.Contains(snap, `"done_units":400`) {
 		t.Fatalf("snapshot: %q", snap)
+	}
+}
+
+// startTicks starts h's state at t0 (nothing sent) and returns a function that moves the clock
+// on by d and returns the frame of that tick.
+func startTicks(h *hub) func(d time.Duration) string {
+	now := t0
+	h.tick(now, true)
+	return func(d time.Duration) string {
+		now = now.Add(d)
+		return string(h.tick(now, false))
 	}
 }

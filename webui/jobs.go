@@ -163,6 +163,14 @@ func parseJobsQuery(q url.Values) (jobsQuery, error) {
 // maxJobIDLen bounds a job ID given as a cursor (IDs are 16 hex digits).
 const maxJobIDLen = 64
 
+// newestFirst orders xs, given in submission order, as the job list shows them: by submission
+// time, the latest first, and among equal times the last submitted first. The list API and the
+// event stream's "jobs" share it.
+func newestFirst[T any](xs []T, submitted func(T) time.Time) {
+	slices.Reverse(xs)
+	slices.SortStableFunc(xs, func(a, b T) int { return submitted(b).Compare(submitted(a)) })
+}
+
 // listJobs answers GET /api/v1/jobs: every job, newest first, or a page of
 // them (limit, state, before); a page that stops short of the end carries a
 // Link header (rel="next") to the next one.
@@ -173,8 +181,7 @@ func (s *server) listJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	jobs := s.cfg.Jobs.Jobs()
-	slices.Reverse(jobs) // submission order, reversed: newest first
-	slices.SortStableFunc(jobs, func(a, b compute.Job) int { return b.SubmittedAt.Compare(a.SubmittedAt) })
+	newestFirst(jobs, func(j compute.Job) time.Time { return j.SubmittedAt })
 	if jq.before != "" {
 		i := slices.IndexFunc(jobs, func(j compute.Job) bool { return j.ID == jq.before })
 		if i < 0 {

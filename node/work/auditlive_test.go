@@ -38,22 +38,13 @@ func TestEveryAuditHasATaker(t *testing.T) {
 		c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
 		now := time.Now()
 		c.leaseAt = now.Add(-time.Second)
-		spec := task.Spec
-		if err := c.sched.AddJob("rates", spec, []compute.Range{{Start: 0, End: 1 << 40}}, true); err != nil {
-			t.Fatal(err)
-		}
+		took := map[string]time.Duration{}
 		busy := map[string]bool{}
 		for _, name := range names {
 			id := nodeID(name)
 			c.lastSeen[id], c.arch[id] = now, arches[rng.IntN(len(arches))]
 			if rng.IntN(5) > 0 { // a measured speed: a probe took 1 ms to 10 s
-				l, ok := c.sched.Lease(id, now)
-				if !ok {
-					t.Fatal("no probe lease")
-				}
-				took := time.Duration(math.Pow(10, 6+4*rng.Float64())) // 1 ms .. 10 s
-				c.sched.Complete(l.ID, now.Add(took))
-				c.sched.Accepted("rates", l.Range)
+				took[name] = time.Duration(math.Pow(10, 6+4*rng.Float64()))
 			}
 			switch rng.IntN(6) {
 			case 0:
@@ -64,7 +55,7 @@ func TestEveryAuditHasATaker(t *testing.T) {
 				c.auditIdle[id] = 1 // its exchange waits for audits
 			}
 		}
-		c.sched.RemoveJob("rates")
+		measureRates(t, c, task.Spec, now, took)
 		c.refreshAuditsLocked(now)
 		for id := range busy { // an audit of unknown length in hand: it takes no other
 			c.auditLeases[uint64(100+len(c.auditLeases))] = &auditLease{node: id, deadline: now.Add(time.Minute)}

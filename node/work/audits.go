@@ -221,11 +221,13 @@ func (c *leadership) waiveLoneAudits(ctx context.Context, now time.Time) {
 	}
 	c.auditsDirty.Store(true)
 	var out compute.AuditOutcome
-	if err := json.Unmarshal(raw, &out); err == nil {
-		c.log.Warn("audits waived: no other node has been live to run them", "node", node, "audits", out.Waived,
-			"alone_for", now.Sub(since).Round(time.Second))
+	if err := json.Unmarshal(raw, &out); err != nil {
+		c.log.Warn("decode audit outcome", "err", err)
+		return
 	}
-	c.auditOutcome(raw, "")
+	c.log.Warn("audits waived: no other node has been live to run them", "node", node, "audits", out.Waived,
+		"alone_for", now.Sub(since).Round(time.Second))
+	c.applyOutcome(out, "")
 }
 
 // carriedChallenge is a Challenge for a Results entry to carry, with

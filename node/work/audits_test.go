@@ -244,21 +244,9 @@ func TestSlowNodeLeavesBigAuditsToFastOnes(t *testing.T) {
 	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
 	c.leaseAt = time.Now().Add(-time.Second)
 	now := time.Now()
-	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 1}}
-	if err := c.sched.AddJob("rates", spec, []compute.Range{{Start: 0, End: 1 << 30}}, true); err != nil {
-		t.Fatal(err)
-	}
 	// Probes measure the rates: 2²⁰ samples in 10 ms and in 1 s; an audit of 2²² samples
 	// takes the slow node 4 s, four chunk targets (1 s here).
-	for node, took := range map[string]time.Duration{"fast": 10 * time.Millisecond, "slow": time.Second} {
-		l, ok := c.sched.Lease(nodeID(node), now)
-		if !ok {
-			t.Fatal("no probe lease")
-		}
-		c.sched.Complete(l.ID, now.Add(took))
-		c.sched.Accepted("rates", l.Range)
-	}
-	c.sched.RemoveJob("rates")
+	measureRates(t, c, piTask(0, "").Spec, now, map[string]time.Duration{"fast": 10 * time.Millisecond, "slow": time.Second})
 	if f, s := c.sched.Rate(nodeID("fast"), compute.KindPi), c.sched.Rate(nodeID("slow"), compute.KindPi); f < 50*s || s <= 0 {
 		t.Fatalf("rates fast %g, slow %g", f, s)
 	}
@@ -608,20 +596,8 @@ func TestAuditNotLeftToANodeThatRefusesIt(t *testing.T) {
 	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
 	c.leaseAt = time.Now().Add(-time.Second)
 	now := time.Now()
-	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 1}}
-	if err := c.sched.AddJob("rates", spec, []compute.Range{{Start: 0, End: 1 << 30}}, true); err != nil {
-		t.Fatal(err)
-	}
 	// 2²⁰ samples in 10 ms on amd-b, in 1 s on the board: an audit of 2²² takes the board 4 s.
-	for node, took := range map[string]time.Duration{"amd-b": 10 * time.Millisecond, "arm-c": time.Second} {
-		l, ok := c.sched.Lease(nodeID(node), now)
-		if !ok {
-			t.Fatal("no probe lease")
-		}
-		c.sched.Complete(l.ID, now.Add(took))
-		c.sched.Accepted("rates", l.Range)
-	}
-	c.sched.RemoveJob("rates")
+	measureRates(t, c, piTask(0, "").Spec, now, map[string]time.Duration{"amd-b": 10 * time.Millisecond, "arm-c": time.Second})
 	c.refreshAuditsLocked(now)
 	for node, arch := range map[string]string{"amd-a": "amd64", "amd-b": "amd64", "arm-c": "arm64"} {
 		c.lastSeen[nodeID(node)], c.arch[nodeID(node)] = now, arch
@@ -699,4 +675,22 @@ func TestLoneNodesAuditsWaived(t *testing.T) {
 	if n := waives(); n != 1 {
 		t.Fatalf("%d waives with only a dispute open, want still 1", n)
 	}
+}
+
+// measureRates gives the nodes of took a measured rate for spec's kind: each one's probe
+// lease completes took after now.
+func measureRates(t *testing.T, c *leadership, spec compute.JobSpec, now time.Time, took map[string]time.Duration) {
+	t.Helper()
+	if err := c.sched.AddJob("rates", spec, []compute.Range{{Start: 0, End: spec.TotalUnits()}}, true); err != nil {
+		t.Fatal(err)
+	}
+	for node, d := range took {
+		l, ok := c.sched.Lease(nodeID(node), now)
+		if !ok {
+			t.Fatal("no probe lease")
+		}
+		c.sched.Complete(l.ID, now.Add(d))
+		c.sched.Accepted("rates", l.Range)
+	}
+	c.sched.RemoveJob("rates")
 }

@@ -307,22 +307,10 @@ func TestLongAuditNotCancelledOnTime(t *testing.T) {
 // before its deadline; its node was told to drop it at its next exchange, nothing was learnt,
 // and the same probe was leased again, for ever: the job never finished.
 func TestExpiredLeaseOfALiveNodeRunsOn(t *testing.T) {
-	spec := compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: strings.Repeat("ab", 32), Items: 1 << 10, Reduce: compute.ReduceSum}}
-	c := newTestLeadership(t, spec)
+	c, l := expiredProbe(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Want: 1, Term: c.term})
-	if err != nil || len(resp.Leases) != 1 {
-		t.Fatalf("lease to a: %+v, %v", resp, err)
-	}
-	l := resp.Leases[0]
-	// Its first item is still running when the probe's deadline passes (a syncs all along).
-	later := time.Now().Add(45 * time.Second)
-	c.mu.Lock()
-	c.lastSeen[peer.ID("node-a").String()] = later
-	c.mu.Unlock()
-	c.tick(later)
-	resp, err = c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Leases: []uint64{l.ID}, Progress: []leaseProgress{{Lease: l.ID}}})
+	resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Leases: []uint64{l.ID}, Progress: []leaseProgress{{Lease: l.ID}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,21 +348,10 @@ func TestExpiredLeaseOfALiveNodeRunsOn(t *testing.T) {
 // straggler is told to drop it (it kept recomputing it until the job ended: up to a chunk
 // target of wasted work).
 func TestExpiredLeaseDroppedOnceItsRangeCameBack(t *testing.T) {
-	spec := compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: strings.Repeat("ab", 32), Items: 1 << 10, Reduce: compute.ReduceSum}}
-	c := newTestLeadership(t, spec)
+	c, la := expiredProbe(t) // a's lease expired: its range is pending again
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Want: 1, Term: c.term})
-	if err != nil || len(resp.Leases) != 1 {
-		t.Fatalf("lease to a: %+v, %v", resp, err)
-	}
-	la := resp.Leases[0]
-	later := time.Now().Add(45 * time.Second)
-	c.mu.Lock()
-	c.lastSeen[peer.ID("node-a").String()] = later
-	c.mu.Unlock()
-	c.tick(later) // a's lease expires: its range is pending again
-	resp, err = c.sync(ctx, peer.ID("node-b"), &syncRequest{Want: 1, Term: c.term})
+	resp, err := c.sync(ctx, peer.ID("node-b"), &syncRequest{Want: 1, Term: c.term})
 	if err != nil || len(resp.Leases) != 1 || !resp.Leases[0].Range.Overlaps(la.Range) {
 		t.Fatalf("b is leased %+v, %v; want a's range again", resp.Leases, err)
 	}
@@ -397,4 +374,25 @@ func TestExpiredLeaseDroppedOnceItsRangeCameBack(t *testing.T) {
 	if err != nil || !slices.Contains(resp.Cancel, la.ID) {
 		t.Fatalf("a was not told to drop its expired lease once b's result for its range came back: cancel %v, %v", resp.Cancel, err)
 	}
+}
+
+// expiredProbe leases node-a the first chunk (a probe) of a WebAssembly job and lets its
+// deadline pass while node-a stays live (its first item is still running, and it syncs all
+// along): the lease has expired, its range is pending again.
+func expiredProbe(t *testing.T) (*leadership, lease) {
+	t.Helper()
+	spec := compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: strings.Repeat("ab", 32), Items: 1 << 10, Reduce: compute.ReduceSum}}
+	c := newTestLeadership(t, spec)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Want: 1, Term: c.term})
+	if err != nil || len(resp.Leases) != 1 {
+		t.Fatalf("lease to a: %+v, %v", resp, err)
+	}
+	later := time.Now().Add(45 * time.Second)
+	c.mu.Lock()
+	c.lastSeen[peer.ID("node-a").String()] = later
+	c.mu.Unlock()
+	c.tick(later)
+	return c, resp.Leases[0]
 }
