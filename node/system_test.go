@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -477,12 +476,3 @@ func TestSystem_WholeClusterKilledResumesWithoutRedoing(t *testing.T) {
 }
 
 func (p *proc) logPath() string { return filepath.Join(filepath.Dir(p.dir), p.name+".log") }
-
-func freePortForTest() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
