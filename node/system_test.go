@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/localport"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -82,7 +83,7 @@ type proc struct {
 
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
-	p, err := freePortForTest()
+	p, err := localport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}

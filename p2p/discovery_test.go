@@ -3,10 +3,10 @@ package p2p
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/hydra-compute/hydra/internal/localport"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -25,25 +25,17 @@ func fastDiscovery(cfg DiscoveryConfig) DiscoveryConfig {
 	return cfg
 }
 
-// freePorts reserves a TCP and a UDP port on loopback and releases them,
-// so a host can be started, stopped and started again on the same ports.
+// freePorts picks a TCP and a UDP port on loopback (localport.Free), so a
+// host can be started, stopped and started again on the same ports.
 func freePorts(t *testing.T) []multiaddr.Multiaddr {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	port, err := localport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tcpPort := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	udpPort := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
 	return []multiaddr.Multiaddr{
-		multiaddr.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", tcpPort)),
-		multiaddr.StringCast(fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", udpPort)),
+		multiaddr.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)),
+		multiaddr.StringCast(fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port)),
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
+
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/localport"
 	"github.com/hydra-compute/hydra/node"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -222,21 +223,12 @@ func printShares(w io.Writer, j webui.JobView, names map[string]string) {
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func startDemoNode(ctx context.Context, exe, base string, i, cpuLimit int, join string) (*demoNode, error) {
-	p2pPort, err := freePort()
+	p2pPort, err := localport.Free()
 	if err != nil {
 		return nil, err
 	}
-	httpPort, err := freePort()
+	httpPort, err := localport.Free()
 	if err != nil {
 		return nil, err
 	}

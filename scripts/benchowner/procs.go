@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/localport"
 	"github.com/hydra-compute/hydra/scripts/internal/procluster"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -78,11 +79,11 @@ type node struct {
 
 // newNode prepares a node in dir with the owner flags extra.
 func newNode(bin, dir string, extra ...string) (*node, error) {
-	p2pPort, err := procluster.FreePort()
+	p2pPort, err := localport.Free()
 	if err != nil {
 		return nil, err
 	}
-	httpPort, err := procluster.FreePort()
+	httpPort, err := localport.Free()
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hydra-compute/hydra/internal/localport"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -52,11 +53,11 @@ func NewCluster(bin, dir, prefix string, n int, extra func(i int) []string) (*Cl
 		if err != nil {
 			return nil, fmt.Errorf("node %s: peer ID: %w", name, err)
 		}
-		tcp, err := FreePort()
+		tcp, err := localport.Free()
 		if err != nil {
 			return nil, fmt.Errorf("node %s: %w", name, err)
 		}
-		httpPort, err := FreePort()
+		httpPort, err := localport.Free()
 		if err != nil {
 			return nil, fmt.Errorf("node %s: %w", name, err)
 		}

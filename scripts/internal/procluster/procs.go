@@ -6,7 +6,6 @@ package procluster
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -180,29 +179,4 @@ func LoadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
-}
-
-var (
-	usedPortsMu sync.Mutex
-	usedPorts   = map[int]bool{}
-)
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and that this program
-// has not handed out before: the nodes are started later, so two nodes given the same
-// just-closed port would otherwise collide.
-func FreePort() (int, error) {
-	usedPortsMu.Lock()
-	defer usedPortsMu.Unlock()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("find a free port: %w", err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !usedPorts[p] {
-			usedPorts[p] = true
-			return p, nil
-		}
-	}
 }
