@@ -96,6 +96,11 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	default:
 		cfg.JoinToken = strings.TrimSpace(os.Getenv("HYDRA_JOIN_TOKEN"))
 	}
+	if !(*maxOwner > 0 && *maxOwner <= 100) { // NaN too
+		// 0 would mean "pause whenever anything else runs", which is never
+		// quiet enough to compute; the owner package reads 0 as its default.
+		return usagef("--max-owner-cpu %v: give a percent above 0 and at most 100 (--dedicated ignores the owner's use)", *maxOwner)
+	}
 	oc.MaxOwnerCPU = *maxOwner / 100
 	if *schedule != "" {
 		sch, err := owner.ParseSchedule(*schedule)
