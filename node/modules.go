@@ -143,6 +143,46 @@ func (n *Node) removeUploadTemps() {
 	}
 }
 
+// removeOldWasmCaches removes the compiled-code caches of other Hydra versions
+// (DATA/wasm-cache/<version>): an upgrade starts a fresh cache (wasmCacheDir), and nothing
+// else ever removes the old one, so each upgrade kept a copy of every module's machine code.
+// Only directories that look like wazero's caches go (holding nothing but wazero-* directories):
+// anything else a user put there is left alone. It runs at start, before any engine opens a cache.
+func (n *Node) removeOldWasmCaches() {
+	root := filepath.Dir(n.wasmCacheDir())
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return // none yet
+	}
+	current := filepath.Base(n.wasmCacheDir())
+	for _, e := range ents {
+		path := filepath.Join(root, e.Name())
+		if e.Name() == current || !e.IsDir() || !looksLikeWasmCache(path) {
+			continue
+		}
+		if err := os.RemoveAll(path); err != nil {
+			n.log.Warn("remove an older version's wasm cache", "dir", path, "err", err)
+			continue
+		}
+		n.log.Info("removed an older version's wasm cache", "dir", path)
+	}
+}
+
+// looksLikeWasmCache reports whether dir holds only wazero's per-version cache directories
+// (wazero-<version>-<arch>-<os>, made by wazero.NewCompilationCacheWithDir), or nothing.
+func looksLikeWasmCache(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "wazero-") {
+			return false
+		}
+	}
+	return true
+}
+
 // moduleIntact reports whether this node stores sha with bytes that hash to it. A stored copy is
 // hashed once a run (storeModule vouches for what it writes): a copy damaged on disk is then not
 // taken as held, and is fetched again, instead of failing every chunk of the module here.

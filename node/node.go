@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
 	n.removeUploadTemps()
+	n.removeOldWasmCaches()
 
 	nodeToken, err := loadNodeToken(cfg.DataDir)
 	if err != nil {
