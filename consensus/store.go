@@ -12,6 +12,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hydra-compute/hydra/internal/atomicfile"
 	"github.com/hydra-compute/hydra/internal/boltfile"
 	"go.etcd.io/bbolt"
 )
@@ -213,7 +214,7 @@ func migrateLog(dir string, bolt *raftboltdb.BoltStore, log *slog.Logger) error 
 		err = os.Rename(tmp, filepath.Join(dir, walDir))
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = atomicfile.SyncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("move the raft log from %s to %s: %w", raftDBFile, walDir, err)
@@ -263,19 +264,6 @@ func copyLog(from raft.LogStore, to raft.LogStore, first, last uint64) error {
 		}
 	}
 	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // damagedRaftRemedy is what a user does about a damaged raft.db in dir.

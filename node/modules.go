@@ -13,6 +13,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/internal/atomicfile"
 	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -86,8 +87,8 @@ func (n *Node) checkModule(ctx context.Context, code []byte) error {
 	return nil
 }
 
-// storeModule writes a module under its hash (temp file, fsync, rename: a crash leaves no torn
-// module under a valid name).
+// storeModule writes a module under its hash (atomicfile.Write: a crash or a power cut leaves no
+// torn module under a valid name, and a module reported stored stays).
 func (n *Node) storeModule(sha string, code []byte) error {
 	dir := n.modulesDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -98,22 +99,8 @@ func (n *Node) storeModule(sha string, code []byte) error {
 		n.modIntact.Store(sha, true)
 		return nil // already stored, intact (a copy of the right size with other bytes is replaced)
 	}
-	f, err := os.CreateTemp(dir, uploadTempPrefix+"*")
-	if err != nil {
-		return fmt.Errorf("module store: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(code); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), final)
-	}
-	if err != nil {
-		return fmt.Errorf("module store: write %s: %w", sha, err)
+	if err := atomicfile.Write(final, code, 0o600, uploadTempPrefix); err != nil {
+		return fmt.Errorf("module store: %s: %w", sha, err)
 	}
 	n.modIntact.Store(sha, true)
 	return nil
