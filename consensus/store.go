@@ -42,6 +42,7 @@ const walSegmentSize = 16 << 20
 // store in a bolt file (raft-boltdb/v2: rarely written; its lock also keeps a
 // second process off the directory), and a file snapshot store.
 type stores struct {
+	dir   string                // DATA/raft
 	bolt  *raftboltdb.BoltStore // the stable store
 	wal   *walStore
 	logs  raft.LogStore
@@ -70,7 +71,7 @@ func openStores(dir string, log *slog.Logger) (*stores, error) {
 		}
 		return nil, fmt.Errorf("open raft stable store %s: %w", path, err)
 	}
-	st := &stores{bolt: bolt}
+	st := &stores{dir: dir, bolt: bolt}
 	if err := migrateLog(dir, bolt, log); err != nil {
 		_ = bolt.Close()
 		return nil, err
