@@ -216,6 +216,10 @@ type Config struct {
 	OnFatal func(*ApplyFailure)
 	// Logger receives the package's and raft's logs (slog; never the global).
 	Logger *slog.Logger
+
+	// trailingLogs, if set, replaces the 4096 log entries raft keeps after a snapshot (tests
+	// that need a log trimmed past an older snapshot).
+	trailingLogs uint64
 }
 
 // Availability is what a node tells the leader about how well it can hold

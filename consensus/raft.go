@@ -174,6 +174,9 @@ func New(cfg Config) (*Raft, error) {
 	trans := newTransport(cfg.Host, 2*t.RPC, t.RPC, r.mayRaft, log)
 	r.trans = trans
 	rc := raftConfig(id, t, r.notifyCh, cfg.Logger)
+	if cfg.trailingLogs > 0 {
+		rc.TrailingLogs = cfg.trailingLogs
+	}
 	// What this node applied before it stopped is served at once, leader
 	// or not (replay.go).
 	restored, err := replayApplied(st, r.fsm, log)

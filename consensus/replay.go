@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/hydra-compute/hydra/internal/boltfile"
 )
 
 // Serving the state on disk before a leader is known.
@@ -37,37 +40,28 @@ var appliedKey = []byte("HydraAppliedIndex")
 // bolt transaction).
 const appliedEvery = time.Second
 
-// replayApplied restores the newest snapshot into fsm and re-applies the
-// committed entries after it that this node had applied before it stopped.
-// It reports whether it restored the snapshot (raft must then not restore it
-// again); false with a nil error leaves the start to raft as usual (no
-// snapshot that opens, or nothing recorded). It runs before raft.NewRaft.
+// replayApplied restores the newest usable snapshot into fsm (restoreUsable)
+// and re-applies the committed entries after it that this node had applied
+// before it stopped. It reports whether it restored a snapshot (raft must
+// then not restore one again); false with a nil error means there is none
+// (raft then starts from the log alone). It runs before raft.NewRaft.
 func replayApplied(st *stores, fsm *FSM, log *slog.Logger) (restored bool, err error) {
 	applied, err := st.bolt.GetUint64(appliedKey)
-	if errors.Is(err, raftboltdb.ErrKeyNotFound) || (err == nil && applied == 0) {
-		return false, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
 		return false, fmt.Errorf("read the applied index: %w", err)
 	}
-	var from uint64 // the snapshot's index
 	snaps, err := st.snaps.List()
 	if err != nil {
 		return false, fmt.Errorf("list raft snapshots: %w", err)
 	}
-	if len(snaps) > 0 {
-		// Only the newest: raft, started without restoring, takes its index
-		// as applied. A damaged one is left to raft's own fallback.
-		meta, rc, err := st.snaps.Open(snaps[0].ID)
-		if err != nil {
-			log.Warn("replay: cannot open the newest snapshot; raft restores what it can", "snapshot", snaps[0].ID, "err", err)
-			return false, nil
-		}
-		if err := fsm.Restore(rc); err != nil {
-			log.Warn("replay: cannot restore the newest snapshot; raft restores what it can", "snapshot", meta.ID, "err", err)
-			return false, nil
-		}
-		from = meta.Index
+	if applied == 0 && len(snaps) == 0 {
+		return false, nil
+	}
+	// The newest snapshot that restores; raft, started without restoring, takes its index as
+	// applied (restoreUsable moves damaged newer ones out of its way).
+	from, err := restoreUsable(st, snaps, fsm, log)
+	if err != nil {
+		return false, err
 	}
 	start := time.Now()
 	var last uint64
@@ -92,7 +86,67 @@ func replayApplied(st *stores, fsm *FSM, log *slog.Logger) (restored bool, err e
 	if last > 0 {
 		log.Info("replayed the entries applied before the restart", "snapshot_index", from, "through", last, "took", time.Since(start).Round(time.Millisecond))
 	}
-	return true, nil
+	return len(snaps) > 0, nil
+}
+
+// restoreUsable restores into fsm the newest of snaps (newest first) that opens (its checksum
+// holds) and restores, and returns its index (0 if there are none). A damaged newer one is
+// moved out of raft's snapshot directory, to DATA/raft/<id>.damaged: raft's own fallback to an
+// older snapshot would otherwise take it (hashicorp/raft v1.7.3), and then, when the log no
+// longer reaches back to the older snapshot (it is trimmed after each snapshot), panic with
+// "log not found" at every start. When no snapshot and the log together hold every entry this
+// node applied, the result is a *boltfile.DamagedError that says what to do (the node exits
+// with it, unrestarted).
+func restoreUsable(st *stores, snaps []*raft.SnapshotMeta, fsm *FSM, log *slog.Logger) (uint64, error) {
+	var damaged []string // the IDs of newer snapshots that did not restore, and why
+	var causes []error
+	var index uint64
+	usable := false
+	for _, meta := range snaps {
+		err := restoreOne(st, meta.ID, fsm)
+		if err == nil {
+			index, usable = meta.Index, true
+			break
+		}
+		log.Error("a raft snapshot is damaged; trying an older one", "snapshot", meta.ID, "err", err)
+		damaged = append(damaged, meta.ID)
+		causes = append(causes, fmt.Errorf("snapshot %s: %w", meta.ID, err))
+	}
+	first, err := st.logs.FirstIndex()
+	if err != nil {
+		return 0, fmt.Errorf("read the raft log's first index: %w", err)
+	}
+	// The log continues a snapshot only if it starts right after it (or holds nothing): compaction
+	// never trims past the newest snapshot, so a gap means snapshots are missing or damaged.
+	if (len(snaps) > 0 && !usable) || (first > index+1) {
+		cause := fmt.Sprintf("no raft snapshot restores and the log starts at entry %d", first)
+		if usable {
+			cause = fmt.Sprintf("the newest snapshot that restores ends at entry %d, but the log starts at entry %d", index, first)
+		}
+		if len(causes) > 0 {
+			cause += ": " + errors.Join(causes...).Error()
+		}
+		return 0, &boltfile.DamagedError{Path: st.dir, Cause: cause, Remedy: damagedRaftRemedy(st.dir)}
+	}
+	for _, id := range damaged {
+		from := filepath.Join(st.dir, "snapshots", id)
+		to := filepath.Join(st.dir, id+".damaged")
+		if err := os.Rename(from, to); err != nil {
+			return 0, fmt.Errorf("move the damaged raft snapshot %s aside: %w", from, err)
+		}
+		log.Warn("moved a damaged raft snapshot aside; the node restored an older one and replays the log after it",
+			"damaged", to, "restored_index", index)
+	}
+	return index, nil
+}
+
+// restoreOne opens a snapshot (raft's file store checks its checksum) and restores it into fsm.
+func restoreOne(st *stores, id string, fsm *FSM) error {
+	_, rc, err := st.snaps.Open(id)
+	if err != nil {
+		return err
+	}
+	return fsm.Restore(rc)
 }
 
 // recordApplied writes the FSM's applied index to the stable store at most

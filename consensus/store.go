@@ -12,6 +12,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hydra-compute/hydra/internal/atomicfile"
 	"github.com/hydra-compute/hydra/internal/boltfile"
 	"go.etcd.io/bbolt"
 )
@@ -41,6 +42,7 @@ const walSegmentSize = 16 << 20
 // store in a bolt file (raft-boltdb/v2: rarely written; its lock also keeps a
 // second process off the directory), and a file snapshot store.
 type stores struct {
+	dir   string                // DATA/raft
 	bolt  *raftboltdb.BoltStore // the stable store
 	wal   *walStore
 	logs  raft.LogStore
@@ -69,7 +71,7 @@ func openStores(dir string, log *slog.Logger) (*stores, error) {
 		}
 		return nil, fmt.Errorf("open raft stable store %s: %w", path, err)
 	}
-	st := &stores{bolt: bolt}
+	st := &stores{dir: dir, bolt: bolt}
 	if err := migrateLog(dir, bolt, log); err != nil {
 		_ = bolt.Close()
 		return nil, err
@@ -213,7 +215,7 @@ func migrateLog(dir string, bolt *raftboltdb.BoltStore, log *slog.Logger) error 
 		err = os.Rename(tmp, filepath.Join(dir, walDir))
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = atomicfile.SyncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("move the raft log from %s to %s: %w", raftDBFile, walDir, err)
@@ -263,19 +265,6 @@ func copyLog(from raft.LogStore, to raft.LogStore, first, last uint64) error {
 		}
 	}
 	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // damagedRaftRemedy is what a user does about a damaged raft.db in dir.

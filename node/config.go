@@ -93,6 +93,9 @@ type Config struct {
 	// AnnounceInterval is how often the node announces itself on gossip
 	// (default 1 s); tests shorten it.
 	AnnounceInterval time.Duration
+
+	// minFreeBytes replaces minFreeToStart (tests, on a small file system).
+	minFreeBytes uint64
 }
 
 // DefaultListen are the addresses a node listens on unless told otherwise:

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/hydra-compute/hydra/internal/atomicfile"
 )
 
 // Files a node keeps in its data directory for the client commands on the
@@ -18,29 +20,10 @@ const (
 	APIURLFile = "api-url"
 )
 
-// writeFileAtomic replaces path with data (mode perm) so that a reader never
-// sees a half-written file.
+// writeFileAtomic replaces path with data (mode perm) so that a reader never sees a
+// half-written file, and a power cut leaves the old file or the new one, never an empty one.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, perm, "."+filepath.Base(path)+"-")
 }
 
 func writeAPIURL(dir, url string) error {

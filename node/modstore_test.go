@@ -28,6 +28,63 @@ func TestUploadTempFilesLeftByACrashAreRemoved(t *testing.T) {
 	}
 }
 
+// TestOlderVersionsWasmCachesAreRemoved: DATA/wasm-cache/<version> of an older Hydra (each
+// upgrade starts a fresh one) is removed at start; the current version's cache and whatever
+// does not look like a wazero cache (a user's file or directory, a symbolic link) stay. Before,
+// nothing removed old caches, so each upgrade kept a copy of every module's machine code.
+func TestOlderVersionsWasmCachesAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "wasm-cache")
+	mk := func(path string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := filepath.Join(root, "0.0.9")
+	mk(filepath.Join(old, "wazero-1.11.0-amd64-linux", "0123abcd"))
+	emptyOld := filepath.Join(root, "0.0.8")
+	if err := os.MkdirAll(emptyOld, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	current := filepath.Join(root, Version)
+	mk(filepath.Join(current, "wazero-1.12.0-amd64-linux", "0123abcd"))
+	userDir := filepath.Join(root, "notes")
+	mk(filepath.Join(userDir, "todo.txt"))
+	mixed := filepath.Join(root, "0.0.7") // a wazero cache plus a file of someone else's
+	mk(filepath.Join(mixed, "wazero-1.10.0-amd64-linux", "0123abcd"))
+	mk(filepath.Join(mixed, "keep.txt"))
+	userFile := filepath.Join(root, "README")
+	mk(userFile)
+	outside := filepath.Join(dir, "elsewhere")
+	mk(filepath.Join(outside, "wazero-1.11.0-amd64-linux", "0123abcd"))
+	link := filepath.Join(root, "0.0.6")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+
+	newTestNode(t, dir, "n0", func(c *Config) { c.Compute = false })
+
+	for _, gone := range []string{old, emptyOld} {
+		if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the older version's cache %s is still there: %v", gone, err)
+		}
+	}
+	for _, kept := range []string{
+		filepath.Join(current, "wazero-1.12.0-amd64-linux", "0123abcd"),
+		filepath.Join(userDir, "todo.txt"), filepath.Join(mixed, "keep.txt"),
+		filepath.Join(mixed, "wazero-1.10.0-amd64-linux", "0123abcd"), userFile, link,
+		filepath.Join(outside, "wazero-1.11.0-amd64-linux", "0123abcd"),
+	} {
+		if _, err := os.Lstat(kept); err != nil {
+			t.Errorf("%s was removed: %v", kept, err)
+		}
+	}
+}
+
 // TestCorruptModuleIsNotTakenAsHeld: a module stored by an earlier run whose bytes no longer
 // hash to its name (a damaged disk, found at start) is not a module this node holds:
 // ensureModule fetches it again (here, with no other member, it fails). Before, the file's

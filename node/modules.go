@@ -13,6 +13,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/internal/atomicfile"
 	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -86,8 +87,8 @@ func (n *Node) checkModule(ctx context.Context, code []byte) error {
 	return nil
 }
 
-// storeModule writes a module under its hash (temp file, fsync, rename: a crash leaves no torn
-// module under a valid name).
+// storeModule writes a module under its hash (atomicfile.Write: a crash or a power cut leaves no
+// torn module under a valid name, and a module reported stored stays).
 func (n *Node) storeModule(sha string, code []byte) error {
 	dir := n.modulesDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -98,22 +99,8 @@ func (n *Node) storeModule(sha string, code []byte) error {
 		n.modIntact.Store(sha, true)
 		return nil // already stored, intact (a copy of the right size with other bytes is replaced)
 	}
-	f, err := os.CreateTemp(dir, uploadTempPrefix+"*")
-	if err != nil {
-		return fmt.Errorf("module store: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(code); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), final)
-	}
-	if err != nil {
-		return fmt.Errorf("module store: write %s: %w", sha, err)
+	if err := atomicfile.Write(final, code, 0o600, uploadTempPrefix); err != nil {
+		return fmt.Errorf("module store: %s: %w", sha, err)
 	}
 	n.modIntact.Store(sha, true)
 	return nil
@@ -141,6 +128,46 @@ func (n *Node) removeUploadTemps() {
 		}
 		n.log.Info("removed a half-written module", "file", path)
 	}
+}
+
+// removeOldWasmCaches removes the compiled-code caches of other Hydra versions
+// (DATA/wasm-cache/<version>): an upgrade starts a fresh cache (wasmCacheDir), and nothing
+// else ever removes the old one, so each upgrade kept a copy of every module's machine code.
+// Only directories that look like wazero's caches go (holding nothing but wazero-* directories):
+// anything else a user put there is left alone. It runs at start, before any engine opens a cache.
+func (n *Node) removeOldWasmCaches() {
+	root := filepath.Dir(n.wasmCacheDir())
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return // none yet
+	}
+	current := filepath.Base(n.wasmCacheDir())
+	for _, e := range ents {
+		path := filepath.Join(root, e.Name())
+		if e.Name() == current || !e.IsDir() || !looksLikeWasmCache(path) {
+			continue
+		}
+		if err := os.RemoveAll(path); err != nil {
+			n.log.Warn("remove an older version's wasm cache", "dir", path, "err", err)
+			continue
+		}
+		n.log.Info("removed an older version's wasm cache", "dir", path)
+	}
+}
+
+// looksLikeWasmCache reports whether dir holds only wazero's per-version cache directories
+// (wazero-<version>-<arch>-<os>, made by wazero.NewCompilationCacheWithDir), or nothing.
+func looksLikeWasmCache(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "wazero-") {
+			return false
+		}
+	}
+	return true
 }
 
 // moduleIntact reports whether this node stores sha with bytes that hash to it. A stored copy is

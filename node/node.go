@@ -99,6 +99,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if err := waitForDiskSpace(ctx, cfg.DataDir, cfg.minFree(), cfg.Logger); err != nil {
+		return nil, err
+	}
 	n := &Node{cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{}),
 		ownerWake: make(chan struct{}, 1), announceWake: make(chan struct{}, 1), fatal: make(chan error, 1)}
 	// What is opened is closed again, newest first, if a later step fails.
@@ -152,6 +155,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
 	n.removeUploadTemps()
+	n.removeOldWasmCaches()
 
 	nodeToken, err := loadNodeToken(cfg.DataDir)
 	if err != nil {

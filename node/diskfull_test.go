@@ -1,0 +1,159 @@
+//go:build linux
+
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// smallDisk mounts a tmpfs of size on a fresh directory (the tests run as root, as CI does)
+// and unmounts it when the test ends.
+func smallDisk(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs (root needed): %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
+	return dir
+}
+
+// fillDisk writes dir/filler until its file system is full.
+func fillDisk(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+}
+
+// lockedBuffer collects a node's log lines for a test to wait on.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRestartOnAFullDiskWaitsForSpace: a node whose result store hits a full disk stops (a
+// committed entry it cannot store: consensus.LocalFailure); started again on the still-full
+// disk, it waits for space, taking no work, instead of replaying its log up to the same entry
+// and stopping again; once space is back it starts, replays, and finishes the job. Before, the
+// restart stopped again at the same entry within seconds, so a supervisor (hydra.service:
+// Restart=on-failure) restarted the node every few seconds for as long as the disk was full.
+func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
+	dir := smallDisk(t, "64m")
+	n := newTestNode(t, dir, "n0", func(c *Config) { c.minFreeBytes = 4 << 20 })
+	n.start(t)
+	waitFor(t, 20*time.Second, "token", func() error {
+		if n.APIToken() == "" {
+			return errors.New("no token")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	j, err := n.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &compute.MandelParams{Width: 1000, Height: 1000, CenterX: -0.5, CenterY: 0, Span: 3, MaxIter: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillDisk(t, dir)
+	select {
+	case err := <-n.done:
+		n.cancel = nil
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("the node stopped with %v, want a failure to store a result (ENOSPC)", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the node did not stop on a full disk")
+	}
+
+	var logs lockedBuffer
+	cfg := n.cfg
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	type made struct {
+		n   *Node
+		err error
+	}
+	second := make(chan made, 1)
+	go func() {
+		n2, err := New(context.Background(), cfg)
+		second <- made{n2, err}
+	}()
+	waitFor(t, 20*time.Second, "the restarted node to wait for space", func() error {
+		select {
+		case m := <-second:
+			second <- m
+			t.Fatalf("the restart on a full disk did not wait for space (New: %v)", m.err)
+		default:
+		}
+		if !strings.Contains(logs.String(), "disk full") {
+			return errors.New("no disk full in its log")
+		}
+		return nil
+	})
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	var m made
+	select {
+	case m = <-second:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node did not start once space was back")
+	}
+	if m.err != nil {
+		t.Fatalf("start once space was back: %v", m.err)
+	}
+	tn := &testNode{Node: m.n, dir: dir, done: make(chan error, 1)}
+	tn.start(t)
+	waitFor(t, 60*time.Second, "the job done after the restart", func() error {
+		select {
+		case err := <-tn.done:
+			tn.cancel = nil
+			t.Fatalf("the restarted node stopped: %v", err)
+		default:
+		}
+		if got, ok := tn.Job(j.ID); !ok || got.State != compute.StateDone {
+			return fmt.Errorf("job %v %v", ok, got.State)
+		}
+		return nil
+	})
+}

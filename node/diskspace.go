@@ -1,0 +1,51 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// minFreeToStart is the free space a node waits for on its data directory's file system
+// before it opens its state. A committed raft entry that cannot be stored (the disk is full)
+// stops the node (consensus.LocalFailure), and a restart replays the log up to that entry
+// again: on a disk still full it stopped again, and a supervisor that restarts a failed node
+// (packaging/hydra.service) restarted it every few seconds for good. The node waits instead,
+// taking no work, and starts once space is back. 64 MiB holds many raft entries (each at most
+// a few MiB) and the growth of the result store.
+const minFreeToStart = 64 << 20
+
+// diskSpacePoll is how often a node waiting for free space looks again.
+const diskSpacePoll = time.Second
+
+func (c Config) minFree() uint64 {
+	if c.minFreeBytes > 0 {
+		return c.minFreeBytes
+	}
+	return minFreeToStart
+}
+
+// waitForDiskSpace returns once dir's file system has min bytes free for this user, or ctx
+// ends (SIGTERM). Where free space cannot be read it does not wait.
+func waitForDiskSpace(ctx context.Context, dir string, min uint64, log *slog.Logger) error {
+	free, err := freeBytes(dir)
+	if err != nil || free >= min {
+		return nil
+	}
+	log.Error("disk full: the node waits for free space on its data directory before it starts (it takes no work meanwhile, then replays its raft log)",
+		"dir", dir, "free_bytes", free, "needed_bytes", min)
+	t := time.NewTicker(diskSpacePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("--data %s: waiting for free space (disk full: %d bytes free, %d needed): %w", dir, free, min, ctx.Err())
+		case <-t.C:
+		}
+		if free, err = freeBytes(dir); err != nil || free >= min {
+			log.Info("disk space is back: starting", "dir", dir, "free_bytes", free)
+			return nil
+		}
+	}
+}
