@@ -50,6 +50,8 @@ type DiscoveryConfig struct {
 	readvertise     time.Duration // how often the rendezvous is re-advertised
 	mdnsDialDelay   time.Duration // head start given to the lower peer ID
 	watchdogRecheck time.Duration // join peers are rechecked at least this often
+	providerKeys    int           // DHT keys held other than the cluster's rendezvous
+	providersPerKey int           // DHT providers held per key
 }
 
 // Defaults of DiscoveryConfig's tuning knobs.
@@ -89,6 +91,12 @@ func (c *DiscoveryConfig) applyDefaults() {
 	def(&c.readvertise, defaultReadvertise)
 	def(&c.mdnsDialDelay, defaultMDNSDialDelay)
 	def(&c.watchdogRecheck, defaultWatchdogRecheck)
+	if c.providerKeys <= 0 {
+		c.providerKeys = defaultForeignKeys
+	}
+	if c.providersPerKey <= 0 {
+		c.providersPerKey = defaultProvidersPerKey
+	}
 }
 
 // source names the mechanism that found a peer, for logs.
@@ -115,6 +123,8 @@ type discovery struct {
 	inflight map[peer.ID]bool // peers being dialled by found
 
 	joinWake map[peer.ID]chan struct{} // poked when a join peer disconnects
+
+	providers *providerStore // the DHT's provider records, if DHT is on
 }
 
 // ErrDiscoveryStarted is returned by a second StartDiscovery on one Host:
