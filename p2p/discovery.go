@@ -49,6 +49,8 @@ type DiscoveryConfig struct {
 	rendezvousMax   time.Duration // steady-state DHT rendezvous interval
 	readvertise     time.Duration // how often the rendezvous is re-advertised
 	mdnsDialDelay   time.Duration // head start given to the lower peer ID
+	mdnsRetryMin    time.Duration // first retry of an mDNS service that failed to start
+	mdnsRetryMax    time.Duration // cap of the mDNS retry delay
 	watchdogRecheck time.Duration // join peers are rechecked at least this often
 	providerKeys    int           // DHT keys held other than the cluster's rendezvous
 	providersPerKey int           // DHT providers held per key
@@ -62,6 +64,8 @@ const (
 	defaultRendezvousMax   = time.Minute
 	defaultReadvertise     = 10 * time.Minute
 	defaultMDNSDialDelay   = time.Second
+	defaultMDNSRetryMin    = time.Second
+	defaultMDNSRetryMax    = 5 * time.Minute
 	defaultWatchdogRecheck = 30 * time.Second
 	// dialTimeout bounds one connection attempt, so a black-holed address
 	// cannot stall a join loop.
@@ -90,6 +94,8 @@ func (c *DiscoveryConfig) applyDefaults() {
 	def(&c.rendezvousMax, defaultRendezvousMax)
 	def(&c.readvertise, defaultReadvertise)
 	def(&c.mdnsDialDelay, defaultMDNSDialDelay)
+	def(&c.mdnsRetryMin, defaultMDNSRetryMin)
+	def(&c.mdnsRetryMax, defaultMDNSRetryMax)
 	def(&c.watchdogRecheck, defaultWatchdogRecheck)
 	if c.providerKeys <= 0 {
 		c.providerKeys = defaultForeignKeys
@@ -136,7 +142,8 @@ var ErrDiscoveryStarted = errors.New("p2p: discovery already started")
 // Host is closed (Close waits for them). It fails if the Host is closed,
 // if discovery was already started, or if the DHT cannot be created. An
 // mDNS service that cannot start (no multicast-capable interface) is not an
-// error: it is logged and retried when the host's addresses change.
+// error: it is logged and retried with a backoff (1 s doubling to 5 min)
+// and when the host's addresses change.
 func (h *Host) StartDiscovery(ctx context.Context, cfg DiscoveryConfig) error {
 	cfg.applyDefaults()
 	h.mu.Lock()
