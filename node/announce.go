@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/node/owner"
+	"github.com/hydra-compute/hydra/p2p"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -79,19 +80,39 @@ func decodeAnnouncement(from peer.ID, data []byte) (Announcement, error) {
 	return a, nil
 }
 
-// peerTable keeps the latest announcement of every peer and when it came.
+// peerTable keeps the latest announcement of every peer and when it came,
+// for Status and NodeNames (which read the entries of members only), and
+// when an announced peer was last dialled (learnAddrs). Only members'
+// announcements get through gossip, but members come and go: the entries
+// of peers that are no longer members are forgotten once they have been
+// silent for forgetAfter, and the table never holds more than
+// maxPeerEntries peers.
 type peerTable struct {
 	mu     sync.Mutex
 	seen   map[string]seenPeer
 	dialed map[string]time.Time // last dial attempt to an announced peer
 }
 
+// maxPeerEntries caps the peers a peerTable holds: above the registry's
+// 10 000 nodes, so that every member of the largest cluster has its place.
+const maxPeerEntries = 12 << 10
+
+// dialEvery is how often an announced, unconnected peer may be dialled.
+const dialEvery = 5 * time.Second
+
+// forgetAfter is how long the entry of a peer that is not a member is kept
+// after its last announcement, if it announces every d: ten times as long
+// as it takes to be shown offline. An announcement that arrives just
+// before its sender is admitted (the gate says member a moment later) is
+// then still there to be shown.
+func forgetAfter(d time.Duration) time.Duration { return 10 * offlineAfter(d) }
+
 // dialDue reports whether an announced, unconnected peer may be dialled
-// now (at most every 5 s), and records the attempt.
+// now (at most every dialEvery), and records the attempt.
 func (t *peerTable) dialDue(id string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if now.Sub(t.dialed[id]) < 5*time.Second {
+	if now.Sub(t.dialed[id]) < dialEvery {
 		return false
 	}
 	t.dialed[id] = now
@@ -107,10 +128,48 @@ func newPeerTable() *peerTable {
 	return &peerTable{seen: map[string]seenPeer{}, dialed: map[string]time.Time{}}
 }
 
-func (t *peerTable) put(a Announcement, now time.Time) {
+// put records a's announcement, heard at now. A new peer beyond
+// maxPeerEntries takes the place of the peer heard from longest ago, one
+// that keep rejects if there is any.
+func (t *peerTable) put(a Announcement, now time.Time, keep func(id string) bool) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.seen[a.ID]; !ok && len(t.seen) >= maxPeerEntries {
+		victim, victimKept := "", true
+		var oldest time.Time
+		for id, sp := range t.seen {
+			kept := keep(id)
+			if victim == "" || (victimKept && !kept) || (kept == victimKept && sp.when.Before(oldest)) {
+				victim, victimKept, oldest = id, kept, sp.when
+			}
+		}
+		delete(t.seen, victim)
+		delete(t.dialed, victim)
+	}
 	t.seen[a.ID] = seenPeer{ann: a, when: now}
-	t.mu.Unlock()
+}
+
+// prune forgets the peers that keep rejects (not members, not this node)
+// and that have not announced for forgetAfter their interval (interval, or
+// longer if they said so), and the dial attempts older than dialEvery,
+// which no longer hold a dial back.
+func (t *peerTable) prune(now time.Time, interval time.Duration, keep func(id string) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, sp := range t.seen {
+		every := interval
+		if sp.ann.Every > 0 {
+			every = max(every, time.Duration(sp.ann.Every*float64(time.Second)))
+		}
+		if now.Sub(sp.when) > forgetAfter(every) && !keep(id) {
+			delete(t.seen, id)
+		}
+	}
+	for id, at := range t.dialed {
+		if now.Sub(at) >= dialEvery {
+			delete(t.dialed, id)
+		}
+	}
 }
 
 func (t *peerTable) get(id string) (seenPeer, bool) {
@@ -129,6 +188,17 @@ func (t *peerTable) ids() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// keepPeer reports whether the peer table must keep id's entry however
+// long it has been silent: this node's own, and those of members, which
+// Status shows (offline, last seen then) as long as they are members.
+func (n *Node) keepPeer(id string) bool {
+	if id == n.host.ID().String() {
+		return true
+	}
+	pid, err := peer.Decode(id)
+	return err == nil && n.host.Access(pid) == p2p.AccessMember
 }
 
 // self builds this node's own announcement.
@@ -172,7 +242,7 @@ func (n *Node) announce(ctx context.Context) error {
 			n.log.Debug("dropped announcement", "peer", from, "err", err)
 			return
 		}
-		n.peers.put(a, time.Now())
+		n.peers.put(a, time.Now(), n.keepPeer)
 		n.learnAddrs(ctx, from, a.Addrs)
 	})
 	if err != nil {
@@ -188,7 +258,8 @@ func (n *Node) announce(ctx context.Context) error {
 		for {
 			me := n.self()
 			now := time.Now()
-			n.peers.put(me, now)
+			n.peers.put(me, now, n.keepPeer)
+			n.peers.prune(now, n.cfg.AnnounceInterval, n.keepPeer)
 			// An idle node publishes (a signed gossip message every peer verifies and
 			// forwards) only when something a peer shows changed, else every idleAnnounceEvery.
 			idle := n.worker != nil && n.worker.Idle()

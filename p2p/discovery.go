@@ -49,7 +49,11 @@ type DiscoveryConfig struct {
 	rendezvousMax   time.Duration // steady-state DHT rendezvous interval
 	readvertise     time.Duration // how often the rendezvous is re-advertised
 	mdnsDialDelay   time.Duration // head start given to the lower peer ID
+	mdnsRetryMin    time.Duration // first retry of an mDNS service that failed to start
+	mdnsRetryMax    time.Duration // cap of the mDNS retry delay
 	watchdogRecheck time.Duration // join peers are rechecked at least this often
+	providerKeys    int           // DHT keys held other than the cluster's rendezvous
+	providersPerKey int           // DHT providers held per key
 }
 
 // Defaults of DiscoveryConfig's tuning knobs.
@@ -60,6 +64,8 @@ const (
 	defaultRendezvousMax   = time.Minute
 	defaultReadvertise     = 10 * time.Minute
 	defaultMDNSDialDelay   = time.Second
+	defaultMDNSRetryMin    = time.Second
+	defaultMDNSRetryMax    = 5 * time.Minute
 	defaultWatchdogRecheck = 30 * time.Second
 	// dialTimeout bounds one connection attempt, so a black-holed address
 	// cannot stall a join loop.
@@ -88,7 +94,15 @@ func (c *DiscoveryConfig) applyDefaults() {
 	def(&c.rendezvousMax, defaultRendezvousMax)
 	def(&c.readvertise, defaultReadvertise)
 	def(&c.mdnsDialDelay, defaultMDNSDialDelay)
+	def(&c.mdnsRetryMin, defaultMDNSRetryMin)
+	def(&c.mdnsRetryMax, defaultMDNSRetryMax)
 	def(&c.watchdogRecheck, defaultWatchdogRecheck)
+	if c.providerKeys <= 0 {
+		c.providerKeys = defaultForeignKeys
+	}
+	if c.providersPerKey <= 0 {
+		c.providersPerKey = defaultProvidersPerKey
+	}
 }
 
 // source names the mechanism that found a peer, for logs.
@@ -115,6 +129,8 @@ type discovery struct {
 	inflight map[peer.ID]bool // peers being dialled by found
 
 	joinWake map[peer.ID]chan struct{} // poked when a join peer disconnects
+
+	providers *providerStore // the DHT's provider records, if DHT is on
 }
 
 // ErrDiscoveryStarted is returned by a second StartDiscovery on one Host:
@@ -126,7 +142,8 @@ var ErrDiscoveryStarted = errors.New("p2p: discovery already started")
 // Host is closed (Close waits for them). It fails if the Host is closed,
 // if discovery was already started, or if the DHT cannot be created. An
 // mDNS service that cannot start (no multicast-capable interface) is not an
-// error: it is logged and retried when the host's addresses change.
+// error: it is logged and retried with a backoff (1 s doubling to 5 min)
+// and when the host's addresses change.
 func (h *Host) StartDiscovery(ctx context.Context, cfg DiscoveryConfig) error {
 	cfg.applyDefaults()
 	h.mu.Lock()

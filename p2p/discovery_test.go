@@ -21,6 +21,8 @@ func fastDiscovery(cfg DiscoveryConfig) DiscoveryConfig {
 	cfg.rendezvousMax = 500 * time.Millisecond
 	cfg.readvertise = time.Second
 	cfg.mdnsDialDelay = 100 * time.Millisecond
+	cfg.mdnsRetryMin = 50 * time.Millisecond
+	cfg.mdnsRetryMax = 400 * time.Millisecond
 	cfg.watchdogRecheck = time.Second
 	return cfg
 }

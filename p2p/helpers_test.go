@@ -209,9 +209,13 @@ func (r *logRecorder) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (r *logRecorder) WithGroup(string) slog.Handler { return r }
 
 // has reports whether a recorded line contains every one of parts.
-func (r *logRecorder) has(parts ...string) bool {
+func (r *logRecorder) has(parts ...string) bool { return r.count(parts...) > 0 }
+
+// count is the number of recorded lines that contain every one of parts.
+func (r *logRecorder) count(parts ...string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	n := 0
 next:
 	for _, l := range *r.lines {
 		for _, p := range parts {
@@ -219,7 +223,7 @@ next:
 				continue next
 			}
 		}
-		return true
+		n++
 	}
-	return false
+	return n
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -32,13 +33,17 @@ func MDNSServiceName(cluster string) string {
 // up later (Wi-Fi joining, a cable plugged in) would otherwise never be
 // announced (docs/design.md §6). The trigger is the host's
 // EvtLocalAddressesUpdated; libp2p caches interface addresses for a minute,
-// so a new interface is announced within about a minute. A failed start
-// (no multicast-capable interface yet) is logged and retried at the next
-// address change.
+// so a new interface is announced within about a minute. A start that
+// fails (no multicast-capable interface yet, say at boot) is retried with
+// a backoff, from mdnsRetryMin doubling to mdnsRetryMax, and at the next
+// address change: multicast may come up on an interface whose addresses
+// do not change. The first failure is a warning, the retries' failures
+// are debug lines.
 type mdnsRunner struct {
 	d          *discovery
 	service    mdns.Service
 	advertised []string // sorted interface addresses at the last (re)start
+	failing    bool     // the last start failed (and was logged as a warning)
 }
 
 // run serves mDNS until the discovery context ends. It owns its service:
@@ -49,23 +54,41 @@ func (m *mdnsRunner) run() {
 	if err != nil {
 		d.log.Error("mdns: cannot watch address changes; announcing current addresses only", "err", err)
 	}
-	m.restart()
 	defer m.stop()
-	if sub == nil {
-		<-d.ctx.Done()
-		return
+	var events <-chan any
+	if sub != nil {
+		defer sub.Close()
+		events = sub.Out()
 	}
-	defer sub.Close()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	delay := d.cfg.mdnsRetryMin
+	// start (re)starts the service and, while it fails, keeps one retry
+	// scheduled, each delay twice the last up to mdnsRetryMax.
+	start := func() {
+		retry.Stop()
+		if m.restart() {
+			delay = d.cfg.mdnsRetryMin
+			return
+		}
+		retry.Reset(delay)
+		delay = min(2*delay, d.cfg.mdnsRetryMax)
+	}
+	start()
 	for {
 		select {
 		case <-d.ctx.Done():
 			return
-		case _, ok := <-sub.Out():
+		case <-retry.C:
+			start()
+		case _, ok := <-events:
 			if !ok {
-				return
+				events = nil
+				continue
 			}
 			if m.service == nil || !slices.Equal(m.interfaceAddrs(), m.advertised) {
-				m.restart()
+				start()
 			}
 		}
 	}
@@ -86,21 +109,33 @@ func (m *mdnsRunner) interfaceAddrs() []string {
 	return out
 }
 
-func (m *mdnsRunner) restart() {
+// restart stops the service and starts a new one; it reports whether the
+// service runs (true too once discovery has stopped: nothing to retry).
+func (m *mdnsRunner) restart() bool {
 	m.stop()
 	d := m.d
 	if d.ctx.Err() != nil {
-		return
+		return true
 	}
 	m.advertised = m.interfaceAddrs()
 	svc := mdns.NewMdnsService(d.h.h, MDNSServiceName(d.h.cluster), mdnsNotifee{d})
 	if err := svc.Start(); err != nil {
 		_ = svc.Close()
-		d.log.Warn("mdns: not announcing on the LAN (retrying when addresses change); use --join if multicast is unavailable", "service", MDNSServiceName(d.h.cluster), "err", err)
-		return
+		if m.failing {
+			d.log.Debug("mdns: still not announcing on the LAN", "service", MDNSServiceName(d.h.cluster), "err", err)
+		} else {
+			d.log.Warn("mdns: not announcing on the LAN (retrying with backoff and when addresses change); use --join if multicast is unavailable", "service", MDNSServiceName(d.h.cluster), "err", err)
+		}
+		m.failing = true
+		return false
 	}
+	if m.failing {
+		d.log.Info("mdns: announcing on the LAN after all", "service", MDNSServiceName(d.h.cluster))
+	}
+	m.failing = false
 	m.service = svc
 	d.log.Debug("mdns: announcing", "service", MDNSServiceName(d.h.cluster), "addrs", m.advertised)
+	return true
 }
 
 func (m *mdnsRunner) stop() {

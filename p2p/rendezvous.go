@@ -6,6 +6,7 @@ import (
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
 	corediscovery "github.com/libp2p/go-libp2p/core/discovery"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	dutil "github.com/libp2p/go-libp2p/p2p/discovery/util"
@@ -19,7 +20,8 @@ func rendezvousNamespace(cluster string) string {
 }
 
 // rendezvousTTL is asked of provider records; the DHT keeps them for a
-// fixed time anyway, and the node re-advertises well before it ends.
+// fixed time anyway (providerValidity, the same hour), and the node
+// re-advertises well before it ends.
 const rendezvousTTL = time.Hour
 
 // findTimeout bounds one rendezvous lookup.
@@ -29,11 +31,29 @@ const findTimeout = 30 * time.Second
 // stable enough peer to hold records for a handful of others) bootstrapped
 // from the join peers, and the rendezvous loop. It returns the DHT's close
 // function, to run after every goroutine has ended.
+//
+// Any connected peer, an outsider too, may store records on a DHT server,
+// so what it holds is bounded (providers.go): provider records only, for
+// few keys, few providers each, for an hour; value records are disabled
+// (Hydra uses none, and anyone can make any number of valid public-key
+// records).
 func (d *discovery) startDHT() (func(), error) {
+	store, err := newProviderStore(d.h.cluster, d.cfg.providerKeys, d.cfg.providersPerKey)
+	if err != nil {
+		return nil, err
+	}
+	d.providers = store
 	kad, err := dht.New(d.h.h,
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(ProtocolPrefix),
 		dht.BootstrapPeers(d.cfg.Join...),
+		dht.DisableValues(),
+		dht.Datastore(store),
+		dht.ProviderManagerOpts(
+			records.ProvideValidity(providerValidity),
+			records.CleanupInterval(providerCleanup),
+			records.Cache(noProviderCache{}),
+		),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: start DHT: %w", err)
