@@ -4,9 +4,32 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
+
+// TestAPIDocNamesEveryMetric: docs/api.md's /metrics section names every metric the node
+// defines (node/metrics.go, read as source: the names are its prometheus.NewDesc calls).
+func TestAPIDocNamesEveryMetric(t *testing.T) {
+	src, err := os.ReadFile("node/metrics.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`prometheus\.NewDesc\("([a-z0-9_]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(names) < 10 {
+		t.Fatalf("found %d metrics in node/metrics.go: the pattern no longer matches how they are defined", len(names))
+	}
+	for _, m := range names {
+		if !regexp.MustCompile("`" + m[1] + "[`{]").Match(doc) {
+			t.Errorf("docs/api.md (GET /metrics) does not name the metric %s", m[1])
+		}
+	}
+}
 
 // TestDesignMapNamesEveryPackage: the map of packages in docs/design.md §1 has a line for every
 // directory of Go code (scripts/ and examples/ have one line each), and every directory it names
