@@ -23,9 +23,10 @@ func adminCall(af *apiFlags, method, path string, body, out any) error {
 	return c.Do(ctx, method, path, body, out)
 }
 
-// oneArg parses flags and exactly one positional argument.
-func oneArg(name, what string, args []string, stdout io.Writer, reg func(fs *flag.FlagSet)) (string, *apiFlags, error) {
-	fs, af := newClientFlags(name, stdout)
+// oneArg parses flags and exactly one positional argument: what it is, and
+// arg, how usage messages show it (FINGERPRINT).
+func oneArg(name, what, arg string, args []string, stdout io.Writer, reg func(fs *flag.FlagSet)) (string, *apiFlags, error) {
+	fs, af := newClientFlags(name+" "+arg, stdout)
 	if reg != nil {
 		reg(fs)
 	}
@@ -35,8 +36,7 @@ func oneArg(name, what string, args []string, stdout io.Writer, reg func(fs *fla
 		pos, args = args[0], args[1:]
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+		if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
 			return "", nil, err
 		}
 		return "", nil, usageError{err}
@@ -50,14 +50,14 @@ func oneArg(name, what string, args []string, stdout io.Writer, reg func(fs *fla
 		return "", nil, usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if pos == "" {
-		return "", nil, usagef("which %s? (hydra %s %s)", what, name, "ARG")
+		return "", nil, usagef("which %s? (hydra %s %s)", what, name, arg)
 	}
 	return pos, af, nil
 }
 
 func runApprove(args []string, stdout, stderr io.Writer) error {
 	var role string
-	fp, af, err := oneArg("approve", "fingerprint", args, stdout, func(fs *flag.FlagSet) {
+	fp, af, err := oneArg("approve", "fingerprint", "FINGERPRINT", args, stdout, func(fs *flag.FlagSet) {
 		fs.StringVar(&role, "role", "member", "role of the node: member or worker (a worker never votes)")
 	})
 	if err != nil {
@@ -72,7 +72,7 @@ func runApprove(args []string, stdout, stderr io.Writer) error {
 }
 
 func runDeny(args []string, stdout, stderr io.Writer) error {
-	fp, af, err := oneArg("deny", "fingerprint", args, stdout, nil)
+	fp, af, err := oneArg("deny", "fingerprint", "FINGERPRINT", args, stdout, nil)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func runDeny(args []string, stdout, stderr io.Writer) error {
 }
 
 func runRemove(args []string, stdout, stderr io.Writer) error {
-	nd, af, err := oneArg("remove", "node", args, stdout, nil)
+	nd, af, err := oneArg("remove", "node", "NODE", args, stdout, nil)
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	case "list":
 		return runTokenList(args[1:], stdout)
 	case "revoke":
-		id, af, err := oneArg("token revoke", "token ID", args[1:], stdout, nil)
+		id, af, err := oneArg("token revoke", "token ID", "ID", args[1:], stdout, nil)
 		if err != nil {
 			return err
 		}
@@ -181,7 +181,7 @@ func runTokenList(args []string, stdout io.Writer) error {
 }
 
 func runAdmit(args []string, stdout, stderr io.Writer) error {
-	mode, af, err := oneArg("admit", "mode (approval or lan)", args, stdout, nil)
+	mode, af, err := oneArg("admit", "mode (approval or lan)", "approval|lan", args, stdout, nil)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func commands() []command {
 		{"status", "show the cluster as a node sees it", runStatus},
 		{"leave", "remove the local node from its cluster for good and stop it", runLeave},
 		{"recover", "bring back a cluster that lost a majority of its voters (node stopped)", runRecover},
-		{"submit", "submit a job: hydra submit pi|mandelbrot [flags] [--wait]", runSubmit},
+		{"submit", "submit a job: hydra submit pi|mandelbrot|wasm [flags] [--wait]", runSubmit},
 		{"jobs", "list jobs, newest first", runJobs},
 		{"job", "show one job: state, progress, parameters, which nodes did how much", runJob},
 		{"result", "print a job's result, or write its image (-o FILE, --raw)", runResult},
@@ -131,8 +131,7 @@ func newFlagSet(name string, stdout io.Writer) *flag.FlagSet {
 // positional arguments are refused.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+		if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
 			return err
 		}
 		return usageError{err}

@@ -76,6 +76,35 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 }
 
+// TestHelpPrintsUsageOnce: `hydra CMD -h` prints its usage once, naming the command as typed
+// (flag.Parse prints it on -h already: printing it again doubled every command's help).
+func TestHelpPrintsUsageOnce(t *testing.T) {
+	var cases [][]string
+	for _, c := range commands() {
+		cases = append(cases, []string{c.name, "-h"})
+	}
+	cases = append(cases, []string{"submit", "pi", "-h"}, []string{"submit", "mandelbrot", "-h"},
+		[]string{"submit", "wasm", "-h"}, []string{"token", "create", "-h"}, []string{"token", "list", "-h"},
+		[]string{"token", "revoke", "-h"}, []string{"config", "get", "-h"}, []string{"config", "set", "--help"},
+		[]string{"config", "--help"}, []string{"trust", "reset", "-h"})
+	for _, args := range cases {
+		code, out, _ := run(args...)
+		if code != ExitOK {
+			t.Errorf("%v: exit %d, want %d", args, code, ExitOK)
+		}
+		if n := strings.Count(out, "Usage:"); n != 1 {
+			t.Errorf("%v: %d usage lines, want 1:\n%s", args, n, out)
+		}
+		want := "Usage: hydra " + args[0]
+		if args[1] != "-h" && args[1] != "--help" {
+			want += " " + args[1]
+		}
+		if !strings.HasPrefix(out, want) || strings.Contains(strings.SplitN(out, "\n", 2)[0], "--help") {
+			t.Errorf("%v: usage starts %q, want %q…", args, strings.SplitN(out, "\n", 2)[0], want)
+		}
+	}
+}
+
 func TestStatusUnreachableNodeExit1(t *testing.T) {
 	code, _, stderr := run("status", "--api", "http://127.0.0.1:1")
 	if code != ExitFailure {

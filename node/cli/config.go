@@ -21,15 +21,18 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		return usagef("want 'hydra config get' or 'hydra config set retention=72h disk-cap=8GiB max-jobs=20000 read-auth=false'")
 	}
 	verb := args[0]
-	fs, af := newClientFlags("config "+verb, stdout)
+	name := "config " + verb
+	if verb == "-h" || verb == "--help" {
+		name = "config get|set"
+	}
+	fs, af := newClientFlags(name, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if verb == "-h" || verb == "--help" {
 		fs.Usage()
 		return nil
 	}
 	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+		if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
 			return err
 		}
 		return usageError{err}

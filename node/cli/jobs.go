@@ -32,8 +32,7 @@ func parseFlagsArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
+			if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
 				return nil, err
 			}
 			return nil, usageError{err}
