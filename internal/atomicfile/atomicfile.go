@@ -21,7 +21,7 @@ var (
 // left), syncs it, renames it to path and syncs the directory. Without the first sync a power
 // cut can leave path renamed but empty (ext4, xfs and btrfs write data and metadata apart);
 // without the second it can forget the rename, so a file reported written is gone. On an
-// error path is unchanged and the temporary file removed.
+// error before the rename path is unchanged; the temporary file is removed on every error.
 func Write(path string, data []byte, perm os.FileMode, tempPrefix string) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, tempPrefix+"*")
@@ -50,17 +50,4 @@ func Write(path string, data []byte, perm os.FileMode, tempPrefix string) error 
 		return fmt.Errorf("write %s: sync directory: %w", path, err)
 	}
 	return nil
-}
-
-// SyncDir makes the creations, renames and removals of files in dir durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
