@@ -8,9 +8,12 @@
 // number out again at once: two nodes (or one node's p2p and HTTP
 // listeners) given the same number collide, and anything on the machine
 // may take the number before the node binds it. So the ports come from
-// outside the ephemeral range, each handed out once per process, starting
-// at a place that depends on the process ID so that two programs started
-// together do not walk the same numbers.
+// outside the ephemeral range, each handed out once per process, and, where
+// the system has POSIX record locks, claimed for the life of the process in
+// a lock file shared by every program that uses this package (claim): the
+// test binaries of several packages run at once, each starting nodes
+// seconds after it picked their ports, and a port one of them picked but
+// has not bound yet looks free to the others.
 package localport
 
 import (
@@ -31,13 +34,15 @@ var state struct {
 
 // Free returns a port number that is free on 127.0.0.1 for both TCP and
 // UDP now (a libp2p node may listen on QUIC too), lies outside the
-// kernel's ephemeral range, and was not returned before in this process.
+// kernel's ephemeral range, was not returned before in this process, and
+// is not claimed by another process that uses this package.
 func Free() (int, error) {
 	state.Lock()
 	defer state.Unlock()
 	if state.next == 0 {
 		state.lo, state.hi = Range()
-		state.next = state.lo + os.Getpid()%(state.hi-state.lo)
+		// A scrambled start: processes started together (close PIDs) begin far apart.
+		state.next = state.lo + int(uint64(os.Getpid())*2654435761%uint64(state.hi-state.lo))
 	}
 	for range state.hi - state.lo {
 		p := state.next
@@ -45,7 +50,7 @@ func Free() (int, error) {
 		if state.next == state.hi {
 			state.next = state.lo
 		}
-		if free(p) {
+		if free(p) && claim(p) {
 			return p, nil
 		}
 	}
@@ -73,6 +78,21 @@ func free(p int) bool {
 // below it). Where the ephemeral range covers nearly everything, Free
 // shares it and only the once-per-process rule holds.
 func Range() (lo, hi int) {
+	elo, ehi := Ephemeral()
+	below := elo - 10000
+	above := 65536 - (ehi + 1)
+	switch {
+	case max(below, above) < 1000:
+		return 20000, 30000
+	case below >= above:
+		return 10000, elo
+	}
+	return ehi + 1, 65536
+}
+
+// Ephemeral returns the kernel's ephemeral port range, both ends included
+// (Linux's default where it cannot be read).
+func Ephemeral() (lo, hi int) {
 	elo, ehi := 32768, 60999
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
@@ -83,13 +103,5 @@ func Range() (lo, hi int) {
 			}
 		}
 	}
-	below := elo - 10000
-	above := 65536 - (ehi + 1)
-	switch {
-	case max(below, above) < 1000:
-		return 20000, 30000
-	case below >= above:
-		return 10000, elo
-	}
-	return ehi + 1, 65536
+	return elo, ehi
 }

@@ -24,6 +24,9 @@ func TestFreeDistinctAndNotEphemeral(t *testing.T) {
 			t.Fatalf("port %d outside [%d, %d)", p, lo, hi)
 		}
 	}
+	if elo, ehi := Ephemeral(); lo <= ehi && elo < hi {
+		return // the kernel's range covers nearly everything: Free shares it
+	}
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
