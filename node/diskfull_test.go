@@ -3,7 +3,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,24 +51,6 @@ func fillDisk(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// lockedBuffer collects a node's log lines for a test to wait on.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestRestartOnAFullDiskWaitsForSpace: a node whose result store hits a full disk stops (a
@@ -114,8 +94,10 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 		err error
 	}
 	second := make(chan made, 1)
+	startCtx, stopStart := context.WithCancel(context.Background())
+	t.Cleanup(stopStart) // a failed test does not leave New waiting for space
 	go func() {
-		n2, err := New(context.Background(), cfg)
+		n2, err := New(startCtx, cfg)
 		second <- made{n2, err}
 	}()
 	waitFor(t, 20*time.Second, "the restarted node to wait for space", func() error {

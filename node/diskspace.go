@@ -43,7 +43,12 @@ func waitForDiskSpace(ctx context.Context, dir string, min uint64, log *slog.Log
 			return fmt.Errorf("--data %s: waiting for free space (disk full: %d bytes free, %d needed): %w", dir, free, min, ctx.Err())
 		case <-t.C:
 		}
-		if free, err = freeBytes(dir); err != nil || free >= min {
+		free, err = freeBytes(dir)
+		switch {
+		case err != nil:
+			log.Warn("cannot read the free space any more: starting", "dir", dir, "err", err)
+			return nil
+		case free >= min:
 			log.Info("disk space is back: starting", "dir", dir, "free_bytes", free)
 			return nil
 		}

@@ -122,6 +122,9 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	n, err := node.New(ctx, cfg)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil // stopped while it waited to start (a full disk): a clean stop
+		}
 		return err
 	}
 	go func() {
