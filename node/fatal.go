@@ -10,10 +10,12 @@ import (
 	"github.com/hydra-compute/hydra/consensus"
 )
 
-// fatalError is the error Run stops with (exit code 1) when a committed entry could not be
-// applied here (consensus.ApplyFailure): for an op this build does not know, the version to
-// upgrade to (upgradeError); otherwise the remedy for a failing disk. Either way the node
-// replays its log when it starts again, and applies the entry then.
+// fatalError is the error Run stops with when a committed entry could not be applied here
+// (consensus.ApplyFailure): for an op this build does not know, the version to upgrade to
+// (upgradeError, a *ConfigError: exit code 78, which the service unit does not restart, since
+// the same build would stop at the same entry again every few seconds); otherwise the remedy
+// for a failing disk (exit code 1). Either way the node replays its log when it starts again,
+// and applies the entry then.
 func (n *Node) fatalError(err error) error {
 	if ue := upgradeError(err, n.raft.State().Nodes); ue != nil {
 		return ue
@@ -22,7 +24,7 @@ func (n *Node) fatalError(err error) error {
 }
 
 // upgradeError returns, for the failure of a committed entry whose op this build does not know
-// (consensus.UnknownOp), the error that says so and which hydra to upgrade to, found among the
+// (consensus.UnknownOp), the *ConfigError that says so and which hydra to upgrade to, found among the
 // members' registrations (nodes; nil when they are not known); nil for any other error.
 func upgradeError(err error, nodes map[string]consensus.NodeMeta) error {
 	af, isAF := errors.AsType[*consensus.ApplyFailure](err)
@@ -30,8 +32,8 @@ func upgradeError(err error, nodes map[string]consensus.NodeMeta) error {
 	if !isAF || !unknown {
 		return nil
 	}
-	return fmt.Errorf("this build (hydra %s, job-state level %d) does not know op %#02x committed at index %d; upgrade hydra to %s and start the node again: it replays its raft log and applies the entry (%w)",
-		Version, compute.Level, uo.UnknownOp(), af.Index, upgradeTarget(nodes), uo)
+	return &ConfigError{Err: fmt.Errorf("this build (hydra %s, job-state level %d) does not know op %#02x committed at index %d; upgrade hydra to %s and start the node again: it replays its raft log and applies the entry (%w)",
+		Version, compute.Level, uo.UnknownOp(), af.Index, upgradeTarget(nodes), uo)}
 }
 
 // upgradeTarget names the hydra to upgrade to: "version ≥ V", V the version of the member

@@ -31,6 +31,10 @@ func TestUpgradeErrorNamesOpIndexAndVersion(t *testing.T) {
 	if !errors.Is(err, compute.ErrUnknownOp) {
 		t.Fatalf("%v does not wrap ErrUnknownOp", err)
 	}
+	// Exit code 78: the service unit does not restart it into the same stop every few seconds.
+	if ce := (*ConfigError)(nil); !errors.As(err, &ce) {
+		t.Fatalf("%v is not a *ConfigError", err)
+	}
 	if err := upgradeError(af, nil); err == nil || !strings.Contains(err.Error(), "the version the other members run") {
 		t.Fatalf("unknown op, no newer member known: %v", err)
 	}
