@@ -66,7 +66,8 @@ const (
 	_ = uint(wire.MaxCommand - (audit.MaxLeaves*len(audit.Hash{}) + wire.MaxResult + wire.ResultOverhead + 64))
 )
 
-// ErrUnknownOp is returned by DecodeCommand and Apply for an op this version does not know.
+// ErrUnknownOp is wrapped by the error (an *UnknownOpError, a local failure) that DecodeCommand
+// and Apply return for an op this build does not know.
 var ErrUnknownOp = errors.New("unknown job-state op")
 
 // Submit creates a job. ID is chosen by the leader (unique); Time is the leader's clock when it
@@ -316,6 +317,9 @@ func deref(v any) any {
 // value). It is bounded and total: any input gives a value or an error, never a panic. It does
 // not validate semantics (a spec's ranges, a result's payload); Apply does.
 func DecodeCommand(op byte, payload []byte) (any, error) {
+	if OpLevel(op) == 0 {
+		return nil, &UnknownOpError{Op: op} // whatever its payload: a newer build's op
+	}
 	if len(payload) > wire.MaxCommand {
 		return nil, fmt.Errorf("decode op %#x: %d bytes exceeds %d", op, len(payload), wire.MaxCommand)
 	}
@@ -412,8 +416,8 @@ func DecodeCommand(op byte, payload []byte) (any, error) {
 		v = c
 	default:
 		mk, ok := fixedCommands[op]
-		if !ok {
-			return nil, fmt.Errorf("decode op %#x: %w", op, ErrUnknownOp)
+		if !ok { // an op in opLevels without a decoder: a slip of this build, not a newer op
+			return nil, fmt.Errorf("decode op %#x: no decoder", op)
 		}
 		c := mk()
 		c.code(fieldCoder{d: d})

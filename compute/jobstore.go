@@ -142,8 +142,9 @@ type Rejection struct {
 
 // Apply applies one committed command: op and payload as consensus received them, index the raft
 // log index (0 in tests that have none). It returns an error value for a command that changes
-// nothing (malformed, unknown job, validation), a *ResultsOutcome for OpResults, or nil. It never
-// panics on bad input.
+// nothing (malformed, unknown job, validation), a *ResultsOutcome for OpResults, or nil; an op
+// this build does not know gives an *UnknownOpError, a local failure that stops the node. It
+// never panics on bad input.
 func (s *JobStore) Apply(op byte, payload []byte, index uint64) any {
 	cmd, err := DecodeCommand(op, payload)
 	if err != nil {
@@ -158,7 +159,8 @@ func (s *JobStore) Apply(op byte, payload []byte, index uint64) any {
 // would, the entry's index with the first and 0 with the others) and returns their results in
 // order. The chunk results they accept are stored in one transaction of the ResultStore at the
 // end instead of one per command, and readers see the state only after all of it is applied.
-// A store that fails fails the whole entry with a *StorageError (a LocalFailure: the node stops
+// An op this build does not know fails the whole entry, before any of it is applied, with an
+// *UnknownOpError. A store that fails fails the whole entry with a *StorageError (a LocalFailure: the node stops
 // applying the log, so what this replica counted but did not store is never served as applied;
 // after a restart the entry is applied again).
 func (s *JobStore) ApplyBatch(ops []byte, payloads [][]byte, index uint64) ([]any, error) {
@@ -169,6 +171,10 @@ func (s *JobStore) ApplyBatch(ops []byte, payloads [][]byte, index uint64) ([]an
 	errs := make([]error, len(ops))
 	for i := range ops {
 		cmds[i], errs[i] = DecodeCommand(ops[i], payloads[i])
+		var unknown *UnknownOpError
+		if errors.As(errs[i], &unknown) {
+			return nil, unknown // before any command of the entry is applied: the node stops here
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

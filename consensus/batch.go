@@ -111,6 +111,10 @@ func (r *Raft) ApplyGroup(ctx context.Context, cmds []Command) ([]json.RawMessag
 				viaApply[i] = true
 				continue
 			}
+			if err := r.CheckOp(c.Op); err != nil {
+				errs[i] = err
+				continue
+			}
 			d, err := EncodeCommand(c)
 			if err != nil {
 				errs[i] = err

@@ -154,8 +154,17 @@ type Config struct {
 	// (compute.ErrNoSuchJob, ErrJobFinished...). errors.Is holds for them on the error Apply
 	// returns whether the App refused on this node or on the leader it forwarded to, whose
 	// refusal comes back as text and the list of these errors it wrapped, matched by their
-	// text (so each must have its own). ErrForbidden and ErrSettingsChanged are always known.
+	// text (so each must have its own). ErrForbidden, ErrSettingsChanged and ErrOpUnsupported
+	// are always known.
 	Refusals []error
+	// OpLevel, if set, gates App ops on the members' builds: it returns the job-state protocol
+	// level a build needs to apply op (compute.OpLevel; 0: this build does not know op), and
+	// an op is proposed only when every raft member registered at least that level
+	// (NodeMeta.Level; see CheckOp). Nil: no gate.
+	OpLevel func(op Op) int
+	// UnadvertisedLevel is the level counted for a member that registered none (a build older
+	// than levels): compute.LevelUnadvertised. Ops at or below it are never held back.
+	UnadvertisedLevel int
 	// AdminOps are the App ops only an admin may propose (cancel, delete,
 	// trust reset): the leader checks the admin credential forwarded with
 	// them (ApplyAs), whichever member proposes. Other App ops need a

@@ -78,7 +78,7 @@ func newRejection(text string, kinds []string, known []error) *rejection {
 // refusalErrors are the errors a refusal forwarded from the leader is recognised by (besides
 // ErrRejected): this package's, and the App's (Config.Refusals).
 func (r *Raft) refusalErrors() []error {
-	return append([]error{ErrForbidden, ErrSettingsChanged}, r.cfg.Refusals...)
+	return append([]error{ErrForbidden, ErrSettingsChanged, ErrOpUnsupported}, r.cfg.Refusals...)
 }
 
 // refused is the answer to a follower whose command was refused for err: its text, and the
@@ -117,6 +117,9 @@ func (r *Raft) Apply(ctx context.Context, cmd Command) (json.RawMessage, error) 
 func (r *Raft) apply(ctx context.Context, cmd Command, auth string) (json.RawMessage, error) {
 	if cmd.Op == OpBatch {
 		return nil, fmt.Errorf("%w: %w: a batch entry is built by the group commit only", ErrRejected, ErrForbidden)
+	}
+	if err := r.CheckOp(cmd.Op); err != nil {
+		return nil, err
 	}
 	data, err := EncodeCommand(cmd)
 	if err != nil {
@@ -261,6 +264,9 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 	}
 	if err := r.authorize(from, req.Command, req.Auth); err != nil {
 		r.log.Warn("refused a command", "from", from, "err", err)
+		return r.refused(err), nil
+	}
+	if err := r.CheckOp(Op(req.Command[1])); err != nil { // the follower checked with its view
 		return r.refused(err), nil
 	}
 	res, err := r.applyLocal(ctx, req.Command)

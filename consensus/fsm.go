@@ -63,7 +63,8 @@ func (f *FSM) publishRolesLocked() {
 // LocalFailure is implemented by errors an App's Apply returns when the
 // node, not the command, is at fault: its disk is full or failing, so a
 // committed entry that every other replica applies could not be applied
-// here (compute.StorageError). Going on would make this replica diverge
+// here (compute.StorageError), or its build is older than the op's
+// (compute.UnknownOpError; see UnknownOp). Going on would make this replica diverge
 // for good; the FSM stops applying instead and the node stops (see
 // Config.OnFatal). After a restart raft replays the log from the latest
 // snapshot, and the entry is applied again.
@@ -214,6 +215,12 @@ var ErrSnapshotFormat = errors.New("bad snapshot")
 // written out later by Persist, concurrently with new applies, streaming)
 // or, for an App without it, buffered here.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	// After a local failure raft still counts the entries it handed over as applied: a
+	// snapshot would label the state before the failure with a later index, and a restart
+	// from it would skip the entries this replica never applied (hydra recover too).
+	if af := f.failed.Load(); af != nil {
+		return nil, fmt.Errorf("snapshot: %w", af)
+	}
 	f.mu.RLock()
 	st := f.state.clone()
 	catchingUp := f.replayed != 0

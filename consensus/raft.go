@@ -156,8 +156,13 @@ func New(cfg Config) (*Raft, error) {
 		}
 	}
 	r.fsm.onFatal = func(af *ApplyFailure) {
-		log.Error("stopping: a committed entry could not be applied here; fix the cause (disk space?) and restart: the node replays its log",
-			"index", af.Index, "err", af.Err)
+		if uo, ok := errors.AsType[UnknownOp](af.Err); ok {
+			log.Error("stopping: this build does not know the op of a committed entry; upgrade hydra on this node and restart it: the node replays its log",
+				"index", af.Index, "op", fmt.Sprintf("%#02x", uo.UnknownOp()), "err", af.Err)
+		} else {
+			log.Error("stopping: a committed entry could not be applied here; fix the cause (disk space?) and restart: the node replays its log",
+				"index", af.Index, "err", af.Err)
+		}
 		if cfg.OnFatal != nil {
 			cfg.OnFatal(af)
 		}

@@ -20,6 +20,10 @@ type NodeMeta struct {
 	Version string    `json:"version"`
 	Cores   int       `json:"cores"`
 	Voter   VoterPref `json:"voter"`
+	// Level is the job-state protocol level of the node's build (compute.Level): which App ops
+	// its replica applies. 0: a build older than levels (Config.UnadvertisedLevel counts for
+	// it). Older builds ignore the field. See CheckOp.
+	Level int `json:"level,omitempty"`
 }
 
 // ClusterState is the replicated cluster-level state. It holds no secret:
@@ -82,10 +86,14 @@ func rejectf(format string, args ...any) error {
 // applyCommand is the stateless command processor: it decodes one log entry
 // and applies it to st (and app for ops ≥ OpAppFirst). Live applies and replay
 // after a restart both come through here, so they cannot diverge. It returns
-// the command's result: nil, an error value (rejected), or the App's value.
+// the command's result: nil, an error value (rejected), or the App's value; an op
+// this build does not know is a local failure (UnknownOp), which stops the FSM.
 // It never panics on arbitrary data and never reads a clock.
 func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 	cmd, err := DecodeCommand(data)
+	if errors.Is(err, ErrCommandOp) {
+		return &unknownOpError{op: data[1]} // a newer build's cluster op: stop, do not diverge
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
@@ -197,6 +205,9 @@ func (m NodeMeta) validate() error {
 	}
 	if m.Cores < 0 || m.Cores > maxCoresVal {
 		return fmt.Errorf("cores %d out of range", m.Cores)
+	}
+	if m.Level < 0 || m.Level > maxLevel {
+		return fmt.Errorf("job-state level %d out of range 0..%d", m.Level, maxLevel)
 	}
 	if m.Voter < VoterAuto || m.Voter > VoterNever {
 		return fmt.Errorf("voter preference %d out of range", m.Voter)

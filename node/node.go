@@ -189,6 +189,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Arch:    runtime.GOARCH,
 			Version: Version,
 			Cores:   runtime.NumCPU(),
+			Level:   compute.Level,
 		},
 		App:      jobsApp{JobStore: jobs, changed: n.jobsChanged},
 		AdminOps: adminOps,
@@ -201,6 +202,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 				return j.Spec, ok
 			})
 		},
+		// An op is proposed only once every member's build knows it (rolling upgrades).
+		OpLevel:           func(op consensus.Op) int { return compute.OpLevel(byte(op)) },
+		UnadvertisedLevel: compute.LevelUnadvertised,
 		OnFatal: func(af *consensus.ApplyFailure) {
 			select {
 			case n.fatal <- af:
@@ -215,6 +219,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		var damaged *boltfile.DamagedError
 		if errors.As(err, &damaged) { // an unusable data directory: restarting will not help
 			return nil, configErr("--data %s: %v", cfg.DataDir, err)
+		}
+		if ue := upgradeError(err, nil); ue != nil { // the replay at start met a newer build's op
+			return nil, ue
 		}
 		return nil, fmt.Errorf("open raft state in %s: %w", cfg.DataDir, err)
 	}
@@ -237,6 +244,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		IsMember:    n.isMember,
 		Publish:     n.publishActivity,
 		Settings:    func() consensus.Settings { return r.State().EffectiveSettings() },
+		CheckOp:     func(op byte) error { return r.CheckOp(consensus.Op(op)) },
 		Logger:      cfg.Logger,
 	})
 	// The one leadership path: raft runs the coordinator after Barrier
@@ -415,9 +423,10 @@ func (n *Node) Run(ctx context.Context) error {
 	case err := <-httpDone:
 		n.log.Error("http server stopped", "err", err)
 	case err := <-n.fatal:
-		// A committed entry could not be applied here (disk full?): stop
-		// rather than serve a replica that differs from the others.
-		runErr = fmt.Errorf("%w; free the disk (or fix it) and start the node again: it replays its raft log", err)
+		// A committed entry could not be applied here (disk full? an op of
+		// a newer build?): stop rather than serve a replica that differs
+		// from the others.
+		runErr = n.fatalError(err)
 	}
 	if n.crash.Load() {
 		_ = n.host.Close()

@@ -212,6 +212,9 @@ func (c *leadership) waiveLoneAudits(ctx context.Context, now time.Time) {
 	if !due || !slices.ContainsFunc(c.cfg.Audits.AuditTasks(), func(t compute.AuditTask) bool { return t.Node == node && !t.Full }) {
 		return
 	}
+	if !c.opAllowed(compute.OpAuditWaive) {
+		return
+	}
 	raw, err := c.cfg.Apply(ctx, compute.AuditWaive{Node: node, Time: now})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -371,4 +374,29 @@ func (c *leadership) auditsAnswered(audits []pendingAudit, raws []json.RawMessag
 		c.auditOutcome(raws[i], a.node)
 	}
 	return out
+}
+
+// opAllowed reports whether the coordinator may propose op, an op of its own initiative, now
+// (CoordinatorConfig.CheckOp): not while a raft member's build does not know it, which would
+// stop that member. The first refusal of a term is logged at info, and again once allowed and
+// refused anew.
+func (c *leadership) opAllowed(op byte) bool {
+	var err error
+	if c.cfg.CheckOp != nil {
+		err = c.cfg.CheckOp(op)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		delete(c.heldBack, op)
+		return true
+	}
+	if !c.heldBack[op] {
+		if c.heldBack == nil {
+			c.heldBack = map[byte]bool{}
+		}
+		c.heldBack[op] = true
+		c.log.Info("not proposed until every member runs a hydra that knows it", "op", fmt.Sprintf("%#02x", op), "reason", err)
+	}
+	return false
 }

@@ -70,7 +70,12 @@ type CoordinatorConfig struct {
 	// Settings returns the cluster's replicated settings: retention and
 	// disk cap bound finished jobs (compute.Evict).
 	Settings func() consensus.Settings
-	Logger   *slog.Logger
+	// CheckOp, if set, says whether an op the coordinator proposes on its own initiative
+	// (compute.OpAuditWaive) may be proposed now: an error when some raft member's build does
+	// not know it yet (consensus.Raft.CheckOp, a rolling upgrade under way). Such an op is then
+	// not proposed, and the error logged once. Nil: every op may be.
+	CheckOp func(op byte) error
+	Logger  *slog.Logger
 }
 
 // Coordinator is the leader-only half of the work protocol. It exists for
@@ -153,6 +158,7 @@ type leadership struct {
 	recAt    time.Time                  // the last reconcile
 	faults   map[string]*jobFaults      // job → what this term does about its module faults (faults.go)
 	warned   map[warnKey]bool           // refusals logged as a warning in this term (warnOnceLocked)
+	heldBack map[byte]bool              // ops not proposed since a member's build lacks them, logged (opAllowed)
 
 	ctx         context.Context        // the term's: ends with leadership
 	arch        map[string]string      // node → GOARCH it reported

@@ -1,0 +1,58 @@
+package node
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/consensus"
+)
+
+// fatalError is the error Run stops with when a committed entry could not be applied here
+// (consensus.ApplyFailure): for an op this build does not know, the version to upgrade to
+// (upgradeError, a *ConfigError: exit code 78, which the service unit does not restart, since
+// the same build would stop at the same entry again every few seconds); otherwise the remedy
+// for a failing disk (exit code 1). Either way the node replays its log when it starts again,
+// and applies the entry then.
+func (n *Node) fatalError(err error) error {
+	if ue := upgradeError(err, n.raft.State().Nodes); ue != nil {
+		return ue
+	}
+	return fmt.Errorf("%w; free the disk (or fix it) and start the node again: it replays its raft log", err)
+}
+
+// upgradeError returns, for the failure of a committed entry whose op this build does not know
+// (consensus.UnknownOp), the *ConfigError that says so and which hydra to upgrade to, found among the
+// members' registrations (nodes; nil when they are not known); nil for any other error.
+func upgradeError(err error, nodes map[string]consensus.NodeMeta) error {
+	af, isAF := errors.AsType[*consensus.ApplyFailure](err)
+	uo, unknown := errors.AsType[consensus.UnknownOp](err)
+	if !isAF || !unknown {
+		return nil
+	}
+	return &ConfigError{Err: fmt.Errorf("this build (hydra %s, job-state level %d) does not know op %#02x committed at index %d; upgrade hydra to %s and start the node again: it replays its raft log and applies the entry (%w)",
+		Version, compute.Level, uo.UnknownOp(), af.Index, upgradeTarget(nodes), uo)}
+}
+
+// upgradeTarget names the hydra to upgrade to: "version ≥ V", V the version of the member
+// registered with the highest job-state level above this build's (the lowest peer ID among
+// equals), or any newer version when none is registered (the op's proposer registered after
+// the last entry applied here).
+func upgradeTarget(nodes map[string]consensus.NodeMeta) string {
+	var newer []consensus.NodeMeta
+	for _, m := range nodes {
+		if m.Level > compute.Level && m.Version != "" {
+			newer = append(newer, m)
+		}
+	}
+	if len(newer) == 0 {
+		return fmt.Sprintf("the version the other members run (newer than %s)", Version)
+	}
+	sort.Slice(newer, func(i, j int) bool {
+		return newer[i].Level > newer[j].Level || newer[i].Level == newer[j].Level && newer[i].ID < newer[j].ID
+	})
+	m := newer[0]
+	return fmt.Sprintf("version ≥ %s (the version of node %s, job-state level %d)", m.Version, cmp.Or(m.Name, m.ID), m.Level)
+}
