@@ -59,7 +59,7 @@ func replayApplied(st *stores, fsm *FSM, log *slog.Logger) (restored bool, err e
 	}
 	// The newest snapshot that restores; raft, started without restoring, takes its index as
 	// applied (restoreUsable moves damaged newer ones out of its way).
-	from, err := restoreUsable(st, snaps, fsm, log)
+	from, usable, err := restoreUsable(st, snaps, fsm, log)
 	if err != nil {
 		return false, err
 	}
@@ -86,7 +86,7 @@ func replayApplied(st *stores, fsm *FSM, log *slog.Logger) (restored bool, err e
 	if last > 0 {
 		log.Info("replayed the entries applied before the restart", "snapshot_index", from, "through", last, "took", time.Since(start).Round(time.Millisecond))
 	}
-	return len(snaps) > 0, nil
+	return usable, nil
 }
 
 // restoreUsable restores into fsm the newest of snaps (newest first) that opens (its checksum
@@ -94,31 +94,34 @@ func replayApplied(st *stores, fsm *FSM, log *slog.Logger) (restored bool, err e
 // moved out of raft's snapshot directory, to DATA/raft/<id>.damaged: raft's own fallback to an
 // older snapshot would otherwise take it (hashicorp/raft v1.7.3), and then, when the log no
 // longer reaches back to the older snapshot (it is trimmed after each snapshot), panic with
-// "log not found" at every start. When no snapshot and the log together hold every entry this
-// node applied, the result is a *boltfile.DamagedError that says what to do (the node exits
-// with it, unrestarted).
-func restoreUsable(st *stores, snaps []*raft.SnapshotMeta, fsm *FSM, log *slog.Logger) (uint64, error) {
+// "log not found" at every start. With no usable snapshot the log must start at its first entry
+// (a young cluster's log holds everything) and no failed restore may have touched fsm; usable
+// then reports false, and the log is replayed from the start. When no snapshot and the log
+// together hold every entry this node applied, the result is a *boltfile.DamagedError that says
+// what to do (the node exits with it, unrestarted).
+func restoreUsable(st *stores, snaps []*raft.SnapshotMeta, fsm *FSM, log *slog.Logger) (index uint64, usable bool, err error) {
 	var damaged []string // the IDs of newer snapshots that did not restore, and why
 	var causes []error
-	var index uint64
-	usable := false
+	touched := false // a restore that failed after it began to change fsm
 	for _, meta := range snaps {
-		err := restoreOne(st, meta.ID, fsm)
+		began, err := restoreOne(st, meta.ID, fsm)
 		if err == nil {
 			index, usable = meta.Index, true
 			break
 		}
+		touched = touched || began
 		log.Error("a raft snapshot is damaged; trying an older one", "snapshot", meta.ID, "err", err)
 		damaged = append(damaged, meta.ID)
 		causes = append(causes, fmt.Errorf("snapshot %s: %w", meta.ID, err))
 	}
 	first, err := st.logs.FirstIndex()
 	if err != nil {
-		return 0, fmt.Errorf("read the raft log's first index: %w", err)
+		return 0, false, fmt.Errorf("read the raft log's first index: %w", err)
 	}
 	// The log continues a snapshot only if it starts right after it (or holds nothing): compaction
 	// never trims past the newest snapshot, so a gap means snapshots are missing or damaged.
-	if (len(snaps) > 0 && !usable) || (first > index+1) {
+	// Without a usable snapshot the log alone must hold everything, from entry 1.
+	if first > index+1 || (len(snaps) > 0 && !usable && (first == 0 || touched)) {
 		cause := fmt.Sprintf("no raft snapshot restores and the log starts at entry %d", first)
 		if usable {
 			cause = fmt.Sprintf("the newest snapshot that restores ends at entry %d, but the log starts at entry %d", index, first)
@@ -126,27 +129,28 @@ func restoreUsable(st *stores, snaps []*raft.SnapshotMeta, fsm *FSM, log *slog.L
 		if len(causes) > 0 {
 			cause += ": " + errors.Join(causes...).Error()
 		}
-		return 0, &boltfile.DamagedError{Path: st.dir, Cause: cause, Remedy: damagedRaftRemedy(st.dir)}
+		return 0, false, &boltfile.DamagedError{Path: st.dir, Cause: cause, Remedy: damagedRaftRemedy(st.dir)}
 	}
 	for _, id := range damaged {
 		from := filepath.Join(st.dir, "snapshots", id)
 		to := filepath.Join(st.dir, id+".damaged")
 		if err := os.Rename(from, to); err != nil {
-			return 0, fmt.Errorf("move the damaged raft snapshot %s aside: %w", from, err)
+			return 0, false, fmt.Errorf("move the damaged raft snapshot %s aside: %w", from, err)
 		}
-		log.Warn("moved a damaged raft snapshot aside; the node restored an older one and replays the log after it",
+		log.Warn("moved a damaged raft snapshot aside; the node restored an older one (restored_index 0: none) and replays the log after it",
 			"damaged", to, "restored_index", index)
 	}
-	return index, nil
+	return index, usable, nil
 }
 
-// restoreOne opens a snapshot (raft's file store checks its checksum) and restores it into fsm.
-func restoreOne(st *stores, id string, fsm *FSM) error {
+// restoreOne opens a snapshot (raft's file store checks its checksum) and restores it into fsm;
+// began reports whether the restore got as far as fsm (which a failure may then have changed).
+func restoreOne(st *stores, id string, fsm *FSM) (began bool, err error) {
 	_, rc, err := st.snaps.Open(id)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return fsm.Restore(rc)
+	return true, fsm.Restore(rc)
 }
 
 // recordApplied writes the FSM's applied index to the stable store at most

@@ -43,7 +43,16 @@ func twoSnapshotsDamageNewest(t *testing.T, trailing uint64) (n *testNode, newes
 		t.Fatalf("%d snapshots (%v), want 2", len(snaps), err)
 	}
 	n.kill()
-	state := filepath.Join(n.dir, "snapshots", snaps[0].ID, "state.bin")
+	damageSnapshot(t, n, snaps[0].ID)
+	n.cfg.App = openJobs(t, t.TempDir()) // the job state is rebuilt at every start
+	return n, snaps[0].ID
+}
+
+// damageSnapshot flips bytes in the middle of a snapshot's state file: its checksum no longer
+// holds.
+func damageSnapshot(t *testing.T, n *testNode, id string) {
+	t.Helper()
+	state := filepath.Join(n.dir, "snapshots", id, "state.bin")
 	b, err := os.ReadFile(state)
 	if err != nil {
 		t.Fatal(err)
@@ -54,8 +63,6 @@ func twoSnapshotsDamageNewest(t *testing.T, trailing uint64) (n *testNode, newes
 	if err := os.WriteFile(state, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n.cfg.App = openJobs(t, t.TempDir()) // the job state is rebuilt at every start
-	return n, snaps[0].ID
 }
 
 // A node whose newest snapshot is damaged while its log was already trimmed past the older
@@ -100,6 +107,38 @@ func Test_DamagedNewestSnapshotFallsBackToTheOlder(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(n.dir, newest+".damaged")); err != nil {
 		t.Errorf("the damaged snapshot is not set aside: %v", err)
+	}
+	waitUntil(t, testDeadline, "a leader after the restart", func() error {
+		_, err := agreed([]*testNode{n})
+		return err
+	})
+	proposeJob(t, n, "d", 4)
+	if got := finishedJobs(n.cfg.App.(*compute.JobStore)); got != 4 {
+		t.Fatalf("%d finished jobs after one more, want 4", got)
+	}
+}
+
+// A young cluster's node whose every snapshot is damaged, with a log that still starts at its
+// first entry, rebuilds its state from the log alone and sets both snapshots aside (review
+// finding: it was refused as damaged though the log held everything).
+func Test_EverySnapshotDamagedLogFromTheStart(t *testing.T) {
+	n, newest := twoSnapshotsDamageNewest(t, 0)
+	snaps, err := n.r.st.snaps.List()
+	if err != nil || len(snaps) != 2 {
+		t.Fatalf("%d snapshots (%v), want 2", len(snaps), err)
+	}
+	older := snaps[1].ID
+	damageSnapshot(t, n, older)
+	n.open()
+	n.run()
+	defer n.kill()
+	if got := finishedJobs(n.cfg.App.(*compute.JobStore)); got != 3 {
+		t.Fatalf("after the restart the node serves %d finished jobs, want 3", got)
+	}
+	for _, id := range []string{newest, older} {
+		if _, err := os.Stat(filepath.Join(n.dir, id+".damaged")); err != nil {
+			t.Errorf("damaged snapshot %s is not set aside: %v", id, err)
+		}
 	}
 	waitUntil(t, testDeadline, "a leader after the restart", func() error {
 		_, err := agreed([]*testNode{n})
