@@ -13,6 +13,9 @@ import (
 // A replica that meets one anyway (it was a member before the check, or rejoined with an older
 // build) stops instead of going on without it (UnknownOp, a LocalFailure). Which op needs which
 // level is the App's business (Config.OpLevel: compute's table).
+//
+// Only App ops are gated: a new cluster op (below OpAppFirst) would stop every older replica
+// that meets it (unknownOpError), so adding one needs a level of its own here first.
 
 // maxLevel bounds the level a node may register: a hostile or corrupt registration cannot claim
 // an absurd one (any real level is far below).
