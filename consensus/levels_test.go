@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -161,7 +162,7 @@ func Test_MultiNode_OpGate(t *testing.T) {
 func Test_NodeMeta_LevelBounded(t *testing.T) {
 	f := NewFSM(nil)
 	apply(f, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t"}))
-	for i, lv := range []int{-1, maxLevel + 1, 1 << 40} {
+	for i, lv := range []int{-1, maxLevel + 1, math.MaxInt32} {
 		res := apply(f, uint64(2+i), mustCmd(t, OpNodeRegister, NodeMeta{ID: "p", Level: lv}))
 		if err, _ := res.(error); !errors.Is(err, ErrRejected) {
 			t.Errorf("level %d registered: %v", lv, res)
