@@ -374,6 +374,11 @@ func TestShortAuditsLeasedSeveralAtOnce(t *testing.T) {
 func TestEmptyHandedWorkerWaitsForComingAudits(t *testing.T) {
 	audits := &fakeAudits{waiting: []compute.ChunkRef{{Job: "j", Start: 1 << 22}}}
 	c := auditLeadership(t, audits, slog.New(slog.DiscardHandler))
+	// Not auditWait (250 ms): a test goroutine descheduled that long (-race, packages in
+	// parallel on 2 cores) found the wait over, its exchange answered empty; and an audit that
+	// came during the wait's last look passed without the wake-up. Only the audits' arrival may
+	// end this wait.
+	c.auditWait = time.Hour
 	type answer struct {
 		resp *syncResponse
 		err  error
@@ -398,7 +403,12 @@ func TestEmptyHandedWorkerWaitsForComingAudits(t *testing.T) {
 	audits.tasks, audits.waiting = []compute.AuditTask{piTask(1, "a")}, nil
 	audits.mu.Unlock()
 	c.auditsDirty.Store(true) // the Challenge committed
-	a := <-got
+	var a answer
+	select {
+	case a = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting exchange was not woken by the coming audits within 10 s")
+	}
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
