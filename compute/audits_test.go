@@ -178,6 +178,9 @@ func TestAuditCheaterCaughtAndRedone(t *testing.T) {
 	if dispute.Chunk != (Range{B, 2 * B}) || dispute.Auditor != "b" || dispute.Node != "evil" {
 		t.Fatalf("dispute %+v", dispute)
 	}
+	if j, _ := st.Job("pi"); j.Disputes != 1 {
+		t.Fatalf("the job's view counts %d disputes while one is open", j.Disputes)
+	}
 	if r := st.ApplyCommand(answer(t, dispute, "b", false), 0); r == nil {
 		t.Fatal("the first auditor settled its own dispute")
 	}
@@ -186,6 +189,9 @@ func TestAuditCheaterCaughtAndRedone(t *testing.T) {
 		t.Fatalf("dispute outcome %+v", ao)
 	}
 	j, _ := st.Job("pi")
+	if j.Disputes != 0 {
+		t.Fatalf("the job's view counts %d disputes after the third node settled it", j.Disputes)
+	}
 	if j.RedoneUnits != B || j.AuditedUnits != 2*B+B {
 		t.Fatalf("job audited %d redone %d", j.AuditedUnits, j.RedoneUnits)
 	}

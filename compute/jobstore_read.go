@@ -39,6 +39,11 @@ type Job struct {
 	RedoneUnits  uint64 `json:"redone_units"`
 	// ClearedUnits is how many units count in the answer: sampled out or audited.
 	ClearedUnits uint64 `json:"cleared_units"`
+	// Disputes is how many of the job's chunks are in dispute: an auditor disagreed with the
+	// chunk's node, and a third node, neither of them, must recompute the chunk to settle it.
+	// A cluster of two live machines has no such node, so a job with a dispute waits for one;
+	// this is how a user learns why (docs/audits.md).
+	Disputes int `json:"disputes,omitempty"`
 }
 
 func (j *job) view() Job {
@@ -50,6 +55,7 @@ func (j *job) view() Job {
 		AuditedUnits: j.auditedUnits, RedoneUnits: j.redoneUnits, ClearedUnits: j.cleared.Units(),
 		Faults: append([]JobFault(nil), j.faults...),
 	}
+	v.Disputes = j.disputes()
 	for _, n := range j.nodes {
 		v.Nodes = append(v.Nodes, *n)
 	}
@@ -107,7 +113,7 @@ func (j *job) rev() uint64 {
 	h := mix(maphash.String(revSeed, string(j.state)))
 	for _, v := range []uint64{uint64(j.started.UnixNano()), uint64(j.finished.UnixNano()), j.accepted.Units(),
 		uint64(j.accepted.Count()), j.cleared.Units(), uint64(j.payloadBytes), j.auditedUnits, j.redoneUnits,
-		maphash.String(revSeed, j.reason), uint64(len(j.faults)), uint64(len(j.nodes))} {
+		maphash.String(revSeed, j.reason), uint64(len(j.faults)), uint64(len(j.nodes)), uint64(j.disputes())} {
 		h = mix(h ^ v)
 	}
 	for _, f := range j.faults {
@@ -118,6 +124,18 @@ func (j *job) rev() uint64 {
 		nodes += mix(mix(mix(maphash.String(revSeed, n.Node)^n.Units)^n.Chunks) ^ math.Float64bits(n.ComputeSeconds))
 	}
 	return mix(h ^ nodes)
+}
+
+// disputes counts the job's chunks in dispute (Job.Disputes). Only chunks still under audit
+// have records, so a finished job's count costs nothing.
+func (j *job) disputes() int {
+	n := 0
+	for _, r := range j.recs {
+		if r.step == stepDisputed {
+			n++
+		}
+	}
+	return n
 }
 
 // mix is splitmix64's finaliser: every bit of x moves about half of the result's.

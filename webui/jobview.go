@@ -37,6 +37,9 @@ type JobView struct {
 	// their audit passed or they were sampled out (done_units minus the
 	// ones waiting for a challenge or an audit).
 	ClearedUnits uint64 `json:"cleared_units"`
+	// Disputes is how many chunks wait for a third node to settle an
+	// auditor's disagreement with the chunk's node (docs/audits.md).
+	Disputes int `json:"disputes,omitempty"`
 }
 
 // ContributionView is what one node did for a job, from its accepted chunks.
@@ -91,7 +94,7 @@ func newJobView(j compute.Job, names map[string]string) JobView {
 		SubmittedAt: j.SubmittedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Reason: j.Reason,
 		DoneUnits: j.DoneUnits, TotalUnits: j.TotalUnits, Unit: unitName(j.Kind),
 		Nodes: make([]ContributionView, 0, len(j.Nodes)), PayloadBytes: j.PayloadBytes,
-		AuditedUnits: j.AuditedUnits, RedoneUnits: j.RedoneUnits, ClearedUnits: j.ClearedUnits,
+		AuditedUnits: j.AuditedUnits, RedoneUnits: j.RedoneUnits, ClearedUnits: j.ClearedUnits, Disputes: j.Disputes,
 	}
 	if j.TotalUnits > 0 {
 		v.Progress = float64(j.DoneUnits) / float64(j.TotalUnits)

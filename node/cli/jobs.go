@@ -172,6 +172,15 @@ func printJob(w io.Writer, v webui.JobView, now time.Time) {
 	if v.Reason != "" {
 		fmt.Fprintf(w, "  failed: %s\n", oneLine(v.Reason))
 	}
+	if !v.State.Finished() && v.DoneUnits > v.ClearedUnits {
+		// Done is not yet counted: the units wait for their audit (docs/audits.md), which is
+		// why a job can stand at 100 % and still run.
+		line := fmt.Sprintf("  audits: %s of the done %s wait for their check", group(v.DoneUnits-v.ClearedUnits), v.Unit)
+		if v.Disputes > 0 {
+			line += fmt.Sprintf("; %d chunk(s) in dispute wait for a third node (neither the chunk's node nor its auditor) to recompute them", v.Disputes)
+		}
+		fmt.Fprintln(w, line)
+	}
 	fmt.Fprintf(w, "  compute %.1f s on %d node(s)\n", v.ComputeSeconds, len(v.Nodes))
 }
 

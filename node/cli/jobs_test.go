@@ -426,3 +426,24 @@ func TestJobShowsWhyItFailed(t *testing.T) {
 		t.Fatalf("hydra job of a failed job:\n%s", b.String())
 	}
 }
+
+// TestJobShowsWhatItWaitsFor: a running job whose done units wait for their audits says so, and
+// names a dispute, which in a cluster of two machines waits until a third node is live: without
+// it a job at 100 % that never finished had no explanation outside the log.
+func TestJobShowsWhatItWaitsFor(t *testing.T) {
+	now := time.Now()
+	v := webui.JobView{ID: "job8", State: compute.StateRunning, SubmittedAt: now.Add(-time.Minute),
+		Spec:      compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 3000, Seed: 1}},
+		DoneUnits: 3000, TotalUnits: 3000, ClearedUnits: 2000, Unit: "samples", Progress: 1, Disputes: 1}
+	var b bytes.Buffer
+	printJob(&b, v, now)
+	if !strings.Contains(b.String(), "\n  audits: 1,000 of the done samples wait for their check; 1 chunk(s) in dispute wait for a third node") {
+		t.Fatalf("hydra job of a job waiting for a dispute:\n%s", b.String())
+	}
+	v.State, v.ClearedUnits, v.Disputes = compute.StateDone, 3000, 0
+	b.Reset()
+	printJob(&b, v, now)
+	if strings.Contains(b.String(), "audits:") {
+		t.Fatalf("hydra job of a done job speaks of audits:\n%s", b.String())
+	}
+}
