@@ -235,7 +235,8 @@ var ErrNoSuchNode = errors.New("no such node")
 
 // authorize is the leader's check of a proposed command: who sent it (from,
 // authenticated by libp2p; this node for its own proposals) and the API
-// credential the request carried. A node only registers itself, a worker
+// credential the request carried. A node only registers itself (and
+// removes an allow-list entry, its own too, only with an admin credential), a worker
 // proposes nothing but its own registration, and the admin ops (admit,
 // evict, credentials, join tokens, admission mode, settings) need an admin
 // credential, as do the App's AdminOps (cancel, delete, trust reset);
@@ -271,14 +272,6 @@ func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
 			return fmt.Errorf("%w: %s may only register or remove itself", ErrForbidden, from)
 		}
 		return nil
-	case OpMemberRemove:
-		var m MemberRemove
-		if err := strictUnmarshal(cmd.Payload, &m); err != nil {
-			return err
-		}
-		if (m.ID == from.String() && !m.Revoke) || admin {
-			return nil // leaving is always allowed
-		}
 	case OpCredAdd:
 		var c CredAdd
 		if err := strictUnmarshal(cmd.Payload, &c); err != nil {
@@ -287,7 +280,11 @@ func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
 		if admin || (role == RoleMember && c.Cred.Node == from.String() && c.Cred.Role == RoleAdmin && c.ID == nodeCredID(from)) {
 			return nil // a member's own node credential (DATA/api-token)
 		}
-	case OpMemberAdd, OpCredRemove, OpTokenAdd, OpTokenRemove, OpAdmit, OpSettings:
+	case OpMemberAdd, OpMemberRemove, OpCredRemove, OpTokenAdd, OpTokenRemove, OpAdmit, OpSettings:
+		// A node leaves through the join protocol (Leave), whose leader
+		// removes the server before its allow-list entry: a server left
+		// without an entry counts as a member (memberRole), so a worker
+		// that could drop its own entry here would become one.
 		if admin {
 			return nil
 		}
