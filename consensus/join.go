@@ -239,17 +239,36 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 			r.log.Warn("refused a request to remove another node", "from", from, "peer", id)
 			return nil, fmt.Errorf("%w: %s may not remove %s without an admin credential", ErrForbidden, from, id)
 		}
+		// The server goes first, then the entry, with no join between
+		// them: a server without an entry counts as a member.
+		r.memberMu.Lock()
+		defer r.memberMu.Unlock()
 		resp, err := r.removeServer(ctx, id)
+		r.gap("leave", id)
 		if err == nil && r.roleOf(id) != "" {
 			cmd, cerr := NewCommand(OpMemberRemove, MemberRemove{ID: id.String()})
 			if cerr == nil {
-				_, err = r.applyLocal(ctx, mustEncode(cmd))
+				_, err = r.applyLocked(ctx, mustEncode(cmd))
 			}
 		}
 		return resp, err
 	}
+	resp, grow, err := r.admitAndAdd(ctx, id, req)
+	if grow {
+		r.growVoters(ctx)
+	}
+	return resp, err
+}
+
+// admitAndAdd admits id if it may join (admit) and adds it as a non-voter,
+// under memberMu: a leave or a deny proposed meanwhile is applied before
+// the decision or after the addition, never between them. grow: the
+// leader's voters may grow now.
+func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipRequest) (membershipResponse, bool, error) {
+	r.memberMu.Lock()
+	defer r.memberMu.Unlock()
 	if resp, done, err := r.admit(ctx, id, req); done || err != nil {
-		return resp, err
+		return resp, false, err
 	}
 	for _, s := range req.Addrs {
 		if a, err := multiaddr.NewMultiaddr(s); err == nil {
@@ -266,27 +285,35 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		resp.Servers = append(resp.Servers, s.ID.String())
 	}
 	if r.hasServer(id) {
-		r.growVoters(ctx)
-		return resp, nil
+		return resp, true, nil
 	}
 	if r.cfg.Protect != nil {
 		r.cfg.Protect(id)
 	}
 	addr := raft.ServerAddress(id.String())
 	if err := r.raft.AddNonvoter(raft.ServerID(id.String()), addr, 0, r.t.Apply).Error(); err != nil {
-		return nil, fmt.Errorf("add %s: %w", id, err)
+		return membershipResponse{}, false, fmt.Errorf("add %s: %w", id, err)
 	}
 	r.log.Info("added non-voter", "peer", id, "role", r.roleOf(id))
 	r.memberKick.kick() // protect it, reconcile the allow-list
-	r.growVoters(ctx)
 	resp.Changed = true
-	return resp, nil
+	return resp, true, nil
+}
+
+// gap runs the test hook of a gap memberMu guards (nil outside tests).
+func (r *Raft) gap(where string, p peer.ID) {
+	if h := r.gapHook.Load(); h != nil {
+		(*h)(where, p)
+	}
 }
 
 // admit decides, on the leader, whether id may join; done means the answer
-// is resp (pending approval).
+// is resp (pending approval). The caller holds memberMu.
 func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (membershipResponse, bool, error) {
 	st := r.fsm.State()
+	if st.Revoked[id.String()] { // denied or evicted since the request was checked
+		return membershipResponse{}, true, fmt.Errorf("%s is refused by this cluster", id)
+	}
 	if st.memberRole(id.String(), r.hasServer(id)) != "" {
 		return membershipResponse{}, false, nil
 	}
@@ -305,9 +332,10 @@ func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (me
 	default:
 		return membershipResponse{Pending: true, Fingerprint: Fingerprint(id)}, true, nil
 	}
+	r.gap("admit", id)
 	cmd, err := NewCommand(OpMemberAdd, add)
 	if err == nil {
-		_, err = r.applyLocal(ctx, mustEncode(cmd))
+		_, err = r.applyLocked(ctx, mustEncode(cmd))
 	}
 	if err != nil {
 		return membershipResponse{}, true, fmt.Errorf("admit %s: %w", id, err)
