@@ -356,6 +356,15 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 	if err != nil {
 		return "", err
 	}
+	// An admission of a node admitted already changes nothing (the FSM
+	// keeps its role): say so rather than report the role asked for.
+	switch cur := r.roleOf(p); cur {
+	case "":
+	case role:
+		return p, nil
+	default:
+		return "", fmt.Errorf("%s is a %s already: remove it (hydra remove), then approve it as a %s", p, cur, role)
+	}
 	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: role, Name: name, At: time.Now().UTC()})
 	if err != nil {
 		return "", err

@@ -48,3 +48,19 @@ func Test_Security_WorkerSelfRemoval(t *testing.T) {
 			role, n.r.mayRaft(w.ID()), n.r.State().IsAdmin("worker-token"))
 	}
 }
+
+// Test_Security_ApproveAdmitted: approving a node that is admitted already
+// with another role is refused, not reported done. Before, hydra approve
+// --role worker of a member answered "approved … as worker" while the node
+// stayed a member, with its vote and its admin credential.
+func Test_Security_ApproveAdmitted(t *testing.T) {
+	n := oneNodeCluster(t, "sec-approve-admitted")
+	m := admitFake(t, n, RoleMember)
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := n.r.Approve(ctx, m.String(), RoleWorker, testAdminToken); err == nil {
+		t.Errorf("approving a member as a worker succeeded; it is a %q", n.r.roleOf(m))
+	}
+	if _, err := n.r.Approve(ctx, m.String(), RoleMember, testAdminToken); err != nil || n.r.roleOf(m) != RoleMember {
+		t.Errorf("approving a member as a member again: %v, role %q", err, n.r.roleOf(m))
+	}
+}
