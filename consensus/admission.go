@@ -143,8 +143,8 @@ func (r *Raft) Pending() []PendingNode {
 // Access classifies p for the p2p layer: itself, members of the allow-list
 // and servers of the raft configuration are members (a cluster created
 // before the allow-list has only the latter), revoked keys are refused,
-// and while this node joins, the leader and servers named in its admission
-// answer count as members so that they may replicate to it.
+// and while this node joins, the leader and voters named in its admission
+// answer count as members so that they may replicate to it (expects).
 func (r *Raft) Access(p peer.ID) p2p.Access {
 	if p == r.id || checksOff {
 		return p2p.AccessMember
@@ -156,13 +156,24 @@ func (r *Raft) Access(p peer.ID) p2p.Access {
 	case role != "":
 		return p2p.AccessMember
 	}
-	if r.hasServer(p) {
-		return p2p.AccessMember
-	}
-	if _, ok := r.expected.Load(p); ok {
+	if r.hasServer(p) || r.expects(p) {
 		return p2p.AccessMember
 	}
 	return p2p.AccessOutsider
+}
+
+// expects reports whether p is named by this node's admission answer
+// (expected) while this node's replica does not hold its own allow-list
+// entry yet: until then the answer stands in for the roles it cannot see.
+// From then on the roles and the configuration decide, so that a server
+// that leaves later (hydra leave, which revokes nothing) is not trusted
+// here for good.
+func (r *Raft) expects(p peer.ID) bool {
+	if _, ok := r.expected.Load(p); !ok {
+		return false
+	}
+	own, _ := r.fsm.peerRole(r.id.String())
+	return own == ""
 }
 
 // isMember is Access(p) == AccessMember, the check of every members-only
@@ -177,8 +188,8 @@ func (r *Raft) isMember(p peer.ID) bool { return r.Access(p) == p2p.AccessMember
 // that lags must accept a new leader it has not yet seen added. A server
 // with no allow-list entry is a member (a cluster created before the
 // allow-list: memberRole), and while this node joins and knows no roles
-// yet, so are the leader and servers its admission answer named
-// (expected).
+// yet, so are the leader and voters its admission answer named
+// (expects).
 func (r *Raft) mayRaft(p peer.ID) bool {
 	if p == r.id || checksOff {
 		return true
@@ -192,8 +203,7 @@ func (r *Raft) mayRaft(p peer.ID) bool {
 	case r.hasServer(p):
 		return true
 	}
-	_, ok := r.expected.Load(p)
-	return ok
+	return r.expects(p)
 }
 
 // roleOf returns p's role ("" for an outsider or a refused key).

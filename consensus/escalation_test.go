@@ -1,6 +1,8 @@
 package consensus
 
 import (
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,5 +64,67 @@ func Test_Security_ApproveAdmitted(t *testing.T) {
 	}
 	if _, err := n.r.Approve(ctx, m.String(), RoleMember, testAdminToken); err != nil || n.r.roleOf(m) != RoleMember {
 		t.Errorf("approving a member as a member again: %v, role %q", err, n.r.roleOf(m))
+	}
+}
+
+// Test_Security_AnswerNamesVoters: the leader's answer to an admitted
+// joiner names the leader and the voters, whom the joiner trusts with raft
+// RPCs until its replica knows the roles, and no worker. Before, it named
+// every server, workers too: a worker could send a fresh node raft RPCs,
+// and keep doing so for good once it had left the cluster.
+func Test_Security_AnswerNamesVoters(t *testing.T) {
+	n := newTestNode(t, "founder", "sec-answer", nil) // --admit lan
+	n.run()
+	waitUntil(t, testDeadline, "founder leads an initialized cluster", func() error {
+		if !n.r.Leading() || !n.r.State().Initialized() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	w := admittedHost(t, n, RoleWorker)
+	ctx := ctxT(t, 30*time.Second)
+	if err := p2p.Call(ctx, w, n.h.ID(), ProtocolJoin, membershipRequest{Cluster: "sec-answer", ID: w.ID().String()}, nil); err != nil || !n.r.hasServer(w.ID()) {
+		t.Fatalf("the admitted worker's join: %v; server %v", err, n.r.hasServer(w.ID()))
+	}
+	x := attacker(t, n)
+	var resp membershipResponse
+	if err := p2p.Call(ctx, x, n.h.ID(), ProtocolJoin, membershipRequest{Cluster: "sec-answer", ID: x.ID().String()}, &resp); err != nil || resp.Pending {
+		t.Fatalf("a LAN join: %+v, %v; want admitted", resp, err)
+	}
+	if resp.Leader != n.h.ID().String() || !slices.Contains(resp.Servers, n.h.ID().String()) || slices.Contains(resp.Servers, w.ID().String()) {
+		t.Fatalf("the answer names leader %s and servers %v; want the founder %s and not the worker %s", resp.Leader, resp.Servers, n.h.ID(), w.ID())
+	}
+}
+
+// Test_Security_LeftVoterNotTrusted: a voter that leaves the cluster
+// (hydra leave: its key is not revoked) may no longer send raft RPCs to a
+// node that joined while it was a voter. Before, that node kept it in the
+// set its admission answer named, trusted as a member until a restart.
+func Test_Security_LeftVoterNotTrusted(t *testing.T) {
+	nodes := startCluster(t, 3, "sec-left-voter", nil)
+	leader := settled(t, nodes, 3, false)
+	j := newTestNode(t, "joiner", "sec-left-voter", nil)
+	connectAll(t, append(nodes, j))
+	j.run()
+	v := otherThan(nodes, leader)
+	waitUntil(t, testDeadline, "the joiner is a member that knows the voters", func() error {
+		if j.r.Role() != RoleMember || j.r.roleOf(v.h.ID()) != RoleMember {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	id := v.h.ID()
+	if err := v.r.Leave(ctxT(t, testDeadline)); err != nil {
+		t.Fatal(err)
+	}
+	v.kill()
+	waitUntil(t, testDeadline, "the joiner sees the voter gone", func() error {
+		if j.r.hasServer(id) || j.r.State().Members[id.String()].Role != "" {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if j.r.mayRaft(id) || j.r.Access(id) == p2p.AccessMember {
+		t.Fatalf("the voter that left may still send raft RPCs (%v) or counts as a member (%v) on the joiner", j.r.mayRaft(id), j.r.Access(id))
 	}
 }

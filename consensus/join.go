@@ -54,7 +54,10 @@ type membershipResponse struct {
 	// what the admin sees).
 	Pending     bool   `json:"pending,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
-	// Leader and Servers: who will replicate to the admitted joiner.
+	// Leader and Servers: who may replicate to the admitted joiner, the
+	// leader and the voters (a later leader is one of them), never a
+	// non-voter: a worker never sends raft RPCs, and the joiner trusts
+	// those named until its replica holds its own allow-list entry.
 	Leader  string   `json:"leader,omitempty"`
 	Servers []string `json:"servers,omitempty"`
 }
@@ -62,7 +65,8 @@ type membershipResponse struct {
 // requestMembership asks via to add (or with leave, remove) this node. A
 // join token's proof is bound to via and to this node. The answer says
 // whether the node waits for approval; once admitted, the leader and
-// servers it names may replicate to this node.
+// voters it names may replicate to this node until its replica holds its
+// own allow-list entry (expects).
 func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (membershipResponse, error) {
 	req := membershipRequest{Cluster: r.cfg.Cluster, ID: r.id.String(), Name: r.cfg.Self.Name, Leave: leave, Voter: r.cfg.VoterPref}
 	for _, a := range r.host.Addrs() {
@@ -88,7 +92,7 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	// A fresh node trusts the cluster it asks to join: while the request is
 	// in flight, the member asked and the leader it names may replicate to
 	// us (the leader adds us before it answers), and once admitted, so may
-	// the leader and servers the answer names. A node already in a cluster
+	// the leader and voters the answer names. A node already in a cluster
 	// (rejoin) trusts an answer only from a peer it knows as a member:
 	// anyone can claim its cluster ID and answer a join call, and what the
 	// answer names would pass every membership check here (Access).
@@ -282,7 +286,9 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 	r.grow.notePref(id, pref)
 	resp := membershipResponse{Leader: r.id.String()}
 	for _, s := range r.Servers() {
-		resp.Servers = append(resp.Servers, s.ID.String())
+		if s.Voter {
+			resp.Servers = append(resp.Servers, s.ID.String())
+		}
 	}
 	if r.hasServer(id) {
 		return resp, true, nil
