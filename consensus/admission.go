@@ -334,13 +334,28 @@ func (r *Raft) ApplyAs(ctx context.Context, cmd Command, auth string) ([]byte, e
 }
 
 // findPending resolves a fingerprint or peer ID among the pending nodes
-// (or, for a peer ID, anyone).
+// (or, for a peer ID, anyone). A fingerprint that two waiting nodes share
+// is refused: a fingerprint is 40 bits, so a stranger that sees a joiner's
+// can grind a key with the same one, and approving either would be a
+// guess (the peer ID tells them apart).
 func (r *Raft) findPending(key string) (peer.ID, string, error) {
 	key = strings.TrimSpace(key)
+	var found []PendingNode
 	for _, n := range r.Pending() {
 		if strings.EqualFold(n.Fingerprint, key) || n.ID == key {
-			return peer.ID(mustDecode(n.ID)), n.Name, nil
+			found = append(found, n)
 		}
+	}
+	switch len(found) {
+	case 0:
+	case 1:
+		return mustDecode(found[0].ID), found[0].Name, nil
+	default:
+		ids := make([]string, len(found))
+		for i, n := range found {
+			ids[i] = n.ID
+		}
+		return "", "", fmt.Errorf("%d nodes waiting for approval have fingerprint %q: give the peer ID of the one to act on (%s)", len(found), key, strings.Join(ids, ", "))
 	}
 	if p, err := peer.Decode(key); err == nil {
 		return p, "", nil

@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,5 +127,33 @@ func Test_Security_LeftVoterNotTrusted(t *testing.T) {
 	})
 	if j.r.mayRaft(id) || j.r.Access(id) == p2p.AccessMember {
 		t.Fatalf("the voter that left may still send raft RPCs (%v) or counts as a member (%v) on the joiner", j.r.mayRaft(id), j.r.Access(id))
+	}
+}
+
+// Test_Security_ApproveSharedFingerprint: approving or denying by a
+// fingerprint that two waiting nodes share is refused (the peer ID tells
+// them apart). A fingerprint is 40 bits: a stranger that sees a joiner's in
+// the open status can grind a key with the same one. Before, the one whose
+// peer ID sorted first was approved.
+func Test_Security_ApproveSharedFingerprint(t *testing.T) {
+	n := oneNodeCluster(t, "sec-shared-fp")
+	a, b := newPeerID(t), newPeerID(t)
+	fp := Fingerprint(a)
+	now := time.Now()
+	// b's key ground to a's fingerprint: put on the pending list directly.
+	n.r.pending.add(PendingNode{ID: a.String(), Name: "a", Fingerprint: fp}, now)
+	n.r.pending.add(PendingNode{ID: b.String(), Name: "b", Fingerprint: fp}, now)
+	ctx := ctxT(t, 30*time.Second)
+	if p, err := n.r.Approve(ctx, fp, RoleMember, testAdminToken); err == nil {
+		t.Errorf("approving a shared fingerprint admitted %s", p)
+	}
+	if p, err := n.r.Deny(ctx, strings.ToLower(fp), testAdminToken); err == nil {
+		t.Errorf("denying a shared fingerprint refused %s", p)
+	}
+	if n.r.roleOf(a) != "" || n.r.roleOf(b) != "" || n.r.Access(a) == p2p.AccessRefused || n.r.Access(b) == p2p.AccessRefused {
+		t.Fatalf("roles %q and %q, access %v and %v after a shared fingerprint", n.r.roleOf(a), n.r.roleOf(b), n.r.Access(a), n.r.Access(b))
+	}
+	if p, err := n.r.Approve(ctx, b.String(), RoleWorker, testAdminToken); err != nil || p != b || n.r.roleOf(b) != RoleWorker {
+		t.Fatalf("approving by peer ID: %s, %v, role %q", p, err, n.r.roleOf(b))
 	}
 }
