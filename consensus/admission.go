@@ -143,8 +143,8 @@ func (r *Raft) Pending() []PendingNode {
 // Access classifies p for the p2p layer: itself, members of the allow-list
 // and servers of the raft configuration are members (a cluster created
 // before the allow-list has only the latter), revoked keys are refused,
-// and while this node joins, the leader and servers named in its admission
-// answer count as members so that they may replicate to it.
+// and while this node joins, the leader and voters named in its admission
+// answer count as members so that they may replicate to it (expects).
 func (r *Raft) Access(p peer.ID) p2p.Access {
 	if p == r.id || checksOff {
 		return p2p.AccessMember
@@ -156,13 +156,24 @@ func (r *Raft) Access(p peer.ID) p2p.Access {
 	case role != "":
 		return p2p.AccessMember
 	}
-	if r.hasServer(p) {
-		return p2p.AccessMember
-	}
-	if _, ok := r.expected.Load(p); ok {
+	if r.hasServer(p) || r.expects(p) {
 		return p2p.AccessMember
 	}
 	return p2p.AccessOutsider
+}
+
+// expects reports whether p is named by this node's admission answer
+// (expected) while this node's replica does not hold its own allow-list
+// entry yet: until then the answer stands in for the roles it cannot see.
+// From then on the roles and the configuration decide, so that a server
+// that leaves later (hydra leave, which revokes nothing) is not trusted
+// here for good.
+func (r *Raft) expects(p peer.ID) bool {
+	if _, ok := r.expected.Load(p); !ok {
+		return false
+	}
+	own, _ := r.fsm.peerRole(r.id.String())
+	return own == ""
 }
 
 // isMember is Access(p) == AccessMember, the check of every members-only
@@ -177,8 +188,8 @@ func (r *Raft) isMember(p peer.ID) bool { return r.Access(p) == p2p.AccessMember
 // that lags must accept a new leader it has not yet seen added. A server
 // with no allow-list entry is a member (a cluster created before the
 // allow-list: memberRole), and while this node joins and knows no roles
-// yet, so are the leader and servers its admission answer named
-// (expected).
+// yet, so are the leader and voters its admission answer named
+// (expects).
 func (r *Raft) mayRaft(p peer.ID) bool {
 	if p == r.id || checksOff {
 		return true
@@ -192,8 +203,7 @@ func (r *Raft) mayRaft(p peer.ID) bool {
 	case r.hasServer(p):
 		return true
 	}
-	_, ok := r.expected.Load(p)
-	return ok
+	return r.expects(p)
 }
 
 // roleOf returns p's role ("" for an outsider or a refused key).
@@ -235,7 +245,8 @@ var ErrNoSuchNode = errors.New("no such node")
 
 // authorize is the leader's check of a proposed command: who sent it (from,
 // authenticated by libp2p; this node for its own proposals) and the API
-// credential the request carried. A node only registers itself, a worker
+// credential the request carried. A node only registers itself (and
+// removes an allow-list entry, its own too, only with an admin credential), a worker
 // proposes nothing but its own registration, and the admin ops (admit,
 // evict, credentials, join tokens, admission mode, settings) need an admin
 // credential, as do the App's AdminOps (cancel, delete, trust reset);
@@ -271,14 +282,6 @@ func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
 			return fmt.Errorf("%w: %s may only register or remove itself", ErrForbidden, from)
 		}
 		return nil
-	case OpMemberRemove:
-		var m MemberRemove
-		if err := strictUnmarshal(cmd.Payload, &m); err != nil {
-			return err
-		}
-		if (m.ID == from.String() && !m.Revoke) || admin {
-			return nil // leaving is always allowed
-		}
 	case OpCredAdd:
 		var c CredAdd
 		if err := strictUnmarshal(cmd.Payload, &c); err != nil {
@@ -287,7 +290,11 @@ func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
 		if admin || (role == RoleMember && c.Cred.Node == from.String() && c.Cred.Role == RoleAdmin && c.ID == nodeCredID(from)) {
 			return nil // a member's own node credential (DATA/api-token)
 		}
-	case OpMemberAdd, OpCredRemove, OpTokenAdd, OpTokenRemove, OpAdmit, OpSettings:
+	case OpMemberAdd, OpMemberRemove, OpCredRemove, OpTokenAdd, OpTokenRemove, OpAdmit, OpSettings:
+		// A node leaves through the join protocol (Leave), whose leader
+		// removes the server before its allow-list entry: a server left
+		// without an entry counts as a member (memberRole), so a worker
+		// that could drop its own entry here would become one.
 		if admin {
 			return nil
 		}
@@ -327,13 +334,28 @@ func (r *Raft) ApplyAs(ctx context.Context, cmd Command, auth string) ([]byte, e
 }
 
 // findPending resolves a fingerprint or peer ID among the pending nodes
-// (or, for a peer ID, anyone).
+// (or, for a peer ID, anyone). A fingerprint that two waiting nodes share
+// is refused: a fingerprint is 40 bits, so a stranger that sees a joiner's
+// can grind a key with the same one, and approving either would be a
+// guess (the peer ID tells them apart).
 func (r *Raft) findPending(key string) (peer.ID, string, error) {
 	key = strings.TrimSpace(key)
+	var found []PendingNode
 	for _, n := range r.Pending() {
 		if strings.EqualFold(n.Fingerprint, key) || n.ID == key {
-			return peer.ID(mustDecode(n.ID)), n.Name, nil
+			found = append(found, n)
 		}
+	}
+	switch len(found) {
+	case 0:
+	case 1:
+		return mustDecode(found[0].ID), found[0].Name, nil
+	default:
+		ids := make([]string, len(found))
+		for i, n := range found {
+			ids[i] = n.ID
+		}
+		return "", "", fmt.Errorf("%d nodes waiting for approval have fingerprint %q: give the peer ID of the one to act on (%s)", len(found), key, strings.Join(ids, ", "))
 	}
 	if p, err := peer.Decode(key); err == nil {
 		return p, "", nil
@@ -358,6 +380,15 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 	p, name, err := r.findPending(key)
 	if err != nil {
 		return "", err
+	}
+	// An admission of a node admitted already changes nothing (the FSM
+	// keeps its role): say so rather than report the role asked for.
+	switch cur := r.roleOf(p); cur {
+	case "":
+	case role:
+		return p, nil
+	default:
+		return "", fmt.Errorf("%s is a %s already: remove it (hydra remove), then approve it as a %s", p, cur, role)
 	}
 	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: role, Name: name, At: time.Now().UTC()})
 	if err != nil {

@@ -186,8 +186,18 @@ func (r *Raft) applyOnce(ctx context.Context, data []byte, auth string) (applyRe
 // applyLocal proposes data on this node, which must be the leader. It waits
 // until the entry is committed and applied here, or ctx ends. App commands
 // go through the group commit (batch.go), with others proposed at about the
-// same time.
+// same time; membership ops hold memberMu.
 func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, error) {
+	if len(data) > 1 && (Op(data[1]) == OpMemberAdd || Op(data[1]) == OpMemberRemove) {
+		r.memberMu.Lock()
+		defer r.memberMu.Unlock()
+	}
+	return r.applyLocked(ctx, data)
+}
+
+// applyLocked is applyLocal for a caller that holds memberMu (or proposes
+// no membership op).
+func (r *Raft) applyLocked(ctx context.Context, data []byte) (applyResponse, error) {
 	var (
 		index uint64
 		resp  any

@@ -54,7 +54,10 @@ type membershipResponse struct {
 	// what the admin sees).
 	Pending     bool   `json:"pending,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
-	// Leader and Servers: who will replicate to the admitted joiner.
+	// Leader and Servers: who may replicate to the admitted joiner, the
+	// leader and the voters (a later leader is one of them), never a
+	// non-voter: a worker never sends raft RPCs, and the joiner trusts
+	// those named until its replica holds its own allow-list entry.
 	Leader  string   `json:"leader,omitempty"`
 	Servers []string `json:"servers,omitempty"`
 }
@@ -62,7 +65,8 @@ type membershipResponse struct {
 // requestMembership asks via to add (or with leave, remove) this node. A
 // join token's proof is bound to via and to this node. The answer says
 // whether the node waits for approval; once admitted, the leader and
-// servers it names may replicate to this node.
+// voters it names may replicate to this node until its replica holds its
+// own allow-list entry (expects).
 func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (membershipResponse, error) {
 	req := membershipRequest{Cluster: r.cfg.Cluster, ID: r.id.String(), Name: r.cfg.Self.Name, Leave: leave, Voter: r.cfg.VoterPref}
 	for _, a := range r.host.Addrs() {
@@ -88,7 +92,7 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	// A fresh node trusts the cluster it asks to join: while the request is
 	// in flight, the member asked and the leader it names may replicate to
 	// us (the leader adds us before it answers), and once admitted, so may
-	// the leader and servers the answer names. A node already in a cluster
+	// the leader and voters the answer names. A node already in a cluster
 	// (rejoin) trusts an answer only from a peer it knows as a member:
 	// anyone can claim its cluster ID and answer a join call, and what the
 	// answer names would pass every membership check here (Access).
@@ -239,17 +243,36 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 			r.log.Warn("refused a request to remove another node", "from", from, "peer", id)
 			return nil, fmt.Errorf("%w: %s may not remove %s without an admin credential", ErrForbidden, from, id)
 		}
+		// The server goes first, then the entry, with no join between
+		// them: a server without an entry counts as a member.
+		r.memberMu.Lock()
+		defer r.memberMu.Unlock()
 		resp, err := r.removeServer(ctx, id)
+		r.gap("leave", id)
 		if err == nil && r.roleOf(id) != "" {
 			cmd, cerr := NewCommand(OpMemberRemove, MemberRemove{ID: id.String()})
 			if cerr == nil {
-				_, err = r.applyLocal(ctx, mustEncode(cmd))
+				_, err = r.applyLocked(ctx, mustEncode(cmd))
 			}
 		}
 		return resp, err
 	}
+	resp, grow, err := r.admitAndAdd(ctx, id, req)
+	if grow {
+		r.growVoters(ctx)
+	}
+	return resp, err
+}
+
+// admitAndAdd admits id if it may join (admit) and adds it as a non-voter,
+// under memberMu: a leave or a deny proposed meanwhile is applied before
+// the decision or after the addition, never between them. grow: the
+// leader's voters may grow now.
+func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipRequest) (membershipResponse, bool, error) {
+	r.memberMu.Lock()
+	defer r.memberMu.Unlock()
 	if resp, done, err := r.admit(ctx, id, req); done || err != nil {
-		return resp, err
+		return resp, false, err
 	}
 	for _, s := range req.Addrs {
 		if a, err := multiaddr.NewMultiaddr(s); err == nil {
@@ -263,30 +286,40 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 	r.grow.notePref(id, pref)
 	resp := membershipResponse{Leader: r.id.String()}
 	for _, s := range r.Servers() {
-		resp.Servers = append(resp.Servers, s.ID.String())
+		if s.Voter {
+			resp.Servers = append(resp.Servers, s.ID.String())
+		}
 	}
 	if r.hasServer(id) {
-		r.growVoters(ctx)
-		return resp, nil
+		return resp, true, nil
 	}
 	if r.cfg.Protect != nil {
 		r.cfg.Protect(id)
 	}
 	addr := raft.ServerAddress(id.String())
 	if err := r.raft.AddNonvoter(raft.ServerID(id.String()), addr, 0, r.t.Apply).Error(); err != nil {
-		return nil, fmt.Errorf("add %s: %w", id, err)
+		return membershipResponse{}, false, fmt.Errorf("add %s: %w", id, err)
 	}
 	r.log.Info("added non-voter", "peer", id, "role", r.roleOf(id))
 	r.memberKick.kick() // protect it, reconcile the allow-list
-	r.growVoters(ctx)
 	resp.Changed = true
-	return resp, nil
+	return resp, true, nil
+}
+
+// gap runs the test hook of a gap memberMu guards (nil outside tests).
+func (r *Raft) gap(where string, p peer.ID) {
+	if h := r.gapHook.Load(); h != nil {
+		(*h)(where, p)
+	}
 }
 
 // admit decides, on the leader, whether id may join; done means the answer
-// is resp (pending approval).
+// is resp (pending approval). The caller holds memberMu.
 func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (membershipResponse, bool, error) {
 	st := r.fsm.State()
+	if st.Revoked[id.String()] { // denied or evicted since the request was checked
+		return membershipResponse{}, true, fmt.Errorf("%s is refused by this cluster", id)
+	}
 	if st.memberRole(id.String(), r.hasServer(id)) != "" {
 		return membershipResponse{}, false, nil
 	}
@@ -305,9 +338,10 @@ func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (me
 	default:
 		return membershipResponse{Pending: true, Fingerprint: Fingerprint(id)}, true, nil
 	}
+	r.gap("admit", id)
 	cmd, err := NewCommand(OpMemberAdd, add)
 	if err == nil {
-		_, err = r.applyLocal(ctx, mustEncode(cmd))
+		_, err = r.applyLocked(ctx, mustEncode(cmd))
 	}
 	if err != nil {
 		return membershipResponse{}, true, fmt.Errorf("admit %s: %w", id, err)

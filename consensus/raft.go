@@ -78,6 +78,20 @@ type Raft struct {
 	// once closed is closed, so wg.Wait sees every one.
 	goMu     sync.Mutex
 	closeErr error
+
+	// memberMu serialises, on the leader, the membership changes whose
+	// checks read the state: a join's admission up to its server's
+	// addition, a leave's removal of server and allow-list entry, and every
+	// other proposal of OpMemberAdd or OpMemberRemove (applyLocal). Without
+	// it a join could re-add a leaving node's server after its removal (a
+	// server without an allow-list entry counts as a member: memberRole),
+	// and a join token or --admit lan could undo a deny proposed between
+	// the check and the admission.
+	memberMu sync.Mutex
+	// gapHook, nil outside tests, runs with memberMu held in the gaps it
+	// guards ("leave": server removed, entry not yet; "admit": admission
+	// decided, not yet applied), so that a test can land a request there.
+	gapHook atomic.Pointer[func(where string, p peer.ID)]
 }
 
 // ErrShutdown is returned by calls on a Raft that was shut down.
