@@ -11,7 +11,7 @@ import (
 )
 
 // committedPi is a π chunk result with its commitment; cheat adds a hit to one block.
-func committedPi(t *testing.T, job string, seed uint64, r Range, node string, cheat bool) ChunkResult {
+func committedPi(t testing.TB, job string, seed uint64, r Range, node string, cheat bool) ChunkResult {
 	t.Helper()
 	bh, err := PiBlocksHits(seed, r)
 	if err != nil {
@@ -29,7 +29,7 @@ func committedPi(t *testing.T, job string, seed uint64, r Range, node string, ch
 }
 
 // answer computes an audit task honestly (or with one leaf wrong) as auditor.
-func answer(t *testing.T, task AuditTask, auditor string, cheat bool) Audit {
+func answer(t testing.TB, task AuditTask, auditor string, cheat bool) Audit {
 	t.Helper()
 	a := Audit{Time: t0, Job: task.Job, ID: task.ID, Auditor: auditor}
 	if task.Full {
@@ -57,7 +57,7 @@ func seedN(n byte) audit.Seed { var s audit.Seed; s[0] = n; return s }
 
 const auditSeed = 11
 
-func auditJob(t *testing.T, st testState, id string, blocks uint64) {
+func auditJob(t testing.TB, st testState, id string, blocks uint64) {
 	st.mustApply(t, Submit{ID: id, Time: t0, Spec: JobSpec{Kind: KindPi, Pi: &PiParams{Samples: blocks*audit.PiBlock + 7, Seed: auditSeed}}})
 }
 

@@ -276,9 +276,21 @@ func (s *JobStore) Restore(r io.Reader) error {
 	version := magic[len(snapMagic)]
 	jobs := make(map[string]*job, len(h.Jobs))
 	auditIx := map[uint64]Chunk{}
+	if h.TotalPayload < 0 {
+		return fmt.Errorf("restore: total payload %d bytes", h.TotalPayload)
+	}
 	for _, sj := range h.Jobs {
 		if err := sj.Spec.Validate(); err != nil {
 			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
+		}
+		if err := checkSnapJob(sj, version); err != nil {
+			return fmt.Errorf("restore: job %q: %w", sj.ID, err)
+		}
+		if _, dup := jobs[sj.ID]; dup {
+			return fmt.Errorf("restore: job %q twice", sj.ID)
+		}
+		if sj.Seq > h.Seq {
+			return fmt.Errorf("restore: job %s: sequence %d after the state's %d", sj.ID, sj.Seq, h.Seq)
 		}
 		if err := validFaults(sj.Spec, sj.Faults); err != nil {
 			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
@@ -298,6 +310,15 @@ func (s *JobStore) Restore(r io.Reader) error {
 			r, err := restoreAudit(a, j)
 			if err != nil {
 				return fmt.Errorf("restore: job %s: %w", sj.ID, err)
+			}
+			if _, dup := j.recs[r.rng.Start]; dup {
+				return fmt.Errorf("restore: job %s: audit record %v twice", sj.ID, r.rng)
+			}
+			if open := r.step == stepAuditing || r.step == stepDisputed; open && (r.id == 0 || r.id > h.AuditSeq) {
+				// New audits take IDs after AuditSeq: one at or below it would be handed out again.
+				return fmt.Errorf("restore: job %s: audit record %v has ID %d, the state's last is %d", sj.ID, r.rng, r.id, h.AuditSeq)
+			} else if _, dup := auditIx[r.id]; open && dup {
+				return fmt.Errorf("restore: job %s: audit ID %d twice", sj.ID, r.id)
 			}
 			j.recs[r.rng.Start] = r
 			if r.step != stepCleared {
@@ -329,6 +350,8 @@ func (s *JobStore) Restore(r io.Reader) error {
 	if err := s.payloads.Clear(); err != nil {
 		return fmt.Errorf("restore: clear store: %w", err)
 	}
+	stored := map[*auditRec]bool{}      // the audit records whose chunk's payload came
+	recRanges := map[string]*RangeSet{} // per job, the ranges of the records so far
 	for done := false; !done; {
 		var recs []StoredResult
 		size := 0
@@ -345,11 +368,33 @@ func (s *JobStore) Restore(r io.Reader) error {
 			if err != nil {
 				return fmt.Errorf("restore: records: %w", err)
 			}
+			seen := recRanges[rec.Job]
+			if seen == nil {
+				seen = &RangeSet{}
+				recRanges[rec.Job] = seen
+			}
+			if seen.Overlaps(rec.Range) {
+				// The store keeps one payload per range start: a second would replace the first.
+				return fmt.Errorf("restore: records: job %s: record %v overlaps another", rec.Job, rec.Range)
+			}
+			seen.Add(rec.Range)
+			if r := jobs[rec.Job].recs[rec.Range.Start]; r != nil && r.rng == rec.Range {
+				stored[r] = true
+			}
 			recs = append(recs, rec)
 			size += len(rec.Payload)
 		}
 		if err := s.payloads.Put(recs); err != nil {
 			return fmt.Errorf("restore: records: %w", err)
+		}
+	}
+	for _, j := range jobs {
+		for _, r := range j.recs {
+			if !stored[r] {
+				// An audit settles a stored chunk: its pass, failure or requeue acts on that
+				// chunk's payload and range.
+				return fmt.Errorf("restore: job %s: audit record %v without its stored chunk", j.id, r.rng)
+			}
 		}
 	}
 	creds := map[string]*nodeCred{}
@@ -375,10 +420,48 @@ func (s *JobStore) Restore(r io.Reader) error {
 	return nil
 }
 
-// restoreAudit validates one audited chunk of a snapshot: its range inside the job, a known step,
-// chosen blocks among its leaves.
+// checkSnapJob validates what a job of a snapshot says of itself beyond its spec: an ID a
+// command could have given it, a known state, accepted ranges inside the job and cleared ones
+// among them (version 3; before, every accepted range was cleared). A snapshot that contradicts
+// itself (written by a faulty build, or sent by a faulty leader: raft's checksum only catches
+// damage on disk) is refused rather than loaded into a state the next commands would
+// misread: a job done past its total, or never finishing.
+func checkSnapJob(sj snapJob, version byte) error {
+	if sj.ID == "" || len(sj.ID) > MaxIDLen {
+		return fmt.Errorf("job ID of %d bytes", len(sj.ID))
+	}
+	if err := validText("job id", sj.ID); err != nil {
+		return err
+	}
+	switch sj.State {
+	case StateQueued, StateRunning, StateDone, StateCancelled, StateFailed:
+	default:
+		return fmt.Errorf("unknown state %q", sj.State)
+	}
+	if sj.PayloadBytes < 0 {
+		return fmt.Errorf("payload %d bytes", sj.PayloadBytes)
+	}
+	total := Range{0, sj.Spec.TotalUnits()}
+	for _, r := range sj.Accepted {
+		if r.Empty() || !total.Contains(r) {
+			return fmt.Errorf("accepted range %v: the job has %v", r, total)
+		}
+	}
+	if version >= 3 {
+		accepted := NewRangeSet(sj.Accepted...)
+		for _, r := range sj.Cleared {
+			if r.Empty() || !accepted.Covers(r) {
+				return fmt.Errorf("cleared range %v not accepted", r)
+			}
+		}
+	}
+	return nil
+}
+
+// restoreAudit validates one audited chunk of a snapshot: its range inside the job and among its
+// accepted ranges, a known step, chosen blocks among its leaves.
 func restoreAudit(a snapAudit, j *job) (*auditRec, error) {
-	if a.Range.Empty() || !j.total().Contains(a.Range) || a.Step < stepCommitted || a.Step > stepCleared {
+	if a.Range.Empty() || !j.accepted.Covers(a.Range) || a.Step < stepCommitted || a.Step > stepCleared {
 		return nil, fmt.Errorf("audit record %v: bad range or step", a.Range)
 	}
 	if a.Leaves < 0 || a.Leaves > audit.MaxLeaves || len(a.Blocks) > a.Leaves || len(a.Claimed) != len(a.Blocks) {
@@ -416,10 +499,15 @@ func readRecord(br *bufio.Reader, tag byte, jobs map[string]*job) (StoredResult,
 	if err != nil {
 		return StoredResult{}, err
 	}
-	if _, ok := jobs[string(id)]; !ok || len(v) < 8 {
+	j, ok := jobs[string(id)]
+	if !ok || len(v) < 8 {
 		return StoredResult{}, fmt.Errorf("record for unknown job %q", id)
 	}
 	r := Range{start, binary.BigEndian.Uint64(v)}
+	if r.Empty() || !j.accepted.Covers(r) {
+		// Readers index a job's image or items by a record's range.
+		return StoredResult{}, fmt.Errorf("record %v of job %q: not an accepted range", r, id)
+	}
 	return StoredResult{Chunk: Chunk{Job: string(id), Range: r}, Payload: v[8:]}, nil
 }
 
