@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/hydra-compute/hydra/compute"
 )
@@ -35,11 +34,7 @@ func (c *Client) UploadModule(ctx context.Context, code []byte) (ModuleInfo, err
 		return ModuleInfo{}, fmt.Errorf("upload module: read answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var ae apiError
-		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
-			return ModuleInfo{}, &APIError{Status: resp.StatusCode, Msg: ae.Error}
-		}
-		return ModuleInfo{}, &APIError{Status: resp.StatusCode, Msg: strings.TrimSpace(string(data))}
+		return ModuleInfo{}, answerError(resp, data)
 	}
 	var info ModuleInfo
 	if err := json.Unmarshal(data, &info); err != nil {
@@ -163,11 +158,7 @@ func (c *Client) Download(ctx context.Context, path string, w io.Writer) (http.H
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var ae apiError
-		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
-			return resp.Header, &APIError{Status: resp.StatusCode, Msg: ae.Error}
-		}
-		return resp.Header, &APIError{Status: resp.StatusCode, Msg: strings.TrimSpace(string(data))}
+		return resp.Header, answerError(resp, data)
 	}
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		return resp.Header, fmt.Errorf("GET %s: %w", path, err)
