@@ -142,9 +142,10 @@ func (c *Client) ResultPNG(ctx context.Context, id string, raw bool, w io.Writer
 }
 
 // Download GETs path and copies a successful answer's body into w. It has no overall timeout
-// (a large image takes a while: ctx bounds it), but a node that stalls — sends no headers, or
-// no byte of the body, for the client's HTTP timeout (a minute by default) — ends it with an
-// error, so a hung node cannot hold a command until ctx runs out.
+// (a large image takes a while: ctx bounds it), but a node that stalls ends it with an error, so
+// a hung node cannot hold a command until ctx runs out: no headers for five times the client's
+// HTTP timeout (a node may render a large PNG for another request before it answers this one),
+// or no byte of the body for the timeout itself (a minute by default).
 func (c *Client) Download(ctx context.Context, path string, w io.Writer) (http.Header, error) {
 	hc := http.Client{}
 	if c.HTTP != nil {
@@ -157,12 +158,13 @@ func (c *Client) Download(ctx context.Context, path string, w io.Writer) (http.H
 	hc.Timeout = 0
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	errNoHeaders := fmt.Errorf("the node sent no answer for %s", 5*stall)
 	errStalled := fmt.Errorf("the node sent nothing for %s", stall)
-	watchdog := time.AfterFunc(stall, func() { cancel(errStalled) })
+	watchdog := time.AfterFunc(5*stall, func() { cancel(errNoHeaders) })
 	defer watchdog.Stop()
 	stalled := func(err error) error {
-		if context.Cause(ctx) == errStalled {
-			return errStalled
+		if cause := context.Cause(ctx); cause == errNoHeaders || cause == errStalled {
+			return cause
 		}
 		return err
 	}
@@ -175,6 +177,11 @@ func (c *Client) Download(ctx context.Context, path string, w io.Writer) (http.H
 		return nil, fmt.Errorf("GET %s: %w", c.BaseURL+path, stalled(err))
 	}
 	defer resp.Body.Close()
+	if !watchdog.Stop() { // it fired as the answer came
+		return resp.Header, fmt.Errorf("GET %s: %w", path, errNoHeaders)
+	}
+	watchdog = time.AfterFunc(stall, func() { cancel(errStalled) })
+	defer watchdog.Stop()
 	if resp.StatusCode/100 != 2 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return resp.Header, answerError(resp, data)
