@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Client calls a node's HTTP API; the CLI's client commands use it.
@@ -62,11 +65,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var ae apiError
-		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
-			return &APIError{Status: resp.StatusCode, Msg: ae.Error}
-		}
-		return &APIError{Status: resp.StatusCode, Msg: strings.TrimSpace(string(data))}
+		return answerError(resp, data)
 	}
 	if out == nil {
 		return nil
@@ -79,6 +78,66 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// maxErrorExcerpt bounds the part of a non-API error body an APIError quotes.
+const maxErrorExcerpt = 200
+
+// answerError is the APIError of a non-2xx answer: the API's own message when the body is its
+// JSON error. Anything else — a proxy's error page, another web server found at a wrong --api —
+// becomes one short line (an HTML page's title, or the first line of the text, clipped), so that
+// a command prints one clear line and not a whole page.
+func answerError(resp *http.Response, data []byte) *APIError {
+	var ae apiError
+	if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
+		return &APIError{Status: resp.StatusCode, Msg: ae.Error}
+	}
+	text := strings.TrimSpace(string(data))
+	if strings.Contains(resp.Header.Get("Content-Type"), "html") || strings.HasPrefix(text, "<") {
+		msg := "not an answer of the Hydra API: an HTML page"
+		if t := htmlTitle(text); t != "" {
+			msg += " titled " + strconv.Quote(excerpt(t))
+		}
+		return &APIError{Status: resp.StatusCode, Msg: msg + " (is the URL right, or a proxy in the way?)"}
+	}
+	if text == "" {
+		return &APIError{Status: resp.StatusCode, Msg: http.StatusText(resp.StatusCode)}
+	}
+	line, _, _ := strings.Cut(text, "\n")
+	return &APIError{Status: resp.StatusCode, Msg: excerpt(line)}
+}
+
+// htmlTitle is the text of an HTML page's <title>, or "".
+func htmlTitle(page string) string {
+	low := strings.ToLower(page)
+	i := strings.Index(low, "<title>")
+	if i < 0 {
+		return ""
+	}
+	rest := page[i+len("<title>"):]
+	j := strings.Index(strings.ToLower(rest), "</title>")
+	if j < 0 {
+		return ""
+	}
+	return strings.Join(strings.Fields(rest[:j]), " ")
+}
+
+// excerpt clips s to maxErrorExcerpt bytes (on a rune boundary) and drops control characters.
+func excerpt(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) <= maxErrorExcerpt {
+		return s
+	}
+	cut := maxErrorExcerpt
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // Status fetches GET /api/v1/status.

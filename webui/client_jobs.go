@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
+	"time"
 
 	"github.com/hydra-compute/hydra/compute"
 )
@@ -35,11 +35,7 @@ func (c *Client) UploadModule(ctx context.Context, code []byte) (ModuleInfo, err
 		return ModuleInfo{}, fmt.Errorf("upload module: read answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var ae apiError
-		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
-			return ModuleInfo{}, &APIError{Status: resp.StatusCode, Msg: ae.Error}
-		}
-		return ModuleInfo{}, &APIError{Status: resp.StatusCode, Msg: strings.TrimSpace(string(data))}
+		return ModuleInfo{}, answerError(resp, data)
 	}
 	var info ModuleInfo
 	if err := json.Unmarshal(data, &info); err != nil {
@@ -145,32 +141,68 @@ func (c *Client) ResultPNG(ctx context.Context, id string, raw bool, w io.Writer
 	return c.Download(ctx, path, w)
 }
 
-// Download GETs path and copies a successful answer's body into w.
+// Download GETs path and copies a successful answer's body into w. It has no overall timeout
+// (a large image takes a while: ctx bounds it), but a node that stalls ends it with an error, so
+// a hung node cannot hold a command until ctx runs out: no headers for five times the client's
+// HTTP timeout (a node may render a large PNG for another request before it answers this one),
+// or no byte of the body for the timeout itself (a minute by default).
 func (c *Client) Download(ctx context.Context, path string, w io.Writer) (http.Header, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
-	}
 	hc := http.Client{}
 	if c.HTTP != nil {
 		hc = *c.HTTP
 	}
+	stall := hc.Timeout
+	if stall <= 0 {
+		stall = time.Minute
+	}
 	hc.Timeout = 0
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errNoHeaders := fmt.Errorf("the node sent no answer for %s", 5*stall)
+	errStalled := fmt.Errorf("the node sent nothing for %s", stall)
+	watchdog := time.AfterFunc(5*stall, func() { cancel(errNoHeaders) })
+	defer watchdog.Stop()
+	stalled := func(err error) error {
+		if cause := context.Cause(ctx); cause == errNoHeaders || cause == errStalled {
+			return cause
+		}
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", c.BaseURL+path, err)
+		return nil, fmt.Errorf("GET %s: %w", c.BaseURL+path, stalled(err))
 	}
 	defer resp.Body.Close()
+	if !watchdog.Stop() { // it fired as the answer came
+		return resp.Header, fmt.Errorf("GET %s: %w", path, errNoHeaders)
+	}
+	watchdog = time.AfterFunc(stall, func() { cancel(errStalled) })
+	defer watchdog.Stop()
 	if resp.StatusCode/100 != 2 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var ae apiError
-		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
-			return resp.Header, &APIError{Status: resp.StatusCode, Msg: ae.Error}
-		}
-		return resp.Header, &APIError{Status: resp.StatusCode, Msg: strings.TrimSpace(string(data))}
+		return resp.Header, answerError(resp, data)
 	}
-	if _, err := io.Copy(w, resp.Body); err != nil {
-		return resp.Header, fmt.Errorf("GET %s: %w", path, err)
+	if _, err := io.Copy(w, &stallReader{r: resp.Body, t: watchdog, d: stall}); err != nil {
+		return resp.Header, fmt.Errorf("GET %s: %w", path, stalled(err))
 	}
 	return resp.Header, nil
+}
+
+// stallReader restarts its watchdog timer at every byte read.
+type stallReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.t.Reset(s.d)
+	}
+	return n, err
 }

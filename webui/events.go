@@ -46,10 +46,10 @@ const (
 	watchPollGap      = time.Second            // with one: a safety net (online flags age)
 	statusMinorGap    = 2 * time.Second        // a status change that is only load/uptime/last_seen
 	jobFullGap        = time.Second            // a running job's full view; progress in between
-	heartbeatGap      = 15 * time.Second
-	accessRecheck     = 2 * time.Second // how soon an open stream ends once its reads are no longer allowed
-	retryMillis       = 1000            // the EventSource's reconnect delay (the retry: field)
-	clientQueue       = 64              // frames a client may have waiting
+	heartbeatGap      = 5 * time.Second        // a "ping" event: a page that hears nothing for a while knows the stream is dead
+	accessRecheck     = 2 * time.Second        // how soon an open stream ends once its reads are no longer allowed
+	retryMillis       = 1000                   // the EventSource's reconnect delay (the retry: field)
+	clientQueue       = 64                     // frames a client may have waiting
 	maxEventClients   = 256
 	maxChunksPerFrame = 4096 // per job; the rest follows in the next frame
 	writeDeadline     = 10 * time.Second
@@ -62,6 +62,7 @@ type hub struct {
 	chunks ChunkSource
 	watch  Watcher
 	now    func() time.Time
+	beat   time.Duration // heartbeatGap; tests shorten it
 	// mayRead, if set, says whether a stream's request may still read (the read-auth setting
 	// and its credential as they are now): asked at least every accessRecheck while it is open.
 	mayRead func(*http.Request) bool
@@ -105,7 +106,7 @@ type jobSent struct {
 }
 
 func newHub(be Backend, jobs JobBackend) *hub {
-	h := &hub{be: be, jobs: jobs, now: time.Now, clients: map[*eventClient]struct{}{}}
+	h := &hub{be: be, jobs: jobs, now: time.Now, beat: heartbeatGap, clients: map[*eventClient]struct{}{}}
 	if cs, ok := jobs.(ChunkSource); ok {
 		h.chunks = cs
 	}
@@ -141,7 +142,7 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !send([]byte("retry: " + strconv.Itoa(retryMillis) + "\n\n")) {
 		return
 	}
-	beat := time.NewTicker(heartbeatGap)
+	beat := time.NewTicker(h.beat)
 	defer beat.Stop()
 	recheck := time.NewTicker(accessRecheck)
 	defer recheck.Stop()
@@ -154,7 +155,10 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-beat.C:
-			if !send([]byte(": ping\n\n")) {
+			// An event, not a comment: an EventSource sees events only. A stream that stalls
+			// without closing (the node hung or suspended, a connection silently dropped) is
+			// told apart from a quiet cluster by the pings that stop.
+			if !send([]byte("event: ping\ndata: {}\n\n")) {
 				return
 			}
 		case <-recheck.C:

@@ -540,3 +540,20 @@ func startTicks(h *hub) func(d time.Duration) string {
 		return string(h.tick(now, false))
 	}
 }
+
+// Heartbeats are "ping" events a page can hear (an EventSource drops comments), sent while
+// nothing else is: a page that hears nothing for several of them knows its stream is dead.
+func TestEventsHeartbeatIsAnEvent(t *testing.T) {
+	b := newEvBackend()
+	h := newHub(b, b)
+	h.beat = 50 * time.Millisecond
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ch, _ := openEvents(t, srv.URL)
+	waitEvent(t, ch, "jobs", nil) // the snapshot
+	first := waitEvent(t, ch, "ping", func(d string) bool { return d == "{}" })
+	second := waitEvent(t, ch, "ping", nil)
+	if gap := second.at.Sub(first.at); gap > 2*time.Second {
+		t.Fatalf("pings %s apart, want about %s", gap, h.beat)
+	}
+}

@@ -5,7 +5,8 @@ if (!Promise.withResolvers) { // playwright-core may expect Node 22
   Promise.withResolvers = function () { let resolve, reject; const promise = new Promise((a, b) => { resolve = a; reject = b; }); return { promise, resolve, reject }; };
 }
 const { chromium } = await import('playwright-core');
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, appendFileSync, openSync, closeSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 
 const nodes = JSON.parse(process.env.NODES);
 const token = process.env.TOKEN;
@@ -33,18 +34,22 @@ const context = await chromium.launchPersistentContext(process.env.PROFILE, {
   viewport: { width: 1280, height: 900 },
 });
 const consoleErrors = [], requests = [];
+let outage = false; // the page's node is down on purpose: Chromium logs the failed requests
 function watch(page, label) {
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
     // The test provokes a 400 (a bad field) and a 401 (no token) on purpose: Chromium logs those.
     const loc = m.location() || {};
     if (/status of 40[01]/.test(m.text()) && /\/api\/v1\/(jobs|modules)$/.test(loc.url || '')) return;
+    if (outage && /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING)/.test(m.text())) return;
     consoleErrors.push(label + ': ' + m.text() + ' ' + (loc.url || ''));
   });
   page.on('pageerror', (e) => consoleErrors.push(label + ': ' + e.message));
   page.on('request', (r) => requests.push(r.url()));
 }
 let exitCode = 0;
+const restarted = []; // nodes this script started again: stopped at the end
+let frozen = 0; // a node stopped with SIGSTOP, to be continued
 try {
   const page = context.pages()[0] || await context.newPage();
   watch(page, 'main');
@@ -185,6 +190,71 @@ try {
   await page.screenshot({ path: art + '/4b-wasm.png', fullPage: true });
   await page.check('input[name=kind][value=mandelbrot]');
 
+  // 4c. Restart the node that serves the page while a π job runs on the other two: the page
+  // reconnects by itself, and the job's view ends up with every chunk of the job's history,
+  // those accepted while the node was down included (the new stream brings only the present).
+  const restartRes = await fetch(follower.http + '/api/v1/jobs', { method: 'POST', headers: { Authorization: 'Bearer ' + token },
+    body: JSON.stringify({ kind: 'pi', name: 'ui-restart', samples: 100000000000000, seed: '11' }) });
+  const rj = await restartRes.json();
+  check(restartRes.status === 201, 'π job submitted for the restart: ' + rj.id);
+  await page.click(`#jobs tr[data-job-id="${rj.id}"] button.link`);
+  await page.waitForFunction(() => window.hydra.state.view && window.hydra.state.view.log.bySeq.size > 0, null, { timeout: 60000 });
+  const other = nodes.find((n) => n !== follower && n.id !== leader0) || nodes.find((n) => n !== follower);
+  const seenBefore = await page.evaluate(() => Math.max(...window.hydra.state.view.log.bySeq));
+  outage = true;
+  process.kill(follower.pid, 'SIGKILL');
+  log('killed the page\'s node', follower.id.slice(-8), 'pid', follower.pid);
+  await page.waitForFunction(() => /reconnecting/.test(document.getElementById('conn').textContent), null, { timeout: 30000 });
+  // Chunks accepted while it is down: the other nodes' history moves past what the page saw.
+  for (const tEnd = Date.now() + 60000; ;) {
+    const h = await (await fetch(`${other.http}/api/v1/jobs/${rj.id}/chunks?from=${seenBefore + 1}&limit=10`)).json();
+    if (h.chunks.length >= 2) break;
+    if (Date.now() > tEnd) check(false, 'chunks were accepted while the page\'s node was down');
+    await sleep(200);
+  }
+  const logFd = openSync(follower.log, 'a');
+  const child = spawn(follower.cmd[0], follower.cmd.slice(1), { stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
+  restarted.push(child);
+  appendFileSync(process.env.RESTARTED_PIDS, child.pid + '\n');
+  follower.pid = child.pid;
+  log('restarted the page\'s node, pid', child.pid);
+  await page.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 60000 });
+  outage = false;
+  log('the page is live again on its restarted node');
+  await fetch(`${follower.http}/api/v1/jobs/${rj.id}/cancel`, { method: 'POST', headers: { Authorization: 'Bearer ' + token }, body: '{}' });
+  const history = [];
+  for (let from = 0; ;) {
+    const h = await (await fetch(`${follower.http}/api/v1/jobs/${rj.id}/chunks?from=${from}&limit=20000`)).json();
+    for (const c of h.chunks) history.push(c[0]);
+    if (!h.chunks.length || h.chunks[h.chunks.length - 1][0] + 1 >= h.next) break;
+    from = h.chunks[h.chunks.length - 1][0] + 1;
+  }
+  const missing = await page.waitForFunction((seqs) => {
+    const have = window.hydra.state.view.log.bySeq;
+    const miss = seqs.filter((q) => !have.has(q));
+    return miss.length === 0 ? [] : false;
+  }, history, { timeout: 20000 }).then(() => [], () => page.evaluate((seqs) => seqs.filter((q) => !window.hydra.state.view.log.bySeq.has(q)), history));
+  check(missing.length === 0, `after the restart the job view holds all ${history.length} chunks of the job's history` +
+    (missing.length ? `; missing ${missing.length}, e.g. #${missing.slice(0, 5).join(', #')}` : ''));
+  check(await page.evaluate(() => window.__noReload === true), 'without a reload');
+  await page.screenshot({ path: art + '/4c-restarted.png', fullPage: true });
+
+  // 4d. Freeze the page's node (SIGSTOP): its stream stalls without closing, which an
+  // EventSource does not notice. The page says it is reconnecting once it hears no event for
+  // its stall bound (20 s; the node pings every 5 s), and is live again when the node runs.
+  const connectsFrozen = await page.evaluate(() => window.hydra.stats.connects);
+  process.kill(follower.pid, 'SIGSTOP');
+  frozen = follower.pid;
+  const tf = Date.now();
+  const noticed = await page.waitForFunction(() => /reconnecting/.test(document.getElementById('conn').textContent), null, { timeout: 40000 }).then(() => true, () => false);
+  figures.stall_noticed_after_ms = Date.now() - tf;
+  process.kill(follower.pid, 'SIGCONT');
+  frozen = 0;
+  check(noticed, `a stalled stream is noticed: "reconnecting…" ${figures.stall_noticed_after_ms} ms after the node froze`);
+  await page.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 60000 });
+  check(await page.evaluate((n) => window.hydra.stats.connects > n, connectsFrozen), 'the page is live again on a new stream once its node runs');
+
   // 5. SIGKILL the coordinator: the new one is marked without a reload.
   const leaderNode = ids[leader0];
   const tk = Date.now();
@@ -257,6 +327,8 @@ try {
   if (consoleErrors.length) console.error('console errors:', consoleErrors);
 } finally {
   await context.close().catch(() => {});
+  if (frozen) { try { process.kill(frozen, 'SIGCONT'); } catch {} }
+  for (const c of restarted) c.kill('SIGKILL');
 }
 figures.failures = failures;
 writeFileSync(art + '/figures.json', JSON.stringify(figures, null, 2));

@@ -78,17 +78,30 @@ async function api(method, path, body) {
 }
 
 // ---- event stream ------------------------------------------------------------------------
-let es = null;
+let es = null, opens = 0, heard = 0;
+// STALL_MS without a word (the node sends a "ping" event every 5 s, webui/events.go) means the
+// stream is dead though not closed — the node hung or was suspended, a connection dropped
+// silently: the page says so and opens a new one. EventSource itself would wait forever.
+const STALL_MS = 20000;
 function connect() {
   es = new EventSource('/api/v1/events');
   stats.connects++;
+  heard = performance.now();
+  es.addEventListener('ping', () => { heard = performance.now(); });
   const on = (name, fn) => es.addEventListener(name, (ev) => {
+    heard = performance.now();
     stats.events++; stats.bytes += ev.data.length + name.length + 16;
     let d; try { d = JSON.parse(ev.data); } catch { return; }
     fn(d);
     schedule();
   });
-  es.onopen = () => { setConn(true); };
+  es.onopen = () => {
+    heard = performance.now();
+    setConn(true);
+    // A stream opened again (the node restarted, or dropped this page for falling behind)
+    // brings the present only: the open job view fetches the chunks it missed meanwhile.
+    if (opens++ && S.view) S.view.resync();
+  };
   es.onerror = () => {
     setConn(false);
     if (es.readyState === EventSource.CLOSED) { // an HTTP error: EventSource gives up, we do not
@@ -424,3 +437,7 @@ if (m) {
   setTimeout(() => clearInterval(wait), 10000);
 }
 setInterval(schedule, 1000); // ETAs and in-flight bars move with time
+setInterval(() => { // the stall watchdog (STALL_MS)
+  if (performance.now() - heard < STALL_MS) return;
+  es.close(); setConn(false); connect();
+}, 1000);

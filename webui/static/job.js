@@ -47,7 +47,7 @@ const MAX_FETCH_ROWS_BYTES = 4 << 20;
 // Records mostly arrive in order (history pages, then events): appending is the common case,
 // and the list is re-sorted only after an out-of-order arrival.
 class ChunkLog {
-  constructor() { this.bySeq = new Set(); this.list = []; this.unsorted = false; this.version = 0; }
+  constructor() { this.bySeq = new Set(); this.list = []; this.unsorted = false; this.version = 0; this.maxSeq = -1; }
   add(c) { // c: a chunks event or GET …/chunks answer
     const out = [];
     for (const r of c.chunks) {
@@ -55,6 +55,7 @@ class ChunkLog {
       if (rec.seq >= 0) {
         if (this.bySeq.has(rec.seq)) continue;
         this.bySeq.add(rec.seq);
+        if (rec.seq > this.maxSeq) this.maxSeq = rec.seq;
         const last = this.list[this.list.length - 1];
         if (last && last.seq > rec.seq) this.unsorted = true;
       }
@@ -92,20 +93,28 @@ export class JobView {
     $('legend').replaceChildren();
   }
 
-  async loadHistory() {
+  // resync fetches the chunks accepted after the last one this view holds (all of them if the
+  // history was not read to its end): called when the event stream opens again, whose events
+  // bring only what is accepted from then on.
+  resync() { if (!this.dead) this.loadHistory(this.historyRead ? this.log.maxSeq + 1 : 0); }
+
+  async loadHistory(from = 0) {
     // The past: GET …/chunks, paged; events bring the present (duplicates are dropped by seq).
-    let from = 0;
-    for (let page = 0; page < 50 && !this.dead; page++) {
-      const r = await fetch('/api/v1/jobs/' + encodeURIComponent(this.id) + '/chunks?from=' + from + '&limit=20000');
-      if (!r.ok) break;
-      if (r.headers.get('X-Hydra-History') === 'none') { this.timeline.noHistory = true; this.timeline.dirty = true; break; }
-      const text = await r.text(); this.ctx.stats.bytes += text.length;
-      const c = JSON.parse(text);
-      this.onChunks(c, true);
-      if (!c.chunks.length || c.next <= from) break;
-      from = c.chunks[c.chunks.length - 1][0] + 1;
-      if (from >= c.next) break;
-    }
+    this.historyRead = false;
+    try {
+      for (let page = 0; page < 50 && !this.dead; page++) {
+        const r = await fetch('/api/v1/jobs/' + encodeURIComponent(this.id) + '/chunks?from=' + from + '&limit=20000');
+        if (!r.ok) break;
+        if (r.headers.get('X-Hydra-History') === 'none') { this.timeline.noHistory = true; this.timeline.dirty = true; break; }
+        const text = await r.text(); this.ctx.stats.bytes += text.length;
+        const c = JSON.parse(text);
+        this.onChunks(c, true);
+        if (!c.chunks.length || c.next <= from) break;
+        from = c.chunks[c.chunks.length - 1][0] + 1;
+        if (from >= c.next) break;
+      }
+    } catch { return; } // the node went away mid-read: resync() reads it again once the stream is back
+    this.historyRead = true;
     if (this.mandel && !this.dead) this.loadAccepted();
   }
 
