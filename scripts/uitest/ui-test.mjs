@@ -78,6 +78,11 @@ try {
   log('page weight', weight.bytes, 'bytes uncompressed', JSON.stringify(weight.files));
   check(weight.bytes <= 300 * 1024, 'page weight ≤ 300 KB');
 
+  // 1b. Figures are shown with their units and enough digits: a slow job's rate is not "0 rows/s".
+  const shown = await page.evaluate(() => [[0.42, 'rows/s'], [5.34, 'rows/s'], [812, 'B'], [2.5e9, 'samples/s'], [12345, 'px/s'], [NaN, 'rows/s']]
+    .map(([v, u]) => window.hydra.fmt.si(v, u)));
+  check(JSON.stringify(shown) === JSON.stringify(['0.42 rows/s', '5.3 rows/s', '812 B', '2.5 Gsamples/s', '12.3 kpx/s', '—']), 'numbers are shown with their units and digits: ' + shown.join(', '));
+
   // 2. The coordinator is marked.
   const marked = await page.$eval('#nodes tbody tr[data-role=leader]', (tr) => [tr.dataset.nodeId, tr.cells[3].textContent]);
   check(marked[0] === leader0 && marked[1] === 'leader (coordinator)', 'the coordinator is marked "leader (coordinator)"');

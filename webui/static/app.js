@@ -150,11 +150,14 @@ function schedule() {
 }
 
 const fmt = {
+  // si: 2.5 Gsamples/s, 812 B; below 100 without a prefix a rate keeps its decimals (0.42 rows/s,
+  // 5.3 rows/s: a slow Mandelbrot job is not at "0 rows/s").
   si(v, unit) {
     if (!isFinite(v)) return '—';
     const a = Math.abs(v);
     const [d, s] = a >= 1e12 ? [1e12, 'T'] : a >= 1e9 ? [1e9, 'G'] : a >= 1e6 ? [1e6, 'M'] : a >= 1e3 ? [1e3, 'k'] : [1, ''];
-    return (v / d).toFixed(v / d >= 100 || d === 1 ? 0 : 1) + ' ' + s + unit;
+    const x = a / d, digits = d > 1 ? (x >= 100 ? 0 : 1) : (x >= 100 || Number.isInteger(v) ? 0 : x >= 1 ? 1 : 2);
+    return (v / d).toFixed(digits) + ' ' + s + unit;
   },
   dur(s) {
     if (!isFinite(s) || s < 0) return '—';
@@ -426,7 +429,7 @@ function initForm() {
 }
 
 // ---- start -------------------------------------------------------------------------------
-window.hydra = { stats, state: S };
+window.hydra = { stats, state: S, fmt };
 initToken();
 initForm();
 connect();

@@ -141,7 +141,10 @@ export class JobView {
     const j = this.job, u = { pi: 'samples', wasm: 'items' }[j.kind] || 'rows';
     $('job-summary').textContent = `${j.state} · ${j.done_units.toLocaleString()} of ${j.total_units.toLocaleString()} ${u} · ` +
       `${(j.compute_seconds || 0).toFixed(1)} s of compute on ${(j.nodes || []).length} node(s) · ` +
-      `${(j.audited_units || 0).toLocaleString()} ${u} audited` + (j.redone_units ? ` · ${j.redone_units.toLocaleString()} redone after failed audits` : '');
+      `${(j.audited_units || 0).toLocaleString()} ${u} audited` + (j.redone_units ? ` · ${j.redone_units.toLocaleString()} redone after failed audits` : '') +
+      // Done is not counted until checked (docs/audits.md): why a job at 100 % still runs.
+      (!['done', 'cancelled', 'failed'].includes(j.state) && j.done_units > (j.cleared_units || 0) ? ` · ${(j.done_units - (j.cleared_units || 0)).toLocaleString()} ${u} wait for their audit` : '') +
+      (j.disputes ? ` · ${j.disputes} chunk(s) in dispute wait for a third node` : '');
     if (this.piDirty && performance.now() - (this.piAt || 0) > 400) { this.piAt = performance.now(); this.renderPi(); }
     const reason = $('job-reason'); reason.hidden = !j.reason; reason.textContent = j.reason ? 'Failed: ' + j.reason : '';
     this.renderShares();
