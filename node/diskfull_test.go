@@ -10,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/webui"
 )
 
 // smallDisk mounts a tmpfs of size on a fresh directory (the tests run as root, as CI does)
@@ -59,6 +61,9 @@ func fillDisk(t *testing.T, dir string) {
 // and stopping again; once space is back it starts, replays, and finishes the job. Before, the
 // restart stopped again at the same entry within seconds, so a supervisor (hydra.service:
 // Restart=on-failure) restarted the node every few seconds for as long as the disk was full.
+// While it waits, its HTTP address answers 503 with the reason (`hydra status` prints it,
+// where it said only that the node was unreachable), and once it starts, the same address
+// serves its API.
 func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 	dir := smallDisk(t, "64m")
 	n := newTestNode(t, dir, "n0", func(c *Config) { c.minFreeBytes = 4 << 20 })
@@ -112,6 +117,21 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 		}
 		return nil
 	})
+	// Meanwhile its HTTP address (the log names it) says why the node is not up, and so does
+	// `hydra status`: one line, exit 1.
+	api := regexp.MustCompile(`api=(http://\S+)`).FindStringSubmatch(logs.String())
+	if api == nil {
+		t.Fatalf("the disk full log names no api address: %s", logs.String())
+	}
+	checkDiskWaitView(t, api[1], dir, 4<<20)
+	out, err := hydraCLI(t, 60*time.Second, "status", "--api", api[1])
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Count(strings.TrimSpace(out), "\n") != 0 ||
+		!strings.Contains(out, "waiting for disk space") || !strings.Contains(out, dir) {
+		t.Fatalf("hydra status on the waiting node: %v %q, want exit 1 and one line with the reason", err, out)
+	}
+	t.Logf("hydra status on the waiting node: %s", out)
+
 	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +145,22 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 		t.Fatalf("start once space was back: %v", m.err)
 	}
 	tn := &testNode{Node: m.n, dir: dir, done: make(chan error, 1)}
+	if tn.HTTPURL() != api[1] {
+		t.Fatalf("the node serves %s, the waiting view %s: want the same address", tn.HTTPURL(), api[1])
+	}
 	tn.start(t)
+	waitFor(t, 30*time.Second, "the real API on the address of the waiting view", func() error {
+		sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer scancel()
+		st, err := webui.NewClient(api[1], "").Status(sctx)
+		if err != nil {
+			return err
+		}
+		if st.Self.ID != tn.ID().String() {
+			return fmt.Errorf("status of %s, want %s", st.Self.ID, tn.ID())
+		}
+		return nil
+	})
 	waitFor(t, 60*time.Second, "the job done after the restart", func() error {
 		select {
 		case err := <-tn.done:

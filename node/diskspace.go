@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -27,14 +31,29 @@ func (c Config) minFree() uint64 {
 }
 
 // waitForDiskSpace returns once dir's file system has min bytes free for this user, or ctx
-// ends (SIGTERM). Where free space cannot be read it does not wait.
-func waitForDiskSpace(ctx context.Context, dir string, min uint64, log *slog.Logger) error {
+// ends (SIGTERM). Where free space cannot be read it does not wait. Meanwhile it serves the
+// waiting view (node/diskwait.go) on ln, the node's HTTP listener, so that `hydra status`, the
+// UI and health checks say why the node is not up instead of finding nothing; it hands ln
+// back open, for the node's own server (ln may be nil: nothing is served).
+func waitForDiskSpace(ctx context.Context, dir string, min uint64, ln net.Listener, log *slog.Logger) (err error) {
 	free, err := freeBytes(dir)
 	if err != nil || free >= min {
 		return nil
 	}
-	log.Error("disk full: the node waits for free space on its data directory before it starts (it takes no work meanwhile, then replays its raft log)",
-		"dir", dir, "free_bytes", free, "needed_bytes", min)
+	var view *diskWaitServer
+	api := ""
+	if ln != nil {
+		view = serveDiskWait(ln, newDiskWaitView(dir, free, min), log)
+		api = localURL(ln.Addr())
+		writeWaitingAPIURL(dir, api, log)
+	}
+	defer func() {
+		if serr := view.stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	log.Error("disk full: the node waits for free space on its data directory before it starts (it takes no work meanwhile, then replays its raft log; its HTTP address answers 503 with the reason)",
+		"dir", dir, "free_bytes", free, "needed_bytes", min, "api", api)
 	t := time.NewTicker(diskSpacePoll)
 	defer t.Stop()
 	for {
@@ -52,5 +71,18 @@ func waitForDiskSpace(ctx context.Context, dir string, min uint64, log *slog.Log
 			log.Info("disk space is back: starting", "dir", dir, "free_bytes", free)
 			return nil
 		}
+		view.update(newDiskWaitView(dir, free, min))
+	}
+}
+
+// writeWaitingAPIURL writes DATA/api-url for `hydra status --data` while the node waits for
+// space, unless it already names url (the usual case: a fixed --http). On a disk too full for
+// even that, the old file stays; the node writes it again once started.
+func writeWaitingAPIURL(dir, url string, log *slog.Logger) {
+	if old, err := os.ReadFile(filepath.Join(dir, APIURLFile)); err == nil && strings.TrimSpace(string(old)) == url {
+		return
+	}
+	if err := writeAPIURL(dir, url); err != nil {
+		log.Warn("cannot write api-url while waiting for disk space", "err", err)
 	}
 }

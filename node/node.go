@@ -87,7 +87,9 @@ type Node struct {
 // New validates cfg, prepares the data directory, binds the HTTP port and
 // the libp2p listeners, and opens the raft state. Configuration problems
 // (bad flags, unusable data directory, port in use) come back as
-// *ConfigError.
+// *ConfigError. On a data directory with too little free space it first
+// waits for space until ctx ends, answering on the HTTP port why
+// (waitForDiskSpace).
 func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	p, err := cfg.parse()
 	if err != nil {
@@ -97,9 +99,6 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg.Logger = slog.Default()
 	}
 	if err := prepareDataDir(cfg.DataDir); err != nil {
-		return nil, err
-	}
-	if err := waitForDiskSpace(ctx, cfg.DataDir, cfg.minFree(), cfg.Logger); err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{}),
@@ -112,6 +111,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 
+	// The HTTP address is bound before the wait for disk space, which answers on it why the
+	// node is not up yet, and hands the same listener to the node's server.
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -120,6 +121,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, configErr("--http %s: %v", cfg.HTTPAddr, err)
 	}
 	undo.push(func() { ln.Close() })
+	if err := waitForDiskSpace(ctx, cfg.DataDir, cfg.minFree(), ln, cfg.Logger); err != nil {
+		return nil, err
+	}
 	n.httpLn = ln
 	n.httpURL = localURL(ln.Addr())
 
