@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/localport"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -170,6 +171,86 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 		}
 		if got, ok := tn.Job(j.ID); !ok || got.State != compute.StateDone {
 			return fmt.Errorf("job %v %v", ok, got.State)
+		}
+		return nil
+	})
+}
+
+// TestServeResumesAfterAFullDisk: `hydra node` (Serve) whose node stopped on a full disk makes
+// it again in the same process: it waits for space, its HTTP address saying why, and once space
+// is back the node replays its log on the same address and finishes the job. Before, the process
+// exited, and only a supervisor brought the node back (a node started by hand stayed down).
+func TestServeResumesAfterAFullDisk(t *testing.T) {
+	dir := smallDisk(t, "64m")
+	port, err := localport.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(dir, "n0")
+	cfg.minFreeBytes = 4 << 20
+	cfg.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	var logs lockedBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-served:
+		case <-time.After(30 * time.Second):
+			t.Error("Serve did not return after its context ended")
+		}
+	})
+	notServed := func() {
+		select {
+		case err := <-served:
+			t.Fatalf("Serve returned: %v\n%s", err, logs.String())
+		default:
+		}
+	}
+	api := "http://" + cfg.HTTPAddr
+	var c *webui.Client
+	waitFor(t, 30*time.Second, "the node's API", func() error {
+		notServed()
+		tok, err := os.ReadFile(filepath.Join(dir, TokenFile))
+		if err != nil {
+			return err
+		}
+		c = webui.NewClient(api, strings.TrimSpace(string(tok)))
+		sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer scancel()
+		_, err = c.Status(sctx)
+		return err
+	})
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	j, err := c.SubmitJob(sctx, compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &compute.MandelParams{Width: 1000, Height: 1000, CenterX: -0.5, CenterY: 0, Span: 3, MaxIter: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillDisk(t, dir)
+	waitFor(t, 60*time.Second, "the node to stop on the full disk and wait for space in the same process", func() error {
+		notServed()
+		if !strings.Contains(logs.String(), "starts again in this process") || !strings.Contains(logs.String(), "waits for free space") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	checkDiskWaitView(t, api, dir, 4<<20)
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the job done by the node made again", func() error {
+		notServed()
+		jctx, jcancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer jcancel()
+		got, err := c.Job(jctx, j.ID)
+		if err != nil {
+			return err
+		}
+		if got.State != compute.StateDone {
+			return fmt.Errorf("job %s", got.State)
 		}
 		return nil
 	})

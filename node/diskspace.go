@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -86,3 +87,46 @@ func writeWaitingAPIURL(dir, url string, log *slog.Logger) {
 		log.Warn("cannot write api-url while waiting for disk space", "err", err)
 	}
 }
+
+// Serve makes a node from cfg and runs it until ctx ends, as `hydra node` does. A node that
+// stopped because its disk filled up (a committed entry it could not store: Run's error is a
+// full file system) is made again in this process: New waits for free space, answering on its
+// HTTP address why, and the node replays its log once space is back, so a full disk costs a
+// machine its place in the cluster only while it lasts, with or without a supervisor. Restarts
+// come at least restartBackoff apart, doubling up to a minute while they keep failing within
+// minutes of the start (a write larger than the space New waits for would fail again).
+// Every other stop, and a stop of ctx while New waits (nil), ends Serve.
+func Serve(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	wait := restartBackoff
+	for {
+		n, err := New(ctx, cfg)
+		if err != nil {
+			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+				return nil // stopped while it waited to start: a clean stop
+			}
+			return err
+		}
+		began := time.Now()
+		err = n.Run(ctx)
+		if ctx.Err() != nil || !diskFull(err) {
+			return err
+		}
+		if time.Since(began) > 10*time.Minute {
+			wait = restartBackoff
+		}
+		cfg.Logger.Error("disk full: the node stopped at a result it could not store; it starts again in this process once space is back (it waits for it, taking no work)",
+			"dir", cfg.DataDir, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
+}
+
+// restartBackoff is Serve's first wait before it makes a node stopped by a full disk again.
+const restartBackoff = time.Second

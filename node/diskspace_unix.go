@@ -2,7 +2,11 @@
 
 package node
 
-import "golang.org/x/sys/unix"
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
 
 // freeBytes is the space an unprivileged user may still write on dir's file system.
 func freeBytes(dir string) (uint64, error) {
@@ -11,4 +15,9 @@ func freeBytes(dir string) (uint64, error) {
 		return 0, err
 	}
 	return uint64(st.Bavail) * uint64(st.Bsize), nil
+}
+
+// diskFull reports whether err comes from a full file system (or a user's exhausted quota).
+func diskFull(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
 }

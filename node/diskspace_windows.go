@@ -1,6 +1,10 @@
 package node
 
-import "golang.org/x/sys/windows"
+import (
+	"errors"
+
+	"golang.org/x/sys/windows"
+)
 
 // freeBytes is the space the caller may still write on dir's volume.
 func freeBytes(dir string) (uint64, error) {
@@ -13,4 +17,9 @@ func freeBytes(dir string) (uint64, error) {
 		return 0, err
 	}
 	return free, nil
+}
+
+// diskFull reports whether err comes from a full volume.
+func diskFull(err error) bool {
+	return errors.Is(err, windows.ERROR_DISK_FULL) || errors.Is(err, windows.ERROR_HANDLE_DISK_FULL)
 }

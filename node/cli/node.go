@@ -120,13 +120,6 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := node.New(ctx, cfg)
-	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			return nil // stopped while it waited to start (a full disk): a clean stop
-		}
-		return err
-	}
 	go func() {
 		// A second Ctrl-C means "now": skip the graceful hand-over.
 		<-ctx.Done()
@@ -137,7 +130,8 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "hydra node: second signal, exiting at once")
 		os.Exit(ExitFailure)
 	}()
-	return n.Run(ctx)
+	// Serve makes the node again in this process after a stop on a full disk.
+	return node.Serve(ctx, cfg)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
