@@ -83,6 +83,18 @@ try {
     .map(([v, u]) => window.hydra.fmt.si(v, u)));
   check(JSON.stringify(shown) === JSON.stringify(['0.42 rows/s', '5.3 rows/s', '812 B', '2.5 Gsamples/s', '12.3 kpx/s', '—']), 'numbers are shown with their units and digits: ' + shown.join(', '));
 
+  // 1c. A job whose done units went down (a failed audit requeued chunks) has no negative rate.
+  const rateAfterDrop = await page.evaluate(() => {
+    const j = { id: 'rate-test', state: 'running', done_units: 1000 };
+    window.hydra.sample(j);
+    window.hydra.sample({ ...j, done_units: 2000 });
+    window.hydra.sample({ ...j, done_units: 500 });
+    const r = window.hydra.rateOf({ ...j, done_units: 500 });
+    window.hydra.state.rates.delete('rate-test');
+    return Number.isNaN(r) ? 'NaN' : r;
+  });
+  check(rateAfterDrop === 'NaN' || rateAfterDrop >= 0, 'no negative rate after done units went down: ' + rateAfterDrop);
+
   // 2. The coordinator is marked.
   const marked = await page.$eval('#nodes tbody tr[data-role=leader]', (tr) => [tr.dataset.nodeId, tr.cells[3].textContent]);
   check(marked[0] === leader0 && marked[1] === 'leader (coordinator)', 'the coordinator is marked "leader (coordinator)"');

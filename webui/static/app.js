@@ -267,6 +267,9 @@ function jobName(id) { const j = S.jobs.get(id); return j && j.name ? j.name : i
 function sample(j) {
   const now = performance.now() / 1000;
   let a = S.rates.get(j.id); if (!a) { a = []; S.rates.set(j.id, a); }
+  // Done units go down when a failed audit requeues a node's chunks: the samples before then
+  // would give a negative rate, so the rate starts again from here.
+  if (a.length && j.done_units < a[a.length - 1].done) a.length = 0;
   if (!a.length || a[a.length - 1].done !== j.done_units) a.push({ t: now, done: j.done_units });
   while (a.length > 2 && now - a[0].t > 15) a.shift();
 }
@@ -429,7 +432,7 @@ function initForm() {
 }
 
 // ---- start -------------------------------------------------------------------------------
-window.hydra = { stats, state: S, fmt };
+window.hydra = { stats, state: S, fmt, sample, rateOf };
 initToken();
 initForm();
 connect();
