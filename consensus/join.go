@@ -39,6 +39,9 @@ type membershipRequest struct {
 	// joiner, Via) (ParsedJoinToken.Proof).
 	TokenID string `json:"token_id,omitempty"`
 	Proof   string `json:"proof,omitempty"`
+	// Nonce is a token joiner's fresh random challenge (hex, 32 bytes):
+	// the answer's ClusterProof covers it, so no answer can be replayed.
+	Nonce string `json:"nonce,omitempty"`
 	// Via and LAN are set by the member that forwards a joiner's request.
 	Via string `json:"via,omitempty"`
 	LAN bool   `json:"lan,omitempty"`
@@ -60,7 +63,15 @@ type membershipResponse struct {
 	// those named until its replica holds its own allow-list entry.
 	Leader  string   `json:"leader,omitempty"`
 	Servers []string `json:"servers,omitempty"`
+	// ClusterProof answers a token joiner's Nonce: the leader's MAC under
+	// the token's cluster key (answerProof), so that the joiner knows the
+	// answer comes from the cluster the token is for, through the member it
+	// asked, and not from a peer that only claims its cluster ID.
+	ClusterProof string `json:"cluster_proof,omitempty"`
 }
+
+// maxNonceLen bounds a join request's Nonce (hex of 32 bytes).
+const maxNonceLen = 64
 
 // requestMembership asks via to add (or with leave, remove) this node. A
 // join token's proof is bound to via and to this node. The answer says
@@ -86,6 +97,7 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 		}
 		req.TokenID = r.joinTok.ID
 		req.Proof = r.joinTok.Proof(cid, r.id.String(), via.String())
+		req.Nonce = randomHex(32)
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.t.Apply+2*r.t.RPC)
 	defer cancel()
@@ -96,10 +108,17 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	// (rejoin) trusts an answer only from a peer it knows as a member:
 	// anyone can claim its cluster ID and answer a join call, and what the
 	// answer names would pass every membership check here (Access).
+	//
+	// A fresh node with a join token trusts nobody before the answer: the
+	// answer must prove the token's cluster key (ClusterProof), and a peer
+	// trusted while the request is in flight could install a state of its
+	// own before it answers. The leader's first raft RPCs to it are
+	// refused; raft retries them once the answer is checked.
 	fresh := !r.inCluster()
 	trusted := fresh || r.roleOf(via) == RoleMember
+	tokenJoin := r.joinTok != nil && !leave && fresh
 	var tentative []peer.ID
-	if !leave && fresh {
+	if !leave && fresh && !tokenJoin {
 		tentative = append(tentative, via)
 		r.boot.mu.Lock()
 		if bp := r.boot.peers[via]; bp != nil {
@@ -126,6 +145,12 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 		r.log.Warn("ignored a join answer from a peer that is not a member", "peer", via)
 		return resp, fmt.Errorf("%s answered, but it is not a member this node knows", via)
 	}
+	if !resp.Pending && tokenJoin {
+		if err := r.checkAnswer(req, resp, via); err != nil {
+			r.log.Warn("ignored a join answer that does not prove the join token's cluster", "peer", via, "err", err)
+			return membershipResponse{}, err
+		}
+	}
 	if !resp.Pending && !leave {
 		r.expected.Store(via, true)
 		for _, s := range append(resp.Servers, resp.Leader) {
@@ -135,6 +160,31 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 		}
 	}
 	return resp, nil
+}
+
+// checkAnswer checks a token joiner's admission answer from via: its
+// ClusterProof must be the token's cluster key's MAC over this request's
+// nonce, this node, via, the cluster ID and what the answer names. An
+// answer without a proof passes only for a token an older build made
+// (ParsedJoinToken.Legacy): its record has no cluster key.
+func (r *Raft) checkAnswer(req membershipRequest, resp membershipResponse, via peer.ID) error {
+	r.boot.mu.Lock()
+	cid := ""
+	if bp := r.boot.peers[via]; bp != nil {
+		cid = bp.info.ClusterID
+	}
+	r.boot.mu.Unlock()
+	if resp.ClusterProof == "" && r.joinTok.Legacy {
+		r.log.Warn("join answer carries no cluster proof: the join token was made by an older hydra, so this node cannot tell the cluster from a peer that claims its ID; make a new token (hydra token create) to have it checked", "peer", via)
+		return nil
+	}
+	if resp.ClusterProof == "" {
+		return fmt.Errorf("%s answered the join without proving the join token's cluster", via)
+	}
+	if !r.joinTok.VerifyAnswer(resp.ClusterProof, req.Nonce, r.id.String(), via.String(), cid, resp.Leader, resp.Servers) {
+		return fmt.Errorf("%s answered the join with a cluster proof that does not verify", via)
+	}
+	return nil
 }
 
 // joinAllowed admits a join-protocol stream: any peer whose key is not
@@ -170,7 +220,7 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 	if err != nil {
 		return nil, fmt.Errorf("bad peer ID: %w", err)
 	}
-	if len(req.Addrs) > maxJoinAddrs || len(req.Name) > maxNameLen || len(req.Proof) > 256 || len(req.TokenID) > maxIDLen || len(req.Auth) > 256 {
+	if len(req.Addrs) > maxJoinAddrs || len(req.Name) > maxNameLen || len(req.Proof) > 256 || len(req.TokenID) > maxIDLen || len(req.Auth) > 256 || len(req.Nonce) > maxNonceLen {
 		return nil, errors.New("membership request too large")
 	}
 	if r.Access(id) == p2p.AccessRefused {
@@ -290,6 +340,7 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 			resp.Servers = append(resp.Servers, s.ID.String())
 		}
 	}
+	resp.ClusterProof = r.answerProof(req, resp)
 	if r.hasServer(id) {
 		return resp, true, nil
 	}
@@ -304,6 +355,21 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 	r.memberKick.kick() // protect it, reconcile the allow-list
 	resp.Changed = true
 	return resp, true, nil
+}
+
+// answerProof is the leader's proof of resp for a token joiner's request
+// (membershipResponse.ClusterProof): "" without a nonce, or for a token
+// whose record has no cluster key (or that is gone: revoked since).
+func (r *Raft) answerProof(req membershipRequest, resp membershipResponse) string {
+	if req.TokenID == "" || req.Nonce == "" {
+		return ""
+	}
+	st := r.fsm.State()
+	t, ok := st.JoinTokens[req.TokenID]
+	if !ok {
+		return ""
+	}
+	return answerProof(t, req.TokenID, req.Nonce, req.ID, req.Via, st.ClusterID, resp.Leader, resp.Servers)
 }
 
 // gap runs the test hook of a gap memberMu guards (nil outside tests).

@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"encoding/hex"
 	"testing"
 	"time"
 
@@ -75,8 +74,9 @@ func Test_Security_LeaveJoinRace(t *testing.T) {
 func Test_Security_DenyDuringTokenJoin(t *testing.T) {
 	n := oneNodeCluster(t, "sec-deny-token")
 	cid := n.r.State().ClusterID
-	id, secret, pub := NewJoinToken(cid)
-	add, err := NewCommand(OpTokenAdd, TokenAdd{ID: id, Token: JoinToken{Role: RoleMember, Key: hex.EncodeToString(pub), Created: time.Now().UTC()}})
+	id, secret, rec := NewJoinToken(cid)
+	rec.Role, rec.Created = RoleMember, time.Now().UTC()
+	add, err := NewCommand(OpTokenAdd, TokenAdd{ID: id, Token: rec})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,15 @@ package consensus
 
 import (
 	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"strings"
 	"time"
@@ -49,16 +52,23 @@ type Cred struct {
 	Created time.Time `json:"created"`
 }
 
-// JoinToken is a join token as replicated: its public key only. The token
-// itself holds the matching Ed25519 seed; a joiner proves it by signing the
-// pair (joiner, member) of its authenticated connection (JoinProof).
+// JoinToken is a join token as replicated: its public key and its cluster
+// key. The token itself holds the matching Ed25519 seed; a joiner proves it
+// by signing the pair (joiner, member) of its authenticated connection
+// (Proof). The cluster key, derived from the seed (joinClusterKey), is how
+// the cluster proves itself back: anyone can claim a cluster ID, so a token
+// joiner trusts an admission answer only with a MAC under this key over its
+// fresh nonce and both ends of its connection (AnswerProof). It proves
+// nothing to the cluster (the seed stays with the token). Tokens made by
+// builds before it have none (and a "hydra-join1" string).
 type JoinToken struct {
-	Role    string    `json:"role"` // member | worker
-	Key     string    `json:"key"`  // hex Ed25519 public key
-	Expires time.Time `json:"expires,omitzero"`
-	Uses    int       `json:"uses,omitempty"` // 0: unlimited
-	Used    int       `json:"used"`
-	Created time.Time `json:"created"`
+	Role       string    `json:"role"`                  // member | worker
+	Key        string    `json:"key"`                   // hex Ed25519 public key
+	ClusterKey string    `json:"cluster_key,omitempty"` // hex HMAC-SHA256 key (joinClusterKey)
+	Expires    time.Time `json:"expires,omitzero"`
+	Uses       int       `json:"uses,omitempty"` // 0: unlimited
+	Used       int       `json:"used"`
+	Created    time.Time `json:"created"`
 }
 
 // Payloads of the membership ops.
@@ -149,24 +159,45 @@ func ClusterFingerprint(clusterID string) string {
 	return hex.EncodeToString(h[:6])
 }
 
-// joinTokenPrefix starts every join token: "hydra-join1.<cluster fp>.<id>.<seed>".
-const joinTokenPrefix = "hydra-join1"
+// Join token prefixes: "hydra-join2.<cluster fp>.<id>.<seed>" for a token
+// whose replicated record holds its cluster key, so its joiner requires the
+// cluster's answer proof; "hydra-join1" for one an older build made, whose
+// record has none (its joiner accepts an answer without the proof, with a
+// warning). Builds before the cluster key read only "hydra-join1".
+const (
+	joinTokenPrefix       = "hydra-join2"
+	legacyJoinTokenPrefix = "hydra-join1"
+)
 
 // NewJoinToken makes a join token for a cluster: the secret string for
-// the person and the public part to replicate.
-func NewJoinToken(clusterID string) (id, secret string, pub ed25519.PublicKey) {
+// the person, and the record to replicate with its public key and cluster
+// key set (the caller sets role, expiry and uses).
+func NewJoinToken(clusterID string) (id, secret string, rec JoinToken) {
 	id = randomHex(6)
 	seed := make([]byte, ed25519.SeedSize)
 	_, _ = rand.Read(seed) // crypto/rand.Read never fails (Go ≥ 1.24)
 	priv := ed25519.NewKeyFromSeed(seed)
 	secret = strings.Join([]string{joinTokenPrefix, ClusterFingerprint(clusterID), id, base64.RawURLEncoding.EncodeToString(seed)}, ".")
-	return id, secret, priv.Public().(ed25519.PublicKey)
+	rec = JoinToken{Key: hex.EncodeToString(priv.Public().(ed25519.PublicKey)), ClusterKey: hex.EncodeToString(joinClusterKey(seed))}
+	return id, secret, rec
 }
 
-// ParsedJoinToken is a join token split into its parts.
+// joinClusterKey derives a token's cluster key from its seed (HKDF-SHA256
+// with a label of its own, so that it says nothing about the signing key).
+func joinClusterKey(seed []byte) []byte {
+	k, err := hkdf.Key(sha256.New, seed, nil, "hydra-join-cluster-key/1", sha256.Size)
+	if err != nil {
+		panic(fmt.Sprintf("hkdf: %v", err)) // only for a length sha256 cannot give
+	}
+	return k
+}
+
+// ParsedJoinToken is a join token split into its parts. Legacy: the token
+// was made by a build whose record holds no cluster key ("hydra-join1").
 type ParsedJoinToken struct {
 	ClusterFP string
 	ID        string
+	Legacy    bool
 	key       ed25519.PrivateKey
 }
 
@@ -176,14 +207,14 @@ var ErrBadJoinToken = errors.New("not a hydra join token")
 // ParseJoinToken splits a join token; it checks the form only.
 func ParseJoinToken(s string) (ParsedJoinToken, error) {
 	parts := strings.Split(strings.TrimSpace(s), ".")
-	if len(parts) != 4 || parts[0] != joinTokenPrefix || len(parts[1]) != 12 || len(parts[2]) == 0 || len(parts[2]) > 32 {
+	if len(parts) != 4 || (parts[0] != joinTokenPrefix && parts[0] != legacyJoinTokenPrefix) || len(parts[1]) != 12 || len(parts[2]) == 0 || len(parts[2]) > 32 {
 		return ParsedJoinToken{}, ErrBadJoinToken
 	}
 	seed, err := base64.RawURLEncoding.DecodeString(parts[3])
 	if err != nil || len(seed) != ed25519.SeedSize {
 		return ParsedJoinToken{}, ErrBadJoinToken
 	}
-	return ParsedJoinToken{ClusterFP: parts[1], ID: parts[2], key: ed25519.NewKeyFromSeed(seed)}, nil
+	return ParsedJoinToken{ClusterFP: parts[1], ID: parts[2], Legacy: parts[0] == legacyJoinTokenPrefix, key: ed25519.NewKeyFromSeed(seed)}, nil
 }
 
 // joinProofMessage is what a join proof signs: the token, the cluster and
@@ -196,6 +227,45 @@ func joinProofMessage(tokenID, clusterID, joiner, member string) []byte {
 // Proof signs the join of joiner through member.
 func (t ParsedJoinToken) Proof(clusterID, joiner, member string) string {
 	return hex.EncodeToString(ed25519.Sign(t.key, joinProofMessage(t.ID, clusterID, joiner, member)))
+}
+
+// answerProofMessage is what the cluster's answer proof authenticates: the
+// token, the joiner's fresh nonce, both ends of the joiner's connection
+// (joiner, and the member it asked), the cluster ID and what the answer
+// names, so an answer is worth nothing for another request, another
+// connection or another list of peers to trust.
+func answerProofMessage(tokenID, nonce, joiner, member, clusterID, leader string, servers []string) []byte {
+	return []byte("hydra-join-answer/1\x00" + tokenID + "\x00" + nonce + "\x00" + joiner + "\x00" + member + "\x00" + clusterID +
+		"\x00" + leader + "\x00" + strings.Join(servers, ","))
+}
+
+func answerMAC(key []byte, msg []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
+// answerProof is the leader's proof, for the token record t, of an answer
+// (leader, servers) to joiner's request with nonce through member; "" when
+// the record has no cluster key (an older build made the token).
+func answerProof(t JoinToken, tokenID, nonce, joiner, member, clusterID, leader string, servers []string) string {
+	key, err := hex.DecodeString(t.ClusterKey)
+	if err != nil || len(key) != sha256.Size {
+		return ""
+	}
+	return hex.EncodeToString(answerMAC(key, answerProofMessage(tokenID, nonce, joiner, member, clusterID, leader, servers)))
+}
+
+// VerifyAnswer checks the cluster's proof of an admission answer (in
+// constant time): that the peer that answered, member, holds the token's
+// cluster key for this joiner's request with nonce in cluster clusterID.
+func (t ParsedJoinToken) VerifyAnswer(proof, nonce, joiner, member, clusterID, leader string, servers []string) bool {
+	got, err := hex.DecodeString(proof)
+	if err != nil || len(got) != sha256.Size {
+		return false
+	}
+	want := answerMAC(joinClusterKey(t.key.Seed()), answerProofMessage(t.ID, nonce, joiner, member, clusterID, leader, servers))
+	return hmac.Equal(got, want)
 }
 
 // verifyJoinProof checks a join proof against the replicated token at now.
@@ -358,6 +428,12 @@ func applyMembership(st *ClusterState, op Op, payload []byte) any {
 		}
 		if !validSecretID(t.ID) || !validRole(t.Token.Role, RoleMember, RoleWorker) || len(t.Token.Key) != 2*ed25519.PublicKeySize || t.Token.Uses < 0 {
 			return rejectf("token add: bad ID, role or key")
+		}
+		if k, err := hex.DecodeString(t.Token.ClusterKey); err != nil || len(k) != sha256.Size {
+			// Dropped, not refused: a build before cluster keys ignores the
+			// field and accepts the entry, and every replica must agree.
+			// Its joiner refuses every answer (the proof cannot be made).
+			t.Token.ClusterKey = ""
 		}
 		if st.JoinTokens == nil {
 			st.JoinTokens = map[string]JoinToken{}

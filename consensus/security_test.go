@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -172,8 +171,9 @@ func Test_Security_OutsiderProtocols(t *testing.T) {
 func Test_Security_JoinTokenAndApproval(t *testing.T) {
 	a := oneNodeCluster(t, "sec-join")
 	cid := a.r.State().ClusterID
-	id, secret, pub := NewJoinToken(cid)
-	tcmd, _ := NewCommand(OpTokenAdd, TokenAdd{ID: id, Token: JoinToken{Role: RoleWorker, Key: hex.EncodeToString(pub), Uses: 1, Created: time.Now()}})
+	id, secret, rec := NewJoinToken(cid)
+	rec.Role, rec.Uses, rec.Created = RoleWorker, 1, time.Now()
+	tcmd, _ := NewCommand(OpTokenAdd, TokenAdd{ID: id, Token: rec})
 	if _, err := a.r.ApplyAs(ctxT(t, testDeadline), tcmd, testAdminToken); err != nil {
 		t.Fatal(err)
 	}

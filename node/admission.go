@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -123,8 +122,8 @@ func (n *Node) CreateToken(ctx context.Context, req webui.TokenRequest, auth str
 		if req.TTL == "" {
 			ttl = 24 * time.Hour
 		}
-		id, secret, pub := consensus.NewJoinToken(st.ClusterID)
-		t := consensus.JoinToken{Role: req.Role, Key: hex.EncodeToString(pub), Uses: req.Uses, Created: now}
+		id, secret, t := consensus.NewJoinToken(st.ClusterID)
+		t.Role, t.Uses, t.Created = req.Role, req.Uses, now
 		if ttl > 0 {
 			t.Expires = now.Add(ttl)
 		}
