@@ -97,3 +97,15 @@ func auditSpans(spec JobSpec, r *auditRec) []Range {
 	}
 	return out
 }
+
+// disputes counts the job's chunks in dispute (Job.Disputes). Only chunks still under audit
+// have records, so a finished job's count costs nothing.
+func (j *job) disputes() int {
+	n := 0
+	for _, r := range j.recs {
+		if r.step == stepDisputed {
+			n++
+		}
+	}
+	return n
+}

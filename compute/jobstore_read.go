@@ -126,18 +126,6 @@ func (j *job) rev() uint64 {
 	return mix(h ^ nodes)
 }
 
-// disputes counts the job's chunks in dispute (Job.Disputes). Only chunks still under audit
-// have records, so a finished job's count costs nothing.
-func (j *job) disputes() int {
-	n := 0
-	for _, r := range j.recs {
-		if r.step == stepDisputed {
-			n++
-		}
-	}
-	return n
-}
-
 // mix is splitmix64's finaliser: every bit of x moves about half of the result's.
 func mix(x uint64) uint64 {
 	x ^= x >> 30
