@@ -23,6 +23,15 @@ const (
 	StateFailed    JobState = "failed" // cannot finish; the job's reason says why
 )
 
+// Valid reports whether s is one of the states above (a snapshot's job is checked with it).
+func (s JobState) Valid() bool {
+	switch s {
+	case StateQueued, StateRunning, StateDone, StateCancelled, StateFailed:
+		return true
+	}
+	return false
+}
+
 // Finished reports whether the status is final.
 func (s JobState) Finished() bool {
 	return s == StateDone || s == StateCancelled || s == StateFailed

@@ -109,11 +109,15 @@ var revSeed = maphash.MakeSeed()
 
 // rev fingerprints what j's view holds that may change (JobHead.Rev), without allocating. The
 // nodes' contributions are summed, so the map's order does not matter.
+//
+// The view's dispute count (disputes) is left out: it walks the job's audit records, and it
+// moves only with fields hashed here (a dispute opens with its audit's units counted, and
+// closes by clearing or requeueing the chunk).
 func (j *job) rev() uint64 {
 	h := mix(maphash.String(revSeed, string(j.state)))
 	for _, v := range []uint64{uint64(j.started.UnixNano()), uint64(j.finished.UnixNano()), j.accepted.Units(),
 		uint64(j.accepted.Count()), j.cleared.Units(), uint64(j.payloadBytes), j.auditedUnits, j.redoneUnits,
-		maphash.String(revSeed, j.reason), uint64(len(j.faults)), uint64(len(j.nodes)), uint64(j.disputes())} {
+		maphash.String(revSeed, j.reason), uint64(len(j.faults)), uint64(len(j.nodes))} {
 		h = mix(h ^ v)
 	}
 	for _, f := range j.faults {

@@ -314,11 +314,15 @@ func (s *JobStore) Restore(r io.Reader) error {
 			if _, dup := j.recs[r.rng.Start]; dup {
 				return fmt.Errorf("restore: job %s: audit record %v twice", sj.ID, r.rng)
 			}
-			if open := r.step == stepAuditing || r.step == stepDisputed; open && (r.id == 0 || r.id > h.AuditSeq) {
-				// New audits take IDs after AuditSeq: one at or below it would be handed out again.
-				return fmt.Errorf("restore: job %s: audit record %v has ID %d, the state's last is %d", sj.ID, r.rng, r.id, h.AuditSeq)
-			} else if _, dup := auditIx[r.id]; open && dup {
-				return fmt.Errorf("restore: job %s: audit ID %d twice", sj.ID, r.id)
+			if r.step == stepAuditing || r.step == stepDisputed {
+				if r.id == 0 || r.id > h.AuditSeq {
+					// New audits take IDs after AuditSeq: one at or below it would be handed out again.
+					return fmt.Errorf("restore: job %s: audit record %v has ID %d, the state's last is %d", sj.ID, r.rng, r.id, h.AuditSeq)
+				}
+				if _, dup := auditIx[r.id]; dup {
+					return fmt.Errorf("restore: job %s: audit ID %d twice", sj.ID, r.id)
+				}
+				auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
 			}
 			j.recs[r.rng.Start] = r
 			if r.step != stepCleared {
@@ -329,9 +333,6 @@ func (s *JobStore) Restore(r io.Reader) error {
 					j.waiting = map[uint64]struct{}{}
 				}
 				j.waiting[r.rng.Start] = struct{}{}
-			}
-			if r.id != 0 && (r.step == stepAuditing || r.step == stepDisputed) {
-				auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
 			}
 		}
 		for _, n := range sj.Nodes {
@@ -433,9 +434,7 @@ func checkSnapJob(sj snapJob, version byte) error {
 	if err := validText("job id", sj.ID); err != nil {
 		return err
 	}
-	switch sj.State {
-	case StateQueued, StateRunning, StateDone, StateCancelled, StateFailed:
-	default:
+	if !sj.State.Valid() {
 		return fmt.Errorf("unknown state %q", sj.State)
 	}
 	if sj.PayloadBytes < 0 {

@@ -197,9 +197,7 @@ func exerciseState(t *testing.T, st testState) {
 			t.Fatalf("job %s twice in the restored state", j.ID)
 		}
 		seen[j.ID] = true
-		switch j.State {
-		case StateQueued, StateRunning, StateDone, StateCancelled, StateFailed:
-		default:
+		if !j.State.Valid() {
 			t.Fatalf("job %s restored in state %q", j.ID, j.State)
 		}
 		if j.DoneUnits > j.TotalUnits || j.ClearedUnits > j.DoneUnits {

@@ -3,54 +3,17 @@ package consensus
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/internal/resultstore"
+	"github.com/hydra-compute/hydra/internal/testdisk"
 )
-
-// tmpfs mounts a small tmpfs on a fresh directory (root only) and always
-// unmounts it.
-func tmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-	return dir
-}
-
-// fill writes to dir until the file system is full.
-func fill(t *testing.T, dir string) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return
-			}
-			t.Fatal(err)
-		}
-	}
-}
 
 func appLog(t *testing.T, index uint64, cmd any) *raft.Log {
 	t.Helper()
@@ -71,7 +34,7 @@ func appLog(t *testing.T, index uint64, cmd any) *raft.Log {
 // replica stays at a state every other replica went through, and replays
 // the log from there after a restart).
 func Test_ApplyStopsOnFullDisk(t *testing.T) {
-	dir := tmpfs(t, "2m")
+	dir := testdisk.Small(t, "2m")
 	results, err := resultstore.Open(filepath.Join(dir, "jobs.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +50,7 @@ func Test_ApplyStopsOnFullDisk(t *testing.T) {
 	if res := fsm.Apply(appLog(t, 1, compute.Submit{ID: "j", Time: t0, Spec: spec})); res != nil {
 		t.Fatalf("submit: %v", res)
 	}
-	fill(t, dir)
+	testdisk.Fill(t, dir)
 	chunk := func(start, end uint64) compute.ChunkResult {
 		return compute.ChunkResult{Chunk: compute.Chunk{Job: "j", Range: compute.Range{Start: start, End: end}}, Node: "n", ComputeSeconds: 0.1,
 			Payload: compute.EncodePiPayload(compute.PiHits(3, start, end))}

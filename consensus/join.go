@@ -85,9 +85,9 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 			req.Addrs = append(req.Addrs, a.String())
 		}
 	}
+	cid := "" // the cluster ID via claims, which a token's proofs are bound to
 	if r.joinTok != nil && !leave {
 		r.boot.mu.Lock()
-		cid := ""
 		if bp := r.boot.peers[via]; bp != nil {
 			cid = bp.info.ClusterID
 		}
@@ -146,7 +146,7 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 		return resp, fmt.Errorf("%s answered, but it is not a member this node knows", via)
 	}
 	if !resp.Pending && tokenJoin {
-		if err := r.checkAnswer(req, resp, via); err != nil {
+		if err := r.checkAnswer(req, resp, via, cid); err != nil {
 			r.log.Warn("ignored a join answer that does not prove the join token's cluster", "peer", via, "err", err)
 			return membershipResponse{}, err
 		}
@@ -164,16 +164,11 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 
 // checkAnswer checks a token joiner's admission answer from via: its
 // ClusterProof must be the token's cluster key's MAC over this request's
-// nonce, this node, via, the cluster ID and what the answer names. An
+// nonce, this node, via, the cluster ID cid (the one the request's proof
+// was bound to) and what the answer names. An
 // answer without a proof passes only for a token an older build made
 // (ParsedJoinToken.Legacy): its record has no cluster key.
-func (r *Raft) checkAnswer(req membershipRequest, resp membershipResponse, via peer.ID) error {
-	r.boot.mu.Lock()
-	cid := ""
-	if bp := r.boot.peers[via]; bp != nil {
-		cid = bp.info.ClusterID
-	}
-	r.boot.mu.Unlock()
+func (r *Raft) checkAnswer(req membershipRequest, resp membershipResponse, via peer.ID, cid string) error {
 	if resp.ClusterProof == "" && r.joinTok.Legacy {
 		r.log.Warn("join answer carries no cluster proof: the join token was made by an older hydra, so this node cannot tell the cluster from a peer that claims its ID; make a new token (hydra token create) to have it checked", "peer", via)
 		return nil

@@ -18,43 +18,10 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/internal/localport"
+	"github.com/hydra-compute/hydra/internal/syncbuf"
+	"github.com/hydra-compute/hydra/internal/testdisk"
 	"github.com/hydra-compute/hydra/webui"
 )
-
-// smallDisk mounts a tmpfs of size on a fresh directory (the tests run as root, as CI does)
-// and unmounts it when the test ends.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs (root needed): %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes dir/filler until its file system is full.
-func fillDisk(t *testing.T, dir string) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return
-			}
-			t.Fatal(err)
-		}
-	}
-}
 
 // TestRestartOnAFullDiskWaitsForSpace: a node whose result store hits a full disk stops (a
 // committed entry it cannot store: consensus.LocalFailure); started again on the still-full
@@ -66,7 +33,7 @@ func fillDisk(t *testing.T, dir string) {
 // where it said only that the node was unreachable), and once it starts, the same address
 // serves its API.
 func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
-	dir := smallDisk(t, "64m")
+	dir := testdisk.Small(t, "64m")
 	n := newTestNode(t, dir, "n0", func(c *Config) { c.minFreeBytes = 4 << 20 })
 	n.start(t)
 	waitFor(t, 20*time.Second, "token", func() error {
@@ -81,7 +48,7 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fillDisk(t, dir)
+	testdisk.Fill(t, dir)
 	select {
 	case err := <-n.done:
 		n.cancel = nil
@@ -92,7 +59,7 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 		t.Fatal("the node did not stop on a full disk")
 	}
 
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	cfg := n.cfg
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	type made struct {
@@ -181,7 +148,7 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 // is back the node replays its log on the same address and finishes the job. Before, the process
 // exited, and only a supervisor brought the node back (a node started by hand stayed down).
 func TestServeResumesAfterAFullDisk(t *testing.T) {
-	dir := smallDisk(t, "64m")
+	dir := testdisk.Small(t, "64m")
 	port, err := localport.Free()
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +156,7 @@ func TestServeResumesAfterAFullDisk(t *testing.T) {
 	cfg := testConfig(dir, "n0")
 	cfg.minFreeBytes = 4 << 20
 	cfg.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", port)
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -229,7 +196,7 @@ func TestServeResumesAfterAFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fillDisk(t, dir)
+	testdisk.Fill(t, dir)
 	waitFor(t, 60*time.Second, "the node to stop on the full disk and wait for space in the same process", func() error {
 		notServed()
 		if !strings.Contains(logs.String(), "starts again in this process") || !strings.Contains(logs.String(), "waits for free space") {

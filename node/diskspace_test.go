@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,16 +9,17 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/hydra-compute/hydra/internal/syncbuf"
 )
 
 // A node waiting for free space stops when it is told to (SIGTERM: its
 // context ends) with an error that says why and wraps context.Canceled,
 // which the command line takes for a clean stop (exit 0), not a failure.
 func TestDiskSpaceWaitEndsWithTheContext(t *testing.T) {
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -108,7 +108,7 @@ func TestDiskSpaceWaitAnswersOnTheHTTPAddress(t *testing.T) {
 	}
 	defer ln.Close()
 	dir := t.TempDir()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -148,22 +148,4 @@ func TestDiskSpaceWaitAnswersOnTheHTTPAddress(t *testing.T) {
 	if code, _, body := getDiskWait(t, "GET", base+"/api/v1/status"); code != http.StatusOK || body != "the node" {
 		t.Fatalf("after the wait, %s answered %d %q, want the next server's 200", base, code, body)
 	}
-}
-
-// lockedBuffer collects a node's log lines for a test to wait on.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,7 +1,6 @@
 package work
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,25 +10,8 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/syncbuf"
 )
-
-// lockedBuffer is a log sink the coordinator may write from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestAuditWaiveWaitsForEveryMembersLevel: the coordinator proposes an AuditWaive only when
 // every raft member's build knows it (CheckOp, consensus.Raft.CheckOp in a node). While a
@@ -38,7 +20,7 @@ func (l *lockedBuffer) String() string {
 // it is proposed.
 func TestAuditWaiveWaitsForEveryMembersLevel(t *testing.T) {
 	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "a")}}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	c := auditLeadership(t, audits, slog.New(slog.NewTextHandler(&logs, nil)))
 	var mu sync.Mutex
 	lowest := 1 // the lowest level among the members
