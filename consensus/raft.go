@@ -205,7 +205,7 @@ func New(cfg Config) (*Raft, error) {
 		return nil, fmt.Errorf("replay the raft log: %w", err)
 	}
 	rc.NoSnapshotRestoreOnStart = restored
-	if r.raft, err = raft.NewRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick, r.memberKick}}, st.logs, st.bolt, st.snaps, trans); err != nil {
+	if r.raft, err = raft.NewRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick, r.memberKick}, st.mark}, st.logs, st.bolt, st.snaps, trans); err != nil {
 		_ = trans.Close()
 		_ = st.close()
 		return nil, fmt.Errorf("start raft: %w", err)

@@ -24,7 +24,9 @@ import (
 //
 // So the node records the index of the last entry its FSM applied in raft's
 // stable store (appliedKey, at most every appliedEvery and when it shuts
-// down: a stale record only means replaying less), and at start, before raft
+// down: a stale record only means replaying less), and, without an fsync,
+// after every entry in the applied mark (appliedmark.go), which survives the
+// process being killed; at start, before raft
 // runs, restores the newest snapshot itself and re-applies the log entries
 // after it up to that index (replayApplied). raft is then started without
 // restoring the snapshot again (NoSnapshotRestoreOnStart): it still believes
@@ -50,6 +52,7 @@ func replayApplied(st *stores, fsm *FSM, log *slog.Logger) (restored bool, err e
 	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
 		return false, fmt.Errorf("read the applied index: %w", err)
 	}
+	applied = max(applied, st.mark.last) // the mark is newer unless the machine stopped
 	snaps, err := st.snaps.List()
 	if err != nil {
 		return false, fmt.Errorf("list raft snapshots: %w", err)

@@ -47,6 +47,7 @@ type stores struct {
 	wal   *walStore
 	logs  raft.LogStore
 	snaps raft.SnapshotStore
+	mark  *appliedMark // the applied index as of the last entry applied (appliedmark.go)
 }
 
 // openStores opens (creating) the stores in dir. A second process on the
@@ -90,6 +91,10 @@ func openStores(dir string, log *slog.Logger) (*stores, error) {
 		return nil, fmt.Errorf("open raft snapshots: %w", err)
 	}
 	if err := st.checkLogReachesApplied(dir); err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	if st.mark, err = openAppliedMark(dir, log); err != nil {
 		_ = st.close()
 		return nil, err
 	}
@@ -288,7 +293,7 @@ func (s *stores) close() error {
 	if s.wal != nil {
 		errs = append(errs, s.wal.Close())
 	}
-	errs = append(errs, s.bolt.Close())
+	errs = append(errs, s.mark.close(), s.bolt.Close())
 	return errors.Join(errs...)
 }
 
@@ -297,6 +302,7 @@ func (s *stores) close() error {
 func removeState(dir string) error {
 	errs := []error{
 		os.Remove(filepath.Join(dir, raftDBFile)),
+		os.Remove(filepath.Join(dir, appliedMarkFile)),
 		os.RemoveAll(filepath.Join(dir, walDir)),
 		os.RemoveAll(filepath.Join(dir, walMigrating)),
 		os.RemoveAll(filepath.Join(dir, "snapshots")),

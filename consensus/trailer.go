@@ -37,11 +37,13 @@ import (
 type appliedFSM struct {
 	*FSM
 	kicks []*kicker
+	mark  *appliedMark // written after every entry (appliedmark.go)
 }
 
 // Apply implements raft.FSM.
 func (f appliedFSM) Apply(l *raft.Log) any {
 	out := f.FSM.Apply(l)
+	f.mark.write(f.index.Load())
 	for _, k := range f.kicks {
 		k.kick()
 	}

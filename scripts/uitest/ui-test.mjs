@@ -35,6 +35,7 @@ const context = await chromium.launchPersistentContext(process.env.PROFILE, {
 });
 const consoleErrors = [], requests = [];
 let outage = false; // the page's node is down on purpose: Chromium logs the failed requests
+let refusing = false; // the test refuses the page's history pages on purpose (step 4c)
 function watch(page, label) {
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
@@ -42,6 +43,7 @@ function watch(page, label) {
     const loc = m.location() || {};
     if (/status of 40[01]/.test(m.text()) && /\/api\/v1\/(jobs|modules)$/.test(loc.url || '')) return;
     if (outage && /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING)/.test(m.text())) return;
+    if (refusing && /status of 404/.test(m.text()) && /\/chunks\?/.test(loc.url || '')) return;
     consoleErrors.push(label + ': ' + m.text() + ' ' + (loc.url || ''));
   });
   page.on('pageerror', (e) => consoleErrors.push(label + ': ' + e.message));
@@ -229,6 +231,15 @@ try {
     if (Date.now() > tEnd) check(false, 'chunks were accepted while the page\'s node was down');
     await sleep(200);
   }
+  // The restarted node may not know the job until a leader has caught it up: the page's first
+  // history page after the restart is refused as such a node refuses it (404), and the page must
+  // ask again rather than take the history as read.
+  let refused = 0;
+  refusing = true;
+  const chunkPages = /\/api\/v1\/jobs\/[^/]+\/chunks\?/;
+  await page.route(chunkPages, (route) => refused++ === 0
+    ? route.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ error: 'no such job: ' + JSON.stringify(rj.id) }) })
+    : route.continue());
   const logFd = openSync(follower.log, 'a');
   const child = spawn(follower.cmd[0], follower.cmd.slice(1), { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
@@ -241,8 +252,14 @@ try {
   log('the page is live again on its restarted node');
   await fetch(`${follower.http}/api/v1/jobs/${rj.id}/cancel`, { method: 'POST', headers: { Authorization: 'Bearer ' + token }, body: '{}' });
   const history = [];
-  for (let from = 0; ;) {
-    const h = await (await fetch(`${follower.http}/api/v1/jobs/${rj.id}/chunks?from=${from}&limit=20000`)).json();
+  for (let from = 0, tEnd = Date.now() + 60000; ;) {
+    const r = await fetch(`${follower.http}/api/v1/jobs/${rj.id}/chunks?from=${from}&limit=20000`);
+    if (!r.ok) { // not caught up yet
+      if (Date.now() > tEnd) { check(false, `the restarted node serves the job's history: HTTP ${r.status} ${await r.text()}`); break; }
+      await sleep(200);
+      continue;
+    }
+    const h = await r.json();
     for (const c of h.chunks) history.push(c[0]);
     if (!h.chunks.length || h.chunks[h.chunks.length - 1][0] + 1 >= h.next) break;
     from = h.chunks[h.chunks.length - 1][0] + 1;
@@ -255,6 +272,9 @@ try {
   check(missing.length === 0, `after the restart the job view holds all ${history.length} chunks of the job's history` +
     (missing.length ? `; missing ${missing.length}, e.g. #${missing.slice(0, 5).join(', #')}` : ''));
   check(await page.evaluate(() => window.__noReload === true), 'without a reload');
+  check(refused >= 2, `a refused history page is asked for again (${refused} requests)`);
+  await page.unroute(chunkPages);
+  refusing = false;
   await page.screenshot({ path: art + '/4c-restarted.png', fullPage: true });
 
   // 4d. Freeze the page's node (SIGSTOP): its stream stalls without closing, which an

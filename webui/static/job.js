@@ -42,6 +42,7 @@ function palette(hist, maxIter) {
 
 const MAX_LIVE_PIXELS = 4096 * 4096; // larger images: download the PNG
 const MAX_FETCH_ROWS_BYTES = 4 << 20;
+const HISTORY_RETRY_MS = 2000; // a history page refused: asked again after this long while the view is open
 
 // Chunk records of a job, by sequence number: [seq, start, end, nodeID, secs, committedMs, hits].
 // Records mostly arrive in order (history pages, then events): appending is the common case,
@@ -86,6 +87,7 @@ export class JobView {
   }
   destroy() {
     this.dead = true;
+    clearTimeout(this.retry);
     if (this.ro) this.ro.disconnect();
     if (this.plot) { this.plot.destroy(); this.plot = null; }
     this.timeline.destroy();
@@ -101,10 +103,15 @@ export class JobView {
   async loadHistory(from = 0) {
     // The past: GET …/chunks, paged; events bring the present (duplicates are dropped by seq).
     this.historyRead = false;
+    clearTimeout(this.retry);
     try {
       for (let page = 0; page < 50 && !this.dead; page++) {
         const r = await fetch('/api/v1/jobs/' + encodeURIComponent(this.id) + '/chunks?from=' + from + '&limit=20000');
-        if (!r.ok) break;
+        if (!r.ok) { // the node does not know the job yet (a leader has not caught it up since it started) or is failing: again soon
+          const at = from;
+          this.retry = setTimeout(() => { if (!this.dead) this.loadHistory(at); }, HISTORY_RETRY_MS);
+          return;
+        }
         if (r.headers.get('X-Hydra-History') === 'none') { this.timeline.noHistory = true; this.timeline.dirty = true; break; }
         const text = await r.text(); this.ctx.stats.bytes += text.length;
         const c = JSON.parse(text);
