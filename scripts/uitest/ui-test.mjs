@@ -251,6 +251,8 @@ try {
   outage = false;
   log('the page is live again on its restarted node');
   await fetch(`${follower.http}/api/v1/jobs/${rj.id}/cancel`, { method: 'POST', headers: { Authorization: 'Bearer ' + token }, body: '{}' });
+  for (const tEnd = Date.now() + 20000; refused < 2 && Date.now() < tEnd;) await sleep(100);
+  check(refused >= 2, `a refused history page is asked for again (${refused} requests)`);
   const history = [];
   for (let from = 0, tEnd = Date.now() + 60000; ;) {
     const r = await fetch(`${follower.http}/api/v1/jobs/${rj.id}/chunks?from=${from}&limit=20000`);
@@ -272,7 +274,6 @@ try {
   check(missing.length === 0, `after the restart the job view holds all ${history.length} chunks of the job's history` +
     (missing.length ? `; missing ${missing.length}, e.g. #${missing.slice(0, 5).join(', #')}` : ''));
   check(await page.evaluate(() => window.__noReload === true), 'without a reload');
-  check(refused >= 2, `a refused history page is asked for again (${refused} requests)`);
   await page.unroute(chunkPages);
   refusing = false;
   await page.screenshot({ path: art + '/4c-restarted.png', fullPage: true });
