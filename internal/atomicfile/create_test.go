@@ -98,26 +98,6 @@ func TestCreateAbortAfterAWriterError(t *testing.T) {
 	})
 }
 
-// TestCreateCommitThatFailsRemovesTheTemporaryFile: a sync error at the commit leaves the old
-// file and no temporary one, and the error names the file.
-func TestCreateCommitThatFailsRemovesTheTemporaryFile(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "f")
-	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	realSyncFile := syncFile
-	t.Cleanup(func() { syncFile = realSyncFile })
-	syncFile = func(*os.File) error { return errors.New("input/output error") }
-	if err := copyInto(path, strings.NewReader("new")); err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("copy = %v, want an error naming %s", err, path)
-	}
-	if got, _ := os.ReadFile(path); string(got) != "old" {
-		t.Errorf("the file holds %q after a failed commit, want the old content", got)
-	}
-	assertOnly(t, dir, "f")
-}
-
 // TestCommitNewKeepsAFileThatAppeared: CommitNew installs a file where there was none, and
 // refuses (fs.ErrExist) to replace one that another process installed after Create, which
 // stays as it is.
