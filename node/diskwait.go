@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -11,6 +10,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/hydra-compute/hydra/webui"
 )
 
 // diskWaitState names what a node waiting for free space is doing, in every answer of its
@@ -71,21 +72,13 @@ func (h *diskWaitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_ = diskWaitPage.Execute(w, struct{ DataDir, Free, Needed string }{v.DataDir, mib(v.FreeBytes), mib(v.NeededBytes)})
 	case r.URL.Path == "/healthz":
-		writeDiskWaitJSON(w, struct {
+		webui.WriteJSON(w, http.StatusServiceUnavailable, struct {
 			Status string `json:"status"`
 			*diskWaitView
 		}{"unhealthy", v})
 	default:
-		writeDiskWaitJSON(w, v)
+		webui.WriteJSON(w, http.StatusServiceUnavailable, v)
 	}
-}
-
-func writeDiskWaitJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
 
 // deadliner is a listener whose Accept can be interrupted without closing it

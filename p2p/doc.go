@@ -6,7 +6,8 @@
 // request/response over streams (rpc.go).
 //
 // It knows nothing of raft, jobs or chunks, and imports nothing of Hydra's
-// but the leaf package wire (frames and size limits):
+// but the leaf packages wire (frames and size limits) and internal/atomicfile
+// (the identity key's file):
 // consensus and node build on it, never the other way round; compute does not
 // know it exists (docs/design.md §1). Protocol IDs appear here only to give them
 // resource-manager budgets.

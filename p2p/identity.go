@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hydra-compute/hydra/internal/atomicfile"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
@@ -81,41 +82,21 @@ func createIdentity(path string) (crypto.PrivKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: encode key: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".identity-*.tmp")
+	// CommitNew links the key into place, and a link, unlike a rename, fails if path
+	// appeared meanwhile: a concurrent creator's key then wins and is the one returned.
+	f, err := atomicfile.Create(path, identityFileMode, ".identity-")
 	if err != nil {
-		return nil, fmt.Errorf("identity: create temporary key file in %s: %w", dir, err)
+		return nil, fmt.Errorf("identity: %w", err)
 	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName) // no-op once renamed
-	if err := tmp.Chmod(identityFileMode); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("identity: chmod %s: %w", tmpName, err)
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return nil, fmt.Errorf("identity: write %s: %w", path, err)
 	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("identity: write %s: %w", tmpName, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("identity: sync %s: %w", tmpName, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("identity: close %s: %w", tmpName, err)
-	}
-	// Link, unlike rename, fails if path appeared meanwhile: a concurrent
-	// creator's key then wins and is the one returned.
-	if err := os.Link(tmpName, path); err != nil {
+	if err := f.CommitNew(); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return readIdentity(path)
 		}
-		// Some filesystems have no hard links: rename instead.
-		if err := os.Rename(tmpName, path); err != nil {
-			return nil, fmt.Errorf("identity: install %s: %w", path, err)
-		}
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the new directory entry durable
-		d.Close()
+		return nil, fmt.Errorf("identity: %w", err)
 	}
 	return key, nil
 }

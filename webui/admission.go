@@ -204,7 +204,7 @@ func adminHandler[Req, Res any](s *server, what string, code int, call func(ctx 
 			adminErr(w, what, err)
 			return
 		}
-		writeJSON(w, code, res)
+		WriteJSON(w, code, res)
 	}
 }
 
@@ -227,7 +227,7 @@ func (s *server) listTokens(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string][]TokenInfo{"tokens": a.Tokens()})
+	WriteJSON(w, http.StatusOK, map[string][]TokenInfo{"tokens": a.Tokens()})
 }
 
 func (s *server) revokeToken(w http.ResponseWriter, r *http.Request) {
@@ -241,5 +241,5 @@ func (s *server) revokeToken(w http.ResponseWriter, r *http.Request) {
 		adminErr(w, "revoke token", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "revoked"})
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "revoked"})
 }

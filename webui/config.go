@@ -67,7 +67,7 @@ func (s *server) configBackend(w http.ResponseWriter) (ConfigBackend, bool) {
 
 func (s *server) getConfig(w http.ResponseWriter, r *http.Request) {
 	if cb, ok := s.configBackend(w); ok {
-		writeJSON(w, http.StatusOK, cb.ClusterConfig())
+		WriteJSON(w, http.StatusOK, cb.ClusterConfig())
 	}
 }
 
@@ -103,6 +103,6 @@ func (s *server) putConfig(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Logger.Warn("config change failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "config: "+err.Error())
 	default:
-		writeJSON(w, http.StatusOK, cfg)
+		WriteJSON(w, http.StatusOK, cfg)
 	}
 }

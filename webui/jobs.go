@@ -108,7 +108,7 @@ func (s *server) submitJob(w http.ResponseWriter, r *http.Request) {
 	if len(j.Nodes) > 0 {
 		names = s.nodeNames()
 	}
-	writeJSON(w, http.StatusCreated, newJobView(j, names))
+	WriteJSON(w, http.StatusCreated, newJobView(j, names))
 }
 
 // MaxJobsPage bounds the jobs of one page of GET /api/v1/jobs?limit=N: a
@@ -206,7 +206,7 @@ func (s *server) listJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		views = append(views, newJobView(j, names))
 	}
-	writeJSON(w, http.StatusOK, views)
+	WriteJSON(w, http.StatusOK, views)
 }
 
 func (s *server) getJob(w http.ResponseWriter, r *http.Request) {
@@ -214,7 +214,7 @@ func (s *server) getJob(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, newJobView(j, s.nodeNames()))
+	WriteJSON(w, http.StatusOK, newJobView(j, s.nodeNames()))
 }
 
 func (s *server) cancelJob(w http.ResponseWriter, r *http.Request) {
@@ -227,10 +227,10 @@ func (s *server) cancelJob(w http.ResponseWriter, r *http.Request) {
 	}
 	j, ok := s.cfg.Jobs.Job(id)
 	if !ok { // removed in between
-		writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": string(compute.StateCancelled)})
+		WriteJSON(w, http.StatusOK, map[string]string{"id": id, "state": string(compute.StateCancelled)})
 		return
 	}
-	writeJSON(w, http.StatusOK, newJobView(j, s.nodeNames()))
+	WriteJSON(w, http.StatusOK, newJobView(j, s.nodeNames()))
 }
 
 func (s *server) deleteJob(w http.ResponseWriter, r *http.Request) {
@@ -241,7 +241,7 @@ func (s *server) deleteJob(w http.ResponseWriter, r *http.Request) {
 		s.jobError(w, id, "delete", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+	WriteJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
 }
 
 func (s *server) jobResult(w http.ResponseWriter, r *http.Request) {
@@ -281,7 +281,7 @@ func (s *server) jobResult(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("job %s has no result this node can show (kind %q)", j.ID, j.Kind))
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	WriteJSON(w, http.StatusOK, v)
 }
 
 // mandelJob looks up a Mandelbrot job and its accepted rows for the raw and

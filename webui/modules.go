@@ -93,7 +93,7 @@ func (s *server) putModule(w http.ResponseWriter, r *http.Request) {
 		s.moduleError(w, "upload", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	WriteJSON(w, http.StatusOK, info)
 }
 
 func (s *server) listModules(w http.ResponseWriter, r *http.Request) {
@@ -101,7 +101,7 @@ func (s *server) listModules(w http.ResponseWriter, r *http.Request) {
 	if mods == nil {
 		mods = []ModuleInfo{}
 	}
-	writeJSON(w, http.StatusOK, mods)
+	WriteJSON(w, http.StatusOK, mods)
 }
 
 func (s *server) deleteModule(w http.ResponseWriter, r *http.Request) {
@@ -112,7 +112,7 @@ func (s *server) deleteModule(w http.ResponseWriter, r *http.Request) {
 		s.moduleError(w, "delete "+clip(sha), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sha256": sha, "deleted": true})
+	WriteJSON(w, http.StatusOK, map[string]any{"sha256": sha, "deleted": true})
 }
 
 func (s *server) moduleError(w http.ResponseWriter, what string, err error) {

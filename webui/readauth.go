@@ -74,8 +74,8 @@ func (s *server) mayRead(r *http.Request) (ok bool, tok string, fromQuery bool) 
 // credential): the status code is what health checks look at.
 func (s *server) healthzBare(w http.ResponseWriter) {
 	if s.cfg.Backend.Healthy() != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy"})
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }

@@ -3,8 +3,6 @@ package webui
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"image"
@@ -22,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/atomicfile"
 )
 
 // Rendering a Mandelbrot result (result.png, result.raw) is bounded: it reads the job's rows
@@ -362,29 +361,22 @@ func (c *PNGCache) render(jobs chunkSource, j compute.Job, client io.Writer) (st
 	if !ok {
 		return "", fmt.Errorf("job %q cannot be cached", j.ID)
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(c.dir, ".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// A crash leaves no torn PNG under its name (atomicfile), and a temporary file left is
+	// removed by the next OpenPNGCache, like every name that is not a cache file's.
+	f, err := atomicfile.Create(final, 0o600, ".tmp-")
 	if err != nil {
 		return "", fmt.Errorf("png cache: %w", err)
 	}
+	defer f.Abort()
 	var out io.Writer = f
 	if client != nil {
 		out = &teeWriter{file: f, client: client}
 	}
 	err = renderPNG(out, jobs, j.ID, j.Spec.Mandel)
 	if err == nil {
-		err = f.Sync() // on disk before its name is: a power cut leaves no torn file under it
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
+		err = f.Commit()
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
 		return "", fmt.Errorf("png cache: render job %s: %w", j.ID, err)
 	}
 	return final, nil

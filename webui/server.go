@@ -86,14 +86,14 @@ type server struct {
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	if err := s.cfg.Backend.Healthy(); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": err.Error()})
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 func (s *server) status(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.cfg.Backend.Status())
+	WriteJSON(w, http.StatusOK, s.cfg.Backend.Status())
 }
 
 func (s *server) leave(w http.ResponseWriter, r *http.Request) {
@@ -103,7 +103,7 @@ func (s *server) leave(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "leave: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "left"})
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "left"})
 }
 
 func (s *server) trustReset(w http.ResponseWriter, r *http.Request) {
@@ -124,7 +124,7 @@ func (s *server) trustReset(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "trust reset: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "reset", "node": peer})
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "reset", "node": peer})
 }
 
 // auth refuses a request without an admin credential of the cluster:
@@ -166,10 +166,15 @@ type apiError struct {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, apiError{Error: msg})
+	WriteJSON(w, code, apiError{Error: msg})
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// WriteJSON answers with status code and v as indented JSON, never cached (the API's answers
+// describe a state that moves). It is the one JSON writer of every HTTP answer of a node, the
+// API's here and the waiting view's of a node that has not started (package node), so the two
+// cannot drift apart in headers or layout. A write error (a client gone away) is dropped: the
+// status is already sent.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)

@@ -70,24 +70,29 @@ func TestWriteSyncsTheFileBeforeTheRenameAndTheDirectoryAfter(t *testing.T) {
 }
 
 // TestWriteThatFailsLeavesTheOldFile: a failed sync (the disk reports an I/O error) leaves the
-// old file and no temporary one; the error names the file.
+// old file and no temporary one, whether the data came whole (Write) or streamed (Create,
+// Commit); the error names the file.
 func TestWriteThatFailsLeavesTheOldFile(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "f")
-	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	realSyncFile := syncFile
 	t.Cleanup(func() { syncFile = realSyncFile })
 	syncFile = func(*os.File) error { return errors.New("input/output error") }
-	err := Write(path, []byte("new"), 0o600, ".f-")
-	if err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("Write = %v, want an error naming %s", err, path)
+	for name, write := range map[string]func(path string) error{
+		"Write":  func(path string) error { return Write(path, []byte("new"), 0o600, ".f-") },
+		"Create": func(path string) error { return copyInto(path, strings.NewReader("new")) },
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "f")
+		if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := write(path); err == nil || !strings.Contains(err.Error(), path) {
+			t.Fatalf("%s = %v, want an error naming %s", name, err, path)
+		}
+		if got, _ := os.ReadFile(path); string(got) != "old" {
+			t.Errorf("%s: the file holds %q after a failed write, want the old content", name, got)
+		}
+		assertOnly(t, dir, "f")
 	}
-	if got, _ := os.ReadFile(path); string(got) != "old" {
-		t.Errorf("the file holds %q after a failed write, want the old content", got)
-	}
-	assertOnly(t, dir, "f")
 }
 
 func assertOnly(t *testing.T, dir, name string) {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,11 +34,8 @@ func oneArg(name, what, arg string, args []string, stdout io.Writer, reg func(fs
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		pos, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
-			return "", nil, err
-		}
-		return "", nil, usageError{err}
+	if err := parseFlagSet(fs, args); err != nil {
+		return "", nil, err
 	}
 	if pos == "" && fs.NArg() > 0 {
 		pos = fs.Arg(0)

@@ -127,14 +127,23 @@ func newFlagSet(name string, stdout io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseFlagSet parses args into fs, the one place a flag error is judged: -h
+// (Parse printed the usage) comes back as flag.ErrHelp, which Main answers with
+// exit 0; any other error, a bad or unknown flag, as a usageError (exit 78,
+// ExitConfig). Positional arguments are left in fs.Args for the caller.
+func parseFlagSet(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err}
+}
+
 // parseFlags parses args and turns flag errors into usage errors; stray
 // positional arguments are refused.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
-			return err
-		}
-		return usageError{err}
+	if err := parseFlagSet(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))

@@ -111,3 +111,19 @@ func TestStatusUnreachableNodeExit1(t *testing.T) {
 		t.Fatalf("exit %d, want %d: %s", code, ExitFailure, stderr)
 	}
 }
+
+// TestFlagErrorsAndHelpEveryParser: each way a command parses its flags (parseFlags,
+// parseFlagsArgs, oneArg, config's own) answers an unknown flag with exit 78 and one line on
+// stderr, and -h with its usage on stdout and exit 0: they share parseFlagSet.
+func TestFlagErrorsAndHelpEveryParser(t *testing.T) {
+	for _, cmd := range [][]string{{"node"}, {"job", "j1"}, {"approve", "ab12"}, {"config", "get"}} {
+		code, _, stderr := run(append(cmd, "--bogus")...)
+		if code != ExitConfig || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "bogus") {
+			t.Errorf("%v --bogus: exit %d, stderr %q; want %d and one line naming the flag", cmd, code, stderr, ExitConfig)
+		}
+		code, stdout, stderr := run(append(cmd, "-h")...)
+		if code != ExitOK || !strings.HasPrefix(stdout, "Usage: hydra "+cmd[0]) || stderr != "" {
+			t.Errorf("%v -h: exit %d, stdout %.80q, stderr %q; want the usage and exit 0", cmd, code, stdout, stderr)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,11 +30,8 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return nil
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
-			return err
-		}
-		return usageError{err}
+	if err := parseFlagSet(fs, args[1:]); err != nil {
+		return err
 	}
 	sets := fs.Args()
 	switch {

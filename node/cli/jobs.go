@@ -3,19 +3,18 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/atomicfile"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -31,11 +30,8 @@ const requestTimeout = 30 * time.Second
 func parseFlagsArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
-				return nil, err
-			}
-			return nil, usageError{err}
+		if err := parseFlagSet(fs, args); err != nil {
+			return nil, err
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -320,37 +316,17 @@ func writeImage(c *webui.Client, id, path string, raw bool, stdout io.Writer) er
 		_, err := c.ResultPNG(ctx, id, raw, stdout)
 		return err
 	}
-	return writeFileAtomic(path, func(w io.Writer) error {
-		_, err := c.ResultPNG(ctx, id, raw, w)
-		return err
-	})
-}
-
-// writeFileAtomic writes a file through a temporary file in the same
-// directory, so a failed download never leaves half an image behind.
-func writeFileAtomic(path string, fill func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".hydra-*.tmp")
+	// A failed or interrupted download leaves no partial image under path, and a crash or a
+	// power cut after "wrote" no empty one (atomicfile).
+	f, err := atomicfile.Create(path, 0o644, ".hydra-")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename this fails harmlessly
-	if err := fill(f); err != nil {
-		f.Close()
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+	defer f.Abort()
+	if _, err := c.ResultPNG(ctx, id, raw, f); err != nil {
+		return err
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return f.Commit()
 }
 
 // isTerminal reports whether w is a terminal (a character device).

@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/png"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -164,8 +165,14 @@ func (f *fakeCluster) AcceptedRanges(id string) ([]compute.Range, error) {
 // newAPI serves the real webui handler over a fake cluster.
 func newAPI(t *testing.T) (*fakeCluster, []string) {
 	t.Helper()
+	return newAPIThrough(t, func(h http.Handler) http.Handler { return h })
+}
+
+// newAPIThrough is newAPI with the handler wrapped by wrap (a test that breaks some answers).
+func newAPIThrough(t *testing.T, wrap func(http.Handler) http.Handler) (*fakeCluster, []string) {
+	t.Helper()
 	f := &fakeCluster{}
-	srv := httptest.NewServer(webui.New(webui.Config{Backend: f, Jobs: f}))
+	srv := httptest.NewServer(wrap(webui.New(webui.Config{Backend: f, Jobs: f})))
 	t.Cleanup(srv.Close)
 	oldPoll, oldPlain := pollEvery, plainEvery
 	pollEvery, plainEvery = time.Millisecond, 0
