@@ -176,6 +176,18 @@ func (r *Raft) expects(p peer.ID) bool {
 	return own == ""
 }
 
+// forgetExpected clears expected once this node's own allow-list entry is
+// in its replica (the FSM calls it whenever the allow-list changes, and
+// requestMembership after it filled expected). Only ignoring the answer's
+// peers while the entry exists would not do: if the entry is removed
+// later, they would count as members here again, though the answer only
+// named who would replicate to a joiner.
+func (r *Raft) forgetExpected() {
+	if own, _ := r.fsm.peerRole(r.id.String()); own != "" {
+		r.expected.Clear()
+	}
+}
+
 // isMember is Access(p) == AccessMember, the check of every members-only
 // protocol handler.
 func (r *Raft) isMember(p peer.ID) bool { return r.Access(p) == p2p.AccessMember }
@@ -433,8 +445,11 @@ func (r *Raft) Evict(ctx context.Context, p peer.ID, auth string) error {
 
 // reconcileMembers runs on the leader: servers whose key is revoked leave
 // the raft configuration, and servers of a cluster created before the
-// allow-list are written into it (an in-place upgrade). The error is the
-// first change that failed (the membership loop tries again soon).
+// allow-list are written into it (an in-place upgrade). The servers and the
+// state it reads are only a filter: each change is decided again under
+// memberMu (reconcileServer), like every other membership change. The
+// error is the first change that failed (the membership loop tries again
+// soon).
 func (r *Raft) reconcileMembers(ctx context.Context) error {
 	st := r.fsm.State()
 	if !st.Initialized() {
@@ -443,26 +458,47 @@ func (r *Raft) reconcileMembers(ctx context.Context) error {
 	var first error
 	for _, s := range r.Servers() {
 		id := s.ID.String()
-		switch {
-		case st.Revoked[id] && s.ID != r.id:
-			if _, err := r.removeServer(ctx, s.ID); err != nil {
-				r.log.Warn("removing an evicted server failed", "peer", s.ID, "err", err)
-				first = cmp.Or(first, err)
-			}
-		case !st.Revoked[id]:
-			if _, ok := st.Members[id]; !ok {
-				cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: id, Role: RoleMember, Name: st.Nodes[id].Name, At: time.Now().UTC()})
-				if err == nil {
-					_, err = r.applyLocal(ctx, mustEncode(cmd))
-				}
-				if err != nil {
-					r.log.Debug("recording a server in the allow-list failed", "peer", s.ID, "err", err)
-					first = cmp.Or(first, fmt.Errorf("record %s in the allow-list: %w", s.ID, err))
-				}
-			}
+		_, listed := st.Members[id]
+		if (st.Revoked[id] && s.ID != r.id) || (!st.Revoked[id] && !listed) {
+			first = cmp.Or(first, r.reconcileServer(ctx, s.ID, st.Nodes[id].Name))
 		}
 	}
 	return first
+}
+
+// reconcileServer removes server p if its key is revoked, or writes it
+// into the allow-list as a member if it has no entry there (name: its
+// registered name). memberMu is held from the check to the change, one
+// server at a time so that a long reconcile does not hold up joins: a
+// pre-allow-list server that left or was removed since reconcileMembers
+// read the configuration (a leave removes no entry such a server never
+// had) is no longer a server here and gets no entry, which would make it
+// a member again.
+func (r *Raft) reconcileServer(ctx context.Context, p peer.ID, name string) error {
+	r.gap("reconcile", p)
+	r.lockMembers(p)
+	defer r.memberMu.Unlock()
+	if !r.hasServer(p) {
+		return nil
+	}
+	role, revoked := r.fsm.peerRole(p.String())
+	switch {
+	case revoked && p != r.id:
+		if _, err := r.removeServer(ctx, p); err != nil {
+			r.log.Warn("removing an evicted server failed", "peer", p, "err", err)
+			return err
+		}
+	case !revoked && role == "":
+		cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: RoleMember, Name: name, At: time.Now().UTC()})
+		if err == nil {
+			_, err = r.applyLocked(ctx, mustEncode(cmd))
+		}
+		if err != nil {
+			r.log.Debug("recording a server in the allow-list failed", "peer", p, "err", err)
+			return fmt.Errorf("record %s in the allow-list: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // ensureNodeCred registers this member's own admin credential (the secret

@@ -189,7 +189,16 @@ func (r *Raft) applyOnce(ctx context.Context, data []byte, auth string) (applyRe
 // same time; membership ops hold memberMu.
 func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, error) {
 	if len(data) > 1 && (Op(data[1]) == OpMemberAdd || Op(data[1]) == OpMemberRemove) {
-		r.memberMu.Lock()
+		var p peer.ID
+		if r.gapHook.Load() != nil { // tests only: name the peer for the hook
+			var m struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(data[2:], &m) == nil {
+				p, _ = peer.Decode(m.ID)
+			}
+		}
+		r.lockMembers(p)
 		defer r.memberMu.Unlock()
 	}
 	return r.applyLocked(ctx, data)

@@ -43,6 +43,9 @@ type FSM struct {
 	// included, is checked against it, and Apply holds mu through the job
 	// state's disk writes, which must not delay a heartbeat's answer.
 	roles atomic.Pointer[peerRoles]
+	// onRoles, if set, is called (under mu, so it must not block) each
+	// time roles is replaced.
+	onRoles func()
 }
 
 // peerRoles is the FSM's members' roles and revoked keys (FSM.roles).
@@ -58,6 +61,9 @@ func (f *FSM) publishRolesLocked() {
 		pr.role[id] = m.Role
 	}
 	f.roles.Store(pr)
+	if f.onRoles != nil {
+		f.onRoles()
+	}
 }
 
 // LocalFailure is implemented by errors an App's Apply returns when the

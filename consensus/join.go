@@ -158,6 +158,7 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 				r.expected.Store(p, true)
 			}
 		}
+		r.forgetExpected() // the entry may have been applied before the answer came
 	}
 	return resp, nil
 }
@@ -290,7 +291,7 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		}
 		// The server goes first, then the entry, with no join between
 		// them: a server without an entry counts as a member.
-		r.memberMu.Lock()
+		r.lockMembers(id)
 		defer r.memberMu.Unlock()
 		resp, err := r.removeServer(ctx, id)
 		r.gap("leave", id)
@@ -314,7 +315,7 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 // the decision or after the addition, never between them. grow: the
 // leader's voters may grow now.
 func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipRequest) (membershipResponse, bool, error) {
-	r.memberMu.Lock()
+	r.lockMembers(id)
 	defer r.memberMu.Unlock()
 	if resp, done, err := r.admit(ctx, id, req); done || err != nil {
 		return resp, false, err
@@ -367,11 +368,21 @@ func (r *Raft) answerProof(req membershipRequest, resp membershipResponse) strin
 	return answerProof(t, req.TokenID, req.Nonce, req.ID, req.Via, st.ClusterID, resp.Leader, resp.Servers)
 }
 
-// gap runs the test hook of a gap memberMu guards (nil outside tests).
+// gap runs the test hook (gapHook, nil outside tests) at one of the spots
+// it names.
 func (r *Raft) gap(where string, p peer.ID) {
 	if h := r.gapHook.Load(); h != nil {
 		(*h)(where, p)
 	}
+}
+
+// lockMembers takes memberMu for a change concerning p (empty: unknown).
+// The test hook learns first ("wait") that the change has reached the
+// lock: while a test holds it in a gap, the change waits there, so the
+// test can go on at once instead of waiting for a change the lock forbids.
+func (r *Raft) lockMembers(p peer.ID) {
+	r.gap("wait", p)
+	r.memberMu.Lock()
 }
 
 // admit decides, on the leader, whether id may join; done means the answer

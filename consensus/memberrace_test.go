@@ -1,9 +1,15 @@
 package consensus
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/hydra-compute/hydra/p2p"
@@ -14,15 +20,44 @@ import (
 // change's check and its last step, where a compromised node or a second
 // admin could land it by timing.
 
-// within polls cond until it holds or d passes: for a test hook that
-// waits for a change the fix under test forbids (then the wait ends at d).
-func within(d time.Duration, cond func() bool) bool {
-	end := time.Now().Add(d)
+// reached waits, in a test hook that holds memberMu in a gap, until the
+// change it started has reached the lock (arrived: the hook's "wait") or
+// cond holds (the change went through: the lock under test is missing),
+// or ctx ends.
+func reached(ctx context.Context, arrived <-chan struct{}, cond func() bool) {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(end) {
-			return false
+		select {
+		case <-arrived:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
-		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// arrivals is the "wait" half of such a hook: once armed, a change for p
+// that reaches memberMu is signalled on c.
+type arrivals struct {
+	p     peer.ID
+	armed atomic.Bool
+	c     chan struct{}
+}
+
+func newArrivals(p peer.ID) *arrivals { return &arrivals{p: p, c: make(chan struct{}, 1)} }
+
+// note handles the hook's "wait" (true: it was one).
+func (a *arrivals) note(where string, p peer.ID) bool {
+	if where != "wait" {
+		return false
+	}
+	if p == a.p && a.armed.Load() {
+		select {
+		case a.c <- struct{}{}:
+		default:
+		}
 	}
 	return true
 }
@@ -43,12 +78,14 @@ func Test_Security_LeaveJoinRace(t *testing.T) {
 		t.Fatalf("the admitted worker's join: %v; server %v", err, n.r.hasServer(w.ID()))
 	}
 	joined := make(chan error, 1)
+	arr := newArrivals(w.ID())
 	hook := func(where string, p peer.ID) {
-		if where != "leave" || p != w.ID() {
+		if arr.note(where, p) || where != "leave" || p != w.ID() {
 			return
 		}
+		arr.armed.Store(true)
 		go func() { joined <- p2p.Call(ctx, w, n.h.ID(), ProtocolJoin, join, nil) }()
-		within(2*time.Second, func() bool { return n.r.hasServer(w.ID()) })
+		reached(ctx, arr.c, func() bool { return n.r.hasServer(w.ID()) })
 	}
 	n.r.gapHook.Store(&hook)
 	leave := membershipRequest{Cluster: "sec-leave-join", ID: w.ID().String(), Leave: true}
@@ -90,12 +127,14 @@ func Test_Security_DenyDuringTokenJoin(t *testing.T) {
 	j := attacker(t, n)
 	ctx := ctxT(t, 30*time.Second)
 	denied := make(chan error, 1)
+	arr := newArrivals(j.ID())
 	hook := func(where string, p peer.ID) {
-		if where != "admit" || p != j.ID() {
+		if arr.note(where, p) || where != "admit" || p != j.ID() {
 			return
 		}
+		arr.armed.Store(true)
 		go func() { denied <- n.r.Evict(ctx, j.ID(), testAdminToken) }()
-		within(2*time.Second, func() bool { return n.r.State().Revoked[j.ID().String()] })
+		reached(ctx, arr.c, func() bool { return n.r.State().Revoked[j.ID().String()] })
 	}
 	n.r.gapHook.Store(&hook)
 	req := membershipRequest{Cluster: "sec-deny-token", ID: j.ID().String(), TokenID: pt.ID, Proof: pt.Proof(cid, j.ID().String(), n.h.ID().String())}
@@ -115,4 +154,118 @@ func Test_Security_DenyDuringTokenJoin(t *testing.T) {
 	if role, acc := n.r.roleOf(j.ID()), n.r.Access(j.ID()); role != "" || acc != p2p.AccessRefused {
 		t.Fatalf("the denied node is a %q, access %v; want refused", role, acc)
 	}
+}
+
+// Test_Security_ReconcileLeaveRace: a server of a cluster created before
+// the allow-list (a raft server without an entry) that leaves while the
+// leader's reconcile is about to write its entry gets none. Before the
+// reconcile took memberMu and looked at the configuration again, it wrote
+// the entry from what it had read before the leave: the node that had
+// left was a member again (raft RPCs, a join without approval).
+func Test_Security_ReconcileLeaveRace(t *testing.T) {
+	n := oneNodeCluster(t, "sec-reconcile-leave")
+	old := attacker(t, n)
+	ctx := ctxT(t, 30*time.Second)
+	type left struct {
+		err  error
+		runs int64 // the membership loop's round the reconcile ran in
+	}
+	done := make(chan left, 1)
+	var once sync.Once
+	hook := func(where string, p peer.ID) {
+		if where != "reconcile" || p != old.ID() {
+			return
+		}
+		once.Do(func() {
+			leave := membershipRequest{Cluster: "sec-reconcile-leave", ID: old.ID().String(), Leave: true}
+			err := p2p.Call(ctx, old, n.h.ID(), ProtocolJoin, leave, nil)
+			done <- left{err, n.r.memberRuns.Load()}
+		})
+	}
+	n.r.gapHook.Store(&hook)
+	t.Cleanup(func() { n.r.gapHook.Store(nil) })
+	// A server without an entry, as in a cluster upgraded in place.
+	id := raft.ServerID(old.ID().String())
+	if err := n.r.raft.AddNonvoter(id, raft.ServerAddress(id), 0, n.r.t.Apply).Error(); err != nil {
+		t.Fatal(err)
+	}
+	n.r.memberKick.kick()
+	var l left
+	select {
+	case l = <-done:
+		if l.err != nil {
+			t.Fatalf("the leave: %v", l.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the reconcile never came to the server")
+	}
+	// The leave's removal kicked the loop: its next round starts once the
+	// reconcile's is over.
+	waitUntil(t, testDeadline, "the reconcile's round ends", func() error {
+		if n.r.memberRuns.Load() <= l.runs {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err := n.r.WaitForApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if role := n.r.roleOf(old.ID()); role != "" || n.r.hasServer(old.ID()) || n.r.mayRaft(old.ID()) {
+		t.Fatalf("after its leave the old server is a %q (server %v), may send raft RPCs %v", role, n.r.hasServer(old.ID()), n.r.mayRaft(old.ID()))
+	}
+}
+
+// Test_Security_JoinAnswerForgotten: once a joiner's own allow-list entry
+// is in its replica, the peers its admission answer named are forgotten:
+// if the entry is removed later, they are members there only by their own
+// entries or servers. Before, they were only ignored while the entry
+// existed, and counted again once it was gone.
+func Test_Security_JoinAnswerForgotten(t *testing.T) {
+	nodes := startCluster(t, 2, "sec-answer-forgotten", nil)
+	leader := waitAgreed(t, nodes)
+	j := otherThan(nodes, leader)
+	jid := j.h.ID().String()
+	waitUntil(t, testDeadline, "the joiner sees its own entry", func() error {
+		if role, _ := j.r.fsm.peerRole(jid); role == "" {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	// The leader's reconcile would write the entry again at once (a server
+	// without one): it waits until the test is done.
+	release := make(chan struct{})
+	ctx := ctxT(t, 30*time.Second)
+	hook := func(where string, p peer.ID) {
+		if where == "reconcile" && p == j.h.ID() {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+	}
+	leader.r.gapHook.Store(&hook)
+	t.Cleanup(func() {
+		close(release)
+		leader.r.gapHook.Store(nil)
+	})
+	cmd, err := NewCommand(OpMemberRemove, MemberRemove{ID: jid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.r.ApplyAs(ctx, cmd, testAdminToken); err != nil {
+		t.Fatalf("remove the joiner's entry: %v", err)
+	}
+	waitUntil(t, testDeadline, "the joiner sees its entry removed", func() error {
+		if role, revoked := j.r.fsm.peerRole(jid); role != "" || revoked {
+			return fmt.Errorf("role %q, revoked %v", role, revoked)
+		}
+		return nil
+	})
+	if j.r.expects(leader.h.ID()) {
+		t.Fatal("the joiner trusts the leader its admission answer named again")
+	}
+	j.r.expected.Range(func(k, v any) bool {
+		t.Errorf("the joiner still holds %v from its admission answer", k)
+		return true
+	})
 }

@@ -42,7 +42,7 @@ type Raft struct {
 	boot       bootState
 	grow       growState
 	pending    pendingList
-	expected   sync.Map // peer.ID → bool: leader and servers of our admission answer (false: while asking)
+	expected   sync.Map // peer.ID → bool: leader and servers of our admission answer (false: while asking); cleared once our own allow-list entry is in our replica (forgetExpected)
 	joinTok    *ParsedJoinToken
 	waiting    atomic.Bool  // a join request was answered "pending approval"
 	runStart   atomic.Int64 // when Run began (unix ns; 0: not yet)
@@ -90,7 +90,10 @@ type Raft struct {
 	memberMu sync.Mutex
 	// gapHook, nil outside tests, runs with memberMu held in the gaps it
 	// guards ("leave": server removed, entry not yet; "admit": admission
-	// decided, not yet applied), so that a test can land a request there.
+	// decided, not yet applied), so that a test can land a request there,
+	// and without it where a change is about to take it ("wait") and where
+	// reconcileMembers found a server to change ("reconcile"), which it
+	// checks again under the lock.
 	gapHook atomic.Pointer[func(where string, p peer.ID)]
 }
 
@@ -169,6 +172,7 @@ func New(cfg Config) (*Raft, error) {
 			cfg.OnRefuse(p)
 		}
 	}
+	r.fsm.onRoles = r.forgetExpected
 	r.fsm.onFatal = func(af *ApplyFailure) {
 		if uo, ok := errors.AsType[UnknownOp](af.Err); ok {
 			log.Error("stopping: this build does not know the op of a committed entry; upgrade hydra on this node and restart it: the node replays its log",
