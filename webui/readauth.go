@@ -17,6 +17,16 @@ import (
 // readCookie is the cookie that carries a read credential for the UI.
 const readCookie = "hydra_read"
 
+// forgetReadCookie answers DELETE /api/v1/read-cookie with an expired read cookie: the page's
+// "Forget token" calls it, since the cookie is HttpOnly and the page cannot clear it itself (it
+// would last until the browser session ends). It needs no credential, as it changes nothing on
+// the node; being a DELETE, no other site's form or plain fetch can send it (a cross-origin one
+// needs a CORS preflight, which this API never allows).
+func (s *server) forgetReadCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: readCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, http.StatusOK, map[string]string{"status": "cleared"})
+}
+
 // readAuthOn reports whether the cluster asks for a credential on reads.
 func (s *server) readAuthOn() bool {
 	cb, ok := s.cfg.Backend.(ConfigBackend)

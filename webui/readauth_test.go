@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -142,5 +143,61 @@ func TestReadAuthEndsOpenStreams(t *testing.T) {
 	case <-viewer:
 		t.Fatal("a viewer's stream ended")
 	default:
+	}
+}
+
+// TestForgetReadCookie: DELETE /api/v1/read-cookie expires the HttpOnly cookie that a ?token=
+// link set (the page cannot clear it itself: "Forget token" left it until the browser session
+// ended), so the browser's next read is refused again.
+func TestForgetReadCookie(t *testing.T) {
+	cfg := NewClusterConfig(time.Hour, 0, 10)
+	cfg.ReadAuth = true
+	fb := readFake{&configFake{fakeBackend: &fakeBackend{token: "admin-tok"}, cfg: cfg}}
+	srv := httptest.NewServer(New(Config{Backend: fb}))
+	defer srv.Close()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := &http.Client{Jar: jar}
+	do := func(method, path string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := do(http.MethodGet, "/?token=viewer-tok"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("UI link: %d", resp.StatusCode)
+	}
+	if resp := do(http.MethodGet, "/api/v1/status"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a read with the link's cookie: %d", resp.StatusCode)
+	}
+	resp := do(http.MethodDelete, "/api/v1/read-cookie")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE /api/v1/read-cookie: %d", resp.StatusCode)
+	}
+	var c *http.Cookie
+	for _, k := range resp.Cookies() {
+		if k.Name == readCookie {
+			c = k
+		}
+	}
+	if c == nil || c.MaxAge >= 0 || c.Value != "" || c.Path != "/" || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("DELETE /api/v1/read-cookie set no expired read cookie for path /: %+v", resp.Cookies())
+	}
+	if resp := do(http.MethodGet, "/api/v1/status"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a read after the cookie was cleared: %d, want 401", resp.StatusCode)
+	}
+	// It needs no credential, with read-auth on or off.
+	fb.mu.Lock()
+	fb.cfg.ReadAuth = false
+	fb.mu.Unlock()
+	if resp := do(http.MethodDelete, "/api/v1/read-cookie"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE /api/v1/read-cookie with read-auth off: %d", resp.StatusCode)
 	}
 }

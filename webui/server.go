@@ -61,6 +61,7 @@ func New(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/status", s.status)
+	mux.HandleFunc("DELETE /api/v1/read-cookie", s.forgetReadCookie)
 	mux.Handle("POST /api/v1/leave", s.auth(http.HandlerFunc(s.leave)))
 	mux.Handle("POST /api/v1/nodes/{id}/trust/reset", s.auth(http.HandlerFunc(s.trustReset)))
 	s.registerJobs(mux)

@@ -2,10 +2,13 @@ package webui
 
 import (
 	"io"
+	"io/fs"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/hydra-compute/hydra/compute"
 )
 
 func TestUIServedFromTheNodeOnly(t *testing.T) {
@@ -88,4 +91,49 @@ func TestUIServedFromTheNodeOnly(t *testing.T) {
 		t.Errorf("page weight %d bytes, goal ≤ 300 KB", total)
 	}
 	t.Logf("page weight %d bytes in %d files", total, len(seen)+1)
+}
+
+// TestUIFinishedStates: the page's list of the states a job ends in (FINISHED in job.js) is
+// compute's (JobState.Finished), and it is the page's only one: app.js hid the Cancel button and
+// job.js chose the summary's audit note each from a list of its own.
+func TestUIFinishedStates(t *testing.T) {
+	src, err := staticFS.ReadFile("static/job.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`export const FINISHED = new Set\(\[([^\]]*)\]\)`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("job.js does not export FINISHED = new Set([...])")
+	}
+	page := map[compute.JobState]bool{}
+	for _, q := range regexp.MustCompile(`'([a-z]+)'`).FindAllSubmatch(m[1], -1) {
+		page[compute.JobState(q[1])] = true
+	}
+	for _, s := range []compute.JobState{compute.StateQueued, compute.StateRunning, compute.StateDone, compute.StateCancelled, compute.StateFailed} {
+		if page[s] != s.Finished() {
+			t.Errorf("state %s: finished on the page %v, in compute %v", s, page[s], s.Finished())
+		}
+	}
+	if len(page) != 3 {
+		t.Errorf("FINISHED holds %d states, want the 3 finished ones: %s", len(page), m[1])
+	}
+	// "cancelled" is named once in the page's own scripts: in FINISHED.
+	files, err := fs.Glob(staticFS, "static/*.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		b, err := staticFS.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k := strings.Count(string(b), "'cancelled'"); k > 0 {
+			n += k
+			t.Logf("%s names 'cancelled' %d time(s)", f, k)
+		}
+	}
+	if n != 1 {
+		t.Errorf("the page's scripts name 'cancelled' %d times: one list of finished states (FINISHED) is enough", n)
+	}
 }

@@ -36,6 +36,8 @@ const context = await chromium.launchPersistentContext(process.env.PROFILE, {
 const consoleErrors = [], requests = [];
 let outage = false; // the page's node is down on purpose: Chromium logs the failed requests
 let refusing = false; // the test refuses the page's history pages on purpose (step 4c)
+let refusingCancel = false; // the test answers a cancel 404 on purpose (step 4e)
+let readAuth = false; // read-auth is on (step 6b): reads without the cookie are refused
 function watch(page, label) {
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
@@ -44,6 +46,8 @@ function watch(page, label) {
     if (/status of 40[01]/.test(m.text()) && /\/api\/v1\/(jobs|modules)$/.test(loc.url || '')) return;
     if (outage && /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING)/.test(m.text())) return;
     if (refusing && /status of 404/.test(m.text()) && /\/chunks\?/.test(loc.url || '')) return;
+    if (refusingCancel && /status of 404/.test(m.text()) && /\/cancel$/.test(loc.url || '')) return;
+    if (readAuth && /status of 401/.test(m.text())) return;
     consoleErrors.push(label + ': ' + m.text() + ' ' + (loc.url || ''));
   });
   page.on('pageerror', (e) => consoleErrors.push(label + ': ' + e.message));
@@ -293,6 +297,45 @@ try {
   await page.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 60000 });
   check(await page.evaluate((n) => window.hydra.stats.connects > n, connectsFrozen), 'the page is live again on a new stream once its node runs');
 
+  // 4e. A cancel whose job is deleted at the same moment: the answer is no job ({id, state}, the
+  // job gone before the node could read it back) or a 404. The page says so and leaves the row
+  // as the list last had it (it showed "undefined" there until the next list update); a real
+  // cancel then goes through.
+  let cj, cjStatus;
+  for (const tEnd = Date.now() + 30000; ;) { // the page's node was frozen just now: it may not hear a leader yet (503)
+    const r = await fetch(follower.http + '/api/v1/jobs', { method: 'POST', headers: { Authorization: 'Bearer ' + token },
+      body: JSON.stringify({ kind: 'mandelbrot', name: 'ui-stop', width: 4000, height: 4000, center_x: -0.5, center_y: 0, span: 3, max_iter: 100000 }) });
+    cj = await r.json(); cjStatus = r.status;
+    if (r.status !== 503 || Date.now() > tEnd) break;
+    await sleep(200);
+  }
+  check(cjStatus === 201, `a Mandelbrot job submitted to cancel: HTTP ${cjStatus} ${JSON.stringify(cj).slice(0, 200)}`);
+  const cRow = `#jobs tr[data-job-id="${cj.id}"]`;
+  await page.waitForSelector(cRow + ' button:text-is("Cancel")', { timeout: 30000 });
+  const rowText = () => page.$eval(cRow, (tr) => [tr.dataset.state, tr.cells[0].textContent]);
+  const [, subBefore] = await rowText();
+  const cancelRoute = /\/api\/v1\/jobs\/[^/]+\/cancel$/;
+  const cancelAnswered = async (status, body) => {
+    await page.route(cancelRoute, (route) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) }));
+    await page.evaluate(() => { document.getElementById('submit-msg').textContent = ''; });
+    await page.click(cRow + ' button:text-is("Cancel")');
+    await page.waitForFunction(() => document.getElementById('submit-msg').textContent !== '');
+    await page.unroute(cancelRoute);
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))); // a render
+    return [await page.textContent('#submit-msg'), ...(await rowText())];
+  };
+  const [gone, goneState, goneSub] = await cancelAnswered(200, { id: cj.id, state: 'cancelled' });
+  check(/no longer has/.test(gone) && !/undefined/.test(goneSub) && goneSub === subBefore && goneState !== 'cancelled',
+    `a cancel answered without the job says so and leaves the row to the next list update: "${gone}" / ${goneState} "${goneSub}"`);
+  refusingCancel = true;
+  const [no, noState, noSub] = await cancelAnswered(404, { error: 'no such job: ' + JSON.stringify(cj.id) });
+  refusingCancel = false;
+  check(/Not cancelled: this node has no job/.test(no) && goneSub === noSub && noState !== 'cancelled', `a cancel answered 404 says the job is gone: "${no}"`);
+  await page.click(cRow + ' button:text-is("Cancel")');
+  await page.waitForFunction((id) => document.getElementById('submit-msg').textContent === 'Cancelled ' + id + '.', cj.id);
+  await page.waitForSelector(cRow + '[data-state=cancelled]', { timeout: 30000 });
+  check(!/undefined/.test((await rowText())[1]), 'a real cancel then goes through and the row shows the cancelled job');
+
   // 5. SIGKILL the coordinator: the new one is marked without a reload.
   const leaderNode = ids[leader0];
   const tk = Date.now();
@@ -325,6 +368,37 @@ try {
   await anon.screenshot({ path: art + '/7-phone.png', fullPage: true });
   const overflow = await anon.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, 'no horizontal page overflow on a 390 px wide screen (tables scroll inside their box)');
+
+  // 6b. Under read-auth the ?token= link sets an HttpOnly read cookie, which the page cannot
+  // clear: "Forget token" has the node expire it (it lasted until the browser session ended).
+  await anon.close();
+  const readAuthSet = async (on) => {
+    const r = await fetch(follower.http + '/api/v1/config', { method: 'PUT', headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ set: ['read-auth=' + on] }) });
+    check(r.ok, `read-auth=${on} set: HTTP ${r.status}`);
+    for (const tEnd = Date.now() + 30000; (await fetch(follower.http + '/api/v1/status')).status !== (on ? 401 : 200);) {
+      if (Date.now() > tEnd) check(false, `the page's node applies read-auth=${on} within 30 s`);
+      await sleep(100);
+    }
+  };
+  readAuth = true;
+  await readAuthSet(true);
+  const ra = await context.newPage();
+  watch(ra, 'read-auth');
+  await ra.goto(follower.http + '/?token=' + token, { waitUntil: 'load' });
+  await ra.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 30000 });
+  const readCookie = async () => (await context.cookies(origin)).find((c) => c.name === 'hydra_read');
+  check((await readCookie() || {}).httpOnly === true, 'under read-auth the ?token= link sets the HttpOnly read cookie');
+  await ra.click('#access button:has-text("Forget token")');
+  await ra.waitForFunction(() => /Read-only/.test(document.getElementById('access').textContent));
+  let cookieLeft = await readCookie();
+  for (const tEnd = Date.now() + 10000; cookieLeft && Date.now() < tEnd; cookieLeft = await readCookie()) await sleep(100);
+  check(!cookieLeft && /Read-only/.test(await ra.textContent('#access')), 'after "Forget token" the page is read-only and the read cookie is gone');
+  check(await ra.evaluate(async () => (await fetch('/api/v1/status')).status) === 401, 'the page\'s reads are refused again');
+  await ra.close();
+  await readAuthSet(false);
+  await page.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 60000 });
+  readAuth = false;
 
   // 7. Optional figures on a big π job: bytes per second to the open page, chunks per second,
   // main-thread long tasks, and the estimate drawn.

@@ -1,7 +1,7 @@
 // Hydra web UI: cluster, jobs, live job views. Everything comes from the node that served
 // this page: GET /api/v1/events (server-sent events, at most ~10 frames a second) keeps the
 // state; job details and images are fetched from the same origin.
-import { JobView, nodeColour } from './job.js';
+import { JobView, nodeColour, FINISHED } from './job.js';
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; };
@@ -40,7 +40,7 @@ function renderAccess(refused) {
     a.className = 'access ok';
     a.append('Actions enabled: this tab holds the cluster\'s API token. ');
     const b = el('button', null, 'Forget token');
-    b.onclick = () => { sessionStorage.removeItem('hydra-token'); S.token = null; renderAccess(); };
+    b.onclick = forgetToken;
     a.append(b);
     return;
   }
@@ -55,6 +55,15 @@ function renderAccess(refused) {
   a.append(' on any node and open ');
   a.append(el('code', null, location.origin + '/?token=<token>'));
   a.append('.');
+}
+
+// forgetToken drops the tab's token, and has the node expire the read cookie that a ?token=
+// link sets under read-auth (HttpOnly: the page cannot clear it, and it would last until the
+// browser session ends).
+async function forgetToken() {
+  sessionStorage.removeItem('hydra-token'); S.token = null; renderAccess();
+  const r = await api('DELETE', '/api/v1/read-cookie');
+  if (!r.ok) renderAccess('Token forgotten, but the node did not clear its read cookie (' + ((r.body && r.body.error) || r.status) + '): it lasts until the browser closes.');
 }
 
 // api calls the node's API; every call carries the token (reads need it when the cluster's
@@ -305,7 +314,7 @@ function renderJobs() {
     setText(r.rate, fmt.si(rate, unitShort[j.kind] + '/s'));
     const left = j.total_units - j.done_units;
     setText(r.eta, j.state === 'done' ? 'done' : rate > 0 ? fmt.dur(left / rate) : '—');
-    r.cancel.hidden = j.state === 'done' || j.state === 'cancelled' || j.state === 'failed';
+    r.cancel.hidden = FINISHED.has(j.state);
     r.png.hidden = r.raw.hidden = j.kind !== 'mandelbrot';
     r.tr.classList.toggle('sel', S.selected === id);
     if (tb.children[i] !== r.tr) tb.insertBefore(r.tr, tb.children[i] || null);
@@ -344,9 +353,20 @@ async function cancelJob(id, btn) {
   btn.disabled = true;
   const r = await api('POST', '/api/v1/jobs/' + encodeURIComponent(id) + '/cancel', '{}');
   btn.disabled = false;
-  const msg = $('submit-msg');
-  if (!r.ok) { msg.className = 'msg bad'; setText(msg, 'Cancel refused: ' + ((r.body && r.body.error) || r.status)); }
-  else { msg.className = 'msg ok'; setText(msg, 'Cancelled ' + id + '.'); S.jobs.set(id, r.body); schedule(); }
+  const msg = $('submit-msg'), b = r.body;
+  // A job deleted meanwhile (another admin, the retention period) answers 404, or, deleted
+  // between the cancel and the answer, {id, state} without the job: the list drops it at its
+  // next update, and the row keeps the job as it was until then.
+  if (r.status === 404) { msg.className = 'msg bad'; setText(msg, 'Not cancelled: this node has no job ' + id + ' (deleted meanwhile?).'); }
+  else if (!r.ok) { msg.className = 'msg bad'; setText(msg, 'Cancel refused: ' + ((b && b.error) || r.status)); }
+  else if (!isJob(b, id)) { msg.className = 'msg ok'; setText(msg, 'Cancelled ' + id + ', which this node no longer has (deleted meanwhile?).'); }
+  else { msg.className = 'msg ok'; setText(msg, 'Cancelled ' + id + '.'); S.jobs.set(id, b); schedule(); }
+}
+
+// isJob reports whether b is the job view of id (webui.JobView), not some other answer.
+function isJob(b, id) {
+  return b != null && typeof b === 'object' && b.id === id && typeof b.state === 'string' && typeof b.kind === 'string' &&
+    Number.isFinite(b.total_units) && Number.isFinite(b.done_units);
 }
 
 // ---- job details -------------------------------------------------------------------------

@@ -5,6 +5,10 @@ import { nodeColour, nodeRGB } from './colours.js';
 
 export { nodeColour };
 
+// FINISHED: the states a job ends in (compute.JobState.Finished; webui TestUIFinishedStates
+// holds the two together): the page's one list of them.
+export const FINISHED = new Set(['done', 'cancelled', 'failed']);
+
 const $ = (id) => document.getElementById(id);
 
 // The palette of result.png (webui/png.go): clip-limited histogram-equalised counts blended with their log,
@@ -150,7 +154,7 @@ export class JobView {
       `${(j.compute_seconds || 0).toFixed(1)} s of compute on ${(j.nodes || []).length} node(s) · ` +
       `${(j.audited_units || 0).toLocaleString()} ${u} audited` + (j.redone_units ? ` · ${j.redone_units.toLocaleString()} redone after failed audits` : '') +
       // Done is not counted until checked (docs/audits.md): why a job at 100 % still runs.
-      (!['done', 'cancelled', 'failed'].includes(j.state) && j.done_units > (j.cleared_units || 0) ? ` · ${(j.done_units - (j.cleared_units || 0)).toLocaleString()} ${u} wait for their audit` : '') +
+      (!FINISHED.has(j.state) && j.done_units > (j.cleared_units || 0) ? ` · ${(j.done_units - (j.cleared_units || 0)).toLocaleString()} ${u} wait for their audit` : '') +
       (j.disputes ? ` · ${j.disputes} chunk(s) in dispute wait for a third node` : '');
     if (this.piDirty && performance.now() - (this.piAt || 0) > 400) { this.piAt = performance.now(); this.renderPi(); }
     const reason = $('job-reason'); reason.hidden = !j.reason; reason.textContent = j.reason ? 'Failed: ' + j.reason : '';
