@@ -24,7 +24,7 @@ const readCookie = "hydra_read"
 // needs a CORS preflight, which this API never allows).
 func (s *server) forgetReadCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: readCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	writeJSON(w, http.StatusOK, map[string]string{"status": "cleared"})
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "cleared"})
 }
 
 // readAuthOn reports whether the cluster asks for a credential on reads.
