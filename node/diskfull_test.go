@@ -32,6 +32,11 @@ import (
 // While it waits, its HTTP address answers 503 with the reason (`hydra status` prints it,
 // where it said only that the node was unreachable), and once it starts, the same address
 // serves its API.
+
+// diskFillJob is the job the full-disk tests run while they fill the disk: a million pixels of
+// cheap rows, so that its results keep coming and one of them meets the full disk.
+var diskFillJob = compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &compute.MandelParams{Width: 1000, Height: 1000, CenterX: -0.5, CenterY: 0, Span: 3, MaxIter: 50}}
+
 func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 	dir := testdisk.Small(t, "64m")
 	n := newTestNode(t, dir, "n0", func(c *Config) { c.minFreeBytes = 4 << 20 })
@@ -44,7 +49,7 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	j, err := n.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &compute.MandelParams{Width: 1000, Height: 1000, CenterX: -0.5, CenterY: 0, Span: 3, MaxIter: 50}})
+	j, err := n.SubmitJob(ctx, diskFillJob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +197,7 @@ func TestServeResumesAfterAFullDisk(t *testing.T) {
 	})
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()
-	j, err := c.SubmitJob(sctx, compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &compute.MandelParams{Width: 1000, Height: 1000, CenterX: -0.5, CenterY: 0, Span: 3, MaxIter: 50}})
+	j, err := c.SubmitJob(sctx, diskFillJob)
 	if err != nil {
 		t.Fatal(err)
 	}

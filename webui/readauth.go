@@ -23,8 +23,16 @@ const readCookie = "hydra_read"
 // the node; being a DELETE, no other site's form or plain fetch can send it (a cross-origin one
 // needs a CORS preflight, which this API never allows).
 func (s *server) forgetReadCookie(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: readCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	c := readAuthCookie("")
+	c.MaxAge = -1
+	http.SetCookie(w, c)
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "cleared"})
+}
+
+// readAuthCookie is the read cookie carrying tok. The link that sets it and the route that
+// expires it build it here: a browser replaces a cookie only when name, path and domain match.
+func readAuthCookie(tok string) *http.Cookie {
+	return &http.Cookie{Name: readCookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode}
 }
 
 // readAuthOn reports whether the cluster asks for a credential on reads.
@@ -51,7 +59,7 @@ func (s *server) readGate(next http.Handler) http.Handler {
 			return
 		}
 		if fromQuery {
-			http.SetCookie(w, &http.Cookie{Name: readCookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+			http.SetCookie(w, readAuthCookie(tok))
 		}
 		next.ServeHTTP(w, r)
 	})

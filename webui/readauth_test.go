@@ -72,12 +72,7 @@ func TestReadAuth(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("UI link: %d", resp.StatusCode)
 	}
-	var cookie *http.Cookie
-	for _, c := range resp.Cookies() {
-		if c.Name == readCookie {
-			cookie = c
-		}
-	}
+	cookie := readCookieOf(resp)
 	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
 		t.Fatalf("UI link set no HttpOnly, SameSite=Strict cookie: %+v", resp.Cookies())
 	}
@@ -181,12 +176,7 @@ func TestForgetReadCookie(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE /api/v1/read-cookie: %d", resp.StatusCode)
 	}
-	var c *http.Cookie
-	for _, k := range resp.Cookies() {
-		if k.Name == readCookie {
-			c = k
-		}
-	}
+	c := readCookieOf(resp)
 	if c == nil || c.MaxAge >= 0 || c.Value != "" || c.Path != "/" || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
 		t.Fatalf("DELETE /api/v1/read-cookie set no expired read cookie for path /: %+v", resp.Cookies())
 	}
@@ -200,4 +190,14 @@ func TestForgetReadCookie(t *testing.T) {
 	if resp := do(http.MethodDelete, "/api/v1/read-cookie"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE /api/v1/read-cookie with read-auth off: %d", resp.StatusCode)
 	}
+}
+
+// readCookieOf is the read cookie an answer sets (nil: none).
+func readCookieOf(resp *http.Response) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == readCookie {
+			return c
+		}
+	}
+	return nil
 }
