@@ -90,3 +90,36 @@ func TestDesignMapNamesEveryPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNoGoFileOver600Lines: every Go file, tests included, stays at most 600 lines (docs/design.md
+// §1: a file that grows past that is split by concern), so a reader can take in any file at once;
+// scripts/internal/codestats reports the same limit.
+func TestNoGoFileOver600Lines(t *testing.T) {
+	const limit = 600
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			base := d.Name()
+			if path != "." && (strings.HasPrefix(base, ".") || base == "testdata" || base == "node_modules") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if n := strings.Count(string(b), "\n"); n > limit {
+			t.Errorf("%s has %d lines, more than %d: split it by concern", path, n, limit)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -114,7 +114,8 @@ func oneLine(s string) string {
 }
 
 // newFlagSet makes a flag set that reports errors to us instead of printing
-// usage and exiting; -h prints the flags to stdout.
+// usage and exiting; -h prints the flags to stdout (parseFlagSet), a bad flag
+// only its one-line error.
 func newFlagSet(name string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("hydra "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -128,12 +129,22 @@ func newFlagSet(name string, stdout io.Writer) *flag.FlagSet {
 }
 
 // parseFlagSet parses args into fs, the one place a flag error is judged: -h
-// (Parse printed the usage) comes back as flag.ErrHelp, which Main answers with
+// prints the usage and comes back as flag.ErrHelp, which Main answers with
 // exit 0; any other error, a bad or unknown flag, as a usageError (exit 78,
-// ExitConfig). Positional arguments are left in fs.Args for the caller.
+// ExitConfig) and nothing else: the flag package calls Usage on every parse
+// error, so it is silenced during Parse, and a typo answers with one line, not
+// one line and the whole flag list. Positional arguments are left in fs.Args
+// for the caller.
 func parseFlagSet(fs *flag.FlagSet, args []string) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
 	err := fs.Parse(args)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
+	fs.Usage = usage
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		usage()
 		return err
 	}
 	return usageError{err}

@@ -54,12 +54,16 @@ func TestUsageErrorsExit78WithOneLine(t *testing.T) {
 		{"status", "--data", dir}, // no node ever ran there
 	}
 	for _, args := range cases {
-		code, _, stderr := run(args...)
+		code, stdout, stderr := run(args...)
 		if code != ExitConfig {
 			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, ExitConfig, stderr)
 		}
 		if n := strings.Count(strings.TrimRight(stderr, "\n"), "\n"); n != 0 || stderr == "" {
 			t.Errorf("%v: want one line on stderr, got %q", args, stderr)
+		}
+		// One line in all: a bad flag does not print the flag list too.
+		if stdout != "" {
+			t.Errorf("%v: want nothing on stdout beside the one-line error, got %.120q", args, stdout)
 		}
 	}
 }
@@ -117,11 +121,11 @@ func TestStatusUnreachableNodeExit1(t *testing.T) {
 // stderr, and -h with its usage on stdout and exit 0: they share parseFlagSet.
 func TestFlagErrorsAndHelpEveryParser(t *testing.T) {
 	for _, cmd := range [][]string{{"node"}, {"job", "j1"}, {"approve", "ab12"}, {"config", "get"}} {
-		code, _, stderr := run(append(cmd, "--bogus")...)
-		if code != ExitConfig || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "bogus") {
-			t.Errorf("%v --bogus: exit %d, stderr %q; want %d and one line naming the flag", cmd, code, stderr, ExitConfig)
+		code, stdout, stderr := run(append(cmd, "--bogus")...)
+		if code != ExitConfig || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "bogus") || stdout != "" {
+			t.Errorf("%v --bogus: exit %d, stdout %.80q, stderr %q; want %d and one line naming the flag, nothing else", cmd, code, stdout, stderr, ExitConfig)
 		}
-		code, stdout, stderr := run(append(cmd, "-h")...)
+		code, stdout, stderr = run(append(cmd, "-h")...)
 		if code != ExitOK || !strings.HasPrefix(stdout, "Usage: hydra "+cmd[0]) || stderr != "" {
 			t.Errorf("%v -h: exit %d, stdout %.80q, stderr %q; want the usage and exit 0", cmd, code, stdout, stderr)
 		}
