@@ -37,7 +37,10 @@ type infoResponse struct {
 	Starting bool `json:"starting,omitempty"`
 	// Peers are the live peers of our cluster name, clustered or not, that
 	// a node outside any cluster knows, with their addresses: the asker
-	// dials them and asks them itself (candidates.go). Members list none.
+	// dials them and asks them itself (candidates.go). A member lists the
+	// other servers of its configuration instead (serverPeers): a joiner
+	// that found one member (--join) asks every member, so that it waits
+	// on every member's pending list, as one mDNS found on the LAN does.
 	Peers []relayPeer `json:"peers,omitempty"`
 }
 
@@ -162,6 +165,7 @@ func (r *Raft) info() infoResponse {
 		in.Leader = l.String()
 	}
 	if in.InCluster {
+		in.Peers = r.serverPeers()
 		return in
 	}
 	now := time.Now()
@@ -189,6 +193,31 @@ func (r *Raft) info() infoResponse {
 		}
 	}
 	return in
+}
+
+// serverPeers lists the other servers of this member's raft configuration
+// with the addresses its peerstore holds (infoResponse.Peers), bounded like
+// any info answer: the addresses the open API's status shows anyway.
+func (r *Raft) serverPeers() []relayPeer {
+	var out []relayPeer
+	for _, s := range r.Servers() {
+		if len(out) == maxRelayPeers {
+			break
+		}
+		if s.ID == r.id {
+			continue
+		}
+		rp := relayPeer{ID: s.ID.String()}
+		for _, a := range r.host.Peerstore().Addrs(s.ID) {
+			if len(rp.Addrs) < maxRelayAddrs {
+				rp.Addrs = append(rp.Addrs, a.String())
+			}
+		}
+		if len(rp.Addrs) > 0 {
+			out = append(out, rp)
+		}
+	}
+	return out
 }
 
 func (r *Raft) handleInfo(context.Context, peer.ID, json.RawMessage) (any, error) {
@@ -348,7 +377,7 @@ func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
 	return out
 }
 
-// learnRelayed adds the peers another fresh node listed (infoResponse.Peers)
+// learnRelayed adds the peers another node listed (infoResponse.Peers)
 // to the ones this node asks: nodes that only know a common peer (--join to
 // one hub, a partial mDNS view) meet each other directly, as discovery
 // would have made them. Bounded: at most maxCandidates relayed peers at a

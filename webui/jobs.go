@@ -125,11 +125,13 @@ type jobsQuery struct {
 	before string
 }
 
-// parseJobsQuery validates GET /api/v1/jobs's parameters.
+// parseJobsQuery validates GET /api/v1/jobs's parameters. token is no
+// parameter of the list but the read credential any read may carry under
+// read-auth (mayRead), so it is let through.
 func parseJobsQuery(q url.Values) (jobsQuery, error) {
 	var jq jobsQuery
 	for name := range q {
-		if name != "limit" && name != "state" && name != "before" {
+		if name != "limit" && name != "state" && name != "before" && name != "token" {
 			return jq, fmt.Errorf("unknown parameter %q (limit, state, before)", name)
 		}
 	}

@@ -579,6 +579,12 @@ func TestListJobsPaged(t *testing.T) {
 	if ids, _ := walk("/api/v1/jobs?before=j10"); !slices.Equal(ids, want[15:]) {
 		t.Fatalf("before j10: %v", ids)
 	}
+	// ?token= is the read credential every read takes under read-auth (the
+	// UI link's form), not a parameter of the list: a client that sends it
+	// must not be answered 400.
+	if ids, _ := walk("/api/v1/jobs?token=viewer-tok&state=running,queued"); !slices.Equal(ids, wantRunning) {
+		t.Fatalf("with ?token=: %v, want %v", ids, wantRunning)
+	}
 	for q, code := range map[string]int{"limit=0": 400, "limit=10001": 400, "limit=x": 400, "state=busy": 400, "sort=id": 400,
 		"before=nope": 404, "before=" + strings.Repeat("a", 65): 400} {
 		if resp, data := do(t, "GET", srv.URL+"/api/v1/jobs?"+q, "", ""); resp.StatusCode != code || !strings.Contains(string(data), "error") {

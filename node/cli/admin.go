@@ -59,6 +59,9 @@ func runApprove(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if role != "member" && role != "worker" {
+		return usagef("--role %q: want member or worker", role)
+	}
 	var res webui.PendingResult
 	if err := adminCall(af, http.MethodPost, "/api/v1/approve", map[string]string{"fingerprint": fp, "role": role}, &res); err != nil {
 		return err
@@ -127,6 +130,14 @@ func runTokenCreate(args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, `print {"token": …} as JSON`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	switch *role {
+	case "member", "worker", webui.RoleAdmin, webui.RoleViewerCred:
+	default:
+		return usagef("--role %q: want member, worker, admin or viewer", *role)
+	}
+	if *ttl < 0 || *uses < 0 {
+		return usagef("--ttl and --uses: want a duration and a count ≥ 0")
 	}
 	req := webui.TokenRequest{Role: *role, Uses: *uses}
 	if *ttl != 0 {

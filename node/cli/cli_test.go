@@ -50,6 +50,11 @@ func TestUsageErrorsExit78WithOneLine(t *testing.T) {
 		{"node", "--data", dir, "--join-token", "x", "--join-token-file", "y"},
 		{"token", "frobnicate"},
 		{"approve"},
+		// Bad flag values of the admin commands are refused before any request
+		// (the unreachable --api would exit 1).
+		{"approve", "AAAA-BBBB", "--api", "http://127.0.0.1:1", "--token", "x", "--role", "boss"},
+		{"token", "create", "--api", "http://127.0.0.1:1", "--token", "x", "--role", "owner"},
+		{"token", "create", "--api", "http://127.0.0.1:1", "--token", "x", "--uses", "-1"},
 		{"admit", "sometimes"},
 		{"status", "--data", dir}, // no node ever ran there
 	}
