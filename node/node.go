@@ -79,6 +79,9 @@ type Node struct {
 	policy    *owner.Policy
 	owner     ownerStatus
 
+	// unlock releases the data directory's lock (lockDataDir), once Run is done with it.
+	unlock func()
+
 	// crash makes Run stop like a SIGKILL would: connections dropped first,
 	// no leadership hand-over. Tests use it to kill a node in-process.
 	crash atomic.Bool
@@ -101,7 +104,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{}),
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{unlock: unlock, cfg: cfg, p: p, log: cfg.Logger, started: time.Now(), peers: newPeerTable(), left: make(chan struct{}),
 		ownerWake: make(chan struct{}, 1), announceWake: make(chan struct{}, 1), fatal: make(chan error, 1)}
 	// What is opened is closed again, newest first, if a later step fails.
 	var undo cleanups
@@ -110,6 +117,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			undo.unwind()
 		}
 	}()
+	undo.push(unlock)
 
 	// The HTTP address is bound before the wait for disk space, which answers on it why the
 	// node is not up yet, and hands the same listener to the node's server.
@@ -317,6 +325,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// runCtx outlives ctx: when ctx ends (SIGTERM), the worker hands in its
 	// chunk first, while raft and the coordinator (which run on runCtx) still
 	// work; cancel() then stops them.
+	defer n.unlock() // last, whichever way Run ends: another node (a restart in this process) may use the directory then
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	defer procs.forget(n)

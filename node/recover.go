@@ -27,6 +27,11 @@ func Recover(dataDir string, voters []string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dataDir, "raft")); err != nil {
 		return "", configErr("--data %s: no raft state to recover: %v", dataDir, err)
 	}
+	unlock, err := lockDataDir(dataDir) // a running node's directory is left alone
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	key, err := p2p.LoadOrCreateIdentity(filepath.Join(dataDir, "identity.key"))
 	if err != nil {
 		return "", configErr("--data %s: identity: %v", dataDir, err)
