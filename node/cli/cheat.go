@@ -15,7 +15,7 @@ import (
 func addCheatFlags(fs *flag.FlagSet) func() error {
 	rate := fs.Float64("cheat-rate", 0, "TEST BUILD ONLY: fraction of chunks returned with wrong counts in a random block")
 	return func() error {
-		if *rate < 0 || *rate > 1 {
+		if !(*rate >= 0 && *rate <= 1) { // NaN too: it would cheat on every chunk
 			return usagef("--cheat-rate %g: want a fraction from 0 to 1", *rate)
 		}
 		if *rate > 0 {
