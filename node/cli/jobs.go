@@ -231,9 +231,9 @@ func printContributions(ctx context.Context, w io.Writer, c *webui.Client, v web
 
 func runResult(args []string, stdout, stderr io.Writer) error {
 	fs, af := newClientFlags("result ID", stdout)
-	out := fs.String("o", "", "Mandelbrot: write the image to this file (PNG, or raw counts with --raw); - is stdout")
+	out := fs.String("o", "", "Mandelbrot: write the image to this file (PNG, or raw counts with --raw); wasm with reduce concat: the output bytes; - is stdout")
 	raw := fs.Bool("raw", false, "Mandelbrot: write W×H uint32 little-endian iteration counts instead of a PNG")
-	asJSON := fs.Bool("json", false, "print the result (π) or the image summary (Mandelbrot) as JSON")
+	asJSON := fs.Bool("json", false, "print the result (π, wasm) or the image summary (Mandelbrot) as JSON")
 	id, c, ctx, cancel, err := jobClient(fs, af, args)
 	if err != nil {
 		return err
@@ -271,6 +271,20 @@ func runResult(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "wrote %s (%d×%d, %s)\n", *out, res.Width, res.Height, imageKind(*raw))
 		}
 		return nil
+	case res.WasmResult != nil:
+		if *raw {
+			return usagef("--raw is for Mandelbrot images; job %s is a wasm job", id)
+		}
+		if *out != "" && res.Reduce != compute.ReduceConcat {
+			return usagef("-o is for the output of a wasm job with reduce concat; job %s reduces with %s", id, res.Reduce)
+		}
+		if *asJSON {
+			return printJSON(stdout, res)
+		}
+		return printWasm(c, webui.JobView{ID: id}, res, stdout, out)
+	}
+	if *asJSON {
+		return printJSON(stdout, res)
 	}
 	return fmt.Errorf("job %s: a %s result this hydra cannot show (try --json)", id, res.Kind)
 }
