@@ -2,13 +2,16 @@ package p2p
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multiaddr"
 )
 
 // Gossip repair.
@@ -69,10 +72,7 @@ func (h *Host) repairGossip(out *outboundTracer) {
 			delete(missing, p)
 			h.log.Info("gossip: a connected member is not sent this node's topics; reconnecting it", "peer", p,
 				"stream", out.has(p))
-			// Its addresses are taken before the close: on the last disconnect identify moves them
-			// to shorter TTLs asynchronously, and a redial that read the peerstore in that window
-			// found none ("no addresses"), leaving the peer deaf for gossipRepairBackoff.
-			addrs := h.h.Peerstore().Addrs(p)
+			addrs := redialAddrs(h.h.Network(), h.h.Peerstore(), p)
 			_ = h.h.Network().ClosePeer(p)
 			ctx, cancel := context.WithTimeout(h.ctx, gossipRedialTimeout)
 			if err := h.h.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
@@ -82,6 +82,28 @@ func (h *Host) repairGossip(out *outboundTracer) {
 			repaired[p] = repairMark{at: time.Now(), conns: h.h.Network().ConnsToPeer(p)}
 		}
 	}
+}
+
+// redialAddrs is where a peer about to be disconnected for repair can be
+// dialled again: its addresses in the peerstore and the remote addresses of
+// its open connections, taken before the close. The peerstore alone is not
+// enough. On the last disconnect identify moves a peer's addresses to shorter
+// TTLs asynchronously, so a redial that read the peerstore in that window
+// found none. And when the old process of a restarted peer closes while the
+// new one is connected, its last identify push (listen addresses: none)
+// replaces every address the peerstore had for that identity, the new
+// process's included. Either way the redial failed with "no addresses" and
+// the peer, now disconnected, stayed deaf. A QUIC connection's remote
+// address is the peer's listening socket, and so is a TCP connection's when
+// the peer dialled from its listening port (libp2p reuses it by default).
+func redialAddrs(n network.Network, ps peerstore.Peerstore, p peer.ID) []multiaddr.Multiaddr {
+	addrs := ps.Addrs(p)
+	for _, c := range n.ConnsToPeer(p) {
+		if a := c.RemoteMultiaddr(); !slices.ContainsFunc(addrs, a.Equal) {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
 }
 
 // deafMembers returns the connected members that speak gossipsub but, at
