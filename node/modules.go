@@ -155,6 +155,17 @@ func (n *Node) removeOldWasmCaches() {
 	}
 }
 
+// warnInterpretedWasm says at start when WebAssembly jobs would run in wazero's interpreter on a
+// platform that has its compiler (wasm.CompilerRefused): a W^X policy on the node's process,
+// which the compute child inherits, makes every WebAssembly job about 50× slower, and nothing
+// else would show why.
+func (n *Node) warnInterpretedWasm() {
+	if wasm.CompilerRefused() {
+		n.log.Warn("WebAssembly jobs will run in wazero's interpreter, about 50× slower: this process may not make memory executable " +
+			"(systemd MemoryDenyWriteExecute=yes, prctl PR_SET_MDWE, an SELinux rule denying execmem); allow it to compile modules")
+	}
+}
+
 // looksLikeWasmCache reports whether dir holds only wazero's per-version cache directories
 // (wazero-<version>-<arch>-<os>, made by wazero.NewCompilationCacheWithDir), or nothing.
 func looksLikeWasmCache(dir string) bool {

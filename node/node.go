@@ -168,6 +168,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.removeUploadTemps()
 	n.removeOldWasmCaches()
+	n.warnInterpretedWasm()
 
 	nodeToken, err := loadNodeToken(cfg.DataDir)
 	if err != nil {
