@@ -150,6 +150,7 @@ func (n *Node) CancelJob(ctx context.Context, id string) error {
 	if j.State.Finished() {
 		return fmt.Errorf("job %s is %s: %w", id, j.State, compute.ErrJobFinished)
 	}
+	n.checked(id)
 	_, err := n.applyJob(ctx, compute.Cancel{Job: id, Time: time.Now().UTC()})
 	return apiErr(err) // the leader may refuse it (the job finished or went meanwhile)
 }
@@ -159,8 +160,16 @@ func (n *Node) DeleteJob(ctx context.Context, id string) error {
 	if _, ok := n.jobs.Job(id); !ok {
 		return fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
 	}
+	n.checked(id)
 	_, err := n.applyJob(ctx, compute.Delete{Job: id})
 	return apiErr(err)
+}
+
+// checked runs the test hook checkedHook, if one is set, for job id.
+func (n *Node) checked(id string) {
+	if h := n.checkedHook.Load(); h != nil {
+		(*h)(id)
+	}
 }
 
 // PiResult is a π job's result so far, from this node's replica.

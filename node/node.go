@@ -85,6 +85,10 @@ type Node struct {
 	// crash makes Run stop like a SIGKILL would: connections dropped first,
 	// no leadership hand-over. Tests use it to kill a node in-process.
 	crash atomic.Bool
+	// checkedHook, when set (tests only), runs in CancelJob and DeleteJob once their check on
+	// this node's replica passed and before the command is proposed, with the job's ID: a test
+	// makes the job go or finish there, deterministically losing the race at the leader.
+	checkedHook atomic.Pointer[func(id string)]
 }
 
 // New validates cfg, prepares the data directory, binds the HTTP port and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,6 +115,76 @@ func TestCluster_UnknownNodeOrTokenIs404(t *testing.T) {
 		var ae *webui.APIError
 		if err := c.Do(ctx, req.method, req.path, req.body, nil); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
 			t.Errorf("%s %s naming nothing known: %v, want HTTP 404", req.method, req.path, err)
+		}
+	}
+}
+
+// TestCluster_CancelDeleteRaceOverHTTP: a cancel or a delete whose check on the node's replica
+// passed, and that lost the race at the leader's apply (the job went or finished in between),
+// answers as docs/api.md says: 404 when the job went, 409 when it failed (or was done), 200 when
+// another cancel won (a cancel is idempotent, as Apply's retries need). On a follower the
+// leader's refusal comes back over the network; with the refusal as text only the API answered
+// 500. The hook between the check and the proposal makes the race happen every time.
+func TestCluster_CancelDeleteRaceOverHTTP(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var leaderID string
+	waitFor(t, 30*time.Second, "leader", func() (err error) { leaderID, err = agreedLeader(nodes); return err })
+	l := byID(nodes, leaderID)
+	f := without(nodes, l)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	leaderTok := activeAdminToken(t, l)
+	race := func(cmd any) { // what another admin commits on the leader meanwhile
+		op, payload, err := compute.EncodeCommand(cmd)
+		if err == nil {
+			_, err = l.raft.ApplyAs(ctx, consensus.Command{Op: consensus.Op(op), Payload: payload}, leaderTok)
+		}
+		if err != nil {
+			t.Errorf("the racing %T: %v", cmd, err)
+		}
+	}
+	for _, via := range []*testNode{f, l} {
+		c := webui.NewClient(via.HTTPURL(), activeAdminToken(t, via))
+		for _, tc := range []struct {
+			name   string
+			call   func(id string) error
+			winner func(id string) any
+			want   int
+		}{
+			{"cancel, the job deleted", func(id string) error { _, err := c.CancelJob(ctx, id); return err },
+				func(id string) any { return compute.Delete{Job: id} }, http.StatusNotFound},
+			{"cancel, the job failed", func(id string) error { _, err := c.CancelJob(ctx, id); return err },
+				func(id string) any {
+					return compute.Fail{Job: id, Reason: "failed by the test", Time: time.Now().UTC()}
+				}, http.StatusConflict},
+			{"cancel, the job cancelled (a cancel is idempotent)", func(id string) error { _, err := c.CancelJob(ctx, id); return err },
+				func(id string) any { return compute.Cancel{Job: id, Time: time.Now().UTC()} }, http.StatusOK},
+			{"delete, the job deleted", func(id string) error { return c.DeleteJob(ctx, id) },
+				func(id string) any { return compute.Delete{Job: id} }, http.StatusNotFound},
+		} {
+			j, err := via.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var hits atomic.Int32 // the hook runs on the HTTP handler's goroutine
+			hook := func(id string) {
+				if id == j.ID {
+					hits.Add(1)
+					race(tc.winner(id))
+				}
+			}
+			via.checkedHook.Store(&hook)
+			err = tc.call(j.ID)
+			via.checkedHook.Store(nil)
+			got := http.StatusOK
+			if ae := (*webui.APIError)(nil); errors.As(err, &ae) {
+				got = ae.Status
+			} else if err != nil {
+				got = -1
+			}
+			if got != tc.want || hits.Load() != 1 {
+				t.Errorf("%s, through %s (leader %v): %v (the race ran %d times), want HTTP %d", tc.name, via.cfg.Name, via == l, err, hits.Load(), tc.want)
+			}
 		}
 	}
 }
