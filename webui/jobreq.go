@@ -328,10 +328,11 @@ func (f *fieldReader) seed(name string) uint64 {
 		f.fail("%s: missing (an integer 0–%s, as a number or a decimal string)", name, maxSeed)
 		return 0
 	}
-	var lit string
+	var lit, digits string // digits: lit without leading zeros, for a string
 	switch jsonType(raw) {
 	case "number":
 		lit = string(raw)
+		digits = lit // JSON numbers have no leading zeros
 	case "a string":
 		if json.Unmarshal(raw, &lit) != nil {
 			f.fail("%s: invalid string", name)
@@ -341,17 +342,27 @@ func (f *fieldReader) seed(name string) uint64 {
 			f.fail("%s: %q is not a decimal integer 0–%s", name, clip(lit), maxSeed)
 			return 0
 		}
+		if digits = strings.TrimLeft(lit, "0"); digits == "" {
+			digits = "0"
+		}
 	default:
 		f.fail("%s: must be an integer 0–%s, as a number or a decimal string, not %s", name, maxSeed, jsonType(raw))
 		return 0
 	}
-	v, err := ParseUintExact(lit)
+	// A string with leading zeros is parsed without them so that the message says what is wrong with
+	// it: out of range, or (in range) the zeros, which are refused because the job echoes the seed back
+	// as given and each value has one spelling.
+	v, err := ParseUintExact(digits)
 	if errors.Is(err, errNotInteger) {
 		f.fail("%s: %s is not an integer", name, clip(lit))
 		return 0
 	}
 	if err != nil {
 		f.fail("%s: %s is outside 0–%s", name, clip(lit), maxSeed)
+		return 0
+	}
+	if digits != lit {
+		f.fail("%s: %q has leading zeros (write %s)", name, clip(lit), digits)
 		return 0
 	}
 	return v

@@ -112,7 +112,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 		return printJSON(stdout, jobs)
 	}
 	if len(jobs) == 0 {
-		fmt.Fprintln(stdout, "no jobs (submit one with 'hydra submit pi' or 'hydra submit mandelbrot')")
+		fmt.Fprintln(stdout, "no jobs (submit one with 'hydra submit pi', 'hydra submit mandelbrot' or 'hydra submit wasm')")
 		return nil
 	}
 	now := time.Now()

@@ -515,3 +515,20 @@ func TestResultOfWasmJob(t *testing.T) {
 		t.Fatalf("concat output written: %q, %v", b, err)
 	}
 }
+
+// Every message that says which kinds hydra submit takes names all three: pi, mandelbrot and wasm.
+func TestSubmitMessagesNameEveryKind(t *testing.T) {
+	_, api := newAPI(t)
+	for _, args := range [][]string{{"submit"}, {"submit", "--wait"}, {"submit", "fft"}} {
+		code, _, stderr := run(append(args, api...)...)
+		for _, kind := range []string{"hydra submit pi", "hydra submit mandelbrot", "hydra submit wasm"} {
+			if code != ExitConfig || !strings.Contains(stderr, kind) {
+				t.Errorf("%v: exit %d, stderr %q should name %q", args, code, stderr, kind)
+			}
+		}
+	}
+	code, out, _ := run(append([]string{"jobs"}, api...)...)
+	if code != ExitOK || !strings.Contains(out, "hydra submit wasm") {
+		t.Errorf("jobs with none: %d %q should name 'hydra submit wasm'", code, out)
+	}
+}

@@ -27,13 +27,16 @@ var (
 	maxPollErrors = 10              // consecutive failed polls before giving up
 )
 
+// submitForms names every kind hydra submit takes, as the messages that say what to run quote it.
+const submitForms = "'hydra submit pi …', 'hydra submit mandelbrot …' or 'hydra submit wasm …'"
+
 func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 			fmt.Fprintln(stdout, "Usage: hydra submit pi|mandelbrot|wasm [flags]   ('hydra submit pi -h' for the flags)")
 			return flag.ErrHelp
 		}
-		return usagef("say what to run: 'hydra submit pi …' or 'hydra submit mandelbrot …'")
+		return usagef("say what to run: %s", submitForms)
 	}
 	kind, args := args[0], args[1:]
 	var spec compute.JobSpec
@@ -71,7 +74,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 		out = fs.String("o", "", "with --wait: write the image to this file")
 		raw = fs.Bool("raw", false, "with -o: write raw uint32 little-endian counts instead of a PNG")
 	default:
-		return usagef("unknown job kind %q: pi, mandelbrot or wasm", kind)
+		return usagef("unknown job kind %q: %s", kind, submitForms)
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -385,16 +385,42 @@ try {
   await readAuthSet(true);
   const ra = await context.newPage();
   watch(ra, 'read-auth');
+  // The page's event streams as the network sees them: open (answered 200, not ended yet), and
+  // the statuses of those that were answered.
+  const raCdp = await context.newCDPSession(ra);
+  await raCdp.send('Network.enable');
+  const streams = new Set(), live = new Set(), answered = [];
+  raCdp.on('Network.requestWillBeSent', (e) => { if (e.type === 'EventSource') streams.add(e.requestId); });
+  raCdp.on('Network.responseReceived', (e) => {
+    if (!streams.has(e.requestId)) return;
+    answered.push(e.response.status);
+    if (e.response.status === 200) live.add(e.requestId);
+  });
+  for (const ev of ['Network.loadingFinished', 'Network.loadingFailed']) raCdp.on(ev, (e) => live.delete(e.requestId));
   await ra.goto(follower.http + '/?token=' + token, { waitUntil: 'load' });
   await ra.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 30000 });
+  for (const tEnd = Date.now() + 10000; live.size !== 1 && Date.now() < tEnd;) await sleep(100);
+  check(live.size === 1, `the page has one event stream open (${live.size})`);
   const readCookie = async () => (await context.cookies(origin)).find((c) => c.name === 'hydra_read');
   check((await readCookie() || {}).httpOnly === true, 'under read-auth the ?token= link sets the HttpOnly read cookie');
+  const answeredBefore = answered.length;
   await ra.click('#access button:has-text("Forget token")');
   await ra.waitForFunction(() => /Read-only/.test(document.getElementById('access').textContent));
   let cookieLeft = await readCookie();
   for (const tEnd = Date.now() + 10000; cookieLeft && Date.now() < tEnd; cookieLeft = await readCookie()) await sleep(100);
   check(!cookieLeft && /Read-only/.test(await ra.textContent('#access')), 'after "Forget token" the page is read-only and the read cookie is gone');
   check(await ra.evaluate(async () => (await fetch('/api/v1/status')).status) === 401, 'the page\'s reads are refused again');
+  // The stream opened with the cookie is closed (the node would go on serving it: it checks the
+  // stream's credential, not the browser's cookies), and the one opened again without it is refused.
+  for (const tEnd = Date.now() + 10000; live.size > 0 && Date.now() < tEnd;) await sleep(100);
+  check(live.size === 0, `after "Forget token" the page has no event stream open (${live.size} still open after 10 s)`);
+  for (const tEnd = Date.now() + 10000; !answered.slice(answeredBefore).includes(401) && Date.now() < tEnd;) await sleep(100);
+  check(answered.slice(answeredBefore).includes(401), 'the stream opened again without the cookie is refused (401): ' + answered.slice(answeredBefore).join(','));
+  const connSaid = await ra.waitForFunction(() => /^needs a token$/.test(document.getElementById('conn').textContent) &&
+    /Refused: the node answered 401/.test(document.getElementById('access').textContent), null, { timeout: 10000 }).then(() => true, () => false);
+  check(connSaid, 'the page says it needs a token, not "live": ' + await ra.textContent('#conn'));
+  await ra.screenshot({ path: art + '/6b-forgotten.png', fullPage: true });
+  await raCdp.detach();
   await ra.close();
   await readAuthSet(false);
   await page.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 60000 });

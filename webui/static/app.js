@@ -60,10 +60,14 @@ function renderAccess(refused) {
 // forgetToken drops the tab's token, and has the node expire the read cookie that a ?token=
 // link sets under read-auth (HttpOnly: the page cannot clear it, and it would last until the
 // browser session ends).
+// The event stream open now was opened with the cookie, and the node checks a stream's credential,
+// not the browser's cookie jar: it is closed and opened again without it, which under read-auth
+// the node refuses (the page then says it needs a token instead of going on with live data).
 async function forgetToken() {
   sessionStorage.removeItem('hydra-token'); S.token = null; renderAccess();
   const r = await api('DELETE', '/api/v1/read-cookie');
   if (!r.ok) renderAccess('Token forgotten, but the node did not clear its read cookie (' + ((r.body && r.body.error) || r.status) + '): it lasts until the browser closes.');
+  es.close(); connect();
 }
 
 // api calls the node's API; every call carries the token (reads need it when the cluster's
@@ -93,7 +97,7 @@ let es = null, opens = 0, heard = 0;
 // silently: the page says so and opens a new one. EventSource itself would wait forever.
 const STALL_MS = 20000;
 function connect() {
-  es = new EventSource('/api/v1/events');
+  const me = es = new EventSource('/api/v1/events');
   stats.connects++;
   heard = performance.now();
   es.addEventListener('ping', () => { heard = performance.now(); });
@@ -111,11 +115,16 @@ function connect() {
     // brings the present only: the open job view fetches the chunks it missed meanwhile.
     if (opens++ && S.view) S.view.resync();
   };
-  es.onerror = () => {
+  es.onerror = async () => {
+    if (me !== es) return; // a stream closed since (forgetToken, the stall watchdog)
     setConn(false);
-    if (es.readyState === EventSource.CLOSED) { // an HTTP error: EventSource gives up, we do not
-      setTimeout(() => { if (es.readyState === EventSource.CLOSED) connect(); }, 2000);
-    }
+    if (me.readyState !== EventSource.CLOSED) return; // EventSource retries by itself
+    // An HTTP error: EventSource gives up, we do not. A 401 (read-auth, and this page has no
+    // credential the node accepts) is said as such: api() shows the node's reason.
+    const r = await api('GET', '/api/v1/status');
+    if (me !== es) return;
+    if (r.status === 401) setConn(false, 'needs a token');
+    setTimeout(() => { if (me === es && me.readyState === EventSource.CLOSED) connect(); }, 2000);
   };
   on('status', (d) => { S.status = d; });
   on('activity', (d) => { S.activity = d; if (S.view) S.view.onActivity(d); });
@@ -139,10 +148,11 @@ function connect() {
   on('chunks', (c) => { if (S.view && S.selected === c.job) S.view.onChunks(c); });
 }
 
-function setConn(ok) {
+// setConn shows the state of the event stream: live, or why not (reconnecting… by default).
+function setConn(ok, why) {
   const c = $('conn');
   c.className = 'conn ' + (ok ? 'ok' : 'bad');
-  setText(c, ok ? 'live' : 'reconnecting…');
+  setText(c, ok ? 'live' : (why || 'reconnecting…'));
 }
 
 // ---- rendering (batched into one animation frame) ------------------------------------------
