@@ -133,6 +133,9 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	}
 	var resp membershipResponse
 	err := p2p.Call(cctx, r.host, via, ProtocolJoin, req, &resp)
+	if h := r.answerHook.Load(); h != nil && err == nil {
+		err = (*h)(via, resp) // tests only: lose this answer
+	}
 	for _, p := range tentative {
 		if v, ok := r.expected.Load(p); ok && v == false && (err != nil || resp.Pending) {
 			r.expected.Delete(p)
@@ -355,7 +358,12 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 
 // answerProof is the leader's proof of resp for a token joiner's request
 // (membershipResponse.ClusterProof): "" without a nonce, or for a token
-// whose record has no cluster key (or that is gone: revoked since).
+// whose record has no cluster key. It is called only for a joiner admit
+// let in, so a member by now. For a token that is gone (revoked since the
+// joiner was admitted: its answer was lost, or it restarted before it
+// came) the cluster key its allow-list entry kept proves the answer, if
+// this very token admitted it; a non-member with a revoked token never
+// gets here (admit refuses it).
 func (r *Raft) answerProof(req membershipRequest, resp membershipResponse) string {
 	if req.TokenID == "" || req.Nonce == "" {
 		return ""
@@ -363,7 +371,11 @@ func (r *Raft) answerProof(req membershipRequest, resp membershipResponse) strin
 	st := r.fsm.State()
 	t, ok := st.JoinTokens[req.TokenID]
 	if !ok {
-		return ""
+		m, member := st.Members[req.ID]
+		if !member || m.Token != req.TokenID || m.ClusterKey == "" || st.Revoked[req.ID] {
+			return ""
+		}
+		t = JoinToken{ClusterKey: m.ClusterKey}
 	}
 	return answerProof(t, req.TokenID, req.Nonce, req.ID, req.Via, st.ClusterID, resp.Leader, resp.Servers)
 }
