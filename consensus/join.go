@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -72,6 +73,20 @@ type membershipResponse struct {
 
 // maxNonceLen bounds a join request's Nonce (hex of 32 bytes).
 const maxNonceLen = 64
+
+// tokenRefused starts the leader's refusal of a join token (revoked,
+// expired, used up, or a proof that does not verify), which the joiner
+// recognises in the remote error (isTokenRefusal).
+const tokenRefused = "join token refused"
+
+// isTokenRefusal reports whether err is a join request's refusal of this
+// node's token by the peer asked or the leader it forwarded to. Nothing
+// proves it comes from the cluster: a refusal carries no proof (a revoked
+// token's cluster key is gone), and anyone can claim the cluster's ID.
+func isTokenRefusal(err error) bool {
+	re, ok := errors.AsType[*p2p.RemoteError](err)
+	return ok && strings.Contains(re.Msg, tokenRefused)
+}
 
 // requestMembership asks via to add (or with leave, remove) this node. A
 // join token's proof is bound to via and to this node. The answer says
@@ -414,7 +429,7 @@ func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (me
 		t, err := st.verifyJoinProof(req.TokenID, req.Proof, id.String(), req.Via, add.At)
 		if err != nil {
 			r.log.Warn("join token refused", "peer", id, "err", err)
-			return membershipResponse{}, true, fmt.Errorf("join token refused: %w", err)
+			return membershipResponse{}, true, fmt.Errorf("%s: %w", tokenRefused, err)
 		}
 		add.Role, add.TokenID, why = t.Role, req.TokenID, "join token "+req.TokenID
 	case st.AdmitMode() == AdmitLAN && req.LAN:

@@ -99,6 +99,9 @@ type Raft struct {
 	// (requestMembership); an error it returns stands for the answer, as
 	// if it had been lost on its way.
 	answerHook atomic.Pointer[func(via peer.ID, resp membershipResponse) error]
+	// tokenRefusedLogged: a refusal of joinTok was logged at error level
+	// (once; the later ones at debug).
+	tokenRefusedLogged atomic.Bool
 }
 
 // ErrShutdown is returned by calls on a Raft that was shut down.
