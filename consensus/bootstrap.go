@@ -437,6 +437,13 @@ func (r *Raft) bootstrapStep(ctx context.Context, start time.Time) {
 	pending := false
 	for _, m := range members {
 		resp, err := r.requestMembership(ctx, m, false)
+		if err != nil && r.joinTok != nil && isTokenRefusal(err) && !r.tokenRefusedLogged.Swap(true) {
+			// Said once, loud; the node keeps asking: the refusal is not
+			// proven to be the cluster's (isTokenRefusal), and stopping on
+			// it would let any peer that claims the cluster's ID stop a
+			// joiner for good.
+			r.log.Error("the cluster refused this node's join token (revoked, expired or used up?): make a new one with hydra token create on a member and restart this node with it; it keeps asking meanwhile", "via", m, "token", r.joinTok.ID, "err", err)
+		}
 		if err != nil {
 			r.log.Debug("join request failed", "via", m, "err", err)
 			continue

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -73,6 +74,20 @@ type membershipResponse struct {
 // maxNonceLen bounds a join request's Nonce (hex of 32 bytes).
 const maxNonceLen = 64
 
+// tokenRefused starts the leader's refusal of a join token (revoked,
+// expired, used up, or a proof that does not verify), which the joiner
+// recognises in the remote error (isTokenRefusal).
+const tokenRefused = "join token refused"
+
+// isTokenRefusal reports whether err is a join request's refusal of this
+// node's token by the peer asked or the leader it forwarded to. Nothing
+// proves it comes from the cluster: a refusal carries no proof (a revoked
+// token's cluster key is gone), and anyone can claim the cluster's ID.
+func isTokenRefusal(err error) bool {
+	re, ok := errors.AsType[*p2p.RemoteError](err)
+	return ok && strings.Contains(re.Msg, tokenRefused)
+}
+
 // requestMembership asks via to add (or with leave, remove) this node. A
 // join token's proof is bound to via and to this node. The answer says
 // whether the node waits for approval; once admitted, the leader and
@@ -133,6 +148,9 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	}
 	var resp membershipResponse
 	err := p2p.Call(cctx, r.host, via, ProtocolJoin, req, &resp)
+	if h := r.answerHook.Load(); h != nil && err == nil {
+		err = (*h)(via, resp) // tests only: lose this answer
+	}
 	for _, p := range tentative {
 		if v, ok := r.expected.Load(p); ok && v == false && (err != nil || resp.Pending) {
 			r.expected.Delete(p)
@@ -355,7 +373,12 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 
 // answerProof is the leader's proof of resp for a token joiner's request
 // (membershipResponse.ClusterProof): "" without a nonce, or for a token
-// whose record has no cluster key (or that is gone: revoked since).
+// whose record has no cluster key. It is called only for a joiner admit
+// let in, so a member by now. For a token that is gone (revoked since the
+// joiner was admitted: its answer was lost, or it restarted before it
+// came) the cluster key its allow-list entry kept proves the answer, if
+// this very token admitted it; a non-member with a revoked token never
+// gets here (admit refuses it).
 func (r *Raft) answerProof(req membershipRequest, resp membershipResponse) string {
 	if req.TokenID == "" || req.Nonce == "" {
 		return ""
@@ -363,7 +386,11 @@ func (r *Raft) answerProof(req membershipRequest, resp membershipResponse) strin
 	st := r.fsm.State()
 	t, ok := st.JoinTokens[req.TokenID]
 	if !ok {
-		return ""
+		m, member := st.Members[req.ID]
+		if !member || m.Token != req.TokenID || m.ClusterKey == "" || st.Revoked[req.ID] {
+			return ""
+		}
+		t = JoinToken{ClusterKey: m.ClusterKey}
 	}
 	return answerProof(t, req.TokenID, req.Nonce, req.ID, req.Via, st.ClusterID, resp.Leader, resp.Servers)
 }
@@ -402,7 +429,7 @@ func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (me
 		t, err := st.verifyJoinProof(req.TokenID, req.Proof, id.String(), req.Via, add.At)
 		if err != nil {
 			r.log.Warn("join token refused", "peer", id, "err", err)
-			return membershipResponse{}, true, fmt.Errorf("join token refused: %w", err)
+			return membershipResponse{}, true, fmt.Errorf("%s: %w", tokenRefused, err)
 		}
 		add.Role, add.TokenID, why = t.Role, req.TokenID, "join token "+req.TokenID
 	case st.AdmitMode() == AdmitLAN && req.LAN:

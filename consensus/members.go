@@ -36,11 +36,18 @@ const (
 	AdmitLAN = "lan"
 )
 
-// Member is one admitted node.
+// Member is one admitted node. Token and ClusterKey are the join token
+// that admitted it and that token's cluster key, kept so that the leader
+// can still prove an admission answer to it (answerProof) once the token
+// is revoked: a holder admitted whose answer was lost, or that restarted
+// before it came, asks again with the token it has, and its entry is the
+// only place the key is left.
 type Member struct {
-	Role  string    `json:"role"` // member | worker
-	Name  string    `json:"name,omitempty"`
-	Added time.Time `json:"added"`
+	Role       string    `json:"role"` // member | worker
+	Name       string    `json:"name,omitempty"`
+	Added      time.Time `json:"added"`
+	Token      string    `json:"token,omitempty"`
+	ClusterKey string    `json:"cluster_key,omitempty"`
 }
 
 // Cred is an API credential: only the SHA-256 of the secret is replicated.
@@ -357,6 +364,7 @@ func applyMembership(st *ClusterState, op Op, payload []byte) any {
 		if len(st.Members) >= maxMembers {
 			return rejectf("member add: member list full (%d)", maxMembers)
 		}
+		mem := Member{Role: m.Role, Name: m.Name, Added: m.At}
 		if m.TokenID != "" {
 			t, ok := st.JoinTokens[m.TokenID]
 			if !ok || (!t.Expires.IsZero() && m.At.After(t.Expires)) || (t.Uses > 0 && t.Used >= t.Uses) {
@@ -365,9 +373,12 @@ func applyMembership(st *ClusterState, op Op, payload []byte) any {
 			t.Used++
 			st.JoinTokens = maps.Clone(st.JoinTokens)
 			st.JoinTokens[m.TokenID] = t
+			if t.ClusterKey != "" {
+				mem.Token, mem.ClusterKey = m.TokenID, t.ClusterKey
+			}
 		}
 		delete(st.Revoked, m.ID)
-		st.Members[m.ID] = Member{Role: m.Role, Name: m.Name, Added: m.At}
+		st.Members[m.ID] = mem
 		return nil
 	case OpMemberRemove:
 		var m MemberRemove

@@ -95,6 +95,13 @@ type Raft struct {
 	// reconcileMembers found a server to change ("reconcile"), which it
 	// checks again under the lock.
 	gapHook atomic.Pointer[func(where string, p peer.ID)]
+	// answerHook, nil outside tests, sees each join answer this node gets
+	// (requestMembership); an error it returns stands for the answer, as
+	// if it had been lost on its way.
+	answerHook atomic.Pointer[func(via peer.ID, resp membershipResponse) error]
+	// tokenRefusedLogged: a refusal of joinTok was logged at error level
+	// (once; the later ones at debug).
+	tokenRefusedLogged atomic.Bool
 }
 
 // ErrShutdown is returned by calls on a Raft that was shut down.
