@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -59,7 +60,7 @@ func runApprove(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if role != "member" && role != "worker" {
+	if role != consensus.RoleMember && role != consensus.RoleWorker {
 		return usagef("--role %q: want member or worker", role)
 	}
 	var res webui.PendingResult
@@ -132,7 +133,7 @@ func runTokenCreate(args []string, stdout io.Writer) error {
 		return err
 	}
 	switch *role {
-	case "member", "worker", webui.RoleAdmin, webui.RoleViewerCred:
+	case consensus.RoleMember, consensus.RoleWorker, webui.RoleAdmin, webui.RoleViewerCred:
 	default:
 		return usagef("--role %q: want member, worker, admin or viewer", *role)
 	}
