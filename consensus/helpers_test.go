@@ -292,7 +292,7 @@ func otherThan(nodes []*testNode, n *testNode) *testNode {
 }
 
 // settled waits until the live nodes agree on their cluster (agreed) with want voters and, if
-// registered, every live node in the cluster state's registry; it returns the leader.
+// registered, every live node in every live node's registry; it returns the leader.
 func settled(tb testing.TB, nodes []*testNode, want int, registered bool) *testNode {
 	tb.Helper()
 	var leader *testNode
@@ -308,8 +308,16 @@ func settled(tb testing.TB, nodes []*testNode, want int, registered bool) *testN
 		if v := voters(leader.r.Servers()); v != want {
 			return fmt.Errorf("%d voters", v)
 		}
-		if n := len(leader.r.State().Nodes); registered && n != len(alive(nodes)) {
-			return fmt.Errorf("%d of %d nodes registered", n, len(alive(nodes)))
+		if !registered {
+			return nil
+		}
+		// Every live node's replica, not only the leader's: a follower's lags, and a test that
+		// asks a follower (CheckOp counts an unregistered member as an older build) needs its
+		// replica to have every registration.
+		for _, n := range alive(nodes) {
+			if got := len(n.r.State().Nodes); got != len(alive(nodes)) {
+				return fmt.Errorf("%s: %d of %d nodes registered", n.name, got, len(alive(nodes)))
+			}
 		}
 		return nil
 	})
