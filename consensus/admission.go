@@ -184,6 +184,7 @@ func (r *Raft) expects(p peer.ID) bool {
 // named who would replicate to a joiner.
 func (r *Raft) forgetExpected() {
 	if own, _ := r.fsm.peerRole(r.id.String()); own != "" {
+		r.ownSeen.Add(1)
 		r.expected.Clear()
 	}
 }

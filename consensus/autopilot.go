@@ -69,7 +69,9 @@ type statsRequest struct {
 }
 
 func (r *Raft) handleStats(_ context.Context, from peer.ID, raw json.RawMessage) (any, error) {
-	r.statCalls.Add(1)
+	if l, ok := r.Leader(); ok && l == from {
+		r.statCalls.Add(1) // the leader's: not another voter's silence probe (silence.go)
+	}
 	var req statsRequest
 	if len(raw) > 0 && json.Unmarshal(raw, &req) == nil && req.Changed && r.IsLeader() {
 		r.del.forget(raft.ServerID(from.String())) // ask it at the next update

@@ -129,6 +129,7 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	// trusted while the request is in flight could install a state of its
 	// own before it answers. The leader's first raft RPCs to it are
 	// refused; raft retries them once the answer is checked.
+	seen := r.ownSeen.Load() // our own entry in the replica from now on makes the answer stale
 	fresh := !r.inCluster()
 	trusted := fresh || r.roleOf(via) == RoleMember
 	tokenJoin := r.joinTok != nil && !leave && fresh
@@ -175,6 +176,12 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 			if p, err := peer.Decode(s); err == nil {
 				r.expected.Store(p, true)
 			}
+		}
+		if r.ownSeen.Load() != seen {
+			// The leader adds us before it answers, so our entry may have been
+			// applied here before the answer came, and even removed again since:
+			// from the entry on, the roles decide, not the answer.
+			r.expected.Clear()
 		}
 		r.forgetExpected() // the entry may have been applied before the answer came
 	}

@@ -269,3 +269,97 @@ func Test_Security_JoinAnswerForgotten(t *testing.T) {
 		return true
 	})
 }
+
+// Test_Security_LateJoinAnswerForgotten: a join answer that reaches the joiner only after its
+// own allow-list entry was applied there, and removed again, does not make the peers it names
+// members there. The leader adds the joiner before it answers, and raft may bring the entry
+// before the answer comes (a loaded machine; here a test hook holds the answer). Before, the
+// answer filled expected after the entry had come and gone, and forgetExpected, seeing no entry,
+// kept it: the joiner trusted the leader and voters of its answer for good.
+func Test_Security_LateJoinAnswerForgotten(t *testing.T) {
+	n := newTestNode(t, "founder", "sec-late-answer", nil) // --admit lan
+	n.run()
+	waitUntil(t, testDeadline, "founder leads an initialized cluster", func() error {
+		if !n.r.Leading() || !n.r.State().Initialized() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	j := newTestNode(t, "joiner", "sec-late-answer", nil) // its membership loop is not run: the test asks
+	jid := j.h.ID().String()
+	answered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func(peer.ID, membershipResponse) error {
+		once.Do(func() {
+			close(answered)
+			<-release
+		})
+		return nil
+	}
+	j.r.answerHook.Store(&hook)
+	var released sync.Once
+	t.Cleanup(func() { released.Do(func() { close(release) }) })
+	connectAll(t, []*testNode{n, j})
+	ctx := ctxT(t, testDeadline)
+	j.r.queryPeers(ctx)
+	joined := make(chan error, 1)
+	go func() {
+		_, err := j.r.requestMembership(ctx, n.h.ID(), false)
+		joined <- err
+	}()
+	select {
+	case <-answered:
+	case <-ctx.Done():
+		t.Fatal("the joiner got no answer")
+	}
+	waitUntil(t, testDeadline, "the joiner sees its own entry before its answer", func() error {
+		if role, _ := j.r.fsm.peerRole(jid); role == "" {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	// The leader's reconcile would write the entry again at once (a server without one).
+	hold := make(chan struct{})
+	reconcile := func(where string, p peer.ID) {
+		if where == "reconcile" && p == j.h.ID() {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+			}
+		}
+	}
+	n.r.gapHook.Store(&reconcile)
+	t.Cleanup(func() {
+		close(hold)
+		n.r.gapHook.Store(nil)
+	})
+	cmd, err := NewCommand(OpMemberRemove, MemberRemove{ID: jid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.r.ApplyAs(ctx, cmd, testAdminToken); err != nil {
+		t.Fatalf("remove the joiner's entry: %v", err)
+	}
+	waitUntil(t, testDeadline, "the joiner sees its entry removed", func() error {
+		if role, revoked := j.r.fsm.peerRole(jid); role != "" || revoked {
+			return fmt.Errorf("role %q, revoked %v", role, revoked)
+		}
+		return nil
+	})
+	released.Do(func() { close(release) })
+	select {
+	case err := <-joined:
+		if err != nil {
+			t.Fatalf("the join: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the join never ended")
+	}
+	if j.r.expects(n.h.ID()) {
+		t.Fatal("the joiner trusts the leader its late answer named")
+	}
+	j.r.expected.Range(func(k, v any) bool {
+		t.Errorf("the joiner holds %v from its late answer", k)
+		return true
+	})
+}

@@ -42,11 +42,12 @@ type Raft struct {
 	boot       bootState
 	grow       growState
 	pending    pendingList
-	expected   sync.Map // peer.ID → bool: leader and servers of our admission answer (false: while asking); cleared once our own allow-list entry is in our replica (forgetExpected)
+	expected   sync.Map      // peer.ID → bool: leader and servers of our admission answer (false: while asking); cleared once our own allow-list entry is in our replica (forgetExpected)
+	ownSeen    atomic.Uint64 // times forgetExpected found our own entry in the replica: an answer that comes after one is stale
 	joinTok    *ParsedJoinToken
 	waiting    atomic.Bool  // a join request was answered "pending approval"
 	runStart   atomic.Int64 // when Run began (unix ns; 0: not yet)
-	statCalls  atomic.Int64 // stats calls answered (autopilot's idle cost; tests)
+	statCalls  atomic.Int64 // stats calls answered to the leader (autopilot's idle cost; tests)
 	memberRuns atomic.Int64 // rounds of the membership loop (its idle cost; tests)
 	tokenWait  atomic.Bool  // logged that a node with a join token never founds a cluster
 	nodeTok    atomic.Pointer[string]
