@@ -347,19 +347,22 @@ func TestIdleExit(t *testing.T) {
 	if r.Kernel() == "" {
 		t.Error("the kernel of the exited child is forgotten")
 	}
-	// A task longer than the idle time: not cut, and exact.
+	// A task longer than the idle time: not cut, and exact. The reference is computed first:
+	// the new child's IdleExit countdown starts when Run returns, and it must still be there
+	// when Hello is asked (the reference takes tens of ms under -race, more on a loaded machine).
 	spec := piSpec(3<<22, 9)
+	want := compute.PiHits(9, 0, 3<<22)
 	res, err := r.Run(ctx, Chunk{ID: 1, Spec: spec, Range: compute.Range{Start: 0, End: 3 << 22}}, nil)
+	h2, ok := r.Hello()
 	if err != nil {
 		t.Fatal(err)
 	}
-	hits, err := compute.DecodePiResult(res.Payload, res.Done)
-	if err != nil || res.Done.Len() != 3<<22 || hits != compute.PiHits(9, 0, 3<<22) {
-		t.Fatalf("after an idle exit: done %s hits %d (%v), want all %d and %d", res.Done, hits, err, 3<<22, compute.PiHits(9, 0, 3<<22))
-	}
-	h2, ok := r.Hello()
 	if !ok || h2.PID == h.PID {
 		t.Fatalf("Run did not start a new child (hello %v %+v)", ok, h2)
+	}
+	hits, err := compute.DecodePiResult(res.Payload, res.Done)
+	if err != nil || res.Done.Len() != 3<<22 || hits != want {
+		t.Fatalf("after an idle exit: done %s hits %d (%v), want all %d and %d", res.Done, hits, err, 3<<22, want)
 	}
 	waitGone(h2.PID)
 }
