@@ -194,6 +194,21 @@ func (p *proc) exited() bool {
 	}
 }
 
+// killed reports whether kill was called: the child is gone or going (SIGKILL), though it may
+// not be reaped yet (dead still open). An idle-priority child on a busy machine can take seconds
+// to die: a task sent to it meanwhile fails with "exited".
+func (p *proc) killed() bool {
+	select {
+	case <-p.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// usable reports whether the child may take a task: it has neither exited nor been killed.
+func (p *proc) usable() bool { return !p.exited() && !p.killed() }
+
 func (p *proc) kill() {
 	p.closeOnce.Do(func() { close(p.closing) })
 	_ = p.cmd.Process.Kill()

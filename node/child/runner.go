@@ -202,11 +202,11 @@ func checkLimits(cpus, limit int) error {
 }
 
 // Hello returns what the running child reported at start (priority, kernel path, pid), and
-// false when no child runs (it died and has not been restarted yet).
+// false when no child runs (it died or was killed, and has not been restarted yet).
 func (r *Runner) Hello() (Hello, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.p == nil || r.p.exited() {
+	if r.p == nil || !r.p.usable() {
 		return Hello{}, false
 	}
 	return r.p.hello, true
@@ -315,7 +315,7 @@ func (r *Runner) child(ctx context.Context) (*proc, error) {
 		r.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if p := r.p; p != nil && !p.exited() {
+	if p := r.p; p != nil && p.usable() { // a killed child is never given another task
 		r.mu.Unlock()
 		return p, nil
 	}

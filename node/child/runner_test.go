@@ -347,19 +347,50 @@ func TestIdleExit(t *testing.T) {
 	if r.Kernel() == "" {
 		t.Error("the kernel of the exited child is forgotten")
 	}
-	// A task longer than the idle time: not cut, and exact.
+	// A task longer than the idle time: not cut, and exact. The reference is computed first:
+	// the new child's IdleExit countdown starts when Run returns, and it must still be there
+	// when Hello is asked (the reference takes tens of ms under -race, more on a loaded machine).
 	spec := piSpec(3<<22, 9)
+	want := compute.PiHits(9, 0, 3<<22)
 	res, err := r.Run(ctx, Chunk{ID: 1, Spec: spec, Range: compute.Range{Start: 0, End: 3 << 22}}, nil)
+	h2, ok := r.Hello()
 	if err != nil {
 		t.Fatal(err)
 	}
-	hits, err := compute.DecodePiResult(res.Payload, res.Done)
-	if err != nil || res.Done.Len() != 3<<22 || hits != compute.PiHits(9, 0, 3<<22) {
-		t.Fatalf("after an idle exit: done %s hits %d (%v), want all %d and %d", res.Done, hits, err, 3<<22, compute.PiHits(9, 0, 3<<22))
-	}
-	h2, ok := r.Hello()
 	if !ok || h2.PID == h.PID {
 		t.Fatalf("Run did not start a new child (hello %v %+v)", ok, h2)
 	}
+	hits, err := compute.DecodePiResult(res.Payload, res.Done)
+	if err != nil || res.Done.Len() != 3<<22 || hits != want {
+		t.Fatalf("after an idle exit: done %s hits %d (%v), want all %d and %d", res.Done, hits, err, 3<<22, want)
+	}
 	waitGone(h2.PID)
+}
+
+// TestRunAfterKillStartsANewChild: a child the runner has killed (a module stuck in a call, a
+// silent child, a malformed result) but that is not reaped yet was handed the next task, which
+// failed with "compute child exited: signal: killed". An idle-priority child on a busy machine
+// can take seconds to die after SIGKILL: the task after a stuck module's fault failed so
+// (TestWasmTasks, once, under load). A killed child takes no task; the next Run starts another.
+func TestRunAfterKillStartsANewChild(t *testing.T) {
+	r := startRunner(t, "child", 1, 0)
+	for i := range 5 {
+		r.mu.Lock()
+		p := r.p
+		r.mu.Unlock()
+		if p == nil {
+			t.Fatalf("round %d: no child", i)
+		}
+		p.kill() // as Run does on those faults, returning without waiting for the exit
+		if h, ok := r.Hello(); ok && h.PID == p.hello.PID {
+			t.Errorf("round %d: Hello reports the killed child %d as running", i, h.PID)
+		}
+		res, err := r.Run(context.Background(), Chunk{ID: uint64(i + 1), Spec: piSpec(1000, 3), Range: compute.Range{Start: 0, End: 1000}}, nil)
+		if err != nil {
+			t.Fatalf("round %d: the task after a kill: %v", i, err)
+		}
+		if hits, _ := compute.DecodePiResult(res.Payload, res.Done); res.Done.Len() != 1000 || hits != compute.PiHits(3, 0, 1000) {
+			t.Fatalf("round %d: done %s, %d hits", i, res.Done, hits)
+		}
+	}
 }

@@ -154,7 +154,13 @@ try {
   const bytesDuring = received - r0;
   figures.bytes_per_second_while_job_runs = Math.round(bytesDuring / (runMs / 1000));
   figures.job_seconds = runMs / 1000;
-  await sleep(1500); // let the final palette settle (it is re-equalised once the job is complete)
+  // The final palette: the page re-equalises it over every row's counts (as result.png's) and
+  // repaints the canvas with it in the same task. Waited for, not slept for: under load the
+  // "done" event, the last rows or the repaint may come late.
+  await page.waitForFunction(([id, W, H]) => {
+    const v = window.hydra.state.view;
+    return v && v.id === id && v.job.state === 'done' && v.mandel && v.mandel.lutN === W * H;
+  }, [jobId, W, H], { timeout: 30000 });
   const px = await page.evaluate(async ([W, H, id]) => {
     const c = document.getElementById('mandel');
     const a = c.getContext('2d').getImageData(0, 0, W, H).data;
