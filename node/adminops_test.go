@@ -132,10 +132,19 @@ func TestConfigSetConcurrentChangesBothStick(t *testing.T) {
 		for err := range errs {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		s := l.raft.State().EffectiveSettings()
-		if s.MaxJobs != jobs || s.Retention != time.Duration(24*(round+2))*time.Hour {
-			t.Fatalf("round %d: settings %+v, want max-jobs %d and retention %s: one change undid the other", round, s, jobs, days)
-		}
+		// Both changes are committed; every replica ends with both (a change that undid the
+		// other would stay). Read every node, not l alone: l may have lost the leadership
+		// meanwhile (an election on a busy machine), and a follower applies a commit a moment
+		// after the call through the leader returned.
+		waitFor(t, 10*time.Second, fmt.Sprintf("round %d's settings on every node", round), func() error {
+			for _, n := range nodes {
+				s := n.raft.State().EffectiveSettings()
+				if s.MaxJobs != jobs || s.Retention != time.Duration(24*(round+2))*time.Hour {
+					return fmt.Errorf("%s: settings %+v, want max-jobs %d and retention %s: one change undid the other", n.cfg.Name, s, jobs, days)
+				}
+			}
+			return nil
+		})
 	}
 }
 

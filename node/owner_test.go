@@ -79,9 +79,29 @@ func TestOwner_BatteryPausesNodeWorkFinishedExactly(t *testing.T) {
 		t.Fatal(err)
 	}
 	laptopID := nodes[2].ID().String()
-	waitFor(t, 60*time.Second, "the laptop computing", func() error {
+	laptopUnits := func() uint64 { // the laptop's accepted units, in nodes[0]'s replica
+		v, _ := nodes[0].Job(j.ID)
+		for _, c := range v.Nodes {
+			if c.Node == laptopID {
+				return c.Units
+			}
+		}
+		return 0
+	}
+	// Unplug once the laptop computes and has handed in work, so that there is something the
+	// pause must not lose. A chunk in hand alone may have nothing finished yet: the compute
+	// child runs at idle priority, and on a busy machine it may wait a second or more for the
+	// CPU (docs/design.md §7), longer than the pause takes to come.
+	var before uint64
+	waitFor(t, 60*time.Second, "the laptop computing, with accepted units", func() error {
+		if v, _ := nodes[0].Job(j.ID); v.State == compute.StateDone {
+			t.Fatal("the job finished before the laptop could be unplugged: make it bigger")
+		}
 		if nodes[2].workState() != "working" {
 			return errors.New("not working yet")
+		}
+		if before = laptopUnits(); before == 0 {
+			return errors.New("no units of the laptop accepted yet")
 		}
 		return nil
 	})
@@ -119,15 +139,8 @@ func TestOwner_BatteryPausesNodeWorkFinishedExactly(t *testing.T) {
 	}
 	// Everything the laptop computed before the pause was handed in and
 	// kept: its share is in the job, and after the pause it took no chunk.
-	v, _ := nodes[0].Job(j.ID)
-	var laptopUnits uint64
-	for _, c := range v.Nodes {
-		if c.Node == laptopID {
-			laptopUnits = c.Units
-		}
-	}
-	if laptopUnits == 0 {
-		t.Fatal("the laptop's work before the pause was lost")
+	if after := laptopUnits(); after == 0 || after < before {
+		t.Fatalf("the laptop's accepted units went from %d before the unplug to %d: its work before the pause was lost", before, after)
 	}
 	page, err := nodes[0].Chunks(j.ID, 0, 100000)
 	if err != nil {
