@@ -142,13 +142,23 @@ func (j *auditJob) checkExact(t *testing.T, ps []*proc) {
 // jobView is the full job view p serves (audited and redone units).
 func jobView(t *testing.T, p *proc, id string) webui.JobView {
 	t.Helper()
+	v, err := fetchJobView(p, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// fetchJobView is jobView for a wait loop: one slow or refused answer (a busy machine, a
+// leader change) is a reason to ask again, not a failure.
+func fetchJobView(p *proc, id string) (webui.JobView, error) {
 	var v webui.JobView
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.client("").Do(ctx, "GET", "/api/v1/jobs/"+id, nil, &v); err != nil {
-		t.Fatal(err)
+		return v, fmt.Errorf("%s: job %s: %w", p.name, id, err)
 	}
-	return v
+	return v, nil
 }
 
 // TestSystem_AuditsCatchACheater: five real nodes, one of them a cheat build
@@ -295,7 +305,10 @@ func TestSystem_AuditsSurviveALeaderChange(t *testing.T) {
 	leader := leaderOf(t, ps)
 	var open uint64
 	waitFor(t, 120*time.Second, "results waiting for their audits on the leader", func() error {
-		v := jobView(t, leader, j.id)
+		v, err := fetchJobView(leader, j.id)
+		if err != nil {
+			return err
+		}
 		if v.State == compute.StateDone {
 			t.Fatalf("the job ended before the leader could be killed: make it longer")
 		}
@@ -339,7 +352,10 @@ func TestSystem_AuditsWaivedWhenTheOnlyAuditorLeaves(t *testing.T) {
 		Span: 0.002, MaxIter: 3000}}
 	j.id = submitJob(t, ps[0], token, j.body())
 	waitFor(t, 120*time.Second, "n0's results waiting for their audits", func() error {
-		v := jobView(t, ps[0], j.id)
+		v, err := fetchJobView(ps[0], j.id)
+		if err != nil {
+			return err
+		}
 		if v.State == compute.StateDone || v.ClearedUnits > 0 {
 			t.Fatalf("rows cleared while the only other node was paused: %+v", v)
 		}

@@ -379,29 +379,33 @@ func TestCluster_LeaderCrashFailover(t *testing.T) {
 
 func TestCluster_RestartKeepsIdentityAndRejoins(t *testing.T) {
 	nodes := startCluster(t, 3)
+	// Settled first: a leader, and a follower that knows its cluster and holds one of the three
+	// votes. The leader is read in the same wait as the rest, so an election while the cluster
+	// settles (a busy machine) cannot leave the test stopping the new leader as "the follower".
 	var leader string
-	waitFor(t, 20*time.Second, "leader", func() (err error) { leader, err = agreedLeader(nodes); return })
 	var follower *testNode
-	for _, n := range nodes {
-		if n.ID().String() != leader {
-			follower = n
-		}
-	}
-	id := follower.ID()
-	// Settled first: the follower knows its cluster and holds one of the three votes.
 	var before webui.Status
 	const role = webui.RoleVoter
-	waitFor(t, 20*time.Second, "the follower a voter that knows its cluster", func() (err error) {
+	waitFor(t, 20*time.Second, "a leader, and a follower that is a voter and knows its cluster", func() (err error) {
+		if leader, err = agreedLeader(nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.ID().String() != leader {
+				follower = n
+			}
+		}
 		if before, err = getStatus(follower); err != nil {
 			return err
 		}
 		for _, n := range before.Nodes {
-			if n.ID == id.String() && n.Role == role && before.ClusterID != "" {
+			if n.ID == follower.ID().String() && n.Role == role && before.ClusterID != "" {
 				return nil
 			}
 		}
 		return fmt.Errorf("cluster %q, nodes %+v", before.ClusterID, before.Nodes)
 	})
+	id := follower.ID()
 	follower.stop(t)
 	again := newTestNode(t, follower.dir, follower.cfg.Name, nil)
 	if again.ID() != id {
