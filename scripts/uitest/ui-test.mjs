@@ -7,6 +7,7 @@ if (!Promise.withResolvers) { // playwright-core may expect Node 22
 const { chromium } = await import('playwright-core');
 import { writeFileSync, appendFileSync, openSync, closeSync } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { loadavg } from 'node:os';
 
 const nodes = JSON.parse(process.env.NODES);
 const token = process.env.TOKEN;
@@ -101,9 +102,16 @@ try {
   });
   check(rateAfterDrop === 'NaN' || rateAfterDrop >= 0, 'no negative rate after done units went down: ' + rateAfterDrop);
 
-  // 2. The coordinator is marked.
-  const marked = await page.$eval('#nodes tbody tr[data-role=leader]', (tr) => [tr.dataset.nodeId, tr.cells[3].textContent]);
-  check(marked[0] === leader0 && marked[1] === 'leader (coordinator)', 'the coordinator is marked "leader (coordinator)"');
+  // 2. The coordinator is marked: the one the page's node names now (an election since the start
+  // would have moved it from leader0; the page hears of it a moment after its node).
+  let marked, named;
+  for (const tEnd = Date.now() + 10000; ;) {
+    named = (await status(follower.http)).leader;
+    marked = await page.$eval('#nodes tbody tr[data-role=leader]', (tr) => [tr.dataset.nodeId, tr.cells[3].textContent]).catch(() => []);
+    if (marked[0] === named || Date.now() > tEnd) break;
+    await sleep(100);
+  }
+  check(marked[0] === named && marked[1] === 'leader (coordinator)', `the coordinator is marked "leader (coordinator)" (${marked.join(' ')}; the node names ${named})`);
   await page.screenshot({ path: art + '/1-cluster.png', fullPage: true });
 
   // 3. A form error shows the API's 400 message next to the field.
@@ -131,7 +139,10 @@ try {
     const p = await page.$eval(`#jobs tr[data-job-id="${jobId}"] .pct`, (e) => e.textContent).catch(() => '');
     if (!midShot && parseFloat(p) >= 30) { midShot = true; await page.screenshot({ path: art + '/2-painting.png', fullPage: true }); }
     if (p === '100.0 %') break;
-    if (Date.now() - t0 > 120000) check(false, 'job reaches 100 % within 2 minutes');
+    // The compute processes run at idle priority: other load on the machine starves them (two
+    // busy loops at normal priority leave the job at about 70 % after 2 minutes). Said with the
+    // machine's load, so that such a failure reads as what it is.
+    if (Date.now() - t0 > 120000) check(false, `job reaches 100 % within 2 minutes (at ${p || '?'}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`);
     await sleep(100);
   }
   const runMs = Date.now() - t0;
@@ -342,18 +353,45 @@ try {
   await page.waitForSelector(cRow + '[data-state=cancelled]', { timeout: 30000 });
   check(!/undefined/.test((await rowText())[1]), 'a real cancel then goes through and the row shows the cancelled job');
 
-  // 5. SIGKILL the coordinator: the new one is marked without a reload.
-  const leaderNode = ids[leader0];
+  // 5. SIGKILL the coordinator: the new one is marked without a reload. The coordinator as the
+  // page's node names it now, not leader0: after an election since the start, killing leader0
+  // would kill a follower, and the checks below would pass without a failover.
+  // leaderOf(n, not): the leader node n names, once it names one other than `not` (30 s).
+  const leaderOf = async (n, not, what) => {
+    for (const tEnd = Date.now() + 30000; ;) {
+      const l = (await status(n.http)).leader;
+      if (l && ids[l] && l !== not) return l;
+      if (Date.now() > tEnd) check(false, what + ' within 30 s (' + (l || 'no leader') + ')');
+      await sleep(100);
+    }
+  };
+  let coord = await leaderOf(follower, '', 'the page\'s node names a coordinator');
+  if (coord === follower.id) {
+    // An election since the start made the page's node the coordinator (it wins one after 4c
+    // and 4d): freeze it until the other two elect one of them, so that the kill below is a
+    // failover the page watches from a node that stays up.
+    const bystander = nodes.find((n) => n !== follower);
+    process.kill(follower.pid, 'SIGSTOP');
+    frozen = follower.pid;
+    await leaderOf(bystander, follower.id, 'the other nodes elect a coordinator while the page\'s node is frozen');
+    process.kill(follower.pid, 'SIGCONT');
+    frozen = 0;
+    coord = await leaderOf(follower, follower.id, 'the page\'s node follows the new coordinator');
+    log('the page\'s node was the coordinator (leader0', leader0.slice(-8) + ' before): moved to', coord.slice(-8));
+  }
+  // The page marks it before the kill: the check after the kill is then about the new one.
+  await page.waitForFunction((c) => { const tr = document.querySelector('#nodes tbody tr[data-role=leader]'); return tr && tr.dataset.nodeId === c; }, coord, { timeout: 30000 });
+  const leaderNode = ids[coord];
   const tk = Date.now();
   process.kill(leaderNode.pid, 'SIGKILL');
-  log('killed the coordinator', leader0.slice(-8), 'pid', leaderNode.pid);
-  await page.waitForFunction((old) => { const tr = document.querySelector('#nodes tbody tr[data-role=leader]'); return tr && tr.dataset.nodeId !== old; }, leader0, { timeout: 30000 });
+  log('killed the coordinator', coord.slice(-8), 'pid', leaderNode.pid);
+  await page.waitForFunction((old) => { const tr = document.querySelector('#nodes tbody tr[data-role=leader]'); return tr && tr.dataset.nodeId !== old; }, coord, { timeout: 30000 });
   figures.new_leader_shown_after_ms = Date.now() - tk;
   const newLeader = await page.$eval('#nodes tbody tr[data-role=leader]', (tr) => tr.dataset.nodeId);
   const stNow = await status(follower.http);
-  check(newLeader === stNow.leader && newLeader !== leader0, `the new coordinator is marked (${figures.new_leader_shown_after_ms} ms after the kill)`);
+  check(newLeader === stNow.leader && newLeader !== coord, `the new coordinator is marked (${figures.new_leader_shown_after_ms} ms after the kill)`);
   check(await page.evaluate(() => window.__noReload === true), 'without a reload');
-  const shownOffline = await page.waitForFunction((old) => { const tr = document.querySelector(`#nodes tbody tr[data-node-id="${old}"]`); return tr && /offline/.test(tr.cells[4].textContent); }, leader0, { timeout: 30000 }).then(() => true, () => false);
+  const shownOffline = await page.waitForFunction((old) => { const tr = document.querySelector(`#nodes tbody tr[data-node-id="${old}"]`); return tr && /offline/.test(tr.cells[4].textContent); }, coord, { timeout: 30000 }).then(() => true, () => false);
   check(shownOffline, 'the killed coordinator is shown offline within 30 s');
   await page.screenshot({ path: art + '/5-new-leader.png', fullPage: true });
 
