@@ -231,36 +231,7 @@ func Test_Security_JoinAnswerForgotten(t *testing.T) {
 		}
 		return nil
 	})
-	// The leader's reconcile would write the entry again at once (a server
-	// without one): it waits until the test is done.
-	release := make(chan struct{})
-	ctx := ctxT(t, 30*time.Second)
-	hook := func(where string, p peer.ID) {
-		if where == "reconcile" && p == j.h.ID() {
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-		}
-	}
-	leader.r.gapHook.Store(&hook)
-	t.Cleanup(func() {
-		close(release)
-		leader.r.gapHook.Store(nil)
-	})
-	cmd, err := NewCommand(OpMemberRemove, MemberRemove{ID: jid})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := leader.r.ApplyAs(ctx, cmd, testAdminToken); err != nil {
-		t.Fatalf("remove the joiner's entry: %v", err)
-	}
-	waitUntil(t, testDeadline, "the joiner sees its entry removed", func() error {
-		if role, revoked := j.r.fsm.peerRole(jid); role != "" || revoked {
-			return fmt.Errorf("role %q, revoked %v", role, revoked)
-		}
-		return nil
-	})
+	removeEntryHeld(t, ctxT(t, 30*time.Second), leader, j)
 	if j.r.expects(leader.h.ID()) {
 		t.Fatal("the joiner trusts the leader its admission answer named again")
 	}
@@ -318,34 +289,7 @@ func Test_Security_LateJoinAnswerForgotten(t *testing.T) {
 		}
 		return nil
 	})
-	// The leader's reconcile would write the entry again at once (a server without one).
-	hold := make(chan struct{})
-	reconcile := func(where string, p peer.ID) {
-		if where == "reconcile" && p == j.h.ID() {
-			select {
-			case <-hold:
-			case <-ctx.Done():
-			}
-		}
-	}
-	n.r.gapHook.Store(&reconcile)
-	t.Cleanup(func() {
-		close(hold)
-		n.r.gapHook.Store(nil)
-	})
-	cmd, err := NewCommand(OpMemberRemove, MemberRemove{ID: jid})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.r.ApplyAs(ctx, cmd, testAdminToken); err != nil {
-		t.Fatalf("remove the joiner's entry: %v", err)
-	}
-	waitUntil(t, testDeadline, "the joiner sees its entry removed", func() error {
-		if role, revoked := j.r.fsm.peerRole(jid); role != "" || revoked {
-			return fmt.Errorf("role %q, revoked %v", role, revoked)
-		}
-		return nil
-	})
+	removeEntryHeld(t, ctx, n, j)
 	released.Do(func() { close(release) })
 	select {
 	case err := <-joined:
@@ -361,5 +305,40 @@ func Test_Security_LateJoinAnswerForgotten(t *testing.T) {
 	j.r.expected.Range(func(k, v any) bool {
 		t.Errorf("the joiner holds %v from its late answer", k)
 		return true
+	})
+}
+
+// removeEntryHeld removes j's allow-list entry through leader and waits until j's replica has
+// it no more. The leader's reconcile would write the entry again at once (a server without
+// one): it waits until the test is done (or ctx ends).
+func removeEntryHeld(t *testing.T, ctx context.Context, leader, j *testNode) {
+	t.Helper()
+	jid := j.h.ID().String()
+	hold := make(chan struct{})
+	reconcile := func(where string, p peer.ID) {
+		if where == "reconcile" && p == j.h.ID() {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+			}
+		}
+	}
+	leader.r.gapHook.Store(&reconcile)
+	t.Cleanup(func() {
+		close(hold)
+		leader.r.gapHook.Store(nil)
+	})
+	cmd, err := NewCommand(OpMemberRemove, MemberRemove{ID: jid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.r.ApplyAs(ctx, cmd, testAdminToken); err != nil {
+		t.Fatalf("remove the joiner's entry: %v", err)
+	}
+	waitUntil(t, testDeadline, "the joiner sees its entry removed", func() error {
+		if role, revoked := j.r.fsm.peerRole(jid); role != "" || revoked {
+			return fmt.Errorf("role %q, revoked %v", role, revoked)
+		}
+		return nil
 	})
 }
