@@ -18,15 +18,7 @@ import (
 // without one the command is refused (the leader refuses it too when a
 // member skips this check: Test_MultiNode_Forwarding).
 func TestCluster_AdminCommandsCheckedByTheLeader(t *testing.T) {
-	nodes := startCluster(t, 3)
-	var leaderID string
-	waitFor(t, 30*time.Second, "leader", func() (err error) { leaderID, err = agreedLeader(nodes); return err })
-	var f *testNode
-	for _, n := range nodes {
-		if n.ID().String() != leaderID {
-			f = n
-		}
-	}
+	nodes, _, f := startLedCluster(t, 3)
 	var tok string
 	waitFor(t, 30*time.Second, "the follower's admin credential", func() error {
 		if tok = f.APIToken(); tok == "" || !f.raft.NodeTokenActive() {
@@ -98,17 +90,7 @@ func TestCluster_ReadAuth(t *testing.T) {
 // values hold after every round (before, the later commit wrote back the value the other had
 // just changed; and a follower refused for a stale base retried before its replica caught up).
 func TestConfigSetConcurrentChangesBothStick(t *testing.T) {
-	nodes := startCluster(t, 3)
-	var leaderID string
-	waitFor(t, 30*time.Second, "leader", func() (err error) { leaderID, err = agreedLeader(nodes); return err })
-	var l, f *testNode
-	for _, n := range nodes {
-		if n.ID().String() == leaderID {
-			l = n
-		} else {
-			f = n
-		}
-	}
+	nodes, l, f := startLedCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	clients := []*webui.Client{webui.NewClient(l.HTTPURL(), activeAdminToken(t, l)), webui.NewClient(f.HTTPURL(), activeAdminToken(t, f))}

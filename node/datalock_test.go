@@ -23,7 +23,7 @@ func TestDataDirInUseIsAConfigError(t *testing.T) {
 
 	second, err := New(context.Background(), testConfig(dir, "second"))
 	if err == nil {
-		second.host.Close()
+		second.Close()
 		t.Fatal("a second node started on a data directory in use")
 	}
 	var ce *ConfigError

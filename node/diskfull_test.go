@@ -67,22 +67,30 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 	var logs syncbuf.Buffer
 	cfg := n.cfg
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	type made struct {
-		n   *Node
-		err error
-	}
-	second := make(chan made, 1)
+	var n2 *Node // what the second New made, once made is closed
+	var n2Err error
+	made := make(chan struct{})
 	startCtx, stopStart := context.WithCancel(context.Background())
-	t.Cleanup(stopStart) // a failed test does not leave New waiting for space
 	go func() {
-		n2, err := New(startCtx, cfg)
-		second <- made{n2, err}
+		defer close(made)
+		n2, n2Err = New(startCtx, cfg)
 	}()
+	// A failed test neither leaves New waiting for space nor the node it made running.
+	t.Cleanup(func() {
+		stopStart()
+		select {
+		case <-made:
+			if n2 != nil {
+				n2.Close() // nothing once it ran: Run released it
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("New did not return after its context ended")
+		}
+	})
 	waitFor(t, 20*time.Second, "the restarted node to wait for space", func() error {
 		select {
-		case m := <-second:
-			second <- m
-			t.Fatalf("the restart on a full disk did not wait for space (New: %v)", m.err)
+		case <-made:
+			t.Fatalf("the restart on a full disk did not wait for space (New: %v)", n2Err)
 		default:
 		}
 		if !strings.Contains(logs.String(), "disk full") {
@@ -108,16 +116,15 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
 		t.Fatal(err)
 	}
-	var m made
 	select {
-	case m = <-second:
+	case <-made:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the node did not start once space was back")
 	}
-	if m.err != nil {
-		t.Fatalf("start once space was back: %v", m.err)
+	if n2Err != nil {
+		t.Fatalf("start once space was back: %v", n2Err)
 	}
-	tn := &testNode{Node: m.n, dir: dir, done: make(chan error, 1)}
+	tn := &testNode{Node: n2, dir: dir, done: make(chan error, 1)}
 	if tn.HTTPURL() != api[1] {
 		t.Fatalf("the node serves %s, the waiting view %s: want the same address", tn.HTTPURL(), api[1])
 	}

@@ -81,6 +81,13 @@ type Node struct {
 
 	// unlock releases the data directory's lock (lockDataDir), once Run is done with it.
 	unlock func()
+	// lifeMu guards ran and closed: Run and Close each release what New opened, never both
+	// (Close does nothing once Run was called; Run refuses to start after Close). release holds
+	// New's undo steps for Close.
+	lifeMu  sync.Mutex
+	ran     bool
+	closed  bool
+	release cleanups
 
 	// crash makes Run stop like a SIGKILL would: connections dropped first,
 	// no leadership hand-over. Tests use it to kill a node in-process.
@@ -280,7 +287,27 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{n: n})
+	n.release = undo
 	return n, nil
+}
+
+// errClosed is Run's error on a node Close already released.
+var errClosed = errors.New("node closed before it ran")
+
+// Close releases what New opened and started — raft (which New already runs), the libp2p host,
+// the job state, the HTTP listener and the lock on the data directory — for a node that is not
+// going to Run: an embedding program that gives up between New and Run, or a test that needed
+// New alone. Without it, such a node's raft and host run on until the process exits, and its
+// data directory stays locked. Run releases all of it itself when it ends, so Close does
+// nothing once Run was called; Run after Close fails. Close may be called more than once.
+func (n *Node) Close() {
+	n.lifeMu.Lock()
+	defer n.lifeMu.Unlock()
+	if n.ran || n.closed {
+		return
+	}
+	n.closed = true
+	n.release.unwind()
 }
 
 // cleanups is a stack of undo steps: New pushes one for each resource it
@@ -325,8 +352,16 @@ func (n *Node) Raft() *consensus.Raft { return n.raft }
 // Run starts discovery, consensus, announcements, the leader hook and the
 // HTTP server, and blocks until ctx is cancelled (a graceful stop: leadership
 // is handed over and the node stays a member) or the node has left the
-// cluster. It returns nil on a clean stop.
+// cluster. It returns nil on a clean stop. Once it has started, its stop
+// releases what New opened (Close is for a node that will not run).
 func (n *Node) Run(ctx context.Context) error {
+	n.lifeMu.Lock()
+	if n.closed {
+		n.lifeMu.Unlock()
+		return errClosed
+	}
+	n.ran = true
+	n.lifeMu.Unlock()
 	// runCtx outlives ctx: when ctx ends (SIGTERM), the worker hands in its
 	// chunk first, while raft and the coordinator (which run on runCtx) still
 	// work; cancel() then stops them.

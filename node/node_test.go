@@ -54,7 +54,9 @@ func testConfig(dir, name string) Config {
 	return c
 }
 
-// newTestNode creates (but does not run) a node in dir.
+// newTestNode creates (but does not run) a node in dir. The test's cleanup closes it if it
+// never ran (New already runs raft and the libp2p host; a node that runs is stopped by start's
+// cleanup, which comes first), so that no node outlives its test.
 func newTestNode(t *testing.T, dir, name string, mut func(*Config)) *testNode {
 	t.Helper()
 	c := testConfig(dir, name)
@@ -65,6 +67,7 @@ func newTestNode(t *testing.T, dir, name string, mut func(*Config)) *testNode {
 	if err != nil {
 		t.Fatalf("new node %s: %v", name, err)
 	}
+	t.Cleanup(n.Close)
 	return &testNode{Node: n, dir: dir, done: make(chan error, 1)}
 }
 
@@ -138,6 +141,18 @@ func startClusterWith(t *testing.T, size int, mut func(*Config)) []*testNode {
 		n.start(t)
 	}
 	return nodes
+}
+
+// startLedCluster starts a cluster of size nodes (at least 2) and waits until they agree on a
+// leader: it returns the nodes, the leader and a follower, what a test of a command through the
+// leader and through a follower needs.
+func startLedCluster(t *testing.T, size int) (nodes []*testNode, leader, follower *testNode) {
+	t.Helper()
+	nodes = startCluster(t, size)
+	var id string
+	waitFor(t, 30*time.Second, "leader", func() (err error) { id, err = agreedLeader(nodes); return err })
+	leader = byID(nodes, id)
+	return nodes, leader, without(nodes, leader)[0]
 }
 
 func getStatus(n *testNode) (webui.Status, error) {
@@ -507,7 +522,7 @@ func TestNew_ConfigErrors(t *testing.T) {
 			mut(&c)
 			n, err := New(context.Background(), c)
 			if err == nil {
-				n.host.Close()
+				n.Close()
 				t.Fatal("no error")
 			}
 			var ce *ConfigError

@@ -21,11 +21,7 @@ import (
 // passed, when the job went or finished meanwhile (the API answered such a race 500 instead of
 // 404 or 409), and a submit over the cluster's job cap (429).
 func TestCluster_RefusalsKeepTheirMeaning(t *testing.T) {
-	nodes := startCluster(t, 3)
-	var leaderID string
-	waitFor(t, 30*time.Second, "leader", func() (err error) { leaderID, err = agreedLeader(nodes); return err })
-	l := byID(nodes, leaderID)
-	f := without(nodes, l)[0]
+	nodes, l, f := startLedCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	j, err := f.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 1}})
@@ -126,11 +122,7 @@ func TestCluster_UnknownNodeOrTokenIs404(t *testing.T) {
 // leader's refusal comes back over the network; with the refusal as text only the API answered
 // 500. The hook between the check and the proposal makes the race happen every time.
 func TestCluster_CancelDeleteRaceOverHTTP(t *testing.T) {
-	nodes := startCluster(t, 3)
-	var leaderID string
-	waitFor(t, 30*time.Second, "leader", func() (err error) { leaderID, err = agreedLeader(nodes); return err })
-	l := byID(nodes, leaderID)
-	f := without(nodes, l)[0]
+	_, l, f := startLedCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	leaderTok := activeAdminToken(t, l)
