@@ -132,8 +132,11 @@ func (n *Node) SetClusterConfig(ctx context.Context, assignments []string) (webu
 		}
 		// A refusal forwarded from the leader comes back at once: this replica may not have
 		// applied the change that won yet, so wait (a little) until it has.
-		if !errors.Is(err, consensus.ErrSettingsChanged) || attempt == settingsAttempts {
-			return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
+		if errors.Is(err, consensus.ErrSettingsChanged) && attempt == settingsAttempts { // lost every race: a retry may win
+			return webui.ClusterConfig{}, fmt.Errorf("%w: set cluster settings: other changes won %d times: %w", webui.ErrUnavailable, attempt, err)
+		}
+		if !errors.Is(err, consensus.ErrSettingsChanged) { // refused by the leader: 403; no leader: 503
+			return webui.ClusterConfig{}, apiErr(fmt.Errorf("set cluster settings: %w", err))
 		}
 		if err := n.settingsMoveOn(ctx, base); err != nil {
 			return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))

@@ -3,7 +3,9 @@ package webui
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -41,5 +43,54 @@ func TestSubmitCommittedNotAppliedIs202(t *testing.T) {
 	if resp, data := do(t, "POST", srv.URL+"/api/v1/jobs", testToken, `{"kind":"pi","samples":1000,"seed":1}`); resp.StatusCode/100 == 2 ||
 		!strings.Contains(errMsg(t, data), "committed") {
 		t.Fatalf("a not-applied error without its job: %d %s", resp.StatusCode, data)
+	}
+}
+
+// trustFake is a Backend with TrustReset, answering by the node named.
+type trustFake struct{ *fakeBackend }
+
+func (trustFake) TrustReset(_ context.Context, node string) (string, error) {
+	switch node {
+	case "unknown":
+		return "", fmt.Errorf("no node %q in this cluster: %w", node, ErrInvalid)
+	case "revoked": // the leader refused the credential (revoked meanwhile)
+		return "", fmt.Errorf("trust reset: %w: needs an admin credential", ErrForbidden)
+	case "noleader":
+		return "", fmt.Errorf("%w: not the leader", ErrUnavailable)
+	case "broken":
+		return "", errors.New("encode command: the server's own failure")
+	}
+	return "id-" + node, nil
+}
+
+// TestTrustResetCodes: POST /api/v1/nodes/{id}/trust/reset answers a refusal by the cluster 403
+// and no leader 503 (both answered 400, "your request is wrong", which no retry or other
+// credential mends), an unknown node 400 as documented, and the server's own failure 500.
+func TestTrustResetCodes(t *testing.T) {
+	srv := httptest.NewServer(New(Config{Backend: trustFake{&fakeBackend{token: testToken}}}))
+	defer srv.Close()
+	for node, want := range map[string]int{"alpha": 200, "unknown": 400, "revoked": 403, "noleader": 503, "broken": 500} {
+		resp, data := do(t, "POST", srv.URL+"/api/v1/nodes/"+node+"/trust/reset", testToken, "")
+		if resp.StatusCode != want {
+			t.Errorf("trust reset of %s: %d %s, want %d", node, resp.StatusCode, data, want)
+		}
+	}
+}
+
+// refusingConfig is a ConfigBackend whose changes the leader refuses.
+type refusingConfig struct{ *configFake }
+
+func (refusingConfig) SetClusterConfig(context.Context, []string) (ClusterConfig, error) {
+	return ClusterConfig{}, fmt.Errorf("set cluster settings: %w: settings needs an admin credential", ErrForbidden)
+}
+
+// TestConfigRefusedIs403: a settings change the cluster's leader refuses (the credential was
+// revoked after this node checked it) answers 403, as cancel and delete do; it answered 500.
+func TestConfigRefusedIs403(t *testing.T) {
+	fb := refusingConfig{&configFake{fakeBackend: &fakeBackend{token: testToken}}}
+	srv := httptest.NewServer(New(Config{Backend: fb}))
+	defer srv.Close()
+	if resp, data := do(t, "PUT", srv.URL+"/api/v1/config", testToken, `{"set": ["max-jobs=5"]}`); resp.StatusCode != 403 {
+		t.Fatalf("a change the leader refused: %d %s, want 403", resp.StatusCode, data)
 	}
 }
