@@ -185,16 +185,16 @@ func (n *Node) TrustReset(ctx context.Context, node string) (string, error) {
 	for _, ns := range n.Status().Nodes {
 		if ns.ID == node || (ns.Name == node && ns.Name != "") {
 			if id != "" && id != ns.ID {
-				return "", fmt.Errorf("%q names more than one node: use its ID", node)
+				return "", marked{fmt.Errorf("%q names more than one node: use its ID", node), webui.ErrInvalid}
 			}
 			id = ns.ID
 		}
 	}
 	if id == "" {
-		return "", fmt.Errorf("no node %q in this cluster", node)
+		return "", marked{fmt.Errorf("no node %q in this cluster", node), webui.ErrInvalid}
 	}
 	if _, err := n.applyJob(ctx, compute.TrustReset{Node: id}); err != nil {
-		return "", fmt.Errorf("trust reset %s: %w", id, err)
+		return "", apiErr(fmt.Errorf("trust reset %s: %w", id, err)) // refused by the leader: 403; no leader: 503
 	}
 	n.log.Warn("trust reset: the node is new again", "node", id)
 	return id, nil

@@ -36,29 +36,40 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 		return compute.Job{}, fmt.Errorf("submit job: the cluster holds %d jobs (max-jobs %d): delete finished ones (hydra rm) or raise the cap (hydra config set max-jobs=N): %w",
 			held, maxJobs, compute.ErrTooManyJobs)
 	}
-	if _, err := n.applyJob(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC(), MaxJobs: maxJobs}); err != nil {
+	sub := compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC(), MaxJobs: maxJobs}
+	if _, err := n.applyJob(ctx, sub); err != nil {
 		return compute.Job{}, unavailable(fmt.Errorf("submit job: %w", err))
 	}
-	return appliedJob(ctx, id, n.jobs.Job)
+	return appliedJob(ctx, sub, n.jobs.Job)
 }
 
-// appliedJob waits until this node's replica holds job id, whose submit the cluster committed,
-// and returns its view. Apply waited a while for this replica already; one that lags more is
-// waited for until ctx ends (the request's deadline). Then the error names the committed job,
-// and wraps no deadline (the API answers it 500, not 503: a client that submitted the job again
-// would add a second one).
-func appliedJob(ctx context.Context, id string, lookup func(string) (compute.Job, bool)) (compute.Job, error) {
+// appliedJob waits until this node's replica holds the job of sub, whose submit the cluster
+// committed, and returns its view. Apply waited a while for this replica already; one that lags
+// more is waited for until ctx ends (the request's deadline). Then the error is a
+// webui.NotAppliedError with the job as submitted (queued): the submit succeeded, and the API
+// answers 202 with it, not 500 (a client that submitted the job again would add a second one).
+func appliedJob(ctx context.Context, sub compute.Submit, lookup func(string) (compute.Job, bool)) (compute.Job, error) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if j, ok := lookup(id); ok {
+		if j, ok := lookup(sub.ID); ok {
 			return j, nil
 		}
 		select {
 		case <-ctx.Done():
-			return compute.Job{}, fmt.Errorf("submit job: job %s is committed, but this node has not applied it yet (%v): read it with GET /api/v1/jobs/%s, do not submit it again", id, ctx.Err(), id)
+			return compute.Job{}, &webui.NotAppliedError{Job: submittedJob(sub), Err: ctx.Err()}
 		case <-tick.C:
 		}
+	}
+}
+
+// submittedJob is the view of the job sub commits, as a replica shows it once applied: queued,
+// nothing done.
+func submittedJob(sub compute.Submit) compute.Job {
+	return compute.Job{
+		ID: sub.ID, Name: sub.Spec.Name, Kind: sub.Spec.Kind, Spec: sub.Spec, Priority: sub.Spec.EffectivePriority(),
+		State: compute.StateQueued, Submitter: sub.Submitter, SubmittedAt: sub.Time,
+		TotalUnits: sub.Spec.TotalUnits(), Nodes: []compute.NodeContribution{},
 	}
 }
 
@@ -121,8 +132,11 @@ func (n *Node) SetClusterConfig(ctx context.Context, assignments []string) (webu
 		}
 		// A refusal forwarded from the leader comes back at once: this replica may not have
 		// applied the change that won yet, so wait (a little) until it has.
-		if !errors.Is(err, consensus.ErrSettingsChanged) || attempt == settingsAttempts {
-			return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))
+		if errors.Is(err, consensus.ErrSettingsChanged) && attempt == settingsAttempts { // lost every race: a retry may win
+			return webui.ClusterConfig{}, fmt.Errorf("%w: set cluster settings: other changes won %d times: %w", webui.ErrUnavailable, attempt, err)
+		}
+		if !errors.Is(err, consensus.ErrSettingsChanged) { // refused by the leader: 403; no leader: 503
+			return webui.ClusterConfig{}, apiErr(fmt.Errorf("set cluster settings: %w", err))
 		}
 		if err := n.settingsMoveOn(ctx, base); err != nil {
 			return webui.ClusterConfig{}, unavailable(fmt.Errorf("set cluster settings: %w", err))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -69,7 +70,8 @@ func TestCluster_RefusalsKeepTheirMeaning(t *testing.T) {
 // view once this node's replica holds it, however long after the commit (before, a replica that
 // lagged beyond consensus's own wait answered 500 "committed but not yet applied here", and a
 // client that submitted again made a second job); when the request's deadline comes first, the
-// error names the job and does not read as "retry" (no deadline wrapped: 500, not 503).
+// error is a webui.NotAppliedError carrying the job as submitted, which the API answers 202: the
+// submit succeeded (it answered 500, "the server is broken").
 func TestSubmitWaitsForTheLocalApply(t *testing.T) {
 	misses := 3
 	lookup := func(id string) (compute.Job, bool) {
@@ -79,15 +81,31 @@ func TestSubmitWaitsForTheLocalApply(t *testing.T) {
 		}
 		return compute.Job{ID: id}, true
 	}
-	j, err := appliedJob(context.Background(), "j1", lookup)
+	j, err := appliedJob(context.Background(), compute.Submit{ID: "j1"}, lookup)
 	if err != nil || j.ID != "j1" || misses != 0 {
 		t.Fatalf("a replica that applies the job after 3 looks: %+v %v (%d looks left)", j, err, misses)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = appliedJob(ctx, "j2", func(string) (compute.Job, bool) { return compute.Job{}, false })
-	if err == nil || !strings.Contains(err.Error(), "j2") || errors.Is(err, context.Canceled) || errors.Is(err, webui.ErrUnavailable) {
-		t.Fatalf("a replica that never applies it: %v", err)
+	spec := compute.JobSpec{Kind: compute.KindPi, Name: "p", Pi: &compute.PiParams{Samples: 5000, Seed: 2}}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	_, err = appliedJob(ctx, compute.Submit{ID: "j2", Spec: spec, Submitter: "n1", Time: at}, func(string) (compute.Job, bool) { return compute.Job{}, false })
+	var na *webui.NotAppliedError
+	if !errors.As(err, &na) || errors.Is(err, webui.ErrUnavailable) || !strings.Contains(err.Error(), "j2") {
+		t.Fatalf("a replica that never applies it: %v, want a webui.NotAppliedError", err)
+	}
+	if j := na.Job; j.ID != "j2" || j.State != compute.StateQueued || j.Kind != compute.KindPi || j.Name != "p" ||
+		j.TotalUnits != 5000 || j.Submitter != "n1" || !j.SubmittedAt.Equal(at) || j.Spec.Pi == nil || *j.Spec.Pi != *spec.Pi {
+		t.Fatalf("the job the error carries: %+v", j)
+	}
+	// It is the view a replica shows once it has applied the submit.
+	js := compute.NewJobStore(compute.NewMemResults())
+	sub := compute.Submit{ID: "j2", Spec: spec, Submitter: "n1", Time: at}
+	if err, _ := js.ApplyCommand(sub, 1).(error); err != nil {
+		t.Fatal(err)
+	}
+	if applied, _ := js.Job("j2"); !reflect.DeepEqual(applied, submittedJob(sub)) {
+		t.Fatalf("the view of the job as submitted:\n%+v\nonce applied:\n%+v", submittedJob(sub), applied)
 	}
 }
 

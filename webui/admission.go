@@ -23,6 +23,10 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrNotFound: the node, token or credential named is unknown.
 	ErrNotFound = errors.New("not found")
+	// ErrInvalid: the request itself is wrong (a bad value, a name that fits no node or
+	// several), so that repeating it cannot succeed: 400. A backend error that wraps none of
+	// these errors is the server's own failure: 500 where a route says so.
+	ErrInvalid = errors.New("invalid request")
 )
 
 // Credential roles.

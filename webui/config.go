@@ -31,7 +31,7 @@ type ConfigBackend interface {
 	ClusterConfig() ClusterConfig
 	// SetClusterConfig applies key=value assignments (retention=72h, disk-cap=8GiB,
 	// max-jobs=20000) to the current settings and commits the result through raft. An error
-	// wrapping ErrInvalidConfig answers 400; ErrUnavailable 503.
+	// wrapping ErrInvalidConfig answers 400, ErrForbidden 403, ErrUnavailable 503; others 500.
 	SetClusterConfig(ctx context.Context, assignments []string) (ClusterConfig, error)
 }
 
@@ -97,6 +97,8 @@ func (s *server) putConfig(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrInvalidConfig):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrForbidden): // the leader checks the credential again
+		writeError(w, http.StatusForbidden, "config: "+err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "config: "+err.Error())
 	case err != nil:

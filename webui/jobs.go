@@ -53,6 +53,21 @@ type JobBackend interface {
 // node is shutting down) answers 503, so a client knows a retry may succeed.
 var ErrUnavailable = errors.New("temporarily unavailable")
 
+// NotAppliedError is for SubmitJob: the cluster committed the job, but this node's replica had
+// not applied it when the request's deadline came. The submit succeeded, so the API answers
+// 202 Accepted with Job (the job as it was submitted, queued) and its Location, never 500: a
+// client that took the answer for a failure and submitted again would add a second job.
+type NotAppliedError struct {
+	Job compute.Job // the committed job as submitted
+	Err error       // why the wait ended
+}
+
+func (e *NotAppliedError) Error() string {
+	return fmt.Sprintf("job %s is committed, but this node has not applied it yet: %v", e.Job.ID, e.Err)
+}
+
+func (e *NotAppliedError) Unwrap() error { return e.Err }
+
 // writeTimeout bounds how long a write route waits for raft.
 const writeTimeout = 30 * time.Second
 
@@ -98,7 +113,13 @@ func (s *server) submitJob(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
 	defer cancel()
+	code := http.StatusCreated
 	j, err := s.cfg.Jobs.SubmitJob(ctx, spec)
+	if na := (*NotAppliedError)(nil); errors.As(err, &na) && na.Job.ID != "" {
+		// Committed: a success, though a read from this node may not find the job for a while.
+		s.cfg.Logger.Warn("submit committed but not applied here yet", "job", na.Job.ID, "err", na.Err)
+		j, err, code = na.Job, nil, http.StatusAccepted
+	}
 	if err != nil {
 		s.jobError(w, "", "submit", err)
 		return
@@ -108,7 +129,7 @@ func (s *server) submitJob(w http.ResponseWriter, r *http.Request) {
 	if len(j.Nodes) > 0 {
 		names = s.nodeNames()
 	}
-	WriteJSON(w, http.StatusCreated, newJobView(j, names))
+	WriteJSON(w, code, newJobView(j, names))
 }
 
 // MaxJobsPage bounds the jobs of one page of GET /api/v1/jobs?limit=N: a

@@ -122,7 +122,18 @@ func (s *server) trustReset(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	peer, err := t.TrustReset(ctx, id)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "trust reset: "+err.Error())
+		code := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, ErrInvalid):
+			code = http.StatusBadRequest
+		case errors.Is(err, ErrForbidden):
+			code = http.StatusForbidden
+		case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+			code = http.StatusServiceUnavailable
+		default:
+			s.cfg.Logger.Warn("trust reset failed", "node", id, "err", err)
+		}
+		writeError(w, code, "trust reset: "+err.Error())
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "reset", "node": peer})

@@ -73,7 +73,9 @@ type NodeAudit struct {
 // audits and quarantine (POST /api/v1/nodes/{id}/trust/reset).
 type Truster interface {
 	// TrustReset clears node's audit failures and quarantine; node is a
-	// peer ID or a node name. It returns the peer ID.
+	// peer ID or a node name. It returns the peer ID. Errors wrapping
+	// ErrInvalid (no such node, an ambiguous name) answer 400, ErrForbidden
+	// 403, ErrUnavailable 503; others 500.
 	TrustReset(ctx context.Context, node string) (string, error)
 }
 

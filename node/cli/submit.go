@@ -25,6 +25,10 @@ var (
 	pollEveryTTY  = 250 * time.Millisecond
 	plainEvery    = 5 * time.Second // without a terminal, one progress line this often
 	maxPollErrors = 10              // consecutive failed polls before giving up
+	// maxUnseenPolls bounds the polls that may find no job before the job was seen once: a
+	// submit answered 202 (committed, not yet applied on the node asked) is followed by 404s
+	// until that node catches up, which is not the job being removed.
+	maxUnseenPolls = 60
 )
 
 // submitForms names every kind hydra submit takes, as the messages that say what to run quote it.
@@ -242,7 +246,7 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	p := progress{w: stderr, tty: tty, start: time.Now()}
-	fails := 0
+	fails, unseen, seen := 0, 0, false
 	for {
 		pctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		v, err := c.Job(pctx, id)
@@ -252,6 +256,12 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 		case ctx.Err() != nil:
 			p.end()
 			return v, fmt.Errorf("stopped waiting; job %s goes on ('hydra job %s', 'hydra cancel %s')", id, id, id)
+		case errors.As(err, &ae) && ae.Status == 404 && !seen:
+			unseen++
+			if unseen >= maxUnseenPolls {
+				p.end()
+				return v, fmt.Errorf("job %s was accepted but this node has not shown it after %d polls: %w", id, unseen, err)
+			}
 		case errors.As(err, &ae) && ae.Status == 404:
 			p.end()
 			return v, fmt.Errorf("job %s is gone (removed while waiting)", id)
@@ -262,7 +272,7 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 				return v, fmt.Errorf("gave up waiting for job %s: %w", id, err)
 			}
 		default:
-			fails = 0
+			fails, seen = 0, true
 			p.show(v, time.Now())
 			if v.State.Finished() {
 				p.end()
