@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -45,7 +46,36 @@ func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	}
 	// hclog allows an odd trailing value; slog reports it as !BADKEY, fine.
 	all := append(append([]any{}, h.implied...), args...)
+	for i, a := range all {
+		all[i] = hclogValue(a)
+	}
 	h.l.Log(context.Background(), lv, msg, all...)
+}
+
+// hclogValue renders the value types hclog formats itself (hclog.Fmt and
+// friends), which slog would otherwise print as their raw parts: raft logs
+// its configuration as hclog.Fmt("%+v", servers), and a reader of the
+// node's log must see the servers, not "[%+v [...]]".
+func hclogValue(a any) any {
+	switch v := a.(type) {
+	case hclog.Format:
+		if len(v) == 0 {
+			return ""
+		}
+		if f, ok := v[0].(string); ok {
+			return fmt.Sprintf(f, v[1:]...)
+		}
+		return fmt.Sprint(v...)
+	case hclog.Hex:
+		return fmt.Sprintf("0x%x", int(v))
+	case hclog.Octal:
+		return fmt.Sprintf("0%o", int(v))
+	case hclog.Binary:
+		return fmt.Sprintf("0b%b", int(v))
+	case hclog.Quote:
+		return fmt.Sprintf("%q", string(v))
+	}
+	return a
 }
 
 func (h *hcLogger) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

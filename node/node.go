@@ -237,7 +237,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		},
 		Protect:      h.Protect,
 		Availability: n.owner.availability,
-		Logger:       cfg.Logger.With("component", "raft"),
+		Logger:       cfg.Logger, // each of consensus's loggers names its own component
 	})
 	if err != nil {
 		var damaged *boltfile.DamagedError

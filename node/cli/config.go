@@ -21,8 +21,11 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	verb := args[0]
 	name := "config " + verb
-	if verb == "-h" || verb == "--help" {
-		name = "config get|set"
+	switch verb {
+	case "set":
+		name = "config set KEY=VALUE…"
+	case "-h", "--help":
+		name = "config get|set KEY=VALUE…"
 	}
 	fs, af := newClientFlags(name, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -30,20 +33,28 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return nil
 	}
-	if err := parseFlagSet(fs, args[1:]); err != nil {
-		return err
+	// Settings and flags in any order, as the other commands take their
+	// arguments: hydra config set retention=72h --data DIR.
+	var sets []string
+	for rest := args[1:]; len(rest) > 0; rest = fs.Args() {
+		for len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+			sets, rest = append(sets, rest[0]), rest[1:]
+		}
+		if len(rest) == 0 {
+			break
+		}
+		if rest[0] == "-" || rest[0] == "--" {
+			return usagef("%q: not a setting (want key=value)", rest[0])
+		}
+		if err := parseFlagSet(fs, rest); err != nil {
+			return err
+		}
 	}
-	sets := fs.Args()
 	switch {
 	case verb == "get" && len(sets) > 0:
 		return usagef("config get takes no arguments (got %q)", sets[0])
 	case verb == "set" && len(sets) == 0:
 		return usagef("config set wants key=value assignments: retention=72h disk-cap=8GiB max-jobs=20000")
-	}
-	for _, a := range sets {
-		if strings.HasPrefix(a, "-") {
-			return usagef("%q: flags go before the settings", a)
-		}
 	}
 	c, ctx, cancel, err := af.connect(45 * time.Second)
 	if err != nil {

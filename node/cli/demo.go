@@ -33,7 +33,7 @@ type demoNode struct {
 // runDemo starts a local cluster of real node processes, runs a π and a
 // Mandelbrot job, SIGKILLs the coordinator in the middle, and shows the
 // results and each node's share. It is the README's "run" command.
-func runDemo(args []string, stdout, stderr io.Writer) error {
+func runDemo(args []string, stdout, stderr io.Writer) (retErr error) {
 	fs := newFlagSet("demo", stdout)
 	nodes := fs.Int("nodes", 4, "node processes to start")
 	keep := fs.Bool("keep", false, "leave the cluster running after the jobs (Ctrl-C stops it)")
@@ -58,9 +58,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("find own binary: %w", err)
 	}
 	base := *dir
-	if base == "" {
+	ownDir := base == "" // a directory of our own is removed once the nodes stop, unless a failure needs its logs
+	if ownDir {
 		if base, err = os.MkdirTemp("", "hydra-demo-"); err != nil {
-			return err
+			return fmt.Errorf("make the demo's data directory: %w", err)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -68,11 +69,19 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 
 	var cluster []*demoNode
 	defer func() {
-		if *keep && ctx.Err() == nil {
+		if *keep && ctx.Err() == nil && retErr == nil {
 			return
 		}
 		for _, d := range cluster {
 			d.stop()
+		}
+		switch {
+		case retErr != nil && ctx.Err() == nil:
+			fmt.Fprintf(stderr, "hydra demo: the nodes' data and logs are kept in %s\n", base)
+		case ownDir:
+			if err := os.RemoveAll(base); err != nil {
+				fmt.Fprintf(stderr, "hydra demo: remove %s: %v\n", base, err)
+			}
 		}
 	}()
 	fmt.Fprintf(stdout, "Starting %d nodes on this machine (data in %s)…\n", *nodes, base)
@@ -196,13 +205,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		}
 		printShares(stdout, j, names)
 	}
-	fmt.Fprintf(stdout, "\nWeb UI: %s/?token=%s\n", firstAlive(cluster).api, c.Token)
 	if *keep {
+		// Only a cluster that keeps running has a web address worth showing again.
+		fmt.Fprintf(stdout, "\nWeb UI: %s/?token=%s\n", firstAlive(cluster).api, c.Token)
 		fmt.Fprintf(stdout, "The cluster keeps running (--keep); data in %s. Stop it with Ctrl-C.\n", base)
-		<-ctx.Done()
-		for _, d := range cluster {
-			d.stop()
-		}
+		<-ctx.Done() // the deferred stop ends the nodes (and removes a directory of our own)
 	}
 	return nil
 }

@@ -273,7 +273,20 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 			}
 		default:
 			fails, seen = 0, true
-			p.show(v, time.Now())
+			now := time.Now()
+			if v.State == compute.StateQueued && now.Sub(p.start) >= queuedHintAfter && now.Sub(p.hintAt) >= plainEvery {
+				// A job that stays queued is waiting for a node to take work: say
+				// why none does (every one paused, say, by its owner rules).
+				sctx, cancel := context.WithTimeout(ctx, requestTimeout)
+				if st, err := c.Status(sctx); err == nil {
+					p.hint = noWorkerHint(st)
+				}
+				cancel()
+				p.hintAt = now
+			} else if v.State != compute.StateQueued {
+				p.hint = ""
+			}
+			p.show(v, now)
 			if v.State.Finished() {
 				p.end()
 				return v, nil
@@ -296,6 +309,39 @@ type progress struct {
 	lastState compute.JobState
 	rateFrom  time.Time // first sight of progress, for the ETA
 	rateUnits uint64
+	hint      string    // why a queued job waits, if no node takes work
+	hintAt    time.Time // when the hint was last asked for
+}
+
+// queuedHintAfter is how long a job stays queued before --wait asks the
+// node's status why.
+var queuedHintAfter = 10 * time.Second
+
+// noWorkerHint says why no node takes work, from a status: "" when a node
+// online is working, idle or throttled (it takes work; the job waits its
+// turn), else each node's state and reason, so that a job queued for minutes
+// on a busy machine does not leave its user guessing.
+func noWorkerHint(st webui.Status) string {
+	var why []string
+	for _, n := range st.Nodes {
+		if n.Online && (n.State == "working" || n.State == "idle" || n.State == "throttled") {
+			return ""
+		}
+		w := n.Name + " " + n.State
+		if !n.Online {
+			w = n.Name + " offline"
+		} else if n.Reason != "" {
+			w += ": " + n.Reason
+		}
+		why = append(why, w)
+	}
+	if len(why) == 0 {
+		return "no node takes work yet"
+	}
+	if len(why) > 4 {
+		why = append(why[:4], fmt.Sprintf("%d more", len(why)-4))
+	}
+	return "no node takes work (" + strings.Join(why, ", ") + "; see 'hydra status')"
 }
 
 func (p *progress) show(v webui.JobView, now time.Time) {
@@ -306,6 +352,9 @@ func (p *progress) show(v webui.JobView, now time.Time) {
 		v.State, roundDur(now.Sub(p.start)))
 	if eta, ok := p.eta(v, now); ok {
 		status += "  ETA " + eta
+	}
+	if p.hint != "" {
+		status += "  " + p.hint
 	}
 	if p.tty {
 		const width = 30
