@@ -1,6 +1,8 @@
 package consensus
 
 import (
+	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -270,25 +272,49 @@ func Test_Security_JoinTokenAndApproval(t *testing.T) {
 }
 
 // FuzzJoinDecoders: join tokens and join requests from anyone never panic
-// the parser, the proof check or the handler's decoding.
+// the parser, the proof check or the handler's decoding; a token that
+// parses makes proofs its own record verifies, a proof the fuzzer makes
+// for a record whose key it does not hold never verifies, and a membership
+// op that is refused leaves the state as it was.
 func FuzzJoinDecoders(f *testing.F) {
 	_, secret, _ := NewJoinToken("c")
 	f.Add(secret, `{"cluster":"x","id":"12D3KooW","token_id":"ab","proof":"00"}`)
 	f.Add("hydra-join1.000000000000.a.AAAA", `{}`)
 	f.Add("", `{"addrs":["/ip4/1.2.3.4/tcp/1"],"lan":true}`)
-	st := ClusterState{ClusterID: "c", JoinTokens: map[string]JoinToken{"ab": {Role: RoleMember, Key: strings.Repeat("00", 32)}}}
+	f.Add(secret, `{"id":"j","role":"member","token_id":"ab","at":"2030-01-01T00:00:00Z"}`)
+	f.Add("", `{"id":"cd","token":{"role":"worker","key":"`+strings.Repeat("00", 32)+`","uses":1}}`)
+	// The record's key is a real one whose private half the fuzzer never sees.
+	_, _, rec := NewJoinToken("c")
+	rec.Role = RoleMember
+	state := func() *ClusterState {
+		return &ClusterState{ClusterID: "c", JoinTokens: map[string]JoinToken{"ab": rec},
+			Members: map[string]Member{"m": {Role: RoleMember}}, Creds: map[string]Cred{"k": {Role: RoleAdmin, Hash: HashSecret("t")}}}
+	}
 	f.Fuzz(func(t *testing.T, tok, req string) {
 		if pt, err := ParseJoinToken(tok); err == nil {
-			_ = pt.Proof("c", "j", "m")
+			own := ClusterState{ClusterID: "c", JoinTokens: map[string]JoinToken{pt.ID: {Role: RoleWorker, Key: hex.EncodeToString(pt.key.Public().(ed25519.PublicKey))}}}
+			if _, err := own.verifyJoinProof(pt.ID, pt.Proof("c", "j", "m"), "j", "m", time.Now()); err != nil {
+				t.Fatalf("token %q: its own proof: %v", tok, err)
+			}
 		}
 		var r membershipRequest
 		if err := jsonUnmarshal([]byte(req), &r); err == nil {
-			_, _ = st.verifyJoinProof(r.TokenID, r.Proof, r.ID, r.Via, time.Now())
+			if _, err := state().verifyJoinProof(r.TokenID, r.Proof, r.ID, r.Via, time.Now()); err == nil {
+				t.Fatalf("a made-up proof verified: %q", req)
+			}
 		}
-		_ = applyMembership(&ClusterState{}, OpMemberAdd, []byte(req))
-		_ = applyMembership(&ClusterState{}, OpTokenAdd, []byte(req))
-		_ = applyMembership(&ClusterState{}, OpCredAdd, []byte(req))
+		for _, op := range []Op{OpMemberAdd, OpMemberRemove, OpCredAdd, OpCredRemove, OpTokenAdd, OpTokenRemove, OpAdmit} {
+			st := state()
+			before, _ := json.Marshal(st)
+			if res := applyMembership(st, op, []byte(req)); isErr(res) {
+				if after, _ := json.Marshal(st); string(after) != string(before) {
+					t.Fatalf("op %#x refused (%v) but changed the state:\n%s\n%s", op, res, before, after)
+				}
+			}
+		}
 	})
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func isErr(res any) bool { _, ok := res.(error); return ok }

@@ -193,3 +193,36 @@ func TestForwardedSettingsRefusalIsRecognised(t *testing.T) {
 		t.Fatalf("%v: misread", named)
 	}
 }
+
+// FuzzSettingsSet: the assignments of `hydra config set` (PUT /api/v1/config, up to 16 of at
+// most 128 bytes, split here at ';'): Set never panics, what it accepts is within bounds, and
+// the settings written the way `hydra config get` shows them (retention as a duration, disk-cap
+// as FormatSize) set again give the very same settings.
+func FuzzSettingsSet(f *testing.F) {
+	for _, s := range []string{"retention=72h;disk-cap=8GiB;max-jobs=20000", "read-auth=true", "disk-cap=1.5GiB",
+		"disk-cap=0x1p40", "retention=1h0m0.000000001s", "disk-cap= 2 MiB ", "max-jobs=-0", "disk-cap=1e15", "disk-cap=4096TiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		as := strings.Split(in, ";")
+		if len(as) > 16 {
+			return
+		}
+		s, err := DefaultSettings().Set(as...)
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("%q accepted: %v", in, err)
+		}
+		shown := []string{"retention=" + s.Retention.String(), "disk-cap=" + FormatSize(s.DiskCap),
+			fmt.Sprintf("max-jobs=%d", s.MaxJobs), fmt.Sprintf("read-auth=%t", s.ReadAuth)}
+		again, err := Settings{}.Set(shown...)
+		if err != nil || again != s {
+			t.Fatalf("%q gave %+v, shown as %q: %+v, %v", in, s, shown, again, err)
+		}
+		if n, err := ParseSize(FormatSize(s.DiskCap)); err != nil || n != s.DiskCap {
+			t.Fatalf("disk-cap %d reads back as %d, %v", s.DiskCap, n, err)
+		}
+	})
+}

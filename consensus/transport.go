@@ -377,14 +377,18 @@ var errBadRPC = errors.New("raft RPC refused")
 // older Leader and Candidate fields), which raft takes for the leader's or
 // the candidate's, must be from itself. Every configuration an RPC carries
 // must decode (raft's DecodeConfiguration panics on a malformed one and
-// takes the node down).
+// takes the node down), and every log entry must be there (msgpack decodes
+// a nil into a nil *raft.Log, and raft reads each entry's index).
 func (t *transport) check(from peer.ID, cmd any) error {
 	var hdr raft.RPCHeader
 	var claims [][]byte // the older fields raft reads when the header has no Addr
 	switch c := cmd.(type) {
 	case *raft.AppendEntriesRequest:
 		hdr, claims = c.RPCHeader, [][]byte{c.Leader}
-		for _, e := range c.Entries {
+		for i, e := range c.Entries {
+			if e == nil { // msgpack nil: raft reads every entry's index and would panic
+				return fmt.Errorf("%w: append entries: entry %d of %d is nil", errBadRPC, i, len(c.Entries))
+			}
 			if e.Type == raft.LogConfiguration {
 				if err := decodeConfigurationSafely(e.Data); err != nil {
 					return fmt.Errorf("%w: append entries: %v", errBadRPC, err)

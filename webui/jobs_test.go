@@ -487,13 +487,15 @@ func FuzzDecodeJobRequest(f *testing.F) {
 		`{"kind":"mandelbrot","width":64,"height":48,"center_x":-0.5,"center_y":0,"span":3,"max_iter":100}`,
 		`{"kind":"mandelbrot","width":1,"height":1,"center_x":1e300,"center_y":-1e-300,"span":5e-324,"max_iter":1000000}`,
 		`{"kind":"pi","samples":1.0e3,"seed":0,"seed":1}`, `[]`, `{"kind":"pi"}{}`, `{"kind":null}`,
+		`{"kind":"wasm","module":"` + strings.Repeat("ab", 32) + `","items":1000,"reduce":"sum","params":"x"}`,
+		`{"kind":"wasm","module":"` + strings.Repeat("0f", 32) + `","items":1e6,"reduce":"concat","params":{"a":[1,2]}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		spec, err := DecodeJobRequest(body)
 		if err != nil {
-			if spec.Pi != nil || spec.Mandel != nil || spec.Kind != "" {
+			if spec.Pi != nil || spec.Mandel != nil || spec.Wasm != nil || spec.Kind != "" {
 				t.Fatalf("error %v with a non-zero spec", err)
 			}
 			return
