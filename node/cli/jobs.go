@@ -368,9 +368,21 @@ func runCancel(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return printJSON(stdout, v)
 	}
-	fmt.Fprintf(stdout, "cancelled job %s at %.1f%% (%s of %s %s); accepted results are kept ('hydra rm %s' deletes them)\n",
-		id, 100*v.Progress, group(v.DoneUnits), group(v.TotalUnits), v.Unit, id)
+	fmt.Fprintln(stdout, cancelLine(id, v))
 	return nil
+}
+
+// cancelLine says what a cancel left: the units done, and, when some still waited for their
+// audit, how many of them were checked, since a stopped job is not audited any more and its
+// partial result keeps only the checked ones ('hydra result' counts those, not the done ones).
+func cancelLine(id string, v webui.JobView) string {
+	done := fmt.Sprintf("%s of %s %s done", group(v.DoneUnits), group(v.TotalUnits), v.Unit)
+	kept := "its partial result keeps them"
+	if v.ClearedUnits < v.DoneUnits {
+		done += fmt.Sprintf(", %s of them checked by audits", group(v.ClearedUnits))
+		kept = "its partial result keeps the checked ones"
+	}
+	return fmt.Sprintf("cancelled job %s at %.1f%% (%s); %s ('hydra rm %s' deletes it)", id, 100*v.Progress, done, kept, id)
 }
 
 func runRm(args []string, stdout, stderr io.Writer) error {

@@ -588,3 +588,19 @@ func TestSubmitMessagesNameEveryKind(t *testing.T) {
 		t.Errorf("jobs with none: %d %q should name 'hydra submit wasm'", code, out)
 	}
 }
+
+// A cancel while some done units wait for their audit says how many were checked: the
+// partial result keeps only those, and 'hydra result' counts them, not the done ones.
+func TestCancelLineSaysWhatTheResultKeeps(t *testing.T) {
+	v := webui.JobView{DoneUnits: 1_059_217_053, ClearedUnits: 420_900_076, TotalUnits: 2_000_000_000, Unit: "samples", Progress: 0.5296}
+	got := cancelLine("j1", v)
+	for _, want := range []string{"cancelled job j1 at 53.0%", "1,059,217,053 of 2,000,000,000 samples done", "420,900,076 of them checked", "keeps the checked ones"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	v.ClearedUnits = v.DoneUnits
+	if got := cancelLine("j1", v); strings.Contains(got, "checked") || !strings.Contains(got, "keeps them") {
+		t.Errorf("every done unit checked: %q", got)
+	}
+}
