@@ -114,10 +114,11 @@ func EncodeProof(proof []Hash) []byte {
 }
 
 // DecodeProof parses EncodeProof's output. It is bounded and total: a proof longer than the
-// deepest tree, a truncated hash or trailing bytes are errors, never a panic.
+// deepest tree, an overlong count, a truncated hash or trailing bytes are errors, never a panic.
 func DecodeProof(b []byte) ([]Hash, error) {
 	n, k := binary.Uvarint(b)
-	if k <= 0 {
+	if k <= 0 || k != len(binary.AppendUvarint(nil, n)) {
+		// Overlong counts (0x80 0x00 for 0) are refused too: one proof, one encoding.
 		return nil, errors.New("proof: bad length")
 	}
 	if n > maxProofLen {
