@@ -256,6 +256,28 @@ var ErrForbidden = errors.New("forbidden")
 // ErrNoSuchNode: no node (pending for Approve and Deny) has the fingerprint or ID given.
 var ErrNoSuchNode = errors.New("no such node")
 
+// ErrInvalid marks a request that is wrong in itself (a role that does not exist, a fingerprint
+// several waiting nodes share, a node evicting itself): repeating it cannot succeed, and the
+// API answers it 400. Its text is the error's alone (kind).
+var ErrInvalid = errors.New("invalid request")
+
+// ErrConflict marks a request the cluster's state refuses (a node approved as a worker that is a
+// member already, the only server leaving): the API answers it 409. Its text is the error's
+// alone (kind).
+var ErrConflict = errors.New("conflicts with the cluster's state")
+
+// kindError is an error that errors.Is also takes for kind, with the error's text alone, so that
+// a caller can tell its kind apart without the message repeating it.
+type kindError struct {
+	error
+	kind error
+}
+
+func (e kindError) Unwrap() []error { return []error{e.error, e.kind} }
+
+// kinded marks err with kind (ErrInvalid, ErrConflict), keeping its text.
+func kinded(kind, err error) error { return kindError{err, kind} }
+
 // authorize is the leader's check of a proposed command: who sent it (from,
 // authenticated by libp2p; this node for its own proposals) and the API
 // credential the request carried. A node only registers itself (and
@@ -368,7 +390,7 @@ func (r *Raft) findPending(key string) (peer.ID, string, error) {
 		for i, n := range found {
 			ids[i] = n.ID
 		}
-		return "", "", fmt.Errorf("%d nodes waiting for approval have fingerprint %q: give the peer ID of the one to act on (%s)", len(found), key, strings.Join(ids, ", "))
+		return "", "", kinded(ErrInvalid, fmt.Errorf("%d nodes waiting for approval have fingerprint %q: give the peer ID of the one to act on (%s)", len(found), key, strings.Join(ids, ", ")))
 	}
 	if p, err := peer.Decode(key); err == nil {
 		return p, "", nil
@@ -388,7 +410,7 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 		role = RoleMember
 	}
 	if role != RoleMember && role != RoleWorker {
-		return "", fmt.Errorf("role %q: want member or worker", role)
+		return "", kinded(ErrInvalid, fmt.Errorf("role %q: want member or worker", role))
 	}
 	p, name, err := r.findPending(key)
 	if err != nil {
@@ -401,7 +423,7 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 	case role:
 		return p, nil
 	default:
-		return "", fmt.Errorf("%s is a %s already: remove it (hydra remove), then approve it as a %s", p, cur, role)
+		return "", kinded(ErrConflict, fmt.Errorf("%s is a %s already: remove it (hydra remove), then approve it as a %s", p, cur, role))
 	}
 	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: role, Name: name, At: time.Now().UTC()})
 	if err != nil {
@@ -430,7 +452,7 @@ func (r *Raft) Deny(ctx context.Context, key, auth string) (peer.ID, error) {
 // from the raft configuration.
 func (r *Raft) Evict(ctx context.Context, p peer.ID, auth string) error {
 	if p == r.id {
-		return errors.New("a node cannot evict itself: use hydra leave")
+		return kinded(ErrInvalid, errors.New("a node cannot evict itself: use hydra leave"))
 	}
 	cmd, err := NewCommand(OpMemberRemove, MemberRemove{ID: p.String(), Revoke: true})
 	if err != nil {

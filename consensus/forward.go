@@ -21,6 +21,13 @@ import (
 // Apply retries it (bounded) before giving up with it.
 var ErrNotLeader = errors.New("not the leader")
 
+// ErrLeaderUnreachable means a command forwarded to the leader never reached it or its answer
+// never came back: the dial failed, the connection was refused, the stream was reset. It is a
+// transport failure, not a refusal: Apply retries it, and once its retries are spent the leader
+// is down or cut off, which the next election mends, so a caller answers it as "retry later"
+// (the API's 503), never as the server's own failure.
+var ErrLeaderUnreachable = errors.New("leader unreachable")
+
 // applyAttempts bounds Apply's retries across leader changes: with the
 // backoff below it covers several election timeouts.
 const applyAttempts = 10
@@ -172,7 +179,10 @@ func (r *Raft) applyOnce(ctx context.Context, data []byte, auth string) (applyRe
 	defer cancel()
 	var resp applyResponse
 	if err := p2p.Call(cctx, r.host, leader, ProtocolApply, applyRequest{Command: data, Auth: auth}, &resp); err != nil {
-		return applyResponse{}, fmt.Errorf("forward to leader %s: %w", leader, err)
+		if _, remote := errors.AsType[*p2p.RemoteError](err); remote { // the leader's handler failed
+			return applyResponse{}, fmt.Errorf("forward to leader %s: %w", leader, err)
+		}
+		return applyResponse{}, fmt.Errorf("%w: forward to %s: %w", ErrLeaderUnreachable, leader, err)
 	}
 	switch {
 	case resp.NotLeader:

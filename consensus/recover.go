@@ -28,11 +28,11 @@ func (r *Raft) Leave(ctx context.Context) error {
 		return removeState(r.cfg.Dir)
 	}
 	if len(servers) == 1 && servers[0].ID == r.id {
-		return errors.New("leave: this node is the only server of the cluster")
+		return kinded(ErrConflict, errors.New("this node is the only server of the cluster"))
 	}
 	if r.raft.State() == raft.Leader {
 		if err := r.raft.LeadershipTransfer().Error(); err != nil {
-			return fmt.Errorf("leave: hand leadership over: %w", err)
+			return fmt.Errorf("hand leadership over: %w", err)
 		}
 	}
 	for {
@@ -42,7 +42,7 @@ func (r *Raft) Leave(ctx context.Context) error {
 		}
 		r.log.Debug("leave request failed, retrying", "err", err)
 		if !r.sleep(ctx, r.t.Poll) {
-			return fmt.Errorf("leave: %w (last error: %v)", ctx.Err(), err)
+			return fmt.Errorf("ask the leader to remove this node: %w (last error: %v)", ctx.Err(), err)
 		}
 	}
 	if err := r.Shutdown(false); err != nil {

@@ -57,7 +57,7 @@ func (n *Node) Remove(ctx context.Context, node, auth string) (webui.PendingResu
 func (n *Node) resolveNode(key string) (peer.ID, error) {
 	key = strings.TrimSpace(key)
 	if key == "" {
-		return "", errors.New("node missing: give its name, peer ID or fingerprint")
+		return "", marked{errors.New("node missing: give its name, peer ID or fingerprint"), webui.ErrInvalid}
 	}
 	if p, err := peer.Decode(key); err == nil {
 		return p, nil
@@ -95,7 +95,7 @@ func (n *Node) resolveNode(key string) (peer.ID, error) {
 		return peer.Decode(found[0])
 	}
 	sort.Strings(found)
-	return "", fmt.Errorf("%d nodes are named %q: give a peer ID (%s)", len(found), key, strings.Join(found, ", "))
+	return "", marked{fmt.Errorf("%d nodes are named %q: give a peer ID (%s)", len(found), key, strings.Join(found, ", ")), webui.ErrInvalid}
 }
 
 // CreateToken implements webui.Admission: a join token (role member or
@@ -103,18 +103,18 @@ func (n *Node) resolveNode(key string) (peer.ID, error) {
 func (n *Node) CreateToken(ctx context.Context, req webui.TokenRequest, auth string) (webui.TokenCreated, error) {
 	st := n.raft.State()
 	if !st.Initialized() {
-		return webui.TokenCreated{}, errors.New("this node is not in a cluster yet")
+		return webui.TokenCreated{}, fmt.Errorf("%w: this node is not in a cluster yet", webui.ErrUnavailable)
 	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
 		if err != nil || d < 0 {
-			return webui.TokenCreated{}, fmt.Errorf("ttl %q: want a duration such as 24h", req.TTL)
+			return webui.TokenCreated{}, marked{fmt.Errorf("ttl %q: want a duration such as 24h", req.TTL), webui.ErrInvalid}
 		}
 		ttl = d
 	}
 	if req.Uses < 0 {
-		return webui.TokenCreated{}, errors.New("uses must be ≥ 0")
+		return webui.TokenCreated{}, marked{errors.New("uses must be ≥ 0"), webui.ErrInvalid}
 	}
 	now := time.Now().UTC()
 	switch req.Role {
@@ -137,7 +137,7 @@ func (n *Node) CreateToken(ctx context.Context, req webui.TokenRequest, auth str
 		return webui.TokenCreated{Token: secret, ID: id, Role: req.Role, Kind: "join", Expires: t.Expires}, nil
 	case consensus.RoleAdmin, consensus.RoleViewer:
 		if req.Uses != 0 || req.TTL != "" {
-			return webui.TokenCreated{}, errors.New("API credentials have no ttl or uses: revoke them with hydra token revoke")
+			return webui.TokenCreated{}, marked{errors.New("API credentials have no ttl or uses: revoke them with hydra token revoke"), webui.ErrInvalid}
 		}
 		secret := newSecret()
 		id := req.Role + "-" + newSecret()[:8]
@@ -150,7 +150,7 @@ func (n *Node) CreateToken(ctx context.Context, req webui.TokenRequest, auth str
 		}
 		return webui.TokenCreated{Token: secret, ID: id, Role: req.Role, Kind: "api"}, nil
 	}
-	return webui.TokenCreated{}, fmt.Errorf("role %q: want member, worker, admin or viewer", req.Role)
+	return webui.TokenCreated{}, marked{fmt.Errorf("role %q: want member, worker, admin or viewer", req.Role), webui.ErrInvalid}
 }
 
 func newSecret() string { return randomSecret() }
@@ -194,6 +194,9 @@ func (n *Node) RevokeToken(ctx context.Context, id, auth string) error {
 
 // SetAdmit implements webui.Admission: the admission mode.
 func (n *Node) SetAdmit(ctx context.Context, mode, auth string) error {
+	if mode != consensus.AdmitApproval && mode != consensus.AdmitLAN {
+		return marked{fmt.Errorf("mode %q: want approval or lan", mode), webui.ErrInvalid}
+	}
 	cmd, err := consensus.NewCommand(consensus.OpAdmit, consensus.AdmitMode{Mode: mode})
 	if err != nil {
 		return err
@@ -215,7 +218,9 @@ func (n *Node) pendingStatus() []webui.PendingNode {
 }
 
 // apiErr is err as the API's handlers tell it apart: marked with webui's error for what the
-// consensus error means (ErrForbidden: 403, ErrNoSuchNode: 404), and unavailable's (503).
+// consensus error means (ErrForbidden: 403, ErrNoSuchNode: 404, ErrInvalid: 400, ErrConflict
+// and any other refusal of the cluster's state machine: 409), and unavailable's (503). What it
+// leaves unmarked is the server's own failure (500).
 func apiErr(err error) error {
 	switch {
 	case err == nil:
@@ -224,6 +229,11 @@ func apiErr(err error) error {
 		err = marked{err, webui.ErrForbidden}
 	case errors.Is(err, consensus.ErrNoSuchNode):
 		err = marked{err, webui.ErrNotFound}
+	case errors.Is(err, consensus.ErrInvalid):
+		err = marked{err, webui.ErrInvalid}
+	case errors.Is(err, consensus.ErrConflict),
+		errors.Is(err, consensus.ErrRejected) && !errors.Is(err, consensus.ErrOpUnsupported) && !errors.Is(err, consensus.ErrSettingsChanged):
+		err = marked{err, webui.ErrConflict}
 	}
 	return unavailable(err)
 }

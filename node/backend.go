@@ -215,7 +215,7 @@ func (n *Node) Healthy() error {
 // good (hydra leave) and then stops it.
 func (n *Node) Leave(ctx context.Context) error {
 	if err := n.raft.Leave(ctx); err != nil {
-		return err
+		return apiErr(err) // no leader to ask (503), the only server (409)
 	}
 	n.leaveOnce.Do(func() { close(n.left) })
 	return nil

@@ -206,15 +206,16 @@ func (n *Node) Chunks(id string, from uint64, max int) (compute.ChunkPage, error
 	return n.jobs.Chunks(id, from, max)
 }
 
-// unavailable marks errors that mean "no leader right now, retry", or "not
-// until every member is upgraded" (consensus.ErrOpUnsupported: the text
-// names the member): the API answers them with 503 instead of 500.
+// unavailable marks errors that mean "no leader right now, retry" (none known, or the one known
+// unreachable after every retry of the forward), or "not until every member is upgraded"
+// (consensus.ErrOpUnsupported: the text names the member): the API answers them with 503
+// instead of 500.
 func unavailable(err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrShutdown) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, consensus.ErrOpUnsupported) {
+		errors.Is(err, consensus.ErrLeaderUnreachable) || errors.Is(err, consensus.ErrOpUnsupported) {
 		return fmt.Errorf("%w: %w", webui.ErrUnavailable, err)
 	}
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ var (
 	// several), so that repeating it cannot succeed: 400. A backend error that wraps none of
 	// these errors is the server's own failure: 500 where a route says so.
 	ErrInvalid = errors.New("invalid request")
+	// ErrConflict: the cluster's state refuses the request (a node that is a member with
+	// another role already, the only server leaving): 409.
+	ErrConflict = errors.New("conflict")
 )
 
 // Credential roles.
@@ -38,8 +42,9 @@ const (
 // Admission is implemented by backends that manage membership: approving
 // and refusing nodes, evicting them, join tokens, API credentials and the
 // admission mode. auth is the caller's credential, which the cluster's
-// leader checks again. Errors wrapping ErrForbidden answer 403, ErrNotFound
-// 404 (no such node or token), ErrUnavailable 503; others 400.
+// leader checks again. Errors wrapping ErrInvalid answer 400, ErrForbidden 403,
+// ErrNotFound 404 (no such node or token), ErrConflict 409, ErrUnavailable (or
+// a deadline) 503 with Retry-After; others are the server's own failure, 500.
 type Admission interface {
 	Approve(ctx context.Context, key, role, auth string) (PendingResult, error)
 	Deny(ctx context.Context, key, auth string) (PendingResult, error)
@@ -187,6 +192,40 @@ type (
 	}
 )
 
+// maxKeyLen bounds a fingerprint, peer ID, node name, role or mode in a membership request.
+const maxKeyLen = 128
+
+// required checks a required field of a membership request: present (not empty or blank; `{}`
+// and `null` bodies have none) and at most maxKeyLen bytes.
+func required(name, v string) error {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return fmt.Errorf("%s required", name)
+	case len(v) > maxKeyLen:
+		return fmt.Errorf("%s: at most %d bytes", name, maxKeyLen)
+	}
+	return nil
+}
+
+// checker is a request body that checks its required fields before the backend sees it.
+type checker interface{ check() error }
+
+func (r *approveRequest) check() error {
+	if len(r.Role) > maxKeyLen {
+		return fmt.Errorf("role: at most %d bytes", maxKeyLen)
+	}
+	return required("fingerprint", r.Fingerprint)
+}
+func (r *denyRequest) check() error   { return required("fingerprint", r.Fingerprint) }
+func (r *removeRequest) check() error { return required("node", r.Node) }
+func (r *admitRequest) check() error  { return required("mode", r.Mode) }
+func (r *TokenRequest) check() error {
+	if len(r.TTL) > maxKeyLen {
+		return fmt.Errorf("ttl: at most %d bytes", maxKeyLen)
+	}
+	return required("role", r.Role)
+}
+
 // adminHandler is every membership request with a JSON body: decode it, call the backend's
 // Admission with the caller's credential (which the leader checks again) under a bounded
 // context, and answer the result with code, or the error through adminErr.
@@ -197,6 +236,12 @@ func adminHandler[Req, Res any](s *server, what string, code int, call func(ctx 
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		if c, ok := any(&req).(checker); ok {
+			if err := c.check(); err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+		}
 		a, ok := s.admission(w)
 		if !ok {
 			return
@@ -205,25 +250,32 @@ func adminHandler[Req, Res any](s *server, what string, code int, call func(ctx 
 		defer cancel()
 		res, err := call(ctx, a, req, credential(r))
 		if err != nil {
-			adminErr(w, what, err)
+			s.adminErr(w, what, err)
 			return
 		}
 		WriteJSON(w, code, res)
 	}
 }
 
-func adminErr(w http.ResponseWriter, what string, err error) {
-	code := http.StatusBadRequest
-	if errors.Is(err, context.DeadlineExceeded) {
-		code = http.StatusGatewayTimeout
-	} else if errors.Is(err, ErrUnavailable) { // no leader (yet), or shutting down: a retry may succeed
+// adminErr answers a membership request's error by its kind (Admission). The message is the
+// error's own: the route names the operation, and the CLI prefixes its command's name.
+func (s *server) adminErr(w http.ResponseWriter, what string, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded): // no leader (yet), or shutting down: retry
 		code = http.StatusServiceUnavailable
-	} else if errors.Is(err, ErrForbidden) {
+	case errors.Is(err, ErrInvalid):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrForbidden):
 		code = http.StatusForbidden
-	} else if errors.Is(err, ErrNotFound) {
+	case errors.Is(err, ErrNotFound):
 		code = http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
+	default:
+		s.cfg.Logger.Warn("membership request failed", "op", what, "err", err)
 	}
-	writeError(w, code, what+": "+err.Error())
+	writeError(w, code, err.Error())
 }
 
 func (s *server) listTokens(w http.ResponseWriter, r *http.Request) {
@@ -241,8 +293,13 @@ func (s *server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := a.RevokeToken(ctx, r.PathValue("id"), credential(r)); err != nil {
-		adminErr(w, "revoke token", err)
+	id := r.PathValue("id")
+	if err := required("token ID", id); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := a.RevokeToken(ctx, id, credential(r)); err != nil {
+		s.adminErr(w, "revoke token", err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "revoked"})

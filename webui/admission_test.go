@@ -31,6 +31,8 @@ func (f *admissionFake) Approve(_ context.Context, key, role, auth string) (Pend
 		return PendingResult{}, fmt.Errorf("%w: no such pending node", ErrNotFound)
 	case "no-node-admin": // a refusal whose text says "no node": still 403
 		return PendingResult{}, fmt.Errorf("approve: %w: no node credential is an admin's", ErrForbidden)
+	case "member": // a member already, approved as a worker
+		return PendingResult{}, fmt.Errorf("%s is a member already: %w", key, ErrConflict)
 	}
 	return PendingResult{ID: "id-" + key, Fingerprint: key, Role: role}, nil
 }
@@ -48,7 +50,11 @@ func (f *admissionFake) Remove(_ context.Context, node, auth string) (PendingRes
 	case "forbidden-city": // an unknown node whose name says "forbidden": still 404
 		return PendingResult{}, fmt.Errorf("no node named %q: %w", node, ErrNotFound)
 	case "bad":
-		return PendingResult{}, errors.New("no such thing as a bad node: 400 (only sentinel errors choose 403 or 404)")
+		return PendingResult{}, errors.New("the server's own failure: 500 (only sentinel errors choose a 4xx or 503)")
+	case "ambiguous":
+		return PendingResult{}, fmt.Errorf("2 nodes are named %q: give a peer ID: %w", node, ErrInvalid)
+	case "slow": // the request's deadline passed: a retry may succeed, as for every other route
+		return PendingResult{}, fmt.Errorf("evict: %w", context.DeadlineExceeded)
 	}
 	if node == "noleader" { // what node.Remove returns while the cluster has no leader
 		return PendingResult{}, fmt.Errorf("%w: %w", ErrUnavailable, errors.New("not the leader"))
@@ -76,7 +82,7 @@ func (f *admissionFake) RevokeToken(_ context.Context, id, auth string) error {
 func (f *admissionFake) SetAdmit(_ context.Context, mode, auth string) error {
 	f.record("admit %s %s", mode, auth)
 	if mode != "lan" && mode != "approve" {
-		return errors.New("admit mode must be lan or approve")
+		return fmt.Errorf("admit mode must be lan or approve: %w", ErrInvalid)
 	}
 	return nil
 }
@@ -106,7 +112,10 @@ func TestAdmissionAPI(t *testing.T) {
 		{"POST", "/api/v1/remove", `{"node":"self"}`, 403, "remove self " + testToken, ""},
 		{"POST", "/api/v1/remove", `{"node":"noleader"}`, 503, "remove noleader " + testToken, ""},
 		{"POST", "/api/v1/remove", `{"node":"forbidden-city"}`, 404, "remove forbidden-city " + testToken, ""},
-		{"POST", "/api/v1/remove", `{"node":"bad"}`, 400, "remove bad " + testToken, ""},
+		{"POST", "/api/v1/remove", `{"node":"bad"}`, 500, "remove bad " + testToken, ""},
+		{"POST", "/api/v1/remove", `{"node":"ambiguous"}`, 400, "remove ambiguous " + testToken, ""},
+		{"POST", "/api/v1/remove", `{"node":"slow"}`, 503, "remove slow " + testToken, ""},
+		{"POST", "/api/v1/approve", `{"fingerprint":"member","role":"worker"}`, 409, "approve member worker " + testToken, ""},
 		{"POST", "/api/v1/tokens", `{"role":"member","ttl":"1h"}`, 201, "token member 1h " + testToken, "token=secret"},
 		{"POST", "/api/v1/admit", `{"mode":"lan"}`, 200, "admit lan " + testToken, "admit=lan"},
 		{"POST", "/api/v1/admit", `{"mode":"open"}`, 400, "admit open " + testToken, ""},
@@ -149,5 +158,31 @@ func TestAdmissionAPI(t *testing.T) {
 	defer plain.Close()
 	if resp, data := do(t, "POST", plain.URL+"/api/v1/approve", testToken, `{"fingerprint":"x"}`); resp.StatusCode != 501 {
 		t.Fatalf("approve on a backend without admission: %d %s", resp.StatusCode, data)
+	}
+}
+
+// TestAdmissionRequiredFields: a membership request without its required field (`{}`, `null`,
+// a blank value) is the caller's mistake, 400 naming the field, and never reaches the backend:
+// POST /api/v1/approve with `{}` answered 404 'no node with fingerprint ""'.
+func TestAdmissionRequiredFields(t *testing.T) {
+	fb := &admissionFake{fakeBackend: &fakeBackend{token: testToken}}
+	srv := httptest.NewServer(New(Config{Backend: fb}))
+	defer srv.Close()
+	long := `"` + strings.Repeat("x", 200) + `"`
+	for _, tc := range []struct{ path, field string }{
+		{"/api/v1/approve", "fingerprint"}, {"/api/v1/deny", "fingerprint"}, {"/api/v1/remove", "node"},
+		{"/api/v1/tokens", "role"}, {"/api/v1/admit", "mode"},
+	} {
+		for _, body := range []string{`{}`, `null`, `{"` + tc.field + `": "  "}`, `{"` + tc.field + `": ` + long + `}`} {
+			resp, data := do(t, "POST", srv.URL+tc.path, testToken, body)
+			if msg := errMsg(t, data); resp.StatusCode != 400 || !strings.Contains(msg, tc.field) {
+				t.Errorf("POST %s %s: %d %s, want 400 naming %s", tc.path, body, resp.StatusCode, data, tc.field)
+			}
+		}
+	}
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	if len(fb.calls) != 0 {
+		t.Errorf("the backend saw %q", fb.calls)
 	}
 }

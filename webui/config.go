@@ -98,12 +98,12 @@ func (s *server) putConfig(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrInvalidConfig):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ErrForbidden): // the leader checks the credential again
-		writeError(w, http.StatusForbidden, "config: "+err.Error())
+		writeError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusServiceUnavailable, "config: "+err.Error())
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case err != nil:
 		s.cfg.Logger.Warn("config change failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "config: "+err.Error())
+		writeError(w, http.StatusInternalServerError, err.Error())
 	default:
 		WriteJSON(w, http.StatusOK, cfg)
 	}

@@ -432,24 +432,28 @@ func (s *server) job(w http.ResponseWriter, r *http.Request) (compute.Job, bool)
 
 // jobError answers a backend error: unknown job 404, finished job 409, refused
 // by the cluster (ErrForbidden) 403, unavailable 503, the cluster's job cap
-// reached 429, anything else 500.
+// reached 429, another refusal of the cluster's state (ErrConflict) 409, anything
+// else 500 (logged with what, the operation). The message is the error's own:
+// the route names the operation, and the CLI prefixes its command's name.
 func (s *server) jobError(w http.ResponseWriter, id, what string, err error) {
 	switch {
 	case errors.Is(err, compute.ErrNoSuchJob):
 		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
 	case errors.Is(err, compute.ErrJobFinished):
-		writeError(w, http.StatusConflict, fmt.Sprintf("%s: job %s already finished", what, clip(id)))
+		writeError(w, http.StatusConflict, fmt.Sprintf("job %s already finished", clip(id)))
 	case errors.Is(err, ErrForbidden):
-		writeError(w, http.StatusForbidden, what+": "+err.Error())
+		writeError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, ErrNoSuchModule):
-		writeError(w, http.StatusBadRequest, what+": "+err.Error())
+		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusServiceUnavailable, what+": "+err.Error())
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, compute.ErrTooManyJobs):
-		writeError(w, http.StatusTooManyRequests, what+": "+err.Error())
+		writeError(w, http.StatusTooManyRequests, err.Error())
+	case errors.Is(err, ErrConflict):
+		writeError(w, http.StatusConflict, err.Error())
 	default:
 		s.cfg.Logger.Warn("job request failed", "op", what, "job", id, "err", err)
-		writeError(w, http.StatusInternalServerError, what+": "+err.Error())
+		writeError(w, http.StatusInternalServerError, err.Error())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,20 +77,28 @@ func New(cfg Config) http.Handler {
 		g = prometheus.NewRegistry()
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slogPrinter{cfg.Logger}}))
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	// The catch-alls: a path served with other methods is 405, any other 404, both in JSON,
+	// under /api/ and outside it (/healthz, /metrics, the UI's files) alike.
+	unmatched := func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (this endpoint takes %s)",
-				r.Method, r.URL.Path, strings.Join(allow, ", ")))
+				r.Method, clip(r.URL.Path), strings.Join(allow, ", ")))
 			return
 		}
-		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
-	})
+		what := "no such page: "
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			what = "no such API endpoint: "
+		}
+		writeError(w, http.StatusNotFound, what+r.Method+" "+clip(r.URL.Path))
+	}
+	mux.HandleFunc("/api/", unmatched)
+	mux.HandleFunc("/", unmatched)
 	return s.readGate(limitBody(mux))
 }
 
 // allowedMethods returns the methods mux serves r's path with (other than
-// through the /api/ catch-all), so that a request with the wrong method on an
+// through the catch-alls), so that a request with the wrong method on an
 // endpoint that exists is told 405 and which methods to use, not "no such
 // endpoint".
 func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
@@ -99,7 +108,7 @@ func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
 			continue
 		}
 		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
-		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/api/" {
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/api/" && pattern != "/" {
 			allow = append(allow, m)
 		}
 	}
@@ -127,7 +136,16 @@ func (s *server) leave(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	if err := s.cfg.Backend.Leave(ctx); err != nil {
-		writeError(w, http.StatusInternalServerError, "leave: "+err.Error())
+		code := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded): // no leader to ask: retry
+			code = http.StatusServiceUnavailable
+		case errors.Is(err, ErrConflict): // the only server of the cluster
+			code = http.StatusConflict
+		default:
+			s.cfg.Logger.Warn("leave failed", "err", err)
+		}
+		writeError(w, code, err.Error())
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "left"})
@@ -159,7 +177,7 @@ func (s *server) trustReset(w http.ResponseWriter, r *http.Request) {
 		default:
 			s.cfg.Logger.Warn("trust reset failed", "node", id, "err", err)
 		}
-		writeError(w, code, "trust reset: "+err.Error())
+		writeError(w, code, err.Error()) // the route names the operation, and the CLI its command
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "reset", "node": peer})
@@ -207,14 +225,22 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	WriteJSON(w, code, apiError{Error: msg})
 }
 
+// RetryAfter is the Retry-After (seconds) of a 503 that sets none of its own: the answers that
+// mean "no leader right now, retry" come back within an election or two.
+const RetryAfter = 2
+
 // WriteJSON answers with status code and v as indented JSON, never cached (the API's answers
 // describe a state that moves). It is the one JSON writer of every HTTP answer of a node, the
 // API's here and the waiting view's of a node that has not started (package node), so the two
-// cannot drift apart in headers or layout. A write error (a client gone away) is dropped: the
-// status is already sent.
+// cannot drift apart in headers or layout. Every 503 carries a Retry-After (RetryAfter seconds
+// unless the caller set one), so that a client tells "try again" from "broken". A write error (a
+// client gone away) is dropped: the status is already sent.
 func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	if code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
+	}
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -140,6 +140,9 @@ func runTokenCreate(args []string, stdout io.Writer) error {
 	if *ttl < 0 || *uses < 0 {
 		return usagef("--ttl and --uses: want a duration and a count ≥ 0")
 	}
+	if (*role == webui.RoleAdmin || *role == webui.RoleViewerCred) && (*ttl != 0 || *uses != 0) {
+		return usagef("--role %s makes an API credential, which has no --ttl or --uses (revoke it with hydra token revoke ID)", *role)
+	}
 	req := webui.TokenRequest{Role: *role, Uses: *uses}
 	if *ttl != 0 {
 		req.TTL = ttl.String()

@@ -3,10 +3,15 @@ package cli
 import (
 	"bytes"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/hydra-compute/hydra/webui"
 )
 
 func run(args ...string) (int, string, string) {
@@ -133,6 +138,31 @@ func TestFlagErrorsAndHelpEveryParser(t *testing.T) {
 		code, stdout, stderr = run(append(cmd, "-h")...)
 		if code != ExitOK || !strings.HasPrefix(stdout, "Usage: hydra "+cmd[0]) || stderr != "" {
 			t.Errorf("%v -h: exit %d, stdout %.80q, stderr %q; want the usage and exit 0", cmd, code, stdout, stderr)
+		}
+	}
+}
+
+// TestServerCaughtUsageErrorsExit78: a usage mistake exits 78 whether the CLI catches it or the
+// node does (its 400): `hydra token create --role admin --ttl 1h` exited 1, a runtime failure, as
+// the node refused it. A credential with --ttl is now caught here with a clear message, and a
+// mistake only the node can see (a 400) exits 78 too; other refusals (404, 409) stay 1.
+func TestServerCaughtUsageErrorsExit78(t *testing.T) {
+	var code atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		webui.WriteJSON(w, int(code.Load()), map[string]string{"error": "ttl \"1y\": want a duration such as 24h"})
+	}))
+	defer srv.Close()
+	api := []string{"--api", srv.URL, "--token", "tok"}
+	code.Store(http.StatusBadRequest)
+	got, _, errs := run(append([]string{"token", "create", "--role", "admin", "--ttl", "1h"}, api...)...)
+	if got != ExitConfig || !strings.Contains(errs, "--ttl") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("token create --role admin --ttl 1h: exit %d %q, want %d and one line about --ttl", got, errs, ExitConfig)
+	}
+	for status, want := range map[int]int{http.StatusBadRequest: ExitConfig, http.StatusNotFound: ExitFailure,
+		http.StatusConflict: ExitFailure, http.StatusServiceUnavailable: ExitFailure} {
+		code.Store(int32(status))
+		if got, _, errs := run(append([]string{"token", "create", "--role", "member", "--ttl", "1h"}, api...)...); got != want {
+			t.Errorf("token create answered %d: exit %d %q, want %d", status, got, errs, want)
 		}
 	}
 }
