@@ -4,9 +4,9 @@
 // Exit codes scripts and service managers can trust: 0 success, 1 a runtime
 // failure (node unreachable, request refused, a node that stopped on an
 // error), 78 a usage or configuration error (sysexits EX_CONFIG: bad flag,
-// unusable data directory, port in use, malformed multiaddr, and a request
-// the node answered 400, the caller's mistake caught by the server instead of
-// here), always with a one-line message. Go itself exits with 2 after a panic: no error of ours
+// unusable data directory, port in use, malformed multiaddr), always with a
+// one-line message; a request the node refuses, whatever its status, is a
+// runtime failure (1). Go itself exits with 2 after a panic: no error of ours
 // uses 2, so a service manager can restart on a panic and not on a
 // configuration error (packaging/hydra.service: RestartPreventExitStatus=78).
 package cli
@@ -16,12 +16,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 
 	"github.com/hydra-compute/hydra/node/child"
-	"github.com/hydra-compute/hydra/webui"
 )
 
 // Exit codes (see the package comment).
@@ -94,20 +92,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "hydra %s: %s\n", c.name, oneLine(err.Error()))
 		var ue usageError
-		if errors.As(err, &ue) || isConfigError(err) || isBadRequest(err) {
+		if errors.As(err, &ue) || isConfigError(err) {
 			return ExitConfig
 		}
 		return ExitFailure
 	}
 	fmt.Fprintf(stderr, "hydra: unknown command %q (see 'hydra help')\n", args[0])
 	return ExitConfig
-}
-
-// isBadRequest reports whether err is the node's 400 to a request of ours: a usage mistake the
-// server caught (a bad value only it checks), which exits as one caught here does.
-func isBadRequest(err error) bool {
-	var ae *webui.APIError
-	return errors.As(err, &ae) && ae.Status == http.StatusBadRequest
 }
 
 func printHelp(w io.Writer) {

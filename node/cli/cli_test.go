@@ -142,11 +142,10 @@ func TestFlagErrorsAndHelpEveryParser(t *testing.T) {
 	}
 }
 
-// TestServerCaughtUsageErrorsExit78: a usage mistake exits 78 whether the CLI catches it or the
-// node does (its 400): `hydra token create --role admin --ttl 1h` exited 1, a runtime failure, as
-// the node refused it. A credential with --ttl is now caught here with a clear message, and a
-// mistake only the node can see (a 400) exits 78 too; other refusals (404, 409) stay 1.
-func TestServerCaughtUsageErrorsExit78(t *testing.T) {
+// TestCredentialTTLIsAUsageError: `hydra token create --role admin --ttl 1h` exited 1 as the node
+// refused it; a credential with --ttl is now caught here, a usage error (78) with a clear message.
+// A request the node refuses, whatever its status, stays a runtime failure (1).
+func TestCredentialTTLIsAUsageError(t *testing.T) {
 	var code atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		webui.WriteJSON(w, int(code.Load()), map[string]string{"error": "ttl \"1y\": want a duration such as 24h"})
@@ -158,7 +157,7 @@ func TestServerCaughtUsageErrorsExit78(t *testing.T) {
 	if got != ExitConfig || !strings.Contains(errs, "--ttl") || strings.Count(errs, "\n") != 1 {
 		t.Errorf("token create --role admin --ttl 1h: exit %d %q, want %d and one line about --ttl", got, errs, ExitConfig)
 	}
-	for status, want := range map[int]int{http.StatusBadRequest: ExitConfig, http.StatusNotFound: ExitFailure,
+	for status, want := range map[int]int{http.StatusBadRequest: ExitFailure, http.StatusNotFound: ExitFailure,
 		http.StatusConflict: ExitFailure, http.StatusServiceUnavailable: ExitFailure} {
 		code.Store(int32(status))
 		if got, _, errs := run(append([]string{"token", "create", "--role", "member", "--ttl", "1h"}, api...)...); got != want {
