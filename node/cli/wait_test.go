@@ -26,9 +26,7 @@ func TestSubmitWaitRidesOutNotYetApplied(t *testing.T) {
 				}
 				mu.Unlock()
 				if notFound {
-					w.Header().Set("Content-Type", "application/json")
-					w.WriteHeader(http.StatusNotFound)
-					io.WriteString(w, `{"error":"no job job1"}`)
+					noJob(w)
 					return
 				}
 			}
@@ -51,9 +49,7 @@ func TestSubmitWaitRidesOutNotYetApplied(t *testing.T) {
 				removed = true
 				mu.Unlock()
 				if gone {
-					w.Header().Set("Content-Type", "application/json")
-					w.WriteHeader(http.StatusNotFound)
-					io.WriteString(w, `{"error":"no job job1"}`)
+					noJob(w)
 					return
 				}
 			}
@@ -64,6 +60,13 @@ func TestSubmitWaitRidesOutNotYetApplied(t *testing.T) {
 	if code == ExitOK || !strings.Contains(errs, "is gone") {
 		t.Fatalf("a job removed while waited for: exit %d: %q", code, errs)
 	}
+}
+
+// noJob answers as a node that does not have job1.
+func noJob(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	io.WriteString(w, `{"error":"no job job1"}`)
 }
 
 // A cancel while some done units wait for their audit says how many were checked: the
