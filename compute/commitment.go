@@ -92,6 +92,10 @@ func DecodePiResult(b []byte, r Range) (uint64, error) {
 // block, one per Mandelbrot row, one per WebAssembly block; and the π hits or the wasm reduced
 // value (0 for Mandelbrot). It validates the payload as the job state does.
 func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hits uint64, err error) {
+	if r.Empty() {
+		// No unit to commit to, whatever the kind (as ResultLeaves refuses it).
+		return nil, 0, fmt.Errorf("chunk %v: empty range", r)
+	}
 	switch spec.Kind {
 	case KindPi:
 		blocks, err := audit.PiBlocks(r.Start, r.End)
@@ -112,7 +116,7 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 			return nil, 0, errors.New("mandelbrot job without parameters")
 		}
 		if r.Len() > audit.MaxLeaves {
-			return nil, 0, fmt.Errorf("mandelbrot chunk of %d rows: at most %d", r.Len(), audit.MaxLeaves)
+			return nil, 0, fmt.Errorf("mandelbrot chunk %v: more than %d rows", r, audit.MaxLeaves)
 		}
 		leaves, err := mandelLeaves(payload, r.Start, int(r.Len()), spec.Mandel.Width, uint32(spec.Mandel.MaxIter))
 		return leaves, 0, err
