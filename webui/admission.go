@@ -260,6 +260,14 @@ func adminHandler[Req, Res any](s *server, what string, code int, call func(ctx 
 // adminErr answers a membership request's error by its kind (Admission). The message is the
 // error's own: the route names the operation, and the CLI prefixes its command's name.
 func (s *server) adminErr(w http.ResponseWriter, what string, err error) {
+	s.kindError(w, what, err)
+}
+
+// kindError answers err by its kind, the one mapping of the routes whose backends mark their
+// errors (membership, leave, trust reset, settings, jobs after their own cases): ErrUnavailable
+// or a deadline 503 (retry), ErrInvalid 400, ErrForbidden 403, ErrNotFound 404, ErrConflict 409;
+// anything else is the server's own failure, 500, logged with what (the operation).
+func (s *server) kindError(w http.ResponseWriter, what string, err error, attrs ...any) {
 	code := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded): // no leader (yet), or shutting down: retry
@@ -273,7 +281,7 @@ func (s *server) adminErr(w http.ResponseWriter, what string, err error) {
 	case errors.Is(err, ErrConflict):
 		code = http.StatusConflict
 	default:
-		s.cfg.Logger.Warn("membership request failed", "op", what, "err", err)
+		s.cfg.Logger.Warn("request failed", append([]any{"op", what, "err", err}, attrs...)...)
 	}
 	writeError(w, code, err.Error())
 }

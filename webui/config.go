@@ -97,13 +97,8 @@ func (s *server) putConfig(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrInvalidConfig):
 		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, ErrForbidden): // the leader checks the credential again
-		writeError(w, http.StatusForbidden, err.Error())
-	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case err != nil:
-		s.cfg.Logger.Warn("config change failed", "err", err)
-		writeError(w, http.StatusInternalServerError, err.Error())
+		s.kindError(w, "config", err) // refused by the leader 403, no leader 503
 	default:
 		WriteJSON(w, http.StatusOK, cfg)
 	}

@@ -441,19 +441,12 @@ func (s *server) jobError(w http.ResponseWriter, id, what string, err error) {
 		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
 	case errors.Is(err, compute.ErrJobFinished):
 		writeError(w, http.StatusConflict, fmt.Sprintf("job %s already finished", clip(id)))
-	case errors.Is(err, ErrForbidden):
-		writeError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, ErrNoSuchModule):
 		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, compute.ErrTooManyJobs):
 		writeError(w, http.StatusTooManyRequests, err.Error())
-	case errors.Is(err, ErrConflict):
-		writeError(w, http.StatusConflict, err.Error())
-	default:
-		s.cfg.Logger.Warn("job request failed", "op", what, "job", id, "err", err)
-		writeError(w, http.StatusInternalServerError, err.Error())
+	default: // refused 403, unavailable 503, conflict 409, the rest 500 (kindError)
+		s.kindError(w, what, err, "job", id)
 	}
 }
 

@@ -136,16 +136,7 @@ func (s *server) leave(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	if err := s.cfg.Backend.Leave(ctx); err != nil {
-		code := http.StatusInternalServerError
-		switch {
-		case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded): // no leader to ask: retry
-			code = http.StatusServiceUnavailable
-		case errors.Is(err, ErrConflict): // the only server of the cluster
-			code = http.StatusConflict
-		default:
-			s.cfg.Logger.Warn("leave failed", "err", err)
-		}
-		writeError(w, code, err.Error())
+		s.kindError(w, "leave", err) // no leader to ask 503, the only server 409
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "left"})
@@ -166,18 +157,7 @@ func (s *server) trustReset(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	peer, err := t.TrustReset(ctx, id)
 	if err != nil {
-		code := http.StatusInternalServerError
-		switch {
-		case errors.Is(err, ErrInvalid):
-			code = http.StatusBadRequest
-		case errors.Is(err, ErrForbidden):
-			code = http.StatusForbidden
-		case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-			code = http.StatusServiceUnavailable
-		default:
-			s.cfg.Logger.Warn("trust reset failed", "node", id, "err", err)
-		}
-		writeError(w, code, err.Error()) // the route names the operation, and the CLI its command
+		s.kindError(w, "trust reset", err, "node", id) // unknown or ambiguous 400, refused 403, no leader 503
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "reset", "node": peer})
