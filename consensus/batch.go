@@ -199,7 +199,7 @@ func (r *Raft) commitBatch(batch []*proposal) {
 		data = encodeBatch(cmds)
 	}
 	f := r.raft.Apply(data, r.t.Apply)
-	if err := f.Error(); err != nil {
+	if err := r.await(context.Background(), f); err != nil {
 		for _, p := range batch {
 			p.done <- proposalResult{err: err}
 		}

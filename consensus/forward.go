@@ -226,18 +226,10 @@ func (r *Raft) applyLocked(ctx context.Context, data []byte) (applyResponse, err
 		index, resp, err = r.propose(ctx, data)
 	} else {
 		f := r.raft.Apply(data, r.t.Apply)
-		done := make(chan struct{})
-		go func() {
-			_ = f.Error()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return applyResponse{}, ctx.Err()
-		}
-		if err = f.Error(); err == nil {
+		if err = r.await(ctx, f); err == nil {
 			index, resp = f.Index(), f.Response()
+		} else if ctx.Err() != nil {
+			return applyResponse{}, ctx.Err() // it may still commit, as any proposal whose caller gave up
 		}
 	}
 	return response(index, resp, err)
@@ -339,7 +331,7 @@ func (r *Raft) nudgeFollowers() {
 	n.mu.Unlock()
 	r.spawn(func() { // not run once shutting down: then nothing needs telling
 		for {
-			_ = r.raft.Barrier(r.t.Apply).Error() // raft shut down or leadership lost: nothing to tell
+			_ = r.await(context.Background(), r.raft.Barrier(r.t.Apply)) // raft shut down or leadership lost: nothing to tell
 			n.mu.Lock()
 			if !n.again {
 				n.running = false

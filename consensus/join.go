@@ -369,7 +369,7 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 		r.cfg.Protect(id)
 	}
 	addr := raft.ServerAddress(id.String())
-	if err := r.raft.AddNonvoter(raft.ServerID(id.String()), addr, 0, r.t.Apply).Error(); err != nil {
+	if err := r.await(context.Background(), r.raft.AddNonvoter(raft.ServerID(id.String()), addr, 0, r.t.Apply)); err != nil {
 		return membershipResponse{}, false, fmt.Errorf("add %s: %w", id, err)
 	}
 	r.log.Info("added non-voter", "peer", id, "role", r.roleOf(id))
@@ -462,7 +462,7 @@ func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (me
 func (r *Raft) removeServer(ctx context.Context, id peer.ID) (membershipResponse, error) {
 	changed := false
 	if r.hasServer(id) {
-		if err := r.raft.RemoveServer(raft.ServerID(id.String()), 0, r.t.Apply).Error(); err != nil {
+		if err := r.await(context.Background(), r.raft.RemoveServer(raft.ServerID(id.String()), 0, r.t.Apply)); err != nil {
 			return membershipResponse{}, fmt.Errorf("remove %s: %w", id, err)
 		}
 		changed = true

@@ -87,7 +87,7 @@ func (r *Raft) monitorLeadership() {
 func (r *Raft) leaderLoop(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	for {
-		err := r.raft.Barrier(r.t.Apply).Error()
+		err := r.await(context.Background(), r.raft.Barrier(r.t.Apply))
 		if err == nil {
 			break
 		}

@@ -74,6 +74,7 @@ type Raft struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	raftDown  chan struct{} // closed when raft has stopped: a future it has not answered never will be (await)
 	wg        sync.WaitGroup
 	// goMu orders spawn against Shutdown: no goroutine is added to wg
 	// once closed is closed, so wg.Wait sees every one.
@@ -172,6 +173,7 @@ func New(cfg Config) (*Raft, error) {
 		apKick:      newKicker(),
 		notifyCh:    make(chan bool, 16),
 		closed:      make(chan struct{}),
+		raftDown:    make(chan struct{}),
 		joinTok:     joinTok,
 	}
 	r.boot.init()
@@ -448,6 +450,7 @@ func (r *Raft) Shutdown(transfer bool) error {
 		if err := r.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
+		close(r.raftDown)
 		for _, p := range []protocol.ID{ProtocolInfo, ProtocolJoin, ProtocolApply, ProtocolStats} {
 			r.host.RemoveStreamHandler(p)
 		}

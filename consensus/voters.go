@@ -180,7 +180,7 @@ func (r *Raft) promoteTogether(ids []peer.ID, voters, want int) []peer.ID {
 	}
 	var done, failed []peer.ID
 	for i, f := range futs {
-		if err := f.Error(); err != nil {
+		if err := r.await(context.Background(), f); err != nil {
 			r.log.Warn("growing voters: promotion failed", "peer", ids[i], "err", err)
 			failed = append(failed, ids[i])
 			continue
@@ -192,7 +192,7 @@ func (r *Raft) promoteTogether(ids []peer.ID, voters, want int) []peer.ID {
 		return done
 	}
 	for _, p := range failed {
-		if err := r.raft.AddVoter(raft.ServerID(p.String()), raft.ServerAddress(p.String()), 0, r.t.Apply).Error(); err != nil {
+		if err := r.await(context.Background(), r.raft.AddVoter(raft.ServerID(p.String()), raft.ServerAddress(p.String()), 0, r.t.Apply)); err != nil {
 			r.log.Warn("growing voters: promotion failed again", "peer", p, "err", err)
 			continue
 		}
@@ -202,7 +202,7 @@ func (r *Raft) promoteTogether(ids []peer.ID, voters, want int) []peer.ID {
 		}
 	}
 	last := done[len(done)-1]
-	if err := r.raft.DemoteVoter(raft.ServerID(last.String()), 0, r.t.Apply).Error(); err != nil {
+	if err := r.await(context.Background(), r.raft.DemoteVoter(raft.ServerID(last.String()), 0, r.t.Apply)); err != nil {
 		r.log.Error("growing voters: an even voter count is left", "voters", n, "peer", last, "err", err)
 		return done
 	}
