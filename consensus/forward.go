@@ -179,10 +179,7 @@ func (r *Raft) applyOnce(ctx context.Context, data []byte, auth string) (applyRe
 	defer cancel()
 	var resp applyResponse
 	if err := p2p.Call(cctx, r.host, leader, ProtocolApply, applyRequest{Command: data, Auth: auth}, &resp); err != nil {
-		if _, remote := errors.AsType[*p2p.RemoteError](err); remote { // the leader's handler failed
-			return applyResponse{}, fmt.Errorf("forward to leader %s: %w", leader, err)
-		}
-		return applyResponse{}, fmt.Errorf("%w: forward to %s: %w", ErrLeaderUnreachable, leader, err)
+		return applyResponse{}, forwardFailed(leader, err)
 	}
 	switch {
 	case resp.NotLeader:
@@ -191,6 +188,21 @@ func (r *Raft) applyOnce(ctx context.Context, data []byte, auth string) (applyRe
 		return applyResponse{}, newRejection(resp.Rejected, resp.Kinds, r.refusalErrors())
 	}
 	return resp, nil
+}
+
+// forwardFailed is the error of a command forwarded to leader whose call failed with err: the
+// leader's handler failed (its error), or the call never reached it or its answer never came
+// back (ErrLeaderUnreachable). A leader of an earlier build that was stopping under the command
+// failed it with ErrShutdown's text: it leads no more, which is ErrNotLeader (retried; "retry
+// later" once the retries are spent), as a leader of this build answers (handleApply).
+func forwardFailed(leader peer.ID, err error) error {
+	if re, remote := errors.AsType[*p2p.RemoteError](err); remote { // the leader's handler failed
+		if re.Msg == ErrShutdown.Error() {
+			return fmt.Errorf("%w: leader %s is shutting down", ErrNotLeader, leader)
+		}
+		return fmt.Errorf("forward to leader %s: %w", leader, err)
+	}
+	return fmt.Errorf("%w: forward to %s: %w", ErrLeaderUnreachable, leader, err)
 }
 
 // applyLocal proposes data on this node, which must be the leader. It waits
@@ -302,6 +314,12 @@ func (r *Raft) handleApply(ctx context.Context, from peer.ID, raw json.RawMessag
 	case errors.Is(err, ErrRejected):
 		return r.refused(err), nil
 	case errors.Is(err, ErrNotLeader):
+		return applyResponse{NotLeader: true}, nil
+	case errors.Is(err, ErrShutdown):
+		// This leader is stopping (a SIGTERM: it hands leadership over) and will lead no more:
+		// the follower retries on the next one, as after a lost leadership, and answers "retry
+		// later" (the API's 503) if none comes in its retries. As a handler error it reached the
+		// follower as an unknown remote failure, and its client as a 500.
 		return applyResponse{NotLeader: true}, nil
 	}
 	return nil, err

@@ -352,8 +352,9 @@ func (n *Node) Raft() *consensus.Raft { return n.raft }
 // Run starts discovery, consensus, announcements, the leader hook and the
 // HTTP server, and blocks until ctx is cancelled (a graceful stop: leadership
 // is handed over and the node stays a member) or the node has left the
-// cluster. It returns nil on a clean stop. Once it has started, its stop
-// releases what New opened (Close is for a node that will not run).
+// cluster. It returns nil on a clean stop. Whichever way it ends, a failed
+// start-up step included, it releases what New opened (Close is for a node
+// that will not run).
 func (n *Node) Run(ctx context.Context) error {
 	n.lifeMu.Lock()
 	if n.closed {
@@ -377,6 +378,16 @@ func (n *Node) Run(ctx context.Context) error {
 		// Event streams end with the node, or Shutdown would wait on them.
 		BaseContext: func(net.Listener) context.Context { return runCtx },
 	}
+	// A start-up step that fails (the compute process, discovery, announcements) releases all
+	// that New opened and Run started so far before Run returns its error: a program embedding
+	// the node would keep raft, the host, the job state and the HTTP port otherwise. The data
+	// directory's lock goes last, with the deferred unlock above.
+	started, serving := false, false
+	defer func() {
+		if !started {
+			n.abandon(srv, serving, cancel)
+		}
+	}()
 	// The compute process and the worker exist before anything that reports
 	// the worker's state (HTTP status, announcements) starts.
 	if n.cfg.Compute {
@@ -404,6 +415,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	httpDone := make(chan error, 1)
+	serving = true
 	go func() { httpDone <- srv.Serve(n.httpLn) }()
 	if err := writeAPIURL(n.cfg.DataDir, n.httpURL); err != nil {
 		n.log.Warn("cannot write api-url", "err", err)
@@ -462,6 +474,7 @@ func (n *Node) Run(ctx context.Context) error {
 			func(err error) { n.log.Warn("png cache sweep", "err", err) })
 	}()
 
+	started = true
 	n.log.Info("node started", "id", n.host.ID(), "name", n.cfg.Name, "cluster", n.cfg.Cluster, "version", Version, "api", n.httpURL)
 	for _, a := range n.host.Addrs() {
 		n.log.Info("listening", "addr", a)
@@ -509,6 +522,30 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("node stopped", "left_cluster", leftCluster)
 	return runErr
+}
+
+// abandon releases what a Run whose start failed had: the HTTP server (or, before it served,
+// its listener), the compute process, whatever runs on Run's context (cancel), raft, the libp2p
+// host and the job state. Nothing of the work loop had started yet.
+func (n *Node) abandon(srv *http.Server, serving bool, cancel context.CancelFunc) {
+	if serving {
+		_ = srv.Close() // closes the listener too
+	} else {
+		_ = n.httpLn.Close()
+	}
+	if n.runner != nil {
+		_ = n.runner.Close()
+	}
+	cancel()
+	if err := n.raft.Shutdown(false); err != nil {
+		n.log.Warn("raft shutdown after a failed start", "err", err)
+	}
+	if err := n.host.Close(); err != nil {
+		n.log.Debug("close host", "err", err)
+	}
+	if err := n.jobs.Close(); err != nil {
+		n.log.Debug("close job state", "err", err)
+	}
 }
 
 // Connect dials a peer and hands it to consensus as if discovery had found

@@ -49,10 +49,9 @@ import (
 const lostWorkEnv = "HYDRA_LOST_WORK"
 
 // Generous bounds: the child runs at idle priority on a shared machine.
-const (
-	progressWait = 60 * time.Second // from Run to the first progress report
-	pauseWait    = stopTimeout + 10*time.Second
-)
+const progressWait = 60 * time.Second // from Run to the first progress report
+
+var pauseWait = stopTimeout + 10*time.Second
 
 // The test binary's extra roles, chosen before TestMain: a busy process standing in for the
 // owner's programs, and the lost-work counter.

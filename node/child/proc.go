@@ -214,10 +214,15 @@ func (p *proc) kill() {
 	_ = p.cmd.Process.Kill()
 }
 
-// shutdown asks the child to exit, kills it if it lingers, and waits until it is gone.
+// shutdown asks the child to exit, kills it if it lingers, and waits until it is gone. The exit
+// message is written on a goroutine of its own: a child that reads its stdin no more (stopped,
+// wedged) with the pipe full would hold the write, and a wait for it, for ever; the kill after
+// exitTimeout ends such a write (the pipe's reader is gone).
 func (p *proc) shutdown() {
-	_ = p.send(message{kind: kindExit, h: header{}})
-	_ = p.stdin.Close()
+	go func() {
+		_ = p.send(message{kind: kindExit, h: header{}})
+		_ = p.stdin.Close()
+	}()
 	t := time.NewTimer(exitTimeout)
 	defer t.Stop()
 	select {

@@ -90,9 +90,13 @@ func (r *Runner) Run(ctx context.Context, t Chunk, onProgress func(done uint64))
 	sendStop := func() {
 		done, stopCh = nil, nil
 		if stopTimer == nil {
-			_ = p.send(message{kind: kindStop, h: header{Task: wire}})
 			stopTimer = time.NewTimer(stopTimeout)
 			stopDeadline = stopTimer.C
+			// On a goroutine of its own: a child that reads its stdin no more with the pipe full
+			// would hold the write for ever, and this loop with it, so the deadline's kill (which
+			// ends the write) would never come. A stop the child reads late names this task and
+			// stops no other.
+			go func() { _ = p.send(message{kind: kindStop, h: header{Task: wire}}) }()
 		}
 	}
 	// handle returns done=true with Run's outcome when m ends the task.

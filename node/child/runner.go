@@ -19,9 +19,12 @@ import (
 // throw its finished prefix away.
 const (
 	helloTimeout = 30 * time.Second // from spawn to hello
-	stopTimeout  = 30 * time.Second // from stop to the prefix result
 	exitTimeout  = 2 * time.Second  // from exit to the process gone, then SIGKILL
 )
+
+// stopTimeout is the time from stop to the prefix result, then SIGKILL (a variable: tests
+// shorten it).
+var stopTimeout = 30 * time.Second
 
 // Errors of Runner. A crash of the child is not one of them: Run wraps it in a plain error
 // (the child is restarted on the next Run).
