@@ -232,8 +232,7 @@ func (r *TokenRequest) check() error {
 func adminHandler[Req, Res any](s *server, what string, code int, call func(ctx context.Context, a Admission, req Req, auth string) (Res, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req Req
-		if err := decodeJSON(r, &req); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+		if !decodeJSON(w, r, &req) {
 			return
 		}
 		if c, ok := any(&req).(checker); ok {

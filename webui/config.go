@@ -77,8 +77,7 @@ func (s *server) putConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ch ConfigChange
-	if err := decodeJSON(r, &ch); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	if !decodeJSON(w, r, &ch) {
 		return
 	}
 	if len(ch.Set) == 0 || len(ch.Set) > maxConfigAssignments {

@@ -98,12 +98,9 @@ func (s *server) needJobs(next http.Handler) http.Handler {
 func (s *server) submitJob(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("request body too large (at most %d bytes)", mbe.Limit))
-			return
+		if !writeTooLarge(w, err, "request body") {
+			writeError(w, http.StatusBadRequest, "read body: "+err.Error())
 		}
-		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
 	}
 	spec, err := DecodeJobRequest(body)

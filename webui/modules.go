@@ -78,12 +78,9 @@ func (s *server) putModule(w http.ResponseWriter, r *http.Request) {
 	limit := s.cfg.Modules.MaxModuleBytes()
 	code, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("module larger than %d bytes (the cluster's module cap)", limit))
-			return
+		if !writeTooLarge(w, err, "module") {
+			writeError(w, http.StatusBadRequest, "read module: "+err.Error())
 		}
-		writeError(w, http.StatusBadRequest, "read module: "+err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)

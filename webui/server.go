@@ -50,8 +50,8 @@ type Config struct {
 	RenderSlots int
 }
 
-// maxBody bounds every request body this API reads; a larger body is refused
-// with 400.
+// maxBody bounds every request body this API reads but a module upload's; a larger body is
+// refused with 413 (writeTooLarge).
 const maxBody = 1 << 20
 
 // New returns the HTTP handler of a node: the API under /api/v1/ (the job
@@ -227,22 +227,48 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// decodeJSON reads a bounded JSON body into v, rejecting unknown fields and
-// trailing data, with an error message fit for a 400 answer.
-func decodeJSON(r *http.Request, v any) error {
+// decodeJSON reads a bounded JSON body into v, rejecting unknown fields and trailing data. It
+// answers a refusal itself — 413 for a body over its limit (writeTooLarge), 400 for anything else —
+// and reports whether v holds the request.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errors.New("request body too large")
+		if !writeTooLarge(w, err, "request body") {
+			writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
 		}
-		return errors.New("invalid JSON body: " + err.Error())
+		return false
 	}
 	if dec.More() {
-		return errors.New("invalid JSON body: trailing data after the object")
+		writeError(w, http.StatusBadRequest, "invalid JSON body: trailing data after the object")
+		return false
 	}
-	return nil
+	return true
+}
+
+// writeTooLarge answers 413 Content Too Large, naming the limit, when err says that a body
+// bounded by http.MaxBytesReader went past it, and reports whether it did. Every route that reads
+// a body answers that case the same way: the request's size, not its content, is what to change.
+func writeTooLarge(w http.ResponseWriter, err error, what string) bool {
+	var mbe *http.MaxBytesError
+	if !errors.As(err, &mbe) {
+		return false
+	}
+	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s larger than %d bytes (%s), the most this node takes", what, mbe.Limit, sizeText(mbe.Limit)))
+	return true
+}
+
+// sizeText is n bytes in the largest binary unit that divides it (1048576: "1 MiB").
+func sizeText(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d %s", n/u.size, u.name)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 type slogPrinter struct{ l *slog.Logger }

@@ -75,6 +75,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		// Hidden: the compute child process the node starts (docs/design.md §7), not for users.
 		return child.Main(os.Stdin, stdout, stderr)
 	}
+	stampFromBuildInfo()
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printHelp(stdout)
 		if len(args) == 0 {

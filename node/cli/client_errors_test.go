@@ -1,10 +1,16 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hydra-compute/hydra/webui"
 )
 
 // A client command pointed at something that is not a node's API — a proxy's error page,
@@ -42,5 +48,36 @@ func TestClientCommandsQuoteForeignErrorsInOneShortLine(t *testing.T) {
 			}
 		}
 		srv.Close()
+	}
+}
+
+// smallModules is a node's module store with a 4 KiB cap that never stores anything.
+type smallModules struct{}
+
+func (smallModules) PutModule(context.Context, []byte) (webui.ModuleInfo, error) {
+	return webui.ModuleInfo{}, errors.New("a module over the cap reached the store")
+}
+func (smallModules) Modules() []webui.ModuleInfo                { return nil }
+func (smallModules) DeleteModule(context.Context, string) error { return webui.ErrNoSuchModule }
+func (smallModules) MaxModuleBytes() int64                      { return 4096 }
+
+// A body over the node's limit — here a module over its cap, the one a command can send — is
+// refused 413, and the command prints the API's line naming the limit, as for every other
+// refusal: one line, exit 1, and no job submitted.
+func TestClientCommandsShowBodyOverItsLimit(t *testing.T) {
+	f := &fakeCluster{}
+	srv := httptest.NewServer(webui.New(webui.Config{Backend: f, Jobs: f, Modules: smallModules{}}))
+	defer srv.Close()
+	mod := filepath.Join(t.TempDir(), "big.wasm")
+	if err := os.WriteFile(mod, make([]byte, 2<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run("submit", "wasm", "--module", mod, "--items", "10", "--api", srv.URL, "--token", token)
+	want := "module larger than 4096 bytes (4 KiB), the most this node takes (HTTP 413)"
+	if code != ExitFailure || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, want) {
+		t.Fatalf("submit of a module over the cap: exit %d, stdout %q, stderr %q; want exit %d and one line with %q", code, out, errs, ExitFailure, want)
+	}
+	if len(f.Jobs()) != 0 {
+		t.Fatalf("a job was submitted after its module was refused: %+v", f.Jobs())
 	}
 }

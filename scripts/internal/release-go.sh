@@ -10,3 +10,13 @@ release_flags=(-trimpath -buildvcs=false)
 
 # release_go VERB ARGS...: go VERB with the release's settings (GOOS/GOARCH from the environment).
 release_go() { env "${release_env[@]}" go "$1" "${release_flags[@]}" "${@:2}"; }
+
+# release_commit: the commit a release build stamps in (`hydra version`, hydra_build_info): the
+# abbreviated hash of HEAD, with "-dirty" when the work tree differs from it (what `go build`
+# would record as vcs.modified; the release builds record no VCS stamp of their own).
+release_commit() {
+  local c
+  c="$(git rev-parse --short=12 HEAD 2>/dev/null)" || { echo unknown; return; }
+  if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then c+="-dirty"; fi
+  echo "$c"
+}

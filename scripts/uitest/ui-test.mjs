@@ -114,6 +114,12 @@ try {
   check(marked[0] === named && marked[1] === 'leader (coordinator)', `the coordinator is marked "leader (coordinator)" (${marked.join(' ')}; the node names ${named})`);
   await page.screenshot({ path: art + '/1-cluster.png', fullPage: true });
 
+  // 2b. A fresh cluster's empty job list says what it is for and how to fill it (it was a bare
+  // table header).
+  await page.waitForSelector('#jobs-empty', { state: 'visible', timeout: 10000 }).catch(() => {});
+  const emptyNote = await page.$eval('#jobs-empty', (e) => e.checkVisibility() ? e.textContent : '(hidden)').catch(() => '(none)');
+  check(/^No jobs yet\. .*hydra submit/.test(emptyNote), 'a fresh cluster\'s empty job list explains itself: ' + emptyNote);
+
   // 3. A form error shows the API's 400 message next to the field.
   await page.fill('#f-width', '0');
   await page.click('#submit-btn');
@@ -134,6 +140,8 @@ try {
   await page.waitForFunction(() => /Submitted job/.test(document.getElementById('submit-msg').textContent));
   const jobId = (await page.textContent('#submit-msg')).match(/job (\S+)\./)[1];
   log('submitted', jobId);
+  await page.waitForSelector('#jobs-empty', { state: 'hidden', timeout: 10000 }).catch(() => {});
+  check(await page.isHidden('#jobs-empty'), 'the empty-list note is gone once there is a job');
   let midShot = false;
   for (;;) {
     const p = await page.$eval(`#jobs tr[data-job-id="${jobId}"] .pct`, (e) => e.textContent).catch(() => '');
@@ -239,6 +247,13 @@ try {
   check(restartRes.status === 201, 'π job submitted for the restart: ' + rj.id);
   await page.click(`#jobs tr[data-job-id="${rj.id}"] button.link`);
   await page.waitForFunction(() => window.hydra.state.view && window.hydra.state.view.log.bySeq.size > 0, null, { timeout: 60000 });
+  // The π view states the estimate as a number with its standard error (it was only on the
+  // chart, under the cursor), and its x axis counts samples (uPlot labelled them as 1970 dates).
+  await page.waitForFunction(() => /^π ≈ 3\.\d+ ± \S+ \(standard error\) from [\d.]+( [kMGT])? samples so far$/.test((document.getElementById('pi-result') || {}).textContent), null, { timeout: 30000 })
+    .catch(() => {});
+  const piSaid = await page.$eval('#pi-result', (e) => e.textContent).catch(() => '(none)');
+  check(/^π ≈ 3\.\d+ ± \S+ \(standard error\) from [\d.]+( [kMGT])? samples so far$/.test(piSaid), 'the π view states the estimate and its standard error: ' + piSaid);
+  check(await page.evaluate(() => window.hydra.state.view.plot && window.hydra.state.view.plot.scales.x.time === false), 'the π chart\'s x axis is a sample count, not a time');
   const other = nodes.find((n) => n !== follower && n.id !== leader0) || nodes.find((n) => n !== follower);
   const seenBefore = await page.evaluate(() => Math.max(...window.hydra.state.view.log.bySeq));
   outage = true;

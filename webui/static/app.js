@@ -330,6 +330,9 @@ function renderJobs() {
     if (tb.children[i] !== r.tr) tb.insertBefore(r.tr, tb.children[i] || null);
   });
   for (const [id, r] of rowsByJob) if (!seen.has(id)) { r.tr.remove(); rowsByJob.delete(id); }
+  // A fresh cluster: say what the empty table is for, once the node has said it has no jobs.
+  const empty = $('jobs-empty'), none = S.status !== null && S.order.length === 0;
+  if (empty.hidden === none) empty.hidden = !none;
   const more = $('jobs-more');
   more.replaceChildren();
   if (!S.showAll && S.order.length > MAX_JOB_ROWS) {

@@ -48,6 +48,19 @@ const MAX_LIVE_PIXELS = 4096 * 4096; // larger images: download the PNG
 const MAX_FETCH_ROWS_BYTES = 4 << 20;
 const HISTORY_RETRY_MS = 2000; // a history page refused: asked again after this long while the view is open
 
+// siCount is a count with an SI prefix: 2.5 G, 812, 10 M.
+function siCount(v) {
+  const [d, p] = v >= 1e12 ? [1e12, ' T'] : v >= 1e9 ? [1e9, ' G'] : v >= 1e6 ? [1e6, ' M'] : v >= 1e3 ? [1e3, ' k'] : [1, ''];
+  return +(v / d).toPrecision(3) + p;
+}
+
+// piDigits is an estimate with the digits its standard error se leaves meaningful (one more
+// than the first uncertain one), at least 2 decimals and at most 15.
+function piDigits(e, se) {
+  const d = se > 0 ? Math.ceil(-Math.log10(se)) + 1 : 15;
+  return e.toFixed(Math.min(15, Math.max(2, d)));
+}
+
 // Chunk records of a job, by sequence number: [seq, start, end, nodeID, secs, committedMs, hits].
 // Records mostly arrive in order (history pages, then events): appending is the common case,
 // and the list is re-sorted only after an out-of-order arrival.
@@ -84,6 +97,7 @@ export class JobView {
     $('pi-box').hidden = job.kind !== 'pi';
     $('wasm-box').hidden = job.kind !== 'wasm';
     $('wasm-result').textContent = '';
+    $('pi-result').textContent = '';
     this.sharesKey = '';
     if (job.kind === 'mandelbrot') this.initMandel(job);
     if (job.kind === 'pi') this.initPi();
@@ -342,6 +356,9 @@ export class JobView {
       }
     } else for (const q of this.piPoints) add(q.n, q.h); // from progress events since the page opened
     if (!xs.length) return;
+    const e = est[est.length - 1], se = (hi[hi.length - 1] - e) / 2, N = xs[xs.length - 1];
+    $('pi-result').textContent = `π ≈ ${piDigits(e, se)} ± ${se.toPrecision(2)} (standard error) from ${siCount(N)} samples` +
+      (FINISHED.has(this.job.state) ? '' : ' so far'); // a cancelled job's accepted samples are all it will have
     const data = [xs, est, lo, hi, pi];
     if (!this.plot) {
       const box = $('pi-chart');
@@ -349,8 +366,9 @@ export class JobView {
       const acc = css.getPropertyValue('--acc').trim() || '#1f5fbf';
       this.plot = new uPlot({
         width: Math.max(280, box.clientWidth), height: 300,
-        scales: { x: { distr: 3 }, y: { auto: true } },
-        axes: [{ label: 'samples (log)', stroke: css.getPropertyValue('--mut') }, { label: 'estimate', stroke: css.getPropertyValue('--mut'), size: 70 }],
+        // time: false: the x values are sample counts, which uPlot would otherwise label as dates.
+        scales: { x: { time: false, distr: 3 }, y: { auto: true } },
+        axes: [{ label: 'samples (log)', stroke: css.getPropertyValue('--mut'), values: (u, splits) => splits.map((v) => v == null ? '' : siCount(v)) }, { label: 'estimate', stroke: css.getPropertyValue('--mut'), size: 70 }],
         series: [{ label: 'samples' }, { label: 'estimate', stroke: acc, width: 2 },
           { label: '−2σ', stroke: 'transparent' }, { label: '+2σ', stroke: 'transparent' }, { label: 'π', stroke: '#888', dash: [4, 4] }],
         bands: [{ series: [3, 2], fill: acc + '33' }],
