@@ -18,30 +18,8 @@ import (
 // for any message sent to such a child, which holds the child's writer lock as a send does.
 func TestCloseChildNotReadingWithFullPipe(t *testing.T) {
 	r := startRunner(t, "child", 1, 0)
-	r.mu.Lock()
-	p := r.p
-	r.mu.Unlock()
-	if p == nil {
-		t.Fatal("no child after Start")
-	}
-	pid := p.cmd.Process.Pid
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // if Close did not
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.wmu.Lock()
-		defer p.wmu.Unlock()
-		_, _ = p.stdin.Write(make([]byte, 4<<20)) // more than any pipe holds: it blocks
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.wmu.TryLock() { // until the write holds it, which it then does until the child is gone
-		p.wmu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatal("the write to the stopped child never started")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	p := childOf(t, r)
+	stopWithFullPipe(t, p)
 	closed := make(chan error, 1)
 	go func() { closed <- r.Close() }()
 	select {
@@ -66,14 +44,7 @@ func TestRunStopsWithChildNotReadingAndFullPipe(t *testing.T) {
 	stopTimeout = 2 * time.Second
 	t.Cleanup(func() { stopTimeout = old })
 	r := startRunner(t, "child", 1, 0)
-	r.mu.Lock()
-	p := r.p
-	r.mu.Unlock()
-	if p == nil {
-		t.Fatal("no child after Start")
-	}
-	pid := p.cmd.Process.Pid
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // if Run did not
+	p := childOf(t, r)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	progressed := make(chan struct{}, 1)
@@ -95,7 +66,38 @@ func TestRunStopsWithChildNotReadingAndFullPipe(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no progress from the child")
 	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+	stopWithFullPipe(t, p)
+	cancel()
+	select {
+	case err := <-ran:
+		if err == nil {
+			t.Fatal("a task killed at its stop deadline returned no error")
+		}
+	case <-time.After(stopTimeout + 20*time.Second):
+		t.Fatal("Run did not return: it waits to write its stop to a child that reads no more")
+	}
+}
+
+// childOf returns r's child process, killed when the test ends if the code under test did not.
+func childOf(t *testing.T, r *Runner) *proc {
+	t.Helper()
+	r.mu.Lock()
+	p := r.p
+	r.mu.Unlock()
+	if p == nil {
+		t.Fatal("no child after Start")
+	}
+	pid := p.cmd.Process.Pid
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	return p
+}
+
+// stopWithFullPipe stops p's child (SIGSTOP: it reads its stdin no more) and fills the pipe to
+// it with a write that holds the child's writer lock, as a send to such a child does; it
+// returns once the write holds the lock, which it then does until the child is gone.
+func stopWithFullPipe(t *testing.T, p *proc) {
+	t.Helper()
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
@@ -109,15 +111,6 @@ func TestRunStopsWithChildNotReadingAndFullPipe(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the write to the stopped child never started")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	select {
-	case err := <-ran:
-		if err == nil {
-			t.Fatal("a task killed at its stop deadline returned no error")
-		}
-	case <-time.After(stopTimeout + 20*time.Second):
-		t.Fatal("Run did not return: it waits to write its stop to a child that reads no more")
+		time.Sleep(5 * time.Millisecond) // polls the lock: nothing to wait on
 	}
 }
