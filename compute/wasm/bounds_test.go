@@ -93,6 +93,7 @@ func FuzzCheckBounds(f *testing.F) {
 	f.Add(localsBomb(maxLocals + 1))
 	f.Add(tableBomb(1 << 27))
 	f.Add(tableBomb(maxTableEntries))
+	f.Add([]byte("00000000\x04\x00")) // an empty table section: no count
 	for _, n := range []string{"emit.wasm", "env.wasm", "grow.wasm", "loop.wasm", "sum.wasm", "trap.wasm"} {
 		f.Add(load(f, n))
 	}
@@ -226,4 +227,17 @@ func wazeroCompiles(b []byte) bool {
 	}
 	m.Close(ctx)
 	return true
+}
+
+// TestCutCountsRefused: a table, code or import section too short to hold its count is
+// refused (found by FuzzCheckBounds: an empty code section passed as one without bodies).
+func TestCutCountsRefused(t *testing.T) {
+	for _, id := range []byte{4, 10} {
+		if err := checkBounds(module([]byte{id})); err == nil {
+			t.Errorf("checkBounds passed an empty section %d", id)
+		}
+	}
+	if imps, err := parseImports(module([]byte{2})); err == nil {
+		t.Errorf("parseImports read an empty import section as %v", imps)
+	}
 }

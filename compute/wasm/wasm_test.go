@@ -340,6 +340,7 @@ func FuzzParseImports(f *testing.F) {
 	for _, n := range []string{"readfile.wasm", "socket.wasm", "env.wasm", "emit.wasm", "sum.wasm", "shared.wasm"} {
 		f.Add(load(f, n))
 	}
+	f.Add([]byte("\x00asm\x01\x00\x00\x00\x02\x00")) // an empty import section: no count
 	f.Fuzz(func(t *testing.T, b []byte) {
 		imps, err := parseImports(b)
 		if err == nil && len(imps) > len(b) {
