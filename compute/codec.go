@@ -8,12 +8,21 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // The binary writer and reader behind every command and payload encoding: uvarints, varints,
 // fixed 64-bit words and length-prefixed byte strings. The reader never panics: it records the
 // first error (truncation, an oversized length) and returns zero values after it, so decoders
 // check one error at the end.
+//
+// A strict reader also refuses a (var)int not in its shortest form (wire.ErrOverlong): the
+// encoder never writes one, so only a hand-made payload carries it. The coordinator reads a
+// chunk result strictly before proposing it (CheckCommitment), so that a result has one
+// encoding. Applies stay lenient: an older build's coordinator may have let such a result into
+// the log, and a replica that refused what its peers accepted would diverge from them (a
+// rolling upgrade runs both builds on one log). Every value decoded leniently means the same as
+// its shortest form, so nothing else differs.
 
 type encoder struct{ b []byte }
 
@@ -46,8 +55,9 @@ func nanosTime(n int64) time.Time {
 var errTruncated = errors.New("truncated")
 
 type decoder struct {
-	b   []byte
-	err error
+	b      []byte
+	err    error
+	strict bool // refuse overlong (var)ints
 }
 
 func (d *decoder) fail(err error) {
@@ -75,6 +85,10 @@ func (d *decoder) uvarint() uint64 {
 		d.fail(errTruncated)
 		return 0
 	}
+	if d.strict && n != wire.UvarintLen(v) {
+		d.fail(wire.ErrOverlong)
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }
@@ -86,6 +100,10 @@ func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail(errTruncated)
+		return 0
+	}
+	if d.strict && n != len(binary.AppendVarint(nil, v)) {
+		d.fail(wire.ErrOverlong)
 		return 0
 	}
 	d.b = d.b[n:]

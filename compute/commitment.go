@@ -40,6 +40,11 @@ func EncodePiBlocksPayload(blockHits []uint64) []byte {
 // DecodePiBlocks decodes a π payload of format 2 for samples r: the hits of each block of r and
 // their total. It checks the block count, each block's hits against its size, and the total.
 func DecodePiBlocks(b []byte, r Range) (blockHits []uint64, total uint64, err error) {
+	return decodePiBlocks(b, r, false)
+}
+
+// decodePiBlocks is DecodePiBlocks; strict refuses overlong uvarints (codec.go).
+func decodePiBlocks(b []byte, r Range, strict bool) (blockHits []uint64, total uint64, err error) {
 	if len(b) > 0 && b[0] == payloadFormat {
 		return nil, 0, ErrNoCommitment
 	}
@@ -47,7 +52,7 @@ func DecodePiBlocks(b []byte, r Range) (blockHits []uint64, total uint64, err er
 	if err != nil {
 		return nil, 0, fmt.Errorf("pi payload: %w", err)
 	}
-	d := &decoder{b: b}
+	d := &decoder{b: b, strict: strict}
 	if f := d.byte1(); d.err == nil && f != piPayloadBlocks {
 		return nil, 0, fmt.Errorf("pi payload: unknown format %d", f)
 	}
@@ -90,8 +95,14 @@ func DecodePiResult(b []byte, r Range) (uint64, error) {
 
 // ChunkLeaves returns the commitment leaves of a chunk result of a job with spec: one per π
 // block, one per Mandelbrot row, one per WebAssembly block; and the π hits or the wasm reduced
-// value (0 for Mandelbrot). It validates the payload as the job state does.
+// value (0 for Mandelbrot). It validates the payload as the job state does (leniently: an
+// overlong uvarint is read as its value, codec.go; CheckCommitment is strict).
 func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hits uint64, err error) {
+	return chunkLeaves(spec, r, payload, false)
+}
+
+// chunkLeaves is ChunkLeaves; strict refuses a payload with an overlong uvarint (codec.go).
+func chunkLeaves(spec JobSpec, r Range, payload []byte, strict bool) (leaves []audit.Hash, hits uint64, err error) {
 	if r.Empty() {
 		// No unit to commit to, whatever the kind (as ResultLeaves refuses it).
 		return nil, 0, fmt.Errorf("chunk %v: empty range", r)
@@ -102,7 +113,7 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 		if err != nil {
 			return nil, 0, err
 		}
-		bh, total, err := DecodePiBlocks(payload, r)
+		bh, total, err := decodePiBlocks(payload, r, strict)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -118,13 +129,13 @@ func ChunkLeaves(spec JobSpec, r Range, payload []byte) (leaves []audit.Hash, hi
 		if r.Len() > audit.MaxLeaves {
 			return nil, 0, fmt.Errorf("mandelbrot chunk %v: more than %d rows", r, audit.MaxLeaves)
 		}
-		leaves, err := mandelLeaves(payload, r.Start, int(r.Len()), spec.Mandel.Width, uint32(spec.Mandel.MaxIter))
+		leaves, err := mandelLeaves(payload, r.Start, int(r.Len()), spec.Mandel.Width, uint32(spec.Mandel.MaxIter), strict)
 		return leaves, 0, err
 	case KindWasm:
 		if spec.Wasm == nil {
 			return nil, 0, errors.New("wasm job without parameters")
 		}
-		return wasmLeaves(spec.Wasm, r, payload)
+		return wasmLeaves(spec.Wasm, r, payload, strict)
 	}
 	return nil, 0, fmt.Errorf("kind %q has no commitment", spec.Kind)
 }
@@ -167,9 +178,11 @@ func ResultLeaves(spec JobSpec, r Range, payload []byte) (leaves int, hits uint6
 // CheckCommitment checks a chunk result against the commitment it came with: its payload
 // decodes as the result of r and its leaves hash to root. The coordinator runs it once per
 // result, before proposing it, so that no payload that differs from its commitment gets into the
-// log (ResultLeaves trusts the log).
+// log (ResultLeaves trusts the log). It reads the payload strictly: a uvarint not in its
+// shortest form is refused (wire.ErrOverlong), so that the value a leaf or the job's result
+// holds has one encoding in the log and the result store.
 func CheckCommitment(spec JobSpec, r Range, payload []byte, root audit.Hash) error {
-	leaves, _, err := ChunkLeaves(spec, r, payload)
+	leaves, _, err := chunkLeaves(spec, r, payload, true)
 	if err != nil {
 		return fmt.Errorf("commitment: %w", err)
 	}

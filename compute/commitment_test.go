@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"bytes"
 	"encoding/binary"
 	"strings"
 	"testing"
@@ -126,6 +127,7 @@ func FuzzResultLeaves(f *testing.F) {
 	f.Add(EncodeMandelPayload([]uint32{1, 2, 3, 4, 5, 6}), true, uint64(1), uint64(3))
 	f.Add(EncodePiBlocksPayload([]uint64{5, 7}), false, uint64(audit.PiBlock-3), uint64(audit.PiBlock+4))
 	f.Add([]byte{1, 0x80}, true, uint64(0), uint64(1))
+	f.Add([]byte{2, 0x87, 0x00, 0x02, 0x03, 0x04}, false, uint64(audit.PiBlock-3), uint64(audit.PiBlock+4)) // overlong total
 	mspec := JobSpec{Kind: KindMandelbrot, Mandel: &MandelParams{Width: 2, Height: 1 << 20, Span: 3, MaxIter: 50}}
 	pspec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1 << 40, Seed: 3}}
 	f.Fuzz(func(t *testing.T, payload []byte, mandel bool, start, end uint64) {
@@ -142,6 +144,13 @@ func FuzzResultLeaves(f *testing.F) {
 		if err2 == nil && CheckCommitment(spec, r, payload, audit.Root(leaves)) == nil {
 			if err != nil || n != len(leaves) || hits != want {
 				t.Fatalf("checked payload: %d leaves, %d hits, %v; its leaves %d, %d", n, hits, err, len(leaves), want)
+			}
+			// The check reads strictly: a π payload it passes is the encoding of what it holds.
+			if !mandel {
+				bh, _, _ := DecodePiBlocks(payload, r)
+				if again := EncodePiBlocksPayload(bh); !bytes.Equal(again, payload) {
+					t.Fatalf("checked payload % x is not its encoding % x", payload, again)
+				}
 			}
 		}
 	})

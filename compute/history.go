@@ -83,7 +83,8 @@ func (h *chunkHistory) encode() []byte {
 }
 
 // decodeHistory reads what encode wrote, checking every record against the job's range. It
-// never panics and allocates no more than the input justifies.
+// never panics and allocates no more than the input justifies. Its uvarints are read leniently,
+// as applies read (codec.go): the job state wrote them, and an overlong one means the same value.
 func decodeHistory(b []byte, total Range) (chunkHistory, error) {
 	var h chunkHistory
 	if len(b) == 0 {

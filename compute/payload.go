@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // Result payloads: what a worker sends for a chunk and what the job state stores on disk.
@@ -98,8 +99,8 @@ func DecodeMandelPayload(b []byte, want int, maxIter uint32) ([]uint32, error) {
 // inflateMandel checks a Mandelbrot payload's header for want counts and inflates its deltas
 // (at most what want counts can take, so a hostile payload cannot expand); release gives the
 // buffer behind raw back.
-func inflateMandel(b []byte, want int) (raw []byte, release func(), err error) {
-	d := &decoder{b: b}
+func inflateMandel(b []byte, want int, strict bool) (raw []byte, release func(), err error) {
+	d := &decoder{b: b, strict: strict}
 	if f := d.byte1(); d.err == nil && f != payloadFormat {
 		return nil, nil, fmt.Errorf("mandelbrot payload: unknown format %d", f)
 	}
@@ -137,7 +138,9 @@ func inflateMandel(b []byte, want int) (raw []byte, release func(), err error) {
 // decodeCounts decodes len(out) counts into out from raw, each a zig-zag delta from the one
 // before (prev before the first) as a uvarint, checking each against maxIter; base is the index
 // of out[0] among the payload's counts, for errors. It returns the rest of raw and the last count.
-func decodeCounts(out []uint32, raw []byte, prev int64, maxIter uint32, base int) ([]byte, int64, error) {
+// strict refuses an overlong uvarint (codec.go). The deflate stream around the deltas has many
+// encodings of the same bytes anyway, which is why a Mandelbrot leaf hashes the decoded row.
+func decodeCounts(out []uint32, raw []byte, prev int64, maxIter uint32, base int, strict bool) ([]byte, int64, error) {
 	for i := range out {
 		var u uint64
 		if len(raw) > 0 && raw[0] < 0x80 { // one byte: most deltas
@@ -147,6 +150,9 @@ func decodeCounts(out []uint32, raw []byte, prev int64, maxIter uint32, base int
 			u, k = binary.Uvarint(raw)
 			if k <= 0 {
 				return nil, 0, fmt.Errorf("mandelbrot payload: count %d truncated", base+i)
+			}
+			if strict && k != wire.UvarintLen(u) {
+				return nil, 0, fmt.Errorf("mandelbrot payload: count %d: %w", base+i, wire.ErrOverlong)
 			}
 			raw = raw[k:]
 		}
@@ -163,12 +169,12 @@ func decodeCounts(out []uint32, raw []byte, prev int64, maxIter uint32, base int
 // decodeMandelInto decodes exactly len(out) counts into out (DecodeMandelPayload without the
 // allocation).
 func decodeMandelInto(out []uint32, b []byte, maxIter uint32) error {
-	raw, release, err := inflateMandel(b, len(out))
+	raw, release, err := inflateMandel(b, len(out), false)
 	if err != nil {
 		return err
 	}
 	defer release()
-	if raw, _, err = decodeCounts(out, raw, 0, maxIter, 0); err != nil {
+	if raw, _, err = decodeCounts(out, raw, 0, maxIter, 0, false); err != nil {
 		return err
 	}
 	if len(raw) != 0 {
@@ -189,11 +195,11 @@ type leafBuf struct {
 // leaves (audit.MandelLeaf of each row's counts), a row at a time in one reused scratch row:
 // no counts array of the whole chunk and no allocation per row. It checks what
 // decodeMandelInto checks.
-func mandelLeaves(payload []byte, first uint64, rows, w int, maxIter uint32) ([]audit.Hash, error) {
+func mandelLeaves(payload []byte, first uint64, rows, w int, maxIter uint32, strict bool) ([]audit.Hash, error) {
 	if rows < 0 || w <= 0 {
 		return nil, fmt.Errorf("mandelbrot payload: %d rows of %d", rows, w)
 	}
-	raw, release, err := inflateMandel(payload, rows*w)
+	raw, release, err := inflateMandel(payload, rows*w, strict)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +217,7 @@ func mandelLeaves(payload []byte, first uint64, rows, w int, maxIter uint32) ([]
 	leaves := make([]audit.Hash, rows)
 	prev := int64(0)
 	for y := range leaves {
-		if raw, prev, err = decodeCounts(row, raw, prev, maxIter, y*w); err != nil {
+		if raw, prev, err = decodeCounts(row, raw, prev, maxIter, y*w, strict); err != nil {
 			return nil, err
 		}
 		leaves[y] = audit.MandelLeafBuf(&lb.bytes, first+uint64(y), row)
@@ -239,7 +245,7 @@ func EncodeWasmPayload(value uint64, out []byte) []byte {
 // (ChunkLeaves does).
 func DecodeWasmPayload(b []byte, r Reduce) (value uint64, out []byte, err error) {
 	if len(b) > 0 && b[0] == wasmPayloadBlocks {
-		_, value, out, err = decodeWasmBlocks(b, r)
+		_, value, out, err = decodeWasmBlocks(b, r, false)
 		return value, out, err
 	}
 	if len(b) < 9 || b[0] != payloadFormat {

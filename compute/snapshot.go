@@ -510,6 +510,10 @@ func readRecord(br *bufio.Reader, tag byte, jobs map[string]*job) (StoredResult,
 	return StoredResult{Chunk: Chunk{Job: string(id), Range: r}, Payload: v[8:]}, nil
 }
 
+// readBytes reads a uvarint length and that many bytes. The snapshot's uvarints (here and in
+// readRecord) are read leniently on purpose: an overlong one (no build writes one) means the
+// same value, feeds no hash or comparison of encodings, and refusing a snapshot every replica
+// restores would strand a node for nothing.
 func readBytes(br *bufio.Reader, limit int) ([]byte, error) {
 	n, err := binary.ReadUvarint(br)
 	if err != nil {

@@ -81,8 +81,9 @@ func EncodeWasmBlocksPayload(r Reduce, blocks []WasmBlock) []byte {
 // decodeWasmBlocks decodes a format-2 payload: the blocks' results (outputs alias b), the reduced
 // value and the output. It checks the value against the blocks and the lengths against the
 // output; the caller checks the block count against the range.
-func decodeWasmBlocks(b []byte, r Reduce) (blocks []WasmBlock, total uint64, out []byte, err error) {
-	d := &decoder{b: b}
+// strict refuses overlong uvarints (codec.go).
+func decodeWasmBlocks(b []byte, r Reduce, strict bool) (blocks []WasmBlock, total uint64, out []byte, err error) {
+	d := &decoder{b: b, strict: strict}
 	if f := d.byte1(); d.err == nil && f != wasmPayloadBlocks {
 		return nil, 0, nil, fmt.Errorf("wasm payload: unknown format %d", f)
 	}
@@ -131,13 +132,13 @@ func decodeWasmBlocks(b []byte, r Reduce) (blocks []WasmBlock, total uint64, out
 // 2; outputs alias b), checked against its value and output (tools and tests: the cheat build
 // corrupts one block).
 func DecodeWasmBlocks(b []byte, r Reduce) ([]WasmBlock, error) {
-	blocks, _, _, err := decodeWasmBlocks(b, r)
+	blocks, _, _, err := decodeWasmBlocks(b, r, false)
 	return blocks, err
 }
 
 // wasmLeaves returns the leaves of a WebAssembly chunk result and its value. A payload of format
 // 1 (no blocks: written before block commitments) is one leaf, the whole chunk.
-func wasmLeaves(w *WasmParams, r Range, payload []byte) ([]audit.Hash, uint64, error) {
+func wasmLeaves(w *WasmParams, r Range, payload []byte, strict bool) ([]audit.Hash, uint64, error) {
 	if len(payload) > 0 && payload[0] == payloadFormat {
 		v, _, err := DecodeWasmPayload(payload, w.Reduce)
 		if err != nil {
@@ -149,7 +150,7 @@ func wasmLeaves(w *WasmParams, r Range, payload []byte) ([]audit.Hash, uint64, e
 	if err != nil {
 		return nil, 0, err
 	}
-	blocks, total, _, err := decodeWasmBlocks(payload, w.Reduce)
+	blocks, total, _, err := decodeWasmBlocks(payload, w.Reduce, strict)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -97,11 +97,11 @@ func TestWasmBlocksPayloadRejected(t *testing.T) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
 	}
-	if _, _, err := wasmLeaves(w, Range{0, 110}, good); err == nil || !strings.Contains(err.Error(), "has 11") {
+	if _, _, err := wasmLeaves(w, Range{0, 110}, good, true); err == nil || !strings.Contains(err.Error(), "has 11") {
 		t.Errorf("10 blocks for a range of 11: %v", err)
 	}
 	legacy := EncodeWasmPayload(4950, nil)
-	if l, v, err := wasmLeaves(w, r, legacy); err != nil || len(l) != 1 || v != 4950 || l[0] != audit.WasmLeaf(0, 100, legacy) {
+	if l, v, err := wasmLeaves(w, r, legacy, true); err != nil || len(l) != 1 || v != 4950 || l[0] != audit.WasmLeaf(0, 100, legacy) {
 		t.Errorf("a payload without blocks: %d leaves, %d, %v", len(l), v, err)
 	}
 }
@@ -182,7 +182,7 @@ func FuzzDecodeWasmPayload(f *testing.F) {
 				t.Fatalf("re-encoded: %d %q %v, was %d %q", v2, out2, err, v, out)
 			}
 		}
-		wasmLeaves(w, Range{5, 95}, p) // bounded and total
+		wasmLeaves(w, Range{5, 95}, p, false) // bounded and total
 	})
 }
 

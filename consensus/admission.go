@@ -325,7 +325,11 @@ func (r *Raft) authorize(from peer.ID, data []byte, auth string) error {
 		if admin || (role == RoleMember && c.Cred.Node == from.String() && c.Cred.Role == RoleAdmin && c.ID == nodeCredID(from)) {
 			return nil // a member's own node credential (DATA/api-token)
 		}
-	case OpMemberAdd, OpMemberRemove, OpCredRemove, OpTokenAdd, OpTokenRemove, OpAdmit, OpSettings:
+	case OpTokenAdd:
+		if admin {
+			return checkTokenAdd(st, cmd.Payload)
+		}
+	case OpMemberAdd, OpMemberRemove, OpCredRemove, OpTokenRemove, OpAdmit, OpSettings:
 		// A node leaves through the join protocol (Leave), whose leader
 		// removes the server before its allow-list entry: a server left
 		// without an entry counts as a member (memberRole), so a worker
@@ -362,8 +366,14 @@ func nodeCredID(p peer.ID) string {
 // ApplyAs is Apply on behalf of a person with an admin credential: checked
 // here, and again by the leader when this node is not the leader.
 func (r *Raft) ApplyAs(ctx context.Context, cmd Command, auth string) ([]byte, error) {
-	if !r.fsm.State().IsAdmin(auth) {
+	st := r.fsm.State()
+	if !st.IsAdmin(auth) {
 		return nil, fmt.Errorf("%w: %w: %s needs an admin credential", ErrRejected, ErrForbidden, cmd.Op)
+	}
+	if cmd.Op == OpTokenAdd {
+		if err := checkTokenAdd(st, cmd.Payload); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrRejected, err)
+		}
 	}
 	return r.apply(ctx, cmd, auth)
 }

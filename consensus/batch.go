@@ -245,14 +245,14 @@ func decodeBatch(p []byte) ([]Command, error) {
 		return nil, fmt.Errorf("%w: batch format", ErrCommandMalformed)
 	}
 	p = p[1:]
-	n, k := uvarint(p)
+	n, k := wire.Uvarint(p) // shortest form only: an entry has one encoding
 	if k <= 0 || n < 2 || n > maxBatchCommands || n > uint64(len(p)) {
 		return nil, fmt.Errorf("%w: batch count", ErrCommandMalformed)
 	}
 	p = p[k:]
 	cmds := make([]Command, 0, n)
 	for i := uint64(0); i < n; i++ {
-		l, k := uvarint(p)
+		l, k := wire.Uvarint(p) // shortest form only: an entry has one encoding
 		if k <= 0 || l > uint64(len(p)-k) {
 			return nil, fmt.Errorf("%w: batch command %d: length", ErrCommandMalformed, i)
 		}
@@ -319,14 +319,4 @@ func applyBatch(app App, payload []byte, index uint64) any {
 // for any entry).
 type BatchApp interface {
 	ApplyBatch(ops []byte, payloads [][]byte, index uint64) ([]any, error)
-}
-
-// uvarint reads a uvarint in its shortest form (k ≤ 0 otherwise, or when p ends first), so
-// that an entry has one encoding only.
-func uvarint(p []byte) (v uint64, k int) {
-	v, k = binary.Uvarint(p)
-	if k > 0 && k != len(binary.AppendUvarint(nil, v)) {
-		return 0, -1
-	}
-	return v, k
 }

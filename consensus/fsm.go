@@ -8,11 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // FSM is raft's state machine, kept thin (rqlite's pattern): Apply hands each
@@ -46,6 +49,9 @@ type FSM struct {
 	// onRoles, if set, is called (under mu, so it must not block) each
 	// time roles is replaced.
 	onRoles func()
+
+	// log receives Restore's warnings (a setting out of bounds); never nil.
+	log *slog.Logger
 }
 
 // peerRoles is the FSM's members' roles and revoked keys (FSM.roles).
@@ -105,7 +111,7 @@ var (
 
 // NewFSM returns an FSM with an empty cluster state; app may be nil.
 func NewFSM(app App) *FSM {
-	return &FSM{state: ClusterState{Nodes: map[string]NodeMeta{}}, app: app}
+	return &FSM{state: ClusterState{Nodes: map[string]NodeMeta{}}, app: app, log: slog.New(slog.DiscardHandler)}
 }
 
 // Apply applies one committed log entry; its return value is the result the
@@ -275,7 +281,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if v := hdr[len(snapshotMagic)]; v != snapshotVersion {
 		return fmt.Errorf("%w: version %d, this node reads %d", ErrSnapshotFormat, v, snapshotVersion)
 	}
-	n, err := binary.ReadUvarint(r)
+	n, err := wire.ReadUvarint(r) // shortest form only, as writeSnapshot writes it
 	if err != nil || n > maxStateJSON {
 		return fmt.Errorf("%w: state length", ErrSnapshotFormat)
 	}
@@ -293,6 +299,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		st.Nodes = map[string]NodeMeta{}
 	}
 	st.upgradeToken()
+	clampRestored(&st, f.log)
 	section, err := r.ReadByte()
 	if err != nil || section > 1 {
 		return fmt.Errorf("%w: section marker", ErrSnapshotFormat)

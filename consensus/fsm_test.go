@@ -231,8 +231,9 @@ func FuzzFSMApply(f *testing.F) {
 	})
 }
 
-// FuzzFSMRestore feeds arbitrary bytes to Restore: no panic, and a failed
-// restore leaves the state untouched.
+// FuzzFSMRestore feeds arbitrary bytes to Restore: no panic, a failed
+// restore leaves the state untouched, and a restored state's settings are
+// within today's bounds (clampRestored).
 func FuzzFSMRestore(f *testing.F) {
 	good := NewFSM(&testApp{})
 	apply(good, 1, mustCmd(f, OpInit, ClusterInit{ClusterID: "c", Token: "t"}))
@@ -240,6 +241,8 @@ func FuzzFSMRestore(f *testing.F) {
 	f.Add(snapshotBytes(f, good))
 	f.Add([]byte("HYSN\x01\x02{}\x00"))
 	f.Add([]byte("HYSN\x01\xff\xff\xff\xff\x0f"))
+	f.Add([]byte("HYSN\x01\x82\x00{}\x00")) // overlong length
+	f.Add(snapshotOf([]byte(`{"cluster_id":"c","voters":-1,"chunk_target":-1,"admit":"x","settings":{"retention":1,"disk_cap":-1,"max_jobs":0}}`)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fsm := NewFSM(&testApp{})
 		apply(fsm, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "orig", Token: "t"}))
@@ -247,6 +250,14 @@ func FuzzFSMRestore(f *testing.F) {
 			if fsm.State().ClusterID != "orig" {
 				t.Fatal("failed restore changed the state")
 			}
+			return
+		}
+		st := fsm.State()
+		if err := st.EffectiveSettings().Validate(); err != nil {
+			t.Fatalf("restored settings out of bounds: %v", err)
+		}
+		if st.Voters < 0 || st.Voters > maxVoters || st.ChunkTarget < 0 || st.Admit != "" && st.Admit != AdmitApproval && st.Admit != AdmitLAN {
+			t.Fatalf("restored voters %d, chunk target %v, admit %q", st.Voters, st.ChunkTarget, st.Admit)
 		}
 	})
 }

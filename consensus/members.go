@@ -437,6 +437,9 @@ func applyMembership(st *ClusterState, op Op, payload []byte) any {
 		if err := strictUnmarshal(payload, &t); err != nil {
 			return rejectf("token add: %v", err)
 		}
+		// Only what every build's apply checks: a new refusal here would make this replica
+		// diverge from an older one replaying the same entry. Proposers check the whole entry
+		// (checkTokenAdd).
 		if !validSecretID(t.ID) || !validRole(t.Token.Role, RoleMember, RoleWorker) || len(t.Token.Key) != 2*ed25519.PublicKeySize || t.Token.Uses < 0 {
 			return rejectf("token add: bad ID, role or key")
 		}

@@ -182,6 +182,7 @@ func New(cfg Config) (*Raft, error) {
 			cfg.OnRefuse(p)
 		}
 	}
+	r.fsm.log = log
 	r.fsm.onRoles = r.forgetExpected
 	r.fsm.onFatal = func(af *ApplyFailure) {
 		if uo, ok := errors.AsType[UnknownOp](af.Err); ok {

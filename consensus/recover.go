@@ -123,7 +123,9 @@ func RecoverWithApp(dir string, voterIDs []string, app App) error {
 	rc.NotifyCh = nil
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(voters[0].String()))
 	defer trans.Close()
-	if err := raft.RecoverCluster(rc, NewFSM(app), st.logs, st.bolt, st.snaps, trans, conf); err != nil {
+	fsm := NewFSM(app)
+	fsm.log = log
+	if err := raft.RecoverCluster(rc, fsm, st.logs, st.bolt, st.snaps, trans, conf); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
 	return nil

@@ -34,9 +34,11 @@ type FrameReader interface {
 }
 
 // ReadFrame reads one frame written by WriteFrame, refusing frames longer
-// than max bytes before allocating anything for them.
+// than max bytes before allocating anything for them, and a length not in
+// its shortest form (ErrOverlong): WriteFrame never writes one, so each frame
+// has one encoding.
 func ReadFrame(r FrameReader, max int) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
+	n, err := ReadUvarint(r)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, io.EOF

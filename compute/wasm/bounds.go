@@ -49,7 +49,10 @@ func checkBounds(b []byte) error {
 func checkTables(sec []byte) error {
 	s := reader{b: sec}
 	n := s.u32()
-	if s.err == nil && uint64(n) > uint64(len(sec)) {
+	if s.err != nil {
+		return fmt.Errorf("%w: table count: %v", errBadBinary, s.err)
+	}
+	if uint64(n) > uint64(len(sec)) {
 		return fmt.Errorf("%w: %d tables in %d bytes", errBadBinary, n, len(sec))
 	}
 	for i := range n {
@@ -78,7 +81,11 @@ func checkTables(sec []byte) error {
 func checkCode(sec []byte) error {
 	s := reader{b: sec}
 	n := s.u32()
-	if s.err == nil && uint64(n) > uint64(len(sec))/2 { // a body takes at least its size and a count
+	if s.err != nil {
+		// Unread, the count would be 0: an empty or cut section must not pass as one without bodies.
+		return fmt.Errorf("%w: function count: %v", errBadBinary, s.err)
+	}
+	if uint64(n) > uint64(len(sec))/2 { // a body takes at least its size and a count
 		return fmt.Errorf("%w: %d function bodies in %d bytes", errBadBinary, n, len(sec))
 	}
 	for i := range n {

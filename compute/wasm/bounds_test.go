@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 )
 
 // module assembles a module binary from its sections (id, contents), each framed here.
@@ -79,10 +82,162 @@ func TestBoundsRefuseAllocationBombs(t *testing.T) {
 	}
 }
 
-// FuzzCheckBounds: checkBounds never panics on any input.
+// FuzzCheckBounds: checkBounds's verdict is what an independent reading of the module's
+// declarations (refDecls) says of its limits: it refuses a module exactly when one function
+// declares more than maxLocals locals or one table more than maxTableEntries entries, and it
+// refuses whatever refDecls cannot read. A module within the limits that wazero compiles (with
+// the engine's features) passes.
 func FuzzCheckBounds(f *testing.F) {
 	f.Add(localsBomb(1<<32 - 1))
+	f.Add(localsBomb(maxLocals))
+	f.Add(localsBomb(maxLocals + 1))
 	f.Add(tableBomb(1 << 27))
-	f.Add(load(f, "sum.wasm"))
-	f.Fuzz(func(t *testing.T, b []byte) { _ = checkBounds(b) })
+	f.Add(tableBomb(maxTableEntries))
+	f.Add([]byte("00000000\x04\x00")) // an empty table section: no count
+	for _, n := range []string{"emit.wasm", "env.wasm", "grow.wasm", "loop.wasm", "sum.wasm", "trap.wasm"} {
+		f.Add(load(f, n))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := checkBounds(b)
+		d, ok := refDecls(b)
+		if !ok {
+			if err == nil {
+				t.Fatalf("passed a module whose declarations cannot be read: % x", b)
+			}
+			return
+		}
+		within := d.locals <= maxLocals && d.table <= maxTableEntries
+		if within != (err == nil) {
+			t.Fatalf("most locals %d, largest table %d: checkBounds says %v", d.locals, d.table, err)
+		}
+		if within && len(b) <= 1<<16 && wazeroCompiles(b) && err != nil {
+			t.Fatalf("wazero compiles it, checkBounds refuses it: %v", err)
+		}
+	})
+}
+
+// decls is what refDecls reads of a module: the most locals one function declares and the
+// largest size one table declares.
+type decls struct{ locals, table uint64 }
+
+// refDecls reads a module's section framing, its table section and its code section's local
+// declarations as the WebAssembly spec encodes them (an independent reading, for
+// FuzzCheckBounds): ok is false when they are truncated or malformed. Like checkBounds it reads
+// neither the magic nor the other sections' contents.
+func refDecls(b []byte) (d decls, ok bool) {
+	if len(b) < 8 {
+		return d, false
+	}
+	p := b[8:]
+	// u32 reads an unsigned LEB128 of at most 5 bytes whose value fits 32 bits.
+	u32 := func(q *[]byte) (uint64, bool) {
+		var v uint64
+		for i := 0; i < 5 && i < len(*q); i++ {
+			c := (*q)[i]
+			v |= uint64(c&0x7f) << (7 * i)
+			if c < 0x80 {
+				*q = (*q)[i+1:]
+				return v, v <= 0xffffffff
+			}
+		}
+		return 0, false
+	}
+	take := func(q *[]byte, n uint64) ([]byte, bool) {
+		if n > uint64(len(*q)) {
+			return nil, false
+		}
+		s := (*q)[:n]
+		*q = (*q)[n:]
+		return s, true
+	}
+	for len(p) > 0 {
+		id := p[0]
+		p = p[1:]
+		size, ok := u32(&p)
+		if !ok {
+			return d, false
+		}
+		sec, ok := take(&p, size)
+		if !ok {
+			return d, false
+		}
+		switch id {
+		case 4: // tables: count, then (reference type, limits) each
+			n, ok := u32(&sec)
+			if !ok {
+				return d, false
+			}
+			for range n {
+				if len(sec) < 2 || sec[1] > 1 {
+					return d, false
+				}
+				flags := sec[1]
+				sec = sec[2:]
+				for range 1 + int(flags) {
+					v, ok := u32(&sec)
+					if !ok {
+						return d, false
+					}
+					d.table = max(d.table, v)
+				}
+			}
+		case 10: // code: count, then (size, body) each; a body starts with its local declarations
+			n, ok := u32(&sec)
+			if !ok {
+				return d, false
+			}
+			for range n {
+				size, ok := u32(&sec)
+				if !ok {
+					return d, false
+				}
+				body, ok := take(&sec, size)
+				if !ok {
+					return d, false
+				}
+				groups, ok := u32(&body)
+				if !ok {
+					return d, false
+				}
+				var locals uint64
+				for range groups {
+					c, ok := u32(&body)
+					if !ok || len(body) < 1 {
+						return d, false
+					}
+					body = body[1:] // value type
+					locals += c
+				}
+				d.locals = max(d.locals, locals)
+			}
+		}
+	}
+	return d, true
+}
+
+// wazeroCompiles reports whether wazero compiles b with the engine's core features
+// (interpreter: the compiler's verdict on the binary is the same, and it is cheaper).
+func wazeroCompiles(b []byte) bool {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithCoreFeatures(api.CoreFeaturesV2))
+	defer rt.Close(ctx)
+	m, err := rt.CompileModule(ctx, b)
+	if err != nil {
+		return false
+	}
+	m.Close(ctx)
+	return true
+}
+
+// TestCutCountsRefused: a table, code or import section too short to hold its count is
+// refused (found by FuzzCheckBounds: an empty code section passed as one without bodies).
+func TestCutCountsRefused(t *testing.T) {
+	for _, id := range []byte{4, 10} {
+		if err := checkBounds(module([]byte{id})); err == nil {
+			t.Errorf("checkBounds passed an empty section %d", id)
+		}
+	}
+	if imps, err := parseImports(module([]byte{2})); err == nil {
+		t.Errorf("parseImports read an empty import section as %v", imps)
+	}
 }

@@ -95,7 +95,11 @@ func parseImports(b []byte) ([]Import, error) {
 		}
 		s := reader{b: sec}
 		n := s.u32()
-		if s.err == nil && uint64(n) > uint64(len(sec)) {
+		if s.err != nil {
+			// Unread, the count would be 0: a cut section must not pass as one without imports.
+			return nil, fmt.Errorf("%w: import count: %v", errBadBinary, s.err)
+		}
+		if uint64(n) > uint64(len(sec)) {
 			return nil, fmt.Errorf("%w: %d imports in %d bytes", errBadBinary, n, len(sec))
 		}
 		imps := make([]Import, 0, n)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 )
 
 func load(t testing.TB, name string) []byte {
@@ -330,18 +332,67 @@ func TestErrorsWrap(t *testing.T) {
 	}
 }
 
-// FuzzParseImports: the import lister never panics and never lists more imports than bytes.
+// FuzzParseImports: the import lister never panics and never lists more imports than bytes,
+// and for a module wazero compiles (with the engine's features; only one within checkBounds'
+// limits is compiled) it lists exactly the imports wazero reads: the same functions in the same
+// order, the same memories.
 func FuzzParseImports(f *testing.F) {
 	for _, n := range []string{"readfile.wasm", "socket.wasm", "env.wasm", "emit.wasm", "sum.wasm", "shared.wasm"} {
 		f.Add(load(f, n))
 	}
+	f.Add([]byte("\x00asm\x01\x00\x00\x00\x02\x00")) // an empty import section: no count
 	f.Fuzz(func(t *testing.T, b []byte) {
 		imps, err := parseImports(b)
 		if err == nil && len(imps) > len(b) {
 			t.Fatalf("%d imports from %d bytes", len(imps), len(b))
 		}
 		_ = checkImports(imps)
+		if len(b) > 1<<16 || checkBounds(b) != nil {
+			return // compiling it could take what checkBounds is there to refuse
+		}
+		funcs, mems, ok := wazeroImports(b)
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.Fatalf("wazero compiles it, parseImports says %v", err)
+		}
+		var gotFuncs, gotMems []string
+		for _, im := range imps {
+			switch im.Kind {
+			case 0:
+				gotFuncs = append(gotFuncs, im.Module+"."+im.Name)
+			case 2:
+				gotMems = append(gotMems, im.Module+"."+im.Name)
+			}
+		}
+		if !slices.Equal(gotFuncs, funcs) || !slices.Equal(gotMems, mems) {
+			t.Fatalf("parseImports: functions %q, memories %q; wazero: %q, %q", gotFuncs, gotMems, funcs, mems)
+		}
 	})
+}
+
+// wazeroImports compiles b with wazero (the engine's core features, the interpreter) and
+// returns its imported functions in order and its imported memories as module.name; ok is false
+// when wazero does not compile it.
+func wazeroImports(b []byte) (funcs, mems []string, ok bool) {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithCoreFeatures(api.CoreFeaturesV2))
+	defer rt.Close(ctx)
+	m, err := rt.CompileModule(ctx, b)
+	if err != nil {
+		return nil, nil, false
+	}
+	defer m.Close(ctx)
+	for _, fn := range m.ImportedFunctions() {
+		mod, name, _ := fn.Import()
+		funcs = append(funcs, mod+"."+name)
+	}
+	for _, mem := range m.ImportedMemories() {
+		mod, name, _ := mem.Import()
+		mems = append(mems, mod+"."+name)
+	}
+	return funcs, mems, true
 }
 
 // BenchmarkInterruptible measures the cost of wazero's termination checks on a tight loop (the

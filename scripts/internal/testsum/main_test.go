@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -128,17 +130,144 @@ func TestBuildFailureAndNoise(t *testing.T) {
 	}
 }
 
-// FuzzRead: no input makes the reader panic or fail to finish.
+// FuzzRead: on any input the reader passes every line that is not an event through, counts
+// exactly the tests the events say passed and skipped, and never says PASS for a run with a
+// failure, a skip or no package; and a stream of events written as go test -json writes them
+// (one JSON object a line, generated from ops) reads back as a model of the stream says: the
+// same passed, failed and skipped counts and the same verdict.
 func FuzzRead(f *testing.F) {
 	for _, s := range []string{passing, skipping, failing, "{", `{"Action":"fail","Test":"x"}`} {
-		f.Add(s)
+		f.Add(s, []byte{})
 	}
-	f.Fuzz(func(t *testing.T, in string) {
-		var out strings.Builder
-		s := newSummary(mod, nil, &out)
-		_ = s.read(strings.NewReader(in))
-		s.finish("f")
+	f.Add("", []byte{0, 0, 0, 0, 1, 1, 0, 1, 3, 0, 0, 3})          // start, run, pass, package pass
+	f.Add("", []byte{0, 0, 0, 0, 1, 1, 0, 1, 2, 0, 0, 4})          // a test left running when its package fails
+	f.Add("", []byte{0, 0, 0, 1, 2, 1, 1, 2, 5, 0, 0, 3, 2, 0, 5}) // skips
+	f.Fuzz(func(t *testing.T, in string, ops []byte) {
+		checkRaw(t, in)
+		checkStream(t, ops)
 	})
+}
+
+// checkRaw runs the reader on in and checks what holds for any input.
+func checkRaw(t *testing.T, in string) {
+	var out strings.Builder
+	s := newSummary(mod, nil, &out)
+	if err := s.read(strings.NewReader(in)); err != nil {
+		return // a line past the scanner's limit
+	}
+	ok := s.finish("f")
+	var passed, skipped, failEvents int
+	var sawPackage, pkgFailed bool
+	for line := range strings.Lines(in) {
+		line = strings.TrimSuffix(line, "\n")
+		line = strings.TrimSuffix(line, "\r") // bufio.ScanLines drops a \r before \n
+		var e event
+		if len(line) == 0 || line[0] != '{' || json.Unmarshal([]byte(line), &e) != nil {
+			if !strings.Contains(out.String(), line+"\n") {
+				t.Fatalf("line %q not passed through:\n%s", line, out.String())
+			}
+			continue
+		}
+		if e.Action == "build-fail" {
+			pkgFailed = true
+		}
+		if e.Package == "" || e.Action == "build-output" || e.Action == "build-fail" {
+			continue
+		}
+		switch {
+		case e.Action == "start":
+			sawPackage = true
+		case e.Test == "" && (e.Action == "pass" || e.Action == "skip"):
+			sawPackage = true
+		case e.Test == "" && e.Action == "fail":
+			sawPackage, pkgFailed = true, true
+		case e.Action == "pass":
+			passed++
+		case e.Action == "skip":
+			skipped++
+		case e.Action == "fail":
+			failEvents++
+		}
+	}
+	if s.passed != passed || s.skipped != skipped || s.failed < failEvents {
+		t.Fatalf("counted %d passed, %d skipped, %d failed; the events say %d, %d, at least %d", s.passed, s.skipped, s.failed, passed, skipped, failEvents)
+	}
+	if ok && (failEvents > 0 || skipped > 0 || pkgFailed || !sawPackage) {
+		t.Fatalf("PASS for %d failures, %d skips, a package failure %v, a package seen %v:\n%s", failEvents, skipped, pkgFailed, sawPackage, out.String())
+	}
+}
+
+// checkStream writes the events ops describe (three bytes each: package, test, action) as
+// go test -json does and checks the reader against a model of the stream.
+func checkStream(t *testing.T, ops []byte) {
+	pkgs := []string{mod, mod + "/a", "other.org/x"}
+	tests := []string{"", "TestA", "TestB", "TestB/sub"}
+	actions := []string{"start", "run", "output", "pass", "fail", "skip"}
+	var in strings.Builder
+	running := map[string]bool{}
+	var passed, failed, skipped int
+	var sawPackage, pkgFailed bool
+	var failLines []string
+	for i := 0; i+2 < len(ops) && i < 3*500; i += 3 {
+		e := event{Package: pkgs[int(ops[i])%len(pkgs)], Test: tests[int(ops[i+1])%len(tests)], Action: actions[int(ops[i+2])%len(actions)]}
+		if e.Action == "output" {
+			e.Output = fmt.Sprintf("line %d\n", i)
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.Write(append(b, '\n'))
+		k := key(e.Package, e.Test)
+		switch {
+		case e.Action == "start":
+			sawPackage = true
+		case e.Action == "run":
+			running[k] = true
+		case e.Action == "output":
+		case e.Test == "":
+			sawPackage = true
+			if e.Action == "fail" {
+				pkgFailed = true
+				for rk := range running {
+					if p, _, _ := strings.Cut(rk, "\x00"); p == e.Package {
+						failed++
+						delete(running, rk)
+					}
+				}
+			}
+		default:
+			delete(running, k)
+			switch e.Action {
+			case "pass":
+				passed++
+			case "fail":
+				failed++
+				rel := strings.TrimPrefix(strings.TrimPrefix(e.Package, mod), "/")
+				if rel == "" {
+					rel = "."
+				}
+				failLines = append(failLines, fmt.Sprintf("--- FAIL: %s %s\n", rel, e.Test))
+			case "skip":
+				skipped++
+			}
+		}
+	}
+	var out strings.Builder
+	s := newSummary(mod, nil, &out)
+	if err := s.read(strings.NewReader(in.String())); err != nil {
+		t.Fatal(err)
+	}
+	ok := s.finish("f")
+	want := failed == 0 && skipped == 0 && !pkgFailed && sawPackage
+	if s.passed != passed || s.failed != failed || s.skipped != skipped || ok != want {
+		t.Fatalf("read %d passed, %d failed, %d skipped, ok %v; wrote %d, %d, %d, ok %v:\n%s\n%s", s.passed, s.failed, s.skipped, ok, passed, failed, skipped, want, in.String(), out.String())
+	}
+	for _, l := range failLines {
+		if !strings.Contains(out.String(), l) {
+			t.Fatalf("output lacks %q:\n%s", l, out.String())
+		}
+	}
 }
 
 func TestSlowestListsTopLevelTestsLongestFirst(t *testing.T) {
