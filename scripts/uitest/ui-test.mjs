@@ -1,6 +1,8 @@
 // Browser test of the Hydra web UI, run by scripts/ui-test against a real 3-node cluster.
 // Environment: NODES (JSON [{http, pid, log}]), TOKEN, ARTIFACTS (dir), CHROMIUM, PROFILE.
 // Exits non-zero on the first failed check; prints figures and writes ARTIFACTS/figures.json.
+// UI_TEST_KEEP_GOING=1: the checks of the page's fixes (checkFix) go on after a failure, so that a
+// run against the page before them shows every one they catch (the run still fails).
 if (!Promise.withResolvers) { // playwright-core may expect Node 22
   Promise.withResolvers = function () { let resolve, reject; const promise = new Promise((a, b) => { resolve = a; reject = b; }); return { promise, resolve, reject }; };
 }
@@ -16,6 +18,13 @@ const figures = {};
 const failures = [];
 const log = (...a) => console.log('ui-test:', ...a);
 function check(ok, what) { if (!ok) { failures.push(what); throw new Error('check failed: ' + what); } log('ok -', what); }
+const keepGoing = process.env.UI_TEST_KEEP_GOING === '1';
+function checkFix(ok, what) {
+  if (ok || !keepGoing) return check(ok, what);
+  failures.push(what); console.error('ui-test: FAILED (going on):', what);
+}
+// attempt runs a step's action, and says what went wrong instead of throwing (for checkFix).
+const attempt = (p) => p.then(() => '', (e) => e.message.split('\n')[0]);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function status(http) { const r = await fetch(http + '/api/v1/status'); return r.json(); }
 
@@ -42,9 +51,10 @@ let readAuth = false; // read-auth is on (step 6b): reads without the cookie are
 function watch(page, label) {
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
-    // The test provokes a 400 (a bad field) and a 401 (no token) on purpose: Chromium logs those.
+    // The test provokes a 400 (a bad field), a 401 (no token) and a 403 (a viewer's token) on
+    // purpose: Chromium logs those.
     const loc = m.location() || {};
-    if (/status of 40[01]/.test(m.text()) && /\/api\/v1\/(jobs|modules)$/.test(loc.url || '')) return;
+    if (/status of 40[013]/.test(m.text()) && /\/api\/v1\/(jobs|modules)$/.test(loc.url || '')) return;
     if (outage && /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING)/.test(m.text())) return;
     if (refusing && /status of 404/.test(m.text()) && /\/chunks\?/.test(loc.url || '')) return;
     if (refusingCancel && /status of 404/.test(m.text()) && /\/cancel$/.test(loc.url || '')) return;
@@ -142,9 +152,15 @@ try {
   log('submitted', jobId);
   await page.waitForSelector('#jobs-empty', { state: 'hidden', timeout: 10000 }).catch(() => {});
   check(await page.isHidden('#jobs-empty'), 'the empty-list note is gone once there is a job');
-  let midShot = false;
+  let midShot = false, rateSaid = '', speedsSaid = [];
   for (;;) {
     const p = await page.$eval(`#jobs tr[data-job-id="${jobId}"] .pct`, (e) => e.textContent).catch(() => '');
+    // The job's rate and the nodes' Mandelbrot speeds, as the page shows them while it runs.
+    if (!rateSaid) {
+      const t = await page.$eval(`#jobs tr[data-job-id="${jobId}"]`, (tr) => tr.cells[3].textContent).catch(() => '—');
+      if (t !== '—') rateSaid = t;
+    }
+    for (const t of await page.$$eval('#nodes tbody tr', (trs) => trs.map((tr) => tr.cells[6].textContent))) if (!/samples|items/.test(t) && t !== '—') speedsSaid.push(t);
     if (!midShot && parseFloat(p) >= 30) { midShot = true; await page.screenshot({ path: art + '/2-painting.png', fullPage: true }); }
     if (p === '100.0 %') break;
     // The compute processes run at idle priority: other load on the machine starves them (two
@@ -154,6 +170,11 @@ try {
     await sleep(100);
   }
   const runMs = Date.now() - t0;
+  // One unit for Mandelbrot work on the whole page: the API gives a node's speed in pixels a
+  // second, and the job's rate (rows a second from its progress) was shown in rows/s beside it.
+  log('Mandelbrot job rate', JSON.stringify(rateSaid), 'node speeds', JSON.stringify(speedsSaid.slice(-3)));
+  checkFix(/^[\d.]+ [kMGT]?px\/s$/.test(rateSaid) && speedsSaid.length > 0 && speedsSaid.every((t) => /^[\d.]+ [kMGT]?px\/s$/.test(t)),
+    `a Mandelbrot job's rate is in px/s like its nodes' speeds: "${rateSaid}" / "${speedsSaid[speedsSaid.length - 1]}"`);
   // All units in; the job is done once their audits cleared them (docs/audits.md): a moment later.
   let stDone;
   for (const tEnd = Date.now() + 60000; ;) {
@@ -216,6 +237,15 @@ try {
   // picker; the C example (collatz.wasm, reduce max) uploads, runs, and its page shows the exact
   // result and every node's share.
   await page.check('input[name=kind][value=wasm]');
+  // No file chosen: refused before anything is uploaded, and said as such next to the picker (the
+  // page said "the module was not accepted").
+  await page.setInputFiles('#f-module', []);
+  const uploadsBefore = requests.filter((u) => u.endsWith('/api/v1/modules')).length;
+  await page.click('#submit-btn');
+  await page.waitForFunction(() => document.getElementById('e-module').textContent !== '', null, { timeout: 10000 });
+  const noFile = [await page.textContent('#e-module'), await page.textContent('#submit-msg')];
+  checkFix(/choose a .*file first/.test(noFile.join(' ')) && !/not accepted/.test(noFile[1]) && requests.filter((u) => u.endsWith('/api/v1/modules')).length === uploadsBefore,
+    `with no module chosen the form says to choose one first, uploading nothing: "${noFile[0]}" / "${noFile[1]}"`);
   await page.setInputFiles('#f-module', new URL('../../compute/wasm/testdata/readfile.wasm', import.meta.url).pathname);
   await page.click('#submit-btn');
   await page.waitForFunction(() => document.getElementById('e-module').textContent !== '', null, { timeout: 20000 });
@@ -236,6 +266,25 @@ try {
   const total = shares.reduce((a, b) => a + b, 0);
   check(shares.length >= 1 && Math.abs(total - 100) < 0.5, `the job page shows each node's share (${shares.map((s) => s.toFixed(1) + ' %').join(', ')})`);
   await page.screenshot({ path: art + '/4b-wasm.png', fullPage: true });
+  // A concat job (compute/wasm/testdata/emit.wasm: item i emits i*i and a newline): once done,
+  // its row in the list offers result.bin, as its job view does, and it is the job's output.
+  await page.setInputFiles('#f-module', new URL('../../compute/wasm/testdata/emit.wasm', import.meta.url).pathname);
+  await page.fill('#f-name', 'ui-concat');
+  await page.fill('#f-items', '1000');
+  await page.selectOption('#f-reduce', 'concat');
+  await page.click('#submit-btn');
+  await page.waitForFunction(() => /Submitted job/.test(document.getElementById('submit-msg').textContent), null, { timeout: 60000 });
+  const concatId = (await page.textContent('#submit-msg')).match(/job (\S+)\./)[1];
+  await page.waitForSelector(`#jobs tr[data-job-id="${concatId}"][data-state=done]`, { timeout: 120000 });
+  const binLink = `#jobs tr[data-job-id="${concatId}"] a:text-is("result.bin")`;
+  const binErr = await attempt(page.waitForSelector(binLink, { state: 'visible', timeout: 5000 }));
+  let binOK = false;
+  if (!binErr) {
+    const got = await page.$eval(binLink, async (a) => (await fetch(a.href)).text());
+    binOK = got === Array.from({ length: 1000 }, (_, i) => i * i + '\n').join('');
+  }
+  checkFix(!binErr && binOK, 'a finished concat job\'s row in the list offers its result.bin' + (binErr ? ': ' + binErr : binOK ? '' : ': not the job\'s output'));
+  await page.selectOption('#f-reduce', 'sum');
   await page.check('input[name=kind][value=mandelbrot]');
 
   // 4c. Restart the node that serves the page while a π job runs on the other two: the page
@@ -254,6 +303,11 @@ try {
   const piSaid = await page.$eval('#pi-result', (e) => e.textContent).catch(() => '(none)');
   check(/^π ≈ 3\.\d+ ± \S+ \(standard error\) from [\d.]+( [kMGT])? samples so far$/.test(piSaid), 'the π view states the estimate and its standard error: ' + piSaid);
   check(await page.evaluate(() => window.hydra.state.view.plot && window.hydra.state.view.plot.scales.x.time === false), 'the π chart\'s x axis is a sample count, not a time');
+  // Away from the chart its legend shows the latest values (it showed "--" until hovered).
+  await page.mouse.move(0, 0);
+  await page.waitForFunction(() => /^3\.\d+$/.test((document.querySelector('#pi-chart .u-legend .u-series:nth-child(2) .u-value') || {}).textContent), null, { timeout: 5000 }).catch(() => {});
+  const legendSaid = await page.$$eval('#pi-chart .u-legend .u-series .u-value', (vs) => vs.map((v) => v.textContent));
+  checkFix(legendSaid.length === 5 && legendSaid.every((v) => v !== '--') && /^3\.\d+$/.test(legendSaid[1]), 'the π chart\'s legend shows the latest values when not hovered: ' + legendSaid.join(' | '));
   const other = nodes.find((n) => n !== follower && n.id !== leader0) || nodes.find((n) => n !== follower);
   const seenBefore = await page.evaluate(() => Math.max(...window.hydra.state.view.log.bySeq));
   outage = true;
@@ -310,6 +364,11 @@ try {
   check(missing.length === 0, `after the restart the job view holds all ${history.length} chunks of the job's history` +
     (missing.length ? `; missing ${missing.length}, e.g. #${missing.slice(0, 5).join(', #')}` : ''));
   check(await page.evaluate(() => window.__noReload === true), 'without a reload');
+  // The job was cancelled: its estimate is all it will have, and no longer says "so far".
+  const piFinal = /^π ≈ 3\.\d+ ± \S+ \(standard error\) from [\d.]+( [kMGT])? samples$/;
+  await page.waitForFunction((re) => new RegExp(re).test(document.getElementById('pi-result').textContent), piFinal.source, { timeout: 30000 }).catch(() => {});
+  const piEnd = await page.textContent('#pi-result');
+  checkFix(piFinal.test(piEnd), 'the cancelled π job\'s estimate does not say "so far": ' + piEnd);
   await page.unroute(chunkPages);
   refusing = false;
   await page.screenshot({ path: art + '/4c-restarted.png', fullPage: true });
@@ -368,6 +427,25 @@ try {
   await page.waitForSelector(cRow + '[data-state=cancelled]', { timeout: 30000 });
   check(!/undefined/.test((await rowText())[1]), 'a real cancel then goes through and the row shows the cancelled job');
 
+  // 4f. At 1280×800 the node and job tables fit their box: nothing scrolls out of view and no
+  // cell's text is cut off (the Speed column showed "339 M…", the Audits column was scrolled out).
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  const fit = await page.evaluate(() => ['nodes', 'jobs'].map((id) => {
+    const t = document.getElementById(id), box = t.parentElement, cut = [];
+    for (const c of t.querySelectorAll('th, td, button.link')) {
+      if (!c.checkVisibility()) continue;
+      const r = c.getBoundingClientRect(), b = box.getBoundingClientRect();
+      if (c.scrollWidth > c.clientWidth + 1 || r.right > b.right + 1) cut.push(c.textContent.slice(0, 40) + ' (' + c.scrollWidth + ' > ' + c.clientWidth + ')');
+    }
+    return { id, over: box.scrollWidth - box.clientWidth, cut, speeds: id === 'nodes' ? [...t.tBodies[0].rows].map((tr) => tr.cells[6].textContent) : [] };
+  }));
+  log('tables at 1280 px:', JSON.stringify(fit).slice(0, 400));
+  await page.screenshot({ path: art + '/4f-1280.png' });
+  checkFix(fit.every((f) => f.over <= 0 && f.cut.length === 0),
+    'at 1280×800 the node and job tables fit with no cell cut off: ' + fit.map((f) => f.id + ' overflow ' + f.over + ' px, cut: ' + (f.cut.slice(0, 3).join('; ') || 'none')).join(' · '));
+  await page.setViewportSize({ width: 1280, height: 900 });
+
   // 5. SIGKILL the coordinator: the new one is marked without a reload. The coordinator as the
   // page's node names it now, not leader0: after an election since the start, killing leader0
   // would kill a follower, and the checks below would pass without a failover.
@@ -415,13 +493,84 @@ try {
   watch(anon, 'anon');
   await anon.goto(follower.http + '/', { waitUntil: 'load' });
   check(/Read-only/.test(await anon.textContent('#access')) && /DATA\/api-token/.test(await anon.textContent('#access')), 'without a token the page says it is read-only and how to get one');
+  // Submit and Cancel without a token: the page says, in its own words, that they need an admin
+  // token and where to get one, before sending anything (it sent them, and showed the node's 401,
+  // which tells a command line which header to send).
+  const anonWrites = [];
+  anon.on('request', (r) => { if (r.method() !== 'GET') anonWrites.push(r.method() + ' ' + new URL(r.url()).pathname); });
   const before = (await (await fetch(follower.http + '/api/v1/jobs')).json()).length;
   await anon.click('#submit-btn');
-  await anon.waitForFunction(() => /Refused/.test(document.getElementById('submit-msg').textContent));
+  await anon.waitForFunction(() => document.getElementById('submit-msg').textContent !== '');
   const said = await anon.textContent('#submit-msg');
   const after = (await (await fetch(follower.http + '/api/v1/jobs')).json()).length;
-  check(after === before && /token/.test(said), 'an action without the token is refused and said so: ' + said.slice(0, 80));
+  check(after === before, 'an action without the token submits nothing');
+  // The page's words: what a person does here, not the header a command line sends.
+  const adminWords = (t) => /needs an admin token/.test(t) && /hydra token create --role admin/.test(t) && !/Bearer|Authorization/.test(t);
+  const pageWords = (t) => adminWords(t) && /enter one under Token/.test(t);
+  checkFix(pageWords(said) && anonWrites.length === 0, 'Submit without a token says, before sending, that it needs an admin token and how to get one: ' + said + (anonWrites.length ? ' (sent ' + anonWrites.join(', ') + ')' : ''));
+  // postAdmin: a write with the admin token, again while the node answers 503 (just after the
+  // coordinator's kill it may not know the new one yet).
+  const postAdmin = async (path, body) => {
+    for (const tEnd = Date.now() + 30000; ;) {
+      const r = await fetch(follower.http + path, { method: 'POST', headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      if (r.status !== 503 || Date.now() > tEnd) return [r.status, await r.json()];
+      await sleep(200);
+    }
+  };
+  const [heldStatus, hj] = await postAdmin('/api/v1/jobs', { kind: 'pi', name: 'ui-anon', samples: 100000000000000, seed: '3' });
+  check(heldStatus === 201, 'a π job submitted for the page without a token to cancel: HTTP ' + heldStatus + ' ' + hj.id);
+  const anonCancel = `#jobs tr[data-job-id="${hj.id}"] button:text-is("Cancel")`;
+  await anon.waitForSelector(anonCancel, { timeout: 30000 });
+  await anon.evaluate(() => { document.getElementById('submit-msg').textContent = ''; });
+  anonWrites.length = 0;
+  await anon.click(anonCancel);
+  await anon.waitForFunction(() => document.getElementById('submit-msg').textContent !== '');
+  const saidCancel = await anon.textContent('#submit-msg');
+  await postAdmin(`/api/v1/jobs/${hj.id}/cancel`, {});
+  checkFix(pageWords(saidCancel) && /^Cancelling a job/.test(saidCancel) && anonWrites.length === 0, 'Cancel without a token says so before sending: ' + saidCancel + (anonWrites.length ? ' (sent ' + anonWrites.join(', ') + ')' : ''));
   await anon.screenshot({ path: art + '/6-read-only.png', fullPage: true });
+
+  // Approve and Deny without a token, for a node waiting for approval. None waits in this
+  // cluster (--admit lan): the page's event stream is answered with the node's status and one.
+  const pend = await context.newPage();
+  watch(pend, 'pending');
+  const stPend = await status(follower.http);
+  stPend.pending = [{ id: '12D3KooWFakePendingNode', fingerprint: 'ABCD-EFGH', name: 'ui-waiting', addrs: ['/ip4/127.0.0.1/tcp/9'] }];
+  await pend.route(/\/api\/v1\/events$/, (route) => route.fulfill({ status: 200, contentType: 'text/event-stream', body: 'retry: 60000\nevent: status\ndata: ' + JSON.stringify(stPend) + '\n\n' }));
+  const pendWrites = [];
+  pend.on('request', (r) => { if (r.method() !== 'GET') pendWrites.push(r.method() + ' ' + new URL(r.url()).pathname); });
+  pend.on('dialog', (d) => d.dismiss().catch(() => {}));
+  await pend.goto(follower.http + '/', { waitUntil: 'load' });
+  await pend.waitForSelector('#pending-list button:text-is("Approve")', { timeout: 10000 });
+  for (const b of ['Approve', 'Deny']) {
+    await pend.evaluate(() => { const m = document.getElementById('pending-msg'); if (m) m.textContent = ''; });
+    const err = await attempt(pend.click(`#pending-list button:text-is("${b}")`, { timeout: 5000 }));
+    await pend.waitForFunction(() => (document.getElementById('pending-msg') || {}).textContent, null, { timeout: 3000 }).catch(() => {});
+    const t = await pend.$eval('#pending-msg', (e) => e.textContent).catch(() => '(no message)');
+    checkFix(!err && pageWords(t) && pendWrites.length === 0, `${b} without a token says so before sending: ` + (err || t));
+  }
+  await pend.screenshot({ path: art + '/6-pending.png', fullPage: true });
+  await pend.close();
+
+  // A viewer's token, entered under Token: a write is refused (403), and the page says that it
+  // needs an admin token, not the node's words.
+  const [vrStatus, viewer] = await postAdmin('/api/v1/tokens', { role: 'viewer' });
+  check(vrStatus === 201 && viewer.token, 'a viewer credential created: HTTP ' + vrStatus);
+  const vp = await context.newPage();
+  watch(vp, 'viewer');
+  await vp.goto(follower.http + '/', { waitUntil: 'load' });
+  const entered = await attempt(vp.fill('#token-in', viewer.token, { timeout: 5000 })
+    .then(() => Promise.all([vp.waitForEvent('framenavigated', { timeout: 10000 }), vp.click('#token-form button')]))
+    .then(() => vp.waitForLoadState('load')));
+  if (entered) await vp.goto(follower.http + '/?token=' + viewer.token, { waitUntil: 'load' }); // the page before a token could be entered
+  await vp.waitForFunction(() => /Actions enabled/.test(document.getElementById('access').textContent), null, { timeout: 10000 });
+  checkFix(!entered && await vp.evaluate((t) => sessionStorage.getItem('hydra-token') === t, viewer.token), 'a token entered under Token is kept for the tab' + (entered ? ': ' + entered : ''));
+  await vp.click('#submit-btn');
+  await vp.waitForFunction(() => !/^(Submitting…)?$/.test(document.getElementById('submit-msg').textContent), null, { timeout: 30000 });
+  const saidViewer = await vp.textContent('#submit-msg');
+  checkFix(/may only read/.test(saidViewer) && adminWords(saidViewer), 'a viewer\'s Submit refused (403) says it needs an admin token: ' + saidViewer);
+  await vp.close();
+  await fetch(follower.http + '/api/v1/tokens/' + viewer.id, { method: 'DELETE', headers: { Authorization: 'Bearer ' + token } });
   // A phone-sized screen.
   await anon.setViewportSize({ width: 390, height: 844 });
   await anon.screenshot({ path: art + '/7-phone.png', fullPage: true });

@@ -54,7 +54,33 @@ function renderAccess(refused) {
   a.append(el('code', null, 'DATA/api-token'));
   a.append(' on any node and open ');
   a.append(el('code', null, location.origin + '/?token=<token>'));
-  a.append('.');
+  a.append(', or paste it here: ');
+  // The token goes through the ?token= link, as the printed URL does: kept for the tab, and under
+  // read-auth the node sets its read cookie.
+  const f = el('form', 'token-form'); f.id = 'token-form';
+  const lab = el('label', null, 'Token '); lab.htmlFor = 'token-in';
+  const inp = el('input'); inp.id = 'token-in'; inp.type = 'password'; inp.autocomplete = 'off'; inp.spellcheck = false;
+  f.append(lab, inp, ' ', el('button', null, 'Use token'));
+  f.onsubmit = (ev) => {
+    ev.preventDefault();
+    const t = inp.value.trim(); if (!t) return;
+    location.assign(location.pathname + '?token=' + encodeURIComponent(t) + location.hash);
+  };
+  a.append(f);
+}
+
+// needToken says, in the page's words, that an action needs an admin token and how to get one:
+// before sending it when the tab holds none, and when the node refused it (401, 403). The API's
+// own message is for the command line (it says which header to send).
+const HOW_ADMIN = 'hydra token create --role admin prints one; every member keeps one in DATA/api-token';
+function needToken(action) {
+  return action + ' needs an admin token: enter one under Token at the top of the page (' + HOW_ADMIN + ').';
+}
+// refusal is the page's words for a 401 or 403 answer to action, or null for another answer.
+function refusal(r, action) {
+  if (r.status === 403) return 'Refused: this tab\'s token may only read. ' + action + ' needs an admin token: choose Forget token, then enter an admin one (' + HOW_ADMIN + ').';
+  if (r.status === 401) return S.token ? 'Refused: the node does not accept this tab\'s token (revoked, expired or mistyped?). ' + needToken(action) : 'Refused. ' + needToken(action);
+  return null;
 }
 
 // forgetToken drops the tab's token, and has the node expire the read cookie that a ?token=
@@ -72,9 +98,9 @@ async function forgetToken() {
 
 // api calls the node's API; every call carries the token (reads need it when the cluster's
 // read-auth setting is on). It resolves to {ok, status, body}.
-async function api(method, path, body) {
+async function api(method, path, body, type = 'application/json') {
   const h = {};
-  if (body !== undefined) h['Content-Type'] = 'application/json';
+  if (body !== undefined) h['Content-Type'] = type;
   if (S.token) h['Authorization'] = 'Bearer ' + S.token;
   let r;
   try {
@@ -86,7 +112,7 @@ async function api(method, path, body) {
   stats.bytes += text.length;
   let j = null;
   try { j = text ? JSON.parse(text) : null; } catch { j = { error: text.slice(0, 300) }; }
-  if (r.status === 401) renderAccess('Refused: the node answered 401 (' + ((j && j.error) || 'missing or wrong API token') + ').');
+  if (r.status === 401) renderAccess('Refused: the node answered 401: ' + (S.token ? 'it does not accept this tab\'s token.' : method === 'GET' ? 'this cluster needs a token even to read (read-auth).' : 'this needs a token.'));
   return { ok: r.ok, status: r.status, body: j };
 }
 
@@ -186,7 +212,11 @@ const fmt = {
   },
 };
 const unitShort = { pi: 'samples', mandelbrot: 'rows', wasm: 'items' };
-const rateUnit = { pi: 'samples', mandelbrot: 'px', wasm: 'items' }; // a node's speed: work per second (compute.UnitWork)
+// Rates are work per second, as the API gives a node's (compute.UnitWork): π samples, Mandelbrot
+// pixels (a row is its width), WebAssembly items. A job's rate is shown in the same unit.
+const rateUnit = { pi: 'samples', mandelbrot: 'px', wasm: 'items' };
+// jobRate is a job's rate in rateUnit: its units (rows for Mandelbrot) per second times their work.
+function jobRate(j, unitsPerSec) { return j.kind === 'mandelbrot' ? unitsPerSec * j.width : unitsPerSec; }
 const roleLabel = { leader: 'leader (coordinator)', voter: 'voter', nonvoter: 'non-voter', none: 'not a member' };
 
 // renderPending lists the nodes waiting for approval, with approve and deny buttons (admins).
@@ -206,20 +236,25 @@ function renderPending(st) {
     const li = el('li');
     li.append(el('code', 'fp', p.fingerprint), ' ', el('strong', null, p.name || '(no name)'), ' ', el('span', 'muted', (p.addrs || [])[0] || ''), ' ');
     const ok = el('button', null, 'Approve');
-    ok.onclick = async () => {
-      const r = await api('POST', '/api/v1/approve', JSON.stringify({ fingerprint: p.fingerprint }));
-      if (!r.ok) alert('approve: ' + ((r.body && r.body.error) || r.status));
-    };
+    ok.onclick = () => admitAction('approve', 'Approving a node', p);
     const no = el('button', null, 'Deny');
-    no.onclick = async () => {
-      if (!confirm('Refuse ' + p.fingerprint + ' for good?')) return;
-      const r = await api('POST', '/api/v1/deny', JSON.stringify({ fingerprint: p.fingerprint }));
-      if (!r.ok) alert('deny: ' + ((r.body && r.body.error) || r.status));
-    };
-    ok.disabled = no.disabled = !S.token;
+    no.onclick = () => admitAction('deny', 'Denying a node', p);
     li.append(ok, ' ', no);
     ul.append(li);
   }
+}
+
+// admitAction approves or denies a node waiting for approval, and says how it went under the list
+// (without a token: what it needs, before sending).
+async function admitAction(op, action, p) {
+  const msg = $('pending-msg');
+  msg.className = 'msg bad';
+  if (!S.token) { setText(msg, needToken(action)); return; }
+  if (op === 'deny' && !confirm('Refuse ' + p.fingerprint + ' for good?')) return;
+  msg.className = 'msg'; setText(msg, (op === 'deny' ? 'Denying ' : 'Approving ') + p.fingerprint + '…');
+  const r = await api('POST', '/api/v1/' + op, JSON.stringify({ fingerprint: p.fingerprint }));
+  msg.className = r.ok ? 'msg ok' : 'msg bad';
+  setText(msg, r.ok ? (op === 'deny' ? 'Denied ' : 'Approved ') + p.fingerprint + '.' : refusal(r, action) || op + ' refused: ' + ((r.body && r.body.error) || r.status));
 }
 
 const rowsByNode = new Map();
@@ -246,6 +281,7 @@ function renderCluster() {
     if (!r) {
       const tr = el('tr'); tr.dataset.nodeId = n.id;
       const cells = []; for (let k = 0; k < 9; k++) { const td = el('td'); if (k === 2 || k === 6 || k === 7) td.className = 'r'; tr.append(td); cells.push(td); }
+      for (const k of [6, 7, 8]) cells[k].classList.add('lines'); // speeds, work, audits: a line each
       const name = el('span'), badge = el('span', 'self', 'this node'); cells[0].append(el('span', 'sw'), name, badge);
       cells[0].firstChild.style.background = nodeColour(n.id);
       r = { tr, cells, name, badge, st: el('span', 'st') }; cells[4].append(r.st);
@@ -269,12 +305,12 @@ function renderCluster() {
     setText(r.cells[5], ls.length ? ls.map((l) => jobName(l.job) + ' [' + l.start + ', ' + l.end + ')' + (l.backup ? ' backup' : '')).join('; ') : '—');
     const na = (act.nodes || {})[n.id];
     const rates = na && na.rates ? Object.entries(na.rates).filter(([, v]) => v > 0).map(([k, v]) => fmt.si(v, (rateUnit[k] || k) + '/s')) : [];
-    setText(r.cells[6], rates.join(' · ') || '—');
+    setText(r.cells[6], rates.join('\n') || '—'); // one kind a line: the column stays narrow
     const c = contrib.get(n.id);
-    setText(r.cells[7], c ? c.chunks + ' chunks · ' + fmt.dur(c.secs) : '—');
+    setText(r.cells[7], c ? c.chunks + ' chunks\n' + fmt.dur(c.secs) : '—');
     const au = n.audit || { state: 'new', passed: 0, failed: 0 };
-    setText(r.cells[8], au.state + ' · ' + au.passed + ' passed · ' + au.failed + ' failed');
-    r.cells[8].className = au.state === 'quarantined' ? 'st-paused' : '';
+    setText(r.cells[8], au.state + '\n' + au.passed + ' passed · ' + au.failed + ' failed');
+    r.cells[8].className = 'lines' + (au.state === 'quarantined' ? ' st-paused' : '');
     if (tb.children[i] !== r.tr) tb.insertBefore(r.tr, tb.children[i] || null);
   });
   for (const [id, r] of rowsByNode) if (!seen.has(id)) { r.tr.remove(); rowsByNode.delete(id); }
@@ -321,11 +357,12 @@ function renderJobs() {
     r.barWrap.setAttribute('aria-valuenow', Math.round((j.progress || 0) * 100));
     setText(r.pct, (Math.floor((j.progress || 0) * 1000) / 10).toFixed(1) + ' %');
     const rate = rateOf(j);
-    setText(r.rate, fmt.si(rate, unitShort[j.kind] + '/s'));
+    setText(r.rate, fmt.si(jobRate(j, rate), (rateUnit[j.kind] || unitShort[j.kind]) + '/s'));
     const left = j.total_units - j.done_units;
     setText(r.eta, j.state === 'done' ? 'done' : rate > 0 ? fmt.dur(left / rate) : '—');
     r.cancel.hidden = FINISHED.has(j.state);
     r.png.hidden = r.raw.hidden = j.kind !== 'mandelbrot';
+    r.bin.hidden = !(j.kind === 'wasm' && j.reduce === 'concat' && j.state === 'done');
     r.tr.classList.toggle('sel', S.selected === id);
     if (tb.children[i] !== r.tr) tb.insertBefore(r.tr, tb.children[i] || null);
   });
@@ -356,22 +393,26 @@ function makeJobRow(j) {
   const png = el('a', 'btn', 'PNG'); png.href = base + '/result.png'; png.download = 'hydra-' + id + '.png';
   const raw = el('a', 'btn', 'raw'); raw.href = base + '/result.raw'; raw.download = 'hydra-' + id + '.raw'; raw.title = 'W×H little-endian uint32 iteration counts';
   const json = el('a', 'btn', 'JSON'); json.href = base + '/result'; json.download = 'hydra-' + id + '.json';
-  c[5].append(cancel, ' ', png, ' ', raw, ' ', json);
-  const r = { tr, name, sub, state, fill, barWrap, pct, rate, eta, cancel, png, raw };
+  // A concat job's output bytes in item order (GET …/result.bin), as its job view offers them.
+  const bin = el('a', 'btn', 'result.bin'); bin.href = base + '/result.bin'; bin.download = 'hydra-' + id + '.bin'; bin.title = 'the output bytes in item order';
+  c[5].append(cancel, ' ', png, ' ', raw, ' ', bin, ' ', json);
+  const r = { tr, name, sub, state, fill, barWrap, pct, rate, eta, cancel, png, raw, bin };
   rowsByJob.set(id, r);
   return r;
 }
 
 async function cancelJob(id, btn) {
+  const msg = $('submit-msg');
+  if (!S.token) { msg.className = 'msg bad'; setText(msg, needToken('Cancelling a job')); return; }
   btn.disabled = true;
   const r = await api('POST', '/api/v1/jobs/' + encodeURIComponent(id) + '/cancel', '{}');
   btn.disabled = false;
-  const msg = $('submit-msg'), b = r.body;
+  const b = r.body;
   // A job deleted meanwhile (another admin, the retention period) answers 404, or, deleted
   // between the cancel and the answer, {id, state} without the job: the list drops it at its
   // next update, and the row keeps the job as it was until then.
   if (r.status === 404) { msg.className = 'msg bad'; setText(msg, 'Not cancelled: this node has no job ' + id + ' (deleted meanwhile?).'); }
-  else if (!r.ok) { msg.className = 'msg bad'; setText(msg, 'Cancel refused: ' + ((b && b.error) || r.status)); }
+  else if (!r.ok) { msg.className = 'msg bad'; setText(msg, refusal(r, 'Cancelling a job') || 'Cancel refused: ' + ((b && b.error) || r.status)); }
   else if (!isJob(b, id)) { msg.className = 'msg ok'; setText(msg, 'Cancelled ' + id + ', which this node no longer has (deleted meanwhile?).'); }
   else { msg.className = 'msg ok'; setText(msg, 'Cancelled ' + id + '.'); S.jobs.set(id, b); schedule(); }
 }
@@ -399,19 +440,6 @@ function select(id) {
 const FIELDS = { pi: ['samples', 'seed'], mandelbrot: ['width', 'height', 'center_x', 'center_y', 'span', 'max_iter'], wasm: ['items', 'reduce', 'params'] };
 const STRINGS = new Set(['name', 'seed', 'reduce', 'params']); // sent as JSON strings, whatever they look like
 
-// uploadModule sends the chosen .wasm file's raw bytes (POST /api/v1/modules) and resolves to
-// its SHA-256, or throws with the node's reason.
-async function uploadModule(file) {
-  const h = { 'Content-Type': 'application/wasm' };
-  if (S.token) h['Authorization'] = 'Bearer ' + S.token;
-  let r;
-  try { r = await fetch('/api/v1/modules', { method: 'POST', headers: h, body: file }); } catch (e) { throw new Error('cannot reach this node: ' + e.message); }
-  const text = await r.text();
-  let j = null; try { j = JSON.parse(text); } catch { j = { error: text.slice(0, 300) }; }
-  if (r.status === 401) renderAccess('Refused: the node answered 401 (' + ((j && j.error) || 'missing or wrong API token') + ').');
-  if (!r.ok) throw new Error((j && j.error) || ('HTTP ' + r.status));
-  return j.sha256;
-}
 const NUMERIC = /^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 function initForm() {
   const f = $('submit');
@@ -431,17 +459,27 @@ function initForm() {
     }
     for (const e of f.querySelectorAll('.err')) e.textContent = '';
     for (const e of f.querySelectorAll('[aria-invalid]')) e.removeAttribute('aria-invalid');
-    const msg = $('submit-msg'); msg.className = 'msg'; setText(msg, 'Submitting…');
+    const msg = $('submit-msg');
+    // Without a token the node would refuse it: said before anything is sent or uploaded.
+    if (!S.token) { msg.className = 'msg bad'; setText(msg, needToken('Submitting a job')); return; }
+    msg.className = 'msg'; setText(msg, 'Submitting…');
     const btn = $('submit-btn'); btn.disabled = true;
     if (k === 'wasm') {
       const file = f.elements.module.files[0];
-      const bad = (m) => {
-        btn.disabled = false; msg.className = 'msg bad'; setText(msg, 'No job submitted: the module was not accepted.');
+      const bad = (said, m) => {
+        btn.disabled = false; msg.className = 'msg bad'; setText(msg, said);
         $('e-module').textContent = m; f.elements.module.setAttribute('aria-invalid', 'true'); f.elements.module.setAttribute('aria-describedby', 'e-module');
       };
-      if (!file) { bad('module: choose a .wasm file'); return; }
+      // Nothing chosen: nothing to upload, so nothing was refused.
+      if (!file) { bad('No job submitted: choose a module file first.', 'module: choose a .wasm file first'); return; }
       setText(msg, 'Uploading ' + file.name + ' (' + fmt.si(file.size, 'B') + ')…');
-      try { parts.push('"module":' + JSON.stringify(await uploadModule(file))); } catch (e) { bad('module: ' + e.message); return; }
+      const up = await api('POST', '/api/v1/modules', file, 'application/wasm');
+      if (!up.ok) {
+        const no = refusal(up, 'Uploading a module'); // the tab's token, not the module
+        if (no) { btn.disabled = false; msg.className = 'msg bad'; setText(msg, no); } else bad('No job submitted: the module was not accepted.', 'module: ' + ((up.body && up.body.error) || 'HTTP ' + up.status));
+        return;
+      }
+      parts.push('"module":' + JSON.stringify(up.body.sha256));
       setText(msg, 'Submitting…');
     }
     const r = await api('POST', '/api/v1/jobs', '{' + parts.join(',') + '}');
@@ -460,7 +498,7 @@ function initForm() {
       slot.textContent = err; f.elements[field[1]].setAttribute('aria-invalid', 'true');
       f.elements[field[1]].setAttribute('aria-describedby', slot.id);
       setText(msg, 'The node refused the job (see ' + field[1] + ').');
-    } else setText(msg, (r.status === 401 ? 'Refused: ' : 'Error: ') + err);
+    } else setText(msg, refusal(r, 'Submitting a job') || 'Error: ' + err);
   });
 }
 

@@ -372,9 +372,20 @@ export class JobView {
         series: [{ label: 'samples' }, { label: 'estimate', stroke: acc, width: 2 },
           { label: '−2σ', stroke: 'transparent' }, { label: '+2σ', stroke: 'transparent' }, { label: 'π', stroke: '#888', dash: [4, 4] }],
         bands: [{ series: [3, 2], fill: acc + '33' }],
+        // The legend shows the values under the cursor, and "--" without one: away from the chart
+        // it shows the latest point instead (the estimate now, its band and the samples).
+        hooks: { setLegend: [(u) => { if (u.legend.idx == null) latestInLegend(u); }] },
       }, data, box);
+      latestInLegend(this.plot);
       this.ro = new ResizeObserver(() => this.plot && this.plot.setSize({ width: Math.max(280, box.clientWidth), height: 300 }));
       this.ro.observe(box);
-    } else this.plot.setData(data);
+    } else { this.plot.setData(data); if (this.plot.cursor.idx == null) latestInLegend(this.plot); }
   }
+}
+
+// latestInLegend shows the last point's values in a chart's legend; false: no setLegend hook
+// again (it calls this).
+function latestInLegend(u) {
+  const n = u.data[0].length;
+  if (n) u.setLegend({ idx: n - 1 }, false);
 }
