@@ -102,7 +102,7 @@ func (d *decoder) varint() int64 {
 		d.fail(errTruncated)
 		return 0
 	}
-	if d.strict && n != len(binary.AppendVarint(nil, v)) {
+	if d.strict && n != wire.UvarintLen(uint64(v<<1)^uint64(v>>63)) { // v's zig-zag form, as binary.PutVarint writes it
 		d.fail(wire.ErrOverlong)
 		return 0
 	}

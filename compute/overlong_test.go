@@ -96,3 +96,25 @@ func TestCheckCommitmentRefusesOverlong(t *testing.T) {
 		}
 	}
 }
+
+// A strict decoder reads every varint in its shortest form and refuses the same value one byte
+// longer; a lenient one reads both.
+func TestStrictDecoderVarints(t *testing.T) {
+	for _, v := range []int64{0, 1, -1, 63, -64, 64, -65, 1 << 40, -(1 << 40), 1<<63 - 1, -1 << 63} {
+		short := binary.AppendVarint(nil, v)
+		if got := (&decoder{b: short, strict: true}).varint(); got != v {
+			t.Fatalf("strict read of %d's shortest form: %d", v, got)
+		}
+		if len(short) == binary.MaxVarintLen64 {
+			continue // no longer form exists
+		}
+		long := overlongAt(t, short, 0)
+		d := &decoder{b: long, strict: true}
+		if d.varint(); !errors.Is(d.err, wire.ErrOverlong) {
+			t.Fatalf("strict read of %d as % x: %v, want ErrOverlong", v, long, d.err)
+		}
+		if got := (&decoder{b: long}).varint(); got != v {
+			t.Fatalf("lenient read of %d as % x: %d", v, long, got)
+		}
+	}
+}

@@ -524,28 +524,19 @@ func (n *Node) Run(ctx context.Context) error {
 	return runErr
 }
 
-// abandon releases what a Run whose start failed had: the HTTP server (or, before it served,
-// its listener), the compute process, whatever runs on Run's context (cancel), raft, the libp2p
-// host and the job state. Nothing of the work loop had started yet.
+// abandon releases what a Run whose start failed had: the HTTP server if it served, the compute
+// process, whatever runs on Run's context (cancel), then what New opened, as Close would (raft,
+// the job state, the host, the HTTP listener, the data directory's lock). Nothing of the work
+// loop had started yet.
 func (n *Node) abandon(srv *http.Server, serving bool, cancel context.CancelFunc) {
 	if serving {
-		_ = srv.Close() // closes the listener too
-	} else {
-		_ = n.httpLn.Close()
+		_ = srv.Close()
 	}
 	if n.runner != nil {
 		_ = n.runner.Close()
 	}
 	cancel()
-	if err := n.raft.Shutdown(false); err != nil {
-		n.log.Warn("raft shutdown after a failed start", "err", err)
-	}
-	if err := n.host.Close(); err != nil {
-		n.log.Debug("close host", "err", err)
-	}
-	if err := n.jobs.Close(); err != nil {
-		n.log.Debug("close job state", "err", err)
-	}
+	n.release.unwind()
 }
 
 // Connect dials a peer and hands it to consensus as if discovery had found
