@@ -747,6 +747,10 @@ try {
   for (const c of restarted) c.kill('SIGKILL');
 }
 figures.failures = failures;
+if (failures.length) { // UI_TEST_KEEP_GOING=1 went on past them: the run still fails
+  exitCode = 1;
+  console.error('ui-test: FAILED:', failures.length, 'check(s):\n  ' + failures.join('\n  '));
+}
 writeFileSync(art + '/figures.json', JSON.stringify(figures, null, 2));
 log('figures:', JSON.stringify({ ...figures, page_files: undefined }));
 process.exit(exitCode);
