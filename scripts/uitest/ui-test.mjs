@@ -373,6 +373,42 @@ try {
   refusing = false;
   await page.screenshot({ path: art + '/4c-restarted.png', fullPage: true });
 
+  // 4c'. A π job that ends while none of its chunks runs gets no chart point after it: its
+  // estimate stops saying "so far" when the job's state arrives, not at a next point that never
+  // comes (it said "so far" for good). The cluster cannot be made to hold its chunks back at a
+  // chosen moment, so this page's event stream is answered by the test with the node's status and
+  // the job above (its chunk history is the node's, unrouted): first as it was while it ran, then,
+  // once the page shows its estimate "so far", cancelled, with no chunk accepted since.
+  const pe = await context.newPage();
+  watch(pe, 'pi-end');
+  let endedJob;
+  for (const tEnd = Date.now() + 30000; ;) {
+    endedJob = await (await fetch(`${follower.http}/api/v1/jobs/${rj.id}`)).json();
+    if (endedJob.state === 'cancelled' || Date.now() > tEnd) break;
+    await sleep(200);
+  }
+  const stEnd = await status(follower.http);
+  const frame = (ev, d) => 'event: ' + ev + '\ndata: ' + JSON.stringify(d) + '\n\n';
+  const cancelGate = Promise.withResolvers();
+  let peStreams = 0;
+  await pe.route(/\/api\/v1\/events$/, async (route) => {
+    const first = peStreams++ === 0;
+    if (!first) await cancelGate.promise;
+    const job = first ? { ...endedJob, state: 'running' } : endedJob;
+    await route.fulfill({ status: 200, contentType: 'text/event-stream', body: (first ? 'retry: 200\n' : 'retry: 60000\n') + frame('status', stEnd) + frame('jobs', [job]) }).catch(() => {});
+  });
+  await pe.goto(follower.http + '/#job=' + encodeURIComponent(rj.id), { waitUntil: 'load' });
+  // The view has read the job's history (a later read would draw the chart again anyway).
+  const soFar = await pe.waitForFunction(() => { const v = window.hydra.state.view; return v && v.historyRead && v.log.bySeq.size > 0 &&
+    / so far$/.test(document.getElementById('pi-result').textContent); }, null, { timeout: 30000 }).then(() => true, () => false);
+  check(soFar && endedJob.state === 'cancelled', `the running π job's estimate says "so far" (${await pe.textContent('#pi-result')}; the job is ${endedJob.state} now)`);
+  cancelGate.resolve();
+  await pe.waitForFunction(() => window.hydra.state.jobs.size === 1 && [...window.hydra.state.jobs.values()][0].state === 'cancelled', null, { timeout: 30000 });
+  const endSaid = await pe.waitForFunction((re) => new RegExp(re).test(document.getElementById('pi-result').textContent), piFinal.source, { timeout: 5000 }).then(() => '', () => 'still ');
+  checkFix(endSaid === '', 'a π job cancelled while none of its chunks runs stops saying "so far" at once: ' + endSaid + await pe.textContent('#pi-result'));
+  await pe.screenshot({ path: art + '/4c-pi-ended.png', fullPage: true });
+  await pe.close();
+
   // 4d. Freeze the page's node (SIGSTOP): its stream stalls without closing, which an
   // EventSource does not notice. The page says it is reconnecting once it hears no event for
   // its stall bound (20 s; the node pings every 5 s), and is live again when the node runs.
@@ -406,26 +442,39 @@ try {
   const rowText = () => page.$eval(cRow, (tr) => [tr.dataset.state, tr.cells[0].textContent]);
   const [, subBefore] = await rowText();
   const cancelRoute = /\/api\/v1\/jobs\/[^/]+\/cancel$/;
+  // What became of a Cancel is said in its job's row, beside the button pressed (it was said
+  // beside the Submit form, far from the row in a long list): cancelSaid is [in the row, by the form].
+  const cancelSaid = (p, row) => p.evaluate((sel) => [(document.querySelector(sel) || {}).textContent || '', document.getElementById('submit-msg').textContent], row + ' .row-msg');
+  const cancelSaidSomewhere = (p, row) => p.waitForFunction((sel) => !/^(Cancelling…)?$/.test((document.querySelector(sel) || {}).textContent || '') ||
+    document.getElementById('submit-msg').textContent !== '', row + ' .row-msg', { timeout: 30000 });
+  const clearCancelSaid = (p, row) => p.evaluate((sel) => { for (const e of [document.querySelector(sel), document.getElementById('submit-msg')]) if (e) e.textContent = ''; }, row + ' .row-msg');
   const cancelAnswered = async (status, body) => {
     await page.route(cancelRoute, (route) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) }));
-    await page.evaluate(() => { document.getElementById('submit-msg').textContent = ''; });
+    await clearCancelSaid(page, cRow);
     await page.click(cRow + ' button:text-is("Cancel")');
-    await page.waitForFunction(() => document.getElementById('submit-msg').textContent !== '');
+    await cancelSaidSomewhere(page, cRow);
     await page.unroute(cancelRoute);
     await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))); // a render
-    return [await page.textContent('#submit-msg'), ...(await rowText())];
+    const [inRow, byForm] = await cancelSaid(page, cRow);
+    return [inRow || byForm, inRow, byForm, ...(await rowText())];
   };
-  const [gone, goneState, goneSub] = await cancelAnswered(200, { id: cj.id, state: 'cancelled' });
+  const [gone, goneRow, goneForm, goneState, goneSub] = await cancelAnswered(200, { id: cj.id, state: 'cancelled' });
   check(/no longer has/.test(gone) && !/undefined/.test(goneSub) && goneSub === subBefore && goneState !== 'cancelled',
     `a cancel answered without the job says so and leaves the row to the next list update: "${gone}" / ${goneState} "${goneSub}"`);
+  checkFix(goneRow !== '' && goneForm === '', `a Cancel's answer is said in its job's row, not beside the Submit form: row "${goneRow}", form "${goneForm}"`);
   refusingCancel = true;
-  const [no, noState, noSub] = await cancelAnswered(404, { error: 'no such job: ' + JSON.stringify(cj.id) });
+  const [no, noRow, noForm, noState, noSub] = await cancelAnswered(404, { error: 'no such job: ' + JSON.stringify(cj.id) });
   refusingCancel = false;
-  check(/Not cancelled: this node has no job/.test(no) && goneSub === noSub && noState !== 'cancelled', `a cancel answered 404 says the job is gone: "${no}"`);
+  check(/Not cancelled: this node has no (such )?job/.test(no) && goneSub === noSub && noState !== 'cancelled', `a cancel answered 404 says the job is gone: "${no}"`);
+  checkFix(noRow !== '' && noForm === '', `a Cancel's error is said in its job's row, not beside the Submit form: row "${noRow}", form "${noForm}"`);
+  await clearCancelSaid(page, cRow);
   await page.click(cRow + ' button:text-is("Cancel")');
-  await page.waitForFunction((id) => document.getElementById('submit-msg').textContent === 'Cancelled ' + id + '.', cj.id);
+  await page.waitForFunction(([sel, id]) => (document.querySelector(sel) || {}).textContent === 'Cancelled.' ||
+    document.getElementById('submit-msg').textContent === 'Cancelled ' + id + '.', [cRow + ' .row-msg', cj.id]);
   await page.waitForSelector(cRow + '[data-state=cancelled]', { timeout: 30000 });
   check(!/undefined/.test((await rowText())[1]), 'a real cancel then goes through and the row shows the cancelled job');
+  const [doneRow, doneForm] = await cancelSaid(page, cRow);
+  checkFix(doneRow === 'Cancelled.' && doneForm === '', `a real cancel is said in its job's row: row "${doneRow}", form "${doneForm}"`);
 
   // 4f. At 1280×800 the node and job tables fit their box: nothing scrolls out of view and no
   // cell's text is cut off (the Speed column showed "339 M…", the Audits column was scrolled out).
@@ -521,13 +570,16 @@ try {
   check(heldStatus === 201, 'a π job submitted for the page without a token to cancel: HTTP ' + heldStatus + ' ' + hj.id);
   const anonCancel = `#jobs tr[data-job-id="${hj.id}"] button:text-is("Cancel")`;
   await anon.waitForSelector(anonCancel, { timeout: 30000 });
-  await anon.evaluate(() => { document.getElementById('submit-msg').textContent = ''; });
+  const anonRow = `#jobs tr[data-job-id="${hj.id}"]`;
+  await clearCancelSaid(anon, anonRow);
   anonWrites.length = 0;
   await anon.click(anonCancel);
-  await anon.waitForFunction(() => document.getElementById('submit-msg').textContent !== '');
-  const saidCancel = await anon.textContent('#submit-msg');
+  await cancelSaidSomewhere(anon, anonRow);
+  const [cancelRow, cancelForm] = await cancelSaid(anon, anonRow);
+  const saidCancel = cancelRow || cancelForm;
   await postAdmin(`/api/v1/jobs/${hj.id}/cancel`, {});
   checkFix(pageWords(saidCancel) && /^Cancelling a job/.test(saidCancel) && anonWrites.length === 0, 'Cancel without a token says so before sending: ' + saidCancel + (anonWrites.length ? ' (sent ' + anonWrites.join(', ') + ')' : ''));
+  checkFix(cancelRow !== '' && cancelForm === '', `Cancel without a token says so in its job's row, not beside the Submit form: row "${cancelRow}", form "${cancelForm}"`);
   await anon.screenshot({ path: art + '/6-read-only.png', fullPage: true });
 
   // Approve and Deny without a token, for a node waiting for approval. None waits in this
@@ -627,7 +679,25 @@ try {
   const connSaid = await ra.waitForFunction(() => /^needs a token$/.test(document.getElementById('conn').textContent) &&
     /Refused: the node answered 401/.test(document.getElementById('access').textContent), null, { timeout: 10000 }).then(() => true, () => false);
   check(connSaid, 'the page says it needs a token, not "live": ' + await ra.textContent('#conn'));
+  // Refused, it stops asking (it opened its stream again every 2 s, into 401s for ever) and says
+  // that reading needs a viewer token, with its Token field; no new stream in 7 s (more than three
+  // of its old retries).
+  const streamsRefused = streams.size;
+  for (const tEnd = Date.now() + 7000; streams.size === streamsRefused && Date.now() < tEnd;) await sleep(100);
+  const accessSaid = await ra.textContent('#access');
+  checkFix(streams.size === streamsRefused && /viewer token/.test(accessSaid) && /hydra token create --role viewer/.test(accessSaid) && await ra.isVisible('#token-in'),
+    `refused (401), the page stops opening its event stream and says a viewer token is needed: ${streams.size - streamsRefused} stream(s) opened again in 7 s; "${accessSaid.slice(0, 200)}"`);
   await ra.screenshot({ path: art + '/6b-forgotten.png', fullPage: true });
+  // A viewer token entered under Token starts the stream again (the page opens its ?token= link).
+  const [rvStatus, rv] = await postAdmin('/api/v1/tokens', { role: 'viewer' });
+  check(rvStatus === 201 && rv.token, 'a viewer credential created: HTTP ' + rvStatus);
+  await ra.fill('#token-in', rv.token);
+  await Promise.all([ra.waitForEvent('framenavigated', { timeout: 10000 }), ra.click('#token-form button')]);
+  await ra.waitForLoadState('load');
+  const liveAgain = await ra.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 30000 }).then(() => true, () => false);
+  for (const tEnd = Date.now() + 10000; live.size !== 1 && Date.now() < tEnd;) await sleep(100);
+  check(liveAgain && live.size === 1, `with a viewer token entered under Token the page is live again (${await ra.textContent('#conn')}, ${live.size} stream(s) open)`);
+  await fetch(follower.http + '/api/v1/tokens/' + rv.id, { method: 'DELETE', headers: { Authorization: 'Bearer ' + token } });
   await raCdp.detach();
   await ra.close();
   await readAuthSet(false);
@@ -677,6 +747,10 @@ try {
   for (const c of restarted) c.kill('SIGKILL');
 }
 figures.failures = failures;
+if (failures.length) { // UI_TEST_KEEP_GOING=1 went on past them: the run still fails
+  exitCode = 1;
+  console.error('ui-test: FAILED:', failures.length, 'check(s):\n  ' + failures.join('\n  '));
+}
 writeFileSync(art + '/figures.json', JSON.stringify(figures, null, 2));
 log('figures:', JSON.stringify({ ...figures, page_files: undefined }));
 process.exit(exitCode);

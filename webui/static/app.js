@@ -83,6 +83,13 @@ function refusal(r, action) {
   return null;
 }
 
+// needReadToken is the page's words for an event stream refused 401: even reading needs a token.
+function needReadToken() {
+  return 'Refused: the node answered 401: ' + (S.token ? 'it does not accept this tab\'s token (revoked, expired or mistyped?), and ' : '') +
+    'this cluster needs a token even to read (read-auth). Live updates are stopped: enter a viewer token under Token to see the cluster ' +
+    '(hydra token create --role viewer prints one; an admin token acts too).';
+}
+
 // forgetToken drops the tab's token, and has the node expire the read cookie that a ?token=
 // link sets under read-auth (HttpOnly: the page cannot clear it, and it would last until the
 // browser session ends).
@@ -118,11 +125,15 @@ async function api(method, path, body, type = 'application/json') {
 
 // ---- event stream ------------------------------------------------------------------------
 let es = null, opens = 0, heard = 0;
+// streamRefused: the node answered the stream 401, and the page waits for a token (no retries,
+// no stall watchdog).
+let streamRefused = false;
 // STALL_MS without a word (the node sends a "ping" event every 5 s, webui/events.go) means the
 // stream is dead though not closed — the node hung or was suspended, a connection dropped
 // silently: the page says so and opens a new one. EventSource itself would wait forever.
 const STALL_MS = 20000;
 function connect() {
+  streamRefused = false;
   const me = es = new EventSource('/api/v1/events');
   stats.connects++;
   heard = performance.now();
@@ -145,11 +156,18 @@ function connect() {
     if (me !== es) return; // a stream closed since (forgetToken, the stall watchdog)
     setConn(false);
     if (me.readyState !== EventSource.CLOSED) return; // EventSource retries by itself
-    // An HTTP error: EventSource gives up, we do not. A 401 (read-auth, and this page has no
-    // credential the node accepts) is said as such: api() shows the node's reason.
+    // An HTTP error: EventSource gives up, and we try again in 2 s, but not after a 401: under
+    // read-auth this page has no credential the node accepts, and asking again would only be
+    // refused again, for ever. The page says a viewer token is needed, under the Token field,
+    // which opens the page again with it (and so a new stream).
     const r = await api('GET', '/api/v1/status');
     if (me !== es) return;
-    if (r.status === 401) setConn(false, 'needs a token');
+    if (r.status === 401) {
+      streamRefused = true;
+      setConn(false, 'needs a token');
+      renderAccess(needReadToken());
+      return;
+    }
     setTimeout(() => { if (me === es && me.readyState === EventSource.CLOSED) connect(); }, 2000);
   };
   on('status', (d) => { S.status = d; });
@@ -388,33 +406,38 @@ function makeJobRow(j) {
   const fill = el('i'); barWrap.append(fill);
   const pct = el('span', 'pct'); c[2].append(barWrap, pct);
   const rate = c[3], eta = c[4];
-  const cancel = el('button', null, 'Cancel'); cancel.onclick = () => cancelJob(id, cancel);
+  // note: what became of a Cancel pressed in this row, said beside its button (the Submit form's
+  // message, far up a long list, is for submits).
+  const note = el('div', 'msg row-msg'); note.setAttribute('role', 'status'); note.setAttribute('aria-live', 'polite');
+  const cancel = el('button', null, 'Cancel'); cancel.onclick = () => cancelJob(id, cancel, note);
   const base = '/api/v1/jobs/' + encodeURIComponent(id);
   const png = el('a', 'btn', 'PNG'); png.href = base + '/result.png'; png.download = 'hydra-' + id + '.png';
   const raw = el('a', 'btn', 'raw'); raw.href = base + '/result.raw'; raw.download = 'hydra-' + id + '.raw'; raw.title = 'W×H little-endian uint32 iteration counts';
   const json = el('a', 'btn', 'JSON'); json.href = base + '/result'; json.download = 'hydra-' + id + '.json';
   // A concat job's output bytes in item order (GET …/result.bin), as its job view offers them.
   const bin = el('a', 'btn', 'result.bin'); bin.href = base + '/result.bin'; bin.download = 'hydra-' + id + '.bin'; bin.title = 'the output bytes in item order';
-  c[5].append(cancel, ' ', png, ' ', raw, ' ', bin, ' ', json);
-  const r = { tr, name, sub, state, fill, barWrap, pct, rate, eta, cancel, png, raw, bin };
+  c[5].append(cancel, ' ', png, ' ', raw, ' ', bin, ' ', json, note);
+  const r = { tr, name, sub, state, fill, barWrap, pct, rate, eta, cancel, png, raw, bin, note };
   rowsByJob.set(id, r);
   return r;
 }
 
-async function cancelJob(id, btn) {
-  const msg = $('submit-msg');
-  if (!S.token) { msg.className = 'msg bad'; setText(msg, needToken('Cancelling a job')); return; }
+// cancelJob cancels job id, and says how it went in msg, its row's note.
+async function cancelJob(id, btn, msg) {
+  const say = (ok, t) => { msg.className = 'msg row-msg ' + (ok ? 'ok' : 'bad'); setText(msg, t); };
+  if (!S.token) { say(false, needToken('Cancelling a job')); return; }
   btn.disabled = true;
+  msg.className = 'msg row-msg'; setText(msg, 'Cancelling…');
   const r = await api('POST', '/api/v1/jobs/' + encodeURIComponent(id) + '/cancel', '{}');
   btn.disabled = false;
   const b = r.body;
   // A job deleted meanwhile (another admin, the retention period) answers 404, or, deleted
   // between the cancel and the answer, {id, state} without the job: the list drops it at its
   // next update, and the row keeps the job as it was until then.
-  if (r.status === 404) { msg.className = 'msg bad'; setText(msg, 'Not cancelled: this node has no job ' + id + ' (deleted meanwhile?).'); }
-  else if (!r.ok) { msg.className = 'msg bad'; setText(msg, refusal(r, 'Cancelling a job') || 'Cancel refused: ' + ((b && b.error) || r.status)); }
-  else if (!isJob(b, id)) { msg.className = 'msg ok'; setText(msg, 'Cancelled ' + id + ', which this node no longer has (deleted meanwhile?).'); }
-  else { msg.className = 'msg ok'; setText(msg, 'Cancelled ' + id + '.'); S.jobs.set(id, b); schedule(); }
+  if (r.status === 404) say(false, 'Not cancelled: this node has no such job (deleted meanwhile?).');
+  else if (!r.ok) say(false, refusal(r, 'Cancelling a job') || 'Cancel refused: ' + ((b && b.error) || r.status));
+  else if (!isJob(b, id)) say(true, 'Cancelled, but this node no longer has the job (deleted meanwhile?).');
+  else { say(true, 'Cancelled.'); S.jobs.set(id, b); schedule(); }
 }
 
 // isJob reports whether b is the job view of id (webui.JobView), not some other answer.
@@ -515,6 +538,6 @@ if (m) {
 }
 setInterval(schedule, 1000); // ETAs and in-flight bars move with time
 setInterval(() => { // the stall watchdog (STALL_MS)
-  if (performance.now() - heard < STALL_MS) return;
+  if (streamRefused || performance.now() - heard < STALL_MS) return;
   es.close(); setConn(false); connect();
 }, 1000);

@@ -170,6 +170,9 @@ export class JobView {
       // Done is not counted until checked (docs/audits.md): why a job at 100 % still runs.
       (!FINISHED.has(j.state) && j.done_units > (j.cleared_units || 0) ? ` · ${(j.done_units - (j.cleared_units || 0)).toLocaleString()} ${u} wait for their audit` : '') +
       (j.disputes ? ` · ${j.disputes} chunk(s) in dispute wait for a third node` : '');
+    // A job that ended says so at once, not at a next chart point that may never come (cancelled
+    // or failed while none of its chunks ran, done once its last audit cleared).
+    if (this.piFinal !== undefined && this.piFinal !== FINISHED.has(j.state)) { this.piDirty = true; this.piAt = 0; }
     if (this.piDirty && performance.now() - (this.piAt || 0) > 400) { this.piAt = performance.now(); this.renderPi(); }
     const reason = $('job-reason'); reason.hidden = !j.reason; reason.textContent = j.reason ? 'Failed: ' + j.reason : '';
     this.renderShares();
@@ -357,8 +360,9 @@ export class JobView {
     } else for (const q of this.piPoints) add(q.n, q.h); // from progress events since the page opened
     if (!xs.length) return;
     const e = est[est.length - 1], se = (hi[hi.length - 1] - e) / 2, N = xs[xs.length - 1];
+    this.piFinal = FINISHED.has(this.job.state); // a cancelled job's accepted samples are all it will have
     $('pi-result').textContent = `π ≈ ${piDigits(e, se)} ± ${se.toPrecision(2)} (standard error) from ${siCount(N)} samples` +
-      (FINISHED.has(this.job.state) ? '' : ' so far'); // a cancelled job's accepted samples are all it will have
+      (this.piFinal ? '' : ' so far');
     const data = [xs, est, lo, hi, pi];
     if (!this.plot) {
       const box = $('pi-chart');
