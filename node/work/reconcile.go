@@ -35,6 +35,11 @@ func (c *leadership) reconcile(now time.Time) {
 			delete(c.jobs, id)
 		}
 	}
+	for id := range c.faults {
+		if !live[id] {
+			delete(c.faults, id) // a term lasts weeks: each failed or deleted job's entry stayed
+		}
+	}
 	if now.After(c.repairAt) {
 		c.repairAt = now.Add(repairEvery)
 		c.repairLocked(unfinished)
