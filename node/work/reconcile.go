@@ -33,6 +33,7 @@ func (c *leadership) reconcile(now time.Time) {
 		if !live[id] {
 			c.sched.RemoveJob(id)
 			delete(c.jobs, id)
+			c.forgetGrantsLocked(id)
 		}
 	}
 	for id := range c.faults {
