@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -370,11 +371,10 @@ func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 		}
 		out[s.ID] = srv
 	}
-	for id := range d.lastSeen {
-		if _, ok := out[id]; !ok {
-			delete(d.lastSeen, id)
-		}
-	}
+	// A leader leads for weeks while servers are removed: what it knew of each goes with it.
+	maps.DeleteFunc(d.lastSeen, func(id raft.ServerID, _ time.Time) bool { return out[id] == nil })
+	maps.DeleteFunc(d.avail, func(id raft.ServerID, _ Availability) bool { return out[id] == nil })
+	maps.DeleteFunc(d.quiet, func(id raft.ServerID, _ quietStats) bool { return out[id] == nil })
 	return out
 }
 

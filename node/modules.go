@@ -264,8 +264,50 @@ func (n *Node) deleteLocalModule(sha string) error {
 		}
 		return fmt.Errorf("delete module %s: %w", sha, err)
 	}
+	n.pruneWasmCache(true, false)
 	return nil
 }
+
+// pruneWasmCache empties this version's compiled-code cache (DATA/wasm-cache/<version>/wazero-*/):
+// wazero names an entry by a hash of the module, the runtime's settings and the CPU's features,
+// which the node cannot compute, so a deleted module's machine code (megabytes for a module built
+// by Go) cannot be picked out and removed alone. Without this every module ever uploaded kept its
+// machine code for good, however many were deleted. The modules still stored are compiled again
+// on their next use. temps removes wazero's temporary files (*.tmp) instead or as well: only a
+// crash while writing an entry leaves one, so they go at start (pruneWasmCacheTemps), before any
+// engine runs; a delete leaves them, as a compute child may be writing one.
+func (n *Node) pruneWasmCache(entries, temps bool) {
+	dirs, err := os.ReadDir(n.wasmCacheDir())
+	if err != nil {
+		return // none yet
+	}
+	for _, d := range dirs {
+		if !d.IsDir() || !strings.HasPrefix(d.Name(), "wazero-") {
+			continue // not wazero's: left alone
+		}
+		dir := filepath.Join(n.wasmCacheDir(), d.Name())
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			n.log.Warn("prune the wasm cache", "dir", dir, "err", err)
+			continue
+		}
+		for _, e := range ents {
+			name := e.Name()
+			if !e.Type().IsRegular() || !(entries && isCacheEntry(name) || temps && strings.HasSuffix(name, ".tmp")) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				n.log.Warn("prune the wasm cache", "file", filepath.Join(dir, name), "err", err)
+			}
+		}
+	}
+}
+
+// pruneWasmCacheTemps removes the temporary files of cache entries a crash left half-written.
+func (n *Node) pruneWasmCacheTemps() { n.pruneWasmCache(false, true) }
+
+// isCacheEntry reports whether name is one of wazero's cache entries: the hex of a SHA-256.
+func isCacheEntry(name string) bool { return validSHA(name) }
 
 // hasModule reports whether this node stores a module.
 func (n *Node) hasModule(sha string) bool {

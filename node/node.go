@@ -179,6 +179,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.removeUploadTemps()
 	n.removeOldWasmCaches()
+	n.pruneWasmCacheTemps()
 	n.warnInterpretedWasm()
 
 	nodeToken, err := loadNodeToken(cfg.DataDir)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -383,8 +384,10 @@ func (c *leadership) heldByOtherLocked(node, job string, r compute.Range) bool {
 	return false
 }
 
-// forgetGrantsLocked drops the grants of a finished job.
+// forgetGrantsLocked drops the grants and adoptions of a job that finished or is gone (cancelled,
+// failed, deleted): a term lasts weeks, and they would stay for all of it.
 func (c *leadership) forgetGrantsLocked(job string) {
+	maps.DeleteFunc(c.adopted, func(k compute.Chunk, _ uint64) bool { return k.Job == job })
 	for node, gs := range c.granted {
 		kept := gs[:0]
 		for _, g := range gs {

@@ -33,6 +33,12 @@ func (c *leadership) reconcile(now time.Time) {
 		if !live[id] {
 			c.sched.RemoveJob(id)
 			delete(c.jobs, id)
+			c.forgetGrantsLocked(id)
+		}
+	}
+	for id := range c.faults {
+		if !live[id] {
+			delete(c.faults, id) // a term lasts weeks: each failed or deleted job's entry stayed
 		}
 	}
 	if now.After(c.repairAt) {
