@@ -121,7 +121,7 @@ func (c *leadership) challenger(ctx context.Context) {
 				time.AfterFunc(wait, c.challenge) // the term's nodes have not all synced yet
 				break
 			}
-			raw, err := c.cfg.Apply(ctx, compute.Challenge{Time: time.Now(), Seed: seed, Items: refs, Unaudited: unaudited})
+			raw, err := c.cfg.Apply(ctx, compute.Challenge{Time: c.stamp(time.Now()), Seed: seed, Items: refs, Unaudited: unaudited})
 			if err != nil {
 				if ctx.Err() == nil {
 					c.log.Warn("challenge committed chunks", "chunks", len(refs), "err", err)
