@@ -137,3 +137,23 @@ func TestStampsUseTheClusterClock(t *testing.T) {
 		t.Fatalf("alone: stamped %s", s)
 	}
 }
+
+// TestChallengeWaitBoundedWhenTheClockStepsBack: the challenger waits for Results entries to
+// stop for challengeWait at most, even when the leader's wall clock stepped back since the last
+// one (NTP correcting a clock an hour ahead): the wait does not grow by the step.
+func TestChallengeWaitBoundedWhenTheClockStepsBack(t *testing.T) {
+	c := &leadership{}
+	now := time.Now()
+	c.resultsAt.Store(now.Add(-challengeWait / 4).UnixNano())
+	if d := c.challengeDelay(now); d <= 0 || d > challengeWait {
+		t.Fatalf("Results a moment ago: wait %s, want within (0, %s]", d, challengeWait)
+	}
+	c.resultsAt.Store(now.Add(time.Hour).UnixNano()) // proposed before the clock stepped back an hour
+	if d := c.challengeDelay(now); d < 0 || d > challengeWait {
+		t.Fatalf("after a step back: wait %s, want at most %s", d, challengeWait)
+	}
+	c.resultsAt.Store(now.Add(-time.Hour).UnixNano())
+	if d := c.challengeDelay(now); d != 0 {
+		t.Fatalf("quiet for an hour: wait %s", d)
+	}
+}
