@@ -435,7 +435,7 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 	default:
 		return "", kinded(ErrConflict, fmt.Errorf("%s is a %s already: remove it (hydra remove), then approve it as a %s", p, cur, role))
 	}
-	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: role, Name: name, At: time.Now().UTC()})
+	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: role, Name: name, At: r.now()})
 	if err != nil {
 		return "", err
 	}
@@ -522,7 +522,7 @@ func (r *Raft) reconcileServer(ctx context.Context, p peer.ID, name string) erro
 			return err
 		}
 	case !revoked && role == "":
-		cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: RoleMember, Name: name, At: time.Now().UTC()})
+		cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: RoleMember, Name: name, At: r.now()})
 		if err == nil {
 			_, err = r.applyLocked(ctx, mustEncode(cmd))
 		}
@@ -552,7 +552,7 @@ func (r *Raft) ensureNodeCred(ctx context.Context) error {
 		r.nodeTok.Store(&tok)
 		r.log.Warn("this node's API credential was revoked: registering a new one")
 	}
-	cmd, err := NewCommand(OpCredAdd, CredAdd{ID: nodeCredID(r.id), Cred: Cred{Role: RoleAdmin, Hash: HashSecret(tok), Node: r.id.String(), Created: time.Now().UTC()}})
+	cmd, err := NewCommand(OpCredAdd, CredAdd{ID: nodeCredID(r.id), Cred: Cred{Role: RoleAdmin, Hash: HashSecret(tok), Node: r.id.String(), Created: r.now()}})
 	if err != nil {
 		return err
 	}

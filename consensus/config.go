@@ -122,6 +122,11 @@ type Config struct {
 	// treats them as voter preference never. Called from autopilot's
 	// goroutine; it must be cheap and safe for concurrent use.
 	NoVote func(id string) bool
+	// Now, if set, is the cluster's clock as this node knows it (node/clock.go): the time the
+	// membership changes it proposes carry, and the time a join token's expiry is checked at
+	// on the leader, so that a node whose own clock is off by hours or decades neither refuses
+	// a valid token nor accepts an expired one. Nil: this node's clock.
+	Now func() time.Time
 	// Dir holds raft.db (log and stable store) and snapshots: DATA/raft.
 	Dir string
 	// Cluster is the cluster name. Peers answering with another name are
@@ -380,4 +385,12 @@ func raftConfig(id peer.ID, t Timings, notify chan<- bool, log *slog.Logger) *ra
 	c.NoLegacyTelemetry = true
 	c.Logger = newHCLogger(log.With("component", "raft"), "raft")
 	return c
+}
+
+// now is the cluster's time as this node knows it (Config.Now), in UTC.
+func (r *Raft) now() time.Time {
+	if r.cfg.Now != nil {
+		return r.cfg.Now().UTC()
+	}
+	return time.Now().UTC()
 }

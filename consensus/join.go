@@ -429,7 +429,7 @@ func (r *Raft) admit(ctx context.Context, id peer.ID, req membershipRequest) (me
 	if st.memberRole(id.String(), r.hasServer(id)) != "" {
 		return membershipResponse{}, false, nil
 	}
-	add := MemberAdd{ID: id.String(), Role: RoleMember, Name: req.Name, At: time.Now().UTC()}
+	add := MemberAdd{ID: id.String(), Role: RoleMember, Name: req.Name, At: r.now()}
 	var why string
 	switch {
 	case req.TokenID != "":

@@ -22,12 +22,24 @@ type activityBox struct {
 	cur webui.Activity
 }
 
-func (b *activityBox) set(a webui.Activity) {
+// set keeps a unless the box holds a later term's, and reports whether it did. The terms
+// order activities, never their times: At is the clock of the leader that sent it, and a
+// deposed leader's clock may be ahead of its successor's by any amount.
+func (b *activityBox) set(a webui.Activity) bool {
 	b.mu.Lock()
-	if a.Term >= b.cur.Term || a.At.After(b.cur.At) {
-		b.cur = a
+	defer b.mu.Unlock()
+	if a.Term < b.cur.Term {
+		return false
 	}
-	b.mu.Unlock()
+	b.cur = a
+	return true
+}
+
+// noteActivity keeps a leader's activity and what it says of the cluster's clock (node/clock.go).
+func (n *Node) noteActivity(a webui.Activity) {
+	if n.activity.set(a) {
+		n.clock.observe(a.At, n.wall(), n.log)
+	}
 }
 
 // Activity implements the UI's view of the coordinator's soft state, as
@@ -55,7 +67,7 @@ func (n *Node) subscribeActivity(ctx context.Context) error {
 		if err := json.Unmarshal(data, &a); err != nil || a.Leader != from.String() || len(a.Leases) > work.MaxActivityLeases || len(a.Nodes) > 10000 {
 			return
 		}
-		n.activity.set(a)
+		n.noteActivity(a)
 	})
 }
 
@@ -64,7 +76,7 @@ func (n *Node) subscribeActivity(ctx context.Context) error {
 // else only when it changed or idlePublishEvery has passed (an idle
 // cluster need not gossip the same nothing every second).
 func (n *Node) publishActivity(ctx context.Context, a webui.Activity) {
-	n.activity.set(a)
+	n.noteActivity(a)
 	topic := n.activityTopic.Load()
 	if topic == nil {
 		return

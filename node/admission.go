@@ -116,7 +116,7 @@ func (n *Node) CreateToken(ctx context.Context, req webui.TokenRequest, auth str
 	if req.Uses < 0 {
 		return webui.TokenCreated{}, marked{errors.New("uses must be ≥ 0"), webui.ErrInvalid}
 	}
-	now := time.Now().UTC()
+	now := n.clusterNow() // the token expires by the cluster's clock, whatever this node's says
 	switch req.Role {
 	case consensus.RoleMember, consensus.RoleWorker:
 		if req.TTL == "" {

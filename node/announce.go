@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -50,7 +51,14 @@ type Announcement struct {
 	// receiver's own interval). An idle node announces only on a change or every
 	// idleAnnounceEvery, and says so, so that it does not look offline meanwhile.
 	Every float64 `json:"every_seconds,omitempty"`
+	// ClockOffset is the sender's clock minus the cluster's, in whole seconds, as the leader's
+	// activity told it (0 within clockSlack): status shows which machine's clock needs fixing.
+	ClockOffset float64 `json:"clock_offset_seconds,omitempty"`
 }
+
+// maxClockOffset bounds an announced clock offset: 250 years, more than any clock is off and
+// less than a time.Duration holds.
+const maxClockOffset = 250 * 365 * 24 * 3600.0
 
 // decodeAnnouncement parses and checks an announcement received from peer
 // from: it must name its sender and stay within sane bounds.
@@ -70,6 +78,9 @@ func decodeAnnouncement(from peer.ID, data []byte) (Announcement, error) {
 	}
 	if a.Power != "" && a.Power != owner.PowerBattery && a.Power != owner.PowerMains {
 		return a, fmt.Errorf("announcement from %s: power %.16q: want battery, mains or nothing", from, a.Power)
+	}
+	if a.ClockOffset < -maxClockOffset || a.ClockOffset > maxClockOffset {
+		return a, fmt.Errorf("announcement from %s: clock offset %g s out of range", from, a.ClockOffset)
 	}
 	if a.Every < 0 || a.Every > maxAnnounceEvery.Seconds() {
 		return a, fmt.Errorf("announcement from %s: every %g s out of range", from, a.Every)
@@ -226,6 +237,8 @@ func (n *Node) self() Announcement {
 		Power:   n.owner.power(),
 		Addrs:   as,
 		HTTP:    n.httpURL,
+
+		ClockOffset: n.clock.offset(n.wall()).Round(time.Second).Seconds(),
 	}
 }
 
@@ -295,7 +308,8 @@ func (n *Node) announce(ctx context.Context) error {
 func sameAnnouncement(a, b Announcement) bool {
 	a.Load, a.Uptime, b.Load, b.Uptime = 0, 0, 0, 0
 	return a.ID == b.ID && a.Name == b.Name && a.State == b.State && a.Reason == b.Reason && a.Power == b.Power &&
-		a.HTTP == b.HTTP && a.Every == b.Every && slices.Equal(a.Addrs, b.Addrs)
+		a.HTTP == b.HTTP && a.Every == b.Every && slices.Equal(a.Addrs, b.Addrs) &&
+		math.Abs(a.ClockOffset-b.ClockOffset) < 2 // the same offset measured again, give or take gossip's delay
 }
 
 // hostname is os.Hostname without the error, for messages.

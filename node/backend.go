@@ -108,7 +108,7 @@ func (n *Node) Status() webui.Status {
 		ns := get(id)
 		a := sp.ann
 		ns.Name, ns.OS, ns.Arch, ns.Cores, ns.Version = a.Name, a.OS, a.Arch, a.Cores, a.Version
-		ns.Load, ns.Uptime, ns.LastSeen = a.Load, a.Uptime, sp.when.UTC()
+		ns.Load, ns.Uptime, ns.LastSeen, ns.ClockOffset = a.Load, a.Uptime, sp.when.UTC(), a.ClockOffset
 		ns.Addrs = append([]string{}, a.Addrs...)
 		every := n.cfg.AnnounceInterval
 		if a.Every > 0 { // an idle peer announces less often (announce)
@@ -126,6 +126,7 @@ func (n *Node) Status() webui.Status {
 	// announcement (up to AnnounceInterval old).
 	me := get(self)
 	me.Online = true
+	me.ClockOffset = n.clock.offset(n.wall()).Round(time.Second).Seconds()
 	me.State, me.Reason, me.Power = n.workState(), n.owner.get().Reason, n.owner.power()
 	for _, ns := range byID {
 		// With --voter auto, a node on battery only fills a seat no mains

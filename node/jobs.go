@@ -36,7 +36,7 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 		return compute.Job{}, fmt.Errorf("submit job: the cluster holds %d jobs (max-jobs %d): delete finished ones (hydra rm) or raise the cap (hydra config set max-jobs=N): %w",
 			held, maxJobs, compute.ErrTooManyJobs)
 	}
-	sub := compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: time.Now().UTC(), MaxJobs: maxJobs}
+	sub := compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: n.clusterNow(), MaxJobs: maxJobs}
 	if _, err := n.applyJob(ctx, sub); err != nil {
 		return compute.Job{}, unavailable(fmt.Errorf("submit job: %w", err))
 	}
@@ -165,7 +165,7 @@ func (n *Node) CancelJob(ctx context.Context, id string) error {
 		return fmt.Errorf("job %s is %s: %w", id, j.State, compute.ErrJobFinished)
 	}
 	n.checked(id)
-	_, err := n.applyJob(ctx, compute.Cancel{Job: id, Time: time.Now().UTC()})
+	_, err := n.applyJob(ctx, compute.Cancel{Job: id, Time: n.clusterNow()})
 	return apiErr(err) // the leader may refuse it (the job finished or went meanwhile)
 }
 

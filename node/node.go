@@ -59,6 +59,8 @@ type Node struct {
 	jobs          *compute.JobStore
 	pngCache      *webui.PNGCache // finished jobs' rendered PNGs (DATA/png-cache)
 	activity      activityBox
+	clock         clusterClock // the cluster's clock as the leader's activity tells it (node/clock.go)
+	skew          atomic.Int64 // a test's offset of this node's clock (wall), in nanoseconds; 0 outside tests
 	activityTopic atomic.Pointer[p2p.Topic]
 	coord         *work.Coordinator
 	worker        *work.Worker                     // nil with --compute=false
@@ -200,6 +202,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		OnRefuse:    h.Refuse,
 		Host:        h.Host(),
 		NoVote:      jobs.Quarantined, // a node quarantined by the audits loses its vote
+		Now:         n.clusterNow,     // membership stamps and join-token expiry by the cluster's clock
 		Dir:         filepath.Join(cfg.DataDir, "raft"),
 		Cluster:     cfg.Cluster,
 		Multiplier:  cfg.RaftMultiplier,

@@ -556,7 +556,8 @@ func TestAnnouncementDecode(t *testing.T) {
 		t.Fatal("accepted an announcement naming another peer")
 	}
 	for _, bad := range [][]byte{nil, []byte("{"), make([]byte, maxAnnouncement+1),
-		[]byte(`{"id":"x","every_seconds":-1}`), []byte(`{"id":"x","every_seconds":61}`)} {
+		[]byte(`{"id":"x","every_seconds":-1}`), []byte(`{"id":"x","every_seconds":61}`),
+		[]byte(`{"id":"x","clock_offset_seconds":1e10}`)} {
 		if _, err := decodeAnnouncement(id, bad); err == nil {
 			t.Fatalf("accepted %q", bad)
 		}

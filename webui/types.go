@@ -55,6 +55,10 @@ type NodeStatus struct {
 	Load           float64   `json:"load"`
 	Uptime         float64   `json:"uptime_seconds"`
 	LastSeen       time.Time `json:"last_seen"`
+	// ClockOffset is the node's clock minus the cluster's (the leader's stamps) in seconds, 0
+	// while within 10 s: a machine whose clock is off (a board without an RTC, a clock set by
+	// hand) still stamps the cluster's time, but its owner should fix it.
+	ClockOffset float64 `json:"clock_offset_seconds,omitempty"`
 	// Audit is the node's audit record: audits passed and failed over all
 	// kernels and its standing (docs/audits.md).
 	Audit NodeAudit `json:"audit"`

@@ -132,6 +132,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  %s %s: %s\n", n.Name, short(n.ID), n.NonvoterReason)
 	}
+	printClocks(stdout, st.Nodes)
 	if st.Admission == "waiting" {
 		fmt.Fprintf(stdout, "\nthis node waits for approval: fingerprint %s (on a member: hydra approve %s)\n", st.Fingerprint, st.Fingerprint)
 	}
@@ -151,6 +152,26 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// printClocks names the nodes whose clocks are off from the cluster's. They still stamp the
+// cluster's time (docs/design.md §2, Time), but a clock hours off is worth fixing.
+func printClocks(w io.Writer, nodes []webui.NodeStatus) {
+	first := true
+	for _, n := range nodes {
+		if n.ClockOffset == 0 {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w, "\nclocks off from the cluster's (fix them: NTP; the times these nodes stamp follow the cluster's):")
+			first = false
+		}
+		off, way := time.Duration(n.ClockOffset*float64(time.Second)), "ahead"
+		if off < 0 {
+			off, way = -off, "behind"
+		}
+		fmt.Fprintf(w, "  %s %s: %s %s\n", n.Name, short(n.ID), off.Round(time.Second), way)
+	}
 }
 
 func short(id string) string {

@@ -158,11 +158,13 @@ func printJob(w io.Writer, v webui.JobView, now time.Time) {
 		group(v.DoneUnits), group(v.TotalUnits), v.Unit)
 	fmt.Fprintf(w, "  %s  priority %d\n", describeParams(v.Spec), v.Spec.Priority)
 	times := "  submitted " + v.SubmittedAt.Local().Format("2006-01-02 15:04:05") + " (" + age(now, v.SubmittedAt) + " ago)"
+	// Stamps of different nodes' clocks (the cluster's clock, which may move when leadership
+	// does: docs/design.md §2, Time) can disagree by a little: never a negative interval.
 	if !v.StartedAt.IsZero() {
-		times += ", started +" + roundDur(v.StartedAt.Sub(v.SubmittedAt))
+		times += ", started +" + roundDur(max(0, v.StartedAt.Sub(v.SubmittedAt)))
 	}
 	if !v.FinishedAt.IsZero() {
-		times += ", finished +" + roundDur(v.FinishedAt.Sub(v.SubmittedAt))
+		times += ", finished +" + roundDur(max(0, v.FinishedAt.Sub(v.SubmittedAt)))
 	}
 	fmt.Fprintln(w, times)
 	if v.Reason != "" {

@@ -456,6 +456,20 @@ func TestJobShowsWhatItWaitsFor(t *testing.T) {
 	}
 }
 
+// TestJobTimesNeverRunBackwards: stamps of clocks that disagree a little (a job submitted on
+// a node a few seconds ahead of the leader that started it) never print a negative interval.
+func TestJobTimesNeverRunBackwards(t *testing.T) {
+	now := time.Now()
+	v := webui.JobView{ID: "job9", State: compute.StateDone, SubmittedAt: now.Add(-time.Minute),
+		StartedAt: now.Add(-time.Minute - 4*time.Second), FinishedAt: now.Add(-time.Minute - 2*time.Second),
+		Spec: compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 3000, Seed: 1}}}
+	var b bytes.Buffer
+	printJob(&b, v, now)
+	if strings.Contains(b.String(), "+-") || !strings.Contains(b.String(), "started +0s, finished +0s") {
+		t.Fatalf("hydra job of a job stamped by clocks that disagree:\n%s", b.String())
+	}
+}
+
 // wasmCluster is fakeCluster with the result routes of WebAssembly jobs (webui.WasmJobBackend).
 type wasmCluster struct {
 	*fakeCluster

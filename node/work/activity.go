@@ -17,13 +17,17 @@ const MaxActivityLeases = 300
 func (c *leadership) snapshotActivity(now time.Time) webui.Activity {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	a := webui.Activity{Term: c.term, Leader: c.cfg.Self.String(), At: now.UTC(), Nodes: map[string]webui.NodeActivity{}}
+	// At and the leases' times are the cluster's clock (stampLocked), as in the commands this
+	// leader proposes: the nodes set their own stamps by it (node/clock.go).
+	at := c.stampLocked(now)
+	shift := at.Sub(now)
+	a := webui.Activity{Term: c.term, Leader: c.cfg.Self.String(), At: at, Nodes: map[string]webui.NodeActivity{}}
 	for _, l := range c.sched.Leases() {
 		if len(a.Leases) == MaxActivityLeases {
 			break
 		}
 		a.Leases = append(a.Leases, webui.LeaseView{ID: l.ID, Chunk: l.Chunk, Node: l.Node,
-			Issued: l.Issued.UTC(), Probe: l.Probe, Backup: l.Backup})
+			Issued: l.Issued.Add(shift).UTC(), Probe: l.Probe, Backup: l.Backup})
 	}
 	for node := range c.lastSeen {
 		na := webui.NodeActivity{Rates: map[string]float64{}, Kernel: c.kernels[node]}

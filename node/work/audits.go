@@ -82,6 +82,19 @@ func (c *leadership) challenge() {
 	}
 }
 
+// challengeDelay is how long the challenger waits at now for the Results entries to stop:
+// challengeWait after the last one was proposed, and never longer, whatever the wall clock did
+// meanwhile (resultsAt is a wall time: NTP stepping this node's clock back by an hour, as when a
+// board that booted at its last saved time learns the right one, would otherwise hold every
+// challenge, and so every audit and every result waiting for one, for that hour).
+func (c *leadership) challengeDelay(now time.Time) time.Duration {
+	quiet := now.Sub(time.Unix(0, c.resultsAt.Load()))
+	if quiet >= challengeWait || quiet < 0 {
+		return 0
+	}
+	return challengeWait - quiet
+}
+
 // challenger proposes a Challenge, with randomness drawn now, for the
 // committed chunks that have none yet once challenge kicked it and no
 // Results entry was proposed for challengeWait (while they flow, each
@@ -97,11 +110,11 @@ func (c *leadership) challenger(ctx context.Context) {
 		// While Results entries flow, each carries the challenge of the chunks before it:
 		// wait for challengeWait without one.
 		for {
-			quiet := time.Since(time.Unix(0, c.resultsAt.Load()))
-			if quiet >= challengeWait || !c.leasesOut() {
+			wait := c.challengeDelay(time.Now())
+			if wait == 0 || !c.leasesOut() {
 				break // quiet, or no lease out: no Results entry is on its way to carry it
 			}
-			t := time.NewTimer(challengeWait - quiet)
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -121,7 +134,7 @@ func (c *leadership) challenger(ctx context.Context) {
 				time.AfterFunc(wait, c.challenge) // the term's nodes have not all synced yet
 				break
 			}
-			raw, err := c.cfg.Apply(ctx, compute.Challenge{Time: time.Now(), Seed: seed, Items: refs, Unaudited: unaudited})
+			raw, err := c.cfg.Apply(ctx, compute.Challenge{Time: c.stamp(time.Now()), Seed: seed, Items: refs, Unaudited: unaudited})
 			if err != nil {
 				if ctx.Err() == nil {
 					c.log.Warn("challenge committed chunks", "chunks", len(refs), "err", err)

@@ -85,3 +85,75 @@ func TestEvictOnlyWhenAJobIsDue(t *testing.T) {
 		t.Fatalf("a job past the retention: %d Evict proposed, want 1", proposed)
 	}
 }
+
+// TestStampsUseTheClusterClock: the times a leader writes into the log (a job started, a job
+// failed) and publishes in its activity are the cluster's clock, not its own: a leader whose
+// clock is decades off (a board without an RTC, a clock set by hand) among two nodes whose
+// clocks agree stamps their time, so a job's times do not jump by decades when leadership
+// moves. With two clocks the leader keeps its own (there is no majority to follow).
+func TestStampsUseTheClusterClock(t *testing.T) {
+	ahead := 30 * 365 * 24 * time.Hour // this leader's clock (the test's) minus the others'
+	store := compute.NewJobStore(compute.NewMemResults())
+	t.Cleanup(func() { store.Close() })
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 10, Seed: 1}}
+	if err, ok := store.ApplyCommand(compute.Submit{ID: "j", Time: time.Now().Add(-ahead), Spec: spec}, 1).(error); ok {
+		t.Fatal(err)
+	}
+	var got []any
+	cfg := &CoordinatorConfig{Jobs: store, Apply: func(_ context.Context, cmd any) (json.RawMessage, error) {
+		got = append(got, cmd)
+		return nil, nil
+	}}
+	c := &leadership{co: &Coordinator{}, cfg: cfg, log: discardLogger(), ctx: context.Background(), lastSeen: map[string]time.Time{},
+		offsets: map[string]time.Duration{"a": -ahead, "b": -ahead - time.Second}, sched: compute.NewScheduler(compute.SchedulerConfig{})}
+	c.lastSeen["a"], c.lastSeen["b"] = time.Now(), time.Now()
+	near := func(what string, at time.Time) {
+		t.Helper()
+		if d := time.Now().Add(-ahead).Sub(at); d < 0 || d > time.Minute {
+			t.Fatalf("%s stamped %s, want about %s (the cluster's clock)", what, at, time.Now().Add(-ahead))
+		}
+	}
+	c.failJob("j", "test")
+	c.markStarted("j", time.Now())
+	if len(got) != 2 {
+		t.Fatalf("commands %#v, want a Fail and a Started", got)
+	}
+	near("fail", got[0].(compute.Fail).Time)
+	near("started", got[1].(compute.Started).Time)
+	near("activity", c.snapshotActivity(time.Now()).At)
+
+	// Two clocks: the leader's own, whichever way the other is off.
+	mine := time.Date(1970, 1, 1, 0, 5, 0, 0, time.UTC)
+	for _, o := range []time.Duration{ahead, -3 * time.Hour} {
+		c.offsets = map[string]time.Duration{"a": o}
+		c.lastSeen = map[string]time.Time{"a": mine}
+		if s := c.stamp(mine); !s.Equal(mine) {
+			t.Fatalf("one other clock %s off: stamped %s, want the leader's %s", o, s, mine)
+		}
+	}
+	// Alone: its own.
+	c.lastSeen = map[string]time.Time{}
+	if s := c.stamp(mine); !s.Equal(mine) {
+		t.Fatalf("alone: stamped %s", s)
+	}
+}
+
+// TestChallengeWaitBoundedWhenTheClockStepsBack: the challenger waits for Results entries to
+// stop for challengeWait at most, even when the leader's wall clock stepped back since the last
+// one (NTP correcting a clock an hour ahead): the wait does not grow by the step.
+func TestChallengeWaitBoundedWhenTheClockStepsBack(t *testing.T) {
+	c := &leadership{}
+	now := time.Now()
+	c.resultsAt.Store(now.Add(-challengeWait / 4).UnixNano())
+	if d := c.challengeDelay(now); d <= 0 || d > challengeWait {
+		t.Fatalf("Results a moment ago: wait %s, want within (0, %s]", d, challengeWait)
+	}
+	c.resultsAt.Store(now.Add(time.Hour).UnixNano()) // proposed before the clock stepped back an hour
+	if d := c.challengeDelay(now); d < 0 || d > challengeWait {
+		t.Fatalf("after a step back: wait %s, want at most %s", d, challengeWait)
+	}
+	c.resultsAt.Store(now.Add(-time.Hour).UnixNano())
+	if d := c.challengeDelay(now); d != 0 {
+		t.Fatalf("quiet for an hour: wait %s", d)
+	}
+}

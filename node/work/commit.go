@@ -182,10 +182,11 @@ func (c *leadership) commitBatch(ctx context.Context, batch []*commitReq) {
 // acknowledged. The audits' errors come one per answer.
 func (c *leadership) applyResults(ctx context.Context, items []compute.ChunkResult, audits []pendingAudit) (*compute.ResultsOutcome, []error, error) {
 	now := time.Now()
+	at := c.stamp(now) // the time replicated: the cluster's clock
 	parts := splitBatch(items, wire.MaxBatch)
 	cmds := make([]any, 0, len(parts)+len(audits))
 	for i, part := range parts {
-		cmd := compute.Results{Time: now, Items: part, Audited: c.cfg.Audits != nil}
+		cmd := compute.Results{Time: at, Items: part, Audited: c.cfg.Audits != nil}
 		if cmd.Audited {
 			c.resultsAt.Store(now.UnixNano())
 			if i == 0 {
@@ -197,7 +198,7 @@ func (c *leadership) applyResults(ctx context.Context, items []compute.ChunkResu
 		cmds = append(cmds, cmd)
 	}
 	for _, a := range audits {
-		cmds = append(cmds, a.command(now))
+		cmds = append(cmds, a.command(at))
 	}
 	raws, errs := c.applyGroup(ctx, cmds)
 	auditErrs := c.auditsAnswered(audits, raws[len(parts):], errs[len(parts):])

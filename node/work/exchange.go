@@ -346,7 +346,7 @@ func (c *leadership) markStarted(job string, now time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.cfg.Apply(ctx, compute.Started{Job: job, Time: now}); err != nil {
+	if _, err := c.cfg.Apply(ctx, compute.Started{Job: job, Time: c.stamp(now)}); err != nil {
 		c.log.Debug("mark job started", "job", job, "err", err)
 	}
 }

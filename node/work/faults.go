@@ -61,7 +61,7 @@ func (c *leadership) faultLocked(node string, f fault) {
 	if len(msg) > compute.MaxFaultMsg {
 		msg = strings.ToValidUTF8(msg[:compute.MaxFaultMsg-3], "") + "..."
 	}
-	go c.recordFault(compute.Fault{Job: f.Job, Node: node, Msg: msg, Time: time.Now().UTC()}, need)
+	go c.recordFault(compute.Fault{Job: f.Job, Node: node, Msg: msg, Time: c.stampLocked(time.Now())}, need)
 }
 
 // recordFault replicates a node's fault, then fails the job if enough nodes have faulted.
@@ -125,7 +125,7 @@ func faultedOn(j compute.Job, node string, working int) bool {
 func (c *leadership) failJob(job, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.cfg.Apply(ctx, compute.Fail{Job: job, Reason: reason, Time: time.Now().UTC()}); err != nil {
+	if _, err := c.cfg.Apply(ctx, compute.Fail{Job: job, Reason: reason, Time: c.stamp(time.Now())}); err != nil {
 		c.log.Warn("fail job", "job", job, "err", err)
 		c.mu.Lock()
 		if jf := c.faults[job]; jf != nil {

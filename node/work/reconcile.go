@@ -184,6 +184,13 @@ func (c *leadership) evict(ctx context.Context, now time.Time) {
 func (c *leadership) clusterNow(now time.Time) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	offs := c.clockOffsetsLocked()
+	return now.Add(offs[(len(offs)-1)/2])
+}
+
+// clockOffsetsLocked lists, sorted, the offsets of the clocks of the nodes that synced lately
+// from this leader's, its own (0) included.
+func (c *leadership) clockOffsetsLocked() []time.Duration {
 	offs := []time.Duration{0}
 	for node, off := range c.offsets {
 		if _, ok := c.lastSeen[node]; ok && node != c.cfg.Self.String() {
@@ -191,7 +198,30 @@ func (c *leadership) clusterNow(now time.Time) time.Time {
 		}
 	}
 	slices.Sort(offs)
-	return now.Add(offs[(len(offs)-1)/2])
+	return offs
+}
+
+// stampLocked is the time the leader writes into the commands it proposes (a job started,
+// results accepted, audits, faults, failures) and publishes in its activity: now corrected by
+// the median offset of the clocks of the nodes that synced lately, this one's included; with
+// an even count, the middle one nearer this leader's own clock. A leader whose clock is off by
+// hours or decades (a Raspberry Pi without an RTC before NTP answers) among nodes that agree
+// then stamps what they would: a job's times do not jump by decades when leadership moves, and
+// durations between stamps of different leaders do not turn negative (docs/design.md §2).
+func (c *leadership) stampLocked(now time.Time) time.Time {
+	offs := c.clockOffsetsLocked()
+	off := offs[(len(offs)-1)/2]
+	if hi := offs[len(offs)/2]; hi.Abs() < off.Abs() {
+		off = hi
+	}
+	return now.Add(off).UTC()
+}
+
+// stamp is stampLocked for a caller that does not hold c.mu.
+func (c *leadership) stamp(now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stampLocked(now)
 }
 
 // schedule hands an unfinished job to the scheduler unless it already has it: the full
