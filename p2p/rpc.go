@@ -61,15 +61,26 @@ func Call(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req, r
 	if dl, has := ctx.Deadline(); has {
 		_ = s.SetDeadline(dl)
 	}
+	// A cancelled context ends the call at once, not at its deadline: the deadline bounds reads
+	// and writes, but a caller that gives up early (a worker whose leader changed while the old
+	// one, suspended, keeps its connection open and never answers) must not wait for it.
+	stopReset := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stopReset()
+	fail := func(format string, err error) error {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		}
+		return fmt.Errorf(format, proto, p, err)
+	}
 	if err := wire.WriteFrame(s, body); err != nil {
-		return fmt.Errorf("%s to %s: %w", proto, p, err)
+		return fail("%s to %s: %w", err)
 	}
 	if err := s.CloseWrite(); err != nil {
-		return fmt.Errorf("%s to %s: close write: %w", proto, p, err)
+		return fail("%s to %s: close write: %w", err)
 	}
 	raw, err := wire.ReadFrame(bufio.NewReader(s), wire.MaxStreamFrame)
 	if err != nil {
-		return fmt.Errorf("%s from %s: %w", proto, p, err)
+		return fail("%s from %s: %w", err)
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {

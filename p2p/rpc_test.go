@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
@@ -129,4 +130,45 @@ func TestCallServe(t *testing.T) {
 			t.Fatalf("err = %v, want a transport error", err)
 		}
 	})
+}
+
+// TestCallEndsWhenCancelled: a Call to a peer that took the request and never answers (its
+// machine suspended, its connection open) returns as soon as its context is cancelled, not at
+// the context's deadline: a caller that gave up on the peer (a worker whose leader changed)
+// would otherwise wait the whole timeout.
+func TestCallEndsWhenCancelled(t *testing.T) {
+	srv, _ := newTestHost(t, "c", nil)
+	cli, _ := newTestHost(t, "c", nil)
+	const silentProto = protocol.ID("/hydra/test/silent/1.0.0")
+	hold := make(chan struct{})
+	defer close(hold)
+	got := make(chan struct{}, 1)
+	srv.Host().SetStreamHandler(silentProto, func(s network.Stream) {
+		defer s.Reset()
+		if _, err := wire.ReadFrame(bufio.NewReader(s), 1<<10); err == nil {
+			got <- struct{}{}
+		}
+		<-hold // never answers
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cli.Host().Connect(ctx, addrInfo(t, srv)); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- Call(ctx, cli.Host(), srv.ID(), silentProto, echoReq{Text: "hi"}, nil) }()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the silent peer")
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want one that says the call was cancelled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Call still waits for the silent peer 5 s after its context was cancelled")
+	}
 }

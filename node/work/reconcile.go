@@ -144,9 +144,11 @@ func (c *leadership) nodeGoneLocked(node string, now time.Time) {
 	}
 	delete(c.lastSeen, node)
 	delete(c.paused, node)
+	audits := 0
 	for id, l := range c.auditLeases {
 		if l.node == node {
 			delete(c.auditLeases, id) // another node takes it now, not after its deadline
+			audits++
 		}
 	}
 	delete(c.offsets, node)
@@ -156,7 +158,9 @@ func (c *leadership) nodeGoneLocked(node string, now time.Time) {
 		}
 	}
 	if evs := c.sched.NodeGone(node, now); len(evs) > 0 {
-		c.log.Info("node gone: chunks requeued", "node", node, "chunks", len(evs))
+		c.log.Info("node gone: chunks requeued", "node", node, "chunks", len(evs), "audits", audits)
+	} else {
+		c.log.Debug("node gone", "node", node, "audits", audits) // once per silence: lastSeen is gone
 	}
 }
 

@@ -385,20 +385,6 @@ func sameLease(a, b result) bool {
 	return a.Audit == nil && b.Audit == nil && a.Lease == b.Lease && a.Term == b.Term
 }
 
-// call reaches the coordinator: in-process when this node leads.
-func (w *Worker) call(ctx context.Context, leader peer.ID, req *syncRequest) (*syncResponse, error) {
-	if leader == w.cfg.Self {
-		return w.cfg.Local.Sync(ctx, leader, req)
-	}
-	var resp syncResponse
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	if err := w.cfg.Call(cctx, leader, req, &resp); err != nil {
-		return nil, err
-	}
-	return &resp, nil
-}
-
 // computeLoop runs queued leases one after the other in the child.
 func (w *Worker) computeLoop(ctx context.Context) {
 	for {
