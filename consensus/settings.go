@@ -35,7 +35,11 @@ const (
 	MaxRetention = 10 * 365 * 24 * time.Hour
 	MinDiskCap   = 1 << 20 // a cap (other than 0) below 1 MiB is a typo
 	MaxDiskCap   = 1 << 50
-	MaxMaxJobs   = 1_000_000
+	// MaxMaxJobs: every node holds every job in memory, about 2 KB for a finished π job with
+	// a name at its limit (TestMaxJobsMemory), and the web UI's event stream about 1 KB more
+	// per job: 100,000 jobs take a few hundred MB on every node, a Raspberry Pi included. (It
+	// was 1,000,000: 2 GB of job state alone.)
+	MaxMaxJobs = 100_000
 )
 
 // DefaultSettings are the settings of a cluster whose state has none (created by an older
