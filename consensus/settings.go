@@ -64,6 +64,18 @@ func (s Settings) Validate() error {
 	return errors.Join(errs...)
 }
 
+// narrow brings a logged setting that an earlier build allowed within today's narrower bound,
+// as clampRestored does for a snapshot: max-jobs above MaxMaxJobs (earlier builds allowed a
+// million) becomes MaxMaxJobs. Refusing it instead would leave a replica that replays such an
+// entry with other settings than one restored from a snapshot, and an init that carried it
+// would leave the replayed cluster uninitialized. New values are validated before they are
+// proposed (SetSettings), so only entries of earlier builds are narrowed.
+func (s *Settings) narrow() {
+	if s.MaxJobs > MaxMaxJobs {
+		s.MaxJobs = MaxMaxJobs
+	}
+}
+
 // Set applies key=value assignments (retention=72h, disk-cap=8GiB, max-jobs=20000,
 // read-auth=true) to s and returns the result, validated.
 func (s Settings) Set(assignments ...string) (Settings, error) {
