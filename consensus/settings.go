@@ -35,7 +35,11 @@ const (
 	MaxRetention = 10 * 365 * 24 * time.Hour
 	MinDiskCap   = 1 << 20 // a cap (other than 0) below 1 MiB is a typo
 	MaxDiskCap   = 1 << 50
-	MaxMaxJobs   = 1_000_000
+	// MaxMaxJobs: every node holds every job in memory, about 2 KB for a finished π job with
+	// a name at its limit (TestMaxJobsMemory), and the web UI's event stream about 1 KB more
+	// per job: 100,000 jobs take a few hundred MB on every node, a Raspberry Pi included. (It
+	// was 1,000,000: 2 GB of job state alone.)
+	MaxMaxJobs = 100_000
 )
 
 // DefaultSettings are the settings of a cluster whose state has none (created by an older
@@ -58,6 +62,18 @@ func (s Settings) Validate() error {
 		errs = append(errs, fmt.Errorf("max-jobs %d: want 1 to %d", s.MaxJobs, MaxMaxJobs))
 	}
 	return errors.Join(errs...)
+}
+
+// narrow brings a logged setting that an earlier build allowed within today's narrower bound,
+// as clampRestored does for a snapshot: max-jobs above MaxMaxJobs (earlier builds allowed a
+// million) becomes MaxMaxJobs. Refusing it instead would leave a replica that replays such an
+// entry with other settings than one restored from a snapshot, and an init that carried it
+// would leave the replayed cluster uninitialized. New values are validated before they are
+// proposed (SetSettings), so only entries of earlier builds are narrowed.
+func (s *Settings) narrow() {
+	if s.MaxJobs > MaxMaxJobs {
+		s.MaxJobs = MaxMaxJobs
+	}
 }
 
 // Set applies key=value assignments (retention=72h, disk-cap=8GiB, max-jobs=20000,

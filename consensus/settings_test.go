@@ -226,3 +226,25 @@ func FuzzSettingsSet(f *testing.F) {
 		}
 	})
 }
+
+// TestLoggedMaxJobsNarrowed: an init and a change committed by an earlier build, whose max-jobs
+// bound was 1,000,000, replay with max-jobs at today's bound (as a snapshot restores them,
+// clampRestored) instead of being refused: a refused init left the replayed cluster
+// uninitialized, a refused change left other settings than a restored snapshot's.
+func TestLoggedMaxJobsNarrowed(t *testing.T) {
+	f := NewFSM(nil)
+	old := Settings{Retention: time.Hour, MaxJobs: 1_000_000}
+	if res := apply(f, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t", Settings: &old})); res != nil {
+		t.Fatalf("init: %v", res)
+	}
+	if got := f.State().EffectiveSettings().MaxJobs; got != MaxMaxJobs {
+		t.Fatalf("max-jobs after init %d, want %d", got, MaxMaxJobs)
+	}
+	next := Settings{Retention: 2 * time.Hour, MaxJobs: 500_000}
+	if res := apply(f, 2, mustCmd(t, OpSettings, SettingsChange{Settings: next, Base: &old})); res != nil {
+		t.Fatalf("settings: %v", res)
+	}
+	if got := f.State().EffectiveSettings(); got.MaxJobs != MaxMaxJobs || got.Retention != 2*time.Hour {
+		t.Fatalf("settings after the change %+v, want max-jobs %d, retention 2h", got, MaxMaxJobs)
+	}
+}

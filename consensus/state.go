@@ -128,6 +128,7 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 			return rejectf("init: voters must be 0..%d and chunk target ≥ 0", maxVoters)
 		}
 		if in.Settings != nil { // checked before anything changes: a refused init leaves no trace
+			in.Settings.narrow()
 			if err := in.Settings.Validate(); err != nil {
 				return rejectf("init: %v", err)
 			}
@@ -173,6 +174,10 @@ func applyCommand(st *ClusterState, app App, data []byte, index uint64) any {
 		}
 		if !st.Initialized() {
 			return rejectf("settings: the cluster is not initialized")
+		}
+		ch.Settings.narrow()
+		if ch.Base != nil {
+			ch.Base.narrow()
 		}
 		if err := ch.Settings.Validate(); err != nil {
 			return rejectf("settings: %v", err)

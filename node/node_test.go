@@ -513,8 +513,10 @@ func TestNew_ConfigErrors(t *testing.T) {
 		"NaN multiplier":        func(c *Config) { c.RaftMultiplier = math.NaN() },
 		"cpus over the child's": func(c *Config) { c.CPUs = child.MaxCPUs + 1 },
 		"huge module cap":       func(c *Config) { c.MaxModuleBytes = 1 << 40 },
-		"infinite hard temp":    func(c *Config) { c.Owner.TempHard = math.Inf(1) },
-		"NaN owner cpu":         func(c *Config) { c.Owner.MaxOwnerCPU = math.NaN() },
+		// 256 MiB was accepted; validating such a module took the node to 1.7 GB.
+		"module cap over 32 MiB": func(c *Config) { c.MaxModuleBytes = 64 << 20 },
+		"infinite hard temp":     func(c *Config) { c.Owner.TempHard = math.Inf(1) },
+		"NaN owner cpu":          func(c *Config) { c.Owner.MaxOwnerCPU = math.NaN() },
 	}
 	for name, mut := range cases {
 		t.Run(name, func(t *testing.T) {

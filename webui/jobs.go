@@ -130,7 +130,7 @@ func (s *server) submitJob(w http.ResponseWriter, r *http.Request) {
 }
 
 // MaxJobsPage bounds the jobs of one page of GET /api/v1/jobs?limit=N: a
-// cluster may hold up to a million jobs (max-jobs), too many for one answer a
+// cluster may hold up to 100,000 jobs (max-jobs), too many for one answer a
 // client means to read.
 const MaxJobsPage = 10000
 

@@ -25,7 +25,11 @@ const (
 	DefaultMaxModuleBytes = 16 << 20 // largest module accepted
 	// MaxModuleBytes is the most a node may be configured to accept (--max-module-bytes): the
 	// engine compiles nothing larger, and a module is held in memory whole while it travels.
-	MaxModuleBytes     = DefaultMaxModuleBytes * 16
+	// Compiling costs about 5 bytes of memory per byte of code in the node that validates an
+	// upload, and about 10 in the compute child that runs it (TestMaxModuleMemory): a module at
+	// this cap takes a node to about 250 MB and its child to about 350 MB, what a Raspberry Pi
+	// can spare. (It was 256 MiB: 1.7 GB in the node, 2.7 GB in the child.)
+	MaxModuleBytes     = DefaultMaxModuleBytes * 2
 	DefaultMemoryPages = 2048 // 128 MiB of linear memory per instance
 	DefaultCallTimeout = 60 * time.Second
 	DefaultMaxOutput   = 64 << 20 // bytes one run may emit (concat)
