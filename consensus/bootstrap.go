@@ -228,7 +228,9 @@ func (r *Raft) handleInfo(context.Context, peer.ID, json.RawMessage) (any, error
 // joins a cluster found among its peers or bootstraps one (see package doc);
 // a member keeps its raft peers protected, registers its NodeMeta when it
 // differs from the replicated one, and asks to be re-added if it was removed
-// while it was away. It polls every Poll while it has no cluster or no
+// while it was away; the leader also reconciles the allow-list with the
+// configuration and asks admitted nodes that are not servers to come back
+// (readmit.go). It polls every Poll while it has no cluster or no
 // leader, and asks peers about themselves only while it has no cluster or
 // has seen no leader for PeerDrop. Once settled (a leader known, nothing
 // left to retry) it sleeps until something it acts on may have changed: an
@@ -260,6 +262,7 @@ func (r *Raft) Run(ctx context.Context) {
 						r.log.Debug("reconciling members failed", "err", err)
 						settled = false
 					}
+					r.readmitMembers(ctx)
 				}
 				if err := r.ensureNodeCred(ctx); err != nil {
 					r.log.Debug("registering this node's API credential failed", "err", err)

@@ -46,6 +46,7 @@ type testNode struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	dead   bool
+	listen string // the host's listen address; "" picks a free loopback port
 }
 
 func newKey(t testing.TB) crypto.PrivKey {
@@ -81,7 +82,11 @@ func newTestNode(t testing.TB, name, cluster string, mod func(*Config)) *testNod
 // open (re)creates host and Raft from the node's key and directory.
 func (n *testNode) open() {
 	n.t.Helper()
-	h, err := libp2p.New(libp2p.Identity(n.key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	listen := "/ip4/127.0.0.1/tcp/0"
+	if n.listen != "" {
+		listen = n.listen
+	}
+	h, err := libp2p.New(libp2p.Identity(n.key), libp2p.ListenAddrStrings(listen))
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -41,6 +41,7 @@ type Raft struct {
 
 	boot       bootState
 	grow       growState
+	readmit    readmitState // the leader's tries at admitted nodes that are not servers (readmit.go)
 	pending    pendingList
 	expected   sync.Map      // peer.ID → bool: leader and servers of our admission answer (false: while asking); cleared once our own allow-list entry is in our replica (forgetExpected)
 	ownSeen    atomic.Uint64 // times forgetExpected found our own entry in the replica: an answer that comes after one is stale

@@ -1,0 +1,130 @@
+package consensus
+
+// Readmission: the leader brings back admitted nodes that are not servers of
+// its configuration. A node removed (hydra remove) and approved again, or a
+// non-voter autopilot removed as failed, keeps its raft state: it believes
+// it is still a server of its old configuration, so it asks to be added
+// again only if it finds a member to ask (rejoin, which needs discovery:
+// mDNS, --join, the DHT). Restarted with none of them, it only campaigns in
+// its old configuration, where every pre-vote fails, and nobody dials it:
+// the leader replicates only to the servers of its configuration. So the
+// leader asks such a node itself, at the addresses its peerstore still
+// holds, and adds it back as a non-voter when it answers that it is in
+// this cluster, as if it had asked to join; the voter rules then decide
+// its vote.
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hydra-compute/hydra/p2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// maxReadmitRound bounds the nodes the leader asks in one round of
+// readmitMembers (the others wait for the next).
+const maxReadmitRound = 16
+
+// readmitState is the leader's schedule of the admitted nodes it asks
+// (readmitMembers): when each is asked next, and the wait that doubles
+// after each try, from MemberPoll to MemberIdle, so that a node that stays
+// away costs one dial every MemberIdle at most.
+type readmitState struct {
+	mu   sync.Mutex
+	next map[peer.ID]readmitTry
+}
+
+type readmitTry struct {
+	at   time.Time
+	wait time.Duration
+}
+
+// due returns the admitted non-servers (ids) whose next try has come, at
+// most maxReadmitRound, schedules their next tries, and forgets the nodes
+// no longer in ids.
+func (s *readmitState) due(ids []peer.ID, now time.Time, first, most time.Duration) []peer.ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := make(map[peer.ID]readmitTry, len(ids))
+	var out []peer.ID
+	for _, p := range ids {
+		t, ok := s.next[p]
+		if (!ok || !now.Before(t.at)) && len(out) < maxReadmitRound {
+			out = append(out, p)
+			t.wait = min(max(2*t.wait, first), most)
+			t.at = now.Add(t.wait)
+		}
+		keep[p] = t
+	}
+	s.next = keep
+	return out
+}
+
+// forget clears p's schedule: it is a server again.
+func (s *readmitState) forget(p peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.next, p)
+}
+
+// readmitMembers runs on the leader (Run): every admitted node (allow-list
+// entry, key not revoked) that is not a server of the configuration and
+// whose try is due is asked for its info, concurrently, and added back as
+// a non-voter if it answers that it is in this cluster (readmit).
+func (r *Raft) readmitMembers(ctx context.Context) {
+	st := r.fsm.State()
+	if !st.Initialized() {
+		return
+	}
+	var ids []peer.ID
+	for id := range st.Members {
+		p, err := peer.Decode(id)
+		if err != nil || p == r.id || st.Revoked[id] || r.hasServer(p) {
+			continue
+		}
+		ids = append(ids, p)
+	}
+	due := r.readmit.due(ids, time.Now(), r.t.MemberPoll, r.t.MemberIdle)
+	var wg sync.WaitGroup
+	for _, p := range due {
+		if len(r.host.Peerstore().Addrs(p)) == 0 && r.host.Network().Connectedness(p) != network.Connected {
+			continue // no address to dial: it comes back through discovery (rejoin)
+		}
+		wg.Go(func() { r.readmitOne(ctx, p, st.Members[p.String()].Name) })
+	}
+	wg.Wait()
+}
+
+// readmitOne asks admitted node p for its info and, if it is in this
+// cluster (it has raft state of this cluster ID) but not a server here,
+// adds it as a non-voter under memberMu, exactly as its own join request
+// would (admitAndAdd: a deny, an eviction or a leave that came meanwhile
+// wins). A node without raft state is left to join by itself.
+func (r *Raft) readmitOne(ctx context.Context, p peer.ID, name string) {
+	cctx, cancel := context.WithTimeout(ctx, r.t.RPC)
+	var in infoResponse
+	err := p2p.Call(cctx, r.host, p, ProtocolInfo, struct{}{}, &in)
+	cancel()
+	if err != nil {
+		r.log.Debug("an admitted node that is not a server did not answer", "peer", p, "err", err)
+		return
+	}
+	if in.Cluster != r.cfg.Cluster || !in.InCluster || in.ClusterID == "" || in.ClusterID != r.fsm.State().ClusterID {
+		return
+	}
+	req := membershipRequest{Cluster: r.cfg.Cluster, ID: p.String(), Name: name, Voter: in.Voter}
+	resp, grow, err := r.admitAndAdd(ctx, p, req)
+	if err != nil {
+		r.log.Warn("re-adding an admitted node failed", "peer", p, "err", err)
+		return
+	}
+	if resp.Changed {
+		r.readmit.forget(p)
+		r.log.Info("re-added an admitted node that was not a server", "peer", p)
+	}
+	if grow {
+		r.growVoters(ctx)
+	}
+}
