@@ -74,7 +74,7 @@ func BenchmarkSnapshot100kJobs(b *testing.B) {
 
 func snapshotRoundTrip(b *testing.B, count, mandelEvery int) {
 	dir := b.TempDir()
-	js := openJobs(b, filepath.Join(dir, "a"))
+	js := openJobs(b, b.TempDir())
 	fillJobs(b, js, count, mandelEvery)
 	path := filepath.Join(dir, "snap")
 	f, err := os.Create(path)
@@ -105,7 +105,7 @@ func snapshotRoundTrip(b *testing.B, count, mandelEvery int) {
 	runtime.GC()
 	debug.FreeOSMemory()
 
-	restored := openJobs(b, filepath.Join(dir, "b"))
+	restored := openJobs(b, b.TempDir())
 	rf, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)
