@@ -12,6 +12,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/wire"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // mandelResult is a chunk result of rows [start, start+rows) of width
@@ -139,3 +140,15 @@ func TestApplyResults_SplitsBelowTheLogEntryCap(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// syncAt is one exchange of node with leadership c in its term, as a worker's sync: the tests
+// that drive a coordinator by hand fail at once on an error.
+func syncAt(ctx context.Context, t *testing.T, c *leadership, node string, req *syncRequest) *syncResponse {
+	t.Helper()
+	req.Term = c.term
+	resp, err := c.sync(ctx, peer.ID(node), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/hydra-compute/hydra/compute"
 )
 
@@ -48,12 +46,7 @@ func TestModuleFaultsSurviveALeaderChange(t *testing.T) {
 	defer cancel()
 	syncs := func(c *leadership, node string, req *syncRequest) *syncResponse {
 		t.Helper()
-		req.Term = c.term
-		resp, err := c.sync(ctx, peer.ID(node), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return syncAt(ctx, t, c, node, req)
 	}
 	// fails makes node take a chunk and report it failed by the module; it reports whether the
 	// node got one.

@@ -91,12 +91,7 @@ func leadWhileJobsGo(t *testing.T, jobs int) *leadership {
 	defer cancel()
 	syncs := func(node string, req *syncRequest) *syncResponse {
 		t.Helper()
-		req.Term = c.term
-		resp, err := c.sync(ctx, peer.ID(node), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return syncAt(ctx, t, c, node, req)
 	}
 	for _, n := range []string{"a", "b", "c"} {
 		syncs(n, &syncRequest{}) // three working nodes: one fault fails no job

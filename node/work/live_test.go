@@ -208,12 +208,7 @@ func TestModuleFaultsNotWaitingForAQuarantinedNode(t *testing.T) {
 	defer cancel()
 	syncs := func(node string, req *syncRequest) *syncResponse {
 		t.Helper()
-		req.Term = c.term
-		resp, err := c.sync(ctx, peer.ID(node), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return syncAt(ctx, t, c, node, req)
 	}
 	for _, n := range []string{"a", "b", "q"} {
 		syncs(n, &syncRequest{})
