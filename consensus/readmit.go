@@ -62,13 +62,6 @@ func (s *readmitState) due(ids []peer.ID, now time.Time, first, most time.Durati
 	return out
 }
 
-// forget clears p's schedule: it is a server again.
-func (s *readmitState) forget(p peer.ID) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.next, p)
-}
-
 // readmitMembers runs on the leader (Run): every admitted node (allow-list
 // entry, key not revoked) that is not a server of the configuration and
 // whose try is due is asked for its info, concurrently, and added back as
@@ -121,7 +114,6 @@ func (r *Raft) readmitOne(ctx context.Context, p peer.ID, name string) {
 		return
 	}
 	if resp.Changed {
-		r.readmit.forget(p)
 		r.log.Info("re-added an admitted node that was not a server", "peer", p)
 	}
 	if grow {

@@ -110,7 +110,6 @@ func TestRemovedStaysOutUnlessApproved(t *testing.T) {
 	if err := p2p.Call(ctx, leader.h, gone.h.ID(), ProtocolInfo, struct{}{}, &in); err != nil || !in.InCluster || in.ClusterID != leader.r.State().ClusterID {
 		t.Fatalf("the removed node does not answer as a node of this cluster (the check below would prove nothing): %+v, %v", in, err)
 	}
-	leader.r.readmit.forget(gone.h.ID())
 	leader.r.readmitMembers(ctx) // synchronous: it returns after its adds
 	if leader.r.hasServer(gone.h.ID()) || leader.r.Access(gone.h.ID()) != p2p.AccessRefused {
 		t.Fatal("a removed node that was not approved again is back")
