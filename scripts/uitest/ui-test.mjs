@@ -529,7 +529,7 @@ try {
     `"Show older jobs" by keyboard shows the ${LISTED} listed jobs first, and keeps the focus`);
   await page.keyboard.press('Enter');
   await page.waitForSelector(`#jobs tr[data-job-id="${oldest}"]`, { timeout: 10000 }).catch(() => {});
-  const olderNow = await page.evaluate(() => [document.querySelectorAll('#jobs tbody tr').length, document.getElementById('jobs-older').hidden,
+  const olderNow = await page.evaluate(() => [document.querySelectorAll('#jobs tbody tr').length, (document.getElementById('jobs-older') || {}).hidden,
     document.getElementById('jobs-more').textContent]);
   checkFix(olderNow[0] === allJobs.length && olderNow[1] && olderNow[2].includes(`all ${allJobs.length} jobs`) && await page.$(`#jobs tr[data-job-id="${oldest}"]`) !== null,
     `pressed again it fetches the older jobs: the oldest (${oldest}) is shown, all ${allJobs.length}, and no more to show (${JSON.stringify(olderNow)})`);
