@@ -17,7 +17,8 @@ import (
 // One hub per handler polls the backends (or wakes on Watcher), diffs what it sees against
 // what it last sent, and broadcasts one pre-encoded frame — several events in one write — at
 // most every minFrameGap, so a browser gets at most ~10 updates a second however busy the
-// cluster is. A new client first gets a snapshot (status, activity, jobs), then the frames.
+// cluster is. A new client first gets a snapshot (status, activity, jobcount, jobs: the newest
+// maxListedJobs), then the frames.
 // The hub runs only while someone listens. Each client has a bounded queue; a client that
 // falls behind is disconnected (its EventSource reconnects and starts over from a snapshot)
 // rather than buffered without bound.
@@ -52,7 +53,16 @@ const (
 	clientQueue       = 64                     // frames a client may have waiting
 	maxEventClients   = 256
 	maxChunksPerFrame = 4096 // per job; the rest follows in the next frame
-	writeDeadline     = 10 * time.Second
+	// maxListedJobs bounds the "jobs" event: it lists the newest this many jobs, and a
+	// "jobcount" event says how many there are. At the largest max-jobs (100,000) the whole list
+	// was about 50 MB, sent to every new client and to every client at every submit; older jobs
+	// are paged with GET /api/v1/jobs?before=.
+	maxListedJobs = 200
+	// maxUnlistedPerFrame bounds the "job" and "progress" events of jobs beyond the listed ones
+	// in one frame (a node renamed changes every job's view at once); the rest follow in the
+	// next frames.
+	maxUnlistedPerFrame = 500
+	writeDeadline       = 10 * time.Second
 )
 
 // hub is the shared poller and broadcaster behind /api/v1/events.
@@ -85,8 +95,9 @@ type hubState struct {
 	statusSent   time.Time
 	activityJSON []byte
 	jobsJSON     []byte   // the list for new clients (listJSON; nil: to be made again)
-	order        []string // the jobs' IDs, newest first
-	jobIDs       string
+	order        []string // the listed jobs' IDs (the newest maxListedJobs), newest first
+	listKey      string   // order, joined
+	total        int      // the number of jobs clients were last told (jobcount)
 	jobs         map[string]*jobSent
 	namesKey     string // the nodes' IDs and names the views were made with
 	namesGen     uint64 // changes with namesKey
@@ -94,7 +105,8 @@ type hubState struct {
 }
 
 type jobSent struct {
-	full     []byte
+	full     []byte // the view clients were last sent, kept while the job is listed (nil when not)
+	sum      uint64 // that view's hash (viewSum), kept for every job; 0: none sent
 	fullSent time.Time
 	state    compute.JobState
 	done     uint64
@@ -202,8 +214,14 @@ func (h *hub) snapshot() []byte {
 	var b bytes.Buffer
 	writeEvent(&b, "status", h.st.statusJSON)
 	writeEvent(&b, "activity", h.st.activityJSON)
+	writeEvent(&b, "jobcount", jobCountJSON(h.st.total))
 	writeEvent(&b, "jobs", h.listJSON())
 	return b.Bytes()
+}
+
+// jobCountJSON is the data of a "jobcount" event: how many jobs there are, listed or not.
+func jobCountJSON(total int) []byte {
+	return []byte(`{"total":` + strconv.Itoa(total) + `}`)
 }
 
 // loop wakes on changes or polls, and broadcasts a frame at most every minFrameGap. It stops

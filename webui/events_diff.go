@@ -28,7 +28,7 @@ func (h *hub) tick(now time.Time, init bool) []byte {
 		writeEvent(&b, "activity", act)
 	}
 	if h.jobs == nil {
-		h.st.jobsJSON = []byte("[]")
+		h.st.jobsJSON, h.st.total = []byte("[]"), 0
 	} else {
 		h.tickJobs(&b, now, init, st)
 	}
@@ -78,13 +78,18 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 	}
 	heads, full := h.jobHeads()
 	newestFirst(heads, func(h compute.JobHead) time.Time { return h.SubmittedAt }) // as GET /api/v1/jobs
-	var ids strings.Builder
-	order := make([]string, 0, len(heads))
+	var key strings.Builder
+	order := make([]string, 0, min(len(heads), maxListedJobs))
 	seen := make(map[string]bool, len(heads))
-	var body bytes.Buffer // this tick's events of single jobs
+	unlisted := maxUnlistedPerFrame // events of jobs beyond the listed ones this frame may still carry
+	var body bytes.Buffer           // this tick's events of single jobs
 	for _, hd := range heads {
 		js := h.st.jobs[hd.ID]
-		settled := js.settled(hd, h.st.namesGen)
+		listed := len(order) < maxListedJobs
+		if js != nil && !listed {
+			js.full = nil // held for the list only: 100,000 views would be 100 MB
+		}
+		settled := js.settled(hd, h.st.namesGen) && (!listed || js.full != nil)
 		var j compute.Job
 		if !settled {
 			var ok bool
@@ -94,25 +99,40 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 				}
 			}
 		}
-		ids.WriteString(hd.ID + "\x00")
-		order = append(order, hd.ID)
 		seen[hd.ID] = true
+		if listed {
+			key.WriteString(hd.ID + "\x00")
+			order = append(order, hd.ID)
+		}
 		if settled {
-			continue // finished, sent as it is, nothing owed: no view to make (a cluster may hold 20,000 of them)
+			continue // finished, sent as it is, nothing owed: no view to make (a cluster may hold 100,000 of them)
 		}
 		v := newJobView(j, names)
 		full := mustJSON(v)
+		sum := viewSum(full)
 		isNew := js == nil
 		if isNew {
 			js = &jobSent{}
 			h.st.jobs[j.ID] = js
 		}
-		changed := !bytes.Equal(full, js.full)
+		changed := sum != js.sum
+		if changed && !listed && !isNew {
+			if unlisted == 0 {
+				continue // owed (js as it was): sent in a next frame
+			}
+			unlisted--
+		}
 		switch {
 		case !changed:
-		case isNew || js.state != j.State || now.Sub(js.fullSent) >= jobFullGap:
-			js.full, js.fullSent, js.state, js.done = full, now, j.State, j.DoneUnits
-			h.st.jobsJSON = nil // the list for new clients is made again
+			if listed && js.full == nil { // listed again: clients have this view
+				js.full = full
+			}
+		case isNew || js.state != j.State || now.Sub(js.fullSent) >= jobFullGap || (listed && js.full == nil):
+			js.sum, js.fullSent, js.state, js.done = sum, now, j.State, j.DoneUnits
+			if listed {
+				js.full = full
+				h.st.jobsJSON = nil // the list for new clients is made again
+			}
 			if !isNew {
 				writeEvent(&body, "job", full)
 			}
@@ -129,7 +149,7 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 			}
 			writeEvent(&body, "progress", mustJSON(pe))
 		}
-		if bytes.Equal(js.full, full) { // clients have this view: settled may skip it while hd.Rev holds
+		if js.sum == sum { // clients have this view: settled may skip it while hd.Rev holds
 			js.rev, js.namesGen = hd.Rev, h.st.namesGen
 		} else {
 			js.rev = 0 // a view is owed (a progress event went out instead): not settled
@@ -143,17 +163,25 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 			delete(h.st.jobs, id)
 		}
 	}
-	h.st.order = order
-	if ids.String() != h.st.jobIDs { // added or removed: the whole list
-		h.st.jobIDs = ids.String()
+	if total := len(seen); total != h.st.total {
+		h.st.total = total
+		writeEvent(b, "jobcount", jobCountJSON(total))
+	}
+	if key.String() != h.st.listKey { // a listed job added or removed: the list
+		h.st.listKey, h.st.order = key.String(), order
 		h.st.jobsJSON = nil
 		writeEvent(b, "jobs", h.listJSON())
 	}
 	b.Write(body.Bytes())
 }
 
+// viewSum is the hash of a job view clients were sent: a job beyond the listed ones keeps it
+// instead of the view. Never 0 (jobSent.sum 0: no view sent).
+func viewSum(view []byte) uint64 { return maphash.Bytes(headSeed, view) | 1 }
+
 // listJSON is the job list for new clients and for a "jobs" event: the views clients were last
-// sent, newest first. It is made again only when one of them or the list changed.
+// sent of the newest maxListedJobs jobs, newest first. It is made again only when one of them or
+// the list changed.
 func (h *hub) listJSON() []byte {
 	if h.st.jobsJSON != nil {
 		return h.st.jobsJSON
@@ -177,7 +205,7 @@ func (h *hub) listJSON() []byte {
 // again. (A finished job may still change: an audit leased before a cancel is answered after
 // it, a failed node's results are requeued in done jobs; its revision changes then.)
 func (js *jobSent) settled(j compute.JobHead, namesGen uint64) bool {
-	return js != nil && js.full != nil && js.rev != 0 && j.State.Finished() && js.state == j.State &&
+	return js != nil && js.sum != 0 && js.rev != 0 && j.State.Finished() && js.state == j.State &&
 		js.rev == j.Rev && js.namesGen == namesGen && js.cursor >= js.next
 }
 

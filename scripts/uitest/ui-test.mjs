@@ -495,6 +495,58 @@ try {
     'at 1280×800 the node and job tables fit with no cell cut off: ' + fit.map((f) => f.id + ' overflow ' + f.over + ' px, cut: ' + (f.cut.slice(0, 3).join('; ') || 'none')).join(' · '));
   await page.setViewportSize({ width: 1280, height: 900 });
 
+  // 4g. Many jobs: the event stream lists the newest 200 and says how many there are (it sent
+  // every job, about 50 MB at 100,000); "Show older jobs" (by keyboard) shows the listed ones not
+  // shown, then pages older ones with GET /api/v1/jobs?before=; a link to a job older than the
+  // listed ones opens it.
+  const LISTED = 200;
+  let oldSubmitted = 0;
+  for (let i = 0; i < LISTED + 30; i += 10) {
+    const batch = await Promise.all(Array.from({ length: 10 }, async (_, k) => {
+      for (const tEnd = Date.now() + 30000; ;) {
+        const r = await fetch(follower.http + '/api/v1/jobs', { method: 'POST', headers: { Authorization: 'Bearer ' + token },
+          body: JSON.stringify({ kind: 'pi', name: 'ui-many-' + (i + k), samples: 1000, seed: String(i + k) }) });
+        if (r.status !== 503 || Date.now() > tEnd) return r.status;
+        await sleep(200);
+      }
+    }));
+    oldSubmitted += batch.filter((c) => c === 201).length;
+  }
+  check(oldSubmitted === LISTED + 30, `${LISTED + 30} small π jobs submitted (${oldSubmitted})`);
+  const allJobs = await (await fetch(follower.http + '/api/v1/jobs')).json();
+  const oldest = allJobs[allJobs.length - 1].id;
+  // The page's list and count, as the stream's last frames have them (no other job is submitted meanwhile).
+  await page.waitForFunction((n) => window.hydra.state.total === n && window.hydra.state.order.length === 200, allJobs.length, { timeout: 30000 })
+    .catch(() => {});
+  const listedNow = await page.evaluate(() => [window.hydra.state.total, window.hydra.state.order.length, document.querySelectorAll('#jobs tbody tr').length,
+    document.getElementById('jobs-more').textContent]);
+  checkFix(listedNow[0] === allJobs.length && listedNow[1] === LISTED && listedNow[2] === 50 && listedNow.at(-1).includes(`the newest 50 of ${allJobs.length} jobs`),
+    `with ${allJobs.length} jobs the stream lists the newest ${LISTED} and says how many (total, listed, rows, note: ${JSON.stringify(listedNow)})`);
+  await page.focus('#jobs-older').catch(() => {});
+  await page.keyboard.press('Enter');
+  await page.waitForFunction((n) => document.querySelectorAll('#jobs tbody tr').length === n, LISTED, { timeout: 10000 }).catch(() => {});
+  checkFix(await page.$$eval('#jobs tbody tr', (r) => r.length) === LISTED && await page.evaluate(() => document.activeElement.id) === 'jobs-older',
+    `"Show older jobs" by keyboard shows the ${LISTED} listed jobs first, and keeps the focus`);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector(`#jobs tr[data-job-id="${oldest}"]`, { timeout: 10000 }).catch(() => {});
+  const olderNow = await page.evaluate(() => [document.querySelectorAll('#jobs tbody tr').length, (document.getElementById('jobs-older') || {}).hidden,
+    document.getElementById('jobs-more').textContent]);
+  checkFix(olderNow[0] === allJobs.length && olderNow[1] && olderNow[2].includes(`all ${allJobs.length} jobs`) && await page.$(`#jobs tr[data-job-id="${oldest}"]`) !== null,
+    `pressed again it fetches the older jobs: the oldest (${oldest}) is shown, all ${allJobs.length}, and no more to show (${JSON.stringify(olderNow)})`);
+  const deep = await context.newPage();
+  watch(deep, 'deep');
+  await deep.goto(follower.http + '/#job=' + oldest, { waitUntil: 'load' });
+  await deep.waitForFunction((id) => !document.getElementById('job-sec').hidden && window.hydra.state.selected === id, oldest, { timeout: 10000 }).catch(() => {});
+  checkFix(await deep.evaluate((id) => !document.getElementById('job-sec').hidden && window.hydra.state.selected === id, oldest),
+    'a link to a job older than the listed ones opens it');
+  await deep.close();
+  for (const tEnd = Date.now() + 120000; ;) { // the small jobs end before the coordinator is killed
+    const left = (await (await fetch(follower.http + '/api/v1/jobs?state=queued,running')).json()).filter((j) => j.name.startsWith('ui-many-')).length;
+    if (left === 0) break;
+    if (Date.now() > tEnd) check(false, `the ${LISTED + 30} small π jobs end within 120 s (${left} left)`);
+    await sleep(500);
+  }
+
   // 5. SIGKILL the coordinator: the new one is marked without a reload. The coordinator as the
   // page's node names it now, not leader0: after an election since the start, killing leader0
   // would kill a follower, and the checks below would pass without a failover.

@@ -12,8 +12,12 @@ const stats = { events: 0, frames: 0, bytes: 0, connects: 0, paints: [], renderM
 
 const S = {
   status: null, activity: null,
-  jobs: new Map(),          // id → job view
-  order: [],                // ids, newest first
+  jobs: new Map(),          // id → job view: the listed jobs, the older ones shown, the one in view
+  order: [],                // ids of the jobs the event stream lists (the newest 200), newest first
+  older: [],                // ids of older jobs fetched with "Show older", newest first, after order
+  total: null,              // how many jobs the cluster holds (the jobcount event; null: unsaid)
+  listed: false,            // a jobs event came
+  olderEnd: false,          // the last page of older jobs came back short: there are no more
   rates: new Map(),         // id → [{t, done}] recent progress samples
   selected: null, view: null,
   token: null,
@@ -172,15 +176,29 @@ function connect() {
   };
   on('status', (d) => { S.status = d; });
   on('activity', (d) => { S.activity = d; if (S.view) S.view.onActivity(d); });
+  on('jobcount', (d) => { if (Number.isFinite(d.total)) S.total = d.total; });
   on('jobs', (list) => {
-    const seen = new Set();
-    S.order = list.map((j) => { seen.add(j.id); S.jobs.set(j.id, j); sample(j); return j.id; });
-    for (const id of [...S.jobs.keys()]) if (!seen.has(id)) { S.jobs.delete(id); S.rates.delete(id); }
-    if (S.selected && !seen.has(S.selected)) select(null);
+    // The list is the newest jobs only (docs/api.md, Events). A job that left it was deleted, or,
+    // while there are more jobs than it lists, newer ones pushed it out: then it is older than
+    // every job listed now, and it stays on the page among the older jobs if those are shown.
+    const listed = new Set(list.map((j) => j.id)), last = list[list.length - 1];
+    const more = S.total != null && S.total > list.length;
+    const gone = new Set(), out = [];
+    for (const id of S.order) {
+      if (listed.has(id)) continue;
+      const j = S.jobs.get(id);
+      if (more && j && last && Date.parse(j.submitted_at) <= Date.parse(last.submitted_at)) out.push(id); else gone.add(id);
+    }
+    S.order = list.map((j) => { S.jobs.set(j.id, j); sample(j); return j.id; });
+    S.older = [...(S.older.length ? out : []), ...S.older].filter((id) => !listed.has(id) && !gone.has(id));
+    S.listed = true;
+    if (S.selected && gone.has(S.selected)) select(null);
+    prune();
     if (S.view) S.view.onJob(S.jobs.get(S.selected));
   });
   on('job', (j) => {
-    if (!S.jobs.has(j.id)) S.order.unshift(j.id);
+    // Every job's changes come, listed or not: only those the page shows are kept.
+    if (!S.jobs.has(j.id)) return;
     S.jobs.set(j.id, j); sample(j);
     if (S.view && S.selected === j.id) S.view.onJob(j);
   });
@@ -287,7 +305,8 @@ function renderCluster() {
   const leases = new Map();
   for (const l of act.leases || []) { if (!leases.has(l.node)) leases.set(l.node, []); leases.get(l.node).push(l); }
   const contrib = new Map();
-  for (const j of S.jobs.values()) for (const c of j.nodes || []) {
+  // Over the listed jobs (the newest 200), not the older ones this page happens to show.
+  for (const id of S.order) for (const c of (S.jobs.get(id) || {}).nodes || []) {
     const o = contrib.get(c.node) || { chunks: 0, secs: 0 }; o.chunks += c.chunks; o.secs += c.compute_seconds; contrib.set(c.node, o);
   }
   const nodes = [...st.nodes].sort((a, b) => (b.id === st.leader) - (a.id === st.leader) || (b.online - a.online) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
@@ -334,6 +353,13 @@ function renderCluster() {
   for (const [id, r] of rowsByNode) if (!seen.has(id)) { r.tr.remove(); rowsByNode.delete(id); }
 }
 
+// prune forgets the jobs the page neither lists nor shows nor has in view.
+function prune() {
+  const keep = new Set([...S.order, ...S.older]);
+  if (S.selected) keep.add(S.selected);
+  for (const id of [...S.jobs.keys()]) if (!keep.has(id)) { S.jobs.delete(id); S.rates.delete(id); }
+}
+
 function jobName(id) { const j = S.jobs.get(id); return j && j.name ? j.name : id.slice(0, 8); }
 
 // sample keeps recent (time, done) points of a job for its rate and ETA.
@@ -354,10 +380,11 @@ function rateOf(j) {
 }
 
 const MAX_JOB_ROWS = 50;
+const OLDER_PAGE = 200; // jobs a "Show older" fetches at a time (GET /api/v1/jobs?limit=&before=)
 const rowsByJob = new Map();
 function renderJobs() {
   const tb = $('jobs').tBodies[0];
-  const ids = S.showAll ? S.order : S.order.slice(0, MAX_JOB_ROWS);
+  const ids = S.showAll ? [...S.order, ...S.older] : S.order.slice(0, MAX_JOB_ROWS);
   const seen = new Set();
   ids.forEach((id, i) => {
     const j = S.jobs.get(id); if (!j) return;
@@ -388,11 +415,44 @@ function renderJobs() {
   // A fresh cluster: say what the empty table is for, once the node has said it has no jobs.
   const empty = $('jobs-empty'), none = S.status !== null && S.order.length === 0;
   if (empty.hidden === none) empty.hidden = !none;
-  const more = $('jobs-more');
-  more.replaceChildren();
-  if (!S.showAll && S.order.length > MAX_JOB_ROWS) {
-    const b = el('button', null, 'Show all ' + S.order.length + ' jobs'); b.onclick = () => { S.showAll = true; schedule(); }; more.append(b);
+  renderMore(ids.length);
+}
+
+// The line under the job list: how many of the cluster's jobs are shown, and "Show older jobs"
+// while there are more: it shows the rest of the listed ones, then fetches older pages.
+let moreUI = null;
+function renderMore(shown) {
+  if (!moreUI) {
+    const note = el('span'); note.setAttribute('role', 'status'); note.setAttribute('aria-live', 'polite');
+    const btn = el('button', null, 'Show older jobs'); btn.id = 'jobs-older'; btn.onclick = showOlder;
+    const err = el('span', 'msg bad');
+    $('jobs-more').append(note, ' ', btn, ' ', err);
+    moreUI = { note, btn, err };
   }
+  const known = S.order.length + S.older.length, total = Math.max(S.total ?? known, known);
+  setText(moreUI.note, total > MAX_JOB_ROWS || shown < total ? 'Showing ' + (shown === total ? 'all ' + total : 'the newest ' + shown + ' of ' + total) + ' jobs.' : '');
+  moreUI.btn.hidden = !(shown < known || (shown < total && !S.olderEnd));
+}
+
+// showOlder shows the listed jobs not shown yet, or, with all shown, fetches the next page of
+// older ones (the event stream lists the newest 200 only).
+async function showOlder() {
+  const b = moreUI.btn;
+  if (!S.showAll && S.order.length + S.older.length > MAX_JOB_ROWS) { S.showAll = true; schedule(); return; }
+  S.showAll = true;
+  const all = [...S.order, ...S.older], last = all[all.length - 1];
+  b.disabled = true; setText(moreUI.err, '');
+  const r = await api('GET', '/api/v1/jobs?limit=' + OLDER_PAGE + (last ? '&before=' + encodeURIComponent(last) : ''));
+  b.disabled = false;
+  if (r.ok && Array.isArray(r.body)) {
+    const have = new Set([...S.order, ...S.older]);
+    for (const j of r.body) if (isJob(j, j.id) && !have.has(j.id)) { S.jobs.set(j.id, j); sample(j); S.older.push(j.id); }
+    S.olderEnd = r.body.length < OLDER_PAGE;
+  } else if (r.status === 404 && S.older.includes(last)) { // deleted since: page on from the one before
+    S.older = S.older.filter((id) => id !== last); prune();
+    setText(moreUI.err, 'A job was deleted meanwhile: press again.');
+  } else setText(moreUI.err, 'Older jobs not loaded: ' + ((r.body && r.body.error) || 'HTTP ' + r.status));
+  schedule();
 }
 
 function makeJobRow(j) {
@@ -533,7 +593,15 @@ connect();
 const m = /#job=([^&]+)/.exec(location.hash);
 if (m) {
   const want = decodeURIComponent(m[1]);
-  const wait = setInterval(() => { if (S.jobs.has(want)) { clearInterval(wait); select(want); } }, 200);
+  // A job older than the listed ones is read on its own once the list came.
+  let asked = false;
+  const wait = setInterval(async () => {
+    if (S.jobs.has(want)) { clearInterval(wait); select(want); return; }
+    if (!S.listed || asked) return;
+    asked = true;
+    const r = await api('GET', '/api/v1/jobs/' + encodeURIComponent(want));
+    if (r.ok && isJob(r.body, want) && !S.jobs.has(want)) { S.jobs.set(want, r.body); clearInterval(wait); select(want); }
+  }, 200);
   setTimeout(() => clearInterval(wait), 10000);
 }
 setInterval(schedule, 1000); // ETAs and in-flight bars move with time
