@@ -152,6 +152,9 @@ func (n *Node) Jobs() []compute.Job { return n.jobs.Jobs() }
 // JobHeads lists every job's state and progress, without the rest of its view (webui.JobHeadSource).
 func (n *Node) JobHeads() []compute.JobHead { return n.jobs.JobHeads() }
 
+// NodeWork sums each node's contribution over every job of this node's replica (webui.NodeWorkSource).
+func (n *Node) NodeWork() []compute.NodeContribution { return n.jobs.NodeWork() }
+
 // Job returns one job from this node's replica.
 func (n *Node) Job(id string) (compute.Job, bool) { return n.jobs.Job(id) }
 

@@ -70,6 +70,7 @@ type hub struct {
 	be     Backend
 	jobs   JobBackend
 	chunks ChunkSource
+	work   NodeWorkSource
 	watch  Watcher
 	now    func() time.Time
 	beat   time.Duration // heartbeatGap; tests shorten it
@@ -94,10 +95,13 @@ type hubState struct {
 	statusKey    string
 	statusSent   time.Time
 	activityJSON []byte
-	jobsJSON     []byte   // the list for new clients (listJSON; nil: to be made again)
-	order        []string // the listed jobs' IDs (the newest maxListedJobs), newest first
-	listKey      string   // order, joined
-	total        int      // the number of jobs clients were last told (jobcount)
+	jobsJSON     []byte    // the list for new clients (listJSON; nil: to be made again)
+	order        []string  // the listed jobs' IDs (the newest maxListedJobs), newest first
+	listKey      string    // order, joined
+	total        int       // the number of jobs clients were last told (jobcount)
+	workJSON     []byte    // the last "work" event's data (nil: none yet)
+	workRevs     uint64    // the jobs' revisions summed when it was read
+	workRead     time.Time // when it was read
 	jobs         map[string]*jobSent
 	namesKey     string // the nodes' IDs and names the views were made with
 	namesGen     uint64 // changes with namesKey
@@ -121,6 +125,9 @@ func newHub(be Backend, jobs JobBackend) *hub {
 	h := &hub{be: be, jobs: jobs, now: time.Now, beat: heartbeatGap, clients: map[*eventClient]struct{}{}}
 	if cs, ok := jobs.(ChunkSource); ok {
 		h.chunks = cs
+	}
+	if ws, ok := jobs.(NodeWorkSource); ok {
+		h.work = ws
 	}
 	if w, ok := be.(Watcher); ok {
 		h.watch = w
@@ -216,6 +223,9 @@ func (h *hub) snapshot() []byte {
 	writeEvent(&b, "activity", h.st.activityJSON)
 	writeEvent(&b, "jobcount", jobCountJSON(h.st.total))
 	writeEvent(&b, "jobs", h.listJSON())
+	if h.st.workJSON != nil {
+		writeEvent(&b, "work", h.st.workJSON)
+	}
 	return b.Bytes()
 }
 

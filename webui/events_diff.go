@@ -83,7 +83,9 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 	seen := make(map[string]bool, len(heads))
 	unlisted := maxUnlistedPerFrame // events of jobs beyond the listed ones this frame may still carry
 	var body bytes.Buffer           // this tick's events of single jobs
+	var revs uint64                 // every job's revision, summed: tickWork reads the sums again when it moves
 	for _, hd := range heads {
+		revs += hd.Rev
 		js := h.st.jobs[hd.ID]
 		listed := len(order) < maxListedJobs
 		if js != nil && !listed {
@@ -172,6 +174,7 @@ func (h *hub) tickJobs(b *bytes.Buffer, now time.Time, init bool, st Status) {
 		h.st.jobsJSON = nil
 		writeEvent(b, "jobs", h.listJSON())
 	}
+	h.tickWork(b, now, init, revs+uint64(len(seen)))
 	b.Write(body.Bytes())
 }
 
@@ -215,6 +218,34 @@ func (js *jobSent) settled(j compute.JobHead, namesGen uint64) bool {
 type JobHeadSource interface {
 	// JobHeads lists every job's head in submission order, as Jobs lists the jobs.
 	JobHeads() []compute.JobHead
+}
+
+// NodeWorkSource is optional for a JobBackend: with it the event stream sends a "work" event, each
+// node's contribution summed over every job (listed or not), which the page shows as a node's
+// work done; without it the page sums the listed jobs' views. node.Node implements it.
+type NodeWorkSource interface {
+	// NodeWork lists each node's contribution summed over every job, by node ID.
+	NodeWork() []compute.NodeContribution
+}
+
+// tickWork sends a "work" event when a job changed since the sums were last read (revs, the
+// jobs' revisions summed) and, but for the first, at most every statusMinorGap: summing walks
+// every job.
+func (h *hub) tickWork(b *bytes.Buffer, now time.Time, init bool, revs uint64) {
+	if h.work == nil || (h.st.workJSON != nil && (revs == h.st.workRevs || now.Sub(h.st.workRead) < statusMinorGap)) {
+		return
+	}
+	h.st.workRevs, h.st.workRead = revs, now
+	w := h.work.NodeWork()
+	if w == nil {
+		w = []compute.NodeContribution{}
+	}
+	if wj := mustJSON(w); !bytes.Equal(wj, h.st.workJSON) {
+		h.st.workJSON = wj
+		if !init {
+			writeEvent(b, "work", wj)
+		}
+	}
 }
 
 // jobHeads reads the jobs' heads, in submission order: from JobHeads if the backend has it;

@@ -16,6 +16,7 @@ const S = {
   order: [],                // ids of the jobs the event stream lists (the newest 200), newest first
   older: [],                // ids of older jobs fetched with "Show older", newest first, after order
   total: null,              // how many jobs the cluster holds (the jobcount event; null: unsaid)
+  work: null,               // node id → its work summed over every job (the work event; null: unsaid)
   listed: false,            // a jobs event came
   olderEnd: false,          // the last page of older jobs came back short: there are no more
   rates: new Map(),         // id → [{t, done}] recent progress samples
@@ -177,6 +178,7 @@ function connect() {
   on('status', (d) => { S.status = d; });
   on('activity', (d) => { S.activity = d; if (S.view) S.view.onActivity(d); });
   on('jobcount', (d) => { if (Number.isFinite(d.total)) S.total = d.total; });
+  on('work', (d) => { if (Array.isArray(d)) S.work = new Map(d.map((w) => [w.node, { chunks: w.chunks, secs: w.compute_seconds }])); });
   on('jobs', (list) => {
     // The list is the newest jobs only (docs/api.md, Events). A job that left it was deleted, or,
     // while there are more jobs than it lists, newer ones pushed it out: then it is older than
@@ -304,10 +306,14 @@ function renderCluster() {
   const act = S.activity || {};
   const leases = new Map();
   for (const l of act.leases || []) { if (!leases.has(l.node)) leases.set(l.node, []); leases.get(l.node).push(l); }
-  const contrib = new Map();
-  // Over the listed jobs (the newest 200), not the older ones this page happens to show.
-  for (const id of S.order) for (const c of (S.jobs.get(id) || {}).nodes || []) {
-    const o = contrib.get(c.node) || { chunks: 0, secs: 0 }; o.chunks += c.chunks; o.secs += c.compute_seconds; contrib.set(c.node, o);
+  // Over every job (the work event); from a node without it, over the listed jobs (the newest
+  // 200), not the older ones this page happens to show.
+  let contrib = S.work;
+  if (!contrib) {
+    contrib = new Map();
+    for (const id of S.order) for (const c of (S.jobs.get(id) || {}).nodes || []) {
+      const o = contrib.get(c.node) || { chunks: 0, secs: 0 }; o.chunks += c.chunks; o.secs += c.compute_seconds; contrib.set(c.node, o);
+    }
   }
   const nodes = [...st.nodes].sort((a, b) => (b.id === st.leader) - (a.id === st.leader) || (b.online - a.online) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
   const tb = $('nodes').tBodies[0];
