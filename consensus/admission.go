@@ -86,7 +86,10 @@ func (l *pendingList) add(n PendingNode, now time.Time) bool {
 		l.nodes = map[peer.ID]*PendingNode{}
 	}
 	l.expireLocked(now)
-	id := peer.ID(n.ID)
+	id, err := peer.Decode(n.ID) // keyed as remove is called: by the peer ID, not its text
+	if err != nil {
+		return false
+	}
 	if _, ok := l.nodes[id]; !ok && len(l.nodes) >= maxPending {
 		return false
 	}
@@ -379,17 +382,21 @@ func (r *Raft) ApplyAs(ctx context.Context, cmd Command, auth string) ([]byte, e
 }
 
 // findPending resolves a fingerprint or peer ID among the pending nodes
-// (or, for a peer ID, anyone). A fingerprint that two waiting nodes share
-// is refused: a fingerprint is 40 bits, so a stranger that sees a joiner's
-// can grind a key with the same one, and approving either would be a
-// guess (the peer ID tells them apart).
-func (r *Raft) findPending(key string) (peer.ID, string, error) {
+// (or, for a peer ID, anyone), and with revoked among the evicted and denied
+// nodes too (approving one again: revokedWithFingerprint). A fingerprint that
+// two nodes share is refused: a fingerprint is 40 bits, so a stranger that
+// sees a joiner's can grind a key with the same one, and approving either
+// would be a guess (the peer ID tells them apart).
+func (r *Raft) findPending(key string, revoked bool) (peer.ID, string, error) {
 	key = strings.TrimSpace(key)
 	var found []PendingNode
 	for _, n := range r.Pending() {
 		if strings.EqualFold(n.Fingerprint, key) || n.ID == key {
 			found = append(found, n)
 		}
+	}
+	if revoked {
+		found = append(found, r.revokedWithFingerprint(key, found)...)
 	}
 	switch len(found) {
 	case 0:
@@ -404,6 +411,9 @@ func (r *Raft) findPending(key string) (peer.ID, string, error) {
 	}
 	if p, err := peer.Decode(key); err == nil {
 		return p, "", nil
+	}
+	if revoked {
+		return "", "", fmt.Errorf("%w: none waiting for approval or removed has fingerprint %q", ErrNoSuchNode, key)
 	}
 	return "", "", fmt.Errorf("%w: none waiting for approval has fingerprint %q", ErrNoSuchNode, key)
 }
@@ -422,7 +432,7 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 	if role != RoleMember && role != RoleWorker {
 		return "", kinded(ErrInvalid, fmt.Errorf("role %q: want member or worker", role))
 	}
-	p, name, err := r.findPending(key)
+	p, name, err := r.findPending(key, true)
 	if err != nil {
 		return "", err
 	}
@@ -449,7 +459,7 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 
 // Deny refuses a pending node's key for good (until approved explicitly).
 func (r *Raft) Deny(ctx context.Context, key, auth string) (peer.ID, error) {
-	p, _, err := r.findPending(key)
+	p, _, err := r.findPending(key, false)
 	if err != nil {
 		return "", err
 	}

@@ -29,8 +29,8 @@ func (f *moduleFake) MaxModuleBytes() int64                      { return f.max 
 // Content Too Large, with a JSON error naming the limit, and calls no backend. JSON bodies over
 // 1 MiB answered 400 ("request body too large", with the limit on the submit route only) while a
 // module over its cap answered 413: a client could not tell "send less" from "send something else".
+// The one exception is a job submit, whose every refusal is 400 (TestSubmitBodyOverItsLimitIs400).
 func TestBodyOverItsLimitIs413(t *testing.T) {
-	jobs, fj := newJobServer(t)
 	cfg := &configFake{fakeBackend: &fakeBackend{token: testToken}, cfg: NewClusterConfig(168*time.Hour, 4<<30, 20000)}
 	adm := &admissionFake{fakeBackend: &fakeBackend{token: testToken}}
 	mods := &moduleFake{max: 4096}
@@ -49,7 +49,6 @@ func TestBodyOverItsLimitIs413(t *testing.T) {
 		method, path, body string
 		ctype, limit       string
 	}{
-		{jobs, "POST", "/api/v1/jobs", `{"kind":"pi","samples":100,"seed":1,"name":"` + big + `"}`, "application/json", "1048576 bytes (1 MiB)"},
 		{servers["config"], "PUT", "/api/v1/config", `{"set":["` + big + `"]}`, "application/json", "1048576 bytes (1 MiB)"},
 		{servers["admission"], "POST", "/api/v1/approve", `{"fingerprint":"` + big + `"}`, "application/json", "1048576 bytes (1 MiB)"},
 		{servers["admission"], "POST", "/api/v1/tokens", `{"role":"worker","ttl":"` + big + `"}`, "application/json", "1048576 bytes (1 MiB)"},
@@ -78,17 +77,43 @@ func TestBodyOverItsLimitIs413(t *testing.T) {
 			t.Errorf("%s %s over its limit: %q should say it is larger than %s", tc.method, tc.path, msg, tc.limit)
 		}
 	}
-	if fj.calls != 0 || len(adm.calls) != 0 || mods.calls != 0 {
-		t.Fatalf("a body over its limit reached a backend: jobs %d, admission %q, modules %d", fj.calls, adm.calls, mods.calls)
+	if len(adm.calls) != 0 || mods.calls != 0 {
+		t.Fatalf("a body over its limit reached a backend: admission %q, modules %d", adm.calls, mods.calls)
 	}
 	// A body under the limit that is not JSON is still the request's content: 400.
 	if resp, data := do(t, "PUT", servers["config"].URL+"/api/v1/config", testToken, `{"set":`); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("invalid JSON: %d %s, want 400", resp.StatusCode, data)
 	}
 	// The client the CLI uses reports it as every other refusal: the server's line and the status.
-	err := NewClient(jobs.URL, testToken).Do(context.Background(), "POST", "/api/v1/jobs", map[string]string{"kind": "pi", "name": big}, nil)
+	err := NewClient(servers["config"].URL, testToken).Do(context.Background(), "PUT", "/api/v1/config", map[string][]string{"set": {big}}, nil)
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusRequestEntityTooLarge || !strings.HasSuffix(err.Error(), "the most this node takes (HTTP 413)") {
 		t.Fatalf("client: %v, want the API's 413 error", err)
+	}
+}
+
+// TestSubmitBodyOverItsLimitIs400: POST /api/v1/jobs answers every invalid submit 400 with a
+// message that says what and why, an oversized body among them (the jobs API's contract from its
+// start: samples, width, kind, a non-finite number, an oversized body), so a body over 1 MiB is
+// 400 there, not the 413 of the other routes, with the same message naming the limit, and no job
+// reaches the backend.
+func TestSubmitBodyOverItsLimitIs400(t *testing.T) {
+	jobs, fj := newJobServer(t)
+	big := strings.Repeat("x", 2<<20)
+	resp, data := do(t, "POST", jobs.URL+"/api/v1/jobs", testToken, `{"kind":"pi","samples":100,"seed":1,"name":"`+big+`"}`)
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("submit over 1 MiB: %d %q %.200s, want 400 with a JSON error", resp.StatusCode, resp.Header.Get("Content-Type"), data)
+	}
+	if msg := errMsg(t, data); msg != "request body larger than 1048576 bytes (1 MiB), the most this node takes" {
+		t.Errorf("submit over 1 MiB: %q, want the limit named", msg)
+	}
+	if fj.calls != 0 {
+		t.Errorf("a submit over its limit reached the backend (%d calls)", fj.calls)
+	}
+	// The client the CLI uses shows the server's line and the status.
+	err := NewClient(jobs.URL, testToken).Do(context.Background(), "POST", "/api/v1/jobs", map[string]string{"kind": "pi", "name": big}, nil)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.HasSuffix(err.Error(), "the most this node takes (HTTP 400)") {
+		t.Fatalf("client: %v, want the API's 400 error", err)
 	}
 }

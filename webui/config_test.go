@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -89,14 +90,26 @@ func TestConfigAPI(t *testing.T) {
 }
 
 // TestSubmitOverMaxJobs429: a submit refused for the cluster's job cap answers 429 with the
-// reason.
+// reason, the backend's error as it is (no prefix: the route names the operation), and
+// docs/api.md's example of that answer is what a node sends (it had kept a "submit: " prefix the
+// answers no longer carry).
 func TestSubmitOverMaxJobs429(t *testing.T) {
 	srv, fj := newJobServer(t)
+	reason := "submit job: the cluster holds 20000 jobs (max-jobs 20000): delete finished ones (hydra rm) or raise the cap (hydra config set max-jobs=N)"
 	fj.mu.Lock()
-	fj.submitErr = fmt.Errorf("submit job: the cluster holds 5 jobs (max-jobs 5): %w", compute.ErrTooManyJobs)
+	fj.submitErr = fmt.Errorf("%s: %w", reason, compute.ErrTooManyJobs)
 	fj.mu.Unlock()
 	resp, data := do(t, "POST", srv.URL+"/api/v1/jobs", testToken, `{"kind":"pi","samples":1000,"seed":1}`)
-	if resp.StatusCode != 429 || !strings.Contains(errMsg(t, data), "max-jobs 5") {
+	msg := errMsg(t, data)
+	if resp.StatusCode != 429 || msg != reason+": "+compute.ErrTooManyJobs.Error() {
 		t.Fatalf("%d %s", resp.StatusCode, data)
+	}
+	doc, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(string(doc)), " ")
+	if want := "e.g. `{\"error\": \"" + msg + "\"}`"; !strings.Contains(flat, want) {
+		t.Errorf("docs/api.md's example of a submit over max-jobs should read %s", want)
 	}
 }

@@ -248,14 +248,24 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // writeTooLarge answers 413 Content Too Large, naming the limit, when err says that a body
 // bounded by http.MaxBytesReader went past it, and reports whether it did. Every route that reads
-// a body answers that case the same way: the request's size, not its content, is what to change.
+// a body answers that case the same way (the request's size, not its content, is what to change),
+// but a job submit, whose every refusal is 400 with the same message (submitJob).
 func writeTooLarge(w http.ResponseWriter, err error, what string) bool {
+	msg, ok := tooLargeText(err, what)
+	if ok {
+		writeError(w, http.StatusRequestEntityTooLarge, msg)
+	}
+	return ok
+}
+
+// tooLargeText is the error message for a body over its limit, naming the limit, when err says
+// that a body bounded by http.MaxBytesReader went past it (reported by ok).
+func tooLargeText(err error, what string) (msg string, ok bool) {
 	var mbe *http.MaxBytesError
 	if !errors.As(err, &mbe) {
-		return false
+		return "", false
 	}
-	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s larger than %d bytes (%s), the most this node takes", what, mbe.Limit, sizeText(mbe.Limit)))
-	return true
+	return fmt.Sprintf("%s larger than %d bytes (%s), the most this node takes", what, mbe.Limit, sizeText(mbe.Limit)), true
 }
 
 // sizeText is n bytes in the largest binary unit that divides it (1048576: "1 MiB").

@@ -1,0 +1,38 @@
+package consensus
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// revokedWithFingerprint returns the evicted or denied nodes (the replicated
+// revocation list) whose fingerprint is key and that found does not hold
+// already, so that `hydra approve FINGERPRINT` admits again a node that
+// `hydra remove FINGERPRINT` evicted: its key is refused on every transport,
+// so it never waits for approval again and the pending list alone could not
+// resolve its fingerprint. Only a revoked peer ID matches; a stranger's key
+// ground to the same fingerprint and waiting for approval is in found too, and
+// findPending then refuses the fingerprint as ambiguous.
+func (r *Raft) revokedWithFingerprint(key string, found []PendingNode) []PendingNode {
+	if key == "" {
+		return nil
+	}
+	var out []PendingNode
+	for id := range r.fsm.State().Revoked {
+		p, err := peer.Decode(id)
+		if err != nil || !strings.EqualFold(Fingerprint(p), key) {
+			continue
+		}
+		dup := false
+		for _, f := range found {
+			dup = dup || f.ID == id
+		}
+		if !dup {
+			out = append(out, PendingNode{ID: id, Fingerprint: Fingerprint(p)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
