@@ -95,7 +95,7 @@ func (c *leadership) maybeFailLocked(j compute.Job, need int) {
 		nodes = append(nodes, shortNode(f.Node))
 	}
 	slices.Sort(nodes)
-	reason := fmt.Sprintf("the module failed on %d nodes (%s): %s", len(nodes), strings.Join(nodes, ", "), j.Faults[0].Msg)
+	reason := failReason(nodes, j.Faults[0].Msg)
 	if len(reason) > compute.MaxFailReason {
 		reason = strings.ToValidUTF8(reason[:compute.MaxFailReason-3], "") + "..."
 	}
@@ -144,4 +144,14 @@ func shortNode(id string) string {
 		return id[len(id)-8:]
 	}
 	return id
+}
+
+// failReason is a failed module job's reason: the nodes it failed on (short IDs, sorted) and the
+// first fault's message. "1 node", not "1 nodes": a one-machine cluster fails a job after one.
+func failReason(nodes []string, msg string) string {
+	noun := "nodes"
+	if len(nodes) == 1 {
+		noun = "node"
+	}
+	return fmt.Sprintf("the module failed on %d %s (%s): %s", len(nodes), noun, strings.Join(nodes, ", "), msg)
 }

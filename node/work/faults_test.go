@@ -118,3 +118,14 @@ func TestModuleFaultsSurviveALeaderChange(t *testing.T) {
 		t.Fatalf("%d Fault commands, want one per node (3)", faults.Load())
 	}
 }
+
+// TestFailReasonCountsNodes: a module job failed on one node (a one-machine cluster) says
+// "1 node"; it said "1 nodes".
+func TestFailReasonCountsNodes(t *testing.T) {
+	if got, want := failReason([]string{"a"}, "trap"), "the module failed on 1 node (a): trap"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	if got, want := failReason([]string{"a", "b"}, "trap"), "the module failed on 2 nodes (a, b): trap"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+}
