@@ -82,6 +82,8 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cancel()
+	clock := &nodeClock{base: c.HTTP.Transport}
+	c.HTTP.Transport = clock
 	st, err := c.Status(ctx)
 	if err != nil {
 		return err
@@ -89,6 +91,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return printJSON(stdout, st)
 	}
+	now := clock.now()
 	leader := "(none)"
 	for _, n := range st.Nodes {
 		if n.ID == st.Leader {
@@ -101,7 +104,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	for _, n := range st.Nodes {
 		seen := "-"
 		if !n.LastSeen.IsZero() {
-			seen = time.Since(n.LastSeen).Round(time.Second).String() + " ago"
+			seen = max(0, now.Sub(n.LastSeen)).Round(time.Second).String() + " ago"
 		}
 		name := n.Name
 		if n.ID == st.Self.ID {
