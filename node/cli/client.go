@@ -68,7 +68,9 @@ func (a *apiFlags) client() (*webui.Client, error) {
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
 		url = "http://" + url
 	}
-	return webui.NewClient(url, token), nil
+	c := webui.NewClient(url, token)
+	c.HTTP.Transport = &nodeClock{base: c.HTTP.Transport}
+	return c, nil
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
@@ -82,8 +84,6 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cancel()
-	clock := &nodeClock{base: c.HTTP.Transport}
-	c.HTTP.Transport = clock
 	st, err := c.Status(ctx)
 	if err != nil {
 		return err
@@ -91,7 +91,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return printJSON(stdout, st)
 	}
-	now := clock.now()
+	now := nodeNow(c)
 	leader := "(none)"
 	for _, n := range st.Nodes {
 		if n.ID == st.Leader {

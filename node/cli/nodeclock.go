@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/hydra-compute/hydra/webui"
 )
 
 // nodeClock is an http.RoundTripper that keeps the clock of the node that answered: the
@@ -47,4 +49,14 @@ func (c *nodeClock) now() time.Time {
 		return time.Now()
 	}
 	return time.Now().Add(c.offset)
+}
+
+// nodeNow is the time of the node c last heard from (apiFlags.client gives every client a
+// nodeClock), for comparing with what the node stamped: a peer's last_seen, a job's submission
+// (the cluster's clock, which the answering node keeps within 10 s of: docs/design.md §2, Time).
+func nodeNow(c *webui.Client) time.Time {
+	if nc, ok := c.HTTP.Transport.(*nodeClock); ok {
+		return nc.now()
+	}
+	return time.Now()
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -56,6 +57,37 @@ func TestStatusLastSeenUsesTheNodesClock(t *testing.T) {
 		}
 		if !strings.HasSuffix(alpha, " 0s ago") && !strings.HasSuffix(alpha, " 1s ago") {
 			t.Fatalf("node %v ahead: alpha's LAST SEEN is not about now:\n%s", ahead, out)
+		}
+	}
+}
+
+// TestJobsAgeUsesTheNodesClock: a job's AGE (hydra jobs) and "submitted … ago" (hydra job) are
+// the answering node's time minus the submission the cluster stamped, not this machine's clock.
+func TestJobsAgeUsesTheNodesClock(t *testing.T) {
+	for _, ahead := range []time.Duration{time.Hour, -time.Hour} {
+		c := &skewedCluster{ahead: ahead}
+		spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1000}}
+		c.jobs = []*compute.Job{{ID: "job1", Kind: spec.Kind, Spec: spec, State: compute.StateRunning,
+			SubmittedAt: time.Now().Add(ahead - 30*time.Second), TotalUnits: spec.TotalUnits(), Nodes: []compute.NodeContribution{}}}
+		api := webui.New(webui.Config{Backend: c, Jobs: c})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Date", time.Now().Add(ahead).UTC().Format(http.TimeFormat))
+			api.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		code, out, errs := run("jobs", "--api", srv.URL)
+		if code != ExitOK {
+			t.Fatalf("jobs: exit %d: %s", code, errs)
+		}
+		if !strings.Contains(out, " 29s\n") && !strings.Contains(out, " 30s\n") && !strings.Contains(out, " 31s\n") {
+			t.Fatalf("node %v ahead: the job's AGE is not about 30 s:\n%s", ahead, out)
+		}
+		code, out, errs = run("job", "job1", "--api", srv.URL)
+		if code != ExitOK {
+			t.Fatalf("job: exit %d: %s", code, errs)
+		}
+		if !strings.Contains(out, "(29s ago)") && !strings.Contains(out, "(30s ago)") && !strings.Contains(out, "(31s ago)") {
+			t.Fatalf("node %v ahead: the job was not submitted about 30 s ago:\n%s", ahead, out)
 		}
 	}
 }
