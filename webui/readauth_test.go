@@ -79,6 +79,13 @@ func TestReadAuth(t *testing.T) {
 	if resp, _ := get("/assets/app.js", "Cookie", readCookie+"="+cookie.Value); resp.StatusCode != http.StatusOK {
 		t.Fatalf("asset with the cookie: %d", resp.StatusCode)
 	}
+	// Any read with ?token= sets it: a page whose token reads but whose event stream is refused
+	// (the tab got its token while read-auth was off) asks /healthz?token= for it (app.js), unhealthy
+	// node or not.
+	hresp, _ := get("/healthz?token=viewer-tok")
+	if c := readCookieOf(hresp); c == nil || c.Value != "viewer-tok" || !c.HttpOnly {
+		t.Fatalf("/healthz?token= set no read cookie: %+v", c)
+	}
 	// The cookie never authorizes a write.
 	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/api/v1/config", strings.NewReader(`{"set":["max-jobs=5"]}`))
 	req.Header.Set("Cookie", readCookie+"=admin-tok")

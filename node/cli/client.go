@@ -68,7 +68,9 @@ func (a *apiFlags) client() (*webui.Client, error) {
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
 		url = "http://" + url
 	}
-	return webui.NewClient(url, token), nil
+	c := webui.NewClient(url, token)
+	c.HTTP.Transport = &nodeClock{base: c.HTTP.Transport}
+	return c, nil
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
@@ -89,6 +91,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return printJSON(stdout, st)
 	}
+	now := nodeNow(c)
 	leader := "(none)"
 	for _, n := range st.Nodes {
 		if n.ID == st.Leader {
@@ -101,7 +104,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	for _, n := range st.Nodes {
 		seen := "-"
 		if !n.LastSeen.IsZero() {
-			seen = time.Since(n.LastSeen).Round(time.Second).String() + " ago"
+			seen = max(0, now.Sub(n.LastSeen)).Round(time.Second).String() + " ago"
 		}
 		name := n.Name
 		if n.ID == st.Self.ID {

@@ -115,7 +115,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "no jobs (submit one with 'hydra submit pi', 'hydra submit mandelbrot' or 'hydra submit wasm')")
 		return nil
 	}
-	now := time.Now()
+	now := nodeNow(c)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tKIND\tSTATE\tPROGRESS\tAGE")
 	for _, j := range jobs {
@@ -143,7 +143,7 @@ func runJob(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return printJSON(stdout, v)
 	}
-	printJob(stdout, v, time.Now())
+	printJob(stdout, v, nodeNow(c))
 	fmt.Fprintln(stdout)
 	return printContributions(ctx, stdout, c, v)
 }

@@ -694,7 +694,12 @@ try {
     }
   };
   readAuth = true;
+  const mainConnects = await page.evaluate(() => window.hydra.stats.connects);
   await readAuthSet(true);
+  // The main page holds the token: its stream, ended now, takes the read cookie with it and opens
+  // again. Waited for, so that it does not set the cookie again just after "Forget token" below.
+  await page.waitForFunction((c) => window.hydra.stats.connects > c && /^live$/.test(document.getElementById('conn').textContent),
+    mainConnects, { timeout: 15000 }).catch(() => {});
   const ra = await context.newPage();
   watch(ra, 'read-auth');
   // The page's event streams as the network sees them: open (answered 200, not ended yet), and
@@ -755,6 +760,83 @@ try {
   await readAuthSet(false);
   await page.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 60000 });
   readAuth = false;
+
+  // 6c. A tab that holds a token but no read cookie (it got its token while read-auth was off, when
+  // the link sets none): read-auth turned on ends its stream, and the page asks for the cookie with
+  // its token, and backs off while the stream is refused still (it reopened it every 2 s into 401s
+  // for ever). A page stopped on a 401 notices read-auth turned off (it did only on a reload): it
+  // asks again once a minute (the pages' clocks are fast-forwarded here: Playwright's clock is the
+  // context's, installed from here on for every page, and runs with real time until then).
+  await context.clearCookies({ name: 'hydra_read' });
+  await context.clock.install();
+  const stopped = await context.newPage();
+  watch(stopped, 'stopped');
+  await stopped.goto(follower.http + '/', { waitUntil: 'load' });
+  const tc = await context.newPage();
+  watch(tc, 'token-no-cookie');
+  const tcCdp = await context.newCDPSession(tc);
+  await tcCdp.send('Network.enable');
+  const tcStreams = new Set(), tcRefused = [];
+  tcCdp.on('Network.requestWillBeSent', (e) => { if (e.type === 'EventSource') tcStreams.add(e.requestId); });
+  tcCdp.on('Network.responseReceived', (e) => { if (tcStreams.has(e.requestId) && e.response.status === 401) tcRefused.push(Date.now()); });
+  await tc.goto(follower.http + '/?token=' + token, { waitUntil: 'load' });
+  for (const p of [stopped, tc]) await p.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 30000 });
+  check(!(await readCookie()), 'with read-auth off the ?token= link sets no read cookie');
+  // First no page gets the cookie (as when cookies are blocked; the test's main page holds the
+  // token too, and its cookie would let the page without a token read): the tab backs off.
+  const cookieURL = /\/healthz\?token=/;
+  await context.route(cookieURL, (r) => r.fulfill({ status: 200, contentType: 'application/json', body: '{"status":"ok"}' }));
+  readAuth = true;
+  await readAuthSet(true);
+  for (const tEnd = Date.now() + 15000; !tcRefused.length && Date.now() < tEnd;) await sleep(100);
+  check(tcRefused.length > 0, 'read-auth on: the token tab\'s stream without the cookie is refused (401)');
+  await sleep(Math.max(0, tcRefused[0] + 9000 - Date.now())); // a window to count refusals in, not a synchronisation
+  const inWindow = tcRefused.filter((t) => t < tcRefused[0] + 9000).length;
+  checkFix(inWindow <= 3, `a token tab whose stream is refused backs off (2, 4, 8 s…): ${inWindow} refused streams in 9 s (every 2 s: 5)`);
+  const stoppedSaid = await stopped.waitForFunction(() => /^needs a token$/.test(document.getElementById('conn').textContent), null, { timeout: 15000 }).then(() => true, () => false);
+  check(stoppedSaid, 'read-auth on: a page without a token stops and says it needs one: ' + await stopped.textContent('#conn'));
+  // Then it can: it takes the cookie with its token and is live again.
+  await context.unroute(cookieURL);
+  const tcLive = await tc.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 45000 }).then(() => true, () => false);
+  checkFix(tcLive && (await readCookie() || {}).httpOnly === true,
+    `a token tab without the read cookie takes it with its token and is live again under read-auth (${await tc.textContent('#conn')}, ${tcRefused.length} refused streams)`);
+  await tcCdp.detach();
+  await tc.close();
+  await context.clearCookies({ name: 'hydra_read' });
+  await readAuthSet(false);
+  await context.clock.fastForward('01:05');
+  const backLive = await stopped.waitForFunction(() => /^live$/.test(document.getElementById('conn').textContent), null, { timeout: 15000 }).then(() => true, () => false);
+  checkFix(backLive && !/Refused/.test(await stopped.textContent('#access')),
+    `a page stopped on a 401 is live again within a minute of read-auth turned off (${await stopped.textContent('#conn')})`);
+  await stopped.close();
+  readAuth = false;
+
+  // 6d. A browser whose clock is hours off draws the chunks in flight by the cluster's clock: they
+  // were drawn to the browser's, hours long (ahead) or negative (behind).
+  const [skStatus, skJob] = await postAdmin('/api/v1/jobs', { kind: 'pi', name: 'ui-skew', samples: 100000000000, seed: '11' });
+  check(skStatus === 201, 'a π job submitted to watch in flight: HTTP ' + skStatus + ' ' + skJob.id);
+  for (const hours of [3, -3]) {
+    await context.clock.setSystemTime(Date.now() + hours * 3600e3); // Date only: timers and performance.now() run on
+    const sk = await context.newPage();
+    watch(sk, `clock ${hours} h off`);
+    await sk.goto(follower.http + '/#job=' + skJob.id, { waitUntil: 'load' });
+    const inFlight = await sk.waitForFunction((id) => { const v = window.hydra.state.view; return v && v.id === id && v.timeline.live.size > 0; }, skJob.id, { timeout: 30000 }).then(() => true, () => false);
+    check(inFlight, `the job's page (browser clock ${hours} h off) has chunks in flight`);
+    const drawn = await sk.evaluate(() => {
+      const tl = window.hydra.state.view.timeline, bars = [], hatched = tl.hatched;
+      tl.hatched = function (g, x0, x1, ...rest) { bars.push([x0, x1]); return hatched.call(this, g, x0, x1, ...rest); };
+      tl.dirty = true; tl.drawn = -1e9; tl.draw(); tl.hatched = hatched;
+      const [t0, t1] = tl.span();
+      return { bars, spanMs: t1 - t0, sx: tl.geom.sx };
+    });
+    const secs = drawn.bars.map(([x0, x1]) => (x1 - x0) / drawn.sx / 1000);
+    checkFix(secs.length > 0 && drawn.spanMs < 600000 && secs.every((s) => s > -1 && s < 60),
+      `with the browser's clock ${hours} h off the timeline spans ${(drawn.spanMs / 1000).toFixed(0)} s and its in-flight bars last ${secs.map((s) => s.toFixed(1)).join(', ')} s`);
+    await sk.screenshot({ path: art + `/6d-clock-${hours}h.png`, fullPage: true });
+    await sk.close();
+  }
+  await context.clock.setSystemTime(Date.now());
+  await postAdmin('/api/v1/jobs/' + skJob.id + '/cancel', {});
 
   // 7. Optional figures on a big π job: bytes per second to the open page, chunks per second,
   // main-thread long tasks, and the estimate drawn.

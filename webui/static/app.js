@@ -1,7 +1,7 @@
 // Hydra web UI: cluster, jobs, live job views. Everything comes from the node that served
 // this page: GET /api/v1/events (server-sent events, at most ~10 frames a second) keeps the
 // state; job details and images are fetched from the same origin.
-import { JobView, nodeColour, FINISHED } from './job.js';
+import { JobView, nodeColour, FINISHED, clusterClock } from './job.js';
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; };
@@ -131,14 +131,18 @@ async function api(method, path, body, type = 'application/json') {
 // ---- event stream ------------------------------------------------------------------------
 let es = null, opens = 0, heard = 0;
 // streamRefused: the node answered the stream 401, and the page waits for a token (no retries,
-// no stall watchdog).
-let streamRefused = false;
+// no stall watchdog), asking again every RECHECK_MS whether it may read (read-auth turned off).
+let streamRefused = false, recheck = null;
+// retryMs: the wait before reopening a stream the browser gave up on (an HTTP error), doubled
+// after each one that did not open, up to RECHECK_MS, and back to RETRY_MS once one opens.
+const RETRY_MS = 2000, RECHECK_MS = 60000;
+let retryMs = RETRY_MS, retryAt = 0;
 // STALL_MS without a word (the node sends a "ping" event every 5 s, webui/events.go) means the
 // stream is dead though not closed — the node hung or was suspended, a connection dropped
 // silently: the page says so and opens a new one. EventSource itself would wait forever.
 const STALL_MS = 20000;
 function connect() {
-  streamRefused = false;
+  streamRefused = false; clearTimeout(recheck);
   const me = es = new EventSource('/api/v1/events');
   stats.connects++;
   heard = performance.now();
@@ -151,7 +155,7 @@ function connect() {
     schedule();
   });
   es.onopen = () => {
-    heard = performance.now();
+    heard = performance.now(); retryMs = RETRY_MS;
     setConn(true);
     // A stream opened again (the node restarted, or dropped this page for falling behind)
     // brings the present only: the open job view fetches the chunks it missed meanwhile.
@@ -161,22 +165,31 @@ function connect() {
     if (me !== es) return; // a stream closed since (forgetToken, the stall watchdog)
     setConn(false);
     if (me.readyState !== EventSource.CLOSED) return; // EventSource retries by itself
-    // An HTTP error: EventSource gives up, and we try again in 2 s, but not after a 401: under
+    // An HTTP error: EventSource gives up, and we try again later, but not after a 401: under
     // read-auth this page has no credential the node accepts, and asking again would only be
     // refused again, for ever. The page says a viewer token is needed, under the Token field,
-    // which opens the page again with it (and so a new stream).
+    // which opens the page again with it (and so a new stream), and asks again once a minute
+    // whether it may read (read-auth turned off).
     const r = await api('GET', '/api/v1/status');
     if (me !== es) return;
     if (r.status === 401) {
       streamRefused = true;
       setConn(false, 'needs a token');
       renderAccess(needReadToken());
+      recheck = setTimeout(recheckReads, RECHECK_MS);
       return;
     }
-    setTimeout(() => { if (me === es && me.readyState === EventSource.CLOSED) connect(); }, 2000);
+    // The tab's token reads, but an EventSource cannot send it: under read-auth its stream needs the
+    // read cookie, which a ?token= request sets (the tab may have got its token while read-auth was
+    // off, when no cookie is set). Ask for it; if the stream is refused still (cookies blocked, say,
+    // or another error), wait twice as long each time, up to a minute.
+    if (S.token && r.ok) await fetch('/healthz?token=' + encodeURIComponent(S.token), { cache: 'no-store' }).catch(() => {});
+    const wait = retryMs; retryMs = Math.min(2 * retryMs, RECHECK_MS);
+    retryAt = performance.now() + wait; // the stall watchdog leaves the stream be until then
+    setTimeout(() => { if (me === es && me.readyState === EventSource.CLOSED) connect(); }, wait);
   };
   on('status', (d) => { S.status = d; });
-  on('activity', (d) => { S.activity = d; if (S.view) S.view.onActivity(d); });
+  on('activity', (d) => { clusterClock.observe(d.at); S.activity = d; if (S.view) S.view.onActivity(d); });
   on('jobcount', (d) => { if (Number.isFinite(d.total)) S.total = d.total; });
   on('work', (d) => { if (Array.isArray(d)) S.work = new Map(d.map((w) => [w.node, { chunks: w.chunks, secs: w.compute_seconds }])); });
   on('jobs', (list) => {
@@ -210,6 +223,18 @@ function connect() {
     if (S.view && S.selected === p.id) S.view.onJob(j);
   });
   on('chunks', (c) => { if (S.view && S.selected === c.job) S.view.onChunks(c); });
+}
+
+// recheckReads asks whether this page may read now (a page stopped on a 401): once it may —
+// read-auth was turned off, a credential restored — it opens its stream again. Still refused, it
+// changes nothing on the page (a token being typed under Token stays) and asks again later.
+async function recheckReads() {
+  if (!streamRefused) return;
+  const h = S.token ? { Authorization: 'Bearer ' + S.token } : {};
+  const r = await fetch('/api/v1/status', { headers: h, cache: 'no-store' }).catch(() => null);
+  if (!streamRefused) return;
+  if (r && r.ok) { renderAccess(); es.close(); connect(); return; }
+  recheck = setTimeout(recheckReads, RECHECK_MS);
 }
 
 // setConn shows the state of the event stream: live, or why not (reconnecting… by default).
@@ -612,6 +637,6 @@ if (m) {
 }
 setInterval(schedule, 1000); // ETAs and in-flight bars move with time
 setInterval(() => { // the stall watchdog (STALL_MS)
-  if (streamRefused || performance.now() - heard < STALL_MS) return;
+  if (streamRefused || performance.now() - Math.max(heard, retryAt) < STALL_MS) return;
   es.close(); setConn(false); connect();
 }, 1000);

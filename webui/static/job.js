@@ -1,9 +1,9 @@
 // One job's live view: the Mandelbrot image painted stripe by stripe (or the π estimate
 // converging), and the timeline of its chunks. Fed by app.js with the job's events.
-import { Timeline } from './timeline.js';
+import { Timeline, clusterClock } from './timeline.js';
 import { nodeColour, nodeRGB } from './colours.js';
 
-export { nodeColour };
+export { nodeColour, clusterClock };
 
 // FINISHED: the states a job ends in (compute.JobState.Finished; webui TestUIFinishedStates
 // holds the two together): the page's one list of them.
@@ -251,7 +251,7 @@ export class JobView {
   }
   paint(marks, fetched) {
     const m = this.mandel; if (!m || this.dead) return;
-    const now = Date.now();
+    const now = clusterClock.now(); // a chunk's commit time is the cluster's (timeline.js)
     // Re-equalise the palette when the histogram has grown by a quarter (at most once a second,
     // and always once the job is complete): then every row is repainted.
     if (!m.lut || (m.histN > m.lutN * 1.25 && now - m.lutAt > 1000) || (this.job.state === 'done' && m.histN === m.W * m.H && m.lutN !== m.histN)) {

@@ -7,6 +7,27 @@ import { nodeColour } from './colours.js';
 
 const LANE = 18, LABEL = 96, AXIS = 18, MAX_LOST = 2000;
 
+// clusterClock is the cluster's clock as this page can tell it. Lease and commit times (an
+// activity's `at` and its leases' `issued`, a chunk's `at`) are stamped by the cluster's clock
+// (docs/design.md §2, Time); the browser's own may be minutes or hours off, and in-flight bars
+// drawn to Date.now() came out hours long, or negative. An activity frame arrives after the leader
+// stamped it, never before: the smallest (arrival − at) over the last frames is the nearest to the
+// offset, within the leader → node → page latency (well under a second). Arrivals are read on the
+// page's monotonic clock, so a browser clock set or stepped meanwhile does not matter either.
+// Before any frame the browser's clock stands in.
+export const clusterClock = {
+  lags: [], base: undefined,
+  // observe takes an activity's `at` on its arrival (app.js, as each frame comes in).
+  observe(at) {
+    const t = Date.parse(at);
+    if (!(t > 0)) return; // none yet: Go's zero time (year 1)
+    this.lags.push(performance.now() - t); if (this.lags.length > 30) this.lags.shift();
+    this.base = Math.min(...this.lags);
+  },
+  // now is the cluster's time in milliseconds since the epoch.
+  now() { return this.base === undefined ? Date.now() : performance.now() - this.base; },
+};
+
 export class Timeline {
   constructor(canvas, tip, text, job) {
     this.cv = canvas; this.tip = tip; this.text = text; this.job = job;
@@ -37,7 +58,7 @@ export class Timeline {
     this.dirty = true;
   }
   onActivity(a, job) {
-    const now = Date.now(), seen = new Set();
+    const now = clusterClock.now(), seen = new Set();
     for (const l of a.leases || []) {
       if (l.job !== job) continue;
       seen.add(l.id);
@@ -50,7 +71,7 @@ export class Timeline {
   }
   // lostLeases: leases gone for over 3 s that their node did not commit (any overlap counts).
   lostLeases() {
-    const now = Date.now(), out = [];
+    const now = clusterClock.now(), out = [];
     if (this.noHistory) return out;
     for (const l of this.lost) {
       if (now - l.gone < 3000) continue;
@@ -62,9 +83,9 @@ export class Timeline {
   span() {
     let t0 = Infinity, t1 = -Infinity;
     for (const r of this.recs) { t0 = Math.min(t0, r.at - r.secs * 1000); t1 = Math.max(t1, r.at); }
-    for (const l of this.live.values()) { t0 = Math.min(t0, l.issued); t1 = Math.max(t1, Date.now()); }
-    if (this.job && this.job.state === 'running') t1 = Math.max(t1, Date.now());
-    if (!isFinite(t0)) { t0 = Date.now() - 1000; t1 = Date.now(); }
+    for (const l of this.live.values()) { t0 = Math.min(t0, l.issued); t1 = Math.max(t1, clusterClock.now()); }
+    if (this.job && this.job.state === 'running') t1 = Math.max(t1, clusterClock.now());
+    if (!isFinite(t0)) { t0 = clusterClock.now() - 1000; t1 = clusterClock.now(); }
     return [t0, Math.max(t1, t0 + 1000)];
   }
   draw() {
@@ -117,7 +138,7 @@ export class Timeline {
     }
     g.globalAlpha = 1;
     this.barH = barH;
-    const now = Date.now();
+    const now = clusterClock.now();
     for (const l of this.live.values()) this.hatched(g, X(l.issued), X(now), AXIS + this.lanes.get(l.node) * LANE, nodeColour(l.node), l.backup ? '#e07b00' : null);
     for (const l of lost) this.hatched(g, X(l.issued), X(l.gone), AXIS + this.lanes.get(l.node) * LANE, '#c62828', '#c62828');
     const nodes = new Set(this.recs.map((r) => r.node)).size;

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// skewedCluster is a node whose clock is an hour ahead of this machine's: it saw its peer 5 s
+// ago by its own clock.
+type skewedCluster struct {
+	fakeCluster
+	ahead time.Duration
+}
+
+func (s *skewedCluster) Status() webui.Status {
+	now := time.Now().Add(s.ahead)
+	return webui.Status{Self: webui.NodeRef{ID: "peerA", Name: "alpha"}, Nodes: []webui.NodeStatus{
+		{ID: "peerA", Name: "alpha", Online: true, LastSeen: now.UTC()},
+		{ID: "peerB", Name: "beta", Online: true, LastSeen: now.Add(-5 * time.Second).UTC()},
+	}}
+}
+
+// TestStatusLastSeenUsesTheNodesClock: LAST SEEN is the answering node's time (its Date header)
+// minus the time it stamped, whatever this machine's clock says: a node an hour ahead or
+// behind still shows its peer as seen about 5 s ago, not "-59m55s ago" or "1h0m5s ago".
+func TestStatusLastSeenUsesTheNodesClock(t *testing.T) {
+	for _, ahead := range []time.Duration{time.Hour, -time.Hour} {
+		c := &skewedCluster{ahead: ahead}
+		api := webui.New(webui.Config{Backend: c, Jobs: c})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Date", time.Now().Add(ahead).UTC().Format(http.TimeFormat))
+			api.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		code, out, errs := run("status", "--api", srv.URL)
+		if code != ExitOK {
+			t.Fatalf("status: exit %d: %s", code, errs)
+		}
+		var beta, alpha string
+		for _, l := range strings.Split(out, "\n") {
+			switch {
+			case strings.HasPrefix(l, "beta "):
+				beta = l
+			case strings.HasPrefix(l, "alpha "):
+				alpha = l
+			}
+		}
+		// The Date header has 1 s resolution: 4 to 6 s, and 0 or 1 s for the node itself.
+		if !strings.HasSuffix(beta, " 4s ago") && !strings.HasSuffix(beta, " 5s ago") && !strings.HasSuffix(beta, " 6s ago") {
+			t.Fatalf("node %v ahead: beta's LAST SEEN is not about 5 s ago:\n%s", ahead, out)
+		}
+		if !strings.HasSuffix(alpha, " 0s ago") && !strings.HasSuffix(alpha, " 1s ago") {
+			t.Fatalf("node %v ahead: alpha's LAST SEEN is not about now:\n%s", ahead, out)
+		}
+	}
+}
+
+// TestJobsAgeUsesTheNodesClock: a job's AGE (hydra jobs) and "submitted … ago" (hydra job) are
+// the answering node's time minus the submission the cluster stamped, not this machine's clock.
+func TestJobsAgeUsesTheNodesClock(t *testing.T) {
+	for _, ahead := range []time.Duration{time.Hour, -time.Hour} {
+		c := &skewedCluster{ahead: ahead}
+		spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1000}}
+		c.jobs = []*compute.Job{{ID: "job1", Kind: spec.Kind, Spec: spec, State: compute.StateRunning,
+			SubmittedAt: time.Now().Add(ahead - 30*time.Second), TotalUnits: spec.TotalUnits(), Nodes: []compute.NodeContribution{}}}
+		api := webui.New(webui.Config{Backend: c, Jobs: c})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Date", time.Now().Add(ahead).UTC().Format(http.TimeFormat))
+			api.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		code, out, errs := run("jobs", "--api", srv.URL)
+		if code != ExitOK {
+			t.Fatalf("jobs: exit %d: %s", code, errs)
+		}
+		if !strings.Contains(out, " 29s\n") && !strings.Contains(out, " 30s\n") && !strings.Contains(out, " 31s\n") {
+			t.Fatalf("node %v ahead: the job's AGE is not about 30 s:\n%s", ahead, out)
+		}
+		code, out, errs = run("job", "job1", "--api", srv.URL)
+		if code != ExitOK {
+			t.Fatalf("job: exit %d: %s", code, errs)
+		}
+		if !strings.Contains(out, "(29s ago)") && !strings.Contains(out, "(30s ago)") && !strings.Contains(out, "(31s ago)") {
+			t.Fatalf("node %v ahead: the job was not submitted about 30 s ago:\n%s", ahead, out)
+		}
+	}
+}
