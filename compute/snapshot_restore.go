@@ -3,7 +3,6 @@ package compute
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,90 +35,17 @@ func (s *JobStore) Restore(r io.Reader) error {
 	if string(magic[:len(snapMagic)]) != snapMagic {
 		return errors.New("restore: not a job-state snapshot")
 	}
-	// Every earlier version is read (the version < 3 branch below): a node upgraded from a
+	// Every earlier version is read (the version < 3 branch of addJob): a node upgraded from a
 	// build that wrote one must restore its own snapshot.
 	if v := magic[len(snapMagic)]; v < 1 || v > snapVersion {
 		return fmt.Errorf("restore: snapshot version %d, this build reads 1 to %d", v, snapVersion)
 	}
-	hdrBytes, err := readBytes(br, maxSnapHeader)
-	if err != nil {
-		return fmt.Errorf("restore: header: %w", err)
-	}
-	var h snapHeader
-	if err := json.Unmarshal(hdrBytes, &h); err != nil {
-		return fmt.Errorf("restore: header: %w", err)
-	}
 	version := magic[len(snapMagic)]
-	jobs := make(map[string]*job, len(h.Jobs))
-	auditIx := map[uint64]Chunk{}
-	if h.TotalPayload < 0 {
-		return fmt.Errorf("restore: total payload %d bytes", h.TotalPayload)
+	hb, err := readHeader(br, version)
+	if err != nil {
+		return err
 	}
-	for _, sj := range h.Jobs {
-		if err := sj.Spec.Validate(); err != nil {
-			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
-		}
-		if err := checkSnapJob(sj, version); err != nil {
-			return fmt.Errorf("restore: job %q: %w", sj.ID, err)
-		}
-		if _, dup := jobs[sj.ID]; dup {
-			return fmt.Errorf("restore: job %q twice", sj.ID)
-		}
-		if sj.Seq > h.Seq {
-			return fmt.Errorf("restore: job %s: sequence %d after the state's %d", sj.ID, sj.Seq, h.Seq)
-		}
-		if err := validFaults(sj.Spec, sj.Faults); err != nil {
-			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
-		}
-		j := &job{
-			id: sj.ID, seq: sj.Seq, spec: sj.Spec, submitter: sj.Submitter, state: sj.State,
-			submitted: nanosTime(sj.Submitted), started: nanosTime(sj.Started), finished: nanosTime(sj.Finished),
-			accepted: NewRangeSet(sj.Accepted...), hits: sj.Hits, payloadBytes: sj.PayloadBytes, reason: sj.Reason,
-			nodes: map[string]*NodeContribution{}, recs: map[uint64]*auditRec{},
-			cleared: NewRangeSet(sj.Cleared...), auditedUnits: sj.AuditedUnits, redoneUnits: sj.RedoneUnits,
-			faults: sj.Faults,
-		}
-		if version < 3 {
-			j.cleared = NewRangeSet(sj.Accepted...)
-		}
-		for _, a := range sj.Audits {
-			r, err := restoreAudit(a, j)
-			if err != nil {
-				return fmt.Errorf("restore: job %s: %w", sj.ID, err)
-			}
-			if _, dup := j.recs[r.rng.Start]; dup {
-				return fmt.Errorf("restore: job %s: audit record %v twice", sj.ID, r.rng)
-			}
-			if r.step == stepAuditing || r.step == stepDisputed {
-				if r.id == 0 || r.id > h.AuditSeq {
-					// New audits take IDs after AuditSeq: one at or below it would be handed out again.
-					return fmt.Errorf("restore: job %s: audit record %v has ID %d, the state's last is %d", sj.ID, r.rng, r.id, h.AuditSeq)
-				}
-				if _, dup := auditIx[r.id]; dup {
-					return fmt.Errorf("restore: job %s: audit ID %d twice", sj.ID, r.id)
-				}
-				auditIx[r.id] = Chunk{Job: j.id, Range: r.rng}
-			}
-			j.recs[r.rng.Start] = r
-			if r.step != stepCleared {
-				j.open++
-			}
-			if r.step == stepCommitted {
-				if j.waiting == nil {
-					j.waiting = map[uint64]struct{}{}
-				}
-				j.waiting[r.rng.Start] = struct{}{}
-			}
-		}
-		for _, n := range sj.Nodes {
-			n := n
-			j.nodes[n.Node] = &n
-		}
-		if j.hist, err = decodeHistory(sj.History, j.total()); err != nil {
-			return fmt.Errorf("restore: job %s: %w", sj.ID, err)
-		}
-		jobs[sj.ID] = j
-	}
+	h, jobs, auditIx := hb.h, hb.jobs, hb.auditIx
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -203,7 +129,7 @@ func (s *JobStore) Restore(r io.Reader) error {
 // itself (written by a faulty build, or sent by a faulty leader: raft's checksum only catches
 // damage on disk) is refused rather than loaded into a state the next commands would
 // misread: a job done past its total, or never finishing.
-func checkSnapJob(sj snapJob, version byte) error {
+func checkSnapJob(sj *snapJob, version byte) error {
 	if sj.ID == "" || len(sj.ID) > MaxIDLen {
 		return fmt.Errorf("job ID of %d bytes", len(sj.ID))
 	}
