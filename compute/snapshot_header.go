@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 )
 
@@ -43,7 +44,7 @@ func (hr *headerReader) Read(p []byte) (int, error) {
 // readHeader reads a snapshot's length-prefixed JSON header and builds its jobs a job at a
 // time. Whole, the header is about 760 bytes a job (76 MB at the largest max-jobs), and reading
 // it, then unmarshalling it into every snapJob at once before building the jobs held all three
-// (550–700 MiB more at the peak of a restore at max-jobs, docs/performance.md): now one job's
+// (550–750 MiB more at the peak of a restore at max-jobs, docs/performance.md): now one job's
 // JSON and snapJob are held at a time (TestRestoreHeaderStreamed).
 //
 // It accepts exactly the headers json.Unmarshal into a snapHeader accepted, in any field order,
@@ -66,6 +67,7 @@ func readHeader(br *bufio.Reader, version byte) (*restoredHeader, error) {
 		out:     &restoredHeader{jobs: map[string]*job{}, auditIx: map[uint64]Chunk{}},
 	}
 	dec := json.NewDecoder(&headerReader{r: br, left: n})
+	dec.UseNumber() // numbers skipped are not converted: json.Unmarshal refused none it ignored
 	if err := b.decode(dec); err != nil {
 		return nil, err
 	}
@@ -79,7 +81,6 @@ func readHeader(br *bufio.Reader, version byte) (*restoredHeader, error) {
 type headerBuilder struct {
 	version byte
 	out     *restoredHeader
-	rest    []byte // the header's other fields, as a JSON object's members
 	order   []*job // the jobs in the header's order, for the checks run at the end
 	// inflight are the audits in flight (auditing or disputed), in the header's order: their IDs
 	// are checked against audit_seq at the end.
@@ -101,9 +102,9 @@ func headerErr(err error) error {
 	return fmt.Errorf("restore: header: %w", err)
 }
 
-// decode walks the header's JSON object: the jobs field is decoded a job at a time, the other
-// fields are kept as they are and decoded together at the end, with json.Unmarshal, so that
-// their names match, repeat and go unknown exactly as they did.
+// decode walks the header's JSON object: the jobs field is decoded a job at a time, each other
+// field with json.Unmarshal into the header, so that names match and repeat as they did, and
+// unknown ones are skipped.
 func (b *headerBuilder) decode(dec *json.Decoder) error {
 	tok, err := dec.Token()
 	if err != nil {
@@ -125,20 +126,55 @@ func (b *headerBuilder) decode(dec *json.Decoder) error {
 		}
 		return fmt.Errorf("restore: header: %w", err)
 	}
-	if b.rest != nil {
-		b.rest = append(b.rest, '}')
-		if err := json.Unmarshal(b.rest, &b.out.h); err != nil {
-			return fmt.Errorf("restore: header: %w", err)
-		}
-		b.rest = nil
-	}
 	return nil
+}
+
+// headerFields are the JSON names of the header's fields but the jobs.
+var headerFields = func() []string {
+	var names []string
+	t := reflect.TypeFor[snapHeader]()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "jobs" {
+			names = append(names, name)
+		}
+	}
+	return names
+}()
+
+// headerField reports whether json.Unmarshal decodes a member of this name into a header field
+// other than the jobs: it matches names without regard to case.
+func headerField(key string) bool {
+	for _, name := range headerFields {
+		if strings.EqualFold(key, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// skipValue reads the next value a token at a time: only its longest string or number is held.
+func skipValue(dec *json.Decoder) error {
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
 }
 
 // members decodes the header object's members after its opening brace, and the closing one.
 func (b *headerBuilder) members(dec *json.Decoder) error {
 	jobsSeen := false
-	b.rest = []byte{'{'}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -159,18 +195,27 @@ func (b *headerBuilder) members(dec *json.Decoder) error {
 			}
 			continue
 		}
+		if !headerField(key) {
+			// json.Unmarshal ignored it; skipped a token at a time, it is never held whole.
+			if err := skipValue(dec); err != nil {
+				return headerErr(err)
+			}
+			continue
+		}
 		var v json.RawMessage
 		if err := dec.Decode(&v); err != nil {
 			return headerErr(err)
 		}
+		// Unmarshalled into the header as it stands, as json.Unmarshal decoded each field of
+		// the whole header in turn: a name in any case, the last of a repeated one.
 		k, err := json.Marshal(key)
 		if err != nil {
 			return headerErr(err)
 		}
-		if len(b.rest) > 1 {
-			b.rest = append(b.rest, ',')
+		member := append(append(append(append([]byte{'{'}, k...), ':'), v...), '}')
+		if err := json.Unmarshal(member, &b.out.h); err != nil {
+			return fmt.Errorf("restore: header: %w", err)
 		}
-		b.rest = append(append(append(b.rest, k...), ':'), v...)
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace (More saw it, or an error)
 		return headerErr(err)

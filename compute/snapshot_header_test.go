@@ -59,7 +59,9 @@ func FuzzRestoreHeader(f *testing.F) {
 		`{} {}`, `{} x`, `{}]`, `{"seq": 1`, `{"seq": 1,}`, `{"jobs": [,]}`, `{"jobs": [1,]}`, `{"seq": "1"}`,
 		`{"Seq": 5, "seq": 2, "jobs": []}`, `{"creds": [{"node": "a"}], "creds": [{"failed": 2}]}`,
 		`{"seq": 1e2}`, `{"audit_policy": null, "x": [1, {"jobs": 1}]}`, "{\"jobs\": [], \"\xff\": 1}",
-		`{"jobs": [{"id": 5}]}`, `{"job": []}`, `{"jobſ": []}`,
+		`{"jobs": [{"id": 5}]}`, `{"job": []}`, `{"jobſ": []}`, `{"seq": 1, "SEQ": 2}`, `{"x": 1e400}`,
+		`{"x": [1e999, "\u00e9", {"a": [true, null, -0.5]}], "seq": 3}`, `{"x": [}`, `{"x": {"a" 1}}`, `{"x": [1 2]}`,
+		`{"creds": [{"node": "a", "kinds": {"pi": {}}}], "audit_policy": {}}`, `{"creds": 5}`,
 	} {
 		f.Add([]byte(s))
 	}
