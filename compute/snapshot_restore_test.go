@@ -112,7 +112,7 @@ func (s *sampler) Read(p []byte) (int, error) {
 
 // TestRestoreHeaderStreamed: restoring reads the jobs' JSON header (76 MB at the largest
 // max-jobs) a job at a time. It read the header whole, then unmarshalled it into every job's
-// snapJob before building the jobs, and held all three (550–700 MiB more at the peak of a
+// snapJob before building the jobs, and held all three (550–750 MiB more at the peak of a
 // restore at max-jobs). At each read of the header, the live heap beyond the jobs built so far
 // (the state restored, in proportion to the header read) must stay under a quarter of the
 // header: reading it whole held all of it from the first read on.
