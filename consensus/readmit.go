@@ -16,8 +16,8 @@ package consensus
 // The tries back off to MemberIdle, so a node that comes back after a long
 // absence would wait up to that long, and one whose addresses the leader
 // has forgotten (or that restarted on another port) would be asked at
-// none that works. So a connection from such a node (the Notifiee in
-// fastfail.go, readmitWake) resets its backoff and wakes the membership
+// none that works. So a connection from such a node (inbound: the Notifiee
+// in fastfail.go, readmitWake) resets its backoff and wakes the membership
 // loop: it is asked at the next round, over that connection or at the
 // addresses identify has just put in the peerstore. A node that connects
 // and disconnects again and again is still asked at most once every
@@ -104,8 +104,8 @@ func (s *readmitState) wake(p peer.ID, now time.Time, gap time.Duration) (at tim
 	return at, arm, true
 }
 
-// readmitWake is called with every new connection (Notifiee, so it must be
-// cheap and never block): on the leader, a node of the readmission
+// readmitWake is called with every new inbound connection (Notifiee, so it
+// must be cheap and never block): on the leader, a node of the readmission
 // schedule that connects is asked at the next round of the membership
 // loop, which it wakes, at once or, within readmitGap of its last try,
 // once the gap has passed.

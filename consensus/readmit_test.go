@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,7 +127,8 @@ func TestRemovedStaysOutUnlessApproved(t *testing.T) {
 // TestReadmitWakesOnConnect: a removed node approved again, away long
 // enough that the leader's tries backed off to MemberIdle and whose
 // addresses the leader forgot, restarts on another port with no discovery
-// and connects to the leader: it is a server again within a round of the
+// and connects to the leader (a connection the leader dials itself does
+// not count): it is a server again within a round of the
 // membership loop, not after MemberIdle (made long here, so that the
 // difference is wide). Before, nothing woke the leader's schedule, and it
 // knew no address to ask the node at.
@@ -152,15 +154,48 @@ func TestReadmitWakesOnConnect(t *testing.T) {
 		}
 		return nil
 	})
-	// Long away: the tries backed off to MemberIdle, the addresses are gone.
+	// Long away: the tries backed off to MemberIdle.
 	leader.r.readmit.mu.Lock()
 	tr := leader.r.readmit.next[id]
 	tr.wait, tr.at = idle, time.Now().Add(idle)
 	leader.r.readmit.next[id] = tr
 	leader.r.readmit.mu.Unlock()
-	leader.h.Peerstore().ClearAddrs(id)
 
 	gone.open() // the same key and raft data, a new port
+	// The leader's own dial is no news of the node: it leaves the backoff
+	// alone. (A connection's Disconnected is delivered after its Connected.)
+	closed := make(chan struct{})
+	var once sync.Once
+	watch := &network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
+		if c.RemotePeer() == id && c.Stat().Direction == network.DirOutbound {
+			once.Do(func() { close(closed) })
+		}
+	}}
+	leader.h.Network().Notify(watch)
+	if err := leader.h.Connect(ctxT(t, testDeadline), peer.AddrInfo{ID: id, Addrs: gone.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	_ = leader.h.Network().ClosePeer(id)
+	select {
+	case <-closed:
+	case <-time.After(testDeadline):
+		t.Fatal("the leader's connection to the node did not close")
+	}
+	leader.h.Network().StopNotify(watch)
+	leader.r.readmit.mu.Lock()
+	at := leader.r.readmit.next[id].at
+	leader.r.readmit.mu.Unlock()
+	if time.Until(at) < idle/2 {
+		t.Fatalf("the leader's own dial reset the node's backoff: next try in %v", time.Until(at))
+	}
+	waitUntil(t, testDeadline, "the node sees the leader's connection closed", func() error {
+		if gone.h.Network().Connectedness(leader.h.ID()) == network.Connected {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	leader.h.Peerstore().ClearAddrs(id) // and the leader forgot its addresses
+
 	if err := gone.h.Connect(ctxT(t, testDeadline), peer.AddrInfo{ID: leader.h.ID(), Addrs: leader.h.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
