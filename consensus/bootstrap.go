@@ -234,8 +234,9 @@ func (r *Raft) handleInfo(context.Context, peer.ID, json.RawMessage) (any, error
 // leader, and asks peers about themselves only while it has no cluster or
 // has seen no leader for PeerDrop. Once settled (a leader known, nothing
 // left to retry) it sleeps until something it acts on may have changed: an
-// applied entry, a change of leader, a server added or removed here
-// (memberKick), at most MemberIdle, and looks again at most every
+// applied entry, a change of leader, a server added or removed here, an
+// admitted node that is not a server connecting to the leader (memberKick;
+// readmit.go), at most MemberIdle, and looks again at most every
 // MemberPoll (docs/design.md §7 "Idle cost"). Autopilot and leader work run
 // from the leadership monitor, not from here. Run returns when ctx is done.
 func (r *Raft) Run(ctx context.Context) {

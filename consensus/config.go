@@ -234,6 +234,9 @@ type Config struct {
 	// trailingLogs, if set, replaces the 4096 log entries raft keeps after a snapshot (tests
 	// that need a log trimmed past an older snapshot).
 	trailingLogs uint64
+	// memberIdle, if set, replaces Timings.MemberIdle (tests that tell an event that woke the
+	// membership loop from its idle timer).
+	memberIdle time.Duration
 }
 
 // Availability is what a node tells the leader about how well it can hold

@@ -44,11 +44,20 @@ import (
 //
 // Silence alone (a power cut, a pulled cable) still takes the normal
 // timeouts, about 2H to 3H.
+//
+// The same watch tells the leader's readmission (readmit.go) of every new
+// inbound connection: an admitted node that is not a server and connects is
+// asked at once. Only inbound: the leader's own dials (readmission's among
+// them) are no news of the node, and would undo its backoff.
 type leaderConnWatch struct{ r *Raft }
 
 func (w leaderConnWatch) Listen(network.Network, ma.Multiaddr)      {}
 func (w leaderConnWatch) ListenClose(network.Network, ma.Multiaddr) {}
-func (w leaderConnWatch) Connected(network.Network, network.Conn)   {}
+func (w leaderConnWatch) Connected(_ network.Network, c network.Conn) {
+	if c.Stat().Direction == network.DirInbound {
+		w.r.readmitWake(c.RemotePeer())
+	}
+}
 func (w leaderConnWatch) Disconnected(n network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	w.r.spawn(func() { w.r.leaderConnClosed(p) })

@@ -66,7 +66,7 @@ type Raft struct {
 	trailKick   *kicker // an entry was applied: the leader's trailer (trailer.go)
 	appliedKick *kicker // an entry was applied: recordApplied (replay.go)
 	silenceKick *kicker // leadership lost: the silence watch looks now (silence.go)
-	memberKick  *kicker // an entry applied, a leader change, a server added or removed: the membership loop looks (Run)
+	memberKick  *kicker // an entry applied, a leader change, a server added or removed, a readmission wake: the membership loop looks (Run)
 	group       grouper // group commit of App commands (batch.go)
 	nudge       nudge   // barriers after forwarded commands (forward.go)
 
@@ -126,6 +126,9 @@ func New(cfg Config) (*Raft, error) {
 	t := DefaultTimings(cfg.Multiplier)
 	if cfg.DiscoveryWindow > 0 {
 		t.Discovery = cfg.DiscoveryWindow
+	}
+	if cfg.memberIdle > 0 {
+		t.MemberIdle = cfg.memberIdle
 	}
 	if cfg.DeadVoterGrace <= 0 {
 		cfg.DeadVoterGrace = time.Duration(float64(10*time.Second) * cfg.Multiplier)

@@ -12,6 +12,16 @@ package consensus
 // holds, and adds it back as a non-voter when it answers that it is in
 // this cluster, as if it had asked to join; the voter rules then decide
 // its vote.
+//
+// The tries back off to MemberIdle, so a node that comes back after a long
+// absence would wait up to that long, and one whose addresses the leader
+// has forgotten (or that restarted on another port) would be asked at
+// none that works. So a connection from such a node (inbound: the Notifiee
+// in fastfail.go, readmitWake) resets its backoff and wakes the membership
+// loop: it is asked at the next round, over that connection or at the
+// addresses identify has just put in the peerstore. A node that connects
+// and disconnects again and again is still asked at most once every
+// readmitGap.
 
 import (
 	"context"
@@ -37,9 +47,15 @@ type readmitState struct {
 }
 
 type readmitTry struct {
-	at   time.Time
-	wait time.Duration
+	at   time.Time     // the next try is due then
+	wait time.Duration // the wait after the next try (doubled each try)
+	last time.Time     // the last try (zero: none yet)
+	kick time.Time     // a wake's timer kicks the membership loop then (wake)
 }
+
+// readmitGap is the shortest time between two tries at one node, however
+// often it connects (readmitWake): MemberPoll, at least a second.
+func (r *Raft) readmitGap() time.Duration { return max(r.t.MemberPoll, time.Second) }
 
 // due returns the admitted non-servers (ids) whose next try has come, at
 // most maxReadmitRound, schedules their next tries, and forgets the nodes
@@ -55,11 +71,58 @@ func (s *readmitState) due(ids []peer.ID, now time.Time, first, most time.Durati
 			out = append(out, p)
 			t.wait = min(max(2*t.wait, first), most)
 			t.at = now.Add(t.wait)
+			t.last = now
 		}
 		keep[p] = t
 	}
 	s.next = keep
 	return out
+}
+
+// wake makes p's next try due at once, its backoff reset, but not before
+// gap after its last try, and returns when it is due; ok is false if p is
+// not in the schedule (not an admitted non-server at the last round). When
+// that is later than now, arm tells the caller to start a timer that wakes
+// the loop then: false if an earlier wake armed one for that time already,
+// so that a node connecting again and again costs one timer per gap.
+func (s *readmitState) wake(p peer.ID, now time.Time, gap time.Duration) (at time.Time, arm, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.next[p]
+	if !ok {
+		return time.Time{}, false, false
+	}
+	at = now
+	if !t.last.IsZero() && at.Before(t.last.Add(gap)) {
+		at = t.last.Add(gap)
+	}
+	if at.After(now) && !at.Equal(t.kick) {
+		t.kick, arm = at, true
+	}
+	t.at, t.wait = at, 0
+	s.next[p] = t
+	return at, arm, true
+}
+
+// readmitWake is called with every new inbound connection (Notifiee, so it
+// must be cheap and never block): on the leader, a node of the readmission
+// schedule that connects is asked at the next round of the membership
+// loop, which it wakes, at once or, within readmitGap of its last try,
+// once the gap has passed.
+func (r *Raft) readmitWake(p peer.ID) {
+	if r.isClosed() || !r.IsLeader() {
+		return
+	}
+	now := time.Now()
+	at, arm, ok := r.readmit.wake(p, now, r.readmitGap())
+	switch {
+	case !ok:
+	case !at.After(now):
+		r.log.Debug("an admitted node that is not a server connected: asking it now", "peer", p)
+		r.memberKick.kick()
+	case arm:
+		time.AfterFunc(at.Sub(now), r.memberKick.kick)
+	}
 }
 
 // readmitMembers runs on the leader (Run): every admitted node (allow-list
