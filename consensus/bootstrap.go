@@ -31,6 +31,17 @@ type infoResponse struct {
 	// --join in a star (B and C only know A), B and C do not see each other
 	// directly, and without this both would bootstrap a cluster.
 	Candidates []string `json:"candidates,omitempty"`
+	// Joins: this node was given --join peers or a join token, so it was
+	// started to join others, not to be joined. The founder is the lowest
+	// candidate that does not join (founderLess): with the README's
+	// recipe (the first node alone, the others --join it) the node the
+	// user gave its settings to founds the cluster even when a joiner has
+	// a lower peer ID. Older builds omit it: they count as not joining.
+	Joins bool `json:"joins,omitempty"`
+	// Joining are those of Candidates that said they join (Joins), so
+	// that a node that knows a candidate only from this answer orders it
+	// as the ones that ask it directly do.
+	Joining []string `json:"joining,omitempty"`
 	// Starting: this node has not been looking for peers for a discovery
 	// window yet (its Run just began, or has not), so its Candidates and
 	// Peers may be incomplete: the asker waits for it (candidateView).
@@ -159,7 +170,7 @@ func (r *Raft) serve() {
 }
 
 func (r *Raft) info() infoResponse {
-	in := infoResponse{Cluster: r.cfg.Cluster, InCluster: r.inCluster(), Voter: r.cfg.VoterPref}
+	in := infoResponse{Cluster: r.cfg.Cluster, InCluster: r.inCluster(), Voter: r.cfg.VoterPref, Joins: r.joins()}
 	in.ClusterID = r.fsm.State().ClusterID
 	if l, ok := r.Leader(); ok {
 		in.Leader = l.String()
@@ -179,6 +190,9 @@ func (r *Raft) info() infoResponse {
 		}
 		if len(in.Candidates) < maxCandidates && !bp.info.InCluster && bp.info.Voter != VoterNever {
 			in.Candidates = append(in.Candidates, p.String())
+			if bp.info.Joins {
+				in.Joining = append(in.Joining, p.String())
+			}
 		}
 		if len(in.Peers) < maxRelayPeers {
 			rp := relayPeer{ID: p.String()}
@@ -353,6 +367,9 @@ func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
 			if len(in.Candidates) > maxCandidates {
 				in.Candidates = in.Candidates[:maxCandidates]
 			}
+			if len(in.Joining) > maxCandidates {
+				in.Joining = in.Joining[:maxCandidates]
+			}
 			if len(in.Peers) > maxRelayPeers {
 				in.Peers = in.Peers[:maxRelayPeers]
 			}
@@ -465,8 +482,9 @@ func (r *Raft) bootstrapStep(ctx context.Context, start time.Time) {
 	if len(members) > 0 {
 		return
 	}
-	// 2. Nobody is in a cluster: the lowest eligible candidate bootstraps,
-	// once no new candidate has appeared for a discovery window.
+	// 2. Nobody is in a cluster: the first eligible candidate in
+	// founderLess order (those not given --join first, then by peer ID)
+	// bootstraps, once no new candidate has appeared for a discovery window.
 	now := time.Now()
 	if !r.mayFound(peers, now) {
 		return
@@ -475,7 +493,7 @@ func (r *Raft) bootstrapStep(ctx context.Context, start time.Time) {
 	if now.Sub(start) < r.t.Discovery || now.Sub(quiet) < r.t.Discovery {
 		return
 	}
-	if !shouldBootstrap(r.id, r.cfg.VoterPref, view) {
+	if !shouldBootstrap(r.id, r.cfg.VoterPref, r.joins(), view) {
 		return
 	}
 	r.log.Info("bootstrapping a new cluster", "candidates", len(view)+1)

@@ -34,13 +34,67 @@ func (r *Raft) mayFound(peers map[peer.ID]bootPeer, now time.Time) bool {
 	return false
 }
 
+// joins reports whether this node was started to join others (--join
+// peers or a join token): infoResponse.Joins.
+func (r *Raft) joins() bool { return len(r.cfg.JoinPeers) > 0 || r.joinTok != nil }
+
+// joinFlags returns, for every peer in peers and every candidate their
+// answers list, whether it joins (infoResponse.Joins, or listed in an
+// answer's Joining). A candidate counts as joining only when every source
+// that names it says so, and a peer that never answered counts as not
+// joining: either only puts a candidate earlier in founderLess order,
+// which makes the others wait for it, never found beside it.
+func joinFlags(peers map[peer.ID]bootPeer) map[peer.ID]bool {
+	out := make(map[peer.ID]bool, len(peers))
+	set := func(p peer.ID, joins bool) {
+		if old, ok := out[p]; ok {
+			joins = joins && old
+		}
+		out[p] = joins
+	}
+	for p, bp := range peers {
+		set(p, bp.answered && bp.info.Joins)
+		if len(bp.info.Candidates) == 0 {
+			continue
+		}
+		joining := make(map[string]bool, len(bp.info.Joining))
+		for _, c := range bp.info.Joining {
+			joining[c] = true
+		}
+		for _, c := range bp.info.Candidates {
+			if id, err := peer.Decode(c); err == nil {
+				set(id, joining[c])
+			}
+		}
+	}
+	return out
+}
+
+// founderLess orders founder candidates: those not started to join others
+// (no --join, no join token) before those that were, then by peer ID. The
+// first one founds. A pure function of what every candidate says about
+// itself, so all candidates that see the same set agree on it; when every
+// candidate joins (each was given the others with --join) it is the
+// lowest peer ID, as it always was.
+func founderLess(aJoins bool, a peer.ID, bJoins bool, b peer.ID) bool {
+	if aJoins != bJoins {
+		return !aJoins
+	}
+	return a < b
+}
+
 // shouldBootstrap applies the deterministic rule: among this node and the
 // live, unclustered peers of our cluster name, only voter-eligible ones
-// count (VoterNever nodes only when nobody is eligible), and the lowest peer
-// ID wins. A peer that never answered still counts until it drops out, so a
-// slow peer is waited for rather than raced.
-func shouldBootstrap(self peer.ID, selfPref VoterPref, peers map[peer.ID]bootPeer) bool {
+// count (VoterNever nodes only when nobody is eligible), and the first in
+// founderLess order wins: the lowest peer ID among those not given --join,
+// or among all when every one was. selfJoins is this node's own
+// infoResponse.Joins. A peer that never answered still counts (as not
+// joining) until it drops out, so a slow peer is waited for rather than
+// raced.
+func shouldBootstrap(self peer.ID, selfPref VoterPref, selfJoins bool, peers map[peer.ID]bootPeer) bool {
 	eligible := func(pref VoterPref) bool { return pref != VoterNever }
+	joins := joinFlags(peers)
+	before := func(p peer.ID) bool { return founderLess(joins[p], p, selfJoins, self) }
 	anyEligible := eligible(selfPref)
 	for _, bp := range peers {
 		if !bp.answered || eligible(bp.info.Voter) {
@@ -55,12 +109,12 @@ func shouldBootstrap(self peer.ID, selfPref VoterPref, peers map[peer.ID]bootPee
 			return false
 		}
 		counts := !bp.answered || eligible(bp.info.Voter) || !anyEligible
-		if counts && p < self {
+		if counts && before(p) {
 			return false
 		}
-		// Candidates our peers see that we may not: a lower one wins.
+		// Candidates our peers see that we may not: an earlier one wins.
 		for _, c := range bp.info.Candidates {
-			if id, err := peer.Decode(c); err == nil && id != self && id < self {
+			if id, err := peer.Decode(c); err == nil && id != self && before(id) {
 				return false
 			}
 		}
@@ -84,7 +138,7 @@ const maxStuckRank = 8
 // candidateView returns peers without the candidates, direct or reported,
 // that are stuck, and quiet: when the newest candidate this node knows of
 // was first seen (the decision waits a discovery window after it). The
-// candidates are ranked by peer ID; the one of rank k is stuck once it has
+// candidates are ranked in founderLess order; the one of rank k is stuck once it has
 // stayed unclustered for (k+1)·stuckAfter since max(its first sighting,
 // quiet). A candidate still starting (infoResponse.Starting) keeps quiet
 // at now, for at most stuckAfter after it was first seen. Only the first
@@ -134,7 +188,16 @@ func (r *Raft) candidateView(peers map[peer.ID]bootPeer, now time.Time) (map[pee
 	for p := range first {
 		ranked = append(ranked, p)
 	}
-	slices.Sort(ranked)
+	joins := joinFlags(peers)
+	slices.SortFunc(ranked, func(a, b peer.ID) int {
+		switch {
+		case founderLess(joins[a], a, joins[b], b):
+			return -1
+		case founderLess(joins[b], b, joins[a], a):
+			return 1
+		}
+		return 0
+	})
 	stuck := map[peer.ID]bool{}
 	for k, p := range ranked {
 		since := first[p]

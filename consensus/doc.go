@@ -26,7 +26,10 @@
 // it to be added (/hydra/cluster/join/1.0.0), otherwise, once no new
 // candidate has appeared for a discovery window, the node with the lowest
 // peer ID among itself and the answering, unclustered, voter-eligible peers
-// bootstraps a cluster of itself alone; all others join it. A fresh node's
+// bootstraps a cluster of itself alone; all others join it. Nodes started
+// to join others (--join peers, a join token) come after the others in that
+// order (founderLess), so the node the others were told to join founds the
+// cluster, with its settings. A fresh node's
 // answer lists the peers it knows, which the asker dials and asks too, so
 // nodes that only know a common peer see each other (candidates.go).
 // Because every node applies the same total order to the same candidate

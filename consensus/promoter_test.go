@@ -219,7 +219,7 @@ func Test_ShouldBootstrap(t *testing.T) {
 		for k, v := range tc.ps {
 			m[peer.ID(k)] = v
 		}
-		if got := shouldBootstrap(peer.ID(tc.self), tc.pref, m); got != tc.want {
+		if got := shouldBootstrap(peer.ID(tc.self), tc.pref, false, m); got != tc.want {
 			t.Errorf("%s: got %v", tc.name, got)
 		}
 	}
@@ -244,15 +244,15 @@ func Test_ShouldBootstrapSecondHandCandidate(t *testing.T) {
 	low, mid, hub := ids[0], ids[1], ids[2]
 	// mid knows only the hub, which reports low as a candidate.
 	hubSays := bootPeer{answered: true, info: infoResponse{Candidates: []string{low.String(), mid.String()}}}
-	if shouldBootstrap(mid, VoterAuto, map[peer.ID]bootPeer{hub: hubSays}) {
+	if shouldBootstrap(mid, VoterAuto, false, map[peer.ID]bootPeer{hub: hubSays}) {
 		t.Fatal("mid bootstrapped although the hub knows a lower candidate")
 	}
 	hubSays.info.Candidates = []string{mid.String(), low.String()}
-	if !shouldBootstrap(low, VoterAuto, map[peer.ID]bootPeer{hub: hubSays}) {
+	if !shouldBootstrap(low, VoterAuto, false, map[peer.ID]bootPeer{hub: hubSays}) {
 		t.Fatal("the lowest candidate did not bootstrap")
 	}
 	hubSays.info.Candidates = []string{"not-a-peer-id"}
-	if !shouldBootstrap(low, VoterAuto, map[peer.ID]bootPeer{hub: hubSays}) {
+	if !shouldBootstrap(low, VoterAuto, false, map[peer.ID]bootPeer{hub: hubSays}) {
 		t.Fatal("a malformed candidate blocked bootstrap")
 	}
 }
