@@ -114,3 +114,30 @@ func TestLeaderLeavesTwoVoters(t *testing.T) {
 	l := settled(t, nodes, 1, false)
 	writeOn(t, l, "after-leave")
 }
+
+// TestRemoveOnlyVoterRefused: the only voter of a cluster (here with a non-voter) cannot be
+// removed: Evict says so (ErrConflict), and a revocation proposed past that check (a node of an
+// older build) is refused by the leader, which keeps leading as a member. Before, the leader
+// committed it: the cluster was left with a revoked voter, which nobody else could replace.
+func TestRemoveOnlyVoterRefused(t *testing.T) {
+	nodes := startCluster(t, 2, "rmleader-only", nil)
+	leader := settled(t, nodes, 1, true)
+	via := otherThan(nodes, leader)
+	err := via.r.Evict(ctxT(t, testDeadline), leader.h.ID(), testAdminToken)
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("evicting the only voter: %v, want ErrConflict", err)
+	}
+	cmd, err := NewCommand(OpMemberRemove, MemberRemove{ID: leader.h.ID().String(), Revoke: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := via.r.ApplyAs(ctxT(t, testDeadline), cmd, testAdminToken); !errors.Is(err, ErrRejected) {
+		t.Fatalf("a revocation of the only voter forwarded to it: %v, want ErrRejected", err)
+	}
+	if _, revoked := leader.r.fsm.peerRole(leader.h.ID().String()); revoked || leader.r.Role() != RoleMember {
+		t.Fatalf("the only voter was revoked (role %q)", leader.r.Role())
+	}
+	if l, err := agreed(nodes); err != nil || l != leader {
+		t.Fatalf("the cluster changed: %v", err)
+	}
+}
