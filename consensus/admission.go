@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -469,10 +470,15 @@ func (r *Raft) Deny(ctx context.Context, key, auth string) (peer.ID, error) {
 // Evict removes node p from the cluster and refuses its key from then on:
 // its membership and credential are dropped at once (every member's gater
 // refuses it as soon as the entry is applied), and the leader removes it
-// from the raft configuration.
+// from the raft configuration. When p leads, it first hands leadership to
+// another voter, which commits the eviction and removes it
+// (handOverFromRevoked); the cluster's only voter cannot be evicted.
 func (r *Raft) Evict(ctx context.Context, p peer.ID, auth string) error {
 	if p == r.id {
 		return kinded(ErrInvalid, errors.New("a node cannot evict itself: use hydra leave"))
+	}
+	if r.votes(p) && len(r.successors(p)) == 0 {
+		return kinded(ErrConflict, fmt.Errorf("%s is the only voter of the cluster: it cannot be removed", p))
 	}
 	cmd, err := NewCommand(OpMemberRemove, MemberRemove{ID: p.String(), Revoke: true})
 	if err != nil {
@@ -486,8 +492,77 @@ func (r *Raft) Evict(ctx context.Context, p peer.ID, auth string) error {
 	return nil
 }
 
+// votes reports whether p is a voter of the local configuration.
+func (r *Raft) votes(p peer.ID) bool {
+	for _, s := range r.Servers() {
+		if s.ID == p {
+			return s.Voter
+		}
+	}
+	return false
+}
+
+// successors are the voters of the local configuration other than p whose
+// key is not revoked: those that may lead once p is gone.
+func (r *Raft) successors(p peer.ID) []raft.Server {
+	cfg, err := r.configuration()
+	if err != nil {
+		return nil
+	}
+	var out []raft.Server
+	for _, s := range cfg.Servers {
+		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(p.String()) {
+			continue
+		}
+		if _, revoked := r.fsm.peerRole(string(s.ID)); !revoked {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// revokesSelf reports whether data, a proposal, evicts this node (hydra
+// remove of the leader).
+func (r *Raft) revokesSelf(data []byte) bool {
+	if len(data) < 2 || Op(data[1]) != OpMemberRemove {
+		return false
+	}
+	var m MemberRemove
+	return strictUnmarshal(data[2:], &m) == nil && m.Revoke && m.ID == r.id.String()
+}
+
+// handOverFromRevoked runs on a leader asked to commit its own eviction
+// (applyLocal). It must not: the others refuse its key once they apply the
+// entry, so it could neither replicate its own removal from the
+// configuration to them nor hand leadership over, and while it is still
+// listed as a voter they may lack a quorum (two voters: the survivor alone
+// can never win an election) — no leader for good. So it hands leadership
+// to a voter whose key is not revoked first; the caller answers
+// ErrNotLeader, the proposer retries on the new leader, which commits the
+// eviction and then removes this node from the configuration
+// (reconcileServer). The error is a transfer that failed (retried), or
+// ErrRejected when no other voter may lead (the eviction would leave the
+// cluster without a voter).
+func (r *Raft) handOverFromRevoked() error {
+	to := r.successors(r.id)
+	if len(to) == 0 {
+		return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, errors.New("the leader is the only voter of the cluster: it cannot be removed")))
+	}
+	var errs []error
+	for _, s := range to {
+		err := r.raft.LeadershipTransferToServer(s.ID, s.Address).Error()
+		if err == nil {
+			r.log.Info("handed leadership over before this node's eviction", "to", s.ID)
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("to %s: %w", s.ID, err))
+	}
+	return fmt.Errorf("hand leadership over before this node's eviction: %w", errors.Join(errs...))
+}
+
 // reconcileMembers runs on the leader: servers whose key is revoked leave
-// the raft configuration, and servers of a cluster created before the
+// the raft configuration (never the leader itself: it hands leadership
+// over before its eviction commits, handOverFromRevoked), and servers of a cluster created before the
 // allow-list are written into it (an in-place upgrade). The servers and the
 // state it reads are only a filter: each change is decided again under
 // memberMu (reconcileServer), like every other membership change. The

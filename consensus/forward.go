@@ -210,6 +210,12 @@ func forwardFailed(leader peer.ID, err error) error {
 // go through the group commit (batch.go), with others proposed at about the
 // same time; membership ops hold memberMu.
 func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, error) {
+	if r.revokesSelf(data) { // hydra remove of the leader: the next leader commits it
+		if err := r.handOverFromRevoked(); err != nil {
+			return applyResponse{}, err
+		}
+		return applyResponse{}, fmt.Errorf("%w: handed leadership over before this node's eviction", ErrNotLeader)
+	}
 	if len(data) > 1 && (Op(data[1]) == OpMemberAdd || Op(data[1]) == OpMemberRemove) {
 		var p peer.ID
 		if r.gapHook.Load() != nil { // tests only: name the peer for the hook
