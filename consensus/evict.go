@@ -1,0 +1,141 @@
+package consensus
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Evicted servers leave the raft configuration: the leader removes them (reconcileMembers), and
+// a leader asked to commit its own eviction hands leadership over first (handOverFromRevoked).
+
+// votes reports whether p is a voter of the local configuration.
+func (r *Raft) votes(p peer.ID) bool {
+	for _, s := range r.Servers() {
+		if s.ID == p {
+			return s.Voter
+		}
+	}
+	return false
+}
+
+// successors are the voters of the local configuration other than p whose
+// key is not revoked: those that may lead once p is gone.
+func (r *Raft) successors(p peer.ID) []raft.Server {
+	cfg, err := r.configuration()
+	if err != nil {
+		return nil
+	}
+	var out []raft.Server
+	for _, s := range cfg.Servers {
+		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(p.String()) {
+			continue
+		}
+		if _, revoked := r.fsm.peerRole(string(s.ID)); !revoked {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// revokesSelf reports whether data, a proposal, evicts this node (hydra
+// remove of the leader).
+func (r *Raft) revokesSelf(data []byte) bool {
+	if len(data) < 2 || Op(data[1]) != OpMemberRemove {
+		return false
+	}
+	var m MemberRemove
+	return strictUnmarshal(data[2:], &m) == nil && m.Revoke && m.ID == r.id.String()
+}
+
+// handOverFromRevoked runs on a leader asked to commit its own eviction
+// (applyLocal). It must not: the others refuse its key once they apply the
+// entry, so it could neither replicate its own removal from the
+// configuration to them nor hand leadership over, and while it is still
+// listed as a voter they may lack a quorum (two voters: the survivor alone
+// can never win an election) — no leader for good. So it hands leadership
+// to a voter whose key is not revoked first; the caller answers
+// ErrNotLeader, the proposer retries on the new leader, which commits the
+// eviction and then removes this node from the configuration
+// (reconcileServer). The error is a transfer that failed (retried), or
+// ErrRejected when no other voter may lead (the eviction would leave the
+// cluster without a voter).
+func (r *Raft) handOverFromRevoked() error {
+	to := r.successors(r.id)
+	if len(to) == 0 {
+		return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, errors.New("the leader is the only voter of the cluster: it cannot be removed")))
+	}
+	var errs []error
+	for _, s := range to {
+		err := r.raft.LeadershipTransferToServer(s.ID, s.Address).Error()
+		if err == nil {
+			r.log.Info("handed leadership over before this node's eviction", "to", s.ID)
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("to %s: %w", s.ID, err))
+	}
+	return fmt.Errorf("hand leadership over before this node's eviction: %w", errors.Join(errs...))
+}
+
+// reconcileMembers runs on the leader: servers whose key is revoked leave
+// the raft configuration (never the leader itself: it hands leadership
+// over before its eviction commits, handOverFromRevoked), and servers of a cluster created before the
+// allow-list are written into it (an in-place upgrade). The servers and the
+// state it reads are only a filter: each change is decided again under
+// memberMu (reconcileServer), like every other membership change. The
+// error is the first change that failed (the membership loop tries again
+// soon).
+func (r *Raft) reconcileMembers(ctx context.Context) error {
+	st := r.fsm.State()
+	if !st.Initialized() {
+		return nil
+	}
+	var first error
+	for _, s := range r.Servers() {
+		id := s.ID.String()
+		_, listed := st.Members[id]
+		if (st.Revoked[id] && s.ID != r.id) || (!st.Revoked[id] && !listed) {
+			first = cmp.Or(first, r.reconcileServer(ctx, s.ID, st.Nodes[id].Name))
+		}
+	}
+	return first
+}
+
+// reconcileServer removes server p if its key is revoked, or writes it
+// into the allow-list as a member if it has no entry there (name: its
+// registered name). memberMu is held from the check to the change, one
+// server at a time so that a long reconcile does not hold up joins: a
+// pre-allow-list server that left or was removed since reconcileMembers
+// read the configuration (a leave removes no entry such a server never
+// had) is no longer a server here and gets no entry, which would make it
+// a member again.
+func (r *Raft) reconcileServer(ctx context.Context, p peer.ID, name string) error {
+	r.gap("reconcile", p)
+	r.lockMembers(p)
+	defer r.memberMu.Unlock()
+	if !r.hasServer(p) {
+		return nil
+	}
+	role, revoked := r.fsm.peerRole(p.String())
+	switch {
+	case revoked && p != r.id:
+		if _, err := r.removeServer(ctx, p); err != nil {
+			r.log.Warn("removing an evicted server failed", "peer", p, "err", err)
+			return err
+		}
+	case !revoked && role == "":
+		cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: RoleMember, Name: name, At: r.now()})
+		if err == nil {
+			_, err = r.applyLocked(ctx, mustEncode(cmd))
+		}
+		if err != nil {
+			r.log.Debug("recording a server in the allow-list failed", "peer", p, "err", err)
+			return fmt.Errorf("record %s in the allow-list: %w", p, err)
+		}
+	}
+	return nil
+}
