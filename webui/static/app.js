@@ -144,10 +144,6 @@ const STALL_MS = 20000;
 function connect() {
   streamRefused = false; clearTimeout(recheck);
   const me = es = new EventSource('/api/v1/events');
-  // The snapshot's activity is whatever the node last heard, maybe minutes old on an idle cluster:
-  // read as fresh it set the page's cluster clock that far back (a stripe painted 7 s "before" its
-  // commit). The cluster's clock is taken from the activities that follow it.
-  let snapshotActivity = true;
   stats.connects++;
   heard = performance.now();
   es.addEventListener('ping', () => { heard = performance.now(); });
@@ -193,7 +189,7 @@ function connect() {
     setTimeout(() => { if (me === es && me.readyState === EventSource.CLOSED) connect(); }, wait);
   };
   on('status', (d) => { S.status = d; });
-  on('activity', (d) => { if (!snapshotActivity) clusterClock.observe(d.at); snapshotActivity = false; S.activity = d; if (S.view) S.view.onActivity(d); });
+  on('activity', (d) => { clusterClock.observe(d.at); S.activity = d; if (S.view) S.view.onActivity(d); });
   on('jobcount', (d) => { if (Number.isFinite(d.total)) S.total = d.total; });
   on('work', (d) => { if (Array.isArray(d)) S.work = new Map(d.map((w) => [w.node, { chunks: w.chunks, secs: w.compute_seconds }])); });
   on('jobs', (list) => {
