@@ -14,10 +14,7 @@ const LANE = 18, LABEL = 96, AXIS = 18, MAX_LOST = 2000;
 // stamped it, never before: the smallest (arrival − at) over the last frames is the nearest to the
 // offset, within the leader → node → page latency (well under a second). Arrivals are read on the
 // page's monotonic clock, so a browser clock set or stepped meanwhile does not matter either.
-// Before any frame the browser's clock stands in, and so it does while it agrees with the estimate
-// within SKEW_MIN: the estimate runs behind by that latency (up to a frame gap or a gossip round),
-// which made a page on the cluster's own machine report negative commit-to-paint times.
-const SKEW_MIN = 2000;
+// Before any frame the browser's clock stands in.
 export const clusterClock = {
   lags: [], base: undefined,
   // observe takes an activity's `at` on its arrival (app.js, as each frame comes in).
@@ -28,12 +25,7 @@ export const clusterClock = {
     this.base = Math.min(...this.lags);
   },
   // now is the cluster's time in milliseconds since the epoch.
-  now() {
-    const own = Date.now();
-    if (this.base === undefined) return own;
-    const est = performance.now() - this.base;
-    return Math.abs(est - own) < SKEW_MIN ? own : est;
-  },
+  now() { return this.base === undefined ? Date.now() : performance.now() - this.base; },
 };
 
 export class Timeline {
