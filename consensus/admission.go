@@ -382,7 +382,8 @@ func (r *Raft) ApplyAs(ctx context.Context, cmd Command, auth string) ([]byte, e
 
 // findPending resolves a fingerprint or peer ID among the pending nodes
 // (or, for a peer ID, anyone), and with revoked among the evicted and denied
-// nodes too (approving one again: revokedWithFingerprint). A fingerprint that
+// nodes (approving one again: revokedWithFingerprint) and the admitted ones
+// too (membersWithFingerprint). A fingerprint that
 // two nodes share is refused: a fingerprint is 40 bits, so a stranger that
 // sees a joiner's can grind a key with the same one, and approving either
 // would be a guess (the peer ID tells them apart).
@@ -394,8 +395,11 @@ func (r *Raft) findPending(key string, revoked bool) (peer.ID, string, error) {
 			found = append(found, n)
 		}
 	}
+	which := "waiting for approval"
 	if revoked {
 		found = append(found, r.revokedWithFingerprint(key, found)...)
+		found = append(found, r.membersWithFingerprint(key, found)...)
+		which = "waiting for approval, removed or admitted"
 	}
 	switch len(found) {
 	case 0:
@@ -406,7 +410,7 @@ func (r *Raft) findPending(key string, revoked bool) (peer.ID, string, error) {
 		for i, n := range found {
 			ids[i] = n.ID
 		}
-		return "", "", kinded(ErrInvalid, fmt.Errorf("%d nodes waiting for approval have fingerprint %q: give the peer ID of the one to act on (%s)", len(found), key, strings.Join(ids, ", ")))
+		return "", "", kinded(ErrInvalid, fmt.Errorf("%d nodes %s have fingerprint %q: give the peer ID of the one to act on (%s)", len(found), which, key, strings.Join(ids, ", ")))
 	}
 	if p, err := peer.Decode(key); err == nil {
 		return p, "", nil

@@ -1,6 +1,8 @@
 package consensus
 
 import (
+	"iter"
+	"maps"
 	"sort"
 	"strings"
 
@@ -16,11 +18,27 @@ import (
 // ground to the same fingerprint and waiting for approval is in found too, and
 // findPending then refuses the fingerprint as ambiguous.
 func (r *Raft) revokedWithFingerprint(key string, found []PendingNode) []PendingNode {
+	return withFingerprint(maps.Keys(r.fsm.State().Revoked), key, found)
+}
+
+// membersWithFingerprint returns the admitted nodes (the replicated
+// allow-list) whose fingerprint is key and that found does not hold already,
+// so that `hydra approve FINGERPRINT` of a node admitted already answers as
+// approving it by peer ID does (nothing to change for its role, 409 for the
+// other role) rather than 404, and a stranger waiting for approval with a
+// key ground to a member's fingerprint is refused as ambiguous, not approved.
+func (r *Raft) membersWithFingerprint(key string, found []PendingNode) []PendingNode {
+	return withFingerprint(maps.Keys(r.fsm.State().Members), key, found)
+}
+
+// withFingerprint returns, sorted by peer ID, the peers of ids whose
+// fingerprint is key and that found does not hold already.
+func withFingerprint(ids iter.Seq[string], key string, found []PendingNode) []PendingNode {
 	if key == "" {
 		return nil
 	}
 	var out []PendingNode
-	for id := range r.fsm.State().Revoked {
+	for id := range ids {
 		p, err := peer.Decode(id)
 		if err != nil || !strings.EqualFold(Fingerprint(p), key) {
 			continue

@@ -15,7 +15,8 @@ import (
 // configuration and forgets its NodeMeta; then the node shuts down and
 // deletes its raft state, so a later start is a fresh node that joins anew.
 // The last server of a cluster cannot leave it (there is nobody to hand the
-// state to): it gets an error and keeps running.
+// state to), nor can its only voter (nobody to hand leadership to): it gets
+// ErrConflict and keeps running.
 func (r *Raft) Leave(ctx context.Context) error {
 	if r.isClosed() {
 		return ErrShutdown
@@ -29,6 +30,12 @@ func (r *Raft) Leave(ctx context.Context) error {
 	}
 	if len(servers) == 1 && servers[0].ID == r.id {
 		return kinded(ErrConflict, errors.New("this node is the only server of the cluster"))
+	}
+	// The only voter (its non-voters beside it) has nobody to hand leadership to,
+	// and without it they could never elect a leader: the cluster's state refuses
+	// it, as it refuses evicting the only voter (Evict).
+	if r.votes(r.id) && len(r.successors(r.id)) == 0 {
+		return kinded(ErrConflict, errors.New("this node is the only voter of the cluster: its non-voters could not elect a leader without it"))
 	}
 	if r.raft.State() == raft.Leader {
 		if err := r.raft.LeadershipTransfer().Error(); err != nil {

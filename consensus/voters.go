@@ -212,20 +212,22 @@ func (r *Raft) promoteTogether(ids []peer.ID, voters, want int) []peer.ID {
 
 // NonvoterReasons says, for each non-voter of the configuration, why it
 // holds no vote, from the replicated state alone (any node can answer):
-// its preference, a full set of voters, the even step, or a promotion
-// still to come. The caller may know better (a node on battery).
+// its role (a worker), its preference, a quarantine (Config.NoVote), a full
+// set of voters, the even step, or a promotion still to come. The caller
+// may know better (a node on battery).
 func (r *Raft) NonvoterReasons() map[peer.ID]string {
 	cfg, err := r.configuration()
 	if err != nil {
 		return nil
 	}
 	st := r.fsm.State()
+	noVote := func(p peer.ID) bool { return r.cfg.NoVote != nil && r.cfg.NoVote(p.String()) }
 	voters, eligible := 0, 0
 	for _, s := range cfg.Servers {
 		if s.Suffrage == raft.Voter {
 			voters++
-		} else if p, err := peer.Decode(string(s.ID)); err == nil && r.prefOf(p, st) != VoterNever {
-			eligible++
+		} else if p, err := peer.Decode(string(s.ID)); err == nil && r.prefOf(p, st) != VoterNever && !noVote(p) {
+			eligible++ // as the promoter counts them
 		}
 	}
 	want := r.desiredVoters(len(cfg.Servers))
@@ -239,8 +241,12 @@ func (r *Raft) NonvoterReasons() map[peer.ID]string {
 			continue
 		}
 		switch {
+		case st.Members[p.String()].Role == RoleWorker:
+			out[p] = "a worker never holds a vote"
 		case r.prefOf(p, st) == VoterNever:
 			out[p] = "its voter preference is never"
+		case noVote(p):
+			out[p] = "quarantined by the audits: no vote until hydra trust reset"
 		case voters >= want:
 			out[p] = fmt.Sprintf("the cluster has the %d voters it keeps", want)
 		case oddStep(voters, want, eligible) == 0:
