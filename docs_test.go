@@ -1,6 +1,8 @@
 package main
 
 import (
+	"go/parser"
+	"go/token"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -121,5 +123,110 @@ func TestNoGoFileOver600Lines(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// goPackageDirs returns every directory holding non-test Go files, testdata and hidden
+// directories left out, mapped to those files' names.
+func goPackageDirs(t *testing.T) map[string][]string {
+	t.Helper()
+	dirs := map[string][]string{}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			base := d.Name()
+			if path != "." && (strings.HasPrefix(base, ".") || base == "testdata" || base == "node_modules") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			dir := filepath.ToSlash(filepath.Dir(path))
+			dirs[dir] = append(dirs[dir], d.Name())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dirs
+}
+
+// TestEveryPackageHasOneDocComment: every package says what it owns in one package doc
+// comment (docs/design.md §1: a package's doc comment is the level below the map), neither
+// none nor two that go doc would run together.
+func TestEveryPackageHasOneDocComment(t *testing.T) {
+	for dir, files := range goPackageDirs(t) {
+		var with []string
+		for _, name := range files {
+			f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(dir, name), nil, parser.PackageClauseOnly|parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
+				with = append(with, name)
+			}
+		}
+		switch {
+		case len(with) == 0:
+			t.Errorf("%s/ has no package doc comment: say what it owns and what it must never import (a doc.go when it needs more)", dir)
+		case len(with) > 1:
+			t.Errorf("%s/ has package doc comments in %v: keep one", dir, with)
+		}
+	}
+}
+
+// TestFileMapsNameEveryFile: a package doc comment with a "Where each part lives" map names
+// every Go file of its package (a pattern such as datalock*.go names several), and each name
+// matches a file: files are split and added often, and a map that misses one sends a reader
+// to the wrong file.
+func TestFileMapsNameEveryFile(t *testing.T) {
+	const heading = "# Where each part lives"
+	maps := 0
+	for dir, files := range goPackageDirs(t) {
+		b, err := os.ReadFile(filepath.Join(dir, "doc.go"))
+		if err != nil || !strings.Contains(string(b), "// "+heading+"\n") {
+			continue
+		}
+		maps++
+		block := string(b)[strings.Index(string(b), heading):]
+		var patterns []string
+		for _, line := range strings.Split(block, "\n")[1:] {
+			if !strings.HasPrefix(line, "//") {
+				break
+			}
+			if !strings.HasPrefix(line, "//\t") {
+				continue
+			}
+			for _, w := range strings.Fields(strings.ReplaceAll(line[3:], ",", " ")) {
+				if strings.HasSuffix(w, ".go") {
+					patterns = append(patterns, w)
+				}
+			}
+		}
+		named := map[string]bool{"doc.go": true}
+		for _, p := range patterns {
+			hit := false
+			for _, f := range files {
+				if ok, err := filepath.Match(p, f); err != nil {
+					t.Fatalf("%s/doc.go: pattern %q: %v", dir, p, err)
+				} else if ok {
+					named[f], hit = true, true
+				}
+			}
+			if !hit {
+				t.Errorf("%s/doc.go's file map names %s, which is not a file of the package", dir, p)
+			}
+		}
+		for _, f := range files {
+			if !named[f] {
+				t.Errorf("%s/doc.go's file map does not name %s: say what it holds", dir, f)
+			}
+		}
+	}
+	if maps < 3 {
+		t.Errorf("found %d doc.go file maps (%q); consensus, compute and node have one", maps, heading)
 	}
 }
