@@ -284,3 +284,34 @@ func TestInternalsNamesEveryMethod(t *testing.T) {
 		}
 	}
 }
+
+// TestInternalsVersionsAreGoMods: the versions docs/internals.md says are pinned are go.mod's,
+// so a dependency upgrade that changes behaviour the page describes shows up there.
+func TestInternalsVersionsAreGoMods(t *testing.T) {
+	doc, err := os.ReadFile("docs/internals.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(doc), "Versions are pinned in go.mod")
+	if i < 0 {
+		t.Fatal(`docs/internals.md has no "Versions are pinned in go.mod"`)
+	}
+	sentence := string(doc[i:])
+	sentence = sentence[:strings.Index(sentence, ")")]
+	pins := regexp.MustCompile(`([a-z0-9/-]+) (v[0-9]+\.[0-9]+\.[0-9]+)`).FindAllStringSubmatch(sentence, -1)
+	if len(pins) < 5 {
+		t.Fatalf("found %d pinned versions in %q", len(pins), sentence)
+	}
+	for _, p := range pins {
+		if !regexp.MustCompile(`(?m)^\s*(require\s+)?\S*/` + regexp.QuoteMeta(p[1]) + ` ` + regexp.QuoteMeta(p[2]) + `\b`).Match(mod) {
+			t.Errorf("docs/internals.md says %s %s; go.mod requires another version", p[1], p[2])
+		}
+	}
+	if m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(mod); m == nil || !strings.Contains(string(doc), "Go "+string(m[1])+".") {
+		t.Errorf("docs/internals.md does not say the Go version go.mod asks for")
+	}
+}
