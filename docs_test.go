@@ -1,6 +1,9 @@
 package main
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -121,5 +124,194 @@ func TestNoGoFileOver600Lines(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// goPackageDirs returns every directory holding non-test Go files, testdata and hidden
+// directories left out, mapped to those files' names.
+func goPackageDirs(t *testing.T) map[string][]string {
+	t.Helper()
+	dirs := map[string][]string{}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			base := d.Name()
+			if path != "." && (strings.HasPrefix(base, ".") || base == "testdata" || base == "node_modules") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			dir := filepath.ToSlash(filepath.Dir(path))
+			dirs[dir] = append(dirs[dir], d.Name())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dirs
+}
+
+// TestEveryPackageHasOneDocComment: every package says what it owns in one package doc
+// comment (docs/design.md §1: a package's doc comment is the level below the map), neither
+// none nor two that go doc would run together.
+func TestEveryPackageHasOneDocComment(t *testing.T) {
+	for dir, files := range goPackageDirs(t) {
+		var with []string
+		for _, name := range files {
+			f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(dir, name), nil, parser.PackageClauseOnly|parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
+				with = append(with, name)
+			}
+		}
+		switch {
+		case len(with) == 0:
+			t.Errorf("%s/ has no package doc comment: say what it owns and what it must never import (a doc.go when it needs more)", dir)
+		case len(with) > 1:
+			t.Errorf("%s/ has package doc comments in %v: keep one", dir, with)
+		}
+	}
+}
+
+// TestFileMapsNameEveryFile: a package doc comment with a "Where each part lives" map names
+// every Go file of its package (a pattern such as datalock*.go names several), and each name
+// matches a file: files are split and added often, and a map that misses one sends a reader
+// to the wrong file.
+func TestFileMapsNameEveryFile(t *testing.T) {
+	const heading = "# Where each part lives"
+	maps := 0
+	for dir, files := range goPackageDirs(t) {
+		b, err := os.ReadFile(filepath.Join(dir, "doc.go"))
+		if err != nil || !strings.Contains(string(b), "// "+heading+"\n") {
+			continue
+		}
+		maps++
+		block := string(b)[strings.Index(string(b), heading):]
+		var patterns []string
+		for _, line := range strings.Split(block, "\n")[1:] {
+			if !strings.HasPrefix(line, "//") {
+				break
+			}
+			if !strings.HasPrefix(line, "//\t") {
+				continue
+			}
+			for _, w := range strings.Fields(strings.ReplaceAll(line[3:], ",", " ")) {
+				if strings.HasSuffix(w, ".go") {
+					patterns = append(patterns, w)
+				}
+			}
+		}
+		named := map[string]bool{"doc.go": true}
+		for _, p := range patterns {
+			hit := false
+			for _, f := range files {
+				if ok, err := filepath.Match(p, f); err != nil {
+					t.Fatalf("%s/doc.go: pattern %q: %v", dir, p, err)
+				} else if ok {
+					named[f], hit = true, true
+				}
+			}
+			if !hit {
+				t.Errorf("%s/doc.go's file map names %s, which is not a file of the package", dir, p)
+			}
+		}
+		for _, f := range files {
+			if !named[f] {
+				t.Errorf("%s/doc.go's file map does not name %s: say what it holds", dir, f)
+			}
+		}
+	}
+	if maps < 3 {
+		t.Errorf("found %d doc.go file maps (%q); consensus, compute and node have one", maps, heading)
+	}
+}
+
+// TestInternalsNamesEveryMethod: docs/internals.md, the wiring diagram "checked against the
+// code", names every exported method of the two types the rest of the node builds on,
+// consensus.Raft and p2p.Host, and every exported function of their packages: eleven of
+// Raft's (admission, eviction, settings) had been added without a line there.
+func TestInternalsNamesEveryMethod(t *testing.T) {
+	doc, err := os.ReadFile("docs/internals.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pkg, recv := range map[string]string{"consensus": "Raft", "p2p": "Host"} {
+		files, err := filepath.Glob(filepath.Join(pkg, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, name := range files {
+			if strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range f.Decls {
+				fn, ok := d.(*ast.FuncDecl)
+				if !ok || !fn.Name.IsExported() {
+					continue
+				}
+				if fn.Recv != nil {
+					star, ok := fn.Recv.List[0].Type.(*ast.StarExpr)
+					if !ok {
+						continue
+					}
+					if id, ok := star.X.(*ast.Ident); !ok || id.Name != recv {
+						continue
+					}
+				}
+				n++
+				if !regexp.MustCompile(`\b` + fn.Name.Name + `\b`).Match(doc) {
+					what := pkg + "." + fn.Name.Name
+					if fn.Recv != nil {
+						what = pkg + "." + recv + "." + fn.Name.Name
+					}
+					t.Errorf("docs/internals.md does not name %s", what)
+				}
+			}
+		}
+		if n < 10 {
+			t.Errorf("found %d exported functions and %s methods in %s/: the scan no longer finds them", n, recv, pkg)
+		}
+	}
+}
+
+// TestInternalsVersionsAreGoMods: the versions docs/internals.md says are pinned are go.mod's,
+// so a dependency upgrade that changes behaviour the page describes shows up there.
+func TestInternalsVersionsAreGoMods(t *testing.T) {
+	doc, err := os.ReadFile("docs/internals.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(doc), "Versions are pinned in go.mod")
+	if i < 0 {
+		t.Fatal(`docs/internals.md has no "Versions are pinned in go.mod"`)
+	}
+	sentence := string(doc[i:])
+	sentence = sentence[:strings.Index(sentence, ")")]
+	pins := regexp.MustCompile(`([a-z0-9/-]+) (v[0-9]+\.[0-9]+\.[0-9]+)`).FindAllStringSubmatch(sentence, -1)
+	if len(pins) < 5 {
+		t.Fatalf("found %d pinned versions in %q", len(pins), sentence)
+	}
+	for _, p := range pins {
+		if !regexp.MustCompile(`(?m)^\s*(require\s+)?\S*/` + regexp.QuoteMeta(p[1]) + ` ` + regexp.QuoteMeta(p[2]) + `\b`).Match(mod) {
+			t.Errorf("docs/internals.md says %s %s; go.mod requires another version", p[1], p[2])
+		}
+	}
+	if m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(mod); m == nil || !strings.Contains(string(doc), "Go "+string(m[1])+".") {
+		t.Errorf("docs/internals.md does not say the Go version go.mod asks for")
 	}
 }

@@ -107,7 +107,8 @@ func (c *nodeCred) standing(k Kind) *audit.Standing {
 	return st
 }
 
-// AuditPolicy is the replicated audit policy.
+// AuditPolicy is the replicated audit policy: every replica decides audits with the same one,
+// and a new coordinator compares it with its configuration (the leader's --audit-* values win).
 func (s *JobStore) AuditPolicy() audit.Policy {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -187,7 +187,9 @@ type Fail struct {
 	Time   time.Time
 }
 
-// MaxFailReason bounds a failed job's reason.
+// MaxFailReason bounds a failed job's reason (bytes): the reason is replicated in the log and
+// kept with the job for its whole retention, and it only has to say why (a trap's message, which
+// nodes it failed on), so a long trap message cannot bloat every replica.
 const MaxFailReason = 2048
 
 // Delete removes a job and its stored results.

@@ -2,10 +2,10 @@
 // docs/design.md §4), the work-range model, reducers, the replicated job state applied by the raft FSM,
 // and the scheduling policy that carves chunks for nodes.
 //
-// It is pure and deterministic. It imports nothing of Hydra's but the leaf package wire (size
-// limits) — no libp2p, no raft, no node code —
-// never reads the clock (time is an argument: "now time.Time" or a timestamp inside a command) and
-// never touches the network. The same code therefore runs in the compute child process, in the
+// It is pure and deterministic. It imports nothing of Hydra's but compute/audit and the leaf
+// package wire (size limits): no libp2p, no raft, no node code. It never reads the clock (time
+// is an argument: "now time.Time" or a timestamp inside a command) and never touches the
+// network or a file. The same code therefore runs in the compute child process, in the
 // coordinator, in unit tests with a fake clock and in the scheduling simulator.
 //
 // # Kernels
@@ -35,4 +35,29 @@
 // rate-sized chunks, probe chunks, guided self-scheduling at the tail, backup copies, requeue on
 // node loss and deadlines, fair sharing between jobs by priority. It is leader-memory soft state;
 // after a leader change it is rebuilt from the job state (all ranges minus accepted ranges).
+//
+// # Where each part lives
+//
+//	pi.go, mandel.go, kernel.go       the reference kernels, Stop, the parallel drivers
+//	kernel_simd_amd64.go,             the vector kernels (GOEXPERIMENT=simd on amd64)
+//	kernel_mandel_simd_amd64.go,
+//	kernel_nosimd.go                  and the build without them
+//	spec.go, range.go, reduce.go      job kinds and specs, ranges and range sets, reducers
+//	payload.go, codec.go              result payloads; the strict binary codec under them
+//	commitment.go, wasmblocks.go      commitments over a chunk's blocks (compute/audit builds them)
+//	commands.go, commands_fixed.go    the job-state ops and their encodings
+//	levels.go                         the protocol level each op needs (rolling upgrades)
+//	jobstore.go                       JobStore: the state and Apply of most ops
+//	jobstore_results.go               the Results op: checked, stored, counted once
+//	jobstore_read.go, jobstore_work.go  reads: jobs, views, each node's work over every job
+//	audits.go, audits_read.go         audits in the replicated state: challenges, outcomes
+//	faults.go                         a WebAssembly module that failed on a node
+//	history.go                        a job's bounded per-chunk history
+//	results.go, storefail.go          ResultStore and its memory implementation; disk failures
+//	snapshot.go                       Snapshot (SnapshotCapturer) and the payload records
+//	snapshot_header.go                the jobs header written and read a job at a time
+//	snapshot_restore.go               Restore and its consistency checks
+//	sched.go, sched_rate.go,          Scheduler: leases, rates and chunk sizes, the tail,
+//	sched_return.go                   backups, completion, failure and requeue
+//	sim.go                            Simulate: the scheduler against modelled nodes
 package compute

@@ -20,7 +20,8 @@ import (
 
 const payloadFormat = 1
 
-// EncodePiPayload encodes a π chunk result.
+// EncodePiPayload encodes a π chunk result: its hit count behind the payload format byte, a
+// few bytes, which is all the job state needs to add it to the estimate exactly.
 func EncodePiPayload(hits uint64) []byte {
 	e := &encoder{}
 	e.byte1(payloadFormat)

@@ -64,7 +64,8 @@ type MemResults struct {
 	jobs map[string]map[uint64]StoredResult
 }
 
-// NewMemResults returns an empty in-memory result store.
+// NewMemResults returns an empty in-memory result store, for tests and tools that need a job
+// state without a data directory (the node's own store is on disk, internal/resultstore).
 func NewMemResults() *MemResults { return &MemResults{jobs: map[string]map[uint64]StoredResult{}} }
 
 // Put implements ResultStore; it keeps copies of the payloads.

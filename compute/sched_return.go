@@ -116,6 +116,11 @@ func (s *Scheduler) Requeue(job string, rs []Range) {
 	}
 }
 
+// Accepted tells the scheduler that r of job was committed, whichever lease (or earlier
+// leader's) computed it: r is no longer pending, and the leases wholly inside it are dropped
+// (each returned as an EventCancelled), since they compute what already counts: a backup
+// twin that lost, a lease adopted from before a leader change. A lease only partly inside r
+// runs on; the job state refuses the overlap of its result.
 func (s *Scheduler) Accepted(job string, r Range) []Event {
 	j := s.jobs[job]
 	if j == nil {

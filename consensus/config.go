@@ -127,7 +127,7 @@ type Config struct {
 	// on the leader, so that a node whose own clock is off by hours or decades neither refuses
 	// a valid token nor accepts an expired one. Nil: this node's clock.
 	Now func() time.Time
-	// Dir holds raft.db (log and stable store) and snapshots: DATA/raft.
+	// Dir is DATA/raft: the raft log (wal/), the stable store (raft.db) and snapshots.
 	Dir string
 	// Cluster is the cluster name. Peers answering with another name are
 	// ignored, and joins from them are refused.
@@ -215,7 +215,7 @@ type Config struct {
 	// sleeps over lunch comes back as the member it was.
 	DeadNonvoterGrace time.Duration
 	// DiscoveryWindow is how long a fresh node collects peers before the
-	// lowest eligible one bootstraps (default 1.5s × Multiplier).
+	// founder bootstraps (founderLess; default 1.5s × Multiplier).
 	DiscoveryWindow time.Duration
 	// Availability, if set, reports this node's current fitness to hold a
 	// vote (on battery, how often paused). The leader asks every server for

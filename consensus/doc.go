@@ -6,11 +6,12 @@
 // leader.
 //
 // What it knows: raft, libp2p hosts and streams (through p2p.Call/p2p.Serve
-// framing only), the cluster state (cluster ID, API token, cluster settings,
-// node metadata). What it must never import or know: discovery (it is told
-// about peers through PeerFound), HTTP, the web UI, and jobs: ops 0x40 and
-// above are handed untouched to an optional App (the job state of the compute
-// package), so the FSM snapshot carries the App's state beside the cluster's.
+// framing only), the cluster state (cluster ID, API credentials, join
+// tokens, admission and revocation, settings, node metadata). What it must
+// never import or know: discovery (it is told about peers through
+// PeerFound), HTTP, the web UI, and jobs: ops 0x40 and above are handed
+// untouched to an optional App (the job state of the compute package), so
+// the FSM snapshot carries the App's state beside the cluster's.
 //
 // # Identity and addressing
 //
@@ -45,14 +46,17 @@
 //
 // Every raft timeout is a LAN default scaled by Config.Multiplier (see
 // DefaultTimings): slow boards and emulated nodes raise it. The base
-// timeouts are long (heartbeat and election 1s, leader lease 500ms, commit
-// 50ms): cheap when idle and no elections when the machine is busy. A
-// killed leader is still replaced in milliseconds: its closed connection
-// makes the survivors confirm it is gone and start an election at once
-// (fastfail.go). A silent leader (power cut, cut link, closed lid) is
-// noticed by the silence watch (silence.go): unheard for 500ms and no
-// answer to a probe on its own stream within 150ms, and the survivors start
-// a pre-vote election: replaced in about 0.7s.
+// timeouts are long (heartbeat and election 3s, leader lease 1.5s, commit
+// 5s): cheap when idle and no elections when the machine is busy. A
+// barrier entry trails every burst of writes by 50ms (trailer.go), so
+// followers learn of a commit at once, not at the commit timeout. A
+// killed leader is still replaced in well under a second: its closed
+// connection makes the survivors confirm it is gone and start an election
+// at once (fastfail.go). A silent leader (power cut, cut link, closed lid)
+// is noticed by the silence watch (silence.go): unheard for 750ms, no
+// answer to a probe on its own stream within 150ms, and a majority of the
+// voters unhearing too, and the survivors start an election: replaced in
+// about 0.8s (docs/design.md §5, docs/internals.md).
 //
 // # Liveness of members
 //
@@ -61,5 +65,33 @@
 // voter without one for DeadVoterGrace is failed and its vote goes to a
 // healthy non-voter; a non-voter without one for DeadNonvoterGrace is
 // removed. Connectedness is no evidence (a QUIC connection to a killed
-// peer stays up ~30s).
+// peer stays up ~30s). While nothing changes, the leader's autopilot
+// slows to a tenth of its pace (pace.go).
+//
+// # Where each part lives
+//
+//	raft.go, config.go          New, Run, the Raft type; Config, DefaultTimings
+//	transport.go, hclog.go      raft's transport over libp2p streams; its logs into slog
+//	store.go, snapstore.go      raft's log (raft-wal), stable and snapshot stores
+//	replay.go, appliedmark.go   serve what was applied before a restart, before raft runs
+//	fsm.go, command.go          the FSM and the versioned commands (live and replay alike)
+//	state.go, settings.go       the replicated cluster state and settings
+//	restorebounds.go            a restored snapshot's settings within today's bounds
+//	batch.go, forward.go        group commit; Apply, forwarded to the leader, retried
+//	await.go                    every wait on a raft future (raft drops some at shutdown)
+//	levels.go                   rolling upgrades: ops every member's build knows
+//	bootstrap.go, candidates.go the bootstrap/join decision; who founds (founderLess)
+//	join.go, admission.go       the join/approval protocol; who may connect, approve, deny
+//	members.go, tokencheck.go   roles, credentials, join tokens, and their bounds
+//	approveagain.go             approving a revoked fingerprint admits the node again
+//	evict.go                    revoked servers leave; a leader hands leadership over first
+//	readmit.go                  the leader asks admitted non-servers back in
+//	voters.go                   voters from the start, never an even count for long
+//	autopilot.go, promoter.go   raft-autopilot with Hydra's Promoter (leader only)
+//	pace.go                     autopilot's pace: brisk, calm while nothing changes
+//	leader.go                   OnLeader, the one leadership path
+//	silence.go, fastfail.go     a silent or killed leader replaced in about a second
+//	trailer.go                  a barrier after each burst: followers learn commits at once
+//	recover.go                  hydra leave and hydra recover
+//	checks_on.go, checks_off.go the hydra_nochecks build tag, for a benchmark only
 package consensus

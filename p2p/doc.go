@@ -1,16 +1,20 @@
 // Package p2p is Hydra's networking layer, and only that: a libp2p host
-// built from a persisted identity (identity.go, host.go, limits.go), peer
-// discovery by mDNS on the LAN, by redialled --join peers and by a DHT
-// rendezvous beyond it (discovery.go, mdns.go, rendezvous.go), gossipsub
-// topics for small lossy announcements (gossip.go), and framed
-// request/response over streams (rpc.go).
+// built from a persisted identity (identity.go, host.go, limits.go), a
+// connection gater that treats each peer as the membership layer says
+// (gate.go: members, outsiders who may only ask to join, refused keys),
+// peer discovery by mDNS on the LAN, by redialled --join peers and by a DHT
+// rendezvous beyond it (discovery.go, mdns.go, rendezvous.go, with the
+// records a DHT server holds bounded: providers.go), gossipsub topics for
+// small lossy announcements (gossip.go, and gossiprepair.go for peers
+// gossipsub gave up on while connected), and framed request/response over
+// streams (rpc.go).
 //
-// It knows nothing of raft, jobs or chunks, and imports nothing of Hydra's
-// but the leaf packages wire (frames and size limits) and internal/atomicfile
-// (the identity key's file):
-// consensus and node build on it, never the other way round; compute does not
-// know it exists (docs/design.md §1). Protocol IDs appear here only to give them
-// resource-manager budgets.
+// It knows nothing of raft, jobs, chunks or who is a member (it is told
+// through SetAccess), and imports nothing of Hydra's but the leaf packages
+// wire (frames and size limits) and internal/atomicfile (the identity key's
+// file): consensus and node build on it, never the other way round; compute
+// does not know it exists (docs/design.md §1). Protocol IDs appear here only
+// to give them resource-manager budgets.
 //
 // Choices worth knowing:
 //

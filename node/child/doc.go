@@ -18,8 +18,9 @@
 // So the node (raft, libp2p, HTTP) keeps its normal priority and little CPU, and compute runs in
 // a child: the same binary re-executed as `hydra __compute` (Subcommand), talking over its
 // stdin and stdout. This is BOINC's split too: the client at normal priority, science
-// applications at idle priority. The child imports compute and wire (frames) only: it knows
-// nothing of raft, libp2p hosts or jobs beyond one task at a time.
+// applications at idle priority. The child imports compute (with compute/audit and
+// compute/wasm: it builds commitments and runs WebAssembly tasks) and wire (frames) only: it
+// knows nothing of raft, libp2p hosts or jobs beyond one task at a time.
 //
 // # Split of responsibilities
 //

@@ -9,6 +9,12 @@
 // runtime failure (1). Go itself exits with 2 after a panic: no error of ours
 // uses 2, so a service manager can restart on a panic and not on a
 // configuration error (packaging/hydra.service: RestartPreventExitStatus=78).
+//
+// `hydra node` (node.go) runs a node; `hydra demo` (demo.go) runs four of them as processes. Every
+// other command is a client of a running node's HTTP API (client.go: newClientFlags and
+// apiFlags.connect find it through --api, or DATA/api-url, and the credential through --token,
+// $HYDRA_TOKEN or DATA/api-token). A client keeps the answering node's clock from its Date
+// header (nodeclock.go), so the ages it prints are right on a machine whose clock is off.
 package cli
 
 import (

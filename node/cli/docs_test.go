@@ -94,3 +94,37 @@ func TestReadmeListsEveryCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestDesignListsEveryCommand: docs/design.md §8's CLI line names every subcommand and no
+// other, as README's table does: the map is where a newcomer learns what the CLI offers.
+func TestDesignListsEveryCommand(t *testing.T) {
+	b, err := os.ReadFile("../../docs/design.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	i := strings.Index(doc, "- CLI (`node/cli`):")
+	if i < 0 {
+		t.Fatal("docs/design.md §8 has no line starting \"- CLI (`node/cli`):\"")
+	}
+	line := doc[i:]
+	if j := strings.Index(line, ";"); j >= 0 {
+		line = line[:j] // the commands come before the first ';'
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(?:hydra )?([a-z]+)`").FindAllStringSubmatch(line, -1) {
+		listed[m[1]] = true
+	}
+	exists := map[string]bool{}
+	for _, c := range commands() {
+		exists[c.name] = true
+		if !listed[c.name] {
+			t.Errorf("docs/design.md §8's CLI line lacks %s", c.name)
+		}
+	}
+	for name := range listed {
+		if !exists[name] {
+			t.Errorf("docs/design.md §8's CLI line lists %s, which is not a command", name)
+		}
+	}
+}

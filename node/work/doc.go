@@ -9,7 +9,9 @@
 // command (Apply), read the replicated jobs (Jobs), call a peer (Call), run a
 // chunk (Runner), the owner's decision and the current leader. The node
 // wires them and starts the coordinator through its one leadership path
-// (consensus.Raft.OnLeader).
+// (consensus.Raft.OnLeader). The coordinator stamps what it commits with the
+// cluster's clock, the median of the clocks of the workers that synced with
+// it (stampLocked), never its own alone (docs/design.md §2, Time).
 //
 // It must never import node or p2p: it knows peers only by ID, and the node
 // carries its messages. From webui it uses only the Activity type it
