@@ -26,7 +26,7 @@ import (
 // TestChaos mixes the faults a home cluster meets over a day on 5 real node processes while
 // a stream of jobs (π, Mandelbrot, the primes WebAssembly example) runs: a SIGKILL and restart
 // of a node (the leader half the time), a closed lid (SIGSTOP of its process group, SIGCONT
-// 2–40 s later), a cut cable (iptables drops its libp2p port on loopback for 2–30 s), a full
+// 2–40 s later), a cut cable (iptables drops its packets on loopback for 2–30 s), a full
 // disk (its data directory is a small tmpfs, filled for 5–30 s; a node that stops on it is
 // started again, as its service manager would), and `hydra remove` + `hydra approve` of a
 // node. At most two nodes are under a fault at once. It checks all along that no node process
@@ -37,7 +37,7 @@ import (
 // leader and members.
 //
 // It runs only with HYDRA_CHAOS=1 (scripts/test leaves it out by name); needs root (tmpfs
-// mounts, iptables). HYDRA_CHAOS_SEED replays a run (the seed is printed), HYDRA_CHAOS_DURATION
+// mounts, iptables, a user per node). HYDRA_CHAOS_SEED replays a run (the seed is printed), HYDRA_CHAOS_DURATION
 // sets how long faults are injected (default 3m; the documented long run is 25m).
 func TestChaos(t *testing.T) {
 	if os.Getenv("HYDRA_CHAOS") != "1" {
@@ -124,11 +124,18 @@ func (c *chaos) fail(err error) {
 	}
 }
 
-// startCluster starts n nodes, each with its data directory on a tmpfs of its own (64 MiB),
+// startCluster starts n nodes, each with its data directory on a tmpfs of its own (160 MiB: a node starts with 64 MiB free),
 // joined to the first one, and waits until they form one cluster with three voters.
 func (c *chaos) startCluster(n int) {
 	t := c.t
 	base := t.TempDir()
+	// Every node runs as a user of its own (cutRules matches its packets by owner): the
+	// binary and the directories above the data dirs must be theirs to reach.
+	for _, d := range []string{base, filepath.Dir(base), filepath.Dir(hydraBinary(t))} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range c.ps {
@@ -146,7 +153,7 @@ func (c *chaos) startCluster(n int) {
 		if err := os.MkdirAll(data, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", data).CombinedOutput(); err != nil {
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", data).CombinedOutput(); err != nil {
 			t.Fatalf("mount a tmpfs (root needed): %v: %s", err, out)
 		}
 		t.Cleanup(func() {
@@ -158,11 +165,15 @@ func (c *chaos) startCluster(n int) {
 		if i == 0 {
 			first = presetIdentity(t, data)
 		}
+		uid := chaosUID + i
+		if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, uid), data).CombinedOutput(); err != nil {
+			t.Fatalf("chown: %v: %s", err, out)
+		}
 		var args []string
 		if i > 0 {
 			args = append(args, "--join", c.ps[0].joinAddr())
 		}
-		p := startProc(t, fmt.Sprintf("n%d", i), data, freeTCPPort(t), freeTCPPort(t), args...)
+		p := startProcAs(t, uint32(uid), "", fmt.Sprintf("n%d", i), data, freeTCPPort(t), freeTCPPort(t), args...)
 		if i == 0 {
 			p.id = first
 		}
@@ -200,6 +211,9 @@ func (c *chaos) startCluster(n int) {
 	})
 	c.logf("cluster of %d up", n)
 }
+
+// chaosUID is the user node i runs as, plus i.
+const chaosUID = 42100
 
 // primesItems are the sizes of the primes jobs: their native answers are computed once.
 var primesItems = []uint64{2_000_000, 3_000_000, 5_000_000}
@@ -351,7 +365,7 @@ func (c *chaos) fault(kind string, p *proc, hold time.Duration) error {
 		c.logf("lid opened on %s", p.name)
 	case "cut":
 		c.logf("cable of %s cut for %s", p.name, hold)
-		rules := cutRules(p.p2pPort)
+		rules := cutRules(p)
 		for _, r := range rules {
 			if out, err := exec.Command("iptables", append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
 				return fmt.Errorf("iptables: %w: %s", err, out)
@@ -396,14 +410,15 @@ func (c *chaos) fault(kind string, p *proc, hold time.Duration) error {
 	return nil
 }
 
-// cutRules are the iptables rules (for -I or -D) that drop a loopback node's libp2p traffic
-// both ways: its listening port is also the source port of its own dials (libp2p's TCP
-// transport reuses it).
-func cutRules(port int) [][]string {
-	pt := strconv.Itoa(port)
+// cutRules are the iptables rules (for -I or -D) that cut a loopback node off: every TCP
+// packet its user sends but its API's answers (the harness reads its status), and every
+// connection attempt to its libp2p port. Its dials come from ephemeral ports (the node
+// turns reuseport off), so a rule on its port alone would leave them up.
+func cutRules(p *proc) [][]string {
 	return [][]string{
-		{"INPUT", "-i", "lo", "-p", "tcp", "--dport", pt, "-j", "DROP"},
-		{"INPUT", "-i", "lo", "-p", "tcp", "--sport", pt, "-j", "DROP"},
+		{"OUTPUT", "-o", "lo", "-p", "tcp", "-m", "owner", "--uid-owner", strconv.Itoa(int(p.uid)),
+			"!", "--sport", strconv.Itoa(p.httpPort), "-j", "DROP"},
+		{"INPUT", "-i", "lo", "-p", "tcp", "--dport", strconv.Itoa(p.p2pPort), "-j", "DROP"},
 	}
 }
 
