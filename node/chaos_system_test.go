@@ -4,6 +4,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -201,14 +202,28 @@ func (c *chaos) startCluster(n int) {
 		}
 		return nil
 	})
+	var first string
 	waitFor(t, 10*time.Second, "API token", func() error {
 		_, tok, err := ReadLocal(c.ps[0].dir)
 		if err == nil && tok == "" {
 			err = errors.New("no token yet")
 		}
-		c.token = tok
+		first = tok
 		return err
 	})
+	// An admin credential of its own: n0's is revoked with n0 when the harness evicts it.
+	c.token = first
+	out, err := c.admin(c.ps[0], "token", "create", "--role", "admin", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(out), &tok); err != nil || tok.Token == "" {
+		t.Fatalf("hydra token create: %q: %v", out, err)
+	}
+	c.token = tok.Token
 	c.logf("cluster of %d up", n)
 }
 
