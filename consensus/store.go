@@ -157,11 +157,35 @@ func openWAL(dir string, log *slog.Logger) (*walStore, error) {
 		}
 		return nil, fmt.Errorf("open raft log %s: %w (if it is damaged: %s)", dir, err, damagedRaftRemedy(filepath.Dir(dir)))
 	}
+	if err := checkSealedSegments(dir, w.meta); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
 	return w, nil
 }
 
+// checkSealedSegments fails if a sealed segment of the log in dir has no index block: raft-wal
+// before v0.4.1 sealed the tail that way when it cleared a log suffix (a follower whose
+// uncommitted entries a new leader overrode), and every read of that segment then fails, so
+// raft.NewRaft panicked at the next start. A log written so by an older hydra is damaged:
+// an error that says what to do, not a crash at every start.
+func checkSealedSegments(dir string, meta *metadb.BoltMetaDB) error {
+	state, err := meta.Load(dir)
+	if err != nil {
+		return fmt.Errorf("read the raft log's metadata in %s: %w", dir, err)
+	}
+	for _, seg := range state.Segments {
+		if !seg.SealTime.IsZero() && seg.IndexStart == 0 {
+			return fmt.Errorf("raft log %s is damaged: its segment of entries %d to %d was sealed without an index "+
+				"(an older hydra, after it cleared a log suffix), so they cannot be read: %s",
+				dir, seg.MinIndex, seg.MaxIndex, damagedRaftRemedy(filepath.Dir(dir)))
+		}
+	}
+	return nil
+}
+
 // walStore is the write-ahead log with its metadata file, which WAL.Close
-// leaves open (raft-wal v0.4.0): Close closes both, so that the directory can
+// leaves open (raft-wal v0.4.1): Close closes both, so that the directory can
 // be opened again in the same process (a restart in tests, recovery).
 type walStore struct {
 	*wal.WAL

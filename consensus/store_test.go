@@ -251,6 +251,31 @@ func TestDamagedWriteAheadLogIsAnError(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"segment sealed without an index", func(t *testing.T, wal string) {
+			// What raft-wal v0.4.0 left after it cleared a log suffix: the tail sealed with
+			// no index block recorded, a new tail after it.
+			w, err := openWAL(wal, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.DeleteRange(3, 3); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.StoreLog(&raft.Log{Index: 3, Term: 2, Type: raft.LogCommand, Data: []byte("y")}); err != nil {
+				t.Fatal(err)
+			}
+			state, err := w.meta.Load(wal)
+			if err != nil || len(state.Segments) != 2 || state.Segments[0].SealTime.IsZero() {
+				t.Fatalf("after the truncation: segments %+v, %v", state.Segments, err)
+			}
+			state.Segments[0].IndexStart = 0
+			if err := w.meta.CommitState(state); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"segment missing", func(t *testing.T, wal string) {
 			segs, err := filepath.Glob(filepath.Join(wal, "*.wal"))
 			if err != nil || len(segs) != 1 {
@@ -459,4 +484,59 @@ func Test_MultiNode_RestartMovesTheLog(t *testing.T) {
 	leader = restartOthers(t, nodes, m, apps)
 	proposeJob(t, leader, "after-the-move", 9)
 	waitUntil(t, testDeadline, "every replica has the four jobs", allHave(4))
+}
+
+// TestLogReadableAfterTailTruncationAndRestart: a follower that clears a log suffix (raft's
+// DeleteRange when a new leader's log conflicts with entries it never committed: a leader cut
+// off or paused, then back) and then restarts reads its whole log again. raft-wal v0.4.0 marked
+// the truncated tail segment sealed without writing its index block, so every restart after
+// such a truncation panicked in raft.NewRaft ("sealed segment has no index block") and the node
+// could not start again; the chaos harness (TestChaos) met it on a node restarted after a full
+// disk. Fixed upstream in v0.4.1.
+func TestLogReadableAfterTailTruncationAndRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "raft")
+	st, err := openStores(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(i, term uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: fmt.Appendf(nil, "entry %d of term %d", i, term)}
+	}
+	var logs []*raft.Log
+	for i := uint64(1); i <= 20; i++ {
+		logs = append(logs, entry(i, 1))
+	}
+	if err := st.logs.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	// The new leader's log differs from entry 16 on: the suffix goes, its entries come.
+	if err := st.logs.DeleteRange(16, 20); err != nil {
+		t.Fatal(err)
+	}
+	var newer []*raft.Log
+	for i := uint64(16); i <= 24; i++ {
+		newer = append(newer, entry(i, 2))
+	}
+	if err := st.logs.StoreLogs(newer); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = openStores(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	want := append(logs[:15:15], newer...)
+	for _, w := range want {
+		var got raft.Log
+		if err := st.logs.GetLog(w.Index, &got); err != nil {
+			t.Fatalf("after the truncation and a restart, entry %d: %v", w.Index, err)
+		}
+		if got.Term != w.Term || !bytes.Equal(got.Data, w.Data) {
+			t.Fatalf("entry %d: term %d %q, want term %d %q", w.Index, got.Term, got.Data, w.Term, w.Data)
+		}
+	}
 }

@@ -79,6 +79,9 @@ type proc struct {
 	httpPort int
 	cmd      *exec.Cmd
 	exited   chan struct{}
+	// uid, when not 0, is the user the process runs as (TestChaos: a user per node, so that
+	// iptables can cut one node's traffic by its owner).
+	uid uint32
 }
 
 func freeTCPPort(t *testing.T) int {
@@ -98,7 +101,13 @@ func startProc(t *testing.T, name, dir string, p2pPort, httpPort int, extra ...s
 // startProcBin is startProc with another binary than this tree's default build (bin "").
 func startProcBin(t *testing.T, bin, name, dir string, p2pPort, httpPort int, extra ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, bin: bin, name: name, dir: dir, p2pPort: p2pPort, httpPort: httpPort}
+	return startProcAs(t, 0, bin, name, dir, p2pPort, httpPort, extra...)
+}
+
+// startProcAs is startProcBin with the process running as user uid (0: this process's).
+func startProcAs(t *testing.T, uid uint32, bin, name, dir string, p2pPort, httpPort int, extra ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, bin: bin, name: name, dir: dir, p2pPort: p2pPort, httpPort: httpPort, uid: uid}
 	p.api = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	// --admit lan: test clusters on loopback admit each other with no
 	// approval (docs/security.md); a test of approval passes its own flags.
@@ -126,6 +135,9 @@ func (p *proc) start() {
 	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if p.uid != 0 {
+		p.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: p.uid, Gid: p.uid}
+	}
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
