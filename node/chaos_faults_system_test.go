@@ -1,0 +1,270 @@
+//go:build linux
+
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// inject picks a fault and a node (at most two nodes under a fault at once) and starts it; a
+// fault with a duration ends on its own goroutine.
+func (c *chaos) inject(faults *sync.WaitGroup) {
+	kinds := []string{"kill", "lid", "cut", "disk", "remove"}
+	kind := kinds[c.rng.IntN(len(kinds))]
+	c.mu.Lock()
+	if len(c.busy) >= 2 {
+		c.mu.Unlock()
+		return
+	}
+	var free []*proc
+	for _, p := range c.ps {
+		if c.busy[p] == "" {
+			free = append(free, p)
+		}
+	}
+	c.mu.Unlock()
+	// The leader half the time, when it is free.
+	var target *proc
+	if c.rng.IntN(2) == 0 {
+		for _, p := range free {
+			if st, err := p.status(); err == nil && st.Leader == p.id {
+				target = p
+			}
+		}
+	}
+	if target == nil {
+		target = free[c.rng.IntN(len(free))]
+	}
+	secs := func(lo, hi int) time.Duration { return time.Duration(lo+c.rng.IntN(hi-lo+1)) * time.Second }
+	var hold time.Duration
+	switch kind {
+	case "kill":
+		hold = secs(1, 10)
+	case "lid":
+		hold = secs(2, 40)
+	case "cut":
+		hold = secs(2, 30)
+	case "disk":
+		hold = secs(5, 30)
+	}
+	c.mu.Lock()
+	c.busy[target] = kind
+	c.counts[kind]++
+	c.mu.Unlock()
+	faults.Add(1)
+	go func() {
+		defer faults.Done()
+		defer func() { c.mu.Lock(); delete(c.busy, target); c.mu.Unlock() }()
+		if err := c.fault(kind, target, hold); err != nil {
+			c.fail(fmt.Errorf("%s of %s: %w", kind, target.name, err))
+		}
+	}()
+}
+
+// fault applies one fault to p for hold and undoes it.
+func (c *chaos) fault(kind string, p *proc, hold time.Duration) error {
+	switch kind {
+	case "kill":
+		c.logf("SIGKILL %s, restart in %s", p.name, hold)
+		p.kill()
+		time.Sleep(hold) // how long the machine stays off
+		p.start()
+		c.logf("restarted %s", p.name)
+	case "lid":
+		c.logf("lid closed on %s (SIGSTOP) for %s", p.name, hold)
+		if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+			return fmt.Errorf("SIGSTOP: %w", err)
+		}
+		time.Sleep(hold)
+		if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+			return fmt.Errorf("SIGCONT: %w", err)
+		}
+		c.logf("lid opened on %s", p.name)
+	case "cut":
+		c.logf("cable of %s cut for %s", p.name, hold)
+		rules := cutRules(p)
+		for _, r := range rules {
+			if out, err := exec.Command("iptables", append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
+				return fmt.Errorf("iptables: %w: %s", err, out)
+			}
+		}
+		time.Sleep(hold)
+		for _, r := range rules {
+			if out, err := exec.Command("iptables", append([]string{"-D"}, r...)...).CombinedOutput(); err != nil {
+				return fmt.Errorf("iptables: %w: %s", err, out)
+			}
+		}
+		c.logf("cable of %s back", p.name)
+	case "disk":
+		c.logf("disk of %s full for %s", p.name, hold)
+		c.mu.Lock()
+		c.mayExit[p] = true
+		c.mu.Unlock()
+		filler := filepath.Join(p.dir, "filler")
+		if err := fillDisk(filler); err != nil {
+			return err
+		}
+		time.Sleep(hold)
+		if err := os.Remove(filler); err != nil {
+			return fmt.Errorf("free the disk: %w", err)
+		}
+		select {
+		case <-p.exited:
+			c.logf("disk of %s free again; it had stopped: started again", p.name)
+			c.mu.Lock()
+			c.counts["disk-stop"]++
+			c.mu.Unlock()
+			p.start()
+		default:
+			c.logf("disk of %s free again", p.name)
+		}
+		c.mu.Lock()
+		delete(c.mayExit, p)
+		c.mu.Unlock()
+	case "remove":
+		return c.removeApprove(p)
+	}
+	return nil
+}
+
+// cutRules are the iptables rules (for -I or -D) that cut a loopback node off: every TCP
+// packet its user sends but its API's answers (the harness reads its status), and every
+// connection attempt to its libp2p port. Its dials come from ephemeral ports (the node
+// turns reuseport off), so a rule on its port alone would leave them up.
+func cutRules(p *proc) [][]string {
+	return [][]string{
+		{"OUTPUT", "-o", "lo", "-p", "tcp", "-m", "owner", "--uid-owner", strconv.Itoa(int(p.uid)),
+			"!", "--sport", strconv.Itoa(p.httpPort), "-j", "DROP"},
+		{"INPUT", "-i", "lo", "-p", "tcp", "--dport", strconv.Itoa(p.p2pPort), "-j", "DROP"},
+	}
+}
+
+// fillDisk writes filler until its file system is full.
+func fillDisk(filler string) error {
+	f, err := os.Create(filler)
+	if err != nil {
+		return fmt.Errorf("fill the disk: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return nil
+			}
+			return fmt.Errorf("fill the disk: %w", err)
+		}
+	}
+}
+
+// admin runs a hydra admin command against p, retried for 60 s while there is no leader
+// (an earlier fault may have left none for a while).
+func (c *chaos) admin(p *proc, args ...string) (string, error) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := hydraCLI(c.t, 30*time.Second, append(args, "--api", p.api, "--token", c.token)...)
+		if err == nil {
+			return out, nil
+		}
+		if time.Now().After(deadline) {
+			return out, fmt.Errorf("hydra %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+		c.logf("hydra %s on %s: %v: %s (retrying)", args[0], p.name, err, strings.TrimSpace(out))
+		time.Sleep(time.Second) // retry pace
+	}
+}
+
+// removeApprove evicts p with `hydra remove` through another live node, waits until the
+// others list it no more, then approves it again and waits until it is a member again.
+func (c *chaos) removeApprove(p *proc) error {
+	var via *proc
+	for _, q := range c.live() {
+		if q != p {
+			via = q
+		}
+	}
+	if via == nil {
+		return errors.New("no live node to run hydra remove on")
+	}
+	st, err := p.status()
+	if err != nil {
+		c.logf("remove of %s: no status (%v), not removed", p.name, err)
+		return nil
+	}
+	fp := st.Fingerprint
+	c.logf("hydra remove %s (via %s)", p.name, via.name)
+	if out, err := c.admin(via, "remove", p.id); err != nil {
+		// The only voter left cannot be removed (409), and one fault may leave the
+		// cluster with no leader for longer than the retries: neither is a defect.
+		c.logf("hydra remove %s: %v: %s", p.name, err, out)
+		return nil
+	}
+	if err := c.waitUntil(60*time.Second, p.name+" gone from the members", func() error {
+		for _, q := range c.live() {
+			if q == p {
+				continue
+			}
+			st, err := q.status()
+			if err != nil {
+				continue
+			}
+			for _, ns := range st.Nodes {
+				if ns.ID == p.id && ns.Role != webui.RoleNone {
+					return fmt.Errorf("%s still lists it as %s", q.name, ns.Role)
+				}
+			}
+			return nil
+		}
+		return errors.New("no node answers")
+	}); err != nil {
+		return err
+	}
+	time.Sleep(time.Duration(2+c.rng.IntN(15)) * time.Second) // how long it stays out
+	c.logf("hydra approve %s (%s)", fp, p.name)
+	if _, err := c.admin(via, "approve", p.id); err != nil {
+		return err
+	}
+	if err := c.waitUntil(120*time.Second, p.name+" a member again", func() error {
+		for _, q := range c.live() {
+			st, err := q.status()
+			if err != nil || st.Leader == "" || st.Leader != q.id {
+				continue
+			}
+			for _, ns := range st.Nodes {
+				if ns.ID == p.id && ns.Role != webui.RoleNone {
+					return nil
+				}
+			}
+			return errors.New("the leader does not list it")
+		}
+		return errors.New("no leader answers")
+	}); err != nil {
+		return err
+	}
+	c.logf("%s a member again", p.name)
+	return nil
+}
+
+// waitUntil polls cond every 200 ms until it holds or limit passes.
+func (c *chaos) waitUntil(limit time.Duration, what string, cond func() error) error {
+	deadline := time.Now().Add(limit)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: not within %s: %w", what, limit, err)
+}
