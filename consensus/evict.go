@@ -52,6 +52,43 @@ func (r *Raft) revokesSelf(data []byte) bool {
 	return strictUnmarshal(data[2:], &m) == nil && m.Revoke && m.ID == r.id.String()
 }
 
+// evictionWaits runs on the leader before it commits data, a proposal: an
+// eviction of a voter waits (ErrConflict, with what it waits for) while
+// another voter whose key is revoked is still in the configuration, its
+// removal not done yet (reconcileMembers removes it once a quorum of the
+// configuration that follows answers). Both revoked, neither could vote
+// any more (every member refuses their keys), and a configuration of three
+// voters, two of them revoked, has no quorum left: no leader, for good (a
+// chaos run met it: an eviction while a voter's disk was full, then
+// another). One at a time, the second eviction comes once the first has
+// left, and the configuration it leaves has the quorum it needs.
+func (r *Raft) evictionWaits(data []byte) error {
+	if len(data) < 2 || Op(data[1]) != OpMemberRemove {
+		return nil
+	}
+	var m MemberRemove
+	if strictUnmarshal(data[2:], &m) != nil || !m.Revoke {
+		return nil
+	}
+	p, err := peer.Decode(m.ID)
+	if err != nil || !r.votes(p) {
+		return nil
+	}
+	cfg, err := r.configuration()
+	if err != nil {
+		return nil
+	}
+	for _, s := range cfg.Servers {
+		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(m.ID) {
+			continue
+		}
+		if _, revoked := r.fsm.peerRole(string(s.ID)); revoked {
+			return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): remove %s once it has; retry in a few seconds", s.ID, p)))
+		}
+	}
+	return nil
+}
+
 // handOverFromRevoked runs on a leader asked to commit its own eviction
 // (applyLocal). It must not: the others refuse its key once they apply the
 // entry, so it could neither replicate its own removal from the

@@ -211,6 +211,9 @@ func forwardFailed(leader peer.ID, err error) error {
 // same time; membership ops hold memberMu.
 func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, error) {
 	if r.revokesSelf(data) { // hydra remove of the leader: the next leader commits it
+		if err := r.evictionWaits(data); err != nil {
+			return applyResponse{}, err
+		}
 		if err := r.handOverFromRevoked(); err != nil {
 			return applyResponse{}, err
 		}
@@ -228,6 +231,9 @@ func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, erro
 		}
 		r.lockMembers(p)
 		defer r.memberMu.Unlock()
+		if err := r.evictionWaits(data); err != nil {
+			return applyResponse{}, err
+		}
 	}
 	return r.applyLocked(ctx, data)
 }

@@ -1,0 +1,81 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// TestEvictWaitsForTheLastEvictionToLeave: with one evicted voter still in the configuration
+// (its removal held: in real clusters a quorum of the voters that remain was missing, a voter's
+// disk full), evicting another voter waits (ErrConflict) and changes nothing; once the first has
+// left, the second goes through and the cluster leads on. Before, the leader committed the
+// second eviction: three voters, two of them refused by everyone, left no quorum, and the
+// cluster had no leader for good (a chaos run met it).
+func TestEvictWaitsForTheLastEvictionToLeave(t *testing.T) {
+	nodes := startCluster(t, 3, "evict-wait", nil)
+	leader := settled(t, nodes, 3, true)
+	rest := otherThanAll(nodes, leader)
+	first, second := rest[0], rest[1]
+
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	held := func(where string, p peer.ID) {
+		if where == "reconcile" && p == first.h.ID() {
+			<-hold
+		}
+	}
+	leader.r.gapHook.Store(&held)
+	t.Cleanup(func() {
+		release()
+		leader.r.gapHook.Store(nil)
+	})
+
+	if err := leader.r.Evict(ctxT(t, testDeadline), first.h.ID(), testAdminToken); err != nil {
+		t.Fatalf("evict %s: %v", first.name, err)
+	}
+	if !leader.r.votes(first.h.ID()) {
+		t.Fatalf("%s left the configuration although its removal was held", first.name)
+	}
+	err := leader.r.Evict(ctxT(t, testDeadline), second.h.ID(), testAdminToken)
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("evicting %s while %s has not left: %v, want ErrConflict", second.name, first.name, err)
+	}
+	if _, revoked := leader.r.fsm.peerRole(second.h.ID().String()); revoked {
+		t.Fatalf("%s was revoked although its eviction was refused", second.name)
+	}
+	// Through the other voter, forwarded to the leader: refused too (the API answers 409 for
+	// either), and the leader keeps leading.
+	if err := second.r.Evict(ctxT(t, testDeadline), leader.h.ID(), testAdminToken); !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "has not left") {
+		t.Fatalf("evicting the leader while %s has not left: %v, want a refusal that says why", first.name, err)
+	}
+	if _, revoked := leader.r.fsm.peerRole(leader.h.ID().String()); revoked || !leader.r.IsLeader() {
+		t.Fatalf("the leader was revoked (%v) or handed over (leads: %v)", revoked, leader.r.IsLeader())
+	}
+
+	release()
+	waitUntil(t, testDeadline, "the first evicted voter leaves the configuration", func() error {
+		if leader.r.votes(first.h.ID()) || leader.r.hasServer(first.h.ID()) {
+			return fmt.Errorf("%s is still a server", first.name)
+		}
+		return nil
+	})
+	if err := leader.r.Evict(ctxT(t, testDeadline), second.h.ID(), testAdminToken); err != nil {
+		t.Fatalf("evict %s once %s has left: %v", second.name, first.name, err)
+	}
+	waitUntil(t, testDeadline, "the leader leads a cluster of one", func() error {
+		if !leader.r.IsLeader() {
+			return errors.New("it does not lead")
+		}
+		if v := voters(leader.r.Servers()); v != 1 {
+			return fmt.Errorf("%d voters, want 1", v)
+		}
+		return nil
+	})
+	writeOn(t, leader, "after-two-evictions")
+}
