@@ -96,14 +96,21 @@ func writeOn(t *testing.T, l *testNode, name string) {
 // follower). Before, the leader committed its own revocation but never left the configuration
 // (reconcileServer skips itself), and the follower, which then refused it, could win no
 // election with two voters listed: no leader for good.
-func TestRemoveLeaderOfTwoVoters(t *testing.T) { removeLeaderAndCheck(t, 2, "rmleader-2") }
+func TestRemoveLeaderOfTwoVoters(t *testing.T) {
+	t.Parallel()
+	removeLeaderAndCheck(t, 2, "rmleader-2")
+}
 
 // TestRemoveLeaderOfThreeVoters: the same with three voters: two remain, one leads.
-func TestRemoveLeaderOfThreeVoters(t *testing.T) { removeLeaderAndCheck(t, 3, "rmleader-3") }
+func TestRemoveLeaderOfThreeVoters(t *testing.T) {
+	t.Parallel()
+	removeLeaderAndCheck(t, 3, "rmleader-3")
+}
 
 // TestLeaderLeavesTwoVoters: hydra leave on the leader of a two-voter cluster ends with the
 // other node the only voter, leading, accepting writes.
 func TestLeaderLeavesTwoVoters(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, "rmleader-leave", nil)
 	nodes = shrinkTo(t, nodes, settled(t, nodes, 3, true), 2)
 	leader := settled(t, nodes, 2, true)
@@ -120,6 +127,7 @@ func TestLeaderLeavesTwoVoters(t *testing.T) {
 // older build) is refused by the leader, which keeps leading as a member. Before, the leader
 // committed it: the cluster was left with a revoked voter, which nobody else could replace.
 func TestRemoveOnlyVoterRefused(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 2, "rmleader-only", nil)
 	leader := settled(t, nodes, 1, true)
 	via := otherThan(nodes, leader)

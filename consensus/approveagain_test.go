@@ -18,6 +18,7 @@ import (
 // fingerprint makes it ambiguous (refused, as between two waiting nodes); a
 // fingerprint matches only a revoked node for approve, never for deny.
 func Test_Security_ApproveRemovedByFingerprint(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-approve-again")
 	a := newPeerID(t)
 	fp := Fingerprint(a)

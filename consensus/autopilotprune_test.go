@@ -12,6 +12,7 @@ import (
 // is no longer in the configuration. Before, only the last answer did: a leader that led for
 // weeks while nodes were removed kept the stats and availability of every one of them.
 func TestAutopilotForgetsRemovedServers(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, "autopilotprune", nil)
 	leader := settled(t, nodes, 3, false)
 	member := map[raft.ServerID]bool{}

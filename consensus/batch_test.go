@@ -204,6 +204,7 @@ func Test_FSM_BatchApp(t *testing.T) {
 // shared entries (group commit): each proposer gets its own command's result, a refusal stays
 // its own, and every replica applies the same commands in the same order.
 func Test_MultiNode_GroupCommit(t *testing.T) {
+	t.Parallel()
 	apps := make([]*echoApp, 3)
 	nodes := startCluster(t, 3, "group", func(i int, c *Config) {
 		apps[i] = &echoApp{}

@@ -133,7 +133,10 @@ func finishedJobs(js *compute.JobStore) int {
 // finished jobs (no log before it) restarts from it, and two new members
 // get the state by snapshot installation (the log they would replay is
 // gone); a member restarted later restores it from its own snapshot file.
-func Test_MultiNode_BigSnapshot(t *testing.T) { bigSnapshotCluster(t, bigJobs, 0) }
+func Test_MultiNode_BigSnapshot(t *testing.T) {
+	t.Parallel()
+	bigSnapshotCluster(t, bigJobs, 0)
+}
 
 // BenchmarkBigSnapshotCluster100k is Test_MultiNode_BigSnapshot at the
 // largest max-jobs (consensus.MaxMaxJobs), one job in ten a Mandelbrot job

@@ -35,6 +35,7 @@ func newTestNodeBelow(t *testing.T, name, cluster string, limit peer.ID, mod fun
 // (they meet through its answers); round 1: everyone sees everyone, as
 // mDNS on one machine does.
 func TestFounderIsTheNodeTheOthersJoin(t *testing.T) {
+	t.Parallel()
 	for round := range 2 {
 		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
 			first := newTestNode(t, "first", "founder", func(c *Config) { c.Admit = AdmitLAN })

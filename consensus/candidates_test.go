@@ -28,6 +28,7 @@ func sortedIDs(t *testing.T, n int) []peer.ID {
 // after the leaves' discovery window): they meet through the hub's info
 // answers and end in one cluster, whichever of them is the lowest.
 func TestStarStartedTogetherOneCluster(t *testing.T) {
+	t.Parallel()
 	for round := range 2 {
 		nodes := make([]*testNode, 4)
 		for i := range nodes {

@@ -11,6 +11,7 @@ import (
 // clock is two hours ahead of the cluster's still admits the holder of a token that has an hour
 // left by the cluster's clock, and the replicas (which check the entry's time) agree.
 func Test_JoinTokenExpiryByTheClusterClock(t *testing.T) {
+	t.Parallel()
 	behind := 2 * time.Hour // the cluster's clock minus this leader's machine's
 	clusterNow := func() time.Time { return time.Now().Add(-behind) }
 	a := newTestNode(t, "founder", "clock-join", func(c *Config) { c.Admit, c.Now = "", clusterNow })

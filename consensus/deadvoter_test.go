@@ -62,6 +62,9 @@ func Test_DeadVoterReplaced(t *testing.T) {
 	const grace = 3 * time.Second
 	for _, mode := range []string{"closed", "frozen"} {
 		t.Run(mode, func(t *testing.T) {
+			// The two modes at once, each on its own four nodes, and nothing else beside them
+			// (the test itself is not parallel): the bound below has twice the time they take.
+			t.Parallel()
 			mod := func(c *Config) { c.DeadVoterGrace = grace }
 			nodes := startCluster(t, 3, "dead-"+mode, func(_ int, c *Config) { mod(c) })
 			leader := settled(t, nodes, 3, false)

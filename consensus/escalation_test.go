@@ -19,6 +19,7 @@ import (
 // own. A node leaves through the join protocol, whose leader removes the
 // server before the entry.
 func Test_Security_WorkerSelfRemoval(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-self-remove")
 	w := admittedHost(t, n, RoleWorker)
 	ctx := ctxT(t, 30*time.Second)
@@ -57,6 +58,7 @@ func Test_Security_WorkerSelfRemoval(t *testing.T) {
 // --role worker of a member answered "approved … as worker" while the node
 // stayed a member, with its vote and its admin credential.
 func Test_Security_ApproveAdmitted(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-approve-admitted")
 	m := admitFake(t, n, RoleMember)
 	ctx := ctxT(t, 30*time.Second)
@@ -74,6 +76,7 @@ func Test_Security_ApproveAdmitted(t *testing.T) {
 // every server, workers too: a worker could send a fresh node raft RPCs,
 // and keep doing so for good once it had left the cluster.
 func Test_Security_AnswerNamesVoters(t *testing.T) {
+	t.Parallel()
 	n := newTestNode(t, "founder", "sec-answer", nil) // --admit lan
 	n.run()
 	waitUntil(t, testDeadline, "founder leads an initialized cluster", func() error {
@@ -102,6 +105,7 @@ func Test_Security_AnswerNamesVoters(t *testing.T) {
 // node that joined while it was a voter. Before, that node kept it in the
 // set its admission answer named, trusted as a member until a restart.
 func Test_Security_LeftVoterNotTrusted(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, "sec-left-voter", nil)
 	leader := settled(t, nodes, 3, false)
 	j := newTestNode(t, "joiner", "sec-left-voter", nil)
@@ -136,6 +140,7 @@ func Test_Security_LeftVoterNotTrusted(t *testing.T) {
 // the open status can grind a key with the same one. Before, the one whose
 // peer ID sorted first was approved.
 func Test_Security_ApproveSharedFingerprint(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-shared-fp")
 	a, b := newPeerID(t), newPeerID(t)
 	fp := Fingerprint(a)

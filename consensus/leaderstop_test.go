@@ -21,6 +21,7 @@ import (
 // the API answered 500. The command is held at the leader's membership lock (the test hook)
 // while its raft shuts down, then goes on to a raft that is down.
 func Test_MultiNode_LeaderStoppingAnswersNotLeader(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, "leaderstop", nil)
 	leader := waitAgreed(t, nodes)
 	follower := otherThan(nodes, leader)
@@ -64,6 +65,7 @@ func Test_MultiNode_LeaderStoppingAnswersNotLeader(t *testing.T) {
 // follower takes it for what it is, a leader that leads no more: it retries, and fails with
 // ErrNotLeader ("retry later", the API's 503), not an unknown failure (500).
 func Test_MultiNode_StoppingLeaderOfEarlierBuild(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 2, "oldstop", nil)
 	leader := waitAgreed(t, nodes)
 	follower := otherThan(nodes, leader)

@@ -94,6 +94,7 @@ func testOpLevel(op Op) int {
 // does not know. Once that member restarted with the new build (a rolling upgrade), the op goes
 // through.
 func Test_MultiNode_OpGate(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, "opgate", func(i int, c *Config) {
 		c.App = refusingApp{}
 		c.OpLevel, c.UnadvertisedLevel = testOpLevel, 1

@@ -70,6 +70,7 @@ func (a *arrivals) note(where string, p peer.ID) bool {
 // credential of its own) — a compromised worker only had to send both at
 // once.
 func Test_Security_LeaveJoinRace(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-leave-join")
 	w := admittedHost(t, n, RoleWorker)
 	ctx := ctxT(t, 30*time.Second)
@@ -109,6 +110,7 @@ func Test_Security_LeaveJoinRace(t *testing.T) {
 // (an admission clears the key's revocation): the denied machine was a
 // member.
 func Test_Security_DenyDuringTokenJoin(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-deny-token")
 	cid := n.r.State().ClusterID
 	id, secret, rec := NewJoinToken(cid)
@@ -163,6 +165,7 @@ func Test_Security_DenyDuringTokenJoin(t *testing.T) {
 // the entry from what it had read before the leave: the node that had
 // left was a member again (raft RPCs, a join without approval).
 func Test_Security_ReconcileLeaveRace(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-reconcile-leave")
 	old := attacker(t, n)
 	ctx := ctxT(t, 30*time.Second)
@@ -221,6 +224,7 @@ func Test_Security_ReconcileLeaveRace(t *testing.T) {
 // entries or servers. Before, they were only ignored while the entry
 // existed, and counted again once it was gone.
 func Test_Security_JoinAnswerForgotten(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 2, "sec-answer-forgotten", nil)
 	leader := waitAgreed(t, nodes)
 	j := otherThan(nodes, leader)
@@ -248,6 +252,7 @@ func Test_Security_JoinAnswerForgotten(t *testing.T) {
 // answer filled expected after the entry had come and gone, and forgetExpected, seeing no entry,
 // kept it: the joiner trusted the leader and voters of its answer for good.
 func Test_Security_LateJoinAnswerForgotten(t *testing.T) {
+	t.Parallel()
 	n := newTestNode(t, "founder", "sec-late-answer", nil) // --admit lan
 	n.run()
 	waitUntil(t, testDeadline, "founder leads an initialized cluster", func() error {

@@ -14,6 +14,7 @@ import (
 // about all others: they must end in exactly one cluster (one leader, one
 // configuration of all 7, one cluster ID), every time.
 func Test_MultiNode_SevenAtOnce(t *testing.T) {
+	t.Parallel()
 	rounds := 3
 	if testing.Short() {
 		rounds = 1
@@ -42,6 +43,7 @@ func Test_MultiNode_SevenAtOnce(t *testing.T) {
 // Test_MultiNode_LeaderKill closes the leader's host without leaving: the
 // survivors elect a new leader and keep the committed state.
 func Test_MultiNode_LeaderKill(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, "kill", nil)
 	leader := settled(t, nodes, 3, false)
 	registerFake(t, leader, "before")
@@ -87,6 +89,7 @@ func Test_MultiNode_LeaderKill(t *testing.T) {
 // restarts it with the same key and directory: same ID, it rejoins and
 // catches up.
 func Test_MultiNode_Restart(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, "restart", nil)
 	leader := waitAgreed(t, nodes)
 	f := otherThan(nodes, leader)
@@ -109,6 +112,7 @@ func Test_MultiNode_Restart(t *testing.T) {
 // Test_MultiNode_OtherCluster: a node of another cluster name, connected and
 // announced to the others, never joins them.
 func Test_MultiNode_OtherCluster(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 2, "alpha", nil)
 	other := newTestNode(t, "other", "beta", nil)
 	connectAll(t, append(append([]*testNode{}, nodes...), other))
@@ -136,6 +140,7 @@ func Test_MultiNode_OtherCluster(t *testing.T) {
 // Test_MultiNode_Forwarding: Apply on a follower is forwarded to the leader
 // and lands on all replicas; a rejected command reports ErrRejected.
 func Test_MultiNode_Forwarding(t *testing.T) {
+	t.Parallel()
 	adminOp := OpAppFirst + 3
 	nodes := startCluster(t, 3, "fwd", func(_ int, c *Config) { c.AdminOps = []Op{adminOp} })
 	leader := waitAgreed(t, nodes)
@@ -192,6 +197,7 @@ func Test_MultiNode_Forwarding(t *testing.T) {
 // Test_MultiNode_Promotion: a node joining after bootstrap is a non-voter;
 // when a voter dies, autopilot gives its vote to the joiner (3 voters).
 func Test_MultiNode_Promotion(t *testing.T) {
+	t.Parallel()
 	mod := func(c *Config) { c.DeadVoterGrace = 3 * time.Second }
 	nodes := startCluster(t, 3, "promo", func(_ int, c *Config) { mod(c) })
 	leader := settled(t, nodes, 3, false)
@@ -228,6 +234,7 @@ func Test_MultiNode_Promotion(t *testing.T) {
 // Test_MultiNode_Leave: a node that leaves is removed from the configuration
 // and the node registry, and its raft state is gone.
 func Test_MultiNode_Leave(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 4, "leave", nil)
 	leader := settled(t, nodes, 3, true)
 	leaver := leader // the hardest case: the leader leaves
@@ -255,6 +262,7 @@ func Test_MultiNode_Leave(t *testing.T) {
 // recovered with itself as the only voter, restarted, and leads with the old
 // state.
 func Test_MultiNode_Recover(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, "recover", nil)
 	leader := settled(t, nodes, 3, false)
 	registerFake(t, leader, "precious")

@@ -12,6 +12,7 @@ import (
 // A member's info answer lists the other servers, and the joiner asks them
 // all, as it asks every member mDNS found.
 func TestPendingOnEveryMember(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 2, "pending-all", nil)
 	leader := waitAgreed(t, nodes)
 	follower := otherThan(nodes, leader)

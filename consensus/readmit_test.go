@@ -64,6 +64,7 @@ func waitReadmitted(t *testing.T, nodes []*testNode, n *testNode, name string) {
 // runs and then approved again with its peer ID comes back as a member:
 // a raft server that has a leader and applies new entries.
 func TestReadmitAfterRemoveRunning(t *testing.T) {
+	t.Parallel()
 	nodes, leader, gone := evictMember(t, "readmit-run", nil)
 	if _, err := leader.r.Approve(ctxT(t, testDeadline), gone.h.ID().String(), RoleMember, testAdminToken); err != nil {
 		t.Fatal(err)
@@ -74,6 +75,7 @@ func TestReadmitAfterRemoveRunning(t *testing.T) {
 // TestReadmitAfterRemoveRestarted: the same with the removed node stopped
 // before the approval and started again with its raft data afterwards.
 func TestReadmitAfterRemoveRestarted(t *testing.T) {
+	t.Parallel()
 	nodes, leader, gone := evictMember(t, "readmit-restart", nil)
 	gone.kill()
 	if _, err := leader.r.Approve(ctxT(t, testDeadline), gone.h.ID().String(), RoleMember, testAdminToken); err != nil {

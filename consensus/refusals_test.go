@@ -34,6 +34,7 @@ func (refusingApp) Restore(r io.Reader) error  { return nil }
 // cancel that lost a race 500 instead of 404). A refusal that only names such an error in its
 // text is not taken for it, and the leader's own refusals (forbidden) are recognised as well.
 func Test_MultiNode_RefusalsKeepTheirErrors(t *testing.T) {
+	t.Parallel()
 	adminOp := OpAppFirst + 2
 	nodes := startCluster(t, 3, "refusals", func(_ int, c *Config) {
 		c.App = refusingApp{}

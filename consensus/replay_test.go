@@ -39,6 +39,7 @@ func proposeJob(t *testing.T, leader *testNode, id string, seed uint64) {
 // entries over again; they are skipped, the replicas agree, and the node
 // snapshots again.
 func Test_MultiNode_RestartAloneServesApplied(t *testing.T) {
+	t.Parallel()
 	apps := make([]*compute.JobStore, 3)
 	nodes := startCluster(t, 3, "replay", func(i int, c *Config) {
 		apps[i] = openJobs(t, t.TempDir())

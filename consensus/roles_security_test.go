@@ -83,6 +83,7 @@ func rpcHeader(p peer.ID) raft.RPCHeader {
 // leader too; and a member could send any of them in another member's
 // name. A member's RPC in its own name still reaches raft.
 func Test_Security_WorkerRaftRPCs(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-worker-raft")
 	w := admittedHost(t, n, RoleWorker)
 	m := admittedHost(t, n, RoleMember)
@@ -155,6 +156,7 @@ func Test_Security_WorkerRaftRPCs(t *testing.T) {
 // transport; it took the node down with a nil dereference before (the
 // transport's check and raft both read every entry), found by FuzzRaftRPC.
 func Test_Security_RaftNilEntry(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-raft-nil")
 	m := admittedHost(t, n, RoleMember)
 	term, last := n.r.Term(), n.r.raft.LastIndex()
@@ -222,6 +224,7 @@ func wireAppendEntries(t *testing.T, req *raft.AppendEntriesRequest) []byte {
 // stream. Without it the handler blocked in Write for good once the
 // stream's window was full, where the read deadline never fires.
 func Test_Security_RaftUnreadAnswers(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-raft-unread")
 	n.r.trans.idle.Store(int64(time.Second))
 	m := admittedHost(t, n, RoleMember)
@@ -259,6 +262,7 @@ func Test_Security_RaftUnreadAnswers(t *testing.T) {
 // an admin credential); only a member's word is taken for a joiner it
 // forwards.
 func Test_Security_WorkerForwardedJoin(t *testing.T) {
+	t.Parallel()
 	n := newTestNode(t, "founder", "sec-fwd-join", nil) // --admit lan
 	n.run()
 	waitUntil(t, testDeadline, "founder leads an initialized cluster", func() error {
@@ -295,6 +299,7 @@ func Test_Security_WorkerForwardedJoin(t *testing.T) {
 // with an admin credential it removes the node. Without the check any
 // member, a worker too, removed anyone through a follower.
 func Test_Security_LeaveOthers(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 2, "sec-leave", nil)
 	leader := waitAgreed(t, nodes)
 	follower := otherThan(nodes, leader)
@@ -332,6 +337,7 @@ func Test_Security_LeaveOthers(t *testing.T) {
 // {"data":{}} put it in the expected set for good, and it passed every
 // membership check (raft RPCs included).
 func Test_Security_RejoinStrangerAnswer(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-rejoin")
 	s := attacker(t, n)
 	named := newPeerID(t)
@@ -364,6 +370,7 @@ func Test_Security_RejoinStrangerAnswer(t *testing.T) {
 // is full, and once the strangers are gone for PeerDrop newcomers are
 // remembered again. Before, the map only grew.
 func Test_Security_BootPeersBounded(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-boot-peers")
 	size := func() int {
 		n.r.boot.mu.Lock()

@@ -55,6 +55,7 @@ func oneNodeCluster(t *testing.T, name string) *testNode {
 // with huge terms from a fresh key are refused; the node's term, cluster ID
 // and credentials stay as they were.
 func Test_Security_OutsiderRaftRPCs(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-raft")
 	before := n.r.State()
 	term := n.r.Term()
@@ -130,6 +131,7 @@ func newPeerID(t *testing.T) peer.ID {
 // approval, a wrong token is refused, apply and stats streams are reset,
 // and a gigabyte length prefix costs no memory.
 func Test_Security_OutsiderProtocols(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "sec-proto")
 	evil := attacker(t, n)
 	ctx := ctxT(t, 30*time.Second)
@@ -171,6 +173,7 @@ func Test_Security_OutsiderProtocols(t *testing.T) {
 // no approval and its proof is bound to both peer IDs; a node without one
 // waits until an admin approves it; an evicted node's key is refused.
 func Test_Security_JoinTokenAndApproval(t *testing.T) {
+	t.Parallel()
 	a := oneNodeCluster(t, "sec-join")
 	cid := a.r.State().ClusterID
 	id, secret, rec := NewJoinToken(cid)

@@ -35,6 +35,7 @@ func (a *holdingApp) Snapshot(w io.Writer) error {
 // first, so the nudge's barrier is almost surely never answered, and Shutdown must still
 // return.
 func Test_Shutdown_ReturnsWithAFutureRaftNeverAnswers(t *testing.T) {
+	t.Parallel()
 	app := &holdingApp{held: make(chan struct{}), release: make(chan struct{})}
 	nodes := startCluster(t, 1, "unanswered", func(i int, c *Config) { c.App = app })
 	n := waitAgreed(t, nodes)

@@ -71,6 +71,7 @@ func damageSnapshot(t *testing.T, n *testNode, id string) {
 // crashing. Before, raft fell back to the older snapshot and then panicked in NewRaft ("log
 // not found": the entries after the older snapshot were gone) at every start.
 func Test_DamagedNewestSnapshotWithTrimmedLogIsAnError(t *testing.T) {
+	t.Parallel()
 	n, newest := twoSnapshotsDamageNewest(t, 1)
 	h, err := libp2p.New(libp2p.Identity(n.key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
@@ -98,6 +99,7 @@ func Test_DamagedNewestSnapshotWithTrimmedLogIsAnError(t *testing.T) {
 // snapshot, restores the older one, replays the log after it and serves every job; the damaged
 // snapshot is moved aside (DATA/raft/<id>.damaged), so raft neither restores nor sends it.
 func Test_DamagedNewestSnapshotFallsBackToTheOlder(t *testing.T) {
+	t.Parallel()
 	n, newest := twoSnapshotsDamageNewest(t, 0)
 	n.open()
 	n.run()
@@ -115,6 +117,7 @@ func Test_DamagedNewestSnapshotFallsBackToTheOlder(t *testing.T) {
 // first entry, rebuilds its state from the log alone and sets both snapshots aside (review
 // finding: it was refused as damaged though the log held everything).
 func Test_EverySnapshotDamagedLogFromTheStart(t *testing.T) {
+	t.Parallel()
 	n, newest := twoSnapshotsDamageNewest(t, 0)
 	snaps, err := n.r.st.snaps.List()
 	if err != nil || len(snaps) != 2 {

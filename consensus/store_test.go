@@ -421,6 +421,7 @@ func toOldLayout(t *testing.T, dir string) ([]*raft.Log, map[string]string) {
 // left it) restarts with the log moved to the write-ahead log: the same entries, term and vote,
 // the same jobs served before a leader is known, and the cluster goes on with it.
 func Test_MultiNode_RestartMovesTheLog(t *testing.T) {
+	t.Parallel()
 	apps := make([]*compute.JobStore, 3)
 	nodes := startCluster(t, 3, "walmove", func(i int, c *Config) {
 		apps[i] = openJobs(t, t.TempDir())

@@ -99,6 +99,7 @@ func addJoinToken(t *testing.T, n *testNode, role string) (string, string, JoinT
 // request is in flight; the joiner then joins the real cluster with the
 // same token.
 func Test_Security_TokenJoinerRefusesFakeCluster(t *testing.T) {
+	t.Parallel()
 	a := oneNodeCluster(t, "sec-fake")
 	cid := a.r.State().ClusterID
 	_, secret, _ := addJoinToken(t, a, RoleMember)
@@ -143,6 +144,7 @@ func Test_Security_TokenJoinerRefusesFakeCluster(t *testing.T) {
 // answer passes only for a legacy token, and the very same fake with a
 // right proof is accepted (so the refusals are the binding's).
 func Test_Security_TokenJoinerRefusesReplayedAnswer(t *testing.T) {
+	t.Parallel()
 	a := oneNodeCluster(t, "sec-replay")
 	cid := a.r.State().ClusterID
 	id, secret, rec := addJoinToken(t, a, RoleMember)

@@ -17,6 +17,7 @@ import (
 // every older build does (a replica refusing it would diverge from them). A retry of a committed
 // entry passes.
 func Test_TokenAdd_ProposerValidatesTheEntry(t *testing.T) {
+	t.Parallel()
 	n := oneNodeCluster(t, "token-check")
 	cid := n.r.State().ClusterID
 	now := time.Now().UTC()

@@ -20,6 +20,7 @@ import (
 // token gave it (a worker: no vote, no admin credential); a peer that is
 // not a member is still refused with the revoked token.
 func Test_Security_RevokedTokenAdmittedHolder(t *testing.T) {
+	t.Parallel()
 	a := oneNodeCluster(t, "sec-revoked")
 	id, secret, _ := addJoinToken(t, a, RoleWorker)
 	j := newTestNode(t, "holder", "sec-revoked", func(c *Config) { c.JoinToken, c.Admit, c.NodeToken = secret, "", "holder-token" })

@@ -17,6 +17,7 @@ import (
 // a transport failure a caller answers with "retry" (503). It came back unmarked, and the API
 // answered such a failure 500 (job routes) or 400 (membership routes).
 func Test_MultiNode_LeaderUnreachable(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 2, "unreach", nil)
 	leader := waitAgreed(t, nodes)
 	follower := otherThan(nodes, leader)

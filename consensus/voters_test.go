@@ -34,6 +34,7 @@ func Test_OddStep(t *testing.T) {
 // loaded 2-core machine running -race can miss: a stats call and two
 // configuration changes over libp2p.
 func Test_MultiNode_VotersFromStart(t *testing.T) {
+	t.Parallel()
 	noAutopilotPromotion := func(n *testNode) *testNode {
 		n.r.t.Stabilization = time.Hour // before run: autopilot reads it every round
 		return n
