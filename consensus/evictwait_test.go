@@ -17,6 +17,7 @@ import (
 // second eviction: three voters, two of them refused by everyone, left no quorum, and the
 // cluster had no leader for good (a chaos run met it).
 func TestEvictWaitsForTheLastEvictionToLeave(t *testing.T) {
+	t.Parallel()
 	nodes := startCluster(t, 3, "evict-wait", nil)
 	leader := settled(t, nodes, 3, true)
 	rest := otherThanAll(nodes, leader)
