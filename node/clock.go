@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/hydra-compute/hydra/webui"
 )
 
 // The cluster's clock, as this node knows it. Hydra's nodes are laptops and small boards whose
@@ -78,6 +80,13 @@ func (k *clusterClock) at(now time.Time) time.Time {
 
 // clusterNow is the cluster's time now (clusterClock.at).
 func (n *Node) clusterNow() time.Time { return n.clock.at(n.wall()) }
+
+var _ webui.Clock = (*Node)(nil)
+
+// ClusterNow implements webui.Clock: the cluster's time now as this node knows it, which the
+// event stream stamps its pings with, so that a page draws lease and commit times (the cluster's)
+// by the cluster's clock, not by its browser's nor by an idle cluster's old activity.
+func (n *Node) ClusterNow() time.Time { return n.clusterNow() }
 
 // wall reads this node's clock: time.Now, or a test's skewed one (Node.skew).
 func (n *Node) wall() time.Time {

@@ -17,8 +17,8 @@ import (
 // One hub per handler polls the backends (or wakes on Watcher), diffs what it sees against
 // what it last sent, and broadcasts one pre-encoded frame — several events in one write — at
 // most every minFrameGap, so a browser gets at most ~10 updates a second however busy the
-// cluster is. A new client first gets a snapshot (status, activity, jobcount, jobs: the newest
-// maxListedJobs), then the frames.
+// cluster is. A new client first gets a "ping" stamped with the cluster's time (Clock), then a
+// snapshot (status, activity, jobcount, jobs: the newest maxListedJobs), then the frames.
 // The hub runs only while someone listens. Each client has a bounded queue; a client that
 // falls behind is disconnected (its EventSource reconnects and starts over from a snapshot)
 // rather than buffered without bound.
@@ -29,6 +29,18 @@ type Watcher interface {
 	// Changed returns a channel that is closed at the next change of the node's state (a
 	// command applied, the status or activity updated). Each call may return a new channel.
 	Changed() <-chan struct{}
+}
+
+// Clock is optional for a Backend: the cluster's time as this node estimates it (its own clock,
+// or the leader's stamps' once it is more than a few seconds off them: docs/design.md §2, Time).
+// Lease and commit times are stamped by the cluster's clock, and a browser's may be minutes or
+// hours off it; so every "ping" event, the first event of every stream among them, carries this
+// time, and a page reads the cluster's clock from pings that are fresh when they arrive (an
+// activity's own time is whatever the node last heard, seconds or minutes old on an idle
+// cluster). Without a Clock the pings carry this machine's clock.
+type Clock interface {
+	// ClusterNow returns the cluster's time now.
+	ClusterNow() time.Time
 }
 
 // ChunkSource is optional for a JobBackend: with it the events carry each accepted chunk (its
@@ -73,7 +85,8 @@ type hub struct {
 	work   NodeWorkSource
 	watch  Watcher
 	now    func() time.Time
-	beat   time.Duration // heartbeatGap; tests shorten it
+	clock  func() time.Time // the cluster's time, for pings (Clock; time.Now without one)
+	beat   time.Duration    // heartbeatGap; tests shorten it
 	// mayRead, if set, says whether a stream's request may still read (the read-auth setting
 	// and its credential as they are now): asked at least every accessRecheck while it is open.
 	mayRead func(*http.Request) bool
@@ -122,7 +135,10 @@ type jobSent struct {
 }
 
 func newHub(be Backend, jobs JobBackend) *hub {
-	h := &hub{be: be, jobs: jobs, now: time.Now, beat: heartbeatGap, clients: map[*eventClient]struct{}{}}
+	h := &hub{be: be, jobs: jobs, now: time.Now, clock: time.Now, beat: heartbeatGap, clients: map[*eventClient]struct{}{}}
+	if c, ok := be.(Clock); ok && c != nil {
+		h.clock = c.ClusterNow
+	}
 	if cs, ok := jobs.(ChunkSource); ok {
 		h.chunks = cs
 	}
@@ -158,7 +174,9 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush() == nil
 	}
-	if !send([]byte("retry: " + strconv.Itoa(retryMillis) + "\n\n")) {
+	// The first event is a ping stamped with the cluster's time, before the snapshot: a page
+	// knows the cluster's clock before it draws the snapshot's leases.
+	if !send(append([]byte("retry: "+strconv.Itoa(retryMillis)+"\n\n"), h.ping()...)) {
 		return
 	}
 	beat := time.NewTicker(h.beat)
@@ -176,8 +194,9 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-beat.C:
 			// An event, not a comment: an EventSource sees events only. A stream that stalls
 			// without closing (the node hung or suspended, a connection silently dropped) is
-			// told apart from a quiet cluster by the pings that stop.
-			if !send([]byte("event: ping\ndata: {}\n\n")) {
+			// told apart from a quiet cluster by the pings that stop. Each carries the
+			// cluster's time, stamped as it is sent.
+			if !send(h.ping()) {
 				return
 			}
 		case <-recheck.C:
@@ -186,6 +205,14 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// ping is a "ping" event stamped with the cluster's time now: {"now": RFC 3339 with nanoseconds,
+// UTC}.
+func (h *hub) ping() []byte {
+	var b bytes.Buffer
+	writeEvent(&b, "ping", []byte(`{"now":"`+h.clock().UTC().Format(time.RFC3339Nano)+`"}`))
+	return b.Bytes()
 }
 
 // subscribe registers a client and queues the snapshot for it, starting the hub if needed.

@@ -232,6 +232,11 @@ try {
   figures.commit_to_paint_ms = { n: lat.length, median: q(0.5), p95: q(0.95), max: lat[lat.length - 1] };
   log('commit → stripe painted (ms):', JSON.stringify(figures.commit_to_paint_ms));
   check(lat.length > 0, 'stripes were painted live as chunks were committed');
+  // Browser and cluster share this machine's clock: a stripe is painted after its commit (within
+  // the cluster clock's few milliseconds of noise). The page's clock, read from activities, ran
+  // behind by the activity's latency (a median of −76 ms), or by the snapshot activity's age (CI
+  // saw a stripe painted 7.3 s before its commit); it is read from the node's stamped pings now.
+  checkFix(lat[0] > -50, `no stripe painted before its commit (earliest ${lat[0]} ms)`);
 
   // 4b. A WebAssembly job through the form: a forbidden module is refused next to the file
   // picker; the C example (collatz.wasm, reduce max) uploads, runs, and its page shows the exact
@@ -680,6 +685,33 @@ try {
   await anon.screenshot({ path: art + '/7-phone.png', fullPage: true });
   const overflow = await anon.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, 'no horizontal page overflow on a 390 px wide screen (tables scroll inside their box)');
+
+  // 6a. A page opened on an idle cluster has the cluster's clock at once. The snapshot's activity
+  // is whatever the node last heard, up to 10 s old on an idle cluster (the leader republishes an
+  // unchanged one that seldom): a page that read the cluster's clock from it ran that far behind
+  // until the next one came, and drew in-flight bars and stripes seconds off (a stripe painted 7.3 s
+  // before its commit). The stream's first event is a ping stamped as it is sent: browser and
+  // cluster share this machine's clock, so the page's cluster clock is the browser's at once.
+  let idle = { age: NaN, skew: NaN };
+  for (let tries = 0; tries < 3 && !(idle.age >= 2000); tries++) {
+    const quiet = await page.waitForFunction(() => { const a = window.hydra.state.activity; return a && Date.now() - Date.parse(a.at) > 2500; },
+      null, { timeout: 30000, polling: 50 }).then(() => true, () => false);
+    check(quiet, 'the cluster is idle: its last activity is 2.5 s old within 30 s');
+    const ip = await context.newPage();
+    watch(ip, 'idle');
+    await ip.goto(follower.http + '/', { waitUntil: 'load' });
+    await ip.evaluate(async () => { window.__clock = (await import('/assets/timeline.js')).clusterClock; });
+    const stamped = await ip.waitForFunction(() => window.__clock.base !== undefined && window.hydra.state.activity, null, { timeout: 15000 }).then(() => true, () => false);
+    check(stamped, 'a page opened on an idle cluster hears the cluster\'s time from its stream at once');
+    // age: how old the activity the page holds is (nothing fresher came: the old page's clock
+    // would be at least that far behind); skew: the page's cluster clock minus the browser's.
+    idle = await ip.evaluate(() => ({ age: Date.now() - Date.parse(window.hydra.state.activity.at), skew: window.__clock.now() - Date.now(), stamps: window.__clock.lags.length }));
+    await ip.close();
+    log('page opened on an idle cluster:', JSON.stringify(idle));
+  }
+  figures.idle_page_clock_ms = idle;
+  check(idle.age >= 2000, `a page opened while the cluster's last activity is old (${idle.age} ms; an activity came meanwhile three times)`);
+  checkFix(Math.abs(idle.skew) < 500, `a page opened on an idle cluster (its last activity ${(idle.age / 1000).toFixed(1)} s old) has the cluster's clock at once: ${idle.skew.toFixed(0)} ms off the browser's, which shares its machine`);
 
   // 6b. Under read-auth the ?token= link sets an HttpOnly read cookie, which the page cannot
   // clear: "Forget token" has the node expire it (it lasted until the browser session ended).

@@ -146,7 +146,13 @@ function connect() {
   const me = es = new EventSource('/api/v1/events');
   stats.connects++;
   heard = performance.now();
-  es.addEventListener('ping', () => { heard = performance.now(); });
+  // Pings carry the cluster's time as the node sends them (the first event of the stream is
+  // one): the page's cluster clock is read from these only (timeline.js).
+  es.addEventListener('ping', (ev) => {
+    heard = performance.now();
+    let d; try { d = JSON.parse(ev.data); } catch { return; }
+    if (d && typeof d === 'object') clusterClock.observe(d.now);
+  });
   const on = (name, fn) => es.addEventListener(name, (ev) => {
     heard = performance.now();
     stats.events++; stats.bytes += ev.data.length + name.length + 16;
@@ -189,7 +195,7 @@ function connect() {
     setTimeout(() => { if (me === es && me.readyState === EventSource.CLOSED) connect(); }, wait);
   };
   on('status', (d) => { S.status = d; });
-  on('activity', (d) => { clusterClock.observe(d.at); S.activity = d; if (S.view) S.view.onActivity(d); });
+  on('activity', (d) => { S.activity = d; if (S.view) S.view.onActivity(d); });
   on('jobcount', (d) => { if (Number.isFinite(d.total)) S.total = d.total; });
   on('work', (d) => { if (Array.isArray(d)) S.work = new Map(d.map((w) => [w.node, { chunks: w.chunks, secs: w.compute_seconds }])); });
   on('jobs', (list) => {

@@ -10,18 +10,23 @@ const LANE = 18, LABEL = 96, AXIS = 18, MAX_LOST = 2000;
 // clusterClock is the cluster's clock as this page can tell it. Lease and commit times (an
 // activity's `at` and its leases' `issued`, a chunk's `at`) are stamped by the cluster's clock
 // (docs/design.md §2, Time); the browser's own may be minutes or hours off, and in-flight bars
-// drawn to Date.now() came out hours long, or negative. An activity frame arrives after the leader
-// stamped it, never before: the smallest (arrival − at) over the last frames is the nearest to the
-// offset, within the leader → node → page latency (well under a second). Arrivals are read on the
+// drawn to Date.now() came out hours long, or negative. The node stamps its "ping" events, the
+// first event of every stream among them, with the cluster's time as it knows it when it sends
+// them (webui/events.go, Clock); a ping arrives after its stamp, never before, so the smallest
+// (arrival − stamp) over the last pings is the nearest to the offset, within the node → page
+// latency (milliseconds). An activity's `at` is no such stamp: it is whatever the node last
+// heard, seconds or minutes old on an idle cluster, and a page that read it as fresh put the
+// cluster's clock that far back (a stripe painted 7 s before its commit). Arrivals are read on the
 // page's monotonic clock, so a browser clock set or stepped meanwhile does not matter either.
-// Before any frame the browser's clock stands in.
+// Before any stamp the browser's clock stands in.
+const STAMPS = 12; // a minute of pings: a node's estimate that moves back is followed within it
 export const clusterClock = {
   lags: [], base: undefined,
-  // observe takes an activity's `at` on its arrival (app.js, as each frame comes in).
-  observe(at) {
-    const t = Date.parse(at);
-    if (!(t > 0)) return; // none yet: Go's zero time (year 1)
-    this.lags.push(performance.now() - t); if (this.lags.length > 30) this.lags.shift();
+  // observe takes a ping's stamp (its `now`) on its arrival (app.js, as each one comes in).
+  observe(stamp) {
+    const t = typeof stamp === 'string' ? Date.parse(stamp) : NaN;
+    if (!(t > 0)) return; // none: a ping without a stamp
+    this.lags.push(performance.now() - t); if (this.lags.length > STAMPS) this.lags.shift();
     this.base = Math.min(...this.lags);
   },
   // now is the cluster's time in milliseconds since the epoch.
