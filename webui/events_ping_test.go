@@ -1,0 +1,161 @@
+package webui
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Heartbeats are "ping" events a page can hear (an EventSource drops comments), sent while
+// nothing else is: a page that hears nothing for several of them knows its stream is dead.
+func TestEventsHeartbeatIsAnEvent(t *testing.T) {
+	b := newEvBackend()
+	h := newHub(b, b)
+	h.beat = 50 * time.Millisecond
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ch, _ := openEvents(t, srv.URL)
+	waitEvent(t, ch, "jobs", nil) // the snapshot
+	first := waitEvent(t, ch, "ping", nil)
+	second := waitEvent(t, ch, "ping", nil)
+	if gap := second.at.Sub(first.at); gap > 2*time.Second {
+		t.Fatalf("pings %s apart, want about %s", gap, h.beat)
+	}
+}
+
+// clockBackend is an evBackend whose cluster's clock is off this machine's by off (webui.Clock).
+type clockBackend struct {
+	*evBackend
+	off time.Duration
+}
+
+func (b clockBackend) ClusterNow() time.Time { return time.Now().Add(b.off) }
+
+// pingStamp is the cluster's time a ping event carries; it fails the test on a ping without one.
+func pingStamp(t *testing.T, ev sseEvent) time.Time {
+	t.Helper()
+	var p struct {
+		Now string `json:"now"`
+	}
+	if err := json.Unmarshal([]byte(ev.data), &p); err != nil {
+		t.Fatalf("ping %q: %v", ev.data, err)
+	}
+	at, err := time.Parse(time.RFC3339Nano, p.Now)
+	if err != nil {
+		t.Fatalf("ping %q carries no cluster time: %v", ev.data, err)
+	}
+	return at
+}
+
+// The stream stamps the cluster's time, as the backend's Clock tells it, on its first event and
+// on every heartbeat: a page reads the cluster's clock from these, fresh as they arrive, and not
+// from the snapshot's activity, which on an idle cluster is seconds or minutes old.
+func TestEventsPingsCarryTheClusterClock(t *testing.T) {
+	const off = time.Hour
+	near := func(t *testing.T, what string, at, before, after time.Time) {
+		t.Helper()
+		if at.Before(before.Add(off)) || at.After(after.Add(off)) {
+			t.Fatalf("%s stamped %s, want the backend's clock, %s ahead: between %s and %s", what,
+				at.Format(time.RFC3339Nano), off, before.Add(off).Format(time.RFC3339Nano), after.Add(off).Format(time.RFC3339Nano))
+		}
+	}
+	b := clockBackend{newEvBackend(), off}
+	b.act = Activity{Term: 1, Leader: "p1", At: time.Now().Add(off - 5*time.Minute)} // what the node last heard, long ago
+
+	// Through New, as a node serves it: the first event, before the snapshot, is a stamped ping.
+	srv := newEvServer(t, b, b)
+	before := time.Now()
+	ch, _ := openEvents(t, srv.URL)
+	if ev := <-ch; ev.name != "retry" {
+		t.Fatalf("first line %+v, want retry", ev)
+	}
+	ev := <-ch
+	if ev.name != "ping" {
+		t.Fatalf("the stream's first event is %q (%s), want a ping stamped with the cluster's time", ev.name, ev.data)
+	}
+	near(t, "the first ping", pingStamp(t, ev), before, time.Now())
+	waitEvent(t, ch, "activity", nil) // the snapshot follows
+	waitEvent(t, ch, "jobs", nil)
+
+	// The heartbeats carry it too, each stamped as it is sent.
+	h := newHub(b, b)
+	h.beat = 50 * time.Millisecond
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+	ch2, _ := openEvents(t, hs.URL)
+	waitEvent(t, ch2, "jobs", nil)
+	before = time.Now()
+	ev = waitEvent(t, ch2, "ping", nil)
+	near(t, "a heartbeat", pingStamp(t, ev), before, time.Now())
+
+	// Without a Clock: this machine's.
+	plain := newEvBackend()
+	ps := newEvServer(t, plain, plain)
+	before = time.Now()
+	ch3, _ := openEvents(t, ps.URL)
+	ev = waitEvent(t, ch3, "ping", nil)
+	if at := pingStamp(t, ev); at.Before(before) || at.After(time.Now()) {
+		t.Fatalf("without a Clock the ping is stamped %s, want this machine's time", at.Format(time.RFC3339Nano))
+	}
+}
+
+// TestAPIDocNamesEveryEvent: docs/api.md's Events table has a row for every event the stream
+// writes, and no other; the ping's row says it carries the cluster's time (`now`) and comes first.
+func TestAPIDocNamesEveryEvent(t *testing.T) {
+	files, err := filepath.Glob("events*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := map[string]bool{}
+	re := regexp.MustCompile(`writeEvent\([^,]+, "([a-z]+)"`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			written[m[1]] = true
+		}
+	}
+	if len(written) < 8 {
+		t.Fatalf("found %d event names in the source: the pattern no longer matches how events are written", len(written))
+	}
+	doc, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(doc)
+	i := strings.Index(s, "## Events")
+	if i < 0 {
+		t.Fatal("docs/api.md has no Events section")
+	}
+	s = s[i:]
+	if j := strings.Index(s[3:], "\n## "); j >= 0 {
+		s = s[:j+3]
+	}
+	rows := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z]+)` \\|(.*)$").FindAllStringSubmatch(s, -1) {
+		rows[m[1]] = m[2]
+	}
+	for name := range written {
+		if _, ok := rows[name]; !ok {
+			t.Errorf("docs/api.md's Events table has no row for the %q event", name)
+		}
+	}
+	for name := range rows {
+		if !written[name] {
+			t.Errorf("docs/api.md's Events table names %q, which the stream does not send", name)
+		}
+	}
+	if r := rows["ping"]; !strings.Contains(r, "`{now}`") || !strings.Contains(r, "first") {
+		t.Errorf("docs/api.md's ping row should say it carries {now}, the cluster's time, and comes first: %s", r)
+	}
+}
