@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
-	"github.com/hydra-compute/hydra/webui"
 )
 
 // TestChaos mixes the faults a home cluster meets over a day on 5 real node processes while
@@ -185,15 +184,7 @@ func (c *chaos) startCluster(n int) {
 				return err
 			}
 			p.id = st.Self.ID
-			voters, members := 0, 0
-			for _, ns := range st.Nodes {
-				if ns.Role != webui.RoleNone && ns.Online {
-					members++
-				}
-				if ns.Role == webui.RoleLeader || ns.Role == webui.RoleVoter {
-					voters++
-				}
-			}
+			members, voters := shape(st)
 			if st.Leader == "" || members != n || voters != 3 {
 				return fmt.Errorf("%s: leader %q, %d members online, %d voters", p.name, st.Leader, members, voters)
 			}

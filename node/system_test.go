@@ -236,15 +236,7 @@ func startProcClusterBins(t *testing.T, size int, extra func(i int) []string, bi
 				return err
 			}
 			p.id = st.Self.ID
-			voters, members := 0, 0
-			for _, n := range st.Nodes {
-				if n.Role != webui.RoleNone && n.Online {
-					members++
-				}
-				if n.Role == webui.RoleLeader || n.Role == webui.RoleVoter {
-					voters++
-				}
-			}
+			members, voters := shape(st)
 			if st.Leader == "" || members != size || voters != wantVoters {
 				return fmt.Errorf("%s: leader %q, %d members online, %d voters", p.name, st.Leader, members, voters)
 			}
@@ -487,3 +479,17 @@ func TestSystem_WholeClusterKilledResumesWithoutRedoing(t *testing.T) {
 }
 
 func (p *proc) logPath() string { return filepath.Join(filepath.Dir(p.dir), p.name+".log") }
+
+// shape counts the members a status lists online and its voters (the leader among them): what
+// the system tests wait for when they start a cluster.
+func shape(st webui.Status) (members, voters int) {
+	for _, n := range st.Nodes {
+		if n.Role != webui.RoleNone && n.Online {
+			members++
+		}
+		if n.Role == webui.RoleLeader || n.Role == webui.RoleVoter {
+			voters++
+		}
+	}
+	return members, voters
+}
