@@ -380,6 +380,7 @@ func Test_Security_BootPeersBounded(t *testing.T) {
 	for range 2 * maxBootPeers {
 		n.r.PeerFound(newPeerID(t)) // a key that connected, was identified and left
 	}
+	last := time.Now() // every stranger was first seen by now
 	if got := size(); got > maxBootPeers {
 		t.Fatalf("%d discovered peers remembered, bound %d", got, maxBootPeers)
 	}
@@ -391,15 +392,23 @@ func Test_Security_BootPeersBounded(t *testing.T) {
 	if !ok {
 		t.Fatal("a member was not remembered while the map was full")
 	}
-	waitUntil(t, testDeadline, "the strangers' entries are forgotten", func() error {
-		fresh := newPeerID(t)
-		n.r.PeerFound(fresh)
-		n.r.boot.mu.Lock()
-		_, ok := n.r.boot.peers[fresh]
-		n.r.boot.mu.Unlock()
-		if !ok || size() > maxBootPeers/2 {
+	// Once every stranger has been silent for PeerDrop, the next peer found makes room: the
+	// strangers are forgotten, the member is not. (A new stranger at every poll, as this test
+	// once did, kept PeerDrop's worth of them alive: about 300 at a 20 ms poll, never under the
+	// bound's half when the loop above took more than PeerDrop on a loaded machine.)
+	waitUntil(t, testDeadline, "every stranger silent for PeerDrop", func() error {
+		if time.Since(last) <= n.r.t.PeerDrop {
 			return errors.New("not yet")
 		}
 		return nil
 	})
+	fresh := newPeerID(t)
+	n.r.PeerFound(fresh)
+	n.r.boot.mu.Lock()
+	_, freshKept := n.r.boot.peers[fresh]
+	_, memberKept := n.r.boot.peers[member]
+	n.r.boot.mu.Unlock()
+	if !freshKept || !memberKept || size() != 2 {
+		t.Fatalf("after PeerDrop: %d peers remembered (the new one: %v, the member: %v), want just those two", size(), freshKept, memberKept)
+	}
 }
