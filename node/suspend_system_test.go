@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -345,12 +346,18 @@ func TestSystem_LidClosedOnTheLeader(t *testing.T) {
 	}
 	resumed := resume()
 
-	// Never two nodes that each say they lead, from the resume to the job's end; the old
-	// leader says it follows within a bound (its leader lease, 1.5 s, lapsed long ago: it
-	// steps down as soon as it runs; 10 s leaves room for a loaded machine).
+	// From the resume to the job's end, never two nodes that each say they lead but for the
+	// old leader in its first moments back, at its old term: raft's state on it is what it was
+	// when the lid closed until its goroutines run again and hear the higher term (a few ms; CI
+	// saw one status answer in that window, 7 ms before it stepped down). Two at one term, a
+	// stale claim by any other node, or the old leader claiming again once it has said it
+	// follows, would be a real split. The old leader says it follows within a bound (its
+	// leader lease, 1.5 s, lapsed long ago: it steps down as soon as it runs; 10 s leaves room
+	// for a loaded machine).
 	done := make(chan struct{})
 	watched := make(chan error, 1)
 	var maxTerm uint64
+	var followed atomic.Bool // the old leader has said it follows since the resume
 	go func() {
 		var err error
 		for {
@@ -361,7 +368,14 @@ func TestSystem_LidClosedOnTheLeader(t *testing.T) {
 			default:
 			}
 			ls := selfLeaders(ps)
-			if len(ls) > 1 && err == nil {
+			staleTerm, oldClaims := ls[old]
+			stale := len(ls) == 2 && oldClaims && !followed.Load()
+			for p, tm := range ls {
+				if p != old && tm <= staleTerm {
+					stale = false // not a newer term than the old leader's: a real split
+				}
+			}
+			if len(ls) > 1 && !stale && err == nil {
 				err = fmt.Errorf("%d nodes say they lead at once: %v", len(ls), namesTerms(ls))
 			}
 			for _, tm := range ls {
@@ -400,6 +414,7 @@ func TestSystem_LidClosedOnTheLeader(t *testing.T) {
 		}
 		return nil
 	})
+	followed.Store(true)
 	t.Logf("the old leader %s follows %s %s after the resume", old.name, shortID(mustStatus(t, old).Leader), time.Since(resumed).Round(time.Millisecond))
 	waitDone(t, ps, id, 120*time.Second)
 	close(done)
