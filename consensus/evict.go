@@ -74,19 +74,46 @@ func (r *Raft) evictionWaits(data []byte) error {
 	if err != nil || !r.votes(p) {
 		return nil
 	}
-	cfg, err := r.configuration()
-	if err != nil {
+	if s, ok := r.revokedVoterBeside(p); ok {
+		return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): remove %s once it has; retry in a few seconds", s, p)))
+	}
+	return nil
+}
+
+// leaveWaits runs on the leader, under memberMu, before it removes server p
+// from the configuration because p leaves (hydra leave): a voter's leave
+// waits while another voter whose key is revoked is still in the
+// configuration, for the reason evictionWaits gives. Its removal would
+// leave that voter among fewer, and a configuration of two voters, one of
+// them refused by everyone, commits nothing, not even the removal of the
+// revoked one: no leader, for good. The leaver retries (Leave) and goes
+// once the evicted voter has left.
+func (r *Raft) leaveWaits(p peer.ID) error {
+	if !r.votes(p) {
 		return nil
 	}
+	if s, ok := r.revokedVoterBeside(p); ok {
+		return kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): %s leaves once it has; retry in a few seconds", s, p))
+	}
+	return nil
+}
+
+// revokedVoterBeside returns a voter of the configuration other than p whose
+// key is revoked (its removal from the configuration is not done yet).
+func (r *Raft) revokedVoterBeside(p peer.ID) (raft.ServerID, bool) {
+	cfg, err := r.configuration()
+	if err != nil {
+		return "", false
+	}
 	for _, s := range cfg.Servers {
-		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(m.ID) {
+		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(p.String()) {
 			continue
 		}
 		if _, revoked := r.fsm.peerRole(string(s.ID)); revoked {
-			return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): remove %s once it has; retry in a few seconds", s.ID, p)))
+			return s.ID, true
 		}
 	}
-	return nil
+	return "", false
 }
 
 // handOverFromRevoked runs on a leader asked to commit its own eviction
