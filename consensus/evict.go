@@ -133,16 +133,40 @@ func (r *Raft) handOverFromRevoked() error {
 	if len(to) == 0 {
 		return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, errors.New("the leader is the only voter of the cluster: it cannot be removed")))
 	}
+	if err := r.handOverTo(to, "before this node's eviction"); err != nil {
+		return fmt.Errorf("hand leadership over before this node's eviction: %w", err)
+	}
+	return nil
+}
+
+// handOverForLeave runs on a leader that leaves (Leave): raft's own pick
+// (LeadershipTransfer: the most caught-up voter) unless an evicted voter is
+// still in the configuration. Raft may pick that one, which every member
+// refuses: the transfer times out and the leave fails. Then leadership
+// goes to a voter whose key is not revoked (successors).
+func (r *Raft) handOverForLeave() error {
+	if _, ok := r.revokedVoterBeside(r.id); !ok {
+		return r.raft.LeadershipTransfer().Error()
+	}
+	return r.handOverTo(r.successors(r.id), "before this node leaves")
+}
+
+// handOverTo hands leadership to the first of to that takes it; why is
+// logged. The error is every transfer that failed.
+func (r *Raft) handOverTo(to []raft.Server, why string) error {
 	var errs []error
 	for _, s := range to {
 		err := r.raft.LeadershipTransferToServer(s.ID, s.Address).Error()
 		if err == nil {
-			r.log.Info("handed leadership over before this node's eviction", "to", s.ID)
+			r.log.Info("handed leadership over "+why, "to", s.ID)
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("to %s: %w", s.ID, err))
 	}
-	return fmt.Errorf("hand leadership over before this node's eviction: %w", errors.Join(errs...))
+	if len(errs) == 0 {
+		return errors.New("no voter may lead")
+	}
+	return errors.Join(errs...)
 }
 
 // reconcileMembers runs on the leader: servers whose key is revoked leave
