@@ -74,19 +74,46 @@ func (r *Raft) evictionWaits(data []byte) error {
 	if err != nil || !r.votes(p) {
 		return nil
 	}
-	cfg, err := r.configuration()
-	if err != nil {
+	if s, ok := r.revokedVoterBeside(p); ok {
+		return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): remove %s once it has; retry in a few seconds", s, p)))
+	}
+	return nil
+}
+
+// leaveWaits runs on the leader, under memberMu, before it removes server p
+// from the configuration because p leaves (hydra leave): a voter's leave
+// waits while another voter whose key is revoked is still in the
+// configuration, for the reason evictionWaits gives. Its removal would
+// leave that voter among fewer, and a configuration of two voters, one of
+// them refused by everyone, commits nothing, not even the removal of the
+// revoked one: no leader, for good. The leaver retries (Leave) and goes
+// once the evicted voter has left.
+func (r *Raft) leaveWaits(p peer.ID) error {
+	if !r.votes(p) {
 		return nil
 	}
+	if s, ok := r.revokedVoterBeside(p); ok {
+		return kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): %s leaves once it has; retry in a few seconds", s, p))
+	}
+	return nil
+}
+
+// revokedVoterBeside returns a voter of the configuration other than p whose
+// key is revoked (its removal from the configuration is not done yet).
+func (r *Raft) revokedVoterBeside(p peer.ID) (raft.ServerID, bool) {
+	cfg, err := r.configuration()
+	if err != nil {
+		return "", false
+	}
 	for _, s := range cfg.Servers {
-		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(m.ID) {
+		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(p.String()) {
 			continue
 		}
 		if _, revoked := r.fsm.peerRole(string(s.ID)); revoked {
-			return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): remove %s once it has; retry in a few seconds", s.ID, p)))
+			return s.ID, true
 		}
 	}
-	return nil
+	return "", false
 }
 
 // handOverFromRevoked runs on a leader asked to commit its own eviction
@@ -106,16 +133,40 @@ func (r *Raft) handOverFromRevoked() error {
 	if len(to) == 0 {
 		return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, errors.New("the leader is the only voter of the cluster: it cannot be removed")))
 	}
+	if err := r.handOverTo(to, "before this node's eviction"); err != nil {
+		return fmt.Errorf("hand leadership over before this node's eviction: %w", err)
+	}
+	return nil
+}
+
+// handOverForLeave runs on a leader that leaves (Leave): raft's own pick
+// (LeadershipTransfer: the most caught-up voter) unless an evicted voter is
+// still in the configuration. Raft may pick that one, which every member
+// refuses: the transfer times out and the leave fails. Then leadership
+// goes to a voter whose key is not revoked (successors).
+func (r *Raft) handOverForLeave() error {
+	if _, ok := r.revokedVoterBeside(r.id); !ok {
+		return r.raft.LeadershipTransfer().Error()
+	}
+	return r.handOverTo(r.successors(r.id), "before this node leaves")
+}
+
+// handOverTo hands leadership to the first of to that takes it; why is
+// logged. The error is every transfer that failed.
+func (r *Raft) handOverTo(to []raft.Server, why string) error {
 	var errs []error
 	for _, s := range to {
 		err := r.raft.LeadershipTransferToServer(s.ID, s.Address).Error()
 		if err == nil {
-			r.log.Info("handed leadership over before this node's eviction", "to", s.ID)
+			r.log.Info("handed leadership over "+why, "to", s.ID)
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("to %s: %w", s.ID, err))
 	}
-	return fmt.Errorf("hand leadership over before this node's eviction: %w", errors.Join(errs...))
+	if len(errs) == 0 {
+		return errors.New("no voter may lead")
+	}
+	return errors.Join(errs...)
 }
 
 // reconcileMembers runs on the leader: servers whose key is revoked leave

@@ -318,6 +318,9 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 		// them: a server without an entry counts as a member.
 		r.lockMembers(id)
 		defer r.memberMu.Unlock()
+		if err := r.leaveWaits(id); err != nil {
+			return nil, err
+		}
 		resp, err := r.removeServer(ctx, id)
 		r.gap("leave", id)
 		if err == nil && r.roleOf(id) != "" {

@@ -38,7 +38,7 @@ func (r *Raft) Leave(ctx context.Context) error {
 		return kinded(ErrConflict, errors.New("this node is the only voter of the cluster: its non-voters could not elect a leader without it"))
 	}
 	if r.raft.State() == raft.Leader {
-		if err := r.raft.LeadershipTransfer().Error(); err != nil {
+		if err := r.handOverForLeave(); err != nil {
 			return fmt.Errorf("hand leadership over: %w", err)
 		}
 	}

@@ -78,6 +78,19 @@ func (k *clusterClock) at(now time.Time) time.Time {
 	return now.Add(-k.offset(now)).UTC()
 }
 
+// exact is the cluster's time when this node's clock reads now, in UTC, by the last offset
+// observed whatever its size: at keeps this node's own clock within clockSlack (what it writes
+// into the replicated state stays as it was), but a page that draws the leader's stamps by it
+// would be that far off them, seconds. Without a recent observation, this node's clock.
+func (k *clusterClock) exact(now time.Time) time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.seen.IsZero() || now.Sub(k.seen) > clockEstimateFor || now.Sub(k.seen) < 0 {
+		return now.UTC()
+	}
+	return now.Add(k.off).UTC()
+}
+
 // clusterNow is the cluster's time now (clusterClock.at).
 func (n *Node) clusterNow() time.Time { return n.clock.at(n.wall()) }
 
@@ -85,8 +98,10 @@ var _ webui.Clock = (*Node)(nil)
 
 // ClusterNow implements webui.Clock: the cluster's time now as this node knows it, which the
 // event stream stamps its pings with, so that a page draws lease and commit times (the cluster's)
-// by the cluster's clock, not by its browser's nor by an idle cluster's old activity.
-func (n *Node) ClusterNow() time.Time { return n.clusterNow() }
+// by the cluster's clock, not by its browser's nor by an idle cluster's old activity. It is the
+// exact estimate (clusterClock.exact), with no clockSlack: a node a few seconds off the cluster
+// would otherwise have its page draw every lease and commit that many seconds off.
+func (n *Node) ClusterNow() time.Time { return n.clock.exact(n.wall()) }
 
 // wall reads this node's clock: time.Now, or a test's skewed one (Node.skew).
 func (n *Node) wall() time.Time {

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -144,4 +147,72 @@ func TestSkewedNodeStampsTheClusterClock(t *testing.T) {
 	if n := strings.Count(logs.String(), "far from the cluster's"); n != 1 {
 		t.Fatalf("%d warnings of the follower's clock, want one", n)
 	}
+}
+
+// TestPingStampsTheExactClusterClock: in a real two-node cluster, a follower whose clock is a few
+// seconds ahead (within clockSlack, so that it stamps what it writes with its own clock) stamps
+// the pings of its event stream with the cluster's clock all the same, to well under a second:
+// the page draws the leader's lease and commit stamps by them. Before, its pings carried its own
+// clock, and its page drew every lease and every commit those seconds off.
+func TestPingStampsTheExactClusterClock(t *testing.T) {
+	const ahead = 5 * time.Second // < clockSlack
+	nodes := startClusterWith(t, 2, nil)
+	var id string
+	waitFor(t, 30*time.Second, "leader", func() (err error) { id, err = agreedLeader(nodes); return err })
+	follower := without(nodes, byID(nodes, id))[0]
+	follower.skew.Store(int64(ahead))
+	waitFor(t, 60*time.Second, "the follower's ping stamped with the cluster's clock", func() error {
+		before := time.Now()
+		stamp, err := firstPing(follower)
+		if err != nil {
+			return err
+		}
+		if stamp.Before(before.Add(-time.Second)) || stamp.After(time.Now().Add(time.Second)) {
+			return fmt.Errorf("stamped %s, want the leader's clock about %s", stamp.Format(time.RFC3339Nano), before.UTC().Format(time.RFC3339Nano))
+		}
+		return nil
+	})
+	if got := follower.clusterNow(); got.Sub(time.Now()) < ahead-time.Second {
+		t.Fatalf("the follower stamps %s, want its own clock within the slack (%s ahead)", got, ahead)
+	}
+}
+
+// firstPing reads the first event of n's event stream, a ping, and returns its stamp.
+func firstPing(n *testNode) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.HTTPURL()+"/api/v1/events", nil)
+	if err != nil {
+		return time.Time{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return time.Time{}, fmt.Errorf("events: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if e, ok := strings.CutPrefix(line, "event: "); ok {
+			event = e
+			continue
+		}
+		if d, ok := strings.CutPrefix(line, "data: "); ok {
+			if event != "ping" {
+				return time.Time{}, fmt.Errorf("the first event is %q, not a ping", event)
+			}
+			var p struct {
+				Now time.Time `json:"now"`
+			}
+			if err := json.Unmarshal([]byte(d), &p); err != nil {
+				return time.Time{}, fmt.Errorf("ping %q: %w", d, err)
+			}
+			return p.Now, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("no ping: %v", sc.Err())
 }

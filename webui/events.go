@@ -31,8 +31,8 @@ type Watcher interface {
 	Changed() <-chan struct{}
 }
 
-// Clock is optional for a Backend: the cluster's time as this node estimates it (its own clock,
-// or the leader's stamps' once it is more than a few seconds off them: docs/design.md §2, Time).
+// Clock is optional for a Backend: the cluster's time as this node estimates it from the leader's
+// stamps, to within their gossip's delay (docs/design.md §2, Time).
 // Lease and commit times are stamped by the cluster's clock, and a browser's may be minutes or
 // hours off it; so every "ping" event, the first event of every stream among them, carries this
 // time, and a page reads the cluster's clock from pings that are fresh when they arrive (an
