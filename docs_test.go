@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -69,29 +70,14 @@ func TestDesignMapNamesEveryPackage(t *testing.T) {
 			t.Errorf("docs/design.md §1 names %s/, which is not a directory", name)
 		}
 	}
-	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			base := d.Name()
-			if path != "." && (strings.HasPrefix(base, ".") || base == "testdata" || base == "node_modules" ||
-				path == "scripts" || path == "examples" || path == "docs") {
-				return fs.SkipDir
-			}
-			return nil
-		}
+	walkGoFiles(t, []string{"scripts", "examples", "docs"}, func(path string) {
 		dir := filepath.ToSlash(filepath.Dir(path))
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || dir == "." || mapped[dir] {
-			return nil
+		if strings.HasSuffix(path, "_test.go") || dir == "." || mapped[dir] {
+			return
 		}
 		t.Errorf("docs/design.md §1 has no line for %s/ (its Go code: %s)", dir, path)
 		mapped[dir] = true // once per directory
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestNoGoFileOver600Lines: every Go file, tests included, stays at most 600 lines (docs/design.md
@@ -99,32 +85,15 @@ func TestDesignMapNamesEveryPackage(t *testing.T) {
 // scripts/internal/codestats reports the same limit.
 func TestNoGoFileOver600Lines(t *testing.T) {
 	const limit = 600
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			base := d.Name()
-			if path != "." && (strings.HasPrefix(base, ".") || base == "testdata" || base == "node_modules") {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") {
-			return nil
-		}
+	walkGoFiles(t, nil, func(path string) {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
 		if n := strings.Count(string(b), "\n"); n > limit {
 			t.Errorf("%s has %d lines, more than %d: split it by concern", path, n, limit)
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // goPackageDirs returns every directory holding non-test Go files, testdata and hidden
@@ -132,26 +101,12 @@ func TestNoGoFileOver600Lines(t *testing.T) {
 func goPackageDirs(t *testing.T) map[string][]string {
 	t.Helper()
 	dirs := map[string][]string{}
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			base := d.Name()
-			if path != "." && (strings.HasPrefix(base, ".") || base == "testdata" || base == "node_modules") {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+	walkGoFiles(t, nil, func(path string) {
+		if !strings.HasSuffix(path, "_test.go") {
 			dir := filepath.ToSlash(filepath.Dir(path))
-			dirs[dir] = append(dirs[dir], d.Name())
+			dirs[dir] = append(dirs[dir], filepath.Base(path))
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return dirs
 }
 
@@ -313,5 +268,31 @@ func TestInternalsVersionsAreGoMods(t *testing.T) {
 	}
 	if m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(mod); m == nil || !strings.Contains(string(doc), "Go "+string(m[1])+".") {
 		t.Errorf("docs/internals.md does not say the Go version go.mod asks for")
+	}
+}
+
+// walkGoFiles calls fn with the path of every Go file of the repository, tests included,
+// leaving out hidden directories, testdata, node_modules and the top-level directories in
+// skip: the one walk the docs tests share.
+func walkGoFiles(t *testing.T, skip []string, fn func(path string)) {
+	t.Helper()
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			base := d.Name()
+			if path != "." && (strings.HasPrefix(base, ".") || base == "testdata" || base == "node_modules" || slices.Contains(skip, path)) {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(path, ".go") {
+			fn(path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
