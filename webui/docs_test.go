@@ -17,25 +17,12 @@ var wildcard = regexp.MustCompile(`\{[^}]*\}`)
 // paths, are not part of docs/api.md.
 func servedRoutes(t *testing.T) map[string]bool {
 	t.Helper()
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	re := regexp.MustCompile(`mux\.Handle(?:Func)?\("((?:GET|HEAD|POST|PUT|DELETE|PATCH) (/[^"]*))"`)
 	routes := map[string]bool{}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-			path := m[2]
-			if strings.HasPrefix(path, "/api/") || path == "/healthz" || path == "/metrics" {
-				routes[wildcard.ReplaceAllString(m[1], "{}")] = true
-			}
+	for _, m := range sourceMatches(t, "*.go", re) {
+		path := m[2]
+		if strings.HasPrefix(path, "/api/") || path == "/healthz" || path == "/metrics" {
+			routes[wildcard.ReplaceAllString(m[1], "{}")] = true
 		}
 	}
 	if len(routes) < 20 {
@@ -67,4 +54,26 @@ func TestAPIDocNamesEveryRoute(t *testing.T) {
 			t.Errorf("docs/api.md names %s, which the API does not serve", r)
 		}
 	}
+}
+
+// sourceMatches returns re's submatches in the package's non-test source files named by glob:
+// what the docs tests read from the code (routes, events) where nothing lists it at run time.
+func sourceMatches(t *testing.T, glob string, re *regexp.Regexp) [][]string {
+	t.Helper()
+	files, err := filepath.Glob(glob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]string
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, re.FindAllStringSubmatch(string(b), -1)...)
+	}
+	return out
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -107,23 +106,9 @@ func TestEventsPingsCarryTheClusterClock(t *testing.T) {
 // TestAPIDocNamesEveryEvent: docs/api.md's Events table has a row for every event the stream
 // writes, and no other; the ping's row says it carries the cluster's time (`now`) and comes first.
 func TestAPIDocNamesEveryEvent(t *testing.T) {
-	files, err := filepath.Glob("events*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	written := map[string]bool{}
-	re := regexp.MustCompile(`writeEvent\([^,]+, "([a-z]+)"`)
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-			written[m[1]] = true
-		}
+	for _, m := range sourceMatches(t, "events*.go", regexp.MustCompile(`writeEvent\([^,]+, "([a-z]+)"`)) {
+		written[m[1]] = true
 	}
 	if len(written) < 8 {
 		t.Fatalf("found %d event names in the source: the pattern no longer matches how events are written", len(written))
