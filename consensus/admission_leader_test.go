@@ -22,8 +22,10 @@ func removeLeaderAndCheck(t *testing.T, k int, cluster string) {
 		t.Fatalf("remove the leader through %s: %v", via.name, err)
 	}
 	rest := otherThanAll(nodes, leader)
+	var l *testNode // the leader the others agreed on when the wait ended
 	waitUntil(t, testDeadline, fmt.Sprintf("the %d others lead a cluster without the removed leader", len(rest)), func() error {
-		l, err := agreed(rest) // the configuration lists exactly the others
+		var err error
+		l, err = agreed(rest) // the configuration lists exactly the others
 		if err != nil {
 			return err
 		}
@@ -40,7 +42,6 @@ func removeLeaderAndCheck(t *testing.T, k int, cluster string) {
 			t.Fatalf("%s: the removed leader's access is %v, want refused", n.name, a)
 		}
 	}
-	l, _ := agreed(rest)
 	writeOn(t, l, "after-remove")
 	waitUntil(t, testDeadline, "the others apply a write", func() error {
 		for _, n := range rest {
