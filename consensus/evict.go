@@ -126,7 +126,7 @@ func (r *Raft) quorumAfterRemoval(p peer.ID) error {
 	for {
 		remain, down, err := r.unreachableBeside(p)
 		if err != nil || len(remain) == 0 || len(remain)-len(down) >= len(remain)/2+1 {
-			return nil // the configuration unknown: raft refuses the change itself
+			return nil // a quorum stays (or no configuration: raft refuses the change itself)
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
