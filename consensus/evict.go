@@ -114,8 +114,10 @@ const quorumRefused = "would leave the cluster without a quorum"
 // dead one's removal — until it came back (etcd's --strict-reconfig-check refuses the same).
 // Removing the unreachable voter itself passes: the others are a quorum of what remains.
 // Reachable is what the leader knows: itself, and a voter that answered one of its AppendEntries
-// (a heartbeat goes every Heartbeat/10) within LastContactMax, autopilot's health threshold; a
-// voter whose key is revoked is refused by every member and counts as unreachable. A leadership
+// (a heartbeat goes every Heartbeat/10) within LastContactMax, autopilot's health threshold. A
+// voter whose key is revoked is not counted among those that remain: it leaves the configuration
+// first (reconcileMembers; evictionWaits and leaveWaits wait for it, and a leader that leaves
+// meanwhile hands leadership to a voter whose key is not revoked). A leadership
 // younger than LastContactMax has not heard every voter yet: the check waits until the
 // leadership is that old before it refuses.
 func (r *Raft) quorumAfterRemoval(p peer.ID) error {
@@ -142,8 +144,8 @@ func (r *Raft) quorumAfterRemoval(p peer.ID) error {
 	}
 }
 
-// unreachableBeside returns the voters of the configuration other than p, and those of them the
-// leader has not heard from lately (quorumAfterRemoval).
+// unreachableBeside returns the voters of the configuration other than p whose key is not
+// revoked, and those of them the leader has not heard from lately (quorumAfterRemoval).
 func (r *Raft) unreachableBeside(p peer.ID) (remain, down []raft.ServerID, err error) {
 	cfg, err := r.configuration()
 	if err != nil {
@@ -154,6 +156,9 @@ func (r *Raft) unreachableBeside(p peer.ID) (remain, down []raft.ServerID, err e
 		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(p.String()) {
 			continue
 		}
+		if _, revoked := r.fsm.peerRole(string(s.ID)); revoked {
+			continue
+		}
 		remain = append(remain, s.ID)
 		if !r.reachable(s.ID, now) {
 			down = append(down, s.ID)
@@ -162,9 +167,10 @@ func (r *Raft) unreachableBeside(p peer.ID) (remain, down []raft.ServerID, err e
 	return remain, down, nil
 }
 
-// Unreachable returns the voters this node, as the leader, has not heard from lately (no answer
-// to its AppendEntries within LastContactMax, or a revoked key): those a removal's quorum check
-// counts out (quorumAfterRemoval). Nil on a follower, which hears from nobody but the leader.
+// Unreachable returns the voters whose key is not revoked that this node, as the leader, has not
+// heard from lately (no answer to its AppendEntries within LastContactMax): those a removal's
+// quorum check counts out (quorumAfterRemoval). Nil on a follower, which hears from nobody but
+// the leader.
 func (r *Raft) Unreachable() []peer.ID {
 	if !r.IsLeader() {
 		return nil
@@ -180,13 +186,10 @@ func (r *Raft) Unreachable() []peer.ID {
 }
 
 // reachable reports whether the leader counts server id as reachable at now: itself, or a server
-// whose key is not revoked that answered an AppendEntries within LastContactMax.
+// that answered an AppendEntries within LastContactMax.
 func (r *Raft) reachable(id raft.ServerID, now time.Time) bool {
 	if string(id) == r.id.String() {
 		return true
-	}
-	if _, revoked := r.fsm.peerRole(string(id)); revoked {
-		return false
 	}
 	return now.Sub(r.trans.lastAnswer(id)) < r.t.LastContactMax
 }
