@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -77,6 +79,9 @@ func (r *Raft) evictionWaits(data []byte) error {
 	if s, ok := r.revokedVoterBeside(p); ok {
 		return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): remove %s once it has; retry in a few seconds", s, p)))
 	}
+	if err := r.quorumAfterRemoval(p); err != nil {
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
 	return nil
 }
 
@@ -95,7 +100,117 @@ func (r *Raft) leaveWaits(p peer.ID) error {
 	if s, ok := r.revokedVoterBeside(p); ok {
 		return kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): %s leaves once it has; retry in a few seconds", s, p))
 	}
-	return nil
+	return r.quorumAfterRemoval(p)
+}
+
+// quorumRefused is in the text of every refusal of quorumAfterRemoval: a leaver recognises it in
+// the leader's answer, which reaches it as text only (askLeave).
+const quorumRefused = "would leave the cluster without a quorum"
+
+// quorumAfterRemoval runs on the leader, under memberMu (evictionWaits, leaveWaits), before a
+// voter p is removed (hydra remove, hydra leave): it refuses (ErrConflict) a removal after which
+// fewer of the voters that remain are reachable than a quorum of them. Three voters, one of them
+// down: removing a healthy one left two, one of them down, that commit nothing — not even the
+// dead one's removal — until it came back (etcd's --strict-reconfig-check refuses the same).
+// Removing the unreachable voter itself passes: the others are a quorum of what remains.
+// Reachable is what the leader knows: itself, and a voter that answered one of its AppendEntries
+// (a heartbeat goes every Heartbeat/10) within LastContactMax, autopilot's health threshold. A
+// voter whose key is revoked is not counted among those that remain: it leaves the configuration
+// first (reconcileMembers; evictionWaits and leaveWaits wait for it, and a leader that leaves
+// meanwhile hands leadership to a voter whose key is not revoked). A leadership
+// younger than LastContactMax has not heard every voter yet: the check waits until the
+// leadership is that old before it refuses.
+func (r *Raft) quorumAfterRemoval(p peer.ID) error {
+	if !r.votes(p) {
+		return nil
+	}
+	deadline := time.Unix(0, r.leadStart.Load()).Add(r.t.LastContactMax)
+	for {
+		remain, down, err := r.unreachableBeside(p)
+		if err != nil || len(remain) == 0 || len(remain)-len(down) >= len(remain)/2+1 {
+			return nil // a quorum stays (or no configuration: raft refuses the change itself)
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return kinded(ErrConflict, r.quorumError(p, remain, down))
+		}
+		t := time.NewTimer(min(wait, r.t.Poll))
+		select {
+		case <-r.closed:
+			t.Stop()
+			return ErrShutdown
+		case <-t.C:
+		}
+	}
+}
+
+// unreachableBeside returns the voters of the configuration other than p whose key is not
+// revoked, and those of them the leader has not heard from lately (quorumAfterRemoval).
+func (r *Raft) unreachableBeside(p peer.ID) (remain, down []raft.ServerID, err error) {
+	cfg, err := r.configuration()
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	for _, s := range cfg.Servers {
+		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(p.String()) {
+			continue
+		}
+		if _, revoked := r.fsm.peerRole(string(s.ID)); revoked {
+			continue
+		}
+		remain = append(remain, s.ID)
+		if !r.reachable(s.ID, now) {
+			down = append(down, s.ID)
+		}
+	}
+	return remain, down, nil
+}
+
+// Unreachable returns the voters whose key is not revoked that this node, as the leader, has not
+// heard from lately (no answer to its AppendEntries within LastContactMax): those a removal's
+// quorum check counts out (quorumAfterRemoval). Nil on a follower, which hears from nobody but
+// the leader.
+func (r *Raft) Unreachable() []peer.ID {
+	if !r.IsLeader() {
+		return nil
+	}
+	_, down, _ := r.unreachableBeside("")
+	out := make([]peer.ID, 0, len(down))
+	for _, id := range down {
+		if p, err := peer.Decode(string(id)); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// reachable reports whether the leader counts server id as reachable at now: itself, or a server
+// that answered an AppendEntries within LastContactMax.
+func (r *Raft) reachable(id raft.ServerID, now time.Time) bool {
+	if string(id) == r.id.String() {
+		return true
+	}
+	return now.Sub(r.trans.lastAnswer(id)) < r.t.LastContactMax
+}
+
+// quorumError is quorumAfterRemoval's refusal of p's removal: the voters that would remain, those
+// of them unreachable (by name where registered), and the way out.
+func (r *Raft) quorumError(p peer.ID, remain, down []raft.ServerID) error {
+	st := r.fsm.State()
+	names := make([]string, len(down))
+	for i, id := range down {
+		names[i] = string(id)
+		if n := st.Nodes[string(id)].Name; n != "" {
+			names[i] = fmt.Sprintf("%s (%s)", n, id)
+		}
+	}
+	has := "have"
+	if len(down) == 1 {
+		has = "has"
+	}
+	return fmt.Errorf("removing %s %s: of the %d voters that would remain, %d %s not answered the leader in the last %s (%s), and a quorum of them needs %d reachable; remove the unreachable voter first (hydra remove %s), or bring it back, then retry",
+		p, quorumRefused, len(remain), len(down), has, r.t.LastContactMax, strings.Join(names, ", "), len(remain)/2+1, down[0])
 }
 
 // revokedVoterBeside returns a voter of the configuration other than p whose

@@ -47,7 +47,8 @@ type applyResponse struct {
 	Result   json.RawMessage `json:"result,omitempty"`
 	Rejected string          `json:"rejected,omitempty"`
 	// Kinds are the texts of the errors a rejection wraps among the refusal errors both ends
-	// know (ErrRejected, ErrForbidden, the App's Config.Refusals): see newRejection.
+	// know (ErrRejected, ErrForbidden, ErrConflict..., the App's Config.Refusals): see
+	// newRejection.
 	Kinds     []string `json:"kinds,omitempty"`
 	NotLeader bool     `json:"not_leader,omitempty"`
 	Leader    string   `json:"leader,omitempty"`
@@ -55,8 +56,8 @@ type applyResponse struct {
 
 // rejection is a refusal received from the leader: its text, and the errors it is recognised
 // by. errors.Is(err, ErrRejected) holds for it, and errors.Is(err, e) for each error e of
-// refusalErrors that the leader's refusal wrapped (ErrForbidden, ErrSettingsChanged, the App's
-// Config.Refusals such as compute.ErrNoSuchJob): the caller tells such refusals apart as it
+// refusalErrors that the leader's refusal wrapped (ErrForbidden, ErrSettingsChanged, ErrConflict,
+// ErrInvalid, the App's Config.Refusals such as compute.ErrNoSuchJob): the caller tells such refusals apart as it
 // would on the leader.
 type rejection struct {
 	text string
@@ -71,11 +72,11 @@ func (e *rejection) Is(target error) bool {
 
 // newRejection decodes a refusal from the leader: its text, and kinds, the texts of the
 // errors it wraps among known (refusalErrors). A leader of an older version sends no kinds:
-// then the errors of known whose text the refusal contains are taken.
+// then the errors of known whose text the refusal contains are taken (never kindRefusals).
 func newRejection(text string, kinds []string, known []error) *rejection {
 	e := &rejection{text: text}
 	for _, k := range known {
-		if kinds == nil && strings.Contains(text, k.Error()) || slices.Contains(kinds, k.Error()) {
+		if kinds == nil && !slices.Contains(kindRefusals, k) && strings.Contains(text, k.Error()) || slices.Contains(kinds, k.Error()) {
 			e.is = append(e.is, k)
 		}
 	}
@@ -83,10 +84,20 @@ func newRejection(text string, kinds []string, known []error) *rejection {
 }
 
 // refusalErrors are the errors a refusal forwarded from the leader is recognised by (besides
-// ErrRejected): this package's, and the App's (Config.Refusals).
+// ErrRejected): this package's, the admin refusals' kinds (kindRefusals), and the App's
+// (Config.Refusals). An admin refusal answers the same on every node: the API maps these
+// kinds to its codes (ErrConflict 409, ErrInvalid 400, ErrNoSuchNode 404), and before they
+// were among them a follower answered every forwarded one as a plain refusal (409).
 func (r *Raft) refusalErrors() []error {
-	return append([]error{ErrForbidden, ErrSettingsChanged, ErrOpUnsupported}, r.cfg.Refusals...)
+	return append([]error{ErrForbidden, ErrSettingsChanged, ErrOpUnsupported, ErrInvalid, ErrConflict, ErrNoSuchNode}, r.cfg.Refusals...)
 }
+
+// kindRefusals are the kinds of refusalErrors that a forwarded refusal is recognised by only
+// through the kinds the leader sends, never by its text: a kinded refusal's text is the error's
+// own and never names its kind, so a text that does is one that merely contains those words. A
+// leader of an older build sends no kinds: its ErrInvalid and ErrConflict refusals are plain
+// refusals on a follower (409), as they were.
+var kindRefusals = []error{ErrInvalid, ErrConflict, ErrNoSuchNode}
 
 // refused is the answer to a follower whose command was refused for err: its text, and the
 // errors of refusalErrors it wraps (ErrRejected's first, so that the list is never empty).

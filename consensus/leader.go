@@ -67,6 +67,7 @@ func (r *Raft) monitorLeadership() {
 				revoke()
 				continue
 			}
+			r.leadStart.Store(time.Now().UnixNano())
 			if cur != nil {
 				select {
 				case <-cur.done: // the previous loop gave up (barrier failed): restart

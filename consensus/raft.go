@@ -48,6 +48,7 @@ type Raft struct {
 	joinTok    *ParsedJoinToken
 	waiting    atomic.Bool  // a join request was answered "pending approval"
 	runStart   atomic.Int64 // when Run began (unix ns; 0: not yet)
+	leadStart  atomic.Int64 // when raft last made this node leader (unix ns; 0: never): quorumAfterRemoval's grace
 	statCalls  atomic.Int64 // stats calls answered to the leader (autopilot's idle cost; tests)
 	memberRuns atomic.Int64 // rounds of the membership loop (its idle cost; tests)
 	tokenWait  atomic.Bool  // logged that a node with a join token never founds a cluster

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/hashicorp/raft"
+	"github.com/hydra-compute/hydra/p2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -15,8 +17,10 @@ import (
 // configuration and forgets its NodeMeta; then the node shuts down and
 // deletes its raft state, so a later start is a fresh node that joins anew.
 // The last server of a cluster cannot leave it (there is nobody to hand the
-// state to), nor can its only voter (nobody to hand leadership to): it gets
-// ErrConflict and keeps running.
+// state to), nor can its only voter (nobody to hand leadership to), nor a
+// voter whose removal would leave fewer reachable voters than a quorum of
+// those that remain (quorumAfterRemoval): it gets ErrConflict and keeps
+// running.
 func (r *Raft) Leave(ctx context.Context) error {
 	if r.isClosed() {
 		return ErrShutdown
@@ -38,6 +42,11 @@ func (r *Raft) Leave(ctx context.Context) error {
 		return kinded(ErrConflict, errors.New("this node is the only voter of the cluster: its non-voters could not elect a leader without it"))
 	}
 	if r.raft.State() == raft.Leader {
+		// Checked before the hand-over too: the next leader would refuse it (leaveWaits) with
+		// leadership moved for nothing.
+		if err := r.quorumAfterRemoval(r.id); err != nil {
+			return err
+		}
 		if err := r.handOverForLeave(); err != nil {
 			return fmt.Errorf("hand leadership over: %w", err)
 		}
@@ -46,6 +55,9 @@ func (r *Raft) Leave(ctx context.Context) error {
 		err := r.askLeave(ctx)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, ErrConflict) { // the leader refuses it: it would leave no quorum
+			return err
 		}
 		r.log.Debug("leave request failed, retrying", "err", err)
 		if !r.sleep(ctx, r.t.Poll) {
@@ -68,6 +80,9 @@ func (r *Raft) askLeave(ctx context.Context) error {
 		return ErrNotLeader
 	}
 	_, err := r.requestMembership(ctx, leader, true)
+	if re, ok := errors.AsType[*p2p.RemoteError](err); ok && strings.Contains(re.Msg, quorumRefused) {
+		return kinded(ErrConflict, errors.New(re.Msg)) // as the leader's own Leave says it
+	}
 	return err
 }
 

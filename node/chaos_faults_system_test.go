@@ -205,8 +205,9 @@ func (c *chaos) removeApprove(p *proc) error {
 	fp := st.Fingerprint
 	c.logf("hydra remove %s (via %s)", p.name, via.name)
 	if out, err := c.admin(via, "remove", p.id); err != nil {
-		// The only voter left cannot be removed (409), and one fault may leave the
-		// cluster with no leader for longer than the retries: neither is a defect.
+		// The only voter left cannot be removed (409), nor a healthy voter while another is
+		// down and the voters left would have no quorum (409), and one fault may leave the
+		// cluster with no leader for longer than the retries: none is a defect.
 		c.logf("hydra remove %s: %v: %s", p.name, err, out)
 		return nil
 	}

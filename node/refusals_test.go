@@ -198,3 +198,47 @@ func TestCluster_CancelDeleteRaceOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestCluster_RemovalLeavingNoQuorumIs409: three voters, one of them killed: removing a healthy
+// voter answers 409 with a message that names the unreachable voter, on the leader (POST
+// /api/v1/remove of the other follower) and through a follower (the leader's removal, which the
+// follower forwards), and so does the healthy follower's own leave (POST /api/v1/leave); before,
+// the removal committed and left two voters, one of them down, without a quorum.
+func TestCluster_RemovalLeavingNoQuorumIs409(t *testing.T) {
+	nodes, l, _ := startLedCluster(t, 3)
+	waitFor(t, 60*time.Second, "3 voters", func() error { return wantVoters(l, 3) })
+	rest := without(nodes, l)
+	dead, healthy := rest[0], rest[1]
+	leaderTok, healthyTok := activeAdminToken(t, l), activeAdminToken(t, healthy)
+	dead.kill(t)
+	waitFor(t, 60*time.Second, "the leader counts the killed voter unreachable", func() error {
+		for _, p := range l.raft.Unreachable() {
+			if p == dead.ID() {
+				return nil
+			}
+		}
+		return errors.New("not yet")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for _, req := range []struct {
+		what string
+		via  *testNode
+		tok  string
+		path string
+		body any
+	}{
+		{"remove the healthy follower on the leader", l, leaderTok, "/api/v1/remove", map[string]string{"node": healthy.ID().String()}},
+		{"remove the leader through the healthy follower", healthy, healthyTok, "/api/v1/remove", map[string]string{"node": l.ID().String()}},
+		{"the healthy follower's leave", healthy, healthyTok, "/api/v1/leave", nil},
+	} {
+		var ae *webui.APIError
+		err := webui.NewClient(req.via.HTTPURL(), req.tok).Do(ctx, "POST", req.path, req.body, nil)
+		if !errors.As(err, &ae) || ae.Status != http.StatusConflict || !strings.Contains(ae.Msg, "without a quorum") || !strings.Contains(ae.Msg, dead.ID().String()) {
+			t.Errorf("%s with a voter down: %v, want HTTP 409 naming %s", req.what, err, dead.ID())
+		}
+	}
+	if err := wantVoters(l, 3); err != nil || !l.raft.IsLeader() {
+		t.Fatalf("the configuration changed (%v) or the leader handed over (leads: %v)", err, l.raft.IsLeader())
+	}
+}
