@@ -59,7 +59,7 @@ func TestEvictWaitsForTheLastEvictionToLeave(t *testing.T) {
 		}
 		return nil
 	})
-	writeOn(t, leader, "after-two-evictions")
+	writeOn(t, []*testNode{leader}, "after-two-evictions")
 }
 
 // TestLeaveWaitsForTheLastEvictionToLeave: with one evicted voter still in the configuration,
@@ -100,7 +100,7 @@ func TestLeaveWaitsForTheLastEvictionToLeave(t *testing.T) {
 		}
 		return nil
 	})
-	writeOn(t, leader, "after-eviction-and-leave")
+	writeOn(t, []*testNode{leader}, "after-eviction-and-leave")
 }
 
 // TestLeaderLeavesWhileAnEvictedVoterHasNotLeft: the leader leaves (hydra leave) while an
@@ -174,7 +174,7 @@ func leaderLeavesWhileEvictedHeld(t *testing.T, cluster string) {
 		}
 		return nil
 	})
-	writeOn(t, heir, "after-the-leader-left")
+	writeOn(t, []*testNode{heir}, "after-the-leader-left")
 }
 
 // evictHeld evicts v through leader with leader's removal of v from the configuration held

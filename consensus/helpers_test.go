@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -284,6 +285,38 @@ func waitAgreed(tb testing.TB, nodes []*testNode) *testNode {
 		return err
 	})
 	return leader
+}
+
+// applyThroughLeader proposes cmd through the leader the live nodes agree on (agreed): with the
+// admin credential auth (ApplyAs), or as the leader's own proposal when auth is "" (Apply). Again
+// until a leader takes it, within testDeadline: the leader a test's wait saw may have lost the
+// leadership by the time of the proposal (an election on a loaded machine), and Apply's own
+// retries across a leader change are bounded. cmd must be idempotent (a retry after a lost
+// answer may apply it twice). A refusal (ErrRejected) by a node that still leads after it is the
+// cluster's answer and fails the test at once; one that came back from another leader after a
+// change (a forwarded proposal may be refused where the leader's own was not) is tried again.
+func applyThroughLeader(tb testing.TB, nodes []*testNode, what string, cmd Command, auth string) {
+	tb.Helper()
+	waitUntil(tb, testDeadline, "a leader takes "+what, func() error {
+		l, err := agreed(nodes)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if auth == "" {
+			_, err = l.r.Apply(ctx, cmd)
+		} else {
+			_, err = l.r.ApplyAs(ctx, cmd, auth)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrRejected) && l.r.IsLeader():
+			tb.Fatalf("%s refused by the leader %s: %v", what, l.name, err)
+		}
+		return fmt.Errorf("apply on %s: %w", l.name, err)
+	})
 }
 
 // otherThan returns the first of nodes that is not n.

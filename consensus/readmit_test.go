@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -53,25 +52,14 @@ func waitReadmitted(t *testing.T, nodes []*testNode, n *testNode, name string) {
 	})
 	// The leader can change between the wait above and the proposal (the
 	// readmitted node may campaign once at a higher term before it hears
-	// the leader): propose through whichever leader the nodes agree on,
-	// again until one takes it. A NodeRegister for the same made-up node
-	// is idempotent, so a retry after a lost answer adds nothing.
+	// the leader): applyThroughLeader proposes through whichever leader the
+	// nodes agree on, again until one takes it. A NodeRegister for the same
+	// made-up node is idempotent, so a retry after a lost answer adds nothing.
 	cmd, err := NewCommand(OpNodeRegister, NodeMeta{ID: "fake-" + name, Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, testDeadline, "a leader takes a new entry", func() error {
-		l, err := agreed(nodes)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := l.r.ApplyAs(ctx, cmd, testAdminToken); err != nil {
-			return fmt.Errorf("apply on %s: %w", l.name, err)
-		}
-		return nil
-	})
+	applyThroughLeader(t, nodes, "a new entry", cmd, testAdminToken)
 	waitUntil(t, testDeadline, "the approved node applies a new entry", func() error {
 		if !hasFake(n, name) {
 			return errors.New("not applied yet")

@@ -81,9 +81,7 @@ func TestSkewedNodeStampsTheClusterClock(t *testing.T) {
 	const ahead = 30 * 365 * 24 * time.Hour
 	var logs syncbuf.Buffer
 	nodes := startClusterWith(t, 2, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)).With("node", c.Name) })
-	var id string
-	waitFor(t, 30*time.Second, "leader", func() (err error) { id, err = agreedLeader(nodes); return err })
-	leader := byID(nodes, id)
+	leader := waitLeader(t, nodes, 30*time.Second)
 	follower := without(nodes, leader)[0]
 	follower.skew.Store(int64(ahead))
 	near := func(want, got time.Time) error {
@@ -157,9 +155,7 @@ func TestSkewedNodeStampsTheClusterClock(t *testing.T) {
 func TestPingStampsTheExactClusterClock(t *testing.T) {
 	const ahead = 5 * time.Second // < clockSlack
 	nodes := startClusterWith(t, 2, nil)
-	var id string
-	waitFor(t, 30*time.Second, "leader", func() (err error) { id, err = agreedLeader(nodes); return err })
-	follower := without(nodes, byID(nodes, id))[0]
+	follower := without(nodes, waitLeader(t, nodes, 30*time.Second))[0]
 	follower.skew.Store(int64(ahead))
 	waitFor(t, 60*time.Second, "the follower's ping stamped with the cluster's clock", func() error {
 		before := time.Now()

@@ -149,9 +149,7 @@ func startClusterWith(t *testing.T, size int, mut func(*Config)) []*testNode {
 func startLedCluster(t *testing.T, size int) (nodes []*testNode, leader, follower *testNode) {
 	t.Helper()
 	nodes = startCluster(t, size)
-	var id string
-	waitFor(t, 30*time.Second, "leader", func() (err error) { id, err = agreedLeader(nodes); return err })
-	leader = byID(nodes, id)
+	leader = waitLeader(t, nodes, 30*time.Second)
 	return nodes, leader, without(nodes, leader)[0]
 }
 
@@ -209,13 +207,29 @@ func wantVoters(n *testNode, k int) error {
 	return nil
 }
 
-func byID(nodes []*testNode, id string) *testNode {
+// leaderIn returns the node of nodes that every one of them names leader (agreedLeader), or an
+// error: also when that leader is none of them, where a nil node would panic the test (a panic
+// ends the package's run).
+func leaderIn(nodes []*testNode) (*testNode, error) {
+	id, err := agreedLeader(nodes)
+	if err != nil {
+		return nil, err
+	}
 	for _, n := range nodes {
 		if n.ID().String() == id {
-			return n
+			return n, nil
 		}
 	}
-	return nil
+	return nil, fmt.Errorf("the leader they name, %s, is none of them", id)
+}
+
+// waitLeader waits until the nodes agree on a leader among them (leaderIn) and returns the one
+// the wait saw: a test uses it, not a second look, which an election in between may answer
+// otherwise (or not at all).
+func waitLeader(t *testing.T, nodes []*testNode, d time.Duration) (leader *testNode) {
+	t.Helper()
+	waitFor(t, d, "a leader", func() (err error) { leader, err = leaderIn(nodes); return err })
+	return leader
 }
 
 func without(nodes []*testNode, x *testNode) []*testNode {
@@ -356,22 +370,26 @@ func TestCluster_LeaderCrashFailover(t *testing.T) {
 	for _, n := range nodes {
 		n.Raft().OnLeader(func(ctx context.Context) { gained.Add(1); <-ctx.Done() })
 	}
-	var leader string
-	waitFor(t, 20*time.Second, "leader", func() (err error) { leader, err = agreedLeader(nodes); return })
+	waitLeader(t, nodes, 20*time.Second)
 	t0 := time.Now()
 	// Every node's own configuration must name three voters: the leader's
 	// latest configuration may hold a promotion not yet replicated, and
-	// survivors that never received it cannot elect anyone.
-	waitFor(t, 30*time.Second, "three voters on every node", func() error {
+	// survivors that never received it cannot elect anyone. The leader to
+	// kill is read in the same wait: one read before may lead no more (an
+	// election while the voters settle), and killing a follower would test
+	// no failover (the survivors still name another leader).
+	var old *testNode
+	waitFor(t, 30*time.Second, "three voters on every node, and a leader", func() (err error) {
 		for _, n := range nodes {
 			if err := wantVoters(n, 3); err != nil {
 				return fmt.Errorf("%s: %w", n.ID(), err)
 			}
 		}
-		return nil
+		old, err = leaderIn(nodes)
+		return err
 	})
 	t.Logf("three voters %s after a leader was known", time.Since(t0).Round(time.Millisecond))
-	old := byID(nodes, leader)
+	leader := old.ID().String()
 	old.kill(t)
 	rest := without(nodes, old)
 	var next string

@@ -180,11 +180,11 @@ func TestOwner_BatteryMovesVoteAndLeadership(t *testing.T) {
 	}
 	var leader string
 	waitFor(t, 30*time.Second, "a leader with 3 voters of 4 servers", func() error {
-		l, err := agreedLeader(nodes)
+		ln, err := leaderIn(nodes)
 		if err != nil {
 			return err
 		}
-		ln := byID(nodes, l)
+		l := ln.ID().String()
 		if got := len(ln.Raft().Servers()); got != 4 {
 			return fmt.Errorf("%d servers", got)
 		}
@@ -194,14 +194,13 @@ func TestOwner_BatteryMovesVoteAndLeadership(t *testing.T) {
 	machines[leader].setBattery(t, true)
 	unplugged := time.Now()
 	waitFor(t, 30*time.Second, "leadership and the vote moved off the laptop", func() error {
-		l, err := agreedLeader(nodes)
+		ln, err := leaderIn(nodes)
 		if err != nil {
 			return err
 		}
-		if l == leader {
+		if ln.ID().String() == leader {
 			return errors.New("the laptop still leads")
 		}
-		ln := byID(nodes, l)
 		for _, s := range ln.Raft().Servers() {
 			if s.ID.String() == leader && s.Voter {
 				return errors.New("the laptop still votes")
