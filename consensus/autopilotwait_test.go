@@ -43,6 +43,17 @@ func TestAutopilotKeepsTheGoodVoterWhileAnEvictedOneHasNotLeft(t *testing.T) {
 		t.Fatalf("want two follower voters and a non-voter: %s", serverIDs(leader.r.Servers()))
 	}
 
+	// The promoter changes nothing until every live voter has answered a stats call in this
+	// leadership (its Availability known): B's first answer comes before the hang.
+	bid := raft.ServerID(b.h.ID().String())
+	waitUntil(t, testDeadline, b.name+" answered the leader's stats call", func() error {
+		leader.r.del.mu.Lock()
+		defer leader.r.del.mu.Unlock()
+		if _, ok := leader.r.del.avail[bid]; !ok {
+			return errors.New("not yet")
+		}
+		return nil
+	})
 	// B's stats calls hang from now on; its raft answers as before. Writes keep the log moving,
 	// so that the leader asks B again every round (a quiet cluster reuses an old answer).
 	hang := make(chan struct{})
@@ -56,7 +67,6 @@ func TestAutopilotKeepsTheGoodVoterWhileAnEvictedOneHasNotLeft(t *testing.T) {
 		writes++
 		writeOn(t, leader, fmt.Sprintf("autopilot-wait-%d", writes))
 	}
-	bid := raft.ServerID(b.h.ID().String())
 	waitUntil(t, testDeadline, "the leader's autopilot counts "+b.name+" unhealthy", func() error {
 		write()
 		leader.r.del.mu.Lock()
