@@ -3,6 +3,8 @@ package consensus
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"strconv"
 	"sync"
@@ -21,6 +23,7 @@ const (
 	metaAvail   = "avail"   // "1" once the server answered a stats call in this leadership
 	metaBattery = "battery" // "1" while on battery
 	metaPaused  = "paused"  // paused share, 0–1, as a decimal
+	metaRevoked = "revoked" // "1": its key is revoked (evicted or denied), its removal not done yet
 )
 
 // maxTrailingLogs is how far behind the leader a server may be and still
@@ -369,6 +372,13 @@ func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 				srv.NodeStatus = autopilot.NodeFailed
 			}
 		}
+		// Every member refuses a revoked key: such a server cannot vote or answer, whatever it
+		// answered a moment ago, so it is failed from the entry on, not a grace later, and the
+		// promoter ranks it below every other server (its vote goes first, never a good one's).
+		if _, revoked := d.r.fsm.peerRole(string(s.ID)); revoked {
+			srv.Meta[metaRevoked] = "1"
+			srv.NodeStatus = autopilot.NodeFailed
+		}
 		out[s.ID] = srv
 	}
 	// A leader leads for weeks while servers are removed: what it knew of each goes with it.
@@ -380,7 +390,9 @@ func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 
 // RemoveFailedServer removes a failed server in the background (autopilot
 // requires it to return at once): raft configuration first, then its
-// NodeMeta.
+// NodeMeta, under memberMu like every membership change, and not while a
+// voter whose key is revoked is still in the configuration if the server
+// votes (autopilotChangeWaits; autopilot asks again at a later round).
 func (d *delegate) RemoveFailedServer(s *autopilot.Server) {
 	d.mu.Lock()
 	if d.removing[s.ID] {
@@ -410,9 +422,101 @@ func (d *delegate) RemoveFailedServer(s *autopilot.Server) {
 			case <-ctx.Done():
 			}
 		}()
+		d.r.lockMembers(p)
+		defer d.r.memberMu.Unlock()
+		if !d.r.hasServer(p) {
+			return
+		}
+		if err := d.r.autopilotChangeWaits(p); err != nil {
+			d.r.log.Info("removing failed server waits", "peer", p, "err", err)
+			return
+		}
 		d.r.log.Info("removing failed server", "peer", p)
 		if _, err := d.r.removeServer(ctx, p); err != nil {
 			d.r.log.Warn("removing failed server", "peer", p, "err", err)
 		}
 	}()
 }
+
+// autopilotChangeWaits runs on the leader, under memberMu, before autopilot
+// takes a vote from p (a demotion or a removal): it waits (ErrConflict)
+// while another voter whose key is revoked is still in the configuration,
+// as an eviction or a leave does (evictionWaits, leaveWaits). Three voters,
+// one of them revoked: demoting one of the two others leaves two voters,
+// one refused by everyone, and that configuration commits nothing, not
+// even the demotion — no leader, for good. A revoked p itself may go: its
+// vote never counted.
+func (r *Raft) autopilotChangeWaits(p peer.ID) error {
+	if !r.votes(p) {
+		return nil
+	}
+	if s, ok := r.revokedVoterBeside(p); ok {
+		return kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet: %s keeps its vote until it has", s, p))
+	}
+	return nil
+}
+
+// apRaft is the raft that autopilot drives: hashicorp raft, with autopilot's
+// configuration changes made as every other membership change is made, on
+// the leader under memberMu, one at a time with joins, leaves and
+// evictions. A demotion or a removal waits while a revoked voter is still
+// in the configuration (autopilotChangeWaits); a revoked server is never
+// promoted. A change that waits fails: autopilot logs it and decides again
+// at its next round. Autopilot passes no enqueue timeout; with memberMu
+// held, raft gets one (Timings.Apply), as for the other changes.
+type apRaft struct {
+	*raft.Raft
+	r *Raft
+}
+
+var _ autopilot.Raft = apRaft{}
+
+// AddVoter promotes id unless its key is revoked.
+func (a apRaft) AddVoter(id raft.ServerID, addr raft.ServerAddress, prev uint64, _ time.Duration) raft.IndexFuture {
+	return a.r.autopilotChange("promote", id, func(p peer.ID) error {
+		if _, revoked := a.r.fsm.peerRole(p.String()); revoked {
+			return kinded(ErrConflict, errors.New("its key is revoked"))
+		}
+		return nil
+	}, func() raft.IndexFuture { return a.Raft.AddVoter(id, addr, prev, a.r.t.Apply) })
+}
+
+// DemoteVoter demotes id unless that must wait (autopilotChangeWaits).
+func (a apRaft) DemoteVoter(id raft.ServerID, prev uint64, _ time.Duration) raft.IndexFuture {
+	return a.r.autopilotChange("demote", id, a.r.autopilotChangeWaits,
+		func() raft.IndexFuture { return a.Raft.DemoteVoter(id, prev, a.r.t.Apply) })
+}
+
+// RemoveServer removes id unless that must wait (autopilotChangeWaits).
+func (a apRaft) RemoveServer(id raft.ServerID, prev uint64, _ time.Duration) raft.IndexFuture {
+	return a.r.autopilotChange("remove", id, a.r.autopilotChangeWaits,
+		func() raft.IndexFuture { return a.Raft.RemoveServer(id, prev, a.r.t.Apply) })
+}
+
+// autopilotChange makes one of autopilot's changes of server id under
+// memberMu, if check lets it, and waits until it is committed (or fails).
+func (r *Raft) autopilotChange(what string, id raft.ServerID, check func(peer.ID) error, change func() raft.IndexFuture) raft.IndexFuture {
+	p, err := peer.Decode(string(id))
+	if err != nil {
+		return doneFuture{err: fmt.Errorf("autopilot: %s %q: %w", what, id, err)}
+	}
+	r.lockMembers(p)
+	defer r.memberMu.Unlock()
+	if err := check(p); err != nil {
+		return doneFuture{err: fmt.Errorf("autopilot: %s %s: %w", what, p, err)}
+	}
+	f := change()
+	if err := r.await(context.Background(), f); err != nil {
+		return doneFuture{err: fmt.Errorf("autopilot: %s %s: %w", what, p, err)}
+	}
+	return doneFuture{index: f.Index()}
+}
+
+// doneFuture is a raft.IndexFuture already decided.
+type doneFuture struct {
+	index uint64
+	err   error
+}
+
+func (f doneFuture) Error() error  { return f.err }
+func (f doneFuture) Index() uint64 { return f.index }

@@ -32,7 +32,7 @@ const calmAfter = 5
 // reconcile runs a quarter tick later than the update, so it works from the
 // update of the same round.
 func (r *Raft) newAutopilot(tick time.Duration) *autopilot.Autopilot {
-	return autopilot.New(r.raft, r.del,
+	return autopilot.New(apRaft{Raft: r.raft, r: r}, r.del,
 		autopilot.WithLogger(newHCLogger(r.log, "autopilot")),
 		autopilot.WithPromoter(r.promoter),
 		autopilot.WithUpdateInterval(tick),

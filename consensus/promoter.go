@@ -57,8 +57,11 @@ func prefOf(s *autopilot.Server) VoterPref {
 //     time: their owners are less likely to close or suspend them), then
 //     the longest stable, then by ID;
 //   - the first desired(n) are wanted. If there are fewer, unfit ones, then
-//     failed voters, then VoterNever voters are kept rather than demoted: a
-//     vote is only moved to a healthy replacement;
+//     failed voters, then VoterNever voters, then voters whose key is
+//     revoked (evicted, their removal not done yet: failed from the
+//     eviction on, KnownServers) are kept rather than demoted: a vote is
+//     only moved to a healthy replacement, and a revoked voter's goes
+//     first, never a good one's in its favour;
 //   - short of the target, the count never grows to an even number (one
 //     voter becomes three, never two: see voters.go).
 //
@@ -132,7 +135,7 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 		rarely bool // rarely paused
 		since  time.Time
 	}
-	var cands, unfit, failedVoters, neverVoters []cand
+	var cands, unfit, failedVoters, neverVoters, revokedVoters []cand
 	for id, srv := range s.Servers {
 		a, known := availOf(&srv.Server)
 		if !known && srv.Server.NodeStatus != autopilot.NodeFailed {
@@ -149,6 +152,10 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 			rarely: a.Paused < RarelyPaused}
 		eligible := c.voter || (srv.State == autopilot.RaftNonVoter && srv.Health.IsStable(now, stable))
 		switch {
+		case srv.Server.Meta[metaRevoked] == "1":
+			if c.voter {
+				revokedVoters = append(revokedVoters, c)
+			}
 		case c.pref == VoterNever || (p.noVote != nil && p.noVote(string(id))):
 			if c.voter {
 				neverVoters = append(neverVoters, c)
@@ -185,11 +192,12 @@ func (p *Promoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autop
 	sortCands(unfit)
 	sortCands(failedVoters)
 	sortCands(neverVoters)
+	sortCands(revokedVoters)
 	wanted := cands
 	if len(wanted) > want {
 		wanted = wanted[:want]
 	}
-	for _, fill := range [][]cand{unfit, failedVoters, neverVoters} {
+	for _, fill := range [][]cand{unfit, failedVoters, neverVoters, revokedVoters} {
 		for _, c := range fill {
 			if len(wanted) >= want {
 				break

@@ -319,3 +319,61 @@ func Test_SameFitness(t *testing.T) {
 		}
 	}
 }
+
+// revokedSrv marks a server whose key is revoked, as KnownServers does: failed from the eviction on.
+func revokedSrv(s *autopilot.ServerState) *autopilot.ServerState {
+	s.Server.Meta[metaRevoked] = "1"
+	s.Server.NodeStatus = autopilot.NodeFailed
+	s.Health.Healthy = false
+	return s
+}
+
+// Test_PromoterRevoked: a voter whose key is revoked is kept only when nothing else may vote,
+// after failed, unfit and VoterNever voters: its vote is the one that moves, never a good
+// voter's in its favour; a revoked non-voter is never promoted.
+func Test_PromoterRevoked(t *testing.T) {
+	now := time.Now()
+	long := 10 * time.Minute
+	cases := []struct {
+		name            string
+		servers         []*autopilot.ServerState
+		promote, demote string
+	}{
+		{"quarantined voter beside a revoked one", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, false, false, long, now),
+			revokedSrv(srv("c", "V", VoterAuto, true, false, long, now)), srv("d", "N", VoterAuto, true, false, long, now),
+		}, "[d]", "[c]"},
+		{"failed voter beside a revoked one", []*autopilot.ServerState{ // x ranks after c by ID
+			srv("a", "L", VoterAuto, true, false, long, now), srv("x", "V", VoterAuto, false, true, long, now),
+			revokedSrv(srv("c", "V", VoterAuto, true, false, long, now)), srv("d", "N", VoterAuto, true, false, long, now),
+		}, "[d]", "[c]"},
+		{"unfit voter beside a revoked one", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), battery(srv("b", "V", VoterAuto, true, false, long, now)),
+			revokedSrv(srv("c", "V", VoterAuto, true, false, long, now)), srv("d", "N", VoterAuto, true, false, long, now),
+		}, "[d]", "[c]"},
+		{"nothing else may vote", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			revokedSrv(srv("c", "V", VoterAuto, true, false, long, now)),
+		}, "[]", "[]"},
+		{"revoked non-voter", []*autopilot.ServerState{
+			srv("a", "L", VoterAuto, true, false, long, now), srv("b", "V", VoterAuto, true, false, long, now),
+			srv("c", "V", VoterAuto, true, false, long, now), srv("d", "V", VoterAuto, true, false, long, now),
+			srv("e", "V", VoterAuto, true, false, long, now), revokedSrv(srv("n", "N", VoterPrefer, true, false, long, now)),
+		}, "[]", "[]"},
+	}
+	for _, tc := range cases {
+		s := &autopilot.State{Servers: map[raft.ServerID]*autopilot.ServerState{}}
+		for _, x := range tc.servers {
+			s.Servers[x.Server.ID] = x
+			if x.State == autopilot.RaftLeader {
+				s.Leader = x.Server.ID
+			}
+		}
+		p := &Promoter{desired: func(n int) int { return map[bool]int{true: 5, false: 3}[n >= 6] }, now: func() time.Time { return now },
+			noVote: func(id string) bool { return tc.name == "quarantined voter beside a revoked one" && id == "b" }}
+		ch := p.CalculatePromotionsAndDemotions(&autopilot.Config{}, s)
+		if ids(ch.Promotions) != tc.promote || ids(ch.Demotions) != tc.demote {
+			t.Errorf("%s: promote %v demote %v; want %s %s", tc.name, ch.Promotions, ch.Demotions, tc.promote, tc.demote)
+		}
+	}
+}
