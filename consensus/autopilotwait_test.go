@@ -65,7 +65,7 @@ func TestAutopilotKeepsTheGoodVoterWhileAnEvictedOneHasNotLeft(t *testing.T) {
 	writes := 0
 	write := func() {
 		writes++
-		writeOn(t, leader, fmt.Sprintf("autopilot-wait-%d", writes))
+		writeOn(t, nodes, fmt.Sprintf("autopilot-wait-%d", writes))
 	}
 	waitUntil(t, testDeadline, "the leader's autopilot counts "+b.name+" unhealthy", func() error {
 		write()
@@ -161,7 +161,7 @@ func TestAutopilotChangesWaitForTheEvictedVoter(t *testing.T) {
 		}
 		return nil
 	})
-	writeOn(t, leader, "after-autopilot-rule")
+	writeOn(t, nodes, "after-autopilot-rule")
 }
 
 // TestDeadNonvoterRemovedPromptly: a dead non-voter leaves the configuration about
