@@ -65,7 +65,7 @@ func TestAutopilotKeepsTheGoodVoterWhileAnEvictedOneHasNotLeft(t *testing.T) {
 	writes := 0
 	write := func() {
 		writes++
-		writeOn(t, nodes, fmt.Sprintf("autopilot-wait-%d", writes))
+		registerFake(t, leader, fmt.Sprintf("autopilot-wait-%d", writes)) // on this leader: C, evicted, follows nobody
 	}
 	waitUntil(t, testDeadline, "the leader's autopilot counts "+b.name+" unhealthy", func() error {
 		write()
@@ -161,7 +161,7 @@ func TestAutopilotChangesWaitForTheEvictedVoter(t *testing.T) {
 		}
 		return nil
 	})
-	writeOn(t, nodes, "after-autopilot-rule")
+	registerFake(t, leader, "after-autopilot-rule")
 }
 
 // TestDeadNonvoterRemovedPromptly: a dead non-voter leaves the configuration about
