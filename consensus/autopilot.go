@@ -447,13 +447,7 @@ func (d *delegate) RemoveFailedServer(s *autopilot.Server) {
 // even the demotion — no leader, for good. A revoked p itself may go: its
 // vote never counted.
 func (r *Raft) autopilotChangeWaits(p peer.ID) error {
-	if !r.votes(p) {
-		return nil
-	}
-	if s, ok := r.revokedVoterBeside(p); ok {
-		return kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet: %s keeps its vote until it has", s, p))
-	}
-	return nil
+	return r.revokedVoterWaits(p, fmt.Sprintf("%s keeps its vote until it has", p))
 }
 
 // apRaft is the raft that autopilot drives: hashicorp raft, with autopilot's

@@ -73,11 +73,11 @@ func (r *Raft) evictionWaits(data []byte) error {
 		return nil
 	}
 	p, err := peer.Decode(m.ID)
-	if err != nil || !r.votes(p) {
+	if err != nil {
 		return nil
 	}
-	if s, ok := r.revokedVoterBeside(p); ok {
-		return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): remove %s once it has; retry in a few seconds", s, p)))
+	if err := r.revokedVoterWaits(p, fmt.Sprintf("remove %s once it has; retry in a few seconds", p)); err != nil {
+		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	if err := r.quorumAfterRemoval(p); err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
@@ -94,13 +94,24 @@ func (r *Raft) evictionWaits(data []byte) error {
 // revoked one: no leader, for good. The leaver retries (Leave) and goes
 // once the evicted voter has left.
 func (r *Raft) leaveWaits(p peer.ID) error {
+	if err := r.revokedVoterWaits(p, fmt.Sprintf("%s leaves once it has; retry in a few seconds", p)); err != nil {
+		return err
+	}
+	return r.quorumAfterRemoval(p)
+}
+
+// revokedVoterWaits is the rule evictionWaits, leaveWaits and autopilotChangeWaits share: a
+// change that takes voter p's vote (a removal, a leave, a demotion) waits (ErrConflict) while
+// another voter whose key is revoked is still in the configuration; then says what comes once
+// that one has left. A non-voter's change takes no vote: it never waits.
+func (r *Raft) revokedVoterWaits(p peer.ID, then string) error {
 	if !r.votes(p) {
 		return nil
 	}
 	if s, ok := r.revokedVoterBeside(p); ok {
-		return kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): %s leaves once it has; retry in a few seconds", s, p))
+		return kinded(ErrConflict, fmt.Errorf("the voter %s was removed and has not left the configuration yet (that needs a quorum of the voters that remain): %s", s, then))
 	}
-	return r.quorumAfterRemoval(p)
+	return nil
 }
 
 // quorumRefused is in the text of every refusal of quorumAfterRemoval: a leaver recognises it in
@@ -126,8 +137,8 @@ func (r *Raft) quorumAfterRemoval(p peer.ID) error {
 	}
 	deadline := time.Unix(0, r.leadStart.Load()).Add(r.t.LastContactMax)
 	for {
-		remain, down, err := r.unreachableBeside(p)
-		if err != nil || len(remain) == 0 || len(remain)-len(down) >= len(remain)/2+1 {
+		remain, down := r.unreachableBeside(p)
+		if len(remain) == 0 || len(remain)-len(down) >= len(remain)/2+1 {
 			return nil // a quorum stays (or no configuration: raft refuses the change itself)
 		}
 		wait := time.Until(deadline)
@@ -144,27 +155,18 @@ func (r *Raft) quorumAfterRemoval(p peer.ID) error {
 	}
 }
 
-// unreachableBeside returns the voters of the configuration other than p whose key is not
-// revoked, and those of them the leader has not heard from lately (quorumAfterRemoval).
-func (r *Raft) unreachableBeside(p peer.ID) (remain, down []raft.ServerID, err error) {
-	cfg, err := r.configuration()
-	if err != nil {
-		return nil, nil, err
-	}
+// unreachableBeside returns the voters that would remain once p is gone (successors: those
+// whose key is not revoked), and those of them the leader has not heard from lately
+// (quorumAfterRemoval). None when the configuration cannot be read.
+func (r *Raft) unreachableBeside(p peer.ID) (remain, down []raft.ServerID) {
 	now := time.Now()
-	for _, s := range cfg.Servers {
-		if s.Suffrage != raft.Voter || s.ID == raft.ServerID(p.String()) {
-			continue
-		}
-		if _, revoked := r.fsm.peerRole(string(s.ID)); revoked {
-			continue
-		}
+	for _, s := range r.successors(p) {
 		remain = append(remain, s.ID)
 		if !r.reachable(s.ID, now) {
 			down = append(down, s.ID)
 		}
 	}
-	return remain, down, nil
+	return remain, down
 }
 
 // Unreachable returns the voters whose key is not revoked that this node, as the leader, has not
@@ -175,7 +177,7 @@ func (r *Raft) Unreachable() []peer.ID {
 	if !r.IsLeader() {
 		return nil
 	}
-	_, down, _ := r.unreachableBeside("")
+	_, down := r.unreachableBeside("")
 	out := make([]peer.ID, 0, len(down))
 	for _, id := range down {
 		if p, err := peer.Decode(string(id)); err == nil {

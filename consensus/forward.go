@@ -89,7 +89,7 @@ func newRejection(text string, kinds []string, known []error) *rejection {
 // kinds to its codes (ErrConflict 409, ErrInvalid 400, ErrNoSuchNode 404), and before they
 // were among them a follower answered every forwarded one as a plain refusal (409).
 func (r *Raft) refusalErrors() []error {
-	return append([]error{ErrForbidden, ErrSettingsChanged, ErrOpUnsupported, ErrInvalid, ErrConflict, ErrNoSuchNode}, r.cfg.Refusals...)
+	return slices.Concat([]error{ErrForbidden, ErrSettingsChanged, ErrOpUnsupported}, kindRefusals, r.cfg.Refusals)
 }
 
 // kindRefusals are the kinds of refusalErrors that a forwarded refusal is recognised by only
