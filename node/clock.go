@@ -81,14 +81,16 @@ func (k *clusterClock) at(now time.Time) time.Time {
 // exact is the cluster's time when this node's clock reads now, in UTC, by the last offset
 // observed whatever its size: at keeps this node's own clock within clockSlack (what it writes
 // into the replicated state stays as it was), but a page that draws the leader's stamps by it
-// would be that far off them, seconds. Without a recent observation, this node's clock.
-func (k *clusterClock) exact(now time.Time) time.Time {
+// would be that far off them, seconds. Without a recent observation (none since this node
+// started, or none for clockEstimateFor) it answers this node's clock and false: the node does
+// not know the cluster's time, and says so rather than pass its own clock for it.
+func (k *clusterClock) exact(now time.Time) (time.Time, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.seen.IsZero() || now.Sub(k.seen) > clockEstimateFor || now.Sub(k.seen) < 0 {
-		return now.UTC()
+		return now.UTC(), false
 	}
-	return now.Add(k.off).UTC()
+	return now.Add(k.off).UTC(), true
 }
 
 // clusterNow is the cluster's time now (clusterClock.at).
@@ -100,8 +102,11 @@ var _ webui.Clock = (*Node)(nil)
 // event stream stamps its pings with, so that a page draws lease and commit times (the cluster's)
 // by the cluster's clock, not by its browser's nor by an idle cluster's old activity. It is the
 // exact estimate (clusterClock.exact), with no clockSlack: a node a few seconds off the cluster
-// would otherwise have its page draw every lease and commit that many seconds off.
-func (n *Node) ClusterNow() time.Time { return n.clock.exact(n.wall()) }
+// would otherwise have its page draw every lease and commit that many seconds off. false until
+// this node has heard a leader's stamp since it started (and again after clockEstimateFor without
+// one): a restarted node's pings then carry no time, where they carried its own clock and a page
+// took that for the cluster's for up to a minute.
+func (n *Node) ClusterNow() (time.Time, bool) { return n.clock.exact(n.wall()) }
 
 // wall reads this node's clock: time.Now, or a test's skewed one (Node.skew).
 func (n *Node) wall() time.Time {

@@ -173,6 +173,52 @@ func TestPingStampsTheExactClusterClock(t *testing.T) {
 	}
 }
 
+// TestRestartedNodePingsNoTimeUntilItHearsTheLeader: a node restarted with a clock an hour ahead
+// sends pings without a time while it has not heard a leader (its cluster, stopped, has none),
+// where it sent its own clock and a page took it for the cluster's for up to a minute; once the
+// other node is back and a leader elected, its pings carry the cluster's time, the leader's stamp.
+func TestRestartedNodePingsNoTimeUntilItHearsTheLeader(t *testing.T) {
+	const ahead = time.Hour
+	nodes := startCluster(t, 2)
+	leader := waitLeader(t, nodes, 30*time.Second)
+	follower := without(nodes, leader)[0]
+	follower.stop(t)
+	leader.stop(t)
+
+	again := newTestNode(t, follower.dir, follower.cfg.Name, nil)
+	again.skew.Store(int64(ahead))
+	again.start(t)
+	var stamp time.Time
+	waitFor(t, 30*time.Second, "the restarted node's event stream", func() (err error) {
+		stamp, err = firstPing(again)
+		return err
+	})
+	if !stamp.IsZero() {
+		t.Fatalf("a node that has not heard a leader since it started stamped its ping %s (its own clock, %s ahead), want no time",
+			stamp.Format(time.RFC3339Nano), ahead)
+	}
+
+	other := newTestNode(t, leader.dir, leader.cfg.Name, nil)
+	connectAll(t, []*testNode{again, other})
+	other.start(t)
+	both := []*testNode{again, other}
+	waitFor(t, 60*time.Second, "the restarted node's ping stamped with the leader's clock", func() error {
+		l, err := leaderIn(both)
+		if err != nil {
+			return err
+		}
+		stamp, err := firstPing(again)
+		if err != nil {
+			return err
+		}
+		// Two clocks: the leader stamps the one nearer its own (node/work, stampLocked).
+		if want := l.wall(); stamp.Sub(want).Abs() > 2*time.Second {
+			return fmt.Errorf("stamped %s, want the leader's clock, %s", stamp.Format(time.RFC3339Nano), want.UTC().Format(time.RFC3339Nano))
+		}
+		return nil
+	})
+}
+
 // firstPing reads the first event of n's event stream, a ping, and returns its stamp.
 func firstPing(n *testNode) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

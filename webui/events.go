@@ -37,10 +37,13 @@ type Watcher interface {
 // hours off it; so every "ping" event, the first event of every stream among them, carries this
 // time, and a page reads the cluster's clock from pings that are fresh when they arrive (an
 // activity's own time is whatever the node last heard, seconds or minutes old on an idle
-// cluster). Without a Clock the pings carry this machine's clock.
+// cluster). A node that does not know the cluster's time (it has not heard a leader since it
+// started) says so: its pings carry no `now`, and the page keeps the offset it had, and the first
+// frame after it learns the time carries a stamped ping, not the next heartbeat. Without a Clock
+// the pings carry this machine's clock.
 type Clock interface {
-	// ClusterNow returns the cluster's time now.
-	ClusterNow() time.Time
+	// ClusterNow returns the cluster's time now, and false when this node does not know it.
+	ClusterNow() (time.Time, bool)
 }
 
 // ChunkSource is optional for a JobBackend: with it the events carry each accepted chunk (its
@@ -85,8 +88,8 @@ type hub struct {
 	work   NodeWorkSource
 	watch  Watcher
 	now    func() time.Time
-	clock  func() time.Time // the cluster's time, for pings (Clock; time.Now without one)
-	beat   time.Duration    // heartbeatGap; tests shorten it
+	clock  func() (time.Time, bool) // the cluster's time, for pings (Clock; time.Now without one), and whether it is known
+	beat   time.Duration            // heartbeatGap; tests shorten it
 	// mayRead, if set, says whether a stream's request may still read (the read-auth setting
 	// and its credential as they are now): asked at least every accessRecheck while it is open.
 	mayRead func(*http.Request) bool
@@ -119,6 +122,7 @@ type hubState struct {
 	namesKey     string // the nodes' IDs and names the views were made with
 	namesGen     uint64 // changes with namesKey
 	lastFrame    time.Time
+	clockKnown   bool // whether the cluster's time was known at the last tick (Clock)
 }
 
 type jobSent struct {
@@ -135,7 +139,7 @@ type jobSent struct {
 }
 
 func newHub(be Backend, jobs JobBackend) *hub {
-	h := &hub{be: be, jobs: jobs, now: time.Now, clock: time.Now, beat: heartbeatGap, clients: map[*eventClient]struct{}{}}
+	h := &hub{be: be, jobs: jobs, now: time.Now, clock: machineClock, beat: heartbeatGap, clients: map[*eventClient]struct{}{}}
 	if c, ok := be.(Clock); ok && c != nil {
 		h.clock = c.ClusterNow
 	}
@@ -208,12 +212,19 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // ping is a "ping" event stamped with the cluster's time now: {"now": RFC 3339 with nanoseconds,
-// UTC}.
+// UTC}; {} while this node does not know the cluster's time (Clock).
 func (h *hub) ping() []byte {
 	var b bytes.Buffer
-	writeEvent(&b, "ping", []byte(`{"now":"`+h.clock().UTC().Format(time.RFC3339Nano)+`"}`))
+	if at, ok := h.clock(); ok {
+		writeEvent(&b, "ping", []byte(`{"now":"`+at.UTC().Format(time.RFC3339Nano)+`"}`))
+	} else {
+		writeEvent(&b, "ping", []byte(`{}`))
+	}
 	return b.Bytes()
 }
+
+// machineClock is the hub's clock without a Clock: this machine's, known.
+func machineClock() (time.Time, bool) { return time.Now(), true }
 
 // subscribe registers a client and queues the snapshot for it, starting the hub if needed.
 func (h *hub) subscribe() (*eventClient, error) {

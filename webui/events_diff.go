@@ -16,6 +16,15 @@ import (
 // init set it records the state only (the hub is starting: there is nobody to tell yet).
 func (h *hub) tick(now time.Time, init bool) []byte {
 	var b bytes.Buffer
+	// The cluster's time just learnt (a restarted node heard the leader): a stamped ping now,
+	// first in the frame, so that pages correct their clock before the next heartbeat and
+	// before they draw this frame's leases.
+	if _, known := h.clock(); known != h.st.clockKnown {
+		h.st.clockKnown = known
+		if known {
+			b.Write(h.ping())
+		}
+	}
 	st := h.be.Status()
 	sj := mustJSON(st)
 	key := statusKey(st)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -33,7 +34,7 @@ type clockBackend struct {
 	off time.Duration
 }
 
-func (b clockBackend) ClusterNow() time.Time { return time.Now().Add(b.off) }
+func (b clockBackend) ClusterNow() (time.Time, bool) { return time.Now().Add(b.off), true }
 
 // pingStamp is the cluster's time a ping event carries; it fails the test on a ping without one.
 func pingStamp(t *testing.T, ev sseEvent) time.Time {
@@ -100,6 +101,43 @@ func TestEventsPingsCarryTheClusterClock(t *testing.T) {
 	ev = waitEvent(t, ch3, "ping", nil)
 	if at := pingStamp(t, ev); at.Before(before) || at.After(time.Now()) {
 		t.Fatalf("without a Clock the ping is stamped %s, want this machine's time", at.Format(time.RFC3339Nano))
+	}
+}
+
+// unsureClock is an evBackend whose Clock knows the cluster's time (off this machine's by off)
+// only once known is set: a node restarted and not yet told the time by a leader.
+type unsureClock struct {
+	*evBackend
+	off   time.Duration
+	known *atomic.Bool
+}
+
+func (b unsureClock) ClusterNow() (time.Time, bool) {
+	return time.Now().Add(b.off), b.known.Load()
+}
+
+// A node that does not know the cluster's time says so: its pings carry no `now` (they carried
+// its own clock, which a page took for the cluster's for up to a minute); and as soon as it
+// learns the time, the stream carries a stamped ping, long before the next heartbeat.
+func TestEventsPingWithoutTheClusterClock(t *testing.T) {
+	const off = time.Hour
+	b := unsureClock{newEvBackend(), off, new(atomic.Bool)}
+	h := newHub(b, b)
+	h.beat = time.Hour // only the ping of the time learnt can come within the test
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ch, _ := openEvents(t, srv.URL)
+	ev := waitEvent(t, ch, "ping", nil)
+	var p map[string]any
+	if err := json.Unmarshal([]byte(ev.data), &p); err != nil || len(p) != 0 {
+		t.Fatalf("the first ping of a node that does not know the cluster's time is %q, want {} (no now)", ev.data)
+	}
+	waitEvent(t, ch, "jobs", nil) // the snapshot
+	before := time.Now()
+	b.known.Store(true)
+	ev = waitEvent(t, ch, "ping", nil)
+	if at := pingStamp(t, ev); at.Before(before.Add(off)) || at.After(time.Now().Add(off)) {
+		t.Fatalf("the ping once the time is known is stamped %s, want the cluster's clock, %s ahead", at.Format(time.RFC3339Nano), off)
 	}
 }
 

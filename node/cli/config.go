@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -56,6 +54,13 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 	case verb == "set" && len(sets) == 0:
 		return usagef("config set wants key=value assignments: retention=72h disk-cap=8GiB max-jobs=20000")
 	}
+	// The shape is checked here (a usage error, 78, before asking); keys, values and bounds are
+	// the node's to judge, and a setting it refuses is a refused request (1), as for every command.
+	for _, a := range sets {
+		if k, _, ok := strings.Cut(a, "="); !ok || k == "" {
+			return usagef("%q: not a setting (want key=value, such as retention=72h)", a)
+		}
+	}
 	c, ctx, cancel, err := af.connect(45 * time.Second)
 	if err != nil {
 		return err
@@ -66,10 +71,6 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		err = c.Do(ctx, "GET", "/api/v1/config", nil, &cfg)
 	} else {
 		err = c.Do(ctx, "PUT", "/api/v1/config", webui.ConfigChange{Set: sets}, &cfg)
-	}
-	var ae *webui.APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
-		return usageError{err} // a bad key, value or bound: the caller's mistake
 	}
 	if err != nil {
 		return err
