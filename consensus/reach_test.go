@@ -66,6 +66,9 @@ func TestFullDiskVoterIsUnreachable(t *testing.T) {
 	waitUnreachable(t, leader, full, false)
 
 	testdisk.Fill(t, disk)
+	filler := filepath.Join(disk, "filler")
+	// Room again before the nodes stop, should the test end early: the cleanups run last first.
+	t.Cleanup(func() { _ = os.Remove(filler) })
 	// 24 MiB of entries: more than the rest of the full voter's first log segment, so that it
 	// needs a second one, which the full disk refuses.
 	payload := strings.Repeat("x", 3<<20)
@@ -100,7 +103,7 @@ func TestFullDiskVoterIsUnreachable(t *testing.T) {
 
 	// Room again, and a restart (the log does not retry a segment it failed to create): it
 	// catches up and counts again.
-	if err := os.Remove(filepath.Join(disk, "filler")); err != nil {
+	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
 	full.kill()
