@@ -187,13 +187,16 @@ func (r *Raft) Unreachable() []peer.ID {
 	return out
 }
 
-// reachable reports whether the leader counts server id as reachable at now: itself, or a server
-// that answered an AppendEntries within LastContactMax.
+// reachable reports whether the leader counts server id as reachable at now, able to take part
+// in a commit: itself, or a server that answered one of this leadership's AppendEntries (its
+// term; an answer to an earlier leadership of this node does not count) within LastContactMax
+// while holding every entry the leader had sent it (transport.lastCaughtUp). A voter whose disk
+// is full still answers heartbeats, but not the appends it cannot store.
 func (r *Raft) reachable(id raft.ServerID, now time.Time) bool {
 	if string(id) == r.id.String() {
 		return true
 	}
-	return now.Sub(r.trans.lastAnswer(id)) < r.t.LastContactMax
+	return now.Sub(r.trans.lastCaughtUp(id, r.raft.CurrentTerm())) < r.t.LastContactMax
 }
 
 // quorumError is quorumAfterRemoval's refusal of p's removal: the voters that would remain, those

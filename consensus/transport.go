@@ -192,36 +192,100 @@ type transport struct {
 	rpcCh                  chan raft.RPC
 	done                   chan struct{}
 	once                   sync.Once
-	answered               sync.Map // raft.ServerID → *atomic.Int64: last AppendEntries answer (unix ns)
+	answered               sync.Map // raft.ServerID → *answers: its answers to this node's AppendEntries
 	hbMu                   sync.Mutex
 	heartbeat              func(raft.RPC) // raft's fast path for heartbeats (SetHeartbeatHandler)
 }
 
 // AppendEntries sends one AppendEntries (a heartbeat, or entries outside
-// the pipeline) and notes when the peer answered: on the leader, a
-// heartbeat answered is evidence that the peer's raft is alive and heard
+// the pipeline) and notes the peer's answer (answers.note): on the leader,
+// a heartbeat answered is evidence that the peer's raft is alive and heard
 // the leader then, which autopilot uses instead of a stats call while the
-// cluster is quiet (autopilot.go).
+// cluster is quiet (autopilot.go), and an answer that shows the peer holds
+// what it was sent is what a removal's quorum check counts (lastCaughtUp).
 func (t *transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	if err == nil {
 		v, ok := t.answered.Load(id)
 		if !ok {
-			v, _ = t.answered.LoadOrStore(id, new(atomic.Int64))
+			v, _ = t.answered.LoadOrStore(id, new(answers))
 		}
-		v.(*atomic.Int64).Store(time.Now().UnixNano())
+		v.(*answers).note(args, resp, time.Now())
 	}
 	return err
 }
 
-// lastAnswer is when id last answered an AppendEntries of this node (zero:
-// never).
+// answers is what the leader knows of one peer from its answers to the
+// leader's AppendEntries (the transport sees each request with its answer).
+type answers struct {
+	mu     sync.Mutex
+	at     time.Time // the last answer of any kind, in any term (lastAnswer)
+	term   uint64    // the newest term whose requests it answered; ready and behind are of it
+	ready  time.Time // in term: the last answer after which it was not behind
+	behind uint64    // in term: the end of entries it failed to store and has not reported holding since (0: none)
+}
+
+// note records one answer to req. A peer that failed to store entries (a
+// full disk: the follower answers Success false, its LastLog short of them)
+// is behind until an answer shows it holds them: a later append of them
+// that succeeded, or a heartbeat whose LastLog reaches them. Heartbeats
+// alone succeed on such a peer, so an answer counts as ready only while the
+// peer is not behind. An answer at a newer term than the request's (the
+// peer follows a newer leadership) and an answer to an older term's request
+// (one still in flight when this node led before) count for nothing but at.
+func (a *answers) note(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.at = now
+	if resp.Term != req.Term || req.Term < a.term {
+		return
+	}
+	if req.Term > a.term {
+		a.term, a.ready, a.behind = req.Term, time.Time{}, 0
+	}
+	end := req.PrevLogEntry + uint64(len(req.Entries))
+	switch {
+	case !resp.Success && resp.LastLog < end:
+		a.behind = max(a.behind, end)
+	case a.behind == 0:
+	case resp.Success && end >= a.behind, resp.LastLog >= a.behind:
+		// resp.LastLog is the peer's last index before it stored req's entries
+		a.behind = 0
+	}
+	if a.behind == 0 {
+		a.ready = now
+	}
+}
+
+// lastAnswer is when id last answered an AppendEntries of this node, in any
+// term and whatever it said (zero: never): evidence of life (autopilot).
 func (t *transport) lastAnswer(id raft.ServerID) time.Time {
 	v, ok := t.answered.Load(id)
 	if !ok {
 		return time.Time{}
 	}
-	return time.Unix(0, v.(*atomic.Int64).Load())
+	a := v.(*answers)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.at
+}
+
+// lastCaughtUp is when id last answered an AppendEntries of this node's
+// term term while holding every entry it had been sent in that term (zero:
+// never, or not in term): when it last could take part in a commit of this
+// leadership (answers.note).
+func (t *transport) lastCaughtUp(id raft.ServerID, term uint64) time.Time {
+	v, ok := t.answered.Load(id)
+	if !ok {
+		return time.Time{}
+	}
+	a := v.(*answers)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.term != term {
+		return time.Time{}
+	}
+	return a.ready
 }
 
 // raft enables pre-vote only for a transport that can carry it; the silence
