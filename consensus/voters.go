@@ -81,32 +81,19 @@ func oddStep(voters, want, n int) int {
 // fewer voters than wanted, it promotes eligible non-voters that answer a
 // stats call now (most caught-up first, mains before battery), never to an
 // even count. It returns the number promoted.
+//
+// The stats calls take up to an RPC timeout and go out without memberMu
+// (joins must not wait for them); the promotions are decided again under
+// memberMu, like every other membership change, from the configuration as
+// it is then (growCandidates): a candidate removed, evicted or promoted
+// meanwhile drops out, and the count is that of the voters of that moment.
+// Before, a candidate that left or was evicted during the calls was added
+// back as a voter (raft's AddVoter adds a server it does not have).
 func (r *Raft) growVoters(ctx context.Context) int {
 	r.grow.run.Lock()
 	defer r.grow.run.Unlock()
-	if r.raft.State() != raft.Leader {
-		return 0
-	}
-	cfg, err := r.configuration()
-	if err != nil {
-		return 0
-	}
-	st := r.fsm.State()
-	voters := 0
-	var ids []peer.ID
-	for _, s := range cfg.Servers {
-		if s.Suffrage == raft.Voter {
-			voters++
-			continue
-		}
-		p, err := peer.Decode(string(s.ID))
-		if err != nil || r.prefOf(p, st) == VoterNever {
-			continue
-		}
-		ids = append(ids, p)
-	}
-	want := r.desiredVoters(len(cfg.Servers))
-	if oddStep(voters, want, len(ids)) == 0 {
+	voters, ids, want, ok := r.growCandidates()
+	if !ok || oddStep(voters, want, len(ids)) == 0 {
 		return 0
 	}
 	type cand struct {
@@ -136,8 +123,7 @@ func (r *Raft) growVoters(ctx context.Context) int {
 		}()
 	}
 	wg.Wait()
-	k := oddStep(voters, want, len(cands))
-	if k == 0 {
+	if oddStep(voters, want, len(cands)) == 0 {
 		return 0
 	}
 	sort.Slice(cands, func(i, j int) bool {
@@ -150,15 +136,78 @@ func (r *Raft) growVoters(ctx context.Context) int {
 		}
 		return a.id < b.id
 	})
-	ids = ids[:0]
-	for _, c := range cands[:k] {
-		ids = append(ids, c.id)
+
+	r.lockMembers("")
+	defer r.memberMu.Unlock()
+	voters, ids, want, ok = r.growCandidates()
+	if !ok {
+		return 0
 	}
-	done := r.promoteTogether(ids, voters, want)
+	still := make(map[peer.ID]bool, len(ids))
+	for _, p := range ids {
+		still[p] = true
+	}
+	ids = ids[:0]
+	for _, c := range cands {
+		if still[c.id] {
+			ids = append(ids, c.id)
+		}
+	}
+	k := oddStep(voters, want, len(ids))
+	if k == 0 {
+		return 0
+	}
+	done := r.promoteTogether(ids[:k], voters, want)
 	for _, p := range done {
 		r.log.Info("promoted a new member at once (voters from the start)", "peer", p, "voters", voters+len(done), "want", want)
 	}
 	return len(done)
+}
+
+// growCandidates reads, for growVoters, the configuration's voters, the
+// non-voters that may get a vote from it (not a worker, not VoterNever, key
+// not revoked: a revoked server is never promoted, as autopilot's never is)
+// and the voters wanted. ok is false when this node does not lead, when the
+// configuration cannot be read, and while a voter whose key is revoked is
+// still in the configuration (its removal not done yet): that voter will
+// never vote again, and each promotion then makes the quorum larger while
+// it still counts in it. Three voters, one revoked, and a newcomer promoted:
+// {A,B,C,D} needs A, B and D, so the promotion of a newcomer that has not
+// caught up, or dies before it acknowledges, commits nothing, and no other
+// configuration change (the revoked voter's removal either) can follow it:
+// the leader steps down and nobody is elected until the newcomer answers.
+// The count would also be off: the five voters growth makes are four once
+// the revoked one has left. Growth waits until it has; autopilot's
+// promoter, which promotes only a server that has been healthy for the
+// stabilization time, moves the revoked voter's vote meanwhile.
+func (r *Raft) growCandidates() (voters int, ids []peer.ID, want int, ok bool) {
+	if r.raft.State() != raft.Leader {
+		return 0, nil, 0, false
+	}
+	cfg, err := r.configuration()
+	if err != nil {
+		return 0, nil, 0, false
+	}
+	if s, revoked := r.revokedVoterBeside(""); revoked {
+		r.log.Debug("growing voters waits: an evicted voter has not left the configuration yet", "voter", s)
+		return 0, nil, 0, false
+	}
+	st := r.fsm.State()
+	for _, s := range cfg.Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+			continue
+		}
+		p, err := peer.Decode(string(s.ID))
+		if err != nil || r.prefOf(p, st) == VoterNever {
+			continue
+		}
+		if _, revoked := r.fsm.peerRole(p.String()); revoked {
+			continue
+		}
+		ids = append(ids, p)
+	}
+	return voters, ids, r.desiredVoters(len(cfg.Servers)), true
 }
 
 // promoteTogether gives ids a vote as one step: raft changes one server
@@ -171,8 +220,10 @@ func (r *Raft) growVoters(ctx context.Context) int {
 // want (a later change failed while this node still leads), the failed
 // promotions are retried at once, and if they fail again the last
 // promotion is undone (a demotion commits under the new, smaller
-// configuration: this leader alone for two voters to one). It returns the
-// peers that hold a vote through it.
+// configuration: this leader alone for two voters to one), unless the rule
+// of every change that takes a vote says it must wait (revokedVoterWaits).
+// The caller holds memberMu, so no other membership change lands between
+// these. It returns the peers that hold a vote through it.
 func (r *Raft) promoteTogether(ids []peer.ID, voters, want int) []peer.ID {
 	futs := make([]raft.IndexFuture, len(ids))
 	for i, p := range ids {
@@ -202,6 +253,10 @@ func (r *Raft) promoteTogether(ids []peer.ID, voters, want int) []peer.ID {
 		}
 	}
 	last := done[len(done)-1]
+	if err := r.revokedVoterWaits(last, "the promotion is undone then"); err != nil {
+		r.log.Error("growing voters: an even voter count is left", "voters", n, "peer", last, "err", err)
+		return done
+	}
 	if err := r.await(context.Background(), r.raft.DemoteVoter(raft.ServerID(last.String()), 0, r.t.Apply)); err != nil {
 		r.log.Error("growing voters: an even voter count is left", "voters", n, "peer", last, "err", err)
 		return done

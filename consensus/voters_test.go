@@ -148,8 +148,12 @@ func Test_MultiNode_EvenVoterStepIsBrief(t *testing.T) {
 		}
 	}
 	// A second promotion that fails (raft refuses an empty server ID) and
-	// fails again: the first one is undone, back to one voter.
-	if got := leader.r.promoteTogether([]peer.ID{second.h.ID(), ""}, 1, 5); len(got) != 0 {
+	// fails again: the first one is undone, back to one voter. Under
+	// memberMu, as growVoters calls it.
+	leader.r.memberMu.Lock()
+	got := leader.r.promoteTogether([]peer.ID{second.h.ID(), ""}, 1, 5)
+	leader.r.memberMu.Unlock()
+	if len(got) != 0 {
 		t.Fatalf("promoteTogether kept %v, want the lone promotion undone", got)
 	}
 	if v := voters(leader.r.Servers()); v != 1 {
