@@ -54,6 +54,41 @@ func (r *Raft) revokesSelf(data []byte) bool {
 	return strictUnmarshal(data[2:], &m) == nil && m.Revoke && m.ID == r.id.String()
 }
 
+// evictionDone runs on the leader before it proposes data: true when data evicts (with Revoke) a
+// node whose eviction is applied already and would change nothing (its key revoked; no
+// membership, node entry or credential of it left). A repeated hydra remove — a user's or a
+// script's retry, the first one's answer lost — then answers as the first one did, without a
+// new entry: the first was accepted, and the leader's removal of the node from the configuration
+// (reconcileMembers) is under way. Proposed again it met evictionWaits, which judges a removal
+// still to come: with another voter down, quorumAfterRemoval refused the repeat (409) although
+// the removal was decided, and while that removal waits for a quorum the new entry could not
+// commit either (503 at the deadline).
+func (r *Raft) evictionDone(data []byte) bool {
+	if len(data) < 2 || Op(data[1]) != OpMemberRemove {
+		return false
+	}
+	var m MemberRemove
+	if strictUnmarshal(data[2:], &m) != nil || !m.Revoke {
+		return false
+	}
+	if _, revoked := r.fsm.peerRole(m.ID); !revoked {
+		return false
+	}
+	st := r.fsm.State()
+	if _, ok := st.Members[m.ID]; ok {
+		return false
+	}
+	if _, ok := st.Nodes[m.ID]; ok {
+		return false
+	}
+	for _, c := range st.Creds {
+		if c.Node == m.ID {
+			return false
+		}
+	}
+	return st.Revoked[m.ID]
+}
+
 // evictionWaits runs on the leader before it commits data, a proposal: an
 // eviction of a voter waits (ErrConflict, with what it waits for) while
 // another voter whose key is revoked is still in the configuration, its

@@ -221,6 +221,9 @@ func forwardFailed(leader peer.ID, err error) error {
 // go through the group commit (batch.go), with others proposed at about the
 // same time; membership ops hold memberMu.
 func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, error) {
+	if r.evictionDone(data) { // a repeated hydra remove: answered as the first was, nothing to commit
+		return applyResponse{Index: r.raft.AppliedIndex()}, nil
+	}
 	if r.revokesSelf(data) { // hydra remove of the leader: the next leader commits it
 		if err := r.evictionWaits(data); err != nil {
 			return applyResponse{}, err

@@ -88,14 +88,32 @@ func (n *Node) resolveNode(key string) (peer.ID, error) {
 			found = append(found, id)
 		}
 	}
+	if len(found) == 0 {
+		found = revokedWithFingerprint(st, key)
+	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("%w named %q (give a name, peer ID or fingerprint)", consensus.ErrNoSuchNode, key)
+		return "", fmt.Errorf("%w named %q (give a name, peer ID or fingerprint; a removed node's name is forgotten with it, its peer ID and fingerprint are not)", consensus.ErrNoSuchNode, key)
 	case 1:
 		return peer.Decode(found[0])
 	}
 	sort.Strings(found)
 	return "", marked{fmt.Errorf("%d nodes are named %q: give a peer ID (%s)", len(found), key, strings.Join(found, ", ")), webui.ErrInvalid}
+}
+
+// revokedWithFingerprint returns the removed (or denied) nodes whose fingerprint is key: a
+// repeated hydra remove by fingerprint (a retry, the first answer lost) finds the node it
+// removed once that node has left the configuration too, and answers as the first did, as a
+// repeat by peer ID does (resolveNode). Asked only when no node of the cluster or waiting one
+// has that fingerprint, so it changes no answer about them.
+func revokedWithFingerprint(st consensus.ClusterState, key string) []string {
+	var found []string
+	for id := range st.Revoked {
+		if p, err := peer.Decode(id); err == nil && strings.EqualFold(consensus.Fingerprint(p), key) {
+			found = append(found, id)
+		}
+	}
+	return found
 }
 
 // CreateToken implements webui.Admission: a join token (role member or
