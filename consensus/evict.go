@@ -159,8 +159,9 @@ const quorumRefused = "would leave the cluster without a quorum"
 // down: removing a healthy one left two, one of them down, that commit nothing — not even the
 // dead one's removal — until it came back (etcd's --strict-reconfig-check refuses the same).
 // Removing the unreachable voter itself passes: the others are a quorum of what remains.
-// Reachable is what the leader knows: itself, and a voter that answered one of its AppendEntries
-// (a heartbeat goes every Heartbeat/10) within LastContactMax, autopilot's health threshold. A
+// Reachable is what the leader knows (reachable): itself, and a voter that answered one of this
+// leadership's AppendEntries (a heartbeat goes every Heartbeat/10) within LastContactMax,
+// autopilot's health threshold, holding every entry it was sent (a full disk is not). A
 // voter whose key is revoked is not counted among those that remain: it leaves the configuration
 // first (reconcileMembers; evictionWaits and leaveWaits wait for it, and a leader that leaves
 // meanwhile hands leadership to a voter whose key is not revoked). A leadership
@@ -191,7 +192,7 @@ func (r *Raft) quorumAfterRemoval(p peer.ID) error {
 }
 
 // unreachableBeside returns the voters that would remain once p is gone (successors: those
-// whose key is not revoked), and those of them the leader has not heard from lately
+// whose key is not revoked), and those of them the leader does not count as reachable
 // (quorumAfterRemoval). None when the configuration cannot be read.
 func (r *Raft) unreachableBeside(p peer.ID) (remain, down []raft.ServerID) {
 	now := time.Now()
@@ -204,9 +205,10 @@ func (r *Raft) unreachableBeside(p peer.ID) (remain, down []raft.ServerID) {
 	return remain, down
 }
 
-// Unreachable returns the voters whose key is not revoked that this node, as the leader, has not
-// heard from lately (no answer to its AppendEntries within LastContactMax): those a removal's
-// quorum check counts out (quorumAfterRemoval). Nil on a follower, which hears from nobody but
+// Unreachable returns the voters whose key is not revoked that this node, as the leader, does not
+// count as reachable (no answer to this leadership's AppendEntries within LastContactMax, or
+// behind on entries it could not store): those a removal's quorum check counts out
+// (quorumAfterRemoval). Nil on a follower, which hears from nobody but
 // the leader.
 func (r *Raft) Unreachable() []peer.ID {
 	if !r.IsLeader() {
