@@ -234,6 +234,9 @@ type Config struct {
 	// trailingLogs, if set, replaces the 4096 log entries raft keeps after a snapshot (tests
 	// that need a log trimmed past an older snapshot).
 	trailingLogs uint64
+	// beforeRaft, if set, runs in New once the transport exists and the log is replayed, right
+	// before raft starts (tests: a raft stream arriving while a node starts).
+	beforeRaft func(host.Host)
 	// memberIdle, if set, replaces Timings.MemberIdle (tests that tell an event that woke the
 	// membership loop from its idle timer).
 	memberIdle time.Duration

@@ -225,11 +225,18 @@ func New(cfg Config) (*Raft, error) {
 		return nil, fmt.Errorf("replay the raft log: %w", err)
 	}
 	rc.NoSnapshotRestoreOnStart = restored
+	if cfg.beforeRaft != nil {
+		cfg.beforeRaft(cfg.Host)
+	}
 	if r.raft, err = raft.NewRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick, r.memberKick}, st.mark}, st.logs, st.bolt, st.snaps, trans); err != nil {
 		_ = trans.Close()
 		_ = st.close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	// Raft streams are served from now on, not from the transport's making: their allow check
+	// (mayRaft) reads raft's configuration, and a stream that came while the log was replayed
+	// found no raft (a nil dereference that crashed a node restarting after a full disk).
+	trans.listen()
 	// The membership loop looks again whenever the leader changes or is
 	// lost (the filter runs on raft's goroutine and only kicks).
 	r.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {

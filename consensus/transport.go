@@ -292,8 +292,8 @@ func (t *transport) lastCaughtUp(id raft.ServerID, term uint64) time.Time {
 // watch relies on it (silence.go).
 var _ raft.WithPreVote = (*transport)(nil)
 
-// newTransport builds raft's network transport on top of the stream layer
-// and serves ProtocolRaft on h. Connections are pooled per peer (3 per
+// newTransport builds raft's network transport on top of the stream layer;
+// listen then serves ProtocolRaft on h. Connections are pooled per peer (3 per
 // peer); every RPC gets the given I/O deadline, and a dial at most dial.
 // allow says which peers may send raft RPCs at all: streams of others are
 // reset before a byte of them is read, and every RPC is checked again
@@ -308,9 +308,15 @@ func newTransport(h host.Host, timeout, dial time.Duration, allow func(peer.ID) 
 	})
 	t := &transport{NetworkTransport: nt, host: h, rpcCh: make(chan raft.RPC), done: make(chan struct{}), allow: allow, log: log, netLog: netLog}
 	t.idle.Store(int64(inboundIdle))
-	h.SetStreamHandler(ProtocolRaft, t.handleStream)
 	return t
 }
+
+// listen serves ProtocolRaft on the host. New calls it once raft exists:
+// allow (mayRaft) reads raft's configuration, so a stream served before
+// then, while the node replays its log at a restart, dereferenced a raft
+// not yet made; a peer that opens one meanwhile is told the protocol is not
+// supported, and raft's own dials are retried.
+func (t *transport) listen() { t.host.SetStreamHandler(ProtocolRaft, t.handleStream) }
 
 // handleStream serves one inbound raft stream: from a peer allow refuses
 // (not a member, or a worker, which never sends raft RPCs) it is reset
