@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -36,11 +37,27 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 		return compute.Job{}, fmt.Errorf("submit job: the cluster holds %d jobs (max-jobs %d): delete finished ones (hydra rm) or raise the cap (hydra config set max-jobs=N): %w",
 			held, maxJobs, compute.ErrTooManyJobs)
 	}
-	sub := compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: n.clusterNow(), MaxJobs: maxJobs}
-	if _, err := n.applyJob(ctx, sub); err != nil {
-		return compute.Job{}, unavailable(fmt.Errorf("submit job: %w", err))
+	return n.submit(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: n.clusterNow(), MaxJobs: maxJobs})
+}
+
+// submit proposes sub and returns the job it made. Consensus proposes again a command whose
+// answer was lost (forwarded to a leader that committed it, then stopped or was cut off before
+// it answered), and the repeat of a submit meets the job its first attempt made, refused as
+// existing: that answered 500, "job already exists", for a job the cluster had (found by the
+// chaos harness). sub's ID is this request's own, 64 random bits, so a job of that ID with the
+// same spec and submitter, once this replica holds it, is this one: the submit succeeded, and
+// it answers as one.
+func (n *Node) submit(ctx context.Context, sub compute.Submit) (compute.Job, error) {
+	_, err := n.applyJob(ctx, sub)
+	if err == nil {
+		return appliedJob(ctx, sub, n.jobs.Job)
 	}
-	return appliedJob(ctx, sub, n.jobs.Job)
+	if errors.Is(err, compute.ErrJobExists) {
+		if j, werr := appliedJob(ctx, sub, n.jobs.Job); werr == nil && j.Submitter == sub.Submitter && reflect.DeepEqual(j.Spec, sub.Spec) {
+			return j, nil
+		}
+	}
+	return compute.Job{}, unavailable(fmt.Errorf("submit job: %w", err))
 }
 
 // appliedJob waits until this node's replica holds the job of sub, whose submit the cluster

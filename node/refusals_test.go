@@ -242,3 +242,30 @@ func TestCluster_RemovalLeavingNoQuorumIs409(t *testing.T) {
 		t.Fatalf("the configuration changed (%v) or the leader handed over (leads: %v)", err, l.raft.IsLeader())
 	}
 }
+
+// TestSubmitRepeatedAfterItsCommitAnswersTheJob: consensus proposes a command again when its
+// answer was lost (a leader that committed it stopped or was cut off before answering), so a
+// submit can meet the job its own first attempt made. On the leader and through a follower, the
+// repeat of a committed submit answers with that job (it answered 500, "job already exists");
+// a submit whose ID names another job (another spec) is still refused.
+func TestSubmitRepeatedAfterItsCommitAnswersTheJob(t *testing.T) {
+	_, l, f := startLedCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for _, via := range []*testNode{l, f} {
+		spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 7}}
+		sub := compute.Submit{ID: "again-" + via.cfg.Name, Spec: spec, Submitter: via.cfg.Name, Time: time.Now().UTC(), MaxJobs: 100}
+		if _, err := via.applyJob(ctx, sub); err != nil { // the first attempt: committed, its answer "lost"
+			t.Fatal(err)
+		}
+		j, err := via.submit(ctx, sub) // the repeat
+		if err != nil || j.ID != sub.ID {
+			t.Fatalf("the repeat of a committed submit through %s (leader %v): job %q, %v; want the job %s", via.cfg.Name, via == l, j.ID, err, sub.ID)
+		}
+		other := sub
+		other.Spec.Pi = &compute.PiParams{Samples: 1_000_000, Seed: 8}
+		if _, err := via.submit(ctx, other); !errors.Is(err, compute.ErrJobExists) {
+			t.Errorf("a submit through %s whose ID names another job: %v, want %v", via.cfg.Name, err, compute.ErrJobExists)
+		}
+	}
+}
