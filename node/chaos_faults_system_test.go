@@ -8,11 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/hydra-compute/hydra/webui"
@@ -234,36 +234,38 @@ func (c *chaos) adminVia(p *proc, done func() bool, args ...string) (string, err
 	}
 }
 
-// leaderView returns the status of the leader as the usable nodes see it: a node (usable,
-// or one of also) that says it leads and that a majority of the usable nodes that answer
-// name as their leader. A node cut off or paused may still believe it leads, and a removed
-// node keeps the configuration it had: neither view is the cluster's.
+// leaderView returns the status of the leader as the usable nodes see it (majorityLeader); also
+// are nodes under a fault that may lead all the same (a node the harness is approving again).
 func (c *chaos) leaderView(also ...*proc) (webui.Status, error) {
-	us := c.usable(nil)
-	named := map[string]int{}
-	answered := 0
-	byID := map[string]webui.Status{}
-	for _, q := range append(us, also...) {
-		st, err := q.status()
-		if err != nil {
-			continue
-		}
-		if st.Leader == st.Self.ID {
-			byID[st.Self.ID] = st
-		}
-		if slices.Contains(us, q) {
-			answered++
-			if st.Leader != "" {
-				named[st.Leader]++
+	read := func(ps []*proc) []webui.Status {
+		var out []webui.Status
+		for _, q := range ps {
+			if st, err := q.status(); err == nil {
+				out = append(out, st)
 			}
 		}
+		return out
 	}
-	for id, st := range byID {
-		if 2*named[id] > answered {
+	return majorityLeader(read(c.usable(nil)), read(also))
+}
+
+// majorityLeader returns the status of a node (among usable's or also's) that says it leads and
+// that a majority of the usable views name as their leader. A node cut off or paused may still
+// believe it leads, and a removed node keeps the configuration it had: neither view is the
+// cluster's.
+func majorityLeader(usable, also []webui.Status) (webui.Status, error) {
+	named := map[string]int{}
+	for _, st := range usable {
+		if st.Leader != "" {
+			named[st.Leader]++
+		}
+	}
+	for _, st := range append(append([]webui.Status(nil), usable...), also...) {
+		if st.Leader == st.Self.ID && 2*named[st.Self.ID] > len(usable) {
 			return st, nil
 		}
 	}
-	return webui.Status{}, fmt.Errorf("no leader that a majority of the %d usable nodes answering agree on (%v)", answered, named)
+	return webui.Status{}, fmt.Errorf("no leader a majority of the %d usable nodes answering agree on (%v)", len(usable), named)
 }
 
 // isMember reports whether st lists id as a member of the cluster (a raft server).
@@ -354,4 +356,44 @@ func (c *chaos) waitUntil(limit time.Duration, what string, cond func() error) e
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("%s: not within %s: %w", what, limit, err)
+}
+
+// TestChaosUsableSkipsNodesUnderAFault checks the harness's own choice of the nodes it runs
+// admin commands through and reads membership from: none under a fault, a removal included
+// (a removed node keeps the configuration it had, and its API cannot approve anyone).
+func TestChaosUsableSkipsNodesUnderAFault(t *testing.T) {
+	c := newChaos(t, 1)
+	for i := range 5 {
+		c.ps = append(c.ps, &proc{name: fmt.Sprintf("n%d", i), exited: make(chan struct{})})
+	}
+	c.busy[c.ps[1]] = "remove"
+	c.busy[c.ps[3]] = "cut"
+	var got []string
+	for _, p := range c.usable(c.ps[0]) {
+		got = append(got, p.name)
+	}
+	if strings.Join(got, ",") != "n2,n4" {
+		t.Fatalf("usable but n0 with n1 removed and n3 cut: %v, want n2,n4", got)
+	}
+}
+
+// TestChaosMajorityLeaderIgnoresAStaleClaim checks that the leader the harness trusts is the
+// one most usable nodes name, not a node that still believes it leads (back from a cut cable
+// or a closed lid, or removed), and that a node being approved again may be it.
+func TestChaosMajorityLeaderIgnoresAStaleClaim(t *testing.T) {
+	view := func(self, leader string) webui.Status {
+		return webui.Status{Self: webui.NodeRef{ID: self}, Leader: leader}
+	}
+	usable := []webui.Status{view("n0", "n2"), view("n2", "n2"), view("n3", "n2"), view("n1", "n1")}
+	st, err := majorityLeader(usable, nil)
+	if err != nil || st.Self.ID != "n2" {
+		t.Fatalf("leader %q (%v), want n2: n1 claims it alone", st.Self.ID, err)
+	}
+	if st, err := majorityLeader([]webui.Status{view("n0", "n1"), view("n1", "n1"), view("n2", "n2"), view("n3", "n2")}, nil); err == nil {
+		t.Fatalf("leader %q with the usable nodes split 2–2, want none", st.Self.ID)
+	}
+	st, err = majorityLeader([]webui.Status{view("n0", "n4"), view("n2", "n4"), view("n3", "n4")}, []webui.Status{view("n4", "n4")})
+	if err != nil || st.Self.ID != "n4" {
+		t.Fatalf("leader %q (%v), want n4, the node approved again, which all name", st.Self.ID, err)
+	}
 }

@@ -37,7 +37,9 @@ import (
 //
 // It runs only with HYDRA_CHAOS=1 (scripts/test leaves it out by name); needs root (tmpfs
 // mounts, iptables, a user per node). HYDRA_CHAOS_SEED replays a run (the seed is printed), HYDRA_CHAOS_DURATION
-// sets how long faults are injected (default 3m; the documented long run is 25m).
+// sets how long faults are injected (default 3m; the documented long run is 25m). Whole node
+// logs, the harness's lines and the node–peer ID map go to a directory that outlives a failed
+// run (HYDRA_CHAOS_LOGDIR, else under os.TempDir(); printed first).
 func TestChaos(t *testing.T) {
 	if os.Getenv("HYDRA_CHAOS") != "1" {
 		t.Skip("set HYDRA_CHAOS=1 to run the chaos harness (minutes of faults on 5 real nodes)")
