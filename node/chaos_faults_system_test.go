@@ -278,10 +278,8 @@ func isMember(st webui.Status, id string) bool {
 	return false
 }
 
-// removeApprove evicts p with `hydra remove` through a usable node, waits until every usable
-// node lists it no more, keeps it out for out, then approves it again through a usable node
-// (chosen then: the first may have been removed or stopped meanwhile) and waits until the
-// leader lists it again.
+// removeApprove evicts p with `hydra remove` through a usable node and, once it is out, admits
+// it again (readmit).
 func (c *chaos) removeApprove(p *proc, out time.Duration) error {
 	st, err := p.status()
 	if err != nil {
@@ -294,13 +292,31 @@ func (c *chaos) removeApprove(p *proc, out time.Duration) error {
 	if _, err := c.adminVia(p, gone, "remove", p.id); err != nil {
 		// The only voter left cannot be removed (409), nor a healthy voter while another is
 		// down and the voters left would have no quorum (409), and one fault may leave the
-		// cluster with no leader for longer than the retries: none is a defect.
+		// cluster with no leader for longer than the retries: none is a defect. A removal whose
+		// answers were all lost may still commit once a leader is back: then it is out, and
+		// must be approved again like any other.
+		var st webui.Status
+		if werr := c.waitUntil(30*time.Second, "a leader", func() (e error) { st, e = c.leaderView(); return e }); werr == nil && !isMember(st, p.id) {
+			c.logf("%s removed after all (%v)", p.name, err)
+			return c.readmit(p, fp, out)
+		}
 		c.logf("%s not removed: %v", p.name, err)
+		kind := "remove-unanswered" // no leader through the retries
+		if strings.Contains(err.Error(), "(HTTP 409)") {
+			kind = "remove-refused"
+		}
 		c.mu.Lock()
-		c.counts["remove-refused"]++
+		c.counts[kind]++
 		c.mu.Unlock()
 		return nil
 	}
+	return c.readmit(p, fp, out)
+}
+
+// readmit waits until p, removed, is gone from every usable node's members, keeps it out for
+// out, then approves it again through a usable node (chosen then: the one that removed it may
+// have been removed or stopped meanwhile) and waits until the leader lists it again.
+func (c *chaos) readmit(p *proc, fp string, out time.Duration) error {
 	c.mu.Lock()
 	c.counts["removed"]++
 	c.mu.Unlock()
