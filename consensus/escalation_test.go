@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/hydra-compute/hydra/p2p"
 )
 
@@ -160,5 +162,18 @@ func Test_Security_ApproveSharedFingerprint(t *testing.T) {
 	}
 	if p, err := n.r.Approve(ctx, b.String(), RoleWorker, testAdminToken); err != nil || p != b || n.r.roleOf(b) != RoleWorker {
 		t.Fatalf("approving by peer ID: %s, %v, role %q", p, err, n.r.roleOf(b))
+	}
+}
+
+// TestMayRaftBeforeRaftStarts: the raft transport serves streams from before raft.NewRaft (while
+// the node replays its log), and its allow check (mayRaft) asked raft for its configuration when
+// the peer had no role in the replica yet, as every peer has before the replay reaches the
+// allow-list: a leader's heartbeat in that window dereferenced the nil raft and the node
+// panicked (the chaos harness met it on a node starting again after a full disk). Until raft
+// runs, such a peer is refused; it retries.
+func TestMayRaftBeforeRaftStarts(t *testing.T) {
+	r := &Raft{id: peer.ID("self"), fsm: NewFSM(nil)}
+	if r.mayRaft(peer.ID("leader")) || r.hasServer(peer.ID("leader")) || r.inCluster() {
+		t.Fatal("a node whose raft has not started accepts raft RPCs from a peer it knows nothing of")
 	}
 }

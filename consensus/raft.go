@@ -29,10 +29,13 @@ type Raft struct {
 	host host.Host
 	id   peer.ID
 
-	fsm      *FSM
-	st       *stores
-	trans    *transport
-	raft     *raft.Raft
+	fsm   *FSM
+	st    *stores
+	trans *transport
+	raft  *raft.Raft
+	// running is set once raft is: the transport serves streams from before raft.NewRaft
+	// (while the log replays), and its allow check (mayRaft) must not read raft till then.
+	running  atomic.Bool
 	notifyCh chan bool
 	hadState bool
 
@@ -230,6 +233,7 @@ func New(cfg Config) (*Raft, error) {
 		_ = st.close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	r.running.Store(true)
 	// The membership loop looks again whenever the leader changes or is
 	// lost (the filter runs on raft's goroutine and only kicks).
 	r.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
@@ -309,6 +313,9 @@ func (r *Raft) Servers() []Server {
 }
 
 func (r *Raft) configuration() (raft.Configuration, error) {
+	if !r.running.Load() {
+		return raft.Configuration{}, errors.New("raft not started yet")
+	}
 	f := r.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return raft.Configuration{}, err
