@@ -6,14 +6,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/procstat"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -162,7 +161,8 @@ func (c *chaos) watch(stop chan struct{}) {
 				continue
 			}
 			if !exited {
-				if rss := procRSS(p.cmd.Process.Pid); rss > c.maxRSS[p.name] {
+				kb, _, _ := procstat.RSSKB(p.cmd.Process.Pid) // with its compute process
+				if rss := kb << 10; rss > c.maxRSS[p.name] {
 					c.maxRSS[p.name] = rss
 					if rss > 1<<30 {
 						c.mu.Unlock()
@@ -175,10 +175,14 @@ func (c *chaos) watch(stop chan struct{}) {
 		jobs := append([]*chaosJob(nil), c.jobs...)
 		c.mu.Unlock()
 		live := c.live()
+		// The leader the usable nodes agree on: a node cut off or paused may still believe it
+		// leads, with a state older than what the others have applied.
 		var leader *proc
-		for _, p := range live {
-			if st, err := p.status(); err == nil && st.Leader != "" && st.Leader == p.id {
-				leader = p
+		if st, err := c.leaderView(); err == nil {
+			for _, p := range c.ps {
+				if p.id == st.Self.ID {
+					leader = p
+				}
 			}
 		}
 		for _, j := range jobs {
@@ -222,35 +226,6 @@ func (c *chaos) watch(stop chan struct{}) {
 			}
 		}
 	}
-}
-
-// procRSS is the resident set of pid and its children (the compute process) in bytes.
-func procRSS(pid int) int64 {
-	var total int64
-	pids := []int{pid}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
-		for _, f := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, c)
-			}
-		}
-	}
-	for _, p := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
-		if err != nil {
-			continue
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "VmRSS:") {
-				f := strings.Fields(l)
-				if len(f) >= 2 {
-					kb, _ := strconv.ParseInt(f[1], 10, 64)
-					total += kb << 10
-				}
-			}
-		}
-	}
-	return total
 }
 
 // settle waits, once the faults are over, for every job to finish and every node to agree,

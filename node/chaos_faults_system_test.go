@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/hydra-compute/hydra/webui"
@@ -57,6 +58,8 @@ func (c *chaos) inject(faults *sync.WaitGroup) {
 		hold = secs(2, 30)
 	case "disk":
 		hold = secs(5, 30)
+	case "remove":
+		hold = secs(2, 16) // how long it stays out
 	}
 	c.mu.Lock()
 	c.busy[target] = kind
@@ -133,7 +136,7 @@ func (c *chaos) fault(kind string, p *proc, hold time.Duration) error {
 		delete(c.mayExit, p)
 		c.mu.Unlock()
 	case "remove":
-		return c.removeApprove(p)
+		return c.removeApprove(p, hold)
 	}
 	return nil
 }
@@ -185,71 +188,172 @@ func (c *chaos) admin(p *proc, args ...string) (string, error) {
 	}
 }
 
-// removeApprove evicts p with `hydra remove` through another live node, waits until the
-// others list it no more, then approves it again and waits until it is a member again.
-func (c *chaos) removeApprove(p *proc) error {
-	var via *proc
-	for _, q := range c.live() {
-		if q != p {
-			via = q
+// usable returns the nodes under no fault, but except: running, awake, connected, with room on
+// their disk, and members (a node the harness removed stays under its fault until it is a
+// member again). At most two nodes are under a fault, so three or more are usable.
+func (c *chaos) usable(except *proc) []*proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*proc
+	for _, p := range alive(c.ps, except) {
+		if c.busy[p] == "" {
+			out = append(out, p)
 		}
 	}
-	if via == nil {
-		return errors.New("no live node to run hydra remove on")
+	return out
+}
+
+// adminVia runs a hydra admin command through a usable node other than p, chosen anew at
+// every attempt (the one used last may have come under a fault meanwhile: killed, cut,
+// removed), for up to 60 s. done, checked before each retry, says whether an attempt that
+// reported an error took effect all the same (its answer lost). It returns the error of the
+// last attempt and its output.
+func (c *chaos) adminVia(p *proc, done func() bool, args ...string) (string, error) {
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; ; i++ {
+		vias := c.usable(p)
+		if len(vias) == 0 {
+			return "", fmt.Errorf("hydra %s: no usable node to run it on", args[0])
+		}
+		via := vias[i%len(vias)]
+		out, err := hydraCLI(c.t, 30*time.Second, append(args, "--api", via.api, "--token", c.token)...)
+		if err == nil {
+			c.logf("hydra %s %s through %s", args[0], p.name, via.name)
+			return out, nil
+		}
+		err = fmt.Errorf("hydra %s through %s: %w: %s", strings.Join(args, " "), via.name, err, strings.TrimSpace(out))
+		if done() {
+			c.logf("%v; it took effect all the same", err)
+			return out, nil
+		}
+		if time.Now().After(deadline) {
+			return out, err
+		}
+		c.logf("%v (retrying)", err)
+		time.Sleep(time.Second) // retry pace
 	}
+}
+
+// leaderView returns the status of the leader as the usable nodes see it (majorityLeader); also
+// are nodes under a fault that may lead all the same (a node the harness is approving again).
+func (c *chaos) leaderView(also ...*proc) (webui.Status, error) {
+	read := func(ps []*proc) []webui.Status {
+		var out []webui.Status
+		for _, q := range ps {
+			if st, err := q.status(); err == nil {
+				out = append(out, st)
+			}
+		}
+		return out
+	}
+	return majorityLeader(read(c.usable(nil)), read(also))
+}
+
+// majorityLeader returns the status of a node (among usable's or also's) that says it leads and
+// that a majority of the usable views name as their leader. A node cut off or paused may still
+// believe it leads, and a removed node keeps the configuration it had: neither view is the
+// cluster's.
+func majorityLeader(usable, also []webui.Status) (webui.Status, error) {
+	named := map[string]int{}
+	for _, st := range usable {
+		if st.Leader != "" {
+			named[st.Leader]++
+		}
+	}
+	for _, st := range append(append([]webui.Status(nil), usable...), also...) {
+		if st.Leader == st.Self.ID && 2*named[st.Self.ID] > len(usable) {
+			return st, nil
+		}
+	}
+	return webui.Status{}, fmt.Errorf("no leader a majority of the %d usable nodes answering agree on (%v)", len(usable), named)
+}
+
+// isMember reports whether st lists id as a member of the cluster (a raft server).
+func isMember(st webui.Status, id string) bool {
+	for _, ns := range st.Nodes {
+		if ns.ID == id && ns.Role != webui.RoleNone {
+			return true
+		}
+	}
+	return false
+}
+
+// removeApprove evicts p with `hydra remove` through a usable node and, once it is out, admits
+// it again (readmit).
+func (c *chaos) removeApprove(p *proc, out time.Duration) error {
 	st, err := p.status()
 	if err != nil {
 		c.logf("remove of %s: no status (%v), not removed", p.name, err)
 		return nil
 	}
 	fp := st.Fingerprint
-	c.logf("hydra remove %s (via %s)", p.name, via.name)
-	if out, err := c.admin(via, "remove", p.id); err != nil {
+	c.logf("hydra remove %s (%s)", p.name, p.id)
+	gone := func() bool { st, err := c.leaderView(); return err == nil && !isMember(st, p.id) }
+	if _, err := c.adminVia(p, gone, "remove", p.id); err != nil {
 		// The only voter left cannot be removed (409), nor a healthy voter while another is
 		// down and the voters left would have no quorum (409), and one fault may leave the
-		// cluster with no leader for longer than the retries: none is a defect.
-		c.logf("hydra remove %s: %v: %s", p.name, err, out)
+		// cluster with no leader for longer than the retries: none is a defect. A removal whose
+		// answers were all lost may still commit once a leader is back: then it is out, and
+		// must be approved again like any other.
+		var st webui.Status
+		if werr := c.waitUntil(30*time.Second, "a leader", func() (e error) { st, e = c.leaderView(); return e }); werr == nil && !isMember(st, p.id) {
+			c.logf("%s removed after all (%v)", p.name, err)
+			return c.readmit(p, fp, out)
+		}
+		c.logf("%s not removed: %v", p.name, err)
+		kind := "remove-unanswered" // no leader through the retries
+		if strings.Contains(err.Error(), "(HTTP 409)") {
+			kind = "remove-refused"
+		}
+		c.mu.Lock()
+		c.counts[kind]++
+		c.mu.Unlock()
 		return nil
 	}
+	return c.readmit(p, fp, out)
+}
+
+// readmit waits until p, removed, is gone from every usable node's members, keeps it out for
+// out, then approves it again through a usable node (chosen then: the one that removed it may
+// have been removed or stopped meanwhile) and waits until the leader lists it again.
+func (c *chaos) readmit(p *proc, fp string, out time.Duration) error {
+	c.mu.Lock()
+	c.counts["removed"]++
+	c.mu.Unlock()
 	if err := c.waitUntil(60*time.Second, p.name+" gone from the members", func() error {
-		for _, q := range c.live() {
-			if q == p {
-				continue
-			}
+		answered := 0
+		for _, q := range c.usable(p) {
 			st, err := q.status()
 			if err != nil {
 				continue
 			}
-			for _, ns := range st.Nodes {
-				if ns.ID == p.id && ns.Role != webui.RoleNone {
-					return fmt.Errorf("%s still lists it as %s", q.name, ns.Role)
-				}
+			answered++
+			if isMember(st, p.id) {
+				return fmt.Errorf("%s still lists it as a member", q.name)
 			}
-			return nil
 		}
-		return errors.New("no node answers")
+		if answered == 0 {
+			return errors.New("no usable node answers")
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
-	time.Sleep(time.Duration(2+c.rng.IntN(15)) * time.Second) // how long it stays out
+	time.Sleep(out) // how long it stays out
 	c.logf("hydra approve %s (%s)", fp, p.name)
-	if _, err := c.admin(via, "approve", p.id); err != nil {
+	back := func() bool { st, err := c.leaderView(p); return err == nil && isMember(st, p.id) }
+	if _, err := c.adminVia(p, back, "approve", p.id); err != nil {
 		return err
 	}
 	if err := c.waitUntil(120*time.Second, p.name+" a member again", func() error {
-		for _, q := range c.live() {
-			st, err := q.status()
-			if err != nil || st.Leader == "" || st.Leader != q.id {
-				continue
-			}
-			for _, ns := range st.Nodes {
-				if ns.ID == p.id && ns.Role != webui.RoleNone {
-					return nil
-				}
-			}
+		st, err := c.leaderView(p)
+		if err != nil {
+			return err
+		}
+		if !isMember(st, p.id) {
 			return errors.New("the leader does not list it")
 		}
-		return errors.New("no leader answers")
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -268,4 +372,44 @@ func (c *chaos) waitUntil(limit time.Duration, what string, cond func() error) e
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("%s: not within %s: %w", what, limit, err)
+}
+
+// TestChaosUsableSkipsNodesUnderAFault checks the harness's own choice of the nodes it runs
+// admin commands through and reads membership from: none under a fault, a removal included
+// (a removed node keeps the configuration it had, and its API cannot approve anyone).
+func TestChaosUsableSkipsNodesUnderAFault(t *testing.T) {
+	c := newChaos(t, 1)
+	for i := range 5 {
+		c.ps = append(c.ps, &proc{name: fmt.Sprintf("n%d", i), exited: make(chan struct{})})
+	}
+	c.busy[c.ps[1]] = "remove"
+	c.busy[c.ps[3]] = "cut"
+	var got []string
+	for _, p := range c.usable(c.ps[0]) {
+		got = append(got, p.name)
+	}
+	if strings.Join(got, ",") != "n2,n4" {
+		t.Fatalf("usable but n0 with n1 removed and n3 cut: %v, want n2,n4", got)
+	}
+}
+
+// TestChaosMajorityLeaderIgnoresAStaleClaim checks that the leader the harness trusts is the
+// one most usable nodes name, not a node that still believes it leads (back from a cut cable
+// or a closed lid, or removed), and that a node being approved again may be it.
+func TestChaosMajorityLeaderIgnoresAStaleClaim(t *testing.T) {
+	view := func(self, leader string) webui.Status {
+		return webui.Status{Self: webui.NodeRef{ID: self}, Leader: leader}
+	}
+	usable := []webui.Status{view("n0", "n2"), view("n2", "n2"), view("n3", "n2"), view("n1", "n1")}
+	st, err := majorityLeader(usable, nil)
+	if err != nil || st.Self.ID != "n2" {
+		t.Fatalf("leader %q (%v), want n2: n1 claims it alone", st.Self.ID, err)
+	}
+	if st, err := majorityLeader([]webui.Status{view("n0", "n1"), view("n1", "n1"), view("n2", "n2"), view("n3", "n2")}, nil); err == nil {
+		t.Fatalf("leader %q with the usable nodes split 2–2, want none", st.Self.ID)
+	}
+	st, err = majorityLeader([]webui.Status{view("n0", "n4"), view("n2", "n4"), view("n3", "n4")}, []webui.Status{view("n4", "n4")})
+	if err != nil || st.Self.ID != "n4" {
+		t.Fatalf("leader %q (%v), want n4, the node approved again, which all name", st.Self.ID, err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,9 @@ import (
 //
 // It runs only with HYDRA_CHAOS=1 (scripts/test leaves it out by name); needs root (tmpfs
 // mounts, iptables, a user per node). HYDRA_CHAOS_SEED replays a run (the seed is printed), HYDRA_CHAOS_DURATION
-// sets how long faults are injected (default 3m; the documented long run is 25m).
+// sets how long faults are injected (default 3m; the documented long run is 25m). Whole node
+// logs, the harness's lines and the node–peer ID map go to a directory that outlives a failed
+// run (HYDRA_CHAOS_LOGDIR, else under os.TempDir(); printed first).
 func TestChaos(t *testing.T) {
 	if os.Getenv("HYDRA_CHAOS") != "1" {
 		t.Skip("set HYDRA_CHAOS=1 to run the chaos harness (minutes of faults on 5 real nodes)")
@@ -59,6 +62,7 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos seed %d (replay: HYDRA_CHAOS_SEED=%d), faults for %s", seed, seed, dur)
 	c := newChaos(t, seed)
+	c.openLogDir(seed)
 	c.startCluster(5)
 	c.prepareReferences()
 	c.run(dur)
@@ -74,6 +78,11 @@ type chaos struct {
 	start time.Time
 	ps    []*proc
 	token string
+	// logDir holds each node's whole log (nN/nN.log), chaos.log (the harness's own lines) and
+	// peers.txt; it outlives the test when the test fails or HYDRA_CHAOS_LOGDIR names it.
+	logDir string
+	evMu   sync.Mutex
+	events *os.File // logDir/chaos.log
 
 	mu        sync.Mutex
 	busy      map[*proc]string // nodes under a fault, and which
@@ -109,7 +118,71 @@ func newChaos(t *testing.T, seed uint64) *chaos {
 
 func (c *chaos) logf(format string, args ...any) {
 	c.t.Helper()
-	c.t.Logf("[%7.1fs] %s", time.Since(c.start).Seconds(), fmt.Sprintf(format, args...))
+	line := fmt.Sprintf("[%7.1fs] %s", time.Since(c.start).Seconds(), fmt.Sprintf(format, args...))
+	c.t.Log(line)
+	c.event(line)
+}
+
+// event appends line to chaos.log.
+func (c *chaos) event(line string) {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	if c.events != nil {
+		_, _ = fmt.Fprintln(c.events, line)
+	}
+}
+
+// openLogDir makes the run's log directory: under HYDRA_CHAOS_LOGDIR, else under
+// os.TempDir(), a directory of its own named after the seed. The nodes' data directories are
+// mounted inside it too (their logs go beside them). It is removed at the end of a run that
+// passed unless HYDRA_CHAOS_LOGDIR was given.
+func (c *chaos) openLogDir(seed uint64) {
+	t := c.t
+	root, keep := os.Getenv("HYDRA_CHAOS_LOGDIR"), true
+	if root == "" {
+		root, keep = os.TempDir(), false
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatalf("HYDRA_CHAOS_LOGDIR: %v", err)
+	}
+	dir, err := os.MkdirTemp(root, fmt.Sprintf("hydra-chaos-seed%d-", seed))
+	if err != nil {
+		t.Fatalf("chaos log directory: %v", err)
+	}
+	// Every node runs as a user of its own and must reach its data directory inside.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.logDir = dir
+	f, err := os.Create(filepath.Join(dir, "chaos.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.events = f
+	// Registered first, so it runs last: after the nodes are killed and their tmpfs unmounted.
+	t.Cleanup(func() {
+		c.evMu.Lock()
+		c.events = nil
+		c.evMu.Unlock()
+		_ = f.Close()
+		if t.Failed() || keep {
+			t.Logf("chaos logs kept in %s (nN/nN.log: each node's whole log; chaos.log; peers.txt)", dir)
+			return
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("remove %s: %v", dir, err)
+		}
+	})
+	c.logf("chaos logs in %s", dir)
+}
+
+// peerMap names each node's peer ID, which is all the nodes' own logs call each other.
+func (c *chaos) peerMap() string {
+	var b strings.Builder
+	for _, p := range c.ps {
+		fmt.Fprintf(&b, "%s %s uid %d api %s p2p %d\n", p.name, p.id, p.uid, p.api, p.p2pPort)
+	}
+	return b.String()
 }
 
 // fail records the first invariant broken; the run stops at its next check.
@@ -118,7 +191,9 @@ func (c *chaos) fail(err error) {
 	defer c.mu.Unlock()
 	if c.failure == nil {
 		c.failure = err
-		c.t.Logf("[%7.1fs] INVARIANT BROKEN: %v", time.Since(c.start).Seconds(), err)
+		line := fmt.Sprintf("[%7.1fs] INVARIANT BROKEN: %v", time.Since(c.start).Seconds(), err)
+		c.t.Log(line)
+		c.event(line)
 	}
 }
 
@@ -126,19 +201,26 @@ func (c *chaos) fail(err error) {
 // joined to the first one, and waits until they form one cluster with three voters.
 func (c *chaos) startCluster(n int) {
 	t := c.t
-	base := t.TempDir()
+	base := c.logDir
 	// Every node runs as a user of its own (cutRules matches its packets by owner): the
 	// binary and the directories above the data dirs must be theirs to reach.
-	for _, d := range []string{base, filepath.Dir(base), filepath.Dir(hydraBinary(t))} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.Chmod(filepath.Dir(hydraBinary(t)), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range c.ps {
-				t.Logf("--- log of %s ---\n%s", p.name, p.dumpLog())
-			}
+		if !t.Failed() {
+			return
+		}
+		c.mu.Lock()
+		var faults []string
+		for p, kind := range c.busy {
+			faults = append(faults, p.name+" "+kind)
+		}
+		c.mu.Unlock()
+		sort.Strings(faults)
+		t.Logf("--- nodes ---\n%sfaults in progress: %v\nwhole logs: %s", c.peerMap(), faults, c.logDir)
+		for _, p := range c.ps {
+			t.Logf("--- end of the log of %s (%s; whole: %s) ---\n%s", p.name, p.id, p.logPath(), p.dumpLog())
 		}
 	})
 	for i := range n {
@@ -213,7 +295,10 @@ func (c *chaos) startCluster(n int) {
 		t.Fatalf("hydra token create: %q: %v", out, err)
 	}
 	c.token = tok.Token
-	c.logf("cluster of %d up", n)
+	if err := os.WriteFile(filepath.Join(c.logDir, "peers.txt"), []byte(c.peerMap()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.logf("cluster of %d up; nodes:\n%s", n, c.peerMap())
 }
 
 // chaosUID is the user node i runs as, plus i.

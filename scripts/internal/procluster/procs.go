@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/hydra-compute/hydra/internal/procstat"
 )
 
 var (
@@ -69,66 +70,17 @@ func KillTree(c *exec.Cmd) {
 	}
 }
 
-// Descendants lists the PIDs under pid (children, grandchildren, …), from the parent PIDs in
-// /proc/*/stat. Processes that end while it reads are left out.
-func Descendants(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	parent := map[int][]int{}
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := ReadStat(c); err == nil {
-			parent[st.PPID] = append(parent[st.PPID], c)
-		}
-	}
-	var out []int
-	for q := []int{pid}; len(q) > 0; q = q[1:] {
-		for _, c := range parent[q[0]] {
-			out = append(out, c)
-			q = append(q, c)
-		}
-	}
-	return out
-}
+// Descendants lists the PIDs under pid (procstat.Descendants).
+func Descendants(pid int) []int { return procstat.Descendants(pid) }
 
-// ClockTick is USER_HZ, the unit of the times in /proc/PID/stat: 100 on every Linux ABI Go
-// supports (the kernel's own HZ may differ; this does not).
-const ClockTick = 100
+// ClockTick is USER_HZ, the unit of the times in /proc/PID/stat (procstat.ClockTick).
+const ClockTick = procstat.ClockTick
 
-// Stat is the part of /proc/PID/stat the benchmarks read. Times are in clock ticks
-// (ClockTick per second).
-type Stat struct {
-	PPID                         int
-	UTime, STime, CUTime, CSTime int64 // CUTime, CSTime: children the process has reaped
-}
+// Stat is the part of /proc/PID/stat the benchmarks read (procstat.Stat).
+type Stat = procstat.Stat
 
-// CPU returns the process's own CPU time (user + system) in seconds.
-func (s Stat) CPU() float64 { return float64(s.UTime+s.STime) / ClockTick }
-
-// Reaped returns the CPU time of the children the process has waited for, in seconds.
-func (s Stat) Reaped() float64 { return float64(s.CUTime+s.CSTime) / ClockTick }
-
-// ReadStat reads /proc/PID/stat. The command name (field 2) may hold spaces and parentheses,
-// so the fields are counted from the last ')'.
-func ReadStat(pid int) (Stat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return Stat{}, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return Stat{}, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
-	if len(f) < 15 {
-		return Stat{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	num := func(k int) int64 { v, _ := strconv.ParseInt(f[k-3], 10, 64); return v }
-	return Stat{PPID: int(num(4)), UTime: num(14), STime: num(15), CUTime: num(16), CSTime: num(17)}, nil
-}
+// ReadStat reads /proc/PID/stat (procstat.ReadStat).
+func ReadStat(pid int) (Stat, error) { return procstat.ReadStat(pid) }
 
 // CPUTicks is the CPU time of pid and its descendants, and of the children they reaped, in
 // clock ticks: what a node costs with its compute child.
@@ -143,29 +95,8 @@ func CPUTicks(pid int) int64 {
 }
 
 // RSSKB is the VmRSS of pid and its descendants in KiB (total, and pid's own), and how many
-// processes that is.
-func RSSKB(pid int) (total, own int64, n int) {
-	ps := append([]int{pid}, Descendants(pid)...)
-	for _, p := range ps {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
-		if err != nil {
-			continue
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "VmRSS:") {
-				f := strings.Fields(l)
-				if len(f) >= 2 {
-					v, _ := strconv.ParseInt(f[1], 10, 64)
-					total += v
-					if p == pid {
-						own = v
-					}
-				}
-			}
-		}
-	}
-	return total, own, len(ps)
-}
+// processes that is (procstat.RSSKB).
+func RSSKB(pid int) (total, own int64, n int) { return procstat.RSSKB(pid) }
 
 // LoadAvg returns the 1, 5 and 15 minute load averages as /proc/loadavg writes them, or "?".
 // The benchmarks print it beside their figures because the machine may be shared.
