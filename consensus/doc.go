@@ -73,6 +73,7 @@
 //	raft.go, config.go          New, Run, the Raft type; Config, DefaultTimings
 //	transport.go, hclog.go      raft's transport over libp2p streams; its logs into slog
 //	store.go, snapstore.go      raft's log (raft-wal), stable and snapshot stores
+//	walfs.go                    raft-wal's files: a segment a full disk refused leaves none
 //	replay.go, appliedmark.go   serve what was applied before a restart, before raft runs
 //	fsm.go, command.go          the FSM and the versioned commands (live and replay alike)
 //	state.go, settings.go       the replicated cluster state and settings

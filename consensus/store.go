@@ -11,7 +11,9 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hydra-compute/hydra/internal/atomicfile"
 	"github.com/hydra-compute/hydra/internal/boltfile"
 	"go.etcd.io/bbolt"
@@ -144,6 +146,7 @@ func openWAL(dir string, log *slog.Logger) (*walStore, error) {
 	err := boltfile.Guard(dir, damagedRaftRemedy(filepath.Dir(dir)), func() error {
 		var err error
 		w.WAL, err = wal.Open(dir, wal.WithSegmentSize(walSegmentSize), wal.WithMetaStore(w.meta),
+			wal.WithSegmentFiler(segment.NewFiler(dir, segmentFS{fs.New()})), // a full disk's leftovers removed
 			wal.WithLogger(newHCLogger(log.With("component", "raft-wal"), "wal")))
 		return err
 	})
