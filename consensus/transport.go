@@ -257,14 +257,22 @@ func (a *answers) note(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesR
 	}
 }
 
+// answersOf is what this node knows of id's answers (nil: it never answered).
+func (t *transport) answersOf(id raft.ServerID) *answers {
+	v, ok := t.answered.Load(id)
+	if !ok {
+		return nil
+	}
+	return v.(*answers)
+}
+
 // lastAnswer is when id last answered an AppendEntries of this node, in any
 // term and whatever it said (zero: never): evidence of life (autopilot).
 func (t *transport) lastAnswer(id raft.ServerID) time.Time {
-	v, ok := t.answered.Load(id)
-	if !ok {
+	a := t.answersOf(id)
+	if a == nil {
 		return time.Time{}
 	}
-	a := v.(*answers)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.at
@@ -275,11 +283,10 @@ func (t *transport) lastAnswer(id raft.ServerID) time.Time {
 // never, or not in term): when it last could take part in a commit of this
 // leadership (answers.note).
 func (t *transport) lastCaughtUp(id raft.ServerID, term uint64) time.Time {
-	v, ok := t.answered.Load(id)
-	if !ok {
+	a := t.answersOf(id)
+	if a == nil {
 		return time.Time{}
 	}
-	a := v.(*answers)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.term != term {
