@@ -71,11 +71,8 @@ func (r *Raft) evictionDone(data []byte) bool {
 	if strictUnmarshal(data[2:], &m) != nil || !m.Revoke {
 		return false
 	}
-	if _, revoked := r.fsm.peerRole(m.ID); !revoked {
-		return false
-	}
 	st := r.fsm.State()
-	if _, ok := st.Members[m.ID]; ok {
+	if _, ok := st.Members[m.ID]; ok || !st.Revoked[m.ID] {
 		return false
 	}
 	if _, ok := st.Nodes[m.ID]; ok {
@@ -86,7 +83,7 @@ func (r *Raft) evictionDone(data []byte) bool {
 			return false
 		}
 	}
-	return st.Revoked[m.ID]
+	return true
 }
 
 // evictionWaits runs on the leader before it commits data, a proposal: an
