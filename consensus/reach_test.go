@@ -2,115 +2,12 @@ package consensus
 
 import (
 	"errors"
-	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/hydra-compute/hydra/internal/testdisk"
 )
-
-// sinkApp takes every App command and keeps nothing: the payloads are there to fill logs.
-type sinkApp struct{}
-
-func (sinkApp) Apply(byte, []byte, uint64) any { return nil }
-func (sinkApp) Snapshot(io.Writer) error       { return nil }
-func (sinkApp) Restore(io.Reader) error        { return nil }
-
-// TestFullDiskVoterIsUnreachable: three voters, each raft log on its own small tmpfs; one
-// follower's disk is filled and the cluster writes on (the two others commit). That follower
-// still answers the leader's heartbeats, but it cannot store an entry: the leader counts it
-// unreachable (Unreachable, the status page's list), and removing the third voter is refused
-// (409) naming it. Before, any answer counted: the full-disk voter was reachable, the removal
-// was accepted and then could not commit until the disk was freed (the chaos harness met it).
-// Restarted with room again, it catches up and counts as reachable again.
-func TestFullDiskVoterIsUnreachable(t *testing.T) {
-	t.Parallel()
-	nodes := make([]*testNode, 3)
-	disks := make([]string, 3)
-	for i := range nodes {
-		n := newTestNode(t, fmt.Sprintf("n%d", i), "reach-disk", func(c *Config) {
-			c.App = sinkApp{}
-			c.DeadVoterGrace = time.Hour // noVoteMoves: the configuration stays as it is
-		})
-		// The node's raft directory on a tmpfs of its own: the log's 16 MiB segment, and room
-		// for a second one (the leader's and the third voter's logs grow past the first).
-		n.kill()
-		disks[i] = testdisk.Small(t, "64m")
-		n.dir = filepath.Join(disks[i], "raft")
-		n.open()
-		nodes[i] = n
-	}
-	connectAll(t, nodes)
-	for _, n := range nodes {
-		n.run()
-	}
-	leader := settled(t, nodes, 3, true)
-	var full, other *testNode
-	var disk string
-	for i, n := range nodes {
-		switch {
-		case n == leader:
-		case full == nil:
-			full, disk = n, disks[i]
-		default:
-			other = n
-		}
-	}
-	fullID := raft.ServerID(full.h.ID().String())
-	waitUnreachable(t, leader, full, false)
-
-	testdisk.Fill(t, disk)
-	filler := filepath.Join(disk, "filler")
-	// Room again before the nodes stop, should the test end early: the cleanups run last first.
-	t.Cleanup(func() { _ = os.Remove(filler) })
-	// 24 MiB of entries: more than the rest of the full voter's first log segment, so that it
-	// needs a second one, which the full disk refuses.
-	payload := strings.Repeat("x", 3<<20)
-	for i := range 8 {
-		if _, err := leader.r.Apply(ctxT(t, testDeadline), Command{Op: OpAppFirst, Payload: []byte(payload)}); err != nil {
-			t.Fatalf("write %d with %s's disk full: %v", i, full.name, err)
-		}
-	}
-	waitUntil(t, 6*leader.r.t.LastContactMax, fmt.Sprintf("the leader counts %s (disk full) unreachable", full.name), func() error {
-		if leader.r.reachable(fullID, time.Now()) {
-			return fmt.Errorf("reachable; its log ends at %d, the leader's at %d", full.r.raft.LastIndex(), leader.r.raft.LastIndex())
-		}
-		return nil
-	})
-	// It is not dead: it answers heartbeats, and its log stopped short of the leader's.
-	if age := time.Since(leader.r.trans.lastAnswer(fullID)); age >= leader.r.t.LastContactMax {
-		t.Fatalf("%s last answered %v ago: the disk stopped it, the test wants it answering heartbeats", full.name, age)
-	}
-	if f, l := full.r.raft.LastIndex(), leader.r.raft.LastIndex(); f >= l {
-		t.Fatalf("%s's log ends at %d, the leader's at %d: it stored every entry on its full disk", full.name, f, l)
-	}
-	if !slices.Contains(leader.r.Unreachable(), full.h.ID()) {
-		t.Fatalf("Unreachable() = %v, want %s (disk full) in it", leader.r.Unreachable(), full.name)
-	}
-	err := leader.r.Evict(ctxT(t, testDeadline), other.h.ID(), testAdminToken)
-	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), quorumRefused) || !strings.Contains(err.Error(), full.h.ID().String()) {
-		t.Fatalf("removing %s while %s's disk is full: %v, want ErrConflict naming %s", other.name, full.name, err, full.name)
-	}
-	if !leader.r.votes(other.h.ID()) {
-		t.Fatalf("%s lost its vote after the refusal", other.name)
-	}
-
-	// Room again, and a restart (the log does not retry a segment it failed to create): it
-	// catches up and counts again.
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
-	full.kill()
-	full.restart(alive(nodes))
-	waitUnreachable(t, leader, full, false)
-	writeOn(t, nodes, "after-the-disk-freed")
-}
 
 // TestAnswersToAnEarlierLeadershipDoNotCount: three voters; one is killed, and the leader hands
 // leadership to the other and takes it back at once (a new term). As soon as it leads again,
