@@ -205,14 +205,63 @@ type transport struct {
 // what it was sent is what a removal's quorum check counts (lastCaughtUp).
 func (t *transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
-	if err == nil {
-		v, ok := t.answered.Load(id)
-		if !ok {
-			v, _ = t.answered.LoadOrStore(id, new(answers))
-		}
-		v.(*answers).note(args, resp, time.Now())
-	}
+	t.answersFor(id).noteResult(args, resp, err, time.Now())
 	return err
+}
+
+// AppendEntriesPipeline opens raft's pipeline to a follower (the path of
+// entries once the follower has caught up) with each of its answers noted
+// as AppendEntries notes them. Without it, a follower that refused pipelined
+// entries (a full disk) still counted as holding them until raft's next
+// plain AppendEntries, which it sends only CommitTimeout (5–10 s) after the
+// pipeline gives up: meanwhile its heartbeats succeed, and a removal's
+// quorum check counted it reachable.
+func (t *transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	w := &notedPipeline{AppendPipeline: p, answers: t.answersFor(id), out: make(chan raft.AppendFuture), done: make(chan struct{})}
+	go w.relay()
+	return w, nil
+}
+
+// notedPipeline is raft's pipeline to one follower with a relay between its
+// answers and raft: each answer is noted (answers.noteResult) before raft
+// reads it from Consumer.
+type notedPipeline struct {
+	raft.AppendPipeline
+	answers *answers
+	out     chan raft.AppendFuture
+	done    chan struct{}
+	once    sync.Once
+}
+
+// Consumer yields the pipeline's answers, each noted.
+func (p *notedPipeline) Consumer() <-chan raft.AppendFuture { return p.out }
+
+// Close stops the relay and closes the pipeline.
+func (p *notedPipeline) Close() error {
+	p.once.Do(func() { close(p.done) })
+	return p.AppendPipeline.Close()
+}
+
+// relay notes and passes on each answer of the pipeline until Close.
+func (p *notedPipeline) relay() {
+	in := p.AppendPipeline.Consumer()
+	for {
+		select {
+		case f := <-in:
+			p.answers.noteResult(f.Request(), f.Response(), f.Error(), time.Now())
+			select {
+			case p.out <- f:
+			case <-p.done:
+				return
+			}
+		case <-p.done:
+			return
+		}
+	}
 }
 
 // answers is what the leader knows of one peer from its answers to the
@@ -255,6 +304,42 @@ func (a *answers) note(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesR
 	if a.behind == 0 {
 		a.ready = now
 	}
+}
+
+// noteResult records the result of one AppendEntries: its answer (note),
+// or err, no answer (the stream failed or timed out): entries it carried are
+// not known to be held, so the peer is behind them until an answer shows it
+// holds them, as after a refusal. A follower that can take no entries within
+// the RPC timeout (a disk that stalls, a link too slow for a batch) cannot
+// take part in a commit either, while its heartbeats get through.
+func (a *answers) noteResult(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse, err error, now time.Time) {
+	if err == nil {
+		a.note(req, resp, now)
+		return
+	}
+	end := req.PrevLogEntry + uint64(len(req.Entries))
+	if end == 0 {
+		return // a heartbeat: it claims nothing of the log
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if req.Term < a.term {
+		return
+	}
+	if req.Term > a.term {
+		a.term, a.ready, a.behind = req.Term, time.Time{}, 0
+	}
+	a.behind = max(a.behind, end)
+}
+
+// answersFor is what this node knows of id's answers, made empty at the
+// first request to it.
+func (t *transport) answersFor(id raft.ServerID) *answers {
+	v, ok := t.answered.Load(id)
+	if !ok {
+		v, _ = t.answered.LoadOrStore(id, new(answers))
+	}
+	return v.(*answers)
 }
 
 // answersOf is what this node knows of id's answers (nil: it never answered).
