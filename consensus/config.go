@@ -240,6 +240,9 @@ type Config struct {
 	// memberIdle, if set, replaces Timings.MemberIdle (tests that tell an event that woke the
 	// membership loop from its idle timer).
 	memberIdle time.Duration
+	// timings, if set, adjusts the timings the multiplier gives (tests in which raft must send
+	// no AppendEntries of its own accord: Commit and Trail long).
+	timings func(*Timings)
 }
 
 // Availability is what a node tells the leader about how well it can hold

@@ -72,6 +72,7 @@
 //
 //	raft.go, config.go          New, Run, the Raft type; Config, DefaultTimings
 //	transport.go, hclog.go      raft's transport over libp2p streams; its logs into slog
+//	answers.go                  each follower's answers to the leader: alive, caught up
 //	store.go, snapstore.go      raft's log (raft-wal), stable and snapshot stores
 //	walfs.go                    raft-wal's files: a segment a full disk refused leaves none
 //	replay.go, appliedmark.go   serve what was applied before a restart, before raft runs

@@ -131,6 +131,9 @@ func New(cfg Config) (*Raft, error) {
 	if cfg.memberIdle > 0 {
 		t.MemberIdle = cfg.memberIdle
 	}
+	if cfg.timings != nil {
+		cfg.timings(&t)
+	}
 	if cfg.DeadVoterGrace <= 0 {
 		cfg.DeadVoterGrace = time.Duration(float64(10*time.Second) * cfg.Multiplier)
 	}
