@@ -17,9 +17,10 @@ import (
 // entries once the follower has caught up) with each of its answers noted
 // as AppendEntries notes them. Without it, a follower that refused pipelined
 // entries (a full disk) still counted as holding them until raft's next
-// plain AppendEntries, which it sends only CommitTimeout (5–10 s) after the
-// pipeline gives up: meanwhile its heartbeats succeed, and a removal's
-// quorum check counted it reachable.
+// plain AppendEntries, which, when no new entry follows (the trailer's
+// barrier may have gone through the pipeline already), comes only
+// CommitTimeout (5–10 s) after the pipeline gives up: meanwhile its
+// heartbeats succeed, and a removal's quorum check counted it reachable.
 func (t *transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
 	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
 	if err != nil {
