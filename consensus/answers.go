@@ -112,9 +112,10 @@ func (a *answers) note(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesR
 }
 
 // noteResult records the result of one AppendEntries: its answer (note),
-// or err, no answer (the stream failed or timed out): entries it carried are
-// not known to be held, so the peer is behind them until an answer shows it
-// holds them, as after a refusal. A follower that can take no entries within
+// or err, no answer (the stream failed or timed out): the log up to the
+// request's end (PrevLogEntry and the entries it carried) is not known to be
+// held, so the peer is behind that end until an answer shows it holds it, as
+// after a refusal; a heartbeat (no end) claims nothing. A follower that can take no entries within
 // the RPC timeout (a disk that stalls, a link too slow for a batch) cannot
 // take part in a commit either, while its heartbeats get through.
 func (a *answers) noteResult(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse, err error, now time.Time) {
