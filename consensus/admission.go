@@ -439,15 +439,13 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 	if err != nil {
 		return "", err
 	}
-	// An admission of a node admitted already changes nothing (the FSM
-	// keeps its role): say so rather than report the role asked for.
-	switch cur := r.roleOf(p); cur {
-	case "":
-	case role:
-		return p, nil
-	default:
-		return "", kinded(ErrConflict, fmt.Errorf("%s is a %s already: remove it (hydra remove), then approve it as a %s", p, cur, role))
-	}
+	// The admission is always proposed, even for a node this replica lists
+	// as admitted already: a follower's replica may lag the leader's (it has
+	// not applied the node's removal yet), and its "admitted already"
+	// answered success for a node the cluster had evicted, which never came
+	// back (found by the chaos harness). The FSM keeps the role of a node
+	// admitted already, so a repeat changes nothing; the answer is judged
+	// once the entry is applied here.
 	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: role, Name: name, At: r.now()})
 	if err != nil {
 		return "", err
@@ -456,6 +454,12 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 		return "", fmt.Errorf("approve %s: %w", p, err)
 	}
 	r.pending.remove(p)
+	// An admission of a node admitted already with the other role changed
+	// nothing: say so rather than report the role asked for ("": this
+	// replica has not applied the entry yet, which admitted it).
+	if cur := r.roleOf(p); cur != "" && cur != role {
+		return "", kinded(ErrConflict, fmt.Errorf("%s is a %s already: remove it (hydra remove), then approve it as a %s", p, cur, role))
+	}
 	r.log.Info("node approved", "peer", p, "role", role)
 	return p, nil
 }
