@@ -439,13 +439,25 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 	if err != nil {
 		return "", err
 	}
-	// The admission is always proposed, even for a node this replica lists
-	// as admitted already: a follower's replica may lag the leader's (it has
-	// not applied the node's removal yet), and its "admitted already"
-	// answered success for a node the cluster had evicted, which never came
-	// back (found by the chaos harness). The FSM keeps the role of a node
-	// admitted already, so a repeat changes nothing; the answer is judged
-	// once the entry is applied here.
+	// A node admitted already with the other role is refused (409): the FSM
+	// would keep its role, and a raft server not yet in the allow-list (a
+	// joiner, counted as a member) would become a worker that every member
+	// refuses raft streams from. Asked of this replica first, and again once
+	// the entry is applied here (the leader's state may differ).
+	otherRole := func() error {
+		if cur := r.roleOf(p); cur != "" && cur != role {
+			return kinded(ErrConflict, fmt.Errorf("%s is a %s already: remove it (hydra remove), then approve it as a %s", p, cur, role))
+		}
+		return nil
+	}
+	if err := otherRole(); err != nil {
+		return "", err
+	}
+	// A node this replica lists as admitted with that role is approved all
+	// the same: a follower's replica may lag the leader's (it has not
+	// applied the node's removal yet), and its "admitted already" answered
+	// success for a node the cluster had removed, which never came back
+	// (found by the chaos harness). A repeat changes nothing in the FSM.
 	cmd, err := NewCommand(OpMemberAdd, MemberAdd{ID: p.String(), Role: role, Name: name, At: r.now()})
 	if err != nil {
 		return "", err
@@ -454,11 +466,8 @@ func (r *Raft) Approve(ctx context.Context, key, role, auth string) (peer.ID, er
 		return "", fmt.Errorf("approve %s: %w", p, err)
 	}
 	r.pending.remove(p)
-	// An admission of a node admitted already with the other role changed
-	// nothing: say so rather than report the role asked for ("": this
-	// replica has not applied the entry yet, which admitted it).
-	if cur := r.roleOf(p); cur != "" && cur != role {
-		return "", kinded(ErrConflict, fmt.Errorf("%s is a %s already: remove it (hydra remove), then approve it as a %s", p, cur, role))
+	if err := otherRole(); err != nil {
+		return "", err
 	}
 	r.log.Info("node approved", "peer", p, "role", role)
 	return p, nil
