@@ -91,11 +91,8 @@ func (a *answers) note(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesR
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.at = now
-	if resp.Term != req.Term || req.Term < a.term {
+	if resp.Term != req.Term || !a.inTerm(req.Term) {
 		return
-	}
-	if req.Term > a.term {
-		a.term, a.ready, a.behind = req.Term, time.Time{}, 0
 	}
 	end := req.PrevLogEntry + uint64(len(req.Entries))
 	switch {
@@ -129,13 +126,21 @@ func (a *answers) noteResult(req *raft.AppendEntriesRequest, resp *raft.AppendEn
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if req.Term < a.term {
-		return
+	if a.inTerm(req.Term) {
+		a.behind = max(a.behind, end)
 	}
-	if req.Term > a.term {
-		a.term, a.ready, a.behind = req.Term, time.Time{}, 0
+}
+
+// inTerm reports whether a request of term term counts (not an older
+// leadership's), starting a's record afresh at a newer term. a.mu is held.
+func (a *answers) inTerm(term uint64) bool {
+	if term < a.term {
+		return false
 	}
-	a.behind = max(a.behind, end)
+	if term > a.term {
+		a.term, a.ready, a.behind = term, time.Time{}, 0
+	}
+	return true
 }
 
 // answersFor is what this node knows of id's answers, made empty at the

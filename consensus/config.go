@@ -237,11 +237,9 @@ type Config struct {
 	// beforeRaft, if set, runs in New once the transport exists and the log is replayed, right
 	// before raft starts (tests: a raft stream arriving while a node starts).
 	beforeRaft func(host.Host)
-	// memberIdle, if set, replaces Timings.MemberIdle (tests that tell an event that woke the
-	// membership loop from its idle timer).
-	memberIdle time.Duration
-	// timings, if set, adjusts the timings the multiplier gives (tests in which raft must send
-	// no AppendEntries of its own accord: Commit and Trail long).
+	// timings, if set, adjusts the timings the multiplier gives (tests: a long MemberIdle tells
+	// an event that woke the membership loop from its idle timer; long Commit and Trail, a raft
+	// that sends no AppendEntries of its own accord).
 	timings func(*Timings)
 }
 

@@ -128,9 +128,6 @@ func New(cfg Config) (*Raft, error) {
 	if cfg.DiscoveryWindow > 0 {
 		t.Discovery = cfg.DiscoveryWindow
 	}
-	if cfg.memberIdle > 0 {
-		t.MemberIdle = cfg.memberIdle
-	}
 	if cfg.timings != nil {
 		cfg.timings(&t)
 	}

@@ -144,7 +144,9 @@ func TestRemovedStaysOutUnlessApproved(t *testing.T) {
 // knew no address to ask the node at.
 func TestReadmitWakesOnConnect(t *testing.T) {
 	const idle = 3 * time.Minute
-	nodes, leader, gone := evictMember(t, "readmit-wake", func(_ int, c *Config) { c.memberIdle = idle })
+	nodes, leader, gone := evictMember(t, "readmit-wake", func(_ int, c *Config) {
+		c.timings = func(t *Timings) { t.MemberIdle = idle }
+	})
 	id := gone.h.ID()
 	gone.kill()
 	if _, err := leader.r.Approve(ctxT(t, testDeadline), id.String(), RoleMember, testAdminToken); err != nil {
