@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -166,7 +167,7 @@ func (c *chaos) openLogDir(seed uint64) {
 		c.evMu.Unlock()
 		_ = f.Close()
 		if t.Failed() || keep {
-			t.Logf("chaos logs kept in %s (nN/nN.log: each node's whole log; chaos.log; peers.txt)", dir)
+			t.Logf("chaos logs kept in %s (nN/nN.log: each node's whole log; nN/files.txt: its data directory's files; chaos.log; peers.txt)", dir)
 			return
 		}
 		if err := os.RemoveAll(dir); err != nil {
@@ -174,6 +175,25 @@ func (c *chaos) openLogDir(seed uint64) {
 		}
 	})
 	c.logf("chaos logs in %s", dir)
+}
+
+// listFiles writes each file under dir with its size to out (a failed run keeps it beside the
+// node's log: its data directory is a tmpfs unmounted at the end).
+func listFiles(t *testing.T, dir, out string) {
+	var b strings.Builder
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil {
+			rel, _ := filepath.Rel(dir, path)
+			fmt.Fprintf(&b, "%12d %s\n", fi.Size(), rel)
+		}
+		return nil
+	})
+	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+		t.Logf("list %s: %v", dir, err)
+	}
 }
 
 // peerMap names each node's peer ID, which is all the nodes' own logs call each other.
@@ -197,8 +217,10 @@ func (c *chaos) fail(err error) {
 	}
 }
 
-// startCluster starts n nodes, each with its data directory on a tmpfs of its own (160 MiB: a node starts with 64 MiB free),
-// joined to the first one, and waits until they form one cluster with three voters.
+// startCluster starts n nodes, each with its data directory on a tmpfs of its own (256 MiB: a
+// node starts with 64 MiB free, and each time a follower's log suffix is cleared raft-wal seals
+// its segment and preallocates a new 16 MiB one, kept until compaction passes it: a 160 MiB
+// tmpfs left a node of seed 19 with 57.5 MiB free after four such clears), joined to the first one, and waits until they form one cluster with three voters.
 func (c *chaos) startCluster(n int) {
 	t := c.t
 	base := c.logDir
@@ -233,10 +255,13 @@ func (c *chaos) startCluster(n int) {
 		if err := os.MkdirAll(data, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", data).CombinedOutput(); err != nil {
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", data).CombinedOutput(); err != nil {
 			t.Fatalf("mount a tmpfs (root needed): %v: %s", err, out)
 		}
 		t.Cleanup(func() {
+			if t.Failed() { // what filled it, if anything did: the mount goes with the run
+				listFiles(t, data, filepath.Join(dir, "files.txt"))
+			}
 			if err := syscall.Unmount(data, 0); err != nil {
 				_ = syscall.Unmount(data, syscall.MNT_DETACH)
 			}
