@@ -42,6 +42,9 @@ const (
 	moduleHdrMax    = 1024
 	moduleTransfer  = 2 * time.Minute // one module transfer at most (16 MiB at 1 Mbit/s ~ 2 min)
 	moduleHoldQuiet = 30 * time.Second
+	// moduleDropWait bounds how long a member asked to drop a module waits for its replica to
+	// reach the asker's applied index before it checks whether a job still uses the module.
+	moduleDropWait = 5 * time.Second
 )
 
 // moduleReq is the request of both module protocols.
@@ -49,6 +52,11 @@ type moduleReq struct {
 	SHA256 string `json:"sha256"`
 	// Drop (hold protocol) asks the member to delete its copy instead, unless a job uses it.
 	Drop bool `json:"drop,omitempty"`
+	// Index (with Drop) is the raft index the asker had applied when it found no unfinished
+	// job using the module: the member judges on a replica at least that far (waiting up to
+	// moduleDropWait for it). Without it, a delete right after a cancel found the job still
+	// running on every follower that had not applied the cancel yet, and each kept its copy.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // moduleHdr answers a get: the size of the bytes that follow, or why none follow.
@@ -118,6 +126,14 @@ func (n *Node) serveModules() {
 				return nil, err
 			}
 			if req.Drop {
+				if req.Index > 0 {
+					wctx, cancel := context.WithTimeout(ctx, moduleDropWait)
+					err := n.raft.WaitForIndex(wctx, req.Index)
+					cancel()
+					if err != nil {
+						n.log.Debug("module drop: replica behind the asker's index", "sha256", req.SHA256, "index", req.Index, "err", err)
+					}
+				}
 				if err := n.deleteLocalModule(req.SHA256); err != nil && !errors.Is(err, webui.ErrNoSuchModule) {
 					return nil, err
 				}
@@ -355,6 +371,7 @@ func (n *Node) prepareChunk(ctx context.Context, spec compute.JobSpec) error {
 // that is away keeps its copy, and a job naming the module later would fetch it again).
 func (n *Node) dropModule(ctx context.Context, sha string) {
 	self := n.host.ID()
+	index := n.raft.AppliedIndex()
 	var wg sync.WaitGroup
 	for _, s := range n.raft.Servers() {
 		if s.ID == self {
@@ -365,7 +382,7 @@ func (n *Node) dropModule(ctx context.Context, sha string) {
 			defer wg.Done()
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			if err := p2p.Call(dctx, n.host.Host(), s.ID, ModuleHoldProtocol, moduleReq{SHA256: sha, Drop: true}, nil); err != nil {
+			if err := p2p.Call(dctx, n.host.Host(), s.ID, ModuleHoldProtocol, moduleReq{SHA256: sha, Drop: true, Index: index}, nil); err != nil {
 				n.log.Warn("module delete not reached a member", "sha256", sha, "peer", s.ID, "err", err)
 			}
 		}()

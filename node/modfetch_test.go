@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/wasm"
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/p2p"
@@ -203,5 +204,88 @@ func TestStoreModuleRepairsACorruptCopy(t *testing.T) {
 	}
 	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, code) {
 		t.Fatalf("the corrupt copy stayed (%v)", err)
+	}
+}
+
+// TestModuleDropWaitsForTheAskersIndex: a member asked to drop a module judges "a job uses it" on
+// a replica at least as far as the asker's: the drop names the index the asker had applied, and
+// the member waits for it. Before, a DELETE right after a cancel left a copy on every follower
+// that had not applied the cancel yet (each answered "module in use" and kept it).
+func TestModuleDropWaitsForTheAskersIndex(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
+	n.start(t)
+	tok := activeAdminToken(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := webui.NewClient(n.HTTPURL(), tok)
+	info, err := c.UploadModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: info.SHA256, Items: 1000, Reduce: compute.ReduceSum}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cmd, err := consensus.NewCommand(consensus.OpMemberAdd, consensus.MemberAdd{ID: m.ID().String(), Role: consensus.RoleMember, At: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.raft.ApplyAs(ctx, cmd, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Connect(ctx, n.info()); err != nil {
+		t.Fatal(err)
+	}
+
+	// The asker (m) has applied the job's cancel at an index this replica has not reached:
+	// the job is still queued here while the drop is asked.
+	target := n.raft.AppliedIndex() + 20
+	dropped := make(chan error, 1)
+	go func() {
+		req := map[string]any{"sha256": info.SHA256, "drop": true, "index": target}
+		dropped <- p2p.Call(ctx, m, n.ID(), ModuleHoldProtocol, req, nil)
+	}()
+	waitFor(t, 10*time.Second, "the drop waiting at the member", func() error {
+		select {
+		case err := <-dropped:
+			t.Fatalf("the drop was answered before the member reached the asker's index: %v", err)
+		default:
+		}
+		for _, conn := range n.host.Host().Network().ConnsToPeer(m.ID()) {
+			for _, s := range conn.GetStreams() {
+				if s.Protocol() == ModuleHoldProtocol {
+					return nil
+				}
+			}
+		}
+		return os.ErrNotExist
+	})
+	if _, err := c.CancelJob(ctx, job.ID); err != nil {
+		t.Fatal(err)
+	}
+	for n.raft.AppliedIndex() < target { // more entries up to the asker's index
+		if _, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1000, Seed: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-dropped:
+		if err != nil {
+			t.Fatalf("drop after the cancel: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the drop was never answered")
+	}
+	if n.hasModule(info.SHA256) {
+		t.Fatal("the member kept a module no job uses any more")
 	}
 }
