@@ -47,8 +47,9 @@ func (a *apiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.token, "token", "", "API token (default: --api's ?token=, $HYDRA_TOKEN, then the local node's data directory)")
 }
 
-// client resolves the API URL and token: --api/--token, $HYDRA_TOKEN, then
-// the files the local node wrote into its data directory.
+// client resolves the API URL and token: --api/--token (or --api's
+// ?token=), $HYDRA_TOKEN, then the files the local node wrote into its data
+// directory.
 func (a *apiFlags) client() (*webui.Client, error) {
 	base, token := a.api, a.token
 	if base != "" {
@@ -87,7 +88,8 @@ func (a *apiFlags) client() (*webui.Client, error) {
 // apiBase splits --api into the node's base URL and the token its query
 // carries, so that the web address a node prints at start
 // (http://host:7070/?token=…) does as --api: a query or fragment is no part
-// of the base (the API's paths were appended to the query).
+// of the base (appended to a query, the API's paths would reach the UI's
+// page instead).
 func apiBase(s string) (base, token string, err error) {
 	full := s
 	if !strings.HasPrefix(full, "http://") && !strings.HasPrefix(full, "https://") {
