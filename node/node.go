@@ -161,7 +161,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger:       cfg.Logger.With("component", "p2p"),
 	})
 	if err != nil {
-		if errors.Is(err, p2p.ErrAddrInUse) {
+		if errors.Is(err, p2p.ErrAddrInUse) || errors.Is(err, p2p.ErrBadListenAddr) {
 			return nil, configErr("--listen: %v", err)
 		}
 		return nil, fmt.Errorf("start libp2p host: %w", err)

@@ -518,15 +518,17 @@ func TestNew_ConfigErrors(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
 	cases := map[string]func(*Config){
-		"http port in use": func(c *Config) { c.HTTPAddr = busy.Addr().String() },
-		"bad listen":       func(c *Config) { c.Listen = []string{"/ip4/1.2.3"} },
-		"join without id":  func(c *Config) { c.Join = []string{"/ip4/127.0.0.1/tcp/1"} },
-		"data is a file":   func(c *Config) { c.DataDir = file },
-		"bad voter":        func(c *Config) { c.Voter = "sometimes" },
-		"even voters":      func(c *Config) { c.Voters = 4 },
-		"bad cluster":      func(c *Config) { c.Cluster = "a b" },
-		"bad multiplier":   func(c *Config) { c.RaftMultiplier = 0 },
-		"quarantine after": func(c *Config) { c.AuditQuarantineAfter = 1001 },
+		"http port in use":     func(c *Config) { c.HTTPAddr = busy.Addr().String() },
+		"bad listen":           func(c *Config) { c.Listen = []string{"/ip4/1.2.3"} },
+		"listen, no transport": func(c *Config) { c.Listen = []string{"/ip4/127.0.0.1/udp/0"} },
+		"listen, IP not here":  func(c *Config) { c.Listen = []string{"/ip4/192.0.2.1/tcp/0"} }, // a bad flag, as --http's
+		"join without id":      func(c *Config) { c.Join = []string{"/ip4/127.0.0.1/tcp/1"} },
+		"data is a file":       func(c *Config) { c.DataDir = file },
+		"bad voter":            func(c *Config) { c.Voter = "sometimes" },
+		"even voters":          func(c *Config) { c.Voters = 4 },
+		"bad cluster":          func(c *Config) { c.Cluster = "a b" },
+		"bad multiplier":       func(c *Config) { c.RaftMultiplier = 0 },
+		"quarantine after":     func(c *Config) { c.AuditQuarantineAfter = 1001 },
 		// NaN passes every "outside the bounds" comparison; the bounds are written to catch it.
 		"NaN multiplier":        func(c *Config) { c.RaftMultiplier = math.NaN() },
 		"cpus over the child's": func(c *Config) { c.CPUs = child.MaxCPUs + 1 },

@@ -20,7 +20,8 @@
 //
 //   - A Host listens on every address it is given (by default the IPv4 and
 //     IPv6 wildcards, TCP and QUIC) and fails if any one but the IPv6
-//     wildcard cannot be used; a port that is taken wraps ErrAddrInUse.
+//     wildcard cannot be used; a port that is taken wraps ErrAddrInUse, an
+//     address no transport takes or this machine lacks ErrBadListenAddr.
 //     TCP reuseport is off so that "taken" is detected even against
 //     another libp2p process.
 //   - Every Hydra protocol lives under /hydra/ and has explicit limits.

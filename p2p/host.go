@@ -33,10 +33,17 @@ import (
 )
 
 // ErrAddrInUse is wrapped by New when a listen address's port is taken,
-// typically by another hydra on the same machine. The CLI maps it to its
-// own exit code (2) so scripts can tell "pick another port" from other
-// failures.
+// typically by another hydra on the same machine. The node reports it as a
+// configuration error naming the port (exit code 78, EX_CONFIG, as every
+// usage or configuration error), which a service manager does not restart.
 var ErrAddrInUse = errors.New("address already in use")
+
+// ErrBadListenAddr is wrapped by New when a listen address cannot be
+// listened on whatever the moment: no transport takes it (a /udp address
+// without /quic-v1, say), the IP is not this machine's, or the port is
+// privileged. Like ErrAddrInUse it is the configuration's fault, and the
+// node reports it as such (exit code 78), as it does for --http.
+var ErrBadListenAddr = errors.New("cannot listen on this address")
 
 // ProtectTag is the connection-manager tag Protect uses. Raft peers must
 // stay connected whatever the connection count: trimming a voter's
@@ -237,12 +244,25 @@ func listenAll(h host.Host, addrs []multiaddr.Multiaddr, log *slog.Logger) error
 			log.Warn("not listening on IPv6", "addr", a, "err", err)
 			continue
 		}
+		if errors.Is(err, swarm.ErrNoTransport) {
+			return fmt.Errorf("p2p: listen on %s: %w (%v: want /tcp/PORT or /udp/PORT/quic-v1)", a, ErrBadListenAddr, err)
+		}
+		if isBadListenAddr(err) {
+			return fmt.Errorf("p2p: listen on %s: %w (%v)", a, ErrBadListenAddr, err)
+		}
 		return fmt.Errorf("p2p: listen on %s: %w", a, err)
 	}
 	if listened == 0 {
-		return errors.New("p2p: no listen address succeeded")
+		return fmt.Errorf("p2p: no listen address succeeded: %w", ErrBadListenAddr)
 	}
 	return nil
+}
+
+// isBadListenAddr reports whether err says the address itself cannot be
+// listened on: an IP this machine does not have, or a privileged port.
+func isBadListenAddr(err error) bool {
+	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EACCES) ||
+		strings.Contains(err.Error(), "cannot assign requested address")
 }
 
 // isAddrInUse reports whether err says a port is taken. The text check

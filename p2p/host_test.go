@@ -236,3 +236,18 @@ func TestNew_DefaultListenAddrs(t *testing.T) {
 		t.Fatalf("listening on %d addresses", got)
 	}
 }
+
+// A well-formed address that cannot be listened on whatever the moment (no transport takes it, an
+// IP this machine lacks) is ErrBadListenAddr, which the node reports as a configuration error.
+func TestNew_BadListenAddr(t *testing.T) {
+	for _, addr := range []string{"/ip4/127.0.0.1/udp/0", "/ip4/192.0.2.1/tcp/0", "/ip4/192.0.2.1/udp/0/quic-v1"} {
+		_, err := New(context.Background(), Config{
+			Key:     testKey(t),
+			Listen:  []multiaddr.Multiaddr{multiaddr.StringCast(addr)},
+			Cluster: "c",
+		})
+		if !errors.Is(err, ErrBadListenAddr) {
+			t.Errorf("listen on %s: err = %v, want ErrBadListenAddr", addr, err)
+		}
+	}
+}

@@ -121,9 +121,15 @@ func Credential(ctx context.Context) string {
 	return s
 }
 
+// bearer returns the token of an "Authorization: Bearer <token>" header, or
+// "". The scheme is matched without regard to case (RFC 9110 §11.1): a
+// client that sends "bearer" is not refused a write it may make.
 func bearer(r *http.Request) string {
-	got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return strings.TrimSpace(got)
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
 }
 
 // roleOf checks tok against the backend's credentials.

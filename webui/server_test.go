@@ -112,6 +112,26 @@ func TestWritesNeedToken(t *testing.T) {
 	}
 }
 
+// The authorization scheme is case-insensitive (RFC 9110 §11.1): "bearer" and "BEARER" carry the
+// token as "Bearer" does; another scheme or a bare token does not.
+func TestBearerSchemeAnyCase(t *testing.T) {
+	b := &fakeBackend{token: "s3cret"}
+	srv := newTestServer(t, b)
+	for auth, want := range map[string]int{"bearer s3cret": 200, "BEARER  s3cret": 200, "Basic s3cret": 401, "s3cret": 401} {
+		b.left = false
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/leave", strings.NewReader("{}"))
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want || b.left != (want == 200) {
+			t.Errorf("Authorization %q: %d (left %v), want %d", auth, resp.StatusCode, b.left, want)
+		}
+	}
+}
+
 func TestNoTokenYetRefusesWrites(t *testing.T) {
 	srv := newTestServer(t, &fakeBackend{})
 	err := NewClient(srv.URL, "anything").Do(context.Background(), "POST", "/api/v1/leave", struct{}{}, nil)

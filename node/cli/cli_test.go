@@ -38,6 +38,9 @@ func TestUsageErrorsExit78WithOneLine(t *testing.T) {
 		{"nosuch"},
 		{"node", "--bogus"},
 		{"node", "--data", dir, "--listen", "/ip4/1.2.3"},
+		// Well-formed, but no transport takes it, or the IP is not this machine's.
+		append([]string{"node", "--data", t.TempDir(), "--http", "127.0.0.1:0"}, append(quiet, "--listen", "/ip4/127.0.0.1/udp/0")...),
+		append([]string{"node", "--data", t.TempDir(), "--http", "127.0.0.1:0"}, append(quiet, "--listen", "/ip4/192.0.2.1/tcp/0")...),
 		{"node", "--data", dir, "--join", "/ip4/127.0.0.1/tcp/4100"},
 		{"node", "--data", dir, "--voter", "maybe"},
 		{"node", "--data", dir, "--voters", "2"},

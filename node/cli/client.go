@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -41,36 +42,66 @@ func (a *apiFlags) connect(timeout time.Duration) (*webui.Client, context.Contex
 }
 
 func (a *apiFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.api, "api", "", "API base URL of a node (default: the local node found through --data)")
+	fs.StringVar(&a.api, "api", "", "API base URL of a node; the web address a node prints, ?token= included, will do (default: the local node found through --data)")
 	fs.StringVar(&a.data, "data", node.DefaultDataDir(), "data directory of the local node")
-	fs.StringVar(&a.token, "token", "", "API token (default: $HYDRA_TOKEN, then the local node's data directory)")
+	fs.StringVar(&a.token, "token", "", "API token (default: --api's ?token=, $HYDRA_TOKEN, then the local node's data directory)")
 }
 
-// client resolves the API URL and token: --api/--token, $HYDRA_TOKEN, then
-// the files the local node wrote into its data directory.
+// client resolves the API URL and token: --api/--token (or --api's
+// ?token=), $HYDRA_TOKEN, then the files the local node wrote into its data
+// directory.
 func (a *apiFlags) client() (*webui.Client, error) {
-	url, token := a.api, a.token
+	base, token := a.api, a.token
+	if base != "" {
+		b, t, err := apiBase(base)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		base = b
+		if token == "" {
+			token = t
+		}
+	}
 	if token == "" {
 		token = os.Getenv("HYDRA_TOKEN")
 	}
-	if url == "" || token == "" {
+	if base == "" || token == "" {
 		lu, lt, err := node.ReadLocal(a.data)
-		if url == "" {
+		if base == "" {
 			if err != nil {
 				return nil, usageError{err}
 			}
-			url = lu
+			base = lu
 		}
 		if token == "" {
 			token = lt
 		}
 	}
-	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-		url = "http://" + url
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		base = "http://" + base
 	}
-	c := webui.NewClient(url, token)
+	c := webui.NewClient(base, token)
 	c.HTTP.Transport = &nodeClock{base: c.HTTP.Transport}
 	return c, nil
+}
+
+// apiBase splits --api into the node's base URL and the token its query
+// carries, so that the web address a node prints at start
+// (http://host:7070/?token=…) does as --api: a query or fragment is no part
+// of the base (appended to a query, the API's paths would reach the UI's
+// page instead).
+func apiBase(s string) (base, token string, err error) {
+	full := s
+	if !strings.HasPrefix(full, "http://") && !strings.HasPrefix(full, "https://") {
+		full = "http://" + full
+	}
+	u, err := url.Parse(full)
+	if err != nil || u.Host == "" {
+		return "", "", fmt.Errorf("--api %q: want a node's address, like http://host:7070", s)
+	}
+	token = u.Query().Get("token")
+	u.RawQuery, u.Fragment, u.RawFragment = "", "", ""
+	return strings.TrimRight(u.String(), "/"), token, nil
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {

@@ -81,3 +81,24 @@ func TestClientCommandsShowBodyOverItsLimit(t *testing.T) {
 		t.Fatalf("a job was submitted after its module was refused: %+v", f.Jobs())
 	}
 }
+
+// The web address a node prints at start (http://host:7070/?token=…) does as --api: the
+// commands ask the node, not its page, and take the token from the address. With ?token= kept
+// in the base, status got the page's HTML and a submit was refused 401.
+func TestAPIFlagTakesThePrintedWebAddress(t *testing.T) {
+	t.Setenv("HYDRA_TOKEN", "")
+	f := &fakeCluster{}
+	srv := httptest.NewServer(webui.New(webui.Config{Backend: f, Jobs: f}))
+	defer srv.Close()
+	api := srv.URL + "/?token=" + token
+	empty := t.TempDir() // no node ran here: no token from a data directory
+	if code, _, errs := run("status", "--api", api, "--data", empty); code != 0 {
+		t.Fatalf("status --api %s: exit %d, stderr %q", api, code, errs)
+	}
+	if code, _, errs := run("submit", "pi", "--samples", "1000", "--seed", "1", "--api", api, "--data", empty); code != 0 || len(f.Jobs()) != 1 {
+		t.Fatalf("submit --api %s: exit %d, stderr %q, %d jobs; want exit 0 and the job", api, code, errs, len(f.Jobs()))
+	}
+	if code, _, errs := run("status", "--api", "http://", "--data", empty); code != ExitConfig {
+		t.Fatalf("status --api http://: exit %d (stderr %q), want %d", code, errs, ExitConfig)
+	}
+}
