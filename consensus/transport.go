@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -108,12 +109,35 @@ type streamConn struct {
 // often.
 const inboundIdle = 2 * time.Minute
 
-// Read reads with the idle deadline of inbound streams.
+// Read reads with the idle deadline of inbound streams. On an inbound
+// stream, a reset (its member closed the conn: Close resets, by design) and
+// this node's own closing of the connection read as the stream's end
+// (io.EOF): raft logs any other read error as "failed to decode incoming
+// command" at ERROR, which every member's routine close and every graceful
+// stop did (a chaos run's logs held 240 such lines). A reset in the middle
+// of an RPC still fails its decoding (an unexpected EOF); a lost connection
+// (a keepalive timeout, a reset TCP connection) is still an error.
 func (c *streamConn) Read(b []byte) (int, error) {
-	if c.idle > 0 {
-		_ = c.Stream.SetReadDeadline(time.Now().Add(c.idle))
+	if c.idle <= 0 {
+		return c.Stream.Read(b)
 	}
-	return c.Stream.Read(b)
+	_ = c.Stream.SetReadDeadline(time.Now().Add(c.idle))
+	n, err := c.Stream.Read(b)
+	if err != nil && closedAtItsEnd(err) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// closedAtItsEnd reports whether a read error of an inbound raft stream is
+// a close rather than a failure: a stream reset (by the member, or by this
+// node as its transport stops) or this node's own close of the connection.
+func closedAtItsEnd(err error) bool {
+	if _, ok := errors.AsType[*network.StreamError](err); ok {
+		return true
+	}
+	ce, ok := errors.AsType[*network.ConnError](err)
+	return ok && !ce.Remote
 }
 
 // Write writes with the idle deadline of inbound streams: without it, a

@@ -303,7 +303,7 @@ func (r *Raft) NonvoterReasons() map[peer.ID]string {
 		case noVote(p):
 			out[p] = "quarantined by the audits: no vote until hydra trust reset"
 		case voters >= want:
-			out[p] = fmt.Sprintf("the cluster has the %d voters it keeps", want)
+			out[p] = fmt.Sprintf("the cluster keeps %d voters and has them", want)
 		case oddStep(voters, want, eligible) == 0:
 			out[p] = fmt.Sprintf("waiting for another eligible node: %d voters become %d, never an even count", voters, voters+2)
 		default:
