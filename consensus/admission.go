@@ -165,29 +165,51 @@ func (r *Raft) Access(p peer.ID) p2p.Access {
 }
 
 // expects reports whether p is named by this node's admission answer
-// (expected) while this node's replica does not hold its own allow-list
-// entry yet: until then the answer stands in for the roles it cannot see.
-// From then on the roles and the configuration decide, so that a server
-// that leaves later (hydra leave, which revokes nothing) is not trusted
-// here for good.
+// (expected) while the answer stands in for the roles this node's replica
+// cannot see yet: until the replica has applied what the answer's leader had
+// (expectedUntil). Its replay of the cluster's history passes through past
+// allow-lists, where the leader may have left for a while, or where this
+// node's own earlier membership appears; the answer, not those, says who
+// leads now. An older leader's answer names no index: it stands until the
+// replica holds this node's own allow-list entry. From then on the roles and
+// the configuration decide, so that a server that leaves later (hydra
+// leave, which revokes nothing) is not trusted here for good.
 func (r *Raft) expects(p peer.ID) bool {
 	if _, ok := r.expected.Load(p); !ok {
 		return false
+	}
+	if until := r.expectedUntil.Load(); until > 0 {
+		return r.fsm.index.Load() < until
 	}
 	own, _ := r.fsm.peerRole(r.id.String())
 	return own == ""
 }
 
-// forgetExpected clears expected once this node's own allow-list entry is
-// in its replica (the FSM calls it whenever the allow-list changes, and
-// requestMembership after it filled expected). Only ignoring the answer's
-// peers while the entry exists would not do: if the entry is removed
-// later, they would count as members here again, though the answer only
-// named who would replicate to a joiner.
+// forgetExpected clears expected once it no longer stands (expects): the
+// replica has applied the answer's index, or, for an older leader's answer,
+// holds this node's own allow-list entry. The FSM calls it whenever the
+// allow-list changes, passedIndex after each entry, requestMembership once it
+// filled expected. Only ignoring the answer's peers would not do: if this
+// node's entry is removed later, they would count as members here again,
+// though the answer only named who would replicate to a joiner.
 func (r *Raft) forgetExpected() {
+	if until := r.expectedUntil.Load(); until > 0 {
+		if r.fsm.index.Load() >= until && r.expectedUntil.CompareAndSwap(until, 0) {
+			r.expected.Clear()
+		}
+		return
+	}
 	if own, _ := r.fsm.peerRole(r.id.String()); own != "" {
 		r.ownSeen.Add(1)
 		r.expected.Clear()
+	}
+}
+
+// passedIndex is called by the FSM after each entry it applies (index): the
+// entry that reaches the answer's index ends the answer's standing.
+func (r *Raft) passedIndex(index uint64) {
+	if until := r.expectedUntil.Load(); until > 0 && index >= until {
+		r.forgetExpected()
 	}
 }
 

@@ -49,6 +49,9 @@ type FSM struct {
 	// onRoles, if set, is called (under mu, so it must not block) each
 	// time roles is replaced.
 	onRoles func()
+	// onIndex, if set, is called (under mu, so it must not block) with the
+	// index of each command or configuration entry once f.index has it.
+	onIndex func(index uint64)
 
 	// log receives Restore's warnings (a setting out of bounds); never nil.
 	log *slog.Logger
@@ -141,6 +144,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return af
 	}
 	f.index.Store(l.Index)
+	if f.onIndex != nil {
+		f.onIndex(l.Index)
+	}
 	if f.onRevoke != nil && len(l.Data) > 2 && Op(l.Data[1]) == OpMemberRemove {
 		var m MemberRemove
 		if err := strictUnmarshal(l.Data[2:], &m); err == nil && f.state.Revoked[m.ID] {
@@ -171,6 +177,9 @@ func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
 	defer f.mu.Unlock()
 	if !f.skipReplayed(index) {
 		f.index.Store(index)
+		if f.onIndex != nil {
+			f.onIndex(index)
+		}
 	}
 }
 

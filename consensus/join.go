@@ -69,6 +69,16 @@ type membershipResponse struct {
 	// answer comes from the cluster the token is for, through the member it
 	// asked, and not from a peer that only claims its cluster ID.
 	ClusterProof string `json:"cluster_proof,omitempty"`
+	// Index is the last entry the leader's replica had applied when it
+	// answered (its own admission of the joiner included): the joiner
+	// trusts Leader and Servers until its replica has applied that far.
+	// Its replica replays the cluster's history, and an index where the
+	// leader had left (hydra leave, approved again later) or where the
+	// joiner's own earlier membership appears judged the leader by a past
+	// allow-list: the joiner refused it for good (found by the chaos
+	// harness). 0 from an older leader: trusted until the joiner's own
+	// allow-list entry is in its replica.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // maxNonceLen bounds a join request's Nonce (hex of 32 bytes).
@@ -171,13 +181,14 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 		}
 	}
 	if !resp.Pending && !leave {
+		r.expectedUntil.Store(resp.Index) // before the peers: forgetExpected reads it
 		r.expected.Store(via, true)
 		for _, s := range append(resp.Servers, resp.Leader) {
 			if p, err := peer.Decode(s); err == nil {
 				r.expected.Store(p, true)
 			}
 		}
-		if r.ownSeen.Load() != seen {
+		if resp.Index == 0 && r.ownSeen.Load() != seen {
 			// The leader adds us before it answers, so our entry may have been
 			// applied here before the answer came, and even removed again since:
 			// from the entry on, the roles decide, not the answer.
@@ -365,6 +376,7 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 		}
 	}
 	resp.ClusterProof = r.answerProof(req, resp)
+	resp.Index = r.fsm.index.Load()
 	if r.hasServer(id) {
 		return resp, true, nil
 	}

@@ -39,26 +39,29 @@ type Raft struct {
 	appliedMu    sync.Mutex // serialises saveApplied (replay.go)
 	appliedSaved uint64     // the applied index last written
 
-	boot       bootState
-	grow       growState
-	readmit    readmitState // the leader's tries at admitted nodes that are not servers (readmit.go)
-	pending    pendingList
-	expected   sync.Map      // peer.ID → bool: leader and servers of our admission answer (false: while asking); cleared once our own allow-list entry is in our replica (forgetExpected)
-	ownSeen    atomic.Uint64 // times forgetExpected found our own entry in the replica: an answer that comes after one is stale
-	joinTok    *ParsedJoinToken
-	waiting    atomic.Bool  // a join request was answered "pending approval"
-	runStart   atomic.Int64 // when Run began (unix ns; 0: not yet)
-	leadStart  atomic.Int64 // when raft last made this node leader (unix ns; 0: never): quorumAfterRemoval's grace
-	statCalls  atomic.Int64 // stats calls answered to the leader (autopilot's idle cost; tests)
-	memberRuns atomic.Int64 // rounds of the membership loop (its idle cost; tests)
-	tokenWait  atomic.Bool  // logged that a node with a join token never founds a cluster
-	nodeTok    atomic.Pointer[string]
-	del        *delegate
-	promoter   *Promoter
-	apBrisk    *autopilot.Autopilot // the leader's autopilot while the servers change (pace.go)
-	apCalm     *autopilot.Autopilot // the same once they stand still
-	apCalmNow  atomic.Bool
-	apKick     *kicker // something about the servers changed: brisk autopilot (pace.go)
+	boot     bootState
+	grow     growState
+	readmit  readmitState // the leader's tries at admitted nodes that are not servers (readmit.go)
+	pending  pendingList
+	expected sync.Map      // peer.ID → bool: leader and servers of our admission answer (false: while asking); cleared once our own allow-list entry is in our replica (forgetExpected)
+	ownSeen  atomic.Uint64 // times forgetExpected found our own entry in the replica: an answer that comes after one is stale
+	// expectedUntil is the index the admission answer's leader had applied (membershipResponse.Index):
+	// expected stands until this replica has applied it too (0: an older leader's answer, or none)
+	expectedUntil atomic.Uint64
+	joinTok       *ParsedJoinToken
+	waiting       atomic.Bool  // a join request was answered "pending approval"
+	runStart      atomic.Int64 // when Run began (unix ns; 0: not yet)
+	leadStart     atomic.Int64 // when raft last made this node leader (unix ns; 0: never): quorumAfterRemoval's grace
+	statCalls     atomic.Int64 // stats calls answered to the leader (autopilot's idle cost; tests)
+	memberRuns    atomic.Int64 // rounds of the membership loop (its idle cost; tests)
+	tokenWait     atomic.Bool  // logged that a node with a join token never founds a cluster
+	nodeTok       atomic.Pointer[string]
+	del           *delegate
+	promoter      *Promoter
+	apBrisk       *autopilot.Autopilot // the leader's autopilot while the servers change (pace.go)
+	apCalm        *autopilot.Autopilot // the same once they stand still
+	apCalmNow     atomic.Bool
+	apKick        *kicker // something about the servers changed: brisk autopilot (pace.go)
 
 	lmu     sync.Mutex
 	leading bool
@@ -189,6 +192,7 @@ func New(cfg Config) (*Raft, error) {
 	}
 	r.fsm.log = log
 	r.fsm.onRoles = r.forgetExpected
+	r.fsm.onIndex = r.passedIndex
 	r.fsm.onFatal = func(af *ApplyFailure) {
 		if uo, ok := errors.AsType[UnknownOp](af.Err); ok {
 			log.Error("stopping: this build does not know the op of a committed entry; upgrade hydra on this node and restart it: the node replays its log",
