@@ -154,22 +154,38 @@ func (c *chaos) admitAgain(p *proc, what string) error {
 // changes nothing.
 func (c *chaos) leave(p *proc, out time.Duration) error {
 	c.logf("hydra leave on %s (%s)", p.name, p.id)
-	res, err := hydraCLI(c.t, 90*time.Second, "leave", "--api", p.api, "--token", c.token)
-	if err != nil {
+	// A leave whose answer was lost (a timeout) is asked again, as a user would: the node may
+	// have left the configuration meanwhile, and would otherwise run on out of the cluster.
+	for attempt := 1; ; attempt++ {
+		res, err := hydraCLI(c.t, 90*time.Second, "leave", "--api", p.api, "--token", c.token)
+		if err == nil {
+			break
+		}
+		exited := false
 		select {
 		case <-p.exited:
-			c.logf("hydra leave on %s: %v: %s; it stopped all the same", p.name, err, strings.TrimSpace(res))
+			exited = true
 		default:
-			kind := "leave-failed"
-			if strings.Contains(res, "(HTTP 409)") {
-				kind = "leave-refused"
+		}
+		if exited {
+			c.logf("hydra leave on %s: %v: %s; it stopped all the same", p.name, err, strings.TrimSpace(res))
+			break
+		}
+		if strings.Contains(res, "(HTTP 409)") || attempt == 3 {
+			kind := "leave-refused"
+			if !strings.Contains(res, "(HTTP 409)") {
+				kind = "leave-failed"
 			}
 			c.logf("hydra leave on %s: %v: %s (%s)", p.name, err, strings.TrimSpace(res), kind)
 			c.mu.Lock()
 			c.counts[kind]++
 			c.mu.Unlock()
+			if kind == "leave-failed" {
+				return fmt.Errorf("hydra leave on %s: %w: %s", p.name, err, strings.TrimSpace(res))
+			}
 			return nil
 		}
+		c.logf("hydra leave on %s: %v: %s (asking again)", p.name, err, strings.TrimSpace(res))
 	}
 	select {
 	case <-p.exited:
