@@ -161,12 +161,13 @@ func (c *chaos) fault(kind string, p *proc, hold time.Duration, prob float64) er
 // cutRules are the iptables rules (for -I or -D) that cut a loopback node off: every TCP
 // packet its user sends but its API's answers (the harness reads its status), and every
 // connection attempt to its libp2p port. Its dials come from ephemeral ports (the node
-// turns reuseport off), so a rule on its port alone would leave them up.
+// turns reuseport off), so a rule on its port alone would leave them up. Each carries the
+// comment chaosRuleTag, by which a later run sweeps what a run killed mid-fault left behind.
 func cutRules(p *proc) [][]string {
 	return [][]string{
 		{"OUTPUT", "-o", "lo", "-p", "tcp", "-m", "owner", "--uid-owner", strconv.Itoa(int(p.uid)),
-			"!", "--sport", strconv.Itoa(p.httpPort), "-j", "DROP"},
-		{"INPUT", "-i", "lo", "-p", "tcp", "--dport", strconv.Itoa(p.p2pPort), "-j", "DROP"},
+			"!", "--sport", strconv.Itoa(p.httpPort), "-m", "comment", "--comment", chaosRuleTag, "-j", "DROP"},
+		{"INPUT", "-i", "lo", "-p", "tcp", "--dport", strconv.Itoa(p.p2pPort), "-m", "comment", "--comment", chaosRuleTag, "-j", "DROP"},
 	}
 }
 

@@ -66,6 +66,7 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos seed %d (replay: HYDRA_CHAOS_SEED=%d), faults for %s", seed, seed, dur)
 	c := newChaos(t, seed)
 	c.openLogDir(seed)
+	c.sweepRules()
 	c.startCluster(5)
 	c.prepareReferences()
 	c.run(dur)

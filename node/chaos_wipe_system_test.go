@@ -50,6 +50,38 @@ func (c *chaos) addRules(rules [][]string) (func() error, error) {
 	return undo, nil
 }
 
+// chaosRuleTag is the comment of every iptables rule the harness inserts.
+const chaosRuleTag = "hydra-chaos"
+
+// sweepRules deletes the iptables rules tagged chaosRuleTag: a run killed in the middle of a
+// fault (a test timeout, SIGKILL) runs no cleanup, and a rule it left would cut a node of the
+// next run (the users and ports come again) or another test's port.
+func (c *chaos) sweepRules() {
+	out, err := exec.Command("iptables", "-S").CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("iptables -S (root needed): %v: %s", err, out)
+	}
+	for _, r := range taggedRules(string(out)) {
+		if out, err := exec.Command("iptables", append([]string{"-D"}, r...)...).CombinedOutput(); err != nil {
+			c.t.Fatalf("iptables -D %s: %v: %s", strings.Join(r, " "), err, out)
+		}
+		c.logf("removed a rule an earlier run left: %s", strings.Join(r, " "))
+	}
+}
+
+// taggedRules returns the rules (for -D) of an `iptables -S` listing that carry chaosRuleTag.
+func taggedRules(listing string) [][]string {
+	var out [][]string
+	for _, line := range strings.Split(listing, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "-A" || !strings.Contains(line, "--comment "+chaosRuleTag+" ") {
+			continue
+		}
+		out = append(out, f[1:])
+	}
+	return out
+}
+
 // lossRules are cutRules dropping each packet with probability prob only: a flaky Wi-Fi link,
 // on the same packets (what the node sends but its API's answers, and what reaches its
 // libp2p port).
@@ -264,6 +296,26 @@ func TestChaosLossRulesAreCutRulesWithAChance(t *testing.T) {
 		want := strings.Join(cut[i][:len(cut[i])-2], " ") + " -m statistic --mode random --probability 0.25 -j DROP"
 		if got := strings.Join(loss[i], " "); got != want {
 			t.Errorf("loss rule %d:\n%s\nwant\n%s", i, got, want)
+		}
+	}
+}
+
+// TestChaosSweepFindsTheRulesARunLeft checks that the sweep at a run's start finds the rules a
+// killed run left, in the form iptables -D takes, and only those.
+func TestChaosSweepFindsTheRulesARunLeft(t *testing.T) {
+	p := &proc{uid: 42101, httpPort: 7070, p2pPort: 4001}
+	// As iptables -S lists them (it quotes nothing here, and prints -m owner after -p tcp).
+	listing := "-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n" +
+		"-A INPUT -i lo -p tcp -m tcp --dport 4001 -m comment --comment hydra-chaos -j DROP\n" +
+		"-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n" +
+		"-A OUTPUT -o lo -p tcp -m owner --uid-owner 42101 -m tcp ! --sport 7070 -m comment --comment hydra-chaos -m statistic --mode random --probability 0.25000000000 -j DROP\n"
+	got := taggedRules(listing)
+	if len(got) != 2 || got[0][0] != "INPUT" || got[1][0] != "OUTPUT" || got[1][len(got[1])-1] != "DROP" {
+		t.Fatalf("tagged rules: %q", got)
+	}
+	for _, r := range cutRules(p) {
+		if !strings.Contains(strings.Join(r, " "), "-m comment --comment "+chaosRuleTag+" -j DROP") {
+			t.Errorf("cut rule without the tag: %q", r)
 		}
 	}
 }
