@@ -154,7 +154,7 @@ func (c *chaos) watch(stop chan struct{}) {
 				exited = true
 			default:
 			}
-			if exited && c.busy[p] != "kill" && !c.mayExit[p] {
+			if exited && !downKinds[c.busy[p]] && !c.mayExit[p] {
 				c.mu.Unlock()
 				c.fail(fmt.Errorf("%s exited unexpectedly (%v)", p.name, p.cmd.ProcessState))
 				c.mu.Lock()

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,7 +20,7 @@ import (
 // inject picks a fault and a node (at most two nodes under a fault at once) and starts it; a
 // fault with a duration ends on its own goroutine.
 func (c *chaos) inject(faults *sync.WaitGroup) {
-	kinds := []string{"kill", "lid", "cut", "disk", "remove"}
+	kinds := []string{"kill", "lid", "cut", "disk", "remove", "loss", "wipe", "leave"}
 	kind := kinds[c.rng.IntN(len(kinds))]
 	c.mu.Lock()
 	if len(c.busy) >= 2 {
@@ -58,9 +57,15 @@ func (c *chaos) inject(faults *sync.WaitGroup) {
 		hold = secs(2, 30)
 	case "disk":
 		hold = secs(5, 30)
-	case "remove":
+	case "remove", "leave":
 		hold = secs(2, 16) // how long it stays out
+	case "loss":
+		hold = secs(5, 40)
+	case "wipe":
+		hold = secs(1, 10) // how long the machine stays off
 	}
+	// The share of packets a lossy link drops, drawn here: the fault loop's draws replay a seed.
+	prob := 0.1 + float64(c.rng.IntN(41))/100
 	c.mu.Lock()
 	c.busy[target] = kind
 	c.counts[kind]++
@@ -69,14 +74,15 @@ func (c *chaos) inject(faults *sync.WaitGroup) {
 	go func() {
 		defer faults.Done()
 		defer func() { c.mu.Lock(); delete(c.busy, target); c.mu.Unlock() }()
-		if err := c.fault(kind, target, hold); err != nil {
+		if err := c.fault(kind, target, hold, prob); err != nil {
 			c.fail(fmt.Errorf("%s of %s: %w", kind, target.name, err))
 		}
 	}()
 }
 
-// fault applies one fault to p for hold and undoes it.
-func (c *chaos) fault(kind string, p *proc, hold time.Duration) error {
+// fault applies one fault to p for hold and undoes it; prob is a lossy link's share of packets
+// dropped.
+func (c *chaos) fault(kind string, p *proc, hold time.Duration, prob float64) error {
 	switch kind {
 	case "kill":
 		c.logf("SIGKILL %s, restart in %s", p.name, hold)
@@ -96,19 +102,26 @@ func (c *chaos) fault(kind string, p *proc, hold time.Duration) error {
 		c.logf("lid opened on %s", p.name)
 	case "cut":
 		c.logf("cable of %s cut for %s", p.name, hold)
-		rules := cutRules(p)
-		for _, r := range rules {
-			if out, err := exec.Command("iptables", append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
-				return fmt.Errorf("iptables: %w: %s", err, out)
-			}
+		undo, err := c.addRules(cutRules(p))
+		if err != nil {
+			return err
 		}
 		time.Sleep(hold)
-		for _, r := range rules {
-			if out, err := exec.Command("iptables", append([]string{"-D"}, r...)...).CombinedOutput(); err != nil {
-				return fmt.Errorf("iptables: %w: %s", err, out)
-			}
+		if err := undo(); err != nil {
+			return err
 		}
 		c.logf("cable of %s back", p.name)
+	case "loss":
+		c.logf("link of %s loses %.0f%% of its packets for %s", p.name, 100*prob, hold)
+		undo, err := c.addRules(lossRules(p, prob))
+		if err != nil {
+			return err
+		}
+		time.Sleep(hold)
+		if err := undo(); err != nil {
+			return err
+		}
+		c.logf("link of %s sound again", p.name)
 	case "disk":
 		c.logf("disk of %s full for %s", p.name, hold)
 		c.mu.Lock()
@@ -137,6 +150,10 @@ func (c *chaos) fault(kind string, p *proc, hold time.Duration) error {
 		c.mu.Unlock()
 	case "remove":
 		return c.removeApprove(p, hold)
+	case "wipe":
+		return c.wipe(p, hold)
+	case "leave":
+		return c.leave(p, hold)
 	}
 	return nil
 }
@@ -144,12 +161,13 @@ func (c *chaos) fault(kind string, p *proc, hold time.Duration) error {
 // cutRules are the iptables rules (for -I or -D) that cut a loopback node off: every TCP
 // packet its user sends but its API's answers (the harness reads its status), and every
 // connection attempt to its libp2p port. Its dials come from ephemeral ports (the node
-// turns reuseport off), so a rule on its port alone would leave them up.
+// turns reuseport off), so a rule on its port alone would leave them up. Each carries the
+// comment chaosRuleTag, by which a later run sweeps what a run killed mid-fault left behind.
 func cutRules(p *proc) [][]string {
 	return [][]string{
 		{"OUTPUT", "-o", "lo", "-p", "tcp", "-m", "owner", "--uid-owner", strconv.Itoa(int(p.uid)),
-			"!", "--sport", strconv.Itoa(p.httpPort), "-j", "DROP"},
-		{"INPUT", "-i", "lo", "-p", "tcp", "--dport", strconv.Itoa(p.p2pPort), "-j", "DROP"},
+			"!", "--sport", strconv.Itoa(p.httpPort), "-m", "comment", "--comment", chaosRuleTag, "-j", "DROP"},
+		{"INPUT", "-i", "lo", "-p", "tcp", "--dport", strconv.Itoa(p.p2pPort), "-m", "comment", "--comment", chaosRuleTag, "-j", "DROP"},
 	}
 }
 

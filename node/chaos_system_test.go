@@ -28,8 +28,11 @@ import (
 // of a node (the leader half the time), a closed lid (SIGSTOP of its process group, SIGCONT
 // 2–40 s later), a cut cable (iptables drops its packets on loopback for 2–30 s), a full
 // disk (its data directory is a small tmpfs, filled for 5–30 s; a node that stops on it is
-// started again, as its service manager would), and `hydra remove` + `hydra approve` of a
-// node. At most two nodes are under a fault at once. It checks all along that no node process
+// started again, as its service manager would), `hydra remove` + `hydra approve` of a node, a
+// lossy link (iptables drops 10–50% of its packets at random for 5–40 s), a replaced disk
+// (SIGKILL, its data moved aside, started again with a new key through a member's join
+// address; the old key removed, the new one approved) and `hydra leave` (started again, it
+// joins anew and is approved). At most two nodes are under a fault at once. It checks all along that no node process
 // exits but one stopped by a full disk, that a job seen done stays done with its result, and
 // that no node's RSS passes 1 GiB; once the faults stop, that within a bounded settle time
 // every job submitted is done (or failed with a reason), every done job's result is bit-exact
@@ -64,6 +67,7 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos seed %d (replay: HYDRA_CHAOS_SEED=%d), faults for %s", seed, seed, dur)
 	c := newChaos(t, seed)
 	c.openLogDir(seed)
+	c.sweepRules()
 	c.startCluster(5)
 	c.prepareReferences()
 	c.run(dur)
@@ -87,6 +91,7 @@ type chaos struct {
 
 	mu        sync.Mutex
 	busy      map[*proc]string // nodes under a fault, and which
+	wipes     int              // disks replaced so far (names the directories their data went to)
 	mayExit   map[*proc]bool   // a full disk may stop these
 	jobs      []*chaosJob
 	done      map[string]bool // jobs seen done and verified on some node
@@ -367,7 +372,7 @@ func (c *chaos) live() []*proc {
 	defer c.mu.Unlock()
 	var out []*proc
 	for _, p := range alive(c.ps) {
-		if c.busy[p] != "lid" && c.busy[p] != "kill" {
+		if c.busy[p] != "lid" && !downKinds[c.busy[p]] {
 			out = append(out, p)
 		}
 	}
