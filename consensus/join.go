@@ -376,7 +376,9 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 		}
 	}
 	resp.ClusterProof = r.answerProof(req, resp)
-	resp.Index = r.fsm.index.Load()
+	// raft's applied index too: a replica whose state last came from a snapshot has an FSM index
+	// below it (the joiner's trust would lapse before it is that far).
+	resp.Index = max(r.fsm.index.Load(), r.raft.AppliedIndex())
 	if r.hasServer(id) {
 		return resp, true, nil
 	}
