@@ -139,7 +139,7 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	// trusted while the request is in flight could install a state of its
 	// own before it answers. The leader's first raft RPCs to it are
 	// refused; raft retries them once the answer is checked.
-	seen := r.ownSeen.Load() // our own entry in the replica from now on makes the answer stale
+	seen := r.ownSeen.Load() // our own entry in the replica from now on makes an answer with no Index stale
 	fresh := !r.inCluster()
 	trusted := fresh || r.roleOf(via) == RoleMember
 	tokenJoin := r.joinTok != nil && !leave && fresh

@@ -43,7 +43,7 @@ type Raft struct {
 	grow     growState
 	readmit  readmitState // the leader's tries at admitted nodes that are not servers (readmit.go)
 	pending  pendingList
-	expected sync.Map      // peer.ID → bool: leader and servers of our admission answer (false: while asking); cleared once our own allow-list entry is in our replica (forgetExpected)
+	expected sync.Map      // peer.ID → bool: leader and servers of our admission answer (false: while asking); cleared once the answer no longer stands (forgetExpected)
 	ownSeen  atomic.Uint64 // times forgetExpected found our own entry in the replica: an answer that comes after one is stale
 	// expectedUntil is the index the admission answer's leader had applied (membershipResponse.Index):
 	// expected stands until this replica has applied it too (0: an older leader's answer, or none)
