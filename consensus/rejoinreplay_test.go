@@ -18,37 +18,19 @@ func TestRejoinerTrustsItsAnswerThroughTheLeadersPast(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t, 3, "rejoin-stale", nil)
 	leader := settled(t, nodes, 3, true)
-	var l, x *testNode
-	for _, n := range nodes {
-		if n == leader {
-			continue
-		}
-		if l == nil {
-			l = n
-		} else {
-			x = n
-		}
-	}
-	others := func(skip *testNode) []*testNode {
-		var out []*testNode
-		for _, n := range nodes {
-			if n != skip {
-				out = append(out, n)
-			}
-		}
-		return out
-	}
+	rest := otherThanAll(nodes, leader)
+	l, x := rest[0], rest[1]
 	// L leaves and joins again (fresh raft state, same key).
 	if err := l.r.Leave(ctxT(t, testDeadline)); err != nil {
 		t.Fatal(err)
 	}
 	l.kill()
-	out := settled(t, others(l), 2, true)
+	out := settled(t, otherThanAll(nodes, l), 2, true)
 	// Enough entries while L is out that a replay of them takes more than one AppendEntries.
 	for i := range 300 {
 		registerFake(t, out, fmt.Sprint(i))
 	}
-	l.restart(others(l))
+	l.restart(otherThanAll(nodes, l))
 	// L leads.
 	cur := settled(t, nodes, 3, false)
 	if cur != l {
@@ -67,8 +49,8 @@ func TestRejoinerTrustsItsAnswerThroughTheLeadersPast(t *testing.T) {
 		t.Fatal(err)
 	}
 	x.kill()
-	settled(t, others(x), 2, false)
-	x.restart(others(x))
+	settled(t, otherThanAll(nodes, x), 2, false)
+	x.restart(otherThanAll(nodes, x))
 	waitUntil(t, testDeadline, "X caught up with L's log", func() error {
 		if a, b := x.r.AppliedIndex(), l.r.AppliedIndex(); a+2 < b {
 			return fmt.Errorf("X applied %d, L %d", a, b)

@@ -131,38 +131,8 @@ func FuzzModuleDecoders(f *testing.F) {
 // module, and its hold stores nothing (a compromised worker could fill every node's disk with
 // modules, or delete one a job is about to use); a member's drop deletes it.
 func TestWorkerCannotHoldOrDropModules(t *testing.T) {
-	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
-	n.start(t)
-	tok := activeAdminToken(t, n)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := webui.NewClient(n.HTTPURL(), tok).UploadModule(ctx, code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admitted := func(role string) host.Host {
-		t.Helper()
-		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close() })
-		cmd, err := consensus.NewCommand(consensus.OpMemberAdd, consensus.MemberAdd{ID: h.ID().String(), Role: role, At: time.Now().UTC()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := n.raft.ApplyAs(ctx, cmd, tok); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.Connect(ctx, n.info()); err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
+	n, tok, ctx, _, info := moduleNode(t)
+	admitted := func(role string) host.Host { return admittedHost(t, ctx, n, tok, role) }
 	w := admitted(consensus.RoleWorker)
 	if err := p2p.Call(ctx, w, n.ID(), ModuleHoldProtocol, moduleReq{SHA256: info.SHA256, Drop: true}, nil); err == nil {
 		t.Error("a worker's drop was answered")
@@ -212,39 +182,12 @@ func TestStoreModuleRepairsACorruptCopy(t *testing.T) {
 // the member waits for it. Before, a DELETE right after a cancel left a copy on every follower
 // that had not applied the cancel yet (each answered "module in use" and kept it).
 func TestModuleDropWaitsForTheAskersIndex(t *testing.T) {
-	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
-	n.start(t)
-	tok := activeAdminToken(t, n)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := webui.NewClient(n.HTTPURL(), tok)
-	info, err := c.UploadModule(ctx, code)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, tok, ctx, c, info := moduleNode(t)
 	job, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: info.SHA256, Items: 1000, Reduce: compute.ReduceSum}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	cmd, err := consensus.NewCommand(consensus.OpMemberAdd, consensus.MemberAdd{ID: m.ID().String(), Role: consensus.RoleMember, At: time.Now().UTC()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.raft.ApplyAs(ctx, cmd, tok); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Connect(ctx, n.info()); err != nil {
-		t.Fatal(err)
-	}
+	m := admittedHost(t, ctx, n, tok, consensus.RoleMember)
 
 	// The asker (m) has applied the job's cancel at an index this replica has not reached:
 	// the job is still queued here while the drop is asked.
@@ -288,4 +231,47 @@ func TestModuleDropWaitsForTheAskersIndex(t *testing.T) {
 	if n.hasModule(info.SHA256) {
 		t.Fatal("the member kept a module no job uses any more")
 	}
+}
+
+// moduleNode starts a node that computes nothing, with the sum example uploaded: the node, its
+// admin token, a context for the test, a client of its API and the module's info.
+func moduleNode(t *testing.T) (*testNode, string, context.Context, *webui.Client, webui.ModuleInfo) {
+	t.Helper()
+	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
+	n.start(t)
+	tok := activeAdminToken(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := webui.NewClient(n.HTTPURL(), tok)
+	info, err := c.UploadModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, tok, ctx, c, info
+}
+
+// admittedHost is a bare libp2p host admitted to n's cluster with role and connected to n: a
+// peer that speaks the node's protocols as it likes.
+func admittedHost(t *testing.T, ctx context.Context, n *testNode, tok, role string) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	cmd, err := consensus.NewCommand(consensus.OpMemberAdd, consensus.MemberAdd{ID: h.ID().String(), Role: role, At: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.raft.ApplyAs(ctx, cmd, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Connect(ctx, n.info()); err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
