@@ -24,7 +24,10 @@ const maxCredit = time.Second
 // made up like any other; a longer gap is time the child had nothing to compute, not time it
 // lost, and earning budget then let a limited node start each job flat out for up to maxCredit
 // (a 15 % child 150 ms of CPU in its first 150 ms, 0.85 s of work ahead of its limit; cgroup
-// quotas and cpulimit carry nothing over).
+// quotas and cpulimit carry nothing over). A longer gap also ends what the child was owed for
+// preemption before it: the next task starts on at most idleCredit's worth, whatever the
+// machine's load was before the pause (the owner's program that preempted it and then stopped
+// would otherwise see the next task start flat out).
 const idleCredit = dutyPeriod
 
 // gate implements --cpu-limit P as a CPU-time budget shared by all kernel workers, as cpulimit
@@ -91,17 +94,25 @@ func (g *gate) reset() {
 	g.mu.Unlock()
 }
 
-// idle marks the end of a task: until busy, the child has nothing to compute.
+// idle marks the end of a task: until busy, the child has nothing to compute. It brings the
+// credit up to date, so that busy judges what the task itself left owed.
 func (g *gate) idle() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.idleAt.IsZero() {
-		g.idleAt = g.now()
+	if !g.idleAt.IsZero() {
+		return
+	}
+	g.idleAt = g.now()
+	if p := float64(g.limit.Load()) / 100; p < 1 && !g.last.IsZero() {
+		if cpu, ok := g.cpu(); ok {
+			g.accrue(g.idleAt, cpu, p)
+		}
 	}
 }
 
-// busy marks the start of a task: of the time since idle, only idleCredit earns budget (the
-// credit carried from before, CPU time lost to preemption, stays).
+// busy marks the start of a task. A gap up to idleCredit is made up like any other; of a longer
+// one only idleCredit earns budget, and the credit carried from before it (CPU time lost to
+// preemption) is dropped, while a debt (a worker's overshoot) stays.
 func (g *gate) busy() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -110,8 +121,18 @@ func (g *gate) busy() {
 	}
 	if gap := g.now().Sub(g.idleAt) - idleCredit; gap > 0 && !g.last.IsZero() {
 		g.last = g.last.Add(gap) // as if the budget was last brought up to date gap later
+		g.credit = min(g.credit, 0)
 	}
 	g.idleAt = time.Time{}
+}
+
+// accrue brings the credit up to now at limit p: the budget earned since last less the CPU
+// time used, at most maxCredit's worth. g.mu is held.
+func (g *gate) accrue(now time.Time, cpu, p float64) {
+	rate := p * float64(g.cpus.Load()) // CPU seconds of budget per second
+	g.credit += rate*now.Sub(g.last).Seconds() - (cpu - g.lastCPU)
+	g.credit = min(g.credit, rate*maxCredit.Seconds())
+	g.last, g.lastCPU = now, cpu
 }
 
 // wait returns at once while the budget lasts; once it is spent it blocks until it has grown
@@ -155,11 +176,10 @@ func (g *gate) delay() (time.Duration, <-chan struct{}) {
 	rate := p * float64(g.cpus.Load()) // CPU seconds of budget per second
 	if g.last.IsZero() {
 		g.credit = rate * (1 - p) * dutyPeriod.Seconds() // a first "on" phase
+		g.last, g.lastCPU = now, cpu
 	} else {
-		g.credit += rate*now.Sub(g.last).Seconds() - (cpu - g.lastCPU)
-		g.credit = min(g.credit, rate*maxCredit.Seconds())
+		g.accrue(now, cpu, p)
 	}
-	g.last, g.lastCPU = now, cpu
 	if g.credit > 0 {
 		return 0, g.changed
 	}

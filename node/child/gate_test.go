@@ -141,8 +141,8 @@ func TestGateLimitChangeWakes(t *testing.T) {
 
 // TestGateIdleEarnsNoBudget checks that time with no task earns at most idleCredit of budget: a
 // limited child that sat idle between jobs starts the next one at its limit, not flat out on a
-// second of credit, while a short gap between back-to-back tasks and credit earned by
-// preemption before it are kept.
+// second of credit, nor on credit earned by preemption before the pause; a short gap between
+// back-to-back tasks and the preemption before it are made up.
 func TestGateIdleEarnsNoBudget(t *testing.T) {
 	const ms = time.Millisecond
 	const p = 0.15
@@ -157,9 +157,28 @@ func TestGateIdleEarnsNoBudget(t *testing.T) {
 	f.wall = f.wall.Add(time.Minute)
 	f.gate.busy()
 	f.step(0, 0)
-	if want := before + p*idleCredit.Seconds(); math.Abs(f.credit-want) > 1e-9 {
+	if want := min(before, 0) + p*idleCredit.Seconds(); math.Abs(f.credit-want) > 1e-9 {
 		t.Fatalf("credit after a minute idle %.4f CPU s, want %.4f (idleCredit's worth), not the cap %.4f",
 			f.credit, want, p*maxCredit.Seconds())
+	}
+	// Preempted for 600 ms at the end of a task (90 ms of budget owed), then 1.5 s with nothing
+	// to compute: the next task starts on idleCredit's worth, not on the 90 ms as well (the
+	// owner's program that preempted the child and then stopped saw the next task run flat out).
+	e := newFakeGate(15, 1)
+	e.step(0, 0)
+	for range 5 {
+		e.step(100*ms, 15*ms)
+	}
+	e.wall = e.wall.Add(600 * ms) // no poll while preempted: the task ends
+	e.gate.idle()
+	if e.credit < p*0.5 {
+		t.Fatalf("credit at a task's end after 600 ms preempted %.4f CPU s, want at least %.4f", e.credit, p*0.5)
+	}
+	e.wall = e.wall.Add(1500 * ms)
+	e.gate.busy()
+	e.step(0, 0)
+	if want := p * idleCredit.Seconds(); math.Abs(e.credit-want) > 1e-9 {
+		t.Fatalf("credit after preemption and then 1.5 s idle %.4f CPU s, want %.4f (idleCredit's worth)", e.credit, want)
 	}
 	// (Without the idle mark the same minute is a preemption, made up within maxCredit:
 	// TestGateBudgetsCPUTime.)
@@ -185,7 +204,7 @@ func TestGateIdleEarnsNoBudget(t *testing.T) {
 	k.cpu += 0.02
 	k.gate.busy()
 	k.step(0, 0)
-	if want := c0 + p*idleCredit.Seconds() - 0.02; math.Abs(k.credit-want) > 1e-9 {
+	if want := min(c0, 0) + p*idleCredit.Seconds() - 0.02; math.Abs(k.credit-want) > 1e-9 {
 		t.Fatalf("credit after idle with 20 ms of CPU used %.4f CPU s, want %.4f", k.credit, want)
 	}
 }
