@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"reflect"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -74,6 +75,16 @@ func hclogValue(a any) any {
 		return fmt.Sprintf("0b%b", int(v))
 	case hclog.Quote:
 		return fmt.Sprintf("%q", string(v))
+	case error, slog.LogValuer:
+		return a // slog renders both itself
+	case fmt.Stringer:
+		// raft logs itself ("follower", r) and its servers ("peer", raft.Server) as values
+		// that print themselves; slog's JSON handler marshalled their exported fields
+		// instead, "{}" for the *Raft.
+		return v.String()
+	}
+	if k := reflect.Indirect(reflect.ValueOf(a)).Kind(); k == reflect.Struct {
+		return fmt.Sprintf("%+v", a) // as the text handler prints it, in either format
 	}
 	return a
 }

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -33,3 +34,29 @@ func Test_HCLogger_FormatsHclogValues(t *testing.T) {
 		t.Errorf("log line %q carries the raw format string", out)
 	}
 }
+
+// Test_HCLogger_JSONPrintsWhatTextPrints: raft logs "entering follower state" with the *Raft
+// itself ("follower", r, a fmt.Stringer) and its peers as raft.Server structs; with
+// --log-format json they printed as "{}" and as their raw fields, not as in the text format.
+func Test_HCLogger_JSONPrintsWhatTextPrints(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHCLogger(slog.New(slog.NewJSONHandler(&buf, nil)), "raft")
+	l.Info("entering follower state", "follower", stringer{"Node at a [Follower]"},
+		"peer", raft.Server{Suffrage: raft.Voter, ID: "b", Address: "b"}, "error", errors.New("boom"), "n", 3)
+	out := buf.String()
+	for _, want := range []string{
+		`"follower":"Node at a [Follower]"`,
+		`"peer":"{Suffrage:Voter ID:b Address:b}"`,
+		`"error":"boom"`,
+		`"n":3`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("JSON log line %s lacks %s", out, want)
+		}
+	}
+}
+
+// stringer stands for a value that prints itself, with no exported fields (raft's *Raft).
+type stringer struct{ s string }
+
+func (s stringer) String() string { return s.s }

@@ -305,7 +305,11 @@ func (r *Raft) NonvoterReasons() map[peer.ID]string {
 		case voters >= want:
 			out[p] = fmt.Sprintf("the cluster keeps %d voters and has them", want)
 		case oddStep(voters, want, eligible) == 0:
-			out[p] = fmt.Sprintf("waiting for another eligible node: %d voters become %d, never an even count", voters, voters+2)
+			grow := "voters become"
+			if voters == 1 {
+				grow = "voter becomes"
+			}
+			out[p] = fmt.Sprintf("waiting for another eligible node: %d %s %d, never an even count", voters, grow, voters+2)
 		default:
 			out[p] = "to be promoted once it answers the leader and has caught up"
 		}

@@ -53,8 +53,8 @@ func Test_MultiNode_VotersFromStart(t *testing.T) {
 			continue
 		}
 		why := n.r.NonvoterReasons()[n.h.ID()]
-		if !strings.Contains(why, "another eligible node") {
-			t.Fatalf("non-voter's reason %q, want it to wait for another eligible node", why)
+		if !strings.Contains(why, "another eligible node: 1 voter becomes 3,") {
+			t.Fatalf("non-voter's reason %q, want it to wait for another eligible node (1 voter becomes 3)", why)
 		}
 	}
 
