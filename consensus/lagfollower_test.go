@@ -40,19 +40,6 @@ func TestLaggingMemberTakesALeaderThatOnceLeft(t *testing.T) {
 	if l == nil || v == nil {
 		t.Fatalf("no voter to leave or no non-voter among %s", serverIDs(first.r.Servers()))
 	}
-	without := func(skip ...*testNode) []*testNode {
-		var out []*testNode
-	next:
-		for _, n := range nodes {
-			for _, s := range skip {
-				if n == s {
-					continue next
-				}
-			}
-			out = append(out, n)
-		}
-		return out
-	}
 	// V goes down: its log ends before L's leave.
 	v.kill()
 	// L leaves and joins again, with enough entries while it is out that the window between
@@ -62,11 +49,11 @@ func TestLaggingMemberTakesALeaderThatOnceLeft(t *testing.T) {
 	}
 	l.kill()
 	for i := range 300 {
-		registerFake(t, leaderAmong(t, without(l, v)), fmt.Sprint(i))
+		registerFake(t, leaderAmong(t, otherThanAll(nodes, l, v)), fmt.Sprint(i))
 	}
-	l.restart(without(l, v))
+	l.restart(otherThanAll(nodes, l, v))
 	waitUntil(t, testDeadline, "L is a voter again", func() error {
-		ldr := leaderAmong(t, without(v))
+		ldr := leaderAmong(t, otherThanAll(nodes, v))
 		for _, s := range ldr.r.Servers() {
 			if s.ID == l.h.ID() && s.Voter {
 				if _, ok := ldr.r.State().Nodes[l.h.ID().String()]; ok {
@@ -77,7 +64,7 @@ func TestLaggingMemberTakesALeaderThatOnceLeft(t *testing.T) {
 		return fmt.Errorf("L is not a registered voter yet")
 	})
 	// L leads.
-	cur := leaderAmong(t, without(v))
+	cur := leaderAmong(t, otherThanAll(nodes, v))
 	if cur != l {
 		if err := cur.r.raft.LeadershipTransferToServer(raft.ServerID(l.h.ID().String()), raft.ServerAddress(l.h.ID().String())).Error(); err != nil {
 			t.Fatal(err)
@@ -91,7 +78,7 @@ func TestLaggingMemberTakesALeaderThatOnceLeft(t *testing.T) {
 	})
 	// V comes back and L replicates its log to V.
 	v.cfg.timings = func(t *Timings) { t.PeerDrop = 10 * testDeadline }
-	v.restart(without(v))
+	v.restart(otherThanAll(nodes, v))
 	back := time.Now()
 	var ticks int
 	var lastTick time.Time
