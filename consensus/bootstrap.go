@@ -269,6 +269,9 @@ func (r *Raft) Run(ctx context.Context) {
 			r.bootstrapStep(ctx, start)
 		} else {
 			r.protectServers()
+			if r.askAgain.Swap(false) {
+				r.rejoin(ctx) // a lagging replica refused who may lead now (refusedRaft)
+			}
 			if _, ok := r.Leader(); ok {
 				poll, settled = r.t.MemberPoll, true
 				noLeaderSince = time.Time{}

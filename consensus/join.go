@@ -520,3 +520,38 @@ func (r *Raft) rejoin(ctx context.Context) {
 		}
 	}
 }
+
+// allowRaft is the transport's check of a raft stream's or RPC's sender: mayRaft, and
+// refusedRaft when it refuses.
+func (r *Raft) allowRaft(p peer.ID) bool {
+	if r.mayRaft(p) {
+		return true
+	}
+	r.refusedRaft(p)
+	return false
+}
+
+// refusedRaft: mayRaft refused p, a peer this node's replica does not know (no role, not
+// revoked, not a server), that raft takes for the leader, or while raft knows no leader. A
+// member whose replica lags (it was down while the leader left, hydra leave, and was approved
+// again) judges the leader by a past allow-list once it has applied the leave, and refused it
+// until it had seen no leader for PeerDrop (Run's rejoin). It asks a member of its replica
+// to re-add it now, in the membership loop: the answer's leader and voters stand until this
+// replica has applied the answer's index (expects). The refusal itself grants p nothing: the
+// answer must come from a member this replica knows (requestMembership), as Run's rejoin's
+// does. At most once per MemberPoll, and never for a revoked key or a worker.
+func (r *Raft) refusedRaft(p peer.ID) {
+	if role, revoked := r.fsm.peerRole(p.String()); revoked || role != "" || !r.inCluster() {
+		return
+	}
+	if l, ok := r.Leader(); ok && l != p {
+		return // a leader this node takes: an outsider's stream asks nothing of the others
+	}
+	now := time.Now().UnixNano()
+	last := r.askedAt.Load()
+	if (last != 0 && time.Duration(now-last) < r.t.MemberPoll) || !r.askedAt.CompareAndSwap(last, now) {
+		return
+	}
+	r.askAgain.Store(true)
+	r.memberKick.kick()
+}

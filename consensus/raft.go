@@ -48,6 +48,8 @@ type Raft struct {
 	// expectedUntil is the index the admission answer's leader had applied (membershipResponse.Index):
 	// expected stands until this replica has applied it too (0: an older leader's answer, or none)
 	expectedUntil atomic.Uint64
+	askAgain      atomic.Bool  // a raft RPC of a peer this replica does not know was refused: ask to be re-added (refusedRaft)
+	askedAt       atomic.Int64 // when refusedRaft last set askAgain (unix ns)
 	joinTok       *ParsedJoinToken
 	waiting       atomic.Bool  // a join request was answered "pending approval"
 	runStart      atomic.Int64 // when Run began (unix ns; 0: not yet)
@@ -214,7 +216,7 @@ func New(cfg Config) (*Raft, error) {
 		_ = st.close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	trans := newTransport(cfg.Host, 2*t.RPC, t.RPC, r.mayRaft, log)
+	trans := newTransport(cfg.Host, 2*t.RPC, t.RPC, r.allowRaft, log)
 	r.trans = trans
 	rc := raftConfig(id, t, r.notifyCh, cfg.Logger)
 	if cfg.trailingLogs > 0 {

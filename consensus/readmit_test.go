@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -260,10 +261,11 @@ func TestReadmitWakeBounded(t *testing.T) {
 	}
 }
 
-func otherThanAll(nodes []*testNode, n *testNode) []*testNode {
+// otherThanAll returns nodes without the ones in skip.
+func otherThanAll(nodes []*testNode, skip ...*testNode) []*testNode {
 	var out []*testNode
 	for _, o := range nodes {
-		if o != n {
+		if !slices.Contains(skip, o) {
 			out = append(out, o)
 		}
 	}
