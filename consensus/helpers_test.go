@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -398,4 +399,22 @@ const testAdminToken = "test-admin-token"
 func hasFake(n *testNode, name string) bool {
 	_, ok := n.r.State().Nodes["fake-"+name]
 	return ok
+}
+
+// handLeadership makes to the leader: cur, the leader now, hands it leadership unless to leads
+// already, and the call waits until to leads.
+func handLeadership(tb testing.TB, cur, to *testNode) {
+	tb.Helper()
+	if cur != to {
+		id := to.h.ID().String()
+		if err := cur.r.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(id)).Error(); err != nil {
+			tb.Fatalf("hand leadership from %s to %s: %v", cur.name, to.name, err)
+		}
+	}
+	waitUntil(tb, testDeadline, to.name+" leads", func() error {
+		if !to.r.IsLeader() {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // TestLaggingMemberTakesALeaderThatOnceLeft: a member V (here the non-voter) that was down
@@ -65,17 +63,7 @@ func TestLaggingMemberTakesALeaderThatOnceLeft(t *testing.T) {
 	})
 	// L leads.
 	cur := leaderAmong(t, otherThanAll(nodes, v))
-	if cur != l {
-		if err := cur.r.raft.LeadershipTransferToServer(raft.ServerID(l.h.ID().String()), raft.ServerAddress(l.h.ID().String())).Error(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitUntil(t, testDeadline, "L leads", func() error {
-		if !l.r.IsLeader() {
-			return fmt.Errorf("not yet")
-		}
-		return nil
-	})
+	handLeadership(t, cur, l)
 	// V comes back and L replicates its log to V.
 	v.cfg.timings = func(t *Timings) { t.PeerDrop = 10 * testDeadline }
 	v.restart(otherThanAll(nodes, v))

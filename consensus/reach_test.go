@@ -191,15 +191,7 @@ func TestAnswersToAnEarlierLeadershipDoNotCount(t *testing.T) {
 
 	term := leader.r.raft.CurrentTerm()
 	dead.kill()
-	if err := leader.r.raft.LeadershipTransferToServer(raft.ServerID(heir.h.ID().String()), raft.ServerAddress(heir.h.ID().String())).Error(); err != nil {
-		t.Fatalf("hand leadership to %s: %v", heir.name, err)
-	}
-	waitUntil(t, testDeadline, heir.name+" leads", func() error {
-		if heir.r.raft.State() != raft.Leader {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	handLeadership(t, leader, heir)
 	if err := heir.r.raft.LeadershipTransferToServer(raft.ServerID(leader.h.ID().String()), raft.ServerAddress(leader.h.ID().String())).Error(); err != nil {
 		t.Fatalf("hand leadership back to %s: %v", leader.name, err)
 	}

@@ -3,8 +3,6 @@ package consensus
 import (
 	"fmt"
 	"testing"
-
-	"github.com/hashicorp/raft"
 )
 
 // TestRejoinerTrustsItsAnswerThroughTheLeadersPast: a node that left and joins again with a
@@ -33,17 +31,7 @@ func TestRejoinerTrustsItsAnswerThroughTheLeadersPast(t *testing.T) {
 	l.restart(otherThanAll(nodes, l))
 	// L leads.
 	cur := settled(t, nodes, 3, false)
-	if cur != l {
-		if err := cur.r.raft.LeadershipTransferToServer(raft.ServerID(l.h.ID().String()), raft.ServerAddress(l.h.ID().String())).Error(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitUntil(t, testDeadline, "L leads", func() error {
-		if !l.r.IsLeader() {
-			return fmt.Errorf("not yet")
-		}
-		return nil
-	})
+	handLeadership(t, cur, l)
 	// X leaves and joins again: its replay passes the index where L had left.
 	if err := x.r.Leave(ctxT(t, testDeadline)); err != nil {
 		t.Fatal(err)
