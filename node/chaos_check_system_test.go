@@ -4,8 +4,10 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"runtime"
 	"sort"
 	"strings"
@@ -84,10 +86,19 @@ func (j *chaosJob) body(module string) map[string]any {
 	}
 }
 
+// errNoAnswer marks a check whose fetch got no HTTP answer at all (the node went down between
+// its job view and its result: a power cut or hydra leave in between), not a wrong answer.
+var errNoAnswer = errors.New("no answer")
+
 // check fetches j's result from p and compares it with the reference.
-func (c *chaos) check(p *proc, j *chaosJob) error {
+func (c *chaos) check(p *proc, j *chaosJob) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	defer func() {
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = fmt.Errorf("%w: %w", errNoAnswer, err)
+		}
+	}()
 	cl := p.client("")
 	switch j.kind {
 	case "pi":
@@ -209,7 +220,9 @@ func (c *chaos) watch(stop chan struct{}) {
 				}
 				switch v.State {
 				case compute.StateDone:
-					if err := c.check(p, j); err != nil {
+					if err := c.check(p, j); errors.Is(err, errNoAnswer) {
+						continue // went down since its job view: ask the next node
+					} else if err != nil {
 						c.fail(err)
 						break
 					}
