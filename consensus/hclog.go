@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -42,6 +43,11 @@ func slogLevel(level hclog.Level) slog.Level {
 
 func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	lv := slogLevel(level)
+	if lv >= slog.LevelWarn && cancelled(args) {
+		// autopilot logs "Error when computing next state: context canceled" at ERROR each
+		// time this node stops leading (its loop's context ends): routine, not a fault.
+		lv = slog.LevelDebug
+	}
 	if !h.l.Enabled(context.Background(), lv) {
 		return
 	}
@@ -51,6 +57,17 @@ func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 		all[i] = hclogValue(a)
 	}
 	h.l.Log(context.Background(), lv, msg, all...)
+}
+
+// cancelled reports whether one of a log call's values is an error that only says its context
+// was cancelled.
+func cancelled(args []any) bool {
+	for _, a := range args {
+		if err, ok := a.(error); ok && errors.Is(err, context.Canceled) {
+			return true
+		}
+	}
+	return false
 }
 
 // hclogValue renders the value types hclog formats itself (hclog.Fmt and

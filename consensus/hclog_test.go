@@ -2,7 +2,9 @@ package consensus
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -60,3 +62,17 @@ func Test_HCLogger_JSONPrintsWhatTextPrints(t *testing.T) {
 type stringer struct{ s string }
 
 func (s stringer) String() string { return s.s }
+
+// Test_HCLogger_CancelledIsNotAnError: autopilot logs "Error when computing next state" with
+// context.Canceled at ERROR each time the node stops leading; that is routine and logs at
+// DEBUG, while the same message with any other error stays an ERROR.
+func Test_HCLogger_CancelledIsNotAnError(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHCLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), "autopilot")
+	l.Error("Error when computing next state", "error", fmt.Errorf("stats: %w", context.Canceled))
+	l.Error("Error when computing next state", "error", errors.New("boom"))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "level=DEBUG") || !strings.Contains(lines[1], "level=ERROR") {
+		t.Fatalf("log:\n%s\nwant the cancelled one at DEBUG, the other at ERROR", buf.String())
+	}
+}
