@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -92,8 +93,8 @@ func hclogValue(a any) any {
 		return fmt.Sprintf("0b%b", int(v))
 	case hclog.Quote:
 		return fmt.Sprintf("%q", string(v))
-	case error, slog.LogValuer:
-		return a // slog renders both itself
+	case error, slog.LogValuer, time.Time, time.Duration:
+		return a // slog renders these itself (a time in RFC 3339, a duration as in the text format)
 	case fmt.Stringer:
 		// raft logs itself ("follower", r) and its servers ("peer", raft.Server) as values
 		// that print themselves; slog's JSON handler marshalled their exported fields

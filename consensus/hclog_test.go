@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -44,13 +45,16 @@ func Test_HCLogger_JSONPrintsWhatTextPrints(t *testing.T) {
 	var buf bytes.Buffer
 	l := newHCLogger(slog.New(slog.NewJSONHandler(&buf, nil)), "raft")
 	l.Info("entering follower state", "follower", stringer{"Node at a [Follower]"},
-		"peer", raft.Server{Suffrage: raft.Voter, ID: "b", Address: "b"}, "error", errors.New("boom"), "n", 3)
+		"peer", raft.Server{Suffrage: raft.Voter, ID: "b", Address: "b"}, "error", errors.New("boom"), "n", 3,
+		"at", time.Date(2026, 12, 7, 1, 2, 3, 0, time.UTC), "took", 1500*time.Millisecond)
 	out := buf.String()
 	for _, want := range []string{
 		`"follower":"Node at a [Follower]"`,
 		`"peer":"{Suffrage:Voter ID:b Address:b}"`,
 		`"error":"boom"`,
 		`"n":3`,
+		`"at":"2026-12-07T01:02:03Z"`,
+		`"took":1500000000`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("JSON log line %s lacks %s", out, want)
