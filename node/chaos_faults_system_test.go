@@ -46,6 +46,10 @@ func (c *chaos) inject(faults *sync.WaitGroup) {
 	if target == nil {
 		target = free[c.rng.IntN(len(free))]
 	}
+	if kind == "wipe" && !c.mayWipe(target) {
+		c.logf("disk of %s not replaced now (a voter's data lost with another's, or with fewer than 3 voters, loses the quorum for good): a power cut instead", target.name)
+		kind = "kill"
+	}
 	secs := func(lo, hi int) time.Duration { return time.Duration(lo+c.rng.IntN(hi-lo+1)) * time.Second }
 	var hold time.Duration
 	switch kind {
@@ -78,6 +82,35 @@ func (c *chaos) inject(faults *sync.WaitGroup) {
 			c.fail(fmt.Errorf("%s of %s: %w", kind, target.name, err))
 		}
 	}()
+}
+
+// mayWipe reports whether p's data may be lost now: a non-voter's always, a voter's only while
+// no other disk is being replaced and the leader lists at least 3 voters, so that the voters
+// whose data is intact stay a majority. Two voters of three replaced at once lose the quorum for
+// good, which only hydra recover brings back (seed 41: n0's disk replaced, then n4's 5 s later).
+func (c *chaos) mayWipe(p *proc) bool {
+	st, err := c.leaderView()
+	if err != nil {
+		return false // no leader to ask: p may be a voter
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	voters, isVoter := 0, false
+	for _, ns := range st.Nodes {
+		if ns.Role == webui.RoleVoter || ns.Role == webui.RoleLeader {
+			voters++
+			isVoter = isVoter || ns.ID == p.id
+		}
+	}
+	if !isVoter {
+		return true
+	}
+	for q, kind := range c.busy {
+		if q != p && kind == "wipe" {
+			return false
+		}
+	}
+	return voters >= 3
 }
 
 // fault applies one fault to p for hold and undoes it; prob is a lossy link's share of packets
