@@ -541,15 +541,18 @@ func (r *Raft) allowRaft(p peer.ID) bool {
 // answer must come from a member this replica knows (requestMembership), as Run's rejoin's
 // does. At most once per MemberPoll, and never for a revoked key or a worker.
 func (r *Raft) refusedRaft(p peer.ID) {
+	now := time.Now().UnixNano()
+	last := r.askedAt.Load()
+	if last != 0 && time.Duration(now-last) < r.t.MemberPoll {
+		return // asked a moment ago: a flood of refused RPCs costs one atomic load each
+	}
 	if role, revoked := r.fsm.peerRole(p.String()); revoked || role != "" || !r.inCluster() {
 		return
 	}
 	if l, ok := r.Leader(); ok && l != p {
 		return // a leader this node takes: an outsider's stream asks nothing of the others
 	}
-	now := time.Now().UnixNano()
-	last := r.askedAt.Load()
-	if (last != 0 && time.Duration(now-last) < r.t.MemberPoll) || !r.askedAt.CompareAndSwap(last, now) {
+	if !r.askedAt.CompareAndSwap(last, now) {
 		return
 	}
 	r.askAgain.Store(true)
