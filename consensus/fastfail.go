@@ -21,7 +21,7 @@ import (
 // no elections under load: see DefaultTimings) while a killed leader is
 // replaced in milliseconds:
 //
-//  1. A follower that has no connection left to its leader shortens its
+//  1. A voter that has no connection left to its leader shortens its
 //     heartbeat and election timeouts to the leader lease (raft's
 //     ReloadConfig; the lease is the lower bound raft accepts) until a new
 //     leader is known, then restores them. This alone would take L to 2L.
@@ -65,13 +65,20 @@ func (w leaderConnWatch) Disconnected(n network.Network, c network.Conn) {
 
 var _ network.Notifiee = leaderConnWatch{}
 
-// leaderConnClosed enters fast-failover mode if p is our leader and we have
-// no connection left to it.
+// leaderConnClosed enters fast-failover mode if p is our leader, we have
+// no connection left to it, and we hold a vote: only a voter can start the
+// election that fast failover is for. A non-voter's raft never campaigns,
+// and a node just removed (whose connections the leader closes as it
+// revokes the key) still remembers its old leader but is no longer in the
+// configuration at all; for either, the redial would only be noise.
 func (r *Raft) leaderConnClosed(p peer.ID) {
 	if r.isClosed() || r.raft.State() != raft.Follower {
 		return
 	}
 	if l, ok := r.Leader(); !ok || l != p || r.host.Network().Connectedness(p) == network.Connected {
+		return
+	}
+	if !r.isVoter() {
 		return
 	}
 	if !r.fastFailover.CompareAndSwap(false, true) {
