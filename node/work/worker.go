@@ -538,9 +538,9 @@ func (w *Worker) stateLocked() string {
 	case owner.StatePaused:
 		return "paused"
 	case owner.StateThrottled:
-		if w.running != nil {
-			return "throttled"
-		}
+		// Throttled with or without a chunk in hand: the reason (cpu 82 °C)
+		// says why the node runs slower, which "idle: cpu 82 °C" did not.
+		return "throttled"
 	}
 	if w.running != nil {
 		return "working"

@@ -123,3 +123,25 @@ func TestWorker_HandsInRangesFinishedAhead(t *testing.T) {
 		t.Fatalf("committed ranges still scheduled: %v of %v; rest not scheduled: %v", gone, want, lost)
 	}
 }
+
+// TestWorkerStateFollowsTheOwner: the state a worker announces is the owner
+// policy's pause or throttle whether or not a chunk is in hand, else idle
+// (no chunk) or working. Before, a throttled node with no chunk announced
+// "idle" beside the throttle's reason: `idle: cpu 85 °C` in hydra status and
+// on the page, where docs/api.md has the reason say why a node is throttled
+// or paused.
+func TestWorkerStateFollowsTheOwner(t *testing.T) {
+	for _, c := range []struct {
+		d    owner.Decision
+		want string
+	}{
+		{owner.Decision{State: owner.StateRun}, "idle"},
+		{owner.Decision{State: owner.StateThrottled, Throttle: 0.5, Reason: "cpu 85 °C"}, "throttled"},
+		{owner.Decision{State: owner.StatePaused, Reason: "on battery"}, "paused"},
+	} {
+		w := NewWorker(WorkerConfig{Self: "worker", Runner: partsRunner{}, Owner: func() owner.Decision { return c.d }})
+		if got := w.State(); got != c.want {
+			t.Errorf("owner %s (%s), no chunk in hand: state %q, want %q", c.d.State, c.d.Reason, got, c.want)
+		}
+	}
+}
