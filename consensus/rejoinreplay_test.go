@@ -49,3 +49,50 @@ func TestRejoinerTrustsItsAnswerThroughTheLeadersPast(t *testing.T) {
 		return nil
 	})
 }
+
+// TestJoinerTrustsItsAnswerOverAPastRevocation: a fresh node joins a cluster whose leader was
+// once removed (its key revoked) and approved again. Replaying the log, the joiner's replica
+// holds the leader's key as revoked from the removal to the approval: it refused the leader
+// there, closed its connections and never received the approval beyond (the chaos harness,
+// seed 43: a replaced disk's node restored a snapshot taken in between and stayed without a
+// leader for good). The admission answer's leader now counts as a member until the replica has
+// applied what the answer's leader had, revoked or not in the history on the way.
+func TestJoinerTrustsItsAnswerOverAPastRevocation(t *testing.T) {
+	t.Parallel()
+	nodes, leader, gone := evictMember(t, "join-past-revoked", nil)
+	// Enough entries between the revocation and the approval that the joiner's replay cannot
+	// take them in the same AppendEntries as the revocation.
+	for i := range 300 {
+		registerFake(t, leader, fmt.Sprint(i))
+	}
+	if _, err := leader.r.Approve(ctxT(t, testDeadline), gone.h.ID().String(), RoleMember, testAdminToken); err != nil {
+		t.Fatal(err)
+	}
+	waitReadmitted(t, nodes, gone, "readmitted")
+	waitUntil(t, testDeadline, "the readmitted node holds a vote again", func() error {
+		l, err := agreed(nodes)
+		if err != nil {
+			return err
+		}
+		for _, s := range l.r.Servers() {
+			if s.ID == gone.h.ID() && s.Voter {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is not a voter of %s's configuration", gone.name, l.name)
+	})
+	handLeadership(t, waitAgreed(t, nodes), gone)
+
+	j := newTestNode(t, "joiner", "join-past-revoked", nil)
+	connectAll(t, append([]*testNode{j}, nodes...))
+	j.run()
+	waitUntil(t, testDeadline, "the joiner caught up with the leader once removed", func() error {
+		if a, b := j.r.AppliedIndex(), gone.r.AppliedIndex(); a+2 < b {
+			return fmt.Errorf("the joiner applied %d, the leader %d", a, b)
+		}
+		if j.r.Role() != RoleMember || j.r.roleOf(gone.h.ID()) != RoleMember {
+			return fmt.Errorf("the joiner's role %q, the leader's role in its replica %q", j.r.Role(), j.r.roleOf(gone.h.ID()))
+		}
+		return nil
+	})
+}
