@@ -54,6 +54,10 @@ type Announcement struct {
 	// ClockOffset is the sender's clock minus the cluster's, in whole seconds, as the leader's
 	// activity told it (0 within clockSlack): status shows which machine's clock needs fixing.
 	ClockOffset float64 `json:"clock_offset_seconds,omitempty"`
+	// Hello is said by a node that has just become a member (approved, or started as one): the
+	// members answer at once, out of turn, so that it shows them online without waiting for
+	// their next announcements (welcome).
+	Hello bool `json:"hello,omitempty"`
 }
 
 // maxClockOffset bounds an announced clock offset: 250 years, more than any clock is off and
@@ -249,13 +253,20 @@ func (n *Node) announce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("announce topic: %w", err)
 	}
+	// asked wakes the loop when a member is owed an answer (owesAnswer).
+	asked := make(chan struct{}, 1)
 	err = topic.Subscribe(ctx, func(from peer.ID, data []byte) {
 		a, err := decodeAnnouncement(from, data)
 		if err != nil {
 			n.log.Debug("dropped announcement", "peer", from, "err", err)
 			return
 		}
-		n.peers.put(a, time.Now(), n.keepPeer)
+		now := time.Now()
+		prev, known := n.peers.get(a.ID)
+		n.peers.put(a, now, n.keepPeer)
+		if owesAnswer(a, prev, known, now, n.cfg.AnnounceInterval) {
+			poke(asked)
+		}
 		n.learnAddrs(ctx, from, a.Addrs)
 	})
 	if err != nil {
@@ -263,33 +274,41 @@ func (n *Node) announce(ctx context.Context) error {
 	}
 	go func() {
 		// Idle, the loop sleeps until the next announcement is due; a lease or an owner decision
-		// (announceWake) wakes it at once.
+		// (announceWake) wakes it at once, and so do this node's admission and a member owed an
+		// answer (welcome).
 		t := time.NewTimer(n.cfg.AnnounceInterval)
 		defer t.Stop()
 		var last Announcement
 		var lastAt time.Time
+		w := welcome{gap: promptGap(n.cfg.AnnounceInterval)}
 		for {
 			me := n.self()
 			now := time.Now()
 			n.peers.put(me, now, n.keepPeer)
 			n.peers.prune(now, n.cfg.AnnounceInterval, n.keepPeer)
+			outOfTurn, hello := w.round(now, n.raft.Role())
+			me.Hello = hello
 			// An idle node publishes (a signed gossip message every peer verifies and
 			// forwards) only when something a peer shows changed, else every idleAnnounceEvery.
 			idle := n.worker != nil && n.worker.Idle()
 			if idle {
 				me.Every = idleAnnounceEvery.Seconds()
 			}
-			if !idle || !sameAnnouncement(me, last) || now.Sub(lastAt) >= idleAnnounceEvery-n.cfg.AnnounceInterval/2 {
+			if outOfTurn || !idle || !sameAnnouncement(me, last) || now.Sub(lastAt) >= idleAnnounceEvery-n.cfg.AnnounceInterval/2 {
 				if b, err := json.Marshal(me); err == nil {
 					if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
 						n.log.Debug("publish announcement", "err", err)
 					}
 				}
 				last, lastAt = me, now
+				w.sent(now, outOfTurn, hello)
 			}
 			every := n.cfg.AnnounceInterval
 			if idle {
 				every = max(every, lastAt.Add(idleAnnounceEvery).Sub(time.Now()))
+			}
+			if d, ok := w.wait(time.Now()); ok {
+				every = min(every, d)
 			}
 			t.Reset(every)
 			select {
@@ -297,6 +316,8 @@ func (n *Node) announce(ctx context.Context) error {
 				return
 			case <-t.C:
 			case <-n.announceWake:
+			case <-asked:
+				w.due = true
 			}
 		}
 	}()

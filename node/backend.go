@@ -110,11 +110,8 @@ func (n *Node) Status() webui.Status {
 		ns.Name, ns.OS, ns.Arch, ns.Cores, ns.Version = a.Name, a.OS, a.Arch, a.Cores, a.Version
 		ns.Load, ns.Uptime, ns.LastSeen, ns.ClockOffset = a.Load, a.Uptime, sp.when.UTC(), a.ClockOffset
 		ns.Addrs = append([]string{}, a.Addrs...)
-		every := n.cfg.AnnounceInterval
-		if a.Every > 0 { // an idle peer announces less often (announce)
-			every = max(every, time.Duration(a.Every*float64(time.Second)))
-		}
-		ns.Online = id == self || now.Sub(sp.when) < offlineAfter(every)
+		// An idle peer announces less often (announce).
+		ns.Online = id == self || now.Sub(sp.when) < offlineAfter(announcedEvery(a, n.cfg.AnnounceInterval))
 		if ns.Online {
 			ns.State, ns.Reason, ns.Power = a.State, a.Reason, a.Power
 			if ns.State == "" {
@@ -231,7 +228,13 @@ func (n *Node) watchToken(ctx context.Context) {
 	fp := consensus.Fingerprint(n.host.ID())
 	fmt.Fprintf(n.cfg.Out, "Hydra node fingerprint: %s\n", fp)
 	toldWaiting := false
+	role := ""
 	for {
+		// Admitted (or removed): the announce loop says hello to the members at once (welcome).
+		if r := n.raft.Role(); r != role {
+			role = r
+			poke(n.announceWake)
+		}
 		if !toldWaiting && n.raft.Waiting() {
 			toldWaiting = true
 			fmt.Fprintf(n.cfg.Out, "Waiting for approval: check the fingerprint %s, then approve it in a member's web UI or run 'hydra approve %s' on a member\n", fp, fp)

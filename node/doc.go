@@ -15,6 +15,7 @@
 //	fatal.go                    stop on an entry this node cannot apply, saying why
 //	recover.go                  hydra recover, replaying into a scratch result store
 //	announce.go, activity.go    gossip: each node's announcement; the coordinator's activity
+//	welcome.go                  a new member's hellos and the members' prompt answers to them
 //	clock.go                    the cluster's clock, learnt from the leader's activity
 //	backend.go, jobs.go         what webui asks of the node: status, jobs, results
 //	admission.go                approve, deny, remove, tokens, credentials (webui.Admission)
