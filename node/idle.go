@@ -20,7 +20,9 @@ import (
 //	coordinator lease tick    every 500 ms      every 10 s, every 500 ms again at once on a job change (node/work)
 //	eviction (leader)         every minute, a raft entry only when a finished job is due (JobStore.Evictable)
 //	activity gossip           every second      when it changed, at least every idlePublishEvery
-//	announcements             every second      every idleAnnounceEvery, and at once on a lease or an owner decision
+//	announcements             every second      every idleAnnounceEvery, and at once on a lease or an owner decision,
+//	                                            on this node's admission (hello) and, at most once a second,
+//	                                            to answer a new member's hello (welcome.go)
 //	owner sensors             every 200 ms      every idleOwnerEvery, and at once on a lease
 //	  with --dedicated        every dedicatedOwnerEvery (schedule and temperature only)
 //	Go scheduler              GOMAXPROCS        1 P (idleProcs): no second thread woken per event
