@@ -81,6 +81,7 @@
 //	restorebounds.go            a restored snapshot's settings within today's bounds
 //	batch.go, forward.go        group commit; Apply, forwarded to the leader, retried
 //	await.go                    every wait on a raft future (raft drops some at shutdown)
+//	readindex.go                the leader's read index: reads on a follower see prior writes
 //	levels.go                   rolling upgrades: ops every member's build knows
 //	bootstrap.go, candidates.go the bootstrap/join decision; who founds (founderLess)
 //	join.go, admission.go       the join/approval protocol; who may connect, approve, deny

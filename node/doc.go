@@ -20,6 +20,7 @@
 //	backend.go, jobs.go         what webui asks of the node: status, jobs, results
 //	admission.go                approve, deny, remove, tokens, credentials (webui.Admission)
 //	modules.go, modfetch.go     WebAssembly modules: the store, compiled code, transfer
+//	readbarrier.go              a check on this replica sees every write committed before it
 //	ownerloop.go, idle.go       the owner policy applied to compute; the idle schedule
 //	metrics.go                  /metrics, read at scrape time
 //	version.go                  build information

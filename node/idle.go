@@ -148,6 +148,9 @@ func (p *idleProcs) applyLocked() {
 // onlyNew says a job was submitted and nothing else changed (the coordinator then reads only the
 // new jobs).
 func (n *Node) jobsChanged(onlyNew bool) {
+	if h := n.appliedHook.Load(); h != nil {
+		(*h)()
+	}
 	procs.set(n, false)
 	if c := n.wakeCoord.Load(); c != nil {
 		if onlyNew {

@@ -239,8 +239,17 @@ func (n *Node) Modules() []webui.ModuleInfo {
 	return out
 }
 
-// DeleteModule removes a module no unfinished job uses, here and on every member reached.
+// DeleteModule removes a module no unfinished job uses, here and on every member reached. "A
+// job uses it" is judged on this node's replica once it has applied everything the leader had
+// committed when the request came (readBarrier): a cancel made through another node just before
+// counts, and a submit too. Without a leader to ask, nothing is deleted (webui.ErrUnavailable).
 func (n *Node) DeleteModule(ctx context.Context, sha string) error {
+	if !validSHA(sha) {
+		return fmt.Errorf("%w: %q is not a SHA-256", webui.ErrNoSuchModule, sha)
+	}
+	if err := n.readBarrier(ctx); err != nil {
+		return fmt.Errorf("module %.12s: %w", sha, err)
+	}
 	err := n.deleteLocalModule(sha)
 	if err != nil && !(errors.Is(err, webui.ErrNoSuchModule) && validSHA(sha)) {
 		return err

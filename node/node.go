@@ -98,6 +98,13 @@ type Node struct {
 	// this node's replica passed and before the command is proposed, with the job's ID: a test
 	// makes the job go or finish there, deterministically losing the race at the leader.
 	checkedHook atomic.Pointer[func(id string)]
+	// barrierHook, when set (tests only), runs in readBarrier once the leader's read index is
+	// known and before the wait for this node's replica to apply it, with that index.
+	barrierHook atomic.Pointer[func(index uint64)]
+	// appliedHook, when set (tests only), runs in jobsChanged on the FSM goroutine once a job's
+	// submit, cancel or delete is applied here: a test blocks in it to hold this replica's apply
+	// back (the entries after it wait), making it lag the leader deterministically.
+	appliedHook atomic.Pointer[func()]
 }
 
 // New validates cfg, prepares the data directory, binds the HTTP port and
@@ -443,6 +450,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	p2p.ServeAllowed(n.host.Host(), work.Protocol, wire.MaxSyncFrame, 30*time.Second, n.log, n.host.IsMember, n.coord.Serve)
 	n.serveModules()
+	n.serveReadIndex()
 	// A node whose connections all closed is gone: the coordinator
 	// requeues its chunks at once.
 	notifee := &network.NotifyBundle{DisconnectedF: func(_ network.Network, conn network.Conn) {

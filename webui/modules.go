@@ -27,7 +27,8 @@ type ModuleBackend interface {
 	// Modules lists the stored modules.
 	Modules() []ModuleInfo
 	// DeleteModule removes a module. Errors wrapping ErrNoSuchModule answer 404, ErrModuleInUse
-	// 409 (an unfinished job uses it).
+	// 409 (an unfinished job uses it, judged on state at least as new as the leader's commit at
+	// the time of the request), ErrUnavailable 503 with Retry-After (no leader to ask that of).
 	DeleteModule(ctx context.Context, sha string) error
 	// MaxModuleBytes is the largest module accepted.
 	MaxModuleBytes() int64

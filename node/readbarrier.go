@@ -1,0 +1,122 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/p2p"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// A read barrier makes a check that a node answers from its own replica see every write the
+// cluster had committed when the request came, wherever that write was made: a module delete
+// through a follower right after a cancel through the leader found the job still running on the
+// follower's replica, which had not applied the cancel yet, and answered 409 "module in use"
+// (read-your-writes across nodes). The node asks the leader for its read index
+// (consensus.ReadIndex: its commit index, its leadership confirmed) and waits, bounded, until its
+// own replica has applied that far; the leader does the same without the call.
+const (
+	// ReadIndexProtocol asks the leader for its read index: a request frame {} answered with
+	// {"index"}, or an error ("not the leader"). Members only.
+	ReadIndexProtocol = "/hydra/cluster/readindex/1.0.0"
+
+	readIndexReqMax = 64 // bytes of a request frame
+	// readBarrierWait bounds a read barrier: asking the leader (again, after a leader change)
+	// and waiting for the replica to apply its index. A follower learns a commit with the
+	// leader's next message (a trailing barrier follows each burst of writes, consensus's
+	// trailer.go), so a healthy cluster takes milliseconds; past this the answer is "retry".
+	readBarrierWait = 5 * time.Second
+	// readIndexRetry is the pause between two asks when the one asked was not (or no longer)
+	// the leader, or could not be reached.
+	readIndexRetry = 100 * time.Millisecond
+)
+
+// readIndexResp answers ReadIndexProtocol.
+type readIndexResp struct {
+	Index uint64 `json:"index"`
+}
+
+// serveReadIndex registers ReadIndexProtocol: a member asks before judging a request on its
+// replica (readBarrier). A worker never does, and a stream from one is reset unread; each ask
+// costs the leader a round of heartbeats (VerifyLeader), bounded by the stream's deadline.
+func (n *Node) serveReadIndex() {
+	mayAsk := func(p peer.ID) bool { return n.raft.PeerRole(p) == consensus.RoleMember }
+	p2p.ServeAllowed(n.host.Host(), ReadIndexProtocol, readIndexReqMax, readBarrierWait, n.log, mayAsk,
+		func(ctx context.Context, _ peer.ID, raw json.RawMessage) (any, error) {
+			var req struct{}
+			if err := json.Unmarshal(raw, &req); err != nil {
+				return nil, fmt.Errorf("read index request: %w", err)
+			}
+			idx, err := n.raft.ReadIndex(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return readIndexResp{Index: idx}, nil
+		})
+}
+
+// readBarrier returns once this node's replica has applied every entry the cluster had
+// committed when it was called, waiting at most readBarrierWait (and no longer than ctx). It
+// returns an error wrapping webui.ErrUnavailable (the API's 503 with Retry-After) when no
+// leader answered in that time or the replica did not catch up: the check cannot be judged now.
+func (n *Node) readBarrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, readBarrierWait)
+	defer cancel()
+	idx, err := n.readIndex(ctx)
+	if err != nil {
+		return err
+	}
+	if h := n.barrierHook.Load(); h != nil {
+		(*h)(idx)
+	}
+	if err := n.raft.WaitForIndex(ctx, idx); err != nil {
+		return fmt.Errorf("%w: this node's replica has not applied the leader's commit index %d yet: %w", webui.ErrUnavailable, idx, err)
+	}
+	return nil
+}
+
+// readIndex asks the leader for its read index (itself when it leads), again after a pause when
+// the one asked was not the leader or did not answer, until ctx ends.
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	var last error
+	for {
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = ctx.Err()
+			}
+			return 0, fmt.Errorf("%w: no leader gave its commit index within %s: %w", webui.ErrUnavailable, readBarrierWait, last)
+		case <-t.C:
+		}
+		idx, err := n.askReadIndex(ctx)
+		if err == nil {
+			return idx, nil
+		}
+		last = err
+		t.Reset(readIndexRetry)
+	}
+}
+
+// askReadIndex asks the leader this node knows for its read index once.
+func (n *Node) askReadIndex(ctx context.Context) (uint64, error) {
+	if n.raft.IsLeader() {
+		return n.raft.ReadIndex(ctx)
+	}
+	leader, ok := n.raft.Leader()
+	if !ok {
+		return 0, errors.New("no leader known")
+	}
+	var resp readIndexResp
+	if err := p2p.Call(ctx, n.host.Host(), leader, ReadIndexProtocol, struct{}{}, &resp); err != nil {
+		return 0, fmt.Errorf("ask the leader %s: %w", leader, err)
+	}
+	return resp.Index, nil
+}
