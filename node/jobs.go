@@ -175,24 +175,42 @@ func (n *Node) NodeWork() []compute.NodeContribution { return n.jobs.NodeWork() 
 // Job returns one job from this node's replica.
 func (n *Node) Job(id string) (compute.Job, bool) { return n.jobs.Job(id) }
 
+// knownJob returns job id from this node's replica. One it does not hold may have been submitted
+// through another node a moment ago, its submit committed but not applied here yet: before
+// answering "no such job", the replica catches up with what the leader had committed
+// (readBarrier), so that a cancel or a delete through any node right after a submit through
+// another finds the job. Without a leader to ask, the error is the barrier's (503: retry).
+func (n *Node) knownJob(ctx context.Context, id string) (compute.Job, error) {
+	if j, ok := n.jobs.Job(id); ok {
+		return j, nil
+	}
+	if err := n.readBarrier(ctx); err != nil {
+		return compute.Job{}, fmt.Errorf("job %s: %w", id, err)
+	}
+	if j, ok := n.jobs.Job(id); ok {
+		return j, nil
+	}
+	return compute.Job{}, fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
+}
+
 // CancelJob stops a job; accepted results stay readable.
 func (n *Node) CancelJob(ctx context.Context, id string) error {
-	j, ok := n.jobs.Job(id)
-	if !ok {
-		return fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
+	j, err := n.knownJob(ctx, id)
+	if err != nil {
+		return err
 	}
 	if j.State.Finished() {
 		return fmt.Errorf("job %s is %s: %w", id, j.State, compute.ErrJobFinished)
 	}
 	n.checked(id)
-	_, err := n.applyJob(ctx, compute.Cancel{Job: id, Time: n.clusterNow()})
+	_, err = n.applyJob(ctx, compute.Cancel{Job: id, Time: n.clusterNow()})
 	return apiErr(err) // the leader may refuse it (the job finished or went meanwhile)
 }
 
 // DeleteJob removes a job and its results (hydra rm).
 func (n *Node) DeleteJob(ctx context.Context, id string) error {
-	if _, ok := n.jobs.Job(id); !ok {
-		return fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
+	if _, err := n.knownJob(ctx, id); err != nil {
+		return err
 	}
 	n.checked(id)
 	_, err := n.applyJob(ctx, compute.Delete{Job: id})

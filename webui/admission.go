@@ -121,6 +121,13 @@ func Credential(ctx context.Context) string {
 	return s
 }
 
+// WithCredential returns a context that carries cred as the API credential the HTTP layer
+// accepted (Credential reads it): for a caller inside the process that acts for a user who
+// presented cred, as a test calling a backend method directly, past the HTTP layer, does.
+func WithCredential(ctx context.Context, cred string) context.Context {
+	return context.WithValue(ctx, authKey, cred)
+}
+
 // bearer returns the token of an "Authorization: Bearer <token>" header, or
 // "". The scheme is matched without regard to case (RFC 9110 §11.1): a
 // client that sends "bearer" is not refused a write it may make.

@@ -1,0 +1,95 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// TestCluster_CancelThroughALaggingFollowerRightAfterASubmit: a user submits a job through the
+// leader and cancels it at once through a follower whose replica has not applied the submit yet.
+// The follower answered 404 "no such job" from its replica (a moment later, the cancel went
+// through). It now catches up with the leader's commit index before it calls a job unknown
+// (knownJob, readBarrier). The follower's apply is held from before the submit until the cancel
+// has the leader's index, so the window is open every time.
+func TestCluster_CancelThroughALaggingFollowerRightAfterASubmit(t *testing.T) {
+	nodes := startClusterWith(t, 3, func(c *Config) { c.Compute = false }) // the jobs only need to exist
+	l := waitLeader(t, nodes, 30*time.Second)
+	f := without(nodes, l)[0]
+	waitFor(t, 30*time.Second, "every node's token and leader", func() error {
+		for _, n := range nodes {
+			if n.APIToken() == "" {
+				return errors.New("no token on " + n.cfg.Name)
+			}
+			if p, ok := n.raft.Leader(); !ok || p != l.ID() {
+				return errors.New(n.cfg.Name + " does not follow " + l.cfg.Name)
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	lc := webui.NewClient(l.HTTPURL(), l.APIToken())
+	// The follower acts for a user who showed its admin credential (read now: reading it takes
+	// the state's lock, which the held apply below keeps).
+	fctx := webui.WithCredential(ctx, f.APIToken())
+	pi := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 1}}
+
+	// The follower stops applying at the first job's submit; the second job's submit, committed
+	// by the leader and the third member, waits in its log until the cancel knows the leader's
+	// index.
+	held, release := make(chan struct{}), make(chan struct{})
+	var heldOnce, releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the nodes stop (cleanups run last first)
+	hold := func() {
+		heldOnce.Do(func() {
+			close(held)
+			<-release
+		})
+	}
+	f.appliedHook.Store(&hold)
+	barrier := func(uint64) { free() }
+	f.barrierHook.Store(&barrier)
+	if _, err := lc.SubmitJob(ctx, pi); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the follower never applied the first submit")
+	}
+	pi.Pi.Seed = 2
+	job, err := lc.SubmitJob(ctx, pi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.jobs.Job(job.ID); ok {
+		t.Fatal("the follower's replica applied the submit while held")
+	}
+	// (Not over HTTP: the follower's FSM holds its state's lock while held, which the API's
+	// credential check reads; the answer's HTTP code is webui's mapping of this error.)
+	err = f.CancelJob(fctx, job.ID)
+	free()
+	if err != nil {
+		t.Fatalf("cancel through the follower right after the submit through the leader: %v (no such job, 404: %v), want success",
+			err, errors.Is(err, compute.ErrNoSuchJob))
+	}
+	waitFor(t, 30*time.Second, "every replica holds the job cancelled", func() error {
+		for _, n := range nodes {
+			if j, ok := n.jobs.Job(job.ID); !ok || j.State != compute.StateCancelled {
+				return errors.New(n.cfg.Name + ": not cancelled yet")
+			}
+		}
+		return nil
+	})
+	// A job no node ever held is still unknown once the replica has caught up.
+	if err := f.CancelJob(fctx, "0123456789abcdef"); !errors.Is(err, compute.ErrNoSuchJob) {
+		t.Fatalf("cancel of a job nobody submitted: %v, want no such job", err)
+	}
+}
