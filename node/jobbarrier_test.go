@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,20 +17,8 @@ import (
 // (knownJob, readBarrier). The follower's apply is held from before the submit until the cancel
 // has the leader's index, so the window is open every time.
 func TestCluster_CancelThroughALaggingFollowerRightAfterASubmit(t *testing.T) {
-	nodes := startClusterWith(t, 3, func(c *Config) { c.Compute = false }) // the jobs only need to exist
-	l := waitLeader(t, nodes, 30*time.Second)
+	nodes, l := barrierCluster(t)
 	f := without(nodes, l)[0]
-	waitFor(t, 30*time.Second, "every node's token and leader", func() error {
-		for _, n := range nodes {
-			if n.APIToken() == "" {
-				return errors.New("no token on " + n.cfg.Name)
-			}
-			if p, ok := n.raft.Leader(); !ok || p != l.ID() {
-				return errors.New(n.cfg.Name + " does not follow " + l.cfg.Name)
-			}
-		}
-		return nil
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	lc := webui.NewClient(l.HTTPURL(), l.APIToken())
@@ -43,19 +30,7 @@ func TestCluster_CancelThroughALaggingFollowerRightAfterASubmit(t *testing.T) {
 	// The follower stops applying at the first job's submit; the second job's submit, committed
 	// by the leader and the third member, waits in its log until the cancel knows the leader's
 	// index.
-	held, release := make(chan struct{}), make(chan struct{})
-	var heldOnce, releaseOnce sync.Once
-	free := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(free) // before the nodes stop (cleanups run last first)
-	hold := func() {
-		heldOnce.Do(func() {
-			close(held)
-			<-release
-		})
-	}
-	f.appliedHook.Store(&hold)
-	barrier := func(uint64) { free() }
-	f.barrierHook.Store(&barrier)
+	held, free := holdApply(t, f, nil)
 	if _, err := lc.SubmitJob(ctx, pi); err != nil {
 		t.Fatal(err)
 	}

@@ -23,21 +23,9 @@ import (
 // delete succeeds and the module is gone from every member. A module truly in use still answers
 // 409 naming the job, and a follower that cannot reach a leader answers 503 with Retry-After.
 func TestCluster_ModuleDeleteThroughALaggingFollowerAfterACancel(t *testing.T) {
-	nodes := startClusterWith(t, 3, func(c *Config) { c.Compute = false }) // the jobs only need to exist
-	l := waitLeader(t, nodes, 30*time.Second)
+	nodes, l := barrierCluster(t)
 	others := without(nodes, l)
 	f, m := others[0], others[1]
-	waitFor(t, 30*time.Second, "every node's token and leader", func() error {
-		for _, n := range nodes {
-			if n.APIToken() == "" {
-				return errors.New("no token on " + n.cfg.Name)
-			}
-			if p, ok := n.raft.Leader(); !ok || p != l.ID() {
-				return errors.New(n.cfg.Name + " does not follow " + l.cfg.Name)
-			}
-		}
-		return nil
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
@@ -92,20 +80,8 @@ func TestCluster_ModuleDeleteThroughALaggingFollowerAfterACancel(t *testing.T) {
 	// The follower stops applying after the other job's cancel: the job's cancel, committed by
 	// the leader and the third member, waits in its log. The barrier hook lets it go once the
 	// delete knows the leader's index, so only a delete that waits for that index sees it.
-	held, release := make(chan struct{}), make(chan struct{})
-	var heldOnce, releaseOnce sync.Once
-	free := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(free) // before the nodes stop (cleanups run last first)
-	hold := func() {
-		heldOnce.Do(func() {
-			close(held)
-			<-release
-		})
-	}
-	f.appliedHook.Store(&hold)
 	var barrierIndex uint64
-	barrier := func(index uint64) { barrierIndex = index; free() }
-	f.barrierHook.Store(&barrier)
+	held, free := holdApply(t, f, func(index uint64) { barrierIndex = index })
 	if _, err := lc.CancelJob(ctx, other.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -167,4 +143,50 @@ func TestCluster_ModuleDeleteThroughALaggingFollowerAfterACancel(t *testing.T) {
 	if d := time.Since(start); d > readBarrierWait+5*time.Second {
 		t.Errorf("the delete without a leader took %s, past the barrier's bound %s", d, readBarrierWait)
 	}
+}
+
+// barrierCluster starts three nodes that compute nothing (the jobs only need to exist) and waits
+// until each holds its API token and follows the same leader, which it returns.
+func barrierCluster(t *testing.T) (nodes []*testNode, leader *testNode) {
+	t.Helper()
+	nodes = startClusterWith(t, 3, func(c *Config) { c.Compute = false })
+	leader = waitLeader(t, nodes, 30*time.Second)
+	waitFor(t, 30*time.Second, "every node's token and leader", func() error {
+		for _, n := range nodes {
+			if n.APIToken() == "" {
+				return errors.New("no token on " + n.cfg.Name)
+			}
+			if p, ok := n.raft.Leader(); !ok || p != leader.ID() {
+				return errors.New(n.cfg.Name + " does not follow " + leader.cfg.Name)
+			}
+		}
+		return nil
+	})
+	return nodes, leader
+}
+
+// holdApply makes f's replica lag deterministically: f's FSM stops at the next job change it
+// applies (held closes then), and the entries after it wait in f's log until free is called or
+// f's read barrier knows the leader's index (barrierHook: at, if not nil, sees that index first).
+// While held, f's state lock is taken: read what needs it (f.APIToken) before.
+func holdApply(t *testing.T, f *testNode, at func(index uint64)) (held <-chan struct{}, free func()) {
+	h, release := make(chan struct{}), make(chan struct{})
+	var heldOnce, releaseOnce sync.Once
+	free = func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the nodes stop (cleanups run last first)
+	hold := func() {
+		heldOnce.Do(func() {
+			close(h)
+			<-release
+		})
+	}
+	f.appliedHook.Store(&hold)
+	barrier := func(index uint64) {
+		if at != nil {
+			at(index)
+		}
+		free()
+	}
+	f.barrierHook.Store(&barrier)
+	return h, free
 }
