@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -189,4 +193,31 @@ func holdApply(t *testing.T, f *testNode, at func(index uint64)) (held <-chan st
 	}
 	f.barrierHook.Store(&barrier)
 	return h, free
+}
+
+// TestReadIndexAskedByAdmittedNodesOnly: a worker's API takes a user's cancel (forwarded with the
+// user's credential), so a worker may ask the leader for its read index as a member may; before,
+// only members could, and a worker's cancel of a job its replica did not hold yet, or its module
+// delete, waited the barrier's 5 s for nothing and answered 503. A peer not admitted is refused.
+func TestReadIndexAskedByAdmittedNodesOnly(t *testing.T) {
+	n, tok, ctx, _, _ := moduleNode(t)
+	for _, role := range []string{consensus.RoleWorker, consensus.RoleMember} {
+		h := admittedHost(t, ctx, n, tok, role)
+		var resp readIndexResp
+		if err := p2p.Call(ctx, h, n.ID(), ReadIndexProtocol, struct{}{}, &resp); err != nil || resp.Index == 0 {
+			t.Errorf("a %s's ask for the read index: %+v, %v; want an index", role, resp, err)
+		}
+	}
+	stranger, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	if err := stranger.Connect(ctx, n.info()); err != nil {
+		t.Fatal(err)
+	}
+	var resp readIndexResp
+	if err := p2p.Call(ctx, stranger, n.ID(), ReadIndexProtocol, struct{}{}, &resp); err == nil {
+		t.Errorf("a peer not admitted was told the read index %d", resp.Index)
+	}
 }

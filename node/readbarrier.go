@@ -9,7 +9,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -23,7 +22,7 @@ import (
 // own replica has applied that far; the leader does the same without the call.
 const (
 	// ReadIndexProtocol asks the leader for its read index: a request frame {} answered with
-	// {"index"}, or an error ("not the leader"). Members only.
+	// {"index"}, or an error ("not the leader"). Admitted nodes only (members and workers).
 	ReadIndexProtocol = "/hydra/cluster/readindex/1.0.0"
 
 	readIndexReqMax = 64 // bytes of a request frame
@@ -42,11 +41,12 @@ type readIndexResp struct {
 	Index uint64 `json:"index"`
 }
 
-// serveReadIndex registers ReadIndexProtocol: a member asks before judging a request on its
-// replica (readBarrier). A worker never does, and a stream from one is reset unread; each ask
-// costs the leader a round of heartbeats (VerifyLeader), bounded by the stream's deadline.
+// serveReadIndex registers ReadIndexProtocol: an admitted node asks before judging a request on
+// its replica (readBarrier), a worker too (its API takes a user's cancel, which it forwards with
+// the user's credential); a stream from a peer not admitted is reset unread. Each ask costs the
+// leader a round of heartbeats (VerifyLeader), bounded by the stream's deadline.
 func (n *Node) serveReadIndex() {
-	mayAsk := func(p peer.ID) bool { return n.raft.PeerRole(p) == consensus.RoleMember }
+	mayAsk := func(p peer.ID) bool { return n.raft.PeerRole(p) != "" }
 	p2p.ServeAllowed(n.host.Host(), ReadIndexProtocol, readIndexReqMax, readBarrierWait, n.log, mayAsk,
 		func(ctx context.Context, _ peer.ID, raw json.RawMessage) (any, error) {
 			var req struct{}
