@@ -24,13 +24,7 @@ func TestApprovedNodeSeesTheMembersOnlineAtOnce(t *testing.T) {
 	long := func(c *Config) { c.AnnounceInterval = interval }
 	nodes := startClusterWith(t, 3, long)
 	leader := waitLeader(t, nodes, 30*time.Second)
-	var tok string
-	waitFor(t, 30*time.Second, "the leader's admin credential", func() error {
-		if tok = leader.APIToken(); tok == "" || !leader.raft.NodeTokenActive() {
-			return errors.New("no active token yet")
-		}
-		return nil
-	})
+	tok := activeAdminToken(t, leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := leader.SetAdmit(ctx, consensus.AdmitApproval, tok); err != nil {
