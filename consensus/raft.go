@@ -367,6 +367,10 @@ func (r *Raft) WaitForLeader(ctx context.Context) (peer.ID, error) {
 	return id, err
 }
 
+// Done is closed once Shutdown has begun: work a node runs beyond one request (a read index
+// asked for several) stops with it instead of running out its own deadline.
+func (r *Raft) Done() <-chan struct{} { return r.closed }
+
 // WaitForApplied waits until everything in the local log has been applied
 // to the FSM (ipfs-cluster's WaitForUpdates): after it, State reflects every
 // entry this node had received when it was called.
@@ -388,16 +392,32 @@ func (r *Raft) appliedThrough(idx uint64) bool {
 	if r.raft.AppliedIndex() < idx {
 		return false
 	}
-	for i := r.fsm.index.Load() + 1; i <= idx; i++ {
-		var l raft.Log
-		if err := r.st.logs.GetLog(i, &l); err != nil {
-			continue // compacted into a snapshot: applied
-		}
-		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+	return !stateEntryIn(r.st.logs, r.fsm.index.Load()+1, idx)
+}
+
+// stateEntryIn reports whether logs holds a command or a configuration entry from index from
+// through to. The look starts at the log's first index: what lies before it was compacted into
+// a snapshot, applied. A restored snapshot does not move the FSM's index (raft does not tell
+// Restore the snapshot's), so after a restart or a snapshot sent by the leader the FSM's index
+// can lag by the cluster's whole history, and each index before the log's first was looked up
+// in turn at every poll of WaitForIndex: millions on a busy cluster's node, seconds each time.
+func stateEntryIn(logs raft.LogStore, from, to uint64) bool {
+	if first, err := logs.FirstIndex(); err == nil {
+		if first == 0 { // an empty log: everything was compacted
 			return false
 		}
+		from = max(from, first)
 	}
-	return true
+	for i := from; i <= to; i++ {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			continue // compacted into a snapshot meanwhile: applied
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Raft) waitFor(ctx context.Context, cond func() bool) error {
