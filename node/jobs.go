@@ -193,6 +193,20 @@ func (n *Node) knownJob(ctx context.Context, id string) (compute.Job, error) {
 	return compute.Job{}, fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
 }
 
+// FindJob returns job id for the API's reads of one job (webui.JobFinder): as knownJob, so that
+// a read through any node right after a submit through another finds the job, except that a
+// node that knows no leader answers from its replica at once, as it answers every read then,
+// instead of waiting out the barrier's bound for a 503.
+func (n *Node) FindJob(ctx context.Context, id string) (compute.Job, error) {
+	if _, ok := n.raft.Leader(); ok {
+		return n.knownJob(ctx, id)
+	}
+	if j, ok := n.jobs.Job(id); ok {
+		return j, nil
+	}
+	return compute.Job{}, fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
+}
+
 // CancelJob stops a job; accepted results stay readable.
 func (n *Node) CancelJob(ctx context.Context, id string) error {
 	j, err := n.knownJob(ctx, id)

@@ -98,6 +98,9 @@ type Node struct {
 	// this node's replica passed and before the command is proposed, with the job's ID: a test
 	// makes the job go or finish there, deterministically losing the race at the leader.
 	checkedHook atomic.Pointer[func(id string)]
+	// readIndexes shares the leader's read index among this node's read barriers
+	// (node/readbarrier.go).
+	readIndexes readRounds
 	// barrierHook, when set (tests only), runs in readBarrier once the leader's read index is
 	// known and before the wait for this node's replica to apply it, with that index.
 	barrierHook atomic.Pointer[func(index uint64)]

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -68,7 +70,7 @@ func (n *Node) serveReadIndex() {
 func (n *Node) readBarrier(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readBarrierWait)
 	defer cancel()
-	idx, err := n.readIndex(ctx)
+	idx, err := n.readIndexes.next(ctx, n.roundReadIndex)
 	if err != nil {
 		return err
 	}
@@ -81,8 +83,74 @@ func (n *Node) readBarrier(ctx context.Context) error {
 	return nil
 }
 
+// readRounds shares the leader's read index among the read barriers of one node. A barrier
+// takes the index of the next round to start after it came (an index asked before could miss a
+// write committed just before it came), and one round runs at a time, so a burst of barriers (a
+// page polling a job deleted since, or anyone reading made-up job IDs) costs the leader one ask
+// in flight, not one each. The zero value is ready.
+type readRounds struct {
+	mu      sync.Mutex
+	running bool       // a goroutine runs rounds (run) until none waits
+	waiting *readRound // the round the barriers that came since the running one began wait for
+}
+
+// readRound is one ask for the read index; done closes once idx or err is set.
+type readRound struct {
+	done    chan struct{}
+	waiters int // barriers that took this round (under readRounds.mu until it runs)
+	idx     uint64
+	err     error
+}
+
+// next returns the index of a round that starts after the call, asked by ask (bounded by its
+// own context, not ctx: others wait for the same round), or ctx's end, whichever is first.
+func (rr *readRounds) next(ctx context.Context, ask func() (uint64, error)) (uint64, error) {
+	rr.mu.Lock()
+	if rr.waiting == nil {
+		rr.waiting = &readRound{done: make(chan struct{})}
+	}
+	r := rr.waiting
+	r.waiters++
+	if !rr.running {
+		rr.running = true
+		go rr.run(ask)
+	}
+	rr.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.idx, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: no leader gave its commit index in time: %w", webui.ErrUnavailable, ctx.Err())
+	}
+}
+
+// run asks a round for the barriers waiting, again while more came meanwhile.
+func (rr *readRounds) run(ask func() (uint64, error)) {
+	for {
+		rr.mu.Lock()
+		r := rr.waiting
+		if r == nil {
+			rr.running = false
+			rr.mu.Unlock()
+			return
+		}
+		rr.waiting = nil
+		rr.mu.Unlock()
+		r.idx, r.err = ask()
+		close(r.done)
+	}
+}
+
+// roundReadIndex is one round's ask (readRounds): the leader's read index within readBarrierWait,
+// given up at once when this node stops.
+func (n *Node) roundReadIndex() (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), readBarrierWait)
+	defer cancel()
+	return n.readIndex(ctx)
+}
+
 // readIndex asks the leader for its read index (itself when it leads), again after a pause when
-// the one asked was not the leader or did not answer, until ctx ends.
+// the one asked was not the leader or did not answer, until ctx ends or this node stops.
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -94,6 +162,8 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 				last = ctx.Err()
 			}
 			return 0, fmt.Errorf("%w: no leader gave its commit index within %s: %w", webui.ErrUnavailable, readBarrierWait, last)
+		case <-n.raft.Done():
+			return 0, fmt.Errorf("%w: read index: %w", webui.ErrUnavailable, consensus.ErrShutdown)
 		case <-t.C:
 		}
 		idx, err := n.askReadIndex(ctx)

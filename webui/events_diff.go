@@ -427,11 +427,13 @@ func (s *server) jobChunks(cs ChunkSource) http.HandlerFunc {
 		}
 		id := r.PathValue("id")
 		p, err := cs.Chunks(id, from, limit)
-		if err != nil {
-			if errors.Is(err, compute.ErrNoSuchJob) {
-				writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
+		if errors.Is(err, compute.ErrNoSuchJob) { // or not applied here yet (JobFinder): look again
+			if _, ok := s.job(w, r); !ok {
 				return
 			}
+			p, err = cs.Chunks(id, from, limit)
+		}
+		if err != nil {
 			s.jobError(w, id, "chunks", err)
 			return
 		}

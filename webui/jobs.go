@@ -49,6 +49,22 @@ type JobBackend interface {
 	AcceptedRanges(id string) ([]compute.Range, error)
 }
 
+// JobFinder is optional for a JobBackend: FindJob looks a job up as Job does, but a job this
+// node's replica does not hold may have been submitted through another node a moment ago (its
+// submit committed, not applied here yet), so before it answers compute.ErrNoSuchJob the
+// replica catches up with what the cluster had committed when it was called (node.Node: a read
+// barrier, bounded). An error wrapping ErrUnavailable (the leader did not answer) answers 503
+// with Retry-After. The routes that read one job (its view, result, image, chunks) use it when the
+// backend has it, so that a user who submits through one node reads the job through any other
+// at once (read-your-writes across nodes).
+type JobFinder interface {
+	FindJob(ctx context.Context, id string) (compute.Job, error)
+}
+
+// readTimeout bounds how long a read route waits for a job this replica does not hold yet
+// (JobFinder).
+const readTimeout = 10 * time.Second
+
 // ErrUnavailable is for backends: an error wrapping it (no leader known, the
 // node is shutting down) answers 503, so a client knows a retry may succeed.
 var ErrUnavailable = errors.New("temporarily unavailable")
@@ -422,14 +438,26 @@ func (s *server) jobPNG(w http.ResponseWriter, r *http.Request) {
 	s.servePNG(w, r, j, done)
 }
 
-// job looks up the {id} of the request, answering 404 when it is unknown.
+// job looks up the {id} of the request, answering 404 when it is unknown (JobFinder: once this
+// replica has caught up with the cluster's commits) and 503 when that cannot be told now.
 func (s *server) job(w http.ResponseWriter, r *http.Request) (compute.Job, bool) {
 	id := r.PathValue("id")
-	j, ok := s.cfg.Jobs.Job(id)
-	if !ok {
-		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
+	if j, ok := s.cfg.Jobs.Job(id); ok {
+		return j, true
 	}
-	return j, ok
+	f, ok := s.cfg.Jobs.(JobFinder)
+	if !ok || id == "" || len(id) > compute.MaxIDLen { // no such ID can have been submitted
+		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
+		return compute.Job{}, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	j, err := f.FindJob(ctx, id)
+	if err != nil {
+		s.jobError(w, id, "read", err)
+		return compute.Job{}, false
+	}
+	return j, true
 }
 
 // jobError answers a backend error: unknown job 404, finished job 409, refused
