@@ -54,9 +54,9 @@ type JobBackend interface {
 // submit committed, not applied here yet), so before it answers compute.ErrNoSuchJob the
 // replica catches up with what the cluster had committed when it was called (node.Node: a read
 // barrier, bounded). An error wrapping ErrUnavailable (the leader did not answer) answers 503
-// with Retry-After. The routes that read one job (its view, result, image, chunks) use it when the
-// backend has it, so that a user who submits through one node reads the job through any other
-// at once (read-your-writes across nodes).
+// with Retry-After. The routes that read one job (its view, result, image, chunks) use it when
+// the backend has it, so that a user who submits through one node reads the job through any
+// other at once (read-your-writes across nodes).
 type JobFinder interface {
 	FindJob(ctx context.Context, id string) (compute.Job, error)
 }
