@@ -222,6 +222,12 @@ func TestSystem_AuditsCatchACheater(t *testing.T) {
 		waitDone(t, ps, j.id, 60*time.Second)
 		j.checkExact(t, ps)
 	}
+	// Each wrong chunk is either replaced by the majority's bits when its dispute is settled or
+	// computed again (redone): again when the cheater fails with results since its last passed
+	// audit unaudited, or is quarantined with results not audited. Which, depends on timing: a
+	// cheater whose every result had been audited when it failed the third time has nothing to
+	// redo (one CI run out of many). Either way its wrong bits are gone: the jobs are exact
+	// (checkExact, above). compute's tests hold the rules for what is redone.
 	var redone uint64
 	for _, j := range jobs {
 		v := jobView(t, ps[1], j.id)
@@ -229,9 +235,6 @@ func TestSystem_AuditsCatchACheater(t *testing.T) {
 			t.Errorf("job %s: no units audited", j.id)
 		}
 		redone += v.RedoneUnits
-	}
-	if redone == 0 {
-		t.Error("the cheater's failed chunks were not redone")
 	}
 	for _, obs := range ps {
 		for i, p := range ps {
