@@ -26,31 +26,10 @@ func TestCluster_CancelThroughALaggingFollowerRightAfterASubmit(t *testing.T) {
 	// The follower acts for a user who showed its admin credential (read now: reading it takes
 	// the state's lock, which the held apply below keeps).
 	fctx := webui.WithCredential(ctx, f.APIToken())
-	pi := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 1}}
-
-	// The follower stops applying at the first job's submit; the second job's submit, committed
-	// by the leader and the third member, waits in its log until the cancel knows the leader's
-	// index.
-	held, free := holdApply(t, f, nil)
-	if _, err := lc.SubmitJob(ctx, pi); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-held:
-	case <-ctx.Done():
-		t.Fatal("the follower never applied the first submit")
-	}
-	pi.Pi.Seed = 2
-	job, err := lc.SubmitJob(ctx, pi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := f.jobs.Job(job.ID); ok {
-		t.Fatal("the follower's replica applied the submit while held")
-	}
+	job, free := submitPastALaggingFollower(t, ctx, lc, f)
 	// (Not over HTTP: the follower's FSM holds its state's lock while held, which the API's
 	// credential check reads; the answer's HTTP code is webui's mapping of this error.)
-	err = f.CancelJob(fctx, job.ID)
+	err := f.CancelJob(fctx, job.ID)
 	free()
 	if err != nil {
 		t.Fatalf("cancel through the follower right after the submit through the leader: %v (no such job, 404: %v), want success",
@@ -86,24 +65,7 @@ func TestCluster_ReadThroughALaggingFollowerRightAfterASubmit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	lc := webui.NewClient(l.HTTPURL(), l.APIToken())
-	pi := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 1}}
-	held, free := holdApply(t, f, nil)
-	if _, err := lc.SubmitJob(ctx, pi); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-held:
-	case <-ctx.Done():
-		t.Fatal("the follower never applied the first submit")
-	}
-	pi.Pi.Seed = 2
-	job, err := lc.SubmitJob(ctx, pi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := f.jobs.Job(job.ID); ok {
-		t.Fatal("the follower's replica applied the submit while held")
-	}
+	job, free := submitPastALaggingFollower(t, ctx, lc, f)
 	var finder webui.JobFinder = f.Node // what the follower's API reads a job through
 	j, err := finder.FindJob(ctx, job.ID)
 	free()
@@ -133,4 +95,31 @@ func TestCluster_ReadThroughALaggingFollowerRightAfterASubmit(t *testing.T) {
 	if _, err := fc.Job(ctx, "0123456789abcdef"); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
 		t.Errorf("read of a job nobody submitted, without a leader: %v, want 404 from the replica", err)
 	}
+}
+
+// submitPastALaggingFollower submits two jobs through lc (the leader's API) and returns the
+// second: f stops applying at the first one's submit (holdApply), so the second, committed by
+// the leader and the third member, waits in f's log until f's read barrier knows the leader's
+// index or free is called.
+func submitPastALaggingFollower(t *testing.T, ctx context.Context, lc *webui.Client, f *testNode) (job webui.JobView, free func()) {
+	t.Helper()
+	pi := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1_000_000_000_000_000, Seed: 1}}
+	held, free := holdApply(t, f, nil)
+	if _, err := lc.SubmitJob(ctx, pi); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the follower never applied the first submit")
+	}
+	pi.Pi.Seed = 2
+	job, err := lc.SubmitJob(ctx, pi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.jobs.Job(job.ID); ok {
+		t.Fatal("the follower's replica applied the submit while held")
+	}
+	return job, free
 }
