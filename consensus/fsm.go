@@ -243,7 +243,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, fmt.Errorf("snapshot: %w", af)
 	}
 	f.mu.RLock()
-	st := f.state.clone()
+	st := snapshotState{ClusterState: f.state.clone(), Index: f.index.Load()}
 	catchingUp := f.replayed != 0
 	f.mu.RUnlock()
 	if catchingUp {
@@ -300,10 +300,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil || uint64(len(js)) != n {
 		return fmt.Errorf("%w: truncated state", ErrSnapshotFormat)
 	}
-	var st ClusterState
-	if err := json.Unmarshal(js, &st); err != nil {
+	var ss snapshotState
+	if err := json.Unmarshal(js, &ss); err != nil {
 		return fmt.Errorf("%w: state: %v", ErrSnapshotFormat, err)
 	}
+	st := ss.ClusterState
 	if st.Nodes == nil {
 		st.Nodes = map[string]NodeMeta{}
 	}
@@ -323,11 +324,48 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		}
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.state = st
 	f.replayed = 0 // a snapshot from the leader: raft applies what follows it
 	f.publishRolesLocked()
-	f.mu.Unlock()
+	f.restoredIndexLocked(ss.Index)
 	return nil
+}
+
+// snapshotState is the state section of a snapshot: the cluster state and the index of the
+// last command or configuration entry applied to it. raft does not hand Restore the
+// snapshot's metadata, so without the index a restored replica's FSM index would lag by the
+// cluster's whole history until its next entry: its applied mark stays behind, and a joiner
+// keeps trusting its admission answer over its replica's roles (Raft.expects). Snapshots of
+// older builds have no index (0); the replica then keeps the index it had, and a restore at
+// start takes the snapshot's own (replayApplied). Older builds ignore the field.
+type snapshotState struct {
+	ClusterState
+	Index uint64 `json:"applied_index,omitempty"`
+}
+
+// restoredThrough raises the FSM's index to index, that of the snapshot restored at start
+// (replayApplied), which raft's metadata knows whether or not the snapshot's own data does.
+func (f *FSM) restoredThrough(index uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if index > f.index.Load() {
+		f.restoredIndexLocked(index)
+	}
+}
+
+// restoredIndexLocked sets the FSM's index to a restored snapshot's (mu held): the state is
+// now that of the entry at index, even where raft sent an older snapshot than this replica had
+// applied (raft then applies the later entries again). A snapshot without an index (0) leaves
+// the index as it was.
+func (f *FSM) restoredIndexLocked(index uint64) {
+	if index == 0 {
+		return
+	}
+	f.index.Store(index)
+	if f.onIndex != nil {
+		f.onIndex(index)
+	}
 }
 
 type fsmSnapshot struct {

@@ -397,9 +397,9 @@ func (r *Raft) appliedThrough(idx uint64) bool {
 
 // stateEntryIn reports whether logs holds a command or a configuration entry from index from
 // through to. The look starts at the log's first index: what lies before it was compacted into
-// a snapshot, applied. A restored snapshot does not move the FSM's index (raft does not tell
-// Restore the snapshot's), so after a restart or a snapshot sent by the leader the FSM's index
-// can lag by the cluster's whole history, and each index before the log's first was looked up
+// a snapshot, applied. A restored snapshot sets the FSM's index only if an older build did not
+// write it (snapshotState), so after a restart or a snapshot sent by the leader the FSM's index
+// may lag by the cluster's whole history, and each index before the log's first was looked up
 // in turn at every poll of WaitForIndex: millions on a busy cluster's node, seconds each time.
 func stateEntryIn(logs raft.LogStore, from, to uint64) bool {
 	if first, err := logs.FirstIndex(); err == nil {

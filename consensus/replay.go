@@ -66,6 +66,9 @@ func replayApplied(st *stores, fsm *FSM, log *slog.Logger) (restored bool, err e
 	if err != nil {
 		return false, err
 	}
+	if usable {
+		fsm.restoredThrough(from)
+	}
 	start := time.Now()
 	var last uint64
 	for i := from + 1; i <= applied; i++ {

@@ -1,0 +1,99 @@
+package consensus
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// oldSnapshot is a snapshot as builds before the state section's index wrote it: the cluster
+// state alone, no App section.
+func oldSnapshot(t *testing.T, st ClusterState) []byte {
+	t.Helper()
+	js, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := append([]byte(snapshotMagic), snapshotVersion)
+	b = binary.AppendUvarint(b, uint64(len(js)))
+	return append(append(b, js...), 0)
+}
+
+// A restored snapshot sets the FSM's index to that of the last entry applied to it: raft does
+// not hand Restore the snapshot's metadata, so before, a replica sent a snapshot kept its old
+// index (0 after a fresh start) until its next command, and everything that reads the index
+// (WaitForIndex, the applied mark, a joiner's trust in its admission answer) lagged by the
+// cluster's history.
+func TestRestoredSnapshotCarriesItsIndex(t *testing.T) {
+	f := NewFSM(&testApp{})
+	apply(f, 1, mustCmd(t, OpInit, ClusterInit{ClusterID: "c", Token: "t"}))
+	apply(f, 2, mustCmd(t, OpNodeRegister, NodeMeta{ID: "p", Name: "n"}))
+	f.StoreConfiguration(4, raft.Configuration{})
+	if res := apply(f, 6, mustCmd(t, OpAppFirst+1, "job")); res != 1 {
+		t.Fatalf("app result %v", res)
+	}
+	data := snapshotBytes(t, f)
+
+	g := NewFSM(&testApp{})
+	var passed []uint64
+	g.onIndex = func(i uint64) { passed = append(passed, i) }
+	if err := g.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.index.Load(); got != 6 {
+		t.Fatalf("restored FSM's index %d, want 6 (the snapshot's last entry)", got)
+	}
+	if fmt.Sprint(passed) != "[6]" {
+		t.Fatalf("onIndex saw %v, want [6]", passed)
+	}
+
+	// An older snapshot than the replica had applied (raft applies the later entries again):
+	// the index goes back with the state.
+	g.StoreConfiguration(9, raft.Configuration{})
+	if err := g.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.index.Load(); got != 6 {
+		t.Fatalf("after an older snapshot the index is %d, want 6", got)
+	}
+
+	// An older build's snapshot names no index: the state is restored, the index stays.
+	if err := g.Restore(io.NopCloser(bytes.NewReader(oldSnapshot(t, ClusterState{ClusterID: "old"})))); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.State(); st.ClusterID != "old" || g.index.Load() != 6 {
+		t.Fatalf("older build's snapshot: cluster %q, index %d; want \"old\", 6", st.ClusterID, g.index.Load())
+	}
+	// And an older build reads this one's state section (encoding/json skips the new field).
+	var st ClusterState
+	n, k := binary.Uvarint(data[len(snapshotMagic)+1:])
+	off := len(snapshotMagic) + 1 + k
+	if err := json.Unmarshal(data[off:off+int(n)], &st); err != nil || st.ClusterID != "c" {
+		t.Fatalf("the state section as an older build reads it: %+v, %v", st, err)
+	}
+}
+
+// A node restarted from a snapshot that holds everything it applied knows its index at once,
+// before any leader sends it anything. Before, it was 0 until the next command.
+func TestRestartFromSnapshotKnowsItsIndex(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 1, "restoreindex", func(i int, c *Config) { c.App = openJobs(t, t.TempDir()) })
+	n := waitAgreed(t, nodes)
+	proposeJob(t, n, "a", 1)
+	proposeJob(t, n, "b", 2)
+	if err := n.r.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	want := n.r.fsm.index.Load()
+	n.kill()
+	n.cfg.App = openJobs(t, t.TempDir()) // the job state is rebuilt at every start
+	n.open()
+	if got := n.r.fsm.index.Load(); got < want {
+		t.Fatalf("restarted from its snapshot, the FSM's index is %d, want at least %d", got, want)
+	}
+}
