@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -137,14 +138,31 @@ func (p *proc) start() {
 	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	dieWithTheTest(p.cmd.SysProcAttr)
 	if p.uid != 0 {
 		p.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: p.uid, Gid: p.uid}
 	}
-	if err := p.cmd.Start(); err != nil {
+	exited := make(chan struct{})
+	p.exited = exited
+	// A test binary that dies (a -timeout panic skips the cleanups that kill its nodes) takes its
+	// nodes with it (dieWithTheTest: Linux's Pdeathsig). That signal fires when the thread that
+	// started the node ends, so the node is started from a goroutine that keeps its thread
+	// locked until the node has exited (golang/go#27505), as the node starts its compute child.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := p.cmd.Start()
+		started <- err
+		if err == nil {
+			<-exited
+		}
+	}()
+	if err := <-started; err != nil {
+		logf.Close()
 		p.t.Fatal(err)
 	}
-	p.exited = make(chan struct{})
-	go func() { _ = p.cmd.Wait(); logf.Close(); close(p.exited) }()
+	go func() { _ = p.cmd.Wait(); logf.Close(); close(exited) }()
 }
 
 // kill SIGKILLs the node and its compute process (its process group).
