@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/childproc"
 	"github.com/hydra-compute/hydra/internal/localport"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -138,27 +138,14 @@ func (p *proc) start() {
 	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	dieWithTheTest(p.cmd.SysProcAttr)
 	if p.uid != 0 {
 		p.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: p.uid, Gid: p.uid}
 	}
 	exited := make(chan struct{})
 	p.exited = exited
 	// A test binary that dies (a -timeout panic skips the cleanups that kill its nodes) takes its
-	// nodes with it (dieWithTheTest: Linux's Pdeathsig). That signal fires when the thread that
-	// started the node ends, so the node is started from a goroutine that keeps its thread
-	// locked until the node has exited (golang/go#27505), as the node starts its compute child.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := p.cmd.Start()
-		started <- err
-		if err == nil {
-			<-exited
-		}
-	}()
-	if err := <-started; err != nil {
+	// nodes with it, where the kernel can.
+	if err := childproc.Start(p.cmd, exited); err != nil {
 		logf.Close()
 		p.t.Fatal(err)
 	}

@@ -43,6 +43,7 @@ const ClockTick = 100
 // Stat is the part of /proc/PID/stat the harnesses read. Times are in clock ticks
 // (ClockTick per second).
 type Stat struct {
+	State                        byte // R, S, D, Z (a zombie: dead, not reaped yet), …
 	PPID                         int
 	UTime, STime, CUTime, CSTime int64 // CUTime, CSTime: children the process has reaped
 }
@@ -70,7 +71,14 @@ func ReadStat(pid int) (Stat, error) {
 		return Stat{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
 	num := func(k int) int64 { v, _ := strconv.ParseInt(f[k-3], 10, 64); return v }
-	return Stat{PPID: int(num(4)), UTime: num(14), STime: num(15), CUTime: num(16), CSTime: num(17)}, nil
+	return Stat{State: f[0][0], PPID: int(num(4)), UTime: num(14), STime: num(15), CUTime: num(16), CSTime: num(17)}, nil
+}
+
+// Running reports whether pid is a process that has not ended: it exists and is not a zombie
+// (ended, its parent not told yet; an orphan's new parent may never reap it).
+func Running(pid int) bool {
+	st, err := ReadStat(pid)
+	return err == nil && st.State != 'Z' && st.State != 'X'
 }
 
 // RSSKB is the VmRSS of pid and its descendants in KiB (total, and pid's own), and how many

@@ -2,25 +2,15 @@ package child
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-)
 
-// gone reports whether pid no longer runs (absent, or a zombie waiting for its new parent).
-func gone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) == 0 || f[0] == "Z" || f[0] == "X"
-}
+	"github.com/hydra-compute/hydra/internal/procstat"
+)
 
 // TestChildDiesWithNode SIGKILLs a node stand-in while its child computes: the child must not
 // survive it (Pdeathsig), or it would keep computing on the owner's machine.
@@ -40,7 +30,7 @@ func TestChildDiesWithNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || gone(pid) {
+	if err != nil || !procstat.Running(pid) {
 		t.Fatalf("child pid %q: %v", line, err)
 	}
 	if err := node.Process.Kill(); err != nil {
@@ -48,7 +38,7 @@ func TestChildDiesWithNode(t *testing.T) {
 	}
 	_ = node.Wait()
 	deadline := time.Now().Add(10 * time.Second)
-	for !gone(pid) {
+	for procstat.Running(pid) {
 		if time.Now().After(deadline) {
 			_ = syscallKill(pid)
 			t.Fatalf("child %d still runs 10 s after its node was SIGKILLed", pid)

@@ -9,10 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"time"
 
+	"github.com/hydra-compute/hydra/internal/childproc"
 	"github.com/hydra-compute/hydra/wire"
 )
 
@@ -51,7 +51,6 @@ func (p *proc) closeBlocks() {
 func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
 	cmd := exec.Command(cfg.Exe, cfg.Args...)
 	cmd.Env = append(os.Environ(), cfg.Env...)
-	setSysProcAttr(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("compute child: %w", err)
@@ -76,21 +75,10 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*proc, error) {
 	} else {
 		log.Debug("compute child: no shared log", "err", err)
 	}
-	// Linux's Pdeathsig fires when the thread that started the child exits, not the process. Go
-	// ends a thread when a goroutine exits while locked to it (code elsewhere in the node may do
-	// that, e.g. for network namespaces), so the child is started from a goroutine that locks its
-	// thread and keeps it until the child is gone (golang/go#27505).
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := cmd.Start()
-		started <- err
-		if err == nil {
-			<-p.dead
-		}
-	}()
-	if err := <-started; err != nil {
+	// The child dies with the node, however the node dies, so no orphan keeps computing on the
+	// owner's machine (Linux's parent-death signal; elsewhere, and as a second guard, the child
+	// exits when stdin, the pipe from the node, reaches its end).
+	if err := childproc.Start(cmd, p.dead); err != nil {
 		p.closeBlocks()
 		return nil, fmt.Errorf("compute child: start %s: %w", cfg.Exe, err)
 	}

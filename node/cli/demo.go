@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/childproc"
 	"github.com/hydra-compute/hydra/internal/localport"
 	"github.com/hydra-compute/hydra/node"
 	"github.com/hydra-compute/hydra/webui"
@@ -258,7 +259,9 @@ func startDemoNode(ctx context.Context, exe, base string, i, cpuLimit int, join 
 	}
 	d.cmd = exec.Command(exe, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	if err := d.cmd.Start(); err != nil {
+	// The demo's nodes end with it even when it is killed outright (SIGKILL, a crash), where
+	// the kernel can: on a SIGINT or SIGTERM the demo stops them itself.
+	if err := childproc.Start(d.cmd, d.exited); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", d.name, err)
 	}
