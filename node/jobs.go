@@ -181,12 +181,17 @@ func (n *Node) Job(id string) (compute.Job, bool) { return n.jobs.Job(id) }
 // (readBarrier), so that a cancel or a delete through any node right after a submit through
 // another finds the job. Without a leader to ask, the error is the barrier's (503: retry).
 func (n *Node) knownJob(ctx context.Context, id string) (compute.Job, error) {
-	if j, ok := n.jobs.Job(id); ok {
+	if j, err := n.replicaJob(id); err == nil {
 		return j, nil
 	}
 	if err := n.readBarrier(ctx); err != nil {
 		return compute.Job{}, fmt.Errorf("job %s: %w", id, err)
 	}
+	return n.replicaJob(id)
+}
+
+// replicaJob returns job id as this node's replica holds it, or compute.ErrNoSuchJob.
+func (n *Node) replicaJob(id string) (compute.Job, error) {
 	if j, ok := n.jobs.Job(id); ok {
 		return j, nil
 	}
@@ -201,10 +206,7 @@ func (n *Node) FindJob(ctx context.Context, id string) (compute.Job, error) {
 	if _, ok := n.raft.Leader(); ok {
 		return n.knownJob(ctx, id)
 	}
-	if j, ok := n.jobs.Job(id); ok {
-		return j, nil
-	}
-	return compute.Job{}, fmt.Errorf("job %s: %w", id, compute.ErrNoSuchJob)
+	return n.replicaJob(id)
 }
 
 // CancelJob stops a job; accepted results stay readable.

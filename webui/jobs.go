@@ -446,7 +446,7 @@ func (s *server) job(w http.ResponseWriter, r *http.Request) (compute.Job, bool)
 		return j, true
 	}
 	f, ok := s.cfg.Jobs.(JobFinder)
-	if !ok || id == "" || len(id) > compute.MaxIDLen { // no such ID can have been submitted
+	if !ok || len(id) > compute.MaxIDLen { // no such ID can have been submitted
 		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
 		return compute.Job{}, false
 	}
