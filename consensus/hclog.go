@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // hcLogger adapts a *slog.Logger to the hclog.Logger that hashicorp/raft
@@ -44,9 +45,11 @@ func slogLevel(level hclog.Level) slog.Level {
 
 func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	lv := slogLevel(level)
-	if lv >= slog.LevelWarn && cancelled(args) {
+	if lv >= slog.LevelWarn && routine(args) {
 		// autopilot logs "Error when computing next state: context canceled" at ERROR each
-		// time this node stops leading (its loop's context ends): routine, not a fault.
+		// time this node stops leading (its loop's context ends), and "failed to demote raft
+		// peer" (then "Failed to reconcile…") when leadership ends under a change it made:
+		// routine, not a fault; the next leader's autopilot decides again.
 		lv = slog.LevelDebug
 	}
 	if !h.l.Enabled(context.Background(), lv) {
@@ -60,12 +63,25 @@ func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	h.l.Log(context.Background(), lv, msg, all...)
 }
 
-// cancelled reports whether one of a log call's values is an error that only says its context
-// was cancelled.
-func cancelled(args []any) bool {
+// routineErrs are the errors that only say this node stopped leading or
+// stopped: its context was cancelled, leadership was lost under a change, it
+// is not the leader (any more), or raft is shut down.
+var routineErrs = []error{context.Canceled, raft.ErrLeadershipLost, raft.ErrNotLeader, raft.ErrRaftShutdown}
+
+// routine reports whether one of a log call's values is an error that is one
+// of routineErrs. autopilot wraps a failed change with %v ("failed demoting
+// server X: leadership lost while committing log"), so the chain is lost and
+// the error's text is matched as well.
+func routine(args []any) bool {
 	for _, a := range args {
-		if err, ok := a.(error); ok && errors.Is(err, context.Canceled) {
-			return true
+		err, ok := a.(error)
+		if !ok {
+			continue
+		}
+		for _, r := range routineErrs {
+			if errors.Is(err, r) || strings.HasSuffix(err.Error(), ": "+r.Error()) {
+				return true
+			}
 		}
 	}
 	return false

@@ -68,15 +68,39 @@ type stringer struct{ s string }
 func (s stringer) String() string { return s.s }
 
 // Test_HCLogger_CancelledIsNotAnError: autopilot logs "Error when computing next state" with
-// context.Canceled at ERROR each time the node stops leading; that is routine and logs at
-// DEBUG, while the same message with any other error stays an ERROR.
+// context.Canceled at ERROR each time the node stops leading, and "failed to demote raft peer"
+// then "Failed to reconcile…" (the cause wrapped with %v, its chain lost) when leadership ends
+// under one of its changes; that is routine and logs at DEBUG, while the same messages with
+// any other error stay ERRORs.
 func Test_HCLogger_CancelledIsNotAnError(t *testing.T) {
 	var buf bytes.Buffer
 	l := newHCLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), "autopilot")
-	l.Error("Error when computing next state", "error", fmt.Errorf("stats: %w", context.Canceled))
-	l.Error("Error when computing next state", "error", errors.New("boom"))
+	routine := []error{
+		fmt.Errorf("stats: %w", context.Canceled),
+		fmt.Errorf("autopilot: demote X: %w", raft.ErrLeadershipLost),
+		fmt.Errorf("failed demoting server X: %v", fmt.Errorf("autopilot: demote X: %w", raft.ErrLeadershipLost)),
+		fmt.Errorf("failed promoting server X: %v", raft.ErrNotLeader),
+		raft.ErrRaftShutdown,
+	}
+	faults := []error{
+		errors.New("boom"),
+		fmt.Errorf("failed demoting server X: %v", errors.New("its key is revoked")),
+		errors.New("leadership lost while committing log, and then some"),
+	}
+	for _, err := range append(append([]error{}, routine...), faults...) {
+		l.Error("Error when computing next state", "error", err)
+	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], "level=DEBUG") || !strings.Contains(lines[1], "level=ERROR") {
-		t.Fatalf("log:\n%s\nwant the cancelled one at DEBUG, the other at ERROR", buf.String())
+	if len(lines) != len(routine)+len(faults) {
+		t.Fatalf("log:\n%s\nwant %d lines", buf.String(), len(routine)+len(faults))
+	}
+	for i, line := range lines {
+		want := "level=DEBUG"
+		if i >= len(routine) {
+			want = "level=ERROR"
+		}
+		if !strings.Contains(line, want) {
+			t.Errorf("line %d: %s\nwant %s", i, line, want)
+		}
 	}
 }
