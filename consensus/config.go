@@ -234,6 +234,10 @@ type Config struct {
 	// trailingLogs, if set, replaces the 4096 log entries raft keeps after a snapshot (tests
 	// that need a log trimmed past an older snapshot).
 	trailingLogs uint64
+	// walSegmentSize, if set, replaces the 16 MiB of a raft log segment (tests: raft-wal drops
+	// only whole segments, so with the usual size a test's log is never trimmed and a leader
+	// never needs to send its snapshot).
+	walSegmentSize int
 	// beforeRaft, if set, runs in New once the transport exists and the log is replayed, right
 	// before raft starts (tests: a raft stream arriving while a node starts).
 	beforeRaft func(host.Host)

@@ -207,7 +207,11 @@ func New(cfg Config) (*Raft, error) {
 			cfg.OnFatal(af)
 		}
 	}
-	st, err := openStores(cfg.Dir, log)
+	segSize := walSegmentSize
+	if cfg.walSegmentSize > 0 {
+		segSize = cfg.walSegmentSize
+	}
+	st, err := openStoresSized(cfg.Dir, log, segSize)
 	if err != nil {
 		return nil, err
 	}

@@ -57,6 +57,13 @@ type stores struct {
 // A log kept in raft.db by an older version is moved to the write-ahead log
 // first (migrateLog).
 func openStores(dir string, log *slog.Logger) (*stores, error) {
+	return openStoresSized(dir, log, walSegmentSize)
+}
+
+// openStoresSized is openStores with a log segment size of segSize bytes
+// (tests: a log that drops its oldest segments after a few hundred entries,
+// so that a leader sends a lagging follower its snapshot).
+func openStoresSized(dir string, log *slog.Logger, segSize int) (*stores, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
@@ -79,7 +86,7 @@ func openStores(dir string, log *slog.Logger) (*stores, error) {
 		_ = bolt.Close()
 		return nil, err
 	}
-	if st.wal, err = openWAL(filepath.Join(dir, walDir), log); err != nil {
+	if st.wal, err = openWALSized(filepath.Join(dir, walDir), segSize, log); err != nil {
 		_ = bolt.Close()
 		return nil, err
 	}
@@ -139,13 +146,18 @@ func (s *stores) checkLogReachesApplied(dir string) error {
 // says what to do. A torn append at the end (a crash while writing) is not
 // damage: raft-wal drops it, as it was never acknowledged.
 func openWAL(dir string, log *slog.Logger) (*walStore, error) {
+	return openWALSized(dir, walSegmentSize, log)
+}
+
+// openWALSized is openWAL with segments of segSize bytes.
+func openWALSized(dir string, segSize int, log *slog.Logger) (*walStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft log dir: %w", err)
 	}
 	w := &walStore{meta: &metadb.BoltMetaDB{}}
 	err := boltfile.Guard(dir, damagedRaftRemedy(filepath.Dir(dir)), func() error {
 		var err error
-		w.WAL, err = wal.Open(dir, wal.WithSegmentSize(walSegmentSize), wal.WithMetaStore(w.meta),
+		w.WAL, err = wal.Open(dir, wal.WithSegmentSize(segSize), wal.WithMetaStore(w.meta),
 			wal.WithSegmentFiler(segment.NewFiler(dir, segmentFS{fs.New()})), // a full disk's leftovers removed
 			wal.WithLogger(newHCLogger(log.With("component", "raft-wal"), "wal")))
 		return err
