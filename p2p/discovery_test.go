@@ -177,7 +177,7 @@ func TestDiscovery_StopsWithContext(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "B to join A", func() bool { return seen.n(a.ID()) > 0 })
 	cancel()
-	waitFor(t, 10*time.Second, "discovery goroutines to end", func() bool { return ourGoroutines() == "" })
+	waitFor(t, 10*time.Second, "discovery goroutines to end", func() bool { return ourGoroutines("watchAddrs") == "" })
 	n := seen.n(a.ID())
 	if err := b.Host().Network().ClosePeer(a.ID()); err != nil {
 		t.Fatal(err)

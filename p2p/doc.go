@@ -6,8 +6,10 @@
 // rendezvous beyond it (discovery.go, mdns.go, rendezvous.go, with the
 // records a DHT server holds bounded: providers.go), gossipsub topics for
 // small lossy announcements (gossip.go, and gossiprepair.go for peers
-// gossipsub gave up on while connected), and framed request/response over
-// streams (rpc.go).
+// gossipsub gave up on while connected), framed request/response over
+// streams (rpc.go), and the end of connections that a change of address
+// left leading nowhere (moved.go, with the machine's addresses watched by
+// addrwatch_linux.go or addrwatch_other.go).
 //
 // It knows nothing of raft, jobs, chunks or who is a member (it is told
 // through SetAccess), and imports nothing of Hydra's but the leaf packages

@@ -218,6 +218,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		subFilter: newTopicFilter(cfg.Cluster, cfg.Topics...),
 		gate:      g,
 	}
+	h.Network().Notify(movedWatch{hh})
+	hh.goTracked(func() {
+		if err := watchAddrs(hctx, hh.addrGone); err != nil {
+			log.Warn("not watching this machine's addresses: a change of address is noticed only when its connections time out", "err", err)
+		}
+	})
 	log.Info("p2p host started", "peer", h.ID(), "addrs", hh.Addrs(), "agent", cfg.AgentVersion)
 	return hh, nil
 }
