@@ -69,6 +69,16 @@ const (
 	maxRelayAddrs = 8
 )
 
+// Bounds of the answers a node reads from peers it may not know (info from
+// the peers it found, join from the one it asks), well above what the
+// bounds above let an answer hold (about 100 KiB of info with long
+// addresses): a stranger's answer may otherwise be as long as any stream
+// frame, wire.MaxStreamFrame, which decoding multiplies (p2p.CallLimit).
+const (
+	maxInfoAnswer = 256 << 10
+	maxJoinAnswer = 64 << 10
+)
+
 // maxBootPeers bounds the discovered peers the bootstrap loop remembers:
 // every identified peer is reported (PeerFound), so a stranger that
 // rotates keys would otherwise grow the map, and each round's info calls,
@@ -364,7 +374,7 @@ func (r *Raft) queryPeers(ctx context.Context) map[peer.ID]bootPeer {
 			cctx, cancel := context.WithTimeout(ctx, r.t.RPC)
 			defer cancel()
 			var in infoResponse
-			if err := p2p.Call(cctx, r.host, p, ProtocolInfo, struct{}{}, &in); err != nil {
+			if err := p2p.CallLimit(cctx, r.host, p, ProtocolInfo, maxInfoAnswer, struct{}{}, &in); err != nil {
 				return
 			}
 			if len(in.Candidates) > maxCandidates {

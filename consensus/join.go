@@ -158,7 +158,7 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 		}
 	}
 	var resp membershipResponse
-	err := p2p.Call(cctx, r.host, via, ProtocolJoin, req, &resp)
+	err := p2p.CallLimit(cctx, r.host, via, ProtocolJoin, maxJoinAnswer, req, &resp)
 	if h := r.answerHook.Load(); h != nil && err == nil {
 		err = (*h)(via, resp) // tests only: lose this answer
 	}

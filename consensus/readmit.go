@@ -161,7 +161,7 @@ func (r *Raft) readmitMembers(ctx context.Context) {
 func (r *Raft) readmitOne(ctx context.Context, p peer.ID, name string) {
 	cctx, cancel := context.WithTimeout(ctx, r.t.RPC)
 	var in infoResponse
-	err := p2p.Call(cctx, r.host, p, ProtocolInfo, struct{}{}, &in)
+	err := p2p.CallLimit(cctx, r.host, p, ProtocolInfo, maxInfoAnswer, struct{}{}, &in)
 	cancel()
 	if err != nil {
 		r.log.Debug("an admitted node that is not a server did not answer", "peer", p, "err", err)

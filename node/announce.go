@@ -281,6 +281,7 @@ func (n *Node) announce(ctx context.Context) error {
 		var last Announcement
 		var lastAt time.Time
 		w := welcome{gap: promptGap(n.cfg.AnnounceInterval)}
+		answerOnly := false // this round was woken only because a member is owed an answer
 		for {
 			me := n.self()
 			now := time.Now()
@@ -288,13 +289,19 @@ func (n *Node) announce(ctx context.Context) error {
 			n.peers.prune(now, n.cfg.AnnounceInterval, n.keepPeer)
 			outOfTurn, hello := w.round(now, n.raft.Role())
 			me.Hello = hello
-			// An idle node publishes (a signed gossip message every peer verifies and
-			// forwards) only when something a peer shows changed, else every idleAnnounceEvery.
+			// A working node publishes (a signed gossip message every peer verifies and forwards)
+			// in turn: every interval, and at once on a lease or an owner decision. An idle one
+			// publishes only when something a peer shows changed, else every idleAnnounceEvery. A
+			// round woken only because a member is owed an answer is nobody's turn: the answer goes
+			// out when round allows it, at most once per promptGap (welcome.go), not at every
+			// announcement that asks for one.
 			idle := n.worker != nil && n.worker.Idle()
 			if idle {
 				me.Every = idleAnnounceEvery.Seconds()
 			}
-			if outOfTurn || !idle || !sameAnnouncement(me, last) || now.Sub(lastAt) >= idleAnnounceEvery-n.cfg.AnnounceInterval/2 {
+			inTurn := !idle && (!answerOnly || now.Sub(lastAt) >= n.cfg.AnnounceInterval)
+			refresh := idle && now.Sub(lastAt) >= idleAnnounceEvery-n.cfg.AnnounceInterval/2
+			if outOfTurn || inTurn || refresh || !sameAnnouncement(me, last) {
 				if b, err := json.Marshal(me); err == nil {
 					if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
 						n.log.Debug("publish announcement", "err", err)
@@ -303,9 +310,9 @@ func (n *Node) announce(ctx context.Context) error {
 				last, lastAt = me, now
 				w.sent(now, outOfTurn, hello)
 			}
-			every := n.cfg.AnnounceInterval
+			every := lastAt.Add(n.cfg.AnnounceInterval).Sub(time.Now()) // a working node's next turn
 			if idle {
-				every = max(every, lastAt.Add(idleAnnounceEvery).Sub(time.Now()))
+				every = max(n.cfg.AnnounceInterval, lastAt.Add(idleAnnounceEvery).Sub(time.Now()))
 			}
 			if d, ok := w.wait(time.Now()); ok {
 				every = min(every, d)
@@ -315,9 +322,11 @@ func (n *Node) announce(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				answerOnly = false
 			case <-n.announceWake:
+				answerOnly = false
 			case <-asked:
-				w.due = true
+				w.due, answerOnly = true, true
 			}
 		}
 	}()

@@ -25,7 +25,8 @@ type protoLimit struct {
 //
 //   - raft keeps a small pool of long-lived streams per server and opens
 //     more when it pipelines or snapshots, so it gets the most streams;
-//   - the cluster/* protocols are one request, one response, rare;
+//   - the cluster/* protocols are one request, one response, rare (a
+//     readindex ask costs the leader a round of heartbeats);
 //   - work carries chunks and results, one or two in flight per worker;
 //   - module/get streams a WebAssembly module, rare and large;
 //   - kad is the DHT, bursty during lookups.
@@ -43,6 +44,7 @@ var hydraProtocolLimits = []protoLimit{
 	outsiderRPCLimit("/hydra/cluster/join/1.0.0"),
 	clusterRPCLimit("/hydra/cluster/apply/1.0.0"),
 	clusterRPCLimit("/hydra/cluster/stats/1.0.0"),
+	clusterRPCLimit("/hydra/cluster/readindex/1.0.0"), // each ask costs the leader a round of heartbeats
 	{
 		id:       "/hydra/work/1.0.0",
 		total:    rcmgr.BaseLimit{Streams: 1024, StreamsInbound: 512, StreamsOutbound: 512, Memory: 128 << 20},

@@ -37,8 +37,19 @@ const DefaultCallTimeout = 10 * time.Second
 
 // Call sends req (JSON) on a new stream of protocol proto to peer p and
 // decodes the single response frame into resp (which may be nil). The stream
-// is always closed or reset before Call returns.
+// is always closed or reset before Call returns. The response frame may be
+// as long as wire.MaxStreamFrame: a caller that asks a peer it does not
+// trust (a stranger found on the LAN) bounds it with CallLimit.
 func Call(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req, resp any) error {
+	return CallLimit(ctx, h, p, proto, wire.MaxStreamFrame, req, resp)
+}
+
+// CallLimit is Call with the response frame bounded by limit bytes: a longer
+// one fails the call (wrapping wire.ErrFrameTooLarge) before a byte of its
+// body is read. Decoding multiplies what a frame costs (each "{}," of a list
+// of structs is a whole struct), so the bound is that of the answers the
+// protocol really gives, not the largest frame a stream may carry.
+func CallLimit(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, limit int, req, resp any) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
@@ -78,7 +89,7 @@ func Call(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req, r
 	if err := s.CloseWrite(); err != nil {
 		return fail("%s to %s: close write: %w", err)
 	}
-	raw, err := wire.ReadFrame(bufio.NewReader(s), wire.MaxStreamFrame)
+	raw, err := wire.ReadFrame(bufio.NewReader(s), limit)
 	if err != nil {
 		return fail("%s from %s: %w", err)
 	}

@@ -104,6 +104,16 @@ func TestCallServe(t *testing.T) {
 			t.Fatalf("err = %v, want ErrFrameTooLarge", err)
 		}
 	})
+	t.Run("response over CallLimit's limit is refused", func(t *testing.T) {
+		var resp echoResp
+		if err := CallLimit(ctx, cli.Host(), srv.ID(), echoProto, 4<<10, echoReq{Big: 3 << 10}, &resp); err != nil || len(resp.Text) != 3<<10 {
+			t.Fatalf("an answer within the limit: %v, %d bytes", err, len(resp.Text))
+		}
+		err := CallLimit(ctx, cli.Host(), srv.ID(), echoProto, 4<<10, echoReq{Big: 64 << 10}, nil)
+		if !errors.Is(err, wire.ErrFrameTooLarge) {
+			t.Fatalf("err = %v, want ErrFrameTooLarge", err)
+		}
+	})
 	t.Run("invalid JSON request", func(t *testing.T) {
 		s, err := cli.Host().NewStream(ctx, srv.ID(), echoProto)
 		if err != nil {
