@@ -3,6 +3,7 @@ package webui
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,5 +44,35 @@ func TestDownloadEndsWhenTheNodeStalls(t *testing.T) {
 		if took > 5*time.Second {
 			t.Errorf("%s: took %s, want about the stall bound", path, took)
 		}
+	}
+}
+
+// TestDownloadCarriesTheToken: under read-auth every read needs a credential, downloads
+// included, and the client's downloads (hydra result -o, hydra submit --wait -o) sent none: the
+// node answered them 401 while the same command's other reads (the job, its result) went through.
+func TestDownloadCarriesTheToken(t *testing.T) {
+	fb := readFake{&configFake{fakeBackend: &fakeBackend{token: "admin-tok"}, cfg: NewClusterConfig(time.Hour, 0, 10)}}
+	fb.cfg.ReadAuth = true
+	fj := newFakeJobs()
+	addMandel(t, fj, "m", 7, 5, 5)
+	srv := httptest.NewServer(New(Config{Backend: fb, Jobs: fj}))
+	defer srv.Close()
+	for _, tok := range []string{"viewer-tok", "admin-tok"} {
+		c := NewClient(srv.URL, tok)
+		if _, err := c.Result(context.Background(), "m"); err != nil {
+			t.Fatalf("%s: result: %v", tok, err)
+		}
+		for _, raw := range []bool{false, true} {
+			var out bytes.Buffer
+			if _, err := c.ResultPNG(context.Background(), "m", raw, &out); err != nil || out.Len() == 0 {
+				t.Errorf("%s: download (raw %t): %v, %d bytes; want the image", tok, raw, err, out.Len())
+			}
+		}
+	}
+	// Without a credential it is still refused.
+	var out bytes.Buffer
+	_, err := NewClient(srv.URL, "").ResultPNG(context.Background(), "m", false, &out)
+	if ae := (*APIError)(nil); !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+		t.Errorf("download without a credential: %v, want 401", err)
 	}
 }

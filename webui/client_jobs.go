@@ -172,6 +172,9 @@ func (c *Client) Download(ctx context.Context, path string, w io.Writer) (http.H
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", path, err)
 	}
+	if c.Token != "" { // a read, but under read-auth a download needs the credential too
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", c.BaseURL+path, stalled(err))

@@ -159,6 +159,16 @@ func newHub(be Backend, jobs JobBackend) *hub {
 
 // ServeHTTP streams events until the client goes away or falls behind.
 func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		// The headers only, and done. A stream run for a HEAD had its events eaten (its answer
+		// has no body) and lasted for ever: its client, done at the headers, sends its next
+		// request on the connection, which the stream kept from being read; and once that
+		// request's first byte was read, nothing told the stream of the connection's close, so
+		// each such client held one of the maxEventClients places for good.
+		streamHeaders(w.Header())
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	rc := http.NewResponseController(w)
 	c, err := h.subscribe()
 	if err != nil {
@@ -166,10 +176,7 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.unsubscribe(c)
-	hd := w.Header()
-	hd.Set("Content-Type", "text/event-stream")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("X-Accel-Buffering", "no")
+	streamHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	send := func(b []byte) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeDeadline)) // a stuck client cannot hold us
@@ -209,6 +216,13 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// streamHeaders sets the headers of an event stream's answer.
+func streamHeaders(hd http.Header) {
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Accel-Buffering", "no")
 }
 
 // ping is a "ping" event stamped with the cluster's time now: {"now": RFC 3339 with nanoseconds,

@@ -404,7 +404,7 @@ func (s *server) jobChunks(cs ChunkSource) http.HandlerFunc {
 			w.Header().Set("X-Hydra-History", "none")
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
-			_, _ = w.Write(encodeChunks(r.PathValue("id"), compute.ChunkPage{}, time.Now()))
+			_ = writeStalled(w, encodeChunks(r.PathValue("id"), compute.ChunkPage{}, time.Now()))
 			return
 		}
 		q := r.URL.Query()
@@ -440,6 +440,6 @@ func (s *server) jobChunks(cs ChunkSource) http.HandlerFunc {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(encodeChunks(id, p, time.Now()))
+		_ = writeStalled(w, encodeChunks(id, p, time.Now())) // up to 20,000 chunks: a client that stops reading lets go of it
 	}
 }

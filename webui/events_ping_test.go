@@ -1,7 +1,12 @@
 package webui
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
@@ -180,5 +185,65 @@ func TestAPIDocNamesEveryEvent(t *testing.T) {
 	}
 	if r := rows["ping"]; !strings.Contains(r, "`{now}`") || !strings.Contains(r, "first") {
 		t.Errorf("docs/api.md's ping row should say it carries {now}, the cluster's time, and comes first: %s", r)
+	}
+}
+
+// TestEventsHeadEnds: HEAD /api/v1/events answers the stream's headers and ends. It ran the stream
+// for ever, its events eaten (a HEAD answer has no body): its client, done with the answer at its
+// headers, sent its next request on the same connection, which the node never read, so that
+// request hung; and once the client had sent a byte after it, the stream outlived the client's
+// connection too (nothing told it the connection closed), so 256 of them took every place of
+// the node's event streams for good, and every page's stream was refused (503).
+func TestEventsHeadEnds(t *testing.T) {
+	b := newEvBackend()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := httptest.NewUnstartedServer(New(Config{Backend: b, Jobs: b}))
+	srv.Config.BaseContext = func(net.Listener) context.Context { return ctx } // as the node's: streams end with it
+	srv.Start()
+	t.Cleanup(func() { cancel(); srv.Close() })
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}} // one connection: the next request reuses it
+	defer c.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodHead, srv.URL+"/api/v1/events", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("HEAD /api/v1/events: %d %q, want 200 text/event-stream", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	resp, err = c.Get(srv.URL + "/api/v1/status")
+	if err != nil {
+		t.Fatalf("the request after a HEAD of the event stream: %v", err)
+	}
+	resp.Body.Close()
+	// Clients gone after their HEAD, each with a byte sent after it, leave every place free.
+	for range maxEventClients {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = fmt.Fprintf(conn, "HEAD /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+		if err == nil {
+			_, err = http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodHead})
+		}
+		if err == nil { // the start of a next request
+			_, err = conn.Write([]byte("G"))
+		}
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodGet, srv.URL+"/api/v1/events", nil)
+	sctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	resp, err = c.Do(req.WithContext(sctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("an event stream after %d HEADs of it: %d, want 200", maxEventClients, resp.StatusCode)
 	}
 }

@@ -42,8 +42,8 @@ const smallRawBytes = 4 << 20
 // files of other versions are removed. (v2: file names carry the job's finish, pngGeneration.)
 const pngCacheVersion = "v2"
 
-// stallTimeout is how long a result download (result.png, result.raw, result.bin) may go without
-// the client taking any of its bytes. A client that stops reading would otherwise keep its
+// stallTimeout is how long a result download (result.png, result.raw, result.bin), or any other
+// answer (writeStalled: JSON, a chunk history), may go without the client taking any of its bytes. A client that stops reading would otherwise keep its
 // handler, and what the handler holds (a render slot, a render other requests wait for, a view
 // of the result store), for as long as it keeps the connection open: the server has no write
 // timeout, since a big image to a slow client may take minutes in all.

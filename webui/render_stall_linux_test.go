@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hydra-compute/hydra/compute"
 )
 
 // TestStallLimitedEndsAStuckDownload: a result download whose client stops reading ends once
@@ -51,4 +53,61 @@ func TestStallLimitedEndsAStuckDownload(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the handler still writes to a client that stopped reading")
 	}
+}
+
+// TestStuckClientReleasesAJSONAnswer: a JSON answer whose client stops reading ends once
+// stallTimeout passes without progress, as a download does. GET /api/v1/jobs lists every job
+// (about 1 KB each, 100 MB at max-jobs 100,000) and reads are open by default: a client that
+// asked for it and read nothing kept the handler and the whole encoded answer for as long as it
+// kept the connection open, so a few such clients held gigabytes of the node's memory.
+func TestStuckClientReleasesAJSONAnswer(t *testing.T) {
+	defer func(d time.Duration) { stallTimeout = d }(stallTimeout)
+	stallTimeout = 300 * time.Millisecond
+	fj := newFakeJobs()
+	for i := range 2000 { // about 1 MB of views: more than the small socket buffers below hold
+		fj.add(compute.Job{ID: fmt.Sprintf("j%04d", i), Kind: compute.KindPi, Spec: piSpec(1000, uint64(i)),
+			State: compute.StateQueued, TotalUnits: 1000, SubmittedAt: t0.Add(time.Duration(i) * time.Second)})
+	}
+	api := New(Config{Backend: &fakeBackend{token: testToken}, Jobs: manyChunks{fj}})
+	for _, path := range []string{"/api/v1/jobs", "/api/v1/jobs/j0001/chunks?limit=20000"} {
+		ended := make(chan struct{})
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer close(ended)
+			api.ServeHTTP(w, r)
+		}))
+		srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				_ = c.(*net.TCPConn).SetWriteBuffer(4096)
+			}
+		}
+		srv.Start()
+		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		}}
+		conn, err := d.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
+			t.Fatal(err)
+		}
+		select { // the client reads nothing
+		case <-ended:
+		case <-time.After(20 * time.Second):
+			t.Errorf("GET %s: the handler still writes to a client that stopped reading", path)
+		}
+		conn.Close()
+		srv.Close()
+	}
+}
+
+// manyChunks is a JobBackend whose every job has as long a chunk history as asked for.
+type manyChunks struct{ *fakeJobs }
+
+func (manyChunks) Chunks(_ string, from uint64, max int) (compute.ChunkPage, error) {
+	p := compute.ChunkPage{First: from, Next: from + uint64(max)}
+	for i := range uint64(max) {
+		p.Records = append(p.Records, compute.ChunkRecord{Seq: from + i, Range: compute.Range{Start: i, End: i + 1}, Node: "peerA", Committed: t0})
+	}
+	return p, nil
 }

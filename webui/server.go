@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -213,18 +214,46 @@ const RetryAfter = 2
 // describe a state that moves). It is the one JSON writer of every HTTP answer of a node, the
 // API's here and the waiting view's of a node that has not started (package node), so the two
 // cannot drift apart in headers or layout. Every 503 carries a Retry-After (RetryAfter seconds
-// unless the caller set one), so that a client tells "try again" from "broken". A write error (a
-// client gone away) is dropped: the status is already sent.
+// unless the caller set one), so that a client tells "try again" from "broken". The answer is
+// written as writeStalled does: a client that stops reading lets go of it (a job list may be
+// 100 MB). A write error (a client gone away) is dropped: the status is already sent.
 func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
 	}
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer // json.Encoder held the whole answer too, and wrote nothing on an error
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	err := enc.Encode(v)
+	w.WriteHeader(code)
+	if err == nil {
+		_ = writeStalled(w, b.Bytes())
+	}
+}
+
+// stallPiece is how much of an answer writeStalled writes under one write deadline.
+const stallPiece = 64 << 10
+
+// writeStalled writes p to w a piece at a time, each under a write deadline of stallTimeout from
+// its start: an answer goes on as long as its client takes some of it, and ends (with an error)
+// once the client has taken nothing for stallTimeout. Without it, a client that asked for a large
+// answer (GET /api/v1/jobs, a chunk history) and stopped reading kept the handler and the whole
+// answer for as long as it kept the connection open: the server has no write timeout, so that
+// event streams and large downloads to slow clients go on. The server clears the deadline once
+// the request is done.
+func writeStalled(w http.ResponseWriter, p []byte) error {
+	rc := http.NewResponseController(w)
+	for len(p) > 0 {
+		n := min(len(p), stallPiece)
+		_ = rc.SetWriteDeadline(time.Now().Add(stallTimeout)) // unsupported: nothing to bound
+		if _, err := w.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
 }
 
 // decodeJSON reads a bounded JSON body into v, rejecting unknown fields and trailing data. It

@@ -96,7 +96,8 @@ func (a *assetSet) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	f, ok := a.files[p]
 	if !ok {
-		http.Error(w, "404 no such file: "+clip(p), http.StatusNotFound)
+		// JSON, as every unknown path's 404 (docs/api.md): the catch-all's words.
+		writeError(w, http.StatusNotFound, "no such page: "+r.Method+" "+clip(r.URL.Path))
 		return
 	}
 	h := w.Header()

@@ -137,3 +137,17 @@ func TestUIFinishedStates(t *testing.T) {
 		t.Errorf("the page's scripts name 'cancelled' %d times: one list of finished states (FINISHED) is enough", n)
 	}
 }
+
+// TestUnknownAssetIsJSON404: a UI file that does not exist is a JSON 404 like every unknown path
+// (docs/api.md: "both as JSON, under /api/ and outside it (…, the UI's files) alike"); it was Go's
+// plain text.
+func TestUnknownAssetIsJSON404(t *testing.T) {
+	srv := newTestServer(t, &fakeBackend{token: "tok"})
+	for _, path := range []string{"/assets/nope.js", "/assets/", "/assets/vendor/"} {
+		resp, data := do(t, "GET", srv.URL+path, "", "")
+		if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") ||
+			!strings.Contains(errMsg(t, data), path) {
+			t.Errorf("GET %s: %d, Content-Type %q, %s; want a JSON 404 naming the path", path, resp.StatusCode, resp.Header.Get("Content-Type"), data)
+		}
+	}
+}
