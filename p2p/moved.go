@@ -2,7 +2,9 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"net"
+	"os"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -38,8 +40,9 @@ import (
 //
 // A probe opens a stream on that one connection and negotiates the ping
 // protocol, a round trip, within probeTimeout; a connection that does not
-// answer is closed. A live one costs a stream opened and reset. Probes are
-// rare (an address change, a second address of one peer), never periodic.
+// answer in time is closed (a refusal or a reset is an answer: the peer is
+// there). A live one costs a stream opened and reset. Probes are rare (an
+// address change, a second address of one peer), never periodic.
 
 // probeTimeout bounds a probe's round trip: far above a LAN's, below the 30 s
 // after which yamux and QUIC would close a dead connection themselves.
@@ -100,7 +103,7 @@ func (h *Host) probeAll(conns []network.Conn, why string) {
 	for _, c := range conns {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			if err := h.probe(c); err != nil && !c.IsClosed() {
+			if err := h.probe(c); noAnswer(err) && h.ctx.Err() == nil && !c.IsClosed() {
 				h.log.Info("closing a connection that no longer answers", "why", why,
 					"peer", c.RemotePeer(), "local", c.LocalMultiaddr(), "remote", c.RemoteMultiaddr(), "err", err)
 				_ = c.Close()
@@ -126,6 +129,15 @@ func (h *Host) probe(c network.Conn) error {
 		return err
 	}
 	return msmux.SelectProtoOrFail(ping.ID, s)
+}
+
+// noAnswer reports whether a probe's error says the connection did not
+// answer in time. Any other error (a stream the peer refused or reset) came
+// from a peer that answered: its connection lives.
+func noAnswer(err error) bool {
+	var ne net.Error
+	return err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout())
 }
 
 // connIP is the IP address of a connection's end, or nil if it has none.

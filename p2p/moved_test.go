@@ -2,9 +2,11 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,4 +172,25 @@ func TestConnectionFromALostAddressIsClosed(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// noAnswer takes only a timeout for silence: a stream the peer refused or reset is an answer,
+// and closing that connection would cut a live peer off.
+func TestNoAnswer(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{context.DeadlineExceeded, true},
+		{fmt.Errorf("open: %w", os.ErrDeadlineExceeded), true},
+		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, true},
+		{context.Canceled, false},
+		{errors.New("stream reset"), false},
+		{io.EOF, false},
+	} {
+		if got := noAnswer(c.err); got != c.want {
+			t.Errorf("noAnswer(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
 }
