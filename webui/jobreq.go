@@ -186,7 +186,11 @@ func decodeFields(body []byte, strict bool) (compute.JobSpec, error) {
 	case compute.KindWasm:
 		own = wasmFields
 	default:
-		return spec, fmt.Errorf("kind: %q is not a job kind (pi, mandelbrot, wasm)", clip(kind))
+		// A view of a newer server's kind is read without its parameters (a
+		// client shows its state and progress); a submit of it is refused.
+		if strict {
+			return spec, fmt.Errorf("kind: %q is not a job kind (pi, mandelbrot, wasm)", clip(kind))
+		}
 	}
 	if strict {
 		for _, k := range order {
@@ -296,7 +300,11 @@ func (f *fieldReader) float(name string) float64 {
 }
 
 func (f *fieldReader) str(name string) string {
-	raw := f.fields[name]
+	raw, ok := f.fields[name]
+	if !ok {
+		f.fail("%s: missing", name)
+		return ""
+	}
 	var s string
 	if jsonType(raw) != "a string" || json.Unmarshal(raw, &s) != nil {
 		f.fail("%s: must be a string, not %s", name, jsonType(raw))
