@@ -441,7 +441,7 @@ func (s *server) servePNGCached(w http.ResponseWriter, r *http.Request, j comput
 			}
 			s.imageHeaders(w, j, done, "image/png", ".png")
 			w.Header().Del("Cache-Control") // a finished job's PNG never changes: a client may keep it
-			http.ServeContent(w, r, "", st.ModTime(), f)
+			serveContent(w, r, st.ModTime(), f)
 			return
 		}
 		rd.mu.Lock()

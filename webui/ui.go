@@ -109,5 +109,5 @@ func (a *assetSet) serve(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("Referrer-Policy", "no-referrer")
 	}
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.data))
+	serveContent(w, r, time.Time{}, bytes.NewReader(f.data))
 }
