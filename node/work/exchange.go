@@ -214,6 +214,9 @@ func (c *leadership) commitResults(ctx context.Context, node string, items []com
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if len(auditErrs) < len(audits) {
+		return fmt.Errorf("commit results: %w", err) // not answered: the term ended (termEnded)
+	}
 	for i, r := range audits {
 		if auditErrs[i] != nil {
 			c.log.Warn("audit answer refused", "node", node, "job", r.Job, "err", auditErrs[i])
