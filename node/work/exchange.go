@@ -95,10 +95,21 @@ func (c *leadership) adoptLocked(node string, req *syncRequest, now time.Time, r
 
 // reportsLocked takes the worker's progress, module faults and failed leases. Only its own
 // leases count: lease IDs are sequential, and a worker that named any ID would requeue or
-// stretch every other node's leases.
+// stretch every other node's leases. So do only the leases of this term: each term's scheduler
+// numbers its leases from 1, and a worker's first exchange with a new leader still reports
+// under the term it last heard (req.Term), so the ID of a chunk that failed under the old
+// leader may name one of the node's leases here (the chunk in hand, adopted in this very
+// exchange), which would go back to the pending work while the node computes it. Audit lease
+// IDs name replicated audits, the same in every term.
 func (c *leadership) reportsLocked(node string, req *syncRequest, now time.Time) {
 	var others []uint64
+	// The IDs of another term name nothing here, and a warning that they name another node's
+	// lease (notHeldLocked) would be false.
+	stale := req.Term != c.term
 	for _, p := range req.Progress {
+		if stale {
+			continue
+		}
 		if !c.sched.Holds(node, p.Lease) {
 			others = append(others, p.Lease)
 			continue
@@ -111,6 +122,9 @@ func (c *leadership) reportsLocked(node string, req *syncRequest, now time.Time)
 	for _, id := range req.Failed {
 		if id >= auditLeaseBase {
 			c.releaseAuditLocked(id, node) // only the auditor's own
+			continue
+		}
+		if stale {
 			continue
 		}
 		if !c.sched.Holds(node, id) {
