@@ -329,9 +329,13 @@ func (w *Worker) sync(ctx context.Context) error {
 	for _, id := range resp.Cancel {
 		cancel[id] = true
 	}
+	// A queued lease of another term is no lease of this coordinator's: it leases that work
+	// again. A new leader cleared the queue above, but the same node leading again in a new term
+	// (leadership lost and won back) does not change the leader: those leases stayed, their work
+	// was computed twice, and they counted as in hand, so the worker asked for less.
 	q := w.queue[:0]
 	for _, l := range w.queue {
-		if !cancel[l.ID] {
+		if !cancel[l.ID] && l.Term == resp.Term {
 			q = append(q, l)
 		}
 	}
