@@ -228,7 +228,9 @@ func (c *leadership) waiveLoneAudits(ctx context.Context, now time.Time) {
 	if !c.opAllowed(compute.OpAuditWaive) {
 		return
 	}
-	raw, err := c.cfg.Apply(ctx, compute.AuditWaive{Node: node, Time: now})
+	// The cluster's clock, as every command this leader proposes: a job the waive finishes is
+	// finished at this time, and retention evicts it by it (docs/design.md §2, Time).
+	raw, err := c.cfg.Apply(ctx, compute.AuditWaive{Node: node, Time: c.stamp(now)})
 	if err != nil {
 		if ctx.Err() == nil {
 			c.log.Warn("waive the audits of the only live node", "node", node, "err", err)
