@@ -22,7 +22,13 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 
 	c.mu.Lock()
 	c.noteWorkerLocked(node, req, now)
-	c.adoptLocked(node, req, now, resp)
+	if c.quarantinedLocked(node) {
+		// The job state refuses its results: what it holds goes to others before they come in,
+		// and nothing it holds is adopted.
+		c.takeBackLocked(node, now)
+	} else {
+		c.adoptLocked(node, req, now, resp)
+	}
 	c.reportsLocked(node, req, now)
 	items, keys, audits := c.sortResultsLocked(node, req, now, resp)
 	c.mu.Unlock()
@@ -35,12 +41,13 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	quarantined := c.quarantinedLocked(node)
+	if quarantined {
+		c.takeBackLocked(node, now) // quarantined meanwhile (or just now): cancelled below
+	}
 	c.cancelsLocked(node, req, resp)
 	resp.Idle = len(c.jobs) == 0 && !c.changedLocked()
-	if req.Paused || now.Before(c.leaseAt) {
-		return resp, nil
-	}
-	if c.cfg.Audits != nil && c.cfg.Audits.Quarantined(node) {
+	if req.Paused || now.Before(c.leaseAt) || quarantined {
 		return resp, nil // a quarantined node gets no work until an admin clears it
 	}
 	c.leaseLocked(ctx, node, req, now, resp)
