@@ -221,7 +221,19 @@ func (c *leadership) sortResultsLocked(node string, req *syncRequest, now time.T
 	for _, d := range done {
 		// The lease's result, or its finished prefix (the worker paused or stopped): the rest goes
 		// back. A lease of a job with chunk_units comes back as one result per chunk, together.
-		c.sched.CompletePrefix(d.lease, d.prefix(), now)
+		p := d.prefix()
+		l, _, ok := c.sched.CompletePrefix(d.lease, p, now)
+		// The parts beyond a gap (finished ahead of it in a child a pause froze) went back with
+		// the rest, but they are being committed with the prefix: take them out of the pending
+		// work now, as the prefix is. Left there until their commit returned, a concurrent
+		// exchange could be leased a range reaching into one, which its commit then left only
+		// partly inside: that lease ran on, its result was refused as an overlap, and the rest of
+		// its range lay orphaned until the repair pass.
+		for _, r := range d.ranges {
+			if ok && l.Range.Contains(r) && !p.Contains(r) {
+				c.sched.Accepted(l.Job, r)
+			}
+		}
 	}
 	c.notHeldLocked(node, others)
 	return items, keys, audits
