@@ -228,7 +228,9 @@ func (c *leadership) waiveLoneAudits(ctx context.Context, now time.Time) {
 	if !c.opAllowed(compute.OpAuditWaive) {
 		return
 	}
-	raw, err := c.cfg.Apply(ctx, compute.AuditWaive{Node: node, Time: now})
+	// The cluster's clock, as every command this leader proposes: a job the waive finishes is
+	// finished at this time, and retention evicts it by it (docs/design.md §2, Time).
+	raw, err := c.cfg.Apply(ctx, compute.AuditWaive{Node: node, Time: c.stamp(now)})
 	if err != nil {
 		if ctx.Err() == nil {
 			c.log.Warn("waive the audits of the only live node", "node", node, "err", err)
@@ -291,6 +293,9 @@ func (c *leadership) applyOutcome(out compute.AuditOutcome, auditor string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, n := range out.Quarantined {
+		c.takeBackLocked(n, time.Now())
+	}
 	for _, id := range out.Finished {
 		c.sched.RemoveJob(id)
 		delete(c.jobs, id)
@@ -313,6 +318,35 @@ func (c *leadership) applyOutcome(out compute.AuditOutcome, auditor string) {
 	}
 	if reopened {
 		c.co.JobsChanged() // reconcile: the jobs that run again are scheduled
+	}
+}
+
+// quarantinedLocked reports whether node is quarantined: it gets no work, and the job state
+// refuses its results and audit answers.
+func (c *leadership) quarantinedLocked(node string) bool {
+	return c.cfg.Audits != nil && c.cfg.Audits.Quarantined(node)
+}
+
+// takeBackLocked requeues the chunks and audits a quarantined node holds, and forgets its
+// expired leases, so that its next exchange is told to drop them all (cancelsLocked). The job
+// state refuses whatever it hands in: left with it, a chunk was computed to its end for
+// nothing, and its range then lay orphaned until the repair pass (a chunk target plus 3–6 s,
+// and a warning of a bookkeeping slip); an audit waited for an answer that would not count.
+func (c *leadership) takeBackLocked(node string, now time.Time) {
+	audits := 0
+	for id, l := range c.auditLeases {
+		if l.node == node {
+			delete(c.auditLeases, id)
+			audits++
+		}
+	}
+	for id, e := range c.expired {
+		if e.node == node {
+			delete(c.expired, id)
+		}
+	}
+	if evs := c.sched.NodeGone(node, now); len(evs) > 0 || audits > 0 {
+		c.log.Info("quarantined node: its chunks and audits go to others", "node", node, "chunks", len(evs), "audits", audits)
 	}
 }
 

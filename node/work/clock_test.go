@@ -157,3 +157,42 @@ func TestChallengeWaitBoundedWhenTheClockStepsBack(t *testing.T) {
 		t.Fatalf("quiet for an hour: wait %s", d)
 	}
 }
+
+// quarantinedAudits is fakeAudits with some nodes quarantined.
+type quarantinedAudits struct {
+	*fakeAudits
+	out map[string]bool
+}
+
+func (q quarantinedAudits) Quarantined(node string) bool { return q.out[node] }
+
+// TestAuditWaiveUsesTheClusterClock: the AuditWaive for the only live node that may audit is
+// stamped with the cluster's clock, as every command the leader proposes: the time is the
+// finish time of a job the waive completes, which retention evicts by. A leader whose clock is
+// decades behind the others' (quarantined nodes sync, and count for the clock) stamped its own,
+// and such a job was evicted, its result with it, at the next eviction.
+func TestAuditWaiveUsesTheClusterClock(t *testing.T) {
+	behind := 30 * 365 * 24 * time.Hour // the others' clocks minus this leader's
+	audits := &fakeAudits{tasks: []compute.AuditTask{piTask(1, "a")}}
+	qa := quarantinedAudits{audits, map[string]bool{nodeID("q1"): true, nodeID("q2"): true}}
+	co := NewCoordinator(CoordinatorConfig{Jobs: fakeJobs{}, Audits: qa, Apply: audits.apply, Logger: discardLogger()})
+	c := co.newLeadership(context.Background(), 3, time.Second)
+	start := c.began.Add(workerSilence)
+	for _, n := range []string{"a", "q1", "q2"} {
+		c.lastSeen[nodeID(n)], c.offsets[nodeID(n)] = start, behind
+	}
+	c.waiveLoneAudits(context.Background(), start)
+	now := start.Add(waiveAfter)
+	c.waiveLoneAudits(context.Background(), now)
+	audits.mu.Lock()
+	defer audits.mu.Unlock()
+	for _, cmd := range audits.applied {
+		if w, ok := cmd.(compute.AuditWaive); ok {
+			if d := w.Time.Sub(now.Add(behind)); d.Abs() > time.Minute {
+				t.Fatalf("waive stamped %s, want about %s (the cluster's clock)", w.Time, now.Add(behind))
+			}
+			return
+		}
+	}
+	t.Fatalf("no waive proposed: %#v", audits.applied)
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/wire"
 )
 
@@ -79,17 +80,30 @@ func (c *leadership) commitWithAudits(ctx context.Context, node string, items []
 	for _, r := range audits {
 		req.audits = append(req.audits, pendingAudit{node: node, r: r})
 	}
+	// The term's end ends the wait too: its committer stops then, and a request it never took
+	// would not be answered. The worker on this node calls in-process with a context that lasts
+	// as long as the node, so it would wait for ever, never to hand in or take work again.
 	select {
 	case c.commits <- req:
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, nil, c.termEnded()
 	}
 	select {
 	case r := <-req.done:
 		return compute.MergeRefused(r.outcome, idx, refused), r.auditErrs, r.err
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, nil, c.termEnded()
 	}
+}
+
+// termEnded is the error of an exchange the term's end cut short: the worker keeps its results
+// and hands them in to the next leader.
+func (c *leadership) termEnded() error {
+	return fmt.Errorf("term %d ended before its results were committed: %w", c.term, consensus.ErrNotLeader)
 }
 
 // jobSpec is a job's spec as this replica has it (compute.CheckResults).

@@ -18,7 +18,7 @@ func TestCommitter_BatchesInFlight(t *testing.T) {
 	var mu sync.Mutex
 	inFlight, most, calls := 0, 0, 0
 	release := make(chan struct{})
-	c := &leadership{log: discardLogger(), commits: make(chan *commitReq, 1024), cfg: &CoordinatorConfig{
+	c := &leadership{log: discardLogger(), ctx: context.Background(), commits: make(chan *commitReq, 1024), cfg: &CoordinatorConfig{
 		Apply: func(ctx context.Context, cmd any) (json.RawMessage, error) {
 			r := cmd.(compute.Results)
 			mu.Lock()

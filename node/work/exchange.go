@@ -22,7 +22,13 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 
 	c.mu.Lock()
 	c.noteWorkerLocked(node, req, now)
-	c.adoptLocked(node, req, now, resp)
+	if c.quarantinedLocked(node) {
+		// The job state refuses its results: what it holds goes to others before they come in,
+		// and nothing it holds is adopted.
+		c.takeBackLocked(node, now)
+	} else {
+		c.adoptLocked(node, req, now, resp)
+	}
 	c.reportsLocked(node, req, now)
 	items, keys, audits := c.sortResultsLocked(node, req, now, resp)
 	c.mu.Unlock()
@@ -35,12 +41,13 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	quarantined := c.quarantinedLocked(node)
+	if quarantined {
+		c.takeBackLocked(node, now) // quarantined meanwhile (or just now): cancelled below
+	}
 	c.cancelsLocked(node, req, resp)
 	resp.Idle = len(c.jobs) == 0 && !c.changedLocked()
-	if req.Paused || now.Before(c.leaseAt) {
-		return resp, nil
-	}
-	if c.cfg.Audits != nil && c.cfg.Audits.Quarantined(node) {
+	if req.Paused || now.Before(c.leaseAt) || quarantined {
 		return resp, nil // a quarantined node gets no work until an admin clears it
 	}
 	c.leaseLocked(ctx, node, req, now, resp)
@@ -95,10 +102,21 @@ func (c *leadership) adoptLocked(node string, req *syncRequest, now time.Time, r
 
 // reportsLocked takes the worker's progress, module faults and failed leases. Only its own
 // leases count: lease IDs are sequential, and a worker that named any ID would requeue or
-// stretch every other node's leases.
+// stretch every other node's leases. So do only the leases of this term: each term's scheduler
+// numbers its leases from 1, and a worker's first exchange with a new leader still reports
+// under the term it last heard (req.Term), so the ID of a chunk that failed under the old
+// leader may name one of the node's leases here (the chunk in hand, adopted in this very
+// exchange), which would go back to the pending work while the node computes it. Audit lease
+// IDs name replicated audits, the same in every term.
 func (c *leadership) reportsLocked(node string, req *syncRequest, now time.Time) {
 	var others []uint64
+	// The IDs of another term name nothing here, and a warning that they name another node's
+	// lease (notHeldLocked) would be false.
+	stale := req.Term != c.term
 	for _, p := range req.Progress {
+		if stale {
+			continue
+		}
 		if !c.sched.Holds(node, p.Lease) {
 			others = append(others, p.Lease)
 			continue
@@ -111,6 +129,9 @@ func (c *leadership) reportsLocked(node string, req *syncRequest, now time.Time)
 	for _, id := range req.Failed {
 		if id >= auditLeaseBase {
 			c.releaseAuditLocked(id, node) // only the auditor's own
+			continue
+		}
+		if stale {
 			continue
 		}
 		if !c.sched.Holds(node, id) {
@@ -200,7 +221,19 @@ func (c *leadership) sortResultsLocked(node string, req *syncRequest, now time.T
 	for _, d := range done {
 		// The lease's result, or its finished prefix (the worker paused or stopped): the rest goes
 		// back. A lease of a job with chunk_units comes back as one result per chunk, together.
-		c.sched.CompletePrefix(d.lease, d.prefix(), now)
+		p := d.prefix()
+		l, _, ok := c.sched.CompletePrefix(d.lease, p, now)
+		// The parts beyond a gap (finished ahead of it in a child a pause froze) went back with
+		// the rest, but they are being committed with the prefix: take them out of the pending
+		// work now, as the prefix is. Left there until their commit returned, a concurrent
+		// exchange could be leased a range reaching into one, which its commit then left only
+		// partly inside: that lease ran on, its result was refused as an overlap, and the rest of
+		// its range lay orphaned until the repair pass.
+		for _, r := range d.ranges {
+			if ok && l.Range.Contains(r) && !p.Contains(r) {
+				c.sched.Accepted(l.Job, r)
+			}
+		}
 	}
 	c.notHeldLocked(node, others)
 	return items, keys, audits
@@ -213,6 +246,9 @@ func (c *leadership) commitResults(ctx context.Context, node string, items []com
 	out, auditErrs, err := c.commitWithAudits(ctx, node, items, audits)
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if len(auditErrs) < len(audits) {
+		return fmt.Errorf("commit results: %w", err) // not answered: the term ended (termEnded)
 	}
 	for i, r := range audits {
 		if auditErrs[i] != nil {

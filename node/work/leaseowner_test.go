@@ -99,3 +99,36 @@ func TestLeaseReportsOnlyFromTheirHolder(t *testing.T) {
 		}
 	})
 }
+
+// TestStaleTermReportsIgnored: a worker's first exchange with a new leader reports under the
+// term it last heard, and lease IDs restart with each term. A chunk that failed under the old
+// leader, reported with its old ID, must not fail the lease of that number here: the chunk the
+// node holds, adopted in this very exchange as lease 1, stays leased to it rather than going
+// back to the pending work (to be computed twice).
+func TestStaleTermReportsIgnored(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 1}}
+	c := newTestLeadership(t, spec) // term 7
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	node := peer.ID("node-a")
+	inHand := compute.Chunk{Job: "j1", Range: compute.Range{Start: 1 << 20, End: 2 << 20}}
+	resp, err := c.sync(ctx, node, &syncRequest{
+		Term:   6,
+		Held:   []held{{ID: 2, Term: 6, Chunk: inHand}},
+		Failed: []uint64{1}, // old lease 1 failed before the leader changed
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Adopted) != 1 || resp.Adopted[0].New != 1 {
+		t.Fatalf("adopted %+v, want the chunk in hand as lease 1", resp.Adopted)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.sched.Holds(node.String(), 1) {
+		t.Fatal("the old term's failed lease 1 failed this term's lease 1, the adopted chunk in hand")
+	}
+	if pending := c.sched.PendingUnits("j1"); pending != spec.TotalUnits()-inHand.Range.Len() {
+		t.Fatalf("%d units pending, want all but the adopted chunk %v: it went back to the pending work", pending, inHand.Range)
+	}
+}

@@ -84,6 +84,7 @@ type Worker struct {
 	failed   []uint64
 	faults   []fault // failed leases whose module was at fault (a subset of failed)
 	progress atomic.Uint64
+	stopping atomic.Bool   // Run is handing in its last results: no more work (sync)
 	lastTook time.Duration // the last chunk's time in the child: below shortChunk, ask for shortDepth
 	// lastAudit is the same for the last audit: short audits are leased several at a time too
 	// (leaseAuditsLocked).
@@ -205,12 +206,15 @@ func (w *Worker) Run(ctx context.Context) {
 	if w.cfg.Crashed() {
 		return
 	}
-	// Hand in what was finished, including the prefix of the stopped chunk.
+	// Hand in what was finished, including the prefix of the stopped chunk, and give back the
+	// chunks queued that will not run, asking for none: the coordinator leases them to others
+	// at once, not after this node's silence (a graceful stop keeps the host up for a while).
+	w.stopping.Store(true)
 	fctx, cancel := context.WithTimeout(context.Background(), finalFlush)
 	defer cancel()
 	for fctx.Err() == nil {
 		w.mu.Lock()
-		left := len(w.results)
+		left := len(w.results) + len(w.queue) + len(w.failed)
 		w.mu.Unlock()
 		if left == 0 {
 			return
@@ -245,10 +249,10 @@ func (w *Worker) sync(ctx context.Context) error {
 	if w.running != nil {
 		inHand++
 	}
-	if w.ctxPaused() {
+	if w.stopping.Load() || w.ctxPaused() {
 		// Paused by the owner: queued chunks go back to the coordinator at
 		// once, so others take them; the one in hand stops and hands in
-		// its finished prefix.
+		// its finished prefix. Stopping, the same: lease nothing.
 		req.Paused = true
 		if w.running != nil && w.stopRun != nil {
 			w.stopRun() // even a chunk that had not started when the pause came
@@ -329,9 +333,13 @@ func (w *Worker) sync(ctx context.Context) error {
 	for _, id := range resp.Cancel {
 		cancel[id] = true
 	}
+	// A queued lease of another term is no lease of this coordinator's: it leases that work
+	// again. A new leader cleared the queue above, but the same node leading again in a new term
+	// (leadership lost and won back) does not change the leader: those leases stayed, their work
+	// was computed twice, and they counted as in hand, so the worker asked for less.
 	q := w.queue[:0]
 	for _, l := range w.queue {
-		if !cancel[l.ID] {
+		if !cancel[l.ID] && l.Term == resp.Term {
 			q = append(q, l)
 		}
 	}

@@ -145,3 +145,46 @@ func TestWorkerStateFollowsTheOwner(t *testing.T) {
 		}
 	}
 }
+
+// TestWorker_DropsQueuedLeasesOfAnEarlierTerm: when the same node leads again in a new term
+// (leadership lost and won back), the leader does not change, but the new coordinator's
+// scheduler knows nothing of the old term's leases and leases their work again. The worker
+// drops the chunks it had queued under the old term, rather than compute them a second time,
+// and asks for work in their place.
+func TestWorker_DropsQueuedLeasesOfAnEarlierTerm(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 24, Seed: 1}}
+	chunk := func(i uint64) compute.Chunk {
+		return compute.Chunk{Job: "j1", Range: compute.Range{Start: i << 20, End: (i + 1) << 20}}
+	}
+	answers := []syncResponse{
+		{Term: 1, Leases: []lease{{ID: 1, Term: 1, Chunk: chunk(0), Spec: spec}, {ID: 2, Term: 1, Chunk: chunk(1), Spec: spec}}},
+		{Term: 2}, // the same leader, in a new term
+		{Term: 2},
+	}
+	var reqs []syncRequest
+	leader := peer.ID("leader")
+	w := NewWorker(WorkerConfig{
+		Self:   "worker",
+		Leader: func() (peer.ID, bool) { return leader, true },
+		Call: func(_ context.Context, _ peer.ID, req, resp any) error {
+			reqs = append(reqs, *req.(*syncRequest))
+			*resp.(*syncResponse) = answers[len(reqs)-1]
+			return nil
+		},
+		Runner: partsRunner{},
+		Owner:  func() owner.Decision { return owner.Decision{State: owner.StateRun} },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for range answers { // the compute loop is not running: what is leased stays queued
+		if err := w.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.Busy() {
+		t.Fatalf("queued leases of term 1 kept under the term 2 coordinator: %+v", w.queue)
+	}
+	if last := reqs[len(reqs)-1]; last.Want != prefetchDepth || len(last.Leases) != 0 {
+		t.Fatalf("after the new term: want %d, leases %v; want %d and none", last.Want, last.Leases, prefetchDepth)
+	}
+}

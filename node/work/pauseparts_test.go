@@ -1,0 +1,71 @@
+package work
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/hydra-compute/hydra/compute"
+)
+
+// TestRangesAheadNotLeasedWhileTheyCommit: a paused worker hands in the prefix of its chunk and
+// a range finished ahead of it. While their commit is under way, another node's exchange is
+// leased only work outside them: before, the range ahead was pending again until its commit
+// returned, the other node was leased a chunk reaching into it, and that chunk, left only partly
+// inside once the commit returned, ran on for a result refused as an overlap, its range then
+// orphaned until the repair pass.
+func TestRangesAheadNotLeasedWhileTheyCommit(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 1}}
+	c := newTestLeadership(t, spec) // no committer: this test answers the commit
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leased := syncAt(ctx, t, c, "node-a", &syncRequest{Want: 1}).Leases
+	if len(leased) != 1 {
+		t.Fatalf("node a leased %v, want one chunk", leased)
+	}
+	l := leased[0]
+	q := l.Range.Len() / 4
+	prefix := compute.Range{Start: l.Start, End: l.Start + q}
+	ahead := compute.Range{Start: l.Start + 2*q, End: l.Start + 3*q}
+	handIn := func(r compute.Range) result {
+		return result{Lease: l.ID, Term: l.Term, Chunk: compute.Chunk{Job: l.Job, Range: r}, Seconds: 1, Payload: []byte{1}}
+	}
+	type answer struct {
+		resp *syncResponse
+		err  error
+	}
+	paused := make(chan answer, 1)
+	go func() {
+		resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Paused: true, Results: []result{handIn(prefix), handIn(ahead)}})
+		paused <- answer{resp, err}
+	}()
+	var req *commitReq
+	select {
+	case req = <-c.commits:
+	case <-ctx.Done():
+		t.Fatal("the paused worker's results never went to the commit")
+	}
+	// While they commit, node b asks for work.
+	other := syncAt(ctx, t, c, "node-b", &syncRequest{Want: 1}).Leases
+	req.done <- commitRes{outcome: &compute.ResultsOutcome{Accepted: len(req.items)}}
+	select {
+	case a := <-paused:
+		if a.err != nil || len(a.resp.Acked) != 2 {
+			t.Fatalf("paused worker's exchange: %+v, %v", a.resp, a.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the paused worker's exchange never returned")
+	}
+	for _, o := range other {
+		if o.Range.Overlaps(ahead) || o.Range.Overlaps(prefix) {
+			t.Fatalf("node b leased %v while %v and %v were being committed", o.Range, prefix, ahead)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sched.Open(l.Job, ahead) || c.sched.Open(l.Job, prefix) {
+		t.Fatalf("committed ranges %v, %v still pending or leased", prefix, ahead)
+	}
+}
