@@ -323,7 +323,8 @@ func (c *child) run(t *task) {
 	default:
 		err = fmt.Errorf("unknown kind %q", t.spec.Kind)
 	}
-	c.gate.idle() // the kernels are done: the wait for the next task earns no budget
+	c.gate.idle()      // the kernels are done: the wait for the next task earns no budget
+	c.blocks.end(t.id) // and the result goes by message: a freeze from now on waits for it
 	close(quit)
 	<-ticked
 	secs := time.Since(wall0).Seconds() * float64(c.cpus.Load())
@@ -513,7 +514,7 @@ func (c *child) runMandel(t *task) (rows uint64, payload []byte, parts []partHea
 	if out == nil {
 		out, lg = make([]uint32, n), nil // counts the node cannot read: log nothing
 	} else {
-		defer c.blocks.release(n)
+		defer c.blocks.release(t.id, n)
 	}
 	bs := mandelBlock(n, w, uint64(c.cpus.Load()))
 	done, _, err := c.drive(t, n, bs, func(off uint64) blockFn {

@@ -210,6 +210,12 @@ func (r *Runner) freezeStop(p *proc, t Chunk, wireID uint64) (Result, bool) {
 		p.thaw()
 		return Result{}, false
 	}
+	// A task whose kernels are done has its result on the way by message, and its counts may
+	// be released already (read as zeros): thaw the child and take that message.
+	if p.blocks.ended(wireID) {
+		p.thaw()
+		return Result{}, false
+	}
 	res := Result{ID: t.ID, Done: compute.Range{Start: t.Range.Start, End: t.Range.Start}}
 	if recs, cpu0, ok := p.blocks.collect(wireID); ok {
 		var pix []uint32
@@ -226,6 +232,10 @@ func (r *Runner) freezeStop(p *proc, t Chunk, wireID uint64) (Result, bool) {
 		}
 		res.Also = parts
 		res.ComputeSeconds = max(cpu-cpu0, 0)
+	}
+	if p.blocks.ended(wireID) { // the child was not yet stopped when the counts were read
+		p.thaw()
+		return Result{}, false
 	}
 	p.blocks.drop()
 	r.mu.Lock()
