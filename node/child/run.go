@@ -231,7 +231,14 @@ func (r *Runner) freezeStop(p *proc, t Chunk, wireID uint64) (Result, bool) {
 			parts = parts[1:]
 		}
 		res.Also = parts
-		res.ComputeSeconds = max(cpu-cpu0, 0)
+		// cpu0 is the child's word, as untrusted as its messages: a NaN or a wild value would
+		// keep the worker's results out of every exchange (maxComputeSeconds).
+		if secs := cpu - cpu0; secs >= 0 && secs <= maxComputeSeconds {
+			res.ComputeSeconds = secs
+		} else if !(secs >= -1) || secs > maxComputeSeconds { // not /proc's ticks against getrusage: NaN too
+			r.log.Warn("compute child: its log's CPU time at the task's start makes no sense; the pause's result counts none",
+				"cpu0", cpu0, "cpu", cpu)
+		}
 	}
 	if p.blocks.ended(wireID) { // the child was not yet stopped when the counts were read
 		p.thaw()
