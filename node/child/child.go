@@ -11,9 +11,11 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/audit"
@@ -177,16 +179,41 @@ func (t *task) prefix() uint64 {
 }
 
 // send writes one message; a write error means the parent is gone, which the read loop sees too.
+// An error's text is fitted to what the parent accepts (clipErr).
 func (c *child) send(m message) {
+	if m.kind == kindError {
+		m.h.Err = clipErr(m.h.Err)
+	}
 	b, err := encodeMessage(m)
 	if err != nil {
-		b, _ = encodeMessage(message{kind: kindError, h: header{Task: m.h.Task, Err: err.Error()}})
+		b, _ = encodeMessage(message{kind: kindError, h: header{Task: m.h.Task, Err: clipErr(err.Error())}})
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if wire.WriteFrame(c.out, b) == nil {
 		_ = c.out.Flush()
 	}
+}
+
+// clipErr fits an error text to the parent's bound (maxErrText, non-empty) as the parent
+// decodes it: the parent refuses a message that breaks the bound as a broken stream, kills the
+// child and loses the error (a module's fault then counts as the node's, and a job whose module
+// fails so is retried on every node for ever). JSON turns each invalid byte into U+FFFD, three
+// bytes, so the text is made valid UTF-8 first; then it is cut on a rune boundary, as a cut
+// inside a character leaves invalid bytes too.
+func clipErr(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if s == "" {
+		return "unknown error"
+	}
+	if len(s) <= maxErrText {
+		return s
+	}
+	cut := maxErrText - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // configure applies --cpus (GOMAXPROCS and the worker count; a running task is cut and goes on
@@ -296,7 +323,8 @@ func (c *child) run(t *task) {
 	default:
 		err = fmt.Errorf("unknown kind %q", t.spec.Kind)
 	}
-	c.gate.idle() // the kernels are done: the wait for the next task earns no budget
+	c.gate.idle()      // the kernels are done: the wait for the next task earns no budget
+	c.blocks.end(t.id) // and the result goes by message: a freeze from now on waits for it
 	close(quit)
 	<-ticked
 	secs := time.Since(wall0).Seconds() * float64(c.cpus.Load())
@@ -307,12 +335,8 @@ func (c *child) run(t *task) {
 	c.cur = nil // before the result: the parent may send the next run as soon as it has it
 	c.mu.Unlock()
 	if err != nil {
-		msg := err.Error()
-		if len(msg) > maxErrText {
-			msg = msg[:maxErrText-3] + "..."
-		}
 		var mf *ModuleFault
-		c.send(message{kind: kindError, h: header{Task: t.id, Err: msg, Fault: errors.As(err, &mf)}})
+		c.send(message{kind: kindError, h: header{Task: t.id, Err: err.Error(), Fault: errors.As(err, &mf)}})
 		return
 	}
 	c.send(message{kind: kindResult, payload: payload, h: header{
@@ -490,7 +514,7 @@ func (c *child) runMandel(t *task) (rows uint64, payload []byte, parts []partHea
 	if out == nil {
 		out, lg = make([]uint32, n), nil // counts the node cannot read: log nothing
 	} else {
-		defer c.blocks.release(n)
+		defer c.blocks.release(t.id, n)
 	}
 	bs := mandelBlock(n, w, uint64(c.cpus.Load()))
 	done, _, err := c.drive(t, n, bs, func(off uint64) blockFn {

@@ -43,6 +43,13 @@ const (
 	maxErrText     = 4096
 )
 
+// maxComputeSeconds bounds the compute seconds of a task's result: node/work's coordinator
+// refuses a worker's whole exchange when one of its results claims more than 1e7 (or NaN,
+// which does not even encode), and the worker sends its results again in every exchange until
+// they are committed, so one such result would keep all of that node's results out for good. A
+// task takes seconds on at most MaxCPUs cores: a child that claims this much is broken.
+const maxComputeSeconds = 1e7
+
 // MaxCPUs is the most cores a compute child runs on (--cpus).
 const MaxCPUs = 1024
 
@@ -193,7 +200,7 @@ func (m *message) validate() error {
 		if h.Task == 0 || h.Range == nil || h.Range.End < h.Range.Start {
 			return errors.New("result needs task and range")
 		}
-		if h.ComputeSeconds < 0 || h.ComputeSeconds > 1e9 || h.ComputeSeconds != h.ComputeSeconds {
+		if !(h.ComputeSeconds >= 0 && h.ComputeSeconds <= maxComputeSeconds) { // NaN too
 			return fmt.Errorf("compute seconds %g", h.ComputeSeconds)
 		}
 		if n := max(1, len(h.Parts)); len(h.Roots) != 0 && len(h.Roots) != n {

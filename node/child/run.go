@@ -210,6 +210,12 @@ func (r *Runner) freezeStop(p *proc, t Chunk, wireID uint64) (Result, bool) {
 		p.thaw()
 		return Result{}, false
 	}
+	// A task whose kernels are done has its result on the way by message, and its counts may
+	// be released already (read as zeros): thaw the child and take that message.
+	if p.blocks.ended(wireID) {
+		p.thaw()
+		return Result{}, false
+	}
 	res := Result{ID: t.ID, Done: compute.Range{Start: t.Range.Start, End: t.Range.Start}}
 	if recs, cpu0, ok := p.blocks.collect(wireID); ok {
 		var pix []uint32
@@ -225,7 +231,18 @@ func (r *Runner) freezeStop(p *proc, t Chunk, wireID uint64) (Result, bool) {
 			parts = parts[1:]
 		}
 		res.Also = parts
-		res.ComputeSeconds = max(cpu-cpu0, 0)
+		// cpu0 is the child's word, as untrusted as its messages: a NaN or a wild value would
+		// keep the worker's results out of every exchange (maxComputeSeconds).
+		if secs := cpu - cpu0; secs >= 0 && secs <= maxComputeSeconds {
+			res.ComputeSeconds = secs
+		} else if !(secs >= -1) || secs > maxComputeSeconds { // not /proc's ticks against getrusage: NaN too
+			r.log.Warn("compute child: its log's CPU time at the task's start makes no sense; the pause's result counts none",
+				"cpu0", cpu0, "cpu", cpu)
+		}
+	}
+	if p.blocks.ended(wireID) { // the child was not yet stopped when the counts were read
+		p.thaw()
+		return Result{}, false
 	}
 	p.blocks.drop()
 	r.mu.Lock()

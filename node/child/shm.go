@@ -24,6 +24,7 @@ import (
 //	8   task: the wire id the records are for (0 while a task is being set up)
 //	16  records claimed (may exceed shmRecords: the excess is not logged)
 //	24  the child's CPU seconds (float64 bits) when the task began
+//	32  ended: the wire id of the task whose kernels are done (see end)
 //	64  shmRecords records of 32 bytes: task (written last), start, end, hits
 //	    then wire.MaxResultCounts Mandelbrot counts (uint32), the running task's rows from its first
 //
@@ -66,6 +67,22 @@ func (s *shm) begin(task uint64, cpu0 float64) {
 	s.word(24).Store(math.Float64bits(cpu0))
 	s.word(0).Store(shmMagic)
 	s.word(8).Store(task)
+}
+
+// end marks the end of task's kernels (child side): its result is on its way by message, and
+// its Mandelbrot counts may be released from now on, so a node that freezes the child must not
+// read them (shm.ended).
+func (s *shm) end(task uint64) {
+	if s == nil {
+		return
+	}
+	s.word(32).Store(task)
+}
+
+// ended reports whether task's kernels are done (node side): a freeze then waits for its
+// result by message instead of reading the log.
+func (s *shm) ended(task uint64) bool {
+	return s != nil && s.word(32).Load() == task
 }
 
 // record logs a finished block [start, end) of task with its hits (child side).

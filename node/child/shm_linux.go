@@ -81,15 +81,27 @@ func (s *shm) drop() {
 	}
 }
 
-// release frees the file's pages of n counts after a Mandelbrot task (child side): the region
-// would otherwise keep the largest task's counts in memory while the child idles.
-func (s *shm) release(n uint64) {
-	if s == nil || n == 0 {
+// release frees the file's pages of n counts after Mandelbrot task (child side): the region
+// would otherwise keep the largest task's counts in memory while the child idles. It marks the
+// task's end first (shm.end): a node that froze the child afterwards would read the freed
+// pages as zero counts. madvise takes a page-aligned start and shmPixOff is not one: the page
+// the counts share with the records stays.
+func (s *shm) release(task, n uint64) {
+	if s == nil {
+		return
+	}
+	s.end(task)
+	if n == 0 {
 		return
 	}
 	page := uint64(os.Getpagesize())
-	end := min(shmPixOff+(n*4+page-1)/page*page, shmSize)
-	_ = unix.Madvise(s.b[shmPixOff:end], unix.MADV_REMOVE)
+	start := (uint64(shmPixOff) + page - 1) / page * page
+	end := min((uint64(shmPixOff)+n*4+page-1)/page*page, shmSize)
+	if start < end {
+		if err := unix.Madvise(s.b[start:end], unix.MADV_REMOVE); err != nil {
+			fmt.Fprintf(os.Stderr, "hydra compute child: release the counts of task %d: %v\n", task, err)
+		}
+	}
 }
 
 // freeze stops the child at once (SIGSTOP): it computes nothing more, and what it finished is

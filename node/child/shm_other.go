@@ -15,6 +15,6 @@ func mapShm(*os.File, bool) (*shm, error) { return nil, errNoShm }
 func childShm() *shm                      { return nil }
 func (s *shm) unmap()                     {}
 func (s *shm) drop()                      {}
-func (s *shm) release(uint64)             {}
+func (s *shm) release(uint64, uint64)     {}
 func (p *proc) freeze() (float64, error)  { return 0, errNoShm }
 func (p *proc) thaw()                     {}
