@@ -30,7 +30,10 @@ import (
 // The same restart also loses the peer's subscriptions: the survivor
 // forgets them when the old stream dies, respawns its writer, but the new
 // process sent its subscriptions once, on its own stream, before that: the
-// survivor never sends it a message of those topics again.
+// survivor never sends it a message of those topics again. A peer that
+// moved (moved.go) is the same case: its new connection came first, and
+// when the probe closes the old one the survivor forgets the subscriptions
+// the peer sent on the new one.
 //
 // So the host traces the router's outbound streams (outboundTracer) and
 // checks every gossipRepairEvery that each connected member that speaks
@@ -41,10 +44,20 @@ import (
 // peer is reconnected again only once it was well in between, or was
 // connected anew (restarted again), or after gossipRepairBackoff: a peer
 // that never subscribes costs a reconnection a minute, not a loop.
+//
+// A peer one of whose connections closed while another stays open (a
+// probe closed a moved peer's stale one, a restarted peer's old process
+// went) may have lost its streams with it: each closed connection asks for
+// its peer (askRepair), and the repair looks at a connected one every
+// repairSoonEvery for repairSoonFor and reconnects it the first time it is
+// not sent this node's topics, instead of after two periodic checks (5 to
+// 10 s more before a moved or restarted node's announcements were heard).
 const (
 	gossipRepairEvery   = 5 * time.Second
 	gossipRepairBackoff = time.Minute
 	gossipRedialTimeout = 10 * time.Second
+	repairSoonEvery     = time.Second
+	repairSoonFor       = 3 * time.Second
 )
 
 // repairMark is a reconnection done: when, and the connections it made.
@@ -55,32 +68,66 @@ type repairMark struct {
 
 // repairGossip runs until the host closes (see Gossip repair).
 func (h *Host) repairGossip(out *outboundTracer) {
-	t := time.NewTicker(gossipRepairEvery)
+	t := time.NewTicker(h.repairEvery)
 	defer t.Stop()
 	missing := map[peer.ID]int{}
 	repaired := map[peer.ID]repairMark{}
+	soon := map[peer.ID]time.Time{} // peers a probe cut off, watched until then
+	var soonTick <-chan time.Time
 	for {
+		var deaf []peer.ID
 		select {
 		case <-h.ctx.Done():
 			return
+		case p := <-h.repairSoon:
+			soon[p] = time.Now().Add(repairSoonFor)
+			if soonTick == nil {
+				soonTick = time.After(repairSoonEvery)
+			}
+			continue
+		case <-soonTick:
+			soonTick = nil
+			deaf = h.cutOff(out, soon, repaired)
+			if len(soon) > 0 {
+				soonTick = time.After(repairSoonEvery)
+			}
 		case <-t.C:
+			deaf = h.deafMembers(out, missing, repaired)
 		}
-		for _, p := range h.deafMembers(out, missing, repaired) {
+		for _, p := range deaf {
 			if _, ok := repaired[p]; ok {
 				continue
 			}
 			delete(missing, p)
-			h.log.Info("gossip: a connected member is not sent this node's topics; reconnecting it", "peer", p,
-				"stream", out.has(p))
-			addrs := redialAddrs(h.h.Network(), h.h.Peerstore(), p)
-			_ = h.h.Network().ClosePeer(p)
-			ctx, cancel := context.WithTimeout(h.ctx, gossipRedialTimeout)
-			if err := h.h.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
-				h.log.Debug("gossip: redial after repair", "peer", p, "err", err)
-			}
-			cancel()
-			repaired[p] = repairMark{at: time.Now(), conns: h.h.Network().ConnsToPeer(p)}
+			delete(soon, p)
+			repaired[p] = h.reconnect(out, p)
 		}
+	}
+}
+
+// reconnect disconnects p and dials it again, so that both routers open
+// fresh streams and send their subscriptions.
+func (h *Host) reconnect(out *outboundTracer, p peer.ID) repairMark {
+	h.log.Info("gossip: a connected member is not sent this node's topics; reconnecting it", "peer", p,
+		"stream", out.has(p))
+	addrs := redialAddrs(h.h.Network(), h.h.Peerstore(), p)
+	_ = h.h.Network().ClosePeer(p)
+	ctx, cancel := context.WithTimeout(h.ctx, gossipRedialTimeout)
+	defer cancel()
+	if err := h.h.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
+		h.log.Debug("gossip: redial after repair", "peer", p, "err", err)
+	}
+	return repairMark{at: time.Now(), conns: h.h.Network().ConnsToPeer(p)}
+}
+
+// askRepair asks gossip repair to look at p soon: a connection to it
+// closed, and gossipsub's streams on that connection with it. It never
+// blocks (the swarm's notifications call it); a request that finds the
+// queue full is dropped (the periodic checks remain).
+func (h *Host) askRepair(p peer.ID) {
+	select {
+	case h.repairSoon <- p:
+	default:
 	}
 }
 
@@ -108,10 +155,64 @@ func redialAddrs(n network.Network, ps peerstore.Peerstore, p peer.ID) []multiad
 
 // deafMembers returns the connected members that speak gossipsub but, at
 // two checks in a row, had no outbound gossip stream or no subscription to
-// any of this node's topics; missing counts the checks per peer. A repair
-// mark is dropped once its peer is well, once none of the connections it
-// made is open, or after gossipRepairBackoff.
+// any of this node's topics; missing counts the checks per peer.
 func (h *Host) deafMembers(out *outboundTracer, missing map[peer.ID]int, repaired map[peer.ID]repairMark) []peer.ID {
+	pruneRepaired(repaired)
+	listed := h.listedPeers()
+	if listed == nil {
+		return nil
+	}
+	var res []peer.ID
+	seen := map[peer.ID]bool{}
+	for _, p := range h.h.Network().Peers() {
+		if listed[p] && out.has(p) {
+			delete(repaired, p)
+			continue
+		}
+		if !h.gossipMember(p) {
+			continue
+		}
+		seen[p] = true
+		if missing[p]++; missing[p] >= 2 {
+			res = append(res, p)
+		}
+	}
+	for p := range missing {
+		if !seen[p] {
+			delete(missing, p)
+		}
+	}
+	return res
+}
+
+// cutOff returns the peers of soon (see repairSoon) that are connected
+// members speaking gossipsub and are not sent this node's topics now; it
+// drops the peers whose watch ended.
+func (h *Host) cutOff(out *outboundTracer, soon map[peer.ID]time.Time, repaired map[peer.ID]repairMark) []peer.ID {
+	pruneRepaired(repaired)
+	now := time.Now()
+	for p, until := range soon {
+		if now.After(until) {
+			delete(soon, p)
+		}
+	}
+	listed := h.listedPeers()
+	if listed == nil {
+		return nil
+	}
+	var res []peer.ID
+	for p := range soon {
+		if listed[p] && out.has(p) || h.h.Network().Connectedness(p) != network.Connected || !h.gossipMember(p) {
+			continue
+		}
+		res = append(res, p)
+	}
+	return res
+}
+
+// pruneRepaired drops each repair mark whose connections are all closed or
+// that is older than gossipRepairBackoff.
+func pruneRepaired(repaired map[peer.ID]repairMark) {
 	for p, m := range repaired {
 		open := false
 		for _, c := range m.conns {
@@ -121,8 +222,15 @@ func (h *Host) deafMembers(out *outboundTracer, missing map[peer.ID]int, repaire
 			delete(repaired, p)
 		}
 	}
+}
+
+// listedPeers is the set of peers subscribed to one of this node's topics,
+// as the router knows them; nil while there is nothing to check: no topic
+// yet, or membership unknown (strangers and other clusters are connected
+// too).
+func (h *Host) listedPeers() map[peer.ID]bool {
 	if h.gate.fn.Load() == nil {
-		return nil // membership unknown: strangers and other clusters are connected too
+		return nil
 	}
 	h.mu.Lock()
 	topics := make([]*Topic, 0, len(h.topics))
@@ -139,30 +247,17 @@ func (h *Host) deafMembers(out *outboundTracer, missing map[peer.ID]int, repaire
 			listed[p] = true
 		}
 	}
-	var res []peer.ID
-	seen := map[peer.ID]bool{}
-	for _, p := range h.h.Network().Peers() {
-		if listed[p] && out.has(p) {
-			delete(repaired, p)
-			continue
-		}
-		if !h.IsMember(p) {
-			continue
-		}
-		if ps, err := h.h.Peerstore().SupportsProtocols(p, pubsub.GossipSubDefaultProtocols...); err != nil || len(ps) == 0 {
-			continue
-		}
-		seen[p] = true
-		if missing[p]++; missing[p] >= 2 {
-			res = append(res, p)
-		}
+	return listed
+}
+
+// gossipMember reports whether p is a member that speaks gossipsub: one
+// gossip repair looks after.
+func (h *Host) gossipMember(p peer.ID) bool {
+	if !h.IsMember(p) {
+		return false
 	}
-	for p := range missing {
-		if !seen[p] {
-			delete(missing, p)
-		}
-	}
-	return res
+	ps, err := h.h.Peerstore().SupportsProtocols(p, pubsub.GossipSubDefaultProtocols...)
+	return err == nil && len(ps) > 0
 }
 
 // outboundTracer is a pubsub.RawTracer that keeps the set of peers the

@@ -118,6 +118,12 @@ type Host struct {
 
 	gate *gate
 
+	// repairEvery is gossip repair's period (gossipRepairEvery; tests set
+	// it before the first Topic). repairSoon carries the peers a probe cut
+	// off from gossip, for the repair to look at at once (gossiprepair.go).
+	repairEvery time.Duration
+	repairSoon  chan peer.ID
+
 	mu         sync.Mutex
 	closed     bool
 	ps         *pubsub.PubSub
@@ -217,6 +223,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		topics:    make(map[string]*Topic),
 		subFilter: newTopicFilter(cfg.Cluster, cfg.Topics...),
 		gate:      g,
+
+		repairEvery: gossipRepairEvery,
+		repairSoon:  make(chan peer.ID, 16),
 	}
 	h.Network().Notify(movedWatch{hh})
 	hh.goTracked(func() {

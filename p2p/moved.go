@@ -42,19 +42,25 @@ import (
 // protocol, a round trip, within probeTimeout; a connection that does not
 // answer in time is closed (a refusal or a reset is an answer: the peer is
 // there). A live one costs a stream opened and reset. Probes are rare (an
-// address change, a second address of one peer), never periodic.
+// address change, a second address of one peer), never periodic. Gossip
+// repair looks at once at a peer one of whose connections closed while
+// another stays open (gossiprepair.go): gossipsub forgets the peer's
+// subscriptions with the streams it had on the closed one.
 
 // probeTimeout bounds a probe's round trip: far above a LAN's, below the 30 s
 // after which yamux and QUIC would close a dead connection themselves.
 const probeTimeout = 3 * time.Second
 
 // movedWatch probes a peer's older connections when it connects from a new
-// address (check 2 above).
+// address (check 2 above), and tells gossip repair of every closed
+// connection (askRepair).
 type movedWatch struct{ h *Host }
 
-func (w movedWatch) Listen(network.Network, ma.Multiaddr)       {}
-func (w movedWatch) ListenClose(network.Network, ma.Multiaddr)  {}
-func (w movedWatch) Disconnected(network.Network, network.Conn) {}
+func (w movedWatch) Listen(network.Network, ma.Multiaddr)      {}
+func (w movedWatch) ListenClose(network.Network, ma.Multiaddr) {}
+func (w movedWatch) Disconnected(_ network.Network, c network.Conn) {
+	w.h.askRepair(c.RemotePeer())
+}
 func (w movedWatch) Connected(n network.Network, c network.Conn) {
 	ip := connIP(c.RemoteMultiaddr())
 	if ip == nil {
