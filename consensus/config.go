@@ -228,6 +228,12 @@ type Config struct {
 	// node should stop with the message and be restarted once the cause is
 	// fixed (it replays its log then). Nil only logs.
 	OnFatal func(*ApplyFailure)
+	// OnDiskFailure, if set, is called (once, in its own goroutine) when
+	// a write to raft's log or stable store fails because the file system
+	// turned read-only or fails I/O (diskfail.go): unlike a full disk,
+	// that does not pass by waiting. The node should stop with the
+	// message. Nil only logs.
+	OnDiskFailure func(*DiskFailure)
 	// Logger receives the package's and raft's logs (slog; never the global).
 	Logger *slog.Logger
 

@@ -216,6 +216,15 @@ func New(cfg Config) (*Raft, error) {
 		return nil, err
 	}
 	r.st = st
+	onDisk := func(df *DiskFailure) {
+		log.Error("stopping: the disk under this node's raft state fails writes (read-only or I/O errors: a failing disk? see the kernel's log); it stores nothing more, so it cannot count as a replica",
+			"dir", df.Dir, "err", df.Err)
+		if cfg.OnDiskFailure != nil {
+			cfg.OnDiskFailure(df)
+		}
+	}
+	st.watch.fn.Store(&onDisk)
+	st.watch.closed = r.closed
 	if r.hadState, err = st.hasState(); err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
@@ -238,7 +247,7 @@ func New(cfg Config) (*Raft, error) {
 	if cfg.beforeRaft != nil {
 		cfg.beforeRaft(cfg.Host)
 	}
-	if r.raft, err = raft.NewRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick, r.memberKick}, st.mark}, st.logs, st.bolt, st.snaps, trans); err != nil {
+	if r.raft, err = raft.NewRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick, r.memberKick}, st.mark}, st.logs, watchedStable{st.bolt, st.watch}, st.snaps, trans); err != nil {
 		_ = trans.Close()
 		_ = st.close()
 		return nil, fmt.Errorf("start raft: %w", err)

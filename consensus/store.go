@@ -42,7 +42,8 @@ const walSegmentSize = 16 << 20
 // (raft-wal: one fsync per append, where bbolt's copy-on-write B+tree took two
 // fdatasyncs and several page writes), a log cache in front of it, the stable
 // store in a bolt file (raft-boltdb/v2: rarely written; its lock also keeps a
-// second process off the directory), and a file snapshot store.
+// second process off the directory), and a file snapshot store. Writes to the
+// log and the stable store are watched for a failing disk (diskfail.go).
 type stores struct {
 	dir   string                // DATA/raft
 	bolt  *raftboltdb.BoltStore // the stable store
@@ -50,6 +51,7 @@ type stores struct {
 	logs  raft.LogStore
 	snaps raft.SnapshotStore
 	mark  *appliedMark // the applied index as of the last entry applied (appliedmark.go)
+	watch *failWatch   // a failing disk under the log or the stable store (diskfail.go)
 }
 
 // openStores opens (creating) the stores in dir. A second process on the
@@ -81,7 +83,7 @@ func openStoresSized(dir string, log *slog.Logger, segSize int) (*stores, error)
 		}
 		return nil, fmt.Errorf("open raft stable store %s: %w", path, err)
 	}
-	st := &stores{dir: dir, bolt: bolt}
+	st := &stores{dir: dir, bolt: bolt, watch: &failWatch{dir: dir}}
 	if err := migrateLog(dir, bolt, log); err != nil {
 		_ = bolt.Close()
 		return nil, err
@@ -90,7 +92,7 @@ func openStoresSized(dir string, log *slog.Logger, segSize int) (*stores, error)
 		_ = bolt.Close()
 		return nil, err
 	}
-	if st.logs, err = raft.NewLogCache(512, st.wal); err != nil {
+	if st.logs, err = raft.NewLogCache(512, watchedLogs{st.wal, st.watch}); err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}

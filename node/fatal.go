@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"syscall"
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/consensus"
@@ -13,12 +14,18 @@ import (
 // fatalError is the error Run stops with when a committed entry could not be applied here
 // (consensus.ApplyFailure): for an op this build does not know, the version to upgrade to
 // (upgradeError, a *ConfigError: exit code 78, which the service unit does not restart, since
-// the same build would stop at the same entry again every few seconds); otherwise the remedy
-// for a failing disk (exit code 1). Either way the node replays its log when it starts again,
-// and applies the entry then.
+// the same build would stop at the same entry again every few seconds); for a file system that
+// turned read-only (a failing disk: consensus.DiskFailure, or an entry the job store could not
+// write), what to check, also a *ConfigError (a restart would only find it read-only again);
+// otherwise the remedy for a full or failing disk (exit code 1). Either way the node replays
+// its log when it starts again, and applies the entry then.
 func (n *Node) fatalError(err error) error {
 	if ue := upgradeError(err, n.raft.State().Nodes); ue != nil {
 		return ue
+	}
+	if errors.Is(err, syscall.EROFS) {
+		return &ConfigError{Err: fmt.Errorf("--data %s: the file system turned read-only under the running node (the kernel does so when a disk fails: a worn SD card, a dying disk; see its log, dmesg): check the disk (fsck) or move --data to a good one, then start the node again: it replays its raft log (%w)",
+			n.cfg.DataDir, err)}
 	}
 	return fmt.Errorf("%w; free the disk (or fix it) and start the node again: it replays its raft log", err)
 }

@@ -54,7 +54,7 @@ type Node struct {
 
 	leaveOnce sync.Once
 	left      chan struct{} // closed when Leave has removed the node
-	fatal     chan error    // a committed entry could not be applied here: Run stops with it
+	fatal     chan error    // a committed entry could not be applied here, or the disk fails: Run stops with it
 
 	jobs          *compute.JobStore
 	pngCache      *webui.PNGCache // finished jobs' rendered PNGs (DATA/png-cache)
@@ -246,6 +246,12 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		OnFatal: func(af *consensus.ApplyFailure) {
 			select {
 			case n.fatal <- af:
+			default:
+			}
+		},
+		OnDiskFailure: func(df *consensus.DiskFailure) {
+			select {
+			case n.fatal <- df:
 			default:
 			}
 		},
@@ -505,8 +511,8 @@ func (n *Node) Run(ctx context.Context) error {
 		n.log.Error("http server stopped", "err", err)
 	case err := <-n.fatal:
 		// A committed entry could not be applied here (disk full? an op of
-		// a newer build?): stop rather than serve a replica that differs
-		// from the others.
+		// a newer build?), or the disk fails writes: stop rather than serve
+		// a replica that differs from the others or stores nothing.
 		runErr = n.fatalError(err)
 	}
 	if n.crash.Load() {
