@@ -13,20 +13,30 @@ import (
 )
 
 // TestFailingDiskIsReported: three voters, one with its raft state on a real ext4 file system
-// that then fails as a worn SD card does (the kernel remounts it read-only). At the cluster's
-// next write that node's store refuses the entry with EROFS, and OnDiskFailure reports it, once,
-// naming the directory. Then a new term comes (leadership moves, or the failing node led and
-// stepped down): raft cannot save it on that node, which raft answers with a panic that took the
+// that then fails as a worn SD card does (the kernel remounts it read-only), once as a follower
+// and once as the leader. At the next write that node's store refuses the entry with EROFS (a
+// leader then steps down), and OnDiskFailure reports it, once, naming the directory. Then a new
+// term comes: raft cannot save it on that node, which raft answers with a panic that took the
 // whole process down; the write is held instead, the two others commit on, and the failing node
 // still shuts down. Before, raft only logged each failed append: the node went on as a member
 // that stored, applied and voted for nothing, until a new term crashed it.
 func TestFailingDiskIsReported(t *testing.T) {
 	t.Parallel()
+	for _, leads := range []bool{false, true} {
+		t.Run(map[bool]string{false: "follower", true: "leader"}[leads], func(t *testing.T) {
+			t.Parallel()
+			failingDisk(t, leads)
+		})
+	}
+}
+
+// failingDisk is TestFailingDiskIsReported with the failing node leading or not.
+func failingDisk(t *testing.T, leads bool) {
 	disk := testdisk.Ext4(t, "64M")
 	reports := make(chan *DiskFailure, 4)
 	nodes := make([]*testNode, 3)
 	for i := range nodes {
-		nodes[i] = newTestNode(t, fmt.Sprintf("n%d", i), "disk-fail", func(c *Config) {
+		nodes[i] = newTestNode(t, fmt.Sprintf("n%d", i), fmt.Sprintf("disk-fail-%v", leads), func(c *Config) {
 			c.App = sinkApp{}
 			if i == 2 {
 				c.OnDiskFailure = func(df *DiskFailure) { reports <- df }
@@ -42,6 +52,21 @@ func TestFailingDiskIsReported(t *testing.T) {
 		n.run()
 	}
 	leader := settled(t, nodes, 3, true)
+	if to := otherThan2(nodes, leader, failing)[0]; leads != (leader == failing) {
+		if leads {
+			to = failing
+		}
+		if err := leader.r.raft.LeadershipTransferToServer(raft.ServerID(to.h.ID().String()), raft.ServerAddress(to.h.ID().String())).Error(); err != nil {
+			t.Fatalf("leadership to %s: %v", to.name, err)
+		}
+		leader = to
+		waitUntil(t, testDeadline, to.name+" leads", func() error {
+			if !to.r.IsLeader() {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+	}
 	term := leader.r.raft.CurrentTerm()
 	select {
 	case df := <-reports:
@@ -62,6 +87,12 @@ func TestFailingDiskIsReported(t *testing.T) {
 			return errors.New("no leader")
 		})
 	}
+	if leads {
+		// A leader writes nothing on its own: the first entry proposed to it meets the disk.
+		if _, err := failing.r.Apply(ctxT(t, 10*time.Second), Command{Op: OpAppFirst, Payload: []byte("to the failing leader")}); err == nil {
+			t.Fatalf("%s committed an entry on its failed disk", failing.name)
+		}
+	}
 	write("after the failure") // committed by the two others, refused by the failing one
 	var df *DiskFailure
 	select {
@@ -72,7 +103,7 @@ func TestFailingDiskIsReported(t *testing.T) {
 	if !errors.Is(df, syscall.EROFS) || df.Dir != failing.dir {
 		t.Fatalf("OnDiskFailure got %v (dir %s), want EROFS in %s", df, df.Dir, failing.dir)
 	}
-	if leader != failing {
+	if !leads { // a failing leader stepped down: the next one has a new term already
 		other := otherThan2(nodes, leader, failing)[0]
 		if err := leader.r.raft.LeadershipTransferToServer(raft.ServerID(other.h.ID().String()), raft.ServerAddress(other.h.ID().String())).Error(); err != nil {
 			t.Fatalf("leadership to %s: %v", other.name, err)
