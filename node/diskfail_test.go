@@ -26,12 +26,7 @@ func TestNodeStopsOnAFailingDisk(t *testing.T) {
 	}
 	n := newTestNode(t, dir, "n0", nil)
 	n.start(t)
-	waitFor(t, 20*time.Second, "token", func() error {
-		if n.APIToken() == "" {
-			return errors.New("no token")
-		}
-		return nil
-	})
+	waitForToken(t, n.Node)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := n.SubmitJob(ctx, diskFillJob); err != nil {

@@ -41,12 +41,7 @@ func TestRestartOnAFullDiskWaitsForSpace(t *testing.T) {
 	dir := testdisk.Small(t, "64m")
 	n := newTestNode(t, dir, "n0", func(c *Config) { c.minFreeBytes = 4 << 20 })
 	n.start(t)
-	waitFor(t, 20*time.Second, "token", func() error {
-		if n.APIToken() == "" {
-			return errors.New("no token")
-		}
-		return nil
-	})
+	waitForToken(t, n.Node)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	j, err := n.SubmitJob(ctx, diskFillJob)

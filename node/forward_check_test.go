@@ -23,12 +23,7 @@ func TestCluster_ForwardedResultsCheckedAgainstCommitments(t *testing.T) {
 	// leader, whose own proposals the leader's check (CheckForwarded) never sees: the result
 	// that differs from its commitment would have been accepted, a failure of the test.
 	member := without(nodes, waitLeader(t, nodes, 20*time.Second))[0]
-	waitFor(t, 20*time.Second, "token", func() error {
-		if member.APIToken() == "" {
-			return errors.New("no token")
-		}
-		return nil
-	})
+	waitForToken(t, member.Node)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p := compute.MandelParams{Width: 16, Height: 8, CenterX: -0.5, Span: 3, MaxIter: 100}

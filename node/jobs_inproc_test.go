@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -29,12 +28,7 @@ func TestCluster_JobsExactInProcess(t *testing.T) {
 func runPiAndMandel(t *testing.T, nodes []*testNode, pi, mb compute.JobSpec) (piID, mbID string) {
 	t.Helper()
 	waitFor(t, 20*time.Second, "leader", func() error { _, err := agreedLeader(nodes); return err })
-	waitFor(t, 20*time.Second, "token", func() error {
-		if nodes[1].APIToken() == "" {
-			return errors.New("no token")
-		}
-		return nil
-	})
+	waitForToken(t, nodes[1].Node)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pj, err := nodes[1].SubmitJob(ctx, pi)

@@ -1,7 +1,6 @@
 package webui
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -24,16 +23,7 @@ func TestUnsatisfiableRangeIsJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		req.Header.Set("Range", rng)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, data
+		return send(t, req)
 	}
 	resp, part := ranged(png, "bytes=0-9")
 	if resp.StatusCode != http.StatusPartialContent || string(part) != string(whole[:10]) {
