@@ -28,9 +28,10 @@ import (
 // handle (its chunks reassigned, a new leader elected if it led, autopilot's repairs).
 //
 // One write raft cannot take failing: a new term (setCurrentTerm panics when the stable store
-// refuses it, and the whole process died with a panic at the next election, a full disk's
-// included). That write is held instead (holdTerm): retried while the disk is full, and on a
-// failing disk, or once the node stops, raft's goroutine that asked for it ends there.
+// refuses it, so the whole process died with a panic at the next election; so could a full
+// disk's, had the stable store's write met it). That write is held instead (holdTerm): retried
+// while the disk is full, held on a failing one until the node stops, when the goroutine that
+// asked for it ends there.
 
 // DiskFailure is what Config.OnDiskFailure receives: the first write of raft's stores that
 // failed in a way no wait cures (see diskFailed).
