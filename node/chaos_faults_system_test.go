@@ -20,7 +20,7 @@ import (
 // inject picks a fault and a node (at most two nodes under a fault at once) and starts it; a
 // fault with a duration ends on its own goroutine.
 func (c *chaos) inject(faults *sync.WaitGroup) {
-	kinds := []string{"kill", "lid", "cut", "disk", "remove", "loss", "wipe", "leave"}
+	kinds := []string{"kill", "lid", "cut", "disk", "remove", "loss", "wipe", "leave", "fail"}
 	kind := kinds[c.rng.IntN(len(kinds))]
 	c.mu.Lock()
 	if len(c.busy) >= 2 {
@@ -46,7 +46,7 @@ func (c *chaos) inject(faults *sync.WaitGroup) {
 	if target == nil {
 		target = free[c.rng.IntN(len(free))]
 	}
-	if kind == "wipe" && !c.mayWipe(target) {
+	if (kind == "wipe" || kind == "fail") && !c.mayWipe(target) {
 		c.logf("disk of %s not replaced now (a voter's data lost with another's, or with fewer than 3 voters, loses the quorum for good): a power cut instead", target.name)
 		kind = "kill"
 	}
@@ -65,7 +65,7 @@ func (c *chaos) inject(faults *sync.WaitGroup) {
 		hold = secs(2, 16) // how long it stays out
 	case "loss":
 		hold = secs(5, 40)
-	case "wipe":
+	case "wipe", "fail":
 		hold = secs(1, 10) // how long the machine stays off
 	}
 	// The share of packets a lossy link drops, drawn here: the fault loop's draws replay a seed.
@@ -106,7 +106,7 @@ func (c *chaos) mayWipe(p *proc) bool {
 		return true
 	}
 	for q, kind := range c.busy {
-		if q != p && kind == "wipe" {
+		if q != p && (kind == "wipe" || kind == "fail") {
 			return false
 		}
 	}
@@ -185,6 +185,8 @@ func (c *chaos) fault(kind string, p *proc, hold time.Duration, prob float64) er
 		return c.removeApprove(p, hold)
 	case "wipe":
 		return c.wipe(p, hold)
+	case "fail":
+		return c.failDisk(p, hold)
 	case "leave":
 		return c.leave(p, hold)
 	}

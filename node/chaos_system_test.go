@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,8 +26,10 @@ import (
 // a stream of jobs (π, Mandelbrot, the primes WebAssembly example) runs: a SIGKILL and restart
 // of a node (the leader half the time), a closed lid (SIGSTOP of its process group, SIGCONT
 // 2–40 s later), a cut cable (iptables drops its packets on loopback for 2–30 s), a full
-// disk (its data directory is a small tmpfs, filled for 5–30 s; a node that stops on it is
-// started again, as its service manager would), `hydra remove` + `hydra approve` of a node, a
+// disk (its data directory is a small ext4 disk, filled for 5–30 s; a node that stops on it is
+// started again, as its service manager would), a failing disk (the kernel makes it read-only:
+// the node must stop with exit code 78 saying so; a new disk, and it joins with a new key as
+// after a replaced disk), `hydra remove` + `hydra approve` of a node, a
 // lossy link (iptables drops 10–50% of its packets at random for 5–40 s), a replaced disk
 // (SIGKILL, its data moved aside, started again with a new key through a member's join
 // address; the old key removed, the new one approved) and `hydra leave` (started again, it
@@ -39,8 +40,8 @@ import (
 // to the reference on every node, audit counters are sane, and every node names the same
 // leader and members.
 //
-// It runs only with HYDRA_CHAOS=1 (scripts/test leaves it out by name); needs root (tmpfs
-// mounts, iptables, a user per node). HYDRA_CHAOS_SEED replays a run (the seed is printed), HYDRA_CHAOS_DURATION
+// It runs only with HYDRA_CHAOS=1 (scripts/test leaves it out by name); needs root (tmpfs and
+// ext4 mounts, loop devices, iptables, a user per node). HYDRA_CHAOS_SEED replays a run (the seed is printed), HYDRA_CHAOS_DURATION
 // sets how long faults are injected (default 3m; the documented long run is 25m). Whole node
 // logs, the harness's lines and the node–peer ID map go to a directory that outlives a failed
 // run (HYDRA_CHAOS_LOGDIR, else under os.TempDir(); printed first).
@@ -93,6 +94,7 @@ type chaos struct {
 	busy      map[*proc]string // nodes under a fault, and which
 	wipes     int              // disks replaced so far (names the directories their data went to)
 	mayExit   map[*proc]bool   // a full disk may stop these
+	disks     map[*proc]*chaosDisk // each node's data disk (chaos_disk_system_test.go)
 	jobs      []*chaosJob
 	done      map[string]bool // jobs seen done and verified on some node
 	counts    map[string]int
@@ -118,7 +120,7 @@ type chaosJob struct {
 
 func newChaos(t *testing.T, seed uint64) *chaos {
 	return &chaos{t: t, rng: rand.New(rand.NewPCG(seed, 1)), jrng: rand.New(rand.NewPCG(seed, 2)), start: time.Now(),
-		busy: map[*proc]string{}, mayExit: map[*proc]bool{}, done: map[string]bool{},
+		busy: map[*proc]string{}, mayExit: map[*proc]bool{}, disks: map[*proc]*chaosDisk{}, done: map[string]bool{},
 		counts: map[string]int{}, maxRSS: map[string]int64{}, stopFault: make(chan struct{})}
 }
 
@@ -222,7 +224,7 @@ func (c *chaos) fail(err error) {
 	}
 }
 
-// startCluster starts n nodes, each with its data directory on a tmpfs of its own (256 MiB: a
+// startCluster starts n nodes, each with its data directory on a disk of its own (newChaosDisk; 256 MiB: a
 // node starts with 64 MiB free, and each time a follower's log suffix is cleared raft-wal seals
 // its segment and preallocates a new 16 MiB one, kept until compaction passes it: a 160 MiB
 // tmpfs left a node of seed 19 with 57.5 MiB free after four such clears), joined to the first one, and waits until they form one cluster with three voters.
@@ -260,17 +262,7 @@ func (c *chaos) startCluster(n int) {
 		if err := os.MkdirAll(data, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", data).CombinedOutput(); err != nil {
-			t.Fatalf("mount a tmpfs (root needed): %v: %s", err, out)
-		}
-		t.Cleanup(func() {
-			if t.Failed() { // what filled it, if anything did: the mount goes with the run
-				listFiles(t, data, filepath.Join(dir, "files.txt"))
-			}
-			if err := syscall.Unmount(data, 0); err != nil {
-				_ = syscall.Unmount(data, syscall.MNT_DETACH)
-			}
-		})
+		disk := newChaosDisk(t, dir, data)
 		var first string
 		if i == 0 {
 			first = presetIdentity(t, data)
@@ -288,6 +280,7 @@ func (c *chaos) startCluster(n int) {
 			p.id = first
 		}
 		c.ps = append(c.ps, p)
+		c.disks[p] = disk
 	}
 	waitFor(t, 90*time.Second, "one cluster of 5 nodes with 3 voters", func() error {
 		for _, p := range c.ps {

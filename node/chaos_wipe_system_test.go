@@ -20,7 +20,7 @@ import (
 
 // downKinds are the faults under which a node's process may be down: the watch does not count
 // its exit as a crash, and no job is submitted or checked through it (nor through a closed lid).
-var downKinds = map[string]bool{"kill": true, "wipe": true, "leave": true}
+var downKinds = map[string]bool{"kill": true, "wipe": true, "leave": true, "fail": true}
 
 // addRules inserts iptables rules (-I) and returns their undo (-D), which runs at most once:
 // also at the test's cleanup, so that a test that fails or stops in the middle of a fault leaves
@@ -125,6 +125,13 @@ func (c *chaos) wipe(p *proc, off time.Duration) error {
 	if err := moveAside(p.dir, aside); err != nil {
 		return err
 	}
+	return c.rejoinFresh(p, oldID, off)
+}
+
+// rejoinFresh starts p again after off on its empty data directory with a new key, joining
+// through a usable node, removes its old key oldID and approves the new one: a machine whose
+// disk was replaced.
+func (c *chaos) rejoinFresh(p *proc, oldID string, off time.Duration) error {
 	newID, err := freshIdentity(p.dir, p.uid)
 	if err != nil {
 		return err
