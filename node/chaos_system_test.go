@@ -91,9 +91,9 @@ type chaos struct {
 	events *os.File // logDir/chaos.log
 
 	mu        sync.Mutex
-	busy      map[*proc]string // nodes under a fault, and which
-	wipes     int              // disks replaced so far (names the directories their data went to)
-	mayExit   map[*proc]bool   // a full disk may stop these
+	busy      map[*proc]string     // nodes under a fault, and which
+	wipes     int                  // disks replaced so far (names the directories their data went to)
+	mayExit   map[*proc]bool       // a full disk may stop these
 	disks     map[*proc]*chaosDisk // each node's data disk (chaos_disk_system_test.go)
 	jobs      []*chaosJob
 	done      map[string]bool // jobs seen done and verified on some node
