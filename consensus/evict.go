@@ -323,6 +323,34 @@ func (r *Raft) handOverTo(to []raft.Server, why string) error {
 	return errors.Join(errs...)
 }
 
+// removeEvictedNow runs on the leader once it has committed data, a proposal: an eviction (a
+// MemberRemove that revokes) of a server of the configuration is followed at once by that
+// server's removal (reconcileServer, on its own goroutine: the caller holds memberMu), not at
+// the membership loop's next look, up to MemberPoll later and more on a loaded machine. Every
+// member refuses the evicted key from the entry on, so until it is out the configuration counts
+// a voter nobody hears: of two voters, the leader alone could not keep its lease and stepped
+// down, and the survivor, whose configuration still wanted the evicted voter's vote, was never
+// elected again: no leader, for good (chaos seed 83). A removal that fails here is retried by
+// the membership loop (reconcileMembers).
+func (r *Raft) removeEvictedNow(data []byte) {
+	if len(data) < 3 || Op(data[1]) != OpMemberRemove {
+		return
+	}
+	var m MemberRemove
+	if strictUnmarshal(data[2:], &m) != nil || !m.Revoke {
+		return
+	}
+	p, err := peer.Decode(m.ID)
+	if err != nil || p == r.id || !r.hasServer(p) {
+		return
+	}
+	r.spawn(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*r.t.Apply)
+		defer cancel()
+		_ = r.reconcileServer(ctx, p, "") // it logs a failure; the membership loop tries again
+	})
+}
+
 // reconcileMembers runs on the leader: servers whose key is revoked leave
 // the raft configuration (never the leader itself: it hands leadership
 // over before its eviction commits, handOverFromRevoked), and servers of a cluster created before the

@@ -248,6 +248,11 @@ func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, erro
 		if err := r.evictionWaits(data); err != nil {
 			return applyResponse{}, err
 		}
+		resp, err := r.applyLocked(ctx, data)
+		if err == nil {
+			r.removeEvictedNow(data)
+		}
+		return resp, err
 	}
 	return r.applyLocked(ctx, data)
 }
