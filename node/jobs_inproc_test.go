@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -78,4 +79,15 @@ func checkExactEverywhere(t *testing.T, nodes []*testNode, pi compute.JobSpec, p
 			}
 		}
 	}
+}
+
+// waitForToken waits until n has made its API token, which a test needs to submit through it.
+func waitForToken(t *testing.T, n *Node) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "token", func() error {
+		if n.APIToken() == "" {
+			return errors.New("no token")
+		}
+		return nil
+	})
 }

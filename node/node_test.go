@@ -71,17 +71,6 @@ func newTestNode(t *testing.T, dir, name string, mut func(*Config)) *testNode {
 	return &testNode{Node: n, dir: dir, done: make(chan error, 1)}
 }
 
-// waitForToken waits until n has made its API token, which a test needs to submit through it.
-func waitForToken(t *testing.T, n *Node) {
-	t.Helper()
-	waitFor(t, 20*time.Second, "token", func() error {
-		if n.APIToken() == "" {
-			return errors.New("no token")
-		}
-		return nil
-	})
-}
-
 func (tn *testNode) start(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
