@@ -31,14 +31,5 @@ func TestEvictedVoterLeavesAtOnce(t *testing.T) {
 			return nil
 		})
 	}
-	waitUntil(t, testDeadline, "the leader leads alone", func() error {
-		if !leader.r.IsLeader() {
-			return errors.New("it does not lead")
-		}
-		if v := voters(leader.r.Servers()); v != 1 {
-			return fmt.Errorf("%d voters, want 1", v)
-		}
-		return nil
-	})
-	writeOn(t, []*testNode{leader}, "after-two-evictions")
+	leadsAlone(t, leader, "after-two-evictions")
 }

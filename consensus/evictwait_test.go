@@ -50,6 +50,12 @@ func TestEvictWaitsForTheLastEvictionToLeave(t *testing.T) {
 	if err := leader.r.Evict(ctxT(t, testDeadline), second.h.ID(), testAdminToken); err != nil {
 		t.Fatalf("evict %s once %s has left: %v", second.name, first.name, err)
 	}
+	leadsAlone(t, leader, "after-two-evictions")
+}
+
+// leadsAlone waits until leader leads with no other voter, then commits the write what through it.
+func leadsAlone(t *testing.T, leader *testNode, what string) {
+	t.Helper()
 	waitUntil(t, testDeadline, "the leader leads a cluster of one", func() error {
 		if !leader.r.IsLeader() {
 			return errors.New("it does not lead")
@@ -59,7 +65,7 @@ func TestEvictWaitsForTheLastEvictionToLeave(t *testing.T) {
 		}
 		return nil
 	})
-	writeOn(t, []*testNode{leader}, "after-two-evictions")
+	writeOn(t, []*testNode{leader}, what)
 }
 
 // TestLeaveWaitsForTheLastEvictionToLeave: with one evicted voter still in the configuration,
