@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/hydra-compute/hydra/internal/testdisk"
 )
 
@@ -52,20 +51,13 @@ func failingDisk(t *testing.T, leads bool) {
 		n.run()
 	}
 	leader := settled(t, nodes, 3, true)
-	if to := otherThan2(nodes, leader, failing)[0]; leads != (leader == failing) {
+	if leads != (leader == failing) {
+		to := otherThanAll(nodes, leader, failing)[0]
 		if leads {
 			to = failing
 		}
-		if err := leader.r.raft.LeadershipTransferToServer(raft.ServerID(to.h.ID().String()), raft.ServerAddress(to.h.ID().String())).Error(); err != nil {
-			t.Fatalf("leadership to %s: %v", to.name, err)
-		}
+		handLeadership(t, leader, to)
 		leader = to
-		waitUntil(t, testDeadline, to.name+" leads", func() error {
-			if !to.r.IsLeader() {
-				return errors.New("not yet")
-			}
-			return nil
-		})
 	}
 	term := leader.r.raft.CurrentTerm()
 	select {
@@ -104,10 +96,7 @@ func failingDisk(t *testing.T, leads bool) {
 		t.Fatalf("OnDiskFailure got %v (dir %s), want EROFS in %s", df, df.Dir, failing.dir)
 	}
 	if !leads { // a failing leader stepped down: the next one has a new term already
-		other := otherThan2(nodes, leader, failing)[0]
-		if err := leader.r.raft.LeadershipTransferToServer(raft.ServerID(other.h.ID().String()), raft.ServerAddress(other.h.ID().String())).Error(); err != nil {
-			t.Fatalf("leadership to %s: %v", other.name, err)
-		}
+		handLeadership(t, leader, otherThanAll(nodes, leader, failing)[0])
 	}
 	write("in a new term") // sent to the failing node too, whose term cannot be saved
 	waitUntil(t, testDeadline, "a term after "+fmt.Sprint(term), func() error {
@@ -134,15 +123,4 @@ func failingDisk(t *testing.T, leads bool) {
 		t.Fatalf("OnDiskFailure called twice: %v", df)
 	default:
 	}
-}
-
-// otherThan2 returns nodes without a and b.
-func otherThan2(nodes []*testNode, a, b *testNode) []*testNode {
-	var out []*testNode
-	for _, n := range nodes {
-		if n != a && n != b {
-			out = append(out, n)
-		}
-	}
-	return out
 }

@@ -47,11 +47,21 @@ func (r *Raft) successors(p peer.ID) []raft.Server {
 // revokesSelf reports whether data, a proposal, evicts this node (hydra
 // remove of the leader).
 func (r *Raft) revokesSelf(data []byte) bool {
+	id, ok := evictee(data)
+	return ok && id == r.id.String()
+}
+
+// evictee returns the ID of the node data, a proposal, evicts: a MemberRemove that revokes its
+// key (hydra remove). Any other proposal, or one that does not decode, evicts nobody.
+func evictee(data []byte) (string, bool) {
 	if len(data) < 2 || Op(data[1]) != OpMemberRemove {
-		return false
+		return "", false
 	}
 	var m MemberRemove
-	return strictUnmarshal(data[2:], &m) == nil && m.Revoke && m.ID == r.id.String()
+	if strictUnmarshal(data[2:], &m) != nil || !m.Revoke {
+		return "", false
+	}
+	return m.ID, true
 }
 
 // evictionDone runs on the leader before it proposes data: true when data evicts (with Revoke) a
@@ -64,22 +74,19 @@ func (r *Raft) revokesSelf(data []byte) bool {
 // the removal was decided, and while that removal waits for a quorum the new entry could not
 // commit either (503 at the deadline).
 func (r *Raft) evictionDone(data []byte) bool {
-	if len(data) < 2 || Op(data[1]) != OpMemberRemove {
-		return false
-	}
-	var m MemberRemove
-	if strictUnmarshal(data[2:], &m) != nil || !m.Revoke {
+	id, ok := evictee(data)
+	if !ok {
 		return false
 	}
 	st := r.fsm.State()
-	if _, ok := st.Members[m.ID]; ok || !st.Revoked[m.ID] {
+	if _, ok := st.Members[id]; ok || !st.Revoked[id] {
 		return false
 	}
-	if _, ok := st.Nodes[m.ID]; ok {
+	if _, ok := st.Nodes[id]; ok {
 		return false
 	}
 	for _, c := range st.Creds {
-		if c.Node == m.ID {
+		if c.Node == id {
 			return false
 		}
 	}
@@ -97,14 +104,11 @@ func (r *Raft) evictionDone(data []byte) bool {
 // another). One at a time, the second eviction comes once the first has
 // left, and the configuration it leaves has the quorum it needs.
 func (r *Raft) evictionWaits(data []byte) error {
-	if len(data) < 2 || Op(data[1]) != OpMemberRemove {
+	id, ok := evictee(data)
+	if !ok {
 		return nil
 	}
-	var m MemberRemove
-	if strictUnmarshal(data[2:], &m) != nil || !m.Revoke {
-		return nil
-	}
-	p, err := peer.Decode(m.ID)
+	p, err := peer.Decode(id)
 	if err != nil {
 		return nil
 	}
@@ -333,14 +337,11 @@ func (r *Raft) handOverTo(to []raft.Server, why string) error {
 // elected again: no leader, for good (chaos seed 83). A removal that fails here is retried by
 // the membership loop (reconcileMembers).
 func (r *Raft) removeEvictedNow(data []byte) {
-	if len(data) < 3 || Op(data[1]) != OpMemberRemove {
+	id, ok := evictee(data)
+	if !ok {
 		return
 	}
-	var m MemberRemove
-	if strictUnmarshal(data[2:], &m) != nil || !m.Revoke {
-		return
-	}
-	p, err := peer.Decode(m.ID)
+	p, err := peer.Decode(id)
 	if err != nil || p == r.id || !r.hasServer(p) {
 		return
 	}

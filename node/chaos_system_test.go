@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/testdisk"
 )
 
 // TestChaos mixes the faults a home cluster meets over a day on 5 real node processes while
@@ -91,10 +92,10 @@ type chaos struct {
 	events *os.File // logDir/chaos.log
 
 	mu        sync.Mutex
-	busy      map[*proc]string     // nodes under a fault, and which
-	wipes     int                  // disks replaced so far (names the directories their data went to)
-	mayExit   map[*proc]bool       // a full disk may stop these
-	disks     map[*proc]*chaosDisk // each node's data disk (chaos_disk_system_test.go)
+	busy      map[*proc]string            // nodes under a fault, and which
+	wipes     int                         // disks replaced so far (names the directories their data went to)
+	mayExit   map[*proc]bool              // a full disk may stop these
+	disks     map[*proc]*testdisk.Failing // each node's data disk (newChaosDisk)
 	jobs      []*chaosJob
 	done      map[string]bool // jobs seen done and verified on some node
 	counts    map[string]int
@@ -120,7 +121,7 @@ type chaosJob struct {
 
 func newChaos(t *testing.T, seed uint64) *chaos {
 	return &chaos{t: t, rng: rand.New(rand.NewPCG(seed, 1)), jrng: rand.New(rand.NewPCG(seed, 2)), start: time.Now(),
-		busy: map[*proc]string{}, mayExit: map[*proc]bool{}, disks: map[*proc]*chaosDisk{}, done: map[string]bool{},
+		busy: map[*proc]string{}, mayExit: map[*proc]bool{}, disks: map[*proc]*testdisk.Failing{}, done: map[string]bool{},
 		counts: map[string]int{}, maxRSS: map[string]int64{}, stopFault: make(chan struct{})}
 }
 

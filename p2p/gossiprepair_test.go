@@ -3,13 +3,10 @@ package p2p
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // TestGossip_PeerRestartedOftenIsHeard: a peer that restarts (same
@@ -110,28 +107,13 @@ func TestGossip_MovedPeerIsHeardAfterTheProbe(t *testing.T) {
 	keyB := testKey(t)
 	b, _ := newTestHost(t, "g", keyB)
 	tb, bBox := subscribe(b)
-	target, err := manet.ToNetAddr(tcpAddr(t, a))
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newFreezingProxy(t, target.String())
-	via := multiaddr.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", proxy.ln.Addr().(*net.TCPAddr).Port))
-	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-	defer ccancel()
-	if err := b.Host().Connect(cctx, peer.AddrInfo{ID: a.ID(), Addrs: []multiaddr.Multiaddr{via}}); err != nil {
-		t.Fatalf("connect through the proxy: %v", err)
-	}
+	proxy := connectThroughProxy(t, b, a)
 	hear("before the move", ta, tb, aBox, bBox)
 
 	proxy.frozen.Store(true) // B's old address is gone
 	moved, _ := newTestHost(t, "g", keyB)
 	tm, mBox := subscribe(moved)
-	if err := moved.Host().Connect(cctx, addrInfo(t, a)); err != nil {
-		t.Fatalf("B connects again from 127.0.0.1: %v", err)
-	}
-	waitFor(t, 2*probeTimeout+2*time.Second, "A to close the connection from B's old address", func() bool {
-		ips := remoteIPs(a, b.ID())
-		return len(ips) == 1 && ips[0] == "127.0.0.1"
-	})
+	connect(t, moved, a)
+	waitOldConnClosed(t, a, b.ID())
 	hear("after the move", ta, tm, aBox, mBox)
 }

@@ -119,6 +119,25 @@ func TestMovedPeerOldConnectionIsClosed(t *testing.T) {
 	a, _ := newTestHost(t, "c", nil)
 	keyB := testKey(t)
 	b, _ := newTestHost(t, "c", keyB)
+	proxy := connectThroughProxy(t, b, a)
+	waitFor(t, 5*time.Second, "A to see B at 127.0.0.2", func() bool {
+		ips := remoteIPs(a, b.ID())
+		return len(ips) == 1 && ips[0] == "127.0.0.2"
+	})
+
+	proxy.frozen.Store(true) // B's old address is gone
+	// B connects again from its new address. libp2p dials no second connection to a peer it is
+	// connected to, so a second host with B's key stands for B's new connection: to A it is the
+	// same peer, from another address.
+	moved, _ := newTestHost(t, "c", keyB)
+	connect(t, moved, a)
+	waitOldConnClosed(t, a, b.ID())
+}
+
+// connectThroughProxy connects b to a through a new freezingProxy, so that a sees b at
+// 127.0.0.2, and returns the proxy.
+func connectThroughProxy(t *testing.T, b, a *Host) *freezingProxy {
+	t.Helper()
 	target, err := manet.ToNetAddr(tcpAddr(t, a))
 	if err != nil {
 		t.Fatal(err)
@@ -130,21 +149,16 @@ func TestMovedPeerOldConnectionIsClosed(t *testing.T) {
 	if err := b.Host().Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: []multiaddr.Multiaddr{via}}); err != nil {
 		t.Fatalf("connect through the proxy: %v", err)
 	}
-	waitFor(t, 5*time.Second, "A to see B at 127.0.0.2", func() bool {
-		ips := remoteIPs(a, b.ID())
-		return len(ips) == 1 && ips[0] == "127.0.0.2"
-	})
+	return proxy
+}
 
-	proxy.frozen.Store(true) // B's old address is gone
-	// B connects again from its new address. libp2p dials no second connection to a peer it is
-	// connected to, so a second host with B's key stands for B's new connection: to A it is the
-	// same peer, from another address.
-	moved, _ := newTestHost(t, "c", keyB)
-	if err := moved.Host().Connect(ctx, addrInfo(t, a)); err != nil {
-		t.Fatalf("B connects again from 127.0.0.1: %v", err)
-	}
+// waitOldConnClosed waits, within the probe's deadline, until a's only connection to p comes
+// from 127.0.0.1: the one from p's old address (the frozen proxy's 127.0.0.2) was probed and
+// closed.
+func waitOldConnClosed(t *testing.T, a *Host, p peer.ID) {
+	t.Helper()
 	waitFor(t, 2*probeTimeout+2*time.Second, "A to close the connection from B's old address", func() bool {
-		ips := remoteIPs(a, b.ID())
+		ips := remoteIPs(a, p)
 		return len(ips) == 1 && ips[0] == "127.0.0.1"
 	})
 }
@@ -154,11 +168,7 @@ func TestMovedPeerOldConnectionIsClosed(t *testing.T) {
 func TestConnectionFromALostAddressIsClosed(t *testing.T) {
 	a, _ := newTestHost(t, "c", nil)
 	b, _ := newTestHost(t, "c", nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.Host().Connect(ctx, addrInfo(t, a)); err != nil {
-		t.Fatal(err)
-	}
+	connect(t, b, a)
 	b.addrGone(net.IPv4(127, 0, 0, 9)) // not an address of any connection: nothing closes
 	if b.Host().Network().Connectedness(a.ID()) != network.Connected {
 		t.Fatal("a connection was closed for an address it does not use")

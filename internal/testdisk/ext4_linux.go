@@ -16,19 +16,27 @@ import (
 type Failing struct {
 	// Dir is the mounted file system's root.
 	Dir string
-	dev string // the loop device's name, loopN
+	dev string // the loop device, /dev/loopN
 }
 
-// Ext4 makes a Failing file system of size (mkfs's syntax: "64M"), mounted until the test
-// ends. A test that cannot have one (no root, no loop device, no mkfs.ext4) fails: a skipped
-// test fails CI.
+// Ext4 makes a Failing file system of size (truncate's syntax: "64M"), its image in the test's
+// temporary directory, mounted until the test ends. A test that cannot have one (no root, no
+// loop device, no mkfs.ext4) fails: a skipped test fails CI.
 func Ext4(t testing.TB, size string) *Failing {
 	t.Helper()
 	base := t.TempDir()
-	img, dir := filepath.Join(base, "disk.img"), filepath.Join(base, "mnt")
+	dir := filepath.Join(base, "mnt")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	return Ext4At(t, filepath.Join(base, "disk.img"), dir, size)
+}
+
+// Ext4At is Ext4 with its image at img (on a tmpfs, say, for a disk as fast as one) and mounted
+// on dir, an existing directory. The loop device is detached and dir unmounted when the test
+// ends.
+func Ext4At(t testing.TB, img, dir, size string) *Failing {
+	t.Helper()
 	run := func(name string, args ...string) string {
 		t.Helper()
 		out, err := exec.Command(name, args...).CombinedOutput()
@@ -38,23 +46,41 @@ func Ext4(t testing.TB, size string) *Failing {
 		return strings.TrimSpace(string(out))
 	}
 	run("truncate", "-s", size, img)
-	run("mkfs.ext4", "-q", "-F", img)
-	loop := run("losetup", "--find", "--show", img)
-	t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
-	if out, err := exec.Command("mount", "-t", "ext4", "-o", "errors=remount-ro", loop, dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount %s on %s: %v: %s", loop, dir, err, out)
+	f := &Failing{Dir: dir, dev: run("losetup", "--find", "--show", img)}
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", f.dev).Run() })
+	if err := f.format(); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { unmount(dir) }) // runs before the loop device's detach
-	return &Failing{Dir: dir, dev: filepath.Base(loop)}
+	return f
 }
 
-// Fail makes the file system meet an error now (ext4's trigger_fs_error, the kernel's own
-// test hook): it turns read-only as a failing disk's does.
+// format makes a new empty file system on the device and mounts it on Dir.
+func (f *Failing) format() error {
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", f.dev).CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4 %s (e2fsprogs needed): %w: %s", f.dev, err, out)
+	}
+	if out, err := exec.Command("mount", "-t", "ext4", "-o", "errors=remount-ro", f.dev, f.Dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("mount %s on %s: %w: %s", f.dev, f.Dir, err, out)
+	}
+	return nil
+}
+
+// Break makes the file system meet an error now (ext4's trigger_fs_error, the kernel's own test
+// hook): it turns read-only as a failing disk's does.
+func (f *Failing) Break() error {
+	p := filepath.Join("/sys/fs/ext4", filepath.Base(f.dev), "trigger_fs_error")
+	if err := os.WriteFile(p, []byte("hydra test\n"), 0); err != nil {
+		return fmt.Errorf("make %s fail: %w", f.Dir, err)
+	}
+	return nil
+}
+
+// Fail is Break, and checks that the file system refuses writes as read-only.
 func (f *Failing) Fail(t testing.TB) {
 	t.Helper()
-	p := filepath.Join("/sys/fs/ext4", f.dev, "trigger_fs_error")
-	if err := os.WriteFile(p, []byte("hydra test\n"), 0); err != nil {
-		t.Fatalf("make %s fail: %v", f.Dir, err)
+	if err := f.Break(); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(f.Dir, ".probe"), nil, 0o600); err == nil {
 		t.Fatalf("%s still takes writes after its error", f.Dir)
@@ -63,4 +89,11 @@ func (f *Failing) Fail(t testing.TB) {
 	}
 }
 
-func (f *Failing) String() string { return fmt.Sprintf("ext4 on /dev/%s at %s", f.dev, f.Dir) }
+// Replace puts a new disk in: the failed file system is unmounted (whatever used it has
+// stopped) and a new empty one made on the same device and mounted on Dir.
+func (f *Failing) Replace() error {
+	unmount(f.Dir)
+	return f.format()
+}
+
+func (f *Failing) String() string { return fmt.Sprintf("ext4 on %s at %s", f.dev, f.Dir) }

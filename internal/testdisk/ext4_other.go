@@ -2,7 +2,10 @@
 
 package testdisk
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 // Failing is a file system a test can make fail (Linux only).
 type Failing struct {
@@ -17,5 +20,16 @@ func Ext4(t testing.TB, size string) *Failing {
 	return nil
 }
 
+// Ext4At fails the test, as Ext4 does.
+func Ext4At(t testing.TB, img, dir, size string) *Failing { return Ext4(t, size) }
+
+var errLinuxOnly = errors.New("a failing ext4 file system needs Linux")
+
+// Break fails off Linux.
+func (f *Failing) Break() error { return errLinuxOnly }
+
 // Fail does nothing off Linux.
 func (f *Failing) Fail(t testing.TB) {}
+
+// Replace fails off Linux.
+func (f *Failing) Replace() error { return errLinuxOnly }
