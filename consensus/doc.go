@@ -75,7 +75,7 @@
 //	answers.go                  each follower's answers to the leader: alive, caught up
 //	store.go, snapstore.go      raft's log (raft-wal), stable and snapshot stores
 //	walfs.go                    raft-wal's files: a segment a full disk refused leaves none
-//	diskfail.go                 a failing disk (read-only, EIO) under the stores: reported, no panic
+//	diskfail.go                 a failing disk (read-only, EIO, failed reads) under the stores: reported, no panic
 //	replay.go, appliedmark.go   serve what was applied before a restart, before raft runs
 //	fsm.go, command.go          the FSM and the versioned commands (live and replay alike)
 //	state.go, settings.go       the replicated cluster state and settings

@@ -217,7 +217,7 @@ func New(cfg Config) (*Raft, error) {
 	}
 	r.st = st
 	onDisk := func(df *DiskFailure) {
-		log.Error("stopping: the disk under this node's raft state fails writes (read-only or I/O errors: a failing disk? see the kernel's log); it stores nothing more, so it cannot count as a replica",
+		log.Error("stopping: the disk under this node's raft state fails (writes refused as read-only or with I/O errors, or reads failing: a failing disk? see the kernel's log); it cannot count as a replica",
 			"dir", df.Dir, "err", df.Err)
 		if cfg.OnDiskFailure != nil {
 			cfg.OnDiskFailure(df)
@@ -247,7 +247,7 @@ func New(cfg Config) (*Raft, error) {
 	if cfg.beforeRaft != nil {
 		cfg.beforeRaft(cfg.Host)
 	}
-	if r.raft, err = raft.NewRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick, r.memberKick}, st.mark}, st.logs, watchedStable{st.bolt, st.watch}, st.snaps, trans); err != nil {
+	if r.raft, err = newRaft(rc, appliedFSM{r.fsm, []*kicker{r.trailKick, r.appliedKick, r.memberKick}, st.mark}, st, trans); err != nil {
 		_ = trans.Close()
 		_ = st.close()
 		return nil, fmt.Errorf("start raft: %w", err)

@@ -73,7 +73,9 @@ func replayApplied(st *stores, fsm *FSM, log *slog.Logger) (restored bool, err e
 	var last uint64
 	for i := from + 1; i <= applied; i++ {
 		var l raft.Log
-		if err := st.logs.GetLog(i, &l); err != nil {
+		if err := st.logs.GetLog(i, &l); unreadable(err) {
+			return false, st.watch.readFailure(i, err) // a failing disk: NewRaft's scan would panic on it
+		} else if err != nil {
 			log.Warn("replay: log entry missing; the rest comes from the leader", "index", i, "err", err)
 			break
 		}

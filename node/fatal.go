@@ -27,7 +27,21 @@ func (n *Node) fatalError(err error) error {
 		return &ConfigError{Err: fmt.Errorf("--data %s: the file system turned read-only under the running node (the kernel does so when a disk fails: a worn SD card, a dying disk; see its log, dmesg): check the disk (fsck) or move --data to a good one, then start the node again: it replays its raft log (%w)",
 			n.cfg.DataDir, err)}
 	}
+	if de := failingDisk(n.cfg.DataDir, err); de != nil {
+		return de
+	}
 	return fmt.Errorf("%w; free the disk (or fix it) and start the node again: it replays its raft log", err)
+}
+
+// failingDisk returns, for a consensus.DiskFailure that is not a read-only file system (an I/O
+// error writing, or a read of the raft log that failed: a bad block), the error that says what
+// to check; nil for any other error. Exit code 1: a disk that failed once may read again after
+// a restart (a loose cable, a card reseated), and if not the node stops again at once.
+func failingDisk(dataDir string, err error) error {
+	if _, ok := errors.AsType[*consensus.DiskFailure](err); !ok {
+		return nil
+	}
+	return fmt.Errorf("--data %s: the disk fails (%w): check it (the kernel's log, dmesg; fsck) or move --data to a good one (if its raft log stays unreadable, move DATA/raft aside: the node then gets the cluster's state from the leader, unless it was the cluster's only node), then start the node again", dataDir, err)
 }
 
 // upgradeError returns, for the failure of a committed entry whose op this build does not know

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -50,5 +51,25 @@ func TestOpUnsupportedIsUnavailable(t *testing.T) {
 	err := unavailable(fmt.Errorf("trust reset: %w: member x runs hydra 0.1.0: upgrade it", consensus.ErrOpUnsupported))
 	if !errors.Is(err, webui.ErrUnavailable) {
 		t.Fatalf("%v: want it marked unavailable", err)
+	}
+}
+
+// A disk that fails reads of the raft log (or writes with an I/O error) stops the node with what
+// to check, naming --data, at start or running; exit code 1 (not a *ConfigError: a restart may
+// read again). A read-only file system keeps its own *ConfigError; anything else is not a disk's.
+func TestFailingDiskSaysWhatToCheck(t *testing.T) {
+	read := &consensus.DiskFailure{Dir: "/d/raft", Err: fmt.Errorf("read raft log entry 7: %w", syscall.EIO)}
+	for _, err := range []error{read, fmt.Errorf("open raft state: replay the raft log: %w", read)} {
+		got := failingDisk("/d", err)
+		if got == nil || !strings.Contains(got.Error(), "--data /d: the disk fails") || !strings.Contains(got.Error(), "read raft log entry 7") ||
+			!errors.Is(got, syscall.EIO) {
+			t.Fatalf("failingDisk(%v) = %v, want --data /d, the entry and EIO", err, got)
+		}
+		if ce := (*ConfigError)(nil); errors.As(got, &ce) {
+			t.Fatalf("%v is a *ConfigError (exit code 78)", got)
+		}
+	}
+	if got := failingDisk("/d", fmt.Errorf("open: %w", syscall.EIO)); got != nil {
+		t.Fatalf("an error that is no DiskFailure taken for one: %v", got)
 	}
 }

@@ -267,6 +267,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if ue := upgradeError(err, nil); ue != nil { // the replay at start met a newer build's op
 			return nil, ue
 		}
+		if de := failingDisk(cfg.DataDir, err); de != nil { // a log that fails reads
+			return nil, de
+		}
 		return nil, fmt.Errorf("open raft state in %s: %w", cfg.DataDir, err)
 	}
 	undo.push(func() { r.Shutdown(false) })

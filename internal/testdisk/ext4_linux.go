@@ -2,11 +2,14 @@ package testdisk
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Failing is a real ext4 file system, on a loop device, that a test can make fail as a worn
@@ -17,6 +20,7 @@ type Failing struct {
 	// Dir is the mounted file system's root.
 	Dir string
 	dev string // the loop device, /dev/loopN
+	img string // its image
 }
 
 // Ext4 makes a Failing file system of size (truncate's syntax: "64M"), its image in the test's
@@ -46,7 +50,7 @@ func Ext4At(t testing.TB, img, dir, size string) *Failing {
 		return strings.TrimSpace(string(out))
 	}
 	run("truncate", "-s", size, img)
-	f := &Failing{Dir: dir, dev: run("losetup", "--find", "--show", img)}
+	f := &Failing{Dir: dir, dev: run("losetup", "--find", "--show", img), img: img}
 	t.Cleanup(func() { _ = exec.Command("losetup", "-d", f.dev).Run() })
 	if err := f.format(); err != nil {
 		t.Fatal(err)
@@ -87,6 +91,50 @@ func (f *Failing) Fail(t testing.TB) {
 	} else if !strings.Contains(err.Error(), "read-only") {
 		t.Fatalf("%s after its error: %v, want a read-only file system", f.Dir, err)
 	}
+}
+
+// FailReads makes the disk fail reads as one with bad blocks does, the file system left as it is
+// (read-write, mounted): what the files under Dir whose names match pattern (filepath.Match's
+// syntax: "*" for all) hold from byte from on now reads back as I/O errors (EIO). The image
+// under the loop device is cut to nothing (the loop driver fails a read past its end) once
+// everything written is on it, and the page cache of those files' bytes from from on is dropped,
+// so that their reads go to the device. The rest, the file system's own blocks too (its
+// directories), reads from the cache while it holds it (a memory-mapped database: a fault on a
+// page that fails to read is a SIGBUS, which no program survives). Writes go on: each extends
+// the image, and what lies below it then reads back as zeros, a disk that gives back garbage.
+func (f *Failing) FailReads(pattern string, from int64) error {
+	var fds []int // the files' to drop, opened before their directories fail reads too
+	defer func() {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+	}()
+	err := filepath.WalkDir(f.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if ok, err := filepath.Match(pattern, d.Name()); !ok || err != nil {
+			return err
+		}
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			fds = append(fds, fd)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("make %s fail reads: %w", f.Dir, err)
+	}
+	unix.Sync()
+	if err := os.Truncate(f.img, 0); err != nil {
+		return fmt.Errorf("make %s fail reads: %w", f.Dir, err)
+	}
+	for _, fd := range fds {
+		if err := unix.Fadvise(fd, from, 0, unix.FADV_DONTNEED); err != nil {
+			return fmt.Errorf("drop the page cache of %s's files: %w", f.Dir, err)
+		}
+	}
+	return nil
 }
 
 // Replace puts a new disk in: the failed file system is unmounted (whatever used it has

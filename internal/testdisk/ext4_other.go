@@ -33,3 +33,6 @@ func (f *Failing) Fail(t testing.TB) {}
 
 // Replace fails off Linux.
 func (f *Failing) Replace() error { return errLinuxOnly }
+
+// FailReads fails off Linux.
+func (f *Failing) FailReads(pattern string, from int64) error { return errLinuxOnly }

@@ -1,7 +1,7 @@
 // Package testdisk gives tests real file systems to break: a small one to fill (the full-disk
 // tests of the job state's store and of a whole node mount one, fill it, and free it again) and
-// an ext4 one that turns read-only as a failing disk does (Ext4). It is for tests only; mounting
-// needs root on Linux, as CI runs.
+// an ext4 one that turns read-only as a failing disk does, or fails reads as a disk with bad
+// blocks does (Ext4). It is for tests only; mounting needs root on Linux, as CI runs.
 package testdisk
 
 import (
