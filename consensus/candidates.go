@@ -132,31 +132,39 @@ func shouldBootstrap(self peer.ID, selfPref VoterPref, selfJoins bool, peers map
 func (r *Raft) stuckAfter() time.Duration { return 3*r.t.Discovery + r.t.PeerDrop }
 
 // maxStuckRank bounds how many stuckAfter periods the highest candidates
-// wait: fake low candidates delay a fresh cluster by at most this many.
+// wait for candidates only reported by others: made-up low candidates delay
+// a fresh cluster by at most this many (and one more); a peer that answers
+// itself counts one period more than every candidate before it (candidateView).
 const maxStuckRank = 8
 
 // candidateView returns peers without the candidates, direct or reported,
 // that are stuck, and quiet: when the newest candidate this node knows of
 // was first seen (the decision waits a discovery window after it). The
 // candidates are ranked in founderLess order; the one of rank k is stuck once it has
-// stayed unclustered for (k+1)·stuckAfter since max(its first sighting,
-// quiet). A candidate still starting (infoResponse.Starting) keeps quiet
-// at now, for at most stuckAfter after it was first seen. Only the first
-// 4·maxCandidates distinct candidates are remembered; later ones never
-// count.
+// stayed unclustered for (level+1)·stuckAfter since max(its first sighting,
+// quiet), where its level is min(k, maxStuckRank) for a candidate only
+// reported by others, and one more than the highest level before it for one
+// that answers this node itself: a node that would found once the candidates
+// before it are given up is given up one period after them, never at the
+// same instant, however many made-up candidates a stranger reports before
+// it. A candidate still starting (infoResponse.Starting) keeps quiet at
+// now, for at most stuckAfter after it was first seen. Only the first
+// 4·maxCandidates distinct candidates are remembered; later ones count only
+// if they answer this node themselves: a stranger's made-up lists must not
+// hide a node started a moment later, which would then found beside this one.
 func (r *Raft) candidateView(peers map[peer.ID]bootPeer, now time.Time) (map[peer.ID]bootPeer, time.Time) {
 	r.boot.mu.Lock()
 	defer r.boot.mu.Unlock()
 	var quiet time.Time
 	first := map[peer.ID]time.Time{}
-	note := func(p peer.ID, seen time.Time) {
+	note := func(p peer.ID, seen time.Time, direct bool) {
 		if p == r.id {
 			return
 		}
 		t, ok := r.boot.cand[p]
 		if !ok {
-			if len(r.boot.cand) >= 4*maxCandidates {
-				return // too many distinct candidates: only known ones count
+			if len(r.boot.cand) >= 4*maxCandidates && !direct {
+				return // too many distinct candidates: only known ones and those that answer count
 			}
 			t = seen
 			r.boot.cand[p] = t
@@ -173,14 +181,23 @@ func (r *Raft) candidateView(peers map[peer.ID]bootPeer, now time.Time) (map[pee
 				quiet = bp.firstSeen
 			}
 		case !bp.info.InCluster:
-			note(p, now)
+			note(p, now, true)
 			if bp.info.Starting && now.Sub(bp.firstSeen) < r.stuckAfter() && now.After(quiet) {
 				quiet = now // its lists are not complete yet: wait for them
 			}
 		}
 		for _, c := range bp.info.Candidates {
 			if id, err := peer.Decode(c); err == nil {
-				note(id, now)
+				note(id, now, false)
+			}
+		}
+	}
+	if len(r.boot.cand) > 4*maxCandidates {
+		// Over the bound only by candidates that answer (at most maxBootPeers): forget the
+		// ones nobody names any more.
+		for p := range r.boot.cand {
+			if _, ok := first[p]; !ok {
+				delete(r.boot.cand, p)
 			}
 		}
 	}
@@ -199,12 +216,22 @@ func (r *Raft) candidateView(peers map[peer.ID]bootPeer, now time.Time) (map[pee
 		return 0
 	})
 	stuck := map[peer.ID]bool{}
+	top := -1 // the highest level of the candidates ranked so far
 	for k, p := range ranked {
+		level := min(k, maxStuckRank)
+		if bp, ok := peers[p]; ok && bp.answered && !bp.info.InCluster {
+			// One that answers this node itself may be a node that founds as soon as the ones
+			// before it are given up: given up itself one period after the last of them, never
+			// with it (the cap would have two such nodes, past maxStuckRank made-up ones, give
+			// up everything before them at the same instant and found two clusters).
+			level = max(level, top+1)
+		}
+		top = max(top, level)
 		since := first[p]
 		if quiet.After(since) {
 			since = quiet
 		}
-		if now.Sub(since) > time.Duration(min(k, maxStuckRank)+1)*r.stuckAfter() {
+		if now.Sub(since) > time.Duration(level+1)*r.stuckAfter() {
 			stuck[p] = true
 		}
 	}

@@ -173,3 +173,77 @@ func TestLearnRelayedBounded(t *testing.T) {
 		t.Fatalf("%d relayed peers, want the cap %d", relayed, maxCandidates)
 	}
 }
+
+// More made-up candidates than maxStuckRank, only reported by a peer, are
+// given up together at most; a candidate that answers this node itself is
+// given up one period after the last of them, never with them: it founds
+// then, and a node that gave it up at the same instant would found a second
+// cluster (Test_Security_StrangerCannotSplitFreshLAN).
+func TestCandidateViewAnsweringCandidateOutlastsReported(t *testing.T) {
+	n := newTestNode(t, "self", "c", nil)
+	r := n.r
+	ids := sortedIDs(t, 2)
+	low, reporter := ids[0], ids[1]
+	t0 := time.Now()
+	peers := map[peer.ID]bootPeer{
+		low:      {answered: true, lastOK: t0, info: infoResponse{Voter: VoterAuto}},
+		reporter: {answered: true, lastOK: t0, info: infoResponse{Voter: VoterAuto, Candidates: lowFakeIDs(t, maxStuckRank+4)}},
+	}
+	if _, q := r.candidateView(peers, t0); !q.Equal(t0) {
+		t.Fatalf("quiet %v, want %v", q, t0)
+	}
+	sa := r.stuckAfter()
+	last := time.Duration(maxStuckRank+1) * sa // the reported candidates' last deadline
+	v, _ := r.candidateView(peers, t0.Add(last+time.Millisecond))
+	if got := len(v[reporter].info.Candidates); got != 0 {
+		t.Fatalf("%d reported candidates still count after %s", got, last)
+	}
+	if _, ok := v[low]; !ok {
+		t.Fatal("the candidate that answers gave up together with the reported ones")
+	}
+	v, _ = r.candidateView(peers, t0.Add(last+sa+time.Millisecond))
+	if _, ok := v[low]; ok {
+		t.Fatal("the candidate that answers still counts a period after the reported ones")
+	}
+}
+
+// A stranger that reports more made-up candidates than the node remembers
+// (4·maxCandidates) does not hide a candidate that answers the node itself:
+// a node started a moment later, and lower, still counts, so the higher one
+// does not found beside it.
+func TestCandidateViewFullKeepsAnsweringCandidates(t *testing.T) {
+	n := newTestNode(t, "self", "c", nil)
+	r := n.r
+	var low peer.ID
+	for low == "" {
+		if id := sortedIDs(t, 1)[0]; id < n.h.ID() {
+			low = id
+		}
+	}
+	reporter := sortedIDs(t, 1)[0]
+	now := time.Now()
+	for range 5 { // a new list of made-up candidates every round
+		var list []string
+		for _, id := range sortedIDs(t, maxCandidates) {
+			list = append(list, id.String())
+		}
+		r.candidateView(map[peer.ID]bootPeer{reporter: {answered: true, lastOK: now, info: infoResponse{Voter: VoterAuto, Candidates: list}}}, now)
+	}
+	peers := map[peer.ID]bootPeer{
+		reporter: {answered: true, lastOK: now, info: infoResponse{Voter: VoterAuto}},
+		low:      {answered: true, lastOK: now, info: infoResponse{Voter: VoterAuto}},
+	}
+	v, _ := r.candidateView(peers, now)
+	if _, ok := v[low]; !ok {
+		t.Fatal("a lower candidate that answers is not counted once the candidates remembered are full")
+	}
+	if shouldBootstrap(n.h.ID(), VoterAuto, false, v) {
+		t.Fatal("the node would found a cluster beside a lower candidate that answers it")
+	}
+	r.boot.mu.Lock()
+	got := len(r.boot.cand)
+	r.boot.mu.Unlock()
+	if got > 4*maxCandidates+maxBootPeers {
+		t.Fatalf("%d candidates remembered", got)
+	}
+}

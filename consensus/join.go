@@ -60,7 +60,8 @@ type membershipResponse struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 	// Leader and Servers: who may replicate to the admitted joiner, the
 	// leader and the voters (a later leader is one of them), never a
-	// non-voter: a worker never sends raft RPCs, and the joiner trusts
+	// non-voter nor a voter whose key is revoked (removed, not yet out of
+	// the configuration): a worker never sends raft RPCs, and the joiner trusts
 	// those named until its replica holds its own allow-list entry.
 	Leader  string   `json:"leader,omitempty"`
 	Servers []string `json:"servers,omitempty"`
@@ -291,7 +292,9 @@ func (r *Raft) handleMembership(ctx context.Context, from peer.ID, raw json.RawM
 	}
 	if len(req.Addrs) == 0 && id != from {
 		for _, a := range r.host.Peerstore().Addrs(id) {
-			req.Addrs = append(req.Addrs, a.String())
+			if len(req.Addrs) < maxJoinAddrs { // more, forwarded, and the leader refuses the request
+				req.Addrs = append(req.Addrs, a.String())
+			}
 		}
 	}
 	if !req.Leave && r.roleOf(id) == "" {
@@ -370,8 +373,12 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 	}
 	r.grow.notePref(id, pref)
 	resp := membershipResponse{Leader: r.id.String()}
+	revoked := r.fsm.State().Revoked
 	for _, s := range r.Servers() {
-		if s.Voter {
+		// Not a voter whose key is revoked, still in the configuration while its removal
+		// waits: the answer stands over the joiner's replica, revocations included, until it
+		// has caught up, so the key would be a member there meanwhile. It never leads again.
+		if s.Voter && !revoked[s.ID.String()] {
 			resp.Servers = append(resp.Servers, s.ID.String())
 		}
 	}
