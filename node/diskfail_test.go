@@ -5,6 +5,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/internal/testdisk"
 )
 
@@ -45,5 +47,29 @@ func TestNodeStopsOnAFailingDisk(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("the node did not stop on a failing disk")
+	}
+}
+
+// TestIOErrorOnAFileSystemTurnedReadOnlyExits78: when the kernel meets a disk's error it makes
+// the file system read-only, and a write under way meanwhile (raft's fsync) fails with EIO, not
+// EROFS. A node whose first failed write was that EIO stopped with exit code 1 (the chaos
+// harness, seed 101): a supervisor restarted it into the same read-only disk. The file system's
+// own state decides now (diskStopError): read-only, exit code 78 saying so; an EIO on a file
+// system that stays writable (a bad block read) is exit code 1 with what to check.
+func TestIOErrorOnAFileSystemTurnedReadOnlyExits78(t *testing.T) {
+	disk := testdisk.Ext4(t, "64M")
+	eio := &consensus.DiskFailure{Dir: filepath.Join(disk.Dir, "raft"), Err: fmt.Errorf("sync wal: %w", syscall.EIO)}
+	err := diskStopError(disk.Dir, eio, 0)
+	if ce := (*ConfigError)(nil); err == nil || errors.As(err, &ce) || !strings.Contains(err.Error(), "the disk fails") {
+		t.Fatalf("EIO on a writable file system: %v (%T), want exit code 1 saying the disk fails", err, err)
+	}
+	disk.Fail(t)
+	err = diskStopError(disk.Dir, eio, 0)
+	if ce := (*ConfigError)(nil); !errors.As(err, &ce) || !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "read-only") ||
+		!strings.Contains(err.Error(), "--data "+disk.Dir) {
+		t.Fatalf("EIO on a file system turned read-only: %v (%T), want a *ConfigError naming --data %s, read-only", err, err, disk.Dir)
+	}
+	if err := diskStopError(disk.Dir, errors.New("no space left on device"), 0); err != nil {
+		t.Fatalf("an error no disk failure: %v", err)
 	}
 }

@@ -12,7 +12,7 @@
 //	node.go, config.go          New, Run, Close; Config and its defaults
 //	datalock*.go, files.go      DATA/lock; DATA/api-token and api-url for the CLI
 //	diskspace*.go, diskwait.go  Serve; wait for free disk space, serving a waiting view
-//	fatal.go                    stop on an entry this node cannot apply, saying why
+//	fatal.go                    stop on an entry this node cannot apply or a failing disk, saying why
 //	recover.go                  hydra recover, replaying into a scratch result store
 //	announce.go, activity.go    gossip: each node's announcement; the coordinator's activity
 //	welcome.go                  a new member's hellos and the members' prompt answers to them

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"syscall"
+	"time"
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/consensus"
@@ -23,14 +25,48 @@ func (n *Node) fatalError(err error) error {
 	if ue := upgradeError(err, n.raft.State().Nodes); ue != nil {
 		return ue
 	}
-	if errors.Is(err, syscall.EROFS) {
-		return &ConfigError{Err: fmt.Errorf("--data %s: the file system turned read-only under the running node (the kernel does so when a disk fails: a worn SD card, a dying disk; see its log, dmesg): check the disk (fsck) or move --data to a good one, then start the node again: it replays its raft log (%w)",
-			n.cfg.DataDir, err)}
-	}
-	if de := failingDisk(n.cfg.DataDir, err); de != nil {
+	if de := diskStopError(n.cfg.DataDir, err, readOnlyWait); de != nil {
 		return de
 	}
 	return fmt.Errorf("%w; free the disk (or fix it) and start the node again: it replays its raft log", err)
+}
+
+// readOnlyWait is how long a node stopping on an I/O error waits for its file system to turn
+// read-only: the kernel remounts it so a few milliseconds after the error it met (ext4's
+// errors=remount-ro), and a write under way meanwhile (an fsync) fails with EIO, not EROFS.
+const readOnlyWait = time.Second
+
+// diskStopError returns the error a node stops with when its disk failed under it: a
+// *ConfigError (exit code 78: a restart would only find it read-only again) naming --data when
+// the file system is read-only (the error says so, or one that says EIO is followed within
+// wait by the kernel's remount of dataDir's file system: turnsReadOnly), the failing disk's
+// remedy for another consensus.DiskFailure (failingDisk, exit code 1), nil for anything else.
+func diskStopError(dataDir string, err error, wait time.Duration) error {
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO) && turnsReadOnly(dataDir, wait) {
+		return &ConfigError{Err: fmt.Errorf("--data %s: the file system turned read-only under the running node (the kernel does so when a disk fails: a worn SD card, a dying disk; see its log, dmesg): check the disk (fsck) or move --data to a good one, then start the node again: it replays its raft log (%w)",
+			dataDir, err)}
+	}
+	return failingDisk(dataDir, err)
+}
+
+// turnsReadOnly reports whether dir's file system is read-only, or turns so within wait.
+// A file created and removed in dir tells: the mount's flags do not (Linux 6.x marks ext4's
+// remount after an error as emergency_ro, not as a read-only mount).
+func turnsReadOnly(dir string, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		f, err := os.CreateTemp(dir, ".hydra-write-probe-*")
+		if err == nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		} else if errors.Is(err, syscall.EROFS) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond) // a bounded poll on the way out: nothing tells of a remount
+	}
 }
 
 // failingDisk returns, for a consensus.DiskFailure that is not a read-only file system (an I/O
