@@ -2,6 +2,8 @@ package wasm
 
 import (
 	"context"
+	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -82,11 +84,11 @@ func TestBoundsRefuseAllocationBombs(t *testing.T) {
 	}
 }
 
-// FuzzCheckBounds: checkBounds's verdict is what an independent reading of the module's
-// declarations (refDecls) says of its limits: it refuses a module exactly when one function
-// declares more than maxLocals locals or one table more than maxTableEntries entries, and it
-// refuses whatever refDecls cannot read. A module within the limits that wazero compiles (with
-// the engine's features) passes.
+// FuzzCheckBounds: checkBounds refuses a module when an independent reading of its declarations
+// (refDecls) finds one function declaring more than maxLocals locals, the functions more than
+// maxModuleLocals in all or one table more than maxTableEntries entries, and whatever refDecls
+// cannot read. A module within the limits that wazero compiles (with the engine's features)
+// passes. (checkBounds refuses more than refDecls reads: vectors longer than their bytes.)
 func FuzzCheckBounds(f *testing.F) {
 	f.Add(localsBomb(1<<32 - 1))
 	f.Add(localsBomb(maxLocals))
@@ -94,6 +96,10 @@ func FuzzCheckBounds(f *testing.F) {
 	f.Add(tableBomb(1 << 27))
 	f.Add(tableBomb(maxTableEntries))
 	f.Add([]byte("00000000\x04\x00")) // an empty table section: no count
+	for _, b := range vectorBombs() {
+		f.Add(b.code)
+	}
+	f.Add(manyLocals(maxModuleLocals/maxLocals+1, maxLocals))
 	for _, n := range []string{"emit.wasm", "env.wasm", "grow.wasm", "loop.wasm", "sum.wasm", "trap.wasm"} {
 		f.Add(load(f, n))
 	}
@@ -106,19 +112,21 @@ func FuzzCheckBounds(f *testing.F) {
 			}
 			return
 		}
-		within := d.locals <= maxLocals && d.table <= maxTableEntries
-		if within != (err == nil) {
-			t.Fatalf("most locals %d, largest table %d: checkBounds says %v", d.locals, d.table, err)
+		within := d.locals <= maxLocals && d.allLocals <= maxModuleLocals && d.table <= maxTableEntries
+		if !within && err == nil {
+			t.Fatalf("most locals %d (%d in all), largest table %d: checkBounds passed it", d.locals, d.allLocals, d.table)
 		}
-		if within && len(b) <= 1<<16 && wazeroCompiles(b) && err != nil {
+		// wazero is not shown a vector longer than its bytes: it may allocate without bound.
+		var long longVector
+		if within && err != nil && !errors.As(err, &long) && len(b) <= 1<<16 && wazeroCompiles(b) {
 			t.Fatalf("wazero compiles it, checkBounds refuses it: %v", err)
 		}
 	})
 }
 
-// decls is what refDecls reads of a module: the most locals one function declares and the
-// largest size one table declares.
-type decls struct{ locals, table uint64 }
+// decls is what refDecls reads of a module: the most locals one function declares, the locals
+// of all its functions and the largest size one table declares.
+type decls struct{ locals, allLocals, table uint64 }
 
 // refDecls reads a module's section framing, its table section and its code section's local
 // declarations as the WebAssembly spec encodes them (an independent reading, for
@@ -209,6 +217,7 @@ func refDecls(b []byte) (d decls, ok bool) {
 					locals += c
 				}
 				d.locals = max(d.locals, locals)
+				d.allLocals += locals
 			}
 		}
 	}
@@ -239,5 +248,74 @@ func TestCutCountsRefused(t *testing.T) {
 	}
 	if imps, err := parseImports(module([]byte{2})); err == nil {
 		t.Errorf("parseImports read an empty import section as %v", imps)
+	}
+}
+
+// manyLocals is a module of fns functions that each declare per locals of type i32.
+func manyLocals(fns, per uint32) []byte {
+	body := append(appendU32([]byte{1}, per), 0x7f, 0x0b) // one declaration of per i32 locals, end
+	funcs := appendU32([]byte{3}, fns)
+	code := appendU32([]byte{10}, fns)
+	for range fns {
+		funcs = append(funcs, 0)
+		code = append(appendU32(code, uint32(len(body))), body...)
+	}
+	return module([]byte{1, 1, 0x60, 0, 0}, funcs, code)
+}
+
+// vectorBombs are modules of a few bytes whose one vector announces 2³²−1 entries.
+func vectorBombs() []struct {
+	name string
+	code []byte
+} {
+	huge := []byte{0xff, 0xff, 0xff, 0xff, 0x0f}
+	at := func(prefix ...byte) []byte { return append(prefix, huge...) }
+	nameSec := append([]byte{0, 4}, "name"...)
+	return []struct {
+		name string
+		code []byte
+	}{
+		{"functions", module(at(3))},
+		{"globals", module(at(6))},
+		{"exports", module(at(7))},
+		{"element segments", module(at(9))},
+		{"data segments", module(at(11))},
+		{"parameters", module(at(1, 1, 0x60))},
+		{"function indices", module(at(9, 1, 1, 0))},             // a passive segment's indices
+		{"element expressions", module(at(9, 1, 5, 0x70))},       // a passive segment's expressions
+		{"data bytes", module(at(11, 1, 1))},                     // a passive segment's bytes
+		{"export name", module(at(7, 1))},                        // an export's name
+		{"custom section name", module(at(0))},                   // any custom section's name
+		{"function names", module(append(nameSec, at(1, 5)...))}, // the name section's function names
+		{"local names", module(append(nameSec, at(2, 7, 1, 0)...))},
+	}
+}
+
+// TestBoundsRefuseVectorBombs: a module whose vector announces more entries than its bytes hold
+// is refused before wazero sees it, at once and without allocating (wazero makes a vector at its
+// announced length first: 15 bytes announcing 2³²−1 globals ended the node on a fatal
+// out-of-memory error, and as many exports held it for minutes). So is a module whose functions
+// declare more than maxModuleLocals locals in all; within it, they compile.
+func TestBoundsRefuseVectorBombs(t *testing.T) {
+	e := engine(t, Config{})
+	for _, b := range vectorBombs() {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := e.Validate(context.Background(), b.code)
+		runtime.ReadMemStats(&after)
+		var long longVector
+		if !errors.Is(err, errBadBinary) || !errors.As(err, &long) {
+			t.Errorf("%s (% x): %v, want a refusal of a vector longer than its bytes", b.name, b.code, err)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 {
+			t.Errorf("%s: refusing it allocated %d bytes", b.name, d)
+		}
+	}
+	per := uint32(maxLocals)
+	if err := checkBounds(manyLocals(maxModuleLocals/per+1, per)); err == nil || !strings.Contains(err.Error(), "in all") {
+		t.Errorf("%d functions of %d locals: %v, want a refusal", maxModuleLocals/per+1, per, err)
+	}
+	if b := manyLocals(maxModuleLocals/per, per); checkBounds(b) != nil || !wazeroCompiles(b) {
+		t.Errorf("%d functions of %d locals: %v, or wazero does not compile it", maxModuleLocals/per, per, checkBounds(b))
 	}
 }

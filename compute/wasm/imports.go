@@ -181,7 +181,8 @@ func (r *reader) take(n uint32) []byte {
 		return nil
 	}
 	if uint64(n) > uint64(len(r.b)) {
-		r.fail(fmt.Sprintf("%d bytes past the end", uint64(n)-uint64(len(r.b))))
+		r.err = longVector(fmt.Sprintf("%d bytes past the end", uint64(n)-uint64(len(r.b))))
+		r.b = nil
 		return nil
 	}
 	s := r.b[:n]
