@@ -49,7 +49,8 @@ type Config struct {
 	// CallTimeout bounds one call of hydra_map (or hydra_init): a module that loops forever
 	// fails the call instead of holding a core.
 	CallTimeout time.Duration
-	// MaxOutput bounds the bytes one Run may collect through hydra.emit.
+	// MaxOutput bounds the bytes one Run may collect through hydra.emit: a run whose output
+	// would grow past it ends its prefix before the call that emitted too much (Module.Run).
 	MaxOutput int
 	// Uninterruptible runs machine code without wazero's termination checks, 5–20× faster on
 	// tight loops (every loop back-edge otherwise calls into Go, BenchmarkInterruptible) but a
@@ -297,6 +298,10 @@ type instance struct {
 	stderr *tail
 }
 
+// errOutputFull is wrapped by the error of a call whose output does not fit what the run may
+// still collect (Config.MaxOutput): the run's prefix ends before it (Module.Run).
+var errOutputFull = errors.New("the output is full")
+
 // callState is what hydra.emit appends to during one hydra_map call.
 type callState struct {
 	out   []byte
@@ -314,8 +319,8 @@ func emit(ctx context.Context, mod api.Module, stack []uint64) {
 	if st == nil {
 		panic(errors.New("hydra.emit called outside hydra_map"))
 	}
-	if len(st.out)+int(n) > st.max {
-		st.err = fmt.Errorf("hydra.emit: the output exceeds %d bytes", st.limit)
+	if uint64(len(st.out))+uint64(n) > uint64(st.max) {
+		st.err = fmt.Errorf("hydra.emit: %w (%d bytes)", errOutputFull, st.limit)
 		panic(st.err)
 	}
 	b, ok := mod.Memory().Read(ptr, n)

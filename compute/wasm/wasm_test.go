@@ -259,12 +259,59 @@ func TestRunBlocks(t *testing.T) {
 	}
 }
 
-// TestOutputCap: a run emitting past MaxOutput fails instead of eating the node's memory.
+// emitted is what emit.wasm emits for items [lo, hi) with separator '\n'.
+func emitted(lo, hi uint64) []byte {
+	var b []byte
+	for i := lo; i < hi; i++ {
+		b = fmt.Appendf(b, "%d\n", i*i)
+	}
+	return b
+}
+
+// TestOutputCap: a run whose output would pass MaxOutput ends its prefix before the call that
+// emitted too much (without an error: the rest of the range is another run's), however many
+// workers emit at once, and never holds more than MaxOutput; runs of the rest continue it to
+// the whole output. Several workers each given the room left used to emit past the cap together
+// (Run returned 525,751 bytes under a cap of 500,000), a result too big for a chunk.
 func TestOutputCap(t *testing.T) {
-	m := compile(t, engine(t, Config{MaxOutput: 1000}), "emit.wasm")
-	_, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Start: 0, End: 100_000, Workers: 2})
-	if err == nil || !strings.Contains(err.Error(), "exceeds 1000 bytes") {
-		t.Fatalf("%v", err)
+	const limit, end = 500_000, 100_000
+	m := compile(t, engine(t, Config{MaxOutput: limit}), "emit.wasm")
+	for _, workers := range []int{1, 8} {
+		var out []byte
+		runs := 0
+		for at := uint64(0); at < end; runs++ {
+			res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Start: at, End: end, Workers: workers, BlockItems: 4096})
+			if err != nil {
+				t.Fatalf("workers %d, run from %d: %v", workers, at, err)
+			}
+			if len(res.Out) > limit || res.Done == 0 || res.Value != res.Done {
+				t.Fatalf("workers %d, run from %d: %d items, %d bytes, value %d", workers, at, res.Done, len(res.Out), res.Value)
+			}
+			if at+res.Done < end && len(res.Out)+len(emitted(at+res.Done, at+res.Done+1)) <= limit/2 {
+				t.Errorf("workers %d, run from %d: stopped at %d with %d bytes", workers, at, at+res.Done, len(res.Out))
+			}
+			out = append(out, res.Out...)
+			at += res.Done
+		}
+		if !bytes.Equal(out, emitted(0, end)) || runs < 2 {
+			t.Fatalf("workers %d: %d runs made %d bytes, want %d", workers, runs, len(out), len(emitted(0, end)))
+		}
+	}
+}
+
+// TestOutputCapOneItem: an item that alone emits more than MaxOutput fails the run, whatever
+// the workers; the items before it are the prefix of a run that starts before it.
+func TestOutputCapOneItem(t *testing.T) {
+	m := compile(t, engine(t, Config{MaxOutput: 11}), "emit.wasm") // 100000² and its newline: 12 bytes
+	for _, workers := range []int{1, 4} {
+		_, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Start: 100_000, End: 200_000, Workers: workers})
+		if err == nil || !strings.Contains(err.Error(), "item 100000 alone emits more than 11 bytes") {
+			t.Fatalf("workers %d: %v", workers, err)
+		}
+		res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Start: 99_990, End: 200_000, Workers: workers})
+		if err != nil || res.Done != 1 || string(res.Out) != "9998000100\n" {
+			t.Fatalf("workers %d, from 99990: %+v %v", workers, res, err)
+		}
 	}
 }
 

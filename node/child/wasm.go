@@ -2,6 +2,7 @@ package child
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,8 +24,10 @@ const (
 )
 
 // WasmMaxOutput bounds the concat output of one task (the chunk result travels in the raft log:
-// wire.MaxResult).
-const WasmMaxOutput = wire.MaxResult - 64
+// wire.MaxResult), leaving room for the rest of its payload: the format, the value, and each of
+// up to compute.WasmJobBlocks blocks' value and output length (EncodeWasmBlocksPayload). A task
+// whose items emit more returns the prefix that fits (wasm.Result).
+const WasmMaxOutput = wire.MaxResult - (1 + 8 + binary.MaxVarintLen64 + compute.WasmJobBlocks*2*binary.MaxVarintLen64)
 
 // wasmSilence is how long the parent waits for any message from a child running a WebAssembly
 // task before it kills it. The child runs modules without wazero's in-call termination checks
@@ -105,9 +108,10 @@ func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
 }
 
 // ModuleFault is a WebAssembly task's failure caused by its module (a trap, a call past its
-// deadline, an endless loop, memory past the cap, output past the limit), as opposed to the
-// node's (a missing module, a crashed child): the same module fails the same way on every
-// node, so the coordinator counts the nodes it failed on and fails the job after a few.
+// deadline, an endless loop, memory past the cap, one item's output past the limit), as
+// opposed to the node's (a missing module, a crashed child): the same module fails the same
+// way on every node, so the coordinator counts the nodes it failed on and fails the job after
+// a few.
 type ModuleFault struct {
 	Msg   string
 	cause error // wasm.ErrTimeout for a module stuck in a call
