@@ -20,9 +20,14 @@ const (
 	// and a 16 MiB module about 800 GiB. Compiled programs declare a few locals per function:
 	// examples/primes (Go, 1.9 MB) declares 5,339 in all.
 	maxModuleLocals = 1 << 22
-	// maxTableEntries bounds a table's declared minimum and maximum: the function tables of
-	// compiled Go, Rust and C programs hold their functions' count, thousands.
+	// maxTableEntries bounds a table's declared minimum and maximum, and is the maximum of a
+	// table that declares none (capTables): the function tables of compiled Go, Rust and C
+	// programs hold their functions' count, thousands. wazero grows a table without a maximum
+	// up to 2³²−1 entries of 8 bytes, apart from the memory cap: one table.grow took 8 GiB.
 	maxTableEntries = 1 << 20
+	// maxModuleTableEntries bounds the entries a module's tables may reach together (a table
+	// without a maximum counting for maxTableEntries): 32 MiB per instance.
+	maxModuleTableEntries = 1 << 22
 )
 
 // checkBounds refuses a module whose code section or tables announce more than the limits above,
@@ -86,8 +91,8 @@ func checkBounds(b []byte) error {
 	return nil
 }
 
-// checkTables checks the table section's declared sizes (a table with no maximum may still grow
-// at run time; the compute child's memory limit is what bounds that).
+// checkTables checks the table section's declared sizes, and what the tables may grow to
+// together (a table with no maximum is given maxTableEntries, capTables).
 func checkTables(sec []byte) error {
 	s := reader{b: sec}
 	n := s.u32()
@@ -97,6 +102,7 @@ func checkTables(sec []byte) error {
 	if uint64(n) > uint64(len(sec)) {
 		return fmt.Errorf("%w: %w", errBadBinary, longVector(fmt.Sprintf("%d tables in %d bytes", n, len(sec))))
 	}
+	all := uint64(0)
 	for i := range n {
 		if t := s.byte1(); s.err == nil && t != 0x70 && t != 0x6f {
 			return fmt.Errorf("%w: table %d: reference type %#x", errBadBinary, i, t)
@@ -106,7 +112,7 @@ func checkTables(sec []byte) error {
 			return fmt.Errorf("%w: table %d: limits flags %#x", errBadBinary, i, flags)
 		}
 		lo := s.u32()
-		hi := lo
+		hi := uint32(maxTableEntries)
 		if flags&1 != 0 {
 			hi = s.u32()
 		}
@@ -116,8 +122,50 @@ func checkTables(sec []byte) error {
 		if lo > maxTableEntries || hi > maxTableEntries {
 			return fmt.Errorf("table %d declares %d to %d entries: at most %d", i, lo, hi, maxTableEntries)
 		}
+		if all += uint64(hi); all > maxModuleTableEntries {
+			return fmt.Errorf("the tables may grow to more than %d entries in all (a table without a maximum counts for %d)",
+				maxModuleTableEntries, maxTableEntries)
+		}
 	}
 	return nil
+}
+
+// capTables returns code with maxTableEntries as the maximum of each table that declares none,
+// so that table.grow past it fails (returns −1) the same way on every node, as memory.grow
+// does past the memory cap, instead of allocating up to 32 GiB; code itself when every table
+// has a maximum. code passed checkBounds.
+func capTables(code []byte) []byte {
+	r := reader{b: code[8:]}
+	for len(r.b) > 0 {
+		start := len(code) - len(r.b)
+		id := r.byte1()
+		sec := r.take(r.u32())
+		if id != 4 {
+			continue
+		}
+		s := reader{b: sec}
+		n := s.u32()
+		out := appendU32(nil, n)
+		capped := false
+		for range n {
+			ref, flags, lo := s.byte1(), s.byte1(), s.u32()
+			out = appendU32(append(out, ref, flags|1), lo)
+			if flags&1 != 0 {
+				out = appendU32(out, s.u32())
+			} else {
+				out = appendU32(out, maxTableEntries)
+				capped = true
+			}
+		}
+		if !capped || s.err != nil {
+			return code
+		}
+		out = append(out, s.b...) // what follows the entries (wazero refuses it)
+		end := len(code) - len(r.b)
+		b := append(appendU32(append(append([]byte(nil), code[:start]...), 4), uint32(len(out))), out...)
+		return append(b, code[end:]...)
+	}
+	return code
 }
 
 // checkCode checks the code section: as many bodies as its bytes can hold, and at most
@@ -341,5 +389,18 @@ func (r *reader) constExpr() {
 		default:
 			r.fail(fmt.Sprintf("opcode %#x in a constant expression", op))
 		}
+	}
+}
+
+// appendU32 appends v as an unsigned LEB128.
+func appendU32(b []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v != 0 {
+			b = append(b, c|0x80)
+			continue
+		}
+		return append(b, c)
 	}
 }

@@ -1,12 +1,14 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -20,18 +22,6 @@ func module(sections ...[]byte) []byte {
 		b = append(b, s[1:]...)
 	}
 	return b
-}
-
-func appendU32(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			b = append(b, c|0x80)
-			continue
-		}
-		return append(b, c)
-	}
 }
 
 // localsBomb is a module of one function that declares n locals of type i32 (7 bytes of code).
@@ -86,9 +76,10 @@ func TestBoundsRefuseAllocationBombs(t *testing.T) {
 
 // FuzzCheckBounds: checkBounds refuses a module when an independent reading of its declarations
 // (refDecls) finds one function declaring more than maxLocals locals, the functions more than
-// maxModuleLocals in all or one table more than maxTableEntries entries, and whatever refDecls
-// cannot read. A module within the limits that wazero compiles (with the engine's features)
-// passes. (checkBounds refuses more than refDecls reads: vectors longer than their bytes.)
+// maxModuleLocals in all, one table more than maxTableEntries entries or the tables more than
+// maxModuleTableEntries in all, and whatever refDecls cannot read. A module within the limits
+// that wazero compiles (with the engine's features) passes, and so does its capTables.
+// (checkBounds refuses more than refDecls reads: vectors longer than their bytes.)
 func FuzzCheckBounds(f *testing.F) {
 	f.Add(localsBomb(1<<32 - 1))
 	f.Add(localsBomb(maxLocals))
@@ -112,9 +103,16 @@ func FuzzCheckBounds(f *testing.F) {
 			}
 			return
 		}
-		within := d.locals <= maxLocals && d.allLocals <= maxModuleLocals && d.table <= maxTableEntries
+		within := d.locals <= maxLocals && d.allLocals <= maxModuleLocals && d.table <= maxTableEntries &&
+			d.allTables <= maxModuleTableEntries
 		if !within && err == nil {
-			t.Fatalf("most locals %d (%d in all), largest table %d: checkBounds passed it", d.locals, d.allLocals, d.table)
+			t.Fatalf("most locals %d (%d in all), largest table %d (%d in all): checkBounds passed it",
+				d.locals, d.allLocals, d.table, d.allTables)
+		}
+		if err == nil {
+			if err := checkBounds(capTables(b)); err != nil {
+				t.Fatalf("capTables made a module checkBounds refuses: %v", err)
+			}
 		}
 		// wazero is not shown a vector longer than its bytes: it may allocate without bound.
 		var long longVector
@@ -125,8 +123,8 @@ func FuzzCheckBounds(f *testing.F) {
 }
 
 // decls is what refDecls reads of a module: the most locals one function declares, the locals
-// of all its functions and the largest size one table declares.
-type decls struct{ locals, allLocals, table uint64 }
+// of all its functions, the largest size one table declares and what all its tables may grow to.
+type decls struct{ locals, allLocals, table, allTables uint64 }
 
 // refDecls reads a module's section framing, its table section and its code section's local
 // declarations as the WebAssembly spec encodes them (an independent reading, for
@@ -181,13 +179,16 @@ func refDecls(b []byte) (d decls, ok bool) {
 				}
 				flags := sec[1]
 				sec = sec[2:]
+				reach := uint64(maxTableEntries) // what a table without a maximum may grow to
 				for range 1 + int(flags) {
 					v, ok := u32(&sec)
 					if !ok {
 						return d, false
 					}
 					d.table = max(d.table, v)
+					reach = v
 				}
+				d.allTables += reach
 			}
 		case 10: // code: count, then (size, body) each; a body starts with its local declarations
 			n, ok := u32(&sec)
@@ -317,5 +318,65 @@ func TestBoundsRefuseVectorBombs(t *testing.T) {
 	}
 	if b := manyLocals(maxModuleLocals/per, per); checkBounds(b) != nil || !wazeroCompiles(b) {
 		t.Errorf("%d functions of %d locals: %v, or wazero does not compile it", maxModuleLocals/per, per, checkBounds(b))
+	}
+}
+
+// tableGrower is a module with a funcref table of no maximum whose hydra_map returns what
+// table.grow(ref.null, delta) returns (the old size, or 2³²−1 for −1).
+func tableGrower(delta uint32) []byte {
+	body := append([]byte{0, 0xd0, 0x70, 0x41}, appendI32(nil, int32(delta))...) // ref.null func, i32.const delta
+	body = append(body, 0xfc, 0x0f, 0, 0xad, 0x0b)                               // table.grow 0, i64.extend_i32_u, end
+	code := append([]byte{10, 1}, appendU32(nil, uint32(len(body)))...)
+	exports := append(append([]byte{7, 1, 9}, "hydra_map"...), 0, 0)
+	return module([]byte{1, 1, 0x60, 2, 0x7e, 0x7e, 1, 0x7e}, []byte{3, 1, 0}, []byte{4, 1, 0x70, 0, 0},
+		exports, append(code, body...))
+}
+
+// appendI32 appends v as a signed LEB128.
+func appendI32(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+// TestTablesCapped: a table without a maximum grows to maxTableEntries and no further (grow
+// returns −1, as memory.grow does past the memory cap), the same on every node; it used to grow
+// to 2³²−1 entries of 8 bytes: eight workers growing by 2³⁰ got the test killed for memory. A
+// module whose tables could reach more than maxModuleTableEntries together is refused.
+func TestTablesCapped(t *testing.T) {
+	e := engine(t, Config{})
+	for _, c := range []struct {
+		delta uint32
+		want  uint64
+	}{{maxTableEntries, 0}, {maxTableEntries + 1, 1<<32 - 1}, {1 << 30, 1<<32 - 1}} {
+		m, err := e.Compile(context.Background(), tableGrower(c.delta))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceMin, Start: 0, End: 8, Workers: 8}) // each instance's first call
+		runtime.ReadMemStats(&after)
+		if err != nil || res.Value != c.want {
+			t.Errorf("table.grow(%d): %d %v, want %d", c.delta, res.Value, err, c.want)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; c.want != 0 && d > 1<<20 {
+			t.Errorf("table.grow(%d) failed after allocating %d bytes", c.delta, d)
+		}
+	}
+	growable := []byte{4, maxModuleTableEntries/maxTableEntries + 1}
+	for range growable[1] {
+		growable = append(growable, 0x70, 0, 0)
+	}
+	if err := checkBounds(module(growable)); err == nil || !strings.Contains(err.Error(), "in all") {
+		t.Errorf("%d tables without a maximum: %v, want a refusal", growable[1], err)
+	}
+	if b := module([]byte{4, 1, 0x70, 1, 0, 5}); !bytes.Equal(capTables(b), b) {
+		t.Errorf("capTables changed a module whose table has a maximum")
 	}
 }

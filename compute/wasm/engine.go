@@ -211,7 +211,7 @@ func (e *Engine) compile(ctx context.Context, code []byte, sum string) (*Module,
 	if err := checkBounds(code); err != nil {
 		return nil, err
 	}
-	cm, err := e.rt.CompileModule(ctx, code)
+	cm, err := e.rt.CompileModule(ctx, capTables(code))
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
