@@ -73,6 +73,32 @@ func loadModule(sha string) (*wasm.Module, error) {
 	return e.Compile(context.Background(), code)
 }
 
+// pooled is the module and params whose idle instances the child keeps (wasm.Module pools an
+// instance per worker and params, initialised, for the next task of the same job): those of the
+// last task only. Nothing else released them, so every job a busy child ran kept an instance
+// per worker, each with all the memory its module had touched (up to the 128 MiB cap), until
+// the child sat idle for childIdleExit.
+type pooled struct {
+	mu     sync.Mutex
+	m      releaser
+	params string
+}
+
+// releaser is what pooled needs of a module.
+type releaser interface{ Release(params []byte) }
+
+// use makes m and params the pool kept, releasing the one kept before if it is another.
+func (p *pooled) use(m releaser, params string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m != nil && (p.m != m || p.params != params) {
+		p.m.Release([]byte(p.params))
+	}
+	p.m, p.params = m, params
+}
+
+var wasmPool pooled
+
 // runWasm maps the task's module over its items on the child's workers. A stop lets the calls in
 // flight finish (blocks are about 10 ms) and keeps the finished prefix.
 func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
@@ -81,6 +107,7 @@ func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	wasmPool.use(m, w.Params)
 	res, err := m.Run(context.Background(), wasm.Run{
 		Params: []byte(w.Params), Reduce: w.Reduce, Start: t.rng.Start, End: t.rng.End,
 		BlockItems: compute.WasmBlockItems(w.Items), Workers: int(c.cpus.Load()),

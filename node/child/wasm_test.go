@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,29 @@ func TestWasmPausePrefixResume(t *testing.T) {
 	v2, _, _ := compute.DecodeWasmPayload(rest.Payload, compute.ReduceSum)
 	if rest.Done.End != end || v+v2 != tri(end)-tri(full.Start) {
 		t.Fatalf("prefix + rest = %d over %s, want %d", v+v2, rest.Done, tri(end)-tri(full.Start))
+	}
+}
+
+// fakeModule records the params it was asked to release.
+type fakeModule struct{ released []string }
+
+func (f *fakeModule) Release(params []byte) { f.released = append(f.released, string(params)) }
+
+// TestWasmPoolKeepsTheLastTasks: the child keeps idle instances for the last task's module and
+// params only: a task of another job (other params or module) releases those of the one before,
+// and tasks of one job keep theirs.
+func TestWasmPoolKeepsTheLastTasks(t *testing.T) {
+	var p pooled
+	a, b := &fakeModule{}, &fakeModule{}
+	p.use(a, "x")
+	p.use(a, "x")
+	if len(a.released) != 0 {
+		t.Fatalf("tasks of one job released its pool: %q", a.released)
+	}
+	p.use(a, "y")
+	p.use(b, "y")
+	p.use(b, "y")
+	if !slices.Equal(a.released, []string{"x", "y"}) || len(b.released) != 0 {
+		t.Fatalf("released %q of a, %q of b; want x and y of a, none of b", a.released, b.released)
 	}
 }
