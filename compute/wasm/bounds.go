@@ -105,7 +105,7 @@ func checkTables(sec []byte) error {
 	all := uint64(0)
 	for i := range n {
 		if t := s.byte1(); s.err == nil && t != 0x70 && t != 0x6f {
-			return fmt.Errorf("%w: table %d: reference type %#x", errBadBinary, i, t)
+			return fmt.Errorf("%w: table %d: %w", errBadBinary, i, notCore(fmt.Sprintf("reference type %#x", t)))
 		}
 		flags := s.byte1()
 		if flags&^1 != 0 {
@@ -252,8 +252,10 @@ func checkElements(s *reader) {
 		if flags&1 == 0 {
 			s.constExpr() // offset
 		}
-		if flags&3 != 0 {
-			s.byte1() // element kind or reference type
+		if flags&3 != 0 { // element kind (0) or reference type
+			if k := s.byte1(); s.err == nil && k != 0 && k != 0x70 && k != 0x6f {
+				s.notCore(fmt.Sprintf("element type %#x", k))
+			}
 		}
 		if flags&4 == 0 {
 			for range s.count("function indices", 1) {
@@ -346,9 +348,25 @@ func (r *reader) valueType() {
 	case r.err != nil:
 	case t == 0x7f, t == 0x7e, t == 0x7d, t == 0x7c, t == 0x7b, t == 0x70, t == 0x6f:
 	default:
-		r.fail(fmt.Sprintf("value type %#x", t))
+		r.notCore(fmt.Sprintf("value type %#x", t))
 	}
 }
+
+// notCore fails r on an encoding beyond WebAssembly 2.0 (notCore).
+func (r *reader) notCore(what string) {
+	if r.err == nil {
+		r.err = notCore(what)
+	}
+	r.b = nil
+}
+
+// notCore is the error of an encoding that WebAssembly 2.0 does not have: a proposal's (the GC
+// and exception-handling proposals' reference types, tables with an initialiser, typed
+// ref.null), which wazero's decoder reads whatever the features on, leaving them to validation.
+// They are refused here, where reading past them would mean following those proposals.
+type notCore string
+
+func (e notCore) Error() string { return string(e) + " (beyond WebAssembly 2.0)" }
 
 // leb skips a LEB128 of at most n bytes.
 func (r *reader) leb(n int) {
@@ -379,7 +397,7 @@ func (r *reader) constExpr() {
 			r.u32()
 		case op == 0xd0: // ref.null
 			if t := r.byte1(); r.err == nil && t != 0x70 && t != 0x6f {
-				r.fail(fmt.Sprintf("ref.null of type %#x", t))
+				r.notCore(fmt.Sprintf("ref.null of type %#x", t))
 			}
 		case op == 0xfd: // v128.const
 			if r.byte1() != 0x0c && r.err == nil {

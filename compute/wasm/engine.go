@@ -340,11 +340,15 @@ type tail struct {
 func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	n := len(p)
+	if len(p) > maxStderrTail { // a write of up to the whole memory: only its end is kept
+		p = p[len(p)-maxStderrTail:]
+	}
 	t.b = append(t.b, p...)
 	if len(t.b) > maxStderrTail {
 		t.b = append(t.b[:0], t.b[len(t.b)-maxStderrTail:]...)
 	}
-	return len(p), nil
+	return n, nil
 }
 
 func (t *tail) String() string {

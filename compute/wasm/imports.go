@@ -72,8 +72,9 @@ func checkImports(imps []Import) error {
 // not offer (a file, a socket, a host function of another runtime).
 var ErrForbiddenImport = errors.New("forbidden import")
 
-// errBadBinary is wrapped by parse errors of the module binary.
-var errBadBinary = errors.New("not a WebAssembly 1.0 binary")
+// errBadBinary is wrapped by parse errors of the module binary (its format, version 1, is that of
+// WebAssembly 1.0 and 2.0 alike: "1.0" in the message read as a refusal of 2.0 modules).
+var errBadBinary = errors.New("not a valid WebAssembly binary")
 
 // parseImports lists the import section of a module binary. It reads only the section framing
 // and the import entries (the rest is validated by the compiler), allocates at most in

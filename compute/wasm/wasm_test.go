@@ -464,3 +464,20 @@ func BenchmarkInterruptible(b *testing.B) {
 		})
 	}
 }
+
+// TestTailKeepsTheEnd: a module's output keeps its last maxStderrTail bytes, whatever the size of
+// each write, without holding a large write whole (a write may be the whole 128 MiB memory).
+func TestTailKeepsTheEnd(t *testing.T) {
+	var tl tail
+	var all []byte
+	for _, n := range []int{10, 3000, 5, maxStderrTail, 1, 1 << 20, 7} {
+		p := bytes.Repeat([]byte{byte('a' + n%26)}, n)
+		if w, err := tl.Write(p); w != n || err != nil {
+			t.Fatalf("Write of %d: %d %v", n, w, err)
+		}
+		all = append(all, p...)
+		if want := all[max(len(all)-maxStderrTail, 0):]; tl.String() != string(want) || cap(tl.b) > 4*maxStderrTail {
+			t.Fatalf("after a write of %d: %d bytes kept (capacity %d), want the last %d", n, len(tl.b), cap(tl.b), len(want))
+		}
+	}
+}
