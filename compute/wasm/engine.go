@@ -494,6 +494,26 @@ func (m *Module) put(in *instance, params []byte, ok bool) {
 	_ = in.mod.Close(context.Background())
 }
 
+// Close closes the module's pooled instances and its machine code, and forgets it: the next
+// Compile of its bytes compiles it again (from the disk cache). Nothing may be running it.
+func (m *Module) Close(ctx context.Context) error {
+	m.e.mu.Lock()
+	if m.e.mods[m.SHA256] == m {
+		delete(m.e.mods, m.SHA256)
+	}
+	m.e.mu.Unlock()
+	m.mu.Lock()
+	idle := m.idle
+	m.idle = map[string][]*instance{}
+	m.mu.Unlock()
+	for _, l := range idle {
+		for _, in := range l {
+			_ = in.mod.Close(ctx)
+		}
+	}
+	return m.cm.Close(ctx)
+}
+
 // Release closes the pooled instances (a job ended; its params will not come back).
 func (m *Module) Release(params []byte) {
 	m.mu.Lock()

@@ -481,3 +481,23 @@ func TestTailKeepsTheEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestModuleClose: a closed module is forgotten by its engine, and compiling its bytes again
+// gives a module that runs.
+func TestModuleClose(t *testing.T) {
+	e := engine(t, Config{})
+	m := compile(t, e, "sum.wasm")
+	if _, err := m.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: 0, End: 10, Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m2 := compile(t, e, "sum.wasm")
+	if m2 == m {
+		t.Fatal("the engine gave the closed module again")
+	}
+	if res, err := m2.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: 0, End: 10, Workers: 2}); err != nil || res.Value != 45 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}

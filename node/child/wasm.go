@@ -74,24 +74,34 @@ func loadModule(sha string) (*wasm.Module, error) {
 }
 
 // pooled is the module and params whose idle instances the child keeps (wasm.Module pools an
-// instance per worker and params, initialised, for the next task of the same job): those of the
-// last task only. Nothing else released them, so every job a busy child ran kept an instance
-// per worker, each with all the memory its module had touched (up to the 128 MiB cap), until
-// the child sat idle for childIdleExit.
+// instance per worker and params, initialised, for the next task of the same job), and the
+// module whose machine code it keeps: those of the last task only. Nothing else released them,
+// so every job a busy child ran kept an instance per worker, each with all the memory its
+// module had touched (up to the 128 MiB cap), and every module its machine code (about 10
+// bytes per byte of code), until the child sat idle for childIdleExit. A task of another module
+// loads its machine code again from the disk cache.
 type pooled struct {
 	mu     sync.Mutex
-	m      releaser
+	m      poolModule
 	params string
 }
 
-// releaser is what pooled needs of a module.
-type releaser interface{ Release(params []byte) }
+// poolModule is what pooled needs of a module.
+type poolModule interface {
+	Release(params []byte)
+	Close(ctx context.Context) error
+}
 
-// use makes m and params the pool kept, releasing the one kept before if it is another.
-func (p *pooled) use(m releaser, params string) {
+// use makes m and params those kept, releasing the instances of other params and closing
+// another module kept before.
+func (p *pooled) use(m poolModule, params string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.m != nil && (p.m != m || p.params != params) {
+	switch {
+	case p.m == nil:
+	case p.m != m:
+		_ = p.m.Close(context.Background())
+	case p.params != params:
 		p.m.Release([]byte(p.params))
 	}
 	p.m, p.params = m, params

@@ -194,26 +194,38 @@ func TestWasmPausePrefixResume(t *testing.T) {
 	}
 }
 
-// fakeModule records the params it was asked to release.
-type fakeModule struct{ released []string }
+// fakeModule records the params it was asked to release, and whether it was closed.
+type fakeModule struct {
+	released []string
+	closed   bool
+}
 
 func (f *fakeModule) Release(params []byte) { f.released = append(f.released, string(params)) }
 
+func (f *fakeModule) Close(context.Context) error {
+	f.closed = true
+	return nil
+}
+
 // TestWasmPoolKeepsTheLastTasks: the child keeps idle instances for the last task's module and
-// params only: a task of another job (other params or module) releases those of the one before,
-// and tasks of one job keep theirs.
+// params only, and that module's machine code only: a task of other params releases the
+// instances of the params before, one of another module closes the module before, and tasks of
+// one job keep theirs.
 func TestWasmPoolKeepsTheLastTasks(t *testing.T) {
 	var p pooled
 	a, b := &fakeModule{}, &fakeModule{}
 	p.use(a, "x")
 	p.use(a, "x")
-	if len(a.released) != 0 {
-		t.Fatalf("tasks of one job released its pool: %q", a.released)
+	if len(a.released) != 0 || a.closed {
+		t.Fatalf("tasks of one job released its pool (%q) or closed its module (%v)", a.released, a.closed)
 	}
 	p.use(a, "y")
+	if !slices.Equal(a.released, []string{"x"}) || a.closed {
+		t.Fatalf("another job of the module: released %q, closed %v; want x released, the module kept", a.released, a.closed)
+	}
 	p.use(b, "y")
 	p.use(b, "y")
-	if !slices.Equal(a.released, []string{"x", "y"}) || len(b.released) != 0 {
-		t.Fatalf("released %q of a, %q of b; want x and y of a, none of b", a.released, b.released)
+	if !a.closed || len(b.released) != 0 || b.closed {
+		t.Fatalf("a job of another module: a closed %v, b released %q, closed %v", a.closed, b.released, b.closed)
 	}
 }
