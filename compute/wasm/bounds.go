@@ -45,7 +45,7 @@ func checkBounds(b []byte) error {
 		id := r.byte1()
 		sec := r.take(r.u32())
 		if r.err != nil {
-			return fmt.Errorf("%w: section %d: %v", errBadBinary, id, r.err)
+			return fmt.Errorf("%w: section %d: %w", errBadBinary, id, r.err)
 		}
 		var err error
 		switch id {
@@ -53,6 +53,8 @@ func checkBounds(b []byte) error {
 			err = checkCustom(sec)
 		case 1:
 			err = checkTypes(sec)
+		case 2:
+			_, err = importSection(sec) // as parseImports does, for FuzzCheckBounds's sake
 		case 3:
 			err = checkVectors(sec, "function section", func(s *reader) {
 				for range s.count("functions", 1) {
