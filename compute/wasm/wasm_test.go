@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -500,4 +501,55 @@ func TestModuleClose(t *testing.T) {
 	if res, err := m2.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: 0, End: 10, Workers: 2}); err != nil || res.Value != 45 {
 		t.Fatalf("%+v %v", res, err)
 	}
+}
+
+// recursion is a module whose hydra_map(lo, hi) returns f(hi), where f(n) = n == 0 ? 0 : f(n−1)+1:
+// hi nested calls.
+func recursion() []byte {
+	f := []byte{0, 0x20, 0, 0x50, 0x04, 0x7e, 0x42, 0, 0x05, 0x20, 0, 0x42, 1, 0x7d, 0x10, 0, 0x42, 1, 0x7c, 0x0b, 0x0b}
+	hm := []byte{0, 0x20, 1, 0x10, 0, 0x0b}
+	code := []byte{10}
+	c := []byte{2}
+	c = append(appendU32(c, uint32(len(f))), f...)
+	c = append(appendU32(c, uint32(len(hm))), hm...)
+	code = append(code, c...)
+	exp := append(append([]byte{7, 1, 9}, "hydra_map"...), 0, 1)
+	return module([]byte{1, 2, 0x60, 1, 0x7e, 1, 0x7e, 0x60, 2, 0x7e, 0x7e, 1, 0x7e}, []byte{3, 2, 0, 1}, exp, code)
+}
+
+// TestCallDepth pins what docs/wasm.md says of recursion: wazero's interpreter (armv7, and a
+// process that may not make memory executable) traps at 2,000 nested calls, its compiler (amd64,
+// arm64) goes past a million, so a module recursing between the two fails its chunks on the
+// nodes that interpret it only. A change of either figure in a wazero upgrade shows here.
+func TestCallDepth(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name      string
+		rc        wazero.RuntimeConfig
+		ok, traps uint64
+	}{
+		{"interpreter", wazero.NewRuntimeConfigInterpreter(), 1998, 1999},
+		{"compiler", wazero.NewRuntimeConfigCompiler(), 1_000_000, 100_000_000},
+	} {
+		if c.name == "compiler" && !platformCompiles() {
+			continue
+		}
+		rt := wazero.NewRuntimeWithConfig(ctx, c.rc.WithCoreFeatures(api.CoreFeaturesV2))
+		defer rt.Close(ctx)
+		m, err := rt.Instantiate(ctx, recursion())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := m.ExportedFunction("hydra_map").Call(ctx, 0, c.ok); err != nil || r[0] != c.ok {
+			t.Errorf("%s, depth %d: %v %v", c.name, c.ok, r, err)
+		}
+		if _, err := m.ExportedFunction("hydra_map").Call(ctx, 0, c.traps); err == nil || !strings.Contains(err.Error(), "stack overflow") {
+			t.Errorf("%s, depth %d: %v, want a stack overflow", c.name, c.traps, err)
+		}
+	}
+}
+
+// platformCompiles reports whether wazero has its compiler here and may use it.
+func platformCompiles() bool {
+	return (runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64") && !CompilerRefused()
 }
