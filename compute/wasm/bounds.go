@@ -302,25 +302,35 @@ func checkCustom(sec []byte) error {
 	return checkVectors(s.b, "name section", func(s *reader) {
 		for len(s.b) > 0 && s.err == nil {
 			id := s.byte1()
-			size := s.u32()
+			sub := reader{b: s.take(s.u32())}
 			switch id {
 			case 0:
-				s.name()
+				sub.name()
 			case 1:
-				for range s.count("function names", 2) {
-					s.u32()
-					s.name()
+				for range sub.count("function names", 2) {
+					sub.u32()
+					sub.name()
 				}
 			case 2:
-				for range s.count("functions' local names", 2) {
-					s.u32()
-					for range s.count("local names", 2) {
-						s.u32()
-						s.name()
+				for range sub.count("functions' local names", 2) {
+					sub.u32()
+					for range sub.count("local names", 2) {
+						sub.u32()
+						sub.name()
 					}
 				}
 			default:
-				s.take(size)
+				sub.b = nil // skipped, as wazero does
+			}
+			// wazero reads these three by their contents and counts their declared sizes down
+			// from the section's: one whose size is not its contents' made it read on past the
+			// section, into the next one's bytes as further subsections, with counts no one
+			// checked (TestNameSubsectionSizes).
+			switch {
+			case sub.err != nil:
+				s.err, s.b = longVector(fmt.Sprintf("name subsection %d: %v", id, sub.err)), nil
+			case len(sub.b) > 0:
+				s.err, s.b = longVector(fmt.Sprintf("name subsection %d: %d bytes past its contents", id, len(sub.b))), nil
 			}
 		}
 	})
@@ -338,8 +348,9 @@ func (r *reader) count(what string, min uint64) uint32 {
 	return n
 }
 
-// longVector is the error of a vector (or a string) that announces more entries than its bytes
-// can hold.
+// longVector is the error of what wazero must not be shown, as it would allocate without bound:
+// a vector (or a string) that announces more entries than its bytes can hold, or a name
+// subsection whose size is not its contents'.
 type longVector string
 
 func (e longVector) Error() string { return string(e) }

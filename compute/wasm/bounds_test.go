@@ -91,6 +91,7 @@ func FuzzCheckBounds(f *testing.F) {
 		f.Add(b.code)
 	}
 	f.Add(manyLocals(maxModuleLocals/maxLocals+1, maxLocals))
+	f.Add(module(append([]byte{0, 4}, "name\x00\x00\x00"...), append([]byte{0, 1, 'x'}, 2, 5, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f)))
 	for _, n := range []string{"emit.wasm", "env.wasm", "grow.wasm", "loop.wasm", "sum.wasm", "trap.wasm"} {
 		f.Add(load(f, n))
 	}
@@ -112,6 +113,17 @@ func FuzzCheckBounds(f *testing.F) {
 		if err == nil {
 			if err := checkBounds(capTables(b)); err != nil {
 				t.Fatalf("capTables made a module checkBounds refuses: %v", err)
+			}
+			// What checkBounds passes wazero compiles within bounds (a module of 64 KiB may
+			// declare 4 million locals: about 35 MB); a bomb past it would end the fuzzer.
+			if _, ierr := parseImports(b); ierr == nil && len(b) <= 1<<16 {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				wazeroCompiles(b)
+				runtime.ReadMemStats(&after)
+				if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
+					t.Fatalf("checkBounds passed it, and compiling it allocated %d bytes", d)
+				}
 			}
 		}
 		// wazero is not shown a vector longer than its bytes (it may allocate without bound),
@@ -380,5 +392,35 @@ func TestTablesCapped(t *testing.T) {
 	}
 	if b := module([]byte{4, 1, 0x70, 1, 0, 5}); !bytes.Equal(capTables(b), b) {
 		t.Errorf("capTables changed a module whose table has a maximum")
+	}
+}
+
+// TestNameSubsectionSizes: a name subsection whose declared size is not its contents' is
+// refused. wazero reads the module, function and local names by their contents and counts the
+// declared sizes down from the section's, so a size too small made it read on past the name
+// section, taking the next section's bytes for subsections: a custom section after it holding
+// a local-name count of 2³²−1 made it ask for 96 GiB at once, a fatal out-of-memory error, past
+// checkBounds's reading of each section apart.
+func TestNameSubsectionSizes(t *testing.T) {
+	name := append([]byte{0, 4}, "name"...)
+	next := append([]byte{0, 1, 'x'}, 2, 5, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f) // custom "x": local names, 2³²−1 of them
+	for _, c := range []struct {
+		sub  []byte
+		pass bool
+	}{
+		{[]byte{0, 1, 0}, true},             // module name "": size 1
+		{[]byte{0, 0, 0}, false},            // size 0 for 1 byte
+		{[]byte{0, 3, 0, 0, 0}, false},      // size 3 for 1 byte
+		{[]byte{1, 4, 1, 0, 1, 'f'}, true},  // function 0 named f
+		{[]byte{1, 2, 1, 0, 1, 'f'}, false}, // size 2 for 4 bytes
+		{[]byte{9, 2, 7, 7}, true},          // an unknown subsection, skipped
+	} {
+		b := module(append(append([]byte(nil), name...), c.sub...), next)
+		if err := checkBounds(b); (err == nil) != c.pass {
+			t.Errorf("name subsection % x: checkBounds says %v, want it to pass: %v", c.sub, err, c.pass)
+		}
+		if c.pass && !wazeroCompiles(b) {
+			t.Errorf("name subsection % x: wazero does not compile it", c.sub)
+		}
 	}
 }
