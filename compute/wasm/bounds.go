@@ -15,11 +15,12 @@ const (
 	// maxLocals bounds the locals a function declares (the figure browsers' engines use).
 	maxLocals = 50_000
 	// maxModuleLocals bounds the locals all of a module's functions declare together: wazero
-	// allocates about 8 bytes per declared local (one kept for the module's life), and a body
-	// of 7 bytes may declare maxLocals of them, so 8 KB of such bodies made it allocate 384 MiB
-	// and a 16 MiB module about 800 GiB. Compiled programs declare a few locals per function:
-	// examples/primes (Go, 1.9 MB) declares 5,339 in all.
-	maxModuleLocals = 1 << 22
+	// allocates about 8 bytes per declared local compiling (one kept for the module's life),
+	// about 70 in its interpreter, and a body of 7 bytes may declare maxLocals of them, so 8 KB
+	// of such bodies made the compiler allocate 384 MiB and a 16 MiB module about 800 GiB.
+	// Compiled programs declare a few locals per function: examples/primes (Go, 1.9 MB)
+	// declares 5,339 in all.
+	maxModuleLocals = 1 << 20
 	// maxTableEntries bounds a table's declared minimum and maximum, and is the maximum of a
 	// table that declares none (capTables): the function tables of compiled Go, Rust and C
 	// programs hold their functions' count, thousands. wazero grows a table without a maximum
