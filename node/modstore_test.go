@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hydra-compute/hydra/compute/wasm"
+	"github.com/hydra-compute/hydra/webui"
 )
 
 // TestUploadTempFilesLeftByACrashAreRemoved: an upload being written when the node was killed
@@ -128,5 +130,37 @@ func TestRecoverScratchLeftByACrashIsRemoved(t *testing.T) {
 	newTestNode(t, dir, "n0", func(c *Config) { c.Compute = false })
 	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s is still there after the node started: %v", recoverScratch, err)
+	}
+}
+
+// TestModulesCompileOneAtATime: a node compiles one module at a time (compiling takes about 5
+// bytes of memory per byte of code, what the module cap is sized for): an upload that finds
+// another compiling waits its turn, and one whose deadline passes meanwhile answers "try again"
+// (webui.ErrUnavailable, 503) without compiling.
+func TestModulesCompileOneAtATime(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.checkModule(context.Background(), code); err != nil {
+		t.Fatal(err)
+	}
+	n.wasmVal.turn <- struct{}{} // another module compiling
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := n.checkModule(ctx, code); !errors.Is(err, webui.ErrUnavailable) {
+		t.Fatalf("an upload while another module compiles, past its deadline: %v, want ErrUnavailable", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.checkModule(context.Background(), code) }()
+	select {
+	case err := <-done:
+		t.Fatalf("compiled while another module was compiling: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	<-n.wasmVal.turn
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -39,10 +39,14 @@ func (n *Node) wasmEnv() []string {
 }
 
 // validator compiles uploads (validation plus a warm cache for the child); started on first use.
+// It compiles one module at a time: compiling takes about 5 bytes of memory per byte of code,
+// which the module cap is sized for (wasm.MaxModuleBytes), and uploads and fetches at once each
+// took as much again.
 type validator struct {
 	once sync.Once
 	eng  *wasm.Engine
 	err  error
+	turn chan struct{} // holds a value while a module compiles
 }
 
 // MaxModuleBytes is the largest module accepted (--max-module-bytes, default 16 MiB).
@@ -76,10 +80,17 @@ func (n *Node) checkModule(ctx context.Context, code []byte) error {
 		return fmt.Errorf("%w: %d bytes, cap %d", webui.ErrBadModule, len(code), n.MaxModuleBytes())
 	}
 	n.wasmVal.once.Do(func() {
+		n.wasmVal.turn = make(chan struct{}, 1)
 		n.wasmVal.eng, n.wasmVal.err = wasm.NewEngine(context.Background(), wasm.Config{CacheDir: n.wasmCacheDir()})
 	})
 	if n.wasmVal.err != nil {
 		return fmt.Errorf("wasm engine: %w", n.wasmVal.err)
+	}
+	select {
+	case n.wasmVal.turn <- struct{}{}:
+		defer func() { <-n.wasmVal.turn }()
+	case <-ctx.Done():
+		return fmt.Errorf("%w: other modules are being compiled: %w", webui.ErrUnavailable, ctx.Err())
 	}
 	if err := n.wasmVal.eng.Validate(ctx, code); err != nil {
 		return fmt.Errorf("%w: %v", webui.ErrBadModule, err)

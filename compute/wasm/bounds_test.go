@@ -1,10 +1,14 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/hydra-compute/hydra/compute"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -18,18 +22,6 @@ func module(sections ...[]byte) []byte {
 		b = append(b, s[1:]...)
 	}
 	return b
-}
-
-func appendU32(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			b = append(b, c|0x80)
-			continue
-		}
-		return append(b, c)
-	}
 }
 
 // localsBomb is a module of one function that declares n locals of type i32 (7 bytes of code).
@@ -82,11 +74,12 @@ func TestBoundsRefuseAllocationBombs(t *testing.T) {
 	}
 }
 
-// FuzzCheckBounds: checkBounds's verdict is what an independent reading of the module's
-// declarations (refDecls) says of its limits: it refuses a module exactly when one function
-// declares more than maxLocals locals or one table more than maxTableEntries entries, and it
-// refuses whatever refDecls cannot read. A module within the limits that wazero compiles (with
-// the engine's features) passes.
+// FuzzCheckBounds: checkBounds refuses a module when an independent reading of its declarations
+// (refDecls) finds one function declaring more than maxLocals locals, the functions more than
+// maxModuleLocals in all, one table more than maxTableEntries entries or the tables more than
+// maxModuleTableEntries in all, and whatever refDecls cannot read. A module within the limits
+// that wazero compiles (with the engine's features) passes, and so does its capTables.
+// (checkBounds refuses more than refDecls reads: vectors longer than their bytes.)
 func FuzzCheckBounds(f *testing.F) {
 	f.Add(localsBomb(1<<32 - 1))
 	f.Add(localsBomb(maxLocals))
@@ -94,6 +87,11 @@ func FuzzCheckBounds(f *testing.F) {
 	f.Add(tableBomb(1 << 27))
 	f.Add(tableBomb(maxTableEntries))
 	f.Add([]byte("00000000\x04\x00")) // an empty table section: no count
+	for _, b := range vectorBombs() {
+		f.Add(b.code)
+	}
+	f.Add(manyLocals(maxModuleLocals/maxLocals+1, maxLocals))
+	f.Add(module(append([]byte{0, 4}, "name\x00\x00\x00"...), append([]byte{0, 1, 'x'}, 2, 5, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f)))
 	for _, n := range []string{"emit.wasm", "env.wasm", "grow.wasm", "loop.wasm", "sum.wasm", "trap.wasm"} {
 		f.Add(load(f, n))
 	}
@@ -106,19 +104,42 @@ func FuzzCheckBounds(f *testing.F) {
 			}
 			return
 		}
-		within := d.locals <= maxLocals && d.table <= maxTableEntries
-		if within != (err == nil) {
-			t.Fatalf("most locals %d, largest table %d: checkBounds says %v", d.locals, d.table, err)
+		within := d.locals <= maxLocals && d.allLocals <= maxModuleLocals && d.table <= maxTableEntries &&
+			d.allTables <= maxModuleTableEntries
+		if !within && err == nil {
+			t.Fatalf("most locals %d (%d in all), largest table %d (%d in all): checkBounds passed it",
+				d.locals, d.allLocals, d.table, d.allTables)
 		}
-		if within && len(b) <= 1<<16 && wazeroCompiles(b) && err != nil {
+		if err == nil {
+			if err := checkBounds(capTables(b)); err != nil {
+				t.Fatalf("capTables made a module checkBounds refuses: %v", err)
+			}
+			// What checkBounds passes wazero compiles within bounds (a module may declare a
+			// million locals: about 70 MB in the interpreter); a bomb past it would end the
+			// fuzzer. (With 2²² locals allowed, the fuzzer found 4.2 million took 285 MB.)
+			if _, ierr := parseImports(b); ierr == nil && len(b) <= 1<<16 {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				wazeroCompiles(b)
+				runtime.ReadMemStats(&after)
+				if d := after.TotalAlloc - before.TotalAlloc; d > 100<<20 {
+					t.Fatalf("checkBounds passed it, and compiling it allocated %d bytes", d)
+				}
+			}
+		}
+		// wazero is not shown a vector longer than its bytes (it may allocate without bound),
+		// nor a proposal's encoding checkBounds refuses, though wazero may take it.
+		var long longVector
+		var nc notCore
+		if within && err != nil && !errors.As(err, &long) && !errors.As(err, &nc) && len(b) <= 1<<16 && wazeroCompiles(b) {
 			t.Fatalf("wazero compiles it, checkBounds refuses it: %v", err)
 		}
 	})
 }
 
-// decls is what refDecls reads of a module: the most locals one function declares and the
-// largest size one table declares.
-type decls struct{ locals, table uint64 }
+// decls is what refDecls reads of a module: the most locals one function declares, the locals
+// of all its functions, the largest size one table declares and what all its tables may grow to.
+type decls struct{ locals, allLocals, table, allTables uint64 }
 
 // refDecls reads a module's section framing, its table section and its code section's local
 // declarations as the WebAssembly spec encodes them (an independent reading, for
@@ -173,13 +194,16 @@ func refDecls(b []byte) (d decls, ok bool) {
 				}
 				flags := sec[1]
 				sec = sec[2:]
+				reach := uint64(maxTableEntries) // what a table without a maximum may grow to
 				for range 1 + int(flags) {
 					v, ok := u32(&sec)
 					if !ok {
 						return d, false
 					}
 					d.table = max(d.table, v)
+					reach = v
 				}
+				d.allTables += reach
 			}
 		case 10: // code: count, then (size, body) each; a body starts with its local declarations
 			n, ok := u32(&sec)
@@ -209,6 +233,7 @@ func refDecls(b []byte) (d decls, ok bool) {
 					locals += c
 				}
 				d.locals = max(d.locals, locals)
+				d.allLocals += locals
 			}
 		}
 	}
@@ -239,5 +264,164 @@ func TestCutCountsRefused(t *testing.T) {
 	}
 	if imps, err := parseImports(module([]byte{2})); err == nil {
 		t.Errorf("parseImports read an empty import section as %v", imps)
+	}
+}
+
+// manyLocals is a module of fns functions that each declare per locals of type i32.
+func manyLocals(fns, per uint32) []byte {
+	body := append(appendU32([]byte{1}, per), 0x7f, 0x0b) // one declaration of per i32 locals, end
+	funcs := appendU32([]byte{3}, fns)
+	code := appendU32([]byte{10}, fns)
+	for range fns {
+		funcs = append(funcs, 0)
+		code = append(appendU32(code, uint32(len(body))), body...)
+	}
+	return module([]byte{1, 1, 0x60, 0, 0}, funcs, code)
+}
+
+// vectorBombs are modules of a few bytes whose one vector announces 2³²−1 entries.
+func vectorBombs() []struct {
+	name string
+	code []byte
+} {
+	huge := []byte{0xff, 0xff, 0xff, 0xff, 0x0f}
+	at := func(prefix ...byte) []byte { return append(prefix, huge...) }
+	nameSec := append([]byte{0, 4}, "name"...)
+	return []struct {
+		name string
+		code []byte
+	}{
+		{"functions", module(at(3))},
+		{"globals", module(at(6))},
+		{"exports", module(at(7))},
+		{"element segments", module(at(9))},
+		{"data segments", module(at(11))},
+		{"parameters", module(at(1, 1, 0x60))},
+		{"function indices", module(at(9, 1, 1, 0))},             // a passive segment's indices
+		{"element expressions", module(at(9, 1, 5, 0x70))},       // a passive segment's expressions
+		{"data bytes", module(at(11, 1, 1))},                     // a passive segment's bytes
+		{"export name", module(at(7, 1))},                        // an export's name
+		{"custom section name", module(at(0))},                   // any custom section's name
+		{"function names", module(append(nameSec, at(1, 5)...))}, // the name section's function names
+		{"local names", module(append(nameSec, at(2, 7, 1, 0)...))},
+	}
+}
+
+// TestBoundsRefuseVectorBombs: a module whose vector announces more entries than its bytes hold
+// is refused before wazero sees it, at once and without allocating (wazero makes a vector at its
+// announced length first: 15 bytes announcing 2³²−1 globals ended the node on a fatal
+// out-of-memory error, and as many exports held it for minutes). So is a module whose functions
+// declare more than maxModuleLocals locals in all; within it, they compile.
+func TestBoundsRefuseVectorBombs(t *testing.T) {
+	e := engine(t, Config{})
+	for _, b := range vectorBombs() {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := e.Validate(context.Background(), b.code)
+		runtime.ReadMemStats(&after)
+		var long longVector
+		if !errors.Is(err, errBadBinary) || !errors.As(err, &long) {
+			t.Errorf("%s (% x): %v, want a refusal of a vector longer than its bytes", b.name, b.code, err)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 {
+			t.Errorf("%s: refusing it allocated %d bytes", b.name, d)
+		}
+	}
+	per := uint32(maxLocals)
+	if err := checkBounds(manyLocals(maxModuleLocals/per+1, per)); err == nil || !strings.Contains(err.Error(), "in all") {
+		t.Errorf("%d functions of %d locals: %v, want a refusal", maxModuleLocals/per+1, per, err)
+	}
+	if b := manyLocals(maxModuleLocals/per, per); checkBounds(b) != nil || !wazeroCompiles(b) {
+		t.Errorf("%d functions of %d locals: %v, or wazero does not compile it", maxModuleLocals/per, per, checkBounds(b))
+	}
+}
+
+// tableGrower is a module with a funcref table of no maximum whose hydra_map returns what
+// table.grow(ref.null, delta) returns (the old size, or 2³²−1 for −1).
+func tableGrower(delta uint32) []byte {
+	body := append([]byte{0, 0xd0, 0x70, 0x41}, appendI32(nil, int32(delta))...) // ref.null func, i32.const delta
+	body = append(body, 0xfc, 0x0f, 0, 0xad, 0x0b)                               // table.grow 0, i64.extend_i32_u, end
+	code := append([]byte{10, 1}, appendU32(nil, uint32(len(body)))...)
+	exports := append(append([]byte{7, 1, 9}, "hydra_map"...), 0, 0)
+	return module([]byte{1, 1, 0x60, 2, 0x7e, 0x7e, 1, 0x7e}, []byte{3, 1, 0}, []byte{4, 1, 0x70, 0, 0},
+		exports, append(code, body...))
+}
+
+// appendI32 appends v as a signed LEB128.
+func appendI32(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+// TestTablesCapped: a table without a maximum grows to maxTableEntries and no further (grow
+// returns −1, as memory.grow does past the memory cap), the same on every node; it used to grow
+// to 2³²−1 entries of 8 bytes: eight workers growing by 2³⁰ got the test killed for memory. A
+// module whose tables could reach more than maxModuleTableEntries together is refused.
+func TestTablesCapped(t *testing.T) {
+	e := engine(t, Config{})
+	for _, c := range []struct {
+		delta uint32
+		want  uint64
+	}{{maxTableEntries, 0}, {maxTableEntries + 1, 1<<32 - 1}, {1 << 30, 1<<32 - 1}} {
+		m, err := e.Compile(context.Background(), tableGrower(c.delta))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceMin, Start: 0, End: 8, Workers: 8}) // each instance's first call
+		runtime.ReadMemStats(&after)
+		if err != nil || res.Value != c.want {
+			t.Errorf("table.grow(%d): %d %v, want %d", c.delta, res.Value, err, c.want)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; c.want != 0 && d > 1<<20 {
+			t.Errorf("table.grow(%d) failed after allocating %d bytes", c.delta, d)
+		}
+	}
+	growable := []byte{4, maxModuleTableEntries/maxTableEntries + 1}
+	for range growable[1] {
+		growable = append(growable, 0x70, 0, 0)
+	}
+	if err := checkBounds(module(growable)); err == nil || !strings.Contains(err.Error(), "in all") {
+		t.Errorf("%d tables without a maximum: %v, want a refusal", growable[1], err)
+	}
+	if b := module([]byte{4, 1, 0x70, 1, 0, 5}); !bytes.Equal(capTables(b), b) {
+		t.Errorf("capTables changed a module whose table has a maximum")
+	}
+}
+
+// TestNameSubsectionSizes: a name subsection whose declared size is not its contents' is
+// refused. wazero reads the module, function and local names by their contents and counts the
+// declared sizes down from the section's, so a size too small made it read on past the name
+// section, taking the next section's bytes for subsections: a custom section after it holding
+// a local-name count of 2³²−1 made it ask for 96 GiB at once, a fatal out-of-memory error, past
+// checkBounds's reading of each section apart.
+func TestNameSubsectionSizes(t *testing.T) {
+	name := append([]byte{0, 4}, "name"...)
+	next := append([]byte{0, 1, 'x'}, 2, 5, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f) // custom "x": local names, 2³²−1 of them
+	for _, c := range []struct {
+		sub  []byte
+		pass bool
+	}{
+		{[]byte{0, 1, 0}, true},             // module name "": size 1
+		{[]byte{0, 0, 0}, false},            // size 0 for 1 byte
+		{[]byte{0, 3, 0, 0, 0}, false},      // size 3 for 1 byte
+		{[]byte{1, 4, 1, 0, 1, 'f'}, true},  // function 0 named f
+		{[]byte{1, 2, 1, 0, 1, 'f'}, false}, // size 2 for 4 bytes
+		{[]byte{9, 2, 7, 7}, true},          // an unknown subsection, skipped
+	} {
+		b := module(append(append([]byte(nil), name...), c.sub...), next)
+		if err := checkBounds(b); (err == nil) != c.pass {
+			t.Errorf("name subsection % x: checkBounds says %v, want it to pass: %v", c.sub, err, c.pass)
+		}
+		if c.pass && !wazeroCompiles(b) {
+			t.Errorf("name subsection % x: wazero does not compile it", c.sub)
+		}
 	}
 }

@@ -49,7 +49,8 @@ type Config struct {
 	// CallTimeout bounds one call of hydra_map (or hydra_init): a module that loops forever
 	// fails the call instead of holding a core.
 	CallTimeout time.Duration
-	// MaxOutput bounds the bytes one Run may collect through hydra.emit.
+	// MaxOutput bounds the bytes one Run may collect through hydra.emit: a run whose output
+	// would grow past it ends its prefix before the call that emitted too much (Module.Run).
 	MaxOutput int
 	// Uninterruptible runs machine code without wazero's termination checks, 5–20× faster on
 	// tight loops (every loop back-edge otherwise calls into Go, BenchmarkInterruptible) but a
@@ -210,7 +211,7 @@ func (e *Engine) compile(ctx context.Context, code []byte, sum string) (*Module,
 	if err := checkBounds(code); err != nil {
 		return nil, err
 	}
-	cm, err := e.rt.CompileModule(ctx, code)
+	cm, err := e.rt.CompileModule(ctx, capTables(code))
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
@@ -297,6 +298,10 @@ type instance struct {
 	stderr *tail
 }
 
+// errOutputFull is wrapped by the error of a call whose output does not fit what the run may
+// still collect (Config.MaxOutput): the run's prefix ends before it (Module.Run).
+var errOutputFull = errors.New("the output is full")
+
 // callState is what hydra.emit appends to during one hydra_map call.
 type callState struct {
 	out   []byte
@@ -314,8 +319,8 @@ func emit(ctx context.Context, mod api.Module, stack []uint64) {
 	if st == nil {
 		panic(errors.New("hydra.emit called outside hydra_map"))
 	}
-	if len(st.out)+int(n) > st.max {
-		st.err = fmt.Errorf("hydra.emit: the output exceeds %d bytes", st.limit)
+	if uint64(len(st.out))+uint64(n) > uint64(st.max) {
+		st.err = fmt.Errorf("hydra.emit: %w (%d bytes)", errOutputFull, st.limit)
 		panic(st.err)
 	}
 	b, ok := mod.Memory().Read(ptr, n)
@@ -335,11 +340,15 @@ type tail struct {
 func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	n := len(p)
+	if len(p) > maxStderrTail { // a write of up to the whole memory: only its end is kept
+		p = p[len(p)-maxStderrTail:]
+	}
 	t.b = append(t.b, p...)
 	if len(t.b) > maxStderrTail {
 		t.b = append(t.b[:0], t.b[len(t.b)-maxStderrTail:]...)
 	}
-	return len(p), nil
+	return n, nil
 }
 
 func (t *tail) String() string {
@@ -483,6 +492,26 @@ func (m *Module) put(in *instance, params []byte, ok bool) {
 		m.mu.Unlock()
 	}
 	_ = in.mod.Close(context.Background())
+}
+
+// Close closes the module's pooled instances and its machine code, and forgets it: the next
+// Compile of its bytes compiles it again (from the disk cache). Nothing may be running it.
+func (m *Module) Close(ctx context.Context) error {
+	m.e.mu.Lock()
+	if m.e.mods[m.SHA256] == m {
+		delete(m.e.mods, m.SHA256)
+	}
+	m.e.mu.Unlock()
+	m.mu.Lock()
+	idle := m.idle
+	m.idle = map[string][]*instance{}
+	m.mu.Unlock()
+	for _, l := range idle {
+		for _, in := range l {
+			_ = in.mod.Close(ctx)
+		}
+	}
+	return m.cm.Close(ctx)
 }
 
 // Release closes the pooled instances (a job ended; its params will not come back).

@@ -72,8 +72,9 @@ func checkImports(imps []Import) error {
 // not offer (a file, a socket, a host function of another runtime).
 var ErrForbiddenImport = errors.New("forbidden import")
 
-// errBadBinary is wrapped by parse errors of the module binary.
-var errBadBinary = errors.New("not a WebAssembly 1.0 binary")
+// errBadBinary is wrapped by parse errors of the module binary (its format, version 1, is that of
+// WebAssembly 1.0 and 2.0 alike: "1.0" in the message read as a refusal of 2.0 modules).
+var errBadBinary = errors.New("not a valid WebAssembly binary")
 
 // parseImports lists the import section of a module binary. It reads only the section framing
 // and the import entries (the rest is validated by the compiler), allocates at most in
@@ -88,48 +89,52 @@ func parseImports(b []byte) ([]Import, error) {
 		size := r.u32()
 		sec := r.take(size)
 		if r.err != nil {
-			return nil, fmt.Errorf("%w: section %d: %v", errBadBinary, id, r.err)
+			return nil, fmt.Errorf("%w: section %d: %w", errBadBinary, id, r.err)
 		}
-		if id != 2 {
-			continue
+		if id == 2 {
+			return importSection(sec)
 		}
-		s := reader{b: sec}
-		n := s.u32()
-		if s.err != nil {
-			// Unread, the count would be 0: a cut section must not pass as one without imports.
-			return nil, fmt.Errorf("%w: import count: %v", errBadBinary, s.err)
-		}
-		if uint64(n) > uint64(len(sec)) {
-			return nil, fmt.Errorf("%w: %d imports in %d bytes", errBadBinary, n, len(sec))
-		}
-		imps := make([]Import, 0, n)
-		for range n {
-			im := Import{Module: s.name(), Name: s.name(), Kind: s.byte1()}
-			switch im.Kind {
-			case 0: // function: type index
-				s.u32()
-			case 1: // table: reference type, limits
-				s.byte1()
-				s.limits()
-			case 2: // memory: limits
-				s.limits()
-			case 3: // global: value type, mutability
-				s.byte1()
-				s.byte1()
-			case 4: // tag: attribute, type index
-				s.byte1()
-				s.u32()
-			default:
-				return nil, fmt.Errorf("%w: import %q.%q of unknown kind %d", errBadBinary, im.Module, im.Name, im.Kind)
-			}
-			if s.err != nil {
-				return nil, fmt.Errorf("%w: import section: %v", errBadBinary, s.err)
-			}
-			imps = append(imps, im)
-		}
-		return imps, nil
 	}
 	return nil, nil
+}
+
+// importSection reads the entries of an import section.
+func importSection(sec []byte) ([]Import, error) {
+	s := reader{b: sec}
+	n := s.u32()
+	if s.err != nil {
+		// Unread, the count would be 0: a cut section must not pass as one without imports.
+		return nil, fmt.Errorf("%w: import count: %v", errBadBinary, s.err)
+	}
+	if uint64(n) > uint64(len(sec)) {
+		return nil, fmt.Errorf("%w: %w", errBadBinary, longVector(fmt.Sprintf("%d imports in %d bytes", n, len(sec))))
+	}
+	imps := make([]Import, 0, n)
+	for range n {
+		im := Import{Module: s.name(), Name: s.name(), Kind: s.byte1()}
+		switch im.Kind {
+		case 0: // function: type index
+			s.u32()
+		case 1: // table: reference type, limits
+			s.byte1()
+			s.limits()
+		case 2: // memory: limits
+			s.limits()
+		case 3: // global: value type, mutability
+			s.byte1()
+			s.byte1()
+		case 4: // tag: attribute, type index
+			s.byte1()
+			s.u32()
+		default:
+			return nil, fmt.Errorf("%w: import %q.%q of unknown kind %d", errBadBinary, im.Module, im.Name, im.Kind)
+		}
+		if s.err != nil {
+			return nil, fmt.Errorf("%w: import section: %w", errBadBinary, s.err)
+		}
+		imps = append(imps, im)
+	}
+	return imps, nil
 }
 
 // reader decodes the LEB128 and length-prefixed parts of a module binary; the first error sticks.
@@ -181,7 +186,8 @@ func (r *reader) take(n uint32) []byte {
 		return nil
 	}
 	if uint64(n) > uint64(len(r.b)) {
-		r.fail(fmt.Sprintf("%d bytes past the end", uint64(n)-uint64(len(r.b))))
+		r.err = longVector(fmt.Sprintf("%d bytes past the end", uint64(n)-uint64(len(r.b))))
+		r.b = nil
 		return nil
 	}
 	s := r.b[:n]

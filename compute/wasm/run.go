@@ -42,7 +42,9 @@ type Run struct {
 }
 
 // Result is the finished prefix of a run: items [Start, Start+Done), their reduced value and,
-// for concat, their output bytes in item order.
+// for concat, their output bytes in item order (at most Config.MaxOutput of them: a run whose
+// output would grow past it ends before the call that emitted too much, Done short of End
+// without an error, and the rest is another run's).
 type Result struct {
 	Done  uint64
 	Value uint64
@@ -57,6 +59,7 @@ type block struct {
 	end uint64
 	val uint64
 	out []byte
+	gen uint64 // runState.gen when it was claimed
 }
 
 // runState tracks the finished prefix: blocks below front are folded, blocks finished out of
@@ -68,6 +71,10 @@ type runState struct {
 
 	mu       sync.Mutex
 	next     uint64 // first item not handed out
+	limit    uint64 // first item not part of the run: End, or where the output filled up (cut)
+	gen      uint64 // calls claimed in an earlier generation are dropped (full)
+	serial   bool   // one call at a time, each with exactly the output room the prefix leaves
+	maxItems uint64 // most items one call may take (0: no bound)
 	front    uint64 // items [Start, front) are folded
 	value    uint64
 	out      []byte
@@ -99,7 +106,7 @@ func (m *Module) Run(ctx context.Context, r Run) (Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s := &runState{r: r, m: m, cancel: cancel, next: r.Start, front: r.Start, reported: r.Start, value: r.Reduce.Identity(), ahead: map[uint64]block{}}
+	s := &runState{r: r, m: m, cancel: cancel, next: r.Start, limit: r.End, front: r.Start, reported: r.Start, value: r.Reduce.Identity(), ahead: map[uint64]block{}}
 	workers := max(r.Workers, 1)
 	if n := r.End - r.Start; n < uint64(workers) {
 		workers = int(max(n, 1))
@@ -136,7 +143,7 @@ func (s *runState) worker(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		lo, hi, maxOut, ok := s.claim()
+		lo, hi, maxOut, gen, ok := s.claim()
 		if !ok {
 			return
 		}
@@ -153,23 +160,29 @@ func (s *runState) worker(ctx context.Context) {
 		if err != nil {
 			s.m.put(in, s.r.Params, false)
 			in = nil
+			if errors.Is(st.err, errOutputFull) {
+				if err = s.full(lo, hi, gen); err == nil {
+					continue
+				}
+			}
 			s.fail(lo, hi, ctx, err)
 			return
 		}
 		s.measure(hi-lo, time.Since(t0))
-		s.finish(lo, block{end: hi, val: v, out: st.out})
+		s.finish(lo, block{end: hi, val: v, out: st.out, gen: gen})
 	}
 }
 
 // claim hands out the next block, sized to BlockTarget from the measured cost, at most an even
-// share of what is left, so workers finish together.
-func (s *runState) claim() (lo, hi uint64, maxOut int, ok bool) {
+// share of what is left, so workers finish together, with the output room left (that of the
+// blocks still running is not known yet: a block that fills it up ends the prefix, full).
+func (s *runState) claim() (lo, hi uint64, maxOut int, gen uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.next >= s.r.End || s.err != nil {
-		return 0, 0, 0, false
+	if s.next >= s.limit || s.err != nil || s.serial && s.next != s.front {
+		return 0, 0, 0, 0, false
 	}
-	left := s.r.End - s.next
+	left := s.limit - s.next
 	n := uint64(1) // a probe until a cost is known
 	if c := s.nsPerItem.Load(); c > 0 {
 		n = uint64(float64(BlockTarget.Nanoseconds()) * 1000 / float64(c))
@@ -177,12 +190,56 @@ func (s *runState) claim() (lo, hi uint64, maxOut int, ok bool) {
 		n = max(min(n, share, maxBlock), 1)
 	}
 	n = min(n, left)
+	if s.maxItems > 0 {
+		n = min(n, s.maxItems)
+	}
 	if b := s.r.BlockItems; b > 0 {
 		n = min(n, (s.next/b+1)*b-s.next) // within one commitment block
 	}
 	lo, hi = s.next, s.next+n
 	s.next = hi
-	return lo, hi, max(s.m.e.cfg.MaxOutput-s.outSize, 0), true
+	return lo, hi, max(s.m.e.cfg.MaxOutput-s.outSize, 0), s.gen, true
+}
+
+// full handles a call [lo, hi) whose output did not fit the room it was given. After a
+// finished prefix, the prefix ends before the call (the rest of the range is another run's: a
+// node leases it again). A call at the run's start goes again in halves, one call at a time
+// with all of the room, down to one item; one item that alone emits more than
+// Config.MaxOutput fails the run. The outcome is the same whatever the timing: the longest
+// prefix of items that fits, or that failure.
+func (s *runState) full(lo, hi, gen uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.gen || lo >= s.limit {
+		return nil // dropped already
+	}
+	if lo > s.front || s.front > s.r.Start {
+		s.cut(lo)
+		return nil
+	}
+	if hi-lo == 1 && s.serial {
+		return fmt.Errorf("hydra_map(%d, %d): hydra.emit: item %d alone emits more than %d bytes, the most one chunk may",
+			lo, hi, lo, s.m.e.cfg.MaxOutput)
+	}
+	s.gen++
+	s.serial = true
+	s.maxItems = max((hi-lo)/2, 1)
+	s.next, s.limit = lo, s.r.End
+	clear(s.ahead)
+	s.outSize = 0
+	return nil
+}
+
+// cut ends the run at item at: no call is handed out from there, and the calls finished past
+// it are dropped. s.mu is held.
+func (s *runState) cut(at uint64) {
+	s.limit = min(s.limit, at)
+	for lo, b := range s.ahead {
+		if lo >= s.limit {
+			delete(s.ahead, lo)
+			s.outSize -= len(b.out)
+		}
+	}
 }
 
 // measure folds a call's cost into the estimate (a moving average that follows the latest calls,
@@ -203,12 +260,23 @@ func (s *runState) measure(items uint64, d time.Duration) {
 
 func (s *runState) finish(lo uint64, b block) {
 	s.mu.Lock()
+	if b.gen != s.gen || lo >= s.limit {
+		s.mu.Unlock()
+		return // dropped: past the end of a prefix that filled the output, or of a restart
+	}
 	s.ahead[lo] = b
 	s.outSize += len(b.out)
 	moved := false
 	for {
 		b, ok := s.ahead[s.front]
 		if !ok {
+			break
+		}
+		if len(s.out)+len(b.out) > s.m.e.cfg.MaxOutput {
+			// Calls running at once each had the room left when they began: this one's
+			// output does not fit after those folded before it (never the first block's:
+			// a call emits at most the room it was given).
+			s.cut(s.front)
 			break
 		}
 		delete(s.ahead, s.front)
@@ -245,6 +313,10 @@ func (s *runState) fail(lo, hi uint64, ctx context.Context, err error) {
 		return
 	}
 	s.mu.Lock()
+	if lo >= s.limit {
+		s.mu.Unlock()
+		return // past the end of a prefix that filled the output: the next run meets it
+	}
 	if s.err == nil {
 		s.err = err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -259,12 +260,59 @@ func TestRunBlocks(t *testing.T) {
 	}
 }
 
-// TestOutputCap: a run emitting past MaxOutput fails instead of eating the node's memory.
+// emitted is what emit.wasm emits for items [lo, hi) with separator '\n'.
+func emitted(lo, hi uint64) []byte {
+	var b []byte
+	for i := lo; i < hi; i++ {
+		b = fmt.Appendf(b, "%d\n", i*i)
+	}
+	return b
+}
+
+// TestOutputCap: a run whose output would pass MaxOutput ends its prefix before the call that
+// emitted too much (without an error: the rest of the range is another run's), however many
+// workers emit at once, and never holds more than MaxOutput; runs of the rest continue it to
+// the whole output. Several workers each given the room left used to emit past the cap together
+// (Run returned 525,751 bytes under a cap of 500,000), a result too big for a chunk.
 func TestOutputCap(t *testing.T) {
-	m := compile(t, engine(t, Config{MaxOutput: 1000}), "emit.wasm")
-	_, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Start: 0, End: 100_000, Workers: 2})
-	if err == nil || !strings.Contains(err.Error(), "exceeds 1000 bytes") {
-		t.Fatalf("%v", err)
+	const limit, end = 500_000, 100_000
+	m := compile(t, engine(t, Config{MaxOutput: limit}), "emit.wasm")
+	for _, workers := range []int{1, 8} {
+		var out []byte
+		runs := 0
+		for at := uint64(0); at < end; runs++ {
+			res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Start: at, End: end, Workers: workers, BlockItems: 4096})
+			if err != nil {
+				t.Fatalf("workers %d, run from %d: %v", workers, at, err)
+			}
+			if len(res.Out) > limit || res.Done == 0 || res.Value != res.Done {
+				t.Fatalf("workers %d, run from %d: %d items, %d bytes, value %d", workers, at, res.Done, len(res.Out), res.Value)
+			}
+			if at+res.Done < end && len(res.Out)+len(emitted(at+res.Done, at+res.Done+1)) <= limit/2 {
+				t.Errorf("workers %d, run from %d: stopped at %d with %d bytes", workers, at, at+res.Done, len(res.Out))
+			}
+			out = append(out, res.Out...)
+			at += res.Done
+		}
+		if !bytes.Equal(out, emitted(0, end)) || runs < 2 {
+			t.Fatalf("workers %d: %d runs made %d bytes, want %d", workers, runs, len(out), len(emitted(0, end)))
+		}
+	}
+}
+
+// TestOutputCapOneItem: an item that alone emits more than MaxOutput fails the run, whatever
+// the workers; the items before it are the prefix of a run that starts before it.
+func TestOutputCapOneItem(t *testing.T) {
+	m := compile(t, engine(t, Config{MaxOutput: 11}), "emit.wasm") // 100000² and its newline: 12 bytes
+	for _, workers := range []int{1, 4} {
+		_, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Start: 100_000, End: 200_000, Workers: workers})
+		if err == nil || !strings.Contains(err.Error(), "item 100000 alone emits more than 11 bytes") {
+			t.Fatalf("workers %d: %v", workers, err)
+		}
+		res, err := m.Run(context.Background(), Run{Reduce: compute.ReduceConcat, Start: 99_990, End: 200_000, Workers: workers})
+		if err != nil || res.Done != 1 || string(res.Out) != "9998000100\n" {
+			t.Fatalf("workers %d, from 99990: %+v %v", workers, res, err)
+		}
 	}
 }
 
@@ -416,4 +464,92 @@ func BenchmarkInterruptible(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestTailKeepsTheEnd: a module's output keeps its last maxStderrTail bytes, whatever the size of
+// each write, without holding a large write whole (a write may be the whole 128 MiB memory).
+func TestTailKeepsTheEnd(t *testing.T) {
+	var tl tail
+	var all []byte
+	for _, n := range []int{10, 3000, 5, maxStderrTail, 1, 1 << 20, 7} {
+		p := bytes.Repeat([]byte{byte('a' + n%26)}, n)
+		if w, err := tl.Write(p); w != n || err != nil {
+			t.Fatalf("Write of %d: %d %v", n, w, err)
+		}
+		all = append(all, p...)
+		if want := all[max(len(all)-maxStderrTail, 0):]; tl.String() != string(want) || cap(tl.b) > 4*maxStderrTail {
+			t.Fatalf("after a write of %d: %d bytes kept (capacity %d), want the last %d", n, len(tl.b), cap(tl.b), len(want))
+		}
+	}
+}
+
+// TestModuleClose: a closed module is forgotten by its engine, and compiling its bytes again
+// gives a module that runs.
+func TestModuleClose(t *testing.T) {
+	e := engine(t, Config{})
+	m := compile(t, e, "sum.wasm")
+	if _, err := m.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: 0, End: 10, Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m2 := compile(t, e, "sum.wasm")
+	if m2 == m {
+		t.Fatal("the engine gave the closed module again")
+	}
+	if res, err := m2.Run(context.Background(), Run{Reduce: compute.ReduceSum, Start: 0, End: 10, Workers: 2}); err != nil || res.Value != 45 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// recursion is a module whose hydra_map(lo, hi) returns f(hi), where f(n) = n == 0 ? 0 : f(n−1)+1:
+// hi nested calls.
+func recursion() []byte {
+	f := []byte{0, 0x20, 0, 0x50, 0x04, 0x7e, 0x42, 0, 0x05, 0x20, 0, 0x42, 1, 0x7d, 0x10, 0, 0x42, 1, 0x7c, 0x0b, 0x0b}
+	hm := []byte{0, 0x20, 1, 0x10, 0, 0x0b}
+	code := []byte{10}
+	c := []byte{2}
+	c = append(appendU32(c, uint32(len(f))), f...)
+	c = append(appendU32(c, uint32(len(hm))), hm...)
+	code = append(code, c...)
+	exp := append(append([]byte{7, 1, 9}, "hydra_map"...), 0, 1)
+	return module([]byte{1, 2, 0x60, 1, 0x7e, 1, 0x7e, 0x60, 2, 0x7e, 0x7e, 1, 0x7e}, []byte{3, 2, 0, 1}, exp, code)
+}
+
+// TestCallDepth pins what docs/wasm.md says of recursion: wazero's interpreter (armv7, and a
+// process that may not make memory executable) traps at 2,000 nested calls, its compiler (amd64,
+// arm64) goes past a million, so a module recursing between the two fails its chunks on the
+// nodes that interpret it only. A change of either figure in a wazero upgrade shows here.
+func TestCallDepth(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name      string
+		rc        wazero.RuntimeConfig
+		ok, traps uint64
+	}{
+		{"interpreter", wazero.NewRuntimeConfigInterpreter(), 1998, 1999},
+		{"compiler", wazero.NewRuntimeConfigCompiler(), 1_000_000, 100_000_000},
+	} {
+		if c.name == "compiler" && !platformCompiles() {
+			continue
+		}
+		rt := wazero.NewRuntimeWithConfig(ctx, c.rc.WithCoreFeatures(api.CoreFeaturesV2))
+		defer rt.Close(ctx)
+		m, err := rt.Instantiate(ctx, recursion())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := m.ExportedFunction("hydra_map").Call(ctx, 0, c.ok); err != nil || r[0] != c.ok {
+			t.Errorf("%s, depth %d: %v %v", c.name, c.ok, r, err)
+		}
+		if _, err := m.ExportedFunction("hydra_map").Call(ctx, 0, c.traps); err == nil || !strings.Contains(err.Error(), "stack overflow") {
+			t.Errorf("%s, depth %d: %v, want a stack overflow", c.name, c.traps, err)
+		}
+	}
+}
+
+// platformCompiles reports whether wazero has its compiler here and may use it.
+func platformCompiles() bool {
+	return (runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64") && !CompilerRefused()
 }

@@ -2,6 +2,7 @@ package child
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,8 +24,10 @@ const (
 )
 
 // WasmMaxOutput bounds the concat output of one task (the chunk result travels in the raft log:
-// wire.MaxResult).
-const WasmMaxOutput = wire.MaxResult - 64
+// wire.MaxResult), leaving room for the rest of its payload: the format, the value, and each of
+// up to compute.WasmJobBlocks blocks' value and output length (EncodeWasmBlocksPayload). A task
+// whose items emit more returns the prefix that fits (wasm.Result).
+const WasmMaxOutput = wire.MaxResult - (1 + 8 + binary.MaxVarintLen64 + compute.WasmJobBlocks*2*binary.MaxVarintLen64)
 
 // wasmSilence is how long the parent waits for any message from a child running a WebAssembly
 // task before it kills it. The child runs modules without wazero's in-call termination checks
@@ -70,6 +73,42 @@ func loadModule(sha string) (*wasm.Module, error) {
 	return e.Compile(context.Background(), code)
 }
 
+// pooled is the module and params whose idle instances the child keeps (wasm.Module pools an
+// instance per worker and params, initialised, for the next task of the same job), and the
+// module whose machine code it keeps: those of the last task only. Nothing else released them,
+// so every job a busy child ran kept an instance per worker, each with all the memory its
+// module had touched (up to the 128 MiB cap), and every module its machine code (about 10
+// bytes per byte of code), until the child sat idle for childIdleExit. A task of another module
+// loads its machine code again from the disk cache.
+type pooled struct {
+	mu     sync.Mutex
+	m      poolModule
+	params string
+}
+
+// poolModule is what pooled needs of a module.
+type poolModule interface {
+	Release(params []byte)
+	Close(ctx context.Context) error
+}
+
+// use makes m and params those kept, releasing the instances of other params and closing
+// another module kept before.
+func (p *pooled) use(m poolModule, params string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.m == nil:
+	case p.m != m:
+		_ = p.m.Close(context.Background())
+	case p.params != params:
+		p.m.Release([]byte(p.params))
+	}
+	p.m, p.params = m, params
+}
+
+var wasmPool pooled
+
 // runWasm maps the task's module over its items on the child's workers. A stop lets the calls in
 // flight finish (blocks are about 10 ms) and keeps the finished prefix.
 func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
@@ -78,6 +117,7 @@ func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	wasmPool.use(m, w.Params)
 	res, err := m.Run(context.Background(), wasm.Run{
 		Params: []byte(w.Params), Reduce: w.Reduce, Start: t.rng.Start, End: t.rng.End,
 		BlockItems: compute.WasmBlockItems(w.Items), Workers: int(c.cpus.Load()),
@@ -105,9 +145,10 @@ func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
 }
 
 // ModuleFault is a WebAssembly task's failure caused by its module (a trap, a call past its
-// deadline, an endless loop, memory past the cap, output past the limit), as opposed to the
-// node's (a missing module, a crashed child): the same module fails the same way on every
-// node, so the coordinator counts the nodes it failed on and fails the job after a few.
+// deadline, an endless loop, memory past the cap, one item's output past the limit), as
+// opposed to the node's (a missing module, a crashed child): the same module fails the same
+// way on every node, so the coordinator counts the nodes it failed on and fails the job after
+// a few.
 type ModuleFault struct {
 	Msg   string
 	cause error // wasm.ErrTimeout for a module stuck in a call

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,41 @@ func TestWasmPausePrefixResume(t *testing.T) {
 	v2, _, _ := compute.DecodeWasmPayload(rest.Payload, compute.ReduceSum)
 	if rest.Done.End != end || v+v2 != tri(end)-tri(full.Start) {
 		t.Fatalf("prefix + rest = %d over %s, want %d", v+v2, rest.Done, tri(end)-tri(full.Start))
+	}
+}
+
+// fakeModule records the params it was asked to release, and whether it was closed.
+type fakeModule struct {
+	released []string
+	closed   bool
+}
+
+func (f *fakeModule) Release(params []byte) { f.released = append(f.released, string(params)) }
+
+func (f *fakeModule) Close(context.Context) error {
+	f.closed = true
+	return nil
+}
+
+// TestWasmPoolKeepsTheLastTasks: the child keeps idle instances for the last task's module and
+// params only, and that module's machine code only: a task of other params releases the
+// instances of the params before, one of another module closes the module before, and tasks of
+// one job keep theirs.
+func TestWasmPoolKeepsTheLastTasks(t *testing.T) {
+	var p pooled
+	a, b := &fakeModule{}, &fakeModule{}
+	p.use(a, "x")
+	p.use(a, "x")
+	if len(a.released) != 0 || a.closed {
+		t.Fatalf("tasks of one job released its pool (%q) or closed its module (%v)", a.released, a.closed)
+	}
+	p.use(a, "y")
+	if !slices.Equal(a.released, []string{"x"}) || a.closed {
+		t.Fatalf("another job of the module: released %q, closed %v; want x released, the module kept", a.released, a.closed)
+	}
+	p.use(b, "y")
+	p.use(b, "y")
+	if !a.closed || len(b.released) != 0 || b.closed {
+		t.Fatalf("a job of another module: a closed %v, b released %q, closed %v", a.closed, b.released, b.closed)
 	}
 }
