@@ -24,6 +24,8 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hydra-compute/hydra/node/child"
 )
@@ -118,7 +120,27 @@ func printHelp(w io.Writer) {
 }
 
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return clean(strings.Join(strings.Fields(s), " "))
+}
+
+// clean makes a string a node or the network supplied safe to print on a terminal: control
+// characters (escape sequences that would clear the screen, retitle the window or move the
+// cursor) and bidirectional-text controls become U+FFFD. Node names come from every node's own
+// --name and from machines waiting for approval, which nobody vouched for yet.
+func clean(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if unsafeRune(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
+}
+
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
 }
 
 // newFlagSet makes a flag set that reports errors to us instead of printing

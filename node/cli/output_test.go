@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// TestConcatOutputCutShortLeavesEarlierFile: hydra result -o FILE of a wasm concat job whose
+// download breaks off exits 1 and leaves FILE as it was, as the Mandelbrot image does
+// (TestResultDownloadCutShortLeavesNoPartialFile); before, FILE was truncated when the
+// download began and left holding the bytes that came.
+func TestConcatOutputCutShortLeavesEarlierFile(t *testing.T) {
+	f := wasmCluster{fakeCluster: &fakeCluster{}, output: strings.Repeat("0123456789\n", 1000)}
+	var cut atomic.Bool
+	h := webui.New(webui.Config{Backend: f, Jobs: f})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cut.Load() && strings.HasSuffix(r.URL.Path, "/result.bin") {
+			w = &cutWriter{ResponseWriter: w, left: 100}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	api := []string{"--api", srv.URL, "--token", token}
+	if _, err := f.SubmitJob(context.Background(), compute.JobSpec{Kind: compute.KindWasm,
+		Wasm: &compute.WasmParams{Module: strings.Repeat("ab", 32), Items: 1000, Reduce: compute.ReduceConcat}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // queued → running → done
+		f.Job("job1")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "out.bin")
+	if err := os.WriteFile(file, []byte("earlier"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cut.Store(true)
+	if code, _, errs := run(append([]string{"result", "job1", "-o", file}, api...)...); code != ExitFailure {
+		t.Fatalf("result -o over a broken download: exit %d (%s), want %d", code, errs, ExitFailure)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "earlier" {
+		t.Fatalf("after a broken download %s holds %d bytes (%v), want the earlier file", file, len(b), err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("directory holds %d entries after a broken download, want only out.bin", len(ents))
+	}
+	cut.Store(false)
+	if code, _, errs := run(append([]string{"result", "job1", "-o", file}, api...)...); code != ExitOK {
+		t.Fatalf("result -o: exit %d (%s)", code, errs)
+	}
+	if b, _ := os.ReadFile(file); string(b) != f.output {
+		t.Fatalf("%s holds %d bytes, want the %d of the output", file, len(b), len(f.output))
+	}
+}
+
+// TestOutputIntoSpecialFiles: -o onto a path that is no regular file writes into it (a FIFO
+// here, /dev/null in life) instead of replacing it with a regular file, which as root would
+// have replaced /dev/null itself; -o onto a symbolic link replaces its target, not the link.
+func TestOutputIntoSpecialFiles(t *testing.T) {
+	_, api := newAPI(t)
+	if code, _, errs := run(append([]string{"submit", "mandelbrot", "--width", "48", "--height", "32", "--max-iter", "50", "--wait"}, api...)...); code != ExitOK {
+		t.Fatalf("submit: exit %d: %s", code, errs)
+	}
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("no FIFO here:", err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- b
+	}()
+	if code, _, errs := run(append([]string{"result", "job1", "-o", fifo}, api...)...); code != ExitOK {
+		t.Fatalf("result -o FIFO: exit %d (%s)", code, errs)
+	}
+	select {
+	case b := <-got:
+		if !bytes.HasPrefix(b, []byte("\x89PNG")) {
+			t.Fatalf("read %d bytes from the FIFO, want a PNG", len(b))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing came through the FIFO")
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("the FIFO is now %v (%v): replaced by a file", fi.Mode(), err)
+	}
+	target, link := filepath.Join(dir, "target.png"), filepath.Join(dir, "link.png")
+	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("target.png", link); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := run(append([]string{"result", "job1", "-o", link}, api...)...); code != ExitOK {
+		t.Fatalf("result -o LINK: exit %d (%s)", code, errs)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link is now %v (%v), want it kept", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(target); !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Fatalf("the link's target holds %q…, want the PNG", b[:min(8, len(b))])
+	}
+}
+
+// TestSubmitWaitImageToStdoutAlone: submit --wait -o - writes the image to stdout and what it
+// says about the job to stderr: before, the text followed the PNG on stdout, and a
+// 'hydra submit … -o - > x.png' made a broken image; with --json too it is refused.
+func TestSubmitWaitImageToStdoutAlone(t *testing.T) {
+	_, api := newAPI(t)
+	code, out, errs := run(append([]string{"submit", "mandelbrot", "--width", "48", "--height", "32", "--max-iter", "50", "--wait", "-o", "-"}, api...)...)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.HasPrefix(out, "\x89PNG") || !strings.HasSuffix(out, "IEND\xaeB`\x82") {
+		t.Fatalf("stdout holds more or less than the PNG: %d bytes ending %q", len(out), out[max(0, len(out)-40):])
+	}
+	if !strings.Contains(errs, "wrote the image to stdout") {
+		t.Fatalf("stderr %q does not say where the image went", errs)
+	}
+	if code, _, errs := run(append([]string{"submit", "mandelbrot", "--wait", "-o", "-", "--json"}, api...)...); code != ExitConfig {
+		t.Fatalf("-o - --json: exit %d (%s), want %d", code, errs, ExitConfig)
+	}
+	if code, _, errs := run(append([]string{"submit", "wasm", "--module", strings.Repeat("ab", 32), "--items", "10", "--reduce", "sum", "--wait", "-o", "x"}, api...)...); code != ExitConfig {
+		t.Fatalf("wasm -o with reduce sum: exit %d (%s), want %d: -o would be ignored", code, errs, ExitConfig)
+	}
+}
+
+// TestSubmitOutlastsTheNodesWriteDeadline: a node waits up to 30 s for a submit to be applied,
+// then answers 202 (committed: do not submit again). The client waits longer than that, so that
+// it sees the 202 instead of giving up at the same moment and leaving its user to submit twice.
+func TestSubmitOutlastsTheNodesWriteDeadline(t *testing.T) {
+	if writeRequestTimeout <= 30*time.Second+5*time.Second {
+		t.Fatalf("writeRequestTimeout %s: want well over the node's 30 s write deadline", writeRequestTimeout)
+	}
+}
+
+// TestNamesPrintedClean: a node name with escape sequences (from a machine waiting for
+// approval, which nobody vouched for) is printed without them; hydra node refuses such a name.
+func TestNamesPrintedClean(t *testing.T) {
+	if got := clean("ev\x1b]0;x\a\x1b[2Jil\r\u202e"); strings.ContainsAny(got, "\x1b\a\r\u202e") {
+		t.Fatalf("clean left control characters: %q", got)
+	}
+	if got := oneLine("no leader\x1b[31m (HTTP 503)"); strings.Contains(got, "\x1b") {
+		t.Fatalf("oneLine left an escape: %q", got)
+	}
+	code, _, errs := run("node", "--data", t.TempDir(), "--name", "a\x1b[2Jb", "--http", "127.0.0.1:0",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--mdns=false", "--dht=false")
+	if code != ExitConfig || !strings.Contains(errs, "--name") {
+		t.Fatalf("--name with an escape: exit %d %q, want a usage error", code, errs)
+	}
+}
+
+// TestAPIOtherSchemeIsUsageError: --api ftp://… was taken as a host named "ftp"; a malformed
+// --api quotes itself without its token.
+func TestAPIOtherSchemeIsUsageError(t *testing.T) {
+	code, _, errs := run("status", "--api", "ftp://host:7070")
+	if code != ExitConfig || !strings.Contains(errs, "http://") {
+		t.Fatalf("--api ftp://: exit %d %q", code, errs)
+	}
+	code, _, errs = run("status", "--api", "http://[::1/?token=SECRET")
+	if code != ExitConfig || strings.Contains(errs, "SECRET") {
+		t.Fatalf("malformed --api: exit %d %q: want 78 and no token", code, errs)
+	}
+	if _, _, err := apiBase("localhost:7070/?next=http://x"); err != nil {
+		t.Fatalf("a :// after the host is no scheme: %v", err)
+	}
+}
+
+// TestCtrlCEndsADownload: Ctrl-C (SIGINT) during the download that ends 'hydra submit --wait
+// -o FILE', or during 'hydra result -o FILE', ends the command at once, with no partial file and
+// no temporary one left. Before, --wait's handler stayed registered through the download, which
+// ran on a context of its own: SIGINT and SIGTERM were swallowed until the node's stall timeout
+// (a minute), or for all of a slow download; and 'hydra result' died of the signal and left its
+// temporary file (.hydra-…) beside FILE.
+func TestCtrlCEndsADownload(t *testing.T) {
+	_, api := newAPIThrough(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/result.png") {
+				w.Header().Set("Content-Type", "image/png")
+				w.WriteHeader(http.StatusOK)
+				w.Write([]byte("\x89PNG\r\n\x1a\n"))
+				http.NewResponseController(w).Flush()
+				<-r.Context().Done() // a node that renders slowly
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"submit", "mandelbrot", "--width", "48", "--height", "32", "--max-iter", "50", "--wait", "-o"},
+		{"result", "job1", "-o"},
+	} {
+		dir := t.TempDir()
+		cmd := exec.Command(exe, append(append(args, filepath.Join(dir, "m.png")), api...)...)
+		cmd.Env = append(os.Environ(), envActAsHydra+"=1")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until the download has begun: its temporary file is there.
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("%s: no download began: %s", args[0], stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("hydra %s: still running 10 s after SIGINT: %s", args[0], stderr.String())
+		}
+		if code := cmd.ProcessState.ExitCode(); code != ExitFailure || !strings.Contains(stderr.String(), "interrupted") {
+			t.Errorf("hydra %s after SIGINT: exit %d, stderr %q: want %d saying interrupted", args[0], code, stderr.String(), ExitFailure)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("hydra %s after SIGINT left %s in the output's directory", args[0], ents[0].Name())
+		}
+	}
+}
