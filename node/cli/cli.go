@@ -23,7 +23,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"unicode"
 	"unicode/utf8"
 
@@ -36,6 +38,22 @@ const (
 	ExitFailure = 1
 	ExitConfig  = 78 // sysexits.h EX_CONFIG
 )
+
+// stopSignals end a node gracefully, and a command's wait or download as an interruption:
+// Ctrl-C, SIGTERM (a service manager, kill) and SIGHUP (the terminal or SSH session it ran in
+// closed), which would otherwise kill the process on the spot, without a node's hand-over of
+// leadership or a command's clean-up of its temporary file.
+// A signal the process was started with ignored (nohup's SIGHUP, a background job's SIGINT)
+// stays ignored: signal.Notify would undo that.
+var stopSignals = func() []os.Signal {
+	var sigs []os.Signal
+	for _, s := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+		if !signal.Ignored(s) {
+			sigs = append(sigs, s)
+		}
+	}
+	return sigs
+}()
 
 // usageError marks an error as the caller's mistake (exit code ExitConfig).
 type usageError struct{ err error }

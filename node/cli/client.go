@@ -52,7 +52,7 @@ func (a *apiFlags) register(fs *flag.FlagSet) {
 // ?token=), $HYDRA_TOKEN, then the files the local node wrote into its data
 // directory.
 func (a *apiFlags) client() (*webui.Client, error) {
-	base, token := a.api, a.token
+	base, token := a.api, strings.TrimSpace(a.token)
 	if base != "" {
 		b, t, err := apiBase(base)
 		if err != nil {
@@ -64,7 +64,7 @@ func (a *apiFlags) client() (*webui.Client, error) {
 		}
 	}
 	if token == "" {
-		token = os.Getenv("HYDRA_TOKEN")
+		token = strings.TrimSpace(os.Getenv("HYDRA_TOKEN")) // $(cat file) keeps no newline, an editor may
 	}
 	if base == "" || token == "" {
 		lu, lt, err := node.ReadLocal(a.data)

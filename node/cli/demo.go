@@ -72,7 +72,7 @@ func runDemo(args []string, stdout, stderr io.Writer) (retErr error) {
 			return fmt.Errorf("make the demo's data directory: %w", err)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 
 	var cluster []*demoNode

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -258,7 +257,7 @@ func runResult(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	// Ctrl-C ends the command as a failed download: no partial file, no temporary one left.
-	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	ctx, cancel := context.WithTimeout(sigCtx, requestTimeout)
 	defer cancel()

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"syscall"
 	"unicode/utf8"
 
 	"github.com/hydra-compute/hydra/consensus"
@@ -123,14 +122,14 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	go func() {
 		// A second Ctrl-C means "now": skip the graceful hand-over.
 		<-ctx.Done()
 		stop()
 		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		signal.Notify(ch, stopSignals...)
 		<-ch
 		fmt.Fprintln(stderr, "hydra node: second signal, exiting at once")
 		os.Exit(ExitFailure)

@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -187,7 +186,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	}
 	// The signals end the wait and the download after it alike (the download leaves no
 	// partial file): caught for the wait alone, they would go unanswered during the download.
-	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	final, err := waitForJob(sigCtx, c, v.ID, stderr)
 	if err != nil {
