@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -137,5 +138,35 @@ func TestTokenSpaceTrimmed(t *testing.T) {
 	}
 	if code, _, errs := run("submit", "pi", "--samples", "1e6", "--api", api[1], "--token", " "+token+"\r\n"); code != ExitOK {
 		t.Fatalf("--token with spaces: exit %d %q", code, errs)
+	}
+}
+
+// TestWaitRidesOutAShortOutage: --wait gives up on a node only after its polls failed for
+// pollErrorsFor, however fast it polls: on a terminal (four polls a second) ten failures in a
+// row, 2.5 s of a node restarting, ended the wait.
+func TestWaitRidesOutAShortOutage(t *testing.T) {
+	old := pollErrorsFor
+	pollErrorsFor = 500 * time.Millisecond
+	t.Cleanup(func() { pollErrorsFor = old })
+	var failing atomic.Int32
+	failing.Store(50) // at a poll a millisecond: 50 failures, far fewer than pollErrorsFor
+	_, api := newAPIThrough(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && path.Dir(r.URL.Path) == "/api/v1/jobs" && failing.Add(-1) >= 0 {
+				w.WriteHeader(http.StatusBadGateway)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	if code, out, errs := run(append([]string{"submit", "pi", "--samples", "200000", "--seed", "7", "--wait"}, api...)...); code != ExitOK || !strings.Contains(out, "π ≈") {
+		t.Fatalf("--wait over 50 failed polls: exit %d %q %q", code, out, errs)
+	}
+	// Failing for longer than pollErrorsFor ends it.
+	failing.Store(1 << 30)
+	start := time.Now()
+	code, _, errs := run(append([]string{"submit", "pi", "--samples", "200000", "--seed", "7", "--wait"}, api...)...)
+	if code != ExitFailure || !strings.Contains(errs, "gave up waiting") || time.Since(start) < pollErrorsFor {
+		t.Fatalf("--wait on a node that stays down: exit %d after %s: %q", code, time.Since(start), errs)
 	}
 }

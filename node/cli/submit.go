@@ -20,14 +20,19 @@ import (
 
 // Polling of --wait. Variables so that tests can run fast.
 var (
-	pollEvery     = time.Second // GET the job this often
-	pollEveryTTY  = 250 * time.Millisecond
-	plainEvery    = 5 * time.Second // without a terminal, one progress line this often
-	maxPollErrors = 10              // consecutive failed polls before giving up
-	// maxUnseenPolls bounds the polls that may find no job before the job was seen once: a
-	// submit answered 202 (committed, not yet applied on the node asked) is followed by 404s
-	// until that node catches up, which is not the job being removed.
+	pollEvery    = time.Second // GET the job this often
+	pollEveryTTY = 250 * time.Millisecond
+	plainEvery   = 5 * time.Second // without a terminal, one progress line this often
+	// maxPollErrors consecutive failed polls, failing for pollErrorsFor at least, end the wait:
+	// the node asked restarting, or an election, passes. Counted in polls alone, a terminal's
+	// four polls a second gave up after 2.5 s.
+	maxPollErrors = 10
+	pollErrorsFor = 30 * time.Second
+	// maxUnseenPolls polls that find no job before the job was seen once, for unseenFor at least,
+	// end the wait: a submit answered 202 (committed, not yet applied on the node asked) is
+	// followed by 404s until that node catches up, which is not the job being removed.
 	maxUnseenPolls = 60
+	unseenFor      = time.Minute
 )
 
 // submitForms names every kind hydra submit takes, as the messages that say what to run quote it.
@@ -271,6 +276,7 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 	defer tick.Stop()
 	p := progress{w: stderr, tty: tty, start: time.Now()}
 	fails, unseen, seen := 0, 0, false
+	var failingSince, unseenSince time.Time
 	for {
 		pctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		v, err := c.Job(pctx, id)
@@ -281,8 +287,10 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 			p.end()
 			return v, fmt.Errorf("stopped waiting; job %s goes on ('hydra job %s', 'hydra cancel %s')", id, id, id)
 		case errors.As(err, &ae) && ae.Status == 404 && !seen:
-			unseen++
-			if unseen >= maxUnseenPolls {
+			if unseen++; unseen == 1 {
+				unseenSince = time.Now()
+			}
+			if unseen >= maxUnseenPolls && time.Since(unseenSince) >= unseenFor {
 				p.end()
 				return v, fmt.Errorf("job %s was accepted but this node has not shown it after %d polls: %w", id, unseen, err)
 			}
@@ -290,8 +298,10 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 			p.end()
 			return v, fmt.Errorf("job %s is gone (removed while waiting)", id)
 		case err != nil:
-			fails++
-			if fails >= maxPollErrors {
+			if fails++; fails == 1 {
+				failingSince = time.Now()
+			}
+			if fails >= maxPollErrors && time.Since(failingSince) >= pollErrorsFor {
 				p.end()
 				return v, fmt.Errorf("gave up waiting for job %s: %w", id, err)
 			}
