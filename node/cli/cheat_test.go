@@ -18,3 +18,13 @@ func TestCheatRateBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestCheatBuildSaysSo: a cheat build with a rate above 0 says so on stderr before anything
+// else; its warning went to the flag set's output, which is silenced (newFlagSet), and was lost.
+func TestCheatBuildSaysSo(t *testing.T) {
+	// --log-level loud stops the node right after the flags: the warning comes before.
+	_, _, stderr := run("node", "--data", t.TempDir(), "--cheat-rate", "0.5", "--log-level", "loud")
+	if !strings.Contains(stderr, "cheat build") {
+		t.Fatalf("stderr %q: want the cheat build's warning", stderr)
+	}
+}

@@ -23,7 +23,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hydra-compute/hydra/node/child"
 )
@@ -34,6 +38,22 @@ const (
 	ExitFailure = 1
 	ExitConfig  = 78 // sysexits.h EX_CONFIG
 )
+
+// stopSignals end a node gracefully, and a command's wait or download as an interruption:
+// Ctrl-C, SIGTERM (a service manager, kill) and SIGHUP (the terminal or SSH session it ran in
+// closed), which would otherwise kill the process on the spot, without a node's hand-over of
+// leadership or a command's clean-up of its temporary file.
+// A signal the process was started with ignored (nohup's SIGHUP, a background job's SIGINT)
+// stays ignored: signal.Notify would undo that.
+var stopSignals = func() []os.Signal {
+	var sigs []os.Signal
+	for _, s := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+		if !signal.Ignored(s) {
+			sigs = append(sigs, s)
+		}
+	}
+	return sigs
+}()
 
 // usageError marks an error as the caller's mistake (exit code ExitConfig).
 type usageError struct{ err error }
@@ -118,7 +138,27 @@ func printHelp(w io.Writer) {
 }
 
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return clean(strings.Join(strings.Fields(s), " "))
+}
+
+// clean makes a string a node or the network supplied safe to print on a terminal: control
+// characters (escape sequences that would clear the screen, retitle the window or move the
+// cursor) and bidirectional-text controls become U+FFFD. Node names come from every node's own
+// --name and from machines waiting for approval, which nobody vouched for yet.
+func clean(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if unsafeRune(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
+}
+
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
 }
 
 // newFlagSet makes a flag set that reports errors to us instead of printing

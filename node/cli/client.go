@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -51,7 +52,7 @@ func (a *apiFlags) register(fs *flag.FlagSet) {
 // ?token=), $HYDRA_TOKEN, then the files the local node wrote into its data
 // directory.
 func (a *apiFlags) client() (*webui.Client, error) {
-	base, token := a.api, a.token
+	base, token := a.api, strings.TrimSpace(a.token)
 	if base != "" {
 		b, t, err := apiBase(base)
 		if err != nil {
@@ -63,7 +64,7 @@ func (a *apiFlags) client() (*webui.Client, error) {
 		}
 	}
 	if token == "" {
-		token = os.Getenv("HYDRA_TOKEN")
+		token = strings.TrimSpace(os.Getenv("HYDRA_TOKEN")) // $(cat file) keeps no newline, an editor may
 	}
 	if base == "" || token == "" {
 		lu, lt, err := node.ReadLocal(a.data)
@@ -92,16 +93,41 @@ func (a *apiFlags) client() (*webui.Client, error) {
 // page instead).
 func apiBase(s string) (base, token string, err error) {
 	full := s
+	if scheme, _, ok := strings.Cut(full, "://"); ok && isScheme(scheme) && scheme != "http" && scheme != "https" {
+		return "", "", fmt.Errorf("--api %s: want an http:// or https:// address, like http://host:7070", redactToken(s))
+	}
 	if !strings.HasPrefix(full, "http://") && !strings.HasPrefix(full, "https://") {
 		full = "http://" + full
 	}
 	u, err := url.Parse(full)
 	if err != nil || u.Host == "" {
-		return "", "", fmt.Errorf("--api %q: want a node's address, like http://host:7070", s)
+		return "", "", fmt.Errorf("--api %s: want a node's address, like http://host:7070", redactToken(s))
 	}
 	token = u.Query().Get("token")
 	u.RawQuery, u.Fragment, u.RawFragment = "", "", ""
 	return strings.TrimRight(u.String(), "/"), token, nil
+}
+
+// isScheme reports whether s is a URL scheme (RFC 3986: a letter, then letters, digits, + - .).
+func isScheme(s string) bool {
+	for i, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || i > 0 && ('0' <= r && r <= '9' || r == '+' || r == '-' || r == '.')) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// redactToken is --api as an error quotes it: a credential in it (?token=…) is not printed.
+func redactToken(s string) string {
+	if i := strings.Index(s, "token="); i >= 0 {
+		end := strings.IndexAny(s[i:], "&#")
+		if end < 0 {
+			end = len(s) - i
+		}
+		s = s[:i] + "token=…" + s[i+end:]
+	}
+	return strconv.Quote(s)
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
@@ -126,10 +152,10 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	leader := "(none)"
 	for _, n := range st.Nodes {
 		if n.ID == st.Leader {
-			leader = n.Name + " " + short(n.ID)
+			leader = clean(n.Name) + " " + short(n.ID)
 		}
 	}
-	fmt.Fprintf(stdout, "cluster %s  term %d  leader %s  (seen from %s)\n\n", st.Cluster, st.Term, leader, st.Self.Name)
+	fmt.Fprintf(stdout, "cluster %s  term %d  leader %s  (seen from %s)\n\n", clean(st.Cluster), st.Term, leader, clean(st.Self.Name))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tID\tROLE\tSTATE\tAUDITS\tPLATFORM\tCORES\tLOAD\tLAST SEEN")
 	for _, n := range st.Nodes {
@@ -137,19 +163,19 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		if !n.LastSeen.IsZero() {
 			seen = max(0, now.Sub(n.LastSeen)).Round(time.Second).String() + " ago"
 		}
-		name := n.Name
+		name := clean(n.Name)
 		if n.ID == st.Self.ID {
 			name += " *"
 		}
-		state := n.State
+		state := clean(n.State)
 		if n.Reason != "" {
-			state += ": " + n.Reason
+			state += ": " + clean(n.Reason)
 		}
 		if n.Power == "battery" && n.Reason != "on battery" {
 			state += " (on battery)"
 		}
 		audits := fmt.Sprintf("%s %d✓ %d✗", n.Audit.State, n.Audit.Passed, n.Audit.Failed)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s/%s\t%d\t%.2f\t%s\n", name, short(n.ID), n.Role, state, audits, n.OS, n.Arch, n.Cores, n.Load, seen)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s/%s\t%d\t%.2f\t%s\n", name, short(n.ID), n.Role, state, audits, clean(n.OS), clean(n.Arch), n.Cores, n.Load, seen)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -164,7 +190,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "\nnon-voters:")
 			first = false
 		}
-		fmt.Fprintf(stdout, "  %s %s: %s\n", n.Name, short(n.ID), n.NonvoterReason)
+		fmt.Fprintf(stdout, "  %s %s: %s\n", clean(n.Name), short(n.ID), clean(n.NonvoterReason))
 	}
 	printClocks(stdout, st.Nodes)
 	if st.Admission == "waiting" {
@@ -177,9 +203,9 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		for _, p := range st.Pending {
 			addr := ""
 			if len(p.Addrs) > 0 {
-				addr = p.Addrs[0]
+				addr = clean(p.Addrs[0])
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Fingerprint, p.Name, short(p.ID), addr)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clean(p.Fingerprint), clean(p.Name), short(p.ID), addr)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -204,7 +230,7 @@ func printClocks(w io.Writer, nodes []webui.NodeStatus) {
 		if off < 0 {
 			off, way = -off, "behind"
 		}
-		fmt.Fprintf(w, "  %s %s: %s %s\n", n.Name, short(n.ID), off.Round(time.Second), way)
+		fmt.Fprintf(w, "  %s %s: %s %s\n", clean(n.Name), short(n.ID), off.Round(time.Second), way)
 	}
 }
 

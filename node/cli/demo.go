@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/internal/atomicfile"
 	"github.com/hydra-compute/hydra/internal/childproc"
 	"github.com/hydra-compute/hydra/internal/localport"
 	"github.com/hydra-compute/hydra/node"
@@ -54,6 +55,12 @@ func runDemo(args []string, stdout, stderr io.Writer) (retErr error) {
 	if *width < 16 || *width > 16384 {
 		return usagef("--width %d: want 16 to 16384", *width)
 	}
+	// The picture comes last: a place it cannot go is said now, not after the run.
+	probe, err := atomicfile.Create(*out, 0o644, ".hydra-")
+	if err != nil {
+		return usagef("-o %s: %v", *out, err)
+	}
+	probe.Abort()
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
@@ -65,13 +72,16 @@ func runDemo(args []string, stdout, stderr io.Writer) (retErr error) {
 			return fmt.Errorf("make the demo's data directory: %w", err)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 
 	var cluster []*demoNode
 	defer func() {
 		if *keep && ctx.Err() == nil && retErr == nil {
 			return
+		}
+		if retErr != nil && ctx.Err() != nil {
+			retErr = errors.New("interrupted: the demo's nodes are stopped")
 		}
 		for _, d := range cluster {
 			d.stop()
@@ -199,7 +209,7 @@ func runDemo(args []string, stdout, stderr io.Writer) (retErr error) {
 			if err := c.Do(ctx, "GET", "/api/v1/jobs/"+id+"/result.png", nil, &png); err != nil {
 				return err
 			}
-			if err := os.WriteFile(*out, png, 0o644); err != nil {
+			if err := atomicfile.Write(*out, png, 0o644, ".hydra-"); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "Mandelbrot written to %s   (%s)\n", *out, j.FinishedAt.Sub(j.SubmittedAt).Round(time.Millisecond))

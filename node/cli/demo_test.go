@@ -39,3 +39,13 @@ func TestDemoLeavesNothingBehind(t *testing.T) {
 		t.Errorf("the picture: %v", err)
 	}
 }
+
+// A picture the demo could not write is a usage error at once, not after its whole run (about
+// two minutes), which then also left its nodes' data behind as if they had failed.
+func TestDemoChecksItsPictureFirst(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	code, out, errs := run("demo", "-o", filepath.Join(t.TempDir(), "no-such-dir", "demo.png"))
+	if code != ExitConfig || !strings.Contains(errs, "-o ") || strings.Contains(out, "Starting") {
+		t.Fatalf("demo -o into a missing directory: exit %d\nstdout %q\nstderr %q\nwant 78 before any node starts", code, out, errs)
+	}
+}

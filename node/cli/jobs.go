@@ -3,11 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -24,6 +27,14 @@ import (
 
 // requestTimeout bounds one API call of a client command.
 const requestTimeout = 30 * time.Second
+
+// writeRequestTimeout bounds a write through raft (submit, cancel, rm): longer than the node's
+// own 30 s deadline for it, so that the node's answer comes before the client gives up: a 202
+// (the job committed: submitting it again would add a second one) or a 503 (try again).
+const writeRequestTimeout = 45 * time.Second
+
+// uploadTimeout bounds a module upload (up to 32 MiB); the HTTP client's own 60 s bound it too.
+const uploadTimeout = time.Minute
 
 // parseFlagsArgs parses flags that may come before or after positional
 // arguments (hydra job ID --json) and returns the positional ones.
@@ -43,12 +54,12 @@ func parseFlagsArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // jobClient is the start of every command on one job (job, result, cancel, rm): it parses the
 // flags and the job ID and connects to the API (see apiFlags.connect).
-func jobClient(fs *flag.FlagSet, af *apiFlags, args []string) (string, *webui.Client, context.Context, context.CancelFunc, error) {
+func jobClient(fs *flag.FlagSet, af *apiFlags, args []string, timeout time.Duration) (string, *webui.Client, context.Context, context.CancelFunc, error) {
 	id, err := jobIDArg(fs, args)
 	if err != nil {
 		return "", nil, nil, nil, err
 	}
-	c, ctx, cancel, err := af.connect(requestTimeout)
+	c, ctx, cancel, err := af.connect(timeout)
 	if err != nil {
 		return "", nil, nil, nil, err
 	}
@@ -119,7 +130,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tKIND\tSTATE\tPROGRESS\tAGE")
 	for _, j := range jobs {
-		name := j.Spec.Name
+		name := clean(j.Spec.Name)
 		if name == "" {
 			name = "-"
 		}
@@ -131,7 +142,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 func runJob(args []string, stdout, stderr io.Writer) error {
 	fs, af := newClientFlags("job ID", stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
-	id, c, ctx, cancel, err := jobClient(fs, af, args)
+	id, c, ctx, cancel, err := jobClient(fs, af, args, requestTimeout)
 	if err != nil {
 		return err
 	}
@@ -152,7 +163,7 @@ func runJob(args []string, stdout, stderr io.Writer) error {
 func printJob(w io.Writer, v webui.JobView, now time.Time) {
 	title := "job " + v.ID
 	if v.Spec.Name != "" {
-		title += " (" + v.Spec.Name + ")"
+		title += " (" + clean(v.Spec.Name) + ")"
 	}
 	fmt.Fprintf(w, "%s  %s  %s  %.1f%%  (%s of %s %s)\n", title, v.Spec.Kind, v.State, 100*v.Progress,
 		group(v.DoneUnits), group(v.TotalUnits), v.Unit)
@@ -226,6 +237,7 @@ func printContributions(ctx context.Context, w io.Writer, c *webui.Client, v web
 		if name == "" {
 			name = short(n.Node)
 		}
+		name = clean(name)
 		fmt.Fprintf(tw, "%s\t%s\t%.1f%%\t%d\t%.1fs\n", name, group(n.Units), 100*n.Share, n.Chunks, n.ComputeSeconds)
 	}
 	return tw.Flush()
@@ -236,14 +248,22 @@ func runResult(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("o", "", "Mandelbrot: write the image to this file (PNG, or raw counts with --raw); wasm with reduce concat: the output bytes; - is stdout")
 	raw := fs.Bool("raw", false, "Mandelbrot: write W×H uint32 little-endian iteration counts instead of a PNG")
 	asJSON := fs.Bool("json", false, "print the result (π, wasm) or the image summary (Mandelbrot) as JSON")
-	id, c, ctx, cancel, err := jobClient(fs, af, args)
+	id, err := jobIDArg(fs, args)
 	if err != nil {
 		return err
 	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	// Ctrl-C ends the command as a failed download: no partial file, no temporary one left.
+	sigCtx, stop := signal.NotifyContext(context.Background(), stopSignals...)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sigCtx, requestTimeout)
 	defer cancel()
 	res, err := c.Result(ctx, id)
 	if err != nil {
-		return err
+		return interrupted(sigCtx, err)
 	}
 	switch {
 	case res.PiResult != nil:
@@ -260,8 +280,8 @@ func runResult(args []string, stdout, stderr io.Writer) error {
 		if *asJSON && !toFile {
 			return printJSON(stdout, res) // the summary; the image needs -o
 		}
-		if err := writeImage(c, id, *out, *raw, stdout); err != nil {
-			return err
+		if err := writeImage(sigCtx, c, id, *out, *raw, stdout); err != nil {
+			return interrupted(sigCtx, err)
 		}
 		if !res.Complete {
 			fmt.Fprintf(stderr, "note: job %s is %s: %d of %d rows are done; the others are blank\n", id, res.State, res.DoneRows, res.TotalRows)
@@ -283,7 +303,7 @@ func runResult(args []string, stdout, stderr io.Writer) error {
 		if *asJSON {
 			return printJSON(stdout, res)
 		}
-		return printWasm(c, webui.JobView{ID: id}, res, stdout, out)
+		return interrupted(sigCtx, printWasm(sigCtx, c, webui.JobView{ID: id}, res, stdout, out))
 	}
 	if *asJSON {
 		return printJSON(stdout, res)
@@ -321,9 +341,9 @@ func printPi(w io.Writer, r webui.ResultView) {
 }
 
 // writeImage downloads a Mandelbrot job's PNG (or raw counts) to path, or to
-// stdout when path is "" or "-" — never to a terminal.
-func writeImage(c *webui.Client, id, path string, raw bool, stdout io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+// stdout when path is "" or "-" — never to a terminal. ctx ends it (Ctrl-C).
+func writeImage(ctx context.Context, c *webui.Client, id, path string, raw bool, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	if path == "" || path == "-" {
 		if isTerminal(stdout) {
@@ -332,17 +352,52 @@ func writeImage(c *webui.Client, id, path string, raw bool, stdout io.Writer) er
 		_, err := c.ResultPNG(ctx, id, raw, stdout)
 		return err
 	}
-	// A failed or interrupted download leaves no partial image under path, and a crash or a
-	// power cut after "wrote" no empty one (atomicfile).
+	return writeOutput(path, func(w io.Writer) error {
+		_, err := c.ResultPNG(ctx, id, raw, w)
+		return err
+	})
+}
+
+// writeOutput writes what download writes into the file path (-o): a failed or interrupted
+// download leaves no partial file under path (an earlier file stays as it was), and a crash or
+// a power cut after "wrote" no empty one (atomicfile). A path that names no regular file (a
+// device such as /dev/null, a FIFO) is written into as it is, never replaced by a file, and a
+// symbolic link's target is replaced, not the link.
+func writeOutput(path string, download func(io.Writer) error) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		if fi.IsDir() {
+			return usagef("-o %s: a directory, not a file", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		err = download(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	f, err := atomicfile.Create(path, 0o644, ".hydra-")
 	if err != nil {
 		return err
 	}
 	defer f.Abort()
-	if _, err := c.ResultPNG(ctx, id, raw, f); err != nil {
+	if err := download(f); err != nil {
 		return err
 	}
 	return f.Commit()
+}
+
+// interrupted is err, or when ctx was ended by a signal (Ctrl-C) an error that says so.
+func interrupted(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	return err
 }
 
 // isTerminal reports whether w is a terminal (a character device).
@@ -358,7 +413,7 @@ func isTerminal(w io.Writer) bool {
 func runCancel(args []string, stdout, stderr io.Writer) error {
 	fs, af := newClientFlags("cancel ID", stdout)
 	asJSON := fs.Bool("json", false, "print the job after the cancel as JSON")
-	id, c, ctx, cancel, err := jobClient(fs, af, args)
+	id, c, ctx, cancel, err := jobClient(fs, af, args, writeRequestTimeout)
 	if err != nil {
 		return err
 	}
@@ -389,7 +444,7 @@ func cancelLine(id string, v webui.JobView) string {
 
 func runRm(args []string, stdout, stderr io.Writer) error {
 	fs, af := newClientFlags("rm ID", stdout)
-	id, c, ctx, cancel, err := jobClient(fs, af, args)
+	id, c, ctx, cancel, err := jobClient(fs, af, args, writeRequestTimeout)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"syscall"
+	"unicode/utf8"
 
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/node"
@@ -74,7 +74,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	joinTokenFile := fs.String("join-token-file", "", "file holding a join token")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text or json")
-	applyCheat := addCheatFlags(fs)
+	applyCheat := addCheatFlags(fs, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -102,6 +102,10 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		return usagef("--max-owner-cpu %v: give a percent above 0 and at most 100 (--dedicated ignores the owner's use)", *maxOwner)
 	}
 	oc.MaxOwnerCPU = *maxOwner / 100
+	if strings.ContainsFunc(cfg.Name, unsafeRune) || !utf8.ValidString(cfg.Name) {
+		// Shown in every member's status and UI: no escape sequences for their terminals.
+		return usagef("--name %q: want printable text", cfg.Name)
+	}
 	if *schedule != "" {
 		sch, err := owner.ParseSchedule(*schedule)
 		if err != nil {
@@ -118,14 +122,14 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	go func() {
 		// A second Ctrl-C means "now": skip the graceful hand-over.
 		<-ctx.Done()
 		stop()
 		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		signal.Notify(ch, stopSignals...)
 		<-ch
 		fmt.Fprintln(stderr, "hydra node: second signal, exiting at once")
 		os.Exit(ExitFailure)

@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
@@ -21,14 +20,19 @@ import (
 
 // Polling of --wait. Variables so that tests can run fast.
 var (
-	pollEvery     = time.Second // GET the job this often
-	pollEveryTTY  = 250 * time.Millisecond
-	plainEvery    = 5 * time.Second // without a terminal, one progress line this often
-	maxPollErrors = 10              // consecutive failed polls before giving up
-	// maxUnseenPolls bounds the polls that may find no job before the job was seen once: a
-	// submit answered 202 (committed, not yet applied on the node asked) is followed by 404s
-	// until that node catches up, which is not the job being removed.
+	pollEvery    = time.Second // GET the job this often
+	pollEveryTTY = 250 * time.Millisecond
+	plainEvery   = 5 * time.Second // without a terminal, one progress line this often
+	// maxPollErrors consecutive failed polls, failing for pollErrorsFor at least, end the wait:
+	// the node asked restarting, or an election, passes. Counted in polls alone, a terminal's
+	// four polls a second gave up after 2.5 s.
+	maxPollErrors = 10
+	pollErrorsFor = 30 * time.Second
+	// maxUnseenPolls polls that find no job before the job was seen once, for unseenFor at least,
+	// end the wait: a submit answered 202 (committed, not yet applied on the node asked) is
+	// followed by 404s until that node catches up, which is not the job being removed.
 	maxUnseenPolls = 60
+	unseenFor      = time.Minute
 )
 
 // submitForms names every kind hydra submit takes, as the messages that say what to run quote it.
@@ -113,6 +117,9 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 		if *out != "" && !*wait {
 			return usagef("-o needs --wait (or fetch the output later from /api/v1/jobs/ID/result.bin)")
 		}
+		if *out != "" && compute.Reduce(*reduce) != compute.ReduceConcat {
+			return usagef("-o is for the output of --reduce concat; a %s job's value is printed", *reduce)
+		}
 	case "mandelbrot":
 		cx, cy, err := parseCenter(*center)
 		if err != nil {
@@ -129,6 +136,9 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if chunkUnits != nil {
 		spec.ChunkUnits = *chunkUnits
 	}
+	if out != nil && *out == "-" && *asJSON {
+		return usagef("-o - and --json would both write to stdout: give -o a file")
+	}
 	if *priority < 0 || *priority > compute.MaxPriority {
 		return usagef("--priority %d is outside 1–%d", *priority, compute.MaxPriority)
 	}
@@ -144,22 +154,26 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 		return usagef("%s", flagNames(err.Error()))
 	}
 
-	c, ctx, cancel, err := af.connect(requestTimeout)
+	c, err := af.client()
 	if err != nil {
 		return err
 	}
-	defer cancel()
 	if kind == "wasm" && !isSHA256(*module) {
 		code, err := os.ReadFile(*module)
 		if err != nil {
 			return usagef("--module: %v", err)
 		}
+		// A module of up to 32 MiB over a slow link: its own deadline, not the submit's.
+		ctx, cancel := context.WithTimeout(context.Background(), uploadTimeout)
 		info, err := c.UploadModule(ctx, code)
+		cancel()
 		if err != nil {
 			return fmt.Errorf("upload %s: %w", *module, err)
 		}
 		spec.Wasm.Module = info.SHA256
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeRequestTimeout)
+	defer cancel()
 	v, err := c.SubmitJob(ctx, spec)
 	if err != nil {
 		return err
@@ -175,27 +189,40 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if !*asJSON {
 		fmt.Fprintf(stderr, "job %s: %s %s\n", v.ID, kind, describeParams(v.Spec))
 	}
-	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The signals end the wait and the download after it alike (the download leaves no
+	// partial file): caught for the wait alone, they would go unanswered during the download.
+	sigCtx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	final, err := waitForJob(sigCtx, c, v.ID, stderr)
 	if err != nil {
 		return err
 	}
-	return finishWait(c, final, stdout, stderr, *asJSON, out, raw)
+	if err := finishWait(sigCtx, c, final, stdout, stderr, *asJSON, out, raw); err != nil {
+		if sigCtx.Err() != nil {
+			return fmt.Errorf("interrupted; job %s is %s ('hydra result %s')", final.ID, final.State, final.ID)
+		}
+		return err
+	}
+	return nil
 }
 
-// finishWait prints the result of a job --wait saw finish.
-func finishWait(c *webui.Client, v webui.JobView, stdout, stderr io.Writer, asJSON bool, out *string, raw *bool) error {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+// finishWait prints the result of a job --wait saw finish. With -o - the output goes to
+// stdout and what is said about it to stderr, so that stdout holds the output alone.
+func finishWait(sigCtx context.Context, c *webui.Client, v webui.JobView, stdout, stderr io.Writer, asJSON bool, out *string, raw *bool) error {
+	ctx, cancel := context.WithTimeout(sigCtx, requestTimeout)
 	defer cancel()
 	res, err := c.Result(ctx, v.ID)
 	if err != nil {
 		return err
 	}
 	if res.MandelSummary != nil && out != nil && *out != "" {
-		if err := writeImage(c, v.ID, *out, *raw, stdout); err != nil {
+		if err := writeImage(sigCtx, c, v.ID, *out, *raw, stdout); err != nil {
 			return err
 		}
+	}
+	text := stdout
+	if out != nil && *out == "-" {
+		text = stderr
 	}
 	if asJSON {
 		if err := printJSON(stdout, struct {
@@ -207,22 +234,24 @@ func finishWait(c *webui.Client, v webui.JobView, stdout, stderr io.Writer, asJS
 	} else {
 		switch {
 		case res.PiResult != nil:
-			printPi(stdout, res)
+			printPi(text, res)
 		case res.WasmResult != nil:
-			if err := printWasm(c, v, res, stdout, out); err != nil {
+			if err := printWasm(sigCtx, c, v, res, stdout, out); err != nil {
 				return err
 			}
-		case res.MandelSummary != nil && out != nil && *out != "" && *out != "-":
-			fmt.Fprintf(stdout, "wrote %s (%d×%d, %s)\n", *out, res.Width, res.Height, imageKind(*raw))
+		case res.MandelSummary != nil && out != nil && *out == "-":
+			fmt.Fprintf(text, "wrote the image to stdout (%d×%d, %s)\n", res.Width, res.Height, imageKind(*raw))
+		case res.MandelSummary != nil && out != nil && *out != "":
+			fmt.Fprintf(text, "wrote %s (%d×%d, %s)\n", *out, res.Width, res.Height, imageKind(*raw))
 		case res.MandelSummary != nil:
-			fmt.Fprintf(stdout, "image ready: 'hydra result %s -o FILE.png'\n", v.ID)
+			fmt.Fprintf(text, "image ready: 'hydra result %s -o FILE.png'\n", v.ID)
 		}
 		if v.StartedAt.IsZero() || v.FinishedAt.IsZero() {
-			fmt.Fprintln(stdout)
+			fmt.Fprintln(text)
 		} else {
-			fmt.Fprintf(stdout, "\nran %s, %.1f s of compute on %d node(s)\n", roundDur(v.FinishedAt.Sub(v.StartedAt)), v.ComputeSeconds, len(v.Nodes))
+			fmt.Fprintf(text, "\nran %s, %.1f s of compute on %d node(s)\n", roundDur(v.FinishedAt.Sub(v.StartedAt)), v.ComputeSeconds, len(v.Nodes))
 		}
-		if err := printContributions(ctx, stdout, c, v); err != nil {
+		if err := printContributions(ctx, text, c, v); err != nil {
 			return err
 		}
 	}
@@ -247,6 +276,7 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 	defer tick.Stop()
 	p := progress{w: stderr, tty: tty, start: time.Now()}
 	fails, unseen, seen := 0, 0, false
+	var failingSince, unseenSince time.Time
 	for {
 		pctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		v, err := c.Job(pctx, id)
@@ -257,8 +287,10 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 			p.end()
 			return v, fmt.Errorf("stopped waiting; job %s goes on ('hydra job %s', 'hydra cancel %s')", id, id, id)
 		case errors.As(err, &ae) && ae.Status == 404 && !seen:
-			unseen++
-			if unseen >= maxUnseenPolls {
+			if unseen++; unseen == 1 {
+				unseenSince = time.Now()
+			}
+			if unseen >= maxUnseenPolls && time.Since(unseenSince) >= unseenFor {
 				p.end()
 				return v, fmt.Errorf("job %s was accepted but this node has not shown it after %d polls: %w", id, unseen, err)
 			}
@@ -266,8 +298,10 @@ func waitForJob(ctx context.Context, c *webui.Client, id string, stderr io.Write
 			p.end()
 			return v, fmt.Errorf("job %s is gone (removed while waiting)", id)
 		case err != nil:
-			fails++
-			if fails >= maxPollErrors {
+			if fails++; fails == 1 {
+				failingSince = time.Now()
+			}
+			if fails >= maxPollErrors && time.Since(failingSince) >= pollErrorsFor {
 				p.end()
 				return v, fmt.Errorf("gave up waiting for job %s: %w", id, err)
 			}
@@ -327,11 +361,11 @@ func noWorkerHint(st webui.Status) string {
 		if n.Online && (n.State == "working" || n.State == "idle" || n.State == "throttled") {
 			return ""
 		}
-		w := n.Name + " " + n.State
+		w := clean(n.Name) + " " + clean(n.State)
 		if !n.Online {
-			w = n.Name + " offline"
+			w = clean(n.Name) + " offline"
 		} else if n.Reason != "" {
-			w += ": " + n.Reason
+			w += ": " + clean(n.Reason)
 		}
 		why = append(why, w)
 	}
@@ -435,7 +469,7 @@ func isSHA256(s string) bool {
 }
 
 // printWasm prints a WebAssembly job's value, or for concat writes (or points to) its output.
-func printWasm(c *webui.Client, v webui.JobView, res webui.ResultView, stdout io.Writer, out *string) error {
+func printWasm(ctx context.Context, c *webui.Client, v webui.JobView, res webui.ResultView, stdout io.Writer, out *string) error {
 	if res.Reduce != compute.ReduceConcat {
 		fmt.Fprintf(stdout, "%s = %s over %s of %s items\n", res.Reduce, res.Value, group(res.DoneItems), group(res.Items))
 		return nil
@@ -444,22 +478,20 @@ func printWasm(c *webui.Client, v webui.JobView, res webui.ResultView, stdout io
 		fmt.Fprintf(stdout, "output ready: %s\n", res.ResultBin)
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*requestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, 10*requestTimeout)
 	defer cancel()
-	w := io.Writer(stdout)
-	if *out != "-" {
-		f, err := os.Create(*out)
-		if err != nil {
-			return err
+	download := func(w io.Writer) error {
+		if _, err := c.Download(ctx, res.ResultBin, w); err != nil {
+			return fmt.Errorf("job %s output: %w", v.ID, err)
 		}
-		defer f.Close()
-		w = f
+		return nil
 	}
-	if _, err := c.Download(ctx, res.ResultBin, w); err != nil {
-		return fmt.Errorf("job %s output: %w", v.ID, err)
+	if *out == "-" {
+		return download(stdout)
 	}
-	if *out != "-" {
-		fmt.Fprintf(stdout, "wrote %s\n", *out)
+	if err := writeOutput(*out, download); err != nil {
+		return err
 	}
+	fmt.Fprintf(stdout, "wrote %s\n", *out)
 	return nil
 }
