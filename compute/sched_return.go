@@ -117,23 +117,23 @@ func (s *Scheduler) Requeue(job string, rs []Range) {
 }
 
 // Accepted tells the scheduler that r of job was committed, whichever lease (or earlier
-// leader's) computed it: r is no longer pending, and the leases wholly inside it are dropped
-// (each returned as an EventCancelled), since they compute what already counts: a backup
-// twin that lost, a lease adopted from before a leader change. A lease only partly inside r
-// runs on; the job state refuses the overlap of its result.
+// leader's) computed it: r is no longer pending, and the leases that reach into it are dropped
+// (each returned as an EventCancelled), since the job state refuses any result overlapping r: a
+// backup twin that lost, a lease adopted from before a leader change, or one cut from the range
+// of an expired lease whose node ran on and handed it in first. The part of a dropped lease
+// outside r is pending again at once: left to run, such a lease computed for a refused result,
+// and that part lay orphaned until the coordinator's repair pass.
 func (s *Scheduler) Accepted(job string, r Range) []Event {
 	j := s.jobs[job]
 	if j == nil {
 		return nil
 	}
 	j.pending.Remove(r)
-	// Usually no lease is inside r (its own lease ended with Complete): find the ones that are
+	// Usually no lease overlaps r (its own lease ended with Complete): find the ones that do
 	// without sorting every lease of the job, once per accepted chunk.
 	var gone map[uint64]*lease
 	for id, l := range j.leases {
-		// A lease only partly inside r was partly done elsewhere: let it run; the job state will
-		// reject its result and the rest is requeued by the coordinator through Fail if needed.
-		if r.Contains(l.Range) {
+		if r.Overlaps(l.Range) {
 			if gone == nil {
 				gone = map[uint64]*lease{}
 			}
@@ -144,6 +144,13 @@ func (s *Scheduler) Accepted(job string, r Range) []Event {
 	for _, l := range sortedLeases(gone) {
 		s.drop(l)
 		ev = append(ev, Event{EventCancelled, l.Lease})
+		if !l.Backup { // a backup's twin, with the same range, is in gone too: its rest goes back once
+			rest := NewRangeSet(l.Range)
+			rest.Remove(r)
+			for _, p := range rest.Ranges() {
+				j.pending.Add(p)
+			}
+		}
 	}
 	return ev
 }
