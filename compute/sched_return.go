@@ -62,7 +62,10 @@ func (s *Scheduler) CompletePrefix(id uint64, done Range, now time.Time) (lease 
 		began = n.lastDone
 	}
 	n.lastDone = now
-	if secs := now.Sub(began).Seconds(); secs > 0 && done.Len() > 0 {
+	// An adopted chunk's computing began before its Issued: counted from it, a chunk adopted
+	// near its end gave the node a rate many times its own, and its next chunks as many times
+	// the chunk target.
+	if secs := now.Sub(began).Seconds(); secs > 0 && done.Len() > 0 && !l.adopted {
 		n.rate(l.Kind, now).add(float64(done.Len())*l.unitWork, secs, s.cfg.RateWindow)
 	}
 	twin := l.twin
@@ -216,7 +219,8 @@ func (s *Scheduler) Tick(now time.Time) []Event {
 // previous coordinator, a lease of this scheduler: a new leader learns of
 // the chunks in flight from its workers instead of handing their ranges out
 // a second time. It succeeds only if r is wholly pending in job (nobody
-// else holds or has finished any of it).
+// else holds or has finished any of it). Its completion credits no rate: the node began it
+// before this scheduler knew of it.
 func (s *Scheduler) Adopt(node, job string, r Range, now time.Time) (Lease, bool) {
 	j := s.jobs[job]
 	if j == nil || r.Empty() || !j.pending.Covers(r) {
@@ -227,7 +231,8 @@ func (s *Scheduler) Adopt(node, job string, r Range, now time.Time) (Lease, bool
 		return Lease{}, false
 	}
 	j.pending.Remove(r)
-	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: job, Range: r}, Kind: j.kind, Node: node, Issued: now}, unitWork: j.unitWork}
+	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: job, Range: r}, Kind: j.kind, Node: node, Issued: now},
+		unitWork: j.unitWork, adopted: true}
 	if rate := n.rates[j.kind].rate(); rate > 0 {
 		l.Expected = l.takes(r.Len(), rate)
 		l.Deadline = s.deadline(now, l.Expected)

@@ -558,3 +558,37 @@ func TestLateResultCancelsLeaseItReachesInto(t *testing.T) {
 		t.Fatalf("next lease %v, want the rest of b's from %d first", next.Range, slow.Range.End)
 	}
 }
+
+// TestAdoptedChunkDoesNotSetTheRate: a chunk adopted from the previous coordinator was being
+// computed before this scheduler leased it, for how long it cannot know: its completion must not
+// credit the node's rate with the time since the adoption. Credited, a chunk adopted shortly
+// before it ended gave the node a rate many times its own, and its next chunks, sized by it,
+// took many times the chunk target (the tail's included).
+func TestAdoptedChunkDoesNotSetTheRate(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("j", piJob(1e12), []Range{{0, 1e12}}, true)
+	const rate = 5e8                                                   // the node's samples per second
+	held := Range{0, 1e9}                                              // 2 s of its work
+	l, ok := s.Adopt("a", "j", held, c.advance(1900*time.Millisecond)) // 1.9 s into it
+	if !ok {
+		t.Fatal("not adopted")
+	}
+	if _, _, ok := s.Complete(l.ID, c.advance(100*time.Millisecond)); !ok {
+		t.Fatal("the adopted lease cannot complete")
+	}
+	if r := s.Rate("a", KindPi); r > 2*rate {
+		t.Fatalf("rate %.3g/s from an adopted chunk, the node computes %.3g/s", r, float64(rate))
+	}
+	next := mustLease(t, s, "a", c.now())
+	if took := time.Duration(float64(next.Range.Len()) / rate * float64(time.Second)); took > 2*DefaultChunkTarget {
+		t.Fatalf("next chunk %v takes the node %v, the target is %v", next.Range, took, DefaultChunkTarget)
+	}
+	// The chunk queued behind the adopted one started when it ended: that one's time counts.
+	q := mustLease(t, s, "a", c.now())
+	s.Complete(next.ID, c.advance(time.Duration(float64(next.Range.Len())/rate*float64(time.Second))))
+	s.Complete(q.ID, c.advance(time.Duration(float64(q.Range.Len())/rate*float64(time.Second))))
+	if r := s.Rate("a", KindPi); r < 0.9*rate || r > 1.1*rate {
+		t.Fatalf("rate %.3g/s after its own chunks, want about %.3g/s", r, float64(rate))
+	}
+}
