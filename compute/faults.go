@@ -31,6 +31,12 @@ type JobFault struct {
 const (
 	MaxJobFaults = 8
 	MaxFaultMsg  = 1280
+	// maxStoredFaultMsg bounds a fault's message as the job state keeps it: a command's message
+	// (at most MaxFaultMsg bytes) is made valid UTF-8, which turns each run of invalid bytes
+	// into U+FFFD's three, so "\xffa\xffa…" comes out twice as long. A snapshot holding such a
+	// message must restore: refused at MaxFaultMsg, it made the state of every replica that
+	// applied the fault unrestorable (TestFaultMessageMadeValidRestores).
+	maxStoredFaultMsg = 3 * MaxFaultMsg
 )
 
 func (c *Fault) code(f fieldCoder) byte {
@@ -92,8 +98,8 @@ func validFaults(spec JobSpec, fs []JobFault) error {
 			return fmt.Errorf("module fault: node id of %d bytes", len(f.Node))
 		case seen[f.Node]:
 			return fmt.Errorf("module fault: node %s twice", f.Node)
-		case len(f.Msg) > MaxFaultMsg:
-			return fmt.Errorf("module fault on %s: message of %d bytes, at most %d", f.Node, len(f.Msg), MaxFaultMsg)
+		case len(f.Msg) > maxStoredFaultMsg:
+			return fmt.Errorf("module fault on %s: message of %d bytes, at most %d", f.Node, len(f.Msg), maxStoredFaultMsg)
 		}
 		seen[f.Node] = true
 	}

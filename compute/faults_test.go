@@ -80,12 +80,37 @@ func TestValidFaults(t *testing.T) {
 		{w, many, "at most"},
 		{w, []JobFault{{Node: "a"}, {Node: "a"}}, "twice"},
 		{w, []JobFault{{Node: ""}}, "node id"},
-		{w, []JobFault{{Node: "a", Msg: strings.Repeat("x", MaxFaultMsg+1)}}, "message"},
+		{w, []JobFault{{Node: "a", Msg: strings.Repeat("x", maxStoredFaultMsg+1)}}, "message"},
 		{JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 1, Seed: 1}}, []JobFault{{Node: "a"}}, "pi job"},
 	} {
 		err := validFaults(c.spec, c.fs)
 		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("%d faults: %v, want %q", len(c.fs), err, c.want)
 		}
+	}
+}
+
+// TestFaultMessageMadeValidRestores: a fault's message of up to MaxFaultMsg bytes with invalid
+// UTF-8 is kept made valid, up to twice as long; a snapshot holding it restores to the same
+// state (it was refused for its length, and every replica that applied the fault was left
+// with a state no node could restore).
+func TestFaultMessageMadeValidRestores(t *testing.T) {
+	st := newTestState(t)
+	st.mustApply(t, Submit{ID: "w", Time: t0, Spec: wasmSpec(100, ReduceSum)})
+	msg := strings.Repeat("\xffa", MaxFaultMsg/2)
+	st.mustApply(t, Fault{Job: "w", Node: "a", Msg: msg, Time: t0})
+	if j, _ := st.Job("w"); len(j.Faults) != 1 || j.Faults[0].Msg != strings.ToValidUTF8(msg, "\uFFFD") {
+		t.Fatalf("faults %+v", j.Faults)
+	}
+	var snap bytes.Buffer
+	if err := st.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestState(t)
+	if err := r.Restore(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := stateDigest(t, st.JobStore), stateDigest(t, r.JobStore); a != b {
+		t.Fatalf("restored state differs:\n%s\n%s", a, b)
 	}
 }

@@ -68,6 +68,9 @@ type lease struct {
 	lastProg time.Time // time of the last progress report
 	unitWork float64   // UnitWork of its job: rates count units × unitWork per second
 	twin     *lease    // the backup of this lease, or the lease this one backs up
+	// adopted: a chunk its node was computing before this scheduler leased it (Adopt), since
+	// a time it cannot know: its completion credits no rate.
+	adopted bool
 }
 
 // expectedFinish is when the lease should end, from its progress if any, else its rate.

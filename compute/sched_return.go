@@ -62,7 +62,10 @@ func (s *Scheduler) CompletePrefix(id uint64, done Range, now time.Time) (lease 
 		began = n.lastDone
 	}
 	n.lastDone = now
-	if secs := now.Sub(began).Seconds(); secs > 0 && done.Len() > 0 {
+	// An adopted chunk's computing began before its Issued: counted from it, a chunk adopted
+	// near its end gave the node a rate many times its own, and its next chunks as many times
+	// the chunk target.
+	if secs := now.Sub(began).Seconds(); secs > 0 && done.Len() > 0 && !l.adopted {
 		n.rate(l.Kind, now).add(float64(done.Len())*l.unitWork, secs, s.cfg.RateWindow)
 	}
 	twin := l.twin
@@ -117,23 +120,23 @@ func (s *Scheduler) Requeue(job string, rs []Range) {
 }
 
 // Accepted tells the scheduler that r of job was committed, whichever lease (or earlier
-// leader's) computed it: r is no longer pending, and the leases wholly inside it are dropped
-// (each returned as an EventCancelled), since they compute what already counts: a backup
-// twin that lost, a lease adopted from before a leader change. A lease only partly inside r
-// runs on; the job state refuses the overlap of its result.
+// leader's) computed it: r is no longer pending, and the leases that reach into it are dropped
+// (each returned as an EventCancelled), since the job state refuses any result overlapping r: a
+// backup twin that lost, a lease adopted from before a leader change, or one cut from the range
+// of an expired lease whose node ran on and handed it in first. The part of a dropped lease
+// outside r is pending again at once: left to run, such a lease computed for a refused result,
+// and that part lay orphaned until the coordinator's repair pass.
 func (s *Scheduler) Accepted(job string, r Range) []Event {
 	j := s.jobs[job]
 	if j == nil {
 		return nil
 	}
 	j.pending.Remove(r)
-	// Usually no lease is inside r (its own lease ended with Complete): find the ones that are
+	// Usually no lease overlaps r (its own lease ended with Complete): find the ones that do
 	// without sorting every lease of the job, once per accepted chunk.
 	var gone map[uint64]*lease
 	for id, l := range j.leases {
-		// A lease only partly inside r was partly done elsewhere: let it run; the job state will
-		// reject its result and the rest is requeued by the coordinator through Fail if needed.
-		if r.Contains(l.Range) {
+		if r.Overlaps(l.Range) {
 			if gone == nil {
 				gone = map[uint64]*lease{}
 			}
@@ -144,6 +147,13 @@ func (s *Scheduler) Accepted(job string, r Range) []Event {
 	for _, l := range sortedLeases(gone) {
 		s.drop(l)
 		ev = append(ev, Event{EventCancelled, l.Lease})
+		if !l.Backup { // a backup's twin, with the same range, is in gone too: its rest goes back once
+			rest := NewRangeSet(l.Range)
+			rest.Remove(r)
+			for _, p := range rest.Ranges() {
+				j.pending.Add(p)
+			}
+		}
 	}
 	return ev
 }
@@ -209,7 +219,8 @@ func (s *Scheduler) Tick(now time.Time) []Event {
 // previous coordinator, a lease of this scheduler: a new leader learns of
 // the chunks in flight from its workers instead of handing their ranges out
 // a second time. It succeeds only if r is wholly pending in job (nobody
-// else holds or has finished any of it).
+// else holds or has finished any of it). Its completion credits no rate: the node began it
+// before this scheduler knew of it.
 func (s *Scheduler) Adopt(node, job string, r Range, now time.Time) (Lease, bool) {
 	j := s.jobs[job]
 	if j == nil || r.Empty() || !j.pending.Covers(r) {
@@ -220,7 +231,8 @@ func (s *Scheduler) Adopt(node, job string, r Range, now time.Time) (Lease, bool
 		return Lease{}, false
 	}
 	j.pending.Remove(r)
-	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: job, Range: r}, Kind: j.kind, Node: node, Issued: now}, unitWork: j.unitWork}
+	l := &lease{Lease: Lease{ID: s.newID(), Chunk: Chunk{Job: job, Range: r}, Kind: j.kind, Node: node, Issued: now},
+		unitWork: j.unitWork, adopted: true}
 	if rate := n.rates[j.kind].rate(); rate > 0 {
 		l.Expected = l.takes(r.Len(), rate)
 		l.Deadline = s.deadline(now, l.Expected)

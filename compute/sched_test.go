@@ -506,3 +506,89 @@ func TestShortLeasesQueueDeeper(t *testing.T) {
 		t.Fatalf("held %d one-chunk leases of 65 µs each, want MaxShortLeases (8)", held)
 	}
 }
+
+// TestLateResultCancelsLeaseItReachesInto: an expired lease's node runs on and its result counts
+// if it comes first (node/work); the range had gone back to the pending work, and a lease cut
+// from it reaches past it. Once the late result is accepted, that lease can only be refused (a
+// result overlapping an accepted range is): it is cancelled, and the part of it the late result
+// did not cover is pending again at once. Before, it ran on for a refused result, and that part
+// lay orphaned until the coordinator's repair pass.
+func TestLateResultCancelsLeaseItReachesInto(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	total := Range{0, 1e8}
+	s.AddJob("j", piJob(total.End), []Range{total}, true)
+	var accepted RangeSet
+	accept := func(r Range) []Event {
+		accepted.Add(r)
+		return s.Accepted("j", r)
+	}
+	// b's probe gives it a rate: its chunks are then larger than a probe.
+	p := mustLease(t, s, "b", c.now())
+	if _, _, ok := s.Complete(p.ID, c.advance(100*time.Millisecond)); !ok {
+		t.Fatal("b's probe: unknown lease")
+	}
+	accept(p.Range)
+	slow := mustLease(t, s, "slow", c.now())
+	if ev := s.Tick(c.advance(31 * time.Second)); len(ev) != 1 || ev[0].Lease.ID != slow.ID {
+		t.Fatalf("the slow node's probe did not expire: %+v", ev)
+	}
+	b := mustLease(t, s, "b", c.now())
+	if !b.Range.Overlaps(slow.Range) || slow.Range.Contains(b.Range) {
+		t.Fatalf("b's lease %v does not reach past the expired %v", b.Range, slow.Range)
+	}
+	// The slow node hands its expired chunk in: accepted.
+	ev := accept(slow.Range)
+	if len(ev) != 1 || ev[0].Kind != EventCancelled || ev[0].Lease.ID != b.ID {
+		t.Fatalf("events %+v, want b's lease %d cancelled", ev, b.ID)
+	}
+	for _, l := range s.Leases() {
+		if accepted.Overlaps(l.Range) {
+			t.Fatalf("lease %v overlaps the accepted %v: its result can only be refused", l.Range, accepted.Ranges())
+		}
+	}
+	want := accepted.Complement(total)
+	if o := s.Orphans("j", want.Ranges()); len(o) != 0 {
+		t.Fatalf("orphaned %v", o)
+	}
+	if got := s.PendingUnits("j"); got != want.Units() {
+		t.Fatalf("pending %d units, want every unit not accepted, %d", got, want.Units())
+	}
+	if next := mustLease(t, s, "c", c.now()); next.Range.Start != slow.Range.End {
+		t.Fatalf("next lease %v, want the rest of b's from %d first", next.Range, slow.Range.End)
+	}
+}
+
+// TestAdoptedChunkDoesNotSetTheRate: a chunk adopted from the previous coordinator was being
+// computed before this scheduler leased it, for how long it cannot know: its completion must not
+// credit the node's rate with the time since the adoption. Credited, a chunk adopted shortly
+// before it ended gave the node a rate many times its own, and its next chunks, sized by it,
+// took many times the chunk target (the tail's included).
+func TestAdoptedChunkDoesNotSetTheRate(t *testing.T) {
+	c := newClock()
+	s := NewScheduler(SchedulerConfig{})
+	s.AddJob("j", piJob(1e12), []Range{{0, 1e12}}, true)
+	const rate = 5e8                                                   // the node's samples per second
+	held := Range{0, 1e9}                                              // 2 s of its work
+	l, ok := s.Adopt("a", "j", held, c.advance(1900*time.Millisecond)) // 1.9 s into it
+	if !ok {
+		t.Fatal("not adopted")
+	}
+	if _, _, ok := s.Complete(l.ID, c.advance(100*time.Millisecond)); !ok {
+		t.Fatal("the adopted lease cannot complete")
+	}
+	if r := s.Rate("a", KindPi); r > 2*rate {
+		t.Fatalf("rate %.3g/s from an adopted chunk, the node computes %.3g/s", r, float64(rate))
+	}
+	next := mustLease(t, s, "a", c.now())
+	if took := time.Duration(float64(next.Range.Len()) / rate * float64(time.Second)); took > 2*DefaultChunkTarget {
+		t.Fatalf("next chunk %v takes the node %v, the target is %v", next.Range, took, DefaultChunkTarget)
+	}
+	// The chunk queued behind the adopted one started when it ended: that one's time counts.
+	q := mustLease(t, s, "a", c.now())
+	s.Complete(next.ID, c.advance(time.Duration(float64(next.Range.Len())/rate*float64(time.Second))))
+	s.Complete(q.ID, c.advance(time.Duration(float64(q.Range.Len())/rate*float64(time.Second))))
+	if r := s.Rate("a", KindPi); r < 0.9*rate || r > 1.1*rate {
+		t.Fatalf("rate %.3g/s after its own chunks, want about %.3g/s", r, float64(rate))
+	}
+}
