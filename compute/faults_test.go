@@ -45,17 +45,7 @@ func TestFaultsReplicated(t *testing.T) {
 	if j, _ := st.Job("w"); len(j.Faults) != MaxJobFaults {
 		t.Fatalf("%d faults kept, want the bound %d", len(j.Faults), MaxJobFaults)
 	}
-	var snap bytes.Buffer
-	if err := st.Snapshot(&snap); err != nil {
-		t.Fatal(err)
-	}
-	r := newTestState(t)
-	if err := r.Restore(&snap); err != nil {
-		t.Fatal(err)
-	}
-	if a, b := stateDigest(t, st.JobStore), stateDigest(t, r.JobStore); a != b {
-		t.Fatalf("restored state differs:\n%s\n%s", a, b)
-	}
+	r := restoresTheSame(t, st)
 	if j, _ := r.Job("w"); len(j.Faults) != MaxJobFaults || j.Faults[1].Node != "b" {
 		t.Fatalf("restored faults %+v", j.Faults)
 	}
@@ -102,6 +92,12 @@ func TestFaultMessageMadeValidRestores(t *testing.T) {
 	if j, _ := st.Job("w"); len(j.Faults) != 1 || j.Faults[0].Msg != strings.ToValidUTF8(msg, "\uFFFD") {
 		t.Fatalf("faults %+v", j.Faults)
 	}
+	restoresTheSame(t, st)
+}
+
+// restoresTheSame checks that st's snapshot restores into a state equal to st's, and returns it.
+func restoresTheSame(t *testing.T, st testState) testState {
+	t.Helper()
 	var snap bytes.Buffer
 	if err := st.Snapshot(&snap); err != nil {
 		t.Fatal(err)
@@ -113,4 +109,5 @@ func TestFaultMessageMadeValidRestores(t *testing.T) {
 	if a, b := stateDigest(t, st.JobStore), stateDigest(t, r.JobStore); a != b {
 		t.Fatalf("restored state differs:\n%s\n%s", a, b)
 	}
+	return r
 }

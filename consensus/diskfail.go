@@ -137,8 +137,11 @@ func (l watchedLogs) DeleteRange(min, max uint64) error {
 
 // IsMonotonic passes on the wrapped store's answer (raft-wal's: true), which raft reads to
 // clear the whole log after a snapshot is installed.
-func (l watchedLogs) IsMonotonic() bool {
-	m, ok := l.LogStore.(raft.MonotonicLogStore)
+func (l watchedLogs) IsMonotonic() bool { return monotonic(l.LogStore) }
+
+// monotonic is s's answer to raft.MonotonicLogStore's IsMonotonic, false if it has none.
+func monotonic(s raft.LogStore) bool {
+	m, ok := s.(raft.MonotonicLogStore)
 	return ok && m.IsMonotonic()
 }
 
@@ -167,10 +170,7 @@ func (l heldLogs) GetLog(index uint64, e *raft.Log) error {
 }
 
 // IsMonotonic passes on the wrapped store's answer (see watchedLogs.IsMonotonic).
-func (l heldLogs) IsMonotonic() bool {
-	m, ok := l.LogStore.(raft.MonotonicLogStore)
-	return ok && m.IsMonotonic()
-}
+func (l heldLogs) IsMonotonic() bool { return monotonic(l.LogStore) }
 
 // newRaft is raft.NewRaft with logs as heldLogs over st's, and with the panic NewRaft answers a
 // failed read of the log with (its scan for configuration entries) turned into the failure

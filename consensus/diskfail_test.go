@@ -107,20 +107,27 @@ func failingDisk(t *testing.T, leads bool) {
 		}
 		return errors.New("not yet")
 	})
-	stopped := make(chan struct{})
-	go func() {
-		failing.kill() // as the node does: it stops
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(testDeadline):
-		t.Fatalf("%s did not stop", failing.name)
-	}
+	stopsWithin(t, failing) // as the node does on the report
 	write("without it")
 	select {
 	case df := <-reports:
 		t.Fatalf("OnDiskFailure called twice: %v", df)
 	default:
+	}
+}
+
+// stopsWithin stops n (kill) and fails the test if that takes longer than testDeadline: a node
+// whose disk failed must still stop, though raft's write or read of that disk is held.
+func stopsWithin(t *testing.T, n *testNode) {
+	t.Helper()
+	stopped := make(chan struct{})
+	go func() {
+		n.kill()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(testDeadline):
+		t.Fatalf("%s did not stop", n.name)
 	}
 }

@@ -74,16 +74,7 @@ func TestUnreadableLogIsReported(t *testing.T) {
 	if df.Dir != failing.dir || !strings.Contains(df.Error(), "read raft log entry") {
 		t.Fatalf("OnDiskFailure got %v (dir %s), want a failed read of the log in %s", df, df.Dir, failing.dir)
 	}
-	stopped := make(chan struct{})
-	go func() {
-		failing.kill() // as the node does: it stops
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(testDeadline):
-		t.Fatalf("%s did not stop", failing.name)
-	}
+	stopsWithin(t, failing) // as the node does on the report
 	other := otherThanAll(nodes, failing, lag)[0]
 	waitUntil(t, testDeadline, other.name+" or "+lag.name+" leads and takes an entry", func() error {
 		for _, n := range []*testNode{other, lag} {
