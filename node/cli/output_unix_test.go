@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -25,7 +26,7 @@ func TestOutputIntoSpecialFiles(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skip("no FIFO here:", err)
+		t.Fatal("mkfifo:", err)
 	}
 	got := make(chan []byte, 1)
 	go func() {
@@ -97,7 +98,7 @@ func TestCtrlCEndsADownload(t *testing.T) {
 		cmd.Env = append(os.Environ(), envActAsHydra+"=1")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
+		if err := startWith(cmd, os.Interrupt); err != nil {
 			t.Fatal(err)
 		}
 		// Wait until the download has begun: its temporary file is there.
@@ -148,7 +149,7 @@ func TestNodeStopsGracefullyOnHangup(t *testing.T) {
 		cmd.Dir = data // nohup's nohup.out, if any, goes there
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
+		if err := startWith(cmd, syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
@@ -179,7 +180,7 @@ func TestNodeStopsGracefullyOnHangup(t *testing.T) {
 	t.Run("nohup", func(t *testing.T) {
 		nohup, err := exec.LookPath("nohup")
 		if err != nil {
-			t.Skip("no nohup:", err)
+			t.Fatal("no nohup (coreutils):", err)
 		}
 		cmd, stderr, done := start(t, nohup)
 		cmd.Process.Signal(syscall.SIGHUP)
@@ -196,4 +197,15 @@ func TestNodeStopsGracefullyOnHangup(t *testing.T) {
 		}
 		done <- nil
 	})
+}
+
+// startWith starts cmd with sigs at their default disposition, whatever this test process was
+// started with: a run under nohup, or a shell's background job, ignores SIGHUP or SIGINT and
+// would hand that on to cmd, which then rightly keeps ignoring it (stopSignals). Handled here
+// while cmd starts, they are reset to the default by exec.
+func startWith(cmd *exec.Cmd, sigs ...os.Signal) error {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sigs...)
+	defer signal.Stop(ch)
+	return cmd.Start()
 }
