@@ -34,8 +34,15 @@ type APIError struct {
 
 func (e *APIError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Status) }
 
+// MaxAnswer bounds the answer Do reads into memory: far above the largest the API gives to Do's
+// callers (a page of jobs, a status of many nodes, the demo's picture), so that a server that
+// sends without end (a wrong --api, a stream) ends the command with an error at once instead of
+// taking a gigabyte of a small board's memory. Results of any size go through Download.
+const MaxAnswer = 64 << 20
+
 // Do sends method path with body (JSON-encoded when not nil) and decodes a
-// JSON answer into out (when not nil).
+// JSON answer into out (when not nil), or hands it over as it is into a *[]byte; answers
+// larger than MaxAnswer are an error.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -60,9 +67,12 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("%s %s: %w", method, c.BaseURL+path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
 	if err != nil {
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if len(data) > MaxAnswer {
+		return fmt.Errorf("%s %s: the answer passes %d MiB, more than any of the API's (is --api this node's address?)", method, c.BaseURL+path, MaxAnswer>>20)
 	}
 	if resp.StatusCode/100 != 2 {
 		return answerError(resp, data)

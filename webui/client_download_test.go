@@ -76,3 +76,24 @@ func TestDownloadCarriesTheToken(t *testing.T) {
 		t.Errorf("download without a credential: %v, want 401", err)
 	}
 }
+
+// A server that sends an answer without end (a wrong --api, a stream) ends Do with an error
+// once the answer passes MaxAnswer: Do used to read up to a gigabyte into memory (2.7 GB of RSS
+// for hydra status), then fail to decode it.
+func TestDoBoundsTheAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		buf := bytes.Repeat([]byte(" "), 64<<10)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	var out struct{}
+	err := NewClient(srv.URL, "").Do(context.Background(), "GET", "/api/v1/status", nil, &out)
+	if err == nil || !strings.Contains(err.Error(), "the answer passes 64 MiB") {
+		t.Fatalf("an endless answer: %v, want it refused past %d bytes", err, MaxAnswer)
+	}
+}
