@@ -205,11 +205,11 @@ func runDemo(args []string, stdout, stderr io.Writer) (retErr error) {
 			}
 			fmt.Fprintf(stdout, "π ≈ %.10f ± %.2g   (%d hits of %d samples, %s)\n", r.Estimate, r.StdError, r.Hits, r.Samples, j.FinishedAt.Sub(j.SubmittedAt).Round(time.Millisecond))
 		case compute.KindMandelbrot:
-			var png []byte
-			if err := c.Do(ctx, "GET", "/api/v1/jobs/"+id+"/result.png", nil, &png); err != nil {
+			err := writeOutput(*out, func(w io.Writer) error { // streamed: a 16384-wide picture is large
+				_, err := c.Download(ctx, "/api/v1/jobs/"+id+"/result.png", w)
 				return err
-			}
-			if err := atomicfile.Write(*out, png, 0o644, ".hydra-"); err != nil {
+			})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "Mandelbrot written to %s   (%s)\n", *out, j.FinishedAt.Sub(j.SubmittedAt).Round(time.Millisecond))
