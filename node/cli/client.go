@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -66,6 +67,7 @@ func (a *apiFlags) client() (*webui.Client, error) {
 	if token == "" {
 		token = strings.TrimSpace(os.Getenv("HYDRA_TOKEN")) // $(cat file) keeps no newline, an editor may
 	}
+	refused := ""
 	if base == "" || token == "" {
 		lu, lt, err := node.ReadLocal(a.data)
 		if base == "" {
@@ -73,6 +75,8 @@ func (a *apiFlags) client() (*webui.Client, error) {
 				return nil, usageError{err}
 			}
 			base = lu
+			refused = fmt.Sprintf("the address in %s, from the local node's last start: is it running? Start it with 'hydra node', or pass --api",
+				filepath.Join(a.data, node.APIURLFile))
 		}
 		if token == "" {
 			token = lt
@@ -82,7 +86,7 @@ func (a *apiFlags) client() (*webui.Client, error) {
 		base = "http://" + base
 	}
 	c := webui.NewClient(base, token)
-	c.HTTP.Transport = &nodeClock{base: c.HTTP.Transport}
+	c.HTTP.Transport = &nodeClock{base: c.HTTP.Transport, refused: refused}
 	return c, nil
 }
 

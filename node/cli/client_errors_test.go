@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hydra-compute/hydra/node"
 	"github.com/hydra-compute/hydra/webui"
 )
 
@@ -100,5 +102,28 @@ func TestAPIFlagTakesThePrintedWebAddress(t *testing.T) {
 	}
 	if code, _, errs := run("status", "--api", "http://", "--data", empty); code != ExitConfig {
 		t.Fatalf("status --api http://: exit %d (stderr %q), want %d", code, errs, ExitConfig)
+	}
+}
+
+// A node that stopped leaves DATA/api-url behind: a command that found the address there and
+// meets a connection refused says so and what to do, not only "connection refused" with the
+// address again. An address given with --api gets no such guess.
+func TestStaleAPIURLSaysTheNodeMayBeDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr().String()
+	_ = l.Close() // nothing listens there now: a refused connection
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, node.APIURLFile), []byte(url+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := run("status", "--data", dir)
+	if code != ExitFailure || !strings.Contains(errs, "is it running?") || !strings.Contains(errs, filepath.Join(dir, node.APIURLFile)) {
+		t.Fatalf("status through a stale api-url: exit %d: %s", code, errs)
+	}
+	if code, _, errs := run("status", "--api", url); code != ExitFailure || strings.Contains(errs, "is it running?") {
+		t.Fatalf("status --api %s: exit %d: %s", url, code, errs)
 	}
 }

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hydra-compute/hydra/webui"
@@ -15,6 +18,9 @@ import (
 // by hand). The Date header has a resolution of one second: enough for "5s ago".
 type nodeClock struct {
 	base http.RoundTripper // nil: http.DefaultTransport
+	// refused, if set, is added to an error of a connection refused: the address came from
+	// DATA/api-url, which a node that stopped leaves behind (apiFlags.client).
+	refused string
 
 	mu     sync.Mutex
 	offset time.Duration // the node's clock minus this machine's
@@ -29,6 +35,9 @@ func (c *nodeClock) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := base.RoundTrip(req)
 	if err != nil {
+		if c.refused != "" && errors.Is(err, syscall.ECONNREFUSED) {
+			err = fmt.Errorf("%w (%s)", err, c.refused)
+		}
 		return nil, err // http.Client adds the method and URL
 	}
 	if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
