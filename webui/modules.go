@@ -79,7 +79,7 @@ func (s *server) putModule(w http.ResponseWriter, r *http.Request) {
 	limit := s.cfg.Modules.MaxModuleBytes()
 	code, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		if !writeTooLarge(w, err, "module") {
+		if !writeTooLarge(w, err, "module") && !bodyLate(w, err) {
 			writeError(w, http.StatusBadRequest, "read module: "+err.Error())
 		}
 		return

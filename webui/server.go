@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -187,14 +190,68 @@ func (s *server) auth(next http.Handler) http.Handler {
 	})
 }
 
-// limitBody caps every request body at maxBody bytes.
+// Body timeouts: how long a request's body may take to arrive, from the request's start. A
+// client that sent its headers and never its body held its connection and the goroutine serving
+// it for good (net/http's timeouts end the headers' wait, and a read timeout of the whole
+// connection would end the event streams too), so a few thousand such connections from anyone
+// on the LAN held a small board's memory. A module (up to 32 MiB, over Wi-Fi) gets longer.
+var (
+	bodyTimeout       = 30 * time.Second
+	moduleBodyTimeout = 5 * time.Minute
+)
+
+// limitBody caps every request body at maxBody bytes and bounds the time it may take to arrive
+// (bodyTimeout; a module's: its own cap, moduleBodyTimeout).
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && !isModuleUpload(r) { // modules have their own cap
-			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
 		}
+		timeout := moduleBodyTimeout
+		if !isModuleUpload(r) { // modules have their own cap
+			r.Body, timeout = http.MaxBytesReader(w, r.Body, maxBody), bodyTimeout
+		}
+		b := &timedBody{ReadCloser: r.Body}
+		rc := http.NewResponseController(w)
+		b.timer = time.AfterFunc(timeout, func() { _ = rc.SetReadDeadline(time.Now()) })
+		r.Body = b
 		next.ServeHTTP(w, r)
+		if b.timer.Stop() && !b.eof.Load() {
+			// A handler that answered without reading the whole body: net/http then reads what is
+			// left of a small one before the connection's next request, and may wait no longer.
+			_ = rc.SetReadDeadline(time.Now().Add(time.Second))
+		}
 	})
+}
+
+// timedBody is a request body whose timer (the connection's read deadline once it fires) stops
+// at its end: a handler that goes on after reading its body (a submit waits for its commit)
+// must not meet the deadline in net/http's read that watches for the client going away, which
+// ends the request's context.
+type timedBody struct {
+	io.ReadCloser
+	timer *time.Timer
+	eof   atomic.Bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.timer.Stop()
+		b.eof.Store(true)
+	}
+	return n, err
+}
+
+// bodyLate answers 408 when err says the request's body did not arrive within its time
+// (limitBody), and reports whether it did.
+func bodyLate(w http.ResponseWriter, err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	writeError(w, http.StatusRequestTimeout, "the request's body did not arrive in time")
+	return true
 }
 
 // apiError is the body of every error answer: {"error": "..."}.
@@ -263,7 +320,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		if !writeTooLarge(w, err, "request body") {
+		if !writeTooLarge(w, err, "request body") && !bodyLate(w, err) {
 			writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
 		}
 		return false
