@@ -33,23 +33,7 @@ func TestFailingDiskIsReported(t *testing.T) {
 func failingDisk(t *testing.T, leads bool) {
 	disk := testdisk.Ext4(t, "64M")
 	reports := make(chan *DiskFailure, 4)
-	nodes := make([]*testNode, 3)
-	for i := range nodes {
-		nodes[i] = newTestNode(t, fmt.Sprintf("n%d", i), fmt.Sprintf("disk-fail-%v", leads), func(c *Config) {
-			c.App = sinkApp{}
-			if i == 2 {
-				c.OnDiskFailure = func(df *DiskFailure) { reports <- df }
-			}
-		})
-	}
-	failing := nodes[2]
-	failing.kill()
-	failing.dir = filepath.Join(disk.Dir, "raft")
-	failing.open()
-	connectAll(t, nodes)
-	for _, n := range nodes {
-		n.run()
-	}
+	nodes, failing := threeWithOneOn(t, disk, fmt.Sprintf("disk-fail-%v", leads), reports, nil)
 	leader := settled(t, nodes, 3, true)
 	if leads != (leader == failing) {
 		to := otherThanAll(nodes, leader, failing)[0]
@@ -130,4 +114,31 @@ func stopsWithin(t *testing.T, n *testNode) {
 	case <-time.After(testDeadline):
 		t.Fatalf("%s did not stop", n.name)
 	}
+}
+
+// threeWithOneOn starts three voters of cluster, the third's raft state on disk (mod, if set,
+// adjusts its Config further) and its disk failures sent to reports, and returns them and the third.
+func threeWithOneOn(t *testing.T, disk *testdisk.Failing, cluster string, reports chan<- *DiskFailure, mod func(*Config)) ([]*testNode, *testNode) {
+	t.Helper()
+	nodes := make([]*testNode, 3)
+	for i := range nodes {
+		nodes[i] = newTestNode(t, fmt.Sprintf("n%d", i), cluster, func(c *Config) {
+			c.App = sinkApp{}
+			if i == 2 {
+				c.OnDiskFailure = func(df *DiskFailure) { reports <- df }
+				if mod != nil {
+					mod(c)
+				}
+			}
+		})
+	}
+	failing := nodes[2]
+	failing.kill()
+	failing.dir = filepath.Join(disk.Dir, "raft")
+	failing.open()
+	connectAll(t, nodes)
+	for _, n := range nodes {
+		n.run()
+	}
+	return nodes, failing
 }

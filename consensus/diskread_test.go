@@ -24,24 +24,9 @@ func TestUnreadableLogIsReported(t *testing.T) {
 	t.Parallel()
 	disk := testdisk.Ext4(t, "64M")
 	reports := make(chan *DiskFailure, 4)
-	nodes := make([]*testNode, 3)
-	for i := range nodes {
-		nodes[i] = newTestNode(t, fmt.Sprintf("n%d", i), "disk-reads", func(c *Config) {
-			c.App = sinkApp{}
-			if i == 2 {
-				c.OnDiskFailure = func(df *DiskFailure) { reports <- df }
-				c.walSegmentSize = 16 << 10 // entries 1 to about 150 in the first segment
-			}
-		})
-	}
-	failing := nodes[2]
-	failing.kill()
-	failing.dir = filepath.Join(disk.Dir, "raft")
-	failing.open()
-	connectAll(t, nodes)
-	for _, n := range nodes {
-		n.run()
-	}
+	nodes, failing := threeWithOneOn(t, disk, "disk-reads", reports, func(c *Config) {
+		c.walSegmentSize = 16 << 10 // entries 1 to about 150 in the first segment
+	})
 	if leader := settled(t, nodes, 3, true); leader != failing {
 		handLeadership(t, leader, failing)
 	}
