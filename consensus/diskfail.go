@@ -161,8 +161,7 @@ var _ raft.MonotonicLogStore = heldLogs{}
 
 func (l heldLogs) GetLog(index uint64, e *raft.Log) error {
 	err := l.LogStore.GetLog(index, e)
-	if unreadable(err) && l.w.running.Load() {
-		l.w.report(l.w.readFailure(index, err)) // a no-op unless the cache, not watchedLogs, failed
+	if unreadable(err) && l.w.running.Load() { // reported by watchedLogs, under the cache
 		<-l.w.closed
 		runtime.Goexit()
 	}
