@@ -52,19 +52,25 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, c.BaseURL+path, err)
+	var resp *http.Response
+	start := time.Now()
+	for try := 1; ; try++ {
+		req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		if resp, err = c.HTTP.Do(req); err != nil {
+			return fmt.Errorf("%s %s: %w", method, c.BaseURL+path, err)
+		}
+		if !retryLater(ctx, req, resp, try, start) {
+			break
+		}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
@@ -88,6 +94,65 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// Retries of a read the node asks to repeat (see retryLater).
+const (
+	// MaxRetryWait is the longest Retry-After a read is retried after: the API's "no leader right
+	// now" (RetryAfter) and "render slots busy" ask for 2 s. A longer one is a state that lasts
+	// (a node waiting for disk space asks for 5 s): its answer, which says why, is the command's.
+	MaxRetryWait = 3 * time.Second
+	// maxRetryFor bounds the time spent retrying one read: then the last answer is the command's.
+	maxRetryFor = 10 * time.Second
+	// maxTries bounds the attempts at one read (a Retry-After of 0 asks for no wait at all).
+	maxTries = 10
+)
+
+// retryLater reports whether req, answered resp on its try'th attempt (the first sent at start),
+// is to be sent again, after waiting as long as the answer's Retry-After asks. Only reads are: a
+// GET or HEAD answered 503 (no leader right now: an election under way) or 429 (all render slots
+// busy) with a Retry-After of at most MaxRetryWait, for at most maxRetryFor, and only while ctx
+// leaves time for the wait. Without it, 'hydra job ID' during a leader's failover printed
+// "temporarily unavailable" where the same command a second later answers. A write is never
+// repeated here: whether a 503'd submit committed is the caller's to judge (a second one would be
+// a second job). resp's body is closed when it is to be retried.
+func retryLater(ctx context.Context, req *http.Request, resp *http.Response, try int, start time.Time) bool {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead || try >= maxTries ||
+		resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests {
+		return false
+	}
+	wait, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if !ok || wait > MaxRetryWait || time.Since(start)+wait > maxRetryFor {
+		return false
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		return false // the answer now, not a timeout later
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // the connection is reused
+	_ = resp.Body.Close()
+	return true
+}
+
+// retryAfter parses a Retry-After header (RFC 9110 §10.2.3: seconds, or an HTTP date) as the
+// wait from now; ok is false for none or a malformed one.
+func retryAfter(h string, now time.Time) (time.Duration, bool) {
+	if h == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseUint(h, 10, 32); err == nil {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(0, t.Sub(now)), true
+	}
+	return 0, false
 }
 
 // maxErrorExcerpt bounds the part of a non-API error body an APIError quotes.

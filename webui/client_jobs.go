@@ -168,16 +168,22 @@ func (c *Client) Download(ctx context.Context, path string, w io.Writer) (http.H
 		}
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
-	}
-	if c.Token != "" { // a read, but under read-auth a download needs the credential too
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", c.BaseURL+path, stalled(err))
+	var resp *http.Response
+	start := time.Now()
+	for try := 1; ; try++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", path, err)
+		}
+		if c.Token != "" { // a read, but under read-auth a download needs the credential too
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		if resp, err = hc.Do(req); err != nil {
+			return nil, fmt.Errorf("GET %s: %w", c.BaseURL+path, stalled(err))
+		}
+		if !retryLater(ctx, req, resp, try, start) { // a 503 or 429 with Retry-After, as Do
+			break
+		}
 	}
 	defer resp.Body.Close()
 	if !watchdog.Stop() { // it fired as the answer came
