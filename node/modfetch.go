@@ -20,6 +20,7 @@ import (
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/wasm"
 	"github.com/hydra-compute/hydra/consensus"
+	"github.com/hydra-compute/hydra/node/child"
 	"github.com/hydra-compute/hydra/p2p"
 	"github.com/hydra-compute/hydra/webui"
 	"github.com/hydra-compute/hydra/wire"
@@ -275,21 +276,28 @@ func (n *Node) ensureModule(ctx context.Context, sha string, prefer peer.ID) err
 }
 
 // fetchModule tries prefer, then the other members in random order, until one has the module.
+// When every other member answered that it holds none (or there is no other), and no peer
+// preferred (a chunk's need, not a peer's request to hold it), the error is also a
+// *child.ModuleFault: the module is gone from the cluster.
 func (n *Node) fetchModule(ctx context.Context, sha string, prefer peer.ID) error {
 	self := n.host.ID()
 	var order []peer.ID
+	known := false // this node's replica knows itself a server: it knows the cluster's members
 	for _, s := range n.raft.Servers() {
 		if s.ID != self && s.ID != prefer {
 			order = append(order, s.ID)
 		}
+		known = known || s.ID == self
 	}
 	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	if prefer != "" && prefer != self {
 		order = append([]peer.ID{prefer}, order...)
 	}
 	var errs []string
+	gone := known && (prefer == "" || prefer == self) // every member asked answered that it holds none
 	for _, p := range order {
 		if !n.host.IsMember(p) {
+			gone = false
 			continue
 		}
 		code, err := n.fetchModuleFrom(ctx, p, sha)
@@ -302,10 +310,19 @@ func (n *Node) fetchModule(ctx context.Context, sha string, prefer peer.ID) erro
 				return nil
 			}
 		}
+		gone = gone && errors.Is(err, webui.ErrNoSuchModule)
 		errs = append(errs, err.Error())
 		if ctx.Err() != nil {
+			gone = false
 			break
 		}
+	}
+	if gone && len(order) == len(errs) {
+		// Not this node's trouble but the job's: every node that runs its chunks finds the same,
+		// and the coordinator fails the job after a few (as a trap), where its chunks were
+		// failed and leased again for ever.
+		return fmt.Errorf("%w: %w", webui.ErrNoSuchModule, &child.ModuleFault{Msg: fmt.Sprintf(
+			"module %.12s is held by no member of the cluster (deleted, or every member that held it left)", sha)})
 	}
 	if len(errs) == 0 {
 		return fmt.Errorf("module %.12s: %w (no other member to fetch it from)", sha, webui.ErrNoSuchModule)

@@ -145,10 +145,10 @@ func (c *child) runWasm(t *task) (done uint64, payload []byte, err error) {
 }
 
 // ModuleFault is a WebAssembly task's failure caused by its module (a trap, a call past its
-// deadline, an endless loop, memory past the cap, one item's output past the limit), as
-// opposed to the node's (a missing module, a crashed child): the same module fails the same
-// way on every node, so the coordinator counts the nodes it failed on and fails the job after
-// a few.
+// deadline, an endless loop, memory past the cap, one item's output past the limit; or a module
+// no member of the cluster holds any more), as opposed to the node's (a module it could not
+// fetch yet, a crashed child): the same module fails the same way on every node, so the
+// coordinator counts the nodes it failed on and fails the job after a few.
 type ModuleFault struct {
 	Msg   string
 	cause error // wasm.ErrTimeout for a module stuck in a call

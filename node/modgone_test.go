@@ -1,0 +1,72 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/webui"
+)
+
+// TestJobWhoseModuleIsGoneFails: a WebAssembly job whose module no member holds any more (every
+// copy deleted under it, or every member that held it removed) fails, its reason saying so, once
+// the nodes that run its chunks all found it gone. Before, each node's fetch failed, the chunk
+// was leased again, and the job stayed running for ever.
+func TestJobWhoseModuleIsGoneFails(t *testing.T) {
+	nodes := startCluster(t, 2)
+	waitFor(t, 20*time.Second, "leader and token", func() error {
+		if _, err := agreedLeader(nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.APIToken() == "" {
+				return errors.New("no token on " + n.cfg.Name)
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := webui.NewClient(nodes[0].HTTPURL(), nodes[0].APIToken())
+	info, err := c.UploadModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: info.SHA256, Items: 1 << 60, Reduce: compute.ReduceSum}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the job under way", func() error {
+		if v, ok := nodes[0].Job(j.ID); !ok || v.State != compute.StateRunning {
+			return fmt.Errorf("%v %s", ok, v.State)
+		}
+		return nil
+	})
+	for _, n := range nodes {
+		if err := os.Remove(filepath.Join(n.modulesDir(), info.SHA256)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, time.Minute, "job "+j.ID+" failed everywhere", func() error {
+		for _, n := range nodes {
+			v, ok := n.Job(j.ID)
+			if !ok || v.State != compute.StateFailed {
+				return fmt.Errorf("%s: %v %s", n.cfg.Name, ok, v.State)
+			}
+			if !strings.Contains(v.Reason, "held by no member") || !strings.Contains(v.Reason, "on 2 nodes") {
+				t.Fatalf("job %s: reason %q, want the module held by no member, on 2 nodes", j.ID, v.Reason)
+			}
+		}
+		return nil
+	})
+}
