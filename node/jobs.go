@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"time"
 
 	"github.com/hydra-compute/hydra/compute"
+	"github.com/hydra-compute/hydra/compute/wasm"
 	"github.com/hydra-compute/hydra/consensus"
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -26,6 +29,9 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 		if err := n.ensureModule(ctx, spec.Wasm.Module, ""); err != nil {
 			return compute.Job{}, fmt.Errorf("module %s: %w (upload it first: POST /api/v1/modules)", spec.Wasm.Module, err)
 		}
+		if err := n.checkParams(*spec.Wasm); err != nil {
+			return compute.Job{}, err
+		}
 	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -38,6 +44,30 @@ func (n *Node) SubmitJob(ctx context.Context, spec compute.JobSpec) (compute.Job
 			held, maxJobs, compute.ErrTooManyJobs)
 	}
 	return n.submit(ctx, compute.Submit{ID: id, Spec: spec, Submitter: n.cfg.Name, Time: n.clusterNow(), MaxJobs: maxJobs})
+}
+
+// checkParams refuses a job whose params its module cannot receive: params given, no hydra_init
+// exported. Every chunk of it failed on every node (the compute child refuses to drop the params
+// silently), and the job failed only once three nodes had tried it.
+func (n *Node) checkParams(w compute.WasmParams) error {
+	if w.Params == "" {
+		return nil
+	}
+	code, err := os.ReadFile(filepath.Join(n.modulesDir(), w.Module))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("module %s: %w (deleted a moment ago?)", w.Module, webui.ErrNoSuchModule)
+	}
+	if err != nil {
+		return fmt.Errorf("module %s: %w", w.Module, err)
+	}
+	hasInit, err := wasm.ExportsFunction(code, "hydra_init")
+	if err != nil {
+		return fmt.Errorf("module %s: %w", w.Module, err)
+	}
+	if !hasInit {
+		return fmt.Errorf("%w: params given, but module %.12s exports no hydra_init to receive them (drop --params, or export hydra_init)", webui.ErrBadModule, w.Module)
+	}
+	return nil
 }
 
 // submit proposes sub and returns the job it made. Consensus proposes again a command whose

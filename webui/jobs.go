@@ -471,7 +471,7 @@ func (s *server) jobError(w http.ResponseWriter, id, what string, err error) {
 		writeError(w, http.StatusNotFound, "no such job: "+strconv.Quote(clip(id)))
 	case errors.Is(err, compute.ErrJobFinished):
 		writeError(w, http.StatusConflict, fmt.Sprintf("job %s already finished", clip(id)))
-	case errors.Is(err, ErrNoSuchModule):
+	case errors.Is(err, ErrNoSuchModule), errors.Is(err, ErrBadModule): // the job's module: missing, or not fit for the job
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, compute.ErrTooManyJobs):
 		writeError(w, http.StatusTooManyRequests, err.Error())

@@ -98,6 +98,40 @@ func parseImports(b []byte) ([]Import, error) {
 	return nil, nil
 }
 
+// ExportsFunction reports whether a module exports a function named name. A node checks a job
+// against its module at submit with it, without compiling (a module with params for a hydra_init
+// it does not export would fail every chunk on every node); code is a stored module, validated
+// when it was stored, but a binary it cannot read is an error, not a panic.
+func ExportsFunction(code []byte, name string) (bool, error) {
+	if len(code) < 8 || string(code[:4]) != "\x00asm" || binary.LittleEndian.Uint32(code[4:8]) != 1 {
+		return false, fmt.Errorf("%w: bad magic or version", errBadBinary)
+	}
+	r := reader{b: code[8:]}
+	for len(r.b) > 0 {
+		id := r.byte1()
+		sec := r.take(r.u32())
+		if r.err != nil {
+			return false, fmt.Errorf("%w: section %d: %w", errBadBinary, id, r.err)
+		}
+		if id != 7 {
+			continue
+		}
+		s := reader{b: sec}
+		for range s.count("exports", 3) {
+			n, kind := s.name(), s.byte1()
+			s.u32()
+			if s.err == nil && kind == 0 && n == name {
+				return true, nil
+			}
+		}
+		if s.err != nil {
+			return false, fmt.Errorf("%w: export section: %w", errBadBinary, s.err)
+		}
+		return false, nil
+	}
+	return false, nil
+}
+
 // importSection reads the entries of an import section.
 func importSection(sec []byte) ([]Import, error) {
 	s := reader{b: sec}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,4 +70,42 @@ func TestJobWhoseModuleIsGoneFails(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestParamsForAModuleWithoutHydraInitAreRefused: a job with params whose module exports no
+// hydra_init is refused at submit (400, saying so). Before, it was committed, every chunk failed
+// on every node (the compute child does not drop params silently), and the job failed only once
+// three nodes had tried it. Params for a module with hydra_init are taken.
+func TestParamsForAModuleWithoutHydraInitAreRefused(t *testing.T) {
+	nodes := startCluster(t, 1)
+	waitForToken(t, nodes[0].Node)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := webui.NewClient(nodes[0].HTTPURL(), nodes[0].APIToken())
+	upload := func(path string) string {
+		code, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.UploadModule(ctx, code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.SHA256
+	}
+	sum, monte := upload("../compute/wasm/testdata/sum.wasm"), upload("../examples/montecarlo/montecarlo.wasm")
+	var ae *webui.APIError
+	_, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: sum, Items: 10, Reduce: compute.ReduceSum, Params: `{"k":3}`}})
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Msg, "no hydra_init") {
+		t.Fatalf("params for a module without hydra_init: %v, want 400 saying it exports no hydra_init", err)
+	}
+	if len(nodes[0].Jobs()) != 0 {
+		t.Fatalf("the refused job was committed: %d jobs", len(nodes[0].Jobs()))
+	}
+	if _, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: sum, Items: 10, Reduce: compute.ReduceSum}}); err != nil {
+		t.Fatalf("no params for a module without hydra_init: %v", err)
+	}
+	if _, err := c.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindWasm, Wasm: &compute.WasmParams{Module: monte, Items: 10, Reduce: compute.ReduceSum, Params: `{"samples":1000}`}}); err != nil {
+		t.Fatalf("params for a module with hydra_init: %v", err)
+	}
 }
