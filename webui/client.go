@@ -23,7 +23,23 @@ type Client struct {
 
 // NewClient returns a Client for the API at baseURL.
 func NewClient(baseURL, token string) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{Timeout: 60 * time.Second}}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{Timeout: 60 * time.Second, CheckRedirect: keepMethod}}
+}
+
+// keepMethod is the Client's redirect policy: a redirect that would turn a write into a GET (301,
+// 302 or 303 to a POST or DELETE: net/http's rule, as browsers do) ends the request with an error
+// naming where it was sent, instead of following it. Followed, a submit through a proxy that
+// redirects http:// to https:// became a GET of the job list, answered 200, and the command
+// failed decoding a list as a job (or a delete "succeeded" doing nothing). A redirect that keeps
+// the method (307, 308) and any redirect of a read is followed, at most 10.
+func keepMethod(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return fmt.Errorf("stopped after %d redirects", len(via))
+	}
+	if first := via[0]; req.Method != first.Method {
+		return fmt.Errorf("%s %s was redirected to %s, as a %s: pass that address as --api", first.Method, first.URL.Redacted(), req.URL.Redacted(), req.Method)
+	}
+	return nil
 }
 
 // APIError is a non-2xx answer from the API, with the server's message.

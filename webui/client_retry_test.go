@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,5 +103,39 @@ func TestRetryAfterParses(t *testing.T) {
 		if got, ok := retryAfter(h, now); ok {
 			t.Errorf("Retry-After %q: %s, want it refused", h, got)
 		}
+	}
+}
+
+// A redirect that would turn a write into a GET (a proxy sending http:// on to https:// with a
+// 301) ends the command with an error naming where it was sent: followed, a submit became a GET
+// of the job list, answered 200. A redirect that keeps the method is followed, as is a read's.
+func TestWritesAreNotRedirectedIntoReads(t *testing.T) {
+	var posts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/moved":
+			http.Redirect(w, r, "/api/v1/jobs", http.StatusMovedPermanently)
+		case r.URL.Path == "/kept":
+			http.Redirect(w, r, "/api/v1/jobs", http.StatusPermanentRedirect)
+		case r.Method == http.MethodPost:
+			posts.Add(1)
+			WriteJSON(w, http.StatusCreated, struct{}{})
+		default:
+			WriteJSON(w, http.StatusOK, []struct{}{})
+		}
+	}))
+	defer srv.Close()
+	c := NewClient(srv.URL, "")
+	ctx := context.Background()
+	err := c.Do(ctx, http.MethodPost, "/moved", map[string]string{"kind": "pi"}, &struct{}{})
+	if err == nil || !strings.Contains(err.Error(), "redirected to") {
+		t.Fatalf("a POST redirected 301: %v, want an error naming the redirect", err)
+	}
+	if err := c.Do(ctx, http.MethodPost, "/kept", map[string]string{"kind": "pi"}, &struct{}{}); err != nil || posts.Load() != 1 {
+		t.Fatalf("a POST redirected 308: %v, %d POSTs arrived, want it followed as a POST", err, posts.Load())
+	}
+	var list []struct{}
+	if err := c.Do(ctx, http.MethodGet, "/moved", nil, &list); err != nil {
+		t.Fatalf("a GET redirected 301: %v, want it followed", err)
 	}
 }
