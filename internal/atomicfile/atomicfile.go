@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // The file system calls whose order makes a write durable; a test records them.
@@ -65,6 +67,28 @@ func Create(path string, perm os.FileMode, tempPrefix string) (*File, error) {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	return &File{f: f, path: path}, nil
+}
+
+// CreateLike is Create for a file the user names (a command's -o): its mode is the one a shell's
+// redirection (>) gives, that of the file it replaces, else 0666 less the umask. Create's fixed
+// mode made a user's umask 077 leave a result readable by all (0644).
+func CreateLike(path, tempPrefix string) (*File, error) {
+	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
+		return Create(path, st.Mode().Perm(), tempPrefix)
+	}
+	dir := filepath.Dir(path)
+	for range 100 {
+		name := filepath.Join(dir, tempPrefix+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666) // the umask applies
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("write %s: %w", path, err)
+		}
+		return &File{f: f, path: path}, nil
+	}
+	return nil, fmt.Errorf("write %s: no free temporary name in %s", path, dir)
 }
 
 // Write writes to the temporary file; path is unchanged until Commit.

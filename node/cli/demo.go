@@ -56,7 +56,7 @@ func runDemo(args []string, stdout, stderr io.Writer) (retErr error) {
 		return usagef("--width %d: want 16 to 16384", *width)
 	}
 	// The picture comes last: a place it cannot go is said now, not after the run.
-	probe, err := atomicfile.Create(*out, 0o644, ".hydra-")
+	probe, err := atomicfile.CreateLike(*out, ".hydra-")
 	if err != nil {
 		return usagef("-o %s: %v", *out, err)
 	}

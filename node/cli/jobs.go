@@ -381,7 +381,7 @@ func writeOutput(path string, download func(io.Writer) error) error {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
 	}
-	f, err := atomicfile.Create(path, 0o644, ".hydra-")
+	f, err := atomicfile.CreateLike(path, ".hydra-")
 	if err != nil {
 		return err
 	}
