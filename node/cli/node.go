@@ -51,7 +51,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	})
 	fs.IntVar(&cfg.MaxJobs, "max-jobs", cfg.MaxJobs, "jobs the cluster holds at most (queued, running and finished); a submit beyond is refused")
 	fs.BoolVar(&cfg.ReadAuth, "read-auth", cfg.ReadAuth, "reads (status, jobs, results, metrics, the UI) need a viewer or admin credential too (seeds the cluster's settings when this node founds it; then: hydra config set read-auth=true|false)")
-	fs.Func("max-module-bytes", "largest WebAssembly module an upload may be, e.g. 32MiB (default 16MiB)", func(v string) error {
+	fs.Func("max-module-bytes", "largest WebAssembly module an upload may be, e.g. 32MiB (at most 32MiB; default, or 0: 16MiB)", func(v string) error {
 		n, err := consensus.ParseSize(v)
 		cfg.MaxModuleBytes = n
 		return err
