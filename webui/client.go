@@ -60,17 +60,21 @@ const MaxAnswer = 64 << 20
 // JSON answer into out (when not nil), or hands it over as it is into a *[]byte; answers
 // larger than MaxAnswer are an error.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
+	var enc []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
-		rd = bytes.NewReader(b)
+		enc = b
 	}
 	var resp *http.Response
 	start := time.Now()
 	for try := 1; ; try++ {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(enc) // whole again for each try
+		}
 		req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", method, path, err)
