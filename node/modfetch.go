@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -78,11 +79,21 @@ func decodeModuleReq(raw []byte) (moduleReq, error) {
 	return req, nil
 }
 
+// notHeldHere is a module header's error from a member that does not hold the module: only
+// that answer from every member tells a fetcher that the module is gone (errNotHeld).
+const notHeldHere = "not held here"
+
+// errNotHeld is the error of a member's answer that it does not hold the module.
+var errNotHeld = errors.New(notHeldHere)
+
 // decodeModuleHdr reads a get's header and checks the size against the cap.
 func decodeModuleHdr(raw []byte, limit int64) (int64, error) {
 	var h moduleHdr
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return 0, fmt.Errorf("module header: %w", err)
+	}
+	if h.Error == notHeldHere {
+		return 0, fmt.Errorf("%w: %w", webui.ErrNoSuchModule, errNotHeld)
 	}
 	if h.Error != "" {
 		return 0, fmt.Errorf("%w: %s", webui.ErrNoSuchModule, clipText(h.Error))
@@ -174,11 +185,14 @@ func (n *Node) serveModuleGet(s network.Stream) {
 			hdr.Size = st.Size()
 		}
 	}
-	if err != nil {
-		hdr.Error = "not held here"
-		if sha == "" {
-			hdr.Error = err.Error()
-		}
+	switch {
+	case err == nil:
+	case sha == "":
+		hdr.Error = err.Error()
+	case errors.Is(err, fs.ErrNotExist):
+		hdr.Error = notHeldHere
+	default: // held perhaps, but not readable now (too many open files, a failing disk)
+		hdr.Error = "cannot read it here"
 	}
 	b, _ := json.Marshal(hdr)
 	if err := wire.WriteFrame(s, b); err != nil {
@@ -310,7 +324,7 @@ func (n *Node) fetchModule(ctx context.Context, sha string, prefer peer.ID) erro
 				return nil
 			}
 		}
-		gone = gone && errors.Is(err, webui.ErrNoSuchModule)
+		gone = gone && errors.Is(err, errNotHeld)
 		errs = append(errs, err.Error())
 		if ctx.Err() != nil {
 			gone = false
