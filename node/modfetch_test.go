@@ -27,17 +27,7 @@ import (
 // the hash; a peer outside the cluster gets its stream reset without a byte of any module.
 func TestModuleTransfer(t *testing.T) {
 	nodes := startCluster(t, 2)
-	waitFor(t, 20*time.Second, "leader and token", func() error {
-		if _, err := agreedLeader(nodes); err != nil {
-			return err
-		}
-		for _, n := range nodes {
-			if n.APIToken() == "" || len(n.raft.Servers()) != 2 {
-				return os.ErrNotExist
-			}
-		}
-		return nil
-	})
+	waitLeaderAndTokens(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")

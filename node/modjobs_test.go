@@ -15,23 +15,30 @@ import (
 	"github.com/hydra-compute/hydra/webui"
 )
 
+// waitLeaderAndTokens waits until nodes agree on a leader, each knows every one of them as a
+// server and holds the API token (each node checks uploads against its own replica's token).
+func waitLeaderAndTokens(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "leader and token", func() error {
+		if _, err := agreedLeader(nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.APIToken() == "" || len(n.raft.Servers()) != len(nodes) {
+				return errors.New("no token or not every server on " + n.cfg.Name)
+			}
+		}
+		return nil
+	})
+}
+
 // TestJobWhoseModuleIsGoneFails: a WebAssembly job whose module no member holds any more (every
 // copy deleted under it, or every member that held it removed) fails, its reason saying so, once
 // the nodes that run its chunks all found it gone. Before, each node's fetch failed, the chunk
 // was leased again, and the job stayed running for ever.
 func TestJobWhoseModuleIsGoneFails(t *testing.T) {
 	nodes := startCluster(t, 2)
-	waitFor(t, 20*time.Second, "leader and token", func() error {
-		if _, err := agreedLeader(nodes); err != nil {
-			return err
-		}
-		for _, n := range nodes {
-			if n.APIToken() == "" {
-				return errors.New("no token on " + n.cfg.Name)
-			}
-		}
-		return nil
-	})
+	waitLeaderAndTokens(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")

@@ -25,17 +25,7 @@ import (
 // cannot be deleted, one no job uses is deleted on every member.
 func TestCluster_WasmJobInProcess(t *testing.T) {
 	nodes := startCluster(t, 3)
-	waitFor(t, 20*time.Second, "leader and token", func() error {
-		if _, err := agreedLeader(nodes); err != nil {
-			return err
-		}
-		for _, n := range nodes { // each node checks uploads against its own replica's token
-			if n.APIToken() == "" {
-				return errors.New("no token on " + n.cfg.Name)
-			}
-		}
-		return nil
-	})
+	waitLeaderAndTokens(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sum, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
@@ -195,17 +185,7 @@ func TestCluster_WasmModuleFaults(t *testing.T) {
 	for _, n := range nodes {
 		n.start(t)
 	}
-	waitFor(t, 20*time.Second, "leader and token", func() error {
-		if _, err := agreedLeader(nodes); err != nil {
-			return err
-		}
-		for _, n := range nodes {
-			if n.APIToken() == "" {
-				return errors.New("no token on " + n.cfg.Name)
-			}
-		}
-		return nil
-	})
+	waitLeaderAndTokens(t, nodes)
 	// Each node's compute child must spend 1 s of CPU in loop.wasm before its call is found
 	// stuck, at idle priority: while the other packages' tests fill both cores (CI runs them
 	// side by side) that took about three minutes once, where it takes 15 s on a quiet machine.
