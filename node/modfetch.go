@@ -38,10 +38,14 @@ const (
 	// answers once the module is stored there (an upload waits for one such answer).
 	ModuleHoldProtocol = "/hydra/module/hold/1.0.0"
 
-	moduleReqMax    = 256 // bytes of a request frame
-	moduleHdrMax    = 1024
-	moduleTransfer  = 2 * time.Minute // one module transfer at most (16 MiB at 1 Mbit/s ~ 2 min)
-	moduleHoldQuiet = 30 * time.Second
+	moduleReqMax   = 256 // bytes of a request frame
+	moduleHdrMax   = 1024
+	moduleTransfer = 2 * time.Minute // one module transfer at most (16 MiB at 1 Mbit/s ~ 2 min)
+	// moduleHeaderWait bounds the wait for a member's header (a stat of one file there): a member
+	// that opens the stream but never answers (its process hung, its disk stalled) is passed over
+	// for the next one then, instead of holding the fetch for the whole moduleTransfer.
+	moduleHeaderWait = 10 * time.Second
+	moduleHoldQuiet  = 30 * time.Second
 	// moduleDropWait bounds how long a member asked to drop a module waits for its replica to
 	// reach the asker's applied index before it checks whether a job still uses the module.
 	moduleDropWait = 5 * time.Second
@@ -197,7 +201,12 @@ func (n *Node) serveModuleGet(s network.Stream) {
 func (n *Node) fetchModuleFrom(ctx context.Context, p peer.ID, sha string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, moduleTransfer)
 	defer cancel()
-	s, err := n.host.Host().NewStream(ctx, p, ModuleGetProtocol)
+	// Opening the stream and the header are bounded by moduleHeaderWait, the bytes by
+	// moduleTransfer: a member that never answers costs a fetch seconds, not minutes, before
+	// fetchModule tries the next one (each bounded alike, within its 2×moduleTransfer).
+	hctx, hcancel := context.WithTimeout(ctx, moduleHeaderWait)
+	defer hcancel()
+	s, err := n.host.Host().NewStream(hctx, p, ModuleGetProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("module %.12s from %s: %w", sha, p, err)
 	}
@@ -207,8 +216,8 @@ func (n *Node) fetchModuleFrom(ctx context.Context, p peer.ID, sha string) ([]by
 			_ = s.Reset()
 		}
 	}()
-	dl, _ := ctx.Deadline()
-	_ = s.SetDeadline(dl)
+	hdl, _ := hctx.Deadline()
+	_ = s.SetDeadline(hdl)
 	req, _ := json.Marshal(moduleReq{SHA256: sha})
 	if err := wire.WriteFrame(s, req); err == nil {
 		err = s.CloseWrite()
@@ -219,12 +228,14 @@ func (n *Node) fetchModuleFrom(ctx context.Context, p peer.ID, sha string) ([]by
 	br := bufio.NewReader(s)
 	raw, err := wire.ReadFrame(br, moduleHdrMax)
 	if err != nil {
-		return nil, fmt.Errorf("module %.12s from %s: %w", sha, p, err)
+		return nil, fmt.Errorf("module %.12s from %s: no header within %s: %w", sha, p, moduleHeaderWait, err)
 	}
 	size, err := decodeModuleHdr(raw, n.MaxModuleBytes())
 	if err != nil {
 		return nil, fmt.Errorf("module %.12s from %s: %w", sha, p, err)
 	}
+	dl, _ := ctx.Deadline()
+	_ = s.SetDeadline(dl)
 	code := make([]byte, size)
 	if _, err := io.ReadFull(br, code); err != nil {
 		return nil, fmt.Errorf("module %.12s from %s: %d bytes announced: %w", sha, p, size, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/wasm"
@@ -105,6 +106,76 @@ func TestModuleTransfer(t *testing.T) {
 	_ = s.SetDeadline(time.Now().Add(20 * time.Second))
 	if raw, err := wire.ReadFrame(bufio.NewReader(s), moduleHdrMax); err == nil {
 		t.Fatalf("an outsider got an answer: %s", raw)
+	}
+}
+
+// TestModuleFetchPassesAStalledMember: a member that takes the module stream and never answers
+// (its process hung, its disk stalled) is passed over once moduleHeaderWait has gone by, and the
+// module is fetched from the next member. Before, the fetch waited for its header the whole
+// moduleTransfer (2 minutes) per such member: a chunk's module, or a submit's, waited that long.
+func TestModuleFetchPassesAStalledMember(t *testing.T) {
+	nodes := startCluster(t, 2)
+	waitFor(t, 20*time.Second, "leader, token and two servers", func() error {
+		if _, err := agreedLeader(nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.APIToken() == "" || len(n.raft.Servers()) != 2 {
+				return os.ErrNotExist
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := webui.NewClient(nodes[0].HTTPURL(), nodes[0].APIToken()).UploadModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[1].deleteLocalModule(info.SHA256); err != nil { // only nodes[0] holds it now
+		t.Fatal(err)
+	}
+
+	stall := admittedHost(t, ctx, nodes[0], nodes[0].APIToken(), consensus.RoleMember)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // runs before the host's Close (registered earlier)
+	asked := make(chan struct{}, 1)
+	stall.SetStreamHandler(ModuleGetProtocol, func(s network.Stream) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		<-release // never answers
+		_ = s.Reset()
+	})
+	if err := stall.Connect(ctx, nodes[1].info()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the stalled peer a member on nodes[1]", func() error {
+		if !nodes[1].host.IsMember(stall.ID()) {
+			return os.ErrNotExist
+		}
+		return nil
+	})
+
+	// The stalled member is asked first (as a member asking to hold the module is).
+	fctx, fcancel := context.WithTimeout(ctx, 40*time.Second)
+	defer fcancel()
+	began := time.Now()
+	if err := nodes[1].ensureModule(fctx, info.SHA256, stall.ID()); err != nil {
+		t.Fatalf("module not fetched past the stalled member after %s: %v", time.Since(began).Round(time.Second), err)
+	}
+	select {
+	case <-asked:
+	default:
+		t.Fatal("the stalled member was never asked")
+	}
+	if !nodes[1].moduleIntact(info.SHA256) {
+		t.Fatal("module not stored")
 	}
 }
 
