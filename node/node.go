@@ -198,6 +198,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
+	// Raft's replay below, and every apply after it, counts this node busy in procs (jobsChanged):
+	// a node that fails to start or is closed without running must leave procs again (Run's
+	// own stop does), else the process kept its every CPU and the node's memory for good.
+	undo.push(func() { procs.forget(n) })
 	var joinPeers []peer.ID
 	for _, ai := range n.p.join {
 		if ai.ID != h.ID() {
