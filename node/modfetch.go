@@ -114,6 +114,23 @@ type moduleFetch struct {
 	err  error
 }
 
+// await returns once no fetch of sha is under way here, or ctx ends. A delete waits for one: an
+// upload answers once one other member holds the module while the others still fetch it, and a
+// delete right after found it not held on those, whose fetch then stored it after the delete (a
+// copy nothing deleted, listed on that member and filling its disk).
+func (f *moduleFetches) await(ctx context.Context, sha string) {
+	f.mu.Lock()
+	call := f.inflight[sha]
+	f.mu.Unlock()
+	if call == nil {
+		return
+	}
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+	}
+}
+
 // serveModules registers the module protocols; both refuse a non-member before reading a byte,
 // and hold (which stores or deletes a module here) takes requests from members only, not
 // workers: a worker fetches the modules its chunks need, and never uploads or deletes one (a
@@ -138,6 +155,7 @@ func (n *Node) serveModules() {
 						n.log.Debug("module drop: replica behind the asker's index", "sha256", req.SHA256, "index", req.Index, "err", err)
 					}
 				}
+				n.modFetch.await(ctx, req.SHA256)
 				if err := n.deleteLocalModule(req.SHA256); err != nil && !errors.Is(err, webui.ErrNoSuchModule) {
 					return nil, err
 				}

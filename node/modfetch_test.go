@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,6 +177,99 @@ func TestModuleFetchPassesAStalledMember(t *testing.T) {
 	}
 	if !nodes[1].moduleIntact(info.SHA256) {
 		t.Fatal("module not stored")
+	}
+}
+
+// TestModuleDropWaitsForAFetchUnderWay: a member asked to drop a module it is still fetching (an
+// upload answers once one other member holds it, while the others still fetch) drops it once the
+// fetch is done. Before, the drop found the module not held and answered at once; the fetch then
+// stored it, a copy that nothing deleted, listed on that member and taking its disk.
+func TestModuleDropWaitsForAFetchUnderWay(t *testing.T) {
+	n, tok, ctx, _, info := moduleNode(t)
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.deleteLocalModule(info.SHA256); err != nil { // n will fetch it from m
+		t.Fatal(err)
+	}
+	m := admittedHost(t, ctx, n, tok, consensus.RoleMember)
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	asked := make(chan struct{}, 1)
+	m.SetStreamHandler(ModuleGetProtocol, func(s network.Stream) { // m serves the module once released
+		defer s.Close()
+		if _, err := wire.ReadFrame(bufio.NewReader(s), moduleReqMax); err != nil {
+			_ = s.Reset()
+			return
+		}
+		asked <- struct{}{}
+		<-release
+		hdr, _ := json.Marshal(moduleHdr{Size: int64(len(code))})
+		if wire.WriteFrame(s, hdr) == nil {
+			_, _ = s.Write(code)
+		}
+	})
+
+	held := make(chan error, 1)
+	go func() { held <- p2p.Call(ctx, m, n.ID(), ModuleHoldProtocol, moduleReq{SHA256: info.SHA256}, nil) }()
+	select {
+	case <-asked: // n's fetch is under way
+	case err := <-held:
+		t.Fatalf("the hold answered before n fetched: %v", err)
+	case <-ctx.Done():
+		t.Fatal("n never fetched the module")
+	}
+	dropped := make(chan error, 1)
+	go func() {
+		dropped <- p2p.Call(ctx, m, n.ID(), ModuleHoldProtocol, moduleReq{SHA256: info.SHA256, Drop: true}, nil)
+	}()
+	answered := false // the drop answered while the fetch is under way
+	waitFor(t, 10*time.Second, "the drop at n", func() error {
+		select {
+		case err := <-dropped:
+			dropped <- err
+			answered = true
+			return nil
+		default:
+		}
+		holds := 0
+		for _, conn := range n.host.Host().Network().ConnsToPeer(m.ID()) {
+			for _, s := range conn.GetStreams() {
+				if s.Protocol() == ModuleHoldProtocol {
+					holds++
+				}
+			}
+		}
+		if holds < 2 {
+			return os.ErrNotExist
+		}
+		return nil
+	})
+	if !answered {
+		select {
+		case <-dropped:
+			answered = true
+		case <-time.After(time.Second): // a drop that does not wait answers in milliseconds
+		}
+	}
+	if answered {
+		t.Fatal("the drop was answered while the module was being fetched: the fetch stores it after")
+	}
+	once.Do(func() { close(release) })
+	for _, ch := range []chan error{held, dropped} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("no answer")
+		}
+	}
+	if n.hasModule(info.SHA256) {
+		t.Fatal("the module dropped while it was fetched stays stored")
 	}
 }
 

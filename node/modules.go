@@ -261,6 +261,11 @@ func (n *Node) DeleteModule(ctx context.Context, sha string) error {
 	if err := n.readBarrier(ctx); err != nil {
 		return fmt.Errorf("module %.12s: %w", sha, err)
 	}
+	// A fetch under way here would store the module again after the delete: wait for it, a
+	// little (the members are asked to drop it with what is left of ctx).
+	actx, cancel := context.WithTimeout(ctx, moduleDropWait)
+	n.modFetch.await(actx, sha)
+	cancel()
 	err := n.deleteLocalModule(sha)
 	if err != nil && !(errors.Is(err, webui.ErrNoSuchModule) && validSHA(sha)) {
 		return err
