@@ -173,3 +173,31 @@ func TestClosedNodeLeavesIdleProcs(t *testing.T) {
 		t.Fatal("a node closed without running stays counted busy in procs")
 	}
 }
+
+// TestFailedHTTPServerStopsRunWithAnError: a node whose HTTP listener fails (here closed under
+// it, as any accept error that is not temporary ends net/http's Serve) stops with an error.
+// Before, Run returned nil, a clean stop: `hydra node` exited 0, which the service unit
+// (Restart=on-failure) does not restart, so the node stayed down for good.
+func TestFailedHTTPServerStopsRunWithAnError(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- n.Run(ctx) }()
+	waitFor(t, 20*time.Second, "the node serving HTTP", func() error {
+		_, err := getStatus(n)
+		return err
+	})
+	if err := n.httpLn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ran:
+		if err == nil {
+			t.Fatal("Run returned nil after its HTTP server failed: a clean stop, which no supervisor restarts")
+		}
+		t.Logf("Run: %v", err)
+	case <-ctx.Done():
+		t.Fatal("Run did not stop after its HTTP server failed")
+	}
+}

@@ -515,7 +515,10 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-n.left:
 		leftCluster = true
 	case err := <-httpDone:
+		// Its listener failed (an accept error that is not temporary: ENOMEM, ENOBUFS, EPERM
+		// from a firewall): a failure, not a clean stop, or a supervisor would not restart it.
 		n.log.Error("http server stopped", "err", err)
+		runErr = fmt.Errorf("http server on %s stopped: %w", n.httpURL, err)
 	case err := <-n.fatal:
 		// A committed entry could not be applied here (disk full? an op of
 		// a newer build?), or the disk fails writes: stop rather than serve
