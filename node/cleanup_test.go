@@ -10,6 +10,8 @@ import (
 	"runtime/pprof"
 	"testing"
 	"time"
+
+	"github.com/hydra-compute/hydra/compute"
 )
 
 // goroutineSlack is how many goroutines more than before a test may leave once what it made is
@@ -126,4 +128,76 @@ func TestCloseReleasesANodeThatNeverRan(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestClosedNodeLeavesIdleProcs: a node whose replay applied jobs (which counts it busy in the
+// process's idle-P bookkeeping, procs) and that is then closed without running leaves procs
+// again, as a node that ran does. Before, only Run forgot it: the closed node stayed there for
+// good, busy, so the process never ran idle on one P again, and held the node's memory.
+func TestClosedNodeLeavesIdleProcs(t *testing.T) {
+	dir := t.TempDir()
+	first := newTestNode(t, dir, "n0", func(c *Config) { c.Compute = false })
+	first.start(t)
+	waitFor(t, 20*time.Second, "the node leads", func() error {
+		if !first.raft.IsLeader() {
+			return fmt.Errorf("not leading")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := first.SubmitJob(ctx, compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1000, Seed: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	first.stop(t)
+
+	held := func(n *Node) bool {
+		procs.mu.Lock()
+		defer procs.mu.Unlock()
+		_, ok := procs.nodes[n]
+		return ok
+	}
+	again, err := New(context.Background(), testConfig(dir, "n0")) // replays the submit
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Close)
+	waitFor(t, 20*time.Second, "the replay counted in procs", func() error {
+		if !held(again) {
+			return fmt.Errorf("not counted")
+		}
+		return nil
+	})
+	again.Close()
+	if held(again) {
+		t.Fatal("a node closed without running stays counted busy in procs")
+	}
+}
+
+// TestFailedHTTPServerStopsRunWithAnError: a node whose HTTP listener fails (here closed under
+// it, as any accept error that is not temporary ends net/http's Serve) stops with an error.
+// Before, Run returned nil, a clean stop: `hydra node` exited 0, which the service unit
+// (Restart=on-failure) does not restart, so the node stayed down for good.
+func TestFailedHTTPServerStopsRunWithAnError(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- n.Run(ctx) }()
+	waitFor(t, 20*time.Second, "the node serving HTTP", func() error {
+		_, err := getStatus(n)
+		return err
+	})
+	if err := n.httpLn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ran:
+		if err == nil {
+			t.Fatal("Run returned nil after its HTTP server failed: a clean stop, which no supervisor restarts")
+		}
+		t.Logf("Run: %v", err)
+	case <-ctx.Done():
+		t.Fatal("Run did not stop after its HTTP server failed")
+	}
 }

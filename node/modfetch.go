@@ -40,10 +40,14 @@ const (
 	// answers once the module is stored there (an upload waits for one such answer).
 	ModuleHoldProtocol = "/hydra/module/hold/1.0.0"
 
-	moduleReqMax    = 256 // bytes of a request frame
-	moduleHdrMax    = 1024
-	moduleTransfer  = 2 * time.Minute // one module transfer at most (16 MiB at 1 Mbit/s ~ 2 min)
-	moduleHoldQuiet = 30 * time.Second
+	moduleReqMax   = 256 // bytes of a request frame
+	moduleHdrMax   = 1024
+	moduleTransfer = 2 * time.Minute // one module transfer at most (16 MiB at 1 Mbit/s ~ 2 min)
+	// moduleHeaderWait bounds the wait for a member's header (a stat of one file there): a member
+	// that opens the stream but never answers (its process hung, its disk stalled) is passed over
+	// for the next one then, instead of holding the fetch for the whole moduleTransfer.
+	moduleHeaderWait = 10 * time.Second
+	moduleHoldQuiet  = 30 * time.Second
 	// moduleDropWait bounds how long a member asked to drop a module waits for its replica to
 	// reach the asker's applied index before it checks whether a job still uses the module.
 	moduleDropWait = 5 * time.Second
@@ -122,6 +126,23 @@ type moduleFetch struct {
 	err  error
 }
 
+// await returns once no fetch of sha is under way here, or ctx ends. A delete waits for one: an
+// upload answers once one other member holds the module while the others still fetch it, and a
+// delete right after found it not held on those, whose fetch then stored it after the delete (a
+// copy nothing deleted, listed on that member and filling its disk).
+func (f *moduleFetches) await(ctx context.Context, sha string) {
+	f.mu.Lock()
+	call := f.inflight[sha]
+	f.mu.Unlock()
+	if call == nil {
+		return
+	}
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+	}
+}
+
 // serveModules registers the module protocols; both refuse a non-member before reading a byte,
 // and hold (which stores or deletes a module here) takes requests from members only, not
 // workers: a worker fetches the modules its chunks need, and never uploads or deletes one (a
@@ -146,6 +167,7 @@ func (n *Node) serveModules() {
 						n.log.Debug("module drop: replica behind the asker's index", "sha256", req.SHA256, "index", req.Index, "err", err)
 					}
 				}
+				n.modFetch.await(ctx, req.SHA256)
 				if err := n.deleteLocalModule(req.SHA256); err != nil && !errors.Is(err, webui.ErrNoSuchModule) {
 					return nil, err
 				}
@@ -212,7 +234,12 @@ func (n *Node) serveModuleGet(s network.Stream) {
 func (n *Node) fetchModuleFrom(ctx context.Context, p peer.ID, sha string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, moduleTransfer)
 	defer cancel()
-	s, err := n.host.Host().NewStream(ctx, p, ModuleGetProtocol)
+	// Opening the stream and the header are bounded by moduleHeaderWait, the bytes by
+	// moduleTransfer: a member that never answers costs a fetch seconds, not minutes, before
+	// fetchModule tries the next one (each bounded alike, within its 2×moduleTransfer).
+	hctx, hcancel := context.WithTimeout(ctx, moduleHeaderWait)
+	defer hcancel()
+	s, err := n.host.Host().NewStream(hctx, p, ModuleGetProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("module %.12s from %s: %w", sha, p, err)
 	}
@@ -222,8 +249,8 @@ func (n *Node) fetchModuleFrom(ctx context.Context, p peer.ID, sha string) ([]by
 			_ = s.Reset()
 		}
 	}()
-	dl, _ := ctx.Deadline()
-	_ = s.SetDeadline(dl)
+	hdl, _ := hctx.Deadline()
+	_ = s.SetDeadline(hdl)
 	req, _ := json.Marshal(moduleReq{SHA256: sha})
 	if err := wire.WriteFrame(s, req); err == nil {
 		err = s.CloseWrite()
@@ -234,12 +261,14 @@ func (n *Node) fetchModuleFrom(ctx context.Context, p peer.ID, sha string) ([]by
 	br := bufio.NewReader(s)
 	raw, err := wire.ReadFrame(br, moduleHdrMax)
 	if err != nil {
-		return nil, fmt.Errorf("module %.12s from %s: %w", sha, p, err)
+		return nil, fmt.Errorf("module %.12s from %s: no header within %s: %w", sha, p, moduleHeaderWait, err)
 	}
 	size, err := decodeModuleHdr(raw, n.MaxModuleBytes())
 	if err != nil {
 		return nil, fmt.Errorf("module %.12s from %s: %w", sha, p, err)
 	}
+	dl, _ := ctx.Deadline()
+	_ = s.SetDeadline(dl)
 	code := make([]byte, size)
 	if _, err := io.ReadFull(br, code); err != nil {
 		return nil, fmt.Errorf("module %.12s from %s: %d bytes announced: %w", sha, p, size, err)

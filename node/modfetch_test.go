@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/compute/wasm"
@@ -95,6 +97,169 @@ func TestModuleTransfer(t *testing.T) {
 	_ = s.SetDeadline(time.Now().Add(20 * time.Second))
 	if raw, err := wire.ReadFrame(bufio.NewReader(s), moduleHdrMax); err == nil {
 		t.Fatalf("an outsider got an answer: %s", raw)
+	}
+}
+
+// TestModuleFetchPassesAStalledMember: a member that takes the module stream and never answers
+// (its process hung, its disk stalled) is passed over once moduleHeaderWait has gone by, and the
+// module is fetched from the next member. Before, the fetch waited for its header the whole
+// moduleTransfer (2 minutes) per such member: a chunk's module, or a submit's, waited that long.
+func TestModuleFetchPassesAStalledMember(t *testing.T) {
+	nodes := startCluster(t, 2)
+	waitFor(t, 20*time.Second, "leader, token and two servers", func() error {
+		if _, err := agreedLeader(nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.APIToken() == "" || len(n.raft.Servers()) != 2 {
+				return os.ErrNotExist
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := webui.NewClient(nodes[0].HTTPURL(), nodes[0].APIToken()).UploadModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[1].deleteLocalModule(info.SHA256); err != nil { // only nodes[0] holds it now
+		t.Fatal(err)
+	}
+
+	stall := admittedHost(t, ctx, nodes[0], nodes[0].APIToken(), consensus.RoleMember)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // runs before the host's Close (registered earlier)
+	asked := make(chan struct{}, 1)
+	stall.SetStreamHandler(ModuleGetProtocol, func(s network.Stream) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		<-release // never answers
+		_ = s.Reset()
+	})
+	if err := stall.Connect(ctx, nodes[1].info()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the stalled peer a member on nodes[1]", func() error {
+		if !nodes[1].host.IsMember(stall.ID()) {
+			return os.ErrNotExist
+		}
+		return nil
+	})
+
+	// The stalled member is asked first (as a member asking to hold the module is).
+	fctx, fcancel := context.WithTimeout(ctx, 40*time.Second)
+	defer fcancel()
+	began := time.Now()
+	if err := nodes[1].ensureModule(fctx, info.SHA256, stall.ID()); err != nil {
+		t.Fatalf("module not fetched past the stalled member after %s: %v", time.Since(began).Round(time.Second), err)
+	}
+	select {
+	case <-asked:
+	default:
+		t.Fatal("the stalled member was never asked")
+	}
+	if !nodes[1].moduleIntact(info.SHA256) {
+		t.Fatal("module not stored")
+	}
+}
+
+// TestModuleDropWaitsForAFetchUnderWay: a member asked to drop a module it is still fetching (an
+// upload answers once one other member holds it, while the others still fetch) drops it once the
+// fetch is done. Before, the drop found the module not held and answered at once; the fetch then
+// stored it, a copy that nothing deleted, listed on that member and taking its disk.
+func TestModuleDropWaitsForAFetchUnderWay(t *testing.T) {
+	n, tok, ctx, _, info := moduleNode(t)
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.deleteLocalModule(info.SHA256); err != nil { // n will fetch it from m
+		t.Fatal(err)
+	}
+	m := admittedHost(t, ctx, n, tok, consensus.RoleMember)
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	asked := make(chan struct{}, 1)
+	m.SetStreamHandler(ModuleGetProtocol, func(s network.Stream) { // m serves the module once released
+		defer s.Close()
+		if _, err := wire.ReadFrame(bufio.NewReader(s), moduleReqMax); err != nil {
+			_ = s.Reset()
+			return
+		}
+		asked <- struct{}{}
+		<-release
+		hdr, _ := json.Marshal(moduleHdr{Size: int64(len(code))})
+		if wire.WriteFrame(s, hdr) == nil {
+			_, _ = s.Write(code)
+		}
+	})
+
+	held := make(chan error, 1)
+	go func() { held <- p2p.Call(ctx, m, n.ID(), ModuleHoldProtocol, moduleReq{SHA256: info.SHA256}, nil) }()
+	select {
+	case <-asked: // n's fetch is under way
+	case err := <-held:
+		t.Fatalf("the hold answered before n fetched: %v", err)
+	case <-ctx.Done():
+		t.Fatal("n never fetched the module")
+	}
+	dropped := make(chan error, 1)
+	go func() {
+		dropped <- p2p.Call(ctx, m, n.ID(), ModuleHoldProtocol, moduleReq{SHA256: info.SHA256, Drop: true}, nil)
+	}()
+	answered := false // the drop answered while the fetch is under way
+	waitFor(t, 10*time.Second, "the drop at n", func() error {
+		select {
+		case err := <-dropped:
+			dropped <- err
+			answered = true
+			return nil
+		default:
+		}
+		holds := 0
+		for _, conn := range n.host.Host().Network().ConnsToPeer(m.ID()) {
+			for _, s := range conn.GetStreams() {
+				if s.Protocol() == ModuleHoldProtocol {
+					holds++
+				}
+			}
+		}
+		if holds < 2 {
+			return os.ErrNotExist
+		}
+		return nil
+	})
+	if !answered {
+		select {
+		case <-dropped:
+			answered = true
+		case <-time.After(time.Second): // a drop that does not wait answers in milliseconds
+		}
+	}
+	if answered {
+		t.Fatal("the drop was answered while the module was being fetched: the fetch stores it after")
+	}
+	once.Do(func() { close(release) })
+	for _, ch := range []chan error{held, dropped} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("no answer")
+		}
+	}
+	if n.hasModule(info.SHA256) {
+		t.Fatal("the module dropped while it was fetched stays stored")
 	}
 }
 

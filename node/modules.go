@@ -38,15 +38,32 @@ func (n *Node) wasmEnv() []string {
 	return []string{child.EnvWasmModules + "=" + n.modulesDir(), child.EnvWasmCache + "=" + n.wasmCacheDir()}
 }
 
-// validator compiles uploads (validation plus a warm cache for the child); started on first use.
-// It compiles one module at a time: compiling takes about 5 bytes of memory per byte of code,
-// which the module cap is sized for (wasm.MaxModuleBytes), and uploads and fetches at once each
-// took as much again.
+// validator compiles uploads (validation plus a warm cache for the child); started on first use,
+// and again on the next use if it could not start (its cache directory could not be made: a full
+// disk), instead of refusing every module until the node restarts. It compiles one module at a
+// time: compiling takes about 5 bytes of memory per byte of code, which the module cap is sized
+// for (wasm.MaxModuleBytes), and uploads and fetches at once each took as much again.
 type validator struct {
-	once sync.Once
+	mu   sync.Mutex
 	eng  *wasm.Engine
-	err  error
-	turn chan struct{} // holds a value while a module compiles
+	turn chan struct{} // holds a value while a module compiles; made once, under mu
+}
+
+// engine returns the validator's engine, started with its cache in dir if it is not yet.
+func (v *validator) engine(dir string) (*wasm.Engine, chan struct{}, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.turn == nil {
+		v.turn = make(chan struct{}, 1)
+	}
+	if v.eng == nil {
+		eng, err := wasm.NewEngine(context.Background(), wasm.Config{CacheDir: dir})
+		if err != nil {
+			return nil, nil, fmt.Errorf("wasm engine: %w", err)
+		}
+		v.eng = eng
+	}
+	return v.eng, v.turn, nil
 }
 
 // MaxModuleBytes is the largest module accepted (--max-module-bytes, default 16 MiB).
@@ -79,20 +96,17 @@ func (n *Node) checkModule(ctx context.Context, code []byte) error {
 	if int64(len(code)) > n.MaxModuleBytes() {
 		return fmt.Errorf("%w: %d bytes, cap %d", webui.ErrBadModule, len(code), n.MaxModuleBytes())
 	}
-	n.wasmVal.once.Do(func() {
-		n.wasmVal.turn = make(chan struct{}, 1)
-		n.wasmVal.eng, n.wasmVal.err = wasm.NewEngine(context.Background(), wasm.Config{CacheDir: n.wasmCacheDir()})
-	})
-	if n.wasmVal.err != nil {
-		return fmt.Errorf("wasm engine: %w", n.wasmVal.err)
+	eng, turn, err := n.wasmVal.engine(n.wasmCacheDir())
+	if err != nil {
+		return err
 	}
 	select {
-	case n.wasmVal.turn <- struct{}{}:
-		defer func() { <-n.wasmVal.turn }()
+	case turn <- struct{}{}:
+		defer func() { <-turn }()
 	case <-ctx.Done():
 		return fmt.Errorf("%w: other modules are being compiled: %w", webui.ErrUnavailable, ctx.Err())
 	}
-	if err := n.wasmVal.eng.Validate(ctx, code); err != nil {
+	if err := eng.Validate(ctx, code); err != nil {
 		return fmt.Errorf("%w: %v", webui.ErrBadModule, err)
 	}
 	return nil
@@ -261,6 +275,11 @@ func (n *Node) DeleteModule(ctx context.Context, sha string) error {
 	if err := n.readBarrier(ctx); err != nil {
 		return fmt.Errorf("module %.12s: %w", sha, err)
 	}
+	// A fetch under way here would store the module again after the delete: wait for it, a
+	// little (the members are asked to drop it with what is left of ctx).
+	actx, cancel := context.WithTimeout(ctx, moduleDropWait)
+	n.modFetch.await(actx, sha)
+	cancel()
 	err := n.deleteLocalModule(sha)
 	if err != nil && !(errors.Is(err, webui.ErrNoSuchModule) && validSHA(sha)) {
 		return err

@@ -198,6 +198,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, configErr("--data %s: %v", cfg.DataDir, err)
 	}
+	// Raft's replay below, and every apply after it, counts this node busy in procs (jobsChanged):
+	// a node that fails to start or is closed without running must leave procs again (Run's
+	// own stop does), else the process kept its every CPU and the node's memory for good.
+	undo.push(func() { procs.forget(n) })
 	var joinPeers []peer.ID
 	for _, ai := range n.p.join {
 		if ai.ID != h.ID() {
@@ -511,7 +515,10 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-n.left:
 		leftCluster = true
 	case err := <-httpDone:
+		// Its listener failed (an accept error that is not temporary: ENOMEM, ENOBUFS, EPERM
+		// from a firewall): a failure, not a clean stop, or a supervisor would not restart it.
 		n.log.Error("http server stopped", "err", err)
+		runErr = fmt.Errorf("http server on %s stopped: %w", n.httpURL, err)
 	case err := <-n.fatal:
 		// A committed entry could not be applied here (disk full? an op of
 		// a newer build?), or the disk fails writes: stop rather than serve

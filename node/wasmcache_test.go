@@ -112,3 +112,37 @@ func TestWasmCacheTempsLeftByACrashAreRemoved(t *testing.T) {
 		}
 	}
 }
+
+// TestValidatorStartsAgainOnceItCan: a validator that could not start (its cache directory could
+// not be made: a full disk; here a file in its way) starts on the next module once it can. Before,
+// its first error stayed for the node's life: every upload and every fetch of a module refused
+// with it, long after the disk had room again, until the node restarted.
+func TestValidatorStartsAgainOnceItCan(t *testing.T) {
+	n := newTestNode(t, t.TempDir(), "n0", func(c *Config) { c.Compute = false })
+	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := n.wasmCacheDir()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil { // no directory can be made there
+		t.Fatal(err)
+	}
+	if err := n.checkModule(context.Background(), code); err == nil {
+		t.Fatal("validated with no cache directory to compile into")
+	}
+	if err := os.Remove(dir); err != nil { // room again
+		t.Fatal(err)
+	}
+	if err := n.checkModule(context.Background(), code); err != nil {
+		t.Fatalf("the validator did not start again once it could: %v", err)
+	}
+	if cacheEntries(t, n) == 0 {
+		t.Fatal("nothing compiled into the cache")
+	}
+}
