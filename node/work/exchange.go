@@ -228,9 +228,12 @@ func (c *leadership) sortResultsLocked(node string, req *syncRequest, now time.T
 		// work now, as the prefix is. Left there until their commit returned, a concurrent
 		// exchange could be leased a range reaching into one, which its commit then left only
 		// partly inside: that lease ran on, its result was refused as an overlap, and the rest of
-		// its range lay orphaned until the repair pass.
+		// its range lay orphaned until the repair pass. A "prefix" that does not start at the
+		// lease's start (the child was frozen before its first block was done: only ranges
+		// ahead came back) is no prefix: the whole lease went back, so it too.
+		whole := p.Start != l.Range.Start
 		for _, r := range d.ranges {
-			if ok && l.Range.Contains(r) && !p.Contains(r) {
+			if ok && l.Range.Contains(r) && (whole || !p.Contains(r)) {
 				c.sched.Accepted(l.Job, r)
 			}
 		}
