@@ -22,6 +22,22 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 
 	c.mu.Lock()
 	c.noteWorkerLocked(node, req, now)
+	// A worker waiting on its exchange (a slow commit) is not silent: tick leaves it alone until
+	// the exchange ends, which counts as seen too.
+	if c.exchanging == nil {
+		c.exchanging = map[string]int{}
+	}
+	c.exchanging[node]++
+	defer func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.exchanging[node]--; c.exchanging[node] <= 0 {
+			delete(c.exchanging, node)
+		}
+		if _, ok := c.lastSeen[node]; ok {
+			c.lastSeen[node] = time.Now()
+		}
+	}()
 	if c.quarantinedLocked(node) {
 		// The job state refuses its results: what it holds goes to others before they come in,
 		// and nothing it holds is adopted.
