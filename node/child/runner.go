@@ -233,10 +233,12 @@ func (r *Runner) SetLimits(cpus, cpuLimit int) error {
 	return nil
 }
 
-// effective turns the "0 means default" settings into what the child runs: all CPUs, 100 %.
+// effective turns the "0 means default" settings into what the child runs: all CPUs (at most
+// MaxCPUs: the child refuses a run for more, and on a larger machine every task would wait for
+// its stop deadline), 100 %.
 func effective(cpus, limit int) (int, int) {
 	if cpus == 0 {
-		cpus = runtime.NumCPU()
+		cpus = min(numCPU(), maxCPUs)
 	}
 	if limit == 0 {
 		limit = 100
@@ -343,6 +345,9 @@ func (r *Runner) child(ctx context.Context) (*proc, error) {
 	r.last = p.hello
 	return p, nil
 }
+
+// numCPU is the machine's logical CPU count (a variable: tests pretend to run on a larger machine).
+var numCPU = runtime.NumCPU
 
 // Subcommand is the hidden hydra subcommand that runs Main: the default Config.Args.
 const Subcommand = "__compute"

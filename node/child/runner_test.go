@@ -394,3 +394,29 @@ func TestRunAfterKillStartsANewChild(t *testing.T) {
 		}
 	}
 }
+
+// TestRunOnMoreCoresThanMaxCPUs: on a machine with more logical CPUs than MaxCPUs, a runner
+// with --cpus 0 ("all of them") runs its tasks on MaxCPUs workers. It used to send the child
+// the machine's count, which the child refuses as a malformed run (cpus over MaxCPUs): the
+// child's error names no task, so Run waited for a result that never came until its stop
+// deadline killed the child, every task, for as long as the node ran.
+func TestRunOnMoreCoresThanMaxCPUs(t *testing.T) {
+	saved := numCPU
+	numCPU = func() int { return 2 * MaxCPUs }
+	t.Cleanup(func() { numCPU = saved })
+	r := startRunner(t, "child", 0, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	task := compute.Range{Start: 0, End: 3 << 20}
+	res, err := r.Run(ctx, Chunk{ID: 1, Spec: piSpec(1<<30, 5), Range: task}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil || res.Done != task {
+		t.Fatalf("Run returned %s of %s (ctx: %v), want all of it before the deadline", res.Done, task, ctx.Err())
+	}
+	hits, _ := compute.DecodePiResult(res.Payload, res.Done)
+	if want := compute.PiHits(5, task.Start, task.End); hits != want {
+		t.Fatalf("%d hits, want %d", hits, want)
+	}
+}

@@ -139,7 +139,7 @@ type leadership struct {
 	mu       sync.Mutex
 	sched    *compute.Scheduler
 	jobs     map[string]bool            // jobs known to the scheduler
-	lastSeen map[string]time.Time       // node → last sync
+	lastSeen map[string]time.Time       // node → last sync (its start, then its end)
 	busyAt   time.Time                  // when the first job came after none (tick: idle workers' silence)
 	paused   map[string]bool            // nodes whose last sync said they are paused
 	began    time.Time                  // the term's start
@@ -169,6 +169,7 @@ type leadership struct {
 	auditWait   time.Duration          // auditWait (tests: longer, so that a wait that should not happen shows)
 	auditLeases map[uint64]*auditLease // audit ID → its lease
 	auditIdle   map[string]int         // node → its exchanges waiting for audits (awaitAuditsLocked)
+	exchanging  map[string]int         // node → its exchanges under way: not silent meanwhile (tick)
 	challenges  chan struct{}          // kicks the challenger: chunks wait for a Challenge
 	resultsAt   atomic.Int64           // when the last Results entry was proposed (Unix ns)
 

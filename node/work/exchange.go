@@ -22,6 +22,22 @@ func (c *leadership) sync(ctx context.Context, from peer.ID, req *syncRequest) (
 
 	c.mu.Lock()
 	c.noteWorkerLocked(node, req, now)
+	// A worker waiting on its exchange (a slow commit) is not silent: tick leaves it alone until
+	// the exchange ends, which counts as seen too.
+	if c.exchanging == nil {
+		c.exchanging = map[string]int{}
+	}
+	c.exchanging[node]++
+	defer func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.exchanging[node]--; c.exchanging[node] <= 0 {
+			delete(c.exchanging, node)
+		}
+		if _, ok := c.lastSeen[node]; ok {
+			c.lastSeen[node] = time.Now()
+		}
+	}()
 	if c.quarantinedLocked(node) {
 		// The job state refuses its results: what it holds goes to others before they come in,
 		// and nothing it holds is adopted.
@@ -228,9 +244,12 @@ func (c *leadership) sortResultsLocked(node string, req *syncRequest, now time.T
 		// work now, as the prefix is. Left there until their commit returned, a concurrent
 		// exchange could be leased a range reaching into one, which its commit then left only
 		// partly inside: that lease ran on, its result was refused as an overlap, and the rest of
-		// its range lay orphaned until the repair pass.
+		// its range lay orphaned until the repair pass. A "prefix" that does not start at the
+		// lease's start (the child was frozen before its first block was done: only ranges
+		// ahead came back) is no prefix: the whole lease went back, so it too.
+		whole := p.Start != l.Range.Start
 		for _, r := range d.ranges {
-			if ok && l.Range.Contains(r) && !p.Contains(r) {
+			if ok && l.Range.Contains(r) && (whole || !p.Contains(r)) {
 				c.sched.Accepted(l.Job, r)
 			}
 		}

@@ -69,3 +69,64 @@ func TestRangesAheadNotLeasedWhileTheyCommit(t *testing.T) {
 		t.Fatalf("committed ranges %v, %v still pending or leased", prefix, ahead)
 	}
 }
+
+// TestRangeAheadWithoutPrefixNotLeasedWhileItCommits: a pause that froze the child before its
+// first block was done hands in only a range finished ahead of it (no prefix: every worker but
+// the first had finished its block, as on a machine of many cores). The lease goes back whole,
+// and while that range's commit is under way it must not be leased again: it was, to the next
+// node that asked, which computed it for nothing until the commit returned and cancelled it.
+func TestRangeAheadWithoutPrefixNotLeasedWhileItCommits(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 30, Seed: 1}}
+	c := newTestLeadership(t, spec) // no committer: this test answers the commit
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leased := syncAt(ctx, t, c, "node-a", &syncRequest{Want: 1}).Leases
+	if len(leased) != 1 {
+		t.Fatalf("node a leased %v, want one chunk", leased)
+	}
+	l := leased[0]
+	q := l.Range.Len() / 4
+	ahead := compute.Range{Start: l.Start + q, End: l.Start + 2*q}
+	type answer struct {
+		resp *syncResponse
+		err  error
+	}
+	paused := make(chan answer, 1)
+	go func() {
+		resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Paused: true, Results: []result{
+			{Lease: l.ID, Term: l.Term, Chunk: compute.Chunk{Job: l.Job, Range: ahead}, Seconds: 1, Payload: []byte{1}}}})
+		paused <- answer{resp, err}
+	}()
+	var req *commitReq
+	select {
+	case req = <-c.commits:
+	case <-ctx.Done():
+		t.Fatal("the paused worker's result never went to the commit")
+	}
+	other := syncAt(ctx, t, c, "node-b", &syncRequest{Want: 1}).Leases
+	req.done <- commitRes{outcome: &compute.ResultsOutcome{Accepted: len(req.items)}}
+	select {
+	case a := <-paused:
+		if a.err != nil || len(a.resp.Acked) != 1 {
+			t.Fatalf("paused worker's exchange: %+v, %v", a.resp, a.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the paused worker's exchange never returned")
+	}
+	if len(other) == 0 {
+		t.Fatal("node b was leased nothing: the rest of the chunk should have gone to it")
+	}
+	for _, o := range other {
+		if o.Range.Overlaps(ahead) {
+			t.Fatalf("node b leased %v while %v was being committed", o.Range, ahead)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sched.Open(l.Job, ahead) {
+		t.Fatalf("committed range %v still pending or leased", ahead)
+	}
+	if before := (compute.Range{Start: l.Start, End: ahead.Start}); !c.sched.Open(l.Job, before) {
+		t.Fatalf("the range %v before it is neither pending nor leased", before)
+	}
+}

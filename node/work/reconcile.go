@@ -123,6 +123,9 @@ func (c *leadership) tick(now time.Time) {
 		limit = idleWorkerSilence // its workers sync only every idleSyncEvery
 	}
 	for node, seen := range c.lastSeen {
+		if c.exchanging[node] > 0 {
+			continue // waiting on its exchange (a slow commit), not silent
+		}
 		if c.busyAt.After(seen) {
 			seen = c.busyAt // idle until a job came: its workers, woken, sync now
 		}
