@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -42,7 +43,9 @@ func watchAddrs(ctx context.Context, gone func(net.IP)) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if err == syscall.ENOBUFS { // messages were dropped: nothing to do but read on
+			// Messages were dropped (a burst of changes outran this loop): nothing to do but read
+			// on. os.File wraps the errno, so only errors.Is sees it.
+			if errors.Is(err, syscall.ENOBUFS) {
 				continue
 			}
 			return fmt.Errorf("netlink read: %w", err)

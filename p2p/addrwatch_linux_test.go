@@ -1,8 +1,20 @@
 package p2p
 
 import (
+	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,4 +55,106 @@ func TestDeletedAddrs(t *testing.T) {
 	for _, bad := range [][]byte{nil, {1, 2, 3}, b[:7], b[:len(b)-3]} {
 		_ = deletedAddrs(bad) // no panic
 	}
+}
+
+// TestAddrWatchSurvivesOverflow: when address changes come faster than the
+// watch reads them (a burst of them, a reader held up), the kernel drops
+// the rest and the next read fails with ENOBUFS, which the watch meant to
+// read past. os.File wraps the error, the comparison never matched, and the
+// watch ended for good at the first overflow: from then on a lost address
+// left its connections open until they timed out. Here the watch runs in a
+// network namespace of its own, its first deletion holds it while a few
+// thousand more changes overflow its socket, and a deletion made after
+// must still be seen. It needs root and iproute2.
+func TestAddrWatchSurvivesOverflow(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace")
+	}
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	ns := "hydra-addrwatch-" + hex.EncodeToString(rnd[:])
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("netns", "add", ns)
+	t.Cleanup(func() { run("netns", "delete", ns) })
+	run("-n", ns, "link", "set", "lo", "up")
+	nsFile, err := os.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsFile.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	hold := make(chan struct{})
+	var held, sawLast atomic.Bool
+	last := net.IPv4(10, 9, 255, 254)
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread, moved into the namespace, ends with the goroutine.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(nsFile.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		errc <- watchAddrs(ctx, func(a net.IP) {
+			if held.CompareAndSwap(false, true) {
+				<-hold // the watch reads nothing meanwhile
+			}
+			if a.Equal(last) {
+				sawLast.Store(true)
+			}
+		})
+	}()
+	released := false
+	defer func() {
+		if !released {
+			close(hold)
+		}
+		cancel()
+		<-errc
+	}()
+	ended := func() {
+		t.Helper()
+		select {
+		case err := <-errc:
+			errc <- err // for the deferred wait
+			t.Fatalf("the watch ended: %v", err)
+		default:
+		}
+	}
+	// The watch opens its socket in its own time: add and delete until it sees one.
+	waitFor(t, 10*time.Second, "the watch to see a deleted address", func() bool {
+		ended()
+		run("-n", ns, "addr", "add", "10.9.0.1/32", "dev", "lo")
+		run("-n", ns, "addr", "del", "10.9.0.1/32", "dev", "lo")
+		return held.Load()
+	})
+	var batch strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&batch, "addr add 10.9.%d.%d/32 dev lo\n", 1+i/250, 1+i%250)
+	}
+	for i := range 2000 {
+		fmt.Fprintf(&batch, "addr del 10.9.%d.%d/32 dev lo\n", 1+i/250, 1+i%250)
+	}
+	file := filepath.Join(t.TempDir(), "batch")
+	if err := os.WriteFile(file, []byte(batch.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run("-n", ns, "-batch", file)
+	released = true
+	close(hold)
+	waitFor(t, 10*time.Second, "the watch to see a deletion after the overflow", func() bool {
+		ended()
+		run("-n", ns, "addr", "add", last.String()+"/32", "dev", "lo")
+		run("-n", ns, "addr", "del", last.String()+"/32", "dev", "lo")
+		return sawLast.Load()
+	})
 }

@@ -166,7 +166,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if len(listen) == 0 {
 		listen = DefaultListenAddrs(0)
 	}
-	rcm, err := newResourceManager(cfg.Cluster)
+	g := &gate{}
+	rcm, err := newResourceManager(cfg.Cluster, g)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
@@ -182,7 +183,6 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		rcm.Close()
 		return nil, fmt.Errorf("p2p: connection manager: %w", err)
 	}
-	g := &gate{}
 	h, err := libp2p.New(
 		libp2p.Identity(cfg.Key),
 		// Listen below, one address at a time, to report each failure.

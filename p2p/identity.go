@@ -62,10 +62,37 @@ func readIdentity(path string) (crypto.PrivKey, error) {
 		return nil, fmt.Errorf("identity: read %s: %w", path, err)
 	}
 	key, err := crypto.UnmarshalPrivateKey(data)
+	if err == nil {
+		err = checkKeyPair(key)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("identity: %s: %w: %v (move it away to create a new identity, which gives this node a new peer ID)", path, ErrCorruptIdentity, err)
 	}
 	return key, nil
+}
+
+// checkKeyPair signs a message with key and verifies it with key's public
+// half. An Ed25519 key is stored as its seed followed by its public key, and
+// libp2p decodes the two as they are: a flipped bit in either half decodes
+// fine, into a key whose peer ID (from the public half) is no longer this
+// node's, or whose signatures no peer accepts. The node would then start as
+// a stranger to its cluster, or fail every handshake with a remote error
+// that says nothing of the file; a signature that does not verify says at
+// once that the file is corrupt.
+func checkKeyPair(key crypto.PrivKey) error {
+	msg := []byte("hydra identity self-check")
+	sig, err := key.Sign(msg)
+	if err != nil {
+		return fmt.Errorf("sign with the key: %w", err)
+	}
+	ok, err := key.GetPublic().Verify(msg, sig)
+	if err != nil {
+		return fmt.Errorf("verify with the public key: %w", err)
+	}
+	if !ok {
+		return errors.New("the private key and the public key it holds do not match")
+	}
+	return nil
 }
 
 // createIdentity generates an Ed25519 key and stores it atomically at path.

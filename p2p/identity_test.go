@@ -125,3 +125,45 @@ func TestIdentity_ConcurrentCreateAgrees(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentity_FlippedBitIsCorrupt flips one bit of a stored Ed25519 key,
+// in its seed and in its public half: either decodes (libp2p checks only the
+// length), the first into a key that signs what no peer verifies, the second
+// into another peer ID. Both must be ErrCorruptIdentity, never a key the
+// node starts with, and the file must stay as it is.
+func TestIdentity_FlippedBitIsCorrupt(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		at   int // offset into the 64 key bytes: seed then public key
+	}{{"seed", 5}, {"public half", 32 + 5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "identity.key")
+			if _, err := LoadOrCreateIdentity(path); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(data) < 64 {
+				t.Fatalf("key file of %d bytes, want a 64-byte key at its end", len(data))
+			}
+			data[len(data)-64+tc.at] ^= 0x10
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			k, err := LoadOrCreateIdentity(path)
+			if !errors.Is(err, ErrCorruptIdentity) {
+				id := peer.ID("")
+				if k != nil {
+					id, _ = peer.IDFromPrivateKey(k)
+				}
+				t.Fatalf("err = %v (peer ID %s), want ErrCorruptIdentity", err, id)
+			}
+			after, _ := os.ReadFile(path)
+			if !bytes.Equal(after, data) {
+				t.Fatal("corrupt key file was overwritten")
+			}
+		})
+	}
+}

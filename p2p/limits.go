@@ -1,8 +1,13 @@
 package p2p
 
 import (
+	"fmt"
+	"sync"
+
 	"github.com/libp2p/go-libp2p"
+	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 )
@@ -95,8 +100,9 @@ const pendingInbound = 64
 // scaling limits, libp2p's own service limits (identify, ping, ...) and
 // Hydra's protocol limits, scaled to this machine's memory and file
 // descriptors. The cluster's member protocol is never used for data, so it
-// gets a token budget.
-func newResourceManager(cluster string) (network.ResourceManager, error) {
+// gets a token budget. Non-members' streams whose protocol is not yet
+// negotiated are capped besides (outsiderStreams), per g's classification.
+func newResourceManager(cluster string, g *gate) (network.ResourceManager, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	for _, l := range hydraProtocolLimits {
@@ -113,5 +119,109 @@ func newResourceManager(cluster string) (network.ResourceManager, error) {
 	tiny := rcmgr.BaseLimit{Streams: 16, StreamsInbound: 8, StreamsOutbound: 8, Memory: 1 << 20}
 	limits.AddProtocolLimit(memberProtocol(cluster), tiny, rcmgr.BaseLimitIncrease{})
 	limits.AddProtocolPeerLimit(memberProtocol(cluster), rcmgr.BaseLimit{Streams: 2, StreamsInbound: 1, StreamsOutbound: 1, Memory: 1 << 16}, rcmgr.BaseLimitIncrease{})
-	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	scaled := limits.AutoScale()
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(scaled))
+	if err != nil {
+		return nil, err
+	}
+	// Non-members get half of the transient scope's inbound streams (64 on the smallest
+	// machine), members always have the other half.
+	transientIn := scaled.ToPartialLimitConfig().Transient.StreamsInbound.Build(rcmgr.DefaultLimits.TransientBaseLimit.StreamsInbound)
+	return &outsiderStreams{ResourceManager: rm, gate: g, max: max(1, transientIn/2), perPeer: map[peer.ID]int{}}, nil
+}
+
+// maxOutsiderNegotiatingPerPeer caps the inbound streams of one peer that
+// is not a member while their protocol is negotiated (outsiderStreams): an
+// honest peer negotiates a handful at a time (identify, gossipsub, the DHT,
+// a join request), each within a round trip.
+const maxOutsiderNegotiatingPerPeer = 16
+
+// outsiderStreams is the host's resource manager: libp2p's, with a cap on
+// the inbound streams of peers that are not members (the gate's access)
+// while their protocol is negotiated: at most max for all of them together,
+// maxOutsiderNegotiatingPerPeer each. Until then a stream belongs to no
+// protocol, only to the transient scope, which every peer shares, and
+// libp2p waits 10 s for the protocol's name: without the cap a few
+// strangers that open streams and never name a protocol (keys are free,
+// 200 streams each) kept the transient scope full, and every member's new
+// stream (raft, work, apply) was reset for as long as they kept it up. A
+// stream over the cap is refused (the opener sees a reset); one leaves the
+// count as soon as its protocol is set or it ends.
+type outsiderStreams struct {
+	network.ResourceManager
+	gate *gate
+	max  int // half of the transient scope's inbound streams
+
+	mu      sync.Mutex
+	total   int
+	perPeer map[peer.ID]int
+}
+
+// GetConnLimit passes on libp2p's check that the connection manager's
+// watermarks fit the system's connection limit (New trims them with it).
+func (r *outsiderStreams) GetConnLimit() int {
+	if l, ok := r.ResourceManager.(coreconnmgr.GetConnLimiter); ok {
+		return l.GetConnLimit()
+	}
+	return 1 << 30
+}
+
+// OpenStream is libp2p's, with a place under the caps taken first for an
+// inbound stream of a peer that is not a member.
+func (r *outsiderStreams) OpenStream(p peer.ID, dir network.Direction) (network.StreamManagementScope, error) {
+	if dir != network.DirInbound || r.gate.access(p) == AccessMember {
+		return r.ResourceManager.OpenStream(p, dir)
+	}
+	r.mu.Lock()
+	if r.total >= r.max || r.perPeer[p] >= maxOutsiderNegotiatingPerPeer {
+		total, mine := r.total, r.perPeer[p]
+		r.mu.Unlock()
+		return nil, fmt.Errorf("inbound stream of non-member %s refused (%d of its own, %d of non-members in protocol negotiation): %w",
+			p, mine, total, network.ErrResourceLimitExceeded)
+	}
+	r.total++
+	r.perPeer[p]++
+	r.mu.Unlock()
+	s, err := r.ResourceManager.OpenStream(p, dir)
+	if err != nil {
+		r.release(p)
+		return nil, err
+	}
+	return &negotiatingStream{StreamManagementScope: s, r: r, p: p}, nil
+}
+
+func (r *outsiderStreams) release(p peer.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.total--
+	if r.perPeer[p]--; r.perPeer[p] <= 0 {
+		delete(r.perPeer, p)
+	}
+}
+
+// negotiatingStream is the scope of a non-member's inbound stream: it
+// holds a place under outsiderStreams' caps until its protocol is set or it
+// ends, whichever comes first.
+type negotiatingStream struct {
+	network.StreamManagementScope
+	r    *outsiderStreams
+	p    peer.ID
+	once sync.Once
+}
+
+func (s *negotiatingStream) free() { s.once.Do(func() { s.r.release(s.p) }) }
+
+// SetProtocol moves the stream to its protocol's scope, and out of the cap.
+func (s *negotiatingStream) SetProtocol(proto protocol.ID) error {
+	err := s.StreamManagementScope.SetProtocol(proto)
+	if err == nil {
+		s.free()
+	}
+	return err
+}
+
+// Done ends the stream's scope and frees its place.
+func (s *negotiatingStream) Done() {
+	s.free()
+	s.StreamManagementScope.Done()
 }

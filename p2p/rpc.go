@@ -83,14 +83,22 @@ func CallLimit(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, l
 		}
 		return fmt.Errorf(format, proto, p, err)
 	}
-	if err := wire.WriteFrame(s, body); err != nil {
-		return fail("%s to %s: %w", err)
-	}
-	if err := s.CloseWrite(); err != nil {
-		return fail("%s to %s: close write: %w", err)
+	// The answer decides, not how the request went out: a server may answer and close before this
+	// side has closed its half (Serve reads the one frame it needs, answers and closes, and over
+	// QUIC a close stops the peer's sending), so a failed write or close of the request is an
+	// error only if no answer comes. A call on a loaded machine whose goroutine paused between its
+	// write and its close failed with "close called for canceled stream", its answer unread.
+	werr := wire.WriteFrame(s, body)
+	if werr == nil {
+		if err := s.CloseWrite(); err != nil {
+			werr = fmt.Errorf("close write: %w", err)
+		}
 	}
 	raw, err := wire.ReadFrame(bufio.NewReader(s), limit)
 	if err != nil {
+		if werr != nil {
+			return fail("%s to %s: %w", werr)
+		}
 		return fail("%s from %s: %w", err)
 	}
 	var env envelope

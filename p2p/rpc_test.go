@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/hydra-compute/hydra/wire"
 )
@@ -180,5 +181,45 @@ func TestCallEndsWhenCancelled(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Call still waits for the silent peer 5 s after its context was cancelled")
+	}
+}
+
+// TestCallTakesAnAnswerThatCameFirst: a server's close ends the client's
+// sending over QUIC (the stream's read half is cancelled), so a client whose
+// request was still going out when the answer and the close came (Serve
+// answers as soon as it has read its frame: a client paused between its write
+// and its close of the request, or a server that answers without reading it
+// all) got a write or close error, and the answer was never read. The server
+// here answers at once and closes, before the client's request (larger than
+// QUIC's flow-control window) can have been sent: Call returns the answer.
+func TestCallTakesAnAnswerThatCameFirst(t *testing.T) {
+	srv, _ := newTestHost(t, "c", nil)
+	cli, _ := newTestHost(t, "c", nil)
+	const earlyProto = protocol.ID("/hydra/test/early/1.0.0")
+	srv.Host().SetStreamHandler(earlyProto, func(s network.Stream) {
+		out, _ := json.Marshal(envelope{Data: json.RawMessage(`{"text":"early"}`)})
+		if err := wire.WriteFrame(s, out); err != nil {
+			_ = s.Reset()
+			return
+		}
+		_ = s.Close()
+	})
+	var quic []multiaddr.Multiaddr
+	for _, m := range srv.Host().Addrs() {
+		if _, err := m.ValueForProtocol(multiaddr.P_QUIC_V1); err == nil {
+			quic = append(quic, m)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cli.Host().Connect(ctx, peer.AddrInfo{ID: srv.ID(), Addrs: quic}); err != nil {
+		t.Fatal(err)
+	}
+	var resp echoResp
+	if err := Call(ctx, cli.Host(), srv.ID(), earlyProto, echoReq{Text: strings.Repeat("z", 4<<20)}, &resp); err != nil {
+		t.Fatalf("Call: %v, want the answer the server sent", err)
+	}
+	if resp.Text != "early" {
+		t.Fatalf("resp = %+v", resp)
 	}
 }
