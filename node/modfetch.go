@@ -252,15 +252,18 @@ func (n *Node) fetchModuleFrom(ctx context.Context, p peer.ID, sha string) ([]by
 	hdl, _ := hctx.Deadline()
 	_ = s.SetDeadline(hdl)
 	req, _ := json.Marshal(moduleReq{SHA256: sha})
-	if err := wire.WriteFrame(s, req); err == nil {
-		err = s.CloseWrite()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("module %.12s from %s: %w", sha, p, err)
+	// The answer decides, as in p2p.Call: a member that answers at once and closes (over QUIC that
+	// stops this side's sending) may leave the request's close failed with its header on the way.
+	werr := wire.WriteFrame(s, req)
+	if werr == nil {
+		werr = s.CloseWrite()
 	}
 	br := bufio.NewReader(s)
 	raw, err := wire.ReadFrame(br, moduleHdrMax)
 	if err != nil {
+		if werr != nil {
+			return nil, fmt.Errorf("module %.12s from %s: send the request: %w", sha, p, werr)
+		}
 		return nil, fmt.Errorf("module %.12s from %s: no header within %s: %w", sha, p, moduleHeaderWait, err)
 	}
 	size, err := decodeModuleHdr(raw, n.MaxModuleBytes())
