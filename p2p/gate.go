@@ -125,9 +125,9 @@ func (g *gate) allow(p peer.ID) bool {
 }
 
 // SetAccess installs the membership layer's classification of peers: the
-// connection gater then refuses AccessRefused peers, and every protocol
-// served with ServeMembers refuses non-members. Peers already connected
-// that fn refuses are disconnected by Refuse, not by SetAccess.
+// connection gater then refuses AccessRefused peers, and every handler that
+// asks IsMember (or ServeAllowed's allow) refuses non-members. Peers already
+// connected that fn refuses are disconnected by Refuse, not by SetAccess.
 func (h *Host) SetAccess(fn AccessFunc) { h.gate.fn.Store(&fn) }
 
 // Access classifies p with the function given to SetAccess.
