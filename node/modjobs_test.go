@@ -39,7 +39,7 @@ func waitLeaderAndTokens(t *testing.T, nodes []*testNode) {
 func TestJobWhoseModuleIsGoneFails(t *testing.T) {
 	nodes := startCluster(t, 2)
 	waitLeaderAndTokens(t, nodes)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
 	if err != nil {
@@ -54,18 +54,15 @@ func TestJobWhoseModuleIsGoneFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "the job under way", func() error {
-		if v, ok := nodes[0].Job(j.ID); !ok || v.State != compute.StateRunning {
-			return fmt.Errorf("%v %s", ok, v.State)
-		}
-		return nil
-	})
 	for _, n := range nodes {
 		if err := os.Remove(filepath.Join(n.modulesDir(), info.SHA256)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, time.Minute, "job "+j.ID+" failed everywhere", func() error {
+	// A chunk begun before the removal runs on (its child has the module); the bound is for a
+	// job that never fails, not for speed: under the whole suite's load a compute child at idle
+	// priority took over a minute.
+	waitFor(t, 3*time.Minute, "job "+j.ID+" failed everywhere", func() error {
 		for _, n := range nodes {
 			v, ok := n.Job(j.ID)
 			if !ok || v.State != compute.StateFailed {
