@@ -511,7 +511,10 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-n.left:
 		leftCluster = true
 	case err := <-httpDone:
-		n.log.Error("http server stopped", "err", err)
+		// A runtime failure (exit code 1): a service manager restarts a node that stopped
+		// serving its API. It stopped with exit code 0, which Restart=on-failure and launchd's
+		// KeepAlive take as a clean stop: the node stayed down.
+		runErr = fmt.Errorf("http server %s stopped: %w", n.httpURL, err)
 	case err := <-n.fatal:
 		// A committed entry could not be applied here (disk full? an op of
 		// a newer build?), or the disk fails writes: stop rather than serve
