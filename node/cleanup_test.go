@@ -196,7 +196,9 @@ func TestFailedHTTPServerStopsRunWithAnError(t *testing.T) {
 		if err == nil {
 			t.Fatal("Run returned nil after its HTTP server failed: a clean stop, which no supervisor restarts")
 		}
-		t.Logf("Run: %v", err)
+		if ce := (*ConfigError)(nil); errors.As(err, &ce) {
+			t.Fatalf("Run returned a *ConfigError (exit code 78, not restarted): %v", err)
+		}
 	case <-ctx.Done():
 		t.Fatal("Run did not stop after its HTTP server failed")
 	}

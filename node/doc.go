@@ -13,7 +13,7 @@
 //	datalock*.go, files.go      DATA/lock; DATA/api-token and api-url for the CLI
 //	diskspace*.go, diskwait.go  Serve; wait for free disk space, serving a waiting view
 //	fatal.go                    stop on an entry this node cannot apply or a failing disk, saying why
-//	recover.go                  hydra recover, replaying into a scratch result store
+//	recover*.go                 hydra recover, replaying into a scratch result store; files left to DATA's owner
 //	announce.go, activity.go    gossip: each node's announcement; the coordinator's activity
 //	welcome.go                  a new member's hellos and the members' prompt answers to them
 //	clock.go                    the cluster's clock, learnt from the leader's activity

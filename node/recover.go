@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,7 +24,10 @@ const recoverScratch = "jobs.recover.db"
 // (hydra recover). voters lists the surviving voters' peer IDs; empty means
 // this node alone. Run it with the same list on every survivor, then start
 // them. It returns this node's peer ID.
-func Recover(dataDir string, voters []string) (string, error) {
+//
+// Run as root on a data directory another user owns (sudo, the systemd unit's state directory),
+// what it writes is given to that user afterwards, whether or not the recovery succeeded.
+func Recover(dataDir string, voters []string) (_ string, err error) {
 	if _, err := os.Stat(filepath.Join(dataDir, "raft")); err != nil {
 		return "", configErr("--data %s: no raft state to recover: %v", dataDir, err)
 	}
@@ -32,6 +36,11 @@ func Recover(dataDir string, voters []string) (string, error) {
 		return "", err
 	}
 	defer unlock()
+	defer func() {
+		if oerr := giveToDirOwner(dataDir); oerr != nil {
+			err = errors.Join(err, fmt.Errorf("recover %s: %w", dataDir, oerr))
+		}
+	}()
 	key, err := p2p.LoadOrCreateIdentity(filepath.Join(dataDir, "identity.key"))
 	if err != nil {
 		return "", configErr("--data %s: identity: %v", dataDir, err)

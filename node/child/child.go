@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -53,10 +54,14 @@ func mandelBlock(n, w, cpus uint64) uint64 {
 // `exit` or the end of stdin (the parent is gone: the child must not outlive it). It returns the
 // process exit code: 0 after a clean exit, 1 when the parent's stream broke.
 //
-// SIGINT is ignored: a Ctrl-C in a terminal reaches the whole process group, and the node, not
-// the child, decides what to do with the chunk in hand (stop it and keep its prefix).
+// The node's stop signals are ignored (SIGINT, SIGTERM, SIGHUP): a Ctrl-C in a terminal, the
+// SIGHUP of a closed terminal or SSH session, and a SIGTERM sent to the process group (kill --
+// -PGID, a unit with KillMode=control-group) reach the child as well as the node, and the node,
+// not the child, decides what to do with the chunk in hand (stop it and keep its prefix). A
+// child that died of one lost that chunk's work. The child still ends with its node: the end of
+// stdin, the exit message, and on Linux the parent-death SIGKILL.
 func Main(stdin io.Reader, stdout io.Writer, stderr io.Writer) int {
-	signal.Ignore(os.Interrupt)
+	signal.Ignore(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	prio := lowerPriority()
 	c := &child{out: bufio.NewWriterSize(stdout, 64<<10), stderr: stderr, gate: newGate(100), blocks: childShm()}
 	c.cpus.Store(int32(runtime.GOMAXPROCS(0)))
