@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // Commitments (docs/design.md §4): a chunk result is cut into fixed-size blocks whose leaves
@@ -181,7 +182,19 @@ func ResultLeaves(spec JobSpec, r Range, payload []byte) (leaves int, hits uint6
 // log (ResultLeaves trusts the log). It reads the payload strictly: a uvarint not in its
 // shortest form is refused (wire.ErrOverlong), so that the value a leaf or the job's result
 // holds has one encoding in the log and the result store.
+//
+// It first holds the range to what a worker can have computed: inside the job, and for
+// Mandelbrot at most wire.MaxResultCounts counts (the compute child returns no more in one
+// result). A worker may hand in a result of an earlier term for any range nobody holds, and the
+// coordinator checks it before the job state does: a π range in the last block of the uint64
+// range made audit.PiBlocks run away, a range of many rows had the payload inflated to gigabytes.
 func CheckCommitment(spec JobSpec, r Range, payload []byte, root audit.Hash) error {
+	if total := (Range{0, spec.TotalUnits()}); r.Empty() || !total.Contains(r) {
+		return fmt.Errorf("commitment: chunk %v outside the job's %v", r, total)
+	}
+	if m := spec.Mandel; spec.Kind == KindMandelbrot && m != nil && r.Len()*uint64(m.Width) > wire.MaxResultCounts {
+		return fmt.Errorf("commitment: chunk %v of %d rows of %d: more than the %d counts of a result", r, r.Len(), m.Width, wire.MaxResultCounts)
+	}
 	leaves, _, err := chunkLeaves(spec, r, payload, true)
 	if err != nil {
 		return fmt.Errorf("commitment: %w", err)
