@@ -195,6 +195,15 @@ func CheckCommitment(spec JobSpec, r Range, payload []byte, root audit.Hash) err
 	if m := spec.Mandel; spec.Kind == KindMandelbrot && m != nil && r.Len()*uint64(m.Width) > wire.MaxResultCounts {
 		return fmt.Errorf("commitment: chunk %v of %d rows of %d: more than the %d counts of a result", r, r.Len(), m.Width, wire.MaxResultCounts)
 	}
+	if w := spec.Wasm; spec.Kind == KindWasm && w != nil && len(payload) > 0 && payload[0] == payloadFormat {
+		// A value without blocks is one leaf, but its auditor recomputes the chunk's blocks
+		// and answers their leaves, which the Audit command refuses as the wrong count: the
+		// audit could never be answered, and the job never finish. No build sends it for more
+		// than a block (the child writes it only for a task that finished nothing).
+		if b := WasmBlockItems(w.Items); (r.End-1)/b != r.Start/b {
+			return fmt.Errorf("commitment: a wasm value without blocks for chunk %v, which spans several blocks", r)
+		}
+	}
 	leaves, _, err := chunkLeaves(spec, r, payload, true)
 	if err != nil {
 		return fmt.Errorf("commitment: %w", err)
