@@ -49,9 +49,8 @@ func decodePiBlocks(b []byte, r Range, strict bool) (blockHits []uint64, total u
 	if len(b) > 0 && b[0] == payloadFormat {
 		return nil, 0, ErrNoCommitment
 	}
-	blocks, err := audit.PiBlocks(r.Start, r.End)
-	if err != nil {
-		return nil, 0, fmt.Errorf("pi payload: %w", err)
+	if nb := audit.PiLeafCount(r.Start, r.End); nb == 0 || nb > audit.MaxLeaves {
+		return nil, 0, fmt.Errorf("pi payload: range %v of %d blocks, 1 to %d", r, nb, audit.MaxLeaves)
 	}
 	d := &decoder{b: b, strict: strict}
 	if f := d.byte1(); d.err == nil && f != piPayloadBlocks {
@@ -59,11 +58,20 @@ func decodePiBlocks(b []byte, r Range, strict bool) (blockHits []uint64, total u
 	}
 	total = d.uvarint()
 	n := d.uvarint()
-	if d.err == nil && n != uint64(len(blocks)) {
-		return nil, 0, fmt.Errorf("pi payload: %d blocks, the range %v has %d", n, r, len(blocks))
+	if nb := audit.PiLeafCount(r.Start, r.End); d.err == nil && n != nb {
+		return nil, 0, fmt.Errorf("pi payload: %d blocks, the range %v has %d", n, r, nb)
+	}
+	if d.err == nil && uint64(len(d.b)) < n {
+		// Each block's hits take a byte at least: the blocks are cut (a megabyte for the
+		// largest range) only for a payload that can hold them.
+		d.fail(errTruncated)
 	}
 	if d.err != nil {
 		return nil, 0, fmt.Errorf("pi payload: %w", d.err)
+	}
+	blocks, err := audit.PiBlocks(r.Start, r.End)
+	if err != nil {
+		return nil, 0, fmt.Errorf("pi payload: %w", err)
 	}
 	blockHits = make([]uint64, len(blocks))
 	var sum uint64
@@ -110,11 +118,11 @@ func chunkLeaves(spec JobSpec, r Range, payload []byte, strict bool) (leaves []a
 	}
 	switch spec.Kind {
 	case KindPi:
-		blocks, err := audit.PiBlocks(r.Start, r.End)
+		bh, total, err := decodePiBlocks(payload, r, strict)
 		if err != nil {
 			return nil, 0, err
 		}
-		bh, total, err := decodePiBlocks(payload, r, strict)
+		blocks, err := audit.PiBlocks(r.Start, r.End)
 		if err != nil {
 			return nil, 0, err
 		}

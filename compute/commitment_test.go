@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,33 @@ func TestCheckResultsRefusesRangesNoWorkerComputes(t *testing.T) {
 		if !strings.Contains(rj.Reason, "outside the job") && !strings.Contains(rj.Reason, "counts of a result") {
 			t.Errorf("result %d refused for %q", rj.Index, rj.Reason)
 		}
+	}
+}
+
+// TestPiPayloadCheckedBeforeItsBlocks: a π payload of a few bytes that names the largest range
+// (MaxLeaves blocks) is refused before the range's blocks are cut. Each such result cost the
+// coordinator's check two cuts of 65,536 blocks and their hits, 2.5 MB and 200,000 steps for 10
+// bytes of input, and a worker's exchange carries tens of thousands of results.
+func TestPiPayloadCheckedBeforeItsBlocks(t *testing.T) {
+	spec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: MaxPiSamples, Seed: 1}}
+	r := Range{0, audit.MaxLeaves * audit.PiBlock}
+	short := binary.AppendUvarint(binary.AppendUvarint([]byte{piPayloadBlocks}, 0), audit.MaxLeaves) // no hits follow
+	const runs = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		if err := CheckCommitment(spec, r, short, audit.Hash{}); err == nil || !strings.Contains(err.Error(), "truncated") {
+			t.Fatalf("a payload without its hits: %v", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 64<<10 {
+		t.Fatalf("%d KiB allocated per check of a %d-byte payload", per>>10, len(short))
+	}
+	// A whole payload of the range still decodes.
+	full := EncodePiBlocksPayload(make([]uint64, audit.MaxLeaves))
+	if bh, total, err := DecodePiBlocks(full, r); err != nil || len(bh) != audit.MaxLeaves || total != 0 {
+		t.Fatalf("%d blocks, %d hits: %v", len(bh), total, err)
 	}
 }
 
