@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // Commitments (docs/design.md §4): a chunk result is cut into fixed-size blocks whose leaves
@@ -48,9 +49,8 @@ func decodePiBlocks(b []byte, r Range, strict bool) (blockHits []uint64, total u
 	if len(b) > 0 && b[0] == payloadFormat {
 		return nil, 0, ErrNoCommitment
 	}
-	blocks, err := audit.PiBlocks(r.Start, r.End)
-	if err != nil {
-		return nil, 0, fmt.Errorf("pi payload: %w", err)
+	if nb := audit.PiLeafCount(r.Start, r.End); nb == 0 || nb > audit.MaxLeaves {
+		return nil, 0, fmt.Errorf("pi payload: range %v of %d blocks, 1 to %d", r, nb, audit.MaxLeaves)
 	}
 	d := &decoder{b: b, strict: strict}
 	if f := d.byte1(); d.err == nil && f != piPayloadBlocks {
@@ -58,11 +58,20 @@ func decodePiBlocks(b []byte, r Range, strict bool) (blockHits []uint64, total u
 	}
 	total = d.uvarint()
 	n := d.uvarint()
-	if d.err == nil && n != uint64(len(blocks)) {
-		return nil, 0, fmt.Errorf("pi payload: %d blocks, the range %v has %d", n, r, len(blocks))
+	if nb := audit.PiLeafCount(r.Start, r.End); d.err == nil && n != nb {
+		return nil, 0, fmt.Errorf("pi payload: %d blocks, the range %v has %d", n, r, nb)
+	}
+	if d.err == nil && uint64(len(d.b)) < n {
+		// Each block's hits take a byte at least: the blocks are cut (a megabyte for the
+		// largest range) only for a payload that can hold them.
+		d.fail(errTruncated)
 	}
 	if d.err != nil {
 		return nil, 0, fmt.Errorf("pi payload: %w", d.err)
+	}
+	blocks, err := audit.PiBlocks(r.Start, r.End)
+	if err != nil {
+		return nil, 0, fmt.Errorf("pi payload: %w", err)
 	}
 	blockHits = make([]uint64, len(blocks))
 	var sum uint64
@@ -109,11 +118,11 @@ func chunkLeaves(spec JobSpec, r Range, payload []byte, strict bool) (leaves []a
 	}
 	switch spec.Kind {
 	case KindPi:
-		blocks, err := audit.PiBlocks(r.Start, r.End)
+		bh, total, err := decodePiBlocks(payload, r, strict)
 		if err != nil {
 			return nil, 0, err
 		}
-		bh, total, err := decodePiBlocks(payload, r, strict)
+		blocks, err := audit.PiBlocks(r.Start, r.End)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -181,7 +190,28 @@ func ResultLeaves(spec JobSpec, r Range, payload []byte) (leaves int, hits uint6
 // log (ResultLeaves trusts the log). It reads the payload strictly: a uvarint not in its
 // shortest form is refused (wire.ErrOverlong), so that the value a leaf or the job's result
 // holds has one encoding in the log and the result store.
+//
+// It first holds the range to what a worker can have computed: inside the job, and for
+// Mandelbrot at most wire.MaxResultCounts counts (the compute child returns no more in one
+// result). A worker may hand in a result of an earlier term for any range nobody holds, and the
+// coordinator checks it before the job state does: a π range in the last block of the uint64
+// range made audit.PiBlocks run away, a range of many rows had the payload inflated to gigabytes.
 func CheckCommitment(spec JobSpec, r Range, payload []byte, root audit.Hash) error {
+	if total := (Range{0, spec.TotalUnits()}); r.Empty() || !total.Contains(r) {
+		return fmt.Errorf("commitment: chunk %v outside the job's %v", r, total)
+	}
+	if m := spec.Mandel; spec.Kind == KindMandelbrot && m != nil && r.Len()*uint64(m.Width) > wire.MaxResultCounts {
+		return fmt.Errorf("commitment: chunk %v of %d rows of %d: more than the %d counts of a result", r, r.Len(), m.Width, wire.MaxResultCounts)
+	}
+	if w := spec.Wasm; spec.Kind == KindWasm && w != nil && len(payload) > 0 && payload[0] == payloadFormat {
+		// A value without blocks is one leaf, but its auditor recomputes the chunk's blocks
+		// and answers their leaves, which the Audit command refuses as the wrong count: the
+		// audit could never be answered, and the job never finish. No build sends it for more
+		// than a block (the child writes it only for a task that finished nothing).
+		if b := WasmBlockItems(w.Items); (r.End-1)/b != r.Start/b {
+			return fmt.Errorf("commitment: a wasm value without blocks for chunk %v, which spans several blocks", r)
+		}
+	}
 	leaves, _, err := chunkLeaves(spec, r, payload, true)
 	if err != nil {
 		return fmt.Errorf("commitment: %w", err)

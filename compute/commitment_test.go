@@ -3,10 +3,14 @@ package compute
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hydra-compute/hydra/compute/audit"
+	"github.com/hydra-compute/hydra/wire"
 )
 
 // testMandel is a small Mandelbrot job and the counts of its rows r.
@@ -84,6 +88,99 @@ func TestCheckResultsRefusesWhatTheLogMustNotHold(t *testing.T) {
 	out := MergeRefused(&ResultsOutcome{Accepted: 1, Rejected: []Rejection{{Index: 1, Job: "unknown", Reason: "unknown job"}}}, idx, refused)
 	if out.Accepted != 1 || len(out.Rejected) != 3 || out.Rejected[0].Index != 0 || out.Rejected[1].Index != 2 || out.Rejected[2].Index != 3 {
 		t.Fatalf("merged %+v", out)
+	}
+}
+
+// TestCheckResultsRefusesRangesNoWorkerComputes: the coordinator checks a result's commitment
+// before the job state checks its range, and a worker may hand in a result of an earlier term
+// for any range nobody holds. A π range in the last block of the uint64 range ran audit.PiBlocks
+// away (TestPiBlocksAtTheTopOfTheRange); a range past the job's end, or of more Mandelbrot
+// counts than a result holds (a few kilobytes of deflated zeros claiming a gigabyte of counts),
+// had its payload inflated and hashed in full. Each is refused before it is decoded; a result
+// as the compute child makes it passes.
+func TestCheckResultsRefusesRangesNoWorkerComputes(t *testing.T) {
+	pspec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: 4 * audit.PiBlock, Seed: 7}}
+	top := Range{math.MaxUint64 - audit.PiBlock - 5, math.MaxUint64}
+	piRes := func(r Range) ChunkResult {
+		bh := make([]uint64, audit.PiLeafCount(r.Start, r.End)) // no hits: a consistent commitment
+		root, err := PiRoot(r, bh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ChunkResult{Chunk: Chunk{Job: "p", Range: r}, Node: "evil", Payload: EncodePiBlocksPayload(bh), Root: root}
+	}
+	wide := &MandelParams{Width: MaxMandelSide, Height: 64, CenterX: -0.5, Span: 3, MaxIter: 200}
+	mspec := JobSpec{Kind: KindMandelbrot, Mandel: wide}
+	rows := uint64(wire.MaxResultCounts / wide.Width)
+	mandelRes := func(r Range) ChunkResult {
+		counts := make([]uint32, int(r.Len())*wide.Width)
+		root, err := MandelRoot(r.Start, wide.Width, counts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ChunkResult{Chunk: Chunk{Job: "m", Range: r}, Node: "evil", Payload: EncodeMandelPayload(counts), Root: root}
+	}
+	items := []ChunkResult{
+		piRes(top), // 0: refused
+		piRes(Range{3 * audit.PiBlock, 5 * audit.PiBlock}), // 1: past the job's end: refused
+		piRes(Range{audit.PiBlock - 5, 2 * audit.PiBlock}), // 2: inside: passes
+		mandelRes(Range{60, 60 + rows}),                    // 3: past the image's 64 rows: refused
+		mandelRes(Range{0, rows + 1}),                      // 4: more counts than a result: refused
+		mandelRes(Range{8, 8 + rows}),                      // 5: a whole result: passes
+	}
+	specs := func(job string) (JobSpec, bool) {
+		if job == "p" {
+			return pspec, true
+		}
+		return mspec, true
+	}
+	done := make(chan struct{})
+	var ok []ChunkResult
+	var idx []int
+	var refused []Rejection
+	go func() {
+		defer close(done)
+		ok, idx, refused = CheckResults(items, specs)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second): // a deadline, not a synchronisation: it takes milliseconds
+		t.Fatal("CheckResults still running after 30 s")
+	}
+	if len(ok) != 2 || idx[0] != 2 || idx[1] != 5 || len(refused) != 4 {
+		t.Fatalf("passed %v, refused %+v", idx, refused)
+	}
+	for _, rj := range refused {
+		if !strings.Contains(rj.Reason, "outside the job") && !strings.Contains(rj.Reason, "counts of a result") {
+			t.Errorf("result %d refused for %q", rj.Index, rj.Reason)
+		}
+	}
+}
+
+// TestPiPayloadCheckedBeforeItsBlocks: a π payload of a few bytes that names the largest range
+// (MaxLeaves blocks) is refused before the range's blocks are cut. Each such result cost the
+// coordinator's check two cuts of 65,536 blocks and their hits, 2.5 MB and 200,000 steps for 10
+// bytes of input, and a worker's exchange carries tens of thousands of results.
+func TestPiPayloadCheckedBeforeItsBlocks(t *testing.T) {
+	spec := JobSpec{Kind: KindPi, Pi: &PiParams{Samples: MaxPiSamples, Seed: 1}}
+	r := Range{0, audit.MaxLeaves * audit.PiBlock}
+	short := binary.AppendUvarint(binary.AppendUvarint([]byte{piPayloadBlocks}, 0), audit.MaxLeaves) // no hits follow
+	const runs = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		if err := CheckCommitment(spec, r, short, audit.Hash{}); err == nil || !strings.Contains(err.Error(), "truncated") {
+			t.Fatalf("a payload without its hits: %v", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 64<<10 {
+		t.Fatalf("%d KiB allocated per check of a %d-byte payload", per>>10, len(short))
+	}
+	// A whole payload of the range still decodes.
+	full := EncodePiBlocksPayload(make([]uint64, audit.MaxLeaves))
+	if bh, total, err := DecodePiBlocks(full, r); err != nil || len(bh) != audit.MaxLeaves || total != 0 {
+		t.Fatalf("%d blocks, %d hits: %v", len(bh), total, err)
 	}
 }
 

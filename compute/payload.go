@@ -85,13 +85,24 @@ var (
 )
 
 // DecodeMandelPayload decodes counts, checking there are exactly want of them and none above
-// maxIter. It inflates at most what want counts can take, so a hostile payload cannot expand.
+// maxIter. It inflates at most what want counts can take, so a hostile payload cannot expand,
+// and allocates the counts only once the payload has inflated to at least a byte each: a
+// payload of a few bytes cannot make it allocate want counts (4 bytes each, a gigabyte for the
+// largest image) before its header is even read.
 func DecodeMandelPayload(b []byte, want int, maxIter uint32) ([]uint32, error) {
 	if want < 0 {
 		return nil, fmt.Errorf("mandelbrot payload: %d counts wanted", want)
 	}
+	raw, release, err := inflateMandel(b, want, false)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if len(raw) < want { // every count takes at least one byte
+		return nil, fmt.Errorf("mandelbrot payload: %d bytes for %d counts", len(raw), want)
+	}
 	out := make([]uint32, want)
-	if err := decodeMandelInto(out, b, maxIter); err != nil {
+	if err := decodeMandelRaw(out, raw, maxIter); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -123,7 +134,10 @@ func inflateMandel(b []byte, want int, strict bool) (raw []byte, release func(),
 		}
 	}
 	buf.Reset()
-	buf.Grow(min(2*want+64, int(limit))) // most deltas take one or two bytes
+	// Most deltas take one or two bytes; past a few MiB (more than a result holds,
+	// wire.MaxResultCounts) the buffer grows as the stream really inflates, so that a short
+	// hostile payload claiming many counts does not get its room up front.
+	buf.Grow(min(2*want+64, int(limit), 4<<20))
 	if _, err := buf.ReadFrom(io.LimitReader(r, limit)); err != nil {
 		release()
 		return nil, nil, fmt.Errorf("mandelbrot payload: inflate: %w", err)
@@ -167,15 +181,10 @@ func decodeCounts(out []uint32, raw []byte, prev int64, maxIter uint32, base int
 	return raw, prev, nil
 }
 
-// decodeMandelInto decodes exactly len(out) counts into out (DecodeMandelPayload without the
-// allocation).
-func decodeMandelInto(out []uint32, b []byte, maxIter uint32) error {
-	raw, release, err := inflateMandel(b, len(out), false)
+// decodeMandelRaw decodes exactly len(out) counts into out from an inflated payload.
+func decodeMandelRaw(out []uint32, raw []byte, maxIter uint32) error {
+	raw, _, err := decodeCounts(out, raw, 0, maxIter, 0, false)
 	if err != nil {
-		return err
-	}
-	defer release()
-	if raw, _, err = decodeCounts(out, raw, 0, maxIter, 0, false); err != nil {
 		return err
 	}
 	if len(raw) != 0 {
@@ -195,7 +204,7 @@ type leafBuf struct {
 // mandelLeaves decodes the payload of rows first… (rows of width w each) and returns their
 // leaves (audit.MandelLeaf of each row's counts), a row at a time in one reused scratch row:
 // no counts array of the whole chunk and no allocation per row. It checks what
-// decodeMandelInto checks.
+// DecodeMandelPayload checks.
 func mandelLeaves(payload []byte, first uint64, rows, w int, maxIter uint32, strict bool) ([]audit.Hash, error) {
 	if rows < 0 || w <= 0 {
 		return nil, fmt.Errorf("mandelbrot payload: %d rows of %d", rows, w)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -99,6 +100,34 @@ func TestDecodeCountsRuns(t *testing.T) {
 		_, err := DecodeMandelPayload(EncodeMandelPayload(run), len(run), uint32(run[bad])-1)
 		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("count %d =", bad)) {
 			t.Fatalf("max_iter below count %d: %v", bad, err)
+		}
+	}
+}
+
+// TestDecodeMandelPayloadAllocatesWhatItInflates: a payload of a few bytes that names the
+// counts of the largest image (a result read from disk or the log for a range of every row) is
+// refused without allocating room for them: DecodeMandelPayload made the gigabyte of counts
+// before reading the header, and the inflater reserved twice the claimed count in bytes before
+// reading the stream.
+func TestDecodeMandelPayloadAllocatesWhatItInflates(t *testing.T) {
+	const want = MaxMandelSide * MaxMandelSide
+	short := EncodeMandelPayload([]uint32{1, 2, 3})
+	claims := binary.AppendUvarint([]byte{payloadFormat}, want) // the count of every pixel…
+	claims = append(claims, short[2:]...)                       // …and the deflated deltas of three
+	for name, p := range map[string][]byte{
+		"header only":      {payloadFormat},
+		"wrong count":      short,
+		"claims the image": claims,
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := DecodeMandelPayload(p, want, 100)
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Fatalf("%s: decoded", name)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+			t.Errorf("%s: %d MiB allocated to refuse a payload of %d bytes (%v)", name, n>>20, len(p), err)
 		}
 	}
 }

@@ -290,3 +290,62 @@ func TestDisputeReplacementKeepsPayloadAccounting(t *testing.T) {
 		t.Fatalf("no job left, %d payload bytes counted", st.totalPayload)
 	}
 }
+
+// TestWasmValueWithoutBlocksOnlyForOneBlock: a WebAssembly result without blocks (format 1) is
+// one leaf whatever its range, so its audit recomputes the whole chunk; but an auditor computes
+// the chunk's blocks and answers one leaf per block, which the Audit command refuses as the
+// wrong count. Such a result over several blocks could never be audited and its job never
+// finished: a worker sending them stalled every WebAssembly job for good, unchecked. The
+// coordinator refuses it; over a single block it is the block's own leaf, and passes.
+func TestWasmValueWithoutBlocksOnlyForOneBlock(t *testing.T) {
+	st := newTestState(t)
+	const items = 40960 // blocks of 10
+	spec := JobSpec{Kind: KindWasm, Wasm: &WasmParams{Module: testModule, Items: items, Reduce: ReduceSum}}
+	st.mustApply(t, Submit{ID: "w", Time: t0, Spec: spec})
+	value := func(r Range) uint64 {
+		v, _, err := DecodeWasmPayload(modulePayload(t, items, ReduceSum, r), ReduceSum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	r := Range{0, 100}
+	legacy := EncodeWasmPayload(value(r), nil) // the right value, without its ten blocks
+	root, err := Commitment(spec, r, legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Let into the log, its audit cannot be answered.
+	st.mustApply(t, Results{Time: t0, Audited: true, Items: []ChunkResult{{Chunk: Chunk{Job: "w", Range: r}, Node: "n", Payload: legacy, Root: root}}})
+	st.mustApply(t, Challenge{Time: t0, Seed: seedN(1), Items: st.Unchallenged(10)})
+	tasks := tasksFor(st, "n")
+	if len(tasks) != 1 {
+		t.Fatalf("audits %+v", tasks)
+	}
+	leaves, err := SpanLeaves(spec, tasks[0].Spans, [][]byte{modulePayload(t, items, ReduceSum, tasks[0].Spans[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := applyNoPanic(t, st, Audit{Time: t0, Job: "w", ID: tasks[0].ID, Auditor: "b", Leaves: leaves}); res == nil {
+		t.Fatal("an auditor's block leaves answered a one-leaf chunk")
+	} else if _, isErr := res.(error); !isErr {
+		t.Fatalf("audit answer: %+v", res)
+	}
+	// The coordinator does not let it in; a value without blocks for one block passes.
+	if err := CheckCommitment(spec, r, legacy, root); err == nil {
+		t.Fatal("a value without blocks for 10 blocks passed the coordinator's check")
+	}
+	for _, c := range []struct {
+		r  Range
+		ok bool
+	}{{Range{20, 30}, true}, {Range{23, 27}, true}, {Range{25, 35}, false}} {
+		p := EncodeWasmPayload(value(c.r), nil)
+		root, err := Commitment(spec, c.r, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckCommitment(spec, c.r, p, root); (err == nil) != c.ok {
+			t.Errorf("%v: %v, want passing %v", c.r, err, c.ok)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"math"
 	"testing"
+	"time"
 )
 
 func leafSet(n int) []Hash {
@@ -123,6 +124,46 @@ func TestPiBlocks(t *testing.T) {
 	sp := Spans(bs, []int{0, 1, 3, 5, 9})
 	if len(sp) != 3 || sp[0] != (Block{0, 2 * PiBlock}) || sp[1] != (Block{3 * PiBlock, 4 * PiBlock}) || sp[2] != (Block{5 * PiBlock, 6 * PiBlock}) {
 		t.Fatalf("spans %v", sp)
+	}
+}
+
+// TestPiBlocksAtTheTopOfTheRange: a range in the last block of the uint64 range (a hostile
+// worker's result names any range; the coordinator cuts it before it checks the job) has its
+// blocks. The next boundary after that block wrapped to 0, and PiBlocks started over from
+// sample 0, appending blocks until memory ran out: the leader hung in CheckCommitment.
+func TestPiBlocksAtTheTopOfTheRange(t *testing.T) {
+	for _, c := range [][2]uint64{
+		{math.MaxUint64 - PiBlock - 5, math.MaxUint64},
+		{math.MaxUint64 - 3, math.MaxUint64},
+		{math.MaxUint64 - 2*PiBlock, math.MaxUint64 - 1},
+	} {
+		got := make(chan []Block, 1)
+		go func() {
+			bs, err := PiBlocks(c[0], c[1])
+			if err != nil {
+				t.Error(err)
+			}
+			got <- bs
+		}()
+		var bs []Block
+		select {
+		case bs = <-got:
+		case <-time.After(10 * time.Second): // a deadline, not a synchronisation: it takes microseconds
+			t.Fatalf("%v: PiBlocks still running after 10 s", c)
+		}
+		if uint64(len(bs)) != PiLeafCount(c[0], c[1]) {
+			t.Fatalf("%v: %d blocks, count says %d", c, len(bs), PiLeafCount(c[0], c[1]))
+		}
+		at := c[0]
+		for _, b := range bs {
+			if b.Start != at || b.End <= b.Start || b.End-b.Start > PiBlock {
+				t.Fatalf("%v: bad block %v", c, b)
+			}
+			at = b.End
+		}
+		if at != c[1] {
+			t.Fatalf("%v: blocks end at %d", c, at)
+		}
 	}
 }
 

@@ -96,8 +96,14 @@ func PiBlocks(start, end uint64) ([]Block, error) {
 		return nil, fmt.Errorf("pi blocks [%d,%d): %d blocks, at most %d", start, end, n, MaxLeaves)
 	}
 	out := make([]Block, 0, n)
+	last := (end - 1) / PiBlock
 	for s := start; s < end; {
-		e := min((s/PiBlock+1)*PiBlock, end)
+		// The next boundary only while it lies before end: in the last block of the uint64
+		// range it would wrap to 0, and the loop start over from sample 0 for ever.
+		e := end
+		if b := s/PiBlock + 1; b <= last {
+			e = b * PiBlock
+		}
 		out = append(out, Block{s, e})
 		s = e
 	}
