@@ -106,17 +106,7 @@ func TestModuleTransfer(t *testing.T) {
 // moduleTransfer (2 minutes) per such member: a chunk's module, or a submit's, waited that long.
 func TestModuleFetchPassesAStalledMember(t *testing.T) {
 	nodes := startCluster(t, 2)
-	waitFor(t, 20*time.Second, "leader, token and two servers", func() error {
-		if _, err := agreedLeader(nodes); err != nil {
-			return err
-		}
-		for _, n := range nodes {
-			if n.APIToken() == "" || len(n.raft.Servers()) != 2 {
-				return os.ErrNotExist
-			}
-		}
-		return nil
-	})
+	waitLeaderAndTokens(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	code, err := os.ReadFile("../compute/wasm/testdata/sum.wasm")
