@@ -80,22 +80,31 @@ var errBadBinary = errors.New("not a valid WebAssembly binary")
 // and the import entries (the rest is validated by the compiler), allocates at most in
 // proportion to the input, and never panics: it is fed untrusted uploads (FuzzParseImports).
 func parseImports(b []byte) ([]Import, error) {
+	sec, ok, err := section(b, 2)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return importSection(sec)
+}
+
+// section returns the contents of b's first section of the given id (ok false if it has none),
+// checking the header and every section's size before it on the way.
+func section(b []byte, id byte) (sec []byte, ok bool, err error) {
 	if len(b) < 8 || string(b[:4]) != "\x00asm" || binary.LittleEndian.Uint32(b[4:8]) != 1 {
-		return nil, fmt.Errorf("%w: bad magic or version", errBadBinary)
+		return nil, false, fmt.Errorf("%w: bad magic or version", errBadBinary)
 	}
 	r := reader{b: b[8:]}
 	for len(r.b) > 0 {
-		id := r.byte1()
-		size := r.u32()
-		sec := r.take(size)
+		got := r.byte1()
+		sec := r.take(r.u32())
 		if r.err != nil {
-			return nil, fmt.Errorf("%w: section %d: %w", errBadBinary, id, r.err)
+			return nil, false, fmt.Errorf("%w: section %d: %w", errBadBinary, got, r.err)
 		}
-		if id == 2 {
-			return importSection(sec)
+		if got == id {
+			return sec, true, nil
 		}
 	}
-	return nil, nil
+	return nil, false, nil
 }
 
 // ExportsFunction reports whether a module exports a function named name. A node checks a job
@@ -103,31 +112,20 @@ func parseImports(b []byte) ([]Import, error) {
 // it does not export would fail every chunk on every node); code is a stored module, validated
 // when it was stored, but a binary it cannot read is an error, not a panic.
 func ExportsFunction(code []byte, name string) (bool, error) {
-	if len(code) < 8 || string(code[:4]) != "\x00asm" || binary.LittleEndian.Uint32(code[4:8]) != 1 {
-		return false, fmt.Errorf("%w: bad magic or version", errBadBinary)
+	sec, ok, err := section(code, 7)
+	if err != nil || !ok {
+		return false, err
 	}
-	r := reader{b: code[8:]}
-	for len(r.b) > 0 {
-		id := r.byte1()
-		sec := r.take(r.u32())
-		if r.err != nil {
-			return false, fmt.Errorf("%w: section %d: %w", errBadBinary, id, r.err)
+	s := reader{b: sec}
+	for range s.count("exports", 3) {
+		n, kind := s.name(), s.byte1()
+		s.u32()
+		if s.err == nil && kind == 0 && n == name {
+			return true, nil
 		}
-		if id != 7 {
-			continue
-		}
-		s := reader{b: sec}
-		for range s.count("exports", 3) {
-			n, kind := s.name(), s.byte1()
-			s.u32()
-			if s.err == nil && kind == 0 && n == name {
-				return true, nil
-			}
-		}
-		if s.err != nil {
-			return false, fmt.Errorf("%w: export section: %w", errBadBinary, s.err)
-		}
-		return false, nil
+	}
+	if s.err != nil {
+		return false, fmt.Errorf("%w: export section: %w", errBadBinary, s.err)
 	}
 	return false, nil
 }

@@ -32,31 +32,11 @@ func TestRangesAheadNotLeasedWhileTheyCommit(t *testing.T) {
 	handIn := func(r compute.Range) result {
 		return result{Lease: l.ID, Term: l.Term, Chunk: compute.Chunk{Job: l.Job, Range: r}, Seconds: 1, Payload: []byte{1}}
 	}
-	type answer struct {
-		resp *syncResponse
-		err  error
-	}
-	paused := make(chan answer, 1)
-	go func() {
-		resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Paused: true, Results: []result{handIn(prefix), handIn(ahead)}})
-		paused <- answer{resp, err}
-	}()
-	var req *commitReq
-	select {
-	case req = <-c.commits:
-	case <-ctx.Done():
-		t.Fatal("the paused worker's results never went to the commit")
-	}
-	// While they commit, node b asks for work.
-	other := syncAt(ctx, t, c, "node-b", &syncRequest{Want: 1}).Leases
-	req.done <- commitRes{outcome: &compute.ResultsOutcome{Accepted: len(req.items)}}
-	select {
-	case a := <-paused:
-		if a.err != nil || len(a.resp.Acked) != 2 {
-			t.Fatalf("paused worker's exchange: %+v, %v", a.resp, a.err)
-		}
-	case <-ctx.Done():
-		t.Fatal("the paused worker's exchange never returned")
+	var other []lease
+	resp := exchangeHeldAtCommit(ctx, t, c, "node-a", &syncRequest{Term: c.term, Paused: true, Results: []result{handIn(prefix), handIn(ahead)}},
+		func() { other = syncAt(ctx, t, c, "node-b", &syncRequest{Want: 1}).Leases }) // while they commit, node b asks for work
+	if len(resp.Acked) != 2 {
+		t.Fatalf("paused worker's exchange acked %v, want both results", resp.Acked)
 	}
 	for _, o := range other {
 		if o.Range.Overlaps(ahead) || o.Range.Overlaps(prefix) {
@@ -87,31 +67,12 @@ func TestRangeAheadWithoutPrefixNotLeasedWhileItCommits(t *testing.T) {
 	l := leased[0]
 	q := l.Range.Len() / 4
 	ahead := compute.Range{Start: l.Start + q, End: l.Start + 2*q}
-	type answer struct {
-		resp *syncResponse
-		err  error
-	}
-	paused := make(chan answer, 1)
-	go func() {
-		resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Paused: true, Results: []result{
-			{Lease: l.ID, Term: l.Term, Chunk: compute.Chunk{Job: l.Job, Range: ahead}, Seconds: 1, Payload: []byte{1}}}})
-		paused <- answer{resp, err}
-	}()
-	var req *commitReq
-	select {
-	case req = <-c.commits:
-	case <-ctx.Done():
-		t.Fatal("the paused worker's result never went to the commit")
-	}
-	other := syncAt(ctx, t, c, "node-b", &syncRequest{Want: 1}).Leases
-	req.done <- commitRes{outcome: &compute.ResultsOutcome{Accepted: len(req.items)}}
-	select {
-	case a := <-paused:
-		if a.err != nil || len(a.resp.Acked) != 1 {
-			t.Fatalf("paused worker's exchange: %+v, %v", a.resp, a.err)
-		}
-	case <-ctx.Done():
-		t.Fatal("the paused worker's exchange never returned")
+	var other []lease
+	resp := exchangeHeldAtCommit(ctx, t, c, "node-a", &syncRequest{Term: c.term, Paused: true, Results: []result{
+		{Lease: l.ID, Term: l.Term, Chunk: compute.Chunk{Job: l.Job, Range: ahead}, Seconds: 1, Payload: []byte{1}}}},
+		func() { other = syncAt(ctx, t, c, "node-b", &syncRequest{Want: 1}).Leases })
+	if len(resp.Acked) != 1 {
+		t.Fatalf("paused worker's exchange acked %v, want its result", resp.Acked)
 	}
 	if len(other) == 0 {
 		t.Fatal("node b was leased nothing: the rest of the chunk should have gone to it")
@@ -129,4 +90,38 @@ func TestRangeAheadWithoutPrefixNotLeasedWhileItCommits(t *testing.T) {
 	if before := (compute.Range{Start: l.Start, End: ahead.Start}); !c.sched.Open(l.Job, before) {
 		t.Fatalf("the range %v before it is neither pending nor leased", before)
 	}
+}
+
+// exchangeHeldAtCommit runs node's exchange req with c and holds the commit of its results: while
+// the commit waits, during runs (another node's exchange, the coordinator's ticks); then every
+// item is accepted, and the exchange's answer returned (a failed exchange fails the test).
+func exchangeHeldAtCommit(ctx context.Context, t *testing.T, c *leadership, node string, req *syncRequest, during func()) *syncResponse {
+	t.Helper()
+	type answer struct {
+		resp *syncResponse
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := c.sync(ctx, peer.ID(node), req)
+		answered <- answer{resp, err}
+	}()
+	var commit *commitReq
+	select {
+	case commit = <-c.commits:
+	case <-ctx.Done():
+		t.Fatalf("%s's results never went to the commit", node)
+	}
+	during()
+	commit.done <- commitRes{outcome: &compute.ResultsOutcome{Accepted: len(commit.items)}}
+	select {
+	case a := <-answered:
+		if a.err != nil {
+			t.Fatalf("%s's exchange: %v", node, a.err)
+		}
+		return a.resp
+	case <-ctx.Done():
+		t.Fatalf("%s's exchange never returned", node)
+	}
+	return nil
 }

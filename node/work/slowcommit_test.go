@@ -27,37 +27,15 @@ func TestSlowCommitIsNoSilence(t *testing.T) {
 		t.Fatalf("node a leased %v, want two chunks", leased)
 	}
 	first, running := leased[0], leased[1]
-	type answer struct {
-		resp *syncResponse
-		err  error
-	}
-	exchange := make(chan answer, 1)
-	go func() {
-		// The first chunk's result; the second chunk is in hand.
-		resp, err := c.sync(ctx, peer.ID("node-a"), &syncRequest{Term: c.term, Want: 1, Leases: []uint64{running.ID},
-			Results: []result{{Lease: first.ID, Term: first.Term, Chunk: first.Chunk, Seconds: 1, Payload: []byte{1}}}})
-		exchange <- answer{resp, err}
-	}()
-	var req *commitReq
-	select {
-	case req = <-c.commits:
-	case <-ctx.Done():
-		t.Fatal("the result never went to the commit")
-	}
-	// The commit takes longer than workerSilence: the coordinator's ticks go on meanwhile.
-	c.tick(time.Now().Add(workerSilence + time.Second))
-	c.tick(time.Now().Add(2*workerSilence + time.Second))
-	req.done <- commitRes{outcome: &compute.ResultsOutcome{Accepted: len(req.items)}}
-	var a answer
-	select {
-	case a = <-exchange:
-	case <-ctx.Done():
-		t.Fatal("the exchange never returned")
-	}
-	if a.err != nil {
-		t.Fatal(a.err)
-	}
-	if slices.Contains(a.resp.Cancel, running.ID) {
+	// The first chunk's result, the second chunk in hand; the commit takes longer than
+	// workerSilence: the coordinator's ticks go on meanwhile.
+	resp := exchangeHeldAtCommit(ctx, t, c, "node-a", &syncRequest{Term: c.term, Want: 1, Leases: []uint64{running.ID},
+		Results: []result{{Lease: first.ID, Term: first.Term, Chunk: first.Chunk, Seconds: 1, Payload: []byte{1}}}},
+		func() {
+			c.tick(time.Now().Add(workerSilence + time.Second))
+			c.tick(time.Now().Add(2*workerSilence + time.Second))
+		})
+	if slices.Contains(resp.Cancel, running.ID) {
 		t.Fatalf("the chunk in hand (lease %d) was cancelled after a slow commit", running.ID)
 	}
 	c.mu.Lock()
