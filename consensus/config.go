@@ -198,7 +198,9 @@ type Config struct {
 	// them; consensus only waits for them.
 	JoinPeers []peer.ID
 	// OnRefuse, if set, is called with every peer whose key gets revoked
-	// (the node closes its connections: p2p.Host.Refuse).
+	// and that Access refuses at that moment (the node closes its
+	// connections: p2p.Host.Refuse); a revocation replayed from the history
+	// while an admission answer stands over it closes nothing.
 	OnRefuse func(peer.ID)
 	// Protect, if set, is called with every raft peer's ID so the connection
 	// manager never trims those connections (node wires it to p2p's Protect).

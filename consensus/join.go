@@ -397,6 +397,7 @@ func (r *Raft) admitAndAdd(ctx context.Context, id peer.ID, req membershipReques
 		return membershipResponse{}, false, fmt.Errorf("add %s: %w", id, err)
 	}
 	r.log.Info("added non-voter", "peer", id, "role", r.roleOf(id))
+	r.gap("added", id)
 	r.memberKick.kick() // protect it, reconcile the allow-list
 	resp.Changed = true
 	return resp, true, nil

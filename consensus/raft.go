@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
+	"github.com/hydra-compute/hydra/p2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -188,7 +189,14 @@ func New(cfg Config) (*Raft, error) {
 	}
 	r.boot.init()
 	r.fsm.onRevoke = func(s string) {
-		if p, err := peer.Decode(s); err == nil && cfg.OnRefuse != nil && p != id {
+		// Only a peer refused now: a joiner replaying the cluster's history
+		// applies past revocations too, among them one of the leader that
+		// replicates to it, once removed and approved again. Its admission
+		// answer, or the join call still in flight, stands over that past
+		// (Access); closing the connection there failed the call, dropped the
+		// call's trust, and left the replica at the revocation for good (the
+		// chaos harness, seed 107).
+		if p, err := peer.Decode(s); err == nil && cfg.OnRefuse != nil && p != id && r.Access(p) == p2p.AccessRefused {
 			cfg.OnRefuse(p)
 		}
 	}

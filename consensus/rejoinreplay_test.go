@@ -3,6 +3,10 @@ package consensus
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // TestRejoinerTrustsItsAnswerThroughTheLeadersPast: a node that left and joins again with a
@@ -59,13 +63,58 @@ func TestRejoinerTrustsItsAnswerThroughTheLeadersPast(t *testing.T) {
 // applied what the answer's leader had, revoked or not in the history on the way.
 func TestJoinerTrustsItsAnswerOverAPastRevocation(t *testing.T) {
 	t.Parallel()
-	nodes, leader, gone := evictMember(t, "join-past-revoked", nil)
-	// Enough entries between the revocation and the approval that the joiner's replay cannot
-	// take them in the same AppendEntries as the revocation.
-	for i := range 300 {
-		registerFake(t, leader, fmt.Sprint(i))
+	nodes, gone := leaderOnceRevoked(t, "join-past-revoked")
+	j := newTestNode(t, "joiner", "join-past-revoked", nil)
+	connectAll(t, append([]*testNode{j}, nodes...))
+	j.run()
+	waitCaughtUpWith(t, j, gone)
+}
+
+// TestJoinerKeepsItsLeaderThroughARevocationBeforeTheAnswer: as above, but the joiner's replay
+// passes the leader's past revocation while its join call is still in flight (the leader adds it,
+// replicates to it, and only then answers; an approval given while the call waits does the
+// same). Applying the revocation closed the joiner's connections to the leader (OnRefuse): the
+// call failed, the trust it carried went with it, the replica refused the leader's raft RPCs
+// where it stood, and the node never had a leader (the chaos harness, seed 107: a replaced
+// disk's node approved through the node it joined). A revocation closes connections only to a
+// peer Access refuses at that moment.
+func TestJoinerKeepsItsLeaderThroughARevocationBeforeTheAnswer(t *testing.T) {
+	t.Parallel()
+	const cluster = "join-revoked-inflight"
+	_, gone := leaderOnceRevoked(t, cluster)
+	var j *testNode
+	j = newTestNode(t, "joiner", cluster, func(c *Config) {
+		c.OnRefuse = func(p peer.ID) { _ = j.h.Network().ClosePeer(p) } // as node wires p2p.Host.Refuse
+	})
+	// The leader holds its answer until the joiner's replica is at its own entry, or the joiner
+	// has closed its connection to the leader.
+	hold := func(where string, p peer.ID) {
+		if where != "added" || p != j.h.ID() {
+			return
+		}
+		deadline := time.Now().Add(testDeadline / 2)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for time.Now().Before(deadline) && j.r.Role() != RoleMember && j.h.Network().Connectedness(gone.h.ID()) == network.Connected {
+			<-tick.C
+		}
 	}
-	if _, err := leader.r.Approve(ctxT(t, testDeadline), gone.h.ID().String(), RoleMember, testAdminToken); err != nil {
+	gone.r.gapHook.Store(&hold)
+	connectAll(t, []*testNode{j, gone}) // it joins through the leader, the one member it knows
+	j.run()
+	waitCaughtUpWith(t, j, gone)
+}
+
+// leaderOnceRevoked makes a 3-node cluster whose leader was removed (its key revoked) and
+// approved again, with 300 entries between the two, so that a joiner's replay cannot take the
+// approval in the same AppendEntries as the revocation.
+func leaderOnceRevoked(t *testing.T, cluster string) (nodes []*testNode, leader *testNode) {
+	t.Helper()
+	nodes, first, gone := evictMember(t, cluster, nil)
+	for i := range 300 {
+		registerFake(t, first, fmt.Sprint(i))
+	}
+	if _, err := first.r.Approve(ctxT(t, testDeadline), gone.h.ID().String(), RoleMember, testAdminToken); err != nil {
 		t.Fatal(err)
 	}
 	waitReadmitted(t, nodes, gone, "readmitted")
@@ -82,16 +131,19 @@ func TestJoinerTrustsItsAnswerOverAPastRevocation(t *testing.T) {
 		return fmt.Errorf("%s is not a voter of %s's configuration", gone.name, l.name)
 	})
 	handLeadership(t, waitAgreed(t, nodes), gone)
+	return nodes, gone
+}
 
-	j := newTestNode(t, "joiner", "join-past-revoked", nil)
-	connectAll(t, append([]*testNode{j}, nodes...))
-	j.run()
+// waitCaughtUpWith waits until j's replica is about as far as leader's, j is a member there and
+// so is leader.
+func waitCaughtUpWith(t *testing.T, j, leader *testNode) {
+	t.Helper()
 	waitUntil(t, testDeadline, "the joiner caught up with the leader once removed", func() error {
-		if a, b := j.r.AppliedIndex(), gone.r.AppliedIndex(); a+2 < b {
+		if a, b := j.r.AppliedIndex(), leader.r.AppliedIndex(); a+2 < b {
 			return fmt.Errorf("the joiner applied %d, the leader %d", a, b)
 		}
-		if j.r.Role() != RoleMember || j.r.roleOf(gone.h.ID()) != RoleMember {
-			return fmt.Errorf("the joiner's role %q, the leader's role in its replica %q", j.r.Role(), j.r.roleOf(gone.h.ID()))
+		if j.r.Role() != RoleMember || j.r.roleOf(leader.h.ID()) != RoleMember {
+			return fmt.Errorf("the joiner's role %q, the leader's role in its replica %q", j.r.Role(), j.r.roleOf(leader.h.ID()))
 		}
 		return nil
 	})
