@@ -163,8 +163,18 @@ func (r *Raft) requestMembership(ctx context.Context, via peer.ID, leave bool) (
 	if h := r.answerHook.Load(); h != nil && err == nil {
 		err = (*h)(via, resp) // tests only: lose this answer
 	}
+	replicating := err != nil && r.inCluster() // the leader added us and its entries came; the answer did not
 	for _, p := range tentative {
 		if v, ok := r.expected.Load(p); ok && v == false && (err != nil || resp.Pending) {
+			if replicating {
+				// Our replica is theirs now, part of the way: a lost answer must
+				// not leave it judging the leader by the past allow-list it
+				// stands at (a revocation of a leader approved again since: it
+				// would refuse the rest for good). They stand as an answer
+				// without an index does, until our own entry is in the replica.
+				r.expected.CompareAndSwap(p, false, true)
+				continue
+			}
 			r.expected.Delete(p)
 		}
 	}

@@ -1,7 +1,9 @@
 package consensus
 
 import (
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,6 +103,61 @@ func TestJoinerKeepsItsLeaderThroughARevocationBeforeTheAnswer(t *testing.T) {
 	}
 	gone.r.gapHook.Store(&hold)
 	connectAll(t, []*testNode{j, gone}) // it joins through the leader, the one member it knows
+	j.run()
+	waitCaughtUpWith(t, j, gone)
+}
+
+// TestJoinerKeepsItsLeaderWhenTheAnswerIsLostMidReplay: the joiner's answer is lost (the call
+// fails) while its replica, fed by the leader that added it, stands at the leader's past
+// revocation. The call's trust in the leader went with the call, the replica refused the
+// leader's raft RPCs there, and the node never had a leader. The trust now stands as an answer
+// without an index does, until the replica holds the joiner's own entry.
+func TestJoinerKeepsItsLeaderWhenTheAnswerIsLostMidReplay(t *testing.T) {
+	t.Parallel()
+	const cluster = "join-answer-lost"
+	_, gone := leaderOnceRevoked(t, cluster)
+	var j *testNode
+	j = newTestNode(t, "joiner", cluster, func(c *Config) {
+		c.OnRefuse = func(p peer.ID) { _ = j.h.Network().ClosePeer(p) }
+	})
+	leader := gone.h.ID()
+	atRevocation, lost := make(chan struct{}), make(chan struct{})
+	var pause, lose sync.Once
+	onIndex := j.r.fsm.onIndex
+	j.r.fsm.onIndex = func(i uint64) { // the replica stops at the revocation until the answer is lost
+		onIndex(i)
+		if _, revoked := j.r.fsm.peerRole(leader.String()); revoked {
+			pause.Do(func() {
+				close(atRevocation)
+				select {
+				case <-lost:
+				case <-time.After(testDeadline / 2):
+				}
+			})
+		}
+	}
+	hook := func(via peer.ID, resp membershipResponse) error {
+		err := errors.New("the answer was lost on its way")
+		lose.Do(func() {
+			select {
+			case <-atRevocation:
+			case <-time.After(testDeadline / 2):
+			}
+			go func() { // once the failed call is handled, the replica goes on
+				defer close(lost)
+				tick := time.NewTicker(5 * time.Millisecond)
+				defer tick.Stop()
+				for deadline := time.Now().Add(testDeadline / 2); time.Now().Before(deadline); <-tick.C {
+					if v, ok := j.r.expected.Load(leader); !ok || v == true {
+						return
+					}
+				}
+			}()
+		})
+		return err
+	}
+	j.r.answerHook.Store(&hook)
+	connectAll(t, []*testNode{j, gone})
 	j.run()
 	waitCaughtUpWith(t, j, gone)
 }
