@@ -1,13 +1,16 @@
 package testdisk
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -138,10 +141,63 @@ func (f *Failing) FailReads(pattern string, from int64) error {
 }
 
 // Replace puts a new disk in: the failed file system is unmounted (whatever used it has
-// stopped) and a new empty one made on the same device and mounted on Dir.
+// stopped) and a new empty one made on the same device and mounted on Dir. A process that
+// dies with the one that used the disk (a node's compute child, killed by its parent's
+// death) may hold it a moment longer: the unmount is tried again until it goes through, for up
+// to replaceWait; a lazy unmount would leave the device busy, and mkfs would refuse it.
 func (f *Failing) Replace() error {
-	unmount(f.Dir)
+	deadline := time.Now().Add(replaceWait)
+	tick := time.NewTicker(20 * time.Millisecond) // polls the unmount's condition, with a deadline
+	defer tick.Stop()
+	for {
+		err := syscall.Unmount(f.Dir, 0)
+		if err == nil || errors.Is(err, syscall.EINVAL) { // EINVAL: nothing mounted there any more
+			break
+		}
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			held := holders(f.Dir)
+			unmount(f.Dir)
+			return fmt.Errorf("unmount the failed disk at %s: %w (held by %s)", f.Dir, err, held)
+		}
+		if busyHook != nil {
+			busyHook()
+		}
+		<-tick.C
+	}
 	return f.format()
 }
+
+// holders names the processes with a file, a working directory or a mapping under dir, for an
+// unmount that stays busy.
+func holders(dir string) string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		links, _ := filepath.Glob(filepath.Join(p, "fd", "*"))
+		links = append(links, filepath.Join(p, "cwd"), filepath.Join(p, "root"))
+		maps, _ := os.ReadFile(filepath.Join(p, "maps"))
+		hit := strings.Contains(string(maps), dir+"/")
+		for _, l := range links {
+			if t, err := os.Readlink(l); err == nil && (t == dir || strings.HasPrefix(t, dir+"/")) {
+				hit = true
+				break
+			}
+		}
+		if hit {
+			comm, _ := os.ReadFile(filepath.Join(p, "comm"))
+			out = append(out, fmt.Sprintf("%s (pid %s)", strings.TrimSpace(string(comm)), filepath.Base(p)))
+		}
+	}
+	if len(out) == 0 {
+		return "no process found"
+	}
+	return strings.Join(out, ", ")
+}
+
+// busyHook, nil outside tests, runs at each busy unmount Replace meets.
+var busyHook func()
+
+// replaceWait bounds how long Replace waits for the failed disk's last user to let it go.
+const replaceWait = 30 * time.Second
 
 func (f *Failing) String() string { return fmt.Sprintf("ext4 on %s at %s", f.dev, f.Dir) }
