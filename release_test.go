@@ -49,3 +49,36 @@ func TestReleaseBuildNamesItsCommit(t *testing.T) {
 		t.Fatalf("hydra version says %q, want %q", got, w)
 	}
 }
+
+// TestReleaseBuildIgnoresTheBuildersGoEnv: the Go settings of whoever runs scripts/release stay
+// out of the release. With GOFLAGS=-tags=hydra_nochecks (the benchmark build with the membership
+// checks off, docs/security.md) and GOAMD64=v3 in the environment, the script built a binary with
+// the checks off, and for amd64 one that refuses to start on an x86-64 without AVX2 (docs/install.md
+// promises any x86-64), and said nothing.
+func TestReleaseBuildIgnoresTheBuildersGoEnv(t *testing.T) {
+	arch := runtime.GOARCH
+	if arch == "arm" {
+		arch = "armv7" // the only 32-bit ARM target, named so by scripts/release
+	}
+	dist := t.TempDir()
+	cmd := exec.Command("scripts/release", "v0.0.0-env")
+	cmd.Env = append(os.Environ(), "DIST="+dist, "TARGETS="+runtime.GOOS+"/"+arch, "SOURCE_DATE_EPOCH=0",
+		"GOFLAGS=-tags=hydra_nochecks", "GOAMD64=v3", "GOARM64=v9.0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/release: %v\n%s", err, out)
+	}
+	exe := filepath.Join(dist, "hydra-v0.0.0-env-"+runtime.GOOS+"-"+arch)
+	if runtime.GOOS == "windows" {
+		exe += ".exe"
+	}
+	out, err := exec.Command("go", "version", "-m", exe).Output()
+	if err != nil {
+		t.Fatalf("go version -m %s: %v", exe, err)
+	}
+	info := string(out)
+	for _, bad := range []string{"-tags=", "GOAMD64=v3", "GOARM64=v9"} {
+		if strings.Contains(info, bad) {
+			t.Errorf("the release build carries the environment's %s:\n%s", bad, info)
+		}
+	}
+}

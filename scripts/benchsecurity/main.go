@@ -61,6 +61,10 @@ var sess = procluster.Session{Prog: "benchsecurity"}
 
 func main() {
 	flag.Parse()
+	if err := checkFlags(*flagKeys, *flagRate, *flagSecs); err != nil {
+		fmt.Fprintln(os.Stderr, "benchsecurity:", err)
+		os.Exit(2)
+	}
 	sess.Keep = *flagKeep
 	sess.ExitOnSignal()
 	sess.Check(sess.SetWorkDir(*flagWork, "hydra-bench-security-"))
@@ -212,6 +216,22 @@ func main() {
 	if !founder.Alive() {
 		sess.Fatalf("the founder died under the flood")
 	}
+}
+
+// checkFlags refuses the flood's settings that would crash it after the first two figures were
+// measured: a -rate of 0 divided the second by zero, one above a billion made a zero ticker
+// interval and a negative one a negative channel size (all panics); -keys and -secs below zero
+// are no flood either.
+func checkFlags(keys, rate int, secs float64) error {
+	switch {
+	case keys < 0:
+		return fmt.Errorf("-keys %d: want 0 or more", keys)
+	case rate < 1 || rate > 1_000_000:
+		return fmt.Errorf("-rate %d: want 1 to 1000000 attempts per second", rate)
+	case !(secs >= 0) || secs > 24*3600:
+		return fmt.Errorf("-secs %g: want 0 to 86400", secs)
+	}
+	return nil
 }
 
 // refusedCount reads the node's hydra_p2p_refused_connections_total.
