@@ -29,7 +29,8 @@ import (
 // chunk is read from the store, never while encoding or writing to a client. Large renders
 // take one of a few render slots; beyond them a request is answered 429 with Retry-After. A
 // finished job's PNG never changes, so it is rendered once into the PNG cache (DATA/png-cache)
-// and served from there, with Range support; concurrent requests for it share that render.
+// and served from there, with Range support; concurrent requests for it share that render, and
+// wait for it, the one that started it included.
 
 // renderRetryAfter is the Retry-After (seconds) of a 429 for want of a render slot.
 const renderRetryAfter = 2
@@ -354,9 +355,9 @@ func (c *PNGCache) Sweep(current func(id string) (gen string, ok bool)) error {
 func (c *PNGCache) Dir() string { return c.dir }
 
 // render writes job j's PNG into the cache: a temporary file renamed into place once complete.
-// It also streams the PNG to client if that is not nil, ignoring the client's write errors (the
-// render goes on for the cache and for other requests waiting on it).
-func (c *PNGCache) render(jobs chunkSource, j compute.Job, client io.Writer) (string, error) {
+// It writes to no client: the render runs at the node's pace, and a client that reads slowly
+// cannot stretch it, nor the wait of the other requests for it (servePNGCached).
+func (c *PNGCache) render(jobs chunkSource, j compute.Job) (string, error) {
 	final, ok := c.path(j)
 	if !ok {
 		return "", fmt.Errorf("job %q cannot be cached", j.ID)
@@ -368,11 +369,7 @@ func (c *PNGCache) render(jobs chunkSource, j compute.Job, client io.Writer) (st
 		return "", fmt.Errorf("png cache: %w", err)
 	}
 	defer f.Abort()
-	var out io.Writer = f
-	if client != nil {
-		out = &teeWriter{file: f, client: client}
-	}
-	err = renderPNG(out, jobs, j.ID, j.Spec.Mandel)
+	err = renderPNG(f, jobs, j.ID, j.Spec.Mandel)
 	if err == nil {
 		err = f.Commit()
 	}
@@ -380,25 +377,6 @@ func (c *PNGCache) render(jobs chunkSource, j compute.Job, client io.Writer) (st
 		return "", fmt.Errorf("png cache: render job %s: %w", j.ID, err)
 	}
 	return final, nil
-}
-
-// teeWriter writes to a file and to a client; the client's first error stops writes to it,
-// not to the file.
-type teeWriter struct {
-	file      io.Writer
-	client    io.Writer
-	clientErr error
-}
-
-func (t *teeWriter) Write(p []byte) (int, error) {
-	n, err := t.file.Write(p)
-	if err != nil {
-		return n, err
-	}
-	if t.clientErr == nil {
-		_, t.clientErr = t.client.Write(p)
-	}
-	return n, nil
 }
 
 // servePNG answers GET/HEAD result.png of a Mandelbrot job (headers not yet written).
@@ -426,13 +404,17 @@ func (s *server) servePNG(w http.ResponseWriter, r *http.Request, j compute.Job,
 	}
 }
 
-// servePNGCached serves a finished job's PNG from the cache, rendering it first (streamed to
-// this client as it is written) if no request is doing so already; requests that find it being
-// rendered wait for that render.
+// servePNGCached serves a finished job's PNG from the cache, rendering it first if no request is
+// doing so already; requests that find it being rendered wait for that render. The render writes
+// the file only, and every request, the one that rendered it included, is then served from the
+// file: a render streamed to its client went at that client's pace, so one that read a few KB a
+// second (never stalling for stallTimeout) held a render slot, and every other request for the
+// PNG, for hours.
 func (s *server) servePNGCached(w http.ResponseWriter, r *http.Request, j compute.Job, done uint64, path string) {
 	rd := s.render
-	for {
-		if f, err := os.Open(path); err == nil {
+	for rendered := false; ; {
+		f, err := os.Open(path)
+		if err == nil {
 			defer f.Close()
 			st, err := f.Stat()
 			if err != nil {
@@ -442,6 +424,11 @@ func (s *server) servePNGCached(w http.ResponseWriter, r *http.Request, j comput
 			s.imageHeaders(w, j, done, "image/png", ".png")
 			w.Header().Del("Cache-Control") // a finished job's PNG never changes: a client may keep it
 			serveContent(w, r, st.ModTime(), f)
+			return
+		}
+		if rendered { // rendered here, and not there: not for want of a render
+			s.cfg.Logger.Warn("png cache", "job", j.ID, "err", err)
+			writeError(w, http.StatusInternalServerError, "png cache: "+err.Error())
 			return
 		}
 		rd.mu.Lock()
@@ -475,24 +462,14 @@ func (s *server) servePNGCached(w http.ResponseWriter, r *http.Request, j comput
 				rd.mu.Unlock()
 				close(fl.done)
 			}()
-			var client io.Writer
-			if r.Method != http.MethodHead {
-				s.imageHeaders(w, j, done, "image/png", ".png")
-				w.WriteHeader(http.StatusOK)
-				client = w
-			}
-			_, fl.err = rd.cache.render(s.cfg.Jobs, j, client)
+			_, fl.err = rd.cache.render(s.cfg.Jobs, j)
 		}()
 		if fl.err != nil {
 			s.cfg.Logger.Warn("png cache", "job", j.ID, "err", fl.err)
-			if r.Method == http.MethodHead {
-				s.jobError(w, j.ID, "png", fl.err)
-			}
+			s.jobError(w, j.ID, "png", fl.err)
 			return
 		}
-		if r.Method != http.MethodHead {
-			return // streamed while rendering
-		}
+		rendered = true
 	}
 }
 

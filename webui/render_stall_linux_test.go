@@ -3,10 +3,14 @@
 package webui
 
 import (
+	"bytes"
 	"fmt"
+	"image/png"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -110,4 +114,78 @@ func (manyChunks) Chunks(_ string, from uint64, max int) (compute.ChunkPage, err
 		p.Records = append(p.Records, compute.ChunkRecord{Seq: from + i, Range: compute.Range{Start: i, End: i + 1}, Node: "peerA", Committed: t0})
 	}
 	return p, nil
+}
+
+// TestPNGCacheRenderIgnoresASlowClient: a finished job's PNG is rendered into the cache at the
+// node's pace, not at that of the client whose request started the render. The render was
+// streamed to that client, so one that read slowly (a few KB a second never stalls a write for
+// stallTimeout) held a render slot, and every other request for the same PNG waited for it with
+// no end: here a client that reads nothing holds it for the whole stall timeout.
+func TestPNGCacheRenderIgnoresASlowClient(t *testing.T) {
+	defer func(d time.Duration) { stallTimeout = d }(stallTimeout)
+	stallTimeout = 10 * time.Minute
+	_, sj, cache, _ := newRenderFixture(t)
+	p := compute.MandelParams{Width: 1024, Height: 1000, CenterX: -0.5, Span: 3, MaxIter: 60}
+	if err, ok := sj.ApplyCommand(compute.Submit{ID: "whole", Time: t0, Spec: compute.JobSpec{Kind: compute.KindMandelbrot, Mandel: &p}}, 0).(error); ok {
+		t.Fatal(err)
+	}
+	img := make([]uint32, p.Width*p.Height)
+	if err := compute.MandelRows(p, 0, p.Height, img); err != nil {
+		t.Fatal(err)
+	}
+	var items []compute.ChunkResult
+	for a := 0; a < p.Height; a += 100 {
+		items = append(items, compute.ChunkResult{Chunk: compute.Chunk{Job: "whole", Range: compute.Range{Start: uint64(a), End: uint64(a + 100)}}, Node: "n",
+			Payload: compute.EncodeMandelPayload(img[a*p.Width : (a+100)*p.Width])})
+	}
+	if err, ok := sj.ApplyCommand(compute.Results{Time: t0, Items: items}, 0).(error); ok {
+		t.Fatal(err)
+	}
+	if j, _ := sj.Job("whole"); !j.State.Finished() {
+		t.Fatalf("job whole is %s, want finished", j.State)
+	}
+	srv := httptest.NewUnstartedServer(New(Config{Backend: &fakeBackend{token: testToken}, Jobs: sj, PNGCache: cache, RenderSlots: 2}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			_ = c.(*net.TCPConn).SetWriteBuffer(4096)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	slow, err := d.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	sj.held.Store(1)
+	if _, err := fmt.Fprintf(slow, "GET /api/v1/jobs/whole/result.png HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	select { // its render has begun
+	case <-sj.waiting:
+		close(sj.release)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the slow client's request started no render")
+	}
+	hc := http.Client{Timeout: time.Minute}
+	resp, err := hc.Get(srv.URL + "/api/v1/jobs/whole/result.png")
+	if err != nil {
+		t.Fatalf("the PNG for a second client while the first reads nothing: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("second client: %d, %v", resp.StatusCode, err)
+	}
+	if _, err := png.Decode(bytes.NewReader(body)); err != nil || len(body) < 64<<10 {
+		t.Fatalf("second client: %d bytes (want a PNG larger than the socket buffers): %v", len(body), err)
+	}
+	j, _ := sj.Job("whole")
+	path, _ := cache.path(j)
+	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, body) {
+		t.Fatalf("cache file: %v (%d bytes, served %d)", err, len(b), len(body))
+	}
 }

@@ -238,6 +238,43 @@ try {
   // saw a stripe painted 7.3 s before its commit); it is read from the node's stamped pings now.
   checkFix(lat[0] > -50, `no stripe painted before its commit (earliest ${lat[0]} ms)`);
 
+  // 4a. A finished Mandelbrot job with more than 4 MiB of counts (1100×1000) opened in the page is
+  // painted with row fetches of at most 4 MiB each: a larger fetch takes one of the node's render
+  // slots, and is refused 429 while they are busy (docs/api.md, Render slots). The page fetched the
+  // job's accepted rows (GET …/result) as one range, however large: from a node without chunk
+  // history (X-Hydra-History: none, played here), all 4.4 MB of them in one request.
+  const BW = 1100, BH = 1000, maxFetch = 4 << 20;
+  const bigRes = await fetch(follower.http + '/api/v1/jobs', { method: 'POST', headers: { Authorization: 'Bearer ' + token },
+    body: JSON.stringify({ kind: 'mandelbrot', name: 'over 4 MiB', width: BW, height: BH, center_x: -0.5, center_y: 0, span: 3, max_iter: 50 }) });
+  const big = await bigRes.json();
+  check(bigRes.status === 201, `a ${BW}×${BH} Mandelbrot job submitted: HTTP ${bigRes.status} ${big.id || JSON.stringify(big)}`);
+  for (const tEnd = Date.now() + 60000; ;) {
+    const v = await (await fetch(`${follower.http}/api/v1/jobs/${big.id}`)).json();
+    if (v.state === 'done') break;
+    if (Date.now() > tEnd) check(false, `the ${BW}×${BH} job is done within 60 s (${v.state})`);
+    await sleep(200);
+  }
+  const bigFetches = [];
+  const onBig = (r) => { const m = r.url().match(/\/jobs\/([^/]+)\/result\.raw\?rows=(\d+)-(\d+)/); if (m && m[1] === big.id) bigFetches.push([+m[2], +m[3]]); };
+  page.on('request', onBig);
+  const held = `**/api/v1/jobs/${big.id}/chunks*`;
+  await page.route(held, (route) => route.fulfill({ status: 200, contentType: 'application/json', headers: { 'X-Hydra-History': 'none' },
+    body: JSON.stringify({ job: big.id, first: 0, next: 0, sent: Date.now(), nodes: [], chunks: [] }) }));
+  await page.waitForSelector(`#jobs tr[data-job-id="${big.id}"] button.link`, { timeout: 30000 });
+  await page.click(`#jobs tr[data-job-id="${big.id}"] button.link`);
+  const bigPainted = await attempt(page.waitForFunction(([W, H]) => {
+    const c = document.getElementById('mandel'); if (c.width !== W || c.height !== H) return false;
+    const d = c.getContext('2d').getImageData(0, 0, W, H).data;
+    for (let y = 0; y < H; y += 7) if (d[(y * W + (y % W)) * 4 + 3] === 0) return false;
+    return true;
+  }, [BW, BH], { timeout: 60000 }));
+  await page.unroute(held);
+  page.off('request', onBig);
+  const biggest = Math.max(0, ...bigFetches.map(([a, b]) => (b - a) * BW * 4));
+  log('rows fetched for the finished job:', JSON.stringify(bigFetches));
+  checkFix(bigPainted === '' && bigFetches.length > 0 && biggest <= maxFetch,
+    `a finished job of ${BW * BH * 4} bytes of counts is painted with row fetches of at most 4 MiB (largest ${biggest} bytes${bigPainted ? '; ' + bigPainted : ''})`);
+
   // 4b. A WebAssembly job through the form: a forbidden module is refused next to the file
   // picker; the C example (collatz.wasm, reduce max) uploads, runs, and its page shows the exact
   // result and every node's share.

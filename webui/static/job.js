@@ -217,6 +217,9 @@ export class JobView {
   }
   pump() {
     const m = this.mandel;
+    // A fetch is at most MAX_FETCH_ROWS_BYTES, so that the node serves it at once: a larger one
+    // takes one of its few render slots and is refused 429 while they are busy (webui/render.go).
+    const maxRows = Math.max(1, Math.floor(MAX_FETCH_ROWS_BYTES / (m.W * 4)));
     while (m.inflight < 3 && m.queue.length) {
       m.queue.sort((x, y) => x.a - y.a);
       // Merge adjacent ranges into one request (bounded).
@@ -225,6 +228,8 @@ export class JobView {
       while (a < b && m.have[a]) a++;
       while (b > a && m.have[b - 1]) b--;
       if (a >= b) continue;
+      // One chunk (or the accepted rows read after a reconnect) may hold more: the rest waits.
+      if (b - a > maxRows) { m.queue.push({ a: a + maxRows, b, committed: 0, sent: 0 }); b = a + maxRows; }
       m.inflight++;
       this.fetchRows(a, b, marks).finally(() => { m.inflight--; if (!this.dead) this.pump(); });
     }
@@ -232,7 +237,11 @@ export class JobView {
   async fetchRows(a, b, marks) {
     const m = this.mandel;
     const r = await fetch('/api/v1/jobs/' + encodeURIComponent(this.id) + '/result.raw?rows=' + a + '-' + b);
-    if (!r.ok || this.dead) return;
+    if (this.dead) return;
+    if (!r.ok) { // "try again" (docs/api.md): asked again, not left unpainted until the job is done
+      if (r.status === 429 || r.status === 503) setTimeout(() => { if (!this.dead) this.queueRows(a, b, 0, 0); }, HISTORY_RETRY_MS);
+      return;
+    }
     const buf = await r.arrayBuffer(); this.ctx.stats.bytes += buf.byteLength;
     const rows = new Uint32Array(buf);
     for (let y = a; y < b; y++) {
