@@ -168,3 +168,18 @@ func TestCredentialTTLIsAUsageError(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroHysteresisIsRefused: --pause-after 0 and --resume-after 0 are refused (exit 78, one
+// line naming the flag). The owner policy reads a zero hysteresis as its default, so a node
+// started with --resume-after 0 waited the default minute before resuming while its log said
+// resume_after=0s. A bad --log-level, judged after these flags, makes the node stop before it
+// starts if the zero is let through: the error then names --log-level instead.
+func TestZeroHysteresisIsRefused(t *testing.T) {
+	for _, f := range []string{"--pause-after", "--resume-after"} {
+		args := []string{"node", "--data", t.TempDir(), f, "0", "--log-level", "loud"}
+		code, _, stderr := run(args...)
+		if code != ExitConfig || !strings.Contains(stderr, f+" 0s") || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d %q, want %d and one line naming %s", args, code, stderr, ExitConfig, f)
+		}
+	}
+}
