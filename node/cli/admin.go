@@ -126,7 +126,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 func runTokenCreate(args []string, stdout io.Writer) error {
 	fs, af := newClientFlags("token create", stdout)
 	role := fs.String("role", "member", "member or worker (join tokens), admin or viewer (API credentials)")
-	ttl := fs.Duration("ttl", 0, "how long a join token stays valid (default 24h)")
+	ttl := fs.Duration("ttl", 0, "how long a join token stays valid (default 24h; 0: it never expires, so revoke it when done)")
 	uses := fs.Int("uses", 0, "how many machines a join token admits (0: any number)")
 	asJSON := fs.Bool("json", false, `print {"token": …} as JSON`)
 	if err := parseFlags(fs, args); err != nil {
@@ -140,11 +140,15 @@ func runTokenCreate(args []string, stdout io.Writer) error {
 	if *ttl < 0 || *uses < 0 {
 		return usagef("--ttl and --uses: want a duration and a count ≥ 0")
 	}
-	if (*role == webui.RoleAdmin || *role == webui.RoleViewerCred) && (*ttl != 0 || *uses != 0) {
+	// --ttl 0 is sent as "0s", which the API takes as "never expires"; only a --ttl not given
+	// leaves the node's default (24 h). Sent only when given, a 0 was that default.
+	ttlGiven := false
+	fs.Visit(func(f *flag.Flag) { ttlGiven = ttlGiven || f.Name == "ttl" })
+	if (*role == webui.RoleAdmin || *role == webui.RoleViewerCred) && (ttlGiven || *uses != 0) {
 		return usagef("--role %s makes an API credential, which has no --ttl or --uses (revoke it with hydra token revoke ID)", *role)
 	}
 	req := webui.TokenRequest{Role: *role, Uses: *uses}
-	if *ttl != 0 {
+	if ttlGiven {
 		req.TTL = ttl.String()
 	}
 	var res webui.TokenCreated

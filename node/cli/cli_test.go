@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -166,5 +167,58 @@ func TestCredentialTTLIsAUsageError(t *testing.T) {
 		if got, _, errs := run(append([]string{"token", "create", "--role", "member", "--ttl", "1h"}, api...)...); got != want {
 			t.Errorf("token create answered %d: exit %d %q, want %d", status, got, errs, want)
 		}
+	}
+}
+
+// TestZeroHysteresisIsRefused: --pause-after 0 and --resume-after 0 are refused (exit 78, one
+// line naming the flag). The owner policy reads a zero hysteresis as its default, so a node
+// started with --resume-after 0 waited the default minute before resuming while its log said
+// resume_after=0s. A bad --log-level, judged after these flags, makes the node stop before it
+// starts if the zero is let through: the error then names --log-level instead.
+func TestZeroHysteresisIsRefused(t *testing.T) {
+	for _, f := range []string{"--pause-after", "--resume-after"} {
+		args := []string{"node", "--data", t.TempDir(), f, "0", "--log-level", "loud"}
+		code, _, stderr := run(args...)
+		if code != ExitConfig || !strings.Contains(stderr, f+" 0s") || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d %q, want %d and one line naming %s", args, code, stderr, ExitConfig, f)
+		}
+	}
+}
+
+// TestTokenCreateTTLZeroNeverExpires: `hydra token create --ttl 0` asks for a join token that
+// never expires (the API's "ttl": "0s"), and with no --ttl the node's default (24 h) holds. The
+// CLI sent no ttl for --ttl 0, so the token expired after a day, as if --ttl was not given.
+func TestTokenCreateTTLZeroNeverExpires(t *testing.T) {
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			t.Errorf("decode %s: %v", r.URL, err)
+		}
+		got.Store(req)
+		webui.WriteJSON(w, http.StatusCreated, webui.TokenCreated{Token: "hydra-join2.x", ID: "x", Role: "member", Kind: "join"})
+	}))
+	defer srv.Close()
+	api := []string{"--api", srv.URL, "--token", "tok"}
+	for _, tc := range []struct {
+		flags []string
+		ttl   any // nil: not sent
+	}{
+		{[]string{"--ttl", "0"}, "0s"},
+		{[]string{"--ttl", "0s"}, "0s"},
+		{nil, nil},
+		{[]string{"--ttl", "48h"}, "48h0m0s"},
+	} {
+		args := append(append([]string{"token", "create", "--role", "member"}, tc.flags...), api...)
+		if code, _, errs := run(args...); code != ExitOK {
+			t.Fatalf("%v: exit %d %q", args, code, errs)
+		}
+		if ttl := got.Load().(map[string]any)["ttl"]; ttl != tc.ttl {
+			t.Errorf("token create %v: sent ttl %v, want %v", tc.flags, ttl, tc.ttl)
+		}
+	}
+	// An API credential has no ttl, --ttl 0 included.
+	if code, _, errs := run(append([]string{"token", "create", "--role", "admin", "--ttl", "0"}, api...)...); code != ExitConfig {
+		t.Errorf("token create --role admin --ttl 0: exit %d %q, want %d", code, errs, ExitConfig)
 	}
 }

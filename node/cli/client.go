@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -78,7 +79,10 @@ func (a *apiFlags) client() (*webui.Client, error) {
 			refused = fmt.Sprintf("the address in %s, from the local node's last start: is it running? Start it with 'hydra node', or pass --api",
 				filepath.Join(a.data, node.APIURLFile))
 		}
-		if token == "" {
+		if token == "" && (a.api == "" || sameNode(base, lu)) {
+			// The local node's own credential goes to the local node only: sent to whatever
+			// --api names, it would hand this cluster's admin credential to another cluster's
+			// node, or to any host a mistyped address reaches. --token and $HYDRA_TOKEN go anywhere.
 			token = lt
 		}
 	}
@@ -88,6 +92,25 @@ func (a *apiFlags) client() (*webui.Client, error) {
 	c := webui.NewClient(base, token)
 	c.HTTP.Transport = &nodeClock{base: c.HTTP.Transport, refused: refused}
 	return c, nil
+}
+
+// sameNode reports whether the API base URLs a (--api) and b (DATA/api-url) name the same node:
+// the same port on the same host, or on loopback both (localhost and 127.0.0.1 alike).
+func sameNode(a, b string) bool {
+	ua, erra := url.Parse(a)
+	ub, errb := url.Parse(b)
+	if erra != nil || errb != nil || ua.Port() != ub.Port() {
+		return false
+	}
+	return strings.EqualFold(ua.Hostname(), ub.Hostname()) || loopbackHost(ua.Hostname()) && loopbackHost(ub.Hostname())
+}
+
+func loopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // apiBase splits --api into the node's base URL and the token its query

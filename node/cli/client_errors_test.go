@@ -127,3 +127,58 @@ func TestStaleAPIURLSaysTheNodeMayBeDown(t *testing.T) {
 		t.Fatalf("status --api %s: exit %d: %s", url, code, errs)
 	}
 }
+
+// TestLocalTokenGoesToTheLocalNodeOnly: the admin credential in DATA/api-token is sent to the
+// node DATA/api-url names (by --data alone, or an --api naming it: the same port on the same
+// host, or on loopback both), never to another address given with --api, which got this
+// cluster's admin credential before: another cluster's node, or whatever a mistyped address
+// reached. A credential given (--token, $HYDRA_TOKEN) goes wherever --api says.
+func TestLocalTokenGoesToTheLocalNodeOnly(t *testing.T) {
+	t.Setenv("HYDRA_TOKEN", "")
+	seen := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case seen <- r.Header.Get("Authorization"):
+		default:
+		}
+		webui.WriteJSON(w, http.StatusOK, webui.Status{})
+	}))
+	t.Cleanup(srv.Close)
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := net.Listen("tcp", "127.0.0.1:0") // the local node's address: not the server's
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherURL := "http://" + other.Addr().String()
+	_ = other.Close()
+	for _, tc := range []struct {
+		apiURL string   // DATA/api-url
+		args   []string // after status --data DIR
+		want   string   // the Authorization header sent
+	}{
+		{srv.URL, nil, "Bearer local"},
+		{srv.URL, []string{"--api", srv.URL}, "Bearer local"},
+		{srv.URL, []string{"--api", "localhost:" + port}, "Bearer local"},
+		{otherURL, []string{"--api", srv.URL}, ""},
+		{otherURL, []string{"--api", srv.URL, "--token", "given"}, "Bearer given"},
+		{otherURL, []string{"--api", srv.URL + "/?token=fromurl"}, "Bearer fromurl"},
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, node.APIURLFile), []byte(tc.apiURL+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, node.TokenFile), []byte("local\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args := append([]string{"status", "--data", dir}, tc.args...)
+		if code, _, errs := run(args...); code != ExitOK {
+			t.Fatalf("%v (api-url %s): exit %d %q", args, tc.apiURL, code, errs)
+		}
+		if got := <-seen; got != tc.want {
+			t.Errorf("%v (api-url %s): sent Authorization %q, want %q", args, tc.apiURL, got, tc.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hydra-compute/hydra/consensus"
@@ -102,6 +103,16 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		return usagef("--max-owner-cpu %v: give a percent above 0 and at most 100 (--dedicated ignores the owner's use)", *maxOwner)
 	}
 	oc.MaxOwnerCPU = *maxOwner / 100
+	// The owner policy reads a zero hysteresis as its default (1 s, 1 min): a 0 given here
+	// would run as that while the node's log said 0s. The defaults are set, so a 0 is the user's.
+	for _, h := range []struct {
+		name   string
+		d, def time.Duration
+	}{{"--pause-after", oc.PauseAfter, owner.DefaultPauseAfter}, {"--resume-after", oc.ResumeAfter, owner.DefaultResumeAfter}} {
+		if h.d <= 0 {
+			return usagef("%s %v: give a duration above 0, such as 1ms (default %v)", h.name, h.d, h.def)
+		}
+	}
 	if strings.ContainsFunc(cfg.Name, unsafeRune) || !utf8.ValidString(cfg.Name) {
 		// Shown in every member's status and UI: no escape sequences for their terminals.
 		return usagef("--name %q: want printable text", cfg.Name)

@@ -170,3 +170,24 @@ func TestWaitRidesOutAShortOutage(t *testing.T) {
 		t.Fatalf("--wait on a node that stays down: exit %d after %s: %q", code, time.Since(start), errs)
 	}
 }
+
+// TestConcatResultShowsValueAndCommand: hydra result ID of a concat job, without -o, prints the
+// sum of the values hydra_map returned (docs/wasm.md: concat reports it too; README: result shows a
+// wasm job's value) and the command that writes the output. Before, it printed only the API path
+// of the bytes ("output ready: /api/v1/jobs/…/result.bin"), no value and nothing to run.
+func TestConcatResultShowsValueAndCommand(t *testing.T) {
+	f := wasmCluster{fakeCluster: &fakeCluster{}, output: "0\n1\n4\n"}
+	srv := httptest.NewServer(webui.New(webui.Config{Backend: f, Jobs: f}))
+	t.Cleanup(srv.Close)
+	if _, err := f.SubmitJob(context.Background(), compute.JobSpec{Kind: compute.KindWasm,
+		Wasm: &compute.WasmParams{Module: strings.Repeat("ab", 32), Items: 1000, Reduce: compute.ReduceConcat}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // queued → running → done
+		f.Job("job1")
+	}
+	code, out, errs := run("result", "job1", "--api", srv.URL, "--token", token)
+	if code != ExitOK || !strings.Contains(out, "= 78498 over 1,000 of 1,000 items") || !strings.Contains(out, "'hydra result job1 -o FILE'") {
+		t.Fatalf("result of a concat job: exit %d, stdout %q (stderr %q), want its value and 'hydra result job1 -o FILE'", code, out, errs)
+	}
+}

@@ -475,7 +475,9 @@ func printWasm(ctx context.Context, c *webui.Client, v webui.JobView, res webui.
 		return nil
 	}
 	if out == nil || *out == "" {
-		fmt.Fprintf(stdout, "output ready: %s\n", res.ResultBin)
+		// The values hydra_map returned are summed beside the output (docs/wasm.md, Reducers).
+		fmt.Fprintf(stdout, "sum of the returned values = %s over %s of %s items\n", res.Value, group(res.DoneItems), group(res.Items))
+		fmt.Fprintf(stdout, "output bytes: 'hydra result %s -o FILE' writes them (GET %s)\n", v.ID, res.ResultBin)
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*requestTimeout)
