@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hydra-compute/hydra/webui"
 )
@@ -170,17 +171,25 @@ func TestCredentialTTLIsAUsageError(t *testing.T) {
 	}
 }
 
-// TestZeroHysteresisIsRefused: --pause-after 0 and --resume-after 0 are refused (exit 78, one
-// line naming the flag). The owner policy reads a zero hysteresis as its default, so a node
-// started with --resume-after 0 waited the default minute before resuming while its log said
-// resume_after=0s. A bad --log-level, judged after these flags, makes the node stop before it
-// starts if the zero is let through: the error then names --log-level instead.
-func TestZeroHysteresisIsRefused(t *testing.T) {
+// TestZeroHysteresisMeansAtOnce: --pause-after 0 and --resume-after 0 mean at once. The owner
+// policy reads a zero hysteresis as its default, so a node started with --resume-after 0 waited
+// the default minute before resuming while its log said resume_after=0s; a 0 given now reaches
+// it as the shortest duration. A negative one is refused (exit 78, one line naming the flag;
+// a bad --log-level, judged after these flags, is what a flag let through meets).
+func TestZeroHysteresisMeansAtOnce(t *testing.T) {
+	if d := atOnce(0); d <= 0 || d > time.Millisecond {
+		t.Errorf("atOnce(0) = %v, want the shortest duration above 0", d)
+	}
+	if d := atOnce(5 * time.Second); d != 5*time.Second {
+		t.Errorf("atOnce(5s) = %v", d)
+	}
 	for _, f := range []string{"--pause-after", "--resume-after"} {
-		args := []string{"node", "--data", t.TempDir(), f, "0", "--log-level", "loud"}
-		code, _, stderr := run(args...)
-		if code != ExitConfig || !strings.Contains(stderr, f+" 0s") || strings.Count(stderr, "\n") != 1 {
-			t.Errorf("%v: exit %d %q, want %d and one line naming %s", args, code, stderr, ExitConfig, f)
+		for v, want := range map[string]string{"0": "--log-level", "-1s": f + " -1s"} {
+			args := []string{"node", "--data", t.TempDir(), f, v, "--log-level", "loud"}
+			code, _, stderr := run(args...)
+			if code != ExitConfig || !strings.Contains(stderr, want) || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("%v: exit %d %q, want %d and one line naming %s", args, code, stderr, ExitConfig, want)
+			}
 		}
 	}
 }

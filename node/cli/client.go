@@ -94,15 +94,20 @@ func (a *apiFlags) client() (*webui.Client, error) {
 	return c, nil
 }
 
-// sameNode reports whether the API base URLs a (--api) and b (DATA/api-url) name the same node:
-// the same port on the same host, or on loopback both (localhost and 127.0.0.1 alike).
+// sameNode reports whether the API base URLs a (--api) and b (DATA/api-url) name the local
+// node's machine: the same port on the same host, or loopback both (localhost and 127.0.0.1
+// alike, any port: the nodes of one machine, as the several-nodes-on-one-machine recipe runs
+// them, each accepting every member's credential).
 func sameNode(a, b string) bool {
 	ua, erra := url.Parse(a)
 	ub, errb := url.Parse(b)
-	if erra != nil || errb != nil || ua.Port() != ub.Port() {
+	if erra != nil || errb != nil {
 		return false
 	}
-	return strings.EqualFold(ua.Hostname(), ub.Hostname()) || loopbackHost(ua.Hostname()) && loopbackHost(ub.Hostname())
+	if loopbackHost(ua.Hostname()) && loopbackHost(ub.Hostname()) {
+		return true
+	}
+	return ua.Port() == ub.Port() && strings.EqualFold(ua.Hostname(), ub.Hostname())
 }
 
 func loopbackHost(h string) bool {

@@ -130,7 +130,7 @@ func TestStaleAPIURLSaysTheNodeMayBeDown(t *testing.T) {
 
 // TestLocalTokenGoesToTheLocalNodeOnly: the admin credential in DATA/api-token is sent to the
 // node DATA/api-url names (by --data alone, or an --api naming it: the same port on the same
-// host, or on loopback both), never to another address given with --api, which got this
+// host), or to another node of this machine (loopback both), never to another host given with --api, which got this
 // cluster's admin credential before: another cluster's node, or whatever a mistyped address
 // reached. A credential given (--token, $HYDRA_TOKEN) goes wherever --api says.
 func TestLocalTokenGoesToTheLocalNodeOnly(t *testing.T) {
@@ -148,12 +148,13 @@ func TestLocalTokenGoesToTheLocalNodeOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := net.Listen("tcp", "127.0.0.1:0") // the local node's address: not the server's
+	other, err := net.Listen("tcp", "127.0.0.1:0") // another node of this machine
 	if err != nil {
 		t.Fatal(err)
 	}
 	otherURL := "http://" + other.Addr().String()
 	_ = other.Close()
+	remote := "http://192.0.2.1:" + port // the local node's address, on another host than --api's
 	for _, tc := range []struct {
 		apiURL string   // DATA/api-url
 		args   []string // after status --data DIR
@@ -162,9 +163,10 @@ func TestLocalTokenGoesToTheLocalNodeOnly(t *testing.T) {
 		{srv.URL, nil, "Bearer local"},
 		{srv.URL, []string{"--api", srv.URL}, "Bearer local"},
 		{srv.URL, []string{"--api", "localhost:" + port}, "Bearer local"},
-		{otherURL, []string{"--api", srv.URL}, ""},
-		{otherURL, []string{"--api", srv.URL, "--token", "given"}, "Bearer given"},
-		{otherURL, []string{"--api", srv.URL + "/?token=fromurl"}, "Bearer fromurl"},
+		{otherURL, []string{"--api", srv.URL}, "Bearer local"},
+		{remote, []string{"--api", srv.URL}, ""},
+		{remote, []string{"--api", srv.URL, "--token", "given"}, "Bearer given"},
+		{remote, []string{"--api", srv.URL + "/?token=fromurl"}, "Bearer fromurl"},
 	} {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, node.APIURLFile), []byte(tc.apiURL+"\n"), 0o644); err != nil {

@@ -103,15 +103,16 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		return usagef("--max-owner-cpu %v: give a percent above 0 and at most 100 (--dedicated ignores the owner's use)", *maxOwner)
 	}
 	oc.MaxOwnerCPU = *maxOwner / 100
-	// The owner policy reads a zero hysteresis as its default (1 s, 1 min): a 0 given here
-	// would run as that while the node's log said 0s. The defaults are set, so a 0 is the user's.
+	// The owner policy reads a zero hysteresis as its default (1 s, 1 min): a 0 given here ran
+	// as that while the node's log said 0s. The defaults are set, so a 0 is the user's: at once.
 	for _, h := range []struct {
-		name   string
-		d, def time.Duration
-	}{{"--pause-after", oc.PauseAfter, owner.DefaultPauseAfter}, {"--resume-after", oc.ResumeAfter, owner.DefaultResumeAfter}} {
-		if h.d <= 0 {
-			return usagef("%s %v: give a duration above 0, such as 1ms (default %v)", h.name, h.d, h.def)
+		name string
+		d    *time.Duration
+	}{{"--pause-after", &oc.PauseAfter}, {"--resume-after", &oc.ResumeAfter}} {
+		if *h.d < 0 {
+			return usagef("%s %v: give a duration of 0 (at once) or more", h.name, *h.d)
 		}
+		*h.d = atOnce(*h.d)
 	}
 	if strings.ContainsFunc(cfg.Name, unsafeRune) || !utf8.ValidString(cfg.Name) {
 		// Shown in every member's status and UI: no escape sequences for their terminals.
@@ -171,4 +172,13 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "hydra %s (commit %s, built %s)\n", node.Version, node.Commit, node.BuildDate)
 	return nil
+}
+
+// atOnce is a hysteresis flag's value for the owner policy, which reads 0 as its default: a 0
+// given (at once) becomes the shortest duration instead.
+func atOnce(d time.Duration) time.Duration {
+	if d == 0 {
+		return time.Nanosecond
+	}
+	return d
 }
