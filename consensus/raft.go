@@ -489,6 +489,21 @@ func (r *Raft) isClosed() bool {
 	}
 }
 
+// HandOver passes leadership to another voter if this node leads, and returns once it has
+// (nil at once on a follower). A graceful stop calls it before its worker stops: the compute
+// child may take the whole stop timeout to hand in its chunk (a WebAssembly call runs to its
+// end), and a service manager's own grace (systemd's 30 s) would then kill a leader that had
+// not handed over yet, leaving the cluster without a leader for an election.
+func (r *Raft) HandOver(ctx context.Context) error {
+	if r.raft.State() != raft.Leader {
+		return nil
+	}
+	if err := r.await(ctx, r.raft.LeadershipTransfer()); err != nil {
+		return fmt.Errorf("leadership transfer: %w", err)
+	}
+	return nil
+}
+
 // Shutdown stops this node: on SIGTERM, with transfer, a leader first hands
 // leadership to another voter (so the cluster does not wait for an election
 // timeout), then raft, the transport and the stores are closed. The node

@@ -16,6 +16,7 @@
 //	recover*.go                 hydra recover, replaying into a scratch result store; files left to DATA's owner
 //	announce.go, activity.go    gossip: each node's announcement; the coordinator's activity
 //	welcome.go                  a new member's hellos and the members' prompt answers to them
+//	peers.go                    Connect; the work protocol's calls and its members
 //	clock.go                    the cluster's clock, learnt from the leader's activity
 //	backend.go, jobs.go         what webui asks of the node: status, jobs, results
 //	admission.go                approve, deny, remove, tokens, credentials (webui.Admission)

@@ -527,6 +527,16 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.crash.Load() {
 		_ = n.host.Close()
+	} else if !leftCluster {
+		// Leadership first, then the work: the compute child may take its whole stop timeout
+		// to hand in its chunk (a WebAssembly call runs to its end), and a service manager
+		// kills a node that outlasts its grace. The worker then hands its prefix in to the
+		// new leader.
+		hctx, hcancel := context.WithTimeout(runCtx, handOverWait)
+		if err := n.raft.HandOver(hctx); err != nil {
+			n.log.Debug("hand over leadership before the work stops", "err", err) // Shutdown tries again, and says so
+		}
+		hcancel()
 	}
 	stopWork()
 	<-workDone
@@ -555,6 +565,9 @@ func (n *Node) Run(ctx context.Context) error {
 	return runErr
 }
 
+// handOverWait bounds a stopping leader's hand-over before its work stops.
+const handOverWait = 10 * time.Second
+
 // abandon releases what a Run whose start failed had: the HTTP server if it served, the compute
 // process, whatever runs on Run's context (cancel), then what New opened, as Close would (raft,
 // the job state, the host, the HTTP listener, the data directory's lock). Nothing of the work
@@ -568,30 +581,4 @@ func (n *Node) abandon(srv *http.Server, serving bool, cancel context.CancelFunc
 	}
 	cancel()
 	n.release.unwind()
-}
-
-// Connect dials a peer and hands it to consensus as if discovery had found
-// it. Embedding programs and tests use it to wire nodes without mDNS.
-func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
-	if err := n.host.Host().Connect(ctx, ai); err != nil {
-		return fmt.Errorf("connect %s: %w", ai.ID, err)
-	}
-	n.raft.PeerFound(ai.ID)
-	return nil
-}
-
-// callWork carries a worker's sync request to a remote coordinator.
-func (n *Node) callWork(ctx context.Context, to peer.ID, req, resp any) error {
-	return p2p.Call(ctx, n.host.Host(), to, work.Protocol, req, resp)
-}
-
-// isMember reports whether p is in the raft configuration: only members
-// take work and hand in results.
-func (n *Node) isMember(p peer.ID) bool {
-	for _, s := range n.raft.Servers() {
-		if s.ID == p {
-			return true
-		}
-	}
-	return false
 }
