@@ -64,12 +64,17 @@ func overhead(work string) {
 			break
 		}
 	}
-	for i := 0; i < len(ids) && time.Since(start) < 10*time.Minute; {
-		if v, err := getJob(follower, ids[i]); err == nil && v.State == compute.StateDone {
-			i++
+	done := 0
+	for done < len(ids) && time.Since(start) < 10*time.Minute {
+		if v, err := getJob(follower, ids[done]); err == nil && v.State == compute.StateDone {
+			done++
 			continue
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if done < len(ids) {
+		// The figures below would count the unfinished jobs' chunks with no finish time.
+		fatalf("overhead: job %s (%d of %d) not done after 10 minutes", ids[done], done+1, len(ids))
 	}
 	var views []jobView
 	if b, err := api("GET", follower.HTTPURL+"/api/v1/jobs", "", nil); err == nil {
