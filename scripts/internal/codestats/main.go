@@ -38,6 +38,10 @@ func main() {
 	rev := flag.String("rev", "HEAD", "the revision measured")
 	top := flag.Int("top", 5, "how many of the largest functions to list")
 	flag.Parse()
+	if *top < 0 {
+		fmt.Fprintln(os.Stderr, "codestats: -top: want a count ≥ 0")
+		os.Exit(2)
+	}
 	if err := run(*base, *rev, *top); err != nil {
 		fmt.Fprintln(os.Stderr, "codestats:", err)
 		os.Exit(1)
