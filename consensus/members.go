@@ -145,6 +145,30 @@ func (s ClusterState) CredFor(tok string) (string, Cred, bool) {
 	return "", Cred{}, false
 }
 
+// ReadCookie is the value of the web UI's read cookie for the credential whose stored hash
+// (HashSecret) is hash: a MAC of it, never the credential. Browsers send a host's cookies to
+// every port of that host (another web service on the same machine, its logs); a cookie that
+// held the credential, often the admin token, gave them a bearer token for writes. This one
+// only opens reads on this cluster's nodes, all of which derive the same value.
+func ReadCookie(hash string) string {
+	m := hmac.New(sha256.New, []byte(hash))
+	m.Write([]byte("hydra read cookie v1"))
+	return "r1." + hex.EncodeToString(m.Sum(nil))
+}
+
+// CredForReadCookie returns the credential whose ReadCookie is v.
+func (s ClusterState) CredForReadCookie(v string) (Cred, bool) {
+	if !strings.HasPrefix(v, "r1.") {
+		return Cred{}, false
+	}
+	for _, c := range s.Creds {
+		if subtle.ConstantTimeCompare([]byte(ReadCookie(c.Hash)), []byte(v)) == 1 {
+			return c, true
+		}
+	}
+	return Cred{}, false
+}
+
 // IsAdmin reports whether tok is an admin credential of the cluster.
 func (s ClusterState) IsAdmin(tok string) bool {
 	_, c, ok := s.CredFor(tok)

@@ -173,6 +173,26 @@ func (n *Node) Authorize(tok string) string {
 	return ""
 }
 
+var _ webui.ReadCookier = (*Node)(nil)
+
+// ReadCookie implements webui.ReadCookier: the read cookie's value for tok, derived from the
+// credential's stored hash (consensus.ReadCookie), "" for a token that is no credential.
+func (n *Node) ReadCookie(tok string) string {
+	if _, _, ok := n.raft.State().CredFor(tok); !ok {
+		return ""
+	}
+	return consensus.ReadCookie(consensus.HashSecret(tok))
+}
+
+// AuthorizeReadCookie implements webui.ReadCookier: the role of the credential whose read
+// cookie is v.
+func (n *Node) AuthorizeReadCookie(v string) string {
+	if c, ok := n.raft.State().CredForReadCookie(v); ok {
+		return c.Role
+	}
+	return ""
+}
+
 var _ webui.Truster = (*Node)(nil)
 
 // TrustReset implements webui.Truster: it clears a node's failed audits and

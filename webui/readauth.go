@@ -17,6 +17,38 @@ import (
 // readCookie is the cookie that carries a read credential for the UI.
 const readCookie = "hydra_read"
 
+// ReadCookier is implemented by a Backend whose read cookie carries a value derived from the
+// credential, not the credential: browsers send a host's cookies to every port of it, and a
+// cookie holding the credential (often the admin token) handed other services on the machine a
+// bearer token for writes. Without it the cookie holds the credential itself.
+type ReadCookier interface {
+	// ReadCookie is the cookie's value for credential tok ("" if tok is none).
+	ReadCookie(tok string) string
+	// AuthorizeReadCookie is the role of the credential whose cookie value is v ("" if none).
+	AuthorizeReadCookie(v string) string
+}
+
+// readCookieValue is what the read cookie carries for tok, a credential mayRead took.
+func (s *server) readCookieValue(tok string) string {
+	if rc, ok := s.cfg.Backend.(ReadCookier); ok {
+		if v := rc.ReadCookie(tok); v != "" {
+			return v
+		}
+	}
+	return tok
+}
+
+// cookieRole is the role the read cookie's value v stands for: a derived value (ReadCookier),
+// or a credential itself (a cookie an older build set, or a client that sets it by hand).
+func (s *server) cookieRole(v string) string {
+	if rc, ok := s.cfg.Backend.(ReadCookier); ok {
+		if role := rc.AuthorizeReadCookie(v); role != "" {
+			return role
+		}
+	}
+	return s.roleOf(v)
+}
+
 // forgetReadCookie answers DELETE /api/v1/read-cookie with an expired read cookie: the page's
 // "Forget token" calls it, since the cookie is HttpOnly and the page cannot clear it itself (it
 // would last until the browser session ends). It needs no credential, as it changes nothing on
@@ -59,7 +91,7 @@ func (s *server) readGate(next http.Handler) http.Handler {
 			return
 		}
 		if fromQuery {
-			http.SetCookie(w, readAuthCookie(tok))
+			http.SetCookie(w, readAuthCookie(s.readCookieValue(tok)))
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -79,12 +111,12 @@ func (s *server) mayRead(r *http.Request) (ok bool, tok string, fromQuery bool) 
 			tok, fromQuery = q, true
 		}
 	}
-	if tok == "" {
-		if c, err := r.Cookie(readCookie); err == nil && len(c.Value) <= 256 {
-			tok = c.Value
-		}
+	var role string
+	if tok != "" {
+		role = s.roleOf(tok)
+	} else if c, err := r.Cookie(readCookie); err == nil && len(c.Value) <= 256 {
+		role = s.cookieRole(c.Value)
 	}
-	role := s.roleOf(tok)
 	return role == RoleAdmin || role == RoleViewerCred, tok, fromQuery
 }
 
