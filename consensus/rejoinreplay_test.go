@@ -84,10 +84,7 @@ func TestJoinerKeepsItsLeaderThroughARevocationBeforeTheAnswer(t *testing.T) {
 	t.Parallel()
 	const cluster = "join-revoked-inflight"
 	_, gone := leaderOnceRevoked(t, cluster)
-	var j *testNode
-	j = newTestNode(t, "joiner", cluster, func(c *Config) {
-		c.OnRefuse = func(p peer.ID) { _ = j.h.Network().ClosePeer(p) } // as node wires p2p.Host.Refuse
-	})
+	j := refusingJoiner(t, cluster)
 	// The leader holds its answer until the joiner's replica is at its own entry, or the joiner
 	// has closed its connection to the leader.
 	hold := func(where string, p peer.ID) {
@@ -116,10 +113,7 @@ func TestJoinerKeepsItsLeaderWhenTheAnswerIsLostMidReplay(t *testing.T) {
 	t.Parallel()
 	const cluster = "join-answer-lost"
 	_, gone := leaderOnceRevoked(t, cluster)
-	var j *testNode
-	j = newTestNode(t, "joiner", cluster, func(c *Config) {
-		c.OnRefuse = func(p peer.ID) { _ = j.h.Network().ClosePeer(p) }
-	})
+	j := refusingJoiner(t, cluster)
 	leader := gone.h.ID()
 	atRevocation, lost := make(chan struct{}), make(chan struct{})
 	var pause, lose sync.Once
@@ -160,6 +154,16 @@ func TestJoinerKeepsItsLeaderWhenTheAnswerIsLostMidReplay(t *testing.T) {
 	connectAll(t, []*testNode{j, gone})
 	j.run()
 	waitCaughtUpWith(t, j, gone)
+}
+
+// refusingJoiner is a fresh node of cluster (not running) that closes its connections to a
+// peer it refuses, as node wires OnRefuse to p2p.Host.Refuse.
+func refusingJoiner(t *testing.T, cluster string) *testNode {
+	var j *testNode
+	j = newTestNode(t, "joiner", cluster, func(c *Config) {
+		c.OnRefuse = func(p peer.ID) { _ = j.h.Network().ClosePeer(p) }
+	})
+	return j
 }
 
 // leaderOnceRevoked makes a 3-node cluster whose leader was removed (its key revoked) and
