@@ -27,7 +27,8 @@ type FSM struct {
 	app   App
 	index atomic.Uint64 // last command or configuration entry seen
 	// onRevoke, if set, is called (in its own goroutine) with the peer ID
-	// of every node whose key an applied entry revoked.
+	// of every node whose key an applied entry, or a restored snapshot,
+	// revoked.
 	onRevoke func(id string)
 
 	// failed is set when a committed entry could not be applied for a
@@ -325,10 +326,23 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var revoked []string // revoked by entries this replica never applied: told as Apply tells its own
+	for id, r := range st.Revoked {
+		if r && !f.state.Revoked[id] {
+			revoked = append(revoked, id)
+		}
+	}
 	f.state = st
 	f.replayed = 0 // a snapshot from the leader: raft applies what follows it
 	f.publishRolesLocked()
 	f.restoredIndexLocked(ss.Index)
+	if f.onRevoke != nil && len(revoked) > 0 {
+		go func() {
+			for _, id := range revoked {
+				f.onRevoke(id)
+			}
+		}()
+	}
 	return nil
 }
 
