@@ -10,6 +10,7 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/internal/testdisk"
+	"github.com/libp2p/go-libp2p"
 )
 
 // A follower sent the leader's snapshot while its job state's disk is too full for the
@@ -74,5 +75,55 @@ func TestFollowerStopsWhenTheSnapshotSentFailsToRestore(t *testing.T) {
 	f.open()
 	if n := f.cfg.App.(*compute.JobStore).Count(); n != jobs+1 {
 		t.Fatalf("restarted, the follower holds %d jobs, want %d", n, jobs+1)
+	}
+}
+
+// A node started while its job state's disk is too full for its newest snapshot's results fails
+// to start with the disk's error (the node waits for space and starts again) and leaves the
+// snapshot where it is. Before, the full disk read as a damaged snapshot: it was moved aside
+// (DATA/raft/<id>.damaged) and an older one restored, or, with none, the node was told to drop
+// its raft state.
+func TestFullDiskAtStartKeepsTheSnapshot(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 1, "fullstart", func(i int, c *Config) { c.App = openJobs(t, t.TempDir()) })
+	n := waitAgreed(t, nodes)
+	proposeJob(t, n, "a", 1)
+	if err := n.r.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 { // more results than the full disk's store can take in its free pages
+		proposeJob(t, n, fmt.Sprintf("b%d", i), uint64(i+2))
+	}
+	if err := n.r.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := n.r.st.snaps.List()
+	if err != nil || len(snaps) != 2 {
+		t.Fatalf("%d snapshots (%v), want 2", len(snaps), err)
+	}
+	n.kill()
+
+	small := testdisk.Small(t, "2m")
+	n.cfg.App = openJobs(t, small)
+	testdisk.Fill(t, small)
+	h, err := libp2p.New(libp2p.Identity(n.key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	cfg := n.cfg
+	cfg.Host, cfg.Dir = h, n.dir
+	r, err := New(cfg)
+	if err == nil {
+		_ = r.Shutdown(false)
+		t.Fatal("the node started with a job state its disk could not hold")
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("New = %v, want the full disk's error", err)
+	}
+	for _, s := range snaps {
+		if _, err := os.Stat(filepath.Join(n.dir, "snapshots", s.ID)); err != nil {
+			t.Errorf("snapshot %s was set aside for a full disk: %v", s.ID, err)
+		}
 	}
 }
