@@ -11,8 +11,9 @@ import (
 )
 
 // Restore replaces the whole state with a snapshot written by Snapshot. On error the previous
-// state is kept in memory, but the store may hold a part of the snapshot: raft treats a failed
-// restore as fatal, and so should its caller.
+// state is kept in memory, but the store may hold a part of the snapshot: the caller must treat a
+// failed restore as fatal, or restore another snapshot over it (consensus's FSM stops the node
+// on a snapshot the leader sent; at start it restores an older one, or the start fails).
 func (s *JobStore) Restore(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<16)
 	if _, err := br.Peek(1); errors.Is(err, io.EOF) {

@@ -65,6 +65,20 @@ func diskFailed(err error) bool {
 	return err != nil && (errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO))
 }
 
+// diskIsFull reports whether err says the disk is full: ENOSPC or EDQUOT, or on Windows
+// ERROR_DISK_FULL (112) and ERROR_HANDLE_DISK_FULL (39), which package syscall does not name
+// there.
+func diskIsFull(err error) bool {
+	errno, ok := errors.AsType[syscall.Errno](err)
+	if !ok {
+		return false
+	}
+	if runtime.GOOS == "windows" {
+		return errno == 112 || errno == 39
+	}
+	return errno == syscall.ENOSPC || errno == syscall.EDQUOT
+}
+
 // unreadable reports whether err, from reading an entry of raft's log, says the disk failed: any
 // error but the entry's absence (compacted, or not written yet: raft's ErrLogNotFound, on which
 // it sends a snapshot instead) and the store's being closed (a read racing the node's stop). An

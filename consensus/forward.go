@@ -294,6 +294,13 @@ func response(index uint64, resp any, err error) (applyResponse, error) {
 	out := applyResponse{Index: index}
 	switch v := resp.(type) {
 	case error:
+		if _, local := errors.AsType[*ApplyFailure](v); local || errors.Is(v, ErrApplyStopped) {
+			// Not a refusal: the entry is committed and the other replicas apply it, but this
+			// node's replica failed (a full or failing disk) and the node stops (OnFatal). Told
+			// as a leader stopping under the command: a follower's forward is retried on the
+			// next leader, the node's own proposal answers "retry later".
+			return applyResponse{}, fmt.Errorf("%w: %w", ErrShutdown, v)
+		}
 		if errors.Is(v, ErrRejected) {
 			return applyResponse{}, v
 		}

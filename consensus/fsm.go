@@ -27,7 +27,8 @@ type FSM struct {
 	app   App
 	index atomic.Uint64 // last command or configuration entry seen
 	// onRevoke, if set, is called (in its own goroutine) with the peer ID
-	// of every node whose key an applied entry revoked.
+	// of every node whose key an applied entry, or a restored snapshot,
+	// revoked.
 	onRevoke func(id string)
 
 	// failed is set when a committed entry could not be applied for a
@@ -320,16 +321,54 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			src = bytes.NewReader(nil)
 		}
 		if err := f.app.Restore(src); err != nil {
-			return fmt.Errorf("restore app state: %w", err)
+			return &appRestoreError{err: err}
 		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var revoked []string // revoked by entries this replica never applied: told as Apply tells its own
+	for id, r := range st.Revoked {
+		if r && !f.state.Revoked[id] {
+			revoked = append(revoked, id)
+		}
+	}
 	f.state = st
 	f.replayed = 0 // a snapshot from the leader: raft applies what follows it
 	f.publishRolesLocked()
 	f.restoredIndexLocked(ss.Index)
+	if f.onRevoke != nil && len(revoked) > 0 {
+		go func() {
+			for _, id := range revoked {
+				f.onRevoke(id)
+			}
+		}()
+	}
 	return nil
+}
+
+// appRestoreError is Restore's error when the App's section failed: the App may then hold a part
+// of the snapshot (compute.JobStore.Restore empties its result store first), beside the cluster
+// state of before.
+type appRestoreError struct{ err error }
+
+func (e *appRestoreError) Error() string { return "restore app state: " + e.err.Error() }
+func (e *appRestoreError) Unwrap() error { return e.err }
+
+// installFailed stops the FSM after a snapshot the leader sent failed to restore in the App's
+// section (err, from Restore), as after a local failure to apply an entry: raft only logs a
+// failed install and goes on, so the replica served a state the cluster never had (the App's
+// part of the snapshot beside its own old state: jobs listed whose results were gone) and
+// retried the install for as long as it failed, a disk too full for the results or a
+// snapshot this build refuses, while it looked healthy. The node stops (OnFatal); at its
+// restart the replay restores the snapshot again from disk (replay.go), or says what to do.
+func (f *FSM) installFailed(err error) {
+	if _, ok := errors.AsType[*appRestoreError](err); !ok {
+		return // the cluster state did not decode: nothing was changed
+	}
+	af := &ApplyFailure{Index: f.index.Load(), Err: fmt.Errorf("restoring the snapshot the leader sent: %w", err)}
+	if f.failed.CompareAndSwap(nil, af) && f.onFatal != nil {
+		go f.onFatal(af)
+	}
 }
 
 // snapshotState is the state section of a snapshot: the cluster state and the index of the

@@ -117,6 +117,13 @@ func restoreUsable(st *stores, snaps []*raft.SnapshotMeta, fsm *FSM, log *slog.L
 			index, usable = meta.Index, true
 			break
 		}
+		if diskIsFull(err) {
+			// This node's disk cannot take the snapshot's state (the job state's results), which
+			// is no damage of the snapshot: set aside, the good snapshot would be lost (and, with
+			// no older one to restore, the node told to drop its raft state). The start fails with
+			// the disk's error; the node waits for space and starts again (node/diskspace.go).
+			return 0, false, fmt.Errorf("restore raft snapshot %s: %w", meta.ID, err)
+		}
 		touched = touched || began
 		log.Error("a raft snapshot is damaged; trying an older one", "snapshot", meta.ID, "err", err)
 		damaged = append(damaged, meta.ID)

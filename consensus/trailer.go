@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,17 @@ func (f appliedFSM) Apply(l *raft.Log) any {
 		k.kick()
 	}
 	return out
+}
+
+// Restore implements raft.FSM: raft restores only the snapshots a leader sends (the one on disk
+// at start is the replay's, replay.go), and one whose App section failed stops the FSM
+// (installFailed).
+func (f appliedFSM) Restore(rc io.ReadCloser) error {
+	err := f.FSM.Restore(rc)
+	if err != nil {
+		f.installFailed(err)
+	}
+	return err
 }
 
 // kicker wakes a loop that sleeps until something happened, at the cost of
