@@ -278,6 +278,11 @@ func prepareDataDir(dir string) error {
 		return configErr("--data %s: %v", dir, err)
 	}
 	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil && diskFull(err) {
+		// No configuration error (exit 78: never restarted) but a full disk (out of inodes with
+		// bytes free): Serve waits for space and starts again.
+		return fmt.Errorf("--data %s: not writable: %w", dir, errors.Unwrap(err))
+	}
 	if err != nil {
 		return configErr("--data %s: not writable: %v", dir, errors.Unwrap(err))
 	}

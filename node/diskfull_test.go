@@ -229,3 +229,53 @@ func TestServeResumesAfterAFullDisk(t *testing.T) {
 		return nil
 	})
 }
+
+// TestServeWaitsWhenTheStartFindsTheDiskFull: a start that fails on a full disk after New's wait
+// for free bytes (here a file system out of inodes with bytes free; a snapshot's results too large
+// for the space left do the same) is tried again in this process once space is back. Serve
+// returned New's error: `hydra node` exited 1, and a supervisor restarted it into the same disk
+// every few seconds, a node started by hand stayed down.
+func TestServeWaitsWhenTheStartFindsTheDiskFull(t *testing.T) {
+	dir := testdisk.SmallInodes(t, "64m", 256)
+	testdisk.FillInodes(t, dir)
+	cfg := testConfig(dir, "n0")
+	cfg.minFreeBytes = 4 << 20
+	var logs syncbuf.Buffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	served, returned := make(chan error, 1), make(chan struct{})
+	go func() { served <- Serve(ctx, cfg); close(returned) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-returned:
+		case <-time.After(30 * time.Second):
+			t.Errorf("Serve did not return after its context ended:\n%s", logs.String())
+		}
+	})
+	waitFor(t, 30*time.Second, "the start to fail on the full disk and wait", func() error {
+		select {
+		case err := <-served:
+			t.Fatalf("Serve returned: %v\n%s", err, logs.String())
+		default:
+		}
+		if !strings.Contains(logs.String(), "could not start on it") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err := os.RemoveAll(filepath.Join(dir, "inode-filler")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the node started once the inodes are back", func() error {
+		select {
+		case err := <-served:
+			t.Fatalf("Serve returned: %v\n%s", err, logs.String())
+		default:
+		}
+		if !strings.Contains(logs.String(), "node started") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+}

@@ -95,29 +95,35 @@ func writeWaitingAPIURL(dir, url string, log *slog.Logger) {
 // machine its place in the cluster only while it lasts, with or without a supervisor. Restarts
 // come at least restartBackoff apart, doubling up to a minute while they keep failing within
 // minutes of the start (a write larger than the space New waits for would fail again).
-// Every other stop, and a stop of ctx while New waits (nil), ends Serve.
+// A start that fails on a full disk (New's error) is tried again alike. Every other stop, and a
+// stop of ctx while New waits (nil), ends Serve.
 func Serve(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	wait := restartBackoff
 	for {
-		n, err := New(ctx, cfg)
-		if err != nil {
-			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-				return nil // stopped while it waited to start: a clean stop
-			}
-			return err
-		}
 		began := time.Now()
-		err = n.Run(ctx)
+		n, err := New(ctx, cfg)
+		started := err == nil
+		if started {
+			err = n.Run(ctx)
+		} else if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil // stopped while it waited to start: a clean stop
+		}
 		if ctx.Err() != nil || !diskFull(err) {
 			return err
 		}
 		if time.Since(began) > 10*time.Minute {
 			wait = restartBackoff
 		}
-		cfg.Logger.Error("disk full: the node stopped at a result it could not store; it starts again in this process once space is back (it waits for it, taking no work)",
+		what := "the node stopped at a result it could not store"
+		if !started {
+			// New waits for minFreeToStart, but a start can need more (a snapshot's results to
+			// restore) or find the file system out of inodes with bytes free.
+			what = "the node could not start on it"
+		}
+		cfg.Logger.Error("disk full: "+what+"; it starts again in this process once space is back (it waits for it, taking no work)",
 			"dir", cfg.DataDir, "err", err, "in", wait)
 		select {
 		case <-ctx.Done():

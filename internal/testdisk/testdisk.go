@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 )
@@ -22,6 +23,38 @@ func Small(t testing.TB, size string) string {
 	}
 	t.Cleanup(func() { unmount(dir) })
 	return dir
+}
+
+// SmallInodes is Small with at most inodes files and directories: a file system that is full
+// while it has bytes free (FillInodes), as many small files leave one.
+func SmallInodes(t testing.TB, size string, inodes int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := mount(dir, size+",nr_inodes="+strconv.Itoa(inodes)); err != nil {
+		t.Fatalf("mount a %s tmpfs of %d inodes (root on Linux needed): %v", size, inodes, err)
+	}
+	t.Cleanup(func() { unmount(dir) })
+	return dir
+}
+
+// FillInodes creates empty files under dir/inode-filler until its file system has no inode
+// left; removing that directory frees them.
+func FillInodes(t testing.TB, dir string) {
+	t.Helper()
+	sub := filepath.Join(dir, "inode-filler")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		f, err := os.Create(filepath.Join(sub, strconv.Itoa(i)))
+		if errors.Is(err, syscall.ENOSPC) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
 }
 
 // Fill writes dir/filler until its file system is full; removing the file frees the space.
