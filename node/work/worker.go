@@ -26,6 +26,7 @@ const (
 	shortDepth    = 8                      // in hand and queued while chunks are short (compute's MaxShortLeases)
 	shortChunk    = 20 * time.Millisecond  // a chunk this quick leaves the worker waiting on its exchanges
 	finalFlush    = 3 * time.Second        // on shutdown: time to hand in the last results
+	flushRetry    = 50 * time.Millisecond  // on shutdown: between tries to hand them in
 	callTimeout   = 30 * time.Second       // one exchange with a remote coordinator
 )
 
@@ -212,17 +213,28 @@ func (w *Worker) Run(ctx context.Context) {
 	w.stopping.Store(true)
 	fctx, cancel := context.WithTimeout(context.Background(), finalFlush)
 	defer cancel()
-	for fctx.Err() == nil {
+	retry := time.NewTicker(flushRetry)
+	defer retry.Stop()
+	for {
 		w.mu.Lock()
 		left := len(w.results) + len(w.queue) + len(w.failed)
 		w.mu.Unlock()
 		if left == 0 {
 			return
 		}
-		if err := w.sync(fctx); err != nil {
-			w.log.Warn("results not handed in before stopping: the coordinator will reassign them", "results", left, "err", err)
-			return
+		err := w.sync(fctx)
+		if err == nil {
+			continue
 		}
+		// Tried again within finalFlush: a stopping leader hands leadership over first, and the
+		// new leader answers "not the leader" until its coordinator runs (a few milliseconds).
+		select {
+		case <-retry.C:
+			continue
+		case <-fctx.Done():
+		}
+		w.log.Warn("results not handed in before stopping: the coordinator will reassign them", "results", left, "err", err)
+		return
 	}
 }
 

@@ -2,6 +2,7 @@ package work
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -90,5 +91,61 @@ func TestWorker_StopsWithoutTakingWork(t *testing.T) {
 	last := reqs[len(reqs)-1]
 	if !handedIn || !slices.Contains(last.Failed, 2) || !last.Paused || last.Want != 0 {
 		t.Fatalf("last exchange %+v: want the prefix of lease 1 handed in, queued lease 2 given back, nothing leased", last)
+	}
+}
+
+// TestWorker_StopHandsInThroughALeaderChange: a stopping worker whose last exchanges are answered
+// "not the leader" (a stopping leader hands leadership over first, and the new leader's
+// coordinator starts a few milliseconds after its election) tries again within finalFlush. It
+// gave up at the first answer, and the prefix of its chunk was computed again elsewhere.
+func TestWorker_StopHandsInThroughALeaderChange(t *testing.T) {
+	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 24, Seed: 1}}
+	var mu sync.Mutex
+	first, refusals, handedIn := true, 0, false
+	w := NewWorker(WorkerConfig{
+		Self:   "worker",
+		Leader: func() (peer.ID, bool) { return "leader", true },
+		Call: func(_ context.Context, _ peer.ID, req, resp any) error {
+			r := *req.(*syncRequest)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(r.Results) > 0 && refusals < 3 {
+				refusals++
+				return errors.New("remote: not the leader")
+			}
+			out := resp.(*syncResponse)
+			*out = syncResponse{Term: 1}
+			for _, res := range r.Results {
+				out.Acked = append(out.Acked, res.Chunk)
+				handedIn = handedIn || res.Lease == 1
+			}
+			if first {
+				first = false
+				out.Leases = []lease{{ID: 1, Term: 1, Chunk: compute.Chunk{Job: "j1", Range: compute.Range{Start: 0, End: 1 << 20}}, Spec: spec}}
+			}
+			return nil
+		},
+		Runner: prefixRunner{started: make(chan struct{})},
+		Owner:  func() owner.Decision { return owner.Decision{State: owner.StateRun} },
+	})
+	started := w.runner.(prefixRunner).started
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); w.Run(ctx) }()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the chunk never started")
+	}
+	stop()
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker did not stop")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !handedIn {
+		t.Fatalf("the prefix was not handed in after %d refusals", refusals)
 	}
 }
