@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Test_Security_EvictedVoterApprovedAsWorkerWaits: a voter evicted (hydra remove) and approved
@@ -55,5 +58,50 @@ func Test_Security_EvictedVoterApprovedAsWorkerWaits(t *testing.T) {
 	}
 	if role := leader.r.roleOf(vid); role != RoleWorker {
 		t.Fatalf("%s approved as a worker is a %q", v.name, role)
+	}
+}
+
+// TestAutopilotNeverPromotesAWorker: autopilot's promotion of a server that is a worker is
+// refused (apRaft.AddVoter), as that of a revoked key is. Autopilot decides from a state read
+// before it makes the change: a member non-voter it chose, evicted and approved again as a worker
+// meanwhile (a non-voter: nothing waits), was given a vote, for the check looked at the
+// revocation alone. Here the promotion is asked of a worker directly, as such a stale decision
+// asks it.
+func TestAutopilotNeverPromotesAWorker(t *testing.T) {
+	t.Parallel()
+	a := newTestNode(t, "founder", "ap-worker", func(c *Config) { c.Admit = "" })
+	a.run()
+	waitUntil(t, testDeadline, "founder leads an initialized cluster", func() error {
+		if !a.r.Leading() || !a.r.State().Initialized() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	id, secret, rec := NewJoinToken(a.r.State().ClusterID)
+	rec.Role, rec.Created = RoleWorker, time.Now()
+	rec.Expires = rec.Created.Add(time.Hour)
+	tcmd, err := NewCommand(OpTokenAdd, TokenAdd{ID: id, Token: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.r.ApplyAs(ctxT(t, testDeadline), tcmd, testAdminToken); err != nil {
+		t.Fatal(err)
+	}
+	w := newTestNode(t, "worker", "ap-worker", func(c *Config) { c.JoinToken, c.NodeToken = secret, "worker-token" })
+	connectAll(t, []*testNode{a, w})
+	w.run()
+	waitUntil(t, testDeadline, "the worker is a server", func() error {
+		if !a.r.hasServer(w.h.ID()) || a.r.roleOf(w.h.ID()) != RoleWorker {
+			return errors.New("not a worker server yet")
+		}
+		return nil
+	})
+	wid := raft.ServerID(w.h.ID().String())
+	ap := apRaft{Raft: a.r.raft, r: a.r}
+	if err := ap.AddVoter(wid, raft.ServerAddress(wid), 0, 0).Error(); !errors.Is(err, ErrConflict) {
+		t.Fatalf("autopilot's promotion of a worker: %v, want ErrConflict", err)
+	}
+	if a.r.votes(w.h.ID()) {
+		t.Fatal("the worker holds a vote")
 	}
 }
