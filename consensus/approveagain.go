@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"fmt"
 	"iter"
 	"maps"
 	"sort"
@@ -53,4 +54,27 @@ func withFingerprint(ids iter.Seq[string], key string, found []PendingNode) []Pe
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// workerVoteWaits runs on the leader, under memberMu, before it commits data, a proposal: a
+// MemberAdd that admits a voter of the configuration as a worker waits (ErrConflict) until that
+// server has left the configuration. Only an evicted voter whose removal is not done yet can be
+// one (hydra remove, then hydra approve --role worker, as the refusal of approving a member as a
+// worker says to do). Committed, the entry cleared its revocation, so its removal never came
+// (reconcileMembers removes revoked keys only), and the promoter keeps a voter that may not vote
+// while it is short of others: a worker held a raft vote, counted in every commit's quorum.
+func (r *Raft) workerVoteWaits(data []byte) error {
+	if len(data) < 2 || Op(data[1]) != OpMemberAdd {
+		return nil
+	}
+	var m MemberAdd
+	if strictUnmarshal(data[2:], &m) != nil || m.Role != RoleWorker {
+		return nil
+	}
+	p, err := peer.Decode(m.ID)
+	if err != nil || !r.votes(p) {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrRejected, kinded(ErrConflict, fmt.Errorf(
+		"%s still holds a vote in the raft configuration (its removal is not done yet) and a worker holds none: approve it as a worker once it has left; retry in a few seconds", p)))
 }

@@ -465,11 +465,17 @@ type apRaft struct {
 
 var _ autopilot.Raft = apRaft{}
 
-// AddVoter promotes id unless its key is revoked.
+// AddVoter promotes id unless its key is revoked or it is a worker. Both are decided again here,
+// under memberMu: autopilot decided from a state read before, and a member non-voter it chose may
+// have been evicted and approved again as a worker since (a worker never holds a vote).
 func (a apRaft) AddVoter(id raft.ServerID, addr raft.ServerAddress, prev uint64, _ time.Duration) raft.IndexFuture {
 	return a.r.autopilotChange("promote", id, func(p peer.ID) error {
-		if _, revoked := a.r.fsm.peerRole(p.String()); revoked {
+		role, revoked := a.r.fsm.peerRole(p.String())
+		if revoked {
 			return kinded(ErrConflict, errors.New("its key is revoked"))
+		}
+		if role == RoleWorker {
+			return kinded(ErrConflict, errors.New("it is a worker, which never holds a vote"))
 		}
 		return nil
 	}, func() raft.IndexFuture { return a.Raft.AddVoter(id, addr, prev, a.r.t.Apply) })

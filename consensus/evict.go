@@ -299,14 +299,27 @@ func (r *Raft) handOverFromRevoked() error {
 
 // handOverForLeave runs on a leader that leaves (Leave): raft's own pick
 // (LeadershipTransfer: the most caught-up voter) unless an evicted voter is
-// still in the configuration. Raft may pick that one, which every member
-// refuses: the transfer times out and the leave fails. Then leadership
-// goes to a voter whose key is not revoked (successors).
+// still in the configuration or a voter does not answer. Raft may pick
+// either (among voters equally caught up, the first of the configuration: a
+// voter that died in an idle cluster is as caught up as the others), which
+// cannot take over: the transfer fails and the leave with it, every time it
+// is asked. Then leadership goes to a voter whose key is not revoked
+// (successors), those that answer first (reachable).
 func (r *Raft) handOverForLeave() error {
-	if _, ok := r.revokedVoterBeside(r.id); !ok {
+	to := r.successors(r.id)
+	now := time.Now()
+	var up, down []raft.Server
+	for _, s := range to {
+		if r.reachable(s.ID, now) {
+			up = append(up, s)
+		} else {
+			down = append(down, s)
+		}
+	}
+	if _, ok := r.revokedVoterBeside(r.id); !ok && len(down) == 0 {
 		return r.raft.LeadershipTransfer().Error()
 	}
-	return r.handOverTo(r.successors(r.id), "before this node leaves")
+	return r.handOverTo(append(up, down...), "before this node leaves")
 }
 
 // handOverTo hands leadership to the first of to that takes it; why is

@@ -248,6 +248,9 @@ func (r *Raft) applyLocal(ctx context.Context, data []byte) (applyResponse, erro
 		if err := r.evictionWaits(data); err != nil {
 			return applyResponse{}, err
 		}
+		if err := r.workerVoteWaits(data); err != nil {
+			return applyResponse{}, err
+		}
 		resp, err := r.applyLocked(ctx, data)
 		if err == nil {
 			r.removeEvictedNow(data)
