@@ -10,7 +10,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/hydra-compute/hydra/internal/testdisk"
-	"github.com/libp2p/go-libp2p"
 )
 
 // TestUnreadableLogIsReported: three voters, the leader's raft state on a real ext4 file system
@@ -122,18 +121,7 @@ func TestUnreadableLogAtStart(t *testing.T) {
 			}
 			n := newTestNode(t, "n0", "disk-reads-at-start", func(c *Config) { c.App = sinkApp{} })
 			n.kill()
-			h, err := libp2p.New(libp2p.Identity(n.key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer h.Close()
-			cfg := n.cfg
-			cfg.Host, cfg.Dir = h, dir
-			r, err := New(cfg)
-			if err == nil {
-				_ = r.Shutdown(false)
-				t.Fatal("New started on a log that fails reads")
-			}
+			err = startFails(t, n, dir, "New started on a log that fails reads")
 			var df *DiskFailure
 			if !errors.As(err, &df) || df.Dir != dir || !strings.Contains(err.Error(), "read raft log entry 1") {
 				t.Fatalf("New: %v, want a failed read of entry 1 in %s", err, dir)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/hydra-compute/hydra/compute"
 	"github.com/hydra-compute/hydra/internal/testdisk"
-	"github.com/libp2p/go-libp2p"
 )
 
 // A follower sent the leader's snapshot while its job state's disk is too full for the
@@ -22,20 +21,7 @@ import (
 // raft logged the failed restore and went on: OnFatal never came.
 func TestFollowerStopsWhenTheSnapshotSentFailsToRestore(t *testing.T) {
 	t.Parallel()
-	nodes := startCluster(t, 3, "installfail", func(i int, c *Config) {
-		c.App = openJobs(t, t.TempDir())
-		c.trailingLogs = 4
-		c.walSegmentSize = 32 << 10
-	})
-	leader := waitAgreed(t, nodes)
-	proposeJob(t, leader, "before", 1)
-	f := otherThan(nodes, leader)
-	waitUntil(t, testDeadline, "the follower has the first job", func() error {
-		if _, ok := f.cfg.App.(*compute.JobStore).Job("before"); !ok {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	nodes, leader, f := jobsClusterWithFollower(t, "installfail")
 	f.kill()
 	const jobs = 200 // several log segments of 32 KiB: the leader trims its log past the follower's
 	for i := range jobs {
@@ -106,18 +92,7 @@ func TestFullDiskAtStartKeepsTheSnapshot(t *testing.T) {
 	small := testdisk.Small(t, "2m")
 	n.cfg.App = openJobs(t, small)
 	testdisk.Fill(t, small)
-	h, err := libp2p.New(libp2p.Identity(n.key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	cfg := n.cfg
-	cfg.Host, cfg.Dir = h, n.dir
-	r, err := New(cfg)
-	if err == nil {
-		_ = r.Shutdown(false)
-		t.Fatal("the node started with a job state its disk could not hold")
-	}
+	err = startFails(t, n, n.dir, "the node started with a job state its disk could not hold")
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("New = %v, want the full disk's error", err)
 	}

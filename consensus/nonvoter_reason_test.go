@@ -37,7 +37,23 @@ func TestNonvoterReasonQuarantined(t *testing.T) {
 // that a worker never holds a vote, not that its voter preference is never: it was started with
 // the default preference, and only its role keeps it from voting.
 func TestNonvoterReasonWorker(t *testing.T) {
-	a := newTestNode(t, "founder", "reason-worker", func(c *Config) { c.Admit = "" })
+	a, w := founderAndWorker(t, "reason-worker")
+	waitUntil(t, testDeadline, "the worker is a server that says why it has no vote", func() error {
+		if !a.r.hasServer(w.h.ID()) || w.r.Role() != RoleWorker {
+			return errors.New("not a worker server yet")
+		}
+		if why := a.r.NonvoterReasons()[w.h.ID()]; !strings.Contains(why, "worker") {
+			return fmt.Errorf("reason %q, want it to say a worker never votes", why)
+		}
+		return nil
+	})
+}
+
+// founderAndWorker starts a founder of cluster (no --admit lan) and a node that joins it with a
+// worker join token; the worker is running, not yet known to be a server.
+func founderAndWorker(t *testing.T, cluster string) (a, w *testNode) {
+	t.Helper()
+	a = newTestNode(t, "founder", cluster, func(c *Config) { c.Admit = "" })
 	a.run()
 	waitUntil(t, testDeadline, "founder leads an initialized cluster", func() error {
 		if !a.r.Leading() || !a.r.State().Initialized() {
@@ -55,16 +71,8 @@ func TestNonvoterReasonWorker(t *testing.T) {
 	if _, err := a.r.ApplyAs(ctxT(t, testDeadline), tcmd, testAdminToken); err != nil {
 		t.Fatal(err)
 	}
-	w := newTestNode(t, "worker", "reason-worker", func(c *Config) { c.JoinToken, c.NodeToken = secret, "worker-token" })
+	w = newTestNode(t, "worker", cluster, func(c *Config) { c.JoinToken, c.NodeToken = secret, "worker-token" })
 	connectAll(t, []*testNode{a, w})
 	w.run()
-	waitUntil(t, testDeadline, "the worker is a server that says why it has no vote", func() error {
-		if !a.r.hasServer(w.h.ID()) || w.r.Role() != RoleWorker {
-			return errors.New("not a worker server yet")
-		}
-		if why := a.r.NonvoterReasons()[w.h.ID()]; !strings.Contains(why, "worker") {
-			return fmt.Errorf("reason %q, want it to say a worker never votes", why)
-		}
-		return nil
-	})
+	return a, w
 }

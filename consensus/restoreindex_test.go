@@ -109,20 +109,7 @@ func TestRestartFromSnapshotKnowsItsIndex(t *testing.T) {
 // segments: with the usual 16 MiB a test's log is never trimmed and the leader sends its log.
 func TestFollowerSentTheSnapshotKnowsItsIndex(t *testing.T) {
 	t.Parallel()
-	nodes := startCluster(t, 3, "installsnap", func(i int, c *Config) {
-		c.App = openJobs(t, t.TempDir())
-		c.trailingLogs = 4
-		c.walSegmentSize = 32 << 10
-	})
-	leader := waitAgreed(t, nodes)
-	proposeJob(t, leader, "before", 1)
-	f := otherThan(nodes, leader)
-	waitUntil(t, testDeadline, "the follower has the first job", func() error {
-		if _, ok := f.cfg.App.(*compute.JobStore).Job("before"); !ok {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	nodes, leader, f := jobsClusterWithFollower(t, "installsnap")
 	behind := f.r.fsm.index.Load()
 	f.kill()
 
@@ -177,4 +164,27 @@ func TestFollowerSentTheSnapshotKnowsItsIndex(t *testing.T) {
 	if n := f.cfg.App.(*compute.JobStore).Count(); n != jobs+1 {
 		t.Fatalf("restarted, the follower holds %d jobs, want %d", n, jobs+1)
 	}
+}
+
+// jobsClusterWithFollower starts three nodes with job stores and small log segments (raft-wal
+// drops only whole segments: with the usual 16 MiB a test's log is never trimmed, and a leader
+// sends its log, not a snapshot), and returns them, the leader, and a follower that holds a
+// first job.
+func jobsClusterWithFollower(t *testing.T, cluster string) (nodes []*testNode, leader, f *testNode) {
+	t.Helper()
+	nodes = startCluster(t, 3, cluster, func(i int, c *Config) {
+		c.App = openJobs(t, t.TempDir())
+		c.trailingLogs = 4
+		c.walSegmentSize = 32 << 10
+	})
+	leader = waitAgreed(t, nodes)
+	proposeJob(t, leader, "before", 1)
+	f = otherThan(nodes, leader)
+	waitUntil(t, testDeadline, "the follower has the first job", func() error {
+		if _, ok := f.cfg.App.(*compute.JobStore).Job("before"); !ok {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	return nodes, leader, f
 }

@@ -73,18 +73,7 @@ func damageSnapshot(t *testing.T, n *testNode, id string) {
 func Test_DamagedNewestSnapshotWithTrimmedLogIsAnError(t *testing.T) {
 	t.Parallel()
 	n, newest := twoSnapshotsDamageNewest(t, 1)
-	h, err := libp2p.New(libp2p.Identity(n.key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	cfg := n.cfg
-	cfg.Host, cfg.Dir = h, n.dir
-	r, err := New(cfg)
-	if err == nil {
-		_ = r.Shutdown(false)
-		t.Fatal("the node started from a damaged snapshot and a log that does not reach back to the older one")
-	}
+	err := startFails(t, n, n.dir, "the node started from a damaged snapshot and a log that does not reach back to the older one")
 	var damaged *boltfile.DamagedError
 	if !errors.As(err, &damaged) || damaged.Path != n.dir || !strings.Contains(err.Error(), newest) ||
 		!strings.Contains(err.Error(), "move the raft state aside") {
@@ -151,4 +140,23 @@ func takesOneMoreJob(t *testing.T, n *testNode) {
 	if got := finishedJobs(n.cfg.App.(*compute.JobStore)); got != 4 {
 		t.Fatalf("%d finished jobs after one more, want 4", got)
 	}
+}
+
+// startFails starts n's raft again on dir, with a new host of n's key, and returns New's error;
+// the test fails, with why, if it starts.
+func startFails(t *testing.T, n *testNode, dir, why string) error {
+	t.Helper()
+	h, err := libp2p.New(libp2p.Identity(n.key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	cfg := n.cfg
+	cfg.Host, cfg.Dir = h, dir
+	r, err := New(cfg)
+	if err == nil {
+		_ = r.Shutdown(false)
+		t.Fatal(why)
+	}
+	return err
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -69,27 +68,7 @@ func Test_Security_EvictedVoterApprovedAsWorkerWaits(t *testing.T) {
 // asks it.
 func TestAutopilotNeverPromotesAWorker(t *testing.T) {
 	t.Parallel()
-	a := newTestNode(t, "founder", "ap-worker", func(c *Config) { c.Admit = "" })
-	a.run()
-	waitUntil(t, testDeadline, "founder leads an initialized cluster", func() error {
-		if !a.r.Leading() || !a.r.State().Initialized() {
-			return errors.New("not yet")
-		}
-		return nil
-	})
-	id, secret, rec := NewJoinToken(a.r.State().ClusterID)
-	rec.Role, rec.Created = RoleWorker, time.Now()
-	rec.Expires = rec.Created.Add(time.Hour)
-	tcmd, err := NewCommand(OpTokenAdd, TokenAdd{ID: id, Token: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.r.ApplyAs(ctxT(t, testDeadline), tcmd, testAdminToken); err != nil {
-		t.Fatal(err)
-	}
-	w := newTestNode(t, "worker", "ap-worker", func(c *Config) { c.JoinToken, c.NodeToken = secret, "worker-token" })
-	connectAll(t, []*testNode{a, w})
-	w.run()
+	a, w := founderAndWorker(t, "ap-worker")
 	waitUntil(t, testDeadline, "the worker is a server", func() error {
 		if !a.r.hasServer(w.h.ID()) || a.r.roleOf(w.h.ID()) != RoleWorker {
 			return errors.New("not a worker server yet")

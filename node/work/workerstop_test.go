@@ -62,21 +62,7 @@ func TestWorker_StopsWithoutTakingWork(t *testing.T) {
 		Runner: prefixRunner{started: make(chan struct{})},
 		Owner:  func() owner.Decision { return owner.Decision{State: owner.StateRun} },
 	})
-	started := w.runner.(prefixRunner).started
-	ctx, stop := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); w.Run(ctx) }()
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first chunk never started")
-	}
-	stop()
-	select {
-	case <-ran:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the worker did not stop")
-	}
+	stopMidChunk(t, w)
 	mu.Lock()
 	defer mu.Unlock()
 	var handedIn bool
@@ -128,6 +114,17 @@ func TestWorker_StopHandsInThroughALeaderChange(t *testing.T) {
 		Runner: prefixRunner{started: make(chan struct{})},
 		Owner:  func() owner.Decision { return owner.Decision{State: owner.StateRun} },
 	})
+	stopMidChunk(t, w)
+	mu.Lock()
+	defer mu.Unlock()
+	if !handedIn {
+		t.Fatalf("the prefix was not handed in after %d refusals", refusals)
+	}
+}
+
+// stopMidChunk runs w until its prefixRunner has started a chunk, stops it, and waits for Run.
+func stopMidChunk(t *testing.T, w *Worker) {
+	t.Helper()
 	started := w.runner.(prefixRunner).started
 	ctx, stop := context.WithCancel(context.Background())
 	ran := make(chan struct{})
@@ -142,10 +139,5 @@ func TestWorker_StopHandsInThroughALeaderChange(t *testing.T) {
 	case <-ran:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the worker did not stop")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !handedIn {
-		t.Fatalf("the prefix was not handed in after %d refusals", refusals)
 	}
 }
