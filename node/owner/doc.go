@@ -54,7 +54,7 @@
 //     scope; peripherals' batteries are skipped) status and capacity, type
 //     Mains/USB online.
 //   - Temperature: the hottest /sys/class/thermal/thermal_zone*/temp, or
-//     hwmon temp*_input where there are no thermal zones.
+//     hwmon temp*_input where no thermal zone gives a temperature.
 //   - Idle: logind's IdleHint needs D-Bus, so instead the counts of
 //     /proc/interrupts lines for input devices (i8042, keyboard, mouse,
 //     touchpad, HID): a count that changed means input since the last

@@ -196,24 +196,32 @@ func (s *sysfsSensors) readPower() (onBattery *bool, pct float64, battery, ac bo
 }
 
 // readTemp returns the hottest thermal zone in °C, falling back to hwmon
-// sensors when there are no thermal zones; -1 when there is neither.
+// sensors when no thermal zone gives a temperature (there are none, or they
+// report nothing usable: a desktop's lone acpitz zone that fails to read
+// while its CPU's k10temp or coretemp sits in hwmon); -1 when neither does.
 func (s *sysfsSensors) readTemp() float64 {
-	files, _ := filepath.Glob(s.sys("class", "thermal", "thermal_zone*", "temp"))
-	if len(files) == 0 {
-		files, _ = filepath.Glob(s.sys("class", "hwmon", "hwmon*", "temp*_input"))
+	if c := hottest(s.sys("class", "thermal", "thermal_zone*", "temp")); c >= 0 {
+		return c
 	}
-	hottest := -1.0
+	return hottest(s.sys("class", "hwmon", "hwmon*", "temp*_input"))
+}
+
+// hottest returns the highest plausible temperature in °C of the
+// millidegree files matching pattern, or -1.
+func hottest(pattern string) float64 {
+	files, _ := filepath.Glob(pattern)
+	hot := -1.0
 	for _, f := range files {
 		milli, err := strconv.ParseFloat(readString(f), 64)
 		if err != nil {
 			continue
 		}
 		// Zones without a sensor report 0 or nonsense such as -273200.
-		if c := milli / 1000; c > 0 && c < 150 && c > hottest {
-			hottest = c
+		if c := milli / 1000; c > 0 && c < 150 && c > hot {
+			hot = c
 		}
 	}
-	return hottest
+	return hot
 }
 
 // inputIRQNames are substrings of /proc/interrupts device names that mean

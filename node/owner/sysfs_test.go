@@ -136,6 +136,29 @@ func TestSensorsThermal(t *testing.T) {
 	}
 }
 
+// TestSensorsThermalZonesWithoutReadingFallBackToHwmon: thermal zones that give no usable
+// temperature (a zone that reads 0, nonsense, or fails to read) are as good as none, so the
+// CPU's hwmon sensor counts. Read only the zones, the sensor said "unknown" and the heat rule
+// never fired on a machine whose CPU ran at 95 °C.
+func TestSensorsThermalZonesWithoutReadingFallBackToHwmon(t *testing.T) {
+	f := newFakeTree(t)
+	f.write(filepath.Join(f.sys, "class", "thermal", "thermal_zone0", "temp"), "0\n")
+	f.write(filepath.Join(f.sys, "class", "thermal", "thermal_zone1", "temp"), "") // read fails (ENODATA)
+	f.write(filepath.Join(f.sys, "class", "hwmon", "hwmon1", "temp1_input"), "95000\n")
+	s := f.sensors()
+	if r := s.Read(t0); r.TempC != 95 {
+		t.Fatalf("TempC = %v, want 95 from hwmon", r.TempC)
+	}
+	if got := s.Available(); !slices.Equal(got, []string{"temperature"}) {
+		t.Fatalf("Available() = %v", got)
+	}
+	// A zone that reads does not add the hwmon sensors (they repeat the zones).
+	f.write(filepath.Join(f.sys, "class", "thermal", "thermal_zone2", "temp"), "50000\n")
+	if r := s.Read(t0); r.TempC != 50 {
+		t.Fatalf("TempC = %v, want 50 from the zone", r.TempC)
+	}
+}
+
 func TestSensorsOwnerCPU(t *testing.T) {
 	f := newFakeTree(t)
 	const child, self = 4242, 77
