@@ -40,6 +40,21 @@ const (
 	DefaultIdleAfter   = 3 * time.Minute
 )
 
+// AtOnce is the hysteresis that acts on the first reading (--pause-after 0,
+// --resume-after 0): 0 in Config means the default, so the node passes
+// this instead. A rule that fires pauses on the reading that shows it, and
+// the first reading with every rule clear resumes; with any longer
+// duration the rule must be seen holding that long, which takes a second
+// reading (one owner-loop period, or ten seconds while the node has no
+// chunk in hand).
+const AtOnce = time.Nanosecond
+
+// held reports whether a state seen since `since` has held long enough at
+// now for a hysteresis of d (AtOnce or less: at once).
+func held(since, now time.Time, d time.Duration) bool {
+	return d <= AtOnce || now.Sub(since) >= d
+}
+
 // ThrottleDeadBand is the smallest change of Decision.Throttle that the
 // policy passes on: a temperature wobbling a fraction of a degree around a
 // point on the curve does not make the compute process change its duty cycle
@@ -237,7 +252,7 @@ func (p *Policy) Decide(r Readings, now time.Time) Decision {
 		if p.firedSince.IsZero() {
 			p.firedSince = now
 		}
-		if !p.paused && now.Sub(p.firedSince) >= p.cfg.PauseAfter {
+		if !p.paused && held(p.firedSince, now, p.cfg.PauseAfter) {
 			p.paused = true
 		}
 	} else {
@@ -245,7 +260,7 @@ func (p *Policy) Decide(r Readings, now time.Time) Decision {
 		if p.clearSince.IsZero() {
 			p.clearSince = now
 		}
-		if p.paused && now.Sub(p.clearSince) >= p.cfg.ResumeAfter {
+		if p.paused && held(p.clearSince, now, p.cfg.ResumeAfter) {
 			p.paused = false
 		}
 	}

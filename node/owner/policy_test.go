@@ -362,3 +362,34 @@ func TestThrottleDeadBandHoldsTheDecision(t *testing.T) {
 		t.Fatalf("decision %+v, want throttled by the temperature", last)
 	}
 }
+
+// TestAtOnceActsOnTheFirstReading: --pause-after 0 and --resume-after 0 (AtOnce: 0 in Config is
+// the default) pause on the first reading a rule fires and resume on the first reading with
+// every rule clear, and the vote's battery debounce follows on the first reading too. They took
+// a second reading each, for a pause one owner-loop period late and for a resume, with a paused
+// node holding no chunk and so reading every 10 s, up to 20 s after the owner left.
+func TestAtOnceActsOnTheFirstReading(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PauseAfter, cfg.ResumeAfter = AtOnce, AtOnce
+	p := mustNew(t, cfg)
+	quiet, busy := Unknown(), Unknown()
+	quiet.OwnerCPU, busy.OwnerCPU = 0.05, 0.9
+	if d := p.Decide(quiet, t0); d.State != StateRun {
+		t.Fatalf("quiet: %+v", d)
+	}
+	if d := p.Decide(busy, t0.Add(10*time.Second)); d.State != StatePaused || d.Reason != "owner cpu 90 %" {
+		t.Fatalf("first busy reading: %+v, want paused", d)
+	}
+	if d := p.Decide(quiet, t0.Add(20*time.Second)); d.State != StateRun {
+		t.Fatalf("first quiet reading: %+v, want run", d)
+	}
+	f := &Fitness{PauseAfter: AtOnce, ResumeAfter: AtOnce}
+	run := Decision{State: StateRun, Throttle: 1}
+	f.Observe(Readings{OnBattery: ptr(false)}, run, t0)
+	if f.Observe(Readings{OnBattery: ptr(true)}, run, t0.Add(time.Second)); !f.OnBattery() {
+		t.Fatal("fitness: not on battery at the first battery reading")
+	}
+	if f.Observe(Readings{OnBattery: ptr(false)}, run, t0.Add(2*time.Second)); f.OnBattery() {
+		t.Fatal("fitness: still on battery at the first mains reading")
+	}
+}
