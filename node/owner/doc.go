@@ -33,8 +33,10 @@
 // Temperature throttles before it pauses: full speed at or below
 // Config.TempSoft, a share falling linearly to 0 at Config.TempHard, and a
 // pause (with the usual hysteresis) above TempHard. The throttle needs no
-// delay, only a small dead band (ThrottleDeadBand) so the compute process
-// does not retune its duty cycle on every fraction of a degree.
+// delay before it slows compute down, only a small dead band
+// (ThrottleDeadBand) and a shortest time between two changes
+// (ThrottleHold), so that a sensor jumping a degree or two between readings
+// does not retune the compute process, log and announce on every reading.
 //
 // A reading that is unknown (no battery, no thermal sensor, an OS that
 // cannot tell idle time) never fires its rule: a missing sensor never

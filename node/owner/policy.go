@@ -62,6 +62,17 @@ func held(since, now time.Time, d time.Duration) bool {
 // Decision's reason names the temperature at which its throttle was set.
 const ThrottleDeadBand = 0.05
 
+// ThrottleHold is the shortest time between two changes of the throttle (a
+// change after it held this long, or after a pause, passes at once). CPU
+// sensors read in whole degrees and jump a degree or more between readings,
+// which is a tenth of the default curve: the dead band alone let a CPU
+// hovering at 84–86 °C (or at the soft limit) change the Decision on nearly
+// every 200 ms reading, each change logged, announced to every peer and sent
+// to the compute process. The throttle only trims the duty cycle below the
+// hard limit, whose rule pauses as before, so a slower throttle costs no
+// safety.
+const ThrottleHold = 10 * time.Second
+
 // Readings are one sample of the sensors. Every field has an "unknown"
 // value (negative, or nil for OnBattery); a rule whose reading is unknown
 // never fires, so a sensor the OS lacks never blocks work.
@@ -220,6 +231,7 @@ type Policy struct {
 	firedSince time.Time // start of the current unbroken run of a firing rule; zero if none fires
 	clearSince time.Time // start of the current unbroken run with no rule firing; zero if one fires
 	throttle   float64   // last throttle passed on (dead band)
+	throttleAt time.Time // when it changed last (ThrottleHold); zero before the first change
 	// throttleReason is the reason given with throttle: the temperature at
 	// which it was passed on, so that the Decision holds, reason and all,
 	// while the throttle does (the node re-applies any change of it).
@@ -270,7 +282,11 @@ func (p *Policy) Decide(r Readings, now time.Time) Decision {
 	}
 
 	t := p.cfg.throttleAt(r.TempC)
-	if t == 1 || math.Abs(t-p.throttle) >= ThrottleDeadBand || p.throttle == 0 {
+	moved := t != p.throttle && (t == 1 || math.Abs(t-p.throttle) >= ThrottleDeadBand)
+	if p.throttle == 0 || moved && (p.throttleAt.IsZero() || now.Sub(p.throttleAt) >= ThrottleHold) {
+		if t != p.throttle {
+			p.throttleAt = now
+		}
 		p.throttle, p.throttleReason = t, tempReason(r.TempC)
 	}
 	if p.throttle >= 1 {
