@@ -59,8 +59,10 @@
 //     hwmon temp*_input where no thermal zone gives a temperature.
 //   - Idle: logind's IdleHint needs D-Bus, so instead the counts of
 //     /proc/interrupts lines for input devices (i8042, keyboard, mouse,
-//     touchpad, HID): a count that changed means input since the last
-//     read. This is a heuristic — USB keyboards share their controller's
+//     touchpad, HID, and the I2C touchpads, keyboards and touchscreens
+//     bound to /sys/bus/i2c/drivers/{i2c_hid,i2c_hid_acpi,i2c_hid_of,
+//     elan_i2c}, whose lines carry their device name): a count that
+//     changed means input since the last read. This is a heuristic — USB keyboards share their controller's
 //     interrupt with other devices, so they are not counted — and idle time
 //     is unknown when no such line exists or until the first input is seen.
 //
