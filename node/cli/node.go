@@ -175,10 +175,10 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 }
 
 // atOnce is a hysteresis flag's value for the owner policy, which reads 0 as its default: a 0
-// given (at once) becomes the shortest duration instead.
+// given (at once) becomes owner.AtOnce, which acts on the first reading.
 func atOnce(d time.Duration) time.Duration {
 	if d == 0 {
-		return time.Nanosecond
+		return owner.AtOnce
 	}
 	return d
 }

@@ -33,8 +33,10 @@
 // Temperature throttles before it pauses: full speed at or below
 // Config.TempSoft, a share falling linearly to 0 at Config.TempHard, and a
 // pause (with the usual hysteresis) above TempHard. The throttle needs no
-// delay, only a small dead band (ThrottleDeadBand) so the compute process
-// does not retune its duty cycle on every fraction of a degree.
+// delay before it slows compute down, only a small dead band
+// (ThrottleDeadBand) and a shortest time between two changes
+// (ThrottleHold), so that a sensor jumping a degree or two between readings
+// does not retune the compute process, log and announce on every reading.
 //
 // A reading that is unknown (no battery, no thermal sensor, an OS that
 // cannot tell idle time) never fires its rule: a missing sensor never
@@ -54,11 +56,13 @@
 //     scope; peripherals' batteries are skipped) status and capacity, type
 //     Mains/USB online.
 //   - Temperature: the hottest /sys/class/thermal/thermal_zone*/temp, or
-//     hwmon temp*_input where there are no thermal zones.
+//     hwmon temp*_input where no thermal zone gives a temperature.
 //   - Idle: logind's IdleHint needs D-Bus, so instead the counts of
 //     /proc/interrupts lines for input devices (i8042, keyboard, mouse,
-//     touchpad, HID): a count that changed means input since the last
-//     read. This is a heuristic — USB keyboards share their controller's
+//     touchpad, HID, and the I2C touchpads, keyboards and touchscreens
+//     bound to /sys/bus/i2c/drivers/{i2c_hid,i2c_hid_acpi,i2c_hid_of,
+//     elan_i2c}, whose lines carry their device name): a count that
+//     changed means input since the last read. This is a heuristic — USB keyboards share their controller's
 //     interrupt with other devices, so they are not counted — and idle time
 //     is unknown when no such line exists or until the first input is seen.
 //

@@ -53,11 +53,10 @@ func (f *Fitness) Observe(r Readings, d Decision, now time.Time) {
 	if raw != f.raw {
 		f.raw, f.rawSince = raw, now
 	}
-	held := now.Sub(f.rawSince)
 	switch {
-	case raw && !f.onBattery && held >= f.PauseAfter:
+	case raw && !f.onBattery && held(f.rawSince, now, f.PauseAfter):
 		f.onBattery = true
-	case !raw && f.onBattery && held >= f.ResumeAfter:
+	case !raw && f.onBattery && held(f.rawSince, now, f.ResumeAfter):
 		f.onBattery = false
 	}
 	if dt := now.Sub(f.last); dt > 0 {

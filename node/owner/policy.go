@@ -40,12 +40,38 @@ const (
 	DefaultIdleAfter   = 3 * time.Minute
 )
 
+// AtOnce is the hysteresis that acts on the first reading (--pause-after 0,
+// --resume-after 0): 0 in Config means the default, so the node passes
+// this instead. A rule that fires pauses on the reading that shows it, and
+// the first reading with every rule clear resumes; with any longer
+// duration the rule must be seen holding that long, which takes a second
+// reading (one owner-loop period, or ten seconds while the node has no
+// chunk in hand).
+const AtOnce = time.Nanosecond
+
+// held reports whether a state seen since `since` has held long enough at
+// now for a hysteresis of d (AtOnce or less: at once).
+func held(since, now time.Time, d time.Duration) bool {
+	return d <= AtOnce || now.Sub(since) >= d
+}
+
 // ThrottleDeadBand is the smallest change of Decision.Throttle that the
 // policy passes on: a temperature wobbling a fraction of a degree around a
 // point on the curve does not make the compute process change its duty cycle
 // on every reading. Within the band the whole Decision holds: a throttled
 // Decision's reason names the temperature at which its throttle was set.
 const ThrottleDeadBand = 0.05
+
+// ThrottleHold is the shortest time between two changes of the throttle (a
+// change after it held this long, or after a pause, passes at once). CPU
+// sensors read in whole degrees and jump a degree or more between readings,
+// which is a tenth of the default curve: the dead band alone let a CPU
+// hovering at 84–86 °C (or at the soft limit) change the Decision on nearly
+// every 200 ms reading, each change logged, announced to every peer and sent
+// to the compute process. The throttle only trims the duty cycle below the
+// hard limit, whose rule pauses as before, so a slower throttle costs no
+// safety.
+const ThrottleHold = 10 * time.Second
 
 // Readings are one sample of the sensors. Every field has an "unknown"
 // value (negative, or nil for OnBattery); a rule whose reading is unknown
@@ -205,6 +231,7 @@ type Policy struct {
 	firedSince time.Time // start of the current unbroken run of a firing rule; zero if none fires
 	clearSince time.Time // start of the current unbroken run with no rule firing; zero if one fires
 	throttle   float64   // last throttle passed on (dead band)
+	throttleAt time.Time // when it changed last (ThrottleHold); zero before the first change
 	// throttleReason is the reason given with throttle: the temperature at
 	// which it was passed on, so that the Decision holds, reason and all,
 	// while the throttle does (the node re-applies any change of it).
@@ -237,7 +264,7 @@ func (p *Policy) Decide(r Readings, now time.Time) Decision {
 		if p.firedSince.IsZero() {
 			p.firedSince = now
 		}
-		if !p.paused && now.Sub(p.firedSince) >= p.cfg.PauseAfter {
+		if !p.paused && held(p.firedSince, now, p.cfg.PauseAfter) {
 			p.paused = true
 		}
 	} else {
@@ -245,7 +272,7 @@ func (p *Policy) Decide(r Readings, now time.Time) Decision {
 		if p.clearSince.IsZero() {
 			p.clearSince = now
 		}
-		if p.paused && now.Sub(p.clearSince) >= p.cfg.ResumeAfter {
+		if p.paused && held(p.clearSince, now, p.cfg.ResumeAfter) {
 			p.paused = false
 		}
 	}
@@ -255,7 +282,11 @@ func (p *Policy) Decide(r Readings, now time.Time) Decision {
 	}
 
 	t := p.cfg.throttleAt(r.TempC)
-	if t == 1 || math.Abs(t-p.throttle) >= ThrottleDeadBand || p.throttle == 0 {
+	moved := t != p.throttle && (t == 1 || math.Abs(t-p.throttle) >= ThrottleDeadBand)
+	if p.throttle == 0 || moved && (p.throttleAt.IsZero() || now.Sub(p.throttleAt) >= ThrottleHold) {
+		if t != p.throttle {
+			p.throttleAt = now
+		}
 		p.throttle, p.throttleReason = t, tempReason(r.TempC)
 	}
 	if p.throttle >= 1 {

@@ -223,17 +223,56 @@ func TestThrottleDeadBand(t *testing.T) {
 		}
 		now = now.Add(100 * time.Millisecond)
 	}
-	// A real drop below the soft limit restores full speed at once.
+	// A real drop below the soft limit restores full speed once the throttle held ThrottleHold.
 	p = mustNew(t, DefaultConfig())
 	r.TempC = 80.4
 	p.Decide(r, now)
 	r.TempC = 82
-	p.Decide(r, now)
+	if d := p.Decide(r, now); d.State != StateThrottled {
+		t.Fatalf("at 82 °C: %+v", d)
+	}
 	r.TempC = 79
-	if d := p.Decide(r, now); d.Throttle != 1 || d.State != StateRun {
+	if d := p.Decide(r, now.Add(ThrottleHold-time.Millisecond)); d.State != StateThrottled {
+		t.Fatalf("back below soft within ThrottleHold: %+v", d)
+	}
+	if d := p.Decide(r, now.Add(ThrottleHold)); d.Throttle != 1 || d.State != StateRun {
 		t.Fatalf("back below soft: %+v", d)
 	}
 }
+
+// TestThrottleHoldsUnderSensorNoise: CPU sensors read in whole degrees and jump a degree or two
+// between readings. With the dead band alone (half a degree on the default curve) a CPU at
+// 84–86 °C, or at the soft limit, changed the Decision on nearly every 200 ms reading (about 200
+// a minute), and the node logs, announces to every peer and retunes the compute process on each
+// change. The throttle changes at most once per ThrottleHold; the first slow-down is at once.
+func TestThrottleHoldsUnderSensorNoise(t *testing.T) {
+	for _, around := range []float64{85, 80} {
+		p := mustNew(t, DefaultConfig())
+		r := Unknown()
+		now := t0
+		last := Decision{State: StateRun, Throttle: 1}
+		changes := 0
+		const span = 10 * time.Minute
+		for i := range int(span / ownerStep) {
+			r.TempC = around + float64(i*7%3-1) // whole degrees: around-1, around, around+1
+			d := p.Decide(r, now)
+			if i == 0 && around == 85 && d.State != StateThrottled {
+				t.Fatalf("first reading at %v °C: %+v, want throttled at once", r.TempC, d)
+			}
+			if d != last {
+				changes++
+				last = d
+			}
+			now = now.Add(ownerStep)
+		}
+		if limit := int(span/ThrottleHold) + 1; changes > limit {
+			t.Errorf("around %v °C: the decision changed %d times in %v, want at most %d", around, changes, span, limit)
+		}
+	}
+}
+
+// ownerStep is the node's reading interval while it computes.
+const ownerStep = 200 * time.Millisecond
 
 // TestNoFlapping drives each rule with signals that oscillate around its
 // threshold for ten simulated minutes and checks that there is at most one
@@ -360,5 +399,36 @@ func TestThrottleDeadBandHoldsTheDecision(t *testing.T) {
 	}
 	if last.State != StateThrottled || !strings.HasPrefix(last.Reason, "cpu 8") {
 		t.Fatalf("decision %+v, want throttled by the temperature", last)
+	}
+}
+
+// TestAtOnceActsOnTheFirstReading: --pause-after 0 and --resume-after 0 (AtOnce: 0 in Config is
+// the default) pause on the first reading a rule fires and resume on the first reading with
+// every rule clear, and the vote's battery debounce follows on the first reading too. They took
+// a second reading each, for a pause one owner-loop period late and for a resume, with a paused
+// node holding no chunk and so reading every 10 s, up to 20 s after the owner left.
+func TestAtOnceActsOnTheFirstReading(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PauseAfter, cfg.ResumeAfter = AtOnce, AtOnce
+	p := mustNew(t, cfg)
+	quiet, busy := Unknown(), Unknown()
+	quiet.OwnerCPU, busy.OwnerCPU = 0.05, 0.9
+	if d := p.Decide(quiet, t0); d.State != StateRun {
+		t.Fatalf("quiet: %+v", d)
+	}
+	if d := p.Decide(busy, t0.Add(10*time.Second)); d.State != StatePaused || d.Reason != "owner cpu 90 %" {
+		t.Fatalf("first busy reading: %+v, want paused", d)
+	}
+	if d := p.Decide(quiet, t0.Add(20*time.Second)); d.State != StateRun {
+		t.Fatalf("first quiet reading: %+v, want run", d)
+	}
+	f := &Fitness{PauseAfter: AtOnce, ResumeAfter: AtOnce}
+	run := Decision{State: StateRun, Throttle: 1}
+	f.Observe(Readings{OnBattery: ptr(false)}, run, t0)
+	if f.Observe(Readings{OnBattery: ptr(true)}, run, t0.Add(time.Second)); !f.OnBattery() {
+		t.Fatal("fitness: not on battery at the first battery reading")
+	}
+	if f.Observe(Readings{OnBattery: ptr(false)}, run, t0.Add(2*time.Second)); f.OnBattery() {
+		t.Fatal("fitness: still on battery at the first mains reading")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,7 +60,7 @@ func (s *sysfsSensors) Available() []string {
 	if s.readTemp() >= 0 {
 		found = append(found, "temperature")
 	}
-	if counts, _ := readInputIRQs(s.proc("interrupts")); len(counts) > 0 {
+	if counts, _ := readInputIRQs(s.proc("interrupts"), s.inputI2CNames()); len(counts) > 0 {
 		found = append(found, "idle")
 	}
 	return found
@@ -196,37 +197,68 @@ func (s *sysfsSensors) readPower() (onBattery *bool, pct float64, battery, ac bo
 }
 
 // readTemp returns the hottest thermal zone in °C, falling back to hwmon
-// sensors when there are no thermal zones; -1 when there is neither.
+// sensors when no thermal zone gives a temperature (there are none, or they
+// report nothing usable: a desktop's lone acpitz zone that fails to read
+// while its CPU's k10temp or coretemp sits in hwmon); -1 when neither does.
 func (s *sysfsSensors) readTemp() float64 {
-	files, _ := filepath.Glob(s.sys("class", "thermal", "thermal_zone*", "temp"))
-	if len(files) == 0 {
-		files, _ = filepath.Glob(s.sys("class", "hwmon", "hwmon*", "temp*_input"))
+	if c := hottest(s.sys("class", "thermal", "thermal_zone*", "temp")); c >= 0 {
+		return c
 	}
-	hottest := -1.0
+	return hottest(s.sys("class", "hwmon", "hwmon*", "temp*_input"))
+}
+
+// hottest returns the highest plausible temperature in °C of the
+// millidegree files matching pattern, or -1.
+func hottest(pattern string) float64 {
+	files, _ := filepath.Glob(pattern)
+	hot := -1.0
 	for _, f := range files {
 		milli, err := strconv.ParseFloat(readString(f), 64)
 		if err != nil {
 			continue
 		}
 		// Zones without a sensor report 0 or nonsense such as -273200.
-		if c := milli / 1000; c > 0 && c < 150 && c > hottest {
-			hottest = c
+		if c := milli / 1000; c > 0 && c < 150 && c > hot {
+			hot = c
 		}
 	}
-	return hottest
+	return hot
 }
 
 // inputIRQNames are substrings of /proc/interrupts device names that mean
 // keyboard, mouse or touchpad: i8042 is the PS/2 controller behind most
-// laptop keyboards and touchpads; I2C-HID touchpads show their own name.
-// USB HID devices share the USB controller's interrupt with disks and
+// laptop keyboards and touchpads. I2C touchpads, keyboards and touchscreens
+// take their interrupt under their own device name ("ELAN0718:00",
+// "SYNA7DB5:01"), which says nothing of input: inputI2CDrivers finds those
+// names. USB HID devices share the USB controller's interrupt with disks and
 // cameras, so xhci/ehci lines are deliberately not counted.
 var inputIRQNames = []string{"i8042", "keyboard", "kbd", "mouse", "touchpad", "i2c_hid", "i2c-hid", "hid"}
+
+// inputI2CDrivers are the drivers, under /sys/bus/i2c/drivers, of I2C input
+// devices: HID over I2C (i2c_hid before Linux 5.12, then i2c_hid_acpi and
+// i2c_hid_of) and Elan's touchpads. Each device bound to one names, in its
+// "name" file, the interrupt line it asked for.
+var inputI2CDrivers = []string{"i2c_hid", "i2c_hid_acpi", "i2c_hid_of", "elan_i2c"}
+
+// inputI2CNames returns the lower-case names of the I2C input devices
+// (inputI2CDrivers), the names of their lines in /proc/interrupts.
+func (s *sysfsSensors) inputI2CNames() []string {
+	var names []string
+	for _, drv := range inputI2CDrivers {
+		files, _ := filepath.Glob(s.sys("bus", "i2c", "drivers", drv, "*", "name"))
+		for _, f := range files {
+			if name := strings.ToLower(readString(f)); name != "" {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}
 
 // readIdle returns the time since input-device interrupts last changed, or
 // -1 when no input interrupt line exists or no input has been seen yet.
 func (s *sysfsSensors) readIdle(now time.Time) time.Duration {
-	counts, ok := readInputIRQs(s.proc("interrupts"))
+	counts, ok := readInputIRQs(s.proc("interrupts"), s.inputI2CNames())
 	if !ok || len(counts) == 0 {
 		s.irqs = nil
 		return -1
@@ -247,14 +279,16 @@ func (s *sysfsSensors) readIdle(now time.Time) time.Duration {
 }
 
 // readInputIRQs returns the summed per-CPU counts of the input-device lines
-// of /proc/interrupts, keyed by IRQ label.
-func readInputIRQs(path string) (map[string]uint64, bool) {
+// of /proc/interrupts (inputIRQNames, and the lower-case device names in
+// devices), keyed by IRQ label.
+func readInputIRQs(path string, devices []string) (map[string]uint64, bool) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, false
 	}
 	defer f.Close()
 	counts := map[string]uint64{}
+	names := slices.Concat(inputIRQNames, devices)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		label, rest, ok := strings.Cut(sc.Text(), ":")
@@ -272,7 +306,7 @@ func readInputIRQs(path string) (map[string]uint64, bool) {
 			sum += n
 		}
 		desc := strings.ToLower(strings.Join(fields[i:], " "))
-		for _, name := range inputIRQNames {
+		for _, name := range names {
 			if strings.Contains(desc, name) {
 				counts[strings.TrimSpace(label)] = sum
 				break

@@ -136,6 +136,29 @@ func TestSensorsThermal(t *testing.T) {
 	}
 }
 
+// TestSensorsThermalZonesWithoutReadingFallBackToHwmon: thermal zones that give no usable
+// temperature (a zone that reads 0, nonsense, or fails to read) are as good as none, so the
+// CPU's hwmon sensor counts. Read only the zones, the sensor said "unknown" and the heat rule
+// never fired on a machine whose CPU ran at 95 °C.
+func TestSensorsThermalZonesWithoutReadingFallBackToHwmon(t *testing.T) {
+	f := newFakeTree(t)
+	f.write(filepath.Join(f.sys, "class", "thermal", "thermal_zone0", "temp"), "0\n")
+	f.write(filepath.Join(f.sys, "class", "thermal", "thermal_zone1", "temp"), "") // read fails (ENODATA)
+	f.write(filepath.Join(f.sys, "class", "hwmon", "hwmon1", "temp1_input"), "95000\n")
+	s := f.sensors()
+	if r := s.Read(t0); r.TempC != 95 {
+		t.Fatalf("TempC = %v, want 95 from hwmon", r.TempC)
+	}
+	if got := s.Available(); !slices.Equal(got, []string{"temperature"}) {
+		t.Fatalf("Available() = %v", got)
+	}
+	// A zone that reads does not add the hwmon sensors (they repeat the zones).
+	f.write(filepath.Join(f.sys, "class", "thermal", "thermal_zone2", "temp"), "50000\n")
+	if r := s.Read(t0); r.TempC != 50 {
+		t.Fatalf("TempC = %v, want 50 from the zone", r.TempC)
+	}
+}
+
 func TestSensorsOwnerCPU(t *testing.T) {
 	f := newFakeTree(t)
 	const child, self = 4242, 77
@@ -248,5 +271,38 @@ func TestNewSensorsRealMachine(t *testing.T) {
 	t.Logf("available %v; readings %+v", s.Available(), r)
 	if r.OwnerCPU > 1 || r.BatteryPct > 100 || r.TempC > 150 {
 		t.Fatalf("implausible readings %+v", r)
+	}
+}
+
+// TestSensorsIdleFromI2CTouchpad: an I2C touchpad (most laptops' since about 2016) takes its
+// interrupt under its own device name, "ELAN0718:00", not under any word that says input; the
+// name is in sysfs, under the driver it is bound to. The sensor matched only fixed words, so the
+// idle rule never saw the touchpad: an owner reading and scrolling was idle, and compute started
+// under their hand after --idle-after.
+func TestSensorsIdleFromI2CTouchpad(t *testing.T) {
+	f := newFakeTree(t)
+	touch := func(n int) {
+		f.write(filepath.Join(f.proc, "interrupts"), fmt.Sprintf(""+
+			"            CPU0       CPU1\n"+
+			" 27:  %10d          0  IR-IO-APIC   27-fasteoi   idma64.1, i2c_designware.1\n"+
+			" 51:  %10d          0  IR-IO-APIC   51-fasteoi   ELAN0718:00\n"+
+			" 52:  %10d          0  IR-IO-APIC   52-fasteoi   INT33D5:00\n", 3*n, n, 7))
+	}
+	f.write(filepath.Join(f.sys, "bus", "i2c", "drivers", "i2c_hid_acpi", "i2c-ELAN0718:00", "name"), "ELAN0718:00\n")
+	f.write(filepath.Join(f.sys, "bus", "i2c", "drivers", "i2c_hid_acpi", "module", "refcnt"), "1\n") // not a device
+	touch(100)
+	s := f.sensors()
+	if r := s.Read(t0); r.IdleFor != -1 {
+		t.Fatalf("first read: IdleFor %v, want unknown", r.IdleFor)
+	}
+	if got := s.Available(); !slices.Equal(got, []string{"idle"}) {
+		t.Fatalf("Available() = %v, want the touchpad's line seen", got)
+	}
+	touch(250) // a finger on the touchpad
+	if r := s.Read(t0.Add(10 * time.Second)); r.IdleFor != 0 {
+		t.Fatalf("just touched: IdleFor %v, want 0", r.IdleFor)
+	}
+	if r := s.Read(t0.Add(70 * time.Second)); r.IdleFor != time.Minute {
+		t.Fatalf("a minute later: IdleFor %v, want 1m", r.IdleFor)
 	}
 }
