@@ -520,7 +520,7 @@ func (r *Raft) HandOver(ctx context.Context) error {
 func (r *Raft) Shutdown(transfer bool) error {
 	r.closeOnce.Do(func() {
 		if transfer && r.raft.State() == raft.Leader {
-			if err := r.raft.LeadershipTransfer().Error(); err != nil {
+			if err := r.handOverForLeave(); err != nil { // HandOver's pick: a voter that answers first
 				r.log.Warn("leadership transfer before shutdown failed", "err", err)
 			}
 		}

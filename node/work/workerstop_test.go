@@ -40,27 +40,21 @@ func TestWorker_StopsWithoutTakingWork(t *testing.T) {
 	var mu sync.Mutex
 	var reqs []syncRequest
 	first := true
-	w := NewWorker(WorkerConfig{
-		Self:   "worker",
-		Leader: func() (peer.ID, bool) { return "leader", true },
-		Call: func(_ context.Context, _ peer.ID, req, resp any) error {
-			r := *req.(*syncRequest)
-			mu.Lock()
-			defer mu.Unlock()
-			reqs = append(reqs, r)
-			out := resp.(*syncResponse)
-			*out = syncResponse{Term: 1}
-			for _, res := range r.Results {
-				out.Acked = append(out.Acked, res.Chunk)
-			}
-			if first {
-				first = false
-				out.Leases = []lease{{ID: 1, Term: 1, Chunk: chunk(0), Spec: spec}, {ID: 2, Term: 1, Chunk: chunk(1), Spec: spec}}
-			}
-			return nil
-		},
-		Runner: prefixRunner{started: make(chan struct{})},
-		Owner:  func() owner.Decision { return owner.Decision{State: owner.StateRun} },
+	w := prefixWorker(func(_ context.Context, _ peer.ID, req, resp any) error {
+		r := *req.(*syncRequest)
+		mu.Lock()
+		defer mu.Unlock()
+		reqs = append(reqs, r)
+		out := resp.(*syncResponse)
+		*out = syncResponse{Term: 1}
+		for _, res := range r.Results {
+			out.Acked = append(out.Acked, res.Chunk)
+		}
+		if first {
+			first = false
+			out.Leases = []lease{{ID: 1, Term: 1, Chunk: chunk(0), Spec: spec}, {ID: 2, Term: 1, Chunk: chunk(1), Spec: spec}}
+		}
+		return nil
 	})
 	stopMidChunk(t, w)
 	mu.Lock()
@@ -88,31 +82,25 @@ func TestWorker_StopHandsInThroughALeaderChange(t *testing.T) {
 	spec := compute.JobSpec{Kind: compute.KindPi, Pi: &compute.PiParams{Samples: 1 << 24, Seed: 1}}
 	var mu sync.Mutex
 	first, refusals, handedIn := true, 0, false
-	w := NewWorker(WorkerConfig{
-		Self:   "worker",
-		Leader: func() (peer.ID, bool) { return "leader", true },
-		Call: func(_ context.Context, _ peer.ID, req, resp any) error {
-			r := *req.(*syncRequest)
-			mu.Lock()
-			defer mu.Unlock()
-			if len(r.Results) > 0 && refusals < 3 {
-				refusals++
-				return errors.New("remote: not the leader")
-			}
-			out := resp.(*syncResponse)
-			*out = syncResponse{Term: 1}
-			for _, res := range r.Results {
-				out.Acked = append(out.Acked, res.Chunk)
-				handedIn = handedIn || res.Lease == 1
-			}
-			if first {
-				first = false
-				out.Leases = []lease{{ID: 1, Term: 1, Chunk: compute.Chunk{Job: "j1", Range: compute.Range{Start: 0, End: 1 << 20}}, Spec: spec}}
-			}
-			return nil
-		},
-		Runner: prefixRunner{started: make(chan struct{})},
-		Owner:  func() owner.Decision { return owner.Decision{State: owner.StateRun} },
+	w := prefixWorker(func(_ context.Context, _ peer.ID, req, resp any) error {
+		r := *req.(*syncRequest)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(r.Results) > 0 && refusals < 3 {
+			refusals++
+			return errors.New("remote: not the leader")
+		}
+		out := resp.(*syncResponse)
+		*out = syncResponse{Term: 1}
+		for _, res := range r.Results {
+			out.Acked = append(out.Acked, res.Chunk)
+			handedIn = handedIn || res.Lease == 1
+		}
+		if first {
+			first = false
+			out.Leases = []lease{{ID: 1, Term: 1, Chunk: compute.Chunk{Job: "j1", Range: compute.Range{Start: 0, End: 1 << 20}}, Spec: spec}}
+		}
+		return nil
 	})
 	stopMidChunk(t, w)
 	mu.Lock()
@@ -140,4 +128,16 @@ func stopMidChunk(t *testing.T, w *Worker) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the worker did not stop")
 	}
+}
+
+// prefixWorker is a worker of a single leader, answered by call, that computes with a
+// prefixRunner while the owner lets it run.
+func prefixWorker(call func(ctx context.Context, to peer.ID, req, resp any) error) *Worker {
+	return NewWorker(WorkerConfig{
+		Self:   "worker",
+		Leader: func() (peer.ID, bool) { return "leader", true },
+		Call:   call,
+		Runner: prefixRunner{started: make(chan struct{})},
+		Owner:  func() owner.Decision { return owner.Decision{State: owner.StateRun} },
+	})
 }
